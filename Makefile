@@ -1,0 +1,50 @@
+# The two commands README promises: `make demo` and `make test`. Each builds its own
+# virtual environment (.venv) from nothing but a Python >= 3.11 on PATH.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Every pyenv interpreter that exists goes on PATH, so tox finds python3.11/3.12/3.13
+# without anyone selecting versions by hand.
+PYENV_BINS := $(wildcard $(HOME)/.pyenv/versions/3.1[1-9]*/bin)
+export PATH := $(subst $(eval) ,:,$(strip $(PYENV_BINS))):$(PATH)
+
+.PHONY: help venv demo test test-all lint type docs bench clean
+
+help:
+	@echo "make demo      run the demo: hub + service with the sensor + traffic + pytest --runtime-probe"
+	@echo "make test      run the whole test suite (creates $(VENV))"
+	@echo "make test-all  run the suite on every supported Python with tox"
+	@echo "make lint type docs bench"
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
+	@touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	$(BIN)/python -m examples.shop.demo
+
+test: venv
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+test-all: venv
+	$(BIN)/tox run-parallel -e py311,py312,py313 -p 3
+
+lint: venv
+	$(BIN)/tox -e lint
+
+type: venv
+	$(BIN)/tox -e type
+
+docs: venv
+	$(BIN)/tox -e docs
+
+bench: venv
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .tox build dist site .mypy_cache .ruff_cache .pytest_cache
