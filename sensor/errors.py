@@ -6,7 +6,7 @@ The tree::
     ├── ProbeSpecError (ValueError)  a probe specification is invalid (names the field and value)
     ├── ExpressionError (ValueError) an expression is refused at compile time or stopped at runtime
     ├── ConfigError (ValueError)     a setting (argument or SENSOR_* variable) is invalid
-    ├── PlacementError               a probe could not be placed (denied, not found, source mismatch)
+    ├── PlacementError               a probe could not be placed (denied, not found, changed)
     └── HubError                     talking to the hub failed
         ├── HubUnavailableError      the hub could not be reached
         └── HubResponseError         the hub answered with an error status or garbage

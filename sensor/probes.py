@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 
-class ProbeKind(str, enum.Enum):
+class ProbeKind(enum.StrEnum):
     """What a probe does when it fires."""
 
     SNAPSHOT = "snapshot"  #: capture state (and evaluate ``expect`` if given)
@@ -47,20 +47,14 @@ class ProbeKind(str, enum.Enum):
     TIMER = "timer"  #: measure a duration (aggregated)
     EXPECT = "expect"  #: evaluate an assertion; capture state only on violation
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Point(str, enum.Enum):
+class Point(enum.StrEnum):
     """Where in a function a probe fires."""
 
     ENTRY = "entry"
     RETURN = "return"
     EXCEPTION = "exception"
     LINE = "line"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 #: Default rate limit (hits per second) per kind; ``None`` means unlimited (aggregated kinds).
@@ -304,17 +298,19 @@ class Probe:
     created_at: float = dataclasses.field(default_factory=time.time)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.kind, ProbeKind):
+        kind: object = self.kind
+        location: object = self.location
+        if not isinstance(kind, ProbeKind):
             try:
-                object.__setattr__(self, "kind", ProbeKind(self.kind))
+                object.__setattr__(self, "kind", ProbeKind(kind))  # type: ignore[arg-type]
             except ValueError:
                 raise ProbeSpecError(
                     "kind", self.kind, "one of " + ", ".join(k.value for k in ProbeKind)
                 ) from None
-        if isinstance(self.location, str):
-            object.__setattr__(self, "location", Location.parse(self.location))
-        elif not isinstance(self.location, Location):
-            raise ProbeSpecError("location", self.location, "a Location or its string form")
+        if isinstance(location, str):
+            object.__setattr__(self, "location", Location.parse(location))
+        elif not isinstance(location, Location):
+            raise ProbeSpecError("location", location, "a Location or its string form")
         if not isinstance(self.capture, tuple) or not all(
             isinstance(c, CaptureSpec) for c in self.capture
         ):
@@ -462,7 +458,7 @@ class Probe:
         return cls.from_dict(data)
 
 
-class ProbeState(str, enum.Enum):
+class ProbeState(enum.StrEnum):
     """The life of a probe inside one sensor."""
 
     PENDING = "pending"  #: accepted; the target is not loaded yet (waiting for an import)
@@ -470,9 +466,6 @@ class ProbeState(str, enum.Enum):
     ERROR = "error"  #: could not be placed (reason says why); other probes are unaffected
     DISABLED = "disabled"  #: was armed, then switched off by a guard (reason says which)
     REMOVED = "removed"  #: removed; the original code is back
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclasses.dataclass(slots=True)
@@ -504,7 +497,9 @@ class ProbeStatus:
             values["state"] = ProbeState(values.get("state", "pending"))
         except ValueError:
             raise ProbeSpecError(
-                "status.state", data.get("state"), "one of " + ", ".join(s.value for s in ProbeState)
+                "status.state",
+                data.get("state"),
+                "one of " + ", ".join(s.value for s in ProbeState),
             ) from None
         return cls(**values)
 
