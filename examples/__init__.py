@@ -1,0 +1,1 @@
+"""Examples that ship with pytest-runtime (the demo lives in ``examples.shop``)."""

@@ -1,0 +1,1 @@
+"""The demo: a small shop service, its tests, a traffic generator and the demo runner."""
