@@ -7,6 +7,7 @@ The in-process part imports the standard library only. Start it with :func:`star
 from __future__ import annotations
 
 from sensor._version import __version__
+from sensor.agent import start, status, stop
 from sensor.errors import (
     ConfigError,
     ExpressionError,
@@ -32,4 +33,7 @@ __all__ = [
     "ProbeStatus",
     "SensorError",
     "__version__",
+    "start",
+    "status",
+    "stop",
 ]

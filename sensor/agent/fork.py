@@ -1,0 +1,78 @@
+"""Fork and exit hooks: each forked worker becomes its own source; the last hits leave at exit."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sensor.agent.lifecycle import Agent
+
+__all__ = ["install_hooks"]
+
+log = logging.getLogger("sensor.agent")
+
+_getter: Callable[[], Agent | None] | None = None
+_installed = False
+_install_lock = threading.Lock()
+
+
+def install_hooks(getter: Callable[[], Agent | None]) -> None:
+    """Register the fork and atexit hooks once per process (they look the agent up each time)."""
+    global _getter, _installed
+    with _install_lock:
+        _getter = getter
+        if _installed:
+            return
+        _installed = True
+    # Gunicorn, uWSGI and multiprocessing fork after the sensor started in the parent: the
+    # child has no agent thread, a copy of the parent's queue and the parent's source id.
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_in_parent, after_in_child=_after_in_child
+    )
+    atexit.register(_at_exit)
+
+
+def _agent() -> Agent | None:
+    getter = _getter
+    return None if getter is None else getter()
+
+
+def _before_fork() -> None:
+    agent = _agent()
+    if agent is not None:
+        try:
+            agent.before_fork()
+        except Exception:
+            log.debug("sensor: before-fork hook failed", exc_info=True)
+
+
+def _after_in_parent() -> None:
+    agent = _agent()
+    if agent is not None:
+        try:
+            agent.after_fork_parent()
+        except Exception:
+            log.debug("sensor: after-fork (parent) hook failed", exc_info=True)
+
+
+def _after_in_child() -> None:
+    agent = _agent()
+    if agent is not None:
+        try:
+            agent.after_fork_child()
+        except Exception as exc:
+            log.warning("sensor: could not restart in the forked child %d: %s", os.getpid(), exc)
+
+
+def _at_exit() -> None:
+    agent = _agent()
+    if agent is not None and agent.running:
+        try:
+            agent.stop(agent.config.exit_timeout)
+        except Exception as exc:
+            log.warning("sensor: flush at exit failed: %s", exc)

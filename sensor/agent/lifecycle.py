@@ -1,0 +1,706 @@
+"""The agent: one daemon thread that registers, long-polls probes, and ships hits and heartbeats.
+
+Request threads only ever touch :meth:`HitQueue.put` (through the engine's ``on_hit``); the
+network, JSON and retries happen on the agent thread, and every failure there is logged once
+and retried with backoff. Nothing here raises into the host except :func:`start` refusing an
+invalid configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sensor._version import __version__
+from sensor.agent import fork
+from sensor.agent.buffer import HitQueue
+from sensor.agent.transport import Backoff, Transport
+from sensor.config import SensorConfig, load_config
+from sensor.errors import HubError, HubResponseError
+from sensor.probes import Hit, Probe, ProbeState, ProbeStatus
+
+if TYPE_CHECKING:
+    from sensor.engine import Engine
+
+__all__ = ["Agent", "start", "status", "stop"]
+
+log = logging.getLogger("sensor.agent")
+
+#: Batches sent per loop turn at most, so a long backlog cannot starve polls and heartbeats.
+_MAX_BATCHES_PER_TURN = 20
+_DEFAULT_POLL_WAIT = 30.0
+_DEFAULT_HEARTBEAT = 10.0
+_REDACTION_KEYS = ("names", "patterns", "allow")
+
+
+class _LogOnce:
+    """Log the first failure of each kind at WARNING, repeats at DEBUG, and the recovery."""
+
+    def __init__(self) -> None:
+        self._failing: dict[str, str] = {}
+
+    def failure(self, what: str, exc: BaseException | str) -> None:
+        text = str(exc)
+        if what not in self._failing:
+            log.warning("sensor: %s failed: %s (retrying in the background)", what, text)
+        else:
+            log.debug("sensor: %s failed again: %s", what, text)
+        self._failing[what] = text
+
+    def success(self, what: str) -> None:
+        if self._failing.pop(what, None) is not None:
+            log.info("sensor: %s works again", what)
+
+
+def _default_engine() -> Engine:
+    # Imported lazily: a process without probes never loads the injection machinery.
+    from sensor.engine import get_engine
+
+    return get_engine()
+
+
+class Agent:
+    """One sensor: its source identity on the hub, its probes in the engine, its hit queue."""
+
+    def __init__(
+        self,
+        config: SensorConfig,
+        *,
+        engine_factory: Callable[[], Engine] | None = None,
+    ) -> None:
+        if not config.hub_url:
+            raise ValueError("Agent needs config.hub_url")
+        self.config = config
+        self.queue = HitQueue(config.queue_size)
+        self._engine_factory = engine_factory or _default_engine
+        self._engine: Engine | None = None
+        self._engine_error: str | None = None
+        self._log = _LogOnce()
+        self._lock = threading.RLock()  # probe set and lifecycle state
+        self._send_lock = threading.Lock()  # at most one batch in flight
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state = "stopped"
+        self._transport = self._new_transport()
+        # Probes the hub sent (id -> dict) and those that reached the engine.
+        self._known: dict[str, dict[str, Any]] = {}
+        self._in_engine: set[str] = set()
+        self._local_errors: dict[str, ProbeStatus] = {}
+        self._redaction: dict[str, Any] | None = None
+        self._reset_identity()
+
+    # -- identity, reset in a forked child -------------------------------------------------
+
+    def _reset_identity(self) -> None:
+        self.source_id: str | None = None
+        self.runtime_id = uuid.uuid4().hex
+        self.pid = os.getpid()
+        self._etag: str | None = None
+        self._hub_poll_wait = _DEFAULT_POLL_WAIT
+        self._hub_heartbeat = _DEFAULT_HEARTBEAT
+        self._pending: list[Hit] = []
+        self._reported_drops: dict[str, int] = {}
+        self._batch_cap = self.config.batch_size
+        self.sent = 0
+        self.batches = 0
+        self.send_failures = 0
+        self.last_error: str | None = None
+        self.last_contact: float | None = None
+        self._backoffs = {
+            name: Backoff(base=0.1, cap=self.config.max_backoff)
+            for name in ("register", "poll", "send", "heartbeat", "loop")
+        }
+        self._due = {"register": 0.0, "poll": 0.0, "send": 0.0, "heartbeat": 0.0}
+
+    def _new_transport(self) -> Transport:
+        assert self.config.hub_url is not None
+        return Transport(self.config.hub_url, self.config.token, self.config.timeout)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._state not in ("stopped", "stopping")
+
+    def start(self) -> None:
+        with self._lock:
+            if self.running:
+                return
+            self._stop_event = threading.Event()
+            self._state = "starting"
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._run, name="sensor-agent", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Remove every probe, flush what is queued, deregister; all within ``timeout`` s."""
+        bound = self.config.exit_timeout if timeout is None else max(0.0, timeout)
+        deadline = time.monotonic() + bound
+        with self._lock:
+            if not self.running:
+                return
+            self._state = "stopping"
+            self._stop_event.set()
+            engine = self._engine
+            if engine is not None:
+                try:
+                    engine.remove_all()
+                except Exception as exc:
+                    self._log.failure("removing probes", exc)
+                self._in_engine.clear()
+            self._known.clear()
+        try:
+            self._collect(final=True)
+            self._final_flush(deadline)
+        except Exception as exc:
+            self._log.failure("final flush", exc)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._state = "stopped"
+
+    def _final_flush(self, deadline: float) -> None:
+        # Its own connection: the agent thread may sit in a long poll on the shared one.
+        transport = self._new_transport()
+        try:
+            remaining = deadline - time.monotonic()
+            if (
+                self.source_id is not None
+                and remaining > 0
+                and self._send_lock.acquire(timeout=remaining)
+            ):
+                try:
+                    while self._pending or len(self.queue) or self._unreported_drops():
+                        left = deadline - time.monotonic()
+                        if left <= 0 or not self._send_batch(transport, timeout=left):
+                            break
+                finally:
+                    self._send_lock.release()
+            left = deadline - time.monotonic()
+            if self.source_id is not None and left > 0:
+                self._heartbeat(transport, timeout=left)
+            left = deadline - time.monotonic()
+            if self.source_id is not None and left > 0:
+                transport.request(
+                    "POST", f"/v1/sensors/{self.source_id}/deregister", {}, timeout=left
+                )
+        except HubError as exc:
+            self._log.failure("final flush", exc)
+        finally:
+            transport.close()
+            # Whatever could not be sent in time is lost: count it, per probe.
+            lost = self._pending + self.queue.take(len(self.queue) + 1)
+            self._pending = []
+            for hit in lost:
+                self.queue.drop(hit.probe_id)
+
+    # -- fork ----------------------------------------------------------------------------
+
+    def before_fork(self) -> None:
+        # Not the send lock: the agent thread may hold it for a whole network timeout.
+        self._lock.acquire()
+        self.queue.lock_for_fork()
+
+    def after_fork_parent(self) -> None:
+        self.queue.unlock_after_fork()
+        self._lock.release()
+
+    def after_fork_child(self) -> None:
+        """Become a new source: fresh queue, identity and thread; the probe set is re-fetched."""
+        self.queue.unlock_after_fork()
+        self._lock.release()
+        self._lock = threading.RLock()
+        self._send_lock = threading.Lock()
+        self.queue.reset_after_fork()
+        self._transport.forget()
+        self._transport = self._new_transport()
+        self._log = _LogOnce()
+        self._reset_identity()
+        if self.running:
+            self._stop_event = threading.Event()
+            self._state = "starting"
+            self._start_thread()
+        else:
+            self._thread = None
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self._turn()
+                self._backoffs["loop"].reset()
+            except Exception as exc:
+                # A bug of ours must not kill the thread (nor reach the host): log, wait, go on.
+                self._log.failure("sensor agent loop", exc)
+                self._stop_event.wait(self._backoffs["loop"].next_delay())
+        self._transport.close()
+
+    def _turn(self) -> None:
+        now = time.monotonic()
+        if self.source_id is None:
+            if now < self._due["register"]:
+                self._stop_event.wait(self._due["register"] - now)
+                return
+            self._register()
+            return
+        if now >= self._due["send"]:
+            self._collect()
+            with self._send_lock:
+                ok = self._send_ready()
+            self._due["send"] = time.monotonic() + (
+                self.config.flush_interval if ok else self._backoffs["send"].next_delay()
+            )
+        if self._stop_event.is_set() or self.source_id is None:
+            return
+        if time.monotonic() >= self._due["heartbeat"]:
+            ok = self._guarded("heartbeat", lambda: self._heartbeat(self._transport))
+            interval = self.config.heartbeat_interval or self._hub_heartbeat
+            self._due["heartbeat"] = time.monotonic() + (
+                interval if ok else self._backoffs["heartbeat"].next_delay()
+            )
+        if self._stop_event.is_set() or self.source_id is None:
+            return
+        now = time.monotonic()
+        if now >= self._due["poll"]:
+            wait = self._poll_wait(now)
+            ok = self._guarded("probe poll", lambda: self._poll(wait))
+            if not ok:
+                self._due["poll"] = time.monotonic() + self._backoffs["poll"].next_delay()
+            return
+        next_due = min(self._due["send"], self._due["heartbeat"], self._due["poll"])
+        self._stop_event.wait(max(0.0, next_due - now))
+
+    def _poll_wait(self, now: float) -> float:
+        cap = self._hub_poll_wait
+        if self.config.poll_wait is not None:
+            cap = min(cap, self.config.poll_wait)
+        # While hits can arrive, the poll must end in time for the next send and heartbeat.
+        if self._in_engine or self._pending or len(self.queue):
+            cap = min(cap, max(0.0, self._due["send"] - now))
+        interval = self.config.heartbeat_interval or self._hub_heartbeat
+        cap = min(cap, max(0.0, self._due["heartbeat"] - now), interval)
+        return round(max(0.0, cap), 3)
+
+    def _guarded(self, what: str, action: Callable[[], object]) -> bool:
+        try:
+            action()
+        except HubError as exc:
+            self._hub_failed(what, exc)
+            return False
+        self._log.success(what)
+        self._backoffs[_backoff_name(what)].reset()
+        self.last_contact = time.time()
+        if self._state == "disconnected":
+            self._state = "connected"
+        return True
+
+    def _hub_failed(self, what: str, exc: HubError) -> None:
+        self.last_error = f"{what}: {exc}"
+        self._log.failure(what, exc)
+        if self._state == "connected":
+            self._state = "disconnected"
+        # The hub forgot this source (new database, expired): register again, keep the probes.
+        if isinstance(exc, HubResponseError) and exc.status == 404:
+            self.source_id = None
+            self._etag = None
+
+    # -- register, poll, apply -------------------------------------------------------------
+
+    def _register(self) -> None:
+        body = {
+            "service": self.config.service,
+            "version": self.config.version,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "python": platform.python_version(),
+            "labels": dict(self.config.labels),
+            "runtime_id": self.runtime_id,
+            "sensor_version": __version__,
+            "backend": self._backend_name(),
+        }
+        try:
+            answer = self._transport.request("POST", "/v1/sensors/register", body)
+            source_id = answer.get("source_id")
+            if not isinstance(source_id, str) or not source_id:
+                raise HubResponseError(
+                    f"hub {self.config.hub_url}: register answered source_id={source_id!r}, "
+                    "expected a non-empty string"
+                )
+        except HubError as exc:
+            self._hub_failed("register", exc)
+            self._state = "disconnected"
+            self._due["register"] = time.monotonic() + self._backoffs["register"].next_delay()
+            return
+        self._log.success("register")
+        self._backoffs["register"].reset()
+        self._hub_poll_wait = _seconds(answer.get("poll_wait"), _DEFAULT_POLL_WAIT)
+        self._hub_heartbeat = _seconds(answer.get("heartbeat_interval"), _DEFAULT_HEARTBEAT)
+        self.source_id = source_id
+        self._etag = None
+        self.last_contact = time.time()
+        self._state = "connected"
+        now = time.monotonic()
+        self._due.update(poll=now, send=now, heartbeat=now)
+        log.info("sensor: registered with %s as source %s", self.config.hub_url, source_id)
+
+    def _backend_name(self) -> str | None:
+        engine = self._engine
+        return None if engine is None else getattr(engine, "backend_name", None)
+
+    def _poll(self, wait: float) -> None:
+        source_id = self.source_id
+        if source_id is None:
+            return
+        answer = self._transport.request(
+            "GET",
+            f"/v1/sensors/{source_id}/probes",
+            query={"etag": self._etag, "wait": _format_seconds(wait)},
+            timeout=wait + self.config.timeout,
+        )
+        etag, probes, redaction = answer.get("etag"), answer.get("probes"), answer.get("redaction")
+        if not isinstance(probes, list) or not all(isinstance(p, dict) for p in probes):
+            raise HubResponseError(
+                f"hub {self.config.hub_url}: probe poll answered probes={str(probes)[:80]}, "
+                "expected a list of probe objects"
+            )
+        if etag is not None and not isinstance(etag, str):
+            raise HubResponseError(
+                f"hub {self.config.hub_url}: probe poll answered etag={etag!r}, expected a string"
+            )
+        if redaction is not None and isinstance(redaction, dict):
+            self._apply_redaction(redaction)
+        if etag is not None and etag == self._etag:
+            return
+        if self._apply(probes):
+            self._due["heartbeat"] = time.monotonic()  # report the new states soon
+        self._etag = etag
+
+    def _apply(self, probes: list[dict[str, Any]]) -> bool:
+        """Make the engine's probe set equal to the hub's; True when something changed."""
+        wanted: dict[str, dict[str, Any]] = {}
+        for data in probes:
+            probe_id = data.get("id")
+            if isinstance(probe_id, str) and probe_id:
+                wanted[probe_id] = data
+        changed = False
+        with self._lock:
+            if not self.running or self._stop_event.is_set():
+                return False
+            for probe_id in [p for p in self._known if p not in wanted]:
+                self._remove(probe_id)
+                changed = True
+            for probe_id, data in wanted.items():
+                if self._known.get(probe_id) == data:
+                    continue
+                if probe_id in self._known:
+                    self._remove(probe_id)
+                self._install(probe_id, data)
+                changed = True
+        return changed
+
+    def _remove(self, probe_id: str) -> None:
+        self._known.pop(probe_id, None)
+        self._local_errors.pop(probe_id, None)
+        if probe_id in self._in_engine and self._engine is not None:
+            self._in_engine.discard(probe_id)
+            try:
+                self._engine.remove(probe_id)
+            except Exception as exc:
+                self._log.failure(f"removing probe {probe_id}", exc)
+
+    def _install(self, probe_id: str, data: dict[str, Any]) -> None:
+        self._known[probe_id] = data
+        try:
+            probe = Probe.from_dict(data)
+        except Exception as exc:
+            self._local_errors[probe_id] = ProbeStatus(
+                probe_id, ProbeState.ERROR, reason=f"invalid probe: {exc}"
+            )
+            return
+        engine = self._get_engine()
+        if engine is None:
+            self._local_errors[probe_id] = ProbeStatus(
+                probe_id, ProbeState.ERROR, reason=self._engine_error
+            )
+            return
+        try:
+            state = engine.install(probe, on_hit=self.queue.put)
+        except Exception as exc:  # the engine promises not to raise; a bug must not stop us
+            self._local_errors[probe_id] = ProbeStatus(
+                probe_id, ProbeState.ERROR, reason=f"engine.install raised {exc!r}"
+            )
+            return
+        self._in_engine.add(probe_id)
+        log.info("sensor: probe %s at %s: %s", probe_id, data.get("location"), state.state)
+
+    def _get_engine(self) -> Engine | None:
+        if self._engine is None and self._engine_error is None:
+            try:
+                self._engine = self._engine_factory()
+            except Exception as exc:
+                self._engine_error = f"engine unavailable: {type(exc).__name__}: {exc}"
+                self._log.failure("starting the engine", exc)
+        return self._engine
+
+    def _apply_redaction(self, redaction: dict[str, Any]) -> None:
+        if redaction == self._redaction:
+            return
+        self._redaction = redaction
+        rules = {k: v for k, v in redaction.items() if k in _REDACTION_KEYS and v is not None}
+        try:
+            from sensor.redaction import get_redactor
+
+            get_redactor().update(**rules)
+        except Exception as exc:
+            self._log.failure("applying the hub's redaction rules", exc)
+
+    # -- hits and heartbeats ---------------------------------------------------------------
+
+    def _collect(self, *, final: bool = False) -> None:
+        """Move hits the engine kept in its own sink, and aggregates, into the queue."""
+        engine = self._engine
+        if engine is None:
+            return
+        try:
+            for hit in engine.drain(self.queue.capacity):
+                self.queue.put(hit)
+            if self._in_engine or final:
+                for hit in engine.flush_aggregates():
+                    self.queue.put(hit)
+        except Exception as exc:
+            self._log.failure("draining the engine", exc)
+
+    def _unreported_drops(self) -> dict[str, int]:
+        reported = self._reported_drops
+        return {
+            k: v - reported.get(k, 0)
+            for k, v in self.queue.drops().items()
+            if v > reported.get(k, 0)
+        }
+
+    def _send_ready(self) -> bool:
+        """Send queued hits in batches (caller holds the send lock); False on a hub failure."""
+        for _ in range(_MAX_BATCHES_PER_TURN):
+            if not (self._pending or len(self.queue) or self._unreported_drops()):
+                return True
+            if not self._send_batch(self._transport):
+                return False
+            if len(self.queue) < self._batch_cap and not self._pending:
+                return True  # a partial batch waits for the next interval
+        return True
+
+    def _send_batch(self, transport: Transport, *, timeout: float | None = None) -> bool:
+        source_id = self.source_id
+        if source_id is None:
+            return False
+        if not self._pending:
+            self._pending = self.queue.take(self._batch_cap)
+        batch = self._pending[: self._batch_cap]
+        drops = self._unreported_drops()
+        body = self._encode_batch(batch, drops)
+        try:
+            transport.request("POST", f"/v1/sensors/{source_id}/hits", body, timeout=timeout)
+        except HubResponseError as exc:
+            status = exc.status or 0
+            if status == 413 and len(batch) > 1:
+                self._batch_cap = max(1, len(batch) // 2)  # too big for the hub: halve, retry
+                return True
+            if 400 <= status < 500 and status not in (404, 408, 409, 429):
+                # The hub refuses this batch for good: retrying would block every later hit.
+                for hit in batch:
+                    self.queue.drop(hit.probe_id)
+                del self._pending[: len(batch)]
+                self._hub_failed("sending hits", exc)
+                return True
+            self.send_failures += 1
+            self._hub_failed("sending hits", exc)
+            return False
+        except HubError as exc:
+            self.send_failures += 1
+            self._hub_failed("sending hits", exc)
+            return False
+        del self._pending[: len(batch)]
+        self.sent += len(batch)
+        self.batches += 1
+        for probe_id, count in drops.items():
+            self._reported_drops[probe_id] = self._reported_drops.get(probe_id, 0) + count
+        self._log.success("sending hits")
+        self._backoffs["send"].reset()
+        self.last_contact = time.time()
+        if self._state == "disconnected":
+            self._state = "connected"
+        return True
+
+    def _encode_batch(self, batch: list[Hit], drops: dict[str, int]) -> bytes:
+        hits = [hit.to_dict() for hit in batch]
+        try:
+            return json.dumps({"hits": hits, "dropped": drops}, separators=(",", ":")).encode()
+        except (TypeError, ValueError):
+            pass
+        # A hit that is not JSON (an engine bug) must not block the queue: drop it, counted.
+        good = []
+        for hit, data in zip(batch, hits, strict=True):
+            try:
+                json.dumps(data)
+                good.append(data)
+            except (TypeError, ValueError):
+                self.queue.drop(hit.probe_id)
+                self._log.failure("encoding a hit", f"probe {hit.probe_id}: not JSON")
+        return json.dumps({"hits": good, "dropped": drops}, separators=(",", ":")).encode()
+
+    def _statuses(self) -> list[dict[str, Any]]:
+        drops = self.queue.drops()
+        result: dict[str, ProbeStatus] = {}
+        engine = self._engine
+        if engine is not None:
+            try:
+                for status in engine.statuses():
+                    result[status.probe_id] = status
+            except Exception as exc:
+                self._log.failure("reading probe statuses", exc)
+        result.update(self._local_errors)
+        merged = []
+        for probe_id, status in sorted(result.items()):
+            extra = drops.get(probe_id, 0)
+            if extra:
+                status = dataclasses.replace(status, drops=status.drops + extra)
+            merged.append(status.to_dict())
+        return merged
+
+    def _engine_dropped(self) -> int:
+        engine = self._engine
+        if engine is None:
+            return 0
+        try:
+            return int(engine.dropped)
+        except Exception:
+            return 0
+
+    def _heartbeat(self, transport: Transport, *, timeout: float | None = None) -> None:
+        source_id = self.source_id
+        if source_id is None:
+            return
+        body = {
+            "statuses": self._statuses(),
+            "dropped": self.queue.dropped + self._engine_dropped(),
+        }
+        transport.request("POST", f"/v1/sensors/{source_id}/heartbeat", body, timeout=timeout)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        engine = self._engine
+        return {
+            "state": self._state,
+            "hub": self.config.hub_url,
+            "service": self.config.service,
+            "source_id": self.source_id,
+            "runtime_id": self.runtime_id,
+            "pid": self.pid,
+            "backend": self._backend_name(),
+            "queued": len(self.queue) + len(self._pending),
+            "sent": self.sent,
+            "batches": self.batches,
+            "send_failures": self.send_failures,
+            "dropped": self.queue.dropped,
+            "dropped_by_probe": self.queue.drops(),
+            "engine_dropped": self._engine_dropped() if engine is not None else 0,
+            "probes": self._statuses(),
+            "last_error": self.last_error,
+            "last_contact": self.last_contact,
+        }
+
+
+def _backoff_name(what: str) -> str:
+    return {"probe poll": "poll", "heartbeat": "heartbeat"}.get(what, "loop")
+
+
+def _seconds(value: object, default: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        return default
+    return min(float(value), 300.0)
+
+
+def _format_seconds(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:.3f}".rstrip("0")
+
+
+# -- the process-wide agent -----------------------------------------------------------------
+
+_agent: Agent | None = None
+_agent_lock = threading.Lock()
+
+
+def _current() -> Agent | None:
+    return _agent
+
+
+def start(
+    hub: str | None = None,
+    token: str | None = None,
+    service: str | None = None,
+    labels: Mapping[str, str] | str | None = None,
+    version: str | None = None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Start the sensor: settings from the arguments, then ``SENSOR_*`` variables.
+
+    Returns at once (registration happens in the background, and is retried while the hub is
+    down). Raises :class:`sensor.ConfigError` for an invalid setting; calling it again while
+    the sensor runs does nothing. Returns :func:`status`.
+    """
+    global _agent
+    config = load_config(
+        hub=hub, token=token, service=service, labels=labels, version=version, **settings
+    )
+    logging.getLogger("sensor").setLevel(config.log_level)
+    with _agent_lock:
+        if _agent is not None and _agent.running:
+            log.info("sensor: start() called while running; keeping the running sensor")
+            return _agent.status()
+        if not config.enabled:
+            log.info("sensor: disabled by configuration (SENSOR_ENABLED)")
+            return {"state": "disabled", "hub": config.hub_url, "service": config.service}
+        agent = Agent(config)
+        _agent = agent
+        fork.install_hooks(_current)
+        agent.start()
+    return agent.status()
+
+
+def stop(timeout: float | None = None) -> dict[str, Any]:
+    """Remove every probe, flush queued hits (within ``timeout``, default SENSOR_EXIT_TIMEOUT
+    seconds) and deregister. Never raises. Returns the final :func:`status`."""
+    agent = _agent
+    if agent is None:
+        return status()
+    try:
+        agent.stop(timeout)
+    except Exception as exc:
+        log.warning("sensor: stop failed: %s", exc)
+    return agent.status()
+
+
+def status() -> dict[str, Any]:
+    """What the sensor is doing: state, source id, queue, sent and dropped counts, probes."""
+    agent = _agent
+    if agent is None:
+        return {"state": "stopped", "hub": None, "source_id": None, "probes": []}
+    try:
+        return agent.status()
+    except Exception as exc:
+        return {"state": "unknown", "error": str(exc)}

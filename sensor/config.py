@@ -1,0 +1,227 @@
+"""Sensor settings from keyword arguments and ``SENSOR_*`` environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from sensor.errors import ConfigError
+
+__all__ = ["ENV_VARS", "SensorConfig", "load_config", "parse_labels"]
+
+_T = TypeVar("_T")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SensorConfig:
+    """Everything the in-process agent needs; build it with :func:`load_config`."""
+
+    hub_url: str | None = None  #: base URL of the hub, e.g. http://127.0.0.1:8700
+    token: str | None = None  #: bearer token with the ``sensor`` scope
+    service: str = "python"  #: service name this source belongs to
+    version: str | None = None  #: the service's version (deploy id, git sha ...)
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    enabled: bool = True  #: False: start() does nothing (kill switch)
+    queue_size: int = 10_000  #: hits buffered in the process before new ones are dropped
+    batch_size: int = 500  #: hits per POST
+    flush_interval: float = 1.0  #: seconds between sends while probes are armed
+    log_level: str = "WARNING"  #: level of the ``sensor`` logger
+    timeout: float = 5.0  #: seconds per HTTP request (a long poll adds its wait)
+    max_backoff: float = 30.0  #: ceiling of the retry delay, seconds
+    exit_timeout: float = 2.0  #: bound on the final flush at stop() and at exit, seconds
+    heartbeat_interval: float | None = None  #: None: what the hub asks for
+    poll_wait: float | None = None  #: long-poll wait cap in seconds; None: what the hub asks for
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with the token hidden (for logs and status)."""
+        data = dataclasses.asdict(self)
+        data["labels"] = dict(self.labels)
+        if self.token:
+            data["token"] = "***"
+        return data
+
+
+# name -> (field, parser); the parsers raise ValueError with the expectation as the message.
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("one of 1, true, yes, on, 0, false, no, off")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError("a positive integer") from None
+    if value < 1:
+        raise ValueError("a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError("a positive number of seconds") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError("a positive number of seconds")
+    return value
+
+
+def _text(text: str) -> str:
+    value = text.strip()
+    if not value:
+        raise ValueError("a non-empty string")
+    return value
+
+
+def _log_level(text: str) -> str:
+    value = text.strip().upper()
+    if value not in _LOG_LEVELS:
+        raise ValueError("one of " + ", ".join(_LOG_LEVELS))
+    return value
+
+
+def _hub_url(text: str) -> str:
+    value = text.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("an http:// or https:// URL such as http://127.0.0.1:8700")
+    try:
+        parts.port  # noqa: B018 - a bad port raises here, at configuration time
+    except ValueError:
+        raise ValueError("a URL with a valid port") from None
+    if parts.query or parts.fragment:
+        raise ValueError("a URL without query or fragment")
+    return value
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """Parse ``k=v,k2=v2``; raise ValueError describing the expected form."""
+    labels: dict[str, str] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise ValueError("comma-separated key=value pairs such as 'region=eu,tier=web'")
+        labels[key] = value
+    return labels
+
+
+ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "SENSOR_HUB_URL": ("hub_url", _hub_url),
+    "SENSOR_TOKEN": ("token", _text),
+    "SENSOR_SERVICE": ("service", _text),
+    "SENSOR_VERSION": ("version", _text),
+    "SENSOR_LABELS": ("labels", parse_labels),
+    "SENSOR_ENABLED": ("enabled", _parse_bool),
+    "SENSOR_QUEUE_SIZE": ("queue_size", _positive_int),
+    "SENSOR_BATCH_SIZE": ("batch_size", _positive_int),
+    "SENSOR_FLUSH_INTERVAL": ("flush_interval", _positive_float),
+    "SENSOR_LOG_LEVEL": ("log_level", _log_level),
+    "SENSOR_TIMEOUT": ("timeout", _positive_float),
+    "SENSOR_MAX_BACKOFF": ("max_backoff", _positive_float),
+    "SENSOR_EXIT_TIMEOUT": ("exit_timeout", _positive_float),
+    "SENSOR_HEARTBEAT_INTERVAL": ("heartbeat_interval", _positive_float),
+    "SENSOR_POLL_WAIT": ("poll_wait", _positive_float),
+}
+
+_FIELD_TO_ENV = {field: name for name, (field, _) in ENV_VARS.items()}
+
+
+def _from_argument(field: str, value: object) -> object:
+    """Check a keyword argument; strings go through the same parser as the variable."""
+    env = _FIELD_TO_ENV[field]
+    parser = ENV_VARS[env][1]
+    if field == "labels" and isinstance(value, Mapping):
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise ConfigError(f"argument labels: got {value!r}, expected a mapping of str to str")
+        return dict(value)
+    if isinstance(value, str):
+        try:
+            return parser(value)
+        except ValueError as exc:
+            raise ConfigError(f"argument {field}: got {value!r}, expected {exc}") from None
+    expected = {
+        "enabled": bool,
+        "queue_size": int,
+        "batch_size": int,
+    }.get(field)
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"argument {field}: got {value!r}, expected True or False")
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"argument {field}: got {value!r}, expected a positive integer")
+        return value
+    if field in ("flush_interval", "timeout", "max_backoff", "exit_timeout") or field in (
+        "heartbeat_interval",
+        "poll_wait",
+    ):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not (value > 0 and math.isfinite(value))
+        ):
+            raise ConfigError(
+                f"argument {field}: got {value!r}, expected a positive number of seconds"
+            )
+        return float(value)
+    raise ConfigError(f"argument {field}: got {value!r}, expected a string")
+
+
+def _default_service() -> str:
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    name = os.path.basename(argv0)
+    if name.endswith(".py"):
+        name = name[:-3]
+    return name if name and name not in ("-c", "-m") else "python"
+
+
+def load_config(environ: Mapping[str, str] | None = None, **arguments: Any) -> SensorConfig:
+    """Build the settings: defaults, then ``SENSOR_*`` variables, then non-None arguments.
+
+    Arguments use the field names of :class:`SensorConfig`; ``hub`` is accepted for ``hub_url``.
+    Raises :class:`ConfigError` naming the variable (or argument) and the value.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {"service": _default_service()}
+    for name, (field, parser) in ENV_VARS.items():
+        raw = env.get(name)
+        if raw is None or (not raw.strip() and field != "enabled"):
+            continue
+        try:
+            values[field] = parser(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: got {raw!r}, expected {exc}") from None
+    if "hub" in arguments:
+        hub = arguments.pop("hub")
+        if arguments.get("hub_url") is None:
+            arguments["hub_url"] = hub
+    for field, value in arguments.items():
+        if field not in _FIELD_TO_ENV:
+            known = ", ".join(sorted([*_FIELD_TO_ENV, "hub"]))
+            raise ConfigError(f"argument {field!r}: unknown setting, expected one of {known}")
+        if value is None:
+            continue
+        values[field] = _from_argument(field, value)
+    if values.get("enabled", True) and not values.get("hub_url"):
+        raise ConfigError(
+            "SENSOR_HUB_URL: got nothing, expected the hub URL (argument hub= or the variable)"
+        )
+    return SensorConfig(**values)
