@@ -1,0 +1,38 @@
+"""The demo path, asserted: real hub, real shop under gunicorn with the sensor, real traffic."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+
+
+def test_demo_finds_every_seeded_bug_and_leaves_noise_alone(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.shop.demo", "--check", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "check passed" in output
+    report = json.loads((out / "report.json").read_text())
+    verdicts = {entry["nodeid"].split("::")[-1]: entry["verdict"] for entry in report["probes"]}
+    assert any(
+        name.startswith("test_apply_discount") and v == "violated" for name, v in verdicts.items()
+    )
+    assert verdicts.get("test_place_order_issues_a_receipt") == "ok"
+    evidence = (out / "evidence.jsonl").read_text().splitlines()
+    assert json.loads(evidence[0])["record"] == "header"
+    assert any(json.loads(line)["record"] == "hit" for line in evidence[1:])
