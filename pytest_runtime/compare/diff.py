@@ -1,0 +1,168 @@
+"""deepdiff, used with care: one tree-view diff per unseen shape, formatted into stable lines.
+
+Only representative states are diffed (one production state per shape against the nearest
+test-time state), never all hits against each other. ``ignore_order`` is off: pairing list items
+is quadratic in deepdiff (and objects it cannot hash may diff as equal under it); lists are
+compared by position, and ``max_diffs`` bounds the work. deepdiff is imported here, lazily, so
+that the plugin does not import it at start-up; no ``Delta`` is ever built or loaded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pytest_runtime.compare.decode import DecodedObject, Marked, TypeOnly
+from pytest_runtime.compare.shapes import item_path, key_path
+
+__all__ = ["STRUCTURAL", "diff_lines", "short_repr", "type_label"]
+
+#: Report types that describe structure (shape divergences show only these).
+STRUCTURAL = frozenset(
+    {
+        "type_changes",
+        "dictionary_item_added",
+        "dictionary_item_removed",
+        "attribute_added",
+        "attribute_removed",
+        "iterable_item_added",
+        "iterable_item_removed",
+        "set_item_added",
+        "set_item_removed",
+    }
+)
+_VERBS = {
+    "type_changes": "type changed",
+    "values_changed": "value changed",
+    "dictionary_item_added": "added",
+    "dictionary_item_removed": "removed",
+    "attribute_added": "attribute added",
+    "attribute_removed": "attribute removed",
+    "iterable_item_added": "item added",
+    "iterable_item_removed": "item removed",
+    "set_item_added": "set item added",
+    "set_item_removed": "set item removed",
+}
+_MAX_DIFFS = 400
+
+
+def type_label(value: Any) -> str:
+    """The type name shown in a line: ``int``, ``None``, ``decimal.Decimal``, ``shop.Cart``."""
+    if value is None:
+        return "None"
+    if isinstance(value, DecodedObject):
+        return value._type_name
+    if isinstance(value, Marked | TypeOnly):
+        return value.type_name
+    cls = type(value)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """A bounded repr of a decoded value (our own classes and builtins only, no user code)."""
+    if isinstance(value, decimal.Decimal | datetime.date | datetime.time | uuid.UUID):
+        text = f"{type(value).__name__}({str(value)!r})"
+    else:
+        try:
+            text = repr(value)
+        except Exception:  # a decoded value is ours, but never let a repr break a report
+            text = f"<{type_label(value)}>"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def _our_path(parts: list[Any]) -> str:
+    path = ""
+    for part in parts:
+        if isinstance(part, int) and not isinstance(part, bool):
+            path = item_path(path)
+        else:
+            path = key_path(path, str(part))
+    return path
+
+
+def _related(path: str, focus: str) -> bool:
+    if not focus or path == focus:
+        return True
+    return any(a.startswith((b + ".", b + "[", b + "{")) for a, b in ((path, focus), (focus, path)))
+
+
+def _line(report_type: str, item: Any) -> str:
+    verb = _VERBS.get(report_type, report_type)
+    where = item.path()
+    t1, t2 = item.t1, item.t2
+    if report_type == "type_changes":
+        return (
+            f"{where}: {verb} {type_label(t1)} -> {type_label(t2)} "
+            f"({short_repr(t1)} -> {short_repr(t2)})"
+        )
+    if report_type == "values_changed":
+        return f"{where}: {verb} {short_repr(t1)} -> {short_repr(t2)}"
+    if report_type.endswith("added"):
+        return f"{where}: {verb} {short_repr(t2)}"
+    if report_type.endswith("removed"):
+        return f"{where}: {verb} (was {short_repr(t1)})"
+    return f"{where}: {verb}"
+
+
+def diff_lines(
+    test_state: Mapping[str, Any],
+    prod_state: Mapping[str, Any],
+    *,
+    focus: str = "",
+    structural_only: bool = False,
+    max_lines: int = 20,
+) -> list[str]:
+    """deepdiff lines from a test-time state to a production state, sorted and bounded.
+
+    ``focus`` keeps the lines about that path (its parents and children); when none is about it,
+    every line is kept. The last line says how many were cut.
+    """
+    try:
+        from deepdiff import DeepDiff
+
+        tree = DeepDiff(
+            dict(test_state),
+            dict(prod_state),
+            view="tree",
+            ignore_order=False,
+            max_diffs=_MAX_DIFFS,
+            verbose_level=2,
+        )
+        entries: list[tuple[str, str, str]] = []
+        for report_type in sorted(tree):
+            if report_type not in _VERBS:
+                continue
+            if structural_only and report_type not in STRUCTURAL:
+                continue
+            for item in tree[report_type]:
+                ours = _our_path(item.path(output_format="list"))
+                entries.append((ours, item.path(), _line(report_type, item)))
+    except Exception as exc:  # deepdiff's failure must not lose the verdict
+        return [f"deepdiff failed: {type(exc).__name__}: {str(exc)[:120]}"]
+    focused = [e for e in entries if _related(e[0], focus)]
+    chosen = sorted(focused or entries, key=lambda e: (e[1], e[2]))
+    lines = [e[2] for e in chosen[:max_lines]]
+    if len(chosen) > max_lines:
+        lines.append(f"... {len(chosen) - max_lines} more deepdiff lines")
+    return lines
+
+
+def decode_state(
+    captures: Mapping[str, Any] | None, normalize: Callable[[str], bool] | None
+) -> dict[str, Any]:
+    """Decode a hit's captures (name -> typed JSON) with noisy paths normalized to their type."""
+    from pytest_runtime.compare.decode import decode
+
+    if not captures:
+        return {}
+    return {
+        str(name): decode(node, normalize=normalize, path=key_path("", str(name)))
+        for name, node in captures.items()
+    }

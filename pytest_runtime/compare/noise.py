@@ -1,0 +1,84 @@
+"""Noise: values that differ on every hit by nature (ids, timestamps, UUIDs) and thresholds.
+
+Noise is normalized, never dropped: a noisy path is compared by its type only, so a timestamp
+that turns into ``None`` is still a divergence. A field is reported as divergent only past a
+count and a share threshold (Diffy reports a field only above 0.03% of requests; Daikon prints
+an invariant only with enough samples), so one odd hit in ten thousand does not fail a PR.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["TYPE_ONLY_TYPES", "NoiseRule", "detect_noise", "passes_threshold"]
+
+#: Typed scalars compared by type only: their values are instants and identities, not classes.
+TYPE_ONLY_TYPES = frozenset(
+    {"datetime.datetime", "datetime.date", "datetime.time", "uuid.UUID", "function"}
+)
+
+_ISO = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\Z"
+)
+_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\Z"
+)
+# Enough values to call a field "unique on nearly every hit" (Daikon wants at least 5 samples).
+_MIN_UNIQUE_SAMPLES = 5
+_PATTERN_SAMPLE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class NoiseRule:
+    """A path (glob, in the comparison's path syntax) whose values are compared by type only."""
+
+    path: str
+    reason: str = "declared"
+
+
+def passes_threshold(count: int, total: int, *, min_count: int, min_share: float) -> bool:
+    """True when ``count`` of ``total`` hits is enough to report a divergence."""
+    if total <= 0 or count <= 0:
+        return False
+    return count >= min_count and count / total >= min_share
+
+
+def _pattern_reason(values: Sequence[Any]) -> str | None:
+    strings = [v for v in values if isinstance(v, str)]
+    if not strings:
+        return None
+    sample = sorted(set(strings))[:_PATTERN_SAMPLE]
+    if sum(1 for s in sample if _ISO.match(s)) >= 0.9 * len(sample):
+        return "timestamp"
+    if sum(1 for s in sample if _UUID.match(s)) >= 0.9 * len(sample):
+        return "uuid"
+    return None
+
+
+def detect_noise(
+    prod: Mapping[str, Sequence[tuple[int, str, Any]]],
+    test: Mapping[str, Sequence[tuple[int, str, Any]]],
+    *,
+    unique_share: float,
+) -> dict[str, str]:
+    """Paths whose values are ids or timestamps, with why (``timestamp``, ``uuid``, ``unique``).
+
+    ``prod`` and ``test`` map a path to its leaves ``(hit index, type name, value)``.
+    """
+    found: dict[str, str] = {}
+    for path in sorted(set(prod) | set(test)):
+        values = [v for _, t, v in prod.get(path, ()) if t in ("str", "int")]
+        test_values = [v for _, t, v in test.get(path, ()) if t in ("str", "int")]
+        reason = _pattern_reason(values) or _pattern_reason(test_values)
+        if reason is None:
+            for side in (values, test_values):
+                hits = len(side)
+                if hits >= _MIN_UNIQUE_SAMPLES and len(set(side)) >= unique_share * hits:
+                    reason = "unique"
+                    break
+        if reason is not None:
+            found[path] = reason
+    return found

@@ -1,0 +1,771 @@
+"""Verdicts: compare production evidence with test-time states and say ok, diverged, violated or
+inconclusive, with the evidence (counts, hit ids, sources, deepdiff lines, a representative state,
+a reproduction hint) and the state coverage.
+
+The work is budgeted: every hit is walked once (linear), hits are grouped by shape, and only the
+distinct shapes are compared (each unseen production shape against the nearest test-time
+shape); deepdiff runs on one representative pair per reported divergence, at most
+``max_diffed`` times.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_runtime.compare.noise import (
+    TYPE_ONLY_TYPES,
+    NoiseRule,
+    detect_noise,
+    passes_threshold,
+)
+from pytest_runtime.compare.shapes import Feature, ShapeWalker, children_of_opaque, parent_of
+from pytest_runtime.compare.values import Finding, collect, value_findings
+
+__all__ = [
+    "KINDS",
+    "SEVERITIES",
+    "VERDICTS",
+    "CompareSettings",
+    "Divergence",
+    "ProbeResult",
+    "ProbeVerdict",
+    "compare",
+]
+
+VERDICTS = ("ok", "diverged", "violated", "inconclusive")
+KINDS = ("violation", "exception", "shape", "range", "path")
+SEVERITIES = ("high", "medium", "low")
+_REPR_STATE_MAX = 4000  # characters of JSON kept for a representative state
+
+
+@dataclass(frozen=True, slots=True)
+class CompareSettings:
+    """How a comparison judges evidence (per probe; the plugin fills it from marker and options).
+
+    ``ignore`` and ``noise_rules`` are path globs (``order.id``, ``items[].created_at``,
+    ``root['order']['id']``) whose values are compared by type only. ``min_count`` and
+    ``min_share`` are the thresholds a divergence must pass (violations always count).
+    """
+
+    ignore: tuple[str, ...] = ()
+    min_hits: int = 5
+    strict: bool = False
+    noise_rules: tuple[NoiseRule | str, ...] = ()
+    min_count: int = 2
+    min_share: float = 0.0003
+    max_categories: int = 16
+    unique_share: float = 0.9
+    range_factor: float = 100.0
+    max_divergences: int = 20
+    max_hit_ids: int = 10
+    max_sources: int = 5
+    max_diff_lines: int = 20
+    max_diffed: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("ignore", "noise_rules"):
+            value: object = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, tuple | list):
+                raise TypeError(
+                    f"CompareSettings.{name}: got {value!r}, expected a tuple of path globs"
+                )
+            object.__setattr__(self, name, tuple(value))
+        for name in ("min_hits", "min_count", "max_categories", "max_divergences", "max_hit_ids"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"CompareSettings.{name}: got {value!r}, expected an int >= 0")
+        if not 0.0 <= self.min_share <= 1.0:
+            raise ValueError(f"CompareSettings.min_share: got {self.min_share!r}, expected 0..1")
+        if not 0.0 < self.unique_share <= 1.0:
+            raise ValueError(
+                f"CompareSettings.unique_share: got {self.unique_share!r}, expected (0, 1]"
+            )
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """Every path normalized to its type: declared ignores plus noise rules."""
+        rules = tuple(r.path if isinstance(r, NoiseRule) else str(r) for r in self.noise_rules)
+        return tuple(self.ignore) + rules
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """One way production evidence differs from the test-time states, with its evidence."""
+
+    kind: str  #: violation | exception | shape | range | path
+    severity: str  #: high | medium | low
+    path: str  #: where in the state ("" for the whole state, "expect", "exception")
+    key: str  #: what changed, stable across runs (baseline fingerprints use it)
+    message: str
+    deepdiff: tuple[str, ...] = ()
+    count: int = 0  #: production hits showing it
+    share: float = 0.0  #: count / production hits
+    hit_ids: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    representative: Any = None  #: one production state (captures, typed JSON, bounded)
+    representative_hit: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "severity": self.severity,
+            "path": self.path,
+            "key": self.key,
+            "message": self.message,
+            "deepdiff": list(self.deepdiff),
+            "count": self.count,
+            "share": self.share,
+            "hit_ids": list(self.hit_ids),
+            "sources": list(self.sources),
+            "representative": self.representative,
+            "representative_hit": self.representative_hit,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Divergence:
+        return cls(
+            kind=str(data["kind"]),
+            severity=str(data["severity"]),
+            path=str(data.get("path", "")),
+            key=str(data.get("key", "")),
+            message=str(data.get("message", "")),
+            deepdiff=tuple(data.get("deepdiff") or ()),
+            count=int(data.get("count", 0)),
+            share=float(data.get("share", 0.0)),
+            hit_ids=tuple(data.get("hit_ids") or ()),
+            sources=tuple(data.get("sources") or ()),
+            representative=data.get("representative"),
+            representative_hit=data.get("representative_hit"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeVerdict:
+    """The comparison's answer for one probe."""
+
+    verdict: str  #: ok | diverged | violated | inconclusive
+    counts: Mapping[str, int] = field(default_factory=dict)
+    state_coverage: float = 0.0  #: share of production shapes some test-time state had (0..1)
+    divergences: tuple[Divergence, ...] = ()
+    hint: str = ""
+    strict: bool = False
+    noise: Mapping[str, str] = field(default_factory=dict)  #: path -> why compared by type only
+
+    @property
+    def fails(self) -> bool:
+        """True when the test should fail: violated, or diverged under strict."""
+        return self.verdict == "violated" or (self.strict and self.verdict == "diverged")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "counts": dict(sorted(self.counts.items())),
+            "state_coverage": self.state_coverage,
+            "divergences": [d.to_dict() for d in self.divergences],
+            "hint": self.hint,
+            "strict": self.strict,
+            "noise": dict(sorted(self.noise.items())),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProbeVerdict:
+        verdict = data.get("verdict")
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict: got {verdict!r}, expected one of {', '.join(VERDICTS)}")
+        return cls(
+            verdict=str(verdict),
+            counts={str(k): int(v) for k, v in (data.get("counts") or {}).items()},
+            state_coverage=float(data.get("state_coverage", 0.0)),
+            divergences=tuple(Divergence.from_dict(d) for d in data.get("divergences") or ()),
+            hint=str(data.get("hint", "")),
+            strict=bool(data.get("strict", False)),
+            noise={str(k): str(v) for k, v in (data.get("noise") or {}).items()},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """A verdict with the test it belongs to (what the reports and the baseline consume)."""
+
+    nodeid: str
+    test_file: str
+    test_line: int | None
+    location: str
+    signature: str
+    verdict: ProbeVerdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "test_file": self.test_file,
+            "test_line": self.test_line,
+            "location": self.location,
+            "signature": self.signature,
+            **self.verdict.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProbeResult:
+        line = data.get("test_line")
+        return cls(
+            nodeid=str(data["nodeid"]),
+            test_file=str(data.get("test_file", "")),
+            test_line=int(line) if line is not None else None,
+            location=str(data.get("location", "")),
+            signature=str(data.get("signature", "")),
+            verdict=ProbeVerdict.from_dict(data),
+        )
+
+
+# --------------------------------------------------------------------------- one side's hits
+
+
+@dataclass(slots=True)
+class _Side:
+    hits: Sequence[Mapping[str, Any]]
+    shapes: dict[frozenset[Feature], list[int]] = field(default_factory=dict)
+    leaves: dict[str, list[tuple[int, str, Any]]] = field(default_factory=dict)
+    exceptions: dict[str, list[int]] = field(default_factory=dict)
+    violations: list[int] = field(default_factory=list)
+    expect_passed: int = 0
+    expect_errors: int = 0
+    unchecked: list[int] = field(default_factory=list)
+
+
+def _build(hits: Sequence[Mapping[str, Any]], walker: ShapeWalker, expect: str | None) -> _Side:
+    side = _Side(hits)
+    shapes, leaves_by_path = side.shapes, side.leaves
+    for idx, hit in enumerate(hits):
+        captures = hit.get("captures")
+        feats, leaves = walker.walk(captures if isinstance(captures, Mapping) else None)
+        group = shapes.get(feats)
+        if group is None:
+            shapes[feats] = [idx]
+        else:
+            group.append(idx)
+        for path, tname, raw in leaves:
+            bucket = leaves_by_path.get(path)
+            if bucket is None:
+                leaves_by_path[path] = [(idx, tname, raw)]
+            else:
+                bucket.append((idx, tname, raw))
+        exc = hit.get("exception")
+        if isinstance(exc, Mapping) and exc.get("type"):
+            side.exceptions.setdefault(str(exc["type"]), []).append(idx)
+        result = hit.get("expect")
+        if isinstance(result, Mapping) and ("ok" in result or "error" in result):
+            ok = result.get("ok")
+            if ok is False:
+                side.violations.append(idx)
+            elif ok is True:
+                side.expect_passed += 1
+            else:
+                side.expect_errors += 1
+        elif expect is not None and isinstance(captures, Mapping):
+            side.unchecked.append(idx)
+    return side
+
+
+def _recheck(side: _Side, expect: str) -> int:
+    """Evaluate the expectation on evidence hits that carry no result; return how many were.
+
+    Only possible when every name the expression reads was captured; the sandboxed evaluator
+    of the sensor is used (never ``eval``). Hits it cannot judge stay unchecked.
+    """
+    try:
+        from sensor import expressions  # type: ignore[attr-defined,unused-ignore]
+
+        compiled = expressions.compile(expect)
+        names = set(compiled.names)
+    except Exception:  # no evaluator (yet) or an expression it refuses: leave them unchecked
+        return 0
+    from pytest_runtime.compare.diff import decode_state
+
+    checked = 0
+    still: list[int] = []
+    for idx in side.unchecked:
+        captures = side.hits[idx].get("captures") or {}
+        if not names <= set(captures):
+            still.append(idx)
+            continue
+        try:
+            ok = bool(compiled.evaluate(decode_state(captures, None)))
+        except Exception:
+            still.append(idx)
+            continue
+        checked += 1
+        if ok:
+            side.expect_passed += 1
+        else:
+            side.violations.append(idx)
+    side.violations.sort()
+    side.unchecked = still
+    return checked
+
+
+# --------------------------------------------------------------------------- shape findings
+
+
+@dataclass(slots=True)
+class _TestIndex:
+    types: dict[str, set[str]]
+    lengths: dict[str, set[str]]
+    keytypes: dict[str, set[str]]
+    opaque: set[str]
+    optional: set[str]  #: paths some test-time state lacked while having the parent
+
+
+def _index(side: _Side, walker: ShapeWalker) -> _TestIndex:
+    types: dict[str, set[str]] = {}
+    lengths: dict[str, set[str]] = {}
+    keytypes: dict[str, set[str]] = {}
+    opaque: set[str] = set()
+    per_shape: list[set[str]] = []
+    for shape in side.shapes:
+        paths: set[str] = set()
+        for path, what, value in shape:
+            if what == "t":
+                types.setdefault(path, set()).add(value)
+                paths.add(path)
+            elif what == "n":
+                lengths.setdefault(path, set()).add(value)
+            elif what == "k":
+                keytypes.setdefault(path, set()).add(value)
+            else:
+                opaque.add(path)
+        per_shape.append(paths)
+    optional = set()
+    for path in types:
+        parent = walker.parents.get(path)
+        if parent is not None and any(parent in s and path not in s for s in per_shape):
+            optional.add(path)
+    return _TestIndex(types, lengths, keytypes, opaque, optional)
+
+
+def _fmt_types(types: set[str]) -> str:
+    return ", ".join(sorted(types))
+
+
+def _shape_findings(
+    shape: frozenset[Feature], idxs: list[int], tix: _TestIndex, walker: ShapeWalker
+) -> list[Finding]:
+    types: dict[str, set[str]] = {}
+    lengths: dict[str, set[str]] = {}
+    keytypes: dict[str, set[str]] = {}
+    opaque: set[str] = set()
+    for path, what, value in shape:
+        if what == "t":
+            types.setdefault(path, set()).add(value)
+        elif what == "n":
+            lengths.setdefault(path, set()).add(value)
+        elif what == "k":
+            keytypes.setdefault(path, set()).add(value)
+        else:
+            opaque.add(path)
+    unknown = opaque | tix.opaque
+    found: list[Finding] = []
+    for path in sorted(types):
+        if children_of_opaque(path, unknown):
+            continue
+        prod_types = types[path]
+        tested = tix.types.get(path)
+        if tested is None:
+            if path.endswith(("[]", "{}")):
+                continue  # items of a list the tests only had empty: the length class says it
+            parent = walker.parents.get(path, parent_of(path))
+            if parent is None or (
+                parent in tix.types and types.get(parent, set()) <= tix.types[parent]
+            ):
+                found.append(
+                    Finding(
+                        "shape",
+                        path,
+                        "added",
+                        "low",
+                        f"{path}: field added in production ({_fmt_types(prod_types)}); "
+                        "no test-time state had it",
+                        idxs,
+                    )
+                )
+            continue
+        for tname in sorted(prod_types - tested):
+            if tname == "None":
+                message = f"{path}: None in production; tests always had {_fmt_types(tested)}"
+                key = "none"
+            else:
+                message = f"{path}: type {tname} in production; tests had {_fmt_types(tested)}"
+                key = f"type:{tname}"
+            found.append(Finding("shape", path, key, "high", message, idxs))
+        if prod_types <= tested and path in lengths and path in tix.lengths:
+            for bucket in sorted(lengths[path] - tix.lengths[path]):
+                found.append(
+                    Finding(
+                        "range",
+                        path,
+                        f"length:{bucket}",
+                        "medium",
+                        f"{path}: length {bucket} in production; tests had "
+                        f"{', '.join(sorted(tix.lengths[path]))}",
+                        idxs,
+                    )
+                )
+    for path in sorted(keytypes):
+        for tname in sorted(keytypes[path] - tix.keytypes.get(path, keytypes[path])):
+            found.append(
+                Finding(
+                    "shape",
+                    path,
+                    f"keytype:{tname}",
+                    "high",
+                    f"{path}: mapping keys of type {tname} in production; tests had "
+                    f"{_fmt_types(tix.keytypes[path])}",
+                    idxs,
+                )
+            )
+    for path in sorted(tix.types):
+        if path in types or path in tix.optional or path.endswith(("[]", "{}")):
+            continue
+        if children_of_opaque(path, unknown):
+            continue
+        parent = walker.parents.get(path, parent_of(path))
+        if parent is not None:
+            parent_types = types.get(parent)
+            if not parent_types or not parent_types <= tix.types.get(parent, set()):
+                continue  # the parent is absent or changed type: that is the divergence
+        found.append(
+            Finding(
+                "shape",
+                path,
+                "missing",
+                "high",
+                f"{path}: missing in production; every test-time state had it "
+                f"({_fmt_types(tix.types[path])})",
+                idxs,
+            )
+        )
+    return found
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+
+
+def _pick(hits: Sequence[Mapping[str, Any]], idxs: Sequence[int]) -> int:
+    """The representative among ``idxs``: smallest hit id, then time, then content."""
+
+    def key(i: int) -> tuple[str, float]:
+        hit = hits[i]
+        ts = hit.get("ts")
+        return (str(hit.get("hit_id") or ""), float(ts) if isinstance(ts, int | float) else 0.0)
+
+    best = min(key(i) for i in idxs)
+    tied = [i for i in idxs if key(i) == best]
+    if len(tied) == 1:
+        return tied[0]
+    return min(tied, key=lambda i: _canonical(hits[i].get("captures")))
+
+
+def _source_label(source: Any) -> str | None:
+    if not isinstance(source, Mapping):
+        return None
+    for name in ("id", "source_id", "service", "host"):
+        if source.get(name):
+            return str(source[name])
+    return None
+
+
+def _bounded_state(captures: Any) -> Any:
+    text = _canonical(captures)
+    if len(text) <= _REPR_STATE_MAX:
+        return captures
+    return {"@t": "report.truncated", "@len": len(text), "v": text[:_REPR_STATE_MAX]}
+
+
+_KIND_ORDER = {k: i for i, k in enumerate(KINDS)}
+_SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def _order(d: Divergence) -> tuple[int, int, str, str]:
+    return (_SEVERITY_ORDER[d.severity], _KIND_ORDER[d.kind], d.path, d.key)
+
+
+def _round(x: float) -> float:
+    return round(x, 6) if math.isfinite(x) else 0.0
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def compare(
+    test_hits: Sequence[Mapping[str, Any]],
+    prod_hits: Sequence[Mapping[str, Any]],
+    *,
+    probe: Any = None,
+    settings: CompareSettings | None = None,
+) -> ProbeVerdict:
+    """Compare production hits (evidence) with test-time hits of the same probe.
+
+    Both are Hit dicts (``captures`` in the typed JSON encoding). ``probe`` (a
+    :class:`sensor.probes.Probe`) gives the expectation and the location for messages.
+    The result does not depend on the order of the hits.
+    """
+    settings = settings or CompareSettings()
+    expect: str | None = getattr(probe, "expect", None)
+    location = str(getattr(probe, "location", "") or "")
+    walker = ShapeWalker(settings.patterns)
+    prod = _build(prod_hits, walker, expect)
+    test = _build(test_hits, walker, expect)
+    rechecked = _recheck(prod, expect) if expect is not None and prod.unchecked else 0
+    n_prod = len(prod_hits)
+
+    findings: list[Finding] = []
+    # Violations: a context-deficient bug; no threshold, one violating hit is evidence.
+    if prod.violations:
+        findings.append(
+            Finding(
+                "violation",
+                "expect",
+                "violation",
+                "high",
+                f"expectation {expect!r} failed on {len(prod.violations)} of {n_prod} "
+                "production hits",
+                prod.violations,
+            )
+        )
+    for etype in sorted(set(prod.exceptions) - set(test.exceptions)):
+        findings.append(
+            Finding(
+                "exception",
+                "exception",
+                f"exception:{etype}",
+                "high",
+                f"{etype} raised in production{' at ' + location if location else ''}; "
+                "no test raised it",
+                prod.exceptions[etype],
+            )
+        )
+
+    # Noise: ids and timestamps compare by type only (the shape still holds their type).
+    noise = detect_noise(prod.leaves, test.leaves, unique_share=settings.unique_share)
+    unseen = [s for s in prod.shapes if s not in test.shapes]
+    if not test_hits and prod_hits:
+        findings.append(
+            Finding(
+                "shape",
+                "",
+                "no-test-states",
+                "high",
+                f"no test-time state{' at ' + location if location else ''}: the tests never "
+                f"reached it, production did {n_prod} times",
+                list(range(n_prod)),
+            )
+        )
+    elif test_hits:
+        tix = _index(test, walker)
+        for shape in unseen:
+            findings.extend(_shape_findings(shape, prod.shapes[shape], tix, walker))
+        for path in sorted(prod.leaves):
+            if path in noise:
+                continue
+            prod_leaves = [x for x in prod.leaves[path] if x[1] not in TYPE_ONLY_TYPES]
+            test_leaves = [x for x in test.leaves.get(path, ()) if x[1] not in TYPE_ONLY_TYPES]
+            pv = collect(prod_leaves, max_categories=settings.max_categories, type_only=False)
+            tv = collect(test_leaves, max_categories=settings.max_categories, type_only=False)
+            findings.extend(
+                value_findings(
+                    path,
+                    pv,
+                    tv,
+                    max_categories=settings.max_categories,
+                    range_factor=settings.range_factor,
+                )
+            )
+
+    # Aggregate by (kind, path, key) across shapes, then apply the thresholds.
+    merged: dict[tuple[str, str, str], Finding] = {}
+    for f in findings:
+        k = (f.kind, f.path, f.key)
+        if k in merged:
+            merged[k].hits = merged[k].hits + f.hits
+        else:
+            merged[k] = Finding(f.kind, f.path, f.key, f.severity, f.message, list(f.hits))
+    reported: list[tuple[Finding, list[int]]] = []
+    suppressed = 0
+    for k in sorted(merged):
+        f = merged[k]
+        idxs = sorted(set(f.hits))
+        if f.kind == "violation" or passes_threshold(
+            len(idxs), n_prod, min_count=settings.min_count, min_share=settings.min_share
+        ):
+            reported.append((f, idxs))
+        else:
+            suppressed += 1
+
+    # Evidence for each divergence: ids, sources, a representative, deepdiff lines.
+    test_shapes = sorted(test.shapes, key=lambda s: sorted(s))
+    test_reps = {s: _pick(test.hits, test.shapes[s]) for s in test_shapes}
+    noise_paths = set(noise)
+
+    def normalize(path: str) -> bool:
+        return path in noise_paths or walker.is_normalized(path)
+
+    divergences: list[Divergence] = []
+    diffed = 0
+    not_diffed = 0
+    prod_shape_of: dict[int, frozenset[Feature]] = {}
+    for f, idxs in reported:
+        rep = _pick(prod.hits, idxs)
+        rep_hit = prod.hits[rep]
+        lines: list[str] = []
+        if f.kind == "exception":
+            exc = rep_hit.get("exception") or {}
+            message = exc.get("message") if isinstance(exc, Mapping) else None
+            if isinstance(message, Mapping):
+                message = message.get("v")
+            lines = [f"exception {f.key.split(':', 1)[1]}: {str(message or '')[:200]}"]
+        elif test_shapes and f.key != "no-test-states":
+            if diffed < settings.max_diffed:
+                diffed += 1
+                if not prod_shape_of:
+                    for s, members in prod.shapes.items():
+                        for i in members:
+                            prod_shape_of[i] = s
+                lines = _diff_for(
+                    f,
+                    rep_hit,
+                    prod_shape_of[rep],
+                    test_shapes,
+                    test_reps,
+                    test,
+                    normalize,
+                    settings,
+                )
+            else:
+                not_diffed += 1
+        hit_ids = sorted({str(prod.hits[i].get("hit_id") or "") for i in idxs} - {""})
+        sources = sorted(
+            {label for i in idxs if (label := _source_label(prod.hits[i].get("source")))}
+        )
+        divergences.append(
+            Divergence(
+                kind=f.kind,
+                severity=f.severity,
+                path=f.path,
+                key=f.key,
+                message=f.message,
+                deepdiff=tuple(lines),
+                count=len(idxs),
+                share=_round(len(idxs) / n_prod) if n_prod else 0.0,
+                hit_ids=tuple(hit_ids[: settings.max_hit_ids]),
+                sources=tuple(sources[: settings.max_sources]),
+                representative=_bounded_state(rep_hit.get("captures")),
+                representative_hit=str(rep_hit.get("hit_id") or "") or None,
+            )
+        )
+    divergences.sort(key=_order)
+    cut = max(0, len(divergences) - settings.max_divergences)
+    divergences = divergences[: settings.max_divergences]
+
+    covered = [s for s in prod.shapes if s in test.shapes]
+    coverage = len(covered) / len(prod.shapes) if prod.shapes else 0.0
+    counts = {
+        "prod_hits": n_prod,
+        "test_hits": len(test_hits),
+        "prod_shapes": len(prod.shapes),
+        "test_shapes": len(test.shapes),
+        "covered_shapes": len(covered),
+        "covered_hits": sum(len(prod.shapes[s]) for s in covered),
+        "violations": len(prod.violations),
+        "expect_passed": prod.expect_passed,
+        "expect_errors": prod.expect_errors,
+        "expect_unchecked": len(prod.unchecked),
+        "expect_rechecked": rechecked,
+        "prod_exceptions": sum(len(v) for v in prod.exceptions.values()),
+        "noise_paths": len(noise),
+        "divergences": len(divergences),
+        "divergences_cut": cut,
+        "below_threshold": suppressed,
+        "not_diffed": not_diffed,
+    }
+    if prod.violations:
+        verdict = "violated"
+    elif n_prod < settings.min_hits:
+        verdict = "inconclusive"
+    elif divergences:
+        verdict = "diverged"
+    else:
+        verdict = "ok"
+    hint = _hint(verdict, divergences, prod, location, n_prod, settings)
+    return ProbeVerdict(
+        verdict=verdict,
+        counts=counts,
+        state_coverage=_round(coverage),
+        divergences=tuple(divergences),
+        hint=hint,
+        strict=settings.strict,
+        noise=dict(sorted(noise.items())),
+    )
+
+
+def _distance(a: frozenset[Feature], b: frozenset[Feature]) -> int:
+    return len(a ^ b)
+
+
+def _diff_for(
+    f: Finding,
+    rep_hit: Mapping[str, Any],
+    shape: frozenset[Feature],
+    test_shapes: list[frozenset[Feature]],
+    test_reps: Mapping[frozenset[Feature], int],
+    test: _Side,
+    normalize: Any,
+    settings: CompareSettings,
+) -> list[str]:
+    from pytest_runtime.compare.diff import decode_state, diff_lines
+
+    # The nearest test-time state: fewest differing features; ties by the sorted shape order.
+    nearest = min(test_shapes, key=lambda s: _distance(shape, s))
+    test_hit = test.hits[test_reps[nearest]]
+    return diff_lines(
+        decode_state(test_hit.get("captures"), normalize),
+        decode_state(rep_hit.get("captures"), normalize),
+        focus=f.path if f.kind != "violation" else "",
+        structural_only=f.kind == "shape",
+        max_lines=settings.max_diff_lines,
+    )
+
+
+def _hint(
+    verdict: str,
+    divergences: Sequence[Divergence],
+    prod: _Side,
+    location: str,
+    n_prod: int,
+    settings: CompareSettings,
+) -> str:
+    if verdict == "inconclusive":
+        return (
+            f"only {n_prod} production hit(s), {settings.min_hits} needed: wait longer "
+            "(--runtime-wait) or lower the minimum (--runtime-min-hits)"
+        )
+    if not divergences:
+        return ""
+    top = divergences[0]
+    from pytest_runtime.compare.diff import decode_state, short_repr
+
+    state = decode_state(
+        top.representative if isinstance(top.representative, Mapping) else None, None
+    )
+    args = ", ".join(f"{k}={short_repr(v, 60)}" for k, v in sorted(state.items()))
+    if len(args) > 300:
+        args = args[:297] + "..."
+    where = location or "the probed function"
+    hit = f" (production hit {top.representative_hit})" if top.representative_hit else ""
+    return f"reproduce: call {where} with the state {args or '{}'}{hit}"
