@@ -1,0 +1,929 @@
+"""Typed, bounded, redacted JSON encoding of captured values, without running user code.
+
+The schema is documented in ``docs/reference/encoding.md``. In short: exact ``None``,
+``bool``, ``str``, safe ``int`` and finite ``float`` are plain JSON; everything else is an
+object whose ``"@t"`` names the type, with ``"v"`` (value), ``"@attrs"`` (object fields) or
+``"items"`` (dict with non-string keys), plus markers for every cut (``@trunc``, ``@depth``,
+``@cycle``, ``@budget``, ``@deadline``, ``@redacted``, ``@error``).
+
+This runs on the host's request thread: the common scalar types take the first branches,
+containers are read with ``itertools.islice`` so a 10**6-item list costs no more than its
+first ``max_items`` items, and the byte budget and deadline are checked while encoding.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import decimal
+import re
+import sys
+import time
+import types
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
+from typing import Any, Protocol
+
+from sensor.capture.safety import Kind, Layout, hidden_instance_dict, layout_of
+from sensor.probes import CaptureLimits
+
+__all__ = [
+    "DEFAULT_REDACTOR",
+    "MAX_DEPTH_CAP",
+    "Budget",
+    "JSONValue",
+    "RedactorLike",
+    "capture_frame",
+    "encode",
+    "exception_info",
+]
+
+#: What :func:`encode` returns: None, bool, int, float, str, or lists/dicts of those.
+JSONValue = Any
+
+
+class RedactorLike(Protocol):
+    """The part of ``sensor.redaction.Redactor`` that capture uses."""
+
+    def is_secret_name(self, name: str) -> bool: ...
+
+    def match_secret_value(self, text: str) -> str | None: ...
+
+    def length_class(self, n: int) -> str: ...
+
+
+class _ProcessRedactor:
+    """Sentinel type: use ``sensor.redaction.get_redactor()`` at capture time."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFAULT_REDACTOR"
+
+
+#: Pass as ``redactor`` to use the process-wide redactor (the default of :func:`capture_frame`).
+DEFAULT_REDACTOR = _ProcessRedactor()
+
+#: ``limits.max_depth`` is clamped to this, so a capture never nears the recursion limit.
+MAX_DEPTH_CAP = 32
+_MAX_SAFE_INT = 2**53
+_DEADLINE_EVERY = 32  # values encoded between two perf_counter() calls
+_SECRET_WINDOW = 256  # characters scanned for secrets beyond a string's kept prefix
+_MAX_ERRORS = 20
+_MAX_INT_DIGITS = 4000  # below the interpreter's default int-to-str limit (4300)
+_IDENT_TOKENS = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_DEFAULT_LIMITS = CaptureLimits()
+
+_perf_counter = time.perf_counter
+_str_copy = str.__str__  # on a str subclass: an exact str copy of the storage, no override
+_int_copy = int.__int__
+_float_copy = float.__float__
+_exc_args = BaseException.__dict__["args"].__get__
+_func_qualname = types.FunctionType.__dict__["__qualname__"].__get__
+_func_module = types.FunctionType.__dict__["__module__"].__get__
+_builtin_name = types.BuiltinFunctionType.__dict__["__name__"].__get__
+_builtin_self = types.BuiltinFunctionType.__dict__["__self__"].__get__
+_builtin_module = types.BuiltinFunctionType.__dict__["__module__"].__get__
+_method_func = types.MethodType.__dict__["__func__"].__get__
+_method_self = types.MethodType.__dict__["__self__"].__get__
+_module_dict: Any = vars(types.ModuleType)["__dict__"].__get__
+_OrderedDict = collections.OrderedDict
+_deque = collections.deque
+_Decimal = decimal.Decimal
+_datetime = datetime.datetime
+_date = datetime.date
+_time = datetime.time
+_timedelta = datetime.timedelta
+_timezone = datetime.timezone
+_UUID = uuid.UUID
+_FunctionType = types.FunctionType
+_ModuleType = types.ModuleType
+
+
+class Budget:
+    """The deadline and byte budget of one capture, shared by all its values.
+
+    Checked while capturing (every value for bytes, every few values for time), never after:
+    once spent, the remaining values become ``"@budget"`` or ``"@deadline"`` markers and
+    containers stop iterating. ``truncated`` and ``errors`` collect what was cut and why.
+    """
+
+    __slots__ = (
+        "deadline",
+        "deadline_ms",
+        "errors",
+        "left",
+        "max_bytes",
+        "stop",
+        "ticks",
+        "truncated",
+    )
+
+    def __init__(
+        self,
+        limits: CaptureLimits | None = None,
+        *,
+        deadline_ms: float | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
+        lim = limits if limits is not None else _DEFAULT_LIMITS
+        self.deadline_ms = float(lim.deadline_ms if deadline_ms is None else deadline_ms)
+        self.max_bytes = int(lim.max_bytes if max_bytes is None else max_bytes)
+        self.deadline = _perf_counter() + self.deadline_ms / 1000.0
+        self.left = self.max_bytes  #: approximate encoded bytes still allowed
+        self.ticks = _DEADLINE_EVERY
+        self.stop: str | None = None  #: "@budget" or "@deadline" once spent
+        self.truncated = False
+        self.errors: list[str] = []
+        if self.left <= 0:
+            self._exhaust()
+
+    @property
+    def expired(self) -> bool:
+        """True once the deadline passed during this capture."""
+        return self.stop == "@deadline"
+
+    @property
+    def exhausted(self) -> bool:
+        """True once the byte budget (``max_bytes``) was used up."""
+        return self.stop == "@budget"
+
+    @property
+    def used(self) -> int:
+        """Approximate encoded bytes produced so far."""
+        return self.max_bytes - max(self.left, 0)
+
+    def check_deadline(self) -> bool:
+        """Read the clock; mark the budget spent if the deadline passed. True if spent."""
+        self.ticks = _DEADLINE_EVERY
+        if self.stop is None and _perf_counter() > self.deadline:
+            self.stop = "@deadline"
+            self.left = 0  # one compare in the hot path then covers both limits
+            self.truncated = True
+            self.note(f"deadline: capture took longer than deadline_ms={self.deadline_ms:g}")
+        return self.stop is not None
+
+    def _exhaust(self) -> None:
+        if self.stop is None:
+            self.stop = "@budget"
+            self.truncated = True
+            self.note(f"budget: encoded size reached max_bytes={self.max_bytes}")
+
+    def note(self, message: str) -> None:
+        """Record one problem (bounded; repeats are kept once)."""
+        if len(self.errors) < _MAX_ERRORS and message not in self.errors:
+            self.errors.append(message)
+
+
+def _describe(exc: BaseException) -> str:
+    """``TypeName: message`` of an exception, reading only exact-str args (no user code)."""
+    name = layout_of(type(exc)).name
+    try:
+        args = _exc_args(exc)
+    except Exception:
+        args = ()
+    if type(args) is tuple and args and type(args[0]) is str:
+        return f"{name}: {args[0][:200]}"
+    return name
+
+
+class _Walker:
+    """One capture's encoder: limits, redactor and budget, plus the cycle stack."""
+
+    __slots__ = ("active", "budget", "max_depth", "max_fields", "max_items", "max_string", "red")
+
+    def __init__(self, limits: CaptureLimits, red: RedactorLike | None, budget: Budget) -> None:
+        self.max_depth = min(limits.max_depth, MAX_DEPTH_CAP)
+        self.max_items = limits.max_items
+        self.max_string = limits.max_string
+        self.max_fields = limits.max_fields
+        self.red = red
+        self.budget = budget
+        self.active: set[int] = set()  # ids of the containers on the current path
+
+    # -- the hot path ---------------------------------------------------------------------
+
+    def enc(self, v: Any, depth: int) -> JSONValue:
+        b = self.budget
+        if b.left <= 0:
+            return self._spent(v)
+        b.ticks -= 1
+        if b.ticks <= 0 and b.check_deadline():
+            return self._spent(v)
+        t = type(v)
+        if t is str:
+            n = len(v)
+            if n <= self.max_string:
+                red = self.red
+                if red is not None:
+                    reason = red.match_secret_value(v)
+                    if reason is not None:
+                        return self._redacted("str", reason, n)
+                b.left -= n + 3
+                return v
+            return self._long_str(v, n, "str")
+        if t is int:
+            if -_MAX_SAFE_INT < v < _MAX_SAFE_INT:
+                b.left -= 8
+                return v
+            return self._big_int(v, "int")
+        if v is None or t is bool:
+            b.left -= 5
+            return v
+        if t is float:
+            b.left -= 12
+            if v - v == 0.0:  # finite: inf - inf and nan are nan
+                return v
+            return {"@t": "float", "v": _float_tag(v)}
+        if t is dict:
+            return self._dict(v, depth, "dict", v.items(), len(v), None)
+        if t is list:
+            return self._seq(v, depth, "list", iter(v), len(v))
+        if t is tuple:
+            return self._seq(v, depth, "tuple", iter(v), len(v))
+        return self._other(v, t, depth)
+
+    def _spent(self, v: Any) -> JSONValue:
+        b = self.budget
+        if b.stop is None:
+            b._exhaust()
+        return {"@t": layout_of(type(v)).name, b.stop: True}
+
+    # -- strings, bytes and numbers ----------------------------------------------------------
+
+    def _redacted(self, name: str, reason: str, n: int | None) -> JSONValue:
+        self.budget.left -= 48
+        out: dict[str, Any] = {"@t": name, "@redacted": reason}
+        if n is not None and self.red is not None:
+            out["@len"] = self.red.length_class(n)
+        return out
+
+    def _long_str(self, v: str, n: int, name: str) -> JSONValue:
+        """A str (exact, or a subclass's storage copy) that needs the object form."""
+        limit = self.max_string
+        red = self.red
+        if red is not None:
+            # Scan a little past the cut so a secret straddling it is still caught.
+            window = v if n <= limit + _SECRET_WINDOW else v[: limit + _SECRET_WINDOW]
+            reason = red.match_secret_value(window)
+            if reason is not None:
+                return self._redacted(name, reason, n)
+        if n <= limit:
+            self.budget.left -= n + 16
+            return {"@t": name, "v": v}
+        self.budget.left -= limit + 40
+        self.budget.truncated = True
+        return {"@t": name, "v": v[:limit], "@len": n, "@trunc": True}
+
+    def _bytes(self, v: bytes, n: int, name: str) -> JSONValue:
+        limit = self.max_string
+        head = v[:limit]
+        # repr() of exact bytes escapes backslashes, quotes and non-ASCII unambiguously.
+        text = repr(head)[2:-1]
+        red = self.red
+        if red is not None:
+            reason = red.match_secret_value(text)
+            if reason is not None:
+                return self._redacted(name, reason, n)
+        self.budget.left -= len(text) + 32
+        out: dict[str, Any] = {"@t": name, "v": text, "@len": n}
+        if n > limit:
+            out["@trunc"] = True
+            self.budget.truncated = True
+        return out
+
+    def _big_int(self, v: int, name: str) -> JSONValue:
+        digits = int(v.bit_length() * 0.30103) + 1
+        self.budget.left -= 40
+        if digits <= _MAX_INT_DIGITS:
+            try:
+                text = str(v)  # exact int: C code
+            except ValueError:  # the host lowered sys.set_int_max_str_digits
+                text = None
+            if text is not None:
+                limit = max(self.max_string, 1)
+                if len(text) <= limit:
+                    self.budget.left -= len(text)
+                    return {"@t": name, "v": text}
+                self.budget.truncated = True
+                self.budget.left -= limit
+                return {"@t": name, "v": text[:limit], "@len": len(text), "@trunc": True}
+        self.budget.truncated = True
+        return {"@t": name, "@len": digits, "@trunc": True}
+
+    # -- containers ------------------------------------------------------------------------------
+
+    def _seq(self, v: Any, depth: int, name: str, it: Iterator[object], n: int) -> JSONValue:
+        b = self.budget
+        if depth >= self.max_depth:
+            b.truncated = True
+            b.left -= 32
+            return {"@t": name, "@depth": True, "@len": n}
+        ident = id(v)
+        active = self.active
+        if ident in active:
+            b.left -= 24
+            return {"@t": name, "@cycle": True}
+        active.add(ident)
+        try:
+            b.left -= 16
+            enc = self.enc
+            d1 = depth + 1
+            limit = self.max_items
+            out: list[JSONValue] = []
+            append = out.append
+            for x in it if n <= limit else islice(it, limit):
+                if b.left <= 0:
+                    break
+                append(enc(x, d1))
+            res: dict[str, Any] = {"@t": name, "v": out}
+            kept = len(out)
+            if kept < n:
+                res["@len"] = n
+                res["@trunc"] = True
+                b.truncated = True
+                if kept < limit and b.stop is not None:
+                    res[b.stop] = True
+            return res
+        except Exception as exc:
+            return self._error(name, exc)
+        finally:
+            active.discard(ident)
+
+    def _set(self, v: Any, depth: int, name: str, it: Iterator[object], n: int) -> JSONValue:
+        res = self._seq(v, depth, name, it, n)
+        # Set order follows hashes (random for str per process); sort plain scalars so that
+        # the same set encodes the same way in tests and in production.
+        if type(res) is dict:
+            items = res.get("v")
+            if items is not None and len(items) == n and n > 1:
+                first = type(items[0])
+                if (first is str or first is int) and all(type(x) is first for x in items):
+                    items.sort()
+        return res
+
+    def _dict(
+        self,
+        v: Any,
+        depth: int,
+        name: str,
+        pairs: Iterable[tuple[Any, Any]],
+        n: int,
+        extra: Layout | None,
+    ) -> JSONValue:
+        b = self.budget
+        if depth >= self.max_depth:
+            b.truncated = True
+            b.left -= 32
+            return {"@t": name, "@depth": True, "@len": n}
+        ident = id(v)
+        active = self.active
+        if ident in active:
+            b.left -= 24
+            return {"@t": name, "@cycle": True}
+        active.add(ident)
+        try:
+            b.left -= 16
+            enc = self.enc
+            red = self.red
+            d1 = depth + 1
+            limit = self.max_items
+            out: dict[str, JSONValue] = {}
+            items: list[list[JSONValue]] | None = None  # the "items" form, once needed
+            kept = 0
+            for k, x in pairs if n <= limit else islice(pairs, limit):
+                if b.left <= 0:
+                    break
+                kept += 1
+                tk = type(k)
+                if tk is str:
+                    b.left -= len(k) + 4
+                    if red is None:
+                        out_v = enc(x, d1)
+                        if items is None:
+                            out[k] = out_v
+                        else:
+                            items.append([k, out_v])
+                        continue
+                    out_v = self._redact_name(x) if red.is_secret_name(k) else enc(x, d1)
+                    reason = red.match_secret_value(k)
+                    if reason is None:
+                        if items is None:
+                            out[k] = out_v
+                        else:
+                            items.append([k, out_v])
+                        continue
+                    # A key that is itself a secret (an e-mail address, a token) cannot be
+                    # a JSON key: switch to the items form with the key redacted.
+                    if items is None:
+                        items = [[kk, vv] for kk, vv in out.items()]
+                    items.append([self._redacted("str", reason, len(k)), out_v])
+                    continue
+                if items is None:
+                    items = [[kk, vv] for kk, vv in out.items()]
+                key_name = _str_copy(k) if _is_str_subclass(tk) else None
+                out_k = enc(k, d1)
+                if key_name is not None and red is not None and red.is_secret_name(key_name):
+                    out_v = self._redact_name(x)
+                else:
+                    out_v = enc(x, d1)
+                items.append([out_k, out_v])
+            res: dict[str, Any] = {"@t": name}
+            if items is None:
+                res["v"] = out
+            else:
+                res["items"] = items
+            if kept < n:
+                res["@len"] = n
+                res["@trunc"] = True
+                b.truncated = True
+                if kept < limit and b.stop is not None:
+                    res[b.stop] = True
+            if extra is not None:
+                self._extra_attrs(v, extra, res, d1)
+            return res
+        except Exception as exc:
+            return self._error(name, exc)
+        finally:
+            active.discard(ident)
+
+    # -- everything else -----------------------------------------------------------------------
+
+    def _other(self, v: Any, t: type, depth: int) -> JSONValue:
+        # Exact stdlib value types first (identity checks: never isinstance on user objects,
+        # which may read a user-defined __class__).
+        if t is _datetime or t is _time:
+            text, tz = _iso(v)
+            self.budget.left -= 64
+            out: dict[str, Any] = {"@t": layout_of(t).name, "v": text}
+            if tz is not None:
+                out["@tz"] = tz
+            return out
+        if t is _date:
+            self.budget.left -= 48
+            return {"@t": "datetime.date", "v": v.isoformat()}
+        if t is _Decimal:
+            return self._decimal(v)
+        if t is _timedelta:
+            self.budget.left -= 48
+            return {"@t": "datetime.timedelta", "v": v.total_seconds()}
+        if t is _UUID:
+            self.budget.left -= 64
+            return {"@t": "uuid.UUID", "v": _UUID.__str__(v)}
+        if t is set or t is frozenset:
+            name = "set" if t is set else "frozenset"
+            return self._set(v, depth, name, iter(v), len(v))
+        if t is _deque:
+            return self._seq(v, depth, "collections.deque", iter(v), len(v))
+        if t is bytes:
+            return self._bytes(v, len(v), "bytes")
+        if t is bytearray:
+            return self._bytes(bytes(v[: self.max_string]), len(v), "bytearray")
+        if t is _OrderedDict:
+            return self._dict(v, depth, "collections.OrderedDict", v.items(), len(v), None)
+        if t is complex:
+            self.budget.left -= 48
+            return {"@t": "complex", "v": [_float_json(v.real), _float_json(v.imag)]}
+        if t is range:
+            self.budget.left -= 48
+            return {
+                "@t": "range",
+                "v": [self.enc(v.start, depth), self.enc(v.stop, depth), self.enc(v.step, depth)],
+            }
+        try:
+            layout = layout_of(t)
+            return self._by_layout(v, t, layout, depth)
+        except Exception as exc:
+            return self._error(_name_or_unknown(t), exc)
+
+    def _decimal(self, v: decimal.Decimal) -> JSONValue:
+        text = _Decimal.__str__(v)
+        self.budget.left -= len(text) + 32
+        limit = max(self.max_string, 1)
+        if len(text) <= limit:
+            return {"@t": "decimal.Decimal", "v": text}
+        self.budget.truncated = True
+        return {"@t": "decimal.Decimal", "v": text[:limit], "@len": len(text), "@trunc": True}
+
+    def _by_layout(self, v: Any, t: type, layout: Layout, depth: int) -> JSONValue:
+        kind = layout.kind
+        name = layout.name
+        if kind == Kind.OBJECT or kind == Kind.EXCEPTION:
+            return self._object(v, layout, depth)
+        if kind == Kind.ENUM:
+            return self._enum(v, layout, depth)
+        if kind == Kind.DICT:
+            return self._dict(v, depth, name, dict.items(v), dict.__len__(v), layout)
+        if kind == Kind.LIST:
+            return self._seq(v, depth, name, list.__iter__(v), list.__len__(v))
+        if kind == Kind.TUPLE:
+            return self._seq(v, depth, name, tuple.__iter__(v), tuple.__len__(v))
+        if kind == Kind.NAMEDTUPLE:
+            return self._namedtuple(v, layout, depth)
+        if kind == Kind.SET:
+            return self._set(v, depth, name, set.__iter__(v), set.__len__(v))
+        if kind == Kind.FROZENSET:
+            return self._set(v, depth, name, frozenset.__iter__(v), frozenset.__len__(v))
+        if kind == Kind.DEQUE:
+            return self._seq(v, depth, name, _deque.__iter__(v), _deque.__len__(v))
+        if kind == Kind.STR:
+            s = _str_copy(v)
+            return self._long_str(s, len(s), name)
+        if kind == Kind.BYTES:
+            return self._bytes(
+                bytes.__getitem__(v, slice(0, self.max_string)), bytes.__len__(v), name
+            )
+        if kind == Kind.BYTEARRAY:
+            head = bytes(bytearray.__getitem__(v, slice(0, self.max_string)))
+            return self._bytes(head, bytearray.__len__(v), name)
+        if kind == Kind.INT:
+            i = _int_copy(v)
+            if -_MAX_SAFE_INT < i < _MAX_SAFE_INT:
+                self.budget.left -= 24
+                return {"@t": name, "v": i}
+            return self._big_int(i, name)
+        if kind == Kind.FLOAT:
+            self.budget.left -= 24
+            return {"@t": name, "v": _float_json(_float_copy(v))}
+        self.budget.left -= 48
+        if kind == Kind.CLASS:
+            return {"@t": "type", "v": layout_of(v).name}
+        if kind == Kind.FUNCTION:
+            return {"@t": "function", "v": _function_name(v)}
+        if kind == Kind.BUILTIN_FUNCTION:
+            return {"@t": "builtin_function_or_method", "v": _builtin_function_name(v)}
+        if kind == Kind.METHOD:
+            return {"@t": "method", "v": _method_name(v)}
+        if kind == Kind.MODULE:
+            return {"@t": "module", "v": _module_name(v)}
+        return self._object(v, layout, depth)  # pragma: no cover - every kind is handled above
+
+    def _instance_dict(self, v: Any, layout: Layout) -> dict[Any, Any] | None:
+        if layout.dict_get is not None:
+            d = layout.dict_get(v)
+        elif layout.dict_hidden:
+            d = hidden_instance_dict(v)
+        else:
+            return None
+        return d if type(d) is dict else None
+
+    def _object(self, v: Any, layout: Layout, depth: int) -> JSONValue:
+        b = self.budget
+        name = layout.name
+        if depth >= self.max_depth:
+            b.truncated = True
+            b.left -= 32
+            return {"@t": name, "@depth": True}
+        ident = id(v)
+        active = self.active
+        if ident in active:
+            b.left -= 24
+            return {"@t": name, "@cycle": True}
+        active.add(ident)
+        try:
+            b.left -= 24 + len(name)
+            attrs: dict[str, JSONValue] = {}
+            total = self._fill_attrs(v, layout, attrs, depth + 1)
+            if layout.kind == Kind.EXCEPTION and "args" not in attrs:
+                args = _exc_args(v)
+                if type(args) is tuple:
+                    total += 1
+                    if len(attrs) < self.max_fields:
+                        attrs["args"] = self._field("args", args, depth + 1)
+            res: dict[str, Any] = {"@t": name, "@attrs": attrs}
+            if total > len(attrs):
+                res["@len"] = total
+                res["@trunc"] = True
+                b.truncated = True
+                if b.stop is not None:
+                    res[b.stop] = True
+            return res
+        except Exception as exc:
+            return self._error(name, exc)
+        finally:
+            active.discard(ident)
+
+    def _fill_attrs(self, v: Any, layout: Layout, attrs: dict[str, JSONValue], d1: int) -> int:
+        """Fill ``attrs`` from the instance dict and slots; return the number of fields seen."""
+        b = self.budget
+        limit = self.max_fields
+        total = 0
+        d = self._instance_dict(v, layout)
+        if d:
+            total = len(d)
+            for k, x in islice(d.items(), limit):
+                if b.left <= 0:
+                    break
+                if type(k) is str:  # non-str keys (set through __dict__) are counted, not kept
+                    b.left -= len(k) + 4
+                    attrs[k] = self._field(k, x, d1)
+        for slot_name, getter in layout.slots:
+            try:
+                x = getter(v)
+            except AttributeError:  # an unset slot: not a field of this instance
+                continue
+            total += 1
+            if len(attrs) < limit and b.left > 0:
+                b.left -= len(slot_name) + 4
+                attrs[slot_name] = self._field(slot_name, x, d1)
+        return total
+
+    def _field(self, name: str, x: Any, depth: int) -> JSONValue:
+        red = self.red
+        if red is not None and red.is_secret_name(name):
+            return self._redact_name(x)
+        return self.enc(x, depth)
+
+    def _extra_attrs(self, v: Any, layout: Layout, res: dict[str, Any], d1: int) -> None:
+        """Instance fields of a builtin-container subclass, next to its items."""
+        if layout.dict_get is None and not layout.slots:
+            return
+        attrs: dict[str, JSONValue] = {}
+        total = self._fill_attrs(v, layout, attrs, d1)
+        if attrs:
+            res["@attrs"] = attrs
+        if total > len(attrs):
+            res["@trunc"] = True
+            self.budget.truncated = True
+
+    def _namedtuple(self, v: Any, layout: Layout, depth: int) -> JSONValue:
+        b = self.budget
+        name = layout.name
+        if depth >= self.max_depth:
+            b.truncated = True
+            b.left -= 32
+            return {"@t": name, "@depth": True}
+        ident = id(v)
+        if ident in self.active:
+            return {"@t": name, "@cycle": True}
+        self.active.add(ident)
+        try:
+            fields = layout.fields or ()
+            n = tuple.__len__(v)
+            limit = self.max_fields
+            attrs: dict[str, JSONValue] = {}
+            for field, x in islice(zip(fields, tuple.__iter__(v), strict=False), limit):
+                if b.left <= 0:
+                    break
+                b.left -= len(field) + 4
+                attrs[field] = self._field(field, x, depth + 1)
+            res: dict[str, Any] = {"@t": name, "@attrs": attrs}
+            if len(attrs) < n:
+                res["@len"] = n
+                res["@trunc"] = True
+                b.truncated = True
+                if b.stop is not None:
+                    res[b.stop] = True
+            return res
+        except Exception as exc:
+            return self._error(name, exc)
+        finally:
+            self.active.discard(ident)
+
+    def _enum(self, v: Any, layout: Layout, depth: int) -> JSONValue:
+        self.budget.left -= 32 + len(layout.name)
+        d = self._instance_dict(v, layout)
+        if d is not None:
+            member = d.get("_name_")
+            if type(member) is str:
+                return {"@t": layout.name, "v": member}
+            if "_value_" in d:  # a flag combination without a name: give its value
+                return {"@t": layout.name, "value": self.enc(d["_value_"], depth + 1)}
+        return {"@t": layout.name, "@error": "enum member without _name_"}
+
+    # -- redaction and errors --------------------------------------------------------------------
+
+    def _redact_name(self, x: Any) -> JSONValue:
+        """A value whose name (key, attribute, capture name) is a secret: type and size only."""
+        t = type(x)
+        try:
+            name = layout_of(t).name
+            n = _length(x, t)
+        except Exception:
+            name, n = _name_or_unknown(t), None
+        return self._redacted(name, "name", n)
+
+    def _error(self, name: str, exc: BaseException) -> JSONValue:
+        reason = _describe(exc)
+        self.budget.note(f"error: {name}: {reason}")
+        self.budget.left -= 48
+        return {"@t": name, "@error": reason}
+
+
+# -- helpers without state -------------------------------------------------------------------------
+
+
+def _float_tag(v: float) -> str:
+    if v != v:
+        return "nan"
+    return "inf" if v > 0 else "-inf"
+
+
+def _float_json(v: float) -> JSONValue:
+    return v if v - v == 0.0 else _float_tag(v)
+
+
+def _iso(v: datetime.datetime | datetime.time) -> tuple[str, str | None]:
+    """isoformat() of an exact datetime/time, calling tzinfo code only when it is stdlib's."""
+    tz = v.tzinfo
+    if tz is None or type(tz) is _timezone or _is_zoneinfo(type(tz)):
+        return v.isoformat(), None
+    # A third-party tzinfo's utcoffset() is user code: give the naive time and the zone's type.
+    return v.replace(tzinfo=None).isoformat(), layout_of(type(tz)).name
+
+
+def _is_zoneinfo(t: type) -> bool:
+    zoneinfo = sys.modules.get("zoneinfo")
+    return zoneinfo is not None and t is getattr(zoneinfo, "ZoneInfo", None)
+
+
+def _is_str_subclass(t: type) -> bool:
+    return layout_of(t).kind == Kind.STR
+
+
+# Builtin __len__ of the storage, per layout kind: never a subclass's override.
+_LENGTHS: dict[int, Any] = {
+    Kind.STR: str.__len__,
+    Kind.BYTES: bytes.__len__,
+    Kind.BYTEARRAY: bytearray.__len__,
+    Kind.DICT: dict.__len__,
+    Kind.LIST: list.__len__,
+    Kind.TUPLE: tuple.__len__,
+    Kind.NAMEDTUPLE: tuple.__len__,
+    Kind.SET: set.__len__,
+    Kind.FROZENSET: frozenset.__len__,
+    Kind.DEQUE: _deque.__len__,
+}
+
+
+def _length(x: Any, t: type) -> int | None:
+    """A size for the length class of a redacted value: characters, bytes, items or digits."""
+    if t is str or t is bytes or t is list or t is tuple or t is dict:
+        return len(x)
+    if t is int:
+        return len(str(abs(x))) if x.bit_length() < 4000 else None
+    if t is bool or t is float or x is None:
+        return None
+    func = _LENGTHS.get(layout_of(t).kind)
+    return func(x) if func is not None else None
+
+
+def _name_or_unknown(t: type) -> str:
+    try:
+        return layout_of(t).name
+    except Exception:
+        return "?"
+
+
+def _function_name(f: Any) -> str:
+    qual = _func_qualname(f)
+    module = _func_module(f)
+    qual = qual if type(qual) is str else "?"
+    return f"{module}.{qual}" if type(module) is str else qual
+
+
+def _builtin_function_name(f: Any) -> str:
+    name = _builtin_name(f)
+    name = name if type(name) is str else "?"
+    owner = _builtin_self(f)
+    if owner is None or type(owner) is _ModuleType:
+        module = _builtin_module(f)
+        if type(module) is str and module != "builtins":
+            return f"{module}.{name}"
+        return name
+    return f"{layout_of(type(owner)).name}.{name}"
+
+
+def _method_name(m: Any) -> str:
+    func = _method_func(m)
+    if type(func) is _FunctionType:
+        return _function_name(func)
+    owner = _method_self(m)
+    return f"{layout_of(type(owner)).name}.?"
+
+
+def _module_name(m: Any) -> str:
+    d = _module_dict(m)
+    if type(d) is dict:
+        name = d.get("__name__")
+        if type(name) is str:
+            return name
+    return "?"
+
+
+def _secret_capture_name(red: RedactorLike, name: str) -> bool:
+    """A capture name is secret if it, or any identifier in it (``user.password``), is."""
+    if red.is_secret_name(name):
+        return True
+    if name.isidentifier():
+        return False
+    return any(red.is_secret_name(token) for token in _IDENT_TOKENS.findall(name))
+
+
+def _resolve(redactor: RedactorLike | _ProcessRedactor | None) -> RedactorLike | None:
+    if not isinstance(redactor, _ProcessRedactor):  # our own sentinel: no user code
+        return redactor
+    # Imported lazily: the redaction module belongs to another part of the sensor and loads
+    # its configuration (SENSOR_REDACT_*) on first use.
+    from sensor.redaction import get_redactor
+
+    return get_redactor()
+
+
+# -- public API ----------------------------------------------------------------------------------
+
+
+def encode(
+    value: object,
+    limits: CaptureLimits | None = None,
+    *,
+    redactor: RedactorLike | _ProcessRedactor | None,
+    budget: Budget | None = None,
+) -> JSONValue:
+    """Encode one value as typed JSON without running user code; never raises.
+
+    ``budget`` is shared between the values of one capture (a new one is made if omitted);
+    after the call, ``budget.truncated`` and ``budget.errors`` say what was cut.
+    ``redactor=None`` disables redaction (tests only); :data:`DEFAULT_REDACTOR` uses the
+    process-wide one.
+    """
+    lim = limits if limits is not None else _DEFAULT_LIMITS
+    spent = budget if budget is not None else Budget(lim)
+    try:
+        return _Walker(lim, _resolve(redactor), spent).enc(value, 0)
+    except Exception as exc:  # RecursionError near the host's limit, MemoryError, ...
+        name = _name_or_unknown(type(value))
+        spent.note(f"error: {name}: {_describe(exc)}")
+        return {"@t": name, "@error": _describe(exc)}
+
+
+def capture_frame(
+    names_to_values: Mapping[str, object],
+    limits: CaptureLimits | None = None,
+    redactor: RedactorLike | _ProcessRedactor | None = DEFAULT_REDACTOR,
+) -> tuple[dict[str, JSONValue], bool, list[str]]:
+    """Encode named values (a frame's locals, or evaluated captures).
+
+    Returns ``(captures, truncated, errors)``.
+
+    At most ``limits.max_fields`` names are kept (the rest are counted in ``errors``); a name
+    the redactor calls secret keeps only its value's type and length class. One budget
+    (``max_bytes``, ``deadline_ms``) covers all values. Never raises.
+    """
+    lim = limits if limits is not None else _DEFAULT_LIMITS
+    budget = Budget(lim)
+    captures: dict[str, JSONValue] = {}
+    try:
+        red = _resolve(redactor)
+        walker = _Walker(lim, red, budget)
+        n = len(names_to_values)
+        limit = lim.max_fields
+        pairs: Iterable[tuple[object, object]] = names_to_values.items()
+        kept = 0
+        for name, value in islice(pairs, limit) if n > limit else pairs:
+            kept += 1
+            if type(name) is not str:
+                budget.note("error: a capture name that is not a str was skipped")
+                continue
+            try:
+                if red is not None and _secret_capture_name(red, name):
+                    captures[name] = walker._redact_name(value)
+                else:
+                    captures[name] = walker.enc(value, 0)
+            except Exception as exc:
+                tname = _name_or_unknown(type(value))
+                budget.note(f"error: {name}: {_describe(exc)}")
+                captures[name] = {"@t": tname, "@error": _describe(exc)}
+        if kept < n:
+            budget.truncated = True
+            budget.note(f"fields: kept {kept} of {n} names (max_fields={limit})")
+    except Exception as exc:  # a broken mapping, or the redactor failed to load
+        budget.truncated = True
+        budget.note(f"error: capture failed: {_describe(exc)}")
+    return captures, budget.truncated, budget.errors
+
+
+def exception_info(
+    exc: BaseException,
+    limits: CaptureLimits | None = None,
+    redactor: RedactorLike | _ProcessRedactor | None = DEFAULT_REDACTOR,
+) -> dict[str, JSONValue]:
+    """``{"type": "module.QualName", "message": <encoded str>}`` for a hit's ``exception``.
+
+    The message is ``args[0]`` when it is a str (what ``str(exc)`` shows for one argument),
+    read without calling the exception's ``__str__``; otherwise the encoded ``args``.
+    """
+    lim = limits if limits is not None else _DEFAULT_LIMITS
+    try:
+        name = layout_of(type(exc)).name
+        args = _exc_args(exc)
+    except Exception:
+        return {"type": _name_or_unknown(type(exc)), "message": None}
+    if type(args) is tuple and len(args) == 1 and type(args[0]) is str:
+        message: object = args[0]
+    elif type(args) is tuple and not args:
+        message = ""
+    else:
+        message = args
+    return {"type": name, "message": encode(message, lim, redactor=redactor)}
