@@ -1,0 +1,549 @@
+"""The ``python -m sensor`` command line: run the hub, talk to it, or run a program with a sensor.
+
+Client verbs read the hub URL and token from ``--hub``/``--token`` or ``SENSOR_HUB_URL``/
+``SENSOR_TOKEN``; ``--json`` prints machine-readable output, otherwise tables. An error prints
+one line on stderr and exits 1 (2 for a usage error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from sensor.errors import ConfigError, HubError, ProbeSpecError, SensorError
+
+__all__ = ["main"]
+
+PROG = "python -m sensor"
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def _table(rows: list[list[str]], headers: list[str], out: TextIO) -> None:
+    if not rows:
+        out.write("(none)\n")
+        return
+    widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) for i in range(len(headers))]
+    for line in [headers, *rows]:
+        out.write(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+        out.write("\n")
+
+
+def _age(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "-"
+    delta = now - ts
+    future = delta < 0
+    delta = abs(delta)
+    if delta < 90:
+        text = f"{delta:.0f}s"
+    elif delta < 5400:
+        text = f"{delta / 60:.0f}m"
+    elif delta < 36 * 3600:
+        text = f"{delta / 3600:.0f}h"
+    else:
+        text = f"{delta / 86400:.0f}d"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _print_json(data: Any, out: TextIO) -> None:
+    json.dump(data, out, indent=2, sort_keys=True)
+    out.write("\n")
+
+
+def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} {item!r}: expected KEY=VALUE")
+        result[key] = value
+    return result
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from sensor.client import HubClient
+
+    return HubClient(args.hub, args.token, timeout=args.timeout, cafile=args.cafile)
+
+
+def cmd_hub(args: argparse.Namespace) -> int:
+    from sensor.hub.server import serve
+    from sensor.hub.settings import HubSettings
+
+    settings = HubSettings.from_env(
+        db=args.db,
+        admin_token=args.admin_token,
+        sensor_token=args.sensor_token,
+        client_token=args.client_token,
+        max_body=args.max_body,
+        retention=args.retention,
+        max_hits_per_probe=args.max_hits_per_probe,
+        default_ttl=args.default_ttl,
+        poll_wait=args.poll_wait,
+        heartbeat_interval=args.heartbeat_interval,
+        stale_after=args.stale_after,
+        gone_after=args.gone_after,
+        sqlite_synchronous=args.sqlite_synchronous,
+    )
+    port = args.port if args.port is not None else int(os.environ.get("SENSOR_HUB_PORT", "8765"))
+    return serve(
+        settings,
+        host=args.host or os.environ.get("SENSOR_HUB_HOST", "127.0.0.1"),
+        port=port,
+        ssl_certfile=args.ssl_certfile or os.environ.get("SENSOR_HUB_SSL_CERTFILE"),
+        ssl_keyfile=args.ssl_keyfile or os.environ.get("SENSOR_HUB_SSL_KEYFILE"),
+        access_log=args.access_log,
+        log_level=args.log_level,
+    )
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    sources = _client(args).sources(
+        service=args.service, labels=_pairs(args.label, "--label"), state=args.state
+    )
+    if args.json:
+        _print_json({"sources": sources}, sys.stdout)
+        return 0
+    now = time.time()
+    rows = [
+        [
+            s["id"][:12],
+            s["service"],
+            s.get("version") or "-",
+            s.get("host") or "-",
+            str(s.get("pid") or "-"),
+            s.get("python") or "-",
+            s["state"],
+            _age(s.get("last_seen"), now),
+            ",".join(f"{k}={v}" for k, v in sorted((s.get("labels") or {}).items())) or "-",
+        ]
+        for s in sources
+    ]
+    _table(
+        rows,
+        ["ID", "SERVICE", "VERSION", "HOST", "PID", "PYTHON", "STATE", "LAST SEEN", "LABELS"],
+        sys.stdout,
+    )
+    return 0
+
+
+def _probe_spec(args: argparse.Namespace) -> dict[str, Any]:
+    from sensor.probes import Probe
+
+    if args.spec:
+        if args.spec == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.spec, encoding="utf-8") as handle:
+                text = handle.read()
+        try:
+            loaded = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"--spec {args.spec}: not valid JSON ({exc})") from None
+        return Probe.from_dict(loaded).to_dict()
+    if not args.location:
+        raise ConfigError("probe add: expected a LOCATION (or --spec FILE)")
+    data: dict[str, Any] = {"kind": args.kind, "location": args.location}
+    if args.capture:
+        data["capture"] = args.capture
+    for name in ("condition", "expect", "template", "id"):
+        if getattr(args, name) is not None:
+            data[name] = getattr(args, name)
+    limits = {
+        name: getattr(args, name)
+        for name in ("rate", "max_hits")
+        if getattr(args, name) is not None
+    }
+    if limits:
+        data["limits"] = limits
+    if args.tag:
+        data["tags"] = _pairs(args.tag, "--tag")
+    # validate here so a bad spec fails fast with the sensor's own message
+    return Probe.from_dict(data).to_dict()
+
+
+def cmd_probe_add(args: argparse.Namespace) -> int:
+    probe = _probe_spec(args)
+    selector: dict[str, Any] = {}
+    if args.service:
+        selector["service"] = args.service
+    if args.label:
+        selector["labels"] = _pairs(args.label, "--label")
+    if args.source_id:
+        selector["source_id"] = args.source_id
+    record = _client(args).place_probe(probe, selector=selector, ttl=args.ttl)
+    if args.json:
+        _print_json({"probe": record}, sys.stdout)
+    else:
+        print(
+            f"placed probe {record['id']} ({record['probe']['kind']} at "
+            f"{record['probe']['location']}, signature {record['signature']}), "
+            f"expires {_age(record.get('expires_at'), time.time())}"
+        )
+    return 0
+
+
+def _probe_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    now = time.time()
+    rows = []
+    for record in records:
+        statuses = record.get("statuses") or {}
+        states: dict[str, int] = {}
+        for status in statuses.values():
+            states[status.get("state", "?")] = states.get(status.get("state", "?"), 0) + 1
+        rows.append(
+            [
+                record["id"],
+                record["state"],
+                record["probe"]["kind"],
+                _clip(record["probe"]["location"], 48),
+                str(record.get("hit_count", 0)),
+                ",".join(f"{k}:{v}" for k, v in sorted(states.items())) or "-",
+                _age(record.get("expires_at"), now) if record["state"] == "active" else "-",
+            ]
+        )
+    return rows
+
+
+_PROBE_HEADERS = ["ID", "STATE", "KIND", "LOCATION", "HITS", "SOURCES", "EXPIRES"]
+
+
+def cmd_probe_list(args: argparse.Namespace) -> int:
+    records = _client(args).probes(signature=args.signature, state=args.state)
+    if args.json:
+        _print_json({"probes": records}, sys.stdout)
+    else:
+        _table(_probe_rows(records), _PROBE_HEADERS, sys.stdout)
+    return 0
+
+
+def cmd_probe_show(args: argparse.Namespace) -> int:
+    _print_json({"probe": _client(args).probe(args.probe_id)}, sys.stdout)
+    return 0
+
+
+def cmd_probe_rm(args: argparse.Namespace) -> int:
+    record = _client(args).remove_probe(args.probe_id)
+    if args.json:
+        _print_json({"probe": record}, sys.stdout)
+    else:
+        print(f"removed probe {record['id']} (state {record['state']}, {record['hit_count']} hits)")
+    return 0
+
+
+def _hit_summary(hit: dict[str, Any]) -> str:
+    for key in ("message", "captures", "aggregate", "exception"):
+        if hit.get(key) is not None:
+            value = hit[key]
+            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            return _clip(text, 80)
+    return "-"
+
+
+def cmd_hits(args: argparse.Namespace) -> int:
+    client = _client(args)
+    filters = {"since": args.since, "until": args.until, "source_id": args.source_id}
+    if args.all:
+        hits = list(client.iter_hits(args.probe_id, limit=1000, **filters))
+        page: dict[str, Any] = {"hits": hits, "next": None}
+    else:
+        page = client.hits(args.probe_id, limit=args.limit, after=args.after, **filters)
+    if args.json:
+        _print_json(page, sys.stdout)
+        return 0
+    rows = []
+    for hit in page["hits"]:
+        source = hit.get("source") or {}
+        rows.append(
+            [
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(hit["ts"])),
+                "{}@{}:{}".format(
+                    source.get("service", "?"), source.get("host") or "?", source.get("pid") or "?"
+                ),
+                hit.get("hit_id") or "-",
+                _hit_summary(hit),
+            ]
+        )
+    _table(rows, ["TIME", "SOURCE", "HIT", "STATE"], sys.stdout)
+    if page.get("next"):
+        print(f"more: --after {page['next']}")
+    return 0
+
+
+def cmd_evidence_export(args: argparse.Namespace) -> int:
+    client = _client(args)
+    lines = client.evidence_lines(
+        probe_id=args.probe, signature=args.signature, since=args.since, until=args.until
+    )
+    count = 0
+    if args.output in (None, "-"):
+        for line in lines:
+            sys.stdout.write(line)
+            count += 1
+        return 0
+    temporary = args.output + ".part"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        for line in lines:
+            handle.write(line)
+            count += 1
+    os.replace(temporary, args.output)  # never leave half a file under the final name
+    print(f"wrote {count} lines to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_token_add(args: argparse.Namespace) -> int:
+    created = _client(args).add_token(args.name, args.scope)
+    if args.json:
+        _print_json(created, sys.stdout)
+    else:
+        print(f"created {created['scope']} token {created['id']} ({created['name']}); shown once:")
+        print(created["token"])
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    tokens = _client(args).tokens()
+    if args.json:
+        _print_json({"tokens": tokens}, sys.stdout)
+    else:
+        now = time.time()
+        rows = [[t["id"], t["scope"], t["name"], _age(t["created_at"], now)] for t in tokens]
+        _table(rows, ["ID", "SCOPE", "NAME", "CREATED"], sys.stdout)
+    return 0
+
+
+def cmd_token_rm(args: argparse.Namespace) -> int:
+    removed = _client(args).remove_token(args.token_id)
+    if args.json:
+        _print_json({"token": removed}, sys.stdout)
+    else:
+        print(f"removed token {removed['id']} ({removed['name']}, scope {removed['scope']})")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+def _client_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("hub connection")
+    group.add_argument(
+        "--hub", metavar="URL", help="hub URL (default: SENSOR_HUB_URL or http://127.0.0.1:8765)"
+    )
+    group.add_argument("--token", help="bearer token (default: SENSOR_TOKEN)")
+    group.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds per request (default 30)"
+    )
+    group.add_argument("--cafile", help="CA bundle to verify an https hub with")
+    group.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="pytest-runtime sensor: run the hub, manage probes, read hits and evidence, "
+        "or run a program with the sensor attached.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _client_options()
+
+    hub = commands.add_parser("hub", help="run the hub server", description="Run the hub server.")
+    hub.add_argument("--host", help="address to bind (default 127.0.0.1: loopback only)")
+    hub.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one)")
+    hub.add_argument("--db", help="SQLite file (default sensor-hub.db, or SENSOR_HUB_DB)")
+    hub.add_argument(
+        "--admin-token", help="create this admin token at start (SENSOR_HUB_ADMIN_TOKEN)"
+    )
+    hub.add_argument(
+        "--sensor-token", help="create this sensor token at start (SENSOR_HUB_SENSOR_TOKEN)"
+    )
+    hub.add_argument(
+        "--client-token", help="create this client token at start (SENSOR_HUB_CLIENT_TOKEN)"
+    )
+    hub.add_argument("--ssl-certfile", help="TLS certificate (PEM); serve https")
+    hub.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
+    hub.add_argument("--max-body", type=int, help="largest request body in bytes (default 8 MiB)")
+    hub.add_argument("--retention", type=float, help="seconds to keep hits (default 7 days)")
+    hub.add_argument("--max-hits-per-probe", type=int, help="hits kept per probe (default 100000)")
+    hub.add_argument(
+        "--default-ttl", type=float, help="probe lifetime when none is given (default 3600 s)"
+    )
+    hub.add_argument(
+        "--poll-wait", type=float, help="long-poll wait suggested to sensors (default 25 s)"
+    )
+    hub.add_argument("--heartbeat-interval", type=float, help="suggested to sensors (default 10 s)")
+    hub.add_argument(
+        "--stale-after", type=float, help="a silent source is stale after (default 30 s)"
+    )
+    hub.add_argument(
+        "--gone-after", type=float, help="a silent source is gone after (default 300 s)"
+    )
+    hub.add_argument(
+        "--sqlite-synchronous",
+        choices=["OFF", "NORMAL", "FULL", "EXTRA"],
+        help="SQLite durability (default FULL)",
+    )
+    hub.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level (default warning)",
+    )
+    hub.add_argument("--access-log", action="store_true", help="log every request")
+    hub.set_defaults(func=cmd_hub)
+
+    sources = commands.add_parser("sources", parents=[common], help="list sources")
+    sources.add_argument("--service", help="only this service")
+    sources.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only sources with this label (repeatable)",
+    )
+    sources.add_argument(
+        "--state", choices=["live", "stale", "gone"], help="only sources in this state"
+    )
+    sources.set_defaults(func=cmd_sources)
+
+    probe = commands.add_parser("probe", help="place, list and remove probes")
+    probe_commands = probe.add_subparsers(dest="probe_command", metavar="ACTION", required=True)
+    add = probe_commands.add_parser("add", parents=[common], help="place a probe")
+    add.add_argument("location", nargs="?", help="e.g. shop.pricing:apply_discount@return")
+    add.add_argument(
+        "--kind",
+        default="snapshot",
+        choices=["snapshot", "log", "counter", "timer", "expect"],
+        help="(default snapshot)",
+    )
+    add.add_argument(
+        "--capture",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="a name or expression to capture (repeatable)",
+    )
+    add.add_argument("--condition", help="fire only when this expression is true")
+    add.add_argument("--expect", help="an expression that must hold on every hit")
+    add.add_argument("--template", help="message template of a log probe")
+    add.add_argument("--rate", type=float, help="hits per second per source")
+    add.add_argument("--max-hits", type=int, help="complete the probe after this many hits")
+    add.add_argument("--id", help="probe id (default: random)")
+    add.add_argument(
+        "--tag", action="append", default=[], metavar="KEY=VALUE", help="a tag (repeatable)"
+    )
+    add.add_argument(
+        "--spec", metavar="FILE", help="a probe as JSON ('-' for stdin) instead of the options"
+    )
+    add.add_argument("--service", help="selector: only sources of this service")
+    add.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="selector: sources with this label (repeatable)",
+    )
+    add.add_argument("--source-id", help="selector: one source")
+    add.add_argument("--ttl", type=float, help="seconds until the probe expires (hub default 3600)")
+    add.set_defaults(func=cmd_probe_add)
+    plist = probe_commands.add_parser("list", parents=[common], help="list probes")
+    plist.add_argument("--signature", help="only probes of this signature")
+    plist.add_argument(
+        "--state",
+        choices=["active", "expired", "completed", "removed"],
+        help="only probes in this state",
+    )
+    plist.set_defaults(func=cmd_probe_list)
+    show = probe_commands.add_parser("show", parents=[common], help="show one probe record (JSON)")
+    show.add_argument("probe_id")
+    show.set_defaults(func=cmd_probe_show)
+    rm = probe_commands.add_parser("rm", parents=[common], help="remove a probe from every source")
+    rm.add_argument("probe_id")
+    rm.set_defaults(func=cmd_probe_rm)
+
+    hits = commands.add_parser("hits", parents=[common], help="read the hits of a probe")
+    hits.add_argument("probe_id")
+    hits.add_argument("--since", type=float, help="epoch seconds")
+    hits.add_argument("--until", type=float, help="epoch seconds")
+    hits.add_argument("--source-id", help="only hits of this source")
+    hits.add_argument("--limit", type=int, default=100, help="hits per page (default 100)")
+    hits.add_argument("--after", help="cursor from the previous page")
+    hits.add_argument("--all", action="store_true", help="follow every page")
+    hits.set_defaults(func=cmd_hits)
+
+    evidence = commands.add_parser("evidence", help="export evidence (JSON Lines)")
+    evidence_commands = evidence.add_subparsers(
+        dest="evidence_command", metavar="ACTION", required=True
+    )
+    export = evidence_commands.add_parser(
+        "export", parents=[common], help="write evidence as JSON Lines"
+    )
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--probe", metavar="ID", help="the hits of one probe")
+    which.add_argument(
+        "--signature", metavar="SIG", help="the hits of every probe of this signature"
+    )
+    export.add_argument("--since", type=float, help="epoch seconds")
+    export.add_argument("--until", type=float, help="epoch seconds")
+    export.add_argument("-o", "--output", metavar="FILE", help="file to write (default stdout)")
+    export.set_defaults(func=cmd_evidence_export)
+
+    token = commands.add_parser("token", help="manage tokens (admin)")
+    token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    tadd = token_commands.add_parser("add", parents=[common], help="create a token (shown once)")
+    tadd.add_argument("name")
+    tadd.add_argument("--scope", required=True, choices=["sensor", "client", "admin"])
+    tadd.set_defaults(func=cmd_token_add)
+    tlist = token_commands.add_parser("list", parents=[common], help="list tokens")
+    tlist.set_defaults(func=cmd_token_list)
+    trm = token_commands.add_parser("rm", parents=[common], help="remove a token")
+    trm.add_argument("token_id")
+    trm.set_defaults(func=cmd_token_rm)
+
+    commands.add_parser(
+        "run",
+        help="run a command with the sensor attached: run [options] -- COMMAND ...",
+        add_help=False,
+    )
+    return parser  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "run":
+        # the agent owns the options of `run`; import it only when it is used
+        from sensor.agent import run_main
+
+        return run_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ProbeSpecError as exc:
+        print(f"error: invalid probe: {exc}", file=sys.stderr)
+    except (HubError, SensorError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,781 @@
+"""The /v1 HTTP handlers: sensors, sources, probes, hits, evidence, tokens, health.
+
+Each endpoint is declared once in :data:`ENDPOINTS` with its scope, so that routing, the
+OpenAPI document and the auth tests all read the same table. Errors are
+``{"error": {"code", "message"}}`` with a message that names the thing and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from sensor._version import __version__
+from sensor.errors import ExpressionError, ProbeSpecError
+from sensor.hub.auth import SCOPES, allows, new_token, new_token_record
+from sensor.hub.core import Hub
+from sensor.hub.store import (
+    PROBE_STATES,
+    SOURCE_STATES,
+    DuplicateError,
+    ProbeRecord,
+    SourceRecord,
+    TokenRecord,
+)
+from sensor.probes import Hit, Probe, ProbeStatus
+
+__all__ = ["ENDPOINTS", "ApiError", "Endpoint", "error_response"]
+
+EVIDENCE_MEDIA_TYPE = "application/x-ndjson"
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, a short code and a sentence naming the problem."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def _hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+# -- auth and input ------------------------------------------------------------------------
+
+
+async def authorize(request: Request, scope: str) -> TokenRecord:
+    """The caller's token record, or 401 (no/unknown token) or 403 (wrong scope)."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise ApiError(
+            401, "missing_token", "no bearer token: send 'Authorization: Bearer <token>'"
+        )
+    kind, _, token = header.partition(" ")
+    token = token.strip()
+    if kind.lower() != "bearer" or not token:
+        raise ApiError(
+            401,
+            "invalid_token",
+            "Authorization header: expected 'Bearer <token>', got another form",
+        )
+    hub = _hub(request)
+    record = hub.tokens.peek(token)
+    if record is None:
+        record = await hub.call(hub.tokens.lookup, token)
+    if record is None:
+        raise ApiError(401, "invalid_token", "bearer token: unknown or removed token")
+    if not allows(record.scope, scope):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"token {record.name!r} has scope {record.scope!r}; "
+            f"{request.method} {request.url.path} needs scope {scope!r}",
+        )
+    return record
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object (an empty body is ``{}``); 413 when over the limit."""
+    limit = _hub(request).settings.max_body
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(
+            413, "body_too_large", f"request body of {declared} bytes: expected at most {limit}"
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(
+                413, "body_too_large", f"request body over {limit} bytes: expected at most {limit}"
+            )
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(
+            400,
+            "malformed_json",
+            f"request body: expected a JSON object, got {type(data).__name__}",
+        )
+    return data
+
+
+def _check_fields(what: str, data: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ApiError(
+            422,
+            "unknown_field",
+            f"{what}: unknown field(s) {unknown!r}, expected only {sorted(allowed)!r}",
+        )
+
+
+def _typed(what: str, value: Any, types: tuple[type, ...], expected: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) and bool not in types:
+        raise ApiError(422, "invalid_field", f"{what}: got {value!r}, expected {expected}")
+    if not isinstance(value, types):
+        raise ApiError(422, "invalid_field", f"{what}: got {value!r}, expected {expected}")
+    return value
+
+
+def _labels(what: str, value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ApiError(
+            422, "invalid_field", f"{what}: got {value!r}, expected an object of strings"
+        )
+    return dict(value)
+
+
+def _query_float(request: Request, name: str) -> float | None:
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ApiError(
+            400, "invalid_query", f"query parameter {name!r}: got {text!r}, expected a number"
+        )
+    return value
+
+
+def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ApiError(
+            400,
+            "invalid_query",
+            f"query parameter {name!r}: got {text!r}, expected an integer from {low} to {high}",
+        )
+    return value
+
+
+def _query_choice(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return None
+    if text not in choices:
+        raise ApiError(
+            400,
+            "invalid_query",
+            f"query parameter {name!r}: got {text!r}, expected one of {', '.join(choices)}",
+        )
+    return text
+
+
+async def _source(request: Request) -> SourceRecord:
+    hub = _hub(request)
+    source_id = request.path_params["source_id"]
+    source = await hub.call(hub.store.get_source, source_id)
+    if source is None:
+        raise ApiError(
+            404, "unknown_source", f"source {source_id!r}: not registered (register again)"
+        )
+    return source
+
+
+async def _probe_record(request: Request) -> ProbeRecord:
+    hub = _hub(request)
+    probe_id = request.path_params["probe_id"]
+    record = await hub.call(hub.store.get_probe, probe_id)
+    if record is None:
+        raise ApiError(404, "unknown_probe", f"probe {probe_id!r}: no such probe on this hub")
+    return record
+
+
+# -- sensor endpoints ----------------------------------------------------------------------
+
+_REGISTER_FIELDS = {
+    "service",
+    "version",
+    "host",
+    "pid",
+    "python",
+    "labels",
+    "runtime_id",
+    "sensor_version",
+    "backend",
+}
+
+
+async def register(request: Request, token: TokenRecord) -> Response:
+    data = await read_json(request)
+    _check_fields("register", data, _REGISTER_FIELDS)
+    service = data.get("service")
+    if not isinstance(service, str) or not service.strip():
+        raise ApiError(
+            422, "invalid_field", f"register.service: got {service!r}, expected a service name"
+        )
+    strings = {
+        name: _typed(f"register.{name}", data.get(name), (str,), "a string or null")
+        for name in ("version", "host", "python", "runtime_id", "sensor_version", "backend")
+    }
+    pid = _typed("register.pid", data.get("pid"), (int,), "an integer or null")
+    now = time.time()
+    source = SourceRecord(
+        id=uuid.uuid4().hex,
+        service=service,
+        pid=pid,
+        labels=_labels("register.labels", data.get("labels")),
+        token_id=token.id,
+        first_seen=now,
+        last_seen=now,
+        **strings,
+    )
+    hub = _hub(request)
+    source = await hub.call(hub.store.register_source, source)
+    return JSONResponse(
+        {
+            "source_id": source.id,
+            "poll_wait": hub.settings.poll_wait,
+            "heartbeat_interval": hub.settings.heartbeat_interval,
+        }
+    )
+
+
+async def poll_probes(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    source = await _source(request)
+    etag = request.query_params.get("etag")
+    wait = _query_float(request, "wait") or 0.0
+    if wait < 0:
+        raise ApiError(400, "invalid_query", f"query parameter 'wait': got {wait!r}, expected >= 0")
+    wait = min(wait, hub.settings.max_poll_wait)
+    await hub.call(hub.store.touch_source, source.id, time.time())
+    loop_deadline = time.monotonic() + wait
+    while True:
+        version = hub.notifier.version
+        records, current = await hub.probe_set(source)
+        remaining = loop_deadline - time.monotonic()
+        if current != etag or remaining <= 0:
+            break
+        await hub.notifier.wait(version, remaining)
+    return JSONResponse(
+        {"etag": current, "probes": [record.probe for record in records], "redaction": None}
+    )
+
+
+async def heartbeat(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    data = await read_json(request)
+    _check_fields("heartbeat", data, {"statuses", "dropped"})
+    source = await _source(request)
+    raw = data.get("statuses") or []
+    if not isinstance(raw, list):
+        raise ApiError(422, "invalid_field", f"heartbeat.statuses: got {raw!r}, expected a list")
+    statuses = []
+    for index, item in enumerate(raw):
+        try:
+            statuses.append(ProbeStatus.from_dict(item).to_dict())
+        except (ProbeSpecError, TypeError) as exc:
+            raise ApiError(422, "invalid_status", f"heartbeat.statuses[{index}]: {exc}") from None
+    dropped = _typed("heartbeat.dropped", data.get("dropped"), (int,), "an integer")
+    now = time.time()
+
+    def store_heartbeat() -> None:
+        hub.store.touch_source(source.id, now, dropped)
+        hub.store.set_statuses(source.id, statuses, now)
+
+    await hub.call(store_heartbeat)
+    return JSONResponse({})
+
+
+def _validate_hits(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise ApiError(
+            422, "invalid_field", f"hits.hits: got {type(raw).__name__}, expected a list"
+        )
+    hits = []
+    for index, item in enumerate(raw):
+        try:
+            Hit.from_dict(item)
+        except (ProbeSpecError, TypeError) as exc:
+            raise ApiError(422, "invalid_hit", f"hits[{index}]: {exc}") from None
+        if not isinstance(item["ts"], int | float) or isinstance(item["ts"], bool):
+            raise ApiError(
+                422, "invalid_hit", f"hits[{index}].ts: got {item['ts']!r}, expected epoch seconds"
+            )
+        if not isinstance(item["probe_id"], str):
+            raise ApiError(
+                422,
+                "invalid_hit",
+                f"hits[{index}].probe_id: got {item['probe_id']!r}, expected a string",
+            )
+        hits.append({k: v for k, v in item.items() if v is not None and k != "source"})
+    return hits
+
+
+async def post_hits(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    data = await read_json(request)
+    _check_fields("hits", data, {"hits", "dropped"})
+    source = await _source(request)
+    raw_dropped = data.get("dropped") or {}
+    if not isinstance(raw_dropped, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in raw_dropped.values()
+    ):
+        raise ApiError(
+            422, "invalid_field", f"hits.dropped: got {raw_dropped!r}, expected {{probe_id: count}}"
+        )
+    now = time.time()
+    settings = hub.settings
+
+    def ingest() -> tuple[int, list[str]]:
+        # validation and JSON encoding run here too, off the event loop
+        hits = _validate_hits(data.get("hits") or [])
+        hub.store.touch_source(source.id, now)
+        return hub.store.add_hits(source, hits, raw_dropped, now, settings.max_hits_per_probe)
+
+    accepted, completed = await hub.call(ingest)
+    if completed:
+        hub.changed()
+    return JSONResponse({"accepted": accepted})
+
+
+async def deregister(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    data = await read_json(request)
+    _check_fields("deregister", data, set())
+    source = await _source(request)
+    await hub.call(hub.store.deregister_source, source.id, time.time())
+    return JSONResponse({})
+
+
+# -- client endpoints ----------------------------------------------------------------------
+
+
+async def list_sources(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    service = request.query_params.get("service") or None
+    state = _query_choice(request, "state", SOURCE_STATES)
+    labels: dict[str, str] = {}
+    for item in request.query_params.getlist("label"):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ApiError(
+                400, "invalid_query", f"query parameter 'label': got {item!r}, expected key=value"
+            )
+        labels[key] = value
+    settings = hub.settings
+    now = time.time()
+    sources = []
+    for source in await hub.call(hub.store.list_sources):
+        if service is not None and source.service != service:
+            continue
+        if any(source.labels.get(k) != v for k, v in labels.items()):
+            continue
+        listed = source.to_dict(now, settings.stale_after, settings.gone_after)
+        if state is not None and listed["state"] != state:
+            continue
+        sources.append(listed)
+    return JSONResponse({"sources": sources})
+
+
+def _selector(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ApiError(422, "invalid_selector", f"selector: got {value!r}, expected an object")
+    _check_fields("selector", value, {"service", "labels", "source_id"})
+    selector: dict[str, Any] = {}
+    for name in ("service", "source_id"):
+        if value.get(name) is not None:
+            if not isinstance(value[name], str) or not value[name]:
+                raise ApiError(
+                    422,
+                    "invalid_selector",
+                    f"selector.{name}: got {value[name]!r}, expected a string",
+                )
+            selector[name] = value[name]
+    labels = _labels("selector.labels", value.get("labels"))
+    if labels:
+        selector["labels"] = labels
+    return selector
+
+
+def _check_expressions(probe: Probe) -> None:
+    """Compile the probe's expressions with the sensor's own validation when it is present."""
+    try:
+        from sensor.engine import validate  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # the engine is optional for the hub; the sensor validates again
+        return
+    validate(probe)
+
+
+async def place_probe(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    data = await read_json(request)
+    _check_fields("place probe", data, {"probe", "selector", "ttl"})
+    if "probe" not in data:
+        raise ApiError(422, "invalid_probe", "place probe: the field 'probe' is required")
+    selector = _selector(data.get("selector"))
+    ttl = data.get("ttl")
+    if ttl is None:
+        ttl = hub.settings.default_ttl
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int | float)
+        or not (0 < ttl <= hub.settings.max_ttl)
+    ):
+        raise ApiError(
+            422,
+            "invalid_field",
+            f"ttl: got {ttl!r}, expected seconds in (0, {hub.settings.max_ttl:g}]",
+        )
+    try:
+        probe = Probe.from_dict(data["probe"])
+        _check_expressions(probe)
+    except (ProbeSpecError, ExpressionError) as exc:
+        raise ApiError(422, "invalid_probe", str(exc)) from None
+    except TypeError as exc:
+        raise ApiError(422, "invalid_probe", f"probe: {exc}") from None
+    now = time.time()
+    expires_at = now + float(ttl)
+    if probe.limits.expires_at is not None:
+        expires_at = min(expires_at, probe.limits.expires_at)
+    # the sensors enforce the TTL too: they get it as the probe's own expiry
+    probe = probe.with_changes(limits=dataclasses.replace(probe.limits, expires_at=expires_at))
+    record = ProbeRecord(
+        id=probe.id,
+        signature=probe.signature,
+        probe=probe.to_dict(),
+        selector=selector,
+        state="active",
+        created_at=now,
+        expires_at=expires_at,
+    )
+    try:
+        await hub.call(hub.store.add_probe, record)
+    except DuplicateError:
+        raise ApiError(
+            409, "probe_exists", f"probe {probe.id!r}: a probe with this id exists"
+        ) from None
+    hub.changed()
+    return JSONResponse({"probe": record.to_dict()}, status_code=201)
+
+
+async def list_probes(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    signature = request.query_params.get("signature") or None
+    state = _query_choice(request, "state", PROBE_STATES)
+    records = await hub.call(hub.store.list_probes, signature=signature, state=state)
+    return JSONResponse({"probes": [record.to_dict() for record in records]})
+
+
+async def get_probe(request: Request, token: TokenRecord) -> Response:
+    record = await _probe_record(request)
+    return JSONResponse({"probe": record.to_dict()})
+
+
+async def remove_probe(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    await _probe_record(request)
+    record = await hub.call(
+        hub.store.end_probe, request.path_params["probe_id"], "removed", time.time()
+    )
+    assert record is not None  # records are never deleted while the hub runs
+    hub.changed()
+    return JSONResponse({"probe": record.to_dict()})
+
+
+def _hit_filters(request: Request) -> dict[str, Any]:
+    return {
+        "since": _query_float(request, "since"),
+        "until": _query_float(request, "until"),
+        "source_id": request.query_params.get("source_id") or None,
+    }
+
+
+async def probe_hits(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    record = await _probe_record(request)
+    limit = _query_int(request, "limit", 100, 1, hub.settings.max_page)
+    after_text = request.query_params.get("after") or None
+    after = None
+    if after_text is not None:
+        if not after_text.isdigit():
+            raise ApiError(
+                400,
+                "invalid_query",
+                f"query parameter 'after': got {after_text!r}, expected a cursor",
+            )
+        after = int(after_text)
+    rows = await hub.call(
+        hub.store.read_hits,
+        probe_id=record.id,
+        after=after,
+        limit=limit + 1,
+        **_hit_filters(request),
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = json.dumps(str(rows[-1].seq)) if more else "null"
+    # the stored bodies are JSON already: splice them in rather than parse and dump again
+    body = '{"hits":[' + ",".join(row.body for row in rows) + '],"next":' + cursor + "}"
+    return Response(body, media_type="application/json")
+
+
+async def _evidence_lines(
+    hub: Hub, records: list[ProbeRecord], hit_query: dict[str, Any]
+) -> AsyncIterator[str]:
+    header = {
+        "record": "header",
+        "schema": "pytest-runtime/evidence",
+        "version": 1,
+        "created_at": time.time(),
+        "generator": f"sensor-hub {__version__}",
+    }
+    yield json.dumps(header) + "\n"
+    for record in records:
+        yield json.dumps({"record": "probe", "probe": record.probe}) + "\n"
+    after = None
+    while True:
+        rows = await hub.call(hub.store.read_hits, after=after, limit=1000, **hit_query)
+        if not rows:
+            return
+        yield "".join('{"record":"hit","hit":' + row.body + "}\n" for row in rows)
+        after = rows[-1].seq
+
+
+def _evidence_response(
+    hub: Hub, records: list[ProbeRecord], hit_query: dict[str, Any], name: str
+) -> Response:
+    return StreamingResponse(
+        _evidence_lines(hub, records, hit_query),
+        media_type=EVIDENCE_MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{name}.jsonl"'},
+    )
+
+
+async def probe_evidence(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    record = await _probe_record(request)
+    query = {"probe_id": record.id, **_hit_filters(request)}
+    return _evidence_response(hub, [record], query, f"evidence-{record.id}")
+
+
+async def evidence(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    signature = request.query_params.get("signature")
+    if not signature:
+        raise ApiError(
+            400, "invalid_query", "query parameter 'signature': required (a probe signature)"
+        )
+    records = await hub.call(hub.store.list_probes, signature=signature)
+    query = {"signature": signature, **_hit_filters(request)}
+    return _evidence_response(hub, records, query, f"evidence-{signature}")
+
+
+# -- admin endpoints -----------------------------------------------------------------------
+
+
+async def add_token(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    data = await read_json(request)
+    _check_fields("token", data, {"name", "scope"})
+    name, scope = data.get("name"), data.get("scope")
+    if not isinstance(name, str) or not name.strip():
+        raise ApiError(422, "invalid_field", f"token.name: got {name!r}, expected a non-empty name")
+    if scope not in SCOPES:
+        raise ApiError(
+            422, "invalid_field", f"token.scope: got {scope!r}, expected one of {', '.join(SCOPES)}"
+        )
+    secret = new_token()
+    record = new_token_record(name.strip(), scope, secret)
+    await hub.call(hub.store.add_token, record)
+    return JSONResponse({**record.to_dict(), "token": secret}, status_code=201)
+
+
+async def list_tokens(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    records = await hub.call(hub.store.list_tokens)
+    return JSONResponse({"tokens": [record.to_dict() for record in records]})
+
+
+async def remove_token(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    token_id = request.path_params["token_id"]
+    records = {record.id: record for record in await hub.call(hub.store.list_tokens)}
+    if token_id not in records:
+        raise ApiError(404, "unknown_token", f"token {token_id!r}: no such token")
+    await hub.call(hub.store.remove_token, token_id)
+    hub.tokens.forget(token_id)
+    return JSONResponse({"token": records[token_id].to_dict()})
+
+
+# -- open endpoints ------------------------------------------------------------------------
+
+
+async def health(request: Request, token: TokenRecord | None) -> Response:
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+async def openapi(request: Request, token: TokenRecord | None) -> Response:
+    from sensor.hub.openapi import build_openapi
+
+    return JSONResponse(build_openapi())
+
+
+# -- the table -----------------------------------------------------------------------------
+
+Handler = Callable[[Request, Any], Awaitable[Response]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """One route: method, path, the scope it needs (None: open), handler and its docs."""
+
+    method: str
+    path: str
+    scope: str | None
+    handler: Handler
+    summary: str
+    tag: str
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "POST",
+        "/v1/sensors/register",
+        "sensor",
+        register,
+        "Register a sensor as a source",
+        "sensors",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/sensors/{source_id}/probes",
+        "sensor",
+        poll_probes,
+        "Long-poll the source's probe set",
+        "sensors",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/sensors/{source_id}/heartbeat",
+        "sensor",
+        heartbeat,
+        "Report liveness and per-probe statuses",
+        "sensors",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/sensors/{source_id}/hits",
+        "sensor",
+        post_hits,
+        "Post a batch of hits (stored before the answer)",
+        "sensors",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/sensors/{source_id}/deregister",
+        "sensor",
+        deregister,
+        "Mark the source gone",
+        "sensors",
+    ),
+    Endpoint("GET", "/v1/sources", "client", list_sources, "List sources", "clients"),
+    Endpoint(
+        "POST",
+        "/v1/probes",
+        "client",
+        place_probe,
+        "Place a probe on the sources a selector picks",
+        "clients",
+    ),
+    Endpoint("GET", "/v1/probes", "client", list_probes, "List probes", "clients"),
+    Endpoint(
+        "GET", "/v1/probes/{probe_id}", "client", get_probe, "Read one probe record", "clients"
+    ),
+    Endpoint(
+        "DELETE",
+        "/v1/probes/{probe_id}",
+        "client",
+        remove_probe,
+        "Remove a probe from every source",
+        "clients",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/probes/{probe_id}/hits",
+        "client",
+        probe_hits,
+        "Read a probe's hits, paged",
+        "clients",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/probes/{probe_id}/evidence",
+        "client",
+        probe_evidence,
+        "Export a probe's hits as evidence (JSON Lines)",
+        "clients",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/evidence",
+        "client",
+        evidence,
+        "Export the evidence of a probe signature (JSON Lines)",
+        "clients",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/tokens",
+        "admin",
+        add_token,
+        "Create a token (its secret is shown once)",
+        "admin",
+    ),
+    Endpoint(
+        "GET", "/v1/tokens", "admin", list_tokens, "List tokens (never their secrets)", "admin"
+    ),
+    Endpoint("DELETE", "/v1/tokens/{token_id}", "admin", remove_token, "Remove a token", "admin"),
+    Endpoint("GET", "/v1/health", None, health, "Liveness (no token needed)", "open"),
+    Endpoint("GET", "/v1/openapi.json", None, openapi, "This API's OpenAPI document", "open"),
+)

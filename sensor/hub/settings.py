@@ -1,0 +1,72 @@
+"""The hub's settings: one frozen dataclass, from CLI flags and ``SENSOR_HUB_*`` variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+from sensor.errors import ConfigError
+
+__all__ = ["HubSettings"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HubSettings:
+    """Everything the hub's behaviour depends on (network options live in the CLI)."""
+
+    db: str = "sensor-hub.db"  #: SQLite file (``:memory:`` for tests)
+    sqlite_synchronous: str = "FULL"  #: FULL: a batch survives power loss once acknowledged
+    admin_token: str | None = None  #: created at start if given (scope admin)
+    sensor_token: str | None = None  #: created at start if given (scope sensor)
+    client_token: str | None = None  #: created at start if given (scope client)
+    max_body: int = 8 * 1024 * 1024  #: bytes; larger request bodies get 413
+    poll_wait: float = 25.0  #: long-poll wait suggested to sensors at register
+    max_poll_wait: float = 60.0  #: upper bound of ``?wait=``
+    heartbeat_interval: float = 10.0  #: suggested to sensors at register
+    stale_after: float = 30.0  #: a source silent this long is stale
+    gone_after: float = 300.0  #: a source silent this long is gone
+    default_ttl: float = 3600.0  #: probe lifetime when the request gives none
+    max_ttl: float = 7 * 24 * 3600.0  #: longest probe lifetime accepted
+    max_hits_per_probe: int = 100_000  #: retention by probe: at most this many hits kept
+    retention: float | None = 7 * 24 * 3600.0  #: retention by age (seconds); None keeps all
+    sweep_interval: float = 1.0  #: how often expiry and retention run
+    max_page: int = 1000  #: largest ``limit`` of a hits page
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"hub setting {field.name}: got {value!r}, expected >= 0")
+        if self.max_body < 1024:
+            raise ConfigError(f"hub setting max_body: got {self.max_body!r}, expected >= 1024")
+        if self.gone_after < self.stale_after:
+            raise ConfigError(
+                f"hub setting gone_after: got {self.gone_after!r}, expected >= stale_after "
+                f"({self.stale_after!r})"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> HubSettings:
+        """Settings from ``SENSOR_HUB_<FIELD>`` variables, then ``overrides`` (not None) on top."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            name = "SENSOR_HUB_" + field.name.upper()
+            if name not in env:
+                continue
+            text = env[name]
+            default = field.default
+            try:
+                if isinstance(default, bool):
+                    values[field.name] = text.lower() in ("1", "true", "yes", "on")
+                elif isinstance(default, int):
+                    values[field.name] = int(text)
+                elif isinstance(default, float) or field.name == "retention":
+                    values[field.name] = None if text.lower() in ("", "none") else float(text)
+                else:
+                    values[field.name] = text
+            except ValueError:
+                raise ConfigError(f"{name}: got {text!r}, expected a number") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,235 @@
+"""The hub's storage interface: records and the :class:`Store` protocol every backend implements.
+
+The API layer talks only to this protocol, so a PostgreSQL store can be added beside
+``sqlite.py`` without touching the handlers. Methods are synchronous and short; the hub calls
+them from a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from sensor.errors import SensorError
+
+__all__ = [
+    "PROBE_STATES",
+    "SOURCE_STATES",
+    "DuplicateError",
+    "HitRow",
+    "ProbeRecord",
+    "SourceRecord",
+    "Store",
+    "StoreError",
+    "TokenRecord",
+]
+
+#: States of a probe record on the hub (a sensor's per-probe states are in ``statuses``).
+PROBE_STATES = ("active", "expired", "completed", "removed")
+#: States of a source, derived from its last heartbeat or poll.
+SOURCE_STATES = ("live", "stale", "gone")
+
+
+class StoreError(SensorError):
+    """The hub's store failed (the message names the operation)."""
+
+
+class DuplicateError(StoreError):
+    """A record with this id exists already."""
+
+
+@dataclasses.dataclass(slots=True)
+class TokenRecord:
+    """A bearer token; only the sha256 of the secret is kept."""
+
+    id: str
+    name: str
+    scope: str
+    token_hash: str
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "scope": self.scope,
+            "created_at": self.created_at,
+        }
+
+
+@dataclasses.dataclass(slots=True)
+class SourceRecord:
+    """One sensor as the hub knows it (what ``GET /v1/sources`` lists)."""
+
+    id: str
+    service: str
+    version: str | None
+    host: str | None
+    pid: int | None
+    python: str | None
+    labels: dict[str, str]
+    runtime_id: str | None
+    sensor_version: str | None
+    backend: str | None
+    token_id: str | None
+    first_seen: float
+    last_seen: float
+    dropped: int = 0
+    deregistered: bool = False
+
+    def state(self, now: float, stale_after: float, gone_after: float) -> str:
+        """live, stale or gone, from the age of the last heartbeat (gone once deregistered)."""
+        if self.deregistered:
+            return "gone"
+        age = now - self.last_seen
+        if age <= stale_after:
+            return "live"
+        if age <= gone_after:
+            return "stale"
+        return "gone"
+
+    def brief(self) -> dict[str, Any]:
+        """The part copied into every hit's ``source`` field."""
+        return {
+            "id": self.id,
+            "service": self.service,
+            "version": self.version,
+            "host": self.host,
+            "pid": self.pid,
+        }
+
+    def to_dict(self, now: float, stale_after: float, gone_after: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "service": self.service,
+            "version": self.version,
+            "host": self.host,
+            "pid": self.pid,
+            "python": self.python,
+            "labels": dict(self.labels),
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "state": self.state(now, stale_after, gone_after),
+            "backend": self.backend,
+            "sensor_version": self.sensor_version,
+            "runtime_id": self.runtime_id,
+            "dropped": self.dropped,
+        }
+
+
+@dataclasses.dataclass(slots=True)
+class ProbeRecord:
+    """A probe placed through the hub, with its selector, life and per-source statuses."""
+
+    id: str
+    signature: str
+    probe: dict[str, Any]
+    selector: dict[str, Any]
+    state: str
+    created_at: float
+    expires_at: float | None
+    hit_count: int = 0
+    dropped: int = 0
+    ended_at: float | None = None
+    statuses: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def max_hits(self) -> int | None:
+        limits = self.probe.get("limits") or {}
+        value = limits.get("max_hits")
+        return value if isinstance(value, int) else None
+
+    def matches(self, source: SourceRecord) -> bool:
+        """True when the selector picks this source (an empty selector picks every source)."""
+        selector = self.selector
+        service = selector.get("service")
+        if service is not None and service != source.service:
+            return False
+        source_id = selector.get("source_id")
+        if source_id is not None and source_id != source.id:
+            return False
+        labels: Mapping[str, str] = selector.get("labels") or {}
+        return all(source.labels.get(key) == value for key, value in labels.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "signature": self.signature,
+            "probe": self.probe,
+            "selector": self.selector,
+            "state": self.state,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "ended_at": self.ended_at,
+            "hit_count": self.hit_count,
+            "dropped": self.dropped,
+            "statuses": self.statuses,
+        }
+
+
+@dataclasses.dataclass(slots=True)
+class HitRow:
+    """One stored hit: its cursor (``seq``) and its JSON text (with ``source``)."""
+
+    seq: int
+    body: str
+
+
+class Store(Protocol):
+    """What the hub needs from a storage backend.
+
+    Every method is one short transaction. ``add_hits`` must have made the hits durable when
+    it returns: the hub acknowledges a batch only after it.
+    """
+
+    # tokens
+    def add_token(self, token: TokenRecord) -> None: ...
+    def find_token(self, token_hash: str) -> TokenRecord | None: ...
+    def list_tokens(self) -> list[TokenRecord]: ...
+    def remove_token(self, token_id: str) -> bool: ...
+
+    # sources
+    def register_source(self, source: SourceRecord) -> SourceRecord: ...
+    def get_source(self, source_id: str) -> SourceRecord | None: ...
+    def list_sources(self) -> list[SourceRecord]: ...
+    def touch_source(self, source_id: str, now: float, dropped: int | None = None) -> None: ...
+    def deregister_source(self, source_id: str, now: float) -> None: ...
+
+    # probes
+    def add_probe(self, record: ProbeRecord) -> None: ...
+    def get_probe(self, probe_id: str) -> ProbeRecord | None: ...
+    def list_probes(
+        self, *, signature: str | None = None, state: str | None = None
+    ) -> list[ProbeRecord]: ...
+    def active_probes(self) -> list[ProbeRecord]: ...
+    def end_probe(self, probe_id: str, state: str, now: float) -> ProbeRecord | None: ...
+    def set_statuses(
+        self, source_id: str, statuses: Sequence[Mapping[str, Any]], now: float
+    ) -> None: ...
+    def expire_probes(self, now: float) -> list[str]: ...
+
+    # hits
+    def add_hits(
+        self,
+        source: SourceRecord,
+        hits: Sequence[dict[str, Any]],
+        dropped: Mapping[str, int],
+        now: float,
+        max_hits_per_probe: int | None = None,
+    ) -> tuple[int, list[str]]: ...
+    def read_hits(
+        self,
+        *,
+        probe_id: str | None = None,
+        signature: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        source_id: str | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[HitRow]: ...
+
+    # housekeeping
+    def apply_retention(self, now: float, max_age: float | None) -> int: ...
+    def close(self) -> None: ...
