@@ -1,3 +1,240 @@
-"""The pytest plugin's hooks (registered through the ``pytest11`` entry point)."""
+"""The pytest plugin's hooks (registered through the ``pytest11`` entry point as ``runtime``).
+
+Hooks only: the work is in :mod:`pytest_runtime.session`. Like pytest's ``stepwise.py``, the
+module-level hooks are cheap and register a :class:`RuntimePlugin` object only when a run needs
+it (a ``--runtime-*`` option, a marked test, or a test using the ``runtime`` fixture), so an
+unused plugin costs almost nothing. Nothing heavy (deepdiff, requests, coverage, hypothesis,
+the sensor engine) is imported at module level.
+"""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_runtime.fixtures import RuntimeFixture
+    from pytest_runtime.options import RuntimeOptions
+    from pytest_runtime.session import RuntimeSession
+
+__all__ = ["RuntimePlugin", "runtime"]
+
+_SESSION: pytest.StashKey[RuntimeSession] = pytest.StashKey()
+_OPTIONS: pytest.StashKey[RuntimeOptions] = pytest.StashKey()
+_PLUGIN_NAME = "runtime-session"
+_MARKER = "runtime_probe"  # == markers.MARKER; repeated so that this module imports nothing
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    from pytest_runtime.options import add_options
+
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_runtime import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def _usage_error(exc: Exception) -> pytest.UsageError:
+    return pytest.UsageError(f"pytest-runtime: {exc}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from pytest_runtime.errors import RuntimeProbeError
+    from pytest_runtime.markers import MARKER_HELP
+    from pytest_runtime.options import RuntimeOptions
+
+    config.addinivalue_line("markers", MARKER_HELP)
+    try:
+        options = RuntimeOptions.from_config(config)
+    except RuntimeProbeError as exc:
+        raise _usage_error(exc) from exc
+    config.stash[_OPTIONS] = options
+    if options.active:
+        session = _ensure_session(config)
+        try:
+            session.load_evidence_files()
+            session.check_hub()
+        except RuntimeProbeError as exc:
+            raise _usage_error(exc) from exc
+
+
+def _ensure_session(config: pytest.Config) -> RuntimeSession:
+    """The run's RuntimeSession, creating it and registering the hook object on first use."""
+    session = config.stash.get(_SESSION, None)
+    if session is None:
+        from pytest_runtime.options import RuntimeOptions
+        from pytest_runtime.session import RuntimeSession
+
+        options = config.stash.get(_OPTIONS, None) or RuntimeOptions.from_config(config)
+        session = RuntimeSession(config, options)
+        config.stash[_SESSION] = session
+        config.pluginmanager.register(RuntimePlugin(session), _PLUGIN_NAME)
+    return session
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Markers are checked while collecting, so an invalid one is a collection error naming
+    # the test and the argument (as pytest does for an invalid parametrize).
+    if metafunc.definition.get_closest_marker(_MARKER) is None:
+        return
+    from pytest_runtime.errors import MarkerError
+    from pytest_runtime.markers import requests_for_item
+
+    try:
+        requests_for_item(metafunc.definition)
+    except MarkerError as exc:
+        message = f"{metafunc.definition.nodeid}: {exc}"
+    else:
+        return
+    pytest.fail(message, pytrace=False)  # outside the except: no chained traceback
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.stash.get(_SESSION, None) is not None:
+        return
+    for item in items:
+        if item.get_closest_marker(_MARKER) is not None or "runtime" in getattr(
+            item, "fixturenames", ()
+        ):
+            _ensure_session(config)
+            return
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    result = yield
+    runtime = session.config.stash.get(_SESSION, None)
+    if runtime is not None and not runtime.is_worker:
+        _finish(session, runtime)
+    return result
+
+
+def _finish(session: pytest.Session, runtime: RuntimeSession) -> None:
+    from pytest_runtime.errors import RuntimeProbeError
+
+    reporter: Any = session.config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(line)
+
+    try:
+        runtime.compare_all(progress)
+        runtime.write_reports()
+    except RuntimeProbeError as exc:
+        raise _usage_error(exc) from exc
+    if reporter is not None:
+        for result in runtime.results:
+            if result.verdict.verdict in ("violated", "diverged"):
+                reporter.stats.setdefault(f"runtime {result.verdict.verdict}", []).append(result)
+    session.testsfailed += len(runtime.failing)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist controller: collect the test-time records a worker captured."""
+    from pytest_runtime.session import WORKEROUTPUT_KEY
+
+    data = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
+    if data:
+        _ensure_session(node.config).merge_worker_output(data)
+
+
+@pytest.fixture
+def runtime(request: pytest.FixtureRequest) -> Generator[RuntimeFixture, None, None]:
+    """Arm probes from the test body: ``with runtime.probe("mod:func", expect=...) as probe:``."""
+    from pytest_runtime.fixtures import RuntimeFixture
+
+    session = _ensure_session(request.config)
+    item = request.node
+    yield RuntimeFixture(session, item)
+    # When the hook object was registered too late to wrap this call (getfixturevalue), this
+    # still disarms and checks; otherwise the call wrapper already did and this is a no-op.
+    _end_test(session, item, "passed", raise_violation=True)
+
+
+def _end_test(
+    session: RuntimeSession, item: pytest.Item, outcome: str, *, raise_violation: bool
+) -> None:
+    message = session.end_test(item, outcome=outcome)
+    if message and raise_violation:
+        pytest.fail(message, pytrace=False)
+
+
+class RuntimePlugin:
+    """The hooks of a run that uses the plugin (registered by :func:`_ensure_session`)."""
+
+    def __init__(self, session: RuntimeSession) -> None:
+        self.session = session
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+        from pytest_runtime.errors import RuntimeProbeError
+
+        try:
+            self.session.arm_markers(item)
+        except RuntimeProbeError as exc:
+            _end_test(self.session, item, "failed", raise_violation=False)
+            pytest.fail(f"{item.nodeid}: {exc}", pytrace=False)
+        except BaseException:
+            _end_test(self.session, item, "failed", raise_violation=False)
+            raise
+        try:
+            result = yield
+        except BaseException:
+            message = self.session.end_test(item, outcome="failed")
+            if message:
+                item.add_report_section("call", "runtime", message)
+            raise
+        _end_test(self.session, item, "passed", raise_violation=True)
+        return result
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:
+            from pytest_runtime.session import WORKEROUTPUT_KEY
+
+            workeroutput[WORKEROUTPUT_KEY] = self.session.worker_output()
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        options = self.session.options
+        if self.session.is_worker:
+            return []
+        if self.session.file_evidence is not None:
+            ev = self.session.file_evidence
+            return [
+                f"runtime: evidence from {len(options.evidence)} path(s): "
+                f"{len(ev.hits)} probe signature(s), {ev.hit_count} hit(s)"
+            ]
+        if options.probe:
+            return [f"runtime: live evidence from hub {options.hub} (wait up to {options.wait:g}s)"]
+        return []
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        session = self.session
+        if session.is_worker or not (session.results or session.notes):
+            return
+        tr = terminalreporter
+        if session.results:
+            from pytest_runtime.reporting import terminal
+
+            terminal.write_summary(tr, session.results)
+        if session.notes:
+            tr.write_sep("-", "runtime notes")
+            for note in session.notes:
+                tr.write_line(note)
+        if session.results and os.environ.get("GITHUB_ACTIONS") == "true":
+            annotations, summary = session.github_output()
+            for line in annotations:
+                tr.write_line(line)
+            path = os.environ.get("GITHUB_STEP_SUMMARY")
+            if path and summary:
+                with open(path, "a", encoding="utf-8") as stream:
+                    stream.write(summary + "\n")

@@ -1,0 +1,259 @@
+"""The ``runtime`` option group, its ini keys and environment variables, read into one dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import os
+import re
+import time
+from typing import TYPE_CHECKING
+
+from pytest_runtime.errors import OptionError
+
+if TYPE_CHECKING:
+    import pytest
+
+__all__ = ["DEFAULT_MIN_HITS", "DEFAULT_SINCE", "DEFAULT_WAIT", "RuntimeOptions", "add_options"]
+
+DEFAULT_WAIT = 30.0
+DEFAULT_MIN_HITS = 5
+DEFAULT_SINCE = "1h"
+ENV_HUB = "PYTEST_RUNTIME_HUB"
+ENV_TOKEN = "PYTEST_RUNTIME_TOKEN"  # never an option: a token on a command line leaks into `ps`
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Add the ``runtime`` group and the matching ini keys."""
+    group = parser.getgroup("runtime", "runtime probes (pytest-runtime)")
+    group.addoption(
+        "--runtime-probe",
+        action="store_true",
+        default=False,
+        help="place the marked probes on live sources through the hub and compare their "
+        "evidence with the test-time states",
+    )
+    group.addoption(
+        "--runtime-hub",
+        metavar="URL",
+        default=None,
+        help=f"hub URL (default: ${ENV_HUB}, then ini runtime_hub); "
+        f"the token is read from ${ENV_TOKEN}",
+    )
+    group.addoption(
+        "--runtime-service",
+        metavar="NAME",
+        default=None,
+        help="service whose sources receive the probes when a marker names none "
+        "(default: ini runtime_service; none: every live source)",
+    )
+    group.addoption(
+        "--runtime-wait",
+        metavar="SECONDS",
+        default=None,
+        help=f"longest wait for production hits (default: ini runtime_wait, then {DEFAULT_WAIT:g})",
+    )
+    group.addoption(
+        "--runtime-min-hits",
+        metavar="N",
+        default=None,
+        help="production hits wanted per probe; fewer gives the verdict inconclusive "
+        f"(default: ini runtime_min_hits, then {DEFAULT_MIN_HITS})",
+    )
+    group.addoption(
+        "--runtime-since",
+        metavar="WHEN",
+        default=None,
+        help="oldest evidence to use: a duration such as 30m, 2h, 1d, an ISO time or epoch "
+        f"seconds (default: ini runtime_since, then {DEFAULT_SINCE})",
+    )
+    group.addoption(
+        "--runtime-evidence",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="read production evidence from this JSON Lines file or directory of *.jsonl "
+        "files instead of the hub (repeatable)",
+    )
+    group.addoption(
+        "--runtime-record",
+        metavar="PATH",
+        default=None,
+        help="write the evidence fetched from the hub to this JSON Lines file",
+    )
+    group.addoption(
+        "--runtime-strict",
+        action="store_true",
+        default=None,
+        help="fail on diverged probes too, not only on violated ones (default: ini runtime_strict)",
+    )
+    group.addoption(
+        "--runtime-report-json",
+        metavar="PATH",
+        default=None,
+        help="write one JSON report entry per probe and test to this file",
+    )
+    group.addoption(
+        "--runtime-baseline",
+        metavar="PATH",
+        default=None,
+        help="fail only on divergences not listed in this baseline file "
+        "(default: ini runtime_baseline)",
+    )
+    group.addoption(
+        "--runtime-write-baseline",
+        action="store_true",
+        default=False,
+        help="write the current divergences to the --runtime-baseline file and do not fail on them",
+    )
+    parser.addini("runtime_hub", "hub URL for --runtime-probe", default="")
+    parser.addini("runtime_service", "default service selector for probes", default="")
+    parser.addini("runtime_wait", "longest wait for production hits in seconds", default="")
+    parser.addini("runtime_min_hits", "production hits wanted per probe", default="")
+    parser.addini("runtime_since", "oldest evidence to use", default="")
+    parser.addini("runtime_strict", "fail on diverged probes too", type="bool", default=False)
+    parser.addini("runtime_baseline", "baseline file of accepted divergences", default="")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeOptions:
+    """Every plugin setting, resolved from the command line, environment and ini file."""
+
+    probe: bool = False
+    hub: str | None = None
+    token: str | None = None
+    service: str | None = None
+    wait: float = DEFAULT_WAIT
+    min_hits: int = DEFAULT_MIN_HITS
+    since: float = 0.0  #: epoch seconds
+    evidence: tuple[str, ...] = ()
+    record: str | None = None
+    strict: bool = False
+    report_json: str | None = None
+    baseline: str | None = None
+    write_baseline: bool = False
+
+    @property
+    def wants_production(self) -> bool:
+        """True when the run compares with production evidence (live or recorded)."""
+        return self.probe or bool(self.evidence)
+
+    @property
+    def active(self) -> bool:
+        """True when any option asks the plugin for work beyond test-time capture."""
+        return self.wants_production or bool(self.report_json or self.record or self.write_baseline)
+
+    @classmethod
+    def from_config(cls, config: pytest.Config, *, now: float | None = None) -> RuntimeOptions:
+        """Resolve every setting (command line, then environment, then ini); validate each."""
+        opt = config.getoption
+
+        def ini(name: str) -> str:
+            return str(config.getini(name) or "").strip()
+
+        hub = opt("runtime_hub") or os.environ.get(ENV_HUB) or ini("runtime_hub") or None
+        token = os.environ.get(ENV_TOKEN) or None
+        strict_opt = opt("runtime_strict")
+        strict = bool(config.getini("runtime_strict")) if strict_opt is None else bool(strict_opt)
+        options = cls(
+            probe=bool(opt("runtime_probe")),
+            hub=hub.rstrip("/") if hub else None,
+            token=token,
+            service=opt("runtime_service") or ini("runtime_service") or None,
+            wait=parse_seconds("--runtime-wait", opt("runtime_wait") or ini("runtime_wait")),
+            min_hits=parse_min_hits(
+                "--runtime-min-hits", opt("runtime_min_hits") or ini("runtime_min_hits")
+            ),
+            since=parse_since(
+                "--runtime-since", opt("runtime_since") or ini("runtime_since"), now=now
+            ),
+            evidence=tuple(opt("runtime_evidence") or ()),
+            record=opt("runtime_record"),
+            strict=strict,
+            report_json=opt("runtime_report_json"),
+            baseline=opt("runtime_baseline") or ini("runtime_baseline") or None,
+            write_baseline=bool(opt("runtime_write_baseline")),
+        )
+        options.check()
+        return options
+
+    def check(self) -> None:
+        """Reject combinations that cannot mean anything."""
+        if self.probe and self.evidence:
+            raise OptionError(
+                "--runtime-probe with --runtime-evidence",
+                list(self.evidence),
+                "one source of production evidence: the hub or recorded files",
+            )
+        if self.probe and not self.hub:
+            raise OptionError(
+                "--runtime-hub",
+                None,
+                f"a hub URL for --runtime-probe (option, ${ENV_HUB} or ini runtime_hub)",
+            )
+        if self.hub and not re.match(r"^https?://[^\s/]+", self.hub):
+            raise OptionError("--runtime-hub", self.hub, "an http:// or https:// URL")
+        if self.record and not self.probe:
+            raise OptionError(
+                "--runtime-record", self.record, "--runtime-probe too (it records hub evidence)"
+            )
+        if self.write_baseline and not self.baseline:
+            raise OptionError(
+                "--runtime-write-baseline", True, "a --runtime-baseline PATH to write to"
+            )
+
+
+def parse_seconds(option: str, text: object, default: float = DEFAULT_WAIT) -> float:
+    """A non-negative number of seconds (``30``, ``2.5``, ``1m``)."""
+    if text in (None, ""):
+        return default
+    value = _duration(str(text))
+    if value is None:
+        raise OptionError(option, text, "seconds >= 0, such as 30, 2.5 or 1m")
+    return value
+
+
+def parse_min_hits(option: str, text: object, default: int = DEFAULT_MIN_HITS) -> int:
+    """A positive whole number of hits."""
+    if text in (None, ""):
+        return default
+    try:
+        value = int(str(text))
+    except ValueError:
+        raise OptionError(option, text, "a whole number >= 1") from None
+    if value < 1:
+        raise OptionError(option, text, "a whole number >= 1")
+    return value
+
+
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def _duration(text: str) -> float | None:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    if not match:
+        return None
+    value = float(match.group(1)) * _UNITS[match.group(2)]
+    return value if math.isfinite(value) else None
+
+
+def parse_since(option: str, text: object, *, now: float | None = None) -> float:
+    """Epoch seconds from a duration before now (``30m``), an ISO time or epoch seconds."""
+    now = time.time() if now is None else now
+    raw = DEFAULT_SINCE if text in (None, "") else str(text).strip()
+    # A bare number above ten years of seconds is an epoch timestamp, not a duration.
+    if re.fullmatch(r"\d+(?:\.\d+)?", raw) and float(raw) > 10 * 365 * 86400:
+        return float(raw)
+    duration = _duration(raw)
+    if duration is not None:
+        return now - duration
+    try:
+        moment = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise OptionError(
+            option, text, "a duration (30m, 2h, 1d), an ISO time or epoch seconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()

@@ -1,0 +1,557 @@
+"""The plugin's work, with no hooks: arm probes around tests, fetch evidence, produce verdicts.
+
+``plugin.py`` calls into :class:`RuntimeSession`; the session calls the sensor engine (test
+time), the hub or evidence files (production), and ``pytest_runtime.compare`` /
+``pytest_runtime.reporting`` (stream COMPARE) for the verdicts and reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_runtime.errors import RuntimeProbeError
+from pytest_runtime.evidence import Evidence
+from pytest_runtime.markers import ProbeRequest, requests_for_item
+from pytest_runtime.options import RuntimeOptions
+
+if TYPE_CHECKING:
+    from pytest_runtime.compare import ProbeResult
+    from sensor.probes import Hit, Probe, ProbeStatus
+
+__all__ = [
+    "TEST_MAX_HITS",
+    "ArmedProbe",
+    "RuntimeSession",
+    "TestRecord",
+    "render_value",
+]
+
+#: Test-time hits kept per probe and test; more are counted, not stored (bounded memory).
+TEST_MAX_HITS = 10_000
+WORKEROUTPUT_KEY = "pytest_runtime"
+_POLL_SECONDS = 1.0
+_TTL_MARGIN = 120.0  # placed probes expire on the hub even if this process dies
+
+
+@dataclasses.dataclass
+class ArmedProbe:
+    """One probe armed in-process for one test, and the test-time hits it collected."""
+
+    request: ProbeRequest
+    local: Probe  #: the copy armed at test time (own id, no rate limit)
+    hits: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    dropped: int = 0
+    status: ProbeStatus | None = None
+    armed: bool = False
+    checked: bool = False
+
+    def on_hit(self, hit: Hit) -> None:
+        # Runs on the thread that fired the probe; list.append is atomic, and the cap keeps
+        # a test that calls the function a million times from eating memory.
+        if len(self.hits) < TEST_MAX_HITS:
+            data = hit.to_dict()
+            data["signature"] = self.request.signature
+            self.hits.append(data)
+        else:
+            self.dropped += 1
+
+
+@dataclasses.dataclass
+class TestRecord:
+    """What one test contributed: its probes and their test-time hits (plain data for xdist)."""
+
+    __test__ = False  # not a test class, whatever pytest's python_classes says
+
+    nodeid: str
+    file: str
+    line: int
+    requests: list[ProbeRequest]
+    hits: dict[str, list[dict[str, Any]]]  #: signature -> test-time hit dicts
+    outcome: str = "passed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "file": self.file,
+            "line": self.line,
+            "requests": [r.to_dict() for r in self.requests],
+            "hits": self.hits,
+            "outcome": self.outcome,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TestRecord:
+        return cls(
+            nodeid=data["nodeid"],
+            file=data["file"],
+            line=int(data["line"]),
+            requests=[ProbeRequest.from_dict(r) for r in data["requests"]],
+            hits={k: list(v) for k, v in data["hits"].items()},
+            outcome=data.get("outcome", "passed"),
+        )
+
+
+def render_value(value: Any, limit: int = 120) -> str:
+    """A short, readable form of a typed-JSON value (CONTRACTS section 2) for messages."""
+    if isinstance(value, dict) and "@t" in value:
+        type_name = str(value["@t"]).rsplit(".", 1)[-1]
+        if "@redacted" in value:
+            text = f"<{type_name} redacted: {value['@redacted']}>"
+        elif "v" in value and not isinstance(value["v"], list | dict):
+            text = f"{type_name}({value['v']!r})"
+        elif "v" in value:
+            text = f"{type_name}({json.dumps(value['v'], sort_keys=True, default=str)})"
+        elif "@attrs" in value:
+            text = f"{type_name}({json.dumps(value['@attrs'], sort_keys=True, default=str)})"
+        else:
+            text = json.dumps(value, sort_keys=True, default=str)
+    elif isinstance(value, str):
+        text = repr(value)
+    else:
+        text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _violations(armed: ArmedProbe) -> str | None:
+    """The failure message for test-time hits that broke the expectation, or None."""
+    bad = [
+        hit
+        for hit in armed.hits
+        if isinstance(hit.get("expect"), dict) and hit["expect"].get("ok") is not True
+    ]
+    if not bad:
+        return None
+    probe = armed.request.probe
+    false = sum(1 for hit in bad if hit["expect"].get("ok") is False)
+    errors = len(bad) - false
+    parts = []
+    if false:
+        parts.append(f"false on {false}")
+    if errors:
+        parts.append(f"not evaluable on {errors}")
+    lines = [
+        f"runtime_probe {probe.location}: expect {probe.expect!r} was "
+        f"{' and '.join(parts)} of {len(armed.hits)} test-time hit(s)"
+    ]
+    for hit in bad[:5]:
+        captures = hit.get("captures") or {}
+        values = ", ".join(f"{k}={render_value(v)}" for k, v in captures.items())
+        error = hit["expect"].get("error")
+        where = f" line {hit['line']}" if hit.get("line") else ""
+        lines.append(f"  hit{where}: {values or '(nothing captured)'}")
+        if error:
+            lines.append(f"    error: {error}")
+    if len(bad) > 5:
+        lines.append(f"  ... and {len(bad) - 5} more")
+    return "\n".join(lines)
+
+
+def _test_probe(probe: Probe) -> Probe:
+    """The test-time copy: its own id, every hit kept (no rate limit), bounded count."""
+    from sensor.probes import ProbeLimits
+
+    limits = ProbeLimits(
+        rate=1e9, burst=10**9, max_hits=TEST_MAX_HITS * 10, capture=probe.limits.capture
+    )
+    return probe.with_changes(id=f"test-{uuid.uuid4().hex[:20]}", limits=limits)
+
+
+def _production_probe(probe: Probe) -> Probe:
+    return probe.with_changes(id=uuid.uuid4().hex, created_at=time.time())
+
+
+def apply_serializers(
+    hits: Iterable[Mapping[str, Any]], serializers: Mapping[str, Callable[[dict[str, Any]], Any]]
+) -> list[dict[str, Any]]:
+    """Hits whose encoded values of the given type names are replaced by the serializer's output."""
+    if not serializers:
+        return [dict(hit) for hit in hits]
+
+    def walk(value: Any, depth: int) -> Any:
+        if depth > 64:  # encoded values are depth-bounded; this is only a guard
+            return value
+        if isinstance(value, dict):
+            type_name = value.get("@t")
+            if isinstance(type_name, str) and type_name in serializers:
+                try:
+                    return serializers[type_name](value)
+                except Exception as exc:
+                    return {"@t": type_name, "@error": f"serializer failed: {exc!r:.80}"}
+            return {k: walk(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, depth + 1) for v in value]
+        return value
+
+    out = []
+    for hit in hits:
+        copy = dict(hit)
+        if isinstance(copy.get("captures"), dict):
+            copy["captures"] = walk(copy["captures"], 0)
+        out.append(copy)
+    return out
+
+
+class RuntimeSession:
+    """State of one pytest run: armed probes, test records, evidence and results."""
+
+    def __init__(self, config: pytest.Config, options: RuntimeOptions) -> None:
+        self.config = config
+        self.options = options
+        self.records: list[TestRecord] = []
+        self.results: list[ProbeResult] = []
+        self.notes: list[str] = []  #: shown in the terminal summary
+        self.file_evidence: Evidence | None = None
+        self.evidence: Evidence | None = None  #: the production evidence compared
+        self.failing: list[ProbeResult] = []  #: results that fail the run
+        self.accepted: list[ProbeResult] = []  #: would fail, but the baseline accepts them
+        self.compared = False
+        self.is_worker = hasattr(config, "workerinput")
+        self._armed: dict[str, list[ArmedProbe]] = {}
+
+    # ---------------------------------------------------------------- set-up
+
+    def load_evidence_files(self) -> None:
+        """Read ``--runtime-evidence`` now, so a corrupt file stops the run before any test."""
+        if self.options.evidence and not self.is_worker:
+            from pytest_runtime.evidence import read
+
+            self.file_evidence = read(self.options.evidence)
+            self.notes.extend(self.file_evidence.notes)
+
+    def check_hub(self) -> None:
+        """Ask the hub once at start: reachable, and the token has the client scope."""
+        if self.options.probe and not self.is_worker:
+            client = self._client()
+            try:
+                client.check()
+            finally:
+                client.close()
+
+    def _client(self) -> Any:
+        from pytest_runtime.hub import HubClient
+
+        assert self.options.hub is not None
+        return HubClient(self.options.hub, self.options.token)
+
+    # ---------------------------------------------------------------- test time
+
+    def armed_for(self, item: pytest.Item) -> list[ArmedProbe]:
+        return self._armed.setdefault(item.nodeid, [])
+
+    def arm(self, item: pytest.Item, request: ProbeRequest) -> ArmedProbe:
+        """Arm one probe in-process for this test; a probe that cannot be armed fails the test."""
+        try:
+            from sensor.engine import get_engine
+        except ImportError as exc:
+            raise RuntimeProbeError(
+                f"runtime_probe {request.location}: the sensor engine is not available ({exc})"
+            ) from exc
+        armed = ArmedProbe(request, _test_probe(request.probe))
+        self.armed_for(item).append(armed)
+        status = get_engine().install(armed.local, on_hit=armed.on_hit)
+        armed.status = status
+        armed.armed = True
+        if str(status.state) == "error":
+            pytest.fail(
+                f"runtime_probe {request.location}: the probe could not be armed: {status.reason}",
+                pytrace=False,
+            )
+        item.user_properties.append(("runtime_probe", request.location))
+        return armed
+
+    def arm_markers(self, item: pytest.Item) -> None:
+        for request in requests_for_item(item):
+            self.arm(item, request)
+
+    def disarm(self, armed: ArmedProbe) -> None:
+        if not armed.armed:
+            return
+        from sensor.engine import get_engine
+
+        engine = get_engine()
+        status = engine.status(armed.local.id)
+        if status is not None:
+            armed.status = status
+        engine.remove(armed.local.id)
+        armed.armed = False
+
+    def check(self, armed: ArmedProbe) -> str | None:
+        """Disarm, then return the test-time violation message (once per armed probe)."""
+        self.disarm(armed)
+        if armed.checked:
+            return None
+        armed.checked = True
+        return _violations(armed)
+
+    def end_test(self, item: pytest.Item, *, outcome: str) -> str | None:
+        """Disarm the test's probes, keep its record, return any unchecked violation message."""
+        armed_list = self._armed.pop(item.nodeid, [])
+        messages = [m for m in (self.check(a) for a in armed_list) if m]
+        if armed_list:
+            path, lineno, _ = item.location
+            hits: dict[str, list[dict[str, Any]]] = {}
+            requests: list[ProbeRequest] = []
+            seen: set[str] = set()
+            for armed in armed_list:
+                hits.setdefault(armed.request.signature, []).extend(armed.hits)
+                if armed.request.signature not in seen:
+                    seen.add(armed.request.signature)
+                    requests.append(armed.request)
+                if armed.dropped:
+                    item.add_report_section(
+                        "call",
+                        "runtime",
+                        f"runtime_probe {armed.request.location}: kept {TEST_MAX_HITS} "
+                        f"test-time hits, {armed.dropped} more were counted and dropped",
+                    )
+            self.records.append(
+                TestRecord(item.nodeid, path, (lineno or 0) + 1, requests, hits, outcome)
+            )
+        return "\n\n".join(messages) if messages else None
+
+    # ---------------------------------------------------------------- xdist
+
+    def worker_output(self) -> dict[str, Any]:
+        return {"records": [record.to_dict() for record in self.records]}
+
+    def merge_worker_output(self, data: Mapping[str, Any]) -> None:
+        self.records.extend(TestRecord.from_dict(r) for r in data.get("records", ()))
+
+    # ---------------------------------------------------------------- production
+
+    def _groups(self) -> dict[tuple[str, str], tuple[ProbeRequest, dict[str, Any]]]:
+        """One entry per (signature, selector): what to place on the hub once."""
+        groups: dict[tuple[str, str], tuple[ProbeRequest, dict[str, Any]]] = {}
+        for record in self.records:
+            for request in record.requests:
+                selector = request.settings.selector(self.options.service)
+                key = (request.signature, json.dumps(selector, sort_keys=True))
+                groups.setdefault(key, (request, selector))
+        return dict(sorted(groups.items()))
+
+    def _min_hits(self, request: ProbeRequest) -> int:
+        return request.settings.min_hits or self.options.min_hits
+
+    def fetch_from_hub(self, progress: Callable[[str], None]) -> Evidence:
+        """Place (or reuse) each probe once, wait for hits, fetch evidence, remove ours."""
+        from pytest_runtime.errors import HubClientError
+
+        options = self.options
+        groups = self._groups()
+        client = self._client()
+        placed: list[str] = []
+        watched: dict[str, list[str]] = {}  # signature -> hub probe ids to count hits of
+        wanted: dict[str, int] = {}
+        waits: list[float] = [options.wait]
+        try:
+            for (signature, _), (request, selector) in groups.items():
+                wanted[signature] = max(wanted.get(signature, 0), self._min_hits(request))
+                if request.settings.wait is not None:
+                    waits.append(request.settings.wait)
+                standing = client.find_probes(signature, state="active")
+                if standing:
+                    ids = [str(record["id"]) for record in standing]
+                    self.notes.append(
+                        f"reused standing probe(s) {', '.join(ids)} for {request.location}"
+                    )
+                    watched.setdefault(signature, []).extend(ids)
+                    continue
+                wait = request.settings.wait if request.settings.wait is not None else options.wait
+                record = client.place(
+                    _production_probe(request.probe).to_dict(), selector, ttl=wait + _TTL_MARGIN
+                )
+                placed.append(str(record["id"]))
+                watched.setdefault(signature, []).append(str(record["id"]))
+            deadline = time.monotonic() + max(waits)
+            last_line = ""
+            last_time = 0.0
+            while True:
+                counts: dict[str, int] = {}
+                sources: set[str] = set()
+                for signature, ids in watched.items():
+                    total = 0
+                    for probe_id in ids:
+                        hits = client.hits(probe_id, since=options.since, limit=wanted[signature])
+                        total += len(hits)
+                        for hit in hits:
+                            source = hit.get("source") or {}
+                            if isinstance(source, dict) and source.get("id"):
+                                sources.add(str(source["id"]))
+                    counts[signature] = total
+                left = deadline - time.monotonic()
+                done = sum(1 for s, n in counts.items() if n >= wanted[s])
+                line = (
+                    f"runtime: waiting for production hits: {done}/{len(watched)} probes "
+                    f"complete, {len(sources)} source(s), "
+                    f"hits {sum(min(n, wanted[s]) for s, n in counts.items())}/"
+                    f"{sum(wanted.values())}, {max(0, left):.0f}s left"
+                )
+                now = time.monotonic()
+                if line.split(",")[:3] != last_line.split(",")[:3] or now - last_time > 5:
+                    progress(line)
+                    last_line, last_time = line, now
+                if done == len(watched) or left <= 0:
+                    break
+                time.sleep(min(_POLL_SECONDS, max(0.05, left)))
+            evidence = Evidence()
+            for signature in watched:
+                evidence.merge(client.evidence(signature, since=options.since))
+            self.notes.extend(evidence.notes)
+            return evidence
+        finally:
+            # Also on Ctrl-C and errors: a placed probe must not outlive the run (the TTL is
+            # the second line of defence if this process is killed).
+            for probe_id in placed:
+                try:
+                    client.remove(probe_id)
+                except HubClientError as exc:
+                    self.notes.append(f"could not remove probe {probe_id} from the hub: {exc}")
+            client.close()
+
+    def production_evidence(self, progress: Callable[[str], None]) -> Evidence | None:
+        if self.file_evidence is not None:
+            return self.file_evidence
+        if self.options.probe:
+            evidence = self.fetch_from_hub(progress)
+            if self.options.record:
+                from pytest_runtime.evidence import write
+
+                written = write(self.options.record, evidence, generator="pytest-runtime record")
+                self.notes.append(f"recorded {written} hit(s) to {self.options.record}")
+            return evidence
+        return None
+
+    # ---------------------------------------------------------------- verdicts
+
+    def compare_all(self, progress: Callable[[str], None]) -> None:
+        """Compare every (test, probe) with production evidence and decide which fail."""
+        if self.compared or self.is_worker:
+            return
+        self.compared = True
+        if not self.records or not self.options.wants_production:
+            return
+        evidence = self.production_evidence(progress)
+        if evidence is None:
+            return
+        self.evidence = evidence
+        from pytest_runtime.compare import CompareSettings, ProbeResult, compare
+
+        hook = self.config.hook
+        serializers: dict[str, Callable[[dict[str, Any]], Any]] = {}
+        for mapping in hook.pytest_runtime_serializers(config=self.config):
+            for name, function in (mapping or {}).items():
+                serializers.setdefault(name, function)
+        noise: list[Any] = []
+        for rules in hook.pytest_runtime_noise_rules(config=self.config):
+            noise.extend(rules or ())
+
+        prod_cache: dict[str, list[dict[str, Any]]] = {}
+        results = []
+        for record in sorted(self.records, key=lambda r: r.nodeid):
+            for request in sorted(record.requests, key=lambda r: r.location):
+                signature = request.signature
+                if signature not in prod_cache:
+                    prod_cache[signature] = apply_serializers(
+                        evidence.hits_for(signature, since=self.options.since), serializers
+                    )
+                test_hits = apply_serializers(record.hits.get(signature, ()), serializers)
+                strict = (
+                    request.settings.strict
+                    if request.settings.strict is not None
+                    else self.options.strict
+                )
+                settings = CompareSettings(
+                    ignore=tuple(request.settings.ignore),
+                    min_hits=self._min_hits(request),
+                    strict=strict,
+                    noise_rules=tuple(noise),
+                )
+                verdict = compare(
+                    test_hits, prod_cache[signature], probe=request.probe, settings=settings
+                )
+                results.append(
+                    ProbeResult(
+                        nodeid=record.nodeid,
+                        test_file=record.file,
+                        test_line=record.line,
+                        location=request.location,
+                        signature=signature,
+                        verdict=verdict,
+                    )
+                )
+        self.results = results
+        self.failing = [r for r in results if r.verdict.fails]
+        self._apply_baseline()
+        for result in results:
+            hook.pytest_runtime_verdict(config=self.config, result=result)
+
+    def _apply_baseline(self) -> None:
+        path = self.options.baseline
+        if not path:
+            return
+        from pathlib import Path
+
+        from pytest_runtime import baseline
+
+        if self.options.write_baseline:
+            baseline.write(path, self.results)
+            self.notes.append(f"wrote the baseline {path} ({len(self.results)} result(s))")
+            self.accepted, self.failing = self.failing, []
+            return
+        if not Path(path).exists():
+            self.notes.append(f"no baseline at {path}: every divergence counts")
+            return
+        fresh = baseline.new_divergences(self.results, baseline.load(path))
+        fresh_keys = {_result_key(item) for item in fresh}
+        self.accepted = [r for r in self.failing if _result_key(r) not in fresh_keys]
+        self.failing = [r for r in self.failing if _result_key(r) in fresh_keys]
+        if self.accepted:
+            self.notes.append(
+                f"{len(self.accepted)} failing verdict(s) accepted by the baseline {path}"
+            )
+
+    # ---------------------------------------------------------------- reports
+
+    def write_reports(self) -> None:
+        if self.is_worker:
+            return
+        if self.options.report_json:
+            from pytest_runtime.reporting import jsonreport
+
+            jsonreport.write(self.options.report_json, self.results)
+        self._junit_properties()
+
+    def _junit_properties(self) -> None:
+        # Per-test properties are written when each test ends, before any verdict exists, so
+        # verdicts go into the test suite's properties (these also work under xdist).
+        from _pytest.junitxml import xml_key
+
+        xml = self.config.stash.get(xml_key, None)
+        if xml is None:
+            return
+        for result in self.results:
+            xml.add_global_property(
+                f"runtime_probe[{result.nodeid}][{result.location}]", result.verdict.verdict
+            )
+
+    def github_output(self) -> tuple[list[str], str | None]:
+        """Workflow commands and the job summary markdown, when running on GitHub Actions."""
+        from pytest_runtime.reporting import github
+
+        return list(github.annotations(self.results)), github.job_summary(self.results)
+
+
+def _result_key(item: Any) -> tuple[str, str]:
+    """(node id, location) of a ProbeResult, or of whatever ``new_divergences`` returns."""
+    if isinstance(item, tuple) and item and not isinstance(item[0], str):
+        item = item[0]
+    if isinstance(item, Mapping):
+        return str(item.get("nodeid")), str(item.get("location"))
+    return str(getattr(item, "nodeid", "")), str(getattr(item, "location", ""))
