@@ -1,0 +1,101 @@
+"""Sensor settings: SENSOR_* variables, arguments over variables, errors naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from sensor.config import ENV_VARS, load_config, parse_labels
+from sensor.errors import ConfigError
+
+
+def test_settings_come_from_the_environment() -> None:
+    config = load_config(
+        environ={
+            "SENSOR_HUB_URL": "http://127.0.0.1:8700/",
+            "SENSOR_TOKEN": "s3cret",
+            "SENSOR_SERVICE": "shop",
+            "SENSOR_VERSION": "1.4.0",
+            "SENSOR_LABELS": "region=eu, tier=web",
+            "SENSOR_QUEUE_SIZE": "50",
+            "SENSOR_BATCH_SIZE": "7",
+            "SENSOR_FLUSH_INTERVAL": "0.5",
+            "SENSOR_LOG_LEVEL": "debug",
+            "SENSOR_ENABLED": "yes",
+        }
+    )
+    assert config.hub_url == "http://127.0.0.1:8700"
+    assert config.token == "s3cret"
+    assert (config.service, config.version) == ("shop", "1.4.0")
+    assert config.labels == {"region": "eu", "tier": "web"}
+    assert (config.queue_size, config.batch_size, config.flush_interval) == (50, 7, 0.5)
+    assert config.log_level == "DEBUG"
+    assert config.enabled is True
+
+
+def test_arguments_win_over_the_environment() -> None:
+    config = load_config(
+        environ={"SENSOR_HUB_URL": "http://a:1", "SENSOR_SERVICE": "env"},
+        hub="http://b:2",
+        service="arg",
+        labels={"k": "v"},
+        queue_size=3,
+    )
+    assert (config.hub_url, config.service, config.labels, config.queue_size) == (
+        "http://b:2",
+        "arg",
+        {"k": "v"},
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("SENSOR_QUEUE_SIZE", "lots", "positive integer"),
+        ("SENSOR_BATCH_SIZE", "0", "positive integer"),
+        ("SENSOR_FLUSH_INTERVAL", "-1", "positive number"),
+        ("SENSOR_FLUSH_INTERVAL", "nan", "positive number"),
+        ("SENSOR_ENABLED", "maybe", "true"),
+        ("SENSOR_LOG_LEVEL", "loud", "WARNING"),
+        ("SENSOR_LABELS", "region", "key=value"),
+        ("SENSOR_HUB_URL", "ftp://hub", "http://"),
+        ("SENSOR_HUB_URL", "http://hub:notaport", "port"),
+    ],
+)
+def test_invalid_variable_is_named_with_its_value(name: str, value: str, expected: str) -> None:
+    environ = {"SENSOR_HUB_URL": "http://127.0.0.1:1", name: value}
+    with pytest.raises(ConfigError) as info:
+        load_config(environ=environ)
+    message = str(info.value)
+    assert name in message
+    assert repr(value) in message
+    assert expected in message
+
+
+def test_invalid_argument_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"argument batch_size: got -2"):
+        load_config(environ={}, hub="http://h:1", batch_size=-2)
+    with pytest.raises(ConfigError, match=r"argument 'colour': unknown setting"):
+        load_config(environ={}, hub="http://h:1", colour="red")
+    with pytest.raises(ConfigError, match=r"argument enabled"):
+        load_config(environ={}, hub="http://h:1", enabled="perhaps")
+
+
+def test_hub_url_is_required_unless_disabled() -> None:
+    with pytest.raises(ConfigError, match="SENSOR_HUB_URL"):
+        load_config(environ={})
+    assert load_config(environ={"SENSOR_ENABLED": "0"}).enabled is False
+
+
+def test_labels_parse_pairs_and_skip_empty_parts() -> None:
+    assert parse_labels("a=1,,b = 2 ,c=") == {"a": "1", "b": "2", "c": ""}
+
+
+def test_token_is_hidden_in_the_redacted_form() -> None:
+    config = load_config(environ={}, hub="http://h:1", token="abc")
+    assert config.redacted()["token"] == "***"
+
+
+def test_every_variable_maps_to_a_field() -> None:
+    fields = set(load_config(environ={"SENSOR_ENABLED": "0"}).redacted())
+    assert {field for field, _ in ENV_VARS.values()} <= fields

@@ -1,0 +1,62 @@
+"""After os.fork the child is a new source with its own thread and an empty queue."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from agent_doubles import FakeHub
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, time, warnings
+    warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork of a threaded process
+    import sensor
+    from sensor.agent import lifecycle
+    from sensor.probes import Hit
+
+    def wait_registered():
+        deadline = time.monotonic() + 5
+        while sensor.status()["source_id"] is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    sensor.start(hub=sys.argv[1], service="forky", flush_interval=0.05)
+    wait_registered()
+    lifecycle._agent.queue.put(Hit("p", "s", "snapshot", "m:f@return", 0.0))
+    pid = os.fork()
+    if pid == 0:
+        wait_registered()
+        status = sensor.status()
+        print(json.dumps({"who": "child", "pid": os.getpid(), "source_id": status["source_id"],
+                          "runtime_id": status["runtime_id"], "queued": status["queued"]}),
+              flush=True)
+        sensor.stop(1)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    status = sensor.status()
+    print(json.dumps({"who": "parent", "pid": os.getpid(), "source_id": status["source_id"],
+                      "runtime_id": status["runtime_id"]}), flush=True)
+    """
+)
+
+
+def test_forked_child_registers_as_its_own_source(fake_hub: FakeHub) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, fake_hub.url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    reports = {r["who"]: r for r in map(json.loads, result.stdout.splitlines())}
+    child, parent = reports["child"], reports["parent"]
+    assert child["pid"] != parent["pid"]
+    assert child["source_id"] != parent["source_id"]
+    assert child["runtime_id"] != parent["runtime_id"]
+    assert child["queued"] == 0  # the parent's hit stays the parent's
+    pids = sorted(r["pid"] for r in fake_hub.registrations)
+    assert pids == sorted([child["pid"], parent["pid"]])
+    assert child["source_id"] in fake_hub.deregistered
