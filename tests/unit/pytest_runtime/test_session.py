@@ -1,0 +1,93 @@
+"""Session helpers that need no engine: value rendering, serializers, violation messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytest_runtime.markers import parse_probe_args
+from pytest_runtime.session import (
+    ArmedProbe,
+    TestRecord,
+    _violations,
+    apply_serializers,
+    render_value,
+)
+
+
+def test_render_value_shows_typed_values_readably() -> None:
+    assert render_value(3) == "3"
+    assert render_value("a") == "'a'"
+    assert render_value(None) == "null"
+    assert render_value({"@t": "decimal.Decimal", "v": "-1.50"}) == "Decimal('-1.50')"
+    assert render_value({"@t": "str", "@redacted": "card", "@len": "9-32"}) == (
+        "<str redacted: card>"
+    )
+    assert render_value({"@t": "list", "v": [1, 2]}) == "list([1, 2])"
+    assert render_value({"@t": "shop.Cart", "@attrs": {"n": 1}}) == 'Cart({"n": 1})'
+    assert render_value("x" * 500, limit=20).endswith("...")
+    assert len(render_value("x" * 500, limit=20)) == 20
+
+
+def test_serializers_replace_encoded_values_of_their_type_only() -> None:
+    hits = [
+        {
+            "captures": {
+                "m": {"@t": "money.Money", "@attrs": {"cents": 5}},
+                "l": {"@t": "list", "v": [{"@t": "money.Money", "@attrs": {"cents": 7}}]},
+                "n": 1,
+            }
+        }
+    ]
+
+    def money(value: dict[str, Any]) -> Any:
+        return {"@t": "money.Money", "v": value["@attrs"]["cents"] / 100}
+
+    out = apply_serializers(hits, {"money.Money": money})
+    assert out[0]["captures"]["m"] == {"@t": "money.Money", "v": 0.05}
+    assert out[0]["captures"]["l"]["v"][0] == {"@t": "money.Money", "v": 0.07}
+    assert out[0]["captures"]["n"] == 1
+    assert hits[0]["captures"]["m"]["@attrs"] == {"cents": 5}  # inputs untouched
+
+
+def test_a_failing_serializer_marks_the_value_instead_of_raising() -> None:
+    def broken(value: dict[str, Any]) -> Any:
+        raise KeyError("cents")
+
+    out = apply_serializers([{"captures": {"m": {"@t": "T"}}}], {"T": broken})
+    assert out[0]["captures"]["m"]["@error"].startswith("serializer failed")
+
+
+def armed_with(*expects: dict[str, Any]) -> ArmedProbe:
+    request = parse_probe_args(
+        ("shop.pricing:apply_discount",), {"capture": ["price"], "expect": "result >= 0"}
+    )
+    armed = ArmedProbe(request, request.probe)
+    for n, expect in enumerate(expects):
+        armed.hits.append({"captures": {"price": n, "result": -n}, "expect": expect, "line": 7})
+    return armed
+
+
+def test_no_violation_message_when_every_hit_kept_the_expectation() -> None:
+    assert _violations(armed_with({"ok": True}, {"ok": True})) is None
+    assert _violations(armed_with()) is None
+
+
+def test_violation_message_names_the_probe_the_expectation_and_the_values() -> None:
+    message = _violations(armed_with({"ok": True}, {"ok": False}, {"ok": None, "error": "boom"}))
+    assert message is not None
+    assert message.splitlines()[0] == (
+        "runtime_probe shop.pricing:apply_discount@return: expect 'result >= 0' was "
+        "false on 1 and not evaluable on 1 of 3 test-time hit(s)"
+    )
+    assert "  hit line 7: price=1, result=-1" in message
+    assert "    error: boom" in message
+
+
+def test_test_record_round_trips_for_xdist() -> None:
+    request = parse_probe_args(("m:f",), {"capture": ["x"]})
+    record = TestRecord("t.py::test", "t.py", 3, [request], {request.signature: [{"a": 1}]})
+    copy = TestRecord.from_dict(record.to_dict())
+    assert copy.nodeid == "t.py::test"
+    assert copy.line == 3
+    assert copy.requests[0].signature == request.signature
+    assert copy.hits == record.hits
