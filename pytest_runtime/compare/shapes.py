@@ -159,10 +159,7 @@ class ShapeWalker:
         tname = node.get("@t")
         if tname is None:
             feats.add((path, "t", "dict"))
-            feats.add((path, "n", length_bucket(len(node))))
-            for key, value in node.items():
-                self._child(node_path := key_path(path, str(key)), path)
-                self._node(value, node_path, feats, leaves, depth + 1)
+            self._fields(node, path, feats, leaves, depth)
             return
         tname = str(tname)
         feats.add((path, "t", tname))
@@ -179,10 +176,7 @@ class ShapeWalker:
             return
         if tname == "dict":
             if isinstance(value, dict):
-                feats.add((path, "n", length_bucket(len(value))))
-                for key, child in value.items():
-                    self._child(node_path := key_path(path, str(key)), path)
-                    self._node(child, node_path, feats, leaves, depth + 1)
+                self._fields(value, path, feats, leaves, depth)
             else:
                 pairs = node.get("items") or []
                 feats.add((path, "n", length_bucket(len(pairs))))
@@ -218,6 +212,27 @@ class ShapeWalker:
         child = path + "[]"
         for item in items:
             self._node(item, child, feats, leaves, depth + 1)
+
+    def _fields(
+        self,
+        fields: dict[str, Any],
+        path: str,
+        feats: set[Feature],
+        leaves: list[Leaf],
+        depth: int,
+    ) -> None:
+        # Field names describe a record; their count says nothing the keys do not. A mapping
+        # keyed by data (ids, numbers) is a collection: its length class counts.
+        counted = not fields
+        for key, child in fields.items():
+            node_path = key_path(path, str(key))
+            if node_path.endswith("{}"):
+                counted = True
+            else:
+                self._child(node_path, path)
+            self._node(child, node_path, feats, leaves, depth + 1)
+        if counted:
+            feats.add((path, "n", length_bucket(len(fields))))
 
     def _child(self, path: str, parent: str) -> None:
         if path not in self.parents:

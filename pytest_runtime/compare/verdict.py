@@ -594,6 +594,8 @@ def compare(
         k = (f.kind, f.path, f.key)
         if k in merged:
             merged[k].hits = merged[k].hits + f.hits
+            # Several shapes may word it differently: keep one, independent of hit order.
+            merged[k].message = min(merged[k].message, f.message)
         else:
             merged[k] = Finding(f.kind, f.path, f.key, f.severity, f.message, list(f.hits))
     reported: list[tuple[Finding, list[int]]] = []

@@ -1,0 +1,298 @@
+"""The comparison's verdicts on realistic evidence: each divergence kind, noise and thresholds."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from compare_hits import LOCATION, dec, hit, order, prod_side, tdict, tt_side
+
+from pytest_runtime.compare import CompareSettings, Divergence, NoiseRule, ProbeVerdict, compare
+from sensor.probes import Probe
+
+PROBE = Probe.from_dict(
+    {
+        "kind": "snapshot",
+        "location": LOCATION,
+        "capture": ["order", "price"],
+        "expect": "price >= 0",
+    }
+)
+PLAIN = Probe.from_dict({"kind": "snapshot", "location": LOCATION})
+
+
+def only(verdict: ProbeVerdict, **match: Any) -> Divergence:
+    found = [d for d in verdict.divergences if all(getattr(d, k) == v for k, v in match.items())]
+    assert len(found) == 1, (match, [d.to_dict() for d in verdict.divergences])
+    return found[0]
+
+
+def test_same_evidence_as_tests_is_ok_with_full_coverage() -> None:
+    verdict = compare(tt_side(), prod_side(), probe=PROBE)
+    assert verdict.verdict == "ok", verdict.to_dict()
+    assert verdict.divergences == ()
+    assert verdict.state_coverage == 1.0
+    assert verdict.counts["prod_hits"] == 200
+    assert verdict.counts["covered_hits"] == 200
+
+
+def test_none_where_tests_had_a_dict_is_a_high_shape_divergence_at_its_path() -> None:
+    prod = prod_side(odd=lambda i: order(i, discount=None))
+    verdict = compare(tt_side(), prod, probe=PROBE)
+    assert verdict.verdict == "diverged"
+    d = only(verdict, path="order.discount")
+    assert (d.kind, d.severity, d.key) == ("shape", "high", "none")
+    assert d.count == 20
+    assert d.share == 0.1
+    assert any("root['order']['discount']: type changed dict -> None" in x for x in d.deepdiff)
+    assert d.representative["order"]["v"]["discount"] is None
+    assert d.hit_ids[0] == "h-00000"
+    assert d.sources == ("src-1",)
+    assert verdict.state_coverage == 0.5
+    assert "h-00000" in verdict.hint
+    assert LOCATION in verdict.hint
+
+
+def test_missing_key_is_high() -> None:
+    prod = prod_side(odd=lambda i: order(i, drop="discount"))
+    verdict = compare(tt_side(), prod, probe=PROBE)
+    d = only(verdict, path="order.discount")
+    assert (d.kind, d.severity, d.key) == ("shape", "high", "missing")
+    assert any("removed" in line and "discount" in line for line in d.deepdiff)
+
+
+def test_added_key_is_low() -> None:
+    prod = prod_side(odd=lambda i: order(i, extra={"coupon": "X"}))
+    verdict = compare(tt_side(), prod, probe=PROBE)
+    d = only(verdict, path="order.coupon")
+    assert (d.kind, d.severity, d.key) == ("shape", "low", "added")
+    assert any("root['order']['coupon']: added 'X'" in line for line in d.deepdiff)
+    assert verdict.verdict == "diverged"
+
+
+def test_new_currency_in_a_small_categorical_set_is_medium() -> None:
+    prod = prod_side(odd=lambda i: order(i, currency="JPY"))
+    verdict = compare(tt_side(), prod, probe=PROBE)
+    d = only(verdict, path="order.currency")
+    assert (d.kind, d.severity, d.key) == ("range", "medium", "one-of:'JPY'")
+    assert "'EUR', 'USD'" in d.message
+    assert d.deepdiff == ("root['order']['currency']: value changed 'EUR' -> 'JPY'",)
+    # The shape is the same: a value class is not a shape, coverage stays full.
+    assert verdict.state_coverage == 1.0
+
+
+def test_negative_value_where_tests_only_had_positives_is_medium() -> None:
+    prod = prod_side(odd=lambda i: order(i, price=-4))
+    verdict = compare(tt_side(), prod, probe=PLAIN)
+    d = only(verdict, path="price")
+    assert (d.kind, d.severity, d.key) == ("range", "medium", "class:negative")
+    assert "tests only had positive" in d.message
+
+
+def test_zero_and_magnitude_are_value_classes_too() -> None:
+    prod = prod_side(odd=lambda i: order(i, price=0 if i % 20 else 50_000))
+    verdict = compare(tt_side(), prod, probe=PLAIN)
+    assert only(verdict, path="price", key="class:zero").severity == "medium"
+    assert only(verdict, path="price", key="magnitude").count == 10
+
+
+def test_type_change_int_to_decimal_is_high() -> None:
+    prod = prod_side(odd=lambda i: order(i, price=dec("12.50")))
+    verdict = compare(tt_side(), prod, probe=PROBE)
+    d = only(verdict, path="price")
+    assert (d.kind, d.severity, d.key) == ("shape", "high", "type:decimal.Decimal")
+    assert d.deepdiff == (
+        "root['price']: type changed int -> decimal.Decimal (12 -> Decimal('12.50'))",
+    )
+
+
+def test_ids_timestamps_and_uuids_that_differ_on_every_hit_are_not_flagged() -> None:
+    # order() gives every hit its own id, uid and created time, on both sides.
+    verdict = compare(tt_side(), prod_side(n=500), probe=PROBE)
+    assert verdict.verdict == "ok", verdict.to_dict()
+    assert verdict.noise == {
+        "order.created": "timestamp",
+        "order.id": "unique",
+        "order.uid": "uuid",
+    }
+
+
+def test_a_noisy_field_that_changes_type_is_still_reported() -> None:
+    prod = prod_side(odd=lambda i: order(i, extra={"created": None}))
+    verdict = compare(tt_side(), prod, probe=PROBE)
+    assert only(verdict, path="order.created").key == "none"
+
+
+def test_a_single_odd_hit_in_ten_thousand_is_not_flagged() -> None:
+    prod = prod_side(n=10_000, odd=lambda i: order(i, discount=None), every=10_001)
+    verdict = compare(tt_side(), prod, probe=PROBE)
+    assert verdict.verdict == "ok"
+    assert verdict.counts["below_threshold"] == 1
+    assert verdict.state_coverage == 0.5  # honest: the odd shape is still uncovered
+
+
+def test_a_single_violation_in_ten_thousand_is_violated() -> None:
+    prod = prod_side(n=10_000)
+    prod[4321] = hit(4321, order(4321, price=-1), ok=False)
+    verdict = compare(tt_side(), prod, probe=PROBE)
+    assert verdict.verdict == "violated"
+    assert verdict.fails
+    d = only(verdict, kind="violation")
+    assert (d.severity, d.count, d.hit_ids) == ("high", 1, ("h-04321",))
+    assert "price >= 0" in d.message
+    assert any("-1" in line for line in d.deepdiff)
+    assert verdict.counts["violations"] == 1
+
+
+def test_too_few_hits_is_inconclusive() -> None:
+    verdict = compare(tt_side(), prod_side(n=3), probe=PROBE)
+    assert verdict.verdict == "inconclusive"
+    assert "3 production hit(s), 5 needed" in verdict.hint
+    empty = compare(tt_side(), [], probe=PROBE)
+    assert empty.verdict == "inconclusive"
+    assert empty.state_coverage == 0.0
+
+
+def test_declared_ignore_path_is_compared_by_type_only() -> None:
+    settings = CompareSettings(ignore=("order.currency",))
+    prod = prod_side(odd=lambda i: order(i, currency="JPY"))
+    assert compare(tt_side(), prod, probe=PROBE, settings=settings).verdict == "ok"
+    prod = prod_side(odd=lambda i: order(i, currency=None))  # type: ignore[arg-type]
+    verdict = compare(tt_side(), prod, probe=PROBE, settings=settings)
+    assert only(verdict, path="order.currency").key == "none"
+
+
+def test_ignore_accepts_deepdiff_paths_and_noise_rules() -> None:
+    prod = prod_side(odd=lambda i: order(i, currency="JPY"))
+    for settings in (
+        CompareSettings(ignore=("root['order']['currency']",)),
+        CompareSettings(noise_rules=(NoiseRule("order.curr*", "hook"),)),
+        CompareSettings(ignore=("order",)),
+    ):
+        assert compare(tt_side(), prod, probe=PROBE, settings=settings).verdict == "ok"
+
+
+def test_exception_never_raised_in_tests_is_high() -> None:
+    prod = prod_side()
+    for i in range(0, 200, 25):
+        prod[i]["exception"] = {"type": "decimal.InvalidOperation", "message": "bad"}
+    verdict = compare(tt_side(), prod, probe=PROBE)
+    d = only(verdict, kind="exception")
+    assert (d.severity, d.path, d.count) == ("high", "exception", 8)
+    assert d.deepdiff == ("exception decimal.InvalidOperation: bad",)
+
+
+def test_exception_also_raised_in_tests_is_not_a_divergence() -> None:
+    tests = tt_side()
+    tests[0]["exception"] = {"type": "KeyError", "message": "k"}
+    prod = prod_side()
+    prod[0]["exception"] = prod[1]["exception"] = {"type": "KeyError", "message": "k"}
+    assert compare(tests, prod, probe=PROBE).verdict == "ok"
+
+
+def test_no_test_time_state_is_a_high_divergence() -> None:
+    verdict = compare([], prod_side(), probe=PROBE)
+    d = only(verdict, key="no-test-states")
+    assert d.severity == "high"
+    assert verdict.state_coverage == 0.0
+
+
+def test_longer_list_is_a_length_class() -> None:
+    items = {"@t": "list", "v": [tdict(sku="a", qty=1)] * 30}
+    prod = prod_side(odd=lambda i: order(i, extra={"items": items}))
+    verdict = compare(tt_side(), prod, probe=PROBE)
+    d = only(verdict, path="order.items")
+    assert (d.kind, d.severity, d.key) == ("range", "medium", "length:11-100")
+
+
+def test_none_inside_list_items_is_reported_at_the_item_path() -> None:
+    items = {"@t": "list", "v": [tdict(sku="a", qty=None), tdict(sku="b", qty=2)]}
+    prod = prod_side(odd=lambda i: order(i, extra={"items": items}))
+    d = only(compare(tt_side(), prod, probe=PROBE), path="order.items[].qty")
+    assert d.key == "none"
+
+
+def test_unexpanded_values_do_not_look_like_missing_fields() -> None:
+    deep = {"@t": "dict", "@depth": True}
+    prod = prod_side(odd=lambda i: order(i, extra={"discount": deep}))
+    verdict = compare(tt_side(), prod, probe=PROBE)
+    assert [d.path for d in verdict.divergences if d.key == "missing"] == []
+
+
+def test_output_is_bounded_and_counts_what_was_cut() -> None:
+    extra = {f"f{k}": k for k in range(40)}
+    prod = prod_side(odd=lambda i: order(i, extra=extra))
+    verdict = compare(tt_side(), prod, probe=PROBE, settings=CompareSettings(max_divergences=5))
+    assert len(verdict.divergences) == 5
+    assert verdict.counts["divergences_cut"] == 35
+    assert all(len(d.hit_ids) <= 10 for d in verdict.divergences)
+
+
+def test_divergences_are_sorted_by_severity_then_kind_then_path() -> None:
+    def odd(i: int) -> dict[str, Any]:
+        return order(i, currency="JPY", price=dec("1"), extra={"coupon": "X"})
+
+    verdict = compare(tt_side(), prod_side(odd=odd), probe=PROBE)
+    assert [d.severity for d in verdict.divergences] == ["high", "medium", "low"]
+
+
+def test_result_does_not_depend_on_the_order_of_hits() -> None:
+    prod = prod_side(n=300, odd=lambda i: order(i, discount=None, currency="GBP"), every=7)
+    tests = tt_side()
+    first = compare(tests, prod, probe=PROBE).to_dict()
+    rng = random.Random(4)
+    for _ in range(3):
+        rng.shuffle(prod)
+        rng.shuffle(tests)
+        assert compare(tests, prod, probe=PROBE).to_dict() == first
+
+
+def test_verdict_round_trips_through_json() -> None:
+    prod = prod_side(odd=lambda i: order(i, discount=None))
+    verdict = compare(tt_side(), prod, probe=PROBE, settings=CompareSettings(strict=True))
+    again = ProbeVerdict.from_dict(json.loads(json.dumps(verdict.to_dict())))
+    assert again == verdict
+    assert again.fails  # diverged under strict
+
+
+def test_diverged_fails_only_under_strict() -> None:
+    prod = prod_side(odd=lambda i: order(i, discount=None))
+    assert not compare(tt_side(), prod, probe=PROBE).fails
+
+
+def test_expectation_is_rechecked_on_hits_without_a_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    prod = [hit(i, {"price": -1 if i == 3 else 5}, ok=None) for i in range(10)]
+    tests = [hit(i, {"price": 5}, prefix="t") for i in range(3)]
+    verdict = compare(tests, prod, probe=PROBE)
+    if importlib.util.find_spec("sensor.expressions") is None:
+        assert verdict.counts["expect_unchecked"] == 10
+        assert verdict.verdict == "ok"
+    else:  # pragma: no cover - depends on stream SANDBOX
+        assert verdict.counts["expect_rechecked"] == 10
+        assert verdict.verdict == "violated"
+
+
+def test_bad_settings_name_the_field() -> None:
+    with pytest.raises(ValueError, match="min_share"):
+        CompareSettings(min_share=2.0)
+    with pytest.raises(TypeError, match="ignore"):
+        CompareSettings(ignore="order.id")  # type: ignore[arg-type]
+
+
+def test_importing_compare_does_not_import_deepdiff() -> None:
+    code = "import sys, pytest_runtime.compare; print('deepdiff' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_deepdiff_lines_are_not_flooded_by_long_lists() -> None:
+    items = {"@t": "list", "v": [None] * 300}
+    prod = prod_side(odd=lambda i: order(i, extra={"items": items}))
+    verdict = compare(tt_side(), prod, probe=PROBE)
+    for d in verdict.divergences:
+        assert len(d.deepdiff) <= 21
