@@ -1,0 +1,865 @@
+"""The sensor engine: places probes in running code, runs their guarded hooks, collects hits.
+
+The engine is what the agent (production) and the plugin (test time) use in-process::
+
+    engine = get_engine()
+    status = engine.install(probe)          # never raises: ERROR/PENDING carry a reason
+    ...
+    hits = engine.drain()                   # snapshot, log and expect hits from the bounded sink
+    aggregates = engine.flush_aggregates()  # counter and timer totals since the last flush
+    engine.remove(probe.id)                 # restores the original code
+
+Hot path (on the host's thread): the backend calls the probe's hook; for a counter the hook is
+a C-level ``count.__next__``; for other kinds a :class:`~sensor.guards.Gate` checks the guards
+before any work. Nothing here raises into the host, blocks, or grows without bound.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import hashlib
+import importlib
+import itertools
+import linecache
+import logging
+import math
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from types import CodeType, ModuleType
+from typing import Any
+
+from sensor.errors import ExpressionError, ProbeSpecError
+from sensor.guards import NOTHING, CpuBudget, Gate
+from sensor.inject.core import Backend, Handle, Hook, PlacementFailed, select_backend
+from sensor.inject.imports import ImportWatcher
+from sensor.inject.locate import (
+    NotFound,
+    code_lines,
+    find_code_for_line,
+    find_module_for_path,
+    module_file,
+    path_matches,
+    resolve_qualname,
+)
+from sensor.probes import Hit, Point, Probe, ProbeKind, ProbeState, ProbeStatus
+
+__all__ = ["Engine", "get_engine", "validate"]
+
+log = logging.getLogger("sensor.engine")
+
+# Builtin types whose truth value runs no user code.
+_PLAIN_TRUTH = (type(None), int, float, str, bytes, list, tuple, dict, set, frozenset)
+# Pending timer starts kept per probe (calls that raised never stop their timer).
+_MAX_TIMER_STARTS = 10_000
+
+
+# -- optional sibling modules (written by other streams; imported lazily) ---------------------
+
+
+def _expressions() -> Any:
+    try:
+        return importlib.import_module("sensor.expressions")
+    except ImportError:
+        return None
+
+
+_capture_frame: Callable[..., tuple[dict[str, Any], bool, list[str]]] | None = None
+
+
+def _capture(values: Mapping[str, object], limits: Any) -> tuple[dict[str, Any], bool, list[str]]:
+    """The single place where the engine asks stream CAPTURE to encode values."""
+    global _capture_frame
+    if _capture_frame is None:
+        try:
+            from sensor.capture.encode import capture_frame
+        except ImportError:
+            names = {
+                name: {"@t": _type_name(type(value)), "@error": "encoder unavailable"}
+                for name, value in values.items()
+            }
+            return names, False, ["sensor.capture.encode is not available"]
+        _capture_frame = capture_frame
+    return _capture_frame(values, limits, _redactor())
+
+
+def _redactor() -> Any:
+    try:
+        from sensor.redaction import get_redactor
+    except ImportError:
+        return None
+    return get_redactor()
+
+
+def _denied(module: str | None, filename: str | None) -> str | None:
+    try:
+        get_deny_list = importlib.import_module("sensor.deny").get_deny_list
+    except ImportError:
+        for prefix in ("sensor", "pytest_runtime"):
+            if module is not None and (module == prefix or module.startswith(prefix + ".")):
+                return f"module {module!r} belongs to the sensor itself"
+        return None
+    reason = get_deny_list().check(module, filename)
+    return None if reason is None else str(reason)
+
+
+def _type_name(tp: type) -> str:
+    name = type.__dict__["__qualname__"].__get__(tp)
+    module = type.__dict__["__module__"].__get__(tp)
+    return str(name) if module == "builtins" else f"{module}.{name}"
+
+
+# -- compiled probe ----------------------------------------------------------------------------
+
+
+class _Compiled:
+    """A probe's expressions, compiled once at placement."""
+
+    __slots__ = ("captures", "condition", "expect", "template")
+
+    def __init__(self, probe: Probe) -> None:
+        exprs: Any = None
+        needs = [probe.condition, probe.expect, probe.template] + [
+            c.expr for c in probe.capture if not c.is_plain_name
+        ]
+        if any(text is not None for text in needs):
+            exprs = _expressions()
+            if exprs is None:
+                raise ExpressionError(
+                    "probe expressions need sensor.expressions, which is not available here"
+                )
+        self.condition = exprs.compile(probe.condition) if probe.condition else None
+        self.expect = exprs.compile(probe.expect) if probe.expect else None
+        self.template = exprs.compile_template(probe.template) if probe.template else None
+        self.captures: list[tuple[str, str, Any]] = []
+        for spec in probe.capture:
+            if spec.is_plain_name:
+                self.captures.append((spec.name, spec.expr, None))
+            else:
+                self.captures.append((spec.name, spec.expr, exprs.compile(spec.expr)))
+
+
+def validate(probe: Probe) -> None:
+    """Compile every expression of ``probe``; raise ExpressionError or ProbeSpecError."""
+    if not isinstance(probe, Probe):
+        raise ProbeSpecError("probe", probe, "a sensor.probes.Probe")
+    _Compiled(probe)
+
+
+# -- one probe inside the engine ---------------------------------------------------------------
+
+
+class _Armed:
+    __slots__ = (
+        "code",
+        "compiled",
+        "counter",
+        "counter_reported",
+        "drops",
+        "errors",
+        "filename",
+        "gate",
+        "handles",
+        "logged",
+        "on_hit",
+        "probe",
+        "reason",
+        "skipped_condition",
+        "state",
+        "timer_read",
+        "updated_at",
+    )
+
+    def __init__(self, probe: Probe, on_hit: Callable[[Hit], None] | None) -> None:
+        self.probe = probe
+        self.on_hit = on_hit
+        self.state = ProbeState.PENDING
+        self.reason: str | None = None
+        self.compiled: _Compiled | None = None
+        self.handles: list[Handle] = []
+        self.gate: Gate | None = None
+        self.counter: Any = None  # itertools.count for counters
+        self.counter_reported = 0
+        self.timer_read: Callable[[], list[float]] | None = None
+        self.code: CodeType | None = None
+        self.filename: str | None = None
+        self.drops = 0
+        self.errors = 0
+        self.skipped_condition = 0
+        self.logged = False
+        self.updated_at = time.time()
+
+    def set_state(self, state: ProbeState, reason: str | None = None) -> None:
+        self.state = state
+        self.reason = reason
+        self.updated_at = time.time()
+
+    def hits(self) -> int:
+        if self.counter is not None:
+            return _count_value(self.counter)
+        if self.gate is not None:
+            return self.gate.counts()[0]
+        if self.timer_read is not None:
+            return int(self.timer_read()[4])
+        return 0
+
+    def error(self, what: str, exc: BaseException) -> str:
+        self.errors += 1
+        text = f"{what}: {type(exc).__name__}: {exc}"
+        if not self.logged:
+            self.logged = True
+            log.warning("sensor probe %s at %s: %s", self.probe.id, self.probe.location, text)
+        return text
+
+
+def _count_value(counter: Any) -> int:
+    # repr is the one read of an itertools.count that does not advance it: "count(42)".
+    return int(repr(counter)[6:-1])
+
+
+# -- the engine --------------------------------------------------------------------------------
+
+
+class Engine:
+    """Places probes and collects their hits in one process (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        sink_size: int = 10_000,
+        backend: str | None = None,
+        cpu_budget: float = 0.01,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._backend: Backend | None
+        self._backend, self.backend_reason = select_backend(backend)
+        self.backend_name: str = self._backend.name if self._backend is not None else "none"
+        self._sink_size = max(0, int(sink_size))
+        self._sink: collections.deque[Hit] = collections.deque()
+        self._dropped = 0
+        self._budget = CpuBudget(cpu_budget)
+        self._probes: dict[str, _Armed] = {}
+        # Disable requests from hook threads: (probe id, reason). Appending never blocks.
+        self._requests: collections.deque[tuple[str, str]] = collections.deque()
+        self._watcher: ImportWatcher | None = None
+        self._seq = itertools.count(1)
+        self._prefix = os.urandom(4).hex()
+        self._closed = False
+        _ENGINES.add(self)
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def dropped(self) -> int:
+        """Hits dropped because the sink was full."""
+        return self._dropped
+
+    def install(self, probe: Probe, on_hit: Callable[[Hit], None] | None = None) -> ProbeStatus:
+        """Place ``probe``; never raises (problems are an ERROR status with a reason)."""
+        try:
+            with self._lock:
+                self._process_requests()
+                return self._install(probe, on_hit)
+        except Exception as exc:
+            log.exception("sensor: installing probe %r failed", getattr(probe, "id", probe))
+            return ProbeStatus(
+                getattr(probe, "id", "?"),
+                ProbeState.ERROR,
+                reason=f"internal error while installing: {type(exc).__name__}: {exc}",
+                backend=self.backend_name,
+            )
+
+    def remove(self, probe_id: str) -> bool:
+        """Remove a probe and restore the code; False if the id is unknown."""
+        with self._lock:
+            armed = self._probes.pop(probe_id, None)
+            if armed is None:
+                return False
+            self._disarm(armed)
+            armed.set_state(ProbeState.REMOVED)
+            self._update_watcher()
+            return True
+
+    def remove_all(self) -> None:
+        with self._lock:
+            for probe_id in list(self._probes):
+                self.remove(probe_id)
+
+    def status(self, probe_id: str) -> ProbeStatus | None:
+        with self._lock:
+            self._process_requests()
+            armed = self._probes.get(probe_id)
+            return None if armed is None else self._status(armed)
+
+    def statuses(self) -> list[ProbeStatus]:
+        with self._lock:
+            self._process_requests()
+            return [self._status(armed) for armed in self._probes.values()]
+
+    def drain(self, max_items: int | None = None) -> list[Hit]:
+        """Take hits out of the shared sink (oldest first)."""
+        self._process_requests_nowait()
+        out: list[Hit] = []
+        sink = self._sink
+        limit = len(sink) if max_items is None else max(0, max_items)
+        while len(out) < limit:
+            try:
+                out.append(sink.popleft())
+            except IndexError:
+                break
+        return out
+
+    def flush_aggregates(self) -> list[Hit]:
+        """One hit per counter or timer probe that fired since the last flush."""
+        out: list[Hit] = []
+        with self._lock:
+            self._process_requests()
+            for armed in self._probes.values():
+                probe = armed.probe
+                aggregate: dict[str, Any] | None = None
+                if armed.counter is not None:
+                    total = _count_value(armed.counter)
+                    delta = total - armed.counter_reported
+                    if delta:
+                        armed.counter_reported = total
+                        aggregate = {"count": delta, "total": total}
+                elif armed.timer_read is not None:
+                    count, total_ns, low, high, _ = armed.timer_read(reset=True)  # type: ignore[call-arg]
+                    if count:
+                        aggregate = {
+                            "count": int(count),
+                            "sum_ns": int(total_ns),
+                            "min_ns": int(low),
+                            "max_ns": int(high),
+                            "mean_ns": int(total_ns // count),
+                        }
+                if aggregate is not None:
+                    out.append(
+                        Hit(
+                            probe_id=probe.id,
+                            signature=probe.signature,
+                            kind=probe.kind.value,
+                            location=str(probe.location),
+                            ts=time.time(),
+                            hit_id=self._next_hit_id(),
+                            aggregate=aggregate,
+                        )
+                    )
+        return out
+
+    def close(self) -> None:
+        """Remove every probe, restore all code, unhook imports, free the monitoring tool id."""
+        with self._lock:
+            self.remove_all()
+            if self._watcher is not None:
+                self._watcher.uninstall()
+                self._watcher = None
+            if self._backend is not None:
+                self._backend.close()
+            self._closed = True
+
+    # -- placement -------------------------------------------------------------------------
+
+    def _install(self, probe: Probe, on_hit: Callable[[Hit], None] | None) -> ProbeStatus:
+        if probe.id in self._probes:
+            self.remove(probe.id)
+        armed = _Armed(probe, on_hit)
+        self._probes[probe.id] = armed
+        try:
+            armed.compiled = _Compiled(probe)
+        except (ExpressionError, ProbeSpecError) as exc:
+            armed.set_state(ProbeState.ERROR, f"invalid expression: {exc}")
+            return self._status(armed)
+        if self._backend is None:
+            armed.set_state(ProbeState.ERROR, self.backend_reason)
+            return self._status(armed)
+        loc = probe.location
+        module: ModuleType | None
+        if loc.path is None:
+            reason = _denied(loc.module, None)
+            if reason is not None:
+                armed.set_state(ProbeState.ERROR, f"denied location {loc}: {reason}")
+                return self._status(armed)
+            module = sys.modules.get(loc.module or "")
+            waiting_for = f"module {loc.module!r}"
+        else:
+            module = find_module_for_path(loc.path)
+            waiting_for = f"a module whose file ends with {loc.path!r}"
+        if module is None:
+            armed.set_state(ProbeState.PENDING, f"waiting for {waiting_for} to be imported")
+            self._update_watcher()
+            return self._status(armed)
+        self._arm(armed, module)
+        return self._status(armed)
+
+    def _arm(self, armed: _Armed, module: ModuleType) -> None:
+        backend = self._backend
+        assert backend is not None
+        probe = armed.probe
+        loc = probe.location
+        filename = module_file(module)
+        reason = _denied(module.__name__, filename)
+        if reason is not None:
+            armed.set_state(ProbeState.ERROR, f"denied location {loc}: {reason}")
+            return
+        try:
+            if loc.path is not None:
+                assert loc.line is not None
+                assert filename is not None
+                code = find_code_for_line(module, filename, loc.line)
+            else:
+                code = resolve_qualname(module, loc.qualname or "")
+        except NotFound as exc:
+            armed.set_state(ProbeState.ERROR, f"not found: {exc}")
+            return
+        code = backend.original_code(code)
+        filename = code.co_filename
+        reason = _denied(module.__name__, filename)
+        if reason is not None:
+            armed.set_state(ProbeState.ERROR, f"denied location {loc}: {reason}")
+            return
+        lines = code_lines(code)
+        for wanted in (loc.line, probe.until_line):
+            if wanted is not None and wanted not in lines:
+                span = f"{min(lines)}-{max(lines)}" if lines else "none"
+                armed.set_state(
+                    ProbeState.ERROR,
+                    f"line {wanted} is not a line of {code.co_qualname} in {filename} "
+                    f"(its lines: {span})",
+                )
+                return
+        mismatch = _source_mismatch(probe, code)
+        if mismatch is not None:
+            armed.set_state(ProbeState.ERROR, mismatch)
+            return
+        armed.code = code
+        armed.filename = filename
+        placed: list[Handle] = []
+        try:
+            for point, line, hook in self._hooks_for(armed, backend.frame_depth):
+                placed.append(backend.arm(code, point, line, hook))
+        except PlacementFailed as exc:
+            for handle in placed:
+                backend.disarm(handle)
+            armed.set_state(ProbeState.ERROR, f"placement failed: {exc}")
+            return
+        armed.handles = placed
+        armed.set_state(ProbeState.INSTALLED)
+
+    def _hooks_for(self, armed: _Armed, depth: int) -> list[tuple[Point, int | None, Hook]]:
+        probe = armed.probe
+        loc = probe.location
+        line = loc.line if loc.point is Point.LINE else None
+        if probe.kind is ProbeKind.COUNTER:
+            counter = itertools.count()
+            armed.counter = counter
+            if loc.point in (Point.ENTRY, Point.LINE):
+                # One C-level call per hit: nothing cheaper can run from a hook.
+                return [(loc.point, line, counter.__next__)]
+            bump = counter.__next__
+
+            def count_value(value: object) -> None:
+                bump()
+
+            return [(loc.point, line, count_value)]
+        if probe.kind is ProbeKind.TIMER:
+            start, stop, read = _make_timer(depth)
+            armed.timer_read = read
+            if loc.point is Point.LINE:
+                if probe.until_line is not None:
+                    return [(Point.LINE, loc.line, start), (Point.LINE, probe.until_line, stop)]
+                return [(Point.LINE, loc.line, start), (Point.RETURN, None, stop)]
+            return [(Point.ENTRY, None, start), (Point.RETURN, None, stop)]
+        gate = Gate(
+            self._make_fire(armed, depth + 1),
+            rate=probe.rate,
+            burst=probe.limits.burst,
+            max_hits=probe.limits.max_hits,
+            expires_at=probe.limits.expires_at,
+            on_stop=functools.partial(self._request, probe.id),
+        )
+        armed.gate = gate
+        return [(loc.point, line, gate.hook)]
+
+    def _disarm(self, armed: _Armed) -> None:
+        if armed.gate is not None:
+            armed.gate.disarm()
+        if self._backend is not None:
+            for handle in armed.handles:
+                try:
+                    self._backend.disarm(handle)
+                except Exception:
+                    log.exception("sensor: removing a hook of probe %s failed", armed.probe.id)
+        armed.handles = []
+
+    def _status(self, armed: _Armed) -> ProbeStatus:
+        skipped_rate = armed.gate.counts()[1] if armed.gate is not None else 0
+        return ProbeStatus(
+            probe_id=armed.probe.id,
+            state=armed.state,
+            reason=armed.reason,
+            hits=armed.hits(),
+            drops=armed.drops,
+            skipped_rate=skipped_rate,
+            skipped_condition=armed.skipped_condition,
+            errors=armed.errors,
+            backend=self.backend_name,
+            updated_at=armed.updated_at,
+        )
+
+    # -- pending probes and the import hook ------------------------------------------------
+
+    def _pending(self) -> list[_Armed]:
+        return [a for a in self._probes.values() if a.state is ProbeState.PENDING]
+
+    def _wants(self, fullname: str) -> bool:
+        for armed in list(self._probes.values()):
+            if armed.state is not ProbeState.PENDING:
+                continue
+            loc = armed.probe.location
+            if loc.module == fullname:
+                return True
+            if loc.path is not None:
+                stem = os.path.basename(loc.path)[:-3]
+                last = fullname.rpartition(".")[2]
+                if stem == last or (
+                    stem == "__init__" and loc.path.endswith(last + "/__init__.py")
+                ):
+                    return True
+        return False
+
+    def _on_import(self, module: ModuleType) -> None:
+        with self._lock:
+            filename = module_file(module)
+            for armed in self._pending():
+                loc = armed.probe.location
+                if loc.module == module.__name__ or (
+                    loc.path is not None and path_matches(filename, loc.path)
+                ):
+                    self._arm(armed, module)
+            self._update_watcher()
+
+    def _update_watcher(self) -> None:
+        if self._pending():
+            if self._watcher is None:
+                self._watcher = ImportWatcher(self._wants, self._on_import)
+            self._watcher.install()
+        elif self._watcher is not None:
+            self._watcher.uninstall()
+            self._watcher = None
+
+    # -- requests from hook threads --------------------------------------------------------
+
+    def _request(self, probe_id: str, why: str) -> None:
+        self._requests.append((probe_id, why))
+
+    def _process_requests_nowait(self) -> None:
+        if self._requests and self._lock.acquire(blocking=False):
+            try:
+                self._process_requests()
+            finally:
+                self._lock.release()
+
+    def _process_requests(self) -> None:
+        while self._requests:
+            probe_id, why = self._requests.popleft()
+            armed = self._probes.get(probe_id)
+            if armed is None or armed.state is not ProbeState.INSTALLED:
+                continue
+            reason = {
+                "expired": "disabled: the probe expired (limits.expires_at passed)",
+                "max_hits": f"disabled: reached max_hits ({armed.probe.limits.max_hits})",
+            }.get(why, why)
+            self._disarm(armed)
+            armed.set_state(ProbeState.DISABLED, reason)
+        # Aggregated kinds check expiry and max hits here, off their one-call hot path.
+        now = time.time()
+        for armed in self._probes.values():
+            if armed.state is not ProbeState.INSTALLED or armed.gate is not None:
+                continue
+            limits = armed.probe.limits
+            if limits.expires_at is not None and now >= limits.expires_at:
+                self._disarm(armed)
+                armed.set_state(
+                    ProbeState.DISABLED, "disabled: the probe expired (limits.expires_at passed)"
+                )
+            elif limits.max_hits is not None and armed.hits() >= limits.max_hits:
+                self._disarm(armed)
+                armed.set_state(
+                    ProbeState.DISABLED, f"disabled: reached max_hits ({limits.max_hits})"
+                )
+
+    # -- the slow path of one hit (admitted by the gate) -----------------------------------
+
+    def _make_fire(self, armed: _Armed, depth: int) -> Callable[[object], bool]:
+        getframe = sys._getframe
+        perf = time.perf_counter_ns
+        budget = self._budget
+        fire_frame = self._fire
+        probe_id = armed.probe.id
+
+        def fire(value: object) -> bool:
+            t0 = perf()
+            try:
+                return fire_frame(armed, getframe(depth), value)
+            except Exception as exc:
+                armed.error("hit failed", exc)
+                return False
+            finally:
+                over = budget.spend(probe_id, perf() - t0)
+                if over is not None:
+                    self._request(over[0], budget.describe(over[1]))
+
+        return fire
+
+    def _fire(self, armed: _Armed, frame: Any, value: object) -> bool:
+        probe = armed.probe
+        compiled = armed.compiled
+        assert compiled is not None
+        point = probe.location.point
+        # A copy: writing to frame.f_locals would change the program's variables.
+        ns: dict[str, object] = dict(frame.f_locals)
+        if point is Point.RETURN and value is not NOTHING:
+            ns["result"] = value
+        elif point is Point.EXCEPTION and value is not NOTHING:
+            ns["exception"] = value
+        f_globals = frame.f_globals
+        errors: list[str] = []
+        if compiled.condition is not None:
+            ok, err = _truth(compiled.condition, ns, f_globals)
+            if err is not None:
+                errors.append(armed.error("condition", RuntimeError(err)))
+                return False
+            if not ok:
+                armed.skipped_condition += 1
+                return False
+        expect: dict[str, Any] | None = None
+        if compiled.expect is not None:
+            ok, err = _truth(compiled.expect, ns, f_globals)
+            if probe.kind is ProbeKind.EXPECT and ok is True:
+                return False
+            expect = {"ok": ok, "error": err}
+        message: str | None = None
+        if compiled.template is not None:
+            try:
+                message = str(compiled.template.render(ns, f_globals))
+            except Exception as exc:
+                errors.append(armed.error("template", exc))
+        values: dict[str, object] = {}
+        if compiled.captures:
+            for name, text, expr in compiled.captures:
+                if expr is None:
+                    if text in ns:
+                        values[name] = ns[text]
+                    else:
+                        errors.append(f"capture {name!r}: no name {text!r} at this point")
+                else:
+                    try:
+                        values[name] = expr.evaluate(ns, f_globals)
+                    except Exception as exc:
+                        errors.append(f"capture {name!r}: {type(exc).__name__}: {exc}")
+        elif probe.kind in (ProbeKind.SNAPSHOT, ProbeKind.EXPECT):
+            values = ns
+        captures: dict[str, Any] | None = None
+        truncated = False
+        limits = probe.limits.capture
+        if values:
+            captures, truncated, capture_errors = _capture(values, limits)
+            errors.extend(capture_errors)
+        exception: dict[str, Any] | None = None
+        if point is Point.EXCEPTION and isinstance(value, BaseException):
+            exception = _exception_info(value, limits)
+        hit = Hit(
+            probe_id=probe.id,
+            signature=probe.signature,
+            kind=probe.kind.value,
+            location=str(probe.location),
+            ts=time.time(),
+            hit_id=self._next_hit_id(),
+            line=_hit_line(frame, value) if point is Point.EXCEPTION else frame.f_lineno,
+            thread=threading.current_thread().name,
+            captures=captures,
+            expect=expect,
+            exception=exception,
+            message=message,
+            truncated=truncated,
+            errors=errors or None,
+        )
+        self._deliver(armed, hit)
+        return True
+
+    def _deliver(self, armed: _Armed, hit: Hit) -> None:
+        if armed.on_hit is not None:
+            try:
+                armed.on_hit(hit)
+            except Exception as exc:
+                armed.error("on_hit callback", exc)
+            return
+        if len(self._sink) >= self._sink_size:
+            self._dropped += 1
+            armed.drops += 1
+            return
+        self._sink.append(hit)
+
+    def _next_hit_id(self) -> str:
+        return f"{self._prefix}-{next(self._seq)}"
+
+    def _renew_prefix(self) -> None:
+        self._prefix = os.urandom(4).hex()
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _truth(
+    expr: Any, ns: Mapping[str, object], f_globals: Mapping[str, object]
+) -> tuple[bool | None, str | None]:
+    """Evaluate to a truth value without running user code (a user ``__bool__`` is refused)."""
+    try:
+        value = expr.evaluate(ns, f_globals)
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    if type(value) is bool:
+        return value, None
+    if type(value) in _PLAIN_TRUTH:
+        return bool(value), None
+    return None, f"{expr.source!r} gave a {_type_name(type(value))}, expected a bool"
+
+
+def _hit_line(frame: Any, exc: object) -> int | None:
+    """The line where the exception left ``frame`` (the handler's own line would mislead)."""
+    tb = getattr(exc, "__traceback__", None) if isinstance(exc, BaseException) else None
+    line: int | None = None
+    while tb is not None:
+        if tb.tb_frame is frame:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line if line is not None else int(frame.f_lineno)
+
+
+def _exception_info(exc: BaseException, limits: Any) -> dict[str, Any]:
+    """``{"type", "message"}`` read without calling a user ``__str__``."""
+    tp = type(exc)
+    safe_str = False
+    for klass in tp.__mro__:
+        if "__str__" in type.__dict__["__dict__"].__get__(klass):
+            safe_str = type.__dict__["__module__"].__get__(klass) == "builtins"
+            break
+    args = exc.args if isinstance(exc.args, tuple) else ()
+    message: object
+    if len(args) == 1 and type(args[0]) is str:
+        message = args[0]
+    elif safe_str and all(type(a) in (str, int, float, bool, type(None)) for a in args):
+        message = BaseException.__str__(exc) if tp.__str__ is BaseException.__str__ else str(exc)
+    elif not args:
+        message = ""
+    else:
+        message = args
+    encoded, _, _ = _capture({"message": message}, limits)
+    return {"type": _type_name(tp), "message": encoded.get("message")}
+
+
+def _source_mismatch(probe: Probe, code: CodeType) -> str | None:
+    if probe.source_hash is None and probe.source_line is None:
+        return None
+    filename = code.co_filename
+    linecache.checkcache(filename)
+    if probe.location.point is Point.LINE and probe.location.line is not None:
+        lineno = probe.location.line
+    else:
+        # A function's target line is its ``def`` line (co_firstlineno may be a decorator).
+        lineno = code.co_firstlineno
+        for candidate in range(code.co_firstlineno, code.co_firstlineno + 50):
+            text = linecache.getline(filename, candidate).strip()
+            if text.startswith(("def ", "async def ")):
+                lineno = candidate
+                break
+    running = linecache.getline(filename, lineno).strip()
+    if not running:
+        return f"source check failed: cannot read line {lineno} of {filename}"
+    if probe.source_line is not None and running != probe.source_line.strip():
+        return (
+            f"source mismatch at {filename}:{lineno}: the probe expects "
+            f"{probe.source_line.strip()!r}, the running code has {running!r}"
+        )
+    if probe.source_hash is not None:
+        digest = hashlib.sha256(running.encode()).hexdigest()
+        if digest != probe.source_hash:
+            return (
+                f"source mismatch at {filename}:{lineno}: the probe expects a line hashing to "
+                f"{probe.source_hash[:16]}..., the running code has {running!r} "
+                f"(sha256 {digest[:16]}...)"
+            )
+    return None
+
+
+def _make_timer(depth: int) -> tuple[Hook, Hook, Callable[..., list[float]]]:
+    """Start and stop hooks keyed by the target frame, and a reader of the aggregate."""
+    getframe = sys._getframe
+    perf = time.perf_counter_ns
+    starts: dict[int, int] = {}
+    # count, sum_ns, min_ns, max_ns, total count (never reset)
+    agg: list[float] = [0, 0, math.inf, 0, 0]
+
+    def start(value: object = NOTHING) -> None:
+        try:
+            if len(starts) >= _MAX_TIMER_STARTS:
+                starts.clear()  # calls that raised never stopped; forget them
+            starts[id(getframe(depth))] = perf()
+        except Exception:
+            return
+
+    def stop(value: object = NOTHING) -> None:
+        end = perf()
+        try:
+            begun = starts.pop(id(getframe(depth)), None)
+            if begun is None:
+                return
+            took = end - begun
+            agg[0] += 1
+            agg[1] += took
+            if took < agg[2]:
+                agg[2] = took
+            if took > agg[3]:
+                agg[3] = took
+            agg[4] += 1
+        except Exception:
+            return
+
+    def read(reset: bool = False) -> list[float]:
+        values = list(agg)
+        if reset:
+            agg[0], agg[1], agg[2], agg[3] = 0, 0, math.inf, 0
+        return values
+
+    return start, stop, read
+
+
+# -- the process-wide engine -------------------------------------------------------------------
+
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The process-wide engine, created on first use."""
+    global _engine
+    with _engine_lock:
+        if _engine is None or _engine._closed:
+            _engine = Engine()
+        return _engine
+
+
+def _after_fork_in_child() -> None:
+    # Hit ids must not collide between a pre-fork parent and its workers.
+    for engine in list(_ENGINES):
+        engine._renew_prefix()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

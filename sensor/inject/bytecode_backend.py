@@ -1,0 +1,294 @@
+"""The bytecode backend: rebuild the target code with hook calls and swap ``__code__``.
+
+Every function object whose ``__code__`` is the target code (found with ``gc.get_referrers``:
+plain functions, methods, closures, functions behind ``functools.wraps`` decorators) gets the
+rebuilt code. The rebuild always starts from the *original* code with every active hook, so
+probes compose, and removing the last hook puts the original code object back (the very same
+object). Injected instructions carry the target line's number, so tracebacks keep their lines.
+
+What it cannot reach: a frame that is already running (a worker's main loop) or a generator
+suspended before the probe was placed keeps executing the old code; closures created later
+from the parent's constants get the original code too. sys.monitoring reaches all of these.
+
+Hook call sequences per version (stack-neutral, the result is popped):
+3.11 ``PUSH_NULL, LOAD_CONST hook, [arg], PRECALL n, CALL n, POP_TOP``;
+3.12 ``PUSH_NULL, LOAD_CONST hook, [arg], CALL n, POP_TOP``;
+3.13 ``LOAD_CONST hook, PUSH_NULL, [arg], CALL n, POP_TOP``.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+from types import CodeType, FunctionType
+from typing import Any
+
+from sensor.inject.core import Handle, Hook, PlacementFailed
+from sensor.probes import Point
+
+__all__ = ["BytecodeBackend", "instrument"]
+
+_PY311 = sys.version_info < (3, 12)
+_PY313 = sys.version_info >= (3, 13)
+# Instructions before which a call must not be inserted (they depend on what precedes them).
+_NO_INSERT_BEFORE = frozenset({"END_FOR", "END_ASYNC_FOR", "CACHE", "EXTENDED_ARG"})
+
+
+def _call(hook: Hook, loc: Any, arg: list[Any] | None = None) -> list[Any]:
+    """Instructions calling ``hook`` with no argument or with the instructions in ``arg``."""
+    from bytecode import Instr
+
+    nargs = 0 if arg is None else 1
+    if _PY313:
+        seq = [Instr("LOAD_CONST", hook, location=loc), Instr("PUSH_NULL", location=loc)]
+    else:
+        seq = [Instr("PUSH_NULL", location=loc), Instr("LOAD_CONST", hook, location=loc)]
+    seq += arg or []
+    if _PY311:
+        seq.append(Instr("PRECALL", nargs, location=loc))
+    seq += [Instr("CALL", nargs, location=loc), Instr("POP_TOP", location=loc)]
+    return seq
+
+
+def _is_line_start(ins: object, line: int | None) -> bool:
+    from bytecode import Instr
+
+    return isinstance(ins, Instr) and ins.lineno == line and ins.name not in _NO_INSERT_BEFORE
+
+
+def instrument(code: CodeType, hooks: list[tuple[Point, int | None, Hook]]) -> CodeType:
+    """A copy of ``code`` calling each hook at its point; raise PlacementFailed if impossible."""
+    from bytecode import Bytecode, Instr, Label
+    from bytecode.instr import InstrLocation
+
+    try:
+        bc = Bytecode.from_code(code)
+    except Exception as exc:
+        raise PlacementFailed(
+            f"the bytecode package cannot read {code.co_qualname}: {exc}"
+        ) from exc
+    items = list(bc)
+    resume = next(
+        (i for i, ins in enumerate(items) if isinstance(ins, Instr) and ins.name == "RESUME"), None
+    )
+    if resume is None:
+        raise PlacementFailed(f"{code.co_qualname} has no RESUME instruction to anchor on")
+    first_loc = InstrLocation(code.co_firstlineno, code.co_firstlineno, None, None)
+
+    before: dict[int, list[Any]] = {}  # index -> instructions inserted before items[index]
+    after_resume: list[Any] = []
+    unwind_hooks: list[Hook] = []
+    for point, line, hook in hooks:
+        if point is Point.ENTRY:
+            after_resume += _call(hook, first_loc)
+        elif point is Point.LINE:
+            index = next(
+                (i for i in range(resume + 1, len(items)) if _is_line_start(items[i], line)),
+                None,
+            )
+            if index is None:
+                raise PlacementFailed(f"line {line} has no code in {code.co_qualname}")
+            # Insert before any label that precedes the instruction, so jumps to it fire too.
+            while index > 0 and isinstance(items[index - 1], Label):
+                index -= 1
+            loc = next(x for x in items[index:] if isinstance(x, Instr)).location
+            before.setdefault(index, []).extend(_call(hook, loc))
+        elif point is Point.RETURN:
+            found = False
+            for i in range(resume + 1, len(items)):
+                ins = items[i]
+                if not isinstance(ins, Instr):
+                    continue
+                if ins.name == "RETURN_VALUE":
+                    # [value] -> [value, (NULL, hook | hook, NULL), value] -> call -> [value]
+                    seq = _call(hook, ins.location, [Instr("COPY", 3, location=ins.location)])
+                elif ins.name == "RETURN_CONST":
+                    seq = _call(
+                        hook, ins.location, [Instr("LOAD_CONST", ins.arg, location=ins.location)]
+                    )
+                else:
+                    continue
+                before.setdefault(i, []).extend(seq)
+                found = True
+            if not found:
+                raise PlacementFailed(f"{code.co_qualname} has no return instruction")
+        else:
+            unwind_hooks.append(hook)
+
+    out: list[Any] = []
+    for i, ins in enumerate(items):
+        out.extend(before.get(i, ()))
+        out.append(ins)
+        if i == resume:
+            out.extend(after_resume)
+
+    if unwind_hooks:
+        out = _cover_with_handler(out, unwind_hooks, first_loc, code)
+
+    bc2 = Bytecode(out)
+    for attr in (
+        "name",
+        "qualname",
+        "filename",
+        "first_lineno",
+        "argcount",
+        "posonlyargcount",
+        "kwonlyargcount",
+        "flags",
+        "argnames",
+        "cellvars",
+        "freevars",
+        "docstring",
+    ):
+        if hasattr(bc, attr):
+            setattr(bc2, attr, getattr(bc, attr))
+    try:
+        # Keep the exception stack depths we set (0 for our handler): recomputing them would
+        # take the depth at the start of each covered range, which can be too deep later on.
+        new = bc2.to_code()
+    except Exception as exc:
+        raise PlacementFailed(f"rebuilding {code.co_qualname} failed: {exc}") from exc
+    return new
+
+
+def _cover_with_handler(out: list[Any], hooks: list[Hook], loc: Any, code: CodeType) -> list[Any]:
+    """Cover every instruction outside the code's own try ranges with a handler calling hooks.
+
+    An exception reaching the handler is leaving the function (nothing else would catch it):
+    the handler calls each hook with the exception and re-raises it with the original
+    ``lasti`` (``RERAISE 1``), so the traceback and ``f_lineno`` are untouched.
+    """
+    from bytecode import Instr, Label
+    from bytecode.instr import TryBegin, TryEnd
+
+    handler = Label()
+    result: list[Any] = []
+    depth = 0  # inside one of the code's own try ranges
+    ours: TryBegin | None = None
+    started = False
+    for ins in out:
+        if isinstance(ins, TryBegin):
+            if ours is not None:
+                result.append(TryEnd(ours))
+                ours = None
+            depth += 1
+            result.append(ins)
+            continue
+        if isinstance(ins, TryEnd):
+            depth -= 1
+            result.append(ins)
+            continue
+        if isinstance(ins, Instr) and not started:
+            result.append(ins)
+            if ins.name == "RESUME":
+                started = True
+            continue
+        if depth == 0 and ours is None and isinstance(ins, Instr):
+            ours = TryBegin(handler, push_lasti=True, stack_depth=0)
+            result.append(ours)
+        result.append(ins)
+    if ours is not None:
+        result.append(TryEnd(ours))
+    result.append(handler)
+    # Stack at the handler: [lasti, exc].
+    for hook in hooks:
+        result += _call(hook, loc, [Instr("COPY", 3, location=loc)])
+    result.append(Instr("RERAISE", 1, location=loc))
+    return result
+
+
+class _Target:
+    __slots__ = ("functions", "handles", "original")
+
+    def __init__(self, original: CodeType) -> None:
+        self.original = original
+        self.functions: list[FunctionType] = []
+        self.handles: list[Handle] = []
+
+
+class BytecodeBackend:
+    """Hooks injected as calls into a rebuilt copy of the target code."""
+
+    name = "bytecode"
+    frame_depth = 1
+    reaches_running_frames = False
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._targets: dict[int, _Target] = {}  # id(original code) -> target
+        self._rebuilt: dict[int, CodeType] = {}  # id(rebuilt code) -> original code
+
+    def original_code(self, code: CodeType) -> CodeType:
+        return self._rebuilt.get(id(code), code)
+
+    def armed_count(self) -> int:
+        return sum(len(t.handles) for t in self._targets.values())
+
+    @staticmethod
+    def _functions_of(code: CodeType) -> list[FunctionType]:
+        return [
+            ref
+            for ref in gc.get_referrers(code)
+            if isinstance(ref, FunctionType) and ref.__code__ is code
+        ]
+
+    def _apply(self, target: _Target) -> None:
+        """Rebuild from the original with every active hook and install it on every function."""
+        if target.handles:
+            new = instrument(target.original, [(h.point, h.line, h.hook) for h in target.handles])
+        else:
+            new = target.original
+        for fn in target.functions:
+            fn.__code__ = new
+        self._rebuilt = {k: v for k, v in self._rebuilt.items() if v is not target.original}
+        if new is not target.original:
+            self._rebuilt[id(new)] = target.original
+
+    def arm(self, code: CodeType, point: Point, line: int | None, hook: Hook) -> Handle:
+        original = self.original_code(code)
+        with self._lock:
+            target = self._targets.get(id(original))
+            fresh = target is None
+            if target is None:
+                target = _Target(original)
+                target.functions = self._functions_of(original)
+                if not target.functions:
+                    raise PlacementFailed(
+                        f"no function object runs {original.co_qualname} (it is only a constant of "
+                        "its parent so far); the bytecode backend needs one"
+                    )
+            handle = Handle(original, point, line, hook)
+            target.handles.append(handle)
+            try:
+                self._apply(target)
+            except Exception as exc:
+                target.handles.remove(handle)
+                if fresh:
+                    for fn in target.functions:
+                        fn.__code__ = original
+                else:
+                    self._apply(target)
+                if isinstance(exc, PlacementFailed):
+                    raise
+                raise PlacementFailed(f"bytecode injection failed: {exc}") from exc
+            self._targets[id(original)] = target
+            return handle
+
+    def disarm(self, handle: Handle) -> None:
+        with self._lock:
+            target = self._targets.get(id(handle.code))
+            if target is None or handle not in target.handles:
+                return
+            target.handles.remove(handle)
+            self._apply(target)
+            if not target.handles:
+                del self._targets[id(handle.code)]
+
+    def close(self) -> None:
+        with self._lock:
+            for target in list(self._targets.values()):
+                target.handles.clear()
+                self._apply(target)
+            self._targets.clear()
+            self._rebuilt.clear()

@@ -1,0 +1,236 @@
+"""The sys.monitoring backend (Python 3.12+): local events enabled on the target code only.
+
+The sensor takes its own tool id (4, else 3; never coverage's id 1) when the first hook is
+placed and gives it back when the last one is removed, so nothing global stays installed while
+no probe is armed. ``entry``, ``return`` and ``line`` use local events (``PY_START``,
+``PY_RETURN``, ``LINE``) on the target code object only. ``exception`` needs ``PY_UNWIND``,
+which sys.monitoring only offers as a global event: it is switched on while at least one
+exception hook is armed and filtered to the target code in the callback.
+
+Lines of a target function that carry no hook return ``DISABLE`` so they cost nothing after
+their first run; ``DISABLE`` is sticky, so placing a hook on such a line later calls
+``restart_events()`` once.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from types import CodeType
+from typing import Any
+
+from sensor.inject.core import Handle, Hook, PlacementFailed
+from sensor.probes import Point
+
+__all__ = ["CANDIDATE_TOOL_IDS", "MonitoringBackend", "free_tool_id"]
+
+#: Tool ids the sensor may take, in order. 0 (debugger), 1 (coverage), 2 (profiler) and
+#: 5 (optimizer) are conventionally reserved for those tools.
+CANDIDATE_TOOL_IDS = (4, 3)
+TOOL_NAME = "pytest-runtime-sensor"
+
+_EMPTY: tuple[Any, ...] = ()
+
+
+def _mon() -> Any:
+    # mypy targets 3.11, where sys.monitoring does not exist; this module only runs on 3.12+.
+    return getattr(sys, "monitoring")  # noqa: B009
+
+
+def free_tool_id() -> int | None:
+    mon = _mon()
+    for tool in CANDIDATE_TOOL_IDS:
+        if mon.get_tool(tool) is None or mon.get_tool(tool) == TOOL_NAME:
+            return tool
+    return None
+
+
+class MonitoringBackend:
+    """Hooks dispatched from sys.monitoring callbacks: target -> callback -> hook."""
+
+    name = "monitoring"
+    frame_depth = 2
+    reaches_running_frames = True
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._tool: int | None = None
+        self._handles: list[Handle] = []
+        # line -> ((code, hooks), ...); first line of the code -> ((code, hooks), ...). Tuples are
+        # replaced, never mutated, so the callbacks can read them without a lock.
+        self._lines: dict[int, tuple[tuple[CodeType, tuple[Hook, ...]], ...]] = {}
+        self._starts: dict[int, tuple[tuple[CodeType, tuple[Hook, ...]], ...]] = {}
+        self._returns: dict[int, tuple[tuple[CodeType, tuple[Hook, ...]], ...]] = {}
+        self._unwinds: dict[int, tuple[tuple[CodeType, tuple[Hook, ...]], ...]] = {}
+        # (id(code), line) pairs whose LINE event this tool switched off with DISABLE.
+        self._disabled: set[tuple[int, int]] = set()
+
+    # -- the callbacks (hot path) ---------------------------------------------------------------
+
+    def _make_callbacks(self) -> dict[int, Any]:
+        lines, starts, returns, unwinds = self._lines, self._starts, self._returns, self._unwinds
+        disable = _mon().DISABLE
+        disabled = self._disabled
+
+        def on_line(code: CodeType, line: int) -> Any:
+            for c, hooks in lines.get(line, _EMPTY):
+                if c is code:
+                    for hook in hooks:
+                        hook()
+                    return None
+            disabled.add((id(code), line))
+            return disable
+
+        def on_start(code: CodeType, offset: int) -> Any:
+            for c, hooks in starts.get(code.co_firstlineno, _EMPTY):
+                if c is code:
+                    for hook in hooks:
+                        hook()
+            return None
+
+        def on_return(code: CodeType, offset: int, value: object) -> Any:
+            for c, hooks in returns.get(code.co_firstlineno, _EMPTY):
+                if c is code:
+                    for hook in hooks:
+                        hook(value)
+            return None
+
+        def on_unwind(code: CodeType, offset: int, exc: BaseException) -> Any:
+            for c, hooks in unwinds.get(code.co_firstlineno, _EMPTY):
+                if c is code:
+                    for hook in hooks:
+                        hook(exc)
+            return None
+
+        ev = _mon().events
+        return {
+            ev.LINE: on_line,
+            ev.PY_START: on_start,
+            ev.PY_RETURN: on_return,
+            ev.PY_UNWIND: on_unwind,
+        }
+
+    # -- placing and removing ---------------------------------------------------------------------
+
+    def original_code(self, code: CodeType) -> CodeType:
+        return code
+
+    def armed_count(self) -> int:
+        return len(self._handles)
+
+    def _acquire(self) -> int:
+        if self._tool is not None:
+            return self._tool
+        mon = _mon()
+        tool = free_tool_id()
+        if tool is None:
+            raise PlacementFailed(
+                "sys.monitoring: tool ids "
+                + ", ".join(map(str, CANDIDATE_TOOL_IDS))
+                + " are held by other tools ("
+                + ", ".join(str(mon.get_tool(t)) for t in CANDIDATE_TOOL_IDS)
+                + ")"
+            )
+        if mon.get_tool(tool) is None:
+            mon.use_tool_id(tool, TOOL_NAME)
+        for event, callback in self._make_callbacks().items():
+            mon.register_callback(tool, event, callback)
+        self._tool = tool
+        return tool
+
+    def _release(self) -> None:
+        if self._tool is None:
+            return
+        mon = _mon()
+        tool, self._tool = self._tool, None
+        mon.set_events(tool, 0)
+        for event in (mon.events.LINE, mon.events.PY_START, mon.events.PY_RETURN):
+            mon.register_callback(tool, event, None)
+        mon.register_callback(tool, mon.events.PY_UNWIND, None)
+        mon.free_tool_id(tool)
+        self._disabled.clear()
+
+    def _table(self, point: Point) -> dict[int, tuple[tuple[CodeType, tuple[Hook, ...]], ...]]:
+        return {
+            Point.LINE: self._lines,
+            Point.ENTRY: self._starts,
+            Point.RETURN: self._returns,
+            Point.EXCEPTION: self._unwinds,
+        }[point]
+
+    @staticmethod
+    def _key(handle: Handle) -> int:
+        if handle.point is Point.LINE:
+            assert handle.line is not None
+            return handle.line
+        return handle.code.co_firstlineno
+
+    def _rebuild_key(self, point: Point, key: int) -> None:
+        """Recompute one dispatch entry from the handles, in placement order."""
+        table = self._table(point)
+        per_code: dict[int, tuple[CodeType, list[Hook]]] = {}
+        for h in self._handles:
+            if h.point is point and self._key(h) == key:
+                per_code.setdefault(id(h.code), (h.code, []))[1].append(h.hook)
+        if per_code:
+            table[key] = tuple((code, tuple(hooks)) for code, hooks in per_code.values())
+        else:
+            table.pop(key, None)
+
+    def _local_events(self, code: CodeType) -> int:
+        ev = _mon().events
+        mask = 0
+        for h in self._handles:
+            if h.code is code:
+                if h.point is Point.LINE:
+                    mask |= ev.LINE
+                elif h.point is Point.ENTRY:
+                    mask |= ev.PY_START
+                elif h.point is Point.RETURN:
+                    mask |= ev.PY_RETURN
+        return mask
+
+    def _global_events(self) -> int:
+        ev = _mon().events
+        return ev.PY_UNWIND if any(h.point is Point.EXCEPTION for h in self._handles) else 0
+
+    def arm(self, code: CodeType, point: Point, line: int | None, hook: Hook) -> Handle:
+        mon = _mon()
+        with self._lock:
+            tool = self._acquire()
+            handle = Handle(code, point, line, hook)
+            self._handles.append(handle)
+            try:
+                self._rebuild_key(point, self._key(handle))
+                mon.set_local_events(tool, code, self._local_events(code))
+                mon.set_events(tool, self._global_events())
+                if point is Point.LINE and (id(code), line) in self._disabled:
+                    # DISABLE is sticky: this line was switched off before it had a hook.
+                    self._disabled.discard((id(code), line or 0))
+                    mon.restart_events()
+            except Exception as exc:
+                self._handles.remove(handle)
+                self._rebuild_key(point, self._key(handle))
+                if not self._handles:
+                    self._release()
+                raise PlacementFailed(f"sys.monitoring refused the hook: {exc}") from exc
+            return handle
+
+    def disarm(self, handle: Handle) -> None:
+        mon = _mon()
+        with self._lock:
+            if handle not in self._handles:
+                return
+            self._handles.remove(handle)
+            self._rebuild_key(handle.point, self._key(handle))
+            if self._tool is not None:
+                mon.set_local_events(self._tool, handle.code, self._local_events(handle.code))
+                mon.set_events(self._tool, self._global_events())
+            if not self._handles:
+                self._release()
+
+    def close(self) -> None:
+        with self._lock:
+            for handle in list(self._handles):
+                self.disarm(handle)
+            self._release()
