@@ -164,6 +164,12 @@ class Budget:
             self.note(f"deadline: capture took longer than deadline_ms={self.deadline_ms:g}")
         return self.stop is not None
 
+    def reason(self) -> str:
+        """The marker of what stopped the capture (``"@budget"`` or ``"@deadline"``)."""
+        if self.stop is None:
+            self._exhaust()
+        return self.stop or "@budget"
+
     def _exhaust(self) -> None:
         if self.stop is None:
             self.stop = "@budget"
@@ -245,10 +251,7 @@ class _Walker:
         return self._other(v, t, depth)
 
     def _spent(self, v: Any) -> JSONValue:
-        b = self.budget
-        if b.stop is None:
-            b._exhaust()
-        return {"@t": layout_of(type(v)).name, b.stop: True}
+        return {"@t": layout_of(type(v)).name, self.budget.reason(): True}
 
     # -- strings, bytes and numbers ----------------------------------------------------------
 
@@ -343,8 +346,8 @@ class _Walker:
                 res["@len"] = n
                 res["@trunc"] = True
                 b.truncated = True
-                if kept < limit and b.stop is not None:
-                    res[b.stop] = True
+                if b.left <= 0:
+                    res[b.reason()] = True
             return res
         except Exception as exc:
             return self._error(name, exc)
@@ -438,8 +441,8 @@ class _Walker:
                 res["@len"] = n
                 res["@trunc"] = True
                 b.truncated = True
-                if kept < limit and b.stop is not None:
-                    res[b.stop] = True
+                if b.left <= 0:
+                    res[b.reason()] = True
             if extra is not None:
                 self._extra_attrs(v, extra, res, d1)
             return res
@@ -596,8 +599,8 @@ class _Walker:
                 res["@len"] = total
                 res["@trunc"] = True
                 b.truncated = True
-                if b.stop is not None:
-                    res[b.stop] = True
+                if b.left <= 0:
+                    res[b.reason()] = True
             return res
         except Exception as exc:
             return self._error(name, exc)
@@ -673,8 +676,8 @@ class _Walker:
                 res["@len"] = n
                 res["@trunc"] = True
                 b.truncated = True
-                if b.stop is not None:
-                    res[b.stop] = True
+                if b.left <= 0:
+                    res[b.reason()] = True
             return res
         except Exception as exc:
             return self._error(name, exc)
@@ -848,14 +851,28 @@ def encode(
     ``redactor=None`` disables redaction (tests only); :data:`DEFAULT_REDACTOR` uses the
     process-wide one.
     """
-    lim = limits if limits is not None else _DEFAULT_LIMITS
-    spent = budget if budget is not None else Budget(lim)
     try:
+        lim = limits if limits is not None else _DEFAULT_LIMITS
+        spent = budget if budget is not None else Budget(lim)
         return _Walker(lim, _resolve(redactor), spent).enc(value, 0)
     except Exception as exc:  # RecursionError near the host's limit, MemoryError, ...
+        try:
+            return _failed(value, exc, budget)
+        except Exception:  # not even one more frame: a constant answer
+            return {"@t": "?", "@error": "RecursionError"}
+
+
+def _failed(value: object, exc: BaseException, budget: Budget | None) -> JSONValue:
+    """The encoding of a value whose capture failed; safe even at the recursion limit."""
+    try:
         name = _name_or_unknown(type(value))
-        spent.note(f"error: {name}: {_describe(exc)}")
-        return {"@t": name, "@error": _describe(exc)}
+        reason = _describe(exc)
+        if budget is not None:
+            budget.truncated = True
+            budget.note(f"error: {name}: {reason}")
+    except Exception:  # no stack left to describe it: a constant answer
+        name, reason = "?", "RecursionError"
+    return {"@t": name, "@error": reason}
 
 
 def capture_frame(
@@ -892,9 +909,10 @@ def capture_frame(
                 else:
                     captures[name] = walker.enc(value, 0)
             except Exception as exc:
-                tname = _name_or_unknown(type(value))
-                budget.note(f"error: {name}: {_describe(exc)}")
-                captures[name] = {"@t": tname, "@error": _describe(exc)}
+                try:
+                    captures[name] = _failed(value, exc, budget)
+                except Exception:
+                    captures[name] = {"@t": "?", "@error": "RecursionError"}
         if kept < n:
             budget.truncated = True
             budget.note(f"fields: kept {kept} of {n} names (max_fields={limit})")
