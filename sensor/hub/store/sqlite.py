@@ -89,7 +89,7 @@ class SQLiteStore:
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (_SCHEMA_VERSION,)
             )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the hub database {self.path!r}: {exc}") from exc
 
     # -- helpers -------------------------------------------------------------------------

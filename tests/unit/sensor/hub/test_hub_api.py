@@ -1,0 +1,500 @@
+"""The hub's HTTP API through Starlette's TestClient: sensors, probes, hits, evidence, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hub_helpers import ADMIN, CLIENT, SENSOR, auth, hit, place, poll, post_hits, register
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from sensor.hub.core import Hub
+
+DOCS = Path(__file__).resolve().parents[4] / "docs" / "reference"
+
+
+# -- sensors and probe sets ------------------------------------------------------------------
+
+
+def test_register_answers_source_id_and_intervals(client: TestClient) -> None:
+    answer = client.post(
+        "/v1/sensors/register",
+        json={"service": "shop", "labels": {"env": "prod"}, "runtime_id": "r1"},
+        headers=auth(SENSOR),
+    )
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body) == {"source_id", "poll_wait", "heartbeat_interval"}
+    assert body["poll_wait"] == 25.0 and body["heartbeat_interval"] == 10.0
+
+
+def test_sources_list_what_sensors_registered(client: TestClient) -> None:
+    source_id = register(client, version="2.1", labels={"env": "prod"}, backend="monitoring")
+    sources = client.get("/v1/sources", headers=auth(CLIENT)).json()["sources"]
+    assert len(sources) == 1
+    listed = sources[0]
+    assert listed["id"] == source_id
+    assert {k: listed[k] for k in ("service", "version", "host", "pid", "python", "state")} == {
+        "service": "shop",
+        "version": "2.1",
+        "host": "h1",
+        "pid": 42,
+        "python": "3.12.1",
+        "state": "live",
+    }
+    assert listed["labels"] == {"env": "prod"} and listed["backend"] == "monitoring"
+    assert listed["first_seen"] <= listed["last_seen"]
+
+
+def test_sources_filter_by_service_label_and_state(client: TestClient, hub: Hub) -> None:
+    register(client, "shop", labels={"env": "prod", "zone": "a"})
+    register(client, "shop", labels={"env": "staging"})
+    old = register(client, "billing")
+    hub.store.touch_source(old, time.time() - 100)  # silent for 100 s: stale
+    query = client.get
+    assert len(query("/v1/sources?service=shop", headers=auth(CLIENT)).json()["sources"]) == 2
+    prod = query("/v1/sources?label=env=prod&label=zone=a", headers=auth(CLIENT)).json()
+    assert [s["labels"]["env"] for s in prod["sources"]] == ["prod"]
+    stale = query("/v1/sources?state=stale", headers=auth(CLIENT)).json()["sources"]
+    assert [s["service"] for s in stale] == ["billing"]
+    bad = query("/v1/sources?state=sleepy", headers=auth(CLIENT))
+    assert bad.status_code == 400 and "'sleepy'" in bad.json()["error"]["message"]
+
+
+def test_deregistered_source_is_gone(client: TestClient) -> None:
+    source_id = register(client)
+    answer = client.post(f"/v1/sensors/{source_id}/deregister", headers=auth(SENSOR))
+    assert answer.status_code == 200 and answer.json() == {}
+    sources = client.get("/v1/sources", headers=auth(CLIENT)).json()["sources"]
+    assert sources[0]["state"] == "gone"
+
+
+def test_poll_without_etag_answers_at_once_with_the_set(client: TestClient) -> None:
+    source_id = register(client)
+    record = place(client, capture=["price"])
+    started = time.monotonic()
+    answer = poll(client, source_id, wait=5)
+    assert time.monotonic() - started < 2
+    assert [p["id"] for p in answer["probes"]] == [record["id"]]
+    assert answer["redaction"] is None
+    assert answer["probes"][0]["limits"]["expires_at"] == record["expires_at"]
+
+
+def test_poll_with_current_etag_waits_then_answers_the_same_etag(client: TestClient) -> None:
+    source_id = register(client)
+    etag = poll(client, source_id)["etag"]
+    started = time.monotonic()
+    answer = poll(client, source_id, etag=etag, wait=0.3)
+    assert time.monotonic() - started >= 0.25
+    assert answer["etag"] == etag and answer["probes"] == []
+
+
+def test_poll_wakes_when_a_probe_is_placed(app: Starlette) -> None:
+    async def scenario() -> float:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+            answer = await http.post(
+                "/v1/sensors/register", json={"service": "shop"}, headers=auth(SENSOR)
+            )
+            source_id = answer.json()["source_id"]
+            path = f"/v1/sensors/{source_id}/probes"
+            etag = (await http.get(path, headers=auth(SENSOR))).json()["etag"]
+            waiting = asyncio.create_task(
+                http.get(path, params={"etag": etag, "wait": 10}, headers=auth(SENSOR))
+            )
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            started = time.monotonic()
+            probe = {"kind": "snapshot", "location": "shop.pricing:apply_discount"}
+            placed = await http.post("/v1/probes", json={"probe": probe}, headers=auth(CLIENT))
+            assert placed.status_code == 201
+            answer = await waiting
+            assert answer.json()["etag"] != etag
+            assert len(answer.json()["probes"]) == 1
+            return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 1.0
+
+
+def test_hundreds_of_long_polls_wake_without_a_thread_each(app: Starlette) -> None:
+    import threading
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+            sources = []
+            for _ in range(300):
+                answer = await http.post(
+                    "/v1/sensors/register", json={"service": "shop"}, headers=auth(SENSOR)
+                )
+                sources.append(answer.json()["source_id"])
+            first = await http.get(f"/v1/sensors/{sources[0]}/probes", headers=auth(SENSOR))
+            etag = first.json()["etag"]
+            threads_before = threading.active_count()
+            polls = [
+                asyncio.create_task(
+                    http.get(
+                        f"/v1/sensors/{s}/probes",
+                        params={"etag": etag, "wait": 20},
+                        headers=auth(SENSOR),
+                    )
+                )
+                for s in sources
+            ]
+            await asyncio.sleep(0.5)
+            assert not any(p.done() for p in polls)
+            assert threading.active_count() <= threads_before + 2
+            probe = {"kind": "counter", "location": "shop.pricing:apply_discount"}
+            await http.post("/v1/probes", json={"probe": probe}, headers=auth(CLIENT))
+            answers = await asyncio.wait_for(asyncio.gather(*polls), timeout=10)
+            assert all(len(a.json()["probes"]) == 1 for a in answers)
+
+    asyncio.run(scenario())
+
+
+def test_selector_fans_out_to_matching_sources_only(client: TestClient) -> None:
+    prod = register(client, "shop", labels={"env": "prod"})
+    staging = register(client, "shop", labels={"env": "staging"})
+    billing = register(client, "billing", labels={"env": "prod"})
+    by_label = place(client, selector={"service": "shop", "labels": {"env": "prod"}})
+    by_id = place(client, "shop.cart:total", selector={"source_id": staging})
+    everywhere = place(client, "shop.cart:add")
+
+    def ids(source_id: str) -> set[str]:
+        return {p["id"] for p in poll(client, source_id)["probes"]}
+
+    assert ids(prod) == {by_label["id"], everywhere["id"]}
+    assert ids(staging) == {by_id["id"], everywhere["id"]}
+    assert ids(billing) == {everywhere["id"]}
+
+
+def test_source_registering_later_gets_the_standing_probes(client: TestClient) -> None:
+    record = place(client, selector={"service": "shop"})
+    later = register(client, "shop")
+    assert [p["id"] for p in poll(client, later)["probes"]] == [record["id"]]
+
+
+def test_removed_probe_leaves_every_probe_set(client: TestClient) -> None:
+    source_id = register(client)
+    record = place(client)
+    etag = poll(client, source_id)["etag"]
+    removed = client.delete(f"/v1/probes/{record['id']}", headers=auth(CLIENT))
+    assert removed.status_code == 200 and removed.json()["probe"]["state"] == "removed"
+    answer = poll(client, source_id, etag=etag, wait=2)
+    assert answer["probes"] == [] and answer["etag"] != etag
+
+
+def test_probe_ttl_expiry_removes_it_from_sensors(client: TestClient, hub: Hub) -> None:
+    source_id = register(client)
+    record = place(client, ttl=0.2)
+    assert len(poll(client, source_id)["probes"]) == 1
+    time.sleep(0.3)
+    assert poll(client, source_id)["probes"] == []  # filtered at once, before the sweep
+    client.portal.call(hub.sweep)  # type: ignore[union-attr]
+    state = client.get(f"/v1/probes/{record['id']}", headers=auth(CLIENT)).json()["probe"]
+    assert state["state"] == "expired" and state["ended_at"] is not None
+
+
+def test_probe_at_max_hits_is_completed_and_disabled_everywhere(client: TestClient) -> None:
+    first, second = register(client), register(client)
+    record = place(client, limits={"max_hits": 3})
+    answer = post_hits(client, first, [hit(record, i) for i in range(2)])
+    assert answer == {"accepted": 2}
+    answer = post_hits(client, second, [hit(record, i) for i in range(2, 5)])
+    assert answer == {"accepted": 1}
+    state = client.get(f"/v1/probes/{record['id']}", headers=auth(CLIENT)).json()["probe"]
+    assert (state["state"], state["hit_count"]) == ("completed", 3)
+    assert poll(client, first)["probes"] == [] and poll(client, second)["probes"] == []
+
+
+def test_heartbeat_statuses_appear_in_the_probe_record(client: TestClient) -> None:
+    source_id = register(client)
+    record = place(client)
+    status = {"probe_id": record["id"], "state": "error", "reason": "target not found", "hits": 0}
+    answer = client.post(
+        f"/v1/sensors/{source_id}/heartbeat",
+        json={"statuses": [status], "dropped": 4},
+        headers=auth(SENSOR),
+    )
+    assert answer.status_code == 200 and answer.json() == {}
+    state = client.get(f"/v1/probes/{record['id']}", headers=auth(CLIENT)).json()["probe"]
+    assert state["statuses"][source_id]["state"] == "error"
+    assert state["statuses"][source_id]["reason"] == "target not found"
+    sources = client.get("/v1/sources", headers=auth(CLIENT)).json()["sources"]
+    assert sources[0]["dropped"] == 4
+
+
+def test_list_probes_filters_by_signature_and_state(client: TestClient) -> None:
+    one = place(client)
+    two = place(client, "shop.cart:total")
+    client.delete(f"/v1/probes/{two['id']}", headers=auth(CLIENT))
+    listed = client.get(f"/v1/probes?signature={one['signature']}", headers=auth(CLIENT))
+    assert [p["id"] for p in listed.json()["probes"]] == [one["id"]]
+    active = client.get("/v1/probes?state=active", headers=auth(CLIENT)).json()["probes"]
+    assert [p["id"] for p in active] == [one["id"]]
+
+
+# -- hits and evidence -----------------------------------------------------------------------
+
+
+def test_hits_are_paged_with_a_cursor_and_carry_their_source(client: TestClient) -> None:
+    source_id = register(client, version="3.0")
+    record = place(client)
+    post_hits(client, source_id, [hit(record, i) for i in range(25)])
+    seen: list[dict[str, Any]] = []
+    after = None
+    for _ in range(10):
+        params: dict[str, Any] = {"limit": 10}
+        if after:
+            params["after"] = after
+        page = client.get(f"/v1/probes/{record['id']}/hits", params=params, headers=auth(CLIENT))
+        seen += page.json()["hits"]
+        after = page.json()["next"]
+        if after is None:
+            break
+    assert [h["hit_id"] for h in seen] == [f"h-{i}" for i in range(25)]
+    assert seen[0]["source"] == {
+        "id": source_id,
+        "service": "shop",
+        "version": "3.0",
+        "host": "h1",
+        "pid": 42,
+    }
+
+
+def test_hits_filter_by_time_and_source(client: TestClient) -> None:
+    one, two = register(client), register(client)
+    record = place(client)
+    post_hits(client, one, [hit(record, i) for i in range(5)])
+    post_hits(client, two, [hit(record, i) for i in range(5, 8)])
+    path = f"/v1/probes/{record['id']}/hits"
+    by_source = client.get(path, params={"source_id": two}, headers=auth(CLIENT)).json()
+    assert len(by_source["hits"]) == 3
+    window = {"since": 1_700_000_002, "until": 1_700_000_006}
+    by_time = client.get(path, params=window, headers=auth(CLIENT)).json()
+    assert [h["hit_id"] for h in by_time["hits"]] == ["h-2", "h-3", "h-4", "h-5"]
+
+
+def test_posted_hit_dropped_counts_reach_the_probe_record(client: TestClient) -> None:
+    source_id = register(client)
+    record = place(client)
+    post_hits(client, source_id, [hit(record)], dropped={record["id"]: 7})
+    state = client.get(f"/v1/probes/{record['id']}", headers=auth(CLIENT)).json()["probe"]
+    assert (state["hit_count"], state["dropped"]) == (1, 7)
+
+
+def _lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_evidence_export_is_json_lines_with_header_probe_and_hits(client: TestClient) -> None:
+    source_id = register(client)
+    record = place(client, capture=["price"])
+    post_hits(client, source_id, [hit(record, i) for i in range(3)])
+    answer = client.get(f"/v1/probes/{record['id']}/evidence", headers=auth(CLIENT))
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/x-ndjson")
+    lines = _lines(answer.text)
+    header = lines[0]
+    assert {k: header[k] for k in ("record", "schema", "version")} == {
+        "record": "header",
+        "schema": "pytest-runtime/evidence",
+        "version": 1,
+    }
+    assert lines[1] == {"record": "probe", "probe": record["probe"]}
+    hits = [line["hit"] for line in lines[2:]]
+    assert [line["record"] for line in lines[2:]] == ["hit"] * 3
+    assert all(h["signature"] == record["signature"] for h in hits)
+    assert all(h["source"]["id"] == source_id for h in hits)
+
+
+def test_evidence_by_signature_gathers_every_probe_of_that_signature(client: TestClient) -> None:
+    source_id = register(client)
+    one = place(client, capture=["price"], id="first")
+    two = place(client, capture=["price"], id="second")
+    other = place(client, "shop.cart:total")
+    assert one["signature"] == two["signature"] != other["signature"]
+    post_hits(client, source_id, [hit(one, 0), hit(two, 1), hit(other, 2)])
+    answer = client.get(
+        "/v1/evidence", params={"signature": one["signature"]}, headers=auth(CLIENT)
+    )
+    lines = _lines(answer.text)
+    assert [line["probe"]["id"] for line in lines if line["record"] == "probe"] == [
+        "first",
+        "second",
+    ]
+    assert sorted(line["hit"]["hit_id"] for line in lines if line["record"] == "hit") == [
+        "h-0",
+        "h-1",
+    ]
+    missing = client.get("/v1/evidence", headers=auth(CLIENT))
+    assert missing.status_code == 400 and "signature" in missing.json()["error"]["message"]
+
+
+def test_evidence_lines_match_the_published_json_schema(client: TestClient) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((DOCS / "evidence.schema.json").read_text())
+    source_id = register(client)
+    record = place(client, capture=["price"])
+    post_hits(client, source_id, [hit(record, i) for i in range(3)])
+    answer = client.get(f"/v1/probes/{record['id']}/evidence", headers=auth(CLIENT))
+    for line in _lines(answer.text):
+        jsonschema.validate(line, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"record": "hit", "hit": {"probe_id": "x"}}, schema)
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+def _error(answer: httpx.Response) -> tuple[int, str, str]:
+    body = answer.json()
+    return answer.status_code, body["error"]["code"], body["error"]["message"]
+
+
+def test_malformed_json_is_400(client: TestClient) -> None:
+    answer = client.post(
+        "/v1/probes",
+        content=b"{not json",
+        headers={**auth(CLIENT), "Content-Type": "application/json"},
+    )
+    status, code, message = _error(answer)
+    assert (status, code) == (400, "malformed_json") and "not valid JSON" in message
+    array = client.post("/v1/probes", content=b"[1]", headers=auth(CLIENT))
+    assert _error(array)[:2] == (400, "malformed_json")
+    nan = client.post("/v1/probes", content=b'{"ttl": NaN}', headers=auth(CLIENT))
+    assert _error(nan)[:2] == (400, "malformed_json")
+
+
+def test_unknown_fields_are_422_naming_them(client: TestClient) -> None:
+    answer = client.post(
+        "/v1/sensors/register", json={"service": "shop", "colour": "red"}, headers=auth(SENSOR)
+    )
+    status, code, message = _error(answer)
+    assert (status, code) == (422, "unknown_field") and "colour" in message
+    answer = client.post(
+        "/v1/probes",
+        json={"probe": {"kind": "snapshot", "location": "m:f"}, "selector": {"zone": "a"}},
+        headers=auth(CLIENT),
+    )
+    assert _error(answer)[0] == 422 and "zone" in _error(answer)[2]
+
+
+def test_oversized_body_is_413(client: TestClient) -> None:
+    source_id = register(client)
+    big = {"hits": [], "padding": "x" * 100_000}
+    answer = client.post(f"/v1/sensors/{source_id}/hits", json=big, headers=auth(SENSOR))
+    status, code, message = _error(answer)
+    assert (status, code) == (413, "body_too_large") and "65536" in message
+
+
+def test_invalid_probe_spec_is_422_with_the_sensor_message(client: TestClient) -> None:
+    answer = client.post(
+        "/v1/probes",
+        json={"probe": {"kind": "snapshot", "location": "not a location"}},
+        headers=auth(CLIENT),
+    )
+    status, code, message = _error(answer)
+    assert (status, code) == (422, "invalid_probe")
+    assert message.startswith("probe field 'location': got 'not a location'")
+    answer = client.post(
+        "/v1/probes",
+        json={"probe": {"kind": "snapshot", "location": "m:f", "colour": 1}},
+        headers=auth(CLIENT),
+    )
+    assert _error(answer)[:2] == (422, "invalid_probe") and "colour" in _error(answer)[2]
+
+
+def test_ttl_must_be_positive_and_bounded(client: TestClient) -> None:
+    for ttl in (0, -1, "soon", 10**9):
+        answer = client.post(
+            "/v1/probes",
+            json={"probe": {"kind": "snapshot", "location": "m:f"}, "ttl": ttl},
+            headers=auth(CLIENT),
+        )
+        assert _error(answer)[0] == 422, ttl
+
+
+def test_duplicate_probe_id_is_409(client: TestClient) -> None:
+    place(client, id="same")
+    answer = client.post(
+        "/v1/probes",
+        json={"probe": {"kind": "snapshot", "location": "m:f", "id": "same"}},
+        headers=auth(CLIENT),
+    )
+    assert _error(answer)[:2] == (409, "probe_exists")
+
+
+def test_invalid_hit_is_422_naming_its_index(client: TestClient) -> None:
+    source_id = register(client)
+    record = place(client)
+    bad = {"probe_id": record["id"], "kind": "snapshot", "location": "m:f", "ts": 1.0}
+    answer = client.post(
+        f"/v1/sensors/{source_id}/hits",
+        json={"hits": [hit(record), bad]},
+        headers=auth(SENSOR),
+    )
+    status, code, message = _error(answer)
+    assert (status, code) == (422, "invalid_hit") and message.startswith("hits[1]")
+    assert "signature" in message
+
+
+def test_invalid_status_is_422(client: TestClient) -> None:
+    source_id = register(client)
+    answer = client.post(
+        f"/v1/sensors/{source_id}/heartbeat",
+        json={"statuses": [{"probe_id": "p", "state": "sleeping"}]},
+        headers=auth(SENSOR),
+    )
+    assert _error(answer)[:2] == (422, "invalid_status") and "sleeping" in _error(answer)[2]
+
+
+def test_unknown_source_probe_and_route_are_404(client: TestClient) -> None:
+    answer = client.get("/v1/sensors/nope/probes", headers=auth(SENSOR))
+    assert _error(answer)[:2] == (404, "unknown_source")
+    assert _error(client.get("/v1/probes/nope", headers=auth(CLIENT)))[:2] == (404, "unknown_probe")
+    assert _error(client.get("/v1/nothing-here"))[:2] == (404, "not_found")
+    assert _error(client.delete("/v1/tokens/nope", headers=auth(ADMIN)))[:2] == (
+        404,
+        "unknown_token",
+    )
+
+
+def test_bad_query_parameters_are_400(client: TestClient) -> None:
+    record = place(client)
+    path = f"/v1/probes/{record['id']}/hits"
+    for params in ({"limit": 0}, {"limit": "x"}, {"since": "yesterday"}, {"after": "-3"}):
+        answer = client.get(path, params=params, headers=auth(CLIENT))
+        assert _error(answer)[:2] == (400, "invalid_query"), params
+
+
+# -- open endpoints ----------------------------------------------------------------------------
+
+
+def test_health_needs_no_token(client: TestClient) -> None:
+    answer = client.get("/v1/health")
+    assert answer.status_code == 200 and answer.json()["status"] == "ok"
+
+
+def test_served_openapi_matches_the_docs_copy(client: TestClient) -> None:
+    served = client.get("/v1/openapi.json").json()
+    kept = json.loads((DOCS / "openapi.json").read_text())
+    assert served == kept, "regenerate: python -m sensor.hub.openapi > docs/reference/openapi.json"
+
+
+def test_openapi_lists_every_route_with_its_scope(client: TestClient) -> None:
+    from sensor.hub.api import ENDPOINTS
+
+    document = client.get("/v1/openapi.json").json()
+    for endpoint in ENDPOINTS:
+        operation = document["paths"][endpoint.path][endpoint.method.lower()]
+        if endpoint.scope is None:
+            assert "security" not in operation
+        else:
+            assert operation["security"] == [{"bearer": [endpoint.scope]}]
