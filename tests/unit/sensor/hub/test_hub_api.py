@@ -31,7 +31,8 @@ def test_register_answers_source_id_and_intervals(client: TestClient) -> None:
     assert answer.status_code == 200
     body = answer.json()
     assert set(body) == {"source_id", "poll_wait", "heartbeat_interval"}
-    assert body["poll_wait"] == 25.0 and body["heartbeat_interval"] == 10.0
+    assert body["poll_wait"] == 25.0
+    assert body["heartbeat_interval"] == 10.0
 
 
 def test_sources_list_what_sensors_registered(client: TestClient) -> None:
@@ -48,7 +49,8 @@ def test_sources_list_what_sensors_registered(client: TestClient) -> None:
         "python": "3.12.1",
         "state": "live",
     }
-    assert listed["labels"] == {"env": "prod"} and listed["backend"] == "monitoring"
+    assert listed["labels"] == {"env": "prod"}
+    assert listed["backend"] == "monitoring"
     assert listed["first_seen"] <= listed["last_seen"]
 
 
@@ -64,13 +66,15 @@ def test_sources_filter_by_service_label_and_state(client: TestClient, hub: Hub)
     stale = query("/v1/sources?state=stale", headers=auth(CLIENT)).json()["sources"]
     assert [s["service"] for s in stale] == ["billing"]
     bad = query("/v1/sources?state=sleepy", headers=auth(CLIENT))
-    assert bad.status_code == 400 and "'sleepy'" in bad.json()["error"]["message"]
+    assert bad.status_code == 400
+    assert "'sleepy'" in bad.json()["error"]["message"]
 
 
 def test_deregistered_source_is_gone(client: TestClient) -> None:
     source_id = register(client)
     answer = client.post(f"/v1/sensors/{source_id}/deregister", headers=auth(SENSOR))
-    assert answer.status_code == 200 and answer.json() == {}
+    assert answer.status_code == 200
+    assert answer.json() == {}
     sources = client.get("/v1/sources", headers=auth(CLIENT)).json()["sources"]
     assert sources[0]["state"] == "gone"
 
@@ -92,7 +96,8 @@ def test_poll_with_current_etag_waits_then_answers_the_same_etag(client: TestCli
     started = time.monotonic()
     answer = poll(client, source_id, etag=etag, wait=0.3)
     assert time.monotonic() - started >= 0.25
-    assert answer["etag"] == etag and answer["probes"] == []
+    assert answer["etag"] == etag
+    assert answer["probes"] == []
 
 
 def test_poll_wakes_when_a_probe_is_placed(app: Starlette) -> None:
@@ -185,9 +190,11 @@ def test_removed_probe_leaves_every_probe_set(client: TestClient) -> None:
     record = place(client)
     etag = poll(client, source_id)["etag"]
     removed = client.delete(f"/v1/probes/{record['id']}", headers=auth(CLIENT))
-    assert removed.status_code == 200 and removed.json()["probe"]["state"] == "removed"
+    assert removed.status_code == 200
+    assert removed.json()["probe"]["state"] == "removed"
     answer = poll(client, source_id, etag=etag, wait=2)
-    assert answer["probes"] == [] and answer["etag"] != etag
+    assert answer["probes"] == []
+    assert answer["etag"] != etag
 
 
 def test_probe_ttl_expiry_removes_it_from_sensors(client: TestClient, hub: Hub) -> None:
@@ -198,7 +205,8 @@ def test_probe_ttl_expiry_removes_it_from_sensors(client: TestClient, hub: Hub) 
     assert poll(client, source_id)["probes"] == []  # filtered at once, before the sweep
     client.portal.call(hub.sweep)  # type: ignore[union-attr]
     state = client.get(f"/v1/probes/{record['id']}", headers=auth(CLIENT)).json()["probe"]
-    assert state["state"] == "expired" and state["ended_at"] is not None
+    assert state["state"] == "expired"
+    assert state["ended_at"] is not None
 
 
 def test_probe_at_max_hits_is_completed_and_disabled_everywhere(client: TestClient) -> None:
@@ -210,7 +218,8 @@ def test_probe_at_max_hits_is_completed_and_disabled_everywhere(client: TestClie
     assert answer == {"accepted": 1}
     state = client.get(f"/v1/probes/{record['id']}", headers=auth(CLIENT)).json()["probe"]
     assert (state["state"], state["hit_count"]) == ("completed", 3)
-    assert poll(client, first)["probes"] == [] and poll(client, second)["probes"] == []
+    assert poll(client, first)["probes"] == []
+    assert poll(client, second)["probes"] == []
 
 
 def test_heartbeat_statuses_appear_in_the_probe_record(client: TestClient) -> None:
@@ -222,7 +231,8 @@ def test_heartbeat_statuses_appear_in_the_probe_record(client: TestClient) -> No
         json={"statuses": [status], "dropped": 4},
         headers=auth(SENSOR),
     )
-    assert answer.status_code == 200 and answer.json() == {}
+    assert answer.status_code == 200
+    assert answer.json() == {}
     state = client.get(f"/v1/probes/{record['id']}", headers=auth(CLIENT)).json()["probe"]
     assert state["statuses"][source_id]["state"] == "error"
     assert state["statuses"][source_id]["reason"] == "target not found"
@@ -334,7 +344,8 @@ def test_evidence_by_signature_gathers_every_probe_of_that_signature(client: Tes
         "h-1",
     ]
     missing = client.get("/v1/evidence", headers=auth(CLIENT))
-    assert missing.status_code == 400 and "signature" in missing.json()["error"]["message"]
+    assert missing.status_code == 400
+    assert "signature" in missing.json()["error"]["message"]
 
 
 def test_evidence_lines_match_the_published_json_schema(client: TestClient) -> None:
@@ -353,7 +364,7 @@ def test_evidence_lines_match_the_published_json_schema(client: TestClient) -> N
 # -- bad input ---------------------------------------------------------------------------------
 
 
-def _error(answer: httpx.Response) -> tuple[int, str, str]:
+def _error(answer: Any) -> tuple[int, str, str]:
     body = answer.json()
     return answer.status_code, body["error"]["code"], body["error"]["message"]
 
@@ -365,7 +376,8 @@ def test_malformed_json_is_400(client: TestClient) -> None:
         headers={**auth(CLIENT), "Content-Type": "application/json"},
     )
     status, code, message = _error(answer)
-    assert (status, code) == (400, "malformed_json") and "not valid JSON" in message
+    assert (status, code) == (400, "malformed_json")
+    assert "not valid JSON" in message
     array = client.post("/v1/probes", content=b"[1]", headers=auth(CLIENT))
     assert _error(array)[:2] == (400, "malformed_json")
     nan = client.post("/v1/probes", content=b'{"ttl": NaN}', headers=auth(CLIENT))
@@ -377,13 +389,15 @@ def test_unknown_fields_are_422_naming_them(client: TestClient) -> None:
         "/v1/sensors/register", json={"service": "shop", "colour": "red"}, headers=auth(SENSOR)
     )
     status, code, message = _error(answer)
-    assert (status, code) == (422, "unknown_field") and "colour" in message
+    assert (status, code) == (422, "unknown_field")
+    assert "colour" in message
     answer = client.post(
         "/v1/probes",
         json={"probe": {"kind": "snapshot", "location": "m:f"}, "selector": {"zone": "a"}},
         headers=auth(CLIENT),
     )
-    assert _error(answer)[0] == 422 and "zone" in _error(answer)[2]
+    assert _error(answer)[0] == 422
+    assert "zone" in _error(answer)[2]
 
 
 def test_oversized_body_is_413(client: TestClient) -> None:
@@ -391,7 +405,8 @@ def test_oversized_body_is_413(client: TestClient) -> None:
     big = {"hits": [], "padding": "x" * 100_000}
     answer = client.post(f"/v1/sensors/{source_id}/hits", json=big, headers=auth(SENSOR))
     status, code, message = _error(answer)
-    assert (status, code) == (413, "body_too_large") and "65536" in message
+    assert (status, code) == (413, "body_too_large")
+    assert "65536" in message
 
 
 def test_invalid_probe_spec_is_422_with_the_sensor_message(client: TestClient) -> None:
@@ -408,7 +423,8 @@ def test_invalid_probe_spec_is_422_with_the_sensor_message(client: TestClient) -
         json={"probe": {"kind": "snapshot", "location": "m:f", "colour": 1}},
         headers=auth(CLIENT),
     )
-    assert _error(answer)[:2] == (422, "invalid_probe") and "colour" in _error(answer)[2]
+    assert _error(answer)[:2] == (422, "invalid_probe")
+    assert "colour" in _error(answer)[2]
 
 
 def test_ttl_must_be_positive_and_bounded(client: TestClient) -> None:
@@ -441,7 +457,8 @@ def test_invalid_hit_is_422_naming_its_index(client: TestClient) -> None:
         headers=auth(SENSOR),
     )
     status, code, message = _error(answer)
-    assert (status, code) == (422, "invalid_hit") and message.startswith("hits[1]")
+    assert (status, code) == (422, "invalid_hit")
+    assert message.startswith("hits[1]")
     assert "signature" in message
 
 
@@ -452,7 +469,8 @@ def test_invalid_status_is_422(client: TestClient) -> None:
         json={"statuses": [{"probe_id": "p", "state": "sleeping"}]},
         headers=auth(SENSOR),
     )
-    assert _error(answer)[:2] == (422, "invalid_status") and "sleeping" in _error(answer)[2]
+    assert _error(answer)[:2] == (422, "invalid_status")
+    assert "sleeping" in _error(answer)[2]
 
 
 def test_unknown_source_probe_and_route_are_404(client: TestClient) -> None:
@@ -479,7 +497,8 @@ def test_bad_query_parameters_are_400(client: TestClient) -> None:
 
 def test_health_needs_no_token(client: TestClient) -> None:
     answer = client.get("/v1/health")
-    assert answer.status_code == 200 and answer.json()["status"] == "ok"
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "ok"
 
 
 def test_served_openapi_matches_the_docs_copy(client: TestClient) -> None:

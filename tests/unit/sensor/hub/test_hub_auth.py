@@ -49,7 +49,8 @@ def test_wrong_scope_is_403_and_names_both_scopes(client: TestClient, endpoint: 
         answer = client.request(endpoint.method, path, headers=auth(TOKENS[scope]), json={})
         assert answer.status_code == 403, scope
         message = answer.json()["error"]["message"]
-        assert repr(scope) in message and repr(endpoint.scope) in message
+        assert repr(scope) in message
+        assert repr(endpoint.scope) in message
 
 
 @pytest.mark.parametrize("endpoint", GUARDED, ids=_ids)
@@ -64,9 +65,11 @@ def test_open_endpoints_need_no_token(client: TestClient, endpoint: Endpoint) ->
 
 
 def test_admin_implies_client_but_not_sensor() -> None:
-    assert allows("admin", "client") and allows("admin", "admin")
+    assert allows("admin", "client")
+    assert allows("admin", "admin")
     assert not allows("admin", "sensor")
-    assert not allows("client", "admin") and not allows("sensor", "client")
+    assert not allows("client", "admin")
+    assert not allows("sensor", "client")
 
 
 def test_sensor_token_cannot_place_probes_or_read_evidence(client: TestClient) -> None:
@@ -81,7 +84,8 @@ def test_created_token_works_once_and_removal_revokes_it_at_once(client: TestCli
     created = client.post(
         "/v1/tokens", json={"name": "ci", "scope": "client"}, headers=auth(ADMIN)
     ).json()
-    assert created["scope"] == "client" and created["token"].startswith("srt_")
+    assert created["scope"] == "client"
+    assert created["token"].startswith("srt_")
     assert client.get("/v1/sources", headers=auth(created["token"])).status_code == 200
     listed = client.get("/v1/tokens", headers=auth(ADMIN)).json()["tokens"]
     assert all("token" not in t and "token_hash" not in t for t in listed)
@@ -93,7 +97,8 @@ def test_created_token_works_once_and_removal_revokes_it_at_once(client: TestCli
 
 def test_token_scope_must_be_known(client: TestClient) -> None:
     answer = client.post("/v1/tokens", json={"name": "x", "scope": "root"}, headers=auth(ADMIN))
-    assert answer.status_code == 422 and "'root'" in answer.json()["error"]["message"]
+    assert answer.status_code == 422
+    assert "'root'" in answer.json()["error"]["message"]
 
 
 def test_tokens_given_at_start_are_stored_hashed_once(hub: Hub) -> None:

@@ -208,7 +208,8 @@ def test_read_hits_pages_and_filters(store: SQLiteStore) -> None:
     store.add_hits(source("s1"), [hit("p2", n=i) for i in range(3)], {}, 2000.0)
     first = store.read_hits(probe_id="p1", limit=4)
     second = store.read_hits(probe_id="p1", limit=100, after=first[-1].seq)
-    assert len(first) == 4 and len(second) == 6
+    assert len(first) == 4
+    assert len(second) == 6
     assert store.read_hits(probe_id="p1", after=second[-1].seq) == []
     assert len(store.read_hits(probe_id="p1", source_id="s2")) == 4
     assert len(store.read_hits(probe_id="p1", since=1002.0, until=1005.0)) == 3
@@ -240,7 +241,8 @@ def test_end_probe_does_not_change_an_ended_probe(store: SQLiteStore) -> None:
     store.add_probe(probe("p1", expires_at=1.0))
     store.expire_probes(10.0)
     record = store.end_probe("p1", "removed", 20.0)
-    assert record is not None and record.state == "expired"
+    assert record is not None
+    assert record.state == "expired"
     assert store.end_probe("ghost", "removed", 20.0) is None
 
 
