@@ -35,6 +35,7 @@ _DICTOFFSET: Callable[[type], Any] = type.__dict__["__dictoffset__"].__get__
 
 _GETSET = types.GetSetDescriptorType
 _MEMBER = types.MemberDescriptorType
+_MEMBER_OWNER: Callable[[object], Any] = vars(_MEMBER)["__objclass__"].__get__
 
 # The cache holds strong references to classes (a bounded number): dropping it when full
 # keeps memory bounded even for services that create classes per request.
@@ -93,7 +94,12 @@ class Layout:
                     kind = type(value)
                     if self.dict_get is None and (kind is _GETSET or kind is _MEMBER):
                         self.dict_get = value.__get__
-                elif type(value) is _MEMBER and key not in seen and _is_user_slot(klass, key):
+                elif (
+                    type(value) is _MEMBER
+                    and key not in seen
+                    and _is_user_slot(key)
+                    and _owner_in(_MEMBER_OWNER(value), mro)
+                ):
                     seen.add(key)
                     slots.append((key, value.__get__))
         # Base class slots first: the order in which a reader of the class expects them.
@@ -114,7 +120,12 @@ def _mro(tp: type) -> tuple[type, ...]:
     return mro
 
 
-def _is_user_slot(klass: type, key: str) -> bool:
+def _owner_in(owner: object, mro: tuple[type, ...]) -> bool:
+    # A member descriptor planted from another class would raise on every read.
+    return any(owner is klass for klass in mro)
+
+
+def _is_user_slot(key: str) -> bool:
     # Dunder members of builtin classes (``__suppress_context__``, ``__weakref__``) are
     # interpreter internals, not the instance state a reader expects.
     return not (key.startswith("__") and key.endswith("__"))
