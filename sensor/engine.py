@@ -555,6 +555,10 @@ class Engine:
     # -- requests from hook threads --------------------------------------------------------
 
     def _request(self, probe_id: str, why: str) -> None:
+        # Stop the hook at once (a flag, no lock); the hooks come out at the next API call.
+        armed = self._probes.get(probe_id)
+        if armed is not None and armed.gate is not None:
+            armed.gate.disarm()
         self._requests.append((probe_id, why))
 
     def _process_requests_nowait(self) -> None:
