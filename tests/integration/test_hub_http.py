@@ -1,0 +1,253 @@
+"""A real hub process over HTTP: a simulated sensor and a client, durability, TLS, binding."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hub_process import ADMIN_TOKEN, CLIENT_TOKEN, SENSOR_TOKEN, HubProcess, call
+
+from sensor.client import HubClient
+from sensor.errors import HubResponseError, HubUnavailableError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[HubProcess]:
+    process = HubProcess(tmp_path / "hub.db").start()
+    yield process
+    process.stop()
+
+
+def _hit(probe: dict[str, Any], n: int) -> dict[str, Any]:
+    return {
+        "probe_id": probe["id"],
+        "signature": probe["signature"],
+        "kind": probe["kind"],
+        "location": probe["location"],
+        "ts": time.time(),
+        "hit_id": f"sim-{n}",
+        "captures": {"amount": n, "qty": {"@t": "decimal.Decimal", "v": f"{n}.50"}},
+    }
+
+
+def test_simulated_sensor_and_client_round_trip(hub: HubProcess) -> None:
+    url = hub.url
+    assert url.startswith("http://127.0.0.1:")  # loopback by default
+    status, registered = call(
+        url,
+        "POST",
+        "/v1/sensors/register",
+        SENSOR_TOKEN,
+        {
+            "service": "shop",
+            "version": "1.4.2",
+            "host": "web-1",
+            "pid": 4242,
+            "python": "3.12.1",
+            "labels": {"env": "prod"},
+            "runtime_id": "rt-1",
+            "sensor_version": "0.1.0",
+            "backend": "monitoring",
+        },
+    )
+    assert status == 200
+    source_id = registered["source_id"]
+    probes_path = f"/v1/sensors/{source_id}/probes"
+    status, first = call(url, "GET", probes_path, SENSOR_TOKEN)
+    assert status == 200
+    assert first["probes"] == []
+
+    # the sensor holds a long poll; the client places a probe meanwhile
+    received: dict[str, Any] = {}
+
+    def long_poll() -> None:
+        started = time.monotonic()
+        received["answer"] = call(
+            url, "GET", f"{probes_path}?etag={first['etag']}&wait=20", SENSOR_TOKEN, timeout=30
+        )
+        received["elapsed"] = time.monotonic() - started
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    time.sleep(0.3)
+    client = HubClient(url, CLIENT_TOKEN, timeout=10)
+    record = client.place_probe(
+        {"kind": "snapshot", "location": "shop.pricing:total@return", "capture": ["amount"]},
+        selector={"service": "shop", "labels": {"env": "prod"}},
+        ttl=600,
+    )
+    poller.join(25)
+    status, answer = received["answer"]
+    assert status == 200
+    assert [p["id"] for p in answer["probes"]] == [record["id"]]
+    assert received["elapsed"] < 5  # woken by the placement, not by the 20 s wait
+    probe = answer["probes"][0]
+
+    # status and hits, as the sensor reports them
+    status, _ = call(
+        url,
+        "POST",
+        f"/v1/sensors/{source_id}/heartbeat",
+        SENSOR_TOKEN,
+        {"statuses": [{"probe_id": probe["id"], "state": "installed", "hits": 30}], "dropped": 0},
+    )
+    assert status == 200
+    for start in (0, 10, 20):
+        status, accepted = call(
+            url,
+            "POST",
+            f"/v1/sensors/{source_id}/hits",
+            SENSOR_TOKEN,
+            {"hits": [_hit(probe, n) for n in range(start, start + 10)], "dropped": {}},
+        )
+        assert (status, accepted) == (200, {"accepted": 10})
+
+    sources = client.sources(service="shop")
+    assert [(s["id"], s["state"], s["version"]) for s in sources] == [(source_id, "live", "1.4.2")]
+    state = client.probe(record["id"])
+    assert state["hit_count"] == 30
+    assert state["statuses"][source_id]["state"] == "installed"
+    hits = list(client.iter_hits(record["id"], limit=7))
+    assert [h["captures"]["amount"] for h in hits] == list(range(30))
+    assert hits[3]["captures"]["qty"] == {"@t": "decimal.Decimal", "v": "3.50"}
+    assert hits[0]["source"] == {
+        "id": source_id,
+        "service": "shop",
+        "version": "1.4.2",
+        "host": "web-1",
+        "pid": 4242,
+    }
+    lines = list(client.evidence_lines(signature=record["signature"]))
+    assert len(lines) == 1 + 1 + 30
+    assert '"record": "header"' in lines[0]
+
+    # removal reaches the sensor's next poll
+    client.remove_probe(record["id"])
+    status, after = call(url, "GET", f"{probes_path}?etag={answer['etag']}&wait=5", SENSOR_TOKEN)
+    assert after["probes"] == []
+    status, _ = call(url, "POST", f"/v1/sensors/{source_id}/deregister", SENSOR_TOKEN, {})
+    assert client.sources()[0]["state"] == "gone"
+
+
+def test_acknowledged_hits_survive_sigkill_of_the_hub(tmp_path: Path) -> None:
+    process = HubProcess(tmp_path / "hub.db").start()
+    try:
+        status, registered = call(
+            process.url, "POST", "/v1/sensors/register", SENSOR_TOKEN, {"service": "shop"}
+        )
+        source_id = registered["source_id"]
+        client = HubClient(process.url, CLIENT_TOKEN)
+        record = client.place_probe({"kind": "snapshot", "location": "shop:f"})
+        probe = client.probe(record["id"])["probe"]
+        status, accepted = call(
+            process.url,
+            "POST",
+            f"/v1/sensors/{source_id}/hits",
+            SENSOR_TOKEN,
+            {"hits": [_hit(probe, n) for n in range(100)]},
+        )
+        assert accepted == {"accepted": 100}
+        process.stop(kill=True)  # SIGKILL right after the acknowledgement
+        process.start()
+        client = HubClient(process.url, CLIENT_TOKEN)
+        assert len(list(client.iter_hits(record["id"], limit=1000))) == 100
+        assert client.probe(record["id"])["hit_count"] == 100
+        # the source and its id survive too: the sensor keeps polling without registering again
+        status, _ = call(process.url, "GET", f"/v1/sensors/{source_id}/probes", SENSOR_TOKEN)
+        assert status == 200
+    finally:
+        process.stop()
+
+
+def test_probe_expiry_reaches_a_waiting_sensor(hub: HubProcess) -> None:
+    status, registered = call(
+        hub.url, "POST", "/v1/sensors/register", SENSOR_TOKEN, {"service": "s"}
+    )
+    path = f"/v1/sensors/{registered['source_id']}/probes"
+    client = HubClient(hub.url, CLIENT_TOKEN)
+    record = client.place_probe({"kind": "counter", "location": "s:f"}, ttl=1.0)
+    _, held = call(hub.url, "GET", path, SENSOR_TOKEN)
+    assert len(held["probes"]) == 1
+    started = time.monotonic()
+    _status, answer = call(hub.url, "GET", f"{path}?etag={held['etag']}&wait=10", SENSOR_TOKEN)
+    assert answer["probes"] == []
+    assert time.monotonic() - started < 4
+    assert client.probe(record["id"])["state"] == "expired"
+
+
+def test_auth_errors_over_http(hub: HubProcess) -> None:
+    assert call(hub.url, "GET", "/v1/sources", None)[0] == 401
+    assert call(hub.url, "GET", "/v1/sources", "nope")[0] == 401
+    status, body = call(hub.url, "GET", "/v1/sources", SENSOR_TOKEN)
+    assert status == 403
+    assert body["error"]["code"] == "forbidden"
+    assert call(hub.url, "GET", "/v1/tokens", ADMIN_TOKEN)[0] == 200
+    with pytest.raises(HubResponseError, match="401"):
+        HubClient(hub.url, "wrong").sources()
+
+
+def test_unreachable_hub_is_hub_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(HubUnavailableError, match="unreachable"):
+        HubClient("http://127.0.0.1:9", CLIENT_TOKEN, timeout=3).sources()
+
+
+def test_bad_database_path_fails_with_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = subprocess.run(
+        [sys.executable, "-m", "sensor", "hub", "--port", "0", "--db", str(blocker / "x.db")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot open the hub database")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
+def test_hub_serves_tls_with_the_given_certificate(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    process = HubProcess(
+        tmp_path / "hub.db", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)
+    ).start()
+    try:
+        assert process.url.startswith("https://127.0.0.1:")
+        client = HubClient(process.url, CLIENT_TOKEN, cafile=str(cert))
+        assert client.sources() == []
+        with pytest.raises(HubUnavailableError):  # not trusted without the CA
+            HubClient(process.url, CLIENT_TOKEN, timeout=5).sources()
+    finally:
+        process.stop()
