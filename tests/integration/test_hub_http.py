@@ -172,13 +172,15 @@ def test_probe_expiry_reaches_a_waiting_sensor(hub: HubProcess) -> None:
     status, registered = call(
         hub.url, "POST", "/v1/sensors/register", SENSOR_TOKEN, {"service": "s"}
     )
+    assert status == 200
     path = f"/v1/sensors/{registered['source_id']}/probes"
     client = HubClient(hub.url, CLIENT_TOKEN)
     record = client.place_probe({"kind": "counter", "location": "s:f"}, ttl=1.0)
     _, held = call(hub.url, "GET", path, SENSOR_TOKEN)
     assert len(held["probes"]) == 1
     started = time.monotonic()
-    _status, answer = call(hub.url, "GET", f"{path}?etag={held['etag']}&wait=10", SENSOR_TOKEN)
+    status, answer = call(hub.url, "GET", f"{path}?etag={held['etag']}&wait=10", SENSOR_TOKEN)
+    assert status == 200
     assert answer["probes"] == []
     assert time.monotonic() - started < 4
     assert client.probe(record["id"])["state"] == "expired"
