@@ -87,8 +87,11 @@ _DEEPDIFF_PART = re.compile(r"\['((?:[^'\\]|\\.)*)'\]|\[\"((?:[^\"\\]|\\.)*)\"\]
 
 
 def normalize_pattern(pattern: str) -> str:
-    """Accept ``a.b[].c``, globs, and deepdiff's ``root['a']['b'][0]`` forms; return ours."""
+    """Accept ``a.b[].c``, ``captures.a.b``, globs and deepdiff's ``root['a'][0]``; return ours."""
     text = pattern.strip()
+    # A hit's state lives under "captures": accept paths written from the hit's point of view.
+    if text.startswith("captures."):
+        text = text[len("captures.") :]
     if not text.startswith("root"):
         return text
     out = ""

@@ -66,6 +66,7 @@ def test_paths_read_like_python() -> None:
     assert parent_of("order.items[].sku") == "order.items[]"
     assert parent_of("order") is None
     assert normalize_pattern("root['order']['items'][0]['sku']") == "order.items[].sku"
+    assert normalize_pattern("captures.order.request_id") == "order.request_id"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,166 @@
+"""GitHub Actions output: workflow-command annotations and a markdown job summary.
+
+GitHub shows at most 10 annotations of each kind per step (50 per job) and refuses a job
+summary above 1 MiB; both are bounded here, with the cut counted.
+"""
+
+# The contract names a function `annotations`; the __future__ feature is imported under an
+# alias so that the function does not shadow it (mypy would see the feature object).
+# ruff: noqa: I002
+from __future__ import annotations as _annotations
+
+from collections.abc import Sequence
+
+from pytest_runtime.compare import ProbeResult
+from pytest_runtime.reporting._common import (
+    VERDICT_ORDER,
+    counts_by_verdict,
+    divergence_line,
+    sorted_results,
+)
+
+__all__ = [
+    "MAX_ANNOTATIONS",
+    "MAX_SUMMARY_BYTES",
+    "annotations",
+    "escape_data",
+    "escape_property",
+    "job_summary",
+]
+
+MAX_ANNOTATIONS = 10
+MAX_SUMMARY_BYTES = 1024 * 1024
+_MAX_MESSAGE = 2000
+
+
+def escape_data(text: str) -> str:
+    """Escape a workflow command's message (``%``, CR, LF)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """Escape a workflow command's property value (also ``:`` and ``,``)."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _message(result: ProbeResult) -> str:
+    v = result.verdict
+    lines = [
+        f"{result.location}: {v.verdict} against {v.counts.get('prod_hits', 0)} production "
+        f"hit(s) (state coverage {v.state_coverage:.0%})"
+    ]
+    for d in v.divergences[:3]:
+        lines.append(divergence_line(d))
+        lines.extend("  " + x for x in d.deepdiff[:2])
+    if len(v.divergences) > 3:
+        lines.append(f"... {len(v.divergences) - 3} more divergence(s)")
+    if v.hint:
+        lines.append(v.hint)
+    text = "\n".join(lines)
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+def annotations(results: Sequence[ProbeResult], *, limit: int = MAX_ANNOTATIONS) -> list[str]:
+    """``::error``/``::warning`` lines at each marked test's file and line, at most ``limit``.
+
+    Failing verdicts (violated, or diverged under strict) are errors, other divergences are
+    warnings; ok and inconclusive results get none. When some are cut, the last line is a
+    notice that says how many.
+    """
+    lines: list[str] = []
+    wanted = [r for r in sorted_results(results) if r.verdict.verdict in ("violated", "diverged")]
+    room = limit if len(wanted) <= limit else max(0, limit - 1)
+    for result in wanted[:room]:
+        level = "error" if result.verdict.fails else "warning"
+        props = []
+        if result.test_file:
+            props.append(f"file={escape_property(result.test_file)}")
+            if result.test_line:
+                props.append(f"line={int(result.test_line)}")
+        title = f"runtime probe {result.verdict.verdict}: {result.location}"
+        props.append(f"title={escape_property(title)}")
+        lines.append(f"::{level} {','.join(props)}::{escape_data(_message(result))}")
+    if len(wanted) > room and limit > 0:
+        cut = len(wanted) - room
+        lines.append(
+            f"::notice title=runtime probes::{cut} more runtime probe annotation(s) not shown "
+            "(see the job summary)"
+        )
+    return lines
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+
+
+def job_summary(results: Sequence[ProbeResult], *, max_bytes: int = MAX_SUMMARY_BYTES) -> str:
+    """A markdown job summary, under ``max_bytes`` (UTF-8) whatever the number of results."""
+    counts = counts_by_verdict(results)
+    head = [
+        "## Runtime probes",
+        "",
+        " · ".join(f"**{counts[k]}** {k}" for k in VERDICT_ORDER),
+        "",
+        "| verdict | test | location | production hits | test hits | state coverage "
+        "| top divergence |",
+        "| --- | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    ordered = sorted_results(results)
+    budget = max_bytes - 512  # room for the closing note
+    out = "\n".join(head) + "\n"
+    size = len(out.encode())
+    rows = 0
+    for result in ordered:
+        v = result.verdict
+        top = v.divergences[0] if v.divergences else None
+        top_text = _cell(f"{top.severity} {top.kind}: {top.message}") if top else ""
+        row = (
+            f"| {v.verdict} | `{_cell(result.nodeid)}` | `{_cell(result.location)}` | "
+            f"{v.counts.get('prod_hits', 0)} | {v.counts.get('test_hits', 0)} | "
+            f"{v.state_coverage:.0%} | {top_text} |\n"
+        )
+        if size + len(row.encode()) > budget:
+            break
+        out += row
+        size += len(row.encode())
+        rows += 1
+    details = ""
+    detailed = 0
+    for result in ordered[:rows]:
+        v = result.verdict
+        if not v.divergences:
+            continue
+        block = [
+            f"\n<details><summary>{_cell(v.verdict)}: {_cell(result.nodeid)} "
+            f"({_cell(result.location)})</summary>\n"
+        ]
+        for d in v.divergences:
+            block.append(
+                f"- **{d.severity} {d.kind}** `{_cell(d.path)}`: {_cell(d.message)} "
+                f"({d.count} hit(s); {', '.join(d.hit_ids[:5])})"
+            )
+            if d.deepdiff:
+                block.append(
+                    "\n  ```\n"
+                    + "\n".join("  " + x.replace("```", "'''") for x in d.deepdiff)
+                    + "\n  ```"
+                )
+        if v.hint:
+            block.append(f"\n{_cell(v.hint)}")
+        block.append("\n</details>\n")
+        text = "\n".join(block)
+        if size + len(text.encode()) > budget:
+            break
+        details += text
+        size += len(text.encode())
+        detailed += 1
+    out += details
+    with_divergences = sum(1 for r in ordered[:rows] if r.verdict.divergences)
+    cut_rows = len(ordered) - rows
+    cut_details = with_divergences - detailed
+    if cut_rows or cut_details:
+        out += (
+            f"\n_{cut_rows} result row(s) and {cut_details} detail block(s) cut to stay under "
+            f"{max_bytes} bytes; see the JSON report._\n"
+        )
+    return out

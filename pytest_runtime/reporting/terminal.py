@@ -1,0 +1,72 @@
+"""The terminal summary section: bounded, sorted, deterministic."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_runtime.compare import ProbeResult
+from pytest_runtime.reporting._common import (
+    VERDICT_ORDER,
+    counts_by_verdict,
+    divergence_line,
+    result_line,
+    sorted_results,
+)
+
+__all__ = ["summary_lines", "write_summary"]
+
+_MARKUP = {"violated": {"red": True, "bold": True}, "diverged": {"yellow": True}}
+
+
+def summary_lines(
+    results: Sequence[ProbeResult],
+    *,
+    max_results: int = 20,
+    max_divergences: int = 3,
+    max_diff_lines: int = 4,
+    verbose: bool = False,
+) -> list[tuple[str, str]]:
+    """The section's lines as ``(verdict, text)``; ``ok`` results are listed only when verbose.
+
+    Every cut is said with its count, so nothing disappears silently.
+    """
+    lines: list[tuple[str, str]] = []
+    ordered = sorted_results(results)
+    shown = [r for r in ordered if verbose or r.verdict.verdict != "ok"]
+    for result in shown[:max_results]:
+        v = result.verdict
+        lines.append((v.verdict, result_line(result)))
+        for d in v.divergences[:max_divergences]:
+            lines.append((v.verdict, "    " + divergence_line(d)))
+            for diff in d.deepdiff[:max_diff_lines]:
+                lines.append((v.verdict, "        " + diff))
+            if len(d.deepdiff) > max_diff_lines:
+                lines.append((v.verdict, f"        ... {len(d.deepdiff) - max_diff_lines} more"))
+            if d.hit_ids:
+                first = d.hit_ids[:3]
+                rest = d.count - len(first)
+                ids = ", ".join(first) + (f" (+{rest} more)" if rest > 0 else "")
+                lines.append((v.verdict, f"        hits: {ids}"))
+        hidden = len(v.divergences) - max_divergences + v.counts.get("divergences_cut", 0)
+        if hidden > 0:
+            lines.append((v.verdict, f"    ... {hidden} more divergence(s) in the JSON report"))
+        if v.hint and v.verdict != "ok":
+            lines.append((v.verdict, "    " + v.hint))
+    if len(shown) > max_results:
+        lines.append(("", f"... {len(shown) - max_results} more result(s) not shown"))
+    counts = counts_by_verdict(results)
+    total = ", ".join(f"{counts[k]} {k}" for k in VERDICT_ORDER)
+    lines.append(("", f"runtime probes: {total}"))
+    return lines
+
+
+def write_summary(tr: Any, results: Sequence[ProbeResult], *, verbose: bool | None = None) -> None:
+    """Write the ``runtime probes`` section to a pytest ``TerminalReporter``."""
+    if verbose is None:
+        verbose = getattr(getattr(tr, "config", None), "option", None) is not None and (
+            getattr(tr.config.option, "verbose", 0) > 0
+        )
+    tr.write_sep("=", "runtime probes")
+    for verdict, text in summary_lines(results, verbose=bool(verbose)):
+        tr.write_line(text, **_MARKUP.get(verdict, {}))

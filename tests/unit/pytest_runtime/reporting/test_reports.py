@@ -1,0 +1,150 @@
+"""The reports: JSON (validated against its published schema), terminal, GitHub, JUnit."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+from report_results import make_results
+
+from pytest_runtime.compare import ProbeResult
+from pytest_runtime.reporting import github, jsonreport, junit, terminal
+
+SCHEMA = Path(__file__).parents[4] / "docs" / "reference" / "report.schema.json"
+
+
+def test_verdicts_in_the_fixture_cover_every_kind(results: list[ProbeResult]) -> None:
+    assert sorted({r.verdict.verdict for r in results}) == [
+        "diverged",
+        "inconclusive",
+        "ok",
+        "violated",
+    ]
+
+
+def test_json_report_validates_against_the_published_schema(
+    results: list[ProbeResult], tmp_path: Path
+) -> None:
+    path = tmp_path / "sub" / "report.json"
+    jsonreport.write(path, results)
+    report = json.loads(path.read_text())
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(report)
+    assert report["summary"] == {
+        "results": 6,
+        "ok": 2,
+        "diverged": 1,
+        "violated": 1,
+        "inconclusive": 2,
+    }
+    odd = [r for r in report["results"] if r["nodeid"].endswith("test_odd")]
+    assert [r["verdict"] for r in odd] == ["violated", "diverged"]
+    kinds = {(d["kind"], d["severity"], d["path"]) for d in odd[1]["divergences"]}
+    assert ("shape", "high", "order.discount") in kinds
+    assert ("range", "medium", "order.currency") in kinds
+    assert all(d["deepdiff"] for d in odd[1]["divergences"])
+
+
+def test_schema_rejects_a_report_with_a_wrong_verdict(results: list[ProbeResult]) -> None:
+    report = jsonreport.build(results)
+    report["results"][0]["verdict"] = "maybe"
+    schema = json.loads(SCHEMA.read_text())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(report, schema)
+
+
+def test_json_report_is_deterministic_whatever_the_order(results: list[ProbeResult]) -> None:
+    assert jsonreport.dumps(results) == jsonreport.dumps(list(reversed(results)))
+
+
+def _reporter(pytestconfig: pytest.Config) -> tuple[Any, io.StringIO]:
+    from _pytest.terminal import TerminalReporter
+
+    out = io.StringIO()
+    return TerminalReporter(pytestconfig, file=out), out
+
+
+def test_terminal_summary_lists_failing_first_and_counts(
+    results: list[ProbeResult], pytestconfig: pytest.Config
+) -> None:
+    tr, out = _reporter(pytestconfig)
+    terminal.write_summary(tr, results, verbose=False)
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert "runtime probes" in lines[0]
+    assert lines[1].startswith("VIOLATED tests/test_shop.py::test_odd  shop.pricing:apply_discount")
+    assert "DIVERGED tests/test_shop.py::test_odd  shop.pricing:total" in text
+    assert "high shape: order.discount: None in production" in text
+    assert "root['order']['discount']: type changed dict -> None" in text
+    assert "OK " not in text  # ok results only when verbose
+    assert lines[-1] == "runtime probes: 1 violated, 1 diverged, 2 inconclusive, 2 ok"
+
+
+def test_terminal_summary_is_bounded_with_counts_of_the_cut() -> None:
+    many = make_results() * 10
+    lines = terminal.summary_lines(many, max_results=3, max_divergences=1)
+    texts = [t for _, t in lines]
+    assert sum(1 for t in texts if not t.startswith(" ") and "::" in t) == 3
+    assert "... 57 more result(s) not shown" in texts or any(
+        t.startswith("... ") and "more result(s)" in t for t in texts
+    )
+    assert any("more divergence(s) in the JSON report" in t for t in texts)
+
+
+def test_github_annotations_escape_and_point_at_the_test(results: list[ProbeResult]) -> None:
+    lines = github.annotations(results)
+    assert [line.split(" ", 1)[0] for line in lines] == ["::error", "::warning"]
+    first = lines[0]
+    assert first.startswith(
+        "::error file=tests/test_shop.py,line=20,title=runtime probe violated%3A "
+    )
+    message = first.split("::", 2)[2]
+    assert "\n" not in message
+    assert "%0A" in message
+
+
+def test_github_escaping_rules() -> None:
+    assert github.escape_data("50% a\r\nb") == "50%25 a%0D%0Ab"
+    assert github.escape_property("a:b,c%") == "a%3Ab%2Cc%25"
+
+
+def test_github_annotations_respect_the_limit_and_say_how_many_were_cut() -> None:
+    many = [r for r in make_results(strict=True) * 12 if r.verdict.verdict != "ok"]
+    lines = github.annotations(many)
+    assert len(lines) == 10
+    assert lines[-1].startswith("::notice ")
+    failing = sum(1 for r in many if r.verdict.verdict in ("violated", "diverged"))
+    assert f"{failing - 9} more runtime probe annotation(s)" in lines[-1]
+    assert all(line.startswith("::error ") for line in lines[:-1])  # strict: diverged fails
+
+
+def test_job_summary_is_markdown_with_details(results: list[ProbeResult]) -> None:
+    md = github.job_summary(results)
+    assert md.startswith("## Runtime probes\n")
+    assert "**1** violated · **1** diverged · **2** inconclusive · **2** ok" in md
+    assert "| violated | `tests/test_shop.py::test_odd` |" in md
+    assert "<details>" in md
+    assert "root['order']['discount']" in md
+
+
+def test_job_summary_stays_under_its_byte_limit() -> None:
+    many = make_results() * 400
+    md = github.job_summary(many, max_bytes=20_000)
+    assert len(md.encode()) <= 20_000
+    assert "cut to stay under 20000 bytes" in md
+    full = github.job_summary(many)
+    assert len(full.encode()) <= github.MAX_SUMMARY_BYTES
+
+
+def test_junit_properties_name_the_location(results: list[ProbeResult]) -> None:
+    recorded: list[tuple[str, object]] = []
+    n = junit.record(lambda k, v: recorded.append((k, v)), results[:2])
+    assert n == len(recorded)
+    names = [k for k, _ in recorded]
+    assert "runtime[shop.pricing:apply_discount].verdict" in names
+    assert all(isinstance(v, str) for _, v in recorded)
