@@ -1,0 +1,226 @@
+"""Redaction during capture: secret names and secret values never reach the encoded output."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import pytest
+
+from sensor.capture import DEFAULT_REDACTOR, capture_frame, encode
+from sensor.probes import CaptureLimits
+
+redaction = pytest.importorskip("sensor.redaction")
+
+MOD = __name__
+CARD = "4111 1111 1111 1111"
+EMAIL = "alice.smith@example.com"
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+PASSWORD = "hunter2-Zq9"
+API_KEY = "k-7f3a9c1e5b"
+SECRETS = (CARD, EMAIL, JWT, PASSWORD, API_KEY, "4111111111111111", "alice.smith")
+
+
+@pytest.fixture
+def red() -> Any:
+    return redaction.Redactor()
+
+
+def leaks(out: object) -> list[str]:
+    text = json.dumps(out)
+    return [s for s in SECRETS if s in text]
+
+
+@dataclasses.dataclass
+class Login:
+    user: str
+    password: str
+
+
+class Session:
+    __slots__ = ("token", "user")
+
+    def __init__(self) -> None:
+        self.user = "bob"
+        self.token = API_KEY
+
+
+class Creds(NamedTuple):
+    user: str
+    api_key: str
+
+
+class Profile:
+    def __init__(self) -> None:
+        self.name = "Bob"
+        self.contact = EMAIL
+        self.notes = [f"card on file: {CARD}"]
+
+
+def test_secret_capture_names_keep_only_type_and_length_class(red: Any) -> None:
+    captures, _, _ = capture_frame({"password": PASSWORD, "user": "bob"}, None, red)
+    assert captures == {
+        "password": {"@t": "str", "@redacted": "name", "@len": "9-32"},
+        "user": "bob",
+    }
+
+
+def test_secret_names_inside_capture_expressions(red: Any) -> None:
+    values = {"user.password": PASSWORD, "headers['Authorization']": "Bearer abcdefghijkl"}
+    captures, _, _ = capture_frame(values, None, red)
+    assert captures["user.password"] == {"@t": "str", "@redacted": "name", "@len": "9-32"}
+    assert captures["headers['Authorization']"]["@redacted"] == "name"
+
+
+def test_secret_dict_keys_at_every_depth(red: Any) -> None:
+    value = {"outer": [({"api_key": API_KEY, "ok": 1},)], "Password": PASSWORD}
+    out = encode(value, CaptureLimits(max_depth=4), redactor=red)
+    assert leaks(out) == []
+    assert out == {
+        "@t": "dict",
+        "v": {
+            "outer": {
+                "@t": "list",
+                "v": [
+                    {
+                        "@t": "tuple",
+                        "v": [
+                            {
+                                "@t": "dict",
+                                "v": {
+                                    "api_key": {"@t": "str", "@redacted": "name", "@len": "9-32"},
+                                    "ok": 1,
+                                },
+                            }
+                        ],
+                    }
+                ],
+            },
+            "Password": {"@t": "str", "@redacted": "name", "@len": "9-32"},
+        },
+    }
+
+
+def test_secret_names_on_objects_dataclasses_slots_and_namedtuples(red: Any) -> None:
+    value = [Login("bob", PASSWORD), Session(), Creds("bob", API_KEY)]
+    out = encode(value, None, redactor=red)
+    assert leaks(out) == []
+    login, session, creds = out["v"]
+    assert login == {
+        "@t": f"{MOD}.Login",
+        "@attrs": {"user": "bob", "password": {"@t": "str", "@redacted": "name", "@len": "9-32"}},
+    }
+    assert session["@attrs"]["token"] == {"@t": "str", "@redacted": "name", "@len": "9-32"}
+    assert session["@attrs"]["user"] == "bob"
+    assert creds["@attrs"]["api_key"]["@redacted"] == "name"
+
+
+def test_a_secret_name_hides_a_whole_container_keeping_its_type(red: Any) -> None:
+    value = {"credentials": {"user": "bob", "pin": "1234"}, "secret": Login("a", "b")}
+    out = encode(value, None, redactor=red)
+    assert out["v"]["credentials"] == {"@t": "dict", "@redacted": "name", "@len": "1-8"}
+    assert out["v"]["secret"] == {"@t": f"{MOD}.Login", "@redacted": "name"}
+
+
+def test_secret_values_are_redacted_anywhere(red: Any) -> None:
+    value = {"profile": Profile(), "items": [EMAIL, ("x", CARD)], "jwt_in_text": f"got {JWT}"}
+    out = encode(value, None, redactor=red)
+    assert leaks(out) == []
+    assert out["v"]["items"]["v"][0] == {"@t": "str", "@redacted": "email", "@len": "9-32"}
+    assert out["v"]["items"]["v"][1]["v"][1] == {"@t": "str", "@redacted": "card", "@len": "9-32"}
+    assert out["v"]["jwt_in_text"]["@redacted"] == "jwt"
+    assert out["v"]["profile"]["@attrs"]["contact"]["@redacted"] == "email"
+    assert out["v"]["profile"]["@attrs"]["name"] == "Bob"
+
+
+def test_secret_value_used_as_a_dict_key_switches_to_items(red: Any) -> None:
+    out = encode({EMAIL: 3, "plain": 1}, None, redactor=red)
+    assert leaks(out) == []
+    assert out == {
+        "@t": "dict",
+        "items": [
+            [{"@t": "str", "@redacted": "email", "@len": "9-32"}, 3],
+            ["plain", 1],
+        ],
+    }
+
+
+def test_secret_straddling_the_string_cut_is_caught(red: Any) -> None:
+    text = "x" * 240 + " " + EMAIL + " tail"
+    out = encode(text, CaptureLimits(max_string=255), redactor=red)
+    assert out == {"@t": "str", "@redacted": "email", "@len": "129+"}
+
+
+def test_secret_far_past_the_cut_is_not_scanned_and_not_kept(red: Any) -> None:
+    text = "x" * 10_000 + EMAIL
+    out = encode(text, None, redactor=red)
+    assert leaks(out) == []
+    assert out["@trunc"] is True
+
+
+def test_secret_in_bytes_and_str_subclasses(red: Any) -> None:
+    class Text(str):
+        __slots__ = ()
+
+    out = encode([f"Bearer {API_KEY}xyz".encode(), Text(EMAIL)], None, redactor=red)
+    assert leaks(out) == []
+    assert out["v"][0] == {"@t": "bytes", "@redacted": "bearer", "@len": "9-32"}
+    text_type = f"{MOD}.test_secret_in_bytes_and_str_subclasses.<locals>.Text"
+    assert out["v"][1] == {"@t": text_type, "@redacted": "email", "@len": "9-32"}
+
+
+def test_str_subclass_key_with_a_secret_name(red: Any) -> None:
+    class Key(str):
+        __slots__ = ()
+
+    out = encode({Key("password"): PASSWORD}, None, redactor=red)
+    assert leaks(out) == []
+    assert out["items"][0][1] == {"@t": "str", "@redacted": "name", "@len": "9-32"}
+
+
+def test_nothing_secret_leaves_a_mixed_frame(red: Any) -> None:
+    values = {
+        "login": Login("bob", PASSWORD),
+        "session": Session(),
+        "creds": Creds("bob", API_KEY),
+        "profile": Profile(),
+        "payload": {"cards": [CARD], "meta": {"auth_token": JWT}},
+        "api_key": API_KEY,
+    }
+    captures, _, errors = capture_frame(values, None, red)
+    assert leaks(captures) == []
+    assert errors == []
+    assert set(captures) == set(values)
+
+
+@pytest.fixture
+def process_redactor() -> Iterator[Any]:
+    custom = redaction.Redactor(names=["sku"])
+    redaction.set_redactor(custom)
+    try:
+        yield custom
+    finally:
+        redaction.set_redactor(None)
+
+
+def test_default_redactor_is_the_process_one(process_redactor: Any) -> None:
+    captures, _, _ = capture_frame({"sku": "A-1", "password": PASSWORD, "n": 1})
+    assert captures == {
+        "sku": {"@t": "str", "@redacted": "name", "@len": "1-8"},
+        "password": {"@t": "str", "@redacted": "name", "@len": "9-32"},
+        "n": 1,
+    }
+    assert encode({"sku": 1}, redactor=DEFAULT_REDACTOR)["v"]["sku"]["@redacted"] == "name"
+
+
+def test_redactor_update_applies_to_the_next_capture(process_redactor: Any) -> None:
+    assert capture_frame({"order_ref": "R1"})[0] == {"order_ref": "R1"}
+    process_redactor.update(names=["order_ref"])
+    assert capture_frame({"order_ref": "R1"})[0]["order_ref"]["@redacted"] == "name"
+
+
+def test_redaction_can_be_switched_off_for_tests() -> None:
+    captures, _, _ = capture_frame({"password": "x"}, None, None)
+    assert captures == {"password": "x"}
