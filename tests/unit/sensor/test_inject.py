@@ -1,0 +1,312 @@
+"""Tests of the injection backends: what each reaches, exact removal, global state, selection."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sensor.inject.core import Backend, PlacementFailed, select_backend
+from sensor.probes import Point
+
+BACKENDS = ["bytecode"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
+needs_monitoring = pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    chosen, reason = select_backend(request.param)
+    if chosen is None or chosen.name != request.param:
+        pytest.skip(f"backend {request.param} unavailable: {reason}")
+    yield chosen
+    chosen.close()
+
+
+def first_line_of(fn: Any, text: str) -> int:
+    import inspect
+
+    lines, start = inspect.getsourcelines(fn)
+    for offset, source in enumerate(lines):
+        if text in source:
+            return start + offset
+    raise AssertionError(text)
+
+
+def looping(n: int) -> int:
+    acc = 0
+    for i in range(n):  # header
+        acc += i  # body
+    return acc
+
+
+def plain(x: int) -> int:
+    y = x * 2  # plain-body
+    return y
+
+
+def test_hooks_fire_at_each_point_with_values(backend: Backend) -> None:
+    seen: list[tuple[str, object]] = []
+    code = plain.__code__
+    body = first_line_of(plain, "plain-body")
+    handles = [
+        backend.arm(code, Point.ENTRY, None, lambda: seen.append(("entry", None))),
+        backend.arm(code, Point.LINE, body, lambda: seen.append(("line", None))),
+        backend.arm(code, Point.RETURN, None, lambda v: seen.append(("return", v))),
+    ]
+    assert plain(4) == 8
+    assert seen == [("entry", None), ("line", None), ("return", 8)]
+    assert backend.armed_count() == 3
+    for handle in handles:
+        backend.disarm(handle)
+    assert backend.armed_count() == 0
+    assert plain.__code__ is code
+    plain(1)
+    assert len(seen) == 3
+
+
+def test_hook_frame_depth_points_at_the_target_frame(backend: Backend) -> None:
+    frames: list[str] = []
+    depth = backend.frame_depth
+
+    def hook() -> None:
+        frames.append(sys._getframe(depth).f_code.co_name)
+
+    backend.arm(plain.__code__, Point.ENTRY, None, hook)
+    plain(1)
+    assert frames == ["plain"]
+
+
+def test_line_in_loop_body_fires_once_per_iteration(backend: Backend) -> None:
+    counter = itertools.count()
+    backend.arm(looping.__code__, Point.LINE, first_line_of(looping, "# body"), counter.__next__)
+    looping(10)
+    assert next(counter) == 10
+
+
+def test_for_header_line_semantics_differ_by_backend(backend: Backend) -> None:
+    # A LINE event fires on every jump back to the header (11 for 10 iterations); the injected
+    # call sits at the line's first instruction, which runs once. Documented in backends.md.
+    counter = itertools.count()
+    header = first_line_of(looping, "# header")
+    backend.arm(looping.__code__, Point.LINE, header, counter.__next__)
+    looping(10)
+    assert next(counter) == (11 if backend.name == "monitoring" else 1)
+
+
+def test_bytecode_arming_a_line_that_has_no_code_fails_cleanly() -> None:
+    backend, _ = select_backend("bytecode")
+    assert backend is not None
+    assert backend.name == "bytecode"
+    with pytest.raises(PlacementFailed, match="line 1 has no code"):
+        backend.arm(plain.__code__, Point.LINE, 1, lambda: None)
+    assert plain.__code__.co_name == "plain"
+    assert backend.armed_count() == 0
+
+
+def test_running_frame_is_reached_only_by_monitoring(backend: Backend) -> None:
+    started = threading.Event()
+    stop = threading.Event()
+    hits = itertools.count()
+
+    def worker() -> None:
+        started.set()
+        deadline = time.monotonic() + 10
+        while not stop.is_set() and time.monotonic() < deadline:
+            time.sleep(0.001)  # worker-line
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    started.wait(5)
+    backend.arm(worker.__code__, Point.LINE, first_line_of(worker, "worker-line"), hits.__next__)
+    time.sleep(0.05)
+    stop.set()
+    thread.join(5)
+    fired = next(hits)
+    if backend.reaches_running_frames:
+        assert fired > 0
+    else:
+        assert fired == 0
+
+
+def test_suspended_generator_keeps_working(backend: Backend) -> None:
+    def gen() -> Iterator[int]:
+        for i in range(3):
+            yield i  # gen-line
+
+    it = gen()
+    assert next(it) == 0
+    hits = itertools.count()
+    backend.arm(gen.__code__, Point.LINE, first_line_of(gen, "gen-line"), hits.__next__)
+    assert list(it) == [1, 2]
+    assert next(hits) == (2 if backend.reaches_running_frames else 0)
+    assert list(gen()) == [0, 1, 2]
+
+
+def test_exception_hook_sees_the_exception_and_it_still_propagates(backend: Backend) -> None:
+    def fails(x: int) -> int:
+        if x:
+            raise KeyError(x)  # fails-raise
+        return x
+
+    seen: list[BaseException] = []
+    backend.arm(fails.__code__, Point.EXCEPTION, None, seen.append)
+    with pytest.raises(KeyError) as info:
+        fails(3)
+    assert [type(e) for e in seen] == [KeyError]
+    assert info.traceback[-1].lineno + 1 == first_line_of(fails, "fails-raise")
+    assert fails(0) == 0
+    assert len(seen) == 1
+
+
+def test_functions_sharing_one_code_object_are_all_reached(backend: Backend) -> None:
+    def factory(n: int) -> Any:
+        def add(k: int) -> int:
+            return k + n
+
+        return add
+
+    first, second = factory(1), factory(2)
+    seen: list[object] = []
+    backend.arm(first.__code__, Point.RETURN, None, seen.append)
+    assert (first(1), second(1)) == (2, 3)
+    assert seen == [2, 3]
+
+
+@needs_monitoring
+def test_sticky_disable_is_undone_when_a_new_line_is_probed() -> None:
+    chosen, _ = select_backend("monitoring")
+    assert chosen is not None
+    try:
+        body = first_line_of(plain, "plain-body")
+        ret = body + 1
+        first = itertools.count()
+        chosen.arm(plain.__code__, Point.LINE, body, first.__next__)
+        plain(1)  # the return line has no hook yet: it answers DISABLE
+        second = itertools.count()
+        chosen.arm(plain.__code__, Point.LINE, ret, second.__next__)
+        plain(1)
+        assert (next(first), next(second)) == (2, 1)
+    finally:
+        chosen.close()
+
+
+def run_python(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@needs_monitoring
+def test_monitoring_falls_back_to_bytecode_when_tool_ids_are_taken() -> None:
+    out = run_python(
+        """
+        import sys
+        sys.monitoring.use_tool_id(4, "other")
+        sys.monitoring.use_tool_id(3, "another")
+        from sensor.inject.core import select_backend
+        backend, reason = select_backend("monitoring")
+        print(backend.name, "|", reason)
+        """
+    )
+    name, reason = out.split(" | ")
+    assert name == "bytecode"
+    assert "tool id" in reason
+    assert "fell back" in reason
+
+
+@needs_monitoring
+def test_no_global_state_remains_after_close_with_monitoring() -> None:
+    out = run_python(
+        """
+        import sys
+        from sensor.inject.core import select_backend
+        from sensor.probes import Point
+        def f(): return 1
+        def g(): raise ValueError
+        backend, _ = select_backend("monitoring")
+        backend.arm(f.__code__, Point.ENTRY, None, lambda: None)
+        backend.arm(g.__code__, Point.EXCEPTION, None, lambda e: None)
+        during = (sys.monitoring.get_tool(4), sys.monitoring.get_events(4))
+        backend.close()
+        print(during[0], during[1] != 0, sys.monitoring.get_tool(4),
+              sys.monitoring.get_local_events(4, f.__code__) if False else 0, sys.gettrace())
+        """
+    )
+    assert out == "pytest-runtime-sensor True None 0 None"
+
+
+def test_engine_leaves_nothing_global_when_idle() -> None:
+    out = run_python(
+        """
+        import sys, importlib
+        before_meta = list(sys.meta_path)
+        from sensor.engine import Engine
+        from sensor.probes import Probe
+        e = Engine()
+        def f(x): return x
+        import __main__
+        __main__.f = f
+        s = e.install(Probe(kind="snapshot", location="__main__:f"))
+        p = e.install(Probe(kind="snapshot", location="not_imported_mod:f"))
+        e.remove_all()
+        mon = getattr(sys, "monitoring", None)
+        tools = [mon.get_tool(i) for i in range(6)] if mon else []
+        print(s.state.value, p.state.value, sys.meta_path == before_meta,
+              all(t is None for t in tools), sys.gettrace(), f.__code__.co_name)
+        """
+    )
+    assert out == "installed pending True True None f"
+
+
+def test_bytecode_injection_keeps_traceback_lines_in_a_fresh_process() -> None:
+    out = run_python(
+        """
+        import traceback
+        from sensor.engine import Engine
+        from sensor.probes import Probe
+        import __main__
+        def f(x):
+            y = x + 1
+            if y > 2:
+                raise ValueError(y)
+            return y
+        __main__.f = f
+        def lines():
+            try:
+                f(5)
+            except ValueError as exc:
+                return [fr.lineno for fr in traceback.extract_tb(exc.__traceback__)]
+        plain = lines()
+        e = Engine(backend="bytecode")
+        for loc in ("__main__:f@entry", "__main__:f@exception", "__main__:f@8", "__main__:f@7"):
+            e.install(Probe(kind="counter", location=loc))
+        probed = lines()
+        e.close()
+        print(plain == probed, plain == lines())
+        """
+    )
+    assert out == "True True"
+
+
+def test_unknown_backend_name_falls_back_to_the_default(caplog: pytest.LogCaptureFixture) -> None:
+    chosen, reason = select_backend("nonsense")
+    try:
+        assert chosen is not None
+        assert "unknown" in caplog.text
+        assert reason
+    finally:
+        if chosen is not None:
+            chosen.close()
