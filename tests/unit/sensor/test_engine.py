@@ -65,9 +65,13 @@ def line(module: ModuleType, marker: str) -> int:
     raise AssertionError(f"marker {marker!r} not found")
 
 
+def make(**fields: Any) -> Probe:
+    return Probe(**fields)
+
+
 def snapshot(location: str, **fields: Any) -> Probe:
     fields.setdefault("limits", {"rate": 1e6})
-    return Probe(kind="snapshot", location=location, **fields)
+    return make(kind="snapshot", location=location, **fields)
 
 
 def installed(engine: Engine, probe: Probe) -> None:
@@ -341,7 +345,7 @@ def test_probes_on_one_function_compose_and_remove_independently(
         snapshot(f"{shapes.__name__}:add@entry"),
         snapshot(f"{shapes.__name__}:add@{body}"),
         snapshot(f"{shapes.__name__}:add@return"),
-        Probe(kind="counter", location=f"{shapes.__name__}:add@{body}"),
+        make(kind="counter", location=f"{shapes.__name__}:add@{body}"),
     ]
     for probe in probes:
         installed(engine, probe)
@@ -475,7 +479,7 @@ def test_recursion_fires_once_per_frame(engine: Engine, shapes: ModuleType) -> N
 
 
 def test_threads_count_every_hit(engine: Engine, shapes: ModuleType) -> None:
-    counter = Probe(kind="counter", location=f"{shapes.__name__}:add@entry")
+    counter = make(kind="counter", location=f"{shapes.__name__}:add@entry")
     installed(engine, counter)
     threads = [
         threading.Thread(target=lambda: [shapes.add(i, i) for i in range(500)]) for _ in range(4)
@@ -531,7 +535,7 @@ def test_capture_runs_no_user_code(engine: Engine, load: Loader) -> None:
 
 
 def test_counter_counts_line_executions(engine: Engine, shapes: ModuleType) -> None:
-    probe = Probe(kind="counter", location=f"{shapes.__name__}:loop@{line(shapes, 'loop-body')}")
+    probe = make(kind="counter", location=f"{shapes.__name__}:loop@{line(shapes, 'loop-body')}")
     installed(engine, probe)
     assert shapes.loop(10) == 45
     (agg,) = engine.flush_aggregates()
@@ -541,7 +545,7 @@ def test_counter_counts_line_executions(engine: Engine, shapes: ModuleType) -> N
 
 
 def test_counter_at_return_counts_calls(engine: Engine, shapes: ModuleType) -> None:
-    installed(engine, Probe(kind="counter", location=f"{shapes.__name__}:add"))
+    installed(engine, make(kind="counter", location=f"{shapes.__name__}:add"))
     for _ in range(3):
         shapes.add(1, 2)
     assert engine.flush_aggregates()[0].aggregate == {"count": 3, "total": 3}
@@ -549,7 +553,7 @@ def test_counter_at_return_counts_calls(engine: Engine, shapes: ModuleType) -> N
 
 def test_timer_measures_function_calls(engine: Engine, load: Loader) -> None:
     module = load("import time\ndef slow():\n    time.sleep(0.002)\n    return 1\n")
-    installed(engine, Probe(kind="timer", location=f"{module.__name__}:slow"))
+    installed(engine, make(kind="timer", location=f"{module.__name__}:slow"))
     module.slow()
     module.slow()
     (agg,) = engine.flush_aggregates()
@@ -563,7 +567,7 @@ def test_timer_between_two_lines(engine: Engine, load: Loader) -> None:
     module = load(
         "import time\ndef f():\n    a = 1\n    time.sleep(0.002)\n    b = 2\n    return a + b\n"
     )
-    installed(engine, Probe(kind="timer", location=f"{module.__name__}:f@3", until_line=5))
+    installed(engine, make(kind="timer", location=f"{module.__name__}:f@3", until_line=5))
     module.f()
     (agg,) = engine.flush_aggregates()
     assert agg.aggregate is not None
@@ -572,7 +576,7 @@ def test_timer_between_two_lines(engine: Engine, load: Loader) -> None:
 
 
 def test_snapshot_rate_limit_defaults_to_one_per_second(engine: Engine, shapes: ModuleType) -> None:
-    probe = Probe(kind="snapshot", location=f"{shapes.__name__}:add")
+    probe = make(kind="snapshot", location=f"{shapes.__name__}:add")
     installed(engine, probe)
     for _ in range(100):
         shapes.add(1, 1)
@@ -608,7 +612,7 @@ def test_expired_probe_is_disabled(engine: Engine, shapes: ModuleType) -> None:
 
 
 def test_expired_counter_is_disabled_off_the_hot_path(engine: Engine, shapes: ModuleType) -> None:
-    probe = Probe(
+    probe = make(
         kind="counter", location=f"{shapes.__name__}:add@entry", limits={"expires_at": 1.0}
     )
     installed(engine, probe)
@@ -693,7 +697,8 @@ def test_get_engine_is_one_per_process() -> None:
 
 @pytest.fixture
 def expressions() -> ModuleType:
-    return pytest.importorskip("sensor.expressions")
+    # The sandbox (stream SANDBOX) must be present: these tests are not optional.
+    return importlib.import_module("sensor.expressions")
 
 
 def test_condition_filters_hits(
@@ -710,7 +715,7 @@ def test_condition_filters_hits(
 def test_expect_probe_captures_only_violations(
     engine: Engine, shapes: ModuleType, expressions: ModuleType
 ) -> None:
-    probe = Probe(kind="expect", location=f"{shapes.__name__}:add", expect="result < 10")
+    probe = make(kind="expect", location=f"{shapes.__name__}:add", expect="result < 10")
     installed(engine, probe)
     shapes.add(1, 1)
     shapes.add(10, 1)
@@ -735,7 +740,7 @@ def test_snapshot_with_expect_records_the_verdict_on_every_hit(
 def test_log_probe_formats_its_template(
     engine: Engine, shapes: ModuleType, expressions: ModuleType
 ) -> None:
-    probe = Probe(kind="log", location=f"{shapes.__name__}:add", template="sum={result} of {a}")
+    probe = make(kind="log", location=f"{shapes.__name__}:add", template="sum={result} of {a}")
     installed(engine, probe)
     shapes.add(2, 3)
     (hit,) = engine.drain()

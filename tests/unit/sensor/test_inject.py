@@ -48,7 +48,7 @@ def looping(n: int) -> int:
 
 def plain(x: int) -> int:
     y = x * 2  # plain-body
-    return y
+    return y  # noqa: RET504 (a line of its own to probe)
 
 
 def test_hooks_fire_at_each_point_with_values(backend: Backend) -> None:
@@ -137,7 +137,7 @@ def test_running_frame_is_reached_only_by_monitoring(backend: Backend) -> None:
 
 def test_suspended_generator_keeps_working(backend: Backend) -> None:
     def gen() -> Iterator[int]:
-        for i in range(3):
+        for i in range(3):  # noqa: UP028 (a yield line to probe)
             yield i  # gen-line
 
     it = gen()
