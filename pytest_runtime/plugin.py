@@ -131,10 +131,26 @@ def _finish(session: pytest.Session, runtime: RuntimeSession) -> None:
     except RuntimeProbeError as exc:
         raise _usage_error(exc) from exc
     if reporter is not None:
+        # Counted in pytest's last line ("3 passed, 1 runtime violated"). The entries are plain
+        # objects with a __dict__, like reports, since other plugins walk every stats list.
         for result in runtime.results:
             if result.verdict.verdict in ("violated", "diverged"):
-                reporter.stats.setdefault(f"runtime {result.verdict.verdict}", []).append(result)
+                entry = _StatsEntry(result)
+                reporter.stats.setdefault(f"runtime {result.verdict.verdict}", []).append(entry)
     session.testsfailed += len(runtime.failing)
+
+
+class _StatsEntry:
+    """One verdict in the terminal reporter's stats (looks enough like a report)."""
+
+    when = "runtime"
+    count_towards_summary = True
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+        self.nodeid = result.nodeid
+        self.outcome = result.verdict.verdict
+        self.location = (result.test_file, (result.test_line or 1) - 1, result.location)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -230,6 +246,13 @@ class RuntimePlugin:
             tr.write_sep("-", "runtime notes")
             for note in session.notes:
                 tr.write_line(note)
+        if session.failing:
+            tr.write_line(
+                f"runtime: {len(session.failing)} probe verdict(s) fail this run "
+                "(violated, or diverged under --runtime-strict)",
+                red=True,
+                bold=True,
+            )
         if session.results and os.environ.get("GITHUB_ACTIONS") == "true":
             annotations, summary = session.github_output()
             for line in annotations:

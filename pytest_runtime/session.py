@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -536,16 +536,19 @@ class RuntimeSession:
         xml = self.config.stash.get(xml_key, None)
         if xml is None:
             return
+        from pytest_runtime.reporting import junit
+
         for result in self.results:
-            xml.add_global_property(
-                f"runtime_probe[{result.nodeid}][{result.location}]", result.verdict.verdict
-            )
+            for name, value in junit.properties(result):
+                xml.add_global_property(f"{result.nodeid}::{name}", value)
 
     def github_output(self) -> tuple[list[str], str | None]:
         """Workflow commands and the job summary markdown, when running on GitHub Actions."""
         from pytest_runtime.reporting import github
 
-        return list(github.annotations(self.results)), github.job_summary(self.results)
+        # cast: the module's `annotations` function shadows the __future__ feature for mypy
+        gh = cast(Any, github)
+        return list(gh.annotations(self.results)), gh.job_summary(self.results)
 
 
 def _result_key(item: Any) -> tuple[str, str]:

@@ -112,3 +112,62 @@ def hub(tmp_path: Path) -> Iterator[HubProcess]:
             hub.process.wait(5)
         if hub.process.stdout is not None:
             hub.process.stdout.close()
+
+
+SHOP_PRICING = """
+def apply_discount(price, rate):
+    total = price - price * rate
+    return total
+"""
+
+
+def make_shop(pytester: pytest.Pytester) -> None:
+    """A tiny package under test: shop.pricing.apply_discount(price, rate)."""
+    pytester.mkpydir("shop")
+    pytester.path.joinpath("shop", "pricing.py").write_text(SHOP_PRICING)
+
+
+def evidence_lines(
+    location: str,
+    states: list[dict[str, Any]],
+    *,
+    capture: list[str] | None = None,
+    expect: str | None = None,
+    expect_ok: list[bool | None] | None = None,
+    ts: float | None = None,
+) -> str:
+    """An evidence file (CONTRACTS 6) with one hit per production state."""
+    import json
+
+    from pytest_runtime.markers import parse_probe_args
+
+    kwargs: dict[str, Any] = {"capture": capture or sorted(states[0]) if states else []}
+    if expect:
+        kwargs["expect"] = expect
+    request = parse_probe_args((location,), kwargs)
+    now = time.time() if ts is None else ts
+    records: list[dict[str, Any]] = [
+        {
+            "record": "header",
+            "schema": "pytest-runtime/evidence",
+            "version": 1,
+            "created_at": now,
+            "generator": "tests",
+        },
+        {"record": "probe", "probe": request.probe.to_dict()},
+    ]
+    for n, state in enumerate(states):
+        hit: dict[str, Any] = {
+            "probe_id": request.probe.id,
+            "signature": request.signature,
+            "kind": "snapshot",
+            "location": request.location,
+            "ts": now - 60 + n * 0.01,
+            "hit_id": f"prod-{n}",
+            "captures": state,
+            "source": {"id": f"src-{n % 2}", "service": "shop", "host": "web-1"},
+        }
+        if expect_ok is not None:
+            hit["expect"] = {"ok": expect_ok[n], "error": None}
+        records.append({"record": "hit", "hit": hit})
+    return "\n".join(json.dumps(r) for r in records) + "\n"
