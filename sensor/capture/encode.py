@@ -72,6 +72,10 @@ _DEADLINE_EVERY = 32  # values encoded between two perf_counter() calls
 _SECRET_WINDOW = 256  # characters scanned for secrets beyond a string's kept prefix
 _MAX_ERRORS = 20
 _MAX_INT_DIGITS = 4000  # below the interpreter's default int-to-str limit (4300)
+_MATCH_CACHE_CHARS = 64  # strings up to this length have their redaction verdict cached
+_MATCH_CACHE_MAX = 4096
+# str -> (redactor, rule version, reason or None); cleared when full, so bounded.
+_MATCH_CACHE: dict[str, tuple[object, int, str | None]] = {}
 _IDENT_TOKENS = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _DEFAULT_LIMITS = CaptureLimits()
 
@@ -197,7 +201,16 @@ def _describe(exc: BaseException) -> str:
 class _Walker:
     """One capture's encoder: limits, redactor and budget, plus the cycle stack."""
 
-    __slots__ = ("active", "budget", "max_depth", "max_fields", "max_items", "max_string", "red")
+    __slots__ = (
+        "active",
+        "budget",
+        "max_depth",
+        "max_fields",
+        "max_items",
+        "max_string",
+        "red",
+        "ver",
+    )
 
     def __init__(self, limits: CaptureLimits, red: RedactorLike | None, budget: Budget) -> None:
         self.max_depth = min(limits.max_depth, MAX_DEPTH_CAP)
@@ -207,6 +220,9 @@ class _Walker:
         self.red = red
         self.budget = budget
         self.active: set[int] = set()  # ids of the containers on the current path
+        # The redactor's rule version keys the match cache; without one, nothing is cached.
+        ver = getattr(red, "version", None) if red is not None else None
+        self.ver: int | None = ver if type(ver) is int else None
 
     # -- the hot path ---------------------------------------------------------------------
 
@@ -214,16 +230,12 @@ class _Walker:
         b = self.budget
         if b.left <= 0:
             return self._spent(v)
-        b.ticks -= 1
-        if b.ticks <= 0 and b.check_deadline():
-            return self._spent(v)
         t = type(v)
         if t is str:
             n = len(v)
             if n <= self.max_string:
-                red = self.red
-                if red is not None:
-                    reason = red.match_secret_value(v)
+                if self.red is not None:
+                    reason = self._match(v)
                     if reason is not None:
                         return self._redacted("str", reason, n)
                 b.left -= n + 3
@@ -242,6 +254,11 @@ class _Walker:
             if v - v == 0.0:  # finite: inf - inf and nan are nan
                 return v
             return {"@t": "float", "v": _float_tag(v)}
+        # Scalars are bounded work; the clock is read only on the way into containers and
+        # objects (every _DEADLINE_EVERY of them, or after as many items).
+        b.ticks -= 1
+        if b.ticks <= 0 and b.check_deadline():
+            return self._spent(v)
         if t is dict:
             return self._dict(v, depth, "dict", v.items(), len(v), None)
         if t is list:
@@ -249,6 +266,26 @@ class _Walker:
         if t is tuple:
             return self._seq(v, depth, "tuple", iter(v), len(v))
         return self._other(v, t, depth)
+
+    def _match(self, s: str) -> str | None:
+        """The redactor's verdict on a string value, cached for short strings.
+
+        Short strings (status codes, names, keys) repeat from hit to hit, while matching
+        costs microseconds; an entry is valid only for the same redactor and rule version.
+        """
+        red = self.red
+        assert red is not None
+        ver = self.ver
+        if ver is None or len(s) > _MATCH_CACHE_CHARS:
+            return red.match_secret_value(s)
+        entry = _MATCH_CACHE.get(s)
+        if entry is not None and entry[0] is red and entry[1] == ver:
+            return entry[2]
+        reason = red.match_secret_value(s)
+        if len(_MATCH_CACHE) >= _MATCH_CACHE_MAX:
+            _MATCH_CACHE.clear()
+        _MATCH_CACHE[s] = (red, ver, reason)
+        return reason
 
     def _spent(self, v: Any) -> JSONValue:
         return {"@t": layout_of(type(v)).name, self.budget.reason(): True}
@@ -269,7 +306,7 @@ class _Walker:
         if red is not None:
             # Scan a little past the cut so a secret straddling it is still caught.
             window = v if n <= limit + _SECRET_WINDOW else v[: limit + _SECRET_WINDOW]
-            reason = red.match_secret_value(window)
+            reason = self._match(window)
             if reason is not None:
                 return self._redacted(name, reason, n)
         if n <= limit:
@@ -284,9 +321,8 @@ class _Walker:
         head = v[:limit]
         # repr() of exact bytes escapes backslashes, quotes and non-ASCII unambiguously.
         text = repr(head)[2:-1]
-        red = self.red
-        if red is not None:
-            reason = red.match_secret_value(text)
+        if self.red is not None:
+            reason = self._match(text)
             if reason is not None:
                 return self._redacted(name, reason, n)
         self.budget.left -= len(text) + 32
@@ -317,7 +353,7 @@ class _Walker:
 
     # -- containers ------------------------------------------------------------------------------
 
-    def _seq(self, v: Any, depth: int, name: str, it: Iterator[object], n: int) -> JSONValue:
+    def _seq(self, v: Any, depth: int, name: str, it: Iterator[Any], n: int) -> JSONValue:
         b = self.budget
         if depth >= self.max_depth:
             b.truncated = True
@@ -332,6 +368,8 @@ class _Walker:
         try:
             b.left -= 16
             enc = self.enc
+            red = self.red
+            max_string = self.max_string
             d1 = depth + 1
             limit = self.max_items
             out: list[JSONValue] = []
@@ -339,9 +377,19 @@ class _Walker:
             for x in it if n <= limit else islice(it, limit):
                 if b.left <= 0:
                     break
-                append(enc(x, d1))
+                # The common leaves inline: a method call per item would double the cost.
+                tx = type(x)
+                if tx is int and -_MAX_SAFE_INT < x < _MAX_SAFE_INT:
+                    b.left -= 8
+                    append(x)
+                elif tx is str and len(x) <= max_string and (red is None or self._match(x) is None):
+                    b.left -= len(x) + 3
+                    append(x)
+                else:
+                    append(enc(x, d1))
             res: dict[str, Any] = {"@t": name, "v": out}
             kept = len(out)
+            b.ticks -= kept
             if kept < n:
                 res["@len"] = n
                 res["@trunc"] = True
@@ -354,7 +402,7 @@ class _Walker:
         finally:
             active.discard(ident)
 
-    def _set(self, v: Any, depth: int, name: str, it: Iterator[object], n: int) -> JSONValue:
+    def _set(self, v: Any, depth: int, name: str, it: Iterator[Any], n: int) -> JSONValue:
         res = self._seq(v, depth, name, it, n)
         # Set order follows hashes (random for str per process); sort plain scalars so that
         # the same set encodes the same way in tests and in production.
@@ -394,23 +442,31 @@ class _Walker:
             limit = self.max_items
             out: dict[str, JSONValue] = {}
             items: list[list[JSONValue]] | None = None  # the "items" form, once needed
+            max_string = self.max_string
             kept = 0
             for k, x in pairs if n <= limit else islice(pairs, limit):
                 if b.left <= 0:
                     break
                 kept += 1
-                tk = type(k)
-                if tk is str:
+                if type(k) is str:
                     b.left -= len(k) + 4
-                    if red is None:
-                        out_v = enc(x, d1)
-                        if items is None:
-                            out[k] = out_v
+                    if red is not None and red.is_secret_name(k):
+                        out_v = self._redact_name(x)
+                    else:
+                        tx = type(x)
+                        if tx is int and -_MAX_SAFE_INT < x < _MAX_SAFE_INT:
+                            b.left -= 8
+                            out_v = x
+                        elif (
+                            tx is str
+                            and len(x) <= max_string
+                            and (red is None or self._match(x) is None)
+                        ):
+                            b.left -= len(x) + 3
+                            out_v = x
                         else:
-                            items.append([k, out_v])
-                        continue
-                    out_v = self._redact_name(x) if red.is_secret_name(k) else enc(x, d1)
-                    reason = red.match_secret_value(k)
+                            out_v = enc(x, d1)
+                    reason = None if red is None else self._match(k)
                     if reason is None:
                         if items is None:
                             out[k] = out_v
@@ -425,13 +481,14 @@ class _Walker:
                     continue
                 if items is None:
                     items = [[kk, vv] for kk, vv in out.items()]
-                key_name = _str_copy(k) if _is_str_subclass(tk) else None
+                key_name = _str_copy(k) if _is_str_subclass(type(k)) else None
                 out_k = enc(k, d1)
                 if key_name is not None and red is not None and red.is_secret_name(key_name):
                     out_v = self._redact_name(x)
                 else:
                     out_v = enc(x, d1)
                 items.append([out_k, out_v])
+            b.ticks -= kept
             res: dict[str, Any] = {"@t": name}
             if items is None:
                 res["v"] = out
@@ -636,6 +693,10 @@ class _Walker:
         red = self.red
         if red is not None and red.is_secret_name(name):
             return self._redact_name(x)
+        tx = type(x)
+        if tx is int and -_MAX_SAFE_INT < x < _MAX_SAFE_INT:
+            self.budget.left -= 8
+            return x
         return self.enc(x, depth)
 
     def _extra_attrs(self, v: Any, layout: Layout, res: dict[str, Any], d1: int) -> None:

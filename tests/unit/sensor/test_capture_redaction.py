@@ -224,3 +224,21 @@ def test_redactor_update_applies_to_the_next_capture(process_redactor: Any) -> N
 def test_redaction_can_be_switched_off_for_tests() -> None:
     captures, _, _ = capture_frame({"password": "x"}, None, None)
     assert captures == {"password": "x"}
+
+
+def test_cached_value_verdicts_follow_pattern_updates(process_redactor: Any) -> None:
+    assert capture_frame({"ref": "ORD-12345"})[0] == {"ref": "ORD-12345"}
+    process_redactor.update(patterns=[r"ORD-\d+"])
+    assert capture_frame({"ref": "ORD-12345"})[0]["ref"] == {
+        "@t": "str",
+        "@redacted": "pattern",
+        "@len": "9-32",
+    }
+
+
+def test_cached_value_verdicts_are_per_redactor() -> None:
+    plain = redaction.Redactor()
+    strict = redaction.Redactor(patterns=[r"ORD-\d+"])
+    for _ in range(2):
+        assert encode("ORD-1", redactor=plain) == "ORD-1"
+        assert encode("ORD-1", redactor=strict)["@redacted"] == "pattern"

@@ -1,0 +1,206 @@
+"""Capture cost of a typical frame, against copy.deepcopy and a naive bounded copy, per Python.
+
+The frame holds the locals the sensor issue names: two ints, an 11-character and a 300-character
+string, a 10-item dict and a small object. Each case is timed against ``copy.deepcopy`` of the
+same values in paired, interleaved runs (A B A B ...), after a warm-up; the figure is the median
+per-pair ratio with its min and max, next to the median microseconds per capture.
+
+    python bench/bench_capture.py                 # this Python
+    python bench/bench_capture.py --pythons 3.11 3.12 3.13   # one subprocess per Python
+    python bench/bench_capture.py --json          # one JSON object per measurement
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sensor.capture import capture_frame  # noqa: E402
+from sensor.probes import CaptureLimits  # noqa: E402
+
+GOAL_US = 20.0
+
+
+class Customer:
+    def __init__(self) -> None:
+        self.id = 42
+        self.name = "Ada Lovelace"
+        self.tier = "gold"
+
+
+def frame_values(with_object: bool = True) -> dict[str, object]:
+    values: dict[str, object] = {
+        "count": 3,
+        "total": 1299,
+        "name": "hello world",
+        "body": "lorem ipsum " * 25,
+        "order": {f"k{i}": i for i in range(10)},
+    }
+    if with_object:
+        values["customer"] = Customer()
+    return values
+
+
+def naive_copy(value: object, depth: int = 0) -> object:
+    """A bounded recursive copy (depth 3, 100 items, 256 chars): what ANCHORS.md measured."""
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    if isinstance(value, str):
+        return value[:256]
+    if depth >= 3:
+        return "..."
+    if isinstance(value, dict):
+        return {k: naive_copy(v, depth + 1) for k, v in list(value.items())[:100]}
+    if isinstance(value, (list, tuple, set)):
+        return [naive_copy(v, depth + 1) for v in list(value)[:100]]
+    if hasattr(value, "__dict__"):
+        return {k: naive_copy(v, depth + 1) for k, v in vars(value).items()}
+    return repr(value)[:256]
+
+
+def per_call_us(func: Callable[[], object], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        func()
+    return (time.perf_counter() - start) / number * 1e6
+
+
+def paired(
+    candidate: Callable[[], object], baseline: Callable[[], object], pairs: int, number: int
+) -> dict[str, float]:
+    for _ in range(3):  # warm-up: caches, layouts, specialisation
+        per_call_us(candidate, number // 10 or 1)
+        per_call_us(baseline, number // 10 or 1)
+    ratios, cand, base = [], [], []
+    for _ in range(pairs):
+        c = per_call_us(candidate, number)
+        b = per_call_us(baseline, number)
+        cand.append(c)
+        base.append(b)
+        ratios.append(c / b)
+    return {
+        "us": statistics.median(cand),
+        "baseline_us": statistics.median(base),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
+
+
+def measure(pairs: int, number: int) -> list[dict[str, Any]]:
+    limits = CaptureLimits()
+    values = frame_values()
+    anchor_values = frame_values(with_object=False)
+    try:
+        from sensor.redaction import get_redactor
+
+        redactor: Any = get_redactor()
+    except ImportError:
+        redactor = None
+
+    def deep() -> object:
+        return copy.deepcopy(values)
+
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("capture_frame, no redaction", lambda: capture_frame(values, limits, None)),
+    ]
+    if redactor is not None:
+        cases.append(("capture_frame, redacted", lambda: capture_frame(values, limits, redactor)))
+    cases += [
+        (
+            "capture_frame, redacted, 5 anchor locals",
+            lambda: capture_frame(anchor_values, limits, redactor),
+        ),
+        ("naive bounded copy", lambda: naive_copy(values)),
+        ("copy.deepcopy", deep),
+    ]
+    python = ".".join(map(str, sys.version_info[:3]))
+    rows = []
+    for name, func in cases:
+        result = paired(func, deep, pairs, number)
+        rows.append(
+            {
+                "bench": "capture",
+                "python": python,
+                "case": name,
+                "us_per_capture": round(result["us"], 2),
+                "deepcopy_us": round(result["baseline_us"], 2),
+                "ratio_vs_deepcopy": round(result["ratio"], 3),
+                "ratio_min": round(result["ratio_min"], 3),
+                "ratio_max": round(result["ratio_max"], 3),
+                "goal_us": GOAL_US if name.startswith("capture_frame") else None,
+                "meets_goal": result["us"] < GOAL_US if name.startswith("capture_frame") else None,
+                "pairs": pairs,
+                "calls_per_run": number,
+            }
+        )
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| Python | case | us per capture | x deepcopy (median, min-max) | goal |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        goal = "" if r["goal_us"] is None else f"< {r['goal_us']:g} us: " + (
+            "met" if r["meets_goal"] else "MISSED"
+        )
+        lines.append(
+            f"| {r['python']} | {r['case']} | {r['us_per_capture']:.2f} | "
+            f"{r['ratio_vs_deepcopy']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f}) | {goal} |"
+        )
+    return "\n".join(lines)
+
+
+def run_other(version: str, pairs: int, number: int) -> list[dict[str, Any]]:
+    exe = shutil.which(f"python{version}")
+    if exe is None:
+        raise SystemExit(f"python{version} not found on PATH (try PYENV_VERSION=...)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [exe, __file__, "--json", "--pairs", str(pairs), "--number", str(number)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
+    parser.add_argument("--pairs", type=int, default=7, help="paired runs per case")
+    parser.add_argument("--number", type=int, default=2000, help="captures per timed run")
+    parser.add_argument("--pythons", nargs="*", help="versions to run, e.g. 3.11 3.12 3.13")
+    args = parser.parse_args(argv)
+    if args.pythons:
+        rows = [row for v in args.pythons for row in run_other(v, args.pairs, args.number)]
+    else:
+        rows = measure(args.pairs, args.number)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+    else:
+        print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
