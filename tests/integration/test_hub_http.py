@@ -253,3 +253,22 @@ def test_hub_serves_tls_with_the_given_certificate(tmp_path: Path) -> None:
             HubClient(process.url, CLIENT_TOKEN, timeout=5).sources()
     finally:
         process.stop()
+
+
+def test_small_requests_do_not_wait_for_delayed_acks(hub: HubProcess) -> None:
+    # Without TCP_NODELAY on the accepted sockets each answer waits ~40 ms (Nagle against the
+    # client's delayed ACK): 20 calls would take 0.8 s. They take a few milliseconds.
+    import http.client
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(hub.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request("GET", "/v1/health")
+    conn.getresponse().read()
+    started = time.perf_counter()
+    for _ in range(20):
+        conn.request("GET", "/v1/health")
+        assert conn.getresponse().read()
+    elapsed = time.perf_counter() - started
+    conn.close()
+    assert elapsed < 0.4
