@@ -226,7 +226,7 @@ def sensor_env(hub_url: str, service: str, **extra: str) -> dict[str, str]:
         SENSOR_MAX_BACKOFF="0.5",
         SENSOR_TIMEOUT="3",
         SENSOR_EXIT_TIMEOUT="3",
-        SENSOR_LOG_LEVEL="WARNING",
+        SENSOR_LOG_LEVEL=os.environ.get("AGENT_TEST_LOG_LEVEL", "WARNING"),
         PYTHONWARNINGS="ignore::DeprecationWarning",  # 3.12+: fork of a threaded master
     )
     env.update(extra)
