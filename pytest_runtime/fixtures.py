@@ -53,6 +53,7 @@ class ProbeHandle:
 
     def check(self) -> None:
         """Disarm, then raise ExpectationViolation if any test-time hit broke ``expect``."""
+        __tracebackhide__ = True
         message = self._session.check(self._armed)
         if message:
             raise ExpectationViolation(message)
@@ -70,6 +71,7 @@ class ProbeHandle:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        __tracebackhide__ = True
         if exc_type is None:
             self.check()
         else:

@@ -212,6 +212,11 @@ class RuntimePlugin:
         _end_test(self.session, item, "passed", raise_violation=True)
         return result
 
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        from pytest_runtime.session import close_test_engine
+
+        close_test_engine()
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         workeroutput = getattr(session.config, "workeroutput", None)
         if workeroutput is not None:

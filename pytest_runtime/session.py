@@ -30,7 +30,9 @@ __all__ = [
     "ArmedProbe",
     "RuntimeSession",
     "TestRecord",
+    "close_test_engine",
     "render_value",
+    "testtime_engine",
 ]
 
 #: Test-time hits kept per probe and test; more are counted, not stored (bounded memory).
@@ -51,16 +53,27 @@ class ArmedProbe:
     status: ProbeStatus | None = None
     armed: bool = False
     checked: bool = False
+    #: names the expectation reads that the marker does not capture (shown on a violation only)
+    extra: tuple[str, ...] = ()
+    extra_values: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def on_hit(self, hit: Hit) -> None:
         # Runs on the thread that fired the probe; list.append is atomic, and the cap keeps
         # a test that calls the function a million times from eating memory.
-        if len(self.hits) < TEST_MAX_HITS:
-            data = hit.to_dict()
-            data["signature"] = self.request.signature
-            self.hits.append(data)
-        else:
+        if len(self.hits) >= TEST_MAX_HITS:
             self.dropped += 1
+            return
+        data = hit.to_dict()
+        data["signature"] = self.request.signature
+        if self.extra and isinstance(data.get("captures"), dict):
+            # Extra captures stay out of the test-time state: production does not have them.
+            captures = dict(data["captures"])
+            values = {name: captures.pop(name) for name in self.extra if name in captures}
+            data["captures"] = captures
+            expect = data.get("expect")
+            if values and isinstance(expect, dict) and expect.get("ok") is not True:
+                self.extra_values[len(self.hits)] = values
+        self.hits.append(data)
 
 
 @dataclasses.dataclass
@@ -140,8 +153,10 @@ def _violations(armed: ArmedProbe) -> str | None:
         f"runtime_probe {probe.location}: expect {probe.expect!r} was "
         f"{' and '.join(parts)} of {len(armed.hits)} test-time hit(s)"
     ]
+    index = {id(hit): n for n, hit in enumerate(armed.hits)}
     for hit in bad[:5]:
-        captures = hit.get("captures") or {}
+        captures = dict(hit.get("captures") or {})
+        captures.update(armed.extra_values.get(index[id(hit)], {}))
         values = ", ".join(f"{k}={render_value(v)}" for k, v in captures.items())
         error = hit["expect"].get("error")
         where = f" line {hit['line']}" if hit.get("line") else ""
@@ -153,14 +168,58 @@ def _violations(armed: ArmedProbe) -> str | None:
     return "\n".join(lines)
 
 
-def _test_probe(probe: Probe) -> Probe:
-    """The test-time copy: its own id, every hit kept (no rate limit), bounded count."""
-    from sensor.probes import ProbeLimits
+_engine: Any = None
+
+
+def testtime_engine() -> Any:
+    """The engine that arms test-time probes (one per process, created on first use).
+
+    Not :func:`sensor.engine.get_engine`: the process engine carries the production CPU budget
+    (1% of a CPU), which disabled a probe on its first test-time hit (lazy imports made that
+    hit cost 14 ms). Test time must see every state, so this engine has no CPU budget; the
+    capture limits still bound each hit, and TEST_MAX_HITS bounds the count.
+    """
+    global _engine
+    if _engine is None:
+        from sensor.engine import Engine
+
+        _engine = Engine(cpu_budget=1.0, sink_size=0)
+    return _engine
+
+
+def close_test_engine() -> None:
+    """Remove every test-time probe and restore all code (end of the session)."""
+    global _engine
+    if _engine is not None:
+        engine, _engine = _engine, None
+        engine.close()
+
+
+def _expect_names(probe: Probe) -> tuple[str, ...]:
+    """Names the expectation reads that are not captured (``result``, other locals)."""
+    if probe.expect is None:
+        return ()
+    try:
+        from sensor.expressions import compile as compile_expression
+
+        names = compile_expression(probe.expect).names
+    except Exception:  # refused expressions are reported by the engine's status
+        return ()
+    captured = {spec.name for spec in probe.capture}
+    return tuple(sorted(name for name in names if name not in captured))
+
+
+def _test_probe(probe: Probe, extra: tuple[str, ...]) -> Probe:
+    """The test-time copy: own id, every hit kept (no rate limit), bounded, extra captures."""
+    from sensor.probes import CaptureSpec, ProbeLimits
 
     limits = ProbeLimits(
         rate=1e9, burst=10**9, max_hits=TEST_MAX_HITS * 10, capture=probe.limits.capture
     )
-    return probe.with_changes(id=f"test-{uuid.uuid4().hex[:20]}", limits=limits)
+    capture = probe.capture
+    if extra and capture:  # an empty capture already takes every local
+        capture = capture + tuple(CaptureSpec(name, name) for name in extra)
+    return probe.with_changes(id=f"test-{uuid.uuid4().hex[:20]}", limits=limits, capture=capture)
 
 
 def _production_probe(probe: Probe) -> Probe:
@@ -248,14 +307,15 @@ class RuntimeSession:
     def arm(self, item: pytest.Item, request: ProbeRequest) -> ArmedProbe:
         """Arm one probe in-process for this test; a probe that cannot be armed fails the test."""
         try:
-            from sensor.engine import get_engine
+            engine = testtime_engine()
         except ImportError as exc:
             raise RuntimeProbeError(
                 f"runtime_probe {request.location}: the sensor engine is not available ({exc})"
             ) from exc
-        armed = ArmedProbe(request, _test_probe(request.probe))
+        extra = _expect_names(request.probe)
+        armed = ArmedProbe(request, _test_probe(request.probe, extra), extra=extra)
         self.armed_for(item).append(armed)
-        status = get_engine().install(armed.local, on_hit=armed.on_hit)
+        status = engine.install(armed.local, on_hit=armed.on_hit)
         armed.status = status
         armed.armed = True
         if str(status.state) == "error":
@@ -273,9 +333,7 @@ class RuntimeSession:
     def disarm(self, armed: ArmedProbe) -> None:
         if not armed.armed:
             return
-        from sensor.engine import get_engine
-
-        engine = get_engine()
+        engine = testtime_engine()
         status = engine.status(armed.local.id)
         if status is not None:
             armed.status = status
