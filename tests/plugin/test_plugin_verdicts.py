@@ -286,3 +286,107 @@ def test_several_markers_on_one_test_each_get_a_verdict(pytester: pytest.Pyteste
         ],
         consecutive=False,
     )
+
+
+VIOLATED_TEST = """
+import pytest
+from shop.pricing import apply_discount
+
+@pytest.mark.runtime_probe(
+    "shop.pricing:apply_discount", capture=["price", "rate"], expect="0 <= result <= price"
+)
+def test_discount():
+    assert apply_discount(10, 0.5) == 5
+
+def test_unmarked():
+    pass
+"""
+
+
+def test_production_violation_fails_the_run_though_every_test_passed(
+    pytester: pytest.Pytester,
+) -> None:
+    make_shop(pytester)
+    pytester.makepyfile(test_shop=VIOLATED_TEST)
+    states = [{"price": 10 + n, "rate": 2.0 if n % 4 == 0 else 0.5} for n in range(20)]
+    pytester.path.joinpath("prod.jsonl").write_text(
+        evidence_lines(
+            LOCATION,
+            states,
+            capture=["price", "rate"],
+            expect="0 <= result <= price",
+            expect_ok=[n % 4 != 0 for n in range(20)],
+        )
+    )
+    result = pytester.runpytest_subprocess("--runtime-evidence", "prod.jsonl")
+    result.stdout.fnmatch_lines(
+        [
+            "VIOLATED test_shop.py::test_discount  shop.pricing:apply_discount@return*",
+            "*expectation '0 <= result <= price' failed on 5 of 20 production hits*",
+            "*runtime: 1 probe verdict(s) fail this run*",
+            "*2 passed, 1 runtime violated*",
+        ]
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_xdist_workers_capture_and_the_controller_compares_once(
+    pytester: pytest.Pytester,
+) -> None:
+    make_shop(pytester)
+    pytester.makepyfile(
+        test_shop=MARKED_TEST.format(extra=""),
+        test_more="""
+        import pytest
+        from shop.pricing import apply_discount
+
+        @pytest.mark.parametrize("price", [10, 20, 30, 40])
+        @pytest.mark.runtime_probe("shop.pricing:apply_discount", capture=["price", "rate"])
+        def test_prices(price):
+            assert apply_discount(price, 0.5) == price / 2
+        """,
+    )
+    pytester.makeconftest(
+        """
+        def pytest_runtime_verdict(config, result):
+            assert not hasattr(config, "workerinput"), "verdicts belong to the controller"
+        """
+    )
+    pytester.path.joinpath("prod.jsonl").write_text(
+        evidence_lines(LOCATION, NONE_PRICE, capture=["price", "rate"])
+    )
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--runtime-evidence", "prod.jsonl", "--runtime-report-json", "r.json"
+    )
+    result.stdout.fnmatch_lines(["*5 passed, 5 runtime diverged*"])
+    report = json.loads((pytester.path / "r.json").read_text())
+    nodeids = [entry["nodeid"] for entry in report["results"]]
+    assert nodeids == sorted(nodeids)
+    assert len(nodeids) == 5
+    assert {entry["hits"]["test"] for entry in report["results"]} == {1, 2}
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_xdist_strict_failure_sets_the_exit_status(pytester: pytest.Pytester) -> None:
+    setup(pytester, NONE_PRICE)
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--runtime-evidence", "prod.jsonl", "--runtime-strict"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_xdist_test_time_violation_fails_on_the_worker(pytester: pytest.Pytester) -> None:
+    make_shop(pytester)
+    pytester.makepyfile(
+        test_shop="""
+        import pytest
+        from shop.pricing import apply_discount
+
+        @pytest.mark.runtime_probe("shop.pricing:apply_discount", expect="result >= 0")
+        def test_negative():
+            apply_discount(10, 2)
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2")
+    result.stdout.fnmatch_lines(["*expect 'result >= 0' was false on 1 of 1*"])
+    result.assert_outcomes(failed=1)
