@@ -1,0 +1,180 @@
+"""--runtime-probe end to end against a real hub process: place, wait, fetch, record, remove."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+from conftest import CLIENT_TOKEN, HubProcess, make_shop
+
+from pytest_runtime.hub import HubClient
+from pytest_runtime.markers import parse_probe_args
+
+pytest.importorskip("sensor.engine")
+
+TEST_SOURCE = """
+import pytest
+from shop.pricing import apply_discount
+
+@pytest.mark.runtime_probe("shop.pricing:apply_discount", capture=["price", "rate"])
+def test_discount():
+    assert apply_discount(10, 0.5) == 5
+"""
+REQUEST = parse_probe_args(("shop.pricing:apply_discount",), {"capture": ["price", "rate"]})
+
+
+def hits_for(probe_id: str, count: int) -> list[dict[str, Any]]:
+    now = time.time()
+    return [
+        {
+            "probe_id": probe_id,
+            "signature": REQUEST.signature,
+            "kind": "snapshot",
+            "location": REQUEST.location,
+            "ts": now + n * 0.001,
+            "hit_id": f"live-{probe_id[:6]}-{n}",
+            "captures": {"price": None if n % 2 else 10 + n, "rate": 0.5},
+        }
+        for n in range(count)
+    ]
+
+
+def fake_traffic(hub: HubProcess, stop: threading.Event, count: int = 10) -> threading.Thread:
+    """A sensor's side over real HTTP: wait for the placed probe, then post its hits."""
+
+    def run() -> None:
+        client = HubClient(hub.url, CLIENT_TOKEN)
+        source = hub.register("shop")
+        try:
+            deadline = time.monotonic() + 30
+            while not stop.is_set() and time.monotonic() < deadline:
+                probes = client.find_probes(REQUEST.signature)
+                if probes:
+                    hub.post_hits(source, hits_for(str(probes[0]["id"]), count))
+                    return
+                stop.wait(0.1)
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def live(pytester: pytest.Pytester, hub: HubProcess, monkeypatch: pytest.MonkeyPatch) -> HubProcess:
+    make_shop(pytester)
+    pytester.makepyfile(test_shop=TEST_SOURCE)
+    monkeypatch.setenv("PYTEST_RUNTIME_TOKEN", CLIENT_TOKEN)
+    monkeypatch.setenv("PYTEST_RUNTIME_HUB", hub.url)
+    return hub
+
+
+def active(hub: HubProcess) -> list[dict[str, Any]]:
+    client = HubClient(hub.url, CLIENT_TOKEN)
+    try:
+        return client.find_probes(REQUEST.signature)
+    finally:
+        client.close()
+
+
+def test_live_run_places_waits_compares_records_and_removes(
+    pytester: pytest.Pytester, live: HubProcess
+) -> None:
+    stop = threading.Event()
+    thread = fake_traffic(live, stop)
+    try:
+        result = pytester.runpytest_subprocess(
+            "--runtime-probe", "--runtime-wait", "20", "--runtime-record", "rec.jsonl"
+        )
+    finally:
+        stop.set()
+        thread.join(10)
+    result.stdout.fnmatch_lines(
+        [
+            "runtime: waiting for production hits: 0/1 probes complete, 0 source(s), hits 0/5*",
+            "runtime: waiting for production hits: 1/1 probes complete, 1 source(s), hits 5/5*",
+            "DIVERGED test_shop.py::test_discount*",
+            "*price: None in production*",
+            "*recorded 10 hit(s) to rec.jsonl*",
+        ]
+    )
+    assert result.ret == pytest.ExitCode.OK
+    assert active(live) == []  # the placed probe is gone
+    records = [json.loads(line) for line in (pytester.path / "rec.jsonl").read_text().splitlines()]
+    assert records[0]["record"] == "header"
+    assert sum(1 for r in records if r["record"] == "hit") == 10
+    # The recording replays to the same verdict with no hub at all.
+    replay = pytester.runpytest_subprocess("--runtime-evidence", "rec.jsonl")
+    replay.stdout.fnmatch_lines(["DIVERGED test_shop.py::test_discount*"])
+
+
+def test_standing_probe_is_reused_and_left_in_place(
+    pytester: pytest.Pytester, live: HubProcess
+) -> None:
+    client = HubClient(live.url, CLIENT_TOKEN)
+    try:
+        record = client.place(REQUEST.probe.to_dict(), {"service": "shop"}, ttl=300)
+    finally:
+        client.close()
+    live.post_hits(live.register("shop"), hits_for(str(record["id"]), 8))
+    result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "5")
+    result.stdout.fnmatch_lines(
+        [f"*reused standing probe(s) {record['id']} for {REQUEST.location}*"]
+    )
+    result.stdout.fnmatch_lines(["DIVERGED test_shop.py::test_discount*"])
+    assert [p["id"] for p in active(live)] == [record["id"]]
+
+
+def test_no_hits_within_the_wait_is_inconclusive_and_cleans_up(
+    pytester: pytest.Pytester, live: HubProcess
+) -> None:
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "1")
+    assert time.monotonic() - started < 30
+    result.stdout.fnmatch_lines(["INCONCLUSIVE test_shop.py::test_discount*"])
+    assert result.ret == pytest.ExitCode.OK
+    assert active(live) == []
+
+
+def test_ctrl_c_while_waiting_removes_the_placed_probe(
+    pytester: pytest.Pytester, live: HubProcess
+) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--runtime-probe",
+            "--runtime-wait",
+            "60",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not active(live) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert active(live), "the plugin never placed its probe"
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+    assert "KeyboardInterrupt" in output
+    assert process.returncode == pytest.ExitCode.INTERRUPTED
+    assert active(live) == []
