@@ -575,12 +575,33 @@ class _Walker:
             return self._enum(v, layout, depth)
         if kind == Kind.DICT:
             return self._dict(v, depth, name, dict.items(v), dict.__len__(v), layout)
+        if kind == Kind.NAMEDTUPLE:
+            return self._namedtuple(v, layout, depth)
+        res = self._builtin_subclass(v, kind, name, depth)
+        if res is not None:
+            # Instance attributes of a builtin subclass (``class Tags(list)`` with ``.source``).
+            if type(res) is dict and "v" in res:
+                self._extra_attrs(v, layout, res, depth + 1)
+            return res
+        self.budget.left -= 48
+        if kind == Kind.CLASS:
+            return {"@t": "type", "v": layout_of(v).name}
+        if kind == Kind.FUNCTION:
+            return {"@t": "function", "v": _function_name(v)}
+        if kind == Kind.BUILTIN_FUNCTION:
+            return {"@t": "builtin_function_or_method", "v": _builtin_function_name(v)}
+        if kind == Kind.METHOD:
+            return {"@t": "method", "v": _method_name(v)}
+        if kind == Kind.MODULE:
+            return {"@t": "module", "v": _module_name(v)}
+        return self._object(v, layout, depth)  # pragma: no cover - every kind is handled above
+
+    def _builtin_subclass(self, v: Any, kind: int, name: str, depth: int) -> JSONValue:
+        """A subclass of a builtin container or scalar, read with the builtin's own methods."""
         if kind == Kind.LIST:
             return self._seq(v, depth, name, list.__iter__(v), list.__len__(v))
         if kind == Kind.TUPLE:
             return self._seq(v, depth, name, tuple.__iter__(v), tuple.__len__(v))
-        if kind == Kind.NAMEDTUPLE:
-            return self._namedtuple(v, layout, depth)
         if kind == Kind.SET:
             return self._set(v, depth, name, set.__iter__(v), set.__len__(v))
         if kind == Kind.FROZENSET:
@@ -606,18 +627,7 @@ class _Walker:
         if kind == Kind.FLOAT:
             self.budget.left -= 24
             return {"@t": name, "v": _float_json(_float_copy(v))}
-        self.budget.left -= 48
-        if kind == Kind.CLASS:
-            return {"@t": "type", "v": layout_of(v).name}
-        if kind == Kind.FUNCTION:
-            return {"@t": "function", "v": _function_name(v)}
-        if kind == Kind.BUILTIN_FUNCTION:
-            return {"@t": "builtin_function_or_method", "v": _builtin_function_name(v)}
-        if kind == Kind.METHOD:
-            return {"@t": "method", "v": _method_name(v)}
-        if kind == Kind.MODULE:
-            return {"@t": "module", "v": _module_name(v)}
-        return self._object(v, layout, depth)  # pragma: no cover - every kind is handled above
+        return None
 
     def _instance_dict(self, v: Any, layout: Layout) -> dict[Any, Any] | None:
         if layout.dict_get is not None:

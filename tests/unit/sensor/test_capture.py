@@ -283,7 +283,7 @@ def test_list_over_max_items_is_cut() -> None:
         lambda n: set(range(n)),
         lambda n: frozenset(range(n)),
         lambda n: dict.fromkeys(range(n)),
-        lambda n: {str(i): i for i in range(n)},
+        lambda n: dict(zip(map(str, range(n)), range(n), strict=True)),
         lambda n: collections.deque(range(n)),
         lambda n: "x" * n,
         lambda n: b"x" * n,

@@ -434,6 +434,19 @@ def test_builtin_subclass_limits_use_the_storage_length() -> None:
     }
 
 
+def test_list_subclass_with_instance_attributes() -> None:
+    class Tags(list):  # type: ignore[type-arg]
+        pass
+
+    tags = Tags(["a"])
+    tags.source = "db"  # type: ignore[attr-defined]
+    assert enc(tags) == {
+        "@t": f"{MOD}.test_list_subclass_with_instance_attributes.<locals>.Tags",
+        "v": ["a"],
+        "@attrs": {"source": "db"},
+    }
+
+
 def test_str_subclass_dict_keys_are_not_hashed_or_compared() -> None:
     d = {EvilStr("k"): 1}
     EVENTS.clear()
