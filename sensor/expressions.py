@@ -34,6 +34,8 @@ import collections
 import datetime as _dt
 import decimal
 import enum
+import itertools
+import os
 import re
 import time
 import types
@@ -404,6 +406,8 @@ _MEMBER = types.MemberDescriptorType
 _MODULE_DICT: Any = types.ModuleType.__dict__["__dict__"].__get__  # type: ignore[index]
 _EXC_ARGS = BaseException.__dict__["args"].__get__
 _ENUM_ID = id(enum.Enum)
+_ENVIRON_TYPE = type(os.environ)
+_TUPLEGETTER = type(collections.namedtuple("_P", "x").__dict__["x"])
 _DESCRIPTOR_DUNDERS = frozenset(("__get__", "__set__", "__delete__"))
 _DATA_DESCRIPTOR_DUNDERS = frozenset(("__set__", "__delete__"))
 _GET_DUNDERS = frozenset(("__get__",))
@@ -440,6 +444,10 @@ def _getattr(obj: Any, name: str, s: list[Any]) -> Any:
         value = d.get(name, _MISSING) if type(d) is dict else _MISSING
         if value is _MISSING:
             raise ExpressionError(f"module has no attribute {name!r}")
+        if type(value) is _ENVIRON_TYPE:
+            raise ExpressionError(
+                f"module attribute {name!r} is refused: the process environment holds secrets"
+            )
         return value
     heap = _is_heap(t)
     if not heap and id(t) not in _STATIC_KIND and not _is_exception_type(t):
@@ -465,8 +473,8 @@ def _getattr(obj: Any, name: str, s: list[Any]) -> Any:
     non_data = False
     if cls_value is not _MISSING:
         ct = type(cls_value)
-        if ct is _MEMBER:
-            # A genuine __slots__ slot: the member descriptor reads a C struct field.
+        if ct is _MEMBER or ct is _TUPLEGETTER:
+            # A genuine __slots__ slot or namedtuple field: C code reads a struct field.
             return cls_value.__get__(obj, t)  # type: ignore[attr-defined]
         if _has_in_mro(ct, _DATA_DESCRIPTOR_DUNDERS):
             raise _refuse_value(
@@ -692,10 +700,11 @@ def _arith(op: str, a: Any, b: Any) -> Any:
 
 
 def _check_size(t: type, n: int) -> None:
-    limit = MAX_STR if (t is str or t is bytes) else MAX_ITEMS
+    chars = t is str or t is bytes
+    limit = MAX_STR if chars else MAX_ITEMS
     if n > limit:
         raise ExpressionError(
-            f"building a {_T_NAME(t)} of {n} {'characters' if limit == MAX_STR else 'items'} "
+            f"building a {_T_NAME(t)} of {n} {'characters' if chars else 'items'} "
             f"is refused (limit {limit})"
         )
 
@@ -739,6 +748,10 @@ def _compare(op: str, a: Any, b: Any, s: list[Any]) -> bool:
         return _contains(a, b, s)
     if op == "not in":
         return not _contains(a, b, s)
+    if type(a) is Redacted or type(b) is Redacted:
+        if op == "==" or op == "!=":
+            return (a is b) == (op == "==")
+        raise ExpressionError(f"'{op}' with a redacted value is refused")
     if id(type(a)) not in _SCALAR_IDS:
         _check_cmp(a, s)
     if id(type(b)) not in _SCALAR_IDS:
@@ -798,7 +811,8 @@ def safe_format(
             return f"<int of {value.bit_length()} bits>"
         if kind == K_TZ and id(type(getattr(value, "tzinfo", None))) not in _SAFE_TZ_IDS:
             return f"<{_qualname(t)}>"
-        if t is str and len(value) > MAX_FIELD:
+        cut = t is str and len(value) > MAX_FIELD
+        if cut:
             value = value[:MAX_FIELD]
         if conversion == ord("r") or conversion == ord("a"):
             text = repr(value) if conversion == ord("r") else ascii(value)
@@ -806,11 +820,11 @@ def safe_format(
             text = format(value, spec)
         else:
             text = str(value)
-        return text if len(text) <= MAX_FIELD else text[:MAX_FIELD] + "..."
+        return text if len(text) <= MAX_FIELD and not cut else text[:MAX_FIELD] + "..."
     if depth >= 3:
         return f"<{_qualname(t)}>"
     if kind in (K_SEQ, K_SET):
-        items = list(t.__iter__(value))[:21] if t is not collections.deque else list(value)[:21]
+        items = list(itertools.islice(t.__iter__(value), 21))
         parts = [safe_format(x, conversion=ord("r"), red=red, depth=depth + 1) for x in items[:20]]
         if len(items) > 20:
             parts.append("...")
@@ -1169,7 +1183,7 @@ def _call_method(
             t is bytes and name in ("casefold", "isdecimal", "isnumeric")
         ):
             raise _refuse_value(f"method {name!r}", obj, "not one of the allowed string methods")
-        for a in args:
+        for a in args if name != "join" else ():
             ta = type(a)
             if not (
                 ta is t
@@ -1458,6 +1472,7 @@ class _Compiler:
             v = operand(lv, gv, s)
             t = type(v)
             if id(t) in _NUMBER_IDS or id(t) in _DECIMAL_IDS or (sym == "-" and t is _dt.timedelta):
+                _check_number(v)
                 if sym == "~" and t is not int and t is not bool:
                     raise ExpressionError(f"'~' needs an int, got {typename(v)!r}")
                 return -v if sym == "-" else (+v if sym == "+" else ~v)
