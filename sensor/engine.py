@@ -164,10 +164,12 @@ class _Armed:
         "filename",
         "gate",
         "handles",
+        "location",
         "logged",
         "on_hit",
         "probe",
         "reason",
+        "signature",
         "skipped_condition",
         "state",
         "timer_read",
@@ -177,6 +179,9 @@ class _Armed:
     def __init__(self, probe: Probe, on_hit: Callable[[Hit], None] | None) -> None:
         self.probe = probe
         self.on_hit = on_hit
+        # Computed once: the signature hashes JSON, far too slow for every hit.
+        self.signature = probe.signature
+        self.location = str(probe.location)
         self.state = ProbeState.PENDING
         self.reason: str | None = None
         self.compiled: _Compiled | None = None
@@ -341,9 +346,9 @@ class Engine:
                     out.append(
                         Hit(
                             probe_id=probe.id,
-                            signature=probe.signature,
+                            signature=armed.signature,
                             kind=probe.kind.value,
-                            location=str(probe.location),
+                            location=armed.location,
                             ts=time.time(),
                             hit_id=self._next_hit_id(),
                             aggregate=aggregate,
@@ -679,9 +684,9 @@ class Engine:
             exception = _exception_info(value, limits)
         hit = Hit(
             probe_id=probe.id,
-            signature=probe.signature,
+            signature=armed.signature,
             kind=probe.kind.value,
-            location=str(probe.location),
+            location=armed.location,
             ts=time.time(),
             hit_id=self._next_hit_id(),
             line=_hit_line(frame, value) if point is Point.EXCEPTION else frame.f_lineno,

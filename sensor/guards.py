@@ -114,24 +114,29 @@ class Gate:
         hits = 0
         skipped = 0
 
+        # The earliest time a token is available: a skipped firing costs one clock read and
+        # one compare. The bucket itself is only refilled on admission.
+        next_at = -math.inf
+
         def hook(value: object = NOTHING) -> None:
-            nonlocal tokens, last, hits, skipped, armed
+            nonlocal tokens, last, next_at, hits, skipped, armed
             if not armed:
                 return
             now = monotonic()
+            if now < next_at:
+                skipped += 1
+                return
             if now >= expires or hits >= cap:
                 armed = False
                 on_stop("expired" if now >= expires else "max_hits")
                 return
             if limited:
                 tokens += (now - last) * rate_f
-                last = now
-                if tokens < 1.0:
-                    skipped += 1
-                    return
                 if tokens > burst_f:
                     tokens = burst_f
+                last = now
                 tokens -= 1.0
+                next_at = now if tokens >= 1.0 else now + (1.0 - tokens) / rate_f
             try:
                 produced = fire(value)
             except Exception:
@@ -139,7 +144,8 @@ class Gate:
             if produced:
                 hits += 1
             elif limited:
-                tokens += 1.0
+                tokens += 1.0  # nothing produced: give the token back
+                next_at = now
 
         def read() -> tuple[int, int]:
             return hits, skipped

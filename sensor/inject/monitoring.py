@@ -56,50 +56,70 @@ class MonitoringBackend:
         self._lock = threading.RLock()
         self._tool: int | None = None
         self._handles: list[Handle] = []
-        # line -> ((code, hooks), ...); first line of the code -> ((code, hooks), ...). Tuples are
-        # replaced, never mutated, so the callbacks can read them without a lock.
-        self._lines: dict[int, tuple[tuple[CodeType, tuple[Hook, ...]], ...]] = {}
-        self._starts: dict[int, tuple[tuple[CodeType, tuple[Hook, ...]], ...]] = {}
-        self._returns: dict[int, tuple[tuple[CodeType, tuple[Hook, ...]], ...]] = {}
-        self._unwinds: dict[int, tuple[tuple[CodeType, tuple[Hook, ...]], ...]] = {}
+        # key -> (code, first hook, more hooks, next entry) chains, keyed by line (LINE) or by
+        # the code's first line (the others). Entries are replaced, never mutated, so the
+        # callbacks read them without a lock.
+        self._lines: dict[int, Any] = {}
+        self._starts: dict[int, Any] = {}
+        self._returns: dict[int, Any] = {}
+        self._unwinds: dict[int, Any] = {}
         # (id(code), line) pairs whose LINE event this tool switched off with DISABLE.
         self._disabled: set[tuple[int, int]] = set()
 
     # -- the callbacks (hot path) ---------------------------------------------------------------
 
     def _make_callbacks(self) -> dict[int, Any]:
+        # Each table maps a key (line, or first line of the code) to a chain of entries
+        # (code, first hook, more hooks, next entry): the common case (one code, one hook at
+        # that key) costs one dict lookup, one identity test and the hook call.
         lines, starts, returns, unwinds = self._lines, self._starts, self._returns, self._unwinds
         disable = _mon().DISABLE
         disabled = self._disabled
 
         def on_line(code: CodeType, line: int) -> Any:
-            for c, hooks in lines.get(line, _EMPTY):
-                if c is code:
-                    for hook in hooks:
-                        hook()
+            entry = lines.get(line)
+            while entry is not None:
+                if entry[0] is code:
+                    entry[1]()
+                    if entry[2]:
+                        for hook in entry[2]:
+                            hook()
                     return None
+                entry = entry[3]
             disabled.add((id(code), line))
             return disable
 
         def on_start(code: CodeType, offset: int) -> Any:
-            for c, hooks in starts.get(code.co_firstlineno, _EMPTY):
-                if c is code:
-                    for hook in hooks:
+            entry = starts.get(code.co_firstlineno)
+            while entry is not None:
+                if entry[0] is code:
+                    entry[1]()
+                    for hook in entry[2]:
                         hook()
+                    return None
+                entry = entry[3]
             return None
 
         def on_return(code: CodeType, offset: int, value: object) -> Any:
-            for c, hooks in returns.get(code.co_firstlineno, _EMPTY):
-                if c is code:
-                    for hook in hooks:
+            entry = returns.get(code.co_firstlineno)
+            while entry is not None:
+                if entry[0] is code:
+                    entry[1](value)
+                    for hook in entry[2]:
                         hook(value)
+                    return None
+                entry = entry[3]
             return None
 
         def on_unwind(code: CodeType, offset: int, exc: BaseException) -> Any:
-            for c, hooks in unwinds.get(code.co_firstlineno, _EMPTY):
-                if c is code:
-                    for hook in hooks:
+            entry = unwinds.get(code.co_firstlineno)
+            while entry is not None:
+                if entry[0] is code:
+                    entry[1](exc)
+                    for hook in entry[2]:
                         hook(exc)
+                    return None
+                entry = entry[3]
             return None
 
         ev = _mon().events
@@ -150,7 +170,7 @@ class MonitoringBackend:
         mon.free_tool_id(tool)
         self._disabled.clear()
 
-    def _table(self, point: Point) -> dict[int, tuple[tuple[CodeType, tuple[Hook, ...]], ...]]:
+    def _table(self, point: Point) -> dict[int, Any]:
         return {
             Point.LINE: self._lines,
             Point.ENTRY: self._starts,
@@ -172,8 +192,11 @@ class MonitoringBackend:
         for h in self._handles:
             if h.point is point and self._key(h) == key:
                 per_code.setdefault(id(h.code), (h.code, []))[1].append(h.hook)
-        if per_code:
-            table[key] = tuple((code, tuple(hooks)) for code, hooks in per_code.values())
+        chain: Any = None
+        for code, hooks in reversed(list(per_code.values())):
+            chain = (code, hooks[0], tuple(hooks[1:]), chain)
+        if chain is not None:
+            table[key] = chain
         else:
             table.pop(key, None)
 
