@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any, Protocol
 
-from sensor.capture.safety import Kind, Layout, hidden_instance_dict, layout_of
+from sensor.capture.safety import _LAYOUTS, Kind, Layout, hidden_instance_dict, layout_of
 from sensor.probes import CaptureLimits
 
 __all__ = [
@@ -511,6 +511,17 @@ class _Walker:
     # -- everything else -----------------------------------------------------------------------
 
     def _other(self, v: Any, t: type, depth: int) -> JSONValue:
+        try:
+            layout = _LAYOUTS.get(id(t))
+            if layout is None or layout.type is not t:
+                layout = layout_of(t)
+            if layout.kind == Kind.OBJECT:  # the common case: a user object
+                return self._object(v, layout, depth)
+            return self._not_object(v, t, layout, depth)
+        except Exception as exc:
+            return self._error(_name_or_unknown(t), exc)
+
+    def _not_object(self, v: Any, t: type, layout: Layout, depth: int) -> JSONValue:
         # Exact stdlib value types first (identity checks: never isinstance on user objects,
         # which may read a user-defined __class__).
         if t is _datetime or t is _time:
@@ -551,11 +562,7 @@ class _Walker:
                 "@t": "range",
                 "v": [self.enc(v.start, depth), self.enc(v.stop, depth), self.enc(v.step, depth)],
             }
-        try:
-            layout = layout_of(t)
-            return self._by_layout(v, t, layout, depth)
-        except Exception as exc:
-            return self._error(_name_or_unknown(t), exc)
+        return self._by_layout(v, t, layout, depth)
 
     def _decimal(self, v: decimal.Decimal) -> JSONValue:
         text = _Decimal.__str__(v)
@@ -682,12 +689,29 @@ class _Walker:
         d = self._instance_dict(v, layout)
         if d:
             total = len(d)
-            for k, x in islice(d.items(), limit):
+            red = self.red
+            max_string = self.max_string
+            for k, x in d.items() if total <= limit else islice(d.items(), limit):
                 if b.left <= 0:
                     break
-                if type(k) is str:  # non-str keys (set through __dict__) are counted, not kept
-                    b.left -= len(k) + 4
-                    attrs[k] = self._field(k, x, d1)
+                if type(k) is not str:  # non-str keys (set through __dict__): counted, not kept
+                    continue
+                b.left -= len(k) + 4
+                tx = type(x)
+                if red is None or not red.is_secret_name(k):
+                    if tx is int and -_MAX_SAFE_INT < x < _MAX_SAFE_INT:
+                        b.left -= 8
+                        attrs[k] = x
+                        continue
+                    if (
+                        tx is str
+                        and len(x) <= max_string
+                        and (red is None or self._match(x) is None)
+                    ):
+                        b.left -= len(x) + 3
+                        attrs[k] = x
+                        continue
+                attrs[k] = self._field(k, x, d1)
         for slot_name, getter in layout.slots:
             try:
                 x = getter(v)

@@ -65,6 +65,7 @@ class Kind:
     MODULE = 17
     EXCEPTION = 18
     BYTEARRAY = 19
+    VALUE = 20  #: an exact stdlib value type (Decimal, datetime, UUID, complex, range, ...)
 
 
 class Layout:
@@ -179,6 +180,9 @@ _BUILTIN_KINDS: tuple[tuple[type, int], ...] = (
 
 def _compute_kind(tp: type, mro: tuple[type, ...]) -> int:
     # Identity comparisons only: ``in`` or ``==`` on classes could run a metaclass __eq__.
+    for exact in STDLIB_VALUE_TYPES:
+        if tp is exact:
+            return Kind.VALUE
     for klass in mro:
         if klass is enum.Enum:
             return Kind.ENUM
@@ -257,6 +261,8 @@ def hidden_instance_dict(obj: object) -> dict[str, Any] | None:
 
 #: Exact stdlib value types encoded as {"@t": ..., "v": ...} (only these exact classes).
 STDLIB_VALUE_TYPES: tuple[type, ...] = (
+    complex,
+    range,
     decimal.Decimal,
     datetime.datetime,
     datetime.date,
