@@ -40,6 +40,7 @@ class SensorConfig:
     exit_timeout: float = 2.0  #: bound on the final flush at stop() and at exit, seconds
     heartbeat_interval: float | None = None  #: None: what the hub asks for
     poll_wait: float | None = None  #: long-poll wait cap in seconds; None: what the hub asks for
+    sigterm_flush: bool = True  #: flush on SIGTERM when the program has no SIGTERM handler
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with the token hidden (for logs and status)."""
@@ -138,6 +139,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SENSOR_EXIT_TIMEOUT": ("exit_timeout", _positive_float),
     "SENSOR_HEARTBEAT_INTERVAL": ("heartbeat_interval", _positive_float),
     "SENSOR_POLL_WAIT": ("poll_wait", _positive_float),
+    "SENSOR_SIGTERM_FLUSH": ("sigterm_flush", _parse_bool),
 }
 
 _FIELD_TO_ENV = {field: name for name, (field, _) in ENV_VARS.items()}
@@ -158,6 +160,7 @@ def _from_argument(field: str, value: object) -> object:
             raise ConfigError(f"argument {field}: got {value!r}, expected {exc}") from None
     expected = {
         "enabled": bool,
+        "sigterm_flush": bool,
         "queue_size": int,
         "batch_size": int,
     }.get(field)
@@ -203,7 +206,7 @@ def load_config(environ: Mapping[str, str] | None = None, **arguments: Any) -> S
     values: dict[str, Any] = {"service": _default_service()}
     for name, (field, parser) in ENV_VARS.items():
         raw = env.get(name)
-        if raw is None or (not raw.strip() and field != "enabled"):
+        if raw is None or (not raw.strip() and field not in ("enabled", "sigterm_flush")):
             continue
         try:
             values[field] = parser(raw)

@@ -27,7 +27,7 @@ class HitQueue:
         self.capacity = capacity
         self._items: collections.deque[Hit] = collections.deque()
         self._drops: dict[str, int] = {}
-        self._drop_lock = threading.Lock()
+        self._drop_lock = threading.RLock()
 
     def put(self, hit: Hit) -> None:
         """Queue one hit, or count it as dropped when full. Never raises into the host."""
@@ -40,6 +40,7 @@ class HitQueue:
     def drop(self, probe_id: str, count: int = 1) -> None:
         """Count hits of one probe that will never be sent."""
         # A lock here (the rare path): `d[k] = d.get(k, 0) + 1` loses updates between threads.
+        # Reentrant, because the SIGTERM flush may run on a thread interrupted inside this block.
         with self._drop_lock:
             self._drops[probe_id] = self._drops.get(probe_id, 0) + count
 
@@ -59,13 +60,12 @@ class HitQueue:
 
     def drops(self) -> dict[str, int]:
         """Cumulative drops per probe id since the process (or its fork) started."""
-        with self._drop_lock:
-            return dict(self._drops)
+        # No lock: copying a dict of str -> int runs no Python code, so it is atomic under the GIL.
+        return dict(self._drops)
 
     @property
     def dropped(self) -> int:
-        with self._drop_lock:
-            return sum(self._drops.values())
+        return sum(self.drops().values())
 
     def lock_for_fork(self) -> None:
         self._drop_lock.acquire()
@@ -77,4 +77,4 @@ class HitQueue:
         """In a forked child: the parent's hits and counts belong to the parent's source."""
         self._items.clear()
         self._drops = {}
-        self._drop_lock = threading.Lock()
+        self._drop_lock = threading.RLock()

@@ -1,10 +1,17 @@
-"""Fork and exit hooks: each forked worker becomes its own source; the last hits leave at exit."""
+"""Fork and exit hooks: each forked worker becomes its own source; the last hits leave at exit.
+
+Exit means interpreter exit (``atexit``) and, when nobody else handles it, SIGTERM: uvicorn
+restores the previous SIGTERM handler after its graceful shutdown and raises the signal again,
+which would end the process without running ``atexit``. Our handler flushes (bounded), then
+restores the default action and raises the signal again, so the exit status stays the same.
+"""
 
 from __future__ import annotations
 
 import atexit
 import logging
 import os
+import signal
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -35,6 +42,28 @@ def install_hooks(getter: Callable[[], Agent | None]) -> None:
         before=_before_fork, after_in_parent=_after_in_parent, after_in_child=_after_in_child
     )
     atexit.register(_at_exit)
+    agent = _agent()
+    if agent is not None and agent.config.sigterm_flush:
+        _install_sigterm()
+
+
+def _install_sigterm() -> None:
+    # Only where nobody chose a SIGTERM behaviour: a handler the program set is never replaced.
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError) as exc:
+        log.debug("sensor: no SIGTERM flush: %s", exc)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    try:
+        _at_exit()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
 
 
 def _agent() -> Agent | None:

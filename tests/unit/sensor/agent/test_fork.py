@@ -60,3 +60,48 @@ def test_forked_child_registers_as_its_own_source(fake_hub: FakeHub) -> None:
     pids = sorted(r["pid"] for r in fake_hub.registrations)
     assert pids == sorted([child["pid"], parent["pid"]])
     assert child["source_id"] in fake_hub.deregistered
+
+
+SIGTERM_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    import sensor
+
+    if sys.argv[2] == "own-handler":
+        signal.signal(signal.SIGTERM, lambda *a: (print("own handler", flush=True), sys.exit(3)))
+    sensor.start(hub=sys.argv[1], service="term", flush_interval=30)
+    deadline = time.monotonic() + 5
+    while sensor.status()["source_id"] is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    print(sensor.status()["source_id"], flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+    """
+)
+
+
+def test_sigterm_flushes_and_still_ends_the_process(fake_hub: FakeHub) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", SIGTERM_SCRIPT, fake_hub.url, "default"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == -15, result.stderr  # killed by SIGTERM, as without the sensor
+    source_id = result.stdout.split()[0]
+    assert fake_hub.deregistered == [source_id]
+
+
+def test_a_programs_own_sigterm_handler_is_kept(fake_hub: FakeHub) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", SIGTERM_SCRIPT, fake_hub.url, "own-handler"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "own handler" in result.stdout
+    # sys.exit ran atexit: the sensor flushed there instead.
+    assert fake_hub.wait_for(lambda: len(fake_hub.deregistered) == 1)

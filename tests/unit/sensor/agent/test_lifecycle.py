@@ -303,7 +303,9 @@ def test_engine_failure_is_reported_as_probe_error(fake_hub: FakeHub, agents: li
 
 def test_module_start_status_stop(fake_hub: FakeHub) -> None:
     try:
-        first = sensor.start(hub=fake_hub.url, service="svc", flush_interval=0.05)
+        first = sensor.start(
+            hub=fake_hub.url, service="svc", flush_interval=0.05, sigterm_flush=False
+        )
         assert first["state"] in ("starting", "connected")
         again = sensor.start(hub=fake_hub.url, service="other")
         assert again["service"] == "svc"
