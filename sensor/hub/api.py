@@ -288,7 +288,7 @@ async def poll_probes(request: Request, token: TokenRecord) -> Response:
         version = hub.notifier.version
         records, current = await hub.probe_set(source)
         remaining = loop_deadline - time.monotonic()
-        if current != etag or remaining <= 0:
+        if current != etag or remaining <= 0 or hub.closing:
             break
         await hub.notifier.wait(version, remaining)
     return JSONResponse(

@@ -46,6 +46,7 @@ class Hub:
         self._active_version = -1
         self._loading: tuple[int, asyncio.Future[list[ProbeRecord]]] | None = None
         self._last_retention = 0.0
+        self.closing = False
         self._bootstrap_tokens()
 
     def _bootstrap_tokens(self) -> None:
@@ -105,6 +106,11 @@ class Hub:
 
     def changed(self) -> None:
         """Probes were placed, removed, expired or completed: wake every long poll."""
+        self.notifier.changed()
+
+    def release_polls(self) -> None:
+        """The server is stopping: answer every open long poll now instead of cutting it."""
+        self.closing = True
         self.notifier.changed()
 
     # -- housekeeping --------------------------------------------------------------------

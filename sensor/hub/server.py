@@ -81,11 +81,20 @@ def serve(
         timeout_keep_alive=75,  # longer than a poll wait: sensors keep their connection
         timeout_graceful_shutdown=2,
     )
-    server = uvicorn.Server(config)
+    hub = app.state.hub
+
+    class HubServer(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # uvicorn waits for open requests before the app's lifespan ends: answer the long
+            # polls first, or each would be cancelled with a 500 after the graceful timeout
+            hub.release_polls()
+            await super().shutdown(sockets)
+
+    server = HubServer(config)
     print(f"sensor hub listening on {scheme}://{shown}:{bound}", file=out, flush=True)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
-        app.state.hub.close()
+        hub.close()
     return 0

@@ -262,7 +262,7 @@ def test_small_requests_do_not_wait_for_delayed_acks(hub: HubProcess) -> None:
     import urllib.parse
 
     parts = urllib.parse.urlsplit(hub.url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
     conn.request("GET", "/v1/health")
     conn.getresponse().read()
     started = time.perf_counter()
@@ -272,3 +272,36 @@ def test_small_requests_do_not_wait_for_delayed_acks(hub: HubProcess) -> None:
     elapsed = time.perf_counter() - started
     conn.close()
     assert elapsed < 0.4
+
+
+def test_stopping_the_hub_answers_open_long_polls(tmp_path: Path) -> None:
+    process = HubProcess(tmp_path / "hub.db").start()
+    try:
+        _, registered = call(
+            process.url, "POST", "/v1/sensors/register", SENSOR_TOKEN, {"service": "s"}
+        )
+        path = f"/v1/sensors/{registered['source_id']}/probes"
+        _, held = call(process.url, "GET", path, SENSOR_TOKEN)
+        answers: list[tuple[int, Any]] = []
+        polls = [
+            threading.Thread(
+                target=lambda: answers.append(
+                    call(process.url, "GET", f"{path}?etag={held['etag']}&wait=50", SENSOR_TOKEN)
+                )
+            )
+            for _ in range(5)
+        ]
+        for poll in polls:
+            poll.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert process.proc is not None
+        process.proc.terminate()
+        for poll in polls:
+            poll.join(10)
+        assert time.monotonic() - started < 1.5
+        assert [status for status, _ in answers] == [200] * 5
+        assert all(body["etag"] == held["etag"] for _, body in answers)
+        assert "Traceback" not in process.stderr()
+    finally:
+        process.stop()
