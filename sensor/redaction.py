@@ -49,7 +49,7 @@ DEFAULT_NAMES: frozenset[str] = frozenset(
         "apitoken appkey appsecret applicationkey auth authkey authorization authtoken "
         "awsaccesskeyid awssecretaccesskey awssessiontoken bankaccount bankaccountnumber bearer "
         "bearertoken ccnumber cardcvc cardnumber cardverificationvalue certificatepin cipher "
-        "clientsecret connectionstring connectsid cookie cookies credential credentials "
+        "clientid clientsecret connectionstring connectsid cookie cookies credential credentials "
         "creditcard creditcardnumber csrf csrftoken cvc cvv cvv2 databaseurl dateofbirth "
         "dbpassword dburl dob encryptionkey encryptionkeyid geolocation gpgkey iban idtoken "
         "ipaddress jti jwt licensekey masterkey mysqlpwd nonce oauth oauthtoken otp passcode "
@@ -97,10 +97,10 @@ _VALUE_PATTERNS: tuple[tuple[str, str], ...] = (
     ("github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
     ("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
     ("stripe-key", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"),
-    ("url-credentials", r"\b[a-z][a-z0-9+.-]*://[^\s:/@]+:[^\s@/]+@"),
+    ("url-credentials", r"\b[a-z][a-z0-9+.-]{0,30}://[^\s:/@]{1,256}:[^\s@/]{1,256}@"),
     (
         "email",
-        r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}\b",
+        r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b",
     ),
 )
 # 13 to 19 digits, optionally grouped by single spaces or dashes; checked with Luhn after.

@@ -1,0 +1,391 @@
+"""Redaction by identifier name and by value pattern; rules from the environment and the hub."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from typing import Any, NamedTuple
+
+import pytest
+
+from sensor import redaction
+from sensor.errors import ConfigError
+from sensor.expressions import compile, compile_template
+from sensor.redaction import Redactor, get_redactor, length_class, luhn_ok, set_redactor
+
+SECRET_VALUES = {
+    "card": "4111 1111 1111 1111",
+    "card-dashes": "5500-0000-0000-0004",
+    "card-plain": "378282246310005",
+    "email": "ann.lee+shop@example.co.uk",
+    "jwt": (
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+        "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+    ),
+    "bearer": "Bearer abcdefghijklmnop1234",
+    "aws": "AKIAIOSFODNN7EXAMPLE",
+    "gcp": "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+    "github": "ghp_" + "a" * 36,
+    "slack": "xoxb-123456789012-abcdefghij",
+    "stripe": "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc",
+    "private-key": "-----BEGIN RSA PRIVATE KEY-----\nMIIE...",
+    "url": "postgres://app:s3cret@db.internal:5432/shop",
+}
+EXPECTED_REASON = {
+    "card": "card",
+    "card-dashes": "card",
+    "card-plain": "card",
+    "email": "email",
+    "jwt": "jwt",
+    "bearer": "bearer",
+    "aws": "aws-key",
+    "gcp": "gcp-key",
+    "github": "github-token",
+    "slack": "slack-token",
+    "stripe": "stripe-key",
+    "private-key": "private-key",
+    "url": "url-credentials",
+}
+
+
+@pytest.fixture
+def red() -> Redactor:
+    return Redactor()
+
+
+@pytest.fixture(autouse=True)
+def fresh_default() -> Any:
+    set_redactor(None)
+    yield
+    set_redactor(None)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "password",
+        "PASSWORD",
+        "Passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apiKey",
+        "API-KEY",
+        "x-api-key",
+        "authorization",
+        "Authorization",
+        "cookie",
+        "Set-Cookie",
+        "session",
+        "sessionid",
+        "csrf",
+        "csrf_token",
+        "jwt",
+        "private_key",
+        "ssn",
+        "cvv",
+        "credit_card",
+        "creditCardNumber",
+        "db_password",
+        "github_token",
+        "stripe_secret_key",
+        "aws_secret_access_key",
+        "refresh_token",
+        "client_secret",
+        "X-Auth-Token",
+        "otp",
+        "pin",
+        "iban",
+        "salt",
+    ],
+)
+def test_secret_names_are_recognized_after_normalizing(red: Redactor, name: str) -> None:
+    assert red.is_secret_name(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["price", "items", "user_id", "tokens_count", "rate", "name", "email_sent", "cache_key"]
+)
+def test_ordinary_names_are_not_secret(red: Redactor, name: str) -> None:
+    assert not red.is_secret_name(name)
+
+
+def test_default_names_are_a_superset_of_datadogs_85() -> None:
+    # The list dd-trace-py redacts by default (normalized), as documented in its source.
+    datadog = set(
+        (  # noqa: SIM905 - the list as one readable block
+            "2fa accesstoken aiohttpsession apikey apisecret apisignature appkey applicationkey "
+            "auth authorization authtoken ccnumber certificatepin cipher clientid clientsecret "
+            "connectionstring connectsid cookie credentials creditcard csrf csrftoken cvv "
+            "databaseurl dburl encryptionkey encryptionkeyid geolocation gpgkey ipaddress jti jwt "
+            "licensekey masterkey mysqlpwd nonce oauth oauthtoken otp passhash passwd password "
+            "passwordb pemfile pgpkey phpsessid pin pincode pkcs8 privatekey publickey pwd "
+            "recaptchakey refreshtoken routingnumber salt secret secretkey secrettoken "
+            "securityanswer securitycode securityquestion serviceaccountcredentials session "
+            "sessionid sessionkey setcookie signature signaturekey sshkey ssn symfony token "
+            "transactionid twiliotoken usersession voterid xapikey xauthtoken xcsrftoken "
+            "xforwardedfor xrealip xsrf xsrftoken"
+        ).split()
+    )
+    red = Redactor()
+    missing = sorted(n for n in datadog if not red.is_secret_name(n))
+    assert missing == []
+    assert len(redaction.DEFAULT_NAMES) >= 85
+
+
+@pytest.mark.parametrize("kind", sorted(SECRET_VALUES))
+def test_secret_values_are_found_with_their_reason(red: Redactor, kind: str) -> None:
+    assert red.match_secret_value(SECRET_VALUES[kind]) == EXPECTED_REASON[kind]
+    assert red.match_secret_value(f"prefix {SECRET_VALUES[kind]} suffix") == EXPECTED_REASON[kind]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4111 1111 1111 1112",  # fails Luhn
+        "order 1234567890123",  # fails Luhn
+        "hello world",
+        "12:30 on 2024-05-17",
+        "not@an email",
+        "Bearer",
+        "eyJ.notajwt",
+        "",
+        "x",
+    ],
+)
+def test_ordinary_values_are_not_secret(red: Redactor, text: str) -> None:
+    assert red.match_secret_value(text) is None
+
+
+def test_luhn_check() -> None:
+    assert luhn_ok("4111111111111111")
+    assert not luhn_ok("4111111111111112")
+
+
+@pytest.mark.parametrize(
+    ("n", "cls"),
+    [(0, "0"), (1, "1-8"), (8, "1-8"), (9, "9-32"), (32, "9-32"), (33, "33-128"), (129, "129+")],
+)
+def test_length_class(n: int, cls: str) -> None:
+    assert length_class(n) == cls
+    assert Redactor().length_class(n) == cls
+
+
+def test_redact_text_replaces_every_secret_and_keeps_the_rest(red: Redactor) -> None:
+    text = (
+        f"user {SECRET_VALUES['email']} paid with {SECRET_VALUES['card']} "
+        f"auth={SECRET_VALUES['bearer']} ok"
+    )
+    out = red.redact_text(text)
+    assert out == ("user <redacted:email> paid with <redacted:card> auth=<redacted:bearer> ok")
+
+
+def test_redact_text_drops_what_it_did_not_scan(red: Redactor) -> None:
+    text = "a" * (redaction.MAX_MATCH_CHARS + 10)
+    assert red.redact_text(text).endswith("<redacted:unscanned 10 chars>")
+
+
+def test_environment_configures_names_patterns_and_allow_list() -> None:
+    env = {
+        "SENSOR_REDACT_NAMES": "customer_note, internal-ref",
+        "SENSOR_REDACT_PATTERNS": json.dumps([r"ORD-\d{6}", r"tenant-[a-z]{3,}"]),
+        "SENSOR_REDACT_ALLOW": "session, pin",
+    }
+    red = Redactor.from_env(env)
+    assert red.is_secret_name("customerNote")
+    assert red.is_secret_name("INTERNAL_REF")
+    assert not red.is_secret_name("session")
+    assert not red.is_secret_name("PIN")
+    assert red.is_secret_name("password")
+    assert red.match_secret_value("see ORD-123456") == "pattern"
+    assert red.match_secret_value("tenant-abc") == "pattern"
+    assert red.to_dict() == {
+        "names": ["customer_note", "internal-ref"],
+        "patterns": [r"ORD-\d{6}", r"tenant-[a-z]{3,}"],
+        "allow": ["pin", "session"],
+    }
+
+
+def test_patterns_may_be_given_one_per_line() -> None:
+    red = Redactor.from_env({"SENSOR_REDACT_PATTERNS": "a{2,3}z\nQQ-\\d+"})
+    assert red.match_secret_value("xx aaz") == "pattern"
+    assert red.match_secret_value("QQ-12 ") == "pattern"
+
+
+def test_invalid_pattern_from_environment_is_a_config_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match=r"redaction pattern '\(unclosed' from SENSOR_REDACT"):
+        Redactor.from_env({"SENSOR_REDACT_PATTERNS": "(unclosed"})
+    with pytest.raises(ConfigError, match="expected a JSON list of strings"):
+        Redactor.from_env({"SENSOR_REDACT_PATTERNS": "[1, 2]"})
+
+
+def test_process_redactor_survives_a_bad_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENSOR_REDACT_PATTERNS", "(unclosed")
+    monkeypatch.setenv("SENSOR_REDACT_NAMES", "my_field")
+    red = get_redactor()
+    assert red.is_secret_name("my_field")
+    assert red.is_secret_name("password")
+    assert get_redactor() is red
+
+
+def test_update_changes_rules_at_run_time_and_bumps_the_version(red: Redactor) -> None:
+    v0 = red.version
+    assert not red.is_secret_name("order_note")
+    red.update(names=["order_note"], patterns=[r"X-\d{4}"])
+    assert red.version == v0 + 1
+    assert red.is_secret_name("order_note")
+    assert red.match_secret_value("X-1234") == "pattern"
+    red.update(allow=["order_note"])
+    assert not red.is_secret_name("order_note")
+    assert red.match_secret_value("X-1234") == "pattern"  # patterns kept
+    red.update(names=[], patterns=[], allow=[])
+    assert red.match_secret_value("X-1234") is None
+    assert red.is_secret_name("password"), "defaults always stay"
+
+
+def test_bad_update_changes_nothing(red: Redactor) -> None:
+    red.update(names=["keep_me"])
+    with pytest.raises(ConfigError):
+        red.update(names=["other"], patterns=["(bad"])
+    assert red.is_secret_name("keep_me")
+    assert not red.is_secret_name("other")
+
+
+def test_update_is_safe_while_other_threads_read(red: Redactor) -> None:
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                assert red.is_secret_name("password")
+                red.match_secret_value("ann@example.com")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(50):
+        red.update(names=[f"n{i}"])
+    stop.set()
+    for t in threads:
+        t.join(5)
+    assert errors == []
+
+
+def test_hostile_string_does_not_make_matching_slow(red: Redactor) -> None:
+    import time
+
+    for text in (
+        "a@" * 30_000,
+        "1 " * 30_000,
+        "eyJ" + "a." * 30_000,
+        "-" * 60_000,
+        "x@" + "a." * 30_000,
+        "a:" * 30_000 + "@",
+        "Bearer " + "a" * 60_000,
+        "ab://" + "c:" * 30_000,
+        "4" * 60_000,
+    ):
+        started = time.perf_counter()
+        red.redact_text(text)
+        red.match_secret_value(text)
+        assert time.perf_counter() - started < 0.5
+
+
+# -- nested structures: nothing secret reaches the serialized output -----------------------------
+
+
+@dataclasses.dataclass
+class Card:
+    number: str
+    holder: str
+    cvv: str
+
+
+@dataclasses.dataclass
+class Customer:
+    name: str
+    contact: str
+    api_token: str
+    cards: list[Card]
+    meta: dict[str, Any]
+
+
+class Pair(NamedTuple):
+    user: str
+    password: str
+
+
+class Plain:
+    def __init__(self) -> None:
+        self.note = "call me at ann@example.com"
+        self.secret = "x"
+        self.pair = Pair("ann", "pw-1")
+
+
+def _nested() -> dict[str, object]:
+    return {
+        "customer": Customer(
+            name="Ann",
+            contact="ann@example.com",
+            api_token="tok-1",
+            cards=[Card("4111111111111111", "Ann", "123")],
+            meta={"session": "s-1", "headers": {"Authorization": "Bearer abcdefghijkl1234"}},
+        ),
+        "rows": [("ok", "4111-1111-1111-1111"), {"password": "pw-2", "n": 1}],
+        "obj": Plain(),
+        "pairs": ("x", {"private_key": "k"}),
+    }
+
+
+LEAKS = [
+    "4111111111111111",
+    "4111-1111-1111-1111",
+    "ann@example.com",
+    "tok-1",
+    "123",
+    "s-1",
+    "abcdefghijkl1234",
+    "pw-1",
+    "pw-2",
+]
+
+
+def test_nested_structures_leak_nothing_through_the_capture_encoder() -> None:
+    encode = pytest.importorskip("sensor.capture.encode")
+    captures, _truncated, _errors = encode.capture_frame(_nested(), None, Redactor())
+    text = json.dumps(captures)
+    for secret in LEAKS:
+        assert secret not in text, f"{secret!r} leaked: {text}"
+    assert '"@redacted"' in text
+    assert "Ann" in text, "ordinary values stay readable"
+
+
+def test_nested_structures_leak_nothing_through_a_log_template() -> None:
+    set_redactor(Redactor())
+    t = compile_template("{customer} {rows} {obj} {pairs} {customer.meta}")
+    text = t.render(_nested())
+    for secret in LEAKS:
+        assert secret not in text, f"{secret!r} leaked: {text}"
+    assert "<redacted" in text
+
+
+def test_nested_secrets_read_through_expressions_are_redacted() -> None:
+    set_redactor(Redactor())
+    ns = _nested()
+    for source in (
+        "customer.api_token",
+        "customer.meta['session']",
+        "customer.meta['headers']['Authorization']",
+        "rows[1]['password']",
+        "obj.secret",
+        "obj.pair.password",
+        "customer.cards[0].cvv",
+        "pairs[1]['private_key']",
+    ):
+        value = compile(source).evaluate(ns)
+        assert type(value).__name__ == "Redacted", source
+        assert value.to_json()["@redacted"] == "name"  # type: ignore[attr-defined]
