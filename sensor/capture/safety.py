@@ -36,6 +36,9 @@ _DICTOFFSET: Callable[[type], Any] = type.__dict__["__dictoffset__"].__get__
 _GETSET = types.GetSetDescriptorType
 _MEMBER = types.MemberDescriptorType
 _MEMBER_OWNER: Callable[[object], Any] = vars(_MEMBER)["__objclass__"].__get__
+_GETSET_OWNER: Callable[[object], Any] = vars(_GETSET)["__objclass__"].__get__
+_FLAGS: Callable[[type], Any] = type.__dict__["__flags__"].__get__
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: the class was created at run time (class statement)
 
 # The cache holds strong references to classes (a bounded number): dropping it when full
 # keeps memory bounded even for services that create classes per request.
@@ -93,7 +96,14 @@ class Layout:
                     # A getset (classes written in Python) or a member (SimpleNamespace) made
                     # by the interpreter; a property or any other object here is skipped.
                     kind = type(value)
-                    if self.dict_get is None and (kind is _GETSET or kind is _MEMBER):
+                    if self.dict_get is None and (
+                        (
+                            kind is _GETSET
+                            and _owner_in(_GETSET_OWNER(value), mro)
+                            and _trusted_dict_getset(value)
+                        )
+                        or (kind is _MEMBER and _owner_in(_MEMBER_OWNER(value), mro))
+                    ):
                         self.dict_get = value.__get__
                 elif (
                     type(value) is _MEMBER
@@ -119,6 +129,19 @@ def _mro(tp: type) -> tuple[type, ...]:
     if type(mro) is not tuple:  # pragma: no cover - tp_mro is always a tuple once ready
         return (tp, object)
     return mro
+
+
+def _trusted_dict_getset(descr: object) -> bool:
+    """A ``__dict__`` getset made by CPython: on a class written in Python or a core type.
+
+    A C extension's own ``__dict__`` getset (a proxy forwarding to its target, say) could call
+    back into Python; such instances are read through ``PyObject_GenericGetDict`` instead.
+    """
+    owner = _GETSET_OWNER(descr)
+    try:
+        return bool(_FLAGS(owner) & _HEAPTYPE) or _MODULE(owner) == "builtins"
+    except Exception:
+        return False
 
 
 def _owner_in(owner: object, mro: tuple[type, ...]) -> bool:

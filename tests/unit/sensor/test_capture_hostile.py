@@ -305,6 +305,18 @@ def test_planted_member_descriptor_of_another_class_is_ignored() -> None:
     assert enc(ForeignMember()) == {"@t": f"{MOD}.ForeignMember", "@attrs": {"ok": 1}}
 
 
+class PlantedDictGetset:
+    """A class whose ``__dict__`` is another class's genuine getset (it would raise)."""
+
+    __dict__ = Loud.__dict__["__dict__"]  # type: ignore[assignment]
+
+
+def test_planted_dict_getset_of_another_class_falls_back_to_the_c_api() -> None:
+    obj = PlantedDictGetset()
+    object.__setattr__(obj, "real", 1)
+    assert enc(obj) == {"@t": f"{MOD}.PlantedDictGetset", "@attrs": {"real": 1}}
+
+
 class EvilDict(dict):  # type: ignore[type-arg]
     def items(self) -> Any:
         EVENTS.append("items")
