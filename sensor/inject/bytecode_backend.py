@@ -252,12 +252,14 @@ class BytecodeBackend:
             fresh = target is None
             if target is None:
                 target = _Target(original)
-                target.functions = self._functions_of(original)
-                if not target.functions:
-                    raise PlacementFailed(
-                        f"no function object runs {original.co_qualname} (it is only a constant of "
-                        "its parent so far); the bytecode backend needs one"
-                    )
+            # Closures made since the last placement still run the original code: pick them up.
+            known = {id(fn) for fn in target.functions}
+            target.functions += [f for f in self._functions_of(original) if id(f) not in known]
+            if fresh and not target.functions:
+                raise PlacementFailed(
+                    f"no function object runs {original.co_qualname} (it is only a constant of "
+                    "its parent so far); the bytecode backend needs one"
+                )
             handle = Handle(original, point, line, hook)
             target.handles.append(handle)
             try:

@@ -773,3 +773,36 @@ def test_invalid_expression_is_an_error_status(
     status = engine.install(snapshot(f"{shapes.__name__}:add", condition="__import__('os')"))
     assert status.state is ProbeState.ERROR
     assert "invalid expression" in (status.reason or "")
+
+
+def test_a_closure_made_between_two_placements_is_picked_up(
+    engine: Engine, shapes: ModuleType
+) -> None:
+    first = shapes.outer(1)
+    installed(engine, snapshot(f"{shapes.__name__}:outer.<locals>.inner@entry"))
+    second = shapes.outer(2)
+    installed(engine, snapshot(f"{shapes.__name__}:outer.<locals>.inner@return"))
+    first(0)
+    second(0)
+    assert len(engine.drain()) == 4
+
+
+def test_validate_compiles_every_expression(expressions: ModuleType) -> None:
+    from sensor.engine import validate
+    from sensor.errors import ExpressionError
+
+    validate(snapshot("m:f", condition="a > 1", capture=["x", "len(y)"], expect="result == 1"))
+    with pytest.raises(ExpressionError):
+        validate(snapshot("m:f", capture=["__import__('os')"]))
+
+
+def test_a_forked_child_gets_a_new_hit_id_prefix(engine: Engine, shapes: ModuleType) -> None:
+    from sensor import engine as engine_module
+
+    installed(engine, snapshot(f"{shapes.__name__}:add"))
+    shapes.add(1, 1)
+    before = engine.drain()[0].hit_id.rsplit("-", 1)[0]
+    engine_module._after_fork_in_child()
+    shapes.add(1, 1)
+    after = engine.drain()[0].hit_id.rsplit("-", 1)[0]
+    assert before != after
