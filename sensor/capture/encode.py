@@ -76,6 +76,8 @@ _MATCH_CACHE_CHARS = 64  # strings up to this length have their redaction verdic
 _MATCH_CACHE_MAX = 4096
 # str -> (redactor, rule version, reason or None); cleared when full, so bounded.
 _MATCH_CACHE: dict[str, tuple[object, int, str | None]] = {}
+# key or name -> (redactor, rule version, secret name?, secret value reason)
+_KEY_CACHE: dict[str, tuple[object, int | None, bool, str | None]] = {}
 _IDENT_TOKENS = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _DEFAULT_LIMITS = CaptureLimits()
 
@@ -287,6 +289,25 @@ class _Walker:
         _MATCH_CACHE[s] = (red, ver, reason)
         return reason
 
+    def _key(self, k: str) -> tuple[object, int | None, bool, str | None]:
+        """``(redactor, version, secret name?, secret value reason)`` of a dict key or name."""
+        red = self.red
+        assert red is not None
+        ver = self.ver
+        verdict = (red, ver, bool(red.is_secret_name(k)), red.match_secret_value(k))
+        if ver is not None and len(k) <= _MATCH_CACHE_CHARS:
+            if len(_KEY_CACHE) >= _MATCH_CACHE_MAX:
+                _KEY_CACHE.clear()
+            _KEY_CACHE[k] = verdict
+        return verdict
+
+    def _secret_name(self, k: str) -> bool:
+        """Whether an attribute or capture name is secret (cached like dict keys)."""
+        verdict = _KEY_CACHE.get(k)
+        if verdict is None or verdict[0] is not self.red or verdict[1] != self.ver:
+            verdict = self._key(k)
+        return verdict[2]
+
     def _spent(self, v: Any) -> JSONValue:
         return {"@t": layout_of(type(v)).name, self.budget.reason(): True}
 
@@ -443,14 +464,24 @@ class _Walker:
             out: dict[str, JSONValue] = {}
             items: list[list[JSONValue]] | None = None  # the "items" form, once needed
             max_string = self.max_string
+            ver = self.ver
             kept = 0
+            reason: str | None = None
             for k, x in pairs if n <= limit else islice(pairs, limit):
                 if b.left <= 0:
                     break
                 kept += 1
                 if type(k) is str:
                     b.left -= len(k) + 4
-                    if red is not None and red.is_secret_name(k):
+                    secret = False
+                    if red is not None:
+                        # One cached lookup answers both questions about the key.
+                        verdict = _KEY_CACHE.get(k)
+                        if verdict is None or verdict[0] is not red or verdict[1] != ver:
+                            verdict = self._key(k)
+                        secret = verdict[2]
+                        reason = verdict[3]
+                    if secret:
                         out_v = self._redact_name(x)
                     else:
                         tx = type(x)
@@ -466,7 +497,6 @@ class _Walker:
                             out_v = x
                         else:
                             out_v = enc(x, d1)
-                    reason = None if red is None else self._match(k)
                     if reason is None:
                         if items is None:
                             out[k] = out_v
@@ -698,7 +728,7 @@ class _Walker:
                     continue
                 b.left -= len(k) + 4
                 tx = type(x)
-                if red is None or not red.is_secret_name(k):
+                if red is None or not self._secret_name(k):
                     if tx is int and -_MAX_SAFE_INT < x < _MAX_SAFE_INT:
                         b.left -= 8
                         attrs[k] = x
@@ -724,8 +754,7 @@ class _Walker:
         return total
 
     def _field(self, name: str, x: Any, depth: int) -> JSONValue:
-        red = self.red
-        if red is not None and red.is_secret_name(name):
+        if self.red is not None and self._secret_name(name):
             return self._redact_name(x)
         tx = type(x)
         if tx is int and -_MAX_SAFE_INT < x < _MAX_SAFE_INT:
@@ -910,13 +939,13 @@ def _module_name(m: Any) -> str:
     return "?"
 
 
-def _secret_capture_name(red: RedactorLike, name: str) -> bool:
+def _secret_capture_name(walker: _Walker, name: str) -> bool:
     """A capture name is secret if it, or any identifier in it (``user.password``), is."""
-    if red.is_secret_name(name):
+    if walker._secret_name(name):
         return True
     if name.isidentifier():
         return False
-    return any(red.is_secret_name(token) for token in _IDENT_TOKENS.findall(name))
+    return any(walker._secret_name(token) for token in _IDENT_TOKENS.findall(name))
 
 
 def _resolve(redactor: RedactorLike | _ProcessRedactor | None) -> RedactorLike | None:
@@ -999,7 +1028,7 @@ def capture_frame(
                 budget.note("error: a capture name that is not a str was skipped")
                 continue
             try:
-                if red is not None and _secret_capture_name(red, name):
+                if red is not None and _secret_capture_name(walker, name):
                     captures[name] = walker._redact_name(value)
                 else:
                     captures[name] = walker.enc(value, 0)
