@@ -39,6 +39,7 @@ import os
 import re
 import time
 import types
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
@@ -2030,7 +2031,13 @@ def _parse(source: str) -> ast.Expression:
     if not source.strip():
         raise ExpressionError("expression is empty")
     try:
-        tree = ast.parse(source.strip(), mode="eval")
+        # The parser warns about odd literals (SyntaxWarning/DeprecationWarning); under a host's
+        # "error" warning filter that would escape as a non-ExpressionError. Placement time
+        # only, so swapping the process filters for the duration is acceptable.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(
             f"expression {source!r} is not valid Python at column {exc.offset}: {exc.msg}"

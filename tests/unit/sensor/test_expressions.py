@@ -405,6 +405,15 @@ def test_runtime_refusal_raises_expression_error_with_reason(source: str, messag
     assert repr(source) in str(info.value) or source in str(info.value)
 
 
+@pytest.mark.parametrize("source", ["1if n else 2", "'\\d' == word", "0x1for"])
+def test_parser_warnings_never_escape_as_other_exceptions(source: str) -> None:
+    # pytest runs with filterwarnings=error: a parser warning must not surface as an exception.
+    try:
+        compile(source)
+    except ExpressionError:
+        pass
+
+
 def test_expression_error_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="lambda"):
         compile("lambda: 0")
