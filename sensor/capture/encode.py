@@ -338,12 +338,14 @@ class _Walker:
         return {"@t": name, "v": v[:limit], "@len": n, "@trunc": True}
 
     def _bytes(self, v: bytes, n: int, name: str) -> JSONValue:
+        """``v`` is the bytes value or its head (at least max_string + the scan window)."""
         limit = self.max_string
-        head = v[:limit]
         # repr() of exact bytes escapes backslashes, quotes and non-ASCII unambiguously.
-        text = repr(head)[2:-1]
+        text = repr(v[:limit])[2:-1]
         if self.red is not None:
-            reason = self._match(text)
+            # As for str: scan past the cut so a secret straddling it is caught.
+            scan = text if n <= limit else repr(v[: limit + _SECRET_WINDOW])[2:-1]
+            reason = self._match(scan)
             if reason is not None:
                 return self._redacted(name, reason, n)
         self.budget.left -= len(text) + 32
@@ -395,7 +397,8 @@ class _Walker:
             limit = self.max_items
             out: list[JSONValue] = []
             append = out.append
-            for x in it if n <= limit else islice(it, limit):
+            # islice even when n <= limit: another thread may append while we iterate.
+            for x in islice(it, limit):
                 if b.left <= 0:
                     break
                 # The common leaves inline: a method call per item would double the cost.
@@ -580,7 +583,8 @@ class _Walker:
         if t is bytes:
             return self._bytes(v, len(v), "bytes")
         if t is bytearray:
-            return self._bytes(bytes(v[: self.max_string]), len(v), "bytearray")
+            head = bytes(v[: self.max_string + _SECRET_WINDOW])
+            return self._bytes(head, len(v), "bytearray")
         if t is _OrderedDict:
             return self._dict(v, depth, "collections.OrderedDict", v.items(), len(v), None)
         if t is complex:
@@ -650,10 +654,12 @@ class _Walker:
             return self._long_str(s, len(s), name)
         if kind == Kind.BYTES:
             return self._bytes(
-                bytes.__getitem__(v, slice(0, self.max_string)), bytes.__len__(v), name
+                bytes.__getitem__(v, slice(0, self.max_string + _SECRET_WINDOW)),
+                bytes.__len__(v),
+                name,
             )
         if kind == Kind.BYTEARRAY:
-            head = bytes(bytearray.__getitem__(v, slice(0, self.max_string)))
+            head = bytes(bytearray.__getitem__(v, slice(0, self.max_string + _SECRET_WINDOW)))
             return self._bytes(head, bytearray.__len__(v), name)
         if kind == Kind.INT:
             i = _int_copy(v)

@@ -153,6 +153,14 @@ def test_secret_straddling_the_string_cut_is_caught(red: Any) -> None:
     assert out == {"@t": "str", "@redacted": "email", "@len": "129+"}
 
 
+@pytest.mark.parametrize("wrap", [str, str.encode, lambda s: bytearray(s.encode())])
+def test_secret_straddling_the_cut_in_str_bytes_and_bytearray(red: Any, wrap: Any) -> None:
+    value = wrap("x" * 10 + " " + EMAIL)
+    out = encode(value, CaptureLimits(max_string=15), redactor=red)
+    assert out["@redacted"] == "email"
+    assert leaks(out) == []
+
+
 def test_secret_far_past_the_cut_is_not_scanned_and_not_kept(red: Any) -> None:
     text = "x" * 10_000 + EMAIL
     out = encode(text, None, redactor=red)
