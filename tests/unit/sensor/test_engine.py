@@ -806,3 +806,23 @@ def test_a_forked_child_gets_a_new_hit_id_prefix(engine: Engine, shapes: ModuleT
     shapes.add(1, 1)
     after = engine.drain()[0].hit_id.rsplit("-", 1)[0]
     assert before != after
+
+
+def test_a_file_glob_on_the_deny_list_refuses_path_and_function_probes(
+    engine: Engine, shapes: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sensor import deny
+
+    monkeypatch.setenv("SENSOR_DENY", f"*/{shapes.__name__}.py")
+    deny.set_deny_list(None)
+    try:
+        for location in (
+            f"{shapes.__name__}:add",
+            f"{shapes.__name__}.py:{line(shapes, 'add-body')}",
+        ):
+            status = engine.install(snapshot(location))
+            assert status.state is ProbeState.ERROR, location
+            assert "deny list" in (status.reason or "") or "glob" in (status.reason or "")
+    finally:
+        monkeypatch.delenv("SENSOR_DENY")
+        deny.set_deny_list(None)
