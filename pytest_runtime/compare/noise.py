@@ -58,6 +58,18 @@ def _pattern_reason(values: Sequence[Any]) -> str | None:
     return None
 
 
+def _ids_or_text(leaves: Sequence[tuple[int, str, Any]]) -> list[Any]:
+    """The str and int values among ``leaves`` (the only types that carry ids and times)."""
+    if not leaves:
+        return []
+    types = {leaf[1] for leaf in leaves}
+    if types <= {"str", "int"}:
+        return [leaf[2] for leaf in leaves]
+    if not types & {"str", "int"}:
+        return []
+    return [v for _, t, v in leaves if t == "str" or t == "int"]
+
+
 def detect_noise(
     prod: Mapping[str, Sequence[tuple[int, str, Any]]],
     test: Mapping[str, Sequence[tuple[int, str, Any]]],
@@ -70,8 +82,8 @@ def detect_noise(
     """
     found: dict[str, str] = {}
     for path in sorted(set(prod) | set(test)):
-        values = [v for _, t, v in prod.get(path, ()) if t in ("str", "int")]
-        test_values = [v for _, t, v in test.get(path, ()) if t in ("str", "int")]
+        values = _ids_or_text(prod.get(path, ()))
+        test_values = _ids_or_text(test.get(path, ()))
         reason = _pattern_reason(values) or _pattern_reason(test_values)
         if reason is None:
             for side in (values, test_values):

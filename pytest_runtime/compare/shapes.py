@@ -40,7 +40,21 @@ Leaf = tuple[str, str, Any]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Keys that are data, not field names: numbers, long hex strings and UUIDs.
 _DATA_KEY = re.compile(r"-?\d+\Z|[0-9a-fA-F-]{16,}\Z")
+_SCALAR_TYPES = frozenset(
+    {
+        "decimal.Decimal",
+        "datetime.datetime",
+        "datetime.date",
+        "datetime.time",
+        "datetime.timedelta",
+        "uuid.UUID",
+        "int",
+        "float",
+    }
+)
 _SEQUENCES = frozenset({"list", "tuple", "set", "frozenset", "collections.deque", "deque"})
+# Child paths per parent path; bounded so that hostile keys cannot grow it forever.
+_KEYCACHE_MAX = 10_000
 _BUCKETS = ((0, "0"), (1, "1"), (10, "2-10"), (100, "11-100"), (1000, "101-1000"))
 
 
@@ -108,6 +122,7 @@ class ShapeWalker:
     _normalized: dict[str, bool] = field(default_factory=dict)
     #: path -> the path one level up (only paths below a mapping key or attribute)
     parents: dict[str, str] = field(default_factory=dict)
+    _keycache: dict[str, dict[Any, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.patterns = tuple(sorted({normalize_pattern(p) for p in self.patterns if p.strip()}))
@@ -127,119 +142,155 @@ class ShapeWalker:
 
     def walk(self, captures: Mapping[str, Any] | None) -> tuple[frozenset[Feature], list[Leaf]]:
         """The shape of one state and its scalar leaves (leaves under normalized paths left out)."""
+        sink: dict[str, list[tuple[int, str, Any]]] = {}
+        shape = self.walk_into(captures, 0, sink)
+        leaves = [(path, t, v) for path, items in sink.items() for _, t, v in items]
+        return shape, leaves
+
+    def walk_into(
+        self,
+        captures: Mapping[str, Any] | None,
+        idx: int,
+        sink: dict[str, list[tuple[int, str, Any]]],
+    ) -> frozenset[Feature]:
+        """The shape of one state; its leaves go to ``sink[path]`` as ``(idx, type, value)``.
+
+        This is the hot loop of a comparison (every node of every hit passes here once), so it
+        is written for speed: closures over locals, exact-type checks, a cache of child paths.
+        """
         feats: set[Feature] = set()
-        leaves: list[Leaf] = []
-        if captures:
-            for name, node in captures.items():
-                self._node(node, key_path("", str(name)), feats, leaves, 0)
-        return frozenset(feats), leaves
+        add = feats.add
+        keycache = self._keycache
+        parents = self.parents
+        normalized = self.is_normalized if self.patterns else None
+        sequences = _SEQUENCES
+        scalar_types = _SCALAR_TYPES
+        markers = MARKERS
 
-    def _node(
-        self, node: Any, path: str, feats: set[Feature], leaves: list[Leaf], depth: int
-    ) -> None:
-        # Exact-type checks first: they are the common case and the cheapest.
-        cls = type(node)
-        if node is None:
-            feats.add((path, "t", "None"))
-            return
-        if self.patterns and self.is_normalized(path):
-            feats.add((path, "t", _type_name(node)))
-            return
-        if cls is str or cls is int or cls is float or cls is bool:
-            tname = cls.__name__
-            feats.add((path, "t", tname))
-            leaves.append((path, tname, node))
-            return
-        if depth > 64:
-            feats.add((path, "o", "@depth"))
-            return
-        if cls is list:
-            self._sequence(node, "list", len(node), path, feats, leaves, depth)
-            return
-        if cls is not dict:
-            feats.add((path, "t", cls.__name__))
-            return
-        tname = node.get("@t")
-        if tname is None:
-            feats.add((path, "t", "dict"))
-            self._fields(node, path, feats, leaves, depth)
-            return
-        tname = str(tname)
-        feats.add((path, "t", tname))
-        for marker in MARKERS:
-            if marker in node:
-                feats.add((path, "o", marker))
+        def child_path(path: str, key: str) -> str:
+            sub = key_path(path, key)
+            if not sub.endswith("{}") and sub not in parents:
+                parents[sub] = path
+            return sub
+
+        def leaf(path: str, tname: str, raw: Any) -> None:
+            bucket = sink.get(path)
+            if bucket is None:
+                sink[path] = [(idx, tname, raw)]
+            else:
+                bucket.append((idx, tname, raw))
+
+        def fields(mapping: dict[Any, Any], path: str, depth: int) -> None:
+            # Field names describe a record; their count says nothing the keys do not. A
+            # mapping keyed by data (ids, numbers) is a collection: its length class counts.
+            counted = not mapping
+            known = keycache.get(path)
+            if known is None:
+                known = keycache[path] = {}
+            for key, value in mapping.items():
+                sub = known.get(key)
+                if sub is None:
+                    sub = child_path(path, key if type(key) is str else str(key))
+                    if len(known) < _KEYCACHE_MAX:
+                        known[key] = sub
+                if not counted and sub[-1] == "}":
+                    counted = True
+                # Inlined scalar case: most nodes are scalars, and a call costs more than this.
+                cls = type(value)
+                if (cls is str or cls is int or cls is float or cls is bool) and (
+                    normalized is None or not normalized(sub)
+                ):
+                    tname = cls.__name__
+                    add((sub, "t", tname))
+                    bucket = sink.get(sub)
+                    if bucket is None:
+                        sink[sub] = [(idx, tname, value)]
+                    else:
+                        bucket.append((idx, tname, value))
+                    continue
+                node(value, sub, depth)
+            if counted:
+                add((path, "n", length_bucket(len(mapping))))
+
+        def node(x: Any, path: str, depth: int) -> None:
+            cls = type(x)
+            if x is None:
+                add((path, "t", "None"))
                 return
-        value = node.get("v")
-        if tname in _SEQUENCES:
-            length = node.get("@len")
-            items = value if isinstance(value, list) else []
-            n = length if isinstance(length, int) else len(items)
-            self._sequence(items, None, n, path, feats, leaves, depth)
-            return
-        if tname == "dict":
-            if isinstance(value, dict):
-                self._fields(value, path, feats, leaves, depth)
-            else:
-                pairs = node.get("items") or []
-                feats.add((path, "n", length_bucket(len(pairs))))
-                child_path = map_path(path)
-                for pair in pairs:
-                    if isinstance(pair, list) and len(pair) == 2:
-                        feats.add((child_path, "k", _type_name(pair[0])))
-                        self._node(pair[1], child_path, feats, leaves, depth + 1)
-            return
-        attrs = node.get("@attrs")
-        if isinstance(attrs, dict):
-            for key, child in attrs.items():
-                self._child(node_path := key_path(path, str(key)), path)
-                self._node(child, node_path, feats, leaves, depth + 1)
-            return
-        if "v" in node and not node.get("@trunc"):
-            # Decimal, datetime, UUID, enum, big int, nan: a typed scalar.
-            leaves.append((path, tname, value))
+            if normalized is not None and normalized(path):
+                add((path, "t", _type_name(x)))
+                return
+            if cls is str or cls is int or cls is float or cls is bool:
+                tname = cls.__name__
+                add((path, "t", tname))
+                leaf(path, tname, x)
+                return
+            if depth > 64:
+                add((path, "o", "@depth"))
+                return
+            if cls is list:
+                add((path, "t", "list"))
+                add((path, "n", length_bucket(len(x))))
+                sub = path + "[]"
+                for item in x:
+                    node(item, sub, depth + 1)
+                return
+            if cls is not dict:
+                add((path, "t", cls.__name__))
+                return
+            tname = x.get("@t")
+            if tname is None:
+                add((path, "t", "dict"))
+                fields(x, path, depth + 1)
+                return
+            if type(tname) is not str:
+                tname = str(tname)
+            add((path, "t", tname))
+            if len(x) > 2 or "v" not in x:
+                for marker in markers:
+                    if marker in x:
+                        add((path, "o", marker))
+                        return
+            value = x.get("v")
+            if tname in scalar_types and "@trunc" not in x:
+                leaf(path, tname, value)
+                return
+            if tname == "dict":
+                if type(value) is dict:
+                    fields(value, path, depth + 1)
+                else:
+                    pairs = x.get("items") or []
+                    add((path, "n", length_bucket(len(pairs))))
+                    sub = path + "{}"
+                    for pair in pairs:
+                        if isinstance(pair, list) and len(pair) == 2:
+                            add((sub, "k", _type_name(pair[0])))
+                            node(pair[1], sub, depth + 1)
+                return
+            if tname in sequences:
+                length = x.get("@len")
+                items = value if type(value) is list else []
+                add((path, "n", length_bucket(length if type(length) is int else len(items))))
+                sub = path + "[]"
+                for item in items:
+                    node(item, sub, depth + 1)
+                return
+            attrs = x.get("@attrs")
+            if type(attrs) is dict:
+                fields_attrs(attrs, path, depth + 1)
+                return
+            if "v" in x and not x.get("@trunc"):
+                # Decimal, datetime, UUID, enum, big int, nan: a typed scalar.
+                leaf(path, tname, value)
 
-    def _sequence(
-        self,
-        items: list[Any],
-        tname: str | None,
-        n: int,
-        path: str,
-        feats: set[Feature],
-        leaves: list[Leaf],
-        depth: int,
-    ) -> None:
-        if tname is not None:
-            feats.add((path, "t", tname))
-        feats.add((path, "n", length_bucket(n)))
-        child = path + "[]"
-        for item in items:
-            self._node(item, child, feats, leaves, depth + 1)
+        def fields_attrs(attrs: dict[Any, Any], path: str, depth: int) -> None:
+            for key, value in attrs.items():
+                node(value, child_path(path, str(key)), depth)
 
-    def _fields(
-        self,
-        fields: dict[str, Any],
-        path: str,
-        feats: set[Feature],
-        leaves: list[Leaf],
-        depth: int,
-    ) -> None:
-        # Field names describe a record; their count says nothing the keys do not. A mapping
-        # keyed by data (ids, numbers) is a collection: its length class counts.
-        counted = not fields
-        for key, child in fields.items():
-            node_path = key_path(path, str(key))
-            if node_path.endswith("{}"):
-                counted = True
-            else:
-                self._child(node_path, path)
-            self._node(child, node_path, feats, leaves, depth + 1)
-        if counted:
-            feats.add((path, "n", length_bucket(len(fields))))
-
-    def _child(self, path: str, parent: str) -> None:
-        if path not in self.parents:
-            self.parents[path] = parent
+        if captures:
+            for name, value in captures.items():
+                node(value, child_path("", str(name)), 0)
+        return frozenset(feats)
 
 
 def _type_name(node: Any) -> str:

@@ -1,12 +1,13 @@
 """Value classes and ranges (Daikon-style): sign, zero, nan, empty, magnitude, one-of sets.
 
 Production reaching a value class that no test-time state had (a negative price, an empty name,
-a currency outside the tested set) is a ``range`` divergence of medium severity.
+a currency outside the tested set) is a ``range`` divergence of medium severity. The test-time
+side is summarized first (it is small); production leaves are then scanned once, and only the
+hits that show something the tests did not are remembered.
 """
 
 from __future__ import annotations
 
-import decimal
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,8 +18,20 @@ __all__ = ["Finding", "PathValues", "collect", "value_findings"]
 _NUMERIC = frozenset({"int", "float", "decimal.Decimal", "datetime.timedelta"})
 #: Types whose values form categories (one-of sets): strings, booleans and enums.
 _CATEGORICAL = frozenset({"str", "bool"})
+# Instants and identities (datetime, UUID) are compared by type only, never as categories.
 _NOT_CATEGORICAL = frozenset(
-    {"int", "float", "decimal.Decimal", "datetime.timedelta", "bytes", "function"}
+    {
+        "int",
+        "float",
+        "decimal.Decimal",
+        "datetime.timedelta",
+        "datetime.datetime",
+        "datetime.date",
+        "datetime.time",
+        "uuid.UUID",
+        "bytes",
+        "function",
+    }
 )
 
 
@@ -36,12 +49,12 @@ class Finding:
 
 @dataclass(slots=True)
 class PathValues:
-    """What one side saw at one path."""
+    """What the test-time states had at one path."""
 
-    classes: dict[str, list[int]] = field(default_factory=dict)
-    categories: dict[Any, list[int]] = field(default_factory=dict)
+    classes: set[str] = field(default_factory=set)
+    categories: set[tuple[str, Any]] = field(default_factory=set)
     categorical: bool = True
-    numbers: list[tuple[float, int]] = field(default_factory=list)
+    max_abs: float = 0.0
     count: int = 0
 
 
@@ -49,16 +62,28 @@ def _number(tname: str, raw: Any) -> float | None:
     if tname in ("int", "float") and isinstance(raw, int | float) and not isinstance(raw, bool):
         return float(raw)
     try:
-        if tname == "decimal.Decimal":
-            return float(decimal.Decimal(str(raw)))
-        if tname in ("int", "float", "datetime.timedelta"):
+        # float() reads decimal text ("12.50", "-0", "NaN", "Infinity") directly: a class and
+        # a magnitude do not need the exact value.
+        if tname in ("decimal.Decimal", "int", "float", "datetime.timedelta"):
             return float(str(raw))
     except (ValueError, ArithmeticError, OverflowError):
         return None
     return None
 
 
-def _classes(tname: str, raw: Any) -> tuple[str | None, float | None]:
+def _classify(tname: str, raw: Any) -> tuple[str | None, float | None]:
+    """The value class of one leaf and its absolute size (numbers only)."""
+    cls = type(raw)
+    if (cls is int or cls is float) and tname != "bool":
+        if raw > 0:
+            return "positive", abs(raw)
+        if raw < 0:
+            return "negative", abs(raw)
+        if raw == 0:
+            return "zero", 0.0
+        return "nan", None
+    if tname == "str":
+        return ("empty" if raw == "" else "non-empty"), None
     if tname in _NUMERIC:
         x = _number(tname, raw)
         if x is None:
@@ -67,40 +92,30 @@ def _classes(tname: str, raw: Any) -> tuple[str | None, float | None]:
             return "nan", None
         if math.isinf(x):
             return ("inf" if x > 0 else "-inf"), None
-        return ("negative" if x < 0 else "zero" if x == 0 else "positive"), x
-    if tname == "str":
-        return ("empty" if raw == "" else "non-empty"), None
+        return ("negative" if x < 0 else "zero" if x == 0 else "positive"), abs(x)
     return None, None
 
 
-def collect(
-    leaves: Sequence[tuple[int, str, Any]], *, max_categories: int, type_only: bool
-) -> PathValues:
-    """Value classes, categories and numbers of one side at one path."""
+def _categorical(tname: str, raw: Any) -> bool:
+    return tname in _CATEGORICAL or (tname not in _NOT_CATEGORICAL and isinstance(raw, str))
+
+
+def collect(leaves: Sequence[tuple[int, str, Any]], *, max_categories: int) -> PathValues:
+    """Summarize the test-time values at one path."""
     pv = PathValues(count=len(leaves))
     cap = max_categories * 4
-    for idx, tname, raw in leaves:
-        if type_only:
-            continue
-        cls, number = _classes(tname, raw)
+    for _, tname, raw in leaves:
+        cls, size = _classify(tname, raw)
         if cls is not None:
-            pv.classes.setdefault(cls, []).append(idx)
-        if number is not None:
-            pv.numbers.append((abs(number), idx))
+            pv.classes.add(cls)
+            if size is not None and size > pv.max_abs and not math.isinf(size):
+                pv.max_abs = float(size)
         if pv.categorical:
-            if tname in _NOT_CATEGORICAL or (
-                tname not in _CATEGORICAL and not isinstance(raw, str)
-            ):
+            if not _categorical(tname, raw) or len(pv.categories) >= cap:
                 pv.categorical = False
-                continue
-            bucket = pv.categories.get((tname, raw))
-            if bucket is None:
-                if len(pv.categories) >= cap:
-                    pv.categorical = False
-                    pv.categories.clear()
-                    continue
-                pv.categories[(tname, raw)] = bucket = []
-            bucket.append(idx)
+                pv.categories.clear()
+            else:
+                pv.categories.add((tname, raw))
     return pv
 
 
@@ -111,50 +126,92 @@ def _show(values: Sequence[Any], limit: int = 8) -> str:
 
 
 def value_findings(
-    path: str, prod: PathValues, test: PathValues, *, max_categories: int, range_factor: float
+    path: str,
+    leaves: Sequence[tuple[int, str, Any]],
+    test: PathValues,
+    *,
+    max_categories: int,
+    range_factor: float,
 ) -> list[Finding]:
-    """Value classes, magnitudes and categories production reached at ``path`` and tests did not."""
-    if test.count == 0 or prod.count == 0:
+    """Value classes, magnitudes and categories production reached at ``path`` and tests did not.
+
+    ``leaves`` are the production leaves ``(hit index, type name, value)`` at ``path``.
+    """
+    if test.count == 0 or not leaves:
         return []  # the shape comparison reports a path the tests never had
+    known = test.classes
+    limit = test.max_abs * range_factor if test.max_abs > 0 else math.inf
+    check_categories = test.categorical and 0 < len(test.categories) <= max_categories
+    cap = max_categories * 4
+    new_classes: dict[str, list[int]] = {}
+    over: list[int] = []
+    prod_max = 0.0
+    seen: set[tuple[str, Any]] = set()
+    new_values: dict[tuple[str, Any], list[int]] = {}
+    for idx, tname, raw in leaves:
+        # Fast paths for the common leaves; everything else goes through _classify.
+        kind = type(raw)
+        if kind is str and tname == "str":
+            cls: str | None = "non-empty" if raw else "empty"
+            size: float | None = None
+        elif kind is int or kind is float:
+            if raw > 0:
+                cls, size = "positive", raw
+            elif raw < 0:
+                cls, size = "negative", -raw
+            elif raw == 0:
+                cls, size = "zero", 0.0
+            else:
+                cls, size = "nan", None
+        else:
+            cls, size = _classify(tname, raw)
+        if cls is not None and cls not in known:
+            new_classes.setdefault(cls, []).append(idx)
+        if size is not None and size > limit:
+            over.append(idx)
+            prod_max = max(prod_max, float(size))
+        if check_categories:
+            if not _categorical(tname, raw):
+                check_categories = False
+                continue
+            value = (tname, raw)
+            if value not in seen:
+                if len(seen) >= cap:
+                    check_categories = False  # too many distinct values to be a one-of set
+                    continue
+                seen.add(value)
+            if value not in test.categories:
+                new_values.setdefault(value, []).append(idx)
     findings: list[Finding] = []
-    tested = sorted(test.classes)
-    for cls in sorted(set(prod.classes) - set(test.classes)):
+    tested = ", ".join(sorted(known)) or "none"
+    for cls in sorted(new_classes):
         findings.append(
             Finding(
                 "range",
                 path,
                 f"class:{cls}",
                 "medium",
-                f"{path}: {cls} value in production; tests only had {', '.join(tested) or 'none'}",
-                prod.classes[cls],
+                f"{path}: {cls} value in production; tests only had {tested}",
+                new_classes[cls],
             )
         )
-    if test.numbers and prod.numbers:
-        test_max = max(n for n, _ in test.numbers)
-        if test_max > 0:
-            limit = test_max * range_factor
-            over = [idx for n, idx in prod.numbers if n > limit]
-            if over:
-                prod_max = max(n for n, _ in prod.numbers)
-                findings.append(
-                    Finding(
-                        "range",
-                        path,
-                        "magnitude",
-                        "medium",
-                        f"{path}: magnitude up to {prod_max:g} in production; tests at most "
-                        f"{test_max:g} (x{range_factor:g} allowed)",
-                        over,
-                    )
-                )
-    if (
-        prod.categorical
-        and test.categorical
-        and 0 < len(test.categories) <= max_categories
-        and len(prod.categories) <= max(1, prod.count // 2)
-    ):
-        known = sorted((v for _, v in test.categories), key=repr)
-        for value in sorted(set(prod.categories) - set(test.categories), key=repr):
+    if over:
+        findings.append(
+            Finding(
+                "range",
+                path,
+                "magnitude",
+                "medium",
+                f"{path}: magnitude up to {prod_max:g} in production; tests at most "
+                f"{test.max_abs:g} (x{range_factor:g} allowed)",
+                over,
+            )
+        )
+    # A one-of set only when production values repeat (ids never do): Daikon's one-of needs
+    # each value seen more than once on the whole.
+    if check_categories and new_values and len(seen) <= max(1, len(leaves) // 2):
+        known_values = sorted((v for _, v in test.categories), key=repr)
+        for value in sorted(new_values, key=repr):
             findings.append(
                 Finding(
                     "range",
@@ -162,8 +219,8 @@ def value_findings(
                     f"one-of:{value[1]!r}",
                     "medium",
                     f"{path}: new value {value[1]!r} in production; "
-                    f"tests had one of {{{_show(known)}}}",
-                    prod.categories[value],
+                    f"tests had one of {{{_show(known_values)}}}",
+                    new_values[value],
                 )
             )
     return findings
