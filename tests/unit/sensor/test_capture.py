@@ -118,9 +118,9 @@ def test_big_int_longer_than_max_string_is_cut() -> None:
 
 
 def test_huge_int_is_not_converted_to_text() -> None:
-    start = time.perf_counter()
+    start = time.process_time()
     out = enc(1 << 100_000)
-    assert time.perf_counter() - start < 0.05
+    assert time.process_time() - start < 0.05
     assert out["@t"] == "int"
     assert out["@trunc"] is True
     assert "v" not in out
@@ -293,10 +293,12 @@ def test_list_over_max_items_is_cut() -> None:
 )
 def test_million_item_values_cost_only_their_kept_part(make: Any) -> None:
     value = make(1_000_000)
-    start = time.perf_counter()
+    start = time.process_time()
     out = enc(value)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 0.01, f"{elapsed * 1000:.1f} ms for a 10**6-item {type(value).__name__}"
+    elapsed = time.process_time() - start
+    # CPU time, not wall time (the machine is shared): the kept 100 items cost well under
+    # a millisecond, iterating all 10**6 would cost tens of milliseconds.
+    assert elapsed < 0.02, f"{elapsed * 1000:.1f} ms for a 10**6-item {type(value).__name__}"
     assert out["@len"] == 1_000_000
     assert out["@trunc"] is True
 
@@ -304,9 +306,9 @@ def test_million_item_values_cost_only_their_kept_part(make: Any) -> None:
 def test_million_item_nested_in_objects_is_fast() -> None:
     holder = Plain()
     holder.a = [list(range(1_000_000)) for _ in range(3)]  # type: ignore[assignment]
-    start = time.perf_counter()
+    start = time.process_time()
     capture_frame({"h": holder, "big": holder.a}, None, None)
-    assert time.perf_counter() - start < 0.02
+    assert time.process_time() - start < 0.04
 
 
 def test_depth_limit_marks_unexpanded_containers() -> None:
@@ -326,9 +328,9 @@ def test_deep_nesting_is_bounded_and_fast() -> None:
     value: list[Any] = []
     for _ in range(100_000):
         value = [value]
-    start = time.perf_counter()
+    start = time.process_time()
     out = enc(value, max_depth=10_000)
-    assert time.perf_counter() - start < 0.05
+    assert time.process_time() - start < 0.05
     depth = 0
     while "v" in out:
         out = out["v"][0]
@@ -536,7 +538,7 @@ def test_slow_capture_is_stopped_by_its_deadline() -> None:
     limits = CaptureLimits(deadline_ms=1.0, max_bytes=10**9, max_items=100)
     start = time.perf_counter()
     _, truncated, errors = capture_frame({"big": big}, limits, None)
-    assert time.perf_counter() - start < 0.05
+    assert time.perf_counter() - start < 0.25  # 1 ms deadline; generous for a busy machine
     assert truncated
     assert any(e.startswith("deadline") for e in errors)
 
