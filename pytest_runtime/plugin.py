@@ -81,7 +81,9 @@ def _ensure_session(config: pytest.Config) -> RuntimeSession:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # Markers are checked while collecting, so an invalid one is a collection error naming
     # the test and the argument (as pytest does for an invalid parametrize).
-    if metafunc.definition.get_closest_marker(_MARKER) is None:
+    # Keywords hold the markers of the node and its parents: a dict lookup per level, cheaper
+    # than walking the markers for each of thousands of unmarked tests.
+    if _MARKER not in metafunc.definition.keywords:
         return
     from pytest_runtime.errors import MarkerError
     from pytest_runtime.markers import requests_for_item
@@ -100,9 +102,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if config.stash.get(_SESSION, None) is not None:
         return
     for item in items:
-        if item.get_closest_marker(_MARKER) is not None or "runtime" in getattr(
-            item, "fixturenames", ()
-        ):
+        if _MARKER in item.keywords or "runtime" in getattr(item, "fixturenames", ()):
             _ensure_session(config)
             return
 
