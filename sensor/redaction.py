@@ -44,7 +44,7 @@ _log = logging.getLogger(__name__)
 #: spaces). A superset of the 85 names dd-trace-py redacts, plus common cloud, banking and
 #: identity-document names.
 DEFAULT_NAMES: frozenset[str] = frozenset(
-    (  # noqa: SIM905 - a word list reads better than 118 literals
+    (  # noqa: SIM905 - a word list reads better than 119 literals
         "2fa accesskey accesskeyid accesstoken aiohttpsession apikey apisecret apisignature "
         "apitoken appkey appsecret applicationkey auth authkey authorization authtoken "
         "awsaccesskeyid awssecretaccesskey awssessiontoken bankaccount bankaccountnumber bearer "
