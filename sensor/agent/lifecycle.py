@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sensor._version import __version__
 from sensor.agent import fork
@@ -29,10 +29,7 @@ from sensor.config import SensorConfig, load_config
 from sensor.errors import HubError, HubResponseError
 from sensor.probes import Hit, Probe, ProbeState, ProbeStatus
 
-if TYPE_CHECKING:
-    from sensor.engine import Engine
-
-__all__ = ["Agent", "start", "status", "stop"]
+__all__ = ["Agent", "Engine", "start", "status", "stop"]
 
 log = logging.getLogger("sensor.agent")
 
@@ -41,6 +38,34 @@ _MAX_BATCHES_PER_TURN = 20
 _DEFAULT_POLL_WAIT = 30.0
 _DEFAULT_HEARTBEAT = 10.0
 _REDACTION_KEYS = ("names", "patterns", "allow")
+
+
+class Engine(Protocol):
+    """The part of :class:`sensor.engine.Engine` the agent uses (CONTRACTS.md section 4)."""
+
+    backend_name: str
+
+    def install(self, probe: Probe, on_hit: Callable[[Hit], None] | None = None) -> ProbeStatus:
+        raise NotImplementedError
+
+    def remove(self, probe_id: str) -> bool:
+        raise NotImplementedError
+
+    def remove_all(self) -> None:
+        raise NotImplementedError
+
+    def statuses(self) -> list[ProbeStatus]:
+        raise NotImplementedError
+
+    def drain(self, max_items: int | None = None) -> list[Hit]:
+        raise NotImplementedError
+
+    def flush_aggregates(self) -> list[Hit]:
+        raise NotImplementedError
+
+    @property
+    def dropped(self) -> int:
+        raise NotImplementedError
 
 
 class _LogOnce:
@@ -211,6 +236,8 @@ class Agent:
     # -- fork ----------------------------------------------------------------------------
 
     def before_fork(self) -> None:
+        # The agent thread calls the engine only under self._lock: holding it here means the
+        # child never inherits an engine lock taken by a thread that does not exist there.
         # Not the send lock: the agent thread may hold it for a whole network timeout.
         self._lock.acquire()
         self.queue.lock_for_fork()
@@ -359,8 +386,12 @@ class Agent:
         log.info("sensor: registered with %s as source %s", self.config.hub_url, source_id)
 
     def _backend_name(self) -> str | None:
-        engine = self._engine
-        return None if engine is None else getattr(engine, "backend_name", None)
+        # The engine is created here, on the agent thread, so that the source shows its backend;
+        # creating it arms nothing (hooks exist only while a probe is installed).
+        with self._lock:  # every engine call holds the agent lock: see before_fork
+            engine = self._get_engine()
+        name = None if engine is None else getattr(engine, "backend_name", None)
+        return name if isinstance(name, str) else None
 
     def _poll(self, wait: float) -> None:
         source_id = self.source_id
@@ -479,11 +510,12 @@ class Agent:
         if engine is None:
             return
         try:
-            for hit in engine.drain(self.queue.capacity):
+            with self._lock:
+                drained = engine.drain(self.queue.capacity)
+                if self._in_engine or final:
+                    drained += engine.flush_aggregates()
+            for hit in drained:
                 self.queue.put(hit)
-            if self._in_engine or final:
-                for hit in engine.flush_aggregates():
-                    self.queue.put(hit)
         except Exception as exc:
             self._log.failure("draining the engine", exc)
 
@@ -571,7 +603,9 @@ class Agent:
         engine = self._engine
         if engine is not None:
             try:
-                for status in engine.statuses():
+                with self._lock:
+                    engine_statuses = engine.statuses()
+                for status in engine_statuses:
                     result[status.probe_id] = status
             except Exception as exc:
                 self._log.failure("reading probe statuses", exc)
@@ -614,7 +648,7 @@ class Agent:
             "source_id": self.source_id,
             "runtime_id": self.runtime_id,
             "pid": self.pid,
-            "backend": self._backend_name(),
+            "backend": None if engine is None else getattr(engine, "backend_name", None),
             "queued": len(self.queue) + len(self._pending),
             "sent": self.sent,
             "batches": self.batches,
@@ -681,6 +715,11 @@ def start(
     the sensor runs does nothing. Returns :func:`status`.
     """
     global _agent
+    # http.client encodes host names with the idna codec, imported lazily on first use; that
+    # import can fail on the agent thread while a pre-fork server forks ("unknown encoding:
+    # idna"), so do it here, once, on the thread that starts the sensor.
+    import encodings.idna  # noqa: F401
+
     config = load_config(
         hub=hub, token=token, service=service, labels=labels, version=version, **settings
     )

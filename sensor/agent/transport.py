@@ -130,7 +130,8 @@ class Transport:
                         raise
             if response.will_close:
                 self.close()
-        except (OSError, http.client.HTTPException) as exc:  # includes TimeoutError
+        except Exception as exc:  # OSError (timeouts too), HTTPException, and codec or other bugs
+            # The connection may be half-used (a request sent, no answer read): never reuse it.
             self.close()
             raise HubUnavailableError(
                 f"hub {self.base_url}: {method} {path} failed: {type(exc).__name__}: {exc}"
