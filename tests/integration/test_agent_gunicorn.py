@@ -42,9 +42,8 @@ def test_each_gunicorn_worker_is_a_source_and_its_hits_arrive(
     traffic.run(240)
     assert traffic.answered == traffic.sent == 240
 
-    assert wait_until(lambda: sum(hits_and_drops(client, probe["id"])) >= 240, 10), (
-        client.probe(probe["id"])["statuses"]
-    )
+    settled = wait_until(lambda: sum(hits_and_drops(client, probe["id"])) >= 240, 10)
+    assert settled, client.probe(probe["id"])["statuses"]
     assert hits_and_drops(client, probe["id"]) == (240, 0)
     hits = all_hits(client, probe["id"])
     assert len({h["hit_id"] for h in hits}) == 240
