@@ -8,6 +8,10 @@ per-pair ratio with its min and max, next to the median microseconds per capture
     python bench/bench_capture.py                 # this Python
     python bench/bench_capture.py --pythons 3.11 3.12 3.13   # one subprocess per Python
     python bench/bench_capture.py --json          # one JSON object per measurement
+    python bench/bench_capture.py --instructions --pythons 3.11 3.12 3.13
+
+``--instructions`` counts CPU instructions per capture under valgrind's callgrind instead of
+timing: repeatable on a busy machine ((run with 1000 calls - run with 0 calls) / 1000).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -188,6 +193,98 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _case_funcs() -> dict[str, Callable[[], object]]:
+    limits = CaptureLimits()
+    values = frame_values()
+    funcs: dict[str, Callable[[], object]] = {
+        "capture_frame, no redaction": lambda: capture_frame(values, limits, None),
+        "naive bounded copy": lambda: naive_copy(values),
+        "copy.deepcopy": lambda: copy.deepcopy(values),
+        "empty": lambda: None,
+    }
+    try:
+        from sensor.redaction import get_redactor
+
+        redactor = get_redactor()
+        funcs["capture_frame, redacted"] = lambda: capture_frame(values, limits, redactor)
+    except ImportError:
+        pass
+    return funcs
+
+
+def _worker(case: str, calls: int) -> None:
+    func = _case_funcs()[case]
+    for _ in range(50):  # the same warm-up in both runs: it cancels out
+        func()
+    for _ in range(calls):
+        func()
+
+
+def _instructions(exe: str, case: str, calls: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                exe,
+                __file__,
+                "--worker",
+                case,
+                str(calls),
+            ],
+            check=True,
+            capture_output=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            timeout=600,
+        )
+        for line in out.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no instruction total in callgrind output for {case!r}")
+
+
+def measure_instructions(exe: str, calls: int = 1000) -> list[dict[str, Any]]:
+    version = subprocess.run(
+        [exe, "-c", "import sys; print('.'.join(map(str, sys.version_info[:3])))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    cases = [c for c in _case_funcs() if c != "empty"]
+    per_call = {}
+    for case in cases:
+        base = _instructions(exe, case, 0)
+        full = _instructions(exe, case, calls)
+        per_call[case] = (full - base) / calls
+    deep = per_call["copy.deepcopy"]
+    return [
+        {
+            "bench": "capture_instructions",
+            "python": version,
+            "case": case,
+            "instructions_per_capture": round(per_call[case]),
+            "ratio_vs_deepcopy": round(per_call[case] / deep, 3),
+            "calls": calls,
+        }
+        for case in cases
+    ]
+
+
+def instructions_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| Python | case | instructions per capture | x deepcopy |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['python']} | {r['case']} | {r['instructions_per_capture']:,} | "
+            f"{r['ratio_vs_deepcopy']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
 def run_other(version: str, pairs: int, number: int) -> list[dict[str, Any]]:
     exe = shutil.which(f"python{version}")
     if exe is None:
@@ -210,7 +307,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=7, help="paired runs per case")
     parser.add_argument("--number", type=int, default=2000, help="captures per timed run")
     parser.add_argument("--pythons", nargs="*", help="versions to run, e.g. 3.11 3.12 3.13")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions with callgrind"
+    )
+    parser.add_argument("--worker", nargs=2, metavar=("CASE", "CALLS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        _worker(args.worker[0], int(args.worker[1]))
+        return 0
+    if args.instructions:
+        exes = [sys.executable]
+        if args.pythons:
+            found = [shutil.which(f"python{v}") for v in args.pythons]
+            if None in found:
+                raise SystemExit(f"not all of python{args.pythons} are on PATH")
+            exes = [e for e in found if e is not None]
+        rows = [row for exe in exes for row in measure_instructions(exe)]
+        if args.json:
+            for row in rows:
+                print(json.dumps(row))
+        else:
+            print(instructions_table(rows))
+        return 0
     if args.pythons:
         rows = [row for v in args.pythons for row in run_other(v, args.pairs, args.number)]
     else:
