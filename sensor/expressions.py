@@ -40,6 +40,7 @@ import re
 import time
 import types
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
@@ -180,11 +181,12 @@ def _kind(t: type, dunders: frozenset[str] = _CMP_DUNDERS) -> tuple[int, Any]:
     k = _STATIC_KIND.get(id(t))
     if k is not None:
         return k
-    for c in _T_MRO(t):
+    info = _info(t)
+    for c, cd in zip(info.mro, info.dicts, strict=True):
         k = _STATIC_KIND.get(id(c))
         if k is not None:
             return k
-        defined = _T_DICT(c).keys() & dunders
+        defined = cd.keys() & dunders
         if defined and not defined <= _TRUSTED_DUNDERS.get(id(c), frozenset()):
             return (K_BAD, c)
     return (K_BAD, t)  # pragma: no cover - every MRO ends with object
@@ -415,22 +417,59 @@ _GET_DUNDERS = frozenset(("__get__",))
 
 
 def _has_in_mro(t: type, names: frozenset[str]) -> bool:
-    return any(not _T_DICT(c).keys().isdisjoint(names) for c in _T_MRO(t))
+    for d in _info(t).dicts:  # noqa: SIM110 - a plain loop is faster than any() here
+        if not d.keys().isdisjoint(names):
+            return True
+    return False
 
 
-def _instance_dict(obj: Any, t: type) -> dict[str, object] | None:
+def _instance_dict(obj: Any, t: type, info: _TypeInfo | None = None) -> dict[str, Any] | None:
     """The instance __dict__ read through the type's genuine ``__dict__`` getset descriptor."""
-    for c in _T_MRO(t):
-        d = _T_DICT(c)
-        if "__dict__" in d:
-            descr = d["__dict__"]
-            if type(descr) is not _GETSET:
-                raise _refuse_value(
-                    "attribute read", obj, "its class replaces __dict__ with Python code"
-                )
-            value = descr.__get__(obj, t)
-            return value if type(value) is dict else None
-    return None
+    descr = (info or _info(t)).dict_descr
+    if descr is None:
+        return None
+    if type(descr) is not _GETSET:
+        raise _refuse_value("attribute read", obj, "its class replaces __dict__ with Python code")
+    value = descr.__get__(obj, t)
+    return value if type(value) is dict else None
+
+
+class _TypeInfo:
+    """Facts about a type that cannot change while its MRO stays the same object."""
+
+    __slots__ = ("dict_descr", "dicts", "heap", "is_class", "is_enum", "is_exc", "mro", "ref")
+
+    def __init__(self, t: type) -> None:
+        self.ref = weakref.ref(t)
+        self.mro = _T_MRO(t)
+        # Live read-only views of the class dicts: they see later changes to the classes.
+        self.dicts = tuple(_T_DICT(c) for c in self.mro)
+        self.heap = _is_heap(t)
+        self.is_class = any(c is type for c in self.mro)
+        self.is_exc = any(c is BaseException for c in self.mro)
+        self.is_enum = any(id(c) == _ENUM_ID for c in self.mro)
+        self.dict_descr: Any = None
+        for d in self.dicts:
+            if "__dict__" in d:
+                self.dict_descr = d["__dict__"]
+                break
+
+
+_TYPE_INFO: dict[int, _TypeInfo] = {}
+_TYPE_INFO_MAX = 2048
+
+
+def _info(t: type) -> _TypeInfo:
+    """Cached by id(t), checked against a weak reference and the MRO tuple's identity
+    (assigning ``__bases__`` makes a new MRO tuple). Bounded: cleared when full."""
+    info = _TYPE_INFO.get(id(t))
+    if info is not None and info.ref() is t and _T_MRO(t) is info.mro:
+        return info
+    info = _TypeInfo(t)
+    if len(_TYPE_INFO) >= _TYPE_INFO_MAX:
+        _TYPE_INFO.clear()
+    _TYPE_INFO[id(t)] = info
+    return info
 
 
 def _getattr(obj: Any, name: str, s: list[Any]) -> Any:
@@ -450,26 +489,25 @@ def _getattr(obj: Any, name: str, s: list[Any]) -> Any:
                 f"module attribute {name!r} is refused: the process environment holds secrets"
             )
         return value
-    heap = _is_heap(t)
-    if not heap and id(t) not in _STATIC_KIND and not _is_exception_type(t):
+    info = _info(t)
+    if not info.heap and id(t) not in _STATIC_KIND and not info.is_exc:
         # A C type (frame, code, generator, function, ...): its attributes are getset
         # descriptors that reach frames, globals and code: never read them.
         raise _refuse_value(
             f"attribute {name!r}", obj, "attributes of this builtin type are not readable"
         )
     # Values with a documented read-only view that is not plain data.
-    if name == "args" and _is_exception_type(t):
+    if name == "args" and info.is_exc:
         return _EXC_ARGS(obj)
-    if name in ("name", "value") and any(id(c) == _ENUM_ID for c in _T_MRO(t)):
-        d = _instance_dict(obj, t)
+    if info.is_enum and (name == "name" or name == "value"):
+        d = _instance_dict(obj, t, info)
         if d is not None:
             return d.get("_name_" if name == "name" else "_value_")
     # Class attributes first: a data descriptor there (property, slot) wins over the instance.
     cls_value: object = _MISSING
-    for c in _T_MRO(t):
-        d = _T_DICT(c)
-        if name in d:
-            cls_value = d[name]
+    for cd in info.dicts:
+        if name in cd:
+            cls_value = cd[name]
             break
     non_data = False
     if cls_value is not _MISSING:
@@ -484,9 +522,9 @@ def _getattr(obj: Any, name: str, s: list[Any]) -> Any:
                 "it is a property or other data descriptor; reading it would run code",
             )
         non_data = _has_in_mro(ct, _GET_DUNDERS)
-    if t is type or (heap and _is_type_type(t)):
+    if info.is_class:
         return _class_attr(obj, name)
-    d = _instance_dict(obj, t)
+    d = _instance_dict(obj, t, info)
     if d is not None:
         value = d.get(name, _MISSING)
         if value is not _MISSING:
@@ -503,11 +541,7 @@ def _getattr(obj: Any, name: str, s: list[Any]) -> Any:
 
 
 def _is_type_type(t: type) -> bool:
-    return any(c is type for c in _T_MRO(t))
-
-
-def _is_exception_type(t: type) -> bool:
-    return any(c is BaseException for c in _T_MRO(t))
+    return _info(t).is_class
 
 
 def _class_attr(cls: Any, name: str) -> Any:
