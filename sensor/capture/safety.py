@@ -85,9 +85,11 @@ class Layout:
         # True when instances have a dict but no genuine getset exposes it (a class that
         # defines ``__dict__`` as a property directly): read through the C API instead.
         self.dict_hidden = False
-        slots: list[tuple[str, Callable[[object], Any]]] = []
+        per_class: list[list[tuple[str, Callable[[object], Any]]]] = []
         seen: set[str] = set()
         for klass in mro:
+            slots: list[tuple[str, Callable[[object], Any]]] = []
+            per_class.append(slots)
             cdict = _CLASSDICT(klass)
             for key, value in cdict.items():
                 if type(key) is not str:
@@ -113,8 +115,12 @@ class Layout:
                 ):
                     seen.add(key)
                     slots.append((key, value.__get__))
-        # Base class slots first: the order in which a reader of the class expects them.
-        self.slots = tuple(reversed(slots))
+            if len(slots) > 1:
+                # The interpreter sorts slot names; __slots__ as written gives the order.
+                order = _declared_slots(klass, cdict)
+                slots.sort(key=lambda slot: order.get(slot[0], len(order)))
+        # Base class slots first, each class in declaration order: how a reader expects them.
+        self.slots = tuple(slot for slots in reversed(per_class) for slot in slots)
         if self.dict_get is None and _has_instance_dict(tp):
             self.dict_hidden = True
         self.fields: tuple[str, ...] | None = None
@@ -122,6 +128,25 @@ class Layout:
             self.fields = _namedtuple_fields(mro)
             if self.fields is None:
                 self.kind = Kind.TUPLE
+
+
+def _declared_slots(klass: type, cdict: Any) -> dict[str, int]:
+    """Position of each (mangled) slot name in ``__slots__`` as the class statement wrote it."""
+    declared = cdict.get("__slots__")
+    if type(declared) is str:
+        declared = (declared,)
+    if (type(declared) is not tuple and type(declared) is not list) or not all(
+        type(name) is str for name in declared
+    ):
+        return {}
+    qual = _QUALNAME(klass)
+    prefix = "_" + (qual.rsplit(".", 1)[-1].lstrip("_") if type(qual) is str else "")
+    order: dict[str, int] = {}
+    for i, name in enumerate(declared):
+        if name.startswith("__") and not name.endswith("__"):
+            name = prefix + name  # private names are mangled with the class name
+        order.setdefault(name, i)
+    return order
 
 
 def _mro(tp: type) -> tuple[type, ...]:

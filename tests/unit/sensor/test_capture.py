@@ -433,7 +433,38 @@ def test_slots_and_dict_together_inherit_in_base_order() -> None:
     obj.base = 1
     obj.child = 2
     obj.extra = 3  # type: ignore[attr-defined]
-    assert enc(obj)["@attrs"] == {"extra": 3, "base": 1, "child": 2}
+    assert list(enc(obj)["@attrs"].items()) == [("extra", 3), ("base", 1), ("child", 2)]
+
+
+def test_slots_keep_declaration_order() -> None:
+    class Three:
+        __slots__ = ("zeta", "alpha", "mid")  # noqa: RUF023 (the order is the test)
+
+        def __init__(self) -> None:
+            self.zeta, self.alpha, self.mid = 1, 2, 3
+
+    assert list(enc(Three())["@attrs"]) == ["zeta", "alpha", "mid"]
+
+    class Private:
+        __slots__ = ("b", "__secret_sauce", "a")  # noqa: RUF023
+
+        def __init__(self) -> None:
+            self.b, self.__secret_sauce, self.a = 1, 2, 3
+
+    assert list(enc(Private())["@attrs"]) == ["b", "_Private__secret_sauce", "a"]
+
+    @dataclasses.dataclass(slots=True)
+    class Row:
+        z: int
+        a: int
+
+    assert list(enc(Row(1, 2))["@attrs"]) == ["z", "a"]
+    assert enc(Three(), max_fields=2) == {
+        "@t": f"{MOD}.test_slots_keep_declaration_order.<locals>.Three",
+        "@attrs": {"zeta": 1, "alpha": 2},
+        "@len": 3,
+        "@trunc": True,
+    }
 
 
 def test_exceptions_show_their_args_and_fields() -> None:
