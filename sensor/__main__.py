@@ -101,7 +101,12 @@ def cmd_hub(args: argparse.Namespace) -> int:
         gone_after=args.gone_after,
         sqlite_synchronous=args.sqlite_synchronous,
     )
-    port = args.port if args.port is not None else int(os.environ.get("SENSOR_HUB_PORT", "8765"))
+    port = args.port
+    if port is None:
+        text = os.environ.get("SENSOR_HUB_PORT", "8765")
+        if not text.isdigit():
+            raise ConfigError(f"SENSOR_HUB_PORT: got {text!r}, expected a port number")
+        port = int(text)
     return serve(
         settings,
         host=args.host or os.environ.get("SENSOR_HUB_HOST", "127.0.0.1"),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
 from typing import TextIO
 
 from sensor.errors import ConfigError
@@ -84,6 +88,21 @@ def serve(
     hub = app.state.hub
 
     class HubServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # SIGINT and SIGTERM stop the hub gracefully and it exits with status 0 (uvicorn
+            # would raise the signal again after its shutdown, skipping our cleanup)
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            signals = (signal.SIGINT, signal.SIGTERM)
+            originals = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in originals.items():
+                    signal.signal(sig, handler)
+
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             # uvicorn waits for open requests before the app's lifespan ends: answer the long
             # polls first, or each would be cancelled with a 500 after the graceful timeout

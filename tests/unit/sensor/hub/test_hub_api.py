@@ -517,3 +517,16 @@ def test_openapi_lists_every_route_with_its_scope(client: TestClient) -> None:
             assert "security" not in operation
         else:
             assert operation["security"] == [{"bearer": [endpoint.scope]}]
+
+
+def test_refused_expression_is_422_with_the_sandbox_reason(client: TestClient) -> None:
+    pytest.importorskip("sensor.engine")
+    answer = client.post(
+        "/v1/probes",
+        json={"probe": {"kind": "snapshot", "location": "m:f", "expect": "__import__('os')"}},
+        headers=auth(CLIENT),
+    )
+    status, code, message = _error(answer)
+    assert (status, code) == (422, "invalid_probe")
+    assert "__import__" in message
+    assert "import" in message.split(":", 1)[1]
