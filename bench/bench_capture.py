@@ -246,12 +246,13 @@ def _instructions(exe: str, case: str, calls: int) -> int:
 
 
 def measure_instructions(exe: str, calls: int = 1000) -> list[dict[str, Any]]:
-    version = subprocess.run(
-        [exe, "-c", "import sys; print('.'.join(map(str, sys.version_info[:3])))"],
+    # The real interpreter, not a pyenv shim (valgrind does not follow the shim's exec).
+    exe, version = subprocess.run(
+        [exe, "-c", "import sys; print(sys.executable, '.'.join(map(str, sys.version_info[:3])))"],
         check=True,
         capture_output=True,
         text=True,
-    ).stdout.strip()
+    ).stdout.split()
     cases = [c for c in _case_funcs() if c != "empty"]
     per_call = {}
     for case in cases:
