@@ -250,3 +250,28 @@ def test_cached_value_verdicts_are_per_redactor() -> None:
     for _ in range(2):
         assert encode("ORD-12345", redactor=plain) == "ORD-12345"
         assert encode("ORD-12345", redactor=strict)["@redacted"] == "pattern"
+
+
+def test_concurrent_captures_with_two_redactors_agree_with_serial_ones() -> None:
+    import threading
+
+    plain = redaction.Redactor()
+    strict = redaction.Redactor(names=["sku"], patterns=[r"ORD-\d+"])
+    values = {"sku": "A-1", "ref": "ORD-12345", "contact": EMAIL, "items": [Login("b", "p")]}
+    expected = {id(r): capture_frame(values, None, r) for r in (plain, strict)}
+    mismatches: list[object] = []
+
+    def work(red: Any) -> None:
+        for _ in range(200):
+            got = capture_frame(values, None, red)
+            if got != expected[id(red)]:
+                mismatches.append(got)
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in (plain, strict) * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert mismatches == []
+    assert expected[id(plain)][0]["sku"] == "A-1"
+    assert expected[id(strict)][0]["sku"]["@redacted"] == "name"
