@@ -153,6 +153,11 @@ _SCALARS = frozenset(
 _SEQUENCES = frozenset({"list", "tuple", "set", "frozenset", "collections.deque", "deque"})
 
 
+def _as_list(value: Any) -> list[Any]:
+    # Evidence may be hand-written or corrupt: a wrong container is read as empty, not fatal.
+    return value if isinstance(value, list) else []
+
+
 def _hashable_key(key: Any) -> Any:
     try:
         hash(key)
@@ -190,7 +195,7 @@ def decode(
         return repr(node)
     if "@t" not in node:
         return {
-            k: decode(v, normalize=normalize, path=key_path(path, k), _depth=_depth + 1)
+            str(k): decode(v, normalize=normalize, path=key_path(path, str(k)), _depth=_depth + 1)
             for k, v in node.items()
         }
     type_name = str(node["@t"])
@@ -206,11 +211,11 @@ def decode(
         value = _scalar(type_name, node.get("v"))
         return value if value is not None else Marked(type_name, (("@error", "parse"),), None)
     if type_name == "bytes":
-        return str(node.get("v", "")).encode("ascii", "backslashreplace")
+        return str(node.get("v", "")).encode("utf-8", "backslashreplace")
     if type_name in _SEQUENCES or (isinstance(node.get("v"), list) and "@attrs" not in node):
         items = [
             decode(x, normalize=normalize, path=item_path(path), _depth=_depth + 1)
-            for x in node.get("v") or []
+            for x in _as_list(node.get("v"))
         ]
         if type_name == "tuple":
             return tuple(items)
@@ -220,11 +225,13 @@ def decode(
     if type_name == "dict":
         if isinstance(node.get("v"), dict):
             return {
-                k: decode(v, normalize=normalize, path=key_path(path, k), _depth=_depth + 1)
+                str(k): decode(
+                    v, normalize=normalize, path=key_path(path, str(k)), _depth=_depth + 1
+                )
                 for k, v in node["v"].items()
             }
         result: dict[Any, Any] = {}
-        for pair in node.get("items") or []:
+        for pair in _as_list(node.get("items")):
             if isinstance(pair, list) and len(pair) == 2:
                 key = _hashable_key(decode(pair[0], _depth=_depth + 1))
                 result[key] = decode(
@@ -233,7 +240,7 @@ def decode(
         return result
     if isinstance(node.get("@attrs"), dict):
         attrs = {
-            k: decode(v, normalize=normalize, path=key_path(path, k), _depth=_depth + 1)
+            str(k): decode(v, normalize=normalize, path=key_path(path, str(k)), _depth=_depth + 1)
             for k, v in node["@attrs"].items()
         }
         return _object_class(type_name)(attrs)

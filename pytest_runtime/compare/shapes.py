@@ -259,7 +259,9 @@ class ShapeWalker:
                 if type(value) is dict:
                     fields(value, path, depth + 1)
                 else:
-                    pairs = x.get("items") or []
+                    pairs = x.get("items")
+                    if type(pairs) is not list:
+                        pairs = []
                     add((path, "n", length_bucket(len(pairs))))
                     sub = path + "{}"
                     for pair in pairs:

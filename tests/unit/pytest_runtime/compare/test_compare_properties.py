@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_runtime.compare import CompareSettings, compare
+from pytest_runtime.compare import CompareSettings, ProbeVerdict, compare
 
 scalars = st.one_of(
     st.none(),
@@ -87,3 +87,37 @@ def test_coverage_and_counts_stay_in_range(
     for d in verdict.divergences:
         assert 0 < d.count <= len(prod)
         assert d.severity in ("high", "medium", "low")
+
+
+anything = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(
+            st.sampled_from(["@t", "v", "@attrs", "items", "@len", "@trunc", "@depth", "x"]),
+            children,
+            max_size=4,
+        ),
+        st.fixed_dictionaries(
+            {"@t": st.sampled_from(["dict", "list", "decimal.Decimal", "uuid.UUID", "int"])},
+            optional={"v": children, "items": children, "@len": children, "@attrs": children},
+        ),
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(anything, max_size=6), st.lists(anything, max_size=6))
+def test_malformed_evidence_never_breaks_the_comparison(
+    test_values: list[Any], prod_values: list[Any]
+) -> None:
+    def hits(values: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {"hit_id": f"h{i}", "ts": float(i), "captures": {"x": v}}
+            for i, v in enumerate(values)
+        ]
+
+    verdict = compare(hits(test_values), hits(prod_values), settings=CompareSettings(min_hits=1))
+    assert verdict.verdict in ("ok", "diverged", "inconclusive")
+    ProbeVerdict.from_dict(verdict.to_dict())
