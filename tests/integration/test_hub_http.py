@@ -302,6 +302,7 @@ def test_stopping_the_hub_answers_open_long_polls(tmp_path: Path) -> None:
         assert time.monotonic() - started < 1.5
         assert [status for status, _ in answers] == [200] * 5
         assert all(body["etag"] == held["etag"] for _, body in answers)
+        assert process.proc.wait(10) == 0  # a graceful stop, not death by signal
         assert "Traceback" not in process.stderr()
     finally:
         process.stop()
