@@ -73,6 +73,7 @@ MAX_VALUE_DEPTH: Final = 16  #: nesting of a value compared, hashed or formatted
 MAX_TEMPLATE: Final = 8_000  #: characters in one log template
 MAX_MESSAGE: Final = 4_096  #: characters of one rendered log message
 MAX_FIELD: Final = 1_024  #: characters one template field renders at most
+MAX_FIELDS: Final = 32  #: fields in one log template
 
 # Closures take (locals, globals, state) and return the value; values are untyped by nature.
 Fn = Callable[[Any, Any, list[Any]], Any]
@@ -152,6 +153,8 @@ _STATIC_KIND[id(object)] = (K_IDENT, object)
 
 _CMP_DUNDERS = frozenset(("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__hash__"))
 _TRUTH_DUNDERS = frozenset(("__bool__", "__len__"))
+# Enum.__hash__ (trusted) reads self._name_: a subclass hooking attribute access voids the trust.
+_ATTR_HOOKS = frozenset(("__getattribute__", "__getattr__", "_name_"))
 _LEN_DUNDERS = frozenset(("__len__",))
 _ITER_DUNDERS = frozenset(("__iter__",))
 _GETITEM_DUNDERS = frozenset(("__getitem__",))
@@ -182,13 +185,18 @@ def _kind(t: type, dunders: frozenset[str] = _CMP_DUNDERS) -> tuple[int, Any]:
     if k is not None:
         return k
     info = _info(t)
+    hooked = False  # a class above defines attribute hooks that trusted Python code would hit
     for c, cd in zip(info.mro, info.dicts, strict=True):
         k = _STATIC_KIND.get(id(c))
         if k is not None:
             return k
         defined = cd.keys() & dunders
-        if defined and not defined <= _TRUSTED_DUNDERS.get(id(c), frozenset()):
-            return (K_BAD, c)
+        if defined:
+            trusted = _TRUSTED_DUNDERS.get(id(c))
+            if trusted is None or not defined <= trusted or hooked:
+                return (K_BAD, c)
+        if not hooked and not cd.keys().isdisjoint(_ATTR_HOOKS):
+            hooked = True
     return (K_BAD, t)  # pragma: no cover - every MRO ends with object
 
 
@@ -308,7 +316,7 @@ def _check_cmp(v: Any, s: list[Any], depth: int = 0) -> None:
 
 def _check_keys(d: Any, s: list[Any]) -> None:
     """Raise unless a lookup in dict ``d`` can only compare keys in C (all keys inert)."""
-    _charge(s, 1 + (dict.__len__(d) >> 4))
+    _charge(s, 1 + (dict.__len__(d) >> 2))
     for key in dict.keys(d):
         if id(type(key)) not in _SCALAR_IDS:
             _check_cmp(key, s, 1)
@@ -369,6 +377,10 @@ def _iterate(v: Any, s: list[Any]) -> Iterator[object]:
             it = iter(dict.keys(v))
         elif kind in (K_SEQ, K_SET) or base is str or base is bytes:
             it = base.__iter__(v)
+            if base is tuple:
+                hidden = _secret_fields(t)
+                if hidden:
+                    it = (_redact(x) if i in hidden else x for i, x in enumerate(it))
         else:
             raise _refuse_value("iteration", v, "only builtin strings and containers are iterated")
     for item in it:
@@ -377,6 +389,15 @@ def _iterate(v: Any, s: list[Any]) -> Iterator[object]:
         if left < s[_S_NEXT]:
             _budget_slow(s)
         yield item
+
+
+def _secret_fields(t: type) -> frozenset[int]:
+    """Positions of a namedtuple's fields whose names the redactor calls secret."""
+    fields = _info(t).dicts[0].get("_fields")
+    if type(fields) is not tuple:
+        return frozenset()
+    red = _redaction._default or _redaction.get_redactor()
+    return frozenset(i for i, f in enumerate(fields) if type(f) is str and red.is_secret_name(f))
 
 
 def _materialize(v: Any, s: list[Any]) -> list[Any]:
@@ -584,6 +605,13 @@ def _getitem(obj: Any, key: Any, s: list[Any], red: _redaction.Redactor) -> Any:
             return _redact(value)
         return value
     if kind == K_SEQ or base is str or base is bytes or base is range:
+        if base is tuple and t is not tuple:
+            hidden = _secret_fields(t)
+            if hidden:
+                # A namedtuple read by position still hides its secret fields.
+                obj = tuple(
+                    _redact(x) if i in hidden else x for i, x in enumerate(tuple.__iter__(obj))
+                )
         if tk is int or tk is bool:
             return base.__getitem__(obj, key)
         if tk is slice:
@@ -856,6 +884,14 @@ def safe_format(
         else:
             text = str(value)
         return text if len(text) <= MAX_FIELD and not cut else text[:MAX_FIELD] + "..."
+    if kind == K_BAD and id(t) not in _STATIC_KIND:
+        info = _info(t)
+        if info.is_enum:
+            # Enum members render as Color.RED, from the instance dict (no __str__/__format__).
+            d = _instance_dict(value, t, info)
+            name = d.get("_name_") if d is not None else None
+            if type(name) is str:
+                return f"{typename(value)}.{name}"
     if depth >= 3:
         return f"<{_qualname(t)}>"
     if kind in (K_SEQ, K_SET):
@@ -2234,7 +2270,14 @@ class Template:
 
     __slots__ = ("_parts", "expressions", "max_length", "names", "source")
 
-    def __init__(self, template: str, *, max_length: int = MAX_MESSAGE) -> None:
+    def __init__(
+        self,
+        template: str,
+        *,
+        max_length: int = MAX_MESSAGE,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        max_seconds: float = DEFAULT_MAX_SECONDS,
+    ) -> None:
         if type(template) is not str:
             raise ExpressionError(f"template must be a str, got {typename(template)!r}")
         if len(template) > MAX_TEMPLATE:
@@ -2254,8 +2297,14 @@ class Template:
                         f"template {template!r}: format spec {spec!r} is refused: "
                         "widths and precisions are limited to 3 digits"
                     )
-                self._parts.append((compile(text), spec, conv))
+                expr = compile(text, max_steps=max_steps, max_seconds=max_seconds)
+                self._parts.append((expr, spec, conv))
         self.expressions = [p[0] for p in self._parts if not isinstance(p, str)]
+        if len(self.expressions) > MAX_FIELDS:
+            raise ExpressionError(
+                f"template {template[:80]!r}: {len(self.expressions)} fields are refused "
+                f"(limit {MAX_FIELDS})"
+            )
         self.names = frozenset().union(*(e.names for e in self.expressions))
 
     def render(
@@ -2264,11 +2313,19 @@ class Template:
         """The message; secret values redacted, at most ``max_length`` characters."""
         red = _redaction.get_redactor()
         out: list[str] = []
+        # Each field has its own budget; the whole message gets twice one field's wall time.
+        deadline = 0.0
         for part in self._parts:
             if isinstance(part, str):
                 out.append(part)
                 continue
             expr, spec, conv = part
+            now = time.perf_counter()
+            if not deadline:
+                deadline = now + 2 * expr.max_seconds
+            elif now > deadline:
+                out.append("{!error: template time budget exhausted}")
+                continue
             try:
                 text = safe_format(expr.evaluate(locals, globals), spec, conv, red=red)
             except ExpressionError as exc:
@@ -2363,6 +2420,16 @@ def _scan_field(t: str, start: int) -> tuple[int, str, int, str]:
     raise ExpressionError(f"template {t!r}: field opened at column {start} is not closed")
 
 
-def compile_template(template: str, *, max_length: int = MAX_MESSAGE) -> Template:
-    """Parse a log template; raises ExpressionError naming the refused field."""
-    return Template(template, max_length=max_length)
+def compile_template(
+    template: str,
+    *,
+    max_length: int = MAX_MESSAGE,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+) -> Template:
+    """Parse a log template; raises ExpressionError naming the refused field.
+
+    ``max_steps``/``max_seconds`` bound each field; the whole render gets twice
+    ``max_seconds``, after which the remaining fields render as an error.
+    """
+    return Template(template, max_length=max_length, max_steps=max_steps, max_seconds=max_seconds)

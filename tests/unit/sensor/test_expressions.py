@@ -548,6 +548,41 @@ def test_environment_is_not_readable_through_os() -> None:
     assert compile("os.sep").evaluate({"os": os}) == os.sep
 
 
+def test_enum_members_format_as_class_dot_name() -> None:
+    assert ev("f'{color} {status}'") == "Color.GREEN Status.PAID"
+
+
+def test_trusted_enum_hash_is_void_when_a_subclass_hooks_attribute_access() -> None:
+    calls: list[str] = []
+
+    class Hooked(enum.Enum):
+        A = 1
+
+        def __getattribute__(self, name: str) -> Any:
+            calls.append(name)
+            return object.__getattribute__(self, name)
+
+    member = Hooked.A
+    calls.clear()
+    with pytest.raises(ExpressionError, match="defines comparison or hashing in Python"):
+        compile("{m}").evaluate({"m": member})
+    assert calls == []
+    assert compile("{c}").evaluate({"c": Color.RED}) == {Color.RED}
+
+
+def test_namedtuple_secret_fields_stay_redacted_by_position_and_iteration() -> None:
+    Login = collections.namedtuple("Login", "user password")
+    ns = {"login": Login("ann", "pw-1")}
+    assert isinstance(compile("login[1]").evaluate(ns), Redacted)
+    assert isinstance(compile("login[-1]").evaluate(ns), Redacted)
+    assert isinstance(compile("login.password").evaluate(ns), Redacted)
+    assert compile("login[0]").evaluate(ns) == "ann"
+    values = compile("[v for v in login]").evaluate(ns)
+    assert values[0] == "ann"
+    assert isinstance(values[1], Redacted)
+    assert "pw-1" not in repr(compile("login[:]").evaluate(ns))
+
+
 def test_expression_result_generator_is_materialized_within_budget() -> None:
     assert compile("(x * 2 for x in nums)").evaluate({"nums": [1, 2]}) == [2, 4]
 
@@ -596,6 +631,20 @@ class TestTemplates:
         with pytest.raises(ExpressionError) as info:
             compile_template(template)
         assert message in str(info.value)
+
+    def test_template_field_count_is_bounded(self) -> None:
+        with pytest.raises(ExpressionError, match="33 fields are refused"):
+            compile_template("{n}" * 33)
+
+    def test_template_stops_rendering_fields_after_its_time_budget(self) -> None:
+        big = [list(range(2000))] * 40
+        slow_field = "{[x == y for x in big for y in big]}"
+        t = compile_template(" ".join([slow_field] * 6), max_steps=10**9, max_seconds=0.002)
+        started = time.perf_counter()
+        out = t.render({"big": big})
+        assert time.perf_counter() - started < 0.5
+        assert "time budget of 2 ms exhausted" in out
+        assert "{!error: template time budget exhausted}" in out
 
     def test_template_with_dict_literal_and_comparison_fields(self) -> None:
         t = compile_template("{ {'a': 1}['a'] } {n != 2} {data['a']}")
