@@ -519,16 +519,27 @@ class SQLiteStore:
     # -- housekeeping --------------------------------------------------------------------
 
     def apply_retention(self, now: float, max_age: float | None) -> int:
-        """Delete hits received more than ``max_age`` seconds ago; return how many."""
+        """Delete what is older than ``max_age`` seconds; return how many hits went.
+
+        Hits received before the cutoff go, and so do sources not heard from since then (with
+        their statuses), so that a fleet of short-lived replicas does not grow the file forever.
+        """
         if max_age is None:
             return 0
-        cursor = self._transaction(
-            "apply retention",
-            self._db.execute,
-            "DELETE FROM hits WHERE received_at < ?",
-            (now - max_age,),
-        )
-        return int(cursor.rowcount)
+        cutoff = now - max_age
+
+        def body() -> int:
+            deleted = self._db.execute("DELETE FROM hits WHERE received_at < ?", (cutoff,))
+            self._db.execute(
+                "DELETE FROM statuses WHERE source_id IN "
+                "(SELECT id FROM sources WHERE last_seen < ?)",
+                (cutoff,),
+            )
+            self._db.execute("DELETE FROM sources WHERE last_seen < ?", (cutoff,))
+            return int(deleted.rowcount)
+
+        result: int = self._transaction("apply retention", body)
+        return result
 
     def close(self) -> None:
         with self._lock:

@@ -255,6 +255,16 @@ def test_retention_deletes_hits_older_than_max_age(store: SQLiteStore) -> None:
     assert store.apply_retention(now=6000.0, max_age=None) == 0
 
 
+def test_retention_forgets_sources_silent_for_longer_than_max_age(store: SQLiteStore) -> None:
+    store.add_probe(probe("p1"))
+    store.register_source(source("old", last_seen=1000.0))
+    store.register_source(source("recent", last_seen=5000.0))
+    store.set_statuses("old", [{"probe_id": "p1", "state": "installed"}], 1000.0)
+    store.apply_retention(now=6000.0, max_age=2000.0)
+    assert [s.id for s in store.list_sources()] == ["recent"]
+    assert store.get_probe("p1").statuses == {}  # type: ignore[union-attr]
+
+
 def test_open_store_accepts_paths_and_sqlite_urls(tmp_path: Path) -> None:
     url_store = open_store(f"sqlite:///{tmp_path / 'a.db'}")
     url_store.close()
