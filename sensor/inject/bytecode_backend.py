@@ -199,16 +199,36 @@ def _cover_with_handler(out: list[Any], hooks: list[Hook], loc: Any, code: CodeT
 
 
 class _Target:
-    __slots__ = ("functions", "handles", "original")
+    __slots__ = ("functions", "handles", "original", "parents", "versions")
 
     def __init__(self, original: CodeType) -> None:
         self.original = original
         self.functions: list[FunctionType] = []
+        # The rebuilt code installed now: closures made from a patched parent run it.
+        self.versions: list[CodeType] = []
         self.handles: list[Handle] = []
+        # Original code objects whose constants hold this one (nested functions only).
+        self.parents: list[CodeType] = []
+
+
+def _nested_paths(code: CodeType, want: CodeType, path: list[CodeType]) -> list[list[CodeType]]:
+    """Every chain of constants from ``code`` down to ``want`` (excluding ``want``)."""
+    found: list[list[CodeType]] = []
+    for const in code.co_consts:
+        if const is want:
+            found.append([*path, code])
+        elif isinstance(const, CodeType):
+            found += _nested_paths(const, want, [*path, code])
+    return found
 
 
 class BytecodeBackend:
-    """Hooks injected as calls into a rebuilt copy of the target code."""
+    """Hooks injected as calls into a rebuilt copy of the target code.
+
+    A nested function's code is also a constant of its parent: closures made *later* come from
+    there. So when a nested code is rebuilt, its parent (and the parent's parent, up to code that
+    function objects run) is rebuilt with the new constant, and put back when the last hook goes.
+    """
 
     name = "bytecode"
     frame_depth = 1
@@ -218,6 +238,7 @@ class BytecodeBackend:
         self._lock = threading.RLock()
         self._targets: dict[int, _Target] = {}  # id(original code) -> target
         self._rebuilt: dict[int, CodeType] = {}  # id(rebuilt code) -> original code
+        self._subst: dict[int, CodeType] = {}  # id(original nested code) -> its rebuilt code
 
     def original_code(self, code: CodeType) -> CodeType:
         return self._rebuilt.get(id(code), code)
@@ -225,40 +246,97 @@ class BytecodeBackend:
     def armed_count(self) -> int:
         return sum(len(t.handles) for t in self._targets.values())
 
-    @staticmethod
-    def _functions_of(code: CodeType) -> list[FunctionType]:
-        return [
-            ref
-            for ref in gc.get_referrers(code)
-            if isinstance(ref, FunctionType) and ref.__code__ is code
-        ]
+    def _parent_links(self, child: CodeType) -> dict[int, list[CodeType]]:
+        """id(original code) -> its parents' original codes, for every path down to ``child``.
+
+        Code objects are not tracked by the garbage collector, so the parents are found from the
+        function objects of the same file (once per placement of a nested function).
+        """
+        links: dict[int, list[CodeType]] = {}
+        seen: set[int] = set()
+        for obj in gc.get_objects():
+            if not isinstance(obj, FunctionType):
+                continue
+            top = self.original_code(obj.__code__)
+            if top.co_filename != child.co_filename or id(top) in seen or top is child:
+                continue
+            seen.add(id(top))
+            for path in _nested_paths(top, child, []):
+                for parent, kid in zip(path, [*path[1:], child], strict=True):
+                    kids_parents = links.setdefault(id(kid), [])
+                    if all(p is not parent for p in kids_parents):
+                        kids_parents.append(parent)
+        return links
+
+    def _target(self, original: CodeType, links: dict[int, list[CodeType]]) -> _Target:
+        target = self._targets.get(id(original))
+        if target is None:
+            target = _Target(original)
+            self._targets[id(original)] = target
+        self._refresh_functions(target)
+        for parent in links.get(id(original), ()):
+            if all(p is not parent for p in target.parents):
+                target.parents.append(parent)
+                self._target(parent, links)
+        return target
+
+    def _refresh_functions(self, target: _Target) -> None:
+        # Closures made since the last change run the original code or an earlier rebuild.
+        # One heap pass for all versions (get_referrers walks every tracked object).
+        codes = {id(c) for c in (target.original, *target.versions)}
+        known = {id(fn) for fn in target.functions}
+        for ref in gc.get_referrers(target.original, *target.versions):
+            if isinstance(ref, FunctionType) and id(ref.__code__) in codes and id(ref) not in known:
+                known.add(id(ref))
+                target.functions.append(ref)
+
+    def _build(self, target: _Target) -> CodeType:
+        code = target.original
+        if target.handles:
+            code = instrument(code, [(h.point, h.line, h.hook) for h in target.handles])
+        if any(id(c) in self._subst for c in code.co_consts if isinstance(c, CodeType)):
+            code = code.replace(
+                co_consts=tuple(
+                    self._subst.get(id(c), c) if isinstance(c, CodeType) else c
+                    for c in code.co_consts
+                )
+            )
+        return code
 
     def _apply(self, target: _Target) -> None:
-        """Rebuild from the original with every active hook and install it on every function."""
-        if target.handles:
-            new = instrument(target.original, [(h.point, h.line, h.hook) for h in target.handles])
-        else:
-            new = target.original
+        """Rebuild from the original with every hook, install it, and tell the parents."""
+        new = self._build(target)
+        self._refresh_functions(target)
         for fn in target.functions:
             fn.__code__ = new
-        self._rebuilt = {k: v for k, v in self._rebuilt.items() if v is not target.original}
+        # Every function now runs ``new`` (the parent's constants too): older rebuilds are done.
+        for old in target.versions:
+            self._rebuilt.pop(id(old), None)
+        target.versions = [new] if new is not target.original else []
         if new is not target.original:
             self._rebuilt[id(new)] = target.original
+        if target.parents:
+            if new is target.original:
+                self._subst.pop(id(target.original), None)
+            else:
+                self._subst[id(target.original)] = new
+            for parent in target.parents:
+                parent_target = self._targets.get(id(parent))
+                if parent_target is not None:
+                    self._apply(parent_target)
+        if new is target.original and not target.handles:
+            self._targets.pop(id(target.original), None)
 
     def arm(self, code: CodeType, point: Point, line: int | None, hook: Hook) -> Handle:
         original = self.original_code(code)
         with self._lock:
-            target = self._targets.get(id(original))
-            fresh = target is None
-            if target is None:
-                target = _Target(original)
-            # Closures made since the last placement still run the original code: pick them up.
-            known = {id(fn) for fn in target.functions}
-            target.functions += [f for f in self._functions_of(original) if id(f) not in known]
-            if fresh and not target.functions:
+            links = self._parent_links(original) if "<locals>" in original.co_qualname else {}
+            target = self._target(original, links)
+            if not target.functions and not target.parents:
+                self._targets.pop(id(original), None)
                 raise PlacementFailed(
-                    f"no function object runs {original.co_qualname} (it is only a constant of "
-                    "its parent so far); the bytecode backend needs one"
+                    f"no function object runs {original.co_qualname} and no function's code "
+                    "holds it as a constant"
                 )
             handle = Handle(original, point, line, hook)
             target.handles.append(handle)
@@ -266,15 +344,11 @@ class BytecodeBackend:
                 self._apply(target)
             except Exception as exc:
                 target.handles.remove(handle)
-                if fresh:
-                    for fn in target.functions:
-                        fn.__code__ = original
-                else:
-                    self._apply(target)
+                self._targets[id(original)] = target
+                self._apply(target)
                 if isinstance(exc, PlacementFailed):
                     raise
                 raise PlacementFailed(f"bytecode injection failed: {exc}") from exc
-            self._targets[id(original)] = target
             return handle
 
     def disarm(self, handle: Handle) -> None:
@@ -284,13 +358,13 @@ class BytecodeBackend:
                 return
             target.handles.remove(handle)
             self._apply(target)
-            if not target.handles:
-                del self._targets[id(handle.code)]
 
     def close(self) -> None:
         with self._lock:
             for target in list(self._targets.values()):
                 target.handles.clear()
+            for target in list(self._targets.values()):
                 self._apply(target)
             self._targets.clear()
             self._rebuilt.clear()
+            self._subst.clear()

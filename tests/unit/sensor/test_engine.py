@@ -231,18 +231,40 @@ def test_code_shapes_are_reached(
         assert hit.captures[key] == value
 
 
-def test_closure_made_after_the_probe_is_reached_by_monitoring(
-    engine: Engine, shapes: ModuleType
-) -> None:
-    status = engine.install(snapshot(f"{shapes.__name__}:outer.<locals>.inner"))
-    if engine.backend_name == "bytecode":
-        # No function object runs the nested code yet: the bytecode backend says so.
-        assert status.state is ProbeState.ERROR
-        assert "no function object" in (status.reason or "")
-        return
-    assert status.state is ProbeState.INSTALLED
+def test_closure_made_after_the_probe_is_reached(engine: Engine, shapes: ModuleType) -> None:
+    outer_code = shapes.outer.__code__
+    probe = snapshot(f"{shapes.__name__}:outer.<locals>.inner")
+    installed(engine, probe)
     assert shapes.outer(3)(4) == 7
     assert [h.captures["result"] for h in engine.drain() if h.captures] == [7]
+    engine.remove(probe.id)
+    assert shapes.outer.__code__ is outer_code  # the parent's constants are back too
+    assert shapes.outer(3)(4) == 7
+    assert engine.drain() == []
+
+
+def test_deeply_nested_function_made_later_is_reached(engine: Engine, load: Loader) -> None:
+    module = load(
+        """
+        def top(a):
+            def middle(b):
+                def leaf(c):
+                    return a + b + c
+                return leaf
+            return middle
+        """
+    )
+    top_code = module.top.__code__
+    probe = snapshot(f"{module.__name__}:top.<locals>.middle.<locals>.leaf")
+    installed(engine, probe)
+    installed(engine, snapshot(f"{module.__name__}:top@entry"))
+    assert module.top(1)(2)(3) == 6
+    assert sorted(h.location.split(":")[1] for h in engine.drain()) == [
+        "top.<locals>.middle.<locals>.leaf@return",
+        "top@entry",
+    ]
+    engine.remove_all()
+    assert module.top.__code__ is top_code
 
 
 def test_path_location_matches_by_suffix(engine: Engine, shapes: ModuleType) -> None:
