@@ -1,0 +1,65 @@
+"""Hub settings from SENSOR_HUB_* variables and flags, and start-up tokens."""
+
+from __future__ import annotations
+
+import pytest
+
+from sensor.errors import ConfigError
+from sensor.hub import HubSettings
+from sensor.hub.auth import hash_token
+from sensor.hub.core import Hub
+from sensor.hub.server import is_loopback
+
+
+def test_environment_fills_settings_and_flags_win() -> None:
+    env = {
+        "SENSOR_HUB_ADMIN_TOKEN": "a",
+        "SENSOR_HUB_SENSOR_TOKEN": "s",
+        "SENSOR_HUB_CLIENT_TOKEN": "c",
+        "SENSOR_HUB_MAX_BODY": "2048",
+        "SENSOR_HUB_RETENTION": "none",
+        "SENSOR_HUB_DEFAULT_TTL": "60",
+        "SENSOR_HUB_DB": "/tmp/x.db",
+    }
+    settings = HubSettings.from_env(env, default_ttl=120.0, db=None)
+    assert (settings.admin_token, settings.sensor_token, settings.client_token) == ("a", "s", "c")
+    assert settings.max_body == 2048
+    assert settings.retention is None
+    assert settings.default_ttl == 120.0  # the flag
+    assert settings.db == "/tmp/x.db"  # no flag given: the variable
+
+
+def test_bad_setting_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="SENSOR_HUB_MAX_BODY: got 'lots'"):
+        HubSettings.from_env({"SENSOR_HUB_MAX_BODY": "lots"})
+    with pytest.raises(ConfigError, match="max_body"):
+        HubSettings(max_body=10)
+    with pytest.raises(ConfigError, match="gone_after"):
+        HubSettings(stale_after=60, gone_after=30)
+
+
+def test_start_up_tokens_from_the_environment_work() -> None:
+    settings = HubSettings.from_env(
+        {"SENSOR_HUB_SENSOR_TOKEN": "from-env"}, db=":memory:", sweep_interval=3600.0
+    )
+    hub = Hub(settings)
+    try:
+        record = hub.store.find_token(hash_token("from-env"))
+        assert record is not None
+        assert record.scope == "sensor"
+    finally:
+        hub.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("0.0.0.0", False),
+        ("10.1.2.3", False),
+    ],
+)
+def test_loopback_detection_for_the_clear_text_warning(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
