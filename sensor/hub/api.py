@@ -364,7 +364,6 @@ async def post_hits(request: Request, token: TokenRecord) -> Response:
     def ingest() -> tuple[int, list[str]]:
         # validation and JSON encoding run here too, off the event loop
         hits = _validate_hits(data.get("hits") or [])
-        hub.store.touch_source(source.id, now)
         return hub.store.add_hits(source, hits, raw_dropped, now, settings.max_hits_per_probe)
 
     accepted, completed = await hub.call(ingest)

@@ -180,7 +180,8 @@ class Store(Protocol):
     """What the hub needs from a storage backend.
 
     Every method is one short transaction. ``add_hits`` must have made the hits durable when
-    it returns: the hub acknowledges a batch only after it.
+    it returns (the hub acknowledges a batch only after it), and it counts as the source's sign
+    of life (``last_seen``).
     """
 
     # tokens

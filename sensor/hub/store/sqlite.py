@@ -409,7 +409,8 @@ class SQLiteStore:
 
         A hit of an unknown probe, or beyond its probe's max hits, is not stored and not
         counted as accepted. A hit already stored (same probe, source and hit id: a retried
-        batch) counts as accepted and is not stored twice.
+        batch) counts as accepted and is not stored twice. The batch is also the source's sign
+        of life (``last_seen``), in the same transaction: one commit, one fsync per batch.
         """
         by_probe: dict[str, list[dict[str, Any]]] = {}
         for hit in hits:
@@ -420,6 +421,9 @@ class SQLiteStore:
         def body() -> tuple[int, list[str]]:
             accepted = 0
             completed: list[str] = []
+            self._db.execute(
+                "UPDATE sources SET last_seen = ?, deregistered = 0 WHERE id = ?", (now, source.id)
+            )
             if not probe_ids:
                 return accepted, completed
             marks = ",".join("?" * len(probe_ids))

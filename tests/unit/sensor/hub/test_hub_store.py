@@ -287,3 +287,9 @@ def test_batch_of_thousands_is_one_quick_transaction(store: SQLiteStore) -> None
     accepted, _ = store.add_hits(source(), batch, {}, 2000.0)
     assert accepted == 2000
     assert time.perf_counter() - started < 2.0
+
+
+def test_a_batch_of_hits_is_a_sign_of_life(store: SQLiteStore) -> None:
+    store.register_source(source("s1", last_seen=100.0))
+    store.add_hits(source("s1"), [], {}, now=900.0)
+    assert store.get_source("s1").last_seen == 900.0  # type: ignore[union-attr]
