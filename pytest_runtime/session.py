@@ -369,7 +369,7 @@ class RuntimeSession:
                         f"runtime_probe {armed.request.location}: kept {TEST_MAX_HITS} "
                         f"test-time hits, {armed.dropped} more were counted and dropped",
                     )
-            self.records.append(
+            self.add_record(
                 TestRecord(item.nodeid, path, (lineno or 0) + 1, requests, hits, outcome)
             )
         return "\n\n".join(messages) if messages else None
@@ -380,7 +380,20 @@ class RuntimeSession:
         return {"records": [record.to_dict() for record in self.records]}
 
     def merge_worker_output(self, data: Mapping[str, Any]) -> None:
-        self.records.extend(TestRecord.from_dict(r) for r in data.get("records", ()))
+        for raw in data.get("records", ()):
+            self.add_record(TestRecord.from_dict(raw))
+
+    def add_record(self, record: TestRecord) -> None:
+        """Keep one record per test: a rerun (pytest-rerunfailures) adds its states to it."""
+        for old in self.records:
+            if old.nodeid == record.nodeid:
+                known = {r.signature for r in old.requests}
+                old.requests.extend(r for r in record.requests if r.signature not in known)
+                for signature, hits in record.hits.items():
+                    old.hits.setdefault(signature, []).extend(hits)
+                old.outcome = record.outcome
+                return
+        self.records.append(record)
 
     # ---------------------------------------------------------------- production
 

@@ -91,3 +91,25 @@ def test_test_record_round_trips_for_xdist() -> None:
     assert copy.line == 3
     assert copy.requests[0].signature == request.signature
     assert copy.hits == record.hits
+
+
+def test_a_rerun_adds_its_states_to_the_same_test_record() -> None:
+    from pytest_runtime.options import RuntimeOptions
+    from pytest_runtime.session import RuntimeSession
+
+    class Config:
+        pass
+
+    session = RuntimeSession(Config(), RuntimeOptions())  # type: ignore[arg-type]
+    first = parse_probe_args(("m:f",), {"capture": ["x"]})
+    other = parse_probe_args(("m:g",), {"capture": ["x"]})
+    session.add_record(TestRecord("t::a", "t.py", 1, [first], {first.signature: [{"n": 1}]}))
+    session.add_record(
+        TestRecord("t::a", "t.py", 1, [first, other], {first.signature: [{"n": 2}]}, "failed")
+    )
+    session.add_record(TestRecord("t::b", "t.py", 9, [first], {}))
+    assert [r.nodeid for r in session.records] == ["t::a", "t::b"]
+    record = session.records[0]
+    assert [r.signature for r in record.requests] == [first.signature, other.signature]
+    assert record.hits[first.signature] == [{"n": 1}, {"n": 2}]
+    assert record.outcome == "failed"
