@@ -35,6 +35,7 @@ import datetime as _dt
 import decimal
 import enum
 import itertools
+import operator
 import os
 import re
 import time
@@ -458,7 +459,17 @@ def _instance_dict(obj: Any, t: type, info: _TypeInfo | None = None) -> dict[str
 class _TypeInfo:
     """Facts about a type that cannot change while its MRO stays the same object."""
 
-    __slots__ = ("dict_descr", "dicts", "heap", "is_class", "is_enum", "is_exc", "mro", "ref")
+    __slots__ = (
+        "dict_descr",
+        "dicts",
+        "heap",
+        "is_class",
+        "is_enum",
+        "is_exc",
+        "mro",
+        "plain",
+        "ref",
+    )
 
     def __init__(self, t: type) -> None:
         self.ref = weakref.ref(t)
@@ -474,6 +485,9 @@ class _TypeInfo:
             if "__dict__" in d:
                 self.dict_descr = d["__dict__"]
                 break
+        # An instance whose __dict__ is the genuine getset (it cannot be replaced later:
+        # `type.__dict__` is read-only) and which is not itself a class.
+        self.plain = self.heap and not self.is_class and type(self.dict_descr) is _GETSET
 
 
 _TYPE_INFO: dict[int, _TypeInfo] = {}
@@ -493,7 +507,38 @@ def _info(t: type) -> _TypeInfo:
     return info
 
 
+def _fill_site(site: list[Any], t: type, name: str) -> None:
+    info = _TYPE_INFO.get(id(t))
+    if info is None or not info.plain or info.ref() is not t:
+        return
+    heap_dicts = []
+    for c, cd in zip(info.mro, info.dicts, strict=True):
+        if _is_heap(c):
+            heap_dicts.append(cd)
+        elif name in cd:
+            return  # a builtin base defines it: always the careful path
+    site[0], site[1], site[2] = t, tuple(heap_dicts), info.dict_descr
+
+
 def _getattr(obj: Any, name: str, s: list[Any]) -> Any:
+    t = type(obj)
+    # Fast path: an instance of an application class whose attribute lives in its __dict__
+    # and nowhere on the class (where a property or other descriptor would take precedence).
+    info = _TYPE_INFO.get(id(t))
+    if info is not None and info.plain and info.ref() is t and _T_MRO(t) is info.mro:
+        for cd in info.dicts:
+            if name in cd:
+                break
+        else:
+            d = info.dict_descr.__get__(obj, t)
+            if type(d) is dict:
+                value = d.get(name, _MISSING)
+                if value is not _MISSING:
+                    return value
+    return _getattr_slow(obj, name, s)
+
+
+def _getattr_slow(obj: Any, name: str, s: list[Any]) -> Any:
     t = type(obj)
     allowed = _BUILTIN_ATTRS.get(id(t))
     if allowed is not None:
@@ -772,19 +817,20 @@ def _check_size(t: type, n: int) -> None:
         )
 
 
-_OPS: dict[str, Callable[[Any, Any], object]] = {
-    "+": lambda a, b: a + b,
-    "-": lambda a, b: a - b,
-    "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b,
-    "//": lambda a, b: a // b,
-    "%": lambda a, b: a % b,
-    "**": lambda a, b: a**b,
-    "<<": lambda a, b: a << b,
-    ">>": lambda a, b: a >> b,
-    "|": lambda a, b: a | b,
-    "^": lambda a, b: a ^ b,
-    "&": lambda a, b: a & b,
+# The operator module's C functions: cheaper to call than lambdas on the hot path.
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "//": operator.floordiv,
+    "%": operator.mod,
+    "**": operator.pow,
+    "<<": operator.lshift,
+    ">>": operator.rshift,
+    "|": operator.or_,
+    "^": operator.xor,
+    "&": operator.and_,
 }
 _BINOP_SYMBOL: dict[type, str] = {
     ast.Add: "+",
@@ -822,13 +868,13 @@ def _compare(op: str, a: Any, b: Any, s: list[Any]) -> bool:
     return bool(_CMP_OPS[op](a, b))
 
 
-_CMP_OPS: dict[str, Callable[[Any, Any], object]] = {
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
+_CMP_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 _CMPOP_SYMBOL: dict[type, str] = {
     ast.Eq: "==",
@@ -1503,12 +1549,30 @@ class _Compiler:
             )
         value = self.c(node.value, depth)
         secret = self.red.is_secret_name(name)
+        # A one-entry cache per attribute site: [type, heap class dicts, __dict__ getset].
+        # Filled only for plain application classes, and only when no builtin base class
+        # has `name` (builtin class dicts cannot change; heap class dicts are checked on
+        # every read, since a property may be added to a class at any time).
+        site: list[Any] = [None, (), None]
 
         def attr(lv: Any, gv: Any, s: list[Any]) -> Any:
             obj = value(lv, gv, s)
-            if type(obj) is Redacted:
+            t = type(obj)
+            if t is site[0]:
+                for cd in site[1]:
+                    if name in cd:
+                        break
+                else:
+                    d = site[2].__get__(obj, t)
+                    if type(d) is dict:
+                        v = d.get(name, _MISSING)
+                        if v is not _MISSING:
+                            return _redact(v) if secret else v
+            elif t is Redacted:
                 raise ExpressionError(f"attribute {name!r} of a redacted value is refused")
             v = _getattr(obj, name, s)
+            if t is not site[0]:
+                _fill_site(site, t, name)
             return _redact(v) if secret else v
 
         return attr
@@ -1641,6 +1705,17 @@ class _Compiler:
             right = rights[0]
             native = _CMP_OPS[op]
             const = getattr(right, "const_value", _MISSING)
+            if const is not _MISSING and type(const) is str:
+                # `x == 'paid'`: the same type is compared natively, anything else checked.
+                ks = const
+
+                def cmp_str(lv: Any, gv: Any, s: list[Any]) -> Any:
+                    a = left(lv, gv, s)
+                    if type(a) is str:
+                        return native(a, ks)
+                    return _compare(op, a, ks, s)
+
+                return cmp_str
             if const is not _MISSING and (type(const) is int or type(const) is float):
                 # The common `x > 0.5` shape: inline the constant and the fast type test.
                 k = const
