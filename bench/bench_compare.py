@@ -2,9 +2,11 @@
 
 Goal (issue 6): under 1 second on this machine, for every realistic mix. Each mix is timed
 several times, interleaved with a reference (decoding the same evidence from JSON, the least
-any reader of it must do), and reported as the median with min and max, plus the ratio to the
-reference. A naive per-hit deepdiff (what pairing by shape avoids) is measured on a sample and
-extrapolated, for scale.
+any reader of it must do). The goal is checked on the median CPU time of the process (the
+machine is shared, so wall time moves with other people's work); the median wall time, its
+min and max, and the ratio of wall time to the reference are printed beside it. A naive
+per-hit deepdiff (what pairing by shape avoids) is measured on a sample and extrapolated, for
+scale.
 
     python bench/bench_compare.py            # table
     python bench/bench_compare.py --json     # one JSON object per measurement
@@ -132,10 +134,15 @@ MIXES: dict[str, dict[str, Any]] = {
 
 
 def _time(fn: Callable[[], Any]) -> float:
+    return _clock(fn)[0]
+
+
+def _clock(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
     gc.collect()
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def run(prod_n: int, test_n: int, repeats: int, as_json: bool) -> int:
@@ -143,38 +150,49 @@ def run(prod_n: int, test_n: int, repeats: int, as_json: bool) -> int:
     if not as_json:
         print(
             f"comparison of {prod_n} production hits against {test_n} test-time states "
-            f"(Python {sys.version.split()[0]}, median of {repeats}, goal < {GOAL_S:g} s)"
+            f"(Python {sys.version.split()[0]}, median of {repeats}, goal < {GOAL_S:g} s CPU)"
         )
-        print(f"{'mix':58} {'median s':>9} {'min':>7} {'max':>7} {'x decode':>9}  verdict  goal")
+        print(
+            f"{'mix':56} {'nodes/hit':>9} {'cpu s':>6} {'wall s':>6} {'min..max wall':>13} "
+            f"{'x decode':>8}  verdict  goal"
+        )
     for name, mix in MIXES.items():
         test_mix = dict(mix, odd=False, violate=0.0)
         tests = _hits(test_n, seed=1, prefix="t", **test_mix)
         prod = _hits(prod_n, seed=2, prefix="h", **mix)
         text = json.dumps(prod)
+        nodes = text.count(",") / max(1, len(prod))  # about one comma per encoded value
         settings = CompareSettings()
         compare(tests, prod[:500], settings=settings)  # warm-up (imports deepdiff)
-        times, refs = [], []
+        walls, cpus, refs = [], [], []
         for _ in range(repeats):
-            refs.append(_time(partial(json.loads, text)))
-            times.append(_time(partial(compare, tests, prod, settings=settings)))
+            # Interleaved with the reference, so that a busy moment hits both.
+            refs.append(_clock(partial(json.loads, text))[0])
+            wall, cpu = _clock(partial(compare, tests, prod, settings=settings))
+            walls.append(wall)
+            cpus.append(cpu)
         verdict = compare(tests, prod, settings=settings)
-        med = statistics.median(times)
-        ratio = statistics.median(t / r for t, r in zip(times, refs, strict=True))
-        ok = med < GOAL_S
+        med = statistics.median(walls)
+        cpu_med = statistics.median(cpus)
+        ratio = statistics.median(t / r for t, r in zip(walls, refs, strict=True))
+        # The machine is shared: CPU time is what the comparison costs; wall time is shown too.
+        ok = cpu_med < GOAL_S
         failed += not ok
         row = {
             "benchmark": "compare",
             "mix": name,
             "prod_hits": prod_n,
             "test_hits": test_n,
+            "nodes_per_hit": round(nodes, 1),
+            "cpu_s": round(cpu_med, 4),
             "median_s": round(med, 4),
-            "min_s": round(min(times), 4),
-            "max_s": round(max(times), 4),
+            "min_s": round(min(walls), 4),
+            "max_s": round(max(walls), 4),
             "ratio_to_json_decode": round(ratio, 2),
             "verdict": verdict.verdict,
             "prod_shapes": verdict.counts["prod_shapes"],
             "divergences": len(verdict.divergences),
-            "goal": f"< {GOAL_S:g} s",
+            "goal": f"< {GOAL_S:g} s CPU",
             "meets_goal": ok,
             "python": sys.version.split()[0],
         }
@@ -182,7 +200,8 @@ def run(prod_n: int, test_n: int, repeats: int, as_json: bool) -> int:
             print(json.dumps(row))
         else:
             print(
-                f"{name:58} {med:9.3f} {min(times):7.3f} {max(times):7.3f} {ratio:9.2f}  "
+                f"{name:56} {nodes:9.0f} {cpu_med:6.3f} {med:6.3f} "
+                f"{min(walls):6.3f}..{max(walls):5.3f} {ratio:8.2f}  "
                 f"{verdict.verdict:8} {'ok' if ok else 'MISSED'}"
             )
     # For scale: deepdiff of every production hit against a test-time state (what pairing by
@@ -206,7 +225,7 @@ def run(prod_n: int, test_n: int, repeats: int, as_json: bool) -> int:
     if as_json:
         print(json.dumps(row))
     else:
-        print(f"{row['mix']:58} {naive:9.3f}  (reference, not a goal)")
+        print(f"{row['mix']:56} {'':9} {'':6} {naive:6.3f}  (reference, not a goal)")
     return 1 if failed else 0
 
 
