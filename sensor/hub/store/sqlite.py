@@ -75,6 +75,8 @@ class SQLiteStore:
                 f"expected one of {', '.join(_SYNCHRONOUS)}"
             )
         self.path = str(path)
+        self._synchronous = synchronous.upper()
+        self._relax_soft = self._synchronous in ("FULL", "EXTRA")
         self._lock = threading.Lock()
         try:
             if self.path != ":memory:":
@@ -83,7 +85,7 @@ class SQLiteStore:
             # batch is one transaction and readers never see half of it.
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
             self._db.execute(
@@ -103,15 +105,29 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"hub database {self.path!r}, {what}: {exc}") from exc
 
-    def _transaction(self, what: str, fn: Any, *args: Any) -> Any:
+    def _transaction(self, what: str, fn: Any, *args: Any, soft: bool = False) -> Any:
+        """Run ``fn`` in one transaction. ``soft``: state a sensor re-sends anyway.
+
+        Soft state (last seen, statuses, registrations) commits with ``synchronous=NORMAL``:
+        in WAL mode that survives a crash of the hub and skips the fsync, which matters when
+        hundreds of sensors report at once. Hits, probes and tokens keep the configured mode.
+        """
+        relax = soft and self._relax_soft
+
         def body() -> Any:
-            self._db.execute("BEGIN IMMEDIATE")
+            if relax:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                result = fn(*args)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(*args)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            finally:
+                if relax:
+                    self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             return result
 
         return self._run(what, body)
@@ -203,7 +219,7 @@ class SQLiteStore:
             source.deregistered = False
             return source
 
-        result: SourceRecord = self._transaction("register source", body)
+        result: SourceRecord = self._transaction("register source", body, soft=True)
         return result
 
     def get_source(self, source_id: str) -> SourceRecord | None:
@@ -226,26 +242,29 @@ class SQLiteStore:
 
     def touch_source(self, source_id: str, now: float, dropped: int | None = None) -> None:
         if dropped is None:
-            self._run(
+            self._transaction(
                 "touch source",
                 self._db.execute,
                 "UPDATE sources SET last_seen = ?, deregistered = 0 WHERE id = ?",
                 (now, source_id),
+                soft=True,
             )
         else:
-            self._run(
+            self._transaction(
                 "touch source",
                 self._db.execute,
                 "UPDATE sources SET last_seen = ?, dropped = ?, deregistered = 0 WHERE id = ?",
                 (now, dropped, source_id),
+                soft=True,
             )
 
     def deregister_source(self, source_id: str, now: float) -> None:
-        self._run(
+        self._transaction(
             "deregister source",
             self._db.execute,
             "UPDATE sources SET last_seen = ?, deregistered = 1 WHERE id = ?",
             (now, source_id),
+            soft=True,
         )
 
     # -- probes --------------------------------------------------------------------------
@@ -374,7 +393,7 @@ class SQLiteStore:
             )
 
         if statuses:
-            self._transaction("store probe statuses", body)
+            self._transaction("store probe statuses", body, soft=True)
 
     def expire_probes(self, now: float) -> list[str]:
         def body() -> list[str]:

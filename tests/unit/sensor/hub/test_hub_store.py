@@ -293,3 +293,10 @@ def test_a_batch_of_hits_is_a_sign_of_life(store: SQLiteStore) -> None:
     store.register_source(source("s1", last_seen=100.0))
     store.add_hits(source("s1"), [], {}, now=900.0)
     assert store.get_source("s1").last_seen == 900.0  # type: ignore[union-attr]
+
+
+def test_soft_state_relaxes_fsync_only_for_its_own_transaction(store: SQLiteStore) -> None:
+    store.register_source(source("s1"))
+    store.touch_source("s1", 200.0)
+    # back to FULL (2) for hits, probes and tokens
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2
