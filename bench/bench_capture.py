@@ -206,7 +206,11 @@ def _case_funcs() -> dict[str, Callable[[], object]]:
         from sensor.redaction import get_redactor
 
         redactor = get_redactor()
+        body = str(values["body"])
         funcs["capture_frame, redacted"] = lambda: capture_frame(values, limits, redactor)
+        funcs["redactor.match_secret_value(300-char string) alone"] = lambda: (
+            redactor.match_secret_value(body)
+        )
     except ImportError:
         pass
     return funcs
