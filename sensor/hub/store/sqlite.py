@@ -62,6 +62,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS hits_unique ON hits (probe_id, source_id, hit_
 """
 
 _SCHEMA_VERSION = "1"
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps re-creates it
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
@@ -470,7 +471,7 @@ class SQLiteStore:
                             hit.get("hit_id") or None,
                             hit["ts"],
                             now,
-                            json.dumps(hit, separators=(",", ":")),
+                            _ENCODER.encode(hit),
                         )
                     )
                 before = self._db.total_changes

@@ -530,3 +530,38 @@ def test_refused_expression_is_422_with_the_sandbox_reason(client: TestClient) -
     assert (status, code) == (422, "invalid_probe")
     assert "__import__" in message
     assert "import" in message.split(":", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"colour": "red"}, "colour"),
+        ({"ts": "yesterday"}, "'ts'"),
+        ({"ts": True}, "'ts'"),
+        ({"probe_id": 7}, "'probe_id'"),
+        ({"captures": [1, 2]}, "'captures'"),
+        ({"line": "12"}, "'line'"),
+    ],
+)
+def test_each_bad_hit_field_is_422_naming_it(
+    client: TestClient, change: dict[str, Any], named: str
+) -> None:
+    source_id = register(client)
+    record = place(client)
+    answer = client.post(
+        f"/v1/sensors/{source_id}/hits",
+        json={"hits": [{**hit(record), **change}]},
+        headers=auth(SENSOR),
+    )
+    status, code, message = _error(answer)
+    assert (status, code) == (422, "invalid_hit")
+    assert message.startswith("hits[0]: ")
+    assert named in message
+
+
+def test_hit_source_sent_by_a_sensor_is_replaced_by_the_hubs(client: TestClient) -> None:
+    source_id = register(client)
+    record = place(client)
+    post_hits(client, source_id, [hit(record, source={"id": "forged", "service": "x"})])
+    page = client.get(f"/v1/probes/{record['id']}/hits", headers=auth(CLIENT)).json()
+    assert page["hits"][0]["source"]["id"] == source_id
