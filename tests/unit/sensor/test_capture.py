@@ -197,6 +197,10 @@ def test_third_party_tzinfo_is_not_called() -> None:
             calls.append("dst")
             return datetime.timedelta(0)
 
+        def tzname(self, dt: datetime.datetime | None) -> str:
+            calls.append("tzname")
+            return "Z"
+
     value = datetime.datetime(2026, 1, 1, 8, 30, tzinfo=Zone())
     assert enc(value) == {
         "@t": "datetime.datetime",
@@ -222,7 +226,7 @@ def test_functions_classes_modules_and_methods() -> None:
     assert enc(Item) == {"@t": "type", "v": f"{MOD}.Item"}
     assert enc(int) == {"@t": "type", "v": "int"}
     assert enc(json) == {"@t": "module", "v": "json"}
-    assert enc(Plain().__init__) == {"@t": "method", "v": f"{MOD}.Plain.__init__"}
+    assert enc(Plain().__init__) == {"@t": "method", "v": f"{MOD}.Plain.__init__"}  # type: ignore[misc]
 
 
 # -- containers --------------------------------------------------------------------------------
@@ -425,9 +429,11 @@ def test_object_fields_over_max_fields_are_cut() -> None:
 def test_slots_and_dict_together_inherit_in_base_order() -> None:
     class Base:
         __slots__ = ("base",)
+        base: int
 
     class Child(Base):
         __slots__ = ("__dict__", "child")
+        child: int
 
     obj = Child()
     obj.base = 1

@@ -1,5 +1,8 @@
 """Capture of hostile objects: no user code runs, whatever the object does to attribute access."""
 
+# The hostile classes break typing on purpose (properties over __dict__, __class__, slots).
+# mypy: disable-error-code="misc, override, assignment"
+
 from __future__ import annotations
 
 import collections
@@ -142,7 +145,7 @@ class Loud:
         return self
 
     @property
-    def __class__(self) -> type:  # type: ignore[override]
+    def __class__(self) -> type:
         EVENTS.append("__class__")
         return int
 
@@ -173,8 +176,8 @@ def test_loud_objects_inside_containers_and_as_dict_keys() -> None:
 class DictIsAProperty:
     """A class that hides its instance dict behind a ``__dict__`` property."""
 
-    @property  # type: ignore[misc]
-    def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+    @property
+    def __dict__(self) -> dict[str, Any]:
         EVENTS.append("__dict__ property")
         return {"fake": True}
 
@@ -191,8 +194,8 @@ def test_dict_property_on_a_subclass_falls_back_to_the_base_getset() -> None:
         pass
 
     class Sneaky(Base):
-        @property  # type: ignore[misc]
-        def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+        @property
+        def __dict__(self) -> dict[str, Any]:
             EVENTS.append("__dict__ property")
             return {}
 
@@ -205,12 +208,12 @@ class Meta(type):
     """A metaclass that lies about every name and compares and hashes with side effects."""
 
     @property
-    def __name__(cls) -> str:  # type: ignore[override]
+    def __name__(cls) -> str:
         EVENTS.append("meta __name__")
         return "Lie"
 
     @property
-    def __module__(cls) -> str:  # type: ignore[override]
+    def __module__(cls) -> str:
         EVENTS.append("meta __module__")
         return "lie"
 
@@ -278,7 +281,7 @@ class SlotShadowed(Slotty):
         Slotty.__dict__["_hidden"].__set__(self, "h")
         Slotty.__dict__["shown"].__set__(self, "s")
 
-    @property  # type: ignore[override]
+    @property
     def shown(self) -> str:
         EVENTS.append("shown property")
         return "shadow"
@@ -308,7 +311,7 @@ def test_planted_member_descriptor_of_another_class_is_ignored() -> None:
 class PlantedDictGetset:
     """A class whose ``__dict__`` is another class's genuine getset (it would raise)."""
 
-    __dict__ = Loud.__dict__["__dict__"]  # type: ignore[assignment]
+    __dict__ = Loud.__dict__["__dict__"]
 
 
 def test_planted_dict_getset_of_another_class_falls_back_to_the_c_api() -> None:
@@ -529,7 +532,7 @@ def test_stdlib_value_subclasses_are_objects_not_values() -> None:
 
 class LoudError(Exception):
     @property
-    def args(self) -> Any:  # type: ignore[override]
+    def args(self) -> Any:
         EVENTS.append("args property")
         return ("fake",)
 

@@ -42,6 +42,15 @@ class Zone(datetime.tzinfo):
     def utcoffset(self, dt: datetime.datetime | None) -> datetime.timedelta:
         return datetime.timedelta(0)
 
+    def dst(self, dt: datetime.datetime | None) -> datetime.timedelta:
+        return datetime.timedelta(0)
+
+    def tzname(self, dt: datetime.datetime | None) -> str:
+        return "Z"
+
+
+Point = collections.namedtuple("Point", "x y")
+
 
 def corpus() -> list[tuple[object, CaptureLimits]]:
     cyclic: list[Any] = [1]
@@ -71,7 +80,7 @@ def corpus() -> list[tuple[object, CaptureLimits]]:
         {1: "a", (2, 3): [4]},
         collections.OrderedDict(a=1),
         collections.Counter("abc"),
-        collections.namedtuple("P", "x y")(1, 2),
+        Point(1, 2),
         Cart([1, 2, 3], "bob"),
         Color.RED,
         Perm.R | Perm.W,
