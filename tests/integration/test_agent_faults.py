@@ -88,7 +88,9 @@ def test_hub_killed_under_load_and_restarted(tmp_path: Path, cleanup: Cleanup) -
     assert traffic.answered == traffic.sent == 400
 
     received, dropped = settle(client, probe_id, 400, timeout=15)
-    assert (received, dropped) == (400, 0)
+    assert (received, dropped) == (400, 0), [
+        (s["state"], s["hits"], s["reason"]) for s in client.probe(probe_id)["statuses"].values()
+    ]
 
 
 @pytest.mark.parametrize("fault", ["500", "garbage"])
