@@ -246,7 +246,13 @@ class Gunicorn:
     """The app under gunicorn, started through ``python -m sensor run --``."""
 
     def __init__(
-        self, workdir: Path, env: dict[str, str], *, workers: int = 2, threads: int = 1
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        *,
+        workers: int = 2,
+        threads: int = 1,
+        preload: bool = False,
     ) -> None:
         (workdir / f"{APP_MODULE}.py").write_text(APP)
         self.port = free_port()
@@ -259,6 +265,7 @@ class Gunicorn:
             "--bind", f"127.0.0.1:{self.port}",
             "--chdir", str(workdir),
             "--graceful-timeout", "3",
+            *(["--preload"] if preload else []),
             f"{APP_MODULE}:app",
         ]  # fmt: skip
         log = open(self.log_path, "w")  # noqa: SIM115 - owned by the process

@@ -24,13 +24,15 @@ pytestmark = pytest.mark.integration
 __all__ = ["cleanup"]
 
 
+@pytest.mark.parametrize("preload", [False, True], ids=["import-in-workers", "preload"])
 def test_each_gunicorn_worker_is_a_source_and_its_hits_arrive(
-    tmp_path: Path, cleanup: Cleanup
+    tmp_path: Path, cleanup: Cleanup, preload: bool
 ) -> None:
     hub = cleanup.add(HubProcess(tmp_path).start())
     client = hub.client()
     service = service_name()
-    app = cleanup.add(Gunicorn(tmp_path, sensor_env(hub.url, service), workers=3))
+    env = sensor_env(hub.url, service)
+    app = cleanup.add(Gunicorn(tmp_path, env, workers=3, preload=preload))
     # The master and its three workers each register (a fork makes a new source).
     assert wait_until(lambda: len(client.sources(service=service, state="live")) >= 4, 10)
     probe = place_probe(client, service)
