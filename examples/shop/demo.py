@@ -184,7 +184,7 @@ def _run_pytest(hub: str, tokens: dict[str, str], out: Path, wait: float, min_hi
 def check_report(report: dict[str, Any]) -> list[str]:
     """What the demo must show: an empty list when every seeded bug was found, noise left alone."""
     problems = []
-    entries = report.get("probes", [])
+    entries = report.get("results", [])
     for fragment, (verdict, kinds) in EXPECTED.items():
         matching = [e for e in entries if fragment in e.get("nodeid", "")]
         if not matching:

@@ -28,7 +28,7 @@ def test_demo_finds_every_seeded_bug_and_leaves_noise_alone(tmp_path: Path) -> N
     assert result.returncode == 0, output[-6000:]
     assert "check passed" in output
     report = json.loads((out / "report.json").read_text())
-    verdicts = {entry["nodeid"].split("::")[-1]: entry["verdict"] for entry in report["probes"]}
+    verdicts = {entry["nodeid"].split("::")[-1]: entry["verdict"] for entry in report["results"]}
     assert any(
         name.startswith("test_apply_discount") and v == "violated" for name, v in verdicts.items()
     )

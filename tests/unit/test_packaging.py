@@ -27,9 +27,12 @@ for info in pkgutil.walk_packages(sensor.__path__, "sensor."):
         continue
     importlib.import_module(info.name)
     names.append(info.name)
+def is_stdlib(name):
+    top = name.split(".")[0]
+    # __main__ is this script; _sysconfigdata_* is the interpreter's own build data.
+    return top in sys.stdlib_module_names or top == "__main__" or top.startswith("_sysconfigdata")
 foreign = sorted(
-    name for name in sys.modules
-    if name.split(".")[0] not in sys.stdlib_module_names and name.split(".")[0] != "sensor"
+    n for n in sys.modules if not is_stdlib(n) and n.split(".")[0] != "sensor"
 )
 print(len(names))
 print(",".join(foreign))
