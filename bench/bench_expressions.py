@@ -18,6 +18,10 @@ Usage::
 
     python bench/bench_expressions.py                 # this interpreter
     python bench/bench_expressions.py --pythons 3.11 3.12 3.13 [--json]
+    python bench/bench_expressions.py --instructions --n 5000 --pythons 3.11 3.12 3.13
+
+``--instructions`` counts instructions per evaluation under callgrind instead of timing: slow,
+but repeatable whatever else the machine is doing.
 
 With ``--pythons`` each version runs in its own fresh interpreter (``pythonX.Y`` on PATH; the
 repository root is put on PYTHONPATH, the sensor needs only the standard library).
@@ -130,6 +134,71 @@ def measure(pairs: int, n: int, case: str = "typical") -> dict[str, Any]:
     }
 
 
+_CALLGRIND_SNIPPET = """
+import sys
+sys.path.insert(0, {bench_dir!r})
+import bench_expressions as b
+ns = {{"rate": 0.7, "items": [1, 2, 3], "user": "ann", "total": 12.5, "order": b.Order()}}
+_, cond, args = next(c for c in b.CASES if c[0] == {case!r})
+b._loop_{impl}(2, ns, cond, args)
+b._loop_{impl}({n}, ns, cond, args)
+"""
+
+
+def _instructions(python: str, case: str, impl: str, n: int) -> int:
+    """Instructions executed by `python` running `n` evaluations (callgrind)."""
+    code = _CALLGRIND_SNIPPET.format(bench_dir=str(ROOT / "bench"), case=case, impl=impl, n=n)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONHASHSEED"] = "0"  # same dict layouts in every run
+    # Compile the .pyc files outside callgrind, so that no run pays for it.
+    subprocess.run([python, "-c", code.replace(f"({n}, ns", "(1, ns")], check=True, env=env)
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    for line in out.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.rsplit(":", 1)[1].strip())
+    raise RuntimeError(f"no callgrind total in: {out.stderr[-500:]}")
+
+
+def measure_instructions(python: str, n: int) -> list[dict[str, Any]]:
+    """Instructions per evaluation (repeatable on a busy machine): (I(n+1) - I(1)) / n."""
+    version = subprocess.run(
+        [python, "-c", "import sys; print('.'.join(map(str, sys.version_info[:3])))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    rows = []
+    for case, cond, _ in CASES:
+        per: dict[str, float] = {}
+        for impl in ("native", "eval", "sandbox"):
+            base = _instructions(python, case, impl, 1)
+            per[impl] = (_instructions(python, case, impl, n + 1) - base) / n
+        rows.append(
+            {
+                "benchmark": "expressions-instructions",
+                "case": case,
+                "condition": cond,
+                "python": version,
+                "evaluations": n,
+                "native_instructions": round(per["native"]),
+                "eval_instructions": round(per["eval"]),
+                "sandbox_instructions": round(per["sandbox"]),
+                "ratio_vs_native": round(per["sandbox"] / per["native"], 2),
+                "ratio_vs_eval": round(per["sandbox"] / per["eval"], 2),
+                "goal_ratio": GOAL_RATIO,
+            }
+        )
+    return rows
+
+
 def _run_other(version: str, pairs: int, n: int) -> list[dict[str, Any]]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -169,7 +238,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=7, help="interleaved baseline/sandbox pairs")
     parser.add_argument("--n", type=int, default=50_000, help="evaluations per run")
     parser.add_argument("--pythons", nargs="*", help="versions to run, e.g. 3.11 3.12 3.13")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per evaluation with callgrind instead of timing",
+    )
     args = parser.parse_args(argv)
+    if args.instructions:
+        pythons = [f"python{v}" for v in args.pythons] if args.pythons else [sys.executable]
+        rows = [row for py in pythons for row in measure_instructions(py, args.n)]
+        if args.json:
+            for row in rows:
+                print(json.dumps(row))
+        else:
+            print(f"goal: <= {GOAL_RATIO:g}x native (instructions per evaluation, callgrind)")
+            print("| Python | case | native | eval() | sandbox | sandbox/native | sandbox/eval |")
+            print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+            for r in rows:
+                print(
+                    f"| {r['python']} | {r['case']} | {r['native_instructions']} "
+                    f"| {r['eval_instructions']} | {r['sandbox_instructions']} "
+                    f"| {r['ratio_vs_native']:.2f}x | {r['ratio_vs_eval']:.2f}x |"
+                )
+        return 0
     if args.pythons:
         rows = [row for v in args.pythons for row in _run_other(v, args.pairs, args.n)]
     else:

@@ -517,7 +517,7 @@ def _fill_site(site: list[Any], t: type, name: str) -> None:
             heap_dicts.append(cd)
         elif name in cd:
             return  # a builtin base defines it: always the careful path
-    site[0], site[1], site[2] = t, tuple(heap_dicts), info.dict_descr
+    site[0], site[1], site[2] = t, tuple(heap_dicts), info.dict_descr.__get__
 
 
 def _getattr(obj: Any, name: str, s: list[Any]) -> Any:
@@ -1554,19 +1554,27 @@ class _Compiler:
         # has `name` (builtin class dicts cannot change; heap class dicts are checked on
         # every read, since a property may be added to a class at any time).
         site: list[Any] = [None, (), None]
+        missing = _MISSING
+        base_name = self.plain_names.get(id(value))
 
         def attr(lv: Any, gv: Any, s: list[Any]) -> Any:
-            obj = value(lv, gv, s)
+            if base_name is not None:
+                try:
+                    obj = lv[base_name]
+                except KeyError:
+                    obj = value(lv, gv, s)
+            else:
+                obj = value(lv, gv, s)
             t = type(obj)
             if t is site[0]:
                 for cd in site[1]:
                     if name in cd:
                         break
                 else:
-                    d = site[2].__get__(obj, t)
+                    d = site[2](obj, t)
                     if type(d) is dict:
-                        v = d.get(name, _MISSING)
-                        if v is not _MISSING:
+                        v = d.get(name, missing)
+                        if v is not missing:
                             return _redact(v) if secret else v
             elif t is Redacted:
                 raise ExpressionError(f"attribute {name!r} of a redacted value is refused")
