@@ -432,6 +432,7 @@ _MODULE_DICT: Any = types.ModuleType.__dict__["__dict__"].__get__  # type: ignor
 _EXC_ARGS = BaseException.__dict__["args"].__get__
 _ENUM_ID = id(enum.Enum)
 _ENVIRON_TYPE = type(os.environ)
+_NAMESPACE = types.SimpleNamespace  # a C type whose attributes are its instance __dict__
 _TUPLEGETTER = type(collections.namedtuple("_P", "x").__dict__["x"])
 _DESCRIPTOR_DUNDERS = frozenset(("__get__", "__set__", "__delete__"))
 _DATA_DESCRIPTOR_DUNDERS = frozenset(("__set__", "__delete__"))
@@ -450,7 +451,7 @@ def _instance_dict(obj: Any, t: type, info: _TypeInfo | None = None) -> dict[str
     descr = (info or _info(t)).dict_descr
     if descr is None:
         return None
-    if type(descr) is not _GETSET:
+    if type(descr) is not _GETSET and type(descr) is not _MEMBER:
         raise _refuse_value("attribute read", obj, "its class replaces __dict__ with Python code")
     value = descr.__get__(obj, t)
     return value if type(value) is dict else None
@@ -556,7 +557,7 @@ def _getattr_slow(obj: Any, name: str, s: list[Any]) -> Any:
             )
         return value
     info = _info(t)
-    if not info.heap and id(t) not in _STATIC_KIND and not info.is_exc:
+    if not info.heap and id(t) not in _STATIC_KIND and not info.is_exc and t is not _NAMESPACE:
         # A C type (frame, code, generator, function, ...): its attributes are getset
         # descriptors that reach frames, globals and code: never read them.
         raise _refuse_value(

@@ -570,6 +570,15 @@ def test_property_added_to_a_class_after_reads_were_cached_is_never_run() -> Non
     assert calls == []
 
 
+def test_simple_namespace_attributes_are_readable() -> None:
+    import types
+
+    ns = types.SimpleNamespace(total=3, name="x")
+    assert compile("cfg.total + 1").evaluate({"cfg": ns}) == 4
+    with pytest.raises(ExpressionError, match="has no attribute"):
+        compile("cfg.missing").evaluate({"cfg": ns})
+
+
 def test_enum_members_format_as_class_dot_name() -> None:
     assert ev("f'{color} {status}'") == "Color.GREEN Status.PAID"
 
