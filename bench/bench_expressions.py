@@ -169,12 +169,21 @@ def _instructions(python: str, case: str, impl: str, n: int) -> int:
 
 def measure_instructions(python: str, n: int) -> list[dict[str, Any]]:
     """Instructions per evaluation (repeatable on a busy machine): (I(n+1) - I(1)) / n."""
-    version = subprocess.run(
-        [python, "-c", "import sys; print('.'.join(map(str, sys.version_info[:3])))"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    # A launcher (pyenv shim) would be what callgrind measures: resolve the interpreter.
+    version, python = (
+        subprocess.run(
+            [
+                python,
+                "-c",
+                "import sys; print('.'.join(map(str, sys.version_info[:3])), sys.executable)",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .split(" ", 1)
+    )
     rows = []
     for case, cond, _ in CASES:
         per: dict[str, float] = {}
