@@ -548,7 +548,16 @@ class Agent:
         drops = self._unreported_drops()
         body = self._encode_batch(batch, drops)
         try:
-            transport.request("POST", f"/v1/sensors/{source_id}/hits", body, timeout=timeout)
+            answer = transport.request(
+                "POST", f"/v1/sensors/{source_id}/hits", body, timeout=timeout
+            )
+            accepted = answer.get("accepted")
+            if isinstance(accepted, bool) or not isinstance(accepted, int):
+                # Without the hub's count, a proxy's or a stranger's 200 could swallow the batch.
+                raise HubResponseError(
+                    f"hub {self.config.hub_url}: hits answered accepted={accepted!r}, "
+                    "expected the number of hits stored"
+                )
         except HubResponseError as exc:
             status = exc.status or 0
             if status == 413 and len(batch) > 1:

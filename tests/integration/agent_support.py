@@ -157,8 +157,9 @@ def _readline(stream: Any, timeout: float) -> str:
 
 
 class HostileProxy:
-    """An HTTP peer in front of the hub: ``pass`` forwards; ``500``, ``garbage`` and ``slow``
-    misbehave the way a broken load balancer or an overloaded hub would."""
+    """An HTTP peer in front of the hub: ``pass`` forwards; ``500``, ``garbage`` (not JSON),
+    ``shape`` (JSON of the wrong shape) and ``slow`` misbehave the way a broken load balancer,
+    a captive portal or an overloaded hub would."""
 
     def __init__(self, target: str) -> None:
         self.target = target
@@ -187,6 +188,9 @@ class HostileProxy:
                 proxy.counts[mode] = proxy.counts.get(mode, 0) + 1
                 if mode == "500":
                     self._reply(500, b"Internal Server Error", "text/plain")
+                    return
+                if mode == "shape":  # valid JSON, not what the API answers
+                    self._reply(200, b'{"ok": true, "probes": "later"}', "application/json")
                     return
                 if mode == "garbage":
                     self._reply(200, b"\x00\xff<html>{not json", "application/json")

@@ -93,7 +93,7 @@ def test_hub_killed_under_load_and_restarted(tmp_path: Path, cleanup: Cleanup) -
     ]
 
 
-@pytest.mark.parametrize("fault", ["500", "garbage"])
+@pytest.mark.parametrize("fault", ["500", "garbage", "shape"])
 def test_hub_answering_errors_and_garbage(tmp_path: Path, cleanup: Cleanup, fault: str) -> None:
     hub = cleanup.add(HubProcess(tmp_path).start())
     proxy = cleanup.add(HostileProxy(hub.url))

@@ -16,7 +16,8 @@ from sensor.probes import Hit, Probe, ProbeState, ProbeStatus
 class FakeHub:
     """Speaks the sensor half of the hub API (CONTRACTS.md section 5), with switchable faults.
 
-    ``mode``: "ok", "500", "garbage" (200 with a non-JSON body) or "slow" (sleeps ``delay``).
+    ``mode``: "ok", "500", "garbage" (200 with a non-JSON body), "shape" (200 with JSON of the
+    wrong shape); ``delay`` seconds are slept before every answer.
     """
 
     def __init__(self) -> None:
@@ -87,6 +88,9 @@ class FakeHub:
                     time.sleep(hub.delay)
                 if hub.mode == "500":
                     self._answer(500, {"error": {"code": "boom", "message": "broken"}})
+                    return True
+                if hub.mode == "shape":  # JSON, but not what the API promises
+                    self._answer(200, {"source_id": 7, "etag": [], "probes": "all of them"})
                     return True
                 if hub.mode == "garbage":
                     data = b"<html>not json"

@@ -123,7 +123,7 @@ def test_invalid_probe_is_reported_as_error_and_others_still_install(
     assert "bad" not in fake_engine.installed
 
 
-@pytest.mark.parametrize("mode", ["500", "garbage"])
+@pytest.mark.parametrize("mode", ["500", "garbage", "shape"])
 def test_hits_survive_a_hub_answering_errors(
     fake_hub: FakeHub, fake_engine: FakeEngine, agents: list[Agent], mode: str
 ) -> None:
@@ -142,15 +142,19 @@ def test_hits_survive_a_hub_answering_errors(
     assert agent.status()["dropped"] == 0
 
 
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [("500", "answered 500"), ("garbage", "expected a JSON object"), ("shape", "source_id=7")],
+)
 def test_registration_is_retried_until_the_hub_answers(
-    fake_hub: FakeHub, fake_engine: FakeEngine, agents: list[Agent]
+    fake_hub: FakeHub, fake_engine: FakeEngine, agents: list[Agent], mode: str, error: str
 ) -> None:
-    fake_hub.mode = "500"
+    fake_hub.mode = mode
     agent = running(agents, make_agent(fake_hub, fake_engine))
     assert fake_hub.wait_for(lambda: len(fake_hub.requests) >= 3)
     assert agent.source_id is None
     assert agent.status()["state"] == "disconnected"
-    assert "500" in (agent.status()["last_error"] or "")
+    assert error in (agent.status()["last_error"] or "")
     fake_hub.mode = "ok"
     assert fake_hub.wait_for(lambda: agent.source_id is not None)
 
