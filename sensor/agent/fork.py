@@ -33,15 +33,15 @@ def install_hooks(getter: Callable[[], Agent | None]) -> None:
     global _getter, _installed
     with _install_lock:
         _getter = getter
-        if _installed:
-            return
+        first = not _installed
         _installed = True
-    # Gunicorn, uWSGI and multiprocessing fork after the sensor started in the parent: the
-    # child has no agent thread, a copy of the parent's queue and the parent's source id.
-    os.register_at_fork(
-        before=_before_fork, after_in_parent=_after_in_parent, after_in_child=_after_in_child
-    )
-    atexit.register(_at_exit)
+    if first:
+        # Gunicorn, uWSGI and multiprocessing fork after the sensor started in the parent: the
+        # child has no agent thread, a copy of the parent's queue and the parent's source id.
+        os.register_at_fork(
+            before=_before_fork, after_in_parent=_after_in_parent, after_in_child=_after_in_child
+        )
+        atexit.register(_at_exit)
     agent = _agent()
     if agent is not None and agent.config.sigterm_flush:
         _install_sigterm()
