@@ -178,3 +178,34 @@ def test_ctrl_c_while_waiting_removes_the_placed_probe(
     assert "KeyboardInterrupt" in output
     assert process.returncode == pytest.ExitCode.INTERRUPTED
     assert active(live) == []
+
+
+def test_under_xdist_the_controller_places_each_probe_once(
+    pytester: pytest.Pytester, live: HubProcess
+) -> None:
+    pytester.makepyfile(
+        test_more="""
+        import pytest
+        from shop.pricing import apply_discount
+
+        @pytest.mark.parametrize("price", [20, 40])
+        @pytest.mark.runtime_probe("shop.pricing:apply_discount", capture=["price", "rate"])
+        def test_prices(price):
+            assert apply_discount(price, 0.5) == price / 2
+        """
+    )
+    stop = threading.Event()
+    thread = fake_traffic(live, stop)
+    try:
+        result = pytester.runpytest_subprocess("-n", "2", "--runtime-probe", "--runtime-wait", "20")
+    finally:
+        stop.set()
+        thread.join(10)
+    result.stdout.fnmatch_lines(["*3 passed, 3 runtime diverged*"])
+    client = HubClient(live.url, CLIENT_TOKEN)
+    try:
+        removed = client.find_probes(REQUEST.signature, state="removed")
+    finally:
+        client.close()
+    assert len(removed) == 1
+    assert active(live) == []
