@@ -389,15 +389,10 @@ async def post_hits(request: Request, token: TokenRecord) -> Response:
         raise ApiError(
             422, "invalid_field", f"hits.dropped: got {raw_dropped!r}, expected {{probe_id: count}}"
         )
-    now = time.time()
-    settings = hub.settings
-
-    def ingest() -> tuple[int, list[str]]:
-        # validation and JSON encoding run here too, off the event loop
-        hits = _validate_hits(data.get("hits") or [])
-        return hub.store.add_hits(source, hits, raw_dropped, now, settings.max_hits_per_probe)
-
-    accepted, completed = await hub.call(ingest)
+    # validation and JSON encoding run on the store thread, off the event loop
+    accepted, completed = await hub.ingest(
+        source, data.get("hits") or [], raw_dropped, _validate_hits
+    )
     if completed:
         hub.changed()
     return JSONResponse({"accepted": accepted})

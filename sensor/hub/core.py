@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -25,6 +27,21 @@ __all__ = ["Hub", "probe_set_etag"]
 
 _log = logging.getLogger("sensor.hub")
 T = TypeVar("T")
+
+#: Most hits written in one group commit (one transaction) before other store calls get a turn.
+GROUP_COMMIT_HITS = 20_000
+
+
+@dataclasses.dataclass(slots=True)
+class _Ingest:
+    """One POSTed batch waiting for the next group commit."""
+
+    source: SourceRecord
+    raw_hits: Any
+    dropped: Mapping[str, int]
+    validate: Callable[[Any], list[dict[str, Any]]]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[tuple[int, list[str]]]
 
 
 def probe_set_etag(records: list[ProbeRecord]) -> str:
@@ -47,6 +64,9 @@ class Hub:
         self._loading: tuple[int, asyncio.Future[list[ProbeRecord]]] | None = None
         self._last_retention = 0.0
         self.closing = False
+        self._ingest_lock = threading.Lock()
+        self._ingest_queue: list[_Ingest] = []
+        self._ingest_scheduled = False
         self._bootstrap_tokens()
 
     def _bootstrap_tokens(self) -> None:
@@ -72,6 +92,69 @@ class Hub:
         """Run a store call on the store thread and await its result."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    # -- hits: group commit --------------------------------------------------------------
+
+    async def ingest(
+        self,
+        source: SourceRecord,
+        raw_hits: Any,
+        dropped: Mapping[str, int],
+        validate: Callable[[Any], list[dict[str, Any]]],
+    ) -> tuple[int, list[str]]:
+        """Validate and store one batch; answer when it is durable.
+
+        Batches that arrive while the store thread is busy are written together in one
+        transaction (one fsync for all of them): with many sensors posting at once, the cost
+        of a commit is shared instead of paid per request. ``validate`` runs on the store
+        thread; its exception goes to this batch only.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, list[str]]] = loop.create_future()
+        with self._ingest_lock:
+            self._ingest_queue.append(_Ingest(source, raw_hits, dropped, validate, loop, future))
+            schedule = not self._ingest_scheduled
+            self._ingest_scheduled = True
+        if schedule:
+            loop.run_in_executor(self._executor, self._commit_group)
+        return await future
+
+    def _commit_group(self) -> None:
+        """On the store thread: write the queued batches in one transaction."""
+        with self._ingest_lock:
+            taken: list[_Ingest] = []
+            count = 0
+            while self._ingest_queue and (not taken or count < GROUP_COMMIT_HITS):
+                item = self._ingest_queue.pop(0)
+                taken.append(item)
+                count += len(item.raw_hits) if isinstance(item.raw_hits, list) else 0
+            more = bool(self._ingest_queue)
+            self._ingest_scheduled = more
+        if more and taken:
+            # go to the back of the store queue: polls and reads get their turn in between
+            taken[0].loop.call_soon_threadsafe(
+                lambda: taken[0].loop.run_in_executor(self._executor, self._commit_group)
+            )
+        valid: list[tuple[_Ingest, list[dict[str, Any]]]] = []
+        for item in taken:
+            try:
+                valid.append((item, item.validate(item.raw_hits)))
+            except Exception as exc:
+                _settle(item, exc=exc)
+        if not valid:
+            return
+        try:
+            outcomes = self.store.add_hit_batches(
+                [(item.source, hits, item.dropped) for item, hits in valid],
+                time.time(),
+                self.settings.max_hits_per_probe,
+            )
+        except Exception as exc:
+            for item, _ in valid:
+                _settle(item, exc=exc)
+            return
+        for (item, _), outcome in zip(valid, outcomes, strict=True):
+            _settle(item, result=outcome)
 
     # -- probe sets ----------------------------------------------------------------------
 
@@ -143,3 +226,21 @@ class Hub:
         self._executor.shutdown(wait=True)
         with contextlib.suppress(Exception):
             self.store.close()
+
+
+def _settle(
+    item: _Ingest, *, result: tuple[int, list[str]] | None = None, exc: Exception | None = None
+) -> None:
+    """Resolve a batch's future from the store thread (on its own loop's thread)."""
+
+    def settle() -> None:
+        if item.future.done():  # the request went away
+            return
+        if exc is not None:
+            item.future.set_exception(exc)
+        else:
+            assert result is not None
+            item.future.set_result(result)
+
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+        item.loop.call_soon_threadsafe(settle)

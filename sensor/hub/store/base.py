@@ -219,6 +219,15 @@ class Store(Protocol):
         now: float,
         max_hits_per_probe: int | None = None,
     ) -> tuple[int, list[str]]: ...
+    def add_hit_batches(
+        self,
+        batches: Sequence[tuple[SourceRecord, Sequence[dict[str, Any]], Mapping[str, int]]],
+        now: float,
+        max_hits_per_probe: int | None = None,
+    ) -> list[tuple[int, list[str]]]:
+        """``add_hits`` for several batches in one transaction (the hub's group commit)."""
+        ...
+
     def read_hits(
         self,
         *,

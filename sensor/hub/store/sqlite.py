@@ -432,79 +432,91 @@ class SQLiteStore:
         batch) counts as accepted and is not stored twice. The batch is also the source's sign
         of life (``last_seen``), in the same transaction: one commit, one fsync per batch.
         """
+        return self.add_hit_batches([(source, hits, dropped)], now, max_hits_per_probe)[0]
+
+    def add_hit_batches(
+        self,
+        batches: Sequence[tuple[SourceRecord, Sequence[dict[str, Any]], Mapping[str, int]]],
+        now: float,
+        max_hits_per_probe: int | None = None,
+    ) -> list[tuple[int, list[str]]]:
+        """Store several batches (of several sources) in one transaction: a group commit."""
+
+        def body() -> list[tuple[int, list[str]]]:
+            return [
+                self._store_batch(source, hits, dropped, now, max_hits_per_probe)
+                for source, hits, dropped in batches
+            ]
+
+        result: list[tuple[int, list[str]]] = self._transaction("store hits", body)
+        return result
+
+    def _store_batch(
+        self,
+        source: SourceRecord,
+        hits: Sequence[dict[str, Any]],
+        dropped: Mapping[str, int],
+        now: float,
+        max_hits_per_probe: int | None,
+    ) -> tuple[int, list[str]]:
         by_probe: dict[str, list[dict[str, Any]]] = {}
         for hit in hits:
             by_probe.setdefault(hit["probe_id"], []).append(hit)
         probe_ids = sorted(set(by_probe) | set(dropped))
         brief = source.brief()
-
-        def body() -> tuple[int, list[str]]:
-            accepted = 0
-            completed: list[str] = []
-            self._db.execute(
-                "UPDATE sources SET last_seen = ?, deregistered = 0 WHERE id = ?", (now, source.id)
-            )
-            if not probe_ids:
-                return accepted, completed
-            marks = ",".join("?" * len(probe_ids))
-            rows = self._db.execute(
-                f"SELECT id, signature, state, max_hits, hit_count FROM probes "
-                f"WHERE id IN ({marks})",
-                probe_ids,
-            ).fetchall()
-            for probe_id, signature, state, max_hits, hit_count in rows:
-                cap = max_hits
-                if max_hits_per_probe is not None and (cap is None or cap > max_hits_per_probe):
-                    cap = max_hits_per_probe
-                batch = by_probe.get(probe_id, [])
-                if cap is not None:
-                    batch = batch[: max(0, cap - hit_count)]
-                values = []
-                for hit in batch:
-                    hit["signature"] = signature  # the hub's record is the truth
-                    hit["source"] = brief
-                    values.append(
-                        (
-                            probe_id,
-                            signature,
-                            source.id,
-                            hit.get("hit_id") or None,
-                            hit["ts"],
-                            now,
-                            _ENCODER.encode(hit),
-                        )
-                    )
-                before = self._db.total_changes
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO hits (probe_id, signature, source_id, hit_id, ts, "
-                    "received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    values,
-                )
-                inserted = self._db.total_changes - before
-                accepted += len(values)
-                new_count = hit_count + inserted
-                finished = (
-                    cap is not None and new_count >= cap and state == "active" and inserted > 0
-                )
-                self._db.execute(
-                    "UPDATE probes SET hit_count = ?, dropped = dropped + ?, "
-                    "state = CASE WHEN ? THEN 'completed' ELSE state END, "
-                    "ended_at = CASE WHEN ? THEN ? ELSE ended_at END WHERE id = ?",
-                    (
-                        new_count,
-                        int(dropped.get(probe_id, 0)),
-                        finished,
-                        finished,
-                        now,
-                        probe_id,
-                    ),
-                )
-                if finished:
-                    completed.append(probe_id)
+        accepted = 0
+        completed: list[str] = []
+        self._db.execute(
+            "UPDATE sources SET last_seen = ?, deregistered = 0 WHERE id = ?", (now, source.id)
+        )
+        if not probe_ids:
             return accepted, completed
-
-        result: tuple[int, list[str]] = self._transaction("store hits", body)
-        return result
+        marks = ",".join("?" * len(probe_ids))
+        rows = self._db.execute(
+            f"SELECT id, signature, state, max_hits, hit_count FROM probes WHERE id IN ({marks})",
+            probe_ids,
+        ).fetchall()
+        for probe_id, signature, state, max_hits, hit_count in rows:
+            cap = max_hits
+            if max_hits_per_probe is not None and (cap is None or cap > max_hits_per_probe):
+                cap = max_hits_per_probe
+            batch = by_probe.get(probe_id, [])
+            if cap is not None:
+                batch = batch[: max(0, cap - hit_count)]
+            values = []
+            for hit in batch:
+                hit["signature"] = signature  # the hub's record is the truth
+                hit["source"] = brief
+                values.append(
+                    (
+                        probe_id,
+                        signature,
+                        source.id,
+                        hit.get("hit_id") or None,
+                        hit["ts"],
+                        now,
+                        _ENCODER.encode(hit),
+                    )
+                )
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT OR IGNORE INTO hits (probe_id, signature, source_id, hit_id, ts, "
+                "received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            inserted = self._db.total_changes - before
+            accepted += len(values)
+            new_count = hit_count + inserted
+            finished = cap is not None and new_count >= cap and state == "active" and inserted > 0
+            self._db.execute(
+                "UPDATE probes SET hit_count = ?, dropped = dropped + ?, "
+                "state = CASE WHEN ? THEN 'completed' ELSE state END, "
+                "ended_at = CASE WHEN ? THEN ? ELSE ended_at END WHERE id = ?",
+                (new_count, int(dropped.get(probe_id, 0)), finished, finished, now, probe_id),
+            )
+            if finished:
+                completed.append(probe_id)
+        return accepted, completed
 
     def read_hits(
         self,

@@ -565,3 +565,90 @@ def test_hit_source_sent_by_a_sensor_is_replaced_by_the_hubs(client: TestClient)
     post_hits(client, source_id, [hit(record, source={"id": "forged", "service": "x"})])
     page = client.get(f"/v1/probes/{record['id']}/hits", headers=auth(CLIENT)).json()
     assert page["hits"][0]["source"]["id"] == source_id
+
+
+def test_concurrent_batches_share_one_group_commit(app: Starlette, hub: Hub) -> None:
+    import threading
+
+    groups: list[int] = []
+    original = hub.store.add_hit_batches
+
+    def recording(batches: Any, *args: Any) -> Any:
+        groups.append(len(batches))
+        return original(batches, *args)
+
+    hub.store.add_hit_batches = recording  # type: ignore[method-assign,assignment]
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+            answer = await http.post(
+                "/v1/sensors/register", json={"service": "shop"}, headers=auth(SENSOR)
+            )
+            source_id = answer.json()["source_id"]
+            probe = {"kind": "snapshot", "location": "shop.pricing:apply_discount"}
+            placed = await http.post("/v1/probes", json={"probe": probe}, headers=auth(CLIENT))
+            record = placed.json()["probe"]
+            # hold the store thread so that ten batches queue up behind it
+            gate = threading.Event()
+            blocked = asyncio.get_running_loop().run_in_executor(hub._executor, gate.wait, 10)
+            posts = [
+                asyncio.create_task(
+                    http.post(
+                        f"/v1/sensors/{source_id}/hits",
+                        json={"hits": [hit(record, n * 10 + i) for i in range(10)]},
+                        headers=auth(SENSOR),
+                    )
+                )
+                for n in range(10)
+            ]
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                if len(hub._ingest_queue) == 10:
+                    break
+            gate.set()
+            await blocked
+            answers = await asyncio.gather(*posts)
+            assert [a.json() for a in answers] == [{"accepted": 10}] * 10
+            stored = await http.get(f"/v1/probes/{record['id']}", headers=auth(CLIENT))
+            assert stored.json()["probe"]["hit_count"] == 100
+
+    asyncio.run(scenario())
+    assert groups == [10]
+
+
+def test_a_bad_batch_does_not_fail_the_others_in_its_group(app: Starlette, hub: Hub) -> None:
+    import threading
+
+    async def scenario() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+            answer = await http.post(
+                "/v1/sensors/register", json={"service": "shop"}, headers=auth(SENSOR)
+            )
+            source_id = answer.json()["source_id"]
+            probe = {"kind": "snapshot", "location": "shop.pricing:apply_discount"}
+            placed = await http.post("/v1/probes", json={"probe": probe}, headers=auth(CLIENT))
+            record = placed.json()["probe"]
+            gate = threading.Event()
+            blocked = asyncio.get_running_loop().run_in_executor(hub._executor, gate.wait, 10)
+            bodies = [
+                {"hits": [hit(record, 1)]},
+                {"hits": [{"probe_id": record["id"]}]},
+                {"hits": [hit(record, 2)]},
+            ]
+            posts = [
+                asyncio.create_task(
+                    http.post(f"/v1/sensors/{source_id}/hits", json=body, headers=auth(SENSOR))
+                )
+                for body in bodies
+            ]
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                if len(hub._ingest_queue) == 3:
+                    break
+            gate.set()
+            await blocked
+            return [a.status_code for a in await asyncio.gather(*posts)]
+
+    assert asyncio.run(scenario()) == [200, 422, 200]
