@@ -209,3 +209,21 @@ def test_under_xdist_the_controller_places_each_probe_once(
         client.close()
     assert len(removed) == 1
     assert active(live) == []
+
+
+def test_hub_lost_during_the_run_is_a_usage_error_not_a_traceback(
+    pytester: pytest.Pytester, live: HubProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        test_kill="""
+        import os, signal
+
+        def test_the_hub_goes_away():
+            os.kill(int(os.environ["HUB_PID"]), signal.SIGKILL)
+        """
+    )
+    monkeypatch.setenv("HUB_PID", str(live.process.pid))
+    result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "5")
+    result.stderr.fnmatch_lines([f"ERROR: pytest-runtime: hub {live.url} cannot be reached*"])
+    assert "Traceback" not in result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
