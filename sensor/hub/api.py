@@ -207,7 +207,7 @@ def _query_choice(request: Request, name: str, choices: tuple[str, ...]) -> str 
 async def _source(request: Request) -> SourceRecord:
     hub = _hub(request)
     source_id = request.path_params["source_id"]
-    source = await hub.call(hub.store.get_source, source_id)
+    source = await hub.get_source(source_id)
     if source is None:
         raise ApiError(
             404, "unknown_source", f"source {source_id!r}: not registered (register again)"
@@ -264,7 +264,7 @@ async def register(request: Request, token: TokenRecord) -> Response:
         **strings,
     )
     hub = _hub(request)
-    source = await hub.call(hub.store.register_source, source)
+    source = await hub.register_source(source)
     return JSONResponse(
         {
             "source_id": source.id,

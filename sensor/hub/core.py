@@ -7,6 +7,7 @@ loop only ever awaits: a thousand open long polls cost a thousand suspended coro
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -28,6 +29,8 @@ __all__ = ["Hub", "probe_set_etag"]
 _log = logging.getLogger("sensor.hub")
 T = TypeVar("T")
 
+#: Most sources kept in memory (least recently used go first).
+SOURCE_CACHE_SIZE = 50_000
 #: Most hits written in one group commit (one transaction) before other store calls get a turn.
 GROUP_COMMIT_HITS = 20_000
 
@@ -67,6 +70,9 @@ class Hub:
         self._ingest_lock = threading.Lock()
         self._ingest_queue: list[_Ingest] = []
         self._ingest_scheduled = False
+        # sources by id: what a source is (service, labels, host, pid) does not change while
+        # its id lives, so sensor requests skip a trip to the store thread
+        self._sources: collections.OrderedDict[str, SourceRecord] = collections.OrderedDict()
         self._bootstrap_tokens()
 
     def _bootstrap_tokens(self) -> None:
@@ -92,6 +98,30 @@ class Hub:
         """Run a store call on the store thread and await its result."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    # -- sources -------------------------------------------------------------------------
+
+    async def get_source(self, source_id: str) -> SourceRecord | None:
+        source = self._sources.get(source_id)
+        if source is None:
+            source = await self.call(self.store.get_source, source_id)
+            if source is None:
+                return None
+            self._remember(source)
+        else:
+            self._sources.move_to_end(source_id)
+        return source
+
+    async def register_source(self, source: SourceRecord) -> SourceRecord:
+        registered = await self.call(self.store.register_source, source)
+        self._remember(registered)
+        return registered
+
+    def _remember(self, source: SourceRecord) -> None:
+        self._sources[source.id] = source
+        self._sources.move_to_end(source.id)
+        while len(self._sources) > SOURCE_CACHE_SIZE:
+            self._sources.popitem(last=False)
 
     # -- hits: group commit --------------------------------------------------------------
 
@@ -208,6 +238,7 @@ class Hub:
         if now - self._last_retention >= 60.0:
             self._last_retention = now
             deleted = await self.call(self.store.apply_retention, now, self.settings.retention)
+            self._sources.clear()  # retention may have forgotten sources: read them again
             if deleted:
                 _log.info(
                     "retention: deleted %d hits older than %ss", deleted, self.settings.retention
