@@ -434,6 +434,14 @@ class RuntimeSession:
                     )
                     watched.setdefault(signature, []).extend(ids)
                     continue
+                live = client.sources(
+                    service=selector.get("service"), labels=selector.get("labels")
+                )
+                if not live:
+                    self.notes.append(
+                        f"no live source matches {json.dumps(selector, sort_keys=True)} for "
+                        f"{request.location}: its verdict will be inconclusive"
+                    )
                 wait = request.settings.wait if request.settings.wait is not None else options.wait
                 record = client.place(
                     _production_probe(request.probe).to_dict(), selector, ttl=wait + _TTL_MARGIN

@@ -140,6 +140,9 @@ def test_no_hits_within_the_wait_is_inconclusive_and_cleans_up(
     result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "1")
     assert time.monotonic() - started < 30
     result.stdout.fnmatch_lines(["INCONCLUSIVE test_shop.py::test_discount*"])
+    result.stdout.fnmatch_lines(
+        ["no live source matches {} for shop.pricing:apply_discount@return: *inconclusive"]
+    )
     assert result.ret == pytest.ExitCode.OK
     assert active(live) == []
 
