@@ -130,6 +130,10 @@ def test_slow_hub_does_not_slow_the_service(tmp_path: Path, cleanup: Cleanup) ->
     assert fast.answered == slow.answered == 150
     fast_p50, slow_p50 = median(fast.latencies), median(slow.latencies)
     fast_p95, slow_p95 = percentile(fast.latencies, 0.95), percentile(slow.latencies, 0.95)
+    print(
+        f"service latency, hub fast: p50 {fast_p50 * 1e3:.2f} ms p95 {fast_p95 * 1e3:.2f} ms; "
+        f"hub slow (2 s): p50 {slow_p50 * 1e3:.2f} ms p95 {slow_p95 * 1e3:.2f} ms"
+    )
     # Generous bounds (a shared 2-core machine), still far below the hub's 2 s per answer.
     assert slow_p50 <= 2 * fast_p50 + 0.005, (fast_p50, slow_p50)
     assert slow_p95 <= 3 * fast_p95 + 0.02, (fast_p95, slow_p95)
