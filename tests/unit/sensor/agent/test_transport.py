@@ -122,3 +122,30 @@ def test_backoff_grows_to_the_cap_with_jitter() -> None:
     assert all(0.5 <= d <= 1.0 for d in delays[5:])
     backoff.reset()
     assert backoff.next_delay() <= 0.1
+
+
+def test_an_unexpected_error_is_unavailable_and_the_connection_is_not_reused(
+    peer: Peer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What happened with "unknown encoding: idna" while a pre-fork server forked: a half-sent
+    # request must not leave the kept-alive connection in the "Request-sent" state.
+    import http.client
+
+    original = http.client.HTTPConnection.request
+    calls = {"n": 0}
+
+    def flaky(self: http.client.HTTPConnection, *args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            original(self, *args, **kwargs)
+            raise LookupError("unknown encoding: idna")
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "request", flaky)
+    transport = Transport(peer.url, None, timeout=2)
+    try:
+        with pytest.raises(HubUnavailableError, match="LookupError"):
+            transport.request("GET", "/v1/x")
+        assert transport.request("GET", "/v1/x") == {}
+    finally:
+        transport.close()
