@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-GOALS = {
+GOALS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "idle": ("idle ratio <= 1.01x", lambda v: v <= 1.01),
     "per_hit_counter": ("counter hit <= 1 empty call", lambda v: v <= 1.0),
     "per_hit_snapshot_1s": ("rate-limited snapshot hit <= 2 empty calls", lambda v: v <= 2.0),
@@ -238,7 +239,7 @@ def child_per_hit(
         # sensor always redacts). Shows which part of a capture is redaction.
         import sensor.engine
 
-        sensor.engine._redactor = lambda: None  # type: ignore[attr-defined]
+        sensor.engine._redactor = lambda: None
     inst = _instrument(spec, marker, fn, "counter" if kind == "counter" else "snapshot", rate)
     _loop(fn, calls // 10)  # warm-up
     # One empty call: best ten-call loop minus best bare loop, per call (noise only adds time).
