@@ -227,4 +227,26 @@ def load_config(environ: Mapping[str, str] | None = None, **arguments: Any) -> S
         raise ConfigError(
             "SENSOR_HUB_URL: got nothing, expected the hub URL (argument hub= or the variable)"
         )
+    if values.get("enabled", True):
+        _check_redaction_and_deny(env)
     return SensorConfig(**values)
+
+
+def _check_redaction_and_deny(env: Mapping[str, str]) -> None:
+    """Refuse bad ``SENSOR_REDACT_*`` / ``SENSOR_DENY`` values here, with their names.
+
+    The redactor and the deny list read these variables themselves, lazily, inside the host,
+    where they must not raise (they log and fall back to their defaults); this is the place
+    where a mistake stops ``start()`` and ``python -m sensor run`` instead.
+    """
+    if any(env.get(name) for name in _REDACT_VARS):
+        from sensor.redaction import Redactor
+
+        Redactor.from_env(env)  # raises ConfigError naming the variable and value
+    if env.get("SENSOR_DENY"):
+        from sensor.deny import DenyList
+
+        DenyList.from_env(env)
+
+
+_REDACT_VARS = ("SENSOR_REDACT_NAMES", "SENSOR_REDACT_PATTERNS", "SENSOR_REDACT_ALLOW")

@@ -99,3 +99,21 @@ def test_token_is_hidden_in_the_redacted_form() -> None:
 def test_every_variable_maps_to_a_field() -> None:
     fields = set(load_config(environ={"SENSOR_ENABLED": "0"}).redacted())
     assert {field for field, _ in ENV_VARS.values()} <= fields
+
+
+def test_a_bad_redaction_pattern_is_refused_at_start() -> None:
+    environ = {"SENSOR_HUB_URL": "http://h:1", "SENSOR_REDACT_PATTERNS": '["(unclosed"]'}
+    with pytest.raises(ConfigError, match="SENSOR_REDACT_PATTERNS"):
+        load_config(environ=environ)
+    environ["SENSOR_ENABLED"] = "false"  # a disabled sensor checks nothing
+    assert load_config(environ=environ).enabled is False
+
+
+def test_valid_redaction_and_deny_settings_pass() -> None:
+    environ = {
+        "SENSOR_HUB_URL": "http://h:1",
+        "SENSOR_REDACT_NAMES": "pin,cvv",
+        "SENSOR_REDACT_PATTERNS": '["\\\\bACCT-\\\\d+\\\\b"]',
+        "SENSOR_DENY": "shop.secrets,*/vendor/*",
+    }
+    assert load_config(environ=environ).hub_url == "http://h:1"
