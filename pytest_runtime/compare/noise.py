@@ -8,8 +8,9 @@ an invariant only with enough samples), so one odd hit in ten thousand does not 
 
 from __future__ import annotations
 
+import heapq
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,11 +47,12 @@ def passes_threshold(count: int, total: int, *, min_count: int, min_share: float
     return count >= min_count and count / total >= min_share
 
 
-def _pattern_reason(values: Sequence[Any]) -> str | None:
-    strings = [v for v in values if isinstance(v, str)]
+def _pattern_reason(distinct: set[Any]) -> str | None:
+    strings = [v for v in distinct if type(v) is str]
     if not strings:
         return None
-    sample = sorted(set(strings))[:_PATTERN_SAMPLE]
+    # The smallest distinct values: a sample that does not depend on the order of the hits.
+    sample = heapq.nsmallest(_PATTERN_SAMPLE, strings)
     if sum(1 for s in sample if _ISO.match(s)) >= 0.9 * len(sample):
         return "timestamp"
     if sum(1 for s in sample if _UUID.match(s)) >= 0.9 * len(sample):
@@ -58,11 +60,14 @@ def _pattern_reason(values: Sequence[Any]) -> str | None:
     return None
 
 
-def _ids_or_text(leaves: Sequence[tuple[int, str, Any]]) -> list[Any]:
+def _ids_or_text(
+    leaves: Sequence[tuple[int, str, Any]], types: Set[str] | None = None
+) -> list[Any]:
     """The str and int values among ``leaves`` (the only types that carry ids and times)."""
     if not leaves:
         return []
-    types = {leaf[1] for leaf in leaves}
+    if types is None:
+        types = {leaf[1] for leaf in leaves}
     if types <= {"str", "int"}:
         return [leaf[2] for leaf in leaves]
     if not types & {"str", "int"}:
@@ -75,22 +80,32 @@ def detect_noise(
     test: Mapping[str, Sequence[tuple[int, str, Any]]],
     *,
     unique_share: float,
+    prod_types: Mapping[str, Set[str]] | None = None,
 ) -> dict[str, str]:
     """Paths whose values are ids or timestamps, with why (``timestamp``, ``uuid``, ``unique``).
 
-    ``prod`` and ``test`` map a path to its leaves ``(hit index, type name, value)``.
+    ``prod`` and ``test`` map a path to its leaves ``(hit index, type name, value)``;
+    ``prod_types`` (path -> type names, from the shapes) saves a pass over the leaves.
     """
     found: dict[str, str] = {}
+    types = prod_types or {}
     for path in sorted(set(prod) | set(test)):
-        values = _ids_or_text(prod.get(path, ()))
-        test_values = _ids_or_text(test.get(path, ()))
-        reason = _pattern_reason(values) or _pattern_reason(test_values)
-        if reason is None:
-            for side in (values, test_values):
-                hits = len(side)
-                if hits >= _MIN_UNIQUE_SAMPLES and len(set(side)) >= unique_share * hits:
-                    reason = "unique"
-                    break
+        reason = None
+        for side, side_types in ((prod.get(path, ()), types.get(path)), (test.get(path, ()), None)):
+            values = _ids_or_text(side, side_types)
+            if not values:
+                continue
+            try:
+                distinct = set(values)
+            except TypeError:  # corrupt evidence: an unhashable "value"
+                continue
+            reason = _pattern_reason(distinct)
+            if reason is None and (
+                len(values) >= _MIN_UNIQUE_SAMPLES and len(distinct) >= unique_share * len(values)
+            ):
+                reason = "unique"
+            if reason is not None:
+                break
         if reason is not None:
             found[path] = reason
     return found

@@ -40,6 +40,7 @@ Leaf = tuple[str, str, Any]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Keys that are data, not field names: numbers, long hex strings and UUIDs.
 _DATA_KEY = re.compile(r"-?\d+\Z|[0-9a-fA-F-]{16,}\Z")
+_LEAF_TYPES = frozenset({str, int, float, bool})
 _SCALAR_TYPES = frozenset(
     {
         "decimal.Decimal",
@@ -253,7 +254,14 @@ class ShapeWalker:
                         return
             value = x.get("v")
             if tname in scalar_types and "@trunc" not in x:
-                leaf(path, tname, value)
+                if type(value) in _LEAF_TYPES:  # corrupt evidence may put anything in "v"
+                    if tname == "int" or tname == "float":
+                        # A big int or a nan/inf as text: the leaf holds the number itself,
+                        # so that every "int" and "float" leaf is a number.
+                        value = _number_from_text(tname, value)
+                        if value is None:
+                            return
+                    leaf(path, tname, value)
                 return
             if tname == "dict":
                 if type(value) is dict:
@@ -281,8 +289,8 @@ class ShapeWalker:
             if type(attrs) is dict:
                 fields_attrs(attrs, path, depth + 1)
                 return
-            if "v" in x and not x.get("@trunc"):
-                # Decimal, datetime, UUID, enum, big int, nan: a typed scalar.
+            if type(value) in _LEAF_TYPES and not x.get("@trunc"):
+                # An enum member, a function or class name: a typed scalar.
                 leaf(path, tname, value)
 
         def fields_attrs(attrs: dict[Any, Any], path: str, depth: int) -> None:
@@ -293,6 +301,13 @@ class ShapeWalker:
             for name, value in captures.items():
                 node(value, child_path("", str(name)), 0)
         return frozenset(feats)
+
+
+def _number_from_text(tname: str, value: Any) -> int | float | None:
+    try:
+        return int(value) if tname == "int" else float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _type_name(node: Any) -> str:

@@ -9,7 +9,7 @@ hits that show something the tests did not are remembered.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,46 +125,32 @@ def _show(values: Sequence[Any], limit: int = 8) -> str:
     return shown + (f", ... {more} more" if more > 0 else "")
 
 
-def value_findings(
-    path: str,
+_TEXT_NUMBERS = frozenset({"int", "float", "decimal.Decimal", "datetime.timedelta"})
+
+
+def _as_numbers(leaves: Sequence[tuple[int, str, Any]]) -> list[tuple[int, str, Any]] | None:
+    try:
+        return [(i, "float", float(raw)) for i, _, raw in leaves]
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _scan(
     leaves: Sequence[tuple[int, str, Any]],
     test: PathValues,
-    *,
-    max_categories: int,
-    range_factor: float,
-) -> list[Finding]:
-    """Value classes, magnitudes and categories production reached at ``path`` and tests did not.
-
-    ``leaves`` are the production leaves ``(hit index, type name, value)`` at ``path``.
-    """
-    if test.count == 0 or not leaves:
-        return []  # the shape comparison reports a path the tests never had
+    limit: float,
+    check_categories: bool,
+    cap: int,
+    new_classes: dict[str, list[int]],
+    over: list[int],
+    seen: set[tuple[str, Any]],
+    new_values: dict[tuple[str, Any], list[int]],
+) -> tuple[float, bool]:
+    """The general scan, leaf by leaf, for paths that mix types; returns (max size, one-of?)."""
     known = test.classes
-    limit = test.max_abs * range_factor if test.max_abs > 0 else math.inf
-    check_categories = test.categorical and 0 < len(test.categories) <= max_categories
-    cap = max_categories * 4
-    new_classes: dict[str, list[int]] = {}
-    over: list[int] = []
     prod_max = 0.0
-    seen: set[tuple[str, Any]] = set()
-    new_values: dict[tuple[str, Any], list[int]] = {}
     for idx, tname, raw in leaves:
-        # Fast paths for the common leaves; everything else goes through _classify.
-        kind = type(raw)
-        if kind is str and tname == "str":
-            cls: str | None = "non-empty" if raw else "empty"
-            size: float | None = None
-        elif kind is int or kind is float:
-            if raw > 0:
-                cls, size = "positive", raw
-            elif raw < 0:
-                cls, size = "negative", -raw
-            elif raw == 0:
-                cls, size = "zero", 0.0
-            else:
-                cls, size = "nan", None
-        else:
-            cls, size = _classify(tname, raw)
+        cls, size = _classify(tname, raw)
         if cls is not None and cls not in known:
             new_classes.setdefault(cls, []).append(idx)
         if size is not None and size > limit:
@@ -182,6 +168,88 @@ def value_findings(
                 seen.add(value)
             if value not in test.categories:
                 new_values.setdefault(value, []).append(idx)
+    return prod_max, check_categories
+
+
+def value_findings(
+    path: str,
+    leaves: Sequence[tuple[int, str, Any]],
+    test: PathValues,
+    *,
+    max_categories: int,
+    range_factor: float,
+    types: Set[str] | None = None,
+) -> list[Finding]:
+    """Value classes, magnitudes and categories production reached at ``path`` and tests did not.
+
+    ``leaves`` are the production leaves ``(hit index, type name, value)`` at ``path``;
+    ``types`` (the type names the shapes saw there) saves a pass over them.
+    """
+    if test.count == 0 or not leaves:
+        return []  # the shape comparison reports a path the tests never had
+    known = test.classes
+    limit = test.max_abs * range_factor if test.max_abs > 0 else math.inf
+    check_categories = test.categorical and 0 < len(test.categories) <= max_categories
+    cap = max_categories * 4
+    new_classes: dict[str, list[int]] = {}
+    over: list[int] = []
+    prod_max = 0.0
+    seen: set[tuple[str, Any]] = set()
+    new_values: dict[tuple[str, Any], list[int]] = {}
+    # The walker makes every "str" leaf a str and every "int"/"float" leaf a number.
+    tnames = (types - {"None"}) if types is not None else {leaf[1] for leaf in leaves}
+    if tnames == {"str"}:
+        # Homogeneous paths (nearly all of them) are scanned with comprehensions, not a loop
+        # of branches: one odd value class is found without classifying every value.
+        distinct = {leaf[2] for leaf in leaves}
+        if "empty" not in known and "" in distinct:
+            new_classes["empty"] = [leaf[0] for leaf in leaves if leaf[2] == ""]
+        if "non-empty" not in known and (len(distinct) > 1 or "" not in distinct):
+            new_classes["non-empty"] = [leaf[0] for leaf in leaves if leaf[2] != ""]
+        if check_categories and len(distinct) <= cap:
+            seen = {("str", v) for v in distinct}
+            fresh = {v for t, v in seen - test.categories}
+            if fresh:
+                for idx, _, raw in leaves:
+                    if raw in fresh:
+                        new_values.setdefault(("str", raw), []).append(idx)
+        else:
+            check_categories = False
+    elif (
+        tnames - {"int", "float"}
+        and tnames <= _TEXT_NUMBERS
+        and (numeric := _as_numbers(leaves)) is not None
+    ):
+        # Decimals and timedeltas: their text read as floats (a class and a magnitude do not
+        # need the exact value), then the number path below.
+        return value_findings(
+            path,
+            numeric,
+            test,
+            max_categories=max_categories,
+            range_factor=range_factor,
+            types={"float"},
+        )
+    elif tnames and tnames <= {"int", "float"}:
+        # Tests nearly always had positives: one pass finds the rest (negative, zero, nan).
+        # (No min()/max() here: with a nan among the values their answer depends on order.)
+        rest = [x for x in leaves if not x[2] > 0]
+        if "positive" not in known and len(rest) < len(leaves):
+            new_classes["positive"] = [x[0] for x in leaves if x[2] > 0]
+        for idx, _, raw in rest:
+            cls = "negative" if raw < 0 else "zero" if raw == 0 else "nan"
+            if cls not in known:
+                new_classes.setdefault(cls, []).append(idx)
+        if limit != math.inf:
+            big = [(leaf[0], abs(leaf[2])) for leaf in leaves if abs(leaf[2]) > limit]
+            if big:
+                over = [idx for idx, _ in big]
+                prod_max = float(max(size for _, size in big))
+        check_categories = False
+    else:
+        prod_max, check_categories = _scan(
+            leaves, test, limit, check_categories, cap, new_classes, over, seen, new_values
+        )
     findings: list[Finding] = []
     tested = ", ".join(sorted(known)) or "none"
     for cls in sorted(new_classes):

@@ -561,7 +561,14 @@ def _compare(
         )
 
     # Noise: ids and timestamps compare by type only (the shape still holds their type).
-    noise = detect_noise(prod.leaves, test.leaves, unique_share=settings.unique_share)
+    prod_types: dict[str, set[str]] = {}
+    for shape in prod.shapes:
+        for path, what, value in shape:
+            if what == "t":
+                prod_types.setdefault(path, set()).add(value)
+    noise = detect_noise(
+        prod.leaves, test.leaves, unique_share=settings.unique_share, prod_types=prod_types
+    )
     unseen = [s for s in prod.shapes if s not in test.shapes]
     if not test_hits and prod_hits:
         findings.append(
@@ -591,6 +598,7 @@ def _compare(
                     path,
                     prod.leaves[path],
                     tv,
+                    types=prod_types.get(path),
                     max_categories=settings.max_categories,
                     range_factor=settings.range_factor,
                 )
