@@ -306,7 +306,10 @@ class BytecodeBackend:
     def _apply(self, target: _Target) -> None:
         """Rebuild from the original with every hook, install it, and tell the parents."""
         new = self._build(target)
-        self._refresh_functions(target)
+        if target.parents:
+            # Closures made from a patched parent since the last change: a heap walk, so only
+            # for nested code (other code has no function objects we did not assign ourselves).
+            self._refresh_functions(target)
         for fn in target.functions:
             fn.__code__ = new
         # Every function now runs ``new`` (the parent's constants too): older rebuilds are done.
