@@ -742,8 +742,13 @@ def start(
             return {"state": "disabled", "hub": config.hub_url, "service": config.service}
         agent = Agent(config)
         _agent = agent
-        fork.install_hooks(_current)
-        agent.start()
+        try:
+            fork.install_hooks(_current)
+            agent.start()
+        except Exception as exc:  # e.g. no thread can be started: the host goes on without us
+            log.warning("sensor: could not start: %s", exc)
+            agent._state = "stopped"
+            agent.last_error = f"start: {exc}"
     return agent.status()
 
 
