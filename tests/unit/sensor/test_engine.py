@@ -848,3 +848,88 @@ def test_a_file_glob_on_the_deny_list_refuses_path_and_function_probes(
     finally:
         monkeypatch.delenv("SENSOR_DENY")
         deny.set_deny_list(None)
+
+
+TORTURE = """
+import contextlib
+
+def torture(n):
+    total = 0
+    for i in range(n):
+        if i % 2:
+            continue
+        total += i
+    else:
+        total += 100
+    while n > 0:
+        n -= 3
+        if n == 1:
+            break
+    squares = [k * k for k in range(4) if k]
+    try:
+        total += 1 // (n - n)
+    except ZeroDivisionError as exc:
+        total += len(type(exc).__name__)
+    finally:
+        total += 1
+    with contextlib.suppress(KeyError):
+        {}["missing"]
+    match total % 3:
+        case 0:
+            total += 7
+        case _:
+            total -= 7
+    gen = (x for x in squares)
+    return total + sum(gen) + (lambda q: q * 2)(3)
+
+async def atorture(n):
+    out = []
+    async def agen():
+        for i in range(n):
+            yield i
+    async for value in agen():
+        out.append(value)
+    try:
+        raise KeyError(n)
+    except KeyError:
+        out.append(-1)
+    return out
+"""
+
+
+def test_counters_on_every_line_leave_the_results_unchanged(engine: Engine, load: Loader) -> None:
+    from sensor.inject.locate import code_lines
+
+    module = load(TORTURE)
+    expected = (module.torture(10), asyncio.run(module.atorture(3)))
+    for fn in (module.torture, module.atorture):
+        for number in sorted(code_lines(fn.__code__) - {fn.__code__.co_firstlineno}):
+            probe = make(kind="counter", location=f"{module.__name__}:{fn.__name__}@{number}")
+            installed(engine, probe)
+        installed(engine, snapshot(f"{module.__name__}:{fn.__name__}@exception"))
+        installed(engine, snapshot(f"{module.__name__}:{fn.__name__}@return"))
+    assert (module.torture(10), asyncio.run(module.atorture(3))) == expected
+    counts = {hit.location: hit.aggregate for hit in engine.flush_aggregates()}
+    assert len(counts) > 20
+    assert all(agg and agg["count"] >= 1 for agg in counts.values())
+    assert len([h for h in engine.drain() if h.location.endswith("@return")]) == 2
+    engine.remove_all()
+    assert (module.torture(10), asyncio.run(module.atorture(3))) == expected
+
+
+def test_exceptions_leaving_coroutines_are_reported(engine: Engine, load: Loader) -> None:
+    module = load(
+        """
+        import asyncio
+
+        async def fails(x):
+            await asyncio.sleep(0)
+            raise LookupError(x)
+        """
+    )
+    installed(engine, snapshot(f"{module.__name__}:fails@exception"))
+    with pytest.raises(LookupError):
+        asyncio.run(module.fails(7))
+    (hit,) = engine.drain()
+    assert hit.exception is not None
+    assert hit.exception["type"] == "LookupError"
