@@ -248,8 +248,7 @@ class Agent:
 
     def after_fork_child(self) -> None:
         """Become a new source: fresh queue, identity and thread; the probe set is re-fetched."""
-        self.queue.unlock_after_fork()
-        self._lock.release()
+        # The locks taken in before_fork are replaced, not released: new locks cannot be stale.
         self._lock = threading.RLock()
         self._send_lock = threading.Lock()
         self.queue.reset_after_fork()
