@@ -162,9 +162,19 @@ class Hub:
             self._ingest_scheduled = more
         if more and taken:
             # go to the back of the store queue: polls and reads get their turn in between
-            taken[0].loop.call_soon_threadsafe(
-                lambda: taken[0].loop.run_in_executor(self._executor, self._commit_group)
-            )
+            loop = taken[0].loop
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(
+                    lambda: loop.run_in_executor(self._executor, self._commit_group)
+                )
+        try:
+            self._write_group(taken)
+        except BaseException as exc:  # nobody awaits this call: never leave a request hanging
+            for item in taken:
+                _settle(item, exc=exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+            raise
+
+    def _write_group(self, taken: list[_Ingest]) -> None:
         valid: list[tuple[_Ingest, list[dict[str, Any]]]] = []
         for item in taken:
             try:

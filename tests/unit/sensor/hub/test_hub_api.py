@@ -652,3 +652,54 @@ def test_a_bad_batch_does_not_fail_the_others_in_its_group(app: Starlette, hub: 
             return [a.status_code for a in await asyncio.gather(*posts)]
 
     assert asyncio.run(scenario()) == [200, 422, 200]
+
+
+def test_group_commit_is_bounded_and_the_rest_follows(
+    app: Starlette, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import sensor.hub.core
+
+    monkeypatch.setattr(sensor.hub.core, "GROUP_COMMIT_HITS", 15)
+    groups: list[int] = []
+    original = hub.store.add_hit_batches
+
+    def recording(batches: Any, *args: Any) -> Any:
+        groups.append(len(batches))
+        return original(batches, *args)
+
+    hub.store.add_hit_batches = recording  # type: ignore[method-assign,assignment]
+
+    async def scenario() -> list[Any]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+            answer = await http.post(
+                "/v1/sensors/register", json={"service": "shop"}, headers=auth(SENSOR)
+            )
+            source_id = answer.json()["source_id"]
+            probe = {"kind": "snapshot", "location": "shop.pricing:apply_discount"}
+            placed = await http.post("/v1/probes", json={"probe": probe}, headers=auth(CLIENT))
+            record = placed.json()["probe"]
+            gate = threading.Event()
+            blocked = asyncio.get_running_loop().run_in_executor(hub._executor, gate.wait, 10)
+            posts = [
+                asyncio.create_task(
+                    http.post(
+                        f"/v1/sensors/{source_id}/hits",
+                        json={"hits": [hit(record, n * 10 + i) for i in range(10)]},
+                        headers=auth(SENSOR),
+                    )
+                )
+                for n in range(3)
+            ]
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                if len(hub._ingest_queue) == 3:
+                    break
+            gate.set()
+            await blocked
+            return [a.json() for a in await asyncio.gather(*posts)]
+
+    assert asyncio.run(scenario()) == [{"accepted": 10}] * 3
+    assert groups == [2, 1]
