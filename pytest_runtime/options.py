@@ -66,7 +66,8 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="WHEN",
         default=None,
         help="oldest evidence to use: a duration such as 30m, 2h, 1d, an ISO time or epoch "
-        f"seconds (default: ini runtime_since, then {DEFAULT_SINCE})",
+        f"seconds (default: ini runtime_since, then {DEFAULT_SINCE} for the hub and no limit "
+        "for evidence files)",
     )
     group.addoption(
         "--runtime-evidence",
@@ -127,6 +128,7 @@ class RuntimeOptions:
     wait: float = DEFAULT_WAIT
     min_hits: int = DEFAULT_MIN_HITS
     since: float = 0.0  #: epoch seconds
+    since_given: bool = False  #: set explicitly (option or ini), not the default
     evidence: tuple[str, ...] = ()
     record: str | None = None
     strict: bool = False
@@ -168,6 +170,7 @@ class RuntimeOptions:
             since=parse_since(
                 "--runtime-since", opt("runtime_since") or ini("runtime_since"), now=now
             ),
+            since_given=bool(opt("runtime_since") or ini("runtime_since")),
             evidence=tuple(opt("runtime_evidence") or ()),
             record=opt("runtime_record"),
             strict=strict,

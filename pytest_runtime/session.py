@@ -531,6 +531,11 @@ class RuntimeSession:
         for rules in hook.pytest_runtime_noise_rules(config=self.config):
             noise.extend(rules or ())
 
+        # Recorded evidence is usually older than the hub default window: filter it by time
+        # only when the user asked for a window.
+        since: float | None = self.options.since
+        if self.file_evidence is not None and not self.options.since_given:
+            since = None
         prod_cache: dict[str, list[dict[str, Any]]] = {}
         results = []
         for record in sorted(self.records, key=lambda r: r.nodeid):
@@ -538,7 +543,7 @@ class RuntimeSession:
                 signature = request.signature
                 if signature not in prod_cache:
                     prod_cache[signature] = apply_serializers(
-                        evidence.hits_for(signature, since=self.options.since), serializers
+                        evidence.hits_for(signature, since=since), serializers
                     )
                 test_hits = apply_serializers(record.hits.get(signature, ()), serializers)
                 strict = (

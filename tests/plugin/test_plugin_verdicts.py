@@ -390,3 +390,19 @@ def test_xdist_test_time_violation_fails_on_the_worker(pytester: pytest.Pytester
     result = pytester.runpytest_subprocess("-n", "2")
     result.stdout.fnmatch_lines(["*expect 'result >= 0' was false on 1 of 1*"])
     result.assert_outcomes(failed=1)
+
+
+def test_old_recorded_evidence_is_used_unless_a_window_is_asked_for(
+    pytester: pytest.Pytester,
+) -> None:
+    make_shop(pytester)
+    pytester.makepyfile(test_shop=MARKED_TEST.format(extra=""))
+    pytester.path.joinpath("prod.jsonl").write_text(
+        evidence_lines(LOCATION, NONE_PRICE, capture=["price", "rate"], ts=1_700_000_000.0)
+    )
+    result = pytester.runpytest_subprocess("--runtime-evidence", "prod.jsonl")
+    result.stdout.fnmatch_lines(["DIVERGED test_shop.py::test_discount*"])
+    result = pytester.runpytest_subprocess(
+        "--runtime-evidence", "prod.jsonl", "--runtime-since", "1d"
+    )
+    result.stdout.fnmatch_lines(["INCONCLUSIVE test_shop.py::test_discount*"])
