@@ -1,0 +1,135 @@
+"""The urllib hub client: URLs, tokens from the environment, and how failures are reported."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from sensor.client import DEFAULT_HUB_URL, HubClient
+from sensor.errors import ConfigError, HubResponseError, HubUnavailableError
+
+
+class _Peer(BaseHTTPRequestHandler):
+    """A plain HTTP peer answering whatever the test sets (not our hub: a proxy, a stranger)."""
+
+    status = 200
+    body = b"{}"
+    content_type = "application/json"
+    seen: list[dict[str, Any]] = []
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self._answer(self.rfile.read(length))
+
+    def do_DELETE(self) -> None:
+        self._answer()
+
+    def _answer(self, payload: bytes = b"") -> None:
+        type(self).seen.append(
+            {
+                "method": self.command,
+                "path": self.path,
+                "auth": self.headers.get("Authorization"),
+                "body": payload,
+            }
+        )
+        self.send_response(self.status)
+        self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def peer() -> Iterator[tuple[str, type[_Peer]]]:
+    handler = type("Peer", (_Peer,), {"seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_url_and_token_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENSOR_HUB_URL", "http://hub.internal:9000/")
+    monkeypatch.setenv("SENSOR_TOKEN", "t0k")
+    client = HubClient()
+    assert (client.url, client.token) == ("http://hub.internal:9000", "t0k")
+    monkeypatch.delenv("SENSOR_HUB_URL")
+    assert HubClient().url == DEFAULT_HUB_URL
+
+
+def test_bad_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="'ftp://x'"):
+        HubClient("ftp://x")
+
+
+def test_requests_carry_the_bearer_token_and_query(peer: tuple[str, type[_Peer]]) -> None:
+    url, handler = peer
+    handler.body = b'{"sources": []}'
+    HubClient(url, "secret").sources(service="shop", labels={"env": "prod", "zone": "a"})
+    seen = handler.seen[-1]
+    assert seen["auth"] == "Bearer secret"
+    assert seen["path"] == "/v1/sources?service=shop&label=env%3Dprod&label=zone%3Da"
+
+
+def test_probe_ids_are_quoted_in_paths(peer: tuple[str, type[_Peer]]) -> None:
+    url, handler = peer
+    handler.body = b'{"probe": {}}'
+    HubClient(url, "t").remove_probe("a/b c")
+    assert handler.seen[-1]["path"] == "/v1/probes/a%2Fb%20c"
+
+
+def test_hub_error_message_and_status_are_kept(peer: tuple[str, type[_Peer]]) -> None:
+    url, handler = peer
+    handler.status = 422
+    handler.body = json.dumps(
+        {"error": {"code": "invalid_probe", "message": "probe field 'kind': got 'x'"}}
+    ).encode()
+    with pytest.raises(HubResponseError) as caught:
+        HubClient(url, "t").place_probe({"kind": "x", "location": "m:f"})
+    assert caught.value.status == 422
+    assert str(caught.value).endswith("probe field 'kind': got 'x' (422 invalid_probe)")
+
+
+def test_a_proxy_error_page_is_reported_with_its_text(peer: tuple[str, type[_Peer]]) -> None:
+    url, handler = peer
+    handler.status = 502
+    handler.content_type = "text/html"
+    handler.body = b"<html>Bad Gateway</html>"
+    with pytest.raises(HubResponseError, match="502 <html>Bad Gateway</html>") as caught:
+        HubClient(url, "t").probes()
+    assert caught.value.status == 502
+
+
+def test_garbage_with_status_200_is_a_response_error(peer: tuple[str, type[_Peer]]) -> None:
+    url, handler = peer
+    handler.body = b"not json at all"
+    with pytest.raises(HubResponseError, match="expected JSON"):
+        HubClient(url, "t").health()
+
+
+def test_nothing_listening_is_hub_unavailable() -> None:
+    with pytest.raises(HubUnavailableError, match="is unreachable"):
+        HubClient("http://127.0.0.1:9", "t", timeout=2).health()
+
+
+def test_evidence_needs_exactly_one_of_probe_or_signature() -> None:
+    client = HubClient("http://127.0.0.1:9", "t")
+    with pytest.raises(ConfigError, match="exactly one"):
+        list(client.evidence_lines())
+    with pytest.raises(ConfigError, match="exactly one"):
+        list(client.evidence_lines(probe_id="p", signature="s"))
