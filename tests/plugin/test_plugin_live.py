@@ -230,3 +230,19 @@ def test_hub_lost_during_the_run_is_a_usage_error_not_a_traceback(
     result.stderr.fnmatch_lines([f"ERROR: pytest-runtime: hub {live.url} cannot be reached*"])
     assert "Traceback" not in result.stderr.str()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_service_option_is_the_default_selector(
+    pytester: pytest.Pytester, live: HubProcess
+) -> None:
+    live.register("shop")
+    result = pytester.runpytest_subprocess(
+        "--runtime-probe", "--runtime-wait", "0", "--runtime-service", "billing"
+    )
+    result.stdout.fnmatch_lines(['no live source matches {"service": "billing"} for *'])
+    client = HubClient(live.url, CLIENT_TOKEN)
+    try:
+        [record] = client.find_probes(REQUEST.signature, state="removed")
+    finally:
+        client.close()
+    assert record["selector"]["service"] == "billing"

@@ -228,3 +228,38 @@ def test_rerun_of_a_marked_test_in_the_same_session(pytester: pytest.Pytester) -
         "-x",
     )
     result.assert_outcomes(passed=2, failed=1)
+
+
+def test_markers_on_parameter_sets_and_the_location_keyword(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import pytest
+        from shop.pricing import apply_discount
+
+        probe = pytest.mark.runtime_probe(
+            location="shop.pricing:apply_discount", expect="result >= 0"
+        )
+        bad = pytest.mark.runtime_probe("shop.pricing:apply_discount", min_hits=0)
+
+        @pytest.mark.parametrize(
+            "rate",
+            [
+                pytest.param(0.5, marks=probe),
+                pytest.param(2, marks=probe),
+                pytest.param(1, marks=bad),
+            ],
+        )
+        def test_rates(rate):
+            apply_discount(10, rate)
+        """,
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_rates?2? _*",
+            "*expect 'result >= 0' was false on 1 of 1*",
+            "*_ test_rates?1? _*",
+            "*test_rates?1?: runtime_probe argument 'min_hits': got 0, expected a number >= 1",
+        ]
+    )
+    result.assert_outcomes(passed=1, failed=2)
