@@ -166,6 +166,7 @@ class ShapeWalker:
         normalized = self.is_normalized if self.patterns else None
         sequences = _SEQUENCES
         scalar_types = _SCALAR_TYPES
+        text_scalars = _SCALAR_TYPES
         markers = MARKERS
 
         def child_path(path: str, key: str) -> str:
@@ -209,6 +210,23 @@ class ShapeWalker:
                     else:
                         bucket.append((idx, tname, value))
                     continue
+                if cls is dict and len(value) == 2 and normalized is None:
+                    # Inlined typed scalar ({"@t": "decimal.Decimal", "v": "12.50"}).
+                    tname = value.get("@t")
+                    raw = value.get("v")
+                    if (
+                        type(tname) is str
+                        and tname in text_scalars
+                        and type(raw) is str
+                        and not (tname == "int" or tname == "float")
+                    ):
+                        add((sub, "t", tname))
+                        bucket = sink.get(sub)
+                        if bucket is None:
+                            sink[sub] = [(idx, tname, raw)]
+                        else:
+                            bucket.append((idx, tname, raw))
+                        continue
                 node(value, sub, depth)
             if counted:
                 add((path, "n", length_bucket(len(mapping))))
