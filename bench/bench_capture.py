@@ -170,6 +170,8 @@ def measure(pairs: int, number: int) -> list[dict[str, Any]]:
                 "redaction": redactor is not None and "redact" in name,
                 "pairs": pairs,
                 "calls_per_run": number,
+                # A busy machine inflates microseconds (ratios hold better): record how busy.
+                "loadavg_1min": round(os.getloadavg()[0], 2),
             }
         )
     return rows
@@ -343,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row))
     else:
         print(table(rows))
+        print(f"\nload average (1 min) during the runs: {max(r['loadavg_1min'] for r in rows):.2f}")
     return 0
 
 
