@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sources.set_defaults(func=cmd_sources)
 
-    probe = commands.add_parser("probe", help="place, list and remove probes")
+    probe = commands.add_parser("probe", help="place, list, show and remove probes")
     probe_commands = probe.add_subparsers(dest="probe_command", metavar="ACTION", required=True)
     add = probe_commands.add_parser("add", parents=[common], help="place a probe")
     add.add_argument("location", nargs="?", help="e.g. shop.pricing:apply_discount@return")
