@@ -160,3 +160,12 @@ def test_capture_frame_output_matches_the_captures_schema() -> None:
     values = {f"v{i}": value for i, (value, _) in enumerate(corpus()[::2])}
     captures, _, _ = capture_frame(values, CaptureLimits(max_fields=100), None)
     jsonschema.validate(captures, captures_schema, cls=jsonschema.Draft202012Validator)
+
+
+def test_reference_page_documents_every_schema_property() -> None:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    page = (SCHEMA_PATH.parent / "encoding.md").read_text()
+    missing = [key for key in schema["$defs"]["typed"]["properties"] if f'"{key}"' not in page]
+    assert missing == []
+    for field, default in CaptureLimits().to_dict().items():
+        assert f"| `{field}` | {default} |" in page, f"{field} default {default} not in the table"
