@@ -144,6 +144,8 @@ def test_secret_values_are_found_with_their_reason(red: Redactor, kind: str) -> 
     "text",
     [
         "4111 1111 1111 1112",  # fails Luhn
+        "0" * 25,  # a long digit run is not a card, even where 16 of its digits pass Luhn
+        "id 41111111111111110 x",  # 17 digits failing Luhn, with a Luhn-valid 16-digit head
         "order 1234567890123",  # fails Luhn
         "hello world",
         "12:30 on 2024-05-17",
