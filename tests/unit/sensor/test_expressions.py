@@ -528,6 +528,12 @@ def test_aware_datetime_with_python_tzinfo_is_refused() -> None:
         def utcoffset(self, dt: datetime.datetime | None) -> datetime.timedelta:
             raise AssertionError("ran user code")
 
+        def dst(self, dt: datetime.datetime | None) -> datetime.timedelta:
+            raise AssertionError("ran user code")
+
+        def tzname(self, dt: datetime.datetime | None) -> str:
+            raise AssertionError("ran user code")
+
     when = datetime.datetime(2024, 1, 1, tzinfo=Tz())
     with pytest.raises(ExpressionError, match="tzinfo is Python code"):
         compile("when == when").evaluate({"when": when})

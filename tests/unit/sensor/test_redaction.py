@@ -390,4 +390,4 @@ def test_nested_secrets_read_through_expressions_are_redacted() -> None:
     ):
         value = compile(source).evaluate(ns)
         assert type(value).__name__ == "Redacted", source
-        assert value.to_json()["@redacted"] == "name"  # type: ignore[attr-defined]
+        assert value.to_json()["@redacted"] == "name"
