@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pytest_runtime import plugin as _plugin
 from pytest_runtime.errors import MarkerError
 
 if TYPE_CHECKING:
@@ -24,12 +25,8 @@ __all__ = [
 ]
 
 MARKER = "runtime_probe"
-MARKER_HELP = (
-    "runtime_probe(location, capture=[...], expect='...', ignore=[...], min_hits=, strict=, "
-    "wait=, service=, labels={...}, kind='snapshot', condition=, rate=, max_hits=): "
-    "arm a probe at location while the test runs and compare its states with production "
-    "evidence; see https://pytest-runtime.readthedocs.io/en/latest/reference/plugin/"
-)
+# The help lives in plugin.py, which must not import this module at start-up.
+MARKER_HELP = _plugin.MARKER_HELP
 
 _KINDS = ("snapshot", "expect", "log", "counter", "timer")
 _KNOWN = (

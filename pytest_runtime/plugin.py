@@ -20,12 +20,18 @@ if TYPE_CHECKING:
     from pytest_runtime.options import RuntimeOptions
     from pytest_runtime.session import RuntimeSession
 
-__all__ = ["RuntimePlugin", "runtime"]
+__all__ = ["MARKER_HELP", "RuntimePlugin", "runtime"]
 
 _SESSION: pytest.StashKey[RuntimeSession] = pytest.StashKey()
 _OPTIONS: pytest.StashKey[RuntimeOptions] = pytest.StashKey()
 _PLUGIN_NAME = "runtime-session"
 _MARKER = "runtime_probe"  # == markers.MARKER; repeated so that this module imports nothing
+MARKER_HELP = (
+    "runtime_probe(location, capture=[...], expect='...', ignore=[...], min_hits=, strict=, "
+    "wait=, service=, labels={...}, kind='snapshot', condition=, rate=, max_hits=): "
+    "arm a probe at location while the test runs and compare its states with production "
+    "evidence; see https://pytest-runtime.readthedocs.io/en/latest/reference/plugin/"
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,7 +52,6 @@ def _usage_error(exc: Exception) -> pytest.UsageError:
 
 def pytest_configure(config: pytest.Config) -> None:
     from pytest_runtime.errors import RuntimeProbeError
-    from pytest_runtime.markers import MARKER_HELP
     from pytest_runtime.options import RuntimeOptions
 
     config.addinivalue_line("markers", MARKER_HELP)
