@@ -87,12 +87,20 @@ def _capture(values: Mapping[str, object], limits: Any) -> tuple[dict[str, Any],
     return _capture_frame(values, limits, _redactor())
 
 
+_get_redactor: Callable[[], Any] | None = None
+
+
 def _redactor() -> Any:
-    try:
-        from sensor.redaction import get_redactor
-    except ImportError:
-        return None
-    return get_redactor()
+    # The process redactor can be replaced at run time (set_redactor): ask for it on every hit,
+    # but import only once.
+    global _get_redactor
+    if _get_redactor is None:
+        try:
+            from sensor.redaction import get_redactor
+        except ImportError:
+            return None
+        _get_redactor = get_redactor
+    return _get_redactor()
 
 
 def _denied(module: str | None, filename: str | None) -> str | None:
@@ -155,6 +163,7 @@ def validate(probe: Probe) -> None:
 
 class _Armed:
     __slots__ = (
+        "capture_all",
         "code",
         "compiled",
         "counter",
@@ -164,6 +173,7 @@ class _Armed:
         "filename",
         "gate",
         "handles",
+        "kind",
         "location",
         "logged",
         "on_hit",
@@ -182,6 +192,8 @@ class _Armed:
         # Computed once: the signature hashes JSON, far too slow for every hit.
         self.signature = probe.signature
         self.location = str(probe.location)
+        self.kind = probe.kind.value
+        self.capture_all = probe.kind in (ProbeKind.SNAPSHOT, ProbeKind.EXPECT)
         self.state = ProbeState.PENDING
         self.reason: str | None = None
         self.compiled: _Compiled | None = None
@@ -671,7 +683,7 @@ class Engine:
                         values[name] = expr.evaluate(ns, f_globals)
                     except Exception as exc:
                         errors.append(f"capture {name!r}: {type(exc).__name__}: {exc}")
-        elif probe.kind in (ProbeKind.SNAPSHOT, ProbeKind.EXPECT):
+        elif armed.capture_all:
             values = ns
         captures: dict[str, Any] | None = None
         truncated = False
@@ -685,7 +697,7 @@ class Engine:
         hit = Hit(
             probe_id=probe.id,
             signature=armed.signature,
-            kind=probe.kind.value,
+            kind=armed.kind,
             location=armed.location,
             ts=time.time(),
             hit_id=self._next_hit_id(),
