@@ -508,17 +508,18 @@ def _info(t: type) -> _TypeInfo:
     return info
 
 
-def _fill_site(site: list[Any], t: type, name: str) -> None:
+def _site_entry(t: type, name: str) -> tuple[Any, tuple[Any, ...], Any] | None:
+    """The fast-path entry for reading `name` on instances of `t`, or None if not plain."""
     info = _TYPE_INFO.get(id(t))
     if info is None or not info.plain or info.ref() is not t:
-        return
+        return None
     heap_dicts = []
     for c, cd in zip(info.mro, info.dicts, strict=True):
         if _is_heap(c):
             heap_dicts.append(cd)
         elif name in cd:
-            return  # a builtin base defines it: always the careful path
-    site[0], site[1], site[2] = t, tuple(heap_dicts), info.dict_descr.__get__
+            return None  # a builtin base defines it: always the careful path
+    return (t, tuple(heap_dicts), info.dict_descr.__get__)
 
 
 def _getattr(obj: Any, name: str, s: list[Any]) -> Any:
@@ -1550,15 +1551,17 @@ class _Compiler:
             )
         value = self.c(node.value, depth)
         secret = self.red.is_secret_name(name)
-        # A one-entry cache per attribute site: [type, heap class dicts, __dict__ getset].
-        # Filled only for plain application classes, and only when no builtin base class
-        # has `name` (builtin class dicts cannot change; heap class dicts are checked on
-        # every read, since a property may be added to a class at any time).
-        site: list[Any] = [None, (), None]
+        # A one-entry cache per attribute site: (type, heap class dicts, __dict__ getter),
+        # replaced as one tuple so that threads never see parts of two entries. Filled only
+        # for plain application classes, and only when no builtin base class has `name`
+        # (builtin class dicts cannot change; heap class dicts are checked on every read,
+        # since a property may be added to a class at any time).
+        site: tuple[Any, tuple[Any, ...], Any] = (None, (), None)
         missing = _MISSING
         base_name = self.plain_names.get(id(value))
 
         def attr(lv: Any, gv: Any, s: list[Any]) -> Any:
+            nonlocal site
             if base_name is not None:
                 try:
                     obj = lv[base_name]
@@ -1567,12 +1570,13 @@ class _Compiler:
             else:
                 obj = value(lv, gv, s)
             t = type(obj)
-            if t is site[0]:
-                for cd in site[1]:
+            entry = site
+            if t is entry[0]:
+                for cd in entry[1]:
                     if name in cd:
                         break
                 else:
-                    d = site[2](obj, t)
+                    d = entry[2](obj, t)
                     if type(d) is dict:
                         v = d.get(name, missing)
                         if v is not missing:
@@ -1580,8 +1584,10 @@ class _Compiler:
             elif t is Redacted:
                 raise ExpressionError(f"attribute {name!r} of a redacted value is refused")
             v = _getattr(obj, name, s)
-            if t is not site[0]:
-                _fill_site(site, t, name)
+            if t is not entry[0]:
+                fresh = _site_entry(t, name)
+                if fresh is not None:
+                    site = fresh
             return _redact(v) if secret else v
 
         return attr

@@ -576,6 +576,48 @@ def test_property_added_to_a_class_after_reads_were_cached_is_never_run() -> Non
     assert calls == []
 
 
+def test_one_expression_shared_by_threads_over_different_classes_stays_inert() -> None:
+    import threading
+
+    calls: list[str] = []
+
+    class Plain2:
+        def __init__(self) -> None:
+            self.total = 1
+
+    class WithProperty:
+        def __init__(self) -> None:
+            self.__dict__["total"] = 2  # shadowed by the property below in Python
+
+        @property
+        def total(self) -> int:
+            calls.append("property")
+            return 3
+
+    expr = compile("obj.total")
+    wrong: list[object] = []
+
+    def worker(obj: object, expect: object) -> None:
+        for _ in range(2000):
+            try:
+                got: object = expr.evaluate({"obj": obj})
+            except ExpressionError:
+                got = "refused"
+            if got != expect:
+                wrong.append(got)
+
+    threads = [
+        threading.Thread(target=worker, args=(Plain2(), 1)),
+        threading.Thread(target=worker, args=(WithProperty(), "refused")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert calls == []
+    assert wrong == []
+
+
 def test_simple_namespace_attributes_are_readable() -> None:
     import types
 
