@@ -36,6 +36,7 @@ VERDICTS = ("ok", "diverged", "violated", "inconclusive")
 KINDS = ("violation", "exception", "shape", "range", "path")
 SEVERITIES = ("high", "medium", "low")
 _REPR_STATE_MAX = 4000  # characters of JSON kept for a representative state
+_MAX_NOISE_SHOWN = 50  # noise paths listed in a verdict (counts["noise_paths"] has them all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -728,7 +729,7 @@ def _compare(
         divergences=tuple(divergences),
         hint=hint,
         strict=settings.strict,
-        noise=dict(sorted(noise.items())),
+        noise=dict(sorted(noise.items())[:_MAX_NOISE_SHOWN]),
     )
 
 

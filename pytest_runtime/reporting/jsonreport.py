@@ -54,7 +54,9 @@ def build(results: Sequence[ProbeResult]) -> dict[str, Any]:
 
 def dumps(results: Sequence[ProbeResult]) -> str:
     """The report text: stable key order and indentation, so two runs diff cleanly."""
-    return json.dumps(build(results), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    # default=str: a serializer hook may hand back a value JSON cannot hold; say it, do not fail.
+    text = json.dumps(build(results), indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return text + "\n"
 
 
 def write(path: str | os.PathLike[str], results: Sequence[ProbeResult]) -> None:
