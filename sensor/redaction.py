@@ -92,7 +92,13 @@ DEFAULT_SUFFIXES: tuple[str, ...] = ("token", "pwd", "cookie", "credentials", "s
 # a regex pass per pattern. The regexes are linear (no nested quantifiers, bounded
 # repetitions), so a hostile string cannot make matching slow.
 _VALUE_PATTERNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("private-key", r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----", ("PRIVATE KEY",)),
+    # The whole PEM block, up to its END line or the end of the text: the body is the secret.
+    (
+        "private-key",
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?"
+        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\Z)",
+        ("PRIVATE KEY",),
+    ),
     ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", ("eyJ",)),
     ("bearer", r"\b[Bb]earer\s+[A-Za-z0-9._~+/-]{8,}=*", ("earer",)),
     ("basic-auth", r"\bBasic\s+[A-Za-z0-9+/]{12,}=*", ("Basic",)),
@@ -120,10 +126,11 @@ _VALUE_PATTERNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("@",),
     ),
 )
-# 13 to 19 digits, optionally grouped by single spaces or dashes; checked with Luhn after.
-# It starts with a character class, so the regex engine scans for a digit in C (a leading
-# look-behind made it six times slower on prose); the digit before is checked in _is_card.
-_CARD_RE = re.compile(r"[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
+# A run of at least 13 digits, optionally grouped by single spaces or dashes; _is_card then
+# looks for a Luhn-valid 13-19 digit card in it, so a card next to other digits is found. It
+# starts with a character class, so the regex engine scans for a digit in C (a leading
+# look-behind made it six times slower on prose).
+_CARD_RE = re.compile(r"[0-9](?:[ -]?[0-9]){12,}")
 
 #: Strings longer than this are matched on their first part only: capture keeps at most a few
 #: hundred characters anyway, and matching must stay bounded in time.
@@ -133,10 +140,38 @@ _NORMALIZE = str.maketrans("", "", "-_. ")
 
 
 def _is_card(m: re.Match[str]) -> bool:
-    start = m.start()
-    if start and m.string[start - 1].isdigit():
-        return False  # the tail of a longer digit run, not a card number
-    return luhn_ok(m.group().replace(" ", "").replace("-", ""))
+    text = m.group()
+    digits = text.replace(" ", "").replace("-", "")
+    if len(digits) == len(text):
+        # One unbroken digit run: a card only if the whole run is (an id of 25 digits is not
+        # a card, whatever 16 of its digits say).
+        return len(digits) <= 19 and luhn_ok(digits)
+    if len(digits) <= 19 and luhn_ok(digits):
+        return True
+    # Grouped digits ("4111 1111 1111 1111 2 items"): the regex took the whole run, so try
+    # every window of consecutive groups of 3+ digits (as cards are printed: 4-4-4-4, 4-6-5,
+    # ...) holding 13 to 19 digits. Bounded: past _MAX_CARD_WINDOWS candidates the run is
+    # called a card, since redacting a strange run of numbers is cheaper than a leak.
+    groups = text.replace("-", " ").split(" ")
+    n = len(groups)
+    tried = 0
+    for i in range(n):
+        window = ""
+        for j in range(i, min(i + 7, n)):
+            g = groups[j]
+            if len(g) < 3:
+                break
+            window += g
+            if len(window) > 19:
+                break
+            if len(window) >= 13:
+                tried += 1
+                if tried > _MAX_CARD_WINDOWS or luhn_ok(window):
+                    return True
+    return False
+
+
+_MAX_CARD_WINDOWS = 256
 
 
 def _card_sub(m: re.Match[str]) -> str:

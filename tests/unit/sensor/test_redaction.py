@@ -290,6 +290,8 @@ def test_hostile_string_does_not_make_matching_slow(red: Redactor) -> None:
         "Bearer " + "a" * 60_000,
         "ab://" + "c:" * 30_000,
         "4" * 60_000,
+        "123 " * 15_000,
+        "12 " * 20_000,
     ):
         started = time.perf_counter()
         red.redact_text(text)
@@ -391,3 +393,63 @@ def test_nested_secrets_read_through_expressions_are_redacted() -> None:
         value = compile(source).evaluate(ns)
         assert type(value).__name__ == "Redacted", source
         assert value.to_json()["@redacted"] == "name"
+
+
+# -- fuzz: a secret embedded anywhere in text never survives redact_text --------------------------
+
+from hypothesis import given, settings  # noqa: E402 - grouped with the tests that use it
+from hypothesis import strategies as st  # noqa: E402
+
+_FILLER = st.text(alphabet="abc XYZ.,:;-_/@=+0123456789\n", max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=_FILLER,
+    after=_FILLER,
+    kind=st.sampled_from(sorted(SECRET_VALUES)),
+)
+def test_embedded_secret_never_survives_redact_text(before: str, after: str, kind: str) -> None:
+    secret = SECRET_VALUES[kind]
+    out = Redactor().redact_text(f"{before} {secret} {after}")
+    assert SECRET_CORES[kind] not in out, f"{kind}: {out!r}"
+
+
+# The part of each sample secret that must never appear in redacted text.
+SECRET_CORES = {
+    "card": "4111 1111 1111 1111",
+    "card-dashes": "5500-0000-0000-0004",
+    "card-plain": "378282246310005",
+    "email": "ann.lee+shop",
+    "jwt": "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "bearer": "abcdefghijklmnop1234",
+    "aws": "AKIAIOSFODNN7EXAMPLE",
+    "gcp": "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+    "github": "a" * 36,
+    "slack": "123456789012-abcdefghij",
+    "stripe": "4eC39HqLyjWDarjtT1zdp7dc",
+    "private-key": "MIIE",
+    "url": "s3cret",
+}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111 1111 1111 1111 2 items",
+        "1 4111 1111 1111 1111",
+        "1234 5678 9012 3456 7890 4111 1111 1111 1111",
+        "4111-1111-1111-1111-0",
+    ],
+)
+def test_card_in_a_longer_run_of_digit_groups_is_still_found(text: str) -> None:
+    red = Redactor()
+    assert red.match_secret_value(text) == "card"
+    assert "1111 1111 1111" not in red.redact_text(text)
+    assert "1111-1111-1111" not in red.redact_text(text)
+
+
+def test_private_key_block_is_redacted_whole() -> None:
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADAN\nBgkqhkiG9w0B\n-----END PRIVATE KEY-----"
+    out = Redactor().redact_text(f"key: {pem} done")
+    assert out == "key: <redacted:private-key> done"
