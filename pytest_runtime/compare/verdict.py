@@ -11,6 +11,7 @@ shape); deepdiff runs on one representative pair per reported divergence, at mos
 from __future__ import annotations
 
 import gc
+import heapq
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -62,6 +63,8 @@ class CompareSettings:
     max_sources: int = 5
     max_diff_lines: int = 20
     max_diffed: int = 50
+    max_rechecks: int = 2000
+    recheck_sample: int = 50
 
     def __post_init__(self) -> None:
         for name in ("ignore", "noise_rules"):
@@ -231,6 +234,7 @@ class _Side:
     expect_passed: int = 0
     expect_errors: int = 0
     unchecked: list[int] = field(default_factory=list)
+    with_result: list[int] = field(default_factory=list)
 
 
 def _build(hits: Sequence[Mapping[str, Any]], walker: ShapeWalker, expect: str | None) -> _Side:
@@ -252,6 +256,8 @@ def _build(hits: Sequence[Mapping[str, Any]], walker: ShapeWalker, expect: str |
         result = hit.get("expect")
         if isinstance(result, Mapping) and ("ok" in result or "error" in result):
             ok = result.get("ok")
+            if ok is not None:
+                side.with_result.append(idx)
             if ok is False:
                 side.violations.append(idx)
             elif ok is True:
@@ -263,31 +269,49 @@ def _build(hits: Sequence[Mapping[str, Any]], walker: ShapeWalker, expect: str |
     return side
 
 
-def _recheck(side: _Side, expect: str) -> int:
-    """Evaluate the expectation on evidence hits that carry no result; return how many were.
+def _hit_order(side: _Side) -> Any:
+    def key(i: int) -> tuple[str, float]:
+        hit = side.hits[i]
+        ts = hit.get("ts")
+        return (str(hit.get("hit_id") or ""), float(ts) if isinstance(ts, int | float) else 0.0)
 
-    Only possible when every name the expression reads was captured; the sandboxed evaluator
-    of the sensor is used (never ``eval``). Hits it cannot judge stay unchecked.
+    return key
+
+
+def _recheck(side: _Side, expect: str, *, budget: int, sample: int) -> tuple[int, int]:
+    """Re-check the expectation on the evidence; return (hits judged here, disagreements).
+
+    Hits without a result (an older sensor, a hand-written file) are judged here, at most
+    ``budget`` of them (smallest hit ids first), when every name the expression reads was
+    captured. For hits with the sensor's result, a sample of ``sample`` is evaluated again and
+    any disagreement is counted (the sensor saw the live objects; a capture may be truncated or
+    redacted, so the sensor's result stands). The sensor's sandboxed evaluator is used, never
+    ``eval``; hits it cannot judge stay unchecked.
     """
     try:
         from sensor import expressions  # type: ignore[attr-defined,unused-ignore]
 
         compiled = expressions.compile(expect)
         names = set(compiled.names)
-    except Exception:  # no evaluator (yet) or an expression it refuses: leave them unchecked
-        return 0
+    except Exception:  # no evaluator or an expression it refuses: leave them unchecked
+        return 0, 0
     from pytest_runtime.compare.diff import decode_state
 
+    def judge(idx: int) -> bool | None:
+        captures = side.hits[idx].get("captures")
+        if not isinstance(captures, Mapping) or not names <= set(captures):
+            return None
+        try:
+            return bool(compiled.evaluate(decode_state(captures, None)))
+        except Exception:
+            return None
+
+    order = _hit_order(side)
     checked = 0
     still: list[int] = []
-    for idx in side.unchecked:
-        captures = side.hits[idx].get("captures") or {}
-        if not names <= set(captures):
-            still.append(idx)
-            continue
-        try:
-            ok = bool(compiled.evaluate(decode_state(captures, None)))
-        except Exception:
+    for n, idx in enumerate(sorted(side.unchecked, key=order)):
+        ok = judge(idx) if n < budget else None
+        if ok is None:
             still.append(idx)
             continue
         checked += 1
@@ -296,8 +320,15 @@ def _recheck(side: _Side, expect: str) -> int:
         else:
             side.violations.append(idx)
     side.violations.sort()
-    side.unchecked = still
-    return checked
+    side.unchecked = sorted(still)
+    disagreements = 0
+    for idx in heapq.nsmallest(sample, side.with_result, key=order):
+        result = side.hits[idx].get("expect")
+        reported = result.get("ok") if isinstance(result, Mapping) else None
+        local = judge(idx)
+        if local is not None and reported is not None and local != reported:
+            disagreements += 1
+    return checked, disagreements
 
 
 # --------------------------------------------------------------------------- shape findings
@@ -531,7 +562,11 @@ def _compare(
     walker = ShapeWalker(settings.patterns)
     prod = _build(prod_hits, walker, expect)
     test = _build(test_hits, walker, expect)
-    rechecked = _recheck(prod, expect) if expect is not None and prod.unchecked else 0
+    rechecked, disagreements = (
+        _recheck(prod, expect, budget=settings.max_rechecks, sample=settings.recheck_sample)
+        if expect is not None and (prod.unchecked or prod.with_result)
+        else (0, 0)
+    )
     n_prod = len(prod_hits)
 
     findings: list[Finding] = []
@@ -706,6 +741,7 @@ def _compare(
         "expect_errors": prod.expect_errors,
         "expect_unchecked": len(prod.unchecked),
         "expect_rechecked": rechecked,
+        "expect_disagreements": disagreements,
         "prod_exceptions": sum(len(v) for v in prod.exceptions.values()),
         "noise_paths": len(noise),
         "divergences": len(divergences),

@@ -114,8 +114,7 @@ def test_malformed_evidence_never_breaks_the_comparison(
 ) -> None:
     def hits(values: list[Any]) -> list[dict[str, Any]]:
         return [
-            {"hit_id": f"h{i}", "ts": float(i), "captures": {"x": v}}
-            for i, v in enumerate(values)
+            {"hit_id": f"h{i}", "ts": float(i), "captures": {"x": v}} for i, v in enumerate(values)
         ]
 
     verdict = compare(hits(test_values), hits(prod_values), settings=CompareSettings(min_hits=1))
