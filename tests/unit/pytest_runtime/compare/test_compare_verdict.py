@@ -85,6 +85,15 @@ def test_new_currency_in_a_small_categorical_set_is_medium() -> None:
     assert verdict.state_coverage == 1.0
 
 
+def test_tests_with_one_distinct_value_each_still_form_a_one_of_set() -> None:
+    currencies = ["EUR", "USD", "GBP", "CHF", "SEK", "NOK"]
+    tests = [hit(i, order(i, currency=c), prefix="t") for i, c in enumerate(currencies)]
+    prod = [hit(i, order(i + 100, currency=currencies[i % 6])) for i in range(200)]
+    prod[::10] = [hit(i, order(i + 100, currency="AUD")) for i in range(0, 200, 10)]
+    d = only(compare(tests, prod, probe=PROBE), path="order.currency")
+    assert (d.key, d.count) == ("one-of:'AUD'", 20)
+
+
 def test_negative_value_where_tests_only_had_positives_is_medium() -> None:
     prod = prod_side(odd=lambda i: order(i, price=-4))
     verdict = compare(tt_side(), prod, probe=PLAIN)
