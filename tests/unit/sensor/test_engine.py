@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
+import itertools
 import sys
 import textwrap
 import threading
@@ -933,3 +934,44 @@ def test_exceptions_leaving_coroutines_are_reported(engine: Engine, load: Loader
     (hit,) = engine.drain()
     assert hit.exception is not None
     assert hit.exception["type"] == "LookupError"
+
+
+def test_placing_and_removing_while_threads_run_the_code(
+    engine: Engine, shapes: ModuleType
+) -> None:
+    stop = threading.Event()
+    wrong: list[object] = []
+    calls = itertools.count()
+
+    def worker() -> None:
+        deadline = time.monotonic() + 10
+        while not stop.is_set() and time.monotonic() < deadline:
+            next(calls)
+            if shapes.add(2, 3) != 5 or shapes.fact(4) != 24:
+                wrong.append("result")
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for round_number in range(30):
+            probes = [
+                snapshot(f"{shapes.__name__}:add@{line(shapes, 'add-body')}"),
+                make(kind="counter", location=f"{shapes.__name__}:fact@entry"),
+                snapshot(f"{shapes.__name__}:fact@return", limits={"rate": 1000}),
+            ]
+            for probe in probes:
+                installed(engine, probe)
+            time.sleep(0.002)
+            if round_number % 2:
+                engine.remove_all()
+            else:
+                for probe in probes:
+                    engine.remove(probe.id)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert wrong == []
+    assert next(calls) > 30
+    assert all(s.errors == 0 for s in engine.statuses())
