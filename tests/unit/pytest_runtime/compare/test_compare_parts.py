@@ -140,3 +140,19 @@ def test_diff_of_unhashable_objects_is_not_empty() -> None:
     )
     b = decode({"@t": "shop.Cart", "@attrs": {"items": {"@t": "list", "v": [None]}}})
     assert diff_lines({"c": a}, {"c": b})
+
+
+def test_public_names_are_exported_sorted() -> None:
+    import pytest_runtime.compare as compare_pkg
+    import pytest_runtime.reporting as reporting_pkg
+
+    assert compare_pkg.__all__ == [
+        "CompareSettings",
+        "Divergence",
+        "NoiseRule",
+        "ProbeResult",
+        "ProbeVerdict",
+        "compare",
+    ]
+    assert all(hasattr(compare_pkg, name) for name in compare_pkg.__all__)
+    assert reporting_pkg.__all__ == sorted(reporting_pkg.__all__)

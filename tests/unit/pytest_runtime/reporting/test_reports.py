@@ -148,3 +148,25 @@ def test_junit_properties_name_the_location(results: list[ProbeResult]) -> None:
     names = [k for k, _ in recorded]
     assert "runtime[shop.pricing:apply_discount].verdict" in names
     assert all(isinstance(v, str) for _, v in recorded)
+
+
+def test_terminal_summary_lists_ok_results_when_verbose(results: list[ProbeResult]) -> None:
+    quiet = [t for _, t in terminal.summary_lines(results)]
+    loud = [t for _, t in terminal.summary_lines(results, verbose=True)]
+    assert not any(t.startswith("OK ") for t in quiet)
+    assert sum(1 for t in loud if t.startswith("OK ")) == 2
+    assert loud[-1] == quiet[-1]
+
+
+def test_reports_import_no_deepdiff() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pytest_runtime.reporting import github, jsonreport, junit, terminal\n"
+        "from pytest_runtime import baseline\n"
+        "print('deepdiff' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
