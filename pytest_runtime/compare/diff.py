@@ -18,7 +18,15 @@ from typing import Any
 from pytest_runtime.compare.decode import DecodedObject, Marked, TypeOnly
 from pytest_runtime.compare.shapes import item_path, key_path
 
-__all__ = ["STRUCTURAL", "diff_lines", "short_repr", "type_label"]
+__all__ = [
+    "STRUCTURAL",
+    "decode_state",
+    "diff_entries",
+    "diff_lines",
+    "select_lines",
+    "short_repr",
+    "type_label",
+]
 
 #: Report types that describe structure (shape divergences show only these).
 STRUCTURAL = frozenset(
@@ -111,19 +119,11 @@ def _line(report_type: str, item: Any) -> str:
     return f"{where}: {verb}"
 
 
-def diff_lines(
-    test_state: Mapping[str, Any],
-    prod_state: Mapping[str, Any],
-    *,
-    focus: str = "",
-    structural_only: bool = False,
-    max_lines: int = 20,
-) -> list[str]:
-    """deepdiff lines from a test-time state to a production state, sorted and bounded.
+Entry = tuple[str, str, str, bool]  #: (our path, deepdiff path, line, structural)
 
-    ``focus`` keeps the lines about that path (its parents and children); when none is about it,
-    every line is kept. The last line says how many were cut.
-    """
+
+def diff_entries(test_state: Mapping[str, Any], prod_state: Mapping[str, Any]) -> list[Entry]:
+    """Every deepdiff difference from a test-time state to a production state, unsorted."""
     try:
         from deepdiff import DeepDiff
 
@@ -135,23 +135,48 @@ def diff_lines(
             max_diffs=_MAX_DIFFS,
             verbose_level=2,
         )
-        entries: list[tuple[str, str, str]] = []
+        entries: list[Entry] = []
         for report_type in sorted(tree):
             if report_type not in _VERBS:
                 continue
-            if structural_only and report_type not in STRUCTURAL:
-                continue
             for item in tree[report_type]:
                 ours = _our_path(item.path(output_format="list"))
-                entries.append((ours, item.path(), _line(report_type, item)))
+                line = _line(report_type, item)
+                entries.append((ours, item.path(), line, report_type in STRUCTURAL))
     except Exception as exc:  # deepdiff's failure must not lose the verdict
-        return [f"deepdiff failed: {type(exc).__name__}: {str(exc)[:120]}"]
-    focused = [e for e in entries if _related(e[0], focus)]
-    chosen = sorted(focused or entries, key=lambda e: (e[1], e[2]))
+        return [("", "", f"deepdiff failed: {type(exc).__name__}: {str(exc)[:120]}", True)]
+    return entries
+
+
+def select_lines(
+    entries: list[Entry], *, focus: str = "", structural_only: bool = False, max_lines: int = 20
+) -> list[str]:
+    """The lines of ``entries`` about ``focus`` (its parents and children; all when none is),
+    sorted by path and bounded; the last line says how many were cut."""
+    pool = [e for e in entries if e[3]] if structural_only else entries
+    focused = [e for e in pool if _related(e[0], focus)]
+    chosen = sorted(focused or pool, key=lambda e: (e[1], e[2]))
     lines = [e[2] for e in chosen[:max_lines]]
     if len(chosen) > max_lines:
         lines.append(f"... {len(chosen) - max_lines} more deepdiff lines")
     return lines
+
+
+def diff_lines(
+    test_state: Mapping[str, Any],
+    prod_state: Mapping[str, Any],
+    *,
+    focus: str = "",
+    structural_only: bool = False,
+    max_lines: int = 20,
+) -> list[str]:
+    """deepdiff lines from a test-time state to a production state, sorted and bounded."""
+    return select_lines(
+        diff_entries(test_state, prod_state),
+        focus=focus,
+        structural_only=structural_only,
+        max_lines=max_lines,
+    )
 
 
 def decode_state(

@@ -671,7 +671,7 @@ def _compare(
         return path in noise_paths or walker.is_normalized(path)
 
     divergences: list[Divergence] = []
-    diffed = 0
+    diff_cache: dict[tuple[int, int], Any] = {}
     not_diffed = 0
     prod_shape_of: dict[int, frozenset[Feature]] = {}
     for f, idxs in reported:
@@ -685,24 +685,26 @@ def _compare(
                 message = message.get("v")
             lines = [f"exception {f.key.split(':', 1)[1]}: {str(message or '')[:200]}"]
         elif test_shapes and f.key != "no-test-states":
-            if diffed < settings.max_diffed:
-                diffed += 1
-                if not prod_shape_of:
-                    for s, members in prod.shapes.items():
-                        for i in members:
-                            prod_shape_of[i] = s
-                lines = _diff_for(
-                    f,
-                    rep_hit,
-                    prod_shape_of[rep],
-                    test_shapes,
-                    test_reps,
-                    test,
-                    normalize,
-                    settings,
-                )
-            else:
+            if not prod_shape_of:
+                for s, members in prod.shapes.items():
+                    for i in members:
+                        prod_shape_of[i] = s
+            found = _diff_for(
+                f,
+                rep,
+                prod,
+                prod_shape_of[rep],
+                test_shapes,
+                test_reps,
+                test,
+                normalize,
+                settings,
+                diff_cache,
+            )
+            if found is None:
                 not_diffed += 1
+            else:
+                lines = found
         hit_ids = sorted({str(prod.hits[i].get("hit_id") or "") for i in idxs} - {""})
         sources = sorted(
             {label for i in idxs if (label := _source_label(prod.hits[i].get("source")))}
@@ -775,22 +777,35 @@ def _distance(a: frozenset[Feature], b: frozenset[Feature]) -> int:
 
 def _diff_for(
     f: Finding,
-    rep_hit: Mapping[str, Any],
+    rep: int,
+    prod: _Side,
     shape: frozenset[Feature],
     test_shapes: list[frozenset[Feature]],
     test_reps: Mapping[frozenset[Feature], int],
     test: _Side,
     normalize: Any,
     settings: CompareSettings,
-) -> list[str]:
-    from pytest_runtime.compare.diff import decode_state, diff_lines
+    cache: dict[tuple[int, int], Any],
+) -> list[str] | None:
+    """deepdiff lines for one divergence, or None when the diff budget is spent.
+
+    Divergences that share a representative pair share one deepdiff run (``cache``).
+    """
+    from pytest_runtime.compare.diff import decode_state, diff_entries, select_lines
 
     # The nearest test-time state: fewest differing features; ties by the sorted shape order.
     nearest = min(test_shapes, key=lambda s: _distance(shape, s))
-    test_hit = test.hits[test_reps[nearest]]
-    return diff_lines(
-        decode_state(test_hit.get("captures"), normalize),
-        decode_state(rep_hit.get("captures"), normalize),
+    pair = (rep, test_reps[nearest])
+    entries = cache.get(pair)
+    if entries is None:
+        if len(cache) >= settings.max_diffed:
+            return None
+        entries = cache[pair] = diff_entries(
+            decode_state(test.hits[pair[1]].get("captures"), normalize),
+            decode_state(prod.hits[rep].get("captures"), normalize),
+        )
+    return select_lines(
+        entries,
         focus=f.path if f.kind != "violation" else "",
         structural_only=f.kind == "shape",
         max_lines=settings.max_diff_lines,

@@ -327,3 +327,18 @@ def test_deepdiff_lines_are_not_flooded_by_long_lists() -> None:
     verdict = compare(tt_side(), prod, probe=PROBE)
     for d in verdict.divergences:
         assert len(d.deepdiff) <= 21
+
+
+def test_deepdiff_runs_are_budgeted_and_shared_by_divergences_of_one_state() -> None:
+    def odd(i: int) -> dict[str, Any]:
+        return order(i, discount=None, extra={"coupon": "X"})
+
+    prod = prod_side(odd=odd)
+    prod += [hit(900 + i, order(900 + i, price=dec("1"))) for i in range(5)]
+    shared = compare(tt_side(), prod, probe=PROBE, settings=CompareSettings(max_diffed=1))
+    # discount and coupon share their representative: one deepdiff run serves both ...
+    assert only(shared, path="order.discount").deepdiff
+    assert only(shared, path="order.coupon").deepdiff
+    # ... the Decimal price lives in other hits, past the budget: counted, not diffed.
+    assert only(shared, path="price").deepdiff == ()
+    assert shared.counts["not_diffed"] == 1
