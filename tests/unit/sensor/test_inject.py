@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 import textwrap
@@ -310,3 +311,53 @@ def test_unknown_backend_name_falls_back_to_the_default(caplog: pytest.LogCaptur
     finally:
         if chosen is not None:
             chosen.close()
+
+
+@pytest.mark.parametrize("core", ["ctrace", "sysmon"])
+def test_coverage_and_the_sensor_both_keep_working(core: str, tmp_path: Any) -> None:
+    pytest.importorskip("coverage")
+    if core == "sysmon" and sys.version_info < (3, 12):
+        pytest.skip("coverage's sysmon core needs 3.12+")
+    target = tmp_path / "covtarget.py"
+    target.write_text("def f(x):\n    y = x + 1\n    return y\n")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, coverage
+                sys.path.insert(0, {str(tmp_path)!r})
+                cov = coverage.Coverage(
+                    data_file=None, config_file=False, branch=False, include=[{str(target)!r}]
+                )
+                cov.start()
+                import covtarget
+                from sensor.engine import Engine
+                from sensor.probes import Probe
+                engine = Engine()
+                status = engine.install(Probe(kind="counter", location="covtarget:f@2"))
+                for i in range(5):
+                    covtarget.f(i)
+                agg = engine.flush_aggregates()[0].aggregate
+                engine.close()
+                covtarget.f(1)
+                cov.stop()
+                lines = sorted(cov.get_data().lines({str(target)!r}))
+                core = cov._collector.tracer_name() if hasattr(cov, "_collector") else "?"
+                print(status.state.value, engine.backend_name, agg["count"], core, lines)
+                """
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "COVERAGE_CORE": core},
+    )
+    assert out.returncode == 0, out.stderr
+    state, backend, count, tracer, lines = out.stdout.strip().split(" ", 4)
+    assert (state, count, lines) == ("installed", "5", "[1, 2, 3]")
+    assert ("SysMonitor" in tracer) == (core == "sysmon"), tracer
+    assert backend in ("bytecode", "monitoring")
