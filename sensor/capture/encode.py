@@ -78,6 +78,8 @@ _MATCH_CACHE_MAX = 4096
 _MATCH_CACHE: dict[str, tuple[object, int, str | None]] = {}
 # key or name -> (redactor, rule version, secret name?, secret value reason)
 _KEY_CACHE: dict[str, tuple[object, int | None, bool, str | None]] = {}
+# capture name (maybe an expression) -> (redactor, rule version, secret?)
+_NAME_CACHE: dict[str, tuple[object, int | None, bool]] = {}
 _IDENT_TOKENS = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _DEFAULT_LIMITS = CaptureLimits()
 
@@ -947,11 +949,15 @@ def _module_name(m: Any) -> str:
 
 def _secret_capture_name(walker: _Walker, name: str) -> bool:
     """A capture name is secret if it, or any identifier in it (``user.password``), is."""
-    if walker._secret_name(name):
-        return True
-    if name.isidentifier():
-        return False
-    return any(walker._secret_name(token) for token in _IDENT_TOKENS.findall(name))
+    secret = walker._secret_name(name) or (
+        not name.isidentifier()
+        and any(walker._secret_name(token) for token in _IDENT_TOKENS.findall(name))
+    )
+    if walker.ver is not None and len(name) <= _MATCH_CACHE_CHARS:
+        if len(_NAME_CACHE) >= _MATCH_CACHE_MAX:
+            _NAME_CACHE.clear()
+        _NAME_CACHE[name] = (walker.red, walker.ver, secret)
+    return secret
 
 
 def _resolve(redactor: RedactorLike | _ProcessRedactor | None) -> RedactorLike | None:
@@ -1027,6 +1033,7 @@ def capture_frame(
         n = len(names_to_values)
         limit = lim.max_fields
         pairs: Iterable[tuple[object, object]] = names_to_values.items()
+        ver = walker.ver
         kept = 0
         for name, value in islice(pairs, limit) if n > limit else pairs:
             kept += 1
@@ -1034,7 +1041,15 @@ def capture_frame(
                 budget.note("error: a capture name that is not a str was skipped")
                 continue
             try:
-                if red is not None and _secret_capture_name(walker, name):
+                secret = False
+                if red is not None:
+                    # The same few names every hit: one cached lookup, then the full check.
+                    cached = _NAME_CACHE.get(name)
+                    if cached is not None and cached[0] is red and cached[1] == ver:
+                        secret = cached[2]
+                    else:
+                        secret = _secret_capture_name(walker, name)
+                if secret:
                     captures[name] = walker._redact_name(value)
                 else:
                     captures[name] = walker.enc(value, 0)
