@@ -342,6 +342,44 @@ def cmd_token_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_redaction(rules: dict[str, Any]) -> None:
+    for key, title in (("names", "names"), ("patterns", "patterns"), ("allow", "allow")):
+        values = rules.get(key) or []
+        print(f"{title}: " + (", ".join(repr(v) for v in values) if values else "(none)"))
+    if rules.get("updated_at") is None:
+        print("never set on this hub: sensors use their own SENSOR_REDACT_* settings")
+    else:
+        print(
+            f"set {_age(rules['updated_at'], time.time())} by {rules.get('updated_by') or '?'}; "
+            "added to each sensor's built-in defaults"
+        )
+
+
+def cmd_redaction_show(args: argparse.Namespace) -> int:
+    rules = _client(args).redaction()
+    if args.json:
+        _print_json({"redaction": rules}, sys.stdout)
+    else:
+        _print_redaction(rules)
+    return 0
+
+
+def cmd_redaction_set(args: argparse.Namespace) -> int:
+    if not (args.name or args.pattern or args.allow or args.clear):
+        raise ConfigError(
+            "redaction set: expected --name, --pattern or --allow (or --clear to remove every "
+            "rule); the rules given replace all of the hub's rules"
+        )
+    if args.clear and (args.name or args.pattern or args.allow):
+        raise ConfigError("redaction set: --clear takes no --name, --pattern or --allow")
+    rules = _client(args).set_redaction(names=args.name, patterns=args.pattern, allow=args.allow)
+    if args.json:
+        _print_json({"redaction": rules}, sys.stdout)
+    else:
+        _print_redaction(rules)
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------
 
 
@@ -521,6 +559,44 @@ def build_parser() -> argparse.ArgumentParser:
     trm = token_commands.add_parser("rm", parents=[common], help="remove a token")
     trm.add_argument("token_id")
     trm.set_defaults(func=cmd_token_rm)
+
+    redaction = commands.add_parser(
+        "redaction", help="show or replace the redaction rules every sensor applies"
+    )
+    redaction_commands = redaction.add_subparsers(
+        dest="redaction_command", metavar="ACTION", required=True
+    )
+    rshow = redaction_commands.add_parser(
+        "show", parents=[common], help="show the hub's redaction rules (client token)"
+    )
+    rshow.set_defaults(func=cmd_redaction_show)
+    rset = redaction_commands.add_parser(
+        "set",
+        parents=[common],
+        help="replace the hub's redaction rules (admin token)",
+        description="Replace all of the hub's redaction rules; live sensors apply them within "
+        "a second, without a restart. Names and patterns are added to each sensor's built-in "
+        "defaults; --allow un-redacts a name.",
+    )
+    rset.add_argument(
+        "--name", action="append", default=[], metavar="N", help="redact this name (repeatable)"
+    )
+    rset.add_argument(
+        "--pattern",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="redact string values this regular expression finds (repeatable)",
+    )
+    rset.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="N",
+        help="never redact this name, even a default one (repeatable)",
+    )
+    rset.add_argument("--clear", action="store_true", help="remove every rule")
+    rset.set_defaults(func=cmd_redaction_set)
 
     commands.add_parser(
         "run",

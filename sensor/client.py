@@ -12,7 +12,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from sensor._version import __version__
@@ -232,6 +232,23 @@ class HubClient:
 
     def remove_token(self, token_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request("DELETE", f"/v1/tokens/{_q(token_id)}")["token"]
+        return result
+
+    def redaction(self) -> dict[str, Any]:
+        """The hub's redaction rules: ``names``, ``patterns``, ``allow``, ``updated_at/_by``."""
+        result: dict[str, Any] = self.request("GET", "/v1/redaction")["redaction"]
+        return result
+
+    def set_redaction(
+        self,
+        *,
+        names: Sequence[str] = (),
+        patterns: Sequence[str] = (),
+        allow: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Replace the hub's redaction rules (admin); every sensor applies them at once."""
+        body = {"names": list(names), "patterns": list(patterns), "allow": list(allow)}
+        result: dict[str, Any] = self.request("PUT", "/v1/redaction", body=body)["redaction"]
         return result
 
 

@@ -1,4 +1,4 @@
-"""The /v1 HTTP handlers: sensors, sources, probes, hits, evidence, tokens, health.
+"""The /v1 HTTP handlers: sensors, sources, probes, hits, evidence, tokens, redaction, health.
 
 Each endpoint is declared once in :data:`ENDPOINTS` with its scope, so that routing, the
 OpenAPI document and the auth tests all read the same table. Errors are
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 import uuid
@@ -22,11 +23,13 @@ from sensor._version import __version__
 from sensor.errors import ExpressionError, ProbeSpecError
 from sensor.hub.auth import SCOPES, allows, new_token, new_token_record
 from sensor.hub.core import Hub
+from sensor.hub.redaction import RuleError, validate_rules
 from sensor.hub.store import (
     PROBE_STATES,
     SOURCE_STATES,
     DuplicateError,
     ProbeRecord,
+    RedactionRecord,
     SourceRecord,
     TokenRecord,
 )
@@ -35,6 +38,7 @@ from sensor.probes import Hit, Probe, ProbeStatus
 __all__ = ["ENDPOINTS", "ApiError", "Endpoint", "error_response"]
 
 EVIDENCE_MEDIA_TYPE = "application/x-ndjson"
+_log = logging.getLogger("sensor.hub")
 
 
 class ApiError(Exception):
@@ -292,7 +296,11 @@ async def poll_probes(request: Request, token: TokenRecord) -> Response:
             break
         await hub.notifier.wait(version, remaining)
     return JSONResponse(
-        {"etag": current, "probes": [record.probe for record in records], "redaction": None}
+        {
+            "etag": current,
+            "probes": [record.probe for record in records],
+            "redaction": hub.redaction_rules(),
+        }
     )
 
 
@@ -669,6 +677,37 @@ async def remove_token(request: Request, token: TokenRecord) -> Response:
     return JSONResponse({"token": records[token_id].to_dict()})
 
 
+def _redaction_answer(record: RedactionRecord | None) -> dict[str, Any]:
+    if record is None:  # never set: sensors keep the rules of their own environment
+        return {"names": [], "patterns": [], "allow": [], "updated_at": None, "updated_by": None}
+    return record.to_dict()
+
+
+async def get_redaction(request: Request, token: TokenRecord) -> Response:
+    return JSONResponse({"redaction": _redaction_answer(_hub(request).redaction)})
+
+
+async def set_redaction(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    data = await read_json(request)
+    try:
+        rules = validate_rules(data)
+    except RuleError as exc:
+        raise ApiError(422, "invalid_rule", f"redaction rule {exc}") from None
+    record = RedactionRecord(**rules, updated_at=time.time(), updated_by=token.name)
+    await hub.set_redaction(record)
+    # an audit trail: these rules decide what leaves every service
+    _log.warning(
+        "redaction rules replaced by token %r (%s): %d names, %d patterns, allow %s",
+        token.name,
+        token.id,
+        len(record.names),
+        len(record.patterns),
+        record.allow,
+    )
+    return JSONResponse({"redaction": record.to_dict()})
+
+
 # -- open endpoints ------------------------------------------------------------------------
 
 
@@ -801,6 +840,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET", "/v1/tokens", "admin", list_tokens, "List tokens (never their secrets)", "admin"
     ),
     Endpoint("DELETE", "/v1/tokens/{token_id}", "admin", remove_token, "Remove a token", "admin"),
+    Endpoint(
+        "GET",
+        "/v1/redaction",
+        "client",
+        get_redaction,
+        "Read the redaction rules sent to every sensor",
+        "admin",
+    ),
+    Endpoint(
+        "PUT",
+        "/v1/redaction",
+        "admin",
+        set_redaction,
+        "Replace the redaction rules (sensors apply them at their next poll answer)",
+        "admin",
+    ),
     Endpoint("GET", "/v1/health", None, health, "Liveness (no token needed)", "open"),
     Endpoint("GET", "/v1/openapi.json", None, openapi, "This API's OpenAPI document", "open"),
 )

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 from sensor.hub.auth import TokenCache, hash_token, new_token_record
 from sensor.hub.notify import ChangeNotifier
 from sensor.hub.settings import HubSettings
-from sensor.hub.store import ProbeRecord, SourceRecord, Store, open_store
+from sensor.hub.store import ProbeRecord, RedactionRecord, SourceRecord, Store, open_store
 
 __all__ = ["Hub", "probe_set_etag"]
 
@@ -47,9 +48,15 @@ class _Ingest:
     future: asyncio.Future[tuple[int, list[str]]]
 
 
-def probe_set_etag(records: list[ProbeRecord]) -> str:
-    """A short tag of a source's probe set: probe ids are never reused, so ids suffice."""
+def probe_set_etag(records: list[ProbeRecord], redaction: str | None = None) -> str:
+    """A short tag of a source's probe set: probe ids are never reused, so ids suffice.
+
+    ``redaction`` is the canonical JSON of the hub's redaction rules: it is part of what a
+    sensor holds, so a rule change answers every open long poll at once.
+    """
     text = "\n".join(sorted(record.id for record in records))
+    if redaction is not None:
+        text += "\nredaction " + redaction
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -74,6 +81,10 @@ class Hub:
         # its id lives, so sensor requests skip a trip to the store thread
         self._sources: collections.OrderedDict[str, SourceRecord] = collections.OrderedDict()
         self._bootstrap_tokens()
+        # the rules every poll answer carries: read once here, replaced by set_redaction
+        self._redaction: RedactionRecord | None = None
+        self._redaction_key: str | None = None
+        self._use_redaction(self.store.get_redaction())
 
     def _bootstrap_tokens(self) -> None:
         """Create the tokens given at start (flags or environment) unless they exist already."""
@@ -225,7 +236,29 @@ class Hub:
             for record in await self.active_probes()
             if record.matches(source) and (record.expires_at is None or record.expires_at > now)
         ]
-        return records, probe_set_etag(records)
+        return records, probe_set_etag(records, self._redaction_key)
+
+    # -- redaction rules -----------------------------------------------------------------
+
+    @property
+    def redaction(self) -> RedactionRecord | None:
+        """The rules an admin set (None: never set; sensors keep their own configuration)."""
+        return self._redaction
+
+    def redaction_rules(self) -> dict[str, list[str]] | None:
+        """What a poll answer carries under ``"redaction"``."""
+        record = self._redaction
+        return None if record is None else record.rules()
+
+    def _use_redaction(self, record: RedactionRecord | None) -> None:
+        self._redaction = record
+        self._redaction_key = None if record is None else json.dumps(record.rules(), sort_keys=True)
+
+    async def set_redaction(self, record: RedactionRecord) -> None:
+        """Store new rules, then wake every long poll: sensors get them with the next answer."""
+        await self.call(self.store.set_redaction, record)
+        self._use_redaction(record)
+        self.changed()
 
     def changed(self) -> None:
         """Probes were placed, removed, expired or completed: wake every long poll."""

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from sensor._version import __version__
+from sensor.hub.redaction import MAX_NAME_CHARS, MAX_PATTERN_CHARS, MAX_RULES
 
 __all__ = ["build_openapi"]
 
@@ -42,6 +43,34 @@ def _object(
 
 _LABELS = {"type": "object", "additionalProperties": _STR}
 
+
+def _rule_list(max_length: int, description: str) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "items": {"type": "string", "minLength": 1, "maxLength": max_length},
+        "maxItems": MAX_RULES,
+        "description": description,
+    }
+
+
+def _redaction_rules() -> dict[str, Any]:
+    return {
+        "names": _rule_list(
+            MAX_NAME_CHARS,
+            "identifier names redacted in addition to the sensor's defaults (compared after "
+            "removing case, '-', '_', '.' and spaces)",
+        ),
+        "patterns": _rule_list(
+            MAX_PATTERN_CHARS,
+            "Python regular expressions; a string value they match is redacted (reason "
+            "'pattern'). Refused: invalid, matching the empty string, nested repetition",
+        ),
+        "allow": _rule_list(
+            MAX_NAME_CHARS, "identifier names never redacted, even the default ones"
+        ),
+    }
+
+
 SCHEMAS: dict[str, Any] = {
     "Error": _object(
         {"error": _object({"code": _STR, "message": _STR}, ["code", "message"])}, ["error"]
@@ -68,9 +97,30 @@ SCHEMAS: dict[str, Any] = {
         {
             "etag": _STR,
             "probes": {"type": "array", "items": _ref("Probe")},
-            "redaction": _nullable(_OBJ),
+            "redaction": _nullable(_ref("RedactionRules")),
         },
         ["etag", "probes", "redaction"],
+    ),
+    "RedactionRules": {
+        **_object(_redaction_rules()),
+        "description": (
+            "The hub's redaction rules (PUT body; a missing list is empty). A sensor passes "
+            "them to sensor.redaction.Redactor.update: they replace the extra names, patterns "
+            "and allow-list of its environment; the built-in defaults always stay."
+        ),
+    },
+    "Redaction": _object(
+        {
+            "redaction": _object(
+                {
+                    **_redaction_rules(),
+                    "updated_at": _nullable(_NUM),
+                    "updated_by": _nullable(_STR),
+                },
+                ["names", "patterns", "allow", "updated_at", "updated_by"],
+            )
+        },
+        ["redaction"],
     ),
     "Probe": {
         "type": "object",
@@ -284,6 +334,8 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
     "add_token": ([], "NewToken", 201, "Token"),
     "list_tokens": ([], None, 200, {"tokens": {"type": "array", "items": _ref("Token")}}),
     "remove_token": ([], None, 200, {"token": _ref("Token")}),
+    "get_redaction": ([], None, 200, "Redaction"),
+    "set_redaction": ([], "RedactionRules", 200, "Redaction"),
     "health": ([], None, 200, "Health"),
     "openapi": ([], None, 200, None),
 }
@@ -295,7 +347,7 @@ _ERRORS = {
     404: "No such source, probe or token",
     409: "A probe with this id exists",
     413: "Request body over the hub's limit",
-    422: "Invalid field or probe spec (the message names it)",
+    422: "Invalid field, probe spec or redaction rule (the message names it)",
 }
 
 
@@ -338,7 +390,7 @@ def _operation(endpoint: Any) -> dict[str, Any]:
     else:
         content = {"application/json": {"schema": _response_schema(response)}}
     responses: dict[str, Any] = {str(status): {"description": "OK", "content": content}}
-    codes = [400, 413, 422] if endpoint.method == "POST" else [400]
+    codes = [400, 413, 422] if endpoint.method in ("POST", "PUT") else [400]
     if endpoint.scope is not None:
         codes += [401, 403]
         operation["security"] = [{"bearer": [endpoint.scope]}]
@@ -371,7 +423,8 @@ def build_openapi() -> dict[str, Any]:
             "version": __version__,
             "description": (
                 "Sensors register, long-poll their probe set and post hits; clients list sources, "
-                "place probes and read hits and evidence. Bearer tokens with scopes sensor, client "
+                "place probes and read hits and evidence; admins manage tokens and the redaction "
+                "rules every sensor applies. Bearer tokens with scopes sensor, client "
                 'and admin (admin implies client). Errors are {"error": {"code", "message"}}.'
             ),
         },

@@ -19,6 +19,7 @@ __all__ = [
     "DuplicateError",
     "HitRow",
     "ProbeRecord",
+    "RedactionRecord",
     "SourceRecord",
     "Store",
     "StoreError",
@@ -176,6 +177,31 @@ class HitRow:
     body: str
 
 
+@dataclasses.dataclass(slots=True)
+class RedactionRecord:
+    """The hub's redaction rules for every sensor, and who set them when.
+
+    ``names`` and ``patterns`` are added to each sensor's defaults; ``allow`` un-redacts names.
+    """
+
+    names: list[str]
+    patterns: list[str]
+    allow: list[str]
+    updated_at: float
+    updated_by: str | None = None
+
+    def rules(self) -> dict[str, list[str]]:
+        """The part sensors receive (``sensor.redaction.Redactor.update`` keywords)."""
+        return {
+            "names": list(self.names),
+            "patterns": list(self.patterns),
+            "allow": list(self.allow),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.rules(), "updated_at": self.updated_at, "updated_by": self.updated_by}
+
+
 class Store(Protocol):
     """What the hub needs from a storage backend.
 
@@ -239,6 +265,12 @@ class Store(Protocol):
         after: int | None = None,
         limit: int = 100,
     ) -> list[HitRow]: ...
+
+    # redaction rules (one set per hub; None until an admin sets them)
+    def get_redaction(self) -> RedactionRecord | None: ...
+    def set_redaction(self, record: RedactionRecord) -> None:
+        """Replace the rules durably (the hub answers the admin only after this returns)."""
+        ...
 
     # housekeeping
     def apply_retention(self, now: float, max_age: float | None) -> int:

@@ -18,6 +18,7 @@ from sensor.hub.store.base import (
     DuplicateError,
     HitRow,
     ProbeRecord,
+    RedactionRecord,
     SourceRecord,
     StoreError,
     TokenRecord,
@@ -551,6 +552,33 @@ class SQLiteStore:
             ).fetchall(),
         )
         return [HitRow(seq, body) for seq, body in rows]
+
+    # -- redaction rules -----------------------------------------------------------------
+
+    def get_redaction(self) -> RedactionRecord | None:
+        row = self._run(
+            "read redaction rules",
+            lambda: self._db.execute("SELECT value FROM meta WHERE key = 'redaction'").fetchone(),
+        )
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        return RedactionRecord(
+            names=list(data["names"]),
+            patterns=list(data["patterns"]),
+            allow=list(data["allow"]),
+            updated_at=float(data["updated_at"]),
+            updated_by=data.get("updated_by"),
+        )
+
+    def set_redaction(self, record: RedactionRecord) -> None:
+        # one row in meta: no schema change, so an existing hub file needs no migration
+        self._transaction(
+            "store redaction rules",
+            self._db.execute,
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('redaction', ?)",
+            (json.dumps(record.to_dict(), sort_keys=True),),
+        )
 
     # -- housekeeping --------------------------------------------------------------------
 
