@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import math
 import os
 import re
@@ -15,7 +14,14 @@ from pytest_runtime.errors import OptionError
 if TYPE_CHECKING:
     import pytest
 
-__all__ = ["DEFAULT_MIN_HITS", "DEFAULT_SINCE", "DEFAULT_WAIT", "RuntimeOptions", "add_options"]
+__all__ = [
+    "DEFAULT_MIN_HITS",
+    "DEFAULT_SINCE",
+    "DEFAULT_WAIT",
+    "RuntimeOptions",
+    "add_options",
+    "any_given",
+]
 
 DEFAULT_WAIT = 30.0
 DEFAULT_MIN_HITS = 5
@@ -115,6 +121,43 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("runtime_since", "oldest evidence to use", default="")
     parser.addini("runtime_strict", "fail on diverged probes too", type="bool", default=False)
     parser.addini("runtime_baseline", "baseline file of accepted divergences", default="")
+
+
+_OPTION_DESTS = (
+    "runtime_probe",
+    "runtime_hub",
+    "runtime_service",
+    "runtime_wait",
+    "runtime_min_hits",
+    "runtime_since",
+    "runtime_evidence",
+    "runtime_record",
+    "runtime_strict",
+    "runtime_report_json",
+    "runtime_baseline",
+    "runtime_write_baseline",
+)
+_INI_KEYS = (
+    "runtime_hub",
+    "runtime_service",
+    "runtime_wait",
+    "runtime_min_hits",
+    "runtime_since",
+    "runtime_strict",
+    "runtime_baseline",
+)
+
+
+def any_given(config: pytest.Config) -> bool:
+    """True when any option, ini key or environment variable of the plugin is set.
+
+    The common run sets none: then there is nothing to parse or validate at start-up.
+    """
+    if os.environ.get(ENV_HUB):
+        return True
+    if any(config.getoption(dest) not in (None, False, [], "") for dest in _OPTION_DESTS):
+        return True
+    return any(config.getini(key) not in (None, False, "", []) for key in _INI_KEYS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,6 +294,8 @@ def parse_since(option: str, text: object, *, now: float | None = None) -> float
     duration = _duration(raw)
     if duration is not None:
         return now - duration
+    import datetime  # here: pytest itself does not import it, start-up stays cheaper
+
     try:
         moment = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:

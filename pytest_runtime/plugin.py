@@ -51,10 +51,14 @@ def _usage_error(exc: Exception) -> pytest.UsageError:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from pytest_runtime.options import any_given
+
+    config.addinivalue_line("markers", MARKER_HELP)
+    if not any_given(config):
+        return  # the common run: options are resolved only if a test turns out to need them
     from pytest_runtime.errors import RuntimeProbeError
     from pytest_runtime.options import RuntimeOptions
 
-    config.addinivalue_line("markers", MARKER_HELP)
     try:
         options = RuntimeOptions.from_config(config)
     except RuntimeProbeError as exc:
