@@ -2,7 +2,8 @@
 
 A state (the ``captures`` of one hit, in the typed JSON encoding) is walked once into a set of
 *features*: ``(path, "t", type name)`` for every node, ``(path, "n", length bucket)`` for every
-container and ``(path, "o", marker)`` for a node the sensor did not expand. The frozen set of
+container, ``(path, "keys", key set)`` for every record inside a list and ``(path, "o",
+marker)`` for a node the sensor did not expand. The frozen set of
 features is the state's shape; hits are grouped by it, so the comparison works on distinct
 shapes (a handful) rather than on pairs of hits (millions).
 
@@ -124,6 +125,7 @@ class ShapeWalker:
     #: path -> the path one level up (only paths below a mapping key or attribute)
     parents: dict[str, str] = field(default_factory=dict)
     _keycache: dict[str, dict[Any, str]] = field(default_factory=dict)
+    _keysets: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.patterns = tuple(sorted({normalize_pattern(p) for p in self.patterns if p.strip()}))
@@ -162,6 +164,7 @@ class ShapeWalker:
         feats: set[Feature] = set()
         add = feats.add
         keycache = self._keycache
+        keysets = self._keysets
         parents = self.parents
         normalized = self.is_normalized if self.patterns else None
         sequences = _SEQUENCES
@@ -189,6 +192,16 @@ class ShapeWalker:
             known = keycache.get(path)
             if known is None:
                 known = keycache[path] = {}
+            if path[-1:] == "]" and path.endswith("[]"):
+                # Items of a list are unioned into one path; their key sets are kept too, so
+                # that an item lacking a key every tested item had is still seen.
+                keys = tuple(mapping)
+                keyset = keysets.get(keys)
+                if keyset is None:
+                    keyset = "\x1f".join(sorted(str(k) for k in keys))
+                    if len(keysets) < _KEYCACHE_MAX:
+                        keysets[keys] = keyset
+                add((path, "keys", keyset))
             for key, value in mapping.items():
                 sub = known.get(key)
                 if sub is None:

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_runtime.compare.noise import NoiseRule, detect_noise, passes_threshold
-from pytest_runtime.compare.shapes import Feature, ShapeWalker, children_of_opaque, parent_of
+from pytest_runtime.compare.shapes import (
+    Feature,
+    ShapeWalker,
+    children_of_opaque,
+    key_path,
+    parent_of,
+)
 from pytest_runtime.compare.values import Finding, collect, value_findings
 
 __all__ = [
@@ -341,12 +347,14 @@ class _TestIndex:
     keytypes: dict[str, set[str]]
     opaque: set[str]
     optional: set[str]  #: paths some test-time state lacked while having the parent
+    required_item_keys: dict[str, set[str]]  #: list-item path -> keys every tested item had
 
 
 def _index(side: _Side, walker: ShapeWalker) -> _TestIndex:
     types: dict[str, set[str]] = {}
     lengths: dict[str, set[str]] = {}
     keytypes: dict[str, set[str]] = {}
+    keysets: dict[str, set[str]] = {}
     opaque: set[str] = set()
     per_shape: list[set[str]] = []
     for shape in side.shapes:
@@ -359,6 +367,8 @@ def _index(side: _Side, walker: ShapeWalker) -> _TestIndex:
                 lengths.setdefault(path, set()).add(value)
             elif what == "k":
                 keytypes.setdefault(path, set()).add(value)
+            elif what == "keys":
+                keysets.setdefault(path, set()).add(value)
             else:
                 opaque.add(path)
         per_shape.append(paths)
@@ -367,7 +377,12 @@ def _index(side: _Side, walker: ShapeWalker) -> _TestIndex:
         parent = walker.parents.get(path)
         if parent is not None and any(parent in s and path not in s for s in per_shape):
             optional.add(path)
-    return _TestIndex(types, lengths, keytypes, opaque, optional)
+    # Keys every tested record inside a list had, per list-item path.
+    required = {
+        path: set.intersection(*(set(k.split("\x1f")) if k else set() for k in sets))
+        for path, sets in keysets.items()
+    }
+    return _TestIndex(types, lengths, keytypes, opaque, optional, required)
 
 
 def _fmt_types(types: set[str]) -> str:
@@ -380,6 +395,7 @@ def _shape_findings(
     types: dict[str, set[str]] = {}
     lengths: dict[str, set[str]] = {}
     keytypes: dict[str, set[str]] = {}
+    keysets: dict[str, set[str]] = {}
     opaque: set[str] = set()
     for path, what, value in shape:
         if what == "t":
@@ -388,6 +404,8 @@ def _shape_findings(
             lengths.setdefault(path, set()).add(value)
         elif what == "k":
             keytypes.setdefault(path, set()).add(value)
+        elif what == "keys":
+            keysets.setdefault(path, set()).add(value)
         else:
             opaque.add(path)
     unknown = opaque | tix.opaque
@@ -447,6 +465,26 @@ def _shape_findings(
                     "high",
                     f"{path}: mapping keys of type {tname} in production; tests had "
                     f"{_fmt_types(tix.keytypes[path])}",
+                    idxs,
+                )
+            )
+    for path in sorted(keysets):
+        required = tix.required_item_keys.get(path)
+        if not required or children_of_opaque(path, unknown):
+            continue
+        lacking: set[str] = set()
+        for keyset in keysets[path]:
+            lacking |= required - (set(keyset.split("\x1f")) if keyset else set())
+        for key in sorted(lacking):
+            sub = key_path(path, key)
+            found.append(
+                Finding(
+                    "shape",
+                    sub,
+                    "missing",
+                    "high",
+                    f"{sub}: missing in some production items; every tested item had it "
+                    f"({_fmt_types(tix.types.get(sub, set()))})",
                     idxs,
                 )
             )

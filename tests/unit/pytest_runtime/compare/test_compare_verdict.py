@@ -342,3 +342,21 @@ def test_deepdiff_runs_are_budgeted_and_shared_by_divergences_of_one_state() -> 
     # ... the Decimal price lives in other hits, past the budget: counted, not diffed.
     assert only(shared, path="price").deepdiff == ()
     assert shared.counts["not_diffed"] == 1
+
+
+def test_an_item_lacking_a_key_every_tested_item_had_is_missing() -> None:
+    items = {"@t": "list", "v": [tdict(sku="a", qty=1), tdict(sku="b")]}
+    prod = prod_side(odd=lambda i: order(i, extra={"items": items}))
+    d = only(compare(tt_side(), prod, probe=PROBE), path="order.items[].qty")
+    assert (d.kind, d.severity, d.key) == ("shape", "high", "missing")
+    assert "every tested item had it (int)" in d.message
+
+
+def test_items_with_optional_keys_in_tests_are_not_missing() -> None:
+    both = {"@t": "list", "v": [tdict(sku="a", qty=1), tdict(sku="b")]}
+    tests = [
+        hit(i, order(i, currency=["EUR", "USD"][i % 2], extra={"items": both}), prefix="t")
+        for i in range(10)
+    ]
+    prod = prod_side(odd=lambda i: order(i, extra={"items": both}))
+    assert compare(tests, prod, probe=PROBE).verdict == "ok"
