@@ -683,7 +683,7 @@ def _compare(
     for f in findings:
         k = (f.kind, f.path, f.key)
         if k in merged:
-            merged[k].hits = merged[k].hits + f.hits
+            merged[k].hits.extend(f.hits)
             # Several shapes may word it differently: keep one, independent of hit order.
             merged[k].message = min(merged[k].message, f.message)
         else:
