@@ -99,7 +99,7 @@ def test_live_run_places_waits_compares_records_and_removes(
         thread.join(10)
     result.stdout.fnmatch_lines(
         [
-            "runtime: waiting for production hits: 0/1 probes complete, 0 source(s), hits 0/5*",
+            # The first poll may already see the hits: only the last progress line is certain.
             "runtime: waiting for production hits: 1/1 probes complete, 1 source(s), hits 5/5*",
             "DIVERGED test_shop.py::test_discount*",
             "*price: None in production*",
