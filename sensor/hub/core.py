@@ -257,8 +257,10 @@ class Hub:
     async def set_redaction(self, record: RedactionRecord) -> None:
         """Store new rules, then wake every long poll: sensors get them with the next answer."""
         await self.call(self.store.set_redaction, record)
+        before = self._redaction_key
         self._use_redaction(record)
-        self.changed()
+        if self._redaction_key != before:  # the same rules again: no need to wake every poll
+            self.changed()
 
     def changed(self) -> None:
         """Probes were placed, removed, expired or completed: wake every long poll."""

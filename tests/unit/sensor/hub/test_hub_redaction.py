@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from sensor.hub import HubSettings, create_app
+from sensor.hub.core import Hub
 from sensor.hub.redaction import MAX_NAME_CHARS, MAX_PATTERN_CHARS, MAX_RULES
 from sensor.hub.store import RedactionRecord, open_store
 from sensor.redaction import Redactor
@@ -111,6 +112,16 @@ def test_new_rules_change_the_etag_and_the_same_rules_do_not(client: TestClient)
     assert poll(client, source_id)["etag"] == second
     put(client, {**RULES, "names": ["alias"]})
     assert poll(client, source_id)["etag"] not in (first, second)
+
+
+def test_putting_the_same_rules_again_wakes_no_poll(client: TestClient, hub: Hub) -> None:
+    put(client, RULES)
+    version = hub.notifier.version
+    again = put(client, RULES)
+    assert again.status_code == 200
+    assert hub.notifier.version == version  # held polls keep waiting
+    assert put(client, {"names": ["alias"]}).status_code == 200
+    assert hub.notifier.version == version + 1
 
 
 def test_a_held_long_poll_answers_at_once_with_new_rules(app: Starlette) -> None:
