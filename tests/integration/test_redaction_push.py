@@ -240,5 +240,11 @@ def test_redaction_cli_refuses_bad_rules_and_wrong_tokens_in_one_line(tmp_path: 
         assert shown.returncode == 0, shown.stderr
         assert "names: (none)" in shown.stdout
         assert "never set on this hub" in shown.stdout
+        assert admin_cli(hub, "set", "--allow", "session").returncode == 0
+        cleared = admin_cli(hub, "set", "--clear", "--json")
+        assert cleared.returncode == 0, cleared.stderr
+        rules = json.loads(cleared.stdout)["redaction"]
+        assert (rules["names"], rules["patterns"], rules["allow"]) == ([], [], [])
+        assert rules["updated_at"] is not None
     finally:
         hub.stop()
