@@ -12,13 +12,22 @@ from typing import Any, TypeVar
 
 from sensor.errors import ConfigError
 
-__all__ = ["ENV_VARS", "SensorConfig", "load_config", "parse_labels"]
+__all__ = [
+    "DEFAULT_CPU_BUDGET",
+    "ENV_VARS",
+    "SensorConfig",
+    "cpu_budget_from_env",
+    "load_config",
+    "parse_labels",
+]
 
 _T = TypeVar("_T")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: Share of one CPU the engine may spend per second on probes (``SENSOR_CPU_BUDGET``).
+DEFAULT_CPU_BUDGET = 0.01
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,6 +50,8 @@ class SensorConfig:
     heartbeat_interval: float | None = None  #: None: what the hub asks for
     poll_wait: float | None = None  #: long-poll wait cap in seconds; None: what the hub asks for
     sigterm_flush: bool = True  #: flush on SIGTERM when the program has no SIGTERM handler
+    #: share of one CPU the engine may spend per second (read by sensor.engine.get_engine)
+    cpu_budget: float = DEFAULT_CPU_BUDGET
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with the token hidden (for logs and status)."""
@@ -79,6 +90,30 @@ def _positive_float(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise ValueError("a positive number of seconds")
     return value
+
+
+def _cpu_fraction(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(
+            "a fraction of one CPU > 0, e.g. 0.01 for 1% (1 or more: no budget)"
+        ) from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError("a fraction of one CPU > 0, e.g. 0.01 for 1% (1 or more: no budget)")
+    return value
+
+
+def cpu_budget_from_env(environ: Mapping[str, str] | None = None) -> float:
+    """``SENSOR_CPU_BUDGET`` as a fraction (default 0.01); ConfigError naming it if invalid."""
+    env = os.environ if environ is None else environ
+    raw = env.get("SENSOR_CPU_BUDGET")
+    if raw is None or not raw.strip():
+        return DEFAULT_CPU_BUDGET
+    try:
+        return _cpu_fraction(raw)
+    except ValueError as exc:
+        raise ConfigError(f"SENSOR_CPU_BUDGET: got {raw!r}, expected {exc}") from None
 
 
 def _text(text: str) -> str:
@@ -140,6 +175,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SENSOR_HEARTBEAT_INTERVAL": ("heartbeat_interval", _positive_float),
     "SENSOR_POLL_WAIT": ("poll_wait", _positive_float),
     "SENSOR_SIGTERM_FLUSH": ("sigterm_flush", _parse_bool),
+    "SENSOR_CPU_BUDGET": ("cpu_budget", _cpu_fraction),
 }
 
 _FIELD_TO_ENV = {field: name for name, (field, _) in ENV_VARS.items()}
@@ -183,6 +219,16 @@ def _from_argument(field: str, value: object) -> object:
         ):
             raise ConfigError(
                 f"argument {field}: got {value!r}, expected a positive number of seconds"
+            )
+        return float(value)
+    if field == "cpu_budget":
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not (value > 0 and math.isfinite(value))
+        ):
+            raise ConfigError(
+                f"argument cpu_budget: got {value!r}, expected a fraction of one CPU > 0"
             )
         return float(value)
     raise ConfigError(f"argument {field}: got {value!r}, expected a string")

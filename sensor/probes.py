@@ -24,7 +24,9 @@ from typing import Any
 from sensor.errors import ProbeSpecError
 
 __all__ = [
+    "DEFAULT_EVAL_RATE",
     "DEFAULT_RATES",
+    "DEFAULT_VIOLATION_RATE",
     "CaptureLimits",
     "CaptureSpec",
     "Hit",
@@ -65,6 +67,11 @@ DEFAULT_RATES: dict[ProbeKind, float | None] = {
     ProbeKind.COUNTER: None,
     ProbeKind.TIMER: None,
 }
+
+#: Default evaluations per second of a probe's ``expect`` (never below the probe's own rate).
+DEFAULT_EVAL_RATE = 1000.0
+#: Default violation hits per second of a probe's ``expect`` (never below the probe's own rate).
+DEFAULT_VIOLATION_RATE = 10.0
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _DOTTED = rf"{_IDENT}(?:\.{_IDENT})*"
@@ -190,14 +197,26 @@ class ProbeLimits:
     max_hits: int | None = None  #: the probe disables itself after this many hits
     expires_at: float | None = None  #: epoch seconds after which the probe stops firing
     capture: CaptureLimits = dataclasses.field(default_factory=CaptureLimits)
+    #: ``expect`` evaluations per second (token bucket); None: max(1000, the effective rate)
+    eval_rate: float | None = None
+    #: violation hits per second (token bucket); None: max(10, the effective rate)
+    violation_rate: float | None = None
 
     def __post_init__(self) -> None:
-        if self.rate is not None and (
-            isinstance(self.rate, bool)
-            or not isinstance(self.rate, int | float)
-            or not (self.rate > 0 and math.isfinite(self.rate))
+        for name, unit in (
+            ("rate", "hits"),
+            ("eval_rate", "evaluations"),
+            ("violation_rate", "violation hits"),
         ):
-            raise ProbeSpecError("limits.rate", self.rate, "a positive number of hits per second")
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (value > 0 and math.isfinite(value))
+            ):
+                raise ProbeSpecError(
+                    f"limits.{name}", value, f"a positive number of {unit} per second"
+                )
         for name in ("burst", "max_hits"):
             value = getattr(self, name)
             if value is not None and (
@@ -377,6 +396,20 @@ class Probe:
         return DEFAULT_RATES[self.kind]
 
     @property
+    def eval_rate(self) -> float:
+        """Evaluations of ``expect`` allowed per second (never below :attr:`rate`)."""
+        if self.limits.eval_rate is not None:
+            return self.limits.eval_rate
+        return max(DEFAULT_EVAL_RATE, self.rate or 0.0)
+
+    @property
+    def violation_rate(self) -> float:
+        """Violation hits allowed per second (never below :attr:`rate`)."""
+        if self.limits.violation_rate is not None:
+            return self.limits.violation_rate
+        return max(DEFAULT_VIOLATION_RATE, self.rate or 0.0)
+
+    @property
     def signature(self) -> str:
         """A stable hash of what the probe observes (kind, location and expressions).
 
@@ -482,6 +515,8 @@ class ProbeStatus:
     errors: int = 0  #: firings whose condition, capture or expectation failed
     backend: str | None = None
     updated_at: float = dataclasses.field(default_factory=time.time)
+    evaluations: int = 0  #: firings whose ``expect`` was evaluated
+    violations: int = 0  #: evaluations that were false or failed (captured or not)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
