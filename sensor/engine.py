@@ -34,7 +34,7 @@ from types import CodeType, ModuleType
 from typing import Any
 
 from sensor.errors import ExpressionError, ProbeSpecError
-from sensor.guards import NOTHING, CpuBudget, Gate
+from sensor.guards import NOTHING, CpuBudget, ExpectGate, Gate
 from sensor.inject.core import Backend, Handle, Hook, PlacementFailed, select_backend
 from sensor.inject.imports import ImportWatcher
 from sensor.inject.locate import (
@@ -46,7 +46,7 @@ from sensor.inject.locate import (
     path_matches,
     resolve_qualname,
 )
-from sensor.probes import Hit, Point, Probe, ProbeKind, ProbeState, ProbeStatus
+from sensor.probes import CaptureLimits, Hit, Point, Probe, ProbeKind, ProbeState, ProbeStatus
 
 __all__ = ["Engine", "get_engine", "validate"]
 
@@ -101,6 +101,39 @@ def _redactor() -> Any:
             return None
         _get_redactor = get_redactor
     return _get_redactor()
+
+
+def _warm_up() -> None:
+    """Import and exercise what a first hit would load lazily, on the installing thread.
+
+    Measured in the demo: the first hit on a request thread spent about 11 ms importing the
+    encoder, the redactor (and its SENSOR_REDACT_* rules) and decimal, and tripped the CPU
+    budget. A throwaway capture of typical values loads all of it here instead.
+    """
+    try:
+        import datetime
+        import decimal
+        import uuid
+
+        sample: dict[str, object] = {
+            "n": 1,
+            "s": "someone@example.com",
+            "d": {"price": decimal.Decimal("1.50"), "at": datetime.datetime(2026, 1, 1)},
+            "u": uuid.UUID(int=0),
+            "o": _WarmUp(),
+        }
+        _capture(sample, CaptureLimits())
+        _exception_info(ValueError("warm-up"), CaptureLimits())
+    except Exception:
+        log.debug("sensor: warming up the capture path failed", exc_info=True)
+
+
+class _WarmUp:
+    """A small user-like object for :func:`_warm_up` (its __dict__ is read, as in a hit)."""
+
+    def __init__(self) -> None:
+        self.name = "x"
+        self.items = [1, 2]
 
 
 def _denied(module: str | None, filename: str | None) -> str | None:
@@ -170,6 +203,7 @@ class _Armed:
         "counter_reported",
         "drops",
         "errors",
+        "evaluations",
         "filename",
         "gate",
         "handles",
@@ -184,6 +218,7 @@ class _Armed:
         "state",
         "timer_read",
         "updated_at",
+        "violations",
     )
 
     def __init__(self, probe: Probe, on_hit: Callable[[Hit], None] | None) -> None:
@@ -198,7 +233,7 @@ class _Armed:
         self.reason: str | None = None
         self.compiled: _Compiled | None = None
         self.handles: list[Handle] = []
-        self.gate: Gate | None = None
+        self.gate: Gate | ExpectGate | None = None
         self.counter: Any = None  # itertools.count for counters
         self.counter_reported = 0
         self.timer_read: Callable[[], list[float]] | None = None
@@ -207,6 +242,8 @@ class _Armed:
         self.drops = 0
         self.errors = 0
         self.skipped_condition = 0
+        self.evaluations = 0
+        self.violations = 0
         self.logged = False
         self.updated_at = time.time()
 
@@ -266,9 +303,19 @@ class Engine:
         self._seq = itertools.count(1)
         self._prefix = os.urandom(4).hex()
         self._closed = False
+        self._warmed = False
         _ENGINES.add(self)
 
     # -- public API ------------------------------------------------------------------------
+
+    @property
+    def cpu_budget(self) -> float:
+        """Share of one CPU the probes may use per second (``>= 1``: no budget); settable."""
+        return self._budget.fraction
+
+    @cpu_budget.setter
+    def cpu_budget(self, fraction: float) -> None:
+        self._budget.fraction = fraction  # ValueError naming cpu_budget if not > 0
 
     @property
     def dropped(self) -> int:
@@ -280,6 +327,9 @@ class Engine:
         try:
             with self._lock:
                 self._process_requests()
+                if not self._warmed and probe.kind not in (ProbeKind.COUNTER, ProbeKind.TIMER):
+                    self._warmed = True
+                    _warm_up()
                 return self._install(probe, on_hit)
         except Exception as exc:
             log.exception("sensor: installing probe %r failed", getattr(probe, "id", probe))
@@ -491,6 +541,21 @@ class Engine:
                     return [(Point.LINE, loc.line, start), (Point.LINE, probe.until_line, stop)]
                 return [(Point.LINE, loc.line, start), (Point.RETURN, None, stop)]
             return [(Point.ENTRY, None, start), (Point.RETURN, None, stop)]
+        gate: Gate | ExpectGate
+        if probe.expect is not None:
+            # Every firing is evaluated (bounded by eval_rate); the capture is rate-limited.
+            gate = ExpectGate(
+                self._make_fire(armed, depth + 1),
+                eval_rate=probe.eval_rate,
+                violation_rate=probe.violation_rate,
+                pass_rate=probe.rate if probe.kind is ProbeKind.SNAPSHOT else None,
+                pass_burst=probe.limits.burst,
+                max_hits=probe.limits.max_hits,
+                expires_at=probe.limits.expires_at,
+                on_stop=functools.partial(self._request, probe.id),
+            )
+            armed.gate = gate
+            return [(loc.point, line, gate.hook)]
         gate = Gate(
             self._make_fire(armed, depth + 1),
             rate=probe.rate,
@@ -526,6 +591,8 @@ class Engine:
             errors=armed.errors,
             backend=self.backend_name,
             updated_at=armed.updated_at,
+            evaluations=armed.evaluations,
+            violations=armed.violations,
         )
 
     # -- pending probes and the import hook ------------------------------------------------
@@ -616,28 +683,40 @@ class Engine:
 
     # -- the slow path of one hit (admitted by the gate) -----------------------------------
 
-    def _make_fire(self, armed: _Armed, depth: int) -> Callable[[object], bool]:
+    def _make_fire(self, armed: _Armed, depth: int) -> Callable[..., bool | None]:
         getframe = sys._getframe
-        perf = time.perf_counter_ns
         budget = self._budget
         fire_frame = self._fire
         probe_id = armed.probe.id
 
-        def fire(value: object) -> bool:
-            t0 = perf()
+        def fire(value: object, admit: Callable[[bool], bool] | None = None) -> bool | None:
+            # The budget's clock: wall time (cheap) unless a window overflowed (see CpuBudget).
+            clock = budget.clock
+            t0 = clock()
             try:
-                return fire_frame(armed, getframe(depth), value)
+                return fire_frame(armed, getframe(depth), value, admit)
             except Exception as exc:
                 armed.error("hit failed", exc)
                 return False
             finally:
-                over = budget.spend(probe_id, perf() - t0)
+                over = budget.spend(probe_id, clock() - t0, clock)
                 if over is not None:
                     self._request(over[0], budget.describe(over[1]))
 
         return fire
 
-    def _fire(self, armed: _Armed, frame: Any, value: object) -> bool:
+    def _fire(
+        self,
+        armed: _Armed,
+        frame: Any,
+        value: object,
+        admit: Callable[[bool], bool] | None = None,
+    ) -> bool | None:
+        """Produce the hit of one admitted firing: True, False (nothing), None (not evaluated).
+
+        ``admit(violated)`` (probes with ``expect``) decides after the evaluation whether this
+        firing is captured; nothing before it depends on the capture.
+        """
         probe = armed.probe
         compiled = armed.compiled
         assert compiled is not None
@@ -654,14 +733,21 @@ class Engine:
             ok, err = _truth(compiled.condition, ns, f_globals)
             if err is not None:
                 errors.append(armed.error("condition", RuntimeError(err)))
-                return False
+                return None
             if not ok:
                 armed.skipped_condition += 1
-                return False
+                return None
         expect: dict[str, Any] | None = None
         if compiled.expect is not None:
             ok, err = _truth(compiled.expect, ns, f_globals)
-            if probe.kind is ProbeKind.EXPECT and ok is True:
+            armed.evaluations += 1
+            violated = ok is not True
+            if violated:
+                armed.violations += 1
+            if admit is not None:
+                if not admit(violated):
+                    return False
+            elif probe.kind is ProbeKind.EXPECT and not violated:
                 return False
             expect = {"ok": ok, "error": err}
         message: str | None = None
@@ -731,6 +817,15 @@ class Engine:
 
     def _renew_prefix(self) -> None:
         self._prefix = os.urandom(4).hex()
+
+    def _after_fork_in_child(self) -> None:
+        # Only the forking thread survives: a lock another thread held at the fork would stay
+        # held for ever in the child. Renew every lock of the engine and its backend.
+        self._lock = threading.RLock()
+        self._budget.after_fork_in_child()
+        if self._backend is not None:
+            self._backend.after_fork_in_child()
+        self._renew_prefix()
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -868,19 +963,69 @@ _engine_lock = threading.Lock()
 
 
 def get_engine() -> Engine:
-    """The process-wide engine, created on first use."""
+    """The process-wide engine, created on first use.
+
+    Its CPU budget comes from ``SENSOR_CPU_BUDGET`` (a fraction of one CPU, default 0.01).
+    A bad value is logged and the default is used: this runs inside the host, where
+    :func:`sensor.config.load_config` (at ``start()``) is the place that refuses it.
+    """
     global _engine
     with _engine_lock:
         if _engine is None or _engine._closed:
-            _engine = Engine()
+            _engine = Engine(cpu_budget=_cpu_budget_from_env())
         return _engine
 
 
+def _cpu_budget_from_env() -> float:
+    from sensor.config import DEFAULT_CPU_BUDGET, cpu_budget_from_env
+    from sensor.errors import ConfigError
+
+    try:
+        return cpu_budget_from_env(os.environ)
+    except ConfigError as exc:
+        log.warning("sensor: %s; using the default CPU budget %s", exc, DEFAULT_CPU_BUDGET)
+        return DEFAULT_CPU_BUDGET
+
+
+# Locks taken before a fork (bounded wait) so that the child sees no half-made change, and
+# released in the parent; the child always gets new ones.
+_FORK_WAIT = 0.1
+_held_at_fork: list[Any] = []
+
+
+def _before_fork() -> None:
+    locks: list[Any] = [_engine_lock] + [engine._lock for engine in list(_ENGINES)]
+    for lock in locks:
+        try:
+            if lock.acquire(timeout=_FORK_WAIT):
+                _held_at_fork.append(lock)
+        except Exception:  # never stop the host's fork
+            continue
+
+
+def _after_fork_in_parent() -> None:
+    while _held_at_fork:
+        try:
+            _held_at_fork.pop().release()
+        except Exception:
+            continue
+
+
 def _after_fork_in_child() -> None:
+    global _engine_lock
+    _held_at_fork.clear()  # the child's copies are replaced, not released
+    _engine_lock = threading.Lock()
     # Hit ids must not collide between a pre-fork parent and its workers.
     for engine in list(_ENGINES):
-        engine._renew_prefix()
+        try:
+            engine._after_fork_in_child()
+        except Exception:
+            log.exception("sensor: renewing the engine after fork failed")
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

@@ -362,6 +362,10 @@ class BytecodeBackend:
             target.handles.remove(handle)
             self._apply(target)
 
+    def after_fork_in_child(self) -> None:
+        # Another thread may have held the lock at the fork; it never releases it here.
+        self._lock = threading.RLock()
+
     def close(self) -> None:
         with self._lock:
             for target in list(self._targets.values()):

@@ -69,6 +69,9 @@ class Backend(Protocol):
     def close(self) -> None:
         """Remove every hook and release global resources (tool ids)."""
 
+    def after_fork_in_child(self) -> None:
+        """Renew the backend's locks in a forked child (only the forking thread survives)."""
+
 
 def _monitoring_available() -> tuple[bool, str]:
     if not hasattr(sys, "monitoring"):

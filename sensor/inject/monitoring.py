@@ -252,6 +252,10 @@ class MonitoringBackend:
             if not self._handles:
                 self._release()
 
+    def after_fork_in_child(self) -> None:
+        # Another thread may have held the lock at the fork; it never releases it here.
+        self._lock = threading.RLock()
+
     def close(self) -> None:
         with self._lock:
             for handle in list(self._handles):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sensor.guards import NOTHING, CpuBudget, Gate
+from sensor.guards import NOTHING, CpuBudget, ExpectGate, Gate
 
 
 def _gate(produced: bool = True, **limits: object) -> tuple[Gate, list[object], list[str]]:
@@ -91,13 +91,57 @@ def test_a_raising_fire_never_escapes_the_hook() -> None:
 
 def test_cpu_budget_names_the_heaviest_probe_when_exceeded() -> None:
     budget = CpuBudget(0.01)  # 10 ms per second
-    assert budget.spend("light", 1_000_000) is None
-    assert budget.spend("heavy", 5_000_000) is None
-    over = budget.spend("heavy", 6_000_000)
+    cpu = time.thread_time_ns
+    assert budget.spend("light", 1_000_000, cpu) is None
+    assert budget.spend("heavy", 5_000_000, cpu) is None
+    over = budget.spend("heavy", 6_000_000, cpu)
     assert over == ("heavy", 11_000_000)
     assert "CPU budget" in budget.describe(over[1])
     # The heavy probe's share is forgotten: the light one alone stays under budget.
-    assert budget.spend("light", 1_000_000) is None
+    assert budget.spend("light", 1_000_000, cpu) is None
+
+
+def test_cpu_budget_over_in_wall_time_switches_to_cpu_time_and_disables_nobody() -> None:
+    budget = CpuBudget(0.01)
+    assert budget.clock is time.perf_counter_ns
+    # A preempted firing: 50 ms of wall time, far over 10 ms.
+    assert budget.spend("p", 50_000_000) is None
+    assert budget.precise and budget.clock is time.thread_time_ns
+    assert budget.switches == 1
+    # A wall-time sample taken across the switch is not CPU time: ignored.
+    assert budget.spend("p", 50_000_000, time.perf_counter_ns) is None
+    assert budget.spend("p", 1_000_000, budget.clock) is None
+    # Only CPU time over the limit disables.
+    assert budget.spend("p", 20_000_000, budget.clock) == ("p", 21_000_000)
+
+
+def test_cpu_budget_returns_to_the_cheap_clock_after_a_calm_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [10_000_000_000]
+    monkeypatch.setattr(time, "monotonic_ns", lambda: now[0])
+    budget = CpuBudget(0.01)
+    budget.spend("p", 50_000_000)
+    assert budget.precise
+    now[0] += 1_100_000_000  # a new window after a precise one spending 0
+    assert budget.spend("p", 1_000, time.thread_time_ns) is None
+    assert not budget.precise
+    # A busy precise window keeps the precise clock for the next one.
+    budget.spend("p", 50_000_000)
+    assert budget.precise
+    assert budget.spend("p", 6_000_000, time.thread_time_ns) is None  # over half the limit
+    now[0] += 1_100_000_000
+    assert budget.spend("p", 1_000, time.thread_time_ns) is None
+    assert budget.precise
+
+
+def test_cpu_budget_fraction_can_be_changed_at_run_time() -> None:
+    budget = CpuBudget(0.01)
+    budget.fraction = 1.0  # what the agent's integration tests do to turn it off
+    assert not budget.enabled
+    assert budget.spend("p", 10**12, time.thread_time_ns) is None
+    with pytest.raises(ValueError, match="cpu_budget"):
+        budget.fraction = -1
 
 
 def test_cpu_budget_of_one_or_more_is_off() -> None:
@@ -109,3 +153,86 @@ def test_cpu_budget_of_one_or_more_is_off() -> None:
 def test_cpu_budget_must_be_positive() -> None:
     with pytest.raises(ValueError, match="cpu_budget"):
         CpuBudget(0)
+
+
+def _expect_gate(
+    outcomes: list[bool | None], **limits: object
+) -> tuple[ExpectGate, list[str], list[str]]:
+    """A gate whose fire evaluates to the next outcome (True pass, False violation, None skip)."""
+    captured: list[str] = []
+    stops: list[str] = []
+    feed = iter(outcomes)
+
+    def fire(value: object, admit: object) -> bool | None:
+        outcome = next(feed)
+        if outcome is None:
+            return None
+        violated = outcome is False
+        if admit(not outcome):  # type: ignore[operator]
+            captured.append("violation" if violated else "pass")
+            return True
+        return False
+
+    limits.setdefault("eval_rate", 1e9)
+    limits.setdefault("violation_rate", 1e9)
+    limits.setdefault("pass_rate", None)
+    gate = ExpectGate(fire, on_stop=stops.append, **limits)  # type: ignore[arg-type]
+    return gate, captured, stops
+
+
+def test_expect_gate_captures_every_violation_but_passes_at_their_own_rate() -> None:
+    outcomes: list[bool | None] = [i % 10 != 0 for i in range(1000)]
+    gate, captured, _ = _expect_gate(outcomes, pass_rate=1e-6, pass_burst=2)
+    for _ in range(1000):
+        gate.hook()
+    assert captured.count("violation") == 100
+    assert captured.count("pass") == 2  # the burst, then nothing at one per 11 days
+    assert gate.counts() == (102, 0)
+
+
+def test_expect_gate_without_pass_rate_never_captures_a_passing_firing() -> None:
+    gate, captured, _ = _expect_gate([True, True, False, True])
+    for _ in range(4):
+        gate.hook()
+    assert captured == ["violation"]
+
+
+def test_expect_gate_bounds_violations_and_counts_the_lost_ones() -> None:
+    gate, captured, _ = _expect_gate([False] * 50, violation_rate=1e-6)
+    for _ in range(50):
+        gate.hook()
+    assert captured == ["violation"]  # burst of max(1, rate) = 1
+    assert gate.counts() == (1, 49)
+
+
+def test_expect_gate_bounds_evaluations_before_any_work() -> None:
+    calls: list[object] = []
+
+    def fire(value: object, admit: object) -> bool:
+        calls.append(value)
+        return False
+
+    gate = ExpectGate(
+        fire, eval_rate=1e-6, violation_rate=1e9, pass_rate=None, on_stop=lambda why: None
+    )
+    for _ in range(100):
+        gate.hook()
+    # One evaluation (the burst); the other 99 firings were skipped before fire ran.
+    assert len(calls) == 1
+    assert gate.counts() == (0, 99)
+
+
+def test_expect_gate_gives_the_evaluation_back_when_nothing_was_evaluated() -> None:
+    outcomes: list[bool | None] = [None] * 20 + [False]
+    gate, captured, _ = _expect_gate(outcomes, eval_rate=1e-6)
+    for _ in range(21):
+        gate.hook()
+    assert captured == ["violation"]
+
+
+def test_expect_gate_stops_at_max_hits() -> None:
+    gate, captured, stops = _expect_gate([False] * 10, max_hits=3)
+    for _ in range(10):
+        gate.hook()
+    assert captured == ["violation"] * 3
+    assert stops == ["max_hits"]
