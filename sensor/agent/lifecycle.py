@@ -37,7 +37,6 @@ log = logging.getLogger("sensor.agent")
 _MAX_BATCHES_PER_TURN = 20
 _DEFAULT_POLL_WAIT = 30.0
 _DEFAULT_HEARTBEAT = 10.0
-_REDACTION_KEYS = ("names", "patterns", "allow")
 
 
 class Engine(Protocol):
@@ -122,6 +121,8 @@ class Agent:
         self._in_engine: set[str] = set()
         self._local_errors: dict[str, ProbeStatus] = {}
         self._redaction: dict[str, Any] | None = None
+        # The service's own SENSOR_REDACT_* rules, kept under whatever the hub sends.
+        self._local_redaction: dict[str, list[str]] | None = None
         self._reset_identity()
 
     # -- identity, reset in a forked child -------------------------------------------------
@@ -493,11 +494,13 @@ class Agent:
         if redaction == self._redaction:
             return
         self._redaction = redaction
-        rules = {k: v for k, v in redaction.items() if k in _REDACTION_KEYS and v is not None}
         try:
             from sensor.redaction import get_redactor
 
-            get_redactor().update(**rules)
+            redactor = get_redactor()
+            if self._local_redaction is None:
+                self._local_redaction = redactor.to_dict()
+            redactor.update(**merge_redaction(self._local_redaction, redaction))
         except Exception as exc:
             self._log.failure("applying the hub's redaction rules", exc)
 
@@ -673,6 +676,27 @@ class Agent:
 #: Modules the engine loads lazily on a probe's first hit. Importing them here, on the agent
 #: thread, keeps that cost (about 10 ms, decimal included) off the request thread, where it
 #: would also count against the engine's CPU budget and could disable the probe at once.
+def merge_redaction(local: dict[str, list[str]], hub: dict[str, Any]) -> dict[str, list[str]]:
+    """The rules to apply: the service's own rules plus the hub's, never fewer than its own.
+
+    The hub adds names and patterns; its allow-list can un-redact a default name but never a
+    name the operator of this service asked to redact (``SENSOR_REDACT_NAMES``).
+    """
+
+    def strings(value: object) -> list[str]:
+        if not isinstance(value, list):
+            return []
+        return [item for item in value if isinstance(item, str)]
+
+    local_names = local.get("names", [])
+    names = list(dict.fromkeys([*local_names, *strings(hub.get("names"))]))
+    patterns = list(dict.fromkeys([*local.get("patterns", []), *strings(hub.get("patterns"))]))
+    kept = set(local_names)
+    hub_allow = [name for name in strings(hub.get("allow")) if name not in kept]
+    allow = list(dict.fromkeys([*local.get("allow", []), *hub_allow]))
+    return {"names": names, "patterns": patterns, "allow": allow}
+
+
 _WARM_MODULES = ("sensor.capture.encode", "sensor.redaction", "sensor.expressions", "sensor.deny")
 
 

@@ -276,6 +276,9 @@ def test_hub_redaction_rules_reach_the_redactor(
     updates: list[dict[str, Any]] = []
 
     class Redactor:
+        def to_dict(self) -> dict[str, list[str]]:
+            return {"names": ["nickname"], "patterns": [], "allow": []}
+
         def update(self, **rules: Any) -> None:
             updates.append(rules)
 
@@ -284,7 +287,9 @@ def test_hub_redaction_rules_reach_the_redactor(
     monkeypatch.setitem(sys.modules, "sensor.redaction", module)
     running(agents, make_agent(fake_hub, fake_engine))
     fake_hub.set_probes([snapshot_probe("p1")], redaction={"names": ["pin"], "junk": 1})
-    assert fake_hub.wait_for(lambda: updates == [{"names": ["pin"]}])
+    # The service's own rules (here: nickname) stay; the hub's are added to them.
+    expected = {"names": ["nickname", "pin"], "patterns": [], "allow": []}
+    assert fake_hub.wait_for(lambda: updates == [expected])
 
 
 def test_engine_failure_is_reported_as_probe_error(fake_hub: FakeHub, agents: list[Agent]) -> None:
