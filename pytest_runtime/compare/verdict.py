@@ -616,8 +616,8 @@ def _compare(
                 "expect",
                 "violation",
                 "high",
-                f"expectation {expect!r} failed on {len(prod.violations)} of {n_prod} "
-                "production hits",
+                f"{'expectation ' + repr(expect) if expect else 'the expectation'} failed on "
+                f"{len(prod.violations)} of {n_prod} production hits",
                 prod.violations,
             )
         )
