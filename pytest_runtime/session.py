@@ -426,13 +426,19 @@ class RuntimeSession:
                 wanted[signature] = max(wanted.get(signature, 0), self._min_hits(request))
                 if request.settings.wait is not None:
                     waits.append(request.settings.wait)
-                standing = client.find_probes(signature, state="active")
+                # A standing probe (placed by a person, an agent or another run) is reused when
+                # it has hits in the window: its evidence is ours, and placing a twin would
+                # only double the work in production.
+                standing = [
+                    str(record["id"])
+                    for record in client.find_probes(signature, state="active")
+                    if client.hits(str(record["id"]), since=options.since, limit=1)
+                ]
                 if standing:
-                    ids = [str(record["id"]) for record in standing]
                     self.notes.append(
-                        f"reused standing probe(s) {', '.join(ids)} for {request.location}"
+                        f"reused standing probe(s) {', '.join(standing)} for {request.location}"
                     )
-                    watched.setdefault(signature, []).extend(ids)
+                    watched.setdefault(signature, []).extend(standing)
                     continue
                 live = client.sources(
                     service=selector.get("service"), labels=selector.get("labels")

@@ -246,3 +246,17 @@ def test_service_option_is_the_default_selector(
     finally:
         client.close()
     assert record["selector"]["service"] == "billing"
+
+
+def test_standing_probe_without_recent_hits_is_not_reused_and_not_removed(
+    pytester: pytest.Pytester, live: HubProcess
+) -> None:
+    client = HubClient(live.url, CLIENT_TOKEN)
+    try:
+        standing = client.place(REQUEST.probe.to_dict(), {"service": "shop"}, ttl=300)
+        result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "0")
+        assert "reused standing probe" not in result.stdout.str()
+        assert [p["id"] for p in client.find_probes(REQUEST.signature)] == [standing["id"]]
+        assert len(client.find_probes(REQUEST.signature, state="removed")) == 1
+    finally:
+        client.close()
