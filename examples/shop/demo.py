@@ -141,7 +141,8 @@ def _start_shop(
     }
     gunicorn = [
         sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
-        "--access-logfile", "-", "--log-level", "warning", "shop.app:app",
+        "--log-level", "warning", "--graceful-timeout", "5",
+        "shop.app:app",
     ]  # fmt: skip
     argv = [sys.executable, "-m", "sensor", "run", "--", *gunicorn]
     proc = stack.enter_context(_process("shop", argv, log, env=env, cwd=str(HERE)))
