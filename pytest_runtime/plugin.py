@@ -116,7 +116,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             return
 
 
-@pytest.hookimpl(wrapper=True)
+# tryfirst: the outermost wrapper, so that this runs after the terminal wrote its "[100%]".
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
     result = yield
     runtime = session.config.stash.get(_SESSION, None)
