@@ -31,6 +31,7 @@ __all__ = [
     "RuntimeSession",
     "TestRecord",
     "close_test_engine",
+    "function_id",
     "render_value",
     "testtime_engine",
 ]
@@ -109,6 +110,17 @@ class TestRecord:
             hits={k: list(v) for k, v in data["hits"].items()},
             outcome=data.get("outcome", "passed"),
         )
+
+
+def function_id(nodeid: str) -> str:
+    """The node id without its parametrization: ``t.py::test_f[1-a]`` -> ``t.py::test_f``.
+
+    The parameter sets of one test function are one test author's assertion over several
+    states, so their test-time states are compared together, as one test: one verdict, and a
+    state coverage that counts every case (per case, each would cover one state only).
+    """
+    head, sep, last = nodeid.rpartition("::")
+    return head + sep + last.split("[", 1)[0]
 
 
 def render_value(value: Any, limit: int = 120) -> str:
@@ -370,7 +382,9 @@ class RuntimeSession:
                         f"test-time hits, {armed.dropped} more were counted and dropped",
                     )
             self.add_record(
-                TestRecord(item.nodeid, path, (lineno or 0) + 1, requests, hits, outcome)
+                TestRecord(
+                    function_id(item.nodeid), path, (lineno or 0) + 1, requests, hits, outcome
+                )
             )
         return "\n\n".join(messages) if messages else None
 
@@ -384,14 +398,15 @@ class RuntimeSession:
             self.add_record(TestRecord.from_dict(raw))
 
     def add_record(self, record: TestRecord) -> None:
-        """Keep one record per test: a rerun (pytest-rerunfailures) adds its states to it."""
+        """Keep one record per test function: parameter sets and reruns add their states."""
         for old in self.records:
             if old.nodeid == record.nodeid:
                 known = {r.signature for r in old.requests}
                 old.requests.extend(r for r in record.requests if r.signature not in known)
                 for signature, hits in record.hits.items():
                     old.hits.setdefault(signature, []).extend(hits)
-                old.outcome = record.outcome
+                if record.outcome == "failed":
+                    old.outcome = "failed"
                 return
         self.records.append(record)
 

@@ -204,7 +204,7 @@ def test_under_xdist_the_controller_places_each_probe_once(
     finally:
         stop.set()
         thread.join(10)
-    result.stdout.fnmatch_lines(["*3 passed, 3 runtime diverged*"])
+    result.stdout.fnmatch_lines(["*3 passed, 2 runtime diverged*"])
     client = HubClient(live.url, CLIENT_TOKEN)
     try:
         removed = client.find_probes(REQUEST.signature, state="removed")

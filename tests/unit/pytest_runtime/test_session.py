@@ -112,4 +112,12 @@ def test_a_rerun_adds_its_states_to_the_same_test_record() -> None:
     record = session.records[0]
     assert [r.signature for r in record.requests] == [first.signature, other.signature]
     assert record.hits[first.signature] == [{"n": 1}, {"n": 2}]
-    assert record.outcome == "failed"
+    assert record.outcome == "failed"  # any failed run marks the merged record
+
+
+def test_function_id_drops_the_parametrization_only() -> None:
+    from pytest_runtime.session import function_id
+
+    assert function_id("t.py::test_f[1-a]") == "t.py::test_f"
+    assert function_id("t.py::TestC::test_f[x[0]]") == "t.py::TestC::test_f"
+    assert function_id("t.py::test_f") == "t.py::test_f"
