@@ -275,3 +275,20 @@ def test_concurrent_captures_with_two_redactors_agree_with_serial_ones() -> None
     assert mismatches == []
     assert expected[id(plain)][0]["sku"] == "A-1"
     assert expected[id(strict)][0]["sku"]["@redacted"] == "name"
+
+
+def test_expression_redacted_marker_encodes_as_its_redacted_form() -> None:
+    from sensor import expressions
+    from sensor.capture.encode import capture_frame
+
+    class Account:
+        def __init__(self) -> None:
+            self.password = "hunter22"
+
+    value = expressions.compile("account.password").evaluate({"account": Account()})
+    assert isinstance(value, expressions.Redacted)
+    captures, _truncated, errors = capture_frame({"pw": value})
+    assert errors == []
+    assert captures["pw"] == value.to_json()
+    assert captures["pw"]["@redacted"] == "name"
+    assert "hunter22" not in repr(captures)
