@@ -1,0 +1,265 @@
+"""Tests of expectations under traffic: every firing evaluated, violations captured apart."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from sensor.engine import Engine
+from sensor.errors import ProbeSpecError
+from sensor.probes import (
+    DEFAULT_EVAL_RATE,
+    DEFAULT_VIOLATION_RATE,
+    Probe,
+    ProbeLimits,
+    ProbeState,
+    ProbeStatus,
+)
+
+BACKENDS = ["bytecode"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
+CALLS = 10_000
+
+TARGET = """
+def price(i):
+    # One call in a hundred (i % 100 == 0) returns a negative price.
+    result = -1 if i % 100 == 0 else i
+    return result
+
+def guarded(i):
+    if i < 0:
+        raise ValueError("negative")
+    return i
+"""
+
+
+def make(**fields: Any) -> Probe:
+    return Probe(**fields)
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    eng = Engine(backend=request.param, cpu_budget=1.0)
+    if eng.backend_name != request.param:
+        eng.close()
+        pytest.skip(f"backend {request.param} unavailable: {eng.backend_reason}")
+    yield eng
+    eng.close()
+
+
+@pytest.fixture
+def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    name = f"exptarget_{uuid.uuid4().hex[:10]}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(TARGET))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    yield importlib.import_module(name)
+    sys.modules.pop(name, None)
+
+
+def place(engine: Engine, probe: Probe) -> None:
+    status = engine.install(probe)
+    assert status.state is ProbeState.INSTALLED, status.reason
+
+
+def run(module: ModuleType, calls: int = CALLS) -> float:
+    start = time.monotonic()
+    for i in range(calls):
+        module.price(i)
+    return time.monotonic() - start
+
+
+def status(engine: Engine, probe: Probe) -> ProbeStatus:
+    got = engine.status(probe.id)
+    assert got is not None
+    return got
+
+
+def test_rare_violations_are_all_seen_while_passing_snapshots_stay_at_the_snapshot_rate(
+    engine: Engine, target: ModuleType
+) -> None:
+    probe = make(
+        kind="snapshot",
+        location=f"{target.__name__}:price",
+        capture=["i", "result"],
+        expect="result >= 0",
+        limits={"eval_rate": 1e6, "violation_rate": 1e6},  # snapshot rate: the default 1/s
+    )
+    place(engine, probe)
+    elapsed = run(target)
+    hits = engine.drain()
+    violations = [h for h in hits if h.expect == {"ok": False, "error": None}]
+    passing = [h for h in hits if h.expect == {"ok": True, "error": None}]
+    assert len(violations) == CALLS // 100
+    assert {h.captures["i"] for h in violations} == set(range(0, CALLS, 100))  # type: ignore[index]
+    assert 1 <= len(passing) <= 1 + int(elapsed) + 1
+    got = status(engine, probe)
+    assert (got.evaluations, got.violations) == (CALLS, CALLS // 100)
+    assert got.hits == len(hits)
+
+
+def test_expect_kind_captures_only_violations(engine: Engine, target: ModuleType) -> None:
+    probe = make(
+        kind="expect",
+        location=f"{target.__name__}:price",
+        expect="result >= 0",
+        limits={"eval_rate": 1e6, "violation_rate": 1e6},
+    )
+    place(engine, probe)
+    run(target)
+    hits = engine.drain()
+    assert len(hits) == CALLS // 100
+    assert all(h.expect == {"ok": False, "error": None} for h in hits)
+    assert all(h.captures and h.captures["result"] == -1 for h in hits)
+    got = status(engine, probe)
+    assert (got.evaluations, got.violations, got.hits) == (CALLS, CALLS // 100, CALLS // 100)
+
+
+def test_default_violation_rate_bounds_captures_but_counts_every_violation(
+    engine: Engine, target: ModuleType
+) -> None:
+    probe = make(
+        kind="expect",
+        location=f"{target.__name__}:price",
+        expect="result >= 0",
+        limits={"eval_rate": 1e6},
+    )
+    place(engine, probe)
+    elapsed = run(target)
+    hits = engine.drain()
+    most = DEFAULT_VIOLATION_RATE * (1 + elapsed) + 1
+    assert 1 <= len(hits) <= most
+    got = status(engine, probe)
+    assert got.violations == CALLS // 100
+    assert got.skipped_rate == CALLS // 100 - len(hits)
+
+
+def test_eval_rate_bounds_evaluations_and_counts_the_skipped_firings(
+    engine: Engine, target: ModuleType
+) -> None:
+    probe = make(
+        kind="expect",
+        location=f"{target.__name__}:price",
+        expect="result >= 0",
+        limits={"eval_rate": 50.0, "violation_rate": 1e6},
+    )
+    place(engine, probe)
+    elapsed = run(target, 2000)
+    got = status(engine, probe)
+    assert 50 <= got.evaluations <= 50 * (1 + elapsed) + 1
+    assert got.skipped_rate == 2000 - got.evaluations
+
+
+def test_default_eval_rate_evaluates_far_more_than_the_snapshot_rate(
+    engine: Engine, target: ModuleType
+) -> None:
+    probe = make(kind="snapshot", location=f"{target.__name__}:price", expect="result >= 0")
+    place(engine, probe)
+    run(target, 500)  # well inside the default burst of 1000 evaluations
+    got = status(engine, probe)
+    assert got.evaluations == 500
+    assert got.violations == 5
+    assert got.hits <= 2 + 5  # at most a passing snapshot or two, and the violations
+
+
+def test_condition_false_is_not_an_evaluation(engine: Engine, target: ModuleType) -> None:
+    probe = make(
+        kind="expect",
+        location=f"{target.__name__}:price",
+        condition="i % 2 == 0",
+        expect="result >= 0",
+        limits={"eval_rate": 1e6, "violation_rate": 1e6},
+    )
+    place(engine, probe)
+    run(target, 1000)
+    got = status(engine, probe)
+    assert (got.evaluations, got.skipped_condition, got.violations) == (500, 500, 10)
+
+
+def test_an_expectation_that_fails_to_evaluate_is_a_captured_violation(
+    engine: Engine, target: ModuleType
+) -> None:
+    probe = make(
+        kind="expect",
+        location=f"{target.__name__}:price",
+        expect="result.missing > 0",
+        limits={"eval_rate": 1e6, "violation_rate": 1e6},
+    )
+    place(engine, probe)
+    run(target, 20)
+    hits = engine.drain()
+    assert len(hits) == 20
+    assert all(h.expect and h.expect["ok"] is None and h.expect["error"] for h in hits)
+    assert status(engine, probe).violations == 20
+
+
+def test_max_hits_counts_captured_violations(engine: Engine, target: ModuleType) -> None:
+    probe = make(
+        kind="expect",
+        location=f"{target.__name__}:price",
+        expect="result >= 0",
+        limits={"eval_rate": 1e6, "violation_rate": 1e6, "max_hits": 3},
+    )
+    place(engine, probe)
+    run(target, 1000)
+    assert len(engine.drain()) == 3
+    got = status(engine, probe)
+    assert got.state is ProbeState.DISABLED
+    assert "max_hits" in (got.reason or "")
+
+
+def test_probe_without_expect_is_still_sampled_before_any_work(
+    engine: Engine, target: ModuleType
+) -> None:
+    probe = make(kind="snapshot", location=f"{target.__name__}:price")
+    place(engine, probe)
+    run(target, 1000)
+    got = status(engine, probe)
+    assert got.hits == 1
+    assert got.skipped_rate == 999
+    assert (got.evaluations, got.violations) == (0, 0)
+
+
+# -- the probe model -----------------------------------------------------------------------------
+
+
+def test_effective_rates_never_fall_below_the_probe_rate() -> None:
+    probe = make(kind="snapshot", location="m:f", expect="result")
+    assert (probe.eval_rate, probe.violation_rate) == (DEFAULT_EVAL_RATE, DEFAULT_VIOLATION_RATE)
+    fast = probe.with_changes(limits=ProbeLimits(rate=1e9))
+    assert (fast.eval_rate, fast.violation_rate) == (1e9, 1e9)
+    own = probe.with_changes(limits=ProbeLimits(eval_rate=5.0, violation_rate=2.0))
+    assert (own.eval_rate, own.violation_rate) == (5.0, 2.0)
+
+
+@pytest.mark.parametrize("field", ["eval_rate", "violation_rate"])
+@pytest.mark.parametrize("value", [0, -1.0, float("inf"), float("nan"), True, "10"])
+def test_expect_rates_are_validated(field: str, value: object) -> None:
+    with pytest.raises(ProbeSpecError, match=f"limits.{field}"):
+        ProbeLimits.from_dict({field: value})
+
+
+def test_expect_rates_round_trip_and_stay_out_of_the_signature() -> None:
+    probe = make(kind="expect", location="m:f", expect="result > 0")
+    limited = probe.with_changes(limits=ProbeLimits(eval_rate=100.0, violation_rate=3.0))
+    again = Probe.from_dict(limited.to_dict())
+    assert again.limits.eval_rate == 100.0
+    assert again.limits.violation_rate == 3.0
+    assert limited.signature == probe.signature
+
+
+def test_status_counts_round_trip() -> None:
+    status = ProbeStatus("p", ProbeState.INSTALLED, evaluations=10_000, violations=100)
+    again = ProbeStatus.from_dict(status.to_dict())
+    assert (again.evaluations, again.violations) == (10_000, 100)
+    older = status.to_dict()
+    del older["evaluations"], older["violations"]
+    assert ProbeStatus.from_dict(older).evaluations == 0  # a status from an older sensor
