@@ -6,8 +6,9 @@ The in-process part imports the standard library only. Start it with :func:`star
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from sensor._version import __version__
-from sensor.agent import start, status, stop
 from sensor.errors import (
     ConfigError,
     ExpressionError,
@@ -17,6 +18,9 @@ from sensor.errors import (
     SensorError,
 )
 from sensor.probes import Hit, Location, Probe, ProbeKind, ProbeLimits, ProbeState, ProbeStatus
+
+if TYPE_CHECKING:
+    from sensor.agent import start, status, stop
 
 __all__ = [
     "ConfigError",
@@ -37,3 +41,18 @@ __all__ = [
     "status",
     "stop",
 ]
+
+
+_AGENT_NAMES = frozenset({"start", "status", "stop"})
+
+
+def __getattr__(name: str) -> Any:
+    # The agent (its HTTP transport and lifecycle) loads on first use, so `import sensor`
+    # stays cheap for the pytest plugin and for code that only reads the probe model.
+    if name in _AGENT_NAMES:
+        from sensor import agent
+
+        value = getattr(agent, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sensor' has no attribute {name!r}")
