@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_runtime.compare import Divergence, ProbeResult
+from pytest_runtime.compare.verdict import NO_TEST_STATES
 from pytest_runtime.errors import RuntimeProbeError
 
 __all__ = [
@@ -135,4 +136,22 @@ def new_divergences(
     results: Sequence[ProbeResult], baseline: Baseline
 ) -> list[tuple[ProbeResult, Divergence]]:
     """The divergences not accepted by ``baseline``, as (result, divergence), sorted."""
-    return [(r, d) for r, d in _pairs(results) if fingerprint(r, d) not in baseline]
+    return [(r, d) for r, d in _pairs(results) if not _accepted(r, d, baseline)]
+
+
+def _accepted(result: ProbeResult, divergence: Divergence, baseline: Baseline) -> bool:
+    if fingerprint(result, divergence) in baseline:
+        return True
+    legacy = _legacy_fingerprint(result, divergence)
+    return legacy is not None and legacy in baseline
+
+
+def _legacy_fingerprint(result: ProbeResult, divergence: Divergence) -> str | None:
+    """The fingerprint an older release gave this divergence, when it differs.
+
+    Up to 0.1.0.dev0 "the tests never reached this location" was reported with kind ``shape``;
+    it is kind ``path`` now. A baseline written before still accepts it.
+    """
+    if divergence.kind == "path" and divergence.key == NO_TEST_STATES:
+        return fingerprint(result, dataclasses.replace(divergence, kind="shape"))
+    return None

@@ -26,10 +26,17 @@ from pytest_runtime.compare.shapes import (
     key_path,
     parent_of,
 )
-from pytest_runtime.compare.values import Finding, collect, value_findings
+from pytest_runtime.compare.values import (
+    CATEGORY_MAX_DISTINCT,
+    CATEGORY_MIN_REPEAT,
+    Finding,
+    collect,
+    value_findings,
+)
 
 __all__ = [
     "KINDS",
+    "NO_TEST_STATES",
     "SEVERITIES",
     "VERDICTS",
     "CompareSettings",
@@ -42,6 +49,8 @@ __all__ = [
 VERDICTS = ("ok", "diverged", "violated", "inconclusive")
 KINDS = ("violation", "exception", "shape", "range", "path")
 SEVERITIES = ("high", "medium", "low")
+#: The key of the divergence "production reached this location, the tests never did".
+NO_TEST_STATES = "no-test-states"
 _REPR_STATE_MAX = 4000  # characters of JSON kept for a representative state
 _MAX_NOISE_SHOWN = 50  # noise paths listed in a verdict (counts["noise_paths"] has them all)
 
@@ -62,6 +71,8 @@ class CompareSettings:
     min_count: int = 2
     min_share: float = 0.0003
     max_categories: int = 16
+    category_max_distinct: int = CATEGORY_MAX_DISTINCT
+    category_min_repeat: float = CATEGORY_MIN_REPEAT
     unique_share: float = 0.9
     range_factor: float = 100.0
     max_divergences: int = 20
@@ -80,12 +91,24 @@ class CompareSettings:
                     f"CompareSettings.{name}: got {value!r}, expected a tuple of path globs"
                 )
             object.__setattr__(self, name, tuple(value))
-        for name in ("min_hits", "min_count", "max_categories", "max_divergences", "max_hit_ids"):
+        for name in (
+            "min_hits",
+            "min_count",
+            "max_categories",
+            "category_max_distinct",
+            "max_divergences",
+            "max_hit_ids",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"CompareSettings.{name}: got {value!r}, expected an int >= 0")
         if not 0.0 <= self.min_share <= 1.0:
             raise ValueError(f"CompareSettings.min_share: got {self.min_share!r}, expected 0..1")
+        if not self.category_min_repeat >= 1.0:
+            raise ValueError(
+                f"CompareSettings.category_min_repeat: got {self.category_min_repeat!r}, "
+                "expected a number >= 1"
+            )
         if not 0.0 < self.unique_share <= 1.0:
             raise ValueError(
                 f"CompareSettings.unique_share: got {self.unique_share!r}, expected (0, 1]"
@@ -645,14 +668,17 @@ def _compare(
     )
     unseen = [s for s in prod.shapes if s not in test.shapes]
     if not test_hits and prod_hits:
+        # Production reached a location the tests never did: a path divergence (the whole
+        # state is new), not a shape one. The key stays "no-test-states" and the path "" so
+        # that baseline fingerprints do not depend on the hit count in the message.
         findings.append(
             Finding(
-                "shape",
+                "path",
                 "",
-                "no-test-states",
+                NO_TEST_STATES,
                 "high",
-                f"no test-time state{' at ' + location if location else ''}: the tests never "
-                f"reached it, production did {n_prod} times",
+                f"the tests never reached {location or 'this location'}; production did "
+                f"{n_prod} time{'s' if n_prod != 1 else ''}",
                 list(range(n_prod)),
             )
         )
@@ -675,6 +701,8 @@ def _compare(
                     types=prod_types.get(path),
                     max_categories=settings.max_categories,
                     range_factor=settings.range_factor,
+                    max_distinct=settings.category_max_distinct,
+                    min_repeat=settings.category_min_repeat,
                 )
             )
 
@@ -722,7 +750,7 @@ def _compare(
             if isinstance(message, Mapping):
                 message = message.get("v")
             lines = [f"exception {f.key.split(':', 1)[1]}: {str(message or '')[:200]}"]
-        elif test_shapes and f.key != "no-test-states":
+        elif test_shapes and f.key != NO_TEST_STATES:
             if not prod_shape_of:
                 for s, members in prod.shapes.items():
                     for i in members:
