@@ -13,7 +13,15 @@ from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Finding", "PathValues", "collect", "value_findings"]
+__all__ = [
+    "CATEGORY_MAX_DISTINCT",
+    "CATEGORY_MIN_REPEAT",
+    "Finding",
+    "PathValues",
+    "collect",
+    "is_categorical",
+    "value_findings",
+]
 
 _NUMERIC = frozenset({"int", "float", "decimal.Decimal", "datetime.timedelta"})
 #: Types whose values form categories (one-of sets): strings, booleans and enums.
@@ -94,6 +102,28 @@ def _classify(tname: str, raw: Any) -> tuple[str | None, float | None]:
             return ("inf" if x > 0 else "-inf"), None
         return ("negative" if x < 0 else "zero" if x == 0 else "positive"), abs(x)
     return None, None
+
+
+#: At most this many distinct production values for a field to be a category (one-of set).
+CATEGORY_MAX_DISTINCT = 8
+#: Production hits per distinct value, on average, for a field to be a category.
+CATEGORY_MIN_REPEAT = 4.0
+
+
+def is_categorical(
+    distinct: int,
+    hits: int,
+    *,
+    max_distinct: int = CATEGORY_MAX_DISTINCT,
+    min_repeat: float = CATEGORY_MIN_REPEAT,
+) -> bool:
+    """True when ``distinct`` values over ``hits`` production hits look like a category.
+
+    Few distinct values (``<= max_distinct``), each seen ``min_repeat`` times on average: a
+    currency, a status, a coupon code. Free text (cities, streets, postcodes, names) has many
+    distinct values, most seen once or twice, and is not one.
+    """
+    return 0 < distinct <= max_distinct and hits >= min_repeat * distinct
 
 
 def _categorical(tname: str, raw: Any) -> bool:
@@ -179,11 +209,15 @@ def value_findings(
     max_categories: int,
     range_factor: float,
     types: Set[str] | None = None,
+    max_distinct: int = CATEGORY_MAX_DISTINCT,
+    min_repeat: float = CATEGORY_MIN_REPEAT,
 ) -> list[Finding]:
     """Value classes, magnitudes and categories production reached at ``path`` and tests did not.
 
     ``leaves`` are the production leaves ``(hit index, type name, value)`` at ``path``;
-    ``types`` (the type names the shapes saw there) saves a pass over them.
+    ``types`` (the type names the shapes saw there) saves a pass over them. New one-of values
+    are reported only when production's values at ``path`` form a category (see
+    :func:`is_categorical`).
     """
     if test.count == 0 or not leaves:
         return []  # the shape comparison reports a path the tests never had
@@ -229,6 +263,8 @@ def value_findings(
             max_categories=max_categories,
             range_factor=range_factor,
             types={"float"},
+            max_distinct=max_distinct,
+            min_repeat=min_repeat,
         )
     elif tnames and tnames <= {"int", "float"}:
         # Tests nearly always had positives: one pass finds the rest (negative, zero, nan).
@@ -275,9 +311,15 @@ def value_findings(
                 over,
             )
         )
-    # A one-of set only when production values repeat (ids never do): Daikon's one-of needs
-    # each value seen more than once on the whole.
-    if check_categories and new_values and len(seen) <= max(1, len(leaves) // 2):
+    # A one-of set only when production's values repeat (Daikon reports an invariant only
+    # with enough confidence): few distinct values, each seen several times on average. A
+    # currency (4 values over 20 hits) is a category; a city, a street or a postcode (many
+    # values, most seen once or twice) is free text, and a new one is not a divergence.
+    if (
+        check_categories
+        and new_values
+        and is_categorical(len(seen), len(leaves), max_distinct=max_distinct, min_repeat=min_repeat)
+    ):
         known_values = sorted((v for _, v in test.categories), key=repr)
         for value in sorted(new_values, key=repr):
             findings.append(
