@@ -120,6 +120,22 @@ def _line(report_type: str, item: Any) -> str:
 
 
 Entry = tuple[str, str, str, bool]  #: (our path, deepdiff path, line, structural)
+_CHANGES = frozenset({"type_changes", "values_changed"})
+
+
+def _is_redacted(value: Any) -> bool:
+    return isinstance(value, Marked) and any(k == "@redacted" for k, _ in value.markers)
+
+
+def _redaction_only(t1: Any, t2: Any) -> bool:
+    """True when a change is only redaction: a redacted value against a value of its type.
+
+    The test process and production may redact by different rules (names, patterns, the
+    hub's additions), so a redacted value is compared by its type name only.
+    """
+    if not (_is_redacted(t1) or _is_redacted(t2)):
+        return False
+    return type_label(t1) == type_label(t2)
 
 
 def diff_entries(test_state: Mapping[str, Any], prod_state: Mapping[str, Any]) -> list[Entry]:
@@ -140,6 +156,8 @@ def diff_entries(test_state: Mapping[str, Any], prod_state: Mapping[str, Any]) -
             if report_type not in _VERBS:
                 continue
             for item in tree[report_type]:
+                if report_type in _CHANGES and _redaction_only(item.t1, item.t2):
+                    continue
                 ours = _our_path(item.path(output_format="list"))
                 line = _line(report_type, item)
                 entries.append((ours, item.path(), line, report_type in STRUCTURAL))
