@@ -16,6 +16,7 @@ from pytest_runtime.reporting._common import (
     VERDICT_ORDER,
     counts_by_verdict,
     divergence_line,
+    nodeid_list,
     sorted_results,
 )
 
@@ -56,7 +57,10 @@ def _message(result: ProbeResult) -> str:
         lines.append(f"... {len(v.divergences) - 3} more divergence(s)")
     if v.hint:
         lines.append(v.hint)
-    text = "\n".join(lines)
+    return _bounded("\n".join(lines))
+
+
+def _bounded(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
 
 
@@ -64,13 +68,14 @@ def annotations(results: Sequence[ProbeResult], *, limit: int = MAX_ANNOTATIONS)
     """``::error``/``::warning`` lines at each marked test's file and line, at most ``limit``.
 
     Failing verdicts (violated, or diverged under strict) are errors, other divergences are
-    warnings; ok and inconclusive results get none. When some are cut, the last line is a
-    notice that says how many.
+    warnings; ok and inconclusive results get none. Results that would give the same
+    annotation (parametrized cases of one test with the same evidence) give one, which names
+    how many tests share it. When some are cut, the last line is a notice that says how many.
     """
-    lines: list[str] = []
     wanted = [r for r in sorted_results(results) if r.verdict.verdict in ("violated", "diverged")]
-    room = limit if len(wanted) <= limit else max(0, limit - 1)
-    for result in wanted[:room]:
+    # One annotation per distinct (level, file, line, title, message), in first-seen order.
+    grouped: dict[tuple[str, str, str], list[ProbeResult]] = {}
+    for result in wanted:
         level = "error" if result.verdict.fails else "warning"
         props = []
         if result.test_file:
@@ -79,9 +84,17 @@ def annotations(results: Sequence[ProbeResult], *, limit: int = MAX_ANNOTATIONS)
                 props.append(f"line={int(result.test_line)}")
         title = f"runtime probe {result.verdict.verdict}: {result.location}"
         props.append(f"title={escape_property(title)}")
-        lines.append(f"::{level} {','.join(props)}::{escape_data(_message(result))}")
-    if len(wanted) > room and limit > 0:
-        cut = len(wanted) - room
+        grouped.setdefault((level, ",".join(props), _message(result)), []).append(result)
+    room = limit if len(grouped) <= limit else max(0, limit - 1)
+    lines: list[str] = []
+    for (level, props_text, message), members in list(grouped.items())[:room]:
+        if len(members) > 1:
+            message = _bounded(
+                f"{message}\nsame result for {len(members)} tests: {nodeid_list(members)}"
+            )
+        lines.append(f"::{level} {props_text}::{escape_data(message)}")
+    if len(grouped) > room and limit > 0:
+        cut = len(grouped) - room
         lines.append(
             f"::notice title=runtime probes::{cut} more runtime probe annotation(s) not shown "
             "(see the job summary)"

@@ -10,8 +10,9 @@ from pytest_runtime.reporting._common import (
     VERDICT_ORDER,
     counts_by_verdict,
     divergence_line,
+    group_line,
+    grouped_results,
     result_line,
-    sorted_results,
 )
 
 __all__ = ["summary_lines", "write_summary"]
@@ -25,18 +26,29 @@ def summary_lines(
     max_results: int = 20,
     max_divergences: int = 3,
     max_diff_lines: int = 4,
+    max_nodeids: int = 3,
     verbose: bool = False,
 ) -> list[tuple[str, str]]:
     """The section's lines as ``(verdict, text)``; ``ok`` results are listed only when verbose.
 
-    Every cut is said with its count, so nothing disappears silently.
+    Results whose evidence reads the same (parametrized cases marking one probe, with the
+    same verdict and divergences) are one block that lists their node ids, at most
+    ``max_nodeids`` of them and how many more. ``max_results`` bounds the blocks. Every cut
+    is said with its count, so nothing disappears silently.
     """
     lines: list[tuple[str, str]] = []
-    ordered = sorted_results(results)
-    shown = [r for r in ordered if verbose or r.verdict.verdict != "ok"]
-    for result in shown[:max_results]:
+    groups = [g for g in grouped_results(results) if verbose or g[0].verdict.verdict != "ok"]
+    for group in groups[:max_results]:
+        result = group[0]
         v = result.verdict
-        lines.append((v.verdict, result_line(result)))
+        if len(group) == 1:
+            lines.append((v.verdict, result_line(result)))
+        else:
+            lines.append((v.verdict, group_line(result, len(group))))
+            for member in group[:max_nodeids]:
+                lines.append((v.verdict, "    " + member.nodeid))
+            if len(group) > max_nodeids:
+                lines.append((v.verdict, f"    and {len(group) - max_nodeids} more"))
         for d in v.divergences[:max_divergences]:
             lines.append((v.verdict, "    " + divergence_line(d)))
             for diff in d.deepdiff[:max_diff_lines]:
@@ -53,8 +65,9 @@ def summary_lines(
             lines.append((v.verdict, f"    ... {hidden} more divergence(s) in the JSON report"))
         if v.hint and v.verdict != "ok":
             lines.append((v.verdict, "    " + v.hint))
-    if len(shown) > max_results:
-        lines.append(("", f"... {len(shown) - max_results} more result(s) not shown"))
+    if len(groups) > max_results:
+        cut = sum(len(g) for g in groups[max_results:])
+        lines.append(("", f"... {cut} more result(s) not shown"))
     counts = counts_by_verdict(results)
     total = ", ".join(f"{counts[k]} {k}" for k in VERDICT_ORDER)
     lines.append(("", f"runtime probes: {total}"))

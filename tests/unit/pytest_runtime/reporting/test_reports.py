@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -85,8 +86,23 @@ def test_terminal_summary_lists_failing_first_and_counts(
     assert lines[-1] == "runtime probes: 1 violated, 1 diverged, 2 inconclusive, 2 ok"
 
 
+def _distinct_copies(results: list[ProbeResult], n: int) -> list[ProbeResult]:
+    """``n`` copies of ``results`` on different probes (so that no two read the same)."""
+    return [
+        dataclasses.replace(
+            r,
+            nodeid=f"{r.nodeid}[{k}]",
+            location=f"{r.location}_{k}",
+            signature=f"{r.signature}-{k}",
+            test_line=(r.test_line or 0) + k,
+        )
+        for k in range(n)
+        for r in results
+    ]
+
+
 def test_terminal_summary_is_bounded_with_counts_of_the_cut() -> None:
-    many = make_results() * 10
+    many = _distinct_copies(make_results(), 10)
     lines = terminal.summary_lines(many, max_results=3, max_divergences=1)
     texts = [t for _, t in lines]
     assert sum(1 for t in texts if not t.startswith(" ") and "::" in t) == 3
@@ -114,7 +130,7 @@ def test_github_escaping_rules() -> None:
 
 
 def test_github_annotations_respect_the_limit_and_say_how_many_were_cut() -> None:
-    many = [r for r in make_results(strict=True) * 12 if r.verdict.verdict != "ok"]
+    many = [r for r in _distinct_copies(make_results(strict=True), 12) if r.verdict.verdict != "ok"]
     lines = github.annotations(many)
     assert len(lines) == 10
     assert lines[-1].startswith("::notice ")
