@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -96,3 +97,40 @@ def test_bad_baseline_files_name_the_file_and_the_problem(
 def test_missing_baseline_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(baseline.BaselineError, match="cannot read"):
         baseline.load(tmp_path / "nope.json")
+
+
+def _unreached(n: int, start: int = 0) -> ProbeResult:
+    prod = [_hit(start + i, {"x": 2, "cur": "EUR"}) for i in range(n)]
+    return ProbeResult("t.py::test_b", "t.py", 9, "m:g", "s2", compare([], prod))
+
+
+def test_an_unreached_location_has_one_fingerprint_whatever_the_hit_count(tmp_path: Path) -> None:
+    few, many = _unreached(20), _unreached(400, start=900)
+    (d_few,) = few.verdict.divergences
+    (d_many,) = many.verdict.divergences
+    assert (d_few.kind, d_few.key) == ("path", "no-test-states")
+    assert d_few.message != d_many.message  # the count is in the message, not in the id
+    assert baseline.fingerprint(few, d_few) == baseline.fingerprint(many, d_many)
+    path = tmp_path / "baseline.json"
+    baseline.write(path, [few])
+    assert baseline.new_divergences([many], baseline.load(path)) == []
+
+
+def test_a_baseline_that_recorded_an_unreached_location_as_shape_still_accepts_it(
+    tmp_path: Path,
+) -> None:
+    # Written by 0.1.0.dev0, when "the tests never reached it" had kind "shape".
+    result = _unreached(30)
+    (d,) = result.verdict.divergences
+    old = dataclasses.replace(d, kind="shape")
+    doc = {
+        "schema": baseline.SCHEMA_ID,
+        "version": 1,
+        "divergences": [{"fingerprint": baseline.fingerprint(result, old), "kind": "shape"}],
+    }
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    assert baseline.new_divergences([result], baseline.load(path)) == []
+    # Any other divergence is still new against it.
+    other = _result(_prod(100, {"x": None, "cur": "EUR"}, 5))
+    assert baseline.new_divergences([other], baseline.load(path)) != []

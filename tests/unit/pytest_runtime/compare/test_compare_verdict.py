@@ -203,11 +203,137 @@ def test_exception_also_raised_in_tests_is_not_a_divergence() -> None:
     assert compare(tests, prod, probe=PROBE).verdict == "ok"
 
 
-def test_no_test_time_state_is_a_high_divergence() -> None:
+def test_a_location_the_tests_never_reached_is_a_high_path_divergence() -> None:
     verdict = compare([], prod_side(), probe=PROBE)
     d = only(verdict, key="no-test-states")
-    assert d.severity == "high"
+    assert (d.kind, d.severity, d.path) == ("path", "high", "")
+    assert d.message == f"the tests never reached {LOCATION}@return; production did 200 times"
+    assert d.count == 200
+    assert d.deepdiff == ()  # there is no test-time state to diff against
+    assert d.representative is not None
+    assert verdict.verdict == "diverged"
     assert verdict.state_coverage == 0.0
+    assert LOCATION in verdict.hint
+
+
+def test_a_location_reached_once_says_time_not_times() -> None:
+    d = only(compare([], prod_side(n=2), probe=PLAIN, settings=CompareSettings(min_hits=1)))
+    assert d.message.endswith("production did 2 times")
+    d = only(compare([], prod_side(n=1), probe=PLAIN, settings=CompareSettings(min_count=1)))
+    assert d.message.endswith("production did 1 time")
+
+
+# --------------------------------------------------------------------------- one-of: categories
+# Realistic mixes: a currency has a handful of values that repeat; an address has free text
+# (cities, streets, postcodes) with many distinct values.
+
+_CURRENCY_MIX = ["USD"] * 10 + ["EUR"] * 4 + ["GBP"] * 3 + ["JPY"] * 3
+_CITIES = [f"City {n}" for n in range(150)]
+
+
+def _address_state(i: int, city: str, street: str, postcode: str, currency: str) -> Any:
+    address = tdict(country="US", city=city, street=street, postcode=postcode)
+    return {"address": address, "currency": currency}
+
+
+def _address_tests() -> list[dict[str, Any]]:
+    return [
+        hit(i, _address_state(i, "New York", "5th Avenue 1", "10001", "USD"), prefix="t")
+        for i in range(3)
+    ]
+
+
+def test_a_new_currency_among_few_repeated_values_is_still_flagged() -> None:
+    # 4 distinct values over 20 hits: a category, and JPY is a value the tests never had.
+    rng = random.Random(7)
+    prod = [
+        hit(i, _address_state(i, "New York", "5th Avenue 1", "10001", c))
+        for i, c in enumerate(rng.sample(_CURRENCY_MIX, len(_CURRENCY_MIX)))
+    ]
+    verdict = compare(_address_tests(), prod, probe=PLAIN)
+    keys = {d.key for d in verdict.divergences if d.path == "currency"}
+    assert keys == {"one-of:'EUR'", "one-of:'GBP'", "one-of:'JPY'"}
+    jpy = only(verdict, key="one-of:'JPY'")
+    assert (jpy.kind, jpy.severity, jpy.count) == ("range", "medium", 3)
+    assert "tests had one of {'USD'}" in jpy.message
+
+
+def test_free_text_with_many_distinct_values_is_not_a_one_of_set() -> None:
+    # One tested address; production: 200 orders from 150 cities, streets and postcodes.
+    rng = random.Random(11)
+    prod = []
+    for i in range(200):
+        n = rng.randrange(len(_CITIES))
+        state = _address_state(i, _CITIES[n], f"Main St {n}", f"{10000 + n}", "USD")
+        prod.append(hit(i, state))
+    verdict = compare(_address_tests(), prod, probe=PLAIN)
+    assert verdict.verdict == "ok", [d.message for d in verdict.divergences]
+
+
+def test_a_small_pool_of_addresses_above_the_distinct_limit_is_not_a_one_of_set() -> None:
+    # The demo's traffic: 9 addresses, weighted, many hits each; still not a category.
+    pool = [(f"City {n}", f"Street {n}", f"{90000 + n}") for n in range(9)]
+    prod = [hit(i, _address_state(i, *pool[i % 9], "USD")) for i in range(300)]
+    verdict = compare(_address_tests(), prod, probe=PLAIN)
+    assert verdict.verdict == "ok", [d.message for d in verdict.divergences]
+
+
+def test_category_thresholds_are_settings() -> None:
+    pool = [(f"City {n}", f"Street {n}", f"{90000 + n}") for n in range(9)]
+    prod = [hit(i, _address_state(i, *pool[i % 9], "USD")) for i in range(300)]
+    settings = CompareSettings(category_max_distinct=12)
+    verdict = compare(_address_tests(), prod, probe=PLAIN, settings=settings)
+    assert {d.path for d in verdict.divergences} == {
+        "address.city",
+        "address.street",
+        "address.postcode",
+    }
+    with pytest.raises(ValueError, match=r"category_min_repeat: got 0\.5"):
+        CompareSettings(category_min_repeat=0.5)
+
+
+def test_values_that_rarely_repeat_are_not_a_category_even_when_few() -> None:
+    # 5 distinct values over 12 hits: 2.4 hits each, under the 4 a category needs.
+    names = ["Ann", "Bob", "Cy", "Di", "Ed"]
+    prod = [hit(i, _address_state(i, names[i % 5], "s", "1", "USD")) for i in range(12)]
+    verdict = compare(_address_tests(), prod, probe=PLAIN)
+    assert not [d for d in verdict.divergences if d.path == "address.city"]
+
+
+# --------------------------------------------------------------------------- redaction
+
+_REDACTED = {"@t": "str", "@redacted": "name", "@len": "1-8"}
+_SECRET_PROBE = Probe.from_dict(
+    {"kind": "snapshot", "location": LOCATION, "capture": ["user", "token"], "expect": "token"}
+)
+
+
+def _user_state(token: Any, email: Any, age: Any = 30) -> dict[str, Any]:
+    return {"token": token, "user": tdict(email=email, age=age)}
+
+
+@pytest.mark.parametrize("redacted_side", ["production", "tests"])
+def test_redacted_on_one_side_and_plain_on_the_other_is_no_divergence(redacted_side: str) -> None:
+    plain = [hit(i, _user_state("abc", "a@x.io"), prefix="t") for i in range(20)]
+    hidden = [hit(i, _user_state(_REDACTED, _REDACTED)) for i in range(40)]
+    tests, prod = (plain, hidden) if redacted_side == "production" else (hidden, plain)
+    verdict = compare(tests, prod, probe=_SECRET_PROBE)
+    assert verdict.verdict == "ok", [d.message for d in verdict.divergences]
+
+
+def test_redacted_values_give_no_deepdiff_line_in_a_violation() -> None:
+    tests = [hit(i, _user_state("abc", "a@x.io"), prefix="t") for i in range(5)]
+    prod = [hit(i, _user_state(_REDACTED, _REDACTED, age=31), ok=False) for i in range(40)]
+    d = only(compare(tests, prod, probe=_SECRET_PROBE), kind="violation")
+    assert d.deepdiff == ("root['user']['age']: value changed 30 -> 31",)
+
+
+def test_a_redacted_value_of_another_type_is_still_a_type_change() -> None:
+    tests = [hit(i, _user_state("abc", "a@x.io"), prefix="t") for i in range(5)]
+    redacted_int = {"@t": "int", "@redacted": "name", "@len": "1-8"}
+    prod = [hit(i, _user_state(redacted_int, "a@x.io")) for i in range(40)]
+    d = only(compare(tests, prod, probe=_SECRET_PROBE), path="token")
+    assert (d.kind, d.severity, d.key) == ("shape", "high", "type:int")
 
 
 def test_longer_list_is_a_length_class() -> None:

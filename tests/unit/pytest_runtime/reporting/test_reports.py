@@ -186,3 +186,62 @@ def test_reports_import_no_deepdiff() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _parametrized(results: list[ProbeResult], n: int) -> list[ProbeResult]:
+    """``n`` parametrized cases of the violated test, marking the same probe with the same
+    evidence (what ``@pytest.mark.parametrize`` gives when the cases' states compare alike)."""
+    violated = next(r for r in results if r.verdict.verdict == "violated")
+    return [
+        dataclasses.replace(violated, nodeid=f"tests/test_shop.py::test_odd[case{k}]")
+        for k in range(n)
+    ]
+
+
+def test_cases_with_the_same_evidence_are_one_terminal_block(results: list[ProbeResult]) -> None:
+    cases = _parametrized(results, 5)
+    texts = [t for _, t in terminal.summary_lines(cases)]
+    assert texts[0].startswith("VIOLATED shop.pricing:apply_discount  prod 50 hit(s)")
+    assert texts[0].endswith("same result for 5 tests:")
+    assert texts[1:5] == [
+        "    tests/test_shop.py::test_odd[case0]",
+        "    tests/test_shop.py::test_odd[case1]",
+        "    tests/test_shop.py::test_odd[case2]",
+        "    and 2 more",
+    ]
+    assert sum(1 for t in texts if "high violation:" in t) == 1
+    assert sum(1 for t in texts if t.startswith("    reproduce:")) == 1
+    assert texts[-1] == "runtime probes: 5 violated, 0 diverged, 0 inconclusive, 0 ok"
+    # Deterministic whatever the order the results arrive in.
+    assert [t for _, t in terminal.summary_lines(cases[::-1])] == texts
+
+
+def test_cases_with_different_evidence_stay_separate_blocks(results: list[ProbeResult]) -> None:
+    cases = _parametrized(results, 2)
+    first = cases[0].verdict
+    other = dataclasses.replace(first, divergences=first.divergences[:1])
+    cases[1] = dataclasses.replace(cases[1], verdict=other)
+    texts = [t for _, t in terminal.summary_lines(cases)]
+    assert sum(1 for t in texts if t.startswith("VIOLATED tests/test_shop.py::test_odd[")) == 2
+    assert not any("same result for" in t for t in texts)
+
+
+def test_grouped_cases_keep_one_json_entry_each(results: list[ProbeResult], tmp_path: Path) -> None:
+    path = tmp_path / "report.json"
+    jsonreport.write(path, _parametrized(results, 5))
+    entries = json.loads(path.read_text(encoding="utf-8"))["results"]
+    assert [e["nodeid"] for e in entries] == [
+        f"tests/test_shop.py::test_odd[case{k}]" for k in range(5)
+    ]
+
+
+def test_github_annotations_do_not_repeat_identical_messages(
+    results: list[ProbeResult],
+) -> None:
+    lines = github.annotations(_parametrized(results, 5))
+    assert len(lines) == 1
+    assert lines[0].startswith("::error file=tests/test_shop.py,line=20,")
+    assert lines[0].endswith(
+        "same result for 5 tests: tests/test_shop.py::test_odd[case0], "
+        "tests/test_shop.py::test_odd[case1], tests/test_shop.py::test_odd[case2] and 2 more"
+    )
