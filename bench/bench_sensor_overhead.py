@@ -156,7 +156,14 @@ class SensorProbe:
         if self.engine.backend_name != backend:
             raise SystemExit(f"backend {backend} unavailable: {self.engine.backend_reason}")
         limits: dict[str, Any] = {} if rate is None else {"rate": rate}
-        self.probe = Probe(kind=kind, location=location, limits=limits)  # type: ignore[arg-type]
+        expect: str | None = None
+        if kind.startswith("expect"):
+            # An expectation that holds (the common case): evaluated, nothing captured.
+            expect = "x >= 0"
+            if kind == "expect_all":
+                limits["eval_rate"] = 1e9  # every call evaluated: the cost of one evaluation
+            kind = "expect"
+        self.probe = Probe(kind=kind, location=location, limits=limits, expect=expect)  # type: ignore[arg-type]
 
     def arm(self) -> None:
         status = self.engine.install(self.probe, on_hit=lambda hit: None)
@@ -240,7 +247,8 @@ def child_per_hit(
         import sensor.engine
 
         sensor.engine._redactor = lambda: None
-    inst = _instrument(spec, marker, fn, "counter" if kind == "counter" else "snapshot", rate)
+    probe_kind = kind if kind in ("counter", "expect_all", "expect_default") else "snapshot"
+    inst = _instrument(spec, marker, fn, probe_kind, rate)
     _loop(fn, calls // 10)  # warm-up
     # One empty call: best ten-call loop minus best bare loop, per call (noise only adds time).
     rounds = max(1, calls // 10)
@@ -260,6 +268,23 @@ def child_per_hit(
     if kind.startswith("capture"):
         result.update(_encode_share(fn))
     return result
+
+
+def child_clocks() -> dict[str, Any]:
+    """ns per read of the wall clock and of the thread's CPU clock (the budget's two modes)."""
+    n = 200_000
+    out: dict[str, Any] = {}
+    for name in ("perf_counter_ns", "thread_time_ns"):
+        clock = getattr(time, name)
+
+        def reads(k: int, clock: Any = clock) -> None:
+            for _ in range(k):
+                clock()
+
+        out[name] = (
+            min(_timed(reads, n) for _ in range(5)) - min(_timed(_bare, n) for _ in range(5))
+        ) / n
+    return out
 
 
 def _encode_share(fn: Any) -> dict[str, Any]:
@@ -325,6 +350,10 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
     parser.add_argument("--quick", action="store_true", help="shorter runs (about 20 s)")
     parser.add_argument("--pairs", type=int, default=5, help="paired runs per figure (>= 5)")
+    parser.add_argument(
+        "--only",
+        help="comma-separated measurements to run (e.g. per_hit_expect_default,clocks)",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -332,6 +361,8 @@ def main() -> None:
         what = args.child[0]
         if what == "ratio":
             print(json.dumps(child_ratio(args.child[1], int(args.child[2]))))
+        elif what == "clocks":
+            print(json.dumps(child_clocks()))
         else:
             rate = None if args.child[3] == "none" else float(args.child[3])
             print(
@@ -350,6 +381,10 @@ def main() -> None:
     pairs = max(5, args.pairs)
     backends = _backends()
     results: list[dict[str, Any]] = []
+    only = set(args.only.split(",")) if args.only else None
+
+    def wanted(measurement: str) -> bool:
+        return only is None or measurement in only
 
     def emit(record: dict[str, Any]) -> None:
         record = {"python": python, **record}
@@ -363,7 +398,7 @@ def main() -> None:
             print(json.dumps(record), flush=True)
 
     # Ratios: fresh process per run, baseline and candidate alternating.
-    for what in ("idle", "hot"):
+    for what in [w for w in ("idle", "hot") if wanted(w)]:
         for mechanism in [*backends, "settrace"]:
             ratios = []
             for _ in range(pairs):
@@ -386,13 +421,15 @@ def main() -> None:
     cases = [
         ("per_hit_counter", "counter", None, calls),
         ("per_hit_snapshot_1s", "snapshot", 1.0, calls),
+        ("per_hit_expect_default", "expect_default", None, calls),
+        ("per_hit_expect_every_call", "expect_all", None, calls // 10),
         ("capture_5_locals", "capture", 1e9, 1_000 if args.quick else 2_000),
         ("capture_5_locals_worst_string", "capture_worst", 1e9, 500 if args.quick else 1_000),
         ("capture_5_locals_unredacted", "capture_unredacted", 1e9, 1_000 if args.quick else 2_000),
     ]
-    for measurement, kind, rate, n in cases:
+    for measurement, kind, rate, n in [case for case in cases if wanted(case[0])]:
         for mechanism in [*backends, "settrace"]:
-            if kind.startswith("capture") and mechanism == "settrace":
+            if kind.startswith(("capture", "expect")) and mechanism == "settrace":
                 continue
             data = _run_child(
                 ["hit", mechanism, kind, "none" if rate is None else str(rate), str(n), str(pairs)]
@@ -426,6 +463,21 @@ def main() -> None:
                     ratio_to_empty_call=round(median / data["empty_call"], 2),
                 )
             emit(record)
+
+    # The clocks the CPU budget reads around a firing (informational).
+    clocks = _run_child(["clocks"]) if wanted("clocks") else {}
+    for name, ns in clocks.items():
+        emit(
+            {
+                "measurement": f"clock_{name}",
+                "mechanism": "time",
+                "value": round(ns, 1),
+                "unit": "ns",
+                "min": round(ns, 1),
+                "max": round(ns, 1),
+                "pairs": 1,
+            }
+        )
 
     if not args.json:
         print(f"Sensor overhead on Python {python} ({pairs} pairs per figure)")
