@@ -81,7 +81,7 @@ def start_hub(tmp_path: Path) -> HubProcess:
     assert process.stdout is not None
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # generous: the machine is shared and often loaded
     seen = []
     while time.monotonic() < deadline:
         if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
