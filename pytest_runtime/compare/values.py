@@ -105,7 +105,7 @@ def _classify(tname: str, raw: Any) -> tuple[str | None, float | None]:
 
 
 #: At most this many distinct production values for a field to be a category (one-of set).
-CATEGORY_MAX_DISTINCT = 8
+CATEGORY_MAX_DISTINCT = 6
 #: Production hits per distinct value, on average, for a field to be a category.
 CATEGORY_MIN_REPEAT = 4.0
 

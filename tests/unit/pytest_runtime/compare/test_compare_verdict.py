@@ -86,9 +86,12 @@ def test_new_currency_in_a_small_categorical_set_is_medium() -> None:
 
 
 def test_tests_with_one_distinct_value_each_still_form_a_one_of_set() -> None:
-    currencies = ["EUR", "USD", "GBP", "CHF", "SEK", "NOK"]
+    # Five tested currencies plus AUD: six distinct production values, the most a category
+    # has by default (it was six tested ones, seven in production, before the categorical
+    # rule: seven is now free text).
+    currencies = ["EUR", "USD", "GBP", "CHF", "SEK"]
     tests = [hit(i, order(i, currency=c), prefix="t") for i, c in enumerate(currencies)]
-    prod = [hit(i, order(i + 100, currency=currencies[i % 6])) for i in range(200)]
+    prod = [hit(i, order(i + 100, currency=currencies[i % 5])) for i in range(200)]
     prod[::10] = [hit(i, order(i + 100, currency="AUD")) for i in range(0, 200, 10)]
     d = only(compare(tests, prod, probe=PROBE), path="order.currency")
     assert (d.key, d.count) == ("one-of:'AUD'", 20)
@@ -271,17 +274,33 @@ def test_free_text_with_many_distinct_values_is_not_a_one_of_set() -> None:
 
 
 def test_a_small_pool_of_addresses_above_the_distinct_limit_is_not_a_one_of_set() -> None:
-    # The demo's traffic: 9 addresses, weighted, many hits each; still not a category.
+    # Like the demo's traffic (9 addresses, 7 postcodes), many hits each: not a category.
     pool = [(f"City {n}", f"Street {n}", f"{90000 + n}") for n in range(9)]
     prod = [hit(i, _address_state(i, *pool[i % 9], "USD")) for i in range(300)]
     verdict = compare(_address_tests(), prod, probe=PLAIN)
     assert verdict.verdict == "ok", [d.message for d in verdict.divergences]
 
 
+def test_seven_distinct_values_are_free_text_by_default() -> None:
+    pool = ["USD", "EUR", "GBP", "JPY", "CHF", "SEK", "NOK"]
+    prod = [
+        hit(i, _address_state(i, "New York", "5th Avenue 1", "10001", pool[i % 7]))
+        for i in range(280)
+    ]
+    verdict = compare(_address_tests(), prod, probe=PLAIN)
+    assert verdict.verdict == "ok", [d.message for d in verdict.divergences]
+    six = [
+        hit(i, _address_state(i, "New York", "5th Avenue 1", "10001", pool[i % 6]))
+        for i in range(280)
+    ]
+    found = {d.key for d in compare(_address_tests(), six, probe=PLAIN).divergences}
+    assert found == {f"one-of:{c!r}" for c in pool[1:6]}
+
+
 def test_category_thresholds_are_settings() -> None:
     pool = [(f"City {n}", f"Street {n}", f"{90000 + n}") for n in range(9)]
     prod = [hit(i, _address_state(i, *pool[i % 9], "USD")) for i in range(300)]
-    settings = CompareSettings(category_max_distinct=12)
+    settings = CompareSettings(category_max_distinct=9)
     verdict = compare(_address_tests(), prod, probe=PLAIN, settings=settings)
     assert {d.path for d in verdict.divergences} == {
         "address.city",
