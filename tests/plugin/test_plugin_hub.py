@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-from conftest import CLIENT_TOKEN, HubProcess
+from plugin_support import CLIENT_TOKEN, HubProcess
 
 from pytest_runtime.errors import HubAuthError, HubRequestError, HubUnreachableError
 from pytest_runtime.hub import HubClient

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import CLIENT_TOKEN, HubProcess, make_shop
+from plugin_support import CLIENT_TOKEN, HubProcess, make_shop
 
 from pytest_runtime.hub import HubClient
 from pytest_runtime.markers import parse_probe_args

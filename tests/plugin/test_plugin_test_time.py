@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_shop
+from plugin_support import make_shop
 
 pytest.importorskip("sensor.engine")
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import evidence_lines, make_shop
+from plugin_support import evidence_lines, make_shop
 
 LOCATION = "shop.pricing:apply_discount"
 
