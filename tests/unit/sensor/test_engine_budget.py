@@ -197,3 +197,22 @@ def test_first_hit_imports_nothing_on_the_request_thread(tmp_path: Path, backend
     new, took = done.stdout.split("] ")
     assert new + "]" == "[]", f"the first hit imported {new}]"
     assert float(took) < 0.005, f"the first hit took {float(took) * 1e3:.1f} ms"
+
+
+def test_hot_expectation_under_default_limits_stays_within_the_default_budget(
+    target: ModuleType,
+) -> None:
+    engine = Engine()  # the production defaults: 1% of a CPU, 1000 evaluations/s
+    try:
+        probe = make(kind="expect", location=f"{target.__name__}:add", expect="result >= 0")
+        assert engine.install(probe).state is ProbeState.INSTALLED
+        for i in range(20_000):
+            target.add(i, 1)
+        status = engine.status(probe.id)
+        assert status is not None
+        assert status.state is ProbeState.INSTALLED, status.reason
+        assert status.evaluations >= 1000  # the burst at least
+        assert status.evaluations + status.skipped_rate == 20_000
+        assert status.to_dict()["evaluations"] == status.evaluations  # what a heartbeat sends
+    finally:
+        engine.close()
