@@ -858,25 +858,11 @@ def _hit_line(frame: Any, exc: object) -> int | None:
 
 
 def _exception_info(exc: BaseException, limits: Any) -> dict[str, Any]:
-    """``{"type", "message"}`` read without calling a user ``__str__``."""
-    tp = type(exc)
-    safe_str = False
-    for klass in tp.__mro__:
-        if "__str__" in type.__dict__["__dict__"].__get__(klass):
-            safe_str = type.__dict__["__module__"].__get__(klass) == "builtins"
-            break
-    args = exc.args if isinstance(exc.args, tuple) else ()
-    message: object
-    if len(args) == 1 and type(args[0]) is str:
-        message = args[0]
-    elif safe_str and all(type(a) in (str, int, float, bool, type(None)) for a in args):
-        message = BaseException.__str__(exc) if tp.__str__ is BaseException.__str__ else str(exc)
-    elif not args:
-        message = ""
-    else:
-        message = args
-    encoded, _, _ = _capture({"message": message}, limits)
-    return {"type": _type_name(tp), "message": encoded.get("message")}
+    """``{"type", "message"}`` read without running user code (no ``__str__``, no ``args``
+    property, no metaclass attribute hooks): the encoder's safe reader does the work."""
+    from sensor.capture.encode import exception_info
+
+    return dict(exception_info(exc, limits))
 
 
 def _source_mismatch(probe: Probe, code: CodeType) -> str | None:

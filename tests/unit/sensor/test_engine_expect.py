@@ -263,3 +263,31 @@ def test_status_counts_round_trip() -> None:
     older = status.to_dict()
     del older["evaluations"], older["violations"]
     assert ProbeStatus.from_dict(older).evaluations == 0  # a status from an older sensor
+
+
+def test_exception_info_runs_no_user_code() -> None:
+    from sensor.engine import _exception_info
+    from sensor.probes import CaptureLimits
+
+    calls: list[str] = []
+
+    class Meta(type):
+        def __getattribute__(cls, name: str) -> object:
+            calls.append(f"meta {name}")
+            return super().__getattribute__(name)
+
+    class LoudError(Exception, metaclass=Meta):
+        @property  # type: ignore[override]
+        def args(self) -> tuple[object, ...]:
+            calls.append("args")
+            return ("leaked",)
+
+        def __str__(self) -> str:
+            calls.append("str")
+            return "leaked"
+
+    calls.clear()
+    info = _exception_info(LoudError("boom"), CaptureLimits())
+    assert calls == []
+    assert info["type"].endswith("LoudError")
+    assert "leaked" not in repr(info)
