@@ -487,6 +487,10 @@ class Agent:
                 self._engine_error = f"engine unavailable: {type(exc).__name__}: {exc}"
                 self._log.failure("starting the engine", exc)
             else:
+                budget = getattr(self.config, "cpu_budget", None)
+                if budget is not None and hasattr(self._engine, "cpu_budget"):
+                    # start(cpu_budget=...) or SENSOR_CPU_BUDGET, as validated by load_config.
+                    self._engine.cpu_budget = budget
                 _warm_up()
         return self._engine
 

@@ -241,6 +241,8 @@ def sensor_env(hub_url: str, service: str, **extra: str) -> dict[str, str]:
         SENSOR_LOG_LEVEL=os.environ.get("AGENT_TEST_LOG_LEVEL", "WARNING"),
         PYTHONWARNINGS="ignore::DeprecationWarning",  # 3.12+: fork of a threaded master
         AGENT_TEST_NO_CPU_BUDGET="1",
+        # Counts must add up exactly: no probe may be switched off by the CPU budget here.
+        SENSOR_CPU_BUDGET="1",
     )
     env.update(extra)
     return env
