@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -500,6 +501,12 @@ class RuntimeSession:
                 if done == len(watched) or left <= 0:
                     break
                 time.sleep(min(_POLL_SECONDS, max(0.05, left)))
+            locations = {sig: req.location for (sig, _), (req, _) in groups.items()}
+            for signature, ids in sorted(watched.items()):
+                for probe_id in ids:
+                    self.notes.extend(
+                        _status_notes(locations.get(signature, signature), client.probe(probe_id))
+                    )
             evidence = Evidence()
             for signature in watched:
                 evidence.merge(client.evidence(signature, since=options.since))
@@ -654,6 +661,34 @@ class RuntimeSession:
         # cast: the module's `annotations` function shadows the __future__ feature for mypy
         gh = cast(Any, github)
         return list(gh.annotations(self.results)), gh.job_summary(self.results)
+
+
+def _status_notes(location: str, record: Mapping[str, Any]) -> list[str]:
+    """Why a production probe saw fewer hits than it could: the sensors' own statuses.
+
+    A probe that is in error (target not found, source mismatch, denied) or was disabled by a
+    guard (CPU budget, max hits, expiry) on some sources explains an ``inconclusive`` verdict
+    better than the hit count alone; the reasons are grouped so that a fleet stays one line.
+    """
+    statuses = record.get("statuses") or {}
+    if not isinstance(statuses, Mapping):
+        return []
+    # Group by the reason with its figures blanked, so a fleet stays a line or two; show the
+    # first concrete reason of each group.
+    groups: dict[tuple[str, str], tuple[int, str]] = {}
+    for status in statuses.values():
+        if not isinstance(status, Mapping):
+            continue
+        state = str(status.get("state", ""))
+        if state in ("error", "disabled", "pending"):
+            reason = str(status.get("reason") or "no reason given")
+            key = (state, re.sub(r"\d+(?:\.\d+)?", "#", reason))
+            count, example = groups.get(key, (0, reason))
+            groups[key] = (count + 1, example)
+    return [
+        f"{location}: {state} on {count} of {len(statuses)} source(s): {example}"
+        for (state, _), (count, example) in sorted(groups.items())
+    ]
 
 
 def _result_key(item: Any) -> tuple[str, str]:
