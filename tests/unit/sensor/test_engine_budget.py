@@ -20,7 +20,7 @@ import sensor.engine
 from sensor.config import DEFAULT_CPU_BUDGET, cpu_budget_from_env, load_config
 from sensor.engine import Engine, get_engine
 from sensor.errors import ConfigError
-from sensor.probes import Hit, Probe, ProbeState
+from sensor.probes import DEFAULT_EVAL_RATE, Hit, Probe, ProbeState
 
 
 def make(**fields: Any) -> Probe:
@@ -202,7 +202,7 @@ def test_first_hit_imports_nothing_on_the_request_thread(tmp_path: Path, backend
 def test_hot_expectation_under_default_limits_stays_within_the_default_budget(
     target: ModuleType,
 ) -> None:
-    engine = Engine()  # the production defaults: 1% of a CPU, 1000 evaluations/s
+    engine = Engine()  # the production defaults: 1% of a CPU, DEFAULT_EVAL_RATE evaluations/s
     try:
         probe = make(kind="expect", location=f"{target.__name__}:add", expect="result >= 0")
         assert engine.install(probe).state is ProbeState.INSTALLED
@@ -211,7 +211,7 @@ def test_hot_expectation_under_default_limits_stays_within_the_default_budget(
         status = engine.status(probe.id)
         assert status is not None
         assert status.state is ProbeState.INSTALLED, status.reason
-        assert status.evaluations >= 1000  # the burst at least
+        assert status.evaluations >= DEFAULT_EVAL_RATE  # the burst at least
         assert status.evaluations + status.skipped_rate == 20_000
         assert status.to_dict()["evaluations"] == status.evaluations  # what a heartbeat sends
     finally:
