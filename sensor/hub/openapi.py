@@ -150,6 +150,8 @@ SCHEMAS: dict[str, Any] = {
             "skipped_rate": _INT,
             "skipped_condition": _INT,
             "errors": _INT,
+            "evaluations": _INT,
+            "violations": _INT,
             "backend": _nullable(_STR),
             "updated_at": _NUM,
         },
