@@ -512,6 +512,11 @@ class RuntimeSession:
                 evidence.merge(client.evidence(signature, since=options.since))
             self.notes.extend(evidence.notes)
             return evidence
+        except BaseException:
+            # Ctrl-C can land inside the HTTP client's connection pool and leave it locked, so
+            # the clean-up below talks to the hub through a client of its own.
+            client = self._client()
+            raise
         finally:
             # Also on Ctrl-C and errors: a placed probe must not outlive the run (the TTL is
             # the second line of defence if this process is killed).

@@ -173,7 +173,12 @@ def test_ctrl_c_while_waiting_removes_the_placed_probe(
             time.sleep(0.1)
         assert active(live), "the plugin never placed its probe"
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+        try:
+            output, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate(timeout=10)
+            pytest.fail(f"pytest did not stop within 60 s of Ctrl-C; its output:\n{output}")
     finally:
         if process.poll() is None:
             process.kill()
