@@ -1,4 +1,4 @@
-"""Evidence files: JSON Lines of probes and hits, read and written (CONTRACTS section 6).
+"""Evidence files (docs/reference/evidence-schema.md): JSON Lines of probes and hits.
 
 Line 1 is a header record; then ``probe`` and ``hit`` records in any order. Hits are grouped
 by their probe signature. Unknown record types are skipped (and reported, not raised); a

@@ -1,4 +1,4 @@
-"""A small client of the hub's HTTP API (CONTRACTS section 5), for ``--runtime-probe``.
+"""A small client of the hub's HTTP API (docs/reference/http-api.md), for ``--runtime-probe``.
 
 Imported only when ``--runtime-probe`` is given: it pulls in ``requests``. Every failure is
 one of the :class:`~pytest_runtime.errors.HubClientError` classes, with a message that names

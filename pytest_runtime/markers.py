@@ -62,7 +62,7 @@ class ProbeSettings:
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def selector(self, default_service: str | None = None) -> dict[str, Any]:
-        """The hub selector (CONTRACTS 5: service and labels) of the sources to probe."""
+        """The hub selector (service and labels) of the sources to probe."""
         selector: dict[str, Any] = {}
         service = self.service or default_service
         if service:

@@ -2,7 +2,7 @@
 
 ``plugin.py`` calls into :class:`RuntimeSession`; the session calls the sensor engine (test
 time), the hub or evidence files (production), and ``pytest_runtime.compare`` /
-``pytest_runtime.reporting`` (stream COMPARE) for the verdicts and reports.
+``pytest_runtime.reporting`` for the verdicts and reports.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def function_id(nodeid: str) -> str:
 
 
 def render_value(value: Any, limit: int = 120) -> str:
-    """A short, readable form of a typed-JSON value (CONTRACTS section 2) for messages."""
+    """A short, readable form of a typed-JSON value (docs/reference/encoding.md) for messages."""
     if isinstance(value, dict) and "@t" in value:
         type_name = str(value["@t"]).rsplit(".", 1)[-1]
         if "@redacted" in value:

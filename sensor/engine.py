@@ -72,7 +72,7 @@ _capture_frame: Callable[..., tuple[dict[str, Any], bool, list[str]]] | None = N
 
 
 def _capture(values: Mapping[str, object], limits: Any) -> tuple[dict[str, Any], bool, list[str]]:
-    """The single place where the engine asks stream CAPTURE to encode values."""
+    """The single place where the engine asks ``sensor.capture`` to encode values."""
     global _capture_frame
     if _capture_frame is None:
         try:

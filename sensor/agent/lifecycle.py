@@ -40,7 +40,7 @@ _DEFAULT_HEARTBEAT = 10.0
 
 
 class Engine(Protocol):
-    """The part of :class:`sensor.engine.Engine` the agent uses (CONTRACTS.md section 4)."""
+    """The part of :class:`sensor.engine.Engine` the agent uses (see docs/reference/probes.md)."""
 
     backend_name: str
 

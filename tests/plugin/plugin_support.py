@@ -119,7 +119,7 @@ def evidence_lines(
     expect_ok: list[bool | None] | None = None,
     ts: float | None = None,
 ) -> str:
-    """An evidence file (CONTRACTS 6) with one hit per production state."""
+    """An evidence file (docs/reference/evidence-schema.md) with one hit per production state."""
     import json
 
     from pytest_runtime.markers import parse_probe_args

@@ -716,12 +716,12 @@ def test_get_engine_is_one_per_process() -> None:
     assert get_engine() is get_engine()
 
 
-# -- expressions (stream SANDBOX) ----------------------------------------------------------------
+# -- expressions (sensor.expressions) --------------------------------------------------------------
 
 
 @pytest.fixture
 def expressions() -> ModuleType:
-    # The sandbox (stream SANDBOX) must be present: these tests are not optional.
+    # The sandbox (sensor.expressions) must be present: these tests are not optional.
     return importlib.import_module("sensor.expressions")
 
 

@@ -14,7 +14,7 @@ from sensor.probes import Hit, Probe, ProbeState, ProbeStatus
 
 
 class FakeHub:
-    """Speaks the sensor half of the hub API (CONTRACTS.md section 5), with switchable faults.
+    """Speaks the sensor half of the hub API (docs/reference/http-api.md), with switchable faults.
 
     ``mode``: "ok", "500", "garbage" (200 with a non-JSON body), "shape" (200 with JSON of the
     wrong shape); ``delay`` seconds are slept before every answer.
@@ -167,7 +167,7 @@ class FakeHub:
 
 
 class FakeEngine:
-    """The Engine API of CONTRACTS.md section 4, without injection: tests fire hits by hand."""
+    """The Engine API the agent uses, without injection: tests fire hits by hand."""
 
     backend_name = "fake"
     backend_reason = "unit tests"
