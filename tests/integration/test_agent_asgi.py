@@ -114,7 +114,11 @@ def test_threaded_workers_count_every_hit(tmp_path: Path, cleanup: Cleanup) -> N
     service = service_name()
     app = cleanup.add(Gunicorn(tmp_path, sensor_env(hub.url, service), workers=2, threads=4))
     probe = place_probe(client, service)
-    assert wait_until(lambda: len(installed_sources(client, probe["id"])) >= 2, 10)
+    assert wait_until(lambda: len(installed_sources(client, probe["id"])) >= 2, 10), (
+        client.probe(probe["id"])["statuses"],
+        client.sources(service=service),
+        app.log(),
+    )
 
     traffic = [Traffic(app) for _ in range(4)]
     threads = [t.in_thread(50) for t in traffic]  # concurrent requests: hits from many threads

@@ -147,6 +147,10 @@ def test_no_hits_within_the_wait_is_inconclusive_and_cleans_up(
     assert active(live) == []
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_while_waiting_removes_the_placed_probe(
     pytester: pytest.Pytester, live: HubProcess
 ) -> None:
@@ -166,6 +170,9 @@ def test_ctrl_c_while_waiting_removes_the_placed_probe(
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ},
+        # A shell without job control starts background jobs with SIGINT ignored, and Python
+        # keeps an inherited SIG_IGN: give the run the terminal's default, as Ctrl-C would find.
+        preexec_fn=_default_sigint,
     )
     try:
         deadline = time.monotonic() + 30

@@ -45,10 +45,13 @@ def test_apply_discount(
     assert apply_discount(price, coupon, currency) == expected
 
 
+# Addresses vary a lot: sample 5 states a second per source and wait for 60 before comparing.
 @pytest.mark.runtime_probe(
     "shop.pricing:shipping_cost",
     capture=["address", "weight_grams"],
     expect="result >= 0",
+    rate=5,
+    min_hits=60,
 )
 def test_shipping_cost_by_zone() -> None:
     assert shipping_cost(ADDRESS, 500) == Decimal("5.50")
