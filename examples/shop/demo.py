@@ -205,6 +205,23 @@ def check_report(report: dict[str, Any]) -> list[str]:
     return problems
 
 
+def print_summary(report: dict[str, Any]) -> None:
+    """One line per probe: verdict, what was found, state coverage, and the noise left alone."""
+    print("\ndemo: summary (from the JSON report)")
+    for entry in sorted(report.get("results", []), key=lambda e: str(e.get("nodeid"))):
+        kinds = sorted({f"{d['severity']} {d['kind']}" for d in entry.get("divergences", [])})
+        noise = entry.get("noise") or {}
+        noise_text = ", ".join(f"{path} ({why})" for path, why in sorted(noise.items()))
+        coverage = entry.get("state_coverage")
+        coverage_text = "n/a" if coverage is None else f"{coverage:.0%}"
+        print(
+            f"  {entry.get('verdict', '?'):<12} {str(entry.get('nodeid')).split('::')[-1]:<34} "
+            f"state coverage {coverage_text:>4}  "
+            f"{'; '.join(kinds) or 'no divergence'}"
+            + (f"  | noise left alone: {noise_text}" if noise_text else "")
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="pytest-runtime demo")
     parser.add_argument("--out", type=Path, default=ROOT / "demo-output", help="report directory")
@@ -250,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"no report at {report_path}")
         return 2
     report = json.loads(report_path.read_text())
+    print_summary(report)
     _say(f"JSON report: {report_path}; evidence: {args.out / 'evidence.jsonl'}")
     _say(f"finished in {time.monotonic() - started:.0f}s")
     if args.check:
