@@ -11,6 +11,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["NOTHING", "CpuBudget", "ExpectGate", "Gate"]
 
@@ -144,7 +145,35 @@ class CpuBudget:
         )
 
 
-class Gate:
+class _GuardedHook:
+    """What both gates share: the hook the backend calls, its counters, and the off switch.
+
+    Subclasses build the hook as one closure (the guards inline, for speed) in ``__init__``
+    and hand it over with :meth:`_publish`.
+    """
+
+    __slots__ = ("_disarm", "_read", "hook")
+
+    def _publish(
+        self,
+        hook: Callable[..., Any],
+        read: Callable[[], tuple[int, int]],
+        disarm: Callable[[], None],
+    ) -> None:
+        self.hook = hook
+        self._read = read
+        self._disarm = disarm
+
+    def counts(self) -> tuple[int, int]:
+        """(hits produced, firings skipped: by the rate limit, or for an ExpectGate by eval_rate
+        plus violations not captured)."""
+        return self._read()
+
+    def disarm(self) -> None:
+        self._disarm()
+
+
+class Gate(_GuardedHook):
     """The guarded hot-path hook of one probe: ``gate.hook`` is what the backend calls.
 
     The guards run inline in one closure (armed flag, expiry, max hits, token bucket) because
@@ -155,7 +184,7 @@ class Gate:
     when expiry or max hits switch the probe off; it must not block.
     """
 
-    __slots__ = ("_disarm", "_read", "hook")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -219,19 +248,10 @@ class Gate:
             nonlocal armed
             armed = False
 
-        self.hook = hook
-        self._read = read
-        self._disarm = disarm
-
-    def counts(self) -> tuple[int, int]:
-        """(hits produced, firings skipped by the rate limit)."""
-        return self._read()
-
-    def disarm(self) -> None:
-        self._disarm()
+        self._publish(hook, read, disarm)
 
 
-class ExpectGate:
+class ExpectGate(_GuardedHook):
     """The guarded hook of a probe with an ``expect``: every firing is evaluated, within bounds.
 
     The expectation is the product's point: a violation on 1% of calls must be seen, so it is
@@ -245,7 +265,7 @@ class ExpectGate:
     evaluated: condition false or failing, which gives the evaluation token back).
     """
 
-    __slots__ = ("_disarm", "_read", "hook")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -317,16 +337,7 @@ class ExpectGate:
             nonlocal armed
             armed = False
 
-        self.hook = hook
-        self._read = read
-        self._disarm = disarm
-
-    def counts(self) -> tuple[int, int]:
-        """(hits produced, evaluations skipped by eval_rate + violations not captured)."""
-        return self._read()
-
-    def disarm(self) -> None:
-        self._disarm()
+        self._publish(hook, read, disarm)
 
 
 class _Bucket:
