@@ -44,27 +44,20 @@ class Engine(Protocol):
 
     backend_name: str
 
-    def install(self, probe: Probe, on_hit: Callable[[Hit], None] | None = None) -> ProbeStatus:
-        raise NotImplementedError
+    def install(self, probe: Probe, on_hit: Callable[[Hit], None] | None = None) -> ProbeStatus: ...
 
-    def remove(self, probe_id: str) -> bool:
-        raise NotImplementedError
+    def remove(self, probe_id: str) -> bool: ...
 
-    def remove_all(self) -> None:
-        raise NotImplementedError
+    def remove_all(self) -> None: ...
 
-    def statuses(self) -> list[ProbeStatus]:
-        raise NotImplementedError
+    def statuses(self) -> list[ProbeStatus]: ...
 
-    def drain(self, max_items: int | None = None) -> list[Hit]:
-        raise NotImplementedError
+    def drain(self, max_items: int | None = None) -> list[Hit]: ...
 
-    def flush_aggregates(self) -> list[Hit]:
-        raise NotImplementedError
+    def flush_aggregates(self) -> list[Hit]: ...
 
     @property
-    def dropped(self) -> int:
-        raise NotImplementedError
+    def dropped(self) -> int: ...
 
 
 class _LogOnce:

@@ -17,8 +17,6 @@ from plugin_support import CLIENT_TOKEN, HubProcess, make_shop
 from pytest_runtime.hub import HubClient
 from pytest_runtime.markers import parse_probe_args
 
-pytest.importorskip("sensor.engine")
-
 TEST_SOURCE = """
 import pytest
 from shop.pricing import apply_discount

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 from plugin_support import make_shop
 
-pytest.importorskip("sensor.engine")
-
 
 def run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
     make_shop(pytester)

@@ -9,10 +9,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from sensor import redaction
 from sensor.capture import DEFAULT_REDACTOR, capture_frame, encode
 from sensor.probes import CaptureLimits
-
-redaction = pytest.importorskip("sensor.redaction")
 
 MOD = __name__
 CARD = "4111 1111 1111 1111"

@@ -13,12 +13,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
+import jsonschema  # type: ignore[import-untyped]
 
 from sensor.capture import Budget, capture_frame, encode
 from sensor.probes import CaptureLimits
-
-jsonschema = pytest.importorskip("jsonschema")
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "docs" / "reference" / "encoding.schema.json"
 

@@ -315,7 +315,6 @@ def test_unknown_backend_name_falls_back_to_the_default(caplog: pytest.LogCaptur
 
 @pytest.mark.parametrize("core", ["ctrace", "sysmon"])
 def test_coverage_and_the_sensor_both_keep_working(core: str, tmp_path: Any) -> None:
-    pytest.importorskip("coverage")
     if core == "sysmon" and sys.version_info < (3, 12):
         pytest.skip("coverage's sysmon core needs 3.12+")
     target = tmp_path / "covtarget.py"

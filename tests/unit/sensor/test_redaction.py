@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from sensor import redaction
+from sensor.capture.encode import capture_frame
 from sensor.errors import ConfigError
 from sensor.expressions import compile, compile_template
 from sensor.redaction import Redactor, get_redactor, length_class, luhn_ok, set_redactor
@@ -359,8 +360,7 @@ LEAKS = [
 
 
 def test_nested_structures_leak_nothing_through_the_capture_encoder() -> None:
-    encode = pytest.importorskip("sensor.capture.encode")
-    captures, _truncated, _errors = encode.capture_frame(_nested(), None, Redactor())
+    captures, _truncated, _errors = capture_frame(_nested(), None, Redactor())
     text = json.dumps(captures)
     for secret in LEAKS:
         assert secret not in text, f"{secret!r} leaked: {text}"
