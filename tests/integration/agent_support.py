@@ -366,6 +366,12 @@ def place_probe(client: HubClient, service: str, **fields: Any) -> dict[str, Any
     return client.place_probe(probe, selector={"service": service}, ttl=120)
 
 
+def probe_states(client: HubClient, probe_id: str) -> dict[str, tuple[object, object]]:
+    """{source id: (state, reason)}: what a failed wait for installation should show."""
+    statuses = client.probe(probe_id)["statuses"]
+    return {sid: (st.get("state"), st.get("reason")) for sid, st in sorted(statuses.items())}
+
+
 def installed_sources(client: HubClient, probe_id: str) -> list[str]:
     statuses = client.probe(probe_id)["statuses"]
     return sorted(sid for sid, status in statuses.items() if status.get("state") == "installed")

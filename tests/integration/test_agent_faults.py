@@ -24,6 +24,7 @@ from agent_support import (
     median,
     percentile,
     place_probe,
+    probe_states,
     sensor_env,
     service_name,
     wait_until,
@@ -39,7 +40,7 @@ def armed(client: HubClient, service: str, workers: int) -> str:
     """Place the probe and wait until every worker installed it; return its id."""
     probe = place_probe(client, service)
     assert wait_until(lambda: len(installed_sources(client, probe["id"])) >= workers, 10), (
-        client.probe(probe["id"])["statuses"]
+        probe_states(client, probe["id"])
     )
     probe_id: str = probe["id"]
     return probe_id

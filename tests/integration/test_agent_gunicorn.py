@@ -15,6 +15,7 @@ from agent_support import (
     hits_and_drops,
     installed_sources,
     place_probe,
+    probe_states,
     sensor_env,
     service_name,
     wait_until,
@@ -36,9 +37,9 @@ def test_each_gunicorn_worker_is_a_source_and_its_hits_arrive(
     # The master and its three workers each register (a fork makes a new source).
     assert wait_until(lambda: len(client.sources(service=service, state="live")) >= 4, 10)
     probe = place_probe(client, service)
-    assert wait_until(lambda: len(installed_sources(client, probe["id"])) >= 3, 10), client.probe(
-        probe["id"]
-    )["statuses"]
+    assert wait_until(lambda: len(installed_sources(client, probe["id"])) >= 3, 10), probe_states(
+        client, probe["id"]
+    )
 
     traffic = Traffic(app)
     traffic.run(240)
