@@ -76,7 +76,7 @@ def free_port() -> int:
 
 #: Waits are "until" conditions that return as soon as they hold, so a generous factor costs
 #: nothing when things are fast and keeps a first run on a cold, busy CI machine from failing.
-WAIT_SCALE = float(os.environ.get("PYTEST_RUNTIME_TEST_WAIT_SCALE", "3"))
+WAIT_SCALE = float(os.environ.get("PYTEST_RUNTIME_TEST_WAIT_SCALE", "6"))
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
