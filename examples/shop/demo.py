@@ -142,6 +142,7 @@ def _start_shop(
     gunicorn = [
         sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
         "--log-level", "warning", "--graceful-timeout", "5",
+        "--control-socket", str(workdir / "gunicorn.ctl"),
         "shop.app:app",
     ]  # fmt: skip
     argv = [sys.executable, "-m", "sensor", "run", "--", *gunicorn]

@@ -276,6 +276,8 @@ class Gunicorn:
             "--bind", f"127.0.0.1:{self.port}",
             "--chdir", str(workdir),
             "--graceful-timeout", "3",
+            # Every gunicorn defaults to one control socket under ~/.gunicorn: give each its own.
+            "--control-socket", str(workdir / "gunicorn.ctl"),
             *(["--preload"] if preload else []),
             f"{APP_MODULE}:app",
         ]  # fmt: skip

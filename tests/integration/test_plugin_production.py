@@ -197,7 +197,8 @@ def production(tmp_path: Path) -> Iterator[dict[str, Any]]:
             [
                 sys.executable, "-m", "sensor", "run", "--", sys.executable, "-m", "gunicorn",
                 "--workers", "1", "--bind", f"127.0.0.1:{service_port}",
-                "--chdir", str(tmp_path), "shop_app:app",
+                "--chdir", str(tmp_path), "--control-socket", str(tmp_path / "gunicorn.ctl"),
+                "shop_app:app",
             ],
             env,
         )  # fmt: skip
