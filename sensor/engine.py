@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from types import CodeType, ModuleType
 from typing import Any
 
+from sensor import _atfork
 from sensor.errors import ExpressionError, ProbeSpecError
 from sensor.guards import NOTHING, CpuBudget, ExpectGate, Gate
 from sensor.inject.core import Backend, Handle, Hook, PlacementFailed, select_backend
@@ -1009,9 +1010,11 @@ def _after_fork_in_child() -> None:
             log.exception("sensor: renewing the engine after fork failed")
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )
+# Through the sensor's ordered registry: inside the agent's lock before the fork, and renewed
+# before the agent's thread restarts in the child (see sensor._atfork).
+_atfork.register(
+    _atfork.ENGINE,
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)

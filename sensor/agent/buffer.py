@@ -67,8 +67,9 @@ class HitQueue:
     def dropped(self) -> int:
         return sum(self.drops().values())
 
-    def lock_for_fork(self) -> None:
-        self._drop_lock.acquire()
+    def lock_for_fork(self, timeout: float) -> bool:
+        """Hold the drop counts still across a fork; False when not had within ``timeout``."""
+        return self._drop_lock.acquire(timeout=timeout)
 
     def unlock_after_fork(self) -> None:
         self._drop_lock.release()

@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from sensor import _atfork
+
 if TYPE_CHECKING:
     from sensor.agent.lifecycle import Agent
 
@@ -38,8 +40,13 @@ def install_hooks(getter: Callable[[], Agent | None]) -> None:
     if first:
         # Gunicorn, uWSGI and multiprocessing fork after the sensor started in the parent: the
         # child has no agent thread, a copy of the parent's queue and the parent's source id.
-        os.register_at_fork(
-            before=_before_fork, after_in_parent=_after_in_parent, after_in_child=_after_in_child
+        # The outer layer: the agent's lock is taken before the engine's, and its thread
+        # restarts in the child only after the engine has new locks (see sensor._atfork).
+        _atfork.register(
+            _atfork.AGENT,
+            before=_before_fork,
+            after_in_parent=_after_in_parent,
+            after_in_child=_after_in_child,
         )
         atexit.register(_at_exit)
     agent = _agent()

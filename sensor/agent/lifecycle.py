@@ -37,6 +37,8 @@ log = logging.getLogger("sensor.agent")
 _MAX_BATCHES_PER_TURN = 20
 _DEFAULT_POLL_WAIT = 30.0
 _DEFAULT_HEARTBEAT = 10.0
+# How long a fork waits for the agent's lock (held by the agent thread only for short, local work).
+_FORK_WAIT = 1.0
 
 
 class Engine(Protocol):
@@ -105,6 +107,7 @@ class Agent:
         self._log = _LogOnce()
         self._lock = threading.RLock()  # probe set and lifecycle state
         self._send_lock = threading.Lock()  # at most one batch in flight
+        self._held_for_fork = self._queue_held_for_fork = False
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._state = "stopped"
@@ -168,7 +171,12 @@ class Agent:
         """Remove every probe, flush what is queued, deregister; all within ``timeout`` s."""
         bound = self.config.exit_timeout if timeout is None else max(0.0, timeout)
         deadline = time.monotonic() + bound
-        with self._lock:
+        # Bounded: stop() runs at exit, where waiting for ever would keep the host from ending.
+        if not self._lock.acquire(timeout=max(bound, 0.001)):
+            log.warning("sensor: stop gave up: the agent lock stayed busy %gs; not flushed", bound)
+            self._stop_event.set()
+            return
+        try:
             if not self.running:
                 return
             self._state = "stopping"
@@ -181,6 +189,8 @@ class Agent:
                     self._log.failure("removing probes", exc)
                 self._in_engine.clear()
             self._known.clear()
+        finally:
+            self._lock.release()
         try:
             self._collect(final=True)
             self._final_flush(deadline)
@@ -189,8 +199,7 @@ class Agent:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            self._state = "stopped"
+        self._state = "stopped"  # one assignment: no lock, so nothing here can wait at exit
 
     def _final_flush(self, deadline: float) -> None:
         # Its own connection: the agent thread may sit in a long poll on the shared one.
@@ -233,18 +242,25 @@ class Agent:
         # The agent thread calls the engine only under self._lock: holding it here means the
         # child never inherits an engine lock taken by a thread that does not exist there.
         # Not the send lock: the agent thread may hold it for a whole network timeout.
-        self._lock.acquire()
-        self.queue.lock_for_fork()
+        # Bounded: the host's fork must never wait on us for long. Past the bound the fork goes
+        # on and the child replaces the locks anyway (after_fork_child).
+        self._held_for_fork = self._lock.acquire(timeout=_FORK_WAIT)
+        self._queue_held_for_fork = self.queue.lock_for_fork(_FORK_WAIT)
 
     def after_fork_parent(self) -> None:
-        self.queue.unlock_after_fork()
-        self._lock.release()
+        if self._queue_held_for_fork:
+            self._queue_held_for_fork = False
+            self.queue.unlock_after_fork()
+        if self._held_for_fork:
+            self._held_for_fork = False
+            self._lock.release()
 
     def after_fork_child(self) -> None:
         """Become a new source: fresh queue, identity and thread; the probe set is re-fetched."""
         # The locks taken in before_fork are replaced, not released: new locks cannot be stale.
         self._lock = threading.RLock()
         self._send_lock = threading.Lock()
+        self._held_for_fork = self._queue_held_for_fork = False
         self.queue.reset_after_fork()
         self._transport.forget()
         self._transport = self._new_transport()

@@ -108,13 +108,6 @@ def test_uvicorn_service_sends_hits_without_blocking_the_loop(
     assert wait_until(lambda: client.sources(service=service)[0]["state"] == "gone", 10)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "known flake in fresh-clone full runs: sometimes one gunicorn worker never "
-        "registers as a source within the wait; under investigation"
-    ),
-    strict=False,
-)
 def test_threaded_workers_count_every_hit(tmp_path: Path, cleanup: Cleanup) -> None:
     hub = cleanup.add(HubProcess(tmp_path).start())
     client = hub.client()

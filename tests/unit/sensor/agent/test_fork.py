@@ -105,3 +105,64 @@ def test_a_programs_own_sigterm_handler_is_kept(fake_hub: FakeHub) -> None:
     assert "own handler" in result.stdout
     # sys.exit ran atexit: the sensor flushed there instead.
     assert fake_hub.wait_for(lambda: len(fake_hub.deregistered) == 1)
+
+
+# The agent thread takes the agent's lock, then the engine's. A fork while it sat between the
+# two hung the host for ever when the engine's fork handler ran first (gunicorn's master stuck in
+# spawn_worker); in the child, the restarted agent thread must find the engine's new locks.
+CROSSED_LOCKS_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, threading, time, warnings
+    warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork of a threaded process
+    import sensor
+    from sensor.agent import lifecycle
+
+    def wait_registered():
+        deadline = time.monotonic() + 5
+        while sensor.status()["source_id"] is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    sensor.start(hub=sys.argv[1], service="crossed", flush_interval=0.05)
+    wait_registered()
+    agent = lifecycle._agent
+    engine = agent._get_engine()  # imported after the agent's fork hooks, as in a real service
+    holding = threading.Event()
+
+    def agent_like():
+        with agent._lock:  # what the agent thread does: its own lock, then the engine's
+            holding.set()
+            time.sleep(0.3)
+            engine.statuses()
+
+    thread = threading.Thread(target=agent_like)
+    thread.start()
+    holding.wait()
+    pid = os.fork()
+    if pid == 0:
+        wait_registered()
+        agent_status = sensor.status()
+        print(json.dumps({"who": "child", "source_id": agent_status["source_id"],
+                          "engine": engine.statuses() == []}), flush=True)
+        sensor.stop(1)
+        os._exit(0)
+    thread.join()
+    os.waitpid(pid, 0)
+    print(json.dumps({"who": "parent", "source_id": sensor.status()["source_id"]}), flush=True)
+    """
+)
+
+
+def test_fork_while_the_agent_thread_holds_its_lock_neither_hangs_nor_strands_the_child(
+    fake_hub: FakeHub,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", CROSSED_LOCKS_SCRIPT, fake_hub.url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    reports = {r["who"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert reports["child"]["engine"] is True
+    assert reports["child"]["source_id"] not in (None, reports["parent"]["source_id"])
