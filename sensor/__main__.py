@@ -616,7 +616,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # here, so that a closed pipe is seen below and not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as other command-line tools do,
+        # with the status a process killed by SIGPIPE has. Python would try to flush again at
+        # exit and print a second error: send what is left to /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except ProbeSpecError as exc:
         print(f"error: invalid probe: {exc}", file=sys.stderr)
     except (HubError, SensorError, OSError) as exc:

@@ -171,6 +171,26 @@ def test_token_add_list_rm_with_the_admin_token(hub: HubProcess) -> None:
     assert "401" in message
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly(hub: HubProcess) -> None:
+    # What `python -m sensor sources | head -1` does once head has its line: the pipe closes.
+    for n in range(5):
+        _register(hub, pid=1000 + n)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    env |= {"SENSOR_HUB_URL": hub.url, "SENSOR_TOKEN": CLIENT_TOKEN}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sensor", "sources"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # nobody reads: the first write meets a broken pipe
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 141, stderr
+    assert stderr == ""
+
+
 def test_unreachable_hub_is_one_line_and_exit_1() -> None:
     message = _one_line_error(cli("sources", url="http://127.0.0.1:9"))
     assert message.startswith("error: hub http://127.0.0.1:9 is unreachable")
