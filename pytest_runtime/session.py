@@ -690,10 +690,23 @@ def _status_notes(location: str, record: Mapping[str, Any]) -> list[str]:
             key = (state, re.sub(r"\d+(?:\.\d+)?", "#", reason))
             count, example = groups.get(key, (0, reason))
             groups[key] = (count + 1, example)
-    return [
-        f"{location}: {state} on {count} of {len(statuses)} source(s): {example}"
-        for (state, _), (count, example) in sorted(groups.items())
-    ]
+    installed = sum(
+        1 for s in statuses.values() if isinstance(s, Mapping) and s.get("state") == "installed"
+    )
+    notes = []
+    for (state, _), (count, example) in sorted(groups.items()):
+        note = f"{location}: {state} on {count} of {len(statuses)} source(s): {example}"
+        if state == "pending" and example.startswith("waiting for module"):
+            # A pre-fork master (gunicorn without --preload) never imports the application:
+            # its pending state is expected once the workers have the probe.
+            note += (
+                " (expected in a process that never imports it, such as a pre-fork server's"
+                " master)"
+                if installed
+                else " (no source has imported it yet: check the module name of the location)"
+            )
+        notes.append(note)
+    return notes
 
 
 def _result_key(item: Any) -> tuple[str, str]:

@@ -408,6 +408,20 @@ def _index(side: _Side, walker: ShapeWalker) -> _TestIndex:
     return _TestIndex(types, lengths, keytypes, opaque, optional, required)
 
 
+def _bucket_order(bucket: str) -> int:
+    return int(bucket.split("-")[0].rstrip("+"))
+
+
+def _items(bucket: str) -> str:
+    """A length class in words: '1 item', '2 to 10 items', 'over 1000 items'."""
+    if bucket.endswith("+"):
+        return f"over {int(bucket[:-1]) - 1} items"
+    low, _, high = bucket.partition("-")
+    if high:
+        return f"{low} to {high} items"
+    return "1 item" if low == "1" else f"{low} items"
+
+
 def _fmt_types(types: set[str]) -> str:
     return ", ".join(sorted(types))
 
@@ -466,6 +480,7 @@ def _shape_findings(
                 key = f"type:{tname}"
             found.append(Finding("shape", path, key, "high", message, idxs))
         if prod_types <= tested and path in lengths and path in tix.lengths:
+            had = " or ".join(_items(b) for b in sorted(tix.lengths[path], key=_bucket_order))
             for bucket in sorted(lengths[path] - tix.lengths[path]):
                 found.append(
                     Finding(
@@ -473,8 +488,7 @@ def _shape_findings(
                         path,
                         f"length:{bucket}",
                         "medium",
-                        f"{path}: length {bucket} in production; tests had "
-                        f"{', '.join(sorted(tix.lengths[path]))}",
+                        f"{path}: {_items(bucket)} in production; tests had {had}",
                         idxs,
                     )
                 )

@@ -8,6 +8,7 @@ from pytest_runtime.markers import parse_probe_args
 from pytest_runtime.session import (
     ArmedProbe,
     TestRecord,
+    _status_notes,
     _violations,
     apply_serializers,
     render_value,
@@ -121,3 +122,43 @@ def test_function_id_drops_the_parametrization_only() -> None:
     assert function_id("t.py::test_f[1-a]") == "t.py::test_f"
     assert function_id("t.py::TestC::test_f[x[0]]") == "t.py::TestC::test_f"
     assert function_id("t.py::test_f") == "t.py::test_f"
+
+
+def _record(*states: tuple[str, str | None]) -> dict[str, Any]:
+    return {
+        "statuses": {
+            f"src{n}": {"state": state, "reason": reason}
+            for n, (state, reason) in enumerate(states)
+        }
+    }
+
+
+def test_status_notes_group_sources_by_reason_with_figures_blanked() -> None:
+    record = _record(
+        ("installed", None),
+        ("disabled", "cpu budget exceeded: 1.3% of 1%"),
+        ("disabled", "cpu budget exceeded: 2.1% of 1%"),
+        ("error", "target not found: shop:nope"),
+    )
+    notes = _status_notes("shop:f@return", record)
+    assert notes == [
+        "shop:f@return: disabled on 2 of 4 source(s): cpu budget exceeded: 1.3% of 1%",
+        "shop:f@return: error on 1 of 4 source(s): target not found: shop:nope",
+    ]
+
+
+def test_a_master_that_never_imports_the_module_is_explained_not_alarming() -> None:
+    record = _record(
+        ("installed", None),
+        ("installed", None),
+        ("pending", "waiting for module 'shop' to be imported"),
+    )
+    (note,) = _status_notes("shop:f@return", record)
+    assert note.startswith("shop:f@return: pending on 1 of 3 source(s): waiting for module 'shop'")
+    assert "pre-fork server's master" in note
+
+
+def test_no_source_importing_the_module_points_at_the_location() -> None:
+    record = _record(("pending", "waiting for module 'shpo' to be imported"))
+    (note,) = _status_notes("shpo:f@return", record)
+    assert "check the module name of the location" in note

@@ -361,6 +361,21 @@ def test_longer_list_is_a_length_class() -> None:
     verdict = compare(tt_side(), prod, probe=PROBE)
     d = only(verdict, path="order.items")
     assert (d.kind, d.severity, d.key) == ("range", "medium", "length:11-100")
+    # The class in words: "length 11-100" read as if production had lists of 11 to 100 items.
+    assert d.message.startswith("order.items: 11 to 100 items in production; tests had ")
+    assert "1 item" in d.message or "2 to 10 items" in d.message
+
+
+@pytest.mark.parametrize(
+    ("n", "words"),
+    [(0, "0 items"), (1, "1 item"), (5, "2 to 10 items"), (50, "11 to 100 items"),
+     (5000, "over 1000 items")],
+)  # fmt: skip
+def test_length_classes_read_as_words(n: int, words: str) -> None:
+    from pytest_runtime.compare.shapes import length_bucket
+    from pytest_runtime.compare.verdict import _items
+
+    assert _items(length_bucket(n)) == words
 
 
 def test_none_inside_list_items_is_reported_at_the_item_path() -> None:
