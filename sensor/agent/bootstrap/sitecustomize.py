@@ -33,7 +33,20 @@ def _chain() -> None:
             sys.modules["sitecustomize"] = ours
 
 
+# Python processes that multiprocessing starts for itself and that never run application code:
+# as sources they would only sit "pending" for every probe. (Not the forkserver: workers are
+# forked from it, and inherit the sensor from it.)
+_HELPER_COMMANDS = ("from multiprocessing.resource_tracker import",)
+
+
+def _is_helper() -> bool:
+    argv = getattr(sys, "orig_argv", None) or []
+    return any(isinstance(arg, str) and arg.startswith(_HELPER_COMMANDS) for arg in argv)
+
+
 def _start() -> None:
+    if _is_helper():
+        return
     try:
         import sensor
     except ImportError:

@@ -120,3 +120,24 @@ def test_a_child_without_a_hub_url_still_runs(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert result.stdout.strip() == "service ran"
     assert "sensor: not started: SENSOR_HUB_URL" in result.stderr
+
+
+def test_multiprocessing_resource_tracker_is_not_a_source(fake_hub: FakeHub) -> None:
+    # uvicorn --workers and multiprocessing start it with `-c "from multiprocessing.resource_tracker
+    # import main;main(fd)"`; it runs no application code. The same -c start, made harmless:
+    helper = (
+        "from multiprocessing.resource_tracker import main; import sensor; "
+        "print(sensor.status()['state'])"
+    )
+    worker = "import sensor, time; time.sleep(0.2); print(sensor.status()['state'])"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    env |= {"PYTHONPATH": BOOTSTRAP_DIR, "SENSOR_HUB_URL": fake_hub.url, "SENSOR_EXIT_TIMEOUT": "1"}
+    states = [
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+        for code in (helper, worker)
+    ]
+    assert states[0] == "stopped"
+    assert states[1] != "stopped"  # the same bootstrap does start the sensor elsewhere
+    assert len(fake_hub.registrations) <= 1
