@@ -700,8 +700,7 @@ def _status_notes(location: str, record: Mapping[str, Any]) -> list[str]:
             # A pre-fork master (gunicorn without --preload) never imports the application:
             # its pending state is expected once the workers have the probe.
             note += (
-                " (expected in a process that never imports it, such as a pre-fork server's"
-                " master)"
+                " (expected in a process that never imports it, such as a pre-fork server's master)"
                 if installed
                 else " (no source has imported it yet: check the module name of the location)"
             )
