@@ -52,7 +52,7 @@ docs: venv
 	$(BIN)/tox -e docs
 
 bench: venv
-	$(BIN)/python bench/run_all.py
+	set -e; for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
 	rm -rf $(VENV) .tox build dist site .mypy_cache .ruff_cache .pytest_cache

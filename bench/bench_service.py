@@ -1,0 +1,274 @@
+"""What the sensor costs a real service: the demo shop under gunicorn, with and without it.
+
+Three copies of ``examples/shop`` run side by side under gunicorn (1 sync worker each):
+
+* ``plain``: no sensor;
+* ``idle``: started with ``python -m sensor run`` and registered with a real hub, no probe armed;
+* ``armed``: the same with the demo's production probes placed through the hub on the hot business
+  functions: two ``expect`` probes (evaluated on every call within their evaluation rate), a 1/s
+  snapshot and a counter.
+
+Rounds interleave the three (plain, idle, armed, plain, ...); each round sends the same seeded
+request mix (``examples/shop/traffic.py``'s orders: quotes, orders, product lists) from 2 client
+threads. Per round: requests/s and the p50 and p99 latency; reported as the median over rounds of the
+per-round ratio to ``plain`` (min..max), as BENCHMARKS.md asks. The client runs on the same
+2-core machine, so the absolute requests/s are the machine's, the ratios are the sensor's.
+
+    python bench/bench_service.py [--json] [--rounds 7] [--requests 6000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from examples.shop import traffic  # noqa: E402
+from sensor.client import HubClient  # noqa: E402
+
+SENSOR, CLIENT = "bench-sensor", "bench-client"
+GOALS = {
+    "idle": "no probe armed: within noise of plain (production safety: idle costs nothing)",
+    "armed": "informational: four demo probes armed",
+}
+PROBES: list[dict[str, Any]] = [
+    {
+        "kind": "snapshot",
+        "location": "shop.pricing:apply_discount@return",
+        "capture": ["price", "coupon", "currency"],
+        "expect": "0 <= result <= price",
+    },
+    {
+        "kind": "snapshot",
+        "location": "shop.pricing:shipping_cost@return",
+        "capture": ["address", "weight_grams"],
+        "expect": "result >= 0",
+    },
+    {
+        "kind": "snapshot",
+        "location": "shop.orders:place_order@return",
+        "capture": ["order_id", "created_at", "status", "items_count"],
+    },
+    {"kind": "counter", "location": "shop.pricing:quote@entry"},
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                response.read()
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SENSOR_", "PYTEST_RUNTIME_"))}
+
+
+def start_shop(workdir: Path, name: str, hub: str | None) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    gunicorn = [
+        sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}",
+        "--chdir", str(ROOT / "examples" / "shop"),
+        "--control-socket", str(workdir / f"{name}.ctl"), "shop.app:app",
+    ]  # fmt: skip
+    env = clean_env() | {"PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    argv = gunicorn
+    if hub is not None:
+        argv = [sys.executable, "-m", "sensor", "run", "--", *gunicorn]
+        env |= {
+            "SENSOR_HUB_URL": hub,
+            "SENSOR_TOKEN": SENSOR,
+            "SENSOR_SERVICE": f"bench-{name}",
+            "SENSOR_POLL_WAIT": "2",
+        }
+    log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    if not wait_http(f"{url}/products", 30):
+        proc.kill()
+        raise SystemExit(f"bench_service: the {name} shop did not start; see {workdir}/{name}.log")
+    return proc, url
+
+
+def arm(client: HubClient, service: str) -> list[str]:
+    """Place the probes on the armed shop and wait until its worker has them installed."""
+    ids = [
+        client.place_probe(probe, selector={"service": service}, ttl=3600)["id"] for probe in PROBES
+    ]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        installed = 0
+        for probe_id in ids:
+            statuses = client.probe(probe_id).get("statuses") or {}
+            if any(s.get("state") == "installed" for s in statuses.values()):
+                installed += 1
+        if installed == len(ids):
+            return ids
+        time.sleep(0.2)
+    raise SystemExit("bench_service: the probes were not installed within 60 s")
+
+
+def _client(url: str, requests: int, seed: int, latencies: list[float], errors: list[str]) -> None:
+    # The traffic generator's request mix (quotes, orders, product lists), one keep-alive
+    # connection per thread as a load balancer would hold.
+    rng = random.Random(seed)
+    target = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=10)
+    try:
+        for _ in range(requests):
+            roll = rng.random()
+            if roll < 0.6:
+                method, path, body = "POST", "/quote", traffic.make_order(rng)
+            elif roll < 0.9:
+                method, path, body = "POST", "/orders", traffic.make_order(rng)
+            else:
+                method, path, body = "GET", "/products?currency=EUR", None
+            data = json.dumps(body).encode() if body is not None else None
+            headers = {"Content-Type": "application/json"} if data else {}
+            started = time.perf_counter()
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            latencies.append(time.perf_counter() - started)
+            if response.status >= 500:
+                errors.append(f"{method} {path}: {response.status}")
+            if response.getheader("Connection", "").lower() == "close":
+                conn.close()  # gunicorn's sync worker closes after each response
+    except (OSError, http.client.HTTPException) as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        conn.close()
+
+
+def one_round(url: str, requests: int, seed: int) -> dict[str, float]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    threads = [
+        threading.Thread(
+            target=_client, args=(url, requests // 2, seed * 10 + i, latencies, errors)
+        )
+        for i in range(2)
+    ]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    took = time.perf_counter() - started
+    if errors:
+        raise SystemExit(f"bench_service: errors against {url}: {errors[:3]}")
+    lat = sorted(latencies)
+    return {
+        "rps": len(lat) / took,
+        "p50_ms": lat[len(lat) // 2] * 1e3,
+        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (>= 5)")
+    parser.add_argument("--requests", type=int, default=6000, help="requests per round")
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-service-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        hub_port = free_port()
+        hub_argv = [
+            sys.executable, "-m", "sensor", "hub", "--port", str(hub_port),
+            "--db", str(workdir / "hub.db"), "--sensor-token", SENSOR, "--client-token", CLIENT,
+        ]  # fmt: skip
+        with open(workdir / "hub.log", "wb") as hub_log:
+            procs.append(
+                subprocess.Popen(hub_argv, env=clean_env(), stdout=hub_log, stderr=hub_log)
+            )
+        hub = f"http://127.0.0.1:{hub_port}"
+        if not wait_http(f"{hub}/v1/health", 20):
+            raise SystemExit(f"bench_service: the hub did not start; see {workdir}/hub.log")
+        shops: dict[str, str] = {}
+        for name, with_hub in (("plain", None), ("idle", hub), ("armed", hub)):
+            proc, url = start_shop(workdir, name, with_hub)
+            procs.append(proc)
+            shops[name] = url
+        client = HubClient(hub, CLIENT)
+        arm(client, "bench-armed")
+        for url in shops.values():  # warm-up: imports, caches, first captures
+            one_round(url, max(100, args.requests // 10), seed=1)
+        rounds: dict[str, list[dict[str, float]]] = {name: [] for name in shops}
+        for n in range(max(5, args.rounds)):
+            for name, url in shops.items():
+                rounds[name].append(one_round(url, args.requests, seed=100 + n))
+        report(rounds, args.json)
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return 0
+
+
+def report(rounds: dict[str, list[dict[str, float]]], as_json: bool) -> None:
+    base = rounds["plain"]
+    python = ".".join(map(str, sys.version_info[:3]))
+    if not as_json:
+        print(f"Service overhead on Python {python} ({len(base)} interleaved rounds)")
+        print(
+            f"{'config':8} {'req/s':>8} {'ratio':>8} {'min..max':>15} {'p50 ms':>8} {'p99 ms':>8}"
+        )
+    for name, runs in rounds.items():
+        ratios = [run["rps"] / b["rps"] for run, b in zip(runs, base, strict=True)]
+        record = {
+            "benchmark": "service",
+            "python": python,
+            "config": name,
+            "rps": round(statistics.median(r["rps"] for r in runs), 1),
+            "throughput_ratio": round(statistics.median(ratios), 3),
+            "ratio_min": round(min(ratios), 3),
+            "ratio_max": round(max(ratios), 3),
+            "p50_ms": round(statistics.median(r["p50_ms"] for r in runs), 2),
+            "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 2),
+            "goal": GOALS.get(name, "baseline"),
+        }
+        if as_json:
+            print(json.dumps(record))
+        else:
+            print(
+                f"{name:8} {record['rps']:8.0f} {record['throughput_ratio']:7.3f}x "
+                f"{record['ratio_min']:6.3f}..{record['ratio_max']:.3f}x "
+                f"{record['p50_ms']:8.2f} {record['p99_ms']:8.2f}   {record['goal']}"
+            )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
