@@ -107,7 +107,8 @@ class Agent:
         self._log = _LogOnce()
         self._lock = threading.RLock()  # probe set and lifecycle state
         self._send_lock = threading.Lock()  # at most one batch in flight
-        self._held_for_fork = self._queue_held_for_fork = False
+        # Per forking thread: (agent lock taken, queue lock taken) between before and after fork.
+        self._held_for_fork: dict[int, tuple[bool, bool]] = {}
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._state = "stopped"
@@ -244,15 +245,16 @@ class Agent:
         # Not the send lock: the agent thread may hold it for a whole network timeout.
         # Bounded: the host's fork must never wait on us for long. Past the bound the fork goes
         # on and the child replaces the locks anyway (after_fork_child).
-        self._held_for_fork = self._lock.acquire(timeout=_FORK_WAIT)
-        self._queue_held_for_fork = self.queue.lock_for_fork(_FORK_WAIT)
+        # What was taken is kept per forking thread: two threads may fork at once.
+        held = self._lock.acquire(timeout=_FORK_WAIT)
+        queue_held = self.queue.lock_for_fork(_FORK_WAIT)
+        self._held_for_fork[threading.get_ident()] = (held, queue_held)
 
     def after_fork_parent(self) -> None:
-        if self._queue_held_for_fork:
-            self._queue_held_for_fork = False
+        held, queue_held = self._held_for_fork.pop(threading.get_ident(), (False, False))
+        if queue_held:
             self.queue.unlock_after_fork()
-        if self._held_for_fork:
-            self._held_for_fork = False
+        if held:
             self._lock.release()
 
     def after_fork_child(self) -> None:
@@ -260,7 +262,7 @@ class Agent:
         # The locks taken in before_fork are replaced, not released: new locks cannot be stale.
         self._lock = threading.RLock()
         self._send_lock = threading.Lock()
-        self._held_for_fork = self._queue_held_for_fork = False
+        self._held_for_fork = {}
         self.queue.reset_after_fork()
         self._transport.forget()
         self._transport = self._new_transport()

@@ -6,7 +6,9 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 
+import pytest
 from agent_doubles import FakeHub
 
 SCRIPT = textwrap.dedent(
@@ -166,3 +168,34 @@ def test_fork_while_the_agent_thread_holds_its_lock_neither_hangs_nor_strands_th
     reports = {r["who"]: r for r in map(json.loads, result.stdout.splitlines())}
     assert reports["child"]["engine"] is True
     assert reports["child"]["source_id"] not in (None, reports["parent"]["source_id"])
+
+
+def test_two_threads_forking_at_once_each_release_only_what_they_took(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sensor.agent import lifecycle
+    from sensor.config import load_config
+
+    monkeypatch.setattr(lifecycle, "_FORK_WAIT", 0.2)
+    agent = lifecycle.Agent(load_config(environ={}, hub="http://127.0.0.1:9"))
+    first_holds, second_done = threading.Event(), threading.Event()
+
+    def first() -> None:
+        agent.before_fork()  # takes the agent's lock
+        first_holds.set()
+        second_done.wait(10)
+        agent.after_fork_parent()  # must release it, whatever the other thread did
+
+    def second() -> None:
+        first_holds.wait(10)
+        agent.before_fork()  # the lock is busy: gives up after the bound, takes nothing
+        agent.after_fork_parent()  # must release nothing
+        second_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert agent._lock.acquire(timeout=1)  # nobody kept it
+    agent._lock.release()
