@@ -7,12 +7,11 @@ import hashlib
 import importlib
 import itertools
 import sys
-import textwrap
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,38 +21,7 @@ import pytest
 from sensor.engine import Engine, get_engine
 from sensor.probes import Hit, Probe, ProbeState
 
-BACKENDS = ["bytecode"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
-
 Loader = Callable[..., ModuleType]
-
-
-@pytest.fixture(params=BACKENDS)
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    eng = Engine(backend=request.param, cpu_budget=1.0)
-    if eng.backend_name != request.param:
-        eng.close()
-        pytest.skip(f"backend {request.param} unavailable: {eng.backend_reason}")
-    yield eng
-    eng.close()
-
-
-@pytest.fixture
-def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loader]:
-    monkeypatch.syspath_prepend(str(tmp_path))
-    made: list[str] = []
-
-    def load(source: str, name: str | None = None, *, import_it: bool = True) -> ModuleType:
-        name = name or f"engtarget_{uuid.uuid4().hex[:10]}"
-        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
-        made.append(name)
-        importlib.invalidate_caches()
-        if not import_it:
-            return ModuleType(name)
-        return importlib.import_module(name)
-
-    yield load
-    for name in made:
-        sys.modules.pop(name, None)
 
 
 def line(module: ModuleType, marker: str) -> int:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import subprocess
 import sys
 import textwrap
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,13 +26,8 @@ def make(**fields: Any) -> Probe:
 
 
 @pytest.fixture
-def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    name = f"budtarget_{uuid.uuid4().hex[:10]}"
-    (tmp_path / f"{name}.py").write_text("def add(a, b):\n    total = a + b\n    return total\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
-    yield importlib.import_module(name)
-    sys.modules.pop(name, None)
+def target(load: Callable[..., ModuleType]) -> ModuleType:
+    return load("def add(a, b):\n    total = a + b\n    return total\n")
 
 
 def _probe(module: ModuleType) -> Probe:

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-import textwrap
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -25,7 +20,6 @@ from sensor.probes import (
     ProbeStatus,
 )
 
-BACKENDS = ["bytecode"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
 CALLS = 10_000
 
 TARGET = """
@@ -45,24 +39,9 @@ def make(**fields: Any) -> Probe:
     return Probe(**fields)
 
 
-@pytest.fixture(params=BACKENDS)
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    eng = Engine(backend=request.param, cpu_budget=1.0)
-    if eng.backend_name != request.param:
-        eng.close()
-        pytest.skip(f"backend {request.param} unavailable: {eng.backend_reason}")
-    yield eng
-    eng.close()
-
-
 @pytest.fixture
-def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    name = f"exptarget_{uuid.uuid4().hex[:10]}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(TARGET))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
-    yield importlib.import_module(name)
-    sys.modules.pop(name, None)
+def target(load: Callable[..., ModuleType]) -> ModuleType:
+    return load(TARGET)
 
 
 def place(engine: Engine, probe: Probe) -> None:
