@@ -11,18 +11,24 @@ import threading
 import pytest
 from agent_doubles import FakeHub
 
-SCRIPT = textwrap.dedent(
+# What every fork script starts with: the sensor on the hub in argv[1], and a wait for a source id.
+PREAMBLE = textwrap.dedent(
     """
-    import json, os, sys, time, warnings
+    import json, os, sys, threading, time, warnings
     warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork of a threaded process
     import sensor
     from sensor.agent import lifecycle
-    from sensor.probes import Hit
 
     def wait_registered():
         deadline = time.monotonic() + 5
         while sensor.status()["source_id"] is None and time.monotonic() < deadline:
             time.sleep(0.02)
+    """
+)
+
+SCRIPT = PREAMBLE + textwrap.dedent(
+    """
+    from sensor.probes import Hit
 
     sensor.start(hub=sys.argv[1], service="forky", flush_interval=0.05)
     wait_registered()
@@ -112,18 +118,8 @@ def test_a_programs_own_sigterm_handler_is_kept(fake_hub: FakeHub) -> None:
 # The agent thread takes the agent's lock, then the engine's. A fork while it sat between the
 # two hung the host for ever when the engine's fork handler ran first (gunicorn's master stuck in
 # spawn_worker); in the child, the restarted agent thread must find the engine's new locks.
-CROSSED_LOCKS_SCRIPT = textwrap.dedent(
+CROSSED_LOCKS_SCRIPT = PREAMBLE + textwrap.dedent(
     """
-    import json, os, sys, threading, time, warnings
-    warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork of a threaded process
-    import sensor
-    from sensor.agent import lifecycle
-
-    def wait_registered():
-        deadline = time.monotonic() + 5
-        while sensor.status()["source_id"] is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-
     sensor.start(hub=sys.argv[1], service="crossed", flush_interval=0.05)
     wait_registered()
     agent = lifecycle._agent
