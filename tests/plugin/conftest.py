@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +15,4 @@ def hub(tmp_path: Path) -> Iterator[HubProcess]:
     try:
         yield hub
     finally:
-        hub.process.terminate()
-        try:
-            hub.process.wait(10)
-        except subprocess.TimeoutExpired:
-            hub.process.kill()
-            hub.process.wait(5)
-        if hub.process.stdout is not None:
-            hub.process.stdout.close()
+        hub.launcher.stop()

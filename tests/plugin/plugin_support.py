@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import selectors
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import hub_process
 import pytest
-
-SENSOR_TOKEN = "sensor-token-for-plugin-tests"
-CLIENT_TOKEN = "client-token-for-plugin-tests"
+from hub_process import CLIENT_TOKEN, SENSOR_TOKEN
 
 
 @dataclasses.dataclass
 class HubProcess:
-    url: str
-    process: subprocess.Popen[str]
+    """A started hub (``tests/hub_process.py``) with the calls the plugin's tests make."""
+
+    launcher: hub_process.HubProcess
     sensor_token: str = SENSOR_TOKEN
     client_token: str = CLIENT_TOKEN
+
+    @property
+    def url(self) -> str:
+        return self.launcher.url
+
+    @property
+    def process(self) -> subprocess.Popen[str]:
+        assert self.launcher.proc is not None
+        return self.launcher.proc
 
     def request(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> Any:
         import requests
@@ -57,44 +63,9 @@ class HubProcess:
 
 
 def start_hub(tmp_path: Path) -> HubProcess:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sensor",
-            "hub",
-            "--port",
-            "0",
-            "--db",
-            str(tmp_path / "hub.db"),
-            "--sensor-token",
-            SENSOR_TOKEN,
-            "--client-token",
-            CLIENT_TOKEN,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + 60  # generous: the machine is shared and often loaded
-    seen = []
-    while time.monotonic() < deadline:
-        if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
-            break
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if "listening on " in line:
-            return HubProcess(line.split("listening on ", 1)[1].strip(), process)
-    process.kill()
-    process.wait(5)
-    process.stdout.close()
-    raise RuntimeError("the hub did not start: " + "".join(seen))
+    # generous: the machine is shared and often loaded
+    launcher = hub_process.HubProcess(tmp_path / "hub.db").start(timeout=60)
+    return HubProcess(launcher)
 
 
 SHOP_PRICING = """

@@ -1,4 +1,7 @@
-"""Start a real ``python -m sensor hub`` process on a free loopback port, for the hub's tests."""
+"""Start a real ``python -m sensor hub`` process on a free loopback port.
+
+Shared by the hub, agent and plugin test suites (``tests`` is on ``pythonpath``).
+"""
 
 from __future__ import annotations
 
