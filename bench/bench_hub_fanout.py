@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +23,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-SENSOR, CLIENT = "bench-sensor", "bench-client"
+from benchlib import CLIENT, SENSOR, start_hub
 
 
 class RawHttp:
@@ -164,35 +162,6 @@ async def run(url: str, sensors: int, rounds: int) -> dict[str, Any]:
         "goal": "p99 < 1000 ms",
         "meets_goal": pct(99) < 1.0 and pct(99, ordered_installed) < 1.0,
     }
-
-
-def start_hub(db: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sensor",
-            "hub",
-            "--port",
-            "0",
-            "--db",
-            str(db),
-            "--sensor-token",
-            SENSOR,
-            "--client-token",
-            CLIENT,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("sensor hub listening on "):
-        proc.kill()
-        raise SystemExit(f"the hub did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[1].strip()
 
 
 def main() -> int:

@@ -15,9 +15,7 @@ import argparse
 import asyncio
 import http.client
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,12 +24,13 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from benchlib import CLIENT, SENSOR, start_hub
+
 from sensor.client import HubClient
 from sensor.hub.store import ProbeRecord, SourceRecord
 from sensor.hub.store.sqlite import SQLiteStore
 
 GOAL = 20_000.0
-SENSOR, CLIENT = "bench-sensor", "bench-client"
 
 
 def small_hit(probe_id: str, signature: str, n: int) -> dict[str, Any]:
@@ -77,37 +76,6 @@ def store_one_by_one(directory: Path, total: int) -> float:
     elapsed = time.perf_counter() - started
     store.close()
     return total / elapsed
-
-
-def start_hub(db: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sensor",
-            "hub",
-            "--port",
-            "0",
-            "--db",
-            str(db),
-            "--sensor-token",
-            SENSOR,
-            "--client-token",
-            CLIENT,
-            "--max-hits-per-probe",
-            "100000000",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("sensor hub listening on "):
-        proc.kill()
-        raise SystemExit(f"the hub did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[1].strip()
 
 
 def _post(url: str, path: str, body: bytes, token: str) -> dict[str, Any]:
@@ -292,7 +260,7 @@ def main() -> int:
             },
             args.json,
         )
-        proc, url = start_hub(directory / "hub.db")
+        proc, url = start_hub(directory / "hub.db", "--max-hits-per-probe", "100000000")
         try:
             http_ingest(url, 1, 2000, args.batch, run=99)  # warm-up
             for clients in (1, 2):

@@ -10,8 +10,8 @@ Three copies of ``examples/shop`` run side by side under gunicorn (1 sync worker
 
 Rounds interleave the three (plain, idle, armed, plain, ...); each round sends the same seeded
 request mix (``examples/shop/traffic.py``'s orders: quotes, orders, product lists) from 2 client
-threads. Per round: requests/s and the p50 and p99 latency; reported as the median over rounds of the
-per-round ratio to ``plain`` (min..max), as BENCHMARKS.md asks. The client runs on the same
+threads. Per round: requests/s and the p50 and p99 latency; reported as the median over rounds of
+the per-round ratio to ``plain`` (min..max), as BENCHMARKS.md asks. The client runs on the same
 2-core machine, so the absolute requests/s are the machine's, the ratios are the sensor's.
 
     python bench/bench_service.py [--json] [--rounds 7] [--requests 6000]
@@ -40,10 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchlib import CLIENT, SENSOR, start_hub  # noqa: E402
+
 from examples.shop import traffic  # noqa: E402
 from sensor.client import HubClient  # noqa: E402
 
-SENSOR, CLIENT = "bench-sensor", "bench-client"
 GOALS = {
     "idle": "no probe armed: within noise of plain (production safety: idle costs nothing)",
     "armed": "informational: four demo probes armed",
@@ -200,20 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=6000, help="requests per round")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-service-"))
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[subprocess.Popen[Any]] = []
     try:
-        hub_port = free_port()
-        hub_argv = [
-            sys.executable, "-m", "sensor", "hub", "--port", str(hub_port),
-            "--db", str(workdir / "hub.db"), "--sensor-token", SENSOR, "--client-token", CLIENT,
-        ]  # fmt: skip
-        with open(workdir / "hub.log", "wb") as hub_log:
-            procs.append(
-                subprocess.Popen(hub_argv, env=clean_env(), stdout=hub_log, stderr=hub_log)
-            )
-        hub = f"http://127.0.0.1:{hub_port}"
-        if not wait_http(f"{hub}/v1/health", 20):
-            raise SystemExit(f"bench_service: the hub did not start; see {workdir}/hub.log")
+        hub_proc, hub = start_hub(workdir / "hub.db")
+        procs.append(hub_proc)
         shops: dict[str, str] = {}
         for name, with_hub in (("plain", None), ("idle", hub), ("armed", hub)):
             proc, url = start_shop(workdir, name, with_hub)
