@@ -35,7 +35,7 @@ from typing import Any
 
 from sensor import _atfork
 from sensor.errors import ExpressionError, ProbeSpecError
-from sensor.guards import NOTHING, CpuBudget, ExpectGate, Gate
+from sensor.guards import GATE_FRAMES, NOTHING, CpuBudget, ExpectGate, Gate, Waker
 from sensor.inject.core import Backend, Handle, Hook, PlacementFailed, select_backend
 from sensor.inject.imports import ImportWatcher
 from sensor.inject.locate import (
@@ -235,7 +235,7 @@ class _Armed:
         self.compiled: _Compiled | None = None
         self.handles: list[Handle] = []
         self.gate: Gate | ExpectGate | None = None
-        self.counter: Any = None  # itertools.count for counters
+        self.counter: Any = None  # a counter probe's tally (see _new_counter)
         self.counter_reported = 0
         self.timer_read: Callable[[], list[float]] | None = None
         self.code: CodeType | None = None
@@ -271,9 +271,20 @@ class _Armed:
         return text
 
 
+def _new_counter() -> Any:
+    """A counter probe's tally: ``itertools.repeat(None, sys.maxsize)``; a hit is one ``next()``.
+
+    Its ``__next__`` counts down a C integer and returns ``None``: no object is allocated per
+    hit (an ``itertools.count`` allocates the int it returns, which costs more than an empty
+    Python call). ``sys.maxsize`` hits (about 9.2e18) will not be reached. ``__next__`` runs
+    in C under the GIL, so concurrent hits from several threads are all counted.
+    """
+    return itertools.repeat(None, sys.maxsize)
+
+
 def _count_value(counter: Any) -> int:
-    # repr is the one read of an itertools.count that does not advance it: "count(42)".
-    return int(repr(counter)[6:-1])
+    # The repeat's length hint is what is left to count down from sys.maxsize.
+    return sys.maxsize - int(counter.__length_hint__())
 
 
 # -- the engine --------------------------------------------------------------------------------
@@ -297,6 +308,8 @@ class Engine:
         self._sink: collections.deque[Hit] = collections.deque()
         self._dropped = 0
         self._budget = CpuBudget(cpu_budget)
+        # Reopens rate-limited gates that closed until their next token (see guards.Waker).
+        self._waker = Waker()
         self._probes: dict[str, _Armed] = {}
         # Disable requests from hook threads: (probe id, reason). Appending never blocks.
         self._requests: collections.deque[tuple[str, str]] = collections.deque()
@@ -428,6 +441,7 @@ class Engine:
                 self._watcher = None
             if self._backend is not None:
                 self._backend.close()
+            self._waker.stop()
             self._closed = True
 
     # -- placement -------------------------------------------------------------------------
@@ -523,7 +537,7 @@ class Engine:
         loc = probe.location
         line = loc.line if loc.point is Point.LINE else None
         if probe.kind is ProbeKind.COUNTER:
-            counter = itertools.count()
+            counter = _new_counter()
             armed.counter = counter
             if loc.point in (Point.ENTRY, Point.LINE):
                 # One C-level call per hit: nothing cheaper can run from a hook.
@@ -546,7 +560,7 @@ class Engine:
         if probe.expect is not None:
             # Every firing is evaluated (bounded by eval_rate); the capture is rate-limited.
             gate = ExpectGate(
-                self._make_fire(armed, depth + 1),
+                self._make_fire(armed, depth + GATE_FRAMES),
                 eval_rate=probe.eval_rate,
                 violation_rate=probe.violation_rate,
                 pass_rate=probe.rate if probe.kind is ProbeKind.SNAPSHOT else None,
@@ -554,16 +568,18 @@ class Engine:
                 max_hits=probe.limits.max_hits,
                 expires_at=probe.limits.expires_at,
                 on_stop=functools.partial(self._request, probe.id),
+                waker=self._waker,
             )
             armed.gate = gate
             return [(loc.point, line, gate.hook)]
         gate = Gate(
-            self._make_fire(armed, depth + 1),
+            self._make_fire(armed, depth + GATE_FRAMES),
             rate=probe.rate,
             burst=probe.limits.burst,
             max_hits=probe.limits.max_hits,
             expires_at=probe.limits.expires_at,
             on_stop=functools.partial(self._request, probe.id),
+            waker=self._waker,
         )
         armed.gate = gate
         return [(loc.point, line, gate.hook)]
@@ -824,6 +840,7 @@ class Engine:
         # held for ever in the child. Renew every lock of the engine and its backend.
         self._lock = threading.RLock()
         self._budget.after_fork_in_child()
+        self._waker.after_fork_in_child()
         if self._backend is not None:
             self._backend.after_fork_in_child()
         self._renew_prefix()

@@ -7,16 +7,177 @@ reason that ends up in the probe's status.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import logging
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["NOTHING", "CpuBudget", "ExpectGate", "Gate"]
+__all__ = [
+    "GATE_FRAMES",
+    "LONG_WAIT",
+    "NOTHING",
+    "CpuBudget",
+    "ExpectGate",
+    "Gate",
+    "Waker",
+    "switch_of",
+]
+
+log = logging.getLogger("sensor.guards")
 
 #: The value a hook receives at points that carry none (entry, line).
 NOTHING: object = object()
+
+#: Frames between a gate's ``fire`` and the backend's call of ``gate.hook``: the hook (the skip
+#: path) calls the admission step, which calls ``fire``.
+GATE_FRAMES = 2
+
+#: The attribute of a gate's hook holding its (switch, skips) pair; see :func:`switch_of`.
+_SWITCH_ATTR = "sensor_switch"
+
+
+def switch_of(hook: Callable[..., Any]) -> tuple[list[bool], Any] | None:
+    """A gate hook's *switch* and *skip counter*, or None for any other hook.
+
+    The switch is a list, empty while the gate is closed (every firing would only be skipped);
+    ``next(skips)`` counts one skipped firing. A backend may test the switch inline before it
+    calls the hook and count the skip itself, which saves the call. The hook tests the switch
+    too, so a backend that ignores it stays right.
+    """
+    pair = getattr(hook, _SWITCH_ATTR, None)
+    return pair if isinstance(pair, tuple) else None
+
+
+def _new_skip_counter() -> Any:
+    # Counts down a C integer: counting a skip allocates nothing (an int += 1 would, above 256).
+    return itertools.repeat(None, sys.maxsize)
+
+
+def _skipped(skips: Any) -> int:
+    return sys.maxsize - int(skips.__length_hint__())
+
+
+#: A gate whose next token is at least this many seconds away *closes*: its skipped firings
+#: cost one flag test instead of a clock read, and the :class:`Waker` reopens it when the token
+#: is due. Shorter waits keep the clock test, so a gate causes at most 1 / LONG_WAIT wake-ups
+#: per second.
+LONG_WAIT = 0.02
+
+#: At most this many reopenings are scheduled at once (one per closed gate); more are refused
+#: and those gates keep the clock test.
+MAX_SCHEDULED = 10_000
+
+
+class Waker:
+    """One daemon thread that reopens closed gates when their next token is due.
+
+    A rate-limited probe on a hot line skips almost every firing: at 1 hit per second on a
+    line run 100,000 times per second, 99,999 firings are skipped. Reading the clock to skip
+    costs more than two empty Python calls, so after a hit whose next token is at least
+    :data:`LONG_WAIT` away the gate closes (skips without reading the clock) and asks the
+    waker to reopen it at that time. The first reopening starts the thread; it sleeps until
+    the earliest deadline and only ever sets flags.
+
+    Never blocks the host: :meth:`schedule` takes the lock without waiting, and when it cannot
+    (contended, too many scheduled, no thread can be started) it returns False and the gate
+    simply keeps testing the clock. A reopening may come late by a thread switch (a few ms),
+    which only delays the next hit; it is never early.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        #: Reopenings done, and requests refused (the gate then kept the clock test).
+        self.wakes = 0
+        self.refused = 0
+
+    def schedule(self, at: float, reopen: Callable[[], None]) -> bool:
+        """Call ``reopen()`` at ``time.monotonic()`` >= ``at``; False if that cannot be promised."""
+        if not self._lock.acquire(blocking=False):
+            self.refused += 1
+            return False
+        try:
+            if self._stopped or len(self._heap) >= MAX_SCHEDULED or not self._running():
+                self.refused += 1
+                return False
+            heapq.heappush(self._heap, (at, next(self._seq), reopen))
+            if self._heap[0][2] is reopen:
+                self._wake.notify()
+            return True
+        finally:
+            self._lock.release()
+
+    def pending(self) -> int:
+        """Reopenings scheduled and not yet done."""
+        return len(self._heap)
+
+    def _running(self) -> bool:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return True
+        thread = threading.Thread(target=self._run, name="pytest-runtime-waker", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutting down, or no thread can be started
+            return False
+        self._thread = thread
+        return True
+
+    def _run(self) -> None:
+        # The lock and condition of this thread's generation: after a fork the child renews
+        # both, and a thread must never wait on a condition whose lock it does not hold.
+        lock, wake, heap = self._lock, self._wake, self._heap
+        with lock:
+            while not self._stopped and wake is self._wake:
+                now = time.monotonic()
+                due = []
+                while heap and heap[0][0] <= now:
+                    due.append(heapq.heappop(heap)[2])
+                if not due:
+                    wake.wait(heap[0][0] - now if heap else None)
+                    continue
+                lock.release()
+                try:
+                    self._call(due)
+                finally:
+                    lock.acquire()
+
+    def _call(self, due: list[Callable[[], None]]) -> None:
+        for reopen in due:
+            try:
+                reopen()
+                self.wakes += 1
+            except Exception:  # a reopen only sets a flag; never let the thread die
+                log.exception("sensor: reopening a rate-limited probe failed")
+
+    def reopen_all(self) -> None:
+        """Reopen every closed gate now (used when the thread is gone or stopping)."""
+        due = [entry[2] for entry in self._heap]
+        self._heap.clear()
+        self._call(due)
+
+    def stop(self) -> None:
+        """Reopen every closed gate and end the thread (the engine is closing)."""
+        with self._lock:
+            self._stopped = True
+            self._wake.notify()
+            self.reopen_all()
+
+    def after_fork_in_child(self) -> None:
+        """Only the forking thread survives a fork: renew the lock, reopen every gate now."""
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._thread = None
+        self.reopen_all()
 
 
 class CpuBudget:
@@ -195,6 +356,7 @@ class Gate(_GuardedHook):
         max_hits: int | None = None,
         expires_at: float | None = None,
         on_stop: Callable[[str], None],
+        waker: Waker | None = None,
     ) -> None:
         monotonic = time.monotonic
         limited = rate is not None
@@ -206,20 +368,31 @@ class Gate(_GuardedHook):
         cap = math.inf if max_hits is None else float(max_hits)
         armed = True
         hits = 0
-        skipped = 0
+        skips = _new_skip_counter()
 
         # The earliest time a token is available: a skipped firing costs one clock read and
         # one compare. The bucket itself is only refilled on admission.
         next_at = -math.inf
+        # Empty while closed (until the waker reopens it): a skipped firing costs one test.
+        switch = [True]
+        schedule = None if waker is None or not limited else waker.schedule
 
         def hook(value: object = NOTHING) -> None:
-            nonlocal tokens, last, next_at, hits, skipped, armed
+            # The skip path. Few free variables on purpose: a call copies every one of them
+            # into the new frame, and all of that is per-firing cost.
+            if not switch:
+                next(skips)
+                return
             if not armed:
                 return
             now = monotonic()
             if now < next_at:
-                skipped += 1
+                next(skips)
                 return
+            admit(value, now)
+
+        def admit(value: object, now: float) -> None:
+            nonlocal tokens, last, next_at, hits, armed
             if now >= expires or hits >= cap:
                 armed = False
                 on_stop("expired" if now >= expires else "max_hits")
@@ -237,17 +410,27 @@ class Gate(_GuardedHook):
                 produced = False  # fire counts its own errors; this is the last line of defence
             if produced:
                 hits += 1
+                if schedule is not None and next_at - now >= LONG_WAIT:
+                    # Closed first: the reopening may run before schedule() returns.
+                    switch.clear()
+                    if not schedule(min(next_at, expires), reopen):
+                        reopen()
             elif limited:
                 tokens += 1.0  # nothing produced: give the token back
                 next_at = now
 
+        def reopen() -> None:
+            switch[:] = (True,)  # one C operation: never two entries
+
         def read() -> tuple[int, int]:
-            return hits, skipped
+            return hits, _skipped(skips)
 
         def disarm() -> None:
             nonlocal armed
             armed = False
+            reopen()
 
+        setattr(hook, _SWITCH_ATTR, (switch, skips))
         self._publish(hook, read, disarm)
 
 
@@ -278,6 +461,7 @@ class ExpectGate(_GuardedHook):
         max_hits: int | None = None,
         expires_at: float | None = None,
         on_stop: Callable[[str], None],
+        waker: Waker | None = None,
     ) -> None:
         monotonic = time.monotonic
         eval_rate_f = float(eval_rate)
@@ -291,25 +475,33 @@ class ExpectGate(_GuardedHook):
         passes = None if pass_rate is None else _Bucket(pass_rate, pass_burst, last)
         armed = True
         hits = 0
-        skipped = 0
+        skips = _new_skip_counter()
 
         def admit(violated: bool) -> bool:
-            nonlocal skipped
             if violated:
                 if violations.take(monotonic()):
                     return True
-                skipped += 1  # a violation not captured: counted, never silent
+                next(skips)  # a violation not captured: counted, never silent
                 return False
             return passes is not None and passes.take(monotonic())
 
+        switch = [True]  # as in Gate: empty while closed, until the waker reopens it
+        schedule = None if waker is None else waker.schedule
+
         def hook(value: object = NOTHING) -> None:
-            nonlocal tokens, last, next_at, hits, skipped, armed
+            if not switch:  # the skip path, with few free variables (see Gate)
+                next(skips)
+                return
             if not armed:
                 return
             now = monotonic()
             if now < next_at:
-                skipped += 1
+                next(skips)
                 return
+            evaluate(value, now)
+
+        def evaluate(value: object, now: float) -> None:
+            nonlocal tokens, last, next_at, hits, armed
             if now >= expires or hits >= cap:
                 armed = False
                 on_stop("expired" if now >= expires else "max_hits")
@@ -329,14 +521,24 @@ class ExpectGate(_GuardedHook):
             elif produced is None:
                 tokens += 1.0  # not evaluated (condition false): give the token back
                 next_at = now
+                return
+            if schedule is not None and next_at - now >= LONG_WAIT:
+                switch.clear()  # before schedule(): the reopening may run before it returns
+                if not schedule(min(next_at, expires), reopen):
+                    reopen()
+
+        def reopen() -> None:
+            switch[:] = (True,)  # one C operation: never two entries
 
         def read() -> tuple[int, int]:
-            return hits, skipped
+            return hits, _skipped(skips)
 
         def disarm() -> None:
             nonlocal armed
             armed = False
+            reopen()
 
+        setattr(hook, _SWITCH_ATTR, (switch, skips))
         self._publish(hook, read, disarm)
 
 

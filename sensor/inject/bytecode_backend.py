@@ -24,6 +24,7 @@ import threading
 from types import CodeType, FunctionType
 from typing import Any
 
+from sensor.guards import switch_of
 from sensor.inject.core import Handle, Hook, PlacementFailed
 from sensor.probes import Point
 
@@ -33,10 +34,49 @@ _PY311 = sys.version_info < (3, 12)
 _PY313 = sys.version_info >= (3, 13)
 # Instructions before which a call must not be inserted (they depend on what precedes them).
 _NO_INSERT_BEFORE = frozenset({"END_FOR", "END_ASYNC_FOR", "CACHE", "EXTENDED_ARG"})
+_METHOD_WRAPPER = type((0).__add__)
+_POP_JUMP_IF_FALSE = "POP_JUMP_FORWARD_IF_FALSE" if _PY311 else "POP_JUMP_IF_FALSE"
+
+
+def _bound_next(hook: Hook) -> object | None:
+    """The iterator of a bound ``__next__`` method-wrapper (``it.__next__``), else None."""
+    if type(hook) is _METHOD_WRAPPER and getattr(hook, "__name__", None) == "__next__":
+        return getattr(hook, "__self__", None)
+    return None
 
 
 def _call(hook: Hook, loc: Any, arg: list[Any] | None = None) -> list[Any]:
-    """Instructions calling ``hook`` with no argument or with the instructions in ``arg``."""
+    """Instructions calling ``hook`` with no argument or with the instructions in ``arg``.
+
+    A bound ``it.__next__`` with no argument (a counter probe's hook) is called as
+    ``next(it)``: the same C call, but the interpreter specializes a builtin call with one
+    argument and not a method-wrapper call, so a counter hit costs about one empty call.
+    """
+    from bytecode import Instr, Label
+
+    switched = switch_of(hook)
+    if switched is not None:
+        # A gate's hook: test its switch inline and, while it is closed, count the skip
+        # without calling the hook (``if switch: hook() else: next(skips)``).
+        switch, skips = switched
+        skip, done = Label(), Label()
+        seq: list[Any] = [Instr("LOAD_CONST", switch, location=loc)]
+        if _PY313:
+            seq.append(Instr("TO_BOOL", location=loc))
+        seq.append(Instr(_POP_JUMP_IF_FALSE, skip, location=loc))
+        seq += _plain_call(hook, loc, arg)
+        seq += [Instr("JUMP_FORWARD", done, location=loc), skip]
+        seq += _plain_call(next, loc, [Instr("LOAD_CONST", skips, location=loc)])
+        seq.append(done)
+        return seq
+    if arg is None:
+        iterator = _bound_next(hook)
+        if iterator is not None:
+            hook, arg = next, [Instr("LOAD_CONST", iterator, location=loc)]
+    return _plain_call(hook, loc, arg)
+
+
+def _plain_call(hook: Hook, loc: Any, arg: list[Any] | None) -> list[Any]:
     from bytecode import Instr
 
     nargs = 0 if arg is None else 1

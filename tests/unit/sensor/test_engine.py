@@ -577,6 +577,29 @@ def test_snapshot_rate_limit_defaults_to_one_per_second(engine: Engine, shapes: 
     assert (status.hits, status.skipped_rate) == (1, 99)
 
 
+def test_a_rate_limited_probe_skips_cheaply_then_captures_again_when_due(
+    engine: Engine, shapes: ModuleType
+) -> None:
+    # 10 per second, burst 1: the next token is 100 ms away, so the gate closes after a hit
+    # (skips cost a flag test, inline on the bytecode backend) and the waker reopens it.
+    probe = snapshot(f"{shapes.__name__}:add", limits={"rate": 10, "burst": 1})
+    installed(engine, probe)
+    for i in range(500):
+        assert shapes.add(i, 1) == i + 1
+    status = engine.status(probe.id)
+    assert status is not None
+    assert (status.hits, status.skipped_rate) == (1, 499)
+    deadline = time.monotonic() + 5
+    while status.hits < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        shapes.add(-1, 1)
+        status = engine.status(probe.id)
+        assert status is not None
+    first, second = engine.drain()
+    assert second.captures["a"] == -1, "captured again once the next token was due"
+    assert second.ts - first.ts >= 0.09, "and not before"
+
+
 def test_max_hits_disables_the_probe_with_a_reason(engine: Engine, shapes: ModuleType) -> None:
     original = shapes.add.__code__
     probe = snapshot(f"{shapes.__name__}:add", limits={"rate": 1e6, "max_hits": 2})

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
-from sensor.guards import NOTHING, CpuBudget, ExpectGate, Gate
+from sensor.guards import LONG_WAIT, NOTHING, CpuBudget, ExpectGate, Gate, Waker, switch_of
 
 
 def _gate(produced: bool = True, **limits: object) -> tuple[Gate, list[object], list[str]]:
@@ -241,3 +243,143 @@ def test_expect_gate_stops_at_max_hits() -> None:
         gate.hook()
     assert captured == ["violation"] * 3
     assert stops == ["max_hits"]
+
+
+# -- closing gates and the waker ------------------------------------------------------------------
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_waker_calls_each_reopen_at_or_after_its_time_in_order() -> None:
+    waker = Waker()
+    called: list[tuple[str, float]] = []
+    start = time.monotonic()
+    assert waker.schedule(start + 0.08, lambda: called.append(("late", time.monotonic())))
+    assert waker.schedule(start + 0.03, lambda: called.append(("early", time.monotonic())))
+    assert _wait_for(lambda: len(called) == 2)
+    assert [name for name, _ in called] == ["early", "late"]
+    assert called[0][1] >= start + 0.03
+    assert called[1][1] >= start + 0.08
+    assert waker.wakes == 2
+    assert waker.pending() == 0
+    waker.stop()
+
+
+def test_waker_never_waits_for_its_lock_and_refuses_when_stopped() -> None:
+    waker = Waker()
+    with waker._lock:  # the waker thread (or another host thread) holds it
+        assert waker.schedule(time.monotonic() + 10, lambda: None) is False
+    assert waker.refused == 1
+    called: list[int] = []
+    assert waker.schedule(time.monotonic() + 60, lambda: called.append(1))
+    waker.stop()  # closing the engine reopens every gate at once
+    assert called == [1]
+    assert waker.schedule(time.monotonic(), lambda: None) is False
+    assert waker.refused == 2
+
+
+def test_waker_after_fork_reopens_everything_and_starts_again_on_demand() -> None:
+    waker = Waker()
+    called: list[str] = []
+    assert waker.schedule(time.monotonic() + 60, lambda: called.append("parent's"))
+    waker.after_fork_in_child()  # what the child runs: the parent's thread is gone
+    assert called == ["parent's"]
+    assert waker.pending() == 0
+    assert waker.schedule(time.monotonic() + 0.01, lambda: called.append("child's"))
+    assert _wait_for(lambda: len(called) == 2)
+    waker.stop()
+
+
+def test_a_gate_whose_next_token_is_far_closes_counts_skips_and_is_reopened() -> None:
+    waker = Waker()
+    gate, fired, _ = _gate(rate=1 / LONG_WAIT / 3, burst=1, waker=waker)  # next token in 60 ms
+    switch, _skips = switch_of(gate.hook) or pytest.fail("a gate hook carries its switch")
+    gate.hook()
+    assert len(fired) == 1
+    assert not switch, "closed: skipped firings no longer read the clock"
+    for _ in range(100):
+        gate.hook(7)
+    assert len(fired) == 1
+    assert gate.counts() == (1, 100)
+    assert _wait_for(lambda: bool(switch)), "the waker reopens the gate when the token is due"
+    gate.hook(8)
+    assert fired == [NOTHING, 8]
+    waker.stop()
+
+
+def test_a_gate_with_a_short_wait_stays_open_and_tests_the_clock() -> None:
+    waker = Waker()
+    gate, _fired, _ = _gate(rate=4 / LONG_WAIT, burst=1, waker=waker)  # next token in 5 ms
+    switch, _ = switch_of(gate.hook) or pytest.fail("a gate hook carries its switch")
+    gate.hook()
+    gate.hook()
+    assert switch
+    assert waker.pending() == 0
+    assert gate.counts() == (1, 1)
+    waker.stop()
+
+
+def test_a_gate_stays_open_when_the_waker_refuses() -> None:
+    waker = Waker()
+    waker.stop()
+    gate, _fired, _ = _gate(rate=1.0, burst=1, waker=waker)
+    switch, _ = switch_of(gate.hook) or pytest.fail("a gate hook carries its switch")
+    gate.hook()
+    assert switch, "nobody would reopen it: it keeps testing the clock"
+    gate.hook()
+    assert gate.counts() == (1, 1)
+
+
+def test_a_gate_that_produced_nothing_does_not_close() -> None:
+    waker = Waker()
+    gate, fired, _ = _gate(produced=False, rate=1.0, burst=1, waker=waker)
+    for _ in range(3):
+        gate.hook()
+    assert len(fired) == 3
+    assert waker.pending() == 0
+    waker.stop()
+
+
+def test_disarming_a_closed_gate_opens_it_so_nothing_is_counted_as_skipped() -> None:
+    waker = Waker()
+    gate, _fired, _ = _gate(rate=1.0, burst=1, waker=waker)
+    gate.hook()
+    gate.disarm()
+    gate.hook()
+    assert gate.counts() == (1, 0)
+    waker.stop()
+
+
+def test_an_expect_gate_with_a_slow_evaluation_rate_closes_too() -> None:
+    waker = Waker()
+    gate, captured, _ = _expect_gate([False] * 10, eval_rate=1.0, waker=waker)
+    switch, _ = switch_of(gate.hook) or pytest.fail("an expect gate hook carries its switch")
+    for _ in range(10):
+        gate.hook()
+    assert captured == ["violation"]
+    assert not switch
+    assert gate.counts() == (1, 9)
+    waker.stop()
+
+
+def test_skips_are_counted_exactly_from_many_threads() -> None:
+    gate, _fired, _ = _gate(rate=1e-6, burst=1, waker=Waker())
+    gate.hook()
+
+    def work() -> None:
+        for _ in range(20_000):
+            gate.hook()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert gate.counts() == (1, 80_000)

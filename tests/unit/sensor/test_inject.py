@@ -101,6 +101,45 @@ def test_for_header_line_semantics_differ_by_backend(backend: Backend) -> None:
     assert next(counter) == (11 if backend.name == "monitoring" else 1)
 
 
+def test_a_bound_next_hook_counts_every_hit_at_every_point(backend: Backend) -> None:
+    # The bytecode backend calls ``it.__next__`` as ``next(it)``; both must count each hit.
+    counter = itertools.repeat(None, 1_000)
+    backend.arm(plain.__code__, Point.LINE, first_line_of(plain, "plain-body"), counter.__next__)
+    backend.arm(plain.__code__, Point.ENTRY, None, counter.__next__)
+    assert [plain(i) for i in range(10)] == [i * 2 for i in range(10)]
+    assert counter.__length_hint__() == 1_000 - 20
+
+
+def test_a_closed_switch_counts_the_skip_and_never_calls_the_hook(backend: Backend) -> None:
+    # A gate's hook carries (switch, skips): the bytecode backend tests the switch inline;
+    # the monitoring backend calls the hook, which tests it itself (as a gate's hook does).
+    calls: list[object] = []
+    called_while_closed: list[object] = []
+    switch: list[bool] = [True]
+    skips = itertools.repeat(None, 1_000)
+
+    def hook(value: object = None) -> None:
+        if not switch:
+            called_while_closed.append(value)
+            next(skips)
+            return
+        calls.append(value)
+
+    hook.sensor_switch = (switch, skips)  # type: ignore[attr-defined]
+    backend.arm(plain.__code__, Point.LINE, first_line_of(plain, "plain-body"), hook)
+    backend.arm(plain.__code__, Point.RETURN, None, hook)
+    assert plain(1) == 2
+    assert calls == [None, 2]
+    switch.clear()
+    assert [plain(i) for i in range(5)] == [0, 2, 4, 6, 8]
+    assert calls == [None, 2]
+    assert skips.__length_hint__() == 1_000 - 10
+    assert len(called_while_closed) == (0 if backend.name == "bytecode" else 10)
+    switch.append(True)
+    assert plain(3) == 6
+    assert calls == [None, 2, None, 6]
+
+
 def test_bytecode_arming_a_line_that_has_no_code_fails_cleanly() -> None:
     backend, _ = select_backend("bytecode")
     assert backend is not None
