@@ -522,7 +522,9 @@ class Engine:
         armed.filename = filename
         placed: list[Handle] = []
         try:
-            for point, line, hook in self._hooks_for(armed, backend.frame_depth):
+            # Compared by id: hashing a code object hashes its constants, on every firing.
+            dispatch = frozenset(map(id, backend.dispatch_codes))
+            for point, line, hook in self._hooks_for(armed, backend.frame_depth, dispatch):
                 placed.append(backend.arm(code, point, line, hook))
         except PlacementFailed as exc:
             for handle in placed:
@@ -532,7 +534,11 @@ class Engine:
         armed.handles = placed
         armed.set_state(ProbeState.INSTALLED)
 
-    def _hooks_for(self, armed: _Armed, depth: int) -> list[tuple[Point, int | None, Hook]]:
+    def _hooks_for(
+        self, armed: _Armed, depth: int, dispatch: frozenset[int] = frozenset()
+    ) -> list[tuple[Point, int | None, Hook]]:
+        """The hooks of one probe; ``sys._getframe(depth)`` in a hook is the target frame, or a
+        backend frame whose code's id is in ``dispatch`` right below it (see Backend)."""
         probe = armed.probe
         loc = probe.location
         line = loc.line if loc.point is Point.LINE else None
@@ -549,7 +555,7 @@ class Engine:
 
             return [(loc.point, line, count_value)]
         if probe.kind is ProbeKind.TIMER:
-            start, stop, read = _make_timer(depth)
+            start, stop, read = _make_timer(depth, dispatch)
             armed.timer_read = read
             if loc.point is Point.LINE:
                 if probe.until_line is not None:
@@ -560,7 +566,7 @@ class Engine:
         if probe.expect is not None:
             # Every firing is evaluated (bounded by eval_rate); the capture is rate-limited.
             gate = ExpectGate(
-                self._make_fire(armed, depth + GATE_FRAMES),
+                self._make_fire(armed, depth + GATE_FRAMES, dispatch),
                 eval_rate=probe.eval_rate,
                 violation_rate=probe.violation_rate,
                 pass_rate=probe.rate if probe.kind is ProbeKind.SNAPSHOT else None,
@@ -573,7 +579,7 @@ class Engine:
             armed.gate = gate
             return [(loc.point, line, gate.hook)]
         gate = Gate(
-            self._make_fire(armed, depth + GATE_FRAMES),
+            self._make_fire(armed, depth + GATE_FRAMES, dispatch),
             rate=probe.rate,
             burst=probe.limits.burst,
             max_hits=probe.limits.max_hits,
@@ -700,7 +706,9 @@ class Engine:
 
     # -- the slow path of one hit (admitted by the gate) -----------------------------------
 
-    def _make_fire(self, armed: _Armed, depth: int) -> Callable[..., bool | None]:
+    def _make_fire(
+        self, armed: _Armed, depth: int, dispatch: frozenset[int]
+    ) -> Callable[..., bool | None]:
         getframe = sys._getframe
         budget = self._budget
         fire_frame = self._fire
@@ -711,7 +719,10 @@ class Engine:
             clock = budget.clock
             t0 = clock()
             try:
-                return fire_frame(armed, getframe(depth), value, admit)
+                frame: Any = getframe(depth)
+                if dispatch and id(frame.f_code) in dispatch:
+                    frame = frame.f_back  # called through the hybrid's monitoring callback
+                return fire_frame(armed, frame, value, admit)
             except Exception as exc:
                 armed.error("hit failed", exc)
                 return False
@@ -917,7 +928,9 @@ def _source_mismatch(probe: Probe, code: CodeType) -> str | None:
     return None
 
 
-def _make_timer(depth: int) -> tuple[Hook, Hook, Callable[..., list[float]]]:
+def _make_timer(
+    depth: int, dispatch: frozenset[int] = frozenset()
+) -> tuple[Hook, Hook, Callable[..., list[float]]]:
     """Start and stop hooks keyed by the target frame, and a reader of the aggregate."""
     getframe = sys._getframe
     perf = time.perf_counter_ns
@@ -929,14 +942,20 @@ def _make_timer(depth: int) -> tuple[Hook, Hook, Callable[..., list[float]]]:
         try:
             if len(starts) >= _MAX_TIMER_STARTS:
                 starts.clear()  # calls that raised never stopped; forget them
-            starts[id(getframe(depth))] = perf()
+            frame: Any = getframe(depth)
+            if dispatch and id(frame.f_code) in dispatch:
+                frame = frame.f_back
+            starts[id(frame)] = perf()
         except Exception:
             return
 
     def stop(value: object = NOTHING) -> None:
         end = perf()
         try:
-            begun = starts.pop(id(getframe(depth)), None)
+            frame: Any = getframe(depth)
+            if dispatch and id(frame.f_code) in dispatch:
+                frame = frame.f_back
+            begun = starts.pop(id(frame), None)
             if begun is None:
                 return
             took = end - begun

@@ -24,6 +24,7 @@ __all__ = [
     "CpuBudget",
     "ExpectGate",
     "Gate",
+    "Switch",
     "Waker",
     "switch_of",
 ]
@@ -41,7 +42,22 @@ GATE_FRAMES = 2
 _SWITCH_ATTR = "sensor_switch"
 
 
-def switch_of(hook: Callable[..., Any]) -> tuple[list[bool], Any] | None:
+class Switch(list):  # type: ignore[type-arg]
+    """A gate's open/closed flag: a list, empty while closed, compared and hashed by identity.
+
+    A list, because testing its truth is C code the interpreter runs inline (a backend puts
+    the switch into rebuilt bytecode as a constant). Hashed by identity, because a code
+    object hashes its constants: a plain list there would make the rebuilt code unhashable
+    and break any tool that keys a dict by code objects.
+    """
+
+    __slots__ = ()
+    __hash__ = object.__hash__  # type: ignore[assignment]
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+
+
+def switch_of(hook: Callable[..., Any]) -> tuple[Switch, Any] | None:
     """A gate hook's *switch* and *skip counter*, or None for any other hook.
 
     The switch is a list, empty while the gate is closed (every firing would only be skipped);
@@ -374,7 +390,7 @@ class Gate(_GuardedHook):
         # one compare. The bucket itself is only refilled on admission.
         next_at = -math.inf
         # Empty while closed (until the waker reopens it): a skipped firing costs one test.
-        switch = [True]
+        switch = Switch((True,))
         schedule = None if waker is None or not limited else waker.schedule
 
         def hook(value: object = NOTHING) -> None:
@@ -485,7 +501,7 @@ class ExpectGate(_GuardedHook):
                 return False
             return passes is not None and passes.take(monotonic())
 
-        switch = [True]  # as in Gate: empty while closed, until the waker reopens it
+        switch = Switch((True,))  # as in Gate: empty while closed, until the waker reopens it
         schedule = None if waker is None else waker.schedule
 
         def hook(value: object = NOTHING) -> None:

@@ -273,6 +273,7 @@ class BytecodeBackend:
     name = "bytecode"
     frame_depth = 1
     reaches_running_frames = False
+    dispatch_codes: frozenset[CodeType] = frozenset()
 
     def __init__(self) -> None:
         self._lock = threading.RLock()

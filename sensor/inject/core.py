@@ -23,7 +23,7 @@ __all__ = ["Backend", "Handle", "PlacementFailed", "select_backend"]
 
 log = logging.getLogger("sensor.inject")
 
-#: The environment variable that forces a backend ("monitoring" or "bytecode").
+#: The environment variable that forces a backend ("hybrid", "monitoring" or "bytecode").
 BACKEND_ENV = "SENSOR_BACKEND"
 
 Hook = Callable[..., object]
@@ -53,6 +53,9 @@ class Backend(Protocol):
     frame_depth: int
     #: True when already-running frames and suspended generators see new hooks.
     reaches_running_frames: bool
+    #: Code of backend frames that may also sit between a hook and the target frame (one more
+    #: frame to step over): the hybrid backend's monitoring callbacks. Empty for the others.
+    dispatch_codes: frozenset[CodeType]
 
     def original_code(self, code: CodeType) -> CodeType:
         """The original code of ``code`` (``code`` itself unless the backend rewrote it)."""
@@ -95,9 +98,27 @@ def _bytecode_available() -> tuple[bool, str]:
     return True, f"bytecode injection with the 'bytecode' package {bytecode.__version__}"
 
 
+def _hybrid_available() -> tuple[bool, str]:
+    ok, why = _monitoring_available()
+    if not ok:
+        return False, why
+    ok, why_bytecode = _bytecode_available()
+    if not ok:
+        return False, why_bytecode
+    return True, f"{why_bytecode} for new calls, {why} for frames already running"
+
+
+#: The backends, in the order tried when the wanted one is unavailable.
+BACKENDS = ("hybrid", "monitoring", "bytecode")
+
+
 def default_backend_name() -> str:
-    """The measured default for this Python (see docs/explanation/backends.md)."""
-    return "monitoring" if sys.version_info >= (3, 12) else "bytecode"
+    """The measured default for this Python (see docs/explanation/backends.md).
+
+    3.12+: ``hybrid`` (bytecode's per-hit cost on new calls, sys.monitoring's reach for
+    frames already running); 3.11: ``bytecode`` (sys.monitoring does not exist).
+    """
+    return "hybrid" if sys.version_info >= (3, 12) else "bytecode"
 
 
 def select_backend(requested: str | None = None) -> tuple[Backend | None, str]:
@@ -107,13 +128,15 @@ def select_backend(requested: str | None = None) -> tuple[Backend | None, str]:
     with a warning saying why. ``None`` is returned only when no backend works at all.
     """
     wanted = requested or os.environ.get(BACKEND_ENV) or default_backend_name()
-    if wanted not in ("monitoring", "bytecode"):
+    if wanted not in BACKENDS:
         log.warning(
-            "sensor backend %r is unknown (expected 'monitoring' or 'bytecode'); using the default",
+            "sensor backend %r is unknown (expected one of %s); using the default",
             wanted,
+            ", ".join(repr(name) for name in BACKENDS),
         )
         wanted = default_backend_name()
     checks: dict[str, Callable[[], tuple[bool, str]]] = {
+        "hybrid": _hybrid_available,
         "monitoring": _monitoring_available,
         "bytecode": _bytecode_available,
     }
@@ -138,6 +161,10 @@ def select_backend(requested: str | None = None) -> tuple[Backend | None, str]:
 
 
 def _build(name: str) -> Backend:
+    if name == "hybrid":
+        from sensor.inject.hybrid import HybridBackend
+
+        return HybridBackend()
     if name == "monitoring":
         from sensor.inject.monitoring import MonitoringBackend
 

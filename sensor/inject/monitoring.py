@@ -51,6 +51,12 @@ class MonitoringBackend:
     name = "monitoring"
     frame_depth = 2
     reaches_running_frames = True
+    dispatch_codes: frozenset[CodeType] = frozenset()
+
+    @staticmethod
+    def callback_codes() -> frozenset[CodeType]:
+        """The code of the callbacks that call the hooks (the frame between hook and target)."""
+        return frozenset(cb.__code__ for cb in MonitoringBackend()._make_callbacks().values())
 
     def __init__(self) -> None:
         self._lock = threading.RLock()

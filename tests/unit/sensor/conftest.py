@@ -14,7 +14,7 @@ import pytest
 
 from sensor.engine import Engine
 
-BACKENDS = ["bytecode"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
+BACKENDS = ["bytecode"] + (["monitoring", "hybrid"] if sys.version_info >= (3, 12) else [])
 
 
 @pytest.fixture(params=BACKENDS)

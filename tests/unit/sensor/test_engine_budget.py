@@ -178,7 +178,7 @@ def handle():
 
 
 @pytest.mark.parametrize(
-    "backend", ["bytecode"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
+    "backend", ["bytecode"] + (["monitoring", "hybrid"] if sys.version_info >= (3, 12) else [])
 )
 def test_first_hit_imports_nothing_on_the_request_thread(tmp_path: Path, backend: str) -> None:
     (tmp_path / "target.py").write_text(textwrap.dedent(WARM_TARGET))

@@ -158,3 +158,30 @@ def test_child_hit_ids_differ_from_the_parent(target: ModuleType) -> None:
         assert child_prefix != prefix
     finally:
         engine.close()
+
+
+def test_a_gate_closed_at_the_fork_is_reopened_in_the_child(target: ModuleType) -> None:
+    # The parent's waker thread does not exist in the child: a gate it was to reopen must not
+    # stay closed there for ever (the child reopens every closed gate at once).
+    engine = Engine(cpu_budget=1.0)
+    probe = make(kind="snapshot", location=f"{target.__name__}:add", limits={"rate": 0.001})
+    assert engine.install(probe).state is ProbeState.INSTALLED
+    target.add(1, 1)  # the one token: captured, and the next is 1000 s away, so the gate closes
+    assert len(engine.drain()) == 1
+    assert engine._waker.pending() == 1
+
+    def check() -> bool:
+        if engine._waker.pending() != 0:
+            return False
+        target.add(2, 2)  # reopened: tests the clock (still no token), counts a skip
+        status = engine.status(probe.id)
+        return status is not None and (status.hits, status.skipped_rate) == (1, 1)
+
+    try:
+        assert fork_and_check(check) == 0
+        target.add(3, 3)  # the parent's gate is still closed: a skip, no clock read
+        status = engine.status(probe.id)
+        assert status is not None
+        assert (status.hits, status.skipped_rate) == (1, 1)
+    finally:
+        engine.close()

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from sensor.guards import Switch
 from sensor.inject.core import Backend, PlacementFailed, select_backend
 from sensor.probes import Point
 
-BACKENDS = ["bytecode"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
+BACKENDS = ["bytecode"] + (["monitoring", "hybrid"] if sys.version_info >= (3, 12) else [])
 needs_monitoring = pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
 
 
@@ -111,11 +112,11 @@ def test_a_bound_next_hook_counts_every_hit_at_every_point(backend: Backend) -> 
 
 
 def test_a_closed_switch_counts_the_skip_and_never_calls_the_hook(backend: Backend) -> None:
-    # A gate's hook carries (switch, skips): the bytecode backend tests the switch inline;
+    # A gate's hook carries (switch, skips): bytecode (and hybrid) test the switch inline;
     # the monitoring backend calls the hook, which tests it itself (as a gate's hook does).
     calls: list[object] = []
     called_while_closed: list[object] = []
-    switch: list[bool] = [True]
+    switch = Switch((True,))
     skips = itertools.repeat(None, 1_000)
 
     def hook(value: object = None) -> None:
@@ -130,11 +131,12 @@ def test_a_closed_switch_counts_the_skip_and_never_calls_the_hook(backend: Backe
     backend.arm(plain.__code__, Point.RETURN, None, hook)
     assert plain(1) == 2
     assert calls == [None, 2]
+    assert hash(plain.__code__), "rebuilt code stays hashable: tools key dicts by code"
     switch.clear()
     assert [plain(i) for i in range(5)] == [0, 2, 4, 6, 8]
     assert calls == [None, 2]
     assert skips.__length_hint__() == 1_000 - 10
-    assert len(called_while_closed) == (0 if backend.name == "bytecode" else 10)
+    assert len(called_while_closed) == (10 if backend.name == "monitoring" else 0)
     switch.append(True)
     assert plain(3) == 6
     assert calls == [None, 2, None, 6]
@@ -187,6 +189,53 @@ def test_suspended_generator_keeps_working(backend: Backend) -> None:
     assert list(it) == [1, 2]
     assert next(hits) == (2 if backend.reaches_running_frames else 0)
     assert list(gen()) == [0, 1, 2]
+
+
+@needs_monitoring
+def test_hybrid_fires_once_per_line_for_old_and_new_frames() -> None:
+    # New calls run the rebuilt code (bytecode), a generator suspended before the probe runs
+    # the original code (sys.monitoring): each frame must see the hook once, never twice.
+    chosen, _ = select_backend("hybrid")
+    assert chosen is not None
+    assert chosen.name == "hybrid"
+
+    def gen() -> Iterator[int]:
+        for i in range(3):  # noqa: UP028 (a yield line to probe)
+            yield i  # hybrid-line
+
+    try:
+        old = gen()
+        assert next(old) == 0
+        hits = itertools.repeat(None, 1_000)
+        chosen.arm(gen.__code__, Point.LINE, first_line_of(gen, "hybrid-line"), hits.__next__)
+        assert list(old) == [1, 2]  # 2 more hits, through sys.monitoring
+        assert list(gen()) == [0, 1, 2]  # 3 hits, through the rebuilt code
+        assert hits.__length_hint__() == 1_000 - 5
+    finally:
+        chosen.close()
+    assert gen.__code__.co_name == "gen"
+
+
+@needs_monitoring
+def test_hybrid_places_with_monitoring_alone_when_no_function_runs_the_code() -> None:
+    def gen() -> Iterator[int]:
+        for i in range(3):  # noqa: UP028 (a yield line to probe)
+            yield i  # orphan-line
+
+    line = first_line_of(gen, "orphan-line")
+    it = gen()
+    assert next(it) == 0
+    code = gen.__code__
+    del gen  # only the suspended generator runs this code now: bytecode cannot place
+    chosen, _ = select_backend("hybrid")
+    assert chosen is not None
+    try:
+        hits = itertools.repeat(None, 1_000)
+        chosen.arm(code, Point.LINE, line, hits.__next__)
+        assert list(it) == [1, 2]
+        assert hits.__length_hint__() == 1_000 - 2
+    finally:
+        chosen.close()
 
 
 def test_exception_hook_sees_the_exception_and_it_still_propagates(backend: Backend) -> None:
@@ -398,4 +447,4 @@ def test_coverage_and_the_sensor_both_keep_working(core: str, tmp_path: Any) -> 
     state, backend, count, tracer, lines = out.stdout.strip().split(" ", 4)
     assert (state, count, lines) == ("installed", "5", "[1, 2, 3]")
     assert ("SysMonitor" in tracer) == (core == "sysmon"), tracer
-    assert backend in ("bytecode", "monitoring")
+    assert backend == ("hybrid" if sys.version_info >= (3, 12) else "bytecode")
