@@ -353,12 +353,19 @@ class _GuardedHook:
 class Gate(_GuardedHook):
     """The guarded hot-path hook of one probe: ``gate.hook`` is what the backend calls.
 
-    The guards run inline in one closure (armed flag, expiry, max hits, token bucket) because
-    a method call per guard would cost more than the whole hit budget. Only an admitted hit
-    calls ``fire(value)``; ``fire`` returns True when it produced a hit. A firing that produced
-    nothing (condition false, expectation held) gives its token back, so the rate limits hits,
-    not evaluations (those are bounded by the CPU budget). ``on_stop(reason)`` is called once
-    when expiry or max hits switch the probe off; it must not block.
+    The guards run inline because a method call per guard would cost more than the whole hit
+    budget: ``hook`` is the skip path (switch, armed flag, the clock against the next token),
+    and only a firing that gets past it calls the admission step (expiry, max hits, the token
+    bucket). Only an admitted hit calls ``fire(value)``; ``fire`` returns True when it produced
+    a hit. A firing that produced nothing (condition false, expectation held) gives its token
+    back, so the rate limits hits, not evaluations (those are bounded by the CPU budget).
+    ``on_stop(reason)`` is called once when expiry or max hits switch the probe off; it must
+    not block.
+
+    After a hit whose next token is :data:`LONG_WAIT` or more away, the gate *closes*: its
+    :class:`Switch` is emptied and ``waker`` (if given) reopens it when the token is due.
+    While closed, a firing only counts a skip; the hook carries ``(switch, skips)`` (see
+    :func:`switch_of`) so that a backend can do that inline, without calling the hook.
     """
 
     __slots__ = ()
