@@ -264,8 +264,10 @@ class Gunicorn:
         workers: int = 2,
         threads: int = 1,
         preload: bool = False,
+        app: str = APP,
     ) -> None:
-        (workdir / f"{APP_MODULE}.py").write_text(APP)
+        # ``app``: the module's source; it must answer /price?amount=&qty= as APP does.
+        (workdir / f"{APP_MODULE}.py").write_text(app)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "gunicorn.log"
