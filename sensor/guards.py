@@ -84,6 +84,9 @@ def _skipped(skips: Any) -> int:
 #: per second.
 LONG_WAIT = 0.02
 
+#: The waker sleeps at most this long at a time (seconds).
+_MAX_SLEEP = 60.0
+
 #: At most this many reopenings are scheduled at once (one per closed gate); more are refused
 #: and those gates keep the clock test.
 MAX_SCHEDULED = 10_000
@@ -149,6 +152,16 @@ class Waker:
         return True
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except Exception:
+            # Never leave a gate closed with nobody to reopen it: open them all (they test
+            # the clock again), and the next closing gate starts a new thread.
+            log.exception("sensor: the rate-limit waker stopped; reopening every gate")
+            with self._lock:
+                self.reopen_all()
+
+    def _serve(self) -> None:
         # The lock and condition of this thread's generation: after a fork the child renews
         # both, and a thread must never wait on a condition whose lock it does not hold.
         lock, wake, heap = self._lock, self._wake, self._heap
@@ -159,7 +172,9 @@ class Waker:
                 while heap and heap[0][0] <= now:
                     due.append(heapq.heappop(heap)[2])
                 if not due:
-                    wake.wait(heap[0][0] - now if heap else None)
+                    # Bounded: a far deadline (a rate of one per year) must not overflow the
+                    # lock's timeout, and the loop simply looks again.
+                    wake.wait(min(heap[0][0] - now, _MAX_SLEEP) if heap else None)
                     continue
                 lock.release()
                 try:

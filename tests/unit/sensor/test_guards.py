@@ -383,3 +383,37 @@ def test_skips_are_counted_exactly_from_many_threads() -> None:
     for t in threads:
         t.join()
     assert gate.counts() == (1, 80_000)
+
+
+def test_a_gate_closed_for_longer_than_any_lock_timeout_keeps_the_waker_alive() -> None:
+    # One hit per ~30,000 years: the reopening is further away than threading's TIMEOUT_MAX,
+    # which must not kill the waker thread that other gates rely on.
+    waker = Waker()
+    far, _, _ = _gate(rate=1e-12, burst=1, waker=waker)
+    far.hook()
+    assert waker.pending() == 1
+    thread = waker._thread
+    assert thread is not None
+    time.sleep(0.1)  # the thread went to sleep on the far deadline (or died computing it)
+    assert thread.is_alive()
+    reopened: list[str] = []
+    assert waker.schedule(time.monotonic() + 0.02, lambda: reopened.append("near"))
+    assert _wait_for(lambda: reopened == ["near"])
+    assert waker._thread is thread, "the same thread served both"
+    waker.stop()
+
+
+def test_if_the_waker_thread_fails_every_closed_gate_is_reopened(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    waker = Waker()
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(waker, "_serve", broken)
+    reopened: list[str] = []
+    assert waker.schedule(time.monotonic() + 3600, lambda: reopened.append("gate"))
+    assert _wait_for(lambda: reopened == ["gate"]), "not left closed with nobody to reopen it"
+    assert waker.pending() == 0
+    assert "reopening every gate" in caplog.text
