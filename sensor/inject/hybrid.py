@@ -19,7 +19,8 @@ frames already running; monitoring alone costs more per hit.
 
 A hook runs either directly in the target frame (bytecode) or one frame deeper, under the
 monitoring callback: ``frame_depth`` is the direct depth, and a frame whose code is one of
-:attr:`dispatch_codes` is the callback, to be stepped over (see the engine's ``_target``).
+:attr:`dispatch_codes` is the callback, to be stepped over (the engine does, where a hook
+looks for its target frame: ``Engine._make_fire`` and ``_make_timer``).
 """
 
 from __future__ import annotations
