@@ -35,7 +35,16 @@ from typing import Any
 
 from sensor import _atfork
 from sensor.errors import ExpressionError, ProbeSpecError
-from sensor.guards import GATE_FRAMES, NOTHING, CpuBudget, ExpectGate, Gate, Waker
+from sensor.guards import (
+    GATE_FRAMES,
+    NOTHING,
+    CpuBudget,
+    ExpectGate,
+    Gate,
+    Waker,
+    new_tally,
+    tally_count,
+)
 from sensor.inject.core import Backend, Handle, Hook, PlacementFailed, select_backend
 from sensor.inject.imports import ImportWatcher
 from sensor.inject.locate import (
@@ -235,7 +244,7 @@ class _Armed:
         self.compiled: _Compiled | None = None
         self.handles: list[Handle] = []
         self.gate: Gate | ExpectGate | None = None
-        self.counter: Any = None  # a counter probe's tally (see _new_counter)
+        self.counter: Any = None  # a counter probe's tally (guards.new_tally)
         self.counter_reported = 0
         self.timer_read: Callable[[], list[float]] | None = None
         self.code: CodeType | None = None
@@ -255,7 +264,7 @@ class _Armed:
 
     def hits(self) -> int:
         if self.counter is not None:
-            return _count_value(self.counter)
+            return tally_count(self.counter)
         if self.gate is not None:
             return self.gate.counts()[0]
         if self.timer_read is not None:
@@ -269,22 +278,6 @@ class _Armed:
             self.logged = True
             log.warning("sensor probe %s at %s: %s", self.probe.id, self.probe.location, text)
         return text
-
-
-def _new_counter() -> Any:
-    """A counter probe's tally: ``itertools.repeat(None, sys.maxsize)``; a hit is one ``next()``.
-
-    Its ``__next__`` counts down a C integer and returns ``None``: no object is allocated per
-    hit (an ``itertools.count`` allocates the int it returns, which costs more than an empty
-    Python call). ``sys.maxsize`` hits (about 9.2e18) will not be reached. ``__next__`` runs
-    in C under the GIL, so concurrent hits from several threads are all counted.
-    """
-    return itertools.repeat(None, sys.maxsize)
-
-
-def _count_value(counter: Any) -> int:
-    # The repeat's length hint is what is left to count down from sys.maxsize.
-    return sys.maxsize - int(counter.__length_hint__())
 
 
 # -- the engine --------------------------------------------------------------------------------
@@ -403,7 +396,7 @@ class Engine:
                 probe = armed.probe
                 aggregate: dict[str, Any] | None = None
                 if armed.counter is not None:
-                    total = _count_value(armed.counter)
+                    total = tally_count(armed.counter)
                     delta = total - armed.counter_reported
                     if delta:
                         armed.counter_reported = total
@@ -543,7 +536,7 @@ class Engine:
         loc = probe.location
         line = loc.line if loc.point is Point.LINE else None
         if probe.kind is ProbeKind.COUNTER:
-            counter = _new_counter()
+            counter = new_tally()
             armed.counter = counter
             if loc.point in (Point.ENTRY, Point.LINE):
                 # One C-level call per hit: nothing cheaper can run from a hook.

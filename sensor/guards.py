@@ -26,7 +26,9 @@ __all__ = [
     "Gate",
     "Switch",
     "Waker",
+    "new_tally",
     "switch_of",
+    "tally_count",
 ]
 
 log = logging.getLogger("sensor.guards")
@@ -69,13 +71,21 @@ def switch_of(hook: Callable[..., Any]) -> tuple[Switch, Any] | None:
     return pair if isinstance(pair, tuple) else None
 
 
-def _new_skip_counter() -> Any:
-    # Counts down a C integer: counting a skip allocates nothing (an int += 1 would, above 256).
+def new_tally() -> Any:
+    """A hot-path counter: ``itertools.repeat(None, sys.maxsize)``; ``next(tally)`` counts one.
+
+    Its ``__next__`` counts down a C integer and returns ``None``: nothing is allocated per
+    count (an ``itertools.count`` allocates the int it returns, and ``n += 1`` does above 256,
+    either costing more than an empty Python call). ``sys.maxsize`` counts (about 9.2e18) will
+    not be reached. ``__next__`` runs in C under the GIL, so counts from several threads all
+    land. Used for counter probes' hits and for gates' skipped firings.
+    """
     return itertools.repeat(None, sys.maxsize)
 
 
-def _skipped(skips: Any) -> int:
-    return sys.maxsize - int(skips.__length_hint__())
+def tally_count(tally: Any) -> int:
+    """How many times ``next(tally)`` ran (the length hint is what is left to count down)."""
+    return sys.maxsize - int(tally.__length_hint__())
 
 
 #: A gate whose next token is at least this many seconds away *closes*: its skipped firings
@@ -406,7 +416,7 @@ class Gate(_GuardedHook):
         cap = math.inf if max_hits is None else float(max_hits)
         armed = True
         hits = 0
-        skips = _new_skip_counter()
+        skips = new_tally()
 
         # The earliest time a token is available: a skipped firing costs one clock read and
         # one compare. The bucket itself is only refilled on admission.
@@ -461,7 +471,7 @@ class Gate(_GuardedHook):
             switch[:] = (True,)  # one C operation: never two entries
 
         def read() -> tuple[int, int]:
-            return hits, _skipped(skips)
+            return hits, tally_count(skips)
 
         def disarm() -> None:
             nonlocal armed
@@ -513,7 +523,7 @@ class ExpectGate(_GuardedHook):
         passes = None if pass_rate is None else _Bucket(pass_rate, pass_burst, last)
         armed = True
         hits = 0
-        skips = _new_skip_counter()
+        skips = new_tally()
 
         def admit(violated: bool) -> bool:
             if violated:
@@ -569,7 +579,7 @@ class ExpectGate(_GuardedHook):
             switch[:] = (True,)  # one C operation: never two entries
 
         def read() -> tuple[int, int]:
-            return hits, _skipped(skips)
+            return hits, tally_count(skips)
 
         def disarm() -> None:
             nonlocal armed
