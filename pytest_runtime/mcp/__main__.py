@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -108,21 +109,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # unwinds the session: its probes are removed on the way out
+    log = logging.getLogger("pytest_runtime.mcp")
 
-    signal.signal(signal.SIGTERM, stop)
-    server = build_server(settings)
-    try:
-        if args.transport == "stdio":
-            server.run("stdio")
-        else:
-            server.run("streamable-http", host=args.host, port=args.port)
-    except KeyboardInterrupt:
-        pass
-    finally:
+    def stop(signum: int, frame: Any) -> None:
+        # The stdio transport reads stdin on a worker thread that a signal cannot interrupt, so
+        # an orderly unwind could wait for ever: remove the sessions' probes here, then leave.
         for note in close_open_sessions():
-            logging.getLogger("pytest_runtime.mcp").info("at exit: %s", note)
+            log.info("on signal %d: %s", signum, note)
+        os._exit(128 + signum)
+
+    server = build_server(settings)
+    if args.transport == "stdio":
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        server.run("stdio")
+    else:
+        # uvicorn handles SIGINT and SIGTERM itself: it stops serving and the lifespan (with the
+        # probes of its sessions) ends in order.
+        server.run("streamable-http", host=args.host, port=args.port)
+    for note in close_open_sessions():
+        log.info("at exit: %s", note)
     return 0
 
 
