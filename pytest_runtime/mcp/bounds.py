@@ -14,6 +14,7 @@ from typing import Any
 __all__ = ["dumps", "preview", "render", "shrink"]
 
 _CUT_KEY = "cut"
+_MAX_NOTES = 8  # cut notes listed (more are counted)
 
 
 def dumps(payload: Any) -> str:
@@ -33,10 +34,13 @@ def render(payload: dict[str, Any], budget: int) -> str:
     cuts: dict[str, tuple[int, int, str]] = {}  # path -> (kept, original size, unit)
 
     def notes() -> list[str]:
-        return earlier + [
+        lines = earlier + [
             f"{path}: kept {kept} of {total} {unit}"
             for path, (kept, total, unit) in sorted(cuts.items())
         ]
+        if len(lines) > _MAX_NOTES:
+            lines = [*lines[: _MAX_NOTES - 1], f"... and {len(lines) - _MAX_NOTES + 1} more cuts"]
+        return lines
 
     def note(path: str, kept: int, total: int, unit: str) -> None:
         total = cuts[path][1] if path in cuts else total
@@ -65,7 +69,15 @@ def render(payload: dict[str, Any], budget: int) -> str:
             node[key] = f"<cut: {len(dumps(value))} characters>"
             earlier.append(f"{path}: replaced by its size")
     # Not reached in practice (every round shrinks something); still, never exceed the budget.
-    return dumps({"error": "the answer did not fit the size budget", _CUT_KEY: notes()[-10:]})
+    size = len(dumps(payload))
+    for fallback in (
+        {"error": f"the answer ({size} characters) did not fit the size budget", _CUT_KEY: notes()},
+        {"error": f"the answer ({size} characters) did not fit the size budget"},
+    ):
+        text = dumps(fallback)
+        if len(text) <= budget:
+            return text
+    return dumps({"error": "too large"})
 
 
 def _largest(data: Any) -> tuple[str, Any, Any]:

@@ -231,7 +231,8 @@ def _shapes_and_values(hits: Sequence[Mapping[str, Any]], walker: Any) -> dict[s
             f"{len(ordered) - MAX_SHAPES} rarer shape(s), "
             f"{sum(len(i) for _, i in ordered[MAX_SHAPES:])} hit(s)"
         )
-    paths = sorted(types)
+    # The paths most hits have come first: a field every state has says more than a rare one.
+    paths = sorted(types, key=lambda path: (-sum(types[path].values()), path))
     per_path: dict[str, Any] = {}
     for path in paths[:MAX_PATHS]:
         entry: dict[str, Any] = {"types": dict(sorted(types[path].items()))}

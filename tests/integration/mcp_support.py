@@ -27,7 +27,7 @@ WAIT_SCALE = float(os.environ.get("PYTEST_RUNTIME_TEST_WAIT_SCALE", "6"))
 APP_MODULE = "mcp_shop_app"
 #: The service's code: the functions the probes target.
 APP = textwrap.dedent(
-    '''
+    """
     def total(amount, qty):
         price = amount * qty
         return price
@@ -46,11 +46,11 @@ APP = textwrap.dedent(
     def basket(items, note):
         count = len(items)
         return count
-    '''
+    """
 )
 #: A threaded HTTP server calling the app's functions, started under the sensor.
 SERVER = textwrap.dedent(
-    f'''
+    f"""
     import json
     import sys
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -96,7 +96,7 @@ SERVER = textwrap.dedent(
     server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
     print("serving", flush=True)
     server.serve_forever()
-    '''
+    """
 )
 
 

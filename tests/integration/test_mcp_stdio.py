@@ -179,9 +179,9 @@ def test_the_server_refuses_to_start_without_a_hub_or_on_a_public_address(
     assert no_hub.returncode == 2
     assert "--hub: got None, expected the hub URL" in no_hub.stderr
     assert "PYTEST_RUNTIME_HUB" in no_hub.stderr
+    command = [sys.executable, "-m", "pytest_runtime.mcp", "--transport", "streamable-http"]
     public = subprocess.run(
-        [sys.executable, "-m", "pytest_runtime.mcp", "--transport", "streamable-http"]
-        + ["--host", "0.0.0.0"],
+        [*command, "--host", "0.0.0.0"],
         env=server_env(hub),
         capture_output=True,
         text=True,

@@ -158,9 +158,7 @@ def test_a_snapshot_probe_from_placement_to_one_whole_hit(hub: HubProcess, shop:
     run(session, settings_for(hub))
 
 
-def test_a_hypothesis_check_counts_what_the_sensor_counted(
-    hub: HubProcess, shop: Service
-) -> None:
+def test_a_hypothesis_check_counts_what_the_sensor_counted(hub: HubProcess, shop: Service) -> None:
     # 100 / x > 10 is true for x in 1..9, false for x >= 10, and fails (ZeroDivisionError) at 0.
     values = [1, 4, 0, 20, 7, 30, 2, 0, 11, 9, 50, 3, 12, 0, 8, 60, 5, 10, 6, 40]
     true = sum(1 for x in values if x and 100 / x > 10)
@@ -267,7 +265,7 @@ def test_errors_name_the_argument_the_value_and_what_was_expected(
 ) -> None:
     async def session(client: Any, budget: int) -> list[str]:
         base = {"hypothesis": "h", "service": shop.service}
-        texts = [
+        return [
             await tool_error(client, "place_probe", location="no colon", **base),
             await tool_error(
                 client, "place_probe", location="mcp_shop_app:total", kind="trace", **base
@@ -307,7 +305,6 @@ def test_errors_name_the_argument_the_value_and_what_was_expected(
             await tool_error(client, "compare_test"),
             await tool_error(client, "compare_test", nodeid="--help"),
         ]
-        return texts
 
     texts = run(session, settings_for(hub))
     expected = [
