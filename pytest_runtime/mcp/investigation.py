@@ -11,9 +11,6 @@ when the session ends (the TTL is the second line of defence if the process is k
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import re
 import threading
 import time
 import uuid
@@ -21,160 +18,30 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from pytest_runtime.mcp.bounds import shrink
+from pytest_runtime.mcp import arguments as check
 from pytest_runtime.mcp.comparejob import CompareJob, check_marker, check_nodeid
 from pytest_runtime.mcp.errors import ArgumentError, HubCallError, RefusedError
 from pytest_runtime.mcp.hubport import HubPort
+from pytest_runtime.mcp.hypotheses import evaluations, hypothesis_counts
+from pytest_runtime.mcp.probes import (
+    AGGREGATE_DEFAULT_MAX_HITS,
+    AGGREGATE_MAX_MAX_HITS,
+    AGGREGATED,
+    HYPOTHESIS_RATE,
+    KINDS,
+    Placed,
+    build_probe,
+)
 from pytest_runtime.mcp.settings import ServerSettings
-from pytest_runtime.mcp.stats import rate_with_bound
-from pytest_runtime.mcp.summary import hit_row, iso, outcome, source_label, summarize
+from pytest_runtime.mcp.status import matches, probe_status, source_row, why
+from pytest_runtime.mcp.summary import hit_row, summarize, whole_hit
 
-__all__ = ["KINDS", "Investigation", "Placed", "split_not_true"]
+__all__ = ["Investigation"]
 
 T = TypeVar("T")
 
-KINDS = ("snapshot", "log", "counter", "timer", "expect")
-AGGREGATED = ("counter", "timer")
-#: Aggregated kinds count firings, not captures: their hit cap counts firings.
-AGGREGATE_DEFAULT_MAX_HITS = 1_000_000
-AGGREGATE_MAX_MAX_HITS = 100_000_000
-HYPOTHESIS_RATE = 1.0  #: examples of a true outcome captured per second and source
-MAX_SOURCES_SHOWN = 10
-MAX_JOBS = 2
-MAX_EXAMPLES = 3
-_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
-_POLL = 0.5
-_PENDING_UNREPORTED = (
-    "not reported yet: the sensor installs the probe at its next poll answer and reports "
-    "its status with its next heartbeat"
-)
-
-
-@dataclasses.dataclass
-class Placed:
-    """A probe this session placed, and what the session knows about it."""
-
-    probe_id: str
-    purpose: str  #: "probe" or "hypothesis"
-    kind: str
-    location: str
-    hypothesis: str
-    selector: dict[str, Any]
-    ttl: float
-    max_hits: int
-    created_at: float
-    expires_at: float
-    expression: str | None = None
-    removed: bool = False
-    last_hits: int = -1
-    empty_polls: int = 0
-
-    def describe(self, now: float) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "probe_id": self.probe_id,
-            "purpose": self.purpose,
-            "kind": self.kind,
-            "location": self.location,
-            "hypothesis": self.hypothesis,
-            "max_hits": self.max_hits,
-            "ttl_seconds": self.ttl,
-            "expires_in_seconds": max(0, round(self.expires_at - now)),
-        }
-        if self.expression is not None:
-            data["expression"] = self.expression
-        if self.removed:
-            data["removed_by_this_session"] = True
-        return data
-
-
-def _text(argument: str, value: object, *, required: bool, limit: int = 2000) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ArgumentError(argument, value, "a non-empty string")
-    if len(value) > limit:
-        raise ArgumentError(argument, value, f"at most {limit} characters")
-    return value.strip()
-
-
-def _probe_id(value: object, argument: str = "probe_id") -> str:
-    if not isinstance(value, str) or not _ID.match(value):
-        raise ArgumentError(
-            argument, value, "a probe id as returned by place_probe or check_hypothesis"
-        )
-    return value
-
-
-def _labels(value: object) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise ArgumentError("labels", value, 'an object of strings, such as {"env": "prod"}')
-    return dict(sorted(value.items()))
-
-
-def _number(argument: str, value: object, *, low: float, high: float, whole: bool = False) -> float:
-    kind = "a whole number" if whole else "a number"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ArgumentError(argument, value, f"{kind} from {low:g} to {high:g}")
-    if whole and isinstance(value, float) and not value.is_integer():
-        raise ArgumentError(argument, value, f"{kind} from {low:g} to {high:g}")
-    if not math.isfinite(value) or not low <= value <= high:
-        raise ArgumentError(argument, value, f"{kind} from {low:g} to {high:g}")
-    return float(value)
-
-
-def _source_name(source: Mapping[str, Any]) -> str:
-    version = f" {source['version']}" if source.get("version") else ""
-    return f"{source.get('service')}{version} on {source_label(source)}"
-
-
-def _matches(source: Mapping[str, Any], selector: Mapping[str, Any]) -> bool:
-    if selector.get("source_id") and source.get("id") != selector["source_id"]:
-        return False
-    if selector.get("service") and source.get("service") != selector["service"]:
-        return False
-    labels = source.get("labels") or {}
-    return all(labels.get(k) == v for k, v in (selector.get("labels") or {}).items())
-
-
-def split_not_true(not_true: int, captured_false: int, captured_error: int) -> tuple[int, int, str]:
-    """(false, errors, how) from the sensors' count of false-or-failing evaluations.
-
-    The sensors count ``violations`` (false or failing) exactly; which of the two each one was
-    is known only for the captured ones. When every one was captured the split is exact;
-    otherwise it is scaled from the captured ones, and ``how`` says so.
-    """
-    captured = captured_false + captured_error
-    if not_true == 0:
-        return 0, 0, "exact: no evaluation was false or failed"
-    if captured == not_true:
-        how = "exact: every false or failing evaluation was captured"
-        return captured_false, captured_error, how
-    if captured:
-        errors = round(not_true * captured_error / captured)
-        return (
-            not_true - errors,
-            errors,
-            f"estimated: the sensors counted {not_true} false-or-failing evaluations and "
-            f"captured {captured} of them ({captured_false} false, {captured_error} errors); "
-            "the split is scaled from those",
-        )
-    return (
-        not_true,
-        0,
-        f"unknown: none of the {not_true} false-or-failing evaluations was captured yet; "
-        "all are counted as false",
-    )
-
-
-_ARGUMENT_OF_FIELD = {
-    "limits.rate": "rate",
-    "limits.max_hits": "max_hits",
-    "location.line": "location",
-}
+MAX_JOBS = 2  #: compare_test runs of one session running at once
+_POLL = 0.5  #: seconds between hub reads while a tool waits
 
 
 class Investigation:
@@ -248,8 +115,8 @@ class Investigation:
         labels: Mapping[str, str] | None = None,
         state: str = "live",
     ) -> dict[str, Any]:
-        service = _text("service", service, required=False, limit=200)
-        wanted = _labels(labels)
+        service = check.text("service", service, required=False, limit=200)
+        wanted = check.labels(labels)
         if state not in ("live", "stale", "gone", "all"):
             raise ArgumentError("state", state, "one of 'live', 'stale', 'gone', 'all'")
         health = self._call("hub health", self.hub.health)
@@ -262,30 +129,7 @@ class Investigation:
         )
         now = time.time()
         sources.sort(key=lambda s: (str(s.get("service")), str(s.get("host")), str(s.get("id"))))
-        rows = []
-        for source in sources[:30]:
-            last_seen = source.get("last_seen")
-            rows.append(
-                {
-                    "source_id": source.get("id"),
-                    "service": source.get("service"),
-                    "version": source.get("version"),
-                    "host": source.get("host"),
-                    "pid": source.get("pid"),
-                    "python": source.get("python"),
-                    "labels": source.get("labels") or {},
-                    "backend": source.get("backend"),
-                    "health": {
-                        "state": source.get("state"),
-                        "last_seen_seconds_ago": (
-                            round(now - last_seen, 1)
-                            if isinstance(last_seen, int | float)
-                            else None
-                        ),
-                        "dropped_hits": source.get("dropped") or 0,
-                    },
-                }
-            )
+        rows = [source_row(source, now) for source in sources[:30]]
         services = Counter(str(s.get("service")) for s in sources)
         answer: dict[str, Any] = {
             "hub": {"url": self.hub.url, "version": health.get("version")},
@@ -315,44 +159,15 @@ class Investigation:
         self, service: str | None, labels: Mapping[str, str] | None, source_id: str | None
     ) -> dict[str, Any]:
         selector: dict[str, Any] = {}
-        service = _text("service", service, required=False, limit=200) or self.settings.service
+        service = check.text("service", service, required=False, limit=200) or self.settings.service
         if service:
             selector["service"] = service
-        wanted = _labels(labels)
+        wanted = check.labels(labels)
         if wanted:
             selector["labels"] = wanted
         if source_id is not None:
-            selector["source_id"] = _probe_id(source_id, "source_id")
+            selector["source_id"] = check.probe_id(source_id, "source_id")
         return selector
-
-    def _build_probe(self, fields: dict[str, Any], names: Mapping[str, str]) -> Any:
-        """A validated :class:`sensor.probes.Probe`; errors name the tool's own arguments."""
-        from sensor import expressions
-        from sensor.errors import ExpressionError, ProbeSpecError
-        from sensor.probes import Probe
-
-        try:
-            probe = Probe.from_dict(fields)
-        except ProbeSpecError as exc:
-            field = exc.field.split("[", 1)[0]
-            argument = _ARGUMENT_OF_FIELD.get(exc.field, names.get(field, field))
-            raise ArgumentError(argument, exc.value, exc.expected) from exc
-        checks: list[tuple[str, str | None, Callable[[str], Any]]] = [
-            (names.get("condition", "condition"), probe.condition, expressions.compile),
-            (names.get("expect", "expect"), probe.expect, expressions.compile),
-            ("template", probe.template, expressions.compile_template),
-        ]
-        checks += [("capture", spec.expr, expressions.compile) for spec in probe.capture]
-        for argument, source, compile_one in checks:
-            if source is None:
-                continue
-            try:
-                compile_one(source)
-            except ExpressionError as exc:
-                raise ArgumentError(
-                    argument, source, f"an expression the sensor accepts ({exc})"
-                ) from exc
-        return probe
 
     def _live_matching(self, selector: Mapping[str, Any]) -> list[dict[str, Any]]:
         sources = self._call(
@@ -362,7 +177,7 @@ class Investigation:
             labels=selector.get("labels"),
             state="live",
         )
-        return [s for s in sources if _matches(s, selector)]
+        return [s for s in sources if matches(s, selector)]
 
     def _place(
         self,
@@ -377,14 +192,14 @@ class Investigation:
     ) -> dict[str, Any]:
         s = self.settings
         ttl = s.default_ttl if ttl_seconds is None else ttl_seconds
-        ttl = _number("ttl_seconds", ttl, low=s.min_ttl, high=s.max_ttl)
+        ttl = check.number("ttl_seconds", ttl, low=s.min_ttl, high=s.max_ttl)
         probe_id = f"mcp-{self.session}-{uuid.uuid4().hex[:10]}"
         tags = {
             "placed_by": "pytest-runtime-mcp",
             "mcp_session": self.session,
             "hypothesis": hypothesis[:200],
         }
-        probe = self._build_probe({**fields, "id": probe_id, "tags": tags}, names)
+        probe = build_probe({**fields, "id": probe_id, "tags": tags}, names)
         with self._lock:
             if self.closed:
                 raise RefusedError(
@@ -443,16 +258,13 @@ class Investigation:
         rate: float | None = None,
     ) -> dict[str, Any]:
         s = self.settings
-        location = _text("location", location, required=True, limit=500) or ""
-        hypothesis = _text("hypothesis", hypothesis, required=True, limit=500) or ""
+        location = check.text("location", location, required=True, limit=500) or ""
+        hypothesis = check.text("hypothesis", hypothesis, required=True, limit=500) or ""
         if kind not in KINDS:
             raise ArgumentError("kind", kind, "one of " + ", ".join(KINDS))
-        if capture is not None and (
-            isinstance(capture, str) or not all(isinstance(c, str) for c in capture)
-        ):
-            raise ArgumentError("capture", capture, 'a list of names or expressions, ["price"]')
+        captured = check.captures(capture)
         if kind in AGGREGATED:
-            if capture:
+            if captured:
                 raise ArgumentError(
                     "capture",
                     capture,
@@ -463,14 +275,14 @@ class Investigation:
         else:
             default_cap, top = s.default_max_hits, s.max_max_hits
         cap = default_cap if max_hits is None else max_hits
-        cap = int(_number("max_hits", cap, low=1, high=top, whole=True))
+        cap = int(check.number("max_hits", cap, low=1, high=top, whole=True))
         limits: dict[str, Any] = {"max_hits": cap}
         if rate is not None:
-            limits["rate"] = _number("rate", rate, low=0.001, high=s.max_rate)
+            limits["rate"] = check.number("rate", rate, low=0.001, high=s.max_rate)
         fields = {
             "kind": kind,
             "location": location,
-            "capture": list(capture or ()),
+            "capture": captured,
             "condition": condition,
             "expect": expect,
             "template": template,
@@ -499,19 +311,16 @@ class Investigation:
         max_hits: int | None = None,
     ) -> dict[str, Any]:
         s = self.settings
-        location = _text("location", location, required=True, limit=500) or ""
-        expression = _text("expression", expression, required=True, limit=1000) or ""
-        hypothesis = _text("hypothesis", hypothesis, required=True, limit=500) or ""
-        if capture is not None and (
-            isinstance(capture, str) or not all(isinstance(c, str) for c in capture)
-        ):
-            raise ArgumentError("capture", capture, 'a list of names or expressions, ["price"]')
+        location = check.text("location", location, required=True, limit=500) or ""
+        expression = check.text("expression", expression, required=True, limit=1000) or ""
+        hypothesis = check.text("hypothesis", hypothesis, required=True, limit=500) or ""
+        captured = check.captures(capture)
         cap = s.default_max_hits if max_hits is None else max_hits
-        cap = int(_number("max_hits", cap, low=1, high=s.max_max_hits, whole=True))
+        cap = int(check.number("max_hits", cap, low=1, high=s.max_max_hits, whole=True))
         fields = {
             "kind": "snapshot",
             "location": location,
-            "capture": list(capture or ()),
+            "capture": captured,
             "condition": condition,
             "expect": expression,
             # True outcomes are captured at the probe's rate (examples); false and failing ones
@@ -541,138 +350,9 @@ class Investigation:
         record: Mapping[str, Any],
         live: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """A probe's state on the hub and on every source, with why it waits or failed."""
-        now = time.time()
-        probe = record.get("probe") or {}
-        statuses: Mapping[str, Any] = record.get("statuses") or {}
-        selector = record.get("selector") or {}
         if live is None:
-            live = self._live_matching(selector)
-        known = {str(s.get("id")): s for s in live}
-        ids = sorted(set(known) | set(statuses))
-        rows = []
-        states: Counter[str] = Counter()
-        totals: Counter[str] = Counter()
-        reasons: Counter[str] = Counter()
-        for source_id in ids:
-            status = statuses.get(source_id)
-            source = known.get(source_id)
-            name = _source_name(source) if source else f"source {source_id} (no longer live)"
-            if isinstance(status, Mapping):
-                state = str(status.get("state"))
-                reason = status.get("reason")
-                for key in (
-                    "hits",
-                    "evaluations",
-                    "violations",
-                    "errors",
-                    "drops",
-                    "skipped_rate",
-                    "skipped_condition",
-                ):
-                    value = status.get(key)
-                    if isinstance(value, int) and not isinstance(value, bool):
-                        totals[key] += value
-            else:
-                state, reason = "pending", _PENDING_UNREPORTED
-            states[state] += 1
-            if reason:
-                reasons[f"{state}: {reason}"] += 1
-            row: dict[str, Any] = {"source": name, "source_id": source_id, "state": state}
-            if reason:
-                row["reason"] = str(reason)[:300]
-            if isinstance(status, Mapping):
-                row["hits"] = status.get("hits", 0)
-            rows.append(row)
-        rows.sort(key=lambda r: (r["state"] != "error", r["state"], r["source"]))
-        expires_at = record.get("expires_at")
-        answer: dict[str, Any] = {
-            "probe_id": record.get("id"),
-            "kind": probe.get("kind"),
-            "location": probe.get("location"),
-            "state": record.get("state"),
-            "hit_count": record.get("hit_count", 0),
-            "max_hits": (probe.get("limits") or {}).get("max_hits"),
-            "expires_in_seconds": (
-                max(0, round(float(expires_at) - now))
-                if isinstance(expires_at, int | float)
-                else None
-            ),
-            "sources": rows[:MAX_SOURCES_SHOWN],
-            "source_states": dict(sorted(states.items())),
-            "counters": {
-                **dict(sorted(totals.items())),
-                "over": f"the last report of {len(statuses)} source(s)",
-            },
-        }
-        if placed is not None:
-            answer["hypothesis"] = placed.hypothesis
-            answer["purpose"] = placed.purpose
-        if len(rows) > MAX_SOURCES_SHOWN:
-            answer["sources_not_shown"] = len(rows) - MAX_SOURCES_SHOWN
-            answer["reasons"] = dict(sorted(reasons.items())[:8])
-        if int(record.get("dropped") or 0):
-            answer["dropped_hits"] = record.get("dropped")
-        answer["why"] = self._why(answer, states, reasons)
-        answer["next_step"] = self._next_step(answer, placed, states)
-        return answer
-
-    @staticmethod
-    def _why(answer: Mapping[str, Any], states: Counter[str], reasons: Counter[str]) -> str:
-        state = answer.get("state")
-        if state == "completed":
-            return "the probe reached its hit cap (max_hits) and ended"
-        if state == "expired":
-            return "the probe's TTL passed and it ended"
-        if state == "removed":
-            return "the probe was removed"
-        if not states:
-            return "no source matches the probe's selector any more"
-        installed = states.get("installed", 0)
-        if states.get("error"):
-            first = next((r for r in sorted(reasons) if r.startswith("error:")), "error")
-            return f"in error on {states['error']} source(s): {first[7:]}"
-        pending = [r for r in sorted(reasons) if r.startswith("pending:")]
-        if installed and pending and any("waiting for module" in r for r in pending):
-            return (
-                f"installed on {installed} source(s); pending on {states['pending']} that have "
-                "not imported the module (expected in a process that never imports it, such as "
-                "a pre-fork server's master)"
-            )
-        if installed:
-            if answer.get("hit_count"):
-                return f"installed on {installed} source(s), collecting hits"
-            return (
-                f"installed on {installed} source(s); no hit yet: no traffic has reached the "
-                "location, or the condition was false every time"
-            )
-        if pending:
-            return f"pending on {states.get('pending', 0)} source(s): {pending[0][9:]}"
-        return ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-
-    @staticmethod
-    def _next_step(answer: Mapping[str, Any], placed: Placed | None, states: Counter[str]) -> str:
-        probe_id = answer.get("probe_id")
-        if answer.get("state") != "active":
-            return (
-                f"read the evidence with get_evidence_summary(probe_id='{probe_id}'); place a "
-                "new probe if the hypothesis needs more"
-            )
-        if states and states.get("error") == sum(states.values()):
-            return (
-                "fix the location or the expressions (see 'why'), remove this probe with "
-                "remove_probe and place it again"
-            )
-        if answer.get("hit_count"):
-            return f"read get_evidence_summary(probe_id='{probe_id}')"
-        if placed is not None and placed.empty_polls >= 2:
-            return (
-                "two polls without a hit: stop waiting now. Keep this probe id, go on with other "
-                "work, and poll once more later (it lives another "
-                f"{answer.get('expires_in_seconds')} s); meanwhile check that traffic reaches "
-                "the location and that the condition can be true"
-            )
-        return f"poll get_probe_status(probe_id='{probe_id}', wait_seconds=10) for the first hits"
+            live = self._live_matching(record.get("selector") or {})
+        return probe_status(record, live, placed)
 
     def _record(self, probe_id: str) -> dict[str, Any]:
         return self._call(f"reading probe {probe_id}", self.hub.probe, probe_id)
@@ -681,7 +361,7 @@ class Investigation:
         self, probe_id: str, wait_seconds: float, changed: Callable[[Mapping[str, Any]], bool]
     ) -> dict[str, Any]:
         """The probe record, after waiting up to ``wait_seconds`` for ``changed`` (never longer)."""
-        wait = _number("wait_seconds", wait_seconds, low=0, high=self.settings.max_wait)
+        wait = check.number("wait_seconds", wait_seconds, low=0, high=self.settings.max_wait)
         record = self._record(probe_id)
         deadline = time.monotonic() + wait
         while not changed(record) and record.get("state") == "active":
@@ -693,7 +373,7 @@ class Investigation:
         return record
 
     def probe_status(self, probe_id: str, wait_seconds: float = 0) -> dict[str, Any]:
-        probe_id = _probe_id(probe_id)
+        probe_id = check.probe_id(probe_id)
         placed = self.probes.get(probe_id)
         before = placed.last_hits if placed is not None and placed.last_hits >= 0 else 0
         record = self._wait(probe_id, wait_seconds, lambda r: int(r.get("hit_count") or 0) > before)
@@ -710,19 +390,11 @@ class Investigation:
     # ------------------------------------------------------------------ hypotheses
 
     def hypothesis_result(self, probe_id: str, wait_seconds: float = 0) -> dict[str, Any]:
-        probe_id = _probe_id(probe_id)
+        probe_id = check.probe_id(probe_id)
         placed = self.probes.get(probe_id)
-
-        def evaluations(record: Mapping[str, Any]) -> int:
-            return sum(
-                int(s.get("evaluations") or 0)
-                for s in (record.get("statuses") or {}).values()
-                if isinstance(s, Mapping)
-            )
-
         first = self._record(probe_id)
-        expression = (first.get("probe") or {}).get("expect")
-        if not expression:
+        probe = first.get("probe") or {}
+        if not probe.get("expect"):
             raise ArgumentError(
                 "probe_id",
                 probe_id,
@@ -735,56 +407,19 @@ class Investigation:
             if wait_seconds
             else first
         )
-        statuses = [s for s in (record.get("statuses") or {}).values() if isinstance(s, Mapping)]
-        evaluated = sum(int(s.get("evaluations") or 0) for s in statuses)
-        not_true = sum(int(s.get("violations") or 0) for s in statuses)
-        true = max(0, evaluated - not_true)
-        hits = self._read_hits(probe_id, 2000)
-        by_outcome: dict[str, list[Mapping[str, Any]]] = {"true": [], "false": [], "error": []}
-        for hit in hits:
-            result = outcome(hit)
-            if result is not None:
-                by_outcome[result].append(hit)
-        false, errors, split = split_not_true(
-            not_true, len(by_outcome["false"]), len(by_outcome["error"])
-        )
-        counts: dict[str, Any] = {
-            "evaluated": evaluated,
-            "true": true,
-            "false": false,
-            "errors": errors,
-            "false_errors_split": split,
-            "not_evaluated": {
-                "condition_false": sum(int(s.get("skipped_condition") or 0) for s in statuses),
-                "over_the_evaluation_rate": sum(int(s.get("skipped_rate") or 0) for s in statuses),
-            },
-            "over": (
-                f"every evaluation on {len(statuses)} source(s), as counted by each sensor at "
-                "its last heartbeat"
-            ),
-        }
-        rate = rate_with_bound(true, evaluated) if evaluated else None
-        examples: dict[str, Any] = {}
-        for name, group in by_outcome.items():
-            if group:
-                examples[name] = [self._example(hit) for hit in group[:MAX_EXAMPLES]]
         answer: dict[str, Any] = {
             "probe_id": probe_id,
-            "location": (record.get("probe") or {}).get("location"),
-            "expression": expression,
-            "condition": (record.get("probe") or {}).get("condition"),
+            "location": probe.get("location"),
+            "expression": probe.get("expect"),
+            "condition": probe.get("condition"),
             "state": record.get("state"),
-            "counts": counts,
-            "rate_true": rate,
-            "reading": self._reading(true, evaluated, rate),
-            "examples": examples,
-            "examples_captured": {k: len(v) for k, v in sorted(by_outcome.items())},
+            **hypothesis_counts(record, self._read_hits(probe_id, 2000)),
         }
         if placed is not None:
             answer["hypothesis"] = placed.hypothesis
         if record.get("state") != "active":
-            answer["ended"] = self._why(record, Counter(), Counter())
-        if not evaluated:
+            answer["ended"] = why(record, Counter(), Counter())
+        if not answer["counts"]["evaluated"]:
             status = self._status(placed, record)
             answer["why_no_evaluation"] = status["why"]
             answer["next_step"] = (
@@ -798,43 +433,6 @@ class Investigation:
                 "get_hit on the example hit ids"
             )
         return answer
-
-    @staticmethod
-    def _reading(true: int, evaluated: int, rate: Mapping[str, Any] | None) -> str:
-        if not evaluated or rate is None:
-            return "no evaluation yet: nothing can be concluded"
-        if true == evaluated:
-            return (
-                f"true on all {evaluated} evaluations: if it is ever false or failing, that "
-                f"happens on fewer than {100 * (1 - rate['low']):.2g}% of evaluations (95%)"
-            )
-        if true == 0:
-            return (
-                f"never true in {evaluated} evaluations: if it is ever true, that happens on "
-                f"fewer than {100 * rate['high']:.2g}% of evaluations (95%)"
-            )
-        return (
-            f"true on {true} of {evaluated} evaluations ({100 * rate['rate']:.3g}%, 95% interval "
-            f"{100 * rate['low']:.3g}% to {100 * rate['high']:.3g}%)"
-        )
-
-    @staticmethod
-    def _example(hit: Mapping[str, Any]) -> dict[str, Any]:
-        example: dict[str, Any] = {
-            "hit_id": hit.get("hit_id"),
-            "source": source_label(hit.get("source")),
-            "time": iso(hit.get("ts")),
-        }
-        if hit.get("line") is not None:
-            example["line"] = hit.get("line")
-        expect = hit.get("expect")
-        if isinstance(expect, Mapping) and expect.get("error"):
-            example["error"] = str(expect["error"])[:200]
-        captures, cut = shrink(hit.get("captures"), 600)
-        example["captures"] = captures
-        if cut or hit.get("truncated"):
-            example["cut"] = True
-        return example
 
     # ------------------------------------------------------------------ evidence
 
@@ -855,7 +453,7 @@ class Investigation:
         return hits
 
     def evidence_summary(self, probe_id: str) -> dict[str, Any]:
-        probe_id = _probe_id(probe_id)
+        probe_id = check.probe_id(probe_id)
         record = self._record(probe_id)
         hits = self._read_hits(probe_id, self.settings.summary_hits)
         probe = record.get("probe") or {}
@@ -880,8 +478,8 @@ class Investigation:
     def list_hits(
         self, probe_id: str, cursor: str | None = None, limit: int = 10
     ) -> dict[str, Any]:
-        probe_id = _probe_id(probe_id)
-        size = int(_number("limit", limit, low=1, high=25, whole=True))
+        probe_id = check.probe_id(probe_id)
+        size = int(check.number("limit", limit, low=1, high=25, whole=True))
         if cursor is not None and (not isinstance(cursor, str) or not cursor.isdigit()):
             raise ArgumentError("cursor", cursor, "the next_cursor of a previous list_hits answer")
         page, following = self._call(
@@ -905,8 +503,8 @@ class Investigation:
         return answer
 
     def get_hit(self, probe_id: str, hit_id: str) -> dict[str, Any]:
-        probe_id = _probe_id(probe_id)
-        if not isinstance(hit_id, str) or not _ID.match(hit_id):
+        probe_id = check.probe_id(probe_id)
+        if not isinstance(hit_id, str) or not check.ID.match(hit_id):
             raise ArgumentError("hit_id", hit_id, "a hit id from list_hits or a summary")
         cursor: str | None = None
         scanned = 0
@@ -922,40 +520,12 @@ class Investigation:
             scanned += len(page)
             for hit in page:
                 if hit.get("hit_id") == hit_id:
-                    return self._whole_hit(probe_id, hit)
+                    return whole_hit(probe_id, hit, self.settings.budget_chars - 2500)
             if cursor is None or not page:
                 break
         raise ArgumentError(
             "hit_id", hit_id, f"a hit id of probe {probe_id} (list_hits shows them)"
         )
-
-    def _whole_hit(self, probe_id: str, hit: Mapping[str, Any]) -> dict[str, Any]:
-        room = self.settings.budget_chars - 2500
-        captures, cut = shrink(hit.get("captures"), max(1000, room))
-        shown = {k: v for k, v in hit.items() if k not in ("captures", "source")}
-        answer: dict[str, Any] = {
-            "probe_id": probe_id,
-            "hit": {
-                **shown,
-                "time": iso(hit.get("ts")),
-                "source": {
-                    k: v
-                    for k, v in (hit.get("source") or {}).items()
-                    if k in ("id", "service", "version", "host", "pid")
-                },
-                "captures": captures,
-            },
-        }
-        if cut:
-            answer["captures_cut"] = (
-                "captures were shortened to fit the answer (lists keep their first items, "
-                "strings their start; markers say how much was left out)"
-            )
-        answer["next_step"] = (
-            "use this state in a regression test (the values, with their types) or in the "
-            "handoff as the production state that disproves the old code"
-        )
-        return answer
 
     # ------------------------------------------------------------------ comparing
 
@@ -976,10 +546,10 @@ class Investigation:
             )
         checked_nodeid = check_nodeid(nodeid, s.project_dir) if nodeid is not None else None
         checked_marker = check_marker(marker) if marker is not None else None
-        wait = _number("wait_seconds", wait_seconds, low=1, high=s.compare_max_wait)
+        wait = check.number("wait_seconds", wait_seconds, low=1, high=s.compare_max_wait)
         if min_hits is not None:
-            min_hits = int(_number("min_hits", min_hits, low=1, high=100_000, whole=True))
-        service = _text("service", service, required=False, limit=200) or s.service
+            min_hits = int(check.number("min_hits", min_hits, low=1, high=100_000, whole=True))
+        service = check.text("service", service, required=False, limit=200) or s.service
         with self._lock:
             if self.closed:
                 raise RefusedError(
@@ -1017,7 +587,7 @@ class Investigation:
             raise ArgumentError(
                 "job_id", job_id, "a job id returned by compare_test in this session"
             )
-        wait = _number("wait_seconds", wait_seconds, low=0, high=self.settings.max_wait)
+        wait = check.number("wait_seconds", wait_seconds, low=0, high=self.settings.max_wait)
         deadline = time.monotonic() + wait
         while job.running and time.monotonic() < deadline:
             time.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
@@ -1050,7 +620,7 @@ class Investigation:
                 "next_step": "write the handoff: diagnosis, confidence, unknowns, fix proposal, "
                 "and the regression test carrying the production state",
             }
-        probe_id = _probe_id(probe_id)
+        probe_id = check.probe_id(probe_id)
         placed = self.probes.get(probe_id)
         if placed is None:
             raise RefusedError(

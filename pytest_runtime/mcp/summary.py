@@ -17,7 +17,7 @@ from typing import Any
 
 from pytest_runtime.mcp.bounds import preview
 
-__all__ = ["hit_row", "source_label", "summarize", "value_class"]
+__all__ = ["hit_row", "iso", "outcome", "source_label", "summarize", "value_class", "whole_hit"]
 
 MAX_SHAPES = 6
 MAX_PATHS = 24
@@ -319,3 +319,34 @@ def hit_row(hit: Mapping[str, Any], *, width: int = 160) -> dict[str, Any]:
     if hit.get("errors"):
         row["errors"] = len(hit["errors"])
     return row
+
+
+def whole_hit(probe_id: str, hit: Mapping[str, Any], room: int) -> dict[str, Any]:
+    """One hit as get_hit shows it: every field, the source's identity, captures within ``room``."""
+    from pytest_runtime.mcp.bounds import shrink
+
+    captures, cut = shrink(hit.get("captures"), max(1000, room))
+    shown = {k: v for k, v in hit.items() if k not in ("captures", "source")}
+    answer: dict[str, Any] = {
+        "probe_id": probe_id,
+        "hit": {
+            **shown,
+            "time": iso(hit.get("ts")),
+            "source": {
+                k: v
+                for k, v in (hit.get("source") or {}).items()
+                if k in ("id", "service", "version", "host", "pid")
+            },
+            "captures": captures,
+        },
+    }
+    if cut:
+        answer["captures_cut"] = (
+            "captures were shortened to fit the answer (lists keep their first items, "
+            "strings their start; markers say how much was left out)"
+        )
+    answer["next_step"] = (
+        "use this state in a regression test (the values, with their types) or in the "
+        "handoff as the production state that disproves the old code"
+    )
+    return answer

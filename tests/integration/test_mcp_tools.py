@@ -128,6 +128,12 @@ def test_a_snapshot_probe_from_placement_to_one_whole_hit(hub: HubProcess, shop:
             shop.get(f"/total?amount={n}&qty=3")
         status = await tool(client, "get_probe_status", budget, probe_id=probe_id, wait_seconds=15)
         assert wait_until(lambda: probe_record(hub, probe_id)["hit_count"] == 12, 10)
+
+        def reported() -> bool:  # the sensor's counters arrive with its next heartbeat
+            statuses = probe_record(hub, probe_id)["statuses"].values()
+            return sum(s["hits"] for s in statuses) == 12
+
+        assert wait_until(reported, 10)
         status = await tool(client, "get_probe_status", budget, probe_id=probe_id)
         assert status["hit_count"] == 12
         assert status["source_states"] == {"installed": 1}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_runtime.mcp.investigation import split_not_true
+from pytest_runtime.mcp.hypotheses import split_not_true
 from pytest_runtime.mcp.stats import rate_with_bound
 
 
