@@ -34,9 +34,12 @@ def split_not_true(not_true: int, captured_false: int, captured_error: int) -> t
     """(false, errors, how) from the sensors' count of false-or-failing evaluations.
 
     When every one was captured the split is exact; otherwise it is scaled from the captured
-    ones, and ``how`` says so.
+    ones, and ``how`` says so. More captured than counted means the counters (sent with the
+    heartbeat) lag behind the hits (flushed within a second): the captured ones are used.
     """
     captured = captured_false + captured_error
+    if captured > not_true:  # the counters lag behind the hits: see counters_behind
+        return captured_false, captured_error, "from the captured hits (the counters lag)"
     if not_true == 0:
         return 0, 0, "exact: no evaluation was false or failed"
     if captured == not_true:
@@ -90,6 +93,14 @@ def hypothesis_counts(
             "its last heartbeat"
         ),
     }
+    captured = {name: len(group) for name, group in by_outcome.items()}
+    if sum(captured.values()) > evaluated or captured["false"] + captured["error"] > not_true:
+        # Hits are flushed within a second; counters ride on the heartbeat (every few seconds).
+        counts["counters_behind"] = (
+            f"{sum(captured.values())} hits were captured but the sensors last counted "
+            f"{evaluated} evaluations: their counters arrive with the next heartbeat, so these "
+            "counts are a lower bound until then; poll again with wait_seconds"
+        )
     rate = rate_with_bound(true, evaluated) if evaluated else None
     return {
         "counts": counts,

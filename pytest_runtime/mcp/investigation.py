@@ -315,7 +315,7 @@ class Investigation:
         expression = check.text("expression", expression, required=True, limit=1000) or ""
         hypothesis = check.text("hypothesis", hypothesis, required=True, limit=500) or ""
         captured = check.captures(capture)
-        cap = s.default_max_hits if max_hits is None else max_hits
+        cap = s.hypothesis_max_hits if max_hits is None else max_hits
         cap = int(check.number("max_hits", cap, low=1, high=s.max_max_hits, whole=True))
         fields = {
             "kind": "snapshot",
@@ -323,9 +323,11 @@ class Investigation:
             "capture": captured,
             "condition": condition,
             "expect": expression,
-            # True outcomes are captured at the probe's rate (examples); false and failing ones
-            # at the violation rate. Every firing within the evaluation rate is counted.
-            "limits": {"max_hits": cap, "rate": HYPOTHESIS_RATE},
+            "limits": {
+                "max_hits": cap,
+                "rate": HYPOTHESIS_RATE,
+                "violation_rate": HYPOTHESIS_RATE,
+            },
         }
         answer = self._place(
             purpose="hypothesis",

@@ -23,9 +23,11 @@ AGGREGATED = ("counter", "timer")
 #: Aggregated kinds count firings, not captures: their hit cap counts firings.
 AGGREGATE_DEFAULT_MAX_HITS = 1_000_000
 AGGREGATE_MAX_MAX_HITS = 100_000_000
-#: A hypothesis probe captures examples of a true outcome at this rate (per second and source);
-#: false and failing ones at the probe model's violation rate; every evaluation is counted.
-HYPOTHESIS_RATE = 1.0
+#: A hypothesis probe counts every evaluation, but captures example states slowly: true ones at
+#: this rate and false or failing ones at the same rate (per second and source). A rare outcome
+#: finds a token waiting and is captured; a common one is sampled, so the hit cap is not spent in
+#: seconds by the outcome nobody needs a thousand examples of.
+HYPOTHESIS_RATE = 0.5
 
 # Probe model fields whose tool argument has another name.
 _ARGUMENT_OF_FIELD = {

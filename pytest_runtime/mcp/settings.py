@@ -34,6 +34,7 @@ class ServerSettings:
     max_ttl: float = 3600.0  #: the longest ttl_seconds accepted
     min_ttl: float = 5.0
     default_max_hits: int = 100  #: hit cap of a probe when the agent gives none
+    hypothesis_max_hits: int = 500  #: hit cap of a hypothesis check (examples, captured slowly)
     max_max_hits: int = 10_000  #: the largest hit cap accepted
     max_probes: int = 10  #: active probes one session may hold at once
     max_rate: float = 50.0  #: captured hits per second per source, at most
@@ -59,7 +60,13 @@ class ServerSettings:
                 self.default_ttl,
                 f"seconds between {self.min_ttl:g} and --max-ttl ({self.max_ttl:g})",
             )
-        for name in ("default_max_hits", "max_max_hits", "max_probes", "budget_chars"):
+        for name in (
+            "default_max_hits",
+            "hypothesis_max_hits",
+            "max_max_hits",
+            "max_probes",
+            "budget_chars",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OptionError(name, value, "a positive integer")

@@ -166,10 +166,9 @@ def test_a_snapshot_probe_from_placement_to_one_whole_hit(hub: HubProcess, shop:
 
 def test_a_hypothesis_check_counts_what_the_sensor_counted(hub: HubProcess, shop: Service) -> None:
     # 100 / x > 10 is true for x in 1..9, false for x >= 10, and fails (ZeroDivisionError) at 0.
-    values = [1, 4, 0, 20, 7, 30, 2, 0, 11, 9, 50, 3, 12, 0, 8, 60, 5, 10, 6, 40]
-    true = sum(1 for x in values if x and 100 / x > 10)
-    errors = values.count(0)
-    false = len(values) - true - errors
+    passing = [1, 4, 7, 2, 9, 3, 8, 5, 6, 1, 2, 3]
+    failing = [20, 0, 30, 11, 0, 50, 12, 0]
+    true, false, errors = len(passing), sum(1 for x in failing if x), failing.count(0)
 
     async def session(client: Any, budget: int) -> dict[str, Any]:
         placed = await tool(
@@ -184,13 +183,17 @@ def test_a_hypothesis_check_counts_what_the_sensor_counted(hub: HubProcess, shop
         probe_id = placed["probe_id"]
         assert "get_hypothesis_result" in placed["next_step"]
         assert wait_until(lambda: installed(hub, probe_id), 10)
-        for x in values:
+        for x in passing:
             shop.get(f"/ratio?x={x}")
-            time.sleep(0.2)  # under the 10/s violation capture rate: every one is captured
+        for x in failing:
+            # Example states are captured at 0.5/s per source: spaced out, every false or failing
+            # evaluation is captured, so the false/error split is exact (not scaled).
+            shop.get(f"/ratio?x={x}")
+            time.sleep(2.1)
 
         def counted() -> bool:
             statuses = probe_record(hub, probe_id)["statuses"].values()
-            return sum(s["evaluations"] for s in statuses) == len(values)
+            return sum(s["evaluations"] for s in statuses) == len(passing) + len(failing)
 
         assert wait_until(counted, 10)
         assert wait_until(lambda: probe_record(hub, probe_id)["hit_count"] >= false + errors, 10)
@@ -201,16 +204,17 @@ def test_a_hypothesis_check_counts_what_the_sensor_counted(hub: HubProcess, shop
     statuses = list(record["statuses"].values())
     counts = answer["counts"]
     # The sensor's own counters, as the hub holds them...
-    assert counts["evaluated"] == sum(s["evaluations"] for s in statuses) == len(values)
+    assert counts["evaluated"] == sum(s["evaluations"] for s in statuses) == true + false + errors
     assert counts["false"] + counts["errors"] == sum(s["violations"] for s in statuses)
     # ... and what the traffic really was.
     assert (counts["true"], counts["false"], counts["errors"]) == (true, false, errors)
     assert counts["false_errors_split"].startswith("exact")
+    assert "counters_behind" not in counts
     rate = answer["rate_true"]
-    assert rate["rate"] == pytest.approx(true / len(values))
+    assert rate["rate"] == pytest.approx(true / (true + false + errors))
     assert rate["low"] < rate["rate"] < rate["high"]
-    assert rate["over"] == len(values)
-    assert f"true on {true} of {len(values)}" in answer["reading"]
+    assert rate["over"] == true + false + errors
+    assert f"true on {true} of {true + false + errors}" in answer["reading"]
     examples = answer["examples"]
     assert {e["captures"]["x"] for e in examples["error"]} == {0}
     assert "ZeroDivisionError" in examples["error"][0]["error"]

@@ -57,3 +57,8 @@ def test_the_split_is_scaled_and_said_to_be_when_some_violations_were_not_captur
     false, errors, how = split_not_true(10, 0, 0)
     assert (false, errors) == (10, 0)
     assert how.startswith("unknown")
+
+
+def test_more_captured_than_counted_means_the_counters_lag_behind_the_hits() -> None:
+    assert split_not_true(3, 5, 1) == (5, 1, "from the captured hits (the counters lag)")
+    assert split_not_true(0, 2, 0) == (2, 0, "from the captured hits (the counters lag)")
