@@ -239,7 +239,7 @@ def test_production_states_the_tests_never_had_are_reported_with_deepdiff_eviden
 ) -> None:
     workdir: Path = production["workdir"]
     (workdir / "test_shop.py").write_text(TESTS)
-    env = clean_env() | {"PYTEST_RUNTIME_TOKEN": CLIENT_TOKEN, "PYTHONPATH": str(workdir)}
+    env = clean_env() | {"SENSOR_CLIENT_TOKEN": CLIENT_TOKEN, "PYTHONPATH": str(workdir)}
     run = subprocess.run(
         [
             sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",

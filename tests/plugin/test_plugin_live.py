@@ -12,65 +12,24 @@ import time
 from typing import Any
 
 import pytest
-from plugin_support import CLIENT_TOKEN, HubProcess, make_shop
+from plugin_support import (
+    CLIENT_TOKEN,
+    REQUEST,
+    TEST_SOURCE,
+    HubProcess,
+    fake_traffic,
+    hits_for,
+    make_shop,
+)
 
 from pytest_runtime.hub import HubClient
-from pytest_runtime.markers import parse_probe_args
-
-TEST_SOURCE = """
-import pytest
-from shop.pricing import apply_discount
-
-@pytest.mark.runtime_probe("shop.pricing:apply_discount", capture=["price", "rate"])
-def test_discount():
-    assert apply_discount(10, 0.5) == 5
-"""
-REQUEST = parse_probe_args(("shop.pricing:apply_discount",), {"capture": ["price", "rate"]})
-
-
-def hits_for(probe_id: str, count: int) -> list[dict[str, Any]]:
-    now = time.time()
-    return [
-        {
-            "probe_id": probe_id,
-            "signature": REQUEST.signature,
-            "kind": "snapshot",
-            "location": REQUEST.location,
-            "ts": now + n * 0.001,
-            "hit_id": f"live-{probe_id[:6]}-{n}",
-            "captures": {"price": None if n % 2 else 10 + n, "rate": 0.5},
-        }
-        for n in range(count)
-    ]
-
-
-def fake_traffic(hub: HubProcess, stop: threading.Event, count: int = 10) -> threading.Thread:
-    """A sensor's side over real HTTP: wait for the placed probe, then post its hits."""
-
-    def run() -> None:
-        client = HubClient(hub.url, CLIENT_TOKEN)
-        source = hub.register("shop")
-        try:
-            deadline = time.monotonic() + 30
-            while not stop.is_set() and time.monotonic() < deadline:
-                probes = client.find_probes(REQUEST.signature)
-                if probes:
-                    hub.post_hits(source, hits_for(str(probes[0]["id"]), count))
-                    return
-                stop.wait(0.1)
-        finally:
-            client.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 @pytest.fixture
 def live(pytester: pytest.Pytester, hub: HubProcess, monkeypatch: pytest.MonkeyPatch) -> HubProcess:
     make_shop(pytester)
     pytester.makepyfile(test_shop=TEST_SOURCE)
-    monkeypatch.setenv("PYTEST_RUNTIME_TOKEN", CLIENT_TOKEN)
+    monkeypatch.setenv("SENSOR_CLIENT_TOKEN", CLIENT_TOKEN)
     monkeypatch.setenv("PYTEST_RUNTIME_HUB", hub.url)
     return hub
 
@@ -222,24 +181,6 @@ def test_under_xdist_the_controller_places_each_probe_once(
         client.close()
     assert len(removed) == 1
     assert active(live) == []
-
-
-def test_hub_lost_during_the_run_is_a_usage_error_not_a_traceback(
-    pytester: pytest.Pytester, live: HubProcess, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pytester.makepyfile(
-        test_kill="""
-        import os, signal
-
-        def test_the_hub_goes_away():
-            os.kill(int(os.environ["HUB_PID"]), signal.SIGKILL)
-        """
-    )
-    monkeypatch.setenv("HUB_PID", str(live.process.pid))
-    result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "5")
-    result.stderr.fnmatch_lines([f"ERROR: pytest-runtime: hub {live.url} cannot be reached*"])
-    assert "Traceback" not in result.stderr.str()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
 
 
 def test_service_option_is_the_default_selector(

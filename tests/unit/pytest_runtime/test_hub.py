@@ -66,7 +66,7 @@ def test_error_body_of_the_contract_is_quoted(peer: str) -> None:
 def test_401_names_the_token_variable(peer: str) -> None:
     ANSWERS["/v1/sources"] = (401, '{"error": {"code": "unauthorized", "message": "bad token"}}')
     client = HubClient(peer, "t")
-    with pytest.raises(HubAuthError, match="401: bad token; set PYTEST_RUNTIME_TOKEN"):
+    with pytest.raises(HubAuthError, match="401: bad token; set SENSOR_CLIENT_TOKEN"):
         client.sources()
     client.close()
 
