@@ -242,8 +242,8 @@ def cmd_probe_add(args: argparse.Namespace) -> int:
             print(line)
     if refused is not None:
         print(
-            f"error: probe {record['id']} was refused by every matching source "
-            f"({len(sources)} of {len(sources)}): {_esc(refused)}; it was removed",
+            f"error: probe {record['id']} was refused by every matching source that imported "
+            f"its module: {_esc(refused)}; it was removed",
             file=sys.stderr,
         )
         return 1
@@ -277,13 +277,24 @@ def _await_statuses(
 
 
 def _refused_by_all(record: dict[str, Any], sources: list[str]) -> str | None:
-    """The first reason, when every matching source reported the probe in ``error``."""
+    """The first reason, when every matching source that could place the probe refused it.
+
+    Sources still waiting for the module to be imported do not count, so long as another
+    source refused: a pre-fork server's master never imports the application, and its
+    workers' answer is the one that matters. When every source waits, nothing is refused.
+    """
     statuses = record.get("statuses") or {}
     if not sources or not all(sid in statuses for sid in sources):
         return None
     states = [statuses[sid] for sid in sources]
-    if all(st.get("state") == "error" for st in states):
-        return str(states[0].get("reason") or "no reason given")
+    errors = [st for st in states if st.get("state") == "error"]
+    waiting = [
+        st
+        for st in states
+        if st.get("state") == "pending" and str(st.get("reason") or "").startswith("waiting for")
+    ]
+    if errors and len(errors) + len(waiting) == len(states):
+        return str(errors[0].get("reason") or "no reason given")
     return None
 
 
