@@ -211,3 +211,13 @@ def test_standing_probe_without_recent_hits_is_not_reused_and_not_removed(
         assert len(client.find_probes(REQUEST.signature, state="removed")) == 1
     finally:
         client.close()
+
+
+def test_with_q_the_progress_line_starts_a_line_of_its_own(
+    pytester: pytest.Pytester, live: HubProcess
+) -> None:
+    result = pytester.runpytest_subprocess("-q", "--runtime-probe", "--runtime-wait", "0")
+    lines = result.stdout.lines
+    progress = [line for line in lines if "runtime: waiting for production hits" in line]
+    assert progress, lines
+    assert all(line.startswith("runtime: waiting") for line in progress), lines

@@ -249,3 +249,37 @@ def test_production_code_without_the_captured_name_says_misconfigured(
         "capture 'rate': no name 'rate' at this point (on 10 of 10 production hit(s))"
         in (entry["reason"])
     )
+
+
+def test_control_characters_from_evidence_never_reach_the_terminal_raw(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_shop(pytester)
+    pytester.makepyfile(
+        test_shop=marked(
+            "shop.pricing:apply_discount",
+            "capture=['price', 'rate']",
+            body="assert apply_discount(10, 0.5) == 5",
+        )
+    )
+    evil = "\x1b[2J\x1b]0;pwned\x07\u202eevil\r"
+    states = [{"price": evil if n % 2 else 10, "rate": 0.5} for n in range(20)]
+    records = [
+        json.loads(line)
+        for line in evidence_lines(
+            "shop.pricing:apply_discount", states, capture=["price", "rate"]
+        ).splitlines()
+    ]
+    for record in records:
+        if record["record"] == "hit":  # hit and source ids are hub data printed as they are
+            record["hit"]["hit_id"] = f"\x1b[31m{record['hit']['hit_id']}\u202e"
+    pytester.path.joinpath("prod.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / "summary.md"))
+    result = pytester.runpytest_subprocess("--runtime-evidence", "prod.jsonl")
+    out = result.stdout.str()
+    assert "DIVERGED test_shop.py::test_discount" in out
+    for raw in ("\x1b", "\x07", "\u202e", "\r"):
+        assert raw not in out
+        assert raw not in pytester.path.joinpath("summary.md").read_text()
+    assert "\\x1b[2J" in out
