@@ -45,6 +45,7 @@ _POLL_SECONDS = 1.0
 _TTL_MARGIN = 120.0  # placed probes expire on the hub even if this process dies
 _MAX_TESTS_TAG = 200  # characters of the "tests" tag of a placed probe
 _MAX_PROBE_IDS = 20  # probe ids listed per verdict
+_IDLE_AFTER = 3.0  # seconds after placement before "no call reached" is said
 
 
 @dataclasses.dataclass
@@ -677,7 +678,8 @@ class RuntimeSession:
     ) -> None:
         """Poll the hub until every watched signature has its hits or ``wait`` is over."""
         options = self.options
-        deadline = time.monotonic() + wait
+        started = time.monotonic()
+        deadline = started + wait
         last_line = ""
         last_time = 0.0
         while True:
@@ -703,11 +705,42 @@ class RuntimeSession:
             )
             now = time.monotonic()
             if line.split(",")[:3] != last_line.split(",")[:3] or now - last_time > 5:
-                progress(line)
+                idle = self._idle(client, watched, counts) if now - started >= _IDLE_AFTER else ""
+                progress(line + idle)
                 last_line, last_time = line, now
             if done == len(watched) or left <= 0:
                 break
             time.sleep(min(_POLL_SECONDS, max(0.05, left)))
+
+    @staticmethod
+    def _idle(client: Any, watched: Mapping[str, list[str]], counts: Mapping[str, int]) -> str:
+        """``; no call reached X since placement`` for installed probes without a hit.
+
+        A probe sees only the calls made after it is placed: a location that no call reaches
+        while the run waits ends ``inconclusive``, and the progress line says why before that.
+        """
+        idle: list[str] = []
+        for signature, ids in sorted(watched.items()):
+            if counts.get(signature, 0):
+                continue
+            installed = 0
+            location = ""
+            for probe_id in ids:
+                record = client.probe(probe_id)
+                location = str((record.get("probe") or {}).get("location") or location)
+                statuses = record.get("statuses") or {}
+                if isinstance(statuses, Mapping):
+                    installed += sum(
+                        1
+                        for st in statuses.values()
+                        if isinstance(st, Mapping) and st.get("state") == "installed"
+                    )
+            if installed:
+                idle.append(f"{location} (installed on {installed} source(s))")
+        if not idle:
+            return ""
+        more = f" and {len(idle) - 2} more" if len(idle) > 2 else ""
+        return f"; no call reached {', '.join(idle[:2])}{more} since placement"
 
     def _read_statuses(
         self,
@@ -731,9 +764,23 @@ class RuntimeSession:
                     self.statuses.setdefault(signature, []).extend(
                         s for s in statuses.values() if isinstance(s, Mapping)
                     )
-                notes, pending_masters = _status_notes(locations.get(signature, signature), record)
+                location = locations.get(signature, signature)
+                notes, pending_masters = _status_notes(location, record)
                 self.notes.extend(notes)
                 masters |= pending_masters
+                states = (
+                    [st for st in statuses.values() if isinstance(st, Mapping)]
+                    if isinstance(statuses, Mapping)
+                    else []
+                )
+                installed = sum(1 for st in states if st.get("state") == "installed")
+                fired = sum(int(st.get("hits") or 0) for st in states)
+                if installed and not fired and not record.get("hit_count"):
+                    self.notes.append(
+                        f"{location}: no call reached it while probe {probe_id} was placed "
+                        f"(installed on {installed} source(s)); a probe sees only calls made "
+                        "after it is placed: keep traffic flowing while the check runs"
+                    )
         if masters:
             self.header.append(
                 f"runtime: {len(masters)} source(s) never imported the probed module(s) while "

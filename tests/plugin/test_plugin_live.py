@@ -221,3 +221,57 @@ def test_with_q_the_progress_line_starts_a_line_of_its_own(
     progress = [line for line in lines if "runtime: waiting for production hits" in line]
     assert progress, lines
     assert all(line.startswith("runtime: waiting") for line in progress), lines
+
+
+def test_a_location_no_call_reaches_is_said_while_waiting_and_after(
+    pytester: pytest.Pytester, live: HubProcess
+) -> None:
+    # A real sensor in a process that imports the function and never calls it.
+    pytester.path.joinpath("idle.py").write_text(
+        "import os, time\nimport shop.pricing\n"
+        "while not os.path.exists('stop'):\n    time.sleep(0.05)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    env |= {
+        "SENSOR_HUB_URL": live.url,
+        "SENSOR_TOKEN": live.sensor_token,
+        "SENSOR_SERVICE": "shop",
+        "SENSOR_POLL_WAIT": "1",
+        "SENSOR_HEARTBEAT_INTERVAL": "0.5",
+        "PYTHONPATH": str(pytester.path),
+    }
+    service = subprocess.Popen(
+        [sys.executable, "-m", "sensor", "run", "--", sys.executable, "idle.py"],
+        cwd=pytester.path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = HubClient(live.url, CLIENT_TOKEN)
+        deadline = time.monotonic() + 30
+        while not client.sources(service="shop") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        client.close()
+        result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "8")
+    finally:
+        pytester.path.joinpath("stop").touch()
+        try:
+            service.wait(20)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait(10)
+    result.stdout.fnmatch_lines(
+        [
+            "runtime: waiting for production hits: 0/1 probes complete*; no call reached "
+            "shop.pricing:apply_discount@return (installed on 1 source(s)) since placement",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "INCONCLUSIVE test_shop.py::test_discount*",
+            "shop.pricing:apply_discount@return: no call reached it while probe * was placed "
+            "(installed on 1 source(s)); a probe sees only calls made after it is placed: keep "
+            "traffic flowing while the check runs",
+        ]
+    )
