@@ -133,7 +133,9 @@ def _code_of(probe: Probe) -> CodeType | None:
                 return None
             return find_code_for_line(module, filename, location.line)
         return resolve_qualname(module, location.qualname or "")
-    except (NotFound, Exception):
+    except NotFound:
+        return None
+    except Exception:  # a module namespace that cannot be walked: no static check
         return None
 
 

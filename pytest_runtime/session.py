@@ -985,7 +985,7 @@ class RuntimeSession:
 
     def report_notes(self) -> list[str]:
         """The header lines, then the notes: what the reports say about the run as a whole."""
-        return [*self.header, *self.notes]
+        return [*self.options.deprecations, *self.header, *self.notes]
 
     def write_reports(self) -> None:
         """Write the JSON report and the JUnit verdicts (the record file is written at fetch)."""
