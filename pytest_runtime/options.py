@@ -47,14 +47,15 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="URL",
         default=None,
         help=f"hub URL (default: ${ENV_HUB}, then ini runtime_hub); "
-        f"the token is read from ${ENV_TOKEN}",
+        f"the client token is read from ${ENV_TOKEN}, as python -m sensor does",
     )
     group.addoption(
         "--runtime-service",
         metavar="NAME",
         default=None,
         help="service whose sources receive the probes when a marker names none "
-        "(default: ini runtime_service; none: every live source)",
+        "(default: ini runtime_service, else the hub's only live service; required when the "
+        "hub has several)",
     )
     group.addoption(
         "--runtime-wait",
