@@ -3,6 +3,13 @@
 Imported only when ``--runtime-probe`` is given: it pulls in ``requests``. Every failure is
 one of the :class:`~pytest_runtime.errors.HubClientError` classes, with a message that names
 the hub, the request and what came back.
+
+A hub hiccup must not cost a CI job its report, so requests are retried with exponential
+backoff through urllib3's ``Retry`` (connection errors, read errors, 429, 502, 503 and 504,
+honouring ``Retry-After``). Every request the plugin sends is safe to repeat: reads, removals
+(a second ``DELETE`` answers 404, which is success here) and placements, because the plugin
+chooses the probe id: a retried ``POST /v1/probes`` that meets ``409 probe_exists`` finds the
+probe of the first attempt and checks that it is the same probe (:meth:`HubClient.place`).
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from pytest_runtime.errors import (
     HubAuthError,
@@ -19,19 +28,73 @@ from pytest_runtime.errors import (
 )
 from pytest_runtime.evidence import Evidence, parse_lines
 
-__all__ = ["HubClient"]
+__all__ = ["DEFAULT_RETRIES", "RETRY_STATUSES", "HubClient", "RetryPolicy"]
+
+#: Answers that mean "try again later": rate limited, or a proxy/hub that is restarting.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Retries per request after the first attempt (backoff 0.5, 1, 2, 4 s: about 7.5 s in all).
+DEFAULT_RETRIES = 4
+_BACKOFF_FACTOR = 0.5
+_BACKOFF_MAX = 4.0
+_RETRY_AFTER_MAX = 10.0  # a hub asking for minutes would stall the whole CI job
+
+
+class RetryPolicy(Retry):
+    """urllib3's ``Retry`` with the backoff and ``Retry-After`` capped.
+
+    The caps are applied by overriding the two computations rather than through keyword
+    arguments, which older urllib3 releases (still allowed by ``requests``) do not accept.
+    """
+
+    def get_backoff_time(self) -> float:
+        return min(float(super().get_backoff_time()), _BACKOFF_MAX)
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        return min(float(super().parse_retry_after(retry_after)), _RETRY_AFTER_MAX)
+
+
+def _retry(retries: int) -> RetryPolicy:
+    return RetryPolicy(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        other=0,
+        redirect=0,
+        backoff_factor=_BACKOFF_FACTOR,
+        status_forcelist=RETRY_STATUSES,
+        # POST is listed because the only POST sent is a placement with a client-chosen id,
+        # made idempotent by HubClient.place (see the module docstring).
+        allowed_methods=frozenset({"GET", "HEAD", "DELETE", "PUT", "POST"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,  # the last answer comes back and is reported with its body
+        raise_on_redirect=False,
+    )
 
 
 class HubClient:
     """The client-scope verbs the plugin needs: sources, probes, evidence."""
 
-    def __init__(self, url: str, token: str | None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = 10.0,
+        retries: int = DEFAULT_RETRIES,
+        token_variable: str = "SENSOR_CLIENT_TOKEN",
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.retries = retries
+        self.token_variable = token_variable
         self._session = requests.Session()
         self._session.headers["User-Agent"] = "pytest-runtime"
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
+        adapter = HTTPAdapter(max_retries=_retry(retries))
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
 
     def close(self) -> None:
         self._session.close()
@@ -52,25 +115,30 @@ class HubClient:
         except requests.Timeout as exc:
             raise HubUnreachableError(
                 f"hub {self.url} did not answer {method} {path} within {self.timeout:g}s"
+                f"{self._tries()}"
             ) from exc
         except requests.RequestException as exc:
             raise HubUnreachableError(
-                f"hub {self.url} cannot be reached ({type(exc).__name__}); "
+                f"hub {self.url} cannot be reached ({type(exc).__name__}{self._tries()}); "
                 "check --runtime-hub and that the hub is running"
             ) from exc
         if response.status_code in (401, 403):
             raise HubAuthError(
                 f"hub {self.url} refused {method} {path} with {response.status_code}: "
-                f"{_error_message(response)}; set PYTEST_RUNTIME_TOKEN to a token with the "
+                f"{_error_message(response)}; set {self.token_variable} to a token with the "
                 "client scope"
             )
         if response.status_code >= 400:
+            again = self._tries() if response.status_code in RETRY_STATUSES else ""
             raise HubRequestError(
-                f"{what} failed with {response.status_code}: {_error_message(response)}",
+                f"{what} failed with {response.status_code}{again}: {_error_message(response)}",
                 status=response.status_code,
                 code=_error_code(response),
             )
         return response
+
+    def _tries(self) -> str:
+        return f", after {self.retries + 1} attempts" if self.retries else ""
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)
@@ -120,8 +188,27 @@ class HubClient:
     def place(
         self, probe: Mapping[str, Any], selector: Mapping[str, Any], ttl: float
     ) -> dict[str, Any]:
+        """Place a probe; safe to retry, since the probe's id is ours.
+
+        When a retried request meets ``409 probe_exists``, the first attempt reached the hub
+        and only its answer was lost: the stored probe is returned if it is the one sent
+        (same signature and selector); any other probe with that id is a real conflict.
+        """
         body = {"probe": dict(probe), "selector": dict(selector), "ttl": ttl}
-        data = self._json("POST", "/v1/probes", body=body)
+        try:
+            data = self._json("POST", "/v1/probes", body=body)
+        except HubRequestError as exc:
+            probe_id = probe.get("id")
+            if exc.status != 409 or exc.code != "probe_exists" or not probe_id:
+                raise
+            record = self.probe(str(probe_id))
+            if (
+                record.get("probe", {}).get("id") != probe_id
+                or dict(record.get("selector") or {}) != dict(selector)
+                or not _same_probe(record.get("probe"), probe)
+            ):
+                raise
+            return record
         return dict(_field(data, "probe", "POST /v1/probes"))
 
     def remove(self, probe_id: str) -> None:
@@ -148,6 +235,14 @@ class HubClient:
         response = self._send("GET", "/v1/evidence", params=params)
         name = f"hub {self.url} evidence for signature {signature}"
         return parse_lines(response.text.splitlines(), name)
+
+
+def _same_probe(stored: Any, sent: Mapping[str, Any]) -> bool:
+    """True when the hub's stored probe observes what ``sent`` asks (the hub adds an expiry)."""
+    if not isinstance(stored, Mapping):
+        return False
+    keys = ("kind", "location", "capture", "condition", "expect", "template")
+    return all(stored.get(key) == sent.get(key) for key in keys)
 
 
 def _field(data: Any, name: str, what: str) -> Any:

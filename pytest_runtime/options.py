@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
-import time
 from typing import TYPE_CHECKING
 
 from pytest_runtime.errors import OptionError
@@ -27,7 +25,11 @@ DEFAULT_WAIT = 30.0
 DEFAULT_MIN_HITS = 5
 DEFAULT_SINCE = "1h"
 ENV_HUB = "PYTEST_RUNTIME_HUB"
-ENV_TOKEN = "PYTEST_RUNTIME_TOKEN"  # never an option: a token on a command line leaks into `ps`
+#: The client token, one name for the plugin and the CLI (``python -m sensor``). Never an
+#: option: a token on a command line leaks into ``ps``.
+ENV_TOKEN = "SENSOR_CLIENT_TOKEN"
+#: The plugin's former name for it: still read, with a deprecation note.
+ENV_TOKEN_OLD = "PYTEST_RUNTIME_TOKEN"
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -45,14 +47,15 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="URL",
         default=None,
         help=f"hub URL (default: ${ENV_HUB}, then ini runtime_hub); "
-        f"the token is read from ${ENV_TOKEN}",
+        f"the client token is read from ${ENV_TOKEN}, as python -m sensor does",
     )
     group.addoption(
         "--runtime-service",
         metavar="NAME",
         default=None,
         help="service whose sources receive the probes when a marker names none "
-        "(default: ini runtime_service; none: every live source)",
+        "(default: ini runtime_service, else the hub's only live service; required when the "
+        "hub has several)",
     )
     group.addoption(
         "--runtime-wait",
@@ -167,6 +170,7 @@ class RuntimeOptions:
     probe: bool = False
     hub: str | None = None
     token: str | None = None
+    token_variable: str = ENV_TOKEN  #: the environment variable the token came from
     service: str | None = None
     wait: float = DEFAULT_WAIT
     min_hits: int = DEFAULT_MIN_HITS
@@ -178,6 +182,16 @@ class RuntimeOptions:
     report_json: str | None = None
     baseline: str | None = None
     write_baseline: bool = False
+
+    @property
+    def deprecations(self) -> list[str]:
+        """Notes about deprecated settings this run used."""
+        if self.token_variable == ENV_TOKEN_OLD:
+            return [
+                f"runtime: {ENV_TOKEN_OLD} is deprecated: set {ENV_TOKEN} instead (the same "
+                "client token; python -m sensor reads it too)"
+            ]
+        return []
 
     @property
     def wants_production(self) -> bool:
@@ -199,12 +213,16 @@ class RuntimeOptions:
 
         hub = opt("runtime_hub") or os.environ.get(ENV_HUB) or ini("runtime_hub") or None
         token = os.environ.get(ENV_TOKEN) or None
+        token_variable = ENV_TOKEN
+        if token is None and os.environ.get(ENV_TOKEN_OLD):
+            token, token_variable = os.environ[ENV_TOKEN_OLD], ENV_TOKEN_OLD
         strict_opt = opt("runtime_strict")
         strict = bool(config.getini("runtime_strict")) if strict_opt is None else bool(strict_opt)
         options = cls(
             probe=bool(opt("runtime_probe")),
             hub=hub.rstrip("/") if hub else None,
             token=token,
+            token_variable=token_variable,
             service=opt("runtime_service") or ini("runtime_service") or None,
             wait=parse_seconds("--runtime-wait", opt("runtime_wait") or ini("runtime_wait")),
             min_hits=parse_min_hits(
@@ -273,35 +291,21 @@ def parse_min_hits(option: str, text: object, default: int = DEFAULT_MIN_HITS) -
     return value
 
 
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
 def _duration(text: str) -> float | None:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
-    if not match:
-        return None
-    value = float(match.group(1)) * _UNITS[match.group(2)]
-    return value if math.isfinite(value) else None
+    from sensor.timespec import parse_duration
+
+    return parse_duration(text)
 
 
 def parse_since(option: str, text: object, *, now: float | None = None) -> float:
-    """Epoch seconds from a duration before now (``30m``), an ISO time or epoch seconds."""
-    now = time.time() if now is None else now
-    raw = DEFAULT_SINCE if text in (None, "") else str(text).strip()
-    # A bare number above ten years of seconds is an epoch timestamp, not a duration.
-    if re.fullmatch(r"\d+(?:\.\d+)?", raw) and float(raw) > 10 * 365 * 86400:
-        return float(raw)
-    duration = _duration(raw)
-    if duration is not None:
-        return now - duration
-    import datetime  # here: pytest itself does not import it, start-up stays cheaper
+    """Epoch seconds from a duration before now (``30m``), an ISO time or epoch seconds.
 
+    The same parser as the CLI's ``hits --since`` (:mod:`sensor.timespec`).
+    """
+    from sensor.timespec import TIME_EXPECTED, parse_time
+
+    raw = DEFAULT_SINCE if text in (None, "") else str(text)
     try:
-        moment = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return parse_time(raw, now=now)
     except ValueError:
-        raise OptionError(
-            option, text, "a duration (30m, 2h, 1d), an ISO time or epoch seconds"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
+        raise OptionError(option, text, TIME_EXPECTED) from None

@@ -67,7 +67,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if options.active:
         session = _ensure_session(config)
         try:
+            # Every input is read before any test runs: a corrupt evidence file or baseline,
+            # or a hub that cannot be used, stops the run at once with one line.
             session.load_evidence_files()
+            session.load_baseline()
             session.check_hub()
         except RuntimeProbeError as exc:
             raise _usage_error(exc) from exc
@@ -132,8 +135,13 @@ def _finish(session: pytest.Session, runtime: RuntimeSession) -> None:
     reporter: Any = session.config.pluginmanager.get_plugin("terminalreporter")
 
     def progress(line: str) -> None:
-        if reporter is not None:
-            reporter.write_line(line)
+        if reporter is None:
+            return
+        # With -q the progress dots leave the line open ("..  [100%]"): start a new one.
+        writer = getattr(reporter, "_tw", None)
+        if getattr(writer, "width_of_current_line", 0):
+            reporter.write("\n")
+        reporter.write_line(_escape(line))
 
     try:
         runtime.compare_all(progress)
@@ -148,6 +156,12 @@ def _finish(session: pytest.Session, runtime: RuntimeSession) -> None:
                 entry = _StatsEntry(result)
                 reporter.stats.setdefault(f"runtime {result.verdict.verdict}", []).append(entry)
     session.testsfailed += len(runtime.failing)
+
+
+def _escape(text: str) -> str:
+    from sensor.render import escape_text
+
+    return escape_text(text)
 
 
 class _StatsEntry:
@@ -199,19 +213,23 @@ class RuntimePlugin:
 
     def __init__(self, session: RuntimeSession) -> None:
         self.session = session
+        self.header_shown = 0  #: header lines already printed at the start of the run
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
         from pytest_runtime.errors import RuntimeProbeError
 
+        failure: str | None = None
         try:
             self.session.arm_markers(item)
         except RuntimeProbeError as exc:
             _end_test(self.session, item, "failed", raise_violation=False)
-            pytest.fail(f"{item.nodeid}: {exc}", pytrace=False)
+            failure = f"{item.nodeid}: {exc}"
         except BaseException:
             _end_test(self.session, item, "failed", raise_violation=False)
             raise
+        if failure is not None:
+            pytest.fail(failure, pytrace=False)  # outside the except: no chained traceback
         try:
             result = yield
         except BaseException:
@@ -221,6 +239,17 @@ class RuntimePlugin:
             raise
         _end_test(self.session, item, "passed", raise_violation=True)
         return result
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        from pytest_runtime.errors import RuntimeProbeError
+
+        try:
+            self.session.check_services(items)
+        except RuntimeProbeError as exc:
+            raise _usage_error(exc) from exc
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         from pytest_runtime.session import close_test_engine
@@ -235,32 +264,40 @@ class RuntimePlugin:
             workeroutput[WORKEROUTPUT_KEY] = self.session.worker_output()
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        options = self.session.options
-        if self.session.is_worker:
+        session = self.session
+        options = session.options
+        if session.is_worker:
             return []
-        if self.session.file_evidence is not None:
-            ev = self.session.file_evidence
-            return [
+        lines: list[str] = []
+        if session.file_evidence is not None:
+            ev = session.file_evidence
+            lines.append(
                 f"runtime: evidence from {len(options.evidence)} path(s): "
                 f"{len(ev.hits)} probe signature(s), {ev.hit_count} hit(s)"
-            ]
-        if options.probe:
-            return [f"runtime: live evidence from hub {options.hub} (wait up to {options.wait:g}s)"]
-        return []
+            )
+        elif options.probe:
+            lines.append(
+                f"runtime: live evidence from hub {options.hub} (wait up to {options.wait:g}s)"
+            )
+        lines.extend(options.deprecations)
+        lines.extend(session.header)
+        self.header_shown = len(session.header)
+        return [_escape(line) for line in lines]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         session = self.session
-        if session.is_worker or not (session.results or session.notes):
+        header = session.header[self.header_shown :]
+        if session.is_worker or not (session.results or session.notes or header):
             return
         tr = terminalreporter
-        if session.results:
+        if session.results or header:
             from pytest_runtime.reporting import terminal
 
-            terminal.write_summary(tr, session.results)
+            terminal.write_summary(tr, session.results, header=header)
         if session.notes:
             tr.write_sep("-", "runtime notes")
             for note in session.notes:
-                tr.write_line(note)
+                tr.write_line(_escape(note))
         if session.failing:
             tr.write_line(
                 f"runtime: {len(session.failing)} probe verdict(s) fail this run "

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from pytest_runtime.errors import RuntimeProbeError
+from pytest_runtime.errors import MarkerError, RuntimeProbeError
 from pytest_runtime.evidence import Evidence
 from pytest_runtime.markers import ProbeRequest, requests_for_item
 from pytest_runtime.options import RuntimeOptions
@@ -40,8 +40,12 @@ __all__ = [
 #: Test-time hits kept per probe and test; more are counted, not stored (bounded memory).
 TEST_MAX_HITS = 10_000
 WORKEROUTPUT_KEY = "pytest_runtime"
+_MARKER_KEYWORD = "runtime_probe"
 _POLL_SECONDS = 1.0
 _TTL_MARGIN = 120.0  # placed probes expire on the hub even if this process dies
+_MAX_TESTS_TAG = 200  # characters of the "tests" tag of a placed probe
+_MAX_PROBE_IDS = 20  # probe ids listed per verdict
+_IDLE_AFTER = 3.0  # seconds after placement before "no call reached" is said
 
 
 @dataclasses.dataclass
@@ -182,6 +186,7 @@ def _violations(armed: ArmedProbe) -> str | None:
 
 
 _engine: Any = None
+_ERROR_LOG: Any = None  # checks.ErrorLog on the engine's logger, while a test engine exists
 
 
 def testtime_engine() -> Any:
@@ -192,20 +197,31 @@ def testtime_engine() -> Any:
     hit cost 14 ms). Test time must see every state, so this engine has no CPU budget; the
     capture limits still bound each hit, and TEST_MAX_HITS bounds the count.
     """
-    global _engine
+    global _engine, _ERROR_LOG
     if _engine is None:
+        import logging
+
+        from pytest_runtime.checks import ErrorLog
         from sensor.engine import Engine
 
         _engine = Engine(cpu_budget=1.0, sink_size=0)
+        if _ERROR_LOG is None:
+            _ERROR_LOG = ErrorLog()
+            logging.getLogger("sensor.engine").addHandler(_ERROR_LOG)
     return _engine
 
 
 def close_test_engine() -> None:
     """Remove every test-time probe and restore all code (end of the session)."""
-    global _engine
+    global _engine, _ERROR_LOG
     if _engine is not None:
         engine, _engine = _engine, None
         engine.close()
+    if _ERROR_LOG is not None:
+        import logging
+
+        logging.getLogger("sensor.engine").removeHandler(_ERROR_LOG)
+        _ERROR_LOG = None
 
 
 def _expect_names(probe: Probe) -> tuple[str, ...]:
@@ -235,8 +251,11 @@ def _test_probe(probe: Probe, extra: tuple[str, ...]) -> Probe:
     return probe.with_changes(id=f"test-{uuid.uuid4().hex[:20]}", limits=limits, capture=capture)
 
 
-def _production_probe(probe: Probe) -> Probe:
-    return probe.with_changes(id=uuid.uuid4().hex, created_at=time.time())
+def _production_probe(probe: Probe, *, tests: str | None = None) -> Probe:
+    tags = dict(probe.tags)
+    if tests:
+        tags["tests"] = tests
+    return probe.with_changes(id=uuid.uuid4().hex, created_at=time.time(), tags=tags)
 
 
 def apply_serializers(
@@ -279,12 +298,26 @@ class RuntimeSession:
         self.records: list[TestRecord] = []
         self.results: list[ProbeResult] = []
         self.notes: list[str] = []  #: shown in the terminal summary
+        #: said once at the top of the runtime report (terminal section, JSON ``notes``)
+        self.header: list[str] = []
         self.file_evidence: Evidence | None = None
         self.evidence: Evidence | None = None  #: the production evidence compared
         self.failing: list[ProbeResult] = []  #: results that fail the run
         self.accepted: list[ProbeResult] = []  #: would fail, but the baseline accepts them
+        self.baseline: Any = None  #: the loaded baseline (read at start-up)
         self.compared = False
         self.is_worker = hasattr(config, "workerinput")
+        #: live services of the hub at start-up (None: not asked)
+        self.hub_services: list[str] | None = None
+        #: the service probes without one go to (the option, or the hub's only service)
+        self.default_service: str | None = options.service
+        #: hub probe ids per signature: placed, reused, or seen in the evidence
+        self.probe_ids: dict[str, list[str]] = {}
+        #: the per-source statuses of each signature's probes, read after the wait
+        self.statuses: dict[str, list[Mapping[str, Any]]] = {}
+        #: signature -> why its verdict cannot come from the comparison (hub lost, ...)
+        self.reasons: dict[str, str] = {}
+        self.hub_error: str | None = None  #: the hub failed for good during the run
         self._armed: dict[str, list[ArmedProbe]] = {}
 
     # ---------------------------------------------------------------- set-up
@@ -297,20 +330,94 @@ class RuntimeSession:
             self.file_evidence = read(self.options.evidence)
             self.notes.extend(self.file_evidence.notes)
 
+    def load_baseline(self) -> None:
+        """Read ``--runtime-baseline`` now, so a corrupt file stops the run before any test.
+
+        Found only after the whole suite ran, it cost the run its JSON report; a missing file
+        is not an error (every divergence counts, and the notes say so).
+        """
+        path = self.options.baseline
+        if not path or self.options.write_baseline or self.is_worker:
+            return
+        from pathlib import Path
+
+        if not Path(path).exists():
+            return
+        from pytest_runtime import baseline
+
+        self.baseline = baseline.load(path)
+
     def check_hub(self) -> None:
-        """Ask the hub once at start: reachable, and the token has the client scope."""
-        if self.options.probe and not self.is_worker:
-            client = self._client()
+        """Ask the hub once at start: reachable, the token has the client scope, which services.
+
+        With no service named (option or ini) and one live service on the hub, probes without
+        a ``service=`` go to that service, and the header says so; with several, every probe
+        must name one (:meth:`service_problem`), since placing it on every source would probe
+        unrelated services.
+        """
+        if not self.options.probe or self.is_worker:
+            return
+        client = self._client()
+        try:
+            client.health()
+            sources = client.sources()
+        finally:
+            client.close()
+        services = sorted({str(s.get("service")) for s in sources if s.get("service")})
+        self.hub_services = services
+        if self.options.service:
+            if self.options.service not in services:
+                self.header.append(
+                    f"runtime: no live source of service {self.options.service!r} on the hub "
+                    f"(live services: {', '.join(services) or 'none'})"
+                )
+        elif len(services) == 1:
+            self.default_service = services[0]
+            self.header.append(
+                f"runtime: the hub has one live service, {services[0]!r}: probes that name no "
+                "service go to its sources (--runtime-service or ini runtime_service to choose)"
+            )
+
+    def service_problem(self, request: ProbeRequest) -> str | None:
+        """Why ``request`` cannot be placed: no service named while the hub has several."""
+        if (
+            not self.options.probe
+            or request.settings.service
+            or self.default_service
+            or self.hub_services is None
+            or len(self.hub_services) < 2
+        ):
+            return None
+        return (
+            f"runtime_probe {request.location}: no service named, and the hub has "
+            f"{len(self.hub_services)} live services ({', '.join(self.hub_services)}): name one "
+            "with --runtime-service, ini runtime_service or the marker's service= (placing the "
+            "probe on every source would probe unrelated services)"
+        )
+
+    def check_services(self, items: Iterable[pytest.Item]) -> None:
+        """Raise RuntimeProbeError before any test runs when a marker needs a service named."""
+        if self.hub_services is None or len(self.hub_services) < 2 or self.default_service:
+            return
+        for item in items:
+            if _MARKER_KEYWORD not in item.keywords:
+                continue
             try:
-                client.check()
-            finally:
-                client.close()
+                requests = requests_for_item(item)
+            except RuntimeProbeError:
+                continue  # the marker's own error is reported by collection
+            for request in requests:
+                problem = self.service_problem(request)
+                if problem is not None:
+                    raise RuntimeProbeError(f"{item.nodeid}: {problem}")
 
     def _client(self) -> Any:
         from pytest_runtime.hub import HubClient
 
         assert self.options.hub is not None
-        return HubClient(self.options.hub, self.options.token)
+        return HubClient(
+            self.options.hub, self.options.token, token_variable=self.options.token_variable
+        )
 
     # ---------------------------------------------------------------- test time
 
@@ -325,6 +432,14 @@ class RuntimeSession:
             raise RuntimeProbeError(
                 f"runtime_probe {request.location}: the sensor engine is not available ({exc})"
             ) from exc
+        from pytest_runtime import checks
+
+        problem_text = self.service_problem(request)
+        if problem_text is not None:
+            raise RuntimeProbeError(problem_text)
+        # A module the test process cannot import would leave the probe pending for ever and
+        # the test passing on no evidence: import it now, and fail with the import's error.
+        checks.import_target(request.probe)
         extra = _expect_names(request.probe)
         armed = ArmedProbe(request, _test_probe(request.probe, extra), extra=extra)
         self.armed_for(item).append(armed)
@@ -332,12 +447,29 @@ class RuntimeSession:
         armed.status = status
         armed.armed = True
         if str(status.state) == "error":
-            pytest.fail(
-                f"runtime_probe {request.location}: the probe could not be armed: {status.reason}",
-                pytrace=False,
+            defined = (
+                checks.defined_here(request.probe) if "not found" in str(status.reason) else ""
             )
-        item.user_properties.append(("runtime_probe", request.location))
+            raise MarkerError(
+                "location",
+                request.location,
+                f"a location the sensor can arm; the probe could not be armed: {status.reason}"
+                + (f"; {defined}" if defined else ""),
+            )
+        problem = checks.static_problem(request.probe, request.location)
+        if problem is not None:
+            raise problem
+        if self._per_test_properties():
+            item.user_properties.append(("runtime_probe", request.location))
         return armed
+
+    def _per_test_properties(self) -> bool:
+        """Per-test JUnit properties are invalid in xunit2: write them only for xunit1."""
+        try:
+            family = str(self.config.getini("junit_family") or "xunit2")
+        except (ValueError, KeyError):
+            return True
+        return family in ("xunit1", "legacy")
 
     def arm_markers(self, item: pytest.Item) -> None:
         for request in requests_for_item(item):
@@ -354,11 +486,24 @@ class RuntimeSession:
         armed.armed = False
 
     def check(self, armed: ArmedProbe) -> str | None:
-        """Disarm, then return the test-time violation message (once per armed probe)."""
+        """Disarm, then return the test-time failure message (once per armed probe).
+
+        A misconfigured probe (a capture, condition or template that fails, a path location
+        whose module never loaded) fails the test before any expectation is looked at: its
+        hits do not show what the marker asked for.
+        """
         self.disarm(armed)
         if armed.checked:
             return None
         armed.checked = True
+        from pytest_runtime import checks
+
+        logged = _ERROR_LOG.pop(armed.local.id) if _ERROR_LOG is not None else None
+        problem = checks.runtime_problem(
+            armed.request.probe, armed.request.location, armed.hits, armed.status, logged
+        )
+        if problem is not None:
+            return str(problem)
         return _violations(armed)
 
     def end_test(self, item: pytest.Item, *, outcome: str) -> str | None:
@@ -418,7 +563,7 @@ class RuntimeSession:
         groups: dict[tuple[str, str], tuple[ProbeRequest, dict[str, Any]]] = {}
         for record in self.records:
             for request in record.requests:
-                selector = request.settings.selector(self.options.service)
+                selector = request.settings.selector(self.default_service)
                 key = (request.signature, json.dumps(selector, sort_keys=True))
                 groups.setdefault(key, (request, selector))
         return dict(sorted(groups.items()))
@@ -426,91 +571,91 @@ class RuntimeSession:
     def _min_hits(self, request: ProbeRequest) -> int:
         return request.settings.min_hits or self.options.min_hits
 
+    def _tests_of(self, signature: str) -> str:
+        """The ``tests`` tag of a placed probe: node ids of the tests that mark it (bounded).
+
+        ``python -m sensor hits <node id>`` finds the probe by it, after the run too.
+        """
+        nodeids = sorted(
+            {r.nodeid for r in self.records if any(q.signature == signature for q in r.requests)}
+        )
+        kept: list[str] = []
+        for nodeid in nodeids:
+            if len(json.dumps([*kept, nodeid])) > _MAX_TESTS_TAG:
+                break
+            kept.append(nodeid)
+        return json.dumps(kept)
+
     def fetch_from_hub(self, progress: Callable[[str], None]) -> Evidence:
-        """Place (or reuse) each probe once, wait for hits, fetch evidence, remove ours."""
+        """Place (or reuse) each probe once, wait for hits, fetch evidence, remove ours.
+
+        When the hub fails for good (its requests are already retried with backoff), the
+        signatures whose evidence did not arrive get the reason (:attr:`reasons`), and the run
+        goes on to its verdicts and reports with the evidence it has.
+        """
         from pytest_runtime.errors import HubClientError
 
         options = self.options
         groups = self._groups()
         client = self._client()
-        placed: list[str] = []
+        placed: dict[str, float] = {}  # probe id -> when the hub expires it
         watched: dict[str, list[str]] = {}  # signature -> hub probe ids to count hits of
+        self.probe_ids = watched
         wanted: dict[str, int] = {}
         waits: list[float] = [options.wait]
+        evidence = Evidence()
+        fetched: set[str] = set()
         try:
-            for (signature, _), (request, selector) in groups.items():
-                wanted[signature] = max(wanted.get(signature, 0), self._min_hits(request))
-                if request.settings.wait is not None:
-                    waits.append(request.settings.wait)
-                # A standing probe (placed by a person, an agent or another run) is reused when
-                # it has hits in the window: its evidence is ours, and placing a twin would
-                # only double the work in production.
-                standing = [
-                    str(record["id"])
-                    for record in client.find_probes(signature, state="active")
-                    if client.hits(str(record["id"]), since=options.since, limit=1)
-                ]
-                if standing:
-                    self.notes.append(
-                        f"reused standing probe(s) {', '.join(standing)} for {request.location}"
+            try:
+                for (signature, _), (request, selector) in groups.items():
+                    problem = self.service_problem(request) if "service" not in selector else None
+                    if problem is not None:
+                        self.reasons[signature] = problem
+                        self.notes.append(f"{problem}: not placed")
+                        continue
+                    wanted[signature] = max(wanted.get(signature, 0), self._min_hits(request))
+                    if request.settings.wait is not None:
+                        waits.append(request.settings.wait)
+                    # A standing probe (placed by a person, an agent or another run) is reused
+                    # when it has hits in the window: its evidence is ours, and placing a twin
+                    # would only double the work in production.
+                    standing = [
+                        str(record["id"])
+                        for record in client.find_probes(signature, state="active")
+                        if client.hits(str(record["id"]), since=options.since, limit=1)
+                    ]
+                    if standing:
+                        self.notes.append(
+                            f"reused standing probe(s) {', '.join(standing)} for {request.location}"
+                        )
+                        watched.setdefault(signature, []).extend(standing)
+                        continue
+                    live = client.sources(
+                        service=selector.get("service"), labels=selector.get("labels")
                     )
-                    watched.setdefault(signature, []).extend(standing)
-                    continue
-                live = client.sources(
-                    service=selector.get("service"), labels=selector.get("labels")
-                )
-                if not live:
-                    self.notes.append(
-                        f"no live source matches {json.dumps(selector, sort_keys=True)} for "
-                        f"{request.location}: its verdict will be inconclusive"
+                    if not live:
+                        self.notes.append(
+                            f"no live source matches {json.dumps(selector, sort_keys=True)} for "
+                            f"{request.location}: its verdict will be inconclusive"
+                        )
+                    wait = (
+                        request.settings.wait if request.settings.wait is not None else options.wait
                     )
-                wait = request.settings.wait if request.settings.wait is not None else options.wait
-                record = client.place(
-                    _production_probe(request.probe).to_dict(), selector, ttl=wait + _TTL_MARGIN
-                )
-                placed.append(str(record["id"]))
-                watched.setdefault(signature, []).append(str(record["id"]))
-            deadline = time.monotonic() + max(waits)
-            last_line = ""
-            last_time = 0.0
-            while True:
-                counts: dict[str, int] = {}
-                sources: set[str] = set()
-                for signature, ids in watched.items():
-                    total = 0
-                    for probe_id in ids:
-                        hits = client.hits(probe_id, since=options.since, limit=wanted[signature])
-                        total += len(hits)
-                        for hit in hits:
-                            source = hit.get("source") or {}
-                            if isinstance(source, dict) and source.get("id"):
-                                sources.add(str(source["id"]))
-                    counts[signature] = total
-                left = deadline - time.monotonic()
-                done = sum(1 for s, n in counts.items() if n >= wanted[s])
-                line = (
-                    f"runtime: waiting for production hits: {done}/{len(watched)} probes "
-                    f"complete, {len(sources)} source(s), "
-                    f"hits {sum(min(n, wanted[s]) for s, n in counts.items())}/"
-                    f"{sum(wanted.values())}, {max(0, left):.0f}s left"
-                )
-                now = time.monotonic()
-                if line.split(",")[:3] != last_line.split(",")[:3] or now - last_time > 5:
-                    progress(line)
-                    last_line, last_time = line, now
-                if done == len(watched) or left <= 0:
-                    break
-                time.sleep(min(_POLL_SECONDS, max(0.05, left)))
-            locations = {sig: req.location for (sig, _), (req, _) in groups.items()}
-            for signature, ids in sorted(watched.items()):
-                for probe_id in ids:
-                    self.notes.extend(
-                        _status_notes(locations.get(signature, signature), client.probe(probe_id))
+                    probe = _production_probe(request.probe, tests=self._tests_of(signature))
+                    record = client.place(probe.to_dict(), selector, ttl=wait + _TTL_MARGIN)
+                    placed[str(record["id"])] = float(
+                        record.get("expires_at") or time.time() + wait + _TTL_MARGIN
                     )
-            evidence = Evidence()
-            for signature in watched:
-                evidence.merge(client.evidence(signature, since=options.since))
-            self.notes.extend(evidence.notes)
+                    watched.setdefault(signature, []).append(str(record["id"]))
+                self._wait_for_hits(client, watched, wanted, max(waits), progress)
+                self._read_statuses(client, groups, watched)
+                for signature in watched:
+                    evidence.merge(client.evidence(signature, since=options.since))
+                    fetched.add(signature)
+                self.notes.extend(evidence.notes)
+            except HubClientError as exc:
+                lost = {signature for (signature, _) in groups} - fetched
+                self._hub_lost(exc, lost)
             return evidence
         except BaseException:
             # Ctrl-C can land inside the HTTP client's connection pool and leave it locked, so
@@ -519,13 +664,165 @@ class RuntimeSession:
             raise
         finally:
             # Also on Ctrl-C and errors: a placed probe must not outlive the run (the TTL is
-            # the second line of defence if this process is killed).
-            for probe_id in placed:
-                try:
-                    client.remove(probe_id)
-                except HubClientError as exc:
-                    self.notes.append(f"could not remove probe {probe_id} from the hub: {exc}")
+            # the second line of defence if this process is killed or the hub is gone).
+            self._remove_placed(client, placed)
             client.close()
+
+    def _wait_for_hits(
+        self,
+        client: Any,
+        watched: Mapping[str, list[str]],
+        wanted: Mapping[str, int],
+        wait: float,
+        progress: Callable[[str], None],
+    ) -> None:
+        """Poll the hub until every watched signature has its hits or ``wait`` is over."""
+        options = self.options
+        started = time.monotonic()
+        deadline = started + wait
+        last_line = ""
+        last_time = 0.0
+        while True:
+            counts: dict[str, int] = {}
+            sources: set[str] = set()
+            for signature, ids in watched.items():
+                total = 0
+                for probe_id in ids:
+                    hits = client.hits(probe_id, since=options.since, limit=wanted[signature])
+                    total += len(hits)
+                    for hit in hits:
+                        source = hit.get("source") or {}
+                        if isinstance(source, dict) and source.get("id"):
+                            sources.add(str(source["id"]))
+                counts[signature] = total
+            left = deadline - time.monotonic()
+            done = sum(1 for s, n in counts.items() if n >= wanted[s])
+            line = (
+                f"runtime: waiting for production hits: {done}/{len(watched)} probes "
+                f"complete, {len(sources)} source(s), "
+                f"hits {sum(min(n, wanted[s]) for s, n in counts.items())}/"
+                f"{sum(wanted.values())}, {max(0, left):.0f}s left"
+            )
+            now = time.monotonic()
+            if line.split(",")[:3] != last_line.split(",")[:3] or now - last_time > 5:
+                idle = self._idle(client, watched, counts) if now - started >= _IDLE_AFTER else ""
+                progress(line + idle)
+                last_line, last_time = line, now
+            if done == len(watched) or left <= 0:
+                break
+            time.sleep(min(_POLL_SECONDS, max(0.05, left)))
+
+    @staticmethod
+    def _idle(client: Any, watched: Mapping[str, list[str]], counts: Mapping[str, int]) -> str:
+        """``; no call reached X since placement`` for installed probes without a hit.
+
+        A probe sees only the calls made after it is placed: a location that no call reaches
+        while the run waits ends ``inconclusive``, and the progress line says why before that.
+        """
+        idle: list[str] = []
+        for signature, ids in sorted(watched.items()):
+            if counts.get(signature, 0):
+                continue
+            installed = 0
+            location = ""
+            for probe_id in ids:
+                record = client.probe(probe_id)
+                location = str((record.get("probe") or {}).get("location") or location)
+                statuses = record.get("statuses") or {}
+                if isinstance(statuses, Mapping):
+                    installed += sum(
+                        1
+                        for st in statuses.values()
+                        if isinstance(st, Mapping) and st.get("state") == "installed"
+                    )
+            if installed:
+                idle.append(f"{location} (installed on {installed} source(s))")
+        if not idle:
+            return ""
+        more = f" and {len(idle) - 2} more" if len(idle) > 2 else ""
+        return f"; no call reached {', '.join(idle[:2])}{more} since placement"
+
+    def _read_statuses(
+        self,
+        client: Any,
+        groups: Mapping[tuple[str, str], tuple[ProbeRequest, dict[str, Any]]],
+        watched: Mapping[str, list[str]],
+    ) -> None:
+        """Keep each probe's per-source statuses, and note why some sources saw no hits.
+
+        Sources that never imported the probed module while others of the run did are a
+        pre-fork server's master (gunicorn without ``--preload``): expected on every such run,
+        so it is said once in the report header, not once per probe.
+        """
+        locations = {sig: req.location for (sig, _), (req, _) in groups.items()}
+        masters: set[str] = set()
+        for signature, ids in sorted(watched.items()):
+            for probe_id in ids:
+                record = client.probe(probe_id)
+                statuses = record.get("statuses") or {}
+                if isinstance(statuses, Mapping):
+                    self.statuses.setdefault(signature, []).extend(
+                        s for s in statuses.values() if isinstance(s, Mapping)
+                    )
+                location = locations.get(signature, signature)
+                notes, pending_masters = _status_notes(location, record)
+                self.notes.extend(notes)
+                masters |= pending_masters
+                states = (
+                    [st for st in statuses.values() if isinstance(st, Mapping)]
+                    if isinstance(statuses, Mapping)
+                    else []
+                )
+                installed = sum(1 for st in states if st.get("state") == "installed")
+                fired = sum(int(st.get("hits") or 0) for st in states)
+                if installed and not fired and not record.get("hit_count"):
+                    self.notes.append(
+                        f"{location}: no call reached it while probe {probe_id} was placed "
+                        f"(installed on {installed} source(s)); a probe sees only calls made "
+                        "after it is placed: keep traffic flowing while the check runs"
+                    )
+        if masters:
+            self.header.append(
+                f"runtime: {len(masters)} source(s) never imported the probed module(s) while "
+                "other sources did; their probes stayed pending (expected: a pre-fork server's "
+                "master process, such as gunicorn without --preload, never imports the "
+                "application)"
+            )
+
+    def _hub_lost(self, exc: Exception, signatures: Iterable[str]) -> None:
+        """The hub failed for good: the verdicts left without evidence say why."""
+        self.hub_error = f"the hub {self.options.hub} failed during the run: {exc}"
+        for signature in signatures:
+            self.reasons.setdefault(
+                signature,
+                f"{self.hub_error}; no production evidence was read for this probe",
+            )
+
+    def _remove_placed(self, client: Any, placed: Mapping[str, float]) -> None:
+        """Remove every probe this run placed; once the hub is unreachable, stop trying."""
+        from pytest_runtime.errors import HubClientError, HubRequestError
+
+        left: list[str] = []
+        for probe_id in placed:
+            if left:
+                left.append(probe_id)
+                continue
+            try:
+                client.remove(probe_id)
+            except HubRequestError as exc:
+                if exc.status is not None and exc.status < 500 and exc.status != 429:
+                    self.notes.append(f"could not remove probe {probe_id} from the hub: {exc}")
+                else:
+                    left.append(probe_id)
+            except HubClientError:
+                left.append(probe_id)
+        if left:
+            latest = max(placed[probe_id] for probe_id in left)
+            self.notes.append(
+                f"could not remove {len(left)} placed probe(s) from the hub "
+                f"({', '.join(left)}): the hub is unreachable; it removes them when their TTL "
+                f"ends, by {time.strftime('%H:%M:%S', time.localtime(latest))} at the latest"
+            )
 
     def production_evidence(self, progress: Callable[[str], None]) -> Evidence | None:
         if self.file_evidence is not None:
@@ -536,7 +833,8 @@ class RuntimeSession:
                 from pytest_runtime.evidence import write
 
                 written = write(self.options.record, evidence, generator="pytest-runtime record")
-                self.notes.append(f"recorded {written} hit(s) to {self.options.record}")
+                partial = " (partial: the hub failed during the run)" if self.hub_error else ""
+                self.notes.append(f"recorded {written} hit(s) to {self.options.record}{partial}")
             return evidence
         return None
 
@@ -553,7 +851,9 @@ class RuntimeSession:
         if evidence is None:
             return
         self.evidence = evidence
-        from pytest_runtime.compare import CompareSettings, ProbeResult, compare
+        from pytest_runtime import checks
+        from pytest_runtime.compare import CompareSettings, compare
+        from pytest_runtime.reporting._common import RunResult
 
         hook = self.config.hook
         serializers: dict[str, Callable[[dict[str, Any]], Any]] = {}
@@ -570,7 +870,7 @@ class RuntimeSession:
         if self.file_evidence is not None and not self.options.since_given:
             since = None
         prod_cache: dict[str, list[dict[str, Any]]] = {}
-        results = []
+        results: list[ProbeResult] = []
         for record in sorted(self.records, key=lambda r: r.nodeid):
             for request in sorted(record.requests, key=lambda r: r.location):
                 signature = request.signature
@@ -593,28 +893,75 @@ class RuntimeSession:
                 verdict = compare(
                     test_hits, prod_cache[signature], probe=request.probe, settings=settings
                 )
+                reason = self.reasons.get(signature)
+                if reason is not None:
+                    # No evidence could be read (hub lost, no service named): say why.
+                    verdict = dataclasses.replace(verdict, verdict="inconclusive", hint=reason)
+                else:
+                    reason = checks.production_problem(
+                        prod_cache[signature], self.statuses.get(signature, ())
+                    )
+                    if reason is not None and verdict.verdict == "ok":
+                        # The probe could not see what it was asked to see: never "ok".
+                        verdict = dataclasses.replace(verdict, verdict="inconclusive", hint=reason)
                 results.append(
-                    ProbeResult(
+                    RunResult(
                         nodeid=record.nodeid,
                         test_file=record.file,
                         test_line=record.line,
                         location=request.location,
                         signature=signature,
                         verdict=verdict,
+                        probe_ids=self._probe_ids_of(signature, prod_cache[signature]),
+                        reason=reason,
                     )
                 )
-        self.results = results
         self.failing = [r for r in results if r.verdict.fails]
+        self.results = results
         self._apply_baseline()
-        for result in results:
+        if self.failing or self.accepted:
+            failing = {_result_key(r) for r in self.failing}
+            accepted = {_result_key(r) for r in self.accepted}
+            self.results = [
+                dataclasses.replace(
+                    r, fails=_result_key(r) in failing, accepted=_result_key(r) in accepted
+                )
+                if isinstance(r, RunResult)
+                else r
+                for r in self.results
+            ]
+            by_key = {_result_key(r): r for r in self.results}
+            self.failing = [by_key[_result_key(r)] for r in self.failing]
+            self.accepted = [by_key[_result_key(r)] for r in self.accepted]
+        else:
+            self.results = [
+                dataclasses.replace(r, fails=False) if isinstance(r, RunResult) else r
+                for r in self.results
+            ]
+        if self.hub_error:
+            lost = sum(1 for r in self.results if r.signature in self.reasons)
+            self.header.append(
+                f"runtime: {self.hub_error}; {lost} verdict(s) are inconclusive for it; every "
+                "report was written with the evidence read before"
+            )
+        for result in self.results:
             hook.pytest_runtime_verdict(config=self.config, result=result)
+
+    def _probe_ids_of(self, signature: str, hits: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+        """The hub probes behind a verdict: placed or reused by this run, or named by its hits."""
+        ids = set(self.probe_ids.get(signature, ()))
+        for hit in hits:
+            probe_id = hit.get("probe_id")
+            if isinstance(probe_id, str) and probe_id:
+                ids.add(probe_id)
+                if len(ids) >= _MAX_PROBE_IDS:
+                    break
+        return tuple(sorted(ids))
 
     def _apply_baseline(self) -> None:
         path = self.options.baseline
         if not path:
             return
-        from pathlib import Path
-
         from pytest_runtime import baseline
 
         if self.options.write_baseline:
@@ -622,10 +969,10 @@ class RuntimeSession:
             self.notes.append(f"wrote the baseline {path} ({len(self.results)} result(s))")
             self.accepted, self.failing = self.failing, []
             return
-        if not Path(path).exists():
+        if self.baseline is None:
             self.notes.append(f"no baseline at {path}: every divergence counts")
             return
-        fresh = baseline.new_divergences(self.results, baseline.load(path))
+        fresh = baseline.new_divergences(self.results, self.baseline)
         fresh_keys = {_result_key(item) for item in fresh}
         self.accepted = [r for r in self.failing if _result_key(r) not in fresh_keys]
         self.failing = [r for r in self.failing if _result_key(r) in fresh_keys]
@@ -636,18 +983,28 @@ class RuntimeSession:
 
     # ---------------------------------------------------------------- reports
 
+    def report_notes(self) -> list[str]:
+        """The header lines, then the notes: what the reports say about the run as a whole."""
+        return [*self.options.deprecations, *self.header, *self.notes]
+
     def write_reports(self) -> None:
+        """Write the JSON report and the JUnit verdicts (the record file is written at fetch)."""
         if self.is_worker:
             return
         if self.options.report_json:
             from pytest_runtime.reporting import jsonreport
 
-            jsonreport.write(self.options.report_json, self.results)
-        self._junit_properties()
+            jsonreport.write(self.options.report_json, self.results, notes=self.report_notes())
+        self._junit()
 
-    def _junit_properties(self) -> None:
-        # Per-test properties are written when each test ends, before any verdict exists, so
-        # verdicts go into the test suite's properties (these also work under xdist).
+    def _junit(self) -> None:
+        """Verdicts into the JUnit XML: suite properties, and a failing test case per failure.
+
+        Per-test properties are written when each test ends, before any verdict exists, so
+        verdicts go into the test suite's properties (these also work under xdist); a verdict
+        that fails the run also gets a test case of its own with a ``<failure>``, so that CI
+        test views show a red test, not only a red job.
+        """
         from _pytest.junitxml import xml_key
 
         xml = self.config.stash.get(xml_key, None)
@@ -658,6 +1015,11 @@ class RuntimeSession:
         for result in self.results:
             for name, value in junit.properties(result):
                 xml.add_global_property(f"{result.nodeid}::{name}", value)
+        if not junit.add_failures(xml, self.failing):
+            self.notes.append(
+                "the JUnit XML has the verdicts as suite properties only: this pytest's "
+                "junitxml does not take extra test cases"
+            )
 
     def github_output(self) -> tuple[list[str], str | None]:
         """Workflow commands and the job summary markdown, when running on GitHub Actions."""
@@ -665,47 +1027,50 @@ class RuntimeSession:
 
         # cast: the module's `annotations` function shadows the __future__ feature for mypy
         gh = cast(Any, github)
-        return list(gh.annotations(self.results)), gh.job_summary(self.results)
+        return list(gh.annotations(self.results)), gh.job_summary(
+            self.results, notes=self.report_notes()
+        )
 
 
-def _status_notes(location: str, record: Mapping[str, Any]) -> list[str]:
+def _status_notes(location: str, record: Mapping[str, Any]) -> tuple[list[str], set[str]]:
     """Why a production probe saw fewer hits than it could: the sensors' own statuses.
 
     A probe that is in error (target not found, source mismatch, denied) or was disabled by a
     guard (CPU budget, max hits, expiry) on some sources explains an ``inconclusive`` verdict
     better than the hit count alone; the reasons are grouped so that a fleet stays one line.
+
+    Returns the notes and the ids of the sources that wait for the module while others have
+    the probe installed: a pre-fork server's master, reported once for the run, not here.
     """
     statuses = record.get("statuses") or {}
     if not isinstance(statuses, Mapping):
-        return []
+        return [], set()
+    installed = sum(
+        1 for s in statuses.values() if isinstance(s, Mapping) and s.get("state") == "installed"
+    )
+    masters: set[str] = set()
     # Group by the reason with its figures blanked, so a fleet stays a line or two; show the
     # first concrete reason of each group.
     groups: dict[tuple[str, str], tuple[int, str]] = {}
-    for status in statuses.values():
+    for source_id, status in statuses.items():
         if not isinstance(status, Mapping):
             continue
         state = str(status.get("state", ""))
         if state in ("error", "disabled", "pending"):
             reason = str(status.get("reason") or "no reason given")
+            if state == "pending" and reason.startswith("waiting for module") and installed:
+                masters.add(str(source_id))
+                continue
             key = (state, re.sub(r"\d+(?:\.\d+)?", "#", reason))
             count, example = groups.get(key, (0, reason))
             groups[key] = (count + 1, example)
-    installed = sum(
-        1 for s in statuses.values() if isinstance(s, Mapping) and s.get("state") == "installed"
-    )
     notes = []
     for (state, _), (count, example) in sorted(groups.items()):
         note = f"{location}: {state} on {count} of {len(statuses)} source(s): {example}"
         if state == "pending" and example.startswith("waiting for module"):
-            # A pre-fork master (gunicorn without --preload) never imports the application:
-            # its pending state is expected once the workers have the probe.
-            note += (
-                " (expected in a process that never imports it, such as a pre-fork server's master)"
-                if installed
-                else " (no source has imported it yet: check the module name of the location)"
-            )
+            note += " (no source has imported it yet: check the module name of the location)"
         notes.append(note)
-    return notes
+    return notes, masters
 
 
 def _result_key(item: Any) -> tuple[str, str]:

@@ -1,8 +1,11 @@
 """The ``python -m sensor`` command line: run the hub, talk to it, or run a program with a sensor.
 
 Client verbs read the hub URL and token from ``--hub``/``--token`` or ``SENSOR_HUB_URL``/
-``SENSOR_TOKEN``; ``--json`` prints machine-readable output, otherwise tables. An error prints
-one line on stderr and exits 1 (2 for a usage error).
+``SENSOR_CLIENT_TOKEN`` (the pytest plugin reads the same token variable; ``SENSOR_TOKEN``, the
+services' sensor token, is still read with a deprecation note); ``--json`` prints
+machine-readable output, otherwise tables. Everything printed from hub data is escaped: a
+control character in a service's data never reaches the terminal raw. An error prints one line
+on stderr and exits 1 (2 for a usage error).
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from sensor.errors import ConfigError, HubError, ProbeSpecError, SensorError
+from sensor.errors import ConfigError, HubError, HubResponseError, ProbeSpecError, SensorError
 
 __all__ = ["main"]
 
@@ -25,10 +29,17 @@ PROG = "python -m sensor"
 # -- output --------------------------------------------------------------------------------
 
 
+def _esc(value: object) -> str:
+    from sensor.render import escape_text
+
+    return escape_text(str(value))
+
+
 def _table(rows: list[list[str]], headers: list[str], out: TextIO) -> None:
     if not rows:
         out.write("(none)\n")
         return
+    rows = [[_esc(cell) for cell in row] for row in rows]
     widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) for i in range(len(headers))]
     for line in [headers, *rows]:
         out.write(
@@ -77,9 +88,29 @@ def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from sensor.client import HubClient
+    from sensor.client import ENV_TOKEN, ENV_TOKEN_OLD, HubClient, token_from_env
 
-    return HubClient(args.hub, args.token, timeout=args.timeout, cafile=args.cafile)
+    token = args.token
+    if token is None:
+        token, variable = token_from_env()
+        if variable == ENV_TOKEN_OLD:
+            print(
+                f"warning: {ENV_TOKEN_OLD} is deprecated as the CLI's token: set {ENV_TOKEN} "
+                f"(the client token, which pytest --runtime-probe reads too); {ENV_TOKEN_OLD} "
+                "stays the sensor token of services",
+                file=sys.stderr,
+            )
+    return HubClient(args.hub, token, timeout=args.timeout, cafile=args.cafile)
+
+
+def _when(text: str) -> float:
+    """argparse type of ``--since``/``--until``: the plugin's ``--runtime-since`` words."""
+    from sensor.timespec import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_hub(args: argparse.Namespace) -> int:
@@ -192,16 +223,110 @@ def cmd_probe_add(args: argparse.Namespace) -> int:
         selector["labels"] = _pairs(args.label, "--label")
     if args.source_id:
         selector["source_id"] = args.source_id
-    record = _client(args).place_probe(probe, selector=selector, ttl=args.ttl)
+    client = _client(args)
+    record = client.place_probe(probe, selector=selector, ttl=args.ttl)
+    if not args.json:
+        print(
+            f"placed probe {record['id']} ({_esc(record['probe']['kind'])} at "
+            f"{_esc(record['probe']['location'])}, signature {record['signature']}), "
+            f"expires {_age(record.get('expires_at'), time.time())}"
+        )
+    record, sources, answered = _await_statuses(client, record, selector, args.wait)
+    refused = _refused_by_all(record, sources)
+    if refused is not None:
+        client.remove_probe(record["id"])
     if args.json:
         _print_json({"probe": record}, sys.stdout)
     else:
+        for line in _status_lines(record, sources, answered, args.wait):
+            print(line)
+    if refused is not None:
         print(
-            f"placed probe {record['id']} ({record['probe']['kind']} at "
-            f"{record['probe']['location']}, signature {record['signature']}), "
-            f"expires {_age(record.get('expires_at'), time.time())}"
+            f"error: probe {record['id']} was refused by every matching source that imported "
+            f"its module: {_esc(refused)}; it was removed",
+            file=sys.stderr,
         )
+        return 1
     return 0
+
+
+def _await_statuses(
+    client: Any, record: dict[str, Any], selector: dict[str, Any], wait: float
+) -> tuple[dict[str, Any], list[str], bool]:
+    """Poll the probe until every matching live source reported a status, or ``wait`` ends.
+
+    Returns the last record, the ids of the matching live sources, and whether all answered.
+    """
+    live = client.sources(
+        service=selector.get("service"), labels=selector.get("labels"), state="live"
+    )
+    sources = [str(s["id"]) for s in live]
+    if selector.get("source_id"):
+        sources = [sid for sid in sources if sid == selector["source_id"]]
+    if not sources or wait <= 0:
+        return record, sources, False
+    deadline = time.monotonic() + wait
+    while True:
+        record = client.probe(record["id"])
+        statuses = record.get("statuses") or {}
+        if all(sid in statuses for sid in sources):
+            return record, sources, True
+        if time.monotonic() >= deadline:
+            return record, sources, False
+        time.sleep(0.25)
+
+
+def _refused_by_all(record: dict[str, Any], sources: list[str]) -> str | None:
+    """The first reason, when every matching source that could place the probe refused it.
+
+    Sources still waiting for the module to be imported do not count, so long as another
+    source refused: a pre-fork server's master never imports the application, and its
+    workers' answer is the one that matters. When every source waits, nothing is refused.
+    """
+    statuses = record.get("statuses") or {}
+    if not sources or not all(sid in statuses for sid in sources):
+        return None
+    states = [statuses[sid] for sid in sources]
+    errors = [st for st in states if st.get("state") == "error"]
+    waiting = [
+        st
+        for st in states
+        if st.get("state") == "pending" and str(st.get("reason") or "").startswith("waiting for")
+    ]
+    if errors and len(errors) + len(waiting) == len(states):
+        return str(errors[0].get("reason") or "no reason given")
+    return None
+
+
+def _status_lines(
+    record: dict[str, Any], sources: list[str], answered: bool, wait: float
+) -> list[str]:
+    """What the matching sources said about a new probe, grouped by state and reason."""
+    if not sources:
+        return [
+            "pending: no live source matches the selector yet; the probe waits for one until it "
+            "expires"
+        ]
+    statuses = record.get("statuses") or {}
+    groups: dict[tuple[str, str], int] = {}
+    for sid in sources:
+        status = statuses.get(sid)
+        if status is None:
+            continue
+        key = (str(status.get("state", "?")), str(status.get("reason") or ""))
+        groups[key] = groups.get(key, 0) + 1
+    lines = []
+    for (state, reason), count in sorted(groups.items()):
+        why = f": {_esc(reason)}" if reason else ""
+        lines.append(f"{_esc(state)} on {count} of {len(sources)} source(s){why}")
+    silent = len(sources) - sum(groups.values())
+    if silent:
+        waited = f" (waited {wait:g}s)" if wait > 0 else ""
+        lines.append(
+            f"pending: {silent} of {len(sources)} matching source(s) have not reported the "
+            f"probe yet{waited}; see `probe show {record['id']}`"
+        )
+    return lines
 
 
 def _probe_rows(records: list[dict[str, Any]]) -> list[list[str]]:
@@ -248,32 +373,111 @@ def cmd_probe_rm(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"probe": record}, sys.stdout)
     else:
-        print(f"removed probe {record['id']} (state {record['state']}, {record['hit_count']} hits)")
+        print(
+            f"removed probe {_esc(record['id'])} (state {_esc(record['state'])}, "
+            f"{record['hit_count']} hits)"
+        )
     return 0
 
 
 def _hit_summary(hit: dict[str, Any]) -> str:
-    for key in ("message", "captures", "aggregate", "exception"):
-        if hit.get(key) is not None:
-            value = hit[key]
-            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-            return _clip(text, 80)
-    return "-"
+    """The state of one hit for a table: decoded values, the exception type, the outcome."""
+    from sensor.render import escape_text, render_captures, render_value
+
+    parts: list[str] = []
+    exception = hit.get("exception")
+    if isinstance(exception, dict):
+        message = exception.get("message")
+        text = f"raised {exception.get('type', '?')}"
+        if message is not None:
+            text += f": {render_value(message, 60)}"
+        parts.append(text)
+    expect = hit.get("expect")
+    if isinstance(expect, dict) and expect.get("ok") is not True:
+        error = expect.get("error")
+        parts.append("expect false" if expect.get("ok") is False else f"expect error: {error}")
+    if hit.get("message") is not None:
+        parts.append(str(hit["message"]))
+    elif isinstance(hit.get("captures"), dict):
+        parts.append(render_captures(hit["captures"], 100))
+    elif hit.get("aggregate") is not None:
+        aggregate = hit["aggregate"]
+        parts.append(
+            ", ".join(f"{k}={v}" for k, v in sorted(aggregate.items()))
+            if isinstance(aggregate, dict)
+            else str(aggregate)
+        )
+    if hit.get("errors"):
+        parts.append(f"errors: {'; '.join(str(e) for e in hit['errors'])}")
+    return _clip(escape_text("; ".join(parts) or "-"), 120)
 
 
-def cmd_hits(args: argparse.Namespace) -> int:
-    client = _client(args)
-    filters = {"since": args.since, "until": args.until, "source_id": args.source_id}
-    if args.all:
-        hits = list(client.iter_hits(args.probe_id, limit=1000, **filters))
-        page: dict[str, Any] = {"hits": hits, "next": None}
-    else:
-        page = client.hits(args.probe_id, limit=args.limit, after=args.after, **filters)
-    if args.json:
-        _print_json(page, sys.stdout)
-        return 0
+_HIT_ID = re.compile(r"^[0-9a-f]{8}-\d+$")
+_HIT_SCAN_PROBES = 50  # most recent probes searched for a hit id
+_HIT_SCAN_HITS = 20_000  # hits read at most while searching
+
+
+def _tests_tag(record: dict[str, Any]) -> list[str]:
+    tags = (record.get("probe") or {}).get("tags") or {}
+    try:
+        tests = json.loads(tags.get("tests") or "[]")
+    except ValueError:
+        return []
+    return [str(t) for t in tests] if isinstance(tests, list) else []
+
+
+def _same_location(target: str, location: str) -> bool:
+    if target == location:
+        return True
+    try:
+        from sensor.probes import Location
+
+        return str(Location.parse(target)) == location
+    except (SensorError, ValueError):
+        return False
+
+
+def _resolve_hits_target(client: Any, target: str) -> tuple[list[dict[str, Any]], str]:
+    """The probes ``target`` names, and how: a probe id, a signature, a location or a test.
+
+    A hit id is looked for last, among the hits of the most recent probes (bounded).
+    """
+    try:
+        return [client.probe(target)], "probe id"
+    except HubResponseError as exc:
+        if exc.status not in (400, 404):
+            raise
+    records = client.probes()
+    found = [r for r in records if r.get("signature") == target]
+    if found:
+        return found, "signature"
+    found = [r for r in records if _same_location(target, str(r["probe"]["location"]))]
+    if found:
+        return found, "location"
+    function = target.split("[", 1)[0]
+    found = [r for r in records if function in _tests_tag(r) or target in _tests_tag(r)]
+    if found:
+        return found, "test"
+    return [], ""
+
+
+def _find_hit(client: Any, hit_id: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(probe record, hit) of a hit id, searching the newest probes' hits (bounded)."""
+    records = sorted(client.probes(), key=lambda r: r.get("created_at") or 0, reverse=True)
+    read = 0
+    for record in records[:_HIT_SCAN_PROBES]:
+        for hit in client.iter_hits(record["id"], limit=1000):
+            read += 1
+            if hit.get("hit_id") == hit_id:
+                return record, hit
+            if read >= _HIT_SCAN_HITS:
+                return None
+    return None
+
+
+def _hit_rows(hits: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
-    for hit in page["hits"]:
+    for hit in hits:
         source = hit.get("source") or {}
         rows.append(
             [
@@ -285,9 +489,92 @@ def cmd_hits(args: argparse.Namespace) -> int:
                 _hit_summary(hit),
             ]
         )
-    _table(rows, ["TIME", "SOURCE", "HIT", "STATE"], sys.stdout)
-    if page.get("next"):
-        print(f"more: --after {page['next']}")
+    return rows
+
+
+def _print_hit(record: dict[str, Any], hit: dict[str, Any]) -> None:
+    """One hit in full: where it came from and each captured value, decoded and escaped."""
+    from sensor.render import render_value
+
+    source = hit.get("source") or {}
+    print(f"hit {_esc(hit.get('hit_id'))} of probe {record['id']}")
+    print(f"  location  {_esc(hit.get('location') or record['probe']['location'])}")
+    print(f"  time      {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(hit['ts']))}")
+    print(
+        f"  source    {_esc(source.get('service', '?'))}@{_esc(source.get('host') or '?')}:"
+        f"{_esc(source.get('pid') or '?')}"
+    )
+    if hit.get("line"):
+        print(f"  line      {hit['line']}")
+    exception = hit.get("exception")
+    if isinstance(exception, dict):
+        message = exception.get("message")
+        shown = f": {render_value(message, 200)}" if message is not None else ""
+        print(f"  raised    {_esc(exception.get('type', '?'))}{shown}")
+    expect = hit.get("expect")
+    if isinstance(expect, dict):
+        ok = expect.get("ok")
+        outcome = "true" if ok is True else "false" if ok is False else "error"
+        error = f" ({_esc(expect.get('error'))})" if expect.get("error") else ""
+        print(f"  expect    {outcome}{error}")
+    if hit.get("message") is not None:
+        print(f"  message   {_esc(hit['message'])}")
+    captures = hit.get("captures")
+    if isinstance(captures, dict):
+        for name, value in captures.items():
+            print(f"  {_esc(name)} = {render_value(value, 400)}")
+    for error in hit.get("errors") or ():
+        print(f"  error     {_esc(error)}")
+
+
+def cmd_hits(args: argparse.Namespace) -> int:
+    client = _client(args)
+    filters = {"since": args.since, "until": args.until, "source_id": args.source_id}
+    records, how = _resolve_hits_target(client, args.target)
+    if not records:
+        if _HIT_ID.match(args.target):
+            found = _find_hit(client, args.target)
+            if found is not None:
+                record, hit = found
+                if args.json:
+                    _print_json({"probe": record, "hit": hit}, sys.stdout)
+                else:
+                    _print_hit(record, hit)
+                return 0
+        raise ConfigError(
+            f"hits: no probe id, signature, location or test matches '{_esc(args.target)}'"
+            + (
+                f", and no hit with that id among the hits of the {_HIT_SCAN_PROBES} newest probes"
+                if _HIT_ID.match(args.target)
+                else ""
+            )
+        )
+    if len(records) > 1 and args.after:
+        raise ConfigError(
+            f"hits: --after pages one probe; '{_esc(args.target)}' names {len(records)} probes "
+            f"({', '.join(r['id'] for r in records)}): give one of their ids"
+        )
+    hits: list[dict[str, Any]] = []
+    next_cursor = None
+    for record in records:
+        if args.all:
+            hits.extend(client.iter_hits(record["id"], limit=1000, **filters))
+        else:
+            page = client.hits(record["id"], limit=args.limit, after=args.after, **filters)
+            hits.extend(page["hits"])
+            next_cursor = page.get("next") if len(records) == 1 else None
+    hits.sort(key=lambda h: (h.get("ts") or 0, str(h.get("hit_id"))))
+    if not args.all and len(records) > 1:
+        hits = hits[: args.limit]
+    if args.json:
+        _print_json({"hits": hits, "next": next_cursor}, sys.stdout)
+        return 0
+    if how != "probe id":
+        ids = ", ".join(r["id"] for r in records)
+        print(f"{how} {_esc(args.target)}: probe(s) {ids}")
+    _table(_hit_rows(hits), ["TIME", "SOURCE", "HIT", "STATE"], sys.stdout)
+    if next_cursor:
+        print(f"more: --after {next_cursor}")
     return 0
 
 
@@ -317,7 +604,10 @@ def cmd_token_add(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(created, sys.stdout)
     else:
-        print(f"created {created['scope']} token {created['id']} ({created['name']}); shown once:")
+        print(
+            f"created {_esc(created['scope'])} token {_esc(created['id'])} "
+            f"({_esc(created['name'])}); shown once:"
+        )
         print(created["token"])
     return 0
 
@@ -338,7 +628,10 @@ def cmd_token_rm(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"token": removed}, sys.stdout)
     else:
-        print(f"removed token {removed['id']} ({removed['name']}, scope {removed['scope']})")
+        print(
+            f"removed token {_esc(removed['id'])} ({_esc(removed['name'])}, "
+            f"scope {_esc(removed['scope'])})"
+        )
     return 0
 
 
@@ -350,7 +643,8 @@ def _print_redaction(rules: dict[str, Any]) -> None:
         print("never set on this hub: sensors use their own SENSOR_REDACT_* settings")
     else:
         print(
-            f"set {_age(rules['updated_at'], time.time())} by {rules.get('updated_by') or '?'}; "
+            f"set {_age(rules['updated_at'], time.time())} by "
+            f"{_esc(rules.get('updated_by') or '?')}; "
             "added to each sensor's built-in defaults"
         )
 
@@ -389,7 +683,9 @@ def _client_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--hub", metavar="URL", help="hub URL (default: SENSOR_HUB_URL or http://127.0.0.1:8765)"
     )
-    group.add_argument("--token", help="bearer token (default: SENSOR_TOKEN)")
+    group.add_argument(
+        "--token", help="bearer token (default: SENSOR_CLIENT_TOKEN, then SENSOR_TOKEN, deprecated)"
+    )
     group.add_argument(
         "--timeout", type=float, default=30.0, help="seconds per request (default 30)"
     )
@@ -505,6 +801,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("--source-id", help="selector: one source")
     add.add_argument("--ttl", type=float, help="seconds until the probe expires (hub default 3600)")
+    add.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="wait up to S seconds for the matching sources to report the probe (default 10; "
+        "0: do not wait); exit 1 if every one refuses it",
+    )
     add.set_defaults(func=cmd_probe_add)
     plist = probe_commands.add_parser("list", parents=[common], help="list probes")
     plist.add_argument("--signature", help="only probes of this signature")
@@ -521,10 +825,24 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("probe_id")
     rm.set_defaults(func=cmd_probe_rm)
 
-    hits = commands.add_parser("hits", parents=[common], help="read the hits of a probe")
-    hits.add_argument("probe_id")
-    hits.add_argument("--since", type=float, help="epoch seconds")
-    hits.add_argument("--until", type=float, help="epoch seconds")
+    hits = commands.add_parser(
+        "hits",
+        parents=[common],
+        help="read the hits of a probe",
+        description="Read hits. TARGET is a probe id, a probe signature, a location "
+        "(shop.pricing:apply_discount), a test node id (the tests pytest --runtime-probe placed "
+        "the probe for), or a hit id (shown in full; searched among the newest probes).",
+    )
+    hits.add_argument(
+        "target", metavar="TARGET", help="probe id, signature, location, test or hit id"
+    )
+    hits.add_argument(
+        "--since",
+        type=_when,
+        metavar="WHEN",
+        help="oldest hit: 30m, 2h, 1d, an ISO time or epoch seconds",
+    )
+    hits.add_argument("--until", type=_when, metavar="WHEN", help="newest hit (same forms)")
     hits.add_argument("--source-id", help="only hits of this source")
     hits.add_argument("--limit", type=int, default=100, help="hits per page (default 100)")
     hits.add_argument("--after", help="cursor from the previous page")
@@ -543,8 +861,13 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument(
         "--signature", metavar="SIG", help="the hits of every probe of this signature"
     )
-    export.add_argument("--since", type=float, help="epoch seconds")
-    export.add_argument("--until", type=float, help="epoch seconds")
+    export.add_argument(
+        "--since",
+        type=_when,
+        metavar="WHEN",
+        help="oldest hit: 30m, 2h, 1d, an ISO time or epoch seconds",
+    )
+    export.add_argument("--until", type=_when, metavar="WHEN", help="newest hit (same forms)")
     export.add_argument("-o", "--output", metavar="FILE", help="file to write (default stdout)")
     export.set_defaults(func=cmd_evidence_export)
 
@@ -627,9 +950,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141
     except ProbeSpecError as exc:
-        print(f"error: invalid probe: {exc}", file=sys.stderr)
+        print(f"error: invalid probe: {_esc(exc)}", file=sys.stderr)
     except (HubError, SensorError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_esc(exc)}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
     return 1

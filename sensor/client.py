@@ -12,15 +12,30 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from sensor._version import __version__
 from sensor.errors import ConfigError, HubResponseError, HubUnavailableError
 
-__all__ = ["DEFAULT_HUB_URL", "HubClient"]
+__all__ = ["DEFAULT_HUB_URL", "ENV_TOKEN", "ENV_TOKEN_OLD", "HubClient", "token_from_env"]
 
 DEFAULT_HUB_URL = "http://127.0.0.1:8765"
+#: The client token: one name for the CLI and the pytest plugin.
+ENV_TOKEN = "SENSOR_CLIENT_TOKEN"
+#: The CLI's former name for it, which services also use for their *sensor* token: still read
+#: (after ENV_TOKEN), with a deprecation note.
+ENV_TOKEN_OLD = "SENSOR_TOKEN"
+
+
+def token_from_env() -> tuple[str | None, str | None]:
+    """The client token from the environment and the variable it came from (or None, None)."""
+    for name in (ENV_TOKEN, ENV_TOKEN_OLD):
+        value = os.environ.get(name)
+        if value:
+            return value, name
+    return None, None
 
 
 def _error_text(status: int, data: bytes) -> str:
@@ -34,7 +49,8 @@ def _error_text(status: int, data: bytes) -> str:
 
 
 class HubClient:
-    """Talk to one hub with one token (defaults: SENSOR_HUB_URL and SENSOR_TOKEN)."""
+    """Talk to one hub with one token (defaults: SENSOR_HUB_URL, and SENSOR_CLIENT_TOKEN, then
+    the deprecated SENSOR_TOKEN with a DeprecationWarning)."""
 
     def __init__(
         self,
@@ -49,7 +65,16 @@ class HubClient:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"hub URL {url!r}: expected http://host:port or https://host:port")
         self.url = url.rstrip("/")
-        self.token = token if token is not None else os.environ.get("SENSOR_TOKEN")
+        if token is None:
+            token, variable = token_from_env()
+            if variable == ENV_TOKEN_OLD:
+                warnings.warn(
+                    f"{ENV_TOKEN_OLD} as the client token is deprecated: set {ENV_TOKEN} "
+                    f"({ENV_TOKEN_OLD} is the sensor token of services)",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+        self.token = token
         self.timeout = timeout
         self._context = (
             ssl.create_default_context(cafile=cafile) if parts.scheme == "https" else None

@@ -381,15 +381,23 @@ class Probe:
             raise ProbeSpecError("location", str(self.location), "a timer at a function or line")
         if kind in (ProbeKind.COUNTER, ProbeKind.TIMER) and self.capture:
             raise ProbeSpecError("capture", [c.expr for c in self.capture], f"none on a {kind}")
-        if self.location.point is Point.ENTRY and self._mentions_result():
-            raise ProbeSpecError(
-                "expect", self.expect, "no 'result' at @entry (use @return for the return value)"
-            )
+        if self.location.point is Point.ENTRY:
+            mention = self._mentions_result()
+            if mention is not None:
+                raise ProbeSpecError(
+                    mention[0],
+                    mention[1],
+                    "no 'result' at @entry (use @return for the return value)",
+                )
 
-    def _mentions_result(self) -> bool:
-        texts = [self.expect or "", self.condition or "", self.template or ""]
-        texts += [c.expr for c in self.capture]
-        return any(re.search(r"(?<![\w.])result\b", text) for text in texts)
+    def _mentions_result(self) -> tuple[str, str] | None:
+        """The first field (name, text) that reads ``result``, or None."""
+        texts = [("expect", self.expect), ("condition", self.condition)]
+        texts += [("template", self.template)] + [("capture", c.expr) for c in self.capture]
+        for field, text in texts:
+            if text and re.search(r"(?<![\w.])result\b", text):
+                return field, text
+        return None
 
     @property
     def rate(self) -> float | None:

@@ -178,7 +178,7 @@ def _run_pytest(hub: str, tokens: dict[str, str], out: Path, wait: float, min_hi
         "--runtime-report-json", str(out / "report.json"),
         "--runtime-record", str(out / "evidence.jsonl"),
     ]  # fmt: skip
-    env = {**os.environ, "PYTEST_RUNTIME_TOKEN": tokens["client"], "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "SENSOR_CLIENT_TOKEN": tokens["client"], "PYTHONPATH": str(ROOT)}
     _say("running: " + " ".join(argv[1:]))
     return subprocess.call(argv, cwd=str(HERE), env=env)
 

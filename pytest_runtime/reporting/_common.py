@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 
@@ -9,15 +10,72 @@ from pytest_runtime.compare import Divergence, ProbeResult
 
 __all__ = [
     "VERDICT_ORDER",
+    "RunResult",
+    "accepted_by_baseline",
     "counts_by_verdict",
     "divergence_line",
+    "escape_text",
+    "fails_run",
     "group_line",
     "grouped_results",
     "nodeid_list",
+    "probe_ids",
+    "reason",
     "result_line",
     "same_evidence_key",
     "sorted_results",
 ]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunResult(ProbeResult):
+    """A :class:`ProbeResult` with what the run knows beyond the comparison.
+
+    The reports accept plain ``ProbeResult`` objects too (see :func:`fails_run` and friends),
+    so that the comparison and the reports can be used on their own.
+    """
+
+    #: ids of the hub probes whose hits are this result's evidence (placed, reused or read)
+    probe_ids: tuple[str, ...] = ()
+    #: the verdict fails this run after the baseline (None: as the verdict says)
+    fails: bool | None = None
+    #: the verdict would fail, and the baseline accepts every divergence of it
+    accepted: bool = False
+    #: why the verdict is what it is when the comparison did not decide it alone (the hub was
+    #: lost, the probe is misconfigured in production, no service was named)
+    reason: str | None = None
+
+
+def fails_run(result: ProbeResult) -> bool:
+    """True when this result fails the run (after the baseline, when one is used)."""
+    fails = getattr(result, "fails", None)
+    return bool(result.verdict.fails if fails is None else fails)
+
+
+def accepted_by_baseline(result: ProbeResult) -> bool:
+    return bool(getattr(result, "accepted", False))
+
+
+def probe_ids(result: ProbeResult) -> tuple[str, ...]:
+    return tuple(getattr(result, "probe_ids", ()) or ())
+
+
+def reason(result: ProbeResult) -> str | None:
+    value = getattr(result, "reason", None)
+    return str(value) if value else None
+
+
+def escape_text(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``, ``\\n``, ``\\u202e``).
+
+    Hub data (sensor reasons, captured strings in messages, deepdiff lines) reaches terminals,
+    CI logs and annotations: an ANSI escape or a direction override in it must not rewrite
+    what a reader sees.
+    """
+    from sensor.render import escape_text as escape
+
+    return escape(text)
+
 
 #: The most urgent first.
 VERDICT_ORDER = ("violated", "diverged", "inconclusive", "ok")

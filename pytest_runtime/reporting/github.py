@@ -14,9 +14,14 @@ from collections.abc import Sequence
 from pytest_runtime.compare import ProbeResult
 from pytest_runtime.reporting._common import (
     VERDICT_ORDER,
+    accepted_by_baseline,
     counts_by_verdict,
     divergence_line,
+    escape_text,
+    fails_run,
     nodeid_list,
+    probe_ids,
+    reason,
     sorted_results,
 )
 
@@ -55,9 +60,18 @@ def _message(result: ProbeResult) -> str:
         lines.extend("  " + x for x in d.deepdiff[:2])
     if len(v.divergences) > 3:
         lines.append(f"... {len(v.divergences) - 3} more divergence(s)")
+    why = reason(result)
+    if why and why != v.hint:
+        lines.append(why)
     if v.hint:
         lines.append(v.hint)
-    return _bounded("\n".join(lines))
+    if accepted_by_baseline(result):
+        lines.append("accepted by the baseline: does not fail the run")
+    ids = probe_ids(result)
+    if ids:
+        lines.append(f"hub probe(s): {', '.join(ids[:3])}")
+    # Each line escaped on its own: the line breaks are ours, control codes in hub data not.
+    return _bounded("\n".join(escape_text(line) for line in lines))
 
 
 def _bounded(text: str) -> str:
@@ -72,17 +86,22 @@ def annotations(results: Sequence[ProbeResult], *, limit: int = MAX_ANNOTATIONS)
     annotation (parametrized cases of one test with the same evidence) give one, which names
     how many tests share it. When some are cut, the last line is a notice that says how many.
     """
-    wanted = [r for r in sorted_results(results) if r.verdict.verdict in ("violated", "diverged")]
+    wanted = [
+        r
+        for r in sorted_results(results)
+        if r.verdict.verdict in ("violated", "diverged")
+        or (r.verdict.verdict == "inconclusive" and reason(r))
+    ]
     # One annotation per distinct (level, file, line, title, message), in first-seen order.
     grouped: dict[tuple[str, str, str], list[ProbeResult]] = {}
     for result in wanted:
-        level = "error" if result.verdict.fails else "warning"
+        level = "error" if fails_run(result) else "warning"
         props = []
         if result.test_file:
             props.append(f"file={escape_property(result.test_file)}")
             if result.test_line:
                 props.append(f"line={int(result.test_line)}")
-        title = f"runtime probe {result.verdict.verdict}: {result.location}"
+        title = escape_text(f"runtime probe {result.verdict.verdict}: {result.location}")
         props.append(f"title={escape_property(title)}")
         grouped.setdefault((level, ",".join(props), _message(result)), []).append(result)
     room = limit if len(grouped) <= limit else max(0, limit - 1)
@@ -103,17 +122,33 @@ def annotations(results: Sequence[ProbeResult], *, limit: int = MAX_ANNOTATIONS)
 
 
 def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+    return escape_text(str(text).replace("\n", " ").replace("\r", " ")).replace("|", "\\|")
 
 
-def job_summary(results: Sequence[ProbeResult], *, max_bytes: int = MAX_SUMMARY_BYTES) -> str:
-    """A markdown job summary, under ``max_bytes`` (UTF-8) whatever the number of results."""
+def job_summary(
+    results: Sequence[ProbeResult],
+    *,
+    max_bytes: int = MAX_SUMMARY_BYTES,
+    notes: Sequence[str] = (),
+) -> str:
+    """A markdown job summary, under ``max_bytes`` (UTF-8) whatever the number of results.
+
+    ``notes`` (what the run says as a whole: the hub was lost, ...) are listed first, at most
+    ten of them.
+    """
     counts = counts_by_verdict(results)
     head = [
         "## Runtime probes",
         "",
         " · ".join(f"**{counts[k]}** {k}" for k in VERDICT_ORDER),
         "",
+    ]
+    shown = [f"- {_cell(note)[:500]}" for note in notes[:10]]
+    if len(notes) > 10:
+        shown.append(f"- ... {len(notes) - 10} more note(s) in the JSON report")
+    if shown:
+        head += [*shown, ""]
+    head += [
         "| verdict | test | location | production hits | test hits | state coverage "
         "| top divergence |",
         "| --- | --- | --- | ---: | ---: | ---: | --- |",
@@ -127,6 +162,10 @@ def job_summary(results: Sequence[ProbeResult], *, max_bytes: int = MAX_SUMMARY_
         v = result.verdict
         top = v.divergences[0] if v.divergences else None
         top_text = _cell(f"{top.severity} {top.kind}: {top.message}") if top else ""
+        if not top_text and reason(result):
+            top_text = _cell(reason(result))
+        if accepted_by_baseline(result):
+            top_text = (top_text + " (accepted by the baseline)").strip()
         row = (
             f"| {v.verdict} | `{_cell(result.nodeid)}` | `{_cell(result.location)}` | "
             f"{v.counts.get('prod_hits', 0)} | {v.counts.get('test_hits', 0)} | "
@@ -150,12 +189,12 @@ def job_summary(results: Sequence[ProbeResult], *, max_bytes: int = MAX_SUMMARY_
         for d in v.divergences:
             block.append(
                 f"- **{d.severity} {d.kind}** `{_cell(d.path)}`: {_cell(d.message)} "
-                f"({d.count} hit(s); {', '.join(d.hit_ids[:5])})"
+                f"({d.count} hit(s); {_cell(', '.join(d.hit_ids[:5]))})"
             )
             if d.deepdiff:
                 block.append(
                     "\n  ```\n"
-                    + "\n".join("  " + x.replace("```", "'''") for x in d.deepdiff)
+                    + "\n".join("  " + escape_text(x).replace("```", "'''") for x in d.deepdiff)
                     + "\n  ```"
                 )
         if v.hint:

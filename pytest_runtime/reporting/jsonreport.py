@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_runtime.compare import ProbeResult
-from pytest_runtime.reporting._common import counts_by_verdict
+from pytest_runtime.reporting._common import (
+    accepted_by_baseline,
+    counts_by_verdict,
+    fails_run,
+    probe_ids,
+    reason,
+)
 
 __all__ = ["SCHEMA_ID", "VERSION", "build", "dumps", "write"]
 
@@ -27,7 +33,10 @@ def _entry(result: ProbeResult) -> dict[str, Any]:
         "location": result.location,
         "signature": result.signature,
         "verdict": v.verdict,
-        "fails": v.fails,
+        "fails": fails_run(result),
+        "accepted_by_baseline": accepted_by_baseline(result),
+        "probe_ids": list(probe_ids(result)),
+        "reason": reason(result),
         "strict": v.strict,
         "hits": {"production": v.counts.get("prod_hits", 0), "test": v.counts.get("test_hits", 0)},
         "state_coverage": v.state_coverage,
@@ -38,32 +47,44 @@ def _entry(result: ProbeResult) -> dict[str, Any]:
     }
 
 
-def build(results: Sequence[ProbeResult]) -> dict[str, Any]:
-    """The report as a JSON-ready dict, entries sorted by node id and location."""
+def build(results: Sequence[ProbeResult], *, notes: Sequence[str] = ()) -> dict[str, Any]:
+    """The report as a JSON-ready dict, entries sorted by node id and location.
+
+    ``notes`` are what the run says as a whole (the hub was lost, a pre-fork master never
+    imported the application, a baseline accepted some verdicts), in the terminal's order.
+    """
     from sensor._version import __version__
 
     ordered = sorted(results, key=lambda r: (r.nodeid, r.location, r.signature))
+    summary = {"results": len(ordered), **counts_by_verdict(ordered)}
+    summary["fails"] = sum(1 for r in ordered if fails_run(r))
+    summary["accepted_by_baseline"] = sum(1 for r in ordered if accepted_by_baseline(r))
     return {
         "schema": SCHEMA_ID,
         "version": VERSION,
         "generator": f"pytest-runtime {__version__}",
-        "summary": {"results": len(ordered), **counts_by_verdict(ordered)},
+        "summary": summary,
+        "notes": [str(note) for note in notes],
         "results": [_entry(r) for r in ordered],
     }
 
 
-def dumps(results: Sequence[ProbeResult]) -> str:
+def dumps(results: Sequence[ProbeResult], *, notes: Sequence[str] = ()) -> str:
     """The report text: stable key order and indentation, so two runs diff cleanly."""
     # default=str: a serializer hook may hand back a value JSON cannot hold; say it, do not fail.
-    text = json.dumps(build(results), indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    text = json.dumps(
+        build(results, notes=notes), indent=2, sort_keys=True, ensure_ascii=False, default=str
+    )
     return text + "\n"
 
 
-def write(path: str | os.PathLike[str], results: Sequence[ProbeResult]) -> None:
+def write(
+    path: str | os.PathLike[str], results: Sequence[ProbeResult], *, notes: Sequence[str] = ()
+) -> None:
     """Write the report atomically (a reader never sees half a file)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = dumps(results)
+    text = dumps(results, notes=notes)
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as stream:

@@ -8,10 +8,14 @@ from typing import Any
 from pytest_runtime.compare import ProbeResult
 from pytest_runtime.reporting._common import (
     VERDICT_ORDER,
+    accepted_by_baseline,
     counts_by_verdict,
     divergence_line,
+    escape_text,
     group_line,
     grouped_results,
+    probe_ids,
+    reason,
     result_line,
 )
 
@@ -65,6 +69,21 @@ def summary_lines(
             lines.append((v.verdict, f"    ... {hidden} more divergence(s) in the JSON report"))
         if v.hint and v.verdict != "ok":
             lines.append((v.verdict, "    " + v.hint))
+        why = reason(result)
+        if why and why != v.hint:
+            lines.append((v.verdict, "    " + why))
+        if accepted_by_baseline(result):
+            lines.append((v.verdict, "    accepted by the baseline: does not fail the run"))
+        hub_ids = probe_ids(result)
+        if hub_ids and v.verdict != "ok":
+            more = f" (+{len(hub_ids) - 2} more)" if len(hub_ids) > 2 else ""
+            lines.append(
+                (
+                    v.verdict,
+                    f"    hub probe(s): {', '.join(hub_ids[:2])}{more}; "
+                    f"read its hits: python -m sensor hits {hub_ids[0]}",
+                )
+            )
     if len(groups) > max_results:
         cut = sum(len(g) for g in groups[max_results:])
         lines.append(("", f"... {cut} more result(s) not shown"))
@@ -74,12 +93,26 @@ def summary_lines(
     return lines
 
 
-def write_summary(tr: Any, results: Sequence[ProbeResult], *, verbose: bool | None = None) -> None:
-    """Write the ``runtime probes`` section to a pytest ``TerminalReporter``."""
+def write_summary(
+    tr: Any,
+    results: Sequence[ProbeResult],
+    *,
+    verbose: bool | None = None,
+    header: Sequence[str] = (),
+) -> None:
+    """Write the ``runtime probes`` section to a pytest ``TerminalReporter``.
+
+    ``header`` lines (said once for the run, such as a pre-fork master's pending probes)
+    come first. Every line is escaped: hub data must not reach the terminal as control codes.
+    """
     if verbose is None:
         verbose = getattr(getattr(tr, "config", None), "option", None) is not None and (
             getattr(tr.config.option, "verbose", 0) > 0
         )
     tr.write_sep("=", "runtime probes")
+    for line in header:
+        tr.write_line(escape_text(line), bold=True)
+    if not results:
+        return
     for verdict, text in summary_lines(results, verbose=bool(verbose)):
-        tr.write_line(text, **_MARKUP.get(verdict, {}))
+        tr.write_line(escape_text(text), **_MARKUP.get(verdict, {}))

@@ -31,7 +31,7 @@ def cli(
     if url is not None:
         env["SENSOR_HUB_URL"] = url
     if token is not None:
-        env["SENSOR_TOKEN"] = token
+        env["SENSOR_CLIENT_TOKEN"] = token
     return subprocess.run(
         [sys.executable, "-m", "sensor", *args],
         capture_output=True,
@@ -98,6 +98,8 @@ def test_probe_add_list_hits_evidence_rm(hub: HubProcess, tmp_path: Path) -> Non
         "50",
         "--ttl",
         "300",
+        "--wait",
+        "1",
         "--json",
         url=hub.url,
     )
@@ -128,7 +130,7 @@ def test_probe_add_list_hits_evidence_rm(hub: HubProcess, tmp_path: Path) -> Non
     table = cli("hits", record["id"], url=hub.url)
     assert table.returncode == 0, table.stderr
     assert "cart@web-1:7" in table.stdout
-    assert '{"amount": 2}' in table.stdout
+    assert "amount=2" in table.stdout
     as_json = json.loads(cli("hits", record["id"], "--all", "--json", url=hub.url).stdout)
     assert [h["hit_id"] for h in as_json["hits"]] == ["c-0", "c-1", "c-2"]
 
@@ -176,7 +178,7 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(hub: HubProcess) -> No
     for n in range(5):
         _register(hub, pid=1000 + n)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
-    env |= {"SENSOR_HUB_URL": hub.url, "SENSOR_TOKEN": CLIENT_TOKEN}
+    env |= {"SENSOR_HUB_URL": hub.url, "SENSOR_CLIENT_TOKEN": CLIENT_TOKEN}
     proc = subprocess.Popen(
         [sys.executable, "-m", "sensor", "sources"],
         stdout=subprocess.PIPE,
@@ -222,3 +224,230 @@ def test_run_hands_over_to_the_agent() -> None:
     result = cli("run")
     assert result.returncode == 2
     assert "no command given" in result.stderr
+
+
+# -- one language with the plugin: tokens, ids, times; readable and escaped output ----------
+
+
+def _place(hub: HubProcess, location: str, service: str, tags: dict[str, str] | None = None) -> Any:
+    body = {
+        "probe": {"kind": "snapshot", "location": location, "tags": tags or {}},
+        "selector": {"service": service},
+        "ttl": 300,
+    }
+    status, answer = call(hub.url, "POST", "/v1/probes", CLIENT_TOKEN, body)
+    assert status == 201, answer
+    return answer["probe"]
+
+
+def _post(hub: HubProcess, source_id: str, record: Any, hits: list[dict[str, Any]]) -> None:
+    for n, hit in enumerate(hits):
+        hit.setdefault("hit_id", f"{n:08x}-{n + 1}")
+        hit.setdefault("ts", time.time() - 10 + n * 0.01)
+        hit |= {
+            "probe_id": record["id"],
+            "signature": record["signature"],
+            "kind": "snapshot",
+            "location": record["probe"]["location"],
+        }
+    status, answer = call(
+        hub.url, "POST", f"/v1/sensors/{source_id}/hits", SENSOR_TOKEN, {"hits": hits}
+    )
+    assert status == 200, answer
+
+
+@pytest.fixture(scope="module")
+def stocked(hub: HubProcess) -> dict[str, Any]:
+    """A probe placed the way pytest --runtime-probe places it, with typed hits."""
+    source_id = _register(hub, service="stock", pid=77)
+    record = _place(
+        hub,
+        "stock.levels:reorder@return",
+        "stock",
+        tags={
+            "placed_by": "pytest-runtime",
+            "tests": json.dumps(["tests/test_stock.py::test_reorder"]),
+        },
+    )
+    _post(
+        hub,
+        source_id,
+        record,
+        [
+            {
+                "hit_id": "5eed0001-1",
+                "captures": {"price": {"@t": "decimal.Decimal", "v": "12.50"}, "qty": 3},
+            },
+            {
+                "hit_id": "5eed0001-2",
+                "captures": {"price": {"@t": "decimal.Decimal", "v": "0"}, "qty": 0},
+                "exception": {"type": "stock.errors.OutOfStock", "message": "sku 42 is gone"},
+            },
+            {"hit_id": "5eed0001-3", "captures": {"note": "\x1b[2J\x1b[31mred\u202eevil\r"}},
+        ],
+    )
+    return record
+
+
+@pytest.mark.parametrize(
+    "how", ["probe id", "signature", "location", "short location", "test", "test case"]
+)
+def test_hits_takes_what_the_reports_print(hub: HubProcess, stocked: Any, how: str) -> None:
+    target = {
+        "probe id": stocked["id"],
+        "signature": stocked["signature"],
+        "location": "stock.levels:reorder@return",
+        "short location": "stock.levels:reorder",
+        "test": "tests/test_stock.py::test_reorder",
+        "test case": "tests/test_stock.py::test_reorder[3-True]",
+    }[how]
+    result = cli("hits", target, url=hub.url)
+    assert result.returncode == 0, result.stderr
+    assert "5eed0001-1" in result.stdout
+    assert "5eed0001-3" in result.stdout
+
+
+def test_hits_prints_decoded_values_and_the_exception_type(hub: HubProcess, stocked: Any) -> None:
+    table = cli("hits", stocked["id"], url=hub.url).stdout
+    row1 = next(line for line in table.splitlines() if "5eed0001-1" in line)
+    assert "price=Decimal('12.50'), qty=3" in row1
+    assert '"@t"' not in table
+    row2 = next(line for line in table.splitlines() if "5eed0001-2" in line)
+    assert "raised stock.errors.OutOfStock: 'sku 42 is gone'" in row2
+
+
+def test_a_hit_id_shows_that_hit_in_full(hub: HubProcess, stocked: Any) -> None:
+    result = cli("hits", "5eed0001-2", url=hub.url)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"hit 5eed0001-2 of probe {stocked['id']}"
+    assert "  raised    stock.errors.OutOfStock: 'sku 42 is gone'" in lines
+    assert "  price = Decimal('0')" in lines
+    assert "  source    stock@web-1:77" in lines
+
+
+def test_hub_data_never_reaches_the_terminal_raw(hub: HubProcess, stocked: Any) -> None:
+    for args in (["hits", stocked["id"]], ["hits", "5eed0001-3"]):
+        out = cli(*args, url=hub.url).stdout
+        assert "\x1b" not in out
+        assert "\u202e" not in out
+        assert "\r" not in out
+        assert "\\x1b[2J\\x1b[31mred\\u202eevil\\r" in out
+
+
+def test_an_unknown_hits_target_says_what_it_tried(hub: HubProcess) -> None:
+    message = _one_line_error(cli("hits", "0badc0de-999999", url=hub.url))
+    assert "no probe id, signature, location or test matches '0badc0de-999999'" in message
+    assert "no hit with that id" in message
+
+
+@pytest.mark.parametrize("since", ["1h", "90m", "2d", "2020-01-01T00:00:00Z", "1700000000"])
+def test_hits_since_takes_the_plugins_times(hub: HubProcess, stocked: Any, since: str) -> None:
+    result = cli("hits", stocked["id"], "--since", since, url=hub.url)
+    assert result.returncode == 0, result.stderr
+    assert "5eed0001-1" in result.stdout
+
+
+def test_hits_since_refuses_garbage_naming_the_forms(hub: HubProcess, stocked: Any) -> None:
+    result = cli("hits", stocked["id"], "--since", "yesterday", url=hub.url)
+    assert result.returncode == 2
+    assert "got 'yesterday', expected a duration (90s, 30m, 2h, 1d, 1w), an ISO time" in (
+        result.stderr
+    )
+    future = cli("hits", stocked["id"], "--since", "2099-01-01", url=hub.url)
+    assert "(none)" in future.stdout
+
+
+def test_the_client_token_has_one_name_and_the_old_one_warns(hub: HubProcess) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    env["SENSOR_HUB_URL"] = hub.url
+    command = [sys.executable, "-m", "sensor", "sources"]
+    old = subprocess.run(
+        command, env=env | {"SENSOR_TOKEN": CLIENT_TOKEN}, capture_output=True, text=True
+    )
+    assert old.returncode == 0, old.stderr
+    assert old.stderr.startswith("warning: SENSOR_TOKEN is deprecated as the CLI's token: set ")
+    new = subprocess.run(
+        command,
+        env=env | {"SENSOR_CLIENT_TOKEN": CLIENT_TOKEN, "SENSOR_TOKEN": SENSOR_TOKEN},
+        capture_output=True,
+        text=True,
+    )
+    assert new.returncode == 0, new.stderr  # the client token wins over a sensor token
+    assert new.stderr == ""
+
+
+SERVICE_CODE = """
+import os, time
+
+def price(amount, rate):
+    total = amount * rate
+    return total
+
+deadline = time.monotonic() + 60
+while not os.path.exists("stop") and time.monotonic() < deadline:
+    price(10, 0.5)
+    time.sleep(0.01)
+"""
+
+
+@pytest.fixture
+def running(hub: HubProcess, tmp_path: Path) -> Iterator[str]:
+    """A real process under ``python -m sensor run``, as service 'svc-<n>'; yields the name."""
+    service = f"svc-{time.monotonic_ns()}"
+    (tmp_path / "svcmod.py").write_text(SERVICE_CODE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    env |= {
+        "SENSOR_HUB_URL": hub.url,
+        "SENSOR_TOKEN": SENSOR_TOKEN,
+        "SENSOR_SERVICE": service,
+        "SENSOR_POLL_WAIT": "1",
+        "SENSOR_HEARTBEAT_INTERVAL": "0.5",
+        "PYTHONPATH": str(tmp_path),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sensor", "run", "--", sys.executable, "-c", "import svcmod"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            listed = json.loads(cli("sources", "--service", service, "--json", url=hub.url).stdout)
+            if listed["sources"]:
+                break
+            time.sleep(0.2)
+        yield service
+    finally:
+        (tmp_path / "stop").touch()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def test_probe_add_on_a_missing_function_exits_1_with_the_sensors_reason(
+    hub: HubProcess, running: str
+) -> None:
+    result = cli("probe", "add", "svcmod:nope", "--service", running, url=hub.url)
+    assert result.returncode == 1, result
+    assert "error on 1 of 1 source(s): not found: " in result.stdout
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: probe ")
+    assert "was refused by every matching source that imported its module: not found: " in error
+    assert error.endswith("it was removed")
+
+
+def test_probe_add_on_a_real_function_says_installed(hub: HubProcess, running: str) -> None:
+    result = cli("probe", "add", "svcmod:price", "--service", running, url=hub.url)
+    assert result.returncode == 0, result.stderr
+    assert "installed on 1 of 1 source(s)" in result.stdout
+
+
+def test_probe_add_with_no_matching_source_says_pending(hub: HubProcess) -> None:
+    result = cli("probe", "add", "svcmod:price", "--service", "nobody-runs-this", url=hub.url)
+    assert result.returncode == 0, result.stderr
+    assert "pending: no live source matches the selector yet" in result.stdout

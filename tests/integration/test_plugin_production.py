@@ -239,7 +239,7 @@ def test_production_states_the_tests_never_had_are_reported_with_deepdiff_eviden
 ) -> None:
     workdir: Path = production["workdir"]
     (workdir / "test_shop.py").write_text(TESTS)
-    env = clean_env() | {"PYTEST_RUNTIME_TOKEN": CLIENT_TOKEN, "PYTHONPATH": str(workdir)}
+    env = clean_env() | {"SENSOR_CLIENT_TOKEN": CLIENT_TOKEN, "PYTHONPATH": str(workdir)}
     run = subprocess.run(
         [
             sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
@@ -276,6 +276,11 @@ def test_production_states_the_tests_never_had_are_reported_with_deepdiff_eviden
     assert receipt["verdict"] == "ok", json.dumps(receipt, indent=1)[:3000]
 
     assert "VIOLATED test_shop.py::test_apply_discount" in output
+    # gunicorn's master never imports the application: said once for the run, not per probe.
+    assert output.count("pre-fork server's master") == 1, output[-5000:]
+    assert "source(s) never imported the probed module(s) while other sources did" in output
+    assert report["notes"], report
+    assert all(entry["probe_ids"] for entry in report["results"])
     # The probes the run placed are gone from the hub.
     request = urllib.request.Request(
         f"{production['hub']}/v1/probes?state=active",

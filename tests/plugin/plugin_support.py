@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ from typing import Any
 import hub_process
 import pytest
 from hub_process import CLIENT_TOKEN, SENSOR_TOKEN
+
+from pytest_runtime.hub import HubClient
+from pytest_runtime.markers import parse_probe_args as _parse_probe_args
 
 
 @dataclasses.dataclass
@@ -60,6 +64,55 @@ class HubProcess:
             token=self.sensor_token,
             json={"hits": hits, "dropped": {}},
         )
+
+
+TEST_SOURCE = """
+import pytest
+from shop.pricing import apply_discount
+
+@pytest.mark.runtime_probe("shop.pricing:apply_discount", capture=["price", "rate"])
+def test_discount():
+    assert apply_discount(10, 0.5) == 5
+"""
+REQUEST = _parse_probe_args(("shop.pricing:apply_discount",), {"capture": ["price", "rate"]})
+
+
+def hits_for(probe_id: str, count: int) -> list[dict[str, Any]]:
+    now = time.time()
+    return [
+        {
+            "probe_id": probe_id,
+            "signature": REQUEST.signature,
+            "kind": "snapshot",
+            "location": REQUEST.location,
+            "ts": now + n * 0.001,
+            "hit_id": f"live-{probe_id[:6]}-{n}",
+            "captures": {"price": None if n % 2 else 10 + n, "rate": 0.5},
+        }
+        for n in range(count)
+    ]
+
+
+def fake_traffic(hub: HubProcess, stop: threading.Event, count: int = 10) -> threading.Thread:
+    """A sensor's side over real HTTP: wait for the placed probe, then post its hits."""
+
+    def run() -> None:
+        client = HubClient(hub.url, CLIENT_TOKEN)
+        source = hub.register("shop")
+        try:
+            deadline = time.monotonic() + 30
+            while not stop.is_set() and time.monotonic() < deadline:
+                probes = client.find_probes(REQUEST.signature)
+                if probes:
+                    hub.post_hits(source, hits_for(str(probes[0]["id"]), count))
+                    return
+                stop.wait(0.1)
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def start_hub(tmp_path: Path) -> HubProcess:
@@ -125,3 +178,93 @@ def evidence_lines(
             hit["expect"] = {"ok": expect_ok[n], "error": None}
         records.append({"record": "hit", "hit": hit})
     return "\n".join(json.dumps(r) for r in records) + "\n"
+
+
+class FlakyProxy:
+    """An HTTP proxy in front of a real hub that fails some requests the way a load balancer
+    in front of a restarting hub does, then forwards everything.
+
+    ``rules`` are ``[method, path prefix, times, mode]``: the first ``times`` matching requests
+    get ``503`` with ``Retry-After: 0`` without reaching the hub (mode ``"503"``), or reach the
+    hub and lose its answer to a ``502`` (mode ``"lost"``). ``seen`` counts requests by
+    ``(method, path)`` and by the answer's status.
+    """
+
+    def __init__(self, target: str, rules: list[list[Any]]) -> None:
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.target = target
+        self.rules = rules
+        self.seen: list[tuple[str, str, int]] = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                with proxy.lock:
+                    proxy.seen.append((self.command, self.path.split("?")[0], status))
+
+            def _rule(self) -> str | None:
+                with proxy.lock:
+                    for rule in proxy.rules:
+                        method, prefix, times, mode = rule
+                        if times > 0 and self.command == method and self.path.startswith(prefix):
+                            rule[2] = times - 1
+                            return str(mode)
+                return None
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                mode = self._rule()
+                if mode == "503":
+                    self._reply(503, b"upstream restarting", {"Retry-After": "0"})
+                    return
+                host, port = proxy.target.split("//", 1)[1].rsplit(":", 1)
+                conn = http.client.HTTPConnection(host, int(port), timeout=60)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
+                except OSError:
+                    self._reply(502, b"bad gateway", {})
+                    return
+                finally:
+                    conn.close()
+                if mode == "lost":
+                    self._reply(502, b"bad gateway", {})
+                    return
+                content_type = answer.getheader("Content-Type") or "application/json"
+                self._reply(answer.status, data, {"Content-Type": content_type})
+
+            do_GET = do_POST = do_DELETE = do_PUT = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def statuses(self, method: str, prefix: str) -> list[int]:
+        with self.lock:
+            return [s for m, p, s in self.seen if m == method and p.startswith(prefix)]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -25,7 +25,7 @@ def test_unreachable_hub_is_a_usage_error_before_any_test_runs(
     url = f"http://127.0.0.1:{free_port()}"
     result = pytester.runpytest("--runtime-probe", "--runtime-hub", url, "-s")
     result.stderr.fnmatch_lines(
-        [f"ERROR: pytest-runtime: hub {url} cannot be reached (ConnectionError)*"]
+        [f"ERROR: pytest-runtime: hub {url} cannot be reached (ConnectionError, after 5 attempts)*"]
     )
     assert "RAN" not in result.stdout.str()
     assert "Traceback" not in result.stderr.str()
@@ -35,13 +35,13 @@ def test_unreachable_hub_is_a_usage_error_before_any_test_runs(
 def test_wrong_token_is_a_usage_error_naming_the_variable(
     pytester: pytest.Pytester, hub: HubProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PYTEST_RUNTIME_TOKEN", "wrong")
+    monkeypatch.setenv("SENSOR_CLIENT_TOKEN", "wrong")
     pytester.makepyfile("def test_plain(): pass")
     result = pytester.runpytest("--runtime-probe", "--runtime-hub", hub.url)
     result.stderr.fnmatch_lines(
         [
             f"ERROR: pytest-runtime: hub {hub.url} refused GET /v1/sources with 401*"
-            "PYTEST_RUNTIME_TOKEN*client scope"
+            "set SENSOR_CLIENT_TOKEN to a token with the client scope"
         ]
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -60,11 +60,27 @@ def test_sensor_token_lacks_the_client_scope(
 def test_hub_from_ini_with_a_good_token_runs_the_tests(
     pytester: pytest.Pytester, hub: HubProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PYTEST_RUNTIME_TOKEN", CLIENT_TOKEN)
+    monkeypatch.setenv("SENSOR_CLIENT_TOKEN", CLIENT_TOKEN)
     pytester.makeini(f"[pytest]\nruntime_hub = {hub.url}\n")
     pytester.makepyfile("def test_plain(): pass")
     result = pytester.runpytest("--runtime-probe")
     result.stdout.fnmatch_lines([f"runtime: live evidence from hub {hub.url}*"])
+    result.assert_outcomes(passed=1)
+
+
+def test_the_old_token_variable_still_works_with_a_deprecation_note(
+    pytester: pytest.Pytester, hub: HubProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SENSOR_CLIENT_TOKEN", raising=False)
+    monkeypatch.setenv("PYTEST_RUNTIME_TOKEN", CLIENT_TOKEN)
+    pytester.makepyfile("def test_plain(): pass")
+    result = pytester.runpytest("--runtime-probe", "--runtime-hub", hub.url)
+    result.stdout.fnmatch_lines(
+        [
+            "runtime: PYTEST_RUNTIME_TOKEN is deprecated: set SENSOR_CLIENT_TOKEN instead (the "
+            "same client token; python -m sensor reads it too)"
+        ]
+    )
     result.assert_outcomes(passed=1)
 
 

@@ -12,65 +12,24 @@ import time
 from typing import Any
 
 import pytest
-from plugin_support import CLIENT_TOKEN, HubProcess, make_shop
+from plugin_support import (
+    CLIENT_TOKEN,
+    REQUEST,
+    TEST_SOURCE,
+    HubProcess,
+    fake_traffic,
+    hits_for,
+    make_shop,
+)
 
 from pytest_runtime.hub import HubClient
-from pytest_runtime.markers import parse_probe_args
-
-TEST_SOURCE = """
-import pytest
-from shop.pricing import apply_discount
-
-@pytest.mark.runtime_probe("shop.pricing:apply_discount", capture=["price", "rate"])
-def test_discount():
-    assert apply_discount(10, 0.5) == 5
-"""
-REQUEST = parse_probe_args(("shop.pricing:apply_discount",), {"capture": ["price", "rate"]})
-
-
-def hits_for(probe_id: str, count: int) -> list[dict[str, Any]]:
-    now = time.time()
-    return [
-        {
-            "probe_id": probe_id,
-            "signature": REQUEST.signature,
-            "kind": "snapshot",
-            "location": REQUEST.location,
-            "ts": now + n * 0.001,
-            "hit_id": f"live-{probe_id[:6]}-{n}",
-            "captures": {"price": None if n % 2 else 10 + n, "rate": 0.5},
-        }
-        for n in range(count)
-    ]
-
-
-def fake_traffic(hub: HubProcess, stop: threading.Event, count: int = 10) -> threading.Thread:
-    """A sensor's side over real HTTP: wait for the placed probe, then post its hits."""
-
-    def run() -> None:
-        client = HubClient(hub.url, CLIENT_TOKEN)
-        source = hub.register("shop")
-        try:
-            deadline = time.monotonic() + 30
-            while not stop.is_set() and time.monotonic() < deadline:
-                probes = client.find_probes(REQUEST.signature)
-                if probes:
-                    hub.post_hits(source, hits_for(str(probes[0]["id"]), count))
-                    return
-                stop.wait(0.1)
-        finally:
-            client.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 @pytest.fixture
 def live(pytester: pytest.Pytester, hub: HubProcess, monkeypatch: pytest.MonkeyPatch) -> HubProcess:
     make_shop(pytester)
     pytester.makepyfile(test_shop=TEST_SOURCE)
-    monkeypatch.setenv("PYTEST_RUNTIME_TOKEN", CLIENT_TOKEN)
+    monkeypatch.setenv("SENSOR_CLIENT_TOKEN", CLIENT_TOKEN)
     monkeypatch.setenv("PYTEST_RUNTIME_HUB", hub.url)
     return hub
 
@@ -224,24 +183,6 @@ def test_under_xdist_the_controller_places_each_probe_once(
     assert active(live) == []
 
 
-def test_hub_lost_during_the_run_is_a_usage_error_not_a_traceback(
-    pytester: pytest.Pytester, live: HubProcess, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pytester.makepyfile(
-        test_kill="""
-        import os, signal
-
-        def test_the_hub_goes_away():
-            os.kill(int(os.environ["HUB_PID"]), signal.SIGKILL)
-        """
-    )
-    monkeypatch.setenv("HUB_PID", str(live.process.pid))
-    result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "5")
-    result.stderr.fnmatch_lines([f"ERROR: pytest-runtime: hub {live.url} cannot be reached*"])
-    assert "Traceback" not in result.stderr.str()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-
-
 def test_service_option_is_the_default_selector(
     pytester: pytest.Pytester, live: HubProcess
 ) -> None:
@@ -270,3 +211,67 @@ def test_standing_probe_without_recent_hits_is_not_reused_and_not_removed(
         assert len(client.find_probes(REQUEST.signature, state="removed")) == 1
     finally:
         client.close()
+
+
+def test_with_q_the_progress_line_starts_a_line_of_its_own(
+    pytester: pytest.Pytester, live: HubProcess
+) -> None:
+    result = pytester.runpytest_subprocess("-q", "--runtime-probe", "--runtime-wait", "0")
+    lines = result.stdout.lines
+    progress = [line for line in lines if "runtime: waiting for production hits" in line]
+    assert progress, lines
+    assert all(line.startswith("runtime: waiting") for line in progress), lines
+
+
+def test_a_location_no_call_reaches_is_said_while_waiting_and_after(
+    pytester: pytest.Pytester, live: HubProcess
+) -> None:
+    # A real sensor in a process that imports the function and never calls it.
+    pytester.path.joinpath("idle.py").write_text(
+        "import os, time\nimport shop.pricing\n"
+        "while not os.path.exists('stop'):\n    time.sleep(0.05)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    env |= {
+        "SENSOR_HUB_URL": live.url,
+        "SENSOR_TOKEN": live.sensor_token,
+        "SENSOR_SERVICE": "shop",
+        "SENSOR_POLL_WAIT": "1",
+        "SENSOR_HEARTBEAT_INTERVAL": "0.5",
+        "PYTHONPATH": str(pytester.path),
+    }
+    service = subprocess.Popen(
+        [sys.executable, "-m", "sensor", "run", "--", sys.executable, "idle.py"],
+        cwd=pytester.path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = HubClient(live.url, CLIENT_TOKEN)
+        deadline = time.monotonic() + 30
+        while not client.sources(service="shop") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        client.close()
+        result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "8")
+    finally:
+        pytester.path.joinpath("stop").touch()
+        try:
+            service.wait(20)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait(10)
+    result.stdout.fnmatch_lines(
+        [
+            "runtime: waiting for production hits: 0/1 probes complete*; no call reached "
+            "shop.pricing:apply_discount@return (installed on 1 source(s)) since placement",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "INCONCLUSIVE test_shop.py::test_discount*",
+            "shop.pricing:apply_discount@return: no call reached it while probe * was placed "
+            "(installed on 1 source(s)); a probe sees only calls made after it is placed: keep "
+            "traffic flowing while the check runs",
+        ]
+    )

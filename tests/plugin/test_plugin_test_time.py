@@ -95,7 +95,10 @@ def test_a_probe_that_cannot_be_armed_fails_the_test_with_the_reason(
         """,
     )
     result.stdout.fnmatch_lines(
-        ["*runtime_probe sensor.probes:Location.parse@return: the probe could not be armed: *"]
+        [
+            "*runtime_probe argument 'location': got 'sensor.probes:Location.parse@return', "
+            "expected a location the sensor can arm; the probe could not be armed: denied *"
+        ]
     )
     result.assert_outcomes(failed=1)
 

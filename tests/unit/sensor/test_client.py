@@ -65,11 +65,22 @@ def peer() -> Iterator[tuple[str, type[_Peer]]]:
 
 def test_url_and_token_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENSOR_HUB_URL", "http://hub.internal:9000/")
-    monkeypatch.setenv("SENSOR_TOKEN", "t0k")
+    monkeypatch.setenv("SENSOR_CLIENT_TOKEN", "t0k")
+    monkeypatch.setenv("SENSOR_TOKEN", "a-sensor-token")
     client = HubClient()
     assert (client.url, client.token) == ("http://hub.internal:9000", "t0k")
     monkeypatch.delenv("SENSOR_HUB_URL")
     assert HubClient().url == DEFAULT_HUB_URL
+
+
+def test_the_old_token_variable_still_works_with_a_deprecation_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SENSOR_CLIENT_TOKEN", raising=False)
+    monkeypatch.setenv("SENSOR_TOKEN", "t0k")
+    with pytest.warns(DeprecationWarning, match="set SENSOR_CLIENT_TOKEN"):
+        client = HubClient()
+    assert client.token == "t0k"
 
 
 def test_bad_url_is_a_config_error() -> None:

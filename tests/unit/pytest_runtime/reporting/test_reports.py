@@ -42,7 +42,10 @@ def test_json_report_validates_against_the_published_schema(
         "diverged": 1,
         "violated": 1,
         "inconclusive": 2,
+        "fails": sum(1 for r in results if r.verdict.fails),
+        "accepted_by_baseline": 0,
     }
+    assert report["notes"] == []
     odd = [r for r in report["results"] if r["nodeid"].endswith("test_odd")]
     assert [r["verdict"] for r in odd] == ["violated", "diverged"]
     kinds = {(d["kind"], d["severity"], d["path"]) for d in odd[1]["divergences"]}
