@@ -73,7 +73,7 @@ def _answer(stream: IO[str], wanted: int) -> dict[str, object]:
 def time_server(command: list[str]) -> tuple[float, float, int]:
     """Seconds from launch to the tools/list answer, the process's CPU seconds (user + system,
     launch to exit: a figure a busy machine disturbs far less), and the number of tools."""
-    env = dict(os.environ, PYTEST_RUNTIME_HUB="http://127.0.0.1:9", PYTEST_RUNTIME_TOKEN="t")
+    env = dict(os.environ, PYTEST_RUNTIME_HUB="http://127.0.0.1:9", SENSOR_CLIENT_TOKEN="t")
     started = time.perf_counter()
     proc = subprocess.Popen(
         command,

@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {
             **os.environ,
             "PYTEST_RUNTIME_HUB": hub,
-            "PYTEST_RUNTIME_TOKEN": tokens["client"],
+            "SENSOR_CLIENT_TOKEN": tokens["client"],
             "PYTHONPATH": str(ROOT),
         }
         server = StdioServerParameters(

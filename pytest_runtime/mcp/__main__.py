@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_runtime.mcp",
         description="The pytest-runtime MCP server: live probes, hypothesis checks and test "
-        "comparisons for AI coding agents. The client token is read from PYTEST_RUNTIME_TOKEN "
+        "comparisons for AI coding agents. The client token is read from SENSOR_CLIENT_TOKEN "
         "(never from the command line).",
     )
     parser.add_argument(

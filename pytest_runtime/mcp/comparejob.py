@@ -141,7 +141,7 @@ class CompareJob:
         env = dict(os.environ)
         env.pop(ENV_MARKER, None)
         if settings.token:
-            env["PYTEST_RUNTIME_TOKEN"] = settings.token  # never on the command line
+            env["SENSOR_CLIENT_TOKEN"] = settings.token  # never on the command line
         if marker is not None:
             argv += ["-p", "pytest_runtime.mcp._marker_plugin"]
             env[ENV_MARKER] = json.dumps(marker, sort_keys=True)

@@ -94,7 +94,7 @@ class Investigation:
             ) from exc
         except HubAuthError as exc:
             raise HubCallError(
-                f"{what}: {exc}. Give the MCP server a client token in PYTEST_RUNTIME_TOKEN"
+                f"{what}: {exc}. Give the MCP server a client token in SENSOR_CLIENT_TOKEN"
             ) from exc
         except HubRequestError as exc:
             if exc.status == 404 and args and isinstance(args[0], str):

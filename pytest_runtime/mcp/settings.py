@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pytest_runtime.errors import OptionError
-from pytest_runtime.options import ENV_HUB, ENV_TOKEN
+from pytest_runtime.options import ENV_HUB, ENV_TOKEN, ENV_TOKEN_OLD
 
 __all__ = ["ENV_HUB", "ENV_SERVICE", "ENV_TOKEN", "ServerSettings"]
 
@@ -22,7 +22,8 @@ ENV_SERVICE = "PYTEST_RUNTIME_SERVICE"
 class ServerSettings:
     """Everything the tools depend on; every limit an agent meets is one of these fields.
 
-    The hub URL and token are the plugin's (``PYTEST_RUNTIME_HUB``, ``PYTEST_RUNTIME_TOKEN``):
+    The hub URL and token are the plugin's (``PYTEST_RUNTIME_HUB``, ``SENSOR_CLIENT_TOKEN``, or
+    its former name ``PYTEST_RUNTIME_TOKEN``):
     one client token serves the plugin, the CLI and the agents.
     """
 
@@ -81,7 +82,7 @@ class ServerSettings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {
             "hub": env.get(ENV_HUB, ""),
-            "token": env.get(ENV_TOKEN) or None,
+            "token": env.get(ENV_TOKEN) or env.get(ENV_TOKEN_OLD) or None,
             "service": env.get(ENV_SERVICE) or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -39,7 +39,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HubProcess
 
 def server_env(hub: HubProcess) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_RUNTIME_", "SENSOR_"))}
-    env.update(PYTEST_RUNTIME_HUB=hub.url, PYTEST_RUNTIME_TOKEN=CLIENT_TOKEN)
+    env.update(PYTEST_RUNTIME_HUB=hub.url, SENSOR_CLIENT_TOKEN=CLIENT_TOKEN)
     return env
 
 

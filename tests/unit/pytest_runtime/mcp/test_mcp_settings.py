@@ -15,11 +15,15 @@ from pytest_runtime.mcp.settings import ServerSettings
 def test_the_hub_url_and_token_are_the_plugins() -> None:
     env = {
         "PYTEST_RUNTIME_HUB": "http://hub:8765/",
-        "PYTEST_RUNTIME_TOKEN": "secret",
+        "SENSOR_CLIENT_TOKEN": "secret",
         "PYTEST_RUNTIME_SERVICE": "shop",
     }
     settings = ServerSettings.from_env(env)
     assert (settings.hub, settings.token, settings.service) == ("http://hub:8765", "secret", "shop")
+    # The plugin's former name still works, and the new one wins when both are set.
+    old = {"PYTEST_RUNTIME_HUB": "http://hub:8765", "PYTEST_RUNTIME_TOKEN": "old"}
+    assert ServerSettings.from_env(old).token == "old"
+    assert ServerSettings.from_env({**old, "SENSOR_CLIENT_TOKEN": "new"}).token == "new"
     assert ServerSettings.from_env(env, hub="https://other").hub == "https://other"
 
 
