@@ -24,9 +24,14 @@ _log = logging.getLogger("sensor.hub")
 
 
 def _route(endpoint: Endpoint) -> Route:
+    has_body = endpoint.method in ("POST", "PUT")
+
     async def handle(request: Request) -> Response:
         try:
             token = await authorize(request, endpoint.scope) if endpoint.scope else None
+            if has_body and _is_large(request):
+                async with request.app.state.hub.large_bodies():
+                    return await endpoint.handler(request, token)
             return await endpoint.handler(request, token)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message)
@@ -35,6 +40,15 @@ def _route(endpoint: Endpoint) -> Route:
             return error_response(503, "store_error", str(exc))
 
     return Route(endpoint.path, handle, methods=[endpoint.method], name=endpoint.operation_id)
+
+
+def _is_large(request: Request) -> bool:
+    """A body over the hub's ``large_body``, or of unknown length (chunked)."""
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        return request.headers.get("transfer-encoding") is not None
+    large: int = request.app.state.hub.settings.large_body
+    return int(declared) >= large
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
