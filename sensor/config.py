@@ -52,6 +52,8 @@ class SensorConfig:
     sigterm_flush: bool = True  #: flush on SIGTERM when the program has no SIGTERM handler
     #: share of one CPU the engine may spend per second (read by sensor.engine.get_engine)
     cpu_budget: float = DEFAULT_CPU_BUDGET
+    #: PEM bundle of the CAs that may sign an https hub's certificate (None: the system's)
+    ca_file: str | None = None
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with the token hidden (for logs and status)."""
@@ -144,6 +146,24 @@ def _hub_url(text: str) -> str:
     return value
 
 
+def _ca_file(text: str) -> str:
+    """A readable PEM bundle that the ssl module loads (checked now, not at the first call)."""
+    import ssl
+
+    path = text.strip()
+    if not path:
+        raise ValueError("the path of a PEM file of CA certificates")
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise ValueError("the path of a PEM file of CA certificates (no such file)") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(
+            f"a PEM file of CA certificates that can be loaded ({type(exc).__name__}: {exc})"
+        ) from None
+    return os.path.abspath(path)
+
+
 def parse_labels(text: str) -> dict[str, str]:
     """Parse ``k=v,k2=v2``; raise ValueError describing the expected form."""
     labels: dict[str, str] = {}
@@ -176,6 +196,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SENSOR_POLL_WAIT": ("poll_wait", _positive_float),
     "SENSOR_SIGTERM_FLUSH": ("sigterm_flush", _parse_bool),
     "SENSOR_CPU_BUDGET": ("cpu_budget", _cpu_fraction),
+    "SENSOR_CA_FILE": ("ca_file", _ca_file),
 }
 
 _FIELD_TO_ENV = {field: name for name, (field, _) in ENV_VARS.items()}
