@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import math
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -43,6 +44,7 @@ from sensor.probes import Probe, ProbeStatus
 __all__ = ["ENDPOINTS", "ApiError", "Endpoint", "error_response"]
 
 EVIDENCE_MEDIA_TYPE = "application/x-ndjson"
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _log = logging.getLogger("sensor.hub")
 
 
@@ -185,7 +187,7 @@ async def read_json(request: Request, schema: str) -> dict[str, Any]:
 
 def _query_float(request: Request, name: str) -> float | None:
     text = request.query_params.get(name)
-    if text is None or text == "":
+    if text is None:
         return None
     try:
         value = float(text)
@@ -200,7 +202,7 @@ def _query_float(request: Request, name: str) -> float | None:
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
     text = request.query_params.get(name)
-    if text is None or text == "":
+    if text is None:
         return default
     try:
         value = int(text)
@@ -217,7 +219,7 @@ def _query_int(request: Request, name: str, default: int, low: int, high: int) -
 
 def _query_choice(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
     text = request.query_params.get(name)
-    if text is None or text == "":
+    if text is None:
         return None
     if text not in choices:
         raise ApiError(
@@ -523,7 +525,7 @@ async def probe_hits(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
     record = await _probe_record(request)
     limit = _query_int(request, "limit", 100, 1, hub.settings.max_page)
-    after_text = request.query_params.get("after") or None
+    after_text = request.query_params.get("after")
     after = None
     if after_text is not None:
         if not (after_text.isascii() and after_text.isdigit() and len(after_text) <= 18):
@@ -586,7 +588,10 @@ def _evidence_response(
     return StreamingResponse(
         _evidence_lines(hub, records, hit_query),
         media_type=EVIDENCE_MEDIA_TYPE,
-        headers={"Content-Disposition": f'attachment; filename="{name}.jsonl"'},
+        # the name comes from the query: only safe characters reach a header
+        headers={
+            "Content-Disposition": f'attachment; filename="{_SAFE_NAME.sub("_", name)}.jsonl"'
+        },
     )
 
 

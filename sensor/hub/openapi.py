@@ -25,7 +25,7 @@ from sensor.probes import (
     ProbeStatus,
 )
 
-__all__ = ["SCHEMAS", "build_openapi"]
+__all__ = ["SCHEMAS", "build_openapi", "query_parameters"]
 
 _OBJ: dict[str, Any] = {"type": "object"}
 _STR: dict[str, Any] = {"type": "string"}
@@ -503,7 +503,15 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
     "list_sources": (
         [
             ("service", "only this service", {"schema": _STR}),
-            ("label", "key=value; repeat for several labels", {"schema": _STR}),
+            (
+                "label",
+                "key=value; repeat for several labels",
+                {
+                    "schema": {"type": "array", "items": {"type": "string", "pattern": "^[^=]+="}},
+                    "style": "form",
+                    "explode": True,
+                },
+            ),
             ("state", "live, stale or gone", {"schema": {"enum": ["live", "stale", "gone"]}}),
         ],
         None,
@@ -565,6 +573,15 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
     "health": ([], None, 200, "Health"),
     "openapi": ([], None, 200, None),
 }
+
+
+def query_parameters(operation_id: str) -> dict[str, bool]:
+    """The query parameters an operation takes, each with whether it may repeat (the hub
+    refuses any other, and a repeated one that may not: 400)."""
+    return {
+        name: extra["schema"].get("type") == "array" for name, _, extra in _DETAILS[operation_id][0]
+    }
+
 
 _ERRORS = {
     400: "Bad request: malformed or too deeply nested JSON, or a bad query parameter",

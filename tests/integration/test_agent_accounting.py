@@ -62,7 +62,7 @@ def _accounted(client: HubClient, probe_id: str, produced: int | None = None) ->
     total_stored = sum(stored for _, _, stored in figures.values())
     if produced is not None and sum(hits for hits, _, _ in figures.values()) != produced:
         return False
-    return record["hit_count"] == total_stored and record["dropped"] == total_drops
+    return bool(record["hit_count"] == total_stored and record["dropped"] == total_drops)
 
 
 def _installed_on(client: HubClient, probe_id: str, workers: int) -> bool:

@@ -38,7 +38,7 @@ def _memory_kib(pid: int) -> dict[str, int]:
 
 def _post_raw(url: str, path: str, body: bytes, token: str) -> int:
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=120)
     try:
         conn.request(
             "POST",
@@ -138,7 +138,7 @@ def test_a_file_left_readable_by_an_older_hub_is_made_private(tmp_path: Path) ->
 
 def _raw_post(url: str, path: str, token: str, obj: Any) -> tuple[int, Any]:
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
     try:
         conn.request(
             "POST",
@@ -218,3 +218,34 @@ def test_a_sensor_token_is_bound_to_its_services_and_sources(hub: HubProcess) ->
     # the other source is untouched: still live (its deregister was refused)
     _, sources = call(hub.url, "GET", "/v1/sources?state=live", CLIENT_TOKEN)
     assert [s["id"] for s in sources["sources"]] == [theirs["source_id"]]
+
+
+def test_the_cli_creates_a_sensor_token_limited_to_services(hub: HubProcess) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    env.update(SENSOR_HUB_URL=hub.url, SENSOR_TOKEN=ADMIN_TOKEN)
+    command = [sys.executable, "-m", "sensor", "token", "add", "shop bot", "--scope", "sensor"]
+    result = subprocess.run(
+        [*command, "--service", "shop", "--service", "shop-worker", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert created["services"] == ["shop", "shop-worker"]
+    status, _ = call(hub.url, "POST", "/v1/sensors/register", created["token"], {"service": "shop"})
+    assert status == 200
+    status, answer = call(
+        hub.url, "POST", "/v1/sensors/register", created["token"], {"service": "x"}
+    )
+    assert (status, answer["error"]["code"]) == (403, "service_not_allowed")
+    # a name the hub refuses is an error naming it, from the CLI too
+    bad = subprocess.run(
+        [*command[:5], "x" * 65, "--scope", "sensor"], capture_output=True, text=True, env=env
+    )
+    assert bad.returncode != 0
+    assert "name: got 'xxxx" in bad.stderr

@@ -39,7 +39,9 @@ def test_a_sensor_token_limited_to_services_registers_only_as_those(client: Test
     assert _register_with(client, created["token"], "shop-worker").status_code == 200
     status, code, message = _error(_register_with(client, created["token"], "billing"))
     assert (status, code) == (403, "service_not_allowed")
-    assert "'billing'" in message and "'shop'" in message and "shop sensors" in message
+    assert "'billing'" in message
+    assert "'shop'" in message
+    assert "shop sensors" in message
     # the same token without a list (the start-up one) registers as anything
     assert _register_with(client, SENSOR, "billing").status_code == 200
 
@@ -105,7 +107,8 @@ def test_a_sources_calls_are_refused_to_every_other_token(
         status, code, message = _error(answer)
         assert (status, code) == (403, expected), (token, answer.text)
         if expected == "not_your_source":
-            assert source_id in message and "another token" in message
+            assert source_id in message
+            assert "another token" in message
     # nothing the others sent was taken
     state = client.get(f"/v1/probes/{probe_id}", headers=auth(CLIENT)).json()["probe"]
     assert (state["hit_count"], state["dropped"]) == (0, 0)
