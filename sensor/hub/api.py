@@ -149,7 +149,7 @@ def _decode(body: bytearray, limits: BodyLimits, schema: str) -> dict[str, Any]:
     if schema == "RedactionRules":
         return data  # validate_rules checks these with its own, more specific messages
     try:
-        _validator(schema)(data, "")
+        _validator(schema)(data)
     except SchemaError as exc:
         raise ApiError(422, _schema_code(schema, exc), str(exc)) from None
     return data

@@ -18,8 +18,8 @@ from typing import Any
 
 __all__ = ["SchemaError", "Validator", "compile_schema", "describe"]
 
-#: Checks a value at a path; raises :class:`SchemaError`.
-Validator = Callable[[Any, str], None]
+#: Checks a value; raises :class:`SchemaError` (whose path parents fill in on the way up).
+Validator = Callable[[Any], None]
 
 _DOC_KEYWORDS = frozenset({"description", "format", "title", "examples", "default"})
 _KNOWN = _DOC_KEYWORDS | {
@@ -48,15 +48,35 @@ _KNOWN = _DOC_KEYWORDS | {
 class SchemaError(ValueError):
     """One value that breaks its schema: where, what was got, what was expected.
 
-    ``unknown`` is True when the problem is a field the schema does not allow.
+    ``unknown`` is True when the problem is a field the schema does not allow. The path is
+    built only on failure: each enclosing object or list adds its key as the error passes.
     """
 
-    def __init__(self, path: str, value: Any, expected: str, *, unknown: bool = False) -> None:
-        self.path = path or "body"
+    def __init__(self, value: Any, expected: str, *, unknown: bool = False) -> None:
+        super().__init__(expected)
         self.value = value
         self.expected = expected
         self.unknown = unknown
-        super().__init__(f"{self.path}: got {_show(value)}, expected {expected}")
+        self._parts: list[str | int] = []  # innermost first
+
+    def inside(self, part: str | int) -> SchemaError:
+        self._parts.append(part)
+        return self
+
+    @property
+    def path(self) -> str:
+        text = ""
+        for part in reversed(self._parts):
+            if isinstance(part, int):
+                text += f"[{part}]"
+            elif part.isidentifier():
+                text += f".{part}" if text else part
+            else:
+                text += f"[{ascii(part)[:80]}]"
+        return text or "body"
+
+    def __str__(self) -> str:
+        return f"{self.path}: got {_show(self.value)}, expected {self.expected}"
 
 
 def _show(value: Any) -> str:
@@ -114,11 +134,11 @@ def describe(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> str:
     if "pattern" in schema:
         bounds.append(f"matching {schema['pattern']}")
     if "minimum" in schema:
-        bounds.append(f">= {_number(schema['minimum'])}")
+        bounds.append(f">= {_num_text(schema['minimum'])}")
     if "exclusiveMinimum" in schema:
-        bounds.append(f"> {_number(schema['exclusiveMinimum'])}")
+        bounds.append(f"> {_num_text(schema['exclusiveMinimum'])}")
     if "maximum" in schema:
-        bounds.append(f"<= {_number(schema['maximum'])}")
+        bounds.append(f"<= {_num_text(schema['maximum'])}")
     if "maxItems" in schema:
         bounds.append(f"at most {schema['maxItems']} items")
     if "maxProperties" in schema:
@@ -130,7 +150,7 @@ def describe(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> str:
     return text + (f" ({', '.join(bounds)})" if bounds else "")
 
 
-def _number(value: float) -> str:
+def _num_text(value: float) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
@@ -149,8 +169,14 @@ def compile_schema(schema: Mapping[str, Any], definitions: Mapping[str, Any]) ->
 
 
 def _compile(
-    schema: Mapping[str, Any], definitions: Mapping[str, Any], cache: dict[str, Validator]
+    schema: Mapping[str, Any],
+    definitions: Mapping[str, Any],
+    cache: dict[str, Validator],
+    *,
+    nullable: bool = False,
+    expected: str | None = None,
 ) -> Validator:
+    """One closure per schema where possible: each call level costs, and hits are many."""
     unknown = set(schema) - _KNOWN
     if unknown:
         raise ValueError(f"schema keywords {sorted(unknown)}: not supported by the hub validator")
@@ -158,132 +184,156 @@ def _compile(
         name = schema["$ref"].rsplit("/", 1)[1]
         if name not in cache:
             slot: list[Validator] = []
-            cache[name] = lambda value, path: slot[0](value, path)  # recursion-safe forward
+            cache[name] = lambda value: slot[0](value)  # recursion-safe forward
             slot.append(_compile(definitions[name], definitions, cache))
-        return cache[name]
-    expected = describe(schema, definitions)
-    checks: list[Validator] = []
+        found = cache[name]
+        if not nullable:
+            return found
 
+        def nullable_ref(value: Any) -> None:
+            if value is not None:
+                found(value)
+
+        return nullable_ref
+    if expected is None:
+        expected = describe(schema, definitions)
     if "anyOf" in schema:
-        options = [_compile(option, definitions, cache) for option in schema["anyOf"]]
-
-        def any_of(value: Any, path: str) -> None:
-            errors = []
-            for option in options:
-                try:
-                    option(value, path)
-                    return
-                except SchemaError as exc:
-                    errors.append(exc)
-            # the deepest error says the most (a field inside an object, not "not an object")
-            deepest = max(errors, key=lambda exc: len(exc.path))
-            if deepest.path != (path or "body"):
-                raise deepest
-            raise SchemaError(path, value, expected)
-
-        checks.append(any_of)
-
+        return _any_of(schema, definitions, cache, nullable, expected)
+    if set(schema) - _DOC_KEYWORDS == {"enum"}:
+        return _enum(list(schema["enum"]), nullable, expected)
     kind = schema.get("type")
-    if kind is not None:
+    if kind == "string":
+        return _string(schema, nullable, expected)
+    if kind in ("integer", "number"):
+        return _number(schema, kind, nullable, expected)
+    if kind == "array":
+        return _array_check(schema, definitions, cache, nullable, expected)
+    if kind == "object":
+        return _object_check(schema, definitions, cache, nullable, expected)
+    if kind in ("boolean", "null"):
         is_kind = _is_type(kind)
 
-        def check_type(value: Any, path: str) -> None:
-            if not is_kind(value):
-                raise SchemaError(path, value, expected)
+        def check_type(value: Any) -> None:
+            if not is_kind(value) and not (nullable and value is None):
+                raise SchemaError(value, expected)
 
-        checks.append(check_type)
-
-    if "const" in schema:
-        const = schema["const"]
-
-        def check_const(value: Any, path: str) -> None:
-            if value != const or type(value) is not type(const):
-                raise SchemaError(path, value, expected)
-
-        checks.append(check_const)
-
-    if "enum" in schema:
-        choices = list(schema["enum"])
-
-        def check_enum(value: Any, path: str) -> None:
-            if not any(value == c and type(value) is type(c) for c in choices):
-                raise SchemaError(path, value, expected)
-
-        checks.append(check_enum)
-
-    checks.extend(_string_checks(schema, expected))
-    checks.extend(_number_checks(schema, expected))
-    if kind == "array" or "items" in schema:
-        checks.append(_array_check(schema, definitions, cache, expected))
-    if kind == "object" or "properties" in schema:
-        checks.append(_object_check(schema, definitions, cache, expected))
-
-    if len(checks) == 1:
-        return checks[0]
-
-    def all_of(value: Any, path: str) -> None:
-        for check in checks:
-            check(value, path)
-
-    return all_of
+        return check_type
+    if kind is None and set(schema) <= _DOC_KEYWORDS:
+        return lambda value: None  # {}: anything
+    raise ValueError(f"schema {dict(schema)!r}: not supported by the hub validator")
 
 
-def _string_checks(schema: Mapping[str, Any], expected: str) -> list[Validator]:
-    low = schema.get("minLength")
+def _any_of(
+    schema: Mapping[str, Any],
+    definitions: Mapping[str, Any],
+    cache: dict[str, Validator],
+    nullable: bool,
+    expected: str,
+) -> Validator:
+    null = {"type": "null"}
+    real = [option for option in schema["anyOf"] if option != null]
+    nullable = nullable or len(real) < len(schema["anyOf"])
+    if len(real) == 1:  # the common "X or null"
+        return _compile(real[0], definitions, cache, nullable=nullable, expected=expected)
+    options = [_compile(option, definitions, cache) for option in real]
+
+    def any_of(value: Any) -> None:
+        if value is None and nullable:
+            return
+        errors = []
+        for option in options:
+            try:
+                option(value)
+                return
+            except SchemaError as exc:
+                errors.append(exc)
+        # the deepest error says the most (a field inside an object, not "not an object")
+        deepest = max(errors, key=lambda exc: len(exc._parts))
+        if deepest._parts:
+            raise deepest
+        raise SchemaError(value, expected)
+
+    return any_of
+
+
+def _enum(choices: list[Any], nullable: bool, expected: str) -> Validator:
+    strings = frozenset(c for c in choices if type(c) is str)
+
+    def check_enum(value: Any) -> None:
+        if type(value) is str and value in strings:
+            return
+        if value is None and nullable:
+            return
+        if not any(value == c and type(value) is type(c) for c in choices):
+            raise SchemaError(value, expected)
+
+    return check_enum
+
+
+def _string(schema: Mapping[str, Any], nullable: bool, expected: str) -> Validator:
+    low = schema.get("minLength", 0)
     high = schema.get("maxLength")
     pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
-    if low is None and high is None and pattern is None:
-        return []
 
-    def check(value: Any, path: str) -> None:
+    def check_string(value: Any) -> None:
         if type(value) is not str:
-            return
-        if (low is not None and len(value) < low) or (high is not None and len(value) > high):
-            raise SchemaError(path, value, expected)
+            if value is None and nullable:
+                return
+            raise SchemaError(value, expected)
+        if len(value) < low or (high is not None and len(value) > high):
+            raise SchemaError(value, expected)
         if pattern is not None and pattern.search(value) is None:
-            raise SchemaError(path, value, expected)
+            raise SchemaError(value, expected)
 
-    return [check]
+    return check_string
 
 
-def _number_checks(schema: Mapping[str, Any], expected: str) -> list[Validator]:
+def _number(schema: Mapping[str, Any], kind: str, nullable: bool, expected: str) -> Validator:
     low = schema.get("minimum")
     high = schema.get("maximum")
     above = schema.get("exclusiveMinimum")
-    if low is None and high is None and above is None:
-        return []
+    floats = kind == "number"
 
-    def check(value: Any, path: str) -> None:
-        if type(value) is not int and type(value) is not float:
-            return
+    def check_number(value: Any) -> None:
+        t = type(value)
+        if t is not int and not (floats and t is float):
+            if value is None and nullable:
+                return
+            raise SchemaError(value, expected)
         if (
             (low is not None and value < low)
             or (high is not None and value > high)
             or (above is not None and value <= above)
         ):
-            raise SchemaError(path, value, expected)
+            raise SchemaError(value, expected)
 
-    return [check]
+    return check_number
 
 
 def _array_check(
     schema: Mapping[str, Any],
     definitions: Mapping[str, Any],
     cache: dict[str, Validator],
+    nullable: bool,
     expected: str,
 ) -> Validator:
     items = _compile(schema["items"], definitions, cache) if "items" in schema else None
     low = schema.get("minItems")
     high = schema.get("maxItems")
 
-    def check(value: Any, path: str) -> None:
+    def check(value: Any) -> None:
         if type(value) is not list:
-            return
+            if value is None and nullable:
+                return
+            raise SchemaError(value, expected)
         if (low is not None and len(value) < low) or (high is not None and len(value) > high):
-            raise SchemaError(path, f"a list of {len(value)} items", expected)
+            raise SchemaError(f"a list of {len(value)} items", expected)
         if items is not None:
             for index, item in enumerate(value):
-                items(item, f"{path}[{index}]")
+                try:
+                    items(item)
+                except SchemaError as exc:
+                    raise exc.inside(index) from None
 
     return check
 
@@ -292,6 +342,7 @@ def _object_check(
     schema: Mapping[str, Any],
     definitions: Mapping[str, Any],
     cache: dict[str, Validator],
+    nullable: bool,
     expected: str,
 ) -> Validator:
     properties = {
@@ -308,36 +359,34 @@ def _object_check(
         _compile(schema["propertyNames"], definitions, cache) if "propertyNames" in schema else None
     )
 
-    def check(value: Any, path: str) -> None:
+    def check(value: Any) -> None:
         if type(value) is not dict:
-            return
+            if value is None and nullable:
+                return
+            raise SchemaError(value, expected)
         if most is not None and len(value) > most:
-            raise SchemaError(path, f"an object of {len(value)} entries", expected)
+            raise SchemaError(f"an object of {len(value)} entries", expected)
         for name in required:
             if name not in value:
-                raise SchemaError(_join(path, name), None, "a value (the field is required)")
+                raise SchemaError(None, "a value (the field is required)").inside(name)
         if closed and not allowed.issuperset(value):
             unknown = sorted(set(value) - allowed)
             raise SchemaError(
-                path,
                 unknown,
                 f"only the fields {', '.join(sorted(allowed))} (unknown: {', '.join(unknown)})",
                 unknown=True,
             )
+        get = properties.get
         for key, item in value.items():
-            where = _join(path, key)
-            if names is not None:
-                names(key, where)
-            validator = properties.get(key)
-            if validator is not None:
-                validator(item, where)
-            elif extra_check is not None:
-                extra_check(item, where)
+            try:
+                if names is not None:
+                    names(key)
+                validator = get(key)
+                if validator is not None:
+                    validator(item)
+                elif extra_check is not None:
+                    extra_check(item)
+            except SchemaError as exc:
+                raise exc.inside(key) from None
 
     return check
-
-
-def _join(path: str, key: str) -> str:
-    if key.isidentifier():
-        return f"{path}.{key}" if path else key
-    return f"{path}[{ascii(key)[:80]}]"
