@@ -54,8 +54,12 @@ def _post_raw(url: str, path: str, body: bytes, token: str) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
-def test_four_concurrent_bodies_of_empty_objects_do_not_blow_up_the_hub(
-    hub: HubProcess, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("kind", "element"),
+    [("empty objects", b"{}"), ("empty strings", b'""'), ("zeros", b"0")],
+)
+def test_four_concurrent_bodies_of_tiny_values_do_not_blow_up_the_hub(
+    hub: HubProcess, capsys: pytest.CaptureFixture[str], kind: str, element: bytes
 ) -> None:
     assert hub.proc is not None
     status, registered = call(
@@ -64,8 +68,8 @@ def test_four_concurrent_bodies_of_empty_objects_do_not_blow_up_the_hub(
     assert status == 200
     path = f"/v1/sensors/{registered['source_id']}/hits"
     limit = 8 * 1024 * 1024
-    count = (limit - 64) // 3
-    body = b'{"hits": [' + b"{}," * (count - 1) + b"{}]}"
+    count = (limit - 64) // (len(element) + 1)
+    body = b'{"hits": [' + (element + b",") * (count - 1) + element + b"]}"
     assert len(body) < limit
     before = _memory_kib(hub.proc.pid)
     statuses: list[int] = []
@@ -83,7 +87,7 @@ def test_four_concurrent_bodies_of_empty_objects_do_not_blow_up_the_hub(
     growth_mb = (after["VmHWM"] - before["VmRSS"]) / 1024
     with capsys.disabled():
         print(
-            f"\nhub memory, 4 concurrent bodies of {len(body)} bytes of empty objects: "
+            f"\nhub memory, 4 concurrent bodies of {len(body)} bytes of {kind}: "
             f"RSS before {before['VmRSS'] / 1024:.0f} MB, peak {after['VmHWM'] / 1024:.0f} MB, "
             f"after {after['VmRSS'] / 1024:.0f} MB (peak growth {growth_mb:.0f} MB)"
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sensor.config import ENV_VARS, load_config, parse_labels
@@ -117,3 +119,25 @@ def test_valid_redaction_and_deny_settings_pass() -> None:
         "SENSOR_DENY": "shop.secrets,*/vendor/*",
     }
     assert load_config(environ=environ).hub_url == "http://h:1"
+
+
+def test_ca_file_must_be_a_loadable_pem_bundle(tmp_path: Path) -> None:
+    base = tmp_path
+    env = {"SENSOR_HUB_URL": "https://hub.example:8765"}
+    with pytest.raises(
+        ConfigError, match=r"SENSOR_CA_FILE: got '.*missing.pem', expected .*no such"
+    ):
+        load_config({**env, "SENSOR_CA_FILE": str(base / "missing.pem")})
+    junk = base / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"SENSOR_CA_FILE: got '.*junk.pem', expected a PEM file"):
+        load_config({**env, "SENSOR_CA_FILE": str(junk)})
+    with pytest.raises(ConfigError, match="argument ca_file"):
+        load_config(env, ca_file=str(junk))
+
+
+def test_run_passes_the_ca_file_to_the_service() -> None:
+    from sensor.agent.run import build_environment
+
+    env = build_environment({}, ca_file="/etc/hub-ca.pem")
+    assert env["SENSOR_CA_FILE"] == "/etc/hub-ca.pem"
