@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -125,6 +126,21 @@ def _text(text: str) -> str:
     return value
 
 
+# The hub's bounds on what a source registers (docs/reference/http-api.md): checked here so that
+# a service that can never register fails at start, naming the setting, not in the background.
+_MAX_NAME = 255
+_MAX_LABEL_VALUE = 1000
+_MAX_LABELS = 64
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _name(text: str) -> str:
+    value = _text(text)
+    if len(value) > _MAX_NAME or _CONTROL.search(value):
+        raise ValueError(f"1 to {_MAX_NAME} characters without control characters")
+    return value
+
+
 def _log_level(text: str) -> str:
     value = text.strip().upper()
     if value not in _LOG_LEVELS:
@@ -175,14 +191,28 @@ def parse_labels(text: str) -> dict[str, str]:
         if not sep or not key:
             raise ValueError("comma-separated key=value pairs such as 'region=eu,tier=web'")
         labels[key] = value
+    return _check_labels(labels)
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        if not key or len(key) > _MAX_NAME or len(value) > _MAX_LABEL_VALUE:
+            raise ValueError(
+                f"labels with keys of 1 to {_MAX_NAME} and values of at most {_MAX_LABEL_VALUE} "
+                "characters, without control characters"
+            )
+        if _CONTROL.search(key + value):
+            raise ValueError("labels without control characters")
+    if len(labels) > _MAX_LABELS:
+        raise ValueError(f"at most {_MAX_LABELS} labels")
     return labels
 
 
 ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SENSOR_HUB_URL": ("hub_url", _hub_url),
     "SENSOR_TOKEN": ("token", _text),
-    "SENSOR_SERVICE": ("service", _text),
-    "SENSOR_VERSION": ("version", _text),
+    "SENSOR_SERVICE": ("service", _name),
+    "SENSOR_VERSION": ("version", _name),
     "SENSOR_LABELS": ("labels", parse_labels),
     "SENSOR_ENABLED": ("enabled", _parse_bool),
     "SENSOR_QUEUE_SIZE": ("queue_size", _positive_int),
@@ -209,7 +239,10 @@ def _from_argument(field: str, value: object) -> object:
     if field == "labels" and isinstance(value, Mapping):
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise ConfigError(f"argument labels: got {value!r}, expected a mapping of str to str")
-        return dict(value)
+        try:
+            return _check_labels(dict(value))
+        except ValueError as exc:
+            raise ConfigError(f"argument labels: got {value!r}, expected {exc}") from None
     if isinstance(value, str):
         try:
             return parser(value)

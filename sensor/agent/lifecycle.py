@@ -38,6 +38,8 @@ log = logging.getLogger("sensor.agent")
 _MAX_BATCHES_PER_TURN = 20
 #: Final statuses of probes the hub took away, kept to report their last counts (newest kept).
 _MAX_ENDED_STATUSES = 256
+#: Longest status reason sent (the hub's schema allows 10,000 characters).
+_MAX_REASON = 4000
 _DEFAULT_POLL_WAIT = 30.0
 _DEFAULT_HEARTBEAT = 10.0
 # How long a fork waits for the agent's lock (held by the agent thread only for short, local work).
@@ -122,9 +124,6 @@ class Agent:
         self._known: dict[str, dict[str, Any]] = {}
         self._in_engine: set[str] = set()
         self._local_errors: dict[str, ProbeStatus] = {}
-        # Last statuses of probes removed while running, sent with every heartbeat so that the
-        # hub's record of each ends with the counts the engine had, not with a stale one.
-        self._ended: collections.OrderedDict[str, ProbeStatus] = collections.OrderedDict()
         self._redaction: dict[str, Any] | None = None
         # The service's own SENSOR_REDACT_* rules, kept under whatever the hub sends.
         self._local_redaction: dict[str, list[str]] | None = None
@@ -142,6 +141,10 @@ class Agent:
         self._pending: list[Hit] = []
         self._reported_drops: dict[str, int] = {}
         self._batch_cap = self.config.batch_size
+        # Last statuses of probes removed while running, sent with every heartbeat so that the
+        # hub's record of each ends with the counts the engine had, not with a stale one. A
+        # forked child starts without them: they are the parent's source's.
+        self._ended: collections.OrderedDict[str, ProbeStatus] = collections.OrderedDict()
         self.sent = 0
         self.stored = 0  # hits the hub said it holds
         self.declined = 0  # hits the hub said it did not store (counted as drops)
@@ -738,6 +741,12 @@ class Agent:
             extra = drops.get(probe_id, 0)
             if extra:
                 status = dataclasses.replace(status, drops=status.drops + extra)
+            if status.reason is not None and len(status.reason) > _MAX_REASON:
+                # the hub refuses a longer one, and with it the whole heartbeat
+                cut = status.reason[: _MAX_REASON - 40]
+                status = dataclasses.replace(
+                    status, reason=f"{cut}... ({len(status.reason)} characters)"
+                )
             merged.append(status.to_dict())
         return merged
 

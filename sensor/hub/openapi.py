@@ -34,7 +34,7 @@ _INT: dict[str, Any] = {"type": "integer"}
 _BOOL: dict[str, Any] = {"type": "boolean"}
 
 #: Longest service name, host, version, label key and other identifying string, in characters.
-MAX_NAME_CHARS_ID = 200
+MAX_NAME_CHARS_ID = 255
 #: Longest label or tag value.
 MAX_LABEL_VALUE_CHARS = 1000
 #: Most labels on a source or selector, tags on a probe.
@@ -228,7 +228,7 @@ def _hit() -> dict[str, Any]:
         "ts": _EPOCH,
         "hit_id": _nullable({"type": "string", "maxLength": MAX_NAME_CHARS_ID}),
         "line": _nullable({"type": "integer", "minimum": 0, "maximum": 10**7}),
-        "thread": _nullable({"type": "string", "maxLength": MAX_LABEL_VALUE_CHARS}),
+        "thread": _nullable(_STR),
         "captures": _nullable(_OBJ),
         "expect": _nullable(_OBJ),
         "exception": _nullable(_OBJ),

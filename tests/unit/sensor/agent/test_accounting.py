@@ -9,6 +9,7 @@ from agent_doubles import FakeEngine, FakeHub, snapshot_probe
 
 from sensor.agent.lifecycle import Agent
 from sensor.config import load_config
+from sensor.probes import ProbeState, ProbeStatus
 
 
 def make_agent(hub: FakeHub, engine: FakeEngine, **settings: Any) -> Agent:
@@ -107,3 +108,13 @@ def test_a_probe_the_hub_takes_away_reports_its_last_counts(
         assert "no longer sends this probe" in final["reason"]
     finally:
         agent.stop(3.0)
+
+
+def test_an_overlong_status_reason_is_cut_so_the_heartbeat_still_passes(
+    fake_hub: FakeHub, fake_engine: FakeEngine
+) -> None:
+    agent = make_agent(fake_hub, fake_engine)
+    agent._local_errors["p9"] = ProbeStatus("p9", ProbeState.ERROR, reason="x" * 50_000)
+    (status,) = agent._statuses()
+    assert len(status["reason"]) <= 4000
+    assert status["reason"].endswith("... (50000 characters)")

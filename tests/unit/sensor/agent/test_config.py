@@ -141,3 +141,22 @@ def test_run_passes_the_ca_file_to_the_service() -> None:
 
     env = build_environment({}, ca_file="/etc/hub-ca.pem")
     assert env["SENSOR_CA_FILE"] == "/etc/hub-ca.pem"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("SENSOR_SERVICE", "s" * 256, "1 to 255 characters"),
+        ("SENSOR_SERVICE", "shop\x1b[2J", "without control characters"),
+        ("SENSOR_VERSION", "v\n1", "without control characters"),
+        ("SENSOR_LABELS", "zone=" + "z" * 1001, "values of at most 1000"),
+        ("SENSOR_LABELS", ",".join(f"k{n}=v" for n in range(65)), "at most 64 labels"),
+    ],
+)
+def test_what_the_hub_would_refuse_at_registration_is_refused_at_start(
+    name: str, value: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{name}: got .*expected .*{expected}"):
+        load_config({"SENSOR_HUB_URL": "http://127.0.0.1:1", name: value})
+    with pytest.raises(ConfigError, match="argument labels"):
+        load_config({"SENSOR_HUB_URL": "http://127.0.0.1:1"}, labels={"k": "\x00"})
