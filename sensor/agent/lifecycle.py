@@ -220,13 +220,15 @@ class Agent:
             self._flush(transport, deadline)
         except Exception as exc:
             self._log.failure("final flush", exc)
+        # What could not be sent in time is lost: counted before the final report, whose
+        # statuses then carry these drops too.
+        self._count_unsent()
         try:
             self._final_report(transport, deadline, finals)
         except Exception as exc:
             self._log.failure("final report", exc)
         finally:
             transport.close()
-            self._count_unsent()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
