@@ -600,13 +600,15 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
 
 
 def cmd_token_add(args: argparse.Namespace) -> int:
-    created = _client(args).add_token(args.name, args.scope)
+    created = _client(args).add_token(args.name, args.scope, args.service or None)
     if args.json:
         _print_json(created, sys.stdout)
     else:
+        limited = created.get("services")
+        only = f", services {_esc(', '.join(limited))} only" if limited else ""
         print(
             f"created {_esc(created['scope'])} token {_esc(created['id'])} "
-            f"({_esc(created['name'])}); shown once:"
+            f"({_esc(created['name'])}{only}); shown once:"
         )
         print(created["token"])
     return 0
@@ -876,6 +878,12 @@ def build_parser() -> argparse.ArgumentParser:
     tadd = token_commands.add_parser("add", parents=[common], help="create a token (shown once)")
     tadd.add_argument("name")
     tadd.add_argument("--scope", required=True, choices=["sensor", "client", "admin"])
+    tadd.add_argument(
+        "--service",
+        action="append",
+        metavar="NAME",
+        help="sensor tokens: a service it may register as; repeat for several (default: any)",
+    )
     tadd.set_defaults(func=cmd_token_add)
     tlist = token_commands.add_parser("list", parents=[common], help="list tokens")
     tlist.set_defaults(func=cmd_token_list)

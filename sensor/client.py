@@ -245,10 +245,12 @@ class HubClient:
 
     # -- admin scope ---------------------------------------------------------------------
 
-    def add_token(self, name: str, scope: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request(
-            "POST", "/v1/tokens", body={"name": name, "scope": scope}
-        )
+    def add_token(self, name: str, scope: str, services: list[str] | None = None) -> dict[str, Any]:
+        """Create a token; ``services`` limits a sensor token to those service names."""
+        body: dict[str, Any] = {"name": name, "scope": scope}
+        if services:
+            body["services"] = list(services)
+        result: dict[str, Any] = self.request("POST", "/v1/tokens", body=body)
         return result
 
     def tokens(self) -> list[dict[str, Any]]:

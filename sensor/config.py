@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -52,6 +53,8 @@ class SensorConfig:
     sigterm_flush: bool = True  #: flush on SIGTERM when the program has no SIGTERM handler
     #: share of one CPU the engine may spend per second (read by sensor.engine.get_engine)
     cpu_budget: float = DEFAULT_CPU_BUDGET
+    #: PEM bundle of the CAs that may sign an https hub's certificate (None: the system's)
+    ca_file: str | None = None
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with the token hidden (for logs and status)."""
@@ -123,6 +126,21 @@ def _text(text: str) -> str:
     return value
 
 
+# The hub's bounds on what a source registers (docs/reference/http-api.md): checked here so that
+# a service that can never register fails at start, naming the setting, not in the background.
+_MAX_NAME = 255
+_MAX_LABEL_VALUE = 1000
+_MAX_LABELS = 64
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _name(text: str) -> str:
+    value = _text(text)
+    if len(value) > _MAX_NAME or _CONTROL.search(value):
+        raise ValueError(f"1 to {_MAX_NAME} characters without control characters")
+    return value
+
+
 def _log_level(text: str) -> str:
     value = text.strip().upper()
     if value not in _LOG_LEVELS:
@@ -144,6 +162,24 @@ def _hub_url(text: str) -> str:
     return value
 
 
+def _ca_file(text: str) -> str:
+    """A readable PEM bundle that the ssl module loads (checked now, not at the first call)."""
+    import ssl
+
+    path = text.strip()
+    if not path:
+        raise ValueError("the path of a PEM file of CA certificates")
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise ValueError("the path of a PEM file of CA certificates (no such file)") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(
+            f"a PEM file of CA certificates that can be loaded ({type(exc).__name__}: {exc})"
+        ) from None
+    return os.path.abspath(path)
+
+
 def parse_labels(text: str) -> dict[str, str]:
     """Parse ``k=v,k2=v2``; raise ValueError describing the expected form."""
     labels: dict[str, str] = {}
@@ -155,14 +191,28 @@ def parse_labels(text: str) -> dict[str, str]:
         if not sep or not key:
             raise ValueError("comma-separated key=value pairs such as 'region=eu,tier=web'")
         labels[key] = value
+    return _check_labels(labels)
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        if not key or len(key) > _MAX_NAME or len(value) > _MAX_LABEL_VALUE:
+            raise ValueError(
+                f"labels with keys of 1 to {_MAX_NAME} and values of at most {_MAX_LABEL_VALUE} "
+                "characters, without control characters"
+            )
+        if _CONTROL.search(key + value):
+            raise ValueError("labels without control characters")
+    if len(labels) > _MAX_LABELS:
+        raise ValueError(f"at most {_MAX_LABELS} labels")
     return labels
 
 
 ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SENSOR_HUB_URL": ("hub_url", _hub_url),
     "SENSOR_TOKEN": ("token", _text),
-    "SENSOR_SERVICE": ("service", _text),
-    "SENSOR_VERSION": ("version", _text),
+    "SENSOR_SERVICE": ("service", _name),
+    "SENSOR_VERSION": ("version", _name),
     "SENSOR_LABELS": ("labels", parse_labels),
     "SENSOR_ENABLED": ("enabled", _parse_bool),
     "SENSOR_QUEUE_SIZE": ("queue_size", _positive_int),
@@ -176,6 +226,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SENSOR_POLL_WAIT": ("poll_wait", _positive_float),
     "SENSOR_SIGTERM_FLUSH": ("sigterm_flush", _parse_bool),
     "SENSOR_CPU_BUDGET": ("cpu_budget", _cpu_fraction),
+    "SENSOR_CA_FILE": ("ca_file", _ca_file),
 }
 
 _FIELD_TO_ENV = {field: name for name, (field, _) in ENV_VARS.items()}
@@ -188,7 +239,10 @@ def _from_argument(field: str, value: object) -> object:
     if field == "labels" and isinstance(value, Mapping):
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise ConfigError(f"argument labels: got {value!r}, expected a mapping of str to str")
-        return dict(value)
+        try:
+            return _check_labels(dict(value))
+        except ValueError as exc:
+            raise ConfigError(f"argument labels: got {value!r}, expected {exc}") from None
     if isinstance(value, str):
         try:
             return parser(value)

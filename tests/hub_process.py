@@ -24,9 +24,10 @@ CLIENT_TOKEN = "hub-client-token"
 class HubProcess:
     """One hub process; :meth:`start` waits for the URL it prints, :meth:`stop` ends it."""
 
-    def __init__(self, db: Path, *extra: str) -> None:
+    def __init__(self, db: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.db = db
         self.extra = list(extra)
+        self.env = dict(env or {})  # SENSOR_HUB_* settings that have no flag
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
@@ -49,6 +50,7 @@ class HubProcess:
             *self.extra,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+        env.update(self.env)
         # stderr goes to a file: a pipe nobody reads could fill up and stall the hub
         self.stderr_path = self.db.with_suffix(".stderr")
         with open(self.stderr_path, "a", encoding="utf-8") as stderr:

@@ -8,6 +8,7 @@ invalid configuration.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import importlib
 import json
@@ -35,6 +36,10 @@ log = logging.getLogger("sensor.agent")
 
 #: Batches sent per loop turn at most, so a long backlog cannot starve polls and heartbeats.
 _MAX_BATCHES_PER_TURN = 20
+#: Final statuses of probes the hub took away, kept to report their last counts (newest kept).
+_MAX_ENDED_STATUSES = 256
+#: Longest status reason sent (the hub's schema allows 10,000 characters).
+_MAX_REASON = 4000
 _DEFAULT_POLL_WAIT = 30.0
 _DEFAULT_HEARTBEAT = 10.0
 # How long a fork waits for the agent's lock (held by the agent thread only for short, local work).
@@ -53,6 +58,8 @@ class Engine(Protocol):
     def remove_all(self) -> None: ...
 
     def statuses(self) -> list[ProbeStatus]: ...
+
+    def status(self, probe_id: str) -> ProbeStatus | None: ...
 
     def drain(self, max_items: int | None = None) -> list[Hit]: ...
 
@@ -134,7 +141,13 @@ class Agent:
         self._pending: list[Hit] = []
         self._reported_drops: dict[str, int] = {}
         self._batch_cap = self.config.batch_size
+        # Last statuses of probes removed while running, sent with every heartbeat so that the
+        # hub's record of each ends with the counts the engine had, not with a stale one. A
+        # forked child starts without them: they are the parent's source's.
+        self._ended: collections.OrderedDict[str, ProbeStatus] = collections.OrderedDict()
         self.sent = 0
+        self.stored = 0  # hits the hub said it holds
+        self.declined = 0  # hits the hub said it did not store (counted as drops)
         self.batches = 0
         self.send_failures = 0
         self.last_error: str | None = None
@@ -147,7 +160,12 @@ class Agent:
 
     def _new_transport(self) -> Transport:
         assert self.config.hub_url is not None
-        return Transport(self.config.hub_url, self.config.token, self.config.timeout)
+        return Transport(
+            self.config.hub_url,
+            self.config.token,
+            self.config.timeout,
+            ca_file=self.config.ca_file,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -169,7 +187,14 @@ class Agent:
         thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Remove every probe, flush what is queued, deregister; all within ``timeout`` s."""
+        """Flush, report the probes' final counts, remove them, deregister; within ``timeout``.
+
+        The order makes the hub's figures end equal to what it stored: queued hits go first,
+        then the final statuses are read while the probes are still in the engine (removing a
+        probe forgets its counts) and the last hits and aggregates are collected, then the
+        probes are removed, the rest is flushed, and the last heartbeat carries those
+        statuses (with every drop counted until then) before the source deregisters.
+        """
         bound = self.config.exit_timeout if timeout is None else max(0.0, timeout)
         deadline = time.monotonic() + bound
         # Bounded: stop() runs at exit, where waiting for ever would keep the host from ending.
@@ -182,60 +207,79 @@ class Agent:
                 return
             self._state = "stopping"
             self._stop_event.set()
-            engine = self._engine
-            if engine is not None:
-                try:
-                    engine.remove_all()
-                except Exception as exc:
-                    self._log.failure("removing probes", exc)
-                self._in_engine.clear()
-            self._known.clear()
         finally:
             self._lock.release()
+        finals: list[ProbeStatus] | None = None
+        transport = self._new_transport()  # its own: the agent thread may sit in a long poll
         try:
-            self._collect(final=True)
-            self._final_flush(deadline)
+            self._flush(transport, deadline)
+            with self._lock:
+                finals = [_stopped(status) for status in self._engine_statuses()]
+                self._collect(final=True)
+                self._remove_all()
+            self._flush(transport, deadline)
         except Exception as exc:
             self._log.failure("final flush", exc)
+        # What could not be sent in time is lost: counted before the final report, whose
+        # statuses then carry these drops too.
+        self._count_unsent()
+        try:
+            self._final_report(transport, deadline, finals)
+        except Exception as exc:
+            self._log.failure("final report", exc)
+        finally:
+            transport.close()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
         self._state = "stopped"  # one assignment: no lock, so nothing here can wait at exit
 
-    def _final_flush(self, deadline: float) -> None:
-        # Its own connection: the agent thread may sit in a long poll on the shared one.
-        transport = self._new_transport()
+    def _remove_all(self) -> None:
+        engine = self._engine
+        if engine is not None:
+            try:
+                engine.remove_all()
+            except Exception as exc:
+                self._log.failure("removing probes", exc)
+            self._in_engine.clear()
+        self._known.clear()
+
+    def _flush(self, transport: Transport, deadline: float) -> None:
+        """Send what is queued (and the drop counts) until done or the deadline."""
+        remaining = deadline - time.monotonic()
+        if self.source_id is None or remaining <= 0:
+            return
+        if not self._send_lock.acquire(timeout=remaining):
+            return
         try:
-            remaining = deadline - time.monotonic()
-            if (
-                self.source_id is not None
-                and remaining > 0
-                and self._send_lock.acquire(timeout=remaining)
-            ):
-                try:
-                    while self._pending or len(self.queue) or self._unreported_drops():
-                        left = deadline - time.monotonic()
-                        if left <= 0 or not self._send_batch(transport, timeout=left):
-                            break
-                finally:
-                    self._send_lock.release()
+            while self._pending or len(self.queue) or self._unreported_drops():
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._send_batch(transport, timeout=left):
+                    break
+        finally:
+            self._send_lock.release()
+
+    def _final_report(
+        self, transport: Transport, deadline: float, finals: list[ProbeStatus] | None
+    ) -> None:
+        try:
             left = deadline - time.monotonic()
             if self.source_id is not None and left > 0:
-                self._heartbeat(transport, timeout=left)
+                self._heartbeat(transport, timeout=left, engine_statuses=finals)
             left = deadline - time.monotonic()
             if self.source_id is not None and left > 0:
                 transport.request(
                     "POST", f"/v1/sensors/{self.source_id}/deregister", {}, timeout=left
                 )
         except HubError as exc:
-            self._log.failure("final flush", exc)
-        finally:
-            transport.close()
-            # Whatever could not be sent in time is lost: count it, per probe.
-            lost = self._pending + self.queue.take(len(self.queue) + 1)
-            self._pending = []
-            for hit in lost:
-                self.queue.drop(hit.probe_id)
+            self._log.failure("final report", exc)
+
+    def _count_unsent(self) -> None:
+        # Whatever could not be sent in time is lost: count it, per probe.
+        lost = self._pending + self.queue.take(len(self.queue) + 1)
+        self._pending = []
+        for hit in lost:
+            self.queue.drop(hit.probe_id)
 
     # -- fork ----------------------------------------------------------------------------
 
@@ -460,13 +504,27 @@ class Agent:
         self._local_errors.pop(probe_id, None)
         if probe_id in self._in_engine and self._engine is not None:
             self._in_engine.discard(probe_id)
+            final = None
             try:
+                final = self._engine.status(probe_id)  # removing it forgets its counts
                 self._engine.remove(probe_id)
             except Exception as exc:
                 self._log.failure(f"removing probe {probe_id}", exc)
+            if final is not None:
+                self._ended[probe_id] = dataclasses.replace(
+                    final,
+                    state=ProbeState.REMOVED,
+                    reason="removed: the hub no longer sends this probe to this source "
+                    "(removed, expired or completed there)",
+                    updated_at=time.time(),
+                )
+                self._ended.move_to_end(probe_id)
+                while len(self._ended) > _MAX_ENDED_STATUSES:
+                    self._ended.popitem(last=False)
 
     def _install(self, probe_id: str, data: dict[str, Any]) -> None:
         self._known[probe_id] = data
+        self._ended.pop(probe_id, None)
         try:
             probe = Probe.from_dict(data)
         except Exception as exc:
@@ -569,7 +627,7 @@ class Agent:
                 "POST", f"/v1/sensors/{source_id}/hits", body, timeout=timeout
             )
             accepted = answer.get("accepted")
-            if isinstance(accepted, bool) or not isinstance(accepted, int):
+            if isinstance(accepted, bool) or not isinstance(accepted, int) or accepted < 0:
                 # Without the hub's count, a proxy's or a stranger's 200 could swallow the batch.
                 raise HubResponseError(
                     f"hub {self.config.hub_url}: hits answered accepted={accepted!r}, "
@@ -597,6 +655,7 @@ class Agent:
         del self._pending[: len(batch)]
         self.sent += len(batch)
         self.batches += 1
+        self._count_declined(batch, accepted, answer.get("declined_by_probe"))
         for probe_id, count in drops.items():
             self._reported_drops[probe_id] = self._reported_drops.get(probe_id, 0) + count
         self._log.success("sending hits")
@@ -605,6 +664,41 @@ class Agent:
         if self._state == "disconnected":
             self._state = "connected"
         return True
+
+    def _count_declined(self, batch: list[Hit], accepted: int, itemized: object) -> None:
+        """Count the hits of a sent batch that the hub did not store as drops, per probe.
+
+        ``sent = stored + counted drops`` must hold whatever the hub answers. The hub says per
+        probe how many it declined and why; when that list does not account for every hit it
+        did not store (an older hub, a proxy), the rest are counted from the end of the batch.
+        """
+        stored = min(accepted, len(batch))
+        if accepted > len(batch):
+            self._log.failure(
+                "counting stored hits",
+                f"hub answered accepted={accepted} for a batch of {len(batch)}",
+            )
+        self.stored += stored
+        missing = len(batch) - stored
+        if not missing:
+            return
+        self.declined += missing
+        in_batch = collections.Counter(hit.probe_id for hit in batch)
+        declined: dict[str, int] = {}
+        if isinstance(itemized, dict):
+            for probe_id, reasons in itemized.items():
+                if not isinstance(reasons, dict):
+                    continue
+                count = sum(n for n in reasons.values() if type(n) is int and n > 0)
+                count = min(count, in_batch.get(probe_id, 0))
+                if count:
+                    declined[probe_id] = count
+        if sum(declined.values()) != missing:
+            declined = {}
+            for hit in batch[len(batch) - missing :]:
+                declined[hit.probe_id] = declined.get(hit.probe_id, 0) + 1
+        for probe_id, count in declined.items():
+            self.queue.drop(probe_id, count)
 
     def _encode_batch(self, batch: list[Hit], drops: dict[str, int]) -> bytes:
         hits = [hit.to_dict() for hit in batch]
@@ -623,24 +717,38 @@ class Agent:
                 self._log.failure("encoding a hit", f"probe {hit.probe_id}: not JSON")
         return json.dumps({"hits": good, "dropped": drops}, separators=(",", ":")).encode()
 
-    def _statuses(self) -> list[dict[str, Any]]:
-        drops = self.queue.drops()
-        result: dict[str, ProbeStatus] = {}
+    def _engine_statuses(self) -> list[ProbeStatus]:
         engine = self._engine
-        if engine is not None:
-            try:
-                with self._lock:
-                    engine_statuses = engine.statuses()
-                for status in engine_statuses:
-                    result[status.probe_id] = status
-            except Exception as exc:
-                self._log.failure("reading probe statuses", exc)
+        if engine is None:
+            return []
+        try:
+            with self._lock:
+                return list(engine.statuses())
+        except Exception as exc:
+            self._log.failure("reading probe statuses", exc)
+            return []
+
+    def _statuses(self, engine_statuses: list[ProbeStatus] | None = None) -> list[dict[str, Any]]:
+        """Every probe's status: the engine's, local errors, and probes removed since; each
+        with the hits the agent dropped (queue full, declined by the hub) added to drops."""
+        drops = self.queue.drops()
+        result: dict[str, ProbeStatus] = dict(self._ended)
+        if engine_statuses is None:
+            engine_statuses = self._engine_statuses()
+        for status in engine_statuses:
+            result[status.probe_id] = status
         result.update(self._local_errors)
         merged = []
         for probe_id, status in sorted(result.items()):
             extra = drops.get(probe_id, 0)
             if extra:
                 status = dataclasses.replace(status, drops=status.drops + extra)
+            if status.reason is not None and len(status.reason) > _MAX_REASON:
+                # the hub refuses a longer one, and with it the whole heartbeat
+                cut = status.reason[: _MAX_REASON - 40]
+                status = dataclasses.replace(
+                    status, reason=f"{cut}... ({len(status.reason)} characters)"
+                )
             merged.append(status.to_dict())
         return merged
 
@@ -653,12 +761,18 @@ class Agent:
         except Exception:
             return 0
 
-    def _heartbeat(self, transport: Transport, *, timeout: float | None = None) -> None:
+    def _heartbeat(
+        self,
+        transport: Transport,
+        *,
+        timeout: float | None = None,
+        engine_statuses: list[ProbeStatus] | None = None,
+    ) -> None:
         source_id = self.source_id
         if source_id is None:
             return
         body = {
-            "statuses": self._statuses(),
+            "statuses": self._statuses(engine_statuses),
             "dropped": self.queue.dropped + self._engine_dropped(),
         }
         transport.request("POST", f"/v1/sensors/{source_id}/heartbeat", body, timeout=timeout)
@@ -677,6 +791,8 @@ class Agent:
             "backend": None if engine is None else getattr(engine, "backend_name", None),
             "queued": len(self.queue) + len(self._pending),
             "sent": self.sent,
+            "stored": self.stored,
+            "declined": self.declined,
             "batches": self.batches,
             "send_failures": self.send_failures,
             "dropped": self.queue.dropped,
@@ -721,6 +837,15 @@ def _warm_up() -> None:
             importlib.import_module(name)
         except Exception as exc:
             log.debug("sensor: warm-up import of %s failed: %s", name, exc)
+
+
+def _stopped(status: ProbeStatus) -> ProbeStatus:
+    """A probe's last status when the sensor stops: its counts, and no longer armed."""
+    if status.state in (ProbeState.INSTALLED, ProbeState.PENDING):
+        return dataclasses.replace(
+            status, state=ProbeState.REMOVED, reason="removed: the sensor stopped"
+        )
+    return status
 
 
 def _backoff_name(what: str) -> str:

@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--service", help="service name (SENSOR_SERVICE)")
     parser.add_argument("--service-version", metavar="VERSION", help="(SENSOR_VERSION)")
     parser.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="CA bundle that signs an https hub's certificate (SENSOR_CA_FILE)",
+    )
+    parser.add_argument(
         "--label",
         action="append",
         default=[],
@@ -50,6 +55,7 @@ def build_environment(
     service: str | None = None,
     version: str | None = None,
     labels: Sequence[str] = (),
+    ca_file: str | None = None,
 ) -> dict[str, str]:
     """The child's environment: SENSOR_* from the options and the bootstrap on PYTHONPATH."""
     env = dict(environ)
@@ -58,6 +64,7 @@ def build_environment(
         ("SENSOR_TOKEN", token),
         ("SENSOR_SERVICE", service),
         ("SENSOR_VERSION", version),
+        ("SENSOR_CA_FILE", ca_file),
     ):
         if value is not None:
             env[name] = value
@@ -92,6 +99,7 @@ def run_main(argv: list[str]) -> int:
         service=args.service,
         version=args.service_version,
         labels=args.label,
+        ca_file=args.ca_file,
     )
     try:
         load_config(env)  # refuse a bad setting here, with its name, not in every child

@@ -48,7 +48,14 @@ class Transport:
     :class:`HubResponseError` (talked, but the answer was an error status or not a JSON object).
     """
 
-    def __init__(self, base_url: str, token: str | None, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        timeout: float = 5.0,
+        *,
+        ca_file: str | None = None,
+    ) -> None:
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"hub URL {base_url!r}: expected http:// or https://")
@@ -58,6 +65,11 @@ class Transport:
         self._port = parts.port
         self._prefix = parts.path.rstrip("/")
         self._timeout = timeout
+        # Built once, here: loading a CA bundle reads files, which a request must not wait on.
+        # None for http; otherwise the system's CAs, or only those of ``ca_file``.
+        self._ssl: ssl.SSLContext | None = (
+            ssl.create_default_context(cafile=ca_file) if self._https else None
+        )
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -72,7 +84,7 @@ class Transport:
         if conn is None:
             if self._https:
                 conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=timeout, context=ssl.create_default_context()
+                    self._host, self._port, timeout=timeout, context=self._ssl
                 )
             else:
                 conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)

@@ -7,13 +7,16 @@ OpenAPI document and the auth tests all read the same table. Errors are
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import math
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -22,22 +25,26 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from sensor._version import __version__
 from sensor.errors import ExpressionError, ProbeSpecError
 from sensor.hub.auth import SCOPES, allows, new_token, new_token_record
+from sensor.hub.body import BodyError, BodyLimits, parse_body
 from sensor.hub.core import Hub
 from sensor.hub.redaction import RuleError, validate_rules
+from sensor.hub.schema import SchemaError, Validator, compile_schema
 from sensor.hub.store import (
     PROBE_STATES,
     SOURCE_STATES,
+    CorruptRecordError,
     DuplicateError,
     ProbeRecord,
     RedactionRecord,
     SourceRecord,
     TokenRecord,
 )
-from sensor.probes import Hit, Probe, ProbeStatus
+from sensor.probes import Probe, ProbeStatus
 
 __all__ = ["ENDPOINTS", "ApiError", "Endpoint", "error_response"]
 
 EVIDENCE_MEDIA_TYPE = "application/x-ndjson"
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _log = logging.getLogger("sensor.hub")
 
 
@@ -53,6 +60,8 @@ class ApiError(Exception):
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    # a message quoting a request's text must still encode (a lone surrogate would not)
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
@@ -97,13 +106,63 @@ async def authorize(request: Request, scope: str) -> TokenRecord:
     return record
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+#: Bodies smaller than this are parsed on the event loop; larger ones on a worker thread.
+_INLINE_BODY = 64 * 1024
 
 
-async def read_json(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object (an empty body is ``{}``); 413 when over the limit."""
-    limit = _hub(request).settings.max_body
+@functools.cache
+def _validator(schema: str) -> Validator:
+    from sensor.hub.openapi import SCHEMAS
+
+    return compile_schema(SCHEMAS[schema], SCHEMAS)
+
+
+def _schema_code(schema: str, exc: SchemaError) -> str:
+    """The error code of a schema violation: by the body and the place in it."""
+    path = exc.path
+    if schema == "HitBatch" and path.startswith("hits["):
+        return "invalid_hit"
+    if schema == "Heartbeat" and path.startswith("statuses["):
+        return "invalid_status"
+    if schema == "PlaceProbe" and path.startswith("probe"):
+        return "invalid_probe"
+    if schema == "PlaceProbe" and path.startswith("selector"):
+        return "invalid_selector"
+    return "unknown_field" if exc.unknown else "invalid_field"
+
+
+def _decode(body: bytearray, limits: BodyLimits, schema: str) -> dict[str, Any]:
+    """Parse, check and validate a body (runs on a worker thread when the body is large)."""
+    if not body.strip():
+        data: Any = {}
+    else:
+        try:
+            data = parse_body(body, limits)
+        except BodyError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+    if not isinstance(data, dict):
+        raise ApiError(
+            400,
+            "malformed_json",
+            f"request body: expected a JSON object, got {type(data).__name__}",
+        )
+    if schema == "RedactionRules":
+        return data  # validate_rules checks these with its own, more specific messages
+    try:
+        _validator(schema)(data)
+    except SchemaError as exc:
+        raise ApiError(422, _schema_code(schema, exc), str(exc)) from None
+    return data
+
+
+async def read_json(request: Request, schema: str) -> dict[str, Any]:
+    """The request body as a JSON object valid against ``SCHEMAS[schema]`` (empty body: ``{}``).
+
+    413 when over the byte limit or the element limits, 400 when malformed or nested too
+    deep, 422 naming the first field that breaks the schema or cannot be stored.
+    """
+    settings = _hub(request).settings
+    limit = settings.max_body
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(
@@ -116,56 +175,19 @@ async def read_json(request: Request) -> dict[str, Any]:
             raise ApiError(
                 413, "body_too_large", f"request body over {limit} bytes: expected at most {limit}"
             )
-    if not body.strip():
-        return {}
-    try:
-        data = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(
-            400,
-            "malformed_json",
-            f"request body: expected a JSON object, got {type(data).__name__}",
-        )
-    return data
-
-
-def _check_fields(what: str, data: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ApiError(
-            422,
-            "unknown_field",
-            f"{what}: unknown field(s) {unknown!r}, expected only {sorted(allowed)!r}",
-        )
-
-
-def _typed(what: str, value: Any, types: tuple[type, ...], expected: str) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, bool) and bool not in types:
-        raise ApiError(422, "invalid_field", f"{what}: got {value!r}, expected {expected}")
-    if not isinstance(value, types):
-        raise ApiError(422, "invalid_field", f"{what}: got {value!r}, expected {expected}")
-    return value
-
-
-def _labels(what: str, value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise ApiError(
-            422, "invalid_field", f"{what}: got {value!r}, expected an object of strings"
-        )
-    return dict(value)
+    limits = BodyLimits(
+        max_depth=settings.max_json_depth,
+        max_containers=settings.max_json_containers,
+        max_items=settings.max_json_items,
+    )
+    if len(body) < _INLINE_BODY:
+        return _decode(body, limits, schema)
+    return await asyncio.to_thread(_decode, body, limits, schema)
 
 
 def _query_float(request: Request, name: str) -> float | None:
     text = request.query_params.get(name)
-    if text is None or text == "":
+    if text is None:
         return None
     try:
         value = float(text)
@@ -180,7 +202,7 @@ def _query_float(request: Request, name: str) -> float | None:
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
     text = request.query_params.get(name)
-    if text is None or text == "":
+    if text is None:
         return default
     try:
         value = int(text)
@@ -197,7 +219,7 @@ def _query_int(request: Request, name: str, default: int, low: int, high: int) -
 
 def _query_choice(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
     text = request.query_params.get(name)
-    if text is None or text == "":
+    if text is None:
         return None
     if text not in choices:
         raise ApiError(
@@ -208,7 +230,8 @@ def _query_choice(request: Request, name: str, choices: tuple[str, ...]) -> str 
     return text
 
 
-async def _source(request: Request) -> SourceRecord:
+async def _source(request: Request, token: TokenRecord) -> SourceRecord:
+    """The source of the path, if ``token`` registered it (404 unknown, 403 another's)."""
     hub = _hub(request)
     source_id = request.path_params["source_id"]
     source = await hub.get_source(source_id)
@@ -216,13 +239,25 @@ async def _source(request: Request) -> SourceRecord:
         raise ApiError(
             404, "unknown_source", f"source {source_id!r}: not registered (register again)"
         )
+    if source.token_id != token.id:
+        raise ApiError(
+            403,
+            "not_your_source",
+            f"source {source_id!r} was registered with another token; token {token.name!r} "
+            "may only poll, report and post hits for the sources it registered",
+        )
     return source
 
 
 async def _probe_record(request: Request) -> ProbeRecord:
     hub = _hub(request)
     probe_id = request.path_params["probe_id"]
-    record = await hub.call(hub.store.get_probe, probe_id)
+    try:
+        record = await hub.call(hub.store.get_probe, probe_id)
+    except CorruptRecordError as exc:
+        raise ApiError(
+            409, "quarantined", f"probe {probe_id!r}: {exc.reason} (left out of every answer)"
+        ) from None
     if record is None:
         raise ApiError(404, "unknown_probe", f"probe {probe_id!r}: no such probe on this hub")
     return record
@@ -230,42 +265,33 @@ async def _probe_record(request: Request) -> ProbeRecord:
 
 # -- sensor endpoints ----------------------------------------------------------------------
 
-_REGISTER_FIELDS = {
-    "service",
-    "version",
-    "host",
-    "pid",
-    "python",
-    "labels",
-    "runtime_id",
-    "sensor_version",
-    "backend",
-}
-
 
 async def register(request: Request, token: TokenRecord) -> Response:
-    data = await read_json(request)
-    _check_fields("register", data, _REGISTER_FIELDS)
-    service = data.get("service")
-    if not isinstance(service, str) or not service.strip():
+    data = await read_json(request, "Register")
+    service = data["service"]
+    if not token.allows_service(service):
+        allowed = ", ".join(repr(name) for name in token.services or ())
         raise ApiError(
-            422, "invalid_field", f"register.service: got {service!r}, expected a service name"
+            403,
+            "service_not_allowed",
+            f"register.service: got {service!r}, but token {token.name!r} may only register "
+            f"as {allowed}",
         )
-    strings = {
-        name: _typed(f"register.{name}", data.get(name), (str,), "a string or null")
-        for name in ("version", "host", "python", "runtime_id", "sensor_version", "backend")
-    }
-    pid = _typed("register.pid", data.get("pid"), (int,), "an integer or null")
     now = time.time()
     source = SourceRecord(
         id=uuid.uuid4().hex,
         service=service,
-        pid=pid,
-        labels=_labels("register.labels", data.get("labels")),
+        version=data.get("version"),
+        host=data.get("host"),
+        pid=data.get("pid"),
+        python=data.get("python"),
+        labels=dict(data.get("labels") or {}),
+        runtime_id=data.get("runtime_id"),
+        sensor_version=data.get("sensor_version"),
+        backend=data.get("backend"),
         token_id=token.id,
         first_seen=now,
         last_seen=now,
-        **strings,
     )
     hub = _hub(request)
     source = await hub.register_source(source)
@@ -280,7 +306,7 @@ async def register(request: Request, token: TokenRecord) -> Response:
 
 async def poll_probes(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
-    source = await _source(request)
+    source = await _source(request, token)
     etag = request.query_params.get("etag")
     wait = _query_float(request, "wait") or 0.0
     if wait < 0:
@@ -306,111 +332,48 @@ async def poll_probes(request: Request, token: TokenRecord) -> Response:
 
 async def heartbeat(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
-    data = await read_json(request)
-    _check_fields("heartbeat", data, {"statuses", "dropped"})
-    source = await _source(request)
-    raw = data.get("statuses") or []
-    if not isinstance(raw, list):
-        raise ApiError(422, "invalid_field", f"heartbeat.statuses: got {raw!r}, expected a list")
+    data = await read_json(request, "Heartbeat")
+    source = await _source(request, token)
     statuses = []
-    for index, item in enumerate(raw):
+    for index, item in enumerate(data.get("statuses") or []):
         try:
             statuses.append(ProbeStatus.from_dict(item).to_dict())
-        except (ProbeSpecError, TypeError) as exc:
-            raise ApiError(422, "invalid_status", f"heartbeat.statuses[{index}]: {exc}") from None
-    dropped = _typed("heartbeat.dropped", data.get("dropped"), (int,), "an integer")
-    now = time.time()
-
-    def store_heartbeat() -> None:
-        hub.store.touch_source(source.id, now, dropped)
-        hub.store.set_statuses(source.id, statuses, now)
-
-    await hub.call(store_heartbeat)
+        except (ProbeSpecError, TypeError, ValueError) as exc:
+            raise ApiError(422, "invalid_status", f"statuses[{index}]: {exc}") from None
+    dropped = data.get("dropped")
+    # one transaction: last seen, drop total and statuses are stored together or not at all
+    await hub.call(hub.store.store_heartbeat, source, statuses, dropped, time.time())
     return JSONResponse({})
 
 
-# The fields of sensor.probes.Hit, checked by hand: Hit.from_dict builds a dataclass per hit,
-# which was a third of the hub's time per batch.
-_HIT_FIELDS = frozenset(field.name for field in dataclasses.fields(Hit))
-_HIT_STRINGS = ("probe_id", "signature", "kind", "location")
-_HIT_OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
-    "hit_id": (str,),
-    "line": (int,),
-    "thread": (str,),
-    "captures": (dict,),
-    "expect": (dict,),
-    "exception": (dict,),
-    "message": (str,),
-    "aggregate": (dict,),
-    "truncated": (bool,),
-    "errors": (list,),
-}
-
-
-def _hit_error(index: int, field: str, value: Any, expected: str) -> ApiError:
-    return ApiError(
-        422, "invalid_hit", f"hits[{index}]: field {field!r}: got {value!r}, expected {expected}"
-    )
-
-
-def _validate_hits(raw: Any) -> list[dict[str, Any]]:
-    """The hits of a batch, checked against the Hit fields; ``None`` fields and ``source`` go."""
-    if not isinstance(raw, list):
-        raise ApiError(
-            422, "invalid_field", f"hits.hits: got {type(raw).__name__}, expected a list"
-        )
-    hits = []
-    for index, item in enumerate(raw):
-        if type(item) is not dict:
-            raise _hit_error(index, "hit", item, "a JSON object")
-        unknown = item.keys() - _HIT_FIELDS
-        if unknown:
-            raise _hit_error(index, "hit", sorted(unknown), "only the fields of a hit")
-        for name in _HIT_STRINGS:
-            value = item.get(name)
-            if type(value) is not str or not value:
-                raise _hit_error(index, name, value, "a non-empty string (the field is required)")
-        ts = item.get("ts")
-        if type(ts) not in (int, float):
-            raise _hit_error(index, "ts", ts, "epoch seconds (the field is required)")
-        hit = {}
-        for key, value in item.items():
-            if value is None or key == "source":
-                continue
-            types = _HIT_OPTIONAL_TYPES.get(key)
-            if types is not None and not isinstance(value, types):
-                raise _hit_error(index, key, value, " or ".join(t.__name__ for t in types))
-            hit[key] = value
-        hits.append(hit)
-    return hits
+def _hits_of(raw: Any) -> list[dict[str, Any]]:
+    """The posted hits as the store takes them: ``None`` fields and ``source`` left out."""
+    return [
+        {key: value for key, value in item.items() if value is not None and key != "source"}
+        for item in raw
+    ]
 
 
 async def post_hits(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
-    data = await read_json(request)
-    _check_fields("hits", data, {"hits", "dropped"})
-    source = await _source(request)
-    raw_dropped = data.get("dropped") or {}
-    if not isinstance(raw_dropped, dict) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in raw_dropped.values()
-    ):
-        raise ApiError(
-            422, "invalid_field", f"hits.dropped: got {raw_dropped!r}, expected {{probe_id: count}}"
-        )
-    # validation and JSON encoding run on the store thread, off the event loop
-    accepted, completed = await hub.ingest(
-        source, data.get("hits") or [], raw_dropped, _validate_hits
-    )
-    if completed:
+    data = await read_json(request, "HitBatch")
+    source = await _source(request, token)
+    outcome = await hub.ingest(source, data.get("hits") or [], data.get("dropped") or {}, _hits_of)
+    if outcome.completed:
         hub.changed()
-    return JSONResponse({"accepted": accepted})
+    return JSONResponse(
+        {
+            "accepted": outcome.accepted,
+            "declined": outcome.declined_total,
+            "declined_by_probe": outcome.declined,
+        }
+    )
 
 
 async def deregister(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
-    data = await read_json(request)
-    _check_fields("deregister", data, set())
-    source = await _source(request)
+    await read_json(request, "Empty")
+    source = await _source(request, token)
     await hub.call(hub.store.deregister_source, source.id, time.time())
     return JSONResponse({})
 
@@ -433,7 +396,8 @@ async def list_sources(request: Request, token: TokenRecord) -> Response:
     settings = hub.settings
     now = time.time()
     sources = []
-    for source in await hub.call(hub.store.list_sources):
+    quarantined: list[tuple[str, str]] = []
+    for source in await hub.call(hub.store.list_sources, quarantined=quarantined):
         if service is not None and source.service != service:
             continue
         if any(source.labels.get(k) != v for k, v in labels.items()):
@@ -442,29 +406,16 @@ async def list_sources(request: Request, token: TokenRecord) -> Response:
         if state is not None and listed["state"] != state:
             continue
         sources.append(listed)
-    return JSONResponse({"sources": sources})
+    return JSONResponse({"sources": sources, "quarantined": _quarantined(quarantined)})
+
+
+def _quarantined(items: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"id": record_id, "reason": reason} for record_id, reason in items]
 
 
 def _selector(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ApiError(422, "invalid_selector", f"selector: got {value!r}, expected an object")
-    _check_fields("selector", value, {"service", "labels", "source_id"})
-    selector: dict[str, Any] = {}
-    for name in ("service", "source_id"):
-        if value.get(name) is not None:
-            if not isinstance(value[name], str) or not value[name]:
-                raise ApiError(
-                    422,
-                    "invalid_selector",
-                    f"selector.{name}: got {value[name]!r}, expected a string",
-                )
-            selector[name] = value[name]
-    labels = _labels("selector.labels", value.get("labels"))
-    if labels:
-        selector["labels"] = labels
-    return selector
+    """The selector as stored: only the fields given (the schema checked their types)."""
+    return {k: v for k, v in (value or {}).items() if v is not None and v != {}}
 
 
 def _check_expressions(probe: Probe) -> None:
@@ -478,19 +429,12 @@ def _check_expressions(probe: Probe) -> None:
 
 async def place_probe(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
-    data = await read_json(request)
-    _check_fields("place probe", data, {"probe", "selector", "ttl"})
-    if "probe" not in data:
-        raise ApiError(422, "invalid_probe", "place probe: the field 'probe' is required")
+    data = await read_json(request, "PlaceProbe")
     selector = _selector(data.get("selector"))
     ttl = data.get("ttl")
     if ttl is None:
         ttl = hub.settings.default_ttl
-    if (
-        isinstance(ttl, bool)
-        or not isinstance(ttl, int | float)
-        or not (0 < ttl <= hub.settings.max_ttl)
-    ):
+    if not 0 < ttl <= hub.settings.max_ttl:
         raise ApiError(
             422,
             "invalid_field",
@@ -501,7 +445,7 @@ async def place_probe(request: Request, token: TokenRecord) -> Response:
         _check_expressions(probe)
     except (ProbeSpecError, ExpressionError) as exc:
         raise ApiError(422, "invalid_probe", str(exc)) from None
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ApiError(422, "invalid_probe", f"probe: {exc}") from None
     now = time.time()
     expires_at = now + float(ttl)
@@ -532,8 +476,16 @@ async def list_probes(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
     signature = request.query_params.get("signature") or None
     state = _query_choice(request, "state", PROBE_STATES)
-    records = await hub.call(hub.store.list_probes, signature=signature, state=state)
-    return JSONResponse({"probes": [record.to_dict() for record in records]})
+    quarantined: list[tuple[str, str]] = []
+    records = await hub.call(
+        hub.store.list_probes, signature=signature, state=state, quarantined=quarantined
+    )
+    return JSONResponse(
+        {
+            "probes": [record.to_dict() for record in records],
+            "quarantined": _quarantined(quarantined),
+        }
+    )
 
 
 async def get_probe(request: Request, token: TokenRecord) -> Response:
@@ -543,11 +495,20 @@ async def get_probe(request: Request, token: TokenRecord) -> Response:
 
 async def remove_probe(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
-    await _probe_record(request)
-    record = await hub.call(
-        hub.store.end_probe, request.path_params["probe_id"], "removed", time.time()
-    )
-    assert record is not None  # records are never deleted while the hub runs
+    probe_id = request.path_params["probe_id"]
+    reason = f"removed by token {token.name!r}"
+    try:
+        record = await hub.call(hub.store.end_probe, probe_id, "removed", time.time(), reason)
+    except CorruptRecordError as exc:
+        # ended all the same (the update ran before the read): it no longer reaches sensors
+        hub.changed()
+        raise ApiError(
+            409,
+            "quarantined",
+            f"probe {probe_id!r}: removed, but its record cannot be served: {exc.reason}",
+        ) from None
+    if record is None:
+        raise ApiError(404, "unknown_probe", f"probe {probe_id!r}: no such probe on this hub")
     hub.changed()
     return JSONResponse({"probe": record.to_dict()})
 
@@ -564,28 +525,38 @@ async def probe_hits(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
     record = await _probe_record(request)
     limit = _query_int(request, "limit", 100, 1, hub.settings.max_page)
-    after_text = request.query_params.get("after") or None
+    after_text = request.query_params.get("after")
     after = None
     if after_text is not None:
-        if not after_text.isdigit():
+        if not (after_text.isascii() and after_text.isdigit() and len(after_text) <= 18):
             raise ApiError(
                 400,
                 "invalid_query",
                 f"query parameter 'after': got {after_text!r}, expected a cursor",
             )
         after = int(after_text)
+    quarantined: list[tuple[str, str]] = []
     rows = await hub.call(
         hub.store.read_hits,
         probe_id=record.id,
         after=after,
         limit=limit + 1,
+        quarantined=quarantined,
         **_hit_filters(request),
     )
     more = len(rows) > limit
     rows = rows[:limit]
     cursor = json.dumps(str(rows[-1].seq)) if more else "null"
     # the stored bodies are JSON already: splice them in rather than parse and dump again
-    body = '{"hits":[' + ",".join(row.body for row in rows) + '],"next":' + cursor + "}"
+    body = (
+        '{"hits":['
+        + ",".join(row.body for row in rows)
+        + '],"next":'
+        + cursor
+        + ',"quarantined":'
+        + json.dumps(_quarantined(quarantined))
+        + "}"
+    )
     return Response(body, media_type="application/json")
 
 
@@ -617,7 +588,10 @@ def _evidence_response(
     return StreamingResponse(
         _evidence_lines(hub, records, hit_query),
         media_type=EVIDENCE_MEDIA_TYPE,
-        headers={"Content-Disposition": f'attachment; filename="{name}.jsonl"'},
+        # the name comes from the query: only safe characters reach a header
+        headers={
+            "Content-Disposition": f'attachment; filename="{_SAFE_NAME.sub("_", name)}.jsonl"'
+        },
     )
 
 
@@ -645,17 +619,23 @@ async def evidence(request: Request, token: TokenRecord) -> Response:
 
 async def add_token(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
-    data = await read_json(request)
-    _check_fields("token", data, {"name", "scope"})
-    name, scope = data.get("name"), data.get("scope")
-    if not isinstance(name, str) or not name.strip():
-        raise ApiError(422, "invalid_field", f"token.name: got {name!r}, expected a non-empty name")
-    if scope not in SCOPES:
+    data = await read_json(request, "NewToken")
+    name, scope, services = data["name"].strip(), data["scope"], data.get("services")
+    if not name:
+        raise ApiError(422, "invalid_field", f"name: got {data['name']!r}, expected a name")
+    if scope not in SCOPES:  # the schema's enum says the same; kept for a changed schema
         raise ApiError(
-            422, "invalid_field", f"token.scope: got {scope!r}, expected one of {', '.join(SCOPES)}"
+            422, "invalid_field", f"scope: got {scope!r}, expected one of {', '.join(SCOPES)}"
+        )
+    if services is not None and scope != "sensor":
+        raise ApiError(
+            422,
+            "invalid_field",
+            f"services: got {services!r} for a {scope!r} token, expected null: only sensor "
+            "tokens are limited to services",
         )
     secret = new_token()
-    record = new_token_record(name.strip(), scope, secret)
+    record = new_token_record(name, scope, secret, services=services)
     await hub.call(hub.store.add_token, record)
     return JSONResponse({**record.to_dict(), "token": secret}, status_code=201)
 
@@ -689,7 +669,7 @@ async def get_redaction(request: Request, token: TokenRecord) -> Response:
 
 async def set_redaction(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
-    data = await read_json(request)
+    data = await read_json(request, "RedactionRules")
     try:
         rules = validate_rules(data)
     except RuleError as exc:

@@ -24,9 +24,19 @@ _log = logging.getLogger("sensor.hub")
 
 
 def _route(endpoint: Endpoint) -> Route:
+    # imported here: `python -m sensor.hub.openapi` must not find itself imported already
+    from sensor.hub.openapi import query_parameters
+
+    has_body = endpoint.method in ("POST", "PUT")
+    allowed = query_parameters(endpoint.operation_id)
+
     async def handle(request: Request) -> Response:
         try:
             token = await authorize(request, endpoint.scope) if endpoint.scope else None
+            _check_query(request, allowed)
+            if has_body and _is_large(request):
+                async with request.app.state.hub.large_bodies():
+                    return await endpoint.handler(request, token)
             return await endpoint.handler(request, token)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message)
@@ -35,6 +45,33 @@ def _route(endpoint: Endpoint) -> Route:
             return error_response(503, "store_error", str(exc))
 
     return Route(endpoint.path, handle, methods=[endpoint.method], name=endpoint.operation_id)
+
+
+def _check_query(request: Request, allowed: dict[str, bool]) -> None:
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if unknown:  # a misspelt filter must not silently list everything
+        raise ApiError(
+            400,
+            "invalid_query",
+            f"query parameter(s) {unknown!r}: unknown, expected only {sorted(allowed)!r}",
+        )
+    for name, repeatable in allowed.items():
+        values = request.query_params.getlist(name)
+        if len(values) > 1 and not repeatable:
+            raise ApiError(
+                400,
+                "invalid_query",
+                f"query parameter {name!r}: given {len(values)} times, expected once",
+            )
+
+
+def _is_large(request: Request) -> bool:
+    """A body over the hub's ``large_body``, or of unknown length (chunked)."""
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        return request.headers.get("transfer-encoding") is not None
+    large: int = request.app.state.hub.settings.large_body
+    return int(declared) >= large
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -8,15 +8,19 @@ request; removing a token through this hub drops it from the cache at once.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 
 from sensor.hub.store import Store, TokenRecord
 
 __all__ = [
+    "MAX_TOKEN_NAME",
     "SCOPES",
+    "TOKEN_NAME",
     "TokenCache",
     "allows",
     "hash_token",
@@ -26,7 +30,10 @@ __all__ = [
 
 #: The scopes, each with what it may do.
 SCOPES = {
-    "sensor": "register, poll for probes, send heartbeats and hits",
+    "sensor": (
+        "register (as the services the token allows), then poll, report and post hits for "
+        "the sources it registered"
+    ),
     "client": "list sources, place and remove probes, read hits and evidence",
     "admin": "everything a client may do, plus manage tokens",
 }
@@ -44,15 +51,34 @@ def new_token() -> str:
     return _TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def new_token_record(name: str, scope: str, token: str) -> TokenRecord:
+#: Longest token name; and the characters a name may hold (it is shown in logs and errors).
+MAX_TOKEN_NAME = 64
+TOKEN_NAME = re.compile(r"[A-Za-z0-9 _.:@()/+-]{1,64}")
+
+
+def new_token_record(
+    name: str, scope: str, token: str, *, services: Sequence[str] | None = None
+) -> TokenRecord:
+    """A token record; ``services`` limits a sensor token to those service names."""
     if scope not in SCOPES:
         raise ValueError(f"token scope {scope!r}: expected one of {', '.join(SCOPES)}")
+    if not isinstance(name, str) or not TOKEN_NAME.fullmatch(name):
+        raise ValueError(
+            f"token name {name!r}: expected 1 to {MAX_TOKEN_NAME} letters, digits, spaces or "
+            "'_.:@()/+-'"
+        )
+    if services is not None:
+        if scope != "sensor":
+            raise ValueError(f"token services: only a sensor token is limited, not {scope!r}")
+        if not services or not all(isinstance(item, str) and item for item in services):
+            raise ValueError(f"token services {services!r}: expected a list of service names")
     return TokenRecord(
         id=uuid.uuid4().hex[:12],
         name=name,
         scope=scope,
         token_hash=hash_token(token),
         created_at=time.time(),
+        services=None if services is None else list(dict.fromkeys(services)),
     )
 
 

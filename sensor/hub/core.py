@@ -23,7 +23,14 @@ from typing import Any, TypeVar
 from sensor.hub.auth import TokenCache, hash_token, new_token_record
 from sensor.hub.notify import ChangeNotifier
 from sensor.hub.settings import HubSettings
-from sensor.hub.store import ProbeRecord, RedactionRecord, SourceRecord, Store, open_store
+from sensor.hub.store import (
+    BatchOutcome,
+    ProbeRecord,
+    RedactionRecord,
+    SourceRecord,
+    Store,
+    open_store,
+)
 
 __all__ = ["Hub", "probe_set_etag"]
 
@@ -45,7 +52,7 @@ class _Ingest:
     dropped: Mapping[str, int]
     validate: Callable[[Any], list[dict[str, Any]]]
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[tuple[int, list[str]]]
+    future: asyncio.Future[BatchOutcome]
 
 
 def probe_set_etag(records: list[ProbeRecord], redaction: str | None = None) -> str:
@@ -72,6 +79,8 @@ class Hub:
         self._active: list[ProbeRecord] = []
         self._active_version = -1
         self._loading: tuple[int, asyncio.Future[list[ProbeRecord]]] | None = None
+        # bodies over settings.large_body are handled a few at a time (one per event loop)
+        self._large: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._last_retention = 0.0
         self.closing = False
         self._ingest_lock = threading.Lock()
@@ -104,6 +113,14 @@ class Hub:
                     scope,
                     known.scope,
                 )
+
+    def large_bodies(self) -> asyncio.Semaphore:
+        """The slots for large request bodies: memory per request is bounded by the body
+        limits, and this bounds how many such requests are held at once."""
+        loop = asyncio.get_running_loop()
+        if self._large is None or self._large[0] is not loop:
+            self._large = (loop, asyncio.Semaphore(self.settings.max_large_bodies))
+        return self._large[1]
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a store call on the store thread and await its result."""
@@ -142,7 +159,7 @@ class Hub:
         raw_hits: Any,
         dropped: Mapping[str, int],
         validate: Callable[[Any], list[dict[str, Any]]],
-    ) -> tuple[int, list[str]]:
+    ) -> BatchOutcome:
         """Validate and store one batch; answer when it is durable.
 
         Batches that arrive while the store thread is busy are written together in one
@@ -151,7 +168,7 @@ class Hub:
         thread; its exception goes to this batch only.
         """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[int, list[str]]] = loop.create_future()
+        future: asyncio.Future[BatchOutcome] = loop.create_future()
         with self._ingest_lock:
             self._ingest_queue.append(_Ingest(source, raw_hits, dropped, validate, loop, future))
             schedule = not self._ingest_scheduled
@@ -305,7 +322,7 @@ class Hub:
 
 
 def _settle(
-    item: _Ingest, *, result: tuple[int, list[str]] | None = None, exc: Exception | None = None
+    item: _Ingest, *, result: BatchOutcome | None = None, exc: Exception | None = None
 ) -> None:
     """Resolve a batch's future from the store thread (on its own loop's thread)."""
 

@@ -6,6 +6,7 @@ a test asserts that the two match.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -13,13 +14,55 @@ from typing import Any
 
 from sensor._version import __version__
 from sensor.hub.redaction import MAX_NAME_CHARS, MAX_PATTERN_CHARS, MAX_RULES
+from sensor.hub.store.base import DECLINE_REASONS
+from sensor.probes import (
+    CaptureLimits,
+    Hit,
+    Probe,
+    ProbeKind,
+    ProbeLimits,
+    ProbeState,
+    ProbeStatus,
+)
 
-__all__ = ["build_openapi"]
+__all__ = ["SCHEMAS", "build_openapi", "query_parameters"]
 
 _OBJ: dict[str, Any] = {"type": "object"}
 _STR: dict[str, Any] = {"type": "string"}
 _NUM: dict[str, Any] = {"type": "number"}
 _INT: dict[str, Any] = {"type": "integer"}
+_BOOL: dict[str, Any] = {"type": "boolean"}
+
+#: Longest service name, host, version, label key and other identifying string, in characters.
+MAX_NAME_CHARS_ID = 255
+#: Longest label or tag value.
+MAX_LABEL_VALUE_CHARS = 1000
+#: Most labels on a source or selector, tags on a probe.
+MAX_LABELS = 64
+#: Longest expression (capture, condition, expectation) and log template.
+MAX_EXPRESSION_CHARS = 4096
+#: Most captures on one probe.
+MAX_CAPTURES = 100
+#: Longest token name; its characters are TOKEN_NAME_PATTERN's.
+MAX_TOKEN_NAME_CHARS = 64
+TOKEN_NAME_PATTERN = "^[A-Za-z0-9 _.:@()/+-]+$"
+#: Most services a sensor token may be limited to.
+MAX_TOKEN_SERVICES = 100
+#: The ids the hub hands out and accepts (probe ids follow sensor.probes.Probe's rule).
+ID_PATTERN = "^[A-Za-z0-9_.:-]{1,64}$"
+# No ASCII control character, and at least one character that is not a space.
+_NAME_PATTERN = "^[^\\x00-\\x1f\\x7f]*[^\\x00-\\x20\\x7f][^\\x00-\\x1f\\x7f]*$"
+_TEXT_PATTERN = "^[^\\x00-\\x1f\\x7f]*$"
+
+_NAME: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_NAME_CHARS_ID,
+    "pattern": _NAME_PATTERN,
+}
+_ID: dict[str, Any] = {"type": "string", "pattern": ID_PATTERN}
+_COUNT: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_EPOCH: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 1e11}
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -41,7 +84,16 @@ def _object(
     return schema
 
 
-_LABELS = {"type": "object", "additionalProperties": _STR}
+_LABELS: dict[str, Any] = {
+    "type": "object",
+    "maxProperties": MAX_LABELS,
+    "propertyNames": _NAME,
+    "additionalProperties": {
+        "type": "string",
+        "maxLength": MAX_LABEL_VALUE_CHARS,
+        "pattern": _TEXT_PATTERN,
+    },
+}
 
 
 def _rule_list(max_length: int, description: str) -> dict[str, Any]:
@@ -71,21 +123,148 @@ def _redaction_rules() -> dict[str, Any]:
     }
 
 
+def _expression(max_length: int = MAX_EXPRESSION_CHARS) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": max_length}
+
+
+def _capture_limits() -> dict[str, Any]:
+    fields = {
+        field.name: (_COUNT if field.name != "deadline_ms" else {"type": "number", "minimum": 0})
+        for field in dataclasses.fields(CaptureLimits)
+    }
+    return _object(fields)
+
+
+def _probe_limits() -> dict[str, Any]:
+    known: dict[str, Any] = {
+        "rate": _nullable({"type": "number", "exclusiveMinimum": 0}),
+        "burst": _nullable({"type": "integer", "minimum": 1, "maximum": 2**63 - 1}),
+        "max_hits": _nullable({"type": "integer", "minimum": 1, "maximum": 2**63 - 1}),
+        "expires_at": _nullable(_NUM),
+        "capture": _capture_limits(),
+        "eval_rate": _nullable({"type": "number", "exclusiveMinimum": 0}),
+        "violation_rate": _nullable({"type": "number", "exclusiveMinimum": 0}),
+    }
+    return _object({f.name: known.get(f.name, {}) for f in dataclasses.fields(ProbeLimits)})
+
+
+def _probe() -> dict[str, Any]:
+    capture_item = {
+        "anyOf": [
+            _expression(),
+            _object(
+                {"name": _expression(MAX_NAME_CHARS_ID), "expr": _expression()}, ["name", "expr"]
+            ),
+        ]
+    }
+    known: dict[str, Any] = {
+        "id": _nullable(_ID),
+        "kind": {"enum": [kind.value for kind in ProbeKind]},
+        "location": {"type": "string", "minLength": 1, "maxLength": 1000},
+        "capture": _nullable(
+            {
+                "anyOf": [
+                    {"type": "array", "items": capture_item, "maxItems": MAX_CAPTURES},
+                    {
+                        "type": "object",
+                        "maxProperties": MAX_CAPTURES,
+                        "propertyNames": _expression(MAX_NAME_CHARS_ID),
+                        "additionalProperties": _expression(),
+                    },
+                ]
+            }
+        ),
+        "condition": _nullable(_expression()),
+        "expect": _nullable(_expression()),
+        "template": _nullable(_expression()),
+        "until_line": _nullable({"type": "integer", "minimum": 1, "maximum": 10**7}),
+        "source_hash": _nullable({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
+        "source_line": _nullable(_expression(MAX_LABEL_VALUE_CHARS * 10)),
+        "limits": _nullable(_probe_limits()),
+        "tags": _nullable(_LABELS),
+        "created_at": _nullable(_EPOCH),
+        "signature": _nullable({"type": "string", "maxLength": 64}),
+    }
+    fields = [f.name for f in dataclasses.fields(Probe)] + ["signature"]
+    return {
+        **_object({name: known.get(name, {}) for name in fields}, ["kind", "location"]),
+        "description": (
+            "A probe dict as sensor.probes.Probe.to_dict() writes it; the hub then checks it "
+            "with Probe.from_dict and the sensor's expression sandbox (422 invalid_probe)."
+        ),
+    }
+
+
+def _probe_status() -> dict[str, Any]:
+    """ProbeStatus's fields, typed from their defaults, so a counter added there is listed."""
+    known: dict[str, Any] = {
+        "probe_id": _ID,
+        "state": {"enum": [state.value for state in ProbeState]},
+        "reason": _nullable({"type": "string", "maxLength": 10_000}),
+        "backend": _nullable({"type": "string", "maxLength": MAX_NAME_CHARS_ID}),
+        "updated_at": _EPOCH,
+    }
+    properties: dict[str, Any] = {}
+    for field in dataclasses.fields(ProbeStatus):
+        if field.name in known:
+            properties[field.name] = known[field.name]
+        elif isinstance(field.default, int) and not isinstance(field.default, bool):
+            properties[field.name] = _COUNT
+        elif isinstance(field.default, bool):
+            properties[field.name] = _BOOL
+        elif field.default is None:
+            properties[field.name] = _nullable({"type": "string", "maxLength": 10_000})
+        else:
+            properties[field.name] = {}
+    return _object(properties, ["probe_id"])
+
+
+def _hit() -> dict[str, Any]:
+    known: dict[str, Any] = {
+        "probe_id": _ID,
+        "signature": {"type": "string", "minLength": 1, "maxLength": 64},
+        "kind": {"enum": [kind.value for kind in ProbeKind]},
+        "location": {"type": "string", "minLength": 1, "maxLength": 1000},
+        "ts": _EPOCH,
+        "hit_id": _nullable({"type": "string", "maxLength": MAX_NAME_CHARS_ID}),
+        "line": _nullable({"type": "integer", "minimum": 0, "maximum": 10**7}),
+        "thread": _nullable(_STR),
+        "captures": _nullable(_OBJ),
+        "expect": _nullable(_OBJ),
+        "exception": _nullable(_OBJ),
+        "message": _nullable(_STR),
+        "aggregate": _nullable(_OBJ),
+        "truncated": _nullable(_BOOL),
+        "errors": _nullable({"type": "array", "items": _STR}),
+        "source": _nullable(_ref("HitSource")),
+    }
+    return {
+        **_object(
+            {f.name: known.get(f.name, {}) for f in dataclasses.fields(Hit)},
+            ["probe_id", "signature", "kind", "location", "ts"],
+        ),
+        "description": (
+            "A hit dict (sensor.probes.Hit.to_dict()). Posted by a sensor, 'source' is "
+            "ignored (the hub writes its own); read back, it names the source."
+        ),
+    }
+
+
 SCHEMAS: dict[str, Any] = {
     "Error": _object(
         {"error": _object({"code": _STR, "message": _STR}, ["code", "message"])}, ["error"]
     ),
     "Register": _object(
         {
-            "service": _STR,
-            "version": _nullable(_STR),
-            "host": _nullable(_STR),
-            "pid": _nullable(_INT),
-            "python": _nullable(_STR),
-            "labels": _LABELS,
-            "runtime_id": _nullable(_STR),
-            "sensor_version": _nullable(_STR),
-            "backend": _nullable(_STR),
+            "service": _NAME,
+            "version": _nullable(_NAME),
+            "host": _nullable(_NAME),
+            "pid": _nullable({"type": "integer", "minimum": 0, "maximum": 2**63 - 1}),
+            "python": _nullable(_NAME),
+            "labels": _nullable(_LABELS),
+            "runtime_id": _nullable(_NAME),
+            "sensor_version": _nullable(_NAME),
+            "backend": _nullable(_NAME),
         },
         ["service"],
     ),
@@ -122,58 +301,17 @@ SCHEMAS: dict[str, Any] = {
         },
         ["redaction"],
     ),
-    "Probe": {
-        "type": "object",
-        "description": "A probe dict as sensor.probes.Probe.to_dict() writes it.",
-        "properties": {
-            "id": _STR,
-            "kind": {"enum": ["snapshot", "log", "counter", "timer", "expect"]},
-            "location": _STR,
-            "capture": {"type": "array"},
-            "condition": _nullable(_STR),
-            "expect": _nullable(_STR),
-            "template": _nullable(_STR),
-            "limits": _OBJ,
-            "tags": _LABELS,
-            "signature": _STR,
-        },
-        "required": ["kind", "location"],
-    },
-    "ProbeStatus": {
-        "type": "object",
-        "properties": {
-            "probe_id": _STR,
-            "state": {"enum": ["pending", "installed", "error", "disabled", "removed"]},
-            "reason": _nullable(_STR),
-            "hits": _INT,
-            "drops": _INT,
-            "skipped_rate": _INT,
-            "skipped_condition": _INT,
-            "errors": _INT,
-            "evaluations": _INT,
-            "violations": _INT,
-            "backend": _nullable(_STR),
-            "updated_at": _NUM,
-        },
-        "required": ["probe_id"],
-    },
+    "Probe": _probe(),
+    "ProbeStatus": _probe_status(),
     "Heartbeat": _object(
-        {"statuses": {"type": "array", "items": _ref("ProbeStatus")}, "dropped": _INT}
+        {
+            "statuses": _nullable(
+                {"type": "array", "items": _ref("ProbeStatus"), "maxItems": 10_000}
+            ),
+            "dropped": _nullable(_COUNT),
+        }
     ),
-    "Hit": {
-        "type": "object",
-        "description": "A hit dict (sensor.probes.Hit.to_dict()); read back with 'source'.",
-        "properties": {
-            "probe_id": _STR,
-            "signature": _STR,
-            "kind": _STR,
-            "location": _STR,
-            "ts": _NUM,
-            "hit_id": _STR,
-            "source": _ref("HitSource"),
-        },
-        "required": ["probe_id", "signature", "kind", "location", "ts"],
-    },
+    "Hit": _hit(),
     "HitSource": {
         "type": "object",
         "properties": {
@@ -187,11 +325,37 @@ SCHEMAS: dict[str, Any] = {
     },
     "HitBatch": _object(
         {
-            "hits": {"type": "array", "items": _ref("Hit")},
-            "dropped": {"type": "object", "additionalProperties": _INT},
+            "hits": _nullable({"type": "array", "items": _ref("Hit"), "maxItems": 100_000}),
+            "dropped": _nullable(
+                {
+                    "type": "object",
+                    "maxProperties": 10_000,
+                    "propertyNames": _ID,
+                    "additionalProperties": _COUNT,
+                }
+            ),
         }
     ),
-    "Accepted": _object({"accepted": _INT}, ["accepted"]),
+    "Accepted": _object(
+        {
+            "accepted": _COUNT,
+            "declined": _COUNT,
+            "declined_by_probe": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": _COUNT,
+                    "description": "reason -> hits",
+                },
+                "description": (
+                    "probe id -> {reason: hits} for every hit not stored; reasons: "
+                    + ", ".join(DECLINE_REASONS)
+                ),
+            },
+        },
+        ["accepted", "declined", "declined_by_probe"],
+    ),
+    "Empty": _object({}),
     "Source": {
         "type": "object",
         "properties": {
@@ -201,7 +365,7 @@ SCHEMAS: dict[str, Any] = {
             "host": _nullable(_STR),
             "pid": _nullable(_INT),
             "python": _nullable(_STR),
-            "labels": _LABELS,
+            "labels": {"type": "object", "additionalProperties": _STR},
             "first_seen": _NUM,
             "last_seen": _NUM,
             "state": {"enum": ["live", "stale", "gone"]},
@@ -209,15 +373,26 @@ SCHEMAS: dict[str, Any] = {
             "sensor_version": _nullable(_STR),
             "runtime_id": _nullable(_STR),
             "dropped": _INT,
+            "token_id": _nullable(_STR),
         },
         "required": ["id", "service", "labels", "first_seen", "last_seen", "state"],
     },
-    "Selector": _object({"service": _STR, "labels": _LABELS, "source_id": _STR}),
+    "Quarantined": {
+        "type": "array",
+        "description": (
+            "stored records the hub cannot serve (written by an older hub or by hand): "
+            "left out of the answer, each with the reason"
+        ),
+        "items": _object({"id": _STR, "reason": _STR}, ["id", "reason"]),
+    },
+    "Selector": _object(
+        {"service": _nullable(_NAME), "labels": _nullable(_LABELS), "source_id": _nullable(_ID)}
+    ),
     "PlaceProbe": _object(
         {
             "probe": _ref("Probe"),
-            "selector": _ref("Selector"),
-            "ttl": {"type": "number", "exclusiveMinimum": 0},
+            "selector": _nullable(_ref("Selector")),
+            "ttl": _nullable({"type": "number", "exclusiveMinimum": 0}),
         },
         ["probe"],
     ),
@@ -232,6 +407,7 @@ SCHEMAS: dict[str, Any] = {
             "created_at": _NUM,
             "expires_at": _nullable(_NUM),
             "ended_at": _nullable(_NUM),
+            "ended_reason": _nullable(_STR),
             "hit_count": _INT,
             "dropped": _INT,
             "statuses": {"type": "object", "additionalProperties": _ref("ProbeStatus")},
@@ -248,14 +424,47 @@ SCHEMAS: dict[str, Any] = {
         ],
     },
     "HitPage": _object(
-        {"hits": {"type": "array", "items": _ref("Hit")}, "next": _nullable(_STR)}, ["hits", "next"]
+        {
+            "hits": {"type": "array", "items": _ref("Hit")},
+            "next": _nullable(_STR),
+            "quarantined": _ref("Quarantined"),
+        },
+        ["hits", "next"],
     ),
     "NewToken": _object(
-        {"name": _STR, "scope": {"enum": ["sensor", "client", "admin"]}}, ["name", "scope"]
+        {
+            "name": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_TOKEN_NAME_CHARS,
+                "pattern": TOKEN_NAME_PATTERN,
+            },
+            "scope": {"enum": ["sensor", "client", "admin"]},
+            "services": _nullable(
+                {
+                    "type": "array",
+                    "items": _NAME,
+                    "minItems": 1,
+                    "maxItems": MAX_TOKEN_SERVICES,
+                    "description": (
+                        "sensor tokens only: the services this token may register as "
+                        "(null or absent: any service)"
+                    ),
+                }
+            ),
+        },
+        ["name", "scope"],
     ),
     "Token": {
         "type": "object",
-        "properties": {"id": _STR, "name": _STR, "scope": _STR, "created_at": _NUM, "token": _STR},
+        "properties": {
+            "id": _STR,
+            "name": _STR,
+            "scope": _STR,
+            "created_at": _NUM,
+            "services": _nullable({"type": "array", "items": _STR}),
+            "token": _STR,
+        },
         "required": ["id", "name", "scope", "created_at"],
     },
     "Health": {"type": "object", "properties": {"status": _STR, "version": _STR}},
@@ -278,7 +487,11 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
                 "the etag of the set the sensor holds; the answer waits while it is current",
                 {"schema": _STR},
             ),
-            ("wait", "seconds to wait for a change (bounded by the hub)", _FLOAT_Q),
+            (
+                "wait",
+                "seconds to wait for a change (bounded by the hub)",
+                {"schema": {"type": "number", "minimum": 0}},
+            ),
         ],
         None,
         200,
@@ -286,16 +499,24 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
     ),
     "heartbeat": ([], "Heartbeat", 200, None),
     "post_hits": ([], "HitBatch", 200, "Accepted"),
-    "deregister": ([], None, 200, None),
+    "deregister": ([], "Empty", 200, None),
     "list_sources": (
         [
             ("service", "only this service", {"schema": _STR}),
-            ("label", "key=value; repeat for several labels", {"schema": _STR}),
+            (
+                "label",
+                "key=value; repeat for several labels",
+                {
+                    "schema": {"type": "array", "items": {"type": "string", "pattern": "^[^=]+="}},
+                    "style": "form",
+                    "explode": True,
+                },
+            ),
             ("state", "live, stale or gone", {"schema": {"enum": ["live", "stale", "gone"]}}),
         ],
         None,
         200,
-        {"sources": {"type": "array", "items": _ref("Source")}},
+        {"sources": {"type": "array", "items": _ref("Source")}, "quarantined": _ref("Quarantined")},
     ),
     "place_probe": ([], "PlaceProbe", 201, {"probe": _ref("ProbeRecord")}),
     "list_probes": (
@@ -309,15 +530,26 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
         ],
         None,
         200,
-        {"probes": {"type": "array", "items": _ref("ProbeRecord")}},
+        {
+            "probes": {"type": "array", "items": _ref("ProbeRecord")},
+            "quarantined": _ref("Quarantined"),
+        },
     ),
     "get_probe": ([], None, 200, {"probe": _ref("ProbeRecord")}),
     "remove_probe": ([], None, 200, {"probe": _ref("ProbeRecord")}),
     "probe_hits": (
         [
             *_HIT_FILTERS,
-            ("after", "the cursor from the previous page's 'next'", {"schema": _STR}),
-            ("limit", "hits per page (1 to 1000, default 100)", {"schema": _INT}),
+            (
+                "after",
+                "the cursor from the previous page's 'next'",
+                {"schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}},
+            ),
+            (
+                "limit",
+                "hits per page (1 to the hub's max page, 1000 by default; default 100)",
+                {"schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+            ),
         ],
         None,
         200,
@@ -342,14 +574,31 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
     "openapi": ([], None, 200, None),
 }
 
+
+def query_parameters(operation_id: str) -> dict[str, bool]:
+    """The query parameters an operation takes, each with whether it may repeat (the hub
+    refuses any other, and a repeated one that may not: 400)."""
+    return {
+        name: extra["schema"].get("type") == "array" for name, _, extra in _DETAILS[operation_id][0]
+    }
+
+
 _ERRORS = {
-    400: "Bad request: malformed JSON or query parameter",
+    400: "Bad request: malformed or too deeply nested JSON, or a bad query parameter",
     401: "No token, or an unknown one",
-    403: "The token's scope does not allow this endpoint",
+    403: (
+        "The token's scope does not allow this endpoint, the sensor token may not register "
+        "this service, or the source was registered with another token"
+    ),
     404: "No such source, probe or token",
     409: "A probe with this id exists",
-    413: "Request body over the hub's limit",
-    422: "Invalid field, probe spec or redaction rule (the message names it)",
+    413: "Request body over the hub's limit (bytes, JSON objects and arrays, or values)",
+    422: (
+        "A field breaks its schema (type, bound, a string that cannot be encoded, an integer "
+        "beyond 64 bits, a non-finite number), or an invalid probe spec or redaction rule; "
+        "the message names the field and the value"
+    ),
+    503: "The hub's database failed",
 }
 
 
@@ -380,7 +629,7 @@ def _operation(endpoint: Any) -> dict[str, Any]:
         operation["parameters"] = parameters
     if request_schema is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": request_schema != "Empty",
             "content": {"application/json": {"schema": _ref(request_schema)}},
         }
     if response == "jsonl":
@@ -394,7 +643,7 @@ def _operation(endpoint: Any) -> dict[str, Any]:
     responses: dict[str, Any] = {str(status): {"description": "OK", "content": content}}
     codes = [400, 413, 422] if endpoint.method in ("POST", "PUT") else [400]
     if endpoint.scope is not None:
-        codes += [401, 403]
+        codes += [401, 403, 503]
         operation["security"] = [{"bearer": [endpoint.scope]}]
     if "{" in endpoint.path:
         codes.append(404)

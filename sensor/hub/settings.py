@@ -21,6 +21,11 @@ class HubSettings:
     sensor_token: str | None = None  #: created at start if given (scope sensor)
     client_token: str | None = None  #: created at start if given (scope client)
     max_body: int = 8 * 1024 * 1024  #: bytes; larger request bodies get 413
+    max_json_depth: int = 200  #: nesting of a JSON body; deeper gets 400
+    max_json_containers: int = 100_000  #: JSON objects and arrays in one body; more gets 413
+    max_json_items: int = 500_000  #: JSON values in one body; more gets 413
+    large_body: int = 1024 * 1024  #: bytes; bodies this large (or of unknown length) queue...
+    max_large_bodies: int = 2  #: ...so that at most this many are read and handled at once
     poll_wait: float = 25.0  #: long-poll wait suggested to sensors at register
     max_poll_wait: float = 60.0  #: upper bound of ``?wait=``
     heartbeat_interval: float = 10.0  #: suggested to sensors at register
@@ -40,6 +45,9 @@ class HubSettings:
                 raise ConfigError(f"hub setting {field.name}: got {value!r}, expected >= 0")
         if self.max_body < 1024:
             raise ConfigError(f"hub setting max_body: got {self.max_body!r}, expected >= 1024")
+        for name in ("max_json_depth", "max_json_containers", "max_json_items", "max_large_bodies"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"hub setting {name}: got {getattr(self, name)!r}, expected >= 1")
         if self.gone_after < self.stale_after:
             raise ConfigError(
                 f"hub setting gone_after: got {self.gone_after!r}, expected >= stale_after "

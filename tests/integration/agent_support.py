@@ -164,7 +164,8 @@ def _readline(stream: Any, timeout: float) -> str:
 class HostileProxy:
     """An HTTP peer in front of the hub: ``pass`` forwards; ``500``, ``garbage`` (not JSON),
     ``shape`` (JSON of the wrong shape) and ``slow`` misbehave the way a broken load balancer,
-    a captive portal or an overloaded hub would."""
+    a captive portal or an overloaded hub would; ``halve_hits`` forwards only the first half
+    of each batch of hits (the hub then answers ``accepted`` < sent)."""
 
     def __init__(self, target: str) -> None:
         self.target = target
@@ -202,6 +203,13 @@ class HostileProxy:
                     return
                 if mode == "slow":
                     time.sleep(proxy.delay)
+                if mode == "halve_hits" and body and self.path.endswith("/hits"):
+                    # a middlebox that loses part of each batch: the hub stores (and answers
+                    # for) only the first half of the hits
+                    batch = json.loads(body)
+                    batch["hits"] = batch["hits"][: len(batch["hits"]) // 2]
+                    body = json.dumps(batch).encode()
+                    self.headers.replace_header("Content-Length", str(len(body)))
                 host, port = proxy.target.split("//", 1)[1].rsplit(":", 1)
                 conn = http.client.HTTPConnection(host, int(port), timeout=90)
                 try:

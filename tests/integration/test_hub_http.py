@@ -109,7 +109,7 @@ def test_simulated_sensor_and_client_round_trip(hub: HubProcess) -> None:
             SENSOR_TOKEN,
             {"hits": [_hit(probe, n) for n in range(start, start + 10)], "dropped": {}},
         )
-        assert (status, accepted) == (200, {"accepted": 10})
+        assert (status, accepted) == (200, {"accepted": 10, "declined": 0, "declined_by_probe": {}})
 
     sources = client.sources(service="shop")
     assert [(s["id"], s["state"], s["version"]) for s in sources] == [(source_id, "live", "1.4.2")]
@@ -155,7 +155,7 @@ def test_acknowledged_hits_survive_sigkill_of_the_hub(tmp_path: Path) -> None:
             SENSOR_TOKEN,
             {"hits": [_hit(probe, n) for n in range(100)]},
         )
-        assert accepted == {"accepted": 100}
+        assert (accepted["accepted"], accepted["declined"]) == (100, 0)
         process.stop(kill=True)  # SIGKILL right after the acknowledgement
         process.start()
         client = HubClient(process.url, CLIENT_TOKEN)

@@ -6,8 +6,11 @@ from pathlib import Path
 
 from sensor.errors import ConfigError
 from sensor.hub.store.base import (
+    DECLINE_REASONS,
     PROBE_STATES,
     SOURCE_STATES,
+    BatchOutcome,
+    CorruptRecordError,
     DuplicateError,
     HitRow,
     ProbeRecord,
@@ -19,8 +22,11 @@ from sensor.hub.store.base import (
 )
 
 __all__ = [
+    "DECLINE_REASONS",
     "PROBE_STATES",
     "SOURCE_STATES",
+    "BatchOutcome",
+    "CorruptRecordError",
     "DuplicateError",
     "HitRow",
     "ProbeRecord",

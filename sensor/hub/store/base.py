@@ -14,8 +14,11 @@ from typing import Any, Protocol
 from sensor.errors import SensorError
 
 __all__ = [
+    "DECLINE_REASONS",
     "PROBE_STATES",
     "SOURCE_STATES",
+    "BatchOutcome",
+    "CorruptRecordError",
     "DuplicateError",
     "HitRow",
     "ProbeRecord",
@@ -24,12 +27,21 @@ __all__ = [
     "Store",
     "StoreError",
     "TokenRecord",
+    "selector_matches",
 ]
 
 #: States of a probe record on the hub (a sensor's per-probe states are in ``statuses``).
 PROBE_STATES = ("active", "expired", "completed", "removed")
 #: States of a source, derived from its last heartbeat or poll.
 SOURCE_STATES = ("live", "stale", "gone")
+#: Why the hub did not store a posted hit (the keys of ``declined_by_probe``).
+DECLINE_REASONS = (
+    "max_hits",  # the probe reached limits.max_hits or the hub's --max-hits-per-probe
+    "probe_removed",  # a client removed the probe
+    "probe_expired",  # the probe's ttl ended
+    "unknown_probe",  # no probe with this id on this hub
+    "not_given",  # the probe exists but its selector does not pick this source
+)
 
 
 class StoreError(SensorError):
@@ -38,6 +50,15 @@ class StoreError(SensorError):
 
 class DuplicateError(StoreError):
     """A record with this id exists already."""
+
+
+class CorruptRecordError(StoreError):
+    """A stored record cannot be read back (written by hand or by an older hub): quarantined."""
+
+    def __init__(self, record_id: str, reason: str) -> None:
+        super().__init__(f"stored record {record_id!r} cannot be served: {reason}")
+        self.record_id = record_id
+        self.reason = reason
 
 
 @dataclasses.dataclass(slots=True)
@@ -49,6 +70,8 @@ class TokenRecord:
     scope: str
     token_hash: str
     created_at: float
+    #: sensor tokens: the services it may register as (None: any service)
+    services: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,7 +79,11 @@ class TokenRecord:
             "name": self.name,
             "scope": self.scope,
             "created_at": self.created_at,
+            "services": None if self.services is None else list(self.services),
         }
+
+    def allows_service(self, service: str) -> bool:
+        return self.services is None or service in self.services
 
 
 @dataclasses.dataclass(slots=True)
@@ -116,6 +143,7 @@ class SourceRecord:
             "sensor_version": self.sensor_version,
             "runtime_id": self.runtime_id,
             "dropped": self.dropped,
+            "token_id": self.token_id,
         }
 
 
@@ -134,6 +162,8 @@ class ProbeRecord:
     dropped: int = 0
     ended_at: float | None = None
     statuses: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: why the probe left the active state, e.g. "max_hits: 100 hits stored (limit 100)"
+    ended_reason: str | None = None
 
     @property
     def max_hits(self) -> int | None:
@@ -143,15 +173,7 @@ class ProbeRecord:
 
     def matches(self, source: SourceRecord) -> bool:
         """True when the selector picks this source (an empty selector picks every source)."""
-        selector = self.selector
-        service = selector.get("service")
-        if service is not None and service != source.service:
-            return False
-        source_id = selector.get("source_id")
-        if source_id is not None and source_id != source.id:
-            return False
-        labels: Mapping[str, str] = selector.get("labels") or {}
-        return all(source.labels.get(key) == value for key, value in labels.items())
+        return selector_matches(self.selector, source)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,10 +185,41 @@ class ProbeRecord:
             "created_at": self.created_at,
             "expires_at": self.expires_at,
             "ended_at": self.ended_at,
+            "ended_reason": self.ended_reason,
             "hit_count": self.hit_count,
             "dropped": self.dropped,
             "statuses": self.statuses,
         }
+
+
+def selector_matches(selector: Mapping[str, Any], source: SourceRecord) -> bool:
+    """True when ``selector`` picks ``source`` (an empty selector picks every source)."""
+    service = selector.get("service")
+    if service is not None and service != source.service:
+        return False
+    source_id = selector.get("source_id")
+    if source_id is not None and source_id != source.id:
+        return False
+    labels: Mapping[str, str] = selector.get("labels") or {}
+    return all(source.labels.get(key) == value for key, value in labels.items())
+
+
+@dataclasses.dataclass(slots=True)
+class BatchOutcome:
+    """What became of one posted batch: hits stored, hits declined (by probe and reason)."""
+
+    accepted: int = 0
+    completed: list[str] = dataclasses.field(default_factory=list)
+    declined: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+
+    def decline(self, probe_id: str, reason: str, count: int) -> None:
+        if count > 0:
+            reasons = self.declined.setdefault(probe_id, {})
+            reasons[reason] = reasons.get(reason, 0) + count
+
+    @property
+    def declined_total(self) -> int:
+        return sum(sum(reasons.values()) for reasons in self.declined.values())
 
 
 @dataclasses.dataclass(slots=True)
@@ -219,7 +272,12 @@ class Store(Protocol):
     # sources
     def register_source(self, source: SourceRecord) -> SourceRecord: ...
     def get_source(self, source_id: str) -> SourceRecord | None: ...
-    def list_sources(self) -> list[SourceRecord]: ...
+    def list_sources(
+        self, *, quarantined: list[tuple[str, str]] | None = None
+    ) -> list[SourceRecord]:
+        """Every readable source; unreadable rows go to ``quarantined`` as (id, reason)."""
+        ...
+
     def touch_source(self, source_id: str, now: float, dropped: int | None = None) -> None: ...
     def deregister_source(self, source_id: str, now: float) -> None: ...
 
@@ -227,13 +285,32 @@ class Store(Protocol):
     def add_probe(self, record: ProbeRecord) -> None: ...
     def get_probe(self, probe_id: str) -> ProbeRecord | None: ...
     def list_probes(
-        self, *, signature: str | None = None, state: str | None = None
+        self,
+        *,
+        signature: str | None = None,
+        state: str | None = None,
+        quarantined: list[tuple[str, str]] | None = None,
     ) -> list[ProbeRecord]: ...
-    def active_probes(self) -> list[ProbeRecord]: ...
-    def end_probe(self, probe_id: str, state: str, now: float) -> ProbeRecord | None: ...
-    def set_statuses(
-        self, source_id: str, statuses: Sequence[Mapping[str, Any]], now: float
-    ) -> None: ...
+    def active_probes(
+        self, *, quarantined: list[tuple[str, str]] | None = None
+    ) -> list[ProbeRecord]:
+        """Active probes that a sensor can be sent (each checked with Probe.from_dict)."""
+        ...
+
+    def end_probe(
+        self, probe_id: str, state: str, now: float, reason: str | None = None
+    ) -> ProbeRecord | None: ...
+    def store_heartbeat(
+        self,
+        source: SourceRecord,
+        statuses: Sequence[Mapping[str, Any]],
+        dropped: int | None,
+        now: float,
+    ) -> None:
+        """Last seen, drop total and the statuses of the probes given to ``source``: one
+        transaction (statuses of other probes are ignored)."""
+        ...
+
     def expire_probes(self, now: float) -> list[str]: ...
 
     # hits
@@ -244,13 +321,13 @@ class Store(Protocol):
         dropped: Mapping[str, int],
         now: float,
         max_hits_per_probe: int | None = None,
-    ) -> tuple[int, list[str]]: ...
+    ) -> BatchOutcome: ...
     def add_hit_batches(
         self,
         batches: Sequence[tuple[SourceRecord, Sequence[dict[str, Any]], Mapping[str, int]]],
         now: float,
         max_hits_per_probe: int | None = None,
-    ) -> list[tuple[int, list[str]]]:
+    ) -> list[BatchOutcome]:
         """``add_hits`` for several batches in one transaction (the hub's group commit)."""
         ...
 
@@ -264,7 +341,11 @@ class Store(Protocol):
         source_id: str | None = None,
         after: int | None = None,
         limit: int = 100,
-    ) -> list[HitRow]: ...
+        quarantined: list[tuple[str, str]] | None = None,
+    ) -> list[HitRow]:
+        """Hits in ``seq`` order; a stored body that is not a JSON object is skipped and
+        reported in ``quarantined`` as (seq, reason)."""
+        ...
 
     # redaction rules (one set per hub; None until an admin sets them)
     def get_redaction(self) -> RedactionRecord | None: ...

@@ -8,13 +8,19 @@ go in with ``executemany`` inside one transaction, so a batch costs one commit (
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sensor.hub.body import check_values
 from sensor.hub.store.base import (
+    BatchOutcome,
+    CorruptRecordError,
     DuplicateError,
     HitRow,
     ProbeRecord,
@@ -22,9 +28,12 @@ from sensor.hub.store.base import (
     SourceRecord,
     StoreError,
     TokenRecord,
+    selector_matches,
 )
 
-__all__ = ["SQLiteStore"]
+__all__ = ["FILE_MODE", "SQLiteStore"]
+
+_log = logging.getLogger("sensor.hub")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,7 +71,15 @@ CREATE INDEX IF NOT EXISTS hits_received ON hits (received_at);
 CREATE UNIQUE INDEX IF NOT EXISTS hits_unique ON hits (probe_id, source_id, hit_id);
 """
 
-_SCHEMA_VERSION = "1"
+# Columns added after the first release: (table, column, declaration). An existing hub file
+# gains them at open (ALTER TABLE ... ADD COLUMN keeps every row).
+_ADDED_COLUMNS = (
+    ("tokens", "services", "TEXT"),
+    ("probes", "ended_reason", "TEXT"),
+)
+_SCHEMA_VERSION = "2"
+#: The database, its WAL and its shared-memory file hold token hashes and captured values.
+FILE_MODE = 0o600
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps re-creates it
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -81,18 +98,33 @@ class SQLiteStore:
         self._relax_soft = self._synchronous in ("FULL", "EXTRA")
         self._lock = threading.Lock()
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            on_disk = self.path != ":memory:" and not self.path.startswith("file:")
+            if on_disk:
+                _private_file(Path(self.path))
             # isolation_level=None: we open transactions ourselves (BEGIN IMMEDIATE), so that a
             # batch is one transaction and readers never see half of it.
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            # A row written by hand or by another program may hold bytes that are not UTF-8:
+            # read them as lone surrogates, which the record checks then quarantine, instead of
+            # failing the whole query (and every listing with it).
+            self._db.text_factory = _decode_text
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
+            for table, column, declaration in _ADDED_COLUMNS:
+                known = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in known:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
             self._db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (_SCHEMA_VERSION,)
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
+                (_SCHEMA_VERSION,),
             )
+            if on_disk:
+                # SQLite creates -wal and -shm with the database's mode; files left by an
+                # older hub (0644) are tightened here
+                for suffix in ("", "-wal", "-shm"):
+                    _tighten(Path(self.path + suffix))
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the hub database {self.path!r}: {exc}") from exc
 
@@ -136,32 +168,61 @@ class SQLiteStore:
 
     # -- tokens --------------------------------------------------------------------------
 
+    _TOKEN_COLUMNS = "id, name, scope, token_hash, created_at, services"
+
+    @staticmethod
+    def _token(row: Sequence[Any]) -> TokenRecord:
+        token_id, name, scope, token_hash, created_at, services = row
+        if services is not None:
+            try:
+                services = json.loads(services)
+            except ValueError:
+                services = None
+            if not isinstance(services, list) or not all(isinstance(x, str) for x in services):
+                # a token whose limits cannot be read must not become a token without limits
+                raise CorruptRecordError(token_id, "its services list is not a list of names")
+        return TokenRecord(token_id, name, scope, token_hash, created_at, services)
+
     def add_token(self, token: TokenRecord) -> None:
         self._run(
             "add token",
             self._db.execute,
-            "INSERT INTO tokens (id, name, scope, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-            (token.id, token.name, token.scope, token.token_hash, token.created_at),
+            "INSERT INTO tokens (id, name, scope, token_hash, created_at, services) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                token.id,
+                token.name,
+                token.scope,
+                token.token_hash,
+                token.created_at,
+                None if token.services is None else json.dumps(list(token.services)),
+            ),
         )
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
         row = self._run(
             "find token",
             lambda: self._db.execute(
-                "SELECT id, name, scope, token_hash, created_at FROM tokens WHERE token_hash = ?",
+                f"SELECT {self._TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?",
                 (token_hash,),
             ).fetchone(),
         )
-        return TokenRecord(*row) if row else None
+        return self._token(row) if row else None
 
     def list_tokens(self) -> list[TokenRecord]:
         rows = self._run(
             "list tokens",
             lambda: self._db.execute(
-                "SELECT id, name, scope, token_hash, created_at FROM tokens ORDER BY created_at, id"
+                f"SELECT {self._TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
             ).fetchall(),
         )
-        return [TokenRecord(*row) for row in rows]
+        records = []
+        for row in rows:
+            try:
+                records.append(self._token(row))
+            except CorruptRecordError:
+                continue  # a token that cannot be read cannot be used either
+        return records
 
     def remove_token(self, token_id: str) -> bool:
         cursor = self._run(
@@ -179,8 +240,19 @@ class SQLiteStore:
     @staticmethod
     def _source(row: Sequence[Any]) -> SourceRecord:
         values = list(row)
-        values[6] = json.loads(values[6])
+        try:
+            labels = json.loads(values[6])
+        except (TypeError, ValueError) as exc:
+            raise CorruptRecordError(str(values[0]), f"its labels are not JSON ({exc})") from None
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise CorruptRecordError(str(values[0]), "its labels are not an object of strings")
+        values[6] = labels
         values[14] = bool(values[14])
+        _check_record(str(values[0]), values)
+        if not isinstance(values[1], str) or not values[1]:
+            raise CorruptRecordError(str(values[0]), f"its service is {values[1]!r}")
         return SourceRecord(*values)
 
     def register_source(self, source: SourceRecord) -> SourceRecord:
@@ -233,31 +305,30 @@ class SQLiteStore:
         )
         return self._source(row) if row else None
 
-    def list_sources(self) -> list[SourceRecord]:
+    def list_sources(
+        self, *, quarantined: list[tuple[str, str]] | None = None
+    ) -> list[SourceRecord]:
         rows = self._run(
             "list sources",
             lambda: self._db.execute(
                 f"SELECT {self._SOURCE_COLUMNS} FROM sources ORDER BY service, first_seen, id"
             ).fetchall(),
         )
-        return [self._source(row) for row in rows]
+        return _readable(rows, self._source, quarantined)
 
     def touch_source(self, source_id: str, now: float, dropped: int | None = None) -> None:
+        self._transaction("touch source", self._touch, source_id, now, dropped, soft=True)
+
+    def _touch(self, source_id: str, now: float, dropped: int | None) -> None:
         if dropped is None:
-            self._transaction(
-                "touch source",
-                self._db.execute,
+            self._db.execute(
                 "UPDATE sources SET last_seen = ?, deregistered = 0 WHERE id = ?",
                 (now, source_id),
-                soft=True,
             )
         else:
-            self._transaction(
-                "touch source",
-                self._db.execute,
+            self._db.execute(
                 "UPDATE sources SET last_seen = ?, dropped = ?, deregistered = 0 WHERE id = ?",
                 (now, dropped, source_id),
-                soft=True,
             )
 
     def deregister_source(self, source_id: str, now: float) -> None:
@@ -275,13 +346,24 @@ class SQLiteStore:
         "id, signature, probe, selector, state, created_at, expires_at, hit_count, dropped, "
         "ended_at"
     )
+    _PROBE_SELECT = _PROBE_COLUMNS + ", ended_reason"
 
     @staticmethod
     def _probe(row: Sequence[Any]) -> ProbeRecord:
         values = list(row)
-        values[2] = json.loads(values[2])
-        values[3] = json.loads(values[3])
-        return ProbeRecord(*values)
+        record_id = str(values[0])
+        for index, name in ((2, "probe"), (3, "selector")):
+            try:
+                values[index] = json.loads(values[index])
+            except (TypeError, ValueError) as exc:
+                raise CorruptRecordError(record_id, f"its {name} is not JSON ({exc})") from None
+            if not isinstance(values[index], dict):
+                raise CorruptRecordError(record_id, f"its {name} is not a JSON object")
+        _check_record(record_id, values)
+        reason = values.pop()
+        record = ProbeRecord(*values)
+        record.ended_reason = reason
+        return record
 
     def _with_statuses(self, records: list[ProbeRecord]) -> list[ProbeRecord]:
         if not records:
@@ -294,7 +376,13 @@ class SQLiteStore:
             list(by_id),
         ).fetchall()
         for probe_id, source_id, body in rows:
-            by_id[probe_id].statuses[source_id] = json.loads(body)
+            try:
+                status = json.loads(body)
+                check_values([source_id, status])
+            except ValueError:  # BodyError is a ValueError too
+                continue  # a status that cannot be served is left out: the next heartbeat
+            if isinstance(status, dict):  # replaces it
+                by_id[probe_id].statuses[source_id] = status
         return records
 
     def add_probe(self, record: ProbeRecord) -> None:
@@ -321,7 +409,7 @@ class SQLiteStore:
     def get_probe(self, probe_id: str) -> ProbeRecord | None:
         def body() -> ProbeRecord | None:
             row = self._db.execute(
-                f"SELECT {self._PROBE_COLUMNS} FROM probes WHERE id = ?", (probe_id,)
+                f"SELECT {self._PROBE_SELECT} FROM probes WHERE id = ?", (probe_id,)
             ).fetchone()
             return self._with_statuses([self._probe(row)])[0] if row else None
 
@@ -329,7 +417,11 @@ class SQLiteStore:
         return result
 
     def list_probes(
-        self, *, signature: str | None = None, state: str | None = None
+        self,
+        *,
+        signature: str | None = None,
+        state: str | None = None,
+        quarantined: list[tuple[str, str]] | None = None,
     ) -> list[ProbeRecord]:
         where, args = [], []
         if signature is not None:
@@ -342,36 +434,80 @@ class SQLiteStore:
 
         def body() -> list[ProbeRecord]:
             rows = self._db.execute(
-                f"SELECT {self._PROBE_COLUMNS} FROM probes{clause} ORDER BY created_at, id", args
+                f"SELECT {self._PROBE_SELECT} FROM probes{clause} ORDER BY created_at, id", args
             ).fetchall()
-            return self._with_statuses([self._probe(row) for row in rows])
+            return self._with_statuses(_readable(rows, self._probe, quarantined))
 
         result: list[ProbeRecord] = self._run("list probes", body)
         return result
 
-    def active_probes(self) -> list[ProbeRecord]:
+    def active_probes(
+        self, *, quarantined: list[tuple[str, str]] | None = None
+    ) -> list[ProbeRecord]:
         rows = self._run(
             "list active probes",
             lambda: self._db.execute(
-                f"SELECT {self._PROBE_COLUMNS} FROM probes WHERE state = 'active' "
+                f"SELECT {self._PROBE_SELECT} FROM probes WHERE state = 'active' "
                 "ORDER BY created_at, id"
             ).fetchall(),
         )
-        return [self._probe(row) for row in rows]
+        return _readable(rows, self._probe, quarantined)
 
-    def end_probe(self, probe_id: str, state: str, now: float) -> ProbeRecord | None:
-        def body() -> ProbeRecord | None:
+    def end_probe(
+        self, probe_id: str, state: str, now: float, reason: str | None = None
+    ) -> ProbeRecord | None:
+        def body() -> ProbeRecord | CorruptRecordError | None:
             self._db.execute(
-                "UPDATE probes SET state = ?, ended_at = ? WHERE id = ? AND state = 'active'",
-                (state, now, probe_id),
+                "UPDATE probes SET state = ?, ended_at = ?, ended_reason = ? "
+                "WHERE id = ? AND state = 'active'",
+                (state, now, reason, probe_id),
             )
             row = self._db.execute(
-                f"SELECT {self._PROBE_COLUMNS} FROM probes WHERE id = ?", (probe_id,)
+                f"SELECT {self._PROBE_SELECT} FROM probes WHERE id = ?", (probe_id,)
             ).fetchone()
-            return self._with_statuses([self._probe(row)])[0] if row else None
+            if row is None:
+                return None
+            try:
+                return self._with_statuses([self._probe(row)])[0]
+            except CorruptRecordError as exc:
+                return exc  # the probe is ended all the same: commit, then say so
 
-        result: ProbeRecord | None = self._transaction("end probe", body)
+        result: ProbeRecord | CorruptRecordError | None = self._transaction("end probe", body)
+        if isinstance(result, CorruptRecordError):
+            raise result
         return result
+
+    def store_heartbeat(
+        self,
+        source: SourceRecord,
+        statuses: Sequence[Mapping[str, Any]],
+        dropped: int | None,
+        now: float,
+    ) -> None:
+        def body() -> None:
+            self._touch(source.id, now, dropped)
+            given = self._given(source, [status["probe_id"] for status in statuses])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO statuses (probe_id, source_id, body, updated_at) "
+                "VALUES (?, ?, ?, ?)",
+                [
+                    (status["probe_id"], source.id, json.dumps(status, sort_keys=True), now)
+                    for status in statuses
+                    if status["probe_id"] in given
+                ],
+            )
+
+        self._transaction("store heartbeat", body, soft=True)
+
+    def _given(self, source: SourceRecord, probe_ids: Sequence[str]) -> set[str]:
+        """The ids among ``probe_ids`` of probes whose selector picks ``source``."""
+        if not probe_ids:
+            return set()
+        ids = sorted(set(probe_ids))
+        rows = self._db.execute(
+            f"SELECT id, selector FROM probes WHERE id IN ({','.join('?' * len(ids))})", ids
+        ).fetchall()
+        return {probe_id for probe_id, selector in rows if _picks(selector, source)}
 
     def set_statuses(
         self, source_id: str, statuses: Sequence[Mapping[str, Any]], now: float
@@ -408,8 +544,8 @@ class SQLiteStore:
                 )
             ]
             self._db.executemany(
-                "UPDATE probes SET state = 'expired', ended_at = ? WHERE id = ?",
-                [(now, probe_id) for probe_id in ids],
+                "UPDATE probes SET state = 'expired', ended_at = ?, ended_reason = ? WHERE id = ?",
+                [(now, "expired: its ttl ended", probe_id) for probe_id in ids],
             )
             return ids
 
@@ -425,13 +561,15 @@ class SQLiteStore:
         dropped: Mapping[str, int],
         now: float,
         max_hits_per_probe: int | None = None,
-    ) -> tuple[int, list[str]]:
-        """Store a batch in one transaction; return (accepted, ids of probes now completed).
+    ) -> BatchOutcome:
+        """Store a batch in one transaction; say what was stored and what was declined.
 
-        A hit of an unknown probe, or beyond its probe's max hits, is not stored and not
-        counted as accepted. A hit already stored (same probe, source and hit id: a retried
-        batch) counts as accepted and is not stored twice. The batch is also the source's sign
-        of life (``last_seen``), in the same transaction: one commit, one fsync per batch.
+        Only hits of a probe given to this source (its selector picks the source) and still
+        active are stored, up to the probe's max hits; every other hit is declined with its
+        reason (:data:`~sensor.hub.store.base.DECLINE_REASONS`). A hit already stored (same
+        probe, source and hit id: a retried batch) counts as accepted and is not stored twice.
+        Drop counts of probes not given to the source are ignored. The batch is also the
+        source's sign of life (``last_seen``), in the same transaction: one commit per batch.
         """
         return self.add_hit_batches([(source, hits, dropped)], now, max_hits_per_probe)[0]
 
@@ -440,16 +578,16 @@ class SQLiteStore:
         batches: Sequence[tuple[SourceRecord, Sequence[dict[str, Any]], Mapping[str, int]]],
         now: float,
         max_hits_per_probe: int | None = None,
-    ) -> list[tuple[int, list[str]]]:
+    ) -> list[BatchOutcome]:
         """Store several batches (of several sources) in one transaction: a group commit."""
 
-        def body() -> list[tuple[int, list[str]]]:
+        def body() -> list[BatchOutcome]:
             return [
                 self._store_batch(source, hits, dropped, now, max_hits_per_probe)
                 for source, hits, dropped in batches
             ]
 
-        result: list[tuple[int, list[str]]] = self._transaction("store hits", body)
+        result: list[BatchOutcome] = self._transaction("store hits", body)
         return result
 
     def _store_batch(
@@ -459,31 +597,55 @@ class SQLiteStore:
         dropped: Mapping[str, int],
         now: float,
         max_hits_per_probe: int | None,
-    ) -> tuple[int, list[str]]:
+    ) -> BatchOutcome:
         by_probe: dict[str, list[dict[str, Any]]] = {}
         for hit in hits:
             by_probe.setdefault(hit["probe_id"], []).append(hit)
         probe_ids = sorted(set(by_probe) | set(dropped))
         brief = source.brief()
-        accepted = 0
-        completed: list[str] = []
+        outcome = BatchOutcome()
         self._db.execute(
             "UPDATE sources SET last_seen = ?, deregistered = 0 WHERE id = ?", (now, source.id)
         )
         if not probe_ids:
-            return accepted, completed
+            return outcome
         marks = ",".join("?" * len(probe_ids))
         rows = self._db.execute(
-            f"SELECT id, signature, state, max_hits, hit_count FROM probes WHERE id IN ({marks})",
+            "SELECT id, signature, state, max_hits, hit_count, selector, expires_at FROM probes "
+            f"WHERE id IN ({marks})",
             probe_ids,
         ).fetchall()
-        for probe_id, signature, state, max_hits, hit_count in rows:
+        found = {row[0] for row in rows}
+        for probe_id, batch in by_probe.items():
+            if probe_id not in found:
+                outcome.decline(probe_id, "unknown_probe", len(batch))
+        for probe_id, signature, state, max_hits, hit_count, selector, expires_at in rows:
+            batch = by_probe.get(probe_id, [])
+            if not _picks(selector, source):
+                # not this source's probe: neither its hits nor its drop counts are taken
+                outcome.decline(probe_id, "not_given", len(batch))
+                continue
             cap = max_hits
             if max_hits_per_probe is not None and (cap is None or cap > max_hits_per_probe):
                 cap = max_hits_per_probe
-            batch = by_probe.get(probe_id, [])
-            if cap is not None:
-                batch = batch[: max(0, cap - hit_count)]
+            if state == "active" and expires_at is not None and expires_at <= now:
+                state = "expired"  # the sweeper has not run yet: the probe is over all the same
+            room = None if cap is None else max(0, cap - hit_count)
+            if batch and (state != "active" or (room is not None and room < len(batch))):
+                # some hits may be declined: those already stored (a retried batch) are not
+                stored_ids = self._stored_hit_ids(probe_id, source.id, batch)
+                fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
+                outcome.accepted += len(batch) - len(fresh)
+                if state != "active":
+                    reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(
+                        state, "max_hits"
+                    )
+                    outcome.decline(probe_id, reason, len(fresh))
+                    batch = []
+                else:
+                    assert room is not None
+                    outcome.decline(probe_id, "max_hits", len(fresh) - room)
+                    batch = fresh[:room]
             values = []
             for hit in batch:
                 hit["signature"] = signature  # the hub's record is the truth
@@ -506,18 +668,49 @@ class SQLiteStore:
                 values,
             )
             inserted = self._db.total_changes - before
-            accepted += len(values)
+            outcome.accepted += len(values)
             new_count = hit_count + inserted
             finished = cap is not None and new_count >= cap and state == "active" and inserted > 0
+            ended: str | None = None
+            if finished:
+                which = "limits.max_hits" if cap == max_hits else "the hub's --max-hits-per-probe"
+                ended = f"max_hits: {new_count} hits stored ({which} is {cap})"
             self._db.execute(
                 "UPDATE probes SET hit_count = ?, dropped = dropped + ?, "
                 "state = CASE WHEN ? THEN 'completed' ELSE state END, "
-                "ended_at = CASE WHEN ? THEN ? ELSE ended_at END WHERE id = ?",
-                (new_count, int(dropped.get(probe_id, 0)), finished, finished, now, probe_id),
+                "ended_at = CASE WHEN ? THEN ? ELSE ended_at END, "
+                "ended_reason = CASE WHEN ? THEN ? ELSE ended_reason END WHERE id = ?",
+                (
+                    new_count,
+                    int(dropped.get(probe_id, 0)),
+                    finished,
+                    finished,
+                    now,
+                    finished,
+                    ended,
+                    probe_id,
+                ),
             )
             if finished:
-                completed.append(probe_id)
-        return accepted, completed
+                outcome.completed.append(probe_id)
+        return outcome
+
+    def _stored_hit_ids(
+        self, probe_id: str, source_id: str, batch: Sequence[dict[str, Any]]
+    ) -> set[str]:
+        ids = sorted({hit["hit_id"] for hit in batch if hit.get("hit_id")})
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):  # SQLite bounds the parameters of one query
+            chunk = ids[start : start + 500]
+            found.update(
+                row[0]
+                for row in self._db.execute(
+                    "SELECT hit_id FROM hits WHERE probe_id = ? AND source_id = ? AND hit_id IN "
+                    f"({','.join('?' * len(chunk))})",
+                    [probe_id, source_id, *chunk],
+                )
+            )
+        return found
 
     def read_hits(
         self,
@@ -529,6 +722,7 @@ class SQLiteStore:
         source_id: str | None = None,
         after: int | None = None,
         limit: int = 100,
+        quarantined: list[tuple[str, str]] | None = None,
     ) -> list[HitRow]:
         where: list[str] = []
         args: list[Any] = []
@@ -551,7 +745,16 @@ class SQLiteStore:
                 f"SELECT seq, body FROM hits{clause} ORDER BY seq LIMIT ?", args
             ).fetchall(),
         )
-        return [HitRow(seq, body) for seq, body in rows]
+        hits = []
+        for seq, body in rows:
+            # the bodies are spliced into answers as they are: each must be a JSON object
+            # (the hub writes them ASCII-only; anything else was not written by the hub)
+            reason = _bad_hit_body(body)
+            if reason is None:
+                hits.append(HitRow(seq, body))
+            elif quarantined is not None:
+                quarantined.append((str(seq), reason))
+        return hits
 
     # -- redaction rules -----------------------------------------------------------------
 
@@ -608,3 +811,75 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _decode_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _private_file(path: Path) -> None:
+    """Create the database file 0600 (whatever the umask) before SQLite opens it."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    os.close(fd)
+    _tighten(path)
+
+
+def _tighten(path: Path) -> None:
+    """Take group and other permissions off an existing file of ours."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        os.chmod(path, mode & 0o700)
+
+
+def _check_record(record_id: str, values: Sequence[Any]) -> None:
+    """Raise :class:`CorruptRecordError` if a value read back could not be served as JSON."""
+    try:
+        check_values(list(values))
+    except ValueError as exc:
+        raise CorruptRecordError(record_id, str(exc)) from None
+
+
+def _readable(
+    rows: Sequence[Sequence[Any]],
+    read: Any,
+    quarantined: list[tuple[str, str]] | None,
+) -> list[Any]:
+    """The records of ``rows`` that ``read`` accepts; the others go to ``quarantined``."""
+    records = []
+    for row in rows:
+        try:
+            records.append(read(row))
+        except CorruptRecordError as exc:
+            _log.warning("hub database: %s (left out of answers)", exc)
+            if quarantined is not None:
+                quarantined.append((exc.record_id, exc.reason))
+    return records
+
+
+def _picks(selector_text: str, source: SourceRecord) -> bool:
+    """True when a stored selector picks ``source`` (an unreadable selector picks nothing)."""
+    try:
+        selector = json.loads(selector_text)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(selector, dict) and selector_matches(selector, source)
+
+
+def _bad_hit_body(body: object) -> str | None:
+    if not isinstance(body, str) or not body.isascii():
+        return "its body is not the ASCII JSON the hub writes"
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        return f"its body is not JSON ({exc})"
+    if not isinstance(data, dict):
+        return "its body is not a JSON object"
+    return None

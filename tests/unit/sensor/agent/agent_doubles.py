@@ -23,6 +23,10 @@ class FakeHub:
     def __init__(self) -> None:
         self.mode = "ok"
         self.delay = 0.0
+        # hits answers: store at most this many of a batch (None: all), and whether to say
+        # which were declined (declined_by_probe) as the real hub does
+        self.accept_at_most: int | None = None
+        self.itemize_declined = True
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.registrations: list[dict[str, Any]] = []
@@ -148,10 +152,20 @@ class FakeHub:
                     return
                 with hub.lock:
                     if parts[3] == "hits":
-                        hub.hits.append((source_id, body))
+                        hits = body["hits"]
+                        keep = len(hits) if hub.accept_at_most is None else hub.accept_at_most
+                        stored, refused = hits[:keep], hits[keep:]
+                        hub.hits.append((source_id, {**body, "hits": stored}))
                         for probe_id, n in body["dropped"].items():
                             hub.dropped[probe_id] = hub.dropped.get(probe_id, 0) + n
-                        answer: dict[str, Any] = {"accepted": len(body["hits"])}
+                        by_probe: dict[str, dict[str, int]] = {}
+                        for item in refused:
+                            reasons = by_probe.setdefault(item["probe_id"], {})
+                            reasons["max_hits"] = reasons.get("max_hits", 0) + 1
+                        answer: dict[str, Any] = {"accepted": len(stored)}
+                        if hub.itemize_declined:
+                            answer["declined"] = len(refused)
+                            answer["declined_by_probe"] = by_probe
                     elif parts[3] == "heartbeat":
                         hub.heartbeats.append((source_id, body))
                         answer = {}
@@ -179,6 +193,7 @@ class FakeEngine:
         self.aggregates: list[Hit] = []
         self.removed_all = 0
         self.seq = 0
+        self.fired: dict[str, int] = {}  # hits produced per probe: what statuses report
 
     def install(self, probe: Probe, on_hit: Callable[[Hit], None] | None = None) -> ProbeStatus:
         self.installed[probe.id] = (probe, on_hit)
@@ -193,10 +208,14 @@ class FakeEngine:
         self.installed.clear()
 
     def status(self, probe_id: str) -> ProbeStatus | None:
-        return ProbeStatus(probe_id, ProbeState.INSTALLED) if probe_id in self.installed else None
+        if probe_id not in self.installed:
+            return None
+        return ProbeStatus(
+            probe_id, ProbeState.INSTALLED, backend="fake", hits=self.fired.get(probe_id, 0)
+        )
 
     def statuses(self) -> list[ProbeStatus]:
-        return [ProbeStatus(pid, ProbeState.INSTALLED, backend="fake") for pid in self.installed]
+        return [s for s in map(self.status, self.installed) if s is not None]
 
     def drain(self, max_items: int | None = None) -> list[Hit]:
         taken, self.sink = self.sink, []
@@ -217,6 +236,7 @@ class FakeEngine:
         probe, on_hit = self.installed[probe_id]
         for _ in range(count):
             self.seq += 1
+            self.fired[probe_id] = self.fired.get(probe_id, 0) + 1
             hit = make_hit(probe, self.seq, **captures)
             if on_hit is None:
                 self.sink.append(hit)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sensor.config import ENV_VARS, load_config, parse_labels
@@ -117,3 +119,44 @@ def test_valid_redaction_and_deny_settings_pass() -> None:
         "SENSOR_DENY": "shop.secrets,*/vendor/*",
     }
     assert load_config(environ=environ).hub_url == "http://h:1"
+
+
+def test_ca_file_must_be_a_loadable_pem_bundle(tmp_path: Path) -> None:
+    base = tmp_path
+    env = {"SENSOR_HUB_URL": "https://hub.example:8765"}
+    with pytest.raises(
+        ConfigError, match=r"SENSOR_CA_FILE: got '.*missing.pem', expected .*no such"
+    ):
+        load_config({**env, "SENSOR_CA_FILE": str(base / "missing.pem")})
+    junk = base / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"SENSOR_CA_FILE: got '.*junk.pem', expected a PEM file"):
+        load_config({**env, "SENSOR_CA_FILE": str(junk)})
+    with pytest.raises(ConfigError, match="argument ca_file"):
+        load_config(env, ca_file=str(junk))
+
+
+def test_run_passes_the_ca_file_to_the_service() -> None:
+    from sensor.agent.run import build_environment
+
+    env = build_environment({}, ca_file="/etc/hub-ca.pem")
+    assert env["SENSOR_CA_FILE"] == "/etc/hub-ca.pem"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("SENSOR_SERVICE", "s" * 256, "1 to 255 characters"),
+        ("SENSOR_SERVICE", "shop\x1b[2J", "without control characters"),
+        ("SENSOR_VERSION", "v\n1", "without control characters"),
+        ("SENSOR_LABELS", "zone=" + "z" * 1001, "values of at most 1000"),
+        ("SENSOR_LABELS", ",".join(f"k{n}=v" for n in range(65)), "at most 64 labels"),
+    ],
+)
+def test_what_the_hub_would_refuse_at_registration_is_refused_at_start(
+    name: str, value: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{name}: got .*expected .*{expected}"):
+        load_config({"SENSOR_HUB_URL": "http://127.0.0.1:1", name: value})
+    with pytest.raises(ConfigError, match="argument labels"):
+        load_config({"SENSOR_HUB_URL": "http://127.0.0.1:1"}, labels={"k": "\x00"})

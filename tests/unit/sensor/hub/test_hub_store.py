@@ -132,8 +132,8 @@ def test_hits_are_durable_once_add_hits_returns(tmp_path: Path) -> None:
     path = tmp_path / "durable.db"
     store = SQLiteStore(path)
     store.add_probe(probe("p1"))
-    accepted, completed = store.add_hits(source(), [hit(n=i) for i in range(50)], {}, 2000.0)
-    assert (accepted, completed) == (50, [])
+    outcome = store.add_hits(source(), [hit(n=i) for i in range(50)], {}, 2000.0)
+    assert (outcome.accepted, outcome.completed, outcome.declined) == (50, [], {})
     # another connection (another process after a crash) sees every hit of the batch
     other = sqlite3.connect(path)
     assert other.execute("SELECT count(*) FROM hits").fetchone()[0] == 50
@@ -161,36 +161,40 @@ def test_retried_batch_is_not_stored_twice(store: SQLiteStore) -> None:
     store.add_probe(probe("p1"))
     batch = [hit(n=i) for i in range(5)]
     store.add_hits(source(), batch, {}, 2000.0)
-    accepted, _ = store.add_hits(source(), [hit(n=i) for i in range(5)], {}, 2001.0)
-    assert accepted == 5
+    outcome = store.add_hits(source(), [hit(n=i) for i in range(5)], {}, 2001.0)
+    assert (outcome.accepted, outcome.declined) == (5, {})
     assert len(store.read_hits(probe_id="p1")) == 5
     assert store.get_probe("p1").hit_count == 5  # type: ignore[union-attr]
 
 
 def test_hits_of_unknown_probes_are_not_accepted(store: SQLiteStore) -> None:
-    accepted, _ = store.add_hits(source(), [hit("nope")], {}, 2000.0)
-    assert accepted == 0
+    outcome = store.add_hits(source(), [hit("nope")], {}, 2000.0)
+    assert (outcome.accepted, outcome.declined) == (0, {"nope": {"unknown_probe": 1}})
     assert store.read_hits() == []
 
 
 def test_probe_completes_at_max_hits_and_extra_hits_are_discarded(store: SQLiteStore) -> None:
     store.add_probe(probe("p1", max_hits=3))
-    accepted, completed = store.add_hits(source(), [hit(n=i) for i in range(5)], {}, 2000.0)
-    assert (accepted, completed) == (3, ["p1"])
+    outcome = store.add_hits(source(), [hit(n=i) for i in range(5)], {}, 2000.0)
+    assert (outcome.accepted, outcome.completed) == (3, ["p1"])
+    assert outcome.declined == {"p1": {"max_hits": 2}}
     record = store.get_probe("p1")
     assert record is not None
     assert (record.state, record.hit_count, record.ended_at) == ("completed", 3, 2000.0)
-    accepted, completed = store.add_hits(source(), [hit(n=9)], {}, 2001.0)
-    assert (accepted, completed) == (0, [])
+    assert record.ended_reason == "max_hits: 3 hits stored (limits.max_hits is 3)"
+    outcome = store.add_hits(source(), [hit(n=9)], {}, 2001.0)
+    assert (outcome.accepted, outcome.completed) == (0, [])
+    assert outcome.declined == {"p1": {"max_hits": 1}}
     assert store.active_probes() == []
 
 
 def test_hub_wide_cap_bounds_hits_per_probe(store: SQLiteStore) -> None:
     store.add_probe(probe("p1"))
-    accepted, completed = store.add_hits(
+    outcome = store.add_hits(
         source(), [hit(n=i) for i in range(10)], {}, 2000.0, max_hits_per_probe=4
     )
-    assert (accepted, completed) == (4, ["p1"])
+    assert (outcome.accepted, outcome.completed) == (4, ["p1"])
+    assert outcome.declined == {"p1": {"max_hits": 6}}
 
 
 def test_drop_counts_add_up_per_probe(store: SQLiteStore) -> None:
@@ -284,8 +288,8 @@ def test_batch_of_thousands_is_one_quick_transaction(store: SQLiteStore) -> None
     store.add_probe(probe("p1"))
     batch = [hit(n=i) for i in range(2000)]
     started = time.perf_counter()
-    accepted, _ = store.add_hits(source(), batch, {}, 2000.0)
-    assert accepted == 2000
+    outcome = store.add_hits(source(), batch, {}, 2000.0)
+    assert outcome.accepted == 2000
     assert time.perf_counter() - started < 2.0
 
 
