@@ -498,7 +498,7 @@ class RuntimeSession:
                 line = _progress_line(watches, sources, left)
                 now = time.monotonic()
                 # Printed when anything but the seconds left changed, or every 5 s.
-                key = re.sub(r", \d+s left", "", line)
+                key = re.sub(r", \d+s left|\(\d+s ago\)", "", line)
                 if key != last_line or now - last_time > 5:
                     progress(line)
                     last_line, last_time = key, now
