@@ -45,7 +45,7 @@ _POLL_SECONDS = 1.0
 _TTL_MARGIN = 120.0  # placed probes expire on the hub even if this process dies
 _MAX_TESTS_TAG = 200  # characters of the "tests" tag of a placed probe
 _MAX_PROBE_IDS = 20  # probe ids listed per verdict
-_IDLE_AFTER = 3.0  # seconds after placement before "no call reached" is said
+_QUIET_AFTER = 5.0  # seconds before the progress line says no call reached a location
 
 
 @dataclasses.dataclass
@@ -329,6 +329,7 @@ class RuntimeSession:
 
             self.file_evidence = read(self.options.evidence)
             self.notes.extend(self.file_evidence.notes)
+            self.notes.extend(self.file_evidence.cap_notes())
 
     def load_baseline(self) -> None:
         """Read ``--runtime-baseline`` now, so a corrupt file stops the run before any test.
@@ -586,8 +587,19 @@ class RuntimeSession:
             kept.append(nodeid)
         return json.dumps(kept)
 
+    def _wanted(self, request: ProbeRequest) -> int:
+        """Production hits to wait for: the minimum for a verdict, and enough for the bound."""
+        from pytest_runtime.compare.counters import hits_needed
+
+        return max(self._min_hits(request), hits_needed(self.options.rarer_than))
+
     def fetch_from_hub(self, progress: Callable[[str], None]) -> Evidence:
         """Place (or reuse) each probe once, wait for hits, fetch evidence, remove ours.
+
+        The wait for a probe ends when it has enough hits, when no source can produce more
+        (disabled or in error everywhere: its verdict says why), or when the wait is over.
+        The sensors' statuses (counters, states) are read on every poll and kept with the
+        evidence, so that the verdicts report rates from the counters.
 
         When the hub fails for good (its requests are already retried with backoff), the
         signatures whose evidence did not arrive get the reason (:attr:`reasons`), and the run
@@ -599,9 +611,8 @@ class RuntimeSession:
         groups = self._groups()
         client = self._client()
         placed: dict[str, float] = {}  # probe id -> when the hub expires it
-        watched: dict[str, list[str]] = {}  # signature -> hub probe ids to count hits of
-        self.probe_ids = watched
-        wanted: dict[str, int] = {}
+        watches: dict[str, _Watch] = {}
+        self.probe_ids = {}  # signature -> hub probe ids (the watches' own lists)
         waits: list[float] = [options.wait]
         evidence = Evidence()
         fetched: set[str] = set()
@@ -613,7 +624,11 @@ class RuntimeSession:
                         self.reasons[signature] = problem
                         self.notes.append(f"{problem}: not placed")
                         continue
-                    wanted[signature] = max(wanted.get(signature, 0), self._min_hits(request))
+                    watch = watches.get(signature)
+                    if watch is None:
+                        watch = watches[signature] = _Watch(request.location, 0)
+                        self.probe_ids[signature] = watch.ids
+                    watch.wanted = max(watch.wanted, self._wanted(request))
                     if request.settings.wait is not None:
                         waits.append(request.settings.wait)
                     # A standing probe (placed by a person, an agent or another run) is reused
@@ -628,7 +643,7 @@ class RuntimeSession:
                         self.notes.append(
                             f"reused standing probe(s) {', '.join(standing)} for {request.location}"
                         )
-                        watched.setdefault(signature, []).extend(standing)
+                        watch.ids.extend(standing)
                         continue
                     live = client.sources(
                         service=selector.get("service"), labels=selector.get("labels")
@@ -638,6 +653,7 @@ class RuntimeSession:
                             f"no live source matches {json.dumps(selector, sort_keys=True)} for "
                             f"{request.location}: its verdict will be inconclusive"
                         )
+                    watch.sources.update(str(source.get("id")) for source in live)
                     wait = (
                         request.settings.wait if request.settings.wait is not None else options.wait
                     )
@@ -646,13 +662,14 @@ class RuntimeSession:
                     placed[str(record["id"])] = float(
                         record.get("expires_at") or time.time() + wait + _TTL_MARGIN
                     )
-                    watched.setdefault(signature, []).append(str(record["id"]))
-                self._wait_for_hits(client, watched, wanted, max(waits), progress)
-                self._read_statuses(client, groups, watched)
-                for signature in watched:
+                    watch.ids.append(str(record["id"]))
+                self._wait_for_hits(client, watches, max(waits), progress)
+                self._read_statuses(client, watches, evidence)
+                for signature in watches:
                     evidence.merge(client.evidence(signature, since=options.since))
                     fetched.add(signature)
                 self.notes.extend(evidence.notes)
+                self.notes.extend(evidence.cap_notes())
             except HubClientError as exc:
                 lost = {signature for (signature, _) in groups} - fetched
                 self._hub_lost(exc, lost)
@@ -671,108 +688,70 @@ class RuntimeSession:
     def _wait_for_hits(
         self,
         client: Any,
-        watched: Mapping[str, list[str]],
-        wanted: Mapping[str, int],
+        watches: Mapping[str, _Watch],
         wait: float,
         progress: Callable[[str], None],
     ) -> None:
-        """Poll the hub until every watched signature has its hits or ``wait`` is over."""
-        options = self.options
-        started = time.monotonic()
-        deadline = started + wait
+        """Poll the hub until every probe has its hits, cannot collect more, or ``wait`` ends."""
+        deadline = time.monotonic() + wait
         last_line = ""
         last_time = 0.0
         while True:
-            counts: dict[str, int] = {}
             sources: set[str] = set()
-            for signature, ids in watched.items():
-                total = 0
-                for probe_id in ids:
-                    hits = client.hits(probe_id, since=options.since, limit=wanted[signature])
-                    total += len(hits)
-                    for hit in hits:
-                        source = hit.get("source") or {}
-                        if isinstance(source, dict) and source.get("id"):
-                            sources.add(str(source["id"]))
-                counts[signature] = total
+            for watch in watches.values():
+                watch.poll(client, self.options.since, sources)
             left = deadline - time.monotonic()
-            done = sum(1 for s, n in counts.items() if n >= wanted[s])
-            line = (
-                f"runtime: waiting for production hits: {done}/{len(watched)} probes "
-                f"complete, {len(sources)} source(s), "
-                f"hits {sum(min(n, wanted[s]) for s, n in counts.items())}/"
-                f"{sum(wanted.values())}, {max(0, left):.0f}s left"
-            )
+            line = _progress_line(watches, sources, left)
             now = time.monotonic()
-            if line.split(",")[:3] != last_line.split(",")[:3] or now - last_time > 5:
-                idle = self._idle(client, watched, counts) if now - started >= _IDLE_AFTER else ""
-                progress(line + idle)
-                last_line, last_time = line, now
-            if done == len(watched) or left <= 0:
+            # Printed when anything but the seconds left changed, or every 5 s.
+            key = re.sub(r", \d+s left|\(\d+s ago\)", "", line)
+            if key != last_line or now - last_time > 5:
+                progress(line)
+                last_line, last_time = key, now
+            if all(w.done for w in watches.values()) or left <= 0:
                 break
             time.sleep(min(_POLL_SECONDS, max(0.05, left)))
 
-    @staticmethod
-    def _idle(client: Any, watched: Mapping[str, list[str]], counts: Mapping[str, int]) -> str:
-        """``; no call reached X since placement`` for installed probes without a hit.
-
-        A probe sees only the calls made after it is placed: a location that no call reaches
-        while the run waits ends ``inconclusive``, and the progress line says why before that.
-        """
-        idle: list[str] = []
-        for signature, ids in sorted(watched.items()):
-            if counts.get(signature, 0):
-                continue
-            installed = 0
-            location = ""
-            for probe_id in ids:
-                record = client.probe(probe_id)
-                location = str((record.get("probe") or {}).get("location") or location)
-                statuses = record.get("statuses") or {}
-                if isinstance(statuses, Mapping):
-                    installed += sum(
-                        1
-                        for st in statuses.values()
-                        if isinstance(st, Mapping) and st.get("state") == "installed"
-                    )
-            if installed:
-                idle.append(f"{location} (installed on {installed} source(s))")
-        if not idle:
-            return ""
-        more = f" and {len(idle) - 2} more" if len(idle) > 2 else ""
-        return f"; no call reached {', '.join(idle[:2])}{more} since placement"
-
     def _read_statuses(
-        self,
-        client: Any,
-        groups: Mapping[tuple[str, str], tuple[ProbeRequest, dict[str, Any]]],
-        watched: Mapping[str, list[str]],
+        self, client: Any, watches: Mapping[str, _Watch], evidence: Evidence
     ) -> None:
-        """Keep each probe's per-source statuses, and note why some sources saw no hits.
+        """Keep each probe's per-source statuses (as evidence records), and note why some
+        sources saw no hits.
 
         Sources that never imported the probed module while others of the run did are a
         pre-fork server's master (gunicorn without ``--preload``): expected on every such run,
         so it is said once in the report header, not once per probe.
         """
-        locations = {sig: req.location for (sig, _), (req, _) in groups.items()}
         masters: set[str] = set()
-        for signature, ids in sorted(watched.items()):
-            for probe_id in ids:
-                record = client.probe(probe_id)
-                statuses = record.get("statuses") or {}
-                if isinstance(statuses, Mapping):
-                    self.statuses.setdefault(signature, []).extend(
-                        s for s in statuses.values() if isinstance(s, Mapping)
-                    )
-                location = locations.get(signature, signature)
+        reported_at = time.time()
+        for signature, watch in sorted(watches.items()):
+            location = watch.location
+            if not watch.collecting and watch.count < watch.wanted:
+                self.notes.append(
+                    f"{location}: stopped waiting after {watch.count} hit(s): the "
+                    f"probe cannot collect more: {watch.states}"
+                )
+            for probe_id in watch.ids:
+                # Read once more: a source's last heartbeat may have come after the poll.
+                watch.records[probe_id] = client.probe(probe_id)
+            for probe_id, record in sorted(watch.records.items()):
+                raw = record.get("statuses") or {}
+                states = (
+                    [st for st in raw.values() if isinstance(st, Mapping)]
+                    if isinstance(raw, Mapping)
+                    else []
+                )
+                self.statuses.setdefault(signature, []).extend(states)
+                for source_id, status in sorted(_effective_statuses(record).items()):
+                    if source_id:
+                        evidence.add_status(
+                            _status_record(
+                                signature, probe_id, source_id, status, record, reported_at
+                            )
+                        )
                 notes, pending_masters = _status_notes(location, record)
                 self.notes.extend(notes)
                 masters |= pending_masters
-                states = (
-                    [st for st in statuses.values() if isinstance(st, Mapping)]
-                    if isinstance(statuses, Mapping)
-                    else []
-                )
                 installed = sum(1 for st in states if st.get("state") == "installed")
                 fired = sum(int(st.get("hits") or 0) for st in states)
                 if installed and not fired and not record.get("hit_count"):
@@ -889,9 +868,21 @@ class RuntimeSession:
                     min_hits=self._min_hits(request),
                     strict=strict,
                     noise_rules=tuple(noise),
+                    raises=tuple(request.settings.raises),
+                    # A live run waits for the bound, so it says whether it was reached; a
+                    # replay of recorded evidence says so only when asked (it cannot wait).
+                    rarer_than=(
+                        self.options.rarer_than
+                        if self.options.probe or self.options.rarer_than_given
+                        else None
+                    ),
                 )
                 verdict = compare(
-                    test_hits, prod_cache[signature], probe=request.probe, settings=settings
+                    test_hits,
+                    prod_cache[signature],
+                    probe=request.probe,
+                    settings=settings,
+                    statuses=evidence.statuses_for(signature),
                 )
                 reason = self.reasons.get(signature)
                 if reason is not None:
@@ -1032,6 +1023,143 @@ class RuntimeSession:
         )
 
 
+@dataclasses.dataclass
+class _Watch:
+    """What the wait knows of one probe signature: its hub probes, hits and sources' states."""
+
+    location: str
+    wanted: int
+    ids: list[str] = dataclasses.field(default_factory=list)
+    sources: set[str] = dataclasses.field(default_factory=set)  #: live at placement
+    records: dict[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    count: int = 0
+    collecting: bool = True
+    states: str = ""
+    calls: int | None = None  #: calls counted since placement (None: no counters yet)
+    installed: int = 0
+    placed_at: float | None = None
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    @property
+    def done(self) -> bool:
+        return self.count >= self.wanted or not self.collecting
+
+    def poll(self, client: Any, since: float, sources: set[str]) -> None:
+        """Read hits (up to the number wanted) and the probe records (statuses) once."""
+        from pytest_runtime.compare.counters import collection_state, firings
+
+        total = 0
+        statuses: list[Mapping[str, Any]] = []
+        reported: set[str] = set()
+        active = False
+        for probe_id in self.ids:
+            hits = client.hits(probe_id, since=since, limit=self.wanted)
+            total += len(hits)
+            for hit in hits:
+                source = hit.get("source") or {}
+                if isinstance(source, Mapping) and source.get("id"):
+                    sources.add(str(source["id"]))
+            record = client.probe(probe_id)
+            self.records[probe_id] = record
+            if record.get("created_at") is not None:
+                created = float(record["created_at"])
+                self.placed_at = created if self.placed_at is None else min(self.placed_at, created)
+            effective = _effective_statuses(record)
+            reported.update(effective)
+            statuses.extend(effective.values())
+            active = active or str(record.get("state") or "active") == "active"
+        self.count = total
+        # Sources live at placement that have not reported yet may still install the probe,
+        # unless the hub ended every probe of the signature.
+        waiting = len(self.sources - reported) if active else 0
+        self.collecting, self.states = collection_state(statuses, waiting)
+        self.installed = sum(1 for s in statuses if s.get("state") == "installed")
+        self.calls = sum(firings(s) for s in statuses) if statuses else None
+
+
+def _effective_statuses(record: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The sources' statuses of a hub probe record, as far as collecting goes.
+
+    A probe the hub ended (it reached its ``max_hits``, its TTL expired, someone removed it)
+    collects nothing more, whatever its sources last reported: each status then reads
+    ``removed`` with the hub's reason (the counters stay as the sources sent them).
+    """
+    ended = str(record.get("state") or "active")
+    raw = record.get("statuses") or {}
+    statuses = {
+        str(k): v
+        for k, v in (raw.items() if isinstance(raw, Mapping) else ())
+        if isinstance(v, Mapping)
+    }
+    if ended == "active":
+        return statuses
+    if ended == "completed":
+        limits = (record.get("probe") or {}).get("limits") or {}
+        reason = f"the hub ended the probe: it reached max_hits ({limits.get('max_hits')})"
+    elif ended == "expired":
+        reason = "the hub ended the probe: its time to live expired"
+    else:
+        reason = f"the hub ended the probe ({ended})"
+    if not statuses:
+        return {"": {"state": "removed", "reason": reason}}
+    return {k: {**v, "state": "removed", "reason": reason} for k, v in statuses.items()}
+
+
+def _progress_line(watches: Mapping[str, _Watch], sources: set[str], left: float) -> str:
+    """``runtime: waiting for production hits: 1/3 probes complete, ...`` plus what is wrong."""
+    done = sum(1 for w in watches.values() if w.done)
+    line = (
+        f"runtime: waiting for production hits: {done}/{len(watches)} probes "
+        f"complete, {len(sources)} source(s), "
+        f"hits {sum(min(w.count, w.wanted) for w in watches.values())}/"
+        f"{sum(w.wanted for w in watches.values())}, {max(0, left):.0f}s left"
+    )
+    # "No call reached it": the sources installed the probe and count no firing at all, no
+    # hit came, and a few seconds passed (a status sent just after installing counts zero).
+    now = time.monotonic()
+    quiet = sorted(
+        w.location
+        for w in watches.values()
+        if not w.done
+        and w.installed
+        and w.calls == 0
+        and w.count == 0
+        and now - w.started >= _QUIET_AFTER
+    )
+    if quiet:
+        ago = max(now - w.started for w in watches.values())
+        line += (
+            f"; no call reached {', '.join(quiet[:3])}"
+            f"{f' and {len(quiet) - 3} more' if len(quiet) > 3 else ''} since placement "
+            f"({ago:.0f}s ago)"
+        )
+    stopped = sorted(w.location for w in watches.values() if not w.collecting)
+    if stopped:
+        line += f"; cannot collect more: {', '.join(stopped[:3])}"
+    return line
+
+
+def _status_record(
+    signature: str,
+    probe_id: str,
+    source_id: str,
+    status: Mapping[str, Any],
+    record: Mapping[str, Any],
+    reported_at: float,
+) -> dict[str, Any]:
+    from pytest_runtime.compare.counters import status_record
+
+    created = record.get("created_at")
+    return status_record(
+        signature=signature,
+        probe_id=probe_id,
+        source_id=source_id,
+        status=status,
+        placed_at=float(created) if isinstance(created, int | float) else None,
+        reported_at=reported_at,
+    )
+
+
 def _status_notes(location: str, record: Mapping[str, Any]) -> tuple[list[str], set[str]]:
     """Why a production probe saw fewer hits than it could: the sensors' own statuses.
 
@@ -1045,8 +1173,12 @@ def _status_notes(location: str, record: Mapping[str, Any]) -> tuple[list[str], 
     statuses = record.get("statuses") or {}
     if not isinstance(statuses, Mapping):
         return [], set()
-    installed = sum(
-        1 for s in statuses.values() if isinstance(s, Mapping) and s.get("state") == "installed"
+    # A source that installed or disabled the probe had imported the module: a source still
+    # pending on that import is one that never imports it (a pre-fork master).
+    imported = sum(
+        1
+        for s in statuses.values()
+        if isinstance(s, Mapping) and s.get("state") in ("installed", "disabled")
     )
     masters: set[str] = set()
     # Group by the reason with its figures blanked, so a fleet stays a line or two; show the
@@ -1058,7 +1190,7 @@ def _status_notes(location: str, record: Mapping[str, Any]) -> tuple[list[str], 
         state = str(status.get("state", ""))
         if state in ("error", "disabled", "pending"):
             reason = str(status.get("reason") or "no reason given")
-            if state == "pending" and reason.startswith("waiting for module") and installed:
+            if state == "pending" and reason.startswith("waiting for module") and imported:
                 masters.add(str(source_id))
                 continue
             key = (state, re.sub(r"\d+(?:\.\d+)?", "#", reason))

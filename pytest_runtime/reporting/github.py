@@ -15,13 +15,16 @@ from pytest_runtime.compare import ProbeResult
 from pytest_runtime.reporting._common import (
     VERDICT_ORDER,
     accepted_by_baseline,
+    confidence_text,
     counts_by_verdict,
+    coverage_text,
     divergence_line,
     escape_text,
     fails_run,
     nodeid_list,
     probe_ids,
     reason,
+    skewed,
     sorted_results,
 )
 
@@ -53,16 +56,19 @@ def _message(result: ProbeResult) -> str:
     v = result.verdict
     lines = [
         f"{result.location}: {v.verdict} against {v.counts.get('prod_hits', 0)} production "
-        f"hit(s) (state coverage {v.state_coverage:.0%})"
+        f"hit(s) ({coverage_text(v)})"
     ]
     for d in v.divergences[:3]:
-        lines.append(divergence_line(d))
+        lines.append(divergence_line(d, skewed=skewed(v)))
         lines.extend("  " + x for x in d.deepdiff[:2])
     if len(v.divergences) > 3:
         lines.append(f"... {len(v.divergences) - 3} more divergence(s)")
     why = reason(result)
     if why and why != v.hint:
         lines.append(why)
+    confidence = confidence_text(v)
+    if confidence:
+        lines.append("confidence: " + confidence)
     if v.hint:
         lines.append(v.hint)
     if accepted_by_baseline(result):
@@ -149,7 +155,7 @@ def job_summary(
     if shown:
         head += [*shown, ""]
     head += [
-        "| verdict | test | location | production hits | test hits | state coverage "
+        "| verdict | test | location | production hits | test hits | shapes covered by tests "
         "| top divergence |",
         "| --- | --- | --- | ---: | ---: | ---: | --- |",
     ]
@@ -169,7 +175,8 @@ def job_summary(
         row = (
             f"| {v.verdict} | `{_cell(result.nodeid)}` | `{_cell(result.location)}` | "
             f"{v.counts.get('prod_hits', 0)} | {v.counts.get('test_hits', 0)} | "
-            f"{v.state_coverage:.0%} | {top_text} |\n"
+            f"{v.counts.get('covered_shapes', 0)} of {v.counts.get('prod_shapes', 0)} | "
+            f"{top_text} |\n"
         )
         if size + len(row.encode()) > budget:
             break

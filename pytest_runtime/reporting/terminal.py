@@ -9,6 +9,7 @@ from pytest_runtime.compare import ProbeResult
 from pytest_runtime.reporting._common import (
     VERDICT_ORDER,
     accepted_by_baseline,
+    confidence_text,
     counts_by_verdict,
     divergence_line,
     escape_text,
@@ -17,6 +18,7 @@ from pytest_runtime.reporting._common import (
     probe_ids,
     reason,
     result_line,
+    skewed,
 )
 
 __all__ = ["summary_lines", "write_summary"]
@@ -54,7 +56,7 @@ def summary_lines(
             if len(group) > max_nodeids:
                 lines.append((v.verdict, f"    and {len(group) - max_nodeids} more"))
         for d in v.divergences[:max_divergences]:
-            lines.append((v.verdict, "    " + divergence_line(d)))
+            lines.append((v.verdict, "    " + divergence_line(d, skewed=skewed(v))))
             for diff in d.deepdiff[:max_diff_lines]:
                 lines.append((v.verdict, "        " + diff))
             if len(d.deepdiff) > max_diff_lines:
@@ -67,6 +69,9 @@ def summary_lines(
         hidden = len(v.divergences) - max_divergences + v.counts.get("divergences_cut", 0)
         if hidden > 0:
             lines.append((v.verdict, f"    ... {hidden} more divergence(s) in the JSON report"))
+        confidence = confidence_text(v)
+        if confidence:
+            lines.append((v.verdict, "    confidence: " + confidence))
         if v.hint and v.verdict != "ok":
             lines.append((v.verdict, "    " + v.hint))
         why = reason(result)
