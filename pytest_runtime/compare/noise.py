@@ -60,6 +60,34 @@ def _pattern_reason(distinct: set[Any]) -> str | None:
     return None
 
 
+#: Names of fields that hold ids (the last part of a path): ``id``, ``order_id``, ``userId``.
+_ID_NAME = re.compile(
+    r"(?:^|[._\[\]{}])(?:id|uid|uuid|guid|pk|key|seq|nonce|token|ref|serial)\Z"
+    r"|(?:_id|_uid|_uuid|_key|_seq|_ref|_token|_no|Id|ID|Uuid|Key)\Z"
+)
+#: An int field whose values are all distinct is an id only if they are spread this wide (or
+#: the field is named like an id): a quantity between 5 and 100 can be distinct on 45 hits.
+_ID_MIN_SPAN = 10_000
+
+
+def _looks_like_id_name(path: str) -> bool:
+    return _ID_NAME.search(path) is not None
+
+
+def _wide(numbers: Sequence[Any]) -> bool:
+    """True when int values are spread too wide to be a quantity (random or huge ids).
+
+    Judged on the middle 80% of the values, so that a few outliers (the very magnitude
+    changes a quantity must not hide) do not turn a quantity into an id.
+    """
+    ints = sorted(v for v in numbers if type(v) is int)
+    if not ints:
+        return False
+    cut = len(ints) // 10
+    middle = ints[cut : len(ints) - cut]
+    return middle[-1] - middle[0] >= _ID_MIN_SPAN or min(abs(v) for v in middle) >= _ID_MIN_SPAN
+
+
 def _ids_or_text(
     leaves: Sequence[tuple[int, str, Any]], types: Set[str] | None = None
 ) -> list[Any]:
@@ -86,6 +114,12 @@ def detect_noise(
 
     ``prod`` and ``test`` map a path to its leaves ``(hit index, type name, value)``;
     ``prod_types`` (path -> type names, from the shapes) saves a pass over the leaves.
+
+    ``unique``: production values distinct on at least ``unique_share`` of at least 5 hits.
+    For ints that is not enough: a small-range quantity (5 to 100) can be distinct on 45 hits,
+    and calling it noise would hide its sign and magnitude. An int field is an id only when
+    it is named like one (``id``, ``order_id``, ``userId``, ``*_key``...) or its values are
+    spread wide (a range of at least 10,000, or all at least 10,000 in size).
     """
     found: dict[str, str] = {}
     types = prod_types or {}
@@ -108,6 +142,11 @@ def detect_noise(
                 and judge_unique
                 and len(values) >= _MIN_UNIQUE_SAMPLES
                 and len(distinct) >= unique_share * len(values)
+                and (
+                    any(type(v) is str for v in distinct)
+                    or _looks_like_id_name(path)
+                    or _wide(list(distinct))
+                )
             ):
                 reason = "unique"
             if reason is not None:

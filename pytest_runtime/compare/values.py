@@ -1,29 +1,119 @@
-"""Value classes and ranges (Daikon-style): sign, zero, nan, empty, magnitude, one-of sets.
+"""Value classes and ranges (Daikon-style): sign, magnitude, text and time classes, one-of sets.
 
-Production reaching a value class that no test-time state had (a negative price, an empty name,
-a currency outside the tested set) is a ``range`` divergence of medium severity. The test-time
-side is summarized first (it is small); production leaves are then scanned once, and only the
-hits that show something the tests did not are remembered.
+Production reaching a value class that no test-time state had at the same path (a negative
+price, a name with a trailing space, a timezone-aware datetime where every test had a naive
+one) is a ``range`` divergence. Every class is one row of :data:`VALUE_CLASSES`, with its
+severity and whether it is still checked on a noise path: read that table to know what the
+comparison sees. The test-time side is summarized first (it is small); production leaves are
+then scanned once, and only the hits that show something the tests did not are remembered.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence, Set
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "CATEGORY_MAX_DISTINCT",
     "CATEGORY_MIN_REPEAT",
+    "VALUE_CLASSES",
     "Finding",
     "PathValues",
+    "ValueClass",
     "collect",
+    "datetime_classes",
     "is_categorical",
+    "text_classes",
     "value_findings",
 ]
 
+
+@dataclass(frozen=True, slots=True)
+class ValueClass:
+    """One class of values a test may never have reached (a row of :data:`VALUE_CLASSES`)."""
+
+    name: str  #: the divergence key is ``class:<name>``
+    of: str  #: ``number``, ``text`` or ``datetime``: the values it sorts
+    severity: str  #: ``medium`` or ``low``
+    meaning: str  #: how messages and docs say it
+    on_noise: bool  #: still checked where values are ids or timestamps (noise paths)
+
+
+#: Every value class, in one table. A class present in production and absent from every
+#: test-time value at the same path (of the same family: numbers, text, datetimes) is a
+#: ``range`` divergence with this severity. ``on_noise``: still checked on a path whose values
+#: are ids or timestamps (their values are compared by type, but a negative id or a tab in a
+#: token is still news). Case classes are not, since ids and tokens mix cases at random.
+VALUE_CLASSES: tuple[ValueClass, ...] = (
+    # numbers: int, float, Decimal, timedelta
+    ValueClass("negative", "number", "medium", "a negative value", True),
+    ValueClass("zero", "number", "medium", "zero", True),
+    ValueClass("positive", "number", "medium", "a positive value", True),
+    ValueClass("nan", "number", "medium", "NaN", True),
+    ValueClass("inf", "number", "medium", "infinity", True),
+    ValueClass("-inf", "number", "medium", "minus infinity", True),
+    # text: what tidy test data rarely has and real input often does
+    ValueClass("empty", "text", "medium", "the empty string", True),
+    ValueClass("non-empty", "text", "medium", "a non-empty string", True),
+    ValueClass("edge-whitespace", "text", "medium", "leading or trailing whitespace", True),
+    ValueClass(
+        "tab-or-newline",
+        "text",
+        "medium",
+        "a tab or line break (\\t, \\n, \\r, U+0085, U+2028, U+2029)",
+        True,
+    ),
+    ValueClass(
+        "non-breaking-space",
+        "text",
+        "medium",
+        "a non-breaking space (U+00A0, U+2007, U+202F)",
+        True,
+    ),
+    ValueClass(
+        "zero-width",
+        "text",
+        "medium",
+        "a zero-width character (U+200B, U+200C, U+200D outside emoji, U+2060, U+FEFF)",
+        True,
+    ),
+    ValueClass(
+        "control", "text", "medium", "a control character (U+0000-U+001F, U+007F-U+009F)", True
+    ),
+    ValueClass(
+        "direction-mark",
+        "text",
+        "medium",
+        "a text direction mark or override (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069)",
+        True,
+    ),
+    ValueClass(
+        "combining-mark",
+        "text",
+        "medium",
+        "a combining mark (e + U+0301 for é, and the like)",
+        True,
+    ),
+    ValueClass("non-ascii-letter", "text", "low", "a letter outside ASCII (é, ß, Ж, 中)", True),
+    ValueClass("emoji", "text", "low", "an emoji or pictograph", True),
+    ValueClass("upper-case", "text", "low", "letters all in upper case ('MUG')", False),
+    ValueClass("lower-case", "text", "low", "letters all in lower case ('mug')", False),
+    ValueClass("mixed-case", "text", "low", "letters in both cases ('Mug')", False),
+    # datetimes (and ISO 8601 text at a path whose tested values were all ISO times)
+    ValueClass("naive", "datetime", "medium", "a datetime without a UTC offset (naive)", True),
+    ValueClass("tz-aware", "datetime", "medium", "a datetime with a UTC offset (aware)", True),
+    ValueClass("other-utc-offset", "datetime", "low", "a UTC offset the tests never had", True),
+)
+_BY_NAME = {c.name: c for c in VALUE_CLASSES}
+_CASE = frozenset({"upper-case", "lower-case", "mixed-case"})
+
 _NUMERIC = frozenset({"int", "float", "decimal.Decimal", "datetime.timedelta"})
+_DATETIMES = frozenset({"datetime.datetime", "datetime.time"})
 #: Types whose values form categories (one-of sets): strings, booleans and enums.
 _CATEGORICAL = frozenset({"str", "bool"})
 # Instants and identities (datetime, UUID) are compared by type only, never as categories.
@@ -64,6 +154,95 @@ class PathValues:
     categorical: bool = True
     max_abs: float = 0.0
     count: int = 0
+    numbers: int = 0  #: numeric leaves (their classes are comparable)
+    texts: int = 0  #: str leaves
+    iso_texts: int = 0  #: str leaves that are ISO 8601 datetimes
+    datetimes: int = 0  #: datetime and time leaves (plus ISO texts when every text was one)
+    offsets: set[str] = field(default_factory=set)  #: UTC offsets of the aware datetimes
+
+
+# --------------------------------------------------------------------------- classifiers
+
+# Spaces at either end: str.isspace's set less what a class of its own names (tabs, line
+# breaks, non-breaking spaces, control characters), so that one character is one finding.
+_WS_EDGE = frozenset(
+    chr(c)
+    for c in range(0x3001)
+    if chr(c).isspace()
+    and chr(c) not in "\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u2007\u2028\u2029\u202f"
+)
+_TAB_NL = re.compile("[\t\n\r\x85\u2028\u2029]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")
+_NBSP = re.compile("[\xa0\u2007\u202f]")
+_ZERO_WIDTH = re.compile("[\u200b\u200c\u2060\ufeff]")
+_ZWJ = "\u200d"
+_DIRECTION = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_EMOJI = re.compile(
+    "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u2300-\u23ff\ufe0f\U0001f1e6-\U0001f1ff]"
+)
+
+
+@functools.lru_cache(maxsize=65_536)  # bounded: distinct values of huge evidence stay bounded
+def text_classes(value: str) -> frozenset[str]:
+    """The text classes of one string (see :data:`VALUE_CLASSES`)."""
+    if not value:
+        return frozenset({"empty"})
+    out = ["non-empty"]
+    if value[0] in _WS_EDGE or value[-1] in _WS_EDGE:
+        out.append("edge-whitespace")
+    if _TAB_NL.search(value):
+        out.append("tab-or-newline")
+    if _CONTROL.search(value):
+        out.append("control")
+    if not value.isascii():
+        if _NBSP.search(value):
+            out.append("non-breaking-space")
+        emoji = _EMOJI.search(value) is not None
+        if emoji:
+            out.append("emoji")
+        if _ZERO_WIDTH.search(value) or (_ZWJ in value and not emoji):
+            out.append("zero-width")
+        if _DIRECTION.search(value):
+            out.append("direction-mark")
+        letter = combining = False
+        for char in value:
+            if char > "\x7f":
+                if not letter and char.isalpha():
+                    letter = True
+                if not combining and unicodedata.category(char)[0] == "M":
+                    combining = True
+        if letter:
+            out.append("non-ascii-letter")
+        if combining:
+            out.append("combining-mark")
+    if value.isupper():
+        out.append("upper-case")
+    elif value.islower():
+        out.append("lower-case")
+    elif value.lower() != value.upper():  # has cased letters, in both cases
+        out.append("mixed-case")
+    return frozenset(out)
+
+
+_ISO_TIME = re.compile(
+    r"(?:\d{4}-\d{2}-\d{2}[T ])?\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+    r"(Z|[+-]\d{2}:?\d{2}(?::\d{2}(?:\.\d+)?)?)?\Z"
+)
+
+
+def datetime_classes(text: str) -> tuple[str, str | None] | None:
+    """``("naive", None)`` or ``("tz-aware", offset)`` for ISO text; None if it is not one."""
+    match = _ISO_TIME.match(text)
+    if match is None:
+        return None
+    offset = match.group(1)
+    if offset is None:
+        return "naive", None
+    if offset == "Z":
+        return "tz-aware", "+00:00"
+    if ":" not in offset[:4]:
+        offset = offset[:3] + ":" + offset[3:]
+    return "tz-aware", offset
 
 
 def _number(tname: str, raw: Any) -> float | None:
@@ -72,36 +251,21 @@ def _number(tname: str, raw: Any) -> float | None:
     try:
         # float() reads decimal text ("12.50", "-0", "NaN", "Infinity") directly: a class and
         # a magnitude do not need the exact value.
-        if tname in ("decimal.Decimal", "int", "float", "datetime.timedelta"):
+        if tname in _NUMERIC:
             return float(str(raw))
     except (ValueError, ArithmeticError, OverflowError):
         return None
     return None
 
 
-def _classify(tname: str, raw: Any) -> tuple[str | None, float | None]:
-    """The value class of one leaf and its absolute size (numbers only)."""
-    cls = type(raw)
-    if (cls is int or cls is float) and tname != "bool":
-        if raw > 0:
-            return "positive", abs(raw)
-        if raw < 0:
-            return "negative", abs(raw)
-        if raw == 0:
-            return "zero", 0.0
-        return "nan", None
-    if tname == "str":
-        return ("empty" if raw == "" else "non-empty"), None
-    if tname in _NUMERIC:
-        x = _number(tname, raw)
-        if x is None:
-            return None, None
-        if math.isnan(x):
-            return "nan", None
-        if math.isinf(x):
-            return ("inf" if x > 0 else "-inf"), None
-        return ("negative" if x < 0 else "zero" if x == 0 else "positive"), abs(x)
-    return None, None
+def _number_class(x: float) -> str:
+    if x > 0:
+        return "inf" if math.isinf(x) else "positive"
+    if x < 0:
+        return "-inf" if math.isinf(x) else "negative"
+    if x == 0:
+        return "zero"
+    return "nan"
 
 
 #: At most this many distinct production values for a field to be a category (one-of set).
@@ -134,18 +298,36 @@ def collect(leaves: Sequence[tuple[int, str, Any]], *, max_categories: int) -> P
     """Summarize the test-time values at one path."""
     pv = PathValues(count=len(leaves))
     cap = max_categories * 4
+    dts: list[str] = []
     for _, tname, raw in leaves:
-        cls, size = _classify(tname, raw)
-        if cls is not None:
-            pv.classes.add(cls)
-            if size is not None and size > pv.max_abs and not math.isinf(size):
-                pv.max_abs = float(size)
+        if tname == "str" and isinstance(raw, str):
+            pv.texts += 1
+            pv.classes.update(text_classes(raw))
+            if datetime_classes(raw) is not None:
+                pv.iso_texts += 1
+                dts.append(raw)
+        elif tname in _DATETIMES and isinstance(raw, str):
+            dts.append(raw)
+        elif tname in _NUMERIC and (x := _number(tname, raw)) is not None:
+            pv.numbers += 1
+            pv.classes.add(_number_class(x))
+            if math.isfinite(x) and abs(x) > pv.max_abs:
+                pv.max_abs = abs(x)
         if pv.categorical:
             if not _categorical(tname, raw) or len(pv.categories) >= cap:
                 pv.categorical = False
                 pv.categories.clear()
             else:
                 pv.categories.add((tname, raw))
+    if pv.iso_texts < pv.texts:  # free text at this path: its ISO-looking values are text
+        dts = [raw for _, tname, raw in leaves if tname in _DATETIMES and isinstance(raw, str)]
+    for raw in dts:
+        found = datetime_classes(raw)
+        if found is not None:
+            pv.datetimes += 1
+            pv.classes.add(found[0])
+            if found[1] is not None:
+                pv.offsets.add(found[1])
     return pv
 
 
@@ -155,50 +337,50 @@ def _show(values: Sequence[Any], limit: int = 8) -> str:
     return shown + (f", ... {more} more" if more > 0 else "")
 
 
-_TEXT_NUMBERS = frozenset({"int", "float", "decimal.Decimal", "datetime.timedelta"})
+def _example(values: Iterable[str], limit: int = 40) -> str:
+    """The smallest value (deterministic), as repr, so that invisible characters show."""
+    text = repr(min(values))
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
-def _as_numbers(leaves: Sequence[tuple[int, str, Any]]) -> list[tuple[int, str, Any]] | None:
-    try:
-        return [(i, "float", float(raw)) for i, _, raw in leaves]
-    except (TypeError, ValueError, OverflowError):
-        return None
+# --------------------------------------------------------------------------- findings
 
 
-def _scan(
-    leaves: Sequence[tuple[int, str, Any]],
-    test: PathValues,
-    limit: float,
-    check_categories: bool,
-    cap: int,
-    new_classes: dict[str, list[int]],
-    over: list[int],
-    seen: set[tuple[str, Any]],
-    new_values: dict[tuple[str, Any], list[int]],
-) -> tuple[float, bool]:
-    """The general scan, leaf by leaf, for paths that mix types; returns (max size, one-of?)."""
-    known = test.classes
-    prod_max = 0.0
-    for idx, tname, raw in leaves:
-        cls, size = _classify(tname, raw)
-        if cls is not None and cls not in known:
-            new_classes.setdefault(cls, []).append(idx)
-        if size is not None and size > limit:
-            over.append(idx)
-            prod_max = max(prod_max, float(size))
-        if check_categories:
-            if not _categorical(tname, raw):
-                check_categories = False
-                continue
-            value = (tname, raw)
-            if value not in seen:
-                if len(seen) >= cap:
-                    check_categories = False  # too many distinct values to be a one-of set
-                    continue
-                seen.add(value)
-            if value not in test.categories:
-                new_values.setdefault(value, []).append(idx)
-    return prod_max, check_categories
+def _partition(
+    leaves: Sequence[tuple[int, str, Any]], tnames: Set[str]
+) -> tuple[
+    list[tuple[int, str, Any]],
+    list[tuple[int, float]],
+    list[tuple[int, str, Any]],
+]:
+    """(text leaves, numeric leaves as (idx, number), datetime leaves)."""
+    if tnames == {"str"}:
+        return list(leaves), [], []
+    if tnames and tnames <= {"int", "float"}:
+        return [], [(i, raw) for i, _, raw in leaves], []
+    if tnames and tnames <= _DATETIMES:
+        return [], [], list(leaves)
+    texts: list[tuple[int, str, Any]] = []
+    numbers: list[tuple[int, float]] = []
+    dts: list[tuple[int, str, Any]] = []
+    for leaf in leaves:
+        idx, tname, raw = leaf
+        if tname == "str" and isinstance(raw, str):
+            texts.append(leaf)
+        elif tname in _DATETIMES and isinstance(raw, str):
+            dts.append(leaf)
+        elif tname in _NUMERIC:
+            x = raw if tname in ("int", "float") else _number(tname, raw)
+            if isinstance(x, int | float) and not isinstance(x, bool):
+                numbers.append((idx, x))
+    return texts, numbers, dts
+
+
+def _class_finding(
+    path: str, name: str, idxs: list[int], message: str, severity: str | None = None
+) -> Finding:
+    cls = _BY_NAME[name]
+    return Finding("range", path, f"class:{name}", severity or cls.severity, message, idxs)
 
 
 def value_findings(
@@ -211,126 +393,223 @@ def value_findings(
     types: Set[str] | None = None,
     max_distinct: int = CATEGORY_MAX_DISTINCT,
     min_repeat: float = CATEGORY_MIN_REPEAT,
+    noise: str | None = None,
+    strict: bool = False,
 ) -> list[Finding]:
     """Value classes, magnitudes and categories production reached at ``path`` and tests did not.
 
     ``leaves`` are the production leaves ``(hit index, type name, value)`` at ``path``;
-    ``types`` (the type names the shapes saw there) saves a pass over them. New one-of values
-    are reported only when production's values at ``path`` form a category (see
-    :func:`is_categorical`).
+    ``types`` (the type names the shapes saw there) saves a pass over them. ``noise`` (why the
+    path is noise, or None) keeps only the classes marked ``on_noise``, with no magnitude and
+    no categories: an id is compared by type and sign. Classes of one family (numbers, text,
+    datetimes) are compared only when the tests had values of that family at the path: a
+    type change is the shape comparison's to report, once. New one-of values are reported
+    when production's values form a category (see :func:`is_categorical`) and the tests had
+    at least two values there (one tested value is a fixture, not a category: under
+    ``strict`` its new values are reported, as low).
     """
     if test.count == 0 or not leaves:
         return []  # the shape comparison reports a path the tests never had
-    known = test.classes
-    limit = test.max_abs * range_factor if test.max_abs > 0 else math.inf
-    check_categories = test.categorical and 0 < len(test.categories) <= max_categories
-    cap = max_categories * 4
-    new_classes: dict[str, list[int]] = {}
-    over: list[int] = []
-    prod_max = 0.0
-    seen: set[tuple[str, Any]] = set()
-    new_values: dict[tuple[str, Any], list[int]] = {}
-    # The walker makes every "str" leaf a str and every "int"/"float" leaf a number.
     tnames = (types - {"None"}) if types is not None else {leaf[1] for leaf in leaves}
-    if tnames == {"str"}:
-        # Homogeneous paths (nearly all of them) are scanned with comprehensions, not a loop
-        # of branches: one odd value class is found without classifying every value.
-        distinct = {leaf[2] for leaf in leaves}
-        if "empty" not in known and "" in distinct:
-            new_classes["empty"] = [leaf[0] for leaf in leaves if leaf[2] == ""]
-        if "non-empty" not in known and (len(distinct) > 1 or "" not in distinct):
-            new_classes["non-empty"] = [leaf[0] for leaf in leaves if leaf[2] != ""]
-        if check_categories and len(distinct) <= cap:
-            seen = {("str", v) for v in distinct}
-            fresh = {v for t, v in seen - test.categories}
-            if fresh:
-                for idx, _, raw in leaves:
-                    if raw in fresh:
-                        new_values.setdefault(("str", raw), []).append(idx)
-        else:
-            check_categories = False
-    elif (
-        tnames - {"int", "float"}
-        and tnames <= _TEXT_NUMBERS
-        and (numeric := _as_numbers(leaves)) is not None
-    ):
+    if tnames and tnames - {"int", "float"} and tnames <= _NUMERIC:
         # Decimals and timedeltas: their text read as floats (a class and a magnitude do not
-        # need the exact value), then the number path below.
-        return value_findings(
-            path,
-            numeric,
-            test,
-            max_categories=max_categories,
-            range_factor=range_factor,
-            types={"float"},
-            max_distinct=max_distinct,
-            min_repeat=min_repeat,
-        )
-    elif tnames and tnames <= {"int", "float"}:
+        # need the exact value).
+        numeric = [(i, "float", x) for i, t, raw in leaves if (x := _number(t, raw)) is not None]
+        leaves, tnames = numeric, {"float"}
+    texts, numbers, dts = _partition(leaves, tnames)
+    known = test.classes
+    findings: list[Finding] = []
+    reported: set[str] = set()
+
+    def wanted(name: str) -> bool:
+        return name not in known and (noise is None or _BY_NAME[name].on_noise)
+
+    if numbers and test.numbers:
         # Tests nearly always had positives: one pass finds the rest (negative, zero, nan).
         # (No min()/max() here: with a nan among the values their answer depends on order.)
-        rest = [x for x in leaves if not x[2] > 0]
-        if "positive" not in known and len(rest) < len(leaves):
-            new_classes["positive"] = [x[0] for x in leaves if x[2] > 0]
-        for idx, _, raw in rest:
-            cls = "negative" if raw < 0 else "zero" if raw == 0 else "nan"
-            if cls not in known:
-                new_classes.setdefault(cls, []).append(idx)
-        if limit != math.inf:
-            big = [(leaf[0], abs(leaf[2])) for leaf in leaves if abs(leaf[2]) > limit]
+        new: dict[str, list[int]] = {}
+        rest = [x for x in numbers if not (x[1] > 0 and x[1] != math.inf)]
+        if wanted("positive") and len(rest) < len(numbers):
+            new["positive"] = [i for i, x in numbers if x > 0 and x != math.inf]
+        for idx, x in rest:
+            name = _number_class(x)
+            if wanted(name):
+                new.setdefault(name, []).append(idx)
+        tested = ", ".join(sorted(known & {c.name for c in VALUE_CLASSES if c.of == "number"}))
+        for name in sorted(new):
+            findings.append(
+                _class_finding(
+                    path,
+                    name,
+                    new[name],
+                    f"{path}: {name} value in production; tests only had {tested or 'none'}",
+                )
+            )
+        limit = test.max_abs * range_factor if test.max_abs > 0 else math.inf
+        if noise is None and limit != math.inf:
+            big = [(i, abs(x)) for i, x in numbers if math.isfinite(x) and abs(x) > limit]
             if big:
-                over = [idx for idx, _ in big]
-                prod_max = float(max(size for _, size in big))
-        check_categories = False
-    else:
-        prod_max, check_categories = _scan(
-            leaves, test, limit, check_categories, cap, new_classes, over, seen, new_values
+                findings.append(
+                    Finding(
+                        "range",
+                        path,
+                        "magnitude",
+                        "medium",
+                        f"{path}: magnitude up to {max(s for _, s in big):g} in production; "
+                        f"tests at most {test.max_abs:g} (x{range_factor:g} allowed)",
+                        [i for i, _ in big],
+                    )
+                )
+    if texts and test.texts:
+        distinct = {raw for _, _, raw in texts}
+        by_class: dict[str, list[str]] = {}
+        for value in distinct:
+            for name in text_classes(value):
+                if wanted(name):
+                    by_class.setdefault(name, []).append(value)
+        tested_case = sorted(known & _CASE)
+        for name in sorted(by_class):
+            if name in _CASE and not tested_case:
+                continue  # no tested value had letters: case says nothing new
+            values = set(by_class[name])
+            idxs = [idx for idx, _, raw in texts if raw in values]
+            if name == "non-empty":
+                message = f"{path}: non-empty value in production; tests only had ''"
+            elif name in _CASE:
+                had = " or ".join(n.replace("-", " ") for n in tested_case)
+                message = (
+                    f"{path}: {_BY_NAME[name].meaning.split(' (')[0]} in production, e.g. "
+                    f"{_example(values)}; tested values were {had}"
+                )
+            elif name == "empty":
+                message = f"{path}: empty value in production; tests never had ''"
+            else:
+                message = (
+                    f"{path}: {_BY_NAME[name].meaning} in production, e.g. {_example(values)}; "
+                    "no tested value had one"
+                )
+            findings.append(_class_finding(path, name, idxs, message))
+            reported.add(name)
+        if test.texts == test.iso_texts:
+            dts = dts + [leaf for leaf in texts if datetime_classes(leaf[2]) is not None]
+    if dts and test.datetimes:
+        findings.extend(_datetime_findings(path, dts, test, wanted))
+    if (
+        noise is None
+        and test.categorical
+        and test.categories
+        and (len(test.categories) >= 2 or strict)
+    ):
+        findings.extend(
+            _one_of(path, leaves, test, reported, max_categories, max_distinct, min_repeat)
         )
-    findings: list[Finding] = []
-    tested = ", ".join(sorted(known)) or "none"
-    for cls in sorted(new_classes):
-        findings.append(
-            Finding(
-                "range",
+    return findings
+
+
+def _datetime_findings(
+    path: str, dts: Sequence[tuple[int, str, Any]], test: PathValues, wanted: Any
+) -> list[Finding]:
+    found: list[Finding] = []
+    naive: list[int] = []
+    aware: list[int] = []
+    offsets: dict[str, list[int]] = {}
+    examples: dict[str, list[str]] = {"naive": [], "tz-aware": []}
+    for idx, _, raw in dts:
+        classes = datetime_classes(raw) if isinstance(raw, str) else None
+        if classes is None:
+            continue
+        if classes[0] == "naive":
+            naive.append(idx)
+            examples["naive"].append(raw)
+        else:
+            aware.append(idx)
+            examples["tz-aware"].append(raw)
+            if classes[1] is not None and classes[1] not in test.offsets:
+                offsets.setdefault(classes[1], []).append(idx)
+    if naive and wanted("naive"):
+        found.append(
+            _class_finding(
                 path,
-                f"class:{cls}",
-                "medium",
-                f"{path}: {cls} value in production; tests only had {tested}",
-                new_classes[cls],
+                "naive",
+                naive,
+                f"{path}: naive datetime (no UTC offset) in production, e.g. "
+                f"{_example(examples['naive'])}; tests only had timezone-aware ones",
             )
         )
-    if over:
-        findings.append(
-            Finding(
-                "range",
+    if aware and wanted("tz-aware"):
+        found.append(
+            _class_finding(
                 path,
-                "magnitude",
-                "medium",
-                f"{path}: magnitude up to {prod_max:g} in production; tests at most "
-                f"{test.max_abs:g} (x{range_factor:g} allowed)",
-                over,
+                "tz-aware",
+                aware,
+                f"{path}: timezone-aware datetime in production, e.g. "
+                f"{_example(examples['tz-aware'])}; tests only had naive ones",
             )
         )
+    elif offsets and test.offsets and wanted("other-utc-offset"):
+        names = sorted(offsets)
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        found.append(
+            _class_finding(
+                path,
+                "other-utc-offset",
+                sorted(i for idxs in offsets.values() for i in idxs),
+                f"{path}: UTC offset {shown} in production; tests had "
+                f"{', '.join(sorted(test.offsets))}",
+            )
+        )
+    return found
+
+
+def _one_of(
+    path: str,
+    leaves: Sequence[tuple[int, str, Any]],
+    test: PathValues,
+    reported: set[str],
+    max_categories: int,
+    max_distinct: int,
+    min_repeat: float,
+) -> list[Finding]:
+    """New values of a category, one finding each (values a class finding covers: none)."""
+    if len(test.categories) > max_categories:
+        return []
+    cap = max_categories * 4
+    seen: set[tuple[str, Any]] = set()
+    new_values: dict[tuple[str, Any], list[int]] = {}
+    for idx, tname, raw in leaves:
+        if not _categorical(tname, raw):
+            return []
+        value = (tname, raw)
+        if value not in seen:
+            if len(seen) >= cap:
+                return []  # too many distinct values to be a one-of set
+            seen.add(value)
+        if value not in test.categories:
+            new_values.setdefault(value, []).append(idx)
     # A one-of set only when production's values repeat (Daikon reports an invariant only
     # with enough confidence): few distinct values, each seen several times on average. A
     # currency (4 values over 20 hits) is a category; a city, a street or a postcode (many
     # values, most seen once or twice) is free text, and a new one is not a divergence.
-    if (
-        check_categories
-        and new_values
-        and is_categorical(len(seen), len(leaves), max_distinct=max_distinct, min_repeat=min_repeat)
+    if not new_values or not is_categorical(
+        len(seen), len(leaves), max_distinct=max_distinct, min_repeat=min_repeat
     ):
-        known_values = sorted((v for _, v in test.categories), key=repr)
-        for value in sorted(new_values, key=repr):
-            findings.append(
-                Finding(
-                    "range",
-                    path,
-                    f"one-of:{value[1]!r}",
-                    "medium",
-                    f"{path}: new value {value[1]!r} in production; "
-                    f"tests had one of {{{_show(known_values)}}}",
-                    new_values[value],
-                )
+        return []
+    known_values = sorted((v for _, v in test.categories), key=repr)
+    single = len(known_values) == 1
+    found = []
+    for value in sorted(new_values, key=repr):
+        raw = value[1]
+        if isinstance(raw, str) and text_classes(raw) & reported:
+            continue  # one line per finding: the class divergence already says it
+        had = f"only {known_values[0]!r}" if single else f"one of {{{_show(known_values)}}}"
+        found.append(
+            Finding(
+                "range",
+                path,
+                f"one-of:{raw!r}",
+                "low" if single else "medium",
+                f"{path}: new value {raw!r} in production; tests had {had}",
+                new_values[value],
             )
-    return findings
+        )
+    return found

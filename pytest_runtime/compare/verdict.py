@@ -18,6 +18,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_runtime.compare.counters import (
+    CONFIDENCE,
+    Production,
+    hits_needed,
+    summarize,
+    unseen_bound,
+)
 from pytest_runtime.compare.noise import NoiseRule, detect_noise, passes_threshold
 from pytest_runtime.compare.shapes import (
     Feature,
@@ -62,11 +69,16 @@ class CompareSettings:
     ``ignore`` and ``noise_rules`` are path globs (``order.id``, ``items[].created_at``,
     ``root['order']['id']``) whose values are compared by type only. ``min_count`` and
     ``min_share`` are the thresholds a divergence must pass (violations always count).
+    ``raises`` names the exception types the test author expects to leave the function
+    (``ValueError``, ``decimal.InvalidOperation``): production raising them is no divergence.
+    ``rarer_than`` is the confidence bound the run asked for (reported as reached or not).
     """
 
     ignore: tuple[str, ...] = ()
-    min_hits: int = 5
+    min_hits: int = 10
     strict: bool = False
+    raises: tuple[str, ...] = ()
+    rarer_than: float | None = None
     noise_rules: tuple[NoiseRule | str, ...] = ()
     min_count: int = 2
     min_share: float = 0.0003
@@ -84,11 +96,12 @@ class CompareSettings:
     recheck_sample: int = 50
 
     def __post_init__(self) -> None:
-        for name in ("ignore", "noise_rules"):
+        for name in ("ignore", "noise_rules", "raises"):
             value: object = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, tuple | list):
+                what = "exception type names" if name == "raises" else "path globs"
                 raise TypeError(
-                    f"CompareSettings.{name}: got {value!r}, expected a tuple of path globs"
+                    f"CompareSettings.{name}: got {value!r}, expected a tuple of {what}"
                 )
             object.__setattr__(self, name, tuple(value))
         for name in (
@@ -112,6 +125,10 @@ class CompareSettings:
         if not 0.0 < self.unique_share <= 1.0:
             raise ValueError(
                 f"CompareSettings.unique_share: got {self.unique_share!r}, expected (0, 1]"
+            )
+        if self.rarer_than is not None and not 0.0 < self.rarer_than < 1.0:
+            raise ValueError(
+                f"CompareSettings.rarer_than: got {self.rarer_than!r}, expected a rate in (0, 1)"
             )
 
     @property
@@ -137,6 +154,9 @@ class Divergence:
     sources: tuple[str, ...] = ()
     representative: Any = None  #: one production state (captures, typed JSON, bounded)
     representative_hit: str | None = None
+    #: what the sensors counted (violations, exception exits): ``count``, ``of`` (None when
+    #: no total applies), ``over`` (what ``of`` counts), ``lower_bound``; None: captured only
+    counted: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -152,6 +172,7 @@ class Divergence:
             "sources": list(self.sources),
             "representative": self.representative,
             "representative_hit": self.representative_hit,
+            "counted": dict(self.counted) if self.counted is not None else None,
         }
 
     @classmethod
@@ -169,6 +190,7 @@ class Divergence:
             sources=tuple(data.get("sources") or ()),
             representative=data.get("representative"),
             representative_hit=data.get("representative_hit"),
+            counted=dict(data["counted"]) if isinstance(data.get("counted"), Mapping) else None,
         )
 
 
@@ -183,6 +205,10 @@ class ProbeVerdict:
     hint: str = ""
     strict: bool = False
     noise: Mapping[str, str] = field(default_factory=dict)  #: path -> why compared by type only
+    #: what production did, from the sensors' counters (``Production.to_dict()``)
+    production: Mapping[str, Any] = field(default_factory=dict)
+    #: how rare anything the evidence did not show must be (the rule of three, 95%)
+    confidence: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def fails(self) -> bool:
@@ -198,6 +224,8 @@ class ProbeVerdict:
             "hint": self.hint,
             "strict": self.strict,
             "noise": dict(sorted(self.noise.items())),
+            "production": dict(self.production),
+            "confidence": dict(self.confidence),
         }
 
     @classmethod
@@ -213,6 +241,8 @@ class ProbeVerdict:
             hint=str(data.get("hint", "")),
             strict=bool(data.get("strict", False)),
             noise={str(k): str(v) for k, v in (data.get("noise") or {}).items()},
+            production=dict(data.get("production") or {}),
+            confidence=dict(data.get("confidence") or {}),
         )
 
 
@@ -264,12 +294,31 @@ class _Side:
     expect_errors: int = 0
     unchecked: list[int] = field(default_factory=list)
     with_result: list[int] = field(default_factory=list)
+    exits: int = 0  #: exception exits left out of the shapes (see _build)
 
 
-def _build(hits: Sequence[Mapping[str, Any]], walker: ShapeWalker, expect: str | None) -> _Side:
+def _build(
+    hits: Sequence[Mapping[str, Any]],
+    walker: ShapeWalker,
+    expect: str | None,
+    *,
+    split_exits: bool = False,
+) -> _Side:
+    """Walk every hit once into shapes, leaves, exceptions and expectation results.
+
+    With ``split_exits`` (a ``@return`` probe), a hit with an ``exception`` is an exception
+    exit: it has no result and no evaluated expectation, so it joins ``exceptions`` only and
+    stays out of the shapes (its missing ``result`` is not a shape divergence).
+    """
     side = _Side(hits)
     shapes, leaves_by_path = side.shapes, side.leaves
     for idx, hit in enumerate(hits):
+        exc = hit.get("exception")
+        if isinstance(exc, Mapping) and exc.get("type"):
+            side.exceptions.setdefault(str(exc["type"]), []).append(idx)
+            if split_exits:
+                side.exits += 1
+                continue
         captures = hit.get("captures")
         feats = walker.walk_into(
             captures if isinstance(captures, Mapping) else None, idx, leaves_by_path
@@ -279,9 +328,6 @@ def _build(hits: Sequence[Mapping[str, Any]], walker: ShapeWalker, expect: str |
             shapes[feats] = [idx]
         else:
             group.append(idx)
-        exc = hit.get("exception")
-        if isinstance(exc, Mapping) and exc.get("type"):
-            side.exceptions.setdefault(str(exc["type"]), []).append(idx)
         result = hit.get("expect")
         if isinstance(result, Mapping) and ("ok" in result or "error" in result):
             ok = result.get("ok")
@@ -293,6 +339,11 @@ def _build(hits: Sequence[Mapping[str, Any]], walker: ShapeWalker, expect: str |
                 side.expect_passed += 1
             else:
                 side.expect_errors += 1
+                if result.get("error"):
+                    # The sensor could not evaluate it on the live objects (a TypeError on a
+                    # None, say): the assertion failed, as it fails a test at test time, and
+                    # the sensor counts it among its violations.
+                    side.violations.append(idx)
         elif expect is not None and isinstance(captures, Mapping):
             side.unchecked.append(idx)
     return side
@@ -608,22 +659,134 @@ def compare(
     *,
     probe: Any = None,
     settings: CompareSettings | None = None,
+    statuses: Sequence[Mapping[str, Any]] | None = None,
 ) -> ProbeVerdict:
     """Compare production hits (evidence) with test-time hits of the same probe.
 
     Both are Hit dicts (``captures`` in the typed JSON encoding). ``probe`` (a
     :class:`sensor.probes.Probe`) gives the expectation and the location for messages.
-    The result does not depend on the order of the hits.
+    ``statuses`` are the sensors' status records of the probe (see
+    :func:`pytest_runtime.compare.counters.status_record`): the rates come from their
+    counters. The result does not depend on the order of the hits.
     """
     # Walking evidence allocates many small tuples that all stay alive until the end: the
     # cyclic GC would rescan them again and again (it doubled the time in bench_compare.py).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _compare(test_hits, prod_hits, probe, settings or CompareSettings())
+        return _compare(
+            test_hits, prod_hits, probe, settings or CompareSettings(), list(statuses or ())
+        )
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def _point(probe: Any, location: str) -> str | None:
+    """The probe's point (``return``, ``entry``, ``exception``, ``line``), None if unknown."""
+    loc = getattr(probe, "location", None)
+    point = getattr(loc, "point", None)
+    if point is not None:
+        return str(getattr(point, "value", point))
+    if not location:
+        return None
+    tail = location.rpartition("@")[2] if "@" in location else "return"
+    return tail if tail in ("entry", "return", "exception") else "line"
+
+
+def _declared(etype: str, raises: Sequence[str]) -> bool:
+    """True when ``etype`` is one of the declared types, or a subclass of one.
+
+    Names compare as the sensor writes them (``ValueError``, ``decimal.InvalidOperation``;
+    ``builtins.ValueError`` reads as ``ValueError``). A subclass is recognized when both
+    classes are already imported in this process (nothing is imported for it).
+    """
+    import sys
+
+    def norm(name: str) -> str:
+        return name[len("builtins.") :] if name.startswith("builtins.") else name
+
+    wanted = {norm(n) for n in raises}
+    if norm(etype) in wanted:
+        return True
+
+    def resolve(name: str) -> Any:
+        module, _, qual = name.rpartition(".")
+        obj: Any = sys.modules.get(module or "builtins")
+        while obj is not None and "." in qual:
+            head, _, qual = qual.partition(".")
+            obj = getattr(obj, head, None)
+        cls = getattr(obj, qual, None) if obj is not None else None
+        return cls if isinstance(cls, type) and issubclass(cls, BaseException) else None
+
+    found = resolve(norm(etype))
+    if found is None:
+        return False
+    return any((base := resolve(n)) is not None and issubclass(found, base) for n in wanted)
+
+
+def _thousands(n: int) -> str:
+    return f"{n:,}"
+
+
+def _violation_text(expect: str | None, production: Production, captured: int) -> str:
+    what = f"expectation {expect!r}" if expect else "the expectation"
+    caught = f"{_thousands(captured)} violating hit{'s' if captured != 1 else ''} captured"
+    if production.origin == "counters" and production.evaluations > 0:
+        share = production.violations / production.evaluations
+        text = (
+            f"{what} failed on {_thousands(production.violations)} of "
+            f"{_thousands(production.evaluations)} evaluations ({share:.1%}) on "
+            f"{production.sources} source{'s' if production.sources != 1 else ''}"
+            f"{production.span_text()}; {caught}"
+        )
+        if production.lower_bound:
+            text += f" (counts are lower bounds: {'; '.join(production.lower_bound)})"
+        return text
+    evaluated = max(production.evaluations, captured)
+    share = captured / evaluated if evaluated else 0.0
+    return (
+        f"{what} failed on at least {_thousands(captured)} production call"
+        f"{'s' if captured != 1 else ''}: {_thousands(captured)} of {_thousands(evaluated)} "
+        f"captured hits ({share:.1%} of captured hits; the evidence has no sensor counters, "
+        "and violations are captured more often than passing calls, so the production rate "
+        "is lower)"
+    )
+
+
+def _exception_text(
+    etype: str, where: str, captured: int, production: Production, types: int
+) -> tuple[str, dict[str, Any] | None]:
+    """The message of an exception divergence and its counted figures (None: captured only)."""
+    plural = "s" if captured != 1 else ""
+    if production.origin == "counters" and production.exceptions is not None and types == 1:
+        n = max(production.exceptions, captured)
+        text = (
+            f"{etype} raised in production{where} on {_thousands(n)} call{'s' if n != 1 else ''}"
+            f" counted by the sensors on {production.sources} source"
+            f"{'s' if production.sources != 1 else ''}{production.span_text()} "
+            f"({_thousands(captured)} captured); no test raised it"
+        )
+        return text, {
+            "count": n,
+            "of": None,
+            "over": "exception exits",
+            "lower_bound": bool(production.lower_bound),
+        }
+    if production.origin == "counters" and production.exceptions is not None:
+        text = (
+            f"{etype} raised in production{where} on at least {_thousands(captured)} call"
+            f"{plural} ({_thousands(captured)} captured; the sensors counted "
+            f"{_thousands(production.exceptions)} exception exits of {types} types); "
+            "no test raised it"
+        )
+    else:
+        text = (
+            f"{etype} raised in production{where} on at least {_thousands(captured)} call"
+            f"{plural} (captured hits; no exception counters in the evidence); "
+            "no test raised it"
+        )
+    return text, None
 
 
 def _compare(
@@ -631,45 +794,64 @@ def _compare(
     prod_hits: Sequence[Mapping[str, Any]],
     probe: Any,
     settings: CompareSettings,
+    statuses: list[Mapping[str, Any]],
 ) -> ProbeVerdict:
     expect: str | None = getattr(probe, "expect", None)
     location = str(getattr(probe, "location", "") or "")
+    # At a return (or a line), an exception leaving the function is an exit of its own: it
+    # has no result, so it is compared by its type, not by its shape.
+    split_exits = _point(probe, location) == "return"
     walker = ShapeWalker(settings.patterns)
-    prod = _build(prod_hits, walker, expect)
-    test = _build(test_hits, walker, expect)
+    prod = _build(prod_hits, walker, expect, split_exits=split_exits)
+    test = _build(test_hits, walker, expect, split_exits=split_exits)
     rechecked, disagreements = (
         _recheck(prod, expect, budget=settings.max_rechecks, sample=settings.recheck_sample)
         if expect is not None and (prod.unchecked or prod.with_result)
         else (0, 0)
     )
     n_prod = len(prod_hits)
+    production = summarize(statuses, prod_hits, has_expect=expect is not None)
+    counted: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     findings: list[Finding] = []
     # Violations: a context-deficient bug; no threshold, one violating hit is evidence.
-    if prod.violations:
+    # The counters may see violations that no captured hit shows (all over the capture rate):
+    # the verdict is still violated, with no state to show.
+    if prod.violations or (production.origin == "counters" and production.violations):
         findings.append(
             Finding(
                 "violation",
                 "expect",
                 "violation",
                 "high",
-                f"{'expectation ' + repr(expect) if expect else 'the expectation'} failed on "
-                f"{len(prod.violations)} of {n_prod} production hits",
+                _violation_text(expect, production, len(prod.violations)),
                 prod.violations,
             )
         )
-    for etype in sorted(set(prod.exceptions) - set(test.exceptions)):
+        if production.origin == "counters":
+            counted[("violation", "expect", "violation")] = {
+                "count": max(production.violations, len(prod.violations)),
+                "of": max(production.evaluations, len(prod.violations)),
+                "over": "evaluations",
+                "lower_bound": bool(production.lower_bound),
+            }
+    where = f" at {location}" if location else ""
+    undeclared = [
+        etype
+        for etype in sorted(set(prod.exceptions) - set(test.exceptions))
+        if not _declared(etype, settings.raises)
+    ]
+    for etype in undeclared:
+        text, figures = _exception_text(
+            etype, where, len(prod.exceptions[etype]), production, len(prod.exceptions)
+        )
         findings.append(
             Finding(
-                "exception",
-                "exception",
-                f"exception:{etype}",
-                "high",
-                f"{etype} raised in production{' at ' + location if location else ''}; "
-                "no test raised it",
-                prod.exceptions[etype],
+                "exception", "exception", f"exception:{etype}", "high", text, prod.exceptions[etype]
             )
         )
+        if figures is not None:
+            counted[("exception", "exception", f"exception:{etype}")] = figures
 
     # Noise: ids and timestamps compare by type only (the shape still holds their type).
     prod_types: dict[str, set[str]] = {}
@@ -696,13 +878,26 @@ def _compare(
                 list(range(n_prod)),
             )
         )
+    elif test_hits and not test.shapes and prod.shapes:
+        # Every test call left the function with an exception: no returned state to compare.
+        returned = [i for members in prod.shapes.values() for i in members]
+        findings.append(
+            Finding(
+                "path",
+                "",
+                NO_TEST_STATES,
+                "high",
+                f"every test call left {location or 'this location'} with an exception; "
+                f"production returned normally {len(returned)} "
+                f"time{'s' if len(returned) != 1 else ''}",
+                sorted(returned),
+            )
+        )
     elif test_hits:
         tix = _index(test, walker)
         for shape in unseen:
             findings.extend(_shape_findings(shape, prod.shapes[shape], tix, walker))
         for path in sorted(prod.leaves):
-            if path in noise:
-                continue
             test_leaves = test.leaves.get(path)
             if not test_leaves:
                 continue  # a path the tests never had: the shape comparison reports it
@@ -717,6 +912,8 @@ def _compare(
                     range_factor=settings.range_factor,
                     max_distinct=settings.category_max_distinct,
                     min_repeat=settings.category_min_repeat,
+                    noise=noise.get(path),
+                    strict=settings.strict,
                 )
             )
 
@@ -755,8 +952,8 @@ def _compare(
     not_diffed = 0
     prod_shape_of: dict[int, frozenset[Feature]] = {}
     for f, idxs in reported:
-        rep = _pick(prod.hits, idxs)
-        rep_hit = prod.hits[rep]
+        rep = _pick(prod.hits, idxs) if idxs else None
+        rep_hit = prod.hits[rep] if rep is not None else {}
         lines: list[str] = []
         if f.kind == "exception":
             exc = rep_hit.get("exception") or {}
@@ -764,7 +961,7 @@ def _compare(
             if isinstance(message, Mapping):
                 message = message.get("v")
             lines = [f"exception {f.key.split(':', 1)[1]}: {str(message or '')[:200]}"]
-        elif test_shapes and f.key != NO_TEST_STATES:
+        elif rep is not None and test_shapes and f.key != NO_TEST_STATES:
             if not prod_shape_of:
                 for s, members in prod.shapes.items():
                     for i in members:
@@ -801,8 +998,9 @@ def _compare(
                 share=_round(len(idxs) / n_prod) if n_prod else 0.0,
                 hit_ids=tuple(hit_ids[: settings.max_hit_ids]),
                 sources=tuple(sources[: settings.max_sources]),
-                representative=_bounded_state(rep_hit.get("captures")),
+                representative=_bounded_state(rep_hit.get("captures")) if rep_hit else None,
                 representative_hit=str(rep_hit.get("hit_id") or "") or None,
+                counted=counted.get((f.kind, f.path, f.key)),
             )
         )
     divergences.sort(key=_order)
@@ -825,13 +1023,15 @@ def _compare(
         "expect_rechecked": rechecked,
         "expect_disagreements": disagreements,
         "prod_exceptions": sum(len(v) for v in prod.exceptions.values()),
+        "prod_exception_exits": prod.exits,
+        "test_exceptions": sum(len(v) for v in test.exceptions.values()),
         "noise_paths": len(noise),
         "divergences": len(divergences),
         "divergences_cut": cut,
         "below_threshold": suppressed,
         "not_diffed": not_diffed,
     }
-    if prod.violations:
+    if any(d.kind == "violation" for d in divergences):
         verdict = "violated"
     elif n_prod < settings.min_hits:
         verdict = "inconclusive"
@@ -839,7 +1039,8 @@ def _compare(
         verdict = "diverged"
     else:
         verdict = "ok"
-    hint = _hint(verdict, divergences, prod, location, n_prod, settings)
+    confidence = _confidence(verdict, expect, production, n_prod, settings)
+    hint = _hint(verdict, divergences, location, n_prod, settings, production)
     return ProbeVerdict(
         verdict=verdict,
         counts=counts,
@@ -848,7 +1049,46 @@ def _compare(
         hint=hint,
         strict=settings.strict,
         noise=dict(sorted(noise.items())[:_MAX_NOISE_SHOWN]),
+        production=production.to_dict(),
+        confidence=confidence,
     )
+
+
+def _confidence(
+    verdict: str,
+    expect: str | None,
+    production: Production,
+    n_prod: int,
+    settings: CompareSettings,
+) -> dict[str, Any]:
+    """How rare what the evidence did not show must be: the rule of three, exact, at 95%.
+
+    ``states``: any state none of the ``n`` captured hits showed is rarer than ``below`` (of
+    calls, the hits being a sample of them). ``violations``, for a probe with ``expect`` and
+    no violation: over the sensors' evaluations (or the captured hits without counters).
+    ``asked``/``reached``: the bound the run asked for (``--runtime-rarer-than``).
+    """
+    states_below = _round(unseen_bound(n_prod))
+    states = {"n": n_prod, "over": "captured hits", "below": states_below}
+    violations = None
+    violations_below = 0.0
+    if expect is not None and verdict != "violated":
+        n = production.evaluations
+        over = "evaluations" if production.origin == "counters" and n else "captured hits"
+        violations_below = _round(unseen_bound(n))
+        violations = {"n": n, "over": over, "below": violations_below}
+    asked = settings.rarer_than
+    reached = None
+    if asked is not None:
+        reached = states_below <= asked and violations_below <= asked
+    return {
+        "level": CONFIDENCE,
+        "states": states,
+        "violations": violations,
+        "asked": asked,
+        "reached": reached,
+        "needed": hits_needed(asked) if asked is not None else None,
+    }
 
 
 def _distance(a: frozenset[Feature], b: frozenset[Feature]) -> int:
@@ -895,16 +1135,22 @@ def _diff_for(
 def _hint(
     verdict: str,
     divergences: Sequence[Divergence],
-    prod: _Side,
     location: str,
     n_prod: int,
     settings: CompareSettings,
+    production: Production,
 ) -> str:
     if verdict == "inconclusive":
-        return (
-            f"only {n_prod} production hit(s), {settings.min_hits} needed: wait longer "
-            "(--runtime-wait) or lower the minimum (--runtime-min-hits)"
-        )
+        text = f"only {n_prod} production hit(s), {settings.min_hits} needed"
+        if not production.collecting:
+            return f"{text}; the probe cannot collect more: {production.states}"
+        if production.origin == "counters" and production.calls == 0:
+            return (
+                f"{text}; no call reached {location or 'the location'} on "
+                f"{production.sources or 'any'} source(s){production.span_text()}: send "
+                "traffic that reaches it, or wait longer (--runtime-wait)"
+            )
+        return f"{text}: wait longer (--runtime-wait) or lower the minimum (--runtime-min-hits)"
     if not divergences:
         return ""
     top = divergences[0]
@@ -918,4 +1164,17 @@ def _hint(
         args = args[:297] + "..."
     where = location or "the probed function"
     hit = f" (production hit {top.representative_hit})" if top.representative_hit else ""
-    return f"reproduce: call {where} with the state {args or '{}'}{hit}"
+    if top.representative_hit is None and top.kind == "violation":
+        return (
+            f"no violating state was captured (the sensors counted them over the capture "
+            f"rate): raise the probe's rate (rate=) to capture one at {where}"
+        )
+    text = f"reproduce: call {where} with the state {args or '{}'}{hit}"
+    if top.kind == "exception":
+        etype = top.key.split(":", 1)[1]
+        said = top.deepdiff[0].split(": ", 1)[1] if top.deepdiff else ""
+        text += (
+            f"; production raised {etype}: {said!r}. If the tests expect it, raise it in a "
+            f"test (pytest.raises) or declare raises=[{etype!r}] on the marker"
+        )
+    return text

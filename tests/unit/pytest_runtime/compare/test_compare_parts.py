@@ -103,11 +103,11 @@ def test_noise_detection_finds_timestamps_uuids_and_unique_values() -> None:
     prod: dict[str, list[tuple[int, str, Any]]] = {
         "ts": [(i, "str", f"2026-11-24T10:00:{i:02d}Z") for i in range(20)],
         "uid": [(i, "str", str(uuid.UUID(int=i))) for i in range(20)],
-        "n": [(i, "int", 100 + i) for i in range(20)],
+        "order_id": [(i, "int", 100 + i) for i in range(20)],
         "cur": [(i, "str", "EUR") for i in range(20)],
     }
     assert detect_noise(prod, {}, unique_share=0.9) == {
-        "n": "unique",
+        "order_id": "unique",
         "ts": "timestamp",
         "uid": "uuid",
     }

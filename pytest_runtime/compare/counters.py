@@ -1,0 +1,457 @@
+"""Production counts from the sensors' own counters, and how sure a verdict can be.
+
+Captured hits are a sample: a sensor captures passing hits at the probe's rate (1/s for a
+snapshot) and violations at up to 10/s, so a share of captured hits overstates how often a
+function breaks (a function broken on 23% of calls showed 76.7% of its captured hits
+violating). Each sensor also *counts* every firing of each probe (``ProbeStatus``:
+evaluations, violations, exception exits, hits, drops, skips), exactly and before any
+sampling, and sends the counts to the hub with its heartbeats. The rates in a verdict come
+from those counters, summed over the sources, and say when a count is only a lower bound.
+
+The confidence bound is the rule of three, exact: after ``n`` independent observations that
+all missed something, that thing happens with probability below ``1 - 0.05 ** (1 / n)`` at
+95% confidence (about ``3 / n`` for large ``n``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "CONFIDENCE",
+    "COUNTERS",
+    "Production",
+    "collection_state",
+    "firings",
+    "hits_needed",
+    "status_record",
+    "summarize",
+    "unseen_bound",
+]
+
+#: The confidence level of every bound the plugin prints.
+CONFIDENCE = 0.95
+#: The counters of a sensor's ``ProbeStatus`` (``exceptions`` and ``skipped_budget`` come from
+#: newer sensors: an older one simply does not send them).
+COUNTERS = (
+    "hits",
+    "drops",
+    "skipped_rate",
+    "skipped_condition",
+    "skipped_budget",
+    "errors",
+    "evaluations",
+    "violations",
+    "exceptions",
+)
+_STATES_THAT_CANNOT_COLLECT = frozenset({"error", "disabled", "removed"})
+
+
+def unseen_bound(n: int, confidence: float = CONFIDENCE) -> float:
+    """The rate below which something unseen in ``n`` observations lies, at ``confidence``.
+
+    ``1 - (1 - confidence) ** (1 / n)``: with 0 of ``n`` seen, a rate above it would have shown
+    at least once with probability ``confidence``. 1.0 when ``n`` is 0 (nothing is known).
+    """
+    if n <= 0:
+        return 1.0
+    return 1.0 - float((1.0 - confidence) ** (1.0 / n))
+
+
+def hits_needed(bound: float, confidence: float = CONFIDENCE) -> int:
+    """The fewest observations ``n`` with ``unseen_bound(n) <= bound``."""
+    if not 0.0 < bound < 1.0:
+        raise ValueError(f"bound: got {bound!r}, expected a rate between 0 and 1 (exclusive)")
+    n = max(1, math.ceil(math.log(1.0 - confidence) / math.log(1.0 - bound)))
+    while unseen_bound(n, confidence) > bound:  # float rounding at the edge
+        n += 1
+    while n > 1 and unseen_bound(n - 1, confidence) <= bound:
+        n -= 1
+    return n
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def firings(status: Mapping[str, Any]) -> int:
+    """Every firing a status counted (evaluated, captured, skipped or failed): calls reached."""
+    return sum(_int(status.get(name)) for name in COUNTERS if name != "violations")
+
+
+def status_record(
+    *,
+    signature: str,
+    probe_id: str,
+    source_id: str,
+    status: Mapping[str, Any],
+    placed_at: float | None,
+    reported_at: float,
+) -> dict[str, Any]:
+    """One probe's status on one source, as an evidence ``status`` record holds it.
+
+    ``placed_at`` is when the probe was placed (its counters count from then), and
+    ``reported_at`` when the plugin read the status from the hub.
+    """
+    counters = {name: _int(status.get(name)) for name in COUNTERS if name in status}
+    record: dict[str, Any] = {
+        "signature": signature,
+        "probe_id": probe_id,
+        "source_id": source_id,
+        "state": str(status.get("state") or "pending"),
+        "counters": counters,
+        "placed_at": placed_at,
+        "reported_at": reported_at,
+    }
+    reason = status.get("reason")
+    if reason:
+        record["reason"] = str(reason)
+    return record
+
+
+def collection_state(
+    statuses: Iterable[Mapping[str, Any]], waiting_sources: int = 0
+) -> tuple[bool, str]:
+    """``(True, "")`` while some source may still produce hits, else ``(False, why)``.
+
+    ``statuses`` are status records (or hub status dicts) with ``state`` and ``reason``.
+    A source that imported the module and then disabled the probe (CPU budget, max hits,
+    expiry) or failed to place it cannot collect. A source pending on an import can, unless
+    another source already imported the module: then it is a process that never imports it
+    (a pre-fork server's master). ``waiting_sources`` counts live sources that have not
+    reported a status yet (they may still install the probe).
+    """
+    items = [(str(s.get("state") or "pending"), str(s.get("reason") or "")) for s in statuses]
+    if not items or waiting_sources:
+        return True, ""
+    imported = any(state in ("installed", "disabled") for state, _ in items)
+    for state, _ in items:
+        if state == "installed" or (state == "pending" and not imported):
+            return True, ""
+    return False, describe_states(items)
+
+
+def describe_states(items: Sequence[tuple[str, str]]) -> str:
+    """``disabled on 2 of 3 source(s): <reason>; pending on 1 of 3 ...``, grouped by reason."""
+    groups: dict[tuple[str, str], int] = {}
+    for state, reason in items:
+        key = (state, reason or "no reason given")
+        groups[key] = groups.get(key, 0) + 1
+    parts = []
+    for (state, reason), count in sorted(groups.items()):
+        part = f"{state} on {count} of {len(items)} source(s): {reason}"
+        if state == "pending" and reason.startswith("waiting for module"):
+            part += " (a process that never imports it, such as a pre-fork server's master)"
+        parts.append(part)
+    return "; ".join(parts)
+
+
+@dataclass(slots=True)
+class _Captured:
+    hits: int = 0
+    evaluated: int = 0
+    violations: int = 0
+    exceptions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Production:
+    """What production did at a probe: counted by the sensors, or only seen in captured hits.
+
+    ``origin`` is ``counters`` when some source sent its counters, ``captured`` when the
+    evidence has none (an old evidence file, a hand-written one): then every count is a
+    lower bound and no rate is exact. ``lower_bound`` lists why the counts may be low.
+    """
+
+    origin: str  #: counters | captured
+    evaluations: int = 0
+    violations: int = 0
+    exceptions: int | None = None  #: None: the sensors do not count exception exits
+    calls: int = 0  #: firings counted (every call that reached the location)
+    drops: int = 0
+    skipped_budget: int = 0
+    sources: int = 0  #: sources that sent counters
+    placements: int = 0  #: probes (placements) whose counters are summed
+    span: float | None = None  #: seconds from the first placement to the last report
+    captured_hits: int = 0
+    captured_violations: int = 0
+    captured_exceptions: int = 0
+    sampled: bool = False  #: some firings were not evaluated (rate limit, CPU budget)
+    lower_bound: tuple[str, ...] = ()
+    collecting: bool = True  #: False when no source can produce more hits
+    states: str = ""  #: the sources' states and reasons when some cannot collect
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def violation_share(self) -> float | None:
+        if self.origin != "counters" or self.evaluations <= 0:
+            return None
+        return self.violations / self.evaluations
+
+    def to_dict(self) -> dict[str, Any]:
+        share = self.violation_share
+        return {
+            "origin": self.origin,
+            "evaluations": self.evaluations,
+            "violations": self.violations,
+            "violation_share": round(share, 6) if share is not None else None,
+            "exceptions": self.exceptions,
+            "calls": self.calls,
+            "drops": self.drops,
+            "skipped_budget": self.skipped_budget,
+            "sources": self.sources,
+            "placements": self.placements,
+            "span_seconds": round(self.span, 3) if self.span is not None else None,
+            "captured_hits": self.captured_hits,
+            "captured_violations": self.captured_violations,
+            "captured_exceptions": self.captured_exceptions,
+            "sampled": self.sampled,
+            "lower_bound": list(self.lower_bound),
+            "collecting": self.collecting,
+            "states": self.states,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Production:
+        span = data.get("span_seconds")
+        exceptions = data.get("exceptions")
+        return cls(
+            origin=str(data.get("origin", "captured")),
+            evaluations=int(data.get("evaluations", 0)),
+            violations=int(data.get("violations", 0)),
+            exceptions=int(exceptions) if exceptions is not None else None,
+            calls=int(data.get("calls", 0)),
+            drops=int(data.get("drops", 0)),
+            skipped_budget=int(data.get("skipped_budget", 0)),
+            sources=int(data.get("sources", 0)),
+            placements=int(data.get("placements", 0)),
+            span=float(span) if span is not None else None,
+            captured_hits=int(data.get("captured_hits", 0)),
+            captured_violations=int(data.get("captured_violations", 0)),
+            captured_exceptions=int(data.get("captured_exceptions", 0)),
+            sampled=bool(data.get("sampled", False)),
+            lower_bound=tuple(str(x) for x in data.get("lower_bound") or ()),
+            collecting=bool(data.get("collecting", True)),
+            states=str(data.get("states", "")),
+        )
+
+    def span_text(self) -> str:
+        """`` in the 35s since placement`` or `` across 3 placements over 2h 5m``."""
+        if self.span is None:
+            return ""
+        if self.placements <= 1:
+            return f" in the {duration(self.span)} since placement"
+        return f" across {self.placements} placements over {duration(self.span)}"
+
+
+def duration(seconds: float) -> str:
+    """``35s``, ``4m 10s``, ``2h 5m``, ``3d 4h``."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60}s" if s % 60 else f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m" if s % 3600 // 60 else f"{s // 3600}h"
+    return f"{s // 86400}d {s % 86400 // 3600}h" if s % 86400 // 3600 else f"{s // 86400}d"
+
+
+def _source_id(hit: Mapping[str, Any]) -> str:
+    source = hit.get("source")
+    if isinstance(source, Mapping) and source.get("id"):
+        return str(source["id"])
+    return ""
+
+
+def _captured(hits: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], _Captured]:
+    out: dict[tuple[str, str], _Captured] = {}
+    for hit in hits:
+        key = (str(hit.get("probe_id") or ""), _source_id(hit))
+        c = out.get(key)
+        if c is None:
+            c = out[key] = _Captured()
+        c.hits += 1
+        result = hit.get("expect")
+        if isinstance(result, Mapping) and ("ok" in result or "error" in result):
+            c.evaluated += 1
+            if result.get("ok") is False or (result.get("ok") is None and result.get("error")):
+                c.violations += 1
+        exc = hit.get("exception")
+        if isinstance(exc, Mapping) and exc.get("type"):
+            c.exceptions += 1
+    return out
+
+
+def _non_overlapping(records: list[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], int]:
+    """Per source, the records whose placements do not overlap in time (two probes with one
+    signature on one source at once count the same calls twice); returns (kept, dropped)."""
+    by_source: dict[str, list[Mapping[str, Any]]] = {}
+    for record in records:
+        by_source.setdefault(str(record.get("source_id")), []).append(record)
+    kept: list[Mapping[str, Any]] = []
+    dropped = 0
+    for source in sorted(by_source):
+        chosen: list[Mapping[str, Any]] = []
+        for record in sorted(
+            by_source[source], key=lambda r: (_time(r, "placed_at"), str(r.get("probe_id")))
+        ):
+            start = _time(record, "placed_at")
+            clash = [c for c in chosen if start < _time(c, "reported_at")]
+            if not clash:
+                chosen.append(record)
+                continue
+            dropped += 1
+            other = clash[-1]
+            if firings(_counters(record)) > firings(_counters(other)):
+                chosen[chosen.index(other)] = record
+        kept.extend(chosen)
+    return kept, dropped
+
+
+def _time(record: Mapping[str, Any], name: str) -> float:
+    value = record.get(name)
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _counters(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    counters = record.get("counters")
+    return counters if isinstance(counters, Mapping) else {}
+
+
+def summarize(
+    records: Sequence[Mapping[str, Any]],
+    hits: Sequence[Mapping[str, Any]],
+    *,
+    has_expect: bool,
+) -> Production:
+    """Sum the sources' counters (``records``: status records) and check them against ``hits``.
+
+    Counts are lower bounds when a source sent hits after its last counters (its status is
+    older than its hits), when hits come from sources or placements with no counters, when
+    the sensors dropped hits, or when firings were not evaluated (rate limit, CPU budget).
+    """
+    captured = _captured(hits)
+    total = _Captured()
+    for c in captured.values():
+        total.hits += c.hits
+        total.evaluated += c.evaluated
+        total.violations += c.violations
+        total.exceptions += c.exceptions
+    if not records:
+        missing: list[str] = []
+        if has_expect:
+            missing.append(
+                "the evidence has no sensor counters: only captured hits were counted, and "
+                "captured hits are a sample"
+            )
+        return Production(
+            origin="captured",
+            evaluations=total.evaluated,
+            violations=total.violations,
+            exceptions=None,
+            calls=total.hits,
+            captured_hits=total.hits,
+            captured_violations=total.violations,
+            captured_exceptions=total.exceptions,
+            lower_bound=tuple(missing),
+        )
+    kept, overlapping = _non_overlapping(list(records))
+    counted_pairs: set[tuple[str, str]] = set()
+    evaluations = violations = calls = drops = skipped_budget = 0
+    exceptions: int | None = None
+    stale: list[str] = []
+    sampled = False
+    sources: set[str] = set()
+    for record in kept:
+        counters = _counters(record)
+        pair = (str(record.get("probe_id")), str(record.get("source_id")))
+        counted_pairs.add(pair)
+        c = captured.get(pair, _Captured())
+        evals = _int(counters.get("evaluations"))
+        viols = _int(counters.get("violations"))
+        if c.hits > _int(counters.get("hits")) or c.violations > viols or c.evaluated > evals:
+            stale.append(pair[1])
+            evals, viols = max(evals, c.evaluated), max(viols, c.violations)
+        evaluations += evals
+        violations += viols
+        calls += max(firings(counters), c.hits)
+        drops += _int(counters.get("drops"))
+        skipped_budget += _int(counters.get("skipped_budget"))
+        if "exceptions" in counters:
+            exceptions = (exceptions or 0) + max(_int(counters.get("exceptions")), c.exceptions)
+        if has_expect:
+            # The expect gate's skipped_rate mixes firings never evaluated and violations not
+            # captured; more skips than uncaptured violations means some were not evaluated.
+            uncaptured = max(0, viols - c.violations)
+            if _int(counters.get("skipped_rate")) > uncaptured:
+                sampled = True
+        if _int(counters.get("skipped_budget")):
+            sampled = True
+        if firings(counters) or c.hits:
+            sources.add(pair[1])
+    dropped_pairs = {(str(r.get("probe_id")), str(r.get("source_id"))) for r in records}
+    uncounted = [
+        (pair, c)
+        for pair, c in sorted(captured.items())
+        if pair not in counted_pairs and pair not in dropped_pairs
+    ]
+    reasons: list[str] = []
+    if stale:
+        names = sorted(set(stale))
+        reasons.append(
+            f"{len(names)} source(s) sent hits after their last counters "
+            f"({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
+        )
+    if uncounted:
+        n = sum(c.hits for _, c in uncounted)
+        reasons.append(f"{n} captured hit(s) come from placements or sources with no counters")
+        for _, c in uncounted:
+            evaluations += c.evaluated
+            violations += c.violations
+            calls += c.hits
+            if exceptions is not None:
+                exceptions += c.exceptions
+    if drops:
+        reasons.append(
+            f"the sensors dropped {drops} hit(s) (full queue or capture over budget): "
+            "fewer states were captured than fired"
+        )
+    if sampled:
+        reasons.append(
+            "some calls were not evaluated (evaluation rate limit or CPU budget): "
+            "the counts cover the evaluated ones"
+        )
+    notes = []
+    if overlapping:
+        notes.append(
+            f"{overlapping} placement(s) overlapping another on the same source were not summed"
+        )
+    starts = [_time(r, "placed_at") for r in kept if r.get("placed_at") is not None]
+    ends = [_time(r, "reported_at") for r in kept if r.get("reported_at") is not None]
+    span = max(ends) - min(starts) if starts and ends else None
+    collecting, states = collection_state(
+        [{"state": r.get("state"), "reason": r.get("reason")} for r in records]
+    )
+    return Production(
+        origin="counters",
+        evaluations=evaluations,
+        violations=violations,
+        exceptions=exceptions,
+        calls=calls,
+        drops=drops,
+        skipped_budget=skipped_budget,
+        sources=len(sources),
+        placements=len({str(r.get("probe_id")) for r in kept}),
+        span=span if span is None else max(0.0, span),
+        captured_hits=total.hits,
+        captured_violations=total.violations,
+        captured_exceptions=total.exceptions,
+        sampled=sampled,
+        lower_bound=tuple(reasons),
+        collecting=collecting,
+        states=states if not collecting else "",
+        notes=tuple(notes),
+    )

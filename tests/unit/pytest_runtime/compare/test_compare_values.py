@@ -1,0 +1,209 @@
+"""Value classes tidy tests never have (text, time zones), numbers that are not ids, categories."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from compare_hits import LOCATION, hit
+
+from pytest_runtime.compare import CompareSettings, Divergence, ProbeVerdict, compare
+from pytest_runtime.compare.values import VALUE_CLASSES, text_classes
+from sensor.probes import Probe
+
+PLAIN = Probe.from_dict({"kind": "snapshot", "location": LOCATION})
+
+
+def dt(text: str) -> dict[str, Any]:
+    return {"@t": "datetime.datetime", "v": text}
+
+
+def sides(
+    tested: list[Any], produced: list[Any], *, n: int = 60, field: str = "name"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Test-time hits with the tested values; production hits cycling through ``produced``."""
+    tests = [hit(i, {field: v, "qty": 2}, prefix="t") for i, v in enumerate(tested)]
+    prod = [hit(i, {field: produced[i % len(produced)], "qty": 2}) for i in range(n)]
+    return tests, prod
+
+
+def keys(verdict: ProbeVerdict, path: str = "name") -> dict[str, Divergence]:
+    return {d.key: d for d in verdict.divergences if d.path == path}
+
+
+TIDY = ["alice", "bob", "carol", "dave smith"]
+
+
+@pytest.mark.parametrize(
+    ("odd", "key", "severity"),
+    [
+        (" alice", "class:edge-whitespace", "medium"),
+        ("bob ", "class:edge-whitespace", "medium"),
+        ("bob\tsmith", "class:tab-or-newline", "medium"),
+        ("bob\nsmith", "class:tab-or-newline", "medium"),
+        ("bob\xa0smith", "class:non-breaking-space", "medium"),
+        ("bob\u200bsmith", "class:zero-width", "medium"),
+        ("bob\x07smith", "class:control", "medium"),
+        ("bob\u202esmith", "class:direction-mark", "medium"),
+        ("zoe\u0301", "class:combining-mark", "medium"),
+        ("zoë", "class:non-ascii-letter", "low"),
+        ("bob 🎉", "class:emoji", "low"),
+        ("BOB", "class:upper-case", "low"),
+        ("Bob", "class:mixed-case", "low"),
+    ],
+)
+def test_a_text_class_production_has_and_tests_never_had_is_named(
+    odd: str, key: str, severity: str
+) -> None:
+    tests, prod = sides(TIDY, [*TIDY, odd])
+    verdict = compare(tests, prod, probe=PLAIN)
+    found = keys(verdict)
+    assert key in found, [d.message for d in verdict.divergences]
+    d = found[key]
+    assert (d.kind, d.severity, d.count) == ("range", severity, 12)
+    assert repr(odd)[:20].rstrip("'") in d.message  # the example shows invisible characters
+    assert verdict.verdict == "diverged"
+
+
+def test_strings_that_differ_only_in_content_stay_ok() -> None:
+    tests, prod = sides(TIDY, [f"user {n}" for n in range(40)] + ["zed", "xavier"])
+    verdict = compare(tests, prod, probe=PLAIN)
+    assert verdict.verdict == "ok", [d.message for d in verdict.divergences]
+
+
+def test_accented_tests_make_accented_production_ordinary() -> None:
+    names = [f"{first} {n}" for n in range(10) for first in ("chloé", "anaïs", "jürgen")]
+    tests, prod = sides(["zoë", "renée", "bob"], names)
+    assert compare(tests, prod, probe=PLAIN).verdict == "ok"
+
+
+def test_text_classes_are_still_checked_on_an_id_path_but_not_case() -> None:
+    # Unique tokens are noise (compared by type), yet a trailing newline in one is news (one
+    # line: the newline, not also "trailing whitespace").
+    tests = [hit(i, {"token": f"tok{i:04d}abc"}, prefix="t") for i in range(5)]
+    prod = [hit(i, {"token": f"tok{i:04d}ABC" + ("\n" * (i % 10 == 0))}) for i in range(60)]
+    verdict = compare(tests, prod, probe=PLAIN)
+    assert verdict.noise == {"token": "unique"}
+    found = keys(verdict, "token")
+    assert set(found) == {"class:tab-or-newline"}
+
+
+def test_every_text_class_of_the_table_is_detected() -> None:
+    # The table is what a reader audits: each of its text classes has a value showing it.
+    samples = {
+        "empty": "",
+        "non-empty": "a",
+        "edge-whitespace": " a",
+        "tab-or-newline": "a\tb",
+        "non-breaking-space": "a\u202fb",
+        "zero-width": "a\ufeffb",
+        "control": "a\x1bb",
+        "direction-mark": "a\u200fb",
+        "combining-mark": "a\u0308",
+        "non-ascii-letter": "ß",
+        "emoji": "🙂",
+        "upper-case": "AB",
+        "lower-case": "ab",
+        "mixed-case": "Ab",
+    }
+    names = {c.name for c in VALUE_CLASSES if c.of == "text"}
+    assert set(samples) == names
+    for name, value in samples.items():
+        assert name in text_classes(value), (name, value)
+    assert "zero-width" not in text_classes("👨\u200d👩")  # a joiner inside an emoji is not
+
+
+def test_a_timezone_aware_datetime_where_tests_had_naive_ones_is_medium() -> None:
+    naive = [dt(f"2026-01-0{d}T10:00:00") for d in range(1, 4)]
+    tests, prod = sides(naive, [*naive, dt("2026-01-05T10:00:00+02:00")], field="at")
+    d = keys(compare(tests, prod, probe=PLAIN), "at")["class:tz-aware"]
+    assert (d.severity, d.count) == ("medium", 15)
+    assert "+02:00" in d.message
+
+
+def test_a_naive_datetime_where_tests_had_aware_ones_is_medium() -> None:
+    aware = [dt(f"2026-01-0{d}T10:00:00+00:00") for d in range(1, 4)]
+    tests, prod = sides(aware, [*aware, dt("2026-01-05T10:00:00")], field="at")
+    assert keys(compare(tests, prod, probe=PLAIN), "at")["class:naive"].severity == "medium"
+
+
+def test_another_utc_offset_is_low_and_one_line_for_every_offset() -> None:
+    utc = [dt(f"2026-01-0{d}T10:00:00+00:00") for d in range(1, 4)]
+    odd = [dt("2026-01-05T10:00:00+02:00"), dt("2026-01-05T10:00:00-05:00")]
+    tests, prod = sides(utc, utc + odd, field="at")
+    found = keys(compare(tests, prod, probe=PLAIN), "at")
+    assert set(found) == {"class:other-utc-offset"}
+    d = found["class:other-utc-offset"]
+    assert d.severity == "low"
+    assert "+02:00, -05:00" in d.message
+    assert "tests had +00:00" in d.message
+
+
+def test_iso_timestamps_as_text_are_noise_yet_keep_their_time_zone_class() -> None:
+    tests = [hit(i, {"at": f"2026-01-01T10:00:{i:02d}"}, prefix="t") for i in range(5)]
+    prod = [hit(i, {"at": f"2026-01-02T10:{i:02d}:00Z"}) for i in range(40)]
+    verdict = compare(tests, prod, probe=PLAIN)
+    assert verdict.noise == {"at": "timestamp"}
+    assert set(keys(verdict, "at")) == {"class:tz-aware"}
+
+
+# --------------------------------------------------------------------------- ids vs numbers
+
+
+def test_a_small_range_quantity_distinct_on_every_hit_is_not_an_id() -> None:
+    # 45 hits, quantities 5..49, all distinct (seeded, sequential traffic): a quantity. A
+    # negative one and a huge one must still be seen.
+    tests = [hit(i, {"qty": q}, prefix="t") for i, q in enumerate((1, 2, 3))]
+    prod = [hit(i, {"qty": 5 + i}) for i in range(45)]
+    prod[10]["captures"]["qty"] = prod[20]["captures"]["qty"] = -7
+    prod[30]["captures"]["qty"] = prod[40]["captures"]["qty"] = 90_000
+    verdict = compare(tests, prod, probe=PLAIN)
+    assert "qty" not in verdict.noise
+    found = keys(verdict, "qty")
+    assert {"class:negative", "magnitude"} <= set(found)
+
+
+def test_ids_named_like_ids_or_spread_wide_are_noise_yet_keep_their_sign() -> None:
+    tests = [hit(i, {"order_id": 1 + i, "ref": 10**9 + i * 7919}, prefix="t") for i in range(3)]
+    prod = [hit(i, {"order_id": 5000 + i, "ref": 10**9 + i * 104_729}) for i in range(60)]
+    prod[7]["captures"]["order_id"] = prod[8]["captures"]["order_id"] = -1
+    verdict = compare(tests, prod, probe=PLAIN)
+    assert verdict.noise == {"order_id": "unique", "ref": "unique"}
+    assert set(keys(verdict, "order_id")) == {"class:negative"}  # sign kept, no magnitude
+    assert keys(verdict, "ref") == {}
+
+
+# --------------------------------------------------------------------------- categories
+
+
+def _kinds(tested: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    return sides(tested, ["mug", "mug", "cup", "plate"], field="kind")
+
+
+def test_a_new_value_of_a_field_with_one_tested_value_is_no_divergence() -> None:
+    tests, prod = _kinds(["mug"])
+    verdict = compare(tests, prod, probe=PLAIN)
+    assert verdict.verdict == "ok", [d.message for d in verdict.divergences]
+
+
+def test_under_strict_a_field_with_one_tested_value_reports_new_values_as_low() -> None:
+    tests, prod = _kinds(["mug"])
+    verdict = compare(tests, prod, probe=PLAIN, settings=CompareSettings(strict=True))
+    found = keys(verdict, "kind")
+    assert set(found) == {"one-of:'cup'", "one-of:'plate'"}
+    assert {d.severity for d in found.values()} == {"low"}
+    assert "tests had only 'mug'" in found["one-of:'cup'"].message
+
+
+def test_a_new_value_of_a_field_tested_with_several_values_is_medium() -> None:
+    tests, prod = _kinds(["mug", "plate"])
+    found = keys(compare(tests, prod, probe=PLAIN), "kind")
+    assert set(found) == {"one-of:'cup'"}
+    assert found["one-of:'cup'"].severity == "medium"
+
+
+def test_an_empty_value_of_a_category_is_one_line_not_two() -> None:
+    tests, prod = sides(["EUR", "USD"], ["EUR", "USD", ""], field="currency")
+    found = keys(compare(tests, prod, probe=PLAIN), "currency")
+    assert set(found) == {"class:empty"}
+    assert found["class:empty"].message == "currency: empty value in production; tests never had ''"
