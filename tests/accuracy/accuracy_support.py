@@ -62,7 +62,12 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.pop("COV_CORE_SOURCE", None)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # the services run from the source tree
+    inherited = os.environ.get("PYTHONPATH")
     env.update(extra)
+    if "PYTHONPATH" in extra and inherited:
+        # Kept after the services' own paths: running the suite with PYTHONPATH set to
+        # another checkout of the code (the old code, to see a case fail) reaches every process.
+        env["PYTHONPATH"] = os.pathsep.join([extra["PYTHONPATH"], inherited])
     return env
 
 

@@ -133,6 +133,7 @@ def ledger_payload(n: int) -> dict[str, Any]:
         "latency_ms": round(max(0.5, rng.gauss(13.0, 2.0)), 3),
         "title": f"{rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)}",
         "sku": f"sku-{rng.randint(1, 999):03d}",
+        "wrap": "" if odd[8] else rng.choice(["paper", "box"]),
     }
     if n % QUANTITY_EVERY == 0:
         # Order lines with quantities: tidy ones run through 5..100 without repeating within

@@ -92,9 +92,11 @@ def _produce(workdir: Path) -> dict[str, Any]:
             for n in range(RUNS)
         ]
         unnamed = run_suite(hub.url, workdir / "unnamed", "tests_unnamed", wait=3, min_hits=5)
+        capped = run_suite(hub.url, workdir / "capped", "tests_capped", wait=10, min_hits=MIN_HITS)
         return {
             "runs": runs,
             "unnamed": unnamed,
+            "capped": capped,
             "traffic": {
                 name: {
                     "sent": loop.sent,
@@ -189,31 +191,26 @@ def assert_value_class(run: dict[str, Any], test: str, path: str) -> None:
     assert all(d["severity"] in ("low", "medium") for d in here), show(result)
 
 
-_RATE_RE = re.compile(r"([\d,]+) of ([\d,]+) evaluations")
-
-
-def counted_rate(result: dict[str, Any]) -> tuple[int, int]:
-    """(violations, evaluations) as the violation divergence prints them."""
-    [violation] = divergences(result, "violation")
-    match = _RATE_RE.search(violation["message"])
-    assert match, f"the violation does not say 'N of M evaluations': {show(violation)}"
-    return int(match.group(1).replace(",", "")), int(match.group(2).replace(",", ""))
+_RATE_RE = re.compile(r"([\d,]+) of ([\d,]+) evaluations \((\d+(?:\.\d+)?)%\)")
 
 
 def assert_rate_from_counters(run: dict[str, Any], test: str, true_rate: float) -> None:
-    """violated; the printed rate is the sensor's counted rate, near the traffic's true rate."""
+    """violated; the printed rate is the sensors' counted rate, near the traffic's true rate.
+
+    Not the share of captured hits: violations are captured up to 10/s and passing states at
+    1/s, so that share is several times the true rate.
+    """
     result = entry(run, test)
     assert result["verdict"] == "violated", show(result)
     [violation] = divergences(result, "violation")
     assert violation["severity"] == "high", show(violation)
-    failed, evaluated = counted_rate(result)
+    match = _RATE_RE.search(violation["message"])
+    assert match, f"the violation does not say 'N of M evaluations (P%)': {show(violation)}"
+    failed, evaluated = (int(group.replace(",", "")) for group in match.groups()[:2])
+    printed = float(match.group(3)) / 100
     assert evaluated >= MIN_HITS, show(violation)
+    assert abs(printed - failed / evaluated) <= 0.001, violation["message"]
     assert abs(failed / evaluated - true_rate) <= RATE_TOLERANCE, (failed, evaluated, true_rate)
-    # Every percentage the message prints, and the share in the JSON, is that rate, not the
-    # share of captured hits (violations are captured 10x as often as passing states).
-    for percent in re.findall(r"(\d+(?:\.\d+)?)%", violation["message"]):
-        assert abs(float(percent) / 100 - true_rate) <= RATE_TOLERANCE, violation["message"]
-    assert abs(violation["share"] - true_rate) <= RATE_TOLERANCE, show(violation)
 
 
 # ---------------------------------------------------------------------------- numbers
@@ -236,13 +233,23 @@ def test_violations_are_violated_with_high_severity(first: dict[str, Any]) -> No
         assert [d["severity"] for d in divergences(result, "violation")] == ["high"], show(result)
 
 
+@_xfail("the JSON share of a violation is the counted rate, not the captured share", VERDICTS)
+def test_violation_share_in_the_json_report_is_the_counted_rate(first: dict[str, Any]) -> None:
+    for test, per_10 in (
+        ("test_reserve_leaves_stock", LEDGER_VIOLATIONS_PER_10),
+        ("test_reserve_seats", PROFILE_VIOLATIONS_PER_10),
+    ):
+        [violation] = divergences(entry(first, test), "violation")
+        assert abs(violation["share"] - per_10 / 10) <= RATE_TOLERANCE, show(violation)
+
+
 @_xfail("a confidence bound (about 3/n) in every ok and diverged result", VERDICTS)
 def test_ok_and_diverged_results_state_their_confidence_bound(first: dict[str, Any]) -> None:
     checked = 0
     for result in first["report"]["results"]:
         if result["verdict"] not in ("ok", "diverged"):
             continue
-        bounds = list(_numbers_under(result, "bound"))
+        bounds = list(_numbers_under({k: v for k, v in result.items() if k != "divergences"}))
         assert bounds, f"no confidence bound: {show(result)}"
         # n is at least the production hits (it may be the evaluations, which are more).
         n = result["hits"]["production"]
@@ -251,14 +258,17 @@ def test_ok_and_diverged_results_state_their_confidence_bound(first: dict[str, A
     assert checked >= 10
 
 
-def _numbers_under(value: Any, word: str, inside: bool = False) -> Any:
-    """Every number in ``value`` under a key that contains ``word``."""
+_BOUND_KEY = re.compile(r"bound|below|rarer")
+
+
+def _numbers_under(value: Any, inside: bool = False) -> Any:
+    """Every number in ``value`` under a key that names a bound ("bound", "below", "rarer")."""
     if isinstance(value, dict):
         for key, item in value.items():
-            yield from _numbers_under(item, word, inside or word in str(key).lower())
+            yield from _numbers_under(item, inside or bool(_BOUND_KEY.search(str(key).lower())))
     elif isinstance(value, list):
         for item in value:
-            yield from _numbers_under(item, word, inside)
+            yield from _numbers_under(item, inside)
     elif inside and isinstance(value, int | float) and not isinstance(value, bool):
         yield value
 
@@ -358,6 +368,15 @@ def test_branch_no_test_reaches_is_a_path_divergence(first: dict[str, Any]) -> N
     assert any(d["severity"] == "high" for d in divergences(result, "path")), show(result)
 
 
+@_xfail("one thing, one line: a new empty value of a category", VERDICTS)
+def test_new_empty_category_value_is_one_divergence(first: dict[str, Any]) -> None:
+    result = entry(first, "test_gift_wrap_styles")
+    assert result["verdict"] == "diverged", show(result)
+    found = divergences(result, path="style")
+    assert len(found) == 1, show(result)
+    assert found[0]["severity"] in ("low", "medium"), show(result)
+
+
 # ---------------------------------------------------------------------------- noise controls
 
 
@@ -421,6 +440,18 @@ def test_probe_without_a_service_names_the_services(production: dict[str, Any]) 
     assert run["returncode"] != 0, _tail(run)
     assert "acc-ledger" in run["output"], _tail(run)
     assert "acc-profiles" in run["output"], _tail(run)
+
+
+@_xfail("a probe that can no longer collect: its verdict says why", VERDICTS)
+def test_probe_disabled_on_every_source_says_why(production: dict[str, Any]) -> None:
+    run = production["capped"]
+    assert run["report"] is not None, _tail(run)
+    result = entry(run, "test_probe_that_stops_collecting")
+    assert result["verdict"] == "inconclusive", show(result)
+    # What the verdict says (not the test's own name, which says it too).
+    said = {k: v for k, v in result.items() if k not in ("nodeid", "test_file", "location")}
+    text = json.dumps(said).lower()
+    assert "max hits" in text or "max_hits" in text, show(result)
 
 
 # ---------------------------------------------------------------------------- stability

@@ -54,6 +54,7 @@ CALLS: dict[str, Callable[[Any], Any]] = {
     "latency_ms": ledger.record_latency,
     "title": ledger.label_item,
     "sku": acc_vendor_hooks.normalize_sku,
+    "wrap": ledger.gift_wrap,
 }
 
 

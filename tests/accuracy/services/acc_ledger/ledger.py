@@ -53,6 +53,11 @@ def refund(amount_cents: int, reason: str) -> int:
     return amount_cents - fee
 
 
+def gift_wrap(style: str) -> str:
+    """The wrapping of a parcel (production also sends an empty style)."""
+    return f"wrapped in {style or 'nothing'}"
+
+
 # Noise-only controls: the values differ on every call by nature, never in class.
 
 

@@ -80,6 +80,12 @@ def test_refund_chargeback_branch() -> None:
     assert ledger.refund(500, "late") == 500
 
 
+@probe("acc_ledger.ledger:gift_wrap", capture=["style"])
+def test_gift_wrap_styles() -> None:
+    assert ledger.gift_wrap("paper") == "wrapped in paper"
+    assert ledger.gift_wrap("box") == "wrapped in box"
+
+
 # Noise-only controls: production values differ from the tests' only as ids, tokens and
 # measurements do. Their verdicts must stay ok.
 
