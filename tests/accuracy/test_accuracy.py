@@ -302,33 +302,23 @@ def test_declared_exception_is_not_flagged(first: dict[str, Any]) -> None:
     assert result["hits"]["production"] >= MIN_HITS, show(result)
 
 
-@_xfail("tz-aware datetimes where tests had naive ones", VERDICTS)
 def test_aware_datetime_where_tests_had_naive(first: dict[str, Any]) -> None:
     assert_value_class(first, "test_book_slot_naive", "start")
 
 
-@_xfail("another UTC offset than the tests had", VERDICTS)
 def test_other_utc_offset(first: dict[str, Any]) -> None:
     assert_value_class(first, "test_book_slot_utc", "start")
 
 
-@_xfail("naive datetimes where tests had aware ones", VERDICTS)
 def test_naive_datetime_where_tests_had_aware(first: dict[str, Any]) -> None:
     assert_value_class(first, "test_local_day_aware", "moment")
 
 
-@pytest.mark.parametrize(
-    "field",
-    [
-        pytest.param(field, marks=_xfail(f"string value class: {what}", VERDICTS), id=field)
-        for field, what in PROFILE_STRING_CLASSES.items()
-    ],
-)
+@pytest.mark.parametrize("field", list(PROFILE_STRING_CLASSES))
 def test_string_value_class_is_named(first: dict[str, Any], field: str) -> None:
     assert_value_class(first, "test_register_profile", f"profile.{field}")
 
 
-@_xfail("a small-range integer quantity is not id noise (sign)", VERDICTS)
 def test_quantity_sign_change_is_named(first: dict[str, Any]) -> None:
     result = entry(first, "test_line_total")
     assert "quantity" not in result["noise"], show(result)
@@ -368,7 +358,6 @@ def test_branch_no_test_reaches_is_a_path_divergence(first: dict[str, Any]) -> N
     assert any(d["severity"] == "high" for d in divergences(result, "path")), show(result)
 
 
-@_xfail("one thing, one line: a new empty value of a category", VERDICTS)
 def test_new_empty_category_value_is_one_divergence(first: dict[str, Any]) -> None:
     result = entry(first, "test_gift_wrap_styles")
     assert result["verdict"] == "diverged", show(result)
@@ -401,7 +390,6 @@ def test_per_worker_counter_stays_ok(first: dict[str, Any]) -> None:
     assert_ok_control(first, "test_next_invoice_counter")
 
 
-@_xfail("a new value of a field with one tested value is no false alarm", VERDICTS)
 def test_new_value_of_a_single_tested_category_is_not_flagged(first: dict[str, Any]) -> None:
     assert_ok_control(first, "test_pick_vessel_mug")
 
