@@ -108,6 +108,7 @@ class Evidence:
     #: signature -> hits left out by the cap (MAX_HITS_PER_SIGNATURE)
     capped: dict[str, int] = dataclasses.field(default_factory=dict)
     duplicates: int = 0  #: hits read twice (overlapping files), kept once
+    version: int = VERSION  #: the schema version of the file read (1: no status records)
     max_hits: int = MAX_HITS_PER_SIGNATURE
     #: signatures whose ``capped`` count may include hits read twice (too many to remember)
     capped_upper_bound: set[str] = dataclasses.field(default_factory=set)
@@ -248,7 +249,13 @@ def read_file(path: str | os.PathLike[str]) -> Evidence:
     name = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as stream:
-            return parse_lines(stream, name)
+            evidence = parse_lines(stream, name)
+        if evidence.version < 2 and evidence.hits:
+            evidence.notes.append(
+                f"{name}: evidence version {evidence.version} has no sensor counters: its "
+                "rates are over captured hits, and its counts are lower bounds"
+            )
+        return evidence
     except UnicodeDecodeError as exc:
         raise EvidenceError(f"evidence file {name}: not UTF-8 text ({exc.reason})") from exc
     except OSError as exc:
@@ -309,11 +316,7 @@ def parse_lines(lines: Iterable[str], name: str = "<evidence>") -> Evidence:
             raise EvidenceFormatError(name, number, f"invalid {kind} record: {exc}") from exc
     if not header_seen:
         raise EvidenceFormatError(name, 1, "empty file, expected the header record")
-    if version < 2 and evidence.hits:
-        evidence.notes.append(
-            f"{name}: evidence version {version} has no sensor counters: its rates are over "
-            "captured hits, and its counts are lower bounds"
-        )
+    evidence.version = version
     for kind, count in sorted(skipped.items()):
         evidence.notes.append(f"{name}: skipped {count} record(s) of unknown type {kind!r}")
     return evidence

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "MARKER_HELP",
     "ProbeRequest",
     "ProbeSettings",
+    "exception_name",
     "parse_probe_args",
     "requests_for_item",
 ]
@@ -44,6 +46,12 @@ _KNOWN = (
     "rate",
     "max_hits",
     "template",
+    "raises",
+)
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+_RAISES_EXPECTED = (
+    "an exception class, a dotted name such as 'decimal.InvalidOperation', or a tuple or list "
+    "of them"
 )
 
 
@@ -60,6 +68,9 @@ class ProbeSettings:
     wait: float | None = None
     service: str | None = None
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: exception types the test author expects to leave the function (``ValueError``,
+    #: ``decimal.InvalidOperation``): production raising them is no divergence
+    raises: tuple[str, ...] = ()
 
     def selector(self, default_service: str | None = None) -> dict[str, Any]:
         """The hub selector (service and labels) of the sources to probe."""
@@ -75,6 +86,7 @@ class ProbeSettings:
         data = dataclasses.asdict(self)
         data["ignore"] = list(self.ignore)
         data["labels"] = dict(self.labels)
+        data["raises"] = list(self.raises)
         return data
 
     @classmethod
@@ -82,6 +94,7 @@ class ProbeSettings:
         values = dict(data)
         values["ignore"] = tuple(values.get("ignore", ()))
         values["labels"] = dict(values.get("labels") or {})
+        values["raises"] = tuple(values.get("raises", ()))
         return cls(**values)
 
 
@@ -131,6 +144,30 @@ def _number(argument: str, value: object, *, whole: bool, minimum: float) -> Any
     if not math.isfinite(value) or value < minimum:
         raise MarkerError(argument, value, f"a number >= {minimum:g}")
     return value
+
+
+def exception_name(cls: type[BaseException]) -> str:
+    """An exception class's name as the sensor writes it: ``ValueError``, ``json.decoder.X``."""
+    module = getattr(cls, "__module__", "") or ""
+    qualname = getattr(cls, "__qualname__", cls.__name__)
+    return qualname if module == "builtins" else f"{module}.{qualname}"
+
+
+def _raises(value: object) -> tuple[str, ...]:
+    """``raises=``: a class, a dotted name, or a tuple/list of them; names the sensor's way."""
+    items = value if isinstance(value, tuple | list) else (value,)
+    if not items:
+        raise MarkerError("raises", value, _RAISES_EXPECTED + " (not empty)")
+    names = []
+    for item in items:
+        if isinstance(item, type) and issubclass(item, BaseException):
+            names.append(exception_name(item))
+        elif isinstance(item, str) and _DOTTED.match(item.strip()):
+            name = item.strip()
+            names.append(name[len("builtins.") :] if name.startswith("builtins.") else name)
+        else:
+            raise MarkerError("raises", value, _RAISES_EXPECTED)
+    return tuple(sorted(set(names)))
 
 
 def parse_probe_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> ProbeRequest:
@@ -206,6 +243,17 @@ def parse_probe_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> ProbeR
             argument = "location" if argument == "location" else exc.field
         raise MarkerError(argument, exc.value, exc.expected) from exc
     _check_expressions(probe)
+    raises: tuple[str, ...] = ()
+    if kwargs.get("raises") is not None:
+        raises = _raises(kwargs["raises"])
+        point = probe.location.point.value
+        if point not in ("return", "exception"):
+            raise MarkerError(
+                "raises",
+                kwargs["raises"],
+                f"a probe at @return or @exception (a probe at {location!r} never sees an "
+                "exception leave the function)",
+            )
     settings = ProbeSettings(
         ignore=ignore,
         min_hits=min_hits,
@@ -213,6 +261,7 @@ def parse_probe_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> ProbeR
         wait=wait,
         service=kwargs.get("service"),
         labels=dict(labels),
+        raises=raises,
     )
     return ProbeRequest(probe, settings)
 

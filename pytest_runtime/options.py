@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MIN_HITS",
+    "DEFAULT_RARER_THAN",
     "DEFAULT_SINCE",
     "DEFAULT_WAIT",
     "RuntimeOptions",
@@ -24,7 +25,13 @@ __all__ = [
 ]
 
 DEFAULT_WAIT = 30.0
-DEFAULT_MIN_HITS = 5
+#: Fewer production hits than this give ``inconclusive``: with 10 hits, anything the evidence
+#: did not show is only known to be rarer than 26% of calls (the rule of three, 95%).
+DEFAULT_MIN_HITS = 10
+#: The wait for evidence goes on until anything unseen is shown rarer than this, at 95%
+#: confidence: 29 hits, what one source sends at the default snapshot rate (1/s) in the
+#: default 30 s wait, or two sources in 15 s (see docs/explanation/comparison.md).
+DEFAULT_RARER_THAN = 0.1
 DEFAULT_SINCE = "1h"
 ENV_HUB = "PYTEST_RUNTIME_HUB"
 ENV_TOKEN = "PYTEST_RUNTIME_TOKEN"  # never an option: a token on a command line leaks into `ps`
@@ -66,6 +73,16 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="production hits wanted per probe; fewer gives the verdict inconclusive "
         f"(default: ini runtime_min_hits, then {DEFAULT_MIN_HITS})",
+    )
+    group.addoption(
+        "--runtime-rarer-than",
+        metavar="RATE",
+        default=None,
+        help="wait until anything the evidence did not show is rarer than RATE of calls at 95%% "
+        "confidence (the rule of three: about 3/RATE hits), or until the wait ends: 5%%, 0.01 "
+        "(default: ini runtime_rarer_than, then "
+        + f"{DEFAULT_RARER_THAN:.0%}".replace("%", "%%")
+        + ")",
     )
     group.addoption(
         "--runtime-since",
@@ -118,6 +135,11 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("runtime_service", "default service selector for probes", default="")
     parser.addini("runtime_wait", "longest wait for production hits in seconds", default="")
     parser.addini("runtime_min_hits", "production hits wanted per probe", default="")
+    parser.addini(
+        "runtime_rarer_than",
+        "wait until anything unseen is rarer than this share of calls (95% confidence)",
+        default="",
+    )
     parser.addini("runtime_since", "oldest evidence to use", default="")
     parser.addini("runtime_strict", "fail on diverged probes too", type="bool", default=False)
     parser.addini("runtime_baseline", "baseline file of accepted divergences", default="")
@@ -129,6 +151,7 @@ _OPTION_DESTS = (
     "runtime_service",
     "runtime_wait",
     "runtime_min_hits",
+    "runtime_rarer_than",
     "runtime_since",
     "runtime_evidence",
     "runtime_record",
@@ -142,6 +165,7 @@ _INI_KEYS = (
     "runtime_service",
     "runtime_wait",
     "runtime_min_hits",
+    "runtime_rarer_than",
     "runtime_since",
     "runtime_strict",
     "runtime_baseline",
@@ -170,6 +194,7 @@ class RuntimeOptions:
     service: str | None = None
     wait: float = DEFAULT_WAIT
     min_hits: int = DEFAULT_MIN_HITS
+    rarer_than: float = DEFAULT_RARER_THAN  #: the confidence bound the wait aims for
     since: float = 0.0  #: epoch seconds
     since_given: bool = False  #: set explicitly (option or ini), not the default
     evidence: tuple[str, ...] = ()
@@ -209,6 +234,9 @@ class RuntimeOptions:
             wait=parse_seconds("--runtime-wait", opt("runtime_wait") or ini("runtime_wait")),
             min_hits=parse_min_hits(
                 "--runtime-min-hits", opt("runtime_min_hits") or ini("runtime_min_hits")
+            ),
+            rarer_than=parse_rate(
+                "--runtime-rarer-than", opt("runtime_rarer_than") or ini("runtime_rarer_than")
             ),
             since=parse_since(
                 "--runtime-since", opt("runtime_since") or ini("runtime_since"), now=now
@@ -270,6 +298,22 @@ def parse_min_hits(option: str, text: object, default: int = DEFAULT_MIN_HITS) -
         raise OptionError(option, text, "a whole number >= 1") from None
     if value < 1:
         raise OptionError(option, text, "a whole number >= 1")
+    return value
+
+
+def parse_rate(option: str, text: object, default: float = DEFAULT_RARER_THAN) -> float:
+    """A rate strictly between 0 and 1: ``0.05`` or ``5%``."""
+    if text in (None, ""):
+        return default
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value < 1.0:
+        raise OptionError(
+            option, text, "a rate between 0 and 1, such as 0.05, or a percentage such as 5%"
+        )
     return value
 
 

@@ -28,7 +28,8 @@ _PLUGIN_NAME = "runtime-session"
 _MARKER = "runtime_probe"  # == markers.MARKER; repeated so that this module imports nothing
 MARKER_HELP = (
     "runtime_probe(location, capture=[...], expect='...', ignore=[...], min_hits=, strict=, "
-    "wait=, service=, labels={...}, kind='snapshot', condition=, rate=, max_hits=): "
+    "wait=, service=, labels={...}, kind='snapshot', condition=, rate=, max_hits=, "
+    "raises=(ValueError, ...)): "
     "arm a probe at location while the test runs and compare its states with production "
     "evidence; see https://pytest-runtime.readthedocs.io/en/latest/reference/plugin/"
 )

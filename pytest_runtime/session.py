@@ -296,6 +296,7 @@ class RuntimeSession:
 
             self.file_evidence = read(self.options.evidence)
             self.notes.extend(self.file_evidence.notes)
+            self.notes.extend(self.file_evidence.cap_notes())
 
     def check_hub(self) -> None:
         """Ask the hub once at start: reachable, and the token has the client scope."""
@@ -426,20 +427,34 @@ class RuntimeSession:
     def _min_hits(self, request: ProbeRequest) -> int:
         return request.settings.min_hits or self.options.min_hits
 
+    def _wanted(self, request: ProbeRequest) -> int:
+        """Production hits to wait for: the minimum for a verdict, and enough for the bound."""
+        from pytest_runtime.compare.counters import hits_needed
+
+        return max(self._min_hits(request), hits_needed(self.options.rarer_than))
+
     def fetch_from_hub(self, progress: Callable[[str], None]) -> Evidence:
-        """Place (or reuse) each probe once, wait for hits, fetch evidence, remove ours."""
+        """Place (or reuse) each probe once, wait for hits, fetch evidence, remove ours.
+
+        The wait for a probe ends when it has enough hits, when no source can produce more
+        (disabled or in error everywhere: its verdict says why), or when the wait is over.
+        The sensors' statuses (counters, states) are read on every poll and kept with the
+        evidence, so that the verdicts report rates from the counters.
+        """
         from pytest_runtime.errors import HubClientError
 
         options = self.options
         groups = self._groups()
         client = self._client()
         placed: list[str] = []
-        watched: dict[str, list[str]] = {}  # signature -> hub probe ids to count hits of
-        wanted: dict[str, int] = {}
+        watches: dict[str, _Watch] = {}
         waits: list[float] = [options.wait]
         try:
             for (signature, _), (request, selector) in groups.items():
-                wanted[signature] = max(wanted.get(signature, 0), self._min_hits(request))
+                watch = watches.get(signature)
+                if watch is None:
+                    watch = watches[signature] = _Watch(request.location, 0)
+                watch.wanted = max(watch.wanted, self._wanted(request))
                 if request.settings.wait is not None:
                     waits.append(request.settings.wait)
                 # A standing probe (placed by a person, an agent or another run) is reused when
@@ -454,7 +469,7 @@ class RuntimeSession:
                     self.notes.append(
                         f"reused standing probe(s) {', '.join(standing)} for {request.location}"
                     )
-                    watched.setdefault(signature, []).extend(standing)
+                    watch.ids.extend(standing)
                     continue
                 live = client.sources(
                     service=selector.get("service"), labels=selector.get("labels")
@@ -464,53 +479,53 @@ class RuntimeSession:
                         f"no live source matches {json.dumps(selector, sort_keys=True)} for "
                         f"{request.location}: its verdict will be inconclusive"
                     )
+                watch.sources.update(str(source.get("id")) for source in live)
                 wait = request.settings.wait if request.settings.wait is not None else options.wait
                 record = client.place(
                     _production_probe(request.probe).to_dict(), selector, ttl=wait + _TTL_MARGIN
                 )
                 placed.append(str(record["id"]))
-                watched.setdefault(signature, []).append(str(record["id"]))
+                watch.ids.append(str(record["id"]))
             deadline = time.monotonic() + max(waits)
             last_line = ""
             last_time = 0.0
             while True:
-                counts: dict[str, int] = {}
                 sources: set[str] = set()
-                for signature, ids in watched.items():
-                    total = 0
-                    for probe_id in ids:
-                        hits = client.hits(probe_id, since=options.since, limit=wanted[signature])
-                        total += len(hits)
-                        for hit in hits:
-                            source = hit.get("source") or {}
-                            if isinstance(source, dict) and source.get("id"):
-                                sources.add(str(source["id"]))
-                    counts[signature] = total
+                for watch in watches.values():
+                    watch.poll(client, options.since, sources)
                 left = deadline - time.monotonic()
-                done = sum(1 for s, n in counts.items() if n >= wanted[s])
-                line = (
-                    f"runtime: waiting for production hits: {done}/{len(watched)} probes "
-                    f"complete, {len(sources)} source(s), "
-                    f"hits {sum(min(n, wanted[s]) for s, n in counts.items())}/"
-                    f"{sum(wanted.values())}, {max(0, left):.0f}s left"
-                )
+                line = _progress_line(watches, sources, left)
                 now = time.monotonic()
                 if line.split(",")[:3] != last_line.split(",")[:3] or now - last_time > 5:
                     progress(line)
                     last_line, last_time = line, now
-                if done == len(watched) or left <= 0:
+                if all(w.done for w in watches.values()) or left <= 0:
                     break
                 time.sleep(min(_POLL_SECONDS, max(0.05, left)))
-            locations = {sig: req.location for (sig, _), (req, _) in groups.items()}
-            for signature, ids in sorted(watched.items()):
-                for probe_id in ids:
-                    self.notes.extend(
-                        _status_notes(locations.get(signature, signature), client.probe(probe_id))
-                    )
             evidence = Evidence()
-            for signature in watched:
+            reported_at = time.time()
+            for signature, watch in sorted(watches.items()):
+                if not watch.collecting and watch.count < watch.wanted:
+                    self.notes.append(
+                        f"{watch.location}: stopped waiting after {watch.count} hit(s): the "
+                        f"probe cannot collect more: {watch.states}"
+                    )
+                for probe_id in watch.ids:
+                    # Read once more: a source's last heartbeat may have come after the poll.
+                    watch.records[probe_id] = client.probe(probe_id)
+                for probe_id, record in sorted(watch.records.items()):
+                    self.notes.extend(_status_notes(watch.location, record))
+                    for source_id, status in sorted(_effective_statuses(record).items()):
+                        if source_id:
+                            evidence.add_status(
+                                _status_record(
+                                    signature, probe_id, source_id, status, record, reported_at
+                                )
+                            )
+            for signature in watches:
                 evidence.merge(client.evidence(signature, since=options.since))
             self.notes.extend(evidence.notes)
+            self.notes.extend(evidence.cap_notes())
             return evidence
         except BaseException:
             # Ctrl-C can land inside the HTTP client's connection pool and leave it locked, so
@@ -589,9 +604,15 @@ class RuntimeSession:
                     min_hits=self._min_hits(request),
                     strict=strict,
                     noise_rules=tuple(noise),
+                    raises=tuple(request.settings.raises),
+                    rarer_than=self.options.rarer_than,
                 )
                 verdict = compare(
-                    test_hits, prod_cache[signature], probe=request.probe, settings=settings
+                    test_hits,
+                    prod_cache[signature],
+                    probe=request.probe,
+                    settings=settings,
+                    statuses=evidence.statuses_for(signature),
                 )
                 results.append(
                     ProbeResult(
@@ -668,6 +689,133 @@ class RuntimeSession:
         return list(gh.annotations(self.results)), gh.job_summary(self.results)
 
 
+@dataclasses.dataclass
+class _Watch:
+    """What the wait knows of one probe signature: its hub probes, hits and sources' states."""
+
+    location: str
+    wanted: int
+    ids: list[str] = dataclasses.field(default_factory=list)
+    sources: set[str] = dataclasses.field(default_factory=set)  #: live at placement
+    records: dict[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    count: int = 0
+    collecting: bool = True
+    states: str = ""
+    calls: int | None = None  #: calls counted since placement (None: no counters yet)
+    installed: int = 0
+    placed_at: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.count >= self.wanted or not self.collecting
+
+    def poll(self, client: Any, since: float, sources: set[str]) -> None:
+        """Read hits (up to the number wanted) and the probe records (statuses) once."""
+        from pytest_runtime.compare.counters import collection_state, firings
+
+        total = 0
+        statuses: list[Mapping[str, Any]] = []
+        reported: set[str] = set()
+        active = False
+        for probe_id in self.ids:
+            hits = client.hits(probe_id, since=since, limit=self.wanted)
+            total += len(hits)
+            for hit in hits:
+                source = hit.get("source") or {}
+                if isinstance(source, Mapping) and source.get("id"):
+                    sources.add(str(source["id"]))
+            record = client.probe(probe_id)
+            self.records[probe_id] = record
+            if record.get("created_at") is not None:
+                created = float(record["created_at"])
+                self.placed_at = created if self.placed_at is None else min(self.placed_at, created)
+            effective = _effective_statuses(record)
+            reported.update(effective)
+            statuses.extend(effective.values())
+            active = active or str(record.get("state") or "active") == "active"
+        self.count = total
+        # Sources live at placement that have not reported yet may still install the probe,
+        # unless the hub ended every probe of the signature.
+        waiting = len(self.sources - reported) if active else 0
+        self.collecting, self.states = collection_state(statuses, waiting)
+        self.installed = sum(1 for s in statuses if s.get("state") == "installed")
+        self.calls = sum(firings(s) for s in statuses) if statuses else None
+
+
+def _effective_statuses(record: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The sources' statuses of a hub probe record, as far as collecting goes.
+
+    A probe the hub ended (it reached its ``max_hits``, its TTL expired, someone removed it)
+    collects nothing more, whatever its sources last reported: each status then reads
+    ``removed`` with the hub's reason (the counters stay as the sources sent them).
+    """
+    ended = str(record.get("state") or "active")
+    raw = record.get("statuses") or {}
+    statuses = {
+        str(k): v
+        for k, v in (raw.items() if isinstance(raw, Mapping) else ())
+        if isinstance(v, Mapping)
+    }
+    if ended == "active":
+        return statuses
+    if ended == "completed":
+        limits = (record.get("probe") or {}).get("limits") or {}
+        reason = f"the hub ended the probe: it reached max_hits ({limits.get('max_hits')})"
+    elif ended == "expired":
+        reason = "the hub ended the probe: its time to live expired"
+    else:
+        reason = f"the hub ended the probe ({ended})"
+    if not statuses:
+        return {"": {"state": "removed", "reason": reason}}
+    return {k: {**v, "state": "removed", "reason": reason} for k, v in statuses.items()}
+
+
+def _progress_line(watches: Mapping[str, _Watch], sources: set[str], left: float) -> str:
+    """``runtime: waiting for production hits: 1/3 probes complete, ...`` plus what is wrong."""
+    done = sum(1 for w in watches.values() if w.done)
+    line = (
+        f"runtime: waiting for production hits: {done}/{len(watches)} probes "
+        f"complete, {len(sources)} source(s), "
+        f"hits {sum(min(w.count, w.wanted) for w in watches.values())}/"
+        f"{sum(w.wanted for w in watches.values())}, {max(0, left):.0f}s left"
+    )
+    quiet = sorted(
+        w.location for w in watches.values() if not w.done and w.installed and w.calls == 0
+    )
+    if quiet:
+        since = min((w.placed_at for w in watches.values() if w.placed_at), default=None)
+        ago = f" ({max(0, time.time() - since):.0f}s ago)" if since else ""
+        line += (
+            f"; no call reached {', '.join(quiet[:3])}"
+            f"{f' and {len(quiet) - 3} more' if len(quiet) > 3 else ''} since placement{ago}"
+        )
+    stopped = sorted(w.location for w in watches.values() if not w.collecting)
+    if stopped:
+        line += f"; cannot collect more: {', '.join(stopped[:3])}"
+    return line
+
+
+def _status_record(
+    signature: str,
+    probe_id: str,
+    source_id: str,
+    status: Mapping[str, Any],
+    record: Mapping[str, Any],
+    reported_at: float,
+) -> dict[str, Any]:
+    from pytest_runtime.compare.counters import status_record
+
+    created = record.get("created_at")
+    return status_record(
+        signature=signature,
+        probe_id=probe_id,
+        source_id=source_id,
+        status=status,
+        placed_at=float(created) if isinstance(created, int | float) else None,
+        reported_at=reported_at,
+    )
+
+
 def _status_notes(location: str, record: Mapping[str, Any]) -> list[str]:
     """Why a production probe saw fewer hits than it could: the sensors' own statuses.
 
@@ -690,8 +838,12 @@ def _status_notes(location: str, record: Mapping[str, Any]) -> list[str]:
             key = (state, re.sub(r"\d+(?:\.\d+)?", "#", reason))
             count, example = groups.get(key, (0, reason))
             groups[key] = (count + 1, example)
-    installed = sum(
-        1 for s in statuses.values() if isinstance(s, Mapping) and s.get("state") == "installed"
+    # A source that disabled the probe had imported the module: a source still pending on
+    # that import is one that never imports it (a pre-fork master), not a wrong module name.
+    imported = sum(
+        1
+        for s in statuses.values()
+        if isinstance(s, Mapping) and s.get("state") in ("installed", "disabled")
     )
     notes = []
     for (state, _), (count, example) in sorted(groups.items()):
@@ -701,7 +853,7 @@ def _status_notes(location: str, record: Mapping[str, Any]) -> list[str]:
             # its pending state is expected once the workers have the probe.
             note += (
                 " (expected in a process that never imports it, such as a pre-fork server's master)"
-                if installed
+                if imported
                 else " (no source has imported it yet: check the module name of the location)"
             )
         notes.append(note)

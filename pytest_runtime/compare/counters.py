@@ -173,7 +173,8 @@ class Production:
     calls: int = 0  #: firings counted (every call that reached the location)
     drops: int = 0
     skipped_budget: int = 0
-    sources: int = 0  #: sources that sent counters
+    sources: int = 0  #: sources whose counters show calls
+    reporting: int = 0  #: sources that sent counters (a status), calls or not
     placements: int = 0  #: probes (placements) whose counters are summed
     span: float | None = None  #: seconds from the first placement to the last report
     captured_hits: int = 0
@@ -203,6 +204,7 @@ class Production:
             "drops": self.drops,
             "skipped_budget": self.skipped_budget,
             "sources": self.sources,
+            "reporting": self.reporting,
             "placements": self.placements,
             "span_seconds": round(self.span, 3) if self.span is not None else None,
             "captured_hits": self.captured_hits,
@@ -227,6 +229,7 @@ class Production:
             drops=int(data.get("drops", 0)),
             skipped_budget=int(data.get("skipped_budget", 0)),
             sources=int(data.get("sources", 0)),
+            reporting=int(data.get("reporting", 0)),
             placements=int(data.get("placements", 0)),
             span=float(span) if span is not None else None,
             captured_hits=int(data.get("captured_hits", 0)),
@@ -444,6 +447,7 @@ def summarize(
         drops=drops,
         skipped_budget=skipped_budget,
         sources=len(sources),
+        reporting=len({str(r.get("source_id")) for r in records}),
         placements=len({str(r.get("probe_id")) for r in kept}),
         span=span if span is None else max(0.0, span),
         captured_hits=total.hits,

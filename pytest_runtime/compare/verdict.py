@@ -1146,9 +1146,9 @@ def _hint(
             return f"{text}; the probe cannot collect more: {production.states}"
         if production.origin == "counters" and production.calls == 0:
             return (
-                f"{text}; no call reached {location or 'the location'} on "
-                f"{production.sources or 'any'} source(s){production.span_text()}: send "
-                "traffic that reaches it, or wait longer (--runtime-wait)"
+                f"{text}; no call reached {location or 'the location'}{production.span_text()} "
+                f"on the {production.reporting} source(s) that report counters: send traffic "
+                "that reaches it, or wait longer (--runtime-wait)"
             )
         return f"{text}: wait longer (--runtime-wait) or lower the minimum (--runtime-min-hits)"
     if not divergences:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from pytest_runtime.compare import Divergence, ProbeResult
+from pytest_runtime.compare import Divergence, ProbeResult, ProbeVerdict
 
 __all__ = [
     "VERDICT_ORDER",
+    "confidence_text",
     "counts_by_verdict",
+    "coverage_text",
     "divergence_line",
     "group_line",
     "grouped_results",
     "nodeid_list",
+    "percent",
     "result_line",
     "same_evidence_key",
+    "skewed",
     "sorted_results",
 ]
 
@@ -38,31 +42,101 @@ def counts_by_verdict(results: Sequence[ProbeResult]) -> dict[str, int]:
     return counts
 
 
-def result_line(result: ProbeResult) -> str:
-    """``VIOLATED tests/x.py::test_a  shop.pricing:f  prod 120, test 4, coverage 50%``."""
-    v = result.verdict
+def percent(rate: float) -> str:
+    """``6.4%``, ``0.056%``, ``45%``: two significant digits, however small."""
+    return f"{rate * 100:.2g}%"
+
+
+def coverage_text(v: ProbeVerdict) -> str:
+    """``tests cover 1 of 2 production shapes``: state coverage, defined where it is shown.
+
+    Next to a violation with every shape covered, it says what a shape is, so that "all
+    shapes covered" and "violated" do not read as a contradiction.
+    """
+    shapes = v.counts.get("prod_shapes", 0)
+    covered = v.counts.get("covered_shapes", 0)
+    text = f"tests cover {covered} of {shapes} production shape{'s' if shapes != 1 else ''}"
+    if v.verdict == "violated" and shapes and covered == shapes:
+        text += " (types and keys; the values broke the expectation)"
+    return text
+
+
+def _hits_text(v: ProbeVerdict) -> str:
     prod = v.counts.get("prod_hits", 0)
     test = v.counts.get("test_hits", 0)
     return (
-        f"{v.verdict.upper()} {result.nodeid}  {result.location}  "
-        f"prod {prod} hit(s), test {test}, state coverage {v.state_coverage:.0%}"
+        f"{prod:,} production hit{'s' if prod != 1 else ''}, "
+        f"{test:,} test hit{'s' if test != 1 else ''}"
+    )
+
+
+def result_line(result: ProbeResult) -> str:
+    """``VIOLATED tests/x.py::test_a  shop.pricing:f  120 production hits, 4 test hits; ...``."""
+    v = result.verdict
+    return (
+        f"{v.verdict.upper()} {result.nodeid}  {result.location}  {_hits_text(v)}; "
+        f"{coverage_text(v)}"
     )
 
 
 def group_line(result: ProbeResult, size: int) -> str:
-    """``VIOLATED shop.pricing:f  prod 120 hit(s), test 1, state coverage 50%, 5 tests:``."""
+    """``VIOLATED shop.pricing:f  120 production hits, ...; same result for 5 tests:``."""
     v = result.verdict
-    prod = v.counts.get("prod_hits", 0)
-    test = v.counts.get("test_hits", 0)
     return (
-        f"{v.verdict.upper()} {result.location}  prod {prod} hit(s), test {test}, "
-        f"state coverage {v.state_coverage:.0%}, same result for {size} tests:"
+        f"{v.verdict.upper()} {result.location}  {_hits_text(v)}; {coverage_text(v)}; "
+        f"same result for {size} tests:"
     )
 
 
-def divergence_line(d: Divergence) -> str:
-    """``high shape order.discount: None in production; ... (20 hits, 10.0%)``."""
-    return f"{d.severity} {d.kind}: {d.message} ({d.count} hit(s), {d.share:.1%})"
+def divergence_line(d: Divergence, *, skewed: bool = False) -> str:
+    """``high shape order.discount: None in production; ... (20 captured hits, 10.0%)``.
+
+    A violation's or an exception's message already gives its counts (from the sensors'
+    counters when there are some). ``skewed``: the captured hits over-represent violations
+    (they are captured more often than passing calls), so a share of them would overstate
+    how often production shows the divergence, and only the count is given.
+    """
+    if d.kind in ("violation", "exception"):
+        return f"{d.severity} {d.kind}: {d.message}"
+    hits = f"{d.count:,} captured hit{'s' if d.count != 1 else ''}"
+    return f"{d.severity} {d.kind}: {d.message} ({hits}{'' if skewed else f', {d.share:.1%}'})"
+
+
+def skewed(v: ProbeVerdict) -> bool:
+    """True when the captured hits over-represent violations (an expect probe that saw some)."""
+    return bool(v.production.get("captured_violations")) and bool(v.counts.get("prod_hits"))
+
+
+def confidence_text(v: ProbeVerdict) -> str | None:
+    """How rare what the evidence did not show must be (the rule of three, 95%), or None."""
+    c = v.confidence
+    states = c.get("states") if isinstance(c, Mapping) else None
+    if not isinstance(states, Mapping) or not states.get("n"):
+        return None
+    parts = []
+    violations = c.get("violations")
+    if isinstance(violations, Mapping) and violations.get("n"):
+        over = str(violations["over"])
+        if violations["n"] == 1:
+            over = over.replace("evaluations", "evaluation").replace("hits", "hit")
+        parts.append(
+            f"no violation in {violations['n']:,} {over}: a violation happens on "
+            f"fewer than {percent(violations['below'])} of calls"
+        )
+    lead = "beyond these divergences, " if v.divergences else ""
+    none = "the captured hit" if states["n"] == 1 else f"none of the {states['n']:,} captured hits"
+    shown = "did not show" if states["n"] == 1 else "showed"
+    parts.append(
+        f"{lead}a state {none} {shown} happens on fewer than {percent(states['below'])} of calls"
+    )
+    text = "; ".join(parts) + " (95% confidence, rule of three)"
+    asked = c.get("asked")
+    if asked is not None and c.get("reached") is False:
+        text += (
+            f"; asked for {percent(asked)}: {c.get('needed') or 0:,} hits needed (wait "
+            "longer, or raise the probe's rate=)"
+        )
+    return text
 
 
 def same_evidence_key(result: ProbeResult) -> str:

@@ -14,9 +14,12 @@ from collections.abc import Sequence
 from pytest_runtime.compare import ProbeResult
 from pytest_runtime.reporting._common import (
     VERDICT_ORDER,
+    confidence_text,
     counts_by_verdict,
+    coverage_text,
     divergence_line,
     nodeid_list,
+    skewed,
     sorted_results,
 )
 
@@ -48,13 +51,16 @@ def _message(result: ProbeResult) -> str:
     v = result.verdict
     lines = [
         f"{result.location}: {v.verdict} against {v.counts.get('prod_hits', 0)} production "
-        f"hit(s) (state coverage {v.state_coverage:.0%})"
+        f"hit(s) ({coverage_text(v)})"
     ]
     for d in v.divergences[:3]:
-        lines.append(divergence_line(d))
+        lines.append(divergence_line(d, skewed=skewed(v)))
         lines.extend("  " + x for x in d.deepdiff[:2])
     if len(v.divergences) > 3:
         lines.append(f"... {len(v.divergences) - 3} more divergence(s)")
+    confidence = confidence_text(v)
+    if confidence:
+        lines.append("confidence: " + confidence)
     if v.hint:
         lines.append(v.hint)
     return _bounded("\n".join(lines))
@@ -114,7 +120,7 @@ def job_summary(results: Sequence[ProbeResult], *, max_bytes: int = MAX_SUMMARY_
         "",
         " · ".join(f"**{counts[k]}** {k}" for k in VERDICT_ORDER),
         "",
-        "| verdict | test | location | production hits | test hits | state coverage "
+        "| verdict | test | location | production hits | test hits | shapes covered by tests "
         "| top divergence |",
         "| --- | --- | --- | ---: | ---: | ---: | --- |",
     ]
@@ -130,7 +136,8 @@ def job_summary(results: Sequence[ProbeResult], *, max_bytes: int = MAX_SUMMARY_
         row = (
             f"| {v.verdict} | `{_cell(result.nodeid)}` | `{_cell(result.location)}` | "
             f"{v.counts.get('prod_hits', 0)} | {v.counts.get('test_hits', 0)} | "
-            f"{v.state_coverage:.0%} | {top_text} |\n"
+            f"{v.counts.get('covered_shapes', 0)} of {v.counts.get('prod_shapes', 0)} | "
+            f"{top_text} |\n"
         )
         if size + len(row.encode()) > budget:
             break

@@ -33,6 +33,8 @@ def _entry(result: ProbeResult) -> dict[str, Any]:
         "state_coverage": v.state_coverage,
         "counts": dict(sorted(v.counts.items())),
         "noise": dict(sorted(v.noise.items())),
+        "production": dict(sorted(v.production.items())),
+        "confidence": dict(sorted(v.confidence.items())),
         "hint": v.hint,
         "divergences": [d.to_dict() for d in v.divergences],
     }

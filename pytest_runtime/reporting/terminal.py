@@ -8,11 +8,13 @@ from typing import Any
 from pytest_runtime.compare import ProbeResult
 from pytest_runtime.reporting._common import (
     VERDICT_ORDER,
+    confidence_text,
     counts_by_verdict,
     divergence_line,
     group_line,
     grouped_results,
     result_line,
+    skewed,
 )
 
 __all__ = ["summary_lines", "write_summary"]
@@ -50,7 +52,7 @@ def summary_lines(
             if len(group) > max_nodeids:
                 lines.append((v.verdict, f"    and {len(group) - max_nodeids} more"))
         for d in v.divergences[:max_divergences]:
-            lines.append((v.verdict, "    " + divergence_line(d)))
+            lines.append((v.verdict, "    " + divergence_line(d, skewed=skewed(v))))
             for diff in d.deepdiff[:max_diff_lines]:
                 lines.append((v.verdict, "        " + diff))
             if len(d.deepdiff) > max_diff_lines:
@@ -63,6 +65,13 @@ def summary_lines(
         hidden = len(v.divergences) - max_divergences + v.counts.get("divergences_cut", 0)
         if hidden > 0:
             lines.append((v.verdict, f"    ... {hidden} more divergence(s) in the JSON report"))
+        lower = v.production.get("lower_bound") if v.verdict != "violated" else None
+        if lower and v.production.get("origin") == "counters":
+            # A violation's message says it; elsewhere the counts behind the bound are low.
+            lines.append((v.verdict, f"    counts are lower bounds: {'; '.join(lower)}"))
+        confidence = confidence_text(v)
+        if confidence:
+            lines.append((v.verdict, "    confidence: " + confidence))
         if v.hint and v.verdict != "ok":
             lines.append((v.verdict, "    " + v.hint))
     if len(groups) > max_results:

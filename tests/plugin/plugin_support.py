@@ -53,6 +53,15 @@ class HubProcess:
         data = self.request("POST", "/v1/sensors/register", token=self.sensor_token, json=body)
         return str(data["source_id"])
 
+    def post_statuses(self, source_id: str, statuses: list[dict[str, Any]]) -> None:
+        """A sensor's heartbeat: its per-probe statuses (state, reason, counters)."""
+        self.request(
+            "POST",
+            f"/v1/sensors/{source_id}/heartbeat",
+            token=self.sensor_token,
+            json={"statuses": statuses, "dropped": 0},
+        )
+
     def post_hits(self, source_id: str, hits: list[dict[str, Any]]) -> None:
         self.request(
             "POST",

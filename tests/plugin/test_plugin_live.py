@@ -90,7 +90,15 @@ def test_live_run_places_waits_compares_records_and_removes(
     thread = fake_traffic(live, stop)
     try:
         result = pytester.runpytest_subprocess(
-            "--runtime-probe", "--runtime-wait", "20", "--runtime-record", "rec.jsonl"
+            "--runtime-probe",
+            "--runtime-wait",
+            "20",
+            "--runtime-record",
+            "rec.jsonl",
+            "--runtime-min-hits",
+            "5",
+            "--runtime-rarer-than",
+            "50%",  # 5 hits: enough for a verdict, and the bound's target
         )
     finally:
         stop.set()
@@ -110,7 +118,9 @@ def test_live_run_places_waits_compares_records_and_removes(
     assert records[0]["record"] == "header"
     assert sum(1 for r in records if r["record"] == "hit") == 10
     # The recording replays to the same verdict with no hub at all.
-    replay = pytester.runpytest_subprocess("--runtime-evidence", "rec.jsonl")
+    replay = pytester.runpytest_subprocess(
+        "--runtime-evidence", "rec.jsonl", "--runtime-min-hits", "5"
+    )
     replay.stdout.fnmatch_lines(["DIVERGED test_shop.py::test_discount*"])
 
 
@@ -123,7 +133,9 @@ def test_standing_probe_is_reused_and_left_in_place(
     finally:
         client.close()
     live.post_hits(live.register("shop"), hits_for(str(record["id"]), 8))
-    result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "5")
+    result = pytester.runpytest_subprocess(
+        "--runtime-probe", "--runtime-wait", "5", "--runtime-min-hits", "5"
+    )
     result.stdout.fnmatch_lines(
         [f"*reused standing probe(s) {record['id']} for {REQUEST.location}*"]
     )

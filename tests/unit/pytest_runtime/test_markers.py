@@ -76,6 +76,11 @@ def test_request_round_trips_through_plain_data() -> None:
         (("m:f",), {"captures": ["x"]}, "captures", "one of location"),
         (("m:f@entry",), {"expect": "result > 0"}, "expect", "no 'result' at @entry"),
         (("m:f",), {"location": "m:g"}, "location", "given once"),
+        (("m:f",), {"raises": "not a name!"}, "raises", "a dotted name such as"),
+        (("m:f",), {"raises": 42}, "raises", "an exception class"),
+        (("m:f",), {"raises": (ValueError, int)}, "raises", "an exception class"),
+        (("m:f",), {"raises": ()}, "raises", "(not empty)"),
+        (("m:f@entry",), {"raises": ValueError}, "raises", "never sees an exception leave"),
     ],
 )
 def test_invalid_arguments_are_named_with_their_value(
@@ -86,3 +91,22 @@ def test_invalid_arguments_are_named_with_their_value(
     assert info.value.argument == argument
     assert expected in str(info.value)
     assert f"runtime_probe argument {argument!r}" in str(info.value)
+
+
+def test_raises_accepts_classes_dotted_names_and_tuples_named_as_the_sensor_names_them() -> None:
+    import decimal
+    import json
+
+    def raises(value: object) -> tuple[str, ...]:
+        return parse_probe_args(("m:f",), {"raises": value}).settings.raises
+
+    assert raises(ValueError) == ("ValueError",)
+    assert raises("builtins.KeyError") == ("KeyError",)
+    assert raises((decimal.InvalidOperation, "shop.errors.OutOfStock")) == (
+        "decimal.InvalidOperation",
+        "shop.errors.OutOfStock",
+    )
+    assert raises([json.JSONDecodeError]) == ("json.decoder.JSONDecodeError",)
+    assert parse_probe_args(("m:f@exception",), {"raises": KeyError}).settings.raises
+    request = parse_probe_args(("m:f",), {"raises": ValueError})
+    assert ProbeRequest.from_dict(request.to_dict()).settings == request.settings

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from pytest_runtime.errors import OptionError
-from pytest_runtime.options import RuntimeOptions, parse_min_hits, parse_seconds, parse_since
+from pytest_runtime.options import (
+    RuntimeOptions,
+    parse_min_hits,
+    parse_rate,
+    parse_seconds,
+    parse_since,
+)
 
 NOW = 1_800_000_000.0
 
@@ -25,7 +31,7 @@ def test_parse_seconds_rejects_with_the_option_and_value(text: str) -> None:
 
 def test_parse_min_hits_needs_a_positive_whole_number() -> None:
     assert parse_min_hits("--runtime-min-hits", "3") == 3
-    assert parse_min_hits("--runtime-min-hits", None) == 5
+    assert parse_min_hits("--runtime-min-hits", None) == 10
     for bad in ("0", "2.5", "x"):
         with pytest.raises(OptionError, match="whole number >= 1"):
             parse_min_hits("--runtime-min-hits", bad)
@@ -81,3 +87,16 @@ def test_active_only_when_an_option_asks_for_work() -> None:
     assert RuntimeOptions(evidence=("e",)).active
     assert RuntimeOptions(report_json="r.json").active
     assert RuntimeOptions(probe=True, hub="http://h").wants_production
+
+
+@pytest.mark.parametrize(
+    ("text", "rate"), [("5%", 0.05), ("0.01", 0.01), (" 12.5% ", 0.125), (None, 0.1), ("", 0.1)]
+)
+def test_parse_rate_reads_fractions_and_percentages(text: str | None, rate: float) -> None:
+    assert parse_rate("--runtime-rarer-than", text) == pytest.approx(rate)
+
+
+@pytest.mark.parametrize("text", ["0", "1", "100%", "-5%", "x", "nan", "5 %%"])
+def test_parse_rate_rejects_what_is_not_a_rate(text: str) -> None:
+    with pytest.raises(OptionError, match=r"--runtime-rarer-than: got .*, expected a rate between"):
+        parse_rate("--runtime-rarer-than", text)

@@ -264,6 +264,8 @@ def test_inconclusive_when_every_source_disabled_the_probe_quotes_their_reasons(
 def test_inconclusive_when_no_call_reached_the_location_says_so() -> None:
     statuses = [status("src-0"), status("src-1")]
     verdict = compare(from_tests(), [], probe=RETURN, statuses=statuses)
-    assert verdict.hint.startswith(
-        f"only 0 production hit(s), 10 needed; no call reached {LOCATION}@return"
+    assert verdict.hint == (
+        f"only 0 production hit(s), 10 needed; no call reached {LOCATION}@return in the 35s "
+        "since placement on the 2 source(s) that report counters: send traffic that reaches "
+        "it, or wait longer (--runtime-wait)"
     )

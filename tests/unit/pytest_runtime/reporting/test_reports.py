@@ -201,7 +201,10 @@ def _parametrized(results: list[ProbeResult], n: int) -> list[ProbeResult]:
 def test_cases_with_the_same_evidence_are_one_terminal_block(results: list[ProbeResult]) -> None:
     cases = _parametrized(results, 5)
     texts = [t for _, t in terminal.summary_lines(cases)]
-    assert texts[0].startswith("VIOLATED shop.pricing:apply_discount  prod 50 hit(s)")
+    assert texts[0].startswith(
+        "VIOLATED shop.pricing:apply_discount  50 production hits, 10 test hits; "
+        "tests cover 1 of 2 production shapes; "
+    )
     assert texts[0].endswith("same result for 5 tests:")
     assert texts[1:5] == [
         "    tests/test_shop.py::test_odd[case0]",
@@ -245,3 +248,110 @@ def test_github_annotations_do_not_repeat_identical_messages(
         "same result for 5 tests: tests/test_shop.py::test_odd[case0], "
         "tests/test_shop.py::test_odd[case1], tests/test_shop.py::test_odd[case2] and 2 more"
     )
+
+
+def _counted_results() -> list[ProbeResult]:
+    """A violated, a diverged and an ok result of an expect probe, with sensor counters."""
+    from pytest_runtime.compare import CompareSettings, compare
+    from pytest_runtime.compare.counters import status_record
+    from sensor.probes import Probe
+
+    probe = Probe.from_dict(
+        {"kind": "snapshot", "location": "shop.pricing:apply_discount", "expect": "p >= 0"}
+    )
+
+    def hit(i: int, p: object, ok: bool = True, source: str = "web-1") -> dict[str, object]:
+        return {
+            "probe_id": "p1",
+            "signature": "sig",
+            "kind": "snapshot",
+            "location": str(probe.location),
+            "ts": 1.0e9 + i,
+            "hit_id": f"h-{i:04d}",
+            "captures": {"p": p},
+            "expect": {"ok": ok, "error": None},
+            "source": {"id": source, "service": "shop"},
+        }
+
+    def status(source: str, **counters: int) -> dict[str, object]:
+        return status_record(
+            signature="sig",
+            probe_id="p1",
+            source_id=source,
+            status={"state": "installed", **counters},
+            placed_at=1.0e9,
+            reported_at=1.0e9 + 35,
+        )
+
+    tests = [hit(i, 5 + i) for i in range(3)]
+    broken = [hit(i, -1, ok=False, source=f"web-{i % 2}") for i in range(40)]
+    broken += [hit(100 + i, 5, source=f"web-{i % 2}") for i in range(21)]
+    counters = [
+        status("web-0", hits=31, evaluations=2700, violations=551),
+        status("web-1", hits=30, evaluations=2619, violations=535),
+    ]
+    fine = [hit(i, 5 + i % 3, source="web-0") for i in range(45)]
+    odd = [hit(i, "5" if i % 3 == 0 else 5, source="web-0") for i in range(45)]
+    quiet = [status("web-0", hits=45, evaluations=5319)]
+    settings = CompareSettings(rarer_than=0.05)
+    out = []
+    for name, prod, statuses in (
+        ("test_broken", broken, counters),
+        ("test_odd", odd, quiet),
+        ("test_fine", fine, quiet),
+    ):
+        verdict = compare(tests, prod, probe=probe, settings=settings, statuses=statuses)
+        out.append(
+            ProbeResult(
+                nodeid=f"tests/test_shop.py::{name}",
+                test_file="tests/test_shop.py",
+                test_line=10,
+                location=str(probe.location),
+                signature="sig",
+                verdict=verdict,
+            )
+        )
+    return out
+
+
+def test_the_terminal_block_of_a_violation_gives_counted_rates_not_captured_shares() -> None:
+    violated = _counted_results()[0]
+    texts = [t for _, t in terminal.summary_lines([violated])]
+    assert texts[0] == (
+        "VIOLATED tests/test_shop.py::test_broken  shop.pricing:apply_discount@return  "
+        "61 production hits, 3 test hits; tests cover 1 of 1 production shape "
+        "(types and keys; the values broke the expectation)"
+    )
+    assert texts[1] == (
+        "    high violation: expectation 'p >= 0' failed on 1,086 of 5,319 evaluations (20.4%) "
+        "on 2 sources in the 35s since placement; 40 violating hits captured"
+    )
+    assert not any("65.6%" in t for t in texts)  # the share of captured hits never shows
+    assert texts[-3].startswith(
+        "    confidence: beyond these divergences, a state none of the 61 captured hits "
+        "showed happens on fewer than 4.8% of calls (95% confidence, rule of three)"
+    )
+
+
+def test_ok_and_diverged_blocks_say_how_rare_anything_unseen_must_be() -> None:
+    _, diverged, ok = _counted_results()
+    texts = [t for _, t in terminal.summary_lines([diverged, ok], verbose=True)]
+    assert texts[0].startswith("DIVERGED tests/test_shop.py::test_odd")
+    [d_conf, ok_conf] = [t for t in texts if t.startswith("    confidence: ")]
+    assert d_conf == (
+        "    confidence: no violation in 5,319 evaluations: a violation happens on fewer than "
+        "0.056% of calls; beyond these divergences, a state none of the 45 captured hits "
+        "showed happens on fewer than 6.4% of calls (95% confidence, rule of three); "
+        "asked for 5%: 59 hits needed (wait longer, or raise the probe's rate=)"
+    )
+    assert ok_conf.startswith(
+        "    confidence: no violation in 5,319 evaluations: a violation happens on fewer than "
+        "0.056% of calls; a state none of the 45 captured hits showed happens on fewer than "
+        "6.4% of calls"
+    )
+    report = jsonreport.build([ok])["results"][0]
+    assert report["confidence"]["states"] == {"below": 0.064404, "n": 45, "over": "captured hits"}
+    assert report["confidence"]["violations"]["n"] == 5319
+    assert report["production"]["origin"] == "counters"
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator(schema).validate(jsonreport.build(_counted_results()))
