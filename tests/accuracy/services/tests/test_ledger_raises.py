@@ -19,3 +19,4 @@ from acc_ledger import ledger
 def test_coupon_percent_declares_key_error() -> None:
     assert ledger.coupon_percent("SPRING10") == 10
     assert ledger.coupon_percent("VIP25") == 25
+    assert ledger.coupon_percent("WELCOME5") == 5
