@@ -38,6 +38,10 @@ def looping(n):
     for i in range(n):
         total += i  # looping-body
     return total
+
+def ticks(n):
+    for i in range(n):
+        yield i  # ticks-yield
 """
 
 
@@ -181,10 +185,12 @@ def test_host_calls_made_while_a_sensor_thread_works_are_counted_exactly(
     assert got["closed"] == (1, 13, 0)
 
 
-def test_a_nested_function_and_a_running_loop_are_covered_too(
+def test_a_nested_function_and_a_frame_already_running_are_covered_too(
     engine: Engine, target: ModuleType
 ) -> None:
     inner = target.outer(1)
+    running = target.ticks(10)
+    assert next(running) == 0  # suspended before the probes exist (sys.monitoring reaches it)
     name = target.__name__
     nested = place(
         engine,
@@ -194,12 +200,19 @@ def test_a_nested_function_and_a_running_loop_are_covered_too(
     loop = place(
         engine, kind="counter", location=f"{name}:looping@{line_of(target, 'looping-body')}"
     )
-    run_as_sensor_thread(lambda: [inner(2), target.outer(2)(3), target.looping(10)])
+    tick = place(engine, kind="counter", location=f"{name}:ticks@{line_of(target, 'ticks-yield')}")
+    run_as_sensor_thread(
+        lambda: [inner(2), target.outer(2)(3), target.looping(10), next(running), next(running)]
+    )
     assert engine.flush_aggregates() == []
     inner(2)
     target.looping(4)
+    assert [next(running) for _ in range(3)] == [3, 4, 5]
     aggregates = {hit.probe_id: hit.aggregate for hit in engine.flush_aggregates()}
-    assert aggregates == {nested.id: {"count": 1, "total": 1}, loop.id: {"count": 4, "total": 4}}
+    expected = {nested.id: {"count": 1, "total": 1}, loop.id: {"count": 4, "total": 4}}
+    if engine.backend_name != "bytecode":  # bytecode does not reach a frame already running
+        expected[tick.id] = {"count": 3, "total": 3}
+    assert aggregates == expected
 
 
 def test_the_host_runs_the_fast_code_whenever_no_thread_does_sensor_work(
@@ -323,3 +336,42 @@ def _no_sensor_work_left() -> Iterator[None]:
     while threads.BUSY and time.monotonic() < deadline:
         time.sleep(0.005)
     assert not threads.BUSY, "a test left a thread in sensor work"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_forked_while_a_sensor_thread_worked_runs_the_fast_code(
+    target: ModuleType,
+) -> None:
+    # The sensor thread does not exist in the child: nobody does sensor work there, so the
+    # host's functions must be back on the fast code and count every call.
+    import os
+
+    engine = Engine(backend="bytecode", cpu_budget=1.0)
+    release = threading.Event()
+    try:
+        probe = place(engine, kind="counter", location=f"{target.__name__}:work@entry")
+        fast = target.work.__code__
+        thread = threads.SensorThread(lambda: release.wait(30), name="test-sensor-thread")
+        thread.start()
+        deadline = time.monotonic() + 5
+        while target.work.__code__ is fast and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert target.work.__code__ is not fast, "the parent runs the checked code"
+        pid = os.fork()
+        if pid == 0:  # the child: never return into pytest
+            code = 1
+            try:
+                target.work(1)
+                target.work(2)
+                (agg,) = engine.flush_aggregates()
+                ok = not threads.BUSY and target.work.__code__ is fast
+                code = 0 if ok and agg.aggregate == {"count": 2, "total": 2} else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert engine.status(probe.id) is not None
+    finally:
+        release.set()
+        engine.close()
