@@ -152,6 +152,8 @@ SCHEMAS: dict[str, Any] = {
             "errors": _INT,
             "evaluations": _INT,
             "violations": _INT,
+            "exceptions": _INT,
+            "skipped_budget": _INT,
             "backend": _nullable(_STR),
             "updated_at": _NUM,
         },
