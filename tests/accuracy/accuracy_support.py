@@ -190,7 +190,13 @@ def run_suite(
         "--runtime-report-json", str(report), "--junitxml", str(junit),
         *args,
     ]  # fmt: skip
-    env = clean_env(PYTEST_RUNTIME_TOKEN=CLIENT_TOKEN, PYTHONPATH=str(SERVICES))
+    # The client token under its name for the plugin and the CLI, and under the plugin's
+    # former name for code that predates it.
+    env = clean_env(
+        SENSOR_CLIENT_TOKEN=CLIENT_TOKEN,
+        PYTEST_RUNTIME_TOKEN=CLIENT_TOKEN,
+        PYTHONPATH=str(SERVICES),
+    )
     began = time.monotonic()
     proc = subprocess.run(
         argv, cwd=SERVICES, env=env, capture_output=True, text=True, timeout=timeout, check=False

@@ -47,7 +47,6 @@ RATE_TOLERANCE = 0.05
 
 ISSUE = "issue 12"
 VERDICTS = "lands with i-verdicts"
-ENGINE = "lands with i-engine"
 PLUGIN = "lands with i-plugin"
 
 
@@ -165,9 +164,10 @@ def names(divergence: dict[str, Any], *words: str) -> bool:
 
 def outcome(run: dict[str, Any], test: str, module: str) -> tuple[str, str]:
     """(outcome, message) of a test; a collection error of its module counts as its error."""
-    for case in run["testcases"]:
-        if case["name"] == test or case["name"].startswith(test + "["):
-            return case["outcome"], case["message"]
+    for exact in (True, False):
+        for case in run["testcases"]:
+            if case["name"] == test or (not exact and case["name"].startswith(test + "[")):
+                return case["outcome"], case["message"]
     for case in run["testcases"]:
         if case["name"] == f"tests.{module}" and case["outcome"] == "error":
             return "error", case["message"]
@@ -216,12 +216,10 @@ def assert_rate_from_counters(run: dict[str, Any], test: str, true_rate: float) 
 # ---------------------------------------------------------------------------- numbers
 
 
-@_xfail("violation rate from the sensor's counters", VERDICTS)
 def test_ledger_violation_rate_is_counted_not_sampled(first: dict[str, Any]) -> None:
     assert_rate_from_counters(first, "test_reserve_leaves_stock", LEDGER_VIOLATIONS_PER_10 / 10)
 
 
-@_xfail("violation rate from the sensor's counters", VERDICTS)
 def test_profiles_violation_rate_is_counted_not_sampled(first: dict[str, Any]) -> None:
     assert_rate_from_counters(first, "test_reserve_seats", PROFILE_VIOLATIONS_PER_10 / 10)
 
@@ -233,7 +231,10 @@ def test_violations_are_violated_with_high_severity(first: dict[str, Any]) -> No
         assert [d["severity"] for d in divergences(result, "violation")] == ["high"], show(result)
 
 
-@_xfail("the JSON share of a violation is the counted rate, not the captured share", VERDICTS)
+@_xfail(
+    "the JSON share of a violation is the counted rate, not the captured share",
+    "i-verdicts keeps share = share of captured hits (reported to the lead)",
+)
 def test_violation_share_in_the_json_report_is_the_counted_rate(first: dict[str, Any]) -> None:
     for test, per_10 in (
         ("test_reserve_leaves_stock", LEDGER_VIOLATIONS_PER_10),
@@ -243,7 +244,6 @@ def test_violation_share_in_the_json_report_is_the_counted_rate(first: dict[str,
         assert abs(violation["share"] - per_10 / 10) <= RATE_TOLERANCE, show(violation)
 
 
-@_xfail("a confidence bound (about 3/n) in every ok and diverged result", VERDICTS)
 def test_ok_and_diverged_results_state_their_confidence_bound(first: dict[str, Any]) -> None:
     checked = 0
     for result in first["report"]["results"]:
@@ -251,9 +251,11 @@ def test_ok_and_diverged_results_state_their_confidence_bound(first: dict[str, A
             continue
         bounds = list(_numbers_under({k: v for k, v in result.items() if k != "divergences"}))
         assert bounds, f"no confidence bound: {show(result)}"
-        # n is at least the production hits (it may be the evaluations, which are more).
+        # About 3/n: over the captured hits for unseen states (there may be another over the
+        # expectation's evaluations, which exclude exception exits), and never 0 or over 1.
         n = result["hits"]["production"]
-        assert all(0 < b <= 3.05 / n for b in bounds), (bounds, n, show(result))
+        assert all(0 < b <= 1 for b in bounds), (bounds, show(result))
+        assert min(bounds) <= 3.05 / n, (bounds, n, show(result))
         checked += 1
     assert checked >= 10
 
@@ -276,7 +278,6 @@ def _numbers_under(value: Any, inside: bool = False) -> Any:
 # ---------------------------------------------------------------------------- blind spots
 
 
-@_xfail("an exception leaving a function is seen at its @return probe", ENGINE)
 def test_exception_no_test_raised_is_a_high_divergence(first: dict[str, Any]) -> None:
     result = entry(first, "test_parse_quantity")
     assert result["verdict"] == "diverged", show(result)
@@ -285,7 +286,6 @@ def test_exception_no_test_raised_is_a_high_divergence(first: dict[str, Any]) ->
     assert not divergences(result, "violation"), show(result)
 
 
-@_xfail("an exception leaving a coroutine is seen at its @return probe", ENGINE)
 def test_exception_leaving_a_coroutine_is_a_high_divergence(first: dict[str, Any]) -> None:
     result = entry(first, "test_fetch_avatar")
     assert result["verdict"] == "diverged", show(result)
@@ -293,7 +293,6 @@ def test_exception_leaving_a_coroutine_is_a_high_divergence(first: dict[str, Any
     assert any(d["severity"] == "high" and names(d, "LookupError") for d in found), show(result)
 
 
-@_xfail("raises= declares an expected exception", VERDICTS)
 def test_declared_exception_is_not_flagged(first: dict[str, Any]) -> None:
     state, message = outcome(first, "test_coupon_percent_declares_key_error", "test_ledger_raises")
     assert state == "passed", message
@@ -327,7 +326,11 @@ def test_quantity_sign_change_is_named(first: dict[str, Any]) -> None:
     assert any(names(d, "negative") for d in found), show(result)
 
 
-@_xfail("a small-range integer quantity is not id noise (magnitude)", VERDICTS)
+@_xfail(
+    "a small-range integer quantity is not id noise (magnitude)",
+    "i-verdicts judges an int id by the middle 80% of its values, so 30% of magnitude changes "
+    "still make the quantity an id (reported to the lead)",
+)
 def test_quantity_magnitude_change_is_named(first: dict[str, Any]) -> None:
     result = entry(first, "test_bulk_total")
     assert "quantity" not in result["noise"], show(result)
@@ -430,7 +433,6 @@ def test_probe_without_a_service_names_the_services(production: dict[str, Any]) 
     assert "acc-profiles" in run["output"], _tail(run)
 
 
-@_xfail("a probe that can no longer collect: its verdict says why", VERDICTS)
 def test_probe_disabled_on_every_source_says_why(production: dict[str, Any]) -> None:
     run = production["capped"]
     assert run["report"] is not None, _tail(run)
