@@ -42,6 +42,7 @@ TEST_MAX_HITS = 10_000
 WORKEROUTPUT_KEY = "pytest_runtime"
 _POLL_SECONDS = 1.0
 _TTL_MARGIN = 120.0  # placed probes expire on the hub even if this process dies
+_QUIET_AFTER = 5.0  # seconds before the progress line says no call reached a location
 
 
 @dataclasses.dataclass
@@ -496,9 +497,11 @@ class RuntimeSession:
                 left = deadline - time.monotonic()
                 line = _progress_line(watches, sources, left)
                 now = time.monotonic()
-                if line.split(",")[:3] != last_line.split(",")[:3] or now - last_time > 5:
+                # Printed when anything but the seconds left changed, or every 5 s.
+                key = re.sub(r", \d+s left|\(\d+s ago\)", "", line)
+                if key != last_line or now - last_time > 5:
                     progress(line)
-                    last_line, last_time = line, now
+                    last_line, last_time = key, now
                 if all(w.done for w in watches.values()) or left <= 0:
                     break
                 time.sleep(min(_POLL_SECONDS, max(0.05, left)))
@@ -704,6 +707,7 @@ class _Watch:
     calls: int | None = None  #: calls counted since placement (None: no counters yet)
     installed: int = 0
     placed_at: float | None = None
+    started: float = dataclasses.field(default_factory=time.monotonic)
 
     @property
     def done(self) -> bool:
@@ -779,15 +783,24 @@ def _progress_line(watches: Mapping[str, _Watch], sources: set[str], left: float
         f"hits {sum(min(w.count, w.wanted) for w in watches.values())}/"
         f"{sum(w.wanted for w in watches.values())}, {max(0, left):.0f}s left"
     )
+    # "No call reached it": the sources installed the probe and count no firing at all, no
+    # hit came, and a few seconds passed (a status sent just after installing counts zero).
+    now = time.monotonic()
     quiet = sorted(
-        w.location for w in watches.values() if not w.done and w.installed and w.calls == 0
+        w.location
+        for w in watches.values()
+        if not w.done
+        and w.installed
+        and w.calls == 0
+        and w.count == 0
+        and now - w.started >= _QUIET_AFTER
     )
     if quiet:
-        since = min((w.placed_at for w in watches.values() if w.placed_at), default=None)
-        ago = f" ({max(0, time.time() - since):.0f}s ago)" if since else ""
+        ago = max(now - w.started for w in watches.values())
         line += (
             f"; no call reached {', '.join(quiet[:3])}"
-            f"{f' and {len(quiet) - 3} more' if len(quiet) > 3 else ''} since placement{ago}"
+            f"{f' and {len(quiet) - 3} more' if len(quiet) > 3 else ''} since placement "
+            f"({ago:.0f}s ago)"
         )
     stopped = sorted(w.location for w in watches.values() if not w.collecting)
     if stopped:

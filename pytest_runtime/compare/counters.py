@@ -155,6 +155,13 @@ class _Captured:
     evaluated: int = 0
     violations: int = 0
     exceptions: int = 0
+    #: (ts, hit id, violating, exception) per hit, to tell the hits after a status apart
+    order: list[tuple[float, str, bool, bool]] = field(default_factory=list)
+
+    def after(self, produced: int) -> tuple[int, int]:
+        """(violating, exception) hits among those after the first ``produced`` (by time)."""
+        late = sorted(self.order)[produced:]
+        return sum(1 for x in late if x[2]), sum(1 for x in late if x[3])
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +187,9 @@ class Production:
     captured_hits: int = 0
     captured_violations: int = 0
     captured_exceptions: int = 0
+    #: captured violating hits the counters do not cover (sent after a source's last counters,
+    #: or by a placement or source with no counters)
+    uncounted_violations: int = 0
     sampled: bool = False  #: some firings were not evaluated (rate limit, CPU budget)
     lower_bound: tuple[str, ...] = ()
     collecting: bool = True  #: False when no source can produce more hits
@@ -210,6 +220,7 @@ class Production:
             "captured_hits": self.captured_hits,
             "captured_violations": self.captured_violations,
             "captured_exceptions": self.captured_exceptions,
+            "uncounted_violations": self.uncounted_violations,
             "sampled": self.sampled,
             "lower_bound": list(self.lower_bound),
             "collecting": self.collecting,
@@ -235,6 +246,7 @@ class Production:
             captured_hits=int(data.get("captured_hits", 0)),
             captured_violations=int(data.get("captured_violations", 0)),
             captured_exceptions=int(data.get("captured_exceptions", 0)),
+            uncounted_violations=int(data.get("uncounted_violations", 0)),
             sampled=bool(data.get("sampled", False)),
             lower_bound=tuple(str(x) for x in data.get("lower_bound") or ()),
             collecting=bool(data.get("collecting", True)),
@@ -277,14 +289,26 @@ def _captured(hits: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], _Captu
         if c is None:
             c = out[key] = _Captured()
         c.hits += 1
+        violating = raised = False
         result = hit.get("expect")
         if isinstance(result, Mapping) and ("ok" in result or "error" in result):
             c.evaluated += 1
             if result.get("ok") is False or (result.get("ok") is None and result.get("error")):
                 c.violations += 1
+                violating = True
         exc = hit.get("exception")
         if isinstance(exc, Mapping) and exc.get("type"):
             c.exceptions += 1
+            raised = True
+        ts = hit.get("ts")
+        c.order.append(
+            (
+                float(ts) if isinstance(ts, int | float) else 0.0,
+                str(hit.get("hit_id")),
+                violating,
+                raised,
+            )
+        )
     return out
 
 
@@ -364,6 +388,7 @@ def summarize(
     kept, overlapping = _non_overlapping(list(records))
     counted_pairs: set[tuple[str, str]] = set()
     evaluations = violations = calls = drops = skipped_budget = 0
+    uncounted_violations = 0
     exceptions: int | None = None
     stale: list[str] = []
     sampled = False
@@ -375,16 +400,22 @@ def summarize(
         c = captured.get(pair, _Captured())
         evals = _int(counters.get("evaluations"))
         viols = _int(counters.get("violations"))
-        if c.hits > _int(counters.get("hits")) or c.violations > viols or c.evaluated > evals:
+        produced = _int(counters.get("hits")) + _int(counters.get("drops"))
+        late_exceptions = 0
+        if c.hits > produced:
+            # The source sent hits after its last counters (they come with its heartbeats):
+            # the counters cover the calls up to that report; the later hits are captured
+            # only. The rate stays the counters' own, the counts are lower bounds.
             stale.append(pair[1])
-            evals, viols = max(evals, c.evaluated), max(viols, c.violations)
+            late, late_exceptions = c.after(produced)
+            uncounted_violations += late
         evaluations += evals
         violations += viols
-        calls += max(firings(counters), c.hits)
+        calls += firings(counters)
         drops += _int(counters.get("drops"))
         skipped_budget += _int(counters.get("skipped_budget"))
         if "exceptions" in counters:
-            exceptions = (exceptions or 0) + max(_int(counters.get("exceptions")), c.exceptions)
+            exceptions = (exceptions or 0) + _int(counters.get("exceptions")) + late_exceptions
         if has_expect:
             # The expect gate's skipped_rate mixes firings never evaluated and violations not
             # captured; more skips than uncaptured violations means some were not evaluated.
@@ -412,9 +443,7 @@ def summarize(
         n = sum(c.hits for _, c in uncounted)
         reasons.append(f"{n} captured hit(s) come from placements or sources with no counters")
         for _, c in uncounted:
-            evaluations += c.evaluated
-            violations += c.violations
-            calls += c.hits
+            uncounted_violations += c.violations
             if exceptions is not None:
                 exceptions += c.exceptions
     if drops:
@@ -453,6 +482,7 @@ def summarize(
         captured_hits=total.hits,
         captured_violations=total.violations,
         captured_exceptions=total.exceptions,
+        uncounted_violations=uncounted_violations,
         sampled=sampled,
         lower_bound=tuple(reasons),
         collecting=collecting,

@@ -40,8 +40,13 @@ class ValueClass:
     name: str  #: the divergence key is ``class:<name>``
     of: str  #: ``number``, ``text`` or ``datetime``: the values it sorts
     severity: str  #: ``medium`` or ``low``
-    meaning: str  #: how messages and docs say it
+    meaning: str  #: what it is, for the docs; messages use the part before any ``(``
     on_noise: bool  #: still checked where values are ids or timestamps (noise paths)
+
+    @property
+    def label(self) -> str:
+        """The meaning without its parenthesis: what a message says."""
+        return self.meaning.split(" (")[0]
 
 
 #: Every value class, in one table. A class present in production and absent from every
@@ -60,7 +65,13 @@ VALUE_CLASSES: tuple[ValueClass, ...] = (
     # text: what tidy test data rarely has and real input often does
     ValueClass("empty", "text", "medium", "the empty string", True),
     ValueClass("non-empty", "text", "medium", "a non-empty string", True),
-    ValueClass("edge-whitespace", "text", "medium", "leading or trailing whitespace", True),
+    ValueClass(
+        "edge-whitespace",
+        "text",
+        "medium",
+        "leading or trailing whitespace (other than a tab, a line break or a non-breaking space)",
+        True,
+    ),
     ValueClass(
         "tab-or-newline",
         "text",
@@ -83,7 +94,11 @@ VALUE_CLASSES: tuple[ValueClass, ...] = (
         True,
     ),
     ValueClass(
-        "control", "text", "medium", "a control character (U+0000-U+001F, U+007F-U+009F)", True
+        "control",
+        "text",
+        "medium",
+        "a control character other than a tab or line break (U+0000-U+001F, U+007F-U+009F)",
+        True,
     ),
     ValueClass(
         "direction-mark",
@@ -337,9 +352,10 @@ def _show(values: Sequence[Any], limit: int = 8) -> str:
     return shown + (f", ... {more} more" if more > 0 else "")
 
 
-def _example(values: Iterable[str], limit: int = 40) -> str:
-    """The smallest value (deterministic), as repr, so that invisible characters show."""
-    text = repr(min(values))
+def _example(values: Iterable[str], limit: int = 40, *, escape: bool = False) -> str:
+    """The smallest value (deterministic), as repr, so that invisible characters show
+    (``escape``: every non-ASCII character as an escape, for marks that print fused)."""
+    text = ascii(min(values)) if escape else repr(min(values))
     return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
@@ -478,14 +494,15 @@ def value_findings(
             elif name in _CASE:
                 had = " or ".join(n.replace("-", " ") for n in tested_case)
                 message = (
-                    f"{path}: {_BY_NAME[name].meaning.split(' (')[0]} in production, e.g. "
+                    f"{path}: {_BY_NAME[name].label} in production, e.g. "
                     f"{_example(values)}; tested values were {had}"
                 )
             elif name == "empty":
                 message = f"{path}: empty value in production; tests never had ''"
             else:
+                example = _example(values, escape=name == "combining-mark")
                 message = (
-                    f"{path}: {_BY_NAME[name].meaning} in production, e.g. {_example(values)}; "
+                    f"{path}: {_BY_NAME[name].label} in production, e.g. {example}; "
                     "no tested value had one"
                 )
             findings.append(_class_finding(path, name, idxs, message))

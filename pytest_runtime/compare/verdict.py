@@ -646,6 +646,14 @@ def _order(d: Divergence) -> tuple[int, int, str, str]:
     return (_SEVERITY_ORDER[d.severity], _KIND_ORDER[d.kind], d.path, d.key)
 
 
+def _share(kind: str, count: int, n_prod: int, figures: Mapping[str, Any] | None) -> float:
+    """A divergence's share: of the calls the sensors evaluated, for a violation with
+    counters (captured hits over-sample violations); otherwise of the captured hits."""
+    if kind == "violation" and figures and figures.get("of"):
+        return _round(float(figures["count"]) / float(figures["of"]))
+    return _round(count / n_prod) if n_prod else 0.0
+
+
 def _round(x: float) -> float:
     return round(x, 6) if math.isfinite(x) else 0.0
 
@@ -740,6 +748,9 @@ def _violation_text(expect: str | None, production: Production, captured: int) -
             f"{production.sources} source{'s' if production.sources != 1 else ''}"
             f"{production.span_text()}; {caught}"
         )
+        late = production.uncounted_violations
+        if late:
+            text += f", {_thousands(late)} of them after or outside the counters"
         if production.lower_bound:
             text += f" (counts are lower bounds: {'; '.join(production.lower_bound)})"
         return text
@@ -761,8 +772,10 @@ def _exception_text(
     plural = "s" if captured != 1 else ""
     if production.origin == "counters" and production.exceptions is not None and types == 1:
         n = max(production.exceptions, captured)
+        least = "at least " if production.lower_bound else ""
         text = (
-            f"{etype} raised in production{where} on {_thousands(n)} call{'s' if n != 1 else ''}"
+            f"{etype} raised in production{where} on {least}{_thousands(n)} "
+            f"call{'s' if n != 1 else ''}"
             f" counted by the sensors on {production.sources} source"
             f"{'s' if production.sources != 1 else ''}{production.span_text()} "
             f"({_thousands(captured)} captured); no test raised it"
@@ -995,7 +1008,7 @@ def _compare(
                 message=f.message,
                 deepdiff=tuple(lines),
                 count=len(idxs),
-                share=_round(len(idxs) / n_prod) if n_prod else 0.0,
+                share=_share(f.kind, len(idxs), n_prod, counted.get((f.kind, f.path, f.key))),
                 hit_ids=tuple(hit_ids[: settings.max_hit_ids]),
                 sources=tuple(sources[: settings.max_sources]),
                 representative=_bounded_state(rep_hit.get("captures")) if rep_hit else None,

@@ -65,10 +65,6 @@ def summary_lines(
         hidden = len(v.divergences) - max_divergences + v.counts.get("divergences_cut", 0)
         if hidden > 0:
             lines.append((v.verdict, f"    ... {hidden} more divergence(s) in the JSON report"))
-        lower = v.production.get("lower_bound") if v.verdict != "violated" else None
-        if lower and v.production.get("origin") == "counters":
-            # A violation's message says it; elsewhere the counts behind the bound are low.
-            lines.append((v.verdict, f"    counts are lower bounds: {'; '.join(lower)}"))
         confidence = confidence_text(v)
         if confidence:
             lines.append((v.verdict, "    confidence: " + confidence))

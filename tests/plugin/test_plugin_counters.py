@@ -174,7 +174,7 @@ def test_the_progress_line_says_when_no_call_reached_the_location(
         shop.post_statuses(source, [status(probe_id)])  # installed, every counter at 0
 
     with sensor_side_ctx(shop, act):
-        result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "6")
+        result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "9")
     result.stdout.fnmatch_lines(
         [
             f"runtime: waiting for production hits: 0/1 probes complete, 0 source(s), hits 0/29, "

@@ -71,6 +71,7 @@ def test_the_violation_rate_comes_from_the_counters_not_from_captured_hits() -> 
     )
     assert d.counted == {"count": 1086, "of": 5319, "over": "evaluations", "lower_bound": False}
     assert d.count == 40  # the captured hits, whose ids are listed
+    assert d.share == round(1086 / 5319, 6)  # not 40 / 61: violations are over-sampled
     assert verdict.production["origin"] == "counters"
     assert verdict.production["violation_share"] == pytest.approx(1086 / 5319, abs=1e-6)
 
@@ -95,13 +96,14 @@ def test_a_source_whose_counters_predate_its_hits_gives_lower_bounds() -> None:
         status("src-1", hits=3, evaluations=10, violations=2),
     ]
     d = violation(compare(from_tests(), sampled_evidence(), probe=EXPECT, statuses=statuses))
-    assert "counts are lower bounds: 1 source(s) sent hits after their last counters (src-1)" in (
-        d.message
+    # The rate is the counters' own; the hits src-1 sent after its counters are counted apart.
+    assert d.message == (
+        "expectation 'price >= 0' failed on 553 of 2,710 evaluations (20.4%) on 2 sources in "
+        "the 35s since placement; 40 violating hits captured, 17 of them after or outside the "
+        "counters (counts are lower bounds: 1 source(s) sent hits after their last counters "
+        "(src-1))"
     )
-    assert d.counted is not None
-    assert d.counted["lower_bound"] is True
-    # Never fewer violations than were captured from that source.
-    assert d.counted["count"] == 551 + 20
+    assert d.counted == {"count": 553, "of": 2710, "over": "evaluations", "lower_bound": True}
 
 
 def test_hits_from_sources_without_counters_drops_and_sampling_are_said() -> None:
