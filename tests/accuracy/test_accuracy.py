@@ -231,10 +231,6 @@ def test_violations_are_violated_with_high_severity(first: dict[str, Any]) -> No
         assert [d["severity"] for d in divergences(result, "violation")] == ["high"], show(result)
 
 
-@_xfail(
-    "the JSON share of a violation is the counted rate, not the captured share",
-    "i-verdicts keeps share = share of captured hits (reported to the lead)",
-)
 def test_violation_share_in_the_json_report_is_the_counted_rate(first: dict[str, Any]) -> None:
     for test, per_10 in (
         ("test_reserve_leaves_stock", LEDGER_VIOLATIONS_PER_10),
