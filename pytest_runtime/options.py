@@ -195,6 +195,7 @@ class RuntimeOptions:
     wait: float = DEFAULT_WAIT
     min_hits: int = DEFAULT_MIN_HITS
     rarer_than: float = DEFAULT_RARER_THAN  #: the confidence bound the wait aims for
+    rarer_than_given: bool = False  #: set explicitly (option or ini), not the default
     since: float = 0.0  #: epoch seconds
     since_given: bool = False  #: set explicitly (option or ini), not the default
     evidence: tuple[str, ...] = ()
@@ -238,6 +239,7 @@ class RuntimeOptions:
             rarer_than=parse_rate(
                 "--runtime-rarer-than", opt("runtime_rarer_than") or ini("runtime_rarer_than")
             ),
+            rarer_than_given=bool(opt("runtime_rarer_than") or ini("runtime_rarer_than")),
             since=parse_since(
                 "--runtime-since", opt("runtime_since") or ini("runtime_since"), now=now
             ),

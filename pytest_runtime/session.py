@@ -608,7 +608,13 @@ class RuntimeSession:
                     strict=strict,
                     noise_rules=tuple(noise),
                     raises=tuple(request.settings.raises),
-                    rarer_than=self.options.rarer_than,
+                    # A live run waits for the bound, so it says whether it was reached; a
+                    # replay of recorded evidence says so only when asked (it cannot wait).
+                    rarer_than=(
+                        self.options.rarer_than
+                        if self.options.probe or self.options.rarer_than_given
+                        else None
+                    ),
                 )
                 verdict = compare(
                     test_hits,

@@ -365,19 +365,19 @@ def _example(values: Iterable[str], limit: int = 40, *, escape: bool = False) ->
 def _partition(
     leaves: Sequence[tuple[int, str, Any]], tnames: Set[str]
 ) -> tuple[
-    list[tuple[int, str, Any]],
-    list[tuple[int, float]],
-    list[tuple[int, str, Any]],
+    Sequence[tuple[int, str, Any]],
+    Sequence[tuple[int, str, Any]],
+    Sequence[tuple[int, str, Any]],
 ]:
-    """(text leaves, numeric leaves as (idx, number), datetime leaves)."""
+    """(text leaves, numeric leaves, datetime leaves): numeric leaves hold numbers."""
     if tnames == {"str"}:
-        return list(leaves), [], []
+        return leaves, [], []
     if tnames and tnames <= {"int", "float"}:
-        return [], [(i, raw) for i, _, raw in leaves], []
+        return [], leaves, []
     if tnames and tnames <= _DATETIMES:
         return [], [], list(leaves)
     texts: list[tuple[int, str, Any]] = []
-    numbers: list[tuple[int, float]] = []
+    numbers: list[tuple[int, str, Any]] = []
     dts: list[tuple[int, str, Any]] = []
     for leaf in leaves:
         idx, tname, raw = leaf
@@ -388,7 +388,7 @@ def _partition(
         elif tname in _NUMERIC:
             x = raw if tname in ("int", "float") else _number(tname, raw)
             if isinstance(x, int | float) and not isinstance(x, bool):
-                numbers.append((idx, x))
+                numbers.append((idx, tname, x))
     return texts, numbers, dts
 
 
@@ -430,7 +430,12 @@ def value_findings(
     if tnames and tnames - {"int", "float"} and tnames <= _NUMERIC:
         # Decimals and timedeltas: their text read as floats (a class and a magnitude do not
         # need the exact value).
-        numeric = [(i, "float", x) for i, t, raw in leaves if (x := _number(t, raw)) is not None]
+        try:
+            numeric = [(i, "float", float(raw)) for i, _, raw in leaves]
+        except (TypeError, ValueError, OverflowError):  # corrupt evidence: value by value
+            numeric = [
+                (i, "float", x) for i, t, raw in leaves if (x := _number(t, raw)) is not None
+            ]
         leaves, tnames = numeric, {"float"}
     texts, numbers, dts = _partition(leaves, tnames)
     known = test.classes
@@ -444,10 +449,11 @@ def value_findings(
         # Tests nearly always had positives: one pass finds the rest (negative, zero, nan).
         # (No min()/max() here: with a nan among the values their answer depends on order.)
         new: dict[str, list[int]] = {}
-        rest = [x for x in numbers if not (x[1] > 0 and x[1] != math.inf)]
+        inf = math.inf
+        rest = [x for x in numbers if not 0 < x[2] < inf]
         if wanted("positive") and len(rest) < len(numbers):
-            new["positive"] = [i for i, x in numbers if x > 0 and x != math.inf]
-        for idx, x in rest:
+            new["positive"] = [x[0] for x in numbers if 0 < x[2] < inf]
+        for idx, _, x in rest:
             name = _number_class(x)
             if wanted(name):
                 new.setdefault(name, []).append(idx)
@@ -463,7 +469,7 @@ def value_findings(
             )
         limit = test.max_abs * range_factor if test.max_abs > 0 else math.inf
         if noise is None and limit != math.inf:
-            big = [(i, abs(x)) for i, x in numbers if math.isfinite(x) and abs(x) > limit]
+            big = [(x[0], abs(x[2])) for x in numbers if abs(x[2]) > limit]
             if big:
                 findings.append(
                     Finding(
@@ -476,14 +482,21 @@ def value_findings(
                         [i for i, _ in big],
                     )
                 )
+    distinct: set[Any] = set()
     if texts and test.texts:
         distinct = {raw for _, _, raw in texts}
-        by_class: dict[str, list[str]] = {}
-        for value in distinct:
-            for name in text_classes(value):
-                if wanted(name):
-                    by_class.setdefault(name, []).append(value)
         tested_case = sorted(known & _CASE)
+        names = {
+            c.name
+            for c in VALUE_CLASSES
+            if c.of == "text" and wanted(c.name) and (c.name not in _CASE or tested_case)
+        }
+        by_class: dict[str, list[str]] = {}
+        if names and _present(distinct, names):
+            # Only then classify value by value (most paths have nothing new: one scan says so).
+            for value in distinct:
+                for name in text_classes(value) & names:
+                    by_class.setdefault(name, []).append(value)
         for name in sorted(by_class):
             if name in _CASE and not tested_case:
                 continue  # no tested value had letters: case says nothing new
@@ -508,7 +521,8 @@ def value_findings(
             findings.append(_class_finding(path, name, idxs, message))
             reported.add(name)
         if test.texts == test.iso_texts:
-            dts = dts + [leaf for leaf in texts if datetime_classes(leaf[2]) is not None]
+            iso = {v for v in distinct if datetime_classes(v) is not None}
+            dts = [*dts, *(leaf for leaf in texts if leaf[2] in iso)]
     if dts and test.datetimes:
         findings.extend(_datetime_findings(path, dts, test, wanted))
     if (
@@ -517,10 +531,46 @@ def value_findings(
         and test.categories
         and (len(test.categories) >= 2 or strict)
     ):
+        strings = distinct if tnames == {"str"} and distinct else None
         findings.extend(
-            _one_of(path, leaves, test, reported, max_categories, max_distinct, min_repeat)
+            _one_of(path, leaves, test, reported, max_categories, max_distinct, min_repeat, strings)
         )
     return findings
+
+
+_ANY_CONTENT_CLASS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xa0\u2007\u202f\u200b-\u200f\u2060\ufeff\u061c\u202a-\u202e"
+    "\u2066-\u2069\u2028\u2029]"
+)
+
+
+def _present(distinct: set[str], names: Set[str]) -> bool:
+    """True when some value may have one of the text classes ``names`` (a cheap pre-check).
+
+    The classes found inside a string are looked for once over all the distinct values joined
+    by a space (a space belongs to no such class); edges, emptiness and case need the values
+    one by one, but only with C-level string methods.
+    """
+    if "empty" in names and "" in distinct:
+        return True
+    if "non-empty" in names and (len(distinct) > 1 or "" not in distinct):
+        return True
+    if "edge-whitespace" in names and any(
+        v and (v[0] in _WS_EDGE or v[-1] in _WS_EDGE) for v in distinct
+    ):
+        return True
+    if "upper-case" in names and any(v.isupper() for v in distinct):
+        return True
+    if "lower-case" in names and any(v.islower() for v in distinct):
+        return True
+    if "mixed-case" in names and any(
+        not v.isupper() and not v.islower() and v.lower() != v.upper() for v in distinct
+    ):
+        return True
+    blob = " ".join(distinct)
+    if not blob.isascii():
+        return True  # non-ASCII letters, marks, emoji, invisible spaces: classify the values
+    return _ANY_CONTENT_CLASS.search(blob) is not None
 
 
 def _datetime_findings(
@@ -531,8 +581,14 @@ def _datetime_findings(
     aware: list[int] = []
     offsets: dict[str, list[int]] = {}
     examples: dict[str, list[str]] = {"naive": [], "tz-aware": []}
+    seen: dict[str, tuple[str, str | None] | None] = {}
     for idx, _, raw in dts:
-        classes = datetime_classes(raw) if isinstance(raw, str) else None
+        if not isinstance(raw, str):
+            continue
+        if raw in seen:
+            classes = seen[raw]
+        else:
+            classes = seen[raw] = datetime_classes(raw)
         if classes is None:
             continue
         if classes[0] == "naive":
@@ -586,23 +642,39 @@ def _one_of(
     max_categories: int,
     max_distinct: int,
     min_repeat: float,
+    strings: set[Any] | None = None,
 ) -> list[Finding]:
-    """New values of a category, one finding each (values a class finding covers: none)."""
+    """New values of a category, one finding each (values a class finding covers: none).
+
+    ``strings``: the distinct values when every leaf is a str (computed once by the caller).
+    """
     if len(test.categories) > max_categories:
         return []
     cap = max_categories * 4
     seen: set[tuple[str, Any]] = set()
     new_values: dict[tuple[str, Any], list[int]] = {}
-    for idx, tname, raw in leaves:
-        if not _categorical(tname, raw):
+    if strings is not None:
+        # Nearly every categorical path holds strings only: set operations, not a loop.
+        if len(strings) > cap:
             return []
-        value = (tname, raw)
-        if value not in seen:
-            if len(seen) >= cap:
-                return []  # too many distinct values to be a one-of set
-            seen.add(value)
-        if value not in test.categories:
-            new_values.setdefault(value, []).append(idx)
+        seen = {("str", v) for v in strings}
+        fresh = {v for _, v in seen - test.categories}
+        if not fresh:
+            return []
+        for idx, _, raw in leaves:
+            if raw in fresh:
+                new_values.setdefault(("str", raw), []).append(idx)
+    else:
+        for idx, tname, raw in leaves:
+            if not _categorical(tname, raw):
+                return []
+            value = (tname, raw)
+            if value not in seen:
+                if len(seen) >= cap:
+                    return []  # too many distinct values to be a one-of set
+                seen.add(value)
+            if value not in test.categories:
+                new_values.setdefault(value, []).append(idx)
     # A one-of set only when production's values repeat (Daikon reports an invariant only
     # with enough confidence): few distinct values, each seen several times on average. A
     # currency (4 values over 20 hits) is a category; a city, a street or a postcode (many

@@ -133,8 +133,8 @@ def confidence_text(v: ProbeVerdict) -> str | None:
     asked = c.get("asked")
     if asked is not None and c.get("reached") is False:
         text += (
-            f"; asked for {percent(asked)}: {c.get('needed') or 0:,} hits needed (wait "
-            "longer, or raise the probe's rate=)"
+            f"; asked for {percent(asked)}: {c.get('needed') or 0:,} hits needed (wait or "
+            "record longer, or raise the probe's rate=)"
         )
     return text
 

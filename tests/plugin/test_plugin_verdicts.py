@@ -407,3 +407,28 @@ def test_old_recorded_evidence_is_used_unless_a_window_is_asked_for(
         "--runtime-evidence", "prod.jsonl", "--runtime-since", "1d"
     )
     result.stdout.fnmatch_lines(["INCONCLUSIVE test_shop.py::test_discount*"])
+
+
+def test_the_confidence_bound_is_reported_and_asked_for_by_ini(pytester: pytest.Pytester) -> None:
+    setup(pytester, SAME)
+    args = ("--runtime-evidence", "prod.jsonl", "--runtime-report-json", "r.json", "-v")
+    result = pytester.runpytest_subprocess(*args)
+    result.stdout.fnmatch_lines(
+        [
+            "OK test_shop.py::test_discount*20 production hits, 2 test hits; tests cover 1 of 1 "
+            "production shape",
+            "    confidence: a state none of the 20 captured hits showed happens on fewer than "
+            "14% of calls (95% confidence, rule of three)",
+        ]
+    )
+    [entry] = json.loads((pytester.path / "r.json").read_text())["results"]
+    assert entry["confidence"]["asked"] is None  # a replay cannot wait: asked only explicitly
+    pytester.makeini("[pytest]\nruntime_rarer_than = 5%\n")
+    result = pytester.runpytest_subprocess(*args)
+    result.stdout.fnmatch_lines(["*; asked for 5%: 59 hits needed (wait or record longer*"])
+    [entry] = json.loads((pytester.path / "r.json").read_text())["results"]
+    assert (entry["confidence"]["asked"], entry["confidence"]["reached"]) == (0.05, False)
+    bad = pytester.runpytest_subprocess(*args, "--runtime-rarer-than", "0")
+    bad.stderr.fnmatch_lines(
+        ["ERROR: pytest-runtime: --runtime-rarer-than: got '0', expected a rate between 0 and 1*"]
+    )

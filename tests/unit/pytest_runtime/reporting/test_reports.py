@@ -342,7 +342,7 @@ def test_ok_and_diverged_blocks_say_how_rare_anything_unseen_must_be() -> None:
         "    confidence: no violation in 5,319 evaluations: a violation happens on fewer than "
         "0.056% of calls; beyond these divergences, a state none of the 45 captured hits "
         "showed happens on fewer than 6.4% of calls (95% confidence, rule of three); "
-        "asked for 5%: 59 hits needed (wait longer, or raise the probe's rate=)"
+        "asked for 5%: 59 hits needed (wait or record longer, or raise the probe's rate=)"
     )
     assert ok_conf.startswith(
         "    confidence: no violation in 5,319 evaluations: a violation happens on fewer than "
