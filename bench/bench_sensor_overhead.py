@@ -247,6 +247,9 @@ def child_per_hit(
         import sensor.engine
 
         sensor.engine._redactor = lambda: None
+    if kind in ("counter_agent_idle", "counter_sensor_busy"):
+        _sensor_thread(busy=kind == "counter_sensor_busy")
+        kind = "counter"
     probe_kind = kind if kind in ("counter", "expect_all", "expect_default") else "snapshot"
     inst = _instrument(spec, marker, fn, probe_kind, rate)
     _loop(fn, calls // 10)  # warm-up
@@ -268,6 +271,24 @@ def child_per_hit(
     if kind.startswith("capture"):
         result.update(_encode_share(fn))
     return result
+
+
+def _sensor_thread(*, busy: bool) -> None:
+    """A sensor thread for the whole measurement: waiting as the agent does between turns and
+    in a long poll (out of sensor work: the host's code stays fast), or stuck in sensor work
+    (the checked mode, what the host pays while the agent sends a batch)."""
+    import threading
+
+    from sensor.threads import Event, SensorThread
+
+    # threading.Event.wait is Python code: waiting on it stays in sensor work.
+    event: Any = threading.Event() if busy else Event()
+    SensorThread(lambda: event.wait(3600), name="bench-sensor-thread").start()
+    deadline = time.monotonic() + 5
+    from sensor.threads import BUSY
+
+    while bool(BUSY) != busy and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def child_clocks() -> dict[str, Any]:
@@ -429,6 +450,8 @@ def main() -> None:
     # Per hit: one fresh process per case, pairs inside it.
     cases = [
         ("per_hit_counter", "counter", None, calls),
+        ("per_hit_counter_agent_idle", "counter_agent_idle", None, calls),
+        ("per_hit_counter_sensor_busy", "counter_sensor_busy", None, calls),
         ("per_hit_snapshot_1s", "snapshot", 1.0, calls),
         ("per_hit_expect_default", "expect_default", None, calls),
         ("per_hit_expect_every_call", "expect_all", None, calls // 10),
@@ -438,7 +461,7 @@ def main() -> None:
     ]
     for measurement, kind, rate, n in [case for case in cases if wanted(case[0])]:
         for mechanism in [*backends, "settrace"]:
-            if kind.startswith(("capture", "expect")) and mechanism == "settrace":
+            if kind.startswith(("capture", "expect", "counter_")) and mechanism == "settrace":
                 continue
             data = _run_child(
                 ["hit", mechanism, kind, "none" if rate is None else str(rate), str(n), str(pairs)]

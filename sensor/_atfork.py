@@ -26,12 +26,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["AGENT", "ENGINE", "register"]
+__all__ = ["AGENT", "ENGINE", "THREADS", "register"]
 
 log = logging.getLogger("sensor")
 
 #: The in-service agent: its lock is taken first, and its thread restarts last in the child.
 AGENT = 0
+#: The sensor threads' mode (sensor.threads): set again in the child after the engine and its
+#: backends have new locks, before the agent's thread starts again.
+THREADS = 5
 #: The engine: its locks are taken inside the agent's, and renewed first in the child.
 ENGINE = 10
 

@@ -25,10 +25,12 @@ import linecache
 import logging
 import math
 import os
+import re
 import sys
 import threading
 import time
 import weakref
+from _thread import get_ident
 from collections.abc import Callable, Mapping
 from types import CodeType, ModuleType
 from typing import Any
@@ -38,6 +40,8 @@ from sensor.errors import ExpressionError, ProbeSpecError
 from sensor.guards import (
     GATE_FRAMES,
     NOTHING,
+    SENSOR_WORK,
+    Account,
     CpuBudget,
     ExpectGate,
     Gate,
@@ -66,6 +70,9 @@ log = logging.getLogger("sensor.engine")
 _PLAIN_TRUTH = (type(None), int, float, str, bytes, list, tuple, dict, set, frozenset)
 # Pending timer starts kept per probe (calls that raised never stop their timer).
 _MAX_TIMER_STARTS = 10_000
+# How long, and for how many probes at most, a removed probe's last status is still reported.
+_GONE_SECONDS = 60.0
+_MAX_GONE = 1_000
 
 
 # -- optional sibling modules (written by other streams; imported lazily) ---------------------
@@ -206,6 +213,7 @@ def validate(probe: Probe) -> None:
 
 class _Armed:
     __slots__ = (
+        "account",
         "capture_all",
         "code",
         "compiled",
@@ -214,9 +222,11 @@ class _Armed:
         "drops",
         "errors",
         "evaluations",
+        "exceptions",
         "filename",
-        "gate",
+        "gates",
         "handles",
+        "hit_count",
         "kind",
         "location",
         "logged",
@@ -243,7 +253,13 @@ class _Armed:
         self.reason: str | None = None
         self.compiled: _Compiled | None = None
         self.handles: list[Handle] = []
-        self.gate: Gate | ExpectGate | None = None
+        # The gates of the probe: one per point, plus the exception-exit gate at @return. They
+        # share ``hit_count`` (so that max_hits bounds their sum) and the CPU-budget account.
+        self.gates: list[Gate | ExpectGate] = []
+        self.hit_count: list[int] = [0]
+        self.account: Account | None = None
+        # Exception exits seen (a tally: counted before any sampling, from any thread).
+        self.exceptions: Any = None
         self.counter: Any = None  # a counter probe's tally (guards.new_tally)
         self.counter_reported = 0
         self.timer_read: Callable[[], list[float]] | None = None
@@ -265,8 +281,8 @@ class _Armed:
     def hits(self) -> int:
         if self.counter is not None:
             return tally_count(self.counter)
-        if self.gate is not None:
-            return self.gate.counts()[0]
+        if self.gates:
+            return self.hit_count[0]
         if self.timer_read is not None:
             return int(self.timer_read()[4])
         return 0
@@ -304,6 +320,8 @@ class Engine:
         # Reopens rate-limited gates that closed until their next token (see guards.Waker).
         self._waker = Waker()
         self._probes: dict[str, _Armed] = {}
+        # Removed probes' last statuses (see remove): probe id -> (when, status).
+        self._gone: dict[str, tuple[float, ProbeStatus]] = {}
         # Disable requests from hook threads: (probe id, reason). Appending never blocks.
         self._requests: collections.deque[tuple[str, str]] = collections.deque()
         self._watcher: ImportWatcher | None = None
@@ -348,13 +366,26 @@ class Engine:
             )
 
     def remove(self, probe_id: str) -> bool:
-        """Remove a probe and restore the code; False if the id is unknown."""
+        """Remove a probe and restore the code; False if the id is unknown.
+
+        Its last status stays in :meth:`statuses` for :data:`_GONE_SECONDS`: the hub stops
+        sending a probe that reached ``max_hits`` (and :func:`sensor.stop` removes every
+        probe) before the next heartbeat, which must still carry the final counts and why
+        the probe stopped. A probe disabled or refused keeps that state and reason; any
+        other is ``removed``.
+        """
         with self._lock:
+            self._process_requests()
             armed = self._probes.pop(probe_id, None)
             if armed is None:
                 return False
             self._disarm(armed)
-            armed.set_state(ProbeState.REMOVED)
+            self._budget.forget(probe_id)
+            if armed.state not in (ProbeState.DISABLED, ProbeState.ERROR):
+                armed.set_state(ProbeState.REMOVED)
+            self._gone[probe_id] = (time.monotonic(), self._status(armed))
+            while len(self._gone) > _MAX_GONE:
+                self._gone.pop(next(iter(self._gone)))
             self._update_watcher()
             return True
 
@@ -370,9 +401,15 @@ class Engine:
             return None if armed is None else self._status(armed)
 
     def statuses(self) -> list[ProbeStatus]:
+        """Every probe's status, and the last status of those removed in the last minute."""
         with self._lock:
             self._process_requests()
-            return [self._status(armed) for armed in self._probes.values()]
+            live = [self._status(armed) for armed in self._probes.values()]
+            horizon = time.monotonic() - _GONE_SECONDS
+            for probe_id, (when, _) in list(self._gone.items()):
+                if when < horizon or probe_id in self._probes:
+                    del self._gone[probe_id]
+            return live + [status for _, status in self._gone.values()]
 
     def drain(self, max_items: int | None = None) -> list[Hit]:
         """Take hits out of the shared sink (oldest first)."""
@@ -539,11 +576,14 @@ class Engine:
             counter = new_tally()
             armed.counter = counter
             if loc.point in (Point.ENTRY, Point.LINE):
-                # One C-level call per hit: nothing cheaper can run from a hook.
+                # One C-level call per hit: nothing cheaper can run from a hook. It cannot look
+                # at the thread: the backends keep it off sensor work (see sensor.threads).
                 return [(loc.point, line, counter.__next__)]
             bump = counter.__next__
 
             def count_value(value: object) -> None:
+                if SENSOR_WORK and get_ident() in SENSOR_WORK:
+                    return
                 bump()
 
             return [(loc.point, line, count_value)]
@@ -555,37 +595,70 @@ class Engine:
                     return [(Point.LINE, loc.line, start), (Point.LINE, probe.until_line, stop)]
                 return [(Point.LINE, loc.line, start), (Point.RETURN, None, stop)]
             return [(Point.ENTRY, None, start), (Point.RETURN, None, stop)]
+        armed.account = self._budget.account(probe.id)
+        on_stop = functools.partial(self._request, probe.id)
+        self._waker.start()  # here, not from the host thread whose hit first closes a gate
+        # At @exception the gate's hook is called by a counting hook: one frame more.
+        fire_depth = depth + GATE_FRAMES + (1 if loc.point is Point.EXCEPTION else 0)
         gate: Gate | ExpectGate
         if probe.expect is not None:
             # Every firing is evaluated (bounded by eval_rate); the capture is rate-limited.
             gate = ExpectGate(
-                self._make_fire(armed, depth + GATE_FRAMES, dispatch),
+                self._make_fire(armed, fire_depth, dispatch),
                 eval_rate=probe.eval_rate,
                 violation_rate=probe.violation_rate,
                 pass_rate=probe.rate if probe.kind is ProbeKind.SNAPSHOT else None,
                 pass_burst=probe.limits.burst,
                 max_hits=probe.limits.max_hits,
                 expires_at=probe.limits.expires_at,
-                on_stop=functools.partial(self._request, probe.id),
+                on_stop=on_stop,
                 waker=self._waker,
+                account=armed.account,
+                hits=armed.hit_count,
             )
-            armed.gate = gate
-            return [(loc.point, line, gate.hook)]
-        gate = Gate(
-            self._make_fire(armed, depth + GATE_FRAMES, dispatch),
-            rate=probe.rate,
-            burst=probe.limits.burst,
-            max_hits=probe.limits.max_hits,
-            expires_at=probe.limits.expires_at,
-            on_stop=functools.partial(self._request, probe.id),
-            waker=self._waker,
-        )
-        armed.gate = gate
-        return [(loc.point, line, gate.hook)]
+        else:
+            gate = Gate(
+                self._make_fire(armed, fire_depth, dispatch),
+                rate=probe.rate,
+                burst=probe.limits.burst,
+                max_hits=probe.limits.max_hits,
+                expires_at=probe.limits.expires_at,
+                on_stop=on_stop,
+                waker=self._waker,
+                account=armed.account,
+                hits=armed.hit_count,
+            )
+        armed.gates = [gate]
+        armed.exceptions = new_tally()
+        if loc.point is Point.EXCEPTION:
+            # Every firing is an exception exit: counted exactly, so no inline skip path.
+            return [(loc.point, None, _counting(gate.hook, armed.exceptions))]
+        hooks: list[tuple[Point, int | None, Hook]] = [(loc.point, line, gate.hook)]
+        if loc.point is Point.RETURN and armed.code is not None and not _returns(armed.code):
+            hooks = []  # it can only end by an exception (or never): only exits can fire
+        if loc.point is Point.RETURN:
+            # An exception leaving the function is an exit too (a test that asserts on the
+            # return value asserts that the function returns): its own gate, at the violation
+            # rate, so that a flood of exceptions cannot flood the hub or starve the returns.
+            exits = Gate(
+                self._make_fire(armed, depth + GATE_FRAMES + 1, dispatch, exit=True),
+                rate=probe.violation_rate,
+                max_hits=probe.limits.max_hits,
+                expires_at=probe.limits.expires_at,
+                on_stop=on_stop,
+                waker=self._waker,
+                account=armed.account,
+                hits=armed.hit_count,
+            )
+            armed.gates.append(exits)
+            hooks.append(
+                (Point.EXCEPTION, None, _exit_filter(exits.hook, armed.exceptions, armed.code))
+            )
+        return hooks
 
     def _disarm(self, armed: _Armed) -> None:
-        if armed.gate is not None:
-            armed.gate.disarm()
+        for gate in armed.gates:
+            gate.disarm()
         if self._backend is not None:
             for handle in armed.handles:
                 try:
@@ -595,7 +668,7 @@ class Engine:
         armed.handles = []
 
     def _status(self, armed: _Armed) -> ProbeStatus:
-        skipped_rate = armed.gate.counts()[1] if armed.gate is not None else 0
+        skipped_rate = sum(gate.counts()[1] for gate in armed.gates)
         return ProbeStatus(
             probe_id=armed.probe.id,
             state=armed.state,
@@ -609,6 +682,8 @@ class Engine:
             updated_at=armed.updated_at,
             evaluations=armed.evaluations,
             violations=armed.violations,
+            exceptions=0 if armed.exceptions is None else tally_count(armed.exceptions),
+            skipped_budget=0 if armed.account is None else armed.account.skipped_count(),
         )
 
     # -- pending probes and the import hook ------------------------------------------------
@@ -657,8 +732,9 @@ class Engine:
     def _request(self, probe_id: str, why: str) -> None:
         # Stop the hook at once (a flag, no lock); the hooks come out at the next API call.
         armed = self._probes.get(probe_id)
-        if armed is not None and armed.gate is not None:
-            armed.gate.disarm()
+        if armed is not None:
+            for gate in armed.gates:
+                gate.disarm()
         self._requests.append((probe_id, why))
 
     def _process_requests_nowait(self) -> None:
@@ -683,7 +759,7 @@ class Engine:
         # Aggregated kinds check expiry and max hits here, off their one-call hot path.
         now = time.time()
         for armed in self._probes.values():
-            if armed.state is not ProbeState.INSTALLED or armed.gate is not None:
+            if armed.state is not ProbeState.INSTALLED or armed.gates:
                 continue
             limits = armed.probe.limits
             if limits.expires_at is not None and now >= limits.expires_at:
@@ -700,12 +776,14 @@ class Engine:
     # -- the slow path of one hit (admitted by the gate) -----------------------------------
 
     def _make_fire(
-        self, armed: _Armed, depth: int, dispatch: frozenset[int]
+        self, armed: _Armed, depth: int, dispatch: frozenset[int], *, exit: bool = False
     ) -> Callable[..., bool | None]:
         getframe = sys._getframe
         budget = self._budget
-        fire_frame = self._fire
+        fire_frame = self._fire_exit if exit else self._fire
         probe_id = armed.probe.id
+        account = armed.account
+        assert account is not None
 
         def fire(value: object, admit: Callable[[bool], bool] | None = None) -> bool | None:
             # The budget's clock: wall time (cheap) unless a window overflowed (see CpuBudget).
@@ -720,9 +798,9 @@ class Engine:
                 armed.error("hit failed", exc)
                 return False
             finally:
-                over = budget.spend(probe_id, clock() - t0, clock)
+                over = budget.spend(account, clock() - t0, clock)
                 if over is not None:
-                    self._request(over[0], budget.describe(over[1]))
+                    self._request(probe_id, over)
 
         return fire
 
@@ -771,8 +849,68 @@ class Engine:
             elif probe.kind is ProbeKind.EXPECT and not violated:
                 return False
             expect = {"ok": ok, "error": err}
+        exception: dict[str, Any] | None = None
+        if point is Point.EXCEPTION and isinstance(value, BaseException):
+            exception = _exception_info(value, probe.limits.capture)
+        line = _hit_line(frame, value) if point is Point.EXCEPTION else frame.f_lineno
+        self._emit(armed, frame, ns, errors, expect=expect, exception=exception, line=line)
+        return True
+
+    def _fire_exit(
+        self,
+        armed: _Armed,
+        frame: Any,
+        exc: object,
+        admit: Callable[[bool], bool] | None = None,
+    ) -> bool | None:
+        """The hit of an exception leaving a function at a ``@return`` probe.
+
+        No ``result`` exists: what reads it (a capture, a condition, the template, ``expect``)
+        is left out rather than failed, and the expectation, which is about the returned value,
+        is not evaluated. The rest is as at a return: the captures, the condition and the
+        message, with the exception and the line it left from.
+        """
+        compiled = armed.compiled
+        assert compiled is not None
+        ns: dict[str, object] = dict(frame.f_locals)
+        ns.pop("result", None)  # a local of that name is not the return value
+        f_globals = frame.f_globals
+        errors: list[str] = []
+        if compiled.condition is not None and not _reads_result(compiled.condition):
+            ok, err = _truth(compiled.condition, ns, f_globals)
+            if err is not None:
+                errors.append(armed.error("condition", RuntimeError(err)))
+                return None
+            if not ok:
+                armed.skipped_condition += 1
+                return None
+        exception = None
+        if isinstance(exc, BaseException):
+            exception = _exception_info(exc, armed.probe.limits.capture)
+        self._emit(
+            armed, frame, ns, errors, exception=exception, line=_hit_line(frame, exc), exit=True
+        )
+        return True
+
+    def _emit(
+        self,
+        armed: _Armed,
+        frame: Any,
+        ns: dict[str, object],
+        errors: list[str],
+        *,
+        expect: dict[str, Any] | None = None,
+        exception: dict[str, Any] | None = None,
+        line: int | None,
+        exit: bool = False,
+    ) -> None:
+        """Render, capture, encode and deliver one hit (``exit``: at an exception exit)."""
+        probe = armed.probe
+        compiled = armed.compiled
+        assert compiled is not None
+        f_globals = frame.f_globals
         message: str | None = None
-        if compiled.template is not None:
+        if compiled.template is not None and not (exit and _reads_result(compiled.template)):
             try:
                 message = str(compiled.template.render(ns, f_globals))
             except Exception as exc:
@@ -783,8 +921,10 @@ class Engine:
                 if expr is None:
                     if text in ns:
                         values[name] = ns[text]
-                    else:
+                    elif not (exit and text == "result"):
                         errors.append(f"capture {name!r}: no name {text!r} at this point")
+                elif exit and _reads_result(expr):
+                    continue  # about the returned value: absent at an exception exit
                 else:
                     try:
                         values[name] = expr.evaluate(ns, f_globals)
@@ -794,13 +934,9 @@ class Engine:
             values = ns
         captures: dict[str, Any] | None = None
         truncated = False
-        limits = probe.limits.capture
         if values:
-            captures, truncated, capture_errors = _capture(values, limits)
+            captures, truncated, capture_errors = _capture(values, probe.limits.capture)
             errors.extend(capture_errors)
-        exception: dict[str, Any] | None = None
-        if point is Point.EXCEPTION and isinstance(value, BaseException):
-            exception = _exception_info(value, limits)
         hit = Hit(
             probe_id=probe.id,
             signature=armed.signature,
@@ -808,8 +944,8 @@ class Engine:
             location=armed.location,
             ts=time.time(),
             hit_id=self._next_hit_id(),
-            line=_hit_line(frame, value) if point is Point.EXCEPTION else frame.f_lineno,
-            thread=threading.current_thread().name,
+            line=line,
+            thread=_thread_name(),
             captures=captures,
             expect=expect,
             exception=exception,
@@ -818,7 +954,6 @@ class Engine:
             errors=errors or None,
         )
         self._deliver(armed, hit)
-        return True
 
     def _deliver(self, armed: _Armed, hit: Hit) -> None:
         if armed.on_hit is not None:
@@ -868,15 +1003,133 @@ def _truth(
     return None, f"{expr.source!r} gave a {_type_name(type(value))}, expected a bool"
 
 
+# co_flags of code whose frames are generators or coroutines (inspect.CO_GENERATOR,
+# CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR; inspect is too dear to import here).
+_GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200
+_ASYNC_GENERATOR_FLAG = 0x200
+
+
+def _exit_filter(hook: Hook, tally: Any, code: CodeType | None) -> Hook:
+    """The exception hook of a ``@return`` probe: which exits count, counted before sampling.
+
+    An exit is an exception exit when the exception is an ``Exception``: ``GeneratorExit``
+    (a generator closed), ``asyncio.CancelledError`` (a task cancelled), ``KeyboardInterrupt``
+    and ``SystemExit`` are not the function failing. ``StopIteration`` and
+    ``StopAsyncIteration`` leaving a plain function are the iterator protocol's normal end, not
+    a failure; leaving a generator or coroutine frame they are one (PEP 479 turns them into the
+    ``RuntimeError`` the caller gets: Python 3.12+ does it inside the frame, 3.11 after it, so
+    the same ``RuntimeError`` is reported on every version).
+    """
+    flags = 0 if code is None else code.co_flags
+    generator = bool(flags & _GENERATOR_FLAGS)
+    kind = (
+        "async generator"
+        if flags & _ASYNC_GENERATOR_FLAG
+        else "generator"
+        if flags & 0x20
+        else "coroutine"
+    )
+
+    def on_exit(exc: object) -> None:
+        if SENSOR_WORK and get_ident() in SENSOR_WORK:
+            return
+        tp = type(exc)
+        if not issubclass(tp, Exception):
+            return
+        if issubclass(tp, (StopIteration, StopAsyncIteration)):
+            if not generator:
+                return
+            exc = _pep479(exc, kind)
+        next(tally)
+        hook(exc)
+
+    return on_exit
+
+
+def _pep479(exc: Any, kind: str) -> RuntimeError:
+    """The RuntimeError a generator's StopIteration becomes for its caller (PEP 479)."""
+    stop = "StopAsyncIteration" if issubclass(type(exc), StopAsyncIteration) else "StopIteration"
+    error = RuntimeError(f"{kind} raised {stop}")
+    error.__cause__ = exc
+    return error.with_traceback(_TRACEBACK(exc))
+
+
+def _counting(hook: Hook, tally: Any) -> Hook:
+    """The hook of an ``@exception`` probe: every firing counted before any sampling."""
+
+    def on_exception(exc: object) -> None:
+        if SENSOR_WORK and get_ident() in SENSOR_WORK:
+            return
+        next(tally)
+        hook(exc)
+
+    return on_exception
+
+
+def _returns(code: CodeType) -> bool:
+    """True when ``code`` has a return instruction (a function that always raises has none)."""
+    import dis  # placement only, never on the hot path
+
+    return any(ins.opname in _RETURN_OPS for ins in dis.get_instructions(code))
+
+
+_RETURN_OPS = frozenset({"RETURN_VALUE", "RETURN_CONST"})
+
+
+def _reads_result(expr: Any) -> bool:
+    """True when a compiled expression or template reads the name ``result``."""
+    names = getattr(expr, "names", None)
+    if names is not None:
+        return "result" in names
+    return bool(_RESULT_RE.search(str(getattr(expr, "source", ""))))
+
+
+_RESULT_RE = re.compile(r"(?<![\w.])result\b")
+
+# threading._active: ident -> Thread. Read (never changed) to name the thread of a hit without
+# calling threading.current_thread() and the Thread.name property, Python code of the
+# threading module where a probe may be (it would fire inside this probe's own work).
+_ACTIVE_THREADS: Mapping[int, Any] = getattr(threading, "_active", {})
+
+
+def _thread_name() -> str | None:
+    thread = _ACTIVE_THREADS.get(get_ident())
+    if thread is None:
+        return None
+    try:
+        name = object.__getattribute__(thread, "__dict__").get("_name")
+    except Exception:
+        return None
+    return name if type(name) is str else None
+
+
 def _hit_line(frame: Any, exc: object) -> int | None:
-    """The line where the exception left ``frame`` (the handler's own line would mislead)."""
-    tb = getattr(exc, "__traceback__", None) if isinstance(exc, BaseException) else None
-    line: int | None = None
-    while tb is not None:
-        if tb.tb_frame is frame:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line if line is not None else int(frame.f_lineno)
+    """The line where the exception left ``frame`` (the handler's own line would mislead).
+
+    For the ``RuntimeError`` a generator's ``StopIteration`` becomes (PEP 479; Python 3.12+
+    raises it at the function's first line), the line of the ``StopIteration``.
+    """
+    if not isinstance(exc, BaseException):
+        return int(frame.f_lineno)
+    chain = [exc]
+    # Through the C descriptors: a user exception class may shadow these with a property.
+    cause = _CAUSE(exc)
+    if type(exc) is RuntimeError and issubclass(type(cause), (StopIteration, StopAsyncIteration)):
+        chain.insert(0, cause)
+    for candidate in chain:
+        tb = _TRACEBACK(candidate)
+        line: int | None = None
+        while tb is not None:
+            if tb.tb_frame is frame:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        if line is not None:
+            return line
+    return int(frame.f_lineno)
+
+
+_CAUSE = BaseException.__dict__["__cause__"].__get__
+_TRACEBACK = BaseException.__dict__["__traceback__"].__get__
 
 
 def _exception_info(exc: BaseException, limits: Any) -> dict[str, Any]:
@@ -932,6 +1185,8 @@ def _make_timer(
     agg: list[float] = [0, 0, math.inf, 0, 0]
 
     def start(value: object = NOTHING) -> None:
+        if SENSOR_WORK and get_ident() in SENSOR_WORK:
+            return
         try:
             if len(starts) >= _MAX_TIMER_STARTS:
                 starts.clear()  # calls that raised never stopped; forget them
@@ -944,6 +1199,8 @@ def _make_timer(
 
     def stop(value: object = NOTHING) -> None:
         end = perf()
+        if SENSOR_WORK and get_ident() in SENSOR_WORK:
+            return
         try:
             frame: Any = getframe(depth)
             if dispatch and id(frame.f_code) in dispatch:

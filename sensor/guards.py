@@ -2,11 +2,16 @@
 
 Every guard is checked on the host thread *before* any capture work. None of them blocks or
 raises: a guard either lets the hit through, skips it (counted), or disables the probe with a
-reason that ends up in the probe's status.
+reason that ends up in the probe's status. Over the CPU budget the sensor sheds load (fewer
+evaluations and captures, each skipped firing counted) rather than switch probes off.
 """
 
 from __future__ import annotations
 
+import _thread
+import collections
+import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -21,6 +26,8 @@ __all__ = [
     "GATE_FRAMES",
     "LONG_WAIT",
     "NOTHING",
+    "SENSOR_WORK",
+    "Account",
     "CpuBudget",
     "ExpectGate",
     "Gate",
@@ -42,6 +49,13 @@ GATE_FRAMES = 2
 
 #: The attribute of a gate's hook holding its (switch, skips) pair; see :func:`switch_of`.
 _SWITCH_ATTR = "sensor_switch"
+
+#: Threads doing sensor work now (ident -> nesting depth), kept by :mod:`sensor.threads`. Every
+#: hook of the engine starts with ``if SENSOR_WORK and get_ident() in SENSOR_WORK: return``: no
+#: probe fires on a thread doing the sensor's own work, and while none does (almost always) the
+#: test costs one truth test of an empty dict.
+SENSOR_WORK: dict[int, int] = {}
+_get_ident = _thread.get_ident
 
 
 class Switch(list):  # type: ignore[type-arg]
@@ -112,85 +126,137 @@ class Waker:
     waker to reopen it at that time. The first reopening starts the thread; it sleeps until
     the earliest deadline and only ever sets flags.
 
-    Never blocks the host: :meth:`schedule` takes the lock without waiting, and when it cannot
-    (contended, too many scheduled, no thread can be started) it returns False and the gate
-    simply keeps testing the clock. A reopening may come late by a thread switch (a few ms),
-    which only delays the next hit; it is never early.
+    Never blocks the host: :meth:`schedule` appends to a queue without any lock (the thread
+    moves requests into its heap) and rings the thread's doorbell when the new deadline is the
+    earliest; it returns False only when the request cannot be promised (stopped, too many
+    scheduled, no thread can be started, or another thread is starting it at that instant), and
+    the gate then simply keeps testing the clock. A reopening may come late by a thread switch
+    (a few ms), which only delays the next hit; it is never early.
+
+    The thread is a :class:`~sensor.threads.SensorThread` that waits on bare ``_thread`` locks
+    and runs nothing but the sensor's own code and C calls between its bootstrap and its end,
+    so it steps out of sensor work for its whole serving loop (no probe could fire there, and
+    no host hook has to switch to the checked mode for it: see :mod:`sensor.threads`). Its
+    logging, which runs the host's handlers, is sensor work again.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+        # Bare C locks: threading.Condition.wait is Python code of the threading module.
+        # _lock: the heap (the thread and stop/fork, never schedule) and starting the thread.
+        self._lock = _thread.allocate_lock()
+        # The doorbell: held while nobody rang; schedule() releases it to wake the thread early.
+        self._bell = _thread.allocate_lock()
+        self._bell.acquire()
+        self._inbox: collections.deque[tuple[float, int, Callable[[], None]]] = collections.deque()
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        # When the thread will wake next (-inf while it is awake and will read the inbox).
+        self._earliest = -math.inf
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._generation = 0
         #: Reopenings done, and requests refused (the gate then kept the clock test).
         self.wakes = 0
         self.refused = 0
 
     def schedule(self, at: float, reopen: Callable[[], None]) -> bool:
         """Call ``reopen()`` at ``time.monotonic()`` >= ``at``; False if that cannot be promised."""
-        if not self._lock.acquire(blocking=False):
+        if self._stopped or self.pending() >= MAX_SCHEDULED or not self._running():
             self.refused += 1
             return False
-        try:
-            if self._stopped or len(self._heap) >= MAX_SCHEDULED or not self._running():
-                self.refused += 1
-                return False
-            heapq.heappush(self._heap, (at, next(self._seq), reopen))
-            if self._heap[0][2] is reopen:
-                self._wake.notify()
+        self._inbox.append((at, next(self._seq), reopen))  # atomic: no lock on the host
+        if self._halted():  # stopped meanwhile: nobody will serve it, reopen now (idempotent)
+            reopen()
             return True
-        finally:
-            self._lock.release()
+        # Read after the append: either the thread reads the inbox before it sleeps, or it
+        # published its wake-up time first and the bell wakes it (see _serve).
+        if at < self._earliest:
+            self._ring()
+        return True
+
+    def _halted(self) -> bool:
+        return self._stopped
+
+    def _ring(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already rung: one ring is enough
+            self._bell.release()
 
     def pending(self) -> int:
         """Reopenings scheduled and not yet done."""
-        return len(self._heap)
+        return len(self._heap) + len(self._inbox)
+
+    def start(self) -> bool:
+        """Start the thread now if it is not running (True when it runs).
+
+        The engine calls it when it places a rate-limited probe, on the installing thread (the
+        agent's, in a service), so that ``threading.Thread.start`` does not run later inside a
+        host thread's hit; a gate that closes starts it too, if it is gone (after a fork).
+        """
+        return not self._stopped and self._running()
 
     def _running(self) -> bool:
         thread = self._thread
         if thread is not None and thread.is_alive():
             return True
-        thread = threading.Thread(target=self._run, name="pytest-runtime-waker", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError:  # interpreter shutting down, or no thread can be started
+        if not self._lock.acquire(False):  # someone else is starting it (or serving): refuse
             return False
-        self._thread = thread
-        return True
-
-    def _run(self) -> None:
         try:
-            self._serve()
+            thread = self._thread
+            if thread is not None and thread.is_alive():
+                return True
+            from sensor.threads import SensorThread
+
+            thread = SensorThread(
+                functools.partial(self._run, self._generation), name="pytest-runtime-waker"
+            )
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutting down, or no thread can be started
+                return False
+            self._thread = thread
+            return True
+        finally:
+            self._lock.release()
+
+    def _run(self, generation: int) -> None:
+        from sensor.threads import sensor_idle, sensor_work
+
+        try:
+            with sensor_idle():
+                self._serve(generation)
         except Exception:
             # Never leave a gate closed with nobody to reopen it: open them all (they test
             # the clock again), and the next closing gate starts a new thread.
-            log.exception("sensor: the rate-limit waker stopped; reopening every gate")
+            with sensor_work():
+                log.exception("sensor: the rate-limit waker stopped; reopening every gate")
             with self._lock:
                 self.reopen_all()
 
-    def _serve(self) -> None:
-        # The lock and condition of this thread's generation: after a fork the child renews
-        # both, and a thread must never wait on a condition whose lock it does not hold.
-        lock, wake, heap = self._lock, self._wake, self._heap
-        with lock:
-            while not self._stopped and wake is self._wake:
+    def _serve(self, generation: int) -> None:
+        # The locks of this thread's generation: after a fork the child renews them, and a
+        # thread of an older generation (none survives a fork, but be safe) just ends.
+        lock, bell, heap, inbox = self._lock, self._bell, self._heap, self._inbox
+        while True:
+            with lock:
+                if self._stopped or generation != self._generation:
+                    return
+                self._earliest = -math.inf
+                while inbox:
+                    heapq.heappush(heap, inbox.popleft())
                 now = time.monotonic()
                 due = []
                 while heap and heap[0][0] <= now:
                     due.append(heapq.heappop(heap)[2])
-                if not due:
-                    # Bounded: a far deadline (a rate of one per year) must not overflow the
-                    # lock's timeout, and the loop simply looks again.
-                    wake.wait(min(heap[0][0] - now, _MAX_SLEEP) if heap else None)
-                    continue
-                lock.release()
-                try:
-                    self._call(due)
-                finally:
-                    lock.acquire()
+            if due:
+                self._call(due)
+                continue
+            # Bounded: a far deadline (a rate of one per year) must not overflow the lock's
+            # timeout, and the loop simply looks again.
+            wake_at = heap[0][0] if heap else now + _MAX_SLEEP
+            self._earliest = wake_at
+            if inbox:  # arrived after the drain: look again rather than sleep past it
+                continue
+            bell.acquire(True, min(max(0.0, wake_at - time.monotonic()), _MAX_SLEEP))
 
     def _call(self, due: list[Callable[[], None]]) -> None:
         for reopen in due:
@@ -198,73 +264,162 @@ class Waker:
                 reopen()
                 self.wakes += 1
             except Exception:  # a reopen only sets a flag; never let the thread die
-                log.exception("sensor: reopening a rate-limited probe failed")
+                from sensor.threads import sensor_work
+
+                with sensor_work():
+                    log.exception("sensor: reopening a rate-limited probe failed")
 
     def reopen_all(self) -> None:
         """Reopen every closed gate now (used when the thread is gone or stopping)."""
         due = [entry[2] for entry in self._heap]
         self._heap.clear()
+        while self._inbox:
+            due.append(self._inbox.popleft()[2])
         self._call(due)
 
     def stop(self) -> None:
         """Reopen every closed gate and end the thread (the engine is closing)."""
+        self._stopped = True
         with self._lock:
-            self._stopped = True
-            self._wake.notify()
             self.reopen_all()
+        self._ring()
 
     def after_fork_in_child(self) -> None:
-        """Only the forking thread survives a fork: renew the lock, reopen every gate now."""
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+        """Only the forking thread survives a fork: renew the locks, reopen every gate now."""
+        self._lock = _thread.allocate_lock()
+        self._bell = _thread.allocate_lock()
+        self._bell.acquire()
+        self._earliest = -math.inf
+        self._generation += 1
         self._thread = None
         self.reopen_all()
 
 
+#: A probe whose single firing costs more than this share of the budget's one-second limit is
+#: disabled (sampling cannot bring it under the budget): the whole second's budget.
+_HIT_CAP_SHARE = 1.0
+#: While load is shed, sharing stops when the estimated demand falls below this share of the
+#: limit (hysteresis: a demand just under the limit would otherwise flip it every second).
+_LIFT_SHARE = 0.8
+#: Every probe is granted at least this share of an equal split while load is shed, so that a
+#: probe that was idle in the last window can still fire when its calls start.
+_FLOOR_SHARE = 0.5
+#: A probe under its fair share is granted this many times its measured demand (headroom for
+#: bursts: a cheap probe is never sampled because its traffic varied).
+_HEADROOM = 2.0
+
+
+class Account:
+    """One probe's share of the CPU budget: what its gates ask before a firing does any work.
+
+    Unlimited (``rate`` None) until the sensor sheds load; then a token bucket of CPU time,
+    ``rate`` ns per second and at most one second's worth, that each metered firing debits by
+    what it cost. A firing that finds the bucket empty is skipped before any work and counted in
+    ``skipped`` (``skipped_budget`` in the status). No clock is read here: the gate passes the
+    time it read for its own rate limit.
+    """
+
+    __slots__ = (
+        "avg_ns",
+        "fired",
+        "last",
+        "mark",
+        "probe_id",
+        "rate",
+        "skipped",
+        "spent",
+        "tokens",
+    )
+
+    def __init__(self, probe_id: str) -> None:
+        self.probe_id = probe_id
+        self.rate: float | None = None
+        self.tokens = 0.0
+        self.last = time.monotonic()
+        self.skipped = new_tally()
+        # This window: CPU ns spent, firings metered, the skip count at its start.
+        self.spent = 0
+        self.fired = 0
+        self.mark = 0
+        #: The last measured cost of one firing (ns), kept across windows.
+        self.avg_ns = 0.0
+
+    def admit(self, now: float) -> bool:
+        """True when this probe may do the work of one firing now; else count one skip."""
+        rate = self.rate
+        if rate is None:
+            return True
+        tokens = self.tokens + (now - self.last) * rate
+        if tokens > rate:
+            tokens = rate
+        self.last = now
+        self.tokens = tokens
+        if tokens > 0.0:
+            return True
+        next(self.skipped)
+        return False
+
+    def skipped_count(self) -> int:
+        return tally_count(self.skipped)
+
+
 class CpuBudget:
-    """A global budget of sensor CPU time per one-second window, shared by all probes.
+    """A global budget of sensor CPU time per one-second window, shared fairly by all probes.
 
     The engine meters every non-aggregated firing (condition, expectation, capture, encoding)
-    and calls :meth:`spend`. When the sensor has spent more than ``fraction`` of one CPU in
-    the current one-second window, :meth:`spend` returns the id of the probe that spent the
-    most in this window: the engine disables it and says why. Aggregated kinds (counter, timer)
-    cost one call per hit and are not metered, so that their hot path stays one call.
-    ``fraction >= 1`` turns the budget off (it may be set at any time).
+    and calls :meth:`spend`. While the sensor spends less than ``fraction`` of one CPU, nothing
+    is limited. When a window goes over, the sensor **sheds load** instead of switching probes
+    off: each probe's :class:`Account` gets a share of the limit (max-min fair: a probe that
+    needs less than an equal split gets what it needs, with headroom, and the expensive ones
+    split the rest), and its gates skip, before any work, the firings its share cannot pay for
+    (counted: ``skipped_budget``). The shares are computed again from what each probe spent and
+    skipped at the end of every window, and sharing stops when the demand falls back under the
+    limit. The only probe ever disabled is one whose **single** firing costs more than the whole
+    second's budget: no sampling can make it fit. Aggregated kinds (counter, timer) cost one
+    call per hit and are not metered, so that their hot path stays one call. ``fraction >= 1``
+    turns the budget off (it may be set at any time).
 
     Measuring CPU, not wall time: the thread's CPU clock (``time.thread_time_ns``) is a system
     call here (about 0.8 us a read, ten times ``perf_counter_ns``), too dear for every
     evaluation. So the budget runs in two modes. In the *cheap* mode a firing is metered with
     ``perf_counter_ns``: wall time is an upper bound of the thread's CPU time, so a window under
-    the limit in wall time is under it in CPU time too. When a window goes over in wall time
-    (possibly only because the host thread was preempted mid-firing on a busy machine), nobody is
-    disabled: the budget switches to the *precise* mode (:attr:`clock` becomes
-    ``thread_time_ns``) and starts a new window; only a precise window over the limit disables
-    a probe. A precise window that ends at most at half the limit goes back to the cheap mode.
-    A genuinely expensive probe thus runs at most about one more second before it is disabled.
+    the limit in wall time is under it in CPU time too. When a window (or one firing) goes over
+    in wall time (possibly only because the host thread was preempted mid-firing on a busy
+    machine), nothing is shed and nobody is disabled: the budget switches to the *precise* mode
+    (:attr:`clock` becomes ``thread_time_ns``) and starts a new window; only CPU time sheds load
+    or disables a probe. A precise window that ends at most at half the limit, with no load
+    shed, goes back to the cheap mode.
     """
 
     __slots__ = (
+        "_accounts",
         "_fraction",
         "_lock",
-        "_per_probe",
+        "_reshared",
         "_spent_ns",
         "_window_start",
         "clock",
         "limit_ns",
+        "shares",
+        "shedding",
         "switches",
     )
 
     def __init__(self, fraction: float = 0.01) -> None:
+        self._accounts: dict[str, Account] = {}
+        self.shedding = False
         self.fraction = fraction
         self._window_start = time.monotonic_ns()
         self._spent_ns = 0
-        self._per_probe: dict[str, int] = {}
         #: The clock the engine reads around a firing: the cheap one until a window overflows.
         self.clock: Callable[[], int] = time.perf_counter_ns
         #: Times the budget switched to the precise clock (a window overflowed in wall time).
         self.switches = 0
+        #: True while load is shed (the accounts have shares); ``shares`` counts the sharings.
+        self.shares = 0
+        self._reshared = False  # shared again inside the current window already
         # Only the slow path (a capture or an evaluation of microseconds) takes this lock,
-        # never a counter; it is never waited for (see spend), and renewed after fork.
+        # never a counter; it is never waited for on a host thread, and renewed after fork.
         self._lock = threading.Lock()
 
     @property
@@ -278,6 +433,8 @@ class CpuBudget:
             raise ValueError(f"cpu_budget: got {value!r}, expected a fraction > 0 (e.g. 0.01)")
         self._fraction = float(value)
         self.limit_ns = int(min(value, 1.0) * 1e9)
+        if value >= 1.0:
+            self._stop_shedding()
 
     @property
     def enabled(self) -> bool:
@@ -288,62 +445,148 @@ class CpuBudget:
         """True while firings are metered with the thread's CPU clock."""
         return self.clock is not time.perf_counter_ns
 
+    @property
+    def hit_cap_ns(self) -> int:
+        """The CPU time one firing may cost before its probe is disabled."""
+        return int(self.limit_ns * _HIT_CAP_SHARE)
+
+    def account(self, probe_id: str) -> Account:
+        """The account of ``probe_id`` (made on first use; shared by all of its gates)."""
+        with self._lock:
+            found = self._accounts.get(probe_id)
+            if found is None:
+                found = Account(probe_id)
+                if self.shedding:
+                    # A probe placed while load is shed starts with the floor share.
+                    found.rate = self._floor()
+                self._accounts[probe_id] = found
+            return found
+
+    def forget(self, probe_id: str) -> None:
+        """Drop a removed probe's account (its share goes to the others at the next window)."""
+        with self._lock:
+            self._accounts.pop(probe_id, None)
+
     def spend(
-        self, probe_id: str, ns: int, clock: Callable[[], int] | None = None
-    ) -> tuple[str, int] | None:
-        """Account ``ns`` to ``probe_id``; return (probe id to disable, its spent ns) or None.
+        self, account: Account, ns: int, clock: Callable[[], int] | None = None
+    ) -> str | None:
+        """Account ``ns`` of one firing to ``account``; a reason when its probe must be disabled.
 
         ``clock`` is the clock that measured ``ns`` (default: the cheap one); a cheap sample
-        never disables a probe by itself, it can only switch the budget to the precise clock.
+        never sheds load or disables a probe by itself, it can only switch the budget to the
+        precise clock. The reason is given only for a firing that alone cost more than
+        :attr:`hit_cap_ns` of CPU time.
         """
         if self._fraction >= 1.0:
             return None
         cheap = clock is None or clock is time.perf_counter_ns
         if cheap and self.clock is not time.perf_counter_ns:
             return None  # measured with the cheap clock just before a switch: not CPU time
+        if account.rate is not None:
+            account.tokens -= ns
         now = time.monotonic_ns()
         # Never wait on the host thread: a contended window just skips this sample.
-        if not self._lock.acquire(blocking=False):
+        if not self._lock.acquire(False):
             return None
         try:
             if now - self._window_start >= 1_000_000_000:
-                if self.clock is not time.perf_counter_ns and self._spent_ns <= self.limit_ns // 2:
-                    self.clock = time.perf_counter_ns
-                self._window_start = now
-                self._spent_ns = 0
-                self._per_probe.clear()
+                self._end_window(now)
+            if ns > self.hit_cap_ns:
+                if cheap:
+                    self._to_precise(now)
+                    return None
+                return self.describe_hit(ns)
+            account.spent += ns
+            account.fired += 1
             self._spent_ns += ns
-            self._per_probe[probe_id] = self._per_probe.get(probe_id, 0) + ns
             if self._spent_ns <= self.limit_ns:
                 return None
             if cheap:
                 # Over in wall time: maybe only preempted. Measure CPU time from now on.
-                self.clock = time.thread_time_ns
-                self.switches += 1
-                self._window_start = now
-                self._spent_ns = 0
-                self._per_probe.clear()
-                return None
-            worst = max(self._per_probe, key=self._per_probe.__getitem__)
-            # Forget the disabled probe's share so the next one is judged on its own spending.
-            spent = self._per_probe.pop(worst)
-            self._spent_ns -= spent
-            return worst, spent
+                self._to_precise(now)
+            elif not self._reshared:
+                # Over in CPU time within the window: share now, not at the window's end.
+                self._reshared = True
+                self._share((now - self._window_start) / 1e9, force=True)
+            return None
         finally:
             self._lock.release()
+
+    def _to_precise(self, now: int) -> None:
+        self.clock = time.thread_time_ns
+        self.switches += 1
+        self._new_window(now)
+
+    def _end_window(self, now: int) -> None:
+        elapsed = (now - self._window_start) / 1e9
+        if self.precise and not self.shedding and self._spent_ns <= self.limit_ns // 2:
+            self.clock = time.perf_counter_ns
+        elif self.precise and (self.shedding or self._spent_ns > self.limit_ns):
+            self._share(elapsed, force=self._spent_ns > self.limit_ns)
+        self._new_window(now)
+
+    def _new_window(self, now: int) -> None:
+        self._window_start = now
+        self._spent_ns = 0
+        self._reshared = False
+        for acct in self._accounts.values():
+            acct.spent = 0
+            acct.fired = 0
+            acct.mark = acct.skipped_count()
+
+    def _floor(self) -> float:
+        return self.limit_ns * _FLOOR_SHARE / max(1, len(self._accounts))
+
+    def _share(self, elapsed: float, *, force: bool) -> None:
+        """Give each account its max-min fair share of the limit (ns per second)."""
+        elapsed = max(elapsed, 0.01)  # a window that overflowed at once: rates of its start
+        demands: list[tuple[float, Account]] = []
+        for acct in self._accounts.values():
+            if acct.fired:
+                acct.avg_ns = acct.spent / acct.fired
+            skipped = acct.skipped_count() - acct.mark
+            demand = (acct.spent + skipped * acct.avg_ns) / elapsed
+            demands.append((demand, acct))
+        total = sum(demand for demand, _ in demands)
+        if not force and total <= self.limit_ns * _LIFT_SHARE:
+            self._stop_shedding()
+            return
+        floor = self._floor()
+        remaining = float(self.limit_ns)
+        left = len(demands)
+        # Water-filling, smallest need first: a probe needing less than an equal split of what
+        # is left gets its need (with headroom), so a cheap probe is never starved by a dear one.
+        for demand, acct in sorted(demands, key=lambda pair: pair[0]):
+            fair = remaining / left
+            share = min(fair, max(demand * _HEADROOM, floor))
+            if acct.rate is None:
+                # From now on work is paid for before it is done; a tenth of a second's worth
+                # to start with, so that a cheap probe is not held up while shares settle.
+                acct.tokens = share / 10
+                acct.last = time.monotonic()
+            acct.rate = share
+            acct.tokens = min(acct.tokens, share)
+            remaining -= share
+            left -= 1
+        self.shedding = True
+        self.shares += 1
+
+    def _stop_shedding(self) -> None:
+        self.shedding = False
+        for acct in self._accounts.values():
+            acct.rate = None
 
     def after_fork_in_child(self) -> None:
         """Renew the lock (another thread may have held it at the fork) and the window."""
         self._lock = threading.Lock()
-        self._window_start = time.monotonic_ns()
-        self._spent_ns = 0
-        self._per_probe.clear()
+        self._new_window(time.monotonic_ns())
 
-    def describe(self, spent_ns: int) -> str:
+    def describe_hit(self, spent_ns: int) -> str:
+        """The reason given to a probe disabled because one firing cost ``spent_ns``."""
         return (
-            f"disabled by the CPU budget: the sensor spent more than {self.limit_ns / 1e6:.1f} ms "
-            f"of CPU time in the last second ({self._fraction:.1%} of one CPU); this probe used "
-            f"{spent_ns / 1e6:.2f} ms"
+            f"disabled by the CPU budget: one hit used {spent_ns / 1e6:.2f} ms of CPU time, more "
+            f"than the sensor may spend in a whole second ({self.limit_ns / 1e6:.1f} ms, "
+            f"{self._fraction:.1%} of one CPU); sampling cannot make such a hit fit"
         )
 
 
@@ -368,7 +611,8 @@ class _GuardedHook:
 
     def counts(self) -> tuple[int, int]:
         """(hits produced, firings skipped: by the rate limit, or for an ExpectGate by eval_rate
-        plus violations not captured)."""
+        plus violations not captured). With a shared ``hits`` list, the hits of every gate
+        sharing it."""
         return self._read()
 
     def disarm(self) -> None:
@@ -381,11 +625,13 @@ class Gate(_GuardedHook):
     The guards run inline because a method call per guard would cost more than the whole hit
     budget: ``hook`` is the skip path (switch, armed flag, the clock against the next token),
     and only a firing that gets past it calls the admission step (expiry, max hits, the token
-    bucket). Only an admitted hit calls ``fire(value)``; ``fire`` returns True when it produced
-    a hit. A firing that produced nothing (condition false, expectation held) gives its token
-    back, so the rate limits hits, not evaluations (those are bounded by the CPU budget).
-    ``on_stop(reason)`` is called once when expiry or max hits switch the probe off; it must
-    not block.
+    bucket, then the probe's CPU-budget ``account``). Only an admitted hit calls
+    ``fire(value)``; ``fire`` returns True when it produced a hit. A firing that produced nothing
+    (condition false, expectation held) gives its token back, so the rate limits hits, not
+    evaluations (those are bounded by the CPU budget). ``on_stop(reason)`` is called once when
+    expiry or max hits switch the probe off (at once when the hit that reaches ``max_hits`` is
+    produced); it must not block. ``hits``, a one-item list, may be shared by several gates of
+    one probe: ``max_hits`` then bounds their sum.
 
     After a hit whose next token is :data:`LONG_WAIT` or more away, the gate *closes*: its
     :class:`Switch` is emptied and ``waker`` (if given) reopens it when the token is due.
@@ -405,6 +651,8 @@ class Gate(_GuardedHook):
         expires_at: float | None = None,
         on_stop: Callable[[str], None],
         waker: Waker | None = None,
+        account: Account | None = None,
+        hits: list[int] | None = None,
     ) -> None:
         monotonic = time.monotonic
         limited = rate is not None
@@ -415,7 +663,7 @@ class Gate(_GuardedHook):
         expires = math.inf if expires_at is None else monotonic() + (expires_at - time.time())
         cap = math.inf if max_hits is None else float(max_hits)
         armed = True
-        hits = 0
+        produced_hits = hits if hits is not None else [0]
         skips = new_tally()
 
         # The earliest time a token is available: a skipped firing costs one clock read and
@@ -428,6 +676,8 @@ class Gate(_GuardedHook):
         def hook(value: object = NOTHING) -> None:
             # The skip path. Few free variables on purpose: a call copies every one of them
             # into the new frame, and all of that is per-firing cost.
+            if SENSOR_WORK and _get_ident() in SENSOR_WORK:
+                return  # the sensor's own work: invisible (see sensor.threads)
             if not switch:
                 next(skips)
                 return
@@ -439,11 +689,19 @@ class Gate(_GuardedHook):
                 return
             admit(value, now)
 
-        def admit(value: object, now: float) -> None:
-            nonlocal tokens, last, next_at, hits, armed
-            if now >= expires or hits >= cap:
+        def stop(why: str) -> None:
+            nonlocal armed
+            if armed:
                 armed = False
-                on_stop("expired" if now >= expires else "max_hits")
+                on_stop(why)
+
+        def admit(value: object, now: float) -> None:
+            nonlocal tokens, last, next_at
+            if now >= expires:
+                stop("expired")
+                return
+            if produced_hits[0] >= cap:
+                stop("max_hits")
                 return
             if limited:
                 tokens += (now - last) * rate_f
@@ -452,12 +710,17 @@ class Gate(_GuardedHook):
                 last = now
                 tokens -= 1.0
                 next_at = now if tokens >= 1.0 else now + (1.0 - tokens) / rate_f
+            if account is not None and account.rate is not None and not account.admit(now):
+                return  # the budget sheds this one (counted by the account); the token is spent
             try:
                 produced = fire(value)
             except Exception:
                 produced = False  # fire counts its own errors; this is the last line of defence
             if produced:
-                hits += 1
+                produced_hits[0] += 1
+                if produced_hits[0] >= cap:
+                    stop("max_hits")  # say so now, not at a next firing that may never come
+                    return
                 if schedule is not None and next_at - now >= LONG_WAIT:
                     # Closed first: the reopening may run before schedule() returns.
                     switch.clear()
@@ -471,7 +734,7 @@ class Gate(_GuardedHook):
             switch[:] = (True,)  # one C operation: never two entries
 
         def read() -> tuple[int, int]:
-            return hits, tally_count(skips)
+            return produced_hits[0], tally_count(skips)
 
         def disarm() -> None:
             nonlocal armed
@@ -487,13 +750,15 @@ class ExpectGate(_GuardedHook):
 
     The expectation is the product's point: a violation on 1% of calls must be seen, so it is
     not sampled by the snapshot rate. Guards, still before any work: armed flag, expiry,
-    max hits, then the *evaluation* token bucket (``eval_rate``). An admitted firing calls
-    ``fire(value, admit)``; ``fire`` evaluates the condition and the expectation, then asks
+    max hits, then the *evaluation* token bucket (``eval_rate``), then the probe's CPU-budget
+    ``account`` (a firing it sheds is not evaluated, and counted there). An admitted firing
+    calls ``fire(value, admit)``; ``fire`` evaluates the condition and the expectation, then asks
     ``admit(violated)`` whether to capture: a violation takes a token of the *violation* bucket
     (``violation_rate``), a passing firing one of the *pass* bucket (the probe's own rate;
     ``pass_rate=None`` never captures a passing firing, as for kind ``expect``). ``fire``
     returns True (a hit was produced), False (evaluated, nothing produced) or None (not
-    evaluated: condition false or failing, which gives the evaluation token back).
+    evaluated: condition false or failing, which gives the evaluation token back). ``hits``
+    may be shared with other gates of the probe, as for :class:`Gate`.
     """
 
     __slots__ = ()
@@ -510,6 +775,8 @@ class ExpectGate(_GuardedHook):
         expires_at: float | None = None,
         on_stop: Callable[[str], None],
         waker: Waker | None = None,
+        account: Account | None = None,
+        hits: list[int] | None = None,
     ) -> None:
         monotonic = time.monotonic
         eval_rate_f = float(eval_rate)
@@ -522,7 +789,7 @@ class ExpectGate(_GuardedHook):
         violations = _Bucket(violation_rate, None, last)
         passes = None if pass_rate is None else _Bucket(pass_rate, pass_burst, last)
         armed = True
-        hits = 0
+        produced_hits = hits if hits is not None else [0]
         skips = new_tally()
 
         def admit(violated: bool) -> bool:
@@ -537,6 +804,8 @@ class ExpectGate(_GuardedHook):
         schedule = None if waker is None else waker.schedule
 
         def hook(value: object = NOTHING) -> None:
+            if SENSOR_WORK and _get_ident() in SENSOR_WORK:
+                return  # the sensor's own work: invisible (see sensor.threads)
             if not switch:  # the skip path, with few free variables (see Gate)
                 next(skips)
                 return
@@ -548,11 +817,19 @@ class ExpectGate(_GuardedHook):
                 return
             evaluate(value, now)
 
-        def evaluate(value: object, now: float) -> None:
-            nonlocal tokens, last, next_at, hits, armed
-            if now >= expires or hits >= cap:
+        def stop(why: str) -> None:
+            nonlocal armed
+            if armed:
                 armed = False
-                on_stop("expired" if now >= expires else "max_hits")
+                on_stop(why)
+
+        def evaluate(value: object, now: float) -> None:
+            nonlocal tokens, last, next_at
+            if now >= expires:
+                stop("expired")
+                return
+            if produced_hits[0] >= cap:
+                stop("max_hits")
                 return
             tokens += (now - last) * eval_rate_f
             if tokens > eval_burst:
@@ -560,12 +837,17 @@ class ExpectGate(_GuardedHook):
             last = now
             tokens -= 1.0
             next_at = now if tokens >= 1.0 else now + (1.0 - tokens) / eval_rate_f
+            if account is not None and account.rate is not None and not account.admit(now):
+                return  # shed by the CPU budget before any work (counted by the account)
             try:
                 produced = fire(value, admit)
             except Exception:
                 produced = False  # fire counts its own errors; this is the last line of defence
             if produced:
-                hits += 1
+                produced_hits[0] += 1
+                if produced_hits[0] >= cap:
+                    stop("max_hits")  # say so now, not at a next firing that may never come
+                    return
             elif produced is None:
                 tokens += 1.0  # not evaluated (condition false): give the token back
                 next_at = now
@@ -579,7 +861,7 @@ class ExpectGate(_GuardedHook):
             switch[:] = (True,)  # one C operation: never two entries
 
         def read() -> tuple[int, int]:
-            return hits, tally_count(skips)
+            return produced_hits[0], tally_count(skips)
 
         def disarm() -> None:
             nonlocal armed

@@ -528,6 +528,12 @@ class ProbeStatus:
     updated_at: float = dataclasses.field(default_factory=time.time)
     evaluations: int = 0  #: firings whose ``expect`` was evaluated
     violations: int = 0  #: evaluations that were false or failed (captured or not)
+    #: exception exits seen (exact, counted before any sampling): at ``@return``, exits by an
+    #: ``Exception`` other than ``StopIteration``/``StopAsyncIteration``; at ``@exception``, every
+    #: firing
+    exceptions: int = 0
+    #: firings not evaluated nor captured because the CPU budget shed load (sampled them out)
+    skipped_budget: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -29,6 +29,7 @@ from sensor.agent.transport import Backoff, Transport
 from sensor.config import SensorConfig, load_config
 from sensor.errors import HubError, HubResponseError
 from sensor.probes import Hit, Probe, ProbeState, ProbeStatus
+from sensor.threads import Event, SensorThread
 
 __all__ = ["Agent", "Engine", "start", "status", "stop"]
 
@@ -116,7 +117,7 @@ class Agent:
         self._send_lock = threading.Lock()  # at most one batch in flight
         # Per forking thread: (agent lock taken, queue lock taken) between before and after fork.
         self._held_for_fork: dict[int, tuple[bool, bool]] = {}
-        self._stop_event = threading.Event()
+        self._stop_event = Event()
         self._thread: threading.Thread | None = None
         self._state = "stopped"
         self._transport = self._new_transport()
@@ -177,12 +178,14 @@ class Agent:
         with self._lock:
             if self.running:
                 return
-            self._stop_event = threading.Event()
+            self._stop_event = Event()
             self._state = "starting"
             self._start_thread()
 
     def _start_thread(self) -> None:
-        thread = threading.Thread(target=self._run, name="sensor-agent", daemon=True)
+        # A sensor thread: no probe fires on it, even one on the http.client, json or logging
+        # code it runs; its waits (Event, the transport's) leave sensor work (sensor.threads).
+        thread = SensorThread(self._run, name="sensor-agent")
         self._thread = thread
         thread.start()
 
@@ -313,7 +316,7 @@ class Agent:
         self._log = _LogOnce()
         self._reset_identity()
         if self.running:
-            self._stop_event = threading.Event()
+            self._stop_event = Event()
             self._state = "starting"
             self._start_thread()
         else:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sensor._version import __version__
 from sensor.errors import HubResponseError, HubUnavailableError
+from sensor.threads import wait_readable
 
 __all__ = ["MAX_RESPONSE_BYTES", "Backoff", "Transport"]
 
@@ -132,6 +133,11 @@ class Transport:
                 conn = self._connection(effective)
                 try:
                     conn.request(method, url, body=payload, headers=self._headers)
+                    # The wait for the answer (a long poll: up to the hub's poll wait) in
+                    # poll(2), out of sensor work: meanwhile the host's hooks run their fast
+                    # code (see sensor.threads). Then http.client reads what is there.
+                    if not wait_readable(conn.sock, effective):
+                        raise TimeoutError("timed out")
                     response = conn.getresponse()
                     data = response.read(MAX_RESPONSE_BYTES + 1)
                     status = response.status

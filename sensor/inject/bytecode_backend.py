@@ -27,6 +27,7 @@ from typing import Any
 from sensor.guards import switch_of
 from sensor.inject.core import Handle, Hook, PlacementFailed
 from sensor.probes import Point
+from sensor.threads import BUSY, add_mode_listener, checked_next
 
 __all__ = ["BytecodeBackend", "instrument"]
 
@@ -45,12 +46,17 @@ def _bound_next(hook: Hook) -> object | None:
     return None
 
 
-def _call(hook: Hook, loc: Any, arg: list[Any] | None = None) -> list[Any]:
+def _call(hook: Hook, loc: Any, arg: list[Any] | None = None, *, nested: bool = False) -> list[Any]:
     """Instructions calling ``hook`` with no argument or with the instructions in ``arg``.
 
     A bound ``it.__next__`` with no argument (a counter probe's hook) is called as
     ``next(it)``: the same C call, but the interpreter specializes a builtin call with one
     argument and not a method-wrapper call, so a counter hit costs about one empty call.
+
+    ``next(...)`` is the one call that cannot tell a thread doing sensor work from the host's:
+    in the code of a top-level function the backend swaps ``next`` for ``checked_next`` while
+    some thread does sensor work (see :mod:`sensor.threads`); ``nested`` code cannot be swapped
+    reliably, so it chooses inline (``checked_next(x) if BUSY else next(x)``).
     """
     from bytecode import Instr, Label
 
@@ -66,14 +72,40 @@ def _call(hook: Hook, loc: Any, arg: list[Any] | None = None) -> list[Any]:
         seq.append(Instr(_POP_JUMP_IF_FALSE, skip, location=loc))
         seq += _plain_call(hook, loc, arg)
         seq += [Instr("JUMP_FORWARD", done, location=loc), skip]
-        seq += _plain_call(next, loc, [Instr("LOAD_CONST", skips, location=loc)])
+        seq += _next_call(skips, loc, nested)
         seq.append(done)
         return seq
     if arg is None:
         iterator = _bound_next(hook)
         if iterator is not None:
-            hook, arg = next, [Instr("LOAD_CONST", iterator, location=loc)]
+            return _next_call(iterator, loc, nested)
     return _plain_call(hook, loc, arg)
+
+
+def _next_call(iterator: object, loc: Any, nested: bool) -> list[Any]:
+    """``next(iterator)``; in nested code ``checked_next(iterator) if BUSY else next(iterator)``."""
+    from bytecode import Instr, Label
+
+    if not nested:
+        return _plain_call(next, loc, [Instr("LOAD_CONST", iterator, location=loc)])
+    fast, done = Label(), Label()
+    seq: list[Any] = [Instr("LOAD_CONST", BUSY, location=loc)]
+    if _PY313:
+        seq.append(Instr("TO_BOOL", location=loc))
+    seq.append(Instr(_POP_JUMP_IF_FALSE, fast, location=loc))
+    seq += _plain_call(checked_next, loc, [Instr("LOAD_CONST", iterator, location=loc)])
+    seq += [Instr("JUMP_FORWARD", done, location=loc), fast]
+    seq += _plain_call(next, loc, [Instr("LOAD_CONST", iterator, location=loc)])
+    seq.append(done)
+    return seq
+
+
+def _checked_copy(code: CodeType) -> CodeType:
+    """``code`` with its ``next`` constant replaced by ``checked_next`` (no rebuild needed)."""
+    consts = code.co_consts
+    if not any(const is next for const in consts):
+        return code
+    return code.replace(co_consts=tuple(checked_next if c is next else c for c in consts))
 
 
 def _plain_call(hook: Hook, loc: Any, arg: list[Any] | None) -> list[Any]:
@@ -97,8 +129,13 @@ def _is_line_start(ins: object, line: int | None) -> bool:
     return isinstance(ins, Instr) and ins.lineno == line and ins.name not in _NO_INSERT_BEFORE
 
 
-def instrument(code: CodeType, hooks: list[tuple[Point, int | None, Hook]]) -> CodeType:
-    """A copy of ``code`` calling each hook at its point; raise PlacementFailed if impossible."""
+def instrument(
+    code: CodeType, hooks: list[tuple[Point, int | None, Hook]], *, nested: bool = False
+) -> CodeType:
+    """A copy of ``code`` calling each hook at its point; raise PlacementFailed if impossible.
+
+    ``nested``: the code of a function nested in another one (see :func:`_call`).
+    """
     from bytecode import Bytecode, Instr, Label
     from bytecode.instr import InstrLocation
 
@@ -121,7 +158,7 @@ def instrument(code: CodeType, hooks: list[tuple[Point, int | None, Hook]]) -> C
     unwind_hooks: list[Hook] = []
     for point, line, hook in hooks:
         if point is Point.ENTRY:
-            after_resume += _call(hook, first_loc)
+            after_resume += _call(hook, first_loc, nested=nested)
         elif point is Point.LINE:
             index = next(
                 (i for i in range(resume + 1, len(items)) if _is_line_start(items[i], line)),
@@ -133,7 +170,7 @@ def instrument(code: CodeType, hooks: list[tuple[Point, int | None, Hook]]) -> C
             while index > 0 and isinstance(items[index - 1], Label):
                 index -= 1
             loc = next(x for x in items[index:] if isinstance(x, Instr)).location
-            before.setdefault(index, []).extend(_call(hook, loc))
+            before.setdefault(index, []).extend(_call(hook, loc, nested=nested))
         elif point is Point.RETURN:
             found = False
             for i in range(resume + 1, len(items)):
@@ -142,10 +179,18 @@ def instrument(code: CodeType, hooks: list[tuple[Point, int | None, Hook]]) -> C
                     continue
                 if ins.name == "RETURN_VALUE":
                     # [value] -> [value, (NULL, hook | hook, NULL), value] -> call -> [value]
-                    seq = _call(hook, ins.location, [Instr("COPY", 3, location=ins.location)])
+                    seq = _call(
+                        hook,
+                        ins.location,
+                        [Instr("COPY", 3, location=ins.location)],
+                        nested=nested,
+                    )
                 elif ins.name == "RETURN_CONST":
                     seq = _call(
-                        hook, ins.location, [Instr("LOAD_CONST", ins.arg, location=ins.location)]
+                        hook,
+                        ins.location,
+                        [Instr("LOAD_CONST", ins.arg, location=ins.location)],
+                        nested=nested,
                     )
                 else:
                     continue
@@ -164,7 +209,7 @@ def instrument(code: CodeType, hooks: list[tuple[Point, int | None, Hook]]) -> C
             out.extend(after_resume)
 
     if unwind_hooks:
-        out = _cover_with_handler(out, unwind_hooks, first_loc, code)
+        out = _cover_with_handler(out, unwind_hooks, first_loc, code, nested)
 
     bc2 = Bytecode(out)
     for attr in (
@@ -192,7 +237,9 @@ def instrument(code: CodeType, hooks: list[tuple[Point, int | None, Hook]]) -> C
     return new
 
 
-def _cover_with_handler(out: list[Any], hooks: list[Hook], loc: Any, code: CodeType) -> list[Any]:
+def _cover_with_handler(
+    out: list[Any], hooks: list[Hook], loc: Any, code: CodeType, nested: bool = False
+) -> list[Any]:
     """Cover every instruction outside the code's own try ranges with a handler calling hooks.
 
     An exception reaching the handler is leaving the function (nothing else would catch it):
@@ -233,19 +280,23 @@ def _cover_with_handler(out: list[Any], hooks: list[Hook], loc: Any, code: CodeT
     result.append(handler)
     # Stack at the handler: [lasti, exc].
     for hook in hooks:
-        result += _call(hook, loc, [Instr("COPY", 3, location=loc)])
+        result += _call(hook, loc, [Instr("COPY", 3, location=loc)], nested=nested)
     result.append(Instr("RERAISE", 1, location=loc))
     return result
 
 
 class _Target:
-    __slots__ = ("functions", "handles", "original", "parents", "versions")
+    __slots__ = ("checked", "fast", "functions", "handles", "original", "parents", "versions")
 
     def __init__(self, original: CodeType) -> None:
         self.original = original
         self.functions: list[FunctionType] = []
         # The rebuilt code installed now: closures made from a patched parent run it.
         self.versions: list[CodeType] = []
+        # The two variants of the rebuilt code (the same object for nested code, and for code
+        # with no ``next`` call): see BytecodeBackend.set_checked.
+        self.fast: CodeType = original
+        self.checked: CodeType = original
         self.handles: list[Handle] = []
         # Original code objects whose constants hold this one (nested functions only).
         self.parents: list[CodeType] = []
@@ -280,6 +331,26 @@ class BytecodeBackend:
         self._targets: dict[int, _Target] = {}  # id(original code) -> target
         self._rebuilt: dict[int, CodeType] = {}  # id(rebuilt code) -> original code
         self._subst: dict[int, CodeType] = {}  # id(original nested code) -> its rebuilt code
+        # True while some thread does sensor work: functions run their checked variant.
+        self._checked = add_mode_listener(self)
+
+    def set_checked(self, checked: bool, *, force: bool = False) -> None:
+        """Give every instrumented function the variant of its code for this mode.
+
+        Called by :mod:`sensor.threads` when the first thread starts sensor work (True) and
+        when the last one stops (False), before that thread goes on; ``force`` (after fork)
+        assigns every function's code again even if the mode did not change.
+        """
+        with self._lock:
+            if checked == self._checked and not force:
+                return
+            self._checked = checked
+            for target in list(self._targets.values()):
+                if target.fast is target.checked and not force:
+                    continue
+                code = target.checked if checked else target.fast
+                for fn in target.functions:
+                    fn.__code__ = code
 
     def original_code(self, code: CodeType) -> CodeType:
         return self._rebuilt.get(id(code), code)
@@ -331,10 +402,13 @@ class BytecodeBackend:
                 known.add(id(ref))
                 target.functions.append(ref)
 
-    def _build(self, target: _Target) -> CodeType:
+    def _build(self, target: _Target) -> tuple[CodeType, CodeType]:
+        """The fast and the checked variant of the target's rebuilt code."""
         code = target.original
+        nested = bool(target.parents)
         if target.handles:
-            code = instrument(code, [(h.point, h.line, h.hook) for h in target.handles])
+            hooks = [(h.point, h.line, h.hook) for h in target.handles]
+            code = instrument(code, hooks, nested=nested)
         if any(id(c) in self._subst for c in code.co_consts if isinstance(c, CodeType)):
             code = code.replace(
                 co_consts=tuple(
@@ -342,11 +416,13 @@ class BytecodeBackend:
                     for c in code.co_consts
                 )
             )
-        return code
+        # Nested code chooses inline (see _call): one variant serves both modes.
+        return code, code if nested else _checked_copy(code)
 
     def _apply(self, target: _Target) -> None:
         """Rebuild from the original with every hook, install it, and tell the parents."""
-        new = self._build(target)
+        fast, checked = self._build(target)
+        new = checked if self._checked else fast
         if target.parents:
             # Closures made from a patched parent since the last change: a heap walk, so only
             # for nested code (other code has no function objects we did not assign ourselves).
@@ -356,9 +432,11 @@ class BytecodeBackend:
         # Every function now runs ``new`` (the parent's constants too): older rebuilds are done.
         for old in target.versions:
             self._rebuilt.pop(id(old), None)
-        target.versions = [new] if new is not target.original else []
-        if new is not target.original:
-            self._rebuilt[id(new)] = target.original
+        target.fast, target.checked = fast, checked
+        target.versions = [fast] if checked is fast else [fast, checked]
+        target.versions = [v for v in target.versions if v is not target.original]
+        for version in target.versions:
+            self._rebuilt[id(version)] = target.original
         if target.parents:
             if new is target.original:
                 self._subst.pop(id(target.original), None)

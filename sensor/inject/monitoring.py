@@ -14,11 +14,13 @@ their first run; ``DISABLE`` is sticky, so placing a hook on such a line later c
 
 from __future__ import annotations
 
+import _thread
 import sys
 import threading
 from types import CodeType
 from typing import Any
 
+from sensor.guards import SENSOR_WORK
 from sensor.inject.core import Handle, Hook, PlacementFailed
 from sensor.probes import Point
 
@@ -81,11 +83,16 @@ class MonitoringBackend:
         lines, starts, returns, unwinds = self._lines, self._starts, self._returns, self._unwinds
         disable = _mon().DISABLE
         disabled = self._disabled
+        # A counter's hook is a C call that cannot look at the thread: the callbacks do, so
+        # that no probe fires on a thread doing sensor work (see sensor.threads).
+        working, get_ident = SENSOR_WORK, _thread.get_ident
 
         def on_line(code: CodeType, line: int) -> Any:
             entry = lines.get(line)
             while entry is not None:
                 if entry[0] is code:
+                    if working and get_ident() in working:
+                        return None
                     entry[1]()
                     if entry[2]:
                         for hook in entry[2]:
@@ -99,6 +106,8 @@ class MonitoringBackend:
             entry = starts.get(code.co_firstlineno)
             while entry is not None:
                 if entry[0] is code:
+                    if working and get_ident() in working:
+                        return None
                     entry[1]()
                     for hook in entry[2]:
                         hook()
@@ -110,6 +119,8 @@ class MonitoringBackend:
             entry = returns.get(code.co_firstlineno)
             while entry is not None:
                 if entry[0] is code:
+                    if working and get_ident() in working:
+                        return None
                     entry[1](value)
                     for hook in entry[2]:
                         hook(value)
@@ -121,6 +132,8 @@ class MonitoringBackend:
             entry = unwinds.get(code.co_firstlineno)
             while entry is not None:
                 if entry[0] is code:
+                    if working and get_ident() in working:
+                        return None
                     entry[1](exc)
                     for hook in entry[2]:
                         hook(exc)

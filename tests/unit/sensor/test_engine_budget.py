@@ -18,7 +18,7 @@ import sensor.engine
 from sensor.config import DEFAULT_CPU_BUDGET, cpu_budget_from_env, load_config
 from sensor.engine import Engine, get_engine
 from sensor.errors import ConfigError
-from sensor.probes import DEFAULT_EVAL_RATE, Hit, Probe, ProbeState
+from sensor.probes import DEFAULT_EVAL_RATE, Hit, Probe, ProbeState, ProbeStatus
 
 
 def make(**fields: Any) -> Probe:
@@ -74,6 +74,9 @@ def test_a_hit_that_burns_cpu_disables_the_probe(target: ModuleType) -> None:
         assert status.state is ProbeState.DISABLED
         assert "CPU budget" in (status.reason or "")
         assert "CPU time" in (status.reason or "")
+        # Not the budget's total: this one hit alone is over a whole second's budget.
+        assert "one hit used" in (status.reason or "")
+        assert "whole second" in (status.reason or "")
         assert status.hits == 2  # one to switch to CPU time, one measured over budget
     finally:
         engine.close()
@@ -98,7 +101,8 @@ def test_private_fraction_knob_of_the_agent_tests_still_turns_the_budget_off() -
     try:
         engine._budget.fraction = 1.0  # tests/integration/agent_support.py does this
         assert engine.cpu_budget == 1.0
-        assert engine._budget.spend("p", 10**12, time.thread_time_ns) is None
+        account = engine._budget.account("p")
+        assert engine._budget.spend(account, 10**12, time.thread_time_ns) is None
     finally:
         engine.close()
 
@@ -205,7 +209,122 @@ def test_hot_expectation_under_default_limits_stays_within_the_default_budget(
         assert status is not None
         assert status.state is ProbeState.INSTALLED, status.reason
         assert status.evaluations >= DEFAULT_EVAL_RATE  # the burst at least
-        assert status.evaluations + status.skipped_rate == 20_000
+        # Every firing is accounted for once: evaluated, or skipped by eval_rate or the budget.
+        assert status.evaluations + status.skipped_rate + status.skipped_budget == 20_000
         assert status.to_dict()["evaluations"] == status.evaluations  # what a heartbeat sends
+    finally:
+        engine.close()
+
+
+# -- load shedding: fewer evaluations, counted, instead of switching probes off ----------------
+
+SHED = """
+import json, sys, time
+sys.path.insert(0, {path!r})
+from sensor.engine import Engine
+from sensor.probes import Probe
+import many
+
+engine = Engine(backend={backend!r}, cpu_budget={budget!r})
+probes = []
+for n in range({count}):
+    probe = Probe(kind="expect", location=f"many:f{{n}}", expect="result >= 0")
+    assert engine.install(probe).state.value == "installed"
+    probes.append(probe)
+functions = [getattr(many, f"f{{n}}") for n in range({count})]
+calls = 0
+end = time.monotonic() + {seconds}
+while time.monotonic() < end:
+    for fn in functions:
+        fn(calls)
+    calls += 1
+out = {{"calls": calls, "shares": engine._budget.shares, "probes": []}}
+for probe in probes:
+    out["probes"].append(engine.status(probe.id).to_dict())
+print(json.dumps(out))
+"""
+
+
+def _shed_run(tmp_path: Path, backend: str, count: int = 14, budget: float = 0.001) -> Any:
+    import json
+
+    many = "\n".join(f"def f{n}(x):\n    return x + {n}\n" for n in range(count))
+    (tmp_path / "many.py").write_text(many)
+    script = SHED.format(
+        path=str(tmp_path), backend=backend, budget=budget, count=count, seconds=2.5
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_many_expectation_probes_under_a_tight_budget_shed_load_and_stay_installed(
+    tmp_path: Path,
+) -> None:
+    # 14 expectation probes, each allowed 100 evaluations a second, on a budget of 1 ms of CPU
+    # a second: about four times what they would spend. Three runs, three fresh processes.
+    backend = "hybrid" if sys.version_info >= (3, 12) else "bytecode"
+    runs = [_shed_run(tmp_path, backend) for _ in range(3)]
+    states = [[(p["state"], p["reason"]) for p in run["probes"]] for run in runs]
+    assert states[0] == states[1] == states[2], "the same states from run to run"
+    assert set(states[0]) == {("installed", None)}, "no probe is switched off"
+    for run in runs:
+        assert run["shares"] >= 1, "the budget shared itself out"
+        shed = 0
+        for status in run["probes"]:
+            # Every firing is accounted for exactly once.
+            assert (
+                status["evaluations"] + status["skipped_rate"] + status["skipped_budget"]
+                == run["calls"]
+            )
+            assert status["evaluations"] > 0, "each keeps evaluating, at a reduced rate"
+            assert status["violations"] == 0
+            shed += status["skipped_budget"]
+        assert shed > 0, "load was shed: counted firings not evaluated"
+
+
+def test_a_cheap_probe_is_not_starved_by_an_expensive_one(load: Callable[..., ModuleType]) -> None:
+    module = load("def cheap(x):\n    return x + 1\n\ndef dear(x):\n    return x + 2\n")
+    engine = Engine(cpu_budget=0.005)  # 5 ms of CPU per second
+    try:
+        cheap = make(kind="expect", location=f"{module.__name__}:cheap", expect="result > 0")
+        dear = make(kind="snapshot", location=f"{module.__name__}:dear", limits={"rate": 1e6})
+
+        def burn(hit: Hit) -> None:
+            end = time.thread_time() + 0.0005  # each of its hits costs 0.5 ms of CPU
+            while time.thread_time() < end:
+                pass
+
+        assert engine.install(cheap).state is ProbeState.INSTALLED
+        assert engine.install(dear, burn).state is ProbeState.INSTALLED
+
+        def run(seconds: float) -> tuple[ProbeStatus, ProbeStatus]:
+            end = time.monotonic() + seconds
+            n = 0
+            while time.monotonic() < end:
+                n += 1
+                module.cheap(n)
+                module.dear(n)
+            light, heavy = engine.status(cheap.id), engine.status(dear.id)
+            assert light is not None
+            assert heavy is not None
+            return light, heavy
+
+        run(1.5)  # the first windows: the budget overflows, then shares itself out
+        light0, heavy0 = run(0)
+        light, heavy = run(2.0)
+        assert light.state is heavy.state is ProbeState.INSTALLED
+        assert engine._budget.shedding
+        dear_hits = heavy.hits - heavy0.hits
+        dear_shed = heavy.skipped_budget - heavy0.skipped_budget
+        assert dear_shed > 10 * dear_hits, "the dear probe is sampled down hard"
+        # The cheap one needs about 0.5 ms a second (100 evaluations): within its fair share,
+        # so once the shares are set it evaluates every firing its own eval_rate lets through.
+        evaluated = light.evaluations - light0.evaluations
+        shed = light.skipped_budget - light0.skipped_budget
+        assert evaluated >= 150, (light0, light)
+        assert shed <= 0.05 * (evaluated + shed), (light0, light)
     finally:
         engine.close()

@@ -1,4 +1,4 @@
-"""Tests of the hot-path gate (rate, max hits, expiry) and of the global CPU budget."""
+"""Tests of the hot-path gate (rate, max hits, expiry) and of the global CPU budget's sharing."""
 
 from __future__ import annotations
 
@@ -91,31 +91,101 @@ def test_a_raising_fire_never_escapes_the_hook() -> None:
     assert gate.counts() == (0, 0)
 
 
-def test_cpu_budget_names_the_heaviest_probe_when_exceeded() -> None:
+MS = 1_000_000  # ns
+
+
+def test_over_the_budget_in_cpu_time_sheds_load_and_disables_nobody(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [10_000_000_000]
+    monkeypatch.setattr(time, "monotonic_ns", lambda: now[0])
     budget = CpuBudget(0.01)  # 10 ms per second
+    budget.clock = time.thread_time_ns  # as after a first window over in wall time
+    light, heavy = budget.account("light"), budget.account("heavy")
     cpu = time.thread_time_ns
-    assert budget.spend("light", 1_000_000, cpu) is None
-    assert budget.spend("heavy", 5_000_000, cpu) is None
-    over = budget.spend("heavy", 6_000_000, cpu)
-    assert over == ("heavy", 11_000_000)
-    assert "CPU budget" in budget.describe(over[1])
-    # The heavy probe's share is forgotten: the light one alone stays under budget.
-    assert budget.spend("light", 1_000_000, cpu) is None
+    assert budget.spend(light, MS // 10, cpu) is None
+    assert budget.spend(heavy, 5 * MS, cpu) is None
+    assert not budget.shedding
+    assert (light.rate, heavy.rate) == (None, None), "under the limit: nobody is limited"
+    now[0] += 100 * MS
+    assert budget.spend(heavy, 6 * MS, cpu) is None, "11.1 ms > 10 ms: shed, never disable"
+    assert budget.shedding
+    assert light.rate is not None
+    assert heavy.rate is not None
+    # Max-min fair: the light probe needs 1 ms per second (0.1 ms in 0.1 s) and gets that
+    # with headroom, never sampled for the heavy one's sake; the heavy one (110 ms per second)
+    # gets the rest; together they fit the limit.
+    assert 2 * MS <= light.rate <= 5 * MS
+    assert heavy.rate == pytest.approx(budget.limit_ns - light.rate)
 
 
-def test_cpu_budget_over_in_wall_time_switches_to_cpu_time_and_disables_nobody() -> None:
+def test_a_shed_account_skips_before_any_work_and_counts_until_its_share_refills() -> None:
     budget = CpuBudget(0.01)
-    assert budget.clock is time.perf_counter_ns
-    # A preempted firing: 50 ms of wall time, far over 10 ms.
-    assert budget.spend("p", 50_000_000) is None
+    account = budget.account("p")
+    assert account.admit(0.0), "not shedding: every firing is admitted"
+    account.rate = 1 * MS  # 1 ms of CPU per second
+    account.tokens = -0.5 * MS  # the last firing cost more than what was left
+    account.last = 100.0
+    assert not account.admit(100.0)
+    assert not account.admit(100.4)
+    assert account.skipped_count() == 2
+    assert account.admit(100.6), "0.6 s later the deficit is paid back"
+    assert account.skipped_count() == 2
+
+
+def test_one_hit_over_the_whole_budget_of_a_second_disables_its_probe() -> None:
+    budget = CpuBudget(0.01)
+    account = budget.account("p")
+    # In wall time it may only be a preempted thread: switch to CPU time, disable nobody.
+    assert budget.spend(account, 30 * MS) is None
     assert budget.precise
-    assert budget.clock is time.thread_time_ns
     assert budget.switches == 1
     # A wall-time sample taken across the switch is not CPU time: ignored.
-    assert budget.spend("p", 50_000_000, time.perf_counter_ns) is None
-    assert budget.spend("p", 1_000_000, budget.clock) is None
-    # Only CPU time over the limit disables.
-    assert budget.spend("p", 20_000_000, budget.clock) == ("p", 21_000_000)
+    assert budget.spend(account, 30 * MS, time.perf_counter_ns) is None
+    reason = budget.spend(account, 30 * MS, budget.clock)
+    assert reason is not None
+    assert "one hit used 30.00 ms of CPU time" in reason
+    assert "more than the sensor may spend in a whole second (10.0 ms, 1.0% of one CPU)" in reason
+    assert budget.hit_cap_ns == 10 * MS
+
+
+def test_shedding_stops_when_the_demand_falls_back_under_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [10_000_000_000]
+    monkeypatch.setattr(time, "monotonic_ns", lambda: now[0])
+    budget = CpuBudget(0.01)
+    budget.clock = time.thread_time_ns
+    account = budget.account("p")
+    for _ in range(3):
+        budget.spend(account, 4 * MS, time.thread_time_ns)
+    assert budget.shedding
+    assert account.rate is not None
+    now[0] += 1_100 * MS  # a window ends: its demand (12 ms) is still over, keep sharing
+    budget.spend(account, 1 * MS, time.thread_time_ns)
+    assert budget.shedding
+    now[0] += 1_100 * MS  # a calm window: 1 ms spent, nothing skipped
+    budget.spend(account, 1 * MS, time.thread_time_ns)
+    assert not budget.shedding
+    assert account.rate is None
+
+
+def test_an_account_placed_while_load_is_shed_starts_with_a_floor_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [10_000_000_000]
+    monkeypatch.setattr(time, "monotonic_ns", lambda: now[0])
+    budget = CpuBudget(0.01)
+    budget.clock = time.thread_time_ns
+    busy = budget.account("busy")
+    for _ in range(3):
+        budget.spend(busy, 4 * MS, time.thread_time_ns)
+    assert budget.shedding
+    late = budget.account("late")
+    assert late.rate is not None
+    assert late.rate > 0, "never starved: it can fire as soon as its calls start"
+    budget.forget("late")
+    assert "late" not in budget._accounts
 
 
 def _precise(budget: CpuBudget) -> bool:
@@ -128,17 +198,18 @@ def test_cpu_budget_returns_to_the_cheap_clock_after_a_calm_window(
     now = [10_000_000_000]
     monkeypatch.setattr(time, "monotonic_ns", lambda: now[0])
     budget = CpuBudget(0.01)
-    budget.spend("p", 50_000_000)
+    account = budget.account("p")
+    budget.spend(account, 50 * MS)
     assert _precise(budget)
-    now[0] += 1_100_000_000  # a new window after a precise one spending 0
-    assert budget.spend("p", 1_000, time.thread_time_ns) is None
+    now[0] += 1_100 * MS  # a new window after a precise one spending 0
+    assert budget.spend(account, 1_000, time.thread_time_ns) is None
     assert not _precise(budget)
     # A busy precise window keeps the precise clock for the next one.
-    budget.spend("p", 50_000_000)
+    budget.spend(account, 50 * MS)
     assert _precise(budget)
-    assert budget.spend("p", 6_000_000, time.thread_time_ns) is None  # over half the limit
-    now[0] += 1_100_000_000
-    assert budget.spend("p", 1_000, time.thread_time_ns) is None
+    assert budget.spend(account, 6 * MS, time.thread_time_ns) is None  # over half the limit
+    now[0] += 1_100 * MS
+    assert budget.spend(account, 1_000, time.thread_time_ns) is None
     assert _precise(budget)
 
 
@@ -146,7 +217,7 @@ def test_cpu_budget_fraction_can_be_changed_at_run_time() -> None:
     budget = CpuBudget(0.01)
     budget.fraction = 1.0  # what the agent's integration tests do to turn it off
     assert not budget.enabled
-    assert budget.spend("p", 10**12, time.thread_time_ns) is None
+    assert budget.spend(budget.account("p"), 10**12, time.thread_time_ns) is None
     with pytest.raises(ValueError, match="cpu_budget"):
         budget.fraction = -1
 
@@ -154,7 +225,7 @@ def test_cpu_budget_fraction_can_be_changed_at_run_time() -> None:
 def test_cpu_budget_of_one_or_more_is_off() -> None:
     budget = CpuBudget(1.0)
     assert not budget.enabled
-    assert budget.spend("p", 10**12) is None
+    assert budget.spend(budget.account("p"), 10**12) is None
 
 
 def test_cpu_budget_must_be_positive() -> None:

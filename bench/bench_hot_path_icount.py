@@ -1,0 +1,176 @@
+"""Hot-path cost in CPU instructions (callgrind): per hit, and as a multiple of one empty call.
+
+Wall-clock figures on a shared 2-core machine move with the load; instruction counts do not.
+This runs the same loop under ``valgrind --tool=callgrind`` twice (n and 2n iterations of ten
+calls) so that start-up and arming cancel out, and reports ``(Ir(2n) - Ir(n)) / (10 n)`` per call,
+minus the same for the unprobed function::
+
+    python bench/bench_hot_path_icount.py                       # this checkout
+    python bench/bench_hot_path_icount.py --roots OLD .         # two checkouts side by side
+    python bench/bench_hot_path_icount.py --json
+
+``OLD`` is any directory holding a ``sensor`` package (``git archive <commit> sensor | tar -x
+-C OLD``). Cases, on the default backend of the running Python: a counter hit, a 1/s snapshot's
+skipped hit, an ``expect`` probe's hit under the default limits (almost always skipped by
+``eval_rate``: the clock read and one Python call), and (checkouts with ``sensor.threads``)
+a counter hit while a sensor thread waits outside sensor work (the agent between turns) and
+while one works (the checked mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CHILD = r"""
+import os, sys
+root, backend, kind, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+sys.path.insert(0, root)
+
+def target(x):
+    y = x + 1
+    return y
+
+def empty(x):
+    pass
+
+def loop10(fn, n):
+    for i in range(n):
+        fn(i); fn(i); fn(i); fn(i); fn(i); fn(i); fn(i); fn(i); fn(i); fn(i)
+
+def bare(n):
+    for i in range(n):
+        pass
+
+fn = target
+if kind in ("counter", "snapshot_1s", "expect_default", "counter_agent_idle",
+            "counter_sensor_busy"):
+    from sensor.engine import Engine
+    from sensor.probes import Probe
+    if kind in ("counter_agent_idle", "counter_sensor_busy"):
+        import threading, time
+        from sensor.threads import BUSY, Event, SensorThread
+        busy = kind == "counter_sensor_busy"
+        event = threading.Event() if busy else Event()
+        SensorThread(lambda: event.wait(3600), name="bench").start()
+        while bool(BUSY) != busy:
+            time.sleep(0.001)
+    engine = Engine(backend=backend, cpu_budget=1.0)
+    line = target.__code__.co_firstlineno + 1
+    probe_kind = {"snapshot_1s": "snapshot", "expect_default": "expect"}.get(kind, "counter")
+    limits = {"rate": 1.0} if kind == "snapshot_1s" else {}
+    expect = "x >= 0" if kind == "expect_default" else None
+    probe = Probe(
+        kind=probe_kind, location=f"__main__:target@{line}", limits=limits, expect=expect
+    )
+    status = engine.install(probe, on_hit=lambda hit: None)
+    assert status.state.value == "installed", status.reason
+    fn(0); fn(0)  # a snapshot's one hit; its gate is closed from then on
+elif kind == "empty":
+    fn = empty
+if kind == "bare":
+    bare(n)
+else:
+    loop10(fn, n)
+os._exit(0)
+"""
+
+CASES = ("counter", "snapshot_1s", "expect_default", "counter_agent_idle", "counter_sensor_busy")
+
+
+def _ir(script: Path, root: Path, backend: str, kind: str, n: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                str(script),
+                str(root),
+                backend,
+                kind,
+                str(n),
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        for line in out.read_text().splitlines():
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise RuntimeError("callgrind wrote no summary")
+
+
+def _per_call(script: Path, root: Path, backend: str, kind: str, n: int, calls: int) -> float:
+    return (_ir(script, root, backend, kind, 2 * n) - _ir(script, root, backend, kind, n)) / calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--roots", nargs="+", default=[str(ROOT)], help="sensor checkouts")
+    parser.add_argument("--n", type=int, default=20_000, help="loop iterations (10 calls each)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed")
+    sys.path.insert(0, str(ROOT))
+    from sensor.inject.core import default_backend_name
+
+    backend = default_backend_name()
+    python = sys.version.split()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "child.py"
+        script.write_text(CHILD)
+        n, calls = args.n, args.n * 10
+        here = ROOT
+        none = _per_call(script, here, backend, "none", n, calls)
+        empty = _per_call(script, here, backend, "empty", n, calls)
+        # ``bare`` runs n iterations: the loop's own share of one ten-call iteration.
+        loop = _ir(script, here, backend, "bare", 2 * n) - _ir(script, here, backend, "bare", n)
+        empty_call = empty - loop / calls
+        records: list[dict[str, Any]] = []
+        for root_text in args.roots:
+            root = Path(root_text).resolve()
+            has_threads = (root / "sensor" / "threads.py").exists()
+            for kind in CASES:
+                if kind.startswith("counter_") and not has_threads:
+                    continue
+                per_hit = _per_call(script, root, backend, kind, n, calls) - none
+                records.append(
+                    {
+                        "python": python,
+                        "root": str(root),
+                        "backend": backend,
+                        "measurement": f"per_hit_{kind}",
+                        "value": round(per_hit, 1),
+                        "unit": "Ir",
+                        "empty_call_ir": round(empty_call, 1),
+                        "ratio_to_empty_call": round(per_hit / empty_call, 2),
+                    }
+                )
+    if args.json:
+        for record in records:
+            print(json.dumps(record))
+        return
+    print(f"Instructions per hit on Python {python}, backend {backend} (callgrind, n={args.n})")
+    print(f"one empty call: {empty_call:.1f} Ir")
+    for r in records:
+        print(
+            f"{r['measurement']:<30}{r['value']:>9} Ir {r['ratio_to_empty_call']:>6} empty calls"
+            f"  {r['root']}"
+        )
+
+
+if __name__ == "__main__":
+    main()

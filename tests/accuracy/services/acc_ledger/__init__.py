@@ -1,0 +1,1 @@
+"""A small ledger service (WSGI, served by gunicorn) for the accuracy suite."""

@@ -1,0 +1,1 @@
+"""A small profiles service (ASGI, served by uvicorn) for the accuracy suite."""
