@@ -341,7 +341,7 @@ class _Compiler:
                 and (tb is float or b.bit_length() < 1024)
             ):
                 return fast(a, b)
-            v = _arith(op, a, b)
+            v = _arith(op, a, b, s)
             tv = type(v)
             return guard(v, s) if tv is str or tv is bytes else v  # R2: a built string
 

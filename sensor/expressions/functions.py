@@ -159,6 +159,8 @@ def _b_int(args: list[Any], s: list[Any]) -> Any:
         if len(v) > 4300:
             raise ExpressionError("int() of a string above 4300 characters is refused")
         return _convert(int, v)
+    if t is Redacted:
+        raise ExpressionError("int() of a redacted value is refused: it would read it")
     raise ExpressionError(
         f"int() of a value of type {typename(v)!r} is refused: builtin values only"
     )
@@ -189,6 +191,8 @@ def _b_float(args: list[Any], s: list[Any]) -> Any:
         if len(v) > 1000:
             raise ExpressionError("float() of a string above 1000 characters is refused")
         return _convert(float, v)
+    if t is Redacted:
+        raise ExpressionError("float() of a redacted value is refused: it would read it")
     raise ExpressionError(
         f"float() of a value of type {typename(v)!r} is refused: builtin values only"
     )

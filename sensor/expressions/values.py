@@ -205,6 +205,8 @@ def _iterate(v: Any, s: list[Any]) -> Iterator[object]:
             plain = base is str or base is bytes
             if base is tuple:
                 hidden = hidden_positions(v, t, s[_S_RED])
+        elif t is Redacted:
+            raise ExpressionError("iterating a redacted value is refused: it would read it")
         else:
             raise _refuse_value("iteration", v, "only builtin strings and containers are iterated")
     i = -1
@@ -291,6 +293,8 @@ def _getitem(obj: Any, key: Any, s: list[Any]) -> Any:
 def _contains(item: Any, container: Any, s: list[Any]) -> bool:
     t = type(container)
     ti = type(item)
+    if t is Redacted:
+        raise ExpressionError("'in' on a redacted value is refused: it would test its content")
     if t is str:
         if ti is not str:
             raise ExpressionError(f"'in <str>' needs a str on the left, got {typename(item)!r}")
@@ -346,7 +350,7 @@ def _check_number(v: Any) -> None:
         raise ExpressionError(f"an int of {v.bit_length()} bits is refused (limit {MAX_INT_BITS})")
 
 
-def _arith(op: str, a: Any, b: Any) -> Any:
+def _arith(op: str, a: Any, b: Any, s: list[Any]) -> Any:
     """``a <op> b`` for builtin numbers, strings and sequences, bounded in size (R4: never on a
     redacted value). A string result still goes through the content rule at the call site."""
     ta, tb = type(a), type(b)
@@ -417,7 +421,11 @@ def _arith(op: str, a: Any, b: Any) -> Any:
         and (tb is set or tb is frozenset)
         and op in ("|", "&", "-", "^")
     ):
-        return _OPS[op](a, b)  # elements are already hashed; no comparisons of new pairs
+        # Set algebra compares elements of equal hashes: the same checks as `==` (inert
+        # elements, R3: no secret element matched against a guess).
+        _check_cmp(a, s)
+        _check_cmp(b, s)
+        return _OPS[op](a, b)
     raise ExpressionError(
         f"'{op}' between {typename(a)!r} and {typename(b)!r} is refused: "
         "arithmetic applies to builtin numbers and sequences only"

@@ -250,6 +250,11 @@ def test_ordinary_strings_stay_readable() -> None:
         "[k.split('@') for k in emails]",
         "list(emails.items())",
         "str(emails)",
+        "len(tags & {'4111 1111 1111 1111'})",
+        "len(tags - {'ok'})",
+        "'4111 1111 1111 1111' in tags",
+        "tags == {'ok', '4111 1111 1111 1111'}",
+        "sorted(tags)",
         "[v for k, v in rows]",
         "[v.split(' ') for k, v in rows]",
         "[v[0:4] for k, v in rows]",
@@ -265,6 +270,7 @@ def test_content_secrets_inside_containers_constants_and_built_strings(source: s
             "pair": ("ok", card),
             "emails": {email: 1, "plain": 2},
             "rows": [("card", card), ("n", "ok")],
+            "tags": {"ok", card},
         }
 
     out_a = outcome(source, state(card_a, email_a))
