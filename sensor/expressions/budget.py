@@ -30,14 +30,15 @@ Fn = Callable[[Any, Any, list[Any]], Any]
 # The evaluation state is a small list, the cheapest mutable record to create per evaluation:
 # [steps left, steps left at the next clock check, deadline (0.0 = clock not started),
 #  comprehension variables (dict or None), wall-time budget, the redactor of this evaluation,
-#  the scan verdicts of long strings met in this evaluation (by id; None until the first)]
-_S_STEPS, _S_NEXT, _S_DEADLINE, _S_VARS, _S_SECONDS, _S_RED, _S_SEEN = range(7)
+#  the scan verdicts of long strings met in this evaluation (by id; None until the first),
+#  the redactor's table of verdicts on short strings (fetched on the first string scanned)]
+_S_STEPS, _S_NEXT, _S_DEADLINE, _S_VARS, _S_SECONDS, _S_RED, _S_SEEN, _S_TABLE = range(8)
 _CLOCK_EVERY = 128
 
 
 def new_state(steps: int, seconds: float, red: object) -> list[Any]:
-    """A fresh evaluation state (see the layout above)."""
-    return [steps, steps, 0.0, None, seconds, red, None]
+    """A fresh evaluation state (see the layout above; Expression.evaluate builds it inline)."""
+    return [steps, steps, 0.0, None, seconds, red, None, None]
 
 
 def _budget_slow(s: list[Any]) -> None:

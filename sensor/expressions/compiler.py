@@ -42,6 +42,7 @@ from sensor.expressions.functions import (
 from sensor.expressions.introspect import _MISSING, _NUMBER_IDS, _SCALAR_IDS, _NoneType, typename
 from sensor.expressions.methods import _DICT_METHODS, _SEQ_METHODS, _STR_METHODS, _call_method
 from sensor.expressions.redact import (
+    MIN_SECRET_CHARS,
     Redacted,
     failure,
     guard,
@@ -65,8 +66,8 @@ from sensor.expressions.values import (
     _truth,
 )
 
-# Values that no redaction rule applies to: a read of one skips the guard (a hot path).
-_PLAIN_IDS = frozenset(id(t) for t in (int, float, bool, type(None), list, dict, tuple))
+# Strings shorter than this are never secret by content: a read of one skips the guard.
+_MIN = MIN_SECRET_CHARS
 
 
 def _cmp_name_const(op: str, name: str, load: Fn, k: int | float) -> Fn:
@@ -219,7 +220,12 @@ class _Compiler:
 
         def load(lv: Mapping[str, object], gv: Mapping[str, object] | None, s: Any) -> Any:
             v = raw(lv, gv)
-            return v if id(type(v)) in _PLAIN_IDS else guard(v, s)  # R2
+            tv = type(v)  # R2, with the common values inline (a hot path)
+            if tv is int or tv is float or v is None:
+                return v
+            if tv is str and len(v) < _MIN:
+                return v
+            return guard(v, s)
 
         # Parents that read a plain name inline the locals lookup (one call less per name).
         self.plain_names[id(load)] = name
@@ -270,7 +276,12 @@ class _Compiler:
                         if v is not missing:
                             if secret:
                                 return redact_name(v)  # R1
-                            return v if id(type(v)) in _PLAIN_IDS else guard(v, s)  # R2
+                            tv = type(v)  # R2, with the common values inline (a hot path)
+                            if tv is int or tv is float or v is None:
+                                return v
+                            if tv is str and len(v) < _MIN:
+                                return v
+                            return guard(v, s)
             elif t is Redacted:
                 raise ExpressionError(f"attribute {name!r} of a redacted value is refused")
             v = _getattr(obj, name, s)
@@ -280,7 +291,12 @@ class _Compiler:
                     site = fresh
             if secret:
                 return redact_name(v)
-            return v if id(type(v)) in _PLAIN_IDS else guard(v, s)
+            tv = type(v)  # R2, with the common values inline (a hot path)
+            if tv is int or tv is float or v is None:
+                return v
+            if tv is str and len(v) < _MIN:
+                return v
+            return guard(v, s)
 
         return attr
 
@@ -1009,7 +1025,8 @@ class Expression:
             red = red or _redaction.get_redactor()
             if red is not self._red or red.version != self._version:
                 self._rebuild(red)
-        s = new_state(self.max_steps, self.max_seconds, red)
+        steps = self.max_steps
+        s = [steps, steps, 0.0, None, self.max_seconds, red, None, None]  # budget.new_state
         try:
             value = self._fn(locals, globals, s)
             if type(value) is _Lazy:

@@ -86,6 +86,9 @@ def _call_method(obj: Any, name: str, args: list[Any], s: list[Any]) -> Any:
             result = getattr(obj, name)(*args)
         except ValueError:  # index/rindex: "substring not found", said without the strings
             raise ExpressionError(f"{name}() did not find the substring") from None
+        tr = type(result)
+        if tr is bool or tr is int:  # startswith, find, count, isdigit, ...
+            return result
         return guard_built(result, s)
     if t is dict or t is collections.OrderedDict or t is collections.defaultdict:
         if name not in _DICT_METHODS:

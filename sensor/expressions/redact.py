@@ -41,7 +41,7 @@ from typing import Any, Final
 
 from sensor import redaction as _redaction
 from sensor.errors import ExpressionError
-from sensor.expressions.budget import _S_RED, _S_SEEN, _charge
+from sensor.expressions.budget import _S_RED, _S_SEEN, _S_TABLE, _charge
 from sensor.expressions.introspect import (
     _SCALAR_IDS,
     _STATIC_KIND,
@@ -74,17 +74,17 @@ MIN_SECRET_CHARS: Final = 6
 #: Strings up to this length have their verdict remembered by value across evaluations.
 CACHE_CHARS: Final = 256
 _CACHE_MAX = 4096
-# str -> (redactor, rule version, reason or None); cleared when full, so bounded.
-_VERDICTS: dict[str, tuple[object, int, str | None]] = {}
+# The verdicts on short strings, for one redactor at one rule version: (redactor, version,
+# {str: reason or None}). Replaced whole when the rules change; the dict is cleared when full,
+# so it is bounded. An evaluation fetches it once, on the first string it scans.
+_TABLE: tuple[object, int, dict[str, str | None]] = (None, -1, {})
+_UNSEEN: Any = object()
 #: Reasons whose redaction keeps the words around the secret (a query string keeps its other
 #: parameters): formatting and captures show the redactor's text instead of a bare marker.
 CARRIED: Final = _redaction.CARRIED_REASONS
 # Characters scanned beyond what formatting renders, so that a secret starting before the cut is
 # seen whole (the redactor's window overlap).
 _FORMAT_MARGIN = _redaction.WINDOW_OVERLAP
-_NoneType = type(None)
-# Types whose values are never secret by content and hold no str: the fast exit of guard().
-_NEVER_IDS = frozenset(id(t) for t in (int, float, bool, _NoneType, complex))
 
 
 class Redacted:
@@ -181,6 +181,17 @@ def _content(text: str, value: object, reason: str, red: Any) -> Redacted:
     return marker
 
 
+def _table(red: Any) -> dict[str, str | None]:
+    """The verdict table of ``red`` at its current rule version."""
+    global _TABLE
+    table = _TABLE
+    if table[1] == red.version and table[0] is red:
+        return table[2]
+    fresh: dict[str, str | None] = {}
+    _TABLE = (red, red.version, fresh)
+    return fresh
+
+
 def content_reason(text: str, s: list[Any]) -> str | None:
     """R2: why the redactor would redact ``text`` (an exact str), or None; cached (see above)."""
     n = len(text)
@@ -188,13 +199,15 @@ def content_reason(text: str, s: list[Any]) -> str | None:
         return None
     red: Any = s[_S_RED]
     if n <= CACHE_CHARS:
-        entry = _VERDICTS.get(text)
-        if entry is not None and entry[1] == red.version and entry[0] is red:
-            return entry[2]
-        reason: str | None = red.match_secret_value(text)
-        if len(_VERDICTS) >= _CACHE_MAX:
-            _VERDICTS.clear()
-        _VERDICTS[text] = (red, red.version, reason)
+        table = s[_S_TABLE]
+        if table is None:
+            table = s[_S_TABLE] = _table(red)
+        reason: str | None = table.get(text, _UNSEEN)
+        if reason is _UNSEEN:
+            reason = red.match_secret_value(text)
+            if len(table) >= _CACHE_MAX:
+                table.clear()
+            table[text] = reason
         return reason
     seen = s[_S_SEEN]
     if seen is None:
@@ -227,20 +240,21 @@ def guard(v: Any, s: list[Any]) -> Any:
     """R2: ``v``, or a :class:`Redacted` marker when it is a str/bytes secret by content."""
     t = type(v)
     if t is str:
-        if len(v) < MIN_SECRET_CHARS:
+        n = len(v)
+        if n < MIN_SECRET_CHARS:
             return v
-        reason = content_reason(v, s)
+        table = s[_S_TABLE] if n <= CACHE_CHARS else None
+        reason = _UNSEEN if table is None else table.get(v, _UNSEEN)
+        if reason is _UNSEEN:
+            reason = content_reason(v, s)
         return v if reason is None else _content(v, v, reason, s[_S_RED])
-    if id(t) in _NEVER_IDS or t is Redacted:
-        return v
     if t is bytes:
         if len(v) < MIN_SECRET_CHARS:
             return v
         text = v.decode("latin-1")
     else:
-        kind = _STATIC_KIND.get(id(t))
-        if kind is not None:
-            return v  # builtin containers and scalars: not text
+        if id(t) in _STATIC_KIND or t is Redacted:
+            return v  # builtin containers and scalars (str and bytes are handled above)
         found = _as_text(v, t)
         if found is None or len(found) < MIN_SECRET_CHARS:
             return v
@@ -344,11 +358,13 @@ def render_str(value: str, red: Any) -> str:  # red: a sensor.redaction.Redactor
         return value
     scan = value if n <= 1024 + _FORMAT_MARGIN else value[: 1024 + _FORMAT_MARGIN]
     if len(scan) <= CACHE_CHARS:
-        entry = _VERDICTS.get(scan)
-        if entry is not None and entry[1] == red.version and entry[0] is red:
-            reason = entry[2]
-        else:
+        table = _table(red)
+        reason = table.get(scan, _UNSEEN)
+        if reason is _UNSEEN:
             reason = red.match_secret_value(scan)
+            if len(table) >= _CACHE_MAX:
+                table.clear()
+            table[scan] = reason
     else:
         reason = red.match_secret_value(scan)
     if reason is None:
