@@ -443,8 +443,9 @@ def test_bytes_carrying_secrets_are_redacted_too() -> None:
 
 
 def test_scanning_is_cached_per_string_within_limits() -> None:
-    # The cost rule: a short string is scanned once and remembered, so reading it on every
-    # evaluation does not rescan it (the cache is keyed by the rule version).
+    # The cost rule: a string read by an expression is scanned for secrets (rule R2), once:
+    # it is remembered, so reading it on every evaluation does not rescan it (the cache is
+    # keyed by the rule version).
     red = redaction.get_redactor()
     calls = 0
     real = red.match_secret_value
@@ -461,4 +462,4 @@ def test_scanning_is_cached_per_string_within_limits() -> None:
             assert expr.evaluate({"status": "shipped-express"}) is True
     finally:
         del red.match_secret_value
-    assert calls <= 2, f"the same string was scanned {calls} times"
+    assert 1 <= calls <= 2, f"the same string was scanned {calls} times"
