@@ -19,6 +19,7 @@ from sensor.errors import ExpressionError
 from sensor.expressions.attributes import _getattr, _site_entry
 from sensor.expressions.budget import (
     _S_RED,
+    _S_TABLE,
     _S_VARS,
     DEFAULT_MAX_SECONDS,
     DEFAULT_MAX_STEPS,
@@ -42,12 +43,14 @@ from sensor.expressions.functions import (
 from sensor.expressions.introspect import _MISSING, _NUMBER_IDS, _SCALAR_IDS, _NoneType, typename
 from sensor.expressions.methods import _DICT_METHODS, _SEQ_METHODS, _STR_METHODS, _call_method
 from sensor.expressions.redact import (
+    CACHE_CHARS,
     MIN_SECRET_CHARS,
     Redacted,
     failure,
     guard,
     hidden_positions,
     redact_name,
+    verdict_table,
 )
 from sensor.expressions.values import (
     _BINOP_SYMBOL,
@@ -66,8 +69,10 @@ from sensor.expressions.values import (
     _truth,
 )
 
-# Strings shorter than this are never secret by content: a read of one skips the guard.
+# Strings shorter than this are never secret by content: a read of one skips the guard; so
+# does a string up to _CACHED characters that the verdict table already knows to be clean.
 _MIN = MIN_SECRET_CHARS
+_CACHED = CACHE_CHARS
 
 
 def _cmp_name_const(op: str, name: str, load: Fn, k: int | float) -> Fn:
@@ -223,8 +228,10 @@ class _Compiler:
             tv = type(v)  # R2, with the common values inline (a hot path)
             if tv is int or tv is float or v is None:
                 return v
-            if tv is str and len(v) < _MIN:
-                return v
+            if tv is str and (
+                len(v) < _MIN or (len(v) <= _CACHED and s[_S_TABLE].get(v, 0) is None)
+            ):
+                return v  # too short to be a secret, or known clean
             return guard(v, s)
 
         # Parents that read a plain name inline the locals lookup (one call less per name).
@@ -276,11 +283,14 @@ class _Compiler:
                         if v is not missing:
                             if secret:
                                 return redact_name(v)  # R1
-                            tv = type(v)  # R2, with the common values inline (a hot path)
+                            tv = type(v)  # R2, the common values inline
                             if tv is int or tv is float or v is None:
                                 return v
-                            if tv is str and len(v) < _MIN:
-                                return v
+                            if tv is str and (
+                                len(v) < _MIN
+                                or (len(v) <= _CACHED and s[_S_TABLE].get(v, 0) is None)
+                            ):
+                                return v  # too short to be a secret, or known clean
                             return guard(v, s)
             elif t is Redacted:
                 raise ExpressionError(f"attribute {name!r} of a redacted value is refused")
@@ -294,8 +304,10 @@ class _Compiler:
             tv = type(v)  # R2, with the common values inline (a hot path)
             if tv is int or tv is float or v is None:
                 return v
-            if tv is str and len(v) < _MIN:
-                return v
+            if tv is str and (
+                len(v) < _MIN or (len(v) <= _CACHED and s[_S_TABLE].get(v, 0) is None)
+            ):
+                return v  # too short to be a secret, or known clean
             return guard(v, s)
 
         return attr
@@ -988,7 +1000,17 @@ def _parse(source: str) -> ast.Expression:
 class Expression:
     """A compiled, validated expression; :meth:`evaluate` runs it within budgets."""
 
-    __slots__ = ("_fn", "_red", "_tree", "_version", "max_seconds", "max_steps", "names", "source")
+    __slots__ = (
+        "_fn",
+        "_red",
+        "_table",
+        "_tree",
+        "_version",
+        "max_seconds",
+        "max_steps",
+        "names",
+        "source",
+    )
 
     def __init__(
         self,
@@ -1006,6 +1028,9 @@ class Expression:
         self._fn = comp.c(self._tree.body)
         self._red = red
         self._version = red.version
+        # The redactor's verdicts on short strings at this rule version (rule R2's cache),
+        # handed to every evaluation so that the first string read does not look it up.
+        self._table = verdict_table(red)
         #: The free names the expression reads (not comprehension variables).
         self.names: frozenset[str] = frozenset(comp.names)
 
@@ -1015,6 +1040,7 @@ class Expression:
         self._fn = comp.c(self._tree.body)
         self._red = red
         self._version = red.version
+        self._table = verdict_table(red)
 
     def evaluate(
         self, locals: Mapping[str, object], globals: Mapping[str, object] | None = None
@@ -1026,7 +1052,7 @@ class Expression:
             if red is not self._red or red.version != self._version:
                 self._rebuild(red)
         steps = self.max_steps
-        s = [steps, steps, 0.0, None, self.max_seconds, red, None, None]  # budget.new_state
+        s = [steps, steps, 0.0, None, self.max_seconds, red, None, self._table]  # new_state
         try:
             value = self._fn(locals, globals, s)
             if type(value) is _Lazy:

@@ -67,6 +67,7 @@ __all__ = [
     "render_str",
     "secret_fields",
     "secret_key",
+    "verdict_table",
 ]
 
 #: The redactor never calls a shorter string a secret by content (Redactor.match_secret_value).
@@ -181,8 +182,8 @@ def _content(text: str, value: object, reason: str, red: Any) -> Redacted:
     return marker
 
 
-def _table(red: Any) -> dict[str, str | None]:
-    """The verdict table of ``red`` at its current rule version."""
+def verdict_table(red: Any) -> dict[str, str | None]:
+    """The verdict table of ``red`` at its current rule version (R2's cache)."""
     global _TABLE
     table = _TABLE
     if table[1] == red.version and table[0] is red:
@@ -201,7 +202,7 @@ def content_reason(text: str, s: list[Any]) -> str | None:
     if n <= CACHE_CHARS:
         table = s[_S_TABLE]
         if table is None:
-            table = s[_S_TABLE] = _table(red)
+            table = s[_S_TABLE] = verdict_table(red)
         reason: str | None = table.get(text, _UNSEEN)
         if reason is _UNSEEN:
             reason = red.match_secret_value(text)
@@ -358,7 +359,7 @@ def render_str(value: str, red: Any) -> str:  # red: a sensor.redaction.Redactor
         return value
     scan = value if n <= 1024 + _FORMAT_MARGIN else value[: 1024 + _FORMAT_MARGIN]
     if len(scan) <= CACHE_CHARS:
-        table = _table(red)
+        table = verdict_table(red)
         reason = table.get(scan, _UNSEEN)
         if reason is _UNSEEN:
             reason = red.match_secret_value(scan)
