@@ -32,7 +32,8 @@ R5. Errors. An error text names operations and types, never a value (:func:`fail
 Cost: strings shorter than the redactor's shortest secret (6 characters) are never scanned; a
 string up to :data:`CACHE_CHARS` characters is scanned once per rule version and remembered by
 value; a longer one is scanned once per evaluation (remembered by id, with the string held so the
-id cannot be reused) and charged to the step budget.
+id cannot be reused) and charged to the step budget; one longer than the redactor's window
+(65,536 characters) is not scanned and reads as a marker (reason ``"unscanned"``).
 """
 
 from __future__ import annotations
@@ -210,6 +211,10 @@ def content_reason(text: str, s: list[Any]) -> str | None:
                 table.clear()
             table[text] = reason
         return reason
+    if n > _redaction.MAX_MATCH_CHARS:
+        # Scanning more than one window (about 4 ms each) on the host's thread, on every
+        # evaluation, costs too much: such a text is not read inside an expression at all.
+        return "unscanned"
     seen = s[_S_SEEN]
     if seen is None:
         seen = s[_S_SEEN] = {}
