@@ -69,6 +69,12 @@ DEFAULT_REDACTOR = _ProcessRedactor()
 
 #: ``limits.max_depth`` is clamped to this, so a capture never nears the recursion limit.
 MAX_DEPTH_CAP = int(CAPTURE_LIMIT_MAXIMA["max_depth"])
+# The other maxima, read once (each capture clamps its limits to them).
+_MAX_ITEMS = int(CAPTURE_LIMIT_MAXIMA["max_items"])
+_MAX_STRING = int(CAPTURE_LIMIT_MAXIMA["max_string"])
+_MAX_FIELDS = int(CAPTURE_LIMIT_MAXIMA["max_fields"])
+_MAX_BYTES = int(CAPTURE_LIMIT_MAXIMA["max_bytes"])
+_MAX_DEADLINE_MS = float(CAPTURE_LIMIT_MAXIMA["deadline_ms"])
 _MAX_SAFE_INT = 2**53
 _DEADLINE_EVERY = 32  # values encoded between two perf_counter() calls
 # Characters scanned for secrets beyond a string's kept prefix, so that a secret across the cut
@@ -154,14 +160,10 @@ class Budget:
         lim = limits if limits is not None else _DEFAULT_LIMITS
         # Clamped again here: a limits object may have skipped validation (hand-made, or read
         # from an older hub's record); nothing may make one capture longer or larger.
-        self.deadline_ms = min(
-            float(lim.deadline_ms if deadline_ms is None else deadline_ms),
-            float(CAPTURE_LIMIT_MAXIMA["deadline_ms"]),
-        )
-        self.max_bytes = min(
-            int(lim.max_bytes if max_bytes is None else max_bytes),
-            int(CAPTURE_LIMIT_MAXIMA["max_bytes"]),
-        )
+        ms = float(lim.deadline_ms if deadline_ms is None else deadline_ms)
+        self.deadline_ms = ms if ms <= _MAX_DEADLINE_MS else _MAX_DEADLINE_MS
+        size = int(lim.max_bytes if max_bytes is None else max_bytes)
+        self.max_bytes = size if size <= _MAX_BYTES else _MAX_BYTES
         self.deadline = _perf_counter() + self.deadline_ms / 1000.0
         self.left = self.max_bytes  #: approximate encoded bytes still allowed
         self.ticks = _DEADLINE_EVERY
@@ -245,10 +247,12 @@ class _Walker:
 
     def __init__(self, limits: CaptureLimits, red: RedactorLike | None, budget: Budget) -> None:
         # Clamped to the documented maxima whatever the limits object says (see Budget).
-        self.max_depth = min(limits.max_depth, MAX_DEPTH_CAP)
-        self.max_items = min(limits.max_items, int(CAPTURE_LIMIT_MAXIMA["max_items"]))
-        self.max_string = min(limits.max_string, int(CAPTURE_LIMIT_MAXIMA["max_string"]))
-        self.max_fields = min(limits.max_fields, int(CAPTURE_LIMIT_MAXIMA["max_fields"]))
+        depth, items = limits.max_depth, limits.max_items
+        string, fields = limits.max_string, limits.max_fields
+        self.max_depth = depth if depth <= MAX_DEPTH_CAP else MAX_DEPTH_CAP
+        self.max_items = items if items <= _MAX_ITEMS else _MAX_ITEMS
+        self.max_string = string if string <= _MAX_STRING else _MAX_STRING
+        self.max_fields = fields if fields <= _MAX_FIELDS else _MAX_FIELDS
         self.red = red
         self.budget = budget
         self.active: set[int] = set()  # ids of the containers on the current path
@@ -1183,7 +1187,7 @@ def exception_info(
         if red is not None:
             # A message is prose around the secret: keep the prose (the encoder would hide the
             # whole message for a card in it). Scanned beyond the cut, like any long string.
-            limit = min(lim.max_string, int(CAPTURE_LIMIT_MAXIMA["max_string"]))
+            limit = lim.max_string if lim.max_string <= _MAX_STRING else _MAX_STRING
             text = args[0]
             shown = _redact_text(red, text[: limit + _SECRET_WINDOW])
             if shown is None:
