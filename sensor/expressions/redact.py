@@ -23,8 +23,10 @@ R4. The marker. A :class:`Redacted` marker is the same for every secret of one c
     class: ``==``/``!=``/``is`` compare identity (so ``secret == guess`` is always False), it is
     truthy, ``typename()`` gives the hidden type's name, it hashes to one constant; everything
     else is refused: attributes, items, slices, iteration, ``len``, methods, arithmetic, ordering,
-    ``in`` on it, ``int``/``float``/``isinstance``. Formatted, it shows ``<redacted>``, or for a
-    content secret the redactor's own redacted text (``paid with <redacted:card>``).
+    ``in`` on it, ``int``/``float``/``isinstance``; ``len()`` only of a text too long to scan
+    (reason ``"unscanned"``, R2), whose content is opaque but whose length is not a secret.
+    Formatted, it shows ``<redacted>``, or for a content secret the redactor's own redacted text
+    (``paid with <redacted:card>``).
 R5. Errors. An error text names operations and types, never a value (:func:`failure` for the
     exceptions of builtin operations); the engine passes every error text through
     :func:`sensor.redaction.redact_error` as a second line of defence.
@@ -151,6 +153,14 @@ class Redacted:
                     shown = "<redacted>"
             self._shown = shown
         return self._shown
+
+    def unscanned_length(self) -> int | None:
+        """The length of a text too long to scan (reason ``"unscanned"``), else None: such a
+        text is opaque for not having been read, not for holding a known secret, and ``len()``
+        of it stays allowed (``len(body) > 10**6``)."""
+        if self.reason == "unscanned" and self._text is not None:
+            return len(self._text)
+        return None
 
     def __repr__(self) -> str:
         return "<redacted>"
