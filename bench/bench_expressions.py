@@ -2,8 +2,10 @@
 
 The condition is the typical ``rate > 0.5 and len(items) < 10`` (the figure the goal is about);
 a second case reads attributes of a plain object (``order.total > 100 and order.status ==
-'paid'``), which takes the sandbox's attribute path. Baselines measured in the same
-process, interleaved with the sandbox (A B A B ..., after a warm-up):
+'paid'``), which takes the sandbox's attribute path; a third reads strings long enough to be
+checked for secrets by content (``order.state == 'shipped' and
+order.note.startswith('gift')``). Baselines measured in the same process, interleaved with the
+sandbox (A B A B ..., after a warm-up):
 
 * ``native``: a compiled lambda called with the values read from the locals dict
   (``fn(ns["rate"], ns["items"])``), the cheapest native evaluation there is;
@@ -44,6 +46,9 @@ CONDITION = "rate > 0.5 and len(items) < 10"
 CASES = [
     ("typical", CONDITION, ("rate", "items")),
     ("attributes", "order.total > 100 and order.status == 'paid'", ("order",)),
+    # Strings long enough to be checked for secrets by content (the redaction rule R2 of
+    # sensor/expressions/redact.py): the cost of that check on a condition that reads text.
+    ("strings", "order.state == 'shipped' and order.note.startswith('gift')", ("order",)),
 ]
 GOAL_RATIO = 10.0
 GOAL_NS = 5_000.0
@@ -56,6 +61,8 @@ class Order:
     def __init__(self) -> None:
         self.total = 120.0
         self.status = "paid"
+        self.state = "shipped"
+        self.note = "gift wrap, leave it at the door"
         self.items = [1, 2, 3]
 
 

@@ -33,7 +33,7 @@ import weakref
 from _thread import get_ident
 from collections.abc import Callable, Mapping
 from types import CodeType, ModuleType
-from typing import Any
+from typing import Any, overload
 
 from sensor import _atfork
 from sensor.errors import ExpressionError, ProbeSpecError
@@ -182,7 +182,7 @@ class _Compiled:
     def __init__(self, probe: Probe) -> None:
         exprs: Any = None
         needs = [probe.condition, probe.expect, probe.template] + [
-            c.expr for c in probe.capture if not c.is_plain_name
+            c.expr for c in probe.capture if not (c.is_plain_name and c.name == c.expr)
         ]
         if any(text is not None for text in needs):
             exprs = _expressions()
@@ -195,7 +195,10 @@ class _Compiled:
         self.template = exprs.compile_template(probe.template) if probe.template else None
         self.captures: list[tuple[str, str, Any]] = []
         for spec in probe.capture:
-            if spec.is_plain_name:
+            # A plain name read under its own name is redacted by the encoder (which sees the
+            # name); under an alias ({"name": "e", "expr": "password"}) only the sandbox knows
+            # what was read, so it evaluates it.
+            if spec.is_plain_name and spec.name == spec.expr:
                 self.captures.append((spec.name, spec.expr, None))
             else:
                 self.captures.append((spec.name, spec.expr, exprs.compile(spec.expr)))
@@ -289,7 +292,7 @@ class _Armed:
 
     def error(self, what: str, exc: BaseException) -> str:
         self.errors += 1
-        text = f"{what}: {type(exc).__name__}: {exc}"
+        text = _clean(f"{what}: {type(exc).__name__}: {exc}")
         if not self.logged:
             self.logged = True
             log.warning("sensor probe %s at %s: %s", self.probe.id, self.probe.location, text)
@@ -361,7 +364,7 @@ class Engine:
             return ProbeStatus(
                 getattr(probe, "id", "?"),
                 ProbeState.ERROR,
-                reason=f"internal error while installing: {type(exc).__name__}: {exc}",
+                reason=_clean(f"internal error while installing: {type(exc).__name__}: {exc}"),
                 backend=self.backend_name,
             )
 
@@ -672,7 +675,7 @@ class Engine:
         return ProbeStatus(
             probe_id=armed.probe.id,
             state=armed.state,
-            reason=armed.reason,
+            reason=_clean(armed.reason),
             hits=armed.hits(),
             drops=armed.drops,
             skipped_rate=skipped_rate,
@@ -848,7 +851,7 @@ class Engine:
                     return False
             elif probe.kind is ProbeKind.EXPECT and not violated:
                 return False
-            expect = {"ok": ok, "error": err}
+            expect = {"ok": ok, "error": _clean(err)}
         exception: dict[str, Any] | None = None
         if point is Point.EXCEPTION and isinstance(value, BaseException):
             exception = _exception_info(value, probe.limits.capture)
@@ -951,7 +954,7 @@ class Engine:
             exception=exception,
             message=message,
             truncated=truncated,
-            errors=errors or None,
+            errors=[_clean(e) for e in errors] or None,
         )
         self._deliver(armed, hit)
 
@@ -1101,6 +1104,20 @@ def _thread_name() -> str | None:
     except Exception:
         return None
     return name if type(name) is str else None
+
+
+@overload
+def _clean(text: str) -> str: ...
+@overload
+def _clean(text: None) -> None: ...
+def _clean(text: str | None) -> str | None:
+    """The one redaction every error text passes before it leaves the engine (hit ``errors``,
+    ``expect.error``, status reasons): ``sensor.redaction.redact_error``. None stays None."""
+    if text is None:
+        return None
+    from sensor.redaction import redact_error
+
+    return redact_error(text)
 
 
 def _hit_line(frame: Any, exc: object) -> int | None:

@@ -24,9 +24,11 @@ from typing import Any
 from sensor.errors import ProbeSpecError
 
 __all__ = [
+    "CAPTURE_LIMIT_MAXIMA",
     "DEFAULT_EVAL_RATE",
     "DEFAULT_RATES",
     "DEFAULT_VIOLATION_RATE",
+    "PROBE_LIMIT_MAXIMA",
     "CaptureLimits",
     "CaptureSpec",
     "Hit",
@@ -160,6 +162,31 @@ class Location:
         return f"{self.module}:{self.qualname}@{suffix}"
 
 
+#: The largest value each capture limit may take (docs/reference/probes.md lists them). A probe
+#: asking for more is refused where it is validated (the hub answers 422 naming the field, the
+#: value and the maximum); the sensor's encoder clamps to them again whatever it is handed.
+#: ``max_string`` is at most the redactor's scanning window, so no kept text goes unscanned.
+CAPTURE_LIMIT_MAXIMA: dict[str, int | float] = {
+    "max_depth": 32,  # a capture never nears the interpreter's recursion limit
+    "max_items": 10_000,
+    "max_string": 65_536,  # sensor.redaction.MAX_MATCH_CHARS
+    "max_fields": 1_000,
+    "max_bytes": 1_048_576,  # 1 MiB per hit: the hub takes 8 MiB per request
+    "deadline_ms": 500.0,  # the longest a capture may hold the host's thread
+}
+#: The largest value of each guard of a probe. They are high (the test-time probes of the
+#: plugin use rate=1e9 to mean "unlimited") but finite and storable: a value at or above 2**63
+#: cannot be stored, and the CPU budget, not the rate, is what bounds the cost.
+PROBE_LIMIT_MAXIMA: dict[str, int | float] = {
+    "rate": 1e9,
+    "eval_rate": 1e9,
+    "violation_rate": 1e9,
+    "burst": 1_000_000_000,
+    "max_hits": 1_000_000_000,
+    "expires_at": 1e11,  # epoch seconds (the year 5138); the hub bounds it by its max_ttl
+}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class CaptureLimits:
     """Bounds on one capture. Every truncation is marked in the encoded value."""
@@ -174,12 +201,15 @@ class CaptureLimits:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            maximum = CAPTURE_LIMIT_MAXIMA[field.name]
+            integer = field.name != "deadline_ms"
+            expected = f"{'an integer' if integer else 'a number'} from 0 to {_number(maximum)}"
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ProbeSpecError(f"limits.capture.{field.name}", value, "a number")
-            if field.name != "deadline_ms" and not isinstance(value, int):
-                raise ProbeSpecError(f"limits.capture.{field.name}", value, "an integer")
-            if not (value >= 0 and math.isfinite(value)):
-                raise ProbeSpecError(f"limits.capture.{field.name}", value, "a number >= 0")
+                raise ProbeSpecError(f"limits.capture.{field.name}", value, expected)
+            if integer and not isinstance(value, int):
+                raise ProbeSpecError(f"limits.capture.{field.name}", value, expected)
+            if not (math.isfinite(value) and 0 <= value <= maximum):
+                raise ProbeSpecError(f"limits.capture.{field.name}", value, expected)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -212,26 +242,35 @@ class ProbeLimits:
             ("violation_rate", "violation hits"),
         ):
             value = getattr(self, name)
+            maximum = PROBE_LIMIT_MAXIMA[name]
             if value is not None and (
                 isinstance(value, bool)
                 or not isinstance(value, int | float)
-                or not (value > 0 and math.isfinite(value))
+                or not (value > 0 and math.isfinite(value) and value <= maximum)
             ):
                 raise ProbeSpecError(
-                    f"limits.{name}", value, f"a positive number of {unit} per second"
+                    f"limits.{name}",
+                    value,
+                    f"a positive number of {unit} per second, at most {_number(maximum)}",
                 )
         for name in ("burst", "max_hits"):
             value = getattr(self, name)
+            maximum = PROBE_LIMIT_MAXIMA[name]
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
+                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum
             ):
-                raise ProbeSpecError(f"limits.{name}", value, "a positive integer")
+                raise ProbeSpecError(
+                    f"limits.{name}", value, f"a positive integer, at most {_number(maximum)}"
+                )
+        maximum = PROBE_LIMIT_MAXIMA["expires_at"]
         if self.expires_at is not None and (
             isinstance(self.expires_at, bool)
             or not isinstance(self.expires_at, int | float)
-            or not math.isfinite(self.expires_at)
+            or not (math.isfinite(self.expires_at) and 0 <= self.expires_at <= maximum)
         ):
-            raise ProbeSpecError("limits.expires_at", self.expires_at, "epoch seconds")
+            raise ProbeSpecError(
+                "limits.expires_at", self.expires_at, f"epoch seconds from 0 to {_number(maximum)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -592,6 +631,13 @@ class Hit:
             if required not in data:
                 raise ProbeSpecError(f"hit.{required}", None, "a value (the field is required)")
         return cls(**data)
+
+
+def _number(value: int | float) -> str:
+    """A maximum as messages and docs print it: ``65536``, ``500``, ``1e+09``."""
+    if isinstance(value, int):
+        return str(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e6 else f"{value:g}"
 
 
 def _check_mapping(what: str, data: object) -> None:

@@ -2,9 +2,17 @@
 
 The sensor applies these rules before anything leaves the process: to captured values (the
 encoder asks :meth:`Redactor.is_secret_name` for every local, dict key and attribute name, and
-:meth:`Redactor.match_secret_value` for every string), to log messages
-(:meth:`Redactor.redact_text`) and to expression results (a secret name reads as a
-:class:`~sensor.expressions.Redacted` marker).
+:meth:`Redactor.match_secret_value` for every string), to log messages and exception messages
+(:meth:`Redactor.redact_text`), to every error text (:func:`redact_error`) and inside
+expressions (a secret reads as a :class:`~sensor.expressions.Redacted` marker; the rules used
+there are listed in ``sensor/expressions/redact.py``).
+
+Three classes of rules: *names* (an identifier, key or header name that holds a secret),
+*contents* (a value that is a credential whatever it is called: a card, a JWT, a key id) and
+*carriers* (a credential inside a larger text under a secret name: ``?api_key=...``,
+``password=...`` in a form body, ``"token": "..."`` in JSON, ``Authorization: Token ...``).
+A value secret hides its whole string; a carried secret hides the value only, keeping the names
+and the rest of the text as evidence.
 
 Rules come from three places, in order: the defaults below, the environment
 (``SENSOR_REDACT_NAMES``, ``SENSOR_REDACT_PATTERNS``, ``SENSOR_REDACT_ALLOW``) and the hub, which
@@ -22,19 +30,26 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from sensor.errors import ConfigError
 
 __all__ = [
+    "CARRIED_REASONS",
     "DEFAULT_NAMES",
     "DEFAULT_SUBSTRINGS",
+    "MAX_ERROR_CHARS",
+    "MAX_MATCH_CHARS",
+    "MAX_SCAN_CHARS",
+    "WINDOW_OVERLAP",
     "Redactor",
     "get_redactor",
     "length_class",
+    "looks_like_name",
     "luhn_ok",
     "normalize_name",
+    "redact_error",
     "set_redactor",
 ]
 
@@ -80,17 +95,26 @@ DEFAULT_SUBSTRINGS: tuple[str, ...] = (
     "creditcard",
     "cardnumber",
     "bearer",
+    # HTTP_AUTHORIZATION, HTTP_PROXY_AUTHORIZATION, x-goog-authorization: every carrier of
+    # the Authorization header, whatever prefix the server or gateway gives it.
+    "authorization",
 )
 
 #: A normalized name that ends with one of these is redacted (``csrf_token``, ``admin_pwd``).
-DEFAULT_SUFFIXES: tuple[str, ...] = ("token", "pwd", "cookie", "credentials", "signature")
+DEFAULT_SUFFIXES: tuple[str, ...] = (
+    "token",
+    "tokens",
+    "pwd",
+    "cookie",
+    "credentials",
+    "signature",
+)
 
-# Value patterns: (reason, regex). Kept linear (no nested quantifiers) so that a hostile
-# string cannot make matching slow.
 # Value patterns: (reason, regex, literals). A pattern runs only when the text contains one
 # of its literals (a C substring search), so ordinary prose costs a few `in` checks instead of
 # a regex pass per pattern. The regexes are linear (no nested quantifiers, bounded
-# repetitions), so a hostile string cannot make matching slow.
+# repetitions), so a hostile string cannot make matching slow. A pattern with a group named
+# ``s`` redacts that group only (the scheme word or the key's name stays as evidence).
 _VALUE_PATTERNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     # The whole PEM block, up to its END line or the end of the text: the body is the secret.
     (
@@ -100,11 +124,21 @@ _VALUE_PATTERNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("PRIVATE KEY",),
     ),
     ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", ("eyJ",)),
-    ("bearer", r"\b[Bb]earer\s+[A-Za-z0-9._~+/-]{8,}=*", ("earer",)),
-    ("basic-auth", r"\bBasic\s+[A-Za-z0-9+/]{12,}=*", ("Basic",)),
+    # Authorization schemes in any case (`BEARER`, `basic`): header values are case-blind.
+    ("bearer", r"\b(?i:bearer)\s+[A-Za-z0-9._~+/-]{8,}=*", ("earer", "EARER")),
+    # A basic credential is base64: it has a digit, '+', '/' or a lower-to-upper change, which
+    # keeps prose ("basic understanding") out.
+    (
+        "basic-auth",
+        r"\b(?i:basic)\s+(?=[A-Za-z0-9+/]*(?:[0-9+/]|[a-z][A-Z]))[A-Za-z0-9+/]{12,}=*",
+        ("asic", "ASIC"),
+    ),
+    # An AWS access key id, and the secret access key printed right after it (40 base64-ish
+    # characters after at most 8 separators: `AKIA...:wJalr...`, `AKIA... wJalr...`).
     (
         "aws-key",
-        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b",
+        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b"
+        r"(?:[\s:,;=|\"']{1,8}[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=]))?",
         ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA"),
     ),
     ("gcp-key", r"\bAIza[0-9A-Za-z_-]{35}", ("AIza",)),
@@ -126,15 +160,83 @@ _VALUE_PATTERNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("@",),
     ),
 )
+# Carried secrets: a credential inside a larger text. Only the credential is redacted, so these
+# come after the value patterns (a card in `password=4111 ...` is redacted whole first).
+# (reason, regex, literals, needs a digit): a pattern whose match always holds a digit is
+# skipped at once on text without one (prose), before its many literals are looked for.
+_CARRIED_PATTERNS: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
+    # Credentials of the other HTTP authorization schemes (RFC 9110 and common APIs), in any
+    # case: 16+ token characters holding a digit (prose like "token ring" has none).
+    (
+        "auth-scheme",
+        r"\b(?i:token|apikey|api-key|negotiate|ntlm|hoba|mutual|vapid|hmac|"
+        r"aws4-hmac-sha256|sharedaccesssignature|sso-key|splunk)[ \t]+"
+        r"(?P<s>(?=[A-Za-z0-9._~+/=:-]*[0-9])[A-Za-z0-9._~+/=:-]{16,})",
+        tuple(
+            (  # noqa: SIM905 - a word list reads better than 24 literals
+                "oken OKEN pikey PIKEY piKey pi-key PI-KEY egotiate EGOTIATE NTLM ntlm HOBA "
+                "hoba utual UTUAL apid APID mac MAC ccessSignature so-key SO-KEY plunk PLUNK"
+            ).split()
+        ),
+        True,
+    ),
+    # Digest credentials: the whole parameter list after the scheme (response=, cnonce=, ...).
+    (
+        "auth-scheme",
+        r"\b(?i:digest)[ \t]+(?P<s>(?i:username|realm|nonce|uri|response|cnonce|opaque|qop|"
+        r"algorithm|userhash)[ \t]*=[^\r\n]{0,4096})",
+        ("igest", "IGEST"),
+        False,
+    ),
+    # An AWS secret access key after its name in any spelling (aws_secret_access_key,
+    # SecretAccessKey, secret-key), with or without `=`/`:` and quotes: 40 base64 characters.
+    # A bare 40-character value without that context is not redacted (see the docs).
+    (
+        "aws-secret-key",
+        r"(?i:secret[_-]?(?:access[_-]?)?key)(?:[_-]?id)?[\"']?[ \t]*[:=]?[ \t]*[\"']?"
+        r"(?P<s>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+        ("ecret", "ECRET"),
+        False,
+    ),
+)
+#: Reasons whose redaction keeps the text around the credential (see the module docstring):
+#: captures and formatted expressions show such a string with the credential replaced.
+CARRIED_REASONS: frozenset[str] = frozenset(("auth-scheme", "aws-secret-key", "field"))
+
+# `name=value`, `name: value`, `"name": value`, `'name': b'value'`: a field in a query string,
+# form or JSON body, header line, repr or log line. The separators are found first
+# (_separators); the name is read backwards from each (_name_before), and the value's extent
+# (_value_end) is worked out only when the name is secret. Scanning every position for a name
+# with one regex cost four to five times more on prose with a few colons.
+_QUOTED_NAME = re.compile(r"[\w.\-\[\] ]{1,128}\Z")
+_NAME_RUN = re.compile(r"[\w.\-\[\]]{1,129}")
+# Header-like names whose unquoted value runs to the end of the line (`Authorization: Digest
+# a="b", c="d"`, `Cookie: a=b; c=d`).
+_LINE_NAMES = frozenset(("authorization", "proxyauthorization", "cookie", "setcookie"))
+_UNQUOTED_VALUE = re.compile(r"[^\s&;,\"'<>{}\[\]()]{1,4096}")
+_LINE_VALUE = re.compile(r"[^\r\n]{1,8192}")
+# The body of a quoted value (escapes kept together; an unclosed quote runs to the line's end).
+_DQ_BODY = re.compile(r'(?:[^"\\\r\n]|\\.){0,4096}')
+_SQ_BODY = re.compile(r"(?:[^'\\\r\n]|\\.){0,4096}")
+_MAX_FIELD_VALUE = 4096
+_FIELD_MARK = "<redacted:field>"
+
 # A run of at least 13 digits, optionally grouped by single spaces or dashes; _is_card then
 # looks for a Luhn-valid 13-19 digit card in it, so a card next to other digits is found. It
 # starts with a character class, so the regex engine scans for a digit in C (a leading
 # look-behind made it six times slower on prose).
 _CARD_RE = re.compile(r"[0-9](?:[ -]?[0-9]){12,}")
 
-#: Strings longer than this are matched on their first part only: capture keeps at most a few
-#: hundred characters anyway, and matching must stay bounded in time.
+#: Text is scanned in windows of this many characters (each pass of the patterns is bounded).
 MAX_MATCH_CHARS = 65_536
+#: Consecutive windows overlap by this much, so a secret across a window's edge is seen whole
+#: (no built-in pattern needs more characters than this to be recognised).
+WINDOW_OVERLAP = 4_096
+#: :meth:`Redactor.match_secret_value` scans at most this much of one text; a longer text is
+#: called ``"unscanned"`` (a secret, for what inside an expression may read of it).
+MAX_SCAN_CHARS = 1 << 20
+#: Error texts (:func:`redact_error`) are cut to this many characters after redaction.
+MAX_ERROR_CHARS = 1_000
 
 _NORMALIZE = str.maketrans("", "", "-_. ")
 
@@ -178,6 +280,15 @@ def _card_sub(m: re.Match[str]) -> str:
     return "<redacted:card>" if _is_card(m) else m.group()
 
 
+_NAME_LIKE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}\Z")
+
+
+def looks_like_name(text: str) -> bool:
+    """True for an identifier or header name (``authorization``, ``X-Api-Key``): the first
+    item of a ``(name, value)`` pair is a name only then, not any text that mentions one."""
+    return _NAME_LIKE.match(text) is not None
+
+
 def normalize_name(name: str) -> str:
     """``"X-Api_Key"`` -> ``"xapikey"``: the form names are compared in."""
     return name.translate(_NORMALIZE).lower()
@@ -212,6 +323,9 @@ def length_class(n: int) -> str:
     return "129+"
 
 
+_Check = tuple[str, "re.Pattern[str]", tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class _Rules:
     """One immutable set of rules; :class:`Redactor` swaps the whole object on update."""
@@ -222,8 +336,11 @@ class _Rules:
     allow: frozenset[str]
     extra_names: tuple[str, ...]
     extra_patterns: tuple[str, ...]
-    #: (reason, compiled regex, literals of which one must occur; empty: always run)
-    checks: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...]
+    #: value secrets: (reason, compiled regex, literals of which one must occur; empty: always)
+    checks: tuple[_Check, ...]
+    #: carried secrets, the same way (a group named ``s`` is the part redacted), and whether a
+    #: match always holds a digit
+    carried: tuple[tuple[str, re.Pattern[str], tuple[str, ...], bool], ...]
 
 
 def _compile_rules(
@@ -232,7 +349,7 @@ def _compile_rules(
     extra_names = tuple(n.strip() for n in names if n.strip())
     extra_patterns = tuple(p for p in patterns if p)
     allowed = frozenset(normalize_name(a.strip()) for a in allow if a.strip())
-    checks: list[tuple[str, re.Pattern[str], tuple[str, ...]]] = [
+    checks: list[_Check] = [
         (reason, re.compile(rx), literals) for reason, rx, literals in _VALUE_PATTERNS
     ]
     for rx in extra_patterns:
@@ -251,7 +368,140 @@ def _compile_rules(
         extra_names=extra_names,
         extra_patterns=extra_patterns,
         checks=tuple(checks),
+        carried=tuple((r, re.compile(rx), lits, digit) for r, rx, lits, digit in _CARRIED_PATTERNS),
     )
+
+
+def _may_match(sample: str, literals: tuple[str, ...]) -> bool:
+    """False when none of a pattern's literals occurs (the pattern cannot match)."""
+    if not literals:
+        return True
+    for lit in literals:  # noqa: SIM110 - a plain loop is faster than any() here
+        if lit in sample:
+            return True
+    return False
+
+
+def _windows(text: str) -> Iterable[str]:
+    """``text`` cut in overlapping windows of MAX_MATCH_CHARS (up to MAX_SCAN_CHARS)."""
+    n = len(text)
+    if n <= MAX_MATCH_CHARS:
+        yield text
+        return
+    step = MAX_MATCH_CHARS - WINDOW_OVERLAP
+    for start in range(0, min(n, MAX_SCAN_CHARS), step):
+        yield text[start : start + MAX_MATCH_CHARS]
+        if start + MAX_MATCH_CHARS >= n:
+            return
+
+
+def _separators(text: str) -> list[int]:
+    """Positions of ``=`` and ``:`` in order, found with str.find (C; a regex scan of every
+    position cost about 150 instructions per character)."""
+    out: list[int] = []
+    for sep in "=:":
+        find = text.find
+        i = find(sep)
+        while i >= 0:
+            out.append(i)
+            i = find(sep, i + 1)
+    out.sort()
+    return out
+
+
+def _name_before(text: str, i: int) -> str | None:
+    """The field name that ends just before the separator at ``i`` (``"name"``, ``'name'`` or
+    the word of name characters before it), or None."""
+    j = i
+    c = text[j - 1] if j else ""
+    while c == " " or c == "\t":
+        j -= 1
+        c = text[j - 1] if j else ""
+    if not c:
+        return None
+    if c == '"' or c == "'":
+        k = text.rfind(c, max(0, j - 130), j - 1)
+        if k < 0:
+            return None
+        name = text[k + 1 : j - 1]
+        return name if _QUOTED_NAME.match(name) is not None else None
+    # The word before the separator, read backwards in C: a short reversed slice and one
+    # anchored match (a Python loop per character cost five times more); a long word is read
+    # again in a longer slice.
+    m = _NAME_RUN.match(text[j - 1 : (j - 34 if j >= 34 else None) : -1])
+    if m is None:
+        return None
+    if m.end() == 33:
+        m = _NAME_RUN.match(text[j - 1 : (j - 130 if j >= 130 else None) : -1])
+        if m is None:  # pragma: no cover - the shorter slice matched
+            return None
+        if m.end() > 128:
+            # A longer word (`..._database_password=`): its last 128 characters decide, so
+            # that a long name cannot hide a secret one (substrings and suffixes still match).
+            return text[j - 128 : j]
+    return text[j - m.end() : j]
+
+
+def _value_end(text: str, i: int, line: bool) -> tuple[int, int]:
+    """The span of a field's value starting at ``i``: a quoted string (without its quotes), a
+    bracketed block, the rest of the line (header-like names) or a run of value characters."""
+    n = len(text)
+    if i >= n:
+        return i, i
+    c = text[i]
+    if c in "bB" and i + 1 < n and text[i + 1] in "\"'":
+        i += 1  # b'...': a bytes repr
+        c = text[i]
+    if c == '"' or c == "'":
+        m = (_DQ_BODY if c == '"' else _SQ_BODY).match(text, i + 1)
+        return i + 1, m.end() if m is not None else i + 1
+    if c == "{" or c == "[":
+        limit = min(n, i + _MAX_FIELD_VALUE)
+        depth = 0
+        quote = ""
+        j = i
+        while j < limit:
+            ch = text[j]
+            if quote:
+                if ch == "\\":
+                    j += 1
+                elif ch == quote:
+                    quote = ""
+            elif ch == '"' or ch == "'":
+                quote = ch
+            elif ch == "{" or ch == "[":
+                depth += 1
+            elif ch == "}" or ch == "]":
+                depth -= 1
+                if depth == 0:
+                    return i, j + 1
+            j += 1
+        return i, j
+    m = (_LINE_VALUE if line else _UNQUOTED_VALUE).match(text, i)
+    return (i, m.end()) if m is not None else (i, i)
+
+
+def _secret_norm(rules: _Rules, norm: str) -> bool:
+    if norm in rules.allow:
+        return False
+    return (
+        norm in rules.names
+        or any(sub in norm for sub in rules.substrings)
+        or norm.endswith(rules.suffixes)
+    )
+
+
+def _group_sub(marker: str) -> Callable[[re.Match[str]], str]:
+    """A replacement that redacts the group named ``s`` only (the whole match without one)."""
+
+    def sub(m: re.Match[str]) -> str:
+        if "s" not in m.re.groupindex or m.start("s") < 0:
+            return marker
+        text = m.group()
+        base = m.start()
+        return text[: m.start("s") - base] + marker + text[m.end("s") - base :]
+
+    return sub
 
 
 class Redactor:
@@ -328,7 +578,7 @@ class Redactor:
     # -- queries -------------------------------------------------------------------------
 
     def is_secret_name(self, name: str) -> bool:
-        """True when an identifier, dict key or attribute called ``name`` holds a secret."""
+        """True when an identifier, dict key, attribute or header name holds a secret."""
         cache = self._name_cache
         hit = cache.get(name)
         if hit is not None:
@@ -337,52 +587,127 @@ class Redactor:
             return False
         rules = self._rules
         norm = normalize_name(name)
-        if norm in rules.allow:
-            secret = False
-        else:
-            secret = (
-                norm in rules.names
-                or any(s in norm for s in rules.substrings)
-                or norm.endswith(rules.suffixes)
+        secret = _secret_norm(rules, norm)
+        if not secret and norm.startswith("http") and len(norm) > 4:
+            # A WSGI header key (HTTP_X_API_KEY, HTTP_SESSION): the header's own name decides,
+            # with or without its "X-" prefix.
+            rest = norm[4:]
+            secret = _secret_norm(rules, rest) or (
+                rest.startswith("x") and len(rest) > 1 and _secret_norm(rules, rest[1:])
             )
+            if rest in rules.allow or norm in rules.allow:
+                secret = False
         if len(cache) < self._CACHE_MAX:
             cache[name] = secret
         return secret
 
     def match_secret_value(self, text: str) -> str | None:
-        """The reason (``"card"``, ``"email"``, ``"jwt"``, ...) if ``text`` holds a secret."""
+        """The reason (``"card"``, ``"email"``, ``"field"``, ...) if ``text`` holds a secret.
+
+        The whole text is scanned, in overlapping windows, up to :data:`MAX_SCAN_CHARS`
+        characters; a longer text is ``"unscanned"``.
+        """
         if type(text) is not str or len(text) < 6:
             return None
-        sample = text[:MAX_MATCH_CHARS]
+        rules = self._rules
+        if len(text) <= MAX_MATCH_CHARS:  # the common case, without the windows' generator
+            return self._match_sample(rules, text)
+        for sample in _windows(text):
+            reason = self._match_sample(rules, sample)
+            if reason is not None:
+                return reason
+        return "unscanned" if len(text) > MAX_SCAN_CHARS else None
+
+    def _match_sample(self, rules: _Rules, sample: str) -> str | None:
         for m in _CARD_RE.finditer(sample):
             if _is_card(m):
                 return "card"
-        for reason, rx, literals in self._rules.checks:
+        # The literal prefilters inline (a call per pattern cost as much as the checks).
+        for reason, rx, literals in rules.checks:
             if literals:
                 for lit in literals:
                     if lit in sample:
                         break
                 else:
-                    continue  # none of its literals: the pattern cannot match
+                    continue
             if rx.search(sample) is not None:
                 return reason
+        digit: bool | None = None
+        for reason, rx, literals, needs_digit in rules.carried:
+            if needs_digit:
+                if digit is None:
+                    digit = False
+                    for d in "0123456789":  # ten C substring searches: cheaper than a regex
+                        if d in sample:
+                            digit = True
+                            break
+                if not digit:
+                    continue
+            for lit in literals:
+                if lit in sample:
+                    break
+            else:
+                continue
+            if rx.search(sample) is not None:
+                return reason
+        if ("=" in sample or ":" in sample) and self._field_spans(sample, first=True):
+            return "field"
         return None
 
+    def _field_spans(self, text: str, *, first: bool = False) -> list[tuple[int, int]]:
+        """Spans of the values held under secret names in ``text`` (``password=...``)."""
+        spans: list[tuple[int, int]] = []
+        n = len(text)
+        skip_to = 0  # a separator inside a value already taken is not a field's separator
+        for i in _separators(text):
+            if i < skip_to:
+                continue
+            sep = text[i]
+            if (i + 1 < n and text[i + 1] == sep) or (i > 0 and text[i - 1] in "=:!<>"):
+                continue  # `==`, `::`, `!=`, `<=`: an operator, not a field
+            name = _name_before(text, i)
+            if name is None or not self.is_secret_name(name):
+                continue
+            v = i + 1
+            while v < n and (text[v] == " " or text[v] == "\t"):
+                v += 1
+            start, end = _value_end(text, v, normalize_name(name) in _LINE_NAMES)
+            if end > start and not text.startswith("<redacted", start):
+                spans.append((start, end))
+                if first:
+                    break
+            skip_to = max(end, v)
+        return spans
+
     def redact_text(self, text: str) -> str:
-        """``text`` with every secret value replaced by ``<redacted:reason>``."""
+        """``text`` with every secret replaced by ``<redacted:reason>``.
+
+        A value secret is replaced whole; a carried one keeps the words around it (the scheme,
+        the parameter's name). Beyond the first window nothing is known to be safe: the rest
+        is dropped rather than shipped.
+        """
         if len(text) < 6:
             return text
         head, tail = text[:MAX_MATCH_CHARS], text[MAX_MATCH_CHARS:]
         head = _CARD_RE.sub(_card_sub, head)
-        for reason, rx, literals in self._rules.checks:
-            if literals:
-                for lit in literals:
-                    if lit in head:
-                        break
-                else:
-                    continue
-            head = rx.sub(f"<redacted:{reason}>", head)
-        # Beyond the matched window nothing is known to be safe: drop it rather than ship it.
+        rules = self._rules
+        for reason, rx, literals in rules.checks:
+            if _may_match(head, literals):
+                head = rx.sub(f"<redacted:{reason}>", head)
+        for reason, rx, literals, _digit in rules.carried:
+            if _may_match(head, literals):
+                head = rx.sub(_group_sub(f"<redacted:{reason}>"), head)
+        if "=" in head or ":" in head:
+            spans = self._field_spans(head)
+            if spans:
+                parts = []
+                last = 0
+                for start, end in spans:
+                    parts.append(head[last:start])
+                    parts.append(_FIELD_MARK)
+                    last = end
+                parts.append(head[last:])
+                head = "".join(parts)
         return head + (f"<redacted:unscanned {len(tail)} chars>" if tail else "")
 
     @staticmethod
@@ -459,3 +784,25 @@ def set_redactor(redactor: Redactor | None) -> None:
     global _default
     with _default_lock:
         _default = redactor
+
+
+def redact_error(text: str) -> str:
+    """An error text as it may leave the process: secrets redacted, at most MAX_ERROR_CHARS.
+
+    The one function every error text goes through before it leaves the engine (hit
+    ``errors``, ``expect.error``, status reasons), as a second line of defence behind error
+    messages that are built value-free. Never raises.
+    """
+    try:
+        raw: object = text
+        if type(raw) is not str:
+            if not isinstance(raw, str):
+                return f"<error text of type {type(raw).__name__}>"
+            text = str.__str__(raw)  # the storage of a subclass, no override runs
+        head = text[: MAX_ERROR_CHARS + WINDOW_OVERLAP]
+        out = get_redactor().redact_text(head)
+        if len(out) > MAX_ERROR_CHARS or len(text) > len(head):
+            out = out[:MAX_ERROR_CHARS] + f"...[{len(text)} characters in all]"
+        return out
+    except Exception:  # a broken rule must not break the caller, nor let the text through
+        return "<error text withheld: redaction failed>"

@@ -26,7 +26,7 @@ from itertools import islice
 from typing import Any, Protocol, cast
 
 from sensor.capture.safety import _LAYOUTS, Kind, Layout, hidden_instance_dict, layout_of
-from sensor.probes import CaptureLimits
+from sensor.probes import CAPTURE_LIMIT_MAXIMA, CaptureLimits
 
 __all__ = [
     "DEFAULT_REDACTOR",
@@ -52,6 +52,8 @@ class RedactorLike(Protocol):
 
     def length_class(self, n: int) -> str: ...
 
+    def redact_text(self, text: str) -> str: ...
+
 
 class _ProcessRedactor:
     """Sentinel type: use ``sensor.redaction.get_redactor()`` at capture time."""
@@ -66,10 +68,30 @@ class _ProcessRedactor:
 DEFAULT_REDACTOR = _ProcessRedactor()
 
 #: ``limits.max_depth`` is clamped to this, so a capture never nears the recursion limit.
-MAX_DEPTH_CAP = 32
+MAX_DEPTH_CAP = int(CAPTURE_LIMIT_MAXIMA["max_depth"])
+# The other maxima, read once (each capture clamps its limits to them).
+_MAX_ITEMS = int(CAPTURE_LIMIT_MAXIMA["max_items"])
+_MAX_STRING = int(CAPTURE_LIMIT_MAXIMA["max_string"])
+_MAX_FIELDS = int(CAPTURE_LIMIT_MAXIMA["max_fields"])
+_MAX_BYTES = int(CAPTURE_LIMIT_MAXIMA["max_bytes"])
+_MAX_DEADLINE_MS = float(CAPTURE_LIMIT_MAXIMA["deadline_ms"])
 _MAX_SAFE_INT = 2**53
 _DEADLINE_EVERY = 32  # values encoded between two perf_counter() calls
-_SECRET_WINDOW = 256  # characters scanned for secrets beyond a string's kept prefix
+# Characters scanned for secrets beyond a string's kept prefix, so that a secret across the cut
+# is recognised and the kept part of it is not emitted (a card, an e-mail, a JWT's header and
+# payload up to this size).
+_SECRET_WINDOW = 1024
+# Reasons whose redaction keeps the text around the secret (sensor.redaction.CARRIED_REASONS;
+# repeated here so the encoder loads without the redaction module).
+_CARRIED = frozenset(("auth-scheme", "aws-secret-key", "field"))
+_NAME_LIKE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}\Z")
+
+
+def _looks_like_name(text: str) -> bool:
+    """The first item of a pair is a name (``authorization``), not text that mentions one."""
+    return _NAME_LIKE.match(text) is not None
+
+
 _MAX_ERRORS = 20
 _MAX_INT_DIGITS = 4000  # below the interpreter's default int-to-str limit (4300)
 _MATCH_CACHE_CHARS = 64  # strings up to this length have their redaction verdict cached
@@ -136,8 +158,12 @@ class Budget:
         max_bytes: int | None = None,
     ) -> None:
         lim = limits if limits is not None else _DEFAULT_LIMITS
-        self.deadline_ms = float(lim.deadline_ms if deadline_ms is None else deadline_ms)
-        self.max_bytes = int(lim.max_bytes if max_bytes is None else max_bytes)
+        # Clamped again here: a limits object may have skipped validation (hand-made, or read
+        # from an older hub's record); nothing may make one capture longer or larger.
+        ms = float(lim.deadline_ms if deadline_ms is None else deadline_ms)
+        self.deadline_ms = ms if ms <= _MAX_DEADLINE_MS else _MAX_DEADLINE_MS
+        size = int(lim.max_bytes if max_bytes is None else max_bytes)
+        self.max_bytes = size if size <= _MAX_BYTES else _MAX_BYTES
         self.deadline = _perf_counter() + self.deadline_ms / 1000.0
         self.left = self.max_bytes  #: approximate encoded bytes still allowed
         self.ticks = _DEADLINE_EVERY
@@ -191,14 +217,17 @@ class Budget:
 
 
 def _describe(exc: BaseException) -> str:
-    """``TypeName: message`` of an exception, reading only exact-str args (no user code)."""
+    """``TypeName: message`` of an exception, reading only exact-str args (no user code); the
+    message is redacted, since a builtin's message may quote the value it failed on."""
     name = layout_of(type(exc)).name
     try:
         args = _exc_args(exc)
     except Exception:
         args = ()
     if type(args) is tuple and args and type(args[0]) is str:
-        return f"{name}: {args[0][:200]}"
+        from sensor.redaction import redact_error
+
+        return f"{name}: {redact_error(args[0][:200])}"
     return name
 
 
@@ -217,10 +246,13 @@ class _Walker:
     )
 
     def __init__(self, limits: CaptureLimits, red: RedactorLike | None, budget: Budget) -> None:
-        self.max_depth = min(limits.max_depth, MAX_DEPTH_CAP)
-        self.max_items = limits.max_items
-        self.max_string = limits.max_string
-        self.max_fields = limits.max_fields
+        # Clamped to the documented maxima whatever the limits object says (see Budget).
+        depth, items = limits.max_depth, limits.max_items
+        string, fields = limits.max_string, limits.max_fields
+        self.max_depth = depth if depth <= MAX_DEPTH_CAP else MAX_DEPTH_CAP
+        self.max_items = items if items <= _MAX_ITEMS else _MAX_ITEMS
+        self.max_string = string if string <= _MAX_STRING else _MAX_STRING
+        self.max_fields = fields if fields <= _MAX_FIELDS else _MAX_FIELDS
         self.red = red
         self.budget = budget
         self.active: set[int] = set()  # ids of the containers on the current path
@@ -241,7 +273,7 @@ class _Walker:
                 if self.red is not None:
                     reason = self._match(v)
                     if reason is not None:
-                        return self._redacted("str", reason, n)
+                        return self._secret_str(v, n, "str", reason)
                 b.left -= n + 3
                 return v
             return self._long_str(v, n, "str")
@@ -322,16 +354,35 @@ class _Walker:
             out["@len"] = self.red.length_class(n)
         return out
 
+    def _secret_str(self, text: str, n: int, name: str, reason: str) -> JSONValue:
+        """A str that holds a secret: the whole value hidden, or for a carried secret (a query
+        string, a form body, a header line) the text with only the credential replaced.
+
+        ``text`` is the value, or the part of it that was scanned; ``n`` the value's length.
+        """
+        red = self.red
+        if reason in _CARRIED and red is not None:
+            shown = _redact_text(red, text)
+            if shown is not None:
+                limit = self.max_string
+                if n <= limit and len(shown) <= limit:
+                    self.budget.left -= len(shown) + 3
+                    return shown if name == "str" else {"@t": name, "v": shown}
+                self.budget.left -= min(len(shown), limit) + 40
+                self.budget.truncated = True
+                return {"@t": name, "v": shown[:limit], "@len": n, "@trunc": True}
+        return self._redacted(name, reason, n)
+
     def _long_str(self, v: str, n: int, name: str) -> JSONValue:
         """A str (exact, or a subclass's storage copy) that needs the object form."""
         limit = self.max_string
         red = self.red
         if red is not None:
-            # Scan a little past the cut so a secret straddling it is still caught.
+            # Scan past the cut so a secret straddling it is still caught.
             window = v if n <= limit + _SECRET_WINDOW else v[: limit + _SECRET_WINDOW]
             reason = self._match(window)
             if reason is not None:
-                return self._redacted(name, reason, n)
+                return self._secret_str(window, n, name, reason)
         if n <= limit:
             self.budget.left -= n + 16
             return {"@t": name, "v": v}
@@ -349,6 +400,16 @@ class _Walker:
             scan = text if n <= limit else repr(v[: limit + _SECRET_WINDOW])[2:-1]
             reason = self._match(scan)
             if reason is not None:
+                if reason in _CARRIED:
+                    shown = _redact_text(self.red, scan)
+                    if shown is not None:
+                        kept = shown[:limit]
+                        self.budget.left -= len(kept) + 32
+                        parts: dict[str, Any] = {"@t": name, "v": kept, "@len": n}
+                        if n > limit or len(shown) > limit:
+                            parts["@trunc"] = True
+                            self.budget.truncated = True
+                        return parts
                 return self._redacted(name, reason, n)
         self.budget.left -= len(text) + 32
         out: dict[str, Any] = {"@t": name, "v": text, "@len": n}
@@ -399,6 +460,12 @@ class _Walker:
             limit = self.max_items
             out: list[JSONValue] = []
             append = out.append
+            tv = type(v)
+            if n == 2 and red is not None and (tv is tuple or tv is list):
+                pair = self._secret_pair(v, d1)
+                if pair is not None:
+                    b.ticks -= 2
+                    return {"@t": name, "v": pair}
             # islice even when n <= limit: another thread may append while we iterate.
             for x in islice(it, limit):
                 if b.left <= 0:
@@ -427,6 +494,21 @@ class _Walker:
             return self._error(name, exc)
         finally:
             active.discard(ident)
+
+    def _secret_pair(self, v: Any, depth: int) -> list[JSONValue] | None:
+        """``(name, value)`` whose name is secret (an ASGI header ``(b"authorization", ...)``,
+        an ``items()`` pair): the name, and the value hidden as under a secret key."""
+        first, second = v[0], v[1]
+        tf = type(first)
+        if tf is str:
+            key = first
+        elif tf is bytes and len(first) <= 64:
+            key = first.decode("latin-1")
+        else:
+            return None
+        if not _looks_like_name(key) or not self._secret_name(key):
+            return None
+        return [self.enc(first, depth), self._redact_name(second)]
 
     def _set(self, v: Any, depth: int, name: str, it: Iterator[Any], n: int) -> JSONValue:
         res = self._seq(v, depth, name, it, n)
@@ -516,7 +598,11 @@ class _Walker:
                     continue
                 if items is None:
                     items = [[kk, vv] for kk, vv in out.items()]
-                key_name = _str_copy(k) if _is_str_subclass(type(k)) else None
+                tk = type(k)
+                if tk is bytes:  # ASGI-style headers dicts: b"authorization"
+                    key_name = k.decode("latin-1") if len(k) <= 256 else None
+                else:
+                    key_name = _str_copy(k) if _is_str_subclass(tk) else None
                 out_k = enc(k, d1)
                 if key_name is not None and red is not None and red.is_secret_name(key_name):
                     out_v = self._redact_name(x)
@@ -550,8 +636,11 @@ class _Walker:
         # its redacted form (type name and length class), not the marker object's own fields.
         expressions = sys.modules.get("sensor.expressions")
         if expressions is not None and t is getattr(expressions, "Redacted", None):
+            shown = v.to_json()
+            if type(shown) is str:  # a carried secret: the redactor's text, encoded as a str
+                return self.enc(shown, depth)
             self.budget.left -= 48
-            return cast("JSONValue", v.to_json())
+            return cast("JSONValue", shown)
         try:
             layout = _LAYOUTS.get(id(t))
             if layout is None or layout.type is not t:
@@ -1037,7 +1126,7 @@ def capture_frame(
         red = _resolve(redactor)
         walker = _Walker(lim, red, budget)
         n = len(names_to_values)
-        limit = lim.max_fields
+        limit = walker.max_fields
         pairs: Iterable[tuple[object, object]] = names_to_values.items()
         ver = walker.ver
         kept = 0
@@ -1081,7 +1170,10 @@ def exception_info(
     """``{"type": "module.QualName", "message": <encoded str>}`` for a hit's ``exception``.
 
     The message is ``args[0]`` when it is a str (what ``str(exc)`` shows for one argument),
-    read without calling the exception's ``__str__``; otherwise the encoded ``args``.
+    read without calling the exception's ``__str__``, with every secret in it replaced in place
+    (``card <redacted:card> declined``, ``password=<redacted:field>``); otherwise the encoded
+    ``args``, whose strings are redacted like any captured value. This is the one path for the
+    exception text of a hit.
     """
     lim = limits if limits is not None else _DEFAULT_LIMITS
     try:
@@ -1091,8 +1183,45 @@ def exception_info(
         return {"type": _name_or_unknown(type(exc)), "message": None}
     if type(args) is tuple and len(args) == 1 and type(args[0]) is str:
         message: object = args[0]
+        red = _resolve(redactor)
+        if red is not None:
+            # A message is prose around the secret: keep the prose (the encoder would hide the
+            # whole message for a card in it). Scanned beyond the cut, like any long string.
+            limit = lim.max_string if lim.max_string <= _MAX_STRING else _MAX_STRING
+            text = args[0]
+            shown = _redact_text(red, text[: limit + _SECRET_WINDOW])
+            if shown is None:
+                return {"type": name, "message": _redacted_message(text)}
+            if len(text) > limit + _SECRET_WINDOW:
+                shown += "<redacted:unscanned>"
+            message = shown
     elif type(args) is tuple and not args:
         message = ""
     else:
         message = args
     return {"type": name, "message": encode(message, lim, redactor=redactor)}
+
+
+def _redacted_message(text: str) -> JSONValue:
+    return {"@t": "str", "@redacted": "unscanned", "@len": _length_class_of(len(text))}
+
+
+def _length_class_of(n: int) -> str:
+    from sensor.redaction import length_class
+
+    return length_class(n)
+
+
+def _redact_text(red: RedactorLike, text: str) -> str | None:
+    """``red.redact_text(text)`` when the redactor has it and its output is clean, else None
+    (the caller then hides the whole value)."""
+    redact = getattr(red, "redact_text", None)
+    if redact is None:
+        return None
+    try:
+        shown = redact(text)
+        if type(shown) is not str or red.match_secret_value(shown) is not None:
+            return None
+        return shown
+    except Exception:
+        return None

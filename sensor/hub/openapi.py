@@ -16,6 +16,8 @@ from sensor._version import __version__
 from sensor.hub.redaction import MAX_NAME_CHARS, MAX_PATTERN_CHARS, MAX_RULES
 from sensor.hub.store.base import DECLINE_REASONS
 from sensor.probes import (
+    CAPTURE_LIMIT_MAXIMA,
+    PROBE_LIMIT_MAXIMA,
     CaptureLimits,
     Hit,
     Probe,
@@ -128,22 +130,39 @@ def _expression(max_length: int = MAX_EXPRESSION_CHARS) -> dict[str, Any]:
 
 
 def _capture_limits() -> dict[str, Any]:
-    fields = {
-        field.name: (_COUNT if field.name != "deadline_ms" else {"type": "number", "minimum": 0})
-        for field in dataclasses.fields(CaptureLimits)
-    }
+    """CaptureLimits' fields, bounded by the maxima the sensor enforces (CAPTURE_LIMIT_MAXIMA)."""
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(CaptureLimits):
+        kind = "number" if field.name == "deadline_ms" else "integer"
+        fields[field.name] = {
+            "type": kind,
+            "minimum": 0,
+            "maximum": CAPTURE_LIMIT_MAXIMA.get(field.name, 2**63 - 1),
+        }
     return _object(fields)
 
 
 def _probe_limits() -> dict[str, Any]:
+    """ProbeLimits' fields, bounded by the maxima the sensor enforces (PROBE_LIMIT_MAXIMA)."""
+
+    def rate(name: str) -> dict[str, Any]:
+        return _nullable(
+            {"type": "number", "exclusiveMinimum": 0, "maximum": PROBE_LIMIT_MAXIMA[name]}
+        )
+
+    def count(name: str) -> dict[str, Any]:
+        return _nullable({"type": "integer", "minimum": 1, "maximum": PROBE_LIMIT_MAXIMA[name]})
+
     known: dict[str, Any] = {
-        "rate": _nullable({"type": "number", "exclusiveMinimum": 0}),
-        "burst": _nullable({"type": "integer", "minimum": 1, "maximum": 2**63 - 1}),
-        "max_hits": _nullable({"type": "integer", "minimum": 1, "maximum": 2**63 - 1}),
-        "expires_at": _nullable(_NUM),
+        "rate": rate("rate"),
+        "burst": count("burst"),
+        "max_hits": count("max_hits"),
+        "expires_at": _nullable(
+            {"type": "number", "minimum": 0, "maximum": PROBE_LIMIT_MAXIMA["expires_at"]}
+        ),
         "capture": _capture_limits(),
-        "eval_rate": _nullable({"type": "number", "exclusiveMinimum": 0}),
-        "violation_rate": _nullable({"type": "number", "exclusiveMinimum": 0}),
+        "eval_rate": rate("eval_rate"),
+        "violation_rate": rate("violation_rate"),
     }
     return _object({f.name: known.get(f.name, {}) for f in dataclasses.fields(ProbeLimits)})
 

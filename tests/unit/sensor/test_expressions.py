@@ -364,7 +364,7 @@ def test_refused_construct_names_the_construct_its_column_and_why(
 
 REFUSED_AT_RUNTIME: list[tuple[str, str]] = [
     ("missing", "name 'missing' is not defined at this location"),
-    ("data['zz']", "key 'zz' is not in the dict"),
+    ("data['zz']", "key of type 'str' is not in the dict"),
     ("plain.missing", "object of type 'Plain' has no attribute 'missing'"),
     ("nums[10]", "IndexError"),
     ("1 / 0", "ZeroDivisionError"),
