@@ -11,8 +11,10 @@ minus the same for the unprobed function::
 
 ``OLD`` is any directory holding a ``sensor`` package (``git archive <commit> sensor | tar -x
 -C OLD``). Cases, on the default backend of the running Python: a counter hit, a 1/s snapshot's
-skipped hit, an ``expect`` probe's hit under the default limits (almost always skipped by
-``eval_rate``: the clock read and one Python call), and (checkouts with ``sensor.threads``)
+skipped hit, the Python skip path of an open gate (what an ``expect`` probe under its default
+``eval_rate`` costs between evaluations, minus the call itself: measured on the gate's hook
+directly, because under valgrind's slowdown the number of evaluations would depend on time),
+and (checkouts with ``sensor.threads``)
 a counter hit while a sensor thread waits outside sensor work (the agent between turns) and
 while one works (the checked mode).
 """
@@ -52,8 +54,7 @@ def bare(n):
         pass
 
 fn = target
-if kind in ("counter", "snapshot_1s", "expect_default", "counter_agent_idle",
-            "counter_sensor_busy"):
+if kind in ("counter", "snapshot_1s", "counter_agent_idle", "counter_sensor_busy"):
     from sensor.engine import Engine
     from sensor.probes import Probe
     if kind in ("counter_agent_idle", "counter_sensor_busy"):
@@ -66,15 +67,21 @@ if kind in ("counter", "snapshot_1s", "expect_default", "counter_agent_idle",
             time.sleep(0.001)
     engine = Engine(backend=backend, cpu_budget=1.0)
     line = target.__code__.co_firstlineno + 1
-    probe_kind = {"snapshot_1s": "snapshot", "expect_default": "expect"}.get(kind, "counter")
+    probe_kind = "snapshot" if kind == "snapshot_1s" else "counter"
     limits = {"rate": 1.0} if kind == "snapshot_1s" else {}
-    expect = "x >= 0" if kind == "expect_default" else None
-    probe = Probe(
-        kind=probe_kind, location=f"__main__:target@{line}", limits=limits, expect=expect
-    )
+    probe = Probe(kind=probe_kind, location=f"__main__:target@{line}", limits=limits)
     status = engine.install(probe, on_hit=lambda hit: None)
     assert status.state.value == "installed", status.reason
     fn(0); fn(0)  # a snapshot's one hit; its gate is closed from then on
+elif kind == "open_gate_skip":
+    # An expectation gate whose next evaluation is far away and that never closes (no waker):
+    # every call takes the Python skip path (the clock read), what an 'expect' probe under
+    # its default eval_rate costs between two evaluations. Called directly: compare to empty.
+    from sensor.guards import ExpectGate
+    gate = ExpectGate(lambda value, admit: False, eval_rate=1e-6, violation_rate=1.0,
+                      pass_rate=None, on_stop=lambda why: None)
+    gate.hook()
+    fn = gate.hook
 elif kind == "empty":
     fn = empty
 if kind == "bare":
@@ -84,7 +91,7 @@ else:
 os._exit(0)
 """
 
-CASES = ("counter", "snapshot_1s", "expect_default", "counter_agent_idle", "counter_sensor_busy")
+CASES = ("counter", "snapshot_1s", "open_gate_skip", "counter_agent_idle", "counter_sensor_busy")
 
 
 def _ir(script: Path, root: Path, backend: str, kind: str, n: int) -> int:
@@ -123,7 +130,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed")
+        print("skipped: valgrind is not installed (apt-get install valgrind)")
+        return  # `make bench` runs every benchmark: a missing tool is not a failure
     sys.path.insert(0, str(ROOT))
     from sensor.inject.core import default_backend_name
 
@@ -146,7 +154,9 @@ def main() -> None:
             for kind in CASES:
                 if kind.startswith("counter_") and not has_threads:
                     continue
-                per_hit = _per_call(script, root, backend, kind, n, calls) - none
+                # The gate's hook is called directly: its cost beyond an empty call.
+                base = empty if kind == "open_gate_skip" else none
+                per_hit = _per_call(script, root, backend, kind, n, calls) - base
                 records.append(
                     {
                         "python": python,

@@ -27,6 +27,7 @@ __all__ = [
     "LONG_WAIT",
     "NOTHING",
     "SENSOR_WORK",
+    "SENSOR_WORKING",
     "Account",
     "CpuBudget",
     "ExpectGate",
@@ -55,6 +56,10 @@ _SWITCH_ATTR = "sensor_switch"
 #: probe fires on a thread doing the sensor's own work, and while none does (almost always) the
 #: test costs one truth test of an empty dict.
 SENSOR_WORK: dict[int, int] = {}
+#: ``bool(SENSOR_WORK)``, kept by :mod:`sensor.threads` when the first thread starts sensor work
+#: and the last one stops: the gates' Python skip path tests this exact bool (the cheapest
+#: truth test there is) rather than the dict.
+SENSOR_WORKING = False
 _get_ident = _thread.get_ident
 
 
@@ -676,7 +681,7 @@ class Gate(_GuardedHook):
         def hook(value: object = NOTHING) -> None:
             # The skip path. Few free variables on purpose: a call copies every one of them
             # into the new frame, and all of that is per-firing cost.
-            if SENSOR_WORK and _get_ident() in SENSOR_WORK:
+            if SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
             if not switch:
                 next(skips)
@@ -804,7 +809,7 @@ class ExpectGate(_GuardedHook):
         schedule = None if waker is None else waker.schedule
 
         def hook(value: object = NOTHING) -> None:
-            if SENSOR_WORK and _get_ident() in SENSOR_WORK:
+            if SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
             if not switch:  # the skip path, with few free variables (see Gate)
                 next(skips)

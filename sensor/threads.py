@@ -15,11 +15,12 @@ thread steps out with :func:`sensor_idle`: :class:`Event` and :func:`wait_readab
 the agent's waits, so the agent's thread does sensor work only while it actually works.
 
 **Every hook checks, except one C call.** Each hook of the engine (gates, timers, exception
-exits) starts with ``if SENSOR_WORK and get_ident() in SENSOR_WORK: return``: one truth test of
-an empty dict while nobody does sensor work. The exception is the C-level count a counter hit or
-a closed gate's skip is, ``next(tally)``, which the bytecode backend puts inline in the rebuilt
-code: nothing cheaper can run, and nothing in it can look at the thread. So the backends work in
-two modes, switched when the first thread starts sensor work and when the last one stops:
+exits) starts with ``if SENSOR_WORKING and get_ident() in SENSOR_WORK: return`` (the gates; the
+others test the dict itself): one truth test while nobody does sensor work. The exception is
+the C-level count a counter hit or a closed gate's skip is, ``next(tally)``, which the bytecode
+backend puts inline in the rebuilt code: nothing cheaper can run, and nothing in it can look at
+the thread. So the backends work in two modes, switched when the first thread starts sensor
+work and when the last one stops:
 
 * *fast* (nobody does sensor work): the rebuilt code calls ``next(tally)``, as before;
 * *checked* (some thread does): for every function it instrumented, the bytecode backend swaps
@@ -52,7 +53,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sensor import _atfork
+from sensor import _atfork, guards
 from sensor.guards import SENSOR_WORK, Switch
 
 __all__ = [
@@ -103,12 +104,17 @@ def _notify(checked_mode: bool) -> None:
             continue
 
 
+def _set_busy(busy: bool) -> None:
+    guards.SENSOR_WORKING = busy
+    BUSY[:] = (True,) if busy else ()
+
+
 def _enter(ident: int, depth: int) -> None:
     with _lock:
         first = not _working
         _working[ident] = _working.get(ident, 0) + depth
         if first:
-            BUSY[:] = (True,)
+            _set_busy(True)
             _notify(True)
 
 
@@ -122,7 +128,7 @@ def _leave(ident: int, depth: int | None = None) -> int:
         elif had:
             del _working[ident]
             if not _working:
-                BUSY.clear()
+                _set_busy(False)
                 _notify(False)
         return ended
 
@@ -273,9 +279,7 @@ def _after_fork_in_child() -> None:
     _working.clear()
     if depth:
         _working[ident] = depth
-        BUSY[:] = (True,)
-    else:
-        BUSY.clear()
+    _set_busy(bool(depth))
     for listener in list(_listeners):
         try:
             listener.set_checked(bool(depth), force=True)

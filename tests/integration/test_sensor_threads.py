@@ -192,6 +192,10 @@ def test_probes_on_what_the_agent_runs_count_only_the_services_own_calls(
         proc.stdin.write("stop\n")
         proc.stdin.flush()
         assert proc.wait(30) == 0
+        # stop() removes every probe, then sends its last heartbeat: it still carries each
+        # probe's final counts (the engine keeps a removed probe's last status).
+        final = client.probe(begin)["statuses"][source["id"]]
+        assert (final["state"], final["hits"]) == ("removed", 3)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sensor import threads
+from sensor import guards, threads
 from sensor.engine import Engine
 from sensor.probes import Probe, ProbeState, ProbeStatus
 
@@ -279,8 +279,10 @@ def test_sensor_work_nests_and_steps_out_only_where_asked() -> None:
             assert threads.is_sensor_work()
         assert threads.is_sensor_work()
         assert threads.BUSY
+        assert guards.SENSOR_WORKING is True
     assert not threads.is_sensor_work()
     assert not threads.BUSY
+    assert guards.SENSOR_WORKING is False
     with threads.sensor_idle():  # outside sensor work: nothing to step out of
         assert not threads.is_sensor_work()
 
