@@ -20,7 +20,6 @@ Hook call sequences per version (stack-neutral, the result is popped):
 
 from __future__ import annotations
 
-import dis
 import gc
 import sys
 import threading
@@ -128,12 +127,15 @@ def _unsafe_at(model: LineModel, index: int) -> str | None:
 
 
 def _plan_lines(
-    code: CodeType, items: list[Any], ops_at: list[int], hooks: dict[int, list[Hook]]
+    code: CodeType,
+    model: LineModel,
+    items: list[Any],
+    ops_at: list[int],
+    hooks: dict[int, list[Hook]],
 ) -> _LinePlan:
     from bytecode import Instr, Label
     from bytecode.instr import TryBegin, TryEnd
 
-    model = LineModel(code)
     names = [items[k].name for k in ops_at]
     if names != [op.opname for op in model.ops]:
         raise PlacementFailed(
@@ -229,7 +231,6 @@ def instrument(code: CodeType, hooks: list[tuple[Point, int | None, Hook]]) -> C
         ) from exc
     items: list[Any] = list(bc)
     ops_at = [k for k, item in enumerate(items) if isinstance(item, Instr)]
-    _keep_handler_depths(code, items, len(ops_at))
     resume = next((i for i, k in enumerate(ops_at) if items[k].name == "RESUME"), None)
     if resume is None:
         raise PlacementFailed(f"{code.co_qualname} has no RESUME instruction to anchor on")
@@ -264,7 +265,11 @@ def instrument(code: CodeType, hooks: list[tuple[Point, int | None, Hook]]) -> C
                 raise PlacementFailed(f"{code.co_qualname} has no return instruction")
         else:
             unwind_hooks.append(hook)
-    plan = _plan_lines(code, items, ops_at, line_hooks) if line_hooks else _LinePlan()
+    plan = _LinePlan()
+    if line_hooks:
+        model = LineModel(code)
+        plan = _plan_lines(code, model, items, ops_at, line_hooks)
+        _keep_handler_depths(code, model, items)
 
     out: list[Any] = []
     op_index = 0
@@ -325,36 +330,29 @@ def instrument(code: CodeType, hooks: list[tuple[Point, int | None, Hook]]) -> C
         if hasattr(bc, attr):
             setattr(bc2, attr, getattr(bc, attr))
     try:
-        # Keep the exception stack depths we set (0 for our handler) and those of the code's
-        # own ranges (a range split by line keeps its depth): recomputing them would take
-        # the least depth inside each range, which can be deeper than the handler expects.
-        new = bc2.to_code(compute_exception_stack_depths=False)
+        # Line hooks move jumps and handlers between new labels and may split exception
+        # ranges: the handlers keep the depths of the original table (set above) rather than
+        # the package's estimate from the least depth inside each range. Without line hooks
+        # the package recomputes them, as it always did.
+        new = bc2.to_code(compute_exception_stack_depths=not line_hooks)
     except Exception as exc:
         raise PlacementFailed(f"rebuilding {code.co_qualname} failed: {exc}") from exc
     return new
 
 
-def _keep_handler_depths(code: CodeType, items: list[Any], count: int) -> None:
+def _keep_handler_depths(code: CodeType, model: LineModel, items: list[Any]) -> None:
     """Give each exception range the stack depth of the code's own exception table.
 
-    The bytecode package reads every range with depth 0 and recomputes depths from the
-    least stack depth inside each range when it writes the code: a range split by line
-    (see :class:`_LinePlan`) can start deeper than its handler expects, so the depths are
-    taken from the original table and kept as they are.
+    The bytecode package reads every range with depth 0 and, when it writes the code,
+    estimates each depth from the least stack depth inside the range: a range split by line
+    (see :class:`_LinePlan`) can start deeper than its handler expects, and a handler moved to
+    a new label is analysed through new paths. So with line hooks the depths are taken from
+    the original table and kept (our own ``@exception`` handler's range keeps the 0 it is
+    given).
     """
     from bytecode import Instr
     from bytecode.instr import TryBegin
 
-    offsets = [
-        ins.offset
-        for ins in dis.get_instructions(code)
-        if ins.opname not in ("CACHE", "EXTENDED_ARG")
-    ]
-    if len(offsets) != count:
-        raise PlacementFailed(
-            f"the bytecode package and dis read {code.co_qualname} differently "
-            f"({count} and {len(offsets)} instructions)"
-        )
     entries = exception_entries(code)
     pending: list[Any] = []
     op_index = 0
@@ -362,8 +360,8 @@ def _keep_handler_depths(code: CodeType, items: list[Any], count: int) -> None:
         if isinstance(item, TryBegin):
             pending.append(item)
         elif isinstance(item, Instr):
+            offset = model.ops[op_index].offset
             for begin in pending:
-                offset = offsets[op_index]
                 entry = next((e for e in entries if e.start <= offset < e.end), None)
                 if entry is None or entry.lasti != begin.push_lasti:
                     raise PlacementFailed(

@@ -172,3 +172,26 @@ def test_the_line_model_predicts_every_line_event_settrace_reports() -> None:
         sys.settrace(before)
     assert not wrong, "\n".join(f"{n}x {w}" for w, n in wrong.items())
     assert checked[0] > 5000
+
+
+def test_rebuilt_code_keeps_the_handler_depths_of_the_original() -> None:
+    # A line hook moves jumps and handlers to new labels and may split an exception range by
+    # line; the bytecode package's own estimate of the handler depths then went wrong (a `with`
+    # handler at depth 1 instead of 3, an `async for` handler marked dead), which corrupted the
+    # stack when an exception passed there. Every depth must be one the original table has.
+    from sensor.inject.bytecode_backend import instrument
+    from sensor.inject.lines import LineModel, exception_entries
+    from sensor.probes import Point
+
+    wrong = []
+    for name, targets in line_matrix.TARGETS.items():
+        for target in targets:
+            model = LineModel(target.code)
+            if model.refusal(target.line) is not None:
+                continue
+            rebuilt = instrument(target.code, [(Point.LINE, target.line, lambda: None)])
+            before = {(e.depth, e.lasti) for e in exception_entries(target.code)}
+            after = {(e.depth, e.lasti) for e in exception_entries(rebuilt)}
+            if after - before:
+                wrong.append(f"{name}: {target.describe()}: {sorted(after - before)}")
+    assert not wrong, "\n".join(wrong)
