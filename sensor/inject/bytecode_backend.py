@@ -5,6 +5,8 @@ plain functions, methods, closures, functions behind ``functools.wraps`` decorat
 rebuilt code. The rebuild always starts from the *original* code with every active hook, so
 probes compose, and removing the last hook puts the original code object back (the very same
 object). Injected instructions carry the target line's number, so tracebacks keep their lines.
+A line hook is called on exactly the arrivals at its line that ``sys.settrace`` reports as line
+events (:mod:`sensor.inject.lines` computes them; :class:`_LinePlan` places the calls).
 
 What it cannot reach: a frame that is already running (a worker's main loop) or a generator
 suspended before the probe was placed keeps executing the old code; closures created later
@@ -26,6 +28,7 @@ from typing import Any
 
 from sensor.guards import switch_of
 from sensor.inject.core import Handle, Hook, PlacementFailed
+from sensor.inject.lines import LineModel, exception_entries
 from sensor.probes import Point
 from sensor.threads import BUSY, add_mode_listener, checked_next
 
@@ -33,8 +36,6 @@ __all__ = ["BytecodeBackend", "instrument"]
 
 _PY311 = sys.version_info < (3, 12)
 _PY313 = sys.version_info >= (3, 13)
-# Instructions before which a call must not be inserted (they depend on what precedes them).
-_NO_INSERT_BEFORE = frozenset({"END_FOR", "END_ASYNC_FOR", "CACHE", "EXTENDED_ARG"})
 _METHOD_WRAPPER = type((0).__add__)
 _POP_JUMP_IF_FALSE = "POP_JUMP_FORWARD_IF_FALSE" if _PY311 else "POP_JUMP_IF_FALSE"
 
@@ -123,10 +124,133 @@ def _plain_call(hook: Hook, loc: Any, arg: list[Any] | None) -> list[Any]:
     return seq
 
 
-def _is_line_start(ins: object, line: int | None) -> bool:
-    from bytecode import Instr
+class _LinePlan:
+    """Edits that put line hooks on exactly the arrivals sys.settrace reports (see lines.py).
 
-    return isinstance(ins, Instr) and ins.lineno == line and ins.name not in _NO_INSERT_BEFORE
+    At an instruction where every arrival is a line event, the hooks go right before it
+    (after its labels, so jumps run them too). Where only some are, the hooks sit between two
+    new labels, ``fire: hooks; skip: instruction``: each jump (and each exception handler
+    entry) that is a line event is sent to ``fire``, the others to ``skip``; if running on
+    from the previous instruction is not a line event, a ``JUMP_FORWARD skip`` goes after it.
+    An exception range whose instructions reach a handler as a line event from some lines
+    and not from others is split by line, each part sent to its own label.
+    """
+
+    def __init__(self) -> None:
+        self.before: dict[int, list[Any]] = {}  # op index -> items right before it
+        self.after: dict[int, list[Any]] = {}  # op index -> items right after it
+        self.retarget: dict[int, Any] = {}  # op index of a jump -> its new label
+        self.handler: dict[int, Any] = {}  # id(TryBegin) -> its new target label
+        self.split: dict[int, dict[int, Any]] = {}  # id(TryBegin) -> op index -> label
+
+
+def _unsafe_at(model: LineModel, index: int) -> str | None:
+    """Why nothing may be inserted right before instruction ``index``, if so."""
+    ops = model.ops
+    op = ops[index]
+    if op.opname in ("END_FOR", "END_SEND", "END_ASYNC_FOR", "RESUME"):
+        return f"{op.opname} must directly follow the instruction before it"
+    previous = [o.opname for o in ops[max(0, index - 2) : index]]
+    if _PY313 and previous[-1:] == ["END_FOR"]:
+        return "an exhausted loop lands right after END_FOR and POP_TOP"
+    if previous[-1:] == ["KW_NAMES"] or previous == ["KW_NAMES", "PRECALL"]:
+        return "a call cannot be made between KW_NAMES and the CALL it names arguments for"
+    return None
+
+
+def _plan_lines(
+    code: CodeType,
+    model: LineModel,
+    items: list[Any],
+    ops_at: list[int],
+    hooks: dict[int, list[Hook]],
+    nested: bool = False,
+) -> _LinePlan:
+    from bytecode import Instr, Label
+    from bytecode.instr import TryBegin, TryEnd
+
+    names = [items[k].name for k in ops_at]
+    if names != [op.opname for op in model.ops]:
+        raise PlacementFailed(
+            f"the bytecode package and dis read {code.co_qualname} differently "
+            f"({len(names)} and {len(model.ops)} instructions): its lines cannot be placed exactly"
+        )
+    # The op each label (so each jump and handler) leads to; the exception range of each op.
+    label_op: dict[int, int] = {}
+    range_of: dict[int, int] = {}  # op index -> id(TryBegin)
+    pending: list[Any] = []
+    entry: Any = None
+    op_index = 0
+    for item in items:
+        if isinstance(item, Label):
+            pending.append(item)
+        elif isinstance(item, TryBegin):
+            entry = item
+        elif isinstance(item, TryEnd):
+            entry = None
+        elif isinstance(item, Instr):
+            for label in pending:
+                label_op[id(label)] = op_index
+            pending.clear()
+            if entry is not None:
+                range_of[op_index] = id(entry)
+            op_index += 1
+    try_begins = [item for item in items if isinstance(item, TryBegin)]
+
+    plan = _LinePlan()
+    for line, line_hooks in hooks.items():
+        refusal = model.refusal(line)
+        if refusal is not None:
+            raise PlacementFailed(refusal)
+        for target, arrivals in model.starts_of(line).items():
+            unsafe = _unsafe_at(model, target)
+            if unsafe is not None:
+                raise PlacementFailed(
+                    f"line {line} of {code.co_qualname} cannot be probed exactly by bytecode "
+                    f"injection: {unsafe}"
+                )
+            instr = items[ops_at[target]]
+            calls = [
+                ins for hook in line_hooks for ins in _call(hook, instr.location, nested=nested)
+            ]
+            if all(a.fires for a in arrivals):
+                plan.before.setdefault(target, []).extend(calls)
+                continue
+            by_next = {a.fires for a in arrivals if a.kind == "next"}
+            if len(by_next) > 1:
+                raise PlacementFailed(
+                    f"line {line} of {code.co_qualname} cannot be probed exactly by bytecode "
+                    "injection: it is reached by position both as a new line and not"
+                )
+            fire, skip = Label(), Label()
+            plan.before.setdefault(target, []).extend([fire, *calls, skip])
+            if by_next == {False}:
+                previous = items[ops_at[target - 1]]
+                plan.after.setdefault(target - 1, []).append(
+                    Instr("JUMP_FORWARD", skip, location=previous.location)
+                )
+            for a in arrivals:
+                if a.kind == "jump":
+                    jump = items[ops_at[a.source]]
+                    if label_op.get(id(jump.arg)) == target:
+                        plan.retarget[a.source] = fire if a.fires else skip
+            raising = {a.source: a.fires for a in arrivals if a.kind == "raise"}
+            if raising:
+                for begin in try_begins:
+                    if label_op.get(id(begin.target)) != target:
+                        continue
+                    covered = {
+                        i: raising.get(i, False) for i, e in range_of.items() if e == id(begin)
+                    }
+                    verdicts = set(covered.values())
+                    if len(verdicts) == 1:
+                        plan.handler[id(begin)] = fire if verdicts == {True} else skip
+                    else:
+                        # Which line raised decides: one range per run of equal verdicts.
+                        plan.split[id(begin)] = {
+                            i: fire if fires else skip for i, fires in covered.items()
+                        }
+    return plan
 
 
 def instrument(
@@ -136,8 +260,8 @@ def instrument(
 
     ``nested``: the code of a function nested in another one (see :func:`_call`).
     """
-    from bytecode import Bytecode, Instr, Label
-    from bytecode.instr import InstrLocation
+    from bytecode import Bytecode, Instr
+    from bytecode.instr import InstrLocation, TryBegin, TryEnd
 
     try:
         bc = Bytecode.from_code(code)
@@ -145,38 +269,27 @@ def instrument(
         raise PlacementFailed(
             f"the bytecode package cannot read {code.co_qualname}: {exc}"
         ) from exc
-    items = list(bc)
-    resume = next(
-        (i for i, ins in enumerate(items) if isinstance(ins, Instr) and ins.name == "RESUME"), None
-    )
+    items: list[Any] = list(bc)
+    ops_at = [k for k, item in enumerate(items) if isinstance(item, Instr)]
+    resume = next((i for i, k in enumerate(ops_at) if items[k].name == "RESUME"), None)
     if resume is None:
         raise PlacementFailed(f"{code.co_qualname} has no RESUME instruction to anchor on")
     first_loc = InstrLocation(code.co_firstlineno, code.co_firstlineno, None, None)
 
-    before: dict[int, list[Any]] = {}  # index -> instructions inserted before items[index]
     after_resume: list[Any] = []
+    returns: dict[int, list[Any]] = {}  # op index -> return hooks right before it
+    line_hooks: dict[int, list[Hook]] = {}
     unwind_hooks: list[Hook] = []
     for point, line, hook in hooks:
         if point is Point.ENTRY:
             after_resume += _call(hook, first_loc, nested=nested)
         elif point is Point.LINE:
-            index = next(
-                (i for i in range(resume + 1, len(items)) if _is_line_start(items[i], line)),
-                None,
-            )
-            if index is None:
-                raise PlacementFailed(f"line {line} has no code in {code.co_qualname}")
-            # Insert before any label that precedes the instruction, so jumps to it fire too.
-            while index > 0 and isinstance(items[index - 1], Label):
-                index -= 1
-            loc = next(x for x in items[index:] if isinstance(x, Instr)).location
-            before.setdefault(index, []).extend(_call(hook, loc, nested=nested))
+            assert line is not None
+            line_hooks.setdefault(line, []).append(hook)
         elif point is Point.RETURN:
             found = False
-            for i in range(resume + 1, len(items)):
-                ins = items[i]
-                if not isinstance(ins, Instr):
-                    continue
+            for i in range(resume + 1, len(ops_at)):
+                ins = items[ops_at[i]]
                 if ins.name == "RETURN_VALUE":
                     # [value] -> [value, (NULL, hook | hook, NULL), value] -> call -> [value]
                     seq = _call(
@@ -194,19 +307,55 @@ def instrument(
                     )
                 else:
                     continue
-                before.setdefault(i, []).extend(seq)
+                returns.setdefault(i, []).extend(seq)
                 found = True
             if not found:
                 raise PlacementFailed(f"{code.co_qualname} has no return instruction")
         else:
             unwind_hooks.append(hook)
+    plan = _LinePlan()
+    if line_hooks:
+        model = LineModel(code)
+        plan = _plan_lines(code, model, items, ops_at, line_hooks, nested)
+        _keep_handler_depths(code, model, items)
 
     out: list[Any] = []
-    for i, ins in enumerate(items):
-        out.extend(before.get(i, ()))
-        out.append(ins)
-        if i == resume:
-            out.extend(after_resume)
+    op_index = 0
+    # A split exception range: (the original TryBegin, op index -> label), and its open part.
+    split: tuple[Any, dict[int, Any]] | None = None
+    part: Any = None
+    for item in items:
+        if isinstance(item, TryBegin):
+            if id(item) in plan.split:
+                split, part = (item, plan.split[id(item)]), None
+                continue
+            if id(item) in plan.handler:
+                item.target = plan.handler[id(item)]
+        elif isinstance(item, TryEnd) and split is not None and item.entry is split[0]:
+            if part is not None:
+                out.append(TryEnd(part))
+            split = part = None
+            continue
+        elif isinstance(item, Instr):
+            if split is not None:
+                begin, labels = split
+                want = labels[op_index]
+                if part is None or part.target is not want:
+                    if part is not None:
+                        out.append(TryEnd(part))
+                    part = TryBegin(want, begin.push_lasti, begin.stack_depth)
+                    out.append(part)
+            out.extend(plan.before.get(op_index, ()))
+            out.extend(returns.get(op_index, ()))
+            if op_index in plan.retarget:
+                item.arg = plan.retarget[op_index]
+            out.append(item)
+            if op_index == resume:
+                out.extend(after_resume)
+            out.extend(plan.after.get(op_index, ()))
+            op_index += 1
+            continue
+        out.append(item)
 
     if unwind_hooks:
         out = _cover_with_handler(out, unwind_hooks, first_loc, code, nested)
@@ -229,12 +378,47 @@ def instrument(
         if hasattr(bc, attr):
             setattr(bc2, attr, getattr(bc, attr))
     try:
-        # Keep the exception stack depths we set (0 for our handler): recomputing them would
-        # take the depth at the start of each covered range, which can be too deep later on.
-        new = bc2.to_code()
+        # Line hooks move jumps and handlers between new labels and may split exception
+        # ranges: the handlers keep the depths of the original table (set above) rather than
+        # the package's estimate from the least depth inside each range. Without line hooks
+        # the package recomputes them, as it always did.
+        new = bc2.to_code(compute_exception_stack_depths=not line_hooks)
     except Exception as exc:
         raise PlacementFailed(f"rebuilding {code.co_qualname} failed: {exc}") from exc
     return new
+
+
+def _keep_handler_depths(code: CodeType, model: LineModel, items: list[Any]) -> None:
+    """Give each exception range the stack depth of the code's own exception table.
+
+    The bytecode package reads every range with depth 0 and, when it writes the code,
+    estimates each depth from the least stack depth inside the range: a range split by line
+    (see :class:`_LinePlan`) can start deeper than its handler expects, and a handler moved to
+    a new label is analysed through new paths. So with line hooks the depths are taken from
+    the original table and kept (our own ``@exception`` handler's range keeps the 0 it is
+    given).
+    """
+    from bytecode import Instr
+    from bytecode.instr import TryBegin
+
+    entries = exception_entries(code)
+    pending: list[Any] = []
+    op_index = 0
+    for item in items:
+        if isinstance(item, TryBegin):
+            pending.append(item)
+        elif isinstance(item, Instr):
+            offset = model.ops[op_index].offset
+            for begin in pending:
+                entry = next((e for e in entries if e.start <= offset < e.end), None)
+                if entry is None or entry.lasti != begin.push_lasti:
+                    raise PlacementFailed(
+                        f"the exception table of {code.co_qualname} does not match the "
+                        f"bytecode package's reading at offset {offset}"
+                    )
+                begin.stack_depth = entry.depth
+            pending.clear()
+            op_index += 1
 
 
 def _cover_with_handler(

@@ -92,14 +92,67 @@ def test_line_in_loop_body_fires_once_per_iteration(backend: Backend) -> None:
     assert next(counter) == 10
 
 
-def test_for_header_line_semantics_differ_by_backend(backend: Backend) -> None:
-    # A LINE event fires on every jump back to the header (11 for 10 iterations); the injected
-    # call sits at the line's first instruction, which runs once. Documented in backends.md.
+def test_a_for_header_fires_once_per_iteration_plus_one_on_every_backend(
+    backend: Backend,
+) -> None:
+    # sys.settrace reports the header when the loop starts and on every jump back to it,
+    # the last one being the exhausted next(): 11 for 10 iterations (backends.md).
     counter = itertools.count()
     header = first_line_of(looping, "# header")
     backend.arm(looping.__code__, Point.LINE, header, counter.__next__)
     looping(10)
-    assert next(counter) == (11 if backend.name == "monitoring" else 1)
+    assert next(counter) == 11
+    looping(0)
+    assert next(counter) == 11 + 1 + 1  # 1 for the empty loop, 1 for this next()
+
+
+def after_loops(n: int) -> int:
+    i = 0
+    while i < n:
+        i += 1  # while-body
+    done = i  # after-while
+    for _ in range(n):
+        pass
+    return done  # after-for
+
+
+def test_lines_reached_only_by_a_jump_fire_every_time(backend: Backend) -> None:
+    # The defect this guards: a hook put before the jump label instead of after it missed the
+    # line after a loop and all but the first run of a while body.
+    counts = {}
+    for marker in ("while-body", "after-while", "after-for"):
+        counts[marker] = itertools.count()
+        line = first_line_of(after_loops, marker)
+        backend.arm(after_loops.__code__, Point.LINE, line, counts[marker].__next__)
+    for n in (0, 1, 5):
+        assert after_loops(n) == n
+    assert {k: next(c) for k, c in counts.items()} == {
+        "while-body": 6,
+        "after-while": 3,
+        "after-for": 3,
+    }
+
+
+def one_line_loop(n: int) -> int:
+    total = 0
+    for i in range(n): total += i  # noqa: E701  # fmt: skip
+    return total
+
+
+def test_a_loop_on_one_line_fires_once_per_iteration_plus_one(backend: Backend) -> None:
+    # sys.monitoring's LINE gives one event here; settrace adds one per jump back.
+    counter = itertools.count()
+    line = first_line_of(one_line_loop, "for i in range(n)")
+    backend.arm(one_line_loop.__code__, Point.LINE, line, counter.__next__)
+    assert one_line_loop(4) == 6
+    assert next(counter) == 5
+
+
+def test_a_def_line_is_refused_on_every_backend(backend: Backend) -> None:
+    # No line event ever happens on it: a probe there would say "installed" and never fire.
+    with pytest.raises(PlacementFailed, match="reports no line event there"):
+        backend.arm(looping.__code__, Point.LINE, looping.__code__.co_firstlineno, lambda: None)
+    assert backend.armed_count() == 0
 
 
 def test_a_bound_next_hook_counts_every_hit_at_every_point(backend: Backend) -> None:
