@@ -126,38 +126,6 @@ def test_an_invalid_raises_argument_fails_collection_naming_it(pytester: pytest.
     assert result.ret == pytest.ExitCode.INTERRUPTED
 
 
-def _engine_reports_exception_exits() -> bool:
-    """True once the sensor's engine fires a @return probe on an exception exit (issue 12's
-    contract with the engine): until then no test-time state can hold an exception exit."""
-    import types
-
-    from sensor.engine import Engine
-    from sensor.probes import Probe
-
-    module = types.ModuleType("exits_probe_check")
-    exec("def f():\n    raise KeyError('x')\n", module.__dict__)
-    import sys
-
-    sys.modules[module.__name__] = module
-    engine = Engine(cpu_budget=1.0, sink_size=0)
-    hits: list[Any] = []
-    try:
-        probe = Probe.from_dict({"kind": "snapshot", "location": "exits_probe_check:f"})
-        engine.install(probe, on_hit=hits.append)
-        try:
-            module.f()
-        except KeyError:
-            pass
-        return any(getattr(h, "exception", None) for h in hits)
-    finally:
-        engine.close()
-        del sys.modules[module.__name__]
-
-
-@pytest.mark.skipif(
-    not _engine_reports_exception_exits(),
-    reason="the engine does not report exception exits at @return yet (issue 12, i-engine)",
-)
 def test_a_test_that_raises_on_purpose_makes_the_exception_a_test_time_state(
     pytester: pytest.Pytester,
 ) -> None:
