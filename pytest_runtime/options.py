@@ -135,7 +135,28 @@ def add_options(parser: pytest.Parser) -> None:
         default=False,
         help="write the current divergences to the --runtime-baseline file and do not fail on them",
     )
+    group.addoption(
+        "--runtime-replay",
+        metavar="N",
+        default=None,
+        help="call each function marked replay=True on up to N distinct production argument "
+        "states (rare states first) and compare the outcomes with production's; the states "
+        "come from --runtime-evidence files or the hub's stored evidence (--runtime-hub)",
+    )
+    group.addoption(
+        "--runtime-fail-under",
+        metavar="PCT",
+        default=None,
+        help="fail the run when the state coverage (production shapes the tests had), or the "
+        "share of production-run lines the tests ran, is below PCT percent (like "
+        "--cov-fail-under; default: ini runtime_fail_under)",
+    )
     parser.addini("runtime_hub", "hub URL for --runtime-probe", default="")
+    parser.addini(
+        "runtime_fail_under",
+        "fail when state coverage or production-line coverage is below this percent",
+        default="",
+    )
     parser.addini("runtime_service", "default service selector for probes", default="")
     parser.addini("runtime_wait", "longest wait for production hits in seconds", default="")
     parser.addini("runtime_min_hits", "production hits wanted per probe", default="")
@@ -163,6 +184,8 @@ _OPTION_DESTS = (
     "runtime_report_json",
     "runtime_baseline",
     "runtime_write_baseline",
+    "runtime_replay",
+    "runtime_fail_under",
 )
 _INI_KEYS = (
     "runtime_hub",
@@ -173,6 +196,7 @@ _INI_KEYS = (
     "runtime_since",
     "runtime_strict",
     "runtime_baseline",
+    "runtime_fail_under",
 )
 
 
@@ -209,6 +233,8 @@ class RuntimeOptions:
     report_json: str | None = None
     baseline: str | None = None
     write_baseline: bool = False
+    replay: int = 0  #: production states replayed per replay probe (0: no replay)
+    fail_under: float | None = None  #: percent of state and line coverage required
 
     @property
     def deprecations(self) -> list[str]:
@@ -228,7 +254,9 @@ class RuntimeOptions:
     @property
     def active(self) -> bool:
         """True when any option asks the plugin for work beyond test-time capture."""
-        return self.wants_production or bool(self.report_json or self.record or self.write_baseline)
+        return self.wants_production or bool(
+            self.report_json or self.record or self.write_baseline or self.replay
+        )
 
     @classmethod
     def from_config(cls, config: pytest.Config, *, now: float | None = None) -> RuntimeOptions:
@@ -269,6 +297,10 @@ class RuntimeOptions:
             report_json=opt("runtime_report_json"),
             baseline=opt("runtime_baseline") or ini("runtime_baseline") or None,
             write_baseline=bool(opt("runtime_write_baseline")),
+            replay=parse_count("--runtime-replay", opt("runtime_replay")),
+            fail_under=parse_percent(
+                "--runtime-fail-under", opt("runtime_fail_under") or ini("runtime_fail_under")
+            ),
         )
         options.check()
         return options
@@ -292,6 +324,13 @@ class RuntimeOptions:
         if self.record and not self.probe:
             raise OptionError(
                 "--runtime-record", self.record, "--runtime-probe too (it records hub evidence)"
+            )
+        if self.replay and not (self.evidence or self.hub):
+            raise OptionError(
+                "--runtime-replay",
+                self.replay,
+                "production states to replay: --runtime-evidence files, or a hub "
+                f"(--runtime-hub, ${ENV_HUB} or ini runtime_hub) with stored evidence",
             )
         if self.write_baseline and not self.baseline:
             raise OptionError(
@@ -319,6 +358,33 @@ def parse_min_hits(option: str, text: object, default: int = DEFAULT_MIN_HITS) -
         raise OptionError(option, text, "a whole number >= 1") from None
     if value < 1:
         raise OptionError(option, text, "a whole number >= 1")
+    return value
+
+
+def parse_count(option: str, text: object) -> int:
+    """A whole number >= 1, or 0 when not given."""
+    if text in (None, ""):
+        return 0
+    try:
+        value = int(str(text))
+    except ValueError:
+        raise OptionError(option, text, "a whole number of states >= 1, such as 200") from None
+    if value < 1:
+        raise OptionError(option, text, "a whole number of states >= 1, such as 200")
+    return value
+
+
+def parse_percent(option: str, text: object) -> float | None:
+    """A percentage from 0 to 100 (``80``, ``80%``, ``92.5``), or None when not given."""
+    if text in (None, ""):
+        return None
+    raw = str(text).strip().removesuffix("%")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 100.0:
+        raise OptionError(option, text, "a percentage from 0 to 100, such as 80")
     return value
 
 

@@ -29,7 +29,7 @@ _MARKER = "runtime_probe"  # == markers.MARKER; repeated so that this module imp
 MARKER_HELP = (
     "runtime_probe(location, capture=[...], expect='...', ignore=[...], min_hits=, strict=, "
     "wait=, service=, labels={...}, kind='snapshot', condition=, rate=, max_hits=, "
-    "raises=(ValueError, ...)): "
+    "raises=(ValueError, ...), replay=False): "
     "arm a probe at location while the test runs and compare its states with production "
     "evidence; see https://pytest-runtime.readthedocs.io/en/latest/reference/plugin/"
 )
@@ -239,6 +239,13 @@ class RuntimePlugin:
                 item.add_report_section("call", "runtime", message)
             raise
         _end_test(self.session, item, "passed", raise_violation=True)
+        # Replay after the test body, while its fixtures (fakes of side effects) still stand.
+        try:
+            replay_failure = self.session.replay_item(item)
+        except RuntimeProbeError as exc:
+            replay_failure = f"{item.nodeid}: {exc}"
+        if replay_failure:
+            pytest.fail(replay_failure, pytrace=False)
         return result
 
     @pytest.hookimpl(trylast=True)

@@ -94,6 +94,8 @@ class TestRecord:
     requests: list[ProbeRequest]
     hits: dict[str, list[dict[str, Any]]]  #: signature -> test-time hit dicts
     outcome: str = "passed"
+    #: what replaying production states showed (ReplayReport dicts, one per replay probe)
+    replays: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +105,7 @@ class TestRecord:
             "requests": [r.to_dict() for r in self.requests],
             "hits": self.hits,
             "outcome": self.outcome,
+            "replays": self.replays,
         }
 
     @classmethod
@@ -114,6 +117,7 @@ class TestRecord:
             requests=[ProbeRequest.from_dict(r) for r in data["requests"]],
             hits={k: list(v) for k, v in data["hits"].items()},
             outcome=data.get("outcome", "passed"),
+            replays=list(data.get("replays") or ()),
         )
 
 
@@ -319,6 +323,11 @@ class RuntimeSession:
         self.reasons: dict[str, str] = {}
         self.hub_error: str | None = None  #: the hub failed for good during the run
         self._armed: dict[str, list[ArmedProbe]] = {}
+        #: replay: production hits per signature (read once per process), constructors
+        self._replay_hits: dict[str, list[dict[str, Any]]] = {}
+        self._replay_evidence: Evidence | None = None
+        self._constructors: dict[str, Callable[[dict[str, Any]], Any]] | None = None
+        self._replayed: set[tuple[str, str]] = set()
 
     # ---------------------------------------------------------------- set-up
 
@@ -535,6 +544,103 @@ class RuntimeSession:
             )
         return "\n\n".join(messages) if messages else None
 
+    # ---------------------------------------------------------------- replay
+
+    def constructors(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        """The ``pytest_runtime_constructors`` hooks' mappings, merged (first plugin wins)."""
+        if self._constructors is None:
+            merged: dict[str, Callable[[dict[str, Any]], Any]] = {}
+            for mapping in self.config.hook.pytest_runtime_constructors(config=self.config):
+                for name, function in (mapping or {}).items():
+                    merged.setdefault(name, function)
+            self._constructors = merged
+        return self._constructors
+
+    def production_hits(self, signature: str) -> list[dict[str, Any]]:
+        """Production hits of one signature for replay: evidence files, else the hub's stored
+        evidence (read once per signature in this process; xdist workers read their own)."""
+        cached = self._replay_hits.get(signature)
+        if cached is not None:
+            return cached
+        since: float | None = self.options.since if self.options.since_given else None
+        if self.options.evidence:
+            if self._replay_evidence is None:
+                if self.file_evidence is not None:
+                    self._replay_evidence = self.file_evidence
+                else:
+                    from pytest_runtime.evidence import read
+
+                    self._replay_evidence = read(self.options.evidence)
+            hits = self._replay_evidence.hits_for(signature, since=since)
+        else:
+            client = self._client()
+            try:
+                evidence = client.evidence(signature, since=self.options.since)
+            finally:
+                client.close()
+            hits = evidence.hits_for(signature)
+        self._replay_hits[signature] = hits
+        return hits
+
+    def replay_item(self, item: pytest.Item) -> str | None:
+        """Replay the production states of the test's ``replay=True`` probes (after its body).
+
+        Returns the failure message (the expectation broke on a production state; under
+        strict also a behaviour change), or None. Each probe is replayed once per test function
+        (parametrized cases share it).
+        """
+        if not self.options.replay or _MARKER_KEYWORD not in item.keywords:
+            return None
+        from pytest_runtime.replay import run_replay
+
+        nodeid = function_id(item.nodeid)
+        messages: list[str] = []
+        for request in requests_for_item(item):
+            if not request.probe.replay or (nodeid, request.signature) in self._replayed:
+                continue
+            self._replayed.add((nodeid, request.signature))
+            try:
+                hits = self.production_hits(request.signature)
+            except RuntimeProbeError as exc:
+                raise RuntimeProbeError(f"replay {request.location}: {exc}") from exc
+            strict = (
+                request.settings.strict
+                if request.settings.strict is not None
+                else self.options.strict
+            )
+            report = run_replay(
+                request,
+                hits,
+                nodeid=nodeid,
+                limit=self.options.replay,
+                engine=testtime_engine(),
+                constructors=self.constructors(),
+                strict=strict,
+            )
+            for record in self.records:
+                if record.nodeid == nodeid:
+                    record.replays.append(report.to_dict())
+                    break
+            else:
+                path, lineno, _ = item.location
+                self.add_record(
+                    TestRecord(
+                        nodeid, path, (lineno or 0) + 1, [request], {}, "passed", [report.to_dict()]
+                    )
+                )
+            if report.fails:
+                messages.append("\n".join(report.lines()))
+            else:
+                item.add_report_section("call", "runtime replay", "\n".join(report.lines()))
+        return "\n\n".join(messages) if messages else None
+
+    def replays(self) -> list[Any]:
+        """Every replay report of the run (controller: from every worker), sorted."""
+        from pytest_runtime.replay import ReplayReport
+
+        reports = [ReplayReport.from_dict(r) for record in self.records for r in record.replays]
+        return sorted(reports, key=lambda r: (r.nodeid, r.location))
+
     # ---------------------------------------------------------------- xdist
 
     def worker_output(self) -> dict[str, Any]:
@@ -554,6 +660,10 @@ class RuntimeSession:
                     old.hits.setdefault(signature, []).extend(hits)
                 if record.outcome == "failed":
                     old.outcome = "failed"
+                known_replays = {r.get("signature") for r in old.replays}
+                old.replays.extend(
+                    r for r in record.replays if r.get("signature") not in known_replays
+                )
                 return
         self.records.append(record)
 

@@ -1328,6 +1328,7 @@ def _arguments(frame: Any, limits: Any) -> tuple[dict[str, Any], bool, list[str]
     arguments = {
         "values": encoded,
         "names": list(names),
+        "positional": code.co_argcount,
         "posonly": code.co_posonlyargcount,
         "varargs": varargs,
         "varkw": varkw,

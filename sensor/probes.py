@@ -652,7 +652,8 @@ class Hit:
     errors: list[str] | None = None  #: capture or evaluation problems, e.g. "deadline"
     source: dict[str, Any] | None = None  #: filled by the agent/hub: id, service, host, pid...
     #: replay probes: the call's arguments read at entry: ``{"values": {name: encoded},
-    #: "posonly": n, "varargs": name|None, "varkw": name|None}``
+    #: "names": [parameter names in code order], "positional": n, "posonly": n,
+    #: "varargs": name|None, "varkw": name|None}``
     arguments: dict[str, Any] | None = None
     #: replay probes: how the call ended: ``{"returned": <encoded value>}``, or
     #: ``{"raised": "module.Type"}`` (the ``exception`` field has its message)
