@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 LOCATION = "prices:discount"
-MARKER = dict(capture=["price", "coupon"], expect="0 <= result <= price", replay=True)
+MARKER = {"capture": ["price", "coupon"], "expect": "0 <= result <= price", "replay": True}
 
 PRODUCTION_CODE = """
 from decimal import Decimal
@@ -131,8 +131,8 @@ def test_replay_verifies_a_fix_on_production_states(
     # 8 distinct states (one duplicate); 2 of the FIXED ones went below zero in production
     result.stdout.fnmatch_lines(
         [
-            "*replay prices:discount@return: the fix holds on 8 production states; 2 of them violated "
-            "the expectation in production*"
+            "*replay prices:discount@return: the fix holds on 8 production states; 2 of them "
+            "violated the expectation in production*"
         ]
     )
 
@@ -147,8 +147,8 @@ def test_replay_fails_the_test_when_the_bug_is_still_there(
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*replay prices:discount@return: the expectation fails on 2 of 8 production state(s) with "
-            "this code; 2 of them failed in production too*",
+            "*replay prices:discount@return: the expectation fails on 2 of 8 production "
+            "state(s) with this code; 2 of them failed in production too*",
             "*production hit *: price=Decimal('3.50'), coupon='FIXED', currency='USD'",
             "*expectation False on this code's outcome (returned Decimal('-1.50'))",
         ]

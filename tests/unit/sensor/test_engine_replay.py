@@ -89,17 +89,17 @@ def test_replay_hit_holds_entry_arguments_and_result(engine: Engine, load: Loade
     assert hit.expect == {"ok": True, "error": None}
 
 
-def test_replay_hit_of_an_exception_exit_names_the_exception(
-    engine: Engine, load: Loader
-) -> None:
+def test_replay_hit_of_an_exception_exit_names_the_exception(engine: Engine, load: Loader) -> None:
     mod = load(TARGET)
     hits, _ = _collect(engine, _replay(f"{mod.__name__}:discount"))
     with pytest.raises(ValueError, match="bad coupon"):
         mod.discount(2, "BAD")
     [hit] = hits
     assert hit.outcome == {"raised": "ValueError"}
-    assert hit.exception is not None and hit.exception["type"] == "ValueError"
-    assert hit.arguments is not None and hit.arguments["values"]["coupon"] == "BAD"
+    assert hit.exception is not None
+    assert hit.exception["type"] == "ValueError"
+    assert hit.arguments is not None
+    assert hit.arguments["values"]["coupon"] == "BAD"
     assert engine.status(hits[0].probe_id).exceptions == 1  # type: ignore[union-attr]
 
 
@@ -141,9 +141,7 @@ def test_replay_never_keeps_a_reference_and_sees_arguments_before_mutation(
 
 
 @pytest.mark.parametrize("name", ["gen", "coro"])
-def test_replay_refuses_generators_and_coroutines(
-    engine: Engine, load: Loader, name: str
-) -> None:
+def test_replay_refuses_generators_and_coroutines(engine: Engine, load: Loader, name: str) -> None:
     mod = load(TARGET)
     _, status = _collect(engine, _replay(f"{mod.__name__}:{name}"))
     assert status.state is ProbeState.ERROR  # type: ignore[attr-defined]
@@ -168,7 +166,8 @@ def test_replay_samples_calls_at_the_probe_rate(engine: Engine, load: Loader) ->
         mod.fact(1)
     assert len(hits) == 1  # the default snapshot rate: 1 call a second
     status = engine.status(probe.id)
-    assert status is not None and status.skipped_rate == 199
+    assert status is not None
+    assert status.skipped_rate == 199
 
 
 def test_replay_option_is_checked_where_the_probe_is_made() -> None:
@@ -224,9 +223,7 @@ def test_lines_probe_separates_recursive_calls(engine: Engine, load: Loader) -> 
     mod.fact(3)
     base = mod.fact.__code__.co_firstlineno
     ran = sorted(tuple(h.lines["ran"]) for h in hits)  # type: ignore[index]
-    assert ran == sorted(
-        [(base + 1, base + 2), (base + 1, base + 3), (base + 1, base + 3)]
-    ), ran
+    assert ran == sorted([(base + 1, base + 2), (base + 1, base + 3), (base + 1, base + 3)]), ran
 
 
 def test_lines_probe_records_calls_that_raise(engine: Engine, load: Loader) -> None:
@@ -235,7 +232,8 @@ def test_lines_probe_records_calls_that_raise(engine: Engine, load: Loader) -> N
     with pytest.raises(ValueError, match="bad coupon"):
         mod.discount(1, "BAD")
     [hit] = hits
-    assert hit.exception is not None and hit.exception["type"] == "ValueError"
+    assert hit.exception is not None
+    assert hit.exception["type"] == "ValueError"
     base = mod.discount.__code__.co_firstlineno
     assert hit.lines["ran"] == [base + 1, base + 2, base + 3]  # type: ignore[index]
 
@@ -265,7 +263,9 @@ def test_lines_probe_between_samples_runs_no_line_hook(engine: Engine, load: Loa
         # the line hooks, which return at their switch test; its callbacks are not profiled.)
         assert called == []
     status = engine.status(probe.id)
-    assert status is not None and status.hits == 1 and status.skipped_rate == 50
+    assert status is not None
+    assert status.hits == 1
+    assert status.skipped_rate == 50
 
 
 def test_lines_probe_refuses_coroutines(engine: Engine, load: Loader) -> None:
