@@ -145,6 +145,7 @@ def _finish(session: pytest.Session, runtime: RuntimeSession) -> None:
         reporter.write_line(_escape(line))
 
     try:
+        runtime.stop_line_coverage()
         runtime.compare_all(progress)
         runtime.write_reports()
     except RuntimeProbeError as exc:
@@ -258,6 +259,8 @@ class RuntimePlugin:
             self.session.check_services(items)
         except RuntimeProbeError as exc:
             raise _usage_error(exc) from exc
+        # Lines probes: the run's coverage, measured from before the first test.
+        self.session.start_line_coverage(items)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         from pytest_runtime.session import close_test_engine

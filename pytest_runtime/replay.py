@@ -60,6 +60,7 @@ class ReplayReport:
     held: int = 0  #: new outcome keeps the expectation (and raises nothing undeclared)
     fails_now: int = 0  #: new outcome breaks the expectation or raises an undeclared exception
     production_failed: int = 0  #: of the replayed states, those that failed in production
+    failing_distinct: int = 0  #: distinct states in the evidence that failed in production
     fixed: int = 0  #: failed in production, hold now
     changed: int = 0  #: held in production, and the outcome differs now
     not_rebuildable: dict[str, int] = dataclasses.field(default_factory=dict)  #: kind -> count
@@ -68,6 +69,17 @@ class ReplayReport:
     examples: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     error: str | None = None  #: why nothing could be replayed at all
     strict: bool = False
+
+    @property
+    def verifies_fix(self) -> bool:
+        """True when every distinct state that failed in production was replayed and holds
+        now (none cut by the limit or left unrebuildable), and no replayed state fails."""
+        return (
+            not self.fails_now
+            and self.error is None
+            and self.failing_distinct > 0
+            and self.fixed == self.failing_distinct
+        )
 
     @property
     def fails(self) -> bool:
@@ -147,6 +159,7 @@ class ReplayReport:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["fails"] = self.fails
+        data["verifies_fix"] = self.verifies_fix
         data["summary"] = self.lines()[0] if self.lines() else ""
         return data
 
@@ -196,14 +209,16 @@ def _failed(hit: Mapping[str, Any], raises: Sequence[str]) -> bool:
 
 def select_states(
     hits: Iterable[Mapping[str, Any]], limit: int, *, raises: Sequence[str] = ()
-) -> tuple[list[Mapping[str, Any]], int, int, int]:
-    """``(chosen hits, hits read, hits without arguments, distinct states)``.
+) -> tuple[list[Mapping[str, Any]], int, int, int, int]:
+    """``(chosen hits, hits read, hits without arguments, distinct states, distinct states
+    that failed in production)``.
 
     Exact duplicates (same encoded arguments) count once; states are grouped by shape and
     value class, the smallest groups (the rarest states) first, one state of every group
     before a second of any; within a group, states that failed in production first.
     """
     seen: set[str] = set()
+    failing = 0
     groups: dict[str, list[tuple[int, str, Mapping[str, Any]]]] = {}
     total = missing = 0
     for hit in hits:
@@ -217,6 +232,7 @@ def select_states(
             continue
         seen.add(canonical)
         rank = 0 if _failed(hit, raises) else 1
+        failing += 1 - rank
         digest = hashlib.blake2b(canonical.encode(), digest_size=8).hexdigest()
         groups.setdefault(state_key(arguments["values"]), []).append((rank, digest, hit))
     ordered = [sorted(members, key=lambda m: m[:2]) for _, members in sorted(groups.items())]
@@ -228,7 +244,7 @@ def select_states(
             if depth < len(members) and len(chosen) < limit:
                 chosen.append(members[depth][2])
         depth += 1
-    return chosen, total, missing, len(seen)
+    return chosen, total, missing, len(seen), failing
 
 
 # --------------------------------------------------------------------------- calling
@@ -337,9 +353,13 @@ def run_replay(
     probe = request.probe
     raises = tuple(request.settings.raises)
     report = ReplayReport(nodeid, request.location, request.signature, limit=limit, strict=strict)
-    chosen, report.available, report.no_arguments, report.distinct = select_states(
-        hits, limit, raises=raises
-    )
+    (
+        chosen,
+        report.available,
+        report.no_arguments,
+        report.distinct,
+        report.failing_distinct,
+    ) = select_states(hits, limit, raises=raises)
     if not report.available:
         report.error = (
             "no production evidence to replay yet (a replay=True probe records arguments in "

@@ -46,6 +46,7 @@ _TTL_MARGIN = 120.0  # placed probes expire on the hub even if this process dies
 _MAX_TESTS_TAG = 200  # characters of the "tests" tag of a placed probe
 _MAX_PROBE_IDS = 20  # probe ids listed per verdict
 _QUIET_AFTER = 5.0  # seconds before the progress line says no call reached a location
+_UNSET: Any = object()
 
 
 @dataclasses.dataclass
@@ -328,6 +329,10 @@ class RuntimeSession:
         self._replay_evidence: Evidence | None = None
         self._constructors: dict[str, Callable[[dict[str, Any]], Any]] | None = None
         self._replayed: set[tuple[str, str]] = set()
+        #: lines probes: the plugin's own coverage.py measurement, and what the run measured
+        self._own_coverage: Any = None
+        self.test_lines: Any = None  #: coverage_paths.TestLines (own or from workers)
+        self.coverage_origin: str | None = None
 
     # ---------------------------------------------------------------- set-up
 
@@ -641,14 +646,92 @@ class RuntimeSession:
         reports = [ReplayReport.from_dict(r) for record in self.records for r in record.replays]
         return sorted(reports, key=lambda r: (r.nodeid, r.location))
 
+    # ---------------------------------------------------------------- lines probes
+
+    def start_line_coverage(self, items: Iterable[pytest.Item]) -> None:
+        """Measure the files of marked ``lines`` probes with coverage.py, unless pytest-cov or
+        another coverage.py already measures this process (their data is read instead)."""
+        if not self.options.wants_production or self._own_coverage is not None:
+            return
+        from pytest_runtime.coverage_paths import OwnMeasurement, function_file
+
+        files: set[str] = set()
+        for item in items:
+            if _MARKER_KEYWORD not in item.keywords:
+                continue
+            try:
+                requests = requests_for_item(item)
+            except RuntimeProbeError:
+                continue
+            for request in requests:
+                if request.probe.kind.value == "lines":
+                    found = function_file(request.location)
+                    if found is not None:
+                        files.add(found)
+        if not files:
+            return
+        if getattr(self.config.pluginmanager.getplugin("_cov"), "cov_controller", None):
+            self.coverage_origin = "pytest-cov"
+            return
+        import coverage
+
+        if coverage.Coverage.current() is not None:
+            self.coverage_origin = "coverage.py"
+            return
+        self._own_coverage = OwnMeasurement(sorted(files))
+        self._own_coverage.start()
+        self.coverage_origin = "pytest-runtime"
+
+    def stop_line_coverage(self) -> None:
+        """Stop the own measurement (if any) and keep what it measured."""
+        own, self._own_coverage = self._own_coverage, None
+        if own is None:
+            return
+        measured = own.stop()
+        if self.test_lines is None:
+            self.test_lines = measured
+        else:
+            self.test_lines.merge(measured.to_data())
+
+    def tested_lines(self) -> Any:
+        """What the test run executed: pytest-cov's data, a running coverage.py's, or ours."""
+        from pytest_runtime.coverage_paths import TestLines, pytest_cov_lines
+
+        found = pytest_cov_lines(self.config)
+        if found is not None:
+            return found
+        import coverage
+
+        current = coverage.Coverage.current()
+        if current is not None and self.test_lines is None:
+            from pytest_runtime.coverage_paths import _from_data
+
+            try:
+                return _from_data(current.get_data(), "coverage.py")
+            except Exception:
+                return None
+        tested: TestLines | None = self.test_lines
+        return tested
+
     # ---------------------------------------------------------------- xdist
 
     def worker_output(self) -> dict[str, Any]:
-        return {"records": [record.to_dict() for record in self.records]}
+        self.stop_line_coverage()
+        out: dict[str, Any] = {"records": [record.to_dict() for record in self.records]}
+        if self.test_lines is not None:
+            out["coverage"] = self.test_lines.to_data()
+        return out
 
     def merge_worker_output(self, data: Mapping[str, Any]) -> None:
         for raw in data.get("records", ()):
             self.add_record(TestRecord.from_dict(raw))
+        measured = data.get("coverage")
+        if isinstance(measured, Mapping):
+            from pytest_runtime.coverage_paths import TestLines
+
+            if self.test_lines is None:
+                self.test_lines = TestLines(str(measured.get("origin") or "coverage.py"))
+            self.test_lines.merge(measured)
 
     def add_record(self, record: TestRecord) -> None:
         """Keep one record per test function: parameter sets and reruns add their states."""
@@ -960,6 +1043,7 @@ class RuntimeSession:
             since = None
         prod_cache: dict[str, list[dict[str, Any]]] = {}
         results: list[ProbeResult] = []
+        tested: Any = _UNSET
         for record in sorted(self.records, key=lambda r: r.nodeid):
             for request in sorted(record.requests, key=lambda r: r.location):
                 signature = request.signature
@@ -987,13 +1071,27 @@ class RuntimeSession:
                         else None
                     ),
                 )
-                verdict = compare(
-                    test_hits,
-                    prod_cache[signature],
-                    probe=request.probe,
-                    settings=settings,
-                    statuses=evidence.statuses_for(signature),
-                )
+                if request.probe.kind.value == "lines":
+                    from pytest_runtime.coverage_paths import lines_verdict
+
+                    if tested is _UNSET:
+                        tested = self.tested_lines()
+                    verdict = lines_verdict(
+                        prod_cache[signature],
+                        test_hits,
+                        location=request.location,
+                        tested=tested,
+                        min_hits=self._min_hits(request),
+                        strict=strict,
+                    )
+                else:
+                    verdict = compare(
+                        test_hits,
+                        prod_cache[signature],
+                        probe=request.probe,
+                        settings=settings,
+                        statuses=evidence.statuses_for(signature),
+                    )
                 reason = self.reasons.get(signature)
                 if reason is not None:
                     # No evidence could be read (hub lost, no service named): say why.
@@ -1017,6 +1115,7 @@ class RuntimeSession:
                         reason=reason,
                     )
                 )
+        results = self._apply_replays(results)
         self.failing = [r for r in results if r.verdict.fails]
         self.results = results
         self._apply_baseline()
@@ -1047,6 +1146,36 @@ class RuntimeSession:
             )
         for result in self.results:
             hook.pytest_runtime_verdict(config=self.config, result=result)
+
+    def _apply_replays(self, results: list[ProbeResult]) -> list[ProbeResult]:
+        """A violation whose every failing production state holds on this code (replay) is
+        fixed: the verdict drops it, and says so in its hint."""
+        verified = {(r.nodeid, r.signature): r for r in self.replays() if r.verifies_fix}
+        if not verified:
+            return results
+        out: list[ProbeResult] = []
+        for result in results:
+            report = verified.get((result.nodeid, result.signature))
+            verdict = result.verdict
+            if report is None or verdict.verdict != "violated":
+                out.append(result)
+                continue
+            kept = tuple(d for d in verdict.divergences if d.kind != "violation")
+            fixed = (
+                f"fixed on this code: the {report.fixed} production state(s) that violated the "
+                f"expectation hold when replayed ({report.replayed} replayed)"
+            )
+            counts = dict(verdict.counts)
+            counts["divergences"] = len(kept)
+            verdict = dataclasses.replace(
+                verdict,
+                verdict="diverged" if kept else "ok",
+                divergences=kept,
+                counts=counts,
+                hint=fixed + (f"; {verdict.hint}" if kept and verdict.hint else ""),
+            )
+            out.append(dataclasses.replace(result, verdict=verdict))
+        return out
 
     def _probe_ids_of(self, signature: str, hits: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
         """The hub probes behind a verdict: placed or reused by this run, or named by its hits."""

@@ -111,6 +111,10 @@ def coverage_text(v: ProbeVerdict) -> str:
     Next to a violation with every shape covered, it says what a shape is, so that "all
     shapes covered" and "violated" do not read as a contradiction.
     """
+    if "prod_lines" in v.counts:  # a lines probe: statements, not shapes
+        lines = v.counts.get("prod_lines", 0)
+        covered = v.counts.get("covered_lines", 0)
+        return f"tests ran {covered} of {lines} production-run line{'s' if lines != 1 else ''}"
     shapes = v.counts.get("prod_shapes", 0)
     covered = v.counts.get("covered_shapes", 0)
     text = f"tests cover {covered} of {shapes} production shape{'s' if shapes != 1 else ''}"
@@ -156,6 +160,8 @@ def divergence_line(d: Divergence, *, skewed: bool = False) -> str:
     """
     if d.kind in ("violation", "exception"):
         return f"{d.severity} {d.kind}: {d.message}"
+    if d.counted is not None and d.counted.get("over") == "sampled calls":
+        return f"{d.severity} {d.kind}: {d.message}"  # the message gives the counts already
     hits = f"{d.count:,} captured hit{'s' if d.count != 1 else ''}"
     return f"{d.severity} {d.kind}: {d.message} ({hits}{'' if skewed else f', {d.share:.1%}'})"
 
