@@ -302,6 +302,14 @@ class RuntimeOptions:
                 "--runtime-fail-under", opt("runtime_fail_under") or ini("runtime_fail_under")
             ),
         )
+        if (
+            options.fail_under is not None
+            and not opt("runtime_fail_under")
+            and not options.wants_production
+        ):
+            # The ini key is a project default for runs that compare with production; a
+            # local run without evidence has nothing to gate (the command-line option errs).
+            options = dataclasses.replace(options, fail_under=None)
         options.check()
         return options
 
@@ -331,6 +339,13 @@ class RuntimeOptions:
                 self.replay,
                 "production states to replay: --runtime-evidence files, or a hub "
                 f"(--runtime-hub, ${ENV_HUB} or ini runtime_hub) with stored evidence",
+            )
+        if self.fail_under is not None and not self.wants_production:
+            raise OptionError(
+                "--runtime-fail-under",
+                self.fail_under,
+                "production evidence to measure coverage against (--runtime-probe or "
+                "--runtime-evidence)",
             )
         if self.write_baseline and not self.baseline:
             raise OptionError(

@@ -147,9 +147,13 @@ def _finish(session: pytest.Session, runtime: RuntimeSession) -> None:
     try:
         runtime.stop_line_coverage()
         runtime.compare_all(progress)
+        gate_failure = runtime.check_gate()
         runtime.write_reports()
     except RuntimeProbeError as exc:
         raise _usage_error(exc) from exc
+    if gate_failure:
+        runtime.gate_failure = gate_failure
+        session.testsfailed += 1
     if reporter is not None:
         # Counted in pytest's last line ("3 passed, 1 runtime violated"). The entries are plain
         # objects with a __dict__, like reports, since other plugins walk every stats list.
@@ -298,13 +302,14 @@ class RuntimePlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         session = self.session
         header = session.header[self.header_shown :]
-        if session.is_worker or not (session.results or session.notes or header):
+        replays = [] if session.is_worker else session.replays()
+        if session.is_worker or not (session.results or session.notes or header or replays):
             return
         tr = terminalreporter
-        if session.results or header:
+        if session.results or header or replays:
             from pytest_runtime.reporting import terminal
 
-            terminal.write_summary(tr, session.results, header=header)
+            terminal.write_summary(tr, session.results, header=header, replays=replays)
         if session.notes:
             tr.write_sep("-", "runtime notes")
             for note in session.notes:
@@ -316,6 +321,8 @@ class RuntimePlugin:
                 red=True,
                 bold=True,
             )
+        if session.gate_failure:
+            tr.write_line(_escape(session.gate_failure), red=True, bold=True)
         if session.results and os.environ.get("GITHUB_ACTIONS") == "true":
             annotations, summary = session.github_output()
             for line in annotations:

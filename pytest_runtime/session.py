@@ -333,6 +333,8 @@ class RuntimeSession:
         self._own_coverage: Any = None
         self.test_lines: Any = None  #: coverage_paths.TestLines (own or from workers)
         self.coverage_origin: str | None = None
+        self.gate: dict[str, Any] | None = None  #: --runtime-fail-under's outcome
+        self.gate_failure: str | None = None  #: its failure line, when it failed
 
     # ---------------------------------------------------------------- set-up
 
@@ -1217,6 +1219,37 @@ class RuntimeSession:
         """The header lines, then the notes: what the reports say about the run as a whole."""
         return [*self.options.deprecations, *self.header, *self.notes]
 
+    def check_gate(self) -> str | None:
+        """``--runtime-fail-under``: the failure line when the run's coverage is below it.
+
+        Both figures of :func:`~pytest_runtime.reporting._common.run_coverage` are gated (the
+        state coverage, and the production-run lines the tests ran, when lines probes exist);
+        a run with nothing to measure fails too, since the gate could not be checked.
+        """
+        threshold = self.options.fail_under
+        if threshold is None or self.is_worker:
+            return None
+        from pytest_runtime.reporting._common import run_coverage
+
+        coverage = run_coverage(self.results)
+        failures = []
+        for kind, what in (("state", "state coverage"), ("lines", "production-line coverage")):
+            entry = coverage[kind]
+            if entry["of"] and entry["percent"] < threshold:
+                failures.append(
+                    f"{what} {entry['percent']:g}% ({entry['covered']} of {entry['of']} "
+                    f"{entry['over']})"
+                )
+        if not coverage["state"]["of"] and not coverage["lines"]["of"]:
+            failures.append("no production shape or line to measure (no evidence compared)")
+        self.gate = {"threshold": threshold, "passed": not failures, "failures": failures}
+        if not failures:
+            self.notes.append(f"required runtime coverage of {threshold:g}% reached")
+            return None
+        return f"FAIL Required runtime coverage of {threshold:g}% not reached: " + "; ".join(
+            failures
+        )
+
     def write_reports(self) -> None:
         """Write the JSON report and the JUnit verdicts (the record file is written at fetch)."""
         if self.is_worker:
@@ -1224,7 +1257,13 @@ class RuntimeSession:
         if self.options.report_json:
             from pytest_runtime.reporting import jsonreport
 
-            jsonreport.write(self.options.report_json, self.results, notes=self.report_notes())
+            jsonreport.write(
+                self.options.report_json,
+                self.results,
+                notes=self.report_notes(),
+                replays=self.replays(),
+                gate=self.gate,
+            )
         self._junit()
 
     def _junit(self) -> None:
@@ -1258,7 +1297,7 @@ class RuntimeSession:
         # cast: the module's `annotations` function shadows the __future__ feature for mypy
         gh = cast(Any, github)
         return list(gh.annotations(self.results)), gh.job_summary(
-            self.results, notes=self.report_notes()
+            self.results, notes=self.report_notes(), replays=self.replays()
         )
 
 

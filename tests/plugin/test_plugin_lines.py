@@ -137,3 +137,44 @@ def test_lines_probe_with_other_source_is_inconclusive(
     result = pytester.runpytest_subprocess("--runtime-evidence", str(evidence))
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*production runs other source for shipping:ship*"])
+
+
+def test_fail_under_gates_state_and_line_coverage(
+    pytester: pytest.Pytester, evidence: Path
+) -> None:
+    _project(pytester)
+    report = pytester.path / "report.json"
+    failing = pytester.runpytest_subprocess(
+        "--runtime-evidence",
+        str(evidence),
+        "--runtime-fail-under",
+        "80",
+        "--runtime-report-json",
+        str(report),
+    )
+    assert failing.ret == pytest.ExitCode.TESTS_FAILED
+    failing.stdout.fnmatch_lines(
+        [
+            "*runtime coverage: production-run lines the tests ran 66.67% (6 of 9; 3 "
+            "production-only, 1 lines probe(s))*",
+            "*FAIL Required runtime coverage of 80% not reached: production-line coverage "
+            "66.67% (6 of 9 production-run lines)*",
+        ]
+    )
+    data = json.loads(report.read_text())
+    assert data["coverage"]["lines"] == {
+        "covered": 6,
+        "of": 9,
+        "over": "production-run lines",
+        "percent": 66.67,
+        "probes": 1,
+        "production_only": 3,
+    }
+    assert data["coverage"]["fail_under"]["passed"] is False
+    passing = pytester.runpytest_subprocess(
+        "--runtime-evidence", str(evidence), "--runtime-fail-under", "60"
+    )
+    assert passing.ret == pytest.ExitCode.OK
+    bad = pytester.runpytest_subprocess("--runtime-fail-under", "80")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--runtime-fail-under*production evidence*"])
