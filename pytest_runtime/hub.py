@@ -181,6 +181,21 @@ class HubClient:
         data = self._json("GET", "/v1/probes", params={"signature": signature, "state": state})
         return list(_field(data, "probes", "GET /v1/probes"))
 
+    def list_probes(self, *, state: str | None = None) -> list[dict[str, Any]]:
+        """Every probe record the hub keeps (of one state: active, completed, ...)."""
+        params = {"state": state} if state else None
+        data = self._json("GET", "/v1/probes", params=params)
+        return list(_field(data, "probes", "GET /v1/probes"))
+
+    def signatures_at(self, location: str) -> list[str]:
+        """The signatures of the hub's probes at ``location`` (its string form), sorted."""
+        found = set()
+        for record in self.list_probes():
+            probe = record.get("probe") or {}
+            if str(probe.get("location")) == location and probe.get("signature"):
+                found.add(str(probe["signature"]))
+        return sorted(found)
+
     def probe(self, probe_id: str) -> dict[str, Any]:
         data = self._json("GET", f"/v1/probes/{probe_id}")
         return dict(_field(data, "probe", "GET /v1/probes/{id}"))
