@@ -243,6 +243,11 @@ class HubClient:
         data = self._json("GET", f"/v1/probes/{probe_id}/hits", params=params)
         return list(_field(data, "hits", "GET /v1/probes/{id}/hits"))
 
+    def probe_evidence(self, probe_id: str) -> Evidence:
+        """One probe's record and hits as evidence (``GET /v1/probes/{id}/evidence``)."""
+        response = self._send("GET", f"/v1/probes/{probe_id}/evidence")
+        return parse_lines(response.text.splitlines(), f"hub {self.url} evidence of {probe_id}")
+
     def evidence(self, signature: str, *, since: float | None = None) -> Evidence:
         params: dict[str, Any] = {"signature": signature}
         if since is not None:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pytest_runtime.options import RuntimeOptions
     from pytest_runtime.session import RuntimeSession
 
-__all__ = ["MARKER_HELP", "RuntimePlugin", "runtime"]
+__all__ = ["MARKER_HELP", "RuntimePlugin", "runtime", "runtime_constructors"]
 
 _SESSION: pytest.StashKey[RuntimeSession] = pytest.StashKey()
 _OPTIONS: pytest.StashKey[RuntimeOptions] = pytest.StashKey()
@@ -204,6 +204,17 @@ def runtime(request: pytest.FixtureRequest) -> Generator[RuntimeFixture, None, N
     # When the hook object was registered too late to wrap this call (getfixturevalue), this
     # still disarms and checks; otherwise the call wrapper already did and this is a no-op.
     _end_test(session, item, "passed", raise_violation=True)
+
+
+@pytest.fixture
+def runtime_constructors(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The ``pytest_runtime_constructors`` hooks' mappings, merged (first plugin wins): what
+    ``rebuild(..., constructors=runtime_constructors)`` in a written regression test uses."""
+    merged: dict[str, Any] = {}
+    for mapping in request.config.hook.pytest_runtime_constructors(config=request.config):
+        for name, function in (mapping or {}).items():
+            merged.setdefault(name, function)
+    return merged
 
 
 def _end_test(
