@@ -171,7 +171,8 @@ def test_the_mcp_tool_writes_the_same_test(
     assert answer["file"].startswith("tests/test_regression_")
     assert f"production hit {hit_id}" in answer["source"]
     assert "pytest" in answer["next"]
-    assert "hit_id" in unknown and "list_hits" in unknown
+    assert "hit_id" in unknown
+    assert "list_hits" in unknown
     assert "hit_id" in bad
     _fails_then_passes(answer["source"], tmp_path)
     assert ADMIN_TOKEN  # the tool needs no admin scope: the client token was enough
