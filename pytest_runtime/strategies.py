@@ -123,10 +123,11 @@ class ProductionStates:
             for name, node in self.states[index].items()
         }
 
-    def examples(self, limit: int = DEFAULT_MAX_EXAMPLES) -> list[dict[str, Any]]:
-        """The first ``limit`` states (rarest first), rebuilt."""
+    def examples(self, limit: int | None = DEFAULT_MAX_EXAMPLES) -> list[dict[str, Any]]:
+        """The first ``limit`` states (rarest first; None: all of them), rebuilt."""
         self.load()
-        return [self.value(i) for i in range(min(limit, len(self.states)))]
+        count = len(self.states) if limit is None else min(limit, len(self.states))
+        return [self.value(i) for i in range(count)]
 
     def strategy(self) -> Any:
         """The Hypothesis strategy (loads the evidence)."""
@@ -248,15 +249,20 @@ def production_states(
 
 
 def production_examples(
-    strategy: Any, argname: str, *, limit: int = DEFAULT_MAX_EXAMPLES
+    strategy: Any, argname: str, *, limit: int | None = DEFAULT_MAX_EXAMPLES
 ) -> Callable[[F], F]:
     """Give the first ``limit`` production states (rarest first) as explicit ``@example``\\ s.
 
     Put it above ``@given``: every run of the test starts from them, whatever Hypothesis then
     generates (and they are run even with ``--hypothesis-seed`` or a cold database).
+    ``limit=None`` gives every distinct production state (each is one call of the test).
     """
     from hypothesis import example
 
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise ValueError(
+            f"production_examples: limit={limit!r}, expected a whole number >= 1 or None"
+        )
     source = getattr(strategy, "production", None)
     if not isinstance(source, ProductionStates):
         raise TypeError(
