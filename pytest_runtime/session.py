@@ -46,6 +46,10 @@ _TTL_MARGIN = 120.0  # placed probes expire on the hub even if this process dies
 _MAX_TESTS_TAG = 200  # characters of the "tests" tag of a placed probe
 _MAX_PROBE_IDS = 20  # probe ids listed per verdict
 _QUIET_AFTER = 5.0  # seconds before the progress line says no call reached a location
+#: The longest wait for the sensors' next counters once the hits are read: the hub's default
+#: heartbeat interval (counters come with heartbeats), and never more than the run's wait.
+_COUNTERS_WAIT = 10.0
+_COUNTERS_POLL = 0.5
 
 
 @dataclasses.dataclass
@@ -664,10 +668,13 @@ class RuntimeSession:
                     )
                     watch.ids.append(str(record["id"]))
                 self._wait_for_hits(client, watches, max(waits), progress)
-                self._read_statuses(client, watches, evidence)
+                # Hits first, then the counters that cover them (see _wait_for_counters).
                 for signature in watches:
                     evidence.merge(client.evidence(signature, since=options.since))
-                    fetched.add(signature)
+                bound = min(_COUNTERS_WAIT, max(waits))
+                self._wait_for_counters(client, watches, evidence, bound, progress)
+                self._read_statuses(client, watches, evidence)
+                fetched.update(watches)
                 self.notes.extend(evidence.notes)
                 self.notes.extend(evidence.cap_notes())
             except HubClientError as exc:
@@ -711,6 +718,47 @@ class RuntimeSession:
             if all(w.done for w in watches.values()) or left <= 0:
                 break
             time.sleep(min(_POLL_SECONDS, max(0.05, left)))
+
+    def _wait_for_counters(
+        self,
+        client: Any,
+        watches: Mapping[str, _Watch],
+        evidence: Evidence,
+        bound: float,
+        progress: Callable[[str], None],
+    ) -> None:
+        """Wait, ``bound`` seconds at most, for counters that cover the hits read.
+
+        A sensor sends its hits at every flush and its counters with its heartbeats (every
+        10 s by default), so when the hits are read some sources' last counters are usually
+        behind them, and the verdicts would have to call their counts lower bounds. Only
+        those sources are waited for, until their next heartbeat covers the hits read; one
+        that does not report in time (gone, or a longer heartbeat interval) leaves verdicts
+        that say what its counters miss.
+        """
+        captured: dict[str, dict[tuple[str, str], int]] = {}
+        for signature in watches:
+            counts = captured.setdefault(signature, {})
+            for hit in evidence.hits_for(signature, since=self.options.since):
+                source = hit.get("source")
+                if isinstance(source, dict) and source.get("id"):
+                    key = (str(hit.get("probe_id") or ""), str(source["id"]))
+                    counts[key] = counts.get(key, 0) + 1
+        deadline = time.monotonic() + bound
+        lagging = _lagging(client, watches, captured, None)
+        if not lagging:
+            return
+        sources = {source for probe in lagging.values() for source in probe}
+        progress(
+            f"runtime: waiting up to {bound:.0f}s for the next counters of {len(sources)} "
+            "source(s) (their heartbeat), so that they cover the hits read"
+        )
+        while lagging:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(_COUNTERS_POLL, left))
+            lagging = _lagging(client, watches, captured, lagging)
 
     def _read_statuses(
         self, client: Any, watches: Mapping[str, _Watch], evidence: Evidence
@@ -1075,6 +1123,47 @@ class _Watch:
         self.collecting, self.states = collection_state(statuses, waiting)
         self.installed = sum(1 for s in statuses if s.get("state") == "installed")
         self.calls = sum(firings(s) for s in statuses) if statuses else None
+
+
+def _lagging(
+    client: Any,
+    watches: Mapping[str, _Watch],
+    captured: Mapping[str, Mapping[tuple[str, str], int]],
+    only: Mapping[str, set[str]] | None,
+) -> dict[str, set[str]]:
+    """Probe id -> the sources whose last counters do not cover the hits read from them.
+
+    Reads the probe records again (``only``: just the probes still lagging) and keeps them in
+    the watches. A source with hits and no status yet is lagging too: its first heartbeat
+    may still come.
+    """
+    from pytest_runtime.compare.counters import covers
+
+    lagging: dict[str, set[str]] = {}
+    for signature, watch in watches.items():
+        counts = captured.get(signature, {})
+        for probe_id in watch.ids:
+            if only is not None and probe_id not in only:
+                continue
+            wanted = {src: n for (pid, src), n in counts.items() if pid == probe_id}
+            if not wanted:
+                continue
+            record = client.probe(probe_id)
+            watch.records[probe_id] = record
+            raw = record.get("statuses")
+            statuses = raw if isinstance(raw, Mapping) else {}
+            behind = {
+                source
+                for source, n in wanted.items()
+                if not covers(_mapping(statuses.get(source)), n)
+            }
+            if behind:
+                lagging[probe_id] = behind
+    return lagging
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _effective_statuses(record: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

@@ -281,3 +281,59 @@ def test_a_real_sensor_that_disables_the_probe_ends_the_wait(
         ]
     )
     assert min(seconds_left(out)) > 60, out
+
+
+def test_the_run_waits_for_the_counters_that_cover_its_hits(
+    pytester: pytest.Pytester, shop: HubProcess
+) -> None:
+    pytester.makepyfile(test_shop=EXPECT_TEST.format(extra=""))
+    source = shop.register("shop")
+
+    def act(probe_id: str) -> None:
+        # The last heartbeat counted 10 hits; 30 more (violating ones among them) are sent
+        # before the next heartbeat, which comes 4 s later, as heartbeats lag hits.
+        shop.post_statuses(source, [status(probe_id, hits=10, evaluations=400, violations=2)])
+        shop.post_hits(source, [hit(probe_id, n, ok=n % 5 != 4) for n in range(40)])
+        time.sleep(4)
+        shop.post_statuses(source, [status(probe_id, hits=40, evaluations=1000, violations=80)])
+
+    with sensor_side_ctx(shop, act):
+        result = pytester.runpytest_subprocess(
+            "--runtime-probe", "--runtime-wait", "30", "--runtime-report-json", "r.json"
+        )
+    result.stdout.fnmatch_lines(
+        [
+            "runtime: waiting up to *s for the next counters of 1 source(s) (their heartbeat), "
+            "so that they cover the hits read",
+            "VIOLATED test_shop.py::test_discount*",
+            f"*high violation: expectation '{EXPECT}' failed on 80 of 1,000 evaluations (8.0%) "
+            "on 1 source in the *s since placement; 8 violating hits captured",
+        ]
+    )
+    assert "lower bound" not in result.stdout.str()
+    [entry] = json.loads((pytester.path / "r.json").read_text())["results"]
+    assert entry["production"]["lower_bound"] == []
+    assert entry["production"]["notes"] == []
+
+
+def test_counters_that_never_catch_up_are_said_as_a_lower_bound(
+    pytester: pytest.Pytester, shop: HubProcess
+) -> None:
+    pytester.makepyfile(test_shop=EXPECT_TEST.format(extra=""))
+    source = shop.register("shop")
+
+    def act(probe_id: str) -> None:
+        # The source goes silent after these hits: no heartbeat will cover them.
+        shop.post_statuses(source, [status(probe_id, hits=10, evaluations=400, violations=2)])
+        shop.post_hits(source, [hit(probe_id, n, ok=n % 5 != 4) for n in range(40)])
+
+    with sensor_side_ctx(shop, act):
+        result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "3")
+    result.stdout.fnmatch_lines(
+        [
+            "runtime: waiting up to 3s for the next counters of 1 source(s)*",
+            f"*high violation: expectation '{EXPECT}' failed on 2 of 400 evaluations (0.5%) on "
+            "1 source in the *s since placement; 8 violating hits captured (a lower bound: "
+            "6 violating hits captured after the last counters of 1 source (*) are not counted)",
+        ]
+    )
