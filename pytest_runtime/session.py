@@ -591,11 +591,61 @@ class RuntimeSession:
             kept.append(nodeid)
         return json.dumps(kept)
 
+    def _min_hits_given(self, request: ProbeRequest) -> bool:
+        """True when min hits was set explicitly: marker ``min_hits=``, option or ini key."""
+        if request.settings.min_hits is not None:
+            return True
+        return bool(
+            self.config.getoption("runtime_min_hits", None)
+            or str(self.config.getini("runtime_min_hits") or "").strip()
+        )
+
+    def _aims_for_bound(self, request: ProbeRequest) -> bool:
+        """True when the wait for this probe aims for the ``--runtime-rarer-than`` bound.
+
+        An explicit min hits is the user's choice of evidence: the default bound does not
+        raise it (``--runtime-min-hits 5`` waits for 5 hits, and each verdict says the bound
+        its hits reached). A bound set explicitly is honoured too: the larger need wins.
+        """
+        return self.options.rarer_than_given or not self._min_hits_given(request)
+
     def _wanted(self, request: ProbeRequest) -> int:
         """Production hits to wait for: the minimum for a verdict, and enough for the bound."""
         from pytest_runtime.compare.counters import hits_needed
 
+        if not self._aims_for_bound(request):
+            return self._min_hits(request)
         return max(self._min_hits(request), hits_needed(self.options.rarer_than))
+
+    def _wait_rules(self, requests: Iterable[ProbeRequest]) -> list[str]:
+        """What the wait is for, when min hits was set explicitly (said once per rule)."""
+        from pytest_runtime.compare.counters import hits_needed
+
+        rate = self.options.rarer_than
+        bound = f"--runtime-rarer-than {rate * 100:.2g}%"
+        needed = hits_needed(rate)
+        lines: set[str] = set()
+        for request in requests:
+            if not self._min_hits_given(request):
+                continue
+            least = self._min_hits(request)
+            if not self.options.rarer_than_given:
+                lines.add(
+                    f"runtime: waiting for {least} production hits per probe (min hits, set "
+                    "explicitly; no --runtime-rarer-than): each verdict says the confidence "
+                    "bound its hits reached"
+                )
+            elif needed > least:
+                lines.add(
+                    f"runtime: waiting for {needed} production hits per probe: {bound} needs "
+                    f"{needed}, more than min hits {least}"
+                )
+            elif least > needed:
+                lines.add(
+                    f"runtime: waiting for {least} production hits per probe: min hits "
+                    f"{least} is more than the {needed} that {bound} needs"
+                )
+        return sorted(lines)
 
     def fetch_from_hub(self, progress: Callable[[str], None]) -> Evidence:
         """Place (or reuse) each probe once, wait for hits, fetch evidence, remove ours.
@@ -667,6 +717,8 @@ class RuntimeSession:
                         record.get("expires_at") or time.time() + wait + _TTL_MARGIN
                     )
                     watch.ids.append(str(record["id"]))
+                for line in self._wait_rules(request for request, _ in groups.values()):
+                    progress(line)
                 self._wait_for_hits(client, watches, max(waits), progress)
                 # Hits first, then the counters that cover them (see _wait_for_counters).
                 for signature in watches:
@@ -921,7 +973,8 @@ class RuntimeSession:
                     # replay of recorded evidence says so only when asked (it cannot wait).
                     rarer_than=(
                         self.options.rarer_than
-                        if self.options.probe or self.options.rarer_than_given
+                        if (self.options.probe and self._aims_for_bound(request))
+                        or self.options.rarer_than_given
                         else None
                     ),
                 )

@@ -337,3 +337,65 @@ def test_counters_that_never_catch_up_are_said_as_a_lower_bound(
             "6 violating hits captured after the last counters of 1 source (*) are not counted)",
         ]
     )
+
+
+@pytest.mark.parametrize("how", ["option", "ini", "marker"])
+def test_an_explicit_min_hits_is_the_wait_and_the_bound_reached_is_said(
+    pytester: pytest.Pytester, shop: HubProcess, how: str
+) -> None:
+    extra = ", min_hits=5" if how == "marker" else ""
+    pytester.makepyfile(test_shop=EXPECT_TEST.format(extra=extra))
+    if how == "ini":
+        pytester.makeini("[pytest]\nruntime_min_hits = 5\n")
+    source = shop.register("shop")
+
+    def act(probe_id: str) -> None:
+        shop.post_statuses(source, [status(probe_id, hits=6, evaluations=6)])
+        shop.post_hits(source, [hit(probe_id, n, ok=True) for n in range(6)])
+
+    args = ["--runtime-min-hits", "5"] if how == "option" else []
+    with sensor_side_ctx(shop, act):
+        result = pytester.runpytest_subprocess(
+            "--runtime-probe", "--runtime-wait", "30", "--runtime-report-json", "r.json", "-v",
+            *args,
+        )  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "runtime: waiting for 5 production hits per probe (min hits, set explicitly; no "
+            "--runtime-rarer-than): each verdict says the confidence bound its hits reached",
+            "runtime: waiting for production hits: 1/1 probes complete, 1 source(s), hits 5/5, *",
+            "OK test_shop.py::test_discount*",
+            "    confidence: no violation in 6 evaluations: a violation happens on fewer than "
+            "39% of calls; a state none of the 6 captured hits showed happens on fewer than 39% "
+            "of calls (95% confidence, rule of three)",
+        ]
+    )
+    assert "asked for" not in result.stdout.str()
+    [entry] = json.loads((pytester.path / "r.json").read_text())["results"]
+    assert entry["confidence"]["asked"] is None
+    assert entry["confidence"]["states"]["below"] == pytest.approx(0.393, abs=0.001)
+
+
+def test_explicit_min_hits_and_rarer_than_wait_for_the_larger_and_say_so(
+    pytester: pytest.Pytester, shop: HubProcess
+) -> None:
+    pytester.makepyfile(test_shop=EXPECT_TEST.format(extra=""))
+    source = shop.register("shop")
+
+    def act(probe_id: str) -> None:
+        shop.post_statuses(source, [status(probe_id, hits=60, evaluations=60)])
+        shop.post_hits(source, [hit(probe_id, n, ok=True) for n in range(60)])
+
+    with sensor_side_ctx(shop, act):
+        result = pytester.runpytest_subprocess(
+            "--runtime-probe", "--runtime-wait", "30", "--runtime-min-hits", "5",
+            "--runtime-rarer-than", "5%", "-v",
+        )  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "runtime: waiting for 59 production hits per probe: --runtime-rarer-than 5% needs "
+            "59, more than min hits 5",
+            "runtime: waiting for production hits: 1/1 probes complete, 1 source(s), hits 59/59,*",
+            "OK test_shop.py::test_discount*",
+        ]
+    )
