@@ -726,6 +726,7 @@ class RuntimeSession:
                 bound = min(_COUNTERS_WAIT, max(waits))
                 self._wait_for_counters(client, watches, evidence, bound, progress)
                 self._read_statuses(client, watches, evidence)
+                self._read_earlier_statuses(client, watches, evidence)
                 fetched.update(watches)
                 self.notes.extend(evidence.notes)
                 self.notes.extend(evidence.cap_notes())
@@ -867,6 +868,45 @@ class RuntimeSession:
                 "master process, such as gunicorn without --preload, never imports the "
                 "application)"
             )
+
+    def _read_earlier_statuses(
+        self, client: Any, watches: Mapping[str, _Watch], evidence: Evidence
+    ) -> None:
+        """The counters of earlier placements whose hits are in the evidence.
+
+        The evidence of a signature holds the hits of every probe with it in the window
+        (``--runtime-since``), such as the probe a previous run placed and removed: without
+        that probe's counters, its violating hits would read as uncounted. Its statuses count
+        up to its end (``ended_at``), so that placements one after the other do not overlap.
+        At most ``_MAX_PROBE_IDS`` earlier placements per signature are read; hits of any
+        others stay uncounted, and the verdict says so.
+        """
+        from pytest_runtime.errors import HubRequestError
+
+        now = time.time()
+        for signature, watch in sorted(watches.items()):
+            ours = set(watch.ids)
+            earlier = sorted(
+                {
+                    str(hit["probe_id"])
+                    for hit in evidence.hits_for(signature, since=self.options.since)
+                    if hit.get("probe_id") and str(hit["probe_id"]) not in ours
+                }
+            )
+            for probe_id in earlier[:_MAX_PROBE_IDS]:
+                try:
+                    record = client.probe(probe_id)
+                except HubRequestError as exc:
+                    if exc.status == 404:  # deleted from the hub since: nothing to read
+                        continue
+                    raise
+                ended = record.get("ended_at")
+                until = float(ended) if isinstance(ended, int | float) else now
+                for source_id, status in sorted(_effective_statuses(record).items()):
+                    if source_id:
+                        evidence.add_status(
+                            _status_record(signature, probe_id, source_id, status, record, until)
+                        )
 
     def _hub_lost(self, exc: Exception, signatures: Iterable[str]) -> None:
         """The hub failed for good: the verdicts left without evidence say why."""

@@ -399,3 +399,36 @@ def test_explicit_min_hits_and_rarer_than_wait_for_the_larger_and_say_so(
             "OK test_shop.py::test_discount*",
         ]
     )
+
+
+def test_an_earlier_runs_placement_in_the_window_is_counted_with_its_own_counters(
+    pytester: pytest.Pytester, shop: HubProcess
+) -> None:
+    # A run an hour ago (within --runtime-since 1h) placed the same probe, collected hits and
+    # removed it: its hits are in this run's evidence, and so are its counters.
+    pytester.makepyfile(test_shop=EXPECT_TEST.format(extra=""))
+    source = shop.register("shop")
+    client = HubClient(shop.url, CLIENT_TOKEN)
+    try:
+        earlier = str(client.place(REQUEST.probe.to_dict(), {"service": "shop"}, ttl=300)["id"])
+        shop.post_hits(source, [hit(earlier, n, ok=n % 10 != 0) for n in range(20)])
+        shop.post_statuses(source, [status(earlier, hits=20, evaluations=200, violations=20)])
+        client.remove(earlier)
+    finally:
+        client.close()
+
+    def act(probe_id: str) -> None:
+        shop.post_statuses(source, [status(probe_id, hits=30, evaluations=300, violations=30)])
+        shop.post_hits(source, [hit(probe_id, n, ok=n % 10 != 0) for n in range(30)])
+
+    with sensor_side_ctx(shop, act):
+        result = pytester.runpytest_subprocess(
+            "--runtime-probe", "--runtime-wait", "30", "--runtime-report-json", "r.json"
+        )
+    result.stdout.fnmatch_lines(
+        [
+            f"*high violation: expectation '{EXPECT}' failed on 50 of 500 evaluations (10.0%) "
+            "on 1 source across 2 placements over *; 5 violating hits captured",
+        ]
+    )
+    assert "lower bound" not in result.stdout.str()
