@@ -618,34 +618,38 @@ class RuntimeSession:
         return max(self._min_hits(request), hits_needed(self.options.rarer_than))
 
     def _wait_rules(self, requests: Iterable[ProbeRequest]) -> list[str]:
-        """What the wait is for, when min hits was set explicitly (said once per rule)."""
+        """What the wait is for, where min hits was set explicitly: one line per rule, with
+        the probes it applies to (``per probe`` when it applies to all of them)."""
         from pytest_runtime.compare.counters import hits_needed
 
         rate = self.options.rarer_than
         bound = f"--runtime-rarer-than {rate * 100:.2g}%"
         needed = hits_needed(rate)
-        lines: set[str] = set()
+        rules: dict[tuple[int, str], int] = {}
+        total = 0
         for request in requests:
+            total += 1
             if not self._min_hits_given(request):
                 continue
             least = self._min_hits(request)
             if not self.options.rarer_than_given:
-                lines.add(
-                    f"runtime: waiting for {least} production hits per probe (min hits, set "
-                    "explicitly; no --runtime-rarer-than): each verdict says the confidence "
-                    "bound its hits reached"
-                )
+                key = (least, "(min hits, set explicitly; no --runtime-rarer-than): each "
+                       "verdict says the confidence bound its hits reached")  # fmt: skip
             elif needed > least:
-                lines.add(
-                    f"runtime: waiting for {needed} production hits per probe: {bound} needs "
-                    f"{needed}, more than min hits {least}"
-                )
+                key = (needed, f": {bound} needs {needed}, more than min hits {least}")
             elif least > needed:
-                lines.add(
-                    f"runtime: waiting for {least} production hits per probe: min hits "
-                    f"{least} is more than the {needed} that {bound} needs"
-                )
-        return sorted(lines)
+                key = (least, f": min hits {least} is more than the {needed} that {bound} needs")
+            else:
+                continue
+            rules[key] = rules.get(key, 0) + 1
+        lines = []
+        for (hits, why), count in sorted(rules.items()):
+            who = "per probe" if count == total else f"for {count} of {total} probes"
+            lines.append(
+                f"runtime: waiting for {hits} production hits {who}{'' if why[0] == ':' else ' '}"
+                f"{why}"
+            )
+        return lines
 
     def fetch_from_hub(self, progress: Callable[[str], None]) -> Evidence:
         """Place (or reuse) each probe once, wait for hits, fetch evidence, remove ours.

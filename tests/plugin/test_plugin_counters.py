@@ -432,3 +432,31 @@ def test_an_earlier_runs_placement_in_the_window_is_counted_with_its_own_counter
         ]
     )
     assert "lower bound" not in result.stdout.str()
+
+
+def test_a_wait_rule_names_the_probes_it_applies_to(
+    pytester: pytest.Pytester, shop: HubProcess
+) -> None:
+    pytester.makepyfile(
+        test_shop=f"""
+import pytest
+from shop.pricing import apply_discount
+
+@pytest.mark.runtime_probe("{LOCATION}@entry", capture=["price"], min_hits=5)
+def test_entry():
+    assert apply_discount(10, 0.5) == 5
+
+@pytest.mark.runtime_probe("{LOCATION}", capture=["price"])
+def test_return():
+    assert apply_discount(10, 0.5) == 5
+"""
+    )
+    shop.register("shop")
+    result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "1")
+    result.stdout.fnmatch_lines(
+        [
+            "runtime: waiting for 5 production hits for 1 of 2 probes (min hits, set explicitly; "
+            "no --runtime-rarer-than): each verdict says the confidence bound its hits reached",
+            "runtime: waiting for production hits: 0/2 probes complete, 0 source(s), hits 0/34,*",
+        ]
+    )
