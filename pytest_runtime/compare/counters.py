@@ -32,6 +32,7 @@ __all__ = [
     "covers",
     "firings",
     "hits_needed",
+    "sampling_cause",
     "status_record",
     "summarize",
     "unseen_bound",
@@ -240,6 +241,8 @@ class Production:
     #: captured exception exits the counters do not cover (added to ``exceptions``)
     uncounted_exceptions: int = 0
     sampled: bool = False  #: some firings were not evaluated (rate limit, CPU budget)
+    #: what left calls unevaluated: ``eval_rate`` (the evaluation rate limit), ``cpu_budget``
+    sampled_by: tuple[str, ...] = ()
     #: why a printed count may be low: only what the counters leave out and could change it
     #: (violating hits, exception exits); empty: every count is exact over its span
     lower_bound: tuple[str, ...] = ()
@@ -274,6 +277,7 @@ class Production:
             "uncounted_violations": self.uncounted_violations,
             "uncounted_exceptions": self.uncounted_exceptions,
             "sampled": self.sampled,
+            "sampled_by": list(self.sampled_by),
             "lower_bound": list(self.lower_bound),
             "notes": list(self.notes),
             "collecting": self.collecting,
@@ -302,6 +306,7 @@ class Production:
             uncounted_violations=int(data.get("uncounted_violations", 0)),
             uncounted_exceptions=int(data.get("uncounted_exceptions", 0)),
             sampled=bool(data.get("sampled", False)),
+            sampled_by=tuple(str(x) for x in data.get("sampled_by") or ()),
             lower_bound=tuple(str(x) for x in data.get("lower_bound") or ()),
             notes=tuple(str(x) for x in data.get("notes") or ()),
             collecting=bool(data.get("collecting", True)),
@@ -315,6 +320,17 @@ class Production:
         if self.placements <= 1:
             return f" in the {duration(self.span)} since placement"
         return f" across {self.placements} placements over {duration(self.span)}"
+
+
+def sampling_cause(sampled_by: Iterable[str], skipped_budget: int) -> str:
+    """``the evaluation rate limit`` and/or ``the CPU budget (N calls shed)``."""
+    causes = set(sampled_by)
+    parts = []
+    if "eval_rate" in causes:
+        parts.append("the evaluation rate limit")
+    if "cpu_budget" in causes:
+        parts.append(f"the CPU budget ({skipped_budget:,} calls shed)")
+    return " and ".join(parts) or "the evaluation rate limit or the CPU budget"
 
 
 def duration(seconds: float) -> str:
@@ -448,7 +464,7 @@ def summarize(
     evaluations = violations = calls = drops = skipped_budget = 0
     exceptions: int | None = None
     stale = _Uncounted()
-    sampled = False
+    sampled_by: set[str] = set()
     sources: set[str] = set()
     for record in kept:
         counters = _counters(record)
@@ -477,9 +493,9 @@ def summarize(
             # captured; more skips than uncaptured violations means some were not evaluated.
             uncaptured = max(0, viols - c.violations)
             if _int(counters.get("skipped_rate")) > uncaptured:
-                sampled = True
+                sampled_by.add("eval_rate")
         if _int(counters.get("skipped_budget")):
-            sampled = True
+            sampled_by.add("cpu_budget")
         if firings(counters) or c.hits:
             sources.add(pair[1])
     dropped_pairs = {(str(r.get("probe_id")), str(r.get("source_id"))) for r in records}
@@ -513,10 +529,10 @@ def summarize(
             f"the sensors dropped {drops} hit(s) (full queue or capture over budget): fewer "
             "states were captured than fired; the counters count every firing"
         )
-    if sampled:
+    if sampled_by:
         notes.append(
-            "some calls were not evaluated (evaluation rate limit or CPU budget): the counts "
-            "are over the evaluated ones"
+            f"some calls were not evaluated ({sampling_cause(sampled_by, skipped_budget)}): the "
+            "counts are over the evaluated ones"
         )
     if overlapping:
         notes.append(
@@ -545,7 +561,8 @@ def summarize(
         captured_exceptions=total.exceptions,
         uncounted_violations=stale.violations + orphans.violations,
         uncounted_exceptions=stale.exceptions + orphans.exceptions,
-        sampled=sampled,
+        sampled=bool(sampled_by),
+        sampled_by=tuple(sorted(sampled_by)),
         lower_bound=tuple(reasons),
         collecting=collecting,
         states=states if not collecting else "",

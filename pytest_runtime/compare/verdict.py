@@ -22,6 +22,7 @@ from pytest_runtime.compare.counters import (
     CONFIDENCE,
     Production,
     hits_needed,
+    sampling_cause,
     summarize,
     unseen_bound,
 )
@@ -749,7 +750,8 @@ def _violation_text(expect: str | None, production: Production, captured: int) -
             f"{production.span_text()}; {caught}"
         )
         if production.sampled:
-            text += "; evaluations are a sample of the calls (evaluation rate limit or CPU budget)"
+            cause = sampling_cause(production.sampled_by, production.skipped_budget)
+            text += f"; evaluations are a sample of the calls ({cause})"
         if production.uncounted_violations:
             # Only what could change these figures: violating hits the counters left out.
             text += f" (a lower bound: {'; '.join(production.lower_bound)})"

@@ -141,7 +141,12 @@ def test_uncounted_hits_are_a_lower_bound_drops_and_sampling_are_not() -> None:
     assert any("dropped 4 hit(s)" in n and "the counters count every firing" in n for n in notes)
     assert any("not evaluated" in n for n in notes)
     assert verdict.production["sampled"] is True
-    assert "evaluations are a sample of the calls" in violation(verdict).message
+    assert violation(verdict).message.endswith(
+        "; evaluations are a sample of the calls (the evaluation rate limit and the CPU budget "
+        "(7 calls shed)) (a lower bound: 20 violating hits captured from placements or sources "
+        "with no counters are not counted)"
+    )
+    assert verdict.production["sampled_by"] == ["cpu_budget", "eval_rate"]
 
 
 def test_drops_alone_leave_the_counts_exact() -> None:
