@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,6 +95,8 @@ def test_a_fix_is_verified_on_production_states(demo: Path, tmp_path: Path) -> N
     replayed, violated = int(found[1]), int(found[2])
     assert replayed > violated > 0
     data = json.loads(report.read_text())
+    schema = json.loads((ROOT / "docs" / "reference" / "report.schema.json").read_text())
+    jsonschema.validate(data, schema)  # replay, lines and coverage included
     (replay,) = data["replay"]
     assert replay["verifies_fix"] is True
     assert replay["fails_now"] == 0

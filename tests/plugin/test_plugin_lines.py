@@ -11,7 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema  # type: ignore[import-untyped]
 import pytest
+
+SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "reference" / "report.schema.json"
 
 CODE = """
 def ship(country, postcode, waitlist=False):
@@ -119,7 +122,9 @@ def test_production_only_lines_are_named(
             "(10 of 50 sampled calls); no test reached it*",
         ]
     )
-    entry = json.loads(report.read_text())["results"][0]
+    data = json.loads(report.read_text())
+    jsonschema.validate(data, json.loads(SCHEMA.read_text()))  # the published schema holds
+    entry = data["results"][0]
     assert entry["verdict"] == "diverged"
     assert {d["key"] for d in entry["divergences"]} >= {
         f"lines:{waitlist + 1}-{waitlist + 2}",
