@@ -148,3 +148,39 @@ def test_strategy_reads_the_hub_and_names_what_it_cannot_draw(
     monkeypatch.setenv("SENSOR_CLIENT_TOKEN", hub.client_token)
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_production_examples_gives_every_state_with_no_limit(
+    pytester: pytest.Pytester, evidence: tuple[Path, list[dict[str, object]]]
+) -> None:
+    path, _ = evidence
+    pytester.makepyfile(
+        pricing=CODE,
+        test_examples=f"""
+        import pytest
+        from hypothesis import Phase, given, settings
+        from pytest_runtime.strategies import production_examples, production_states
+
+        EXACT = production_states("pricing:discount", evidence={str(path)!r})
+        SEEN = []
+
+        @production_examples(EXACT, "state", limit=None)
+        @settings(phases=[Phase.explicit], database=None)
+        @given(state=EXACT)
+        def test_collect(state):
+            SEEN.append(state)
+
+        def test_every_state_ran_once():
+            # 6 production calls, 5 distinct states: all of them, and only them
+            assert len(SEEN) == 5
+            assert len({{tuple(sorted(s.items(), key=str)) for s in SEEN}}) == 5
+
+        @pytest.mark.parametrize("limit", [0, -1, 2.5, "3"])
+        def test_a_bad_limit_is_a_clear_error(limit):
+            with pytest.raises(ValueError, match="limit="):
+                production_examples(EXACT, "state", limit=limit)
+        """,
+    )
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
