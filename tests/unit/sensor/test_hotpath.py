@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from types import ModuleType
 from typing import Any
 
@@ -369,3 +370,20 @@ def test_an_expectation_reading_locals_in_place_changes_no_variable(
     assert got is not None
     assert (got.evaluations, got.violations) == (50, 0)
     assert engine.drain() == []
+
+
+class Money(Decimal):
+    def __ge__(self, other: object) -> bool:
+        Hostile.calls.append("Money.__ge__")
+        return True
+
+
+def test_decimals_compare_natively_and_their_subclasses_are_still_checked() -> None:
+    Hostile.calls.clear()
+    assert compile("x >= 0 and x < y").evaluate({"x": Decimal("1.5"), "y": 2.5}) is True
+    assert compile("0 <= x <= y").evaluate({"x": Decimal("3"), "y": Decimal("2")}) is False
+    with pytest.raises(ExpressionError, match="failed"):
+        compile("x >= 0").evaluate({"x": Decimal("NaN")})  # InvalidOperation, as before
+    with pytest.raises(ExpressionError, match="refused"):
+        compile("x >= y").evaluate({"x": Money("1"), "y": Decimal("0")})
+    assert Hostile.calls == []
