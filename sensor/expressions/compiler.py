@@ -1033,6 +1033,10 @@ class _Compiler:
                     t = type(v)
                     if t is list or t is dict or t is tuple:
                         return len(v)
+                    if t is str:
+                        n = len(v)
+                        if n < _MIN or (n <= _CACHED and s[_S_TABLE].get(v, 0) is None):
+                            return n  # too short to be a secret, or known clean (the load's R2)
                     # A str read inline skipped the load's guard: the content rule first (R2),
                     # so that the length of a secret is refused.
                     return _b_len([guard(v, s)], s)
