@@ -147,8 +147,9 @@ class FastExpectGate(guards._GuardedHook):
         settle = budget.spend_many
         precise_clock = time.thread_time_ns
         source = expr.source
-        # The compiled expression as evaluate() runs it, refreshed when the rules change.
-        fn, red0, version0, table = expr._fn, expr._red, expr._version, expr._table
+        # The compiled expression as evaluate() runs it, refreshed when the rules change: one
+        # consistent build (Expression._compiled is replaced whole by a rebuild on any thread).
+        fn, red0, version0, table = expr._compiled
         # A firing above this is metered alone (SLOW_FIRING_NS, or the budget's one-hit cap if
         # lower: read again at each settlement, as the budget's fraction may change).
         slow_ns = min(SLOW_FIRING_NS, budget.limit_ns)
@@ -234,7 +235,7 @@ class FastExpectGate(guards._GuardedHook):
                     except Exception as exc:
                         ok = None
                         error = f"{type(exc).__name__}: {exc}"
-                    fn, red0, version0, table = expr._fn, expr._red, expr._version, expr._table
+                    fn, red0, version0, table = expr._compiled
                 next(evaluations)
                 if ok is True:
                     violated = False

@@ -1238,6 +1238,7 @@ class Expression:
     """
 
     __slots__ = (
+        "_compiled",
         "_fn",
         "_red",
         "_table",
@@ -1271,16 +1272,23 @@ class Expression:
         # The redactor's verdicts on short strings at this rule version (rule R2's cache),
         # handed to every evaluation so that the first string read does not look it up.
         self._table = verdict_table(red)
+        # The four together, replaced by one assignment: what a reader on another thread (the
+        # hot path, sensor.hotpath) copies while a rebuild runs is one consistent build.
+        self._compiled = (self._fn, red, self._version, self._table)
         #: The free names the expression reads (not comprehension variables).
         self.names: frozenset[str] = frozenset(comp.names)
 
     def _rebuild(self, red: _redaction.Redactor) -> None:
         # Rules changed: secret names are decided when closures are built, so build again.
         comp = _Compiler(self.source, red, self.slots)
-        self._fn = comp.c(self._tree.body)
+        fn = comp.c(self._tree.body)
+        version = red.version
+        table = verdict_table(red)
+        self._fn = fn
         self._red = red
-        self._version = red.version
-        self._table = verdict_table(red)
+        self._version = version
+        self._table = table
+        self._compiled = (fn, red, version, table)
 
     def evaluate(
         self,

@@ -387,3 +387,39 @@ def test_decimals_compare_natively_and_their_subclasses_are_still_checked() -> N
     with pytest.raises(ExpressionError, match="refused"):
         compile("x >= y").evaluate({"x": Money("1"), "y": Decimal("0")})
     assert Hostile.calls == []
+
+
+def test_a_rule_change_is_applied_by_the_hook_from_the_next_firing() -> None:
+    # R1 is decided when the closures are built: the hook must use the rebuilt ones.
+    from sensor import redaction
+
+    red = redaction.get_redactor()
+    before = red.to_dict()
+    seen: list[object] = []
+    g = FastExpectGate(
+        expr=compile("result == 'plain-value'", slots=("result",)),
+        value_name="result",
+        slow=lambda frame, value, outcome, error: seen.append((outcome, error)),
+        failed=lambda exc: seen.append(exc),
+        depth=1,
+        dispatch=frozenset(),
+        eval_rate=1e9,
+        violation_rate=1e9,
+        pass_rate=None,
+        pass_burst=None,
+        max_hits=None,
+        expires_at=None,
+        on_stop=lambda why: None,
+        budget=CpuBudget(0.5),
+        account=CpuBudget(0.5).account("p"),
+    )
+    g.hook("plain-value")
+    assert seen == []  # held: nothing captured
+    try:
+        red.update(names=[*before["names"], "result"])  # `result` is now a secret name
+        g.hook("plain-value")
+    finally:
+        red.update(names=before["names"])
+    assert seen == [("violation", None)]  # a redacted marker is never equal to the text
+    g.hook("plain-value")
+    assert seen == [("violation", None)]  # the rules are back: it holds again
