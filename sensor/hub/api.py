@@ -579,7 +579,7 @@ async def probe_hit(request: Request, token: TokenRecord) -> Response:
         why = (
             f"{len(quarantined)} stored hit(s) with that id cannot be served (quarantined)"
             if quarantined
-            else "never received, or deleted by the hub's retention"
+            else "not stored on this hub (not posted yet, declined, or deleted by the retention)"
         )
         raise ApiError(404, "unknown_hit", f"probe {record.id!r} has no hit {shown}{where}: {why}")
     if len(hits) > 1:
