@@ -560,6 +560,39 @@ async def probe_hits(request: Request, token: TokenRecord) -> Response:
     return Response(body, media_type="application/json")
 
 
+_HIT_ID_SHOWN = 80  # characters of an unknown hit id quoted back in an error message
+
+
+async def probe_hit(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    record = await _probe_record(request)
+    hit_id = request.path_params["hit_id"]
+    source_id = request.query_params.get("source_id") or None
+    shown = repr(hit_id[:_HIT_ID_SHOWN]) + ("..." if len(hit_id) > _HIT_ID_SHOWN else "")
+    quarantined: list[tuple[str, str]] = []
+    rows = await hub.call(hub.store.find_hits, record.id, hit_id, quarantined=quarantined)
+    hits = [json.loads(row.body) for row in rows]
+    if source_id is not None:
+        hits = [hit for hit in hits if (hit.get("source") or {}).get("id") == source_id]
+    if not hits:
+        where = f" from source {source_id!r}" if source_id is not None else ""
+        why = (
+            f"{len(quarantined)} stored hit(s) with that id cannot be served (quarantined)"
+            if quarantined
+            else "not stored on this hub (not posted yet, declined, or deleted by the retention)"
+        )
+        raise ApiError(404, "unknown_hit", f"probe {record.id!r} has no hit {shown}{where}: {why}")
+    if len(hits) > 1:
+        sources = ", ".join(repr((hit.get("source") or {}).get("id")) for hit in hits)
+        raise ApiError(
+            409,
+            "ambiguous_hit",
+            f"probe {record.id!r}: {len(hits)} sources sent a hit {shown} ({sources}); "
+            "add ?source_id= with one of them",
+        )
+    return JSONResponse({"hit": hits[0]})
+
+
 async def _evidence_lines(
     hub: Hub, records: list[ProbeRecord], hit_query: dict[str, Any]
 ) -> AsyncIterator[str]:
@@ -790,6 +823,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "client",
         probe_hits,
         "Read a probe's hits, paged",
+        "clients",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/probes/{probe_id}/hits/{hit_id}",
+        "client",
+        probe_hit,
+        "Read one hit of a probe by its hit id",
         "clients",
     ),
     Endpoint(

@@ -574,6 +574,18 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
         200,
         "HitPage",
     ),
+    "probe_hit": (
+        [
+            (
+                "source_id",
+                "the source that sent the hit (needed only when two sources sent the same id)",
+                {"schema": _STR},
+            )
+        ],
+        None,
+        200,
+        {"hit": _ref("Hit")},
+    ),
     "probe_evidence": (_HIT_FILTERS, None, 200, "jsonl"),
     "evidence": (
         [
@@ -609,8 +621,11 @@ _ERRORS = {
         "The token's scope does not allow this endpoint, the sensor token may not register "
         "this service, or the source was registered with another token"
     ),
-    404: "No such source, probe or token",
-    409: "A probe with this id exists",
+    404: "No such source, probe, hit or token",
+    409: (
+        "A probe with this id exists (placing), or several sources sent a hit with this id "
+        "(reading one hit: add source_id)"
+    ),
     413: "Request body over the hub's limit (bytes, JSON objects and arrays, or values)",
     422: (
         "A field breaks its schema (type, bound, a string that cannot be encoded, an integer "
@@ -666,7 +681,7 @@ def _operation(endpoint: Any) -> dict[str, Any]:
         operation["security"] = [{"bearer": [endpoint.scope]}]
     if "{" in endpoint.path:
         codes.append(404)
-    if endpoint.operation_id == "place_probe":
+    if endpoint.operation_id in ("place_probe", "probe_hit"):
         codes.append(409)
     if endpoint.operation_id in ("health", "openapi"):
         codes = []

@@ -347,6 +347,21 @@ class Store(Protocol):
         reported in ``quarantined`` as (seq, reason)."""
         ...
 
+    def find_hits(
+        self,
+        probe_id: str,
+        hit_id: str,
+        *,
+        quarantined: list[tuple[str, str]] | None = None,
+    ) -> list[HitRow]:
+        """The stored hits of ``probe_id`` whose ``hit_id`` is this one, in ``seq`` order.
+
+        One, normally: a hit id is unique per source (``(probe_id, source_id, hit_id)`` is the
+        dedup key), so two sources can share one and each of them is returned. Unreadable
+        bodies are skipped and reported in ``quarantined`` as ``read_hits`` does.
+        """
+        ...
+
     # redaction rules (one set per hub; None until an admin sets them)
     def get_redaction(self) -> RedactionRecord | None: ...
     def set_redaction(self, record: RedactionRecord) -> None:

@@ -756,6 +756,30 @@ class SQLiteStore:
                 quarantined.append((str(seq), reason))
         return hits
 
+    def find_hits(
+        self,
+        probe_id: str,
+        hit_id: str,
+        *,
+        quarantined: list[tuple[str, str]] | None = None,
+    ) -> list[HitRow]:
+        # No ORDER BY: it would make SQLite walk hits_probe and read every row of the probe;
+        # without it the (probe_id, source_id, hit_id) index finds the few rows (sorted here).
+        rows = self._run(
+            "find a hit",
+            lambda: self._db.execute(
+                "SELECT seq, body FROM hits WHERE probe_id = ? AND hit_id = ?", (probe_id, hit_id)
+            ).fetchall(),
+        )
+        hits = []
+        for seq, body in sorted(rows):
+            reason = _bad_hit_body(body)
+            if reason is None:
+                hits.append(HitRow(seq, body))
+            elif quarantined is not None:
+                quarantined.append((str(seq), reason))
+        return hits
+
     # -- redaction rules -----------------------------------------------------------------
 
     def get_redaction(self) -> RedactionRecord | None:
