@@ -867,7 +867,8 @@ class RuntimeSession:
             live = [src for src in live if src.get("service") in services]
             versions = {str(src.get("version")) for src in live}
             described = (
-                f"version {', '.join(sorted(versions))} (live now)"
+                f"version {', '.join(sorted(versions)).replace('None', '(none reported)')} "
+                "(live now)"
                 if versions
                 else "every version (no live source: --runtime-version to choose)"
             )
