@@ -326,6 +326,7 @@ class RuntimeSession:
         self.standing_signatures: set[str] = set()
         #: the evidence file before this run, when a record mode adds to it (``all``)
         self.cassette_evidence: Evidence | None = None
+        self._source_versions: dict[str, str] | None = None  #: source id -> version, read once
         self._armed: dict[str, list[ArmedProbe]] = {}
 
     # ---------------------------------------------------------------- set-up
@@ -910,13 +911,11 @@ class RuntimeSession:
         )
 
     def _source_has_version(self, client: Any, source_id: str, versions: set[str]) -> bool:
-        cache = getattr(self, "_source_versions", None)
-        if cache is None:
-            cache = {
+        if self._source_versions is None:
+            self._source_versions = {
                 str(src.get("id")): str(src.get("version")) for src in client.sources(state=None)
             }
-            self._source_versions = cache
-        return cache.get(source_id) in versions
+        return self._source_versions.get(source_id) in versions
 
     def _wait_for_hits(
         self,

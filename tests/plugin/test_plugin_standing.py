@@ -216,3 +216,36 @@ def test_pr_check_waits_only_for_the_new_marker(
     assert "/2 probes" not in out
     result.stdout.fnmatch_lines(["DIVERGED test_shop.py::test_discount*"])
     result.stdout.fnmatch_lines(["runtime probes: 0 violated, 1 diverged, 0 inconclusive, 1 ok"])
+
+
+def test_pr_check_compares_with_the_version_asked(
+    pytester: pytest.Pytester, suite: HubProcess
+) -> None:
+    publish(pytester)
+    (record,) = standing(suite)
+    old = suite.register("shop")  # version 1.0
+    body = {"service": "shop", "version": "2.0", "host": "h2", "pid": 2}
+    new = suite.request("POST", "/v1/sensors/register", token=suite.sensor_token, json=body)
+    suite.post_hits(old, standing_hits(record["id"], REQUEST.signature, REQUEST.location, 12))
+    fresh = standing_hits(record["id"], REQUEST.signature, REQUEST.location, 26)[20:]
+    for hit in fresh:
+        hit["captures"]["price"] = 7  # version 2.0 never sees a None
+    suite.post_hits(str(new["source_id"]), fresh)
+
+    chosen = pytester.runpytest_subprocess(
+        "--runtime-probe", "--runtime-service", "shop", "--runtime-version", "2.0",
+        "--runtime-min-hits", "5",
+    )  # fmt: skip
+    chosen.stdout.fnmatch_lines(
+        ["runtime: standing evidence of service shop, version 2.0 (--runtime-version): 1 probe(s) "
+         "read at once (no wait), 6 sampled hit(s), *"]
+    )  # fmt: skip
+    chosen.stdout.fnmatch_lines(["runtime probes: 0 violated, 0 diverged, 0 inconclusive, 1 ok"])
+
+    every = pytester.runpytest_subprocess(
+        "--runtime-probe", "--runtime-service", "shop", "--runtime-version", "any"
+    )
+    every.stdout.fnmatch_lines(
+        ["*every version (--runtime-version any): 1 probe(s) read at once (no wait), 18 sampled*"]
+    )
+    every.stdout.fnmatch_lines(["DIVERGED test_shop.py::test_discount*18 production hits*"])
