@@ -27,8 +27,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--dry-run", action="store_true", help="show what would change, change nothing"
     )
     args, rest = parser.parse_known_args(argv)
-    import pytest
-
     pytest_args = ["--runtime-publish", "-qq", *rest]
     if args.hub:
         pytest_args += ["--runtime-hub", args.hub]
@@ -36,7 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         pytest_args += ["--runtime-service", args.service]
     if args.dry_run:
         pytest_args.append("--runtime-dry-run")
-    return int(pytest.main(pytest_args))
+    # A pytest process of its own: run in this one, pytest would find this package imported
+    # already and warn that it cannot rewrite its asserts (an error under -W error).
+    import subprocess
+
+    return subprocess.call([sys.executable, "-m", "pytest", *pytest_args])
 
 
 if __name__ == "__main__":

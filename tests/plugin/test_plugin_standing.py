@@ -77,6 +77,7 @@ def test_publish_places_keeps_and_retires(pytester: pytest.Pytester, suite: HubP
 
     first = publish(pytester)
     first.stdout.fnmatch_lines(["*: 1 placed, 0 kept, 0 retired", "  placed  *as standing-*"])
+    assert "Warning" not in first.stdout.str() + first.stderr.str()  # a clean pytest run
     (record,) = standing(suite)
     assert record["signature"] == REQUEST.signature
     assert record["expires_at"] is None
