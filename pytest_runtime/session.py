@@ -460,10 +460,27 @@ class RuntimeSession:
                 "markers of a module that failed to import would read as removed)"
             )
         option = self.config.option
-        if getattr(option, "keyword", "") or getattr(option, "markexpr", ""):
+        narrowed = [
+            flag
+            for flag, given in (
+                ("-k", getattr(option, "keyword", "")),
+                ("-m", getattr(option, "markexpr", "")),
+                ("--deselect", getattr(option, "deselect", None)),
+                ("--lf", getattr(option, "lf", False)),
+            )
+            if given
+        ]
+        if narrowed:
             raise RuntimeProbeError(
-                "--runtime-publish with -k or -m: publish the whole suite (the markers of "
-                "deselected tests would read as removed and their probes be retired)"
+                f"--runtime-publish with {', '.join(narrowed)}: publish the whole suite (the "
+                "markers of deselected tests would read as removed and their probes be retired)"
+            )
+        if self.config.pluginmanager.has_plugin("dsession"):
+            # pytest-xdist collects in its workers: this process sees no test at all
+            raise RuntimeProbeError(
+                "--runtime-publish with pytest-xdist (-n): the tests are collected in the "
+                "workers, so this process would read no marker and retire every standing "
+                "probe; publish with -n 0 or -p no:xdist"
             )
         marked: list[tuple[str, ProbeRequest]] = []
         for item in session.items:

@@ -250,3 +250,30 @@ def test_pr_check_compares_with_the_version_asked(
         ["*every version (--runtime-version any): 1 probe(s) read at once (no wait), 18 sampled*"]
     )
     every.stdout.fnmatch_lines(["DIVERGED test_shop.py::test_discount*18 production hits*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("-k", "discount"), "-k"),
+        (("--deselect", "test_shop.py::test_discount"), "--deselect"),
+    ],
+)
+def test_publish_refuses_a_partial_collection(
+    pytester: pytest.Pytester, suite: HubProcess, args: tuple[str, ...], named: str
+) -> None:
+    publish(pytester)
+    result = publish(pytester, *args)
+    result.stdout.fnmatch_lines([f"*--runtime-publish with {named}*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert len(standing(suite)) == 1  # nothing retired
+
+
+def test_publish_with_xdist_options_reads_every_marker(
+    pytester: pytest.Pytester, suite: HubProcess
+) -> None:
+    """-n in a project's addopts must not make publishing read no marker (retiring all)."""
+    publish(pytester)
+    result = publish(pytester, "-n", "2")
+    result.stdout.fnmatch_lines(["*: 0 placed, 1 kept, 0 retired"])
+    assert len(standing(suite)) == 1
