@@ -274,7 +274,18 @@ class HubClient:
         if since is not None:
             params["since"] = since
         name = f"hub {self.url} evidence for signature {signature}"
-        response = self._send("GET", "/v1/evidence", params=params, stream=True)
+        return self._stream_evidence("/v1/evidence", params, name)
+
+    def probe_evidence(self, probe_id: str, *, since: float | None = None) -> Evidence:
+        """One probe's evidence export (a standing probe's: its bounded sample)."""
+        params: dict[str, Any] = {}
+        if since is not None:
+            params["since"] = since
+        name = f"hub {self.url} evidence of probe {probe_id}"
+        return self._stream_evidence(f"/v1/probes/{probe_id}/evidence", params, name)
+
+    def _stream_evidence(self, path: str, params: Mapping[str, Any], name: str) -> Evidence:
+        response = self._send("GET", path, params=params, stream=True)
         read = 0
 
         def lines() -> Iterator[str]:

@@ -821,8 +821,13 @@ class RuntimeSession:
                         progress(line)
                     self._wait_for_hits(client, waited, max(waits), progress)
                 # Hits first, then the counters that cover them (see _wait_for_counters).
-                for signature in watches:
-                    evidence.merge(client.evidence(signature, since=self._since_for(signature)))
+                for signature, watch in watches.items():
+                    since = self._since_for(signature)
+                    if watch.standing:  # the standing probes' samples, nothing older
+                        for probe_id in watch.ids:
+                            evidence.merge(client.probe_evidence(probe_id, since=since))
+                    else:
+                        evidence.merge(client.evidence(signature, since=since))
                 self._keep_versions(client, watches, evidence)
                 bound = min(_COUNTERS_WAIT, max(waits))
                 if waited:
@@ -900,8 +905,7 @@ class RuntimeSession:
         for signature in signatures:
             hits = evidence.hits.get(signature, [])
             if versions is not None:
-                hits = [hit for hit in hits if _hit_version(hit) in versions]
-                evidence.hits[signature] = hits
+                hits = evidence.keep_hits(signature, lambda hit: _hit_version(hit) in versions)
                 keep_sources = {_hit_source(hit) for hit in hits}
                 statuses = evidence.statuses.get(signature, {})
                 for key in list(statuses):
