@@ -251,6 +251,10 @@ class VersionSummary:
     strata: int
     first_seen: float
     last_seen: float
+    #: the sensors' counters (calls evaluated, violations, exception exits, ...) summed over
+    #: the sources of this version the hub still knows (retention forgets silent sources)
+    counters: dict[str, int] = dataclasses.field(default_factory=dict)
+    sources: int = 0  #: sources of this version whose counters are summed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -260,6 +264,8 @@ class VersionSummary:
             "strata": self.strata,
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
+            "counters": dict(self.counters),
+            "sources": self.sources,
         }
 
 

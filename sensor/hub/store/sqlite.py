@@ -104,6 +104,18 @@ _SCHEMA_VERSION = "2"
 FILE_MODE = 0o600
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps re-creates it
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: The counters of a sensor's ProbeStatus summed per version for a standing probe.
+STATUS_COUNTERS = (
+    "hits",
+    "drops",
+    "skipped_rate",
+    "skipped_condition",
+    "skipped_budget",
+    "errors",
+    "evaluations",
+    "violations",
+    "exceptions",
+)
 #: Which hit a full reservoir replaces: not a secret, only an even spread.
 _RANDOM = random.Random()
 
@@ -910,6 +922,29 @@ class SQLiteStore:
                 (probe_id,),
             ).fetchall(),
         )
+        statuses = self._run(
+            "read standing counters",
+            lambda: self._db.execute(
+                "SELECT COALESCE(so.version, ''), st.body FROM statuses st JOIN sources so "
+                "ON so.id = st.source_id WHERE st.probe_id = ?",
+                (probe_id,),
+            ).fetchall(),
+        )
+        counters: dict[str, dict[str, int]] = {}
+        sources: dict[str, int] = {}
+        for version, body in statuses:
+            try:
+                status = json.loads(body)
+            except ValueError:
+                continue  # an unreadable status is left out, as everywhere
+            if not isinstance(status, dict):
+                continue
+            sources[version] = sources.get(version, 0) + 1
+            total = counters.setdefault(version, {})
+            for name in STATUS_COUNTERS:
+                value = status.get(name)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    total[name] = total.get(name, 0) + value
         return [
             VersionSummary(
                 version=version or None,
@@ -918,6 +953,8 @@ class SQLiteStore:
                 strata=int(count),
                 first_seen=float(first),
                 last_seen=float(last),
+                counters={n: counters.get(version, {}).get(n, 0) for n in STATUS_COUNTERS},
+                sources=sources.get(version, 0),
             )
             for version, seen, kept, count, first, last in rows
         ]

@@ -244,3 +244,27 @@ def test_standing_probe_refuses_what_would_end_it(
     error = answer.json()["error"]
     assert error["code"] == code
     assert named in error["message"]
+
+
+def test_summary_sums_the_sensors_counters_per_version(store: SQLiteStore) -> None:
+    store.add_probe(standing_probe())
+    sources = [source("a", "1.0"), source("b", "1.0"), source("c", "2.0")]
+    for n, src in enumerate(sources):
+        store.register_source(src)
+        store.add_hits(src, [shaped_hit(n, n + 1)], {}, 2000.0 + n)
+        status = {
+            "probe_id": "sp1",
+            "state": "installed",
+            "hits": 1,
+            "evaluations": 1000 * (n + 1),
+            "violations": 3,
+            "exceptions": n,
+        }
+        store.store_heartbeat(src, [status], 0, 2100.0 + n)
+    by_version = {s.version: s for s in store.standing_summary("sp1")}
+    assert by_version["1.0"].sources == 2
+    assert by_version["1.0"].counters["evaluations"] == 3000
+    assert by_version["1.0"].counters["violations"] == 6
+    assert by_version["1.0"].counters["exceptions"] == 1
+    assert by_version["2.0"].counters["evaluations"] == 3000
+    assert by_version["2.0"].sources == 1
