@@ -919,6 +919,15 @@ class RuntimeSession:
                     first = ts if first is None else min(first, ts)
                     last = ts if last is None else max(last, ts)
             count += len(hits)
+            if len(hits) < self.options.min_hits:
+                watch = watches[signature]
+                self.notes.append(
+                    f"{watch.location}: its standing probe ({', '.join(watch.ids)}) has "
+                    f"{len(hits)} hit(s) of {described}, fewer than min hits "
+                    f"{self.options.min_hits}: traffic has not reached it enough since it was "
+                    "published or deployed; run the check again later, or compare with "
+                    "--runtime-version any"
+                )
         span = (
             f"hits from {_utc(first)} to {_utc(last)}"
             if first is not None and last is not None

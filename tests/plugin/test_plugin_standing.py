@@ -242,6 +242,14 @@ def test_pr_check_compares_with_the_version_asked(
          "read at once (no wait), 6 sampled hit(s), *"]
     )  # fmt: skip
     chosen.stdout.fnmatch_lines(["runtime probes: 0 violated, 0 diverged, 0 inconclusive, 1 ok"])
+    few = pytester.runpytest_subprocess(
+        "--runtime-probe", "--runtime-service", "shop", "--runtime-version", "2.0"
+    )
+    few.stdout.fnmatch_lines(
+        ["shop.pricing:apply_discount@return: its standing probe (standing-*) has 6 hit(s) of "
+         "version 2.0 (--runtime-version), fewer than min hits 10: *"]
+    )  # fmt: skip
+    few.stdout.fnmatch_lines(["runtime probes: 0 violated, 0 diverged, 1 inconclusive, 0 ok"])
 
     every = pytester.runpytest_subprocess(
         "--runtime-probe", "--runtime-service", "shop", "--runtime-version", "any"
