@@ -376,12 +376,6 @@ class RuntimeOptions:
         """Reject combinations that cannot mean anything."""
         if self.record_mode is not None:
             self._check_record_mode()
-        if self.publish and self.probe:
-            raise OptionError(
-                "--runtime-publish with --runtime-probe",
-                True,
-                "one at a time: publishing runs no test; a check runs the tests",
-            )
         if self.publish and (self.evidence or self.record_mode):
             raise OptionError(
                 "--runtime-publish", True, "no evidence file or record mode (it runs no test)"

@@ -126,7 +126,6 @@ def test_parse_rate_rejects_what_is_not_a_rate(text: str) -> None:
             "no --runtime-record-mode as well",
         ),
         (RuntimeOptions(dry_run=True), "--runtime-publish too"),
-        (RuntimeOptions(publish=True, probe=True, hub="http://h"), "one at a time"),
         (RuntimeOptions(publish=True), "a hub URL for --runtime-publish"),
         (
             RuntimeOptions(publish=True, hub="http://h", evidence=("e",)),
