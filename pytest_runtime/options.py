@@ -338,6 +338,8 @@ class RuntimeOptions:
             probe = len(evidence) == 1 and not os.path.exists(evidence[0])
         elif record_mode == "none":
             probe = False
+        if opt("runtime_publish"):
+            probe = False  # publishing runs no test: --runtime-probe in addopts has nothing to do
         strict_opt = opt("runtime_strict")
         strict = bool(config.getini("runtime_strict")) if strict_opt is None else bool(strict_opt)
         options = cls(
