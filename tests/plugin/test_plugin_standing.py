@@ -285,3 +285,13 @@ def test_publish_with_xdist_options_reads_every_marker(
     result = publish(pytester, "-n", "2")
     result.stdout.fnmatch_lines(["*: 0 placed, 1 kept, 0 retired"])
     assert len(standing(suite)) == 1
+
+
+def test_publish_ignores_a_runtime_probe_in_addopts(
+    pytester: pytest.Pytester, suite: HubProcess
+) -> None:
+    pytester.makeini("[pytest]\naddopts = --runtime-probe --runtime-wait 60\n")
+    result = publish(pytester)
+    result.stdout.fnmatch_lines(["*: 1 placed, 0 kept, 0 retired"])
+    assert result.ret == 0
+    assert "waiting" not in result.stdout.str()
