@@ -338,18 +338,43 @@ class HubClient:
         data = self._json("GET", f"/v1/probes/{_q(probe_id)}")
         return dict(_field(data, "probe", "GET /v1/probes/{id}"))
 
+    def list_probes(
+        self, *, state: str | None = "active", standing: bool | None = None
+    ) -> list[dict[str, Any]]:
+        """Probe records of every signature (``standing``: only standing or on-demand ones)."""
+        params: dict[str, Any] = {}
+        if state:
+            params["state"] = state
+        if standing is not None:
+            params["standing"] = "true" if standing else "false"
+        data = self._json("GET", "/v1/probes", params=params)
+        return list(_field(data, "probes", "GET /v1/probes"))
+
+    def standing_summary(self, probe_id: str) -> list[dict[str, Any]]:
+        """A standing probe's evidence per service version (seen, kept, strata, time span)."""
+        data = self._json("GET", f"/v1/probes/{_q(probe_id)}/standing")
+        return list(_field(data, "versions", "GET /v1/probes/{id}/standing"))
+
     def place(
-        self, probe: Mapping[str, Any], selector: Mapping[str, Any], ttl: float | None
+        self,
+        probe: Mapping[str, Any],
+        selector: Mapping[str, Any],
+        ttl: float | None,
+        *,
+        standing: bool = False,
     ) -> dict[str, Any]:
         """Place a probe; safe to retry, since the probe's id is ours.
 
         When a retried request meets ``409 probe_exists``, the first attempt reached the hub
         and only its answer was lost: the stored probe is returned if it is the one sent
         (same signature and selector); any other probe with that id is a real conflict.
-        ``ttl`` None takes the hub's default.
+        ``ttl`` None takes the hub's default. ``standing``: no TTL; the probe stays until it is
+        removed (``python -m pytest_runtime publish``).
         """
         body: dict[str, Any] = {"probe": dict(probe), "selector": dict(selector)}
-        if ttl is not None:
+        if standing:
+            body["standing"] = True
+        elif ttl is not None:
             body["ttl"] = ttl
         try:
             data = self._json("POST", "/v1/probes", body=body)
@@ -458,6 +483,14 @@ class HubClient:
         name = f"hub {self.url} evidence for signature {signature}"
         lines = self._export_lines("/v1/evidence", {"signature": signature, "since": since}, name)
         return parse_lines(lines, name)
+
+    def probe_evidence(self, probe_id: str, *, since: float | None = None) -> Evidence:
+        """One probe's evidence export (a standing probe's: its bounded sample), streamed."""
+        from pytest_runtime.evidence import parse_lines
+
+        name = f"hub {self.url} evidence of probe {probe_id}"
+        path = f"/v1/probes/{_q(probe_id)}/evidence"
+        return parse_lines(self._export_lines(path, {"since": since}, name), name)
 
     def evidence_lines(
         self,

@@ -412,6 +412,7 @@ SCHEMAS: dict[str, Any] = {
             "probe": _ref("Probe"),
             "selector": _nullable(_ref("Selector")),
             "ttl": _nullable({"type": "number", "exclusiveMinimum": 0}),
+            "standing": {"type": "boolean"},
         },
         ["probe"],
     ),
@@ -427,6 +428,7 @@ SCHEMAS: dict[str, Any] = {
             "expires_at": _nullable(_NUM),
             "ended_at": _nullable(_NUM),
             "ended_reason": _nullable(_STR),
+            "standing": {"type": "boolean"},
             "hit_count": _INT,
             "dropped": _INT,
             "statuses": {"type": "object", "additionalProperties": _ref("ProbeStatus")},
@@ -546,6 +548,11 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
                 "active, expired, completed or removed",
                 {"schema": {"enum": ["active", "expired", "completed", "removed"]}},
             ),
+            (
+                "standing",
+                "only standing probes (true) or only on-demand ones (false)",
+                {"schema": {"enum": ["true", "false"]}},
+            ),
         ],
         None,
         200,
@@ -555,6 +562,40 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
         },
     ),
     "get_probe": ([], None, 200, {"probe": _ref("ProbeRecord")}),
+    "standing_summary": (
+        [],
+        None,
+        200,
+        {
+            "probe_id": _STR,
+            "standing": {"type": "boolean"},
+            "versions": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "version": _nullable(_STR),
+                        "seen": _INT,
+                        "kept": _INT,
+                        "strata": _INT,
+                        "first_seen": _NUM,
+                        "last_seen": _NUM,
+                        "counters": {"type": "object", "additionalProperties": _INT},
+                        "sources": _INT,
+                    },
+                    [
+                        "version",
+                        "seen",
+                        "kept",
+                        "strata",
+                        "first_seen",
+                        "last_seen",
+                        "counters",
+                        "sources",
+                    ],
+                ),
+            },
+        },
+    ),
     "remove_probe": ([], None, 200, {"probe": _ref("ProbeRecord")}),
     "probe_hits": (
         [
