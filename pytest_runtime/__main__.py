@@ -1,7 +1,11 @@
-"""``python -m pytest_runtime``: commands that turn production evidence into tests.
+"""``python -m pytest_runtime``: commands that run outside a test run.
 
+    python -m pytest_runtime publish [--hub URL] [--service NAME] [--dry-run] [pytest args]
     python -m pytest_runtime regression-test --hit HIT_ID --evidence evidence.jsonl [--out F]
     python -m pytest_runtime regression-test --hit HIT_ID --hub URL --probe PROBE_ID
+
+``publish`` makes the hub's standing probes of a service equal to a suite's markers;
+``regression-test`` writes a pytest test reproducing one production hit.
 
 The hub's client token is read from ``$SENSOR_CLIENT_TOKEN`` (never an option: a token on a
 command line leaks into ``ps``). Exit status: 0 written, 2 bad input (the message says why).
@@ -21,9 +25,22 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_runtime",
-        description="Turn production evidence into tests.",
+        description="pytest-runtime commands that run outside a test run",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="verb", required=True)
+    publish = commands.add_parser(
+        "publish",
+        help="make the hub's standing probes of a service equal to a suite's markers",
+        description="Collect the suite (no test runs) and make the hub's standing probes of "
+        "the service equal to its runtime_probe markers: new ones are placed, unchanged ones "
+        "kept with their evidence, the others retired. Arguments after the options go to "
+        "pytest (paths, -p, -c ...). The client token is read from $SENSOR_CLIENT_TOKEN.",
+    )
+    publish.add_argument("--hub", metavar="URL", help="hub URL (default: $PYTEST_RUNTIME_HUB)")
+    publish.add_argument("--service", metavar="NAME", help="service of markers that name none")
+    publish.add_argument(
+        "--dry-run", action="store_true", help="show what would change, change nothing"
+    )
     regression = commands.add_parser(
         "regression-test",
         help="write a pytest test reproducing one production hit",
@@ -110,9 +127,29 @@ def regression_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def publish(args: argparse.Namespace, rest: list[str]) -> int:
+    pytest_args = ["--runtime-publish", "-qq", *rest]
+    if args.hub:
+        pytest_args += ["--runtime-hub", args.hub]
+    if args.service:
+        pytest_args += ["--runtime-service", args.service]
+    if args.dry_run:
+        pytest_args.append("--runtime-dry-run")
+    # A pytest process of its own: run in this one, pytest would find this package imported
+    # already and warn that it cannot rewrite its asserts (an error under -W error).
+    import subprocess
+
+    return subprocess.call([sys.executable, "-m", "pytest", *pytest_args])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "regression-test":
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.verb == "publish":
+        return publish(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.verb == "regression-test":
         return regression_test(args)
     return 2  # pragma: no cover - argparse requires a command
 

@@ -65,6 +65,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except RuntimeProbeError as exc:
         raise _usage_error(exc) from exc
     config.stash[_OPTIONS] = options
+    if options.publish:
+        # Publishing reads the markers only: collect, run nothing (as --collect-only does).
+        config.option.collectonly = True
     if options.active:
         session = _ensure_session(config)
         try:
@@ -276,6 +279,20 @@ class RuntimePlugin:
             raise _usage_error(exc) from exc
         # Lines probes: the run's coverage, measured from before the first test.
         self.session.start_line_coverage(items)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not self.session.options.publish or self.session.is_worker:
+            return
+        from pytest_runtime.errors import RuntimeProbeError
+
+        reporter: Any = session.config.pluginmanager.get_plugin("terminalreporter")
+        try:
+            lines = self.session.publish(session)
+        except RuntimeProbeError as exc:
+            pytest.exit(f"pytest-runtime: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        if reporter is not None:
+            for line in lines:
+                reporter.write_line(_escape(line))
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         from pytest_runtime.session import close_test_engine

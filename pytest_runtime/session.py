@@ -327,6 +327,11 @@ class RuntimeSession:
         #: signature -> why its verdict cannot come from the comparison (hub lost, ...)
         self.reasons: dict[str, str] = {}
         self.hub_error: str | None = None  #: the hub failed for good during the run
+        #: signatures answered by standing probes (read at once, never waited for)
+        self.standing_signatures: set[str] = set()
+        #: the evidence file before this run, when a record mode adds to it (``all``)
+        self.cassette_evidence: Evidence | None = None
+        self._source_versions: dict[str, str] | None = None  #: source id -> version, read once
         self._armed: dict[str, list[ArmedProbe]] = {}
         #: replay: production hits per signature (read once per process), constructors
         self._replay_hits: dict[str, list[dict[str, Any]]] = {}
@@ -343,13 +348,27 @@ class RuntimeSession:
     # ---------------------------------------------------------------- set-up
 
     def load_evidence_files(self) -> None:
-        """Read ``--runtime-evidence`` now, so a corrupt file stops the run before any test."""
-        if self.options.evidence and not self.is_worker:
-            from pytest_runtime.evidence import read
+        """Read ``--runtime-evidence`` now, so a corrupt file stops the run before any test.
 
-            self.file_evidence = read(self.options.evidence)
+        With a record mode the file is read when the mode compares with it (``none``,
+        ``once`` when it exists, ``new_episodes``) or adds to it (``all``); ``rewrite``
+        replaces it unread.
+        """
+        options = self.options
+        if not options.evidence or self.is_worker:
+            return
+        from pathlib import Path
+
+        from pytest_runtime.evidence import read
+
+        if options.reads_file and (
+            options.record_mode != "new_episodes" or Path(options.evidence[0]).exists()
+        ):
+            self.file_evidence = read(options.evidence)
             self.notes.extend(self.file_evidence.notes)
             self.notes.extend(self.file_evidence.cap_notes())
+        elif options.record_mode == "all" and Path(options.evidence[0]).exists():
+            self.cassette_evidence = read(options.evidence)
 
     def load_baseline(self) -> None:
         """Read ``--runtime-baseline`` now, so a corrupt file stops the run before any test.
@@ -439,6 +458,65 @@ class RuntimeSession:
         return HubClient(
             self.options.hub, self.options.token, token_variable=self.options.token_variable
         )
+
+    # ---------------------------------------------------------------- publishing
+
+    def publish(self, session: pytest.Session) -> list[str]:
+        """Make the hub's standing set equal to the collected markers (``--runtime-publish``).
+
+        Refused when collection failed or deselected tests (``-k``, ``-m``): the markers of
+        the tests left out would read as removed, and their probes would be retired.
+        """
+        from pytest_runtime import publish
+        from pytest_runtime.errors import HubClientError
+
+        if session.testsfailed:
+            raise RuntimeProbeError(
+                f"collection had {session.testsfailed} error(s): nothing published (the "
+                "markers of a module that failed to import would read as removed)"
+            )
+        option = self.config.option
+        narrowed = [
+            flag
+            for flag, given in (
+                ("-k", getattr(option, "keyword", "")),
+                ("-m", getattr(option, "markexpr", "")),
+                ("--deselect", getattr(option, "deselect", None)),
+                ("--lf", getattr(option, "lf", False)),
+            )
+            if given
+        ]
+        if narrowed:
+            raise RuntimeProbeError(
+                f"--runtime-publish with {', '.join(narrowed)}: publish the whole suite (the "
+                "markers of deselected tests would read as removed and their probes be retired)"
+            )
+        if self.config.pluginmanager.has_plugin("dsession"):
+            # pytest-xdist collects in its workers: this process sees no test at all
+            raise RuntimeProbeError(
+                "--runtime-publish with pytest-xdist (-n): the tests are collected in the "
+                "workers, so this process would read no marker and retire every standing "
+                "probe; publish with -n 0 or -p no:xdist"
+            )
+        marked: list[tuple[str, ProbeRequest]] = []
+        for item in session.items:
+            if _MARKER_KEYWORD in item.keywords:
+                marked.extend((item.nodeid, request) for request in requests_for_item(item))
+        client = self._client()
+        try:
+            service = self.options.service
+            if service is None:
+                live = sorted({str(s.get("service")) for s in client.sources() if s.get("service")})
+                service = live[0] if len(live) == 1 else None
+            wanted = publish.wanted_from(marked, service)
+            plan = publish.plan(client, wanted, [service] if service else [])
+            if not self.options.dry_run:
+                publish.apply(client, plan)
+        except HubClientError as exc:
+            raise RuntimeProbeError(f"publishing failed: {exc}") from exc
+        finally:
+            client.close()
+        return publish.render(plan, hub=str(self.options.hub), dry_run=self.options.dry_run)
 
     # ---------------------------------------------------------------- test time
 
@@ -871,6 +949,7 @@ class RuntimeSession:
         fetched: set[str] = set()
         try:
             try:
+                standing_by_key = self._standing_records(client) if groups else {}
                 for (signature, _), (request, selector) in groups.items():
                     problem = self.service_problem(request) if "service" not in selector else None
                     if problem is not None:
@@ -881,6 +960,16 @@ class RuntimeSession:
                     if watch is None:
                         watch = watches[signature] = _Watch(request.location, 0)
                         self.probe_ids[signature] = watch.ids
+                    records = standing_by_key.get((signature, _selector_key(selector)))
+                    if records:
+                        # Published from the suite: its evidence is already on the hub, read
+                        # at once; nothing is placed and nothing is waited for.
+                        watch.standing = True
+                        self.standing_signatures.add(signature)
+                        for record in records:
+                            watch.ids.append(str(record["id"]))
+                            watch.records[str(record["id"])] = record
+                        continue
                     watch.wanted = max(watch.wanted, self._wanted(request))
                     if request.settings.wait is not None:
                         waits.append(request.settings.wait)
@@ -916,14 +1005,28 @@ class RuntimeSession:
                         record.get("expires_at") or time.time() + wait + _TTL_MARGIN
                     )
                     watch.ids.append(str(record["id"]))
-                for line in self._wait_rules(request for request, _ in groups.values()):
-                    progress(line)
-                self._wait_for_hits(client, watches, max(waits), progress)
+                waited = {sig: w for sig, w in watches.items() if not w.standing}
+                if waited:
+                    rules = self._wait_rules(
+                        request
+                        for (signature, _), (request, _) in groups.items()
+                        if signature in waited
+                    )
+                    for line in rules:
+                        progress(line)
+                    self._wait_for_hits(client, waited, max(waits), progress)
                 # Hits first, then the counters that cover them (see _wait_for_counters).
-                for signature in watches:
-                    evidence.merge(client.evidence(signature, since=options.since))
+                for signature, watch in watches.items():
+                    since = self._since_for(signature)
+                    if watch.standing:  # the standing probes' samples, nothing older
+                        for probe_id in watch.ids:
+                            evidence.merge(client.probe_evidence(probe_id, since=since))
+                    else:
+                        evidence.merge(client.evidence(signature, since=since))
+                self._keep_versions(client, watches, evidence)
                 bound = min(_COUNTERS_WAIT, max(waits))
-                self._wait_for_counters(client, watches, evidence, bound, progress)
+                if waited:
+                    self._wait_for_counters(client, waited, evidence, bound, progress)
                 self._read_statuses(client, watches, evidence)
                 self._read_earlier_statuses(client, watches, evidence)
                 fetched.update(watches)
@@ -943,6 +1046,101 @@ class RuntimeSession:
             # the second line of defence if this process is killed or the hub is gone).
             self._remove_placed(client, placed)
             client.close()
+
+    def _standing_records(self, client: Any) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """The hub's active standing probes by (signature, selector), in one request."""
+        found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for record in client.list_probes(state="active", standing=True):
+            key = (str(record.get("signature")), _selector_key(record.get("selector") or {}))
+            found.setdefault(key, []).append(record)
+        return found
+
+    def _since_for(self, signature: str) -> float | None:
+        """The oldest hit to read: a standing probe's sample is bounded and per version, so
+        its whole span is used unless ``--runtime-since`` was given."""
+        if signature in self.standing_signatures and not self.options.since_given:
+            return None
+        return self.options.since
+
+    def _keep_versions(
+        self, client: Any, watches: Mapping[str, _Watch], evidence: Evidence
+    ) -> None:
+        """Keep the standing evidence of the version(s) chosen (``--runtime-version``), and
+        say in the header which version and time span the evidence covers."""
+        signatures = sorted(s for s, w in watches.items() if w.standing)
+        if not signatures:
+            return
+        wanted = self.options.version
+        services = sorted(
+            {
+                str(record.get("selector", {}).get("service"))
+                for signature in signatures
+                for record in watches[signature].records.values()
+            }
+        )
+        versions: set[str] | None = None
+        described = "every version (--runtime-version any)"
+        if wanted == "live":
+            live = client.sources(service=services[0]) if len(services) == 1 else client.sources()
+            live = [src for src in live if src.get("service") in services]
+            versions = {str(src.get("version")) for src in live}
+            described = (
+                f"version {', '.join(sorted(versions)).replace('None', '(none reported)')} "
+                "(live now)"
+                if versions
+                else "every version (no live source: --runtime-version to choose)"
+            )
+            if not versions:
+                versions = None
+        elif wanted != "any":
+            versions = {wanted}
+            described = f"version {wanted} (--runtime-version)"
+        first = last = None
+        count = 0
+        for signature in signatures:
+            hits = evidence.hits.get(signature, [])
+            if versions is not None:
+                hits = evidence.keep_hits(signature, lambda hit: _hit_version(hit) in versions)
+                keep_sources = {_hit_source(hit) for hit in hits}
+                statuses = evidence.statuses.get(signature, {})
+                for key in list(statuses):
+                    if key[1] not in keep_sources and not self._source_has_version(
+                        client, key[1], versions
+                    ):
+                        del statuses[key]
+            for hit in hits:
+                ts = hit.get("ts")
+                if isinstance(ts, int | float):
+                    first = ts if first is None else min(first, ts)
+                    last = ts if last is None else max(last, ts)
+            count += len(hits)
+            if len(hits) < self.options.min_hits:
+                watch = watches[signature]
+                self.notes.append(
+                    f"{watch.location}: its standing probe ({', '.join(watch.ids)}) has "
+                    f"{len(hits)} hit(s) of {described}, fewer than min hits "
+                    f"{self.options.min_hits}: traffic has not reached it enough since it was "
+                    "published or deployed; run the check again later, or compare with "
+                    "--runtime-version any"
+                )
+        span = (
+            f"hits from {_utc(first)} to {_utc(last)}"
+            if first is not None and last is not None
+            else "no hit yet"
+        )
+        waited = sum(1 for w in watches.values() if not w.standing)
+        self.header.append(
+            f"runtime: standing evidence of service {', '.join(services)}, {described}: "
+            f"{len(signatures)} probe(s) read at once (no wait), {count} sampled hit(s), "
+            f"{span}; {waited} probe(s) placed on demand"
+        )
+
+    def _source_has_version(self, client: Any, source_id: str, versions: set[str]) -> bool:
+        if self._source_versions is None:
+            self._source_versions = {
+                str(src.get("id")): str(src.get("version")) for src in client.sources(state=None)
+            }
+        return self._source_versions.get(source_id) in versions
 
     def _wait_for_hits(
         self,
@@ -1031,8 +1229,9 @@ class RuntimeSession:
                     f"{location}: stopped waiting after {watch.count} hit(s): the "
                     f"probe cannot collect more: {watch.states}"
                 )
-            for probe_id in watch.ids:
+            for probe_id in watch.ids if not watch.standing else ():
                 # Read once more: a source's last heartbeat may have come after the poll.
+                # (A standing probe's record was read with its statuses when the run began.)
                 watch.records[probe_id] = client.probe(probe_id)
             for probe_id, record in sorted(watch.records.items()):
                 raw = record.get("statuses") or {}
@@ -1143,18 +1342,41 @@ class RuntimeSession:
             )
 
     def production_evidence(self, progress: Callable[[str], None]) -> Evidence | None:
-        if self.file_evidence is not None:
-            return self.file_evidence
-        if self.options.probe:
-            evidence = self.fetch_from_hub(progress)
-            if self.options.record:
-                from pytest_runtime.evidence import write
+        """The evidence compared: the file, the hub, or both (record modes).
 
-                written = write(self.options.record, evidence, generator="pytest-runtime record")
-                partial = " (partial: the hub failed during the run)" if self.hub_error else ""
-                self.notes.append(f"recorded {written} hit(s) to {self.options.record}{partial}")
-            return evidence
-        return None
+        ``new_episodes`` compares with the file and the hub together and writes both;
+        ``all`` compares with the hub and adds its hits to the file; ``rewrite`` (and
+        ``once`` without a file, and the old ``--runtime-record``) write what the hub gave.
+        Hits are de-duplicated by id, so re-recording never counts a hit twice.
+        """
+        options = self.options
+        if not options.probe:
+            return self.file_evidence
+        hub = self.fetch_from_hub(progress)
+        compared = hub
+        if self.file_evidence is not None:  # new_episodes
+            compared = Evidence()
+            compared.merge(self.file_evidence)
+            compared.merge(hub)
+        target = options.writes_file
+        if target:
+            from pytest_runtime.evidence import write
+
+            before = self.file_evidence or self.cassette_evidence
+            out = compared
+            if self.cassette_evidence is not None:  # all: the file keeps what it had
+                out = Evidence()
+                out.merge(self.cassette_evidence)
+                out.merge(hub)
+            written = write(target, out, generator="pytest-runtime record")
+            mode = options.record_mode or "rewrite"
+            known = before.hit_count if before is not None else 0
+            added = f", {written - known} new" if before is not None else ""
+            partial = " (partial: the hub failed during the run)" if self.hub_error else ""
+            self.notes.append(
+                f"recorded {written} hit(s) to {target} (record mode {mode}{added}){partial}"
+            )
+        return compared
 
     # ---------------------------------------------------------------- verdicts
 
@@ -1194,8 +1416,9 @@ class RuntimeSession:
             for request in sorted(record.requests, key=lambda r: r.location):
                 signature = request.signature
                 if signature not in prod_cache:
+                    window = since if signature not in self.standing_signatures else None
                     prod_cache[signature] = apply_serializers(
-                        evidence.hits_for(signature, since=since), serializers
+                        evidence.hits_for(signature, since=window), serializers
                     )
                 test_hits = apply_serializers(record.hits.get(signature, ()), serializers)
                 strict = (
@@ -1457,6 +1680,7 @@ class _Watch:
     records: dict[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     count: int = 0
     collecting: bool = True
+    standing: bool = False  #: answered by standing probes: read, never waited for
     states: str = ""
     calls: int | None = None  #: calls counted since placement (None: no counters yet)
     installed: int = 0
@@ -1465,7 +1689,7 @@ class _Watch:
 
     @property
     def done(self) -> bool:
-        return self.count >= self.wanted or not self.collecting
+        return self.standing or self.count >= self.wanted or not self.collecting
 
     def poll(self, client: Any, since: float, sources: set[str]) -> None:
         """Read hits (up to the number wanted) and the probe records (statuses) once."""
@@ -1498,6 +1722,24 @@ class _Watch:
         self.collecting, self.states = collection_state(statuses, waiting)
         self.installed = sum(1 for s in statuses if s.get("state") == "installed")
         self.calls = sum(firings(s) for s in statuses) if statuses else None
+
+
+def _selector_key(selector: Mapping[str, Any]) -> str:
+    return json.dumps(dict(selector), sort_keys=True)
+
+
+def _hit_source(hit: Mapping[str, Any]) -> str:
+    source = hit.get("source")
+    return str(source.get("id")) if isinstance(source, Mapping) else ""
+
+
+def _hit_version(hit: Mapping[str, Any]) -> str:
+    source = hit.get("source")
+    return str(source.get("version")) if isinstance(source, Mapping) else "None"
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
 def _lagging(

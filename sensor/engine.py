@@ -33,7 +33,7 @@ import weakref
 from _thread import get_ident
 from collections.abc import Callable, Mapping
 from types import CodeType, ModuleType
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from sensor import _atfork
 from sensor.errors import ExpressionError, ProbeSpecError
@@ -63,6 +63,9 @@ from sensor.inject.locate import (
     resolve_qualname,
 )
 from sensor.probes import CaptureLimits, Hit, Point, Probe, ProbeKind, ProbeState, ProbeStatus
+
+if TYPE_CHECKING:
+    from sensor.hotpath import FastExpectGate
 
 __all__ = ["Engine", "get_engine", "validate"]
 
@@ -266,7 +269,7 @@ class _Armed:
         self.handles: list[Handle] = []
         # The gates of the probe: one per point, plus the exception-exit gate at @return. They
         # share ``hit_count`` (so that max_hits bounds their sum) and the CPU-budget account.
-        self.gates: list[Gate | ExpectGate] = []
+        self.gates: list[Gate | ExpectGate | FastExpectGate] = []
         self.hit_count: list[int] = [0]
         self.account: Account | None = None
         # Exception exits seen (a tally: counted before any sampling, from any thread).
@@ -634,8 +637,14 @@ class Engine:
         self._waker.start()  # here, not from the host thread whose hit first closes a gate
         # At @exception the gate's hook is called by a counting hook: one frame more.
         fire_depth = depth + GATE_FRAMES + (1 if loc.point is Point.EXCEPTION else 0)
-        gate: Gate | ExpectGate
-        if probe.expect is not None:
+        gate: Gate | ExpectGate | FastExpectGate
+        if probe.expect is not None and probe.condition is None:
+            # The fused hot path: every firing is evaluated (bounded by eval_rate) in one
+            # closure, and only what is captured goes through fire (see sensor.hotpath).
+            gate = self._fast_gate(
+                armed, depth + (1 if loc.point is Point.EXCEPTION else 0), dispatch, on_stop
+            )
+        elif probe.expect is not None:
             # Every firing is evaluated (bounded by eval_rate); the capture is rate-limited.
             gate = ExpectGate(
                 self._make_fire(armed, fire_depth, dispatch),
@@ -908,8 +917,8 @@ class Engine:
             errors=armed.errors,
             backend=self.backend_name,
             updated_at=armed.updated_at,
-            evaluations=armed.evaluations,
-            violations=armed.violations,
+            evaluations=armed.evaluations + _fast_count(armed, "evaluations"),
+            violations=armed.violations + _fast_count(armed, "violations"),
             exceptions=0 if armed.exceptions is None else tally_count(armed.exceptions),
             skipped_budget=0 if armed.account is None else armed.account.skipped_count(),
         )
@@ -1000,6 +1009,74 @@ class Engine:
                 armed.set_state(
                     ProbeState.DISABLED, f"disabled: reached max_hits ({limits.max_hits})"
                 )
+
+    # -- the fused hot path of an expectation (sensor.hotpath) ------------------------------
+
+    def _fast_gate(
+        self,
+        armed: _Armed,
+        depth: int,
+        dispatch: frozenset[int],
+        on_stop: Callable[[str], None],
+    ) -> FastExpectGate:
+        from sensor.hotpath import FastExpectGate  # with sensor.expressions: at placement only
+
+        probe = armed.probe
+        compiled = armed.compiled
+        assert compiled is not None
+        assert compiled.expect is not None
+        assert armed.account is not None
+        point = probe.location.point
+        value_name = {Point.RETURN: "result", Point.EXCEPTION: "exception"}.get(point)
+        # Compiled again with the probe's value in the evaluation state, so that the frame's
+        # locals are read in place (the copy the slow path makes is for captures only).
+        expect = _expressions().compile(
+            probe.expect,
+            max_steps=compiled.expect.max_steps,
+            max_seconds=compiled.expect.max_seconds,
+            slots=() if value_name is None else (value_name,),
+        )
+        return FastExpectGate(
+            expr=expect,
+            value_name=value_name,
+            slow=functools.partial(self._fast_slow, armed),
+            failed=functools.partial(armed.error, "hit failed"),
+            depth=depth,
+            dispatch=dispatch,
+            eval_rate=probe.eval_rate,
+            violation_rate=probe.violation_rate,
+            pass_rate=probe.rate if probe.kind is ProbeKind.SNAPSHOT else None,
+            pass_burst=probe.limits.burst,
+            max_hits=probe.limits.max_hits,
+            expires_at=probe.limits.expires_at,
+            on_stop=on_stop,
+            budget=self._budget,
+            account=armed.account,
+            waker=self._waker,
+            hits=armed.hit_count,
+        )
+
+    def _fast_slow(
+        self, armed: _Armed, frame: Any, value: object, outcome: str, error: str | None
+    ) -> None:
+        """The hit of a firing the hot path decided to capture (as ``_fire`` builds it)."""
+        probe = armed.probe
+        point = probe.location.point
+        # A copy: writing to frame.f_locals would change the program's variables.
+        ns: dict[str, object] = dict(frame.f_locals)
+        if point is Point.RETURN and value is not NOTHING:
+            ns["result"] = value
+        elif point is Point.EXCEPTION and value is not NOTHING:
+            ns["exception"] = value
+        if outcome == "violation":
+            expect = {"ok": None if error else False, "error": _clean(error)}
+        else:
+            expect = {"ok": True, "error": None}
+        exception: dict[str, Any] | None = None
+        if point is Point.EXCEPTION and isinstance(value, BaseException):
+            exception = _exception_info(value, probe.limits.capture)
+        line = _hit_line(frame, value) if point is Point.EXCEPTION else frame.f_lineno
+        self._emit(armed, frame, ns, [], expect=expect, exception=exception, line=line)
 
     # -- the slow path of one hit (admitted by the gate) -----------------------------------
 
@@ -1244,6 +1321,11 @@ class Engine:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _fast_count(armed: _Armed, name: str) -> int:
+    """A counter the hot path keeps as a tally (sensor.hotpath.FastExpectGate), summed."""
+    return sum(tally_count(getattr(g, name)) for g in armed.gates if hasattr(g, name))
 
 
 def _truth(

@@ -529,6 +529,39 @@ class CpuBudget:
         finally:
             self._lock.release()
 
+    def spend_many(self, account: Account, ns: int, count: int) -> bool:
+        """Account a batch of ``count`` firings that took ``ns`` in all (cheap clock).
+
+        The hot path of an expectation (:mod:`sensor.hotpath`) meters every firing and hands
+        the sums over in batches: the budget sees the same totals, a few dozen firings later.
+        Each firing of the batch was under the one-hit cap (longer ones are handed over alone,
+        through :meth:`spend`), so a batch never disables a probe: like a cheap sample of
+        :meth:`spend`, it can only switch the budget to the precise clock. False when the
+        budget's lock was busy (it never waits on a host thread): the caller keeps the batch
+        and hands it over later, so no firing goes unmetered.
+        """
+        if self._fraction >= 1.0 or count <= 0:
+            return True
+        if self.clock is not time.perf_counter_ns:
+            return True  # measured with the cheap clock before a switch: not CPU time
+        now = time.monotonic_ns()
+        if not self._lock.acquire(False):
+            return False
+        try:
+            if account.rate is not None:
+                account.tokens -= ns
+            if now - self._window_start >= 1_000_000_000:
+                self._end_window(now)
+            account.spent += ns
+            account.fired += count
+            self._spent_ns += ns
+            if self._spent_ns > self.limit_ns:
+                # Over in wall time: maybe only preempted. Measure CPU time from now on.
+                self._to_precise(now)
+            return True
+        finally:
+            self._lock.release()
+
     def _to_precise(self, now: int) -> None:
         self.clock = time.thread_time_ns
         self.switches += 1

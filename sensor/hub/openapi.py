@@ -416,6 +416,7 @@ SCHEMAS: dict[str, Any] = {
             "probe": _ref("Probe"),
             "selector": _nullable(_ref("Selector")),
             "ttl": _nullable({"type": "number", "exclusiveMinimum": 0}),
+            "standing": {"type": "boolean"},
         },
         ["probe"],
     ),
@@ -431,6 +432,7 @@ SCHEMAS: dict[str, Any] = {
             "expires_at": _nullable(_NUM),
             "ended_at": _nullable(_NUM),
             "ended_reason": _nullable(_STR),
+            "standing": {"type": "boolean"},
             "hit_count": _INT,
             "dropped": _INT,
             "statuses": {"type": "object", "additionalProperties": _ref("ProbeStatus")},
@@ -550,6 +552,11 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
                 "active, expired, completed or removed",
                 {"schema": {"enum": ["active", "expired", "completed", "removed"]}},
             ),
+            (
+                "standing",
+                "only standing probes (true) or only on-demand ones (false)",
+                {"schema": {"enum": ["true", "false"]}},
+            ),
         ],
         None,
         200,
@@ -559,6 +566,40 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
         },
     ),
     "get_probe": ([], None, 200, {"probe": _ref("ProbeRecord")}),
+    "standing_summary": (
+        [],
+        None,
+        200,
+        {
+            "probe_id": _STR,
+            "standing": {"type": "boolean"},
+            "versions": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "version": _nullable(_STR),
+                        "seen": _INT,
+                        "kept": _INT,
+                        "strata": _INT,
+                        "first_seen": _NUM,
+                        "last_seen": _NUM,
+                        "counters": {"type": "object", "additionalProperties": _INT},
+                        "sources": _INT,
+                    },
+                    [
+                        "version",
+                        "seen",
+                        "kept",
+                        "strata",
+                        "first_seen",
+                        "last_seen",
+                        "counters",
+                        "sources",
+                    ],
+                ),
+            },
+        },
+    ),
     "remove_probe": ([], None, 200, {"probe": _ref("ProbeRecord")}),
     "probe_hits": (
         [
@@ -577,6 +618,18 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
         None,
         200,
         "HitPage",
+    ),
+    "probe_hit": (
+        [
+            (
+                "source_id",
+                "the source that sent the hit (needed only when two sources sent the same id)",
+                {"schema": _STR},
+            )
+        ],
+        None,
+        200,
+        {"hit": _ref("Hit")},
     ),
     "probe_evidence": (_HIT_FILTERS, None, 200, "jsonl"),
     "evidence": (
@@ -613,8 +666,11 @@ _ERRORS = {
         "The token's scope does not allow this endpoint, the sensor token may not register "
         "this service, or the source was registered with another token"
     ),
-    404: "No such source, probe or token",
-    409: "A probe with this id exists",
+    404: "No such source, probe, hit or token",
+    409: (
+        "A probe with this id exists (placing), or several sources sent a hit with this id "
+        "(reading one hit: add source_id)"
+    ),
     413: "Request body over the hub's limit (bytes, JSON objects and arrays, or values)",
     422: (
         "A field breaks its schema (type, bound, a string that cannot be encoded, an integer "
@@ -670,7 +726,7 @@ def _operation(endpoint: Any) -> dict[str, Any]:
         operation["security"] = [{"bearer": [endpoint.scope]}]
     if "{" in endpoint.path:
         codes.append(404)
-    if endpoint.operation_id == "place_probe":
+    if endpoint.operation_id in ("place_probe", "probe_hit"):
         codes.append(409)
     if endpoint.operation_id in ("health", "openapi"):
         codes = []

@@ -19,6 +19,7 @@ from sensor.hub.store.base import (
     Store,
     StoreError,
     TokenRecord,
+    VersionSummary,
 )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TokenRecord",
+    "VersionSummary",
     "open_store",
 ]
 

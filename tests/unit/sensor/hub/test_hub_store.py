@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -218,6 +219,20 @@ def test_read_hits_pages_and_filters(store: SQLiteStore) -> None:
     assert len(store.read_hits(probe_id="p1", source_id="s2")) == 4
     assert len(store.read_hits(probe_id="p1", since=1002.0, until=1005.0)) == 3
     assert len(store.read_hits(signature="sig-p2")) == 3
+
+
+def test_find_hits_reads_one_hit_id_of_one_probe(store: SQLiteStore) -> None:
+    store.add_probe(probe("p1"))
+    store.add_probe(probe("p2"))
+    store.add_hits(source("s1"), [hit(n=i) for i in range(50)], {}, 2000.0)
+    store.add_hits(source("s1"), [hit("p2", n=7)], {}, 2000.0)
+    store.add_hits(source("s2"), [hit(n=7)], {}, 2001.0)  # another source, the same hit id
+    found = store.find_hits("p1", "h-7")
+    assert [json.loads(row.body)["source"]["id"] for row in found] == ["s1", "s2"]
+    assert found[0].seq < found[1].seq
+    assert all(json.loads(row.body)["probe_id"] == "p1" for row in found)
+    assert store.find_hits("p1", "h-99") == []
+    assert store.find_hits("p3", "h-7") == []
 
 
 def test_statuses_are_kept_per_source_for_known_probes(store: SQLiteStore) -> None:
