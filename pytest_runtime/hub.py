@@ -334,6 +334,16 @@ class HubClient:
         data = self._json("GET", "/v1/probes", params=params)
         return list(_field(data, "probes", "GET /v1/probes"))
 
+    def signatures_at(self, location: str) -> list[str]:
+        """The signatures of the hub's probes at ``location`` (its string form), any state,
+        sorted (the evidence strategies read every probe that observed the location)."""
+        found = set()
+        for record in self.probes():
+            probe = record.get("probe") or {}
+            if str(probe.get("location")) == location and probe.get("signature"):
+                found.add(str(probe["signature"]))
+        return sorted(found)
+
     def probe(self, probe_id: str) -> dict[str, Any]:
         data = self._json("GET", f"/v1/probes/{_q(probe_id)}")
         return dict(_field(data, "probe", "GET /v1/probes/{id}"))

@@ -174,7 +174,28 @@ def add_options(parser: pytest.Parser) -> None:
         default=False,
         help="write the current divergences to the --runtime-baseline file and do not fail on them",
     )
+    group.addoption(
+        "--runtime-replay",
+        metavar="N",
+        default=None,
+        help="call each function marked replay=True on up to N distinct production argument "
+        "states (rare states first) and compare the outcomes with production's; the states "
+        "come from --runtime-evidence files or the hub's stored evidence (--runtime-hub)",
+    )
+    group.addoption(
+        "--runtime-fail-under",
+        metavar="PCT",
+        default=None,
+        help="fail the run when the state coverage (production shapes the tests had), or the "
+        "share of production-run lines the tests ran, is below PCT percent (like "
+        "--cov-fail-under; default: ini runtime_fail_under)",
+    )
     parser.addini("runtime_hub", "hub URL for --runtime-probe", default="")
+    parser.addini(
+        "runtime_fail_under",
+        "fail when state coverage or production-line coverage is below this percent",
+        default="",
+    )
     parser.addini("runtime_service", "default service selector for probes", default="")
     parser.addini("runtime_wait", "longest wait for production hits in seconds", default="")
     parser.addini("runtime_min_hits", "production hits wanted per probe", default="")
@@ -206,6 +227,8 @@ _OPTION_DESTS = (
     "runtime_report_json",
     "runtime_baseline",
     "runtime_write_baseline",
+    "runtime_replay",
+    "runtime_fail_under",
 )
 _INI_KEYS = (
     "runtime_hub",
@@ -216,6 +239,7 @@ _INI_KEYS = (
     "runtime_since",
     "runtime_strict",
     "runtime_baseline",
+    "runtime_fail_under",
 )
 
 
@@ -252,6 +276,8 @@ class RuntimeOptions:
     report_json: str | None = None
     baseline: str | None = None
     write_baseline: bool = False
+    replay: int = 0  #: production states replayed per replay probe (0: no replay)
+    fail_under: float | None = None  #: percent of state and line coverage required
     #: pytest-recording's mode for the evidence file (None: no mode given)
     record_mode: str | None = None
     #: whose standing evidence to compare with: a version, "live" or "any"
@@ -311,7 +337,7 @@ class RuntimeOptions:
         return (
             self.wants_production
             or self.publish
-            or bool(self.report_json or self.record or self.write_baseline)
+            or bool(self.report_json or self.record or self.write_baseline or self.replay)
         )
 
     @classmethod
@@ -370,7 +396,19 @@ class RuntimeOptions:
             report_json=opt("runtime_report_json"),
             baseline=opt("runtime_baseline") or ini("runtime_baseline") or None,
             write_baseline=bool(opt("runtime_write_baseline")),
+            replay=parse_count("--runtime-replay", opt("runtime_replay")),
+            fail_under=parse_percent(
+                "--runtime-fail-under", opt("runtime_fail_under") or ini("runtime_fail_under")
+            ),
         )
+        if (
+            options.fail_under is not None
+            and not opt("runtime_fail_under")
+            and not options.wants_production
+        ):
+            # The ini key is a project default for runs that compare with production; a
+            # local run without evidence has nothing to gate (the command-line option errs).
+            options = dataclasses.replace(options, fail_under=None)
         options.check()
         return options
 
@@ -409,6 +447,20 @@ class RuntimeOptions:
         if self.record and not self.probe:
             raise OptionError(
                 "--runtime-record", self.record, "--runtime-probe too (it records hub evidence)"
+            )
+        if self.replay and not (self.evidence or self.hub):
+            raise OptionError(
+                "--runtime-replay",
+                self.replay,
+                "production states to replay: --runtime-evidence files, or a hub "
+                f"(--runtime-hub, ${ENV_HUB} or ini runtime_hub) with stored evidence",
+            )
+        if self.fail_under is not None and not self.wants_production:
+            raise OptionError(
+                "--runtime-fail-under",
+                self.fail_under,
+                "production evidence to measure coverage against (--runtime-probe or "
+                "--runtime-evidence)",
             )
         if self.record and self.record_mode is not None:
             raise OptionError(
@@ -471,6 +523,33 @@ def parse_min_hits(option: str, text: object, default: int = DEFAULT_MIN_HITS) -
         raise OptionError(option, text, "a whole number >= 1") from None
     if value < 1:
         raise OptionError(option, text, "a whole number >= 1")
+    return value
+
+
+def parse_count(option: str, text: object) -> int:
+    """A whole number >= 1, or 0 when not given."""
+    if text in (None, ""):
+        return 0
+    try:
+        value = int(str(text))
+    except ValueError:
+        raise OptionError(option, text, "a whole number of states >= 1, such as 200") from None
+    if value < 1:
+        raise OptionError(option, text, "a whole number of states >= 1, such as 200")
+    return value
+
+
+def parse_percent(option: str, text: object) -> float | None:
+    """A percentage from 0 to 100 (``80``, ``80%``, ``92.5``), or None when not given."""
+    if text in (None, ""):
+        return None
+    raw = str(text).strip().removesuffix("%")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 100.0:
+        raise OptionError(option, text, "a percentage from 0 to 100, such as 80")
     return value
 
 

@@ -46,6 +46,7 @@ _TTL_MARGIN = 120.0  # placed probes expire on the hub even if this process dies
 _MAX_TESTS_TAG = 200  # characters of the "tests" tag of a placed probe
 _MAX_PROBE_IDS = 20  # probe ids listed per verdict
 _QUIET_AFTER = 5.0  # seconds before the progress line says no call reached a location
+_UNSET: Any = object()
 #: The longest wait for the sensors' next counters once the hits are read: the hub's default
 #: heartbeat interval (counters come with heartbeats), and never more than the run's wait.
 _COUNTERS_WAIT = 10.0
@@ -98,6 +99,8 @@ class TestRecord:
     requests: list[ProbeRequest]
     hits: dict[str, list[dict[str, Any]]]  #: signature -> test-time hit dicts
     outcome: str = "passed"
+    #: what replaying production states showed (ReplayReport dicts, one per replay probe)
+    replays: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +110,7 @@ class TestRecord:
             "requests": [r.to_dict() for r in self.requests],
             "hits": self.hits,
             "outcome": self.outcome,
+            "replays": self.replays,
         }
 
     @classmethod
@@ -118,6 +122,7 @@ class TestRecord:
             requests=[ProbeRequest.from_dict(r) for r in data["requests"]],
             hits={k: list(v) for k, v in data["hits"].items()},
             outcome=data.get("outcome", "passed"),
+            replays=list(data.get("replays") or ()),
         )
 
 
@@ -328,6 +333,17 @@ class RuntimeSession:
         self.cassette_evidence: Evidence | None = None
         self._source_versions: dict[str, str] | None = None  #: source id -> version, read once
         self._armed: dict[str, list[ArmedProbe]] = {}
+        #: replay: production hits per signature (read once per process), constructors
+        self._replay_hits: dict[str, list[dict[str, Any]]] = {}
+        self._replay_evidence: Evidence | None = None
+        self._constructors: dict[str, Callable[[dict[str, Any]], Any]] | None = None
+        self._replayed: set[tuple[str, str]] = set()
+        #: lines probes: the plugin's own coverage.py measurement, and what the run measured
+        self._own_coverage: Any = None
+        self.test_lines: Any = None  #: coverage_paths.TestLines (own or from workers)
+        self.coverage_origin: str | None = None
+        self.gate: dict[str, Any] | None = None  #: --runtime-fail-under's outcome
+        self.gate_failure: str | None = None  #: its failure line, when it failed
 
     # ---------------------------------------------------------------- set-up
 
@@ -617,14 +633,189 @@ class RuntimeSession:
             )
         return "\n\n".join(messages) if messages else None
 
+    # ---------------------------------------------------------------- replay
+
+    def constructors(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        """The ``pytest_runtime_constructors`` hooks' mappings, merged (first plugin wins)."""
+        if self._constructors is None:
+            merged: dict[str, Callable[[dict[str, Any]], Any]] = {}
+            for mapping in self.config.hook.pytest_runtime_constructors(config=self.config):
+                for name, function in (mapping or {}).items():
+                    merged.setdefault(name, function)
+            self._constructors = merged
+        return self._constructors
+
+    def production_hits(self, signature: str) -> list[dict[str, Any]]:
+        """Production hits of one signature for replay: evidence files, else the hub's stored
+        evidence (read once per signature in this process; xdist workers read their own)."""
+        cached = self._replay_hits.get(signature)
+        if cached is not None:
+            return cached
+        since: float | None = self.options.since if self.options.since_given else None
+        if self.options.evidence:
+            if self._replay_evidence is None:
+                if self.file_evidence is not None:
+                    self._replay_evidence = self.file_evidence
+                else:
+                    from pytest_runtime.evidence import read
+
+                    self._replay_evidence = read(self.options.evidence)
+            hits = self._replay_evidence.hits_for(signature, since=since)
+        else:
+            client = self._client()
+            try:
+                evidence = client.evidence(signature, since=self.options.since)
+            finally:
+                client.close()
+            hits = evidence.hits_for(signature)
+        self._replay_hits[signature] = hits
+        return hits
+
+    def replay_item(self, item: pytest.Item) -> str | None:
+        """Replay the production states of the test's ``replay=True`` probes (after its body).
+
+        Returns the failure message (the expectation broke on a production state; under
+        strict also a behaviour change), or None. Each probe is replayed once per test function
+        (parametrized cases share it).
+        """
+        if not self.options.replay or _MARKER_KEYWORD not in item.keywords:
+            return None
+        from pytest_runtime.replay import run_replay
+
+        nodeid = function_id(item.nodeid)
+        messages: list[str] = []
+        for request in requests_for_item(item):
+            if not request.probe.replay or (nodeid, request.signature) in self._replayed:
+                continue
+            self._replayed.add((nodeid, request.signature))
+            try:
+                hits = self.production_hits(request.signature)
+            except RuntimeProbeError as exc:
+                raise RuntimeProbeError(f"replay {request.location}: {exc}") from exc
+            strict = (
+                request.settings.strict
+                if request.settings.strict is not None
+                else self.options.strict
+            )
+            report = run_replay(
+                request,
+                hits,
+                nodeid=nodeid,
+                limit=self.options.replay,
+                engine=testtime_engine(),
+                constructors=self.constructors(),
+                strict=strict,
+            )
+            for record in self.records:
+                if record.nodeid == nodeid:
+                    record.replays.append(report.to_dict())
+                    break
+            else:
+                path, lineno, _ = item.location
+                self.add_record(
+                    TestRecord(
+                        nodeid, path, (lineno or 0) + 1, [request], {}, "passed", [report.to_dict()]
+                    )
+                )
+            if report.fails:
+                messages.append("\n".join(report.lines()))
+            else:
+                item.add_report_section("call", "runtime replay", "\n".join(report.lines()))
+        return "\n\n".join(messages) if messages else None
+
+    def replays(self) -> list[Any]:
+        """Every replay report of the run (controller: from every worker), sorted."""
+        from pytest_runtime.replay import ReplayReport
+
+        reports = [ReplayReport.from_dict(r) for record in self.records for r in record.replays]
+        return sorted(reports, key=lambda r: (r.nodeid, r.location))
+
+    # ---------------------------------------------------------------- lines probes
+
+    def start_line_coverage(self, items: Iterable[pytest.Item]) -> None:
+        """Measure the files of marked ``lines`` probes with coverage.py, unless pytest-cov or
+        another coverage.py already measures this process (their data is read instead)."""
+        if not self.options.wants_production or self._own_coverage is not None:
+            return
+        from pytest_runtime.coverage_paths import OwnMeasurement, function_file
+
+        files: set[str] = set()
+        for item in items:
+            if _MARKER_KEYWORD not in item.keywords:
+                continue
+            try:
+                requests = requests_for_item(item)
+            except RuntimeProbeError:
+                continue
+            for request in requests:
+                if request.probe.kind.value == "lines":
+                    found = function_file(request.location)
+                    if found is not None:
+                        files.add(found)
+        if not files:
+            return
+        if getattr(self.config.pluginmanager.getplugin("_cov"), "cov_controller", None):
+            self.coverage_origin = "pytest-cov"
+            return
+        import coverage
+
+        if coverage.Coverage.current() is not None:
+            self.coverage_origin = "coverage.py"
+            return
+        self._own_coverage = OwnMeasurement(sorted(files))
+        self._own_coverage.start()
+        self.coverage_origin = "pytest-runtime"
+
+    def stop_line_coverage(self) -> None:
+        """Stop the own measurement (if any) and keep what it measured."""
+        own, self._own_coverage = self._own_coverage, None
+        if own is None:
+            return
+        measured = own.stop()
+        if self.test_lines is None:
+            self.test_lines = measured
+        else:
+            self.test_lines.merge(measured.to_data())
+
+    def tested_lines(self) -> Any:
+        """What the test run executed: pytest-cov's data, a running coverage.py's, or ours."""
+        from pytest_runtime.coverage_paths import TestLines, pytest_cov_lines
+
+        found = pytest_cov_lines(self.config)
+        if found is not None:
+            return found
+        import coverage
+
+        current = coverage.Coverage.current()
+        if current is not None and self.test_lines is None:
+            from pytest_runtime.coverage_paths import _from_data
+
+            try:
+                return _from_data(current.get_data(), "coverage.py")
+            except Exception:
+                return None
+        tested: TestLines | None = self.test_lines
+        return tested
+
     # ---------------------------------------------------------------- xdist
 
     def worker_output(self) -> dict[str, Any]:
-        return {"records": [record.to_dict() for record in self.records]}
+        self.stop_line_coverage()
+        out: dict[str, Any] = {"records": [record.to_dict() for record in self.records]}
+        if self.test_lines is not None:
+            out["coverage"] = self.test_lines.to_data()
+        return out
 
     def merge_worker_output(self, data: Mapping[str, Any]) -> None:
         for raw in data.get("records", ()):
             self.add_record(TestRecord.from_dict(raw))
+        measured = data.get("coverage")
+        if isinstance(measured, Mapping):
+            from pytest_runtime.coverage_paths import TestLines
+
+            if self.test_lines is None:
+                self.test_lines = TestLines(str(measured.get("origin") or "coverage.py"))
+            self.test_lines.merge(measured)
 
     def add_record(self, record: TestRecord) -> None:
         """Keep one record per test function: parameter sets and reruns add their states."""
@@ -636,6 +827,10 @@ class RuntimeSession:
                     old.hits.setdefault(signature, []).extend(hits)
                 if record.outcome == "failed":
                     old.outcome = "failed"
+                known_replays = {r.get("signature") for r in old.replays}
+                old.replays.extend(
+                    r for r in record.replays if r.get("signature") not in known_replays
+                )
                 return
         self.records.append(record)
 
@@ -1216,6 +1411,7 @@ class RuntimeSession:
             since = None
         prod_cache: dict[str, list[dict[str, Any]]] = {}
         results: list[ProbeResult] = []
+        tested: Any = _UNSET
         for record in sorted(self.records, key=lambda r: r.nodeid):
             for request in sorted(record.requests, key=lambda r: r.location):
                 signature = request.signature
@@ -1245,13 +1441,27 @@ class RuntimeSession:
                         else None
                     ),
                 )
-                verdict = compare(
-                    test_hits,
-                    prod_cache[signature],
-                    probe=request.probe,
-                    settings=settings,
-                    statuses=evidence.statuses_for(signature),
-                )
+                if request.probe.kind.value == "lines":
+                    from pytest_runtime.coverage_paths import lines_verdict
+
+                    if tested is _UNSET:
+                        tested = self.tested_lines()
+                    verdict = lines_verdict(
+                        prod_cache[signature],
+                        test_hits,
+                        location=request.location,
+                        tested=tested,
+                        min_hits=self._min_hits(request),
+                        strict=strict,
+                    )
+                else:
+                    verdict = compare(
+                        test_hits,
+                        prod_cache[signature],
+                        probe=request.probe,
+                        settings=settings,
+                        statuses=evidence.statuses_for(signature),
+                    )
                 reason = self.reasons.get(signature)
                 if reason is not None:
                     # No evidence could be read (hub lost, no service named): say why.
@@ -1275,6 +1485,7 @@ class RuntimeSession:
                         reason=reason,
                     )
                 )
+        results = self._apply_replays(results)
         self.failing = [r for r in results if r.verdict.fails]
         self.results = results
         self._apply_baseline()
@@ -1305,6 +1516,36 @@ class RuntimeSession:
             )
         for result in self.results:
             hook.pytest_runtime_verdict(config=self.config, result=result)
+
+    def _apply_replays(self, results: list[ProbeResult]) -> list[ProbeResult]:
+        """A violation whose every failing production state holds on this code (replay) is
+        fixed: the verdict drops it, and says so in its hint."""
+        verified = {(r.nodeid, r.signature): r for r in self.replays() if r.verifies_fix}
+        if not verified:
+            return results
+        out: list[ProbeResult] = []
+        for result in results:
+            report = verified.get((result.nodeid, result.signature))
+            verdict = result.verdict
+            if report is None or verdict.verdict != "violated":
+                out.append(result)
+                continue
+            kept = tuple(d for d in verdict.divergences if d.kind != "violation")
+            fixed = (
+                f"fixed on this code: the {report.fixed} production state(s) that violated the "
+                f"expectation hold when replayed ({report.replayed} replayed)"
+            )
+            counts = dict(verdict.counts)
+            counts["divergences"] = len(kept)
+            verdict = dataclasses.replace(
+                verdict,
+                verdict="diverged" if kept else "ok",
+                divergences=kept,
+                counts=counts,
+                hint=fixed + (f"; {verdict.hint}" if kept and verdict.hint else ""),
+            )
+            out.append(dataclasses.replace(result, verdict=verdict))
+        return out
 
     def _probe_ids_of(self, signature: str, hits: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
         """The hub probes behind a verdict: placed or reused by this run, or named by its hits."""
@@ -1346,6 +1587,37 @@ class RuntimeSession:
         """The header lines, then the notes: what the reports say about the run as a whole."""
         return [*self.options.deprecations, *self.header, *self.notes]
 
+    def check_gate(self) -> str | None:
+        """``--runtime-fail-under``: the failure line when the run's coverage is below it.
+
+        Both figures of :func:`~pytest_runtime.reporting._common.run_coverage` are gated (the
+        state coverage, and the production-run lines the tests ran, when lines probes exist);
+        a run with nothing to measure fails too, since the gate could not be checked.
+        """
+        threshold = self.options.fail_under
+        if threshold is None or self.is_worker:
+            return None
+        from pytest_runtime.reporting._common import run_coverage
+
+        coverage = run_coverage(self.results)
+        failures = []
+        for kind, what in (("state", "state coverage"), ("lines", "production-line coverage")):
+            entry = coverage[kind]
+            if entry["of"] and entry["percent"] < threshold:
+                failures.append(
+                    f"{what} {entry['percent']:g}% ({entry['covered']} of {entry['of']} "
+                    f"{entry['over']})"
+                )
+        if not coverage["state"]["of"] and not coverage["lines"]["of"]:
+            failures.append("no production shape or line to measure (no evidence compared)")
+        self.gate = {"threshold": threshold, "passed": not failures, "failures": failures}
+        if not failures:
+            self.notes.append(f"required runtime coverage of {threshold:g}% reached")
+            return None
+        return f"FAIL Required runtime coverage of {threshold:g}% not reached: " + "; ".join(
+            failures
+        )
+
     def write_reports(self) -> None:
         """Write the JSON report and the JUnit verdicts (the record file is written at fetch)."""
         if self.is_worker:
@@ -1353,7 +1625,13 @@ class RuntimeSession:
         if self.options.report_json:
             from pytest_runtime.reporting import jsonreport
 
-            jsonreport.write(self.options.report_json, self.results, notes=self.report_notes())
+            jsonreport.write(
+                self.options.report_json,
+                self.results,
+                notes=self.report_notes(),
+                replays=self.replays(),
+                gate=self.gate,
+            )
         self._junit()
 
     def _junit(self) -> None:
@@ -1387,7 +1665,7 @@ class RuntimeSession:
         # cast: the module's `annotations` function shadows the __future__ feature for mypy
         gh = cast(Any, github)
         return list(gh.annotations(self.results)), gh.job_summary(
-            self.results, notes=self.report_notes()
+            self.results, notes=self.report_notes(), replays=self.replays()
         )
 
 

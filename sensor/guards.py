@@ -36,6 +36,7 @@ __all__ = [
     "Waker",
     "new_tally",
     "switch_of",
+    "switched",
     "tally_count",
 ]
 
@@ -84,10 +85,21 @@ def switch_of(hook: Callable[..., Any]) -> tuple[Switch, Any] | None:
     The switch is a list, empty while the gate is closed (every firing would only be skipped);
     ``next(skips)`` counts one skipped firing. A backend may test the switch inline before it
     calls the hook and count the skip itself, which saves the call. The hook tests the switch
-    too, so a backend that ignores it stays right.
+    too, so a backend that ignores it stays right. ``skips`` may be None: nothing is counted
+    while the switch is closed (the per-line hooks of a lines probe, see :func:`switched`).
     """
     pair = getattr(hook, _SWITCH_ATTR, None)
     return pair if isinstance(pair, tuple) else None
+
+
+def switched(hook: Callable[..., Any], switch: Switch) -> Callable[..., Any]:
+    """Mark ``hook`` as guarded by ``switch`` with no skip counter (see :func:`switch_of`).
+
+    A backend that honours the mark runs the hook only while the switch is non-empty, at the
+    cost of one inline test otherwise; the hook must test the switch itself too.
+    """
+    setattr(hook, _SWITCH_ATTR, (switch, None))
+    return hook
 
 
 def new_tally() -> Any:

@@ -512,10 +512,41 @@ class Investigation:
 
     def get_hit(self, probe_id: str, hit_id: str) -> dict[str, Any]:
         probe_id = check.probe_id(probe_id)
+        hit = self._find_hit(probe_id, hit_id)
+        return whole_hit(probe_id, hit, self.settings.budget_chars - 2500)
+
+    def write_regression_test(self, probe_id: str, hit_id: str) -> dict[str, Any]:
+        """A pytest test reproducing one hit (see :mod:`pytest_runtime.regression`)."""
+        from pytest_runtime.regression import RegressionError, write_test
+
+        probe_id = check.probe_id(probe_id)
+        hit = self._find_hit(probe_id, hit_id)
+        record = self._record(probe_id)
+        probe = record.get("probe") if isinstance(record.get("probe"), Mapping) else None
+        try:
+            source = write_test(hit, probe)
+        except RegressionError as exc:
+            raise RefusedError(
+                str(exc),
+                "place a probe with replay=True (it records each call's arguments at entry) "
+                "and use one of its hits",
+            ) from exc
+        name = "test_regression_" + "".join(c if c.isalnum() else "_" for c in hit_id) + ".py"
+        return {
+            "probe_id": probe_id,
+            "hit_id": hit_id,
+            "file": f"tests/{name}",
+            "source": source,
+            "next": f"save source as tests/{name}, run pytest tests/{name}: it fails on the code "
+            "that produced the hit, and passes once the fix is in",
+        }
+
+    def _find_hit(self, probe_id: str, hit_id: str) -> dict[str, Any]:
         if not isinstance(hit_id, str) or not check.ID.match(hit_id):
             raise ArgumentError("hit_id", hit_id, "a hit id from list_hits or a summary")
+        # GET /v1/probes/{id}/hits/{hit_id}: one hit by its id.
         hit = self._call(f"reading hit {hit_id} of {probe_id}", self.hub.hit, probe_id, hit_id)
-        return whole_hit(probe_id, hit, self.settings.budget_chars - 2500)
+        return dict(hit)
 
     # ------------------------------------------------------------------ comparing
 

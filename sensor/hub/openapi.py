@@ -203,6 +203,7 @@ def _probe() -> dict[str, Any]:
         "tags": _nullable(_LABELS),
         "created_at": _nullable(_EPOCH),
         "signature": _nullable({"type": "string", "maxLength": 64}),
+        "replay": _nullable(_BOOL),
     }
     fields = [f.name for f in dataclasses.fields(Probe)] + ["signature"]
     return {
@@ -256,6 +257,9 @@ def _hit() -> dict[str, Any]:
         "truncated": _nullable(_BOOL),
         "errors": _nullable({"type": "array", "items": _STR}),
         "source": _nullable(_ref("HitSource")),
+        "arguments": _nullable(_OBJ),
+        "outcome": _nullable(_OBJ),
+        "lines": _nullable(_OBJ),
     }
     return {
         **_object(

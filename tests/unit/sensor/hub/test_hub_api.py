@@ -425,6 +425,49 @@ def test_evidence_lines_match_the_published_json_schema(client: TestClient) -> N
         jsonschema.validate({"record": "hit", "hit": {"probe_id": "x"}}, schema)
 
 
+def test_replay_and_lines_evidence_match_the_published_json_schema(client: TestClient) -> None:
+    schema = json.loads((DOCS / "evidence.schema.json").read_text())
+    source_id = register(client)
+    replay = place(client, replay=True)
+    lines = place(client, "shop.pricing:subtotal", kind="lines")
+    arguments = {
+        "values": {"price": {"@t": "decimal.Decimal", "v": "3.50"}, "coupon": "WELCOME5"},
+        "names": ["price", "coupon"],
+        "positional": 2,
+        "posonly": 0,
+        "varargs": None,
+        "varkw": None,
+    }
+    post_hits(
+        client,
+        source_id,
+        [
+            hit(replay, 0, arguments=arguments, outcome={"returned": 1}),
+            hit(replay, 1, arguments=arguments, outcome={"raised": "KeyError"}),
+            hit(lines, 2, kind="lines", captures=None, lines={
+                "ran": [30, 31, 34], "first": 28, "last": 40, "source": "0123456789abcdef"
+            }),
+        ],
+    )  # fmt: skip
+    seen = set()
+    for record in (replay, lines):
+        answer = client.get(f"/v1/probes/{record['id']}/evidence", headers=auth(CLIENT))
+        for line in _lines(answer.text):
+            jsonschema.validate(line, schema)
+            seen.update(k for k in ("arguments", "outcome", "lines") if k in line.get("hit", {}))
+            seen.update(("replay",) if line.get("probe", {}).get("replay") else ())
+    assert seen == {"arguments", "outcome", "lines", "replay"}
+    wrong = {"ran": "30", "first": 28, "last": 40, "source": "0123456789abcdef"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(
+            {
+                "record": "hit",
+                "hit": {**hit(lines, 3), "source": {"id": "s", "service": "shop"}, "lines": wrong},
+            },
+            schema,
+        )
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 
