@@ -233,9 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="pytest-runtime demo")
     parser.add_argument("--out", type=Path, default=ROOT / "demo-output", help="report directory")
     parser.add_argument(
-        "--traffic-seconds", type=float, default=45.0, help="upper bound on traffic"
+        "--traffic-seconds", type=float, default=90.0, help="upper bound on traffic"
     )
-    parser.add_argument("--wait", type=float, default=20.0, help="--runtime-wait for pytest")
+    parser.add_argument("--wait", type=float, default=45.0, help="--runtime-wait for pytest")
     parser.add_argument("--min-hits", type=int, default=20, help="--runtime-min-hits for pytest")
     parser.add_argument("--check", action="store_true", help="exit 1 unless the verdicts are right")
     args = parser.parse_args(argv)

@@ -784,9 +784,18 @@ def test_log_probe_formats_its_template(
 ) -> None:
     probe = make(kind="log", location=f"{shapes.__name__}:add", template="sum={result} of {a}")
     installed(engine, probe)
-    shapes.add(2, 3)
-    (hit,) = engine.drain()
-    assert hit.message == "sum=5 of 2"
+    # The whole message has a wall-time budget: a thread descheduled between two fields on a
+    # loaded machine renders the rest as the budget error (by design). Three tries; any message
+    # that is not that error must be the formatted one.
+    budget_error = "{!error: template time budget exhausted}"
+    messages = []
+    for _ in range(3):
+        shapes.add(2, 3)
+        (hit,) = engine.drain()
+        messages.append(hit.message)
+        if budget_error not in (hit.message or ""):
+            break
+    assert messages[-1] == "sum=5 of 2", messages
 
 
 def test_capture_expressions_are_evaluated(
