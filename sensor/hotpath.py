@@ -44,6 +44,7 @@ from sensor.guards import (
     SENSOR_WORK,
     Account,
     CpuBudget,
+    Novelty,
     Switch,
     Waker,
     new_tally,
@@ -78,14 +79,16 @@ class FastExpectGate(guards._GuardedHook):
     value (``result`` at ``@return``, ``exception`` at ``@exception``); every other name is
     read from the frame's locals in place. ``slow(frame, value, outcome, error)`` is the
     engine's slow path: it builds and delivers the hit of this firing (``outcome``:
-    ``"violation"`` or ``"pass"``; ``error`` the text of an evaluation error, redacted there);
+    ``"violation"``, ``"pass"`` or ``"novel"``: a passing firing the pass bucket refused and
+    ``novelty`` admitted, see :class:`~sensor.guards.Novelty`; ``error`` the text of an
+    evaluation error, redacted there);
     ``failed(exc)`` records a failure of the sensor's own (a hit that could not be built).
     ``depth`` and ``dispatch`` find the target frame (see :class:`~sensor.inject.core.Backend`). The
     counters are tallies: ``evaluations`` and ``violations`` count before any capture
     decision, exactly.
     """
 
-    __slots__ = ("evaluations", "violations")
+    __slots__ = ("evaluations", "novelty", "violations")
 
     def __init__(
         self,
@@ -107,6 +110,7 @@ class FastExpectGate(guards._GuardedHook):
         account: Account,
         waker: Waker | None = None,
         hits: list[int] | None = None,
+        novelty: Novelty | None = None,
     ) -> None:
         if value_name is not None and expr.slots != (value_name,):
             raise ValueError(f"expression {expr.source!r}: compile it with slots=({value_name!r},)")
@@ -130,6 +134,16 @@ class FastExpectGate(guards._GuardedHook):
             None if pass_rate is None else guards._Bucket(pass_rate, pass_burst, monotonic())
         )
         has_value = value_name is not None
+        # Novelty admission of a passing evaluation the pass bucket refused (see
+        # guards.Novelty): its key is of the probe's value and the locals the expectation reads.
+        if pass_bucket is None:
+            novelty = None
+        elif novelty is None:
+            novelty = Novelty()
+        novel = novelty
+        seen: set[object] = set() if novelty is None else novelty.seen
+        key_names = tuple(sorted(n for n in expr.names if n != value_name))
+        value_class = guards.value_class
         # An expectation that reads only the probe's value (``result >= 0``) needs no frame:
         # it is read only for a capture (or when the hook was given no value).
         reads_frame = not has_value or not set(expr.names) <= {value_name}
@@ -252,8 +266,20 @@ class FastExpectGate(guards._GuardedHook):
                         outcome = "violation"
                     else:
                         next(skips)  # a violation not captured: counted, never silent
-                elif pass_bucket is not None and pass_bucket.take(monotonic()):
-                    outcome = "pass"
+                elif pass_bucket is not None:
+                    outcome = "pass" if pass_bucket.take(monotonic()) else None
+                    if novel is not None:
+                        # Captured anyway if its value class is new (the pass bucket refused
+                        # it), or its class noted (captured within the rate). Only values at
+                        # hand, keyed without running user code.
+                        key: object = 0 if value is NOTHING else value_class(value)
+                        if key_names:
+                            key = (key, *[value_class(fl[n]) if n in fl else -1
+                                          for n in key_names])  # fmt: skip
+                        if outcome is not None:
+                            novel.note(key)
+                        elif key not in seen and novel.admit(key, monotonic()):
+                            outcome = "novel"
                 if outcome is not None:
                     if frame is None:
                         frame = getframe(depth)
@@ -310,6 +336,7 @@ class FastExpectGate(guards._GuardedHook):
         self._publish(hook, read, disarm)
         self.evaluations = evaluations
         self.violations = violations
+        self.novelty = novelty
 
 
 def _type_name(tp: type) -> str:
