@@ -972,8 +972,11 @@ NOVEL_KEYS = 256
 NOVEL_RATE = 10.0
 
 _NONE_T = type(None)
-# Exact builtin types whose class is only "empty or not" (their truth runs no user code).
-_SIZED = frozenset(map(id, (list, tuple, dict, set, frozenset, bytes, bytearray)))
+# Exact builtin types whose class is only "empty or not" (their truth runs no user code), by
+# id: the first of their two class numbers.
+_SIZED = {
+    id(t): 20 + 2 * n for n, t in enumerate((list, tuple, dict, set, frozenset, bytes, bytearray))
+}
 # datetime.datetime, datetime.time and decimal.Decimal, imported at the first Novelty (placement
 # time), not at the sensor's start.
 _DATETIME: Any = None
@@ -982,34 +985,41 @@ _DECIMAL: Any = None
 
 
 def value_class(v: Any) -> int:
-    """The value class of ``v`` as one int: ``id(type(v))`` and a few bits, no user code run.
+    """The value class of ``v`` as one int, computed without running any user code.
 
-    Only exact builtin types get bits, read at C level: the sign of an ``int``/``float``/
-    ``Decimal`` (and NaN), an empty ``str`` or one that is not ASCII or has whitespace at
-    either end (its first and last characters, never the whole text), an empty container, a
-    ``datetime``/``time`` with or without ``tzinfo``. Any other object (a user class, a
-    subclass of a builtin) is keyed on the identity of its type alone: nothing is called on it,
-    not even ``hash`` or ``==`` of the type (a metaclass may define them).
+    Exact builtin types get small numbers (no allocation on the hot path) from bits read at C
+    level: the sign of an ``int``/``float``/``Decimal`` (and NaN), an empty ``str`` or one that
+    is not ASCII or has whitespace at either end (its first and last characters, never the
+    whole text), an empty container, a ``datetime``/``time`` with or without ``tzinfo``. Any
+    other object (a user class, a subclass of a builtin) is keyed on ``id(type(v))`` alone (an
+    address, never one of the small numbers): nothing is called on it, not even ``hash`` or
+    ``==`` of its type (a metaclass may define them).
     """
     t = type(v)
-    k = id(t) << 4
     if t is int:
-        return k | (1 if v > 0 else 2 if v < 0 else 0)
+        return 1 if v > 0 else 2 if v < 0 else 0
     if t is str:
         if not v:
-            return k
-        return k | 1 | (0 if v.isascii() else 2) | (4 if v[0].isspace() or v[-1].isspace() else 0)
+            return 4
+        return 5 + (0 if v.isascii() else 1) + (2 if v[0].isspace() or v[-1].isspace() else 0)
     if t is float:
-        return k | (1 if v > 0.0 else 2 if v < 0.0 else 0 if v == 0.0 else 3)
-    if t is _NONE_T or t is bool:
-        return k | (1 if v is True else 0)
-    if id(t) in _SIZED:
-        return k | (1 if v else 0)
-    if t is _DATETIME or t is _TIME:
-        return k | (1 if v.tzinfo is None else 2)
+        return 13 if v > 0.0 else 14 if v < 0.0 else 12 if v == 0.0 else 15
+    if t is _NONE_T:
+        return 16
+    if t is bool:
+        return 18 if v else 17
+    sized = _SIZED.get(id(t))
+    if sized is not None:
+        return sized + 1 if v else sized
+    if t is _DATETIME:
+        return 34 if v.tzinfo is None else 35
+    if t is _TIME:
+        return 36 if v.tzinfo is None else 37
     if t is _DECIMAL:
-        return k | (3 if v.is_nan() else 0 if v.is_zero() else 2 if v.is_signed() else 1)
-    return k
+        return 41 if v.is_nan() else 38 if v.is_zero() else 40 if v.is_signed() else 39
+    if t is object:  # a bare object(): also what stands for a name that is absent
+        return 42
+    return id(t)
 
 
 class Novelty:
@@ -1028,7 +1038,9 @@ class Novelty:
 
     __slots__ = ("admitted", "bucket", "dropped", "max_keys", "seen")
 
-    def __init__(self, rate: float = NOVEL_RATE, max_keys: int = NOVEL_KEYS) -> None:
+    def __init__(
+        self, rate: float = NOVEL_RATE, max_keys: int = NOVEL_KEYS, now: float | None = None
+    ) -> None:
         global _DATETIME, _TIME, _DECIMAL
         if _DECIMAL is None:
             import datetime
@@ -1037,7 +1049,8 @@ class Novelty:
             _DATETIME, _TIME, _DECIMAL = datetime.datetime, datetime.time, decimal.Decimal
         self.seen: set[object] = set()
         self.max_keys = max_keys
-        self.bucket = _Bucket(rate, None, time.monotonic())
+        # ``now``: the clock admit() is given (time.monotonic() by default).
+        self.bucket = _Bucket(rate, None, time.monotonic() if now is None else now)
         self.admitted = new_tally()
         self.dropped = new_tally()
 
@@ -1060,4 +1073,4 @@ class Novelty:
 
     def key(self, names: tuple[str, ...], ns: Any) -> tuple[int, ...]:
         """The key of the values ``names`` name in ``ns`` (a name not there counts as absent)."""
-        return tuple([value_class(ns[n]) if n in ns else -1 for n in names])
+        return tuple(map(value_class, map(ns.get, names, (NOTHING,) * len(names))))

@@ -26,6 +26,7 @@ capture of a violation (within ``violation_rate``) or of a passing firing (withi
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import math
 import sys
@@ -66,6 +67,7 @@ _perf = time.perf_counter_ns
 _SWITCH_ATTR = "sensor_switch"
 # The locals of an evaluation that reads no local: never written to, so one is shared.
 _NO_LOCALS: dict[str, object] = {}
+_BUILTIN_NAMES = frozenset(vars(builtins))
 # Types whose truth value runs no user code (the engine's _truth uses the same list).
 _PLAIN_TRUTH = frozenset(
     map(id, (type(None), int, float, str, bytes, list, tuple, dict, set, frozenset))
@@ -142,7 +144,11 @@ class FastExpectGate(guards._GuardedHook):
             novelty = Novelty()
         novel = novelty
         seen: set[object] = set() if novelty is None else novelty.seen
-        key_names = tuple(sorted(n for n in expr.names if n != value_name))
+        # Builtins (len, sum, isinstance) are not locals: left out of the key.
+        key_names = tuple(
+            sorted(n for n in expr.names if n != value_name and n not in _BUILTIN_NAMES)
+        )
+        absent = (NOTHING,) * len(key_names)
         value_class = guards.value_class
         # An expectation that reads only the probe's value (``result >= 0``) needs no frame:
         # it is read only for a capture (or when the hook was given no value).
@@ -272,10 +278,16 @@ class FastExpectGate(guards._GuardedHook):
                         # Captured anyway if its value class is new (the pass bucket refused
                         # it), or its class noted (captured within the rate). Only values at
                         # hand, keyed without running user code.
-                        key: object = 0 if value is NOTHING else value_class(value)
-                        if key_names:
-                            key = (key, *[value_class(fl[n]) if n in fl else -1
-                                          for n in key_names])  # fmt: skip
+                        # (an int result inline: the commonest, no call)
+                        key: object = (
+                            -1
+                            if value is NOTHING
+                            else (1 if value > 0 else 2 if value < 0 else 0)
+                            if type(value) is int
+                            else value_class(value)
+                        )
+                        if key_names:  # the locals it reads (absent: the NOTHING class)
+                            key = (key, *map(value_class, map(fl.get, key_names, absent)))
                         if outcome is not None:
                             novel.note(key)
                         elif key not in seen and novel.admit(key, monotonic()):
