@@ -149,6 +149,8 @@ class FastExpectGate(guards._GuardedHook):
             sorted(n for n in expr.names if n != value_name and n not in _BUILTIN_NAMES)
         )
         absent = (NOTHING,) * len(key_names)
+        n_names = len(key_names)
+        k0, k1 = (*key_names, "", "")[:2]
         value_class = guards.value_class
         # An expectation that reads only the probe's value (``result >= 0``) needs no frame:
         # it is read only for a capture (or when the hook was given no value).
@@ -287,7 +289,19 @@ class FastExpectGate(guards._GuardedHook):
                             else value_class(value)
                         )
                         if key_names:  # the locals it reads (absent: the NOTHING class)
-                            key = (key, *map(value_class, map(fl.get, key_names, absent)))
+                            get = fl.get
+                            # Unrolled for one or two names: a Python call from map() (C) is
+                            # dearer than one from here.
+                            if n_names == 1:
+                                key = (key, value_class(get(k0, NOTHING)))
+                            elif n_names == 2:
+                                key = (
+                                    key,
+                                    value_class(get(k0, NOTHING)),
+                                    value_class(get(k1, NOTHING)),
+                                )
+                            else:
+                                key = (key, *map(value_class, map(get, key_names, absent)))
                         if outcome is not None:
                             novel.note(key)
                         elif key not in seen and novel.admit(key, monotonic()):

@@ -644,3 +644,23 @@ def test_an_expect_kind_probe_never_captures_a_passing_firing_as_new() -> None:
         g.hook(value)
     assert seen == []
     assert g.novelty is None
+
+
+@pytest.mark.parametrize("names", [("a",), ("a", "b"), ("a", "b", "c")])
+def test_novelty_keys_one_two_or_more_locals(names: tuple[str, ...]) -> None:
+    # A probe with no value slot (a line probe): the key is the locals alone.
+    seen: list[tuple[object, str]] = []
+    source = " and ".join(f"{n} is not None" for n in names)
+    g = passing_gate(source, seen, value_name=None, novelty=Novelty(rate=1e9))
+
+    def call(a: object, b: object, c: object) -> None:
+        g.hook()
+
+    for i in range(1000):
+        call(i + 1, "x", [1])
+    call(1, "x", [1])  # the common classes: nothing
+    assert [o for _, o in seen] == ["pass"]
+    call(-1, "x", [1])  # a negative a: new
+    call(1, "", [1])  # an empty b: new only if b is read
+    call(1, "x", [])  # an empty c: new only if c is read
+    assert [o for _, o in seen].count("novel") == len(names)
