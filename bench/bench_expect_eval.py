@@ -16,12 +16,15 @@ running Python's default backend, with the engine's CPU budget on (0.99 of a CPU
 metering runs as in production but never sheds the loop). Inside it, the unprobed loop and the
 probed loop alternate (best of 3 each, ``--pairs`` pairs): ``(probed - unprobed) / calls``, the
 median of the pairs. The probe is kind ``expect`` at ``@return`` with ``eval_rate`` 1e9, so that
-every call is evaluated; the child checks from the probe's status that every call was evaluated
-and that none violated (a measurement of skipped firings would be meaningless). The checkouts
-alternate process by process, ``--rounds`` times; the figure is the median over rounds, with
-min..max, and ``new / old`` is the median of the per-round ratios. Each figure is also given in
-empty Python calls, measured in the same process beside each pair (a figure of a busy machine
-and the empty call it is divided by move together).
+every call is evaluated (``--kind snapshot``: a snapshot probe with the same expectation, whose
+passing firings are captured at its rate of 1 a second, so that nearly every evaluation is one
+the pass bucket refuses and the novelty check of a new value class runs); the child checks from
+the probe's status that every call was evaluated and that none violated (a measurement of
+skipped firings would be meaningless). The checkouts alternate process by process, ``--rounds``
+times; the figure is the median over rounds, with min..max, and ``new / old`` is the median of
+the per-round ratios. Each figure is also given in empty Python calls, measured in the same
+process beside each pair (a figure of a busy machine and the empty call it is divided by move
+together).
 
 ``--icount`` counts CPU instructions instead (``valgrind --tool=callgrind``), which do not move
 with the machine's load: the probed loop and the unprobed loop, each with n and 2n iterations of
@@ -68,6 +71,7 @@ CHILD = r"""
 import json, statistics, sys, time
 root, expect, source = sys.argv[1:4]
 calls, pairs = int(sys.argv[4]), int(sys.argv[5])
+kind = sys.argv[6] if len(sys.argv) > 6 else "expect"
 sys.path.insert(0, root)
 ns = {"__name__": "__main__"}
 exec(compile(source, "<bench>", "exec"), ns)
@@ -99,7 +103,7 @@ def timed(n, run=loop):
     return time.perf_counter_ns() - t
 
 engine = Engine(cpu_budget=0.99)
-probe = Probe(kind="expect", location=f"__main__:target@return", expect=expect,
+probe = Probe(kind=kind, location=f"__main__:target@return", expect=expect,
               limits={"eval_rate": 1e9})
 rounds = calls // 10
 loop(rounds)
@@ -131,6 +135,7 @@ print(json.dumps({"ns": statistics.median(diffs), "empty": statistics.median(emp
 ICOUNT_CHILD = r"""
 import os, sys
 root, expect, source, mode, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+kind = sys.argv[6]
 sys.path.insert(0, root)
 ns = {"__name__": "__main__"}
 exec(compile(source, "<bench>", "exec"), ns)
@@ -145,7 +150,7 @@ if mode == "probed":
     from sensor.engine import Engine
     from sensor.probes import Probe
     engine = Engine(cpu_budget=0.99)
-    probe = Probe(kind="expect", location="__main__:target@return", expect=expect,
+    probe = Probe(kind=kind, location="__main__:target@return", expect=expect,
                   limits={"eval_rate": 1e9})
     status = engine.install(probe, on_hit=lambda hit: None)
     assert status.state.value == "installed", status.reason
@@ -170,13 +175,13 @@ os._exit(0)
 """
 
 
-def _ir(script: Path, root: Path, case: str, mode: str, n: int) -> int:
+def _ir(script: Path, root: Path, case: str, mode: str, n: int, kind: str) -> int:
     expect, source = CASES[case]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-             str(script), str(root), expect, source, mode, str(n)],
+             str(script), str(root), expect, source, mode, str(n), kind],
             check=True, capture_output=True, cwd=root,
         )  # fmt: skip
         for line in out.read_text().splitlines():
@@ -185,7 +190,7 @@ def _ir(script: Path, root: Path, case: str, mode: str, n: int) -> int:
     raise RuntimeError("callgrind wrote no summary")
 
 
-def icount(roots: list[Path], cases: list[str], n: int, as_json: bool) -> None:
+def icount(roots: list[Path], cases: list[str], n: int, as_json: bool, kind: str) -> None:
     """Instructions per evaluation (probed minus unprobed call) and per empty call."""
     if shutil.which("valgrind") is None:
         print("skipped: valgrind is not installed (apt-get install valgrind)")
@@ -197,14 +202,15 @@ def icount(roots: list[Path], cases: list[str], n: int, as_json: bool) -> None:
 
         def per_call(root: Path, case: str, mode: str) -> float:
             calls = 10 * n if mode != "bare" else n
-            return (_ir(script, root, case, mode, 2 * n) - _ir(script, root, case, mode, n)) / calls
+            twice = _ir(script, root, case, mode, 2 * n, kind)
+            return (twice - _ir(script, root, case, mode, n, kind)) / calls
 
         first = next(iter(CASES))
         loop = per_call(roots[-1], first, "bare") / 10  # the loop's share of one call
         empty = per_call(roots[-1], first, "empty") - loop
         if not as_json:
             names = " | ".join(f"{r.name}: Ir, in empty calls" for r in roots)
-            print(f"Python {python}, instructions per evaluation (callgrind, n={n}); "
+            print(f"Python {python}, kind {kind}, instructions per evaluation (callgrind, n={n}); "
                   f"one empty call: {empty:.0f} Ir\n")  # fmt: skip
             print(f"| expectation | {names} |" + (" new / old |" if len(roots) == 2 else ""))
             print("| --- |" + " ---: |" * (len(roots) + (len(roots) == 2)))
@@ -230,10 +236,10 @@ def icount(roots: list[Path], cases: list[str], n: int, as_json: bool) -> None:
             print(f"| `{CASES[case][0]}` | {cells} |{ratio}")
 
 
-def _child(root: Path, case: str, calls: int, pairs: int) -> dict[str, Any]:
+def _child(root: Path, case: str, calls: int, pairs: int, kind: str) -> dict[str, Any]:
     expect, source = CASES[case]
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(root), expect, source, str(calls), str(pairs)],
+        [sys.executable, "-c", CHILD, str(root), expect, source, str(calls), str(pairs), kind],
         capture_output=True,
         text=True,
         timeout=600,
@@ -256,6 +262,13 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
     parser.add_argument("--icount", action="store_true", help="CPU instructions (callgrind)")
     parser.add_argument("--n", type=int, default=2000, help="--icount: loop iterations")
+    parser.add_argument(
+        "--kind",
+        choices=["expect", "snapshot"],
+        default="expect",
+        help="the probe's kind: snapshot also captures passing firings at 1 a second, so that "
+        "nearly every evaluation is one the pass bucket refuses (the novelty check's path)",
+    )
     args = parser.parse_args()
     roots = [Path(r).resolve() for r in args.roots]
     cases = args.only.split(",") if args.only else list(CASES)
@@ -263,14 +276,14 @@ def main() -> None:
         if case not in CASES:
             raise SystemExit(f"--only: unknown case {case!r}; expected one of {', '.join(CASES)}")
     if args.icount:
-        icount(roots, cases, args.n, args.json)
+        icount(roots, cases, args.n, args.json, args.kind)
         return
     python = sys.version.split()[0]
     if not args.json:
         names = " | ".join(f"{r.name}: ns (min..max), in empty calls" for r in roots)
         ratio = " | new / old" if len(roots) == 2 else ""
         print(
-            f"Python {python}\n\n| expectation | backend | {names}{ratio} "
+            f"Python {python}, probe kind {args.kind}\n\n| expectation | backend | {names}{ratio} "
             f"| goal <= {GOAL_NS:.0f} ns |"
         )
         print(
@@ -286,7 +299,7 @@ def main() -> None:
         backend = ""
         for _ in range(args.rounds):
             for root in roots:  # the checkouts alternate, process by process
-                data = _child(root, case, args.calls, args.pairs)
+                data = _child(root, case, args.calls, args.pairs, args.kind)
                 figures[root].append(data["ns"])
                 calls_of[root].append(data["ns"] / data["empty"])
                 switches[root] += data["switches"]

@@ -2,7 +2,12 @@
 
 Time is compressed: the calls are simulated, and the sensor's admission of each call as a
 captured hit is modelled with its token buckets at the standing budgets (1 passing hit/s and
-5 violation hits/s per source, ``pytest_runtime.publish``), in simulated time. The hits
+5 violation hits/s per source, ``pytest_runtime.publish``), in simulated time. A passing call
+the pass bucket refuses goes to the sensor's own novelty admission (``sensor.guards.Novelty``
+and ``value_class``, the real code, given the simulated time): captured if its value class is
+new to the source (``expect.sampled = "novel"``). Each version is a new sensor process, with
+its own set of classes seen. ``--no-novelty`` models the sensor without it (uniform sampling
+of passing calls only, as before). The hits
 admitted go, in 10 s batches, into the hub's real SQLite store (a file, ``synchronous=FULL``
 as the hub opens it), which counts them per stratum and keeps its bounded stratified sample.
 A new service version is deployed at hour 12.
@@ -30,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sensor.guards import Novelty, value_class
 from sensor.hub import strata
 from sensor.hub.store import ProbeRecord, SourceRecord
 from sensor.hub.store.sqlite import SQLiteStore
@@ -48,7 +54,10 @@ def source(version: str) -> SourceRecord:
     )  # fmt: skip
 
 
-def hit(n: int, ts: float, price: Any, ok: bool) -> dict[str, Any]:
+def hit(n: int, ts: float, price: Any, ok: bool, novel: bool = False) -> dict[str, Any]:
+    expect: dict[str, Any] = {"ok": ok, "error": None}
+    if novel:
+        expect["sampled"] = "novel"
     return {
         "probe_id": "standing-bench",
         "signature": "sig",
@@ -57,7 +66,7 @@ def hit(n: int, ts: float, price: Any, ok: bool) -> dict[str, Any]:
         "ts": ts,
         "hit_id": f"h{n}",
         "captures": {"price": price, "rate": 0.1},
-        "expect": {"ok": ok, "error": None},
+        "expect": expect,
     }
 
 
@@ -65,7 +74,7 @@ def disk(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
-def day(tmp: Path, hours: float, seed: int) -> dict[str, Any]:
+def day(tmp: Path, hours: float, seed: int, novelty: bool = True) -> dict[str, Any]:
     """``hours`` simulated at CALLS_PER_S, the sensor's buckets modelled per second."""
     db = tmp / "day.db"
     store = SQLiteStore(db)
@@ -76,7 +85,9 @@ def day(tmp: Path, hours: float, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     seconds = int(hours * 3600)
     rare_violations = rare_passing = 0
-    captured_violations = captured_passing_rare = 0
+    captured_violations = captured_passing_rare = novel_rare = novel_hits = 0
+    # The sensor's novelty admission, one per sensor process (a deploy starts a new one).
+    novel = Novelty(now=0.0) if novelty else None
     batch: list[dict[str, Any]] = []
     n = 0
     started = time.perf_counter()
@@ -87,6 +98,7 @@ def day(tmp: Path, hours: float, seed: int) -> dict[str, Any]:
                 store.add_hits(source(version), batch, {}, float(second))
                 batch = []
             version = "1.1"  # a deploy at half time
+            novel = Novelty(now=0.0) if novelty else None
         # the calls of this second that are not the common state, drawn per call class
         violations = _binomial(rng, CALLS_PER_S, 3e-6)
         nones = _binomial(rng, CALLS_PER_S, 3e-6)
@@ -100,16 +112,38 @@ def day(tmp: Path, hours: float, seed: int) -> dict[str, Any]:
             batch.append(hit(n, float(second), -rng.randint(1, 100), False))
         # passing bucket: PASS_RATE hits a second, taken uniformly among the passing calls
         passing = CALLS_PER_S - violations
+        left = {"none": nones, "zero": zeros, "pos": passing - nones - zeros}
         for _ in range(int(PASS_RATE)):
             pick = rng.randrange(passing)
             n += 1
             if pick < nones:
                 captured_passing_rare += 1
-                batch.append(hit(n, float(second), None, True))
+                price: Any = None
+                left["none"] -= 1
             elif pick < nones + zeros:
-                batch.append(hit(n, float(second), 0, True))
+                price = 0
+                left["zero"] -= 1
             else:
-                batch.append(hit(n, float(second), rng.randint(1, 500), True))
+                price = rng.randint(1, 500)
+                left["pos"] -= 1
+            if novel is not None:
+                novel.note(value_class(price))  # captured within the rate: its class noted
+            batch.append(hit(n, float(second), price, True))
+        if novel is not None:
+            # The refused passing calls of this second, one admission per class present (a
+            # class admitted is not new for the rest of the second; one refused by the novelty
+            # bucket would be refused again within the same second).
+            for state, count in left.items():
+                if count <= 0:
+                    continue
+                price = None if state == "none" else 0 if state == "zero" else 1 + second % 500
+                if novel.admit(value_class(price), float(second)):
+                    n += 1
+                    novel_hits += 1
+                    if price is None:
+                        captured_passing_rare += 1
+                        novel_rare += 1
+                    batch.append(hit(n, float(second), price, True, novel=True))
         if second % 10 == 9:
             store.add_hits(source(version), batch, {}, float(second))
             batch = []
@@ -134,6 +168,9 @@ def day(tmp: Path, hours: float, seed: int) -> dict[str, Any]:
         "rare_violation_kept": kept_violations,
         "rare_passing_calls": rare_passing,
         "rare_passing_captured": captured_passing_rare,
+        "rare_passing_captured_novel": novel_rare,
+        "novel_hits": novel_hits,
+        "novelty": novelty,
         "rare_passing_kept": kept_nones,
         "disk_bytes": disk(db),
         "disk_bound_bytes": BOUND_BYTES,
@@ -193,9 +230,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
+    parser.add_argument(
+        "--no-novelty",
+        action="store_true",
+        help="model the sensor without novelty admission (uniform sampling of passing calls)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-reservoir-") as tmp:
-        results = [day(Path(tmp), args.hours, args.seed), million(Path(tmp))]
+        results = [
+            day(Path(tmp), args.hours, args.seed, novelty=not args.no_novelty),
+            million(Path(tmp)),
+        ]
     if args.json:
         for result in results:
             print(json.dumps(result))
@@ -220,10 +265,16 @@ def main(argv: list[str] | None = None) -> int:
         f"  rare violating state: {d['rare_violation_calls']} calls, "
         f"{d['rare_violation_captured']} captured, {d['rare_violation_kept']} kept"
     )
+    sampled = d["rare_passing_captured"] - d["rare_passing_captured_novel"]
+    how = (
+        f"{sampled} by the 1 hit/s sampling, {d['rare_passing_captured_novel']} as a new value "
+        f"class; {d['novel_hits']} novel hits in all"
+        if d["novelty"]
+        else f"{sampled} by the 1 hit/s sampling, novelty admission off"
+    )
     print(
         f"  rare passing state: {d['rare_passing_calls']} calls, "
-        f"{d['rare_passing_captured']} captured by the 1 hit/s sampling, "
-        f"{d['rare_passing_kept']} kept"
+        f"{d['rare_passing_captured']} captured ({how}), {d['rare_passing_kept']} kept"
     )
     print(
         f"10^6 calls, every call captured: seen {m['seen']:,}, kept {m['kept']} (bound "

@@ -45,6 +45,7 @@ from sensor.guards import (
     CpuBudget,
     ExpectGate,
     Gate,
+    Novelty,
     Switch,
     Waker,
     new_tally,
@@ -658,6 +659,8 @@ class Engine:
                 waker=self._waker,
                 account=armed.account,
                 hits=armed.hit_count,
+                novelty=Novelty(),
+                key_names=_key_names(armed),
             )
         else:
             gate = Gate(
@@ -1070,6 +1073,8 @@ class Engine:
             ns["exception"] = value
         if outcome == "violation":
             expect = {"ok": None if error else False, "error": _clean(error)}
+        elif outcome == "novel":  # refused by the pass bucket, admitted as a new value class
+            expect = {"ok": True, "error": None, "sampled": "novel"}
         else:
             expect = {"ok": True, "error": None}
         exception: dict[str, Any] | None = None
@@ -1097,7 +1102,7 @@ class Engine:
         account = armed.account
         assert account is not None
 
-        def fire(value: object, admit: Callable[[bool], bool] | None = None) -> bool | None:
+        def fire(value: object, admit: Callable[..., bool | str] | None = None) -> bool | None:
             # The budget's clock: wall time (cheap) unless a window overflowed (see CpuBudget).
             clock = budget.clock
             t0 = clock()
@@ -1121,7 +1126,7 @@ class Engine:
         armed: _Armed,
         frame: Any,
         value: object,
-        admit: Callable[[bool], bool] | None = None,
+        admit: Callable[..., bool | str] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> bool | None:
         """Produce the hit of one admitted firing: True, False (nothing), None (not evaluated).
@@ -1156,12 +1161,16 @@ class Engine:
             violated = ok is not True
             if violated:
                 armed.violations += 1
+            admitted: bool | str = True
             if admit is not None:
-                if not admit(violated):
+                admitted = admit(violated, ns)
+                if not admitted:
                     return False
             elif probe.kind is ProbeKind.EXPECT and not violated:
                 return False
             expect = {"ok": ok, "error": _clean(err)}
+            if admitted == "novel":  # refused by the pass bucket, admitted as a new value class
+                expect["sampled"] = "novel"
         exception: dict[str, Any] | None = None
         if point is Point.EXCEPTION and isinstance(value, BaseException):
             exception = _exception_info(value, probe.limits.capture)
@@ -1176,7 +1185,7 @@ class Engine:
         armed: _Armed,
         frame: Any,
         exc: object,
-        admit: Callable[[bool], bool] | None = None,
+        admit: Callable[..., bool | str] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> bool | None:
         """The hit of an exception leaving a function at a ``@return`` probe.
@@ -1321,6 +1330,14 @@ class Engine:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _key_names(armed: _Armed) -> tuple[str, ...]:
+    """The names whose value classes key a passing firing for novelty (see guards.Novelty)."""
+    compiled = armed.compiled
+    if compiled is None or compiled.expect is None:
+        return ()
+    return tuple(sorted(compiled.expect.names))
 
 
 def _fast_count(armed: _Armed, name: str) -> int:

@@ -26,18 +26,22 @@ __all__ = [
     "GATE_FRAMES",
     "LONG_WAIT",
     "NOTHING",
+    "NOVEL_KEYS",
+    "NOVEL_RATE",
     "SENSOR_WORK",
     "SENSOR_WORKING",
     "Account",
     "CpuBudget",
     "ExpectGate",
     "Gate",
+    "Novelty",
     "Switch",
     "Waker",
     "new_tally",
     "switch_of",
     "switched",
     "tally_count",
+    "value_class",
 ]
 
 log = logging.getLogger("sensor.guards")
@@ -805,17 +809,20 @@ class ExpectGate(_GuardedHook):
     calls ``fire(value, admit)``; ``fire`` evaluates the condition and the expectation, then asks
     ``admit(violated)`` whether to capture: a violation takes a token of the *violation* bucket
     (``violation_rate``), a passing firing one of the *pass* bucket (the probe's own rate;
-    ``pass_rate=None`` never captures a passing firing, as for kind ``expect``). ``fire``
+    ``pass_rate=None`` never captures a passing firing, as for kind ``expect``). A passing
+    firing the pass bucket refuses is captured if ``novelty`` admits it: ``admit(False, ns)``
+    (``ns`` the firing's names) keys the values of ``key_names`` (the names the expectation
+    reads, see :class:`Novelty`) and answers ``"novel"``. ``fire``
     returns True (a hit was produced), False (evaluated, nothing produced) or None (not
     evaluated: condition false or failing, which gives the evaluation token back). ``hits``
     may be shared with other gates of the probe, as for :class:`Gate`.
     """
 
-    __slots__ = ()
+    __slots__ = ("novelty",)
 
     def __init__(
         self,
-        fire: Callable[[object, Callable[[bool], bool]], object],
+        fire: Callable[[object, Callable[..., bool | str]], object],
         *,
         eval_rate: float,
         violation_rate: float,
@@ -827,8 +834,13 @@ class ExpectGate(_GuardedHook):
         waker: Waker | None = None,
         account: Account | None = None,
         hits: list[int] | None = None,
+        novelty: Novelty | None = None,
+        key_names: tuple[str, ...] = (),
     ) -> None:
         monotonic = time.monotonic
+        if pass_rate is None:
+            novelty = None
+        self.novelty = novelty
         eval_rate_f = float(eval_rate)
         eval_burst = max(1.0, eval_rate_f)
         tokens = eval_burst
@@ -842,13 +854,24 @@ class ExpectGate(_GuardedHook):
         produced_hits = hits if hits is not None else [0]
         skips = new_tally()
 
-        def admit(violated: bool) -> bool:
+        def admit(violated: bool, ns: Any = None) -> bool | str:
             if violated:
                 if violations.take(monotonic()):
                     return True
                 next(skips)  # a violation not captured: counted, never silent
                 return False
-            return passes is not None and passes.take(monotonic())
+            if passes is None:
+                return False
+            if passes.take(monotonic()):
+                if novelty is not None and ns is not None:
+                    novelty.note(novelty.key(key_names, ns))
+                return True
+            if novelty is not None and ns is not None:
+                # Refused by the pass bucket: captured anyway if its value class is new.
+                key = novelty.key(key_names, ns)
+                if key not in novelty.seen and novelty.admit(key, monotonic()):
+                    return "novel"
+            return False
 
         switch = Switch((True,))  # as in Gate: empty while closed, until the waker reopens it
         schedule = None if waker is None else waker.schedule
@@ -941,3 +964,113 @@ class _Bucket:
             return True
         self.tokens = tokens
         return False
+
+
+#: Value-class keys a probe remembers for novelty admission (see :class:`Novelty`).
+NOVEL_KEYS = 256
+#: Passing evaluations a second a probe may capture because their value class is new.
+NOVEL_RATE = 10.0
+
+_NONE_T = type(None)
+# Exact builtin types whose class is only "empty or not" (their truth runs no user code), by
+# id: the first of their two class numbers.
+_SIZED = {
+    id(t): 20 + 2 * n for n, t in enumerate((list, tuple, dict, set, frozenset, bytes, bytearray))
+}
+# datetime.datetime, datetime.time and decimal.Decimal, imported at the first Novelty (placement
+# time), not at the sensor's start.
+_DATETIME: Any = None
+_TIME: Any = None
+_DECIMAL: Any = None
+
+
+def value_class(v: Any) -> int:
+    """The value class of ``v`` as one int, computed without running any user code.
+
+    Exact builtin types get small numbers (no allocation on the hot path) from bits read at C
+    level: the sign of an ``int``/``float``/``Decimal`` (and NaN), an empty ``str`` or one that
+    is not ASCII or has whitespace at either end (its first and last characters, never the
+    whole text), an empty container, a ``datetime``/``time`` with or without ``tzinfo``. Any
+    other object (a user class, a subclass of a builtin) is keyed on ``id(type(v))`` alone (an
+    address, never one of the small numbers): nothing is called on it, not even ``hash`` or
+    ``==`` of its type (a metaclass may define them).
+    """
+    t = type(v)
+    if t is int:
+        return 1 if v > 0 else 2 if v < 0 else 0
+    if t is str:
+        if not v:
+            return 4
+        return 5 + (0 if v.isascii() else 1) + (2 if v[0].isspace() or v[-1].isspace() else 0)
+    if t is float:
+        return 13 if v > 0.0 else 14 if v < 0.0 else 12 if v == 0.0 else 15
+    if t is _NONE_T:
+        return 16
+    if t is bool:
+        return 18 if v else 17
+    sized = _SIZED.get(id(t))
+    if sized is not None:
+        return sized + 1 if v else sized
+    if t is _DATETIME:
+        return 34 if v.tzinfo is None else 35
+    if t is _TIME:
+        return 36 if v.tzinfo is None else 37
+    if t is _DECIMAL:
+        return 41 if v.is_nan() else 38 if v.is_zero() else 40 if v.is_signed() else 39
+    if t is object:  # a bare object(): also what stands for a name that is absent
+        return 42
+    return id(t)
+
+
+class Novelty:
+    """Admission of a passing evaluation the pass bucket refused, when its value class is new.
+
+    A standing probe captures passing evaluations at its rate (about 1 a second), uniformly: a
+    state seen on 3 calls in 10^6 would almost never be captured. A key of value classes
+    (:func:`value_class` of the values the expectation reads) not seen before by this probe
+    is admitted, within its own bucket (``rate`` a second) so that a flood of new keys cannot
+    become a capture storm, and at most ``max_keys`` keys are remembered: beyond, no novelty
+    admission. A key is remembered only once admitted (one refused by the bucket is tried
+    again; the key of an evaluation captured within the pass rate is remembered too, by
+    :meth:`note`). ``admitted`` and ``dropped`` are tallies: a new key refused by the bucket or the
+    bound is counted in ``dropped``, once per evaluation.
+    """
+
+    __slots__ = ("admitted", "bucket", "dropped", "max_keys", "seen")
+
+    def __init__(
+        self, rate: float = NOVEL_RATE, max_keys: int = NOVEL_KEYS, now: float | None = None
+    ) -> None:
+        global _DATETIME, _TIME, _DECIMAL
+        if _DECIMAL is None:
+            import datetime
+            import decimal
+
+            _DATETIME, _TIME, _DECIMAL = datetime.datetime, datetime.time, decimal.Decimal
+        self.seen: set[object] = set()
+        self.max_keys = max_keys
+        # ``now``: the clock admit() is given (time.monotonic() by default).
+        self.bucket = _Bucket(rate, None, time.monotonic() if now is None else now)
+        self.admitted = new_tally()
+        self.dropped = new_tally()
+
+    def admit(self, key: object, now: float) -> bool:
+        """True to capture this evaluation (``key`` is new, within the bound and the bucket)."""
+        seen = self.seen
+        if key in seen:
+            return False
+        if len(seen) >= self.max_keys or not self.bucket.take(now):
+            next(self.dropped)
+            return False
+        seen.add(key)
+        next(self.admitted)
+        return True
+
+    def note(self, key: object) -> None:
+        """Remember ``key`` of an evaluation captured within the pass rate (if there is room)."""
+        if len(self.seen) < self.max_keys:
+            self.seen.add(key)
+
+    def key(self, names: tuple[str, ...], ns: Any) -> tuple[int, ...]:
+        """The key of the values ``names`` name in ``ns`` (a name not there counts as absent)."""
+        return tuple(map(value_class, map(ns.get, names, (NOTHING,) * len(names))))

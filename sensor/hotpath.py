@@ -26,6 +26,7 @@ capture of a violation (within ``violation_rate``) or of a passing firing (withi
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import math
 import sys
@@ -44,6 +45,7 @@ from sensor.guards import (
     SENSOR_WORK,
     Account,
     CpuBudget,
+    Novelty,
     Switch,
     Waker,
     new_tally,
@@ -65,6 +67,7 @@ _perf = time.perf_counter_ns
 _SWITCH_ATTR = "sensor_switch"
 # The locals of an evaluation that reads no local: never written to, so one is shared.
 _NO_LOCALS: dict[str, object] = {}
+_BUILTIN_NAMES = frozenset(vars(builtins))
 # Types whose truth value runs no user code (the engine's _truth uses the same list).
 _PLAIN_TRUTH = frozenset(
     map(id, (type(None), int, float, str, bytes, list, tuple, dict, set, frozenset))
@@ -78,14 +81,16 @@ class FastExpectGate(guards._GuardedHook):
     value (``result`` at ``@return``, ``exception`` at ``@exception``); every other name is
     read from the frame's locals in place. ``slow(frame, value, outcome, error)`` is the
     engine's slow path: it builds and delivers the hit of this firing (``outcome``:
-    ``"violation"`` or ``"pass"``; ``error`` the text of an evaluation error, redacted there);
+    ``"violation"``, ``"pass"`` or ``"novel"``: a passing firing the pass bucket refused and
+    ``novelty`` admitted, see :class:`~sensor.guards.Novelty`; ``error`` the text of an
+    evaluation error, redacted there);
     ``failed(exc)`` records a failure of the sensor's own (a hit that could not be built).
     ``depth`` and ``dispatch`` find the target frame (see :class:`~sensor.inject.core.Backend`). The
     counters are tallies: ``evaluations`` and ``violations`` count before any capture
     decision, exactly.
     """
 
-    __slots__ = ("evaluations", "violations")
+    __slots__ = ("evaluations", "novelty", "violations")
 
     def __init__(
         self,
@@ -107,6 +112,7 @@ class FastExpectGate(guards._GuardedHook):
         account: Account,
         waker: Waker | None = None,
         hits: list[int] | None = None,
+        novelty: Novelty | None = None,
     ) -> None:
         if value_name is not None and expr.slots != (value_name,):
             raise ValueError(f"expression {expr.source!r}: compile it with slots=({value_name!r},)")
@@ -130,6 +136,22 @@ class FastExpectGate(guards._GuardedHook):
             None if pass_rate is None else guards._Bucket(pass_rate, pass_burst, monotonic())
         )
         has_value = value_name is not None
+        # Novelty admission of a passing evaluation the pass bucket refused (see
+        # guards.Novelty): its key is of the probe's value and the locals the expectation reads.
+        if pass_bucket is None:
+            novelty = None
+        elif novelty is None:
+            novelty = Novelty()
+        novel = novelty
+        seen: set[object] = set() if novelty is None else novelty.seen
+        # Builtins (len, sum, isinstance) are not locals: left out of the key.
+        key_names = tuple(
+            sorted(n for n in expr.names if n != value_name and n not in _BUILTIN_NAMES)
+        )
+        absent = (NOTHING,) * len(key_names)
+        n_names = len(key_names)
+        k0, k1 = (*key_names, "", "")[:2]
+        value_class = guards.value_class
         # An expectation that reads only the probe's value (``result >= 0``) needs no frame:
         # it is read only for a capture (or when the hook was given no value).
         reads_frame = not has_value or not set(expr.names) <= {value_name}
@@ -252,8 +274,38 @@ class FastExpectGate(guards._GuardedHook):
                         outcome = "violation"
                     else:
                         next(skips)  # a violation not captured: counted, never silent
-                elif pass_bucket is not None and pass_bucket.take(monotonic()):
-                    outcome = "pass"
+                elif pass_bucket is not None:
+                    outcome = "pass" if pass_bucket.take(monotonic()) else None
+                    if novel is not None:
+                        # Captured anyway if its value class is new (the pass bucket refused
+                        # it), or its class noted (captured within the rate). Only values at
+                        # hand, keyed without running user code.
+                        # (an int result inline: the commonest, no call)
+                        key: object = (
+                            -1
+                            if value is NOTHING
+                            else (1 if value > 0 else 2 if value < 0 else 0)
+                            if type(value) is int
+                            else value_class(value)
+                        )
+                        if key_names:  # the locals it reads (absent: the NOTHING class)
+                            get = fl.get
+                            # Unrolled for one or two names: a Python call from map() (C) is
+                            # dearer than one from here.
+                            if n_names == 1:
+                                key = (key, value_class(get(k0, NOTHING)))
+                            elif n_names == 2:
+                                key = (
+                                    key,
+                                    value_class(get(k0, NOTHING)),
+                                    value_class(get(k1, NOTHING)),
+                                )
+                            else:
+                                key = (key, *map(value_class, map(get, key_names, absent)))
+                        if outcome is not None:
+                            novel.note(key)
+                        elif key not in seen and novel.admit(key, monotonic()):
+                            outcome = "novel"
                 if outcome is not None:
                     if frame is None:
                         frame = getframe(depth)
@@ -310,6 +362,7 @@ class FastExpectGate(guards._GuardedHook):
         self._publish(hook, read, disarm)
         self.evaluations = evaluations
         self.violations = violations
+        self.novelty = novelty
 
 
 def _type_name(tp: type) -> str:

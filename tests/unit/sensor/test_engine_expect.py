@@ -272,3 +272,37 @@ def test_exception_info_runs_no_user_code() -> None:
     assert calls == []
     assert info["type"].endswith("LoudError")
     assert "leaked" not in repr(info)
+
+
+RARE = """
+def quote(i):
+    # Three calls in 20,000 return None: it passes the expectation, a rare passing state.
+    result = None if i in (4_001, 11_003, 17_005) else i + 1
+    return result
+"""
+
+
+@pytest.mark.parametrize("condition", [None, "i >= 0"], ids=["fast-path", "with-condition"])
+def test_a_rare_passing_state_is_captured_as_novel(
+    engine: Engine, load: Callable[..., ModuleType], condition: str | None
+) -> None:
+    module = load(RARE)
+    probe = make(
+        kind="snapshot",
+        location=f"{module.__name__}:quote",
+        capture=["i", "result"],
+        expect="result is None or result > 0",
+        condition=condition,
+        limits={"eval_rate": 1e6},  # passing snapshots at the default 1 a second
+    )
+    place(engine, probe)
+    for i in range(20_000):
+        module.quote(i)
+    hits = engine.drain()
+    novel = [h for h in hits if h.expect == {"ok": True, "error": None, "sampled": "novel"}]
+    # The first None is new; the two after it are of a class already captured.
+    assert [(h.captures or {}).get("i") for h in novel] == [4_001]
+    assert [(h.captures or {}).get("result", "absent") for h in novel] == [None]
+    got = status(engine, probe)
+    assert (got.evaluations, got.violations) == (20_000, 0)
+    assert got.hits == len(hits)

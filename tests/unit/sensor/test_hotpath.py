@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import ModuleType
 from typing import Any
@@ -22,7 +23,7 @@ import pytest
 from sensor.engine import Engine
 from sensor.errors import ExpressionError
 from sensor.expressions import Redacted, compile
-from sensor.guards import CpuBudget
+from sensor.guards import CpuBudget, Novelty, tally_count, value_class
 from sensor.hotpath import SETTLE_EVERY, FastExpectGate
 from sensor.probes import Probe, ProbeState
 
@@ -423,3 +424,243 @@ def test_a_rule_change_is_applied_by_the_hook_from_the_next_firing() -> None:
     assert seen == [("violation", None)]  # a redacted marker is never equal to the text
     g.hook("plain-value")
     assert seen == [("violation", None)]  # the rules are back: it holds again
+
+
+# -- novelty: a rare passing state is captured though the pass bucket refuses it --------------
+
+
+def passing_gate(
+    source: str,
+    seen: list[tuple[object, str]],
+    *,
+    novelty: Novelty | None = None,
+    value_name: str | None = "result",
+) -> FastExpectGate:
+    """A snapshot probe's gate with an expectation: passing firings captured at 1 a second."""
+    return FastExpectGate(
+        expr=compile(source, slots=() if value_name is None else (value_name,)),
+        value_name=value_name,
+        slow=lambda frame, value, outcome, error: seen.append((value, outcome)),
+        failed=lambda exc: seen.append((exc, "failed")),
+        depth=1,
+        dispatch=frozenset(),
+        eval_rate=1e9,
+        violation_rate=1e9,
+        pass_rate=1.0,
+        pass_burst=None,
+        max_hits=None,
+        expires_at=None,
+        on_stop=lambda why: None,
+        budget=CpuBudget(0.99),
+        account=CpuBudget(0.99).account("p"),
+        novelty=novelty,
+    )
+
+
+def test_a_rare_passing_state_is_captured_among_a_hundred_thousand_common_ones() -> None:
+    # 10^5 passing calls of one class and 3 of rare classes, at 1 passing capture a second:
+    # uniform sampling would capture a rare one with a probability of about 3 in 10^5.
+    seen: list[tuple[object, str]] = []
+    g = passing_gate("result != 'never'", seen)
+    aware = datetime(2026, 1, 2, tzinfo=UTC)
+    rare: dict[int, object] = {20_011: None, 50_021: aware, 90_031: "sku-17 "}
+    for i in range(100_000):
+        g.hook(rare.get(i, i + 1))
+    captured = [value for value, _ in seen]
+    for value in rare.values():
+        assert value in captured, value
+    outcomes = {repr(value): outcome for value, outcome in seen}
+    assert outcomes[repr(aware)] == "novel"
+    assert outcomes["'sku-17 '"] == "novel"
+    # The common class is captured within the pass rate, never again as new.
+    assert [o for v, o in seen if type(v) is int] == ["pass"] * len(
+        [v for v, _ in seen if type(v) is int]
+    )
+    assert tally_count(g.evaluations) == 100_000
+    assert tally_count(g.violations) == 0
+
+
+def test_novelty_keys_the_locals_the_expectation_reads() -> None:
+    seen: list[tuple[object, str]] = []
+    g = passing_gate("label is not None or result >= 0", seen)
+
+    def call(result: object, label: object) -> None:
+        g.hook(result)
+
+    for i in range(20_000):
+        call(i + 1, "a")
+    call(7, "")  # same result class, an empty label: new
+    call(8, "b\u00e9")  # a label that is not ASCII: new
+    call(9, " c")  # leading whitespace: new
+    call(10, None)  # None label: new
+    call(11, "d")  # the common class again: nothing
+    novel = [value for value, outcome in seen if outcome == "novel"]
+    assert novel == [7, 8, 9, 10]
+
+
+def test_value_classes_of_builtins() -> None:
+    Novelty()  # imports datetime and Decimal for value_class
+    vc = value_class
+    assert len({vc(0), vc(1), vc(-1)}) == 3
+    assert len({vc(0.0), vc(1.5), vc(-1.5), vc(math.nan)}) == 4
+    assert len({vc(""), vc("a"), vc("a "), vc(" a"), vc("\u00e9")}) == 4  # both ends alike
+    assert vc("a ") == vc(" a")
+    assert len({vc(Decimal("0")), vc(Decimal("2")), vc(Decimal("-2")), vc(Decimal("NaN"))}) == 4
+    naive, aware = datetime(2026, 1, 1), datetime(2026, 1, 1, tzinfo=UTC)
+    assert vc(naive) != vc(aware)
+    assert vc([]) != vc([1])
+    assert vc({}) != vc({"a": 1})
+    assert vc(()) != vc((1,))
+    assert vc(None) != vc(0)
+    assert vc(True) != vc(False)
+    assert vc(True) != vc(1)
+    assert vc(Text("")) == vc(Text("x y "))  # a subclass of str: its type only
+    assert vc("x" * 10_000 + " ") == vc("y ")  # never the whole text
+
+
+class Recording(type):
+    """A metaclass whose every hook records: a type is never hashed or compared either."""
+
+    def __eq__(cls, other: object) -> bool:
+        Hostile.calls.append("Recording.__eq__")
+        return True
+
+    def __hash__(cls) -> int:
+        Hostile.calls.append("Recording.__hash__")
+        return 1
+
+
+class Booby(metaclass=Recording):
+    """Every attribute, comparison and hash raises and records."""
+
+    def __getattribute__(self, name: str) -> Any:
+        Hostile.calls.append(f"Booby.{name}")
+        raise RuntimeError(name)
+
+    def __eq__(self, other: object) -> bool:
+        Hostile.calls.append("Booby.__eq__")
+        raise RuntimeError("eq")
+
+    def __hash__(self) -> int:
+        Hostile.calls.append("Booby.__hash__")
+        raise RuntimeError("hash")
+
+    def __bool__(self) -> bool:
+        Hostile.calls.append("Booby.__bool__")
+        raise RuntimeError("bool")
+
+
+class Sly(str):
+    def isascii(self) -> bool:
+        Hostile.calls.append("Sly.isascii")
+        return True
+
+    def __getitem__(self, key: Any) -> Any:
+        Hostile.calls.append("Sly.__getitem__")
+        return "x"
+
+    def __len__(self) -> int:
+        Hostile.calls.append("Sly.__len__")
+        return 1
+
+
+class Zoned(datetime):
+    @property
+    def tzinfo(self) -> Any:
+        Hostile.calls.append("Zoned.tzinfo")
+        raise RuntimeError("tzinfo")
+
+
+def test_novelty_runs_no_user_code() -> None:
+    Hostile.calls.clear()
+    seen: list[tuple[object, str]] = []
+    g = passing_gate("result is not None and other is not None", seen, novelty=Novelty(rate=1e9))
+
+    def call(result: object, other: object) -> None:
+        g.hook(result)
+
+    for _ in range(1000):
+        call(1, 1)
+    hostile = [Hostile(), WithMeta(), Booby(), Sly("abc "), Zoned(2026, 1, 1), Text("t ")]
+    for value in hostile:
+        call(value, value)
+        call(1, value)
+        call(value, 1)
+    assert Hostile.calls == []
+    novel = [v for v, outcome in seen if outcome == "novel"]
+    assert len(novel) == 3 * len(hostile)  # each a new class, by its type's identity
+    assert [o for _, o in seen if o == "failed"] == []  # no failure of the sensor's own
+
+
+def test_novelty_is_bounded_in_keys_and_in_rate() -> None:
+    classes = [type(f"C{n}", (), {}) for n in range(40)]
+    seen: list[tuple[object, str]] = []
+    bounded = Novelty(rate=1e9, max_keys=8)
+    g = passing_gate("result is not None", seen, novelty=bounded)
+    for _ in range(5):
+        g.hook(0)  # the first captured within the pass rate (its class noted), 4 refused
+    for cls in classes:
+        g.hook(cls())
+    novel = [v for v, outcome in seen if outcome == "novel"]
+    assert len(novel) == 7  # 8 keys: the int's and 7 new ones
+    assert len(bounded.seen) == 8
+    assert tally_count(bounded.dropped) == 40 - 7  # counted, never silent
+    assert tally_count(bounded.admitted) == 7
+    # A flood of new classes within the key bound: the novelty bucket caps the captures.
+    seen.clear()
+    slow = Novelty(rate=2.0, max_keys=1000)
+    g = passing_gate("result is not None", seen, novelty=slow)
+    started = time.monotonic()
+    for cls in classes:
+        g.hook(cls())
+    elapsed = time.monotonic() - started
+    novel = [v for v, outcome in seen if outcome == "novel"]
+    assert 1 <= len(novel) <= 2 + int(2 * elapsed) + 1
+    assert tally_count(slow.dropped) == 39 - len(novel)
+    assert len(slow.seen) == len(novel) + 1  # a refused key is not remembered
+
+
+def test_an_expect_kind_probe_never_captures_a_passing_firing_as_new() -> None:
+    seen: list[tuple[object, str]] = []
+    g = FastExpectGate(
+        expr=compile("result is not None", slots=("result",)),
+        value_name="result",
+        slow=lambda frame, value, outcome, error: seen.append((value, outcome)),
+        failed=lambda exc: None,
+        depth=1,
+        dispatch=frozenset(),
+        eval_rate=1e9,
+        violation_rate=1e9,
+        pass_rate=None,
+        pass_burst=None,
+        max_hits=None,
+        expires_at=None,
+        on_stop=lambda why: None,
+        budget=CpuBudget(0.99),
+        account=CpuBudget(0.99).account("p"),
+    )
+    values: list[object] = [1, "a", 2.5, [], Hostile()]
+    for value in values:
+        g.hook(value)
+    assert seen == []
+    assert g.novelty is None
+
+
+@pytest.mark.parametrize("names", [("a",), ("a", "b"), ("a", "b", "c")])
+def test_novelty_keys_one_two_or_more_locals(names: tuple[str, ...]) -> None:
+    # A probe with no value slot (a line probe): the key is the locals alone.
+    seen: list[tuple[object, str]] = []
+    source = " and ".join(f"{n} is not None" for n in names)
+    g = passing_gate(source, seen, value_name=None, novelty=Novelty(rate=1e9))
+
+    def call(a: object, b: object, c: object) -> None:
+        g.hook()
+
+    for i in range(1000):
+        call(i + 1, "x", [1])
+    call(1, "x", [1])  # the common classes: nothing
+    assert [o for _, o in seen] == ["pass"]
+    call(-1, "x", [1])  # a negative a: new
+    call(1, "", [1])  # an empty b: new only if b is read
+    call(1, "x", [])  # an empty c: new only if c is read
+    assert [o for _, o in seen].count("novel") == len(names)
