@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sensor.errors import ConfigError
@@ -40,15 +41,22 @@ __all__ = [
 
 
 def open_store(location: str | Path, *, synchronous: str = "FULL") -> Store:
-    """Open the store named by ``location``: a file path or ``sqlite:///path`` (``:memory:`` too).
+    """Open the store named by ``location``, migrating its schema to this hub's version.
 
-    ``postgresql://`` is reserved for the PostgreSQL store a later issue adds.
+    ``postgresql://...`` (or ``postgres://``) opens the PostgreSQL store (the ``postgres``
+    extra); anything else is a SQLite file path or ``sqlite:///path`` (``:memory:`` too).
     """
     text = str(location)
     if text.startswith(("postgres://", "postgresql://")):
+        from sensor.hub.store.postgres import PostgresStore
+
+        return PostgresStore(text)
+    scheme_match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if scheme_match is not None and not text.startswith("sqlite:///"):
+        scheme = scheme_match.group(1)
         raise ConfigError(
-            f"hub database {text!r}: the PostgreSQL store is not available yet; "
-            "expected a SQLite file path"
+            f"hub database {scheme + '://...'!r}: unknown scheme {scheme!r}, expected a SQLite "
+            "file path, sqlite:///path or postgresql://user@host/database"
         )
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///") :]

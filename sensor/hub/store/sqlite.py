@@ -13,11 +13,11 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sensor.hub.body import check_values
 from sensor.hub.store.base import (
     BatchOutcome,
     CorruptRecordError,
@@ -28,56 +28,84 @@ from sensor.hub.store.base import (
     SourceRecord,
     StoreError,
     TokenRecord,
-    selector_matches,
+)
+from sensor.hub.store.migrations import Migration, pending
+from sensor.hub.store.rows import (
+    bad_hit_body,
+    picks,
+    probe_from_row,
+    readable,
+    source_from_row,
+    status_from_body,
+    token_from_row,
 )
 
-__all__ = ["FILE_MODE", "SQLiteStore"]
+__all__ = ["FILE_MODE", "MIGRATIONS", "SQLiteStore"]
 
 _log = logging.getLogger("sensor.hub")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tokens (
+# Version 1: the tables of the first release. Every statement is IF NOT EXISTS: a file made
+# before the version table existed runs this step without change and gets its version row.
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL,
     token_hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sources (
+)""",
+    """CREATE TABLE IF NOT EXISTS sources (
     id TEXT PRIMARY KEY, service TEXT NOT NULL, version TEXT, host TEXT, pid INTEGER,
     python TEXT, labels TEXT NOT NULL, runtime_id TEXT, sensor_version TEXT, backend TEXT,
     token_id TEXT, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
     dropped INTEGER NOT NULL DEFAULT 0, deregistered INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS sources_runtime ON sources (runtime_id);
-CREATE TABLE IF NOT EXISTS probes (
+)""",
+    "CREATE INDEX IF NOT EXISTS sources_runtime ON sources (runtime_id)",
+    """CREATE TABLE IF NOT EXISTS probes (
     id TEXT PRIMARY KEY, signature TEXT NOT NULL, probe TEXT NOT NULL, selector TEXT NOT NULL,
     state TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL, ended_at REAL,
     max_hits INTEGER, hit_count INTEGER NOT NULL DEFAULT 0, dropped INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS probes_signature ON probes (signature);
-CREATE INDEX IF NOT EXISTS probes_state ON probes (state);
-CREATE TABLE IF NOT EXISTS statuses (
+)""",
+    "CREATE INDEX IF NOT EXISTS probes_signature ON probes (signature)",
+    "CREATE INDEX IF NOT EXISTS probes_state ON probes (state)",
+    """CREATE TABLE IF NOT EXISTS statuses (
     probe_id TEXT NOT NULL, source_id TEXT NOT NULL, body TEXT NOT NULL, updated_at REAL NOT NULL,
     PRIMARY KEY (probe_id, source_id)
-);
-CREATE TABLE IF NOT EXISTS hits (
+)""",
+    """CREATE TABLE IF NOT EXISTS hits (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, probe_id TEXT NOT NULL, signature TEXT NOT NULL,
     source_id TEXT NOT NULL, hit_id TEXT, ts REAL NOT NULL, received_at REAL NOT NULL,
     body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS hits_probe ON hits (probe_id, seq);
-CREATE INDEX IF NOT EXISTS hits_signature ON hits (signature, seq);
-CREATE INDEX IF NOT EXISTS hits_received ON hits (received_at);
--- a sensor retrying a batch after a lost answer must not store its hits twice
-CREATE UNIQUE INDEX IF NOT EXISTS hits_unique ON hits (probe_id, source_id, hit_id);
-"""
-
-# Columns added after the first release: (table, column, declaration). An existing hub file
-# gains them at open (ALTER TABLE ... ADD COLUMN keeps every row).
-_ADDED_COLUMNS = (
-    ("tokens", "services", "TEXT"),
-    ("probes", "ended_reason", "TEXT"),
+)""",
+    "CREATE INDEX IF NOT EXISTS hits_probe ON hits (probe_id, seq)",
+    "CREATE INDEX IF NOT EXISTS hits_signature ON hits (signature, seq)",
+    "CREATE INDEX IF NOT EXISTS hits_received ON hits (received_at)",
+    # a sensor retrying a batch after a lost answer must not store its hits twice
+    "CREATE UNIQUE INDEX IF NOT EXISTS hits_unique ON hits (probe_id, source_id, hit_id)",
 )
-_SCHEMA_VERSION = "2"
+
+
+def _create_tables(db: sqlite3.Connection) -> None:
+    for statement in _TABLES:
+        db.execute(statement)
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    # a file of the first release may have gained these already (before the version table,
+    # columns were added at open when missing): add only what is missing
+    for table, column, declaration in (
+        ("tokens", "services", "TEXT"),
+        ("probes", "ended_reason", "TEXT"),
+    ):
+        known = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in known:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
+#: The SQLite form of every schema version (PostgreSQL's steps carry the same numbers).
+MIGRATIONS = (
+    Migration(1, "tokens, sources, probes, statuses, hits, meta", _create_tables),
+    Migration(2, "tokens.services (sensor tokens limited to services), probes.ended_reason",
+              _add_columns),
+)  # fmt: skip
 #: The database, its WAL and its shared-memory file hold token hashes and captured values.
 FILE_MODE = 0o600
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps re-creates it
@@ -111,15 +139,7 @@ class SQLiteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-            for table, column, declaration in _ADDED_COLUMNS:
-                known = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-                if column not in known:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
-                (_SCHEMA_VERSION,),
-            )
+            self._migrate()
             if on_disk:
                 # SQLite creates -wal and -shm with the database's mode; files left by an
                 # older hub (0644) are tightened here
@@ -127,6 +147,39 @@ class SQLiteStore:
                     _tighten(Path(self.path + suffix))
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the hub database {self.path!r}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        """Bring the file to the latest schema version, in one write transaction."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")  # another hub opening the file at once waits here
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                "applied_at REAL NOT NULL, description TEXT NOT NULL)"
+            )
+            current = db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+            for step in pending(MIGRATIONS, current, repr(self.path)):
+                step.apply(db)
+                db.execute(
+                    "INSERT INTO schema_version (version, applied_at, description) "
+                    "VALUES (?, ?, ?)",
+                    (step.version, time.time(), step.description),
+                )
+                _log.info("hub database %s: migrated to schema version %d (%s)",
+                          self.path, step.version, step.description)  # fmt: skip
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        row = self._run(
+            "read schema version",
+            lambda: self._db.execute("SELECT max(version) FROM schema_version").fetchone(),
+        )
+        return int(row[0] or 0)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -170,18 +223,7 @@ class SQLiteStore:
 
     _TOKEN_COLUMNS = "id, name, scope, token_hash, created_at, services"
 
-    @staticmethod
-    def _token(row: Sequence[Any]) -> TokenRecord:
-        token_id, name, scope, token_hash, created_at, services = row
-        if services is not None:
-            try:
-                services = json.loads(services)
-            except ValueError:
-                services = None
-            if not isinstance(services, list) or not all(isinstance(x, str) for x in services):
-                # a token whose limits cannot be read must not become a token without limits
-                raise CorruptRecordError(token_id, "its services list is not a list of names")
-        return TokenRecord(token_id, name, scope, token_hash, created_at, services)
+    _token = staticmethod(token_from_row)
 
     def add_token(self, token: TokenRecord) -> None:
         self._run(
@@ -237,23 +279,7 @@ class SQLiteStore:
         "token_id, first_seen, last_seen, dropped, deregistered"
     )
 
-    @staticmethod
-    def _source(row: Sequence[Any]) -> SourceRecord:
-        values = list(row)
-        try:
-            labels = json.loads(values[6])
-        except (TypeError, ValueError) as exc:
-            raise CorruptRecordError(str(values[0]), f"its labels are not JSON ({exc})") from None
-        if not isinstance(labels, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-        ):
-            raise CorruptRecordError(str(values[0]), "its labels are not an object of strings")
-        values[6] = labels
-        values[14] = bool(values[14])
-        _check_record(str(values[0]), values)
-        if not isinstance(values[1], str) or not values[1]:
-            raise CorruptRecordError(str(values[0]), f"its service is {values[1]!r}")
-        return SourceRecord(*values)
+    _source = staticmethod(source_from_row)
 
     def register_source(self, source: SourceRecord) -> SourceRecord:
         """Insert a source; a known ``runtime_id`` (the same process again) keeps its id."""
@@ -314,7 +340,7 @@ class SQLiteStore:
                 f"SELECT {self._SOURCE_COLUMNS} FROM sources ORDER BY service, first_seen, id"
             ).fetchall(),
         )
-        return _readable(rows, self._source, quarantined)
+        return readable(rows, self._source, quarantined)
 
     def touch_source(self, source_id: str, now: float, dropped: int | None = None) -> None:
         self._transaction("touch source", self._touch, source_id, now, dropped, soft=True)
@@ -348,22 +374,7 @@ class SQLiteStore:
     )
     _PROBE_SELECT = _PROBE_COLUMNS + ", ended_reason"
 
-    @staticmethod
-    def _probe(row: Sequence[Any]) -> ProbeRecord:
-        values = list(row)
-        record_id = str(values[0])
-        for index, name in ((2, "probe"), (3, "selector")):
-            try:
-                values[index] = json.loads(values[index])
-            except (TypeError, ValueError) as exc:
-                raise CorruptRecordError(record_id, f"its {name} is not JSON ({exc})") from None
-            if not isinstance(values[index], dict):
-                raise CorruptRecordError(record_id, f"its {name} is not a JSON object")
-        _check_record(record_id, values)
-        reason = values.pop()
-        record = ProbeRecord(*values)
-        record.ended_reason = reason
-        return record
+    _probe = staticmethod(probe_from_row)
 
     def _with_statuses(self, records: list[ProbeRecord]) -> list[ProbeRecord]:
         if not records:
@@ -376,13 +387,9 @@ class SQLiteStore:
             list(by_id),
         ).fetchall()
         for probe_id, source_id, body in rows:
-            try:
-                status = json.loads(body)
-                check_values([source_id, status])
-            except ValueError:  # BodyError is a ValueError too
-                continue  # a status that cannot be served is left out: the next heartbeat
-            if isinstance(status, dict):  # replaces it
-                by_id[probe_id].statuses[source_id] = status
+            status = status_from_body(source_id, body)
+            if status is not None:  # one that cannot be served is left out: the next
+                by_id[probe_id].statuses[source_id] = status  # heartbeat replaces it
         return records
 
     def add_probe(self, record: ProbeRecord) -> None:
@@ -436,7 +443,7 @@ class SQLiteStore:
             rows = self._db.execute(
                 f"SELECT {self._PROBE_SELECT} FROM probes{clause} ORDER BY created_at, id", args
             ).fetchall()
-            return self._with_statuses(_readable(rows, self._probe, quarantined))
+            return self._with_statuses(readable(rows, self._probe, quarantined))
 
         result: list[ProbeRecord] = self._run("list probes", body)
         return result
@@ -451,7 +458,7 @@ class SQLiteStore:
                 "ORDER BY created_at, id"
             ).fetchall(),
         )
-        return _readable(rows, self._probe, quarantined)
+        return readable(rows, self._probe, quarantined)
 
     def end_probe(
         self, probe_id: str, state: str, now: float, reason: str | None = None
@@ -507,7 +514,7 @@ class SQLiteStore:
         rows = self._db.execute(
             f"SELECT id, selector FROM probes WHERE id IN ({','.join('?' * len(ids))})", ids
         ).fetchall()
-        return {probe_id for probe_id, selector in rows if _picks(selector, source)}
+        return {probe_id for probe_id, selector in rows if picks(selector, source)}
 
     def set_statuses(
         self, source_id: str, statuses: Sequence[Mapping[str, Any]], now: float
@@ -621,7 +628,7 @@ class SQLiteStore:
                 outcome.decline(probe_id, "unknown_probe", len(batch))
         for probe_id, signature, state, max_hits, hit_count, selector, expires_at in rows:
             batch = by_probe.get(probe_id, [])
-            if not _picks(selector, source):
+            if not picks(selector, source):
                 # not this source's probe: neither its hits nor its drop counts are taken
                 outcome.decline(probe_id, "not_given", len(batch))
                 continue
@@ -749,7 +756,7 @@ class SQLiteStore:
         for seq, body in rows:
             # the bodies are spliced into answers as they are: each must be a JSON object
             # (the hub writes them ASCII-only; anything else was not written by the hub)
-            reason = _bad_hit_body(body)
+            reason = bad_hit_body(body)
             if reason is None:
                 hits.append(HitRow(seq, body))
             elif quarantined is not None:
@@ -837,49 +844,3 @@ def _tighten(path: Path) -> None:
         return
     if mode & 0o077:
         os.chmod(path, mode & 0o700)
-
-
-def _check_record(record_id: str, values: Sequence[Any]) -> None:
-    """Raise :class:`CorruptRecordError` if a value read back could not be served as JSON."""
-    try:
-        check_values(list(values))
-    except ValueError as exc:
-        raise CorruptRecordError(record_id, str(exc)) from None
-
-
-def _readable(
-    rows: Sequence[Sequence[Any]],
-    read: Any,
-    quarantined: list[tuple[str, str]] | None,
-) -> list[Any]:
-    """The records of ``rows`` that ``read`` accepts; the others go to ``quarantined``."""
-    records = []
-    for row in rows:
-        try:
-            records.append(read(row))
-        except CorruptRecordError as exc:
-            _log.warning("hub database: %s (left out of answers)", exc)
-            if quarantined is not None:
-                quarantined.append((exc.record_id, exc.reason))
-    return records
-
-
-def _picks(selector_text: str, source: SourceRecord) -> bool:
-    """True when a stored selector picks ``source`` (an unreadable selector picks nothing)."""
-    try:
-        selector = json.loads(selector_text)
-    except (TypeError, ValueError):
-        return False
-    return isinstance(selector, dict) and selector_matches(selector, source)
-
-
-def _bad_hit_body(body: object) -> str | None:
-    if not isinstance(body, str) or not body.isascii():
-        return "its body is not the ASCII JSON the hub writes"
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        return f"its body is not JSON ({exc})"
-    if not isinstance(data, dict):
-        return "its body is not a JSON object"
-    return None
