@@ -103,6 +103,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        hub.start_watching()
         task = asyncio.create_task(hub.sweeper(), name="sensor-hub-sweeper")
         try:
             yield

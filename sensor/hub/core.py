@@ -2,6 +2,12 @@
 
 Store calls run on one dedicated worker thread (SQLite has one writer anyway), so the event
 loop only ever awaits: a thousand open long polls cost a thousand suspended coroutines.
+
+What lives here in memory is a cache of the store, never the only copy: with several replicas
+on one PostgreSQL database, the store's change events (:meth:`Hub.start_watching`) invalidate
+the active probe set, the redaction rules and removed tokens in every replica. Acknowledged
+hits, probes, sources and which token registered each source are in the store before any
+answer says so.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ class Hub:
         self._large: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._last_retention = 0.0
         self.closing = False
+        self._background: set[asyncio.Future[None]] = set()
         self._ingest_lock = threading.Lock()
         self._ingest_queue: list[_Ingest] = []
         self._ingest_scheduled = False
@@ -282,6 +289,41 @@ class Hub:
     def changed(self) -> None:
         """Probes were placed, removed, expired or completed: wake every long poll."""
         self.notifier.changed()
+
+    # -- other replicas' changes ---------------------------------------------------------
+
+    def start_watching(self) -> None:
+        """Hear what other hub processes on the same database change (call on the loop)."""
+        loop = asyncio.get_running_loop()
+
+        def on_change(event: str) -> None:  # on the store's listener thread
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(self._other_replica_changed, event)
+
+        self.store.watch(on_change)
+
+    def _other_replica_changed(self, event: str) -> None:
+        if event.startswith("token:"):
+            self.tokens.forget(event.removeprefix("token:"))
+            return
+        if event in ("redaction", "resync"):
+            if event == "resync":
+                self.tokens.clear()
+            task = asyncio.ensure_future(self._reload_redaction())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        self.changed()
+
+    async def _reload_redaction(self) -> None:
+        try:
+            record = await self.call(self.store.get_redaction)
+        except Exception:
+            _log.exception("reading the redaction rules another replica set failed")
+            return
+        before = self._redaction_key
+        self._use_redaction(record)
+        if self._redaction_key != before:
+            self.changed()
 
     def release_polls(self) -> None:
         """The server is stopping: answer every open long poll now instead of cutting it."""

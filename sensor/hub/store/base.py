@@ -8,7 +8,7 @@ them from a worker thread, never on the event loop.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sensor.errors import SensorError
@@ -356,6 +356,14 @@ class Store(Protocol):
     # housekeeping
     def apply_retention(self, now: float, max_age: float | None) -> int:
         """Delete hits and silent sources older than ``max_age``; return the hits deleted."""
+        ...
+
+    # several hub processes on one database
+    def watch(self, on_change: Callable[[str], None]) -> None:
+        """Call ``on_change(event)`` from a background thread for every change another hub
+        process committed: ``probes`` (the active set changed), ``redaction``, ``token:<id>``
+        (removed), ``resync`` (events may have been lost: reload everything). A store that
+        one process owns alone (SQLite) has nothing to report and does nothing."""
         ...
 
     def close(self) -> None: ...

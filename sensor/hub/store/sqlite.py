@@ -14,7 +14,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -814,6 +814,9 @@ class SQLiteStore:
 
         result: int = self._transaction("apply retention", body)
         return result
+
+    def watch(self, on_change: Callable[[str], None]) -> None:
+        """Nothing to watch: one hub process owns a SQLite file, so every change is its own."""
 
     def close(self) -> None:
         with self._lock:
