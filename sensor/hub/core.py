@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sensor.hub.auth import TokenCache, hash_token, new_token_record
 from sensor.hub.notify import ChangeNotifier
@@ -37,6 +37,9 @@ from sensor.hub.store import (
     Store,
     open_store,
 )
+
+if TYPE_CHECKING:
+    from sensor.hub.otel import OtelExporter
 
 __all__ = ["Hub", "probe_set_etag"]
 
@@ -101,6 +104,13 @@ class Hub:
         self._redaction: RedactionRecord | None = None
         self._redaction_key: str | None = None
         self._use_redaction(self.store.get_redaction())
+        self.exporter: OtelExporter | None = None
+        if settings.otel_endpoint:
+            from sensor.hub.otel import OtelExporter
+
+            self.exporter = OtelExporter(
+                settings.otel_endpoint, metric_interval=settings.otel_metric_interval
+            )
 
     def _bootstrap_tokens(self) -> None:
         """Create the tokens given at start (flags or environment) unless they exist already."""
@@ -230,6 +240,8 @@ class Hub:
             return
         for (item, _), outcome in zip(valid, outcomes, strict=True):
             _settle(item, result=outcome)
+            if self.exporter is not None:  # after the commit: only what is stored leaves
+                self.exporter.submit(outcome.stored)
 
     # -- probe sets ----------------------------------------------------------------------
 
@@ -359,6 +371,8 @@ class Hub:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        if self.exporter is not None:
+            self.exporter.close()
         with contextlib.suppress(Exception):
             self.store.close()
 

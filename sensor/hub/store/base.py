@@ -211,6 +211,10 @@ class BatchOutcome:
     accepted: int = 0
     completed: list[str] = dataclasses.field(default_factory=list)
     declined: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    #: the hits this batch stored, as stored (with the hub's signature and source): what the
+    #: hub exports. A batch that was partly stored already (a sensor's retry) lists all of
+    #: its hits, so an export is at least once; a batch stored whole before lists none.
+    stored: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def decline(self, probe_id: str, reason: str, count: int) -> None:
         if count > 0:

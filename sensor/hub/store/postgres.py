@@ -796,6 +796,8 @@ class PostgresStore:
                     (probe_id, signature, source.id, now, hit_ids, stamps, bodies),
                 ).rowcount
             outcome.accepted += len(batch)
+            if inserted:
+                outcome.stored.extend(batch)
             new_count = hit_count + inserted
             row[4] = new_count  # the next batch of this group counts from here
             finished = cap is not None and new_count >= cap and state == "active" and inserted > 0

@@ -676,6 +676,8 @@ class SQLiteStore:
             )
             inserted = self._db.total_changes - before
             outcome.accepted += len(values)
+            if inserted:
+                outcome.stored.extend(batch)
             new_count = hit_count + inserted
             finished = cap is not None and new_count >= cap and state == "active" and inserted > 0
             ended: str | None = None

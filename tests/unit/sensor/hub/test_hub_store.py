@@ -590,3 +590,14 @@ def test_retention_runs_on_one_replica_at_a_time(postgres_url: str) -> None:
         assert store.apply_retention(now=6000.0, max_age=10.0) == 1
     finally:
         store.close()
+
+
+def test_a_batch_lists_the_hits_it_stored_for_export(store: Any) -> None:
+    store.add_probe(probe("p1", max_hits=3))
+    outcome = store.add_hits(source(), [hit(n=i) for i in range(5)], {}, 2000.0)
+    assert [h["hit_id"] for h in outcome.stored] == ["h-0", "h-1", "h-2"]  # not the declined
+    assert all(h["signature"] == "sig-p1" and h["source"]["id"] == "s1" for h in outcome.stored)
+    store.add_probe(probe("p2"))
+    first = store.add_hits(source(), [hit("p2", n=i) for i in range(2)], {}, 2000.0)
+    again = store.add_hits(source(), [hit("p2", n=i) for i in range(2)], {}, 2001.0)
+    assert (len(first.stored), again.accepted, again.stored) == (2, 2, [])  # a retry: none
