@@ -1,7 +1,8 @@
 """The hub's state shared by all handlers: store, token cache, change notifier, probe-set cache.
 
-Store calls run on one dedicated worker thread (SQLite has one writer anyway), so the event
-loop only ever awaits: a thousand open long polls cost a thousand suspended coroutines.
+Store calls run on dedicated worker threads (one for SQLite, which has one writer anyway; a
+few for PostgreSQL, one connection each), so the event loop only ever awaits: a thousand open
+long polls cost a thousand suspended coroutines.
 
 What lives here in memory is a cache of the store, never the only copy: with several replicas
 on one PostgreSQL database, the store's change events (:meth:`Hub.start_watching`) invalidate
@@ -84,7 +85,9 @@ class Hub:
         self.store = store or open_store(settings.db, synchronous=settings.sqlite_synchronous)
         self.tokens = TokenCache(self.store)
         self.notifier = ChangeNotifier()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sensor-hub-store")
+        self._executor = ThreadPoolExecutor(
+            max(1, self.store.concurrency), thread_name_prefix="sensor-hub-store"
+        )
         self._active: list[ProbeRecord] = []
         self._active_version = -1
         self._loading: tuple[int, asyncio.Future[list[ProbeRecord]]] | None = None

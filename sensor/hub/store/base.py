@@ -267,6 +267,9 @@ class Store(Protocol):
     of life (``last_seen``).
     """
 
+    #: how many store calls the hub may run at once, each on its own thread
+    concurrency: int
+
     # tokens
     def add_token(self, token: TokenRecord) -> None: ...
     def find_token(self, token_hash: str) -> TokenRecord | None: ...

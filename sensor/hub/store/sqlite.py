@@ -115,6 +115,9 @@ _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 class SQLiteStore:
     """:class:`~sensor.hub.store.base.Store` on one SQLite file (``:memory:`` for tests)."""
 
+    #: one connection, one writer: the hub runs every store call on one thread
+    concurrency = 1
+
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         if synchronous.upper() not in _SYNCHRONOUS:
             raise StoreError(

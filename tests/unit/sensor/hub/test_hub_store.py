@@ -601,3 +601,13 @@ def test_a_batch_lists_the_hits_it_stored_for_export(store: Any) -> None:
     first = store.add_hits(source(), [hit("p2", n=i) for i in range(2)], {}, 2000.0)
     again = store.add_hits(source(), [hit("p2", n=i) for i in range(2)], {}, 2001.0)
     assert (len(first.stored), again.accepted, again.stored) == (2, 2, [])  # a retry: none
+
+
+def test_hits_keep_the_order_of_their_batch(store: Any) -> None:
+    store.add_probe(probe("p1"))
+    order = [f"h-{n}" for n in (5, 1, 9, 3, 7, 0, 2, 8, 4, 6)]
+    store.add_hits(source(), [{**hit(n=i), "hit_id": hit_id} for i, hit_id in enumerate(order)],
+                   {}, 2000.0)  # fmt: skip
+    import json
+
+    assert [json.loads(row.body)["hit_id"] for row in store.read_hits(probe_id="p1")] == order
