@@ -96,6 +96,7 @@ class Hub:
         self._last_retention = 0.0
         self.closing = False
         self._background: set[asyncio.Future[None]] = set()
+        self._touched: dict[str, float] = {}  # source id -> last poll, until flush_touches
         self._ingest_lock = threading.Lock()
         self._ingest_queue: list[_Ingest] = []
         self._ingest_scheduled = False
@@ -164,6 +165,35 @@ class Hub:
         registered = await self.call(self.store.register_source, source)
         self._remember(registered)
         return registered
+
+    def touch(self, source_id: str) -> None:
+        """A source polled: its last-seen time is written with the others' within a second.
+
+        A poll does not wait for a write: with a thousand sensors, a thousand one-row
+        transactions per probe change would queue every poll answer behind the store thread.
+        Lost on a crash: at most the last second of last-seen times, which the next poll sets.
+        """
+        self._touched[source_id] = time.time()
+
+    async def flush_touches(self) -> None:
+        """Write the last-seen times gathered since the last flush (one transaction)."""
+        if not self._touched:
+            return
+        touched, self._touched = self._touched, {}
+        await self.call(self.store.touch_sources, touched)
+
+    def forget_touch(self, source_id: str) -> None:
+        """The source deregistered: a poll before that must not make it live again."""
+        self._touched.pop(source_id, None)
+
+    async def toucher(self) -> None:
+        """Run :meth:`flush_touches` every ``touch_interval`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(self.settings.touch_interval)
+            try:
+                await self.flush_touches()
+            except Exception:
+                _log.exception("writing last-seen times failed; retrying")
 
     def _remember(self, source: SourceRecord) -> None:
         self._sources[source.id] = source
@@ -349,6 +379,7 @@ class Hub:
 
     async def sweep(self) -> None:
         """Expire probes past their TTL; apply retention by age (at most once a minute)."""
+        await self.flush_touches()
         now = time.time()
         expired = await self.call(self.store.expire_probes, now)
         if expired:
@@ -374,6 +405,10 @@ class Hub:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        if self._touched:  # the server has stopped: write the last ones directly
+            with contextlib.suppress(Exception):
+                self.store.touch_sources(self._touched)
+            self._touched = {}
         if self.exporter is not None:
             self.exporter.close()
         with contextlib.suppress(Exception):

@@ -41,6 +41,7 @@ class HubSettings:
     max_hits_per_probe: int = 100_000  #: retention by probe: at most this many hits kept
     retention: float | None = 7 * 24 * 3600.0  #: retention by age (seconds); None keeps all
     sweep_interval: float = 1.0  #: how often expiry and retention run
+    touch_interval: float = 1.0  #: how often the sources' last-seen times are written
     max_page: int = 1000  #: largest ``limit`` of a hits page
     otel_endpoint: str | None = None  #: OTLP/HTTP base URL: export hits, counters, timers
     otel_metric_interval: float = 10.0  #: seconds between two metric exports

@@ -473,6 +473,24 @@ class PostgresStore:
     def touch_source(self, source_id: str, now: float, dropped: int | None = None) -> None:
         self._run("touch source", lambda c: self._touch(c, source_id, now, dropped), soft=True)
 
+    def touch_sources(self, last_seen: Mapping[str, float]) -> None:
+        if not last_seen:
+            return
+        rows = json.dumps(last_seen)
+        self._run(
+            "touch sources",
+            lambda c: c.execute(
+                # rows locked in id order, as every multi-source update here: no deadlock
+                "WITH locked AS (SELECT id FROM sources WHERE id IN "
+                "(SELECT key FROM json_each_text(%s::json)) ORDER BY id FOR UPDATE) "
+                "UPDATE sources s SET last_seen = GREATEST(s.last_seen, t.value::float8), "
+                "deregistered = false FROM json_each_text(%s::json) AS t, locked "
+                "WHERE s.id = t.key AND locked.id = s.id",
+                (rows, rows),
+            ),
+            soft=True,
+        )
+
     @staticmethod
     def _touch(conn: Any, source_id: str, now: float, dropped: int | None) -> None:
         if dropped is None:

@@ -348,6 +348,17 @@ class SQLiteStore:
     def touch_source(self, source_id: str, now: float, dropped: int | None = None) -> None:
         self._transaction("touch source", self._touch, source_id, now, dropped, soft=True)
 
+    def touch_sources(self, last_seen: Mapping[str, float]) -> None:
+        if not last_seen:
+            return
+        self._transaction(
+            "touch sources",
+            self._db.executemany,
+            "UPDATE sources SET last_seen = max(last_seen, ?), deregistered = 0 WHERE id = ?",
+            [(when, source_id) for source_id, when in sorted(last_seen.items())],
+            soft=True,
+        )
+
     def _touch(self, source_id: str, now: float, dropped: int | None) -> None:
         if dropped is None:
             self._db.execute(

@@ -611,3 +611,13 @@ def test_hits_keep_the_order_of_their_batch(store: Any) -> None:
     import json
 
     assert [json.loads(row.body)["hit_id"] for row in store.read_hits(probe_id="p1")] == order
+
+
+def test_touch_sources_writes_many_last_seen_times_never_backwards(store: Any) -> None:
+    for source_id in ("a", "b", "c"):
+        store.register_source(source(source_id, last_seen=100.0))
+    store.deregister_source("b", 150.0)
+    store.add_hits(source("c"), [], {}, now=900.0)  # a batch of hits: seen at 900
+    store.touch_sources({"a": 500.0, "b": 500.0, "c": 400.0, "unknown": 1.0})
+    seen = {s.id: (s.last_seen, s.deregistered) for s in store.list_sources()}
+    assert seen == {"a": (500.0, False), "b": (500.0, False), "c": (900.0, False)}
