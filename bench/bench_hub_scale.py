@@ -432,6 +432,11 @@ async def run_case(
         "hits_per_s": round(accepted / ingest_wall),
         "ingest_cpu_s": ingest_cpu,
         "peak_rss_mb": meter.memory(),
+        # per 1,000 hits, whatever else the machine runs: what the ingest costs each process
+        "ingest_cpu_ms_per_1000_hits": {
+            key: round(value / accepted * 1e6, 1) for key, value in ingest_cpu.items()
+        },
+        "load_average": round(os.getloadavg()[0], 2),
         "goal": f"delivery p99 < {P99_GOAL_MS:g} ms"
         + (f"; ingest >= {INGEST_GOAL:,.0f} hits/s" if name == "sqlite" else ""),
         "meets_goal": percentile(fleet.deliveries, 99) * 1000 < P99_GOAL_MS

@@ -321,13 +321,7 @@ async def poll_probes(request: Request, token: TokenRecord) -> Response:
         if current != etag or remaining <= 0 or hub.closing:
             break
         await hub.notifier.wait(version, remaining)
-    return JSONResponse(
-        {
-            "etag": current,
-            "probes": [record.probe for record in records],
-            "redaction": hub.redaction_rules(),
-        }
-    )
+    return Response(hub.probe_set_answer(records, current), media_type="application/json")
 
 
 async def heartbeat(request: Request, token: TokenRecord) -> Response:

@@ -49,6 +49,8 @@ T = TypeVar("T")
 
 #: Most sources kept in memory (least recently used go first).
 SOURCE_CACHE_SIZE = 50_000
+#: Most distinct poll answers kept rendered (see Hub.probe_set_answer).
+ANSWER_CACHE_SIZE = 1024
 #: Most hits written in one group commit (one transaction) before other store calls get a turn.
 GROUP_COMMIT_HITS = 20_000
 
@@ -97,6 +99,7 @@ class Hub:
         self.closing = False
         self._background: set[asyncio.Future[None]] = set()
         self._touched: dict[str, float] = {}  # source id -> last poll, until flush_touches
+        self._answers: dict[str, bytes] = {}  # etag -> poll answer (probe_set_answer)
         self._ingest_lock = threading.Lock()
         self._ingest_queue: list[_Ingest] = []
         self._ingest_scheduled = False
@@ -306,6 +309,31 @@ class Hub:
             if record.matches(source) and (record.expires_at is None or record.expires_at > now)
         ]
         return records, probe_set_etag(records, self._redaction_key)
+
+    def probe_set_answer(self, records: list[ProbeRecord], etag: str) -> bytes:
+        """The poll answer's JSON for a probe set, rendered once per set.
+
+        Sensors that hold the same probes get the same bytes: when a change wakes a thousand
+        polls, the answer is encoded once, not a thousand times. A probe record never changes
+        once placed and the etag covers the ids and the redaction rules, so the etag is the
+        key. Bounded: the cache is emptied when it holds many sets.
+        """
+        answer = self._answers.get(etag)
+        if answer is None:
+            if len(self._answers) >= ANSWER_CACHE_SIZE:
+                self._answers.clear()
+            answer = json.dumps(
+                {
+                    "etag": etag,
+                    "probes": [record.probe for record in records],
+                    "redaction": self.redaction_rules(),
+                },
+                ensure_ascii=False,
+                allow_nan=False,
+                separators=(",", ":"),
+            ).encode("utf-8")
+            self._answers[etag] = answer
+        return answer
 
     # -- redaction rules -----------------------------------------------------------------
 
