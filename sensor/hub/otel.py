@@ -91,6 +91,12 @@ def hit_attributes(hit: Mapping[str, Any]) -> dict[str, Any]:
     return attributes
 
 
+def _nanos(seconds: float) -> int:
+    """Epoch seconds as nanoseconds, without the float product's rounding (x.25 stays x.25)."""
+    whole = int(seconds)
+    return whole * 1_000_000_000 + round((seconds - whole) * 1e9)
+
+
 def _body(hit: Mapping[str, Any]) -> str:
     if isinstance(hit.get("message"), str):
         return str(hit["message"])
@@ -251,7 +257,7 @@ class OtelExporter:
             severity, text = self._severity.INFO, "INFO"
         self._logger.emit(
             self._LogRecord(
-                timestamp=int(float(hit["ts"]) * 1e9),
+                timestamp=_nanos(float(hit["ts"])),
                 observed_timestamp=time.time_ns(),
                 severity_number=severity,
                 severity_text=text,
