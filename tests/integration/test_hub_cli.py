@@ -198,6 +198,29 @@ def test_unreachable_hub_is_one_line_and_exit_1() -> None:
     assert message.startswith("error: hub http://127.0.0.1:9 is unreachable")
 
 
+@pytest.mark.parametrize("how", ["--db", "SENSOR_HUB_DB", "SENSOR_HUB_DB_FILE"])
+@pytest.mark.parametrize("url", ["mysql://x/y", "mysql:/x/y", "postgres:/hub"])
+def test_hub_refuses_an_unsupported_database_url_and_creates_no_file(
+    tmp_path: Path, how: str, url: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    args = [sys.executable, "-m", "sensor", "hub", "--port", "0"]
+    if how == "--db":
+        args += ["--db", url]
+    elif how == "SENSOR_HUB_DB":
+        env["SENSOR_HUB_DB"] = url
+    else:
+        (tmp_path / "secret").write_text(url + "\n", encoding="utf-8")
+        env["SENSOR_HUB_DB_FILE"] = str(tmp_path / "secret")
+    result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    message = _one_line_error(result)
+    scheme = url.split(":", 1)[0]
+    assert f"scheme {scheme!r}" in message
+    assert "postgresql://" in message
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == (["secret"] if how.endswith("FILE") else [])
+
+
 def test_wrong_token_is_one_line_401(hub: HubProcess) -> None:
     message = _one_line_error(cli("probe", "list", url=hub.url, token="not-a-token"))
     assert "unknown or removed token (401 invalid_token)" in message

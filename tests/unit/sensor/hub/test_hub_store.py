@@ -311,8 +311,48 @@ def test_open_store_accepts_paths_and_sqlite_urls(tmp_path: Path) -> None:
     url_store = open_store(f"sqlite:///{tmp_path / 'a.db'}")
     url_store.close()
     assert (tmp_path / "a.db").exists()
-    with pytest.raises(ConfigError, match="unknown scheme 'mysql'"):
+    with pytest.raises(ConfigError, match="scheme 'mysql'"):
         open_store("mysql://localhost/hub")
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "mysql://x/y",
+        Path("mysql://x/y"),  # a Path folds "//" to "/": the scheme must still be seen
+        "mysql:/x/y",
+        "mysql:x",
+        "postgres:/hub",
+        "PostgreSQL:/hub",
+        "sqlite://hub.db",
+        Path("sqlite://hub.db"),
+        "file:hub.db",
+    ],
+    ids=str,
+)
+def test_a_url_of_an_unsupported_form_is_refused_never_opened_as_a_file(
+    location: str | Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    scheme = str(location).split(":", 1)[0]
+    with pytest.raises(ConfigError, match=f"scheme {scheme!r}") as raised:
+        open_store(location)
+    assert "sqlite:///path" in str(raised.value)
+    assert "postgresql://" in str(raised.value)
+    assert list(tmp_path.iterdir()) == []  # no file was created from the URL
+
+
+def test_a_file_whose_name_has_a_colon_opens_when_written_as_a_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for location in ("./odd:name.db", str(tmp_path / "odd:abs.db"), "sqlite:///odd:url.db"):
+        open_store(location).close()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == [
+        "odd:abs.db",
+        "odd:name.db",
+        "odd:url.db",
+    ]
 
 
 def test_open_store_opens_postgresql_urls(postgres_url: str) -> None:
