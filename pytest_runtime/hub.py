@@ -14,7 +14,7 @@ probe of the first attempt and checks that it is the same probe (:meth:`HubClien
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import requests
@@ -37,6 +37,7 @@ DEFAULT_RETRIES = 4
 _BACKOFF_FACTOR = 0.5
 _BACKOFF_MAX = 4.0
 _RETRY_AFTER_MAX = 10.0  # a hub asking for minutes would stall the whole CI job
+_STREAM_CHUNK = 64 * 1024  # bytes read at a time from an evidence export
 
 
 class RetryPolicy(Retry):
@@ -106,11 +107,17 @@ class HubClient:
         *,
         params: Mapping[str, Any] | None = None,
         body: Any = None,
+        stream: bool = False,
     ) -> requests.Response:
         what = f"{method} {self.url}{path}"
         try:
             response = self._session.request(
-                method, self.url + path, params=params, json=body, timeout=self.timeout
+                method,
+                self.url + path,
+                params=params,
+                json=body,
+                timeout=self.timeout,
+                stream=stream,
             )
         except requests.Timeout as exc:
             raise HubUnreachableError(
@@ -229,12 +236,41 @@ class HubClient:
         return list(_field(data, "hits", "GET /v1/probes/{id}/hits"))
 
     def evidence(self, signature: str, *, since: float | None = None) -> Evidence:
+        """The hub's evidence export of a signature, read line by line as it streams in.
+
+        An export holds every hit of the signature in the window (it can be far larger than
+        memory should hold): each line is parsed and fed to :class:`Evidence` as it arrives,
+        which keeps at most ``MAX_HITS_PER_SIGNATURE`` hits and counts the rest, so what this
+        process holds is bounded by that cap and one chunk, whatever the export's size.
+        """
         params: dict[str, Any] = {"signature": signature}
         if since is not None:
             params["since"] = since
-        response = self._send("GET", "/v1/evidence", params=params)
         name = f"hub {self.url} evidence for signature {signature}"
-        return parse_lines(response.text.splitlines(), name)
+        response = self._send("GET", "/v1/evidence", params=params, stream=True)
+        read = 0
+
+        def lines() -> Iterator[str]:
+            nonlocal read
+            # The export is JSON Lines: a raw newline never occurs inside a JSON value.
+            for raw in response.iter_lines(chunk_size=_STREAM_CHUNK, delimiter=b"\n"):
+                read += 1
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise HubRequestError(
+                        f"{name}: line {read} is not UTF-8 text ({exc.reason})"
+                    ) from exc
+
+        try:
+            return parse_lines(lines(), name)
+        except requests.RequestException as exc:
+            raise HubUnreachableError(
+                f"{name}: the stream broke after {read} line(s) ({type(exc).__name__}); "
+                "check that the hub is running"
+            ) from exc
+        finally:
+            response.close()
 
 
 def _same_probe(stored: Any, sent: Mapping[str, Any]) -> bool:

@@ -46,6 +46,10 @@ _TTL_MARGIN = 120.0  # placed probes expire on the hub even if this process dies
 _MAX_TESTS_TAG = 200  # characters of the "tests" tag of a placed probe
 _MAX_PROBE_IDS = 20  # probe ids listed per verdict
 _QUIET_AFTER = 5.0  # seconds before the progress line says no call reached a location
+#: The longest wait for the sensors' next counters once the hits are read: the hub's default
+#: heartbeat interval (counters come with heartbeats), and never more than the run's wait.
+_COUNTERS_WAIT = 10.0
+_COUNTERS_POLL = 0.5
 
 
 @dataclasses.dataclass
@@ -587,11 +591,65 @@ class RuntimeSession:
             kept.append(nodeid)
         return json.dumps(kept)
 
+    def _min_hits_given(self, request: ProbeRequest) -> bool:
+        """True when min hits was set explicitly: marker ``min_hits=``, option or ini key."""
+        if request.settings.min_hits is not None:
+            return True
+        return bool(
+            self.config.getoption("runtime_min_hits", None)
+            or str(self.config.getini("runtime_min_hits") or "").strip()
+        )
+
+    def _aims_for_bound(self, request: ProbeRequest) -> bool:
+        """True when the wait for this probe aims for the ``--runtime-rarer-than`` bound.
+
+        An explicit min hits is the user's choice of evidence: the default bound does not
+        raise it (``--runtime-min-hits 5`` waits for 5 hits, and each verdict says the bound
+        its hits reached). A bound set explicitly is honoured too: the larger need wins.
+        """
+        return self.options.rarer_than_given or not self._min_hits_given(request)
+
     def _wanted(self, request: ProbeRequest) -> int:
         """Production hits to wait for: the minimum for a verdict, and enough for the bound."""
         from pytest_runtime.compare.counters import hits_needed
 
+        if not self._aims_for_bound(request):
+            return self._min_hits(request)
         return max(self._min_hits(request), hits_needed(self.options.rarer_than))
+
+    def _wait_rules(self, requests: Iterable[ProbeRequest]) -> list[str]:
+        """What the wait is for, where min hits was set explicitly: one line per rule, with
+        the probes it applies to (``per probe`` when it applies to all of them)."""
+        from pytest_runtime.compare.counters import hits_needed
+
+        rate = self.options.rarer_than
+        bound = f"--runtime-rarer-than {rate * 100:.2g}%"
+        needed = hits_needed(rate)
+        rules: dict[tuple[int, str], int] = {}
+        total = 0
+        for request in requests:
+            total += 1
+            if not self._min_hits_given(request):
+                continue
+            least = self._min_hits(request)
+            if not self.options.rarer_than_given:
+                key = (least, "(min hits, set explicitly; no --runtime-rarer-than): each "
+                       "verdict says the confidence bound its hits reached")  # fmt: skip
+            elif needed > least:
+                key = (needed, f": {bound} needs {needed}, more than min hits {least}")
+            elif least > needed:
+                key = (least, f": min hits {least} is more than the {needed} that {bound} needs")
+            else:
+                continue
+            rules[key] = rules.get(key, 0) + 1
+        lines = []
+        for (hits, why), count in sorted(rules.items()):
+            who = "per probe" if count == total else f"for {count} of {total} probes"
+            lines.append(
+                f"runtime: waiting for {hits} production hits {who}{'' if why[0] == ':' else ' '}"
+                f"{why}"
+            )
+        return lines
 
     def fetch_from_hub(self, progress: Callable[[str], None]) -> Evidence:
         """Place (or reuse) each probe once, wait for hits, fetch evidence, remove ours.
@@ -663,11 +721,17 @@ class RuntimeSession:
                         record.get("expires_at") or time.time() + wait + _TTL_MARGIN
                     )
                     watch.ids.append(str(record["id"]))
+                for line in self._wait_rules(request for request, _ in groups.values()):
+                    progress(line)
                 self._wait_for_hits(client, watches, max(waits), progress)
-                self._read_statuses(client, watches, evidence)
+                # Hits first, then the counters that cover them (see _wait_for_counters).
                 for signature in watches:
                     evidence.merge(client.evidence(signature, since=options.since))
-                    fetched.add(signature)
+                bound = min(_COUNTERS_WAIT, max(waits))
+                self._wait_for_counters(client, watches, evidence, bound, progress)
+                self._read_statuses(client, watches, evidence)
+                self._read_earlier_statuses(client, watches, evidence)
+                fetched.update(watches)
                 self.notes.extend(evidence.notes)
                 self.notes.extend(evidence.cap_notes())
             except HubClientError as exc:
@@ -711,6 +775,47 @@ class RuntimeSession:
             if all(w.done for w in watches.values()) or left <= 0:
                 break
             time.sleep(min(_POLL_SECONDS, max(0.05, left)))
+
+    def _wait_for_counters(
+        self,
+        client: Any,
+        watches: Mapping[str, _Watch],
+        evidence: Evidence,
+        bound: float,
+        progress: Callable[[str], None],
+    ) -> None:
+        """Wait, ``bound`` seconds at most, for counters that cover the hits read.
+
+        A sensor sends its hits at every flush and its counters with its heartbeats (every
+        10 s by default), so when the hits are read some sources' last counters are usually
+        behind them, and the verdicts would have to call their counts lower bounds. Only
+        those sources are waited for, until their next heartbeat covers the hits read; one
+        that does not report in time (gone, or a longer heartbeat interval) leaves verdicts
+        that say what its counters miss.
+        """
+        captured: dict[str, dict[tuple[str, str], int]] = {}
+        for signature in watches:
+            counts = captured.setdefault(signature, {})
+            for hit in evidence.hits_for(signature, since=self.options.since):
+                source = hit.get("source")
+                if isinstance(source, dict) and source.get("id"):
+                    key = (str(hit.get("probe_id") or ""), str(source["id"]))
+                    counts[key] = counts.get(key, 0) + 1
+        deadline = time.monotonic() + bound
+        lagging = _lagging(client, watches, captured, None)
+        if not lagging:
+            return
+        sources = {source for probe in lagging.values() for source in probe}
+        progress(
+            f"runtime: waiting up to {bound:.0f}s for the next counters of {len(sources)} "
+            "source(s) (their heartbeat), so that they cover the hits read"
+        )
+        while lagging:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(_COUNTERS_POLL, left))
+            lagging = _lagging(client, watches, captured, lagging)
 
     def _read_statuses(
         self, client: Any, watches: Mapping[str, _Watch], evidence: Evidence
@@ -767,6 +872,45 @@ class RuntimeSession:
                 "master process, such as gunicorn without --preload, never imports the "
                 "application)"
             )
+
+    def _read_earlier_statuses(
+        self, client: Any, watches: Mapping[str, _Watch], evidence: Evidence
+    ) -> None:
+        """The counters of earlier placements whose hits are in the evidence.
+
+        The evidence of a signature holds the hits of every probe with it in the window
+        (``--runtime-since``), such as the probe a previous run placed and removed: without
+        that probe's counters, its violating hits would read as uncounted. Its statuses count
+        up to its end (``ended_at``), so that placements one after the other do not overlap.
+        At most ``_MAX_PROBE_IDS`` earlier placements per signature are read; hits of any
+        others stay uncounted, and the verdict says so.
+        """
+        from pytest_runtime.errors import HubRequestError
+
+        now = time.time()
+        for signature, watch in sorted(watches.items()):
+            ours = set(watch.ids)
+            earlier = sorted(
+                {
+                    str(hit["probe_id"])
+                    for hit in evidence.hits_for(signature, since=self.options.since)
+                    if hit.get("probe_id") and str(hit["probe_id"]) not in ours
+                }
+            )
+            for probe_id in earlier[:_MAX_PROBE_IDS]:
+                try:
+                    record = client.probe(probe_id)
+                except HubRequestError as exc:
+                    if exc.status == 404:  # deleted from the hub since: nothing to read
+                        continue
+                    raise
+                ended = record.get("ended_at")
+                until = float(ended) if isinstance(ended, int | float) else now
+                for source_id, status in sorted(_effective_statuses(record).items()):
+                    if source_id:
+                        evidence.add_status(
+                            _status_record(signature, probe_id, source_id, status, record, until)
+                        )
 
     def _hub_lost(self, exc: Exception, signatures: Iterable[str]) -> None:
         """The hub failed for good: the verdicts left without evidence say why."""
@@ -873,7 +1017,8 @@ class RuntimeSession:
                     # replay of recorded evidence says so only when asked (it cannot wait).
                     rarer_than=(
                         self.options.rarer_than
-                        if self.options.probe or self.options.rarer_than_given
+                        if (self.options.probe and self._aims_for_bound(request))
+                        or self.options.rarer_than_given
                         else None
                     ),
                 )
@@ -1075,6 +1220,47 @@ class _Watch:
         self.collecting, self.states = collection_state(statuses, waiting)
         self.installed = sum(1 for s in statuses if s.get("state") == "installed")
         self.calls = sum(firings(s) for s in statuses) if statuses else None
+
+
+def _lagging(
+    client: Any,
+    watches: Mapping[str, _Watch],
+    captured: Mapping[str, Mapping[tuple[str, str], int]],
+    only: Mapping[str, set[str]] | None,
+) -> dict[str, set[str]]:
+    """Probe id -> the sources whose last counters do not cover the hits read from them.
+
+    Reads the probe records again (``only``: just the probes still lagging) and keeps them in
+    the watches. A source with hits and no status yet is lagging too: its first heartbeat
+    may still come.
+    """
+    from pytest_runtime.compare.counters import covers
+
+    lagging: dict[str, set[str]] = {}
+    for signature, watch in watches.items():
+        counts = captured.get(signature, {})
+        for probe_id in watch.ids:
+            if only is not None and probe_id not in only:
+                continue
+            wanted = {src: n for (pid, src), n in counts.items() if pid == probe_id}
+            if not wanted:
+                continue
+            record = client.probe(probe_id)
+            watch.records[probe_id] = record
+            raw = record.get("statuses")
+            statuses = raw if isinstance(raw, Mapping) else {}
+            behind = {
+                source
+                for source, n in wanted.items()
+                if not covers(_mapping(statuses.get(source)), n)
+            }
+            if behind:
+                lagging[probe_id] = behind
+    return lagging
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _effective_statuses(record: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

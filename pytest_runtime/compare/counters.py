@@ -6,7 +6,11 @@ function breaks (a function broken on 23% of calls showed 76.7% of its captured 
 violating). Each sensor also *counts* every firing of each probe (``ProbeStatus``:
 evaluations, violations, exception exits, hits, drops, skips), exactly and before any
 sampling, and sends the counts to the hub with its heartbeats. The rates in a verdict come
-from those counters, summed over the sources, and say when a count is only a lower bound.
+from those counters, summed over the sources, and say when a count is only a lower bound:
+when violating hits or exception exits were captured that the counters do not cover (sent
+after a source's last counters, or by a source that sends none). Anything else the counters
+leave out (passing calls after the last heartbeat, dropped hits, calls not evaluated) cannot
+make a printed count low, and is a note.
 
 The confidence bound is the rule of three, exact: after ``n`` independent observations that
 all missed something, that thing happens with probability below ``1 - 0.05 ** (1 / n)`` at
@@ -25,8 +29,10 @@ __all__ = [
     "COUNTERS",
     "Production",
     "collection_state",
+    "covers",
     "firings",
     "hits_needed",
+    "sampling_cause",
     "status_record",
     "summarize",
     "unseen_bound",
@@ -80,6 +86,16 @@ def _int(value: Any) -> int:
 def firings(status: Mapping[str, Any]) -> int:
     """Every firing a status counted (evaluated, captured, skipped or failed): calls reached."""
     return sum(_int(status.get(name)) for name in COUNTERS if name != "violations")
+
+
+def covers(counters: Mapping[str, Any], captured: int) -> bool:
+    """True when a source's counters account for the ``captured`` hits it sent.
+
+    Every hit a source produced is counted (``hits``) or was lost and counted (``drops``)
+    before the heartbeat that carries the counters; more captured hits than that means some
+    were sent after those counters.
+    """
+    return captured <= _int(counters.get("hits")) + _int(counters.get("drops"))
 
 
 def status_record(
@@ -164,6 +180,38 @@ class _Captured:
         return sum(1 for x in late if x[2]), sum(1 for x in late if x[3])
 
 
+@dataclass(slots=True)
+class _Uncounted:
+    """Captured hits the counters do not cover, and the sources that sent them."""
+
+    hits: int = 0
+    violations: int = 0
+    exceptions: int = 0
+    sources: list[str] = field(default_factory=list)
+
+    def add(self, source: str, hits: int, violations: int, exceptions: int) -> None:
+        self.hits += hits
+        self.violations += violations
+        self.exceptions += exceptions
+        if source not in self.sources:
+            self.sources.append(source)
+
+    def what(self) -> str:
+        """``3 violating hits and 1 exception exit``: what is uncounted that counts."""
+        parts = []
+        if self.violations:
+            parts.append(f"{self.violations:,} violating hit{'s' if self.violations != 1 else ''}")
+        if self.exceptions:
+            parts.append(f"{self.exceptions:,} exception exit{'s' if self.exceptions != 1 else ''}")
+        return " and ".join(parts)
+
+    def sources_text(self) -> str:
+        """``2 sources (a, b)``: at most 3 ids, sorted."""
+        names = sorted(self.sources)
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        return f"{len(names)} source{'s' if len(names) != 1 else ''} ({shown})"
+
+
 @dataclass(frozen=True, slots=True)
 class Production:
     """What production did at a probe: counted by the sensors, or only seen in captured hits.
@@ -190,7 +238,13 @@ class Production:
     #: captured violating hits the counters do not cover (sent after a source's last counters,
     #: or by a placement or source with no counters)
     uncounted_violations: int = 0
+    #: captured exception exits the counters do not cover (added to ``exceptions``)
+    uncounted_exceptions: int = 0
     sampled: bool = False  #: some firings were not evaluated (rate limit, CPU budget)
+    #: what left calls unevaluated: ``eval_rate`` (the evaluation rate limit), ``cpu_budget``
+    sampled_by: tuple[str, ...] = ()
+    #: why a printed count may be low: only what the counters leave out and could change it
+    #: (violating hits, exception exits); empty: every count is exact over its span
     lower_bound: tuple[str, ...] = ()
     collecting: bool = True  #: False when no source can produce more hits
     states: str = ""  #: the sources' states and reasons when some cannot collect
@@ -221,8 +275,11 @@ class Production:
             "captured_violations": self.captured_violations,
             "captured_exceptions": self.captured_exceptions,
             "uncounted_violations": self.uncounted_violations,
+            "uncounted_exceptions": self.uncounted_exceptions,
             "sampled": self.sampled,
+            "sampled_by": list(self.sampled_by),
             "lower_bound": list(self.lower_bound),
+            "notes": list(self.notes),
             "collecting": self.collecting,
             "states": self.states,
         }
@@ -247,8 +304,11 @@ class Production:
             captured_violations=int(data.get("captured_violations", 0)),
             captured_exceptions=int(data.get("captured_exceptions", 0)),
             uncounted_violations=int(data.get("uncounted_violations", 0)),
+            uncounted_exceptions=int(data.get("uncounted_exceptions", 0)),
             sampled=bool(data.get("sampled", False)),
+            sampled_by=tuple(str(x) for x in data.get("sampled_by") or ()),
             lower_bound=tuple(str(x) for x in data.get("lower_bound") or ()),
+            notes=tuple(str(x) for x in data.get("notes") or ()),
             collecting=bool(data.get("collecting", True)),
             states=str(data.get("states", "")),
         )
@@ -260,6 +320,17 @@ class Production:
         if self.placements <= 1:
             return f" in the {duration(self.span)} since placement"
         return f" across {self.placements} placements over {duration(self.span)}"
+
+
+def sampling_cause(sampled_by: Iterable[str], skipped_budget: int) -> str:
+    """``the evaluation rate limit`` and/or ``the CPU budget (N calls shed)``."""
+    causes = set(sampled_by)
+    parts = []
+    if "eval_rate" in causes:
+        parts.append("the evaluation rate limit")
+    if "cpu_budget" in causes:
+        parts.append(f"the CPU budget ({skipped_budget:,} calls shed)")
+    return " and ".join(parts) or "the evaluation rate limit or the CPU budget"
 
 
 def duration(seconds: float) -> str:
@@ -357,9 +428,11 @@ def summarize(
 ) -> Production:
     """Sum the sources' counters (``records``: status records) and check them against ``hits``.
 
-    Counts are lower bounds when a source sent hits after its last counters (its status is
-    older than its hits), when hits come from sources or placements with no counters, when
-    the sensors dropped hits, or when firings were not evaluated (rate limit, CPU budget).
+    A count is a lower bound (``lower_bound``) only when captured violating hits or exception
+    exits are not in the counters: sent after a source's last counters (its status is older
+    than its last hits), or by sources or placements with no counters. Passing hits after
+    the last counters, hits the sensors dropped and firings not evaluated (rate limit, CPU
+    budget) leave every printed count exact over what it says it counts: they are ``notes``.
     """
     captured = _captured(hits)
     total = _Captured()
@@ -389,10 +462,9 @@ def summarize(
     kept, overlapping = _non_overlapping(list(records))
     counted_pairs: set[tuple[str, str]] = set()
     evaluations = violations = calls = drops = skipped_budget = 0
-    uncounted_violations = 0
     exceptions: int | None = None
-    stale: list[str] = []
-    sampled = False
+    stale = _Uncounted()
+    sampled_by: set[str] = set()
     sources: set[str] = set()
     for record in kept:
         counters = _counters(record)
@@ -403,13 +475,12 @@ def summarize(
         viols = _int(counters.get("violations"))
         produced = _int(counters.get("hits")) + _int(counters.get("drops"))
         late_exceptions = 0
-        if c.hits > produced:
+        if not covers(counters, c.hits):
             # The source sent hits after its last counters (they come with its heartbeats):
             # the counters cover the calls up to that report; the later hits are captured
-            # only. The rate stays the counters' own, the counts are lower bounds.
-            stale.append(pair[1])
+            # only. The rate stays the counters' own.
             late, late_exceptions = c.after(produced)
-            uncounted_violations += late
+            stale.add(pair[1], c.hits - produced, late, late_exceptions)
         evaluations += evals
         violations += viols
         calls += firings(counters)
@@ -422,42 +493,47 @@ def summarize(
             # captured; more skips than uncaptured violations means some were not evaluated.
             uncaptured = max(0, viols - c.violations)
             if _int(counters.get("skipped_rate")) > uncaptured:
-                sampled = True
+                sampled_by.add("eval_rate")
         if _int(counters.get("skipped_budget")):
-            sampled = True
+            sampled_by.add("cpu_budget")
         if firings(counters) or c.hits:
             sources.add(pair[1])
     dropped_pairs = {(str(r.get("probe_id")), str(r.get("source_id"))) for r in records}
-    uncounted = [
-        (pair, c)
-        for pair, c in sorted(captured.items())
-        if pair not in counted_pairs and pair not in dropped_pairs
-    ]
+    orphans = _Uncounted()
+    for pair, c in sorted(captured.items()):
+        if pair not in counted_pairs and pair not in dropped_pairs:
+            orphans.add(pair[1], c.hits, c.violations, c.exceptions)
+    if exceptions is not None:
+        exceptions += orphans.exceptions
     reasons: list[str] = []
-    if stale:
-        names = sorted(set(stale))
-        reasons.append(
-            f"{len(names)} source(s) sent hits after their last counters "
-            f"({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
+    notes: list[str] = []
+    where = f"after the last counters of {stale.sources_text()}"
+    if stale.violations or stale.exceptions:
+        reasons.append(f"{stale.what()} captured {where} are not counted")
+    elif stale.hits:
+        notes.append(
+            f"{stale.hits} captured hit(s) came {where}, none violating or raising: the counts "
+            "cover the calls up to those counters"
         )
-    if uncounted:
-        n = sum(c.hits for _, c in uncounted)
-        reasons.append(f"{n} captured hit(s) come from placements or sources with no counters")
-        for _, c in uncounted:
-            uncounted_violations += c.violations
-            if exceptions is not None:
-                exceptions += c.exceptions
+    if orphans.violations or orphans.exceptions:
+        reasons.append(
+            f"{orphans.what()} captured from placements or sources with no counters are not counted"
+        )
+    elif orphans.hits:
+        notes.append(
+            f"{orphans.hits} captured hit(s) come from placements or sources with no counters, "
+            "none violating or raising: the counts cover the sources with counters"
+        )
     if drops:
-        reasons.append(
-            f"the sensors dropped {drops} hit(s) (full queue or capture over budget): "
-            "fewer states were captured than fired"
+        notes.append(
+            f"the sensors dropped {drops} hit(s) (full queue or capture over budget): fewer "
+            "states were captured than fired; the counters count every firing"
         )
-    if sampled:
-        reasons.append(
-            "some calls were not evaluated (evaluation rate limit or CPU budget): "
-            "the counts cover the evaluated ones"
+    if sampled_by:
+        notes.append(
+            f"some calls were not evaluated ({sampling_cause(sampled_by, skipped_budget)}): the "
+            "counts are over the evaluated ones"
         )
-    notes = []
     if overlapping:
         notes.append(
             f"{overlapping} placement(s) overlapping another on the same source were not summed"
@@ -483,8 +559,10 @@ def summarize(
         captured_hits=total.hits,
         captured_violations=total.violations,
         captured_exceptions=total.exceptions,
-        uncounted_violations=uncounted_violations,
-        sampled=sampled,
+        uncounted_violations=stale.violations + orphans.violations,
+        uncounted_exceptions=stale.exceptions + orphans.exceptions,
+        sampled=bool(sampled_by),
+        sampled_by=tuple(sorted(sampled_by)),
         lower_bound=tuple(reasons),
         collecting=collecting,
         states=states if not collecting else "",

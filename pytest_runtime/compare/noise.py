@@ -68,24 +68,50 @@ _ID_NAME = re.compile(
 #: An int field whose values are all distinct is an id only if they are spread this wide (or
 #: the field is named like an id): a quantity between 5 and 100 can be distinct on 45 hits.
 _ID_MIN_SPAN = 10_000
+#: Tests that used small numbers for a field production fills with ids (``load(1042)``, then
+#: 7,340,000 and up): nearly every production value is at least this many times the largest
+#: tested one. A quantity whose minority of values moved far away never passes this.
+_PLACEHOLDER_FACTOR = 100
 
 
 def _looks_like_id_name(path: str) -> bool:
     return _ID_NAME.search(path) is not None
 
 
-def _wide(numbers: Sequence[Any]) -> bool:
-    """True when int values are spread too wide to be a quantity (random or huge ids).
+def _id_like(ints: Sequence[int]) -> bool:
+    """True when sorted ``ints`` span an id's range or are all an id's size (10,000 or more)."""
+    return ints[-1] - ints[0] >= _ID_MIN_SPAN or min(abs(ints[0]), abs(ints[-1])) >= _ID_MIN_SPAN
 
-    Judged on the middle 80% of the values, so that a few outliers (the very magnitude
-    changes a quantity must not hide) do not turn a quantity into an id.
+
+def _bulk(ints: Sequence[int]) -> Sequence[int]:
+    """The shortest run of sorted ``ints`` that holds half of them (the "shorth").
+
+    A robust window: the values a minority moved far away (the very sign and magnitude changes
+    a quantity must not hide) cannot widen it unless they are half of all values.
     """
-    ints = sorted(v for v in numbers if type(v) is int)
-    if not ints:
+    k = (len(ints) + 1) // 2
+    start = min(range(len(ints) - k + 1), key=lambda i: ints[i + k - 1] - ints[i])
+    return ints[start : start + k]
+
+
+def _int_ids(prod: Sequence[Any], test: Sequence[Any]) -> bool:
+    """True when an int field not named like an id holds ids rather than quantities.
+
+    Production's bulk (:func:`_bulk` of its distinct values) must look like ids: spread
+    10,000 wide or all that large. And the tests' own values must agree: they are ids too
+    (large, or spread as wide), or nearly every production value (all but the lowest tenth)
+    is at least 100 times the largest tested one (tests used small placeholders). A field
+    the tests gave small numbers is therefore never an id just because production's values
+    spread wide: its sign and magnitude changes stay visible.
+    """
+    ints = sorted({v for v in prod if type(v) is int})
+    if not ints or not _id_like(_bulk(ints)):
         return False
-    cut = len(ints) // 10
-    middle = ints[cut : len(ints) - cut]
-    return middle[-1] - middle[0] >= _ID_MIN_SPAN or min(abs(v) for v in middle) >= _ID_MIN_SPAN
+    tested = sorted({v for v in test if type(v) is int})
+    if not tested or _id_like(tested):
+        return True
+    sizes = sorted(abs(v) for v in ints)
+    return sizes[len(sizes) // 10] >= _PLACEHOLDER_FACTOR * max(1, *(abs(v) for v in tested))
 
 
 def _ids_or_text(
@@ -118,8 +144,8 @@ def detect_noise(
     ``unique``: production values distinct on at least ``unique_share`` of at least 5 hits.
     For ints that is not enough: a small-range quantity (5 to 100) can be distinct on 45 hits,
     and calling it noise would hide its sign and magnitude. An int field is an id only when
-    it is named like one (``id``, ``order_id``, ``userId``, ``*_key``...) or its values are
-    spread wide (a range of at least 10,000, or all at least 10,000 in size).
+    it is named like one (``id``, ``order_id``, ``userId``, ``*_key``...) or it looks like
+    ids on both sides (see :func:`_int_ids`).
     """
     found: dict[str, str] = {}
     types = prod_types or {}
@@ -145,7 +171,7 @@ def detect_noise(
                 and (
                     any(type(v) is str for v in distinct)
                     or _looks_like_id_name(path)
-                    or _wide(list(distinct))
+                    or _int_ids(values, _ids_or_text(test.get(path, ())))
                 )
             ):
                 reason = "unique"

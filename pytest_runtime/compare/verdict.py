@@ -22,6 +22,7 @@ from pytest_runtime.compare.counters import (
     CONFIDENCE,
     Production,
     hits_needed,
+    sampling_cause,
     summarize,
     unseen_bound,
 )
@@ -748,11 +749,12 @@ def _violation_text(expect: str | None, production: Production, captured: int) -
             f"{production.sources} source{'s' if production.sources != 1 else ''}"
             f"{production.span_text()}; {caught}"
         )
-        late = production.uncounted_violations
-        if late:
-            text += f", {_thousands(late)} of them after or outside the counters"
-        if production.lower_bound:
-            text += f" (counts are lower bounds: {'; '.join(production.lower_bound)})"
+        if production.sampled:
+            cause = sampling_cause(production.sampled_by, production.skipped_budget)
+            text += f"; evaluations are a sample of the calls ({cause})"
+        if production.uncounted_violations:
+            # Only what could change these figures: violating hits the counters left out.
+            text += f" (a lower bound: {'; '.join(production.lower_bound)})"
         return text
     evaluated = max(production.evaluations, captured)
     share = captured / evaluated if evaluated else 0.0
@@ -772,7 +774,9 @@ def _exception_text(
     plural = "s" if captured != 1 else ""
     if production.origin == "counters" and production.exceptions is not None and types == 1:
         n = max(production.exceptions, captured)
-        least = "at least " if production.lower_bound else ""
+        # Exits captured after (or outside) the counters are added to their count: more
+        # may have happened there uncaptured, so the count is then a lower bound.
+        least = "at least " if production.uncounted_exceptions else ""
         text = (
             f"{etype} raised in production{where} on {least}{_thousands(n)} "
             f"call{'s' if n != 1 else ''}"
@@ -784,7 +788,7 @@ def _exception_text(
             "count": n,
             "of": None,
             "over": "exception exits",
-            "lower_bound": bool(production.lower_bound),
+            "lower_bound": bool(production.uncounted_exceptions),
         }
     if production.origin == "counters" and production.exceptions is not None:
         text = (
@@ -846,7 +850,7 @@ def _compare(
                 "count": max(production.violations, len(prod.violations)),
                 "of": max(production.evaluations, len(prod.violations)),
                 "over": "evaluations",
-                "lower_bound": bool(production.lower_bound),
+                "lower_bound": bool(production.uncounted_violations),
             }
     where = f" at {location}" if location else ""
     undeclared = [

@@ -126,8 +126,10 @@ class CompareJob:
         else:
             (workdir / "test_marker_spec.py").write_text(_MARKER_TEST, encoding="utf-8")
             (workdir / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+            # Run from the project (``python -m`` puts it on sys.path), so that the test process
+            # imports the location's module as the project's tests would: a marker whose
+            # module cannot be imported fails its test (the plugin's misconfiguration check).
             argv += [str(workdir / "test_marker_spec.py"), "-c", str(workdir / "pytest.ini")]
-            cwd = workdir
         argv += [
             "-p", "no:cacheprovider", "-q", "--color=no",
             "--runtime-probe", "--runtime-hub", settings.hub,

@@ -1,19 +1,22 @@
 """The rate of an outcome over n evaluations, with its 95% confidence bound.
 
-One small function on purpose: the plugin's verdicts get their own confidence bound (the rule
-of three: an event never seen in n trials is rarer than about 3/n at 95%), and this one is to be
-swapped for it once both exist, so that agents and reports state the same numbers.
+The bounds at 0 and at n are the comparison's own rule of three
+(:func:`pytest_runtime.compare.counters.unseen_bound`, the one every verdict prints), called,
+not copied: agents and reports state the same number for the same counts.
 """
 
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Any
 
 __all__ = ["CONFIDENCE", "rate_with_bound"]
 
+#: The comparison's confidence level (``pytest_runtime.compare.counters.CONFIDENCE``), repeated
+#: here only so that importing the MCP server does not import the comparison; a test checks
+#: that the two agree.
 CONFIDENCE = 0.95
-_Z = 1.959963984540054  # two-sided 95% normal quantile
 
 
 def rate_with_bound(count: int, n: int) -> dict[str, Any]:
@@ -24,31 +27,35 @@ def rate_with_bound(count: int, n: int) -> dict[str, Any]:
     - ``count == n``: the matching lower bound;
     - otherwise the Wilson score interval (good at small n and near 0 or 1).
     """
+    # Imported here: building the MCP server must not import the comparison package.
+    from pytest_runtime.compare import counters
+
     if isinstance(count, bool) or isinstance(n, bool) or not 0 <= count <= n:
         raise ValueError(f"rate_with_bound: got count={count!r}, n={n!r}, expected 0 <= count <= n")
     if n == 0:
         return {"rate": None, "low": None, "high": None, "over": 0, "method": "no evaluations"}
-    alpha = 1.0 - CONFIDENCE
     if count == 0:
         return {
             "rate": 0.0,
             "low": 0.0,
-            "high": 1.0 - alpha ** (1.0 / n),
+            "high": counters.unseen_bound(n, counters.CONFIDENCE),
             "over": n,
             "method": "none seen: one-sided 95% upper bound, about 3/n (rule of three)",
         }
     if count == n:
         return {
             "rate": 1.0,
-            "low": alpha ** (1.0 / n),
+            "low": 1.0 - counters.unseen_bound(n, counters.CONFIDENCE),
             "high": 1.0,
             "over": n,
             "method": "all seen: one-sided 95% lower bound (rule of three on the complement)",
         }
+    # The Wilson interval between 0 and n, at the same level (two-sided: 1.96 at 95%).
+    z = NormalDist().inv_cdf(0.5 + counters.CONFIDENCE / 2)
     p = count / n
-    z2 = _Z * _Z
+    z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = _Z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
     return {
         "rate": p,
         "low": max(0.0, centre - half),

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pytest_runtime.compare import ProbeResult
-from pytest_runtime.reporting._common import divergence_line, escape_text, reason
+from pytest_runtime.reporting._common import coverage_text, divergence_line, escape_text, reason
 
 __all__ = ["add_failures", "failure_text", "properties", "record", "testcase_name"]
 
@@ -28,7 +28,9 @@ def properties(result: ProbeResult) -> list[tuple[str, str]]:
         (f"{prefix}.verdict", v.verdict),
         (f"{prefix}.prod_hits", str(v.counts.get("prod_hits", 0))),
         (f"{prefix}.test_hits", str(v.counts.get("test_hits", 0))),
-        (f"{prefix}.state_coverage", f"{v.state_coverage:.4f}"),
+        # In words, with what it is over: a bare 1.0000 next to a failing verdict read as a
+        # contradiction ("all covered", yet violated). The JSON report keeps the number.
+        (f"{prefix}.state_coverage", coverage_text(v)),
         (f"{prefix}.divergences", str(len(v.divergences))),
     ]
     if v.divergences:

@@ -35,6 +35,14 @@ __all__ = ["Agent", "Engine", "start", "status", "stop"]
 
 log = logging.getLogger("sensor.agent")
 
+
+def _redact_error(text: str) -> str:
+    """A status reason made by the agent itself, redacted like the engine's (no value leaks)."""
+    from sensor.redaction import redact_error as redact
+
+    return redact(text)
+
+
 #: Batches sent per loop turn at most, so a long backlog cannot starve polls and heartbeats.
 _MAX_BATCHES_PER_TURN = 20
 #: Final statuses of probes the hub took away, kept to report their last counts (newest kept).
@@ -532,20 +540,22 @@ class Agent:
             probe = Probe.from_dict(data)
         except Exception as exc:
             self._local_errors[probe_id] = ProbeStatus(
-                probe_id, ProbeState.ERROR, reason=f"invalid probe: {exc}"
+                probe_id, ProbeState.ERROR, reason=_redact_error(f"invalid probe: {exc}")
             )
             return
         engine = self._get_engine()
         if engine is None:
             self._local_errors[probe_id] = ProbeStatus(
-                probe_id, ProbeState.ERROR, reason=self._engine_error
+                probe_id,
+                ProbeState.ERROR,
+                reason=_redact_error(self._engine_error or "engine unavailable"),
             )
             return
         try:
             state = engine.install(probe, on_hit=self.queue.put)
         except Exception as exc:  # the engine promises not to raise; a bug must not stop us
             self._local_errors[probe_id] = ProbeStatus(
-                probe_id, ProbeState.ERROR, reason=f"engine.install raised {exc!r}"
+                probe_id, ProbeState.ERROR, reason=_redact_error(f"engine.install raised {exc!r}")
             )
             return
         self._in_engine.add(probe_id)

@@ -321,11 +321,6 @@ def test_quantity_sign_change_is_named(first: dict[str, Any]) -> None:
     assert any(names(d, "negative") for d in found), show(result)
 
 
-@_xfail(
-    "a small-range integer quantity is not id noise (magnitude)",
-    "i-verdicts judges an int id by the middle 80% of its values, so 30% of magnitude changes "
-    "still make the quantity an id (reported to the lead)",
-)
 def test_quantity_magnitude_change_is_named(first: dict[str, Any]) -> None:
     result = entry(first, "test_bulk_total")
     assert "quantity" not in result["noise"], show(result)

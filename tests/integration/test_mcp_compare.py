@@ -6,6 +6,7 @@ above 1 (the test's expectation ``0 <= result <= price`` breaks), and a project 
 
 from __future__ import annotations
 
+import json
 import textwrap
 import threading
 import time
@@ -142,6 +143,7 @@ def test_compare_test_gives_the_plugins_verdict_for_a_node_id_a_marker_or_both(
     for answer in (marked, added, alone):
         assert answer["state"] == "finished", answer
         assert answer["exit_code"] == 1, answer  # a violated verdict fails the run
+        assert len(answer["verdicts"]) == 1, json.dumps(answer, indent=1)
         (verdict,) = answer["verdicts"]
         assert verdict["verdict"] == "violated", verdict
         assert verdict["fails_the_run"] is True

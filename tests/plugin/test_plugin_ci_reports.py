@@ -103,6 +103,13 @@ def test_a_failing_verdict_is_a_failing_junit_test_case(
     assert (
         "test_shop.py::test_discount::runtime[shop.pricing:apply_discount@return].verdict" in names
     )
+    # State coverage says what it is over, and why "all shapes" sits next to a violation.
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    coverage = props["test_shop.py::test_discount::runtime[shop.pricing:apply_discount@return]"
+                     ".state_coverage"]  # fmt: skip
+    assert coverage == (
+        "tests cover 1 of 1 production shape (types and keys; the values broke the expectation)"
+    )
     if family == "xunit2":
         _assert_xunit2(root)
 

@@ -281,3 +281,182 @@ def test_a_real_sensor_that_disables_the_probe_ends_the_wait(
         ]
     )
     assert min(seconds_left(out)) > 60, out
+
+
+def test_the_run_waits_for_the_counters_that_cover_its_hits(
+    pytester: pytest.Pytester, shop: HubProcess
+) -> None:
+    pytester.makepyfile(test_shop=EXPECT_TEST.format(extra=""))
+    source = shop.register("shop")
+
+    def act(probe_id: str) -> None:
+        # The last heartbeat counted 10 hits; 30 more (violating ones among them) are sent
+        # before the next heartbeat, which comes 4 s later, as heartbeats lag hits.
+        shop.post_statuses(source, [status(probe_id, hits=10, evaluations=400, violations=2)])
+        shop.post_hits(source, [hit(probe_id, n, ok=n % 5 != 4) for n in range(40)])
+        time.sleep(4)
+        shop.post_statuses(source, [status(probe_id, hits=40, evaluations=1000, violations=80)])
+
+    with sensor_side_ctx(shop, act):
+        result = pytester.runpytest_subprocess(
+            "--runtime-probe", "--runtime-wait", "30", "--runtime-report-json", "r.json"
+        )
+    result.stdout.fnmatch_lines(
+        [
+            "runtime: waiting up to *s for the next counters of 1 source(s) (their heartbeat), "
+            "so that they cover the hits read",
+            "VIOLATED test_shop.py::test_discount*",
+            f"*high violation: expectation '{EXPECT}' failed on 80 of 1,000 evaluations (8.0%) "
+            "on 1 source in the *s since placement; 8 violating hits captured",
+        ]
+    )
+    assert "lower bound" not in result.stdout.str()
+    [entry] = json.loads((pytester.path / "r.json").read_text())["results"]
+    assert entry["production"]["lower_bound"] == []
+    assert entry["production"]["notes"] == []
+
+
+def test_counters_that_never_catch_up_are_said_as_a_lower_bound(
+    pytester: pytest.Pytester, shop: HubProcess
+) -> None:
+    pytester.makepyfile(test_shop=EXPECT_TEST.format(extra=""))
+    source = shop.register("shop")
+
+    def act(probe_id: str) -> None:
+        # The source goes silent after these hits: no heartbeat will cover them.
+        shop.post_statuses(source, [status(probe_id, hits=10, evaluations=400, violations=2)])
+        shop.post_hits(source, [hit(probe_id, n, ok=n % 5 != 4) for n in range(40)])
+
+    with sensor_side_ctx(shop, act):
+        result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "3")
+    result.stdout.fnmatch_lines(
+        [
+            "runtime: waiting up to 3s for the next counters of 1 source(s)*",
+            f"*high violation: expectation '{EXPECT}' failed on 2 of 400 evaluations (0.5%) on "
+            "1 source in the *s since placement; 8 violating hits captured (a lower bound: "
+            "6 violating hits captured after the last counters of 1 source (*) are not counted)",
+        ]
+    )
+
+
+@pytest.mark.parametrize("how", ["option", "ini", "marker"])
+def test_an_explicit_min_hits_is_the_wait_and_the_bound_reached_is_said(
+    pytester: pytest.Pytester, shop: HubProcess, how: str
+) -> None:
+    extra = ", min_hits=5" if how == "marker" else ""
+    pytester.makepyfile(test_shop=EXPECT_TEST.format(extra=extra))
+    if how == "ini":
+        pytester.makeini("[pytest]\nruntime_min_hits = 5\n")
+    source = shop.register("shop")
+
+    def act(probe_id: str) -> None:
+        shop.post_statuses(source, [status(probe_id, hits=6, evaluations=6)])
+        shop.post_hits(source, [hit(probe_id, n, ok=True) for n in range(6)])
+
+    args = ["--runtime-min-hits", "5"] if how == "option" else []
+    with sensor_side_ctx(shop, act):
+        result = pytester.runpytest_subprocess(
+            "--runtime-probe", "--runtime-wait", "30", "--runtime-report-json", "r.json", "-v",
+            *args,
+        )  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "runtime: waiting for 5 production hits per probe (min hits, set explicitly; no "
+            "--runtime-rarer-than): each verdict says the confidence bound its hits reached",
+            "runtime: waiting for production hits: 1/1 probes complete, 1 source(s), hits 5/5, *",
+            "OK test_shop.py::test_discount*",
+            "    confidence: no violation in 6 evaluations: a violation happens on fewer than "
+            "39% of calls; a state none of the 6 captured hits showed happens on fewer than 39% "
+            "of calls (95% confidence, rule of three)",
+        ]
+    )
+    assert "asked for" not in result.stdout.str()
+    [entry] = json.loads((pytester.path / "r.json").read_text())["results"]
+    assert entry["confidence"]["asked"] is None
+    assert entry["confidence"]["states"]["below"] == pytest.approx(0.393, abs=0.001)
+
+
+def test_explicit_min_hits_and_rarer_than_wait_for_the_larger_and_say_so(
+    pytester: pytest.Pytester, shop: HubProcess
+) -> None:
+    pytester.makepyfile(test_shop=EXPECT_TEST.format(extra=""))
+    source = shop.register("shop")
+
+    def act(probe_id: str) -> None:
+        shop.post_statuses(source, [status(probe_id, hits=60, evaluations=60)])
+        shop.post_hits(source, [hit(probe_id, n, ok=True) for n in range(60)])
+
+    with sensor_side_ctx(shop, act):
+        result = pytester.runpytest_subprocess(
+            "--runtime-probe", "--runtime-wait", "30", "--runtime-min-hits", "5",
+            "--runtime-rarer-than", "5%", "-v",
+        )  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "runtime: waiting for 59 production hits per probe: --runtime-rarer-than 5% needs "
+            "59, more than min hits 5",
+            "runtime: waiting for production hits: 1/1 probes complete, 1 source(s), hits 59/59,*",
+            "OK test_shop.py::test_discount*",
+        ]
+    )
+
+
+def test_an_earlier_runs_placement_in_the_window_is_counted_with_its_own_counters(
+    pytester: pytest.Pytester, shop: HubProcess
+) -> None:
+    # A run an hour ago (within --runtime-since 1h) placed the same probe, collected hits and
+    # removed it: its hits are in this run's evidence, and so are its counters.
+    pytester.makepyfile(test_shop=EXPECT_TEST.format(extra=""))
+    source = shop.register("shop")
+    client = HubClient(shop.url, CLIENT_TOKEN)
+    try:
+        earlier = str(client.place(REQUEST.probe.to_dict(), {"service": "shop"}, ttl=300)["id"])
+        shop.post_hits(source, [hit(earlier, n, ok=n % 10 != 0) for n in range(20)])
+        shop.post_statuses(source, [status(earlier, hits=20, evaluations=200, violations=20)])
+        client.remove(earlier)
+    finally:
+        client.close()
+
+    def act(probe_id: str) -> None:
+        shop.post_statuses(source, [status(probe_id, hits=30, evaluations=300, violations=30)])
+        shop.post_hits(source, [hit(probe_id, n, ok=n % 10 != 0) for n in range(30)])
+
+    with sensor_side_ctx(shop, act):
+        result = pytester.runpytest_subprocess(
+            "--runtime-probe", "--runtime-wait", "30", "--runtime-report-json", "r.json"
+        )
+    result.stdout.fnmatch_lines(
+        [
+            f"*high violation: expectation '{EXPECT}' failed on 50 of 500 evaluations (10.0%) "
+            "on 1 source across 2 placements over *; 5 violating hits captured",
+        ]
+    )
+    assert "lower bound" not in result.stdout.str()
+
+
+def test_a_wait_rule_names_the_probes_it_applies_to(
+    pytester: pytest.Pytester, shop: HubProcess
+) -> None:
+    pytester.makepyfile(
+        test_shop=f"""
+import pytest
+from shop.pricing import apply_discount
+
+@pytest.mark.runtime_probe("{LOCATION}@entry", capture=["price"], min_hits=5)
+def test_entry():
+    assert apply_discount(10, 0.5) == 5
+
+@pytest.mark.runtime_probe("{LOCATION}", capture=["price"])
+def test_return():
+    assert apply_discount(10, 0.5) == 5
+"""
+    )
+    shop.register("shop")
+    result = pytester.runpytest_subprocess("--runtime-probe", "--runtime-wait", "1")
+    result.stdout.fnmatch_lines(
+        [
+            "runtime: waiting for 5 production hits for 1 of 2 probes (min hits, set explicitly; "
+            "no --runtime-rarer-than): each verdict says the confidence bound its hits reached",
+            "runtime: waiting for production hits: 0/2 probes complete, 0 source(s), hits 0/34,*",
+        ]
+    )

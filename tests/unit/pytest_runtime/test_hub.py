@@ -190,3 +190,114 @@ def test_a_placement_whose_answer_was_lost_is_found_not_placed_twice(
     with pytest.raises(HubRequestError, match="409"):
         client.place({**probe, "location": "m:g@return"}, {"service": "s"}, ttl=60)
     client.close()
+
+
+class Export(BaseHTTPRequestHandler):
+    """An evidence export streamed as the hub streams it: one hit line sent ``REPEAT`` times,
+    chunk by chunk (the response is never whole in this process either)."""
+
+    LINES: list[bytes] = []
+    REPEAT = 0
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.end_headers()  # HTTP/1.0 without a length: the body ends when the peer closes
+        head, line = b"".join(self.LINES[:-1]), self.LINES[-1]
+        self.wfile.write(head)
+        chunk = line * 256
+        for _ in range(self.REPEAT // 256):
+            self.wfile.write(chunk)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def export_lines() -> tuple[str, list[bytes]]:
+    """(signature, lines) of an export: header, probe, and one hit of about 2 KB."""
+    from sensor.probes import Probe
+
+    probe = Probe(kind="snapshot", location="shop.pricing:apply_discount", capture=("note",))
+    hit = {
+        "probe_id": probe.id,
+        "signature": probe.signature,
+        "kind": "snapshot",
+        "location": "shop.pricing:apply_discount@return",
+        "ts": 1000.0,
+        "hit_id": "h-1",
+        "captures": {"note": "x" * 2000},
+        "source": {"id": "src-1", "service": "shop"},
+    }
+    header = {"record": "header", "schema": "pytest-runtime/evidence", "version": 2}
+    records = (
+        {**header, "created_at": 1.0, "generator": "test"},
+        {"record": "probe", "probe": probe.to_dict()},
+        {"record": "hit", "hit": hit},
+    )
+    return probe.signature, [(json.dumps(record) + "\n").encode() for record in records]
+
+
+def test_an_evidence_export_is_read_as_a_stream_not_held_whole() -> None:
+    import tracemalloc
+
+    signature, Export.LINES = export_lines()
+    Export.REPEAT = 256 * 60  # about 32 MB of hit lines (the same hit: kept once)
+    size = len(Export.LINES[-1]) * Export.REPEAT
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Export)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    client = HubClient(f"http://127.0.0.1:{server.server_address[1]}", "t")
+    try:
+        tracemalloc.start()
+        try:
+            evidence = client.evidence(signature)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert len(evidence.hits[signature]) == 1
+    assert evidence.duplicates == Export.REPEAT - 1
+    # Read line by line: the peak is a few chunks, not the 32 MB export (or twice it).
+    assert peak < size / 8, (peak, size)
+
+
+class Broken(BaseHTTPRequestHandler):
+    """An export whose connection drops mid-stream (the hub died while sending)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        lines = export_lines()[1]
+        body = b"".join(lines[:2]) + lines[2] * 100  # several chunks of 64 KB
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) * 10))  # promises more than it sends
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_an_export_that_breaks_mid_stream_says_how_far_it_got() -> None:
+    from pytest_runtime.errors import HubUnreachableError
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    client = HubClient(f"http://127.0.0.1:{server.server_address[1]}", "t", retries=0)
+    try:
+        with pytest.raises(HubUnreachableError, match=r"the stream broke after \d+ line") as info:
+            client.evidence("sig")
+        read = int(str(info.value).split("after ")[1].split(" ")[0])
+        assert 60 < read < 102  # the lines of the chunks that arrived whole, not 0
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

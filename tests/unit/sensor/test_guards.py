@@ -328,12 +328,24 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
     return True
 
 
+def _schedule(waker: Waker, when: float, reopen: Callable[[], object]) -> bool:
+    """``waker.schedule``, retried while it refuses because its lock is busy (bounded)."""
+    deadline = time.monotonic() + 5.0
+    while not waker.schedule(when, reopen):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
 def test_waker_calls_each_reopen_at_or_after_its_time_in_order() -> None:
     waker = Waker()
     called: list[tuple[str, float]] = []
     start = time.monotonic()
-    assert waker.schedule(start + 0.08, lambda: called.append(("late", time.monotonic())))
-    assert waker.schedule(start + 0.03, lambda: called.append(("early", time.monotonic())))
+    # schedule() never waits for the lock: while the waker thread holds it (starting up, say)
+    # it refuses, by design, and the caller keeps its gate open. Retry as a gate would.
+    assert _schedule(waker, start + 0.08, lambda: called.append(("late", time.monotonic())))
+    assert _schedule(waker, start + 0.03, lambda: called.append(("early", time.monotonic())))
     assert _wait_for(lambda: len(called) == 2)
     assert [name for name, _ in called] == ["early", "late"]
     assert called[0][1] >= start + 0.03

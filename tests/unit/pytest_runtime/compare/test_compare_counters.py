@@ -89,36 +89,74 @@ def test_without_counters_the_count_is_a_lower_bound_and_no_rate_is_claimed() ->
     assert verdict.production["lower_bound"]
 
 
-def test_a_source_whose_counters_predate_its_hits_gives_lower_bounds() -> None:
-    # src-1's last status was sent before most of its hits: its counters are behind.
+def test_violating_hits_after_a_sources_last_counters_make_the_counts_a_lower_bound() -> None:
+    # src-1's last status was sent before most of its hits, violating ones among them.
     statuses = [
         status("src-0", hits=31, evaluations=2700, violations=551),
         status("src-1", hits=3, evaluations=10, violations=2),
     ]
     d = violation(compare(from_tests(), sampled_evidence(), probe=EXPECT, statuses=statuses))
-    # The rate is the counters' own; the hits src-1 sent after its counters are counted apart.
+    # The rate is the counters' own; what the counters leave out is said, with its count.
     assert d.message == (
         "expectation 'price >= 0' failed on 553 of 2,710 evaluations (20.4%) on 2 sources in "
-        "the 35s since placement; 40 violating hits captured, 17 of them after or outside the "
-        "counters (counts are lower bounds: 1 source(s) sent hits after their last counters "
-        "(src-1))"
+        "the 35s since placement; 40 violating hits captured (a lower bound: 17 violating "
+        "hits captured after the last counters of 1 source (src-1) are not counted)"
     )
     assert d.counted == {"count": 553, "of": 2710, "over": "evaluations", "lower_bound": True}
 
 
-def test_hits_from_sources_without_counters_drops_and_sampling_are_said() -> None:
+def test_passing_hits_after_the_last_counters_are_no_lower_bound() -> None:
+    # src-1 (20 violating hits, then 10 passing ones) sent its last counters after its 20th
+    # hit: the calls its counters leave out did not violate, so nothing printed is low.
+    statuses = [
+        status("src-0", hits=31, evaluations=2700, violations=551),
+        status("src-1", hits=20, evaluations=2600, violations=530),
+    ]
+    verdict = compare(from_tests(), sampled_evidence(), probe=EXPECT, statuses=statuses)
+    d = violation(verdict)
+    assert d.message == (
+        "expectation 'price >= 0' failed on 1,081 of 5,300 evaluations (20.4%) on 2 sources "
+        "in the 35s since placement; 40 violating hits captured"
+    )
+    assert d.counted == {"count": 1081, "of": 5300, "over": "evaluations", "lower_bound": False}
+    assert verdict.production["lower_bound"] == []
+    assert verdict.production["notes"] == [
+        "10 captured hit(s) came after the last counters of 1 source (src-1), none violating "
+        "or raising: the counts cover the calls up to those counters"
+    ]
+
+
+def test_uncounted_hits_are_a_lower_bound_drops_and_sampling_are_not() -> None:
     statuses = [status("src-0", hits=31, evaluations=2700, violations=551, drops=4)]
     statuses.append(
         status("src-9", hits=0, evaluations=100, violations=0, skipped_rate=50, skipped_budget=7)
     )
     verdict = compare(from_tests(), sampled_evidence(), probe=EXPECT, statuses=statuses)
-    reasons = verdict.production["lower_bound"]
-    assert any(
-        "captured hit(s) come from placements or sources with no counters" in r for r in reasons
-    )
-    assert any("dropped 4 hit(s)" in r for r in reasons)
-    assert any("not evaluated" in r for r in reasons)
+    # src-1 sent 30 hits (20 violating) and no counters: the counted violations miss them.
+    assert verdict.production["lower_bound"] == [
+        "20 violating hits captured from placements or sources with no counters are not counted"
+    ]
+    # Drops lose captured states, not counts; sampling is what "of evaluations" says.
+    notes = verdict.production["notes"]
+    assert any("dropped 4 hit(s)" in n and "the counters count every firing" in n for n in notes)
+    assert any("not evaluated" in n for n in notes)
     assert verdict.production["sampled"] is True
+    assert violation(verdict).message.endswith(
+        "; evaluations are a sample of the calls (the evaluation rate limit and the CPU budget "
+        "(7 calls shed)) (a lower bound: 20 violating hits captured from placements or sources "
+        "with no counters are not counted)"
+    )
+    assert verdict.production["sampled_by"] == ["cpu_budget", "eval_rate"]
+
+
+def test_drops_alone_leave_the_counts_exact() -> None:
+    statuses = [
+        status("src-0", hits=31, evaluations=2700, violations=551, drops=4),
+        status("src-1", hits=30, evaluations=2619, violations=535),
+    ]
+    verdict = compare(from_tests(), sampled_evidence(), probe=EXPECT, statuses=statuses)
+    assert verdict.production["lower_bound"] == []
+    assert "lower bound" not in violation(verdict).message
 
 
 def test_overlapping_placements_on_one_source_are_not_summed_twice() -> None:
@@ -232,6 +270,22 @@ def test_exceptions_the_marker_declares_or_a_test_raised_are_not_divergences() -
     # A test that raised it on purpose (pytest.raises) made it a test-time state.
     raised = tests + exits(1, "json.JSONDecodeError", start=900)
     assert compare(raised, prod, probe=RETURN).verdict == "ok"
+
+
+@pytest.mark.parametrize("late", [0, 3])
+def test_exception_exits_after_the_last_counters_make_the_count_at_least(late: int) -> None:
+    # 40 returns and 10 exits counted; then the source sent 2 more returns and ``late`` more
+    # exits before its next counters.
+    returns = [hit(i, {"price": 5, "result": 4}, ok=None, source="src-0") for i in range(40)]
+    after = [hit(200 + i, {"price": 5, "result": 4}, ok=None, source="src-0") for i in range(2)]
+    prod = returns + exits(10, start=50) + after + exits(late, start=300)
+    tests = [hit(i, {"price": 5, "result": 4}, ok=None, prefix="t") for i in range(3)]
+    statuses = [status("src-0", hits=50, exceptions=27)]
+    verdict = compare(tests, prod, probe=RETURN, statuses=statuses)
+    [d] = verdict.divergences
+    assert (d.counted or {})["lower_bound"] is bool(late)
+    assert ("on at least" in d.message) is bool(late)
+    assert bool(verdict.production["lower_bound"]) is bool(late)
 
 
 def test_tests_that_only_raised_leave_the_returned_states_unfrom_tests() -> None:

@@ -228,3 +228,75 @@ def test_the_docs_table_of_value_classes_is_the_code_table() -> None:
     assert documented == [
         (c.name, c.of, c.severity, c.meaning, "yes" if c.on_noise else "no") for c in VALUE_CLASSES
     ]
+
+
+def _quantities(n: int, odd: Any, *, every: int = 10, moved: int = 3) -> list[int]:
+    """``n`` production quantities: tidy ones distinct in 5..100, ``moved`` of every ``every``
+    replaced by ``odd(i)`` (the issue's trial: 30% of quantities changed)."""
+    return [odd(i) if i % every < moved else 5 + (i * 37) % 96 for i in range(n)]
+
+
+def _int_sides(
+    tested: list[int], produced: list[int], field: str = "quantity"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    tests = [hit(i, {field: v}, prefix="t") for i, v in enumerate(tested)]
+    prod = [hit(i, {field: v}) for i, v in enumerate(produced)]
+    return tests, prod
+
+
+@pytest.mark.parametrize(
+    ("odd", "key"),
+    [
+        (lambda i: 20_000 + i * 7_919 % 1_980_000, "magnitude"),  # wholesale lines
+        (lambda i: -20_000 - i * 7_919 % 1_980_000, "class:negative"),  # huge returns
+        (lambda i: -(1 + i % 500), "class:negative"),  # returns
+    ],
+    ids=["magnitude", "huge-negative", "negative"],
+)
+@pytest.mark.parametrize("moved", [3, 4], ids=["30pct", "40pct"])
+def test_a_quantity_whose_production_spread_got_wide_is_not_an_id(
+    odd: Any, key: str, moved: int
+) -> None:
+    # Tests had 5..99, production's quantities are distinct on every hit and a minority of
+    # them moved far away: the middle 80% of production is wide, yet this is a quantity.
+    tests, prod = _int_sides([5, 12, 40, 64, 99], _quantities(60, odd, moved=moved))
+    verdict = compare(tests, prod, probe=PLAIN)
+    assert "quantity" not in verdict.noise, verdict.noise
+    assert key in keys(verdict, "quantity"), [d.message for d in verdict.divergences]
+    if key == "magnitude":
+        assert "magnitude up to" in keys(verdict, "quantity")[key].message
+
+
+def _ids_verdict(tested: list[int], produced: list[int], field: str) -> ProbeVerdict:
+    tests, prod = _int_sides(tested, produced, field)
+    return compare(tests, prod, probe=PLAIN)
+
+
+@pytest.mark.parametrize(
+    ("field", "tested", "produced"),
+    [
+        # Sequential ids; the tests used small placeholders (an unnamed field).
+        ("order", [1042, 1043], [7_340_000 + 5 * i for i in range(60)]),
+        # Random ids in a wide range; the tests passed one small one.
+        ("account", [42], [(i * 104_729) % 1_000_000 + 1 for i in range(60)]),
+        # Large distinct ints in the tests too.
+        ("ref", [10**9 + 7, 10**9 + 7_919], [10**9 + i * 104_729 for i in range(60)]),
+        ("ref", [10**9 + 7], [10**9 + 5 * i for i in range(60)]),
+        # Named like an id: noise whatever its values.
+        ("order_id", [1, 2, 3], [5 + i for i in range(60)]),
+        ("seq", [1, 2], [100 + i for i in range(60)]),
+    ],
+    ids=["sequential", "random", "large-in-tests", "large-sequential", "named", "named-seq"],
+)
+def test_real_ids_stay_noise(field: str, tested: list[int], produced: list[int]) -> None:
+    verdict = _ids_verdict(tested, produced, field)
+    assert verdict.noise == {field: "unique"}
+    assert verdict.verdict == "ok", [d.message for d in verdict.divergences]
+
+
+def test_an_id_that_turns_negative_keeps_its_sign_class() -> None:
+    produced = [7_340_000 + 5 * i for i in range(60)]
+    produced[7] = produced[8] = -1
+    verdict = _ids_verdict([1042, 1043], produced, "order")
+    assert verdict.noise == {"order": "unique"}
+    assert set(keys(verdict, "order")) == {"class:negative"}

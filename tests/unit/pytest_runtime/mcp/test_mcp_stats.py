@@ -62,3 +62,27 @@ def test_the_split_is_scaled_and_said_to_be_when_some_violations_were_not_captur
 def test_more_captured_than_counted_means_the_counters_lag_behind_the_hits() -> None:
     assert split_not_true(3, 5, 1) == (5, 1, "from the captured hits (the counters lag)")
     assert split_not_true(0, 2, 0) == (2, 0, "from the captured hits (the counters lag)")
+
+
+def test_the_bounds_are_the_comparisons_own_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One rule, one number: the MCP's bounds come from the comparison's rule of three (the
+    # one every verdict prints), not from a copy of it. Change the rule, and both change.
+    from pytest_runtime.compare import counters
+
+    calls: list[tuple[int, float]] = []
+
+    def rule(n: int, confidence: float = counters.CONFIDENCE) -> float:
+        calls.append((n, confidence))
+        return 0.25
+
+    monkeypatch.setattr(counters, "unseen_bound", rule)
+    assert rate_with_bound(0, 300)["high"] == 0.25
+    assert rate_with_bound(50, 50)["low"] == 0.75
+    assert calls == [(300, 0.95), (50, 0.95)]
+
+
+def test_the_confidence_level_is_the_comparisons() -> None:
+    from pytest_runtime.compare import counters
+    from pytest_runtime.mcp import stats
+
+    assert stats.CONFIDENCE == counters.CONFIDENCE

@@ -123,6 +123,31 @@ def test_invalid_probe_is_reported_as_error_and_others_still_install(
     assert "bad" not in fake_engine.installed
 
 
+def test_the_agents_own_error_reasons_are_redacted(
+    fake_hub: FakeHub, fake_engine: FakeEngine, agents: list[Agent]
+) -> None:
+    # A probe the sensor refuses quotes the bad value in its reason; a secret in it (here a
+    # card number in a kind) must not reach the hub through the status.
+    card = "4111111111111111"
+    running(agents, make_agent(fake_hub, fake_engine))
+    with fake_hub.changed:
+        fake_hub.probes.append({"id": "bad", "kind": f"pay {card}", "location": "x:y"})
+        fake_hub.etag += 1
+        fake_hub.changed.notify_all()
+
+    def reasons() -> list[str]:
+        return [
+            str(s["reason"])
+            for _, beat in list(fake_hub.heartbeats)
+            for s in beat["statuses"]
+            if s["probe_id"] == "bad" and s["state"] == "error"
+        ]
+
+    assert fake_hub.wait_for(lambda: bool(reasons()))
+    assert all(card not in reason for reason in reasons()), reasons()
+    assert any("redacted" in reason for reason in reasons()), reasons()
+
+
 @pytest.mark.parametrize("mode", ["500", "garbage", "shape"])
 def test_hits_survive_a_hub_answering_errors(
     fake_hub: FakeHub, fake_engine: FakeEngine, agents: list[Agent], mode: str
