@@ -221,6 +221,29 @@ def test_hub_refuses_an_unsupported_database_url_and_creates_no_file(
     assert left == (["secret"] if how.endswith("FILE") else [])
 
 
+def test_hub_refuses_to_start_on_a_database_a_newer_hub_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sensor.hub.store import open_store
+
+    open_store(tmp_path / "hub.db").close()
+    with sqlite3.connect(tmp_path / "hub.db") as conn:
+        (known,) = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        conn.execute("INSERT INTO schema_version VALUES (?, 0, 'from the future')", (known + 1,))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "sensor", "hub", "--port", "0", "--db", str(tmp_path / "hub.db")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    message = _one_line_error(result)
+    assert f"schema version {known + 1} is newer than this hub's {known}" in message
+    with sqlite3.connect(tmp_path / "hub.db") as conn:  # and it changed nothing
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (known + 1,)
+
+
 def test_wrong_token_is_one_line_401(hub: HubProcess) -> None:
     message = _one_line_error(cli("probe", "list", url=hub.url, token="not-a-token"))
     assert "unknown or removed token (401 invalid_token)" in message
