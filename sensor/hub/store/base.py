@@ -367,7 +367,7 @@ class Store(Protocol):
 
     # housekeeping
     def apply_retention(self, now: float, max_age: float | None) -> int:
-        """Delete hits and silent sources older than ``max_age``; return the hits deleted."""
+        """Delete hits, silent sources and ended probes older than ``max_age``; return hits gone."""
         ...
 
     # several hub processes on one database

@@ -971,6 +971,19 @@ class PostgresStore:
                 (cutoff,),
             )
             conn.execute("DELETE FROM sources WHERE last_seen < %s", (cutoff,))
+            # probes that ended before the cutoff and hold no hit any more: without this, every
+            # test run's placements would stay in the table forever
+            conn.execute(
+                "DELETE FROM statuses WHERE probe_id IN (SELECT id FROM probes AS p WHERE "
+                "p.state <> 'active' AND p.ended_at < %s AND NOT EXISTS "
+                "(SELECT 1 FROM hits h WHERE h.probe_id = p.id))",
+                (cutoff,),
+            )
+            conn.execute(
+                "DELETE FROM probes AS p WHERE p.state <> 'active' AND p.ended_at < %s AND "
+                "NOT EXISTS (SELECT 1 FROM hits h WHERE h.probe_id = p.id)",
+                (cutoff,),
+            )
             return int(deleted)
 
         result: int = self._run("apply retention", body)

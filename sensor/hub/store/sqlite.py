@@ -812,7 +812,8 @@ class SQLiteStore:
         """Delete what is older than ``max_age`` seconds; return how many hits went.
 
         Hits received before the cutoff go, and so do sources not heard from since then (with
-        their statuses), so that a fleet of short-lived replicas does not grow the file forever.
+        their statuses), so that a fleet of short-lived replicas does not grow the file forever,
+        and probes that ended before it and hold no hit any more (with their statuses).
         """
         if max_age is None:
             return 0
@@ -826,6 +827,19 @@ class SQLiteStore:
                 (cutoff,),
             )
             self._db.execute("DELETE FROM sources WHERE last_seen < ?", (cutoff,))
+            # probes that ended before the cutoff and hold no hit any more: without this, every
+            # test run's placements would stay in the table forever
+            self._db.execute(
+                "DELETE FROM statuses WHERE probe_id IN (SELECT id FROM probes AS p WHERE "
+                "p.state <> 'active' AND p.ended_at < ? AND NOT EXISTS "
+                "(SELECT 1 FROM hits h WHERE h.probe_id = p.id))",
+                (cutoff,),
+            )
+            self._db.execute(
+                "DELETE FROM probes AS p WHERE p.state <> 'active' AND p.ended_at < ? AND "
+                "NOT EXISTS (SELECT 1 FROM hits h WHERE h.probe_id = p.id)",
+                (cutoff,),
+            )
             return int(deleted.rowcount)
 
         result: int = self._transaction("apply retention", body)

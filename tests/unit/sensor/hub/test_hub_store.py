@@ -297,6 +297,25 @@ def test_retention_deletes_hits_older_than_max_age(store: Any) -> None:
     assert store.apply_retention(now=6000.0, max_age=None) == 0
 
 
+def test_retention_forgets_ended_probes_once_their_hits_are_gone(store: Any) -> None:
+    store.register_source(source("s1", last_seen=5500.0))
+    for probe_id in ("old", "old_with_hits", "recent", "active"):
+        store.add_probe(probe(probe_id, created_at=500.0))
+    store.add_hits(source(), [hit("old_with_hits", n=0)], {}, now=5000.0)
+    store.set_statuses("s1", [{"probe_id": "old", "state": "installed"}], 900.0)
+    store.end_probe("old", "removed", 1000.0)
+    store.end_probe("old_with_hits", "removed", 1000.0)
+    store.end_probe("recent", "removed", 5000.0)
+    store.apply_retention(now=6000.0, max_age=2000.0)
+    # ended before the cutoff with no hit left: gone (its statuses too); a probe whose hits are
+    # still kept, one that ended after the cutoff, and an active one stay
+    assert store.get_probe("old") is None
+    assert sorted(p.id for p in store.list_probes()) == ["active", "old_with_hits", "recent"]
+    assert store.apply_retention(now=8000.0, max_age=2000.0) == 1  # its hit ages out...
+    assert store.get_probe("old_with_hits") is None  # ...and the probe goes with it
+    assert store.get_probe("active") is not None
+
+
 def test_retention_forgets_sources_silent_for_longer_than_max_age(store: Any) -> None:
     store.add_probe(probe("p1"))
     store.register_source(source("old", last_seen=1000.0))
