@@ -1,4 +1,4 @@
-"""1,000 simulated sensors against real hubs: SQLite (one process), PostgreSQL (one and three replicas).
+"""1,000 simulated sensors against real hubs: SQLite (one process), PostgreSQL (1 and 3 replicas).
 
 One asyncio process simulates the fleet with real HTTP/1.1 (keep-alive sockets, no client library
 in the timing): every sensor registers, holds a long poll (``wait=30``) on one socket and sends
@@ -353,6 +353,8 @@ async def run_case(
         {"probe": {"kind": "snapshot", "location": "shop.pricing:apply_discount"}}
     ).encode()
     status, placed = await client.request("POST", "/v1/probes", CLIENT, body)
+    if status != 201:
+        raise SystemExit(f"placing the ingest probe answered {status}: {placed}")
     probe = placed["probe"]
     total = len(fleet.sensors)
     if not await fleet.wait_for(
