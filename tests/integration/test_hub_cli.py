@@ -223,11 +223,12 @@ def test_hub_refuses_an_unsupported_database_url_and_creates_no_file(
 
 def test_hub_refuses_to_start_on_a_database_a_newer_hub_migrated(tmp_path: Path) -> None:
     import sqlite3
+    from contextlib import closing
 
     from sensor.hub.store import open_store
 
     open_store(tmp_path / "hub.db").close()
-    with sqlite3.connect(tmp_path / "hub.db") as conn:
+    with closing(sqlite3.connect(tmp_path / "hub.db")) as conn, conn:
         (known,) = conn.execute("SELECT max(version) FROM schema_version").fetchone()
         conn.execute("INSERT INTO schema_version VALUES (?, 0, 'from the future')", (known + 1,))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
@@ -240,7 +241,7 @@ def test_hub_refuses_to_start_on_a_database_a_newer_hub_migrated(tmp_path: Path)
     )
     message = _one_line_error(result)
     assert f"schema version {known + 1} is newer than this hub's {known}" in message
-    with sqlite3.connect(tmp_path / "hub.db") as conn:  # and it changed nothing
+    with closing(sqlite3.connect(tmp_path / "hub.db")) as conn:  # and it changed nothing
         assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (known + 1,)
 
 

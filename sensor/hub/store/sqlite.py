@@ -148,8 +148,15 @@ class SQLiteStore:
                 # older hub (0644) are tightened here
                 for suffix in ("", "-wal", "-shm"):
                     _tighten(Path(self.path + suffix))
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the hub database {self.path!r}: {exc}") from exc
+        except BaseException as exc:
+            # a store that does not open leaves no connection behind (a refused schema, a
+            # failed migration), whatever the caller does next
+            opened: sqlite3.Connection | None = getattr(self, "_db", None)
+            if opened is not None:
+                opened.close()
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise StoreError(f"cannot open the hub database {self.path!r}: {exc}") from exc
+            raise
 
     def _migrate(self) -> None:
         """Bring the file to the latest schema version, in one write transaction."""

@@ -473,6 +473,51 @@ def test_a_newer_schema_is_refused_naming_both_versions(store: Any) -> None:
     assert (caught.value.found, caught.value.known) == (known + 5, known)
 
 
+def test_a_refused_open_leaves_no_connection_open(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    known = store.schema_version
+    raw(
+        store,
+        "INSERT INTO schema_version (version, applied_at, description) VALUES (?, ?, ?)",
+        (known + 1, 1.0, "from the future"),
+    )
+    if isinstance(store, SQLiteStore):
+        opened: list[sqlite3.Connection] = []
+        connect = sqlite3.connect
+
+        def recording_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+            opened.append(connect(*args, **kwargs))
+            return opened[-1]
+
+        monkeypatch.setattr(sqlite3, "connect", recording_connect)
+        with pytest.raises(StoreError):
+            _reopen(store)
+        monkeypatch.undo()
+        assert len(opened) == 1
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            opened[0].execute("SELECT 1")
+        return
+    count = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    before = raw(store, count)[0][0]
+    refusals = []  # kept: their tracebacks hold the half-opened stores, as a caller's log would
+    for _ in range(3):
+        with pytest.raises(StoreError) as caught:
+            _reopen(store)
+        refusals.append(caught)
+    # each raw() is a connection of its own, closed when it returns: only leaks would add up
+    assert wait_for(lambda: raw(store, count)[0][0] <= before, 5.0), raw(store, count)
+
+
+def wait_for(condition: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return bool(condition())
+
+
 def test_a_sqlite_file_of_the_first_release_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)
