@@ -14,9 +14,9 @@ minus the same for the unprobed function::
 skipped hit, the Python skip path of an open gate (what an ``expect`` probe under its default
 ``eval_rate`` costs between evaluations, minus the call itself: measured on the gate's hook
 directly, because under valgrind's slowdown the number of evaluations would depend on time),
-and (checkouts with ``sensor.threads``)
-a counter hit while a sensor thread waits outside sensor work (the agent between turns) and
-while one works (the checked mode).
+a ``lines`` probe between two sampled calls (on a function of two lines), and (checkouts with
+``sensor.threads``) a counter hit while a sensor thread waits outside sensor work (the agent
+between turns) and while one works (the checked mode).
 """
 
 from __future__ import annotations
@@ -73,6 +73,16 @@ if kind in ("counter", "snapshot_1s", "counter_agent_idle", "counter_sensor_busy
     status = engine.install(probe, on_hit=lambda hit: None)
     assert status.state.value == "installed", status.reason
     fn(0); fn(0)  # a snapshot's one hit; its gate is closed from then on
+elif kind == "lines_between_samples":
+    # A lines probe on the whole function whose one token is spent (the next sample 1000 s
+    # away): what every call pays between two sampled calls.
+    from sensor.engine import Engine
+    from sensor.probes import Probe
+    engine = Engine(backend=backend, cpu_budget=1.0)
+    probe = Probe(kind="lines", location="__main__:target", limits={"rate": 0.001, "burst": 1})
+    status = engine.install(probe, on_hit=lambda hit: None)
+    assert status.state.value == "installed", status.reason
+    fn(0); fn(0)  # the one sampled call; the gate is closed from then on
 elif kind == "open_gate_skip":
     # An expectation gate whose next evaluation is far away and that never closes (no waker):
     # every call takes the Python skip path (the clock read), what an 'expect' probe under
@@ -91,7 +101,14 @@ else:
 os._exit(0)
 """
 
-CASES = ("counter", "snapshot_1s", "open_gate_skip", "counter_agent_idle", "counter_sensor_busy")
+CASES = (
+    "counter",
+    "snapshot_1s",
+    "open_gate_skip",
+    "counter_agent_idle",
+    "counter_sensor_busy",
+    "lines_between_samples",
+)
 
 
 def _ir(script: Path, root: Path, backend: str, kind: str, n: int) -> int:
@@ -154,6 +171,11 @@ def main() -> None:
             for kind in CASES:
                 if kind.startswith("counter_") and not has_threads:
                     continue
+                if (
+                    kind.startswith("lines_")
+                    and "LINES" not in (root / "sensor" / "probes.py").read_text()
+                ):
+                    continue  # a checkout from before the lines probe kind
                 # The gate's hook is called directly: its cost beyond an empty call.
                 base = empty if kind == "open_gate_skip" else none
                 per_hit = _per_call(script, root, backend, kind, n, calls) - base

@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs = max(5, args.pairs)
     for command in CASES.values():  # warm-up: file caches, .pyc files
         time_server(command)
+    # Wall times on a shared machine say little without how busy it was: printed with them.
+    load_before = os.getloadavg()
     times: dict[str, list[float]] = {"interpreter": [], **{name: [] for name in CASES}}
     cpu: dict[str, list[float]] = {name: [] for name in CASES}
     tools: dict[str, int] = {}
@@ -136,9 +138,15 @@ def main(argv: list[str] | None = None) -> int:
             times[name].append(seconds)
             cpu[name].append(cpu_seconds)
             tools[name] = count
+    load_after = os.getloadavg()
     ours, bare = times["pytest_runtime.mcp"], times["bare SDK server"]
     ratios = [a / b for a, b in zip(ours, bare, strict=True)]
     python = ".".join(map(str, sys.version_info[:3]))
+    machine = {
+        "cpus": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in load_after],
+    }
     if args.json:
         for name, values in times.items():
             print(
@@ -153,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                         "runs": len(values),
                         "cpu_median_s": statistics.median(cpu[name]) if name in cpu else None,
                         "tools": tools.get(name),
+                        **machine,
                     }
                 )
             )
@@ -166,12 +175,18 @@ def main(argv: list[str] | None = None) -> int:
                     "min": min(ratios),
                     "max": max(ratios),
                     "goal": GOAL_RATIO,
+                    **machine,
                 }
             )
         )
         return 0
     print(f"MCP server start-up on Python {python}: launch to initialize + tools/list answered")
     print(f"{pairs} interleaved rounds after a warm-up; median (min to max)")
+    print(
+        f"load average (1, 5, 15 min) on {os.cpu_count()} CPUs: "
+        f"{', '.join(f'{x:.2f}' for x in load_before)} before, "
+        f"{', '.join(f'{x:.2f}' for x in load_after)} after"
+    )
     print()
     print(f"{'case':<22} {'median':>8} {'min':>8} {'max':>8} {'CPU':>8}  goal")
     for name, values in times.items():

@@ -8,10 +8,16 @@ The tree::
     ├── EvidenceError                        an evidence file cannot be read or written
     │   └── EvidenceFormatError (ValueError) a line of an evidence file is malformed (file, line)
     ├── HubClientError                       talking to the hub failed
+    │   ├── HubConfigError (ValueError)      a hub URL, CA file or call argument is invalid
     │   ├── HubUnreachableError              the hub could not be reached
     │   ├── HubAuthError                     the hub refused the token (401/403)
     │   └── HubRequestError                  the hub answered 4xx/5xx or a body that is not JSON
     └── ExpectationViolation (AssertionError) a test-time hit broke the probe's expectation
+
+The hub errors come from the one hub client (:mod:`pytest_runtime.hub`), which the CLI
+(``python -m sensor``) uses too: each is also the matching :mod:`sensor.errors` class
+(``HubConfigError`` a ``ConfigError``, ``HubUnreachableError`` a ``HubUnavailableError``,
+``HubAuthError`` and ``HubRequestError`` a ``HubResponseError``), so either tree catches them.
 
 The plugin turns every error except :class:`ExpectationViolation` into a ``pytest.UsageError``
 (or a collection error for a marker) so that users see one clear line, not a traceback.
@@ -19,12 +25,15 @@ The plugin turns every error except :class:`ExpectationViolation` into a ``pytes
 
 from __future__ import annotations
 
+from sensor.errors import ConfigError, HubResponseError, HubUnavailableError
+
 __all__ = [
     "EvidenceError",
     "EvidenceFormatError",
     "ExpectationViolation",
     "HubAuthError",
     "HubClientError",
+    "HubConfigError",
     "HubRequestError",
     "HubUnreachableError",
     "MarkerError",
@@ -75,21 +84,31 @@ class HubClientError(RuntimeProbeError):
     """Talking to the hub failed."""
 
 
-class HubUnreachableError(HubClientError):
-    """The hub could not be reached (connection refused, DNS, timeout)."""
+class HubConfigError(HubClientError, ConfigError):
+    """A hub client setting or argument is invalid (URL, CA file); names it and the value."""
 
 
-class HubAuthError(HubClientError):
-    """The hub refused the token: missing, wrong, or without the ``client`` scope."""
+class HubUnreachableError(HubClientError, HubUnavailableError):
+    """The hub could not be reached (connection refused, DNS, TLS, timeout)."""
 
 
-class HubRequestError(HubClientError):
+class HubAuthError(HubClientError, HubResponseError):
+    """The hub refused the token (401: missing or unknown; 403: without the scope needed)."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class HubRequestError(HubClientError, HubResponseError):
     """The hub answered with an error status (other than 401/403) or a body that is not JSON."""
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        # set after super().__init__: HubResponseError's own __init__ would reset them
         self.status = status
         self.code = code
-        super().__init__(message)
 
 
 class ExpectationViolation(RuntimeProbeError, AssertionError):

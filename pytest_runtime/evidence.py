@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +199,18 @@ class Evidence:
         if since is None:
             return list(hits)
         return [hit for hit in hits if float(hit.get("ts", 0)) >= since]
+
+    def keep_hits(
+        self, signature: str, keep: Callable[[Mapping[str, Any]], bool]
+    ) -> list[dict[str, Any]]:
+        """Keep only the hits of ``signature`` that ``keep`` accepts (one service version);
+        return them. The others are forgotten, as if never read."""
+        self._trim(signature)
+        kept = [hit for hit in self.hits.get(signature, []) if keep(hit)]
+        if signature in self.hits:
+            self.hits[signature] = kept
+            self._keys[signature] = {_hit_key(hit) for hit in kept}
+        return list(kept)
 
     def statuses_for(self, signature: str) -> list[dict[str, Any]]:
         """The status records of a signature, sorted by probe id and source id."""

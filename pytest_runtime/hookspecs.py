@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pytest_runtime.compare import ProbeResult
 
 __all__ = [
+    "pytest_runtime_constructors",
     "pytest_runtime_noise_rules",
     "pytest_runtime_serializers",
     "pytest_runtime_verdict",
@@ -32,6 +33,27 @@ def pytest_runtime_serializers(
     JSON value to compare instead, e.g. ``{"@t": "money.Money", "v": "12.50 EUR"}``. It runs in
     the pytest process on plain data, never inside the service. Every implementation's mapping
     is merged; for the same type name the first plugin wins (``tryfirst`` goes first).
+    """
+
+
+@pytest.hookspec
+def pytest_runtime_constructors(
+    config: pytest.Config | None,
+) -> Mapping[str, Callable[[dict[str, Any]], Any]] | None:
+    """Return constructors for your types, keyed by the encoded type name (``"@t"``).
+
+    Replay, the evidence strategies and written regression tests rebuild production values
+    in the test process. Builtins, ``Decimal``, dates and times, ``UUID``, enums, dataclasses
+    and named tuples are rebuilt from their classes; any other class needs a constructor. It
+    receives the rebuilt fields (``{"amount": Decimal("12.50"), "currency": "EUR"}``), or
+    ``{"value": v}`` for a value encoded as ``"v"``, and returns the object::
+
+        def pytest_runtime_constructors(config):
+            return {"money.Money": lambda fields: Money(fields["amount"], fields["currency"])}
+
+    A state holding a type with no constructor is counted as not rebuildable, never replayed
+    as something else. Every implementation's mapping is merged; the first plugin wins.
+    ``config`` is None when called outside a pytest run (``python -m pytest_runtime``).
     """
 
 

@@ -30,7 +30,7 @@ MARKER = "runtime_probe"
 # The help lives in plugin.py, which must not import this module at start-up.
 MARKER_HELP = _plugin.MARKER_HELP
 
-_KINDS = ("snapshot", "expect", "log", "counter", "timer")
+_KINDS = ("snapshot", "expect", "log", "counter", "timer", "lines")
 _KNOWN = (
     "location",
     "capture",
@@ -47,6 +47,7 @@ _KNOWN = (
     "max_hits",
     "template",
     "raises",
+    "replay",
 )
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 _RAISES_EXPECTED = (
@@ -223,6 +224,9 @@ def parse_probe_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> ProbeR
     max_hits = kwargs.get("max_hits")
     if max_hits is not None:
         _number("max_hits", max_hits, whole=True, minimum=1)
+    replay = kwargs.get("replay", False)
+    if not isinstance(replay, bool):
+        raise MarkerError("replay", replay, "True or False")
 
     try:
         probe = Probe.from_dict(
@@ -235,6 +239,7 @@ def parse_probe_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> ProbeR
                 "template": kwargs.get("template"),
                 "limits": {"rate": rate, "max_hits": max_hits},
                 "tags": {"placed_by": "pytest-runtime"},
+                "replay": replay,
             }
         )
     except ProbeSpecError as exc:

@@ -18,6 +18,8 @@ __all__ = [
     "DEFAULT_RARER_THAN",
     "DEFAULT_SINCE",
     "DEFAULT_WAIT",
+    "HUB_MODES",
+    "RECORD_MODES",
     "RuntimeOptions",
     "add_options",
     "any_given",
@@ -32,6 +34,10 @@ DEFAULT_MIN_HITS = 10
 #: default 30 s wait, or two sources in 15 s (see docs/explanation/comparison.md).
 DEFAULT_RARER_THAN = 0.1
 DEFAULT_SINCE = "1h"
+#: pytest-recording's record modes, for the evidence file (the hub is the network).
+RECORD_MODES = ("none", "once", "new_episodes", "all", "rewrite")
+#: Record modes that read the hub (``once`` only when the file does not exist yet).
+HUB_MODES = ("new_episodes", "all", "rewrite")
 ENV_HUB = "PYTEST_RUNTIME_HUB"
 #: The client token, one name for the plugin and the CLI (``python -m sensor``). Never an
 #: option: a token on a command line leaks into ``ps``.
@@ -108,7 +114,40 @@ def add_options(parser: pytest.Parser) -> None:
         "--runtime-record",
         metavar="PATH",
         default=None,
-        help="write the evidence fetched from the hub to this JSON Lines file",
+        help="write the evidence fetched from the hub to this JSON Lines file (the same as "
+        "--runtime-evidence PATH --runtime-record-mode rewrite)",
+    )
+    group.addoption(
+        "--runtime-record-mode",
+        metavar="MODE",
+        default=None,
+        choices=RECORD_MODES,
+        help="how the --runtime-evidence file is used, as pytest-recording's --record-mode "
+        "(the hub is the network): none (read the file only), once (read it if it exists, "
+        "else read the hub and write it), new_episodes (read both, add the hub's new hits to "
+        "it), all (read the hub, add its hits to the file), rewrite (read the hub, replace the "
+        "file); default: none with --runtime-evidence",
+    )
+    group.addoption(
+        "--runtime-version",
+        metavar="VERSION",
+        default=None,
+        help="service version whose standing evidence to compare with: a version, 'live' "
+        "(the versions of the service's live sources, the default) or 'any'",
+    )
+    group.addoption(
+        "--runtime-publish",
+        action="store_true",
+        default=False,
+        help="collect the suite (no test runs) and make the hub's standing probes of the "
+        "service equal to its runtime_probe markers: place new ones, keep unchanged ones, "
+        "retire the others",
+    )
+    group.addoption(
+        "--runtime-dry-run",
+        action="store_true",
+        default=False,
+        help="with --runtime-publish: show what would be placed, kept and retired, change nothing",
     )
     group.addoption(
         "--runtime-strict",
@@ -135,7 +174,28 @@ def add_options(parser: pytest.Parser) -> None:
         default=False,
         help="write the current divergences to the --runtime-baseline file and do not fail on them",
     )
+    group.addoption(
+        "--runtime-replay",
+        metavar="N",
+        default=None,
+        help="call each function marked replay=True on up to N distinct production argument "
+        "states (rare states first) and compare the outcomes with production's; the states "
+        "come from --runtime-evidence files or the hub's stored evidence (--runtime-hub)",
+    )
+    group.addoption(
+        "--runtime-fail-under",
+        metavar="PCT",
+        default=None,
+        help="fail the run when the state coverage (production shapes the tests had), or the "
+        "share of production-run lines the tests ran, is below PCT percent (like "
+        "--cov-fail-under; default: ini runtime_fail_under)",
+    )
     parser.addini("runtime_hub", "hub URL for --runtime-probe", default="")
+    parser.addini(
+        "runtime_fail_under",
+        "fail when state coverage or production-line coverage is below this percent",
+        default="",
+    )
     parser.addini("runtime_service", "default service selector for probes", default="")
     parser.addini("runtime_wait", "longest wait for production hits in seconds", default="")
     parser.addini("runtime_min_hits", "production hits wanted per probe", default="")
@@ -159,10 +219,16 @@ _OPTION_DESTS = (
     "runtime_since",
     "runtime_evidence",
     "runtime_record",
+    "runtime_record_mode",
+    "runtime_version",
+    "runtime_publish",
+    "runtime_dry_run",
     "runtime_strict",
     "runtime_report_json",
     "runtime_baseline",
     "runtime_write_baseline",
+    "runtime_replay",
+    "runtime_fail_under",
 )
 _INI_KEYS = (
     "runtime_hub",
@@ -173,6 +239,7 @@ _INI_KEYS = (
     "runtime_since",
     "runtime_strict",
     "runtime_baseline",
+    "runtime_fail_under",
 )
 
 
@@ -209,16 +276,55 @@ class RuntimeOptions:
     report_json: str | None = None
     baseline: str | None = None
     write_baseline: bool = False
+    replay: int = 0  #: production states replayed per replay probe (0: no replay)
+    fail_under: float | None = None  #: percent of state and line coverage required
+    #: pytest-recording's mode for the evidence file (None: no mode given)
+    record_mode: str | None = None
+    #: whose standing evidence to compare with: a version, "live" or "any"
+    version: str = "live"
+    publish: bool = False
+    dry_run: bool = False
 
     @property
     def deprecations(self) -> list[str]:
         """Notes about deprecated settings this run used."""
+        notes = []
         if self.token_variable == ENV_TOKEN_OLD:
-            return [
+            notes.append(
                 f"runtime: {ENV_TOKEN_OLD} is deprecated: set {ENV_TOKEN} instead (the same "
                 "client token; python -m sensor reads it too)"
-            ]
-        return []
+            )
+        if self.record and self.record_mode is None:
+            notes.append(
+                f"runtime: --runtime-record {self.record} is the old spelling of "
+                f"--runtime-evidence {self.record} --runtime-record-mode rewrite (still works)"
+            )
+        return notes
+
+    @property
+    def cassette(self) -> str | None:
+        """The evidence file a record mode reads and writes (None: no record mode)."""
+        if self.record_mode is None:
+            return None
+        return self.evidence[0] if self.evidence else None
+
+    @property
+    def reads_file(self) -> bool:
+        """True when the comparison uses the evidence file(s)."""
+        if not self.evidence:
+            return False
+        if self.record_mode in ("all", "rewrite"):
+            return False
+        if self.record_mode == "once":
+            return not self.probe  # the file existed at start
+        return True
+
+    @property
+    def writes_file(self) -> str | None:
+        """The evidence file this run writes (record modes, or the old --runtime-record)."""
+        if self.record_mode in HUB_MODES or (self.record_mode == "once" and self.probe):
+            return self.cassette
+        return self.record
 
     @property
     def wants_production(self) -> bool:
@@ -228,7 +334,11 @@ class RuntimeOptions:
     @property
     def active(self) -> bool:
         """True when any option asks the plugin for work beyond test-time capture."""
-        return self.wants_production or bool(self.report_json or self.record or self.write_baseline)
+        return (
+            self.wants_production
+            or self.publish
+            or bool(self.report_json or self.record or self.write_baseline or self.replay)
+        )
 
     @classmethod
     def from_config(cls, config: pytest.Config, *, now: float | None = None) -> RuntimeOptions:
@@ -243,10 +353,23 @@ class RuntimeOptions:
         token_variable = ENV_TOKEN
         if token is None and os.environ.get(ENV_TOKEN_OLD):
             token, token_variable = os.environ[ENV_TOKEN_OLD], ENV_TOKEN_OLD
+        record_mode = opt("runtime_record_mode")
+        evidence = tuple(opt("runtime_evidence") or ())
+        probe = bool(opt("runtime_probe"))
+        # With a record mode, the mode decides whether the hub is read (as pytest-recording's
+        # decides whether the network is), whatever --runtime-probe says.
+        if record_mode in HUB_MODES:
+            probe = True
+        elif record_mode == "once":
+            probe = len(evidence) == 1 and not os.path.exists(evidence[0])
+        elif record_mode == "none":
+            probe = False
+        if opt("runtime_publish"):
+            probe = False  # publishing runs no test: --runtime-probe in addopts has nothing to do
         strict_opt = opt("runtime_strict")
         strict = bool(config.getini("runtime_strict")) if strict_opt is None else bool(strict_opt)
         options = cls(
-            probe=bool(opt("runtime_probe")),
+            probe=probe,
             hub=hub.rstrip("/") if hub else None,
             token=token,
             token_variable=token_variable,
@@ -263,19 +386,51 @@ class RuntimeOptions:
                 "--runtime-since", opt("runtime_since") or ini("runtime_since"), now=now
             ),
             since_given=bool(opt("runtime_since") or ini("runtime_since")),
-            evidence=tuple(opt("runtime_evidence") or ()),
+            evidence=evidence,
             record=opt("runtime_record"),
+            record_mode=record_mode,
+            version=str(opt("runtime_version") or "live"),
+            publish=bool(opt("runtime_publish")),
+            dry_run=bool(opt("runtime_dry_run")),
             strict=strict,
             report_json=opt("runtime_report_json"),
             baseline=opt("runtime_baseline") or ini("runtime_baseline") or None,
             write_baseline=bool(opt("runtime_write_baseline")),
+            replay=parse_count("--runtime-replay", opt("runtime_replay")),
+            fail_under=parse_percent(
+                "--runtime-fail-under", opt("runtime_fail_under") or ini("runtime_fail_under")
+            ),
         )
+        if (
+            options.fail_under is not None
+            and not opt("runtime_fail_under")
+            and not options.wants_production
+        ):
+            # The ini key is a project default for runs that compare with production; a
+            # local run without evidence has nothing to gate (the command-line option errs).
+            options = dataclasses.replace(options, fail_under=None)
         options.check()
         return options
 
     def check(self) -> None:
         """Reject combinations that cannot mean anything."""
-        if self.probe and self.evidence:
+        if self.record_mode is not None:
+            self._check_record_mode()
+        if self.publish and (self.evidence or self.record_mode):
+            raise OptionError(
+                "--runtime-publish", True, "no evidence file or record mode (it runs no test)"
+            )
+        if self.publish and not self.hub:
+            raise OptionError(
+                "--runtime-hub",
+                None,
+                f"a hub URL for --runtime-publish (option, ${ENV_HUB} or ini runtime_hub)",
+            )
+        if self.dry_run and not self.publish:
+            raise OptionError("--runtime-dry-run", True, "--runtime-publish too")
+        if not self.version.strip():
+            raise OptionError("--runtime-version", self.version, "a version, 'live' or 'any'")
+        if self.probe and self.evidence and self.record_mode is None:
             raise OptionError(
                 "--runtime-probe with --runtime-evidence",
                 list(self.evidence),
@@ -293,9 +448,58 @@ class RuntimeOptions:
             raise OptionError(
                 "--runtime-record", self.record, "--runtime-probe too (it records hub evidence)"
             )
+        if self.replay and not (self.evidence or self.hub):
+            raise OptionError(
+                "--runtime-replay",
+                self.replay,
+                "production states to replay: --runtime-evidence files, or a hub "
+                f"(--runtime-hub, ${ENV_HUB} or ini runtime_hub) with stored evidence",
+            )
+        if self.fail_under is not None and not self.wants_production:
+            raise OptionError(
+                "--runtime-fail-under",
+                self.fail_under,
+                "production evidence to measure coverage against (--runtime-probe or "
+                "--runtime-evidence)",
+            )
+        if self.record and self.record_mode is not None:
+            raise OptionError(
+                "--runtime-record",
+                self.record,
+                "no --runtime-record-mode as well: the mode's file is --runtime-evidence",
+            )
         if self.write_baseline and not self.baseline:
             raise OptionError(
                 "--runtime-write-baseline", True, "a --runtime-baseline PATH to write to"
+            )
+
+    def _check_record_mode(self) -> None:
+        mode = self.record_mode
+        if len(self.evidence) != 1:
+            raise OptionError(
+                "--runtime-record-mode",
+                mode,
+                f"exactly one --runtime-evidence PATH (the file it reads and writes), got "
+                f"{len(self.evidence)}",
+            )
+        path = self.evidence[0]
+        if os.path.isdir(path) and mode != "none":
+            raise OptionError(
+                "--runtime-evidence", path, f"a file to write with --runtime-record-mode {mode}"
+            )
+        if mode == "none" and not os.path.exists(path):
+            raise OptionError(
+                "--runtime-evidence",
+                path,
+                "an existing evidence file with --runtime-record-mode none (record it first "
+                "with once or rewrite)",
+            )
+        if self.probe and not self.hub:
+            raise OptionError(
+                "--runtime-hub",
+                None,
+                f"a hub URL for --runtime-record-mode {mode} (it reads the hub), option, "
+                f"${ENV_HUB} or ini runtime_hub",
             )
 
 
@@ -319,6 +523,33 @@ def parse_min_hits(option: str, text: object, default: int = DEFAULT_MIN_HITS) -
         raise OptionError(option, text, "a whole number >= 1") from None
     if value < 1:
         raise OptionError(option, text, "a whole number >= 1")
+    return value
+
+
+def parse_count(option: str, text: object) -> int:
+    """A whole number >= 1, or 0 when not given."""
+    if text in (None, ""):
+        return 0
+    try:
+        value = int(str(text))
+    except ValueError:
+        raise OptionError(option, text, "a whole number of states >= 1, such as 200") from None
+    if value < 1:
+        raise OptionError(option, text, "a whole number of states >= 1, such as 200")
+    return value
+
+
+def parse_percent(option: str, text: object) -> float | None:
+    """A percentage from 0 to 100 (``80``, ``80%``, ``92.5``), or None when not given."""
+    if text in (None, ""):
+        return None
+    raw = str(text).strip().removesuffix("%")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 100.0:
+        raise OptionError(option, text, "a percentage from 0 to 100, such as 80")
     return value
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pytest_runtime.options import RuntimeOptions
     from pytest_runtime.session import RuntimeSession
 
-__all__ = ["MARKER_HELP", "RuntimePlugin", "runtime"]
+__all__ = ["MARKER_HELP", "RuntimePlugin", "runtime", "runtime_constructors"]
 
 _SESSION: pytest.StashKey[RuntimeSession] = pytest.StashKey()
 _OPTIONS: pytest.StashKey[RuntimeOptions] = pytest.StashKey()
@@ -29,7 +29,7 @@ _MARKER = "runtime_probe"  # == markers.MARKER; repeated so that this module imp
 MARKER_HELP = (
     "runtime_probe(location, capture=[...], expect='...', ignore=[...], min_hits=, strict=, "
     "wait=, service=, labels={...}, kind='snapshot', condition=, rate=, max_hits=, "
-    "raises=(ValueError, ...)): "
+    "raises=(ValueError, ...), replay=False): "
     "arm a probe at location while the test runs and compare its states with production "
     "evidence; see https://pytest-runtime.readthedocs.io/en/latest/reference/plugin/"
 )
@@ -65,6 +65,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except RuntimeProbeError as exc:
         raise _usage_error(exc) from exc
     config.stash[_OPTIONS] = options
+    if options.publish:
+        # Publishing reads the markers only: collect, run nothing (as --collect-only does).
+        config.option.collectonly = True
     if options.active:
         session = _ensure_session(config)
         try:
@@ -145,10 +148,15 @@ def _finish(session: pytest.Session, runtime: RuntimeSession) -> None:
         reporter.write_line(_escape(line))
 
     try:
+        runtime.stop_line_coverage()
         runtime.compare_all(progress)
+        gate_failure = runtime.check_gate()
         runtime.write_reports()
     except RuntimeProbeError as exc:
         raise _usage_error(exc) from exc
+    if gate_failure:
+        runtime.gate_failure = gate_failure
+        session.testsfailed += 1
     if reporter is not None:
         # Counted in pytest's last line ("3 passed, 1 runtime violated"). The entries are plain
         # objects with a __dict__, like reports, since other plugins walk every stats list.
@@ -201,6 +209,17 @@ def runtime(request: pytest.FixtureRequest) -> Generator[RuntimeFixture, None, N
     _end_test(session, item, "passed", raise_violation=True)
 
 
+@pytest.fixture
+def runtime_constructors(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The ``pytest_runtime_constructors`` hooks' mappings, merged (first plugin wins): what
+    ``rebuild(..., constructors=runtime_constructors)`` in a written regression test uses."""
+    merged: dict[str, Any] = {}
+    for mapping in request.config.hook.pytest_runtime_constructors(config=request.config):
+        for name, function in (mapping or {}).items():
+            merged.setdefault(name, function)
+    return merged
+
+
 def _end_test(
     session: RuntimeSession, item: pytest.Item, outcome: str, *, raise_violation: bool
 ) -> None:
@@ -239,6 +258,13 @@ class RuntimePlugin:
                 item.add_report_section("call", "runtime", message)
             raise
         _end_test(self.session, item, "passed", raise_violation=True)
+        # Replay after the test body, while its fixtures (fakes of side effects) still stand.
+        try:
+            replay_failure = self.session.replay_item(item)
+        except RuntimeProbeError as exc:
+            replay_failure = f"{item.nodeid}: {exc}"
+        if replay_failure:
+            pytest.fail(replay_failure, pytrace=False)
         return result
 
     @pytest.hookimpl(trylast=True)
@@ -251,6 +277,22 @@ class RuntimePlugin:
             self.session.check_services(items)
         except RuntimeProbeError as exc:
             raise _usage_error(exc) from exc
+        # Lines probes: the run's coverage, measured from before the first test.
+        self.session.start_line_coverage(items)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not self.session.options.publish or self.session.is_worker:
+            return
+        from pytest_runtime.errors import RuntimeProbeError
+
+        reporter: Any = session.config.pluginmanager.get_plugin("terminalreporter")
+        try:
+            lines = self.session.publish(session)
+        except RuntimeProbeError as exc:
+            pytest.exit(f"pytest-runtime: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        if reporter is not None:
+            for line in lines:
+                reporter.write_line(_escape(line))
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         from pytest_runtime.session import close_test_engine
@@ -288,13 +330,14 @@ class RuntimePlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         session = self.session
         header = session.header[self.header_shown :]
-        if session.is_worker or not (session.results or session.notes or header):
+        replays = [] if session.is_worker else session.replays()
+        if session.is_worker or not (session.results or session.notes or header or replays):
             return
         tr = terminalreporter
-        if session.results or header:
+        if session.results or header or replays:
             from pytest_runtime.reporting import terminal
 
-            terminal.write_summary(tr, session.results, header=header)
+            terminal.write_summary(tr, session.results, header=header, replays=replays)
         if session.notes:
             tr.write_sep("-", "runtime notes")
             for note in session.notes:
@@ -306,6 +349,8 @@ class RuntimePlugin:
                 red=True,
                 bold=True,
             )
+        if session.gate_failure:
+            tr.write_line(_escape(session.gate_failure), red=True, bold=True)
         if session.results and os.environ.get("GITHUB_ACTIONS") == "true":
             annotations, summary = session.github_output()
             for line in annotations:

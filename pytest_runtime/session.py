@@ -46,6 +46,7 @@ _TTL_MARGIN = 120.0  # placed probes expire on the hub even if this process dies
 _MAX_TESTS_TAG = 200  # characters of the "tests" tag of a placed probe
 _MAX_PROBE_IDS = 20  # probe ids listed per verdict
 _QUIET_AFTER = 5.0  # seconds before the progress line says no call reached a location
+_UNSET: Any = object()
 #: The longest wait for the sensors' next counters once the hits are read: the hub's default
 #: heartbeat interval (counters come with heartbeats), and never more than the run's wait.
 _COUNTERS_WAIT = 10.0
@@ -98,6 +99,8 @@ class TestRecord:
     requests: list[ProbeRequest]
     hits: dict[str, list[dict[str, Any]]]  #: signature -> test-time hit dicts
     outcome: str = "passed"
+    #: what replaying production states showed (ReplayReport dicts, one per replay probe)
+    replays: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +110,7 @@ class TestRecord:
             "requests": [r.to_dict() for r in self.requests],
             "hits": self.hits,
             "outcome": self.outcome,
+            "replays": self.replays,
         }
 
     @classmethod
@@ -118,6 +122,7 @@ class TestRecord:
             requests=[ProbeRequest.from_dict(r) for r in data["requests"]],
             hits={k: list(v) for k, v in data["hits"].items()},
             outcome=data.get("outcome", "passed"),
+            replays=list(data.get("replays") or ()),
         )
 
 
@@ -322,18 +327,48 @@ class RuntimeSession:
         #: signature -> why its verdict cannot come from the comparison (hub lost, ...)
         self.reasons: dict[str, str] = {}
         self.hub_error: str | None = None  #: the hub failed for good during the run
+        #: signatures answered by standing probes (read at once, never waited for)
+        self.standing_signatures: set[str] = set()
+        #: the evidence file before this run, when a record mode adds to it (``all``)
+        self.cassette_evidence: Evidence | None = None
+        self._source_versions: dict[str, str] | None = None  #: source id -> version, read once
         self._armed: dict[str, list[ArmedProbe]] = {}
+        #: replay: production hits per signature (read once per process), constructors
+        self._replay_hits: dict[str, list[dict[str, Any]]] = {}
+        self._replay_evidence: Evidence | None = None
+        self._constructors: dict[str, Callable[[dict[str, Any]], Any]] | None = None
+        self._replayed: set[tuple[str, str]] = set()
+        #: lines probes: the plugin's own coverage.py measurement, and what the run measured
+        self._own_coverage: Any = None
+        self.test_lines: Any = None  #: coverage_paths.TestLines (own or from workers)
+        self.coverage_origin: str | None = None
+        self.gate: dict[str, Any] | None = None  #: --runtime-fail-under's outcome
+        self.gate_failure: str | None = None  #: its failure line, when it failed
 
     # ---------------------------------------------------------------- set-up
 
     def load_evidence_files(self) -> None:
-        """Read ``--runtime-evidence`` now, so a corrupt file stops the run before any test."""
-        if self.options.evidence and not self.is_worker:
-            from pytest_runtime.evidence import read
+        """Read ``--runtime-evidence`` now, so a corrupt file stops the run before any test.
 
-            self.file_evidence = read(self.options.evidence)
+        With a record mode the file is read when the mode compares with it (``none``,
+        ``once`` when it exists, ``new_episodes``) or adds to it (``all``); ``rewrite``
+        replaces it unread.
+        """
+        options = self.options
+        if not options.evidence or self.is_worker:
+            return
+        from pathlib import Path
+
+        from pytest_runtime.evidence import read
+
+        if options.reads_file and (
+            options.record_mode != "new_episodes" or Path(options.evidence[0]).exists()
+        ):
+            self.file_evidence = read(options.evidence)
             self.notes.extend(self.file_evidence.notes)
             self.notes.extend(self.file_evidence.cap_notes())
+        elif options.record_mode == "all" and Path(options.evidence[0]).exists():
+            self.cassette_evidence = read(options.evidence)
 
     def load_baseline(self) -> None:
         """Read ``--runtime-baseline`` now, so a corrupt file stops the run before any test.
@@ -423,6 +458,65 @@ class RuntimeSession:
         return HubClient(
             self.options.hub, self.options.token, token_variable=self.options.token_variable
         )
+
+    # ---------------------------------------------------------------- publishing
+
+    def publish(self, session: pytest.Session) -> list[str]:
+        """Make the hub's standing set equal to the collected markers (``--runtime-publish``).
+
+        Refused when collection failed or deselected tests (``-k``, ``-m``): the markers of
+        the tests left out would read as removed, and their probes would be retired.
+        """
+        from pytest_runtime import publish
+        from pytest_runtime.errors import HubClientError
+
+        if session.testsfailed:
+            raise RuntimeProbeError(
+                f"collection had {session.testsfailed} error(s): nothing published (the "
+                "markers of a module that failed to import would read as removed)"
+            )
+        option = self.config.option
+        narrowed = [
+            flag
+            for flag, given in (
+                ("-k", getattr(option, "keyword", "")),
+                ("-m", getattr(option, "markexpr", "")),
+                ("--deselect", getattr(option, "deselect", None)),
+                ("--lf", getattr(option, "lf", False)),
+            )
+            if given
+        ]
+        if narrowed:
+            raise RuntimeProbeError(
+                f"--runtime-publish with {', '.join(narrowed)}: publish the whole suite (the "
+                "markers of deselected tests would read as removed and their probes be retired)"
+            )
+        if self.config.pluginmanager.has_plugin("dsession"):
+            # pytest-xdist collects in its workers: this process sees no test at all
+            raise RuntimeProbeError(
+                "--runtime-publish with pytest-xdist (-n): the tests are collected in the "
+                "workers, so this process would read no marker and retire every standing "
+                "probe; publish with -n 0 or -p no:xdist"
+            )
+        marked: list[tuple[str, ProbeRequest]] = []
+        for item in session.items:
+            if _MARKER_KEYWORD in item.keywords:
+                marked.extend((item.nodeid, request) for request in requests_for_item(item))
+        client = self._client()
+        try:
+            service = self.options.service
+            if service is None:
+                live = sorted({str(s.get("service")) for s in client.sources() if s.get("service")})
+                service = live[0] if len(live) == 1 else None
+            wanted = publish.wanted_from(marked, service)
+            plan = publish.plan(client, wanted, [service] if service else [])
+            if not self.options.dry_run:
+                publish.apply(client, plan)
+        except HubClientError as exc:
+            raise RuntimeProbeError(f"publishing failed: {exc}") from exc
+        finally:
+            client.close()
+        return publish.render(plan, hub=str(self.options.hub), dry_run=self.options.dry_run)
 
     # ---------------------------------------------------------------- test time
 
@@ -539,14 +633,189 @@ class RuntimeSession:
             )
         return "\n\n".join(messages) if messages else None
 
+    # ---------------------------------------------------------------- replay
+
+    def constructors(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        """The ``pytest_runtime_constructors`` hooks' mappings, merged (first plugin wins)."""
+        if self._constructors is None:
+            merged: dict[str, Callable[[dict[str, Any]], Any]] = {}
+            for mapping in self.config.hook.pytest_runtime_constructors(config=self.config):
+                for name, function in (mapping or {}).items():
+                    merged.setdefault(name, function)
+            self._constructors = merged
+        return self._constructors
+
+    def production_hits(self, signature: str) -> list[dict[str, Any]]:
+        """Production hits of one signature for replay: evidence files, else the hub's stored
+        evidence (read once per signature in this process; xdist workers read their own)."""
+        cached = self._replay_hits.get(signature)
+        if cached is not None:
+            return cached
+        since: float | None = self.options.since if self.options.since_given else None
+        if self.options.evidence:
+            if self._replay_evidence is None:
+                if self.file_evidence is not None:
+                    self._replay_evidence = self.file_evidence
+                else:
+                    from pytest_runtime.evidence import read
+
+                    self._replay_evidence = read(self.options.evidence)
+            hits = self._replay_evidence.hits_for(signature, since=since)
+        else:
+            client = self._client()
+            try:
+                evidence = client.evidence(signature, since=self.options.since)
+            finally:
+                client.close()
+            hits = evidence.hits_for(signature)
+        self._replay_hits[signature] = hits
+        return hits
+
+    def replay_item(self, item: pytest.Item) -> str | None:
+        """Replay the production states of the test's ``replay=True`` probes (after its body).
+
+        Returns the failure message (the expectation broke on a production state; under
+        strict also a behaviour change), or None. Each probe is replayed once per test function
+        (parametrized cases share it).
+        """
+        if not self.options.replay or _MARKER_KEYWORD not in item.keywords:
+            return None
+        from pytest_runtime.replay import run_replay
+
+        nodeid = function_id(item.nodeid)
+        messages: list[str] = []
+        for request in requests_for_item(item):
+            if not request.probe.replay or (nodeid, request.signature) in self._replayed:
+                continue
+            self._replayed.add((nodeid, request.signature))
+            try:
+                hits = self.production_hits(request.signature)
+            except RuntimeProbeError as exc:
+                raise RuntimeProbeError(f"replay {request.location}: {exc}") from exc
+            strict = (
+                request.settings.strict
+                if request.settings.strict is not None
+                else self.options.strict
+            )
+            report = run_replay(
+                request,
+                hits,
+                nodeid=nodeid,
+                limit=self.options.replay,
+                engine=testtime_engine(),
+                constructors=self.constructors(),
+                strict=strict,
+            )
+            for record in self.records:
+                if record.nodeid == nodeid:
+                    record.replays.append(report.to_dict())
+                    break
+            else:
+                path, lineno, _ = item.location
+                self.add_record(
+                    TestRecord(
+                        nodeid, path, (lineno or 0) + 1, [request], {}, "passed", [report.to_dict()]
+                    )
+                )
+            if report.fails:
+                messages.append("\n".join(report.lines()))
+            else:
+                item.add_report_section("call", "runtime replay", "\n".join(report.lines()))
+        return "\n\n".join(messages) if messages else None
+
+    def replays(self) -> list[Any]:
+        """Every replay report of the run (controller: from every worker), sorted."""
+        from pytest_runtime.replay import ReplayReport
+
+        reports = [ReplayReport.from_dict(r) for record in self.records for r in record.replays]
+        return sorted(reports, key=lambda r: (r.nodeid, r.location))
+
+    # ---------------------------------------------------------------- lines probes
+
+    def start_line_coverage(self, items: Iterable[pytest.Item]) -> None:
+        """Measure the files of marked ``lines`` probes with coverage.py, unless pytest-cov or
+        another coverage.py already measures this process (their data is read instead)."""
+        if not self.options.wants_production or self._own_coverage is not None:
+            return
+        from pytest_runtime.coverage_paths import OwnMeasurement, function_file
+
+        files: set[str] = set()
+        for item in items:
+            if _MARKER_KEYWORD not in item.keywords:
+                continue
+            try:
+                requests = requests_for_item(item)
+            except RuntimeProbeError:
+                continue
+            for request in requests:
+                if request.probe.kind.value == "lines":
+                    found = function_file(request.location)
+                    if found is not None:
+                        files.add(found)
+        if not files:
+            return
+        if getattr(self.config.pluginmanager.getplugin("_cov"), "cov_controller", None):
+            self.coverage_origin = "pytest-cov"
+            return
+        import coverage
+
+        if coverage.Coverage.current() is not None:
+            self.coverage_origin = "coverage.py"
+            return
+        self._own_coverage = OwnMeasurement(sorted(files))
+        self._own_coverage.start()
+        self.coverage_origin = "pytest-runtime"
+
+    def stop_line_coverage(self) -> None:
+        """Stop the own measurement (if any) and keep what it measured."""
+        own, self._own_coverage = self._own_coverage, None
+        if own is None:
+            return
+        measured = own.stop()
+        if self.test_lines is None:
+            self.test_lines = measured
+        else:
+            self.test_lines.merge(measured.to_data())
+
+    def tested_lines(self) -> Any:
+        """What the test run executed: pytest-cov's data, a running coverage.py's, or ours."""
+        from pytest_runtime.coverage_paths import TestLines, pytest_cov_lines
+
+        found = pytest_cov_lines(self.config)
+        if found is not None:
+            return found
+        import coverage
+
+        current = coverage.Coverage.current()
+        if current is not None and self.test_lines is None:
+            from pytest_runtime.coverage_paths import _from_data
+
+            try:
+                return _from_data(current.get_data(), "coverage.py")
+            except Exception:
+                return None
+        tested: TestLines | None = self.test_lines
+        return tested
+
     # ---------------------------------------------------------------- xdist
 
     def worker_output(self) -> dict[str, Any]:
-        return {"records": [record.to_dict() for record in self.records]}
+        self.stop_line_coverage()
+        out: dict[str, Any] = {"records": [record.to_dict() for record in self.records]}
+        if self.test_lines is not None:
+            out["coverage"] = self.test_lines.to_data()
+        return out
 
     def merge_worker_output(self, data: Mapping[str, Any]) -> None:
         for raw in data.get("records", ()):
             self.add_record(TestRecord.from_dict(raw))
+        measured = data.get("coverage")
+        if isinstance(measured, Mapping):
+            from pytest_runtime.coverage_paths import TestLines
+
+            if self.test_lines is None:
+                self.test_lines = TestLines(str(measured.get("origin") or "coverage.py"))
+            self.test_lines.merge(measured)
 
     def add_record(self, record: TestRecord) -> None:
         """Keep one record per test function: parameter sets and reruns add their states."""
@@ -558,6 +827,10 @@ class RuntimeSession:
                     old.hits.setdefault(signature, []).extend(hits)
                 if record.outcome == "failed":
                     old.outcome = "failed"
+                known_replays = {r.get("signature") for r in old.replays}
+                old.replays.extend(
+                    r for r in record.replays if r.get("signature") not in known_replays
+                )
                 return
         self.records.append(record)
 
@@ -676,6 +949,7 @@ class RuntimeSession:
         fetched: set[str] = set()
         try:
             try:
+                standing_by_key = self._standing_records(client) if groups else {}
                 for (signature, _), (request, selector) in groups.items():
                     problem = self.service_problem(request) if "service" not in selector else None
                     if problem is not None:
@@ -686,6 +960,16 @@ class RuntimeSession:
                     if watch is None:
                         watch = watches[signature] = _Watch(request.location, 0)
                         self.probe_ids[signature] = watch.ids
+                    records = standing_by_key.get((signature, _selector_key(selector)))
+                    if records:
+                        # Published from the suite: its evidence is already on the hub, read
+                        # at once; nothing is placed and nothing is waited for.
+                        watch.standing = True
+                        self.standing_signatures.add(signature)
+                        for record in records:
+                            watch.ids.append(str(record["id"]))
+                            watch.records[str(record["id"])] = record
+                        continue
                     watch.wanted = max(watch.wanted, self._wanted(request))
                     if request.settings.wait is not None:
                         waits.append(request.settings.wait)
@@ -721,14 +1005,28 @@ class RuntimeSession:
                         record.get("expires_at") or time.time() + wait + _TTL_MARGIN
                     )
                     watch.ids.append(str(record["id"]))
-                for line in self._wait_rules(request for request, _ in groups.values()):
-                    progress(line)
-                self._wait_for_hits(client, watches, max(waits), progress)
+                waited = {sig: w for sig, w in watches.items() if not w.standing}
+                if waited:
+                    rules = self._wait_rules(
+                        request
+                        for (signature, _), (request, _) in groups.items()
+                        if signature in waited
+                    )
+                    for line in rules:
+                        progress(line)
+                    self._wait_for_hits(client, waited, max(waits), progress)
                 # Hits first, then the counters that cover them (see _wait_for_counters).
-                for signature in watches:
-                    evidence.merge(client.evidence(signature, since=options.since))
+                for signature, watch in watches.items():
+                    since = self._since_for(signature)
+                    if watch.standing:  # the standing probes' samples, nothing older
+                        for probe_id in watch.ids:
+                            evidence.merge(client.probe_evidence(probe_id, since=since))
+                    else:
+                        evidence.merge(client.evidence(signature, since=since))
+                self._keep_versions(client, watches, evidence)
                 bound = min(_COUNTERS_WAIT, max(waits))
-                self._wait_for_counters(client, watches, evidence, bound, progress)
+                if waited:
+                    self._wait_for_counters(client, waited, evidence, bound, progress)
                 self._read_statuses(client, watches, evidence)
                 self._read_earlier_statuses(client, watches, evidence)
                 fetched.update(watches)
@@ -748,6 +1046,101 @@ class RuntimeSession:
             # the second line of defence if this process is killed or the hub is gone).
             self._remove_placed(client, placed)
             client.close()
+
+    def _standing_records(self, client: Any) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """The hub's active standing probes by (signature, selector), in one request."""
+        found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for record in client.list_probes(state="active", standing=True):
+            key = (str(record.get("signature")), _selector_key(record.get("selector") or {}))
+            found.setdefault(key, []).append(record)
+        return found
+
+    def _since_for(self, signature: str) -> float | None:
+        """The oldest hit to read: a standing probe's sample is bounded and per version, so
+        its whole span is used unless ``--runtime-since`` was given."""
+        if signature in self.standing_signatures and not self.options.since_given:
+            return None
+        return self.options.since
+
+    def _keep_versions(
+        self, client: Any, watches: Mapping[str, _Watch], evidence: Evidence
+    ) -> None:
+        """Keep the standing evidence of the version(s) chosen (``--runtime-version``), and
+        say in the header which version and time span the evidence covers."""
+        signatures = sorted(s for s, w in watches.items() if w.standing)
+        if not signatures:
+            return
+        wanted = self.options.version
+        services = sorted(
+            {
+                str(record.get("selector", {}).get("service"))
+                for signature in signatures
+                for record in watches[signature].records.values()
+            }
+        )
+        versions: set[str] | None = None
+        described = "every version (--runtime-version any)"
+        if wanted == "live":
+            live = client.sources(service=services[0]) if len(services) == 1 else client.sources()
+            live = [src for src in live if src.get("service") in services]
+            versions = {str(src.get("version")) for src in live}
+            described = (
+                f"version {', '.join(sorted(versions)).replace('None', '(none reported)')} "
+                "(live now)"
+                if versions
+                else "every version (no live source: --runtime-version to choose)"
+            )
+            if not versions:
+                versions = None
+        elif wanted != "any":
+            versions = {wanted}
+            described = f"version {wanted} (--runtime-version)"
+        first = last = None
+        count = 0
+        for signature in signatures:
+            hits = evidence.hits.get(signature, [])
+            if versions is not None:
+                hits = evidence.keep_hits(signature, lambda hit: _hit_version(hit) in versions)
+                keep_sources = {_hit_source(hit) for hit in hits}
+                statuses = evidence.statuses.get(signature, {})
+                for key in list(statuses):
+                    if key[1] not in keep_sources and not self._source_has_version(
+                        client, key[1], versions
+                    ):
+                        del statuses[key]
+            for hit in hits:
+                ts = hit.get("ts")
+                if isinstance(ts, int | float):
+                    first = ts if first is None else min(first, ts)
+                    last = ts if last is None else max(last, ts)
+            count += len(hits)
+            if len(hits) < self.options.min_hits:
+                watch = watches[signature]
+                self.notes.append(
+                    f"{watch.location}: its standing probe ({', '.join(watch.ids)}) has "
+                    f"{len(hits)} hit(s) of {described}, fewer than min hits "
+                    f"{self.options.min_hits}: traffic has not reached it enough since it was "
+                    "published or deployed; run the check again later, or compare with "
+                    "--runtime-version any"
+                )
+        span = (
+            f"hits from {_utc(first)} to {_utc(last)}"
+            if first is not None and last is not None
+            else "no hit yet"
+        )
+        waited = sum(1 for w in watches.values() if not w.standing)
+        self.header.append(
+            f"runtime: standing evidence of service {', '.join(services)}, {described}: "
+            f"{len(signatures)} probe(s) read at once (no wait), {count} sampled hit(s), "
+            f"{span}; {waited} probe(s) placed on demand"
+        )
+
+    def _source_has_version(self, client: Any, source_id: str, versions: set[str]) -> bool:
+        if self._source_versions is None:
+            self._source_versions = {
+                str(src.get("id")): str(src.get("version")) for src in client.sources(state=None)
+            }
+        return self._source_versions.get(source_id) in versions
 
     def _wait_for_hits(
         self,
@@ -836,8 +1229,9 @@ class RuntimeSession:
                     f"{location}: stopped waiting after {watch.count} hit(s): the "
                     f"probe cannot collect more: {watch.states}"
                 )
-            for probe_id in watch.ids:
+            for probe_id in watch.ids if not watch.standing else ():
                 # Read once more: a source's last heartbeat may have come after the poll.
+                # (A standing probe's record was read with its statuses when the run began.)
                 watch.records[probe_id] = client.probe(probe_id)
             for probe_id, record in sorted(watch.records.items()):
                 raw = record.get("statuses") or {}
@@ -948,18 +1342,41 @@ class RuntimeSession:
             )
 
     def production_evidence(self, progress: Callable[[str], None]) -> Evidence | None:
-        if self.file_evidence is not None:
-            return self.file_evidence
-        if self.options.probe:
-            evidence = self.fetch_from_hub(progress)
-            if self.options.record:
-                from pytest_runtime.evidence import write
+        """The evidence compared: the file, the hub, or both (record modes).
 
-                written = write(self.options.record, evidence, generator="pytest-runtime record")
-                partial = " (partial: the hub failed during the run)" if self.hub_error else ""
-                self.notes.append(f"recorded {written} hit(s) to {self.options.record}{partial}")
-            return evidence
-        return None
+        ``new_episodes`` compares with the file and the hub together and writes both;
+        ``all`` compares with the hub and adds its hits to the file; ``rewrite`` (and
+        ``once`` without a file, and the old ``--runtime-record``) write what the hub gave.
+        Hits are de-duplicated by id, so re-recording never counts a hit twice.
+        """
+        options = self.options
+        if not options.probe:
+            return self.file_evidence
+        hub = self.fetch_from_hub(progress)
+        compared = hub
+        if self.file_evidence is not None:  # new_episodes
+            compared = Evidence()
+            compared.merge(self.file_evidence)
+            compared.merge(hub)
+        target = options.writes_file
+        if target:
+            from pytest_runtime.evidence import write
+
+            before = self.file_evidence or self.cassette_evidence
+            out = compared
+            if self.cassette_evidence is not None:  # all: the file keeps what it had
+                out = Evidence()
+                out.merge(self.cassette_evidence)
+                out.merge(hub)
+            written = write(target, out, generator="pytest-runtime record")
+            mode = options.record_mode or "rewrite"
+            known = before.hit_count if before is not None else 0
+            added = f", {written - known} new" if before is not None else ""
+            partial = " (partial: the hub failed during the run)" if self.hub_error else ""
+            self.notes.append(
+                f"recorded {written} hit(s) to {target} (record mode {mode}{added}){partial}"
+            )
+        return compared
 
     # ---------------------------------------------------------------- verdicts
 
@@ -994,12 +1411,14 @@ class RuntimeSession:
             since = None
         prod_cache: dict[str, list[dict[str, Any]]] = {}
         results: list[ProbeResult] = []
+        tested: Any = _UNSET
         for record in sorted(self.records, key=lambda r: r.nodeid):
             for request in sorted(record.requests, key=lambda r: r.location):
                 signature = request.signature
                 if signature not in prod_cache:
+                    window = since if signature not in self.standing_signatures else None
                     prod_cache[signature] = apply_serializers(
-                        evidence.hits_for(signature, since=since), serializers
+                        evidence.hits_for(signature, since=window), serializers
                     )
                 test_hits = apply_serializers(record.hits.get(signature, ()), serializers)
                 strict = (
@@ -1022,13 +1441,27 @@ class RuntimeSession:
                         else None
                     ),
                 )
-                verdict = compare(
-                    test_hits,
-                    prod_cache[signature],
-                    probe=request.probe,
-                    settings=settings,
-                    statuses=evidence.statuses_for(signature),
-                )
+                if request.probe.kind.value == "lines":
+                    from pytest_runtime.coverage_paths import lines_verdict
+
+                    if tested is _UNSET:
+                        tested = self.tested_lines()
+                    verdict = lines_verdict(
+                        prod_cache[signature],
+                        test_hits,
+                        location=request.location,
+                        tested=tested,
+                        min_hits=self._min_hits(request),
+                        strict=strict,
+                    )
+                else:
+                    verdict = compare(
+                        test_hits,
+                        prod_cache[signature],
+                        probe=request.probe,
+                        settings=settings,
+                        statuses=evidence.statuses_for(signature),
+                    )
                 reason = self.reasons.get(signature)
                 if reason is not None:
                     # No evidence could be read (hub lost, no service named): say why.
@@ -1052,6 +1485,7 @@ class RuntimeSession:
                         reason=reason,
                     )
                 )
+        results = self._apply_replays(results)
         self.failing = [r for r in results if r.verdict.fails]
         self.results = results
         self._apply_baseline()
@@ -1082,6 +1516,36 @@ class RuntimeSession:
             )
         for result in self.results:
             hook.pytest_runtime_verdict(config=self.config, result=result)
+
+    def _apply_replays(self, results: list[ProbeResult]) -> list[ProbeResult]:
+        """A violation whose every failing production state holds on this code (replay) is
+        fixed: the verdict drops it, and says so in its hint."""
+        verified = {(r.nodeid, r.signature): r for r in self.replays() if r.verifies_fix}
+        if not verified:
+            return results
+        out: list[ProbeResult] = []
+        for result in results:
+            report = verified.get((result.nodeid, result.signature))
+            verdict = result.verdict
+            if report is None or verdict.verdict != "violated":
+                out.append(result)
+                continue
+            kept = tuple(d for d in verdict.divergences if d.kind != "violation")
+            fixed = (
+                f"fixed on this code: the {report.fixed} production state(s) that violated the "
+                f"expectation hold when replayed ({report.replayed} replayed)"
+            )
+            counts = dict(verdict.counts)
+            counts["divergences"] = len(kept)
+            verdict = dataclasses.replace(
+                verdict,
+                verdict="diverged" if kept else "ok",
+                divergences=kept,
+                counts=counts,
+                hint=fixed + (f"; {verdict.hint}" if kept and verdict.hint else ""),
+            )
+            out.append(dataclasses.replace(result, verdict=verdict))
+        return out
 
     def _probe_ids_of(self, signature: str, hits: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
         """The hub probes behind a verdict: placed or reused by this run, or named by its hits."""
@@ -1123,6 +1587,37 @@ class RuntimeSession:
         """The header lines, then the notes: what the reports say about the run as a whole."""
         return [*self.options.deprecations, *self.header, *self.notes]
 
+    def check_gate(self) -> str | None:
+        """``--runtime-fail-under``: the failure line when the run's coverage is below it.
+
+        Both figures of :func:`~pytest_runtime.reporting._common.run_coverage` are gated (the
+        state coverage, and the production-run lines the tests ran, when lines probes exist);
+        a run with nothing to measure fails too, since the gate could not be checked.
+        """
+        threshold = self.options.fail_under
+        if threshold is None or self.is_worker:
+            return None
+        from pytest_runtime.reporting._common import run_coverage
+
+        coverage = run_coverage(self.results)
+        failures = []
+        for kind, what in (("state", "state coverage"), ("lines", "production-line coverage")):
+            entry = coverage[kind]
+            if entry["of"] and entry["percent"] < threshold:
+                failures.append(
+                    f"{what} {entry['percent']:g}% ({entry['covered']} of {entry['of']} "
+                    f"{entry['over']})"
+                )
+        if not coverage["state"]["of"] and not coverage["lines"]["of"]:
+            failures.append("no production shape or line to measure (no evidence compared)")
+        self.gate = {"threshold": threshold, "passed": not failures, "failures": failures}
+        if not failures:
+            self.notes.append(f"required runtime coverage of {threshold:g}% reached")
+            return None
+        return f"FAIL Required runtime coverage of {threshold:g}% not reached: " + "; ".join(
+            failures
+        )
+
     def write_reports(self) -> None:
         """Write the JSON report and the JUnit verdicts (the record file is written at fetch)."""
         if self.is_worker:
@@ -1130,7 +1625,13 @@ class RuntimeSession:
         if self.options.report_json:
             from pytest_runtime.reporting import jsonreport
 
-            jsonreport.write(self.options.report_json, self.results, notes=self.report_notes())
+            jsonreport.write(
+                self.options.report_json,
+                self.results,
+                notes=self.report_notes(),
+                replays=self.replays(),
+                gate=self.gate,
+            )
         self._junit()
 
     def _junit(self) -> None:
@@ -1164,7 +1665,7 @@ class RuntimeSession:
         # cast: the module's `annotations` function shadows the __future__ feature for mypy
         gh = cast(Any, github)
         return list(gh.annotations(self.results)), gh.job_summary(
-            self.results, notes=self.report_notes()
+            self.results, notes=self.report_notes(), replays=self.replays()
         )
 
 
@@ -1179,6 +1680,7 @@ class _Watch:
     records: dict[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     count: int = 0
     collecting: bool = True
+    standing: bool = False  #: answered by standing probes: read, never waited for
     states: str = ""
     calls: int | None = None  #: calls counted since placement (None: no counters yet)
     installed: int = 0
@@ -1187,7 +1689,7 @@ class _Watch:
 
     @property
     def done(self) -> bool:
-        return self.count >= self.wanted or not self.collecting
+        return self.standing or self.count >= self.wanted or not self.collecting
 
     def poll(self, client: Any, since: float, sources: set[str]) -> None:
         """Read hits (up to the number wanted) and the probe records (statuses) once."""
@@ -1220,6 +1722,24 @@ class _Watch:
         self.collecting, self.states = collection_state(statuses, waiting)
         self.installed = sum(1 for s in statuses if s.get("state") == "installed")
         self.calls = sum(firings(s) for s in statuses) if statuses else None
+
+
+def _selector_key(selector: Mapping[str, Any]) -> str:
+    return json.dumps(dict(selector), sort_keys=True)
+
+
+def _hit_source(hit: Mapping[str, Any]) -> str:
+    source = hit.get("source")
+    return str(source.get("id")) if isinstance(source, Mapping) else ""
+
+
+def _hit_version(hit: Mapping[str, Any]) -> str:
+    source = hit.get("source")
+    return str(source.get("version")) if isinstance(source, Mapping) else "None"
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
 def _lagging(

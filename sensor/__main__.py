@@ -414,8 +414,7 @@ def _hit_summary(hit: dict[str, Any]) -> str:
 
 
 _HIT_ID = re.compile(r"^[0-9a-f]{8}-\d+$")
-_HIT_SCAN_PROBES = 50  # most recent probes searched for a hit id
-_HIT_SCAN_HITS = 20_000  # hits read at most while searching
+_HIT_SCAN_PROBES = 200  # most recent probes asked for a hit id (one small request each)
 
 
 def _tests_tag(record: dict[str, Any]) -> list[str]:
@@ -462,18 +461,31 @@ def _resolve_hits_target(client: Any, target: str) -> tuple[list[dict[str, Any]]
     return [], ""
 
 
-def _find_hit(client: Any, hit_id: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(probe record, hit) of a hit id, searching the newest probes' hits (bounded)."""
+def _find_hit(
+    client: Any, hit_id: str, probe_id: str | None, source_id: str | None
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(probe record, hit) of a hit id: one read of that probe's hit when ``probe_id`` is
+    given (its 404 says what is missing), else one read per probe, the newest first (bounded)."""
+    if probe_id is not None:
+        return client.probe(probe_id), _read_hit(client, probe_id, hit_id, source_id)
     records = sorted(client.probes(), key=lambda r: r.get("created_at") or 0, reverse=True)
-    read = 0
     for record in records[:_HIT_SCAN_PROBES]:
-        for hit in client.iter_hits(record["id"], limit=1000):
-            read += 1
-            if hit.get("hit_id") == hit_id:
-                return record, hit
-            if read >= _HIT_SCAN_HITS:
-                return None
+        try:
+            return record, _read_hit(client, record["id"], hit_id, source_id)
+        except HubResponseError as exc:
+            if exc.status != 404:
+                raise
     return None
+
+
+def _read_hit(client: Any, probe_id: str, hit_id: str, source_id: str | None) -> dict[str, Any]:
+    try:
+        hit: dict[str, Any] = client.hit(probe_id, hit_id, source_id=source_id)
+    except HubResponseError as exc:
+        if exc.status == 409 and getattr(exc, "code", None) == "ambiguous_hit":
+            raise ConfigError(f"hits: {exc} (here: --source-id ID)") from None
+        raise
+    return hit
 
 
 def _hit_rows(hits: list[dict[str, Any]]) -> list[list[str]]:
@@ -531,10 +543,10 @@ def _print_hit(record: dict[str, Any], hit: dict[str, Any]) -> None:
 def cmd_hits(args: argparse.Namespace) -> int:
     client = _client(args)
     filters = {"since": args.since, "until": args.until, "source_id": args.source_id}
-    records, how = _resolve_hits_target(client, args.target)
+    records, how = ([], "") if args.probe else _resolve_hits_target(client, args.target)
     if not records:
-        if _HIT_ID.match(args.target):
-            found = _find_hit(client, args.target)
+        if args.probe or _HIT_ID.match(args.target):
+            found = _find_hit(client, args.target, args.probe, args.source_id)
             if found is not None:
                 record, hit = found
                 if args.json:
@@ -545,7 +557,8 @@ def cmd_hits(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"hits: no probe id, signature, location or test matches '{_esc(args.target)}'"
             + (
-                f", and no hit with that id among the hits of the {_HIT_SCAN_PROBES} newest probes"
+                f", and no hit with that id on the {_HIT_SCAN_PROBES} newest probes (name its "
+                "probe with --probe ID)"
                 if _HIT_ID.match(args.target)
                 else ""
             )
@@ -561,7 +574,7 @@ def cmd_hits(args: argparse.Namespace) -> int:
         if args.all:
             hits.extend(client.iter_hits(record["id"], limit=1000, **filters))
         else:
-            page = client.hits(record["id"], limit=args.limit, after=args.after, **filters)
+            page = client.hits_page(record["id"], limit=args.limit, after=args.after, **filters)
             hits.extend(page["hits"])
             next_cursor = page.get("next") if len(records) == 1 else None
     hits.sort(key=lambda h: (h.get("ts") or 0, str(h.get("hit_id"))))
@@ -692,7 +705,11 @@ def _client_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--timeout", type=float, default=30.0, help="seconds per request (default 30)"
     )
-    group.add_argument("--cafile", help="CA bundle to verify an https hub with")
+    group.add_argument(
+        "--cafile",
+        help="CA bundle (PEM) to verify an https hub with (default: SENSOR_CA_FILE, else the "
+        "certifi bundle of requests)",
+    )
     group.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return common
 
@@ -849,7 +866,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the hits of a probe",
         description="Read hits. TARGET is a probe id, a probe signature, a location "
         "(shop.pricing:apply_discount), a test node id (the tests pytest --runtime-probe placed "
-        "the probe for), or a hit id (shown in full; searched among the newest probes).",
+        "the probe for), or a hit id (shown in full; asked of the newest probes, or of the "
+        "probe --probe names).",
     )
     hits.add_argument(
         "target", metavar="TARGET", help="probe id, signature, location, test or hit id"
@@ -861,7 +879,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="oldest hit: 30m, 2h, 1d, an ISO time or epoch seconds",
     )
     hits.add_argument("--until", type=_when, metavar="WHEN", help="newest hit (same forms)")
-    hits.add_argument("--source-id", help="only hits of this source")
+    hits.add_argument(
+        "--source-id", help="only hits of this source (a hit id: the source that sent it)"
+    )
+    hits.add_argument(
+        "--probe", metavar="ID", help="TARGET is a hit id of this probe: read that one hit"
+    )
     hits.add_argument("--limit", type=int, default=100, help="hits per page (default 100)")
     hits.add_argument("--after", help="cursor from the previous page")
     hits.add_argument("--all", action="store_true", help="follow every page")

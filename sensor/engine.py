@@ -33,7 +33,7 @@ import weakref
 from _thread import get_ident
 from collections.abc import Callable, Mapping
 from types import CodeType, ModuleType
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from sensor import _atfork
 from sensor.errors import ExpressionError, ProbeSpecError
@@ -45,8 +45,10 @@ from sensor.guards import (
     CpuBudget,
     ExpectGate,
     Gate,
+    Switch,
     Waker,
     new_tally,
+    switched,
     tally_count,
 )
 from sensor.inject.core import Backend, Handle, Hook, PlacementFailed, select_backend
@@ -62,6 +64,9 @@ from sensor.inject.locate import (
 )
 from sensor.probes import CaptureLimits, Hit, Point, Probe, ProbeKind, ProbeState, ProbeStatus
 
+if TYPE_CHECKING:
+    from sensor.hotpath import FastExpectGate
+
 __all__ = ["Engine", "get_engine", "validate"]
 
 log = logging.getLogger("sensor.engine")
@@ -70,6 +75,10 @@ log = logging.getLogger("sensor.engine")
 _PLAIN_TRUTH = (type(None), int, float, str, bytes, list, tuple, dict, set, frozenset)
 # Pending timer starts kept per probe (calls that raised never stop their timer).
 _MAX_TIMER_STARTS = 10_000
+# Calls of one replay or lines probe sampled and not yet ended (recursion, threads): more are
+# dropped and counted. An entry whose end was never seen is evicted after _PENDING_MAX_AGE.
+_MAX_PENDING = 64
+_PENDING_MAX_AGE = 60.0
 # How long, and for how many probes at most, a removed probe's last status is still reported.
 _GONE_SECONDS = 60.0
 _MAX_GONE = 1_000
@@ -234,12 +243,14 @@ class _Armed:
         "location",
         "logged",
         "on_hit",
+        "pending",
         "probe",
         "reason",
         "signature",
         "skipped_condition",
         "state",
         "timer_read",
+        "unobserved",
         "updated_at",
         "violations",
     )
@@ -258,7 +269,7 @@ class _Armed:
         self.handles: list[Handle] = []
         # The gates of the probe: one per point, plus the exception-exit gate at @return. They
         # share ``hit_count`` (so that max_hits bounds their sum) and the CPU-budget account.
-        self.gates: list[Gate | ExpectGate] = []
+        self.gates: list[Gate | ExpectGate | FastExpectGate] = []
         self.hit_count: list[int] = [0]
         self.account: Account | None = None
         # Exception exits seen (a tally: counted before any sampling, from any thread).
@@ -268,6 +279,10 @@ class _Armed:
         self.timer_read: Callable[[], list[float]] | None = None
         self.code: CodeType | None = None
         self.filename: str | None = None
+        # Replay and lines probes: sampled calls not ended yet, by id(frame) (see _MAX_PENDING).
+        self.pending: dict[int, Any] = {}
+        # Lines probes: lines no backend could observe exactly (named in every hit).
+        self.unobserved: list[str] = []
         self.drops = 0
         self.errors = 0
         self.skipped_condition = 0
@@ -551,14 +566,29 @@ class Engine:
         if mismatch is not None:
             armed.set_state(ProbeState.ERROR, mismatch)
             return
+        whole_calls = _whole_calls_refusal(probe, code)
+        if whole_calls is not None:
+            armed.set_state(ProbeState.ERROR, whole_calls)
+            return
         armed.code = code
         armed.filename = filename
         placed: list[Handle] = []
         try:
             # Compared by id: hashing a code object hashes its constants, on every firing.
             dispatch = frozenset(map(id, backend.dispatch_codes))
+            unobserved: list[str] = []
             for point, line, hook in self._hooks_for(armed, backend.frame_depth, dispatch):
+                if probe.kind is ProbeKind.LINES and point is Point.LINE:
+                    # A line no backend can place exactly is left out and named in every
+                    # hit (the plugin never reads its absence as "did not run").
+                    try:
+                        placed.append(backend.arm(code, point, line, hook))
+                    except PlacementFailed as exc:
+                        unobserved.append(f"{line}: {exc}")
+                    continue
                 placed.append(backend.arm(code, point, line, hook))
+            if unobserved:
+                _note_unobserved(armed, unobserved)
         except PlacementFailed as exc:
             for handle in placed:
                 backend.disarm(handle)
@@ -575,6 +605,10 @@ class Engine:
         probe = armed.probe
         loc = probe.location
         line = loc.line if loc.point is Point.LINE else None
+        if probe.kind is ProbeKind.LINES:
+            return self._lines_hooks(armed, depth, dispatch)
+        if probe.replay:
+            return self._replay_hooks(armed, depth, dispatch)
         if probe.kind is ProbeKind.COUNTER:
             counter = new_tally()
             armed.counter = counter
@@ -603,8 +637,14 @@ class Engine:
         self._waker.start()  # here, not from the host thread whose hit first closes a gate
         # At @exception the gate's hook is called by a counting hook: one frame more.
         fire_depth = depth + GATE_FRAMES + (1 if loc.point is Point.EXCEPTION else 0)
-        gate: Gate | ExpectGate
-        if probe.expect is not None:
+        gate: Gate | ExpectGate | FastExpectGate
+        if probe.expect is not None and probe.condition is None:
+            # The fused hot path: every firing is evaluated (bounded by eval_rate) in one
+            # closure, and only what is captured goes through fire (see sensor.hotpath).
+            gate = self._fast_gate(
+                armed, depth + (1 if loc.point is Point.EXCEPTION else 0), dispatch, on_stop
+            )
+        elif probe.expect is not None:
             # Every firing is evaluated (bounded by eval_rate); the capture is rate-limited.
             gate = ExpectGate(
                 self._make_fire(armed, fire_depth, dispatch),
@@ -659,7 +699,201 @@ class Engine:
             )
         return hooks
 
+    # -- replay and lines probes: one hit per sampled call, from its entry to its end ---------
+
+    def _sampled_calls(
+        self,
+        armed: _Armed,
+        depth: int,
+        dispatch: frozenset[int],
+        start: Callable[[Any], Any],
+        finish: Callable[[Any, Any, object, BaseException | None], None],
+    ) -> tuple[Gate, Switch, Hook, Hook]:
+        """The entry gate and the exit hooks shared by replay and lines probes.
+
+        The entry gate samples calls (rate, max_hits, expiry, CPU budget, before any work);
+        ``start(frame)`` reads what the call needs at entry and returns it (None: dropped).
+        The exit hooks run only while some sampled call is pending: ``switch`` is non-empty
+        exactly then, and a backend that honours :func:`sensor.guards.switched` tests it inline,
+        so between samples a call pays no exit hook at all. ``finish(frame, entry, value,
+        exc)`` produces the hit of an ended call (``exc`` None at a return).
+        """
+        probe = armed.probe
+        pending = armed.pending
+        switch = Switch()
+        armed.account = self._budget.account(probe.id)
+        account = armed.account
+        budget = self._budget
+        on_stop = functools.partial(self._request, probe.id)
+        self._waker.start()
+        getframe = sys._getframe
+
+        def enter(armed: _Armed, frame: Any, value: object, admit: Any = None) -> bool | None:
+            if len(pending) >= _MAX_PENDING and not _evict_stale(pending):
+                armed.drops += 1  # too many calls sampled and running at once: counted
+                return False
+            entry = start(frame)
+            if entry is None:
+                return False
+            pending[id(frame)] = (time.monotonic(), entry)
+            switch[:] = (True,)
+            return True
+
+        gate = Gate(
+            self._make_fire(armed, depth + GATE_FRAMES, dispatch, fire_frame=enter),
+            rate=probe.rate,
+            burst=probe.limits.burst,
+            max_hits=probe.limits.max_hits,
+            expires_at=probe.limits.expires_at,
+            on_stop=on_stop,
+            waker=self._waker,
+            account=account,
+            hits=armed.hit_count,
+        )
+        armed.gates = [gate]
+        armed.exceptions = new_tally()
+
+        def end(value: object, exc: BaseException | None) -> None:
+            frame: Any = getframe(depth + 1)
+            if dispatch and id(frame.f_code) in dispatch:
+                frame = frame.f_back
+            found = pending.pop(id(frame), None)
+            if not pending:
+                switch.clear()
+                if pending:  # another thread sampled a call meanwhile: keep its exit hooks
+                    switch[:] = (True,)
+            if found is None:
+                return
+            if exc is not None and not issubclass(type(exc), Exception):
+                armed.drops += 1  # KeyboardInterrupt, SystemExit: not the function's outcome
+                return
+            clock = budget.clock
+            t0 = clock()
+            try:
+                if exc is not None:
+                    next(armed.exceptions)
+                finish(frame, found[1], value, exc)
+            except Exception as error:
+                armed.error("hit failed", error)
+            finally:
+                over = budget.spend(account, clock() - t0, clock)
+                if over is not None:
+                    self._request(probe.id, over)
+
+        def on_return(value: object = NOTHING) -> None:
+            if not switch or (SENSOR_WORK and get_ident() in SENSOR_WORK):
+                return
+            try:
+                end(value, None)
+            except Exception as error:
+                armed.error("hit failed", error)
+
+        def on_raise(exc: object = NOTHING) -> None:
+            if not switch or (SENSOR_WORK and get_ident() in SENSOR_WORK):
+                return
+            try:
+                end(NOTHING, exc if isinstance(exc, BaseException) else RuntimeError(str(exc)))
+            except Exception as error:
+                armed.error("hit failed", error)
+
+        return gate, switch, switched(on_return, switch), switched(on_raise, switch)
+
+    def _replay_hooks(
+        self, armed: _Armed, depth: int, dispatch: frozenset[int]
+    ) -> list[tuple[Point, int | None, Hook]]:
+        """A replay probe: the arguments at entry and the outcome at the end, in one hit."""
+        limits = armed.probe.limits.capture
+
+        def start(frame: Any) -> Any:
+            return _arguments(frame, limits)
+
+        def finish(frame: Any, entry: Any, value: object, exc: BaseException | None) -> None:
+            arguments, truncated, errors = entry
+            extra: dict[str, Any] = {"arguments": arguments, "truncated": truncated}
+            if exc is None:
+                encoded, cut, problems = _capture({"result": value}, limits)
+                extra["outcome"] = {"returned": encoded.get("result")}
+                extra["truncated"] = truncated or cut
+                extra["errors"] = errors + problems
+                self._fire(armed, frame, value, None, extra=extra)
+            else:
+                extra["outcome"] = {"raised": _type_name(type(exc))}
+                extra["errors"] = list(errors)
+                self._fire_exit(armed, frame, exc, None, extra=extra)
+
+        gate, _, on_return, on_raise = self._sampled_calls(armed, depth, dispatch, start, finish)
+        return [
+            (Point.ENTRY, None, gate.hook),
+            (Point.RETURN, None, on_return),
+            (Point.EXCEPTION, None, on_raise),
+        ]
+
+    def _lines_hooks(
+        self, armed: _Armed, depth: int, dispatch: frozenset[int]
+    ) -> list[tuple[Point, int | None, Hook]]:
+        """A lines probe: which lines of the function each sampled call ran.
+
+        A hook on every line that reports a line event (sensor.inject.lines, as sys.settrace
+        would), each behind the probe's switch: between samples a line costs an inline test
+        and no call on the bytecode and hybrid backends.
+        """
+        from sensor.inject.lines import LineModel
+
+        code = armed.code
+        assert code is not None
+        model = LineModel(code)
+        lines = sorted(line for line in model.lines() if model.refusal(line) is None)
+        described = _describe_lines(code, model)
+        getframe = sys._getframe
+
+        def start(frame: Any) -> Any:
+            return set()
+
+        def finish(frame: Any, ran: Any, value: object, exc: BaseException | None) -> None:
+            probe = armed.probe
+            info = dict(described)
+            info["ran"] = sorted(ran)
+            unobserved = armed.unobserved
+            hit = Hit(
+                probe_id=probe.id,
+                signature=armed.signature,
+                kind=armed.kind,
+                location=armed.location,
+                ts=time.time(),
+                hit_id=self._next_hit_id(),
+                thread=_thread_name(),
+                lines=info,
+                exception=None if exc is None else _exception_info(exc, probe.limits.capture),
+                errors=list(unobserved) if unobserved else None,
+            )
+            self._deliver(armed, hit)
+
+        gate, switch, on_return, on_raise = self._sampled_calls(
+            armed, depth, dispatch, start, finish
+        )
+        pending = armed.pending
+        hooks: list[tuple[Point, int | None, Hook]] = [(Point.ENTRY, None, gate.hook)]
+        for line in lines:
+
+            def on_line(line: int = line) -> None:
+                if not switch or (SENSOR_WORK and get_ident() in SENSOR_WORK):
+                    return
+                try:
+                    frame: Any = getframe(depth)
+                    if dispatch and id(frame.f_code) in dispatch:
+                        frame = frame.f_back
+                    found = pending.get(id(frame))
+                    if found is not None:
+                        found[1].add(line)
+                except Exception as error:
+                    armed.error("line hook failed", error)
+
+            hooks.append((Point.LINE, line, switched(on_line, switch)))
+        hooks += [(Point.RETURN, None, on_return), (Point.EXCEPTION, None, on_raise)]
+        return hooks
+
     def _disarm(self, armed: _Armed) -> None:
+        armed.pending.clear()
         for gate in armed.gates:
             gate.disarm()
         if self._backend is not None:
@@ -683,8 +917,8 @@ class Engine:
             errors=armed.errors,
             backend=self.backend_name,
             updated_at=armed.updated_at,
-            evaluations=armed.evaluations,
-            violations=armed.violations,
+            evaluations=armed.evaluations + _fast_count(armed, "evaluations"),
+            violations=armed.violations + _fast_count(armed, "violations"),
             exceptions=0 if armed.exceptions is None else tally_count(armed.exceptions),
             skipped_budget=0 if armed.account is None else armed.account.skipped_count(),
         )
@@ -776,14 +1010,89 @@ class Engine:
                     ProbeState.DISABLED, f"disabled: reached max_hits ({limits.max_hits})"
                 )
 
+    # -- the fused hot path of an expectation (sensor.hotpath) ------------------------------
+
+    def _fast_gate(
+        self,
+        armed: _Armed,
+        depth: int,
+        dispatch: frozenset[int],
+        on_stop: Callable[[str], None],
+    ) -> FastExpectGate:
+        from sensor.hotpath import FastExpectGate  # with sensor.expressions: at placement only
+
+        probe = armed.probe
+        compiled = armed.compiled
+        assert compiled is not None
+        assert compiled.expect is not None
+        assert armed.account is not None
+        point = probe.location.point
+        value_name = {Point.RETURN: "result", Point.EXCEPTION: "exception"}.get(point)
+        # Compiled again with the probe's value in the evaluation state, so that the frame's
+        # locals are read in place (the copy the slow path makes is for captures only).
+        expect = _expressions().compile(
+            probe.expect,
+            max_steps=compiled.expect.max_steps,
+            max_seconds=compiled.expect.max_seconds,
+            slots=() if value_name is None else (value_name,),
+        )
+        return FastExpectGate(
+            expr=expect,
+            value_name=value_name,
+            slow=functools.partial(self._fast_slow, armed),
+            failed=functools.partial(armed.error, "hit failed"),
+            depth=depth,
+            dispatch=dispatch,
+            eval_rate=probe.eval_rate,
+            violation_rate=probe.violation_rate,
+            pass_rate=probe.rate if probe.kind is ProbeKind.SNAPSHOT else None,
+            pass_burst=probe.limits.burst,
+            max_hits=probe.limits.max_hits,
+            expires_at=probe.limits.expires_at,
+            on_stop=on_stop,
+            budget=self._budget,
+            account=armed.account,
+            waker=self._waker,
+            hits=armed.hit_count,
+        )
+
+    def _fast_slow(
+        self, armed: _Armed, frame: Any, value: object, outcome: str, error: str | None
+    ) -> None:
+        """The hit of a firing the hot path decided to capture (as ``_fire`` builds it)."""
+        probe = armed.probe
+        point = probe.location.point
+        # A copy: writing to frame.f_locals would change the program's variables.
+        ns: dict[str, object] = dict(frame.f_locals)
+        if point is Point.RETURN and value is not NOTHING:
+            ns["result"] = value
+        elif point is Point.EXCEPTION and value is not NOTHING:
+            ns["exception"] = value
+        if outcome == "violation":
+            expect = {"ok": None if error else False, "error": _clean(error)}
+        else:
+            expect = {"ok": True, "error": None}
+        exception: dict[str, Any] | None = None
+        if point is Point.EXCEPTION and isinstance(value, BaseException):
+            exception = _exception_info(value, probe.limits.capture)
+        line = _hit_line(frame, value) if point is Point.EXCEPTION else frame.f_lineno
+        self._emit(armed, frame, ns, [], expect=expect, exception=exception, line=line)
+
     # -- the slow path of one hit (admitted by the gate) -----------------------------------
 
     def _make_fire(
-        self, armed: _Armed, depth: int, dispatch: frozenset[int], *, exit: bool = False
+        self,
+        armed: _Armed,
+        depth: int,
+        dispatch: frozenset[int],
+        *,
+        exit: bool = False,
+        fire_frame: Callable[..., bool | None] | None = None,
     ) -> Callable[..., bool | None]:
         getframe = sys._getframe
         budget = self._budget
-        fire_frame = self._fire_exit if exit else self._fire
+        if fire_frame is None:
+            fire_frame = self._fire_exit if exit else self._fire
         probe_id = armed.probe.id
         account = armed.account
         assert account is not None
@@ -813,6 +1122,7 @@ class Engine:
         frame: Any,
         value: object,
         admit: Callable[[bool], bool] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> bool | None:
         """Produce the hit of one admitted firing: True, False (nothing), None (not evaluated).
 
@@ -856,7 +1166,9 @@ class Engine:
         if point is Point.EXCEPTION and isinstance(value, BaseException):
             exception = _exception_info(value, probe.limits.capture)
         line = _hit_line(frame, value) if point is Point.EXCEPTION else frame.f_lineno
-        self._emit(armed, frame, ns, errors, expect=expect, exception=exception, line=line)
+        self._emit(
+            armed, frame, ns, errors, expect=expect, exception=exception, line=line, extra=extra
+        )
         return True
 
     def _fire_exit(
@@ -865,6 +1177,7 @@ class Engine:
         frame: Any,
         exc: object,
         admit: Callable[[bool], bool] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> bool | None:
         """The hit of an exception leaving a function at a ``@return`` probe.
 
@@ -891,7 +1204,14 @@ class Engine:
         if isinstance(exc, BaseException):
             exception = _exception_info(exc, armed.probe.limits.capture)
         self._emit(
-            armed, frame, ns, errors, exception=exception, line=_hit_line(frame, exc), exit=True
+            armed,
+            frame,
+            ns,
+            errors,
+            exception=exception,
+            line=_hit_line(frame, exc),
+            exit=True,
+            extra=extra,
         )
         return True
 
@@ -906,8 +1226,13 @@ class Engine:
         exception: dict[str, Any] | None = None,
         line: int | None,
         exit: bool = False,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
-        """Render, capture, encode and deliver one hit (``exit``: at an exception exit)."""
+        """Render, capture, encode and deliver one hit (``exit``: at an exception exit).
+
+        ``extra`` (replay probes): ``arguments``, ``outcome``, ``truncated`` and ``errors`` of
+        the call, read at its entry and at its end.
+        """
         probe = armed.probe
         compiled = armed.compiled
         assert compiled is not None
@@ -956,6 +1281,13 @@ class Engine:
             truncated=truncated,
             errors=[_clean(e) for e in errors] or None,
         )
+        if extra is not None:
+            hit.arguments = extra.get("arguments")
+            hit.outcome = extra.get("outcome")
+            hit.truncated = bool(truncated or extra.get("truncated"))
+            more = [_clean(str(e)) for e in extra.get("errors") or ()]
+            if more:
+                hit.errors = (hit.errors or []) + more
         self._deliver(armed, hit)
 
     def _deliver(self, armed: _Armed, hit: Hit) -> None:
@@ -989,6 +1321,11 @@ class Engine:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _fast_count(armed: _Armed, name: str) -> int:
+    """A counter the hot path keeps as a tally (sensor.hotpath.FastExpectGate), summed."""
+    return sum(tally_count(getattr(g, name)) for g in armed.gates if hasattr(g, name))
 
 
 def _truth(
@@ -1047,6 +1384,102 @@ def _exit_filter(hook: Hook, tally: Any, code: CodeType | None) -> Hook:
         hook(exc)
 
     return on_exit
+
+
+_CO_VARARGS = 0x04
+_CO_VARKEYWORDS = 0x08
+
+
+def _arguments(frame: Any, limits: Any) -> tuple[dict[str, Any], bool, list[str]]:
+    """The call's arguments read at entry, encoded at once: ``(arguments, truncated, errors)``.
+
+    Encoded here, on the host thread, and nothing of the frame is kept: the hit never holds a
+    reference past the call, and a mutation of an argument later in the call is not seen.
+    """
+    code = frame.f_code
+    flags = code.co_flags
+    count = code.co_argcount + code.co_kwonlyargcount
+    varargs = code.co_varnames[count] if flags & _CO_VARARGS else None
+    count += 1 if varargs is not None else 0
+    varkw = code.co_varnames[count] if flags & _CO_VARKEYWORDS else None
+    count += 1 if varkw is not None else 0
+    names = code.co_varnames[:count]
+    local = frame.f_locals  # at entry: the arguments (a copy on 3.11, a proxy on 3.13)
+    values = {name: local[name] for name in names if name in local}
+    encoded, truncated, errors = _capture(values, limits)
+    arguments = {
+        "values": encoded,
+        "names": list(names),
+        "positional": code.co_argcount,
+        "posonly": code.co_posonlyargcount,
+        "varargs": varargs,
+        "varkw": varkw,
+    }
+    return arguments, truncated, list(errors)
+
+
+def _evict_stale(pending: dict[int, Any]) -> bool:
+    """Forget sampled calls whose end was not seen for _PENDING_MAX_AGE; True if room was made."""
+    horizon = time.monotonic() - _PENDING_MAX_AGE
+    for key, (started, _) in list(pending.items()):
+        if started < horizon:
+            pending.pop(key, None)
+    return len(pending) < _MAX_PENDING
+
+
+def _whole_calls_refusal(probe: Probe, code: CodeType) -> str | None:
+    """Why a replay or lines probe cannot observe whole calls of ``code``, or None."""
+    if not (probe.replay or probe.kind is ProbeKind.LINES):
+        return None
+    flags = code.co_flags
+    if not flags & _GENERATOR_FLAGS:
+        return None
+    kind = (
+        "an async generator"
+        if flags & _ASYNC_GENERATOR_FLAG
+        else "a generator"
+        if flags & 0x20
+        else "a coroutine"
+    )
+    if probe.replay:
+        return (
+            f"replay needs a plain function: {code.co_qualname} is {kind}, whose call returns "
+            "before its body runs (replaying it would mean driving its iteration or event "
+            "loop); mark a plain function it calls, or drop replay=True"
+        )
+    return (
+        f"a lines probe needs a plain function: {code.co_qualname} is {kind}, whose body runs "
+        "across many resumptions; probe a plain function it calls"
+    )
+
+
+def _describe_lines(code: CodeType, model: Any) -> dict[str, Any]:
+    """What every lines hit says about the code it observed: its span and a digest of its text.
+
+    Computed once at placement: the plugin compares line numbers only when the digest matches
+    the source the tests run (other code means other line numbers).
+    """
+    lines = model.lines()
+    first = min(lines) if lines else code.co_firstlineno
+    last = max(lines) if lines else code.co_firstlineno
+    linecache.checkcache(code.co_filename)
+    text = "\n".join(
+        linecache.getline(code.co_filename, n).rstrip() for n in range(first, last + 1)
+    )
+    return {
+        "first": first,
+        "last": last,
+        "source": hashlib.sha256(text.encode()).hexdigest()[:16],
+    }
+
+
+def _note_unobserved(armed: _Armed, unobserved: list[str]) -> None:
+    # Said in every hit of the probe (errors), and once in the log.
+    notes = [f"line {text}" for text in unobserved[:20]]
+    if len(unobserved) > 20:
+        notes.append(f"... and {len(unobserved) - 20} more lines not observed")
+    armed.unobserved = notes
+    log.info("sensor probe %s: lines not observed: %s", armed.probe.id, "; ".join(notes))
 
 
 def _pep479(exc: Any, kind: str) -> RuntimeError:

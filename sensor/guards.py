@@ -36,6 +36,7 @@ __all__ = [
     "Waker",
     "new_tally",
     "switch_of",
+    "switched",
     "tally_count",
 ]
 
@@ -84,10 +85,21 @@ def switch_of(hook: Callable[..., Any]) -> tuple[Switch, Any] | None:
     The switch is a list, empty while the gate is closed (every firing would only be skipped);
     ``next(skips)`` counts one skipped firing. A backend may test the switch inline before it
     calls the hook and count the skip itself, which saves the call. The hook tests the switch
-    too, so a backend that ignores it stays right.
+    too, so a backend that ignores it stays right. ``skips`` may be None: nothing is counted
+    while the switch is closed (the per-line hooks of a lines probe, see :func:`switched`).
     """
     pair = getattr(hook, _SWITCH_ATTR, None)
     return pair if isinstance(pair, tuple) else None
+
+
+def switched(hook: Callable[..., Any], switch: Switch) -> Callable[..., Any]:
+    """Mark ``hook`` as guarded by ``switch`` with no skip counter (see :func:`switch_of`).
+
+    A backend that honours the mark runs the hook only while the switch is non-empty, at the
+    cost of one inline test otherwise; the hook must test the switch itself too.
+    """
+    setattr(hook, _SWITCH_ATTR, (switch, None))
+    return hook
 
 
 def new_tally() -> Any:
@@ -514,6 +526,39 @@ class CpuBudget:
                 self._reshared = True
                 self._share((now - self._window_start) / 1e9, force=True)
             return None
+        finally:
+            self._lock.release()
+
+    def spend_many(self, account: Account, ns: int, count: int) -> bool:
+        """Account a batch of ``count`` firings that took ``ns`` in all (cheap clock).
+
+        The hot path of an expectation (:mod:`sensor.hotpath`) meters every firing and hands
+        the sums over in batches: the budget sees the same totals, a few dozen firings later.
+        Each firing of the batch was under the one-hit cap (longer ones are handed over alone,
+        through :meth:`spend`), so a batch never disables a probe: like a cheap sample of
+        :meth:`spend`, it can only switch the budget to the precise clock. False when the
+        budget's lock was busy (it never waits on a host thread): the caller keeps the batch
+        and hands it over later, so no firing goes unmetered.
+        """
+        if self._fraction >= 1.0 or count <= 0:
+            return True
+        if self.clock is not time.perf_counter_ns:
+            return True  # measured with the cheap clock before a switch: not CPU time
+        now = time.monotonic_ns()
+        if not self._lock.acquire(False):
+            return False
+        try:
+            if account.rate is not None:
+                account.tokens -= ns
+            if now - self._window_start >= 1_000_000_000:
+                self._end_window(now)
+            account.spent += ns
+            account.fired += count
+            self._spent_ns += ns
+            if self._spent_ns > self.limit_ns:
+                # Over in wall time: maybe only preempted. Measure CPU time from now on.
+                self._to_precise(now)
+            return True
         finally:
             self._lock.release()
 

@@ -50,6 +50,8 @@ class ProbeKind(enum.StrEnum):
     COUNTER = "counter"  #: count firings (aggregated, no per-hit record)
     TIMER = "timer"  #: measure a duration (aggregated)
     EXPECT = "expect"  #: evaluate an assertion; capture state only on violation
+    #: for sampled calls of one function, record which of its lines ran (one hit per call)
+    LINES = "lines"
 
 
 class Point(enum.StrEnum):
@@ -68,6 +70,7 @@ DEFAULT_RATES: dict[ProbeKind, float | None] = {
     ProbeKind.LOG: 100.0,
     ProbeKind.COUNTER: None,
     ProbeKind.TIMER: None,
+    ProbeKind.LINES: 10.0,
 }
 
 #: Default evaluations per second of a probe's ``expect`` (never below the probe's own rate).
@@ -354,6 +357,9 @@ class Probe:
     source_hash: str | None = None
     source_line: str | None = None
     limits: ProbeLimits = dataclasses.field(default_factory=ProbeLimits)
+    #: a replay probe: each sampled call's arguments (at entry) and outcome (result or
+    #: exception) in one hit, so that the plugin can call the function again on them
+    replay: bool = False
     id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
     created_at: float = dataclasses.field(default_factory=time.time)
@@ -391,10 +397,33 @@ class Probe:
         object.__setattr__(self, "tags", dict(self.tags))
         if self.source_hash is not None and not re.fullmatch(r"[0-9a-f]{64}", self.source_hash):
             raise ProbeSpecError("source_hash", self.source_hash, "a sha256 hex digest")
+        if not isinstance(self.replay, bool):
+            raise ProbeSpecError("replay", self.replay, "true or false")
         self._check_kind_fields()
 
     def _check_kind_fields(self) -> None:
         kind = self.kind
+        if self.replay and (
+            kind not in (ProbeKind.SNAPSHOT, ProbeKind.EXPECT)
+            or self.location.point is not Point.RETURN
+        ):
+            raise ProbeSpecError(
+                "replay",
+                True,
+                "a snapshot or expect probe at a function's @return (a replay hit holds the "
+                f"call's arguments and its outcome); got a {kind} probe at {self.location}",
+            )
+        if kind is ProbeKind.LINES:
+            if not self.location.is_function or self.location.point is not Point.RETURN:
+                raise ProbeSpecError(
+                    "location",
+                    str(self.location),
+                    "a function ('module:qualname') for a 'lines' probe: it records the lines "
+                    "of whole calls",
+                )
+            for name in ("condition", "expect", "template"):
+                if getattr(self, name) is not None:
+                    raise ProbeSpecError(name, getattr(self, name), "none on a 'lines' probe")
         if kind is ProbeKind.EXPECT and self.expect is None:
             raise ProbeSpecError("expect", None, "an expression for an 'expect' probe")
         if self.expect is not None and kind not in (ProbeKind.SNAPSHOT, ProbeKind.EXPECT):
@@ -418,7 +447,7 @@ class Probe:
                 )
         if kind is ProbeKind.TIMER and self.location.point is Point.EXCEPTION:
             raise ProbeSpecError("location", str(self.location), "a timer at a function or line")
-        if kind in (ProbeKind.COUNTER, ProbeKind.TIMER) and self.capture:
+        if kind in (ProbeKind.COUNTER, ProbeKind.TIMER, ProbeKind.LINES) and self.capture:
             raise ProbeSpecError("capture", [c.expr for c in self.capture], f"none on a {kind}")
         if self.location.point is Point.ENTRY:
             mention = self._mentions_result()
@@ -475,6 +504,8 @@ class Probe:
             "template": self.template,
             "until_line": self.until_line,
         }
+        if self.replay:  # only when set: every other probe keeps the signature it had
+            payload["replay"] = True
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -502,6 +533,7 @@ class Probe:
             "tags": dict(self.tags),
             "created_at": self.created_at,
             "signature": self.signature,
+            **({"replay": True} if self.replay else {}),
         }
 
     @classmethod
@@ -619,6 +651,16 @@ class Hit:
     truncated: bool = False  #: some value was cut by a capture limit
     errors: list[str] | None = None  #: capture or evaluation problems, e.g. "deadline"
     source: dict[str, Any] | None = None  #: filled by the agent/hub: id, service, host, pid...
+    #: replay probes: the call's arguments read at entry: ``{"values": {name: encoded},
+    #: "names": [parameter names in code order], "positional": n, "posonly": n,
+    #: "varargs": name|None, "varkw": name|None}``
+    arguments: dict[str, Any] | None = None
+    #: replay probes: how the call ended: ``{"returned": <encoded value>}``, or
+    #: ``{"raised": "module.Type"}`` (the ``exception`` field has its message)
+    outcome: dict[str, Any] | None = None
+    #: lines probes: ``{"ran": [line, ...], "source": sha256 of the function's lines (16 hex),
+    #: "first": first line, "last": last line}`` for one sampled call
+    lines: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

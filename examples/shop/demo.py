@@ -39,6 +39,7 @@ EXPECTED = {
     "test_shipping_cost_by_zone": ("diverged", {"shape"}),
     "test_shipping_cost_east_coast": ("diverged", {"path"}),
     "test_place_order_issues_a_receipt": ("ok", set()),
+    "test_subtotal_sums_the_lines": ("diverged", {"path"}),
 }
 NOISE_FIELDS = ("order_id", "created_at", "request_id")
 
@@ -207,7 +208,8 @@ def check_report(report: dict[str, Any]) -> list[str]:
 
 
 def print_summary(report: dict[str, Any]) -> None:
-    """One line per probe: verdict, what was found, state coverage, and the noise left alone."""
+    """One line per probe: verdict, what was found, state (or line) coverage, and the noise
+    left alone."""
     print("\ndemo: summary (from the JSON report)")
     for entry in sorted(report.get("results", []), key=lambda e: str(e.get("nodeid"))):
         kinds = sorted({f"{d['severity']} {d['kind']}" for d in entry.get("divergences", [])})
@@ -215,9 +217,13 @@ def print_summary(report: dict[str, Any]) -> None:
         noise_text = ", ".join(f"{path} ({why})" for path, why in sorted(noise.items()))
         coverage = entry.get("state_coverage")
         coverage_text = "n/a" if coverage is None else f"{coverage:.0%}"
+        # A lines probe's coverage is of lines: production-run lines the tests ran.
+        measure = (
+            "line coverage " if "prod_lines" in (entry.get("counts") or {}) else "state coverage"
+        )
         print(
             f"  {entry.get('verdict', '?'):<12} {str(entry.get('nodeid')).split('::')[-1]:<34} "
-            f"state coverage {coverage_text:>4}  "
+            f"{measure} {coverage_text:>4}  "
             f"{'; '.join(kinds) or 'no divergence'}"
             + (f"  | noise left alone: {noise_text}" if noise_text else "")
         )
@@ -233,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-hits", type=int, default=20, help="--runtime-min-hits for pytest")
     parser.add_argument("--check", action="store_true", help="exit 1 unless the verdicts are right")
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()  # pytest runs in the shop's directory: no relative path
     args.out.mkdir(parents=True, exist_ok=True)
     tokens = {name: f"demo-{name}-{secrets.token_hex(8)}" for name in ("admin", "sensor", "client")}
     started = time.monotonic()

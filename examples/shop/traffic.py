@@ -3,8 +3,9 @@
     python examples/shop/traffic.py --url http://127.0.0.1:8000 --seconds 20 --seed 7
 
 The mix is what the shop's tests never imagined: JPY and GBP besides USD, single-sticker carts,
-guest addresses with no postcode, west-coast postcodes. It stops by itself after ``--seconds`` or
-``--requests``, whichever comes first, and prints a progress line while it runs.
+wholesale carts of 10 units and more, guest addresses with no postcode, west-coast postcodes.
+It stops by itself after ``--seconds`` or ``--requests``, whichever comes first, and prints a
+progress line while it runs.
 """
 
 from __future__ import annotations
@@ -48,8 +49,11 @@ def _pick(rng: random.Random, weighted: list[tuple[Any, int]]) -> Any:
 
 def make_order(rng: random.Random) -> dict[str, Any]:
     """One realistic order: a small or large cart, a currency, maybe a coupon, an address."""
-    if rng.random() < 0.2:
+    roll = rng.random()
+    if roll < 0.2:
         items = [{"sku": "sticker", "qty": rng.randint(1, 3)}]  # the impulse buy
+    elif roll < 0.26:
+        items = [{"sku": rng.choice(SKUS), "qty": rng.randint(10, 24)}]  # a wholesale buyer
     else:
         items = [
             {"sku": rng.choice(SKUS), "qty": rng.randint(1, 3)} for _ in range(rng.randint(1, 4))

@@ -15,7 +15,18 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["MARKERS", "DecodedObject", "Marked", "TypeOnly", "decode", "type_name_of"]
+__all__ = [
+    "MARKERS",
+    "Constructor",
+    "DecodedObject",
+    "Marked",
+    "NotRebuildable",
+    "TypeOnly",
+    "decode",
+    "rebuild",
+    "resolve_type",
+    "type_name_of",
+]
 
 #: Marker keys of the encoding that mean "this value is not (fully) here".
 MARKERS: tuple[str, ...] = ("@budget", "@cycle", "@deadline", "@depth", "@error", "@redacted")
@@ -248,3 +259,301 @@ def decode(
         # enums, functions, classes, modules: the name is the value.
         return _object_class(type_name)({"value": node["v"]})
     return _object_class(type_name)({})
+
+
+# --------------------------------------------------------------------------- rebuilding values
+#
+# ``decode`` above gives values for *comparison* (user objects stand in as DecodedObject). The
+# functions below rebuild the *real* values a function can be called with (replay, strategies,
+# regression tests), and refuse what cannot be rebuilt whole: a cut, redacted or unreadable
+# value, or a user object no constructor is known for, is a NotRebuildable naming why.
+
+#: A constructor of a user type: receives the rebuilt fields (``@attrs``) or ``{"value": v}``.
+Constructor = Callable[[dict[str, Any]], Any]
+
+_MARKER_WHY = {
+    "@redacted": "redacted",
+    "@depth": "not expanded (max_depth)",
+    "@cycle": "a reference cycle",
+    "@budget": "not captured (max_bytes spent)",
+    "@deadline": "not captured (deadline_ms passed)",
+    "@error": "unreadable",
+}
+
+
+class NotRebuildable(Exception):
+    """A captured value that cannot be rebuilt whole; ``kind`` groups the reasons in reports.
+
+    ``kind`` is one of ``redacted``, ``truncated``, ``no-constructor``, ``not-captured``
+    (depth, cycle, budget, deadline, unreadable) and ``unsupported``; ``path`` names where in
+    the state the value was (``coupon``, ``order.items[0]``).
+    """
+
+    def __init__(self, kind: str, path: str, why: str) -> None:
+        self.kind = kind
+        self.path = path
+        self.why = why
+        super().__init__(f"{path or 'value'}: {why}")
+
+
+def resolve_type(type_name: str) -> Any:
+    """The class (or function) named ``module.QualName``, from modules already imported.
+
+    Evidence never makes the test process import anything: a name whose module is not in
+    ``sys.modules`` is not resolved (None).
+    """
+    import sys
+
+    parts = type_name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module = sys.modules.get(".".join(parts[:cut]))
+        if module is None:
+            continue
+        obj: Any = module
+        for part in parts[cut:]:
+            obj = getattr(obj, part, None)
+            if obj is None:
+                return None
+        return obj
+    if len(parts) == 1:
+        import builtins
+
+        return getattr(builtins, type_name, None)
+    return None
+
+
+def rebuild(
+    node: Any,
+    *,
+    constructors: Mapping[str, Constructor] | None = None,
+    path: str = "",
+    _depth: int = 0,
+) -> Any:
+    """Rebuild the real Python value of one typed-JSON value (docs/reference/encoding.md).
+
+    Builtins, ``Decimal``, ``datetime``/``date``/``time`` (a UTC offset becomes a fixed-offset
+    ``timezone``), ``timedelta``, ``UUID``, enums, dataclasses and named tuples are rebuilt from
+    their classes in the test process; other user types only through ``constructors`` (type
+    name -> callable). Raise :class:`NotRebuildable` for anything that was not captured whole.
+    """
+    from pytest_runtime.compare.shapes import item_path, key_path
+
+    if _depth > 64:
+        raise NotRebuildable("not-captured", path, "nested deeper than 64 levels")
+    if node is None or isinstance(node, bool | int | float | str):
+        return node
+    if isinstance(node, list):  # only inside hand-written evidence: read as a list
+        return [
+            rebuild(x, constructors=constructors, path=item_path(path), _depth=_depth + 1)
+            for x in node
+        ]
+    if not isinstance(node, dict):
+        raise NotRebuildable("unsupported", path, f"a {type(node).__name__} in the evidence")
+    if "@t" not in node:
+        return {
+            str(k): rebuild(
+                v, constructors=constructors, path=key_path(path, str(k)), _depth=_depth + 1
+            )
+            for k, v in node.items()
+        }
+    type_name = str(node["@t"])
+    for marker, why in _MARKER_WHY.items():
+        if marker in node:
+            detail = node[marker]
+            if marker == "@redacted":
+                raise NotRebuildable("redacted", path, f"redacted ({detail}): {type_name}")
+            if marker == "@error":
+                raise NotRebuildable("not-captured", path, f"unreadable {type_name}: {detail}")
+            raise NotRebuildable("not-captured", path, f"{why}: {type_name}")
+    if node.get("@trunc"):
+        raise NotRebuildable(
+            "truncated", path, f"truncated {type_name} (full size {node.get('@len')})"
+        )
+    if "@tz" in node:
+        raise NotRebuildable(
+            "unsupported",
+            path,
+            f"{type_name} with a tzinfo of type {node['@tz']} (its offset was never read)",
+        )
+    if constructors and type_name in constructors:
+        fields = node.get("@attrs")
+        if isinstance(fields, dict):
+            values = {
+                str(k): rebuild(
+                    v, constructors=constructors, path=key_path(path, str(k)), _depth=_depth + 1
+                )
+                for k, v in fields.items()
+            }
+        else:
+            raw = node.get("v", node.get("value"))
+            values = {
+                "value": rebuild(raw, constructors=constructors, path=path, _depth=_depth + 1)
+            }
+        try:
+            return constructors[type_name](values)
+        except Exception as exc:
+            raise NotRebuildable(
+                "no-constructor",
+                path,
+                f"the constructor registered for {type_name} failed: {type(exc).__name__}: {exc}",
+            ) from exc
+    return _rebuild_typed(node, type_name, constructors, path, _depth)
+
+
+def _items(node: Mapping[str, Any], constructors: Any, path: str, depth: int) -> list[Any]:
+    from pytest_runtime.compare.shapes import item_path
+
+    raw = node.get("v")
+    if not isinstance(raw, list):
+        raise NotRebuildable("unsupported", path, f"{node.get('@t')} without its items")
+    return [
+        rebuild(x, constructors=constructors, path=item_path(path), _depth=depth + 1) for x in raw
+    ]
+
+
+def _float(raw: Any) -> float:
+    return float(raw)
+
+
+def _rebuild_typed(
+    node: Mapping[str, Any],
+    type_name: str,
+    constructors: Mapping[str, Constructor] | None,
+    path: str,
+    depth: int,
+) -> Any:
+    import codecs
+    import collections
+    import dataclasses
+    import enum
+
+    from pytest_runtime.compare.shapes import key_path, map_path
+
+    v = node.get("v")
+    try:
+        if type_name in _SCALARS:
+            if type_name == "datetime.timedelta":
+                return datetime.timedelta(seconds=float(str(v)))
+            if type_name == "float":
+                return float(str(v))
+            value = _scalar(type_name, v)
+            if value is None:
+                raise NotRebuildable("unsupported", path, f"{type_name} {v!r} does not parse")
+            return value
+        if type_name == "str" and isinstance(v, str):
+            return v
+        if type_name in ("bytes", "bytearray") and isinstance(v, str):
+            data = codecs.escape_decode(v.encode("ascii", "backslashreplace"))[0]
+            if node.get("@len") is not None and len(data) != node.get("@len"):
+                raise NotRebuildable("truncated", path, f"{type_name} of {node.get('@len')} bytes")
+            return bytes(data) if type_name == "bytes" else bytearray(data)
+        if type_name == "complex" and isinstance(v, list) and len(v) == 2:
+            return complex(_float(v[0]), _float(v[1]))
+        if type_name == "range" and isinstance(v, list) and len(v) == 3:
+            return range(*(int(x) for x in v))
+        if type_name in ("list", "tuple", "set", "frozenset", "collections.deque"):
+            items = _items(node, constructors, path, depth)
+            maker: Any = {
+                "list": list,
+                "tuple": tuple,
+                "set": set,
+                "frozenset": frozenset,
+                "collections.deque": collections.deque,
+            }[type_name]
+            return maker(items)
+        if type_name in ("dict", "collections.OrderedDict", "collections.Counter"):
+            out: dict[Any, Any] = {}
+            if isinstance(v, dict):
+                for k, x in v.items():
+                    out[str(k)] = rebuild(
+                        x, constructors=constructors, path=key_path(path, str(k)), _depth=depth + 1
+                    )
+            else:
+                for pair in node.get("items") or ():
+                    if not (isinstance(pair, list) and len(pair) == 2):
+                        raise NotRebuildable("unsupported", path, "a dict item that is not a pair")
+                    key = rebuild(pair[0], constructors=constructors, path=path, _depth=depth + 1)
+                    out[key] = rebuild(
+                        pair[1], constructors=constructors, path=map_path(path), _depth=depth + 1
+                    )
+            if type_name == "collections.OrderedDict":
+                return collections.OrderedDict(out)
+            if type_name == "collections.Counter":
+                return collections.Counter(out)
+            return out
+        if type_name in ("type", "function", "module", "method", "builtin_function_or_method"):
+            import sys
+
+            target = sys.modules.get(str(v)) if type_name == "module" else resolve_type(str(v))
+            if target is None:
+                raise NotRebuildable(
+                    "no-constructor", path, f"{type_name} {v!r} is not loaded in the test process"
+                )
+            return target
+    except NotRebuildable:
+        raise
+    except (ValueError, TypeError, ArithmeticError, OverflowError, KeyError) as exc:
+        raise NotRebuildable("unsupported", path, f"{type_name}: {exc}") from exc
+
+    cls = resolve_type(type_name)
+    if not isinstance(cls, type):
+        raise NotRebuildable(
+            "no-constructor",
+            path,
+            f"no registered constructor for {type_name} (its class is not loaded in the test "
+            "process, and no pytest_runtime_constructors hook names it)",
+        )
+    fields = node.get("@attrs")
+    attrs: dict[str, Any] = {}
+    if isinstance(fields, dict):
+        attrs = {
+            str(k): rebuild(
+                x, constructors=constructors, path=key_path(path, str(k)), _depth=depth + 1
+            )
+            for k, x in fields.items()
+        }
+    try:
+        if issubclass(cls, enum.Enum):
+            if isinstance(v, str):
+                if "|" in v:
+                    members = [cls[name] for name in v.split("|")]
+                    result = members[0]
+                    for member in members[1:]:
+                        result = result | member  # type: ignore[operator]
+                    return result
+                return cls[v]
+            if "value" in node:
+                return cls(rebuild(node["value"], constructors=constructors, path=path))
+        if dataclasses.is_dataclass(cls):
+            init = {f.name for f in dataclasses.fields(cls) if f.init}
+            made = cls(**{k: x for k, x in attrs.items() if k in init})
+            for k, x in attrs.items():
+                if k not in init:
+                    object.__setattr__(made, k, x)
+            return made
+        if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+            return cls(**attrs)
+        if issubclass(cls, BaseException) and cls.__module__ == "builtins":
+            args = attrs.get("args", ())
+            return cls(*args)
+        for base in (list, tuple, set, frozenset, dict, str, int, float, bytes):
+            if issubclass(cls, base) and "v" in node:
+                inner = _rebuild_typed(
+                    {**node, "@t": base.__name__}, base.__name__, constructors, path, depth
+                )
+                built = cls(inner)
+                for k, x in attrs.items():
+                    setattr(built, k, x)
+                return built
+    except NotRebuildable:
+        raise
+    except Exception as exc:
+        raise NotRebuildable(
+            "no-constructor", path, f"{type_name} could not be built: {type(exc).__name__}: {exc}"
+        ) from exc
+    raise NotRebuildable(
+        "no-constructor",
+        path,
+        f"no registered constructor for {type_name} (register one with the "
+        "pytest_runtime_constructors hook)",
+    )

@@ -1,10 +1,9 @@
 """The one narrow interface through which the MCP server talks to the hub.
 
-:class:`HubPort` lists every hub call the tools make. :class:`PluginHub` implements it over the
-plugin's client (:class:`pytest_runtime.hub.HubClient`) so that the plugin and the agents share
-one client, its errors and its retries. The calls that client does not have yet are written
-here as thin functions over the same session (:func:`hits_page`); when the CLI's and the
-plugin's clients become one, only this module changes.
+:class:`HubPort` lists every hub call the tools make. The server's implementation is the one
+hub client the plugin and the CLI use (:class:`pytest_runtime.hub.HubClient`, made by
+:func:`hub_client`), so that all three share its auth header, TLS setup, retries and error
+messages; tests may pass another implementation through ``build_server(hub_factory=...)``.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from pytest_runtime.hub import HubClient
 
-__all__ = ["HubPort", "PluginHub", "hits_page"]
+__all__ = ["HubPort", "hub_client"]
 
 
 class HubPort(Protocol):
@@ -34,7 +33,7 @@ class HubPort(Protocol):
     ) -> list[dict[str, Any]]: ...
 
     def place(
-        self, probe: Mapping[str, Any], selector: Mapping[str, Any], ttl: float
+        self, probe: Mapping[str, Any], selector: Mapping[str, Any], ttl: float | None
     ) -> dict[str, Any]: ...
 
     def probe(self, probe_id: str) -> dict[str, Any]: ...
@@ -42,69 +41,35 @@ class HubPort(Protocol):
     def remove(self, probe_id: str) -> None: ...
 
     def hits_page(
-        self, probe_id: str, *, after: str | None = None, limit: int = 100
-    ) -> tuple[list[dict[str, Any]], str | None]: ...
+        self,
+        probe_id: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        source_id: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """``{"hits": [...], "next": cursor or None}``"""
+        ...
+
+    def hit(
+        self, probe_id: str, hit_id: str, *, source_id: str | None = None
+    ) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
 
 
-def hits_page(
-    client: HubClient, probe_id: str, *, after: str | None = None, limit: int = 100
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of a probe's hits and the cursor of the next (``GET /v1/probes/{id}/hits``).
+def hub_client(url: str, token: str | None, *, timeout: float = 10.0) -> HubClient:
+    """The hub client of the MCP server: the plugin's and the CLI's, with the server's names
+    in its error messages (``--hub``/``PYTEST_RUNTIME_HUB``, ``SENSOR_CLIENT_TOKEN``)."""
+    from pytest_runtime.hub import HubClient  # requests: imported at the first tool call
+    from sensor._version import __version__
 
-    ``HubClient.hits`` drops the ``next`` cursor; paging needs it. Same session, same errors.
-    """
-    params: dict[str, Any] = {"limit": limit}
-    if after is not None:
-        params["after"] = after
-    data = client._json("GET", f"/v1/probes/{probe_id}/hits", params=params)
-    if not isinstance(data, dict) or not isinstance(data.get("hits"), list):
-        from pytest_runtime.errors import HubRequestError
-
-        raise HubRequestError(
-            f"GET /v1/probes/{probe_id}/hits: expected a JSON object with 'hits', got {data!r:.80}"
-        )
-    cursor = data.get("next")
-    return list(data["hits"]), (str(cursor) if cursor is not None else None)
-
-
-class PluginHub:
-    """:class:`HubPort` over the plugin's :class:`~pytest_runtime.hub.HubClient`."""
-
-    def __init__(self, url: str, token: str | None, *, timeout: float = 10.0) -> None:
-        from pytest_runtime.hub import HubClient  # requests: imported at the first tool call
-
-        self.client = HubClient(url, token, timeout=timeout)
-        self.url = self.client.url
-
-    def health(self) -> dict[str, Any]:
-        return self.client.health()
-
-    def sources(
-        self,
-        *,
-        service: str | None = None,
-        labels: Mapping[str, str] | None = None,
-        state: str | None = "live",
-    ) -> list[dict[str, Any]]:
-        return self.client.sources(service=service, labels=labels, state=state)
-
-    def place(
-        self, probe: Mapping[str, Any], selector: Mapping[str, Any], ttl: float
-    ) -> dict[str, Any]:
-        return self.client.place(probe, selector, ttl)
-
-    def probe(self, probe_id: str) -> dict[str, Any]:
-        return self.client.probe(probe_id)
-
-    def remove(self, probe_id: str) -> None:
-        self.client.remove(probe_id)
-
-    def hits_page(
-        self, probe_id: str, *, after: str | None = None, limit: int = 100
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        return hits_page(self.client, probe_id, after=after, limit=limit)
-
-    def close(self) -> None:
-        self.client.close()
+    return HubClient(
+        url,
+        token,
+        timeout=timeout,
+        hub_option="--hub or PYTEST_RUNTIME_HUB",
+        user_agent=f"pytest-runtime-mcp/{__version__}",
+    )

@@ -68,10 +68,10 @@ class Investigation:
                 if self._factory is not None:
                     self._hub = self._factory()
                 else:
-                    from pytest_runtime.mcp.hubport import PluginHub
+                    from pytest_runtime.mcp.hubport import hub_client
 
                     s = self.settings
-                    self._hub = PluginHub(s.hub, s.token, timeout=s.timeout)
+                    self._hub = hub_client(s.hub, s.token, timeout=s.timeout)
             return self._hub
 
     def _call(self, what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -97,6 +97,10 @@ class Investigation:
                 f"{what}: {exc}. Give the MCP server a client token in SENSOR_CLIENT_TOKEN"
             ) from exc
         except HubRequestError as exc:
+            if exc.status == 404 and exc.code == "unknown_hit" and len(args) > 1:
+                raise ArgumentError(
+                    "hit_id", args[1], f"a hit id of probe {args[0]} (list_hits shows them)"
+                ) from exc
             if exc.status == 404 and args and isinstance(args[0], str):
                 raise ArgumentError(
                     "probe_id",
@@ -442,13 +446,14 @@ class Investigation:
         hits: list[dict[str, Any]] = []
         cursor: str | None = None
         while len(hits) < most:
-            page, cursor = self._call(
+            answer = self._call(
                 f"reading the hits of {probe_id}",
                 self.hub.hits_page,
                 probe_id,
                 after=cursor,
                 limit=min(1000, most - len(hits)),
             )
+            page, cursor = answer["hits"], answer["next"]
             hits.extend(page)
             if cursor is None or not page:
                 break
@@ -484,13 +489,14 @@ class Investigation:
         size = int(check.number("limit", limit, low=1, high=25, whole=True))
         if cursor is not None and (not isinstance(cursor, str) or not cursor.isdigit()):
             raise ArgumentError("cursor", cursor, "the next_cursor of a previous list_hits answer")
-        page, following = self._call(
+        read = self._call(
             f"reading the hits of {probe_id}",
             self.hub.hits_page,
             probe_id,
             after=cursor,
             limit=size,
         )
+        page, following = read["hits"], read["next"]
         answer: dict[str, Any] = {
             "probe_id": probe_id,
             "hits": [hit_row(hit) for hit in page],
@@ -506,28 +512,41 @@ class Investigation:
 
     def get_hit(self, probe_id: str, hit_id: str) -> dict[str, Any]:
         probe_id = check.probe_id(probe_id)
+        hit = self._find_hit(probe_id, hit_id)
+        return whole_hit(probe_id, hit, self.settings.budget_chars - 2500)
+
+    def write_regression_test(self, probe_id: str, hit_id: str) -> dict[str, Any]:
+        """A pytest test reproducing one hit (see :mod:`pytest_runtime.regression`)."""
+        from pytest_runtime.regression import RegressionError, write_test
+
+        probe_id = check.probe_id(probe_id)
+        hit = self._find_hit(probe_id, hit_id)
+        record = self._record(probe_id)
+        probe = record.get("probe") if isinstance(record.get("probe"), Mapping) else None
+        try:
+            source = write_test(hit, probe)
+        except RegressionError as exc:
+            raise RefusedError(
+                str(exc),
+                "place a probe with replay=True (it records each call's arguments at entry) "
+                "and use one of its hits",
+            ) from exc
+        name = "test_regression_" + "".join(c if c.isalnum() else "_" for c in hit_id) + ".py"
+        return {
+            "probe_id": probe_id,
+            "hit_id": hit_id,
+            "file": f"tests/{name}",
+            "source": source,
+            "next": f"save source as tests/{name}, run pytest tests/{name}: it fails on the code "
+            "that produced the hit, and passes once the fix is in",
+        }
+
+    def _find_hit(self, probe_id: str, hit_id: str) -> dict[str, Any]:
         if not isinstance(hit_id, str) or not check.ID.match(hit_id):
             raise ArgumentError("hit_id", hit_id, "a hit id from list_hits or a summary")
-        cursor: str | None = None
-        scanned = 0
-        # The hub has no read-one-hit call yet: scan the pages (bounded) for the id.
-        while scanned < 20_000:
-            page, cursor = self._call(
-                f"reading the hits of {probe_id}",
-                self.hub.hits_page,
-                probe_id,
-                after=cursor,
-                limit=1000,
-            )
-            scanned += len(page)
-            for hit in page:
-                if hit.get("hit_id") == hit_id:
-                    return whole_hit(probe_id, hit, self.settings.budget_chars - 2500)
-            if cursor is None or not page:
-                break
-        raise ArgumentError(
-            "hit_id", hit_id, f"a hit id of probe {probe_id} (list_hits shows them)"
-        )
+        # GET /v1/probes/{id}/hits/{hit_id}: one hit by its id.
+        hit = self._call(f"reading hit {hit_id} of {probe_id}", self.hub.hit, probe_id, hit_id)
+        return dict(hit)
 
     # ------------------------------------------------------------------ comparing
 

@@ -268,6 +268,17 @@ def get_hit(
     return _answer(ctx, "get_hit", probe_id=probe_id, hit_id=hit_id)
 
 
+def write_regression_test(
+    ctx: Context,
+    probe_id: ProbeId,
+    hit_id: Annotated[str, Field(description="a hit id from list_hits or a summary")],
+) -> str:
+    """Write a pytest test reproducing one production hit: the call's arguments as literals,
+    the probe's expectation as the assertion, the hit id in a comment. Needs a hit with
+    arguments (a replay=True probe, or @entry). Answers with the source and a file name."""
+    return _answer(ctx, "write_regression_test", probe_id=probe_id, hit_id=hit_id)
+
+
 def compare_test(
     ctx: Context,
     nodeid: Annotated[
@@ -342,6 +353,7 @@ _TOOLS: tuple[tuple[Callable[..., str], str, ToolAnnotations], ...] = (
     (get_evidence_summary, "Summarize a probe's evidence", _READ),
     (list_hits, "Page through a probe's hits", _READ),
     (get_hit, "Read one hit", _READ),
+    (write_regression_test, "Write a regression test from a hit", _READ),
     (compare_test, "Compare a test with production", _WRITE),
     (get_comparison_result, "Read a comparison", _READ),
     (remove_probe, "Remove a probe", ToolAnnotations(destructive_hint=True, idempotent_hint=True)),

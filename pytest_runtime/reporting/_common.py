@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from pytest_runtime.compare import Divergence, ProbeResult, ProbeVerdict
 
@@ -25,6 +26,8 @@ __all__ = [
     "probe_ids",
     "reason",
     "result_line",
+    "run_coverage",
+    "run_coverage_lines",
     "same_evidence_key",
     "skewed",
     "sorted_results",
@@ -111,6 +114,10 @@ def coverage_text(v: ProbeVerdict) -> str:
     Next to a violation with every shape covered, it says what a shape is, so that "all
     shapes covered" and "violated" do not read as a contradiction.
     """
+    if "prod_lines" in v.counts:  # a lines probe: statements, not shapes
+        lines = v.counts.get("prod_lines", 0)
+        covered = v.counts.get("covered_lines", 0)
+        return f"tests ran {covered} of {lines} production-run line{'s' if lines != 1 else ''}"
     shapes = v.counts.get("prod_shapes", 0)
     covered = v.counts.get("covered_shapes", 0)
     text = f"tests cover {covered} of {shapes} production shape{'s' if shapes != 1 else ''}"
@@ -156,6 +163,8 @@ def divergence_line(d: Divergence, *, skewed: bool = False) -> str:
     """
     if d.kind in ("violation", "exception"):
         return f"{d.severity} {d.kind}: {d.message}"
+    if d.counted is not None and d.counted.get("over") == "sampled calls":
+        return f"{d.severity} {d.kind}: {d.message}"  # the message gives the counts already
     hits = f"{d.count:,} captured hit{'s' if d.count != 1 else ''}"
     return f"{d.severity} {d.kind}: {d.message} ({hits}{'' if skewed else f', {d.share:.1%}'})"
 
@@ -241,3 +250,68 @@ def nodeid_list(results: Sequence[ProbeResult], *, limit: int = 3) -> str:
     ids = [r.nodeid for r in results]
     shown = ", ".join(ids[:limit])
     return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def run_coverage(results: Iterable[ProbeResult]) -> dict[str, Any]:
+    """The run's state coverage and production-line coverage (what ``--runtime-fail-under``
+    gates).
+
+    ``state``: production shapes the tests had, over every production shape, summed over the
+    probe signatures (for a signature several tests mark, the test that covers most counts);
+    ``lines``: production-run statements the test run executed, over those production ran,
+    summed over the lines probes. Each says what it is over, with ``percent`` None when there
+    is nothing to measure.
+    """
+    best: dict[tuple[str, str], tuple[int, int]] = {}
+    for result in results:
+        counts = result.verdict.counts
+        if "prod_lines" in counts:
+            key, pair = (
+                ("lines", result.signature),
+                (
+                    counts.get("covered_lines", 0),
+                    counts.get("prod_lines", 0),
+                ),
+            )
+        else:
+            key, pair = (
+                ("state", result.signature),
+                (
+                    counts.get("covered_shapes", 0),
+                    counts.get("prod_shapes", 0),
+                ),
+            )
+        if key not in best or pair[0] > best[key][0]:
+            best[key] = pair
+    out: dict[str, Any] = {}
+    for kind, over in (("state", "production shapes"), ("lines", "production-run lines")):
+        covered = sum(pair[0] for (k, _), pair in best.items() if k == kind)
+        total = sum(pair[1] for (k, _), pair in best.items() if k == kind)
+        probes = sum(1 for k, _ in best if k == kind)
+        out[kind] = {
+            "covered": covered,
+            "of": total,
+            "over": over,
+            "probes": probes,
+            "percent": round(100.0 * covered / total, 2) if total else None,
+        }
+    out["lines"]["production_only"] = out["lines"]["of"] - out["lines"]["covered"]
+    return out
+
+
+def run_coverage_lines(coverage: Mapping[str, Any]) -> list[str]:
+    """``runtime coverage: ...`` lines for the terminal and the markdown summary."""
+    state, lines = coverage["state"], coverage["lines"]
+    parts = []
+    if state["of"]:
+        parts.append(
+            f"state coverage {state['percent']:g}% ({state['covered']} of {state['of']} "
+            f"production shapes, {state['probes']} probe(s))"
+        )
+    if lines["of"]:
+        parts.append(
+            f"production-run lines the tests ran {lines['percent']:g}% ({lines['covered']} of "
+            f"{lines['of']}; {lines['production_only']} production-only, {lines['probes']} "
+            "lines probe(s))"
+        )
+    return ["runtime coverage: " + "; ".join(parts)] if parts else []

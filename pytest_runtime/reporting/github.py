@@ -10,6 +10,7 @@ summary above 1 MiB; both are bounded here, with the cut counted.
 from __future__ import annotations as _annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pytest_runtime.compare import ProbeResult
 from pytest_runtime.reporting._common import (
@@ -24,6 +25,8 @@ from pytest_runtime.reporting._common import (
     nodeid_list,
     probe_ids,
     reason,
+    run_coverage,
+    run_coverage_lines,
     skewed,
     sorted_results,
 )
@@ -136,6 +139,7 @@ def job_summary(
     *,
     max_bytes: int = MAX_SUMMARY_BYTES,
     notes: Sequence[str] = (),
+    replays: Sequence[Any] = (),
 ) -> str:
     """A markdown job summary, under ``max_bytes`` (UTF-8) whatever the number of results.
 
@@ -149,6 +153,17 @@ def job_summary(
         " · ".join(f"**{counts[k]}** {k}" for k in VERDICT_ORDER),
         "",
     ]
+    head += [f"{_cell(line)}" for line in run_coverage_lines(run_coverage(results))]
+    if head[-1]:
+        head.append("")
+    if replays:
+        head += ["### Replay of production states", ""]
+        for report in sorted(replays, key=lambda r: (not r.fails, r.nodeid, r.location))[:20]:
+            said = report.lines()
+            mark = "**fails**: " if report.fails else ""
+            head.append(f"- {mark}`{_cell(report.nodeid)}`: {_cell(said[0] if said else '')}")
+            head.extend(f"  - {_cell(line.strip())}" for line in said[1:6])
+        head.append("")
     shown = [f"- {_cell(note)[:500]}" for note in notes[:10]]
     if len(notes) > 10:
         shown.append(f"- ... {len(notes) - 10} more note(s) in the JSON report")

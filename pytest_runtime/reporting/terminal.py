@@ -18,10 +18,12 @@ from pytest_runtime.reporting._common import (
     probe_ids,
     reason,
     result_line,
+    run_coverage,
+    run_coverage_lines,
     skewed,
 )
 
-__all__ = ["summary_lines", "write_summary"]
+__all__ = ["replay_lines", "summary_lines", "write_summary"]
 
 _MARKUP = {"violated": {"red": True, "bold": True}, "diverged": {"yellow": True}}
 
@@ -94,7 +96,22 @@ def summary_lines(
         lines.append(("", f"... {cut} more result(s) not shown"))
     counts = counts_by_verdict(results)
     total = ", ".join(f"{counts[k]} {k}" for k in VERDICT_ORDER)
+    # The run's coverage, then the totals: the totals stay the section's last line.
+    lines.extend(("", line) for line in run_coverage_lines(run_coverage(results)))
     lines.append(("", f"runtime probes: {total}"))
+    return lines
+
+
+def replay_lines(replays: Sequence[Any], *, max_reports: int = 20) -> list[tuple[str, str]]:
+    """The ``runtime replay`` section: one block per replayed probe, failing ones first."""
+    ordered = sorted(replays, key=lambda r: (not r.fails, r.nodeid, r.location))
+    lines: list[tuple[str, str]] = []
+    for report in ordered[:max_reports]:
+        markup = "violated" if report.fails else "diverged" if report.changed else ""
+        lines.append((markup, report.nodeid))
+        lines.extend((markup, "  " + line) for line in report.lines())
+    if len(ordered) > max_reports:
+        lines.append(("", f"... {len(ordered) - max_reports} more replay report(s) in the JSON"))
     return lines
 
 
@@ -104,6 +121,7 @@ def write_summary(
     *,
     verbose: bool | None = None,
     header: Sequence[str] = (),
+    replays: Sequence[Any] = (),
 ) -> None:
     """Write the ``runtime probes`` section to a pytest ``TerminalReporter``.
 
@@ -117,7 +135,10 @@ def write_summary(
     tr.write_sep("=", "runtime probes")
     for line in header:
         tr.write_line(escape_text(line), bold=True)
-    if not results:
-        return
-    for verdict, text in summary_lines(results, verbose=bool(verbose)):
-        tr.write_line(escape_text(text), **_MARKUP.get(verdict, {}))
+    if results:
+        for verdict, text in summary_lines(results, verbose=bool(verbose)):
+            tr.write_line(escape_text(text), **_MARKUP.get(verdict, {}))
+    if replays:
+        tr.write_sep("-", "runtime replay")
+        for verdict, text in replay_lines(replays):
+            tr.write_line(escape_text(text), **_MARKUP.get(verdict, {}))

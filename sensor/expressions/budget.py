@@ -31,9 +31,16 @@ Fn = Callable[[Any, Any, list[Any]], Any]
 # [steps left, steps left at the next clock check, deadline (0.0 = clock not started),
 #  comprehension variables (dict or None), wall-time budget, the redactor of this evaluation,
 #  the scan verdicts of long strings met in this evaluation (by id; None until the first),
-#  the redactor's table of verdicts on short strings (fetched on the first string scanned)]
+#  the redactor's table of verdicts on short strings (fetched on the first string scanned),
+#  then one slot per name of an expression compiled with ``slots`` (the probe's value, such as
+#  ``result`` at @return, and arguments the sensor's injected code passes in), NO_VALUE when
+#  not given]
 _S_STEPS, _S_NEXT, _S_DEADLINE, _S_VARS, _S_SECONDS, _S_RED, _S_SEEN, _S_TABLE = range(8)
+#: The index of the first slot.
+_S_SLOTS = 8
 _CLOCK_EVERY = 128
+#: A slot given no value: its name is then read from the locals like any other.
+NO_VALUE: Final[Any] = type("NoValue", (), {"__slots__": (), "__repr__": lambda self: "NO_VALUE"})()
 
 
 def new_state(steps: int, seconds: float, red: object) -> list[Any]:

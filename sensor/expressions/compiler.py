@@ -19,6 +19,7 @@ from sensor.errors import ExpressionError
 from sensor.expressions.attributes import _getattr, _site_entry
 from sensor.expressions.budget import (
     _S_RED,
+    _S_SLOTS,
     _S_TABLE,
     _S_VARS,
     DEFAULT_MAX_SECONDS,
@@ -28,7 +29,9 @@ from sensor.expressions.budget import (
     MAX_NODES,
     MAX_SOURCE,
     MAX_STR,
+    NO_VALUE,
     Fn,
+    _charge,
     new_state,
 )
 from sensor.expressions.formatting import _SPEC_RE, safe_format
@@ -73,6 +76,11 @@ from sensor.expressions.values import (
 # does a string up to _CACHED characters that the verdict table already knows to be clean.
 _MIN = MIN_SECRET_CHARS
 _CACHED = CACHE_CHARS
+# sum() of a list or tuple up to this many exact numbers runs inline (see c_Call).
+_SUM_INLINE = 64
+# Order comparisons, which a chained comparison of numbers runs natively.
+_ORDER_OPS = frozenset({"<", "<=", ">", ">="})
+_ORDER_NATIVE = {op: _CMP_OPS[op] for op in _ORDER_OPS}
 
 
 def _cmp_name_const(op: str, name: str, load: Fn, k: int | float) -> Fn:
@@ -118,6 +126,44 @@ def _cmp_name_const(op: str, name: str, load: Fn, k: int | float) -> Fn:
     return cmp
 
 
+def _cmp_slot_const(op: str, index: int, load: Fn, k: int | float) -> Fn:
+    """``slot <op> constant``: the slot read inline when it holds an exact int or float.
+
+    Anything else (a slot given no value, a string, an object) is read through the slot's own
+    load, which applies the redaction rules, and compared by ``_compare``.
+    """
+    native = _CMP_OPS[op]
+    if op == ">=":
+
+        def ge(lv: Any, gv: Any, s: list[Any]) -> Any:
+            a = s[index]
+            ta = type(a)
+            if ta is int or ta is float:
+                return a >= k
+            return _compare(">=", load(lv, gv, s), k, s)
+
+        return ge
+    if op == ">":
+
+        def gt(lv: Any, gv: Any, s: list[Any]) -> Any:
+            a = s[index]
+            ta = type(a)
+            if ta is int or ta is float:
+                return a > k
+            return _compare(">", load(lv, gv, s), k, s)
+
+        return gt
+
+    def cmp(lv: Any, gv: Any, s: list[Any]) -> Any:
+        a = s[index]
+        ta = type(a)
+        if ta is int or ta is float:
+            return native(a, k)
+        return _compare(op, load(lv, gv, s), k, s)
+
+    return cmp
+
+
 def _refuse(source: str, node: ast.AST, what: str, why: str) -> ExpressionError:
     col = getattr(node, "col_offset", -1) + 1
     return ExpressionError(f"expression {source!r}: {what} at column {col} is refused: {why}")
@@ -143,9 +189,10 @@ _NODE_WHY: dict[str, str] = {
 
 
 class _Compiler:
-    def __init__(self, source: str, red: _redaction.Redactor) -> None:
+    def __init__(self, source: str, red: _redaction.Redactor, slots: tuple[str, ...] = ()) -> None:
         self.source = source
         self.red = red
+        self.slots = {name: _S_SLOTS + i for i, name in enumerate(slots)}
         self.scopes: list[set[str]] = []
         self.names: set[str] = set()
         self.plain_names: dict[int, str] = {}
@@ -203,6 +250,8 @@ class _Compiler:
             return comp_var
         self.names.add(name)
         secret = self.red.is_secret_name(name)
+        if name in self.slots:
+            return self._slot_load(name, secret, self.slots[name])
 
         def raw(lv: Mapping[str, object], gv: Mapping[str, object] | None) -> Any:
             try:
@@ -237,6 +286,45 @@ class _Compiler:
         # Parents that read a plain name inline the locals lookup (one call less per name).
         self.plain_names[id(load)] = name
         return load
+
+    def _slot_load(self, name: str, secret: bool, index: int) -> Fn:
+        """A name read from its slot of the evaluation state (see ``Expression``'s ``slots``).
+
+        A slot given no value (``NO_VALUE``) reads the name from the locals and globals like
+        any other. Either way the value passes the same rules as a local's: R1 for a secret
+        name, R2 for a secret by content.
+        """
+
+        def raw(lv: Mapping[str, object], gv: Mapping[str, object] | None) -> Any:
+            try:
+                return lv[name]
+            except KeyError:
+                pass
+            if gv is not None:
+                try:
+                    return gv[name]
+                except KeyError:
+                    pass
+            raise ExpressionError(f"name {name!r} is not defined at this location")
+
+        def load_slot(lv: Any, gv: Any, s: list[Any]) -> Any:
+            v = s[index]
+            if v is NO_VALUE:
+                v = raw(lv, gv)
+            if secret:
+                return redact_name(v)  # R1
+            tv = type(v)  # R2, the common values inline (a hot path)
+            if tv is int or tv is float or v is None:
+                return v
+            if tv is str and (
+                len(v) < _MIN or (len(v) <= _CACHED and s[_S_TABLE].get(v, 0) is None)
+            ):
+                return v  # too short to be a secret, or known clean
+            return guard(v, s)
+
+        if not secret:  # parents read a slot inline only where no rule can apply to a number
+            load_slot.slot_index = index  # type: ignore[attr-defined]
+        return load_slot
 
     # reads
 
@@ -458,6 +546,9 @@ class _Compiler:
                 nm = self.plain_names.get(id(left))
                 if nm is not None:
                     return _cmp_name_const(op, nm, left, k)
+                slot = getattr(left, "slot_index", None)
+                if slot is not None:
+                    return _cmp_slot_const(op, slot, left, k)
                 if op == ">":
 
                     def gt_const(lv: Any, gv: Any, s: list[Any]) -> Any:
@@ -501,6 +592,8 @@ class _Compiler:
 
             return cmp1
         pairs = list(zip(ops, rights, strict=True))
+        if len(ops) == 2 and all(op in _ORDER_OPS for op in ops):
+            return self._chained_order(left, ops, rights)
 
         def compare(lv: Any, gv: Any, s: list[Any]) -> Any:
             a = left(lv, gv, s)
@@ -512,6 +605,101 @@ class _Compiler:
             return True
 
         return compare
+
+    def _operand(self, fn: Fn) -> tuple[int, Any]:
+        """How a chained comparison reads an operand inline: (mode, constant or name).
+
+        Modes: 0 through its closure, 1 a number constant, 2 a plain name read from the
+        locals, 3 a slot of the state (the index). Modes 2 and 3 take only exact ints and
+        floats inline; anything else is read again through the closure (R2 applies).
+        """
+        const = getattr(fn, "const_value", _MISSING)
+        if const is not _MISSING and (type(const) is int or type(const) is float):
+            return 1, const
+        index = getattr(fn, "slot_index", None)
+        if index is not None:
+            return 3, index
+        name = self.plain_names.get(id(fn))
+        if name is not None:
+            return 2, name
+        return 0, None
+
+    def _chained_order(self, left: Fn, ops: list[str], rights: list[Fn]) -> Fn:
+        """``a <op> b <op> c`` with order operators (``0 <= result <= price``, the typical
+        expectation): constants, plain names and the probe's value read inline, numbers
+        compared natively.
+
+        The same semantics as the general chain: ``c`` is read only when the first comparison
+        holds, and anything but an exact int or float goes through ``_compare``.
+        """
+        op1, op2 = ops
+        middle, right = rights
+        first, second = _ORDER_NATIVE[op1], _ORDER_NATIVE[op2]
+        ma, ka = self._operand(left)
+        mb, kb = self._operand(middle)
+        mc, kc = self._operand(right)
+
+        def chain(lv: Any, gv: Any, s: list[Any]) -> Any:
+            if ma == 1:
+                a = ka
+            elif ma == 2:
+                try:
+                    a = lv[ka]
+                except KeyError:
+                    a = left(lv, gv, s)
+                else:
+                    if type(a) is not int and type(a) is not float:
+                        a = left(lv, gv, s)  # the load's own checks (R2) for the rest
+            elif ma == 3:
+                a = s[ka]
+                if type(a) is not int and type(a) is not float:
+                    a = left(lv, gv, s)
+            else:
+                a = left(lv, gv, s)
+            if mb == 1:
+                b = kb
+            elif mb == 2:
+                try:
+                    b = lv[kb]
+                except KeyError:
+                    b = middle(lv, gv, s)
+                else:
+                    if type(b) is not int and type(b) is not float:
+                        b = middle(lv, gv, s)
+            elif mb == 3:
+                b = s[kb]
+                if type(b) is not int and type(b) is not float:
+                    b = middle(lv, gv, s)
+            else:
+                b = middle(lv, gv, s)
+            ta, tb = type(a), type(b)
+            if (ta is int or ta is float) and (tb is int or tb is float):
+                if not first(a, b):
+                    return False
+            elif not _compare(op1, a, b, s):
+                return False
+            if mc == 1:
+                c = kc
+            elif mc == 2:
+                try:
+                    c = lv[kc]
+                except KeyError:
+                    c = right(lv, gv, s)
+                else:
+                    if type(c) is not int and type(c) is not float:
+                        c = right(lv, gv, s)
+            elif mc == 3:
+                c = s[kc]
+                if type(c) is not int and type(c) is not float:
+                    c = right(lv, gv, s)
+            else:
+                c = right(lv, gv, s)
+            tc = type(c)
+            if (tb is int or tb is float) and (tc is int or tc is float):
+                return second(b, c)
+            return _compare(op2, b, c, s)
+
+        return chain
 
     def c_IfExp(self, node: ast.IfExp, depth: int) -> Fn:
         test, body, orelse = (
@@ -845,6 +1033,10 @@ class _Compiler:
                     t = type(v)
                     if t is list or t is dict or t is tuple:
                         return len(v)
+                    if t is str:
+                        n = len(v)
+                        if n < _MIN or (n <= _CACHED and s[_S_TABLE].get(v, 0) is None):
+                            return n  # too short to be a secret, or known clean (the load's R2)
                     # A str read inline skipped the load's guard: the content rule first (R2),
                     # so that the length of a secret is refused.
                     return _b_len([guard(v, s)], s)
@@ -859,6 +1051,27 @@ class _Compiler:
                 return _b_len([v], s)
 
             return call_len
+        if name == "sum" and len(args) == 1 and not kwfns:
+            arg0 = args[0]
+
+            def call_sum(lv: Any, gv: Any, s: list[Any]) -> Any:
+                v = arg0(lv, gv, s)
+                t = type(v)
+                if (t is list or t is tuple) and len(v) <= _SUM_INLINE:
+                    # A short list of exact numbers (``sum(prices)``): what _b_sum does, without
+                    # its generator. No item can be hidden (R1 hides the second item of a pair
+                    # whose first is a secret name, a string) or be a secret by content (R2
+                    # applies to strings); the steps are those _iterate charges, one per item.
+                    for x in v:
+                        tx = type(x)
+                        if tx is not int and tx is not float:
+                            break
+                    else:
+                        _charge(s, len(v))
+                        return sum(v)
+                return impl([v], s)
+
+            return call_sum
 
         def call(lv: Any, gv: Any, s: list[Any]) -> Any:
             vals = [a(lv, gv, s) for a in args]
@@ -875,6 +1088,22 @@ class _Compiler:
         static = self._static_types(spec_node)
         if static is not None:
             spec: object = static[0] if len(static) == 1 else tuple(static)
+            exact = tuple(static)
+            if all(type(c) is type for c in exact):
+                # Builtin classes (their metaclass is type: no __instancecheck__, no ABC):
+                # the value's exact class is compared by identity first, and everything else
+                # (a subclass, a Redacted marker, a class not in the spec) goes through
+                # _isinstance, which walks the MRO and refuses a redacted value.
+
+                def isinstance_static(lv: Any, gv: Any, s: list[Any]) -> Any:
+                    v = value(lv, gv, s)
+                    t = type(v)
+                    for c in exact:
+                        if t is c:
+                            return True
+                    return _isinstance(v, spec)
+
+                return isinstance_static
 
             def spec_fn(lv: Any, gv: Any, s: Any) -> Any:
                 return spec
@@ -998,9 +1227,18 @@ def _parse(source: str) -> ast.Expression:
 
 
 class Expression:
-    """A compiled, validated expression; :meth:`evaluate` runs it within budgets."""
+    """A compiled, validated expression; :meth:`evaluate` runs it within budgets.
+
+    ``slots`` name values given to :meth:`evaluate` with ``values=`` rather than found in the
+    locals: the probe's value (``result`` at ``@return``, ``exception`` at ``@exception``) and
+    arguments the sensor's injected code passes in. A slot given no value (``NO_VALUE``) reads
+    its name from the locals. So the locals can be the frame's own mapping, read in place, or
+    not needed at all (:mod:`sensor.hotpath` reads ``_fn``, ``_red``, ``_version`` and
+    ``_table`` to run an evaluation inline, exactly as :meth:`evaluate` does).
+    """
 
     __slots__ = (
+        "_compiled",
         "_fn",
         "_red",
         "_table",
@@ -1009,6 +1247,7 @@ class Expression:
         "max_seconds",
         "max_steps",
         "names",
+        "slots",
         "source",
     )
 
@@ -1018,60 +1257,85 @@ class Expression:
         *,
         max_steps: int = DEFAULT_MAX_STEPS,
         max_seconds: float = DEFAULT_MAX_SECONDS,
+        slots: tuple[str, ...] = (),
     ) -> None:
         self.source = source
         self.max_steps = max_steps
         self.max_seconds = max_seconds
+        self.slots = tuple(slots)
         self._tree = _parse(source)
         red = _redaction.get_redactor()
-        comp = _Compiler(source, red)
+        comp = _Compiler(source, red, self.slots)
         self._fn = comp.c(self._tree.body)
         self._red = red
         self._version = red.version
         # The redactor's verdicts on short strings at this rule version (rule R2's cache),
         # handed to every evaluation so that the first string read does not look it up.
         self._table = verdict_table(red)
+        # The four together, replaced by one assignment: what a reader on another thread (the
+        # hot path, sensor.hotpath) copies while a rebuild runs is one consistent build.
+        self._compiled = (self._fn, red, self._version, self._table)
         #: The free names the expression reads (not comprehension variables).
         self.names: frozenset[str] = frozenset(comp.names)
 
     def _rebuild(self, red: _redaction.Redactor) -> None:
         # Rules changed: secret names are decided when closures are built, so build again.
-        comp = _Compiler(self.source, red)
-        self._fn = comp.c(self._tree.body)
+        comp = _Compiler(self.source, red, self.slots)
+        fn = comp.c(self._tree.body)
+        version = red.version
+        table = verdict_table(red)
+        self._fn = fn
         self._red = red
-        self._version = red.version
-        self._table = verdict_table(red)
+        self._version = version
+        self._table = table
+        self._compiled = (fn, red, version, table)
 
     def evaluate(
-        self, locals: Mapping[str, object], globals: Mapping[str, object] | None = None
+        self,
+        locals: Mapping[str, object],
+        globals: Mapping[str, object] | None = None,
+        *,
+        values: tuple[object, ...] = (),
     ) -> Any:
-        """The value, or ExpressionError when refused at run time or over budget."""
+        """The value, or ExpressionError when refused at run time or over budget.
+
+        ``values`` fill the slots in order (``NO_VALUE`` or absent: read from the locals).
+        """
         red = _redaction._default
         if red is not self._red or red.version != self._version:
             red = red or _redaction.get_redactor()
             if red is not self._red or red.version != self._version:
                 self._rebuild(red)
         steps = self.max_steps
-        s = [steps, steps, 0.0, None, self.max_seconds, red, None, self._table]  # new_state
+        s = [steps, steps, 0.0, None, self.max_seconds, red, None, self._table, *values]
+        s += [NO_VALUE] * (len(self.slots) - len(values))
         try:
-            value = self._fn(locals, globals, s)
-            if type(value) is _Lazy:
-                value = _materialize(value, s)
-        except ExpressionError as exc:
-            raise ExpressionError(f"expression {self.source!r}: {exc}") from None
-        except RecursionError:
-            raise ExpressionError(f"expression {self.source!r}: nested too deeply") from None
+            result = self._fn(locals, globals, s)
+            if type(result) is _Lazy:
+                result = _materialize(result, s)
         except Exception as exc:
-            # R5: a builtin operation failed; its own message may quote the value.
-            raise ExpressionError(f"expression {self.source!r} failed: {failure(exc)}") from None
-        return value
+            raise self.failed(exc) from None
+        return result
+
+    def failed(self, exc: BaseException) -> ExpressionError:
+        """The error :meth:`evaluate` raises for ``exc`` raised while evaluating."""
+        if isinstance(exc, ExpressionError):
+            return ExpressionError(f"expression {self.source!r}: {exc}")
+        if isinstance(exc, RecursionError):
+            return ExpressionError(f"expression {self.source!r}: nested too deeply")
+        # R5: a builtin operation failed; its own message may quote the value.
+        return ExpressionError(f"expression {self.source!r} failed: {failure(exc)}")
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
 
 
 def compile(
-    source: str, *, max_steps: int = DEFAULT_MAX_STEPS, max_seconds: float = DEFAULT_MAX_SECONDS
+    source: str,
+    *,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    slots: tuple[str, ...] = (),
 ) -> Expression:
     """Parse and validate ``source``; raises ExpressionError naming the refused construct."""
-    return Expression(source, max_steps=max_steps, max_seconds=max_seconds)
+    return Expression(source, max_steps=max_steps, max_seconds=max_seconds, slots=slots)

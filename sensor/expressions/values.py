@@ -336,6 +336,7 @@ def _contains(item: Any, container: Any, s: list[Any]) -> bool:
 # -- arithmetic -------------------------------------------------------------------------------
 
 _DECIMAL_IDS = _ids(decimal.Decimal)
+_Decimal = decimal.Decimal
 _SEQ_ARITH_IDS = _ids(str, bytes, list, tuple)
 _TEMPORAL_IDS = _ids(_dt.date, _dt.datetime, _dt.timedelta)
 
@@ -482,13 +483,20 @@ def _compare(op: str, a: Any, b: Any, s: list[Any]) -> bool:
         return _contains(a, b, s)
     if op == "not in":
         return not _contains(a, b, s)
-    if type(a) is Redacted or type(b) is Redacted:
+    ta, tb = type(a), type(b)
+    if (ta is int or ta is float or ta is _Decimal) and (
+        tb is int or tb is float or tb is _Decimal
+    ):
+        # Exact numbers (the values of most expectations: prices, counts): their comparison is
+        # C code, which is what the checks below conclude for them, one call later.
+        return bool(_CMP_OPS[op](a, b))
+    if ta is Redacted or tb is Redacted:
         if op == "==" or op == "!=":
             return (a is b) == (op == "==")
         raise ExpressionError(f"'{op}' with a redacted value is refused")
-    if id(type(a)) not in _SCALAR_IDS:
+    if id(ta) not in _SCALAR_IDS:
         _check_cmp(a, s)
-    if id(type(b)) not in _SCALAR_IDS:
+    if id(tb) not in _SCALAR_IDS:
         _check_cmp(b, s)
     return bool(_CMP_OPS[op](a, b))
 

@@ -427,7 +427,10 @@ async def place_probe(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
     data = await read_json(request, "PlaceProbe")
     selector = _selector(data.get("selector"))
+    standing = bool(data.get("standing"))
     ttl = data.get("ttl")
+    if standing:
+        return await _place_standing(hub, data, selector)
     if ttl is None:
         ttl = hub.settings.default_ttl
     if not 0 < ttl <= hub.settings.max_ttl:
@@ -468,13 +471,71 @@ async def place_probe(request: Request, token: TokenRecord) -> Response:
     return JSONResponse({"probe": record.to_dict()}, status_code=201)
 
 
+async def _place_standing(hub: Hub, data: dict[str, Any], selector: dict[str, Any]) -> Response:
+    """A standing probe: no TTL (it stays until retired), no max hits (the hub samples its
+    hits per service version instead: sensor/hub/strata.py), a selector naming its service."""
+    if data.get("ttl") is not None:
+        raise ApiError(
+            422,
+            "invalid_field",
+            f"ttl: got {data['ttl']!r} with standing: true, expected none (a standing probe "
+            "stays until it is retired)",
+        )
+    if not selector.get("service"):
+        raise ApiError(
+            422,
+            "invalid_selector",
+            "selector.service: required for a standing probe (the standing set is per service)",
+        )
+    try:
+        probe = Probe.from_dict(data["probe"])
+        _check_expressions(probe)
+    except (ProbeSpecError, ExpressionError) as exc:
+        raise ApiError(422, "invalid_probe", str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise ApiError(422, "invalid_probe", f"probe: {exc}") from None
+    for name in ("max_hits", "expires_at"):
+        value = getattr(probe.limits, name)
+        if value is not None:
+            raise ApiError(
+                422,
+                "invalid_probe",
+                f"probe.limits.{name}: got {value!r} with standing: true, expected none (the "
+                "hub bounds a standing probe's evidence by sampling it)",
+            )
+    record = ProbeRecord(
+        id=probe.id,
+        signature=probe.signature,
+        probe=probe.to_dict(),
+        selector=selector,
+        state="active",
+        created_at=time.time(),
+        expires_at=None,
+        standing=True,
+    )
+    try:
+        await hub.call(hub.store.add_probe, record)
+    except DuplicateError:
+        raise ApiError(
+            409, "probe_exists", f"probe {probe.id!r}: a probe with this id exists"
+        ) from None
+    hub.changed()
+    return JSONResponse({"probe": record.to_dict()}, status_code=201)
+
+
 async def list_probes(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
     signature = request.query_params.get("signature") or None
     state = _query_choice(request, "state", PROBE_STATES)
+    standing_text = _query_choice(request, "standing", ("true", "false"))
+    standing = None if standing_text is None else standing_text == "true"
     quarantined: list[tuple[str, str]] = []
     records = await hub.call(
-        hub.store.list_probes, signature=signature, state=state, quarantined=quarantined
+        hub.store.list_probes,
+        signature=signature,
+        state=state,
+        quarantined=quarantined,
+        standing=standing,
     )
     return JSONResponse(
         {
@@ -507,6 +568,19 @@ async def remove_probe(request: Request, token: TokenRecord) -> Response:
         raise ApiError(404, "unknown_probe", f"probe {probe_id!r}: no such probe on this hub")
     hub.changed()
     return JSONResponse({"probe": record.to_dict()})
+
+
+async def standing_summary(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    record = await _probe_record(request)
+    versions = await hub.call(hub.store.standing_summary, record.id)
+    return JSONResponse(
+        {
+            "probe_id": record.id,
+            "standing": record.standing,
+            "versions": [summary.to_dict() for summary in versions],
+        }
+    )
 
 
 def _hit_filters(request: Request) -> dict[str, Any]:
@@ -554,6 +628,39 @@ async def probe_hits(request: Request, token: TokenRecord) -> Response:
         + "}"
     )
     return Response(body, media_type="application/json")
+
+
+_HIT_ID_SHOWN = 80  # characters of an unknown hit id quoted back in an error message
+
+
+async def probe_hit(request: Request, token: TokenRecord) -> Response:
+    hub = _hub(request)
+    record = await _probe_record(request)
+    hit_id = request.path_params["hit_id"]
+    source_id = request.query_params.get("source_id") or None
+    shown = repr(hit_id[:_HIT_ID_SHOWN]) + ("..." if len(hit_id) > _HIT_ID_SHOWN else "")
+    quarantined: list[tuple[str, str]] = []
+    rows = await hub.call(hub.store.find_hits, record.id, hit_id, quarantined=quarantined)
+    hits = [json.loads(row.body) for row in rows]
+    if source_id is not None:
+        hits = [hit for hit in hits if (hit.get("source") or {}).get("id") == source_id]
+    if not hits:
+        where = f" from source {source_id!r}" if source_id is not None else ""
+        why = (
+            f"{len(quarantined)} stored hit(s) with that id cannot be served (quarantined)"
+            if quarantined
+            else "not stored on this hub (not posted yet, declined, or deleted by the retention)"
+        )
+        raise ApiError(404, "unknown_hit", f"probe {record.id!r} has no hit {shown}{where}: {why}")
+    if len(hits) > 1:
+        sources = ", ".join(repr((hit.get("source") or {}).get("id")) for hit in hits)
+        raise ApiError(
+            409,
+            "ambiguous_hit",
+            f"probe {record.id!r}: {len(hits)} sources sent a hit {shown} ({sources}); "
+            "add ?source_id= with one of them",
+        )
+    return JSONResponse({"hit": hits[0]})
 
 
 async def _evidence_lines(
@@ -782,10 +889,26 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "GET",
+        "/v1/probes/{probe_id}/standing",
+        "client",
+        standing_summary,
+        "A standing probe's evidence per service version: hits seen, kept, strata, time span",
+        "clients",
+    ),
+    Endpoint(
+        "GET",
         "/v1/probes/{probe_id}/hits",
         "client",
         probe_hits,
         "Read a probe's hits, paged",
+        "clients",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/probes/{probe_id}/hits/{hit_id}",
+        "client",
+        probe_hit,
+        "Read one hit of a probe by its hit id",
         "clients",
     ),
     Endpoint(

@@ -203,6 +203,7 @@ def _probe() -> dict[str, Any]:
         "tags": _nullable(_LABELS),
         "created_at": _nullable(_EPOCH),
         "signature": _nullable({"type": "string", "maxLength": 64}),
+        "replay": _nullable(_BOOL),
     }
     fields = [f.name for f in dataclasses.fields(Probe)] + ["signature"]
     return {
@@ -260,6 +261,9 @@ def _hit() -> dict[str, Any]:
         "truncated": _nullable(_BOOL),
         "errors": _nullable({"type": "array", "items": _STR}),
         "source": _nullable(_ref("HitSource")),
+        "arguments": _nullable(_OBJ),
+        "outcome": _nullable(_OBJ),
+        "lines": _nullable(_OBJ),
     }
     return {
         **_object(
@@ -416,6 +420,7 @@ SCHEMAS: dict[str, Any] = {
             "probe": _ref("Probe"),
             "selector": _nullable(_ref("Selector")),
             "ttl": _nullable({"type": "number", "exclusiveMinimum": 0}),
+            "standing": {"type": "boolean"},
         },
         ["probe"],
     ),
@@ -431,6 +436,7 @@ SCHEMAS: dict[str, Any] = {
             "expires_at": _nullable(_NUM),
             "ended_at": _nullable(_NUM),
             "ended_reason": _nullable(_STR),
+            "standing": {"type": "boolean"},
             "hit_count": _INT,
             "dropped": _INT,
             "statuses": {"type": "object", "additionalProperties": _ref("ProbeStatus")},
@@ -550,6 +556,11 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
                 "active, expired, completed or removed",
                 {"schema": {"enum": ["active", "expired", "completed", "removed"]}},
             ),
+            (
+                "standing",
+                "only standing probes (true) or only on-demand ones (false)",
+                {"schema": {"enum": ["true", "false"]}},
+            ),
         ],
         None,
         200,
@@ -559,6 +570,40 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
         },
     ),
     "get_probe": ([], None, 200, {"probe": _ref("ProbeRecord")}),
+    "standing_summary": (
+        [],
+        None,
+        200,
+        {
+            "probe_id": _STR,
+            "standing": {"type": "boolean"},
+            "versions": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "version": _nullable(_STR),
+                        "seen": _INT,
+                        "kept": _INT,
+                        "strata": _INT,
+                        "first_seen": _NUM,
+                        "last_seen": _NUM,
+                        "counters": {"type": "object", "additionalProperties": _INT},
+                        "sources": _INT,
+                    },
+                    [
+                        "version",
+                        "seen",
+                        "kept",
+                        "strata",
+                        "first_seen",
+                        "last_seen",
+                        "counters",
+                        "sources",
+                    ],
+                ),
+            },
+        },
+    ),
     "remove_probe": ([], None, 200, {"probe": _ref("ProbeRecord")}),
     "probe_hits": (
         [
@@ -577,6 +622,18 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
         None,
         200,
         "HitPage",
+    ),
+    "probe_hit": (
+        [
+            (
+                "source_id",
+                "the source that sent the hit (needed only when two sources sent the same id)",
+                {"schema": _STR},
+            )
+        ],
+        None,
+        200,
+        {"hit": _ref("Hit")},
     ),
     "probe_evidence": (_HIT_FILTERS, None, 200, "jsonl"),
     "evidence": (
@@ -613,8 +670,11 @@ _ERRORS = {
         "The token's scope does not allow this endpoint, the sensor token may not register "
         "this service, or the source was registered with another token"
     ),
-    404: "No such source, probe or token",
-    409: "A probe with this id exists",
+    404: "No such source, probe, hit or token",
+    409: (
+        "A probe with this id exists (placing), or several sources sent a hit with this id "
+        "(reading one hit: add source_id)"
+    ),
     413: "Request body over the hub's limit (bytes, JSON objects and arrays, or values)",
     422: (
         "A field breaks its schema (type, bound, a string that cannot be encoded, an integer "
@@ -670,7 +730,7 @@ def _operation(endpoint: Any) -> dict[str, Any]:
         operation["security"] = [{"bearer": [endpoint.scope]}]
     if "{" in endpoint.path:
         codes.append(404)
-    if endpoint.operation_id == "place_probe":
+    if endpoint.operation_id in ("place_probe", "probe_hit"):
         codes.append(409)
     if endpoint.operation_id in ("health", "openapi"):
         codes = []

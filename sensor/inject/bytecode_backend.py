@@ -70,6 +70,13 @@ def _call(hook: Hook, loc: Any, arg: list[Any] | None = None, *, nested: bool = 
         seq: list[Any] = [Instr("LOAD_CONST", switch, location=loc)]
         if _PY313:
             seq.append(Instr("TO_BOOL", location=loc))
+        if skips is None:
+            # No skip counter (a lines probe's per-line hooks): a closed switch costs the
+            # test and the jump, no call at all.
+            seq.append(Instr(_POP_JUMP_IF_FALSE, done, location=loc))
+            seq += _plain_call(hook, loc, arg)
+            seq.append(done)
+            return seq
         seq.append(Instr(_POP_JUMP_IF_FALSE, skip, location=loc))
         seq += _plain_call(hook, loc, arg)
         seq += [Instr("JUMP_FORWARD", done, location=loc), skip]

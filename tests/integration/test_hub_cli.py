@@ -195,7 +195,8 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(hub: HubProcess) -> No
 
 def test_unreachable_hub_is_one_line_and_exit_1() -> None:
     message = _one_line_error(cli("sources", url="http://127.0.0.1:9"))
-    assert message.startswith("error: hub http://127.0.0.1:9 is unreachable")
+    assert message.startswith("error: hub http://127.0.0.1:9 cannot be reached")
+    assert "check --hub or SENSOR_HUB_URL and that the hub is running" in message
 
 
 @pytest.mark.parametrize("how", ["--db", "SENSOR_HUB_DB", "SENSOR_HUB_DB_FILE"])
@@ -247,12 +248,14 @@ def test_hub_refuses_to_start_on_a_database_a_newer_hub_migrated(tmp_path: Path)
 
 def test_wrong_token_is_one_line_401(hub: HubProcess) -> None:
     message = _one_line_error(cli("probe", "list", url=hub.url, token="not-a-token"))
-    assert "unknown or removed token (401 invalid_token)" in message
+    assert "refused GET /v1/probes with 401: bearer token: unknown or removed token" in message
+    assert "set --token or SENSOR_CLIENT_TOKEN to a token with the client scope" in message
 
 
 def test_wrong_scope_is_one_line_403(hub: HubProcess) -> None:
     message = _one_line_error(cli("token", "list", url=hub.url, token=CLIENT_TOKEN))
-    assert "403 forbidden" in message
+    assert "refused GET /v1/tokens with 403" in message
+    assert "set --token or SENSOR_CLIENT_TOKEN to a token with the admin scope" in message
 
 
 def test_bad_probe_spec_is_one_line(hub: HubProcess) -> None:
@@ -380,6 +383,33 @@ def test_hub_data_never_reaches_the_terminal_raw(hub: HubProcess, stocked: Any) 
         assert "\u202e" not in out
         assert "\r" not in out
         assert "\\x1b[2J\\x1b[31mred\\u202eevil\\r" in out
+
+
+def test_a_hit_id_with_its_probe_is_one_read(hub: HubProcess, stocked: Any) -> None:
+    result = cli("hits", "5eed0001-2", "--probe", stocked["id"], "--json", url=hub.url)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["probe"]["id"] == stocked["id"]
+    assert shown["hit"]["exception"]["type"] == "stock.errors.OutOfStock"
+    message = _one_line_error(cli("hits", "5eed0001-9", "--probe", stocked["id"], url=hub.url))
+    assert f"probe '{stocked['id']}' has no hit '5eed0001-9'" in message
+
+
+def test_a_hit_id_is_found_on_an_older_probe(tmp_path: Path) -> None:
+    # The hit's probe is older than 60 others: reading a few hundred pages of hits was the
+    # old way (it stopped at the 50 newest probes); one small read per probe reaches it.
+    process = HubProcess(tmp_path / "hub.db").start()
+    try:
+        source_id = _register(process, service="old")
+        record = _place(process, "old.mod:f", "old")
+        _post(process, source_id, record, [{"hit_id": "01dc0de0-1", "captures": {"x": 1}}])
+        for n in range(60):
+            _place(process, f"old.mod:g{n}", "old")
+        result = cli("hits", "01dc0de0-1", url=process.url)
+    finally:
+        process.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"hit 01dc0de0-1 of probe {record['id']}"
 
 
 def test_an_unknown_hits_target_says_what_it_tried(hub: HubProcess) -> None:

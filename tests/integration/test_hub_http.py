@@ -118,6 +118,11 @@ def test_simulated_sensor_and_client_round_trip(hub: HubProcess) -> None:
     assert state["statuses"][source_id]["state"] == "installed"
     hits = list(client.iter_hits(record["id"], limit=7))
     assert [h["captures"]["amount"] for h in hits] == list(range(30))
+    one = client.hit(record["id"], hits[17]["hit_id"])
+    assert (one["captures"]["amount"], one["source"]["id"]) == (17, source_id)
+    with pytest.raises(HubResponseError, match="has no hit 'nope-1'") as missing:
+        client.hit(record["id"], "nope-1")
+    assert missing.value.status == 404
     assert hits[3]["captures"]["qty"] == {"@t": "decimal.Decimal", "v": "3.50"}
     assert hits[0]["source"] == {
         "id": source_id,
@@ -198,7 +203,7 @@ def test_auth_errors_over_http(hub: HubProcess) -> None:
 
 
 def test_unreachable_hub_is_hub_unavailable(tmp_path: Path) -> None:
-    with pytest.raises(HubUnavailableError, match="unreachable"):
+    with pytest.raises(HubUnavailableError, match="cannot be reached"):
         HubClient("http://127.0.0.1:9", CLIENT_TOKEN, timeout=3).sources()
 
 
@@ -217,7 +222,9 @@ def test_bad_database_path_fails_with_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
-def test_hub_serves_tls_with_the_given_certificate(tmp_path: Path) -> None:
+def test_hub_serves_tls_with_the_given_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [
@@ -251,6 +258,16 @@ def test_hub_serves_tls_with_the_given_certificate(tmp_path: Path) -> None:
         assert client.sources() == []
         with pytest.raises(HubUnavailableError):  # not trusted without the CA
             HubClient(process.url, CLIENT_TOKEN, timeout=5).sources()
+        # The plugin and the MCP server share the client: SENSOR_CA_FILE (the sensors' own
+        # variable) trusts the hub for them too, and its absence is named in the error.
+        from pytest_runtime.hub import HubClient as PluginClient
+
+        monkeypatch.setenv("SENSOR_CA_FILE", str(cert))
+        with PluginClient(process.url, CLIENT_TOKEN) as plugin_client:
+            assert plugin_client.sources() == []
+        monkeypatch.delenv("SENSOR_CA_FILE")
+        with pytest.raises(HubUnavailableError, match="in SENSOR_CA_FILE"):
+            PluginClient(process.url, CLIENT_TOKEN, retries=0).sources()
     finally:
         process.stop()
 

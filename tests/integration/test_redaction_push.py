@@ -225,7 +225,7 @@ def test_redaction_cli_refuses_bad_rules_and_wrong_tokens_in_one_line(tmp_path: 
         assert bad.returncode == 1
         (line,) = bad.stderr.strip().splitlines()
         assert "patterns[0]" in line
-        assert "(422 invalid_rule)" in line
+        assert "/v1/redaction failed with 422: redaction rule patterns[0]" in line
         env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
         as_client = subprocess.run(
             [sys.executable, "-m", "sensor", "redaction", "set", "--name", "nickname"],
@@ -235,7 +235,8 @@ def test_redaction_cli_refuses_bad_rules_and_wrong_tokens_in_one_line(tmp_path: 
             timeout=60,
         )
         assert as_client.returncode == 1
-        assert "(403 forbidden)" in as_client.stderr
+        assert "refused PUT /v1/redaction with 403" in as_client.stderr
+        assert "a token with the admin scope" in as_client.stderr
         shown = admin_cli(hub, "show")
         assert shown.returncode == 0, shown.stderr
         assert "names: (none)" in shown.stdout

@@ -9,7 +9,7 @@ import pytest
 
 from shop import pricing
 from shop.orders import place_order
-from shop.pricing import apply_discount, quote, shipping_cost
+from shop.pricing import apply_discount, quote, shipping_cost, subtotal
 
 
 def _line_of(function: object, text: str) -> int:
@@ -24,10 +24,14 @@ ADDRESS = {"country": "US", "postcode": "10001", "city": "New York", "street": "
 ORDER = {"items": [{"sku": "tee", "qty": 2}], "currency": "USD", "address": ADDRESS}
 
 
+# replay=True: production records each sampled call's arguments and outcome, so that
+# --runtime-replay can call this code on them (apply_discount is pure: safe to replay).
 @pytest.mark.runtime_probe(
     "shop.pricing:apply_discount",
     capture=["price", "coupon", "currency"],
     expect="0 <= result <= price",
+    replay=True,
+    rate=50,
 )
 @pytest.mark.parametrize(
     ("price", "coupon", "currency", "expected"),
@@ -69,6 +73,12 @@ def test_shipping_cost_by_zone() -> None:
 )
 def test_shipping_cost_east_coast() -> None:
     assert shipping_cost({**ADDRESS, "postcode": "02139"}, 0) == Decimal("4.00")
+
+
+# Which lines of subtotal production runs, against the lines the whole test run ran.
+@pytest.mark.runtime_probe("shop.pricing:subtotal", kind="lines")
+def test_subtotal_sums_the_lines() -> None:
+    assert subtotal([{"sku": "tee", "qty": 2}, {"sku": "mug"}], "USD") == Decimal("62.00")
 
 
 def test_quote_adds_shipping() -> None:

@@ -20,6 +20,7 @@ from sensor.hub.store.base import (
     Store,
     StoreError,
     TokenRecord,
+    VersionSummary,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TokenRecord",
+    "VersionSummary",
     "open_store",
 ]
 

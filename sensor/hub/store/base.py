@@ -27,6 +27,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TokenRecord",
+    "VersionSummary",
     "selector_matches",
 ]
 
@@ -164,6 +165,9 @@ class ProbeRecord:
     statuses: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     #: why the probe left the active state, e.g. "max_hits: 100 hits stored (limit 100)"
     ended_reason: str | None = None
+    #: published from a test suite's markers: no TTL, no max hits, a stratified sample of its
+    #: hits per service version instead of every hit (docs/how-to/standing-probes.md)
+    standing: bool = False
 
     @property
     def max_hits(self) -> int | None:
@@ -186,6 +190,7 @@ class ProbeRecord:
             "expires_at": self.expires_at,
             "ended_at": self.ended_at,
             "ended_reason": self.ended_reason,
+            "standing": self.standing,
             "hit_count": self.hit_count,
             "dropped": self.dropped,
             "statuses": self.statuses,
@@ -232,6 +237,40 @@ class HitRow:
 
     seq: int
     body: str
+
+
+@dataclasses.dataclass(slots=True)
+class VersionSummary:
+    """What the hub holds of one standing probe for one service version.
+
+    ``seen`` counts the hits the sensors sent (captured hits, before the hub's sampling);
+    ``kept`` is the sample stored; ``strata`` the distinct kinds of state among ``seen``.
+    The calls, evaluations, violations and exceptions are the sensors' counters, in the
+    probe's per-source statuses.
+    """
+
+    version: str | None
+    seen: int
+    kept: int
+    strata: int
+    first_seen: float
+    last_seen: float
+    #: the sensors' counters (calls evaluated, violations, exception exits, ...) summed over
+    #: the sources of this version the hub still knows (retention forgets silent sources)
+    counters: dict[str, int] = dataclasses.field(default_factory=dict)
+    sources: int = 0  #: sources of this version whose counters are summed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "seen": self.seen,
+            "kept": self.kept,
+            "strata": self.strata,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "counters": dict(self.counters),
+            "sources": self.sources,
+        }
 
 
 @dataclasses.dataclass(slots=True)
@@ -302,6 +341,7 @@ class Store(Protocol):
         signature: str | None = None,
         state: str | None = None,
         quarantined: list[tuple[str, str]] | None = None,
+        standing: bool | None = None,
     ) -> list[ProbeRecord]: ...
     def active_probes(
         self, *, quarantined: list[tuple[str, str]] | None = None
@@ -357,6 +397,26 @@ class Store(Protocol):
     ) -> list[HitRow]:
         """Hits in ``seq`` order; a stored body that is not a JSON object is skipped and
         reported in ``quarantined`` as (seq, reason)."""
+        ...
+
+    def find_hits(
+        self,
+        probe_id: str,
+        hit_id: str,
+        *,
+        quarantined: list[tuple[str, str]] | None = None,
+    ) -> list[HitRow]:
+        """The stored hits of ``probe_id`` whose ``hit_id`` is this one, in ``seq`` order.
+
+        One, normally: a hit id is unique per source (``(probe_id, source_id, hit_id)`` is the
+        dedup key), so two sources can share one and each of them is returned. Unreadable
+        bodies are skipped and reported in ``quarantined`` as ``read_hits`` does.
+        """
+        ...
+
+    # standing probes (issue 13): their sample of hits per service version
+    def standing_summary(self, probe_id: str) -> list[VersionSummary]:
+        """Per service version (newest first): hits seen and kept, strata, first/last seen."""
         ...
 
     # redaction rules (one set per hub; None until an admin sets them)

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,7 @@ from sensor.hub.store.base import (
     SourceRecord,
     StoreError,
     TokenRecord,
+    VersionSummary,
 )
 from sensor.hub.store.migrations import Migration, pending
 from sensor.hub.store.rows import (
@@ -45,6 +47,7 @@ from sensor.hub.store.rows import (
     source_from_row,
     status_from_body,
     token_from_row,
+    version_summaries,
 )
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
@@ -57,6 +60,8 @@ _RETRIES = 5
 _MIGRATION_LOCK = 0x5E45_0001
 #: The key of the advisory lock that lets one replica at a time apply retention.
 _RETENTION_LOCK = 0x5E45_0002
+#: Which hit a full reservoir replaces: not a secret, only an even spread.
+_RANDOM = random.Random()
 
 _TABLES = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -108,11 +113,37 @@ def _add_columns(conn: Any) -> None:
     conn.execute("ALTER TABLE probes ADD COLUMN ended_reason TEXT")
 
 
+# Version 3, standing probes: ``strata`` counts every hit sensors sent per (probe, service
+# version, stratum); ``reservoir`` lists which stored hits form the bounded sample. No
+# PostgreSQL database predates the version table, so these need no IF NOT EXISTS.
+_STANDING_TABLES = (
+    "ALTER TABLE probes ADD COLUMN standing BOOLEAN NOT NULL DEFAULT false",
+    """CREATE TABLE strata (
+    probe_id TEXT NOT NULL, version TEXT NOT NULL, stratum TEXT NOT NULL,
+    seen BIGINT NOT NULL, kept BIGINT NOT NULL,
+    first_seen DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (probe_id, version, stratum)
+)""",
+    """CREATE TABLE reservoir (
+    seq BIGINT PRIMARY KEY, probe_id TEXT NOT NULL, version TEXT NOT NULL,
+    stratum TEXT NOT NULL
+)""",
+    "CREATE INDEX reservoir_stratum ON reservoir (probe_id, version, stratum)",
+)
+
+
+def _add_standing(conn: Any) -> None:
+    for statement in _STANDING_TABLES:
+        conn.execute(statement)
+
+
 #: The PostgreSQL form of every schema version (the same numbers as SQLite's steps).
 MIGRATIONS = (
     Migration(1, "tokens, sources, probes, statuses, hits, meta", _create_tables),
     Migration(2, "tokens.services (sensor tokens limited to services), probes.ended_reason",
               _add_columns),
+    Migration(3, "probes.standing, strata and reservoir (standing probes' bounded samples)",
+              _add_standing),
 )  # fmt: skip
 
 
@@ -521,7 +552,7 @@ class PostgresStore:
         "id, signature, probe, selector, state, created_at, expires_at, hit_count, dropped, "
         "ended_at"
     )
-    _PROBE_SELECT = _PROBE_COLUMNS + ", ended_reason"
+    _PROBE_SELECT = _PROBE_COLUMNS + ", ended_reason, standing"
 
     _probe = staticmethod(probe_from_row)
 
@@ -545,8 +576,8 @@ class PostgresStore:
         self._run(
             f"add probe {record.id!r}",
             lambda c: c.execute(
-                f"INSERT INTO probes ({self._PROBE_COLUMNS}, max_hits) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                f"INSERT INTO probes ({self._PROBE_COLUMNS}, max_hits, standing) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     record.id,
                     record.signature,
@@ -559,6 +590,7 @@ class PostgresStore:
                     record.dropped,
                     record.ended_at,
                     record.max_hits,
+                    bool(record.standing),
                 ),
             ),
             notify=("probes",),
@@ -580,14 +612,19 @@ class PostgresStore:
         signature: str | None = None,
         state: str | None = None,
         quarantined: list[tuple[str, str]] | None = None,
+        standing: bool | None = None,
     ) -> list[ProbeRecord]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if signature is not None:
             where.append("signature = %s")
             args.append(signature)
         if state is not None:
             where.append("state = %s")
             args.append(state)
+        if standing is not None:
+            where.append("standing = %s")
+            args.append(standing)
         clause = (" WHERE " + " AND ".join(where)) if where else ""
 
         def body(conn: Any) -> list[ProbeRecord]:
@@ -746,8 +783,8 @@ class PostgresStore:
             probes: dict[str, list[Any]] = {}
             if probe_ids:
                 for row in conn.execute(
-                    "SELECT id, signature, state, max_hits, hit_count, selector, expires_at "
-                    "FROM probes WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                    "SELECT id, signature, state, max_hits, hit_count, selector, expires_at, "
+                    "standing FROM probes WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
                     (probe_ids,),
                 ):
                     probes[row[0]] = list(row)
@@ -790,11 +827,19 @@ class PostgresStore:
             row = probes.get(probe_id)
             if row is None:
                 continue
-            _, signature, state, max_hits, hit_count, selector, expires_at = row
+            _, signature, state, max_hits, hit_count, selector, expires_at, standing = row
             batch = by_probe.get(probe_id, [])
             if not picks(selector, source):
                 # not this source's probe: neither its hits nor its drop counts are taken
                 outcome.decline(probe_id, "not_given", len(batch))
+                continue
+            if standing:
+                # the probe's row is locked (FOR UPDATE above) until this transaction ends:
+                # replicas sampling the same probe take turns, so its counts stay exact
+                accepted = self._store_standing(
+                    conn, source, probe_id, signature, state, batch, dropped, now, outcome
+                )
+                row[4] = hit_count + accepted
                 continue
             cap = max_hits
             if max_hits_per_probe is not None and (cap is None or cap > max_hits_per_probe):
@@ -859,6 +904,201 @@ class PostgresStore:
                 outcome.completed.append(probe_id)
         return outcome
 
+    def _store_standing(
+        self,
+        conn: Any,
+        source: SourceRecord,
+        probe_id: str,
+        signature: str,
+        state: str,
+        batch: Sequence[dict[str, Any]],
+        dropped: Mapping[str, int],
+        now: float,
+        outcome: BatchOutcome,
+    ) -> int:
+        """A standing probe's hits: counted per stratum, sampled into the bounded reservoir.
+
+        The same rules as the SQLite store: a hit the sample does not keep is still accepted
+        and counted in ``strata.seen``; ``hit_count`` counts the hits accepted. Returns that
+        number.
+        """
+        stored_ids = self._stored_hit_ids(conn, probe_id, source.id, batch) if batch else set()
+        if state != "active":
+            reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(state, "max_hits")
+            fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
+            outcome.accepted += len(batch) - len(fresh)
+            outcome.decline(probe_id, reason, len(fresh))
+            return 0
+        brief = source.brief()
+        version = source.version or ""
+        accepted = 0
+        for hit in batch:
+            hit_id = hit.get("hit_id") or None
+            outcome.accepted += 1
+            if hit_id is not None:
+                if hit_id in stored_ids:
+                    continue  # a retried batch: stored already, counted already
+                # a second copy in this batch is the same hit (and would break hits_unique)
+                stored_ids.add(hit_id)
+            accepted += 1
+            hit["signature"] = signature
+            hit["source"] = brief
+            self._sample(conn, probe_id, version, source.id, hit, now)
+        extra_dropped = int(dropped.get(probe_id, 0))
+        if accepted or extra_dropped:
+            conn.execute(
+                "UPDATE probes SET hit_count = hit_count + %s, dropped = dropped + %s "
+                "WHERE id = %s",
+                (accepted, extra_dropped, probe_id),
+            )
+        return accepted
+
+    def _sample(
+        self,
+        conn: Any,
+        probe_id: str,
+        version: str,
+        source_id: str,
+        hit: dict[str, Any],
+        now: float,
+    ) -> None:
+        """Count one hit in its stratum and decide whether the sample keeps it.
+
+        As :meth:`SQLiteStore._sample <sensor.hub.store.sqlite.SQLiteStore._sample>`: while the
+        reservoir of (probe, version) has room every hit is kept; once full, a hit of a stratum
+        smaller than the largest replaces a random hit of the largest, and a hit of a largest
+        stratum replaces one of its own with probability kept/seen.
+        """
+        from sensor.hub import strata as st
+
+        stratum = st.stratum_of(hit)
+        key = (probe_id, version)
+        row = conn.execute(
+            "SELECT seen, kept FROM strata WHERE probe_id = %s AND version = %s AND stratum = %s",
+            (*key, stratum),
+        ).fetchone()
+        if row is None:
+            versions = [
+                v
+                for (v,) in conn.execute(
+                    "SELECT version FROM strata WHERE probe_id = %s GROUP BY version "
+                    "ORDER BY MAX(last_seen) DESC, version",
+                    (probe_id,),
+                )
+            ]
+            if version not in versions and len(versions) >= st.MAX_VERSIONS:
+                for old in versions[st.MAX_VERSIONS - 1 :]:
+                    self._forget_version(conn, probe_id, old)
+            count = conn.execute(
+                "SELECT COUNT(*) FROM strata WHERE probe_id = %s AND version = %s", key
+            ).fetchone()[0]
+            if count >= st.MAX_STRATA:
+                stratum = st.OVERFLOW_STRATUM
+                row = conn.execute(
+                    "SELECT seen, kept FROM strata WHERE probe_id = %s AND version = %s "
+                    "AND stratum = %s",
+                    (*key, stratum),
+                ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO strata (probe_id, version, stratum, seen, kept, first_seen, "
+                    "last_seen) VALUES (%s, %s, %s, 0, 0, %s, %s)",
+                    (*key, stratum, now, now),
+                )
+                row = (0, 0)
+        seen, kept = int(row[0]) + 1, int(row[1])
+        conn.execute(
+            "UPDATE strata SET seen = %s, last_seen = %s WHERE probe_id = %s AND version = %s "
+            "AND stratum = %s",
+            (seen, now, *key, stratum),
+        )
+        total = conn.execute(
+            "SELECT COALESCE(SUM(kept), 0) FROM strata WHERE probe_id = %s AND version = %s", key
+        ).fetchone()[0]
+        victim: str | None = None  # the stratum that gives up one hit
+        if total >= st.RESERVOIR_CAP:
+            largest, most = conn.execute(
+                "SELECT stratum, kept FROM strata WHERE probe_id = %s AND version = %s "
+                "ORDER BY kept DESC, stratum LIMIT 1",
+                key,
+            ).fetchone()
+            if most > kept + 1:
+                victim = largest
+            elif kept > 0 and _RANDOM.randrange(seen) < kept:
+                victim = stratum
+            else:
+                return  # not sampled: counted in seen
+        if victim is not None:
+            kept_there = conn.execute(
+                "SELECT kept FROM strata WHERE probe_id = %s AND version = %s AND stratum = %s",
+                (*key, victim),
+            ).fetchone()[0]
+            (seq,) = conn.execute(
+                "SELECT seq FROM reservoir WHERE probe_id = %s AND version = %s AND stratum = %s "
+                "ORDER BY seq LIMIT 1 OFFSET %s",
+                (*key, victim, _RANDOM.randrange(max(1, int(kept_there)))),
+            ).fetchone()
+            conn.execute("DELETE FROM hits WHERE seq = %s", (seq,))
+            conn.execute("DELETE FROM reservoir WHERE seq = %s", (seq,))
+            conn.execute(
+                "UPDATE strata SET kept = kept - 1 WHERE probe_id = %s AND version = %s "
+                "AND stratum = %s",
+                (*key, victim),
+            )
+        (new_seq,) = conn.execute(
+            "INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, body) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING seq",
+            (
+                probe_id,
+                hit["signature"],
+                source_id,
+                hit.get("hit_id") or None,
+                hit["ts"],
+                now,
+                _ENCODER.encode(hit),
+            ),
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO reservoir (seq, probe_id, version, stratum) VALUES (%s, %s, %s, %s)",
+            (new_seq, *key, stratum),
+        )
+        conn.execute(
+            "UPDATE strata SET kept = kept + 1 WHERE probe_id = %s AND version = %s "
+            "AND stratum = %s",
+            (*key, stratum),
+        )
+
+    @staticmethod
+    def _forget_version(conn: Any, probe_id: str, version: str) -> None:
+        """Drop the sample and counts of one service version of a standing probe."""
+        key = (probe_id, version)
+        conn.execute(
+            "DELETE FROM hits WHERE seq IN (SELECT seq FROM reservoir WHERE probe_id = %s "
+            "AND version = %s)",
+            key,
+        )
+        conn.execute("DELETE FROM reservoir WHERE probe_id = %s AND version = %s", key)
+        conn.execute("DELETE FROM strata WHERE probe_id = %s AND version = %s", key)
+
+    def standing_summary(self, probe_id: str) -> list[VersionSummary]:
+        def body(conn: Any) -> list[VersionSummary]:
+            # one transaction: the totals and the counters are of the same moment
+            rows = conn.execute(
+                "SELECT version, SUM(seen), SUM(kept), COUNT(*), MIN(first_seen), "
+                "MAX(last_seen) FROM strata WHERE probe_id = %s GROUP BY version "
+                "ORDER BY MAX(last_seen) DESC, version",
+                (probe_id,),
+            ).fetchall()
+            statuses = conn.execute(
+                "SELECT COALESCE(so.version, ''), st.body FROM statuses st JOIN sources so "
+                "ON so.id = st.source_id WHERE st.probe_id = %s",
+                (probe_id,),
+            ).fetchall()
+            return version_summaries(rows, statuses)
+
+        result: list[VersionSummary] = self._run("read standing summary", body)
+        return result
+
     @staticmethod
     def _stored_hit_ids(
         conn: Any, probe_id: str, source_id: str, batch: Sequence[dict[str, Any]]
@@ -917,6 +1157,30 @@ class PostgresStore:
                 quarantined.append((str(seq), reason))
         return hits
 
+    def find_hits(
+        self,
+        probe_id: str,
+        hit_id: str,
+        *,
+        quarantined: list[tuple[str, str]] | None = None,
+    ) -> list[HitRow]:
+        # the (probe_id, source_id, hit_id) index finds the few rows; sorted here, as SQLite's
+        rows = self._run(
+            "find a hit",
+            lambda c: c.execute(
+                "SELECT seq, body FROM hits WHERE probe_id = %s AND hit_id = %s",
+                (probe_id, hit_id),
+            ).fetchall(),
+        )
+        hits = []
+        for seq, body in sorted(rows):
+            reason = bad_hit_body(body)
+            if reason is None:
+                hits.append(HitRow(seq, body))
+            elif quarantined is not None:
+                quarantined.append((str(seq), reason))
+        return hits
+
     # -- redaction rules -----------------------------------------------------------------
 
     def get_redaction(self) -> RedactionRecord | None:
@@ -964,7 +1228,24 @@ class PostgresStore:
             ).fetchone()[0]
             if not locked:
                 return 0
-            deleted = conn.execute("DELETE FROM hits WHERE received_at < %s", (cutoff,)).rowcount
+            # A standing probe's sample of a version still reporting stays whatever its age:
+            # it is bounded, and its rare states are the point of keeping it.
+            deleted = conn.execute(
+                "DELETE FROM hits WHERE received_at < %s AND seq NOT IN (SELECT r.seq FROM "
+                "reservoir r JOIN (SELECT probe_id, version FROM strata GROUP BY probe_id, "
+                "version HAVING MAX(last_seen) >= %s) live ON r.probe_id = live.probe_id AND "
+                "r.version = live.version)",
+                (cutoff, cutoff),
+            ).rowcount
+            conn.execute(
+                "DELETE FROM reservoir r WHERE NOT EXISTS (SELECT 1 FROM hits h "
+                "WHERE h.seq = r.seq)"
+            )
+            conn.execute(
+                "DELETE FROM strata WHERE (probe_id, version) IN (SELECT probe_id, version FROM "
+                "strata GROUP BY probe_id, version HAVING MAX(last_seen) < %s)",
+                (cutoff,),
+            )
             conn.execute(
                 "DELETE FROM statuses WHERE source_id IN "
                 "(SELECT id FROM sources WHERE last_seen < %s)",

@@ -18,10 +18,12 @@ from sensor.hub.store.base import (
     ProbeRecord,
     SourceRecord,
     TokenRecord,
+    VersionSummary,
     selector_matches,
 )
 
 __all__ = [
+    "STATUS_COUNTERS",
     "bad_hit_body",
     "check_record",
     "picks",
@@ -30,10 +32,23 @@ __all__ = [
     "source_from_row",
     "status_from_body",
     "token_from_row",
+    "version_summaries",
 ]
 
 _log = logging.getLogger("sensor.hub")
 R = TypeVar("R")
+#: The counters of a sensor's ProbeStatus summed per version for a standing probe.
+STATUS_COUNTERS = (
+    "hits",
+    "drops",
+    "skipped_rate",
+    "skipped_condition",
+    "skipped_budget",
+    "errors",
+    "evaluations",
+    "violations",
+    "exceptions",
+)
 
 
 def token_from_row(row: Sequence[Any]) -> TokenRecord:
@@ -71,7 +86,7 @@ def source_from_row(row: Sequence[Any]) -> SourceRecord:
 
 def probe_from_row(row: Sequence[Any]) -> ProbeRecord:
     """id, signature, probe, selector (JSON), state, created_at, expires_at, hit_count, dropped,
-    ended_at, ended_reason."""
+    ended_at, ended_reason, standing (0/1 or a boolean)."""
     values = list(row)
     record_id = str(values[0])
     for index, name in ((2, "probe"), (3, "selector")):
@@ -82,9 +97,11 @@ def probe_from_row(row: Sequence[Any]) -> ProbeRecord:
         if not isinstance(values[index], dict):
             raise CorruptRecordError(record_id, f"its {name} is not a JSON object")
     check_record(record_id, values)
+    standing = bool(values.pop())
     reason = values.pop()
     record = ProbeRecord(*values)
     record.ended_reason = reason
+    record.standing = standing
     return record
 
 
@@ -144,3 +161,41 @@ def bad_hit_body(body: object) -> str | None:
     if not isinstance(data, dict):
         return "its body is not a JSON object"
     return None
+
+
+def version_summaries(
+    strata: Sequence[Sequence[Any]], statuses: Sequence[tuple[str, Any]]
+) -> list[VersionSummary]:
+    """A standing probe's summaries from its strata totals and its statuses.
+
+    ``strata``: (version, seen, kept, strata, first_seen, last_seen) per version, newest first;
+    ``statuses``: (the source's version or '', status body) per source of the probe.
+    """
+    counters: dict[str, dict[str, int]] = {}
+    sources: dict[str, int] = {}
+    for version, body in statuses:
+        try:
+            status = json.loads(body)
+        except (TypeError, ValueError):
+            continue  # an unreadable status is left out, as everywhere
+        if not isinstance(status, dict):
+            continue
+        sources[version] = sources.get(version, 0) + 1
+        total = counters.setdefault(version, {})
+        for name in STATUS_COUNTERS:
+            value = status.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                total[name] = total.get(name, 0) + value
+    return [
+        VersionSummary(
+            version=version or None,
+            seen=int(seen),
+            kept=int(kept),
+            strata=int(count),
+            first_seen=float(first),
+            last_seen=float(last),
+            counters={n: counters.get(version, {}).get(n, 0) for n in STATUS_COUNTERS},
+            sources=sources.get(version, 0),
+        )
+        for version, seen, kept, count, first, last in strata
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import sqlite3
 import stat
 import threading
@@ -28,9 +29,11 @@ from sensor.hub.store.base import (
     SourceRecord,
     StoreError,
     TokenRecord,
+    VersionSummary,
 )
 from sensor.hub.store.migrations import Migration, pending
 from sensor.hub.store.rows import (
+    STATUS_COUNTERS,
     bad_hit_body,
     picks,
     probe_from_row,
@@ -38,9 +41,10 @@ from sensor.hub.store.rows import (
     source_from_row,
     status_from_body,
     token_from_row,
+    version_summaries,
 )
 
-__all__ = ["FILE_MODE", "MIGRATIONS", "SQLiteStore"]
+__all__ = ["FILE_MODE", "MIGRATIONS", "STATUS_COUNTERS", "SQLiteStore"]
 
 _log = logging.getLogger("sensor.hub")
 
@@ -82,22 +86,48 @@ _TABLES = (
     "CREATE UNIQUE INDEX IF NOT EXISTS hits_unique ON hits (probe_id, source_id, hit_id)",
 )
 
+# Version 3, standing probes (issue 13): probes.standing plus two tables. ``strata`` counts every
+# hit a sensor sent per (probe, service version, stratum); ``reservoir`` lists which stored hits
+# form the bounded sample. ``first_seen``/``last_seen`` are the hub's clock at receipt
+# (retention reads them).
+_STANDING_TABLES = (
+    """CREATE TABLE IF NOT EXISTS strata (
+    probe_id TEXT NOT NULL, version TEXT NOT NULL, stratum TEXT NOT NULL,
+    seen INTEGER NOT NULL, kept INTEGER NOT NULL,
+    first_seen REAL NOT NULL, last_seen REAL NOT NULL,
+    PRIMARY KEY (probe_id, version, stratum)
+)""",
+    """CREATE TABLE IF NOT EXISTS reservoir (
+    seq INTEGER PRIMARY KEY, probe_id TEXT NOT NULL, version TEXT NOT NULL,
+    stratum TEXT NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS reservoir_stratum ON reservoir (probe_id, version, stratum)",
+)
+
 
 def _create_tables(db: sqlite3.Connection) -> None:
     for statement in _TABLES:
         db.execute(statement)
 
 
+def _add_missing_column(db: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
+    # a file made before the version table may have gained the column already (columns were
+    # added at open when missing): add it only when it is missing
+    known = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    if column not in known:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
 def _add_columns(db: sqlite3.Connection) -> None:
-    # a file of the first release may have gained these already (before the version table,
-    # columns were added at open when missing): add only what is missing
-    for table, column, declaration in (
-        ("tokens", "services", "TEXT"),
-        ("probes", "ended_reason", "TEXT"),
-    ):
-        known = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        if column not in known:
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    _add_missing_column(db, "tokens", "services", "TEXT")
+    _add_missing_column(db, "probes", "ended_reason", "TEXT")
+
+
+def _add_standing(db: sqlite3.Connection) -> None:
+    # a file made by the hub of issue 13 before the version table may have all of this already
+    _add_missing_column(db, "probes", "standing", "INTEGER NOT NULL DEFAULT 0")
+    for statement in _STANDING_TABLES:
+        db.execute(statement)
 
 
 #: The SQLite form of every schema version (PostgreSQL's steps carry the same numbers).
@@ -105,11 +135,15 @@ MIGRATIONS = (
     Migration(1, "tokens, sources, probes, statuses, hits, meta", _create_tables),
     Migration(2, "tokens.services (sensor tokens limited to services), probes.ended_reason",
               _add_columns),
+    Migration(3, "probes.standing, strata and reservoir (standing probes' bounded samples)",
+              _add_standing),
 )  # fmt: skip
 #: The database, its WAL and its shared-memory file hold token hashes and captured values.
 FILE_MODE = 0o600
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps re-creates it
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: Which hit a full reservoir replaces: not a secret, only an even spread.
+_RANDOM = random.Random()
 
 
 class SQLiteStore:
@@ -393,7 +427,7 @@ class SQLiteStore:
         "id, signature, probe, selector, state, created_at, expires_at, hit_count, dropped, "
         "ended_at"
     )
-    _PROBE_SELECT = _PROBE_COLUMNS + ", ended_reason"
+    _PROBE_SELECT = _PROBE_COLUMNS + ", ended_reason, standing"
 
     _probe = staticmethod(probe_from_row)
 
@@ -417,8 +451,8 @@ class SQLiteStore:
         self._run(
             f"add probe {record.id!r}",
             self._db.execute,
-            f"INSERT INTO probes ({self._PROBE_COLUMNS}, max_hits) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO probes ({self._PROBE_COLUMNS}, max_hits, standing) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 record.signature,
@@ -431,6 +465,7 @@ class SQLiteStore:
                 record.dropped,
                 record.ended_at,
                 record.max_hits,
+                int(record.standing),
             ),
         )
 
@@ -450,11 +485,16 @@ class SQLiteStore:
         signature: str | None = None,
         state: str | None = None,
         quarantined: list[tuple[str, str]] | None = None,
+        standing: bool | None = None,
     ) -> list[ProbeRecord]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if signature is not None:
             where.append("signature = ?")
             args.append(signature)
+        if standing is not None:
+            where.append("standing = ?")
+            args.append(int(standing))
         if state is not None:
             where.append("state = ?")
             args.append(state)
@@ -639,19 +679,24 @@ class SQLiteStore:
             return outcome
         marks = ",".join("?" * len(probe_ids))
         rows = self._db.execute(
-            "SELECT id, signature, state, max_hits, hit_count, selector, expires_at FROM probes "
-            f"WHERE id IN ({marks})",
+            "SELECT id, signature, state, max_hits, hit_count, selector, expires_at, standing "
+            f"FROM probes WHERE id IN ({marks})",
             probe_ids,
         ).fetchall()
         found = {row[0] for row in rows}
         for probe_id, batch in by_probe.items():
             if probe_id not in found:
                 outcome.decline(probe_id, "unknown_probe", len(batch))
-        for probe_id, signature, state, max_hits, hit_count, selector, expires_at in rows:
+        for probe_id, signature, state, max_hits, hit_count, selector, expires_at, standing in rows:
             batch = by_probe.get(probe_id, [])
             if not picks(selector, source):
                 # not this source's probe: neither its hits nor its drop counts are taken
                 outcome.decline(probe_id, "not_given", len(batch))
+                continue
+            if standing:
+                self._store_standing(
+                    source, probe_id, signature, state, batch, dropped, now, outcome
+                )
                 continue
             cap = max_hits
             if max_hits_per_probe is not None and (cap is None or cap > max_hits_per_probe):
@@ -725,6 +770,193 @@ class SQLiteStore:
                 outcome.completed.append(probe_id)
         return outcome
 
+    def _store_standing(
+        self,
+        source: SourceRecord,
+        probe_id: str,
+        signature: str,
+        state: str,
+        batch: Sequence[dict[str, Any]],
+        dropped: Mapping[str, int],
+        now: float,
+        outcome: BatchOutcome,
+    ) -> None:
+        """A standing probe's hits: counted per stratum, sampled into the bounded reservoir.
+
+        A hit the sample does not keep is still accepted (the sensor must not resend it) and
+        counted in ``strata.seen``; ``hit_count`` counts the hits accepted, as for any probe.
+        """
+        if state != "active":
+            reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(state, "max_hits")
+            stored_ids = self._stored_hit_ids(probe_id, source.id, batch) if batch else set()
+            fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
+            outcome.accepted += len(batch) - len(fresh)
+            outcome.decline(probe_id, reason, len(fresh))
+            return
+        brief = source.brief()
+        version = source.version or ""
+        accepted = 0
+        for hit in batch:
+            hit_id = hit.get("hit_id") or None
+            outcome.accepted += 1
+            if (
+                hit_id is not None
+                and self._db.execute(
+                    "SELECT 1 FROM hits WHERE probe_id = ? AND source_id = ? AND hit_id = ?",
+                    (probe_id, source.id, hit_id),
+                ).fetchone()
+            ):
+                continue  # a retried batch: stored already, counted already
+            accepted += 1
+            hit["signature"] = signature
+            hit["source"] = brief
+            self._sample(probe_id, version, source.id, hit, now)
+        self._db.execute(
+            "UPDATE probes SET hit_count = hit_count + ?, dropped = dropped + ? WHERE id = ?",
+            (accepted, int(dropped.get(probe_id, 0)), probe_id),
+        )
+
+    def _sample(
+        self, probe_id: str, version: str, source_id: str, hit: dict[str, Any], now: float
+    ) -> None:
+        """Count one hit in its stratum and decide whether the sample keeps it.
+
+        While the reservoir of (probe, version) has room every hit is kept. Once it is full, a
+        hit of a stratum smaller than the largest takes the place of a random hit of the
+        largest (so every stratum seen has examples, and a rare one keeps all of its own);
+        a hit of a largest stratum replaces one of its own with probability kept/seen
+        (reservoir sampling within the stratum: its sample stays uniform over time).
+        """
+        from sensor.hub import strata as st
+
+        db = self._db
+        stratum = st.stratum_of(hit)
+        key = (probe_id, version)
+        row = db.execute(
+            "SELECT seen, kept FROM strata WHERE probe_id = ? AND version = ? AND stratum = ?",
+            (*key, stratum),
+        ).fetchone()
+        if row is None:
+            versions = [
+                v
+                for (v,) in db.execute(
+                    "SELECT version FROM strata WHERE probe_id = ? GROUP BY version "
+                    "ORDER BY MAX(last_seen) DESC",
+                    (probe_id,),
+                )
+            ]
+            if version not in versions and len(versions) >= st.MAX_VERSIONS:
+                for old in versions[st.MAX_VERSIONS - 1 :]:
+                    self._forget_version(probe_id, old)
+            count = db.execute(
+                "SELECT COUNT(*) FROM strata WHERE probe_id = ? AND version = ?", key
+            ).fetchone()[0]
+            if count >= st.MAX_STRATA:
+                stratum = st.OVERFLOW_STRATUM
+                row = db.execute(
+                    "SELECT seen, kept FROM strata WHERE probe_id = ? AND version = ? "
+                    "AND stratum = ?",
+                    (*key, stratum),
+                ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO strata (probe_id, version, stratum, seen, kept, first_seen, "
+                    "last_seen) VALUES (?, ?, ?, 0, 0, ?, ?)",
+                    (*key, stratum, now, now),
+                )
+                row = (0, 0)
+        seen, kept = int(row[0]) + 1, int(row[1])
+        db.execute(
+            "UPDATE strata SET seen = ?, last_seen = ? WHERE probe_id = ? AND version = ? "
+            "AND stratum = ?",
+            (seen, now, *key, stratum),
+        )
+        total = db.execute(
+            "SELECT COALESCE(SUM(kept), 0) FROM strata WHERE probe_id = ? AND version = ?", key
+        ).fetchone()[0]
+        victim: str | None = None  # the stratum that gives up one hit
+        if total >= st.RESERVOIR_CAP:
+            largest, most = db.execute(
+                "SELECT stratum, kept FROM strata WHERE probe_id = ? AND version = ? "
+                "ORDER BY kept DESC LIMIT 1",
+                key,
+            ).fetchone()
+            if most > kept + 1:
+                victim = largest
+            elif kept > 0 and _RANDOM.randrange(seen) < kept:
+                victim = stratum
+            else:
+                return  # not sampled: counted in seen
+        if victim is not None:
+            kept_there = db.execute(
+                "SELECT kept FROM strata WHERE probe_id = ? AND version = ? AND stratum = ?",
+                (*key, victim),
+            ).fetchone()[0]
+            (seq,) = db.execute(
+                "SELECT seq FROM reservoir WHERE probe_id = ? AND version = ? AND stratum = ? "
+                "ORDER BY seq LIMIT 1 OFFSET ?",
+                (*key, victim, _RANDOM.randrange(max(1, kept_there))),
+            ).fetchone()
+            db.execute("DELETE FROM hits WHERE seq = ?", (seq,))
+            db.execute("DELETE FROM reservoir WHERE seq = ?", (seq,))
+            db.execute(
+                "UPDATE strata SET kept = kept - 1 WHERE probe_id = ? AND version = ? "
+                "AND stratum = ?",
+                (*key, victim),
+            )
+        cursor = db.execute(
+            "INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                probe_id,
+                hit["signature"],
+                source_id,
+                hit.get("hit_id") or None,
+                hit["ts"],
+                now,
+                _ENCODER.encode(hit),
+            ),
+        )
+        db.execute(
+            "INSERT INTO reservoir (seq, probe_id, version, stratum) VALUES (?, ?, ?, ?)",
+            (cursor.lastrowid, *key, stratum),
+        )
+        db.execute(
+            "UPDATE strata SET kept = kept + 1 WHERE probe_id = ? AND version = ? AND stratum = ?",
+            (*key, stratum),
+        )
+
+    def _forget_version(self, probe_id: str, version: str) -> None:
+        """Drop the sample and counts of one service version of a standing probe."""
+        key = (probe_id, version)
+        self._db.execute(
+            "DELETE FROM hits WHERE seq IN (SELECT seq FROM reservoir WHERE probe_id = ? "
+            "AND version = ?)",
+            key,
+        )
+        self._db.execute("DELETE FROM reservoir WHERE probe_id = ? AND version = ?", key)
+        self._db.execute("DELETE FROM strata WHERE probe_id = ? AND version = ?", key)
+
+    def standing_summary(self, probe_id: str) -> list[VersionSummary]:
+        rows = self._run(
+            "read standing summary",
+            lambda: self._db.execute(
+                "SELECT version, SUM(seen), SUM(kept), COUNT(*), MIN(first_seen), "
+                "MAX(last_seen) FROM strata WHERE probe_id = ? GROUP BY version "
+                "ORDER BY MAX(last_seen) DESC",
+                (probe_id,),
+            ).fetchall(),
+        )
+        statuses = self._run(
+            "read standing counters",
+            lambda: self._db.execute(
+                "SELECT COALESCE(so.version, ''), st.body FROM statuses st JOIN sources so "
+                "ON so.id = st.source_id WHERE st.probe_id = ?",
+                (probe_id,),
+            ).fetchall(),
+        )
+        return version_summaries(rows, statuses)
+
     def _stored_hit_ids(
         self, probe_id: str, source_id: str, batch: Sequence[dict[str, Any]]
     ) -> set[str]:
@@ -786,6 +1018,30 @@ class SQLiteStore:
                 quarantined.append((str(seq), reason))
         return hits
 
+    def find_hits(
+        self,
+        probe_id: str,
+        hit_id: str,
+        *,
+        quarantined: list[tuple[str, str]] | None = None,
+    ) -> list[HitRow]:
+        # No ORDER BY: it would make SQLite walk hits_probe and read every row of the probe;
+        # without it the (probe_id, source_id, hit_id) index finds the few rows (sorted here).
+        rows = self._run(
+            "find a hit",
+            lambda: self._db.execute(
+                "SELECT seq, body FROM hits WHERE probe_id = ? AND hit_id = ?", (probe_id, hit_id)
+            ).fetchall(),
+        )
+        hits = []
+        for seq, body in sorted(rows):
+            reason = bad_hit_body(body)
+            if reason is None:
+                hits.append(HitRow(seq, body))
+            elif quarantined is not None:
+                quarantined.append((str(seq), reason))
+        return hits
+
     # -- redaction rules -----------------------------------------------------------------
 
     def get_redaction(self) -> RedactionRecord | None:
@@ -827,7 +1083,21 @@ class SQLiteStore:
         cutoff = now - max_age
 
         def body() -> int:
-            deleted = self._db.execute("DELETE FROM hits WHERE received_at < ?", (cutoff,))
+            # A standing probe's sample of a version still reporting stays whatever its age:
+            # it is bounded, and its rare states are the point of keeping it.
+            deleted = self._db.execute(
+                "DELETE FROM hits WHERE received_at < ? AND seq NOT IN (SELECT r.seq FROM "
+                "reservoir r JOIN (SELECT probe_id, version FROM strata GROUP BY probe_id, "
+                "version HAVING MAX(last_seen) >= ?) live ON r.probe_id = live.probe_id AND "
+                "r.version = live.version)",
+                (cutoff, cutoff),
+            )
+            self._db.execute("DELETE FROM reservoir WHERE seq NOT IN (SELECT seq FROM hits)")
+            self._db.execute(
+                "DELETE FROM strata WHERE (probe_id, version) IN (SELECT probe_id, version FROM "
+                "strata GROUP BY probe_id, version HAVING MAX(last_seen) < ?)",
+                (cutoff,),
+            )
             self._db.execute(
                 "DELETE FROM statuses WHERE source_id IN "
                 "(SELECT id FROM sources WHERE last_seen < ?)",

@@ -239,3 +239,16 @@ def test_a_written_file_validates_against_the_published_schema(tmp_path: Path) -
         validator.validate(json.loads(line))
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({"record": "status", "status": {**STATUS, "counters": {"hits": -1}}})
+
+
+def test_keep_hits_forgets_the_others_so_they_can_be_read_again() -> None:
+    evidence = Evidence()
+    evidence.add_hits(
+        [hit(n, source={"id": f"s{n}", "version": "2.0" if n % 2 else "1.0"}) for n in range(6)]
+    )
+    kept = evidence.keep_hits(PROBE.signature, lambda h: h["source"]["version"] == "2.0")
+    assert [h["hit_id"] for h in kept] == ["h-1", "h-3", "h-5"]
+    assert [h["hit_id"] for h in evidence.hits_for(PROBE.signature)] == ["h-1", "h-3", "h-5"]
+    evidence.add_hits([hit(0, source={"id": "s0", "version": "1.0"})])  # not a duplicate now
+    assert evidence.duplicates == 0
+    assert len(evidence.hits_for(PROBE.signature)) == 4

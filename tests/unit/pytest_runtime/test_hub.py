@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -301,3 +302,86 @@ def test_an_export_that_breaks_mid_stream_says_how_far_it_got() -> None:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+# -- one client for the plugin, the CLI and the MCP server -------------------------------------
+
+
+def test_the_cli_client_is_this_client_and_retries_like_it(
+    scripted: tuple[str, type[Scripted]],
+) -> None:
+    from sensor.client import HubClient as CliClient
+    from sensor.errors import HubResponseError
+
+    url, peer = scripted
+    assert issubclass(CliClient, HubClient)
+    peer.script["GET /v1/health"] = [(503, "", {}), OK_HEALTH]
+    cli = CliClient(url, "t")
+    assert cli.health() == {"status": "ok"}  # the standard-library client gave up at the 503
+    assert len(peer.seen) == 2
+    peer.script["GET /v1/probes/p9"] = [
+        (404, '{"error": {"code": "unknown_probe", "message": "no"}}', {})
+    ]
+    with pytest.raises(HubResponseError) as caught:  # the CLI's error tree catches it
+        cli.probe("p9")
+    assert caught.value.status == 404
+    cli.close()
+
+
+def test_401_without_a_token_says_that_none_was_sent(scripted: tuple[str, type[Scripted]]) -> None:
+    url, peer = scripted
+    peer.script["GET /v1/sources"] = [
+        (401, '{"error": {"code": "missing_token", "message": "no"}}', {})
+    ]
+    client = HubClient(url, None)
+    with pytest.raises(
+        HubAuthError, match="no token was sent: set SENSOR_CLIENT_TOKEN to a token with the client"
+    ) as caught:
+        client.sources()
+    assert (caught.value.status, caught.value.code) == (401, "missing_token")
+    client.close()
+
+
+def test_403_names_the_scope_the_call_needs(scripted: tuple[str, type[Scripted]]) -> None:
+    url, peer = scripted
+    peer.script["GET /v1/tokens"] = [(403, '{"error": {"code": "forbidden", "message": "no"}}', {})]
+    client = HubClient(url, "client-token")
+    with pytest.raises(
+        HubAuthError, match=r"with 403: no; set SENSOR_CLIENT_TOKEN to a token with the admin scope"
+    ):
+        client.tokens()
+    client.close()
+
+
+def test_admin_changes_are_sent_once_not_retried(scripted: tuple[str, type[Scripted]]) -> None:
+    url, peer = scripted
+    peer.script["POST /v1/tokens"] = [(503, '{"error": {"code": "x", "message": "busy"}}', {})]
+    client = HubClient(url, "admin")
+    # a retried creation whose first answer was lost would make a second token
+    with pytest.raises(HubRequestError, match=r"POST .*/v1/tokens failed with 503: busy"):
+        client.add_token("ci", "client")
+    assert len(peer.seen) == 1
+    client.close()
+
+
+def test_one_hit_is_read_by_id_with_its_parts_quoted(scripted: tuple[str, type[Scripted]]) -> None:
+    url, peer = scripted
+    hit = {"hit_id": "a/b", "captures": {"x": 1}}
+    peer.script["GET /v1/probes/p%201/hits/a%2Fb"] = [(200, json.dumps({"hit": hit}), {})]
+    client = HubClient(url, "t")
+    assert client.hit("p 1", "a/b") == hit
+    client.close()
+
+
+def test_a_ca_file_that_cannot_be_read_is_a_config_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from sensor.errors import ConfigError
+
+    missing = str(tmp_path / "nope.pem")
+    monkeypatch.setenv("SENSOR_CA_FILE", missing)
+    with pytest.raises(ConfigError, match=rf"SENSOR_CA_FILE: got '{missing}', expected a readable"):
+        HubClient("https://hub.internal:8765", "t")
+    with pytest.raises(ConfigError, match=rf"cafile: got '{missing}'"):
+        HubClient("https://hub.internal:8765", "t", cafile=missing)
+    HubClient("http://hub.internal:8765", "t").close()  # plain http needs no CA

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pytest_runtime.errors import OptionError
@@ -100,3 +102,60 @@ def test_parse_rate_reads_fractions_and_percentages(text: str | None, rate: floa
 def test_parse_rate_rejects_what_is_not_a_rate(text: str) -> None:
     with pytest.raises(OptionError, match=r"--runtime-rarer-than: got .*, expected a rate between"):
         parse_rate("--runtime-rarer-than", text)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            RuntimeOptions(record_mode="rewrite", probe=True, hub="http://h", evidence=()),
+            "exactly one --runtime-evidence PATH",
+        ),
+        (
+            RuntimeOptions(record_mode="none", evidence=("/no/such/file.jsonl",)),
+            "an existing evidence file with --runtime-record-mode none",
+        ),
+        (
+            RuntimeOptions(record_mode="all", probe=True, evidence=("e.jsonl",)),
+            "a hub URL for --runtime-record-mode all",
+        ),
+        (
+            RuntimeOptions(
+                record_mode="rewrite", probe=True, hub="http://h", evidence=("e",), record="r"
+            ),
+            "no --runtime-record-mode as well",
+        ),
+        (RuntimeOptions(dry_run=True), "--runtime-publish too"),
+        (RuntimeOptions(publish=True), "a hub URL for --runtime-publish"),
+        (
+            RuntimeOptions(publish=True, hub="http://h", evidence=("e",)),
+            "no evidence file or record mode",
+        ),
+    ],
+)
+def test_record_modes_and_publish_refuse_what_cannot_work(
+    options: RuntimeOptions, message: str
+) -> None:
+    with pytest.raises(OptionError, match=re.escape(message)):
+        options.check()
+
+
+@pytest.mark.parametrize(
+    ("mode", "exists", "reads", "writes"),
+    [
+        ("none", True, True, None),
+        ("once", True, True, None),
+        ("once", False, False, "e.jsonl"),
+        ("new_episodes", True, True, "e.jsonl"),
+        ("all", True, False, "e.jsonl"),
+        ("rewrite", True, False, "e.jsonl"),
+    ],
+)
+def test_record_mode_decides_what_is_read_and_written(
+    mode: str, exists: bool, reads: bool, writes: str | None
+) -> None:
+    # the hub is read when the mode needs it (from_config sets probe so)
+    probe = mode in ("new_episodes", "all", "rewrite") or (mode == "once" and not exists)
+    options = RuntimeOptions(record_mode=mode, probe=probe, evidence=("e.jsonl",))
+    assert options.reads_file is reads
+    assert options.writes_file == writes

@@ -330,9 +330,13 @@ def test_the_terminal_block_of_a_violation_gives_counted_rates_not_captured_shar
         "on 2 sources in the 35s since placement; 40 violating hits captured"
     )
     assert not any("65.6%" in t for t in texts)  # the share of captured hits never shows
-    assert texts[-3].startswith(
+    # the block ends with the confidence, the hint, the run's coverage and the totals
+    assert texts[-4].startswith(
         "    confidence: beyond these divergences, a state none of the 61 captured hits "
         "showed happens on fewer than 4.8% of calls (95% confidence, rule of three)"
+    )
+    assert texts[-2] == (
+        "runtime coverage: state coverage 100% (1 of 1 production shapes, 1 probe(s))"
     )
 
 

@@ -298,6 +298,64 @@ def test_hits_filter_by_time_and_source(client: TestClient) -> None:
     assert [h["hit_id"] for h in by_time["hits"]] == ["h-2", "h-3", "h-4", "h-5"]
 
 
+def test_one_hit_is_read_by_its_id(client: TestClient) -> None:
+    source_id = register(client, version="3.0")
+    record = place(client)
+    post_hits(client, source_id, [hit(record, i) for i in range(5)])
+    answer = client.get(f"/v1/probes/{record['id']}/hits/h-3", headers=auth(CLIENT))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert set(body) == {"hit"}
+    assert body["hit"]["hit_id"] == "h-3"
+    assert body["hit"]["captures"] == {"price": 3}
+    assert body["hit"]["source"]["id"] == source_id
+
+
+def test_an_absent_hit_is_404_naming_the_probe_and_the_hit(client: TestClient) -> None:
+    source_id = register(client)
+    record = place(client)
+    post_hits(client, source_id, [hit(record, 0)])
+    other = place(client, location="shop.pricing:total")
+    answer = client.get(f"/v1/probes/{record['id']}/hits/h-9", headers=auth(CLIENT))
+    assert answer.status_code == 404
+    error = answer.json()["error"]
+    assert error["code"] == "unknown_hit"
+    assert f"probe {record['id']!r} has no hit 'h-9'" in error["message"]
+    # a hit id is looked up within its probe only
+    elsewhere = client.get(f"/v1/probes/{other['id']}/hits/h-0", headers=auth(CLIENT))
+    assert elsewhere.status_code == 404
+    assert elsewhere.json()["error"]["code"] == "unknown_hit"
+    no_probe = client.get("/v1/probes/nope/hits/h-0", headers=auth(CLIENT))
+    assert no_probe.status_code == 404
+    assert no_probe.json()["error"]["code"] == "unknown_probe"
+
+
+def test_a_hit_id_two_sources_sent_is_409_until_a_source_is_named(client: TestClient) -> None:
+    one, two = register(client), register(client)
+    record = place(client)
+    post_hits(client, one, [hit(record, 0, captures={"price": 1})])
+    post_hits(client, two, [hit(record, 0, captures={"price": 2})])
+    path = f"/v1/probes/{record['id']}/hits/h-0"
+    both = client.get(path, headers=auth(CLIENT))
+    assert both.status_code == 409
+    assert both.json()["error"]["code"] == "ambiguous_hit"
+    assert one in both.json()["error"]["message"]
+    assert two in both.json()["error"]["message"]
+    picked = client.get(path, params={"source_id": two}, headers=auth(CLIENT))
+    assert picked.status_code == 200
+    assert picked.json()["hit"]["captures"] == {"price": 2}
+
+
+def test_reading_one_hit_needs_the_client_scope(client: TestClient) -> None:
+    source_id = register(client)
+    record = place(client)
+    post_hits(client, source_id, [hit(record, 0)])
+    path = f"/v1/probes/{record['id']}/hits/h-0"
+    assert client.get(path).status_code == 401
+    assert client.get(path, headers=auth(SENSOR)).status_code == 403
+    assert client.get(path, headers=auth(ADMIN)).status_code == 200
+
+
 def test_posted_hit_dropped_counts_reach_the_probe_record(client: TestClient) -> None:
     source_id = register(client)
     record = place(client)
@@ -365,6 +423,49 @@ def test_evidence_lines_match_the_published_json_schema(client: TestClient) -> N
         jsonschema.validate(line, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"record": "hit", "hit": {"probe_id": "x"}}, schema)
+
+
+def test_replay_and_lines_evidence_match_the_published_json_schema(client: TestClient) -> None:
+    schema = json.loads((DOCS / "evidence.schema.json").read_text())
+    source_id = register(client)
+    replay = place(client, replay=True)
+    lines = place(client, "shop.pricing:subtotal", kind="lines")
+    arguments = {
+        "values": {"price": {"@t": "decimal.Decimal", "v": "3.50"}, "coupon": "WELCOME5"},
+        "names": ["price", "coupon"],
+        "positional": 2,
+        "posonly": 0,
+        "varargs": None,
+        "varkw": None,
+    }
+    post_hits(
+        client,
+        source_id,
+        [
+            hit(replay, 0, arguments=arguments, outcome={"returned": 1}),
+            hit(replay, 1, arguments=arguments, outcome={"raised": "KeyError"}),
+            hit(lines, 2, kind="lines", captures=None, lines={
+                "ran": [30, 31, 34], "first": 28, "last": 40, "source": "0123456789abcdef"
+            }),
+        ],
+    )  # fmt: skip
+    seen = set()
+    for record in (replay, lines):
+        answer = client.get(f"/v1/probes/{record['id']}/evidence", headers=auth(CLIENT))
+        for line in _lines(answer.text):
+            jsonschema.validate(line, schema)
+            seen.update(k for k in ("arguments", "outcome", "lines") if k in line.get("hit", {}))
+            seen.update(("replay",) if line.get("probe", {}).get("replay") else ())
+    assert seen == {"arguments", "outcome", "lines", "replay"}
+    wrong = {"ran": "30", "first": 28, "last": 40, "source": "0123456789abcdef"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(
+            {
+                "record": "hit",
+                "hit": {**hit(lines, 3), "source": {"id": "s", "service": "shop"}, "lines": wrong},
+            },
+            schema,
+        )
 
 
 # -- bad input ---------------------------------------------------------------------------------

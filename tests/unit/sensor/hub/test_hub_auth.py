@@ -15,7 +15,9 @@ GUARDED = [e for e in ENDPOINTS if e.scope is not None]
 
 
 def _call(client: TestClient, endpoint: Endpoint, headers: dict[str, str]) -> int:
-    path = endpoint.path.format(source_id="s-unknown", probe_id="p-unknown", token_id="t-unknown")
+    path = endpoint.path.format(
+        source_id="s-unknown", probe_id="p-unknown", token_id="t-unknown", hit_id="h-unknown"
+    )
     answer = client.request(endpoint.method, path, headers=headers, json={})
     body = answer.json()
     assert set(body) != {"error"} or set(body["error"]) == {"code", "message"}
@@ -45,7 +47,7 @@ def test_wrong_scope_is_403_and_names_both_scopes(client: TestClient, endpoint: 
     wrong = [scope for scope in TOKENS if not allows(scope, endpoint.scope or "")]
     assert wrong, "every guarded endpoint refuses some scope"
     for scope in wrong:
-        path = endpoint.path.format(source_id="s", probe_id="p", token_id="t")
+        path = endpoint.path.format(source_id="s", probe_id="p", token_id="t", hit_id="h")
         answer = client.request(endpoint.method, path, headers=auth(TOKENS[scope]), json={})
         assert answer.status_code == 403, scope
         message = answer.json()["error"]["message"]

@@ -7,6 +7,7 @@ under a store, the way another program (or an older hub) would write to its data
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -256,6 +257,20 @@ def test_read_hits_pages_and_filters(store: Any) -> None:
     assert len(store.read_hits(probe_id="p1", source_id="s2")) == 4
     assert len(store.read_hits(probe_id="p1", since=1002.0, until=1005.0)) == 3
     assert len(store.read_hits(signature="sig-p2")) == 3
+
+
+def test_find_hits_reads_one_hit_id_of_one_probe(store: Any) -> None:
+    store.add_probe(probe("p1"))
+    store.add_probe(probe("p2"))
+    store.add_hits(source("s1"), [hit(n=i) for i in range(50)], {}, 2000.0)
+    store.add_hits(source("s1"), [hit("p2", n=7)], {}, 2000.0)
+    store.add_hits(source("s2"), [hit(n=7)], {}, 2001.0)  # another source, the same hit id
+    found = store.find_hits("p1", "h-7")
+    assert [json.loads(row.body)["source"]["id"] for row in found] == ["s1", "s2"]
+    assert found[0].seq < found[1].seq
+    assert all(json.loads(row.body)["probe_id"] == "p1" for row in found)
+    assert store.find_hits("p1", "h-99") == []
+    assert store.find_hits("p3", "h-7") == []
 
 
 def test_statuses_are_kept_per_source_for_known_probes(store: Any) -> None:
@@ -540,11 +555,88 @@ def test_a_sqlite_file_of_the_first_release_is_migrated_keeping_its_rows(tmp_pat
     old.close()
     store = SQLiteStore(path)
     try:
-        assert store.schema_version == 2
+        assert store.schema_version == 3
         assert [(t.id, t.services) for t in store.list_tokens()] == [("t1", None)]
+        assert [p.standing for p in store.list_probes()] == [False]  # version 3's column
         record = store.end_probe("p1", "removed", 5.0, "gone")
         assert record is not None
         assert record.ended_reason == "gone"  # the column added by version 2
+        assert store.standing_summary("p1") == []  # version 3's tables
+    finally:
+        store.close()
+
+
+def test_a_sqlite_file_of_standing_probes_before_migrations_is_migrated(tmp_path: Path) -> None:
+    # The hub of issue 13 (before the version table) added probes.standing, strata and
+    # reservoir at open: step 3 must accept them as they are and keep their rows.
+    path = tmp_path / "standing.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema', '2');
+        CREATE TABLE tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, services TEXT);
+        CREATE TABLE probes (id TEXT PRIMARY KEY, signature TEXT NOT NULL, probe TEXT NOT NULL,
+            selector TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL,
+            expires_at REAL, ended_at REAL, max_hits INTEGER,
+            hit_count INTEGER NOT NULL DEFAULT 0, dropped INTEGER NOT NULL DEFAULT 0,
+            ended_reason TEXT, standing INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE hits (seq INTEGER PRIMARY KEY AUTOINCREMENT, probe_id TEXT NOT NULL,
+            signature TEXT NOT NULL, source_id TEXT NOT NULL, hit_id TEXT, ts REAL NOT NULL,
+            received_at REAL NOT NULL, body TEXT NOT NULL);
+        CREATE TABLE strata (probe_id TEXT NOT NULL, version TEXT NOT NULL,
+            stratum TEXT NOT NULL, seen INTEGER NOT NULL, kept INTEGER NOT NULL,
+            first_seen REAL NOT NULL, last_seen REAL NOT NULL,
+            PRIMARY KEY (probe_id, version, stratum));
+        CREATE TABLE reservoir (seq INTEGER PRIMARY KEY, probe_id TEXT NOT NULL,
+            version TEXT NOT NULL, stratum TEXT NOT NULL);
+        INSERT INTO probes (id, signature, probe, selector, state, created_at, standing)
+            VALUES ('sp', 'sig', '{"id": "sp"}', '{}', 'active', 1.0, 1);
+        INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, body)
+            VALUES ('sp', 'sig', 's1', 'h-1', 1.0, 2.0, '{"probe_id": "sp"}');
+        INSERT INTO strata VALUES ('sp', '1.0', 'ok', 7, 1, 2.0, 3.0);
+        INSERT INTO reservoir VALUES (1, 'sp', '1.0', 'ok');
+        """
+    )
+    old.close()
+    store = SQLiteStore(path)
+    try:
+        assert store.schema_version == 3
+        assert [(p.id, p.standing) for p in store.list_probes(standing=True)] == [("sp", True)]
+        summary = store.standing_summary("sp")
+        assert [(v.version, v.seen, v.kept, v.strata) for v in summary] == [("1.0", 7, 1, 1)]
+        assert [row.seq for row in store.find_hits("sp", "h-1")] == [1]
+    finally:
+        store.close()
+
+
+def test_a_postgresql_database_at_version_2_gains_standing_probes(postgres_url: str) -> None:
+    import psycopg
+
+    from sensor.hub.store import postgres
+
+    # a database the hub of version 2 migrated (before standing probes), with one probe
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+            "applied_at DOUBLE PRECISION NOT NULL, description TEXT NOT NULL)"
+        )
+        for step in postgres.MIGRATIONS[:2]:
+            step.apply(conn)
+            conn.execute(
+                "INSERT INTO schema_version VALUES (%s, 1.0, %s)", (step.version, step.description)
+            )
+        conn.execute(
+            "INSERT INTO probes (id, signature, probe, selector, state, created_at) "
+            "VALUES ('p1', 'sig', '{\"id\": \"p1\"}', '{}', 'active', 1.0)"
+        )
+    store = postgres.PostgresStore(postgres_url)
+    try:
+        assert store.schema_version == 3
+        assert [(p.id, p.standing) for p in store.list_probes()] == [("p1", False)]
+        assert store.list_probes(standing=True) == []
+        assert store.standing_summary("p1") == []
     finally:
         store.close()
 
@@ -570,7 +662,7 @@ def test_replicas_starting_at_once_migrate_once(postgres_url: str) -> None:
         thread.join()
     try:
         assert errors == []
-        assert raw(opened[0], "SELECT count(*) FROM schema_version")[0][0] == 2
+        assert raw(opened[0], "SELECT count(*) FROM schema_version")[0][0] == 3
     finally:
         for item in opened:
             item.close()

@@ -1,0 +1,318 @@
+"""The fused hook of an always-on expectation: guards, frame read, evaluation and metering in one.
+
+A probe with ``expect`` evaluates its expectation on every firing its ``eval_rate`` admits, so
+that a violation on 1% of calls is seen: this is the code a standing probe runs on every call of
+the function it watches. :class:`~sensor.guards.ExpectGate` and the engine's ``fire`` do the same
+work in five Python calls, with a copy of every local of the frame, four clock reads and a
+locked budget update per firing (about 1.2 to 2.3 us); here it is one closure:
+
+1. the skip path of :class:`~sensor.guards.ExpectGate` (sensor work, the closed switch, armed);
+2. one clock read (``perf_counter_ns``) that serves the evaluation token bucket, expiry and the
+   start of the metering;
+3. the frame read: only the names the expectation reads, looked up in the frame's locals (a
+   mapping that is never written to; no copy), the probe's value (``result`` at ``@return``,
+   ``exception`` at ``@exception``) passed in a slot of the evaluation state;
+4. the sandboxed evaluation through :meth:`sensor.expressions.Expression.evaluator` (the same
+   closures, limits and redaction rules as ``evaluate``);
+5. the metering: a second clock read, added to a per-probe batch that is handed to the CPU
+   budget every :data:`SETTLE_EVERY` firings or :data:`SETTLE_NS` (a firing above
+   :data:`SLOW_FIRING_NS` is handed over at once, so that the one-hit cap still applies to it).
+
+Everything else, which is rare by design, goes to the engine's slow path with the frame: the
+capture of a violation (within ``violation_rate``) or of a passing firing (within the probe's
+``rate``), and a failure of the sensor's own. Load shedding (the account) and the precise
+(CPU-clock) metering mode are checked inline, as :class:`~sensor.guards.ExpectGate` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sensor import guards
+from sensor import redaction as _redaction
+from sensor.expressions.budget import NO_VALUE
+from sensor.expressions.compiler import Expression
+from sensor.expressions.values import _Lazy, _materialize
+from sensor.guards import (
+    LONG_WAIT,
+    NOTHING,
+    SENSOR_WORK,
+    Account,
+    CpuBudget,
+    Switch,
+    Waker,
+    new_tally,
+    tally_count,
+)
+
+__all__ = ["SETTLE_EVERY", "SETTLE_NS", "SLOW_FIRING_NS", "FastExpectGate"]
+
+#: Firings metered before their batch is handed to the CPU budget.
+SETTLE_EVERY = 64
+#: ... or nanoseconds after the batch started, whichever comes first.
+SETTLE_NS = 50_000_000
+#: A firing that took longer than this (or than the budget's one-hit cap, if lower) is handed to
+#: the budget at once, alone, so that the one-hit cap applies to it as to any other firing.
+SLOW_FIRING_NS = 1_000_000
+
+_get_ident = guards._get_ident
+_perf = time.perf_counter_ns
+_SWITCH_ATTR = "sensor_switch"
+# The locals of an evaluation that reads no local: never written to, so one is shared.
+_NO_LOCALS: dict[str, object] = {}
+# Types whose truth value runs no user code (the engine's _truth uses the same list).
+_PLAIN_TRUTH = frozenset(
+    map(id, (type(None), int, float, str, bytes, list, tuple, dict, set, frozenset))
+)
+
+
+class FastExpectGate(guards._GuardedHook):
+    """The hook of a probe with ``expect`` and no ``condition``: see the module docstring.
+
+    ``expr`` is the expectation, compiled with ``slots=(value_name,)`` when the hook is given a
+    value (``result`` at ``@return``, ``exception`` at ``@exception``); every other name is
+    read from the frame's locals in place. ``slow(frame, value, outcome, error)`` is the
+    engine's slow path: it builds and delivers the hit of this firing (``outcome``:
+    ``"violation"`` or ``"pass"``; ``error`` the text of an evaluation error, redacted there);
+    ``failed(exc)`` records a failure of the sensor's own (a hit that could not be built).
+    ``depth`` and ``dispatch`` find the target frame (see :class:`~sensor.inject.core.Backend`). The
+    counters are tallies: ``evaluations`` and ``violations`` count before any capture
+    decision, exactly.
+    """
+
+    __slots__ = ("evaluations", "violations")
+
+    def __init__(
+        self,
+        *,
+        expr: Expression,
+        value_name: str | None,
+        slow: Callable[[Any, object, str, str | None], None],
+        failed: Callable[[Exception], object],
+        depth: int,
+        dispatch: frozenset[int],
+        eval_rate: float,
+        violation_rate: float,
+        pass_rate: float | None,
+        pass_burst: int | None,
+        max_hits: int | None,
+        expires_at: float | None,
+        on_stop: Callable[[str], None],
+        budget: CpuBudget,
+        account: Account,
+        waker: Waker | None = None,
+        hits: list[int] | None = None,
+    ) -> None:
+        if value_name is not None and expr.slots != (value_name,):
+            raise ValueError(f"expression {expr.source!r}: compile it with slots=({value_name!r},)")
+        getframe = sys._getframe
+        perf = _perf
+        monotonic = time.monotonic
+        # The evaluation bucket in nanoseconds. An unlimited rate (>= 1e9/s: one per ns) has
+        # no bucket at all.
+        limited = eval_rate < 1e9
+        per_ns = eval_rate / 1e9
+        burst = max(1.0, eval_rate)
+        tokens = burst
+        t_start = perf()
+        last = t_start
+        next_at = -1
+        expires = math.inf if expires_at is None else t_start + (expires_at - time.time()) * 1e9
+        cap = math.inf if max_hits is None else float(max_hits)
+        produced_hits = hits if hits is not None else [0]
+        violation_bucket = guards._Bucket(violation_rate, None, monotonic())
+        pass_bucket = (
+            None if pass_rate is None else guards._Bucket(pass_rate, pass_burst, monotonic())
+        )
+        has_value = value_name is not None
+        # An expectation that reads only the probe's value (``result >= 0``) needs no frame:
+        # it is read only for a capture (or when the hook was given no value).
+        reads_frame = not has_value or not set(expr.names) <= {value_name}
+        skips = new_tally()
+        evaluations = new_tally()
+        violations = new_tally()
+        switch = Switch((True,))
+        schedule = None if waker is None or not limited else waker.schedule
+        armed = True
+        # The metering batch: ns and firings not yet handed to the budget, and when it began.
+        pending_ns = 0
+        pending_n = 0
+        settle_at = 0
+        spend = budget.spend
+        settle = budget.spend_many
+        precise_clock = time.thread_time_ns
+        source = expr.source
+        # The compiled expression as evaluate() runs it, refreshed when the rules change: one
+        # consistent build (Expression._compiled is replaced whole by a rebuild on any thread).
+        fn, red0, version0, table = expr._compiled
+        # A firing above this is metered alone (SLOW_FIRING_NS, or the budget's one-hit cap if
+        # lower: read again at each settlement, as the budget's fraction may change).
+        slow_ns = min(SLOW_FIRING_NS, budget.limit_ns)
+        steps = expr.max_steps
+        seconds = expr.max_seconds
+        redaction = _redaction
+
+        def stop(why: str) -> None:
+            nonlocal armed
+            if armed:
+                armed = False
+                on_stop(why)
+
+        def hook(value: object = NOTHING) -> None:
+            nonlocal tokens, last, next_at, pending_ns, pending_n, settle_at, slow_ns
+            nonlocal fn, red0, version0, table
+            if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
+                return  # the sensor's own work: invisible (see sensor.threads)
+            if not switch:  # closed until the waker reopens it (see Gate)
+                next(skips)
+                return
+            if not armed:
+                return
+            t0 = perf()
+            if t0 < next_at:
+                next(skips)
+                return
+            if t0 >= expires:
+                stop("expired")
+                return
+            if produced_hits[0] >= cap:
+                stop("max_hits")
+                return
+            if limited:
+                tokens += (t0 - last) * per_ns
+                if tokens > burst:
+                    tokens = burst
+                last = t0
+                tokens -= 1.0
+                next_at = t0 if tokens >= 1.0 else t0 + int((1.0 - tokens) / per_ns)
+            if account.rate is not None and not account.admit(monotonic()):
+                return  # shed by the CPU budget before any work (counted by the account)
+            precise = budget.clock is not perf
+            c0 = precise_clock() if precise else 0
+            outcome: str | None = None
+            error: str | None = None
+            frame: Any = None
+            fl: Any = _NO_LOCALS
+            gl: Any = None
+            try:
+                if reads_frame or value is NOTHING:
+                    frame = getframe(depth)
+                    if dispatch and id(frame.f_code) in dispatch:
+                        frame = frame.f_back  # called through the hybrid's monitoring callback
+                    # The frame's own mapping, read in place and never written to (writing
+                    # would change the program's variables): the expression only looks names
+                    # up.
+                    fl = frame.f_locals
+                    gl = frame.f_globals
+                red = redaction._default
+                if red is red0 and red.version == version0:
+                    # Expression.evaluate, inline: the same closures, state and limits.
+                    if has_value:
+                        state = [steps, steps, 0.0, None, seconds, red, None, table,
+                                 NO_VALUE if value is NOTHING else value]  # fmt: skip
+                    else:
+                        state = [steps, steps, 0.0, None, seconds, red, None, table]
+                    try:
+                        ok = fn(fl, gl, state)
+                        if ok is not True and type(ok) is _Lazy:
+                            ok = _materialize(ok, state)
+                    except Exception as exc:  # refused or failed: not evaluable, a violation
+                        ok = None
+                        failure = expr.failed(exc)
+                        error = f"{type(failure).__name__}: {failure}"
+                else:  # the rules changed: evaluate() rebuilds the closures first
+                    try:
+                        ok = expr.evaluate(
+                            fl,
+                            gl,
+                            values=(NO_VALUE if value is NOTHING else value,) if has_value else (),
+                        )
+                    except Exception as exc:
+                        ok = None
+                        error = f"{type(exc).__name__}: {exc}"
+                    fn, red0, version0, table = expr._compiled
+                next(evaluations)
+                if ok is True:
+                    violated = False
+                elif ok is False or error is not None:
+                    violated = True
+                elif id(type(ok)) in _PLAIN_TRUTH:
+                    violated = not ok
+                else:
+                    violated = True
+                    error = f"{source!r} gave a {_type_name(type(ok))}, expected a bool"
+                if violated:
+                    next(violations)
+                    if violation_bucket.take(monotonic()):
+                        outcome = "violation"
+                    else:
+                        next(skips)  # a violation not captured: counted, never silent
+                elif pass_bucket is not None and pass_bucket.take(monotonic()):
+                    outcome = "pass"
+                if outcome is not None:
+                    if frame is None:
+                        frame = getframe(depth)
+                        if dispatch and id(frame.f_code) in dispatch:
+                            frame = frame.f_back
+                    slow(frame, value, outcome, error)
+                    produced_hits[0] += 1
+                    if produced_hits[0] >= cap:
+                        stop("max_hits")
+            except Exception as exc:  # a failure of ours: counted, never raised into the host
+                with contextlib.suppress(Exception):
+                    failed(exc)
+            frame = fl = None  # no reference to the host's frame outlives the firing
+            # metering
+            if precise:
+                over = spend(account, precise_clock() - c0, precise_clock)
+                if over is not None:
+                    stop(over)
+            else:
+                t1 = perf()
+                took = t1 - t0
+                if took > slow_ns:
+                    over = spend(account, took, perf)
+                    if over is not None:
+                        stop(over)
+                else:
+                    if not pending_n:
+                        settle_at = t1 + SETTLE_NS
+                    pending_ns += took
+                    pending_n += 1
+                    if pending_n >= SETTLE_EVERY or t1 >= settle_at:
+                        if settle(account, pending_ns, pending_n):
+                            pending_ns = pending_n = 0
+                        slow_ns = min(SLOW_FIRING_NS, budget.limit_ns)
+            if schedule is not None and next_at - t0 >= LONG_WAIT * 1e9:
+                switch.clear()  # before schedule(): the reopening may run before it returns
+                if not schedule(min(next_at, expires) / 1e9 + wall_offset, reopen):
+                    reopen()
+
+        def reopen() -> None:
+            switch[:] = (True,)  # one C operation: never two entries
+
+        def read() -> tuple[int, int]:
+            return produced_hits[0], tally_count(skips)
+
+        def disarm() -> None:
+            nonlocal armed
+            armed = False
+            reopen()
+
+        # The waker schedules in time.monotonic() seconds; the bucket counts perf_counter ns.
+        wall_offset = monotonic() - perf() / 1e9
+        setattr(hook, _SWITCH_ATTR, (switch, skips))
+        self._publish(hook, read, disarm)
+        self.evaluations = evaluations
+        self.violations = violations
+
+
+def _type_name(tp: type) -> str:
+    name = type.__dict__["__qualname__"].__get__(tp)
+    module = type.__dict__["__module__"].__get__(tp)
+    return str(name) if module == "builtins" else f"{module}.{name}"

@@ -1,0 +1,425 @@
+"""The fused hot path of an always-on expectation: the same answers, rules and metering, cheaper.
+
+An expectation evaluated on every call goes through :mod:`sensor.hotpath` and the compiler's
+inline forms (the probe's value in a slot, chained order comparisons, ``isinstance`` of builtin
+classes, ``sum`` of a short list of numbers). Each test here holds one of them to the general
+path's behaviour: the same value or the same error, no user code run, every firing metered.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from sensor.engine import Engine
+from sensor.errors import ExpressionError
+from sensor.expressions import Redacted, compile
+from sensor.guards import CpuBudget
+from sensor.hotpath import SETTLE_EVERY, FastExpectGate
+from sensor.probes import Probe, ProbeState
+
+SECRET = "AKIAIOSFODNN7EXAMPLE"  # a secret by content (R2)
+
+
+class Hostile:
+    """Every hook Python could call on it records the call (none may be)."""
+
+    calls: list[str] = []
+
+    def __eq__(self, other: object) -> bool:
+        Hostile.calls.append("__eq__")
+        return True
+
+    __hash__ = object.__hash__
+
+    def __lt__(self, other: object) -> bool:
+        Hostile.calls.append("__lt__")
+        return True
+
+    def __le__(self, other: object) -> bool:
+        Hostile.calls.append("__le__")
+        return True
+
+    def __ge__(self, other: object) -> bool:
+        Hostile.calls.append("__ge__")
+        return True
+
+    def __bool__(self) -> bool:
+        Hostile.calls.append("__bool__")
+        return True
+
+    def __repr__(self) -> str:
+        Hostile.calls.append("__repr__")
+        return "Hostile()"
+
+    def __len__(self) -> int:
+        Hostile.calls.append("__len__")
+        return 1
+
+    def __iter__(self) -> Any:
+        Hostile.calls.append("__iter__")
+        return iter([1])
+
+
+class Meta(type):
+    def __eq__(cls, other: object) -> bool:
+        Hostile.calls.append("Meta.__eq__")
+        return True
+
+    __hash__ = type.__hash__
+
+    def __instancecheck__(cls, obj: object) -> bool:
+        Hostile.calls.append("Meta.__instancecheck__")
+        return True
+
+
+class WithMeta(metaclass=Meta):
+    pass
+
+
+class Text(str):
+    pass
+
+
+def outcome(fn: Callable[[], object]) -> tuple[str, object]:
+    """('value', v) or ('error', message): Redacted markers compared by their class."""
+    try:
+        v = fn()
+    except ExpressionError as exc:
+        return "error", re.sub(r"^expression '[^']*'", "", str(exc))  # the source aside
+    if isinstance(v, Redacted):
+        return "redacted", type(v).__name__
+    if isinstance(v, float) and math.isnan(v):
+        return "value", "nan"
+    return "value", (type(v), v)
+
+
+VALUES: list[object] = [
+    0,
+    -3,
+    7.5,
+    math.nan,
+    True,
+    None,
+    "short",
+    "a longer clean text",
+    SECRET,
+    Text("abcdefgh"),
+    [1, 2, 3],
+    (1.5, 2),
+    ["password", 5],
+    Hostile(),
+    WithMeta(),
+]
+
+SOURCES = [
+    "result >= 0",
+    "result > 1",
+    "result < 10",
+    "result == 7.5",
+    "result != 0",
+    "result",
+    "0 <= result <= 10",
+    "result <= price <= 100",
+    "0 < discount < result",
+    "isinstance(result, str)",
+    "isinstance(result, (int, float))",
+    "isinstance(result, str) and len(result) < 64",
+    "sum(result)",
+    "result == sum(prices)",
+    "len(result)",
+]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_value_in_a_slot_evaluates_as_the_same_name_in_the_locals(source: str) -> None:
+    # The slot form is what the hot path runs; the locals form is the general path.
+    plain, slotted = compile(source), compile(source, slots=("result",))
+    for value in VALUES:
+        for price in (5, 2.5, "x", None):
+            Hostile.calls.clear()
+            ns: dict[str, object] = {"price": price, "discount": 1, "prices": [1, 2, value]}
+            general = outcome(lambda ns=ns, v=value: plain.evaluate({**ns, "result": v}))
+            fast = outcome(lambda ns=ns, v=value: slotted.evaluate(ns, values=(v,)))
+            assert fast == general, (source, value, price)
+            assert Hostile.calls == [], (source, value, Hostile.calls)
+
+
+def test_a_secret_in_a_slot_is_redacted_as_in_the_locals() -> None:
+    expr = compile("result", slots=("result",))
+    assert isinstance(expr.evaluate({}, values=(SECRET,)), Redacted)  # R2
+    named = compile("password", slots=("password",))
+    assert isinstance(named.evaluate({}, values=("hunter22",)), Redacted)  # R1
+    # A guessed secret compares as the marker it is (the general path's answer): never equal.
+    guess = "result == 'AKIAIOSFODNN7EXAMPLE'"
+    assert compile(guess).evaluate({"result": SECRET}) is False
+    assert compile(guess, slots=("result",)).evaluate({}, values=(SECRET,)) is False
+
+
+def test_a_slot_given_no_value_reads_the_name_from_the_locals() -> None:
+    expr = compile("result > 1", slots=("result",))
+    assert expr.evaluate({"result": 3}) is True
+    with pytest.raises(ExpressionError, match="'result' is not defined"):
+        expr.evaluate({})
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "c"),
+    [
+        (0, 1, 2),
+        (2, 1, 0),
+        (0, 0.5, math.nan),
+        (math.nan, 1, 2),
+        (True, 1, 2),
+        (0, "x", 2),
+        ("a", "b", "c"),
+        (0, 5, "x"),
+        (0, None, 1),
+        (5, 1, "x"),  # the first comparison is false: c is never compared
+        (0, Hostile(), 1),
+        (SECRET, "b", "c"),
+    ],
+)
+def test_a_chained_order_comparison_is_the_pair_of_comparisons(
+    a: object, b: object, c: object
+) -> None:
+    Hostile.calls.clear()
+    ns = {"a": a, "b": b, "c": c}
+
+    def ev(source: str) -> tuple[str, object]:
+        return outcome(lambda: compile(source).evaluate(ns))
+
+    for op1, op2 in (("<=", "<="), ("<", "<"), (">=", ">"), ("<", ">=")):
+        chained, pair = ev(f"a {op1} b {op2} c"), ev(f"a {op1} b and b {op2} c")
+        assert chained == pair, (a, b, c, op1, op2)
+        assert ev(f"0 {op1} b {op2} 10") == ev(f"0 {op1} b and b {op2} 10")
+    assert Hostile.calls == []
+
+
+def test_isinstance_of_builtin_classes_runs_no_metaclass_code() -> None:
+    Hostile.calls.clear()
+    ev = compile("isinstance(x, str)").evaluate
+    assert ev({"x": WithMeta()}) is False
+    assert ev({"x": Text("abc")}) is True  # a subclass, through the MRO
+    assert compile("isinstance(x, (int, str))").evaluate({"x": WithMeta()}) is False
+    assert compile("isinstance(x, (int, str))").evaluate({"x": 3}) is True
+    assert Hostile.calls == []
+    with pytest.raises(ExpressionError, match="redacted"):
+        compile("isinstance(password, str)").evaluate({"password": "hunter22"})
+
+
+def test_sum_of_a_short_list_of_numbers_is_charged_one_step_per_item() -> None:
+    small = compile("sum(xs)", max_steps=40)
+    assert small.evaluate({"xs": list(range(30))}) == sum(range(30))
+    with pytest.raises(ExpressionError, match="step budget"):
+        small.evaluate({"xs": list(range(50))})
+    # What the inline form does not take goes through sum() as before.
+    assert compile("sum(xs)").evaluate({"xs": [1, 2.5]}) == 3.5
+    with pytest.raises(ExpressionError):
+        compile("sum(xs)").evaluate({"xs": [1, "a"]})
+    with pytest.raises(ExpressionError):
+        compile("sum(xs)").evaluate({"xs": ["token", 5]})
+
+
+# -- the gate ------------------------------------------------------------------------------
+
+
+def gate(
+    budget: CpuBudget,
+    source: str = "result >= 0",
+    *,
+    slow: Callable[..., None] | None = None,
+    stops: list[str] | None = None,
+) -> FastExpectGate:
+    return FastExpectGate(
+        expr=compile(source, slots=("result",)),
+        value_name="result",
+        slow=slow or (lambda *a: None),
+        failed=lambda exc: None,
+        depth=1,
+        dispatch=frozenset(),
+        eval_rate=1e9,
+        violation_rate=1e9,
+        pass_rate=None,
+        pass_burst=None,
+        max_hits=None,
+        expires_at=None,
+        on_stop=(stops if stops is not None else []).append,
+        budget=budget,
+        account=budget.account("p"),
+    )
+
+
+def test_every_firing_is_metered_in_batches() -> None:
+    budget = CpuBudget(0.5)
+    g = gate(budget)
+    for _ in range(3 * SETTLE_EVERY + 5):
+        g.hook(1)
+    account = budget.account("p")
+    assert account.fired == 3 * SETTLE_EVERY
+    assert account.spent > 0
+    from sensor.guards import tally_count
+
+    assert tally_count(g.evaluations) == 3 * SETTLE_EVERY + 5
+
+
+def test_a_batch_is_kept_while_the_budget_is_busy() -> None:
+    budget = CpuBudget(0.5)
+    g = gate(budget)
+    account = budget.account("p")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with budget._lock:  # another thread settling, or the window ending
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    try:
+        for _ in range(SETTLE_EVERY + 3):
+            g.hook(1)
+        assert account.fired == 0
+    finally:
+        release.set()
+        t.join()
+    g.hook(1)
+    assert account.fired == SETTLE_EVERY + 4
+
+
+def test_a_capture_dearer_than_the_one_hit_cap_disables_the_probe() -> None:
+    # The cap (200 us here) is below SLOW_FIRING_NS: such a firing must not be batched.
+    budget = CpuBudget(0.0002)
+    stops: list[str] = []
+
+    def burn(*args: object) -> None:
+        end = time.thread_time_ns() + 600_000
+        while time.thread_time_ns() < end:
+            pass
+
+    g = gate(budget, slow=burn, stops=stops)
+    for _ in range(3):
+        g.hook(-1)  # a violation, captured: the capture burns 0.6 ms of CPU
+    assert stops
+    assert "disabled by the CPU budget" in stops[0]
+
+
+# -- through the engine --------------------------------------------------------------------
+
+TARGET = """
+def price(i):
+    base = i * 2
+    result = -1 if i % 100 == 0 else base
+    return result
+
+def total(prices):
+    t = 0
+    for p in prices:
+        t += p
+    return t
+"""
+
+
+@pytest.fixture
+def target(load: Callable[..., ModuleType]) -> ModuleType:
+    return load(TARGET)
+
+
+def test_a_violation_of_an_expectation_reading_only_result_captures_the_frame(
+    engine: Engine, target: ModuleType
+) -> None:
+    probe = Probe(
+        kind="expect",
+        location=f"{target.__name__}:price",
+        expect="result >= 0",
+        limits={"eval_rate": 1e6, "violation_rate": 1e6},
+    )
+    assert engine.install(probe).state is ProbeState.INSTALLED
+    for i in range(300):
+        target.price(i)
+    hits = engine.drain()
+    assert [h.expect for h in hits] == [{"ok": False, "error": None}] * 3
+    assert all(h.captures and {"i", "base", "result"} <= set(h.captures) for h in hits)
+    got = engine.status(probe.id)
+    assert got is not None
+    assert (got.evaluations, got.violations) == (300, 3)
+
+
+def test_an_expectation_reading_locals_in_place_changes_no_variable(
+    engine: Engine, target: ModuleType
+) -> None:
+    probe = Probe(
+        kind="expect",
+        location=f"{target.__name__}:total",
+        expect="result == sum(prices) and t == result and p >= 0",
+        limits={"eval_rate": 1e6},
+    )
+    assert engine.install(probe).state is ProbeState.INSTALLED
+    for n in range(50):
+        assert target.total(list(range(n + 1))) == sum(range(n + 1))
+    got = engine.status(probe.id)
+    assert got is not None
+    assert (got.evaluations, got.violations) == (50, 0)
+    assert engine.drain() == []
+
+
+class Money(Decimal):
+    def __ge__(self, other: object) -> bool:
+        Hostile.calls.append("Money.__ge__")
+        return True
+
+
+def test_decimals_compare_natively_and_their_subclasses_are_still_checked() -> None:
+    Hostile.calls.clear()
+    assert compile("x >= 0 and x < y").evaluate({"x": Decimal("1.5"), "y": 2.5}) is True
+    assert compile("0 <= x <= y").evaluate({"x": Decimal("3"), "y": Decimal("2")}) is False
+    with pytest.raises(ExpressionError, match="failed"):
+        compile("x >= 0").evaluate({"x": Decimal("NaN")})  # InvalidOperation, as before
+    with pytest.raises(ExpressionError, match="refused"):
+        compile("x >= y").evaluate({"x": Money("1"), "y": Decimal("0")})
+    assert Hostile.calls == []
+
+
+def test_a_rule_change_is_applied_by_the_hook_from_the_next_firing() -> None:
+    # R1 is decided when the closures are built: the hook must use the rebuilt ones.
+    from sensor import redaction
+
+    red = redaction.get_redactor()
+    before = red.to_dict()
+    seen: list[object] = []
+    g = FastExpectGate(
+        expr=compile("result == 'plain-value'", slots=("result",)),
+        value_name="result",
+        slow=lambda frame, value, outcome, error: seen.append((outcome, error)),
+        failed=lambda exc: seen.append(exc),
+        depth=1,
+        dispatch=frozenset(),
+        eval_rate=1e9,
+        violation_rate=1e9,
+        pass_rate=None,
+        pass_burst=None,
+        max_hits=None,
+        expires_at=None,
+        on_stop=lambda why: None,
+        budget=CpuBudget(0.5),
+        account=CpuBudget(0.5).account("p"),
+    )
+    g.hook("plain-value")
+    assert seen == []  # held: nothing captured
+    try:
+        red.update(names=[*before["names"], "result"])  # `result` is now a secret name
+        g.hook("plain-value")
+    finally:
+        red.update(names=before["names"])
+    assert seen == [("violation", None)]  # a redacted marker is never equal to the text
+    g.hook("plain-value")
+    assert seen == [("violation", None)]  # the rules are back: it holds again
