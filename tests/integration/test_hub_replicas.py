@@ -175,3 +175,55 @@ def test_a_replica_killed_loses_no_acknowledged_hit_and_its_sensors_move(
     assert wait_until(lambda: workers <= set(installed_sources(client, second["id"])), 15), (
         probe_states(client, second["id"])
     )
+
+
+def test_a_standing_probe_samples_through_every_replica_into_one_summary(
+    tmp_path: Path, cleanup: Cleanup, postgres_url: str
+) -> None:
+    from agent_support import APP_MODULE
+
+    hubs = replicas(tmp_path, cleanup, postgres_url, 2)
+    balancer = cleanup.add(TcpBalancer([("127.0.0.1", hub.port) for hub in hubs]))
+    client = HubClient(balancer.url, CLIENT_TOKEN, timeout=10)
+    service = service_name()
+    app = cleanup.add(Gunicorn(tmp_path, sensor_env(balancer.url, service)))
+    assert wait_until(lambda: len(client.sources(service=service)) >= 3, 15)
+    status, placed = call(
+        hubs[0].url,
+        "POST",
+        "/v1/probes",
+        CLIENT_TOKEN,
+        {
+            "probe": {"kind": "snapshot", "location": f"{APP_MODULE}:total",
+                      "capture": ["amount", "qty", "result"]},
+            "selector": {"service": service},
+            "standing": True,
+        },
+    )  # fmt: skip
+    assert status == 201, placed
+    probe_id = placed["probe"]["id"]
+    assert wait_until(lambda: len(installed_sources(client, probe_id)) >= 2, 15), probe_states(
+        client, probe_id
+    )
+    assert all(balancer.connections.values()), balancer.connections  # both replicas serve
+    Traffic(app).run(300, pause=0.002)
+    assert wait_until(lambda: hits_and_drops(client, probe_id)[0] > 0, 20)
+
+    def summary() -> dict[str, Any]:
+        status, body = call(hubs[1].url, "GET", f"/v1/probes/{probe_id}/standing", CLIENT_TOKEN)
+        assert status == 200, body
+        return dict(body)
+
+    # hits the sensors sent through either replica are counted once, in one version's summary
+    time.sleep(2.0)  # let the last batches land
+    received = hits_and_drops(client, probe_id)[0]
+    (version,) = summary()["versions"]
+    assert version["seen"] == received
+    assert 0 < version["kept"] <= 512
+    hits = all_hits(client, probe_id)
+    assert len(hits) == version["kept"]
+    one = hits[-1]
+    path = f"/v1/probes/{probe_id}/hits/{one['hit_id']}?source_id={one['source']['id']}"
+    status, found = call(hubs[0].url, "GET", path, CLIENT_TOKEN)  # found by the store's find_hits
+    assert status == 200, found
+    assert found["hit"] == one
