@@ -943,7 +943,8 @@ class PostgresStore:
             accepted += 1
             hit["signature"] = signature
             hit["source"] = brief
-            self._sample(conn, probe_id, version, source.id, hit, now)
+            if self._sample(conn, probe_id, version, source.id, hit, now):
+                outcome.stored.append(hit)  # kept in the sample: exported like any stored hit
         extra_dropped = int(dropped.get(probe_id, 0))
         if accepted or extra_dropped:
             conn.execute(
@@ -961,7 +962,7 @@ class PostgresStore:
         source_id: str,
         hit: dict[str, Any],
         now: float,
-    ) -> None:
+    ) -> bool:
         """Count one hit in its stratum and decide whether the sample keeps it.
 
         As :meth:`SQLiteStore._sample <sensor.hub.store.sqlite.SQLiteStore._sample>`: while the
@@ -1027,7 +1028,7 @@ class PostgresStore:
             elif kept > 0 and _RANDOM.randrange(seen) < kept:
                 victim = stratum
             else:
-                return  # not sampled: counted in seen
+                return False  # not sampled: counted in seen
         if victim is not None:
             kept_there = conn.execute(
                 "SELECT kept FROM strata WHERE probe_id = %s AND version = %s AND stratum = %s",
@@ -1067,6 +1068,7 @@ class PostgresStore:
             "AND stratum = %s",
             (*key, stratum),
         )
+        return True
 
     @staticmethod
     def _forget_version(conn: Any, probe_id: str, version: str) -> None:

@@ -810,7 +810,8 @@ class SQLiteStore:
             accepted += 1
             hit["signature"] = signature
             hit["source"] = brief
-            self._sample(probe_id, version, source.id, hit, now)
+            if self._sample(probe_id, version, source.id, hit, now):
+                outcome.stored.append(hit)  # kept in the sample: exported like any stored hit
         self._db.execute(
             "UPDATE probes SET hit_count = hit_count + ?, dropped = dropped + ? WHERE id = ?",
             (accepted, int(dropped.get(probe_id, 0)), probe_id),
@@ -818,7 +819,7 @@ class SQLiteStore:
 
     def _sample(
         self, probe_id: str, version: str, source_id: str, hit: dict[str, Any], now: float
-    ) -> None:
+    ) -> bool:
         """Count one hit in its stratum and decide whether the sample keeps it.
 
         While the reservoir of (probe, version) has room every hit is kept. Once it is full, a
@@ -886,7 +887,7 @@ class SQLiteStore:
             elif kept > 0 and _RANDOM.randrange(seen) < kept:
                 victim = stratum
             else:
-                return  # not sampled: counted in seen
+                return False  # not sampled: counted in seen
         if victim is not None:
             kept_there = db.execute(
                 "SELECT kept FROM strata WHERE probe_id = ? AND version = ? AND stratum = ?",
@@ -925,6 +926,7 @@ class SQLiteStore:
             "UPDATE strata SET kept = kept + 1 WHERE probe_id = ? AND version = ? AND stratum = ?",
             (*key, stratum),
         )
+        return True
 
     def _forget_version(self, probe_id: str, version: str) -> None:
         """Drop the sample and counts of one service version of a standing probe."""

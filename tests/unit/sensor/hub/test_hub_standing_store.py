@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -322,3 +323,20 @@ def test_replicas_sampling_one_probe_together_keep_exact_counts(postgres_url: st
     finally:
         for item in stores:
             item.close()
+
+
+def test_hits_the_sample_keeps_are_reported_stored(store: Any) -> None:
+    # ``outcome.stored`` is what the hub exports (OpenTelemetry): the sampled hits, not the rest
+    store.add_probe(standing_probe())
+    src = source()
+    store.register_source(src)
+    first = [shaped_hit(n, n) for n in range(5)]
+    outcome = store.add_hits(src, [dict(h) for h in first], {}, 2000.0)
+    assert [hit["hit_id"] for hit in outcome.stored] == [f"h-{n}" for n in range(5)]
+    assert store.add_hits(src, [dict(h) for h in first], {}, 2001.0).stored == []  # a retry
+    many = [shaped_hit(n, 1) for n in range(5, 5 + 3 * strata.RESERVOIR_CAP)]
+    stored = store.add_hits(src, many, {}, 2002.0).stored
+    sample = {row.body for row in store.read_hits(probe_id="sp1", limit=10_000)}
+    exported = {hit["hit_id"] for hit in stored} | {f"h-{n}" for n in range(5)}
+    assert {json.loads(body)["hit_id"] for body in sample} <= exported
+    assert strata.RESERVOIR_CAP - 5 <= len(stored) < len(many)
