@@ -131,6 +131,7 @@ def cmd_hub(args: argparse.Namespace) -> int:
         stale_after=args.stale_after,
         gone_after=args.gone_after,
         sqlite_synchronous=args.sqlite_synchronous,
+        otel_endpoint=args.otel_endpoint,
     )
     port = args.port
     if port is None:
@@ -725,15 +726,25 @@ def build_parser() -> argparse.ArgumentParser:
     hub = commands.add_parser("hub", help="run the hub server", description="Run the hub server.")
     hub.add_argument("--host", help="address to bind (default 127.0.0.1: loopback only)")
     hub.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one)")
-    hub.add_argument("--db", help="SQLite file (default sensor-hub.db, or SENSOR_HUB_DB)")
     hub.add_argument(
-        "--admin-token", help="create this admin token at start (SENSOR_HUB_ADMIN_TOKEN)"
+        "--db",
+        help="SQLite file, or postgresql://user@host/database to share with other replicas "
+        "(default sensor-hub.db, or SENSOR_HUB_DB / SENSOR_HUB_DB_FILE)",
     )
     hub.add_argument(
-        "--sensor-token", help="create this sensor token at start (SENSOR_HUB_SENSOR_TOKEN)"
+        "--admin-token",
+        help="create this admin token at start (SENSOR_HUB_ADMIN_TOKEN, or a file: "
+        "SENSOR_HUB_ADMIN_TOKEN_FILE)",
     )
     hub.add_argument(
-        "--client-token", help="create this client token at start (SENSOR_HUB_CLIENT_TOKEN)"
+        "--sensor-token",
+        help="create this sensor token at start (SENSOR_HUB_SENSOR_TOKEN, or a file: "
+        "SENSOR_HUB_SENSOR_TOKEN_FILE)",
+    )
+    hub.add_argument(
+        "--client-token",
+        help="create this client token at start (SENSOR_HUB_CLIENT_TOKEN, or a file: "
+        "SENSOR_HUB_CLIENT_TOKEN_FILE)",
     )
     hub.add_argument("--ssl-certfile", help="TLS certificate (PEM); serve https")
     hub.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
@@ -763,6 +774,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="warning",
         choices=["critical", "error", "warning", "info", "debug"],
         help="server log level (default warning)",
+    )
+    hub.add_argument(
+        "--otel-endpoint",
+        help="export stored hits, counters and timers over OTLP/HTTP to this base URL, e.g. "
+        "http://collector:4318 (the otel extra; SENSOR_HUB_OTEL_ENDPOINT)",
     )
     hub.add_argument("--access-log", action="store_true", help="log every request")
     hub.set_defaults(func=cmd_hub)

@@ -312,7 +312,7 @@ async def poll_probes(request: Request, token: TokenRecord) -> Response:
     if wait < 0:
         raise ApiError(400, "invalid_query", f"query parameter 'wait': got {wait!r}, expected >= 0")
     wait = min(wait, hub.settings.max_poll_wait)
-    await hub.call(hub.store.touch_source, source.id, time.time())
+    hub.touch(source.id)
     loop_deadline = time.monotonic() + wait
     while True:
         version = hub.notifier.version
@@ -321,13 +321,7 @@ async def poll_probes(request: Request, token: TokenRecord) -> Response:
         if current != etag or remaining <= 0 or hub.closing:
             break
         await hub.notifier.wait(version, remaining)
-    return JSONResponse(
-        {
-            "etag": current,
-            "probes": [record.probe for record in records],
-            "redaction": hub.redaction_rules(),
-        }
-    )
+    return Response(hub.probe_set_answer(records, current), media_type="application/json")
 
 
 async def heartbeat(request: Request, token: TokenRecord) -> Response:
@@ -374,6 +368,7 @@ async def deregister(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
     await read_json(request, "Empty")
     source = await _source(request, token)
+    hub.forget_touch(source.id)
     await hub.call(hub.store.deregister_source, source.id, time.time())
     return JSONResponse({})
 
@@ -394,6 +389,7 @@ async def list_sources(request: Request, token: TokenRecord) -> Response:
             )
         labels[key] = value
     settings = hub.settings
+    await hub.flush_touches()  # this replica's polls of the last second count
     now = time.time()
     sources = []
     quarantined: list[tuple[str, str]] = []

@@ -103,13 +103,21 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(hub.sweeper(), name="sensor-hub-sweeper")
+        hub.start_watching()
+        tasks = [
+            asyncio.create_task(hub.sweeper(), name="sensor-hub-sweeper"),
+            asyncio.create_task(hub.toucher(), name="sensor-hub-toucher"),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(Exception):
+                await hub.flush_touches()
 
     handlers: dict[int | type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: _http_error,

@@ -2,7 +2,8 @@
 
 A token's secret is shown once, when it is created; the store keeps only its sha256. Lookups
 are cached for a few seconds so that the hits and poll paths do not hit the database for every
-request; removing a token through this hub drops it from the cache at once.
+request; removing a token drops it from the cache at once, in every replica that shares the
+database (the store's ``token:<id>`` event).
 """
 
 from __future__ import annotations
@@ -120,6 +121,11 @@ class TokenCache:
         if cached is not None and time.monotonic() - cached[1] < self._ttl:
             return cached[0]
         return None
+
+    def clear(self) -> None:
+        """Forget every cached lookup (removals may have been missed)."""
+        with self._lock:
+            self._cache.clear()
 
     def forget(self, token_id: str) -> None:
         with self._lock:

@@ -1,7 +1,14 @@
 """The hub's state shared by all handlers: store, token cache, change notifier, probe-set cache.
 
-Store calls run on one dedicated worker thread (SQLite has one writer anyway), so the event
-loop only ever awaits: a thousand open long polls cost a thousand suspended coroutines.
+Store calls run on dedicated worker threads (one for SQLite, which has one writer anyway; a
+few for PostgreSQL, one connection each), so the event loop only ever awaits: a thousand open
+long polls cost a thousand suspended coroutines.
+
+What lives here in memory is a cache of the store, never the only copy: with several replicas
+on one PostgreSQL database, the store's change events (:meth:`Hub.start_watching`) invalidate
+the active probe set, the redaction rules and removed tokens in every replica. Acknowledged
+hits, probes, sources and which token registered each source are in the store before any
+answer says so.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sensor.hub.auth import TokenCache, hash_token, new_token_record
 from sensor.hub.notify import ChangeNotifier
@@ -32,6 +39,9 @@ from sensor.hub.store import (
     open_store,
 )
 
+if TYPE_CHECKING:
+    from sensor.hub.otel import OtelExporter
+
 __all__ = ["Hub", "probe_set_etag"]
 
 _log = logging.getLogger("sensor.hub")
@@ -39,6 +49,8 @@ T = TypeVar("T")
 
 #: Most sources kept in memory (least recently used go first).
 SOURCE_CACHE_SIZE = 50_000
+#: Most distinct poll answers kept rendered (see Hub.probe_set_answer).
+ANSWER_CACHE_SIZE = 1024
 #: Most hits written in one group commit (one transaction) before other store calls get a turn.
 GROUP_COMMIT_HITS = 20_000
 
@@ -75,7 +87,9 @@ class Hub:
         self.store = store or open_store(settings.db, synchronous=settings.sqlite_synchronous)
         self.tokens = TokenCache(self.store)
         self.notifier = ChangeNotifier()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sensor-hub-store")
+        self._executor = ThreadPoolExecutor(
+            max(1, self.store.concurrency), thread_name_prefix="sensor-hub-store"
+        )
         self._active: list[ProbeRecord] = []
         self._active_version = -1
         self._loading: tuple[int, asyncio.Future[list[ProbeRecord]]] | None = None
@@ -83,6 +97,9 @@ class Hub:
         self._large: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._last_retention = 0.0
         self.closing = False
+        self._background: set[asyncio.Future[None]] = set()
+        self._touched: dict[str, float] = {}  # source id -> last poll, until flush_touches
+        self._answers: dict[str, bytes] = {}  # etag -> poll answer (probe_set_answer)
         self._ingest_lock = threading.Lock()
         self._ingest_queue: list[_Ingest] = []
         self._ingest_scheduled = False
@@ -94,6 +111,13 @@ class Hub:
         self._redaction: RedactionRecord | None = None
         self._redaction_key: str | None = None
         self._use_redaction(self.store.get_redaction())
+        self.exporter: OtelExporter | None = None
+        if settings.otel_endpoint:
+            from sensor.hub.otel import OtelExporter
+
+            self.exporter = OtelExporter(
+                settings.otel_endpoint, metric_interval=settings.otel_metric_interval
+            )
 
     def _bootstrap_tokens(self) -> None:
         """Create the tokens given at start (flags or environment) unless they exist already."""
@@ -144,6 +168,35 @@ class Hub:
         registered = await self.call(self.store.register_source, source)
         self._remember(registered)
         return registered
+
+    def touch(self, source_id: str) -> None:
+        """A source polled: its last-seen time is written with the others' within a second.
+
+        A poll does not wait for a write: with a thousand sensors, a thousand one-row
+        transactions per probe change would queue every poll answer behind the store thread.
+        Lost on a crash: at most the last second of last-seen times, which the next poll sets.
+        """
+        self._touched[source_id] = time.time()
+
+    async def flush_touches(self) -> None:
+        """Write the last-seen times gathered since the last flush (one transaction)."""
+        if not self._touched:
+            return
+        touched, self._touched = self._touched, {}
+        await self.call(self.store.touch_sources, touched)
+
+    def forget_touch(self, source_id: str) -> None:
+        """The source deregistered: a poll before that must not make it live again."""
+        self._touched.pop(source_id, None)
+
+    async def toucher(self) -> None:
+        """Run :meth:`flush_touches` every ``touch_interval`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(self.settings.touch_interval)
+            try:
+                await self.flush_touches()
+            except Exception:
+                _log.exception("writing last-seen times failed; retrying")
 
     def _remember(self, source: SourceRecord) -> None:
         self._sources[source.id] = source
@@ -223,6 +276,8 @@ class Hub:
             return
         for (item, _), outcome in zip(valid, outcomes, strict=True):
             _settle(item, result=outcome)
+            if self.exporter is not None:  # after the commit: only what is stored leaves
+                self.exporter.submit(outcome.stored)
 
     # -- probe sets ----------------------------------------------------------------------
 
@@ -255,6 +310,31 @@ class Hub:
         ]
         return records, probe_set_etag(records, self._redaction_key)
 
+    def probe_set_answer(self, records: list[ProbeRecord], etag: str) -> bytes:
+        """The poll answer's JSON for a probe set, rendered once per set.
+
+        Sensors that hold the same probes get the same bytes: when a change wakes a thousand
+        polls, the answer is encoded once, not a thousand times. A probe record never changes
+        once placed and the etag covers the ids and the redaction rules, so the etag is the
+        key. Bounded: the cache is emptied when it holds many sets.
+        """
+        answer = self._answers.get(etag)
+        if answer is None:
+            if len(self._answers) >= ANSWER_CACHE_SIZE:
+                self._answers.clear()
+            answer = json.dumps(
+                {
+                    "etag": etag,
+                    "probes": [record.probe for record in records],
+                    "redaction": self.redaction_rules(),
+                },
+                ensure_ascii=False,
+                allow_nan=False,
+                separators=(",", ":"),
+            ).encode("utf-8")
+            self._answers[etag] = answer
+        return answer
+
     # -- redaction rules -----------------------------------------------------------------
 
     @property
@@ -283,6 +363,41 @@ class Hub:
         """Probes were placed, removed, expired or completed: wake every long poll."""
         self.notifier.changed()
 
+    # -- other replicas' changes ---------------------------------------------------------
+
+    def start_watching(self) -> None:
+        """Hear what other hub processes on the same database change (call on the loop)."""
+        loop = asyncio.get_running_loop()
+
+        def on_change(event: str) -> None:  # on the store's listener thread
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(self._other_replica_changed, event)
+
+        self.store.watch(on_change)
+
+    def _other_replica_changed(self, event: str) -> None:
+        if event.startswith("token:"):
+            self.tokens.forget(event.removeprefix("token:"))
+            return
+        if event in ("redaction", "resync"):
+            if event == "resync":
+                self.tokens.clear()
+            task = asyncio.ensure_future(self._reload_redaction())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        self.changed()
+
+    async def _reload_redaction(self) -> None:
+        try:
+            record = await self.call(self.store.get_redaction)
+        except Exception:
+            _log.exception("reading the redaction rules another replica set failed")
+            return
+        before = self._redaction_key
+        self._use_redaction(record)
+        if self._redaction_key != before:
+            self.changed()
+
     def release_polls(self) -> None:
         """The server is stopping: answer every open long poll now instead of cutting it."""
         self.closing = True
@@ -292,6 +407,7 @@ class Hub:
 
     async def sweep(self) -> None:
         """Expire probes past their TTL; apply retention by age (at most once a minute)."""
+        await self.flush_touches()
         now = time.time()
         expired = await self.call(self.store.expire_probes, now)
         if expired:
@@ -317,6 +433,12 @@ class Hub:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        if self._touched:  # the server has stopped: write the last ones directly
+            with contextlib.suppress(Exception):
+                self.store.touch_sources(self._touched)
+            self._touched = {}
+        if self.exporter is not None:
+            self.exporter.close()
         with contextlib.suppress(Exception):
             self.store.close()
 

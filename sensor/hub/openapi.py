@@ -246,7 +246,11 @@ def _hit() -> dict[str, Any]:
         "kind": {"enum": [kind.value for kind in ProbeKind]},
         "location": {"type": "string", "minLength": 1, "maxLength": 1000},
         "ts": _EPOCH,
-        "hit_id": _nullable({"type": "string", "maxLength": MAX_NAME_CHARS_ID}),
+        # a column of its own in the store: no control characters (PostgreSQL's text holds no
+        # NUL, and one such hit would fail the whole group commit it is in)
+        "hit_id": _nullable(
+            {"type": "string", "maxLength": MAX_NAME_CHARS_ID, "pattern": _TEXT_PATTERN}
+        ),
         "line": _nullable({"type": "integer", "minimum": 0, "maximum": 10**7}),
         "thread": _nullable(_STR),
         "captures": _nullable(_OBJ),

@@ -5,17 +5,22 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from sensor.errors import ConfigError
 
 __all__ = ["HubSettings"]
+
+#: Settings that may come from a file (``SENSOR_HUB_<NAME>_FILE``): tokens, and the database URL
+#: (it may hold a password).
+_SECRETS = ("db", "admin_token", "sensor_token", "client_token")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class HubSettings:
     """Everything the hub's behaviour depends on (network options live in the CLI)."""
 
-    db: str = "sensor-hub.db"  #: SQLite file (``:memory:`` for tests)
+    db: str = "sensor-hub.db"  #: SQLite file (``:memory:`` for tests) or postgresql:// URL
     sqlite_synchronous: str = "FULL"  #: FULL: a batch survives power loss once acknowledged
     admin_token: str | None = None  #: created at start if given (scope admin)
     sensor_token: str | None = None  #: created at start if given (scope sensor)
@@ -36,7 +41,10 @@ class HubSettings:
     max_hits_per_probe: int = 100_000  #: retention by probe: at most this many hits kept
     retention: float | None = 7 * 24 * 3600.0  #: retention by age (seconds); None keeps all
     sweep_interval: float = 1.0  #: how often expiry and retention run
+    touch_interval: float = 1.0  #: how often the sources' last-seen times are written
     max_page: int = 1000  #: largest ``limit`` of a hits page
+    otel_endpoint: str | None = None  #: OTLP/HTTP base URL: export hits, counters, timers
+    otel_metric_interval: float = 10.0  #: seconds between two metric exports
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -59,10 +67,27 @@ class HubSettings:
         """Settings from ``SENSOR_HUB_<FIELD>`` variables, then ``overrides`` (not None) on top."""
         env = os.environ if env is None else env
         values: dict[str, object] = {}
+        for name in _SECRETS:
+            # SENSOR_HUB_<NAME>_FILE: the value is in a file a secret store mounted (Docker and
+            # Kubernetes secrets), so that it is in no environment listing
+            variable = f"SENSOR_HUB_{name.upper()}_FILE"
+            if variable in env:
+                try:
+                    text = Path(env[variable]).read_text(encoding="utf-8").strip()
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise ConfigError(
+                        f"{variable}: cannot read {env[variable]!r} ({exc}), expected a file "
+                        f"holding the {name.replace('_', ' ')}"
+                    ) from None
+                if not text:
+                    raise ConfigError(f"{variable}: {env[variable]!r} is empty, expected a value")
+                values[name] = text
         for field in dataclasses.fields(cls):
             name = "SENSOR_HUB_" + field.name.upper()
             if name not in env:
                 continue
+            if field.name in values:
+                raise ConfigError(f"{name} and {name}_FILE: both set, expected one of them")
             text = env[name]
             default = field.default
             try:

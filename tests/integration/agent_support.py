@@ -94,9 +94,19 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 class HubProcess:
     """``python -m sensor hub`` on a loopback port, with a SQLite file that survives restarts."""
 
-    def __init__(self, workdir: Path, port: int = 0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int = 0,
+        *extra: str,
+        db: str | None = None,
+        name: str = "hub",
+    ) -> None:
+        # ``db``: a database URL shared with other replicas (default: a SQLite file of its own)
         self.workdir = workdir
-        self.db = workdir / "hub.db"
+        self.db: Path | str = db or workdir / "hub.db"
+        self.name = name
+        self.extra = list(extra)  # more hub options
         self.port = port
         self.url = ""
         self.proc: subprocess.Popen[str] | None = None
@@ -111,8 +121,9 @@ class HubProcess:
             "--heartbeat-interval", "0.3",
             "--poll-wait", "2",
             "--sqlite-synchronous", "NORMAL",
+            *self.extra,
         ]  # fmt: skip
-        log = open(self.workdir / "hub.log", "a")  # noqa: SIM115 - owned by the process
+        log = open(self.workdir / f"{self.name}.log", "a")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
         log.close()
         assert self.proc.stdout is not None
@@ -125,7 +136,7 @@ class HubProcess:
         return self
 
     def log(self) -> str:
-        path = self.workdir / "hub.log"
+        path = self.workdir / f"{self.name}.log"
         return path.read_text()[-2000:] if path.exists() else ""
 
     def kill(self) -> None:

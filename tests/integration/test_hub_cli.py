@@ -199,6 +199,53 @@ def test_unreachable_hub_is_one_line_and_exit_1() -> None:
     assert "check --hub or SENSOR_HUB_URL and that the hub is running" in message
 
 
+@pytest.mark.parametrize("how", ["--db", "SENSOR_HUB_DB", "SENSOR_HUB_DB_FILE"])
+@pytest.mark.parametrize("url", ["mysql://x/y", "mysql:/x/y", "postgres:/hub"])
+def test_hub_refuses_an_unsupported_database_url_and_creates_no_file(
+    tmp_path: Path, how: str, url: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    args = [sys.executable, "-m", "sensor", "hub", "--port", "0"]
+    if how == "--db":
+        args += ["--db", url]
+    elif how == "SENSOR_HUB_DB":
+        env["SENSOR_HUB_DB"] = url
+    else:
+        (tmp_path / "secret").write_text(url + "\n", encoding="utf-8")
+        env["SENSOR_HUB_DB_FILE"] = str(tmp_path / "secret")
+    result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    message = _one_line_error(result)
+    scheme = url.split(":", 1)[0]
+    assert f"scheme {scheme!r}" in message
+    assert "postgresql://" in message
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == (["secret"] if how.endswith("FILE") else [])
+
+
+def test_hub_refuses_to_start_on_a_database_a_newer_hub_migrated(tmp_path: Path) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    from sensor.hub.store import open_store
+
+    open_store(tmp_path / "hub.db").close()
+    with closing(sqlite3.connect(tmp_path / "hub.db")) as conn, conn:
+        (known,) = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        conn.execute("INSERT INTO schema_version VALUES (?, 0, 'from the future')", (known + 1,))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "sensor", "hub", "--port", "0", "--db", str(tmp_path / "hub.db")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    message = _one_line_error(result)
+    assert f"schema version {known + 1} is newer than this hub's {known}" in message
+    with closing(sqlite3.connect(tmp_path / "hub.db")) as conn:  # and it changed nothing
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (known + 1,)
+
+
 def test_wrong_token_is_one_line_401(hub: HubProcess) -> None:
     message = _one_line_error(cli("probe", "list", url=hub.url, token="not-a-token"))
     assert "refused GET /v1/probes with 401: bearer token: unknown or removed token" in message

@@ -8,7 +8,7 @@ them from a worker thread, never on the event loop.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sensor.errors import SensorError
@@ -216,6 +216,10 @@ class BatchOutcome:
     accepted: int = 0
     completed: list[str] = dataclasses.field(default_factory=list)
     declined: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    #: the hits this batch stored, as stored (with the hub's signature and source): what the
+    #: hub exports. A batch that was partly stored already (a sensor's retry) lists all of
+    #: its hits, so an export is at least once; a batch stored whole before lists none.
+    stored: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def decline(self, probe_id: str, reason: str, count: int) -> None:
         if count > 0:
@@ -302,6 +306,9 @@ class Store(Protocol):
     of life (``last_seen``).
     """
 
+    #: how many store calls the hub may run at once, each on its own thread
+    concurrency: int
+
     # tokens
     def add_token(self, token: TokenRecord) -> None: ...
     def find_token(self, token_hash: str) -> TokenRecord | None: ...
@@ -318,6 +325,11 @@ class Store(Protocol):
         ...
 
     def touch_source(self, source_id: str, now: float, dropped: int | None = None) -> None: ...
+    def touch_sources(self, last_seen: Mapping[str, float]) -> None:
+        """Several sources seen (by id, when), in one transaction; a later time already stored
+        (a batch of hits) is kept. Undoes a deregistration, as a poll does."""
+        ...
+
     def deregister_source(self, source_id: str, now: float) -> None: ...
 
     # probes
@@ -415,7 +427,15 @@ class Store(Protocol):
 
     # housekeeping
     def apply_retention(self, now: float, max_age: float | None) -> int:
-        """Delete hits and silent sources older than ``max_age``; return the hits deleted."""
+        """Delete hits, silent sources and ended probes older than ``max_age``; return hits gone."""
+        ...
+
+    # several hub processes on one database
+    def watch(self, on_change: Callable[[str], None]) -> None:
+        """Call ``on_change(event)`` from a background thread for every change another hub
+        process committed: ``probes`` (the active set changed), ``redaction``, ``token:<id>``
+        (removed), ``resync`` (events may have been lost: reload everything). A store that
+        one process owns alone (SQLite) has nothing to report and does nothing."""
         ...
 
     def close(self) -> None: ...

@@ -14,11 +14,11 @@ import random
 import sqlite3
 import stat
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sensor.hub.body import check_values
 from sensor.hub.store.base import (
     BatchOutcome,
     CorruptRecordError,
@@ -30,98 +30,127 @@ from sensor.hub.store.base import (
     StoreError,
     TokenRecord,
     VersionSummary,
-    selector_matches,
+)
+from sensor.hub.store.migrations import Migration, pending
+from sensor.hub.store.rows import (
+    STATUS_COUNTERS,
+    bad_hit_body,
+    picks,
+    probe_from_row,
+    readable,
+    source_from_row,
+    status_from_body,
+    token_from_row,
+    version_summaries,
 )
 
-__all__ = ["FILE_MODE", "SQLiteStore"]
+__all__ = ["FILE_MODE", "MIGRATIONS", "STATUS_COUNTERS", "SQLiteStore"]
 
 _log = logging.getLogger("sensor.hub")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tokens (
+# Version 1: the tables of the first release. Every statement is IF NOT EXISTS: a file made
+# before the version table existed runs this step without change and gets its version row.
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL,
     token_hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sources (
+)""",
+    """CREATE TABLE IF NOT EXISTS sources (
     id TEXT PRIMARY KEY, service TEXT NOT NULL, version TEXT, host TEXT, pid INTEGER,
     python TEXT, labels TEXT NOT NULL, runtime_id TEXT, sensor_version TEXT, backend TEXT,
     token_id TEXT, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
     dropped INTEGER NOT NULL DEFAULT 0, deregistered INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS sources_runtime ON sources (runtime_id);
-CREATE TABLE IF NOT EXISTS probes (
+)""",
+    "CREATE INDEX IF NOT EXISTS sources_runtime ON sources (runtime_id)",
+    """CREATE TABLE IF NOT EXISTS probes (
     id TEXT PRIMARY KEY, signature TEXT NOT NULL, probe TEXT NOT NULL, selector TEXT NOT NULL,
     state TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL, ended_at REAL,
     max_hits INTEGER, hit_count INTEGER NOT NULL DEFAULT 0, dropped INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS probes_signature ON probes (signature);
-CREATE INDEX IF NOT EXISTS probes_state ON probes (state);
-CREATE TABLE IF NOT EXISTS statuses (
+)""",
+    "CREATE INDEX IF NOT EXISTS probes_signature ON probes (signature)",
+    "CREATE INDEX IF NOT EXISTS probes_state ON probes (state)",
+    """CREATE TABLE IF NOT EXISTS statuses (
     probe_id TEXT NOT NULL, source_id TEXT NOT NULL, body TEXT NOT NULL, updated_at REAL NOT NULL,
     PRIMARY KEY (probe_id, source_id)
-);
-CREATE TABLE IF NOT EXISTS hits (
+)""",
+    """CREATE TABLE IF NOT EXISTS hits (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, probe_id TEXT NOT NULL, signature TEXT NOT NULL,
     source_id TEXT NOT NULL, hit_id TEXT, ts REAL NOT NULL, received_at REAL NOT NULL,
     body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS hits_probe ON hits (probe_id, seq);
-CREATE INDEX IF NOT EXISTS hits_signature ON hits (signature, seq);
-CREATE INDEX IF NOT EXISTS hits_received ON hits (received_at);
--- a sensor retrying a batch after a lost answer must not store its hits twice
-CREATE UNIQUE INDEX IF NOT EXISTS hits_unique ON hits (probe_id, source_id, hit_id);
-"""
+)""",
+    "CREATE INDEX IF NOT EXISTS hits_probe ON hits (probe_id, seq)",
+    "CREATE INDEX IF NOT EXISTS hits_signature ON hits (signature, seq)",
+    "CREATE INDEX IF NOT EXISTS hits_received ON hits (received_at)",
+    # a sensor retrying a batch after a lost answer must not store its hits twice
+    "CREATE UNIQUE INDEX IF NOT EXISTS hits_unique ON hits (probe_id, source_id, hit_id)",
+)
 
-# Standing probes (issue 13), kept apart so that each step reads as one migration:
-# 1. ALTER TABLE probes ADD COLUMN standing (in _ADDED_COLUMNS below);
-# 2. the two tables here. ``strata`` counts every hit a sensor sent per (probe, service
-#    version, stratum); ``reservoir`` lists which stored hits form the bounded sample.
-#    ``first_seen``/``last_seen`` are the hub's clock at receipt (retention reads them).
-_STANDING_SCHEMA = """
-CREATE TABLE IF NOT EXISTS strata (
+# Version 3, standing probes (issue 13): probes.standing plus two tables. ``strata`` counts every
+# hit a sensor sent per (probe, service version, stratum); ``reservoir`` lists which stored hits
+# form the bounded sample. ``first_seen``/``last_seen`` are the hub's clock at receipt
+# (retention reads them).
+_STANDING_TABLES = (
+    """CREATE TABLE IF NOT EXISTS strata (
     probe_id TEXT NOT NULL, version TEXT NOT NULL, stratum TEXT NOT NULL,
     seen INTEGER NOT NULL, kept INTEGER NOT NULL,
     first_seen REAL NOT NULL, last_seen REAL NOT NULL,
     PRIMARY KEY (probe_id, version, stratum)
-);
-CREATE TABLE IF NOT EXISTS reservoir (
+)""",
+    """CREATE TABLE IF NOT EXISTS reservoir (
     seq INTEGER PRIMARY KEY, probe_id TEXT NOT NULL, version TEXT NOT NULL,
     stratum TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS reservoir_stratum ON reservoir (probe_id, version, stratum);
-"""
-
-# Columns added after the first release: (table, column, declaration). An existing hub file
-# gains them at open (ALTER TABLE ... ADD COLUMN keeps every row).
-_ADDED_COLUMNS = (
-    ("tokens", "services", "TEXT"),
-    ("probes", "ended_reason", "TEXT"),
-    ("probes", "standing", "INTEGER NOT NULL DEFAULT 0"),
+)""",
+    "CREATE INDEX IF NOT EXISTS reservoir_stratum ON reservoir (probe_id, version, stratum)",
 )
-_SCHEMA_VERSION = "2"
+
+
+def _create_tables(db: sqlite3.Connection) -> None:
+    for statement in _TABLES:
+        db.execute(statement)
+
+
+def _add_missing_column(db: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
+    # a file made before the version table may have gained the column already (columns were
+    # added at open when missing): add it only when it is missing
+    known = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    if column not in known:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    _add_missing_column(db, "tokens", "services", "TEXT")
+    _add_missing_column(db, "probes", "ended_reason", "TEXT")
+
+
+def _add_standing(db: sqlite3.Connection) -> None:
+    # a file made by the hub of issue 13 before the version table may have all of this already
+    _add_missing_column(db, "probes", "standing", "INTEGER NOT NULL DEFAULT 0")
+    for statement in _STANDING_TABLES:
+        db.execute(statement)
+
+
+#: The SQLite form of every schema version (PostgreSQL's steps carry the same numbers).
+MIGRATIONS = (
+    Migration(1, "tokens, sources, probes, statuses, hits, meta", _create_tables),
+    Migration(2, "tokens.services (sensor tokens limited to services), probes.ended_reason",
+              _add_columns),
+    Migration(3, "probes.standing, strata and reservoir (standing probes' bounded samples)",
+              _add_standing),
+)  # fmt: skip
 #: The database, its WAL and its shared-memory file hold token hashes and captured values.
 FILE_MODE = 0o600
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps re-creates it
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-#: The counters of a sensor's ProbeStatus summed per version for a standing probe.
-STATUS_COUNTERS = (
-    "hits",
-    "drops",
-    "skipped_rate",
-    "skipped_condition",
-    "skipped_budget",
-    "errors",
-    "evaluations",
-    "violations",
-    "exceptions",
-)
 #: Which hit a full reservoir replaces: not a secret, only an even spread.
 _RANDOM = random.Random()
 
 
 class SQLiteStore:
     """:class:`~sensor.hub.store.base.Store` on one SQLite file (``:memory:`` for tests)."""
+
+    #: one connection, one writer: the hub runs every store call on one thread
+    concurrency = 1
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         if synchronous.upper() not in _SYNCHRONOUS:
@@ -147,23 +176,54 @@ class SQLiteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-            self._db.executescript(_STANDING_SCHEMA)
-            for table, column, declaration in _ADDED_COLUMNS:
-                known = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-                if column not in known:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
-                (_SCHEMA_VERSION,),
-            )
+            self._migrate()
             if on_disk:
                 # SQLite creates -wal and -shm with the database's mode; files left by an
                 # older hub (0644) are tightened here
                 for suffix in ("", "-wal", "-shm"):
                     _tighten(Path(self.path + suffix))
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the hub database {self.path!r}: {exc}") from exc
+        except BaseException as exc:
+            # a store that does not open leaves no connection behind (a refused schema, a
+            # failed migration), whatever the caller does next
+            opened: sqlite3.Connection | None = getattr(self, "_db", None)
+            if opened is not None:
+                opened.close()
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise StoreError(f"cannot open the hub database {self.path!r}: {exc}") from exc
+            raise
+
+    def _migrate(self) -> None:
+        """Bring the file to the latest schema version, in one write transaction."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")  # another hub opening the file at once waits here
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                "applied_at REAL NOT NULL, description TEXT NOT NULL)"
+            )
+            current = db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+            for step in pending(MIGRATIONS, current, repr(self.path)):
+                step.apply(db)
+                db.execute(
+                    "INSERT INTO schema_version (version, applied_at, description) "
+                    "VALUES (?, ?, ?)",
+                    (step.version, time.time(), step.description),
+                )
+                _log.info("hub database %s: migrated to schema version %d (%s)",
+                          self.path, step.version, step.description)  # fmt: skip
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        row = self._run(
+            "read schema version",
+            lambda: self._db.execute("SELECT max(version) FROM schema_version").fetchone(),
+        )
+        return int(row[0] or 0)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -207,18 +267,7 @@ class SQLiteStore:
 
     _TOKEN_COLUMNS = "id, name, scope, token_hash, created_at, services"
 
-    @staticmethod
-    def _token(row: Sequence[Any]) -> TokenRecord:
-        token_id, name, scope, token_hash, created_at, services = row
-        if services is not None:
-            try:
-                services = json.loads(services)
-            except ValueError:
-                services = None
-            if not isinstance(services, list) or not all(isinstance(x, str) for x in services):
-                # a token whose limits cannot be read must not become a token without limits
-                raise CorruptRecordError(token_id, "its services list is not a list of names")
-        return TokenRecord(token_id, name, scope, token_hash, created_at, services)
+    _token = staticmethod(token_from_row)
 
     def add_token(self, token: TokenRecord) -> None:
         self._run(
@@ -274,23 +323,7 @@ class SQLiteStore:
         "token_id, first_seen, last_seen, dropped, deregistered"
     )
 
-    @staticmethod
-    def _source(row: Sequence[Any]) -> SourceRecord:
-        values = list(row)
-        try:
-            labels = json.loads(values[6])
-        except (TypeError, ValueError) as exc:
-            raise CorruptRecordError(str(values[0]), f"its labels are not JSON ({exc})") from None
-        if not isinstance(labels, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-        ):
-            raise CorruptRecordError(str(values[0]), "its labels are not an object of strings")
-        values[6] = labels
-        values[14] = bool(values[14])
-        _check_record(str(values[0]), values)
-        if not isinstance(values[1], str) or not values[1]:
-            raise CorruptRecordError(str(values[0]), f"its service is {values[1]!r}")
-        return SourceRecord(*values)
+    _source = staticmethod(source_from_row)
 
     def register_source(self, source: SourceRecord) -> SourceRecord:
         """Insert a source; a known ``runtime_id`` (the same process again) keeps its id."""
@@ -351,10 +384,21 @@ class SQLiteStore:
                 f"SELECT {self._SOURCE_COLUMNS} FROM sources ORDER BY service, first_seen, id"
             ).fetchall(),
         )
-        return _readable(rows, self._source, quarantined)
+        return readable(rows, self._source, quarantined)
 
     def touch_source(self, source_id: str, now: float, dropped: int | None = None) -> None:
         self._transaction("touch source", self._touch, source_id, now, dropped, soft=True)
+
+    def touch_sources(self, last_seen: Mapping[str, float]) -> None:
+        if not last_seen:
+            return
+        self._transaction(
+            "touch sources",
+            self._db.executemany,
+            "UPDATE sources SET last_seen = max(last_seen, ?), deregistered = 0 WHERE id = ?",
+            [(when, source_id) for source_id, when in sorted(last_seen.items())],
+            soft=True,
+        )
 
     def _touch(self, source_id: str, now: float, dropped: int | None) -> None:
         if dropped is None:
@@ -385,24 +429,7 @@ class SQLiteStore:
     )
     _PROBE_SELECT = _PROBE_COLUMNS + ", ended_reason, standing"
 
-    @staticmethod
-    def _probe(row: Sequence[Any]) -> ProbeRecord:
-        values = list(row)
-        record_id = str(values[0])
-        for index, name in ((2, "probe"), (3, "selector")):
-            try:
-                values[index] = json.loads(values[index])
-            except (TypeError, ValueError) as exc:
-                raise CorruptRecordError(record_id, f"its {name} is not JSON ({exc})") from None
-            if not isinstance(values[index], dict):
-                raise CorruptRecordError(record_id, f"its {name} is not a JSON object")
-        _check_record(record_id, values)
-        standing = bool(values.pop())
-        reason = values.pop()
-        record = ProbeRecord(*values)
-        record.ended_reason = reason
-        record.standing = standing
-        return record
+    _probe = staticmethod(probe_from_row)
 
     def _with_statuses(self, records: list[ProbeRecord]) -> list[ProbeRecord]:
         if not records:
@@ -415,13 +442,9 @@ class SQLiteStore:
             list(by_id),
         ).fetchall()
         for probe_id, source_id, body in rows:
-            try:
-                status = json.loads(body)
-                check_values([source_id, status])
-            except ValueError:  # BodyError is a ValueError too
-                continue  # a status that cannot be served is left out: the next heartbeat
-            if isinstance(status, dict):  # replaces it
-                by_id[probe_id].statuses[source_id] = status
+            status = status_from_body(source_id, body)
+            if status is not None:  # one that cannot be served is left out: the next
+                by_id[probe_id].statuses[source_id] = status  # heartbeat replaces it
         return records
 
     def add_probe(self, record: ProbeRecord) -> None:
@@ -481,7 +504,7 @@ class SQLiteStore:
             rows = self._db.execute(
                 f"SELECT {self._PROBE_SELECT} FROM probes{clause} ORDER BY created_at, id", args
             ).fetchall()
-            return self._with_statuses(_readable(rows, self._probe, quarantined))
+            return self._with_statuses(readable(rows, self._probe, quarantined))
 
         result: list[ProbeRecord] = self._run("list probes", body)
         return result
@@ -496,7 +519,7 @@ class SQLiteStore:
                 "ORDER BY created_at, id"
             ).fetchall(),
         )
-        return _readable(rows, self._probe, quarantined)
+        return readable(rows, self._probe, quarantined)
 
     def end_probe(
         self, probe_id: str, state: str, now: float, reason: str | None = None
@@ -552,7 +575,7 @@ class SQLiteStore:
         rows = self._db.execute(
             f"SELECT id, selector FROM probes WHERE id IN ({','.join('?' * len(ids))})", ids
         ).fetchall()
-        return {probe_id for probe_id, selector in rows if _picks(selector, source)}
+        return {probe_id for probe_id, selector in rows if picks(selector, source)}
 
     def set_statuses(
         self, source_id: str, statuses: Sequence[Mapping[str, Any]], now: float
@@ -666,7 +689,7 @@ class SQLiteStore:
                 outcome.decline(probe_id, "unknown_probe", len(batch))
         for probe_id, signature, state, max_hits, hit_count, selector, expires_at, standing in rows:
             batch = by_probe.get(probe_id, [])
-            if not _picks(selector, source):
+            if not picks(selector, source):
                 # not this source's probe: neither its hits nor its drop counts are taken
                 outcome.decline(probe_id, "not_given", len(batch))
                 continue
@@ -719,6 +742,8 @@ class SQLiteStore:
             )
             inserted = self._db.total_changes - before
             outcome.accepted += len(values)
+            if inserted:
+                outcome.stored.extend(batch)
             new_count = hit_count + inserted
             finished = cap is not None and new_count >= cap and state == "active" and inserted > 0
             ended: str | None = None
@@ -785,7 +810,8 @@ class SQLiteStore:
             accepted += 1
             hit["signature"] = signature
             hit["source"] = brief
-            self._sample(probe_id, version, source.id, hit, now)
+            if self._sample(probe_id, version, source.id, hit, now):
+                outcome.stored.append(hit)  # kept in the sample: exported like any stored hit
         self._db.execute(
             "UPDATE probes SET hit_count = hit_count + ?, dropped = dropped + ? WHERE id = ?",
             (accepted, int(dropped.get(probe_id, 0)), probe_id),
@@ -793,7 +819,7 @@ class SQLiteStore:
 
     def _sample(
         self, probe_id: str, version: str, source_id: str, hit: dict[str, Any], now: float
-    ) -> None:
+    ) -> bool:
         """Count one hit in its stratum and decide whether the sample keeps it.
 
         While the reservoir of (probe, version) has room every hit is kept. Once it is full, a
@@ -861,7 +887,7 @@ class SQLiteStore:
             elif kept > 0 and _RANDOM.randrange(seen) < kept:
                 victim = stratum
             else:
-                return  # not sampled: counted in seen
+                return False  # not sampled: counted in seen
         if victim is not None:
             kept_there = db.execute(
                 "SELECT kept FROM strata WHERE probe_id = ? AND version = ? AND stratum = ?",
@@ -900,6 +926,7 @@ class SQLiteStore:
             "UPDATE strata SET kept = kept + 1 WHERE probe_id = ? AND version = ? AND stratum = ?",
             (*key, stratum),
         )
+        return True
 
     def _forget_version(self, probe_id: str, version: str) -> None:
         """Drop the sample and counts of one service version of a standing probe."""
@@ -930,34 +957,7 @@ class SQLiteStore:
                 (probe_id,),
             ).fetchall(),
         )
-        counters: dict[str, dict[str, int]] = {}
-        sources: dict[str, int] = {}
-        for version, body in statuses:
-            try:
-                status = json.loads(body)
-            except ValueError:
-                continue  # an unreadable status is left out, as everywhere
-            if not isinstance(status, dict):
-                continue
-            sources[version] = sources.get(version, 0) + 1
-            total = counters.setdefault(version, {})
-            for name in STATUS_COUNTERS:
-                value = status.get(name)
-                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                    total[name] = total.get(name, 0) + value
-        return [
-            VersionSummary(
-                version=version or None,
-                seen=int(seen),
-                kept=int(kept),
-                strata=int(count),
-                first_seen=float(first),
-                last_seen=float(last),
-                counters={n: counters.get(version, {}).get(n, 0) for n in STATUS_COUNTERS},
-                sources=sources.get(version, 0),
-            )
-            for version, seen, kept, count, first, last in rows
-        ]
+        return version_summaries(rows, statuses)
 
     def _stored_hit_ids(
         self, probe_id: str, source_id: str, batch: Sequence[dict[str, Any]]
@@ -1013,7 +1013,7 @@ class SQLiteStore:
         for seq, body in rows:
             # the bodies are spliced into answers as they are: each must be a JSON object
             # (the hub writes them ASCII-only; anything else was not written by the hub)
-            reason = _bad_hit_body(body)
+            reason = bad_hit_body(body)
             if reason is None:
                 hits.append(HitRow(seq, body))
             elif quarantined is not None:
@@ -1037,7 +1037,7 @@ class SQLiteStore:
         )
         hits = []
         for seq, body in sorted(rows):
-            reason = _bad_hit_body(body)
+            reason = bad_hit_body(body)
             if reason is None:
                 hits.append(HitRow(seq, body))
             elif quarantined is not None:
@@ -1077,7 +1077,8 @@ class SQLiteStore:
         """Delete what is older than ``max_age`` seconds; return how many hits went.
 
         Hits received before the cutoff go, and so do sources not heard from since then (with
-        their statuses), so that a fleet of short-lived replicas does not grow the file forever.
+        their statuses), so that a fleet of short-lived replicas does not grow the file forever,
+        and probes that ended before it and hold no hit any more (with their statuses).
         """
         if max_age is None:
             return 0
@@ -1105,10 +1106,26 @@ class SQLiteStore:
                 (cutoff,),
             )
             self._db.execute("DELETE FROM sources WHERE last_seen < ?", (cutoff,))
+            # probes that ended before the cutoff and hold no hit any more: without this, every
+            # test run's placements would stay in the table forever
+            self._db.execute(
+                "DELETE FROM statuses WHERE probe_id IN (SELECT id FROM probes AS p WHERE "
+                "p.state <> 'active' AND p.ended_at < ? AND NOT EXISTS "
+                "(SELECT 1 FROM hits h WHERE h.probe_id = p.id))",
+                (cutoff,),
+            )
+            self._db.execute(
+                "DELETE FROM probes AS p WHERE p.state <> 'active' AND p.ended_at < ? AND "
+                "NOT EXISTS (SELECT 1 FROM hits h WHERE h.probe_id = p.id)",
+                (cutoff,),
+            )
             return int(deleted.rowcount)
 
         result: int = self._transaction("apply retention", body)
         return result
+
+    def watch(self, on_change: Callable[[str], None]) -> None:
+        """Nothing to watch: one hub process owns a SQLite file, so every change is its own."""
 
     def close(self) -> None:
         with self._lock:
@@ -1139,49 +1156,3 @@ def _tighten(path: Path) -> None:
         return
     if mode & 0o077:
         os.chmod(path, mode & 0o700)
-
-
-def _check_record(record_id: str, values: Sequence[Any]) -> None:
-    """Raise :class:`CorruptRecordError` if a value read back could not be served as JSON."""
-    try:
-        check_values(list(values))
-    except ValueError as exc:
-        raise CorruptRecordError(record_id, str(exc)) from None
-
-
-def _readable(
-    rows: Sequence[Sequence[Any]],
-    read: Any,
-    quarantined: list[tuple[str, str]] | None,
-) -> list[Any]:
-    """The records of ``rows`` that ``read`` accepts; the others go to ``quarantined``."""
-    records = []
-    for row in rows:
-        try:
-            records.append(read(row))
-        except CorruptRecordError as exc:
-            _log.warning("hub database: %s (left out of answers)", exc)
-            if quarantined is not None:
-                quarantined.append((exc.record_id, exc.reason))
-    return records
-
-
-def _picks(selector_text: str, source: SourceRecord) -> bool:
-    """True when a stored selector picks ``source`` (an unreadable selector picks nothing)."""
-    try:
-        selector = json.loads(selector_text)
-    except (TypeError, ValueError):
-        return False
-    return isinstance(selector, dict) and selector_matches(selector, source)
-
-
-def _bad_hit_body(body: object) -> str | None:
-    if not isinstance(body, str) or not body.isascii():
-        return "its body is not the ASCII JSON the hub writes"
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        return f"its body is not JSON ({exc})"
-    if not isinstance(data, dict):
-        return "its body is not a JSON object"
-    return None

@@ -815,3 +815,14 @@ def test_group_commit_is_bounded_and_the_rest_follows(
 
     assert [a["accepted"] for a in asyncio.run(scenario())] == [10] * 3
     assert groups == [2, 1]
+
+
+def test_a_poll_counts_as_a_sign_of_life_without_waiting_for_a_write(
+    client: TestClient, hub: Hub
+) -> None:
+    source_id = register(client)
+    hub.store.touch_source(source_id, time.time() - 100)  # silent for 100 s: stale
+    poll(client, source_id)
+    assert hub.store.get_source(source_id).last_seen < time.time() - 50  # type: ignore[union-attr]
+    listed = client.get("/v1/sources", headers=auth(CLIENT)).json()["sources"]
+    assert [s["state"] for s in listed] == ["live"]  # the listing writes what is pending

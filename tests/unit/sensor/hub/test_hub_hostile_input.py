@@ -383,3 +383,17 @@ def test_bad_records_already_stored_do_not_break_listings_or_polls(
         hub.store._db.execute("SELECT id, state FROM probes").fetchall()  # type: ignore[attr-defined]
     )
     assert states["bad-tags"] == "removed"
+
+
+def test_a_hit_id_with_a_control_character_is_refused_naming_it(client: TestClient) -> None:
+    source_id = register(client)
+    record = place(client)
+    answer = _post(
+        client,
+        f"/v1/sensors/{source_id}/hits",
+        {"hits": [hit(record, 0, hit_id="h\x00-0")]},
+        SENSOR,
+    )
+    status, code, message = _error(answer)
+    assert (status, code) == (422, "invalid_hit")
+    assert message.startswith("hits[0].hit_id: got "), message

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sensor.errors import ConfigError
@@ -63,3 +65,24 @@ def test_start_up_tokens_from_the_environment_work() -> None:
 )
 def test_loopback_detection_for_the_clear_text_warning(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_secrets_may_come_from_files_a_secret_store_mounted(tmp_path: Path) -> None:
+    (tmp_path / "admin").write_text("admin-from-file\n")
+    (tmp_path / "db").write_text("postgresql://hub:pw@db/hub\n")
+    settings = HubSettings.from_env(
+        {
+            "SENSOR_HUB_ADMIN_TOKEN_FILE": str(tmp_path / "admin"),
+            "SENSOR_HUB_DB_FILE": str(tmp_path / "db"),
+        }
+    )
+    assert (settings.admin_token, settings.db) == ("admin-from-file", "postgresql://hub:pw@db/hub")
+    with pytest.raises(ConfigError, match="SENSOR_HUB_SENSOR_TOKEN_FILE: cannot read"):
+        HubSettings.from_env({"SENSOR_HUB_SENSOR_TOKEN_FILE": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError, match="both set, expected one of them"):
+        HubSettings.from_env(
+            {
+                "SENSOR_HUB_ADMIN_TOKEN_FILE": str(tmp_path / "admin"),
+                "SENSOR_HUB_ADMIN_TOKEN": "other",
+            }
+        )

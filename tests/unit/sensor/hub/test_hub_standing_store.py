@@ -1,7 +1,8 @@
-"""Standing probes in the SQLite store: no max hits, a bounded stratified sample per version."""
+"""Standing probes in both stores: no max hits, a bounded stratified sample per version."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +56,21 @@ def shaped_hit(n: int, value: Any, probe_id: str = "sp1") -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
-    opened = SQLiteStore(tmp_path / "hub.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    # both stores sample the same way (the PostgreSQL one under the probe's row lock)
+    opened: Any
+    if request.param == "sqlite":
+        opened = SQLiteStore(tmp_path / "hub.db")
+    else:
+        from sensor.hub.store.postgres import PostgresStore
+
+        opened = PostgresStore(request.getfixturevalue("postgres_url"))
     yield opened
     opened.close()
 
 
-def test_standing_flag_round_trips_and_filters(store: SQLiteStore) -> None:
+def test_standing_flag_round_trips_and_filters(store: Any) -> None:
     store.add_probe(standing_probe("sp1"))
     store.add_probe(ProbeRecord("p2", "sig-p2", {"id": "p2"}, {}, "active", 1.0, 5.0))
     assert store.get_probe("sp1").standing is True  # type: ignore[union-attr]
@@ -72,7 +80,7 @@ def test_standing_flag_round_trips_and_filters(store: SQLiteStore) -> None:
     assert store.get_probe("sp1").to_dict()["standing"] is True  # type: ignore[union-attr]
 
 
-def test_standing_probe_is_not_completed_by_the_hub_max_hits(store: SQLiteStore) -> None:
+def test_standing_probe_is_not_completed_by_the_hub_max_hits(store: Any) -> None:
     store.add_probe(standing_probe())
     src = source()
     store.register_source(src)
@@ -87,7 +95,7 @@ def test_standing_probe_is_not_completed_by_the_hub_max_hits(store: SQLiteStore)
     assert record.hit_count == 50
 
 
-def test_reservoir_keeps_a_rare_state_over_a_long_run(store: SQLiteStore) -> None:
+def test_reservoir_keeps_a_rare_state_over_a_long_run(store: Any) -> None:
     """200,000 hits where one state shows 3 times: the bounded sample keeps all 3."""
     store.add_probe(standing_probe())
     src = source()
@@ -116,7 +124,7 @@ def test_reservoir_keeps_a_rare_state_over_a_long_run(store: SQLiteStore) -> Non
     assert summary.kept == strata.RESERVOIR_CAP
 
 
-def test_reservoir_bounds_the_number_of_versions(store: SQLiteStore) -> None:
+def test_reservoir_bounds_the_number_of_versions(store: Any) -> None:
     store.add_probe(standing_probe())
     for number in range(strata.MAX_VERSIONS + 2):
         src = source(f"s{number}", version=f"1.{number}")
@@ -131,7 +139,7 @@ def test_reservoir_bounds_the_number_of_versions(store: SQLiteStore) -> None:
     assert len(store.read_hits(probe_id="sp1", limit=10_000)) == kept
 
 
-def test_retried_batch_is_not_counted_twice(store: SQLiteStore) -> None:
+def test_retried_batch_is_not_counted_twice(store: Any) -> None:
     store.add_probe(standing_probe())
     src = source()
     store.register_source(src)
@@ -144,7 +152,7 @@ def test_retried_batch_is_not_counted_twice(store: SQLiteStore) -> None:
     assert store.get_probe("sp1").hit_count == 5  # type: ignore[union-attr]
 
 
-def test_retention_keeps_the_sample_of_a_version_still_reporting(store: SQLiteStore) -> None:
+def test_retention_keeps_the_sample_of_a_version_still_reporting(store: Any) -> None:
     store.add_probe(standing_probe())
     old, live = source("s-old", version="0.9"), source("s-live", version="1.0")
     store.register_source(old)
@@ -246,7 +254,7 @@ def test_standing_probe_refuses_what_would_end_it(
     assert named in error["message"]
 
 
-def test_summary_sums_the_sensors_counters_per_version(store: SQLiteStore) -> None:
+def test_summary_sums_the_sensors_counters_per_version(store: Any) -> None:
     store.add_probe(standing_probe())
     sources = [source("a", "1.0"), source("b", "1.0"), source("c", "2.0")]
     for n, src in enumerate(sources):
@@ -268,3 +276,67 @@ def test_summary_sums_the_sensors_counters_per_version(store: SQLiteStore) -> No
     assert by_version["1.0"].counters["exceptions"] == 1
     assert by_version["2.0"].counters["evaluations"] == 3000
     assert by_version["2.0"].sources == 1
+
+
+def test_replicas_sampling_one_probe_together_keep_exact_counts(postgres_url: str) -> None:
+    """Three PostgreSQL replicas store hits of one standing probe at once: every hit is counted
+    once, the sample stays within its bound, and the reservoir lists exactly the stored hits."""
+    import threading
+
+    from sensor.hub.store.postgres import PostgresStore
+
+    stores = [PostgresStore(postgres_url) for _ in range(3)]
+    try:
+        stores[0].add_probe(standing_probe())
+        errors: list[BaseException] = []
+
+        def post(index: int) -> None:
+            src = source(f"s{index}")
+            try:
+                stores[index].register_source(src)
+                for batch in range(4):
+                    first = index * 10_000 + batch * 300
+                    hits = [shaped_hit(n, (n % 3) or None) for n in range(first, first + 300)]
+                    stores[index].add_hits(src, hits, {}, 2000.0 + batch)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        (summary,) = stores[1].standing_summary("sp1")
+        assert (summary.seen, summary.strata) == (3600, 2)  # int and None
+        assert summary.kept == strata.RESERVOIR_CAP
+        assert stores[2].get_probe("sp1").hit_count == 3600  # type: ignore[union-attr]
+        assert len(stores[0].read_hits(probe_id="sp1", limit=10_000)) == summary.kept
+        import psycopg
+
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            listed = conn.execute("SELECT count(*) FROM reservoir").fetchone()
+            joined = conn.execute(
+                "SELECT count(*) FROM reservoir r JOIN hits h ON h.seq = r.seq"
+            ).fetchone()
+        assert listed == joined == (summary.kept,)
+    finally:
+        for item in stores:
+            item.close()
+
+
+def test_hits_the_sample_keeps_are_reported_stored(store: Any) -> None:
+    # ``outcome.stored`` is what the hub exports (OpenTelemetry): the sampled hits, not the rest
+    store.add_probe(standing_probe())
+    src = source()
+    store.register_source(src)
+    first = [shaped_hit(n, n) for n in range(5)]
+    outcome = store.add_hits(src, [dict(h) for h in first], {}, 2000.0)
+    assert [hit["hit_id"] for hit in outcome.stored] == [f"h-{n}" for n in range(5)]
+    assert store.add_hits(src, [dict(h) for h in first], {}, 2001.0).stored == []  # a retry
+    many = [shaped_hit(n, 1) for n in range(5, 5 + 3 * strata.RESERVOIR_CAP)]
+    stored = store.add_hits(src, many, {}, 2002.0).stored
+    sample = {row.body for row in store.read_hits(probe_id="sp1", limit=10_000)}
+    exported = {hit["hit_id"] for hit in stored} | {f"h-{n}" for n in range(5)}
+    assert {json.loads(body)["hit_id"] for body in sample} <= exported
+    assert strata.RESERVOIR_CAP - 5 <= len(stored) < len(many)

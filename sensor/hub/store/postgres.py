@@ -1,0 +1,1287 @@
+"""The PostgreSQL store, which several hub replicas share (the ``postgres`` extra).
+
+Same tables, same answers as the SQLite store (one test suite runs against both). What differs is
+that several hub processes write at once:
+
+- a batch of hits locks the rows of its probes (``SELECT ... FOR UPDATE``, in id order, so two
+  replicas never deadlock) before it counts them against ``max_hits``;
+- every change to what sensors must hold (probes placed, removed, expired or completed, the
+  redaction rules, a removed token) sends a ``NOTIFY`` in its own transaction, so it reaches the
+  other replicas exactly when it is committed (:meth:`PostgresStore.watch`);
+- the schema is migrated under an advisory lock, so replicas starting together migrate once.
+
+Stored JSON stays ``TEXT``: hit bodies are spliced into answers as they were written, as SQLite
+does, and ``jsonb`` would reorder their keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sensor.hub.store.base import (
+    BatchOutcome,
+    CorruptRecordError,
+    DuplicateError,
+    HitRow,
+    ProbeRecord,
+    RedactionRecord,
+    SourceRecord,
+    StoreError,
+    TokenRecord,
+    VersionSummary,
+)
+from sensor.hub.store.migrations import Migration, pending
+from sensor.hub.store.rows import (
+    bad_hit_body,
+    picks,
+    probe_from_row,
+    readable,
+    source_from_row,
+    status_from_body,
+    token_from_row,
+    version_summaries,
+)
+
+__all__ = ["MIGRATIONS", "PostgresStore"]
+
+_log = logging.getLogger("sensor.hub")
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+#: Transactions retried after a deadlock or a serialization failure (nothing was committed).
+_RETRIES = 5
+#: The key of the advisory lock that serializes migrations (any fixed 64-bit number).
+_MIGRATION_LOCK = 0x5E45_0001
+#: The key of the advisory lock that lets one replica at a time apply retention.
+_RETENTION_LOCK = 0x5E45_0002
+#: Which hit a full reservoir replaces: not a secret, only an even spread.
+_RANDOM = random.Random()
+
+_TABLES = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE tokens (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION NOT NULL
+)""",
+    """CREATE TABLE sources (
+    id TEXT PRIMARY KEY, service TEXT NOT NULL, version TEXT, host TEXT, pid BIGINT,
+    python TEXT, labels TEXT NOT NULL, runtime_id TEXT, sensor_version TEXT, backend TEXT,
+    token_id TEXT, first_seen DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION NOT NULL,
+    dropped BIGINT NOT NULL DEFAULT 0, deregistered BOOLEAN NOT NULL DEFAULT false
+)""",
+    "CREATE INDEX sources_runtime ON sources (runtime_id)",
+    "CREATE INDEX sources_last_seen ON sources (last_seen)",
+    """CREATE TABLE probes (
+    id TEXT PRIMARY KEY, signature TEXT NOT NULL, probe TEXT NOT NULL, selector TEXT NOT NULL,
+    state TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION,
+    ended_at DOUBLE PRECISION, max_hits BIGINT, hit_count BIGINT NOT NULL DEFAULT 0,
+    dropped BIGINT NOT NULL DEFAULT 0
+)""",
+    "CREATE INDEX probes_signature ON probes (signature)",
+    "CREATE INDEX probes_state ON probes (state)",
+    """CREATE TABLE statuses (
+    probe_id TEXT NOT NULL, source_id TEXT NOT NULL, body TEXT NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (probe_id, source_id)
+)""",
+    "CREATE INDEX statuses_source ON statuses (source_id)",
+    """CREATE TABLE hits (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, probe_id TEXT NOT NULL,
+    signature TEXT NOT NULL, source_id TEXT NOT NULL, hit_id TEXT, ts DOUBLE PRECISION NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL, body TEXT NOT NULL
+)""",
+    "CREATE INDEX hits_probe ON hits (probe_id, seq)",
+    "CREATE INDEX hits_signature ON hits (signature, seq)",
+    "CREATE INDEX hits_received ON hits (received_at)",
+    # a sensor retrying a batch after a lost answer must not store its hits twice
+    "CREATE UNIQUE INDEX hits_unique ON hits (probe_id, source_id, hit_id)",
+)
+
+
+def _create_tables(conn: Any) -> None:
+    for statement in _TABLES:
+        conn.execute(statement)
+
+
+def _add_columns(conn: Any) -> None:
+    conn.execute("ALTER TABLE tokens ADD COLUMN services TEXT")
+    conn.execute("ALTER TABLE probes ADD COLUMN ended_reason TEXT")
+
+
+# Version 3, standing probes: ``strata`` counts every hit sensors sent per (probe, service
+# version, stratum); ``reservoir`` lists which stored hits form the bounded sample. No
+# PostgreSQL database predates the version table, so these need no IF NOT EXISTS.
+_STANDING_TABLES = (
+    "ALTER TABLE probes ADD COLUMN standing BOOLEAN NOT NULL DEFAULT false",
+    """CREATE TABLE strata (
+    probe_id TEXT NOT NULL, version TEXT NOT NULL, stratum TEXT NOT NULL,
+    seen BIGINT NOT NULL, kept BIGINT NOT NULL,
+    first_seen DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (probe_id, version, stratum)
+)""",
+    """CREATE TABLE reservoir (
+    seq BIGINT PRIMARY KEY, probe_id TEXT NOT NULL, version TEXT NOT NULL,
+    stratum TEXT NOT NULL
+)""",
+    "CREATE INDEX reservoir_stratum ON reservoir (probe_id, version, stratum)",
+)
+
+
+def _add_standing(conn: Any) -> None:
+    for statement in _STANDING_TABLES:
+        conn.execute(statement)
+
+
+#: The PostgreSQL form of every schema version (the same numbers as SQLite's steps).
+MIGRATIONS = (
+    Migration(1, "tokens, sources, probes, statuses, hits, meta", _create_tables),
+    Migration(2, "tokens.services (sensor tokens limited to services), probes.ended_reason",
+              _add_columns),
+    Migration(3, "probes.standing, strata and reservoir (standing probes' bounded samples)",
+              _add_standing),
+)  # fmt: skip
+
+
+def _redact_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "postgresql://..."
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresStore:
+    """:class:`~sensor.hub.store.base.Store` on a PostgreSQL database (psycopg 3).
+
+    One connection per hub store thread (``concurrency`` of them) and, once :meth:`watch` is
+    called, one more that listens for the other replicas' changes.
+    """
+
+    #: store threads the hub may run at once (each with its own connection)
+    concurrency = 4
+
+    def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise StoreError(
+                f"hub database {_redact_url(url)}: the PostgreSQL store needs psycopg; "
+                "install it with: pip install 'pytest-runtime[postgres]'"
+            ) from None
+        self._psycopg = psycopg
+        self.url = url
+        self.shown = _redact_url(url)
+        self._connect_timeout = connect_timeout
+        # one connection per store thread (the hub runs ``concurrency`` of them): a commit
+        # waiting for its WAL flush does not hold up the polls' and readers' queries
+        self._local = threading.local()
+        self._lock = threading.Lock()  # guards the set of connections
+        self._connections: set[Any] = set()
+        self._pids: frozenset[int] = frozenset()
+        self._closed = threading.Event()
+        self._listener: threading.Thread | None = None
+        self._listen_conn: Any = None
+        try:
+            conn = self._connection()
+            schema = conn.execute("SELECT current_schema()").fetchone()[0]
+        except psycopg.Error as exc:
+            self.close()
+            raise StoreError(f"cannot open the hub database {self.shown}: {exc}") from exc
+        if schema is None:
+            self.close()
+            raise StoreError(
+                f"cannot open the hub database {self.shown}: no schema on the search_path "
+                "to create the hub's tables in"
+            )
+        self.schema: str = schema
+        # replicas on the same database and schema hear each other; another schema is
+        # another hub
+        digest = hashlib.sha256(f"{schema}".encode()).hexdigest()[:16]
+        self.channel = f"sensor_hub_{digest}"
+        try:
+            self._migrate()
+        except psycopg.Error as exc:
+            self.close()
+            raise StoreError(f"hub database {self.shown}: migration failed: {exc}") from exc
+        except StoreError:
+            self.close()
+            raise
+
+    # -- connection and transactions ---------------------------------------------------------
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                self._forget(conn)
+            # autocommit: each ``transaction()`` block below is exactly one BEGIN ... COMMIT
+            conn = self._psycopg.connect(
+                self.url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout))
+            )
+            self._local.conn = conn
+            with self._lock:
+                self._connections.add(conn)
+                self._pids = self._pids | {int(conn.info.backend_pid)}
+        return conn
+
+    def _forget(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            pid = int(conn.info.backend_pid)
+            with self._lock:
+                self._pids = self._pids - {pid}
+        with self._lock:
+            self._connections.discard(conn)
+        with contextlib.suppress(Exception):
+            conn.close()
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+
+    def _migrate(self) -> None:
+        # one transaction on this thread's connection
+        conn = self._connection()
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                "applied_at DOUBLE PRECISION NOT NULL, description TEXT NOT NULL)"
+            )
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            for step in pending(MIGRATIONS, int(row[0] or 0), self.shown):
+                step.apply(conn)
+                conn.execute(
+                    "INSERT INTO schema_version (version, applied_at, description) "
+                    "VALUES (%s, %s, %s)",
+                    (step.version, time.time(), step.description),
+                )
+                _log.info("hub database %s: migrated to schema version %d (%s)",
+                          self.shown, step.version, step.description)  # fmt: skip
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the database."""
+        row = self._run("read schema version", lambda c: c.execute(
+            "SELECT max(version) FROM schema_version").fetchone())  # fmt: skip
+        return int(row[0] or 0)
+
+    def _run(
+        self,
+        what: str,
+        fn: Callable[..., Any],
+        *,
+        notify: Sequence[str] = (),
+        with_events: bool = False,
+        soft: bool = False,
+    ) -> Any:
+        """Run ``fn(connection)`` in one transaction (retried on deadlock); NOTIFY on commit.
+
+        With ``with_events``, ``fn(connection, events)`` may append events to ``notify``'s: they
+        go out in the same transaction, so other replicas hear of a change exactly when it is
+        committed, and never of one that was rolled back.
+        """
+        errors = self._psycopg.errors
+        # this thread's own connection: no lock
+        for attempt in range(_RETRIES):
+            conn = None
+            try:
+                conn = self._connection()
+                with conn.transaction():
+                    if soft:
+                        # state a sensor sends again anyway (last seen, statuses,
+                        # registrations): committed without waiting for the WAL flush, as
+                        # SQLite's soft commits skip the fsync. A crash of PostgreSQL may
+                        # lose the last moments of it; never a hit, probe or token.
+                        conn.execute("SET LOCAL synchronous_commit = off")
+                    events = list(notify)
+                    result = fn(conn, events) if with_events else fn(conn)
+                    for event in dict.fromkeys(events):
+                        conn.execute("SELECT pg_notify(%s, %s)", (self.channel, event))
+                return result
+            except (errors.DeadlockDetected, errors.SerializationFailure):
+                if attempt == _RETRIES - 1:
+                    raise StoreError(
+                        f"hub database {self.shown}, {what}: gave up after {_RETRIES} "
+                        "deadlocks with other replicas"
+                    ) from None
+                time.sleep(0.01 * (attempt + 1))
+            except errors.UniqueViolation as exc:
+                raise DuplicateError(f"{what}: {exc}") from exc
+            except self._psycopg.Error as exc:
+                if conn is not None and (conn.closed or conn.broken):
+                    self._forget(conn)  # reconnect at the next call
+                raise StoreError(f"hub database {self.shown}, {what}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    # -- change events between replicas ----------------------------------------------------
+
+    def watch(self, on_change: Callable[[str], None]) -> None:
+        """Call ``on_change(event)`` (from a thread) for each change another replica commits.
+
+        Events: ``probes``, ``redaction``, ``token:<id>``; and ``resync`` after the listening
+        connection was lost and made again (events in between may be lost: reload everything).
+        """
+        if self._listener is not None:
+            return
+        self._listener = threading.Thread(
+            target=self._listen, args=(on_change,), name="sensor-hub-listen", daemon=True
+        )
+        self._listener.start()
+
+    def _listen(self, on_change: Callable[[str], None]) -> None:
+        from psycopg import sql
+
+        first = True
+        while not self._closed.is_set():
+            try:
+                conn = self._psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+            except self._psycopg.Error as exc:
+                _log.warning("hub database %s: cannot listen for changes: %s", self.shown, exc)
+                self._closed.wait(1.0)
+                continue
+            self._listen_conn = conn
+            try:
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                if not first:
+                    on_change("resync")
+                first = False
+                while not self._closed.is_set():
+                    for note in conn.notifies(timeout=0.5):
+                        if note.pid not in self._pids:  # this replica acted on its own already
+                            on_change(note.payload)
+            except Exception as exc:
+                if not self._closed.is_set():
+                    _log.warning("hub database %s: change listener lost: %s", self.shown, exc)
+                    self._closed.wait(0.5)
+            finally:
+                self._listen_conn = None
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+    # -- tokens --------------------------------------------------------------------------
+
+    _TOKEN_COLUMNS = "id, name, scope, token_hash, created_at, services"
+
+    _token = staticmethod(token_from_row)
+
+    def add_token(self, token: TokenRecord) -> None:
+        self._run(
+            "add token",
+            lambda c: c.execute(
+                "INSERT INTO tokens (id, name, scope, token_hash, created_at, services) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (
+                    token.id,
+                    token.name,
+                    token.scope,
+                    token.token_hash,
+                    token.created_at,
+                    None if token.services is None else json.dumps(list(token.services)),
+                ),
+            ),
+        )
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        row = self._run(
+            "find token",
+            lambda c: c.execute(
+                f"SELECT {self._TOKEN_COLUMNS} FROM tokens WHERE token_hash = %s", (token_hash,)
+            ).fetchone(),
+        )
+        return self._token(row) if row else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        rows = self._run(
+            "list tokens",
+            lambda c: c.execute(
+                f"SELECT {self._TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
+            ).fetchall(),
+        )
+        records = []
+        for row in rows:
+            try:
+                records.append(self._token(row))
+            except CorruptRecordError:
+                continue  # a token that cannot be read cannot be used either
+        return records
+
+    def remove_token(self, token_id: str) -> bool:
+        def body(conn: Any, events: list[str]) -> bool:
+            removed = conn.execute("DELETE FROM tokens WHERE id = %s", (token_id,)).rowcount
+            if removed:
+                events.append(f"token:{token_id}")  # other replicas drop it from their cache
+            return bool(removed)
+
+        result: bool = self._run("remove token", body, with_events=True)
+        return result
+
+    # -- sources -------------------------------------------------------------------------
+
+    _SOURCE_COLUMNS = (
+        "id, service, version, host, pid, python, labels, runtime_id, sensor_version, backend, "
+        "token_id, first_seen, last_seen, dropped, deregistered"
+    )
+
+    _source = staticmethod(source_from_row)
+
+    def register_source(self, source: SourceRecord) -> SourceRecord:
+        """Insert a source; a known ``runtime_id`` (the same process again) keeps its id."""
+
+        def body(conn: Any) -> SourceRecord:
+            if source.runtime_id:
+                row = conn.execute(
+                    f"SELECT {self._SOURCE_COLUMNS} FROM sources WHERE runtime_id = %s "
+                    "AND token_id IS NOT DISTINCT FROM %s ORDER BY first_seen LIMIT 1",
+                    (source.runtime_id, source.token_id),
+                ).fetchone()
+                if row is not None:
+                    known = self._source(row)
+                    source.id = known.id
+                    source.first_seen = known.first_seen
+                    source.dropped = known.dropped
+            conn.execute(
+                f"INSERT INTO sources ({self._SOURCE_COLUMNS}) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, false) "
+                "ON CONFLICT (id) DO UPDATE SET service = excluded.service, "
+                "version = excluded.version, host = excluded.host, pid = excluded.pid, "
+                "python = excluded.python, labels = excluded.labels, "
+                "runtime_id = excluded.runtime_id, sensor_version = excluded.sensor_version, "
+                "backend = excluded.backend, token_id = excluded.token_id, "
+                "first_seen = excluded.first_seen, last_seen = excluded.last_seen, "
+                "dropped = excluded.dropped, deregistered = false",
+                (
+                    source.id,
+                    source.service,
+                    source.version,
+                    source.host,
+                    source.pid,
+                    source.python,
+                    json.dumps(source.labels, sort_keys=True),
+                    source.runtime_id,
+                    source.sensor_version,
+                    source.backend,
+                    source.token_id,
+                    source.first_seen,
+                    source.last_seen,
+                    source.dropped,
+                ),
+            )
+            source.deregistered = False
+            return source
+
+        result: SourceRecord = self._run("register source", body, soft=True)
+        return result
+
+    def get_source(self, source_id: str) -> SourceRecord | None:
+        row = self._run(
+            "get source",
+            lambda c: c.execute(
+                f"SELECT {self._SOURCE_COLUMNS} FROM sources WHERE id = %s", (source_id,)
+            ).fetchone(),
+        )
+        return self._source(row) if row else None
+
+    def list_sources(
+        self, *, quarantined: list[tuple[str, str]] | None = None
+    ) -> list[SourceRecord]:
+        rows = self._run(
+            "list sources",
+            lambda c: c.execute(
+                f"SELECT {self._SOURCE_COLUMNS} FROM sources ORDER BY service, first_seen, id"
+            ).fetchall(),
+        )
+        return readable(rows, self._source, quarantined)
+
+    def touch_source(self, source_id: str, now: float, dropped: int | None = None) -> None:
+        self._run("touch source", lambda c: self._touch(c, source_id, now, dropped), soft=True)
+
+    def touch_sources(self, last_seen: Mapping[str, float]) -> None:
+        if not last_seen:
+            return
+        rows = json.dumps(last_seen)
+        self._run(
+            "touch sources",
+            lambda c: c.execute(
+                # rows locked in id order, as every multi-source update here: no deadlock
+                "WITH locked AS (SELECT id FROM sources WHERE id IN "
+                "(SELECT key FROM json_each_text(%s::json)) ORDER BY id FOR UPDATE) "
+                "UPDATE sources s SET last_seen = GREATEST(s.last_seen, t.value::float8), "
+                "deregistered = false FROM json_each_text(%s::json) AS t, locked "
+                "WHERE s.id = t.key AND locked.id = s.id",
+                (rows, rows),
+            ),
+            soft=True,
+        )
+
+    @staticmethod
+    def _touch(conn: Any, source_id: str, now: float, dropped: int | None) -> None:
+        if dropped is None:
+            conn.execute(
+                "UPDATE sources SET last_seen = %s, deregistered = false WHERE id = %s",
+                (now, source_id),
+            )
+        else:
+            conn.execute(
+                "UPDATE sources SET last_seen = %s, dropped = %s, deregistered = false "
+                "WHERE id = %s",
+                (now, dropped, source_id),
+            )
+
+    def deregister_source(self, source_id: str, now: float) -> None:
+        self._run(
+            "deregister source",
+            lambda c: c.execute(
+                "UPDATE sources SET last_seen = %s, deregistered = true WHERE id = %s",
+                (now, source_id),
+            ),
+            soft=True,
+        )
+
+    # -- probes --------------------------------------------------------------------------
+
+    _PROBE_COLUMNS = (
+        "id, signature, probe, selector, state, created_at, expires_at, hit_count, dropped, "
+        "ended_at"
+    )
+    _PROBE_SELECT = _PROBE_COLUMNS + ", ended_reason, standing"
+
+    _probe = staticmethod(probe_from_row)
+
+    @staticmethod
+    def _with_statuses(conn: Any, records: list[ProbeRecord]) -> list[ProbeRecord]:
+        if not records:
+            return records
+        by_id = {record.id: record for record in records}
+        rows = conn.execute(
+            "SELECT probe_id, source_id, body FROM statuses WHERE probe_id = ANY(%s) "
+            "ORDER BY source_id",
+            (list(by_id),),
+        ).fetchall()
+        for probe_id, source_id, body in rows:
+            status = status_from_body(source_id, body)
+            if status is not None:  # one that cannot be served is left out
+                by_id[probe_id].statuses[source_id] = status
+        return records
+
+    def add_probe(self, record: ProbeRecord) -> None:
+        self._run(
+            f"add probe {record.id!r}",
+            lambda c: c.execute(
+                f"INSERT INTO probes ({self._PROBE_COLUMNS}, max_hits, standing) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    record.id,
+                    record.signature,
+                    json.dumps(record.probe, sort_keys=True),
+                    json.dumps(record.selector, sort_keys=True),
+                    record.state,
+                    record.created_at,
+                    record.expires_at,
+                    record.hit_count,
+                    record.dropped,
+                    record.ended_at,
+                    record.max_hits,
+                    bool(record.standing),
+                ),
+            ),
+            notify=("probes",),
+        )
+
+    def get_probe(self, probe_id: str) -> ProbeRecord | None:
+        def body(conn: Any) -> ProbeRecord | None:
+            row = conn.execute(
+                f"SELECT {self._PROBE_SELECT} FROM probes WHERE id = %s", (probe_id,)
+            ).fetchone()
+            return self._with_statuses(conn, [self._probe(row)])[0] if row else None
+
+        result: ProbeRecord | None = self._run("get probe", body)
+        return result
+
+    def list_probes(
+        self,
+        *,
+        signature: str | None = None,
+        state: str | None = None,
+        quarantined: list[tuple[str, str]] | None = None,
+        standing: bool | None = None,
+    ) -> list[ProbeRecord]:
+        where: list[str] = []
+        args: list[Any] = []
+        if signature is not None:
+            where.append("signature = %s")
+            args.append(signature)
+        if state is not None:
+            where.append("state = %s")
+            args.append(state)
+        if standing is not None:
+            where.append("standing = %s")
+            args.append(standing)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+
+        def body(conn: Any) -> list[ProbeRecord]:
+            rows = conn.execute(
+                f"SELECT {self._PROBE_SELECT} FROM probes{clause} ORDER BY created_at, id", args
+            ).fetchall()
+            return self._with_statuses(conn, readable(rows, self._probe, quarantined))
+
+        result: list[ProbeRecord] = self._run("list probes", body)
+        return result
+
+    def active_probes(
+        self, *, quarantined: list[tuple[str, str]] | None = None
+    ) -> list[ProbeRecord]:
+        rows = self._run(
+            "list active probes",
+            lambda c: c.execute(
+                f"SELECT {self._PROBE_SELECT} FROM probes WHERE state = 'active' "
+                "ORDER BY created_at, id"
+            ).fetchall(),
+        )
+        return readable(rows, self._probe, quarantined)
+
+    def end_probe(
+        self, probe_id: str, state: str, now: float, reason: str | None = None
+    ) -> ProbeRecord | None:
+        def body(conn: Any, events: list[str]) -> ProbeRecord | CorruptRecordError | None:
+            ended = conn.execute(
+                "UPDATE probes SET state = %s, ended_at = %s, ended_reason = %s "
+                "WHERE id = %s AND state = 'active'",
+                (state, now, reason, probe_id),
+            ).rowcount
+            if ended:
+                events.append("probes")
+            row = conn.execute(
+                f"SELECT {self._PROBE_SELECT} FROM probes WHERE id = %s", (probe_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            try:
+                return self._with_statuses(conn, [self._probe(row)])[0]
+            except CorruptRecordError as exc:
+                return exc  # the probe is ended all the same: commit, then say so
+
+        result: ProbeRecord | CorruptRecordError | None = self._run(
+            "end probe", body, with_events=True
+        )
+        if isinstance(result, CorruptRecordError):
+            raise result
+        return result
+
+    def store_heartbeat(
+        self,
+        source: SourceRecord,
+        statuses: Sequence[Mapping[str, Any]],
+        dropped: int | None,
+        now: float,
+    ) -> None:
+        def body(conn: Any) -> None:
+            self._touch(conn, source.id, now, dropped)
+            given = self._given(conn, source, [status["probe_id"] for status in statuses])
+            self._upsert_statuses(
+                conn, source.id, [s for s in statuses if s["probe_id"] in given], now
+            )
+
+        self._run("store heartbeat", body, soft=True)
+
+    @staticmethod
+    def _upsert_statuses(
+        conn: Any, source_id: str, statuses: Sequence[Mapping[str, Any]], now: float
+    ) -> None:
+        if not statuses:
+            return
+        # one row per probe (the last status given wins, as INSERT OR REPLACE does in SQLite)
+        rows = {status["probe_id"]: json.dumps(status, sort_keys=True) for status in statuses}
+        conn.execute(
+            "INSERT INTO statuses (probe_id, source_id, body, updated_at) "
+            "SELECT key, %s, value, %s FROM json_each_text(%s::json) "
+            "ON CONFLICT (probe_id, source_id) DO UPDATE SET body = excluded.body, "
+            "updated_at = excluded.updated_at",
+            (source_id, now, json.dumps(rows)),
+        )
+
+    @staticmethod
+    def _given(conn: Any, source: SourceRecord, probe_ids: Sequence[str]) -> set[str]:
+        """The ids among ``probe_ids`` of probes whose selector picks ``source``."""
+        if not probe_ids:
+            return set()
+        rows = conn.execute(
+            "SELECT id, selector FROM probes WHERE id = ANY(%s)", (sorted(set(probe_ids)),)
+        ).fetchall()
+        return {probe_id for probe_id, selector in rows if picks(selector, source)}
+
+    def set_statuses(
+        self, source_id: str, statuses: Sequence[Mapping[str, Any]], now: float
+    ) -> None:
+        def body(conn: Any) -> None:
+            ids = [status["probe_id"] for status in statuses]
+            known = {
+                row[0] for row in conn.execute("SELECT id FROM probes WHERE id = ANY(%s)", (ids,))
+            }
+            self._upsert_statuses(
+                conn, source_id, [s for s in statuses if s["probe_id"] in known], now
+            )
+
+        if statuses:
+            self._run("store probe statuses", body, soft=True)
+
+    def expire_probes(self, now: float) -> list[str]:
+        def body(conn: Any, events: list[str]) -> list[str]:
+            # one statement: replicas sweeping at once each expire a probe at most once
+            rows = conn.execute(
+                "UPDATE probes SET state = 'expired', ended_at = %s, ended_reason = %s "
+                "WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= %s "
+                "RETURNING id",
+                (now, "expired: its ttl ended", now),
+            ).fetchall()
+            if rows:
+                events.append("probes")
+            return sorted(row[0] for row in rows)
+
+        result: list[str] = self._run("expire probes", body, with_events=True)
+        return result
+
+    # -- hits ----------------------------------------------------------------------------
+
+    def add_hits(
+        self,
+        source: SourceRecord,
+        hits: Sequence[dict[str, Any]],
+        dropped: Mapping[str, int],
+        now: float,
+        max_hits_per_probe: int | None = None,
+    ) -> BatchOutcome:
+        """Store a batch in one transaction; the same rules as the SQLite store."""
+        return self.add_hit_batches([(source, hits, dropped)], now, max_hits_per_probe)[0]
+
+    def add_hit_batches(
+        self,
+        batches: Sequence[tuple[SourceRecord, Sequence[dict[str, Any]], Mapping[str, int]]],
+        now: float,
+        max_hits_per_probe: int | None = None,
+    ) -> list[BatchOutcome]:
+        """Several batches in one transaction: a group commit.
+
+        The probes' rows are locked first, all at once and in id order, then the sources'
+        last-seen times are updated in id order: two replicas committing groups that share
+        probes or sources wait for each other instead of deadlocking.
+        """
+
+        def body(conn: Any, events: list[str]) -> list[BatchOutcome]:
+            probe_ids = sorted(
+                {hit["probe_id"] for _, hits, _ in batches for hit in hits}
+                | {probe_id for _, _, dropped in batches for probe_id in dropped}
+            )
+            probes: dict[str, list[Any]] = {}
+            if probe_ids:
+                for row in conn.execute(
+                    "SELECT id, signature, state, max_hits, hit_count, selector, expires_at, "
+                    "standing FROM probes WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                    (probe_ids,),
+                ):
+                    probes[row[0]] = list(row)
+            source_ids = sorted({source.id for source, _, _ in batches})
+            conn.execute(
+                "UPDATE sources SET last_seen = %s, deregistered = false WHERE id IN "
+                "(SELECT id FROM sources WHERE id = ANY(%s) ORDER BY id FOR UPDATE)",
+                (now, source_ids),
+            )
+            outcomes = [
+                self._store_batch(conn, probes, source, hits, dropped, now, max_hits_per_probe)
+                for source, hits, dropped in batches
+            ]
+            if any(outcome.completed for outcome in outcomes):
+                events.append("probes")
+            return outcomes
+
+        result: list[BatchOutcome] = self._run("store hits", body, with_events=True)
+        return result
+
+    def _store_batch(
+        self,
+        conn: Any,
+        probes: dict[str, list[Any]],
+        source: SourceRecord,
+        hits: Sequence[dict[str, Any]],
+        dropped: Mapping[str, int],
+        now: float,
+        max_hits_per_probe: int | None,
+    ) -> BatchOutcome:
+        by_probe: dict[str, list[dict[str, Any]]] = {}
+        for hit in hits:
+            by_probe.setdefault(hit["probe_id"], []).append(hit)
+        brief = source.brief()
+        outcome = BatchOutcome()
+        for probe_id, batch in by_probe.items():
+            if probe_id not in probes:
+                outcome.decline(probe_id, "unknown_probe", len(batch))
+        for probe_id in sorted(set(by_probe) | set(dropped)):
+            row = probes.get(probe_id)
+            if row is None:
+                continue
+            _, signature, state, max_hits, hit_count, selector, expires_at, standing = row
+            batch = by_probe.get(probe_id, [])
+            if not picks(selector, source):
+                # not this source's probe: neither its hits nor its drop counts are taken
+                outcome.decline(probe_id, "not_given", len(batch))
+                continue
+            if standing:
+                # the probe's row is locked (FOR UPDATE above) until this transaction ends:
+                # replicas sampling the same probe take turns, so its counts stay exact
+                accepted = self._store_standing(
+                    conn, source, probe_id, signature, state, batch, dropped, now, outcome
+                )
+                row[4] = hit_count + accepted
+                continue
+            cap = max_hits
+            if max_hits_per_probe is not None and (cap is None or cap > max_hits_per_probe):
+                cap = max_hits_per_probe
+            if state == "active" and expires_at is not None and expires_at <= now:
+                state = "expired"  # the sweeper has not run yet: the probe is over all the same
+            room = None if cap is None else max(0, cap - hit_count)
+            if batch and (state != "active" or (room is not None and room < len(batch))):
+                # some hits may be declined: those already stored (a retried batch) are not
+                stored_ids = self._stored_hit_ids(conn, probe_id, source.id, batch)
+                fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
+                outcome.accepted += len(batch) - len(fresh)
+                if state != "active":
+                    reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(
+                        state, "max_hits"
+                    )
+                    outcome.decline(probe_id, reason, len(fresh))
+                    batch = []
+                else:
+                    assert room is not None
+                    outcome.decline(probe_id, "max_hits", len(fresh) - room)
+                    batch = fresh[:room]
+            rows = []
+            for hit in batch:
+                hit["signature"] = signature  # the hub's record is the truth
+                hit["source"] = brief
+                rows.append((hit.get("hit_id") or None, hit["ts"], _ENCODER.encode(hit)))
+            inserted = 0
+            if batch:
+                # one statement per probe, however many hits, with the rows as one JSON text
+                # parameter: psycopg adapts a Python list element by element (about 70 us a
+                # hit), a single string in one go. The function scan yields the array in order
+                # and an INSERT ... SELECT has no parallel plan: seq follows the batch.
+                inserted = conn.execute(
+                    "INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, "
+                    "body) SELECT %s, %s, %s, r->>0, (r->>1)::float8, %s, r->>2 "
+                    "FROM json_array_elements(%s::json) AS u(r) ON CONFLICT DO NOTHING",
+                    (probe_id, signature, source.id, now, _ENCODER.encode(rows)),
+                ).rowcount
+            outcome.accepted += len(batch)
+            if inserted:
+                outcome.stored.extend(batch)
+            new_count = hit_count + inserted
+            row[4] = new_count  # the next batch of this group counts from here
+            finished = cap is not None and new_count >= cap and state == "active" and inserted > 0
+            ended: str | None = None
+            if finished:
+                which = "limits.max_hits" if cap == max_hits else "the hub's --max-hits-per-probe"
+                ended = f"max_hits: {new_count} hits stored ({which} is {cap})"
+                row[2] = "completed"
+            extra_dropped = int(dropped.get(probe_id, 0))
+            if inserted or extra_dropped or finished:
+                conn.execute(
+                    "UPDATE probes SET hit_count = %s, dropped = dropped + %s, "
+                    "state = CASE WHEN %s THEN 'completed' ELSE state END, "
+                    "ended_at = CASE WHEN %s THEN %s ELSE ended_at END, "
+                    "ended_reason = CASE WHEN %s THEN %s ELSE ended_reason END WHERE id = %s",
+                    (new_count, extra_dropped, finished, finished, now, finished, ended,
+                     probe_id),
+                )  # fmt: skip
+            if finished:
+                outcome.completed.append(probe_id)
+        return outcome
+
+    def _store_standing(
+        self,
+        conn: Any,
+        source: SourceRecord,
+        probe_id: str,
+        signature: str,
+        state: str,
+        batch: Sequence[dict[str, Any]],
+        dropped: Mapping[str, int],
+        now: float,
+        outcome: BatchOutcome,
+    ) -> int:
+        """A standing probe's hits: counted per stratum, sampled into the bounded reservoir.
+
+        The same rules as the SQLite store: a hit the sample does not keep is still accepted
+        and counted in ``strata.seen``; ``hit_count`` counts the hits accepted. Returns that
+        number.
+        """
+        stored_ids = self._stored_hit_ids(conn, probe_id, source.id, batch) if batch else set()
+        if state != "active":
+            reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(state, "max_hits")
+            fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
+            outcome.accepted += len(batch) - len(fresh)
+            outcome.decline(probe_id, reason, len(fresh))
+            return 0
+        brief = source.brief()
+        version = source.version or ""
+        accepted = 0
+        for hit in batch:
+            hit_id = hit.get("hit_id") or None
+            outcome.accepted += 1
+            if hit_id is not None:
+                if hit_id in stored_ids:
+                    continue  # a retried batch: stored already, counted already
+                # a second copy in this batch is the same hit (and would break hits_unique)
+                stored_ids.add(hit_id)
+            accepted += 1
+            hit["signature"] = signature
+            hit["source"] = brief
+            if self._sample(conn, probe_id, version, source.id, hit, now):
+                outcome.stored.append(hit)  # kept in the sample: exported like any stored hit
+        extra_dropped = int(dropped.get(probe_id, 0))
+        if accepted or extra_dropped:
+            conn.execute(
+                "UPDATE probes SET hit_count = hit_count + %s, dropped = dropped + %s "
+                "WHERE id = %s",
+                (accepted, extra_dropped, probe_id),
+            )
+        return accepted
+
+    def _sample(
+        self,
+        conn: Any,
+        probe_id: str,
+        version: str,
+        source_id: str,
+        hit: dict[str, Any],
+        now: float,
+    ) -> bool:
+        """Count one hit in its stratum and decide whether the sample keeps it.
+
+        As :meth:`SQLiteStore._sample <sensor.hub.store.sqlite.SQLiteStore._sample>`: while the
+        reservoir of (probe, version) has room every hit is kept; once full, a hit of a stratum
+        smaller than the largest replaces a random hit of the largest, and a hit of a largest
+        stratum replaces one of its own with probability kept/seen.
+        """
+        from sensor.hub import strata as st
+
+        stratum = st.stratum_of(hit)
+        key = (probe_id, version)
+        row = conn.execute(
+            "SELECT seen, kept FROM strata WHERE probe_id = %s AND version = %s AND stratum = %s",
+            (*key, stratum),
+        ).fetchone()
+        if row is None:
+            versions = [
+                v
+                for (v,) in conn.execute(
+                    "SELECT version FROM strata WHERE probe_id = %s GROUP BY version "
+                    "ORDER BY MAX(last_seen) DESC, version",
+                    (probe_id,),
+                )
+            ]
+            if version not in versions and len(versions) >= st.MAX_VERSIONS:
+                for old in versions[st.MAX_VERSIONS - 1 :]:
+                    self._forget_version(conn, probe_id, old)
+            count = conn.execute(
+                "SELECT COUNT(*) FROM strata WHERE probe_id = %s AND version = %s", key
+            ).fetchone()[0]
+            if count >= st.MAX_STRATA:
+                stratum = st.OVERFLOW_STRATUM
+                row = conn.execute(
+                    "SELECT seen, kept FROM strata WHERE probe_id = %s AND version = %s "
+                    "AND stratum = %s",
+                    (*key, stratum),
+                ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO strata (probe_id, version, stratum, seen, kept, first_seen, "
+                    "last_seen) VALUES (%s, %s, %s, 0, 0, %s, %s)",
+                    (*key, stratum, now, now),
+                )
+                row = (0, 0)
+        seen, kept = int(row[0]) + 1, int(row[1])
+        conn.execute(
+            "UPDATE strata SET seen = %s, last_seen = %s WHERE probe_id = %s AND version = %s "
+            "AND stratum = %s",
+            (seen, now, *key, stratum),
+        )
+        total = conn.execute(
+            "SELECT COALESCE(SUM(kept), 0) FROM strata WHERE probe_id = %s AND version = %s", key
+        ).fetchone()[0]
+        victim: str | None = None  # the stratum that gives up one hit
+        if total >= st.RESERVOIR_CAP:
+            largest, most = conn.execute(
+                "SELECT stratum, kept FROM strata WHERE probe_id = %s AND version = %s "
+                "ORDER BY kept DESC, stratum LIMIT 1",
+                key,
+            ).fetchone()
+            if most > kept + 1:
+                victim = largest
+            elif kept > 0 and _RANDOM.randrange(seen) < kept:
+                victim = stratum
+            else:
+                return False  # not sampled: counted in seen
+        if victim is not None:
+            kept_there = conn.execute(
+                "SELECT kept FROM strata WHERE probe_id = %s AND version = %s AND stratum = %s",
+                (*key, victim),
+            ).fetchone()[0]
+            (seq,) = conn.execute(
+                "SELECT seq FROM reservoir WHERE probe_id = %s AND version = %s AND stratum = %s "
+                "ORDER BY seq LIMIT 1 OFFSET %s",
+                (*key, victim, _RANDOM.randrange(max(1, int(kept_there)))),
+            ).fetchone()
+            conn.execute("DELETE FROM hits WHERE seq = %s", (seq,))
+            conn.execute("DELETE FROM reservoir WHERE seq = %s", (seq,))
+            conn.execute(
+                "UPDATE strata SET kept = kept - 1 WHERE probe_id = %s AND version = %s "
+                "AND stratum = %s",
+                (*key, victim),
+            )
+        (new_seq,) = conn.execute(
+            "INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, body) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING seq",
+            (
+                probe_id,
+                hit["signature"],
+                source_id,
+                hit.get("hit_id") or None,
+                hit["ts"],
+                now,
+                _ENCODER.encode(hit),
+            ),
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO reservoir (seq, probe_id, version, stratum) VALUES (%s, %s, %s, %s)",
+            (new_seq, *key, stratum),
+        )
+        conn.execute(
+            "UPDATE strata SET kept = kept + 1 WHERE probe_id = %s AND version = %s "
+            "AND stratum = %s",
+            (*key, stratum),
+        )
+        return True
+
+    @staticmethod
+    def _forget_version(conn: Any, probe_id: str, version: str) -> None:
+        """Drop the sample and counts of one service version of a standing probe."""
+        key = (probe_id, version)
+        conn.execute(
+            "DELETE FROM hits WHERE seq IN (SELECT seq FROM reservoir WHERE probe_id = %s "
+            "AND version = %s)",
+            key,
+        )
+        conn.execute("DELETE FROM reservoir WHERE probe_id = %s AND version = %s", key)
+        conn.execute("DELETE FROM strata WHERE probe_id = %s AND version = %s", key)
+
+    def standing_summary(self, probe_id: str) -> list[VersionSummary]:
+        def body(conn: Any) -> list[VersionSummary]:
+            # one transaction: the totals and the counters are of the same moment
+            rows = conn.execute(
+                "SELECT version, SUM(seen), SUM(kept), COUNT(*), MIN(first_seen), "
+                "MAX(last_seen) FROM strata WHERE probe_id = %s GROUP BY version "
+                "ORDER BY MAX(last_seen) DESC, version",
+                (probe_id,),
+            ).fetchall()
+            statuses = conn.execute(
+                "SELECT COALESCE(so.version, ''), st.body FROM statuses st JOIN sources so "
+                "ON so.id = st.source_id WHERE st.probe_id = %s",
+                (probe_id,),
+            ).fetchall()
+            return version_summaries(rows, statuses)
+
+        result: list[VersionSummary] = self._run("read standing summary", body)
+        return result
+
+    @staticmethod
+    def _stored_hit_ids(
+        conn: Any, probe_id: str, source_id: str, batch: Sequence[dict[str, Any]]
+    ) -> set[str]:
+        ids = sorted({hit["hit_id"] for hit in batch if hit.get("hit_id")})
+        if not ids:
+            return set()
+        return {
+            row[0]
+            for row in conn.execute(
+                "SELECT hit_id FROM hits WHERE probe_id = %s AND source_id = %s "
+                "AND hit_id = ANY(%s)",
+                (probe_id, source_id, ids),
+            )
+        }
+
+    def read_hits(
+        self,
+        *,
+        probe_id: str | None = None,
+        signature: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        source_id: str | None = None,
+        after: int | None = None,
+        limit: int = 100,
+        quarantined: list[tuple[str, str]] | None = None,
+    ) -> list[HitRow]:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, op, value in (
+            ("probe_id", "=", probe_id),
+            ("signature", "=", signature),
+            ("ts", ">=", since),
+            ("ts", "<", until),
+            ("source_id", "=", source_id),
+            ("seq", ">", after),
+        ):
+            if value is not None:
+                where.append(f"{column} {op} %s")
+                args.append(value)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        args.append(limit)
+        rows = self._run(
+            "read hits",
+            lambda c: c.execute(
+                f"SELECT seq, body FROM hits{clause} ORDER BY seq LIMIT %s", args
+            ).fetchall(),
+        )
+        hits = []
+        for seq, body in rows:
+            reason = bad_hit_body(body)
+            if reason is None:
+                hits.append(HitRow(seq, body))
+            elif quarantined is not None:
+                quarantined.append((str(seq), reason))
+        return hits
+
+    def find_hits(
+        self,
+        probe_id: str,
+        hit_id: str,
+        *,
+        quarantined: list[tuple[str, str]] | None = None,
+    ) -> list[HitRow]:
+        # the (probe_id, source_id, hit_id) index finds the few rows; sorted here, as SQLite's
+        rows = self._run(
+            "find a hit",
+            lambda c: c.execute(
+                "SELECT seq, body FROM hits WHERE probe_id = %s AND hit_id = %s",
+                (probe_id, hit_id),
+            ).fetchall(),
+        )
+        hits = []
+        for seq, body in sorted(rows):
+            reason = bad_hit_body(body)
+            if reason is None:
+                hits.append(HitRow(seq, body))
+            elif quarantined is not None:
+                quarantined.append((str(seq), reason))
+        return hits
+
+    # -- redaction rules -----------------------------------------------------------------
+
+    def get_redaction(self) -> RedactionRecord | None:
+        row = self._run(
+            "read redaction rules",
+            lambda c: c.execute("SELECT value FROM meta WHERE key = 'redaction'").fetchone(),
+        )
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        return RedactionRecord(
+            names=list(data["names"]),
+            patterns=list(data["patterns"]),
+            allow=list(data["allow"]),
+            updated_at=float(data["updated_at"]),
+            updated_by=data.get("updated_by"),
+        )
+
+    def set_redaction(self, record: RedactionRecord) -> None:
+        self._run(
+            "store redaction rules",
+            lambda c: c.execute(
+                "INSERT INTO meta (key, value) VALUES ('redaction', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (json.dumps(record.to_dict(), sort_keys=True),),
+            ),
+            notify=("redaction",),
+        )
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    def apply_retention(self, now: float, max_age: float | None) -> int:
+        """Delete what is older than ``max_age`` seconds; return how many hits went.
+
+        One replica at a time (an advisory lock taken without waiting): the others skip this
+        round and return 0, instead of deleting the same rows behind the first one's locks.
+        """
+        if max_age is None:
+            return 0
+        cutoff = now - max_age
+
+        def body(conn: Any) -> int:
+            locked = conn.execute(
+                "SELECT pg_try_advisory_xact_lock(%s)", (_RETENTION_LOCK,)
+            ).fetchone()[0]
+            if not locked:
+                return 0
+            # A standing probe's sample of a version still reporting stays whatever its age:
+            # it is bounded, and its rare states are the point of keeping it.
+            deleted = conn.execute(
+                "DELETE FROM hits WHERE received_at < %s AND seq NOT IN (SELECT r.seq FROM "
+                "reservoir r JOIN (SELECT probe_id, version FROM strata GROUP BY probe_id, "
+                "version HAVING MAX(last_seen) >= %s) live ON r.probe_id = live.probe_id AND "
+                "r.version = live.version)",
+                (cutoff, cutoff),
+            ).rowcount
+            conn.execute(
+                "DELETE FROM reservoir r WHERE NOT EXISTS (SELECT 1 FROM hits h "
+                "WHERE h.seq = r.seq)"
+            )
+            conn.execute(
+                "DELETE FROM strata WHERE (probe_id, version) IN (SELECT probe_id, version FROM "
+                "strata GROUP BY probe_id, version HAVING MAX(last_seen) < %s)",
+                (cutoff,),
+            )
+            conn.execute(
+                "DELETE FROM statuses WHERE source_id IN "
+                "(SELECT id FROM sources WHERE last_seen < %s)",
+                (cutoff,),
+            )
+            conn.execute("DELETE FROM sources WHERE last_seen < %s", (cutoff,))
+            # probes that ended before the cutoff and hold no hit any more: without this, every
+            # test run's placements would stay in the table forever
+            conn.execute(
+                "DELETE FROM statuses WHERE probe_id IN (SELECT id FROM probes AS p WHERE "
+                "p.state <> 'active' AND p.ended_at < %s AND NOT EXISTS "
+                "(SELECT 1 FROM hits h WHERE h.probe_id = p.id))",
+                (cutoff,),
+            )
+            conn.execute(
+                "DELETE FROM probes AS p WHERE p.state <> 'active' AND p.ended_at < %s AND "
+                "NOT EXISTS (SELECT 1 FROM hits h WHERE h.probe_id = p.id)",
+                (cutoff,),
+            )
+            return int(deleted)
+
+        result: int = self._run("apply retention", body)
+        return result
+
+    def close(self) -> None:
+        self._closed.set()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.join(timeout=5)
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for conn in connections:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+# -- helpers -----------------------------------------------------------------------------------

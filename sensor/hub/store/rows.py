@@ -1,0 +1,201 @@
+"""Reading stored rows back into records, the same way for every store.
+
+A row that cannot be served (written by hand, by another program, or by an older hub) raises
+:class:`~sensor.hub.store.base.CorruptRecordError`; listings leave it out and report it as
+quarantined instead of failing whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from sensor.hub.body import check_values
+from sensor.hub.store.base import (
+    CorruptRecordError,
+    ProbeRecord,
+    SourceRecord,
+    TokenRecord,
+    VersionSummary,
+    selector_matches,
+)
+
+__all__ = [
+    "STATUS_COUNTERS",
+    "bad_hit_body",
+    "check_record",
+    "picks",
+    "probe_from_row",
+    "readable",
+    "source_from_row",
+    "status_from_body",
+    "token_from_row",
+    "version_summaries",
+]
+
+_log = logging.getLogger("sensor.hub")
+R = TypeVar("R")
+#: The counters of a sensor's ProbeStatus summed per version for a standing probe.
+STATUS_COUNTERS = (
+    "hits",
+    "drops",
+    "skipped_rate",
+    "skipped_condition",
+    "skipped_budget",
+    "errors",
+    "evaluations",
+    "violations",
+    "exceptions",
+)
+
+
+def token_from_row(row: Sequence[Any]) -> TokenRecord:
+    """id, name, scope, token_hash, created_at, services (JSON or NULL)."""
+    token_id, name, scope, token_hash, created_at, services = row
+    if services is not None:
+        try:
+            services = json.loads(services)
+        except ValueError:
+            services = None
+        if not isinstance(services, list) or not all(isinstance(x, str) for x in services):
+            # a token whose limits cannot be read must not become a token without limits
+            raise CorruptRecordError(token_id, "its services list is not a list of names")
+    return TokenRecord(token_id, name, scope, token_hash, created_at, services)
+
+
+def source_from_row(row: Sequence[Any]) -> SourceRecord:
+    """The columns of :class:`SourceRecord` in order, labels as JSON text."""
+    values = list(row)
+    try:
+        labels = json.loads(values[6])
+    except (TypeError, ValueError) as exc:
+        raise CorruptRecordError(str(values[0]), f"its labels are not JSON ({exc})") from None
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise CorruptRecordError(str(values[0]), "its labels are not an object of strings")
+    values[6] = labels
+    values[14] = bool(values[14])
+    check_record(str(values[0]), values)
+    if not isinstance(values[1], str) or not values[1]:
+        raise CorruptRecordError(str(values[0]), f"its service is {values[1]!r}")
+    return SourceRecord(*values)
+
+
+def probe_from_row(row: Sequence[Any]) -> ProbeRecord:
+    """id, signature, probe, selector (JSON), state, created_at, expires_at, hit_count, dropped,
+    ended_at, ended_reason, standing (0/1 or a boolean)."""
+    values = list(row)
+    record_id = str(values[0])
+    for index, name in ((2, "probe"), (3, "selector")):
+        try:
+            values[index] = json.loads(values[index])
+        except (TypeError, ValueError) as exc:
+            raise CorruptRecordError(record_id, f"its {name} is not JSON ({exc})") from None
+        if not isinstance(values[index], dict):
+            raise CorruptRecordError(record_id, f"its {name} is not a JSON object")
+    check_record(record_id, values)
+    standing = bool(values.pop())
+    reason = values.pop()
+    record = ProbeRecord(*values)
+    record.ended_reason = reason
+    record.standing = standing
+    return record
+
+
+def status_from_body(source_id: str, body: Any) -> dict[str, Any] | None:
+    """A stored status, or None when it cannot be served (the next heartbeat replaces it)."""
+    try:
+        status = json.loads(body)
+        check_values([source_id, status])
+    except (TypeError, ValueError):  # BodyError is a ValueError too
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def check_record(record_id: str, values: Sequence[Any]) -> None:
+    """Raise :class:`CorruptRecordError` if a value read back could not be served as JSON."""
+    try:
+        check_values(list(values))
+    except ValueError as exc:
+        raise CorruptRecordError(record_id, str(exc)) from None
+
+
+def readable(
+    rows: Sequence[Sequence[Any]],
+    read: Callable[[Sequence[Any]], R],
+    quarantined: list[tuple[str, str]] | None,
+) -> list[R]:
+    """The records of ``rows`` that ``read`` accepts; the others go to ``quarantined``."""
+    records = []
+    for row in rows:
+        try:
+            records.append(read(row))
+        except CorruptRecordError as exc:
+            _log.warning("hub database: %s (left out of answers)", exc)
+            if quarantined is not None:
+                quarantined.append((exc.record_id, exc.reason))
+    return records
+
+
+def picks(selector_text: str, source: SourceRecord) -> bool:
+    """True when a stored selector picks ``source`` (an unreadable selector picks nothing)."""
+    try:
+        selector = json.loads(selector_text)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(selector, dict) and selector_matches(selector, source)
+
+
+def bad_hit_body(body: object) -> str | None:
+    """Why a stored hit body cannot be spliced into an answer (None: it can)."""
+    # the hub writes them ASCII-only JSON objects; anything else was not written by the hub
+    if not isinstance(body, str) or not body.isascii():
+        return "its body is not the ASCII JSON the hub writes"
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        return f"its body is not JSON ({exc})"
+    if not isinstance(data, dict):
+        return "its body is not a JSON object"
+    return None
+
+
+def version_summaries(
+    strata: Sequence[Sequence[Any]], statuses: Sequence[tuple[str, Any]]
+) -> list[VersionSummary]:
+    """A standing probe's summaries from its strata totals and its statuses.
+
+    ``strata``: (version, seen, kept, strata, first_seen, last_seen) per version, newest first;
+    ``statuses``: (the source's version or '', status body) per source of the probe.
+    """
+    counters: dict[str, dict[str, int]] = {}
+    sources: dict[str, int] = {}
+    for version, body in statuses:
+        try:
+            status = json.loads(body)
+        except (TypeError, ValueError):
+            continue  # an unreadable status is left out, as everywhere
+        if not isinstance(status, dict):
+            continue
+        sources[version] = sources.get(version, 0) + 1
+        total = counters.setdefault(version, {})
+        for name in STATUS_COUNTERS:
+            value = status.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                total[name] = total.get(name, 0) + value
+    return [
+        VersionSummary(
+            version=version or None,
+            seen=int(seen),
+            kept=int(kept),
+            strata=int(count),
+            first_seen=float(first),
+            last_seen=float(last),
+            counters={n: counters.get(version, {}).get(n, 0) for n in STATUS_COUNTERS},
+            sources=sources.get(version, 0),
+        )
+        for version, seen, kept, count, first, last in strata
+    ]
