@@ -34,7 +34,8 @@ demo: venv
 # so the CPU stays busy while tests wait on the hub and service processes they start.
 # pytest exits 5 when it collected no test: reported, not hidden, and not a failure.
 test: venv
-	$(BIN)/python tools/test_matrix.py -- $(PYTEST_ARGS)
+	$(BIN)/python tools/test_matrix.py $(if $(TEST_JOBS),--jobs $(TEST_JOBS)) \
+		$(if $(TEST_WORKERS),--workers $(TEST_WORKERS)) -- $(PYTEST_ARGS)
 
 test-all: venv
 	$(BIN)/tox run-parallel -e py311,py312,py313 -p 3
