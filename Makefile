@@ -13,7 +13,7 @@ export PATH := $(subst $(eval) ,:,$(strip $(PYENV_BINS))):$(PATH)
 
 help:
 	@echo "make demo      run the demo: hub + service with the sensor + traffic + pytest --runtime-probe"
-	@echo "make test      run the whole test suite on 3.11 (creates $(VENV)), 3.12 and 3.13 (tox), two at a time"
+	@echo "make test      run the whole test suite on 3.11 (creates $(VENV)), 3.12 and 3.13 (tox), at once"
 	@echo "make test-all  run the suite on every supported Python with tox"
 	@echo "make lint type docs bench"
 
@@ -30,7 +30,7 @@ demo: venv
 
 # The whole suite on the venv's Python (3.11) and on every other supported interpreter that
 # exists (through tox): the sensor's injection backend differs by version. tools/test_matrix.py
-# runs TEST_JOBS interpreters at once (default 2), each with TEST_WORKERS xdist workers (default 2),
+# runs TEST_JOBS interpreters at once (default 3), each with TEST_WORKERS xdist workers (default 2),
 # so the CPU stays busy while tests wait on the hub and service processes they start.
 # pytest exits 5 when it collected no test: reported, not hidden, and not a failure.
 test: venv

@@ -2,11 +2,12 @@
 
 `make test` (README's test command, and CI's) runs this with the project's `.venv` Python. The suite
 runs on that Python directly and on every other supported interpreter found on PATH through tox;
-each run uses pytest-xdist, and `--jobs` runs go on at once, so that the CPU stays busy while tests
-wait on the real hub and service processes they start. Each run's output goes to its own log under
-`.test-logs/`; what is printed at the end is every run's summary (skips and failures included) and,
-for a run that failed, its whole failure section. Exit status: 0 when every run passed, else the
-first failing run's status. pytest's 5 ("no tests collected") is said, and is not a failure.
+each run uses pytest-xdist, and `--jobs` runs (3 by default: every supported Python) go on at once,
+so that the CPU stays busy while tests wait on the real hub and service processes they start. Each
+run's output goes to its own log under `.test-logs/`; what is printed at the end is every run's
+summary (skips and failures included) and, for a run that failed, its whole failure section. Exit
+status: 0 when every run passed, else the first failing run's status. pytest's 5 ("no tests
+collected") is said, and is not a failure.
 """
 
 from __future__ import annotations
@@ -108,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--jobs",
-        default=os.environ.get("TEST_JOBS", "2"),
+        default=os.environ.get("TEST_JOBS", "3"),
         type=int,
-        help="interpreters run at once (default 2, or $TEST_JOBS)",
+        help="interpreters run at once (default 3, or $TEST_JOBS)",
     )
     parser.add_argument(
         "--workers",
