@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--jobs must be at least 1, got {options.jobs}")
 
     runs = _runs(options.workers, options.pytest_args, ROOT / ".test-logs")
+    if not runs:
+        print(f"no supported Python to run the suite on (supported: {', '.join(SUPPORTED)})")
+        return 2
     waiting = list(runs)
     active: list[Run] = []
     began = time.monotonic()
