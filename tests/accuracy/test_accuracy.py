@@ -8,9 +8,6 @@ state that the issue names to a minority of calls, next to noise-only controls. 
 own tests (``services/tests``) pass on tidy inputs; they run three times in a subprocess
 ``pytest --runtime-probe`` while the traffic continues, and every case below asserts the
 verdict a test author expects from the issue's text, read from the JSON report.
-
-Cases marked ``xfail(strict=True)`` fail until the named session's work lands; strictness
-turns each into an error (XPASS) the moment it passes, so the mark must then be removed.
 """
 
 from __future__ import annotations
@@ -44,14 +41,6 @@ TRAFFIC_LIMIT = 12_000  #: and at most this many (8 minutes): bounded even if a 
 #: consecutive requests is within 2/N of it (N >= MIN_HITS here), the rest is the margin for
 #: calls in flight when the counters are read.
 RATE_TOLERANCE = 0.05
-
-ISSUE = "issue 12"
-VERDICTS = "lands with i-verdicts"
-
-
-def _xfail(item: str, lands: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"{ISSUE}: {item}; {lands}")
-
 
 # ---------------------------------------------------------------------------- production
 
