@@ -1015,6 +1015,10 @@ class RuntimeSession:
                     for line in rules:
                         progress(line)
                     self._wait_for_hits(client, waited, max(waits), progress)
+                    # The standing probes kept collecting during the wait: read their
+                    # counters again (one request), or the hits read below would be newer
+                    # than the counters read when the run began, and read as uncounted.
+                    self._refresh_standing(client, watches)
                 # Hits first, then the counters that cover them (see _wait_for_counters).
                 for signature, watch in watches.items():
                     since = self._since_for(signature)
@@ -1054,6 +1058,21 @@ class RuntimeSession:
             key = (str(record.get("signature")), _selector_key(record.get("selector") or {}))
             found.setdefault(key, []).append(record)
         return found
+
+    def _refresh_standing(self, client: Any, watches: Mapping[str, _Watch]) -> None:
+        """Re-read the standing probes' records (their statuses and counters), in one request."""
+        if not any(watch.standing for watch in watches.values()):
+            return
+        fresh = {
+            str(record["id"]): record
+            for records in self._standing_records(client).values()
+            for record in records
+        }
+        for watch in watches.values():
+            if watch.standing:
+                for probe_id in watch.records:
+                    if probe_id in fresh:
+                        watch.records[probe_id] = fresh[probe_id]
 
     def _since_for(self, signature: str) -> float | None:
         """The oldest hit to read: a standing probe's sample is bounded and per version, so
