@@ -675,16 +675,22 @@ class RuntimeSession:
         """Replay the production states of the test's ``replay=True`` probes (after its body).
 
         Returns the failure message (the expectation broke on a production state; under
-        strict also a behaviour change), or None. Each probe is replayed once per test function
-        (parametrized cases share it).
+        strict also a behaviour change), or None. A marker on the test function is replayed
+        once for all its parametrized cases (after the first case that runs, which says so);
+        a marker on one case (``pytest.param(..., marks=...)``) is that case's own.
         """
         if not self.options.replay or _MARKER_KEYWORD not in item.keywords:
             return None
+        from pytest_runtime.markers import MARKER, parse_probe_args
         from pytest_runtime.replay import run_replay
 
-        nodeid = function_id(item.nodeid)
+        function = function_id(item.nodeid)
+        case_marks = getattr(getattr(item, "callspec", None), "marks", ())
         messages: list[str] = []
-        for request in requests_for_item(item):
+        for mark in item.iter_markers(name=MARKER):
+            request = parse_probe_args(mark.args, mark.kwargs)
+            own = any(m is mark for m in case_marks)
+            nodeid = item.nodeid if own else function
             if not request.probe.replay or (nodeid, request.signature) in self._replayed:
                 continue
             self._replayed.add((nodeid, request.signature))
@@ -707,18 +713,32 @@ class RuntimeSession:
                 strict=strict,
             )
             for record in self.records:
-                if record.nodeid == nodeid:
+                if record.nodeid == function:
                     record.replays.append(report.to_dict())
                     break
             else:
                 path, lineno, _ = item.location
                 self.add_record(
                     TestRecord(
-                        nodeid, path, (lineno or 0) + 1, [request], {}, "passed", [report.to_dict()]
+                        function,
+                        path,
+                        (lineno or 0) + 1,
+                        [request],
+                        {},
+                        "passed",
+                        [report.to_dict()],
                     )
                 )
             if report.fails:
-                messages.append("\n".join(report.lines()))
+                shared = ""
+                if not own and nodeid != item.nodeid:
+                    # The failure is the function's, not this case's: say why it shows here.
+                    name = function.rpartition("::")[2]
+                    shared = (
+                        f"replay of the marker of {name}, shared by its parametrized cases "
+                        "(replayed once, with this case):\n"
+                    )
+                messages.append(shared + "\n".join(report.lines()))
             else:
                 item.add_report_section("call", "runtime replay", "\n".join(report.lines()))
         return "\n\n".join(messages) if messages else None
