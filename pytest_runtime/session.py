@@ -1035,10 +1035,6 @@ class RuntimeSession:
                     for line in rules:
                         progress(line)
                     self._wait_for_hits(client, waited, max(waits), progress)
-                    # The standing probes kept collecting during the wait: read their
-                    # counters again (one request), or the hits read below would be newer
-                    # than the counters read when the run began, and read as uncounted.
-                    self._refresh_standing(client, watches)
                 # Hits first, then the counters that cover them (see _wait_for_counters).
                 for signature, watch in watches.items():
                     since = self._since_for(signature)
@@ -1051,6 +1047,11 @@ class RuntimeSession:
                 bound = min(_COUNTERS_WAIT, max(waits))
                 if waited:
                     self._wait_for_counters(client, waited, evidence, bound, progress)
+                    # The standing probes kept collecting during the waits: read their
+                    # counters again (one request), after the heartbeat waited for above, or
+                    # the hits read after the wait would be newer than the counters read when
+                    # the run began, and read as uncounted.
+                    self._refresh_standing(client, watches)
                 self._read_statuses(client, watches, evidence)
                 self._read_earlier_statuses(client, watches, evidence)
                 fetched.update(watches)
