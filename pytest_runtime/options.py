@@ -108,7 +108,9 @@ def add_options(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         help="read production evidence from this JSON Lines file or directory of *.jsonl "
-        "files instead of the hub (repeatable)",
+        "files instead of the hub (repeatable); for a path outside the project write "
+        "--runtime-evidence=PATH: given after a space, pytest counts it when it chooses the "
+        "rootdir",
     )
     group.addoption(
         "--runtime-record",
@@ -587,3 +589,71 @@ def parse_since(option: str, text: object, *, now: float | None = None) -> float
         return parse_time(raw, now=now)
     except ValueError:
         raise OptionError(option, text, TIME_EXPECTED) from None
+
+
+#: the plugin's options whose value is a path: pytest takes such a value, given after a space,
+#: for a test path when it chooses the rootdir (see :func:`rootdir_moved`)
+PATH_OPTIONS = (
+    "--runtime-evidence",
+    "--runtime-record",
+    "--runtime-report-json",
+    "--runtime-baseline",
+)
+
+
+def rootdir_moved(config: pytest.Config) -> str | None:
+    """Say so when a path option's value, given after a space, moved pytest's rootdir.
+
+    pytest chooses the rootdir (and the ini file) before it loads plugins, so it does not know
+    ``--runtime-evidence`` yet: it reads ``--runtime-evidence ../../x`` as an unknown flag
+    followed by a test path, and ``../../x`` takes part in the common ancestor. No plugin hook
+    runs early enough to change that; ``--runtime-evidence=../../x`` is one token and is not
+    counted. This recomputes the rootdir without those values and names the option when they
+    changed it.
+    """
+    import inspect
+    import itertools
+    import shlex
+    from pathlib import Path
+
+    import pytest
+
+    if config.known_args_namespace.rootdir:
+        return None  # --rootdir decides, not the arguments
+    args = shlex.split(os.environ.get("PYTEST_ADDOPTS", "")) + list(config.invocation_params.args)
+    here = Path(config.invocation_params.dir)
+    spaced = [
+        (arg, value)
+        for arg, value in itertools.pairwise(args)
+        if arg in PATH_OPTIONS and (here / value).exists()
+    ]
+    if not spaced:
+        return None
+    try:
+        from _pytest.config.findpaths import determine_setup
+    except ImportError:  # pragma: no cover - a pytest without it: nothing to compare
+        return None
+    ns = config.known_args_namespace
+    given = config.args_source == pytest.Config.ArgsSource.ARGS
+    kwargs = {
+        "inifile": ns.inifilename,
+        "override_ini": ns.override_ini,
+        "args": [str(a) for a in config.args] if given else [],
+        "rootdir_cmd_arg": None,
+        "invocation_dir": here,
+    }
+    accepted = inspect.signature(determine_setup).parameters
+    try:
+        found = determine_setup(**{k: v for k, v in kwargs.items() if k in accepted})
+    except Exception:  # a private pytest function: its failure is not the user's
+        return None
+    expected = Path(found[0])
+    if expected == config.rootpath:
+        return None
+    option, value = spaced[0]
+    return (
+        f"pytest-runtime: {option} {value} moved pytest's rootdir from {expected} to "
+        f"{config.rootpath}: pytest chooses the rootdir before it knows plugin options, and "
+        "takes an option's value given after a space for a test path, so node ids and the ini "
+        f"file change; write {option}={value} (or pass --rootdir)"
+    )

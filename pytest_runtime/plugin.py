@@ -65,6 +65,11 @@ def pytest_configure(config: pytest.Config) -> None:
     except RuntimeProbeError as exc:
         raise _usage_error(exc) from exc
     config.stash[_OPTIONS] = options
+    from pytest_runtime.options import rootdir_moved
+
+    moved = rootdir_moved(config)
+    if moved:
+        config.issue_config_time_warning(pytest.PytestConfigWarning(moved), stacklevel=2)
     if options.publish:
         # Publishing reads the markers only: collect, run nothing (as --collect-only does).
         config.option.collectonly = True

@@ -675,16 +675,22 @@ class RuntimeSession:
         """Replay the production states of the test's ``replay=True`` probes (after its body).
 
         Returns the failure message (the expectation broke on a production state; under
-        strict also a behaviour change), or None. Each probe is replayed once per test function
-        (parametrized cases share it).
+        strict also a behaviour change), or None. A marker on the test function is replayed
+        once for all its parametrized cases (after the first case that runs, which says so);
+        a marker on one case (``pytest.param(..., marks=...)``) is that case's own.
         """
         if not self.options.replay or _MARKER_KEYWORD not in item.keywords:
             return None
+        from pytest_runtime.markers import MARKER, parse_probe_args
         from pytest_runtime.replay import run_replay
 
-        nodeid = function_id(item.nodeid)
+        function = function_id(item.nodeid)
+        case_marks = getattr(getattr(item, "callspec", None), "marks", ())
         messages: list[str] = []
-        for request in requests_for_item(item):
+        for mark in item.iter_markers(name=MARKER):
+            request = parse_probe_args(mark.args, mark.kwargs)
+            own = any(m is mark for m in case_marks)
+            nodeid = item.nodeid if own else function
             if not request.probe.replay or (nodeid, request.signature) in self._replayed:
                 continue
             self._replayed.add((nodeid, request.signature))
@@ -707,18 +713,32 @@ class RuntimeSession:
                 strict=strict,
             )
             for record in self.records:
-                if record.nodeid == nodeid:
+                if record.nodeid == function:
                     record.replays.append(report.to_dict())
                     break
             else:
                 path, lineno, _ = item.location
                 self.add_record(
                     TestRecord(
-                        nodeid, path, (lineno or 0) + 1, [request], {}, "passed", [report.to_dict()]
+                        function,
+                        path,
+                        (lineno or 0) + 1,
+                        [request],
+                        {},
+                        "passed",
+                        [report.to_dict()],
                     )
                 )
             if report.fails:
-                messages.append("\n".join(report.lines()))
+                shared = ""
+                if not own and nodeid != item.nodeid:
+                    # The failure is the function's, not this case's: say why it shows here.
+                    name = function.rpartition("::")[2]
+                    shared = (
+                        f"replay of the marker of {name}, shared by its parametrized cases "
+                        "(replayed once, with this case):\n"
+                    )
+                messages.append(shared + "\n".join(report.lines()))
             else:
                 item.add_report_section("call", "runtime replay", "\n".join(report.lines()))
         return "\n\n".join(messages) if messages else None
@@ -1027,6 +1047,11 @@ class RuntimeSession:
                 bound = min(_COUNTERS_WAIT, max(waits))
                 if waited:
                     self._wait_for_counters(client, waited, evidence, bound, progress)
+                    # The standing probes kept collecting during the waits: read their
+                    # counters again (one request), after the heartbeat waited for above, or
+                    # the hits read after the wait would be newer than the counters read when
+                    # the run began, and read as uncounted.
+                    self._refresh_standing(client, watches)
                 self._read_statuses(client, watches, evidence)
                 self._read_earlier_statuses(client, watches, evidence)
                 fetched.update(watches)
@@ -1054,6 +1079,21 @@ class RuntimeSession:
             key = (str(record.get("signature")), _selector_key(record.get("selector") or {}))
             found.setdefault(key, []).append(record)
         return found
+
+    def _refresh_standing(self, client: Any, watches: Mapping[str, _Watch]) -> None:
+        """Re-read the standing probes' records (their statuses and counters), in one request."""
+        if not any(watch.standing for watch in watches.values()):
+            return
+        fresh = {
+            str(record["id"]): record
+            for records in self._standing_records(client).values()
+            for record in records
+        }
+        for watch in watches.values():
+            if watch.standing:
+                for probe_id in watch.records:
+                    if probe_id in fresh:
+                        watch.records[probe_id] = fresh[probe_id]
 
     def _since_for(self, signature: str) -> float | None:
         """The oldest hit to read: a standing probe's sample is bounded and per version, so

@@ -1161,6 +1161,15 @@ def _hint(
         text = f"only {n_prod} production hit(s), {settings.min_hits} needed"
         if not production.collecting:
             return f"{text}; the probe cannot collect more: {production.states}"
+        if production.origin == "counters" and production.calls == 0 and n_prod:
+            # Hits prove that calls reach it; the counters (a heartbeat from before the
+            # traffic) have not caught up: "no call reached it" would send the user hunting.
+            return (
+                f"{text}; calls reach {location or 'the location'}, but the {n_prod} hit(s) "
+                f"came after the last counters of the {production.reporting} source(s) that "
+                "report them (sent with each heartbeat): run the check again once more hits "
+                "have come, or wait longer (--runtime-wait)"
+            )
         if production.origin == "counters" and production.calls == 0:
             return (
                 f"{text}; no call reached {location or 'the location'}{production.span_text()} "

@@ -80,7 +80,7 @@ def test_a_fix_is_verified_on_production_states(demo: Path, tmp_path: Path) -> N
     report = tmp_path / "report.json"
     result = _pytest(
         shop,
-        "--runtime-evidence", str(demo / "evidence.jsonl"),
+        f"--runtime-evidence={demo / 'evidence.jsonl'}",
         "--runtime-replay", "1000",
         "--runtime-report-json", str(report),
         "tests",
@@ -122,7 +122,7 @@ def test_a_behaviour_change_is_caught_on_states_no_test_had(demo: Path, tmp_path
     )
     result = _pytest(
         shop,
-        "--runtime-evidence", str(demo / "evidence.jsonl"),
+        f"--runtime-evidence={demo / 'evidence.jsonl'}",
         "--runtime-replay", "1000",
         "tests",
     )  # fmt: skip
@@ -230,7 +230,7 @@ def test_discount_stays_in_range(state):
 )
 def test_production_only_lines_are_named(demo: Path, tmp_path: Path, extra: list[str]) -> None:
     shop = _shop(tmp_path)
-    result = _pytest(shop, "--runtime-evidence", str(demo / "evidence.jsonl"), *extra, "tests")
+    result = _pytest(shop, f"--runtime-evidence={demo / 'evidence.jsonl'}", *extra, "tests")
     output = result.stdout
     lines = (shop / "shop" / "pricing.py").read_text().splitlines()
     branch = next(n for n, text in enumerate(lines, 1) if "if qty >= BULK_QTY:" in text)

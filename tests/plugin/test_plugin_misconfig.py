@@ -283,3 +283,33 @@ def test_control_characters_from_evidence_never_reach_the_terminal_raw(
         assert raw not in out
         assert raw not in pytester.path.joinpath("summary.md").read_text()
     assert "\\x1b[2J" in out
+
+
+def test_an_evidence_path_after_a_space_that_moves_the_rootdir_is_named_with_the_fix(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest picks the rootdir before it knows plugin options: the value of
+    ``--runtime-evidence ../x`` counts as a test path and moves the rootdir up to the common
+    ancestor (node ids, the ini file); ``--runtime-evidence=../x`` does not."""
+    project = pytester.mkdir("project")
+    make_shop(pytester)
+    pytester.path.joinpath("shop").rename(project / "shop")
+    (project / "test_shop.py").write_text(
+        marked("shop.pricing:apply_discount", 'capture=["price", "rate"]')
+    )
+    (project / "pytest.ini").write_text("[pytest]\n")  # the project's root is project/
+    recorded = pytester.mkdir("recorded") / "prod.jsonl"
+    recorded.write_text(evidence_lines("shop.pricing:apply_discount", [{"price": 10, "rate": 0.5}]))
+    monkeypatch.chdir(project)
+    spaced = pytester.runpytest_subprocess("--runtime-evidence", "../recorded/prod.jsonl")
+    spaced.stdout.fnmatch_lines(
+        [
+            "*PytestConfigWarning: pytest-runtime: --runtime-evidence ../recorded/prod.jsonl "
+            f"moved pytest's rootdir from {project} to {pytester.path}: *; write "
+            "--runtime-evidence=../recorded/prod.jsonl (or pass --rootdir)",
+        ]
+    )
+    joined = pytester.runpytest_subprocess("--runtime-evidence=../recorded/prod.jsonl")
+    joined.stdout.fnmatch_lines([f"rootdir: {project}*"])
+    assert "moved pytest's rootdir" not in joined.stdout.str()
+    assert joined.ret == 0

@@ -215,3 +215,60 @@ def test_replay_needs_evidence(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--runtime-replay", "5")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--runtime-replay*production states to replay*"])
+
+
+PARAMETRIZED = """
+from decimal import Decimal
+import pytest
+from prices import discount
+
+REPLAY = pytest.mark.runtime_probe("prices:discount", capture=["price", "coupon"],
+                                   expect="0 <= result <= price", replay=True)
+
+@pytest.mark.parametrize("price", [
+    pytest.param(Decimal("20"), id="first"),
+    pytest.param(Decimal("30"), id="second", marks=REPLAY),
+])
+def test_case_marker(price):
+    assert discount(price, "FIXED") == price - 5
+
+@REPLAY
+@pytest.mark.parametrize("price", [Decimal("20"), Decimal("30")], ids=["twenty", "thirty"])
+def test_function_marker(price):
+    assert discount(price, "FIXED") == price - 5
+"""
+
+
+def test_replay_failure_names_the_case_whose_marker_failed(
+    pytester: pytest.Pytester, evidence: Path
+) -> None:
+    pytester.makepyfile(prices=PRODUCTION_CODE)
+    pytester.makepyfile(test_prices=PARAMETRIZED)
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess(
+        f"--runtime-evidence={evidence}", "--runtime-replay", "50",
+        "--runtime-report-json", "report.json", "-rA",
+    )  # fmt: skip
+    # the case that carries the replay marker fails, and the report names that case
+    result.assert_outcomes(passed=2, failed=2)
+    out = result.stdout.str()
+    assert "PASSED test_prices.py::test_case_marker[first]" in out
+    assert "FAILED test_prices.py::test_case_marker[second]" in out
+    replays = json.loads((pytester.path / "report.json").read_text())["replay"]
+    assert sorted(r["nodeid"] for r in replays) == [
+        "test_prices.py::test_case_marker[second]",
+        "test_prices.py::test_function_marker",
+    ]
+    result.stdout.fnmatch_lines(
+        ["-* runtime replay -*", "test_prices.py::test_case_marker[second]"]
+    )
+    # a marker on the function is replayed once for all its cases; the case that ran it says so
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_function_marker?twenty? _*",
+            "replay of the marker of test_function_marker, shared by its parametrized cases "
+            "(replayed once, with this case):",
+            "replay prices:discount@return: the expectation fails on 2 of 8 production *",
+        ]
+    )
+    assert "PASSED test_prices.py::test_function_marker[thirty]" in out

@@ -295,3 +295,98 @@ def test_publish_ignores_a_runtime_probe_in_addopts(
     result.stdout.fnmatch_lines(["*: 1 placed, 0 kept, 0 retired"])
     assert result.ret == 0
     assert "waiting" not in result.stdout.str()
+
+
+EXPECTING_SOURCE = """
+import pytest
+from shop.pricing import apply_discount
+
+@pytest.mark.runtime_probe("shop.pricing:apply_discount", capture=["price", "rate"],
+                           expect="0 <= result <= price")
+def test_discount():
+    assert apply_discount(10, 0.5) == 5
+"""
+EXPECTING = parse_probe_args(
+    ("shop.pricing:apply_discount",),
+    {"capture": ["price", "rate"], "expect": "0 <= result <= price"},
+)
+
+
+def expect_hits(probe_id: str, signature: str, location: str, start: int, count: int) -> Any:
+    return [
+        {
+            "probe_id": probe_id,
+            "signature": signature,
+            "kind": "snapshot",
+            "location": location,
+            "ts": time.time() + n * 0.001,
+            "hit_id": f"ex-{probe_id[-6:]}-{start + n}",
+            "captures": {"price": 10, "rate": 2.0},
+            "expect": {"ok": False, "error": None},
+        }
+        for n in range(count)
+    ]
+
+
+def test_pr_check_reads_the_standing_counters_after_waiting_for_a_new_marker(
+    pytester: pytest.Pytester, suite: HubProcess
+) -> None:
+    """The standing probes' counters are read after the wait, with their hits: counters read
+    when the run began would leave the hits of the wait uncounted (a false lower bound)."""
+    pytester.makepyfile(test_shop=EXPECTING_SOURCE)
+    publish(pytester)
+    (record,) = standing(suite)
+    source = suite.register("shop")
+    sid = str(record["id"])
+    loc = EXPECTING.location
+    suite.post_hits(source, expect_hits(sid, EXPECTING.signature, loc, 0, 10))
+    counters = {"probe_id": sid, "state": "installed", "reason": None}
+    suite.post_statuses(source, [{**counters, "hits": 10, "evaluations": 100, "violations": 10}])
+    pytester.makepyfile(test_rate=SECOND_SOURCE)  # the PR adds a marker
+    stop = threading.Event()
+
+    def sensor() -> None:
+        client = HubClient(suite.url, CLIENT_TOKEN)
+        try:
+            while not stop.is_set():
+                placed = [p for p in client.find_probes(SECOND.signature) if not p["standing"]]
+                if placed:
+                    new = str(placed[0]["id"])
+                    # production goes on while the run waits: the standing probe gets 20 more
+                    # violating hits, and the heartbeat that counts them
+                    suite.post_hits(source, expect_hits(sid, EXPECTING.signature, loc, 10, 20))
+                    hits = standing_hits(new, SECOND.signature, SECOND.location, 12)
+                    for hit in hits:
+                        hit["ts"] = time.time()
+                    suite.post_hits(source, hits)
+                    suite.post_statuses(
+                        source,
+                        [
+                            {**counters, "hits": 30, "evaluations": 300, "violations": 30},
+                            {"probe_id": new, "state": "installed", "reason": None, "hits": 12},
+                        ],
+                    )
+                    return
+                stop.wait(0.1)
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=sensor, daemon=True)
+    thread.start()
+    try:
+        result = pytester.runpytest_subprocess(
+            "--runtime-probe", "--runtime-service", "shop", "--runtime-wait", "30",
+            "--runtime-min-hits", "10",
+        )  # fmt: skip
+    finally:
+        stop.set()
+        thread.join(10)
+    result.stdout.fnmatch_lines(["*read at once (no wait)*; 1 probe(s) placed on demand"])
+    result.stdout.fnmatch_lines(
+        [
+            "VIOLATED test_shop.py::test_discount*30 production hits*",
+            "    high violation: expectation '0 <= result <= price' failed on 30 of 300 "
+            "evaluations (10.0%) on 1 source *; 30 violating hits captured",
+        ]
+    )
+    assert "not counted" not in result.stdout.str()

@@ -325,3 +325,19 @@ def test_inconclusive_when_no_call_reached_the_location_says_so() -> None:
         "since placement on the 2 source(s) that report counters: send traffic that reaches "
         "it, or wait longer (--runtime-wait)"
     )
+
+
+def test_inconclusive_with_hits_newer_than_zero_counters_does_not_say_no_call_reached() -> None:
+    # The sensors' last counters (a heartbeat before the traffic began) say 0 calls, but 3 hits
+    # arrived since: calls did reach the location; its counters have not caught up yet.
+    statuses = [status("src-0"), status("src-1")]
+    prod = [hit(i, {"price": 5}, source="src-0") for i in range(3)]
+    verdict = compare(from_tests(), prod, probe=RETURN, statuses=statuses)
+    assert verdict.verdict == "inconclusive"
+    assert "no call reached" not in verdict.hint
+    assert verdict.hint == (
+        "only 3 production hit(s), 10 needed; calls reach "
+        f"{LOCATION}@return, but the 3 hit(s) came after the last counters of the 2 source(s) "
+        "that report them (sent with each heartbeat): run the check again once more hits "
+        "have come, or wait longer (--runtime-wait)"
+    )
