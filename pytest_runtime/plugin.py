@@ -325,7 +325,8 @@ class RuntimePlugin:
             )
         elif options.probe:
             lines.append(
-                f"runtime: live evidence from hub {options.hub} (wait up to {options.wait:g}s)"
+                f"runtime: live evidence from hub {options.hub} (standing probes read at once;"
+                f" probes placed on demand wait up to {options.wait:g}s)"
             )
         lines.extend(options.deprecations)
         lines.extend(session.header)
