@@ -194,6 +194,126 @@ def _sum_name(name: str, load: Fn, general: Fn) -> Fn:
     return sum_name
 
 
+def _item_of_name(name: str, key: str, general: Fn) -> Fn:
+    """``name['key']`` of an exact dict read in place, under a constant key that is not a
+    secret name (R1 decided when the closures are built, as for attributes).
+
+    The general form's key check (every key of a C-compared type, one step per four keys) is
+    done in C here; a dict with any other key, a subclass, a user object or a missing name
+    goes to the general form, which answers or refuses with its own message.
+    """
+    missing = _MISSING
+    scalar_ids = _SCALAR_IDS
+    absent = f"key of type {typename(key)!r} is not in the dict"
+
+    def item(lv: Any, gv: Any, s: list[Any]) -> Any:
+        try:
+            obj = lv[name]
+        except KeyError:
+            return general(lv, gv, s)
+        if type(obj) is not dict:
+            return general(lv, gv, s)
+        # _check_keys's steps, inline and first, as there: a dict too large for the budget is
+        # refused before its keys are read.
+        cost = 1 + (len(obj) >> 2)
+        left = s[0] - cost
+        s[0] = left
+        if left < s[1]:
+            _budget_slow(s)
+        if not {*map(id, map(type, obj))} <= scalar_ids:
+            s[0] += cost  # the general form checks (and charges) the keys itself
+            return general(lv, gv, s)
+        v = obj.get(key, missing)
+        if v is missing:
+            raise ExpressionError(absent)
+        tv = type(v)  # R2, the common values inline (guard() returns them as they are)
+        if tv is int or tv is float or v is None or tv is list or tv is dict or tv is tuple:
+            return v
+        if tv is str and (len(v) < _MIN or (len(v) <= _CACHED and s[_S_TABLE].get(v, 0) is None)):
+            return v  # too short to be a secret, or known clean
+        return guard(v, s)
+
+    return item
+
+
+def _index_of_name(name: str, index: int, general: Fn) -> Fn:
+    """``name[i]`` of an exact list or tuple read in place, other than a pair (R1: the second
+    item of a pair under a secret name is hidden); anything else through the general form."""
+
+    def index_of(lv: Any, gv: Any, s: list[Any]) -> Any:
+        try:
+            obj = lv[name]
+        except KeyError:
+            return general(lv, gv, s)
+        t = type(obj)
+        if (t is not list and t is not tuple) or len(obj) == 2:
+            return general(lv, gv, s)
+        v = obj[index]  # IndexError: the general form's error (R5), raised by the same C code
+        tv = type(v)
+        if tv is int or tv is float or v is None or tv is list or tv is dict or tv is tuple:
+            return v
+        if tv is str and (len(v) < _MIN or (len(v) <= _CACHED and s[_S_TABLE].get(v, 0) is None)):
+            return v
+        return guard(v, s)
+
+    return index_of
+
+
+def _binop_read(op: str, left: Fn, right: Fn, ma: int, ka: Any, mb: int, kb: Any) -> Fn:
+    """``a <op> b`` (``+ - * / // %``) where an operand is a plain name (mode 2) or a slot
+    (mode 3; a number constant is mode 1): exact ints and floats read inline, anything else
+    read through its own closure and computed by the general form's ``_arith``."""
+    fast = _OPS[op]
+
+    def binop_read(lv: Any, gv: Any, s: list[Any]) -> Any:
+        if ma == 0:
+            a = left(lv, gv, s)
+            ta = type(a)
+        else:
+            if ma == 1:
+                a = ka
+            elif ma == 3:
+                a = s[ka]
+            else:
+                try:
+                    a = lv[ka]
+                except KeyError:
+                    a = None
+            ta = type(a)
+            if ta is not int and ta is not float:
+                a = left(lv, gv, s)  # the load's own rules (R1, R2) for anything else
+                ta = type(a)
+        if mb == 0:
+            b = right(lv, gv, s)
+            tb = type(b)
+        else:
+            if mb == 1:
+                b = kb
+            elif mb == 3:
+                b = s[kb]
+            else:
+                try:
+                    b = lv[kb]
+                except KeyError:
+                    b = None
+            tb = type(b)
+            if tb is not int and tb is not float:
+                b = right(lv, gv, s)  # the load's own rules (R1, R2) for anything else
+                tb = type(b)
+        if (
+            (ta is float or ta is int)
+            and (tb is float or tb is int)
+            and (ta is float or a.bit_length() < 1024)
+            and (tb is float or b.bit_length() < 1024)
+        ):
+            return fast(a, b)
+        v = _arith(op, a, b, s)
+        tv = type(v)
+        return guard(v, s) if tv is str or tv is bytes else v  # R2: a built string
+
+    return binop_read
+
+
 def _cmp_read_left(op: str, mode: int, key: Any, left: Fn, right: Fn) -> Fn:
     """``a <op> <expression>`` where ``a`` is a plain name (mode 2) or a slot (mode 3): an exact
     int or float read inline, anything else read again through its load (R1, R2)."""
@@ -560,6 +680,12 @@ class _Compiler:
                 raise ExpressionError("subscript of a redacted value is refused")
             return _getitem(obj, key(lv, gv, s), s)
 
+        nm = self.plain_names.get(id(value)) if self.fast else None
+        k = getattr(key, "const_value", _MISSING)
+        if nm is not None and type(k) is str and not self.red.is_secret_name(k):
+            return _item_of_name(nm, k, subscript)
+        if nm is not None and type(k) is int:
+            return _index_of_name(nm, k, subscript)
         return subscript
 
     def c_Slice(self, node: ast.Slice, depth: int) -> Fn:
@@ -590,6 +716,10 @@ class _Compiler:
         right = self.c(node.right, depth)
         simple = op in ("+", "-", "*", "/", "//", "%")
         fast = _OPS[op]
+        ma, ka = self._operand(left)
+        mb, kb = self._operand(right)
+        if self.fast and simple and (ma >= 2 or mb >= 2):
+            return _binop_read(op, left, right, ma, ka, mb, kb)
 
         def binop(lv: Any, gv: Any, s: list[Any]) -> Any:
             a = left(lv, gv, s)
@@ -1299,6 +1429,18 @@ class _Compiler:
             if nm is not None:
                 return _sum_name(nm, arg0, call_sum)
             return call_sum
+
+        if name == "abs" and len(args) == 1 and not kwfns and self.fast:
+            arg0 = args[0]
+
+            def call_abs(lv: Any, gv: Any, s: list[Any]) -> Any:
+                v = arg0(lv, gv, s)
+                t = type(v)
+                if t is int or t is float:
+                    return abs(v)  # what _b_abs does for an exact number, one call less
+                return impl([v], s)
+
+            return call_abs
 
         def call(lv: Any, gv: Any, s: list[Any]) -> Any:
             vals = [a(lv, gv, s) for a in args]
