@@ -220,8 +220,13 @@ def _item_of_name(name: str, key: str, general: Fn) -> Fn:
         s[0] = left
         if left < s[1]:
             _budget_slow(s)
-        if not {*map(id, map(type, obj))} <= scalar_ids:
-            s[0] += cost  # the general form checks (and charges) the keys itself
+        if cost == 1:  # up to 3 keys: a loop is cheaper than building a set
+            for k in obj:
+                if id(type(k)) not in scalar_ids:
+                    s[0] += cost  # the general form checks (and charges) the keys itself
+                    return general(lv, gv, s)
+        elif not {*map(id, map(type, obj))} <= scalar_ids:
+            s[0] += cost
             return general(lv, gv, s)
         v = obj.get(key, missing)
         if v is missing:
