@@ -208,6 +208,9 @@ def _ir(script: Path, root: Path, case: str, mode: str, n: int, kind: str) -> in
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
              str(script), str(root), expect, source, mode, str(n), kind],
             check=True, capture_output=True, cwd=root,
+            # One hash seed for every run: the start-up of two processes then costs the same
+            # instructions, and the difference of the n and 2n runs is the loop's alone.
+            env={**os.environ, "PYTHONHASHSEED": "0"},
         )  # fmt: skip
         for line in out.read_text().splitlines():
             if line.startswith("summary:"):
@@ -235,7 +238,13 @@ def _empty_call_ns() -> float:
 
 
 def icount(
-    roots: list[Path], cases: list[str], n: int, as_json: bool, kind: str, empty_ns: float
+    roots: list[Path],
+    cases: list[str],
+    n: int,
+    as_json: bool,
+    kind: str,
+    empty_ns: float,
+    empty_ir: float | None = None,
 ) -> None:
     """Instructions per evaluation (probed minus unprobed call) and per empty call, and the
     nanoseconds they come to at ``empty_ns`` per empty call (a quiet machine's)."""
@@ -247,14 +256,19 @@ def icount(
         script = Path(tmp) / "child.py"
         script.write_text(ICOUNT_CHILD)
 
-        def per_call(root: Path, case: str, mode: str) -> float:
+        def per_call(root: Path, case: str, mode: str, n: int = n) -> float:
             calls = 10 * n if mode != "bare" else n
             twice = _ir(script, root, case, mode, 2 * n, kind)
             return (twice - _ir(script, root, case, mode, n, kind)) / calls
 
+        # The empty call, which every figure is divided by, over 10 times the loop: what is
+        # left of start-up differences is then a tenth.
         first = next(iter(CASES))
-        loop = per_call(roots[-1], first, "bare") / 10  # the loop's share of one call
-        empty = per_call(roots[-1], first, "empty") - loop
+        if empty_ir is None:
+            loop = per_call(roots[-1], first, "bare", 10 * n) / 10  # the loop's share of a call
+            empty = per_call(roots[-1], first, "empty", 10 * n) - loop
+        else:
+            empty = empty_ir
         if not as_json:
             load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
             names = " | ".join(f"{r.name}: Ir (empty calls) = ns" for r in roots)
@@ -333,6 +347,11 @@ def main() -> None:
         help="--icount: ns of one empty call on a quiet machine, to turn instructions into ns",
     )
     parser.add_argument(
+        "--empty-ir",
+        type=float,
+        help="--icount: instructions of one empty call, measured before (not measured again)",
+    )
+    parser.add_argument(
         "--kind",
         choices=["expect", "snapshot"],
         default="expect",
@@ -346,7 +365,7 @@ def main() -> None:
         if case not in CASES:
             raise SystemExit(f"--only: unknown case {case!r}; expected one of {', '.join(CASES)}")
     if args.icount:
-        icount(roots, cases, args.n, args.json, args.kind, args.empty_ns)
+        icount(roots, cases, args.n, args.json, args.kind, args.empty_ns, args.empty_ir)
         return
     python = sys.version.split()[0]
     if not args.json:
