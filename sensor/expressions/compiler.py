@@ -31,6 +31,7 @@ from sensor.expressions.budget import (
     MAX_STR,
     NO_VALUE,
     Fn,
+    _budget_slow,
     _charge,
     new_state,
 )
@@ -81,6 +82,15 @@ _SUM_INLINE = 64
 # Order comparisons, which a chained comparison of numbers runs natively.
 _ORDER_OPS = frozenset({"<", "<=", ">", ">="})
 _ORDER_NATIVE = {op: _CMP_OPS[op] for op in _ORDER_OPS}
+#: Build the inline forms of the typical expectation shapes (a plain name read in place,
+#: ``isinstance``/``len``/``sum``/``abs`` of a plain name, ``in`` a literal of constants, a dict
+#: item under a constant key). Each answers exactly as the general closures do, or hands the
+#: value to them; tests build the general closures alone (False) to hold the two together.
+SPECIALISE = True
+# Types a name read (rule R2's guard) returns unchanged: a read of one may skip the load.
+_AS_IS = (int, float, bool, list, dict, tuple, set, frozenset, type(None))
+# Literal items `x in (...)` takes as constants: C comparison, no redaction rule can apply.
+_LITERAL_IDS = frozenset(map(id, (str, int, float, bool, bytes, type(None))))
 
 
 def _cmp_name_const(op: str, name: str, load: Fn, k: int | float) -> Fn:
@@ -126,6 +136,215 @@ def _cmp_name_const(op: str, name: str, load: Fn, k: int | float) -> Fn:
     return cmp
 
 
+def _cmp_len_const(op: str, name: str, length: Fn, k: int | float) -> Fn:
+    """``len(name) <op> constant``: the locals lookup and the length of a builtin container
+    inline; anything else (a str, a user object, a missing name) through ``len``'s own form."""
+    native = _CMP_OPS[op]
+
+    def cmp_len(lv: Any, gv: Any, s: list[Any]) -> Any:
+        try:
+            v = lv[name]
+        except KeyError:
+            n = length(lv, gv, s)
+        else:
+            t = type(v)
+            if t is list or t is dict or t is tuple:
+                n = len(v)
+            elif t is str and (
+                len(v) < _MIN or (len(v) <= _CACHED and s[_S_TABLE].get(v, 0) is None)
+            ):
+                n = len(v)  # too short to be a secret, or known clean (the load's R2)
+            else:
+                n = length(lv, gv, s)
+        if type(n) is int:
+            return native(n, k)
+        return _compare(op, n, k, s)
+
+    return cmp_len
+
+
+def _sum_name(name: str, load: Fn, general: Fn) -> Fn:
+    """``sum(name)`` of a short list or tuple of exact numbers read in place (``sum(prices)``).
+
+    The steps are charged inline, one per item as ``_iterate`` does; anything else (a long or
+    mixed list, a user object, a missing name) goes to the general form.
+    """
+
+    def sum_name(lv: Any, gv: Any, s: list[Any]) -> Any:
+        try:
+            v = lv[name]
+        except KeyError:
+            return general(lv, gv, s)
+        t = type(v)
+        if (t is not list and t is not tuple) or len(v) > _SUM_INLINE:
+            return general(lv, gv, s)
+        for x in v:
+            tx = type(x)
+            if tx is not int and tx is not float:
+                return general(lv, gv, s)
+        # _charge(s, len(v)) inline, the steps exactly; the clock is left to the next charge
+        # (this sum's time is bounded by construction), so the step limit holds here and the
+        # time limit for everything after it.
+        left = s[0] - len(v)
+        s[0] = left
+        if left < 0:
+            _budget_slow(s)  # raises: the step budget is exhausted
+        return sum(v)
+
+    return sum_name
+
+
+def _item_of_name(name: str, key: str, general: Fn) -> Fn:
+    """``name['key']`` of an exact dict read in place, under a constant key that is not a
+    secret name (R1 decided when the closures are built, as for attributes).
+
+    The general form's key check (every key of a C-compared type, one step per four keys) is
+    done in C here; a dict with any other key, a subclass, a user object or a missing name
+    goes to the general form, which answers or refuses with its own message.
+    """
+    missing = _MISSING
+    scalar_ids = _SCALAR_IDS
+    absent = f"key of type {typename(key)!r} is not in the dict"
+
+    def item(lv: Any, gv: Any, s: list[Any]) -> Any:
+        try:
+            obj = lv[name]
+        except KeyError:
+            return general(lv, gv, s)
+        if type(obj) is not dict:
+            return general(lv, gv, s)
+        # _check_keys's steps, inline and first, as there: a dict too large for the budget is
+        # refused before its keys are read.
+        cost = 1 + (len(obj) >> 2)
+        left = s[0] - cost
+        s[0] = left
+        if left < s[1]:
+            _budget_slow(s)
+        if cost == 1:  # up to 3 keys: a loop is cheaper than building a set
+            for k in obj:
+                if id(type(k)) not in scalar_ids:
+                    s[0] += cost  # the general form checks (and charges) the keys itself
+                    return general(lv, gv, s)
+        elif not {*map(id, map(type, obj))} <= scalar_ids:
+            s[0] += cost
+            return general(lv, gv, s)
+        v = obj.get(key, missing)
+        if v is missing:
+            raise ExpressionError(absent)
+        tv = type(v)  # R2, the common values inline (guard() returns them as they are)
+        if tv is int or tv is float or v is None or tv is list or tv is dict or tv is tuple:
+            return v
+        if tv is str and (len(v) < _MIN or (len(v) <= _CACHED and s[_S_TABLE].get(v, 0) is None)):
+            return v  # too short to be a secret, or known clean
+        return guard(v, s)
+
+    return item
+
+
+def _index_of_name(name: str, index: int, general: Fn) -> Fn:
+    """``name[i]`` of an exact list or tuple read in place, other than a pair (R1: the second
+    item of a pair under a secret name is hidden); anything else through the general form."""
+
+    def index_of(lv: Any, gv: Any, s: list[Any]) -> Any:
+        try:
+            obj = lv[name]
+        except KeyError:
+            return general(lv, gv, s)
+        t = type(obj)
+        if (t is not list and t is not tuple) or len(obj) == 2:
+            return general(lv, gv, s)
+        v = obj[index]  # IndexError: the general form's error (R5), raised by the same C code
+        tv = type(v)
+        if tv is int or tv is float or v is None or tv is list or tv is dict or tv is tuple:
+            return v
+        if tv is str and (len(v) < _MIN or (len(v) <= _CACHED and s[_S_TABLE].get(v, 0) is None)):
+            return v
+        return guard(v, s)
+
+    return index_of
+
+
+def _binop_read(op: str, left: Fn, right: Fn, ma: int, ka: Any, mb: int, kb: Any) -> Fn:
+    """``a <op> b`` (``+ - * / // %``) where an operand is a plain name (mode 2) or a slot
+    (mode 3; a number constant is mode 1): exact ints and floats read inline, anything else
+    read through its own closure and computed by the general form's ``_arith``."""
+    fast = _OPS[op]
+
+    def binop_read(lv: Any, gv: Any, s: list[Any]) -> Any:
+        if ma == 0:
+            a = left(lv, gv, s)
+            ta = type(a)
+        else:
+            if ma == 1:
+                a = ka
+            elif ma == 3:
+                a = s[ka]
+            else:
+                try:
+                    a = lv[ka]
+                except KeyError:
+                    a = None
+            ta = type(a)
+            if ta is not int and ta is not float:
+                a = left(lv, gv, s)  # the load's own rules (R1, R2) for anything else
+                ta = type(a)
+        if mb == 0:
+            b = right(lv, gv, s)
+            tb = type(b)
+        else:
+            if mb == 1:
+                b = kb
+            elif mb == 3:
+                b = s[kb]
+            else:
+                try:
+                    b = lv[kb]
+                except KeyError:
+                    b = None
+            tb = type(b)
+            if tb is not int and tb is not float:
+                b = right(lv, gv, s)  # the load's own rules (R1, R2) for anything else
+                tb = type(b)
+        if (
+            (ta is float or ta is int)
+            and (tb is float or tb is int)
+            and (ta is float or a.bit_length() < 1024)
+            and (tb is float or b.bit_length() < 1024)
+        ):
+            return fast(a, b)
+        v = _arith(op, a, b, s)
+        tv = type(v)
+        return guard(v, s) if tv is str or tv is bytes else v  # R2: a built string
+
+    return binop_read
+
+
+def _cmp_read_left(op: str, mode: int, key: Any, left: Fn, right: Fn) -> Fn:
+    """``a <op> <expression>`` where ``a`` is a plain name (mode 2) or a slot (mode 3): an exact
+    int or float read inline, anything else read again through its load (R1, R2)."""
+    native = _CMP_OPS[op]
+
+    def cmp_left(lv: Any, gv: Any, s: list[Any]) -> Any:
+        if mode == 3:
+            a = s[key]
+        else:
+            try:
+                a = lv[key]
+            except KeyError:
+                a = None  # not int or float: read through the load below
+        ta = type(a)
+        if ta is not int and ta is not float:
+            a = left(lv, gv, s)
+            ta = type(a)
+        b = right(lv, gv, s)
+        tb = type(b)
+        if (ta is int or ta is float or ta is str) and (tb is int or tb is float or tb is str):
+            return native(a, b)
+        return _compare(op, a, b, s)
+
+    return cmp_left
+
+
 def _cmp_slot_const(op: str, index: int, load: Fn, k: int | float) -> Fn:
     """``slot <op> constant``: the slot read inline when it holds an exact int or float.
 
@@ -164,6 +383,59 @@ def _cmp_slot_const(op: str, index: int, load: Fn, k: int | float) -> Fn:
     return cmp
 
 
+def _isinstance_name(nm: str, load: Fn, exact: tuple[type, ...], spec: object) -> Fn:
+    """``isinstance(name, <builtin classes>)``: the locals lookup and the exact class inline.
+
+    A value of a class the name read returns as it is (``_AS_IS``; a str too short to be a
+    secret or known clean) answers True at once; anything else is read again through the
+    name's load (rules R1, R2) and answered as the general form does.
+    """
+    if len(exact) == 1 and exact[0] in _AS_IS:
+        c0 = exact[0]
+
+        def isinstance_one(lv: Any, gv: Any, s: list[Any]) -> Any:
+            try:
+                v = lv[nm]
+            except KeyError:
+                pass
+            else:
+                if type(v) is c0:
+                    return True
+            v = load(lv, gv, s)
+            if type(v) is c0:
+                return True
+            return _isinstance(v, spec)
+
+        return isinstance_one
+    as_is = tuple(c for c in exact if c in _AS_IS)
+    text = str in exact
+
+    def isinstance_any(lv: Any, gv: Any, s: list[Any]) -> Any:
+        try:
+            v = lv[nm]
+        except KeyError:
+            pass
+        else:
+            t = type(v)
+            for c in as_is:
+                if t is c:
+                    return True
+            if (
+                t is str
+                and text
+                and (len(v) < _MIN or (len(v) <= _CACHED and s[_S_TABLE].get(v, 0) is None))
+            ):
+                return True  # too short to be a secret, or known clean (the load's R2)
+        v = load(lv, gv, s)
+        t = type(v)
+        for c in exact:
+            if t is c:
+                return True
+        return _isinstance(v, spec)
+
+    return isinstance_any
+
+
 def _refuse(source: str, node: ast.AST, what: str, why: str) -> ExpressionError:
     col = getattr(node, "col_offset", -1) + 1
     return ExpressionError(f"expression {source!r}: {what} at column {col} is refused: {why}")
@@ -197,6 +469,7 @@ class _Compiler:
         self.names: set[str] = set()
         self.plain_names: dict[int, str] = {}
         self.nodes = 0
+        self.fast = SPECIALISE
 
     def refuse(self, node: ast.AST, what: str, why: str) -> ExpressionError:
         return _refuse(self.source, node, what, why)
@@ -275,8 +548,8 @@ class _Compiler:
         def load(lv: Mapping[str, object], gv: Mapping[str, object] | None, s: Any) -> Any:
             v = raw(lv, gv)
             tv = type(v)  # R2, with the common values inline (a hot path)
-            if tv is int or tv is float or v is None:
-                return v
+            if tv is int or tv is float or v is None or tv is list or tv is dict or tv is tuple:
+                return v  # guard() returns these as they are
             if tv is str and (
                 len(v) < _MIN or (len(v) <= _CACHED and s[_S_TABLE].get(v, 0) is None)
             ):
@@ -412,6 +685,12 @@ class _Compiler:
                 raise ExpressionError("subscript of a redacted value is refused")
             return _getitem(obj, key(lv, gv, s), s)
 
+        nm = self.plain_names.get(id(value)) if self.fast else None
+        k = getattr(key, "const_value", _MISSING)
+        if nm is not None and type(k) is str and not self.red.is_secret_name(k):
+            return _item_of_name(nm, k, subscript)
+        if nm is not None and type(k) is int:
+            return _index_of_name(nm, k, subscript)
         return subscript
 
     def c_Slice(self, node: ast.Slice, depth: int) -> Fn:
@@ -442,6 +721,10 @@ class _Compiler:
         right = self.c(node.right, depth)
         simple = op in ("+", "-", "*", "/", "//", "%")
         fast = _OPS[op]
+        ma, ka = self._operand(left)
+        mb, kb = self._operand(right)
+        if self.fast and simple and (ma >= 2 or mb >= 2):
+            return _binop_read(op, left, right, ma, ka, mb, kb)
 
         def binop(lv: Any, gv: Any, s: list[Any]) -> Any:
             a = left(lv, gv, s)
@@ -546,6 +829,9 @@ class _Compiler:
                 nm = self.plain_names.get(id(left))
                 if nm is not None:
                     return _cmp_name_const(op, nm, left, k)
+                len_of = getattr(left, "len_of_name", None)
+                if len_of is not None:
+                    return _cmp_len_const(op, len_of, left, k)
                 slot = getattr(left, "slot_index", None)
                 if slot is not None:
                     return _cmp_slot_const(op, slot, left, k)
@@ -590,6 +876,9 @@ class _Compiler:
                     return native(a, b)
                 return _compare(op, a, b, s)
 
+            ma, ka = self._operand(left)
+            if self.fast and (ma == 2 or ma == 3):
+                return _cmp_read_left(op, ma, ka, left, right)
             return cmp1
         pairs = list(zip(ops, rights, strict=True))
         if len(ops) == 2 and all(op in _ORDER_OPS for op in ops):
@@ -604,7 +893,75 @@ class _Compiler:
                 a = b
             return True
 
+        if self.fast and len(ops) == 1 and ops[0] in ("in", "not in"):
+            fast = self._in_literal(node.comparators[0], rights[0], left, ops[0] == "in", compare)
+            if fast is not None:
+                return fast
         return compare
+
+    def _in_literal(
+        self, node: ast.expr, right: Fn, left: Fn, positive: bool, general: Fn
+    ) -> Fn | None:
+        """``name in (constants)`` (a tuple, list or set display of literal scalars) with the
+        name read inline: the display built once, at compile time.
+
+        Only when the general form would accept the display (its container check, rule R3, is
+        run here once) and the name holds an exact scalar the load returns as it is; anything
+        else goes to the general form. The steps that check charges are charged all the same.
+        """
+        mode, key = self._operand(left)
+        if mode != 2 and mode != 3:
+            return None
+        if not isinstance(node, ast.Tuple | ast.List | ast.Set) or not all(
+            isinstance(e, ast.Constant) for e in node.elts
+        ):
+            return None
+        try:
+            built = right(None, None, new_state(DEFAULT_MAX_STEPS, DEFAULT_MAX_SECONDS, self.red))
+        except ExpressionError:
+            return None
+        if any(id(type(x)) not in _LITERAL_IDS for x in built):
+            return None  # a computed item, or a constant redacted as a secret (R2)
+        if any((type(x) is str or type(x) is bytes) and len(x) > _CACHED for x in built):
+            return None  # its scan would charge steps of its own at run time
+        try:
+            _check_cmp(built, new_state(DEFAULT_MAX_STEPS, DEFAULT_MAX_SECONDS, self.red))
+        except ExpressionError:
+            return None  # refused at run time by the general form, with its message
+        items: tuple[object, ...] | frozenset[object] = (
+            frozenset(built) if type(built) is set else tuple(built)
+        )
+        n = len(items)
+
+        def in_literal(lv: Any, gv: Any, s: list[Any]) -> Any:
+            if mode == 3:
+                a = s[key]
+            else:
+                try:
+                    a = lv[key]
+                except KeyError:
+                    return general(lv, gv, s)
+            ta = type(a)
+            if not (
+                ta is int
+                or ta is float
+                or ta is bool
+                or a is None
+                or (
+                    ta is str
+                    and (len(a) < _MIN or (len(a) <= _CACHED and s[_S_TABLE].get(a, 0) is None))
+                )
+            ):
+                return general(lv, gv, s)
+            # _charge(s, n) inline (the container check's steps); the clock is left to the next
+            # charge, as the display's size is bounded by the expression's.
+            steps = s[0] - n
+            s[0] = steps
+            if steps < 0:
+                _budget_slow(s)
+            return (a in items) is positive
+
+        return in_literal
 
     def _operand(self, fn: Fn) -> tuple[int, Any]:
         """How a chained comparison reads an operand inline: (mode, constant or name).
@@ -1041,6 +1398,8 @@ class _Compiler:
                     # so that the length of a secret is refused.
                     return _b_len([guard(v, s)], s)
 
+                if self.fast:
+                    call_len_name.len_of_name = nm  # type: ignore[attr-defined]
                 return call_len_name
 
             def call_len(lv: Any, gv: Any, s: list[Any]) -> Any:
@@ -1071,7 +1430,22 @@ class _Compiler:
                         return sum(v)
                 return impl([v], s)
 
+            nm = self.plain_names.get(id(arg0)) if self.fast else None
+            if nm is not None:
+                return _sum_name(nm, arg0, call_sum)
             return call_sum
+
+        if name == "abs" and len(args) == 1 and not kwfns and self.fast:
+            arg0 = args[0]
+
+            def call_abs(lv: Any, gv: Any, s: list[Any]) -> Any:
+                v = arg0(lv, gv, s)
+                t = type(v)
+                if t is int or t is float:
+                    return abs(v)  # what _b_abs does for an exact number, one call less
+                return impl([v], s)
+
+            return call_abs
 
         def call(lv: Any, gv: Any, s: list[Any]) -> Any:
             vals = [a(lv, gv, s) for a in args]
@@ -1103,6 +1477,9 @@ class _Compiler:
                             return True
                     return _isinstance(v, spec)
 
+                nm = self.plain_names.get(id(value)) if self.fast else None
+                if nm is not None:
+                    return _isinstance_name(nm, value, exact, spec)
                 return isinstance_static
 
             def spec_fn(lv: Any, gv: Any, s: Any) -> Any:
