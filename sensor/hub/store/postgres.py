@@ -42,6 +42,7 @@ from sensor.hub.store.migrations import Migration, pending
 from sensor.hub.store.rows import (
     BatchLedger,
     bad_hit_body,
+    encode_hit,
     picks,
     probe_from_row,
     readable,
@@ -919,7 +920,7 @@ class PostgresStore:
             hit["source"] = brief
             rows.append(
                 (probe_id, signature, source.id, hit.get("hit_id") or None, hit["ts"], now,
-                 _ENCODER.encode(hit))
+                 encode_hit(hit))
             )  # fmt: skip
         errors = self._psycopg.errors
         try:
@@ -1187,7 +1188,7 @@ class PostgresStore:
                 hit.get("hit_id") or None,
                 hit["ts"],
                 now,
-                _ENCODER.encode(hit),
+                encode_hit(hit),
             ),
         ).fetchone()
         conn.execute(

@@ -28,6 +28,7 @@ __all__ = [
     "BatchLedger",
     "bad_hit_body",
     "check_record",
+    "encode_hit",
     "picks",
     "probe_from_row",
     "readable",
@@ -40,6 +41,34 @@ __all__ = [
 _log = logging.getLogger("sensor.hub")
 R = TypeVar("R")
 _LEDGER_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+_HIT_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"a hit holds a {type(value).__name__}: not JSON")
+
+
+# One C encoder made once: JSONEncoder.encode builds a new one per call, about a quarter of
+# the cost of encoding a small hit, and the hub encodes every hit it stores. No cycle check:
+# a hit is parsed JSON plus the hub's own source brief, and JSON text cannot hold a cycle.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_C_HIT_ENCODER = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(
+        None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+)
+
+
+def encode_hit(hit: Mapping[str, Any]) -> str:
+    """A hit's stored body: compact JSON, exactly what ``JSONEncoder(separators=(",", ":"))``
+    writes."""
+    if _C_HIT_ENCODER is None:
+        return _HIT_ENCODER.encode(hit)
+    return "".join(_C_HIT_ENCODER(hit, 0))
+
+
 #: The counters of a sensor's ProbeStatus summed per version for a standing probe.
 STATUS_COUNTERS = (
     "hits",
@@ -222,10 +251,12 @@ class BatchLedger:
     def __init__(
         self, previous: str | None, hits: Sequence[Mapping[str, Any]], dropped: Mapping[str, int]
     ) -> None:
-        ids = sorted(f"{hit['probe_id']}\t{hit['hit_id']}" for hit in hits if hit.get("hit_id"))
+        # in the batch's order: a sensor sends the very same list again; hit ids are unique
+        # per sensor process, whatever the probe
+        ids = "\n".join([hit.get("hit_id") or "" for hit in hits])
         key = (
-            hashlib.sha256("\n".join(ids).encode("utf-8", "surrogatepass")).hexdigest()[:32]
-            if ids
+            hashlib.sha256(ids.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+            if ids.strip("\n")
             else None
         )
         counts = {probe_id: int(count) for probe_id, count in dropped.items()}

@@ -36,6 +36,7 @@ from sensor.hub.store.rows import (
     STATUS_COUNTERS,
     BatchLedger,
     bad_hit_body,
+    encode_hit,
     picks,
     probe_from_row,
     readable,
@@ -744,7 +745,7 @@ class SQLiteStore:
                         hit.get("hit_id") or None,
                         hit["ts"],
                         now,
-                        _ENCODER.encode(hit),
+                        encode_hit(hit),
                     )
                 )
             before = self._db.total_changes
@@ -933,7 +934,7 @@ class SQLiteStore:
                 hit.get("hit_id") or None,
                 hit["ts"],
                 now,
-                _ENCODER.encode(hit),
+                encode_hit(hit),
             ),
         )
         db.execute(
