@@ -765,7 +765,9 @@ def test_hits_written_before_the_probe_lock_are_undone_when_the_probe_changed(
             with psycopg.connect(postgres_url, autocommit=True) as watcher:
                 while time.monotonic() < deadline:  # the ingest waits for the row lock
                     (waiting,) = watcher.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND pid = ANY(%s)",
+                        (sorted(store._pids),),  # the ingest's own connection, no other test's
                     ).fetchone()  # type: ignore[misc]
                     if waiting:
                         break
