@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 import math
@@ -607,14 +608,16 @@ class ProbeStatus:
     skipped_budget: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        # not dataclasses.asdict: it deep-copies field by field, and the hub turns every status
+        # of every heartbeat of a thousand sensors into a dict (the fields are scalars)
+        data = {name: getattr(self, name) for name in _status_fields()}
         data["state"] = self.state.value
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProbeStatus:
         _check_mapping("status", data)
-        _reject_unknown("status", data, {f.name for f in dataclasses.fields(cls)})
+        _reject_unknown("status", data, set(_status_fields()))
         values = dict(data)
         try:
             values["state"] = ProbeState(values.get("state", "pending"))
@@ -625,6 +628,11 @@ class ProbeStatus:
                 "one of " + ", ".join(s.value for s in ProbeState),
             ) from None
         return cls(**values)
+
+
+@functools.cache
+def _status_fields() -> tuple[str, ...]:
+    return tuple(field.name for field in dataclasses.fields(ProbeStatus))
 
 
 @dataclasses.dataclass(slots=True)

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -67,6 +68,18 @@ class _Ingest:
     future: asyncio.Future[BatchOutcome]
 
 
+@dataclasses.dataclass(slots=True, frozen=True)
+class _ProbeSet:
+    """A source's probe set, and what it was computed from (see Hub.probe_set)."""
+
+    active: list[ProbeRecord]
+    source: SourceRecord
+    redaction: str | None
+    until: float  # the first expiry among its probes
+    records: list[ProbeRecord]
+    etag: str
+
+
 def probe_set_etag(records: list[ProbeRecord], redaction: str | None = None) -> str:
     """A short tag of a source's probe set: probe ids are never reused, so ids suffice.
 
@@ -100,6 +113,7 @@ class Hub:
         self._background: set[asyncio.Future[None]] = set()
         self._touched: dict[str, float] = {}  # source id -> last poll, until flush_touches
         self._answers: dict[str, bytes] = {}  # etag -> poll answer (probe_set_answer)
+        self._sets: dict[str, _ProbeSet] = {}  # source id -> its last probe set (probe_set)
         self._ingest_lock = threading.Lock()
         self._ingest_queue: list[_Ingest] = []
         self._ingest_scheduled = False
@@ -302,13 +316,36 @@ class Hub:
         return records
 
     async def probe_set(self, source: SourceRecord) -> tuple[list[ProbeRecord], str]:
+        """The probes ``source`` must hold and their etag.
+
+        Kept per source until the active set, the source record or the redaction rules
+        change, or one of its probes expires: a poll computes its set when it arrives and
+        again when a change wakes it, and the first of these is nearly always the set the
+        previous answer was made of.
+        """
+        active = await self.active_probes()
         now = time.time()
+        key = self._redaction_key
+        known = self._sets.get(source.id)
+        if (
+            known is not None
+            and known.active is active
+            and known.source is source
+            and known.redaction == key
+            and now < known.until
+        ):
+            return known.records, known.etag
         records = [
             record
-            for record in await self.active_probes()
+            for record in active
             if record.matches(source) and (record.expires_at is None or record.expires_at > now)
         ]
-        return records, probe_set_etag(records, self._redaction_key)
+        etag = probe_set_etag(records, key)
+        if len(self._sets) >= SOURCE_CACHE_SIZE:
+            self._sets.clear()
+        until = min((r.expires_at for r in records if r.expires_at is not None), default=math.inf)
+        self._sets[source.id] = _ProbeSet(active, source, key, until, records, etag)
+        return records, etag
 
     def probe_set_answer(self, records: list[ProbeRecord], etag: str) -> bytes:
         """The poll answer's JSON for a probe set, rendered once per set.

@@ -40,7 +40,9 @@ from sensor.hub.store.base import (
 )
 from sensor.hub.store.migrations import Migration, pending
 from sensor.hub.store.rows import (
+    BatchLedger,
     bad_hit_body,
+    encode_hit,
     picks,
     probe_from_row,
     readable,
@@ -137,6 +139,10 @@ def _add_standing(conn: Any) -> None:
         conn.execute(statement)
 
 
+def _add_last_batch(conn: Any) -> None:
+    conn.execute("ALTER TABLE sources ADD COLUMN last_batch TEXT")
+
+
 #: The PostgreSQL form of every schema version (the same numbers as SQLite's steps).
 MIGRATIONS = (
     Migration(1, "tokens, sources, probes, statuses, hits, meta", _create_tables),
@@ -144,6 +150,8 @@ MIGRATIONS = (
               _add_columns),
     Migration(3, "probes.standing, strata and reservoir (standing probes' bounded samples)",
               _add_standing),
+    Migration(4, "sources.last_batch (a retried hit batch counts nothing twice)",
+              _add_last_batch),
 )  # fmt: skip
 
 
@@ -770,9 +778,12 @@ class PostgresStore:
     ) -> list[BatchOutcome]:
         """Several batches in one transaction: a group commit.
 
-        The probes' rows are locked first, all at once and in id order, then the sources'
-        last-seen times are updated in id order: two replicas committing groups that share
-        probes or sources wait for each other instead of deadlocking.
+        The probes' rows are locked (in id order, so two replicas never deadlock) before their
+        hits are counted against ``max_hits``, then the sources' last-seen times are updated in
+        id order. The hits of a probe that is plainly far from its cap are written *before*
+        that lock (:meth:`_write_early`) and checked under it: writing them is most of the
+        work, and a row lock is held until the commit, so replicas ingesting hits of one probe
+        would otherwise take turns for all of it instead of only for the count update.
         """
 
         def body(conn: Any, events: list[str]) -> list[BatchOutcome]:
@@ -780,24 +791,18 @@ class PostgresStore:
                 {hit["probe_id"] for _, hits, _ in batches for hit in hits}
                 | {probe_id for _, _, dropped in batches for probe_id in dropped}
             )
-            probes: dict[str, list[Any]] = {}
-            if probe_ids:
-                for row in conn.execute(
-                    "SELECT id, signature, state, max_hits, hit_count, selector, expires_at, "
-                    "standing FROM probes WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-                    (probe_ids,),
-                ):
-                    probes[row[0]] = list(row)
-            source_ids = sorted({source.id for source, _, _ in batches})
-            conn.execute(
-                "UPDATE sources SET last_seen = %s, deregistered = false WHERE id IN "
-                "(SELECT id FROM sources WHERE id = ANY(%s) ORDER BY id FOR UPDATE)",
-                (now, source_ids),
-            )
-            outcomes = [
-                self._store_batch(conn, probes, source, hits, dropped, now, max_hits_per_probe)
-                for source, hits, dropped in batches
-            ]
+            try:
+                with conn.transaction():  # a savepoint: an early write that fails the check
+                    early = self._write_early(conn, batches, probe_ids, now, max_hits_per_probe)
+                    probes = self._lock_probes(conn, probe_ids)
+                    if not _early_holds(early, probes, now, max_hits_per_probe):
+                        raise _Recount
+                    outcomes = self._store_batches(
+                        conn, probes, batches, early, now, max_hits_per_probe
+                    )
+            except _Recount:  # rolled back to the savepoint: count every hit under the lock
+                probes = self._lock_probes(conn, probe_ids)
+                outcomes = self._store_batches(conn, probes, batches, {}, now, max_hits_per_probe)
             if any(outcome.completed for outcome in outcomes):
                 events.append("probes")
             return outcomes
@@ -805,20 +810,157 @@ class PostgresStore:
         result: list[BatchOutcome] = self._run("store hits", body, with_events=True)
         return result
 
+    @staticmethod
+    def _lock_probes(conn: Any, probe_ids: list[str]) -> dict[str, list[Any]]:
+        probes: dict[str, list[Any]] = {}
+        if probe_ids:
+            for row in conn.execute(
+                "SELECT id, signature, state, max_hits, hit_count, selector, expires_at, "
+                "standing FROM probes WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                (probe_ids,),
+            ):
+                probes[row[0]] = list(row)
+        return probes
+
+    def _write_early(
+        self,
+        conn: Any,
+        batches: Sequence[tuple[SourceRecord, Sequence[dict[str, Any]], Mapping[str, int]]],
+        probe_ids: list[str],
+        now: float,
+        max_hits_per_probe: int | None,
+    ) -> dict[tuple[int, str], int]:
+        """Write, without locking its probe, the hits of each probe that takes all of them.
+
+        Read unlocked, a probe's committed ``hit_count`` can only grow before the lock is
+        taken: the check under the lock (:func:`_early_holds`) says whether these writes
+        stand. Returns (batch index, probe id) -> hits written.
+        """
+        if not probe_ids:
+            return {}
+        wanted: dict[str, int] = {}
+        for _, hits, _ in batches:
+            for hit in hits:
+                wanted[hit["probe_id"]] = wanted.get(hit["probe_id"], 0) + 1
+        rows = conn.execute(
+            "SELECT id, signature, state, max_hits, hit_count, selector, expires_at, standing "
+            "FROM probes WHERE id = ANY(%s) AND state = 'active' AND NOT standing",
+            (sorted(wanted),),
+        ).fetchall()
+        early: dict[tuple[int, str], int] = {}
+        for probe_id, signature, _, max_hits, hit_count, selector, expires_at, _ in rows:
+            cap = _cap(max_hits, max_hits_per_probe)
+            if expires_at is not None and expires_at <= now:
+                continue
+            if cap is not None and hit_count + wanted[probe_id] > cap:
+                continue  # near its cap: counted hit by hit under the lock
+            for index, (source, hits, _) in enumerate(batches):
+                batch = [hit for hit in hits if hit["probe_id"] == probe_id]
+                if batch and picks(selector, source):
+                    early[(index, probe_id)] = self._insert_hits(
+                        conn, probe_id, signature, source, batch, now
+                    )
+        return early
+
+    def _store_batches(
+        self,
+        conn: Any,
+        probes: dict[str, list[Any]],
+        batches: Sequence[tuple[SourceRecord, Sequence[dict[str, Any]], Mapping[str, int]]],
+        early: dict[tuple[int, str], int],
+        now: float,
+        max_hits_per_probe: int | None,
+    ) -> list[BatchOutcome]:
+        # the sources' rows in id order (two replicas' groups wait, never deadlock); each
+        # batch is checked against its source's last one, in the order they came
+        last = dict(
+            conn.execute(
+                "SELECT id, last_batch FROM sources WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                (sorted({source.id for source, _, _ in batches}),),
+            ).fetchall()
+        )
+        ledgers = []
+        for source, hits, dropped in batches:
+            ledger = BatchLedger(last.get(source.id), hits, dropped)
+            last[source.id] = ledger.text
+            ledgers.append(ledger)
+        conn.execute(
+            "UPDATE sources AS s SET last_seen = %s, deregistered = false, last_batch = u.b "
+            "FROM json_each_text(%s::json) AS u(id, b) WHERE s.id = u.id",
+            (now, _ENCODER.encode(last)),
+        )
+        return [
+            self._store_batch(
+                conn, probes, source, hits, ledger, now, max_hits_per_probe,
+                {probe_id: n for (i, probe_id), n in early.items() if i == index},
+            )
+            for index, ((source, hits, _), ledger) in enumerate(zip(batches, ledgers, strict=True))
+        ]  # fmt: skip
+
+    def _insert_hits(
+        self,
+        conn: Any,
+        probe_id: str,
+        signature: str,
+        source: SourceRecord,
+        batch: Sequence[dict[str, Any]],
+        now: float,
+    ) -> int:
+        """Write one probe's hits of one batch; return how many rows are new.
+
+        COPY first: the cheapest way into PostgreSQL (no SQL to plan, no JSON to parse per
+        row). A hit stored already (a retried batch, or twice in one batch) breaks
+        ``hits_unique`` and rolls the COPY back to its savepoint; then one INSERT ... ON
+        CONFLICT DO NOTHING writes the new ones.
+        """
+        brief = source.brief()
+        rows = []
+        for hit in batch:
+            hit["signature"] = signature  # the hub's record is the truth
+            hit["source"] = brief
+            rows.append(
+                (probe_id, signature, source.id, hit.get("hit_id") or None, hit["ts"], now,
+                 encode_hit(hit))
+            )  # fmt: skip
+        errors = self._psycopg.errors
+        try:
+            with conn.transaction(), conn.cursor() as cursor:
+                with cursor.copy(
+                    "COPY hits (probe_id, signature, source_id, hit_id, ts, received_at, body) "
+                    "FROM STDIN"
+                ) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                return len(rows)
+        except errors.UniqueViolation:
+            pass
+        # the rows as one JSON text parameter: psycopg adapts a Python list element by
+        # element (about 70 us a hit), a single string in one go. The function scan yields the
+        # array in order and an INSERT ... SELECT has no parallel plan: seq follows the batch.
+        inserted: int = conn.execute(
+            "INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, body) "
+            "SELECT %s, %s, %s, r->>0, (r->>1)::float8, %s, r->>2 "
+            "FROM json_array_elements(%s::json) AS u(r) ON CONFLICT DO NOTHING",
+            (probe_id, signature, source.id, now,
+             _ENCODER.encode([(row[3], row[4], row[6]) for row in rows])),
+        ).rowcount  # fmt: skip
+        return inserted
+
     def _store_batch(
         self,
         conn: Any,
         probes: dict[str, list[Any]],
         source: SourceRecord,
         hits: Sequence[dict[str, Any]],
-        dropped: Mapping[str, int],
+        ledger: BatchLedger,
         now: float,
         max_hits_per_probe: int | None,
+        early: Mapping[str, int],
     ) -> BatchOutcome:
+        dropped = ledger.dropped  # on a retried batch, only the drops that grew since
         by_probe: dict[str, list[dict[str, Any]]] = {}
         for hit in hits:
             by_probe.setdefault(hit["probe_id"], []).append(hit)
-        brief = source.brief()
         outcome = BatchOutcome()
         for probe_id, batch in by_probe.items():
             if probe_id not in probes:
@@ -829,7 +971,7 @@ class PostgresStore:
                 continue
             _, signature, state, max_hits, hit_count, selector, expires_at, standing = row
             batch = by_probe.get(probe_id, [])
-            if not picks(selector, source):
+            if probe_id not in early and not picks(selector, source):
                 # not this source's probe: neither its hits nor its drop counts are taken
                 outcome.decline(probe_id, "not_given", len(batch))
                 continue
@@ -837,48 +979,36 @@ class PostgresStore:
                 # the probe's row is locked (FOR UPDATE above) until this transaction ends:
                 # replicas sampling the same probe take turns, so its counts stay exact
                 accepted = self._store_standing(
-                    conn, source, probe_id, signature, state, batch, dropped, now, outcome
-                )
+                    conn, source, probe_id, signature, state, batch, dropped, now, outcome,
+                    retry=ledger.retry,
+                )  # fmt: skip
                 row[4] = hit_count + accepted
                 continue
-            cap = max_hits
-            if max_hits_per_probe is not None and (cap is None or cap > max_hits_per_probe):
-                cap = max_hits_per_probe
-            if state == "active" and expires_at is not None and expires_at <= now:
-                state = "expired"  # the sweeper has not run yet: the probe is over all the same
-            room = None if cap is None else max(0, cap - hit_count)
-            if batch and (state != "active" or (room is not None and room < len(batch))):
-                # some hits may be declined: those already stored (a retried batch) are not
-                stored_ids = self._stored_hit_ids(conn, probe_id, source.id, batch)
-                fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
-                outcome.accepted += len(batch) - len(fresh)
-                if state != "active":
-                    reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(
-                        state, "max_hits"
-                    )
-                    outcome.decline(probe_id, reason, len(fresh))
-                    batch = []
-                else:
-                    assert room is not None
-                    outcome.decline(probe_id, "max_hits", len(fresh) - room)
-                    batch = fresh[:room]
-            rows = []
-            for hit in batch:
-                hit["signature"] = signature  # the hub's record is the truth
-                hit["source"] = brief
-                rows.append((hit.get("hit_id") or None, hit["ts"], _ENCODER.encode(hit)))
-            inserted = 0
-            if batch:
-                # one statement per probe, however many hits, with the rows as one JSON text
-                # parameter: psycopg adapts a Python list element by element (about 70 us a
-                # hit), a single string in one go. The function scan yields the array in order
-                # and an INSERT ... SELECT has no parallel plan: seq follows the batch.
-                inserted = conn.execute(
-                    "INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, "
-                    "body) SELECT %s, %s, %s, r->>0, (r->>1)::float8, %s, r->>2 "
-                    "FROM json_array_elements(%s::json) AS u(r) ON CONFLICT DO NOTHING",
-                    (probe_id, signature, source.id, now, _ENCODER.encode(rows)),
-                ).rowcount
+            cap = _cap(max_hits, max_hits_per_probe)
+            if probe_id in early:  # written before the lock; _early_holds checked it
+                inserted = early[probe_id]
+            else:
+                if state == "active" and expires_at is not None and expires_at <= now:
+                    state = "expired"  # the sweeper has not run yet: the probe is over anyway
+                room = None if cap is None else max(0, cap - hit_count)
+                if batch and (state != "active" or (room is not None and room < len(batch))):
+                    # some hits may be declined: those already stored (a retried batch) are not
+                    stored_ids = self._stored_hit_ids(conn, probe_id, source.id, batch)
+                    fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
+                    outcome.accepted += len(batch) - len(fresh)
+                    if state != "active":
+                        reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(
+                            state, "max_hits"
+                        )
+                        outcome.decline(probe_id, reason, len(fresh))
+                        batch = []
+                    else:
+                        assert room is not None
+                        outcome.decline(probe_id, "max_hits", len(fresh) - room)
+                        batch = fresh[:room]
+                inserted = (
+                    self._insert_hits(conn, probe_id, signature, source, batch, now) if batch else 0
+                )
             outcome.accepted += len(batch)
             if inserted:
                 outcome.stored.extend(batch)
@@ -915,12 +1045,14 @@ class PostgresStore:
         dropped: Mapping[str, int],
         now: float,
         outcome: BatchOutcome,
+        *,
+        retry: bool = False,
     ) -> int:
         """A standing probe's hits: counted per stratum, sampled into the bounded reservoir.
 
         The same rules as the SQLite store: a hit the sample does not keep is still accepted
         and counted in ``strata.seen``; ``hit_count`` counts the hits accepted. Returns that
-        number.
+        number. ``retry``: the batch was committed before (:class:`BatchLedger`).
         """
         stored_ids = self._stored_hit_ids(conn, probe_id, source.id, batch) if batch else set()
         if state != "active":
@@ -936,7 +1068,7 @@ class PostgresStore:
             hit_id = hit.get("hit_id") or None
             outcome.accepted += 1
             if hit_id is not None:
-                if hit_id in stored_ids:
+                if retry or hit_id in stored_ids:
                     continue  # a retried batch: stored already, counted already
                 # a second copy in this batch is the same hit (and would break hits_unique)
                 stored_ids.add(hit_id)
@@ -1056,7 +1188,7 @@ class PostgresStore:
                 hit.get("hit_id") or None,
                 hit["ts"],
                 now,
-                _ENCODER.encode(hit),
+                encode_hit(hit),
             ),
         ).fetchone()
         conn.execute(
@@ -1285,3 +1417,37 @@ class PostgresStore:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+class _Recount(Exception):
+    """Hits written before their probe's lock no longer fit it: roll them back, count again."""
+
+
+def _cap(max_hits: int | None, max_hits_per_probe: int | None) -> int | None:
+    """The lower of the probe's own max hits and the hub's limit (None: no limit)."""
+    if max_hits_per_probe is not None and (max_hits is None or max_hits > max_hits_per_probe):
+        return max_hits_per_probe
+    return max_hits
+
+
+def _early_holds(
+    early: Mapping[tuple[int, str], int],
+    probes: Mapping[str, list[Any]],
+    now: float,
+    max_hits_per_probe: int | None,
+) -> bool:
+    """Under the lock: is every probe written early still active and within its cap?"""
+    written: dict[str, int] = {}
+    for (_, probe_id), count in early.items():
+        written[probe_id] = written.get(probe_id, 0) + count
+    for probe_id, count in written.items():
+        row = probes.get(probe_id)
+        if row is None:
+            return False
+        _, _, state, max_hits, hit_count, _, expires_at, standing = row
+        if state != "active" or standing or (expires_at is not None and expires_at <= now):
+            return False
+        cap = _cap(max_hits, max_hits_per_probe)
+        if cap is not None and hit_count + count > cap:
+            return False
+    return True

@@ -7,9 +7,10 @@ quarantined instead of failing whole.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sensor.hub.body import check_values
@@ -24,8 +25,10 @@ from sensor.hub.store.base import (
 
 __all__ = [
     "STATUS_COUNTERS",
+    "BatchLedger",
     "bad_hit_body",
     "check_record",
+    "encode_hit",
     "picks",
     "probe_from_row",
     "readable",
@@ -37,6 +40,35 @@ __all__ = [
 
 _log = logging.getLogger("sensor.hub")
 R = TypeVar("R")
+_LEDGER_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+_HIT_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"a hit holds a {type(value).__name__}: not JSON")
+
+
+# One C encoder made once: JSONEncoder.encode builds a new one per call, about a quarter of
+# the cost of encoding a small hit, and the hub encodes every hit it stores. No cycle check:
+# a hit is parsed JSON plus the hub's own source brief, and JSON text cannot hold a cycle.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_C_HIT_ENCODER = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(
+        None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+)
+
+
+def encode_hit(hit: Mapping[str, Any]) -> str:
+    """A hit's stored body: compact JSON, exactly what ``JSONEncoder(separators=(",", ":"))``
+    writes."""
+    if _C_HIT_ENCODER is None:
+        return _HIT_ENCODER.encode(hit)
+    return "".join(_C_HIT_ENCODER(hit, 0))
+
+
 #: The counters of a sensor's ProbeStatus summed per version for a standing probe.
 STATUS_COUNTERS = (
     "hits",
@@ -199,3 +231,56 @@ def version_summaries(
         )
         for version, seen, kept, count, first, last in strata
     ]
+
+
+class BatchLedger:
+    """Whether a posted batch is the source's last committed batch again, and what it adds.
+
+    A sensor sends one batch at a time and sends it again until it reads the hub's answer;
+    when the hub committed the batch and the answer was lost, the same batch comes back. Its
+    hits that are still stored are not stored twice (``hits_unique``), but a standing probe's
+    sample may have dropped some of them since, which were counted all the same, and the
+    batch's drop counts are deltas. So each source row keeps a short digest of its last
+    batch's hit ids and the drop counts that batch carried (``sources.last_batch``): a batch
+    with the same hit ids is a retry, whose hits count nothing again and whose drops count
+    only what grew since. One row per source, a few hundred bytes: bounded.
+    """
+
+    __slots__ = ("dropped", "retry", "text")
+
+    def __init__(
+        self, previous: str | None, hits: Sequence[Mapping[str, Any]], dropped: Mapping[str, int]
+    ) -> None:
+        # in the batch's order: a sensor sends the very same list again; hit ids are unique
+        # per sensor process, whatever the probe
+        ids = "\n".join([hit.get("hit_id") or "" for hit in hits])
+        key = (
+            hashlib.sha256(ids.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+            if ids.strip("\n")
+            else None
+        )
+        counts = {probe_id: int(count) for probe_id, count in dropped.items()}
+        #: the drop counts to add: all of them, or on a retry only what grew since
+        self.dropped: dict[str, int] = counts
+        #: True when this batch is the source's last committed batch sent again
+        self.retry = False
+        if key is not None and previous:
+            try:
+                last = json.loads(previous)
+            except ValueError:
+                last = None  # written by something else: no retry is assumed
+            if isinstance(last, dict) and last.get("hits") == key:
+                self.retry = True
+                before = last.get("dropped")
+                before = before if isinstance(before, dict) else {}
+                self.dropped = {
+                    probe_id: count - _int(before.get(probe_id))
+                    for probe_id, count in counts.items()
+                    if count > _int(before.get(probe_id))
+                }
+        #: what ``sources.last_batch`` holds once this batch is committed
+        self.text: str = _LEDGER_ENCODER.encode({"hits": key, "dropped": counts})
+
+
+def _int(value: Any) -> int:
+    return value if type(value) is int else 0

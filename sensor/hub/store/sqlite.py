@@ -34,7 +34,9 @@ from sensor.hub.store.base import (
 from sensor.hub.store.migrations import Migration, pending
 from sensor.hub.store.rows import (
     STATUS_COUNTERS,
+    BatchLedger,
     bad_hit_body,
+    encode_hit,
     picks,
     probe_from_row,
     readable,
@@ -130,6 +132,10 @@ def _add_standing(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _add_last_batch(db: sqlite3.Connection) -> None:
+    _add_missing_column(db, "sources", "last_batch", "TEXT")
+
+
 #: The SQLite form of every schema version (PostgreSQL's steps carry the same numbers).
 MIGRATIONS = (
     Migration(1, "tokens, sources, probes, statuses, hits, meta", _create_tables),
@@ -137,6 +143,8 @@ MIGRATIONS = (
               _add_columns),
     Migration(3, "probes.standing, strata and reservoir (standing probes' bounded samples)",
               _add_standing),
+    Migration(4, "sources.last_batch (a retried hit batch counts nothing twice)",
+              _add_last_batch),
 )  # fmt: skip
 #: The database, its WAL and its shared-memory file hold token hashes and captured values.
 FILE_MODE = 0o600
@@ -672,8 +680,13 @@ class SQLiteStore:
         probe_ids = sorted(set(by_probe) | set(dropped))
         brief = source.brief()
         outcome = BatchOutcome()
+        row = self._db.execute("SELECT last_batch FROM sources WHERE id = ?", (source.id,))
+        previous = row.fetchone()
+        ledger = BatchLedger(previous[0] if previous else None, hits, dropped)
+        dropped = ledger.dropped
         self._db.execute(
-            "UPDATE sources SET last_seen = ?, deregistered = 0 WHERE id = ?", (now, source.id)
+            "UPDATE sources SET last_seen = ?, deregistered = 0, last_batch = ? WHERE id = ?",
+            (now, ledger.text, source.id),
         )
         if not probe_ids:
             return outcome
@@ -695,8 +708,9 @@ class SQLiteStore:
                 continue
             if standing:
                 self._store_standing(
-                    source, probe_id, signature, state, batch, dropped, now, outcome
-                )
+                    source, probe_id, signature, state, batch, dropped, now, outcome,
+                    retry=ledger.retry,
+                )  # fmt: skip
                 continue
             cap = max_hits
             if max_hits_per_probe is not None and (cap is None or cap > max_hits_per_probe):
@@ -731,7 +745,7 @@ class SQLiteStore:
                         hit.get("hit_id") or None,
                         hit["ts"],
                         now,
-                        _ENCODER.encode(hit),
+                        encode_hit(hit),
                     )
                 )
             before = self._db.total_changes
@@ -780,11 +794,14 @@ class SQLiteStore:
         dropped: Mapping[str, int],
         now: float,
         outcome: BatchOutcome,
+        *,
+        retry: bool = False,
     ) -> None:
         """A standing probe's hits: counted per stratum, sampled into the bounded reservoir.
 
         A hit the sample does not keep is still accepted (the sensor must not resend it) and
         counted in ``strata.seen``; ``hit_count`` counts the hits accepted, as for any probe.
+        ``retry``: the batch was committed before (:class:`BatchLedger`), its hits counted.
         """
         if state != "active":
             reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(state, "max_hits")
@@ -799,6 +816,8 @@ class SQLiteStore:
         for hit in batch:
             hit_id = hit.get("hit_id") or None
             outcome.accepted += 1
+            if hit_id is not None and retry:
+                continue  # counted when the batch was first committed, kept or not
             if (
                 hit_id is not None
                 and self._db.execute(
@@ -915,7 +934,7 @@ class SQLiteStore:
                 hit.get("hit_id") or None,
                 hit["ts"],
                 now,
-                _ENCODER.encode(hit),
+                encode_hit(hit),
             ),
         )
         db.execute(

@@ -152,6 +152,54 @@ def test_retried_batch_is_not_counted_twice(store: Any) -> None:
     assert store.get_probe("sp1").hit_count == 5  # type: ignore[union-attr]
 
 
+def test_retried_batch_counts_nothing_twice_after_the_sample_dropped_hits(store: Any) -> None:
+    """The hub committed a batch but its answer was lost: the sensor sends the same batch again.
+
+    Hits the full sample did not keep are not in ``hits`` any more, yet they were counted:
+    the retry must not count them (``seen``, ``hit_count``) nor the drops again.
+    """
+    store.add_probe(standing_probe())
+    src = source()
+    store.register_source(src)
+    hits = [shaped_hit(n, 1) for n in range(3 * strata.RESERVOIR_CAP)]
+    store.add_hits(src, [dict(h) for h in hits], {"sp1": 4}, 2000.0)
+    retried = store.add_hits(src, [dict(h) for h in hits], {"sp1": 4}, 2001.0)
+    assert retried.accepted == len(hits)  # the sensor must not send them a third time
+    assert retried.stored == []
+    (summary,) = store.standing_summary("sp1")
+    assert summary.seen == len(hits)
+    assert summary.kept == strata.RESERVOIR_CAP
+    record = store.get_probe("sp1")
+    assert record is not None
+    assert (record.hit_count, record.dropped) == (len(hits), 4)
+    # the retry of a batch whose drop count grew meanwhile adds only the new drops
+    store.add_hits(src, [dict(h) for h in hits], {"sp1": 6}, 2002.0)
+    record = store.get_probe("sp1")
+    assert record is not None
+    assert (record.hit_count, record.dropped) == (len(hits), 6)
+    # the next batch is new: counted
+    more = [shaped_hit(n, 1) for n in range(len(hits), len(hits) + 10)]
+    store.add_hits(src, more, {"sp1": 1}, 2003.0)
+    (summary,) = store.standing_summary("sp1")
+    assert summary.seen == len(hits) + 10
+    record = store.get_probe("sp1")
+    assert record is not None
+    assert (record.hit_count, record.dropped) == (len(hits) + 10, 7)
+
+
+def test_retried_batch_counts_drops_once_for_any_probe(store: Any) -> None:
+    store.add_probe(ProbeRecord("p2", "sig-p2", {"id": "p2"}, {}, "active", 1.0, None))
+    src = source()
+    store.register_source(src)
+    hits = [shaped_hit(n, n, probe_id="p2") for n in range(5)]
+    for attempt in range(3):  # two answers lost
+        outcome = store.add_hits(src, [dict(h) for h in hits], {"p2": 3}, 2000.0 + attempt)
+        assert outcome.accepted == 5
+    record = store.get_probe("p2")
+    assert record is not None
+    assert (record.hit_count, record.dropped) == (5, 3)
+
+
 def test_retention_keeps_the_sample_of_a_version_still_reporting(store: Any) -> None:
     store.add_probe(standing_probe())
     old, live = source("s-old", version="0.9"), source("s-live", version="1.0")

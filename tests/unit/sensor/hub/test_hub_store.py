@@ -25,7 +25,7 @@ from sensor.hub.store import (
     StoreError,
     open_store,
 )
-from sensor.hub.store.sqlite import SQLiteStore
+from sensor.hub.store.sqlite import MIGRATIONS, SQLiteStore
 
 
 def source(source_id: str = "s1", **fields: Any) -> SourceRecord:
@@ -555,7 +555,7 @@ def test_a_sqlite_file_of_the_first_release_is_migrated_keeping_its_rows(tmp_pat
     old.close()
     store = SQLiteStore(path)
     try:
-        assert store.schema_version == 3
+        assert store.schema_version == len(MIGRATIONS)  # the latest
         assert [(t.id, t.services) for t in store.list_tokens()] == [("t1", None)]
         assert [p.standing for p in store.list_probes()] == [False]  # version 3's column
         record = store.end_probe("p1", "removed", 5.0, "gone")
@@ -602,7 +602,7 @@ def test_a_sqlite_file_of_standing_probes_before_migrations_is_migrated(tmp_path
     old.close()
     store = SQLiteStore(path)
     try:
-        assert store.schema_version == 3
+        assert store.schema_version == len(MIGRATIONS)  # the latest
         assert [(p.id, p.standing) for p in store.list_probes(standing=True)] == [("sp", True)]
         summary = store.standing_summary("sp")
         assert [(v.version, v.seen, v.kept, v.strata) for v in summary] == [("1.0", 7, 1, 1)]
@@ -633,7 +633,7 @@ def test_a_postgresql_database_at_version_2_gains_standing_probes(postgres_url: 
         )
     store = postgres.PostgresStore(postgres_url)
     try:
-        assert store.schema_version == 3
+        assert store.schema_version == len(MIGRATIONS)  # the latest
         assert [(p.id, p.standing) for p in store.list_probes()] == [("p1", False)]
         assert store.list_probes(standing=True) == []
         assert store.standing_summary("p1") == []
@@ -662,7 +662,7 @@ def test_replicas_starting_at_once_migrate_once(postgres_url: str) -> None:
         thread.join()
     try:
         assert errors == []
-        assert raw(opened[0], "SELECT count(*) FROM schema_version")[0][0] == 3
+        assert raw(opened[0], "SELECT count(*) FROM schema_version")[0][0] == len(MIGRATIONS)
     finally:
         for item in opened:
             item.close()
@@ -734,6 +734,63 @@ def test_replicas_never_store_more_than_max_hits_together(postgres_url: str) -> 
     finally:
         for item in stores:
             item.close()
+
+
+@pytest.mark.parametrize("change", ["removed", "filled"])
+def test_hits_written_before_the_probe_lock_are_undone_when_the_probe_changed(
+    postgres_url: str, change: str
+) -> None:
+    """A replica writes a far-from-full probe's hits before it takes the probe's row lock;
+    another replica ends or fills the probe meanwhile: the early rows are rolled back and the
+    batch is counted again under the lock (declined), so no hit is stored past the end."""
+    import threading
+
+    import psycopg
+
+    from sensor.hub.store.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url)
+    try:
+        store.add_probe(probe("p1", max_hits=10))
+        store.register_source(source())
+        outcome: list[Any] = []
+        with psycopg.connect(postgres_url) as other:  # another replica, inside a transaction
+            other.execute("SELECT 1 FROM probes WHERE id = 'p1' FOR UPDATE")
+            hits = [hit(n=i) for i in range(5)]
+            thread = threading.Thread(
+                target=lambda: outcome.append(store.add_hits(source(), hits, {}, 2000.0))
+            )
+            thread.start()
+            deadline = time.monotonic() + 30
+            with psycopg.connect(postgres_url, autocommit=True) as watcher:
+                while time.monotonic() < deadline:  # the ingest waits for the row lock
+                    (waiting,) = watcher.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND pid = ANY(%s)",
+                        (sorted(store._pids),),  # the ingest's own connection, no other test's
+                    ).fetchone()  # type: ignore[misc]
+                    if waiting:
+                        break
+                    time.sleep(0.02)
+                assert waiting, "the ingest never waited for the probe's lock"
+            if change == "removed":
+                other.execute("UPDATE probes SET state = 'removed' WHERE id = 'p1'")
+            else:
+                other.execute("UPDATE probes SET hit_count = 8 WHERE id = 'p1'")
+            other.commit()
+            thread.join(30)
+        (result,) = outcome
+        record = store.get_probe("p1")
+        assert record is not None
+        stored = [row.body for row in store.read_hits(probe_id="p1")]
+        if change == "removed":
+            assert (result.accepted, result.declined) == (0, {"p1": {"probe_removed": 5}})
+            assert (stored, record.hit_count) == ([], 0)
+        else:
+            assert (result.accepted, result.declined) == (2, {"p1": {"max_hits": 3}})
+            assert (len(stored), record.hit_count, record.state) == (2, 10, "completed")
+    finally:
+        store.close()
 
 
 def test_each_replica_hears_the_others_changes_not_its_own(postgres_url: str) -> None:
