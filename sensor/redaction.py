@@ -277,6 +277,9 @@ _FIELD_MARK = "<redacted:field>"
 # starts with a character class, so the regex engine scans for a digit in C (a leading
 # look-behind made it six times slower on prose).
 _CARD_RE = re.compile(r"[0-9](?:[ -]?[0-9]){12,}")
+# The runs of digits, spaces and dashes, from a digit, long enough to hold a _CARD_RE match
+# (which holds nothing else and starts with a digit).
+_CARD_RUN = re.compile(r"[0-9][0-9 -]{12,}")
 
 #: Text is scanned in windows of this many characters (each pass of the patterns is bounded).
 MAX_MATCH_CHARS = 65_536
@@ -690,11 +693,14 @@ class Redactor:
             if d in sample:
                 digit = True
                 break
-        # A card is 13+ ASCII digits: counting them (C) is cheaper than the card regex's scan.
-        if digit and sum(map(sample.count, _DIGITS)) >= 13:
-            for m in _CARD_RE.finditer(sample):
-                if _is_card(m):
-                    return "card"
+        if digit and len(sample) >= 13:
+            # A card lies inside a run of 13+ digits, spaces and dashes: such runs are found
+            # by a one-character-class repeat (a C loop), three times cheaper than trying the
+            # card regex at every digit of a text full of dates and ids.
+            for run in _CARD_RUN.finditer(sample):
+                for m in _CARD_RE.finditer(sample, run.start(), run.end()):
+                    if _is_card(m):
+                        return "card"
         low: str | None = None  # the case-folded text, made once if a gate needs it
         for group in (rules.checks, rules.carried):
             for reason, rx, chars, lits, words in group:
