@@ -32,6 +32,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sensor.errors import ConfigError
 
@@ -44,6 +45,7 @@ __all__ = [
     "MAX_SCAN_CHARS",
     "WINDOW_OVERLAP",
     "Redactor",
+    "fold_case",
     "get_redactor",
     "length_class",
     "looks_like_name",
@@ -110,95 +112,144 @@ DEFAULT_SUFFIXES: tuple[str, ...] = (
     "signature",
 )
 
-# Value patterns: (reason, regex, literals). A pattern runs only when the text contains one
-# of its literals (a C substring search), so ordinary prose costs a few `in` checks instead of
-# a regex pass per pattern. The regexes are linear (no nested quantifiers, bounded
-# repetitions), so a hostile string cannot make matching slow. A pattern with a group named
-# ``s`` redacts that group only (the scheme word or the key's name stays as evidence).
-_VALUE_PATTERNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+# Value patterns: (reason, regex, gate). A pattern's regex runs only when its gate (below,
+# _Gate) says the text can hold a match, with C substring searches, so ordinary prose costs a few
+# `in` checks instead of a regex pass per pattern. The regexes are linear (no nested quantifiers,
+# bounded repetitions), so a hostile string cannot make matching slow. A pattern with a group
+# named ``s`` redacts that group only (the scheme word or the key's name stays as evidence).
+_DIGITS = "0123456789"
+
+
+class _Gate(NamedTuple):
+    """What a text must contain for a pattern to match anywhere in it (a necessary condition).
+
+    Each field is a test of the whole text, with C substring searches; an empty field tests
+    nothing. ``chars``: one of these characters occurs. ``lits``: one of these strings occurs.
+    ``folded``: one of these lower-case ASCII words occurs in the text case-folded as the
+    regex engine folds it (:func:`fold_case`), for the words a pattern matches in any case.
+    The comment above each pattern says why its gate holds; tests check every gate against its
+    regex on generated texts (a gate that said no where the regex matches would be a leak).
+    """
+
+    chars: str = ""
+    lits: tuple[str, ...] = ()
+    folded: tuple[str, ...] = ()
+
+
+_VALUE_PATTERNS: tuple[tuple[str, str, _Gate], ...] = (
     # The whole PEM block, up to its END line or the end of the text: the body is the secret.
+    # Gate: the `-----` and the case-sensitive `PRIVATE KEY` of the BEGIN line.
     (
         "private-key",
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?"
         r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\Z)",
-        ("PRIVATE KEY",),
+        _Gate("-", ("PRIVATE KEY",)),
     ),
-    ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", ("eyJ",)),
+    # Gate: the dots between the parts and the literal `eyJ`.
+    (
+        "jwt",
+        r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
+        _Gate(".", ("eyJ",)),
+    ),
     # Authorization schemes in any case (`BEARER`, `basic`): header values are case-blind.
-    ("bearer", r"\b(?i:bearer)\s+[A-Za-z0-9._~+/-]{8,}=*", ("earer", "EARER")),
+    # Gate: the scheme word, in any case.
+    ("bearer", r"\b(?i:bearer)\s+[A-Za-z0-9._~+/-]{8,}=*", _Gate(folded=("bearer",))),
     # A basic credential is base64: it has a digit, '+', '/' or a lower-to-upper change, which
     # keeps prose ("basic understanding") out.
     (
         "basic-auth",
         r"\b(?i:basic)\s+(?=[A-Za-z0-9+/]*(?:[0-9+/]|[a-z][A-Z]))[A-Za-z0-9+/]{12,}=*",
-        ("asic", "ASIC"),
+        _Gate(folded=("basic",)),
     ),
     # An AWS access key id, and the secret access key printed right after it (40 base64-ish
     # characters after at most 8 separators: `AKIA...:wJalr...`, `AKIA... wJalr...`).
+    # Gate: an upper-case `A`, then one of the eight prefixes.
     (
         "aws-key",
         r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b"
         r"(?:[\s:,;=|\"']{1,8}[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=]))?",
-        ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA"),
+        _Gate("A", ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA")),
     ),
-    ("gcp-key", r"\bAIza[0-9A-Za-z_-]{35}", ("AIza",)),
+    ("gcp-key", r"\bAIza[0-9A-Za-z_-]{35}", _Gate("A", ("AIza",))),
+    # Gate: every prefix holds an underscore.
     (
         "github-token",
         r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
-        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        _Gate("_", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
     ),
-    ("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", ("xox",)),
-    ("stripe-key", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}", ("_live_", "_test_")),
+    ("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", _Gate("-", ("xox",))),
+    (
+        "stripe-key",
+        r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}",
+        _Gate("_", ("_live_", "_test_")),
+    ),
+    # Gate: the `@` before the host, and the `://`.
     (
         "url-credentials",
         r"\b[a-z][a-z0-9+.-]{0,30}://[^\s:/@]{1,256}:[^\s@/]{1,256}@",
-        ("://",),
+        _Gate("@", ("://",)),
     ),
     (
         "email",
         r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b",
-        ("@",),
+        _Gate("@"),
     ),
 )
 # Carried secrets: a credential inside a larger text. Only the credential is redacted, so these
 # come after the value patterns (a card in `password=4111 ...` is redacted whole first).
-# (reason, regex, literals, needs a digit): a pattern whose match always holds a digit is
-# skipped at once on text without one (prose), before its many literals are looked for.
-_CARRIED_PATTERNS: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
+_CARRIED_PATTERNS: tuple[tuple[str, str, _Gate], ...] = (
     # Credentials of the other HTTP authorization schemes (RFC 9110 and common APIs), in any
     # case: 16+ token characters holding a digit (prose like "token ring" has none).
+    # Gate: an ASCII digit (the look-ahead), then the scheme word in any case
+    # (`aws4-hmac-sha256` holds `hmac`).
     (
         "auth-scheme",
         r"\b(?i:token|apikey|api-key|negotiate|ntlm|hoba|mutual|vapid|hmac|"
         r"aws4-hmac-sha256|sharedaccesssignature|sso-key|splunk)[ \t]+"
         r"(?P<s>(?=[A-Za-z0-9._~+/=:-]*[0-9])[A-Za-z0-9._~+/=:-]{16,})",
-        tuple(
-            (  # noqa: SIM905 - a word list reads better than 24 literals
-                "oken OKEN pikey PIKEY piKey pi-key PI-KEY egotiate EGOTIATE NTLM ntlm HOBA "
-                "hoba utual UTUAL apid APID mac MAC ccessSignature so-key SO-KEY plunk PLUNK"
-            ).split()
+        _Gate(
+            _DIGITS,
+            folded=tuple(
+                (  # noqa: SIM905 - a word list reads better than 12 literals
+                    "token apikey api-key negotiate ntlm hoba mutual vapid hmac "
+                    "sharedaccesssignature sso-key splunk"
+                ).split()
+            ),
         ),
-        True,
     ),
     # Digest credentials: the whole parameter list after the scheme (response=, cnonce=, ...).
+    # Gate: the parameter's `=`, and the scheme word in any case.
     (
         "auth-scheme",
         r"\b(?i:digest)[ \t]+(?P<s>(?i:username|realm|nonce|uri|response|cnonce|opaque|qop|"
         r"algorithm|userhash)[ \t]*=[^\r\n]{0,4096})",
-        ("igest", "IGEST"),
-        False,
+        _Gate("=", folded=("digest",)),
     ),
     # An AWS secret access key after its name in any spelling (aws_secret_access_key,
     # SecretAccessKey, secret-key), with or without `=`/`:` and quotes: 40 base64 characters.
     # A bare 40-character value without that context is not redacted (see the docs).
+    # Gate: `secret` in any case.
     (
         "aws-secret-key",
         r"(?i:secret[_-]?(?:access[_-]?)?key)(?:[_-]?id)?[\"']?[ \t]*[:=]?[ \t]*[\"']?"
         r"(?P<s>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
-        ("ecret", "ECRET"),
-        False,
+        _Gate(folded=("secret",)),
     ),
 )
+# The characters that Python's case-insensitive matching takes for an ASCII letter besides its
+# two cases (U+0130 and U+0131 for `i`, the long s U+017F, the Kelvin sign U+212A): fold_case
+# maps them to the letter, so that a gate on a folded word sees what a `(?i:...)` group matches.
+_FOLD_EXTRA = {0x130: "i", 0x131: "i", 0x17F: "s", 0x212A: "k"}
+
+
+def fold_case(text: str) -> str:
+    """``text`` in lower case, with every character that a case-insensitive regex takes for an
+    ASCII letter turned into that letter (the text the ``folded`` gates are checked on)."""
+    if text.isascii():
+        return text.lower()
+    return text.translate(_FOLD_EXTRA).lower()
+
+
 #: Reasons whose redaction keeps the text around the credential (see the module docstring):
 #: captures and formatted expressions show such a string with the credential replaced.
 CARRIED_REASONS: frozenset[str] = frozenset(("auth-scheme", "aws-secret-key", "field"))
@@ -226,6 +277,9 @@ _FIELD_MARK = "<redacted:field>"
 # starts with a character class, so the regex engine scans for a digit in C (a leading
 # look-behind made it six times slower on prose).
 _CARD_RE = re.compile(r"[0-9](?:[ -]?[0-9]){12,}")
+# The runs of digits, spaces and dashes, from a digit, long enough to hold a _CARD_RE match
+# (which holds nothing else and starts with a digit).
+_CARD_RUN = re.compile(r"[0-9][0-9 -]{12,}")
 
 #: Text is scanned in windows of this many characters (each pass of the patterns is bounded).
 MAX_MATCH_CHARS = 65_536
@@ -323,7 +377,8 @@ def length_class(n: int) -> str:
     return "129+"
 
 
-_Check = tuple[str, "re.Pattern[str]", tuple[str, ...]]
+#: (reason, compiled regex, gate chars, gate literals, gate folded words): see _Gate.
+_Check = tuple[str, "re.Pattern[str]", str, tuple[str, ...], tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -336,11 +391,10 @@ class _Rules:
     allow: frozenset[str]
     extra_names: tuple[str, ...]
     extra_patterns: tuple[str, ...]
-    #: value secrets: (reason, compiled regex, literals of which one must occur; empty: always)
+    #: value secrets, in order (configured patterns last, with an empty gate: always run)
     checks: tuple[_Check, ...]
-    #: carried secrets, the same way (a group named ``s`` is the part redacted), and whether a
-    #: match always holds a digit
-    carried: tuple[tuple[str, re.Pattern[str], tuple[str, ...], bool], ...]
+    #: carried secrets, the same way (a group named ``s`` is the part redacted)
+    carried: tuple[_Check, ...]
 
 
 def _compile_rules(
@@ -349,9 +403,7 @@ def _compile_rules(
     extra_names = tuple(n.strip() for n in names if n.strip())
     extra_patterns = tuple(p for p in patterns if p)
     allowed = frozenset(normalize_name(a.strip()) for a in allow if a.strip())
-    checks: list[_Check] = [
-        (reason, re.compile(rx), literals) for reason, rx, literals in _VALUE_PATTERNS
-    ]
+    checks: list[_Check] = [(reason, re.compile(rx), *gate) for reason, rx, gate in _VALUE_PATTERNS]
     for rx in extra_patterns:
         try:
             compiled = re.compile(rx)
@@ -359,7 +411,7 @@ def _compile_rules(
             raise ConfigError(
                 f"redaction pattern {rx!r} from {origin} is not a valid regular expression: {exc}"
             ) from exc
-        checks.append(("pattern", compiled, ()))
+        checks.append(("pattern", compiled, "", (), ()))
     return _Rules(
         names=DEFAULT_NAMES | frozenset(normalize_name(n) for n in extra_names),
         substrings=DEFAULT_SUBSTRINGS,
@@ -368,18 +420,32 @@ def _compile_rules(
         extra_names=extra_names,
         extra_patterns=extra_patterns,
         checks=tuple(checks),
-        carried=tuple((r, re.compile(rx), lits, digit) for r, rx, lits, digit in _CARRIED_PATTERNS),
+        carried=tuple((r, re.compile(rx), *gate) for r, rx, gate in _CARRIED_PATTERNS),
     )
 
 
-def _may_match(sample: str, literals: tuple[str, ...]) -> bool:
-    """False when none of a pattern's literals occurs (the pattern cannot match)."""
-    if not literals:
-        return True
-    for lit in literals:  # noqa: SIM110 - a plain loop is faster than any() here
-        if lit in sample:
-            return True
-    return False
+def _gate_open(text: str, chars: str, lits: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    """False when ``text`` cannot hold a match of the pattern behind this gate (see _Gate)."""
+    if chars:
+        for c in chars:
+            if c in text:
+                break
+        else:
+            return False
+    if lits:
+        for lit in lits:
+            if lit in text:
+                break
+        else:
+            return False
+    if words:
+        low = fold_case(text)
+        for word in words:
+            if word in low:
+                break
+        else:
+            return False
+    return True
 
 
 def _windows(text: str) -> Iterable[str]:
@@ -619,37 +685,51 @@ class Redactor:
         return "unscanned" if len(text) > MAX_SCAN_CHARS else None
 
     def _match_sample(self, rules: _Rules, sample: str) -> str | None:
-        for m in _CARD_RE.finditer(sample):
-            if _is_card(m):
-                return "card"
-        # The literal prefilters inline (a call per pattern cost as much as the checks).
-        for reason, rx, literals in rules.checks:
-            if literals:
-                for lit in literals:
-                    if lit in sample:
-                        break
-                else:
-                    continue
-            if rx.search(sample) is not None:
-                return reason
-        digit: bool | None = None
-        for reason, rx, literals, needs_digit in rules.carried:
-            if needs_digit:
-                if digit is None:
-                    digit = False
-                    for d in "0123456789":  # ten C substring searches: cheaper than a regex
-                        if d in sample:
-                            digit = True
+        # Every regex runs behind its gate (_Gate): C substring searches that are necessary
+        # for a match, written inline here because a call per pattern cost as much as the
+        # checks themselves. Same order as redact_text, so the first reason is the same.
+        digit = False
+        for d in "0123456789":  # ten C searches: cheaper than a regex
+            if d in sample:
+                digit = True
+                break
+        if digit and len(sample) >= 13:
+            # A card lies inside a run of 13+ digits, spaces and dashes: such runs are found
+            # by a one-character-class repeat (a C loop), three times cheaper than trying the
+            # card regex at every digit of a text full of dates and ids.
+            for run in _CARD_RUN.finditer(sample):
+                for m in _CARD_RE.finditer(sample, run.start(), run.end()):
+                    if _is_card(m):
+                        return "card"
+        low: str | None = None  # the case-folded text, made once if a gate needs it
+        for group in (rules.checks, rules.carried):
+            for reason, rx, chars, lits, words in group:
+                if chars:
+                    if chars == _DIGITS:  # the digit search above answers it
+                        if not digit:
+                            continue
+                    else:
+                        for c in chars:
+                            if c in sample:
+                                break
+                        else:
+                            continue
+                if lits:
+                    for lit in lits:
+                        if lit in sample:
                             break
-                if not digit:
-                    continue
-            for lit in literals:
-                if lit in sample:
-                    break
-            else:
-                continue
-            if rx.search(sample) is not None:
-                return reason
+                    else:
+                        continue
+                if words:
+                    if low is None:
+                        low = fold_case(sample)
+                    for word in words:
+                        if word in low:
+                            break
+                    else:
+                        continue
+                if rx.search(sample) is not None:
+                    return reason
         if ("=" in sample or ":" in sample) and self._field_spans(sample, first=True):
             return "field"
         return None
@@ -691,11 +771,12 @@ class Redactor:
         head, tail = text[:MAX_MATCH_CHARS], text[MAX_MATCH_CHARS:]
         head = _CARD_RE.sub(_card_sub, head)
         rules = self._rules
-        for reason, rx, literals in rules.checks:
-            if _may_match(head, literals):
+        # Each gate is checked on the text as the previous substitutions left it.
+        for reason, rx, chars, lits, words in rules.checks:
+            if _gate_open(head, chars, lits, words):
                 head = rx.sub(f"<redacted:{reason}>", head)
-        for reason, rx, literals, _digit in rules.carried:
-            if _may_match(head, literals):
+        for reason, rx, chars, lits, words in rules.carried:
+            if _gate_open(head, chars, lits, words):
                 head = rx.sub(_group_sub(f"<redacted:{reason}>"), head)
         if "=" in head or ":" in head:
             spans = self._field_spans(head)
