@@ -605,6 +605,20 @@ class ProbeStatus:
     exceptions: int = 0
     #: firings not evaluated nor captured because the CPU budget shed load (sampled them out)
     skipped_budget: int = 0
+    #: evaluations that gave no truth value (refused by the sandbox, raised, or not a bool):
+    #: a part of ``violations``; ``violations - expect_errors`` evaluated false
+    expect_errors: int = 0
+    #: of ``skipped_rate`` and ``skipped_budget`` (not in addition), the firings skipped while
+    #: the probe's gate was closed (its evaluation bucket or its budget share empty until a
+    #: known time): counted without any work, inline where the backend allows it
+    skipped_closed: int = 0
+    #: rare-state sampling (passing firings captured because their value class is new):
+    #: classes remembered (bounded), new classes admitted, refused by its rate limit, and not
+    #: remembered because the classes table was full
+    novel_classes: int = 0
+    novel_admitted: int = 0
+    novel_refused: int = 0
+    novel_full: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
