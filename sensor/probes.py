@@ -19,7 +19,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from sensor.errors import ProbeSpecError
 
@@ -619,6 +619,17 @@ class ProbeStatus:
     novel_admitted: int = 0
     novel_refused: int = 0
     novel_full: int = 0
+
+    #: Counters a sensor of an older version does not send: a hub keeps them absent (unknown)
+    #: rather than 0, so that nothing reads "0 evaluation errors" from a sensor that counts none.
+    LATER_COUNTERS: ClassVar[tuple[str, ...]] = (
+        "expect_errors",
+        "skipped_closed",
+        "novel_classes",
+        "novel_admitted",
+        "novel_refused",
+        "novel_full",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -154,3 +154,31 @@ def test_the_hub_keeps_the_counters_in_the_status_it_stores(hub: HubProcess) -> 
     stored = probe_record(hub, probe_id)["statuses"]
     [one] = stored.values()
     assert {name: one[name] for name in counters} == counters
+
+
+def test_a_counter_an_older_sensor_does_not_send_stays_unknown(hub: HubProcess) -> None:
+    # Stored as 0 it would read "0 evaluation errors" for a sensor that counts none.
+    status, registered = call(
+        hub.url, "POST", "/v1/sensors/register", SENSOR_TOKEN,
+        {"service": "shop-old", "version": "1.0", "host": "h", "pid": 1, "python": "3.11",
+         "labels": {}, "runtime_id": f"rt-{uuid.uuid4().hex}", "sensor_version": "0",
+         "backend": "bytecode"},
+    )  # fmt: skip
+    assert status in (200, 201), registered
+    status, answer = call(
+        hub.url, "POST", "/v1/probes", CLIENT_TOKEN,
+        {"probe": {"kind": "expect", "location": "m:g@return", "expect": "result"},
+         "selector": {"service": "shop-old"}, "ttl": 300},
+    )  # fmt: skip
+    assert status == 201, answer
+    probe_id = answer["probe"]["id"]
+    old = {"probe_id": probe_id, "state": "installed", "evaluations": 10, "violations": 4}
+    status, answer = call(
+        hub.url, "POST", f"/v1/sensors/{registered['source_id']}/heartbeat", SENSOR_TOKEN,
+        {"statuses": [old], "dropped": 0},
+    )  # fmt: skip
+    assert status == 200, answer
+    [one] = probe_record(hub, probe_id)["statuses"].values()
+    assert (one["evaluations"], one["violations"]) == (10, 4)
+    assert not set(one) & {"expect_errors", "skipped_closed", "novel_classes", "novel_admitted",
+                           "novel_refused", "novel_full"}  # fmt: skip
