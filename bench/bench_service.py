@@ -348,7 +348,7 @@ def evaluated(client: HubClient, service: str, as_json: bool) -> None:
     """What the standing probes did, as the sensor last reported it: evaluations, violations and
     skipped firings summed over the 20, and their states per source (the gunicorn master, where
     the shop is never imported, is ``pending``)."""
-    total = violations = skipped = 0
+    total = violations = skipped = closed = errors = 0
     states: dict[str, int] = {}
     for probe in client.probes():
         if (probe.get("selector") or {}).get("service") != service:
@@ -357,12 +357,15 @@ def evaluated(client: HubClient, service: str, as_json: bool) -> None:
             total += int(status.get("evaluations") or 0)
             violations += int(status.get("violations") or 0)
             skipped += int(status.get("skipped_rate") or 0) + int(status.get("skipped_budget") or 0)
+            closed += int(status.get("skipped_closed") or 0)  # of skipped: no call at all
+            errors += int(status.get("expect_errors") or 0)
             state = str(status.get("state"))
             if state not in ("installed", "pending"):
                 state = f"{state}: {status.get('reason')}"
             states[state] = states.get(state, 0) + 1
     record = {"service": service, "states": states, "evaluations": total,
-              "violations": violations, "skipped": skipped}  # fmt: skip
+              "violations": violations, "expect_errors": errors, "skipped": skipped,
+              "skipped_closed": closed}  # fmt: skip
     print(json.dumps(record) if as_json else f"{service}: {record}")
 
 

@@ -236,6 +236,7 @@ class _Armed:
         "errors",
         "evaluations",
         "exceptions",
+        "expect_errors",
         "filename",
         "gates",
         "handles",
@@ -289,6 +290,7 @@ class _Armed:
         self.skipped_condition = 0
         self.evaluations = 0
         self.violations = 0
+        self.expect_errors = 0
         self.logged = False
         self.updated_at = time.time()
 
@@ -924,6 +926,9 @@ class Engine:
             violations=armed.violations + _fast_count(armed, "violations"),
             exceptions=0 if armed.exceptions is None else tally_count(armed.exceptions),
             skipped_budget=0 if armed.account is None else armed.account.skipped_count(),
+            expect_errors=armed.expect_errors + _fast_count(armed, "expect_errors"),
+            skipped_closed=sum(gate.closed_count() for gate in armed.gates),
+            **_novel_counts(armed),
         )
 
     # -- pending probes and the import hook ------------------------------------------------
@@ -1161,6 +1166,8 @@ class Engine:
             violated = ok is not True
             if violated:
                 armed.violations += 1
+                if err is not None:
+                    armed.expect_errors += 1
             admitted: bool | str = True
             if admit is not None:
                 admitted = admit(violated, ns)
@@ -1343,6 +1350,17 @@ def _key_names(armed: _Armed) -> tuple[str, ...]:
 def _fast_count(armed: _Armed, name: str) -> int:
     """A counter the hot path keeps as a tally (sensor.hotpath.FastExpectGate), summed."""
     return sum(tally_count(getattr(g, name)) for g in armed.gates if hasattr(g, name))
+
+
+def _novel_counts(armed: _Armed) -> dict[str, int]:
+    """The rare-state sampling counters of a probe's gates (see guards.Novelty), summed."""
+    totals = dict.fromkeys(("novel_classes", "novel_admitted", "novel_refused", "novel_full"), 0)
+    for gate in armed.gates:
+        novelty = getattr(gate, "novelty", None)
+        if novelty is not None:
+            for name, value in novelty.counts().items():
+                totals[name] += value
+    return totals
 
 
 def _truth(

@@ -347,6 +347,8 @@ class Account:
         "mark",
         "probe_id",
         "rate",
+        "retired",
+        "shut",
         "skipped",
         "spent",
         "tokens",
@@ -364,6 +366,11 @@ class Account:
         self.mark = 0
         #: The last measured cost of one firing (ns), kept across windows.
         self.avg_ns = 0.0
+        # Gates that close their switch while this share is empty count the firings skipped
+        # meanwhile themselves (without a call): their readers, one per armed gate, and what
+        # the disarmed ones had counted.
+        self.shut: list[Callable[[], int]] = []
+        self.retired = 0
 
     def admit(self, now: float) -> bool:
         """True when this probe may do the work of one firing now; else count one skip."""
@@ -380,8 +387,36 @@ class Account:
         next(self.skipped)
         return False
 
+    def refill_in(self) -> float:
+        """Seconds until the share holds a token again (0 when it holds one or is unlimited).
+
+        Exact while the rate stays as it is and nothing more is debited: a new share (at the
+        end of a window) or a late debit moves it, so a gate that closes until then must ask
+        again when it reopens.
+        """
+        rate = self.rate
+        if rate is None or rate <= 0.0:
+            return 0.0
+        tokens = self.tokens + (time.monotonic() - self.last) * rate
+        return 0.0 if tokens > 0.0 else (1.0 - tokens) / rate
+
+    def attach(self, shut: Callable[[], int]) -> None:
+        """Count ``shut()`` (firings a gate skipped while closed by this share) in the skips."""
+        self.shut.append(shut)
+
+    def retire(self, shut: Callable[[], int]) -> None:
+        """A disarmed gate's ``shut``: keep its count, stop calling it (bounded by the gates)."""
+        with contextlib.suppress(ValueError):
+            self.shut.remove(shut)
+            self.retired += shut()
+
     def skipped_count(self) -> int:
-        return tally_count(self.skipped)
+        """Firings shed by this share: refused by :meth:`admit`, or skipped by a closed gate."""
+        return tally_count(self.skipped) + self.retired + sum(shut() for shut in self.shut)
+
+    def shut_count(self) -> int:
+        """Of :meth:`skipped_count`, the firings skipped by a closed gate without a call."""
+        return self.retired + sum(shut() for shut in self.shut)
 
 
 class CpuBudget:
@@ -651,17 +686,24 @@ class _GuardedHook:
     and hand it over with :meth:`_publish`.
     """
 
-    __slots__ = ("_disarm", "_read", "hook")
+    __slots__ = ("_closed", "_disarm", "_read", "hook")
 
     def _publish(
         self,
         hook: Callable[..., Any],
         read: Callable[[], tuple[int, int]],
         disarm: Callable[[], None],
+        closed: Callable[[], int],
     ) -> None:
         self.hook = hook
         self._read = read
         self._disarm = disarm
+        self._closed = closed
+
+    def closed_count(self) -> int:
+        """Of the skipped firings, those skipped while the switch was closed: no hook call
+        (counted inline by a backend that tests the switch, or first thing in the hook)."""
+        return self._closed()
 
     def counts(self) -> tuple[int, int]:
         """(hits produced, firings skipped: by the rate limit, or for an ExpectGate by eval_rate
@@ -719,6 +761,7 @@ class Gate(_GuardedHook):
         armed = True
         produced_hits = hits if hits is not None else [0]
         skips = new_tally()
+        closed = new_tally()  # firings skipped while the switch is closed (the pair's counter)
 
         # The earliest time a token is available: a skipped firing costs one clock read and
         # one compare. The bucket itself is only refilled on admission.
@@ -733,7 +776,7 @@ class Gate(_GuardedHook):
             if SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
             if not switch:
-                next(skips)
+                next(closed)
                 return
             if not armed:
                 return
@@ -788,15 +831,15 @@ class Gate(_GuardedHook):
             switch[:] = (True,)  # one C operation: never two entries
 
         def read() -> tuple[int, int]:
-            return produced_hits[0], tally_count(skips)
+            return produced_hits[0], tally_count(skips) + tally_count(closed)
 
         def disarm() -> None:
             nonlocal armed
             armed = False
             reopen()
 
-        setattr(hook, _SWITCH_ATTR, (switch, skips))
-        self._publish(hook, read, disarm)
+        setattr(hook, _SWITCH_ATTR, (switch, closed))
+        self._publish(hook, read, disarm, lambda: tally_count(closed))
 
 
 class ExpectGate(_GuardedHook):
@@ -853,6 +896,7 @@ class ExpectGate(_GuardedHook):
         armed = True
         produced_hits = hits if hits is not None else [0]
         skips = new_tally()
+        closed = new_tally()  # firings skipped while the switch is closed (the pair's counter)
 
         def admit(violated: bool, ns: Any = None) -> bool | str:
             if violated:
@@ -880,7 +924,7 @@ class ExpectGate(_GuardedHook):
             if SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
             if not switch:  # the skip path, with few free variables (see Gate)
-                next(skips)
+                next(closed)
                 return
             if not armed:
                 return
@@ -934,15 +978,15 @@ class ExpectGate(_GuardedHook):
             switch[:] = (True,)  # one C operation: never two entries
 
         def read() -> tuple[int, int]:
-            return produced_hits[0], tally_count(skips)
+            return produced_hits[0], tally_count(skips) + tally_count(closed)
 
         def disarm() -> None:
             nonlocal armed
             armed = False
             reopen()
 
-        setattr(hook, _SWITCH_ATTR, (switch, skips))
-        self._publish(hook, read, disarm)
+        setattr(hook, _SWITCH_ATTR, (switch, closed))
+        self._publish(hook, read, disarm, lambda: tally_count(closed))
 
 
 class _Bucket:
@@ -1032,11 +1076,12 @@ class Novelty:
     become a capture storm, and at most ``max_keys`` keys are remembered: beyond, no novelty
     admission. A key is remembered only once admitted (one refused by the bucket is tried
     again; the key of an evaluation captured within the pass rate is remembered too, by
-    :meth:`note`). ``admitted`` and ``dropped`` are tallies: a new key refused by the bucket or the
-    bound is counted in ``dropped``, once per evaluation.
+    :meth:`note`). ``admitted``, ``refused`` and ``full`` are tallies, once per evaluation: a
+    new key admitted, refused by the bucket (``rate``), or not remembered because ``max_keys``
+    keys are (the bound is tested first); ``dropped()`` is the sum of the last two.
     """
 
-    __slots__ = ("admitted", "bucket", "dropped", "max_keys", "seen")
+    __slots__ = ("admitted", "bucket", "full", "max_keys", "refused", "seen")
 
     def __init__(
         self, rate: float = NOVEL_RATE, max_keys: int = NOVEL_KEYS, now: float | None = None
@@ -1052,19 +1097,37 @@ class Novelty:
         # ``now``: the clock admit() is given (time.monotonic() by default).
         self.bucket = _Bucket(rate, None, time.monotonic() if now is None else now)
         self.admitted = new_tally()
-        self.dropped = new_tally()
+        self.refused = new_tally()
+        self.full = new_tally()
 
     def admit(self, key: object, now: float) -> bool:
         """True to capture this evaluation (``key`` is new, within the bound and the bucket)."""
         seen = self.seen
         if key in seen:
             return False
-        if len(seen) >= self.max_keys or not self.bucket.take(now):
-            next(self.dropped)
+        if len(seen) >= self.max_keys:
+            next(self.full)
+            return False
+        if not self.bucket.take(now):
+            next(self.refused)
             return False
         seen.add(key)
         next(self.admitted)
         return True
+
+    def dropped(self) -> int:
+        """New keys not admitted: refused by the bucket or over the bound."""
+        return tally_count(self.refused) + tally_count(self.full)
+
+    def counts(self) -> dict[str, int]:
+        """The counters of :class:`~sensor.probes.ProbeStatus`: value classes remembered,
+        new ones admitted, refused by the rate, and left out because the table was full."""
+        return {
+            "novel_classes": len(self.seen),
+            "novel_admitted": tally_count(self.admitted),
+            "novel_refused": tally_count(self.refused),
+            "novel_full": tally_count(self.full),
+        }
 
     def note(self, key: object) -> None:
         """Remember ``key`` of an evaluation captured within the pass rate (if there is room)."""

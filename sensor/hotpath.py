@@ -52,7 +52,7 @@ from sensor.guards import (
     tally_count,
 )
 
-__all__ = ["SETTLE_EVERY", "SETTLE_NS", "SLOW_FIRING_NS", "FastExpectGate"]
+__all__ = ["SETTLE_EVERY", "SETTLE_NS", "SHUT_MAX", "SLOW_FIRING_NS", "FastExpectGate"]
 
 #: Firings metered before their batch is handed to the CPU budget.
 SETTLE_EVERY = 64
@@ -61,6 +61,11 @@ SETTLE_NS = 50_000_000
 #: A firing that took longer than this (or than the budget's one-hit cap, if lower) is handed to
 #: the budget at once, alone, so that the one-hit cap applies to it as to any other firing.
 SLOW_FIRING_NS = 1_000_000
+#: A gate closed because its CPU-budget share is empty reopens after at most this many seconds,
+#: even if the share would refill later: the shares are computed again every one-second window
+#: (a probe may get more, or the shedding may stop), and the first firing after the reopening
+#: asks the account again (and closes again if it is still empty).
+SHUT_MAX = 0.25
 
 _get_ident = guards._get_ident
 _perf = time.perf_counter_ns
@@ -90,7 +95,7 @@ class FastExpectGate(guards._GuardedHook):
     decision, exactly.
     """
 
-    __slots__ = ("evaluations", "novelty", "violations")
+    __slots__ = ("evaluations", "expect_errors", "novelty", "violations")
 
     def __init__(
         self,
@@ -158,8 +163,20 @@ class FastExpectGate(guards._GuardedHook):
         skips = new_tally()
         evaluations = new_tally()
         violations = new_tally()
+        # Evaluations that gave no bool (refused by the sandbox, failed, another type): a
+        # subset of violations, so that false and failed are told apart exactly.
+        errors = new_tally()
+        # Firings skipped while the switch was closed, counted without calling the hook: by
+        # the backend inline (the pair's counter, see guards.switch_of) or by the hook.
+        closed = new_tally()
+        # The closed firings owed to the CPU budget: (those of finished closings, the closed
+        # count when the current budget closing began, or -1 when the switch is not closed by
+        # the budget). One tuple, replaced whole, so that a reader never sees half an update.
+        shut = (0, -1)
         switch = Switch((True,))
         schedule = None if waker is None or not limited else waker.schedule
+        # Closing for the budget does not depend on the evaluation rate being limited.
+        shut_schedule = None if waker is None else waker.schedule
         armed = True
         # The metering batch: ns and firings not yet handed to the budget, and when it began.
         pending_ns = 0
@@ -187,11 +204,11 @@ class FastExpectGate(guards._GuardedHook):
 
         def hook(value: object = NOTHING) -> None:
             nonlocal tokens, last, next_at, pending_ns, pending_n, settle_at, slow_ns
-            nonlocal fn, red0, version0, table
+            nonlocal fn, red0, version0, table, shut
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
             if not switch:  # closed until the waker reopens it (see Gate)
-                next(skips)
+                next(closed)
                 return
             if not armed:
                 return
@@ -212,8 +229,20 @@ class FastExpectGate(guards._GuardedHook):
                 last = t0
                 tokens -= 1.0
                 next_at = t0 if tokens >= 1.0 else t0 + int((1.0 - tokens) / per_ns)
-            if account.rate is not None and not account.admit(monotonic()):
-                return  # shed by the CPU budget before any work (counted by the account)
+            if account.rate is not None:
+                now_s = monotonic()
+                if not account.admit(now_s):
+                    # Shed by the CPU budget before any work (counted by the account). Its
+                    # share stays empty until it refills: close the switch until then, so that
+                    # the firings in between cost an inline test and a C-level count instead of
+                    # a call that would only be refused (see guards.Account.refill_in).
+                    wait = account.refill_in()
+                    if shut_schedule is not None and wait > 0.0:
+                        shut = (shut[0], tally_count(closed))
+                        switch.clear()  # before schedule(): the reopening may run first
+                        if not shut_schedule(_tick(now_s + min(wait, SHUT_MAX)), reopen):
+                            reopen()
+                    return
             precise = budget.clock is not perf
             c0 = precise_clock() if precise else 0
             outcome: str | None = None
@@ -259,6 +288,8 @@ class FastExpectGate(guards._GuardedHook):
                         error = f"{type(exc).__name__}: {exc}"
                     fn, red0, version0, table = expr._compiled
                 next(evaluations)
+                if error is not None:
+                    next(errors)
                 if ok is True:
                     violated = False
                 elif ok is False or error is not None:
@@ -268,6 +299,7 @@ class FastExpectGate(guards._GuardedHook):
                 else:
                     violated = True
                     error = f"{source!r} gave a {_type_name(type(ok))}, expected a bool"
+                    next(errors)
                 if violated:
                     next(violations)
                     if violation_bucket.take(monotonic()):
@@ -340,29 +372,57 @@ class FastExpectGate(guards._GuardedHook):
                         if settle(account, pending_ns, pending_n):
                             pending_ns = pending_n = 0
                         slow_ns = min(SLOW_FIRING_NS, budget.limit_ns)
-            if schedule is not None and next_at - t0 >= LONG_WAIT * 1e9:
+            if schedule is not None and next_at > t0:
+                # The evaluation bucket is empty: closed until its next token, on the waker's
+                # tick (see _tick), so that the firings in between cost an inline test and a
+                # C-level count each instead of a call that would only be refused.
                 switch.clear()  # before schedule(): the reopening may run before it returns
-                if not schedule(min(next_at, expires) / 1e9 + wall_offset, reopen):
+                if not schedule(_tick(min(next_at, expires) / 1e9 + wall_offset), reopen):
                     reopen()
 
         def reopen() -> None:
+            nonlocal shut
             switch[:] = (True,)  # one C operation: never two entries
+            done, mark = shut
+            if mark >= 0:
+                # A firing on another thread that saw the switch closed just before this may
+                # be counted after it: it stays in the total, attributed to the rate limit.
+                shut = (done + tally_count(closed) - mark, -1)
+
+        def shed() -> int:
+            done, mark = shut
+            return done if mark < 0 else done + tally_count(closed) - mark
 
         def read() -> tuple[int, int]:
-            return produced_hits[0], tally_count(skips)
+            return produced_hits[0], tally_count(skips) + tally_count(closed) - shed()
 
         def disarm() -> None:
             nonlocal armed
             armed = False
             reopen()
+            account.retire(shed)
 
+        account.attach(shed)
         # The waker schedules in time.monotonic() seconds; the bucket counts perf_counter ns.
         wall_offset = monotonic() - perf() / 1e9
-        setattr(hook, _SWITCH_ATTR, (switch, skips))
-        self._publish(hook, read, disarm)
+        setattr(hook, _SWITCH_ATTR, (switch, closed))
+        self._publish(hook, read, disarm, lambda: tally_count(closed))
         self.evaluations = evaluations
         self.violations = violations
+        self.expect_errors = errors
         self.novelty = novelty
+
+
+def _tick(at: float) -> float:
+    """``at`` (monotonic seconds) rounded up to a multiple of :data:`~sensor.guards.LONG_WAIT`.
+
+    Every gate of this module that closes reopens on such a tick: however many gates close,
+    however short their waits, the waker wakes at most 1 / LONG_WAIT times a second for them
+    all, one wake-up reopening every gate due. A gate closes for at most one tick longer than
+    it had to, and its bucket fills meanwhile: the evaluations it is allowed per second are
+    the same, in short runs instead of one at a time.
+    """
+    return math.ceil(at / LONG_WAIT) * LONG_WAIT + 1e-9
 
 
 def _type_name(tp: type) -> str:

@@ -20,7 +20,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from sensor.errors import ProbeSpecError
 
@@ -606,6 +606,31 @@ class ProbeStatus:
     exceptions: int = 0
     #: firings not evaluated nor captured because the CPU budget shed load (sampled them out)
     skipped_budget: int = 0
+    #: evaluations that gave no truth value (refused by the sandbox, raised, or not a bool):
+    #: a part of ``violations``; ``violations - expect_errors`` evaluated false
+    expect_errors: int = 0
+    #: of ``skipped_rate`` and ``skipped_budget`` (not in addition), the firings skipped while
+    #: the probe's gate was closed (its evaluation bucket or its budget share empty until a
+    #: known time): counted without any work, inline where the backend allows it
+    skipped_closed: int = 0
+    #: rare-state sampling (passing firings captured because their value class is new):
+    #: classes remembered (bounded), new classes admitted, refused by its rate limit, and not
+    #: remembered because the classes table was full
+    novel_classes: int = 0
+    novel_admitted: int = 0
+    novel_refused: int = 0
+    novel_full: int = 0
+
+    #: Counters a sensor of an older version does not send: a hub keeps them absent (unknown)
+    #: rather than 0, so that nothing reads "0 evaluation errors" from a sensor that counts none.
+    LATER_COUNTERS: ClassVar[tuple[str, ...]] = (
+        "expect_errors",
+        "skipped_closed",
+        "novel_classes",
+        "novel_admitted",
+        "novel_refused",
+        "novel_full",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         # not dataclasses.asdict: it deep-copies field by field, and the hub turns every status

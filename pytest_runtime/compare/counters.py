@@ -40,8 +40,8 @@ __all__ = [
 
 #: The confidence level of every bound the plugin prints.
 CONFIDENCE = 0.95
-#: The counters of a sensor's ``ProbeStatus`` (``exceptions`` and ``skipped_budget`` come from
-#: newer sensors: an older one simply does not send them).
+#: The counters of a sensor's ``ProbeStatus`` (``exceptions``, ``skipped_budget`` and the ones
+#: after ``exceptions`` come from newer sensors: an older one simply does not send them).
 COUNTERS = (
     "hits",
     "drops",
@@ -52,6 +52,26 @@ COUNTERS = (
     "evaluations",
     "violations",
     "exceptions",
+    "expect_errors",
+    "skipped_closed",
+    "novel_classes",
+    "novel_admitted",
+    "novel_refused",
+    "novel_full",
+)
+#: Counters that are a part of another (``violations`` of ``evaluations``, ``expect_errors`` of
+#: ``violations``, ``skipped_closed`` of the skips) or count no firing (the rare-state sampling's
+#: classes): left out when the firings are summed.
+_NOT_FIRINGS = frozenset(
+    {
+        "violations",
+        "expect_errors",
+        "skipped_closed",
+        "novel_classes",
+        "novel_admitted",
+        "novel_refused",
+        "novel_full",
+    }
 )
 _STATES_THAT_CANNOT_COLLECT = frozenset({"error", "disabled", "removed"})
 
@@ -85,7 +105,7 @@ def _int(value: Any) -> int:
 
 def firings(status: Mapping[str, Any]) -> int:
     """Every firing a status counted (evaluated, captured, skipped or failed): calls reached."""
-    return sum(_int(status.get(name)) for name in COUNTERS if name != "violations")
+    return sum(_int(status.get(name)) for name in COUNTERS if name not in _NOT_FIRINGS)
 
 
 def covers(counters: Mapping[str, Any], captured: int) -> bool:
@@ -228,6 +248,17 @@ class Production:
     calls: int = 0  #: firings counted (every call that reached the location)
     drops: int = 0
     skipped_budget: int = 0
+    #: of ``violations``, the evaluations that gave no truth value (refused, raised, not a
+    #: bool); None when some source's sensor does not count them (the split is then unknown)
+    expect_errors: int | None = None
+    #: of the skipped firings, those skipped by a closed gate (no work at all)
+    skipped_closed: int = 0
+    #: rare-state sampling, summed over the sources: value classes remembered, new classes
+    #: captured, refused by its rate limit, and left out because the classes table was full
+    novel_classes: int = 0
+    novel_admitted: int = 0
+    novel_refused: int = 0
+    novel_full: int = 0
     sources: int = 0  #: sources whose counters show calls
     reporting: int = 0  #: sources that sent counters (a status), calls or not
     placements: int = 0  #: probes (placements) whose counters are summed
@@ -267,6 +298,12 @@ class Production:
             "calls": self.calls,
             "drops": self.drops,
             "skipped_budget": self.skipped_budget,
+            "expect_errors": self.expect_errors,
+            "skipped_closed": self.skipped_closed,
+            "novel_classes": self.novel_classes,
+            "novel_admitted": self.novel_admitted,
+            "novel_refused": self.novel_refused,
+            "novel_full": self.novel_full,
             "sources": self.sources,
             "reporting": self.reporting,
             "placements": self.placements,
@@ -296,6 +333,14 @@ class Production:
             calls=int(data.get("calls", 0)),
             drops=int(data.get("drops", 0)),
             skipped_budget=int(data.get("skipped_budget", 0)),
+            expect_errors=(
+                int(data["expect_errors"]) if data.get("expect_errors") is not None else None
+            ),
+            skipped_closed=int(data.get("skipped_closed", 0)),
+            novel_classes=int(data.get("novel_classes", 0)),
+            novel_admitted=int(data.get("novel_admitted", 0)),
+            novel_refused=int(data.get("novel_refused", 0)),
+            novel_full=int(data.get("novel_full", 0)),
             sources=int(data.get("sources", 0)),
             reporting=int(data.get("reporting", 0)),
             placements=int(data.get("placements", 0)),
@@ -463,6 +508,11 @@ def summarize(
     counted_pairs: set[tuple[str, str]] = set()
     evaluations = violations = calls = drops = skipped_budget = 0
     exceptions: int | None = None
+    # Exact only when every record counted them (a sensor of an older version does not).
+    expect_errors: int | None = 0 if kept else None
+    parts = dict.fromkeys(
+        ("skipped_closed", "novel_classes", "novel_admitted", "novel_refused", "novel_full"), 0
+    )
     stale = _Uncounted()
     sampled_by: set[str] = set()
     sources: set[str] = set()
@@ -486,6 +536,14 @@ def summarize(
         calls += firings(counters)
         drops += _int(counters.get("drops"))
         skipped_budget += _int(counters.get("skipped_budget"))
+        if expect_errors is not None:
+            expect_errors = (
+                expect_errors + _int(counters.get("expect_errors"))
+                if "expect_errors" in counters
+                else None
+            )
+        for name in parts:
+            parts[name] += _int(counters.get(name))
         if "exceptions" in counters:
             exceptions = (exceptions or 0) + _int(counters.get("exceptions")) + late_exceptions
         if has_expect:
@@ -552,6 +610,8 @@ def summarize(
         calls=calls,
         drops=drops,
         skipped_budget=skipped_budget,
+        expect_errors=expect_errors,
+        **parts,
         sources=len(sources),
         reporting=len({str(r.get("source_id")) for r in records}),
         placements=len({str(r.get("probe_id")) for r in kept}),

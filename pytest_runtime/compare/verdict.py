@@ -743,9 +743,17 @@ def _violation_text(expect: str | None, production: Production, captured: int) -
     caught = f"{_thousands(captured)} violating hit{'s' if captured != 1 else ''} captured"
     if production.origin == "counters" and production.evaluations > 0:
         share = production.violations / production.evaluations
+        split = ""
+        if production.expect_errors is not None:
+            # Counted by the sensors, exact: false, or no truth value at all.
+            errors = production.expect_errors
+            split = (
+                f": {_thousands(production.violations - errors)} false, "
+                f"{_thousands(errors)} evaluation error{'s' if errors != 1 else ''}"
+            )
         text = (
             f"{what} failed on {_thousands(production.violations)} of "
-            f"{_thousands(production.evaluations)} evaluations ({share:.1%}) on "
+            f"{_thousands(production.evaluations)} evaluations ({share:.1%}{split}) on "
             f"{production.sources} source{'s' if production.sources != 1 else ''}"
             f"{production.span_text()}; {caught}"
         )

@@ -96,9 +96,16 @@ def probe_status(
                 "evaluations",
                 "violations",
                 "errors",
+                "expect_errors",
                 "drops",
                 "skipped_rate",
                 "skipped_condition",
+                "skipped_budget",
+                "skipped_closed",
+                "novel_classes",
+                "novel_admitted",
+                "novel_refused",
+                "novel_full",
             ):
                 value = status.get(key)
                 if isinstance(value, int) and not isinstance(value, bool):

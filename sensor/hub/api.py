@@ -331,9 +331,13 @@ async def heartbeat(request: Request, token: TokenRecord) -> Response:
     statuses = []
     for index, item in enumerate(data.get("statuses") or []):
         try:
-            statuses.append(ProbeStatus.from_dict(item).to_dict())
+            status = ProbeStatus.from_dict(item).to_dict()
         except (ProbeSpecError, TypeError, ValueError) as exc:
             raise ApiError(422, "invalid_status", f"statuses[{index}]: {exc}") from None
+        for name in ProbeStatus.LATER_COUNTERS:  # not sent: unknown, not 0
+            if name not in item:
+                del status[name]
+        statuses.append(status)
     dropped = data.get("dropped")
     # one transaction: last seen, drop total and statuses are stored together or not at all
     await hub.call(hub.store.store_heartbeat, source, statuses, dropped, time.time())

@@ -449,3 +449,42 @@ def test_a_missing_hub_is_a_clear_error(tmp_path: Path) -> None:
     text = run(session, ServerSettings(hub="http://127.0.0.1:9", token="t"))
     assert "the hub at http://127.0.0.1:9 cannot be reached" in text
     assert "PYTEST_RUNTIME_HUB" in text
+
+
+def test_the_false_error_split_is_exact_when_few_violations_were_captured(
+    hub: HubProcess, shop: Service
+) -> None:
+    # Fired back to back: example states are captured at 0.5/s, so most false or failing
+    # evaluations are not captured; the sensors count the failures (expect_errors) themselves.
+    passing = [1, 4, 7, 2]
+    failing = [20, 0, 30, 11, 0, 50, 12, 0, 0, 40]
+    false, errors = sum(1 for x in failing if x), failing.count(0)
+
+    async def session(client: Any, budget: int) -> dict[str, Any]:
+        placed = await tool(
+            client,
+            "check_hypothesis",
+            budget,
+            location="mcp_shop_app:ratio",
+            expression="100 / x > 10",
+            hypothesis="the ratio is over 10 only for single-digit x",
+            service=shop.service,
+        )
+        probe_id = placed["probe_id"]
+        assert wait_until(lambda: installed(hub, probe_id), 10)
+        for x in passing + failing:
+            shop.get(f"/ratio?x={x}")
+
+        def counted() -> bool:
+            statuses = probe_record(hub, probe_id)["statuses"].values()
+            return sum(s["evaluations"] for s in statuses) == len(passing) + len(failing)
+
+        assert wait_until(counted, 10)
+        return await tool(client, "get_hypothesis_result", budget, probe_id=probe_id)
+
+    answer = run(session, settings_for(hub))
+    counts = answer["counts"]
+    captured = answer["examples_captured"]
+    assert captured.get("false", 0) + captured.get("error", 0) < false + errors  # not all
+    assert (counts["true"], counts["false"], counts["errors"]) == (len(passing), false, errors)
+    assert counts["false_errors_split"].startswith("exact")

@@ -80,6 +80,12 @@ STATUS_COUNTERS = (
     "evaluations",
     "violations",
     "exceptions",
+    "expect_errors",
+    "skipped_closed",
+    "novel_classes",
+    "novel_admitted",
+    "novel_refused",
+    "novel_full",
 )
 
 

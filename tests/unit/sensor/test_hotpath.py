@@ -604,8 +604,13 @@ def test_novelty_is_bounded_in_keys_and_in_rate() -> None:
     novel = [v for v, outcome in seen if outcome == "novel"]
     assert len(novel) == 7  # 8 keys: the int's and 7 new ones
     assert len(bounded.seen) == 8
-    assert tally_count(bounded.dropped) == 40 - 7  # counted, never silent
+    # counted, never silent: all over the key bound (the bucket of 1e9/s refuses none)
+    assert (tally_count(bounded.full), tally_count(bounded.refused)) == (40 - 7, 0)
+    assert bounded.dropped() == 40 - 7
     assert tally_count(bounded.admitted) == 7
+    assert bounded.counts() == {
+        "novel_classes": 8, "novel_admitted": 7, "novel_refused": 0, "novel_full": 33
+    }  # fmt: skip
     # A flood of new classes within the key bound: the novelty bucket caps the captures.
     seen.clear()
     slow = Novelty(rate=2.0, max_keys=1000)
@@ -616,7 +621,8 @@ def test_novelty_is_bounded_in_keys_and_in_rate() -> None:
     elapsed = time.monotonic() - started
     novel = [v for v, outcome in seen if outcome == "novel"]
     assert 1 <= len(novel) <= 2 + int(2 * elapsed) + 1
-    assert tally_count(slow.dropped) == 39 - len(novel)
+    # all refused by the bucket (the bound of 1000 keys is never reached)
+    assert (tally_count(slow.refused), tally_count(slow.full)) == (39 - len(novel), 0)
     assert len(slow.seen) == len(novel) + 1  # a refused key is not remembered
 
 

@@ -341,3 +341,29 @@ def test_inconclusive_with_hits_newer_than_zero_counters_does_not_say_no_call_re
         "that report them (sent with each heartbeat): run the check again once more hits "
         "have come, or wait longer (--runtime-wait)"
     )
+
+
+def test_the_violation_says_how_many_were_false_and_how_many_failed_when_counted() -> None:
+    counted = [
+        status("src-0", hits=31, evaluations=2700, violations=551, expect_errors=51),
+        status("src-1", hits=30, evaluations=2619, violations=535, expect_errors=0),
+    ]
+    verdict = compare(from_tests(), sampled_evidence(), probe=EXPECT, statuses=counted)
+    assert violation(verdict).message == (
+        "expectation 'price >= 0' failed on 1,086 of 5,319 evaluations (20.4%: 1,035 false, "
+        "51 evaluation errors) on 2 sources in the 35s since placement; 40 violating hits "
+        "captured"
+    )
+    assert verdict.production["expect_errors"] == 51
+    # One source's sensor does not count them: the split is unknown, and not printed.
+    mixed = [counted[0], status("src-1", hits=30, evaluations=2619, violations=535)]
+    verdict = compare(from_tests(), sampled_evidence(), probe=EXPECT, statuses=mixed)
+    assert "false," not in violation(verdict).message
+    assert verdict.production["expect_errors"] is None
+    # Parts of other counters: the calls counted are the same with or without them.
+    more = [status("src-0", evaluations=100, violations=7, expect_errors=3, skipped_rate=50,
+                   skipped_closed=45, novel_classes=2, novel_admitted=1)]  # fmt: skip
+    less = [status("src-0", evaluations=100, violations=7, skipped_rate=50)]
+    assert summarize(more, [], has_expect=True).calls == 150
+    assert summarize(less, [], has_expect=True).calls == 150
+    assert summarize(more, [], has_expect=True).skipped_closed == 45

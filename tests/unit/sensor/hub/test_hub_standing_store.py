@@ -388,3 +388,36 @@ def test_hits_the_sample_keeps_are_reported_stored(store: Any) -> None:
     exported = {hit["hit_id"] for hit in stored} | {f"h-{n}" for n in range(5)}
     assert {json.loads(body)["hit_id"] for body in sample} <= exported
     assert strata.RESERVOIR_CAP - 5 <= len(stored) < len(many)
+
+
+def test_standing_summary_sums_the_newer_status_counters_per_version(client: Any) -> None:
+    from hub_helpers import CLIENT, SENSOR, auth, register
+
+    from sensor.probes import ProbeStatus
+
+    record = _place_standing(client).json()["probe"]
+    counts = {"evaluations": 50, "violations": 6, "expect_errors": 2, "skipped_rate": 900,
+              "skipped_closed": 880, "novel_classes": 3, "novel_admitted": 2,
+              "novel_refused": 1, "novel_full": 0}  # fmt: skip
+    for _ in range(2):  # two sources of version 2.0: summed
+        source_id = register(client, "shop", version="2.0")
+        status = {"probe_id": record["id"], "state": "installed", **counts}
+        answer = client.post(
+            f"/v1/sensors/{source_id}/heartbeat",
+            json={"statuses": [status], "dropped": 0},
+            headers=auth(SENSOR),
+        )
+        assert answer.status_code == 200, answer.text
+        hit = {"probe_id": record["id"], "signature": record["signature"], "kind": "snapshot",
+               "location": "shop.pricing:apply_discount@return", "ts": 1_700_000_000.0,
+               "hit_id": f"h-{source_id}", "captures": {"price": 1}}  # fmt: skip
+        posted = client.post(
+            f"/v1/sensors/{source_id}/hits", json={"hits": [hit]}, headers=auth(SENSOR)
+        )
+        assert posted.status_code == 200, posted.text
+    summary = client.get(f"/v1/probes/{record['id']}/standing", headers=auth(CLIENT)).json()
+    (version,) = summary["versions"]
+    assert version["sources"] == 2
+    for name, value in counts.items():
+        assert version["counters"][name] == 2 * value, name
+    assert set(ProbeStatus.LATER_COUNTERS) <= set(counts)  # every newer counter was tried

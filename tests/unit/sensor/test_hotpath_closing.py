@@ -1,0 +1,205 @@
+"""An always-on expectation whose firings would only be refused closes its gate meanwhile.
+
+A standing probe on a hot function is often refused: its evaluation bucket is empty until its next
+token, or its CPU-budget share is empty while the sensor sheds load. Each such firing used to call
+the hook, read the clock and be refused. The gate now closes its switch until the known time, so
+that a backend tests it inline and only counts the skip (``next(closed)``, no call), and the
+waker reopens it: these tests hold the gate to that, and to counting every skipped firing under
+the reason it was skipped for (``skipped_rate`` or ``skipped_budget``) and in ``skipped_closed``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sensor.expressions import compile
+from sensor.guards import LONG_WAIT, CpuBudget, Waker, switch_of, tally_count
+from sensor.hotpath import FastExpectGate
+
+
+def make_gate(
+    budget: CpuBudget, waker: Waker | None, *, eval_rate: float = 1e9, source: str = "result >= 0"
+) -> FastExpectGate:
+    return FastExpectGate(
+        expr=compile(source, slots=("result",)),
+        value_name="result",
+        slow=lambda *a: None,
+        failed=lambda exc: None,
+        depth=1,
+        dispatch=frozenset(),
+        eval_rate=eval_rate,
+        violation_rate=1e9,
+        pass_rate=None,
+        pass_burst=None,
+        max_hits=None,
+        expires_at=None,
+        on_stop=lambda why: None,
+        budget=budget,
+        account=budget.account("p"),
+        waker=waker,
+    )
+
+
+def backend_call(g: FastExpectGate, value: object) -> None:
+    """What the bytecode backend puts at the probe's point: ``if switch: hook(v) else next(n)``."""
+    pair = switch_of(g.hook)
+    assert pair is not None
+    assert pair[1] is not None
+    switch, closed = pair
+    if switch:
+        g.hook(value)
+    else:
+        next(closed)
+
+
+def wait_open(switch: Any, seconds: float = 5.0) -> float:
+    deadline = time.monotonic() + seconds
+    while not switch and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert switch, "the waker never reopened the gate"
+    return time.monotonic()
+
+
+def test_a_firing_the_budget_sheds_closes_the_gate_until_the_share_refills() -> None:
+    budget = CpuBudget(0.5)
+    waker = Waker()
+    try:
+        g = make_gate(budget, waker)
+        pair = switch_of(g.hook)
+        assert pair is not None
+        switch = pair[0]
+        account = budget.account("p")
+        # Load is shed and this probe's share is 60 us in debt at 1 ms of CPU a second: it
+        # refills in 60 ms.
+        account.rate = 1e6
+        account.tokens = -60_000.0
+        account.last = time.monotonic()
+        closed_at = time.monotonic()
+        backend_call(g, 1)
+        assert not switch  # closed: the firings until the share refills cost no call
+        for _ in range(500):
+            backend_call(g, 1)
+        assert tally_count(g.evaluations) == 0
+        # Every firing is counted, under the budget (the account's demand sees them too).
+        assert account.skipped_count() == 501
+        assert g.closed_count() == 500
+        assert g.counts() == (0, 0)  # none of them under the rate limit
+        reopened_at = wait_open(switch)
+        assert reopened_at - closed_at >= 0.06 - 0.002  # never before the share refilled
+        backend_call(g, 1)
+        assert tally_count(g.evaluations) == 1
+        assert account.skipped_count() == 501  # the count of the closed stretch is kept
+    finally:
+        waker.stop()
+
+
+def test_a_gate_closed_by_the_budget_keeps_its_count_after_it_is_disarmed() -> None:
+    budget = CpuBudget(0.5)
+    waker = Waker()
+    try:
+        g = make_gate(budget, waker)
+        account = budget.account("p")
+        account.rate = 1e6
+        account.tokens = -500_000.0  # half a second: closed for SHUT_MAX at most
+        account.last = time.monotonic()
+        for _ in range(10):
+            backend_call(g, 1)
+        g.disarm()
+        assert account.skipped_count() == 10
+        assert account.shut == []  # the disarmed gate is no longer read
+        assert account.shut_count() == 9
+    finally:
+        waker.stop()
+
+
+def test_no_gate_closes_while_the_budget_sheds_nothing() -> None:
+    budget = CpuBudget(0.5)
+    waker = Waker()
+    try:
+        g = make_gate(budget, waker)
+        pair = switch_of(g.hook)
+        assert pair is not None
+        for _ in range(200):
+            backend_call(g, 1)
+        assert pair[0]
+        assert tally_count(g.evaluations) == 200
+        assert g.closed_count() == 0
+    finally:
+        waker.stop()
+
+
+def test_an_empty_evaluation_bucket_closes_the_gate_even_for_a_short_wait() -> None:
+    # 100 evaluations a second: once the burst is spent the next token is 10 ms away, shorter
+    # than LONG_WAIT; the firings in between are skipped without a call all the same.
+    assert LONG_WAIT > 1 / 100
+    budget = CpuBudget(0.5)
+    waker = Waker()
+    try:
+        g = make_gate(budget, waker, eval_rate=100.0)
+        pair = switch_of(g.hook)
+        assert pair is not None
+        switch = pair[0]
+        for _ in range(100):
+            backend_call(g, 1)
+        assert tally_count(g.evaluations) == 100
+        assert not switch
+        for _ in range(300):
+            backend_call(g, 1)
+        assert g.closed_count() == 300
+        assert g.counts() == (0, 300)  # skipped by the evaluation rate: skipped_rate
+        assert budget.account("p").skipped_count() == 0
+        wait_open(switch)
+        backend_call(g, 1)
+        assert tally_count(g.evaluations) == 101
+    finally:
+        waker.stop()
+
+
+class RecordingWaker(Waker):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[float] = []
+
+    def schedule(self, at: float, reopen: Any) -> bool:
+        self.asked.append(at)
+        return super().schedule(at, reopen)
+
+
+def test_the_gates_of_many_probes_reopen_on_shared_ticks() -> None:
+    # Twenty probes closing at different instants cost the waker one wake-up per tick, not one
+    # per probe: each reopening is due on a multiple of LONG_WAIT.
+    budget = CpuBudget(0.5)
+    waker = RecordingWaker()
+    try:
+        for _ in range(20):
+            g = make_gate(budget, waker, eval_rate=1000.0)
+            pair = switch_of(g.hook)
+            assert pair is not None
+            for _ in range(100_000):
+                backend_call(g, 1)
+                if not pair[0]:
+                    break
+            assert not pair[0], "the gate never closed"
+        assert len(waker.asked) >= 20
+        for at in waker.asked:
+            ticks = at / LONG_WAIT
+            assert abs(ticks - round(ticks)) < 1e-6, at
+        assert len(set(map(round, (at / LONG_WAIT for at in waker.asked)))) < len(waker.asked)
+    finally:
+        waker.stop()
+
+
+def test_evaluation_errors_are_counted_apart_from_false() -> None:
+    budget = CpuBudget(0.5)
+    g = make_gate(budget, None)
+    for value in (1, -1, -2, "text", object()):  # true, false, false, error, error
+        g.hook(value)
+    assert tally_count(g.evaluations) == 5
+    assert tally_count(g.violations) == 4
+    assert tally_count(g.expect_errors) == 2
+    # A value that is not a bool nor of a plain truth type is an error too.
+    h = make_gate(budget, None, source="result")
+    h.hook(object())
+    h.hook(0)
+    assert (tally_count(h.violations), tally_count(h.expect_errors)) == (2, 1)
