@@ -319,3 +319,19 @@ def test_a_lines_probe_composes_with_a_counter_on_the_same_function(
     assert status is not None
     assert status.hits == 4
     assert [set(h.lines["ran"]) for h in hits] == [expected]  # type: ignore[index]
+
+
+def test_the_original_body_keeps_other_probes_exception_hooks(engine: Engine, load: Loader) -> None:
+    # A snapshot at @exception sees every exception exit, of sampled calls and the others.
+    mod = load(CORPUS)
+    hits = _install(engine, f"{mod.__name__}:raises", rate=1e-3, burst=1)
+    exits: list[Hit] = []
+    probe = Probe(kind="snapshot", location=f"{mod.__name__}:raises@exception")
+    assert engine.install(probe, on_hit=exits.append).state is ProbeState.INSTALLED
+    for _ in range(3):
+        with pytest.raises(ValueError, match="4"):
+            mod.raises(1)
+    assert len(hits) == 1  # the one sampled call
+    status = engine.status(probe.id)
+    assert status is not None
+    assert status.exceptions == 3, status
