@@ -401,7 +401,8 @@ def lines_matrix(engine: Engine, mode: str, refs: dict[str, Reference]) -> Resul
         return result
     for fn, inputs in CASES:
         code = TOP[fn.__name__]
-        if code.co_flags & (inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR):
+        suspends = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+        if code.co_flags & suspends:
             continue
         ref = refs[fn.__name__]
         wanted = [_frame_lines(fn, arg) for arg in inputs]  # before the probe rebuilds the code
@@ -413,14 +414,18 @@ def lines_matrix(engine: Engine, mode: str, refs: dict[str, Reference]) -> Resul
         )
         status = engine.install(probe, on_hit=hits.append)
         if status.state is not ProbeState.INSTALLED:
-            result.problems.append(f"{fn.__name__}: lines probe {status.state.value}: {status.reason}")
+            result.problems.append(
+                f"{fn.__name__}: lines probe {status.state.value}: {status.reason}"
+            )
             continue
         result.installed += 1
         for index, arg in enumerate(inputs):
             want = wanted[index]
             del hits[:]
             if drive(fn, arg) != ref.outcomes[index]:
-                result.problems.append(f"{fn.__name__}({arg!r}): the lines probe changed the outcome")
+                result.problems.append(
+                    f"{fn.__name__}({arg!r}): the lines probe changed the outcome"
+                )
             got = sorted(tuple(h.lines["ran"]) for h in hits if h.lines is not None)
             if got != want:
                 result.problems.append(f"{fn.__name__}({arg!r}): lines {got}, settrace {want}")
