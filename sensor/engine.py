@@ -49,6 +49,7 @@ from sensor.guards import (
     Switch,
     Waker,
     new_tally,
+    samples,
     switched,
     tally_count,
 )
@@ -799,6 +800,7 @@ class Engine:
             except Exception as error:
                 armed.error("hit failed", error)
 
+        samples(gate.hook, switch)
         return gate, switch, switched(on_return, switch), switched(on_raise, switch)
 
     def _replay_hooks(

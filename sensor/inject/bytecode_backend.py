@@ -26,7 +26,7 @@ import threading
 from types import CodeType, FunctionType
 from typing import Any
 
-from sensor.guards import Switch, switch_of
+from sensor.guards import Switch, sampler_of, switch_of
 from sensor.inject.core import Handle, Hook, PlacementFailed
 from sensor.inject.lines import LineModel, exception_entries
 from sensor.probes import Point
@@ -320,15 +320,31 @@ def instrument(
     out: list[Any] | None = None
     if sampled_lines:
         plain_hooks = [h for h in hooks if _sampled_only(h[0], h[2]) is None]
-        _, plain, plain_cut, plain_unwind, _, _ = _body(code, plain_hooks, nested, True)
+        sampled = Label()
+        # The entry gate that opens the one switch, if it tests its own switch inline: its
+        # skip path (a call that is not sampled) runs on into the original body, so between
+        # samples a call pays the closed gate and nothing more.
+        sampler = next(
+            (
+                hook
+                for point, _, hook in plain_hooks
+                if point is Point.ENTRY
+                and len(switches) == 1
+                and sampler_of(hook) is switches[0]
+                and (switch_of(hook) or (None, None))[1] is not None
+            ),
+            None,
+        )
+        choose = None if sampler is None else (sampler, switches[0], sampled)
+        _, plain, plain_cut, plain_unwind, _, _ = _body(code, plain_hooks, nested, True, choose)
         if _can_split(plain, plain_cut) and _can_split(full, cut):
-            sampled = Label()
             test: list[Any] = []
-            for switch in switches:
-                test.append(Instr("LOAD_CONST", switch, location=first_loc))
-                if _PY313:
-                    test.append(Instr("TO_BOOL", location=first_loc))
-                test.append(Instr(_POP_JUMP_IF_TRUE, sampled, location=first_loc))
+            if choose is None:
+                for switch in switches:
+                    test.append(Instr("LOAD_CONST", switch, location=first_loc))
+                    if _PY313:
+                        test.append(Instr("TO_BOOL", location=first_loc))
+                    test.append(Instr(_POP_JUMP_IF_TRUE, sampled, location=first_loc))
             head = plain[:plain_cut] + test + plain[plain_cut:]
             if plain_unwind:
                 head = _cover_with_handler(head, plain_unwind, first_loc, code, nested)
@@ -369,6 +385,38 @@ def instrument(
     return new
 
 
+def _choosing_gate(hook: Hook, switch: Switch, sampled: Any, loc: Any, nested: bool) -> list[Any]:
+    """An entry gate that also chooses the body: the original one unless the call was sampled.
+
+    ``if gate_switch: hook(); if switch: goto sampled / else: next(skips)``, then the original
+    body. A closed gate (between samples) counts its skip and runs on into the original body:
+    no further test. An open gate calls its hook, which opens ``switch`` if it sampled the call.
+    """
+    from bytecode import Instr, Label
+
+    pair = switch_of(hook)
+    assert pair is not None
+    assert pair[1] is not None
+    gate_switch, skips = pair
+    skip, plain = Label(), Label()
+    seq: list[Any] = [Instr("LOAD_CONST", gate_switch, location=loc)]
+    if _PY313:
+        seq.append(Instr("TO_BOOL", location=loc))
+    seq.append(Instr(_POP_JUMP_IF_FALSE, skip, location=loc))
+    seq += _plain_call(hook, loc, None)
+    seq.append(Instr("LOAD_CONST", switch, location=loc))
+    if _PY313:
+        seq.append(Instr("TO_BOOL", location=loc))
+    seq += [
+        Instr(_POP_JUMP_IF_TRUE, sampled, location=loc),
+        Instr("JUMP_FORWARD", plain, location=loc),
+        skip,
+    ]
+    seq += _next_call(skips, loc, nested)
+    seq.append(plain)
+    return seq
+
+
 def _can_split(items: list[Any], cut: int) -> bool:
     """True when a body can be entered by a jump to ``items[cut]`` and never runs past its end.
 
@@ -393,6 +441,7 @@ def _body(
     hooks: list[tuple[Point, int | None, Hook]],
     nested: bool,
     keep_depths: bool = False,
+    choose: tuple[Hook, Switch, Any] | None = None,
 ) -> tuple[Any, list[Any], int, list[Hook], Any, bool]:
     """The items of ``code`` with ``hooks`` placed, except the exception hooks' handler.
 
@@ -400,6 +449,8 @@ def _body(
     the entry hooks (where the body proper starts), the exception (unwind) hooks, the
     location of the ``def`` line, and whether line hooks were placed. ``keep_depths`` keeps
     the original exception table depths even without line hooks (see _keep_handler_depths).
+    ``choose`` (gate hook, switch, label): the gate goes last among the entry hooks, and a
+    call it admits jumps to ``label`` when it opened ``switch`` (see :func:`_choosing_gate`).
     """
     from bytecode import Bytecode, Instr
     from bytecode.instr import InstrLocation, TryBegin, TryEnd
@@ -423,7 +474,8 @@ def _body(
     unwind_hooks: list[Hook] = []
     for point, line, hook in hooks:
         if point is Point.ENTRY:
-            after_resume += _call(hook, first_loc, nested=nested)
+            if choose is None or hook is not choose[0]:
+                after_resume += _call(hook, first_loc, nested=nested)
         elif point is Point.LINE:
             assert line is not None
             line_hooks.setdefault(line, []).append(hook)
@@ -454,6 +506,8 @@ def _body(
                 raise PlacementFailed(f"{code.co_qualname} has no return instruction")
         else:
             unwind_hooks.append(hook)
+    if choose is not None:
+        after_resume += _choosing_gate(*choose, first_loc, nested)
     plan = _LinePlan()
     if line_hooks:
         model = LineModel(code)
