@@ -8,13 +8,15 @@ minus the same for the unprobed function::
     python bench/bench_hot_path_icount.py                       # this checkout
     python bench/bench_hot_path_icount.py --roots OLD .         # two checkouts side by side
     python bench/bench_hot_path_icount.py --json
+    python bench/bench_hot_path_icount.py --cases counter lines_between_samples
 
 ``OLD`` is any directory holding a ``sensor`` package (``git archive <commit> sensor | tar -x
 -C OLD``). Cases, on the default backend of the running Python: a counter hit, a 1/s snapshot's
 skipped hit, the Python skip path of an open gate (what an ``expect`` probe under its default
 ``eval_rate`` costs between evaluations, minus the call itself: measured on the gate's hook
 directly, because under valgrind's slowdown the number of evaluations would depend on time),
-a ``lines`` probe between two sampled calls (on a function of two lines), and (checkouts with
+a ``lines`` probe between two sampled calls and on sampled calls (on a function of two lines,
+and on one whose loop runs 10 iterations over 6 lines), and (checkouts with
 ``sensor.threads``) a counter hit while a sensor thread waits outside sensor work (the agent
 between turns) and while one works (the checked mode).
 """
@@ -45,6 +47,17 @@ def target(x):
 def empty(x):
     pass
 
+def looped(x):
+    total = 0
+    for i in range(10):
+        if i & 1:
+            total += i
+        else:
+            total -= x
+        if total > 100:
+            total = 0
+    return total
+
 def loop10(fn, n):
     for i in range(n):
         fn(i); fn(i); fn(i); fn(i); fn(i); fn(i); fn(i); fn(i); fn(i); fn(i)
@@ -53,7 +66,7 @@ def bare(n):
     for i in range(n):
         pass
 
-fn = target
+fn = looped if kind.endswith("_loop") else target
 if kind in ("counter", "snapshot_1s", "counter_agent_idle", "counter_sensor_busy"):
     from sensor.engine import Engine
     from sensor.probes import Probe
@@ -73,16 +86,19 @@ if kind in ("counter", "snapshot_1s", "counter_agent_idle", "counter_sensor_busy
     status = engine.install(probe, on_hit=lambda hit: None)
     assert status.state.value == "installed", status.reason
     fn(0); fn(0)  # a snapshot's one hit; its gate is closed from then on
-elif kind == "lines_between_samples":
-    # A lines probe on the whole function whose one token is spent (the next sample 1000 s
-    # away): what every call pays between two sampled calls.
+elif kind.startswith("lines_"):
+    # A lines probe on the whole function. Between samples: its one token is spent (the next
+    # sample 1000 s away), what every call pays between two sampled calls. Sampled: every
+    # call is recorded (one hit each).
     from sensor.engine import Engine
     from sensor.probes import Probe
     engine = Engine(backend=backend, cpu_budget=1.0)
-    probe = Probe(kind="lines", location="__main__:target", limits={"rate": 0.001, "burst": 1})
+    sampled = kind.startswith("lines_sampled")
+    limits = {"rate": 1e9, "burst": 10**9} if sampled else {"rate": 0.001, "burst": 1}
+    probe = Probe(kind="lines", location=f"__main__:{fn.__name__}", limits=limits)
     status = engine.install(probe, on_hit=lambda hit: None)
     assert status.state.value == "installed", status.reason
-    fn(0); fn(0)  # the one sampled call; the gate is closed from then on
+    fn(0); fn(0)  # between samples: the one sampled call; the gate is closed from then on
 elif kind == "open_gate_skip":
     # An expectation gate whose next evaluation is far away and that never closes (no waker):
     # every call takes the Python skip path (the clock read), what an 'expect' probe under
@@ -108,7 +124,31 @@ CASES = (
     "counter_agent_idle",
     "counter_sensor_busy",
     "lines_between_samples",
+    "lines_between_samples_loop",
+    "lines_sampled",
+    "lines_sampled_loop",
 )
+
+#: What each case is called in the table, and its goal in empty calls per call (None: no goal,
+#: the figure is reported). The counter probe's goal is the lines probe's between samples.
+LABELS = {
+    "counter": "counter hit",
+    "snapshot_1s": "snapshot 1/s, skipped hit",
+    "open_gate_skip": "expect gate, open skip path",
+    "counter_agent_idle": "counter hit, agent idle",
+    "counter_sensor_busy": "counter hit, sensor busy",
+    "lines_between_samples": "lines probe between samples, 2-line function",
+    "lines_between_samples_loop": "lines probe between samples, 10-iteration loop",
+    "lines_sampled": "lines probe, sampled call, 2-line function",
+    "lines_sampled_loop": "lines probe, sampled call, 10-iteration loop",
+}
+GOALS: dict[str, float | None] = {
+    "counter": 1.0,
+    "lines_between_samples": 1.0,
+    "lines_between_samples_loop": 1.0,
+}
+#: A sampled call costs thousands of instructions: fewer calls measure it as well.
+SCALE = {"lines_sampled": 20, "lines_sampled_loop": 20}
 
 
 def _ir(script: Path, root: Path, backend: str, kind: str, n: int) -> int:
@@ -145,6 +185,9 @@ def main() -> None:
     parser.add_argument("--roots", nargs="+", default=[str(ROOT)], help="sensor checkouts")
     parser.add_argument("--n", type=int, default=20_000, help="loop iterations (10 calls each)")
     parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
+    parser.add_argument(
+        "--cases", nargs="+", choices=CASES, default=list(CASES), help="the cases to run"
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("skipped: valgrind is not installed (apt-get install valgrind)")
@@ -160,6 +203,7 @@ def main() -> None:
         n, calls = args.n, args.n * 10
         here = ROOT
         none = _per_call(script, here, backend, "none", n, calls)
+        none_loop = _per_call(script, here, backend, "none_loop", n, calls)
         empty = _per_call(script, here, backend, "empty", n, calls)
         # ``bare`` runs n iterations: the loop's own share of one ten-call iteration.
         loop = _ir(script, here, backend, "bare", 2 * n) - _ir(script, here, backend, "bare", n)
@@ -168,7 +212,7 @@ def main() -> None:
         for root_text in args.roots:
             root = Path(root_text).resolve()
             has_threads = (root / "sensor" / "threads.py").exists()
-            for kind in CASES:
+            for kind in args.cases:
                 if kind.startswith("counter_") and not has_threads:
                     continue
                 if (
@@ -177,30 +221,48 @@ def main() -> None:
                 ):
                     continue  # a checkout from before the lines probe kind
                 # The gate's hook is called directly: its cost beyond an empty call.
-                base = empty if kind == "open_gate_skip" else none
-                per_hit = _per_call(script, root, backend, kind, n, calls) - base
+                base = (
+                    empty
+                    if kind == "open_gate_skip"
+                    else none_loop
+                    if kind.endswith("_loop")
+                    else none
+                )
+                k = n // SCALE.get(kind, 1)
+                per_hit = _per_call(script, root, backend, kind, k, k * 10) - base
+                ratio = per_hit / empty_call
+                goal = GOALS.get(kind)
                 records.append(
                     {
                         "python": python,
                         "root": str(root),
                         "backend": backend,
                         "measurement": f"per_hit_{kind}",
+                        "label": LABELS[kind],
                         "value": round(per_hit, 1),
                         "unit": "Ir",
+                        "calls": k * 10,
                         "empty_call_ir": round(empty_call, 1),
-                        "ratio_to_empty_call": round(per_hit / empty_call, 2),
+                        "ratio_to_empty_call": round(ratio, 2),
+                        "goal_empty_calls": goal,
+                        "verdict": None if goal is None else "ok" if ratio <= goal else "MISSED",
                     }
                 )
     if args.json:
         for record in records:
             print(json.dumps(record))
         return
-    print(f"Instructions per hit on Python {python}, backend {backend} (callgrind, n={args.n})")
+    print(
+        f"Instructions per call beyond the unprobed call, Python {python}, backend {backend} "
+        f"(callgrind, {calls} calls; sampled calls: {calls // SCALE['lines_sampled']})"
+    )
     print(f"one empty call: {empty_call:.1f} Ir")
     for r in records:
+        goal = r["goal_empty_calls"]
+        verdict = "" if goal is None else f"  goal <= {goal:g}: {r['verdict']}"
         print(
-            f"{r['measurement']:<30}{r['value']:>9} Ir {r['ratio_to_empty_call']:>6} empty calls"
-            f"  {r['root']}"
+            f"{r['label']:<50}{r['value']:>10} Ir {r['ratio_to_empty_call']:>8} empty calls"
+            f"{verdict}  {r['root']}"
         )
 
 

@@ -9,10 +9,11 @@ Run it with each Python (3.11, 3.12, 3.13)::
 What it measures (see /docs/reference/benchmarks.md), each in a fresh process, in CPU time (the
 thread's or the process's: the other load of a shared machine does not count in it):
 
-* ``lines_between_samples`` / ``lines_sampled``: a ``lines`` probe on a small hot function,
-  per call, (probed - baseline) / calls in ns and as a multiple of one empty Python call of
-  the same process; baseline and probed loops alternate, 5 pairs or more. Between samples
-  (the probe's rate spent) the goal is the counter probe's: at most 1 empty call per call.
+* ``lines_between_samples`` / ``lines_sampled``: a ``lines`` probe on a small hot function
+  (and, ``..._loop``, on one whose loop runs 10 iterations over 6 lines), per call,
+  (probed - baseline) / calls in ns and as a multiple of one empty Python call of the same
+  process; baseline and probed loops alternate, 5 pairs or more. Between samples (the
+  probe's rate spent) the goal is the counter probe's: at most 1 empty call per call.
   Sampled (every call recorded) has no goal: it is what one hit costs. A ``counter`` probe
   on a line of the same function is measured beside it, as the reference.
 * ``replay_1000``: 1,000 distinct production states of a small pure function (recorded by a
@@ -52,6 +53,18 @@ def hot(x: int) -> int:
     if y > 10**9:
         y = 0  # a branch the loop never takes
     return y * 2  # HOT-LINE
+
+
+def hot_loop(x: int) -> int:
+    total = 0
+    for i in range(10):
+        if i & 1:
+            total += i
+        else:
+            total -= x
+        if total > 100:
+            total = 0
+    return total
 
 
 def empty(x: int) -> None:
@@ -110,9 +123,16 @@ def _loop10(fn: Any, n: int) -> None:
 
 
 def child_lines(backend: str, mode: str, calls: int, pairs: int) -> dict[str, Any]:
-    """Per-call ns of a lines probe on ``hot`` (mode: between, sampled) or of a counter."""
+    """Per-call ns of a lines probe on ``hot`` (mode: between, sampled) or of a counter.
+
+    Modes ending in ``_loop`` probe ``hot_loop`` (10 iterations over 6 lines: 42 line events
+    a call) instead: between samples a call must cost the same whatever lines it runs.
+    """
     from sensor.engine import Engine
     from sensor.probes import Probe
+
+    fn = hot_loop if mode.endswith("_loop") else hot
+    mode = mode.removesuffix("_loop")
 
     engine = Engine(backend=backend, cpu_budget=1.0)
     if engine.backend_name != backend:
@@ -125,7 +145,7 @@ def child_lines(backend: str, mode: str, calls: int, pairs: int) -> dict[str, An
         rate = 0.001 if mode == "between" else 1e9
         probe = Probe(
             kind="lines",  # type: ignore[arg-type]
-            location="__main__:hot",  # type: ignore[arg-type]
+            location=f"__main__:{fn.__name__}",  # type: ignore[arg-type]
             limits={"rate": rate, "burst": 1 if mode == "between" else 10**9},  # type: ignore[arg-type]
         )
 
@@ -133,10 +153,10 @@ def child_lines(backend: str, mode: str, calls: int, pairs: int) -> dict[str, An
         status = engine.install(probe, on_hit=hits.append)
         if status.state.value != "installed":
             raise SystemExit(f"probe not installed: {status.reason}")
-        hot(0)  # between samples: this call takes the one token
+        fn(0)  # between samples: this call takes the one token
 
     rounds = max(1, calls // 10)
-    _loop10(hot, rounds // 10)  # warm-up
+    _loop10(fn, rounds // 10)  # warm-up
     empty_ns = (
         min(_timed(_loop10, empty, rounds) for _ in range(5))
         - min(_timed(_bare, rounds) for _ in range(5))
@@ -145,10 +165,10 @@ def child_lines(backend: str, mode: str, calls: int, pairs: int) -> dict[str, An
     sampled = []
     for _ in range(pairs):
         # Best of 3 on each side: the shared machine adds noise, never removes it.
-        base = min(_timed(_loop10, hot, rounds) for _ in range(3))
+        base = min(_timed(_loop10, fn, rounds) for _ in range(3))
         arm()
         before = len(hits)
-        probed = min(_timed(_loop10, hot, rounds) for _ in range(3))
+        probed = min(_timed(_loop10, fn, rounds) for _ in range(3))
         sampled.append(len(hits) - before)
         engine.remove(probe.id)
         diffs.append((probed - base) / (rounds * 10))
@@ -348,9 +368,9 @@ def main() -> None:
             print(json.dumps(record), flush=True)
 
     for backend in _backends():
-        for mode in ("counter", "between", "sampled"):
+        for mode in ("counter", "between", "between_loop", "sampled", "sampled_loop"):
             # A sampled call costs microseconds: fewer of them give the same precision.
-            n = calls // 20 if mode == "sampled" else calls
+            n = calls // 20 if mode.startswith("sampled") else calls
             data = _run_child(["lines", backend, mode, str(n), str(pairs)])
             per_call = data["per_call"]
             median = statistics.median(per_call)
@@ -359,7 +379,9 @@ def main() -> None:
                 "measurement": {
                     "counter": "counter_on_a_line",
                     "between": "lines_between_samples",
+                    "between_loop": "lines_between_samples_loop",
                     "sampled": "lines_sampled",
+                    "sampled_loop": "lines_sampled_loop",
                 }[mode],
                 "mechanism": backend,
                 "default_backend": backend == default,
@@ -372,10 +394,10 @@ def main() -> None:
                 "ratio_to_empty_call": round(ratio, 2),
                 "hits_per_run": data["hits"],
             }
-            if mode != "sampled":
+            if not mode.startswith("sampled"):
                 record["goal"] = "<= 1 empty call per call"
                 record["ok"] = ratio <= 1.0
-            if mode == "sampled":
+            else:
                 record["lines_seen"] = data["lines"]
             emit(record)
 
@@ -427,7 +449,7 @@ def main() -> None:
             f"From evidence to tests on Python {python} ({pairs} pairs per figure; "
             f"* = the default backend here, {default})"
         )
-        print(f"{'measurement':<28}{'mechanism':<12}{'median':>10}{'min..max':>20}  goal")
+        print(f"{'measurement':<32}{'mechanism':<12}{'median':>10}{'min..max':>20}  goal")
         for r in results:
             unit = r["unit"]
             value = f"{r['value']}{unit}"
@@ -448,7 +470,7 @@ def main() -> None:
                 )
             goal = f"{r['goal']}: {'ok' if r['ok'] else 'MISSED'}" if "goal" in r else ""
             mechanism = r["mechanism"] + ("*" if r.get("default_backend") else "")
-            print(f"{r['measurement']:<28}{mechanism:<12}{value:>10}{spread:>20}  {goal}{extra}")
+            print(f"{r['measurement']:<32}{mechanism:<12}{value:>10}{spread:>20}  {goal}{extra}")
 
 
 if __name__ == "__main__":

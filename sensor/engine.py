@@ -49,6 +49,7 @@ from sensor.guards import (
     Switch,
     Waker,
     new_tally,
+    samples,
     switched,
     tally_count,
 )
@@ -801,6 +802,7 @@ class Engine:
             except Exception as error:
                 armed.error("hit failed", error)
 
+        samples(gate.hook, switch)
         return gate, switch, switched(on_return, switch), switched(on_raise, switch)
 
     def _replay_hooks(
@@ -829,8 +831,7 @@ class Engine:
         gate, _, on_return, on_raise = self._sampled_calls(armed, depth, dispatch, start, finish)
         return [
             (Point.ENTRY, None, gate.hook),
-            (Point.RETURN, None, on_return),
-            (Point.EXCEPTION, None, on_raise),
+            *_exit_hooks(armed.code, on_return, on_raise),
         ]
 
     def _lines_hooks(
@@ -894,7 +895,7 @@ class Engine:
                     armed.error("line hook failed", error)
 
             hooks.append((Point.LINE, line, switched(on_line, switch)))
-        hooks += [(Point.RETURN, None, on_return), (Point.EXCEPTION, None, on_raise)]
+        hooks += _exit_hooks(code, on_return, on_raise)
         return hooks
 
     def _disarm(self, armed: _Armed) -> None:
@@ -1535,6 +1536,17 @@ def _counting(hook: Hook, tally: Any) -> Hook:
         hook(exc)
 
     return on_exception
+
+
+def _exit_hooks(
+    code: CodeType | None, on_return: Hook, on_raise: Hook
+) -> list[tuple[Point, int | None, Hook]]:
+    """The exit hooks of a sampled call: a function that always raises has no return to hook."""
+    hooks: list[tuple[Point, int | None, Hook]] = []
+    if code is None or _returns(code):
+        hooks.append((Point.RETURN, None, on_return))
+    hooks.append((Point.EXCEPTION, None, on_raise))
+    return hooks
 
 
 def _returns(code: CodeType) -> bool:

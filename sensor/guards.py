@@ -38,6 +38,8 @@ __all__ = [
     "Switch",
     "Waker",
     "new_tally",
+    "sampler_of",
+    "samples",
     "switch_of",
     "switched",
     "tally_count",
@@ -55,6 +57,8 @@ GATE_FRAMES = 2
 
 #: The attribute of a gate's hook holding its (switch, skips) pair; see :func:`switch_of`.
 _SWITCH_ATTR = "sensor_switch"
+#: The attribute of an entry gate's hook holding the switch its sampled calls open.
+_SAMPLES_ATTR = "sensor_samples"
 
 #: Threads doing sensor work now (ident -> nesting depth), kept by :mod:`sensor.threads`. Every
 #: hook of the engine starts with ``if SENSOR_WORK and get_ident() in SENSOR_WORK: return``: no
@@ -104,6 +108,23 @@ def switched(hook: Callable[..., Any], switch: Switch) -> Callable[..., Any]:
     """
     setattr(hook, _SWITCH_ATTR, (switch, None))
     return hook
+
+
+def samples(hook: Callable[..., Any], switch: Switch) -> Callable[..., Any]:
+    """Mark an entry gate's ``hook`` as the one whose sampled calls open ``switch``.
+
+    A call whose gate is closed (its switch empty: the firing is only skipped) is not sampled,
+    so a backend may run the original body right after counting the skip, without testing
+    ``switch`` (see :func:`sensor.inject.bytecode_backend.instrument`).
+    """
+    setattr(hook, _SAMPLES_ATTR, switch)
+    return hook
+
+
+def sampler_of(hook: Callable[..., Any]) -> Switch | None:
+    """The switch an entry gate's hook opens on a sampled call (see :func:`samples`), or None."""
+    switch = getattr(hook, _SAMPLES_ATTR, None)
+    return switch if isinstance(switch, Switch) else None
 
 
 def new_tally() -> Any:

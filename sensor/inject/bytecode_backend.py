@@ -26,7 +26,7 @@ import threading
 from types import CodeType, FunctionType
 from typing import Any
 
-from sensor.guards import switch_of
+from sensor.guards import Switch, sampler_of, switch_of
 from sensor.inject.core import Handle, Hook, PlacementFailed
 from sensor.inject.lines import LineModel, exception_entries
 from sensor.probes import Point
@@ -38,6 +38,7 @@ _PY311 = sys.version_info < (3, 12)
 _PY313 = sys.version_info >= (3, 13)
 _METHOD_WRAPPER = type((0).__add__)
 _POP_JUMP_IF_FALSE = "POP_JUMP_FORWARD_IF_FALSE" if _PY311 else "POP_JUMP_IF_FALSE"
+_POP_JUMP_IF_TRUE = "POP_JUMP_FORWARD_IF_TRUE" if _PY311 else "POP_JUMP_IF_TRUE"
 
 
 def _bound_next(hook: Hook) -> object | None:
@@ -260,12 +261,196 @@ def _plan_lines(
     return plan
 
 
+#: Instructions after which execution never runs on into the next one.
+_TERMINATORS = frozenset(
+    {
+        "RETURN_VALUE",
+        "RETURN_CONST",
+        "RERAISE",
+        "RAISE_VARARGS",
+        "JUMP_FORWARD",
+        "JUMP_BACKWARD",
+        "JUMP_BACKWARD_NO_INTERRUPT",
+        "JUMP",
+        "JUMP_NO_INTERRUPT",
+    }
+)
+
+
+def _sampled_only(point: Point, hook: Hook) -> Switch | None:
+    """The switch of a hook that does nothing while its switch is closed, else None.
+
+    Such hooks (``switched`` with no skip counter: a lines probe's per-line and exit hooks, a
+    replay probe's exit hooks) only act on a sampled call, whose entry opens the switch.
+    """
+    if point is Point.ENTRY:
+        return None
+    pair = switch_of(hook)
+    if pair is None or pair[1] is not None:
+        return None
+    switch: Switch = pair[0]
+    return switch
+
+
 def instrument(
     code: CodeType, hooks: list[tuple[Point, int | None, Hook]], *, nested: bool = False
 ) -> CodeType:
     """A copy of ``code`` calling each hook at its point; raise PlacementFailed if impossible.
 
     ``nested``: the code of a function nested in another one (see :func:`_call`).
+
+    With line hooks that only act on sampled calls (a lines probe's), the copy holds two
+    bodies: the original body (with every other hook) and the instrumented one (with all of
+    them), and right after the entry hooks one inline test per such switch chooses: a call
+    that is not sampled runs the original body and pays that test once, however many lines it
+    runs. Both bodies keep the original locals, cells, line numbers and exception table
+    entries (each copy its own), so tracebacks and ``f_lineno`` read the same in either.
+    """
+    from bytecode import Bytecode, Instr, Label
+
+    switches: list[Switch] = []
+    sampled_lines = False
+    for point, _, hook in hooks:
+        switch = _sampled_only(point, hook)
+        if switch is not None:
+            if all(s is not switch for s in switches):
+                switches.append(switch)
+            sampled_lines = sampled_lines or point is Point.LINE
+    bc, full, cut, unwind, first_loc, line_hooks = _body(code, hooks, nested)
+    out: list[Any] | None = None
+    if sampled_lines:
+        plain_hooks = [h for h in hooks if _sampled_only(h[0], h[2]) is None]
+        sampled = Label()
+        # The entry gate that opens the one switch, if it tests its own switch inline: its
+        # skip path (a call that is not sampled) runs on into the original body, so between
+        # samples a call pays the closed gate and nothing more.
+        sampler = next(
+            (
+                hook
+                for point, _, hook in plain_hooks
+                if point is Point.ENTRY
+                and len(switches) == 1
+                and sampler_of(hook) is switches[0]
+                and (switch_of(hook) or (None, None))[1] is not None
+            ),
+            None,
+        )
+        choose = None if sampler is None else (sampler, switches[0], sampled)
+        _, plain, plain_cut, plain_unwind, _, _ = _body(code, plain_hooks, nested, True, choose)
+        if _can_split(plain, plain_cut) and _can_split(full, cut):
+            test: list[Any] = []
+            if choose is None:
+                for switch in switches:
+                    test.append(Instr("LOAD_CONST", switch, location=first_loc))
+                    if _PY313:
+                        test.append(Instr("TO_BOOL", location=first_loc))
+                    test.append(Instr(_POP_JUMP_IF_TRUE, sampled, location=first_loc))
+            head = plain[:plain_cut] + test + plain[plain_cut:]
+            if plain_unwind:
+                head = _cover_with_handler(head, plain_unwind, first_loc, code, nested)
+            tail = [sampled, *full[cut:]]
+            if unwind:
+                tail = _cover_with_handler(tail, unwind, first_loc, code, nested, at_start=True)
+            out = head + tail
+    if out is None:
+        out = full
+        if unwind:
+            out = _cover_with_handler(out, unwind, first_loc, code, nested)
+
+    bc2 = Bytecode(out)
+    for attr in (
+        "name",
+        "qualname",
+        "filename",
+        "first_lineno",
+        "argcount",
+        "posonlyargcount",
+        "kwonlyargcount",
+        "flags",
+        "argnames",
+        "cellvars",
+        "freevars",
+        "docstring",
+    ):
+        if hasattr(bc, attr):
+            setattr(bc2, attr, getattr(bc, attr))
+    try:
+        # Line hooks move jumps and handlers between new labels and may split exception
+        # ranges: the handlers keep the depths of the original table (set in _body) rather
+        # than the package's estimate from the least depth inside each range. Without line
+        # hooks the package recomputes them, as it always did.
+        new = bc2.to_code(compute_exception_stack_depths=not line_hooks)
+    except Exception as exc:
+        raise PlacementFailed(f"rebuilding {code.co_qualname} failed: {exc}") from exc
+    return new
+
+
+def _choosing_gate(hook: Hook, switch: Switch, sampled: Any, loc: Any, nested: bool) -> list[Any]:
+    """An entry gate that also chooses the body: the original one unless the call was sampled.
+
+    ``if gate_switch: hook(); if switch: goto sampled / else: next(skips)``, then the original
+    body. A closed gate (between samples) counts its skip and runs on into the original body:
+    no further test. An open gate calls its hook, which opens ``switch`` if it sampled the call.
+    """
+    from bytecode import Instr, Label
+
+    pair = switch_of(hook)
+    assert pair is not None
+    assert pair[1] is not None
+    gate_switch, skips = pair
+    skip, plain = Label(), Label()
+    seq: list[Any] = [Instr("LOAD_CONST", gate_switch, location=loc)]
+    if _PY313:
+        seq.append(Instr("TO_BOOL", location=loc))
+    seq.append(Instr(_POP_JUMP_IF_FALSE, skip, location=loc))
+    seq += _plain_call(hook, loc, None)
+    seq.append(Instr("LOAD_CONST", switch, location=loc))
+    if _PY313:
+        seq.append(Instr("TO_BOOL", location=loc))
+    seq += [
+        Instr(_POP_JUMP_IF_TRUE, sampled, location=loc),
+        Instr("JUMP_FORWARD", plain, location=loc),
+        skip,
+    ]
+    seq += _next_call(skips, loc, nested)
+    seq.append(plain)
+    return seq
+
+
+def _can_split(items: list[Any], cut: int) -> bool:
+    """True when a body can be entered by a jump to ``items[cut]`` and never runs past its end.
+
+    No exception range may be open at the cut (a jump would enter it from outside), and the
+    last instruction must not run on into whatever follows the body.
+    """
+    from bytecode import Instr
+    from bytecode.instr import TryBegin, TryEnd
+
+    open_ranges = 0
+    for item in items[:cut]:
+        if isinstance(item, TryBegin):
+            open_ranges += 1
+        elif isinstance(item, TryEnd):
+            open_ranges -= 1
+    last = next((item for item in reversed(items) if isinstance(item, Instr)), None)
+    return open_ranges == 0 and last is not None and last.name in _TERMINATORS
+
+
+def _body(
+    code: CodeType,
+    hooks: list[tuple[Point, int | None, Hook]],
+    nested: bool,
+    keep_depths: bool = False,
+    choose: tuple[Hook, Switch, Any] | None = None,
+) -> tuple[Any, list[Any], int, list[Hook], Any, bool]:
+    """The items of ``code`` with ``hooks`` placed, except the exception hooks' handler.
+
+    Returns the package's reading of the code, the items, the index of the first item after
+    the entry hooks (where the body proper starts), the exception (unwind) hooks, the
+    location of the ``def`` line, and whether line hooks were placed. ``keep_depths`` keeps
+    the original exception table depths even without line hooks (see _keep_handler_depths).
+    ``choose`` (gate hook, switch, label): the gate goes last among the entry hooks, and a
+    call it admits jumps to ``label`` when it opened ``switch`` (see :func:`_choosing_gate`).
     """
     from bytecode import Bytecode, Instr
     from bytecode.instr import InstrLocation, TryBegin, TryEnd
@@ -289,7 +474,8 @@ def instrument(
     unwind_hooks: list[Hook] = []
     for point, line, hook in hooks:
         if point is Point.ENTRY:
-            after_resume += _call(hook, first_loc, nested=nested)
+            if choose is None or hook is not choose[0]:
+                after_resume += _call(hook, first_loc, nested=nested)
         elif point is Point.LINE:
             assert line is not None
             line_hooks.setdefault(line, []).append(hook)
@@ -320,13 +506,18 @@ def instrument(
                 raise PlacementFailed(f"{code.co_qualname} has no return instruction")
         else:
             unwind_hooks.append(hook)
+    if choose is not None:
+        after_resume += _choosing_gate(*choose, first_loc, nested)
     plan = _LinePlan()
     if line_hooks:
         model = LineModel(code)
         plan = _plan_lines(code, model, items, ops_at, line_hooks, nested)
         _keep_handler_depths(code, model, items)
+    elif keep_depths:
+        _keep_handler_depths(code, LineModel(code), items)
 
     out: list[Any] = []
+    cut = 0
     op_index = 0
     # A split exception range: (the original TryBegin, op index -> label), and its open part.
     split: tuple[Any, dict[int, Any]] | None = None
@@ -359,40 +550,12 @@ def instrument(
             out.append(item)
             if op_index == resume:
                 out.extend(after_resume)
+                cut = len(out)
             out.extend(plan.after.get(op_index, ()))
             op_index += 1
             continue
         out.append(item)
-
-    if unwind_hooks:
-        out = _cover_with_handler(out, unwind_hooks, first_loc, code, nested)
-
-    bc2 = Bytecode(out)
-    for attr in (
-        "name",
-        "qualname",
-        "filename",
-        "first_lineno",
-        "argcount",
-        "posonlyargcount",
-        "kwonlyargcount",
-        "flags",
-        "argnames",
-        "cellvars",
-        "freevars",
-        "docstring",
-    ):
-        if hasattr(bc, attr):
-            setattr(bc2, attr, getattr(bc, attr))
-    try:
-        # Line hooks move jumps and handlers between new labels and may split exception
-        # ranges: the handlers keep the depths of the original table (set above) rather than
-        # the package's estimate from the least depth inside each range. Without line hooks
-        # the package recomputes them, as it always did.
-        new = bc2.to_code(compute_exception_stack_depths=not line_hooks)
-    except Exception as exc:
-        raise PlacementFailed(f"rebuilding {code.co_qualname} failed: {exc}") from exc
-    return new
+    return bc, out, cut, unwind_hooks, first_loc, bool(line_hooks)
 
 
 def _keep_handler_depths(code: CodeType, model: LineModel, items: list[Any]) -> None:
@@ -429,13 +592,21 @@ def _keep_handler_depths(code: CodeType, model: LineModel, items: list[Any]) -> 
 
 
 def _cover_with_handler(
-    out: list[Any], hooks: list[Hook], loc: Any, code: CodeType, nested: bool = False
+    out: list[Any],
+    hooks: list[Hook],
+    loc: Any,
+    code: CodeType,
+    nested: bool = False,
+    *,
+    at_start: bool = False,
 ) -> list[Any]:
     """Cover every instruction outside the code's own try ranges with a handler calling hooks.
 
     An exception reaching the handler is leaving the function (nothing else would catch it):
     the handler calls each hook with the exception and re-raises it with the original
     ``lasti`` (``RERAISE 1``), so the traceback and ``f_lineno`` are untouched.
+    Coverage starts after RESUME, or at the first instruction with ``at_start`` (the
+    instrumented body of a two-body code, which has no RESUME of its own).
     """
     from bytecode import Instr, Label
     from bytecode.instr import TryBegin, TryEnd
@@ -444,7 +615,7 @@ def _cover_with_handler(
     result: list[Any] = []
     depth = 0  # inside one of the code's own try ranges
     ours: TryBegin | None = None
-    started = False
+    started = at_start
     for ins in out:
         if isinstance(ins, TryBegin):
             if ours is not None:

@@ -19,6 +19,8 @@ plus one, and so on: whatever settrace says.
   and each hit must carry the line and an even ``n``;
 - ``together``: counters on every line of a function at once (probes on neighbouring lines
   compose);
+- ``lines``: a ``lines`` probe on each plain corpus function with every call sampled: each
+  call's hit lists exactly the lines settrace reports for that call's frame (mode ``new calls``);
 - mode ``new calls``: probes placed, then calls made; mode ``running frames`` (``monitoring`` and
   ``hybrid``): one frame per input started and held at its ``_gate()`` first, then the probes
   placed, then the frames let go;
@@ -363,7 +365,83 @@ def together_matrix(engine: Engine, mode: str, refs: dict[str, Reference]) -> Re
     return result
 
 
-MATRICES = {"counter": counter_matrix, "snapshot": snapshot_matrix, "together": together_matrix}
+def _frame_lines(fn: Callable[..., Any], arg: Any) -> list[tuple[int, ...]]:
+    """The lines settrace reports for each frame of the case's own code over one call."""
+    code = TOP[fn.__name__]
+    running: dict[int, set[int]] = {}  # id(frame) -> its lines, while the frame runs
+    ended: list[set[int]] = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is not code:
+            return None
+        if event == "call":
+            running[id(frame)] = set()
+        elif event == "line":
+            running[id(frame)].add(frame.f_lineno)
+        elif event == "return":
+            # Also at an exception exit; the frame's id may be reused by the next call.
+            ended.append(running.pop(id(frame)))
+        return tracer
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        drive(fn, arg)
+    finally:
+        sys.settrace(previous)
+    return sorted(tuple(sorted(lines)) for lines in [*ended, *running.values()])
+
+
+def lines_matrix(engine: Engine, mode: str, refs: dict[str, Reference]) -> Result:
+    """A lines probe on each plain corpus function, every call sampled: each hit's lines equal
+    the settrace lines of that call's frame (new calls only: a frame already running was not
+    sampled at its entry). Generators and coroutines are refused by the probe kind."""
+    result = Result()
+    if mode != "new calls":
+        return result
+    for fn, inputs in CASES:
+        code = TOP[fn.__name__]
+        suspends = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+        if code.co_flags & suspends:
+            continue
+        ref = refs[fn.__name__]
+        wanted = [_frame_lines(fn, arg) for arg in inputs]  # before the probe rebuilds the code
+        hits: list[Any] = []
+        probe = Probe(
+            kind="lines",
+            location=f"{MODULE}:{code.co_qualname}",
+            limits={"rate": 1e9, "burst": 10**9},
+        )
+        status = engine.install(probe, on_hit=hits.append)
+        if status.state is not ProbeState.INSTALLED:
+            result.problems.append(
+                f"{fn.__name__}: lines probe {status.state.value}: {status.reason}"
+            )
+            continue
+        result.installed += 1
+        for index, arg in enumerate(inputs):
+            want = wanted[index]
+            del hits[:]
+            if drive(fn, arg) != ref.outcomes[index]:
+                result.problems.append(
+                    f"{fn.__name__}({arg!r}): the lines probe changed the outcome"
+                )
+            got = sorted(tuple(h.lines["ran"]) for h in hits if h.lines is not None)
+            if got != want:
+                result.problems.append(f"{fn.__name__}({arg!r}): lines {got}, settrace {want}")
+            errors = [e for h in hits for e in (h.errors or [])]
+            if errors:
+                result.problems.append(f"{fn.__name__}: lines not observed: {errors}")
+        engine.remove(probe.id)
+    return result
+
+
+MATRICES = {
+    "counter": counter_matrix,
+    "snapshot": snapshot_matrix,
+    "together": together_matrix,
+    "lines": lines_matrix,
+}
 
 
 def run(backend: str, mode: str) -> dict[str, Any]:

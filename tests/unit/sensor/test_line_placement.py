@@ -74,6 +74,9 @@ def test_line_probes_fire_exactly_where_settrace_reports_the_line(backend: str, 
     assert report["counter"]["installed"] >= 300
     assert report["snapshot"]["installed"] >= 200
     assert report["counter"]["refused"] == report["together"]["refused"] == []
+    if mode == "new calls":
+        # A lines probe on every plain corpus function (generators and coroutines refused).
+        assert report["lines"]["installed"] >= 35
 
 
 def test_the_corpus_covers_the_constructs() -> None:
