@@ -744,9 +744,10 @@ def _violation_text(expect: str | None, production: Production, captured: int) -
     if production.origin == "counters" and production.evaluations > 0:
         share = production.violations / production.evaluations
         split = ""
-        if production.expect_errors is not None:
-            # Counted by the sensors, exact: false, or no truth value at all.
-            errors = production.expect_errors
+        errors = production.expect_errors
+        if errors:
+            # Counted by the sensors, exact: false, or no truth value at all. Said only when
+            # some evaluation failed (0 is in the report's production.expect_errors).
             split = (
                 f": {_thousands(production.violations - errors)} false, "
                 f"{_thousands(errors)} evaluation error{'s' if errors != 1 else ''}"

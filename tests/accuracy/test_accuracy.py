@@ -179,7 +179,7 @@ def assert_value_class(run: dict[str, Any], test: str, path: str) -> None:
     assert all(d["severity"] in ("low", "medium") for d in here), show(result)
 
 
-_RATE_RE = re.compile(r"([\d,]+) of ([\d,]+) evaluations \((\d+(?:\.\d+)?)%\)")
+_RATE_RE = re.compile(r"([\d,]+) of ([\d,]+) evaluations \((\d+(?:\.\d+)?)%(?:: [^)]*)?\)")
 
 
 def assert_rate_from_counters(run: dict[str, Any], test: str, true_rate: float) -> None:

@@ -360,6 +360,12 @@ def test_the_violation_says_how_many_were_false_and_how_many_failed_when_counted
     verdict = compare(from_tests(), sampled_evidence(), probe=EXPECT, statuses=mixed)
     assert "false," not in violation(verdict).message
     assert verdict.production["expect_errors"] is None
+    # Counted and none failed: every violation was false; the message stays as before, and
+    # the report's production says 0.
+    none_failed = [status("src-0", hits=31, evaluations=2700, violations=551, expect_errors=0)]
+    verdict = compare(from_tests(), sampled_evidence(), probe=EXPECT, statuses=none_failed)
+    assert "(20.4%) on 1 source" in violation(verdict).message
+    assert verdict.production["expect_errors"] == 0
     # Parts of other counters: the calls counted are the same with or without them.
     more = [status("src-0", evaluations=100, violations=7, expect_errors=3, skipped_rate=50,
                    skipped_closed=45, novel_classes=2, novel_admitted=1)]  # fmt: skip
