@@ -181,6 +181,8 @@ class FastExpectGate(guards._GuardedHook):
         # The metering batch: ns and firings not yet handed to the budget, and when it began.
         pending_ns = 0
         pending_n = 0
+        # What the last metered firing cost after it was handed over (see hook).
+        carry_ns = 0
         settle_at = 0
         spend = budget.spend
         settle = budget.spend_many
@@ -203,7 +205,7 @@ class FastExpectGate(guards._GuardedHook):
                 on_stop(why)
 
         def hook(value: object = NOTHING) -> None:
-            nonlocal tokens, last, next_at, pending_ns, pending_n, settle_at, slow_ns
+            nonlocal tokens, last, next_at, pending_ns, pending_n, settle_at, slow_ns, carry_ns
             nonlocal fn, red0, version0, table, shut
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
@@ -212,6 +214,12 @@ class FastExpectGate(guards._GuardedHook):
                 return
             if not armed:
                 return
+            # The metered stretch starts here and ends after the closing below: the budget
+            # is handed what the whole call costs the host, admission, the budget's own
+            # accounting and the waker's schedule included (what comes after the hand-over
+            # is carried into the next one), so that its 1% bounds what the host pays.
+            precise = budget.clock is not perf
+            c0 = precise_clock() if precise else 0
             t0 = perf()
             if t0 < next_at:
                 next(skips)
@@ -243,8 +251,6 @@ class FastExpectGate(guards._GuardedHook):
                         if not shut_schedule(_tick(now_s + min(wait, SHUT_MAX)), reopen):
                             reopen()
                     return
-            precise = budget.clock is not perf
-            c0 = precise_clock() if precise else 0
             outcome: str | None = None
             error: str | None = None
             frame: Any = None
@@ -353,12 +359,15 @@ class FastExpectGate(guards._GuardedHook):
             frame = fl = None  # no reference to the host's frame outlives the firing
             # metering
             if precise:
-                over = spend(account, precise_clock() - c0, precise_clock)
+                t1 = precise_clock()
+                over = spend(account, t1 - c0 + carry_ns, precise_clock)
+                carry_ns = 0
                 if over is not None:
                     stop(over)
             else:
                 t1 = perf()
-                took = t1 - t0
+                took = t1 - t0 + carry_ns
+                carry_ns = 0
                 if took > slow_ns:
                     over = spend(account, took, perf)
                     if over is not None:
@@ -379,6 +388,9 @@ class FastExpectGate(guards._GuardedHook):
                 switch.clear()  # before schedule(): the reopening may run before it returns
                 if not schedule(_tick(min(next_at, expires) / 1e9 + wall_offset), reopen):
                     reopen()
+            # After the hand-over (the budget's accounting, the closing): metered with the
+            # next firing, on the clock this one was metered with.
+            carry_ns += (precise_clock() if precise else perf()) - t1
 
         def reopen() -> None:
             nonlocal shut

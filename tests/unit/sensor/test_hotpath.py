@@ -272,6 +272,78 @@ def test_every_firing_is_metered_in_batches() -> None:
     assert tally_count(g.evaluations) == 3 * SETTLE_EVERY + 5
 
 
+class _Metered(CpuBudget):
+    """A budget that adds up every nanosecond handed to it (a window resets its accounts)."""
+
+    def __init__(self, fraction: float) -> None:
+        super().__init__(fraction)
+        self.total_ns = 0
+
+    def spend(self, account: Any, ns: int, clock: Any = None) -> str | None:
+        self.total_ns += ns
+        return super().spend(account, ns, clock)
+
+
+class _DearWaker:
+    """A waker whose ``schedule`` burns ``burn_ns`` of the calling thread's CPU, then refuses
+    (the gate reopens at once), standing for what a closing costs the host thread."""
+
+    def __init__(self, burn_ns: int) -> None:
+        self.burn_ns = burn_ns
+        self.calls = 0
+
+    def schedule(self, at: float, reopen: Callable[[], None]) -> bool:
+        self.calls += 1
+        end = time.thread_time_ns() + self.burn_ns
+        while time.thread_time_ns() < end:
+            pass
+        return False
+
+
+def test_the_budget_is_handed_what_a_closing_costs_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under a rate limit the evaluation bucket is empty after nearly every evaluation, so the
+    # hook closes its gate (the waker's schedule) after each one: in a real service that and
+    # the budget's own accounting were more than half of what an evaluating call cost, and
+    # the budget, metering only the evaluation, let 2.5x its share through. Each firing here
+    # finds a full token (a clock that jumps 2 s a read) and closes after it.
+    import sensor.hotpath as hotpath
+
+    ticks = iter(range(10**9, 10**13, 2 * 10**9))
+    monkeypatch.setattr(hotpath, "_perf", lambda: next(ticks))
+    budget = _Metered(0.9)
+    budget._to_precise(time.monotonic_ns())  # metered in thread CPU time: the burn is exact
+    waker = _DearWaker(burn_ns=300_000)
+    stops: list[str] = []
+    g = FastExpectGate(
+        expr=compile("result >= 0", slots=("result",)),
+        value_name="result",
+        slow=lambda *a: None,
+        failed=lambda exc: None,
+        depth=1,
+        dispatch=frozenset(),
+        eval_rate=1.0,
+        violation_rate=1e9,
+        pass_rate=None,
+        pass_burst=None,
+        max_hits=None,
+        expires_at=None,
+        on_stop=stops.append,
+        budget=budget,
+        account=budget.account("p"),
+        waker=waker,  # type: ignore[arg-type]
+    )
+    firings = 10
+    for _ in range(firings):
+        g.hook(1)
+    assert tally_count(g.evaluations) == firings
+    assert waker.calls == firings
+    assert stops == []
+    # Every closing but the last has been handed over (the last one's, with the next firing).
+    assert budget.total_ns >= (firings - 1) * waker.burn_ns
+
+
 def test_a_batch_is_kept_while_the_budget_is_busy() -> None:
     budget = CpuBudget(0.5)
     g = gate(budget)
