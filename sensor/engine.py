@@ -652,16 +652,7 @@ class Engine:
             # Every firing is evaluated (bounded by eval_rate); the capture is rate-limited.
             gate = ExpectGate(
                 self._make_fire(armed, fire_depth, dispatch),
-                eval_rate=probe.eval_rate,
-                violation_rate=probe.violation_rate,
-                pass_rate=probe.rate if probe.kind is ProbeKind.SNAPSHOT else None,
-                pass_burst=probe.limits.burst,
-                max_hits=probe.limits.max_hits,
-                expires_at=probe.limits.expires_at,
-                on_stop=on_stop,
-                waker=self._waker,
-                account=armed.account,
-                hits=armed.hit_count,
+                **self._expect_limits(armed, on_stop),
                 novelty=Novelty(),
                 key_names=_key_names(armed),
             )
@@ -1052,18 +1043,25 @@ class Engine:
             failed=functools.partial(armed.error, "hit failed"),
             depth=depth,
             dispatch=dispatch,
-            eval_rate=probe.eval_rate,
-            violation_rate=probe.violation_rate,
-            pass_rate=probe.rate if probe.kind is ProbeKind.SNAPSHOT else None,
-            pass_burst=probe.limits.burst,
-            max_hits=probe.limits.max_hits,
-            expires_at=probe.limits.expires_at,
-            on_stop=on_stop,
             budget=self._budget,
-            account=armed.account,
-            waker=self._waker,
-            hits=armed.hit_count,
+            **self._expect_limits(armed, on_stop),
         )
+
+    def _expect_limits(self, armed: _Armed, on_stop: Callable[[str], None]) -> dict[str, Any]:
+        """What both expectation gates (ExpectGate, FastExpectGate) take from the probe."""
+        probe = armed.probe
+        return {
+            "eval_rate": probe.eval_rate,
+            "violation_rate": probe.violation_rate,
+            "pass_rate": probe.rate if probe.kind is ProbeKind.SNAPSHOT else None,
+            "pass_burst": probe.limits.burst,
+            "max_hits": probe.limits.max_hits,
+            "expires_at": probe.limits.expires_at,
+            "on_stop": on_stop,
+            "waker": self._waker,
+            "account": armed.account,
+            "hits": armed.hit_count,
+        }
 
     def _fast_slow(
         self, armed: _Armed, frame: Any, value: object, outcome: str, error: str | None
