@@ -358,6 +358,9 @@ class FastExpectGate(guards._GuardedHook):
                     failed(exc)
             frame = fl = None  # no reference to the host's frame outlives the firing
             # metering
+            # Whether the hand-over did more than add to the batch (a locked spend, a
+            # settlement, a closing): only then is what came after it read and carried.
+            handed = precise
             if precise:
                 t1 = precise_clock()
                 over = spend(account, t1 - c0 + carry_ns, precise_clock)
@@ -369,6 +372,7 @@ class FastExpectGate(guards._GuardedHook):
                 took = t1 - t0 + carry_ns
                 carry_ns = 0
                 if took > slow_ns:
+                    handed = True
                     over = spend(account, took, perf)
                     if over is not None:
                         stop(over)
@@ -378,10 +382,12 @@ class FastExpectGate(guards._GuardedHook):
                     pending_ns += took
                     pending_n += 1
                     if pending_n >= SETTLE_EVERY or t1 >= settle_at:
+                        handed = True
                         if settle(account, pending_ns, pending_n):
                             pending_ns = pending_n = 0
                         slow_ns = min(SLOW_FIRING_NS, budget.limit_ns)
             if schedule is not None and next_at > t0:
+                handed = True
                 # The evaluation bucket is empty: closed until its next token, on the waker's
                 # tick (see _tick), so that the firings in between cost an inline test and a
                 # C-level count each instead of a call that would only be refused.
@@ -389,8 +395,10 @@ class FastExpectGate(guards._GuardedHook):
                 if not schedule(_tick(min(next_at, expires) / 1e9 + wall_offset), reopen):
                     reopen()
             # After the hand-over (the budget's accounting, the closing): metered with the
-            # next firing, on the clock this one was metered with.
-            carry_ns += (precise_clock() if precise else perf()) - t1
+            # next firing, on the clock this one was metered with. A firing that only added
+            # to the batch skips this read: a clock read would cost more than what it measures.
+            if handed:
+                carry_ns += (precise_clock() if precise else perf()) - t1
 
         def reopen() -> None:
             nonlocal shut
