@@ -180,7 +180,7 @@ def probes(client: Any, service: str, module: str, name: str) -> list[dict[str, 
 def check_hits(client: Any, placed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     expected = len(HEADERS) * 2
     for probe in placed:
-        assert wait_until(lambda p=probe: len(all_hits(client, p["id"])) >= expected, 10), (
+        assert wait_until(lambda p=probe: len(all_hits(client, p["id"])) >= expected, 30), (
             client.probe(probe["id"])
         )
     hits = [h for p in placed for h in all_hits(client, p["id"])]
@@ -199,7 +199,7 @@ def test_a_wsgi_environ_captured_under_gunicorn_leaks_no_credential(
     app = cleanup.add(Gunicorn(tmp_path, sensor_env(hub.url, service), app=WSGI_APP))
     placed = probes(client, service, "agent_shop_app", "environ")
     for probe in placed:
-        assert wait_until(lambda p=probe: installed_sources(client, p["id"]) != [], 10)
+        assert wait_until(lambda p=probe: installed_sources(client, p["id"]) != [], 30)
     send_secrets(app.url)
     hits = check_hits(client, placed)
     environ = next(
@@ -221,7 +221,7 @@ def test_an_asgi_scope_captured_under_uvicorn_leaks_no_credential(
     app = cleanup.add(Uvicorn(tmp_path, env))
     placed = probes(client, service, "carrier_asgi_app", "scope")
     for probe in placed:
-        assert wait_until(lambda p=probe: installed_sources(client, p["id"]) != [], 10)
+        assert wait_until(lambda p=probe: installed_sources(client, p["id"]) != [], 30)
     send_secrets(app.url)
     hits = check_hits(client, placed)
     scope = next(h["captures"]["scope"]["v"] for h in hits if h.get("captures", {}).get("scope"))

@@ -160,9 +160,9 @@ engine = Engine(backend={backend!r}, cpu_budget=1.0)
 status = engine.install(Probe(kind="snapshot", location="target:handle", limits={{"rate": 1e6}}))
 assert status.state.value == "installed", status.reason
 before = set(sys.modules)
-t0 = time.perf_counter()
+t0 = time.thread_time()  # CPU time: an import costs CPU, a preemption does not
 target.handle()
-took = time.perf_counter() - t0
+took = time.thread_time() - t0
 new = sorted(set(sys.modules) - before)
 hits = engine.drain()
 assert len(hits) == 1, hits
@@ -323,10 +323,14 @@ def test_a_cheap_probe_is_not_starved_by_an_expensive_one(load: Callable[..., Mo
         dear_shed = heavy.skipped_budget - heavy0.skipped_budget
         assert dear_shed > 10 * dear_hits, "the dear probe is sampled down hard"
         # The cheap one needs about 0.5 ms a second (100 evaluations): within its fair share,
-        # so once the shares are set it evaluates every firing its own eval_rate lets through.
+        # so once the shares are set it evaluates (nearly) every firing its own eval_rate lets
+        # through: at least 75% of the 200 that 100 a second allow in 2 s. Evaluations are the
+        # unit of starvation here, not firings: the loop calls it about a million times a
+        # second, so a share that runs dry for one 20 ms tick (a burst metered on a loaded
+        # machine) counts some ten thousand firings in ``skipped_budget`` while costing at most
+        # two evaluations; a share of firings measured the machine's load, not the fairness.
         evaluated = light.evaluations - light0.evaluations
-        shed = light.skipped_budget - light0.skipped_budget
         assert evaluated >= 150, (light0, light)
-        assert shed <= 0.05 * (evaluated + shed), (light0, light)
+        assert evaluated <= 2.0 * 100 + 100, "bounded by its own eval_rate (one second's burst)"
     finally:
         engine.close()

@@ -137,5 +137,7 @@ def test_slow_hooks_are_never_waited_for(
             compile(source).evaluate(*namespace)
         except ExpressionError:
             pass
-    assert time.perf_counter() - started < 0.3
+    # Six hooks that each sleep 0.3 s: all of them run would take 1.8 s; any one that ran is
+    # recorded in HITS. The bound leaves room for a loaded machine.
+    assert time.perf_counter() - started < 1.0
     assert hostile.HITS == []
