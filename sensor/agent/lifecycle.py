@@ -149,6 +149,9 @@ class Agent:
         self._hub_heartbeat = _DEFAULT_HEARTBEAT
         self._pending: list[Hit] = []
         self._reported_drops: dict[str, int] = {}
+        # The number of the batch being sent, the same on every retry of it, the next one once
+        # the hub answered: the hub knows a retry (its answer lost) by it, drop counts included.
+        self._batch_number = 1
         self._batch_cap = self.config.batch_size
         # Last statuses of probes removed while running, sent with every heartbeat so that the
         # hub's record of each ends with the counts the engine had, not with a stale one. A
@@ -634,7 +637,7 @@ class Agent:
             self._pending = self.queue.take(self._batch_cap)
         batch = self._pending[: self._batch_cap]
         drops = self._unreported_drops()
-        body = self._encode_batch(batch, drops)
+        body = self._encode_batch(batch, drops, self._batch_number)
         try:
             answer = transport.request(
                 "POST", f"/v1/sensors/{source_id}/hits", body, timeout=timeout
@@ -656,6 +659,7 @@ class Agent:
                 for hit in batch:
                     self.queue.drop(hit.probe_id)
                 del self._pending[: len(batch)]
+                self._batch_number += 1
                 self._hub_failed("sending hits", exc)
                 return True
             self.send_failures += 1
@@ -666,6 +670,7 @@ class Agent:
             self._hub_failed("sending hits", exc)
             return False
         del self._pending[: len(batch)]
+        self._batch_number += 1
         self.sent += len(batch)
         self.batches += 1
         self._count_declined(batch, accepted, answer.get("declined_by_probe"))
@@ -713,10 +718,12 @@ class Agent:
         for probe_id, count in declined.items():
             self.queue.drop(probe_id, count)
 
-    def _encode_batch(self, batch: list[Hit], drops: dict[str, int]) -> bytes:
+    def _encode_batch(self, batch: list[Hit], drops: dict[str, int], number: int) -> bytes:
         hits = [hit.to_dict() for hit in batch]
         try:
-            return json.dumps({"hits": hits, "dropped": drops}, separators=(",", ":")).encode()
+            return json.dumps(
+                {"batch": number, "hits": hits, "dropped": drops}, separators=(",", ":")
+            ).encode()
         except (TypeError, ValueError):
             pass
         # A hit that is not JSON (an engine bug) must not block the queue: drop it, counted.
@@ -728,7 +735,9 @@ class Agent:
             except (TypeError, ValueError):
                 self.queue.drop(hit.probe_id)
                 self._log.failure("encoding a hit", f"probe {hit.probe_id}: not JSON")
-        return json.dumps({"hits": good, "dropped": drops}, separators=(",", ":")).encode()
+        return json.dumps(
+            {"batch": number, "hits": good, "dropped": drops}, separators=(",", ":")
+        ).encode()
 
     def _engine_statuses(self) -> list[ProbeStatus]:
         engine = self._engine

@@ -356,7 +356,9 @@ async def post_hits(request: Request, token: TokenRecord) -> Response:
     hub = _hub(request)
     data = await read_json(request, "HitBatch")
     source = await _source(request, token)
-    outcome = await hub.ingest(source, data.get("hits") or [], data.get("dropped") or {}, _hits_of)
+    outcome = await hub.ingest(
+        source, data.get("hits") or [], data.get("dropped") or {}, _hits_of, data.get("batch")
+    )
     if outcome.completed:
         hub.changed()
     return JSONResponse(

@@ -33,6 +33,7 @@ from sensor.hub.notify import ChangeNotifier
 from sensor.hub.settings import HubSettings
 from sensor.hub.store import (
     BatchOutcome,
+    HitBatch,
     ProbeRecord,
     RedactionRecord,
     SourceRecord,
@@ -63,6 +64,7 @@ class _Ingest:
     source: SourceRecord
     raw_hits: Any
     dropped: Mapping[str, int]
+    number: int | None
     validate: Callable[[Any], list[dict[str, Any]]]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[BatchOutcome]
@@ -226,6 +228,7 @@ class Hub:
         raw_hits: Any,
         dropped: Mapping[str, int],
         validate: Callable[[Any], list[dict[str, Any]]],
+        number: int | None = None,
     ) -> BatchOutcome:
         """Validate and store one batch; answer when it is durable.
 
@@ -237,7 +240,8 @@ class Hub:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[BatchOutcome] = loop.create_future()
         with self._ingest_lock:
-            self._ingest_queue.append(_Ingest(source, raw_hits, dropped, validate, loop, future))
+            item = _Ingest(source, raw_hits, dropped, number, validate, loop, future)
+            self._ingest_queue.append(item)
             schedule = not self._ingest_scheduled
             self._ingest_scheduled = True
         if schedule:
@@ -280,7 +284,7 @@ class Hub:
             return
         try:
             outcomes = self.store.add_hit_batches(
-                [(item.source, hits, item.dropped) for item, hits in valid],
+                [HitBatch(item.source, hits, item.dropped, item.number) for item, hits in valid],
                 time.time(),
                 self.settings.max_hits_per_probe,
             )

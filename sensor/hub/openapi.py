@@ -352,6 +352,9 @@ SCHEMAS: dict[str, Any] = {
     },
     "HitBatch": _object(
         {
+            # the sensor's number for this batch, the same on every retry of it: a retried
+            # batch (its answer was lost) counts nothing twice, drop counts included
+            "batch": _nullable({"type": "integer", "minimum": 1, "maximum": 2**62}),
             "hits": _nullable({"type": "array", "items": _ref("Hit"), "maxItems": 100_000}),
             "dropped": _nullable(
                 {

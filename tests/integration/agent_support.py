@@ -176,13 +176,17 @@ class HostileProxy:
     """An HTTP peer in front of the hub: ``pass`` forwards; ``500``, ``garbage`` (not JSON),
     ``shape`` (JSON of the wrong shape) and ``slow`` misbehave the way a broken load balancer,
     a captive portal or an overloaded hub would; ``halve_hits`` forwards only the first half
-    of each batch of hits (the hub then answers ``accepted`` < sent)."""
+    of each batch of hits (the hub then answers ``accepted`` < sent); ``lose_hits_answers``
+    forwards each batch of hits and, the first time it sees that very body, loses the hub's
+    answer (a 502 after the hub committed: a load balancer's timeout), so every batch is sent
+    again."""
 
     def __init__(self, target: str) -> None:
         self.target = target
         self.mode = "pass"
         self.delay = 0.0
         self.counts: dict[str, int] = {}
+        self.seen: set[bytes] = set()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -228,6 +232,11 @@ class HostileProxy:
                     conn.request(self.command, self.path, body=body, headers=headers)
                     answer = conn.getresponse()
                     data = answer.read()
+                    lose = mode == "lose_hits_answers" and self.path.endswith("/hits")
+                    if lose and body and body not in proxy.seen:
+                        proxy.seen.add(body)
+                        self._reply(502, b"bad gateway (answer lost)", "text/plain")
+                        return
                     self._reply(
                         answer.status, data, answer.getheader("Content-Type") or "text/plain"
                     )

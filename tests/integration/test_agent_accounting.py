@@ -127,6 +127,35 @@ def test_a_hub_answering_fewer_accepted_than_sent_leaves_nothing_uncounted(
     assert 30 <= stored <= 70  # about half of every batch was lost on the way, and counted
 
 
+def test_batches_whose_answers_are_lost_count_nothing_twice(
+    tmp_path: Path, cleanup: Cleanup
+) -> None:
+    # Every batch of hits reaches the hub and is committed, and its answer is lost (a 502 from
+    # a load balancer): the sensors send each batch again. Hits past max_hits are declined and
+    # counted as drops, reported in later batches; nothing is counted twice.
+    hub = cleanup.add(HubProcess(tmp_path).start())
+    proxy = cleanup.add(HostileProxy(hub.url))
+    client = hub.client()
+    service = service_name()
+    app = cleanup.add(Gunicorn(tmp_path, sensor_env(proxy.url, service), workers=2))
+    assert wait_until(lambda: len(client.sources(service=service)) >= 2, 15)
+    probe = place_probe(client, service, limits={"rate": 1e6, "burst": 10**6, "max_hits": 40})
+    assert wait_until(lambda: _installed_on(client, probe["id"], 2), 15)
+    proxy.mode = "lose_hits_answers"
+    threads = [Traffic(app).in_thread(120) for _ in range(3)]
+    for thread in threads:
+        thread.join(120)
+    assert wait_until(lambda: client.probe(probe["id"])["state"] == "completed", 15)
+    assert wait_until(lambda: _accounted(client, probe["id"]), 20), (
+        client.probe(probe["id"]),
+        _per_source(client, probe["id"]),
+    )
+    record = client.probe(probe["id"])
+    assert record["hit_count"] == 40
+    assert record["dropped"] > 0, "declined hits were counted, once"
+    assert proxy.counts["lose_hits_answers"] >= 2 * len(proxy.seen) > 0  # each sent twice
+
+
 SCRIPT = textwrap.dedent(
     f"""
     import os, sys, time

@@ -173,6 +173,43 @@ def test_acknowledged_hits_survive_sigkill_of_the_hub(tmp_path: Path) -> None:
         process.stop()
 
 
+def test_a_batch_sent_again_after_its_answer_was_lost_counts_once(hub: HubProcess) -> None:
+    # The hub committed a batch and its answer was lost (a load balancer's timeout): the sensor
+    # sends the same batch, with the same number, again. A batch of drop counts only has no hit
+    # id to know it by: its number is what makes the retry count nothing twice.
+    _, registered = call(hub.url, "POST", "/v1/sensors/register", SENSOR_TOKEN, {"service": "s"})
+    path = f"/v1/sensors/{registered['source_id']}/hits"
+    client = HubClient(hub.url, CLIENT_TOKEN)
+    record = client.place_probe({"kind": "snapshot", "location": "s:f"})
+    probe = client.probe(record["id"])["probe"]
+    pid = record["id"]
+
+    def post(body: dict[str, Any]) -> int:
+        status, answer = call(hub.url, "POST", path, SENSOR_TOKEN, body)
+        assert status == 200, answer
+        return int(answer["accepted"])
+
+    def counted() -> tuple[int, int]:
+        state = client.probe(pid)
+        return state["hit_count"], state["dropped"]
+
+    post({"batch": 1, "hits": [], "dropped": {pid: 5}})
+    post({"batch": 1, "hits": [], "dropped": {pid: 5}})  # the same batch: a retry
+    assert counted() == (0, 5)
+    post({"batch": 1, "hits": [], "dropped": {pid: 7}})  # a retry whose drops grew meanwhile
+    assert counted() == (0, 7)
+    assert post({"batch": 2, "hits": [_hit(probe, 1)], "dropped": {pid: 1}}) == 1
+    assert post({"batch": 2, "hits": [_hit(probe, 1)], "dropped": {pid: 1}}) == 1  # a retry
+    assert counted() == (1, 8)
+    post({"batch": 3, "hits": [], "dropped": {pid: 5}})  # the next batch: the same counts
+    assert counted() == (1, 13)
+    for bad in (0, -1, "3", 1.5, True):
+        status, answer = call(hub.url, "POST", path, SENSOR_TOKEN, {"batch": bad, "hits": []})
+        assert status == 422, (bad, answer)
+        assert "batch" in answer["error"]["message"], answer
+    assert counted() == (1, 13)
+
+
 def test_probe_expiry_reaches_a_waiting_sensor(hub: HubProcess) -> None:
     status, registered = call(
         hub.url, "POST", "/v1/sensors/register", SENSOR_TOKEN, {"service": "s"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sensor.errors import SensorError
 
@@ -231,6 +231,17 @@ class BatchOutcome:
         return sum(sum(reasons.values()) for reasons in self.declined.values())
 
 
+class HitBatch(NamedTuple):
+    """One posted batch as a store takes it (the hub writes several in one transaction)."""
+
+    source: SourceRecord
+    hits: Sequence[dict[str, Any]]
+    dropped: Mapping[str, int]
+    #: the sensor's number for this batch (one per batch, the same on a retry); ``None`` from
+    #: a sensor that does not number its batches (a retry is then known by its hit ids only)
+    number: int | None = None
+
+
 @dataclasses.dataclass(slots=True)
 class HitRow:
     """One stored hit: its cursor (``seq``) and its JSON text (with ``source``)."""
@@ -373,10 +384,11 @@ class Store(Protocol):
         dropped: Mapping[str, int],
         now: float,
         max_hits_per_probe: int | None = None,
+        number: int | None = None,
     ) -> BatchOutcome: ...
     def add_hit_batches(
         self,
-        batches: Sequence[tuple[SourceRecord, Sequence[dict[str, Any]], Mapping[str, int]]],
+        batches: Sequence[HitBatch],
         now: float,
         max_hits_per_probe: int | None = None,
     ) -> list[BatchOutcome]:

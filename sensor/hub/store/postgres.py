@@ -30,6 +30,7 @@ from sensor.hub.store.base import (
     BatchOutcome,
     CorruptRecordError,
     DuplicateError,
+    HitBatch,
     HitRow,
     ProbeRecord,
     RedactionRecord,
@@ -766,13 +767,15 @@ class PostgresStore:
         dropped: Mapping[str, int],
         now: float,
         max_hits_per_probe: int | None = None,
+        number: int | None = None,
     ) -> BatchOutcome:
         """Store a batch in one transaction; the same rules as the SQLite store."""
-        return self.add_hit_batches([(source, hits, dropped)], now, max_hits_per_probe)[0]
+        batch = HitBatch(source, hits, dropped, number)
+        return self.add_hit_batches([batch], now, max_hits_per_probe)[0]
 
     def add_hit_batches(
         self,
-        batches: Sequence[tuple[SourceRecord, Sequence[dict[str, Any]], Mapping[str, int]]],
+        batches: Sequence[HitBatch],
         now: float,
         max_hits_per_probe: int | None = None,
     ) -> list[BatchOutcome]:
@@ -788,8 +791,8 @@ class PostgresStore:
 
         def body(conn: Any, events: list[str]) -> list[BatchOutcome]:
             probe_ids = sorted(
-                {hit["probe_id"] for _, hits, _ in batches for hit in hits}
-                | {probe_id for _, _, dropped in batches for probe_id in dropped}
+                {hit["probe_id"] for batch in batches for hit in batch.hits}
+                | {probe_id for batch in batches for probe_id in batch.dropped}
             )
             try:
                 with conn.transaction():  # a savepoint: an early write that fails the check
@@ -825,7 +828,7 @@ class PostgresStore:
     def _write_early(
         self,
         conn: Any,
-        batches: Sequence[tuple[SourceRecord, Sequence[dict[str, Any]], Mapping[str, int]]],
+        batches: Sequence[HitBatch],
         probe_ids: list[str],
         now: float,
         max_hits_per_probe: int | None,
@@ -839,7 +842,7 @@ class PostgresStore:
         if not probe_ids:
             return {}
         wanted: dict[str, int] = {}
-        for _, hits, _ in batches:
+        for hits in (batch.hits for batch in batches):
             for hit in hits:
                 wanted[hit["probe_id"]] = wanted.get(hit["probe_id"], 0) + 1
         rows = conn.execute(
@@ -854,7 +857,7 @@ class PostgresStore:
                 continue
             if cap is not None and hit_count + wanted[probe_id] > cap:
                 continue  # near its cap: counted hit by hit under the lock
-            for index, (source, hits, _) in enumerate(batches):
+            for index, (source, hits, _, _) in enumerate(batches):
                 batch = [hit for hit in hits if hit["probe_id"] == probe_id]
                 if batch and picks(selector, source):
                     early[(index, probe_id)] = self._insert_hits(
@@ -866,7 +869,7 @@ class PostgresStore:
         self,
         conn: Any,
         probes: dict[str, list[Any]],
-        batches: Sequence[tuple[SourceRecord, Sequence[dict[str, Any]], Mapping[str, int]]],
+        batches: Sequence[HitBatch],
         early: dict[tuple[int, str], int],
         now: float,
         max_hits_per_probe: int | None,
@@ -876,12 +879,12 @@ class PostgresStore:
         last = dict(
             conn.execute(
                 "SELECT id, last_batch FROM sources WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-                (sorted({source.id for source, _, _ in batches}),),
+                (sorted({batch.source.id for batch in batches}),),
             ).fetchall()
         )
         ledgers = []
-        for source, hits, dropped in batches:
-            ledger = BatchLedger(last.get(source.id), hits, dropped)
+        for source, hits, dropped, number in batches:
+            ledger = BatchLedger(last.get(source.id), hits, dropped, number)
             last[source.id] = ledger.text
             ledgers.append(ledger)
         conn.execute(
@@ -894,7 +897,7 @@ class PostgresStore:
                 conn, probes, source, hits, ledger, now, max_hits_per_probe,
                 {probe_id: n for (i, probe_id), n in early.items() if i == index},
             )
-            for index, ((source, hits, _), ledger) in enumerate(zip(batches, ledgers, strict=True))
+            for index, ((source, hits, *_), ledger) in enumerate(zip(batches, ledgers, strict=True))
         ]  # fmt: skip
 
     def _insert_hits(

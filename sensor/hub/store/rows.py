@@ -247,24 +247,35 @@ class BatchLedger:
     hits that are still stored are not stored twice (``hits_unique``), but a standing probe's
     sample may have dropped some of them since, which were counted all the same, and the
     batch's drop counts are deltas. So each source row keeps a short digest of its last
-    batch's hit ids and the drop counts that batch carried (``sources.last_batch``): a batch
-    with the same hit ids is a retry, whose hits count nothing again and whose drops count
-    only what grew since. One row per source, a few hundred bytes: bounded.
+    batch's key and the drop counts that batch carried (``sources.last_batch``): a batch
+    with the same key is a retry, whose hits count nothing again and whose drops count only
+    what grew since. The key is the sensor's number for the batch when it sends one (the
+    same number on every retry, a new one for the next batch: a batch of drop counts only is
+    known as a retry too), else a digest of its hit ids (a batch without hits is then never
+    taken for a retry). One row per source, a few hundred bytes: bounded.
     """
 
     __slots__ = ("dropped", "retry", "text")
 
     def __init__(
-        self, previous: str | None, hits: Sequence[Mapping[str, Any]], dropped: Mapping[str, int]
+        self,
+        previous: str | None,
+        hits: Sequence[Mapping[str, Any]],
+        dropped: Mapping[str, int],
+        number: int | None = None,
     ) -> None:
-        # in the batch's order: a sensor sends the very same list again; hit ids are unique
-        # per sensor process, whatever the probe
-        ids = "\n".join([hit.get("hit_id") or "" for hit in hits])
-        key = (
-            hashlib.sha256(ids.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-            if ids.strip("\n")
-            else None
-        )
+        key: str | None
+        if number is not None:
+            key = f"#{number}"  # never a digest: 32 hex digits
+        else:
+            # in the batch's order: a sensor sends the very same list again; hit ids are
+            # unique per sensor process, whatever the probe
+            ids = "\n".join([hit.get("hit_id") or "" for hit in hits])
+            key = (
+                hashlib.sha256(ids.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+                if ids.strip("\n")
+                else None
+            )
         counts = {probe_id: int(count) for probe_id, count in dropped.items()}
         #: the drop counts to add: all of them, or on a retry only what grew since
         self.dropped: dict[str, int] = counts

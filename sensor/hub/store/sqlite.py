@@ -23,6 +23,7 @@ from sensor.hub.store.base import (
     BatchOutcome,
     CorruptRecordError,
     DuplicateError,
+    HitBatch,
     HitRow,
     ProbeRecord,
     RedactionRecord,
@@ -637,6 +638,7 @@ class SQLiteStore:
         dropped: Mapping[str, int],
         now: float,
         max_hits_per_probe: int | None = None,
+        number: int | None = None,
     ) -> BatchOutcome:
         """Store a batch in one transaction; say what was stored and what was declined.
 
@@ -647,11 +649,12 @@ class SQLiteStore:
         Drop counts of probes not given to the source are ignored. The batch is also the
         source's sign of life (``last_seen``), in the same transaction: one commit per batch.
         """
-        return self.add_hit_batches([(source, hits, dropped)], now, max_hits_per_probe)[0]
+        batch = HitBatch(source, hits, dropped, number)
+        return self.add_hit_batches([batch], now, max_hits_per_probe)[0]
 
     def add_hit_batches(
         self,
-        batches: Sequence[tuple[SourceRecord, Sequence[dict[str, Any]], Mapping[str, int]]],
+        batches: Sequence[HitBatch],
         now: float,
         max_hits_per_probe: int | None = None,
     ) -> list[BatchOutcome]:
@@ -659,8 +662,8 @@ class SQLiteStore:
 
         def body() -> list[BatchOutcome]:
             return [
-                self._store_batch(source, hits, dropped, now, max_hits_per_probe)
-                for source, hits, dropped in batches
+                self._store_batch(source, hits, dropped, number, now, max_hits_per_probe)
+                for source, hits, dropped, number in batches
             ]
 
         result: list[BatchOutcome] = self._transaction("store hits", body)
@@ -671,6 +674,7 @@ class SQLiteStore:
         source: SourceRecord,
         hits: Sequence[dict[str, Any]],
         dropped: Mapping[str, int],
+        number: int | None,
         now: float,
         max_hits_per_probe: int | None,
     ) -> BatchOutcome:
@@ -682,7 +686,7 @@ class SQLiteStore:
         outcome = BatchOutcome()
         row = self._db.execute("SELECT last_batch FROM sources WHERE id = ?", (source.id,))
         previous = row.fetchone()
-        ledger = BatchLedger(previous[0] if previous else None, hits, dropped)
+        ledger = BatchLedger(previous[0] if previous else None, hits, dropped, number)
         dropped = ledger.dropped
         self._db.execute(
             "UPDATE sources SET last_seen = ?, deregistered = 0, last_batch = ? WHERE id = ?",

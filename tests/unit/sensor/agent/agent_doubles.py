@@ -33,6 +33,7 @@ class FakeHub:
         self.deregistered: list[str] = []
         self.heartbeats: list[tuple[str, dict[str, Any]]] = []
         self.hits: list[tuple[str, dict[str, Any]]] = []
+        self.posted: list[dict[str, Any]] = []  # every hits body, answered or not
         self.dropped: dict[str, int] = {}
         self.requests: list[tuple[str, str]] = []
         self.probes: list[dict[str, Any]] = []
@@ -134,6 +135,9 @@ class FakeHub:
                 hub.requests.append(("POST", url.path))
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                if url.path.endswith("/hits"):
+                    with hub.lock:
+                        hub.posted.append(body)
                 if self._fault():
                     return
                 parts = url.path.strip("/").split("/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -235,6 +236,35 @@ def test_queueing_does_not_wait_for_a_slow_hub(
     started = time.perf_counter()
     fake_engine.fire("p1", 200)
     assert time.perf_counter() - started < 0.5
+
+
+def test_a_batch_keeps_its_number_until_the_hub_answers_it(
+    fake_hub: FakeHub, fake_engine: FakeEngine, agents: list[Agent]
+) -> None:
+    # The hub knows a retried batch (its answer lost) by its number: the same on every try of
+    # one batch, the next one once the hub answered.
+    running(agents, make_agent(fake_hub, fake_engine))
+    fake_hub.set_probes([snapshot_probe("p1")])
+    assert installed(fake_hub, fake_engine, "p1")
+    fake_engine.fire("p1", 2)
+    assert fake_hub.wait_for(lambda: sum(len(b["hits"]) for _, b in fake_hub.hits) == 2)
+    fake_hub.mode = "500"
+    answered = len(fake_hub.posted)
+    fake_engine.fire("p1", 3)
+    assert fake_hub.wait_for(lambda: len(fake_hub.posted) >= answered + 4)
+    fake_hub.mode = "ok"
+    fake_engine.fire("p1", 1)
+    assert fake_hub.wait_for(lambda: sum(len(b["hits"]) for _, b in fake_hub.hits) == 6)
+    with fake_hub.lock:
+        tries = [(body["batch"], [h["hit_id"] for h in body["hits"]]) for body in fake_hub.posted]
+        stored = [body["batch"] for _, body in fake_hub.hits]
+    numbers = [number for number, _ in tries]
+    assert numbers[0] == 1
+    assert all(b - a in (0, 1) for a, b in itertools.pairwise(numbers)), numbers
+    for number in set(numbers):
+        assert len({tuple(ids) for n, ids in tries if n == number}) == 1, "the same batch"
+    assert max(numbers.count(n) for n in set(numbers)) >= 4, "tried again under the same number"
+    assert stored == sorted(set(numbers)), "each number answered once, in order"
 
 
 def test_stop_removes_probes_flushes_and_deregisters(

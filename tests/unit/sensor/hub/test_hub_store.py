@@ -243,6 +243,23 @@ def test_drop_counts_add_up_per_probe(store: Any) -> None:
     assert store.get_probe("p1").dropped == 6  # type: ignore[union-attr]
 
 
+def test_a_numbered_batch_sent_again_counts_its_drops_once(store: Any) -> None:
+    store.add_probe(probe("p1"))
+    store.register_source(source())
+    store.register_source(source("s2"))
+    store.add_hits(source(), [], {"p1": 4}, 2000.0, number=1)
+    store.add_hits(source(), [], {"p1": 4}, 2001.0, number=1)  # its answer was lost: again
+    assert store.get_probe("p1").dropped == 4  # type: ignore[union-attr]
+    store.add_hits(source(), [], {"p1": 6}, 2002.0, number=1)  # again, 2 more dropped since
+    assert store.get_probe("p1").dropped == 6  # type: ignore[union-attr]
+    store.add_hits(source(), [hit()], {"p1": 1}, 2003.0, number=2)
+    store.add_hits(source(), [hit()], {"p1": 1}, 2004.0, number=2)
+    store.add_hits(source(), [], {"p1": 4}, 2005.0, number=3)  # the next batch: counted
+    store.add_hits(source("s2"), [], {"p1": 4}, 2005.0, number=3)  # another source's
+    record = store.get_probe("p1")
+    assert (record.hit_count, record.dropped) == (1, 15)  # type: ignore[union-attr]
+
+
 def test_read_hits_pages_and_filters(store: Any) -> None:
     store.add_probe(probe("p1"))
     store.add_probe(probe("p2"))
