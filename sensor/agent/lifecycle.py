@@ -152,6 +152,7 @@ class Agent:
         # The number of the batch being sent, the same on every retry of it, the next one once
         # the hub answered: the hub knows a retry (its answer lost) by it, drop counts included.
         self._batch_number = 1
+        self._number_batches = True  # until a hub older than the field refuses it
         self._batch_cap = self.config.batch_size
         # Last statuses of probes removed while running, sent with every heartbeat so that the
         # hub's record of each ends with the counts the engine had, not with a stale one. A
@@ -637,7 +638,8 @@ class Agent:
             self._pending = self.queue.take(self._batch_cap)
         batch = self._pending[: self._batch_cap]
         drops = self._unreported_drops()
-        body = self._encode_batch(batch, drops, self._batch_number)
+        number = self._batch_number if self._number_batches else None
+        body = self._encode_batch(batch, drops, number)
         try:
             answer = transport.request(
                 "POST", f"/v1/sensors/{source_id}/hits", body, timeout=timeout
@@ -653,6 +655,16 @@ class Agent:
             status = exc.status or 0
             if status == 413 and len(batch) > 1:
                 self._batch_cap = max(1, len(batch) // 2)  # too big for the hub: halve, retry
+                return True
+            if status == 422 and number is not None and "unknown: batch" in str(exc):
+                # A hub older than batch numbers: send without them (a retried batch of drop
+                # counts only may then count twice there, as it always did).
+                self._number_batches = False
+                log.warning(
+                    "sensor: the hub at %s does not know batch numbers (an older hub); "
+                    "sending batches without them: upgrade the hub",
+                    self.config.hub_url,
+                )
                 return True
             if 400 <= status < 500 and status not in (404, 408, 409, 429):
                 # The hub refuses this batch for good: retrying would block every later hit.
@@ -718,11 +730,12 @@ class Agent:
         for probe_id, count in declined.items():
             self.queue.drop(probe_id, count)
 
-    def _encode_batch(self, batch: list[Hit], drops: dict[str, int], number: int) -> bytes:
+    def _encode_batch(self, batch: list[Hit], drops: dict[str, int], number: int | None) -> bytes:
         hits = [hit.to_dict() for hit in batch]
+        head: dict[str, Any] = {} if number is None else {"batch": number}
         try:
             return json.dumps(
-                {"batch": number, "hits": hits, "dropped": drops}, separators=(",", ":")
+                {**head, "hits": hits, "dropped": drops}, separators=(",", ":")
             ).encode()
         except (TypeError, ValueError):
             pass
@@ -735,9 +748,7 @@ class Agent:
             except (TypeError, ValueError):
                 self.queue.drop(hit.probe_id)
                 self._log.failure("encoding a hit", f"probe {hit.probe_id}: not JSON")
-        return json.dumps(
-            {"batch": number, "hits": good, "dropped": drops}, separators=(",", ":")
-        ).encode()
+        return json.dumps({**head, "hits": good, "dropped": drops}, separators=(",", ":")).encode()
 
     def _engine_statuses(self) -> list[ProbeStatus]:
         engine = self._engine

@@ -27,6 +27,8 @@ class FakeHub:
         # which were declined (declined_by_probe) as the real hub does
         self.accept_at_most: int | None = None
         self.itemize_declined = True
+        # answer batches that carry a number as a hub older than batch numbers does
+        self.refuse_batch_numbers = False
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.registrations: list[dict[str, Any]] = []
@@ -153,6 +155,11 @@ class FakeHub:
                 source_id = parts[2] if len(parts) >= 4 else ""
                 if source_id not in hub.known_sources:
                     self._answer(404, {"error": {"code": "unknown", "message": "no source"}})
+                    return
+                if parts[3] == "hits" and hub.refuse_batch_numbers and "batch" in body:
+                    message = "HitBatch: got ['batch'], expected only the fields dropped, hits"
+                    self._answer(422, {"error": {"code": "invalid_body", "message":
+                                       message + " (unknown: batch)"}})  # fmt: skip
                     return
                 with hub.lock:
                     if parts[3] == "hits":

@@ -267,6 +267,22 @@ def test_a_batch_keeps_its_number_until_the_hub_answers_it(
     assert stored == sorted(set(numbers)), "each number answered once, in order"
 
 
+def test_a_hub_older_than_batch_numbers_gets_batches_without_them(
+    fake_hub: FakeHub, fake_engine: FakeEngine, agents: list[Agent]
+) -> None:
+    fake_hub.refuse_batch_numbers = True  # 422, naming the unknown field
+    running(agents, make_agent(fake_hub, fake_engine))
+    fake_hub.set_probes([snapshot_probe("p1")])
+    assert installed(fake_hub, fake_engine, "p1")
+    fake_engine.fire("p1", 3)
+    assert fake_hub.wait_for(lambda: sum(len(b["hits"]) for _, b in fake_hub.hits) == 3)
+    fake_engine.fire("p1", 2)
+    assert fake_hub.wait_for(lambda: sum(len(b["hits"]) for _, b in fake_hub.hits) == 5)
+    assert ["batch" in body for body in fake_hub.posted][:2] == [True, False], "once refused"
+    assert not any("batch" in body for _, body in fake_hub.hits)
+    assert fake_hub.dropped == {}, "nothing dropped for it"
+
+
 def test_stop_removes_probes_flushes_and_deregisters(
     fake_hub: FakeHub, fake_engine: FakeEngine
 ) -> None:
