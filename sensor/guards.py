@@ -195,6 +195,10 @@ class Waker:
         self._earliest = -math.inf
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
+        # The generation whose thread serves now (None: none): what schedule() reads on a host
+        # thread instead of Thread.is_alive, which is Python code of the threading module (a
+        # probe a user placed there would fire from the sensor's own gate closing).
+        self._serving: int | None = None
         self._stopped = False
         self._generation = 0
         #: Reopenings done, and requests refused (the gate then kept the clock test).
@@ -237,24 +241,28 @@ class Waker:
         return not self._stopped and self._running()
 
     def _running(self) -> bool:
-        thread = self._thread
-        if thread is not None and thread.is_alive():
+        if self._serving == self._generation:  # no Python code of threading on a host thread
             return True
         if not self._lock.acquire(False):  # someone else is starting it (or serving): refuse
             return False
         try:
-            thread = self._thread
-            if thread is not None and thread.is_alive():
+            if self._serving == self._generation:
                 return True
-            from sensor.threads import SensorThread
+            from sensor.threads import SensorThread, sensor_work
 
-            thread = SensorThread(
-                functools.partial(self._run, self._generation), name="pytest-runtime-waker"
-            )
-            try:
-                thread.start()
-            except RuntimeError:  # interpreter shutting down, or no thread can be started
-                return False
+            generation = self._generation
+            # Rare on a host thread (the engine starts the thread when it places a probe; a
+            # closing gate only after a fork), and sensor work: Thread.start is Python code.
+            with sensor_work():
+                thread = SensorThread(
+                    functools.partial(self._run, generation), name="pytest-runtime-waker"
+                )
+                self._serving = generation  # before the thread can end and clear it
+                try:
+                    thread.start()
+                except RuntimeError:  # interpreter shutting down, or no thread can be started
+                    self._serving = None
+                    return False
             self._thread = thread
             return True
         finally:
@@ -269,10 +277,17 @@ class Waker:
         except Exception:
             # Never leave a gate closed with nobody to reopen it: open them all (they test
             # the clock again), and the next closing gate starts a new thread.
+            self._ended(generation)
             with sensor_work():
                 log.exception("sensor: the rate-limit waker stopped; reopening every gate")
             with self._lock:
                 self.reopen_all()
+        finally:
+            self._ended(generation)
+
+    def _ended(self, generation: int) -> None:
+        if self._serving == generation:
+            self._serving = None
 
     def _serve(self, generation: int) -> None:
         # The locks of this thread's generation: after a fork the child renews them, and a

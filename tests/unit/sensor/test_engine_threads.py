@@ -377,3 +377,22 @@ def test_a_child_forked_while_a_sensor_thread_worked_runs_the_fast_code(
     finally:
         release.set()
         engine.close()
+
+
+def test_a_gate_closing_on_a_host_thread_runs_no_python_code_of_threading(
+    engine: Engine, target: ModuleType
+) -> None:
+    # A rate-limited gate that closes asks the waker to reopen it, on the host's thread, outside
+    # sensor work: the waker must not call Python code a user may have put a probe on (here
+    # threading.Thread.is_alive, which it used to ask whether its thread still ran).
+    alive = place(engine, kind="counter", location="threading:Thread.is_alive")
+    body = line_of(target, "work-body")
+    closing = place(engine, kind="snapshot", location=f"{target.__name__}:work@{body}",
+                    limits={"rate": 20, "burst": 1})  # fmt: skip
+    for _ in range(5):
+        for i in range(20):
+            target.work(i)
+        time.sleep(0.06)  # the waker reopens the gate: it closes again at the next hit
+    assert status_of(engine, closing).hits >= 3, "the gate closed and reopened"
+    counted = {hit.probe_id: hit.aggregate for hit in engine.flush_aggregates()}
+    assert counted.get(alive.id) is None, counted.get(alive.id)
