@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import re
 import socket
 import threading
 import time
@@ -104,6 +105,30 @@ def _default_engine() -> Engine:
     return get_engine()
 
 
+# What a hub's refusal of an unknown status field says: "statuses[0]..." then, in the words of
+# its schema check or (the first release) of sensor.probes, "expected only the fields a, b, c".
+_KNOWN_FIELDS = re.compile(
+    r"statuses\[\d+\][^\n]*?expected only the fields ([a-z_]+(?:, [a-z_]+)*)"
+)
+
+
+# A hub's refusal of the batch number: "(unknown: batch)" from its schema check, or (the first
+# release) "unknown field(s) ['batch'], expected only [...]".
+_UNKNOWN_BATCH = re.compile(r"unknown(?:: | field\(s\) \[)[^\]\n]*\bbatch\b")
+
+
+def _known_status_fields(exc: HubResponseError) -> frozenset[str] | None:
+    """The status fields a hub takes, when ``exc`` is its refusal of fields it does not know."""
+    if exc.status != 422:
+        return None
+    found = _KNOWN_FIELDS.search(str(exc))
+    if found is None:
+        return None
+    known = frozenset(found.group(1).split(", "))
+    # never fewer than what every hub has taken: the answer must still identify the probe
+    return known if {"probe_id", "state"} <= known else None
+
+
 class Agent:
     """One sensor: its source identity on the hub, its probes in the engine, its hit queue."""
 
@@ -153,6 +178,9 @@ class Agent:
         # the hub answered: the hub knows a retry (its answer lost) by it, drop counts included.
         self._batch_number = 1
         self._number_batches = True  # until a hub older than the field refuses it
+        # The status fields the hub takes, once a hub older than some of ours named them in a
+        # refusal (None: all of ours).
+        self._status_fields: frozenset[str] | None = None
         self._batch_cap = self.config.batch_size
         # Last statuses of probes removed while running, sent with every heartbeat so that the
         # hub's record of each ends with the counts the engine had, not with a stale one. A
@@ -656,7 +684,7 @@ class Agent:
             if status == 413 and len(batch) > 1:
                 self._batch_cap = max(1, len(batch) // 2)  # too big for the hub: halve, retry
                 return True
-            if status == 422 and number is not None and "unknown: batch" in str(exc):
+            if status == 422 and number is not None and _UNKNOWN_BATCH.search(str(exc)):
                 # A hub older than batch numbers: send without them (a retried batch of drop
                 # counts only may then count twice there, as it always did).
                 self._number_batches = False
@@ -804,11 +832,34 @@ class Agent:
         source_id = self.source_id
         if source_id is None:
             return
-        body = {
-            "statuses": self._statuses(engine_statuses),
-            "dropped": self.queue.dropped + self._engine_dropped(),
-        }
-        transport.request("POST", f"/v1/sensors/{source_id}/heartbeat", body, timeout=timeout)
+        statuses = self._statuses(engine_statuses)
+        dropped = self.queue.dropped + self._engine_dropped()
+        path = f"/v1/sensors/{source_id}/heartbeat"
+        try:
+            body = {"statuses": self._hub_fields(statuses), "dropped": dropped}
+            transport.request("POST", path, body, timeout=timeout)
+            return
+        except HubResponseError as exc:
+            known = _known_status_fields(exc) if self._status_fields is None else None
+            if known is None:
+                raise
+            # A hub older than some of the counters (it names the fields it takes): keep
+            # reporting what it knows rather than have every heartbeat refused.
+            self._status_fields = known
+            log.warning(
+                "sensor: the hub at %s does not take the status fields %s (an older hub); "
+                "reporting without them: upgrade the hub",
+                self.config.hub_url,
+                ", ".join(sorted(set(statuses[0]) - known)) if statuses else "?",
+            )
+        body = {"statuses": self._hub_fields(statuses), "dropped": dropped}
+        transport.request("POST", path, body, timeout=timeout)
+
+    def _hub_fields(self, statuses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        known = self._status_fields
+        if known is None:
+            return statuses
+        return [{k: v for k, v in status.items() if k in known} for status in statuses]
 
     # -- status ----------------------------------------------------------------------------
 

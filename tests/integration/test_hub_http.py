@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from hub_process import ADMIN_TOKEN, CLIENT_TOKEN, SENSOR_TOKEN, HubProcess, cal
 
 from sensor.client import HubClient
 from sensor.errors import HubResponseError, HubUnavailableError
+from sensor.probes import ProbeStatus
 
 pytestmark = pytest.mark.integration
 
@@ -208,6 +210,44 @@ def test_a_batch_sent_again_after_its_answer_was_lost_counts_once(hub: HubProces
         assert status == 422, (bad, answer)
         assert "batch" in answer["error"]["message"], answer
     assert counted() == (1, 13)
+
+
+def test_the_sensor_reads_the_status_fields_a_hub_takes_from_its_refusal(hub: HubProcess) -> None:
+    # A sensor newer than its hub sends status fields the hub does not know; the hub's 422
+    # names the fields it takes, and the sensor reads them from the real answer.
+    from sensor.agent.lifecycle import _known_status_fields
+    from sensor.agent.transport import Transport
+
+    _, registered = call(hub.url, "POST", "/v1/sensors/register", SENSOR_TOKEN, {"service": "s"})
+    transport = Transport(hub.url, SENSOR_TOKEN)
+    status = {"probe_id": "p1", "state": "installed", "hits": 1, "from_a_later_sensor": 2}
+    with pytest.raises(HubResponseError) as refused:
+        transport.request(
+            "POST", f"/v1/sensors/{registered['source_id']}/heartbeat", {"statuses": [status]}
+        )
+    transport.close()
+    assert _known_status_fields(refused.value) == {
+        field.name for field in dataclasses.fields(ProbeStatus)
+    }
+
+
+def test_the_sensor_knows_a_refusal_of_its_batch_number_from_the_hub(hub: HubProcess) -> None:
+    # The words a hub uses to refuse a field it does not know, read by the sensor from the real
+    # answer (a field from a later sensor stands for "batch" on a hub that knows batch).
+    from sensor.agent.lifecycle import _UNKNOWN_BATCH
+    from sensor.agent.transport import Transport
+
+    _, registered = call(hub.url, "POST", "/v1/sensors/register", SENSOR_TOKEN, {"service": "s"})
+    transport = Transport(hub.url, SENSOR_TOKEN)
+    with pytest.raises(HubResponseError) as refused:
+        transport.request(
+            "POST", f"/v1/sensors/{registered['source_id']}/hits", {"hits": [], "later": 1}
+        )
+    transport.close()
+    message = str(refused.value)
+    assert refused.value.status == 422
+    assert _UNKNOWN_BATCH.search(message.replace("later", "batch")), message
+    assert not _UNKNOWN_BATCH.search(message), message
 
 
 def test_probe_expiry_reaches_a_waiting_sensor(hub: HubProcess) -> None:

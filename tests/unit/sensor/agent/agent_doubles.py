@@ -10,7 +10,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from sensor.probes import Hit, Probe, ProbeState, ProbeStatus
+from sensor.errors import ProbeSpecError
+from sensor.probes import Hit, Probe, ProbeState, ProbeStatus, _reject_unknown
 
 
 class FakeHub:
@@ -29,6 +30,8 @@ class FakeHub:
         self.itemize_declined = True
         # answer batches that carry a number as a hub older than batch numbers does
         self.refuse_batch_numbers = False
+        # refuse statuses with other fields, as a hub older than some of the counters does
+        self.status_fields: set[str] | None = None
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.registrations: list[dict[str, Any]] = []
@@ -157,9 +160,9 @@ class FakeHub:
                     self._answer(404, {"error": {"code": "unknown", "message": "no source"}})
                     return
                 if parts[3] == "hits" and hub.refuse_batch_numbers and "batch" in body:
-                    message = "HitBatch: got ['batch'], expected only the fields dropped, hits"
-                    self._answer(422, {"error": {"code": "invalid_body", "message":
-                                       message + " (unknown: batch)"}})  # fmt: skip
+                    # the first release's words (today's hub: test_hub_http)
+                    message = "hits: unknown field(s) ['batch'], expected only ['dropped', 'hits']"
+                    self._answer(422, {"error": {"code": "unknown_field", "message": message}})
                     return
                 with hub.lock:
                     if parts[3] == "hits":
@@ -178,6 +181,11 @@ class FakeHub:
                             answer["declined"] = len(refused)
                             answer["declined_by_probe"] = by_probe
                     elif parts[3] == "heartbeat":
+                        if hub.status_fields is not None:
+                            refused = _refuse_unknown(body.get("statuses") or [], hub.status_fields)
+                            if refused:
+                                self._answer(422, refused)
+                                return
                         hub.heartbeats.append((source_id, body))
                         answer = {}
                     elif parts[3] == "deregister":
@@ -271,3 +279,13 @@ def snapshot_probe(probe_id: str = "p1") -> Probe:
     return Probe.from_dict(
         {"kind": "snapshot", "location": "shop.pricing:total", "capture": ["n"], "id": probe_id}
     )
+
+
+def _refuse_unknown(statuses: list[dict[str, Any]], known: set[str]) -> dict[str, Any] | None:
+    """The hub's 422 for a status with a field it does not know (its own words: sensor.probes)."""
+    for index, item in enumerate(statuses):
+        try:
+            _reject_unknown("status", item, known)
+        except ProbeSpecError as exc:
+            return {"error": {"code": "invalid_status", "message": f"statuses[{index}]: {exc}"}}
+    return None

@@ -283,6 +283,31 @@ def test_a_hub_older_than_batch_numbers_gets_batches_without_them(
     assert fake_hub.dropped == {}, "nothing dropped for it"
 
 
+# The status fields of the first release's hub: it refuses a status with any other.
+FIRST_STATUS_FIELDS = {
+    "probe_id", "state", "reason", "hits", "drops", "skipped_rate", "skipped_condition",
+    "errors", "backend", "updated_at", "evaluations", "violations",
+}  # fmt: skip
+
+
+def test_a_hub_older_than_some_status_counters_still_gets_every_status(
+    fake_hub: FakeHub, fake_engine: FakeEngine, agents: list[Agent]
+) -> None:
+    fake_hub.status_fields = FIRST_STATUS_FIELDS
+    running(agents, make_agent(fake_hub, fake_engine))
+    fake_hub.set_probes([snapshot_probe("p1")])
+    assert installed(fake_hub, fake_engine, "p1")
+    fake_engine.fire("p1", 3)
+
+    def reported() -> list[dict[str, Any]]:
+        with fake_hub.lock:
+            return [s for _, body in fake_hub.heartbeats for s in body["statuses"]]
+
+    assert fake_hub.wait_for(lambda: any(s["hits"] == 3 for s in reported()))
+    assert all(set(status) <= FIRST_STATUS_FIELDS for status in reported())
+    assert {"probe_id", "state", "hits", "evaluations"} <= set(reported()[-1])
+
+
 def test_stop_removes_probes_flushes_and_deregisters(
     fake_hub: FakeHub, fake_engine: FakeEngine
 ) -> None:
