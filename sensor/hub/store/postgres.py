@@ -17,10 +17,10 @@ does, and ``jsonb`` would reorder their keys.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -50,8 +50,8 @@ from sensor.hub.store.rows import (
     source_from_row,
     status_from_body,
     token_from_row,
-    version_summaries,
 )
+from sensor.hub.store.standing import read_summary, store_standing
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
@@ -63,8 +63,6 @@ _RETRIES = 5
 _MIGRATION_LOCK = 0x5E45_0001
 #: The key of the advisory lock that lets one replica at a time apply retention.
 _RETENTION_LOCK = 0x5E45_0002
-#: Which hit a full reservoir replaces: not a secret, only an even spread.
-_RANDOM = random.Random()
 
 _TABLES = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -981,9 +979,9 @@ class PostgresStore:
             if standing:
                 # the probe's row is locked (FOR UPDATE above) until this transaction ends:
                 # replicas sampling the same probe take turns, so its counts stay exact
-                accepted = self._store_standing(
-                    conn, source, probe_id, signature, state, batch, dropped, now, outcome,
-                    retry=ledger.retry,
+                accepted = store_standing(
+                    _Dialect(conn), source, probe_id, signature, state, batch, dropped, now,
+                    outcome, retry=ledger.retry,
                 )  # fmt: skip
                 row[4] = hit_count + accepted
                 continue
@@ -1037,208 +1035,15 @@ class PostgresStore:
                 outcome.completed.append(probe_id)
         return outcome
 
-    def _store_standing(
-        self,
-        conn: Any,
-        source: SourceRecord,
-        probe_id: str,
-        signature: str,
-        state: str,
-        batch: Sequence[dict[str, Any]],
-        dropped: Mapping[str, int],
-        now: float,
-        outcome: BatchOutcome,
-        *,
-        retry: bool = False,
-    ) -> int:
-        """A standing probe's hits: counted per stratum, sampled into the bounded reservoir.
-
-        The same rules as the SQLite store: a hit the sample does not keep is still accepted
-        and counted in ``strata.seen``; ``hit_count`` counts the hits accepted. Returns that
-        number. ``retry``: the batch was committed before (:class:`BatchLedger`).
-        """
-        stored_ids = self._stored_hit_ids(conn, probe_id, source.id, batch) if batch else set()
-        if state != "active":
-            reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(state, "max_hits")
-            fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
-            outcome.accepted += len(batch) - len(fresh)
-            outcome.decline(probe_id, reason, len(fresh))
-            return 0
-        brief = source.brief()
-        version = source.version or ""
-        accepted = 0
-        for hit in batch:
-            hit_id = hit.get("hit_id") or None
-            outcome.accepted += 1
-            if hit_id is not None:
-                if retry or hit_id in stored_ids:
-                    continue  # a retried batch: stored already, counted already
-                # a second copy in this batch is the same hit (and would break hits_unique)
-                stored_ids.add(hit_id)
-            accepted += 1
-            hit["signature"] = signature
-            hit["source"] = brief
-            if self._sample(conn, probe_id, version, source.id, hit, now):
-                outcome.stored.append(hit)  # kept in the sample: exported like any stored hit
-        extra_dropped = int(dropped.get(probe_id, 0))
-        if accepted or extra_dropped:
-            conn.execute(
-                "UPDATE probes SET hit_count = hit_count + %s, dropped = dropped + %s "
-                "WHERE id = %s",
-                (accepted, extra_dropped, probe_id),
-            )
-        return accepted
-
-    def _sample(
-        self,
-        conn: Any,
-        probe_id: str,
-        version: str,
-        source_id: str,
-        hit: dict[str, Any],
-        now: float,
-    ) -> bool:
-        """Count one hit in its stratum and decide whether the sample keeps it.
-
-        As :meth:`SQLiteStore._sample <sensor.hub.store.sqlite.SQLiteStore._sample>`: while the
-        reservoir of (probe, version) has room every hit is kept; once full, a hit of a stratum
-        smaller than the largest replaces a random hit of the largest, and a hit of a largest
-        stratum replaces one of its own with probability kept/seen.
-        """
-        from sensor.hub import strata as st
-
-        stratum = st.stratum_of(hit)
-        key = (probe_id, version)
-        row = conn.execute(
-            "SELECT seen, kept FROM strata WHERE probe_id = %s AND version = %s AND stratum = %s",
-            (*key, stratum),
-        ).fetchone()
-        if row is None:
-            versions = [
-                v
-                for (v,) in conn.execute(
-                    "SELECT version FROM strata WHERE probe_id = %s GROUP BY version "
-                    "ORDER BY MAX(last_seen) DESC, version",
-                    (probe_id,),
-                )
-            ]
-            if version not in versions and len(versions) >= st.MAX_VERSIONS:
-                for old in versions[st.MAX_VERSIONS - 1 :]:
-                    self._forget_version(conn, probe_id, old)
-            count = conn.execute(
-                "SELECT COUNT(*) FROM strata WHERE probe_id = %s AND version = %s", key
-            ).fetchone()[0]
-            if count >= st.MAX_STRATA:
-                stratum = st.OVERFLOW_STRATUM
-                row = conn.execute(
-                    "SELECT seen, kept FROM strata WHERE probe_id = %s AND version = %s "
-                    "AND stratum = %s",
-                    (*key, stratum),
-                ).fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO strata (probe_id, version, stratum, seen, kept, first_seen, "
-                    "last_seen) VALUES (%s, %s, %s, 0, 0, %s, %s)",
-                    (*key, stratum, now, now),
-                )
-                row = (0, 0)
-        seen, kept = int(row[0]) + 1, int(row[1])
-        conn.execute(
-            "UPDATE strata SET seen = %s, last_seen = %s WHERE probe_id = %s AND version = %s "
-            "AND stratum = %s",
-            (seen, now, *key, stratum),
-        )
-        total = conn.execute(
-            "SELECT COALESCE(SUM(kept), 0) FROM strata WHERE probe_id = %s AND version = %s", key
-        ).fetchone()[0]
-        victim: str | None = None  # the stratum that gives up one hit
-        if total >= st.RESERVOIR_CAP:
-            largest, most = conn.execute(
-                "SELECT stratum, kept FROM strata WHERE probe_id = %s AND version = %s "
-                "ORDER BY kept DESC, stratum LIMIT 1",
-                key,
-            ).fetchone()
-            if most > kept + 1:
-                victim = largest
-            elif kept > 0 and _RANDOM.randrange(seen) < kept:
-                victim = stratum
-            else:
-                return False  # not sampled: counted in seen
-        if victim is not None:
-            kept_there = conn.execute(
-                "SELECT kept FROM strata WHERE probe_id = %s AND version = %s AND stratum = %s",
-                (*key, victim),
-            ).fetchone()[0]
-            (seq,) = conn.execute(
-                "SELECT seq FROM reservoir WHERE probe_id = %s AND version = %s AND stratum = %s "
-                "ORDER BY seq LIMIT 1 OFFSET %s",
-                (*key, victim, _RANDOM.randrange(max(1, int(kept_there)))),
-            ).fetchone()
-            conn.execute("DELETE FROM hits WHERE seq = %s", (seq,))
-            conn.execute("DELETE FROM reservoir WHERE seq = %s", (seq,))
-            conn.execute(
-                "UPDATE strata SET kept = kept - 1 WHERE probe_id = %s AND version = %s "
-                "AND stratum = %s",
-                (*key, victim),
-            )
-        (new_seq,) = conn.execute(
-            "INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, body) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING seq",
-            (
-                probe_id,
-                hit["signature"],
-                source_id,
-                hit.get("hit_id") or None,
-                hit["ts"],
-                now,
-                encode_hit(hit),
-            ),
-        ).fetchone()
-        conn.execute(
-            "INSERT INTO reservoir (seq, probe_id, version, stratum) VALUES (%s, %s, %s, %s)",
-            (new_seq, *key, stratum),
-        )
-        conn.execute(
-            "UPDATE strata SET kept = kept + 1 WHERE probe_id = %s AND version = %s "
-            "AND stratum = %s",
-            (*key, stratum),
-        )
-        return True
-
-    @staticmethod
-    def _forget_version(conn: Any, probe_id: str, version: str) -> None:
-        """Drop the sample and counts of one service version of a standing probe."""
-        key = (probe_id, version)
-        conn.execute(
-            "DELETE FROM hits WHERE seq IN (SELECT seq FROM reservoir WHERE probe_id = %s "
-            "AND version = %s)",
-            key,
-        )
-        conn.execute("DELETE FROM reservoir WHERE probe_id = %s AND version = %s", key)
-        conn.execute("DELETE FROM strata WHERE probe_id = %s AND version = %s", key)
-
     def standing_summary(self, probe_id: str) -> list[VersionSummary]:
-        def body(conn: Any) -> list[VersionSummary]:
-            # one transaction: the totals and the counters are of the same moment
-            rows = conn.execute(
-                "SELECT version, SUM(seen), SUM(kept), COUNT(*), MIN(first_seen), "
-                "MAX(last_seen) FROM strata WHERE probe_id = %s GROUP BY version "
-                "ORDER BY MAX(last_seen) DESC, version",
-                (probe_id,),
-            ).fetchall()
-            statuses = conn.execute(
-                "SELECT COALESCE(so.version, ''), st.body FROM statuses st JOIN sources so "
-                "ON so.id = st.source_id WHERE st.probe_id = %s",
-                (probe_id,),
-            ).fetchall()
-            return version_summaries(rows, statuses)
-
-        result: list[VersionSummary] = self._run("read standing summary", body)
+        result: list[VersionSummary] = self._run(
+            "read standing summary", lambda conn: read_summary(_Dialect(conn), probe_id)
+        )
         return result
 
     @staticmethod
     def _stored_hit_ids(
-        conn: Any, probe_id: str, source_id: str, batch: Sequence[dict[str, Any]]
+        conn: Any, probe_id: str, source_id: str, batch: Sequence[Mapping[str, Any]]
     ) -> set[str]:
         ids = sorted({hit["hit_id"] for hit in batch if hit.get("hit_id")})
         if not ids:
@@ -1420,6 +1225,38 @@ class PostgresStore:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+class _Dialect:
+    """The shared standing-probe statements (:mod:`.standing`) on one transaction's connection."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(_placeholders(sql), params)
+
+    def insert_hit(self, row: Sequence[Any]) -> int:
+        (seq,) = self._conn.execute(
+            "INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, body) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING seq",
+            row,
+        ).fetchone()
+        return int(seq)
+
+    def stored_hit_ids(
+        self, probe_id: str, source_id: str, batch: Sequence[Mapping[str, Any]]
+    ) -> set[str]:
+        return PostgresStore._stored_hit_ids(self._conn, probe_id, source_id, batch)
+
+
+@functools.lru_cache(maxsize=64)
+def _placeholders(sql: str) -> str:
+    """A statement of :mod:`.standing` (``?`` placeholders) as psycopg takes it (``%s``)."""
+    # none of those statements holds a ``?`` or a ``%`` of its own
+    return sql.replace("?", "%s")
 
 
 class _Recount(Exception):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import sqlite3
 import stat
 import threading
@@ -44,8 +43,8 @@ from sensor.hub.store.rows import (
     source_from_row,
     status_from_body,
     token_from_row,
-    version_summaries,
 )
+from sensor.hub.store.standing import read_summary, store_standing
 
 __all__ = ["FILE_MODE", "MIGRATIONS", "STATUS_COUNTERS", "SQLiteStore"]
 
@@ -151,8 +150,6 @@ MIGRATIONS = (
 FILE_MODE = 0o600
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps re-creates it
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-#: Which hit a full reservoir replaces: not a secret, only an even spread.
-_RANDOM = random.Random()
 
 
 class SQLiteStore:
@@ -185,6 +182,7 @@ class SQLiteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             self._db.execute("PRAGMA busy_timeout=5000")
+            self._sql = _Dialect(self._db)
             self._migrate()
             if on_disk:
                 # SQLite creates -wal and -shm with the database's mode; files left by an
@@ -711,9 +709,9 @@ class SQLiteStore:
                 outcome.decline(probe_id, "not_given", len(batch))
                 continue
             if standing:
-                self._store_standing(
-                    source, probe_id, signature, state, batch, dropped, now, outcome,
-                    retry=ledger.retry,
+                store_standing(
+                    self._sql, source, probe_id, signature, state, batch, dropped, now,
+                    outcome, retry=ledger.retry,
                 )  # fmt: skip
                 continue
             cap = max_hits
@@ -724,7 +722,7 @@ class SQLiteStore:
             room = None if cap is None else max(0, cap - hit_count)
             if batch and (state != "active" or (room is not None and room < len(batch))):
                 # some hits may be declined: those already stored (a retried batch) are not
-                stored_ids = self._stored_hit_ids(probe_id, source.id, batch)
+                stored_ids = self._sql.stored_hit_ids(probe_id, source.id, batch)
                 fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
                 outcome.accepted += len(batch) - len(fresh)
                 if state != "active":
@@ -788,216 +786,11 @@ class SQLiteStore:
                 outcome.completed.append(probe_id)
         return outcome
 
-    def _store_standing(
-        self,
-        source: SourceRecord,
-        probe_id: str,
-        signature: str,
-        state: str,
-        batch: Sequence[dict[str, Any]],
-        dropped: Mapping[str, int],
-        now: float,
-        outcome: BatchOutcome,
-        *,
-        retry: bool = False,
-    ) -> None:
-        """A standing probe's hits: counted per stratum, sampled into the bounded reservoir.
-
-        A hit the sample does not keep is still accepted (the sensor must not resend it) and
-        counted in ``strata.seen``; ``hit_count`` counts the hits accepted, as for any probe.
-        ``retry``: the batch was committed before (:class:`BatchLedger`), its hits counted.
-        """
-        if state != "active":
-            reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(state, "max_hits")
-            stored_ids = self._stored_hit_ids(probe_id, source.id, batch) if batch else set()
-            fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
-            outcome.accepted += len(batch) - len(fresh)
-            outcome.decline(probe_id, reason, len(fresh))
-            return
-        brief = source.brief()
-        version = source.version or ""
-        accepted = 0
-        for hit in batch:
-            hit_id = hit.get("hit_id") or None
-            outcome.accepted += 1
-            if hit_id is not None and retry:
-                continue  # counted when the batch was first committed, kept or not
-            if (
-                hit_id is not None
-                and self._db.execute(
-                    "SELECT 1 FROM hits WHERE probe_id = ? AND source_id = ? AND hit_id = ?",
-                    (probe_id, source.id, hit_id),
-                ).fetchone()
-            ):
-                continue  # a retried batch: stored already, counted already
-            accepted += 1
-            hit["signature"] = signature
-            hit["source"] = brief
-            if self._sample(probe_id, version, source.id, hit, now):
-                outcome.stored.append(hit)  # kept in the sample: exported like any stored hit
-        self._db.execute(
-            "UPDATE probes SET hit_count = hit_count + ?, dropped = dropped + ? WHERE id = ?",
-            (accepted, int(dropped.get(probe_id, 0)), probe_id),
-        )
-
-    def _sample(
-        self, probe_id: str, version: str, source_id: str, hit: dict[str, Any], now: float
-    ) -> bool:
-        """Count one hit in its stratum and decide whether the sample keeps it.
-
-        While the reservoir of (probe, version) has room every hit is kept. Once it is full, a
-        hit of a stratum smaller than the largest takes the place of a random hit of the
-        largest (so every stratum seen has examples, and a rare one keeps all of its own);
-        a hit of a largest stratum replaces one of its own with probability kept/seen
-        (reservoir sampling within the stratum: its sample stays uniform over time).
-        """
-        from sensor.hub import strata as st
-
-        db = self._db
-        stratum = st.stratum_of(hit)
-        key = (probe_id, version)
-        row = db.execute(
-            "SELECT seen, kept FROM strata WHERE probe_id = ? AND version = ? AND stratum = ?",
-            (*key, stratum),
-        ).fetchone()
-        if row is None:
-            versions = [
-                v
-                for (v,) in db.execute(
-                    "SELECT version FROM strata WHERE probe_id = ? GROUP BY version "
-                    "ORDER BY MAX(last_seen) DESC",
-                    (probe_id,),
-                )
-            ]
-            if version not in versions and len(versions) >= st.MAX_VERSIONS:
-                for old in versions[st.MAX_VERSIONS - 1 :]:
-                    self._forget_version(probe_id, old)
-            count = db.execute(
-                "SELECT COUNT(*) FROM strata WHERE probe_id = ? AND version = ?", key
-            ).fetchone()[0]
-            if count >= st.MAX_STRATA:
-                stratum = st.OVERFLOW_STRATUM
-                row = db.execute(
-                    "SELECT seen, kept FROM strata WHERE probe_id = ? AND version = ? "
-                    "AND stratum = ?",
-                    (*key, stratum),
-                ).fetchone()
-            if row is None:
-                db.execute(
-                    "INSERT INTO strata (probe_id, version, stratum, seen, kept, first_seen, "
-                    "last_seen) VALUES (?, ?, ?, 0, 0, ?, ?)",
-                    (*key, stratum, now, now),
-                )
-                row = (0, 0)
-        seen, kept = int(row[0]) + 1, int(row[1])
-        db.execute(
-            "UPDATE strata SET seen = ?, last_seen = ? WHERE probe_id = ? AND version = ? "
-            "AND stratum = ?",
-            (seen, now, *key, stratum),
-        )
-        total = db.execute(
-            "SELECT COALESCE(SUM(kept), 0) FROM strata WHERE probe_id = ? AND version = ?", key
-        ).fetchone()[0]
-        victim: str | None = None  # the stratum that gives up one hit
-        if total >= st.RESERVOIR_CAP:
-            largest, most = db.execute(
-                "SELECT stratum, kept FROM strata WHERE probe_id = ? AND version = ? "
-                "ORDER BY kept DESC LIMIT 1",
-                key,
-            ).fetchone()
-            if most > kept + 1:
-                victim = largest
-            elif kept > 0 and _RANDOM.randrange(seen) < kept:
-                victim = stratum
-            else:
-                return False  # not sampled: counted in seen
-        if victim is not None:
-            kept_there = db.execute(
-                "SELECT kept FROM strata WHERE probe_id = ? AND version = ? AND stratum = ?",
-                (*key, victim),
-            ).fetchone()[0]
-            (seq,) = db.execute(
-                "SELECT seq FROM reservoir WHERE probe_id = ? AND version = ? AND stratum = ? "
-                "ORDER BY seq LIMIT 1 OFFSET ?",
-                (*key, victim, _RANDOM.randrange(max(1, kept_there))),
-            ).fetchone()
-            db.execute("DELETE FROM hits WHERE seq = ?", (seq,))
-            db.execute("DELETE FROM reservoir WHERE seq = ?", (seq,))
-            db.execute(
-                "UPDATE strata SET kept = kept - 1 WHERE probe_id = ? AND version = ? "
-                "AND stratum = ?",
-                (*key, victim),
-            )
-        cursor = db.execute(
-            "INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, body) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                probe_id,
-                hit["signature"],
-                source_id,
-                hit.get("hit_id") or None,
-                hit["ts"],
-                now,
-                encode_hit(hit),
-            ),
-        )
-        db.execute(
-            "INSERT INTO reservoir (seq, probe_id, version, stratum) VALUES (?, ?, ?, ?)",
-            (cursor.lastrowid, *key, stratum),
-        )
-        db.execute(
-            "UPDATE strata SET kept = kept + 1 WHERE probe_id = ? AND version = ? AND stratum = ?",
-            (*key, stratum),
-        )
-        return True
-
-    def _forget_version(self, probe_id: str, version: str) -> None:
-        """Drop the sample and counts of one service version of a standing probe."""
-        key = (probe_id, version)
-        self._db.execute(
-            "DELETE FROM hits WHERE seq IN (SELECT seq FROM reservoir WHERE probe_id = ? "
-            "AND version = ?)",
-            key,
-        )
-        self._db.execute("DELETE FROM reservoir WHERE probe_id = ? AND version = ?", key)
-        self._db.execute("DELETE FROM strata WHERE probe_id = ? AND version = ?", key)
-
     def standing_summary(self, probe_id: str) -> list[VersionSummary]:
-        rows = self._run(
-            "read standing summary",
-            lambda: self._db.execute(
-                "SELECT version, SUM(seen), SUM(kept), COUNT(*), MIN(first_seen), "
-                "MAX(last_seen) FROM strata WHERE probe_id = ? GROUP BY version "
-                "ORDER BY MAX(last_seen) DESC",
-                (probe_id,),
-            ).fetchall(),
+        result: list[VersionSummary] = self._run(
+            "read standing summary", read_summary, self._sql, probe_id
         )
-        statuses = self._run(
-            "read standing counters",
-            lambda: self._db.execute(
-                "SELECT COALESCE(so.version, ''), st.body FROM statuses st JOIN sources so "
-                "ON so.id = st.source_id WHERE st.probe_id = ?",
-                (probe_id,),
-            ).fetchall(),
-        )
-        return version_summaries(rows, statuses)
-
-    def _stored_hit_ids(
-        self, probe_id: str, source_id: str, batch: Sequence[dict[str, Any]]
-    ) -> set[str]:
-        ids = sorted({hit["hit_id"] for hit in batch if hit.get("hit_id")})
-        found: set[str] = set()
-        for start in range(0, len(ids), 500):  # SQLite bounds the parameters of one query
-            chunk = ids[start : start + 500]
-            found.update(
-                row[0]
-                for row in self._db.execute(
-                    "SELECT hit_id FROM hits WHERE probe_id = ? AND source_id = ? AND hit_id IN "
-                    f"({','.join('?' * len(chunk))})",
-                    [probe_id, source_id, *chunk],
-                )
-            )
-        return found
+        return result
 
     def read_hits(
         self,
@@ -1156,6 +949,44 @@ class SQLiteStore:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+class _Dialect:
+    """The shared standing-probe statements (:mod:`.standing`) on this store's connection."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self._db.execute(sql, params)
+
+    def insert_hit(self, row: Sequence[Any]) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            row,
+        )
+        assert cursor.lastrowid is not None  # an INSERT into a rowid table
+        return cursor.lastrowid
+
+    def stored_hit_ids(
+        self, probe_id: str, source_id: str, batch: Sequence[Mapping[str, Any]]
+    ) -> set[str]:
+        ids = sorted({hit["hit_id"] for hit in batch if hit.get("hit_id")})
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):  # SQLite bounds the parameters of one query
+            chunk = ids[start : start + 500]
+            found.update(
+                row[0]
+                for row in self._db.execute(
+                    "SELECT hit_id FROM hits WHERE probe_id = ? AND source_id = ? AND hit_id IN "
+                    f"({','.join('?' * len(chunk))})",
+                    [probe_id, source_id, *chunk],
+                )
+            )
+        return found
 
 
 def _decode_text(data: bytes) -> str:
