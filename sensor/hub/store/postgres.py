@@ -39,10 +39,18 @@ from sensor.hub.store.base import (
     TokenRecord,
     VersionSummary,
 )
+from sensor.hub.store.common import (
+    admit,
+    cap_of,
+    delete_expired,
+    ended_reason,
+    hits_query,
+    redaction_from_text,
+    served_hits,
+)
 from sensor.hub.store.migrations import Migration, pending
 from sensor.hub.store.rows import (
     BatchLedger,
-    bad_hit_body,
     encode_hit,
     picks,
     probe_from_row,
@@ -850,7 +858,7 @@ class PostgresStore:
         ).fetchall()
         early: dict[tuple[int, str], int] = {}
         for probe_id, signature, _, max_hits, hit_count, selector, expires_at, _ in rows:
-            cap = _cap(max_hits, max_hits_per_probe)
+            cap = cap_of(max_hits, max_hits_per_probe)
             if expires_at is not None and expires_at <= now:
                 continue
             if cap is not None and hit_count + wanted[probe_id] > cap:
@@ -985,28 +993,15 @@ class PostgresStore:
                 )  # fmt: skip
                 row[4] = hit_count + accepted
                 continue
-            cap = _cap(max_hits, max_hits_per_probe)
+            cap = cap_of(max_hits, max_hits_per_probe)
             if probe_id in early:  # written before the lock; _early_holds checked it
                 inserted = early[probe_id]
             else:
                 if state == "active" and expires_at is not None and expires_at <= now:
                     state = "expired"  # the sweeper has not run yet: the probe is over anyway
                 room = None if cap is None else max(0, cap - hit_count)
-                if batch and (state != "active" or (room is not None and room < len(batch))):
-                    # some hits may be declined: those already stored (a retried batch) are not
-                    stored_ids = self._stored_hit_ids(conn, probe_id, source.id, batch)
-                    fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
-                    outcome.accepted += len(batch) - len(fresh)
-                    if state != "active":
-                        reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(
-                            state, "max_hits"
-                        )
-                        outcome.decline(probe_id, reason, len(fresh))
-                        batch = []
-                    else:
-                        assert room is not None
-                        outcome.decline(probe_id, "max_hits", len(fresh) - room)
-                        batch = fresh[:room]
+                # some hits may be declined: those already stored (a retried batch) are not
+                batch = admit(_Dialect(conn), source, probe_id, state, room, batch, outcome)
                 inserted = (
                     self._insert_hits(conn, probe_id, signature, source, batch, now) if batch else 0
                 )
@@ -1018,8 +1013,8 @@ class PostgresStore:
             finished = cap is not None and new_count >= cap and state == "active" and inserted > 0
             ended: str | None = None
             if finished:
-                which = "limits.max_hits" if cap == max_hits else "the hub's --max-hits-per-probe"
-                ended = f"max_hits: {new_count} hits stored ({which} is {cap})"
+                assert cap is not None
+                ended = ended_reason(new_count, cap, max_hits)
                 row[2] = "completed"
             extra_dropped = int(dropped.get(probe_id, 0))
             if inserted or extra_dropped or finished:
@@ -1069,35 +1064,12 @@ class PostgresStore:
         limit: int = 100,
         quarantined: list[tuple[str, str]] | None = None,
     ) -> list[HitRow]:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, op, value in (
-            ("probe_id", "=", probe_id),
-            ("signature", "=", signature),
-            ("ts", ">=", since),
-            ("ts", "<", until),
-            ("source_id", "=", source_id),
-            ("seq", ">", after),
-        ):
-            if value is not None:
-                where.append(f"{column} {op} %s")
-                args.append(value)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-        args.append(limit)
-        rows = self._run(
-            "read hits",
-            lambda c: c.execute(
-                f"SELECT seq, body FROM hits{clause} ORDER BY seq LIMIT %s", args
-            ).fetchall(),
-        )
-        hits = []
-        for seq, body in rows:
-            reason = bad_hit_body(body)
-            if reason is None:
-                hits.append(HitRow(seq, body))
-            elif quarantined is not None:
-                quarantined.append((str(seq), reason))
-        return hits
+        sql, args = hits_query(
+            probe_id=probe_id, signature=signature, since=since, until=until,
+            source_id=source_id, after=after, limit=limit,
+        )  # fmt: skip
+        rows = self._run("read hits", lambda c: c.execute(_placeholders(sql), args).fetchall())
+        return served_hits(rows, quarantined)
 
     def find_hits(
         self,
@@ -1114,14 +1086,7 @@ class PostgresStore:
                 (probe_id, hit_id),
             ).fetchall(),
         )
-        hits = []
-        for seq, body in sorted(rows):
-            reason = bad_hit_body(body)
-            if reason is None:
-                hits.append(HitRow(seq, body))
-            elif quarantined is not None:
-                quarantined.append((str(seq), reason))
-        return hits
+        return served_hits(sorted(rows), quarantined)
 
     # -- redaction rules -----------------------------------------------------------------
 
@@ -1130,16 +1095,7 @@ class PostgresStore:
             "read redaction rules",
             lambda c: c.execute("SELECT value FROM meta WHERE key = 'redaction'").fetchone(),
         )
-        if row is None:
-            return None
-        data = json.loads(row[0])
-        return RedactionRecord(
-            names=list(data["names"]),
-            patterns=list(data["patterns"]),
-            allow=list(data["allow"]),
-            updated_at=float(data["updated_at"]),
-            updated_by=data.get("updated_by"),
-        )
+        return None if row is None else redaction_from_text(row[0])
 
     def set_redaction(self, record: RedactionRecord) -> None:
         self._run(
@@ -1170,44 +1126,7 @@ class PostgresStore:
             ).fetchone()[0]
             if not locked:
                 return 0
-            # A standing probe's sample of a version still reporting stays whatever its age:
-            # it is bounded, and its rare states are the point of keeping it.
-            deleted = conn.execute(
-                "DELETE FROM hits WHERE received_at < %s AND seq NOT IN (SELECT r.seq FROM "
-                "reservoir r JOIN (SELECT probe_id, version FROM strata GROUP BY probe_id, "
-                "version HAVING MAX(last_seen) >= %s) live ON r.probe_id = live.probe_id AND "
-                "r.version = live.version)",
-                (cutoff, cutoff),
-            ).rowcount
-            conn.execute(
-                "DELETE FROM reservoir r WHERE NOT EXISTS (SELECT 1 FROM hits h "
-                "WHERE h.seq = r.seq)"
-            )
-            conn.execute(
-                "DELETE FROM strata WHERE (probe_id, version) IN (SELECT probe_id, version FROM "
-                "strata GROUP BY probe_id, version HAVING MAX(last_seen) < %s)",
-                (cutoff,),
-            )
-            conn.execute(
-                "DELETE FROM statuses WHERE source_id IN "
-                "(SELECT id FROM sources WHERE last_seen < %s)",
-                (cutoff,),
-            )
-            conn.execute("DELETE FROM sources WHERE last_seen < %s", (cutoff,))
-            # probes that ended before the cutoff and hold no hit any more: without this, every
-            # test run's placements would stay in the table forever
-            conn.execute(
-                "DELETE FROM statuses WHERE probe_id IN (SELECT id FROM probes AS p WHERE "
-                "p.state <> 'active' AND p.ended_at < %s AND NOT EXISTS "
-                "(SELECT 1 FROM hits h WHERE h.probe_id = p.id))",
-                (cutoff,),
-            )
-            conn.execute(
-                "DELETE FROM probes AS p WHERE p.state <> 'active' AND p.ended_at < %s AND "
-                "NOT EXISTS (SELECT 1 FROM hits h WHERE h.probe_id = p.id)",
-                (cutoff,),
-            )
-            return int(deleted)
+            return delete_expired(_Dialect(conn), cutoff)
 
         result: int = self._run("apply retention", body)
         return result
@@ -1228,7 +1147,7 @@ class PostgresStore:
 
 
 class _Dialect:
-    """The shared standing-probe statements (:mod:`.standing`) on one transaction's connection."""
+    """The shared statements (:mod:`.common`, :mod:`.standing`) on one transaction's connection."""
 
     __slots__ = ("_conn",)
 
@@ -1252,22 +1171,15 @@ class _Dialect:
         return PostgresStore._stored_hit_ids(self._conn, probe_id, source_id, batch)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)  # read_hits makes at most 64 statements, the rest a few dozen
 def _placeholders(sql: str) -> str:
-    """A statement of :mod:`.standing` (``?`` placeholders) as psycopg takes it (``%s``)."""
+    """A shared statement (:mod:`.common`, :mod:`.standing`: ``?``) as psycopg takes it (``%s``)."""
     # none of those statements holds a ``?`` or a ``%`` of its own
     return sql.replace("?", "%s")
 
 
 class _Recount(Exception):
     """Hits written before their probe's lock no longer fit it: roll them back, count again."""
-
-
-def _cap(max_hits: int | None, max_hits_per_probe: int | None) -> int | None:
-    """The lower of the probe's own max hits and the hub's limit (None: no limit)."""
-    if max_hits_per_probe is not None and (max_hits is None or max_hits > max_hits_per_probe):
-        return max_hits_per_probe
-    return max_hits
 
 
 def _early_holds(
@@ -1287,7 +1199,7 @@ def _early_holds(
         _, _, state, max_hits, hit_count, _, expires_at, standing = row
         if state != "active" or standing or (expires_at is not None and expires_at <= now):
             return False
-        cap = _cap(max_hits, max_hits_per_probe)
+        cap = cap_of(max_hits, max_hits_per_probe)
         if cap is not None and hit_count + count > cap:
             return False
     return True

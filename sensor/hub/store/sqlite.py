@@ -31,11 +31,19 @@ from sensor.hub.store.base import (
     TokenRecord,
     VersionSummary,
 )
+from sensor.hub.store.common import (
+    admit,
+    cap_of,
+    delete_expired,
+    ended_reason,
+    hits_query,
+    redaction_from_text,
+    served_hits,
+)
 from sensor.hub.store.migrations import Migration, pending
 from sensor.hub.store.rows import (
     STATUS_COUNTERS,
     BatchLedger,
-    bad_hit_body,
     encode_hit,
     picks,
     probe_from_row,
@@ -714,27 +722,12 @@ class SQLiteStore:
                     outcome, retry=ledger.retry,
                 )  # fmt: skip
                 continue
-            cap = max_hits
-            if max_hits_per_probe is not None and (cap is None or cap > max_hits_per_probe):
-                cap = max_hits_per_probe
+            cap = cap_of(max_hits, max_hits_per_probe)
             if state == "active" and expires_at is not None and expires_at <= now:
                 state = "expired"  # the sweeper has not run yet: the probe is over all the same
             room = None if cap is None else max(0, cap - hit_count)
-            if batch and (state != "active" or (room is not None and room < len(batch))):
-                # some hits may be declined: those already stored (a retried batch) are not
-                stored_ids = self._sql.stored_hit_ids(probe_id, source.id, batch)
-                fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
-                outcome.accepted += len(batch) - len(fresh)
-                if state != "active":
-                    reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(
-                        state, "max_hits"
-                    )
-                    outcome.decline(probe_id, reason, len(fresh))
-                    batch = []
-                else:
-                    assert room is not None
-                    outcome.decline(probe_id, "max_hits", len(fresh) - room)
-                    batch = fresh[:room]
+            # some hits may be declined: those already stored (a retried batch) are not
+            batch = admit(self._sql, source, probe_id, state, room, batch, outcome)
             values = []
             for hit in batch:
                 hit["signature"] = signature  # the hub's record is the truth
@@ -764,8 +757,8 @@ class SQLiteStore:
             finished = cap is not None and new_count >= cap and state == "active" and inserted > 0
             ended: str | None = None
             if finished:
-                which = "limits.max_hits" if cap == max_hits else "the hub's --max-hits-per-probe"
-                ended = f"max_hits: {new_count} hits stored ({which} is {cap})"
+                assert cap is not None
+                ended = ended_reason(new_count, cap, max_hits)
             self._db.execute(
                 "UPDATE probes SET hit_count = ?, dropped = dropped + ?, "
                 "state = CASE WHEN ? THEN 'completed' ELSE state END, "
@@ -804,37 +797,12 @@ class SQLiteStore:
         limit: int = 100,
         quarantined: list[tuple[str, str]] | None = None,
     ) -> list[HitRow]:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, op, value in (
-            ("probe_id", "=", probe_id),
-            ("signature", "=", signature),
-            ("ts", ">=", since),
-            ("ts", "<", until),
-            ("source_id", "=", source_id),
-            ("seq", ">", after),
-        ):
-            if value is not None:
-                where.append(f"{column} {op} ?")
-                args.append(value)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-        args.append(limit)
-        rows = self._run(
-            "read hits",
-            lambda: self._db.execute(
-                f"SELECT seq, body FROM hits{clause} ORDER BY seq LIMIT ?", args
-            ).fetchall(),
-        )
-        hits = []
-        for seq, body in rows:
-            # the bodies are spliced into answers as they are: each must be a JSON object
-            # (the hub writes them ASCII-only; anything else was not written by the hub)
-            reason = bad_hit_body(body)
-            if reason is None:
-                hits.append(HitRow(seq, body))
-            elif quarantined is not None:
-                quarantined.append((str(seq), reason))
-        return hits
+        sql, args = hits_query(
+            probe_id=probe_id, signature=signature, since=since, until=until,
+            source_id=source_id, after=after, limit=limit,
+        )  # fmt: skip
+        rows = self._run("read hits", lambda: self._db.execute(sql, args).fetchall())
+        return served_hits(rows, quarantined)
 
     def find_hits(
         self,
@@ -851,14 +819,7 @@ class SQLiteStore:
                 "SELECT seq, body FROM hits WHERE probe_id = ? AND hit_id = ?", (probe_id, hit_id)
             ).fetchall(),
         )
-        hits = []
-        for seq, body in sorted(rows):
-            reason = bad_hit_body(body)
-            if reason is None:
-                hits.append(HitRow(seq, body))
-            elif quarantined is not None:
-                quarantined.append((str(seq), reason))
-        return hits
+        return served_hits(sorted(rows), quarantined)
 
     # -- redaction rules -----------------------------------------------------------------
 
@@ -867,16 +828,7 @@ class SQLiteStore:
             "read redaction rules",
             lambda: self._db.execute("SELECT value FROM meta WHERE key = 'redaction'").fetchone(),
         )
-        if row is None:
-            return None
-        data = json.loads(row[0])
-        return RedactionRecord(
-            names=list(data["names"]),
-            patterns=list(data["patterns"]),
-            allow=list(data["allow"]),
-            updated_at=float(data["updated_at"]),
-            updated_by=data.get("updated_by"),
-        )
+        return None if row is None else redaction_from_text(row[0])
 
     def set_redaction(self, record: RedactionRecord) -> None:
         # one row in meta: no schema change, so an existing hub file needs no migration
@@ -892,50 +844,14 @@ class SQLiteStore:
     def apply_retention(self, now: float, max_age: float | None) -> int:
         """Delete what is older than ``max_age`` seconds; return how many hits went.
 
-        Hits received before the cutoff go, and so do sources not heard from since then (with
-        their statuses), so that a fleet of short-lived replicas does not grow the file forever,
-        and probes that ended before it and hold no hit any more (with their statuses).
+        What goes: :func:`~sensor.hub.store.common.delete_expired`.
         """
         if max_age is None:
             return 0
         cutoff = now - max_age
 
         def body() -> int:
-            # A standing probe's sample of a version still reporting stays whatever its age:
-            # it is bounded, and its rare states are the point of keeping it.
-            deleted = self._db.execute(
-                "DELETE FROM hits WHERE received_at < ? AND seq NOT IN (SELECT r.seq FROM "
-                "reservoir r JOIN (SELECT probe_id, version FROM strata GROUP BY probe_id, "
-                "version HAVING MAX(last_seen) >= ?) live ON r.probe_id = live.probe_id AND "
-                "r.version = live.version)",
-                (cutoff, cutoff),
-            )
-            self._db.execute("DELETE FROM reservoir WHERE seq NOT IN (SELECT seq FROM hits)")
-            self._db.execute(
-                "DELETE FROM strata WHERE (probe_id, version) IN (SELECT probe_id, version FROM "
-                "strata GROUP BY probe_id, version HAVING MAX(last_seen) < ?)",
-                (cutoff,),
-            )
-            self._db.execute(
-                "DELETE FROM statuses WHERE source_id IN "
-                "(SELECT id FROM sources WHERE last_seen < ?)",
-                (cutoff,),
-            )
-            self._db.execute("DELETE FROM sources WHERE last_seen < ?", (cutoff,))
-            # probes that ended before the cutoff and hold no hit any more: without this, every
-            # test run's placements would stay in the table forever
-            self._db.execute(
-                "DELETE FROM statuses WHERE probe_id IN (SELECT id FROM probes AS p WHERE "
-                "p.state <> 'active' AND p.ended_at < ? AND NOT EXISTS "
-                "(SELECT 1 FROM hits h WHERE h.probe_id = p.id))",
-                (cutoff,),
-            )
-            self._db.execute(
-                "DELETE FROM probes AS p WHERE p.state <> 'active' AND p.ended_at < ? AND "
-                "NOT EXISTS (SELECT 1 FROM hits h WHERE h.probe_id = p.id)",
-                (cutoff,),
-            )
-            return int(deleted.rowcount)
+            return delete_expired(self._sql, cutoff)
 
         result: int = self._transaction("apply retention", body)
         return result
@@ -952,7 +868,7 @@ class SQLiteStore:
 
 
 class _Dialect:
-    """The shared standing-probe statements (:mod:`.standing`) on this store's connection."""
+    """The shared statements (:mod:`.common`, :mod:`.standing`) on this store's connection."""
 
     __slots__ = ("_db",)
 

@@ -2,44 +2,25 @@
 
 Every hit a sensor sends is counted in its stratum (``strata.seen``); the reservoir of one
 (probe, service version) keeps at most :data:`~sensor.hub.strata.RESERVOIR_CAP` of them. The
-statements are written with ``?`` placeholders; a store hands them to its :class:`Dialect`,
-which runs them on the connection of the transaction in progress (PostgreSQL's turns ``?``
-into ``%s``) and answers the two questions whose SQL differs between the databases.
+statements are written with ``?`` placeholders and run through the store's
+:class:`~sensor.hub.store.common.Dialect`.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from sensor.hub import strata as st
 from sensor.hub.store.base import BatchOutcome, SourceRecord, VersionSummary
+from sensor.hub.store.common import Dialect, declined_because
 from sensor.hub.store.rows import encode_hit, version_summaries
 
-__all__ = ["Dialect", "forget_version", "read_summary", "sample", "store_standing"]
+__all__ = ["forget_version", "read_summary", "sample", "store_standing"]
 
 #: Which hit a full reservoir replaces: not a secret, only an even spread.
 _RANDOM = random.Random()
-
-
-class Dialect(Protocol):
-    """One store's way of running the shared statements, inside its current transaction."""
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """Run one statement written with ``?`` placeholders; return its cursor."""
-        ...
-
-    def insert_hit(self, row: Sequence[Any]) -> int:
-        """Insert one ``hits`` row (probe_id, signature, source_id, hit_id, ts, received_at,
-        body); return its ``seq``."""
-        ...
-
-    def stored_hit_ids(
-        self, probe_id: str, source_id: str, batch: Sequence[Mapping[str, Any]]
-    ) -> set[str]:
-        """The hit ids of ``batch`` stored already for this probe and source."""
-        ...
 
 
 def store_standing(
@@ -66,10 +47,9 @@ def store_standing(
     # earlier hit of this batch was counted when it came, and is not counted again
     stored_ids = db.stored_hit_ids(probe_id, source.id, batch) if batch else set()
     if state != "active":
-        reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(state, "max_hits")
         fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
         outcome.accepted += len(batch) - len(fresh)
-        outcome.decline(probe_id, reason, len(fresh))
+        outcome.decline(probe_id, declined_because(state), len(fresh))
         return 0
     brief = source.brief()
     version = source.version or ""

@@ -1,0 +1,193 @@
+"""Store logic SQLite and PostgreSQL run alike, over a :class:`Dialect` for what differs.
+
+The statements here are written with ``?`` placeholders; a store's dialect runs them on the
+connection of the transaction in progress (PostgreSQL's turns ``?`` into ``%s``) and answers
+the questions whose SQL differs between the two databases.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from sensor.hub.store.base import BatchOutcome, HitRow, RedactionRecord, SourceRecord
+from sensor.hub.store.rows import bad_hit_body
+
+__all__ = [
+    "Dialect",
+    "admit",
+    "cap_of",
+    "declined_because",
+    "delete_expired",
+    "ended_reason",
+    "hits_query",
+    "redaction_from_text",
+    "served_hits",
+]
+
+
+class Dialect(Protocol):
+    """One store's way of running the shared statements, inside its current transaction."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement written with ``?`` placeholders; return its cursor."""
+        ...
+
+    def insert_hit(self, row: Sequence[Any]) -> int:
+        """Insert one ``hits`` row (probe_id, signature, source_id, hit_id, ts, received_at,
+        body); return its ``seq``."""
+        ...
+
+    def stored_hit_ids(
+        self, probe_id: str, source_id: str, batch: Sequence[Mapping[str, Any]]
+    ) -> set[str]:
+        """The hit ids of ``batch`` stored already for this probe and source."""
+        ...
+
+
+def cap_of(max_hits: int | None, max_hits_per_probe: int | None) -> int | None:
+    """The lower of the probe's own max hits and the hub's limit (None: no limit)."""
+    if max_hits_per_probe is not None and (max_hits is None or max_hits > max_hits_per_probe):
+        return max_hits_per_probe
+    return max_hits
+
+
+def declined_because(state: str) -> str:
+    """The decline reason for hits of a probe that is no longer active."""
+    return {"removed": "probe_removed", "expired": "probe_expired"}.get(state, "max_hits")
+
+
+def admit(
+    db: Dialect,
+    source: SourceRecord,
+    probe_id: str,
+    state: str,
+    room: int | None,
+    batch: list[dict[str, Any]],
+    outcome: BatchOutcome,
+) -> list[dict[str, Any]]:
+    """The hits of ``batch`` to write for a probe in ``state`` with ``room`` left (None: no cap).
+
+    The others are declined in ``outcome``, except those stored already (a retried batch):
+    those are accepted, never declined.
+    """
+    if not batch or (state == "active" and (room is None or room >= len(batch))):
+        return batch
+    stored_ids = db.stored_hit_ids(probe_id, source.id, batch)
+    fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
+    outcome.accepted += len(batch) - len(fresh)
+    if state != "active":
+        outcome.decline(probe_id, declined_because(state), len(fresh))
+        return []
+    assert room is not None
+    outcome.decline(probe_id, "max_hits", len(fresh) - room)
+    return fresh[:room]
+
+
+def ended_reason(count: int, cap: int, max_hits: int | None) -> str:
+    """Why a probe completed when its stored hits reached ``cap``."""
+    which = "limits.max_hits" if cap == max_hits else "the hub's --max-hits-per-probe"
+    return f"max_hits: {count} hits stored ({which} is {cap})"
+
+
+def hits_query(
+    *,
+    probe_id: str | None,
+    signature: str | None,
+    since: float | None,
+    until: float | None,
+    source_id: str | None,
+    after: int | None,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """The ``read_hits`` statement (``?`` placeholders) and its parameters."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, op, value in (
+        ("probe_id", "=", probe_id),
+        ("signature", "=", signature),
+        ("ts", ">=", since),
+        ("ts", "<", until),
+        ("source_id", "=", source_id),
+        ("seq", ">", after),
+    ):
+        if value is not None:
+            where.append(f"{column} {op} ?")
+            args.append(value)
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    args.append(limit)
+    return f"SELECT seq, body FROM hits{clause} ORDER BY seq LIMIT ?", args
+
+
+def served_hits(
+    rows: Sequence[Sequence[Any]], quarantined: list[tuple[str, str]] | None
+) -> list[HitRow]:
+    """The (seq, body) rows whose body can be served; the others go to ``quarantined``."""
+    hits = []
+    for seq, body in rows:
+        # the bodies are spliced into answers as they are: each must be a JSON object
+        # (the hub writes them ASCII-only; anything else was not written by the hub)
+        reason = bad_hit_body(body)
+        if reason is None:
+            hits.append(HitRow(seq, body))
+        elif quarantined is not None:
+            quarantined.append((str(seq), reason))
+    return hits
+
+
+def redaction_from_text(text: str) -> RedactionRecord:
+    """The redaction rules stored in ``meta`` (key ``redaction``)."""
+    data = json.loads(text)
+    return RedactionRecord(
+        names=list(data["names"]),
+        patterns=list(data["patterns"]),
+        allow=list(data["allow"]),
+        updated_at=float(data["updated_at"]),
+        updated_by=data.get("updated_by"),
+    )
+
+
+def delete_expired(db: Dialect, cutoff: float) -> int:
+    """Delete what retention removes at ``cutoff``; return how many hits went.
+
+    Hits received before the cutoff go, and so do sources not heard from since then (with
+    their statuses), so that a fleet of short-lived replicas does not grow the database
+    forever, and probes that ended before it and hold no hit any more (with their statuses).
+    """
+    # A standing probe's sample of a version still reporting stays whatever its age:
+    # it is bounded, and its rare states are the point of keeping it.
+    deleted = db.execute(
+        "DELETE FROM hits WHERE received_at < ? AND seq NOT IN (SELECT r.seq FROM "
+        "reservoir r JOIN (SELECT probe_id, version FROM strata GROUP BY probe_id, "
+        "version HAVING MAX(last_seen) >= ?) live ON r.probe_id = live.probe_id AND "
+        "r.version = live.version)",
+        (cutoff, cutoff),
+    ).rowcount
+    db.execute(
+        "DELETE FROM reservoir WHERE NOT EXISTS (SELECT 1 FROM hits WHERE hits.seq = reservoir.seq)"
+    )
+    db.execute(
+        "DELETE FROM strata WHERE (probe_id, version) IN (SELECT probe_id, version FROM "
+        "strata GROUP BY probe_id, version HAVING MAX(last_seen) < ?)",
+        (cutoff,),
+    )
+    db.execute(
+        "DELETE FROM statuses WHERE source_id IN (SELECT id FROM sources WHERE last_seen < ?)",
+        (cutoff,),
+    )
+    db.execute("DELETE FROM sources WHERE last_seen < ?", (cutoff,))
+    # probes that ended before the cutoff and hold no hit any more: without this, every
+    # test run's placements would stay in the table forever
+    db.execute(
+        "DELETE FROM statuses WHERE probe_id IN (SELECT id FROM probes AS p WHERE "
+        "p.state <> 'active' AND p.ended_at < ? AND NOT EXISTS "
+        "(SELECT 1 FROM hits h WHERE h.probe_id = p.id))",
+        (cutoff,),
+    )
+    db.execute(
+        "DELETE FROM probes AS p WHERE p.state <> 'active' AND p.ended_at < ? AND "
+        "NOT EXISTS (SELECT 1 FROM hits h WHERE h.probe_id = p.id)",
+        (cutoff,),
+    )
+    return int(deleted)
