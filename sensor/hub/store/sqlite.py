@@ -42,15 +42,23 @@ from sensor.hub.store.common import (
 )
 from sensor.hub.store.migrations import Migration, pending
 from sensor.hub.store.rows import (
+    PROBE_COLUMNS,
+    PROBE_SELECT,
+    SOURCE_COLUMNS,
     STATUS_COUNTERS,
+    TOKEN_COLUMNS,
     BatchLedger,
+    attach_statuses,
     encode_hit,
     picks,
     probe_from_row,
+    probe_values,
     readable,
     source_from_row,
-    status_from_body,
+    source_values,
     token_from_row,
+    token_values,
+    usable_tokens,
 )
 from sensor.hub.store.standing import read_summary, store_standing
 
@@ -280,7 +288,7 @@ class SQLiteStore:
 
     # -- tokens --------------------------------------------------------------------------
 
-    _TOKEN_COLUMNS = "id, name, scope, token_hash, created_at, services"
+    _TOKEN_COLUMNS = TOKEN_COLUMNS
 
     _token = staticmethod(token_from_row)
 
@@ -290,14 +298,7 @@ class SQLiteStore:
             self._db.execute,
             "INSERT INTO tokens (id, name, scope, token_hash, created_at, services) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                token.id,
-                token.name,
-                token.scope,
-                token.token_hash,
-                token.created_at,
-                None if token.services is None else json.dumps(list(token.services)),
-            ),
+            token_values(token),
         )
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
@@ -317,13 +318,7 @@ class SQLiteStore:
                 f"SELECT {self._TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
             ).fetchall(),
         )
-        records = []
-        for row in rows:
-            try:
-                records.append(self._token(row))
-            except CorruptRecordError:
-                continue  # a token that cannot be read cannot be used either
-        return records
+        return usable_tokens(rows)
 
     def remove_token(self, token_id: str) -> bool:
         cursor = self._run(
@@ -333,10 +328,7 @@ class SQLiteStore:
 
     # -- sources -------------------------------------------------------------------------
 
-    _SOURCE_COLUMNS = (
-        "id, service, version, host, pid, python, labels, runtime_id, sensor_version, backend, "
-        "token_id, first_seen, last_seen, dropped, deregistered"
-    )
+    _SOURCE_COLUMNS = SOURCE_COLUMNS
 
     _source = staticmethod(source_from_row)
 
@@ -358,22 +350,7 @@ class SQLiteStore:
             self._db.execute(
                 f"INSERT OR REPLACE INTO sources ({self._SOURCE_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                (
-                    source.id,
-                    source.service,
-                    source.version,
-                    source.host,
-                    source.pid,
-                    source.python,
-                    json.dumps(source.labels, sort_keys=True),
-                    source.runtime_id,
-                    source.sensor_version,
-                    source.backend,
-                    source.token_id,
-                    source.first_seen,
-                    source.last_seen,
-                    source.dropped,
-                ),
+                source_values(source),
             )
             source.deregistered = False
             return source
@@ -438,11 +415,8 @@ class SQLiteStore:
 
     # -- probes --------------------------------------------------------------------------
 
-    _PROBE_COLUMNS = (
-        "id, signature, probe, selector, state, created_at, expires_at, hit_count, dropped, "
-        "ended_at"
-    )
-    _PROBE_SELECT = _PROBE_COLUMNS + ", ended_reason, standing"
+    _PROBE_COLUMNS = PROBE_COLUMNS
+    _PROBE_SELECT = PROBE_SELECT
 
     _probe = staticmethod(probe_from_row)
 
@@ -456,10 +430,7 @@ class SQLiteStore:
             "ORDER BY source_id",
             list(by_id),
         ).fetchall()
-        for probe_id, source_id, body in rows:
-            status = status_from_body(source_id, body)
-            if status is not None:  # one that cannot be served is left out: the next
-                by_id[probe_id].statuses[source_id] = status  # heartbeat replaces it
+        attach_statuses(records, rows)
         return records
 
     def add_probe(self, record: ProbeRecord) -> None:
@@ -468,20 +439,7 @@ class SQLiteStore:
             self._db.execute,
             f"INSERT INTO probes ({self._PROBE_COLUMNS}, max_hits, standing) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                record.id,
-                record.signature,
-                json.dumps(record.probe, sort_keys=True),
-                json.dumps(record.selector, sort_keys=True),
-                record.state,
-                record.created_at,
-                record.expires_at,
-                record.hit_count,
-                record.dropped,
-                record.ended_at,
-                record.max_hits,
-                int(record.standing),
-            ),
+            probe_values(record),
         )
 
     def get_probe(self, probe_id: str) -> ProbeRecord | None:
