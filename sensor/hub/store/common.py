@@ -8,23 +8,46 @@ the questions whose SQL differs between the two databases.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
-from sensor.hub.store.base import BatchOutcome, HitRow, RedactionRecord, SourceRecord
-from sensor.hub.store.rows import bad_hit_body
+from sensor.hub.store.base import (
+    BatchOutcome,
+    HitRow,
+    ProbeRecord,
+    RedactionRecord,
+    SourceRecord,
+    TokenRecord,
+    VersionSummary,
+)
+from sensor.hub.store.rows import (
+    PROBE_SELECT,
+    SOURCE_COLUMNS,
+    TOKEN_COLUMNS,
+    bad_hit_body,
+    probe_from_row,
+    readable,
+    source_from_row,
+    token_from_row,
+    usable_tokens,
+    version_summaries,
+)
 
 __all__ = [
     "Dialect",
+    "SharedReads",
     "admit",
     "cap_of",
     "declined_because",
     "delete_expired",
     "ended_reason",
     "hits_query",
+    "read_summary",
     "redaction_from_text",
     "served_hits",
 ]
+
+R = TypeVar("R")
 
 
 class Dialect(Protocol):
@@ -191,3 +214,131 @@ def delete_expired(db: Dialect, cutoff: float) -> int:
         (cutoff,),
     )
     return int(deleted)
+
+
+def read_summary(db: Dialect, probe_id: str) -> list[VersionSummary]:
+    """Per service version, newest first (then by name): hits seen and kept, strata, counters.
+
+    Run it in one transaction: the totals and the counters are then of the same moment.
+    """
+    rows = db.execute(
+        "SELECT version, SUM(seen), SUM(kept), COUNT(*), MIN(first_seen), MAX(last_seen) "
+        "FROM strata WHERE probe_id = ? GROUP BY version ORDER BY MAX(last_seen) DESC, version",
+        (probe_id,),
+    ).fetchall()
+    statuses = db.execute(
+        "SELECT COALESCE(so.version, ''), st.body FROM statuses st JOIN sources so "
+        "ON so.id = st.source_id WHERE st.probe_id = ?",
+        (probe_id,),
+    ).fetchall()
+    return version_summaries(rows, statuses)
+
+
+class SharedReads:
+    """The reads both stores answer with the same statements, each in one ``_read`` call.
+
+    A store gives ``_read(what, fn)``: run ``fn`` with its :class:`Dialect` as it runs any
+    read (SQLite under its lock; PostgreSQL in a transaction of this thread's connection,
+    retried on a deadlock), its errors named with ``what``.
+    """
+
+    __slots__ = ()
+
+    def _read(self, what: str, fn: Callable[[Dialect], R]) -> R:
+        raise NotImplementedError
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        row = self._read(
+            "find token",
+            lambda db: db.execute(
+                f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?", (token_hash,)
+            ).fetchone(),
+        )
+        return token_from_row(row) if row else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        rows = self._read(
+            "list tokens",
+            lambda db: db.execute(
+                f"SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
+            ).fetchall(),
+        )
+        return usable_tokens(rows)
+
+    def get_source(self, source_id: str) -> SourceRecord | None:
+        row = self._read(
+            "get source",
+            lambda db: db.execute(
+                f"SELECT {SOURCE_COLUMNS} FROM sources WHERE id = ?", (source_id,)
+            ).fetchone(),
+        )
+        return source_from_row(row) if row else None
+
+    def list_sources(
+        self, *, quarantined: list[tuple[str, str]] | None = None
+    ) -> list[SourceRecord]:
+        rows = self._read(
+            "list sources",
+            lambda db: db.execute(
+                f"SELECT {SOURCE_COLUMNS} FROM sources ORDER BY service, first_seen, id"
+            ).fetchall(),
+        )
+        return readable(rows, source_from_row, quarantined)
+
+    def active_probes(
+        self, *, quarantined: list[tuple[str, str]] | None = None
+    ) -> list[ProbeRecord]:
+        rows = self._read(
+            "list active probes",
+            lambda db: db.execute(
+                f"SELECT {PROBE_SELECT} FROM probes WHERE state = 'active' ORDER BY created_at, id"
+            ).fetchall(),
+        )
+        return readable(rows, probe_from_row, quarantined)
+
+    def standing_summary(self, probe_id: str) -> list[VersionSummary]:
+        # one transaction: the totals and the counters are of the same moment
+        return self._read("read standing summary", lambda db: read_summary(db, probe_id))
+
+    def read_hits(
+        self,
+        *,
+        probe_id: str | None = None,
+        signature: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        source_id: str | None = None,
+        after: int | None = None,
+        limit: int = 100,
+        quarantined: list[tuple[str, str]] | None = None,
+    ) -> list[HitRow]:
+        sql, args = hits_query(
+            probe_id=probe_id, signature=signature, since=since, until=until,
+            source_id=source_id, after=after, limit=limit,
+        )  # fmt: skip
+        rows = self._read("read hits", lambda db: db.execute(sql, args).fetchall())
+        return served_hits(rows, quarantined)
+
+    def find_hits(
+        self,
+        probe_id: str,
+        hit_id: str,
+        *,
+        quarantined: list[tuple[str, str]] | None = None,
+    ) -> list[HitRow]:
+        # No ORDER BY: it would make SQLite walk hits_probe and read every row of the probe;
+        # without it the (probe_id, source_id, hit_id) index finds the few rows (sorted here).
+        rows = self._read(
+            "find a hit",
+            lambda db: db.execute(
+                "SELECT seq, body FROM hits WHERE probe_id = ? AND hit_id = ?", (probe_id, hit_id)
+            ).fetchall(),
+        )
+        return served_hits(sorted(rows), quarantined)
+
+    def get_redaction(self) -> RedactionRecord | None:
+        row = self._read(
+            "read redaction rules",
+            lambda db: db.execute("SELECT value FROM meta WHERE key = 'redaction'").fetchone(),
+        )
+        return None if row is None else redaction_from_text(row[0])

@@ -31,29 +31,26 @@ from sensor.hub.store.base import (
     CorruptRecordError,
     DuplicateError,
     HitBatch,
-    HitRow,
     ProbeRecord,
     RedactionRecord,
     SourceRecord,
     StoreError,
     TokenRecord,
-    VersionSummary,
 )
 from sensor.hub.store.common import (
+    Dialect,
+    R,
+    SharedReads,
     admit,
     cap_of,
     delete_expired,
     ended_reason,
-    hits_query,
-    redaction_from_text,
-    served_hits,
 )
 from sensor.hub.store.migrations import Migration, pending
 from sensor.hub.store.rows import (
     PROBE_COLUMNS,
     PROBE_SELECT,
     SOURCE_COLUMNS,
-    TOKEN_COLUMNS,
     BatchLedger,
     attach_statuses,
     encode_hit,
@@ -63,11 +60,9 @@ from sensor.hub.store.rows import (
     readable,
     source_from_row,
     source_values,
-    token_from_row,
     token_values,
-    usable_tokens,
 )
-from sensor.hub.store.standing import read_summary, store_standing
+from sensor.hub.store.standing import store_standing
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
@@ -184,11 +179,12 @@ def _redact_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-class PostgresStore:
+class PostgresStore(SharedReads):
     """:class:`~sensor.hub.store.base.Store` on a PostgreSQL database (psycopg 3).
 
     One connection per hub store thread (``concurrency`` of them) and, once :meth:`watch` is
-    called, one more that listens for the other replicas' changes.
+    called, one more that listens for the other replicas' changes. The reads both stores make
+    alike come from :class:`~sensor.hub.store.common.SharedReads`.
     """
 
     #: store threads the hub may run at once (each with its own connection)
@@ -345,6 +341,10 @@ class PostgresStore:
                 raise StoreError(f"hub database {self.shown}, {what}: {exc}") from exc
         raise AssertionError("unreachable")
 
+    def _read(self, what: str, fn: Callable[[Dialect], R]) -> R:
+        result: R = self._run(what, lambda conn: fn(_Dialect(conn)))
+        return result
+
     # -- change events between replicas ----------------------------------------------------
 
     def watch(self, on_change: Callable[[str], None]) -> None:
@@ -392,10 +392,6 @@ class PostgresStore:
 
     # -- tokens --------------------------------------------------------------------------
 
-    _TOKEN_COLUMNS = TOKEN_COLUMNS
-
-    _token = staticmethod(token_from_row)
-
     def add_token(self, token: TokenRecord) -> None:
         self._run(
             "add token",
@@ -405,24 +401,6 @@ class PostgresStore:
                 token_values(token),
             ),
         )
-
-    def find_token(self, token_hash: str) -> TokenRecord | None:
-        row = self._run(
-            "find token",
-            lambda c: c.execute(
-                f"SELECT {self._TOKEN_COLUMNS} FROM tokens WHERE token_hash = %s", (token_hash,)
-            ).fetchone(),
-        )
-        return self._token(row) if row else None
-
-    def list_tokens(self) -> list[TokenRecord]:
-        rows = self._run(
-            "list tokens",
-            lambda c: c.execute(
-                f"SELECT {self._TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
-            ).fetchall(),
-        )
-        return usable_tokens(rows)
 
     def remove_token(self, token_id: str) -> bool:
         def body(conn: Any, events: list[str]) -> bool:
@@ -472,26 +450,6 @@ class PostgresStore:
 
         result: SourceRecord = self._run("register source", body, soft=True)
         return result
-
-    def get_source(self, source_id: str) -> SourceRecord | None:
-        row = self._run(
-            "get source",
-            lambda c: c.execute(
-                f"SELECT {self._SOURCE_COLUMNS} FROM sources WHERE id = %s", (source_id,)
-            ).fetchone(),
-        )
-        return self._source(row) if row else None
-
-    def list_sources(
-        self, *, quarantined: list[tuple[str, str]] | None = None
-    ) -> list[SourceRecord]:
-        rows = self._run(
-            "list sources",
-            lambda c: c.execute(
-                f"SELECT {self._SOURCE_COLUMNS} FROM sources ORDER BY service, first_seen, id"
-            ).fetchall(),
-        )
-        return readable(rows, self._source, quarantined)
 
     def touch_source(self, source_id: str, now: float, dropped: int | None = None) -> None:
         self._run("touch source", lambda c: self._touch(c, source_id, now, dropped), soft=True)
@@ -608,18 +566,6 @@ class PostgresStore:
 
         result: list[ProbeRecord] = self._run("list probes", body)
         return result
-
-    def active_probes(
-        self, *, quarantined: list[tuple[str, str]] | None = None
-    ) -> list[ProbeRecord]:
-        rows = self._run(
-            "list active probes",
-            lambda c: c.execute(
-                f"SELECT {self._PROBE_SELECT} FROM probes WHERE state = 'active' "
-                "ORDER BY created_at, id"
-            ).fetchall(),
-        )
-        return readable(rows, self._probe, quarantined)
 
     def end_probe(
         self, probe_id: str, state: str, now: float, reason: str | None = None
@@ -988,12 +934,6 @@ class PostgresStore:
                 outcome.completed.append(probe_id)
         return outcome
 
-    def standing_summary(self, probe_id: str) -> list[VersionSummary]:
-        result: list[VersionSummary] = self._run(
-            "read standing summary", lambda conn: read_summary(_Dialect(conn), probe_id)
-        )
-        return result
-
     @staticmethod
     def _stored_hit_ids(
         conn: Any, probe_id: str, source_id: str, batch: Sequence[Mapping[str, Any]]
@@ -1010,50 +950,7 @@ class PostgresStore:
             )
         }
 
-    def read_hits(
-        self,
-        *,
-        probe_id: str | None = None,
-        signature: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        source_id: str | None = None,
-        after: int | None = None,
-        limit: int = 100,
-        quarantined: list[tuple[str, str]] | None = None,
-    ) -> list[HitRow]:
-        sql, args = hits_query(
-            probe_id=probe_id, signature=signature, since=since, until=until,
-            source_id=source_id, after=after, limit=limit,
-        )  # fmt: skip
-        rows = self._run("read hits", lambda c: c.execute(_placeholders(sql), args).fetchall())
-        return served_hits(rows, quarantined)
-
-    def find_hits(
-        self,
-        probe_id: str,
-        hit_id: str,
-        *,
-        quarantined: list[tuple[str, str]] | None = None,
-    ) -> list[HitRow]:
-        # the (probe_id, source_id, hit_id) index finds the few rows; sorted here, as SQLite's
-        rows = self._run(
-            "find a hit",
-            lambda c: c.execute(
-                "SELECT seq, body FROM hits WHERE probe_id = %s AND hit_id = %s",
-                (probe_id, hit_id),
-            ).fetchall(),
-        )
-        return served_hits(sorted(rows), quarantined)
-
     # -- redaction rules -----------------------------------------------------------------
-
-    def get_redaction(self) -> RedactionRecord | None:
-        row = self._run(
-            "read redaction rules",
-            lambda c: c.execute("SELECT value FROM meta WHERE key = 'redaction'").fetchone(),
-        )
-        return None if row is None else redaction_from_text(row[0])
 
     def set_redaction(self, record: RedactionRecord) -> None:
         self._run(

@@ -23,22 +23,20 @@ from sensor.hub.store.base import (
     CorruptRecordError,
     DuplicateError,
     HitBatch,
-    HitRow,
     ProbeRecord,
     RedactionRecord,
     SourceRecord,
     StoreError,
     TokenRecord,
-    VersionSummary,
 )
 from sensor.hub.store.common import (
+    Dialect,
+    R,
+    SharedReads,
     admit,
     cap_of,
     delete_expired,
     ended_reason,
-    hits_query,
-    redaction_from_text,
-    served_hits,
 )
 from sensor.hub.store.migrations import Migration, pending
 from sensor.hub.store.rows import (
@@ -46,7 +44,6 @@ from sensor.hub.store.rows import (
     PROBE_SELECT,
     SOURCE_COLUMNS,
     STATUS_COUNTERS,
-    TOKEN_COLUMNS,
     BatchLedger,
     attach_statuses,
     encode_hit,
@@ -56,11 +53,9 @@ from sensor.hub.store.rows import (
     readable,
     source_from_row,
     source_values,
-    token_from_row,
     token_values,
-    usable_tokens,
 )
-from sensor.hub.store.standing import read_summary, store_standing
+from sensor.hub.store.standing import store_standing
 
 __all__ = ["FILE_MODE", "MIGRATIONS", "STATUS_COUNTERS", "SQLiteStore"]
 
@@ -168,8 +163,11 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps re
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
-class SQLiteStore:
-    """:class:`~sensor.hub.store.base.Store` on one SQLite file (``:memory:`` for tests)."""
+class SQLiteStore(SharedReads):
+    """:class:`~sensor.hub.store.base.Store` on one SQLite file (``:memory:`` for tests).
+
+    The reads both stores make alike come from :class:`~sensor.hub.store.common.SharedReads`.
+    """
 
     #: one connection, one writer: the hub runs every store call on one thread
     concurrency = 1
@@ -286,11 +284,11 @@ class SQLiteStore:
 
         return self._run(what, body)
 
+    def _read(self, what: str, fn: Callable[[Dialect], R]) -> R:
+        result: R = self._run(what, fn, self._sql)
+        return result
+
     # -- tokens --------------------------------------------------------------------------
-
-    _TOKEN_COLUMNS = TOKEN_COLUMNS
-
-    _token = staticmethod(token_from_row)
 
     def add_token(self, token: TokenRecord) -> None:
         self._run(
@@ -300,25 +298,6 @@ class SQLiteStore:
             "VALUES (?, ?, ?, ?, ?, ?)",
             token_values(token),
         )
-
-    def find_token(self, token_hash: str) -> TokenRecord | None:
-        row = self._run(
-            "find token",
-            lambda: self._db.execute(
-                f"SELECT {self._TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?",
-                (token_hash,),
-            ).fetchone(),
-        )
-        return self._token(row) if row else None
-
-    def list_tokens(self) -> list[TokenRecord]:
-        rows = self._run(
-            "list tokens",
-            lambda: self._db.execute(
-                f"SELECT {self._TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
-            ).fetchall(),
-        )
-        return usable_tokens(rows)
 
     def remove_token(self, token_id: str) -> bool:
         cursor = self._run(
@@ -357,26 +336,6 @@ class SQLiteStore:
 
         result: SourceRecord = self._transaction("register source", body, soft=True)
         return result
-
-    def get_source(self, source_id: str) -> SourceRecord | None:
-        row = self._run(
-            "get source",
-            lambda: self._db.execute(
-                f"SELECT {self._SOURCE_COLUMNS} FROM sources WHERE id = ?", (source_id,)
-            ).fetchone(),
-        )
-        return self._source(row) if row else None
-
-    def list_sources(
-        self, *, quarantined: list[tuple[str, str]] | None = None
-    ) -> list[SourceRecord]:
-        rows = self._run(
-            "list sources",
-            lambda: self._db.execute(
-                f"SELECT {self._SOURCE_COLUMNS} FROM sources ORDER BY service, first_seen, id"
-            ).fetchall(),
-        )
-        return readable(rows, self._source, quarantined)
 
     def touch_source(self, source_id: str, now: float, dropped: int | None = None) -> None:
         self._transaction("touch source", self._touch, source_id, now, dropped, soft=True)
@@ -481,18 +440,6 @@ class SQLiteStore:
 
         result: list[ProbeRecord] = self._run("list probes", body)
         return result
-
-    def active_probes(
-        self, *, quarantined: list[tuple[str, str]] | None = None
-    ) -> list[ProbeRecord]:
-        rows = self._run(
-            "list active probes",
-            lambda: self._db.execute(
-                f"SELECT {self._PROBE_SELECT} FROM probes WHERE state = 'active' "
-                "ORDER BY created_at, id"
-            ).fetchall(),
-        )
-        return readable(rows, self._probe, quarantined)
 
     def end_probe(
         self, probe_id: str, state: str, now: float, reason: str | None = None
@@ -737,56 +684,7 @@ class SQLiteStore:
                 outcome.completed.append(probe_id)
         return outcome
 
-    def standing_summary(self, probe_id: str) -> list[VersionSummary]:
-        result: list[VersionSummary] = self._run(
-            "read standing summary", read_summary, self._sql, probe_id
-        )
-        return result
-
-    def read_hits(
-        self,
-        *,
-        probe_id: str | None = None,
-        signature: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        source_id: str | None = None,
-        after: int | None = None,
-        limit: int = 100,
-        quarantined: list[tuple[str, str]] | None = None,
-    ) -> list[HitRow]:
-        sql, args = hits_query(
-            probe_id=probe_id, signature=signature, since=since, until=until,
-            source_id=source_id, after=after, limit=limit,
-        )  # fmt: skip
-        rows = self._run("read hits", lambda: self._db.execute(sql, args).fetchall())
-        return served_hits(rows, quarantined)
-
-    def find_hits(
-        self,
-        probe_id: str,
-        hit_id: str,
-        *,
-        quarantined: list[tuple[str, str]] | None = None,
-    ) -> list[HitRow]:
-        # No ORDER BY: it would make SQLite walk hits_probe and read every row of the probe;
-        # without it the (probe_id, source_id, hit_id) index finds the few rows (sorted here).
-        rows = self._run(
-            "find a hit",
-            lambda: self._db.execute(
-                "SELECT seq, body FROM hits WHERE probe_id = ? AND hit_id = ?", (probe_id, hit_id)
-            ).fetchall(),
-        )
-        return served_hits(sorted(rows), quarantined)
-
     # -- redaction rules -----------------------------------------------------------------
-
-    def get_redaction(self) -> RedactionRecord | None:
-        row = self._run(
-            "read redaction rules",
-            lambda: self._db.execute("SELECT value FROM meta WHERE key = 'redaction'").fetchone(),
-        )
-        return None if row is None else redaction_from_text(row[0])
 
     def set_redaction(self, record: RedactionRecord) -> None:
         # one row in meta: no schema change, so an existing hub file needs no migration

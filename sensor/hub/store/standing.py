@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sensor.hub import strata as st
-from sensor.hub.store.base import BatchOutcome, SourceRecord, VersionSummary
+from sensor.hub.store.base import BatchOutcome, SourceRecord
 from sensor.hub.store.common import Dialect, declined_because
-from sensor.hub.store.rows import encode_hit, version_summaries
+from sensor.hub.store.rows import encode_hit
 
-__all__ = ["forget_version", "read_summary", "sample", "store_standing"]
+__all__ = ["forget_version", "sample", "store_standing"]
 
 #: Which hit a full reservoir replaces: not a secret, only an even spread.
 _RANDOM = random.Random()
@@ -187,21 +187,3 @@ def forget_version(db: Dialect, probe_id: str, version: str) -> None:
     )
     db.execute("DELETE FROM reservoir WHERE probe_id = ? AND version = ?", key)
     db.execute("DELETE FROM strata WHERE probe_id = ? AND version = ?", key)
-
-
-def read_summary(db: Dialect, probe_id: str) -> list[VersionSummary]:
-    """Per service version, newest first (then by name): hits seen and kept, strata, counters.
-
-    Run it in one transaction: the totals and the counters are then of the same moment.
-    """
-    rows = db.execute(
-        "SELECT version, SUM(seen), SUM(kept), COUNT(*), MIN(first_seen), MAX(last_seen) "
-        "FROM strata WHERE probe_id = ? GROUP BY version ORDER BY MAX(last_seen) DESC, version",
-        (probe_id,),
-    ).fetchall()
-    statuses = db.execute(
-        "SELECT COALESCE(so.version, ''), st.body FROM statuses st JOIN sources so "
-        "ON so.id = st.source_id WHERE st.probe_id = ?",
-        (probe_id,),
-    ).fetchall()
-    return version_summaries(rows, statuses)
