@@ -21,9 +21,11 @@ from sensor.hub.store.base import (
     VersionSummary,
 )
 from sensor.hub.store.rows import (
+    PROBE_COLUMNS,
     PROBE_SELECT,
     SOURCE_COLUMNS,
     TOKEN_COLUMNS,
+    attach_statuses,
     bad_hit_body,
     probe_from_row,
     readable,
@@ -45,6 +47,7 @@ __all__ = [
     "read_summary",
     "redaction_from_text",
     "served_hits",
+    "with_statuses",
 ]
 
 R = TypeVar("R")
@@ -67,6 +70,23 @@ class Dialect(Protocol):
     ) -> set[str]:
         """The hit ids of ``batch`` stored already for this probe and source."""
         ...
+
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A condition that ``column`` is one of ``values`` (not empty), and its parameters."""
+        ...
+
+
+def with_statuses(db: Dialect, records: list[ProbeRecord]) -> list[ProbeRecord]:
+    """``records`` with their sources' statuses attached (in source id order)."""
+    if not records:
+        return records
+    condition, params = db.any_of("probe_id", list(dict.fromkeys(r.id for r in records)))
+    rows = db.execute(
+        f"SELECT probe_id, source_id, body FROM statuses WHERE {condition} ORDER BY source_id",
+        params,
+    ).fetchall()
+    attach_statuses(records, rows)
+    return records
 
 
 def cap_of(max_hits: int | None, max_hits_per_probe: int | None) -> int | None:
@@ -244,6 +264,12 @@ class SharedReads:
 
     __slots__ = ()
 
+    _SOURCE_COLUMNS = SOURCE_COLUMNS
+    _PROBE_COLUMNS = PROBE_COLUMNS
+    _PROBE_SELECT = PROBE_SELECT
+    _source = staticmethod(source_from_row)
+    _probe = staticmethod(probe_from_row)
+
     def _read(self, what: str, fn: Callable[[Dialect], R]) -> R:
         raise NotImplementedError
 
@@ -295,6 +321,38 @@ class SharedReads:
             ).fetchall(),
         )
         return readable(rows, probe_from_row, quarantined)
+
+    def get_probe(self, probe_id: str) -> ProbeRecord | None:
+        def body(db: Dialect) -> ProbeRecord | None:
+            row = db.execute(f"SELECT {PROBE_SELECT} FROM probes WHERE id = ?", (probe_id,))
+            found = row.fetchone()
+            return with_statuses(db, [probe_from_row(found)])[0] if found else None
+
+        return self._read("get probe", body)
+
+    def list_probes(
+        self,
+        *,
+        signature: str | None = None,
+        state: str | None = None,
+        quarantined: list[tuple[str, str]] | None = None,
+        standing: bool | None = None,
+    ) -> list[ProbeRecord]:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("signature", signature), ("state", state), ("standing", standing)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+
+        def body(db: Dialect) -> list[ProbeRecord]:
+            rows = db.execute(
+                f"SELECT {PROBE_SELECT} FROM probes{clause} ORDER BY created_at, id", args
+            ).fetchall()
+            return with_statuses(db, readable(rows, probe_from_row, quarantined))
+
+        return self._read("list probes", body)
 
     def standing_summary(self, probe_id: str) -> list[VersionSummary]:
         # one transaction: the totals and the counters are of the same moment

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from sensor.hub.store import common
 from sensor.hub.store.base import (
     BatchOutcome,
     CorruptRecordError,
@@ -37,28 +38,12 @@ from sensor.hub.store.base import (
     StoreError,
     TokenRecord,
 )
-from sensor.hub.store.common import (
-    Dialect,
-    R,
-    SharedReads,
-    admit,
-    cap_of,
-    delete_expired,
-    ended_reason,
-)
 from sensor.hub.store.migrations import Migration, pending
 from sensor.hub.store.rows import (
-    PROBE_COLUMNS,
-    PROBE_SELECT,
-    SOURCE_COLUMNS,
     BatchLedger,
-    attach_statuses,
     encode_hit,
     picks,
-    probe_from_row,
     probe_values,
-    readable,
-    source_from_row,
     source_values,
     token_values,
 )
@@ -179,7 +164,7 @@ def _redact_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-class PostgresStore(SharedReads):
+class PostgresStore(common.SharedReads):
     """:class:`~sensor.hub.store.base.Store` on a PostgreSQL database (psycopg 3).
 
     One connection per hub store thread (``concurrency`` of them) and, once :meth:`watch` is
@@ -341,8 +326,8 @@ class PostgresStore(SharedReads):
                 raise StoreError(f"hub database {self.shown}, {what}: {exc}") from exc
         raise AssertionError("unreachable")
 
-    def _read(self, what: str, fn: Callable[[Dialect], R]) -> R:
-        result: R = self._run(what, lambda conn: fn(_Dialect(conn)))
+    def _read(self, what: str, fn: Callable[[common.Dialect], common.R]) -> common.R:
+        result: common.R = self._run(what, lambda conn: fn(_Dialect(conn)))
         return result
 
     # -- change events between replicas ----------------------------------------------------
@@ -413,10 +398,6 @@ class PostgresStore(SharedReads):
         return result
 
     # -- sources -------------------------------------------------------------------------
-
-    _SOURCE_COLUMNS = SOURCE_COLUMNS
-
-    _source = staticmethod(source_from_row)
 
     def register_source(self, source: SourceRecord) -> SourceRecord:
         """Insert a source; a known ``runtime_id`` (the same process again) keeps its id."""
@@ -498,24 +479,6 @@ class PostgresStore(SharedReads):
 
     # -- probes --------------------------------------------------------------------------
 
-    _PROBE_COLUMNS = PROBE_COLUMNS
-    _PROBE_SELECT = PROBE_SELECT
-
-    _probe = staticmethod(probe_from_row)
-
-    @staticmethod
-    def _with_statuses(conn: Any, records: list[ProbeRecord]) -> list[ProbeRecord]:
-        if not records:
-            return records
-        by_id = {record.id: record for record in records}
-        rows = conn.execute(
-            "SELECT probe_id, source_id, body FROM statuses WHERE probe_id = ANY(%s) "
-            "ORDER BY source_id",
-            (list(by_id),),
-        ).fetchall()
-        attach_statuses(records, rows)
-        return records
-
     def add_probe(self, record: ProbeRecord) -> None:
         self._run(
             f"add probe {record.id!r}",
@@ -526,46 +489,6 @@ class PostgresStore(SharedReads):
             ),
             notify=("probes",),
         )
-
-    def get_probe(self, probe_id: str) -> ProbeRecord | None:
-        def body(conn: Any) -> ProbeRecord | None:
-            row = conn.execute(
-                f"SELECT {self._PROBE_SELECT} FROM probes WHERE id = %s", (probe_id,)
-            ).fetchone()
-            return self._with_statuses(conn, [self._probe(row)])[0] if row else None
-
-        result: ProbeRecord | None = self._run("get probe", body)
-        return result
-
-    def list_probes(
-        self,
-        *,
-        signature: str | None = None,
-        state: str | None = None,
-        quarantined: list[tuple[str, str]] | None = None,
-        standing: bool | None = None,
-    ) -> list[ProbeRecord]:
-        where: list[str] = []
-        args: list[Any] = []
-        if signature is not None:
-            where.append("signature = %s")
-            args.append(signature)
-        if state is not None:
-            where.append("state = %s")
-            args.append(state)
-        if standing is not None:
-            where.append("standing = %s")
-            args.append(standing)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-
-        def body(conn: Any) -> list[ProbeRecord]:
-            rows = conn.execute(
-                f"SELECT {self._PROBE_SELECT} FROM probes{clause} ORDER BY created_at, id", args
-            ).fetchall()
-            return self._with_statuses(conn, readable(rows, self._probe, quarantined))
-
-        result: list[ProbeRecord] = self._run("list probes", body)
-        return result
 
     def end_probe(
         self, probe_id: str, state: str, now: float, reason: str | None = None
@@ -584,7 +507,7 @@ class PostgresStore(SharedReads):
             if row is None:
                 return None
             try:
-                return self._with_statuses(conn, [self._probe(row)])[0]
+                return common.with_statuses(_Dialect(conn), [self._probe(row)])[0]
             except CorruptRecordError as exc:
                 return exc  # the probe is ended all the same: commit, then say so
 
@@ -762,7 +685,7 @@ class PostgresStore(SharedReads):
         ).fetchall()
         early: dict[tuple[int, str], int] = {}
         for probe_id, signature, _, max_hits, hit_count, selector, expires_at, _ in rows:
-            cap = cap_of(max_hits, max_hits_per_probe)
+            cap = common.cap_of(max_hits, max_hits_per_probe)
             if expires_at is not None and expires_at <= now:
                 continue
             if cap is not None and hit_count + wanted[probe_id] > cap:
@@ -897,7 +820,7 @@ class PostgresStore(SharedReads):
                 )  # fmt: skip
                 row[4] = hit_count + accepted
                 continue
-            cap = cap_of(max_hits, max_hits_per_probe)
+            cap = common.cap_of(max_hits, max_hits_per_probe)
             if probe_id in early:  # written before the lock; _early_holds checked it
                 inserted = early[probe_id]
             else:
@@ -905,7 +828,7 @@ class PostgresStore(SharedReads):
                     state = "expired"  # the sweeper has not run yet: the probe is over anyway
                 room = None if cap is None else max(0, cap - hit_count)
                 # some hits may be declined: those already stored (a retried batch) are not
-                batch = admit(_Dialect(conn), source, probe_id, state, room, batch, outcome)
+                batch = common.admit(_Dialect(conn), source, probe_id, state, room, batch, outcome)
                 inserted = (
                     self._insert_hits(conn, probe_id, signature, source, batch, now) if batch else 0
                 )
@@ -918,7 +841,7 @@ class PostgresStore(SharedReads):
             ended: str | None = None
             if finished:
                 assert cap is not None
-                ended = ended_reason(new_count, cap, max_hits)
+                ended = common.ended_reason(new_count, cap, max_hits)
                 row[2] = "completed"
             extra_dropped = int(dropped.get(probe_id, 0))
             if inserted or extra_dropped or finished:
@@ -981,7 +904,7 @@ class PostgresStore(SharedReads):
             ).fetchone()[0]
             if not locked:
                 return 0
-            return delete_expired(_Dialect(conn), cutoff)
+            return common.delete_expired(_Dialect(conn), cutoff)
 
         result: int = self._run("apply retention", body)
         return result
@@ -1020,6 +943,9 @@ class _Dialect:
         ).fetchone()
         return int(seq)
 
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [list(values)]
+
     def stored_hit_ids(
         self, probe_id: str, source_id: str, batch: Sequence[Mapping[str, Any]]
     ) -> set[str]:
@@ -1054,7 +980,7 @@ def _early_holds(
         _, _, state, max_hits, hit_count, _, expires_at, standing = row
         if state != "active" or standing or (expires_at is not None and expires_at <= now):
             return False
-        cap = cap_of(max_hits, max_hits_per_probe)
+        cap = common.cap_of(max_hits, max_hits_per_probe)
         if cap is not None and hit_count + count > cap:
             return False
     return True

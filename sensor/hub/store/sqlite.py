@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sensor.hub.store import common
 from sensor.hub.store.base import (
     BatchOutcome,
     CorruptRecordError,
@@ -29,29 +30,13 @@ from sensor.hub.store.base import (
     StoreError,
     TokenRecord,
 )
-from sensor.hub.store.common import (
-    Dialect,
-    R,
-    SharedReads,
-    admit,
-    cap_of,
-    delete_expired,
-    ended_reason,
-)
 from sensor.hub.store.migrations import Migration, pending
 from sensor.hub.store.rows import (
-    PROBE_COLUMNS,
-    PROBE_SELECT,
-    SOURCE_COLUMNS,
     STATUS_COUNTERS,
     BatchLedger,
-    attach_statuses,
     encode_hit,
     picks,
-    probe_from_row,
     probe_values,
-    readable,
-    source_from_row,
     source_values,
     token_values,
 )
@@ -163,7 +148,7 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps re
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
-class SQLiteStore(SharedReads):
+class SQLiteStore(common.SharedReads):
     """:class:`~sensor.hub.store.base.Store` on one SQLite file (``:memory:`` for tests).
 
     The reads both stores make alike come from :class:`~sensor.hub.store.common.SharedReads`.
@@ -284,8 +269,8 @@ class SQLiteStore(SharedReads):
 
         return self._run(what, body)
 
-    def _read(self, what: str, fn: Callable[[Dialect], R]) -> R:
-        result: R = self._run(what, fn, self._sql)
+    def _read(self, what: str, fn: Callable[[common.Dialect], common.R]) -> common.R:
+        result: common.R = self._run(what, fn, self._sql)
         return result
 
     # -- tokens --------------------------------------------------------------------------
@@ -306,10 +291,6 @@ class SQLiteStore(SharedReads):
         return bool(cursor.rowcount)
 
     # -- sources -------------------------------------------------------------------------
-
-    _SOURCE_COLUMNS = SOURCE_COLUMNS
-
-    _source = staticmethod(source_from_row)
 
     def register_source(self, source: SourceRecord) -> SourceRecord:
         """Insert a source; a known ``runtime_id`` (the same process again) keeps its id."""
@@ -374,24 +355,6 @@ class SQLiteStore(SharedReads):
 
     # -- probes --------------------------------------------------------------------------
 
-    _PROBE_COLUMNS = PROBE_COLUMNS
-    _PROBE_SELECT = PROBE_SELECT
-
-    _probe = staticmethod(probe_from_row)
-
-    def _with_statuses(self, records: list[ProbeRecord]) -> list[ProbeRecord]:
-        if not records:
-            return records
-        by_id = {record.id: record for record in records}
-        marks = ",".join("?" * len(by_id))
-        rows = self._db.execute(
-            f"SELECT probe_id, source_id, body FROM statuses WHERE probe_id IN ({marks}) "
-            "ORDER BY source_id",
-            list(by_id),
-        ).fetchall()
-        attach_statuses(records, rows)
-        return records
-
     def add_probe(self, record: ProbeRecord) -> None:
         self._run(
             f"add probe {record.id!r}",
@@ -400,46 +363,6 @@ class SQLiteStore(SharedReads):
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             probe_values(record),
         )
-
-    def get_probe(self, probe_id: str) -> ProbeRecord | None:
-        def body() -> ProbeRecord | None:
-            row = self._db.execute(
-                f"SELECT {self._PROBE_SELECT} FROM probes WHERE id = ?", (probe_id,)
-            ).fetchone()
-            return self._with_statuses([self._probe(row)])[0] if row else None
-
-        result: ProbeRecord | None = self._run("get probe", body)
-        return result
-
-    def list_probes(
-        self,
-        *,
-        signature: str | None = None,
-        state: str | None = None,
-        quarantined: list[tuple[str, str]] | None = None,
-        standing: bool | None = None,
-    ) -> list[ProbeRecord]:
-        where: list[str] = []
-        args: list[Any] = []
-        if signature is not None:
-            where.append("signature = ?")
-            args.append(signature)
-        if standing is not None:
-            where.append("standing = ?")
-            args.append(int(standing))
-        if state is not None:
-            where.append("state = ?")
-            args.append(state)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-
-        def body() -> list[ProbeRecord]:
-            rows = self._db.execute(
-                f"SELECT {self._PROBE_SELECT} FROM probes{clause} ORDER BY created_at, id", args
-            ).fetchall()
-            return self._with_statuses(readable(rows, self._probe, quarantined))
-
-        result: list[ProbeRecord] = self._run("list probes", body)
-        return result
 
     def end_probe(
         self, probe_id: str, state: str, now: float, reason: str | None = None
@@ -456,7 +379,7 @@ class SQLiteStore(SharedReads):
             if row is None:
                 return None
             try:
-                return self._with_statuses([self._probe(row)])[0]
+                return common.with_statuses(self._sql, [self._probe(row)])[0]
             except CorruptRecordError as exc:
                 return exc  # the probe is ended all the same: commit, then say so
 
@@ -627,12 +550,12 @@ class SQLiteStore(SharedReads):
                     outcome, retry=ledger.retry,
                 )  # fmt: skip
                 continue
-            cap = cap_of(max_hits, max_hits_per_probe)
+            cap = common.cap_of(max_hits, max_hits_per_probe)
             if state == "active" and expires_at is not None and expires_at <= now:
                 state = "expired"  # the sweeper has not run yet: the probe is over all the same
             room = None if cap is None else max(0, cap - hit_count)
             # some hits may be declined: those already stored (a retried batch) are not
-            batch = admit(self._sql, source, probe_id, state, room, batch, outcome)
+            batch = common.admit(self._sql, source, probe_id, state, room, batch, outcome)
             values = []
             for hit in batch:
                 hit["signature"] = signature  # the hub's record is the truth
@@ -663,7 +586,7 @@ class SQLiteStore(SharedReads):
             ended: str | None = None
             if finished:
                 assert cap is not None
-                ended = ended_reason(new_count, cap, max_hits)
+                ended = common.ended_reason(new_count, cap, max_hits)
             self._db.execute(
                 "UPDATE probes SET hit_count = ?, dropped = dropped + ?, "
                 "state = CASE WHEN ? THEN 'completed' ELSE state END, "
@@ -707,7 +630,7 @@ class SQLiteStore(SharedReads):
         cutoff = now - max_age
 
         def body() -> int:
-            return delete_expired(self._sql, cutoff)
+            return common.delete_expired(self._sql, cutoff)
 
         result: int = self._transaction("apply retention", body)
         return result
@@ -742,6 +665,9 @@ class _Dialect:
         )
         assert cursor.lastrowid is not None  # an INSERT into a rowid table
         return cursor.lastrowid
+
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
     def stored_hit_ids(
         self, probe_id: str, source_id: str, batch: Sequence[Mapping[str, Any]]
