@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 
 from sensor.hub.store.base import (
     BatchOutcome,
+    HitBatch,
     HitRow,
     ProbeRecord,
     RedactionRecord,
@@ -37,7 +38,7 @@ from sensor.hub.store.rows import (
 
 __all__ = [
     "Dialect",
-    "SharedReads",
+    "SharedStore",
     "admit",
     "cap_of",
     "declined_because",
@@ -254,8 +255,9 @@ def read_summary(db: Dialect, probe_id: str) -> list[VersionSummary]:
     return version_summaries(rows, statuses)
 
 
-class SharedReads:
-    """The reads both stores answer with the same statements, each in one ``_read`` call.
+class SharedStore:
+    """What both stores do alike: the reads they answer with the same statements, each in one
+    ``_read`` call, and ``add_hits`` as a group of one batch.
 
     A store gives ``_read(what, fn)``: run ``fn`` with its :class:`Dialect` as it runs any
     read (SQLite under its lock; PostgreSQL in a transaction of this thread's connection,
@@ -271,7 +273,32 @@ class SharedReads:
     _probe = staticmethod(probe_from_row)
 
     def _read(self, what: str, fn: Callable[[Dialect], R]) -> R:
+        """Each store's own: how it runs a read."""
         raise NotImplementedError
+
+    #: each store's own ingest (PostgreSQL's writes before the lock, COPY, group commit)
+    add_hit_batches: Callable[..., list[BatchOutcome]]
+
+    def add_hits(
+        self,
+        source: SourceRecord,
+        hits: Sequence[dict[str, Any]],
+        dropped: Mapping[str, int],
+        now: float,
+        max_hits_per_probe: int | None = None,
+        number: int | None = None,
+    ) -> BatchOutcome:
+        """Store a batch in one transaction; say what was stored and what was declined.
+
+        Only hits of a probe given to this source (its selector picks the source) and still
+        active are stored, up to the probe's max hits; every other hit is declined with its
+        reason (:data:`~sensor.hub.store.base.DECLINE_REASONS`). A hit already stored (same
+        probe, source and hit id: a retried batch) counts as accepted and is not stored twice.
+        Drop counts of probes not given to the source are ignored. The batch is also the
+        source's sign of life (``last_seen``), in the same transaction: one commit per batch.
+        """
+        batch = HitBatch(source, hits, dropped, number)
+        return self.add_hit_batches([batch], now, max_hits_per_probe)[0]
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
         row = self._read(

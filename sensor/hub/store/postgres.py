@@ -164,12 +164,12 @@ def _redact_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-class PostgresStore(common.SharedReads):
+class PostgresStore(common.SharedStore):
     """:class:`~sensor.hub.store.base.Store` on a PostgreSQL database (psycopg 3).
 
     One connection per hub store thread (``concurrency`` of them) and, once :meth:`watch` is
     called, one more that listens for the other replicas' changes. The reads both stores make
-    alike come from :class:`~sensor.hub.store.common.SharedReads`.
+    alike come from :class:`~sensor.hub.store.common.SharedStore`.
     """
 
     #: store threads the hub may run at once (each with its own connection)
@@ -592,19 +592,6 @@ class PostgresStore(common.SharedReads):
         return result
 
     # -- hits ----------------------------------------------------------------------------
-
-    def add_hits(
-        self,
-        source: SourceRecord,
-        hits: Sequence[dict[str, Any]],
-        dropped: Mapping[str, int],
-        now: float,
-        max_hits_per_probe: int | None = None,
-        number: int | None = None,
-    ) -> BatchOutcome:
-        """Store a batch in one transaction; the same rules as the SQLite store."""
-        batch = HitBatch(source, hits, dropped, number)
-        return self.add_hit_batches([batch], now, max_hits_per_probe)[0]
 
     def add_hit_batches(
         self,

@@ -148,10 +148,10 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps re
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
-class SQLiteStore(common.SharedReads):
+class SQLiteStore(common.SharedStore):
     """:class:`~sensor.hub.store.base.Store` on one SQLite file (``:memory:`` for tests).
 
-    The reads both stores make alike come from :class:`~sensor.hub.store.common.SharedReads`.
+    The reads both stores make alike come from :class:`~sensor.hub.store.common.SharedStore`.
     """
 
     #: one connection, one writer: the hub runs every store call on one thread
@@ -464,27 +464,6 @@ class SQLiteStore(common.SharedReads):
         return result
 
     # -- hits ----------------------------------------------------------------------------
-
-    def add_hits(
-        self,
-        source: SourceRecord,
-        hits: Sequence[dict[str, Any]],
-        dropped: Mapping[str, int],
-        now: float,
-        max_hits_per_probe: int | None = None,
-        number: int | None = None,
-    ) -> BatchOutcome:
-        """Store a batch in one transaction; say what was stored and what was declined.
-
-        Only hits of a probe given to this source (its selector picks the source) and still
-        active are stored, up to the probe's max hits; every other hit is declined with its
-        reason (:data:`~sensor.hub.store.base.DECLINE_REASONS`). A hit already stored (same
-        probe, source and hit id: a retried batch) counts as accepted and is not stored twice.
-        Drop counts of probes not given to the source are ignored. The batch is also the
-        source's sign of life (``last_seen``), in the same transaction: one commit per batch.
-        """
-        batch = HitBatch(source, hits, dropped, number)
-        return self.add_hit_batches([batch], now, max_hits_per_probe)[0]
 
     def add_hit_batches(
         self,
