@@ -17,41 +17,37 @@ does, and ``jsonb`` would reorder their keys.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from sensor.hub.store import common
 from sensor.hub.store.base import (
     BatchOutcome,
     CorruptRecordError,
     DuplicateError,
     HitBatch,
-    HitRow,
     ProbeRecord,
     RedactionRecord,
     SourceRecord,
     StoreError,
     TokenRecord,
-    VersionSummary,
 )
 from sensor.hub.store.migrations import Migration, pending
 from sensor.hub.store.rows import (
     BatchLedger,
-    bad_hit_body,
     encode_hit,
     picks,
-    probe_from_row,
-    readable,
-    source_from_row,
-    status_from_body,
-    token_from_row,
-    version_summaries,
+    probe_values,
+    source_values,
+    token_values,
 )
+from sensor.hub.store.standing import store_standing
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
@@ -63,8 +59,6 @@ _RETRIES = 5
 _MIGRATION_LOCK = 0x5E45_0001
 #: The key of the advisory lock that lets one replica at a time apply retention.
 _RETENTION_LOCK = 0x5E45_0002
-#: Which hit a full reservoir replaces: not a secret, only an even spread.
-_RANDOM = random.Random()
 
 _TABLES = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -170,11 +164,12 @@ def _redact_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-class PostgresStore:
+class PostgresStore(common.SharedStore):
     """:class:`~sensor.hub.store.base.Store` on a PostgreSQL database (psycopg 3).
 
     One connection per hub store thread (``concurrency`` of them) and, once :meth:`watch` is
-    called, one more that listens for the other replicas' changes.
+    called, one more that listens for the other replicas' changes. The reads both stores make
+    alike come from :class:`~sensor.hub.store.common.SharedStore`.
     """
 
     #: store threads the hub may run at once (each with its own connection)
@@ -331,6 +326,10 @@ class PostgresStore:
                 raise StoreError(f"hub database {self.shown}, {what}: {exc}") from exc
         raise AssertionError("unreachable")
 
+    def _read(self, what: str, fn: Callable[[common.Dialect], common.R]) -> common.R:
+        result: common.R = self._run(what, lambda conn: fn(_Dialect(conn)))
+        return result
+
     # -- change events between replicas ----------------------------------------------------
 
     def watch(self, on_change: Callable[[str], None]) -> None:
@@ -378,50 +377,15 @@ class PostgresStore:
 
     # -- tokens --------------------------------------------------------------------------
 
-    _TOKEN_COLUMNS = "id, name, scope, token_hash, created_at, services"
-
-    _token = staticmethod(token_from_row)
-
     def add_token(self, token: TokenRecord) -> None:
         self._run(
             "add token",
             lambda c: c.execute(
                 "INSERT INTO tokens (id, name, scope, token_hash, created_at, services) "
                 "VALUES (%s, %s, %s, %s, %s, %s)",
-                (
-                    token.id,
-                    token.name,
-                    token.scope,
-                    token.token_hash,
-                    token.created_at,
-                    None if token.services is None else json.dumps(list(token.services)),
-                ),
+                token_values(token),
             ),
         )
-
-    def find_token(self, token_hash: str) -> TokenRecord | None:
-        row = self._run(
-            "find token",
-            lambda c: c.execute(
-                f"SELECT {self._TOKEN_COLUMNS} FROM tokens WHERE token_hash = %s", (token_hash,)
-            ).fetchone(),
-        )
-        return self._token(row) if row else None
-
-    def list_tokens(self) -> list[TokenRecord]:
-        rows = self._run(
-            "list tokens",
-            lambda c: c.execute(
-                f"SELECT {self._TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
-            ).fetchall(),
-        )
-        records = []
-        for row in rows:
-            try:
-                records.append(self._token(row))
-            except CorruptRecordError:
-                continue  # a token that cannot be read cannot be used either
-        return records
 
     def remove_token(self, token_id: str) -> bool:
         def body(conn: Any, events: list[str]) -> bool:
@@ -434,13 +398,6 @@ class PostgresStore:
         return result
 
     # -- sources -------------------------------------------------------------------------
-
-    _SOURCE_COLUMNS = (
-        "id, service, version, host, pid, python, labels, runtime_id, sensor_version, backend, "
-        "token_id, first_seen, last_seen, dropped, deregistered"
-    )
-
-    _source = staticmethod(source_from_row)
 
     def register_source(self, source: SourceRecord) -> SourceRecord:
         """Insert a source; a known ``runtime_id`` (the same process again) keeps its id."""
@@ -467,48 +424,13 @@ class PostgresStore:
                 "backend = excluded.backend, token_id = excluded.token_id, "
                 "first_seen = excluded.first_seen, last_seen = excluded.last_seen, "
                 "dropped = excluded.dropped, deregistered = false",
-                (
-                    source.id,
-                    source.service,
-                    source.version,
-                    source.host,
-                    source.pid,
-                    source.python,
-                    json.dumps(source.labels, sort_keys=True),
-                    source.runtime_id,
-                    source.sensor_version,
-                    source.backend,
-                    source.token_id,
-                    source.first_seen,
-                    source.last_seen,
-                    source.dropped,
-                ),
+                source_values(source),
             )
             source.deregistered = False
             return source
 
         result: SourceRecord = self._run("register source", body, soft=True)
         return result
-
-    def get_source(self, source_id: str) -> SourceRecord | None:
-        row = self._run(
-            "get source",
-            lambda c: c.execute(
-                f"SELECT {self._SOURCE_COLUMNS} FROM sources WHERE id = %s", (source_id,)
-            ).fetchone(),
-        )
-        return self._source(row) if row else None
-
-    def list_sources(
-        self, *, quarantined: list[tuple[str, str]] | None = None
-    ) -> list[SourceRecord]:
-        rows = self._run(
-            "list sources",
-            lambda c: c.execute(
-                f"SELECT {self._SOURCE_COLUMNS} FROM sources ORDER BY service, first_seen, id"
-            ).fetchall(),
-        )
-        return readable(rows, self._source, quarantined)
 
     def touch_source(self, source_id: str, now: float, dropped: int | None = None) -> None:
         self._run("touch source", lambda c: self._touch(c, source_id, now, dropped), soft=True)
@@ -557,105 +479,16 @@ class PostgresStore:
 
     # -- probes --------------------------------------------------------------------------
 
-    _PROBE_COLUMNS = (
-        "id, signature, probe, selector, state, created_at, expires_at, hit_count, dropped, "
-        "ended_at"
-    )
-    _PROBE_SELECT = _PROBE_COLUMNS + ", ended_reason, standing"
-
-    _probe = staticmethod(probe_from_row)
-
-    @staticmethod
-    def _with_statuses(conn: Any, records: list[ProbeRecord]) -> list[ProbeRecord]:
-        if not records:
-            return records
-        by_id = {record.id: record for record in records}
-        rows = conn.execute(
-            "SELECT probe_id, source_id, body FROM statuses WHERE probe_id = ANY(%s) "
-            "ORDER BY source_id",
-            (list(by_id),),
-        ).fetchall()
-        for probe_id, source_id, body in rows:
-            status = status_from_body(source_id, body)
-            if status is not None:  # one that cannot be served is left out
-                by_id[probe_id].statuses[source_id] = status
-        return records
-
     def add_probe(self, record: ProbeRecord) -> None:
         self._run(
             f"add probe {record.id!r}",
             lambda c: c.execute(
                 f"INSERT INTO probes ({self._PROBE_COLUMNS}, max_hits, standing) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    record.id,
-                    record.signature,
-                    json.dumps(record.probe, sort_keys=True),
-                    json.dumps(record.selector, sort_keys=True),
-                    record.state,
-                    record.created_at,
-                    record.expires_at,
-                    record.hit_count,
-                    record.dropped,
-                    record.ended_at,
-                    record.max_hits,
-                    bool(record.standing),
-                ),
+                probe_values(record),
             ),
             notify=("probes",),
         )
-
-    def get_probe(self, probe_id: str) -> ProbeRecord | None:
-        def body(conn: Any) -> ProbeRecord | None:
-            row = conn.execute(
-                f"SELECT {self._PROBE_SELECT} FROM probes WHERE id = %s", (probe_id,)
-            ).fetchone()
-            return self._with_statuses(conn, [self._probe(row)])[0] if row else None
-
-        result: ProbeRecord | None = self._run("get probe", body)
-        return result
-
-    def list_probes(
-        self,
-        *,
-        signature: str | None = None,
-        state: str | None = None,
-        quarantined: list[tuple[str, str]] | None = None,
-        standing: bool | None = None,
-    ) -> list[ProbeRecord]:
-        where: list[str] = []
-        args: list[Any] = []
-        if signature is not None:
-            where.append("signature = %s")
-            args.append(signature)
-        if state is not None:
-            where.append("state = %s")
-            args.append(state)
-        if standing is not None:
-            where.append("standing = %s")
-            args.append(standing)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-
-        def body(conn: Any) -> list[ProbeRecord]:
-            rows = conn.execute(
-                f"SELECT {self._PROBE_SELECT} FROM probes{clause} ORDER BY created_at, id", args
-            ).fetchall()
-            return self._with_statuses(conn, readable(rows, self._probe, quarantined))
-
-        result: list[ProbeRecord] = self._run("list probes", body)
-        return result
-
-    def active_probes(
-        self, *, quarantined: list[tuple[str, str]] | None = None
-    ) -> list[ProbeRecord]:
-        rows = self._run(
-            "list active probes",
-            lambda c: c.execute(
-                f"SELECT {self._PROBE_SELECT} FROM probes WHERE state = 'active' "
-                "ORDER BY created_at, id"
-            ).fetchall(),
-        )
-        return readable(rows, self._probe, quarantined)
 
     def end_probe(
         self, probe_id: str, state: str, now: float, reason: str | None = None
@@ -674,7 +507,7 @@ class PostgresStore:
             if row is None:
                 return None
             try:
-                return self._with_statuses(conn, [self._probe(row)])[0]
+                return common.with_statuses(_Dialect(conn), [self._probe(row)])[0]
             except CorruptRecordError as exc:
                 return exc  # the probe is ended all the same: commit, then say so
 
@@ -760,19 +593,6 @@ class PostgresStore:
 
     # -- hits ----------------------------------------------------------------------------
 
-    def add_hits(
-        self,
-        source: SourceRecord,
-        hits: Sequence[dict[str, Any]],
-        dropped: Mapping[str, int],
-        now: float,
-        max_hits_per_probe: int | None = None,
-        number: int | None = None,
-    ) -> BatchOutcome:
-        """Store a batch in one transaction; the same rules as the SQLite store."""
-        batch = HitBatch(source, hits, dropped, number)
-        return self.add_hit_batches([batch], now, max_hits_per_probe)[0]
-
     def add_hit_batches(
         self,
         batches: Sequence[HitBatch],
@@ -852,7 +672,7 @@ class PostgresStore:
         ).fetchall()
         early: dict[tuple[int, str], int] = {}
         for probe_id, signature, _, max_hits, hit_count, selector, expires_at, _ in rows:
-            cap = _cap(max_hits, max_hits_per_probe)
+            cap = common.cap_of(max_hits, max_hits_per_probe)
             if expires_at is not None and expires_at <= now:
                 continue
             if cap is not None and hit_count + wanted[probe_id] > cap:
@@ -981,34 +801,21 @@ class PostgresStore:
             if standing:
                 # the probe's row is locked (FOR UPDATE above) until this transaction ends:
                 # replicas sampling the same probe take turns, so its counts stay exact
-                accepted = self._store_standing(
-                    conn, source, probe_id, signature, state, batch, dropped, now, outcome,
-                    retry=ledger.retry,
+                accepted = store_standing(
+                    _Dialect(conn), source, probe_id, signature, state, batch, dropped, now,
+                    outcome, retry=ledger.retry,
                 )  # fmt: skip
                 row[4] = hit_count + accepted
                 continue
-            cap = _cap(max_hits, max_hits_per_probe)
+            cap = common.cap_of(max_hits, max_hits_per_probe)
             if probe_id in early:  # written before the lock; _early_holds checked it
                 inserted = early[probe_id]
             else:
                 if state == "active" and expires_at is not None and expires_at <= now:
                     state = "expired"  # the sweeper has not run yet: the probe is over anyway
                 room = None if cap is None else max(0, cap - hit_count)
-                if batch and (state != "active" or (room is not None and room < len(batch))):
-                    # some hits may be declined: those already stored (a retried batch) are not
-                    stored_ids = self._stored_hit_ids(conn, probe_id, source.id, batch)
-                    fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
-                    outcome.accepted += len(batch) - len(fresh)
-                    if state != "active":
-                        reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(
-                            state, "max_hits"
-                        )
-                        outcome.decline(probe_id, reason, len(fresh))
-                        batch = []
-                    else:
-                        assert room is not None
-                        outcome.decline(probe_id, "max_hits", len(fresh) - room)
-                        batch = fresh[:room]
+                # some hits may be declined: those already stored (a retried batch) are not
+                batch = common.admit(_Dialect(conn), source, probe_id, state, room, batch, outcome)
                 inserted = (
                     self._insert_hits(conn, probe_id, signature, source, batch, now) if batch else 0
                 )
@@ -1020,8 +827,8 @@ class PostgresStore:
             finished = cap is not None and new_count >= cap and state == "active" and inserted > 0
             ended: str | None = None
             if finished:
-                which = "limits.max_hits" if cap == max_hits else "the hub's --max-hits-per-probe"
-                ended = f"max_hits: {new_count} hits stored ({which} is {cap})"
+                assert cap is not None
+                ended = common.ended_reason(new_count, cap, max_hits)
                 row[2] = "completed"
             extra_dropped = int(dropped.get(probe_id, 0))
             if inserted or extra_dropped or finished:
@@ -1037,208 +844,9 @@ class PostgresStore:
                 outcome.completed.append(probe_id)
         return outcome
 
-    def _store_standing(
-        self,
-        conn: Any,
-        source: SourceRecord,
-        probe_id: str,
-        signature: str,
-        state: str,
-        batch: Sequence[dict[str, Any]],
-        dropped: Mapping[str, int],
-        now: float,
-        outcome: BatchOutcome,
-        *,
-        retry: bool = False,
-    ) -> int:
-        """A standing probe's hits: counted per stratum, sampled into the bounded reservoir.
-
-        The same rules as the SQLite store: a hit the sample does not keep is still accepted
-        and counted in ``strata.seen``; ``hit_count`` counts the hits accepted. Returns that
-        number. ``retry``: the batch was committed before (:class:`BatchLedger`).
-        """
-        stored_ids = self._stored_hit_ids(conn, probe_id, source.id, batch) if batch else set()
-        if state != "active":
-            reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(state, "max_hits")
-            fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
-            outcome.accepted += len(batch) - len(fresh)
-            outcome.decline(probe_id, reason, len(fresh))
-            return 0
-        brief = source.brief()
-        version = source.version or ""
-        accepted = 0
-        for hit in batch:
-            hit_id = hit.get("hit_id") or None
-            outcome.accepted += 1
-            if hit_id is not None:
-                if retry or hit_id in stored_ids:
-                    continue  # a retried batch: stored already, counted already
-                # a second copy in this batch is the same hit (and would break hits_unique)
-                stored_ids.add(hit_id)
-            accepted += 1
-            hit["signature"] = signature
-            hit["source"] = brief
-            if self._sample(conn, probe_id, version, source.id, hit, now):
-                outcome.stored.append(hit)  # kept in the sample: exported like any stored hit
-        extra_dropped = int(dropped.get(probe_id, 0))
-        if accepted or extra_dropped:
-            conn.execute(
-                "UPDATE probes SET hit_count = hit_count + %s, dropped = dropped + %s "
-                "WHERE id = %s",
-                (accepted, extra_dropped, probe_id),
-            )
-        return accepted
-
-    def _sample(
-        self,
-        conn: Any,
-        probe_id: str,
-        version: str,
-        source_id: str,
-        hit: dict[str, Any],
-        now: float,
-    ) -> bool:
-        """Count one hit in its stratum and decide whether the sample keeps it.
-
-        As :meth:`SQLiteStore._sample <sensor.hub.store.sqlite.SQLiteStore._sample>`: while the
-        reservoir of (probe, version) has room every hit is kept; once full, a hit of a stratum
-        smaller than the largest replaces a random hit of the largest, and a hit of a largest
-        stratum replaces one of its own with probability kept/seen.
-        """
-        from sensor.hub import strata as st
-
-        stratum = st.stratum_of(hit)
-        key = (probe_id, version)
-        row = conn.execute(
-            "SELECT seen, kept FROM strata WHERE probe_id = %s AND version = %s AND stratum = %s",
-            (*key, stratum),
-        ).fetchone()
-        if row is None:
-            versions = [
-                v
-                for (v,) in conn.execute(
-                    "SELECT version FROM strata WHERE probe_id = %s GROUP BY version "
-                    "ORDER BY MAX(last_seen) DESC, version",
-                    (probe_id,),
-                )
-            ]
-            if version not in versions and len(versions) >= st.MAX_VERSIONS:
-                for old in versions[st.MAX_VERSIONS - 1 :]:
-                    self._forget_version(conn, probe_id, old)
-            count = conn.execute(
-                "SELECT COUNT(*) FROM strata WHERE probe_id = %s AND version = %s", key
-            ).fetchone()[0]
-            if count >= st.MAX_STRATA:
-                stratum = st.OVERFLOW_STRATUM
-                row = conn.execute(
-                    "SELECT seen, kept FROM strata WHERE probe_id = %s AND version = %s "
-                    "AND stratum = %s",
-                    (*key, stratum),
-                ).fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO strata (probe_id, version, stratum, seen, kept, first_seen, "
-                    "last_seen) VALUES (%s, %s, %s, 0, 0, %s, %s)",
-                    (*key, stratum, now, now),
-                )
-                row = (0, 0)
-        seen, kept = int(row[0]) + 1, int(row[1])
-        conn.execute(
-            "UPDATE strata SET seen = %s, last_seen = %s WHERE probe_id = %s AND version = %s "
-            "AND stratum = %s",
-            (seen, now, *key, stratum),
-        )
-        total = conn.execute(
-            "SELECT COALESCE(SUM(kept), 0) FROM strata WHERE probe_id = %s AND version = %s", key
-        ).fetchone()[0]
-        victim: str | None = None  # the stratum that gives up one hit
-        if total >= st.RESERVOIR_CAP:
-            largest, most = conn.execute(
-                "SELECT stratum, kept FROM strata WHERE probe_id = %s AND version = %s "
-                "ORDER BY kept DESC, stratum LIMIT 1",
-                key,
-            ).fetchone()
-            if most > kept + 1:
-                victim = largest
-            elif kept > 0 and _RANDOM.randrange(seen) < kept:
-                victim = stratum
-            else:
-                return False  # not sampled: counted in seen
-        if victim is not None:
-            kept_there = conn.execute(
-                "SELECT kept FROM strata WHERE probe_id = %s AND version = %s AND stratum = %s",
-                (*key, victim),
-            ).fetchone()[0]
-            (seq,) = conn.execute(
-                "SELECT seq FROM reservoir WHERE probe_id = %s AND version = %s AND stratum = %s "
-                "ORDER BY seq LIMIT 1 OFFSET %s",
-                (*key, victim, _RANDOM.randrange(max(1, int(kept_there)))),
-            ).fetchone()
-            conn.execute("DELETE FROM hits WHERE seq = %s", (seq,))
-            conn.execute("DELETE FROM reservoir WHERE seq = %s", (seq,))
-            conn.execute(
-                "UPDATE strata SET kept = kept - 1 WHERE probe_id = %s AND version = %s "
-                "AND stratum = %s",
-                (*key, victim),
-            )
-        (new_seq,) = conn.execute(
-            "INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, body) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING seq",
-            (
-                probe_id,
-                hit["signature"],
-                source_id,
-                hit.get("hit_id") or None,
-                hit["ts"],
-                now,
-                encode_hit(hit),
-            ),
-        ).fetchone()
-        conn.execute(
-            "INSERT INTO reservoir (seq, probe_id, version, stratum) VALUES (%s, %s, %s, %s)",
-            (new_seq, *key, stratum),
-        )
-        conn.execute(
-            "UPDATE strata SET kept = kept + 1 WHERE probe_id = %s AND version = %s "
-            "AND stratum = %s",
-            (*key, stratum),
-        )
-        return True
-
-    @staticmethod
-    def _forget_version(conn: Any, probe_id: str, version: str) -> None:
-        """Drop the sample and counts of one service version of a standing probe."""
-        key = (probe_id, version)
-        conn.execute(
-            "DELETE FROM hits WHERE seq IN (SELECT seq FROM reservoir WHERE probe_id = %s "
-            "AND version = %s)",
-            key,
-        )
-        conn.execute("DELETE FROM reservoir WHERE probe_id = %s AND version = %s", key)
-        conn.execute("DELETE FROM strata WHERE probe_id = %s AND version = %s", key)
-
-    def standing_summary(self, probe_id: str) -> list[VersionSummary]:
-        def body(conn: Any) -> list[VersionSummary]:
-            # one transaction: the totals and the counters are of the same moment
-            rows = conn.execute(
-                "SELECT version, SUM(seen), SUM(kept), COUNT(*), MIN(first_seen), "
-                "MAX(last_seen) FROM strata WHERE probe_id = %s GROUP BY version "
-                "ORDER BY MAX(last_seen) DESC, version",
-                (probe_id,),
-            ).fetchall()
-            statuses = conn.execute(
-                "SELECT COALESCE(so.version, ''), st.body FROM statuses st JOIN sources so "
-                "ON so.id = st.source_id WHERE st.probe_id = %s",
-                (probe_id,),
-            ).fetchall()
-            return version_summaries(rows, statuses)
-
-        result: list[VersionSummary] = self._run("read standing summary", body)
-        return result
-
     @staticmethod
     def _stored_hit_ids(
-        conn: Any, probe_id: str, source_id: str, batch: Sequence[dict[str, Any]]
+        conn: Any, probe_id: str, source_id: str, batch: Sequence[Mapping[str, Any]]
     ) -> set[str]:
         ids = sorted({hit["hit_id"] for hit in batch if hit.get("hit_id")})
         if not ids:
@@ -1252,89 +860,7 @@ class PostgresStore:
             )
         }
 
-    def read_hits(
-        self,
-        *,
-        probe_id: str | None = None,
-        signature: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        source_id: str | None = None,
-        after: int | None = None,
-        limit: int = 100,
-        quarantined: list[tuple[str, str]] | None = None,
-    ) -> list[HitRow]:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, op, value in (
-            ("probe_id", "=", probe_id),
-            ("signature", "=", signature),
-            ("ts", ">=", since),
-            ("ts", "<", until),
-            ("source_id", "=", source_id),
-            ("seq", ">", after),
-        ):
-            if value is not None:
-                where.append(f"{column} {op} %s")
-                args.append(value)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-        args.append(limit)
-        rows = self._run(
-            "read hits",
-            lambda c: c.execute(
-                f"SELECT seq, body FROM hits{clause} ORDER BY seq LIMIT %s", args
-            ).fetchall(),
-        )
-        hits = []
-        for seq, body in rows:
-            reason = bad_hit_body(body)
-            if reason is None:
-                hits.append(HitRow(seq, body))
-            elif quarantined is not None:
-                quarantined.append((str(seq), reason))
-        return hits
-
-    def find_hits(
-        self,
-        probe_id: str,
-        hit_id: str,
-        *,
-        quarantined: list[tuple[str, str]] | None = None,
-    ) -> list[HitRow]:
-        # the (probe_id, source_id, hit_id) index finds the few rows; sorted here, as SQLite's
-        rows = self._run(
-            "find a hit",
-            lambda c: c.execute(
-                "SELECT seq, body FROM hits WHERE probe_id = %s AND hit_id = %s",
-                (probe_id, hit_id),
-            ).fetchall(),
-        )
-        hits = []
-        for seq, body in sorted(rows):
-            reason = bad_hit_body(body)
-            if reason is None:
-                hits.append(HitRow(seq, body))
-            elif quarantined is not None:
-                quarantined.append((str(seq), reason))
-        return hits
-
     # -- redaction rules -----------------------------------------------------------------
-
-    def get_redaction(self) -> RedactionRecord | None:
-        row = self._run(
-            "read redaction rules",
-            lambda c: c.execute("SELECT value FROM meta WHERE key = 'redaction'").fetchone(),
-        )
-        if row is None:
-            return None
-        data = json.loads(row[0])
-        return RedactionRecord(
-            names=list(data["names"]),
-            patterns=list(data["patterns"]),
-            allow=list(data["allow"]),
-            updated_at=float(data["updated_at"]),
-            updated_by=data.get("updated_by"),
-        )
 
     def set_redaction(self, record: RedactionRecord) -> None:
         self._run(
@@ -1365,44 +891,7 @@ class PostgresStore:
             ).fetchone()[0]
             if not locked:
                 return 0
-            # A standing probe's sample of a version still reporting stays whatever its age:
-            # it is bounded, and its rare states are the point of keeping it.
-            deleted = conn.execute(
-                "DELETE FROM hits WHERE received_at < %s AND seq NOT IN (SELECT r.seq FROM "
-                "reservoir r JOIN (SELECT probe_id, version FROM strata GROUP BY probe_id, "
-                "version HAVING MAX(last_seen) >= %s) live ON r.probe_id = live.probe_id AND "
-                "r.version = live.version)",
-                (cutoff, cutoff),
-            ).rowcount
-            conn.execute(
-                "DELETE FROM reservoir r WHERE NOT EXISTS (SELECT 1 FROM hits h "
-                "WHERE h.seq = r.seq)"
-            )
-            conn.execute(
-                "DELETE FROM strata WHERE (probe_id, version) IN (SELECT probe_id, version FROM "
-                "strata GROUP BY probe_id, version HAVING MAX(last_seen) < %s)",
-                (cutoff,),
-            )
-            conn.execute(
-                "DELETE FROM statuses WHERE source_id IN "
-                "(SELECT id FROM sources WHERE last_seen < %s)",
-                (cutoff,),
-            )
-            conn.execute("DELETE FROM sources WHERE last_seen < %s", (cutoff,))
-            # probes that ended before the cutoff and hold no hit any more: without this, every
-            # test run's placements would stay in the table forever
-            conn.execute(
-                "DELETE FROM statuses WHERE probe_id IN (SELECT id FROM probes AS p WHERE "
-                "p.state <> 'active' AND p.ended_at < %s AND NOT EXISTS "
-                "(SELECT 1 FROM hits h WHERE h.probe_id = p.id))",
-                (cutoff,),
-            )
-            conn.execute(
-                "DELETE FROM probes AS p WHERE p.state <> 'active' AND p.ended_at < %s AND "
-                "NOT EXISTS (SELECT 1 FROM hits h WHERE h.probe_id = p.id)",
-                (cutoff,),
-            )
-            return int(deleted)
+            return common.delete_expired(_Dialect(conn), cutoff)
 
         result: int = self._run("apply retention", body)
         return result
@@ -1422,15 +911,43 @@ class PostgresStore:
 # -- helpers -----------------------------------------------------------------------------------
 
 
+class _Dialect:
+    """The shared statements (:mod:`.common`, :mod:`.standing`) on one transaction's connection."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(_placeholders(sql), params)
+
+    def insert_hit(self, row: Sequence[Any]) -> int:
+        (seq,) = self._conn.execute(
+            "INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, body) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING seq",
+            row,
+        ).fetchone()
+        return int(seq)
+
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [list(values)]
+
+    def stored_hit_ids(
+        self, probe_id: str, source_id: str, batch: Sequence[Mapping[str, Any]]
+    ) -> set[str]:
+        return PostgresStore._stored_hit_ids(self._conn, probe_id, source_id, batch)
+
+
+@functools.lru_cache(maxsize=256)  # read_hits makes at most 64 statements, the rest a few dozen
+def _placeholders(sql: str) -> str:
+    """A shared statement (:mod:`.common`, :mod:`.standing`: ``?``) as psycopg takes it (``%s``)."""
+    # none of those statements holds a ``?`` or a ``%`` of its own
+    return sql.replace("?", "%s")
+
+
 class _Recount(Exception):
     """Hits written before their probe's lock no longer fit it: roll them back, count again."""
-
-
-def _cap(max_hits: int | None, max_hits_per_probe: int | None) -> int | None:
-    """The lower of the probe's own max hits and the hub's limit (None: no limit)."""
-    if max_hits_per_probe is not None and (max_hits is None or max_hits > max_hits_per_probe):
-        return max_hits_per_probe
-    return max_hits
 
 
 def _early_holds(
@@ -1450,7 +967,7 @@ def _early_holds(
         _, _, state, max_hits, hit_count, _, expires_at, standing = row
         if state != "active" or standing or (expires_at is not None and expires_at <= now):
             return False
-        cap = _cap(max_hits, max_hits_per_probe)
+        cap = common.cap_of(max_hits, max_hits_per_probe)
         if cap is not None and hit_count + count > cap:
             return False
     return True

@@ -24,17 +24,26 @@ from sensor.hub.store.base import (
 )
 
 __all__ = [
+    "PROBE_COLUMNS",
+    "PROBE_SELECT",
+    "SOURCE_COLUMNS",
     "STATUS_COUNTERS",
+    "TOKEN_COLUMNS",
     "BatchLedger",
+    "attach_statuses",
     "bad_hit_body",
     "check_record",
     "encode_hit",
     "picks",
     "probe_from_row",
+    "probe_values",
     "readable",
     "source_from_row",
+    "source_values",
     "status_from_body",
     "token_from_row",
+    "token_values",
+    "usable_tokens",
     "version_summaries",
 ]
 
@@ -87,6 +96,64 @@ STATUS_COUNTERS = (
     "novel_refused",
     "novel_full",
 )
+
+
+#: The columns the stores read records from, in the order the ``*_from_row`` readers take.
+TOKEN_COLUMNS = "id, name, scope, token_hash, created_at, services"
+SOURCE_COLUMNS = (
+    "id, service, version, host, pid, python, labels, runtime_id, sensor_version, backend, "
+    "token_id, first_seen, last_seen, dropped, deregistered"
+)
+PROBE_COLUMNS = (
+    "id, signature, probe, selector, state, created_at, expires_at, hit_count, dropped, ended_at"
+)
+PROBE_SELECT = PROBE_COLUMNS + ", ended_reason, standing"
+
+
+def token_values(token: TokenRecord) -> tuple[Any, ...]:
+    """The values of :data:`TOKEN_COLUMNS` for ``token``."""
+    services = None if token.services is None else json.dumps(list(token.services))
+    return (token.id, token.name, token.scope, token.token_hash, token.created_at, services)
+
+
+def source_values(source: SourceRecord) -> tuple[Any, ...]:
+    """The values of :data:`SOURCE_COLUMNS` for ``source`` but ``deregistered`` (the store's
+    own false)."""
+    return (
+        source.id, source.service, source.version, source.host, source.pid, source.python,
+        json.dumps(source.labels, sort_keys=True), source.runtime_id, source.sensor_version,
+        source.backend, source.token_id, source.first_seen, source.last_seen, source.dropped,
+    )  # fmt: skip
+
+
+def probe_values(record: ProbeRecord) -> tuple[Any, ...]:
+    """The values of :data:`PROBE_COLUMNS` then ``max_hits, standing`` for ``record``."""
+    return (
+        record.id, record.signature, json.dumps(record.probe, sort_keys=True),
+        json.dumps(record.selector, sort_keys=True), record.state, record.created_at,
+        record.expires_at, record.hit_count, record.dropped, record.ended_at, record.max_hits,
+        bool(record.standing),
+    )  # fmt: skip
+
+
+def usable_tokens(rows: Sequence[Sequence[Any]]) -> list[TokenRecord]:
+    """The tokens of ``rows`` that can be read (one that cannot cannot be used either)."""
+    records = []
+    for row in rows:
+        try:
+            records.append(token_from_row(row))
+        except CorruptRecordError:
+            continue
+    return records
+
+
+def attach_statuses(records: Sequence[ProbeRecord], rows: Sequence[Sequence[Any]]) -> None:
+    """Give ``records`` their statuses from (probe_id, source_id, body) rows."""
+    by_id = {record.id: record for record in records}
+    for probe_id, source_id, body in rows:
+        status = status_from_body(source_id, body)
+        if status is not None:  # one that cannot be served is left out: the next
+            by_id[probe_id].statuses[source_id] = status  # heartbeat replaces it
 
 
 def token_from_row(row: Sequence[Any]) -> TokenRecord:

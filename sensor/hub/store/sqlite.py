@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import sqlite3
 import stat
 import threading
@@ -19,33 +18,29 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sensor.hub.store import common
 from sensor.hub.store.base import (
     BatchOutcome,
     CorruptRecordError,
     DuplicateError,
     HitBatch,
-    HitRow,
     ProbeRecord,
     RedactionRecord,
     SourceRecord,
     StoreError,
     TokenRecord,
-    VersionSummary,
 )
 from sensor.hub.store.migrations import Migration, pending
 from sensor.hub.store.rows import (
     STATUS_COUNTERS,
     BatchLedger,
-    bad_hit_body,
     encode_hit,
     picks,
-    probe_from_row,
-    readable,
-    source_from_row,
-    status_from_body,
-    token_from_row,
-    version_summaries,
+    probe_values,
+    source_values,
+    token_values,
 )
+from sensor.hub.store.standing import store_standing
 
 __all__ = ["FILE_MODE", "MIGRATIONS", "STATUS_COUNTERS", "SQLiteStore"]
 
@@ -151,12 +146,13 @@ MIGRATIONS = (
 FILE_MODE = 0o600
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps re-creates it
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-#: Which hit a full reservoir replaces: not a secret, only an even spread.
-_RANDOM = random.Random()
 
 
-class SQLiteStore:
-    """:class:`~sensor.hub.store.base.Store` on one SQLite file (``:memory:`` for tests)."""
+class SQLiteStore(common.SharedStore):
+    """:class:`~sensor.hub.store.base.Store` on one SQLite file (``:memory:`` for tests).
+
+    The reads both stores make alike come from :class:`~sensor.hub.store.common.SharedStore`.
+    """
 
     #: one connection, one writer: the hub runs every store call on one thread
     concurrency = 1
@@ -185,6 +181,7 @@ class SQLiteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             self._db.execute("PRAGMA busy_timeout=5000")
+            self._sql = _Dialect(self._db)
             self._migrate()
             if on_disk:
                 # SQLite creates -wal and -shm with the database's mode; files left by an
@@ -272,11 +269,11 @@ class SQLiteStore:
 
         return self._run(what, body)
 
+    def _read(self, what: str, fn: Callable[[common.Dialect], common.R]) -> common.R:
+        result: common.R = self._run(what, fn, self._sql)
+        return result
+
     # -- tokens --------------------------------------------------------------------------
-
-    _TOKEN_COLUMNS = "id, name, scope, token_hash, created_at, services"
-
-    _token = staticmethod(token_from_row)
 
     def add_token(self, token: TokenRecord) -> None:
         self._run(
@@ -284,40 +281,8 @@ class SQLiteStore:
             self._db.execute,
             "INSERT INTO tokens (id, name, scope, token_hash, created_at, services) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                token.id,
-                token.name,
-                token.scope,
-                token.token_hash,
-                token.created_at,
-                None if token.services is None else json.dumps(list(token.services)),
-            ),
+            token_values(token),
         )
-
-    def find_token(self, token_hash: str) -> TokenRecord | None:
-        row = self._run(
-            "find token",
-            lambda: self._db.execute(
-                f"SELECT {self._TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?",
-                (token_hash,),
-            ).fetchone(),
-        )
-        return self._token(row) if row else None
-
-    def list_tokens(self) -> list[TokenRecord]:
-        rows = self._run(
-            "list tokens",
-            lambda: self._db.execute(
-                f"SELECT {self._TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
-            ).fetchall(),
-        )
-        records = []
-        for row in rows:
-            try:
-                records.append(self._token(row))
-            except CorruptRecordError:
-                continue  # a token that cannot be read cannot be used either
-        return records
 
     def remove_token(self, token_id: str) -> bool:
         cursor = self._run(
@@ -326,13 +291,6 @@ class SQLiteStore:
         return bool(cursor.rowcount)
 
     # -- sources -------------------------------------------------------------------------
-
-    _SOURCE_COLUMNS = (
-        "id, service, version, host, pid, python, labels, runtime_id, sensor_version, backend, "
-        "token_id, first_seen, last_seen, dropped, deregistered"
-    )
-
-    _source = staticmethod(source_from_row)
 
     def register_source(self, source: SourceRecord) -> SourceRecord:
         """Insert a source; a known ``runtime_id`` (the same process again) keeps its id."""
@@ -352,48 +310,13 @@ class SQLiteStore:
             self._db.execute(
                 f"INSERT OR REPLACE INTO sources ({self._SOURCE_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                (
-                    source.id,
-                    source.service,
-                    source.version,
-                    source.host,
-                    source.pid,
-                    source.python,
-                    json.dumps(source.labels, sort_keys=True),
-                    source.runtime_id,
-                    source.sensor_version,
-                    source.backend,
-                    source.token_id,
-                    source.first_seen,
-                    source.last_seen,
-                    source.dropped,
-                ),
+                source_values(source),
             )
             source.deregistered = False
             return source
 
         result: SourceRecord = self._transaction("register source", body, soft=True)
         return result
-
-    def get_source(self, source_id: str) -> SourceRecord | None:
-        row = self._run(
-            "get source",
-            lambda: self._db.execute(
-                f"SELECT {self._SOURCE_COLUMNS} FROM sources WHERE id = ?", (source_id,)
-            ).fetchone(),
-        )
-        return self._source(row) if row else None
-
-    def list_sources(
-        self, *, quarantined: list[tuple[str, str]] | None = None
-    ) -> list[SourceRecord]:
-        rows = self._run(
-            "list sources",
-            lambda: self._db.execute(
-                f"SELECT {self._SOURCE_COLUMNS} FROM sources ORDER BY service, first_seen, id"
-            ).fetchall(),
-        )
-        return readable(rows, self._source, quarantined)
 
     def touch_source(self, source_id: str, now: float, dropped: int | None = None) -> None:
         self._transaction("touch source", self._touch, source_id, now, dropped, soft=True)
@@ -432,103 +355,14 @@ class SQLiteStore:
 
     # -- probes --------------------------------------------------------------------------
 
-    _PROBE_COLUMNS = (
-        "id, signature, probe, selector, state, created_at, expires_at, hit_count, dropped, "
-        "ended_at"
-    )
-    _PROBE_SELECT = _PROBE_COLUMNS + ", ended_reason, standing"
-
-    _probe = staticmethod(probe_from_row)
-
-    def _with_statuses(self, records: list[ProbeRecord]) -> list[ProbeRecord]:
-        if not records:
-            return records
-        by_id = {record.id: record for record in records}
-        marks = ",".join("?" * len(by_id))
-        rows = self._db.execute(
-            f"SELECT probe_id, source_id, body FROM statuses WHERE probe_id IN ({marks}) "
-            "ORDER BY source_id",
-            list(by_id),
-        ).fetchall()
-        for probe_id, source_id, body in rows:
-            status = status_from_body(source_id, body)
-            if status is not None:  # one that cannot be served is left out: the next
-                by_id[probe_id].statuses[source_id] = status  # heartbeat replaces it
-        return records
-
     def add_probe(self, record: ProbeRecord) -> None:
         self._run(
             f"add probe {record.id!r}",
             self._db.execute,
             f"INSERT INTO probes ({self._PROBE_COLUMNS}, max_hits, standing) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                record.id,
-                record.signature,
-                json.dumps(record.probe, sort_keys=True),
-                json.dumps(record.selector, sort_keys=True),
-                record.state,
-                record.created_at,
-                record.expires_at,
-                record.hit_count,
-                record.dropped,
-                record.ended_at,
-                record.max_hits,
-                int(record.standing),
-            ),
+            probe_values(record),
         )
-
-    def get_probe(self, probe_id: str) -> ProbeRecord | None:
-        def body() -> ProbeRecord | None:
-            row = self._db.execute(
-                f"SELECT {self._PROBE_SELECT} FROM probes WHERE id = ?", (probe_id,)
-            ).fetchone()
-            return self._with_statuses([self._probe(row)])[0] if row else None
-
-        result: ProbeRecord | None = self._run("get probe", body)
-        return result
-
-    def list_probes(
-        self,
-        *,
-        signature: str | None = None,
-        state: str | None = None,
-        quarantined: list[tuple[str, str]] | None = None,
-        standing: bool | None = None,
-    ) -> list[ProbeRecord]:
-        where: list[str] = []
-        args: list[Any] = []
-        if signature is not None:
-            where.append("signature = ?")
-            args.append(signature)
-        if standing is not None:
-            where.append("standing = ?")
-            args.append(int(standing))
-        if state is not None:
-            where.append("state = ?")
-            args.append(state)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-
-        def body() -> list[ProbeRecord]:
-            rows = self._db.execute(
-                f"SELECT {self._PROBE_SELECT} FROM probes{clause} ORDER BY created_at, id", args
-            ).fetchall()
-            return self._with_statuses(readable(rows, self._probe, quarantined))
-
-        result: list[ProbeRecord] = self._run("list probes", body)
-        return result
-
-    def active_probes(
-        self, *, quarantined: list[tuple[str, str]] | None = None
-    ) -> list[ProbeRecord]:
-        rows = self._run(
-            "list active probes",
-            lambda: self._db.execute(
-                f"SELECT {self._PROBE_SELECT} FROM probes WHERE state = 'active' "
-                "ORDER BY created_at, id"
-            ).fetchall(),
-        )
-        return readable(rows, self._probe, quarantined)
 
     def end_probe(
         self, probe_id: str, state: str, now: float, reason: str | None = None
@@ -545,7 +379,7 @@ class SQLiteStore:
             if row is None:
                 return None
             try:
-                return self._with_statuses([self._probe(row)])[0]
+                return common.with_statuses(self._sql, [self._probe(row)])[0]
             except CorruptRecordError as exc:
                 return exc  # the probe is ended all the same: commit, then say so
 
@@ -631,27 +465,6 @@ class SQLiteStore:
 
     # -- hits ----------------------------------------------------------------------------
 
-    def add_hits(
-        self,
-        source: SourceRecord,
-        hits: Sequence[dict[str, Any]],
-        dropped: Mapping[str, int],
-        now: float,
-        max_hits_per_probe: int | None = None,
-        number: int | None = None,
-    ) -> BatchOutcome:
-        """Store a batch in one transaction; say what was stored and what was declined.
-
-        Only hits of a probe given to this source (its selector picks the source) and still
-        active are stored, up to the probe's max hits; every other hit is declined with its
-        reason (:data:`~sensor.hub.store.base.DECLINE_REASONS`). A hit already stored (same
-        probe, source and hit id: a retried batch) counts as accepted and is not stored twice.
-        Drop counts of probes not given to the source are ignored. The batch is also the
-        source's sign of life (``last_seen``), in the same transaction: one commit per batch.
-        """
-        batch = HitBatch(source, hits, dropped, number)
-        return self.add_hit_batches([batch], now, max_hits_per_probe)[0]
-
     def add_hit_batches(
         self,
         batches: Sequence[HitBatch],
@@ -711,32 +524,17 @@ class SQLiteStore:
                 outcome.decline(probe_id, "not_given", len(batch))
                 continue
             if standing:
-                self._store_standing(
-                    source, probe_id, signature, state, batch, dropped, now, outcome,
-                    retry=ledger.retry,
+                store_standing(
+                    self._sql, source, probe_id, signature, state, batch, dropped, now,
+                    outcome, retry=ledger.retry,
                 )  # fmt: skip
                 continue
-            cap = max_hits
-            if max_hits_per_probe is not None and (cap is None or cap > max_hits_per_probe):
-                cap = max_hits_per_probe
+            cap = common.cap_of(max_hits, max_hits_per_probe)
             if state == "active" and expires_at is not None and expires_at <= now:
                 state = "expired"  # the sweeper has not run yet: the probe is over all the same
             room = None if cap is None else max(0, cap - hit_count)
-            if batch and (state != "active" or (room is not None and room < len(batch))):
-                # some hits may be declined: those already stored (a retried batch) are not
-                stored_ids = self._stored_hit_ids(probe_id, source.id, batch)
-                fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
-                outcome.accepted += len(batch) - len(fresh)
-                if state != "active":
-                    reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(
-                        state, "max_hits"
-                    )
-                    outcome.decline(probe_id, reason, len(fresh))
-                    batch = []
-                else:
-                    assert room is not None
-                    outcome.decline(probe_id, "max_hits", len(fresh) - room)
-                    batch = fresh[:room]
+            # some hits may be declined: those already stored (a retried batch) are not
+            batch = common.admit(self._sql, source, probe_id, state, room, batch, outcome)
             values = []
             for hit in batch:
                 hit["signature"] = signature  # the hub's record is the truth
@@ -766,8 +564,8 @@ class SQLiteStore:
             finished = cap is not None and new_count >= cap and state == "active" and inserted > 0
             ended: str | None = None
             if finished:
-                which = "limits.max_hits" if cap == max_hits else "the hub's --max-hits-per-probe"
-                ended = f"max_hits: {new_count} hits stored ({which} is {cap})"
+                assert cap is not None
+                ended = common.ended_reason(new_count, cap, max_hits)
             self._db.execute(
                 "UPDATE probes SET hit_count = ?, dropped = dropped + ?, "
                 "state = CASE WHEN ? THEN 'completed' ELSE state END, "
@@ -788,302 +586,7 @@ class SQLiteStore:
                 outcome.completed.append(probe_id)
         return outcome
 
-    def _store_standing(
-        self,
-        source: SourceRecord,
-        probe_id: str,
-        signature: str,
-        state: str,
-        batch: Sequence[dict[str, Any]],
-        dropped: Mapping[str, int],
-        now: float,
-        outcome: BatchOutcome,
-        *,
-        retry: bool = False,
-    ) -> None:
-        """A standing probe's hits: counted per stratum, sampled into the bounded reservoir.
-
-        A hit the sample does not keep is still accepted (the sensor must not resend it) and
-        counted in ``strata.seen``; ``hit_count`` counts the hits accepted, as for any probe.
-        ``retry``: the batch was committed before (:class:`BatchLedger`), its hits counted.
-        """
-        if state != "active":
-            reason = {"removed": "probe_removed", "expired": "probe_expired"}.get(state, "max_hits")
-            stored_ids = self._stored_hit_ids(probe_id, source.id, batch) if batch else set()
-            fresh = [hit for hit in batch if hit.get("hit_id") not in stored_ids]
-            outcome.accepted += len(batch) - len(fresh)
-            outcome.decline(probe_id, reason, len(fresh))
-            return
-        brief = source.brief()
-        version = source.version or ""
-        accepted = 0
-        for hit in batch:
-            hit_id = hit.get("hit_id") or None
-            outcome.accepted += 1
-            if hit_id is not None and retry:
-                continue  # counted when the batch was first committed, kept or not
-            if (
-                hit_id is not None
-                and self._db.execute(
-                    "SELECT 1 FROM hits WHERE probe_id = ? AND source_id = ? AND hit_id = ?",
-                    (probe_id, source.id, hit_id),
-                ).fetchone()
-            ):
-                continue  # a retried batch: stored already, counted already
-            accepted += 1
-            hit["signature"] = signature
-            hit["source"] = brief
-            if self._sample(probe_id, version, source.id, hit, now):
-                outcome.stored.append(hit)  # kept in the sample: exported like any stored hit
-        self._db.execute(
-            "UPDATE probes SET hit_count = hit_count + ?, dropped = dropped + ? WHERE id = ?",
-            (accepted, int(dropped.get(probe_id, 0)), probe_id),
-        )
-
-    def _sample(
-        self, probe_id: str, version: str, source_id: str, hit: dict[str, Any], now: float
-    ) -> bool:
-        """Count one hit in its stratum and decide whether the sample keeps it.
-
-        While the reservoir of (probe, version) has room every hit is kept. Once it is full, a
-        hit of a stratum smaller than the largest takes the place of a random hit of the
-        largest (so every stratum seen has examples, and a rare one keeps all of its own);
-        a hit of a largest stratum replaces one of its own with probability kept/seen
-        (reservoir sampling within the stratum: its sample stays uniform over time).
-        """
-        from sensor.hub import strata as st
-
-        db = self._db
-        stratum = st.stratum_of(hit)
-        key = (probe_id, version)
-        row = db.execute(
-            "SELECT seen, kept FROM strata WHERE probe_id = ? AND version = ? AND stratum = ?",
-            (*key, stratum),
-        ).fetchone()
-        if row is None:
-            versions = [
-                v
-                for (v,) in db.execute(
-                    "SELECT version FROM strata WHERE probe_id = ? GROUP BY version "
-                    "ORDER BY MAX(last_seen) DESC",
-                    (probe_id,),
-                )
-            ]
-            if version not in versions and len(versions) >= st.MAX_VERSIONS:
-                for old in versions[st.MAX_VERSIONS - 1 :]:
-                    self._forget_version(probe_id, old)
-            count = db.execute(
-                "SELECT COUNT(*) FROM strata WHERE probe_id = ? AND version = ?", key
-            ).fetchone()[0]
-            if count >= st.MAX_STRATA:
-                stratum = st.OVERFLOW_STRATUM
-                row = db.execute(
-                    "SELECT seen, kept FROM strata WHERE probe_id = ? AND version = ? "
-                    "AND stratum = ?",
-                    (*key, stratum),
-                ).fetchone()
-            if row is None:
-                db.execute(
-                    "INSERT INTO strata (probe_id, version, stratum, seen, kept, first_seen, "
-                    "last_seen) VALUES (?, ?, ?, 0, 0, ?, ?)",
-                    (*key, stratum, now, now),
-                )
-                row = (0, 0)
-        seen, kept = int(row[0]) + 1, int(row[1])
-        db.execute(
-            "UPDATE strata SET seen = ?, last_seen = ? WHERE probe_id = ? AND version = ? "
-            "AND stratum = ?",
-            (seen, now, *key, stratum),
-        )
-        total = db.execute(
-            "SELECT COALESCE(SUM(kept), 0) FROM strata WHERE probe_id = ? AND version = ?", key
-        ).fetchone()[0]
-        victim: str | None = None  # the stratum that gives up one hit
-        if total >= st.RESERVOIR_CAP:
-            largest, most = db.execute(
-                "SELECT stratum, kept FROM strata WHERE probe_id = ? AND version = ? "
-                "ORDER BY kept DESC LIMIT 1",
-                key,
-            ).fetchone()
-            if most > kept + 1:
-                victim = largest
-            elif kept > 0 and _RANDOM.randrange(seen) < kept:
-                victim = stratum
-            else:
-                return False  # not sampled: counted in seen
-        if victim is not None:
-            kept_there = db.execute(
-                "SELECT kept FROM strata WHERE probe_id = ? AND version = ? AND stratum = ?",
-                (*key, victim),
-            ).fetchone()[0]
-            (seq,) = db.execute(
-                "SELECT seq FROM reservoir WHERE probe_id = ? AND version = ? AND stratum = ? "
-                "ORDER BY seq LIMIT 1 OFFSET ?",
-                (*key, victim, _RANDOM.randrange(max(1, kept_there))),
-            ).fetchone()
-            db.execute("DELETE FROM hits WHERE seq = ?", (seq,))
-            db.execute("DELETE FROM reservoir WHERE seq = ?", (seq,))
-            db.execute(
-                "UPDATE strata SET kept = kept - 1 WHERE probe_id = ? AND version = ? "
-                "AND stratum = ?",
-                (*key, victim),
-            )
-        cursor = db.execute(
-            "INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, body) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                probe_id,
-                hit["signature"],
-                source_id,
-                hit.get("hit_id") or None,
-                hit["ts"],
-                now,
-                encode_hit(hit),
-            ),
-        )
-        db.execute(
-            "INSERT INTO reservoir (seq, probe_id, version, stratum) VALUES (?, ?, ?, ?)",
-            (cursor.lastrowid, *key, stratum),
-        )
-        db.execute(
-            "UPDATE strata SET kept = kept + 1 WHERE probe_id = ? AND version = ? AND stratum = ?",
-            (*key, stratum),
-        )
-        return True
-
-    def _forget_version(self, probe_id: str, version: str) -> None:
-        """Drop the sample and counts of one service version of a standing probe."""
-        key = (probe_id, version)
-        self._db.execute(
-            "DELETE FROM hits WHERE seq IN (SELECT seq FROM reservoir WHERE probe_id = ? "
-            "AND version = ?)",
-            key,
-        )
-        self._db.execute("DELETE FROM reservoir WHERE probe_id = ? AND version = ?", key)
-        self._db.execute("DELETE FROM strata WHERE probe_id = ? AND version = ?", key)
-
-    def standing_summary(self, probe_id: str) -> list[VersionSummary]:
-        rows = self._run(
-            "read standing summary",
-            lambda: self._db.execute(
-                "SELECT version, SUM(seen), SUM(kept), COUNT(*), MIN(first_seen), "
-                "MAX(last_seen) FROM strata WHERE probe_id = ? GROUP BY version "
-                "ORDER BY MAX(last_seen) DESC",
-                (probe_id,),
-            ).fetchall(),
-        )
-        statuses = self._run(
-            "read standing counters",
-            lambda: self._db.execute(
-                "SELECT COALESCE(so.version, ''), st.body FROM statuses st JOIN sources so "
-                "ON so.id = st.source_id WHERE st.probe_id = ?",
-                (probe_id,),
-            ).fetchall(),
-        )
-        return version_summaries(rows, statuses)
-
-    def _stored_hit_ids(
-        self, probe_id: str, source_id: str, batch: Sequence[dict[str, Any]]
-    ) -> set[str]:
-        ids = sorted({hit["hit_id"] for hit in batch if hit.get("hit_id")})
-        found: set[str] = set()
-        for start in range(0, len(ids), 500):  # SQLite bounds the parameters of one query
-            chunk = ids[start : start + 500]
-            found.update(
-                row[0]
-                for row in self._db.execute(
-                    "SELECT hit_id FROM hits WHERE probe_id = ? AND source_id = ? AND hit_id IN "
-                    f"({','.join('?' * len(chunk))})",
-                    [probe_id, source_id, *chunk],
-                )
-            )
-        return found
-
-    def read_hits(
-        self,
-        *,
-        probe_id: str | None = None,
-        signature: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        source_id: str | None = None,
-        after: int | None = None,
-        limit: int = 100,
-        quarantined: list[tuple[str, str]] | None = None,
-    ) -> list[HitRow]:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, op, value in (
-            ("probe_id", "=", probe_id),
-            ("signature", "=", signature),
-            ("ts", ">=", since),
-            ("ts", "<", until),
-            ("source_id", "=", source_id),
-            ("seq", ">", after),
-        ):
-            if value is not None:
-                where.append(f"{column} {op} ?")
-                args.append(value)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-        args.append(limit)
-        rows = self._run(
-            "read hits",
-            lambda: self._db.execute(
-                f"SELECT seq, body FROM hits{clause} ORDER BY seq LIMIT ?", args
-            ).fetchall(),
-        )
-        hits = []
-        for seq, body in rows:
-            # the bodies are spliced into answers as they are: each must be a JSON object
-            # (the hub writes them ASCII-only; anything else was not written by the hub)
-            reason = bad_hit_body(body)
-            if reason is None:
-                hits.append(HitRow(seq, body))
-            elif quarantined is not None:
-                quarantined.append((str(seq), reason))
-        return hits
-
-    def find_hits(
-        self,
-        probe_id: str,
-        hit_id: str,
-        *,
-        quarantined: list[tuple[str, str]] | None = None,
-    ) -> list[HitRow]:
-        # No ORDER BY: it would make SQLite walk hits_probe and read every row of the probe;
-        # without it the (probe_id, source_id, hit_id) index finds the few rows (sorted here).
-        rows = self._run(
-            "find a hit",
-            lambda: self._db.execute(
-                "SELECT seq, body FROM hits WHERE probe_id = ? AND hit_id = ?", (probe_id, hit_id)
-            ).fetchall(),
-        )
-        hits = []
-        for seq, body in sorted(rows):
-            reason = bad_hit_body(body)
-            if reason is None:
-                hits.append(HitRow(seq, body))
-            elif quarantined is not None:
-                quarantined.append((str(seq), reason))
-        return hits
-
     # -- redaction rules -----------------------------------------------------------------
-
-    def get_redaction(self) -> RedactionRecord | None:
-        row = self._run(
-            "read redaction rules",
-            lambda: self._db.execute("SELECT value FROM meta WHERE key = 'redaction'").fetchone(),
-        )
-        if row is None:
-            return None
-        data = json.loads(row[0])
-        return RedactionRecord(
-            names=list(data["names"]),
-            patterns=list(data["patterns"]),
-            allow=list(data["allow"]),
-            updated_at=float(data["updated_at"]),
-            updated_by=data.get("updated_by"),
-        )
 
     def set_redaction(self, record: RedactionRecord) -> None:
         # one row in meta: no schema change, so an existing hub file needs no migration
@@ -1099,50 +602,14 @@ class SQLiteStore:
     def apply_retention(self, now: float, max_age: float | None) -> int:
         """Delete what is older than ``max_age`` seconds; return how many hits went.
 
-        Hits received before the cutoff go, and so do sources not heard from since then (with
-        their statuses), so that a fleet of short-lived replicas does not grow the file forever,
-        and probes that ended before it and hold no hit any more (with their statuses).
+        What goes: :func:`~sensor.hub.store.common.delete_expired`.
         """
         if max_age is None:
             return 0
         cutoff = now - max_age
 
         def body() -> int:
-            # A standing probe's sample of a version still reporting stays whatever its age:
-            # it is bounded, and its rare states are the point of keeping it.
-            deleted = self._db.execute(
-                "DELETE FROM hits WHERE received_at < ? AND seq NOT IN (SELECT r.seq FROM "
-                "reservoir r JOIN (SELECT probe_id, version FROM strata GROUP BY probe_id, "
-                "version HAVING MAX(last_seen) >= ?) live ON r.probe_id = live.probe_id AND "
-                "r.version = live.version)",
-                (cutoff, cutoff),
-            )
-            self._db.execute("DELETE FROM reservoir WHERE seq NOT IN (SELECT seq FROM hits)")
-            self._db.execute(
-                "DELETE FROM strata WHERE (probe_id, version) IN (SELECT probe_id, version FROM "
-                "strata GROUP BY probe_id, version HAVING MAX(last_seen) < ?)",
-                (cutoff,),
-            )
-            self._db.execute(
-                "DELETE FROM statuses WHERE source_id IN "
-                "(SELECT id FROM sources WHERE last_seen < ?)",
-                (cutoff,),
-            )
-            self._db.execute("DELETE FROM sources WHERE last_seen < ?", (cutoff,))
-            # probes that ended before the cutoff and hold no hit any more: without this, every
-            # test run's placements would stay in the table forever
-            self._db.execute(
-                "DELETE FROM statuses WHERE probe_id IN (SELECT id FROM probes AS p WHERE "
-                "p.state <> 'active' AND p.ended_at < ? AND NOT EXISTS "
-                "(SELECT 1 FROM hits h WHERE h.probe_id = p.id))",
-                (cutoff,),
-            )
-            self._db.execute(
-                "DELETE FROM probes AS p WHERE p.state <> 'active' AND p.ended_at < ? AND "
-                "NOT EXISTS (SELECT 1 FROM hits h WHERE h.probe_id = p.id)",
-                (cutoff,),
-            )
-            return int(deleted.rowcount)
+            return common.delete_expired(self._sql, cutoff)
 
         result: int = self._transaction("apply retention", body)
         return result
@@ -1156,6 +623,47 @@ class SQLiteStore:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+class _Dialect:
+    """The shared statements (:mod:`.common`, :mod:`.standing`) on this store's connection."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self._db.execute(sql, params)
+
+    def insert_hit(self, row: Sequence[Any]) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO hits (probe_id, signature, source_id, hit_id, ts, received_at, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            row,
+        )
+        assert cursor.lastrowid is not None  # an INSERT into a rowid table
+        return cursor.lastrowid
+
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
+    def stored_hit_ids(
+        self, probe_id: str, source_id: str, batch: Sequence[Mapping[str, Any]]
+    ) -> set[str]:
+        ids = sorted({hit["hit_id"] for hit in batch if hit.get("hit_id")})
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):  # SQLite bounds the parameters of one query
+            chunk = ids[start : start + 500]
+            found.update(
+                row[0]
+                for row in self._db.execute(
+                    "SELECT hit_id FROM hits WHERE probe_id = ? AND source_id = ? AND hit_id IN "
+                    f"({','.join('?' * len(chunk))})",
+                    [probe_id, source_id, *chunk],
+                )
+            )
+        return found
 
 
 def _decode_text(data: bytes) -> str:

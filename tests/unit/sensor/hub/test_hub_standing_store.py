@@ -421,3 +421,59 @@ def test_standing_summary_sums_the_newer_status_counters_per_version(client: Any
     for name, value in counts.items():
         assert version["counters"][name] == 2 * value, name
     assert set(ProbeStatus.LATER_COUNTERS) <= set(counts)  # every newer counter was tried
+
+
+def test_a_hit_twice_in_one_batch_is_counted_once_though_the_sample_dropped_it(store: Any) -> None:
+    """A batch that holds one hit id twice: the second copy is the same hit, counted once.
+
+    With a full sample, the first copy is kept with probability kept/seen (about a third
+    here); when it is not kept, it is in no table to find the second copy by, yet it was
+    counted. Twenty such pairs: every one must count once (the old SQLite store counted the
+    second copy of each dropped one again, in ``seen`` and ``hit_count``).
+    """
+    store.add_probe(standing_probe())
+    src = source()
+    store.register_source(src)
+    full = [shaped_hit(n, 1) for n in range(3 * strata.RESERVOIR_CAP)]
+    store.add_hits(src, full, {}, 2000.0)
+    pairs = [shaped_hit(n, 1) for n in range(len(full), len(full) + 20)]
+    outcome = store.add_hits(src, [dict(hit) for hit in pairs for _ in range(2)], {}, 2001.0)
+    assert outcome.accepted == 40  # both copies taken: the sensor must not send either again
+    (summary,) = store.standing_summary("sp1")
+    assert summary.seen == len(full) + 20
+    assert summary.kept == strata.RESERVOIR_CAP
+    assert store.get_probe("sp1").hit_count == len(full) + 20
+
+
+def test_between_largest_strata_of_one_size_the_first_by_name_gives_up_a_hit(store: Any) -> None:
+    """A full sample split evenly between two strata; a hit of a third stratum comes.
+
+    It takes the place of a hit of a largest stratum: of the first of them by name, on both
+    stores (PostgreSQL ordered ``kept DESC, stratum``; SQLite only ``kept DESC`` and took
+    whichever row its plan returned first).
+    """
+    store.add_probe(standing_probe())
+    src = source()
+    store.register_source(src)
+    half = strata.RESERVOIR_CAP // 2
+    even = [shaped_hit(n, 1) for n in range(half)] + [
+        shaped_hit(n, -1) for n in range(half, 2 * half)
+    ]
+    store.add_hits(src, even, {}, 2000.0)
+    store.add_hits(src, [shaped_hit(2 * half, None)], {}, 2001.0)
+    kept: dict[str, int] = {}
+    for row in store.read_hits(probe_id="sp1", limit=10_000):
+        stratum = strata.stratum_of(json.loads(row.body))
+        kept[stratum] = kept.get(stratum, 0) + 1
+    first, second = sorted(strata.stratum_of(shaped_hit(0, value)) for value in (1, -1))
+    assert kept == {first: half - 1, second: half, strata.stratum_of(shaped_hit(0, None)): 1}
+
+
+def test_versions_last_seen_at_one_moment_are_listed_by_name(store: Any) -> None:
+    """Newest first; versions whose last hit came at the same moment, by name (both stores)."""
+    store.add_probe(standing_probe())
+    for number, version in enumerate(["2.0", "1.0", "3.0"]):
+        src = source(f"s{number}", version=version)
+        store.register_source(src)
+        store.add_hits(src, [shaped_hit(number, 1)], {}, 2000.0)
+    assert [s.version for s in store.standing_summary("sp1")] == ["1.0", "2.0", "3.0"]
