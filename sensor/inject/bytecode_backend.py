@@ -121,7 +121,7 @@ def _count(tally: object, loc: Any, nested: bool) -> list[Any]:
     either way (:func:`sensor.guards.tally_count` reads it). A tally that ran out (after
     ``sys.maxsize`` counts) ends the loop and the code runs on. In the checked variant of
     top-level code the constant is swapped for :func:`_checked_tally` (see
-    :func:`_checked_copy`); nested code chooses inline, as :func:`_call` does.
+    :func:`_checked_copy`); nested code chooses between the two inline, as :func:`_call` does.
     """
     from bytecode import Instr, Label
 
@@ -131,7 +131,7 @@ def _count(tally: object, loc: Any, nested: bool) -> list[Any]:
         if _PY313:
             seq.append(Instr("TO_BOOL", location=loc))
         seq.append(Instr(_POP_JUMP_IF_FALSE, fast, location=loc))
-        seq += _plain_call(checked_next, loc, [Instr("LOAD_CONST", tally, location=loc)])
+        seq += _count(_checked_tally(tally), loc, False)
         seq += [Instr("JUMP_FORWARD", done, location=loc), fast]
         seq += _count(tally, loc, False)
         seq.append(done)
@@ -158,7 +158,11 @@ _NEVER = object()
 
 
 def _checked_tally(tally: object) -> object:
-    """An iterator whose every step is ``checked_next(tally)`` (see :func:`_count`)."""
+    """An iterator whose every step is ``checked_next(tally)`` (see :func:`_count`).
+
+    It ends when ``tally`` runs out (the ``StopIteration`` of ``checked_next`` ends a
+    callable's iterator): the loop then ends as the tally's own would.
+    """
     return iter(functools.partial(checked_next, tally), _NEVER)
 
 
