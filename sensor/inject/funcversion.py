@@ -1,4 +1,4 @@
-"""Python 3.13: a function whose ``__code__`` was replaced gets back a version, so calls of it specialise.
+"""Python 3.13: a function whose ``__code__`` was swapped gets a version back, so calls specialise.
 
 CPython 3.13 keys its call specialisations (``CALL_PY_EXACT_ARGS`` and the like) by the
 function's ``func_version``. A function made by ``MAKE_FUNCTION`` gets its code's version;
@@ -55,9 +55,11 @@ def _find_offset() -> int | None:
     different non-zero value, a function made by ``FunctionType`` (no version) 0, and
     assigning ``__code__`` turns it to 0 in that function only.
     """
+    # (read into a name first: mypy would otherwise judge the rest unreachable on 3.11)
+    python = tuple(sys.version_info[:2])
     if (
         sys.implementation.name != "cpython"
-        or sys.version_info[:2] != (3, 13)
+        or python != (3, 13)
         or sysconfig.get_config_var("Py_GIL_DISABLED")
         or sys.maxsize != 2**63 - 1
         or FunctionType.__basicsize__ != 144

@@ -77,7 +77,8 @@ def test_between_samples_every_call_is_counted_once_and_samples_still_come(
     assert [fn(i) for i in range(300)] == expected
     # One token: the first call is sampled (with the lines it ran), the other 299 skipped.
     assert len(hits) == 1
-    assert hits[0].lines is not None and hits[0].lines["ran"]
+    assert hits[0].lines is not None
+    assert hits[0].lines["ran"]
     assert _skipped(engine, probe) == 299
     engine.remove(probe.id)
     # Every call sampled: no skip, one hit each.
@@ -183,10 +184,12 @@ def test_a_closed_gate_counts_without_a_call(load: Loader) -> None:
         assert "FOR_ITER" in ops
         for i in range(10):
             mod.hot(i)
-        assert tally_count(skips) == 10 and calls == []
+        assert tally_count(skips) == 10
+        assert calls == []
         backend.set_checked(True)
         checked = mod.hot.__code__
-        assert checked is not fast and checked.co_code == fast.co_code
+        assert checked is not fast
+        assert checked.co_code == fast.co_code
         assert skips not in checked.co_consts
         for i in range(4):
             mod.hot(i)
@@ -213,7 +216,7 @@ def test_calls_of_a_probed_function_still_specialise_on_313(
     mod.caller(mod.hot, 100)
     assert _call_specialised(mod.caller)
     if kind == "lines":
-        probe, hits = _lines(engine, f"{mod.__name__}:hot", rate=1e-3, burst=1)
+        probe, _hits = _lines(engine, f"{mod.__name__}:hot", rate=1e-3, burst=1)
     else:
         probe = Probe(kind="counter", location=f"{mod.__name__}:hot@entry")
         assert engine.install(probe).state is ProbeState.INSTALLED
