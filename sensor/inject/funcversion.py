@@ -45,6 +45,13 @@ def _read(fn: object, offset: int) -> int:
     return int(ctypes.c_uint32.from_address(id(fn) + offset).value)
 
 
+def _vectorcall(fn: object, offset: int) -> int:
+    """The ``vectorcall`` pointer, the field right before ``func_version``."""
+    import ctypes
+
+    return int(ctypes.c_void_p.from_address(id(fn) + offset - 8).value or 0)
+
+
 def _find_offset() -> int | None:
     """Where ``func_version`` is in a function object, checked by its behaviour, or None.
 
@@ -88,10 +95,18 @@ def _find_offset() -> int | None:
         first.__code__ = two.__code__
         if _read(first, offset) != 0 or _read(second, offset) != version:
             return None
+        global _PLAIN_VECTORCALL
+        _PLAIN_VECTORCALL = _vectorcall(second, offset)
+        if not _PLAIN_VECTORCALL or _vectorcall(other, offset) != _PLAIN_VECTORCALL:
+            return None
     except Exception:  # no bytecode package, no ctypes: the plain assignment
         return None
     return offset
 
+
+#: The ``vectorcall`` of a plain function (set by :func:`_find_offset`). A function with another
+#: one (set by an extension) keeps version 0: a specialised call would bypass its vectorcall.
+_PLAIN_VECTORCALL = 0
 
 #: The offset of ``func_version`` in a function object, or None where it is not written.
 OFFSET = _find_offset()
@@ -115,7 +130,12 @@ def set_code(fn: Any, code: CodeType, version: int) -> None:
     interpreter reads the code at each call and checks its argument count and frame size.
     """
     fn.__code__ = code
-    if OFFSET is not None and version and fn.__code__ is code:
+    if (
+        OFFSET is not None
+        and version
+        and fn.__code__ is code
+        and _vectorcall(fn, OFFSET) == _PLAIN_VECTORCALL
+    ):
         import ctypes
 
         ctypes.c_uint32.from_address(id(fn) + OFFSET).value = version
