@@ -175,6 +175,15 @@ class Waker:
     the gate then simply keeps testing the clock. A reopening may come late by a thread switch
     (a few ms), which only delays the next hit; it is never early.
 
+    Cheap while gates close on every tick (a standing expectation whose evaluation rate its
+    calls exceed closes after each run of evaluations, 50 times a second): :meth:`schedule` runs
+    no Python code of the ``threading`` module on the host's thread (it reads its own flag of the
+    generation whose thread serves, never ``Thread.is_alive``), and after a wake-up that reopened
+    gates the thread sleeps until the next tick rather than indefinitely, so the gates that close
+    again during that tick find it already due to wake and ring no doorbell: one wake-up per
+    tick, instead of a doorbell ring and a second wake-up (each a GIL hand-over from the host's
+    thread).
+
     The thread is a :class:`~sensor.threads.SensorThread` that waits on bare ``_thread`` locks
     and runs nothing but the sensor's own code and C calls between its bootstrap and its end,
     so it steps out of sensor work for its whole serving loop (no probe could fire there, and
@@ -207,7 +216,11 @@ class Waker:
 
     def schedule(self, at: float, reopen: Callable[[], None]) -> bool:
         """Call ``reopen()`` at ``time.monotonic()`` >= ``at``; False if that cannot be promised."""
-        if self._stopped or self.pending() >= MAX_SCHEDULED or not self._running():
+        if (
+            self._stopped
+            or len(self._heap) + len(self._inbox) >= MAX_SCHEDULED
+            or not self._running()
+        ):
             self.refused += 1
             return False
         self._inbox.append((at, next(self._seq), reopen))  # atomic: no lock on the host
@@ -293,6 +306,9 @@ class Waker:
         # The locks of this thread's generation: after a fork the child renews them, and a
         # thread of an older generation (none survives a fork, but be safe) just ends.
         lock, bell, heap, inbox = self._lock, self._bell, self._heap, self._inbox
+        # After a wake-up that reopened gates, the next tick: gates reopened now are likely to
+        # close again within it, and will find the thread due to wake then (no doorbell).
+        linger = -math.inf
         while True:
             with lock:
                 if self._stopped or generation != self._generation:
@@ -306,10 +322,18 @@ class Waker:
                     due.append(heapq.heappop(heap)[2])
             if due:
                 self._call(due)
+                # The tick a gate closing now reopens on at the earliest (as _tick rounds).
+                linger = math.ceil(now / LONG_WAIT) * LONG_WAIT + 1e-9
+                if linger <= now:
+                    linger += LONG_WAIT
                 continue
             # Bounded: a far deadline (a rate of one per year) must not overflow the lock's
             # timeout, and the loop simply looks again.
             wake_at = heap[0][0] if heap else now + _MAX_SLEEP
+            if linger > now:
+                wake_at = min(wake_at, linger)
+            else:
+                linger = -math.inf  # lingered one tick for nothing: sleep until needed
             self._earliest = wake_at
             if inbox:  # arrived after the drain: look again rather than sleep past it
                 continue

@@ -52,7 +52,14 @@ from sensor.guards import (
     tally_count,
 )
 
-__all__ = ["SETTLE_EVERY", "SETTLE_NS", "SHUT_MAX", "SLOW_FIRING_NS", "FastExpectGate"]
+__all__ = [
+    "CLOSE_TICK",
+    "SETTLE_EVERY",
+    "SETTLE_NS",
+    "SHUT_MAX",
+    "SLOW_FIRING_NS",
+    "FastExpectGate",
+]
 
 #: Firings metered before their batch is handed to the CPU budget.
 SETTLE_EVERY = 64
@@ -66,6 +73,13 @@ SLOW_FIRING_NS = 1_000_000
 #: (a probe may get more, or the shedding may stop), and the first firing after the reopening
 #: asks the account again (and closes again if it is still empty).
 SHUT_MAX = 0.25
+#: A gate that closes for less than this (an evaluation rate above 1 / CLOSE_TICK a second
+#: that its calls exceed, a budget share that refills within it) reopens on a multiple of it:
+#: at most 1 / CLOSE_TICK closings a second per probe, each a ``Waker.schedule`` on the host's
+#: thread and a reopening on the waker's, instead of one per :data:`~sensor.guards.LONG_WAIT`.
+#: The bucket and the share fill meanwhile (a rate above 1 / CLOSE_TICK has a burst of a
+#: second's worth, a share holds a second's worth): the same evaluations a second, in runs.
+CLOSE_TICK = 0.1
 
 _get_ident = guards._get_ident
 _perf = time.perf_counter_ns
@@ -248,7 +262,7 @@ class FastExpectGate(guards._GuardedHook):
                     if shut_schedule is not None and wait > 0.0:
                         shut = (shut[0], tally_count(closed))
                         switch.clear()  # before schedule(): the reopening may run first
-                        if not shut_schedule(_tick(now_s + min(wait, SHUT_MAX)), reopen):
+                        if not shut_schedule(_tick(now_s + min(wait, SHUT_MAX), now_s), reopen):
                             reopen()
                     return
             outcome: str | None = None
@@ -392,7 +406,10 @@ class FastExpectGate(guards._GuardedHook):
                 # tick (see _tick), so that the firings in between cost an inline test and a
                 # C-level count each instead of a call that would only be refused.
                 switch.clear()  # before schedule(): the reopening may run before it returns
-                if not schedule(_tick(min(next_at, expires) / 1e9 + wall_offset), reopen):
+                if not schedule(
+                    _tick(min(next_at, expires) / 1e9 + wall_offset, t0 / 1e9 + wall_offset),
+                    reopen,
+                ):
                     reopen()
             # After the hand-over (the budget's accounting, the closing): metered with the
             # next firing, on the clock this one was metered with. A firing that only added
@@ -433,16 +450,19 @@ class FastExpectGate(guards._GuardedHook):
         self.novelty = novelty
 
 
-def _tick(at: float) -> float:
-    """``at`` (monotonic seconds) rounded up to a multiple of :data:`~sensor.guards.LONG_WAIT`.
+def _tick(at: float, now: float) -> float:
+    """``at`` (monotonic seconds) rounded up to a multiple of :data:`~sensor.guards.LONG_WAIT`,
+    or of :data:`CLOSE_TICK` when ``at`` is less than that from ``now``.
 
     Every gate of this module that closes reopens on such a tick: however many gates close,
     however short their waits, the waker wakes at most 1 / LONG_WAIT times a second for them
-    all, one wake-up reopening every gate due. A gate closes for at most one tick longer than
-    it had to, and its bucket fills meanwhile: the evaluations it is allowed per second are
-    the same, in short runs instead of one at a time.
+    all, one wake-up reopening every gate due, and a gate with short waits closes at most
+    1 / CLOSE_TICK times a second. A gate closes for at most one tick longer than it had to,
+    and its bucket fills meanwhile: the evaluations it is allowed per second are the same, in
+    runs instead of one at a time.
     """
-    return math.ceil(at / LONG_WAIT) * LONG_WAIT + 1e-9
+    step = CLOSE_TICK if at - now < CLOSE_TICK else LONG_WAIT
+    return math.ceil(at / step) * step + 1e-9
 
 
 def _type_name(tp: type) -> str:

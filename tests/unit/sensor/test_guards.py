@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+import math
+import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from sensor.guards import LONG_WAIT, NOTHING, CpuBudget, ExpectGate, Gate, Waker, switch_of
+from sensor.guards import (
+    LONG_WAIT,
+    NOTHING,
+    CpuBudget,
+    ExpectGate,
+    Gate,
+    Switch,
+    Waker,
+    switch_of,
+)
 
 
 def _gate(produced: bool = True, **limits: object) -> tuple[Gate, list[object], list[str]]:
@@ -366,6 +379,60 @@ def test_waker_never_waits_for_its_lock_and_refuses_when_stopped() -> None:
     assert called == [1]
     assert waker.schedule(time.monotonic(), lambda: None) is False
     assert waker.refused == 2
+
+
+def test_waker_schedule_runs_no_threading_code_on_the_host_thread() -> None:
+    # A standing expectation closes its gate after each run of evaluations, about 50 times a
+    # second per probe: schedule() runs on the host's request thread each time, so it must not
+    # run the threading module's Python code (Thread.is_alive and what it calls) there.
+    waker = Waker()
+    assert _schedule(waker, time.monotonic() + 0.01, lambda: None)  # starts the thread
+    assert _wait_for(lambda: waker.pending() == 0)
+    called: list[str] = []
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        if event == "call":
+            called.append(f"{frame.f_code.co_filename}:{frame.f_code.co_name}")
+
+    reopened: list[int] = []
+    sys.setprofile(profile)
+    try:
+        for n in range(20):
+            assert waker.schedule(time.monotonic() + 0.02, functools.partial(reopened.append, n))
+    finally:
+        sys.setprofile(None)
+    assert [c for c in called if c.startswith(threading.__file__)] == []
+    assert _wait_for(lambda: len(reopened) == 20), "every reopening still done"
+    waker.stop()
+
+
+def test_gates_closing_on_every_tick_ring_the_waker_once_not_every_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Gates that reopen on a tick and close again within it (an evaluation rate their calls
+    # exceed) find the waker already due to wake on the next tick: it is woken early (a
+    # doorbell ring, a GIL hand-over from the host) only when it had nothing to do.
+    waker = Waker()
+    rings: list[float] = []
+    ring = waker._ring
+
+    def counted() -> None:
+        rings.append(time.monotonic())
+        ring()
+
+    monkeypatch.setattr(waker, "_ring", counted)
+    switches = [Switch((True,)) for _ in range(5)]
+    ticks = 20
+    for _ in range(ticks):
+        for switch in switches:
+            switch.clear()
+            due = math.ceil((time.monotonic() + 0.001) / LONG_WAIT) * LONG_WAIT + 1e-9
+            assert _schedule(waker, due, functools.partial(switch.append, True))
+        assert _wait_for(lambda: all(switches)), "reopened on the tick"
+    # The first closing wakes the idle thread; a host thread descheduled for a whole tick
+    # under load may find it asleep again (a few more); never one per tick.
+    assert len(rings) <= ticks // 4, f"{len(rings)} doorbell rings for {ticks} ticks"
+    waker.stop()
 
 
 def test_waker_after_fork_reopens_everything_and_starts_again_on_demand() -> None:

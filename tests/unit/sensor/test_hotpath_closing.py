@@ -15,7 +15,7 @@ from typing import Any
 
 from sensor.expressions import compile
 from sensor.guards import LONG_WAIT, CpuBudget, Waker, switch_of, tally_count
-from sensor.hotpath import FastExpectGate
+from sensor.hotpath import CLOSE_TICK, FastExpectGate
 
 
 def make_gate(
@@ -188,6 +188,32 @@ def test_the_gates_of_many_probes_reopen_on_shared_ticks() -> None:
         assert len(set(map(round, (at / LONG_WAIT for at in waker.asked)))) < len(waker.asked)
     finally:
         waker.stop()
+
+
+def test_a_gate_whose_calls_exceed_its_rate_closes_a_few_times_a_second_at_the_same_rate() -> None:
+    # A standing expectation at eval_rate 1000 on a function called far more often closes
+    # after every run of evaluations. Each closing is a Waker.schedule on the host's thread
+    # and a reopening on the waker's (neither metered by the budget): with waits shorter than
+    # CLOSE_TICK rounded up to it, a gate closes at most 1 / CLOSE_TICK times a second, not
+    # 1 / LONG_WAIT, and evaluates as many expectations a second (the bucket fills meanwhile).
+    budget = CpuBudget(0.5)
+    waker = RecordingWaker()
+    try:
+        g = make_gate(budget, waker, eval_rate=1000.0)
+        start = time.monotonic()
+        seconds = 0.6
+        while time.monotonic() - start < seconds:
+            backend_call(g, 1)
+        elapsed = time.monotonic() - start
+        closings = len(waker.asked)
+        evaluations = tally_count(g.evaluations)
+    finally:
+        waker.stop()
+    assert CLOSE_TICK > LONG_WAIT
+    assert 1 <= closings <= elapsed / CLOSE_TICK + 2, closings
+    # The burst (1,000) and then the rate, less at most the tokens of the closing still
+    # pending at the end (and a late reopening under load): never more than the bucket allows.
+    assert 1000 + 1000 * (elapsed - 0.3) <= evaluations <= 1000 + 1000 * elapsed + 1, evaluations
 
 
 def test_evaluation_errors_are_counted_apart_from_false() -> None:
