@@ -498,9 +498,23 @@ class Agent:
         answer = self._transport.request(
             "GET",
             f"/v1/sensors/{source_id}/probes",
-            query={"etag": self._etag, "wait": _format_seconds(wait)},
+            # unchanged=short: a poll that ends with the set unchanged (at every send, while
+            # hits flow) is answered in a few bytes; an older hub ignores it
+            query={
+                "etag": self._etag,
+                "wait": _format_seconds(wait),
+                "unchanged": "short" if self._etag is not None else None,
+            },
             timeout=wait + self.config.timeout,
         )
+        if answer.get("unchanged") is True:
+            if self._etag is None or answer.get("etag") != self._etag:
+                self._etag = None  # the next poll asks for the whole set
+                raise HubResponseError(
+                    f"hub {self.config.hub_url}: probe poll answered unchanged for etag "
+                    f"{str(answer.get('etag'))[:40]!r}, expected the sensor's {self._etag!r}"
+                )
+            return
         etag, probes, redaction = answer.get("etag"), answer.get("probes"), answer.get("redaction")
         if not isinstance(probes, list) or not all(isinstance(p, dict) for p in probes):
             raise HubResponseError(

@@ -376,6 +376,11 @@ class Hub:
             self._answers[etag] = answer
         return answer
 
+    @staticmethod
+    def unchanged_answer(etag: str) -> bytes:
+        """The poll answer that says the sensor's set (etag) is still current."""
+        return json.dumps({"etag": etag, "unchanged": True}, separators=(",", ":")).encode()
+
     # -- redaction rules -----------------------------------------------------------------
 
     @property

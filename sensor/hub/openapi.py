@@ -307,6 +307,15 @@ SCHEMAS: dict[str, Any] = {
         },
         ["etag", "probes", "redaction"],
     ),
+    "ProbeSetUnchanged": {
+        **_object(
+            {"etag": _STR, "unchanged": {"type": "boolean", "enum": [True]}}, ["etag", "unchanged"]
+        ),
+        "description": (
+            "The answer to a poll with unchanged=short whose etag is still current when its "
+            "wait ends: the sensor keeps the probes and rules it holds"
+        ),
+    },
     "RedactionRules": {
         **_object(_redaction_rules()),
         "description": (
@@ -524,10 +533,16 @@ _DETAILS: dict[str, tuple[list[tuple[str, str, dict[str, Any]]], str | None, int
                 "seconds to wait for a change (bounded by the hub)",
                 {"schema": {"type": "number", "minimum": 0}},
             ),
+            (
+                "unchanged",
+                "short: when the etag is still current at the end of the wait, answer "
+                "{etag, unchanged: true} instead of the whole set again",
+                {"schema": {"type": "string", "enum": ["short"]}},
+            ),
         ],
         None,
         200,
-        "ProbeSet",
+        {"anyOf": [_ref("ProbeSet"), _ref("ProbeSetUnchanged")]},
     ),
     "heartbeat": ([], "Heartbeat", 200, None),
     "post_hits": ([], "HitBatch", 200, "Accepted"),
@@ -693,6 +708,8 @@ def _response_schema(spec: Any) -> dict[str, Any]:
         return _OBJ
     if isinstance(spec, str):
         return _ref(spec)
+    if "anyOf" in spec:
+        return dict(spec)
     return _object(spec, sorted(spec))
 
 

@@ -39,6 +39,7 @@ class FakeHub:
         self.heartbeats: list[tuple[str, dict[str, Any]]] = []
         self.hits: list[tuple[str, dict[str, Any]]] = []
         self.posted: list[dict[str, Any]] = []  # every hits body, answered or not
+        self.polls: list[dict[str, str]] = []  # the query of every poll answered
         self.dropped: dict[str, int] = {}
         self.requests: list[tuple[str, str]] = []
         self.probes: list[dict[str, Any]] = []
@@ -131,6 +132,9 @@ class FakeHub:
                             "probes": list(hub.probes),
                             "redaction": hub.redaction,
                         }
+                        hub.polls.append(dict(query))
+                        if query.get("unchanged") == "short" and query.get("etag") == body["etag"]:
+                            body = {"etag": body["etag"], "unchanged": True}
                     self._answer(200, body)
                     return
                 self._answer(404, {"error": {"code": "not-found", "message": url.path}})

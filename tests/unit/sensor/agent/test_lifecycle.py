@@ -308,6 +308,24 @@ def test_a_hub_older_than_some_status_counters_still_gets_every_status(
     assert {"probe_id", "state", "hits", "evaluations"} <= set(reported()[-1])
 
 
+def test_polls_that_end_unchanged_are_answered_short_and_keep_the_probes(
+    fake_hub: FakeHub, fake_engine: FakeEngine, agents: list[Agent]
+) -> None:
+    # While hits flow, a poll ends at every send; an unchanged set is then answered in a few
+    # bytes (unchanged=short), and the sensor keeps what it holds.
+    running(agents, make_agent(fake_hub, fake_engine, poll_wait=0.05))
+    fake_hub.set_probes([snapshot_probe("p1")])
+    assert installed(fake_hub, fake_engine, "p1")
+    assert fake_hub.wait_for(lambda: len(fake_hub.polls) >= 5)
+    with fake_hub.lock:
+        asked = [q.get("unchanged") for q in fake_hub.polls]
+    assert asked[0] is None, "no etag yet: nothing to keep"
+    assert set(asked[-3:]) == {"short"}
+    assert "p1" in fake_engine.installed, "kept through the short answers"
+    fake_hub.set_probes([snapshot_probe("p1"), snapshot_probe("p2")])
+    assert installed(fake_hub, fake_engine, "p1", "p2"), "a change still arrives whole"
+
+
 def test_stop_removes_probes_flushes_and_deregisters(
     fake_hub: FakeHub, fake_engine: FakeEngine
 ) -> None:

@@ -101,6 +101,33 @@ def test_poll_with_current_etag_waits_then_answers_the_same_etag(client: TestCli
     assert answer["probes"] == []
 
 
+def test_poll_asking_for_a_short_unchanged_answer_gets_one_only_when_unchanged(
+    client: TestClient,
+) -> None:
+    source_id = register(client)
+    record = place(client, capture=["price"])
+    path = f"/v1/sensors/{source_id}/probes"
+
+    def ask(**query: Any) -> Any:
+        answer = client.get(path, params=query, headers=auth(SENSOR))
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    etag = ask(unchanged="short")["etag"]  # no etag yet: the whole set
+    assert ask(etag=etag, wait=0, unchanged="short") == {"etag": etag, "unchanged": True}
+    full = ask(etag=etag, wait=0)  # not asked for: the whole set, as an older sensor expects
+    assert [p["id"] for p in full["probes"]] == [record["id"]]
+    assert [p["id"] for p in ask(etag="stale", unchanged="short")["probes"]] == [record["id"]]
+    other = place(client, capture=["qty"])
+    changed = ask(etag=etag, wait=5, unchanged="short")  # a change: the whole new set
+    assert changed["etag"] != etag
+    assert {p["id"] for p in changed["probes"]} == {record["id"], other["id"]}
+    bad = client.get(path, params={"etag": etag, "unchanged": "yes"}, headers=auth(SENSOR))
+    assert bad.status_code == 400
+    assert "'unchanged'" in bad.json()["error"]["message"]
+    assert "'yes'" in bad.json()["error"]["message"]
+
+
 def test_poll_wakes_when_a_probe_is_placed(app: Starlette) -> None:
     async def scenario() -> float:
         transport = httpx.ASGITransport(app=app)
