@@ -37,6 +37,7 @@ __all__ = [
     "Novelty",
     "Switch",
     "Waker",
+    "locals_of",
     "new_tally",
     "sampler_of",
     "samples",
@@ -59,6 +60,8 @@ GATE_FRAMES = 2
 _SWITCH_ATTR = "sensor_switch"
 #: The attribute of an entry gate's hook holding the switch its sampled calls open.
 _SAMPLES_ATTR = "sensor_samples"
+#: The attribute of a hook that takes the values of locals as arguments (see locals_of).
+_LOCALS_ATTR = "sensor_locals"
 
 #: Threads doing sensor work now (ident -> nesting depth), kept by :mod:`sensor.threads`. Every
 #: hook of the engine starts with ``if SENSOR_WORK and get_ident() in SENSOR_WORK: return``: no
@@ -119,6 +122,20 @@ def samples(hook: Callable[..., Any], switch: Switch) -> Callable[..., Any]:
     """
     setattr(hook, _SAMPLES_ATTR, switch)
     return hook
+
+
+def locals_of(hook: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The locals whose values a hook takes as arguments after its own, or None.
+
+    An expectation's hook (:class:`sensor.hotpath.FastExpectGate`) is called
+    ``hook(value, *values)``: a backend that can read those locals without running user code
+    where all of them are certainly bound (the bytecode backend: ``LOAD_FAST``, see
+    :mod:`sensor.inject.bound`) passes their values, in this order, so that the hook reads no
+    frame. Anywhere else it calls ``hook(value)`` (or ``hook()``) as for any hook, and the hook
+    reads the frame itself.
+    """
+    names = getattr(hook, _LOCALS_ATTR, None)
+    return names if type(names) is tuple and names else None
 
 
 def sampler_of(hook: Callable[..., Any]) -> Switch | None:

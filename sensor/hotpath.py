@@ -70,6 +70,7 @@ SHUT_MAX = 0.25
 _get_ident = guards._get_ident
 _perf = time.perf_counter_ns
 _SWITCH_ATTR = "sensor_switch"
+_LOCALS_ATTR = "sensor_locals"
 # The locals of an evaluation that reads no local: never written to, so one is shared.
 _NO_LOCALS: dict[str, object] = {}
 _BUILTIN_NAMES = frozenset(vars(builtins))
@@ -118,9 +119,16 @@ class FastExpectGate(guards._GuardedHook):
         waker: Waker | None = None,
         hits: list[int] | None = None,
         novelty: Novelty | None = None,
+        local_names: tuple[str, ...] = (),
     ) -> None:
-        if value_name is not None and expr.slots != (value_name,):
-            raise ValueError(f"expression {expr.source!r}: compile it with slots=({value_name!r},)")
+        want_slots = (() if value_name is None else (value_name,)) + local_names
+        if expr.slots != want_slots:
+            raise ValueError(f"expression {expr.source!r}: compile it with slots={want_slots!r}")
+        # The locals a backend may pass as arguments (see guards.locals_of): when it does,
+        # they fill their slots and no frame is read; when it does not, the slots read the
+        # frame's locals (NO_VALUE), as every name did before.
+        unpassed = (NO_VALUE,) * len(local_names)
+        slot_of = {name: i for i, name in enumerate(local_names)}
         getframe = sys._getframe
         perf = _perf
         monotonic = time.monotonic
@@ -204,7 +212,7 @@ class FastExpectGate(guards._GuardedHook):
                 armed = False
                 on_stop(why)
 
-        def hook(value: object = NOTHING) -> None:
+        def hook(value: object = NOTHING, *passed: object) -> None:
             nonlocal tokens, last, next_at, pending_ns, pending_n, settle_at, slow_ns, carry_ns
             nonlocal fn, red0, version0, table, shut
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
@@ -257,7 +265,10 @@ class FastExpectGate(guards._GuardedHook):
             fl: Any = _NO_LOCALS
             gl: Any = None
             try:
-                if reads_frame or value is NOTHING:
+                if passed:
+                    pass  # every local it reads was passed: no frame
+                elif reads_frame or value is NOTHING:
+                    passed = unpassed
                     frame = getframe(depth)
                     if dispatch and id(frame.f_code) in dispatch:
                         frame = frame.f_back  # called through the hybrid's monitoring callback
@@ -271,9 +282,9 @@ class FastExpectGate(guards._GuardedHook):
                     # Expression.evaluate, inline: the same closures, state and limits.
                     if has_value:
                         state = [steps, steps, 0.0, None, seconds, red, None, table,
-                                 NO_VALUE if value is NOTHING else value]  # fmt: skip
+                                 NO_VALUE if value is NOTHING else value, *passed]  # fmt: skip
                     else:
-                        state = [steps, steps, 0.0, None, seconds, red, None, table]
+                        state = [steps, steps, 0.0, None, seconds, red, None, table, *passed]
                     try:
                         ok = fn(fl, gl, state)
                         if ok is not True and type(ok) is _Lazy:
@@ -287,7 +298,11 @@ class FastExpectGate(guards._GuardedHook):
                         ok = expr.evaluate(
                             fl,
                             gl,
-                            values=(NO_VALUE if value is NOTHING else value,) if has_value else (),
+                            values=(
+                                (NO_VALUE if value is NOTHING else value, *passed)
+                                if has_value
+                                else passed
+                            ),
                         )
                     except Exception as exc:
                         ok = None
@@ -327,7 +342,11 @@ class FastExpectGate(guards._GuardedHook):
                             else value_class(value)
                         )
                         if key_names:  # the locals it reads (absent: the NOTHING class)
-                            get = fl.get
+                            get = (
+                                fl.get
+                                if passed is unpassed
+                                else {k: passed[i] for k, i in slot_of.items()}.get
+                            )
                             # Unrolled for one or two names: a Python call from map() (C) is
                             # dearer than one from here.
                             if n_names == 1:
@@ -426,6 +445,8 @@ class FastExpectGate(guards._GuardedHook):
         # The waker schedules in time.monotonic() seconds; the bucket counts perf_counter ns.
         wall_offset = monotonic() - perf() / 1e9
         setattr(hook, _SWITCH_ATTR, (switch, closed))
+        if local_names:
+            setattr(hook, _LOCALS_ATTR, local_names)
         self._publish(hook, read, disarm, lambda: tally_count(closed))
         self.evaluations = evaluations
         self.violations = violations

@@ -26,7 +26,8 @@ import threading
 from types import CodeType, FunctionType
 from typing import Any
 
-from sensor.guards import Switch, sampler_of, switch_of
+from sensor.guards import NOTHING, Switch, locals_of, sampler_of, switch_of
+from sensor.inject.bound import bound_at
 from sensor.inject.core import Handle, Hook, PlacementFailed
 from sensor.inject.lines import LineModel, exception_entries
 from sensor.probes import Point
@@ -120,7 +121,8 @@ def _checked_copy(code: CodeType) -> CodeType:
 def _plain_call(hook: Hook, loc: Any, arg: list[Any] | None) -> list[Any]:
     from bytecode import Instr
 
-    nargs = 0 if arg is None else 1
+    # Each instruction of ``arg`` pushes one argument (the probe's value, the passed locals).
+    nargs = 0 if arg is None else len(arg)
     if _PY313:
         seq = [Instr("LOAD_CONST", hook, location=loc), Instr("PUSH_NULL", location=loc)]
     else:
@@ -417,6 +419,24 @@ def _choosing_gate(hook: Hook, switch: Switch, sampled: Any, loc: Any, nested: b
     return seq
 
 
+def _passed_locals(
+    wanted: tuple[str, ...] | None, bound: list[bool] | None, op: int, loc: Any
+) -> list[Any] | None:
+    """``LOAD_FAST`` of each local a hook takes as an argument, if all are bound at ``op``.
+
+    A hook that reads locals (an expectation's, see :func:`sensor.guards.locals_of`) is handed
+    their values after its own argument, so that it reads no ``frame.f_locals`` (a copy of
+    every local on 3.11 and 3.12). Only where :func:`~sensor.inject.bound.bound_at` proves them
+    all bound: anywhere else the hook is called as before and reads the frame itself (the same
+    outcome, an unbound name's error included). ``LOAD_FAST`` runs no user code.
+    """
+    from bytecode import Instr
+
+    if wanted is None or bound is None or not bound[op]:
+        return None
+    return [Instr("LOAD_FAST", name, location=loc) for name in wanted]
+
+
 def _can_split(items: list[Any], cut: int) -> bool:
     """True when a body can be entered by a jump to ``items[cut]`` and never runs past its end.
 
@@ -473,9 +493,16 @@ def _body(
     line_hooks: dict[int, list[Hook]] = {}
     unwind_hooks: list[Hook] = []
     for point, line, hook in hooks:
+        # The locals an expectation's hook takes as arguments (see _passed_locals).
+        wanted = locals_of(hook)
+        bound = None if wanted is None else bound_at(code, items, wanted)
         if point is Point.ENTRY:
             if choose is None or hook is not choose[0]:
-                after_resume += _call(hook, first_loc, nested=nested)
+                passed = _passed_locals(wanted, bound, resume, first_loc)
+                arg = None if passed is None else [
+                    Instr("LOAD_CONST", NOTHING, location=first_loc), *passed
+                ]  # fmt: skip
+                after_resume += _call(hook, first_loc, arg, nested=nested)
         elif point is Point.LINE:
             assert line is not None
             line_hooks.setdefault(line, []).append(hook)
@@ -485,21 +512,13 @@ def _body(
                 ins = items[ops_at[i]]
                 if ins.name == "RETURN_VALUE":
                     # [value] -> [value, (NULL, hook | hook, NULL), value] -> call -> [value]
-                    seq = _call(
-                        hook,
-                        ins.location,
-                        [Instr("COPY", 3, location=ins.location)],
-                        nested=nested,
-                    )
+                    arg = [Instr("COPY", 3, location=ins.location)]
                 elif ins.name == "RETURN_CONST":
-                    seq = _call(
-                        hook,
-                        ins.location,
-                        [Instr("LOAD_CONST", ins.arg, location=ins.location)],
-                        nested=nested,
-                    )
+                    arg = [Instr("LOAD_CONST", ins.arg, location=ins.location)]
                 else:
                     continue
+                arg += _passed_locals(wanted, bound, i, ins.location) or ()
+                seq = _call(hook, ins.location, arg, nested=nested)
                 returns.setdefault(i, []).extend(seq)
                 found = True
             if not found:
