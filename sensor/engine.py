@@ -1028,16 +1028,16 @@ class Engine:
         assert armed.account is not None
         point = probe.location.point
         value_name = {Point.RETURN: "result", Point.EXCEPTION: "exception"}.get(point)
-        # Compiled again with the probe's value and the locals it reads in the evaluation
-        # state: a backend that can passes those locals' values to the hook (LOAD_FAST where
-        # they are certainly bound, see sensor.inject.bound), and elsewhere the slots read the
-        # frame's locals in place (the copy the slow path makes is for captures only).
+        # Compiled again with the probe's value in the evaluation state, so that the frame's
+        # locals are read in place (the copy the slow path makes is for captures only). A
+        # backend that can passes the values of the locals it reads to the hook (LOAD_FAST
+        # where they are certainly bound, see sensor.inject.bound): then no frame is read.
         local_names = tuple(sorted(compiled.expect.names - {value_name}))
         expect = _expressions().compile(
             probe.expect,
             max_steps=compiled.expect.max_steps,
             max_seconds=compiled.expect.max_seconds,
-            slots=(() if value_name is None else (value_name,)) + local_names,
+            slots=() if value_name is None else (value_name,),
         )
         return FastExpectGate(
             expr=expect,

@@ -52,8 +52,11 @@ from sensor.guards import (
     tally_count,
 )
 
-__all__ = ["SETTLE_EVERY", "SETTLE_NS", "SHUT_MAX", "SLOW_FIRING_NS", "FastExpectGate"]
+__all__ = ["MAX_PASSED", "SETTLE_EVERY", "SETTLE_NS", "SHUT_MAX", "SLOW_FIRING_NS", "FastExpectGate"]
 
+#: The most locals an expectation's hook takes as arguments (see guards.locals_of): one that
+#: reads more reads the frame.
+MAX_PASSED = 4
 #: Firings metered before their batch is handed to the CPU budget.
 SETTLE_EVERY = 64
 #: ... or nanoseconds after the batch started, whichever comes first.
@@ -121,14 +124,16 @@ class FastExpectGate(guards._GuardedHook):
         novelty: Novelty | None = None,
         local_names: tuple[str, ...] = (),
     ) -> None:
-        want_slots = (() if value_name is None else (value_name,)) + local_names
-        if expr.slots != want_slots:
-            raise ValueError(f"expression {expr.source!r}: compile it with slots={want_slots!r}")
-        # The locals a backend may pass as arguments (see guards.locals_of): when it does,
-        # they fill their slots and no frame is read; when it does not, the slots read the
-        # frame's locals (NO_VALUE), as every name did before.
-        unpassed = (NO_VALUE,) * len(local_names)
-        slot_of = {name: i for i, name in enumerate(local_names)}
+        if value_name is not None and expr.slots != (value_name,):
+            raise ValueError(f"expression {expr.source!r}: compile it with slots=({value_name!r},)")
+        # The locals a backend may pass as arguments (see guards.locals_of), at most
+        # MAX_PASSED: when it does, the expression reads them from a dict of just those (the
+        # same names and values the frame's mapping holds there, so the same compiled code and
+        # inline forms run) and no frame is read; when it does not, it reads the frame.
+        if len(local_names) > MAX_PASSED or value_name in local_names:
+            local_names = ()
+        n_passed = len(local_names)
+        n0, n1, n2, n3 = (*local_names, "", "", "", "")[:4]
         getframe = sys._getframe
         perf = _perf
         monotonic = time.monotonic
@@ -212,7 +217,13 @@ class FastExpectGate(guards._GuardedHook):
                 armed = False
                 on_stop(why)
 
-        def hook(value: object = NOTHING, *passed: object) -> None:
+        def hook(
+            value: object = NOTHING,
+            p0: object = NOTHING,
+            p1: object = NOTHING,
+            p2: object = NOTHING,
+            p3: object = NOTHING,
+        ) -> None:
             nonlocal tokens, last, next_at, pending_ns, pending_n, settle_at, slow_ns, carry_ns
             nonlocal fn, red0, version0, table, shut
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
@@ -265,10 +276,18 @@ class FastExpectGate(guards._GuardedHook):
             fl: Any = _NO_LOCALS
             gl: Any = None
             try:
-                if passed:
-                    pass  # every local it reads was passed: no frame
+                if p0 is not NOTHING:
+                    # Every local it reads, passed by the injected code (LOAD_FAST where all
+                    # are bound, see sensor.inject.bound): no frame. No global is read.
+                    if n_passed == 1:
+                        fl = {n0: p0}
+                    elif n_passed == 2:
+                        fl = {n0: p0, n1: p1}
+                    elif n_passed == 3:
+                        fl = {n0: p0, n1: p1, n2: p2}
+                    else:
+                        fl = {n0: p0, n1: p1, n2: p2, n3: p3}
                 elif reads_frame or value is NOTHING:
-                    passed = unpassed
                     frame = getframe(depth)
                     if dispatch and id(frame.f_code) in dispatch:
                         frame = frame.f_back  # called through the hybrid's monitoring callback
@@ -282,9 +301,9 @@ class FastExpectGate(guards._GuardedHook):
                     # Expression.evaluate, inline: the same closures, state and limits.
                     if has_value:
                         state = [steps, steps, 0.0, None, seconds, red, None, table,
-                                 NO_VALUE if value is NOTHING else value, *passed]  # fmt: skip
+                                 NO_VALUE if value is NOTHING else value]  # fmt: skip
                     else:
-                        state = [steps, steps, 0.0, None, seconds, red, None, table, *passed]
+                        state = [steps, steps, 0.0, None, seconds, red, None, table]
                     try:
                         ok = fn(fl, gl, state)
                         if ok is not True and type(ok) is _Lazy:
@@ -298,11 +317,7 @@ class FastExpectGate(guards._GuardedHook):
                         ok = expr.evaluate(
                             fl,
                             gl,
-                            values=(
-                                (NO_VALUE if value is NOTHING else value, *passed)
-                                if has_value
-                                else passed
-                            ),
+                            values=(NO_VALUE if value is NOTHING else value,) if has_value else (),
                         )
                     except Exception as exc:
                         ok = None
@@ -342,11 +357,7 @@ class FastExpectGate(guards._GuardedHook):
                             else value_class(value)
                         )
                         if key_names:  # the locals it reads (absent: the NOTHING class)
-                            get = (
-                                fl.get
-                                if passed is unpassed
-                                else {k: passed[i] for k, i in slot_of.items()}.get
-                            )
+                            get = fl.get
                             # Unrolled for one or two names: a Python call from map() (C) is
                             # dearer than one from here.
                             if n_names == 1:
