@@ -52,7 +52,14 @@ from sensor.guards import (
     tally_count,
 )
 
-__all__ = ["MAX_PASSED", "SETTLE_EVERY", "SETTLE_NS", "SHUT_MAX", "SLOW_FIRING_NS", "FastExpectGate"]
+__all__ = [
+    "MAX_PASSED",
+    "SETTLE_EVERY",
+    "SETTLE_NS",
+    "SHUT_MAX",
+    "SLOW_FIRING_NS",
+    "FastExpectGate",
+]
 
 #: The most locals an expectation's hook takes as arguments (see guards.locals_of): one that
 #: reads more reads the frame.
@@ -204,11 +211,14 @@ class FastExpectGate(guards._GuardedHook):
         # The compiled expression as evaluate() runs it, refreshed when the rules change: one
         # consistent build (Expression._compiled is replaced whole by a rebuild on any thread).
         fn, red0, version0, table = expr._compiled
+        steps = expr.max_steps
+        seconds = expr.max_seconds
+        # The evaluation state's first eight entries as Expression.evaluate sets them, for the
+        # build in use: copied into a new list per evaluation (one C copy instead of eight loads).
+        head = (steps, steps, 0.0, None, seconds, red0, None, table)
         # A firing above this is metered alone (SLOW_FIRING_NS, or the budget's one-hit cap if
         # lower: read again at each settlement, as the budget's fraction may change).
         slow_ns = min(SLOW_FIRING_NS, budget.limit_ns)
-        steps = expr.max_steps
-        seconds = expr.max_seconds
         redaction = _redaction
 
         def stop(why: str) -> None:
@@ -225,7 +235,7 @@ class FastExpectGate(guards._GuardedHook):
             p3: object = NOTHING,
         ) -> None:
             nonlocal tokens, last, next_at, pending_ns, pending_n, settle_at, slow_ns, carry_ns
-            nonlocal fn, red0, version0, table, shut
+            nonlocal fn, red0, version0, table, head, shut
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
             if not switch:  # closed until the waker reopens it (see Gate)
@@ -276,7 +286,9 @@ class FastExpectGate(guards._GuardedHook):
             fl: Any = _NO_LOCALS
             gl: Any = None
             try:
-                if p0 is not NOTHING:
+                if not (reads_frame or value is NOTHING):
+                    pass  # it reads only the probe's value (``result >= 0``): no frame
+                elif p0 is not NOTHING:
                     # Every local it reads, passed by the injected code (LOAD_FAST where all
                     # are bound, see sensor.inject.bound): no frame. No global is read.
                     if n_passed == 1:
@@ -287,7 +299,7 @@ class FastExpectGate(guards._GuardedHook):
                         fl = {n0: p0, n1: p1, n2: p2}
                     else:
                         fl = {n0: p0, n1: p1, n2: p2, n3: p3}
-                elif reads_frame or value is NOTHING:
+                else:
                     frame = getframe(depth)
                     if dispatch and id(frame.f_code) in dispatch:
                         frame = frame.f_back  # called through the hybrid's monitoring callback
@@ -300,10 +312,9 @@ class FastExpectGate(guards._GuardedHook):
                 if red is red0 and red.version == version0:
                     # Expression.evaluate, inline: the same closures, state and limits.
                     if has_value:
-                        state = [steps, steps, 0.0, None, seconds, red, None, table,
-                                 NO_VALUE if value is NOTHING else value]  # fmt: skip
+                        state = [*head, NO_VALUE if value is NOTHING else value]
                     else:
-                        state = [steps, steps, 0.0, None, seconds, red, None, table]
+                        state = [*head]
                     try:
                         ok = fn(fl, gl, state)
                         if ok is not True and type(ok) is _Lazy:
@@ -323,6 +334,7 @@ class FastExpectGate(guards._GuardedHook):
                         ok = None
                         error = f"{type(exc).__name__}: {exc}"
                     fn, red0, version0, table = expr._compiled
+                    head = (steps, steps, 0.0, None, seconds, red0, None, table)
                 next(evaluations)
                 if error is not None:
                     next(errors)

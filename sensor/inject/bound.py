@@ -1,4 +1,4 @@
-"""Which locals are certainly bound at an instruction: so injected code may read them with LOAD_FAST.
+"""Which locals are certainly bound at an instruction, so that injected code may LOAD_FAST them.
 
 An expectation's hook can be handed the values of the locals it reads as call arguments
 (``LOAD_FAST name`` in the injected sequence) instead of reading ``frame.f_locals``, which on

@@ -1,4 +1,4 @@
-"""The locals an expectation reads, passed by the injected code: the same outcomes as the frame read.
+"""Locals an expectation reads, passed by the injected code: the same outcomes as the frame read.
 
 The bytecode backend passes the values of the locals an expectation reads to its hook
 (``LOAD_FAST``, where :func:`sensor.inject.bound.bound_at` proves them all bound) instead of the
@@ -14,7 +14,7 @@ from __future__ import annotations
 import dis
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import CodeType, ModuleType
 from typing import Any
 
@@ -169,7 +169,7 @@ def _drive(value: Any) -> Any:
 def _calls(module: ModuleType, case: str) -> list[Callable[[], Any]]:
     m = module
     inner = [m.make_inner(i) for i in (-1, 0, 1, 2)]
-    return {
+    calls: dict[str, list[Callable[[], Any]]] = {
         "maybe_bound": [lambda i=i: m.maybe_bound(i) for i in range(-3, 4)],
         "rebound": [lambda i=i: m.rebound(i) for i in range(-3, 4)],
         "deleted": [lambda i=i: m.deleted(i) for i in range(-2, 3)],
@@ -183,13 +183,14 @@ def _calls(module: ModuleType, case: str) -> list[Callable[[], Any]]:
         "gen": [lambda i=i: _drive(m.gen(i)) for i in range(-2, 3)],
         "coro": [lambda i=i: _drive(m.coro(i)) for i in range(-2, 3)],
         "cell": [lambda i=i: m.outer(i) for i in range(-2, 3)],
-        "free": [f for f in inner],
+        "free": list(inner),
         "star": [lambda: m.star(), lambda: m.star(1, a=2), lambda: m.star(1, 2, a=3)],
         "method": [lambda i=i: m.Shop(i).pay(1) for i in range(-1, 3)],
         "entry": [lambda i=i: m.rebound(i) for i in range(-2, 3)],
         "many": [lambda i=i: m.many(i, 1, 2, 3, 4) for i in range(-2, 3)],
-        "loop": [lambda i=i: m.loop(i) for i in range(0, 4)],
-    }[case]
+        "loop": [lambda i=i: m.loop(i) for i in range(4)],
+    }
+    return calls[case]
 
 
 #: case -> (function, point, expectation, passed on the bytecode backend at every site?)
@@ -232,7 +233,7 @@ def _hook_calls(code: CodeType) -> list[int]:
         if ins.opname == "LOAD_CONST" and callable(ins.argval) and switch_of(ins.argval):
             pending = True
         elif pending and ins.opname == "CALL":
-            out.append(ins.arg)
+            out.append(ins.arg or 0)
             pending = False
     return out
 
@@ -275,8 +276,8 @@ def _run(
 
 
 @pytest.fixture
-def fresh(load: Callable[..., ModuleType]) -> Iterator[Callable[[], ModuleType]]:
-    yield lambda: load(TARGET)
+def fresh(load: Callable[..., ModuleType]) -> Callable[[], ModuleType]:
+    return lambda: load(TARGET)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -294,7 +295,7 @@ def test_passed_locals_give_the_outcome_of_the_frame_read(
     assert hits == old_hits
     calls = len(_calls(fresh(), case))
     assert counts[0] == calls  # every call evaluated, in both runs
-    function, point, expect, passed = CASES[case]
+    _, point, expect, passed = CASES[case]
     if engine.backend_name == "monitoring":
         return  # no rebuilt code: nothing is ever passed
     # Not passed: hook(result) at a return, hook() at the entry. Passed: hook(result or
@@ -310,7 +311,8 @@ def test_passed_locals_give_the_outcome_of_the_frame_read(
     elif case == "caught":
         # 3.12+ compiles a copy of the return into the handler's path (y unbound there), 3.11
         # one return that both paths reach: not passed where the handler may have run.
-        assert plain in sites and set(sites) <= {plain, 1 + names}, sites
+        assert plain in sites, sites
+        assert set(sites) <= {plain, 1 + names}, sites
     else:
         assert all(n == plain for n in sites), sites
 
@@ -343,7 +345,7 @@ if sys.version_info >= (3, 12):
         from sensor.inject.bound import bound_at
 
         def f(x: int) -> int:
-            ys = [x for x in range(3)]  # noqa: F841 - saves and restores x (3.12+)
-            return x
+            ys = [x * 2 for x in range(3)]  # saves and restores x (3.12+)
+            return x + len(ys)
 
         assert bound_at(f.__code__, list(Bytecode.from_code(f.__code__)), ("x",)) is None
