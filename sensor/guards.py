@@ -28,6 +28,7 @@ __all__ = [
     "NOTHING",
     "NOVEL_KEYS",
     "NOVEL_RATE",
+    "PASSED_ARGS",
     "SENSOR_WORK",
     "SENSOR_WORKING",
     "Account",
@@ -62,6 +63,8 @@ _SWITCH_ATTR = "sensor_switch"
 _SAMPLES_ATTR = "sensor_samples"
 #: The attribute of a hook that takes the values of locals as arguments (see locals_of).
 _LOCALS_ATTR = "sensor_locals"
+#: How many such arguments it takes after its own (see locals_of).
+PASSED_ARGS = 4
 
 #: Threads doing sensor work now (ident -> nesting depth), kept by :mod:`sensor.threads`. Every
 #: hook of the engine starts with ``if SENSOR_WORK and get_ident() in SENSOR_WORK: return``: no
@@ -125,17 +128,20 @@ def samples(hook: Callable[..., Any], switch: Switch) -> Callable[..., Any]:
 
 
 def locals_of(hook: Callable[..., Any]) -> tuple[str, ...] | None:
-    """The locals whose values a hook takes as arguments after its own, or None.
+    """The locals whose values a hook takes as arguments after its own (maybe none), or None.
 
-    An expectation's hook (:class:`sensor.hotpath.FastExpectGate`) is called
-    ``hook(value, *values)``: a backend that can read those locals without running user code
-    where all of them are certainly bound (the bytecode backend: ``LOAD_FAST``, see
-    :mod:`sensor.inject.bound`) passes their values, in this order, so that the hook reads no
-    frame. Anywhere else it calls ``hook(value)`` (or ``hook()``) as for any hook, and the hook
-    reads the frame itself.
+    An expectation's hook (:class:`sensor.hotpath.FastExpectGate`) takes its value (``NOTHING``
+    at the entry or a line) and :data:`PASSED_ARGS` more: a backend that can read the locals
+    named here without running user code where all of them are certainly bound (the bytecode
+    backend: ``LOAD_FAST``, see :mod:`sensor.inject.bound`) passes their values in this order,
+    ``NOTHING`` for the rest, so that the hook reads no frame; where it cannot, it passes
+    ``NOTHING`` for them all and the hook reads the frame itself. Always the full count: the
+    interpreter specialises a call whose argument count is the function's (3.13 has no other
+    fast path for a Python call). A backend may also call ``hook(value)`` or ``hook()`` as
+    for any hook (sys.monitoring does): the same outcome, at the general call's price.
     """
     names = getattr(hook, _LOCALS_ATTR, None)
-    return names if type(names) is tuple and names else None
+    return names if type(names) is tuple and len(names) <= PASSED_ARGS else None
 
 
 def sampler_of(hook: Callable[..., Any]) -> Switch | None:

@@ -63,7 +63,7 @@ __all__ = [
 
 #: The most locals an expectation's hook takes as arguments (see guards.locals_of): one that
 #: reads more reads the frame.
-MAX_PASSED = 4
+MAX_PASSED = guards.PASSED_ARGS
 #: Firings metered before their batch is handed to the CPU budget.
 SETTLE_EVERY = 64
 #: ... or nanoseconds after the batch started, whichever comes first.
@@ -468,8 +468,9 @@ class FastExpectGate(guards._GuardedHook):
         # The waker schedules in time.monotonic() seconds; the bucket counts perf_counter ns.
         wall_offset = monotonic() - perf() / 1e9
         setattr(hook, _SWITCH_ATTR, (switch, closed))
-        if local_names:
-            setattr(hook, _LOCALS_ATTR, local_names)
+        # Set even with no local to pass (``result >= 0``): the backend then calls the hook with
+        # its full argument count, the interpreter's fast path (see guards.locals_of).
+        setattr(hook, _LOCALS_ATTR, local_names)
         self._publish(hook, read, disarm, lambda: tally_count(closed))
         self.evaluations = evaluations
         self.violations = violations

@@ -26,7 +26,7 @@ import threading
 from types import CodeType, FunctionType
 from typing import Any
 
-from sensor.guards import NOTHING, Switch, locals_of, sampler_of, switch_of
+from sensor.guards import NOTHING, PASSED_ARGS, Switch, locals_of, sampler_of, switch_of
 from sensor.inject.bound import bound_at
 from sensor.inject.core import Handle, Hook, PlacementFailed
 from sensor.inject.lines import LineModel, exception_entries
@@ -422,19 +422,24 @@ def _choosing_gate(hook: Hook, switch: Switch, sampled: Any, loc: Any, nested: b
 def _passed_locals(
     wanted: tuple[str, ...] | None, bound: list[bool] | None, op: int, loc: Any
 ) -> list[Any] | None:
-    """``LOAD_FAST`` of each local a hook takes as an argument, if all are bound at ``op``.
+    """The arguments after its own of a hook that takes locals (see guards.locals_of), or None.
 
-    A hook that reads locals (an expectation's, see :func:`sensor.guards.locals_of`) is handed
-    their values after its own argument, so that it reads no ``frame.f_locals`` (a copy of
-    every local on 3.11 and 3.12). Only where :func:`~sensor.inject.bound.bound_at` proves them
-    all bound: anywhere else the hook is called as before and reads the frame itself (the same
-    outcome, an unbound name's error included). ``LOAD_FAST`` runs no user code.
+    An expectation's hook is handed the values of the locals it reads, so that it reads no
+    ``frame.f_locals`` (a copy of every local on 3.11 and 3.12): ``LOAD_FAST`` of each where
+    :func:`~sensor.inject.bound.bound_at` proves them all bound at ``op``, ``NOTHING`` in their
+    place anywhere else (the hook reads the frame then: the same outcome, an unbound name's
+    error included), and ``NOTHING`` for the unused ones, so that every call has the hook's
+    own argument count. ``LOAD_FAST`` runs no user code.
     """
     from bytecode import Instr
 
-    if wanted is None or bound is None or not bound[op]:
+    if wanted is None:
         return None
-    return [Instr("LOAD_FAST", name, location=loc) for name in wanted]
+    seq: list[Any] = []
+    if bound is not None and bound[op]:
+        seq = [Instr("LOAD_FAST", name, location=loc) for name in wanted]
+    seq += [Instr("LOAD_CONST", NOTHING, location=loc)] * (PASSED_ARGS - len(seq))
+    return seq
 
 
 def _can_split(items: list[Any], cut: int) -> bool:

@@ -22,7 +22,7 @@ import pytest
 
 from sensor.engine import Engine
 from sensor.expressions.compiler import compile as compile_expression
-from sensor.guards import switch_of
+from sensor.guards import PASSED_ARGS, switch_of
 from sensor.inject import bytecode_backend
 from sensor.probes import Probe, ProbeState
 
@@ -225,16 +225,18 @@ CASES: dict[str, tuple[str, str, str, bool]] = {
 }
 
 
-def _hook_calls(code: CodeType) -> list[int]:
-    """The argument counts of the calls of an expectation hook in ``code`` (one per site)."""
-    out: list[int] = []
-    pending = False
+def _hook_calls(code: CodeType) -> list[tuple[int, int]]:
+    """Per call of an expectation hook in ``code``: its argument count and the locals it passes."""
+    out: list[tuple[int, int]] = []
+    pending: int | None = None
     for ins in dis.get_instructions(code):
         if ins.opname == "LOAD_CONST" and callable(ins.argval) and switch_of(ins.argval):
-            pending = True
-        elif pending and ins.opname == "CALL":
-            out.append(ins.arg or 0)
-            pending = False
+            pending = 0
+        elif pending is not None and ins.opname == "LOAD_FAST":
+            pending += 1
+        elif pending is not None and ins.opname == "CALL":
+            out.append((ins.arg or 0, pending))
+            pending = None
     return out
 
 
@@ -249,7 +251,7 @@ def _target_code(module: ModuleType, qualname: str) -> CodeType:
 
 def _run(
     engine: Engine, module: ModuleType, case: str
-) -> tuple[tuple[int, int, int], list[tuple[Any, Any]], list[int]]:
+) -> tuple[tuple[int, int, int], list[Any], list[tuple[int, int]]]:
     function, point, expect, _ = CASES[case]
     probe = Probe(
         kind="expect",
@@ -298,23 +300,27 @@ def test_passed_locals_give_the_outcome_of_the_frame_read(
     _, point, expect, passed = CASES[case]
     if engine.backend_name == "monitoring":
         return  # no rebuilt code: nothing is ever passed
-    # Not passed: hook(result) at a return, hook() at the entry. Passed: hook(result or
-    # NOTHING, *the locals it reads).
+    # Turned off: hook(result) at a return, hook() at the entry. On: hook(result or NOTHING,
+    # then PASSED_ARGS more: LOAD_FAST of the locals it reads where all are bound, else
+    # NOTHING; an expectation that reads more locals than that: NOTHING for all).
     plain = 1 if point == "return" else 0
     names = len(compile_expression(expect).names - {"result"})
+    full = 1 + PASSED_ARGS
     assert sites, "no hook call found in the rebuilt code"
-    assert all(n == plain for n in old_sites), old_sites  # turned off: never passed
+    assert old_sites == [(plain, 0)] * len(old_sites)  # turned off: never passed
+    assert {n for n, _ in sites} == {full}, sites
+    fast = [k for _, k in sites]
     if passed:
-        assert all(n == 1 + names for n in sites), (sites, names)
+        assert fast == [names] * len(fast), (sites, names)
     elif case == "handled":
-        assert sorted(sites) == [plain, 1 + names]  # only where y is bound
+        assert sorted(fast) == [0, names]  # only where y is bound
     elif case == "caught":
         # 3.12+ compiles a copy of the return into the handler's path (y unbound there), 3.11
         # one return that both paths reach: not passed where the handler may have run.
-        assert plain in sites, sites
-        assert set(sites) <= {plain, 1 + names}, sites
+        assert 0 in fast, sites
+        assert set(fast) <= {0, names}, sites
     else:
-        assert all(n == plain for n in sites), sites
+        assert fast == [0] * len(fast), sites
 
 
 def test_rebinding_passes_the_value_at_the_probe_point(
