@@ -134,11 +134,11 @@ def locals_of(hook: Callable[..., Any]) -> tuple[str, ...] | None:
     at the entry or a line) and :data:`PASSED_ARGS` more: a backend that can read the locals
     named here without running user code where all of them are certainly bound (the bytecode
     backend: ``LOAD_FAST``, see :mod:`sensor.inject.bound`) passes their values in this order,
-    ``NOTHING`` for the rest, so that the hook reads no frame; where it cannot, it passes
-    ``NOTHING`` for them all and the hook reads the frame itself. Always the full count: the
-    interpreter specialises a call whose argument count is the function's (3.13 has no other
-    fast path for a Python call). A backend may also call ``hook(value)`` or ``hook()`` as
-    for any hook (sys.monitoring does): the same outcome, at the general call's price.
+    ``NOTHING`` for the rest or leaving them to their defaults, so that the hook reads no
+    frame; where it cannot, it passes none (or ``NOTHING`` for them all) and the hook reads
+    the frame itself. A backend may call ``hook(value)`` or ``hook()`` as for any hook
+    (sys.monitoring does): the same outcome. (3.13 specialises only a call with the
+    function's own argument count, so the bytecode backend passes them all there.)
     """
     names = getattr(hook, _LOCALS_ATTR, None)
     return names if type(names) is tuple and len(names) <= PASSED_ARGS else None

@@ -426,10 +426,11 @@ def _passed_locals(
 
     An expectation's hook is handed the values of the locals it reads, so that it reads no
     ``frame.f_locals`` (a copy of every local on 3.11 and 3.12): ``LOAD_FAST`` of each where
-    :func:`~sensor.inject.bound.bound_at` proves them all bound at ``op``, ``NOTHING`` in their
-    place anywhere else (the hook reads the frame then: the same outcome, an unbound name's
-    error included), and ``NOTHING`` for the unused ones, so that every call has the hook's
-    own argument count. ``LOAD_FAST`` runs no user code.
+    :func:`~sensor.inject.bound.bound_at` proves them all bound at ``op``; anywhere else none
+    (the hook reads the frame then: the same outcome, an unbound name's error included).
+    ``LOAD_FAST`` runs no user code. On 3.13 every call gets the hook's own argument count
+    (``NOTHING`` for the rest): 3.13 specialises only such a call of a Python function, where
+    3.11 and 3.12 also specialise one that leaves defaults, which is cheaper than pushing them.
     """
     from bytecode import Instr
 
@@ -438,8 +439,9 @@ def _passed_locals(
     seq: list[Any] = []
     if bound is not None and bound[op]:
         seq = [Instr("LOAD_FAST", name, location=loc) for name in wanted]
-    seq += [Instr("LOAD_CONST", NOTHING, location=loc)] * (PASSED_ARGS - len(seq))
-    return seq
+    if _PY313:
+        seq += [Instr("LOAD_CONST", NOTHING, location=loc)] * (PASSED_ARGS - len(seq))
+    return seq or None
 
 
 def _can_split(items: list[Any], cut: int) -> bool:
