@@ -63,8 +63,9 @@ _SWITCH_ATTR = "sensor_switch"
 _SAMPLES_ATTR = "sensor_samples"
 #: The attribute of a hook that takes the values of locals as arguments (see locals_of).
 _LOCALS_ATTR = "sensor_locals"
-#: How many such arguments it takes after its own (see locals_of).
-PASSED_ARGS = 4
+#: How many such arguments it takes after its own (see locals_of): typical expectations read
+#: one or two locals, and each more costs every evaluation a default (about 50 instructions).
+PASSED_ARGS = 2
 
 #: Threads doing sensor work now (ident -> nesting depth), kept by :mod:`sensor.threads`. Every
 #: hook of the engine starts with ``if SENSOR_WORK and get_ident() in SENSOR_WORK: return``: no

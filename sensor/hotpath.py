@@ -140,7 +140,7 @@ class FastExpectGate(guards._GuardedHook):
         if len(local_names) > MAX_PASSED or value_name in local_names:
             local_names = ()
         n_passed = len(local_names)
-        n0, n1, n2, n3 = (*local_names, "", "", "", "")[:4]
+        n0, n1 = (*local_names, "", "")[:2]
         getframe = sys._getframe
         perf = _perf
         monotonic = time.monotonic
@@ -213,9 +213,6 @@ class FastExpectGate(guards._GuardedHook):
         fn, red0, version0, table = expr._compiled
         steps = expr.max_steps
         seconds = expr.max_seconds
-        # The evaluation state's first eight entries as Expression.evaluate sets them, for the
-        # build in use: copied into a new list per evaluation (one C copy instead of eight loads).
-        head = (steps, steps, 0.0, None, seconds, red0, None, table)
         # A firing above this is metered alone (SLOW_FIRING_NS, or the budget's one-hit cap if
         # lower: read again at each settlement, as the budget's fraction may change).
         slow_ns = min(SLOW_FIRING_NS, budget.limit_ns)
@@ -231,11 +228,9 @@ class FastExpectGate(guards._GuardedHook):
             value: object = NOTHING,
             p0: object = NOTHING,
             p1: object = NOTHING,
-            p2: object = NOTHING,
-            p3: object = NOTHING,
         ) -> None:
             nonlocal tokens, last, next_at, pending_ns, pending_n, settle_at, slow_ns, carry_ns
-            nonlocal fn, red0, version0, table, head, shut
+            nonlocal fn, red0, version0, table, shut
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
             if not switch:  # closed until the waker reopens it (see Gate)
@@ -291,14 +286,7 @@ class FastExpectGate(guards._GuardedHook):
                 elif p0 is not NOTHING:
                     # Every local it reads, passed by the injected code (LOAD_FAST where all
                     # are bound, see sensor.inject.bound): no frame. No global is read.
-                    if n_passed == 1:
-                        fl = {n0: p0}
-                    elif n_passed == 2:
-                        fl = {n0: p0, n1: p1}
-                    elif n_passed == 3:
-                        fl = {n0: p0, n1: p1, n2: p2}
-                    else:
-                        fl = {n0: p0, n1: p1, n2: p2, n3: p3}
+                    fl = {n0: p0} if n_passed == 1 else {n0: p0, n1: p1}
                 else:
                     frame = getframe(depth)
                     if dispatch and id(frame.f_code) in dispatch:
@@ -312,9 +300,10 @@ class FastExpectGate(guards._GuardedHook):
                 if red is red0 and red.version == version0:
                     # Expression.evaluate, inline: the same closures, state and limits.
                     if has_value:
-                        state = [*head, NO_VALUE if value is NOTHING else value]
+                        state = [steps, steps, 0.0, None, seconds, red, None, table,
+                                 NO_VALUE if value is NOTHING else value]  # fmt: skip
                     else:
-                        state = [*head]
+                        state = [steps, steps, 0.0, None, seconds, red, None, table]
                     try:
                         ok = fn(fl, gl, state)
                         if ok is not True and type(ok) is _Lazy:
@@ -334,7 +323,6 @@ class FastExpectGate(guards._GuardedHook):
                         ok = None
                         error = f"{type(exc).__name__}: {exc}"
                     fn, red0, version0, table = expr._compiled
-                    head = (steps, steps, 0.0, None, seconds, red0, None, table)
                 next(evaluations)
                 if error is not None:
                     next(errors)
