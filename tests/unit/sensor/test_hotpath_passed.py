@@ -124,6 +124,13 @@ def outer(x):
     return inner()
 
 
+def outer_arg(x):
+    def inner():
+        return x
+
+    return inner()
+
+
 def make_inner(x):
     y = x
 
@@ -184,6 +191,7 @@ def _calls(module: ModuleType, case: str) -> list[Callable[[], Any]]:
         "coro": [lambda i=i: _drive(m.coro(i)) for i in range(-2, 3)],
         "cell": [lambda i=i: m.outer(i) for i in range(-2, 3)],
         "free": list(inner),
+        "cell_arg": [lambda i=i: m.outer_arg(i) for i in range(-2, 3)],
         "star": [lambda: m.star(), lambda: m.star(1, a=2), lambda: m.star(1, 2, a=3)],
         "method": [lambda i=i: m.Shop(i).pay(1) for i in range(-1, 3)],
         "entry": [lambda i=i: m.rebound(i) for i in range(-2, 3)],
@@ -215,6 +223,8 @@ CASES: dict[str, tuple[str, str, str, bool]] = {
     # A cell (read by a nested function) and a free variable: their slots hold the cell.
     "cell": ("outer", "return", "y >= 0", False),
     "free": ("make_inner.<locals>.inner", "return", "y >= 0", False),
+    # An argument a nested function reads: its slot holds the cell, not the value.
+    "cell_arg": ("outer_arg", "return", "x >= 0", False),
     "star": ("star", "return", "len(args) == len(kwargs)", True),
     "method": ("Shop.pay", "return", "self.total >= amount", True),
     "entry": ("rebound", "entry", "x > 0", True),
