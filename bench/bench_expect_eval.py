@@ -55,6 +55,11 @@ CASES: dict[str, tuple[str, str]] = {
         "result >= 0",
         "def target(i):\n    price = i + 1\n    return price\n",
     ),
+    "x_ge_0": (
+        "x >= 0",
+        "def target(x):\n    a = x + 1\n    b = a + 1\n    c = b + 1\n    d = c + 1\n"
+        "    e = d + 1\n    f = e + 1\n    g = f + 1\n    h = g + 1\n    j = h + 1\n    return j\n",
+    ),
     "total_eq_sum": (
         "result == sum(prices)",
         "def target(i):\n    prices = [i, 2, 3]\n    total = i + 5\n    return total\n",

@@ -1029,7 +1029,10 @@ class Engine:
         point = probe.location.point
         value_name = {Point.RETURN: "result", Point.EXCEPTION: "exception"}.get(point)
         # Compiled again with the probe's value in the evaluation state, so that the frame's
-        # locals are read in place (the copy the slow path makes is for captures only).
+        # locals are read in place (the copy the slow path makes is for captures only). A
+        # backend that can passes the values of the locals it reads to the hook (LOAD_FAST
+        # where they are certainly bound, see sensor.inject.bound): then no frame is read.
+        local_names = tuple(sorted(compiled.expect.names - {value_name}))
         expect = _expressions().compile(
             probe.expect,
             max_steps=compiled.expect.max_steps,
@@ -1039,6 +1042,7 @@ class Engine:
         return FastExpectGate(
             expr=expect,
             value_name=value_name,
+            local_names=local_names,
             slow=functools.partial(self._fast_slow, armed),
             failed=functools.partial(armed.error, "hit failed"),
             depth=depth,

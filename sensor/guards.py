@@ -28,6 +28,7 @@ __all__ = [
     "NOTHING",
     "NOVEL_KEYS",
     "NOVEL_RATE",
+    "PASSED_ARGS",
     "SENSOR_WORK",
     "SENSOR_WORKING",
     "Account",
@@ -37,6 +38,7 @@ __all__ = [
     "Novelty",
     "Switch",
     "Waker",
+    "locals_of",
     "new_tally",
     "sampler_of",
     "samples",
@@ -59,6 +61,11 @@ GATE_FRAMES = 2
 _SWITCH_ATTR = "sensor_switch"
 #: The attribute of an entry gate's hook holding the switch its sampled calls open.
 _SAMPLES_ATTR = "sensor_samples"
+#: The attribute of a hook that takes the values of locals as arguments (see locals_of).
+_LOCALS_ATTR = "sensor_locals"
+#: How many such arguments it takes after its own (see locals_of): typical expectations read
+#: one or two locals, and each more costs every evaluation a default (about 50 instructions).
+PASSED_ARGS = 2
 
 #: Threads doing sensor work now (ident -> nesting depth), kept by :mod:`sensor.threads`. Every
 #: hook of the engine starts with ``if SENSOR_WORK and get_ident() in SENSOR_WORK: return``: no
@@ -119,6 +126,23 @@ def samples(hook: Callable[..., Any], switch: Switch) -> Callable[..., Any]:
     """
     setattr(hook, _SAMPLES_ATTR, switch)
     return hook
+
+
+def locals_of(hook: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The locals whose values a hook takes as arguments after its own (maybe none), or None.
+
+    An expectation's hook (:class:`sensor.hotpath.FastExpectGate`) takes its value (``NOTHING``
+    at the entry or a line) and :data:`PASSED_ARGS` more: a backend that can read the locals
+    named here without running user code where all of them are certainly bound (the bytecode
+    backend: ``LOAD_FAST``, see :mod:`sensor.inject.bound`) passes their values in this order,
+    ``NOTHING`` for the rest or leaving them to their defaults, so that the hook reads no
+    frame; where it cannot, it passes none (or ``NOTHING`` for them all) and the hook reads
+    the frame itself. A backend may call ``hook(value)`` or ``hook()`` as for any hook
+    (sys.monitoring does): the same outcome. (3.13 specialises only a call with the
+    function's own argument count, so the bytecode backend passes them all there.)
+    """
+    names = getattr(hook, _LOCALS_ATTR, None)
+    return names if type(names) is tuple and len(names) <= PASSED_ARGS else None
 
 
 def sampler_of(hook: Callable[..., Any]) -> Switch | None:

@@ -54,6 +54,7 @@ from sensor.guards import (
 
 __all__ = [
     "CLOSE_TICK",
+    "MAX_PASSED",
     "SETTLE_EVERY",
     "SETTLE_NS",
     "SHUT_MAX",
@@ -61,6 +62,9 @@ __all__ = [
     "FastExpectGate",
 ]
 
+#: The most locals an expectation's hook takes as arguments (see guards.locals_of): one that
+#: reads more reads the frame.
+MAX_PASSED = guards.PASSED_ARGS
 #: Firings metered before their batch is handed to the CPU budget.
 SETTLE_EVERY = 64
 #: ... or nanoseconds after the batch started, whichever comes first.
@@ -84,6 +88,7 @@ CLOSE_TICK = 0.1
 _get_ident = guards._get_ident
 _perf = time.perf_counter_ns
 _SWITCH_ATTR = "sensor_switch"
+_LOCALS_ATTR = "sensor_locals"
 # The locals of an evaluation that reads no local: never written to, so one is shared.
 _NO_LOCALS: dict[str, object] = {}
 _BUILTIN_NAMES = frozenset(vars(builtins))
@@ -132,9 +137,18 @@ class FastExpectGate(guards._GuardedHook):
         waker: Waker | None = None,
         hits: list[int] | None = None,
         novelty: Novelty | None = None,
+        local_names: tuple[str, ...] = (),
     ) -> None:
         if value_name is not None and expr.slots != (value_name,):
             raise ValueError(f"expression {expr.source!r}: compile it with slots=({value_name!r},)")
+        # The locals a backend may pass as arguments (see guards.locals_of), at most
+        # MAX_PASSED: when it does, the expression reads them from a dict of just those (the
+        # same names and values the frame's mapping holds there, so the same compiled code and
+        # inline forms run) and no frame is read; when it does not, it reads the frame.
+        if len(local_names) > MAX_PASSED or value_name in local_names:
+            local_names = ()
+        n_passed = len(local_names)
+        n0, n1 = (*local_names, "", "")[:2]
         getframe = sys._getframe
         perf = _perf
         monotonic = time.monotonic
@@ -205,11 +219,11 @@ class FastExpectGate(guards._GuardedHook):
         # The compiled expression as evaluate() runs it, refreshed when the rules change: one
         # consistent build (Expression._compiled is replaced whole by a rebuild on any thread).
         fn, red0, version0, table = expr._compiled
+        steps = expr.max_steps
+        seconds = expr.max_seconds
         # A firing above this is metered alone (SLOW_FIRING_NS, or the budget's one-hit cap if
         # lower: read again at each settlement, as the budget's fraction may change).
         slow_ns = min(SLOW_FIRING_NS, budget.limit_ns)
-        steps = expr.max_steps
-        seconds = expr.max_seconds
         redaction = _redaction
 
         def stop(why: str) -> None:
@@ -218,7 +232,11 @@ class FastExpectGate(guards._GuardedHook):
                 armed = False
                 on_stop(why)
 
-        def hook(value: object = NOTHING) -> None:
+        def hook(
+            value: object = NOTHING,
+            p0: object = NOTHING,
+            p1: object = NOTHING,
+        ) -> None:
             nonlocal tokens, last, next_at, pending_ns, pending_n, settle_at, slow_ns, carry_ns
             nonlocal fn, red0, version0, table, shut
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
@@ -271,7 +289,13 @@ class FastExpectGate(guards._GuardedHook):
             fl: Any = _NO_LOCALS
             gl: Any = None
             try:
-                if reads_frame or value is NOTHING:
+                if not (reads_frame or value is NOTHING):
+                    pass  # it reads only the probe's value (``result >= 0``): no frame
+                elif p0 is not NOTHING:
+                    # Every local it reads, passed by the injected code (LOAD_FAST where all
+                    # are bound, see sensor.inject.bound): no frame. No global is read.
+                    fl = {n0: p0} if n_passed == 1 else {n0: p0, n1: p1}
+                else:
                     frame = getframe(depth)
                     if dispatch and id(frame.f_code) in dispatch:
                         frame = frame.f_back  # called through the hybrid's monitoring callback
@@ -443,6 +467,9 @@ class FastExpectGate(guards._GuardedHook):
         # The waker schedules in time.monotonic() seconds; the bucket counts perf_counter ns.
         wall_offset = monotonic() - perf() / 1e9
         setattr(hook, _SWITCH_ATTR, (switch, closed))
+        # Set even with no local to pass (``result >= 0``): the backend then calls the hook with
+        # its full argument count, the interpreter's fast path (see guards.locals_of).
+        setattr(hook, _LOCALS_ATTR, local_names)
         self._publish(hook, read, disarm, lambda: tally_count(closed))
         self.evaluations = evaluations
         self.violations = violations

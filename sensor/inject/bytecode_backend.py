@@ -28,7 +28,8 @@ import threading
 from types import CodeType, FunctionType
 from typing import Any
 
-from sensor.guards import Switch, sampler_of, switch_of
+from sensor.guards import NOTHING, PASSED_ARGS, Switch, locals_of, sampler_of, switch_of
+from sensor.inject.bound import bound_at
 from sensor.inject.core import Handle, Hook, PlacementFailed
 from sensor.inject.funcversion import code_version, set_code
 from sensor.inject.lines import LineModel, exception_entries
@@ -203,7 +204,8 @@ def _checked_copy(code: CodeType) -> CodeType:
 def _plain_call(hook: Hook, loc: Any, arg: list[Any] | None) -> list[Any]:
     from bytecode import Instr
 
-    nargs = 0 if arg is None else 1
+    # Each instruction of ``arg`` pushes one argument (the probe's value, the passed locals).
+    nargs = 0 if arg is None else len(arg)
     if _PY313:
         seq = [Instr("LOAD_CONST", hook, location=loc), Instr("PUSH_NULL", location=loc)]
     else:
@@ -500,6 +502,31 @@ def _choosing_gate(hook: Hook, switch: Switch, sampled: Any, loc: Any, nested: b
     return seq
 
 
+def _passed_locals(
+    wanted: tuple[str, ...] | None, bound: list[bool] | None, op: int, loc: Any
+) -> list[Any] | None:
+    """The arguments after its own of a hook that takes locals (see guards.locals_of), or None.
+
+    An expectation's hook is handed the values of the locals it reads, so that it reads no
+    ``frame.f_locals`` (a copy of every local on 3.11 and 3.12): ``LOAD_FAST`` of each where
+    :func:`~sensor.inject.bound.bound_at` proves them all bound at ``op``; anywhere else none
+    (the hook reads the frame then: the same outcome, an unbound name's error included).
+    ``LOAD_FAST`` runs no user code. On 3.13 every call gets the hook's own argument count
+    (``NOTHING`` for the rest): 3.13 specialises only such a call of a Python function, where
+    3.11 and 3.12 also specialise one that leaves defaults, which is cheaper than pushing them.
+    """
+    from bytecode import Instr
+
+    if wanted is None:
+        return None
+    seq: list[Any] = []
+    if bound is not None and bound[op]:
+        seq = [Instr("LOAD_FAST", name, location=loc) for name in wanted]
+    if _PY313:
+        seq += [Instr("LOAD_CONST", NOTHING, location=loc)] * (PASSED_ARGS - len(seq))
+    return seq or None
+
+
 def _can_split(items: list[Any], cut: int) -> bool:
     """True when a body can be entered by a jump to ``items[cut]`` and never runs past its end.
 
@@ -556,9 +583,16 @@ def _body(
     line_hooks: dict[int, list[Hook]] = {}
     unwind_hooks: list[Hook] = []
     for point, line, hook in hooks:
+        # The locals an expectation's hook takes as arguments (see _passed_locals).
+        wanted = locals_of(hook)
+        bound = None if wanted is None else bound_at(code, items, wanted)
         if point is Point.ENTRY:
             if choose is None or hook is not choose[0]:
-                after_resume += _call(hook, first_loc, nested=nested)
+                passed = _passed_locals(wanted, bound, resume, first_loc)
+                arg = None if passed is None else [
+                    Instr("LOAD_CONST", NOTHING, location=first_loc), *passed
+                ]  # fmt: skip
+                after_resume += _call(hook, first_loc, arg, nested=nested)
         elif point is Point.LINE:
             assert line is not None
             line_hooks.setdefault(line, []).append(hook)
@@ -568,21 +602,13 @@ def _body(
                 ins = items[ops_at[i]]
                 if ins.name == "RETURN_VALUE":
                     # [value] -> [value, (NULL, hook | hook, NULL), value] -> call -> [value]
-                    seq = _call(
-                        hook,
-                        ins.location,
-                        [Instr("COPY", 3, location=ins.location)],
-                        nested=nested,
-                    )
+                    arg = [Instr("COPY", 3, location=ins.location)]
                 elif ins.name == "RETURN_CONST":
-                    seq = _call(
-                        hook,
-                        ins.location,
-                        [Instr("LOAD_CONST", ins.arg, location=ins.location)],
-                        nested=nested,
-                    )
+                    arg = [Instr("LOAD_CONST", ins.arg, location=ins.location)]
                 else:
                     continue
+                arg += _passed_locals(wanted, bound, i, ins.location) or ()
+                seq = _call(hook, ins.location, arg, nested=nested)
                 returns.setdefault(i, []).extend(seq)
                 found = True
             if not found:
