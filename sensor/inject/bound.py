@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from types import CodeType
 from typing import Any
 
+from sensor.inject.lines import item_layout
+
 __all__ = ["bound_at"]
 
 _STORES = frozenset({"STORE_FAST", "STORE_FAST_MAYBE_NULL"})
@@ -35,8 +37,7 @@ def bound_at(code: CodeType, items: Sequence[Any], names: tuple[str, ...]) -> li
     instructions). "Bound there" is the state right before the instruction runs. None when some
     name is not a plain fast local of ``code`` (nothing can be passed anywhere).
     """
-    from bytecode import Instr, Label
-    from bytecode.instr import TryBegin, TryEnd
+    from bytecode import Label
 
     cells = set(code.co_cellvars) | set(code.co_freevars)
     bit: dict[str, int] = {}
@@ -51,27 +52,9 @@ def bound_at(code: CodeType, items: Sequence[Any], names: tuple[str, ...]) -> li
     for name in code.co_varnames[:nargs]:
         start |= bit.get(name, 0)
 
-    ops: list[Any] = []
-    label_at: dict[int, int] = {}  # id(Label) -> index of the next instruction
-    handler_of: list[Any] = []  # per instruction: the label of its exception handler, or None
-    pending: list[Any] = []
-    current: Any = None
-    for item in items:
-        if isinstance(item, Label):
-            pending.append(item)
-        elif isinstance(item, TryBegin):
-            current = item
-        elif isinstance(item, TryEnd):
-            if current is not None and item.entry is current:
-                current = None
-        elif isinstance(item, Instr):
-            for label in pending:
-                label_at[id(label)] = len(ops)
-            pending.clear()
-            ops.append(item)
-            handler_of.append(None if current is None else current.target)
-    for label in pending:  # a label after the last instruction: nothing runs there
-        label_at[id(label)] = len(ops)
+    ops, label_at, try_of = item_layout(list(items))
+    # per instruction: the label of its exception handler, or None
+    handler_of = [None if entry is None else entry.target for entry in try_of]
 
     def effect(ins: Any, state: int) -> int:
         op = ins.name

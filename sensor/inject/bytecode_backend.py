@@ -32,7 +32,7 @@ from sensor.guards import NOTHING, PASSED_ARGS, Switch, locals_of, sampler_of, s
 from sensor.inject.bound import bound_at
 from sensor.inject.core import Handle, Hook, PlacementFailed
 from sensor.inject.funcversion import code_version, set_code
-from sensor.inject.lines import LineModel, exception_entries
+from sensor.inject.lines import LineModel, exception_entries, item_layout
 from sensor.probes import Point
 from sensor.threads import BUSY, add_mode_listener, checked_next
 
@@ -260,7 +260,7 @@ def _plan_lines(
     nested: bool = False,
 ) -> _LinePlan:
     from bytecode import Instr, Label
-    from bytecode.instr import TryBegin, TryEnd
+    from bytecode.instr import TryBegin
 
     names = [items[k].name for k in ops_at]
     if names != [op.opname for op in model.ops]:
@@ -269,25 +269,8 @@ def _plan_lines(
             f"({len(names)} and {len(model.ops)} instructions): its lines cannot be placed exactly"
         )
     # The op each label (so each jump and handler) leads to; the exception range of each op.
-    label_op: dict[int, int] = {}
-    range_of: dict[int, int] = {}  # op index -> id(TryBegin)
-    pending: list[Any] = []
-    entry: Any = None
-    op_index = 0
-    for item in items:
-        if isinstance(item, Label):
-            pending.append(item)
-        elif isinstance(item, TryBegin):
-            entry = item
-        elif isinstance(item, TryEnd):
-            entry = None
-        elif isinstance(item, Instr):
-            for label in pending:
-                label_op[id(label)] = op_index
-            pending.clear()
-            if entry is not None:
-                range_of[op_index] = id(entry)
-            op_index += 1
+    _, label_op, try_of = item_layout(items)
+    range_of = {i: id(entry) for i, entry in enumerate(try_of) if entry is not None}
     try_begins = [item for item in items if isinstance(item, TryBegin)]
 
     plan = _LinePlan()

@@ -29,7 +29,7 @@ import sys
 from types import CodeType
 from typing import Any
 
-__all__ = ["NEVER_RUNS", "Arrival", "LineModel", "Op", "exception_entries"]
+__all__ = ["NEVER_RUNS", "Arrival", "LineModel", "Op", "exception_entries", "item_layout"]
 
 #: Said of a line no line event ever happens on (part of the refusal's reason on every backend).
 NEVER_RUNS = "reports no line event there"
@@ -77,6 +77,40 @@ class Arrival:
     fires: bool  #: sys.settrace reports a line event on this arrival
     #: the event comes from settrace's backward-jump rule, not from sys.monitoring's LINE
     jump_only: bool = False
+
+
+def item_layout(items: list[Any]) -> tuple[list[Any], dict[int, int], list[Any]]:
+    """The ``bytecode`` package's reading of a code (labels, try ranges, instructions), laid out.
+
+    Returns the instructions in order; the index of the instruction each label leads to
+    (``id(Label)`` -> index; a label after the last instruction: their count); and per
+    instruction, the ``TryBegin`` of the exception range it lies in, or None.
+    """
+    from bytecode import Instr, Label
+    from bytecode.instr import TryBegin, TryEnd
+
+    ops: list[Any] = []
+    label_at: dict[int, int] = {}
+    try_of: list[Any] = []
+    pending: list[Any] = []
+    current: Any = None
+    for item in items:
+        if isinstance(item, Label):
+            pending.append(item)
+        elif isinstance(item, TryBegin):
+            current = item
+        elif isinstance(item, TryEnd):
+            if item.entry is current:  # the ranges are flat: it ends the current one
+                current = None
+        elif isinstance(item, Instr):
+            for label in pending:
+                label_at[id(label)] = len(ops)
+            pending.clear()
+            ops.append(item)
+            try_of.append(current)
+    for label in pending:  # a label after the last instruction: nothing runs there
+        label_at[id(label)] = len(ops)
+    return ops, label_at, try_of
 
 
 def exception_entries(code: CodeType) -> list[Any]:
