@@ -16,14 +16,18 @@ import heapq
 import itertools
 import logging
 import math
+import random
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from sensor import _atfork
+
 __all__ = [
     "GATE_FRAMES",
+    "JITTER_RESTED",
     "LONG_WAIT",
     "NOTHING",
     "NOVEL_KEYS",
@@ -38,6 +42,7 @@ __all__ = [
     "Novelty",
     "Switch",
     "Waker",
+    "jitter_seed",
     "locals_of",
     "new_tally",
     "sampler_of",
@@ -45,6 +50,8 @@ __all__ = [
     "switch_of",
     "switched",
     "tally_count",
+    "tick_after",
+    "tick_of",
     "value_class",
 ]
 
@@ -173,6 +180,93 @@ def tally_count(tally: Any) -> int:
 #: is due. Shorter waits keep the clock test, so a gate causes at most 1 / LONG_WAIT wake-ups
 #: per second.
 LONG_WAIT = 0.02
+
+#: The sensor's own random numbers: never the host's ``random`` module (whose sequence a service
+#: or its tests may depend on). Seeded from the OS, and again in a forked child, so that the
+#: workers of one master do not sample in step. :func:`jitter_seed` seeds it for a reproduction.
+_rng = random.Random()
+#: ``_rng.random``: one C call per draw, made only when a rate-limited gate admits a firing.
+_uniform = _rng.random
+_M64 = (1 << 64) - 1
+# Mixed into a group's number so that its choice of interval is not its first interval's tick.
+_GROUP = 1 << 62
+#: Mixed into the tick of every interval (see :func:`tick_after`); renewed with the generator.
+_tick_salt = _rng.getrandbits(64)
+
+#: The shortest wait, in intervals of the rate, for the token after a capture the bucket had been
+#: full for (the traffic paused; see :func:`jitter_seed` for the rule): half an interval, so that
+#: a burst of calls after a pause is captured once and not twice in a row by chance.
+JITTER_RESTED = 0.5
+
+
+def jitter_seed(seed: int | None = None) -> None:
+    """Seed the sensor's private generator (``None``: from the OS, as at import and after fork).
+
+    Every rate-limited admission of the sensor (a gate's token, an expectation's evaluation,
+    violation and pass buckets, novelty admission) is *jittered*, so that traffic with a period
+    (a cron, a round-robin load balancer, a load generator's fixed cycle) is not sampled at a
+    fixed phase of its cycle. A plain token bucket admits the first call after the token
+    refills; with strictly periodic calls that is the same phase of the cycle every time, and
+    the evidence (which states are captured) and the sampled evaluations are biased. Here the
+    token the next admission waits for is only ``need`` tokens, ``need`` drawn uniformly in
+    (0, 1] each time the bucket runs dry (one token is still spent per admission): with calls
+    denser than the rate, the k-th admission is the first call after a uniform random instant
+    of the k-th interval of ``1 / rate`` seconds (stratified sampling), so every phase of a
+    periodic input is sampled in proportion to its share of time, and the long-run rate is
+    exactly the configured one (the bucket holds between -1 and ``burst`` tokens). The price:
+    two captures may be closer than ``1 / rate`` (at most ``burst + rate * T + 1`` admissions in
+    any T seconds instead of ``burst + rate * T``), except after a pause: the wait after a
+    capture from a bucket that overflowed (the calls left a whole token unused) is drawn in
+    (:data:`JITTER_RESTED`, 1] intervals. The wait is never longer than a plain bucket's.
+    The waker's ticks are jittered the same way (see :func:`tick_after`).
+    """
+    global _tick_salt
+    _rng.seed(seed)
+    _tick_salt = _rng.getrandbits(64)
+
+
+def _after_fork_in_child() -> None:
+    jitter_seed(None)  # a child must not repeat its parent's (or its siblings') draws
+
+
+def _mix(n: int) -> int:
+    """A 64-bit hash of ``n`` (SplitMix64's finalizer, salted per process)."""
+    z = (n * 0x9E3779B97F4A7C15 + _tick_salt) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def tick_of(n: int) -> float:
+    """The tick of the ``n``-th :data:`LONG_WAIT` interval (monotonic seconds): a point of
+    ``[n * LONG_WAIT, (n + 1) * LONG_WAIT)`` that looks random, the same for every gate of the
+    process (a hash of ``n``)."""
+    return (n + (_mix(n) >> 11) * 2.0**-53) * LONG_WAIT
+
+
+def tick_after(at: float, every: float = LONG_WAIT) -> float:
+    """The tick a gate closed until ``at`` (monotonic seconds) reopens on: the tick of the next
+    interval of ``every`` after the one holding ``at``; later than ``at``, by less than
+    ``2 * every``.
+
+    ``every`` is a whole multiple of :data:`LONG_WAIT` (a smaller one counts as it). Each
+    interval ``[m * every, (m + 1) * every)`` has one tick, a :func:`tick_of` of one of its
+    LONG_WAIT intervals, chosen by a hash of ``m``: however many gates close, and whatever
+    their ``every``, the waker wakes at most once per LONG_WAIT interval for them all.
+
+    Why not the multiples of ``every``: a gate reopened on one admits the first call after a
+    fixed phase of ``every``, so traffic whose period divides it (a load generator at 50 calls
+    a second, a cron) would be sampled at one phase only, however the gate's own deadline is
+    jittered. Why the *next* interval's tick and not the first tick after ``at``: the first tick
+    after a deadline is more often one that follows a long gap (one late in its interval), a
+    bias towards late phases; the tick of a given interval is at a uniform phase of it.
+    """
+    k = max(1, round(every / LONG_WAIT))
+    m = math.floor(at / (k * LONG_WAIT)) + 1
+    if k == 1:
+        return tick_of(m)
+    return tick_of(m * k + _mix(m ^ _GROUP) % k)
+
 
 #: The waker sleeps at most this long at a time (seconds).
 _MAX_SLEEP = 60.0
@@ -346,10 +440,8 @@ class Waker:
                     due.append(heapq.heappop(heap)[2])
             if due:
                 self._call(due)
-                # The tick a gate closing now reopens on at the earliest (as _tick rounds).
-                linger = math.ceil(now / LONG_WAIT) * LONG_WAIT + 1e-9
-                if linger <= now:
-                    linger += LONG_WAIT
+                # The tick a gate closing now reopens on at the earliest (see tick_after).
+                linger = tick_after(now)
                 continue
             # Bounded: a far deadline (a rate of one per year) must not overflow the lock's
             # timeout, and the loop simply looks again.
@@ -850,6 +942,9 @@ class Gate(_GuardedHook):
         # The earliest time a token is available: a skipped firing costs one clock read and
         # one compare. The bucket itself is only refilled on admission.
         next_at = -math.inf
+        # Whether the bucket overflowed since the last wait was drawn (the calls paused; a new
+        # gate counts as one): the next wait is then at least JITTER_RESTED (see jitter_seed).
+        rested = True
         # Empty while closed (until the waker reopens it): a skipped firing costs one test.
         switch = Switch((True,))
         schedule = None if waker is None or not limited else waker.schedule
@@ -877,20 +972,30 @@ class Gate(_GuardedHook):
                 on_stop(why)
 
         def admit(value: object, now: float) -> None:
-            nonlocal tokens, last, next_at
+            nonlocal tokens, last, next_at, rested
             if now >= expires:
                 stop("expired")
                 return
             if produced_hits[0] >= cap:
                 stop("max_hits")
                 return
+            was_rested = rested
             if limited:
                 tokens += (now - last) * rate_f
                 if tokens > burst_f:
+                    if tokens >= burst_f + 1.0:
+                        rested = True
                     tokens = burst_f
                 last = now
                 tokens -= 1.0
-                next_at = now if tokens >= 1.0 else now + (1.0 - tokens) / rate_f
+                if tokens >= 1.0:
+                    next_at = now  # the burst is not spent: the next firing is admitted
+                else:
+                    # The next admission needs only ``need`` tokens, drawn in (0, 1] (see
+                    # jitter_seed): a random point of the next interval, not its end.
+                    need = 1.0 - _uniform() * (JITTER_RESTED if rested else 1.0)
+                    rested = False
+                    next_at = now if tokens >= need else now + (need - tokens) / rate_f
             if account is not None and account.rate is not None and not account.admit(now):
                 return  # the budget sheds this one (counted by the account); the token is spent
             try:
@@ -910,6 +1015,7 @@ class Gate(_GuardedHook):
             elif limited:
                 tokens += 1.0  # nothing produced: give the token back
                 next_at = now
+                rested = was_rested
 
         def reopen() -> None:
             switch[:] = (True,)  # one C operation: never two entries
@@ -973,6 +1079,7 @@ class ExpectGate(_GuardedHook):
         tokens = eval_burst
         last = monotonic()
         next_at = -math.inf
+        rested = True  # as in Gate
         expires = math.inf if expires_at is None else monotonic() + (expires_at - time.time())
         cap = math.inf if max_hits is None else float(max_hits)
         violations = _Bucket(violation_rate, None, last)
@@ -1025,19 +1132,27 @@ class ExpectGate(_GuardedHook):
                 on_stop(why)
 
         def evaluate(value: object, now: float) -> None:
-            nonlocal tokens, last, next_at
+            nonlocal tokens, last, next_at, rested
             if now >= expires:
                 stop("expired")
                 return
             if produced_hits[0] >= cap:
                 stop("max_hits")
                 return
+            was_rested = rested
             tokens += (now - last) * eval_rate_f
             if tokens > eval_burst:
+                if tokens >= eval_burst + 1.0:
+                    rested = True
                 tokens = eval_burst
             last = now
             tokens -= 1.0
-            next_at = now if tokens >= 1.0 else now + (1.0 - tokens) / eval_rate_f
+            if tokens >= 1.0:
+                next_at = now
+            else:  # jittered as in Gate (see jitter_seed)
+                need = 1.0 - _uniform() * (JITTER_RESTED if rested else 1.0)
+                rested = False
+                next_at = now if tokens >= need else now + (need - tokens) / eval_rate_f
             if account is not None and account.rate is not None and not account.admit(now):
                 return  # shed by the CPU budget before any work (counted by the account)
             try:
@@ -1052,6 +1167,7 @@ class ExpectGate(_GuardedHook):
             elif produced is None:
                 tokens += 1.0  # not evaluated (condition false): give the token back
                 next_at = now
+                rested = was_rested
                 return
             if schedule is not None and next_at - now >= LONG_WAIT:
                 switch.clear()  # before schedule(): the reopening may run before it returns
@@ -1074,21 +1190,35 @@ class ExpectGate(_GuardedHook):
 
 
 class _Bucket:
-    """A token bucket for the capture decisions of :class:`ExpectGate` (off the skip path)."""
+    """A token bucket for the capture decisions of :class:`ExpectGate` (off the skip path).
 
-    __slots__ = ("burst", "last", "rate", "tokens")
+    Jittered as the gates are (see :func:`jitter_seed`): once it runs dry, the next
+    :meth:`take` needs only ``need`` tokens, drawn in (0, 1], and still spends one.
+    """
+
+    __slots__ = ("burst", "last", "need", "rate", "rested", "tokens")
 
     def __init__(self, rate: float, burst: int | None, now: float) -> None:
         self.rate = float(rate)
         self.burst = float(burst if burst is not None else max(1.0, self.rate))
         self.tokens = self.burst
         self.last = now
+        self.need = 1.0
+        self.rested = True
 
     def take(self, now: float) -> bool:
         tokens = self.tokens + (now - self.last) * self.rate
         self.last = now
-        if tokens >= 1.0:
-            self.tokens = min(tokens, self.burst) - 1.0
+        if tokens > self.burst:
+            if tokens >= self.burst + 1.0:
+                self.rested = True  # the calls paused: see JITTER_RESTED
+            tokens = self.burst
+        if tokens >= self.need:
+            tokens -= 1.0
+            if tokens < 1.0:
+                self.need = 1.0 - _uniform() * (JITTER_RESTED if self.rested else 1.0)
+                self.rested = False
+            self.tokens = tokens
             return True
         self.tokens = tokens
         return False
@@ -1221,3 +1351,7 @@ class Novelty:
     def key(self, names: tuple[str, ...], ns: Any) -> tuple[int, ...]:
         """The key of the values ``names`` name in ``ns`` (a name not there counts as absent)."""
         return tuple(map(value_class, map(ns.get, names, (NOTHING,) * len(names))))
+
+
+# The sensor's ordered fork handlers (see sensor._atfork): a child draws its own jitter.
+_atfork.register(_atfork.ENGINE, after_in_child=_after_fork_in_child)
