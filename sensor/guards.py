@@ -27,7 +27,6 @@ from sensor import _atfork
 
 __all__ = [
     "GATE_FRAMES",
-    "JITTER_RESTED",
     "LONG_WAIT",
     "NOTHING",
     "NOVEL_KEYS",
@@ -193,12 +192,6 @@ _GROUP = 1 << 62
 #: Mixed into the tick of every interval (see :func:`tick_after`); renewed with the generator.
 _tick_salt = _rng.getrandbits(64)
 
-#: The shortest wait, in intervals of the rate, for the token after a capture the bucket had been
-#: full for (the traffic paused; see :func:`jitter_seed` for the rule): half an interval, so that
-#: a burst of calls after a pause is captured once and not twice in a row by chance.
-JITTER_RESTED = 0.5
-
-
 def jitter_seed(seed: int | None = None) -> None:
     """Seed the sensor's private generator (``None``: from the OS, as at import and after fork).
 
@@ -207,18 +200,23 @@ def jitter_seed(seed: int | None = None) -> None:
     (a cron, a round-robin load balancer, a load generator's fixed cycle) is not sampled at a
     fixed phase of its cycle. A plain token bucket admits the first call after the token
     refills; with strictly periodic calls that is the same phase of the cycle every time, and
-    the evidence (which states are captured) and the sampled evaluations are biased. Here the
-    token the next admission waits for is only ``need`` tokens, ``need`` drawn uniformly in
-    (0, 1] each time the bucket runs dry (one token is still spent per admission): with calls
-    denser than the rate, the k-th admission is the first call after a uniform random instant
-    of the k-th interval of ``1 / rate`` seconds (stratified sampling), so every phase of a
-    periodic input is sampled in proportion to its share of time, and the long-run rate is
-    exactly the configured one (the bucket holds between -1 and ``burst`` tokens). The price:
-    two captures may be closer than ``1 / rate`` (at most ``burst + rate * T + 1`` admissions in
-    any T seconds instead of ``burst + rate * T``), except after a pause: the wait after a
-    capture from a bucket that overflowed (the calls left a whole token unused) is drawn in
-    (:data:`JITTER_RESTED`, 1] intervals. The wait is never longer than a plain bucket's.
-    The waker's ticks are jittered the same way (see :func:`tick_after`).
+    the evidence (which states are captured) and the sampled evaluations are biased.
+
+    Here a bucket that ran dry (less than one token left after an admission) admits next when
+    it holds ``need`` tokens, ``need`` drawn uniformly in (1, 2] after every admission from then
+    on, and each admission still spends one token. With calls denser than the rate, the k-th
+    admission is then the first call after a uniform random instant of the k-th interval of
+    ``1 / rate`` seconds (stratified sampling): every phase of a periodic input is sampled in
+    proportion to its share of time, and since the bucket never loses a token's fraction to a
+    late call (it holds between 0 and ``max(burst, need) + 1`` tokens), the long-run rate is
+    exactly the configured one. When the calls pause (a whole token more than the bucket
+    holds), it starts again as a plain bucket: ``burst`` tokens, one needed, so after a pause
+    ``burst`` firings are admitted at once and the next one not before ``1 / rate`` seconds.
+    The price: an admission may come up to one interval later than a plain bucket's, and two
+    may be closer than ``1 / rate`` (fewer than ``max(burst, 2) + 1 + rate * T`` admissions in
+    any ``T`` seconds, where a plain bucket allows ``burst + rate * T``). Draws happen only on
+    an admission, never on a skipped firing. The waker's ticks are jittered too (see
+    :func:`tick_after`).
     """
     global _tick_salt
     _rng.seed(seed)
@@ -942,9 +940,9 @@ class Gate(_GuardedHook):
         # The earliest time a token is available: a skipped firing costs one clock read and
         # one compare. The bucket itself is only refilled on admission.
         next_at = -math.inf
-        # Whether the bucket overflowed since the last wait was drawn (the calls paused; a new
-        # gate counts as one): the next wait is then at least JITTER_RESTED (see jitter_seed).
-        rested = True
+        # The tokens the next admission needs: 1 until the bucket runs dry, then drawn in
+        # (1, 2] (see jitter_seed).
+        need = 1.0
         # Empty while closed (until the waker reopens it): a skipped firing costs one test.
         switch = Switch((True,))
         schedule = None if waker is None or not limited else waker.schedule
@@ -972,29 +970,33 @@ class Gate(_GuardedHook):
                 on_stop(why)
 
         def admit(value: object, now: float) -> None:
-            nonlocal tokens, last, next_at, rested
+            nonlocal tokens, last, next_at, need
             if now >= expires:
                 stop("expired")
                 return
             if produced_hits[0] >= cap:
                 stop("max_hits")
                 return
-            was_rested = rested
+            was_need = need
             if limited:
+                held = tokens
                 tokens += (now - last) * rate_f
                 if tokens > burst_f:
-                    if tokens >= burst_f + 1.0:
-                        rested = True
-                    tokens = burst_f
+                    if need == 1.0:
+                        tokens = burst_f  # a plain bucket (since the last pause)
+                    elif tokens >= (need if need > held else held) + 1.0:
+                        # No call for a whole interval once one could be admitted: the calls
+                        # paused. A plain bucket again (see jitter_seed).
+                        tokens = burst_f
+                        need = 1.0
                 last = now
                 tokens -= 1.0
-                if tokens >= 1.0:
+                if need == 1.0 and tokens >= 1.0:
                     next_at = now  # the burst is not spent: the next firing is admitted
                 else:
-                    # The next admission needs only ``need`` tokens, drawn in (0, 1] (see
-                    # jitter_seed): a random point of the next interval, not its end.
-                    need = 1.0 - _uniform() * (JITTER_RESTED if rested else 1.0)
-                    rested = False
+                    # The next admission at a random point of the next interval, not at its
+                    # start (see jitter_seed).
+                    need = 2.0 - _uniform()
                     next_at = now if tokens >= need else now + (need - tokens) / rate_f
             if account is not None and account.rate is not None and not account.admit(now):
                 return  # the budget sheds this one (counted by the account); the token is spent
@@ -1015,7 +1017,7 @@ class Gate(_GuardedHook):
             elif limited:
                 tokens += 1.0  # nothing produced: give the token back
                 next_at = now
-                rested = was_rested
+                need = was_need
 
         def reopen() -> None:
             switch[:] = (True,)  # one C operation: never two entries
@@ -1079,7 +1081,7 @@ class ExpectGate(_GuardedHook):
         tokens = eval_burst
         last = monotonic()
         next_at = -math.inf
-        rested = True  # as in Gate
+        need = 1.0  # as in Gate (see jitter_seed)
         expires = math.inf if expires_at is None else monotonic() + (expires_at - time.time())
         cap = math.inf if max_hits is None else float(max_hits)
         violations = _Bucket(violation_rate, None, last)
@@ -1132,26 +1134,28 @@ class ExpectGate(_GuardedHook):
                 on_stop(why)
 
         def evaluate(value: object, now: float) -> None:
-            nonlocal tokens, last, next_at, rested
+            nonlocal tokens, last, next_at, need
             if now >= expires:
                 stop("expired")
                 return
             if produced_hits[0] >= cap:
                 stop("max_hits")
                 return
-            was_rested = rested
+            was_need = need
+            held = tokens
             tokens += (now - last) * eval_rate_f
             if tokens > eval_burst:
-                if tokens >= eval_burst + 1.0:
-                    rested = True
-                tokens = eval_burst
+                if need == 1.0:
+                    tokens = eval_burst
+                elif tokens >= (need if need > held else held) + 1.0:
+                    tokens = eval_burst  # the calls paused: a plain bucket again
+                    need = 1.0
             last = now
             tokens -= 1.0
-            if tokens >= 1.0:
+            if need == 1.0 and tokens >= 1.0:
                 next_at = now
             else:  # jittered as in Gate (see jitter_seed)
-                need = 1.0 - _uniform() * (JITTER_RESTED if rested else 1.0)
-                rested = False
+                need = 2.0 - _uniform()
                 next_at = now if tokens >= need else now + (need - tokens) / eval_rate_f
             if account is not None and account.rate is not None and not account.admit(now):
                 return  # shed by the CPU budget before any work (counted by the account)
@@ -1167,7 +1171,7 @@ class ExpectGate(_GuardedHook):
             elif produced is None:
                 tokens += 1.0  # not evaluated (condition false): give the token back
                 next_at = now
-                rested = was_rested
+                need = was_need
                 return
             if schedule is not None and next_at - now >= LONG_WAIT:
                 switch.clear()  # before schedule(): the reopening may run before it returns
@@ -1193,10 +1197,10 @@ class _Bucket:
     """A token bucket for the capture decisions of :class:`ExpectGate` (off the skip path).
 
     Jittered as the gates are (see :func:`jitter_seed`): once it runs dry, the next
-    :meth:`take` needs only ``need`` tokens, drawn in (0, 1], and still spends one.
+    :meth:`take` needs ``need`` tokens, drawn in (1, 2], and still spends one.
     """
 
-    __slots__ = ("burst", "last", "need", "rate", "rested", "tokens")
+    __slots__ = ("burst", "last", "need", "rate", "tokens")
 
     def __init__(self, rate: float, burst: int | None, now: float) -> None:
         self.rate = float(rate)
@@ -1204,20 +1208,23 @@ class _Bucket:
         self.tokens = self.burst
         self.last = now
         self.need = 1.0
-        self.rested = True
 
     def take(self, now: float) -> bool:
-        tokens = self.tokens + (now - self.last) * self.rate
+        held = self.tokens
+        tokens = held + (now - self.last) * self.rate
         self.last = now
-        if tokens > self.burst:
-            if tokens >= self.burst + 1.0:
-                self.rested = True  # the calls paused: see JITTER_RESTED
-            tokens = self.burst
-        if tokens >= self.need:
+        need = self.need
+        burst = self.burst
+        if tokens > burst:
+            if need == 1.0:
+                tokens = burst
+            elif tokens >= (need if need > held else held) + 1.0:
+                tokens = burst  # the calls paused: a plain bucket again
+                need = self.need = 1.0
+        if tokens >= need:
             tokens -= 1.0
-            if tokens < 1.0:
-                self.need = 1.0 - _uniform() * (JITTER_RESTED if self.rested else 1.0)
-                self.rested = False
+            if need != 1.0 or tokens < 1.0:  # jittered as the gates are (see jitter_seed)
+                self.need = 2.0 - _uniform()
             self.tokens = tokens
             return True
         self.tokens = tokens

@@ -161,9 +161,9 @@ class FastExpectGate(guards._GuardedHook):
         t_start = perf()
         last = t_start
         next_at = -1
-        # Jittered as guards.Gate is (see guards.jitter_seed): True while the bucket has
-        # overflowed since the last wait was drawn.
-        rested = True
+        # The tokens the next evaluation needs: jittered as guards.Gate's (see
+        # guards.jitter_seed).
+        need = 1.0
         expires = math.inf if expires_at is None else t_start + (expires_at - time.time()) * 1e9
         cap = math.inf if max_hits is None else float(max_hits)
         produced_hits = hits if hits is not None else [0]
@@ -240,7 +240,7 @@ class FastExpectGate(guards._GuardedHook):
             p0: object = NOTHING,
             p1: object = NOTHING,
         ) -> None:
-            nonlocal tokens, last, next_at, rested, pending_ns, pending_n, settle_at, slow_ns
+            nonlocal tokens, last, next_at, need, pending_ns, pending_n, settle_at, slow_ns
             nonlocal carry_ns
             nonlocal fn, red0, version0, table, shut
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
@@ -267,20 +267,22 @@ class FastExpectGate(guards._GuardedHook):
                 stop("max_hits")
                 return
             if limited:
+                held = tokens
                 tokens += (t0 - last) * per_ns
                 if tokens > burst:
-                    if tokens >= burst + 1.0:
-                        rested = True
-                    tokens = burst
+                    if need == 1.0:
+                        tokens = burst
+                    elif tokens >= (need if need > held else held) + 1.0:
+                        tokens = burst  # the calls paused: a plain bucket again
+                        need = 1.0
                 last = t0
                 tokens -= 1.0
-                if tokens >= 1.0:
+                if need == 1.0 and tokens >= 1.0:
                     next_at = t0
                 else:
-                    # The next evaluation needs only ``need`` tokens, drawn in (0, 1]: a
-                    # random point of the next interval, not its end (see guards.jitter_seed).
-                    need = 1.0 - guards._uniform() * (guards.JITTER_RESTED if rested else 1.0)
-                    rested = False
+                    # The next evaluation at a random point of the next interval, not at its
+                    # start (see guards.jitter_seed).
+                    need = 2.0 - guards._uniform()
                     next_at = t0 if tokens >= need else t0 + int((need - tokens) / per_ns)
             if account.rate is not None:
                 now_s = monotonic()
