@@ -192,6 +192,7 @@ _GROUP = 1 << 62
 #: Mixed into the tick of every interval (see :func:`tick_after`); renewed with the generator.
 _tick_salt = _rng.getrandbits(64)
 
+
 def jitter_seed(seed: int | None = None) -> None:
     """Seed the sensor's private generator (``None``: from the OS, as at import and after fork).
 
