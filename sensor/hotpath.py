@@ -493,9 +493,9 @@ class FastExpectGate(guards._GuardedHook):
 
 
 def _tick(at: float, now: float) -> float:
-    """The first tick at or after ``at`` (monotonic seconds) of the waker's ticks, one per
-    :data:`~sensor.guards.LONG_WAIT`, or one per :data:`CLOSE_TICK` when ``at`` is less than
-    that from ``now`` (see :func:`sensor.guards.tick_after`).
+    """The tick a gate closed until ``at`` (monotonic seconds) reopens on: that of the interval
+    of :data:`~sensor.guards.LONG_WAIT` after the one holding ``at``, or of :data:`CLOSE_TICK`
+    when ``at`` is less than that from ``now`` (see :func:`sensor.guards.tick_after`).
 
     Every gate of this module that closes reopens on such a tick: however many gates close,
     however short their waits, the waker wakes at most once per LONG_WAIT interval for them
