@@ -517,9 +517,11 @@ class Account:
 
     __slots__ = (
         "avg_ns",
+        "dry",
         "fired",
         "last",
         "mark",
+        "need",
         "probe_id",
         "rate",
         "retired",
@@ -546,9 +548,20 @@ class Account:
         # the disarmed ones had counted.
         self.shut: list[Callable[[], int]] = []
         self.retired = 0
+        # Admit while the share holds more than ``need`` ns (0, or after a refusal a random
+        # part of one firing's cost below 0: see admit), and whether the last answer was no.
+        self.need = 0.0
+        self.dry = False
 
     def admit(self, now: float) -> bool:
-        """True when this probe may do the work of one firing now; else count one skip."""
+        """True when this probe may do the work of one firing now; else count one skip.
+
+        Jittered as the gates' buckets are (see :func:`jitter_seed`): once the share has
+        refused a firing, the first one admitted again draws how far below zero the next
+        admission after a refusal may find the share (a uniform part of one firing's cost,
+        ``avg_ns``), so that while load is shed the firing admitted when the share refills is
+        not always the first call after the same delay, a fixed phase of periodic traffic.
+        """
         rate = self.rate
         if rate is None:
             return True
@@ -557,8 +570,12 @@ class Account:
             tokens = rate
         self.last = now
         self.tokens = tokens
-        if tokens > 0.0:
+        if tokens > self.need:
+            if self.dry:
+                self.dry = False
+                self.need = -_uniform() * self.avg_ns
             return True
+        self.dry = True
         next(self.skipped)
         return False
 
@@ -573,7 +590,7 @@ class Account:
         if rate is None or rate <= 0.0:
             return 0.0
         tokens = self.tokens + (time.monotonic() - self.last) * rate
-        return 0.0 if tokens > 0.0 else (1.0 - tokens) / rate
+        return 0.0 if tokens > self.need else (self.need + 1.0 - tokens) / rate
 
     def attach(self, shut: Callable[[], int]) -> None:
         """Count ``shut()`` (firings a gate skipped while closed by this share) in the skips."""

@@ -33,6 +33,7 @@ from sensor import guards, hotpath
 from sensor.expressions import compile
 from sensor.guards import (
     LONG_WAIT,
+    Account,
     CpuBudget,
     ExpectGate,
     Gate,
@@ -272,6 +273,29 @@ def test_an_expectation_samples_each_phase_in_proportion(
     drive(clock, gate.hook, period=0.2, calls=20_000)
     assert_shares(admitted, CYCLE)
     assert 4000 - 1 <= len(admitted) <= 4000 + 2, len(admitted)
+
+
+# -- the CPU budget's share, while load is shed -----------------------------------------------
+
+
+def test_a_shed_probe_admits_each_phase_in_proportion() -> None:
+    # While load is shed a probe's share refills at 1 ms of CPU a second and each firing costs
+    # 1 ms: one firing a second, the first call once the share is above its threshold. With
+    # a plain threshold (0) that is the same call of the cycle every time.
+    account = Account("p")
+    account.rate = 1e6
+    account.avg_ns = 1e6
+    account.last = 0.0
+    admitted: list[str] = []
+    for i in range(20_000):
+        now = i * 0.2
+        if account.admit(now):
+            admitted.append(CYCLE[i % len(CYCLE)])
+            account.tokens -= 1e6  # what CpuBudget.spend debits for the firing
+    assert_shares(admitted, CYCLE)
+    # One firing a second: the share's rate, to within its bounds (a second's worth, one more
+    # firing's cost of jitter).
+    assert 4000 - 3 <= len(admitted) <= 4000 + 2, len(admitted)
 
 
 # -- FastExpectGate: the always-on expectation's own buckets, and the waker's ticks -------------
