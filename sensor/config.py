@@ -376,11 +376,17 @@ def _check_redaction_and_deny(env: Mapping[str, str]) -> None:
 
 
 def _check_injection(env: Mapping[str, str]) -> None:
-    """Refuse an unknown ``SENSOR_BACKEND`` here, with its name.
+    """Refuse an unknown ``SENSOR_BACKEND`` or a non-boolean ``SENSOR_FUNC_VERSION`` here.
 
-    The injection core reads it itself when the first probe arrives, inside the host, where it
-    only logs and uses the default; a misspelt backend must stop ``start()`` instead.
+    The injection code reads them itself when probes arrive, inside the host, where it only
+    logs and falls back; a misspelt value must stop ``start()`` instead, naming the variable.
     """
+    raw = env.get("SENSOR_FUNC_VERSION")
+    if raw is not None:
+        try:
+            _parse_bool(raw)
+        except ValueError as exc:
+            raise ConfigError(f"SENSOR_FUNC_VERSION: got {raw!r}, expected {exc}") from None
     raw = env.get("SENSOR_BACKEND")
     if raw is None:
         return

@@ -539,6 +539,7 @@ def test_the_hub_refuses_a_misspelt_or_blank_variable_naming_it(
         ("SENSOR_ENABLED", "flase", "expected one of 1, true, yes, on, 0, false, no, off"),
         ("SENSOR_ENABLED", "", "expected one of 1, true, yes, on, 0, false, no, off"),
         ("SENSOR_BACKEND", "bytcode", "expected one of 'hybrid', 'monitoring', 'bytecode'"),
+        ("SENSOR_FUNC_VERSION", "nope", "expected one of 1, true, yes, on, 0, false, no, off"),
         ("SENSOR_HUB_URL", "", "expected an http:// or https:// URL"),
     ],
 )
