@@ -118,9 +118,15 @@ def _ca_file(cafile: str | None) -> str | None:
     None (the bundle ``requests`` uses: certifi's, or ``REQUESTS_CA_BUNDLE``)."""
     name = "cafile"
     if cafile is None:
-        cafile, name = os.environ.get(ENV_CA_FILE) or None, ENV_CA_FILE
+        # set but blank is checked below (and refused), not taken for "the default bundle"
+        cafile, name = os.environ.get(ENV_CA_FILE), ENV_CA_FILE
     if cafile is None:
         return None
+    if not cafile.strip():  # the ssl module takes '' for "no file": the default bundle
+        raise HubConfigError(
+            f"{name}: got {cafile!r}, expected a readable PEM file of the CA certificates that "
+            "sign the hub's certificate (unset it for the default bundle)"
+        )
     try:
         ssl.create_default_context(cafile=cafile)
     except (OSError, ssl.SSLError, ValueError) as exc:

@@ -71,3 +71,38 @@ def test_an_mcp_hub_option_overrides_a_blank_variable() -> None:
         stdin=subprocess.DEVNULL,
     )
     assert "PYTEST_RUNTIME_HUB" not in result.stderr, result
+
+
+def test_the_mcp_server_refuses_a_blank_service_variable() -> None:
+    # blank would mean "no service": every tool call would reach every live source
+    pytest.importorskip("mcp")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest_runtime.mcp"],
+        env=_env(
+            PYTEST_RUNTIME_HUB="http://127.0.0.1:9",
+            PYTEST_RUNTIME_SERVICE="",
+            SENSOR_CLIENT_TOKEN="t",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2, result
+    assert "PYTEST_RUNTIME_SERVICE: got '', expected a service name" in result.stderr
+
+
+def test_the_cli_refuses_a_blank_ca_file_variable_for_an_https_hub() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sensor", "sources"],
+        env=_env(
+            PYTEST_RUNTIME_HUB="https://127.0.0.1:9", SENSOR_CA_FILE="", SENSOR_CLIENT_TOKEN="t"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result
+    assert result.stderr.startswith(
+        "error: SENSOR_CA_FILE: got '', expected a readable PEM file of the CA certificates"
+    ), result.stderr
