@@ -120,22 +120,31 @@ def pytest_make_collect_report(
 
 
 def _marker_error(nodes: list[Any]) -> str | None:
-    """The first invalid ``runtime_probe`` marker among collected test items, as a message."""
+    """The first invalid ``runtime_probe`` marker among collected test items, as a message.
+
+    Only the markers of the test's definition (the function, its class and module) are
+    checked here, as pytest checks its own at collection; a marker given to one parameter set
+    (``pytest.param(..., marks=...)``) fails that test alone, when it runs.
+    """
     seen: set[tuple[int, ...]] = set()
     for node in nodes:
         # Keywords hold the markers of the node and its parents: a dict lookup per level,
         # cheaper than walking the markers for each of thousands of unmarked tests.
         if not isinstance(node, pytest.Item) or _MARKER not in node.keywords:
             continue
-        key = tuple(id(mark) for mark in node.iter_markers(name=_MARKER))
-        if key in seen:  # the other parametrizations of one test share its markers
+        callspec = getattr(node, "callspec", None)
+        own = {id(mark) for mark in getattr(callspec, "marks", ())}
+        marks = [mark for mark in node.iter_markers(name=_MARKER) if id(mark) not in own]
+        key = tuple(id(mark) for mark in marks)
+        if not marks or key in seen:  # the other parameter sets of one test share them
             continue
         seen.add(key)
         from pytest_runtime.errors import MarkerError
-        from pytest_runtime.markers import requests_for_item
+        from pytest_runtime.markers import parse_probe_args
 
         try:
-            requests_for_item(node)
+            for mark in marks:
+                parse_probe_args(mark.args, mark.kwargs)
         except MarkerError as exc:
             return f"{node.nodeid}: {exc}"
     return None
