@@ -3,6 +3,10 @@
 Three copies of ``examples/shop`` run side by side under gunicorn (1 sync worker each):
 
 * ``plain``: no sensor;
+* ``plain2`` (only with ``--configs``): a second copy of ``plain``, a null control: its ratio
+  to ``plain`` is what two identical shops differ by in the same rounds (each configuration
+  is one process for the whole run, so a bias of one process, its memory layout or the
+  core it ran on, is not averaged out by the rounds);
 * ``idle``: started with ``python -m sensor run`` and registered with a real hub, no probe armed;
 * ``armed``: the same with the demo's production probes placed through the hub on the hot business
   functions: two ``expect`` probes (evaluated on every call within their evaluation rate), a 1/s
@@ -58,6 +62,7 @@ from examples.shop import traffic  # noqa: E402
 from sensor.client import HubClient  # noqa: E402
 
 GOALS = {
+    "plain2": "null control: a second plain shop, what two identical processes differ by",
     "idle": "no probe armed: within noise of plain (production safety: idle costs nothing)",
     "armed": "informational: four demo probes armed",
     "standing": "20 standing expectations: >= 0.97x",
@@ -296,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--configs",
         default="plain,idle,armed,standing",
-        help="comma-separated configurations (plain is always run: it is the baseline)",
+        help="comma-separated configurations: plain (always run: the baseline), plain2 (a second "
+        "plain shop, the null control), idle, armed, standing",
     )
     parser.add_argument(
         "--compare-root",
@@ -312,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configs = ["plain"] + [c for c in args.configs.split(",") if c and c != "plain"]
     for name in configs:
-        if name not in ("plain", "idle", "armed", "standing"):
+        if name not in ("plain", "plain2", "idle", "armed", "standing"):
             raise SystemExit(f"--configs: unknown configuration {name!r}")
     if args.compare_root is not None and not (args.compare_root / "sensor").is_dir():
         raise SystemExit(f"--compare-root: {args.compare_root} holds no sensor package")
@@ -327,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare_root is not None:
             roots[f"standing@{args.compare_root.name}"] = args.compare_root.resolve()
         for name, root in roots.items():
-            proc, url = start_shop(workdir, name, None if name == "plain" else hub, root)
+            plain = name in ("plain", "plain2")
+            proc, url = start_shop(workdir, name, None if plain else hub, root)
             procs.append(proc)
             shops[name] = url
             pids[name] = proc.pid

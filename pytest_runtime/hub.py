@@ -45,10 +45,14 @@ from sensor._version import __version__
 from sensor.client import (
     CLI_RETRIES,
     DEFAULT_HUB_URL,
+    ENV_HUB,
+    ENV_HUB_OLD,
     ENV_TOKEN,
     ENV_TOKEN_OLD,
+    hub_url_from_env,
     token_from_env,
 )
+from sensor.errors import ConfigError as SensorConfigError
 
 if TYPE_CHECKING:
     from pytest_runtime.evidence import Evidence
@@ -114,9 +118,15 @@ def _ca_file(cafile: str | None) -> str | None:
     None (the bundle ``requests`` uses: certifi's, or ``REQUESTS_CA_BUNDLE``)."""
     name = "cafile"
     if cafile is None:
-        cafile, name = os.environ.get(ENV_CA_FILE) or None, ENV_CA_FILE
+        # set but blank is checked below (and refused), not taken for "the default bundle"
+        cafile, name = os.environ.get(ENV_CA_FILE), ENV_CA_FILE
     if cafile is None:
         return None
+    if not cafile.strip():  # the ssl module takes '' for "no file": the default bundle
+        raise HubConfigError(
+            f"{name}: got {cafile!r}, expected a readable PEM file of the CA certificates that "
+            "sign the hub's certificate (unset it for the default bundle)"
+        )
     try:
         ssl.create_default_context(cafile=cafile)
     except (OSError, ssl.SSLError, ValueError) as exc:
@@ -585,9 +595,11 @@ class HubClient:
 
 
 class CliHubClient(HubClient):
-    """The one hub client with the CLI's defaults (``sensor.client.HubClient``): the URL from
-    ``SENSOR_HUB_URL``, the token from ``SENSOR_CLIENT_TOKEN`` (then the deprecated
-    ``SENSOR_TOKEN``, with a DeprecationWarning), sources of every state, fewer retries."""
+    """The one hub client with the CLI's defaults (``sensor.client.HubClient``).
+
+    The URL from ``PYTEST_RUNTIME_HUB`` (then the deprecated ``SENSOR_HUB_URL``, with a
+    DeprecationWarning), the token from ``SENSOR_CLIENT_TOKEN`` (then the deprecated
+    ``SENSOR_TOKEN``, likewise), sources of every state, fewer retries."""
 
     def __init__(
         self,
@@ -597,8 +609,23 @@ class CliHubClient(HubClient):
         timeout: float = 30.0,
         cafile: str | None = None,
         retries: int | None = None,
+        hub_option: str | None = None,
     ) -> None:
-        url = url or os.environ.get("SENSOR_HUB_URL") or DEFAULT_HUB_URL
+        hub_option = hub_option or f"--hub or {ENV_HUB}"
+        if url is None:
+            try:
+                url, hub_variable = hub_url_from_env()
+            except SensorConfigError as exc:
+                raise HubConfigError(str(exc)) from None
+            if hub_variable == ENV_HUB_OLD:
+                hub_option = f"--hub or {ENV_HUB_OLD}"
+                warnings.warn(
+                    f"{ENV_HUB_OLD} as the client's hub is deprecated: set {ENV_HUB} (the hub "
+                    f"the pytest plugin reads too; {ENV_HUB_OLD} is the hub of services' sensors)",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+            url = url or DEFAULT_HUB_URL
         variable = ENV_TOKEN
         if token is None:
             token, found = token_from_env()
@@ -617,7 +644,7 @@ class CliHubClient(HubClient):
             retries=CLI_RETRIES if retries is None else retries,
             token_variable=f"--token or {variable}",
             cafile=cafile,
-            hub_option="--hub or SENSOR_HUB_URL",
+            hub_option=hub_option,
             user_agent=f"sensor-cli/{__version__}",
         )
 

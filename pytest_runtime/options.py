@@ -250,11 +250,27 @@ def any_given(config: pytest.Config) -> bool:
 
     The common run sets none: then there is nothing to parse or validate at start-up.
     """
-    if os.environ.get(ENV_HUB):
+    if ENV_HUB in os.environ:  # set, even blank: a blank one is an error to report
         return True
     if any(config.getoption(dest) not in (None, False, [], "") for dest in _OPTION_DESTS):
         return True
     return any(config.getini(key) not in (None, False, "", []) for key in _INI_KEYS)
+
+
+def _hub_from_env() -> str | None:
+    """``$PYTEST_RUNTIME_HUB`` checked as ``python -m sensor`` checks it: blank or not a URL is an
+    error naming the variable, never a silent fall-back to the ini key."""
+    from sensor.config import check_hub_url
+    from sensor.errors import ConfigError
+
+    raw = os.environ.get(ENV_HUB)
+    if raw is None:
+        return None
+    try:
+        return check_hub_url(ENV_HUB, raw)
+    except ConfigError:
+        expected = "an http:// or https:// URL such as https://hub:8765"
+        raise OptionError(ENV_HUB, raw, expected) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -350,7 +366,7 @@ class RuntimeOptions:
         def ini(name: str) -> str:
             return str(config.getini(name) or "").strip()
 
-        hub = opt("runtime_hub") or os.environ.get(ENV_HUB) or ini("runtime_hub") or None
+        hub = opt("runtime_hub") or _hub_from_env() or ini("runtime_hub") or None
         token = os.environ.get(ENV_TOKEN) or None
         token_variable = ENV_TOKEN
         if token is None and os.environ.get(ENV_TOKEN_OLD):

@@ -99,23 +99,55 @@ def _ensure_session(config: pytest.Config) -> RuntimeSession:
     return session
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
     # Markers are checked while collecting, so an invalid one is a collection error naming
-    # the test and the argument (as pytest does for an invalid parametrize).
-    # Keywords hold the markers of the node and its parents: a dict lookup per level, cheaper
-    # than walking the markers for each of thousands of unmarked tests.
-    if _MARKER not in metafunc.definition.keywords:
-        return
-    from pytest_runtime.errors import MarkerError
-    from pytest_runtime.markers import requests_for_item
+    # the test and the argument (as pytest does for an invalid parametrize). It is checked on
+    # the collector's report, not by raising while the test's items are made: another plugin's
+    # old-style wrapper of pytest_pycollect_makeitem (schemathesis's) would re-raise our error
+    # inside its own ``except``, chaining its AssertionError onto the message, and pluggy would
+    # warn about the wrapper (an error of its own under ``-W error``).
+    report = yield
+    if report.passed and report.result:
+        message = _marker_error(report.result)
+        if message is not None:
+            report.outcome = "failed"
+            report.longrepr = message
+            report.result = []
+    return report
 
-    try:
-        requests_for_item(metafunc.definition)
-    except MarkerError as exc:
-        message = f"{metafunc.definition.nodeid}: {exc}"
-    else:
-        return
-    pytest.fail(message, pytrace=False)  # outside the except: no chained traceback
+
+def _marker_error(nodes: list[Any]) -> str | None:
+    """The first invalid ``runtime_probe`` marker among collected test items, as a message.
+
+    Only the markers of the test's definition (the function, its class and module) are
+    checked here, as pytest checks its own at collection; a marker given to one parameter set
+    (``pytest.param(..., marks=...)``) fails that test alone, when it runs.
+    """
+    seen: set[tuple[int, ...]] = set()
+    for node in nodes:
+        # Keywords hold the markers of the node and its parents: a dict lookup per level,
+        # cheaper than walking the markers for each of thousands of unmarked tests.
+        if not isinstance(node, pytest.Item) or _MARKER not in node.keywords:
+            continue
+        callspec = getattr(node, "callspec", None)
+        own = {id(mark) for mark in getattr(callspec, "marks", ())}
+        marks = [mark for mark in node.iter_markers(name=_MARKER) if id(mark) not in own]
+        key = tuple(id(mark) for mark in marks)
+        if not marks or key in seen:  # the other parameter sets of one test share them
+            continue
+        seen.add(key)
+        from pytest_runtime.errors import MarkerError
+        from pytest_runtime.markers import parse_probe_args
+
+        try:
+            for mark in marks:
+                parse_probe_args(mark.args, mark.kwargs)
+        except MarkerError as exc:
+            return f"{node.nodeid}: {exc}"
+    return None
 
 
 @pytest.hookimpl(trylast=True)

@@ -205,6 +205,14 @@ def _values(hit: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(captures) if isinstance(captures, Mapping) and captures else None
 
 
+def _hub_from_env() -> str | None:
+    """``$PYTEST_RUNTIME_HUB`` as the plugin reads it: blank or not a URL is an error naming it."""
+    from sensor.config import check_hub_url
+
+    raw = os.environ.get("PYTEST_RUNTIME_HUB")
+    return None if raw is None else check_hub_url("PYTEST_RUNTIME_HUB", raw)
+
+
 def production_states(
     location: str,
     *,
@@ -237,7 +245,7 @@ def production_states(
         location=location,
         variables=tuple(variables) if variables is not None else None,
         evidence=paths,
-        hub=(hub or os.environ.get("PYTEST_RUNTIME_HUB") or None) if not paths else None,
+        hub=(hub or _hub_from_env()) if not paths else None,
         token=os.environ.get("SENSOR_CLIENT_TOKEN") or os.environ.get("PYTEST_RUNTIME_TOKEN"),
         since=since,
         around=around,

@@ -1,11 +1,11 @@
 """The ``python -m sensor`` command line: run the hub, talk to it, or run a program with a sensor.
 
-Client verbs read the hub URL and token from ``--hub``/``--token`` or ``SENSOR_HUB_URL``/
-``SENSOR_CLIENT_TOKEN`` (the pytest plugin reads the same token variable; ``SENSOR_TOKEN``, the
-services' sensor token, is still read with a deprecation note); ``--json`` prints
-machine-readable output, otherwise tables. Everything printed from hub data is escaped: a
-control character in a service's data never reaches the terminal raw. An error prints one line
-on stderr and exits 1 (2 for a usage error).
+Client verbs read the hub URL and token from ``--hub``/``--token`` or ``PYTEST_RUNTIME_HUB``/
+``SENSOR_CLIENT_TOKEN`` (the pytest plugin reads the same variables; ``SENSOR_HUB_URL`` and
+``SENSOR_TOKEN``, the services' sensor settings, are still read with a deprecation note);
+``--json`` prints machine-readable output, otherwise tables. Everything printed from hub data is
+escaped: a control character in a service's data never reaches the terminal raw. An error prints
+one line on stderr and exits 1 (2 for a usage error).
 """
 
 from __future__ import annotations
@@ -88,8 +88,32 @@ def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from sensor.client import ENV_TOKEN, ENV_TOKEN_OLD, HubClient, token_from_env
+    from sensor.client import (
+        DEFAULT_HUB_URL,
+        ENV_HUB,
+        ENV_HUB_OLD,
+        ENV_TOKEN,
+        ENV_TOKEN_OLD,
+        HubClient,
+        hub_url_from_env,
+        token_from_env,
+    )
+    from sensor.config import check_hub_url
 
+    hub_option = f"--hub or {ENV_HUB}"
+    if args.hub is not None:
+        url = check_hub_url("--hub", args.hub)
+    else:
+        found, variable = hub_url_from_env()
+        if variable == ENV_HUB_OLD:
+            hub_option = f"--hub or {ENV_HUB_OLD}"
+            print(
+                f"warning: {ENV_HUB_OLD} is deprecated as the CLI's hub: set {ENV_HUB} (the hub "
+                f"pytest --runtime-probe and the MCP server read too); {ENV_HUB_OLD} stays the "
+                "hub of services' sensors",
+                file=sys.stderr,
+            )
+        url = found or DEFAULT_HUB_URL
     token = args.token
     if token is None:
         token, variable = token_from_env()
@@ -100,7 +124,7 @@ def _client(args: argparse.Namespace) -> Any:
                 "stays the sensor token of services",
                 file=sys.stderr,
             )
-    return HubClient(args.hub, token, timeout=args.timeout, cafile=args.cafile)
+    return HubClient(url, token, timeout=args.timeout, cafile=args.cafile, hub_option=hub_option)
 
 
 def _when(text: str) -> float:
@@ -111,6 +135,17 @@ def _when(text: str) -> float:
         return parse_time(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _hub_env(name: str, expected: str) -> str | None:
+    """A hub network variable; set to nothing is an error (a blank SENSOR_HUB_HOST would bind
+    every interface, a blank SENSOR_HUB_SSL_CERTFILE would serve plain HTTP)."""
+    text = os.environ.get(name)
+    if text is not None and not text.strip():
+        raise ConfigError(
+            f"{name}: got {text!r}, expected {expected} (unset the variable for the default)"
+        )
+    return text
 
 
 def cmd_hub(args: argparse.Namespace) -> int:
@@ -136,15 +171,17 @@ def cmd_hub(args: argparse.Namespace) -> int:
     port = args.port
     if port is None:
         text = os.environ.get("SENSOR_HUB_PORT", "8765")
-        if not text.isdigit():
-            raise ConfigError(f"SENSOR_HUB_PORT: got {text!r}, expected a port number")
+        if not text.isdigit() or int(text) > 65535:
+            raise ConfigError(f"SENSOR_HUB_PORT: got {text!r}, expected a port number (0-65535)")
         port = int(text)
     return serve(
         settings,
-        host=args.host or os.environ.get("SENSOR_HUB_HOST", "127.0.0.1"),
+        host=args.host or _hub_env("SENSOR_HUB_HOST", "an address to bind") or "127.0.0.1",
         port=port,
-        ssl_certfile=args.ssl_certfile or os.environ.get("SENSOR_HUB_SSL_CERTFILE"),
-        ssl_keyfile=args.ssl_keyfile or os.environ.get("SENSOR_HUB_SSL_KEYFILE"),
+        ssl_certfile=args.ssl_certfile
+        or _hub_env("SENSOR_HUB_SSL_CERTFILE", "the path of a PEM certificate"),
+        ssl_keyfile=args.ssl_keyfile
+        or _hub_env("SENSOR_HUB_SSL_KEYFILE", "the path of a PEM private key"),
         access_log=args.access_log,
         log_level=args.log_level,
     )
@@ -697,7 +734,9 @@ def _client_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("hub connection")
     group.add_argument(
-        "--hub", metavar="URL", help="hub URL (default: SENSOR_HUB_URL or http://127.0.0.1:8765)"
+        "--hub",
+        metavar="URL",
+        help="hub URL (default: PYTEST_RUNTIME_HUB or http://127.0.0.1:8765)",
     )
     group.add_argument(
         "--token", help="bearer token (default: SENSOR_CLIENT_TOKEN, then SENSOR_TOKEN, deprecated)"

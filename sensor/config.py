@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_CPU_BUDGET",
     "ENV_VARS",
     "SensorConfig",
+    "check_hub_url",
     "cpu_budget_from_env",
     "load_config",
     "parse_labels",
@@ -25,7 +26,7 @@ __all__ = [
 _T = TypeVar("_T")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
+_FALSE = frozenset({"0", "false", "no", "off"})
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Share of one CPU the engine may spend per second on probes (``SENSOR_CPU_BUDGET``).
 DEFAULT_CPU_BUDGET = 0.01
@@ -111,7 +112,7 @@ def cpu_budget_from_env(environ: Mapping[str, str] | None = None) -> float:
     """``SENSOR_CPU_BUDGET`` as a fraction (default 0.01); ConfigError naming it if invalid."""
     env = os.environ if environ is None else environ
     raw = env.get("SENSOR_CPU_BUDGET")
-    if raw is None or not raw.strip():
+    if raw is None:
         return DEFAULT_CPU_BUDGET
     try:
         return _cpu_fraction(raw)
@@ -160,6 +161,18 @@ def _hub_url(text: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("a URL without query or fragment")
     return value
+
+
+def check_hub_url(variable: str, raw: str) -> str:
+    """``raw`` as a hub base URL (no trailing slash); ConfigError naming ``variable`` if not one.
+
+    One check for every entry point that reads a hub URL (the sensor, ``python -m sensor``, the
+    plugin, the MCP server), so that a blank or misspelt value fails the same way everywhere.
+    """
+    try:
+        return _hub_url(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{variable}: got {raw!r}, expected {exc}") from None
 
 
 def _ca_file(text: str) -> str:
@@ -306,8 +319,20 @@ def load_config(environ: Mapping[str, str] | None = None, **arguments: Any) -> S
     values: dict[str, Any] = {"service": _default_service()}
     for name, (field, parser) in ENV_VARS.items():
         raw = env.get(name)
-        if raw is None or (not raw.strip() and field not in ("enabled", "sigterm_flush")):
+        if raw is None:
             continue
+        # A variable set to nothing is a mistake (a template that left it empty), not a request
+        # for the default: say so, as for any other bad value.
+        if not raw.strip():
+            try:
+                parser(raw)  # the parser's expectation, for the message
+            except ValueError as exc:
+                expected = str(exc)
+            else:  # labels: an empty list parses, but a blank variable still means a slip
+                expected = "KEY=VALUE pairs such as region=eu,tier=web"
+            raise ConfigError(
+                f"{name}: got {raw!r}, expected {expected} (unset the variable for the default)"
+            )
         try:
             values[field] = parser(raw)
         except ValueError as exc:
@@ -329,6 +354,7 @@ def load_config(environ: Mapping[str, str] | None = None, **arguments: Any) -> S
         )
     if values.get("enabled", True):
         _check_redaction_and_deny(env)
+        _check_injection(env)
     return SensorConfig(**values)
 
 
@@ -347,6 +373,31 @@ def _check_redaction_and_deny(env: Mapping[str, str]) -> None:
         from sensor.deny import DenyList
 
         DenyList.from_env(env)
+
+
+def _check_injection(env: Mapping[str, str]) -> None:
+    """Refuse an unknown ``SENSOR_BACKEND`` or a non-boolean ``SENSOR_FUNC_VERSION`` here.
+
+    The injection code reads them itself when probes arrive, inside the host, where it only
+    logs and falls back; a misspelt value must stop ``start()`` instead, naming the variable.
+    """
+    raw = env.get("SENSOR_FUNC_VERSION")
+    if raw is not None:
+        try:
+            _parse_bool(raw)
+        except ValueError as exc:
+            raise ConfigError(f"SENSOR_FUNC_VERSION: got {raw!r}, expected {exc}") from None
+    raw = env.get("SENSOR_BACKEND")
+    if raw is None:
+        return
+    from sensor.inject.core import BACKENDS
+
+    if raw not in BACKENDS:
+        raise ConfigError(
+            f"SENSOR_BACKEND: got {raw!r}, expected one of "
+            + ", ".join(repr(name) for name in BACKENDS)
+            + " (unset the variable for the default)"
+        )
 
 
 _REDACT_VARS = ("SENSOR_REDACT_NAMES", "SENSOR_REDACT_PATTERNS", "SENSOR_REDACT_ALLOW")

@@ -18,6 +18,29 @@ __all__ = ["ENV_HUB", "ENV_SERVICE", "ENV_TOKEN", "ServerSettings"]
 ENV_SERVICE = "PYTEST_RUNTIME_SERVICE"
 
 
+def _hub(env: Mapping[str, str]) -> str:
+    """``$PYTEST_RUNTIME_HUB`` as the plugin reads it: blank or not a URL is an error naming it."""
+    from sensor.config import check_hub_url
+    from sensor.errors import ConfigError
+
+    raw = env.get(ENV_HUB)
+    if raw is None:
+        return ""
+    try:
+        return check_hub_url(ENV_HUB, raw)
+    except ConfigError:
+        raise OptionError(ENV_HUB, raw, "an http:// or https:// URL of the hub") from None
+
+
+def _service(env: Mapping[str, str]) -> str | None:
+    """``$PYTEST_RUNTIME_SERVICE``; blank is an error (it would widen every call to every
+    service without a word)."""
+    raw = env.get(ENV_SERVICE)
+    if raw is not None and not raw.strip():
+        raise OptionError(ENV_SERVICE, raw, "a service name (unset it for every live source)")
+    return raw
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
     """Everything the tools depend on; every limit an agent meets is one of these fields.
@@ -81,9 +104,10 @@ class ServerSettings:
         """Settings from the plugin's environment variables, then ``overrides`` (not None)."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {
-            "hub": env.get(ENV_HUB, ""),
+            # the variable is checked only when no --hub overrides it
+            "hub": _hub(env) if overrides.get("hub") is None else "",
             "token": env.get(ENV_TOKEN) or env.get(ENV_TOKEN_OLD) or None,
-            "service": env.get(ENV_SERVICE) or None,
+            "service": _service(env),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if not values["hub"]:

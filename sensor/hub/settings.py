@@ -82,6 +82,7 @@ class HubSettings:
                 if not text:
                     raise ConfigError(f"{variable}: {env[variable]!r} is empty, expected a value")
                 values[name] = text
+        _check_names(env)
         for field in dataclasses.fields(cls):
             name = "SENSOR_HUB_" + field.name.upper()
             if name not in env:
@@ -90,16 +91,59 @@ class HubSettings:
                 raise ConfigError(f"{name} and {name}_FILE: both set, expected one of them")
             text = env[name]
             default = field.default
+            if not text.strip():
+                # set to nothing: a slip (an empty template), not a request for the default
+                raise ConfigError(
+                    f"{name}: got {text!r}, expected "
+                    + ("a number of seconds or 'none'" if field.name == "retention" else "a value")
+                    + " (unset the variable for the default)"
+                )
             try:
                 if isinstance(default, bool):
                     values[field.name] = text.lower() in ("1", "true", "yes", "on")
                 elif isinstance(default, int):
                     values[field.name] = int(text)
                 elif isinstance(default, float) or field.name == "retention":
-                    values[field.name] = None if text.lower() in ("", "none") else float(text)
+                    values[field.name] = None if text.strip().lower() == "none" else float(text)
                 else:
                     values[field.name] = text
             except ValueError:
                 raise ConfigError(f"{name}: got {text!r}, expected a number") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+#: ``SENSOR_HUB_*`` variables read elsewhere: the CLI's network settings, and the sensor's own
+#: hub URL (a service and the hub may share an environment).
+_OTHER_NAMES = frozenset(
+    {
+        "SENSOR_HUB_HOST",
+        "SENSOR_HUB_PORT",
+        "SENSOR_HUB_SSL_CERTFILE",
+        "SENSOR_HUB_SSL_KEYFILE",
+        "SENSOR_HUB_URL",
+    }
+)
+
+
+def known_names() -> frozenset[str]:
+    """Every ``SENSOR_HUB_*`` variable something reads."""
+    fields = {"SENSOR_HUB_" + field.name.upper() for field in dataclasses.fields(HubSettings)}
+    files = {f"SENSOR_HUB_{name.upper()}_FILE" for name in _SECRETS}
+    return frozenset(fields | files | _OTHER_NAMES)
+
+
+def _check_names(env: Mapping[str, str]) -> None:
+    """Refuse a ``SENSOR_HUB_*`` variable nothing reads: a misspelt name would otherwise leave
+    its setting at the default without a word (``SENSOR_HUB_RETENTON=none`` keeping 7 days)."""
+    import difflib
+
+    known = known_names()
+    for name in sorted(env):
+        if name.startswith("SENSOR_HUB_") and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(
+                f"{name}: got {env[name]!r}, expected no such variable: no hub setting has that "
+                f"name ({hint}the settings are in docs/how-to/run-hub.md)"
+            )

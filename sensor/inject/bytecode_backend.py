@@ -84,7 +84,8 @@ def _call(hook: Hook, loc: Any, arg: list[Any] | None = None, *, nested: bool = 
             return seq
         seq.append(Instr(_POP_JUMP_IF_FALSE, skip, location=loc))
         seq += _plain_call(hook, loc, arg)
-        seq += [Instr("JUMP_FORWARD", done, location=loc), skip]
+        # (the fallback of guarded locals sits behind the jump the open branch takes anyway)
+        seq += [Instr("JUMP_FORWARD", done, location=loc), *_fallback(arg, loc, done), skip]
         seq += _count(skips, loc, nested)
         seq.append(done)
         return seq
@@ -92,7 +93,44 @@ def _call(hook: Hook, loc: Any, arg: list[Any] | None = None, *, nested: bool = 
         iterator = _bound_next(hook)
         if iterator is not None:
             return _next_call(iterator, loc, nested)
-    return _plain_call(hook, loc, arg)
+    fallback = _fallback(arg, loc, Label())
+    if not fallback:
+        return _plain_call(hook, loc, arg)
+    done = fallback[-1].arg
+    return [
+        *_plain_call(hook, loc, arg),
+        Instr("JUMP_FORWARD", done, location=loc),
+        *fallback,
+        done,
+    ]
+
+
+def _fallback(arg: list[Any] | None, loc: Any, done: Any) -> list[Any]:
+    """The handler of locals passed under guard (3.11, see :func:`_passed_locals`), or [].
+
+    Reached only when a ``LOAD_FAST`` of the guarded range raised (a debugger unbound the
+    local): it drops the exception and makes the call with the arguments pushed before the
+    range, so that the hook reads the frame, then jumps to ``done``.
+    """
+    from bytecode import Instr
+    from bytecode.instr import TryBegin
+
+    begin = next((item for item in arg or () if isinstance(item, TryBegin)), None)
+    if arg is None or begin is None:
+        return []
+    before = 0
+    for item in arg:
+        if item is begin:
+            break
+        before += isinstance(item, Instr)
+    return [
+        begin.target,
+        Instr("POP_TOP", location=loc),
+        Instr("PRECALL", before, location=loc),
+        Instr("CALL", before, location=loc),
+        Instr("POP_TOP", location=loc),
+        Instr("JUMP_FORWARD", done, location=loc),
+    ]
 
 
 def _next_call(iterator: object, loc: Any, nested: bool) -> list[Any]:
@@ -204,8 +242,9 @@ def _checked_copy(code: CodeType) -> CodeType:
 def _plain_call(hook: Hook, loc: Any, arg: list[Any] | None) -> list[Any]:
     from bytecode import Instr
 
-    # Each instruction of ``arg`` pushes one argument (the probe's value, the passed locals).
-    nargs = 0 if arg is None else len(arg)
+    # Each instruction of ``arg`` pushes one argument (the probe's value, the passed locals);
+    # the other items are the guard of passed locals on 3.11 (see _passed_locals).
+    nargs = 0 if arg is None else sum(isinstance(item, Instr) for item in arg)
     if _PY313:
         seq = [Instr("LOAD_CONST", hook, location=loc), Instr("PUSH_NULL", location=loc)]
     else:
@@ -508,7 +547,11 @@ def _choosing_gate(hook: Hook, switch: Switch, sampled: Any, loc: Any, nested: b
 
 
 def _passed_locals(
-    wanted: tuple[str, ...] | None, bound: list[bool] | None, op: int, loc: Any
+    wanted: tuple[str, ...] | None,
+    bound: list[bool] | None,
+    op: int,
+    loc: Any,
+    depth: int | None = None,
 ) -> list[Any] | None:
     """The arguments after its own of a hook that takes locals (see guards.locals_of), or None.
 
@@ -519,14 +562,29 @@ def _passed_locals(
     ``LOAD_FAST`` runs no user code. On 3.13 every call gets the hook's own argument count
     (``NOTHING`` for the rest): 3.13 specialises only such a call of a Python function, where
     3.11 and 3.12 also specialise one that leaves defaults, which is cheaper than pushing them.
+
+    On 3.11 a debugger can still unbind a proven local: a trace function's changes to
+    ``frame.f_locals`` are written back into the frame (``PyFrame_LocalsToFast``), a deleted
+    name included, and 3.11's ``LOAD_FAST`` raises on it. There the loads are given an
+    exception range of their own (``depth``: the stack depth under them) whose handler calls
+    the hook without them (see :func:`_fallback`): the hook reads the frame and reports the
+    missing name, as it would without passing. The range costs nothing while no exception is
+    raised (3.11's exception table); the handler sits behind a jump the call site has anyway.
+    A call site inside one of the code's own exception ranges (the ranges cannot nest) or
+    with no ``depth`` given is not passed anything on 3.11. 3.12 writes None into a deleted
+    local and 3.13 refuses the deletion, so neither can unbind one.
     """
-    from bytecode import Instr
+    from bytecode import Instr, Label
+    from bytecode.instr import TryBegin, TryEnd
 
     if wanted is None:
         return None
     seq: list[Any] = []
-    if bound is not None and bound[op]:
+    if bound is not None and bound[op] and not (_PY311 and depth is None):
         seq = [Instr("LOAD_FAST", name, location=loc) for name in wanted]
+        if _PY311 and depth is not None:
+            begin = TryBegin(Label(), push_lasti=False, stack_depth=depth)
+            seq = [begin, *seq, TryEnd(begin)]
     if _PY313:
         seq += [Instr("LOAD_CONST", NOTHING, location=loc)] * (PASSED_ARGS - len(seq))
     return seq or None
@@ -587,13 +645,18 @@ def _body(
     returns: dict[int, list[Any]] = {}  # op index -> return hooks right before it
     line_hooks: dict[int, list[Hook]] = {}
     unwind_hooks: list[Hook] = []
+    # 3.11: the sites inside one of the code's own exception ranges (see _passed_locals).
+    in_range = [entry is not None for entry in item_layout(items)[2]] if _PY311 else None
     for point, line, hook in hooks:
         # The locals an expectation's hook takes as arguments (see _passed_locals).
         wanted = locals_of(hook)
         bound = None if wanted is None else bound_at(code, items, wanted)
+        if bound is not None and in_range is not None:
+            bound = [ok and not inside for ok, inside in zip(bound, in_range, strict=True)]
         if point is Point.ENTRY:
             if choose is None or hook is not choose[0]:
-                passed = _passed_locals(wanted, bound, resume, first_loc)
+                # (under the loads: NULL, the hook, NOTHING; the stack is empty at RESUME)
+                passed = _passed_locals(wanted, bound, resume, first_loc, 3)
                 arg = None if passed is None else [
                     Instr("LOAD_CONST", NOTHING, location=first_loc), *passed
                 ]  # fmt: skip
@@ -612,7 +675,9 @@ def _body(
                     arg = [Instr("LOAD_CONST", ins.arg, location=ins.location)]
                 else:
                     continue
-                arg += _passed_locals(wanted, bound, i, ins.location) or ()
+                # (under the loads: the value, NULL, the hook, its copy: a return leaves
+                # only its value on the stack)
+                arg += _passed_locals(wanted, bound, i, ins.location, 4) or ()
                 seq = _call(hook, ins.location, arg, nested=nested)
                 returns.setdefault(i, []).extend(seq)
                 found = True

@@ -12,16 +12,51 @@ given a function of that code: the state is the one of a function created with t
 code. The field is written with ``ctypes`` only where :data:`OFFSET` was found and checked at
 import (CPython 3.13 with the GIL, 64-bit: see :func:`_find_offset`); anywhere else
 :func:`set_code` is a plain assignment, correct and as slow as before.
+
+``SENSOR_FUNC_VERSION=false`` turns the write off (an operator who will not have the sensor
+write into CPython's objects with ``ctypes``): swapped functions then keep version 0, as after
+any ``__code__`` assignment. It is read at each swap, so it applies to the probes placed after
+it is set; ``sensor.start()`` refuses a value that is not a boolean, and a bad value met here
+(the host, which must not raise) is logged once and counts as off.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import sysconfig
 from types import CodeType, FunctionType
 from typing import Any
 
-__all__ = ["OFFSET", "code_version", "set_code"]
+__all__ = ["ENV", "OFFSET", "code_version", "enabled", "set_code"]
+
+log = logging.getLogger("sensor")
+
+#: The switch: ``false`` (``0``, ``no``, ``off``) and the version is never written.
+ENV = "SENSOR_FUNC_VERSION"
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"0", "false", "no", "off"})
+_warned: list[str] = []  # the bad values already logged (once each)
+
+
+def enabled() -> bool:
+    """Whether ``SENSOR_FUNC_VERSION`` lets :func:`set_code` write the version (default yes)."""
+    raw = os.environ.get(ENV)
+    if raw is None:
+        return True
+    value = raw.strip().lower()
+    if value in _ON:
+        return True
+    if value not in _OFF and raw not in _warned:
+        _warned.append(raw)
+        log.warning(
+            "sensor: %s: got %r, expected one of 1, true, yes, on, 0, false, no, off; "
+            "not writing function versions",
+            ENV,
+            raw,
+        )
+    return False
 
 
 def _maker(code: CodeType) -> FunctionType:
@@ -114,7 +149,7 @@ OFFSET = _find_offset()
 
 def code_version(code: CodeType) -> int:
     """The version ``MAKE_FUNCTION`` gives a function of ``code`` (0: none, or not 3.13)."""
-    if OFFSET is None:
+    if OFFSET is None or not enabled():
         return 0
     try:
         return _read(_maker(code)(), OFFSET)
@@ -133,6 +168,7 @@ def set_code(fn: Any, code: CodeType, version: int) -> None:
     if (
         OFFSET is not None
         and version
+        and enabled()
         and fn.__code__ is code
         and _vectorcall(fn, OFFSET) == _PLAIN_VECTORCALL
     ):

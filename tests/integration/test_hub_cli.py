@@ -27,9 +27,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
 def cli(
     *args: str, url: str | None = None, token: str | None = CLIENT_TOKEN, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
+    env = _clean_env()
     if url is not None:
-        env["SENSOR_HUB_URL"] = url
+        env["PYTEST_RUNTIME_HUB"] = url
     if token is not None:
         env["SENSOR_CLIENT_TOKEN"] = token
     return subprocess.run(
@@ -40,6 +40,10 @@ def cli(
         input=stdin,
         timeout=60,
     )
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SENSOR_", "PYTEST_RUNTIME_"))}
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -177,8 +181,8 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(hub: HubProcess) -> No
     # What `python -m sensor sources | head -1` does once head has its line: the pipe closes.
     for n in range(5):
         _register(hub, pid=1000 + n)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
-    env |= {"SENSOR_HUB_URL": hub.url, "SENSOR_CLIENT_TOKEN": CLIENT_TOKEN}
+    env = _clean_env()
+    env |= {"PYTEST_RUNTIME_HUB": hub.url, "SENSOR_CLIENT_TOKEN": CLIENT_TOKEN}
     proc = subprocess.Popen(
         [sys.executable, "-m", "sensor", "sources"],
         stdout=subprocess.PIPE,
@@ -196,7 +200,7 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(hub: HubProcess) -> No
 def test_unreachable_hub_is_one_line_and_exit_1() -> None:
     message = _one_line_error(cli("sources", url="http://127.0.0.1:9"))
     assert message.startswith("error: hub http://127.0.0.1:9 cannot be reached")
-    assert "check --hub or SENSOR_HUB_URL and that the hub is running" in message
+    assert "check --hub or PYTEST_RUNTIME_HUB and that the hub is running" in message
 
 
 @pytest.mark.parametrize("how", ["--db", "SENSOR_HUB_DB", "SENSOR_HUB_DB_FILE"])
@@ -436,8 +440,8 @@ def test_hits_since_refuses_garbage_naming_the_forms(hub: HubProcess, stocked: A
 
 
 def test_the_client_token_has_one_name_and_the_old_one_warns(hub: HubProcess) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
-    env["SENSOR_HUB_URL"] = hub.url
+    env = _clean_env()
+    env["PYTEST_RUNTIME_HUB"] = hub.url
     command = [sys.executable, "-m", "sensor", "sources"]
     old = subprocess.run(
         command, env=env | {"SENSOR_TOKEN": CLIENT_TOKEN}, capture_output=True, text=True
@@ -452,6 +456,109 @@ def test_the_client_token_has_one_name_and_the_old_one_warns(hub: HubProcess) ->
     )
     assert new.returncode == 0, new.stderr  # the client token wins over a sensor token
     assert new.stderr == ""
+
+
+def test_the_hub_variable_is_the_plugins_and_the_old_one_warns_once(hub: HubProcess) -> None:
+    # PYTEST_RUNTIME_HUB is what the plugin, the MCP server and the how-to pages export: the CLI
+    # must reach the same hub from it, not fall back to 127.0.0.1:8765 without a word.
+    env = _clean_env() | {"SENSOR_CLIENT_TOKEN": CLIENT_TOKEN}
+    command = [sys.executable, "-m", "sensor", "sources", "--json"]
+    new = subprocess.run(
+        command, env=env | {"PYTEST_RUNTIME_HUB": hub.url}, capture_output=True, text=True
+    )
+    assert new.returncode == 0, new.stderr
+    assert new.stderr == ""
+    assert "sources" in json.loads(new.stdout)
+    old = subprocess.run(
+        command, env=env | {"SENSOR_HUB_URL": hub.url}, capture_output=True, text=True
+    )
+    assert old.returncode == 0, old.stderr
+    warnings = old.stderr.strip().splitlines()
+    assert warnings == [
+        "warning: SENSOR_HUB_URL is deprecated as the CLI's hub: set PYTEST_RUNTIME_HUB (the hub "
+        "pytest --runtime-probe and the MCP server read too); SENSOR_HUB_URL stays the hub of "
+        "services' sensors"
+    ]
+    both = subprocess.run(
+        command,
+        env=env | {"PYTEST_RUNTIME_HUB": hub.url, "SENSOR_HUB_URL": "http://127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+    )
+    assert both.returncode == 0, both.stderr  # the clients' name wins over the services' one
+    assert both.stderr == ""
+
+
+@pytest.mark.parametrize("variable", ["PYTEST_RUNTIME_HUB", "SENSOR_HUB_URL"])
+@pytest.mark.parametrize("value", ["", "hub.internal:8765", "htp://127.0.0.1:8765"])
+def test_a_blank_or_misspelt_hub_variable_is_an_error_naming_it(variable: str, value: str) -> None:
+    env = _clean_env() | {variable: value, "SENSOR_CLIENT_TOKEN": CLIENT_TOKEN}
+    result = subprocess.run(
+        [sys.executable, "-m", "sensor", "sources"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    message = _one_line_error(result)
+    assert message.startswith(f"error: {variable}: got {value!r}, expected an http:// or https://")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("SENSOR_HUB_RETENTON", "none", "did you mean SENSOR_HUB_RETENTION? "),
+        ("SENSOR_HUB_RETENTION", "", "expected a number of seconds or 'none'"),
+        ("SENSOR_HUB_HOST", "", "expected an address to bind"),
+        ("SENSOR_HUB_SSL_CERTFILE", " ", "expected the path of a PEM certificate"),
+        ("SENSOR_HUB_PORT", "87650", "expected a port number (0-65535)"),
+    ],
+)
+def test_the_hub_refuses_a_misspelt_or_blank_variable_naming_it(
+    tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    env = _clean_env() | {variable: value, "SENSOR_HUB_PORT": "0"}
+    env[variable] = value
+    result = subprocess.run(
+        [sys.executable, "-m", "sensor", "hub", "--db", str(tmp_path / "hub.db")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    message = _one_line_error(result)
+    assert message.startswith(f"error: {variable}: got {value!r}, ")
+    assert expected in message
+    assert not (tmp_path / "hub.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("SENSOR_QUEUE_SIZE", "", "expected a positive integer (unset the variable"),
+        ("SENSOR_ENABLED", "flase", "expected one of 1, true, yes, on, 0, false, no, off"),
+        ("SENSOR_ENABLED", "", "expected one of 1, true, yes, on, 0, false, no, off"),
+        ("SENSOR_BACKEND", "bytcode", "expected one of 'hybrid', 'monitoring', 'bytecode'"),
+        ("SENSOR_FUNC_VERSION", "nope", "expected one of 1, true, yes, on, 0, false, no, off"),
+        ("SENSOR_HUB_URL", "", "expected an http:// or https:// URL"),
+    ],
+)
+def test_sensor_run_refuses_a_blank_or_misspelt_value_naming_it(
+    tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    env = _clean_env() | {"SENSOR_HUB_URL": "http://127.0.0.1:9", "SENSOR_TOKEN": "t"}
+    env[variable] = value
+    result = subprocess.run(
+        [sys.executable, "-m", "sensor", "run", "--", sys.executable, "-c", "print('ran')"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result
+    assert f"{variable}: got {value!r}, {expected}" in result.stderr
+    assert "ran" not in result.stdout
 
 
 SERVICE_CODE = """

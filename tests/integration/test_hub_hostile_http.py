@@ -229,7 +229,7 @@ def test_the_cli_creates_a_sensor_token_limited_to_services(hub: HubProcess) -> 
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
-    env.update(SENSOR_HUB_URL=hub.url, SENSOR_TOKEN=ADMIN_TOKEN)
+    env.update(PYTEST_RUNTIME_HUB=hub.url, SENSOR_CLIENT_TOKEN=ADMIN_TOKEN)
     command = [sys.executable, "-m", "sensor", "token", "add", "shop bot", "--scope", "sensor"]
     result = subprocess.run(
         [*command, "--service", "shop", "--service", "shop-worker", "--json"],

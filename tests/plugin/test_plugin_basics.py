@@ -99,7 +99,7 @@ def test_hub_url_from_the_environment_is_validated(
     monkeypatch.setenv("PYTEST_RUNTIME_HUB", "not-a-url")
     pytester.makepyfile("def test_plain(): pass")
     result = pytester.runpytest()
-    result.stderr.fnmatch_lines(["*--runtime-hub: got 'not-a-url', expected an http*"])
+    result.stderr.fnmatch_lines(["*PYTEST_RUNTIME_HUB: got 'not-a-url', expected an http*"])
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,9 @@ from sensor.hub.store.rows import encode_hit
 
 __all__ = ["forget_version", "sample", "store_standing"]
 
+#: Rows per multi-row INSERT (4 to 7 parameters each: under every store's parameter limit).
+_CHUNK = 200
+
 #: Which hit a full reservoir replaces: not a secret, only an even spread.
 _RANDOM = random.Random()
 
@@ -54,6 +57,7 @@ def store_standing(
     brief = source.brief()
     version = source.version or ""
     accepted = 0
+    sample_of = _Sample(db, probe_id, version)
     for hit in batch:
         hit_id = hit.get("hit_id") or None
         outcome.accepted += 1
@@ -66,8 +70,9 @@ def store_standing(
         accepted += 1
         hit["signature"] = signature
         hit["source"] = brief
-        if sample(db, probe_id, version, source.id, hit, now):
+        if sample_of.take(source.id, hit, now):
             outcome.stored.append(hit)  # kept in the sample: exported like any stored hit
+    sample_of.write(now)
     extra_dropped = int(dropped.get(probe_id, 0))
     if accepted or extra_dropped:
         db.execute(
@@ -75,6 +80,152 @@ def store_standing(
             (accepted, extra_dropped, probe_id),
         )
     return accepted
+
+
+class _Sample:
+    """The sample of one (probe, version) while one batch is stored: read once, written once.
+
+    :func:`sample` decided hit by hit with about five statements each (5.24 per standing hit
+    on PostgreSQL). This makes the same decisions, in the same order and with the same random
+    draws, on the counts and the reservoir read at the start of the batch, and writes what
+    changed at the end: one upsert of the strata, one delete of the evicted hits and one of
+    their reservoir rows, one insert per kept hit (its ``seq`` is needed) and one multi-row
+    insert of their reservoir rows. The probe's row is locked (PostgreSQL) or the store has
+    one writer (SQLite) for the whole batch, so nothing else changes these rows meanwhile.
+    """
+
+    def __init__(self, db: Dialect, probe_id: str, version: str) -> None:
+        self.db = db
+        self.key = (probe_id, version)
+        # stratum -> [seen, kept, last_seen, first_seen]
+        self.strata: dict[str, list[Any]] = {
+            stratum: [int(seen), int(kept), last_seen, first_seen]
+            for stratum, seen, kept, last_seen, first_seen in db.execute(
+                "SELECT stratum, seen, kept, last_seen, first_seen FROM strata "
+                "WHERE probe_id = ? AND version = ?",
+                self.key,
+            )
+        }
+        self.total = sum(row[1] for row in self.strata.values())
+        self.changed: set[str] = set()
+        self.members: dict[str, list[Any]] | None = None  # stratum -> seqs, then pending hits
+        self.evicted: list[int] = []
+        self.pending: list[tuple[str, dict[str, Any], str]] = []  # (source id, hit, stratum)
+
+    def _members(self) -> dict[str, list[Any]]:
+        if self.members is None:
+            self.members = {}
+            for seq, name in self.db.execute(
+                "SELECT seq, stratum FROM reservoir WHERE probe_id = ? AND version = ? "
+                "ORDER BY seq",
+                self.key,
+            ):
+                self.members.setdefault(name, []).append(int(seq))
+            # the hits kept earlier in this batch come after them (their seqs will be larger)
+            for _, entry, name in self.pending:
+                if not entry.get("evicted"):
+                    self.members.setdefault(name, []).append(entry)
+        return self.members
+
+    def take(self, source_id: str, hit: dict[str, Any], now: float) -> bool:
+        """What :func:`sample` decides for ``hit``, on the batch's view of the sample."""
+        probe_id, version = self.key
+        strata = self.strata
+        stratum = st.stratum_of(hit)
+        if stratum not in strata:
+            if not strata:
+                # a version with no stratum yet: as sample(), room is made among the newest
+                # versions (the other versions' rows are not changed by this batch)
+                versions = [
+                    v
+                    for (v,) in self.db.execute(
+                        "SELECT version FROM strata WHERE probe_id = ? GROUP BY version "
+                        "ORDER BY MAX(last_seen) DESC, version",
+                        (probe_id,),
+                    )
+                ]
+                if version not in versions and len(versions) >= st.MAX_VERSIONS:
+                    for old in versions[st.MAX_VERSIONS - 1 :]:
+                        forget_version(self.db, probe_id, old)
+            if len(strata) >= st.MAX_STRATA:
+                stratum = st.OVERFLOW_STRATUM
+            if stratum not in strata:
+                strata[stratum] = [0, 0, now, now]
+        row = strata[stratum]
+        seen, kept = row[0] + 1, row[1]
+        row[0], row[2] = seen, now
+        self.changed.add(stratum)
+        victim: str | None = None  # the stratum that gives up one hit
+        if self.total >= st.RESERVOIR_CAP:
+            # the largest stratum, the first by name among those of one size
+            largest = min(strata, key=lambda name: (-strata[name][1], name))
+            if strata[largest][1] > kept + 1:
+                victim = largest
+            elif kept > 0 and _RANDOM.randrange(seen) < kept:
+                victim = stratum
+            else:
+                return False  # not sampled: counted in seen
+        members = self._members() if victim is not None or self.members is not None else None
+        if victim is not None:
+            assert members is not None
+            kept_there = int(strata[victim][1])
+            chosen = members[victim].pop(_RANDOM.randrange(max(1, kept_there)))
+            if isinstance(chosen, int):
+                self.evicted.append(chosen)
+            else:
+                chosen["evicted"] = True  # kept earlier in this batch: never written
+            strata[victim][1] -= 1
+            self.changed.add(victim)
+            self.total -= 1
+        entry: dict[str, Any] = {"hit": hit, "source_id": source_id, "stratum": stratum}
+        self.pending.append((source_id, entry, stratum))
+        if members is not None:
+            members.setdefault(stratum, []).append(entry)
+        strata[stratum][1] += 1
+        self.total += 1
+        return True
+
+    def write(self, now: float) -> None:
+        """Write the batch's changes: a few statements per batch, plus one per kept hit."""
+        probe_id, version = self.key
+        db = self.db
+        if self.evicted:
+            for start in range(0, len(self.evicted), _CHUNK):
+                condition, seqs = db.any_of("seq", self.evicted[start : start + _CHUNK])
+                db.execute(f"DELETE FROM hits WHERE {condition}", seqs)
+                db.execute(f"DELETE FROM reservoir WHERE {condition}", seqs)
+        rows: list[tuple[Any, ...]] = []
+        for source_id, entry, stratum in self.pending:
+            if entry.get("evicted"):
+                continue
+            hit = entry["hit"]
+            seq = db.insert_hit(
+                (probe_id, hit["signature"], source_id, hit.get("hit_id") or None, hit["ts"],
+                 now, encode_hit(hit))
+            )  # fmt: skip
+            rows.append((seq, probe_id, version, stratum))
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start : start + _CHUNK]
+            db.execute(
+                "INSERT INTO reservoir (seq, probe_id, version, stratum) VALUES "
+                + ", ".join(["(?, ?, ?, ?)"] * len(chunk)),
+                [value for row in chunk for value in row],
+            )
+        changed = sorted(self.changed)
+        for start in range(0, len(changed), _CHUNK):
+            names = changed[start : start + _CHUNK]
+            params: list[Any] = []
+            for stratum in names:
+                seen, kept, last_seen, first_seen = self.strata[stratum]
+                params += [probe_id, version, stratum, seen, kept, first_seen, last_seen]
+            db.execute(
+                "INSERT INTO strata (probe_id, version, stratum, seen, kept, first_seen, "
+                "last_seen) VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(names))
+                + " ON CONFLICT (probe_id, version, stratum) DO UPDATE SET "
+                "seen = excluded.seen, kept = excluded.kept, last_seen = excluded.last_seen",
+                params,
+            )
 
 
 def sample(

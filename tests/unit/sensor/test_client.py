@@ -65,13 +65,40 @@ def peer() -> Iterator[tuple[str, type[_Peer]]]:
 
 
 def test_url_and_token_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SENSOR_HUB_URL", "http://hub.internal:9000/")
+    monkeypatch.setenv("PYTEST_RUNTIME_HUB", "http://hub.internal:9000/")
+    monkeypatch.setenv("SENSOR_HUB_URL", "http://the-services-hub:1")
     monkeypatch.setenv("SENSOR_CLIENT_TOKEN", "t0k")
     monkeypatch.setenv("SENSOR_TOKEN", "a-sensor-token")
     client = HubClient()
     assert (client.url, client.token) == ("http://hub.internal:9000", "t0k")
+    monkeypatch.delenv("PYTEST_RUNTIME_HUB")
     monkeypatch.delenv("SENSOR_HUB_URL")
     assert HubClient().url == DEFAULT_HUB_URL
+
+
+def test_the_old_hub_variable_still_works_with_a_deprecation_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PYTEST_RUNTIME_HUB", raising=False)
+    monkeypatch.setenv("SENSOR_HUB_URL", "http://hub.internal:9000/")
+    with pytest.warns(DeprecationWarning, match="set PYTEST_RUNTIME_HUB"):
+        client = HubClient()
+    assert client.url == "http://hub.internal:9000"
+
+
+@pytest.mark.parametrize("variable", ["PYTEST_RUNTIME_HUB", "SENSOR_HUB_URL"])
+@pytest.mark.parametrize(
+    "value", ["", "  ", "hub.internal:9000", "htp://hub:1", "http://hub:99999"]
+)
+def test_a_blank_or_malformed_hub_variable_is_an_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.delenv("PYTEST_RUNTIME_HUB", raising=False)
+    monkeypatch.delenv("SENSOR_HUB_URL", raising=False)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        HubClient()
+    assert str(info.value).startswith(f"{variable}: got {value!r}, expected ")
 
 
 def test_the_old_token_variable_still_works_with_a_deprecation_warning(

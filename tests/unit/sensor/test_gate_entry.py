@@ -231,6 +231,55 @@ def test_calls_of_a_probed_function_still_specialise_on_313(
     assert _call_specialised(fresh), "and on the original code again"
 
 
+@pytest.mark.skipif(
+    funcversion.OFFSET is None, reason="only CPython 3.13 drops the version of a swapped function"
+)
+@pytest.mark.parametrize("switch", [None, "false"])
+def test_the_func_version_switch_leaves_a_probed_function_at_version_0_on_313(
+    engine: Engine, load: Loader, monkeypatch: pytest.MonkeyPatch, switch: str | None
+) -> None:
+    if engine.backend_name == "monitoring":
+        pytest.skip("sys.monitoring does not swap the code")
+    if switch is None:
+        monkeypatch.delenv(funcversion.ENV, raising=False)
+    else:
+        monkeypatch.setenv(funcversion.ENV, switch)
+    mod = load(TARGET)
+    before = [mod.hot(i) for i in range(5)]
+    probe = Probe(kind="counter", location=f"{mod.__name__}:hot@entry")
+    assert engine.install(probe).state is ProbeState.INSTALLED
+    caller = load(TARGET).caller  # a fresh call site, never specialised
+    caller(mod.hot, 100)
+    version = funcversion._read(mod.hot, funcversion.OFFSET)
+    if switch is None:  # as before the switch existed: the version of the rebuilt code
+        assert version == funcversion.code_version(mod.hot.__code__) != 0
+        assert _call_specialised(caller)
+    else:
+        assert version == 0, "the switch is off: nothing written into the function object"
+        assert not _call_specialised(caller)
+    assert [mod.hot(i) for i in range(5)] == before, "the function behaves the same"
+    engine.remove(probe.id)
+    restored = funcversion._read(mod.hot, funcversion.OFFSET)
+    assert (restored == 0) is (switch is not None)
+    assert [mod.hot(i) for i in range(5)] == before
+
+
+def test_a_bad_func_version_switch_is_logged_once_and_counts_as_off(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(funcversion.ENV, "flase")
+    with caplog.at_level("WARNING", logger="sensor"):
+        assert funcversion.enabled() is False
+        assert funcversion.enabled() is False
+    messages = [r.getMessage() for r in caplog.records if funcversion.ENV in r.getMessage()]
+    assert messages == [
+        "sensor: SENSOR_FUNC_VERSION: got 'flase', expected one of 1, true, yes, on, 0, false, "
+        "no, off; not writing function versions"
+    ]
+    monkeypatch.setenv(funcversion.ENV, "on")
+    assert funcversion.enabled() is True
+
+
 def test_the_version_written_is_the_one_make_function_gives() -> None:
     if funcversion.OFFSET is None:
         assert funcversion.code_version((lambda: 1).__code__) == 0

@@ -347,7 +347,11 @@ def test_passed_locals_give_the_outcome_of_the_frame_read(
         else:
             assert n == (1 + k if k else plain), sites
     fast = [k for _, k in sites]
-    if passed:
+    if point.startswith("line=") and sys.version_info < (3, 12):
+        # 3.11 passes locals only under an exception range of their own (a debugger can unbind
+        # one there, see bytecode_backend._passed_locals), not given at a line yet.
+        assert fast == [0] * len(fast), sites
+    elif passed:
         assert fast == [names] * len(fast), (sites, names)
     elif case == "handled":
         assert sorted(fast) == [0, names]  # only where y is bound
