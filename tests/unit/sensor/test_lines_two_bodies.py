@@ -293,18 +293,28 @@ def test_a_call_between_samples_runs_straight_into_the_original_body(
     assert probed == [*gate, *original], probed
 
 
-@pytest.mark.parametrize("backend_type", [BytecodeBackend], ids=["bytecode"])
-def test_the_choosing_gate_paths_all_run_on_into_their_body(
-    load: Loader, backend_type: Any
-) -> None:
+NESTED = """
+def outer(m):
+    def loops(n):
+        total = m
+        for i in range(n):
+            total += i
+        return total
+    return loops
+"""
+
+
+@pytest.mark.parametrize("where", ["top-level", "nested"])
+def test_the_choosing_gate_paths_all_run_on_into_their_body(load: Loader, where: str) -> None:
     # The choosing gate's rare paths sit after the original body and jump back to it: an open
     # gate that does not sample, one that samples (the instrumented body), and a skip tally
     # that ran out (3 counts here): each call must return what the original returns.
     import itertools
 
-    mod = load(CORPUS)
-    code = mod.loops.__code__
-    want = [mod.loops(n) for n in range(8)]
+    mod = load(CORPUS if where == "top-level" else NESTED)
+    loops = mod.loops if where == "top-level" else mod.outer(5)
+    code = loops.__code__
+    want = [loops(n) for n in range(8)]
     gate_switch, lines_switch = Switch(), Switch()
     skips = itertools.repeat(None, 3)
     entries: list[int] = []
@@ -317,33 +327,33 @@ def test_the_choosing_gate_paths_all_run_on_into_their_body(
 
     gate.sensor_switch = (gate_switch, skips)  # type: ignore[attr-defined]
     samples(gate, lines_switch)
-    backend = backend_type()
+    backend = BytecodeBackend()
     try:
         backend.arm(code, Point.ENTRY, None, gate)
-        line = code.co_firstlineno + 1  # total = 0: once a call
+        line = code.co_firstlineno + 1  # the first line of the body: once a call
 
         def on_line() -> None:
             if lines_switch:
                 ran.append(line)
 
         backend.arm(code, Point.LINE, line, switched(on_line, lines_switch))
-        assert mod.loops.__code__ is not code
+        assert loops.__code__ is not code
         sample = False
-        assert [mod.loops(n) for n in range(8)] == want  # 3 skips counted, then ran out
+        assert [loops(n) for n in range(8)] == want  # 3 skips counted, then ran out
         assert skips.__length_hint__() == 0
         assert entries == []
         assert ran == []
         gate_switch[:] = (True,)
-        assert [mod.loops(n) for n in range(8)] == want  # open, not sampled
+        assert [loops(n) for n in range(8)] == want  # open, not sampled
         assert len(entries) == 8
         assert ran == []
         sample = True
-        assert [mod.loops(n) for n in range(8)] == want  # open and sampled
+        assert [loops(n) for n in range(8)] == want  # open and sampled
         assert len(entries) == 16
         assert ran == [line] * 8
     finally:
         backend.close()
-    assert mod.loops.__code__ is code
+    assert loops.__code__ is code
 
 
 BODY = """
