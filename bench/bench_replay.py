@@ -5,6 +5,12 @@ Run it with each Python (3.11, 3.12, 3.13)::
     python bench/bench_replay.py            # about a minute
     python bench/bench_replay.py --quick    # about 20 seconds
     python bench/bench_replay.py --json     # one JSON object per measurement
+    python bench/bench_replay.py --quick --only lines --roots OLD .   # two sensors side by side
+
+``--roots``: the lines measurements for each sensor checkout given (any directory holding a
+``sensor`` package, e.g. ``git archive <commit> sensor | tar -x -C OLD``), the roots taking
+turns figure by figure in the same run. ``--only lines`` skips replay and the strategies;
+``--backends hybrid`` measures the lines figures on that backend only.
 
 What it measures (see /docs/reference/benchmarks.md), each in a fresh process, in CPU time (the
 thread's or the process's: the other load of a shared machine does not count in it):
@@ -339,11 +345,22 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
     parser.add_argument("--quick", action="store_true", help="shorter runs (about 20 s)")
     parser.add_argument("--pairs", type=int, default=5, help="paired runs per figure (>= 5)")
+    parser.add_argument(
+        "--roots", nargs="+", default=[str(ROOT)], help="sensor checkouts (lines figures)"
+    )
+    parser.add_argument(
+        "--backends", nargs="+", help="the backends of the lines figures (default: all here)"
+    )
+    parser.add_argument(
+        "--only", choices=("lines", "replay", "strategy"), help="run one group of figures"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
         what, rest = args.child[0], args.child[1:]
+        if what == "lines" and len(rest) > 4:
+            sys.path.insert(0, rest[4])  # the sensor checkout to measure (--roots)
         if what == "lines":
             result = child_lines(rest[0], rest[1], int(rest[2]), int(rest[3]))
         elif what == "replay":
@@ -367,82 +384,89 @@ def main() -> None:
         if args.json:
             print(json.dumps(record), flush=True)
 
-    for backend in _backends():
+    roots = [str(Path(r).resolve()) for r in args.roots]
+    backends = [b for b in _backends() if not args.backends or b in args.backends]
+    for backend in backends if args.only in (None, "lines") else []:
         for mode in ("counter", "between", "between_loop", "sampled", "sampled_loop"):
-            # A sampled call costs microseconds: fewer of them give the same precision.
-            n = calls // 20 if mode.startswith("sampled") else calls
-            data = _run_child(["lines", backend, mode, str(n), str(pairs)])
-            per_call = data["per_call"]
-            median = statistics.median(per_call)
-            ratio = median / data["empty_call"]
-            record: dict[str, Any] = {
-                "measurement": {
-                    "counter": "counter_on_a_line",
-                    "between": "lines_between_samples",
-                    "between_loop": "lines_between_samples_loop",
-                    "sampled": "lines_sampled",
-                    "sampled_loop": "lines_sampled_loop",
-                }[mode],
-                "mechanism": backend,
-                "default_backend": backend == default,
-                "value": round(median, 1),
-                "unit": "ns",
-                "min": round(min(per_call), 1),
-                "max": round(max(per_call), 1),
-                "pairs": pairs,
-                "empty_call_ns": round(data["empty_call"], 1),
-                "ratio_to_empty_call": round(ratio, 2),
-                "hits_per_run": data["hits"],
-            }
-            if not mode.startswith("sampled"):
-                record["goal"] = "<= 1 empty call per call"
-                record["ok"] = ratio <= 1.0
-            else:
-                record["lines_seen"] = data["lines"]
-            emit(record)
+            for root in roots:
+                # A sampled call costs microseconds: fewer of them give the same precision.
+                n = calls // 20 if mode.startswith("sampled") else calls
+                data = _run_child(["lines", backend, mode, str(n), str(pairs), root])
+                per_call = data["per_call"]
+                median = statistics.median(per_call)
+                ratio = median / data["empty_call"]
+                record: dict[str, Any] = {
+                    "measurement": {
+                        "counter": "counter_on_a_line",
+                        "between": "lines_between_samples",
+                        "between_loop": "lines_between_samples_loop",
+                        "sampled": "lines_sampled",
+                        "sampled_loop": "lines_sampled_loop",
+                    }[mode],
+                    "mechanism": backend,
+                    "default_backend": backend == default,
+                    "value": round(median, 1),
+                    "unit": "ns",
+                    "min": round(min(per_call), 1),
+                    "max": round(max(per_call), 1),
+                    "pairs": pairs,
+                    "empty_call_ns": round(data["empty_call"], 1),
+                    "ratio_to_empty_call": round(ratio, 2),
+                    "hits_per_run": data["hits"],
+                }
+                if len(roots) > 1:
+                    record["root"] = root
+                if not mode.startswith("sampled"):
+                    record["goal"] = "<= 1 empty call per call"
+                    record["ok"] = ratio <= 1.0
+                else:
+                    record["lines_seen"] = data["lines"]
+                emit(record)
 
     runs = 5
-    replay = _run_child(["replay", "1000", str(runs)])
-    seconds = replay["seconds"]
-    emit(
-        {
-            "measurement": "replay_1000",
-            "mechanism": "default",
-            "value": round(statistics.median(seconds), 3),
-            "unit": "s",
-            "min": round(min(seconds), 3),
-            "max": round(max(seconds), 3),
-            "pairs": runs,
-            "direct_calls_s": round(statistics.median(replay["direct"]), 4),
-            "wall_s": round(statistics.median(replay["wall"]), 3),
-            "replayed": replay["replayed"],
-            "goal": "< 2 s (CPU) for 1,000 states, reading and decoding included",
-            "ok": statistics.median(seconds) < 2.0,
-        }
-    )
-
-    draws = 200 if args.quick else 1000
-    strategy = _run_child(["strategy", str(draws), str(pairs)])
-    for name in ("exact", "around"):
-        ratios = [a / b for a, b in zip(strategy[name], strategy["hand"], strict=True)]
-        median = statistics.median(ratios)
+    if args.only in (None, "replay"):
+        replay = _run_child(["replay", "1000", str(runs)])
+        seconds = replay["seconds"]
         emit(
             {
-                "measurement": f"strategy_draw_{draws}_{name}",
-                "mechanism": "hypothesis",
-                "value": round(median, 2),
-                "unit": "x",
-                "min": round(min(ratios), 2),
-                "max": round(max(ratios), 2),
-                "pairs": pairs,
-                "us_per_example": round(statistics.median(strategy[name]) * 1e6, 1),
-                "hand_us_per_example": round(statistics.median(strategy["hand"]) * 1e6, 1),
-                "examples": min(strategy["counts"]),
-                "load_s": round(strategy["load"], 3),
-                "goal": "<= 2x the hand-written strategy",
-                "ok": median <= 2.0,
+                "measurement": "replay_1000",
+                "mechanism": "default",
+                "value": round(statistics.median(seconds), 3),
+                "unit": "s",
+                "min": round(min(seconds), 3),
+                "max": round(max(seconds), 3),
+                "pairs": runs,
+                "direct_calls_s": round(statistics.median(replay["direct"]), 4),
+                "wall_s": round(statistics.median(replay["wall"]), 3),
+                "replayed": replay["replayed"],
+                "goal": "< 2 s (CPU) for 1,000 states, reading and decoding included",
+                "ok": statistics.median(seconds) < 2.0,
             }
         )
+
+    if args.only in (None, "strategy"):
+        draws = 200 if args.quick else 1000
+        strategy = _run_child(["strategy", str(draws), str(pairs)])
+        for name in ("exact", "around"):
+            ratios = [a / b for a, b in zip(strategy[name], strategy["hand"], strict=True)]
+            median = statistics.median(ratios)
+            emit(
+                {
+                    "measurement": f"strategy_draw_{draws}_{name}",
+                    "mechanism": "hypothesis",
+                    "value": round(median, 2),
+                    "unit": "x",
+                    "min": round(min(ratios), 2),
+                    "max": round(max(ratios), 2),
+                    "pairs": pairs,
+                    "us_per_example": round(statistics.median(strategy[name]) * 1e6, 1),
+                    "hand_us_per_example": round(statistics.median(strategy["hand"]) * 1e6, 1),
+                    "examples": min(strategy["counts"]),
+                    "load_s": round(strategy["load"], 3),
+                    "goal": "<= 2x the hand-written strategy",
+                    "ok": median <= 2.0,
+                }
+            )
 
     if not args.json:
         print(
@@ -470,6 +494,8 @@ def main() -> None:
                 )
             goal = f"{r['goal']}: {'ok' if r['ok'] else 'MISSED'}" if "goal" in r else ""
             mechanism = r["mechanism"] + ("*" if r.get("default_backend") else "")
+            if "root" in r:
+                extra += f"  [{r['root']}]"
             print(f"{r['measurement']:<32}{mechanism:<12}{value:>10}{spread:>20}  {goal}{extra}")
 
 

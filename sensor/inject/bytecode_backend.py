@@ -445,7 +445,7 @@ def instrument(
             if all(s is not switch for s in switches):
                 switches.append(switch)
             sampled_lines = sampled_lines or point is Point.LINE
-    bc, full, cut, unwind, first_loc, line_hooks = _body(code, hooks, nested)
+    bc, full, cut, unwind, first_loc, line_hooks, _ = _body(code, hooks, nested)
     out: list[Any] | None = None
     if sampled_lines:
         plain_hooks = [h for h in hooks if _sampled_only(h[0], h[2]) is None]
@@ -465,7 +465,9 @@ def instrument(
             None,
         )
         choose = None if sampler is None else (sampler, switches[0], sampled)
-        _, plain, plain_cut, plain_unwind, _, _ = _body(code, plain_hooks, nested, True, choose)
+        _, plain, plain_cut, plain_unwind, _, _, gate_after = _body(
+            code, plain_hooks, nested, True, choose
+        )
         if _can_split(plain, plain_cut) and _can_split(full, cut):
             test: list[Any] = []
             if choose is None:
@@ -474,7 +476,8 @@ def instrument(
                     if _PY313:
                         test.append(Instr("TO_BOOL", location=first_loc))
                     test.append(Instr(_POP_JUMP_IF_TRUE, sampled, location=first_loc))
-            head = plain[:plain_cut] + test + plain[plain_cut:]
+            # (the gate's open path after the original body, which ends in a terminator)
+            head = plain[:plain_cut] + test + plain[plain_cut:] + gate_after
             if plain_unwind:
                 head = _cover_with_handler(head, plain_unwind, first_loc, code, nested)
             tail = [sampled, *full[cut:]]
@@ -514,12 +517,20 @@ def instrument(
     return new
 
 
-def _choosing_gate(hook: Hook, switch: Switch, sampled: Any, loc: Any, nested: bool) -> list[Any]:
+def _choosing_gate(
+    hook: Hook, switch: Switch, sampled: Any, loc: Any, nested: bool
+) -> tuple[list[Any], list[Any]]:
     """An entry gate that also chooses the body: the original one unless the call was sampled.
 
     ``if gate_switch: hook(); if switch: goto sampled / else: next(skips)``, then the original
-    body. A closed gate (between samples) counts its skip and runs on into the original body:
-    no further test. An open gate calls its hook, which opens ``switch`` if it sampled the call.
+    body. Returns the part placed at entry and the part placed after the original body.
+
+    A closed gate (between samples: every call but a few a second) tests its switch, counts
+    its skip and runs straight on into the original body: no jump taken, no further test.
+    The open path (the hook, which opens ``switch`` if it sampled the call) and the end of a
+    tally that ran out are placed after the original body and jump back to its start; they
+    run a few times a second. (Placed inline, the open path had to be jumped over: one more
+    instruction on every call between samples.)
     """
     from bytecode import Instr, Label
 
@@ -527,23 +538,39 @@ def _choosing_gate(hook: Hook, switch: Switch, sampled: Any, loc: Any, nested: b
     assert pair is not None
     assert pair[1] is not None
     gate_switch, skips = pair
-    skip, plain = Label(), Label()
-    seq: list[Any] = [Instr("LOAD_CONST", gate_switch, location=loc)]
+    opened, plain = Label(), Label()
+    entry: list[Any] = [Instr("LOAD_CONST", gate_switch, location=loc)]
     if _PY313:
-        seq.append(Instr("TO_BOOL", location=loc))
-    seq.append(Instr(_POP_JUMP_IF_FALSE, skip, location=loc))
-    seq += _plain_call(hook, loc, None)
-    seq.append(Instr("LOAD_CONST", switch, location=loc))
+        entry.append(Instr("TO_BOOL", location=loc))
+    entry.append(Instr(_POP_JUMP_IF_TRUE, opened, location=loc))
+    after: list[Any] = [opened, *_plain_call(hook, loc, None)]
+    after.append(Instr("LOAD_CONST", switch, location=loc))
     if _PY313:
-        seq.append(Instr("TO_BOOL", location=loc))
-    seq += [
+        after.append(Instr("TO_BOOL", location=loc))
+    after += [
         Instr(_POP_JUMP_IF_TRUE, sampled, location=loc),
-        Instr("JUMP_FORWARD", plain, location=loc),
-        skip,
+        Instr("JUMP_BACKWARD", plain, location=loc),
     ]
-    seq += _count(skips, loc, nested)
-    seq.append(plain)
-    return seq
+    if nested or _PY311:
+        # Nested code chooses between two tallies inline (see _count); on 3.11 a tally that
+        # ran out jumps straight to the body.
+        entry += _count(skips, loc, nested)
+    else:
+        # [tally] -> [tally, None] -> []; a tally that ran out: FOR_ITER drops it and jumps
+        # past the END_FOR (and, 3.13, the POP_TOP) at its target, then back to the body.
+        ended = Label()
+        entry += [
+            Instr("LOAD_CONST", skips, location=loc),
+            Instr("FOR_ITER", ended, location=loc),
+            Instr("POP_TOP", location=loc),
+            Instr("POP_TOP", location=loc),
+        ]
+        after += [ended, Instr("END_FOR", location=loc)]
+        if _PY313:
+            after.append(Instr("POP_TOP", location=loc))
+        after.append(Instr("JUMP_BACKWARD", plain, location=loc))
+    entry.append(plain)
+    return entry, after
 
 
 def _passed_locals(
@@ -615,12 +642,13 @@ def _body(
     nested: bool,
     keep_depths: bool = False,
     choose: tuple[Hook, Switch, Any] | None = None,
-) -> tuple[Any, list[Any], int, list[Hook], Any, bool]:
+) -> tuple[Any, list[Any], int, list[Hook], Any, bool, list[Any]]:
     """The items of ``code`` with ``hooks`` placed, except the exception hooks' handler.
 
     Returns the package's reading of the code, the items, the index of the first item after
     the entry hooks (where the body proper starts), the exception (unwind) hooks, the
-    location of the ``def`` line, and whether line hooks were placed. ``keep_depths`` keeps
+    location of the ``def`` line, whether line hooks were placed, and the part of the
+    choosing gate that goes after the body (empty without ``choose``). ``keep_depths`` keeps
     the original exception table depths even without line hooks (see _keep_handler_depths).
     ``choose`` (gate hook, switch, label): the gate goes last among the entry hooks, and a
     call it admits jumps to ``label`` when it opened ``switch`` (see :func:`_choosing_gate`).
@@ -685,8 +713,10 @@ def _body(
                 raise PlacementFailed(f"{code.co_qualname} has no return instruction")
         else:
             unwind_hooks.append(hook)
+    gate_after: list[Any] = []
     if choose is not None:
-        after_resume += _choosing_gate(*choose, first_loc, nested)
+        gate_entry, gate_after = _choosing_gate(*choose, first_loc, nested)
+        after_resume += gate_entry
     plan = _LinePlan()
     if line_hooks:
         model = LineModel(code)
@@ -734,7 +764,7 @@ def _body(
             op_index += 1
             continue
         out.append(item)
-    return bc, out, cut, unwind_hooks, first_loc, bool(line_hooks)
+    return bc, out, cut, unwind_hooks, first_loc, bool(line_hooks), gate_after
 
 
 def _keep_handler_depths(code: CodeType, model: LineModel, items: list[Any]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sensor.engine import Engine
-from sensor.guards import Switch, switched
+from sensor.guards import Switch, samples, switched
 from sensor.inject.bytecode_backend import BytecodeBackend
 from sensor.probes import Hit, Point, Probe, ProbeState
 
@@ -245,6 +245,115 @@ def test_a_call_between_samples_pays_the_same_however_many_lines_run(
     # The entry gate and one switch test, the same on a call of 1 and of 12 iterations.
     assert extra[12] == extra[1], (original, probed)
     assert 0 < extra[1] < 20, extra
+
+
+def _opnames_run(function: Callable[..., object], *args: object) -> list[str]:
+    """The names of the instructions of ``function``'s frame that ran on one call (3.12+)."""
+    import dis
+
+    code = function.__code__  # type: ignore[attr-defined]
+    names = {ins.offset: ins.opname for ins in dis.get_instructions(code)}
+    ran: list[str] = []
+    monitoring = sys.monitoring
+    tool = next(t for t in range(6) if monitoring.get_tool(t) is None)
+
+    def on_instruction(code_: object, offset: int) -> None:
+        ran.append(names.get(offset, "?"))
+
+    monitoring.use_tool_id(tool, "test-opnames")
+    try:
+        monitoring.register_callback(tool, monitoring.events.INSTRUCTION, on_instruction)
+        monitoring.set_local_events(tool, code, monitoring.events.INSTRUCTION)
+        function(*args)
+    finally:
+        monitoring.set_local_events(tool, code, 0)
+        monitoring.register_callback(tool, monitoring.events.INSTRUCTION, None)
+        monitoring.free_tool_id(tool)
+    return ran
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="INSTRUCTION events need sys.monitoring")
+def test_a_call_between_samples_runs_straight_into_the_original_body(
+    engine: Engine, load: Loader
+) -> None:
+    # The closed gate is the whole cost of a call between samples (issue 15: at most one empty
+    # call): its test, its skip count, and nothing else; no jump taken on the way into the
+    # original body (a jump over the open path cost one more dispatch per call).
+    if engine.backend_name == "monitoring":
+        pytest.skip("sys.monitoring alone does not rebuild the code")
+    mod = load(CORPUS)
+    original = _opnames_run(mod.loops, 4)
+    hits = _install(engine, f"{mod.__name__}:loops", rate=1e-3, burst=1)
+    mod.loops(4)  # the one sampled call; every later call is between samples
+    assert len(hits) == 1
+    probed = _opnames_run(mod.loops, 4)
+    switch_test = ["LOAD_CONST", "TO_BOOL"] if sys.version_info >= (3, 13) else ["LOAD_CONST"]
+    gate = [*switch_test, "POP_JUMP_IF_TRUE", "LOAD_CONST", "FOR_ITER", "POP_TOP", "POP_TOP"]
+    # (RESUME runs before any INSTRUCTION event) the gate, then exactly what the original runs.
+    assert probed == [*gate, *original], probed
+
+
+NESTED = """
+def outer(m):
+    def loops(n):
+        total = m
+        for i in range(n):
+            total += i
+        return total
+    return loops
+"""
+
+
+@pytest.mark.parametrize("where", ["top-level", "nested"])
+def test_the_choosing_gate_paths_all_run_on_into_their_body(load: Loader, where: str) -> None:
+    # The choosing gate's rare paths sit after the original body and jump back to it: an open
+    # gate that does not sample, one that samples (the instrumented body), and a skip tally
+    # that ran out (3 counts here): each call must return what the original returns.
+    import itertools
+
+    mod = load(CORPUS if where == "top-level" else NESTED)
+    loops = mod.loops if where == "top-level" else mod.outer(5)
+    code = loops.__code__
+    want = [loops(n) for n in range(8)]
+    gate_switch, lines_switch = Switch(), Switch()
+    skips = itertools.repeat(None, 3)
+    entries: list[int] = []
+    ran: list[int] = []
+
+    def gate() -> None:
+        entries.append(1)
+        if sample:
+            lines_switch[:] = (True,)
+
+    gate.sensor_switch = (gate_switch, skips)  # type: ignore[attr-defined]
+    samples(gate, lines_switch)
+    backend = BytecodeBackend()
+    try:
+        backend.arm(code, Point.ENTRY, None, gate)
+        line = code.co_firstlineno + 1  # the first line of the body: once a call
+
+        def on_line() -> None:
+            if lines_switch:
+                ran.append(line)
+
+        backend.arm(code, Point.LINE, line, switched(on_line, lines_switch))
+        assert loops.__code__ is not code
+        sample = False
+        assert [loops(n) for n in range(8)] == want  # 3 skips counted, then ran out
+        assert skips.__length_hint__() == 0
+        assert entries == []
+        assert ran == []
+        gate_switch[:] = (True,)
+        assert [loops(n) for n in range(8)] == want  # open, not sampled
+        assert len(entries) == 8
+        assert ran == []
+        sample = True
+        assert [loops(n) for n in range(8)] == want  # open and sampled
+        assert len(entries) == 16
+        assert ran == [line] * 8
+    finally:
+        backend.close()
+    assert loops.__code__ is code
 
 
 BODY = """
