@@ -9,6 +9,7 @@ stay under 1% of one CPU at 500 ns each. Run it with each Python::
     python bench/bench_expect_eval.py --roots OLD .       # before and after, side by side
     python bench/bench_expect_eval.py --json
     python bench/bench_expect_eval.py --roots OLD . --icount   # instructions (callgrind)
+    python bench/bench_expect_eval.py --point line             # a @line probe instead
 
 ``OLD`` is any directory holding a ``sensor`` package (``git archive main sensor | tar -x -C
 OLD``). How it measures: one fresh process per (checkout, expectation) measurement, on the
@@ -16,9 +17,11 @@ running Python's default backend, with the engine's CPU budget on (0.99 of a CPU
 metering runs as in production but never sheds the loop). Inside it, the unprobed loop and the
 probed loop alternate (best of 3 each, ``--pairs`` pairs): ``(probed - unprobed) / calls``, the
 median of the pairs. The probe is kind ``expect`` at ``@return`` with ``eval_rate`` 1e9, so that
-every call is evaluated (``--kind snapshot``: a snapshot probe with the same expectation, whose
-passing firings are captured at its rate of 1 a second, so that nearly every evaluation is one
-the pass bucket refuses and the novelty check of a new value class runs); the child checks from
+every call is evaluated (``--point line``: at ``@<last line>``, the target's return line,
+before the return runs, where ``result`` is not defined; ``--kind snapshot``: a snapshot probe
+with the same expectation, whose passing firings are captured at its rate of 1 a second, so
+that nearly every evaluation is one the pass bucket refuses and the novelty check of a new value
+class runs); the child checks from
 the probe's status that every call was evaluated and that none violated (a measurement of
 skipped firings would be meaningless). The checkouts alternate process by process, ``--rounds``
 times; the figure is the median over rounds, with min..max, and ``new / old`` is the median of
@@ -102,6 +105,9 @@ import json, statistics, sys, time
 root, expect, source = sys.argv[1:4]
 calls, pairs = int(sys.argv[4]), int(sys.argv[5])
 kind = sys.argv[6] if len(sys.argv) > 6 else "expect"
+point = sys.argv[7] if len(sys.argv) > 7 else "return"
+# @line: the target's last line (each returns there), before the return runs.
+at = "return" if point == "return" else str(len(source.splitlines()))
 sys.path.insert(0, root)
 ns = {"__name__": "__main__"}
 exec(compile(source, "<bench>", "exec"), ns)
@@ -133,7 +139,7 @@ def timed(n, run=loop):
     return time.perf_counter_ns() - t
 
 engine = Engine(cpu_budget=0.99)
-probe = Probe(kind=kind, location=f"__main__:target@return", expect=expect,
+probe = Probe(kind=kind, location=f"__main__:target@{at}", expect=expect,
               limits={"eval_rate": 1e9})
 rounds = calls // 10
 loop(rounds)
@@ -165,7 +171,8 @@ print(json.dumps({"ns": statistics.median(diffs), "empty": statistics.median(emp
 ICOUNT_CHILD = r"""
 import os, sys
 root, expect, source, mode, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-kind = sys.argv[6]
+kind, point = sys.argv[6], sys.argv[7]
+at = "return" if point == "return" else str(len(source.splitlines()))
 sys.path.insert(0, root)
 ns = {"__name__": "__main__"}
 exec(compile(source, "<bench>", "exec"), ns)
@@ -180,7 +187,7 @@ if mode == "probed":
     from sensor.engine import Engine
     from sensor.probes import Probe
     engine = Engine(cpu_budget=0.99)
-    probe = Probe(kind=kind, location="__main__:target@return", expect=expect,
+    probe = Probe(kind=kind, location=f"__main__:target@{at}", expect=expect,
                   limits={"eval_rate": 1e9})
     status = engine.install(probe, on_hit=lambda hit: None)
     assert status.state.value == "installed", status.reason
@@ -205,13 +212,13 @@ os._exit(0)
 """
 
 
-def _ir(script: Path, root: Path, case: str, mode: str, n: int, kind: str) -> int:
+def _ir(script: Path, root: Path, case: str, mode: str, n: int, kind: str, point: str) -> int:
     expect, source = CASES[case]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-             str(script), str(root), expect, source, mode, str(n), kind],
+             str(script), str(root), expect, source, mode, str(n), kind, point],
             check=True, capture_output=True, cwd=root,
             # One hash seed for every run: the start-up of two processes then costs the same
             # instructions, and the difference of the n and 2n runs is the loop's alone.
@@ -250,6 +257,7 @@ def icount(
     kind: str,
     empty_ns: float,
     empty_ir: float | None = None,
+    point: str = "return",
 ) -> None:
     """Instructions per evaluation (probed minus unprobed call) and per empty call, and the
     nanoseconds they come to at ``empty_ns`` per empty call (a quiet machine's)."""
@@ -263,8 +271,8 @@ def icount(
 
         def per_call(root: Path, case: str, mode: str, n: int = n) -> float:
             calls = 10 * n if mode != "bare" else n
-            twice = _ir(script, root, case, mode, 2 * n, kind)
-            return (twice - _ir(script, root, case, mode, n, kind)) / calls
+            twice = _ir(script, root, case, mode, 2 * n, kind, point)
+            return (twice - _ir(script, root, case, mode, n, kind, point)) / calls
 
         # The empty call, which every figure is divided by, over 10 times the loop: what is
         # left of start-up differences is then a tenth.
@@ -278,7 +286,8 @@ def icount(
             load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
             names = " | ".join(f"{r.name}: Ir (empty calls) = ns" for r in roots)
             print(
-                f"Python {python}, kind {kind}, instructions per evaluation (callgrind, n={n}); "
+                f"Python {python}, kind {kind} at @{point}, instructions per evaluation "
+                f"(callgrind, n={n}); "
                 f"one empty call: {empty:.0f} Ir. ns = Ir / {empty:.0f} x {empty_ns:g} ns, the "
                 f"empty call of a quiet machine (--empty-ns; measured now: "
                 f"{_empty_call_ns():.1f} ns at load average {load})\n"
@@ -319,10 +328,23 @@ def icount(
             print(f"| `{CASES[case][0]}` | {cells} |{ratio} {verdict} |")
 
 
-def _child(root: Path, case: str, calls: int, pairs: int, kind: str) -> dict[str, Any]:
+def _child(
+    root: Path, case: str, calls: int, pairs: int, kind: str, point: str = "return"
+) -> dict[str, Any]:
     expect, source = CASES[case]
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(root), expect, source, str(calls), str(pairs), kind],
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(root),
+            expect,
+            source,
+            str(calls),
+            str(pairs),
+            kind,
+            point,
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -363,14 +385,25 @@ def main() -> None:
         help="the probe's kind: snapshot also captures passing firings at 1 a second, so that "
         "nearly every evaluation is one the pass bucket refuses (the novelty check's path)",
     )
+    parser.add_argument(
+        "--point",
+        choices=["return", "line"],
+        default="return",
+        help="where the probe is: @return, or @line on the target's last line (before its "
+        "return runs; the expectations that read result are left out there)",
+    )
     args = parser.parse_args()
     roots = [Path(r).resolve() for r in args.roots]
     cases = args.only.split(",") if args.only else list(CASES)
     for case in cases:
         if case not in CASES:
             raise SystemExit(f"--only: unknown case {case!r}; expected one of {', '.join(CASES)}")
+    if args.point == "line":
+        # ``result`` is the value of a return: at a line it is not defined (every evaluation
+        # would be a violation, which the child refuses to measure).
+        cases = [c for c in cases if "result" not in CASES[c][0]]
     if args.icount:
-        icount(roots, cases, args.n, args.json, args.kind, args.empty_ns, args.empty_ir)
+        icount(roots, cases, args.n, args.json, args.kind, args.empty_ns, args.empty_ir, args.point)
         return
     python = sys.version.split()[0]
     if not args.json:
@@ -378,7 +411,7 @@ def main() -> None:
         ratio = " | new / old" if len(roots) == 2 else ""
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(
-            f"Python {python}, probe kind {args.kind}, load average {load}\n\n"
+            f"Python {python}, probe kind {args.kind} at @{args.point}, load average {load}\n\n"
             f"| expectation | backend | {names}{ratio} "
             f"| goal <= {GOAL_NS:.0f} ns |"
         )
@@ -395,7 +428,7 @@ def main() -> None:
         backend = ""
         for _ in range(args.rounds):
             for root in roots:  # the checkouts alternate, process by process
-                data = _child(root, case, args.calls, args.pairs, args.kind)
+                data = _child(root, case, args.calls, args.pairs, args.kind, args.point)
                 figures[root].append(data["ns"])
                 calls_of[root].append(data["ns"] / data["empty"])
                 switches[root] += data["switches"]

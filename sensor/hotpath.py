@@ -36,9 +36,9 @@ from typing import Any
 
 from sensor import guards
 from sensor import redaction as _redaction
-from sensor.expressions.budget import NO_VALUE
+from sensor.expressions.budget import _S_SLOTS, NO_VALUE
 from sensor.expressions.compiler import Expression
-from sensor.expressions.values import _Lazy, _materialize
+from sensor.expressions.values import _CMP_OPS, _Lazy, _materialize
 from sensor.guards import (
     LONG_WAIT,
     NOTHING,
@@ -209,12 +209,13 @@ class FastExpectGate(guards._GuardedHook):
         # Closing for the budget does not depend on the evaluation rate being limited.
         shut_schedule = None if waker is None else waker.schedule
         armed = True
-        # The metering batch: ns and firings not yet handed to the budget, and when it began.
+        # The metering batch (cheap clock): ns and firings not yet handed to the budget, and
+        # when it is due (SETTLE_NS after the last hand-over, or the placement).
         pending_ns = 0
         pending_n = 0
-        # What the last metered firing cost after it was handed over (see hook).
+        settle_at = t_start + SETTLE_NS
+        # What the last precisely metered firing cost after it was handed over (see hook).
         carry_ns = 0
-        settle_at = 0
         spend = budget.spend
         settle = budget.spend_many
         precise_clock = time.thread_time_ns
@@ -235,14 +236,30 @@ class FastExpectGate(guards._GuardedHook):
                 armed = False
                 on_stop(why)
 
+        # Checked on every firing only by a probe that has them: an evaluation rate below one
+        # per ns, a max_hits (expiry is one comparison and is checked by every firing).
+        gated = limited or max_hits is not None
+        # The inline form of ``<number> <op> <constant>`` (see _number_test), or None.
+        quick, from_value, qk = _number_test(fn, value_name, local_names)
+
+        def deliver(frame: Any, value: object, outcome: str, error: str | None) -> None:
+            # A capture (rare by design: within violation_rate or the probe's rate).
+            if frame is None:
+                frame = getframe(depth + 1)  # + 1: this function's own frame
+                if dispatch and id(frame.f_code) in dispatch:
+                    frame = frame.f_back
+            slow(frame, value, outcome, error)
+            produced_hits[0] += 1
+            if produced_hits[0] >= cap:
+                stop("max_hits")
+
         def hook(
             value: object = NOTHING,
             p0: object = NOTHING,
             p1: object = NOTHING,
         ) -> None:
             nonlocal tokens, last, next_at, need, pending_ns, pending_n, settle_at, slow_ns
-            nonlocal carry_ns
-            nonlocal fn, red0, version0, table, shut
+            nonlocal carry_ns, fn, red0, version0, table, shut, quick, from_value, qk
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
             if not switch:  # closed until the waker reopens it (see Gate)
@@ -255,35 +272,40 @@ class FastExpectGate(guards._GuardedHook):
             # accounting and the waker's schedule included (what comes after the hand-over
             # is carried into the next one), so that its 1% bounds what the host pays.
             precise = budget.clock is not perf
-            c0 = precise_clock() if precise else 0
+            if precise:
+                c0 = precise_clock()
             t0 = perf()
-            if t0 < next_at:
-                next(skips)
-                return
-            if t0 >= expires:
+            if gated:
+                if t0 < next_at:
+                    next(skips)
+                    return
+                if t0 >= expires:
+                    stop("expired")
+                    return
+                if produced_hits[0] >= cap:
+                    stop("max_hits")
+                    return
+                if limited:
+                    held = tokens
+                    tokens += (t0 - last) * per_ns
+                    if tokens > burst:
+                        if need == 1.0:
+                            tokens = burst
+                        elif tokens >= (need if need > held else held) + 1.0:
+                            tokens = burst  # the calls paused: a plain bucket again
+                            need = 1.0
+                    last = t0
+                    tokens -= 1.0
+                    if need == 1.0 and tokens >= 1.0:
+                        next_at = t0
+                    else:
+                        # The next evaluation at a random point of the next interval, not at
+                        # its start (see guards.jitter_seed).
+                        need = 2.0 - guards._uniform()
+                        next_at = t0 if tokens >= need else t0 + int((need - tokens) / per_ns)
+            elif t0 >= expires:
                 stop("expired")
                 return
-            if produced_hits[0] >= cap:
-                stop("max_hits")
-                return
-            if limited:
-                held = tokens
-                tokens += (t0 - last) * per_ns
-                if tokens > burst:
-                    if need == 1.0:
-                        tokens = burst
-                    elif tokens >= (need if need > held else held) + 1.0:
-                        tokens = burst  # the calls paused: a plain bucket again
-                        need = 1.0
-                last = t0
-                tokens -= 1.0
-                if need == 1.0 and tokens >= 1.0:
-                    next_at = t0
-                else:
-                    # The next evaluation at a random point of the next interval, not at its
-                    # start (see guards.jitter_seed).
-                    need = 2.0 - guards._uniform()
-                    next_at = t0 if tokens >= need else t0 + int((need - tokens) / per_ns)
             if account.rate is not None:
                 now_s = monotonic()
                 if not account.admit(now_s):
@@ -298,71 +320,86 @@ class FastExpectGate(guards._GuardedHook):
                         if not shut_schedule(_tick(now_s + min(wait, SHUT_MAX), now_s), reopen):
                             reopen()
                     return
-            outcome: str | None = None
             error: str | None = None
             frame: Any = None
-            fl: Any = _NO_LOCALS
-            gl: Any = None
+            fl: Any = None
             try:
-                if not (reads_frame or value is NOTHING):
-                    pass  # it reads only the probe's value (``result >= 0``): no frame
-                elif p0 is not NOTHING:
-                    # Every local it reads, passed by the injected code (LOAD_FAST where all
-                    # are bound, see sensor.inject.bound): no frame. No global is read.
-                    fl = {n0: p0} if n_passed == 1 else {n0: p0, n1: p1}
-                else:
-                    frame = getframe(depth)
-                    if dispatch and id(frame.f_code) in dispatch:
-                        frame = frame.f_back  # called through the hybrid's monitoring callback
-                    # The frame's own mapping, read in place and never written to (writing
-                    # would change the program's variables): the expression only looks names
-                    # up.
-                    fl = frame.f_locals
-                    gl = frame.f_globals
                 red = redaction._default
-                if red is red0 and red.version == version0:
-                    # Expression.evaluate, inline: the same closures, state and limits.
-                    if has_value:
-                        state = [steps, steps, 0.0, None, seconds, red, None, table,
-                                 NO_VALUE if value is NOTHING else value]  # fmt: skip
+                if (
+                    quick is not None
+                    and red is red0
+                    and red.version == version0
+                    and ((ta := type(a := value if from_value else p0)) is int or ta is float)
+                ):
+                    # ``<number> <op> <constant>`` (``result >= 0``, ``x > 0.5``): what the
+                    # compiled closure does for an exact int or float (it reads the same value:
+                    # the probe's, or the one local it reads, passed), without building the
+                    # evaluation state or calling it. Anything else runs the closure.
+                    ok = quick(a, qk)
+                else:
+                    gl: Any = None
+                    if not (reads_frame or value is NOTHING):
+                        fl = _NO_LOCALS  # it reads only the probe's value: no frame
+                    elif p0 is not NOTHING:
+                        # Every local it reads, passed by the injected code (LOAD_FAST where
+                        # all are bound, see sensor.inject.bound): no frame. No global is read.
+                        fl = {n0: p0} if n_passed == 1 else {n0: p0, n1: p1}
                     else:
-                        state = [steps, steps, 0.0, None, seconds, red, None, table]
-                    try:
-                        ok = fn(fl, gl, state)
-                        if ok is not True and type(ok) is _Lazy:
-                            ok = _materialize(ok, state)
-                    except Exception as exc:  # refused or failed: not evaluable, a violation
-                        ok = None
-                        failure = expr.failed(exc)
-                        error = f"{type(failure).__name__}: {failure}"
-                else:  # the rules changed: evaluate() rebuilds the closures first
-                    try:
-                        ok = expr.evaluate(
-                            fl,
-                            gl,
-                            values=(NO_VALUE if value is NOTHING else value,) if has_value else (),
-                        )
-                    except Exception as exc:
-                        ok = None
-                        error = f"{type(exc).__name__}: {exc}"
-                    fn, red0, version0, table = expr._compiled
+                        frame = getframe(depth)
+                        if dispatch and id(frame.f_code) in dispatch:
+                            frame = frame.f_back  # called through the hybrid's monitoring callback
+                        # The frame's own mapping, read in place and never written to (writing
+                        # would change the program's variables): the expression only looks
+                        # names up.
+                        fl = frame.f_locals
+                        gl = frame.f_globals
+                    if red is red0 and red.version == version0:
+                        # Expression.evaluate, inline: the same closures, state and limits.
+                        if has_value:
+                            state = [steps, steps, 0.0, None, seconds, red, None, table,
+                                     NO_VALUE if value is NOTHING else value]  # fmt: skip
+                        else:
+                            state = [steps, steps, 0.0, None, seconds, red, None, table]
+                        try:
+                            ok = fn(fl, gl, state)
+                            if ok is not True and type(ok) is _Lazy:
+                                ok = _materialize(ok, state)
+                        except Exception as exc:  # refused or failed: not evaluable, a violation
+                            ok = None
+                            failure = expr.failed(exc)
+                            error = f"{type(failure).__name__}: {failure}"
+                    else:  # the rules changed: evaluate() rebuilds the closures first
+                        try:
+                            ok = expr.evaluate(
+                                fl,
+                                gl,
+                                values=(NO_VALUE if value is NOTHING else value,)
+                                if has_value
+                                else (),
+                            )
+                        except Exception as exc:
+                            ok = None
+                            error = f"{type(exc).__name__}: {exc}"
+                        fn, red0, version0, table = expr._compiled
+                        quick, from_value, qk = _number_test(fn, value_name, local_names)
                 next(evaluations)
-                if error is not None:
-                    next(errors)
                 if ok is True:
                     violated = False
-                elif ok is False or error is not None:
-                    violated = True
-                elif id(type(ok)) in _PLAIN_TRUTH:
-                    violated = not ok
                 else:
-                    violated = True
-                    error = f"{source!r} gave a {_type_name(type(ok))}, expected a bool"
-                    next(errors)
+                    if error is not None:
+                        next(errors)
+                    if ok is False or error is not None:
+                        violated = True
+                    elif id(type(ok)) in _PLAIN_TRUTH:
+                        violated = not ok
+                    else:
+                        violated = True
+                        error = f"{source!r} gave a {_type_name(type(ok))}, expected a bool"
+                        next(errors)
                 if violated:
                     next(violations)
                     if violation_bucket.take(monotonic()):
-                        outcome = "violation"
+                        deliver(frame, value, "violation", error)
                     else:
                         next(skips)  # a violation not captured: counted, never silent
                 elif pass_bucket is not None:
@@ -380,6 +417,9 @@ class FastExpectGate(guards._GuardedHook):
                             else value_class(value)
                         )
                         if key_names:  # the locals it reads (absent: the NOTHING class)
+                            if fl is None:
+                                # The inline form read its one local, passed: no mapping yet.
+                                fl = {n0: p0}
                             get = fl.get
                             # Unrolled for one or two names: a Python call from map() (C) is
                             # dearer than one from here.
@@ -397,23 +437,15 @@ class FastExpectGate(guards._GuardedHook):
                             novel.note(key)
                         elif key not in seen and novel.admit(key, monotonic()):
                             outcome = "novel"
-                if outcome is not None:
-                    if frame is None:
-                        frame = getframe(depth)
-                        if dispatch and id(frame.f_code) in dispatch:
-                            frame = frame.f_back
-                    slow(frame, value, outcome, error)
-                    produced_hits[0] += 1
-                    if produced_hits[0] >= cap:
-                        stop("max_hits")
+                    if outcome is not None:
+                        deliver(frame, value, outcome, error)
             except Exception as exc:  # a failure of ours: counted, never raised into the host
+                # No reference to the host's frame outlives the firing (a kept traceback
+                # holds this frame, and so its variables).
+                frame = fl = None
                 with contextlib.suppress(Exception):
                     failed(exc)
-            frame = fl = None  # no reference to the host's frame outlives the firing
             # metering
-            # Whether the hand-over did more than add to the batch (a locked spend, a
-            # settlement, a closing): only then is what came after it read and carried.
-            handed = precise
             if precise:
                 t1 = precise_clock()
                 over = spend(account, t1 - c0 + carry_ns, precise_clock)
@@ -422,25 +454,26 @@ class FastExpectGate(guards._GuardedHook):
                     stop(over)
             else:
                 t1 = perf()
-                took = t1 - t0 + carry_ns
-                carry_ns = 0
+                took = t1 - t0
                 if took > slow_ns:
-                    handed = True
+                    # Handed over alone, so that the one-hit cap applies to it.
                     over = spend(account, took, perf)
                     if over is not None:
                         stop(over)
                 else:
-                    if not pending_n:
-                        settle_at = t1 + SETTLE_NS
                     pending_ns += took
                     pending_n += 1
                     if pending_n >= SETTLE_EVERY or t1 >= settle_at:
-                        handed = True
                         if settle(account, pending_ns, pending_n):
                             pending_ns = pending_n = 0
+                            # The next batch is handed over within SETTLE_NS of this one.
+                            settle_at = t1 + SETTLE_NS
                         slow_ns = min(SLOW_FIRING_NS, budget.limit_ns)
+                    elif schedule is None or next_at <= t0:
+                        # The common firing: added to the batch, nothing handed over, no
+                        # closing, so nothing after its measurement to meter.
+                        return
             if schedule is not None and next_at > t0:
-                handed = True
                 # The evaluation bucket is empty: closed until its next token, on the waker's
                 # tick (see _tick), so that the firings in between cost an inline test and a
                 # C-level count each instead of a call that would only be refused.
@@ -450,11 +483,13 @@ class FastExpectGate(guards._GuardedHook):
                     reopen,
                 ):
                     reopen()
-            # After the hand-over (the budget's accounting, the closing): metered with the
-            # next firing, on the clock this one was metered with. A firing that only added
-            # to the batch skips this read: a clock read would cost more than what it measures.
-            if handed:
-                carry_ns += (precise_clock() if precise else perf()) - t1
+            # What came after the firing's own measurement (the budget's accounting, the
+            # closing) is metered on the same clock: with the next precise firing, or added
+            # to the batch (handed over with its next firing: a batch of no firing is not).
+            if precise:
+                carry_ns += precise_clock() - t1
+            else:
+                pending_ns += perf() - t1
 
         def reopen() -> None:
             nonlocal shut
@@ -490,6 +525,30 @@ class FastExpectGate(guards._GuardedHook):
         self.violations = violations
         self.expect_errors = errors
         self.novelty = novelty
+
+
+def _number_test(
+    fn: Callable[..., Any], value_name: str | None, local_names: tuple[str, ...]
+) -> tuple[Callable[[Any, Any], Any] | None, bool, object]:
+    """The inline form of a compiled ``<name> <op> <number>``: (the native comparison, whether
+    the name is the probe's value rather than the one passed local, the constant), or
+    (None, False, None) when ``fn`` is another shape.
+
+    The compiler marks such a closure (``number_test``, see ``c_Compare``): for an exact int or
+    float it compares natively, which the hook then does without calling it. Only where the
+    hook has the value at hand: the probe's value in its slot, or a local the backend passes
+    (the only one the expectation reads).
+    """
+    test = getattr(fn, "number_test", None)
+    if test is None:
+        return None, False, None
+    op, name, slot, k = test
+    native = _CMP_OPS[op]
+    if slot is not None and value_name is not None and slot == _S_SLOTS:
+        return native, True, k
+    if name is not None and local_names == (name,):
+        return native, False, k
+    return None, False, None
 
 
 def _tick(at: float, now: float) -> float:

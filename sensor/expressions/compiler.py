@@ -828,13 +828,19 @@ class _Compiler:
                 k = const
                 nm = self.plain_names.get(id(left))
                 if nm is not None:
-                    return _cmp_name_const(op, nm, left, k)
+                    named = _cmp_name_const(op, nm, left, k)
+                    if self.fast:
+                        named.number_test = (op, nm, None, k)  # type: ignore[attr-defined]
+                    return named
                 len_of = getattr(left, "len_of_name", None)
                 if len_of is not None:
                     return _cmp_len_const(op, len_of, left, k)
                 slot = getattr(left, "slot_index", None)
                 if slot is not None:
-                    return _cmp_slot_const(op, slot, left, k)
+                    slotted = _cmp_slot_const(op, slot, left, k)
+                    if self.fast:
+                        slotted.number_test = (op, None, slot, k)  # type: ignore[attr-defined]
+                    return slotted
                 if op == ">":
 
                     def gt_const(lv: Any, gv: Any, s: list[Any]) -> Any:

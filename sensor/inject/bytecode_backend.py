@@ -313,6 +313,21 @@ def _plan_lines(
     try_begins = [item for item in items if isinstance(item, TryBegin)]
 
     plan = _LinePlan()
+    # An expectation's hook is handed the locals it reads, as at the entry and the returns
+    # (see _passed_locals): where all are bound right before the line's first instruction.
+    # Calls that reach it through a retargeted jump or handler come from paths that reach
+    # that instruction, so the same proof holds for them.
+    proofs: dict[int, list[bool] | None] = {}
+
+    def line_args(hook: Hook, op: int, loc: Any) -> list[Any] | None:
+        wanted = locals_of(hook)
+        if wanted is None:
+            return None
+        if id(hook) not in proofs:
+            proofs[id(hook)] = bound_at(code, items, wanted)
+        passed = _passed_locals(wanted, proofs[id(hook)], op, loc)
+        return None if passed is None else [Instr("LOAD_CONST", NOTHING, location=loc), *passed]
+
     for line, line_hooks in hooks.items():
         refusal = model.refusal(line)
         if refusal is not None:
@@ -326,7 +341,14 @@ def _plan_lines(
                 )
             instr = items[ops_at[target]]
             calls = [
-                ins for hook in line_hooks for ins in _call(hook, instr.location, nested=nested)
+                ins
+                for hook in line_hooks
+                for ins in _call(
+                    hook,
+                    instr.location,
+                    line_args(hook, target, instr.location),
+                    nested=nested,
+                )
             ]
             if all(a.fires for a in arrivals):
                 plan.before.setdefault(target, []).extend(calls)
