@@ -129,7 +129,7 @@ class Service:
 
 def admin_cli(hub: HubProcess, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENSOR_")}
-    env.update(SENSOR_HUB_URL=hub.url, SENSOR_CLIENT_TOKEN=ADMIN_TOKEN)
+    env.update(PYTEST_RUNTIME_HUB=hub.url, SENSOR_CLIENT_TOKEN=ADMIN_TOKEN)
     return subprocess.run(
         [sys.executable, "-m", "sensor", "redaction", *args],
         capture_output=True,
@@ -231,7 +231,7 @@ def test_redaction_cli_refuses_bad_rules_and_wrong_tokens_in_one_line(tmp_path: 
             [sys.executable, "-m", "sensor", "redaction", "set", "--name", "nickname"],
             capture_output=True,
             text=True,
-            env={**env, "SENSOR_HUB_URL": hub.url, "SENSOR_CLIENT_TOKEN": CLIENT_TOKEN},
+            env={**env, "PYTEST_RUNTIME_HUB": hub.url, "SENSOR_CLIENT_TOKEN": CLIENT_TOKEN},
             timeout=60,
         )
         assert as_client.returncode == 1
