@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import threading
 import time
@@ -20,7 +21,6 @@ from sensor.guards import (
     Switch,
     Waker,
     switch_of,
-    tick_after,
 )
 
 
@@ -426,8 +426,7 @@ def test_gates_closing_on_every_tick_ring_the_waker_once_not_every_tick(
     for _ in range(ticks):
         for switch in switches:
             switch.clear()
-            # The tick the gates' closings round to (a jittered tick, not a multiple).
-            due = tick_after(time.monotonic() + 0.001)
+            due = math.ceil((time.monotonic() + 0.001) / LONG_WAIT) * LONG_WAIT + 1e-9
             assert _schedule(waker, due, functools.partial(switch.append, True))
         assert _wait_for(lambda: all(switches)), "reopened on the tick"
     # The first closing wakes the idle thread; a host thread descheduled for a whole tick
