@@ -134,7 +134,9 @@ def test_an_empty_evaluation_bucket_closes_the_gate_even_for_a_short_wait() -> N
     # than LONG_WAIT; the firings in between are skipped without a call all the same.
     assert LONG_WAIT > 1 / 100
     budget = CpuBudget(0.5)
-    waker = Waker()
+    # The reopening is held until the test has looked: on a loaded machine (CI on 3.11) the
+    # thread was descheduled past the 100 ms tick between the last firing and the check.
+    waker = HeldWaker()
     try:
         g = make_gate(budget, waker, eval_rate=100.0)
         pair = switch_of(g.hook)
@@ -149,11 +151,34 @@ def test_an_empty_evaluation_bucket_closes_the_gate_even_for_a_short_wait() -> N
         assert g.closed_count() == 300
         assert g.counts() == (0, 300)  # skipped by the evaluation rate: skipped_rate
         assert budget.account("p").skipped_count() == 0
+        assert waker.held, "the closing asked the waker for its reopening"
+        waker.release()
         wait_open(switch)
         backend_call(g, 1)
         assert tally_count(g.evaluations) == 101
     finally:
         waker.stop()
+
+
+class HeldWaker(Waker):
+    """A waker that keeps the reopenings it is asked for until :meth:`release`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[tuple[float, Any]] = []
+        self.holding = True
+
+    def schedule(self, at: float, reopen: Any) -> bool:
+        if self.holding:
+            self.held.append((at, reopen))
+            return True
+        return super().schedule(at, reopen)
+
+    def release(self) -> None:
+        self.holding = False
+        for at, reopen in self.held:
+            if not super().schedule(at, reopen):
+                reopen()
 
 
 class RecordingWaker(Waker):
