@@ -190,26 +190,10 @@ def _opcodes_run(function: Callable[..., object], *args: object) -> int:
     3.12+: sys.monitoring INSTRUCTION events on its code (settrace's opcode events there only
     start at the frame's next line event); 3.11: sys.settrace opcode events.
     """
+    if sys.version_info >= (3, 12):
+        return len(_opnames_run(function, *args))
     count = 0
     code = function.__code__  # type: ignore[attr-defined]
-    if sys.version_info >= (3, 12):
-        monitoring = sys.monitoring
-        tool = next(t for t in range(6) if monitoring.get_tool(t) is None)
-
-        def on_instruction(code_: object, offset: int) -> None:
-            nonlocal count
-            count += 1
-
-        monitoring.use_tool_id(tool, "test-opcodes")
-        try:
-            monitoring.register_callback(tool, monitoring.events.INSTRUCTION, on_instruction)
-            monitoring.set_local_events(tool, code, monitoring.events.INSTRUCTION)
-            function(*args)
-        finally:
-            monitoring.set_local_events(tool, code, 0)
-            monitoring.register_callback(tool, monitoring.events.INSTRUCTION, None)
-            monitoring.free_tool_id(tool)
-        return count
 
     def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
         nonlocal count
