@@ -421,13 +421,13 @@ def test_gates_closing_on_every_tick_ring_the_waker_once_not_every_tick(
         ring()
 
     monkeypatch.setattr(waker, "_ring", counted)
-    switches = [Switch((True,)) for _ in range(5)]
+    switches = [Switch(True) for _ in range(5)]
     ticks = 20
     for _ in range(ticks):
         for switch in switches:
-            switch.clear()
+            switch.on = False
             due = math.ceil((time.monotonic() + 0.001) / LONG_WAIT) * LONG_WAIT + 1e-9
-            assert _schedule(waker, due, functools.partial(switch.append, True))
+            assert _schedule(waker, due, functools.partial(setattr, switch, "on", True))
         assert _wait_for(lambda: all(switches)), "reopened on the tick"
     # The first closing wakes the idle thread; a host thread descheduled for a whole tick
     # under load may find it asleep again (a few more); never one per tick.
