@@ -98,7 +98,7 @@ class Switch:
     __slots__ = ("on",)
 
     def __init__(self, on: bool = False) -> None:
-        self.on: bool = on is True
+        self.on: bool = bool(on)
 
     def __bool__(self) -> bool:
         return self.on
