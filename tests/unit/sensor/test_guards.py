@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sensor.guards import (
+    HIT_CAP_STRIKES,
     LONG_WAIT,
     NOTHING,
     CpuBudget,
@@ -146,7 +147,7 @@ def test_a_shed_account_skips_before_any_work_and_counts_until_its_share_refills
     assert account.skipped_count() == 2
 
 
-def test_one_hit_over_the_whole_budget_of_a_second_disables_its_probe() -> None:
+def test_three_hits_in_a_row_each_over_the_whole_budget_of_a_second_disable_their_probe() -> None:
     budget = CpuBudget(0.01)
     account = budget.account("p")
     # In wall time it may only be a preempted thread: switch to CPU time, disable nobody.
@@ -155,11 +156,50 @@ def test_one_hit_over_the_whole_budget_of_a_second_disables_its_probe() -> None:
     assert budget.switches == 1
     # A wall-time sample taken across the switch is not CPU time: ignored.
     assert budget.spend(account, 30 * MS, time.perf_counter_ns) is None
-    reason = budget.spend(account, 30 * MS, budget.clock)
+    # In CPU time: one or two dear firings in a row may be the host's (a collection, a page
+    # fault); they are metered like any firing. The third in a row disables the probe.
+    assert budget.spend(account, 30 * MS, budget.clock) is None
+    assert budget.spend(account, 25 * MS, budget.clock) is None
+    reason = budget.spend(account, 40 * MS, budget.clock)
     assert reason is not None
-    assert "one hit used 30.00 ms of CPU time" in reason
-    assert "more than the sensor may spend in a whole second (10.0 ms, 1.0% of one CPU)" in reason
+    assert "3 hits in a row used 30.00, 25.00, 40.00 ms of CPU time" in reason
+    assert "each more than the sensor may spend in a whole second (10.0 ms, 1.0% of one CPU)" in (
+        reason
+    )
     assert budget.hit_cap_ns == 10 * MS
+    assert HIT_CAP_STRIKES == 3
+
+
+def test_a_firing_under_the_cap_ends_a_run_of_dear_ones() -> None:
+    budget = CpuBudget(0.01)
+    account = budget.account("p")
+    budget.spend(account, 30 * MS)  # to the precise clock
+    for _ in range(5):
+        # Two dear firings, then a cheap one: outliers, never three in a row.
+        assert budget.spend(account, 30 * MS, budget.clock) is None
+        assert budget.spend(account, 30 * MS, budget.clock) is None
+        assert budget.spend(account, MS // 10, budget.clock) is None
+    assert budget.spend(account, 30 * MS, budget.clock) is None
+    assert budget.spend(account, 30 * MS, budget.clock) is None
+    # A batch of firings (each under the cap) ends the run too, whatever the clock.
+    assert budget.spend_many(account, 50_000, 64)
+    assert budget.spend(account, 30 * MS, budget.clock) is None
+    assert budget.spend(account, 30 * MS, budget.clock) is None
+    assert budget.spend(account, 30 * MS, budget.clock) is not None
+
+
+def test_the_dear_firings_before_the_third_are_metered() -> None:
+    budget = CpuBudget(0.01)
+    account = budget.account("p")
+    budget.spend(account, 30 * MS)  # to the precise clock
+    assert budget.spend(account, 30 * MS, budget.clock) is None
+    # Over the whole second's limit: load is shed at once ...
+    assert budget.shedding
+    assert account.rate is not None
+    assert budget.spend(account, 30 * MS, budget.clock) is None
+    # ... and a dear firing while it is shed is owed: the next firing waits for the share.
+    assert account.tokens < 0
+    assert not account.admit(account.last), "its share is in debt"
 
 
 def test_shedding_stops_when_the_demand_falls_back_under_the_limit(

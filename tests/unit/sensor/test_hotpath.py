@@ -380,13 +380,20 @@ def test_a_capture_dearer_than_the_one_hit_cap_disables_the_probe() -> None:
     stops: list[str] = []
 
     def burn(*args: object) -> None:
-        end = time.thread_time_ns() + 600_000
+        end = time.thread_time_ns() + 300_000
         while time.thread_time_ns() < end:
             pass
 
     g = gate(budget, slow=burn, stops=stops)
-    for _ in range(3):
-        g.hook(-1)  # a violation, captured: the capture burns 0.6 ms of CPU
+    g.hook(-1)  # a violation, captured: the capture burns 0.3 ms of CPU
+    g.hook(-1)  # the first switched the budget to CPU time
+    g.hook(-1)
+    # Two dear firings in a row may be outliers (a collection, a page fault): no stop yet.
+    assert not stops
+    deadline = time.monotonic() + 30
+    while not stops and time.monotonic() < deadline:
+        g.hook(-1)  # refused while the share is in debt, until the third dear one
+        time.sleep(0.01)
     assert stops
     assert "disabled by the CPU budget" in stops[0]
 
