@@ -405,9 +405,10 @@ class Waker:
 _HIT_CAP_SHARE = 1.0
 #: ... once that many of its firings in a row, measured in CPU time, went over the cap. One alone
 #: may be the host's cost, not the probe's (a garbage collection or a page fault inside the
-#: firing, CPU time stolen by the hypervisor): a probe whose every hit is dear is disabled on its
-#: third, and the two before it are metered like any firing, so the shares already hold it back.
-HIT_CAP_STRIKES = 3
+#: firing): a probe whose every hit is dear is disabled on its second. Not more: the first dear
+#: firing starts load shedding, and every dear one after it leaves the probe's share in debt
+#: for longer than a second, so a third would come seconds later, or never under a tiny budget.
+HIT_CAP_STRIKES = 2
 #: While load is shed, sharing stops when the estimated demand falls below this share of the
 #: limit (hysteresis: a demand just under the limit would otherwise flip it every second).
 _LIFT_SHARE = 0.8
