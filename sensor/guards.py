@@ -413,9 +413,15 @@ class Waker:
         self.reopen_all()
 
 
-#: A probe whose single firing costs more than this share of the budget's one-second limit is
-#: disabled (sampling cannot bring it under the budget): the whole second's budget.
+#: A probe whose firings cost more than this share of the budget's one-second limit is disabled
+#: (sampling cannot bring such a firing under the budget): the whole second's budget.
 _HIT_CAP_SHARE = 1.0
+#: ... once that many of its firings in a row, measured in CPU time, went over the cap. One alone
+#: may be the host's cost, not the probe's (a garbage collection or a page fault inside the
+#: firing): a probe whose every hit is dear is disabled on its second. Not more: the first dear
+#: firing starts load shedding, and every dear one after it leaves the probe's share in debt
+#: for longer than a second, so a third would come seconds later, or never under a tiny budget.
+HIT_CAP_STRIKES = 2
 #: While load is shed, sharing stops when the estimated demand falls below this share of the
 #: limit (hysteresis: a demand just under the limit would otherwise flip it every second).
 _LIFT_SHARE = 0.8
@@ -448,6 +454,7 @@ class Account:
         "shut",
         "skipped",
         "spent",
+        "strikes",
         "tokens",
     )
 
@@ -463,6 +470,8 @@ class Account:
         self.mark = 0
         #: The last measured cost of one firing (ns), kept across windows.
         self.avg_ns = 0.0
+        #: CPU times (ns) of the last firings in a row that each went over the one-hit cap.
+        self.strikes: list[int] = []
         # Gates that close their switch while this share is empty count the firings skipped
         # meanwhile themselves (without a call): their readers, one per armed gate, and what
         # the disarmed ones had counted.
@@ -627,8 +636,8 @@ class CpuBudget:
 
         ``clock`` is the clock that measured ``ns`` (default: the cheap one); a cheap sample
         never sheds load or disables a probe by itself, it can only switch the budget to the
-        precise clock. The reason is given only for a firing that alone cost more than
-        :attr:`hit_cap_ns` of CPU time.
+        precise clock. The reason is given only when :data:`HIT_CAP_STRIKES` firings of the
+        account in a row each cost more than :attr:`hit_cap_ns` of CPU time.
         """
         if self._fraction >= 1.0:
             return None
@@ -648,7 +657,11 @@ class CpuBudget:
                 if cheap:
                     self._to_precise(now)
                     return None
-                return self.describe_hit(ns)
+                account.strikes.append(ns)
+                if len(account.strikes) >= HIT_CAP_STRIKES:
+                    return self.describe_hits(account.strikes)
+            elif account.strikes:
+                account.strikes = []  # a firing under the cap: the dear ones were outliers
             account.spent += ns
             account.fired += 1
             self._spent_ns += ns
@@ -671,13 +684,16 @@ class CpuBudget:
         The hot path of an expectation (:mod:`sensor.hotpath`) meters every firing and hands
         the sums over in batches: the budget sees the same totals, a few dozen firings later.
         Each firing of the batch was under the one-hit cap (longer ones are handed over alone,
-        through :meth:`spend`), so a batch never disables a probe: like a cheap sample of
+        through :meth:`spend`), so a batch never disables a probe (it ends a run of dear
+        firings, as one firing under the cap does in :meth:`spend`): like a cheap sample of
         :meth:`spend`, it can only switch the budget to the precise clock. False when the
         budget's lock was busy (it never waits on a host thread): the caller keeps the batch
         and hands it over later, so no firing goes unmetered.
         """
         if self._fraction >= 1.0 or count <= 0:
             return True
+        if account.strikes:
+            account.strikes = []  # firings under the cap: the dear ones before were outliers
         if self.clock is not time.perf_counter_ns:
             return True  # measured with the cheap clock before a switch: not CPU time
         now = time.monotonic_ns()
@@ -767,12 +783,14 @@ class CpuBudget:
         self._lock = threading.Lock()
         self._new_window(time.monotonic_ns())
 
-    def describe_hit(self, spent_ns: int) -> str:
-        """The reason given to a probe disabled because one firing cost ``spent_ns``."""
+    def describe_hits(self, spent_ns: list[int]) -> str:
+        """The reason given to a probe disabled because its last firings cost ``spent_ns``."""
+        each = ", ".join(f"{ns / 1e6:.2f}" for ns in spent_ns)
         return (
-            f"disabled by the CPU budget: one hit used {spent_ns / 1e6:.2f} ms of CPU time, more "
-            f"than the sensor may spend in a whole second ({self.limit_ns / 1e6:.1f} ms, "
-            f"{self._fraction:.1%} of one CPU); sampling cannot make such a hit fit"
+            f"disabled by the CPU budget: {len(spent_ns)} hits in a row used {each} ms of CPU "
+            f"time, each more than the sensor may spend in a whole second "
+            f"({self.limit_ns / 1e6:.1f} ms, {self._fraction:.1%} of one CPU); sampling cannot "
+            f"make such a hit fit"
         )
 
 

@@ -672,8 +672,9 @@ def test_cpu_budget_disables_an_expensive_probe(shapes: ModuleType) -> None:
         assert status is not None
         assert status.state is ProbeState.DISABLED
         assert "CPU budget" in (status.reason or "")
-        # The first hit only switches the budget to CPU time; the second, measured, disables.
-        assert len(engine.drain()) == 2
+        # The first hit only switches the budget to CPU time; the second, measured, is over the
+        # cap (one may be the host's outlier), and the third, over it again, disables.
+        assert len(engine.drain()) == 3
     finally:
         engine.close()
 

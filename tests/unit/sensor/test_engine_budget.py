@@ -57,27 +57,35 @@ def test_a_preempted_hit_does_not_disable_the_probe(target: ModuleType) -> None:
 
 
 def test_a_hit_that_burns_cpu_disables_the_probe(target: ModuleType) -> None:
-    engine = Engine(cpu_budget=0.01)
+    engine = Engine(cpu_budget=0.05)  # 50 ms of CPU a second: the one-hit cap
     try:
         probe = _probe(target)
 
         def on_hit(hit: Hit) -> None:
-            end = time.thread_time() + 0.03  # 30 ms of this thread's CPU
+            end = time.thread_time() + 0.06  # 60 ms of this thread's CPU
             while time.thread_time() < end:
                 pass
 
         assert engine.install(probe, on_hit).state is ProbeState.INSTALLED
-        for _ in range(5):
+        calls = 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             target.add(1, 2)
-        status = engine.status(probe.id)
-        assert status is not None
+            calls += 1
+            status = engine.status(probe.id)
+            assert status is not None
+            if status.state is ProbeState.DISABLED:
+                break
+            time.sleep(0.02)
         assert status.state is ProbeState.DISABLED
         assert "CPU budget" in (status.reason or "")
         assert "CPU time" in (status.reason or "")
-        # Not the budget's total: this one hit alone is over a whole second's budget.
-        assert "one hit used" in (status.reason or "")
+        # Not the budget's total: each of these hits alone is over a whole second's budget.
+        assert "2 hits in a row used" in (status.reason or "")
         assert "whole second" in (status.reason or "")
-        assert status.hits == 2  # one to switch to CPU time, one measured over budget
+        # One to switch to CPU time, two measured over the cap.
+        assert status.hits == 3
+        assert status.hits + status.skipped_budget == calls
     finally:
         engine.close()
 

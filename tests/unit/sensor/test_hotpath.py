@@ -380,13 +380,16 @@ def test_a_capture_dearer_than_the_one_hit_cap_disables_the_probe() -> None:
     stops: list[str] = []
 
     def burn(*args: object) -> None:
-        end = time.thread_time_ns() + 600_000
+        end = time.thread_time_ns() + 300_000
         while time.thread_time_ns() < end:
             pass
 
     g = gate(budget, slow=burn, stops=stops)
-    for _ in range(3):
-        g.hook(-1)  # a violation, captured: the capture burns 0.6 ms of CPU
+    g.hook(-1)  # a violation, captured: the capture burns 0.3 ms of CPU
+    g.hook(-1)  # the first switched the budget to CPU time
+    # One dear firing may be an outlier (a collection, a page fault): no stop yet.
+    assert not stops
+    g.hook(-1)  # the second in a row over the cap
     assert stops
     assert "disabled by the CPU budget" in stops[0]
 
