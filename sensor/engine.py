@@ -710,7 +710,7 @@ class Engine:
 
         The entry gate samples calls (rate, max_hits, expiry, CPU budget, before any work);
         ``start(frame)`` reads what the call needs at entry and returns it (None: dropped).
-        The exit hooks run only while some sampled call is pending: ``switch`` is non-empty
+        The exit hooks run only while some sampled call is pending: ``switch`` is on
         exactly then, and a backend that honours :func:`sensor.guards.switched` tests it inline,
         so between samples a call pays no exit hook at all. ``finish(frame, entry, value,
         exc)`` produces the hit of an ended call (``exc`` None at a return).
@@ -733,7 +733,7 @@ class Engine:
             if entry is None:
                 return False
             pending[id(frame)] = (time.monotonic(), entry)
-            switch[:] = (True,)
+            switch.on = True
             return True
 
         gate = Gate(
@@ -756,9 +756,9 @@ class Engine:
                 frame = frame.f_back
             found = pending.pop(id(frame), None)
             if not pending:
-                switch.clear()
+                switch.on = False
                 if pending:  # another thread sampled a call meanwhile: keep its exit hooks
-                    switch[:] = (True,)
+                    switch.on = True
             if found is None:
                 return
             if exc is not None and not issubclass(type(exc), Exception):
@@ -778,7 +778,7 @@ class Engine:
                     self._request(probe.id, over)
 
         def on_return(value: object = NOTHING) -> None:
-            if not switch or (SENSOR_WORK and get_ident() in SENSOR_WORK):
+            if not switch.on or (SENSOR_WORK and get_ident() in SENSOR_WORK):
                 return
             try:
                 end(value, None)
@@ -786,7 +786,7 @@ class Engine:
                 armed.error("hit failed", error)
 
         def on_raise(exc: object = NOTHING) -> None:
-            if not switch or (SENSOR_WORK and get_ident() in SENSOR_WORK):
+            if not switch.on or (SENSOR_WORK and get_ident() in SENSOR_WORK):
                 return
             try:
                 end(NOTHING, exc if isinstance(exc, BaseException) else RuntimeError(str(exc)))
@@ -873,7 +873,7 @@ class Engine:
         for line in lines:
 
             def on_line(line: int = line) -> None:
-                if not switch or (SENSOR_WORK and get_ident() in SENSOR_WORK):
+                if not switch.on or (SENSOR_WORK and get_ident() in SENSOR_WORK):
                     return
                 try:
                     frame: Any = getframe(depth)

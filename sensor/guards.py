@@ -79,25 +79,38 @@ SENSOR_WORKING = False
 _get_ident = _thread.get_ident
 
 
-class Switch(list):  # type: ignore[type-arg]
-    """A gate's open/closed flag: a list, empty while closed, compared and hashed by identity.
+class Switch:
+    """A gate's open/closed flag: ``on``, an exact bool, False while closed.
 
-    A list, because testing its truth is C code the interpreter runs inline (a backend puts
-    the switch into rebuilt bytecode as a constant). Hashed by identity, because a code
-    object hashes its constants: a plain list there would make the rebuilt code unhashable
-    and break any tool that keys a dict by code objects.
+    A backend puts the switch into rebuilt bytecode as a constant and tests it inline with
+    ``LOAD_CONST switch; LOAD_ATTR on; POP_JUMP_IF_...``. Every Python the sensor supports
+    specialises that read (``LOAD_ATTR_SLOT``: a type version check and a load), and the jump
+    tests an exact bool with no truth-test call. (A ``list`` subclass, empty while closed, was
+    the switch before: 3.13 specialises ``TO_BOOL`` for an exact ``list`` only, so each inline
+    test there paid ``PyObject_IsTrue`` and a back-off counter, about 30 instructions; an exact
+    list cannot be a constant, since a code object hashes its constants.) Hashed and compared
+    by identity (``object``'s own), so that a code object holding it hashes. Opened and closed
+    by one attribute store (``switch.on = True``), a single step under the GIL for readers on
+    any thread; only exact bools are ever stored (3.13's jump reads its operand as one).
+    Hot code tests ``switch.on``; ``bool(switch)`` is the same answer, for the rest.
     """
 
-    __slots__ = ()
-    __hash__ = object.__hash__  # type: ignore[assignment]
-    __eq__ = object.__eq__
-    __ne__ = object.__ne__
+    __slots__ = ("on",)
+
+    def __init__(self, on: bool = False) -> None:
+        self.on: bool = bool(on)
+
+    def __bool__(self) -> bool:
+        return self.on
+
+    def __repr__(self) -> str:
+        return f"<Switch {'open' if self.on else 'closed'}>"
 
 
 def switch_of(hook: Callable[..., Any]) -> tuple[Switch, Any] | None:
     """A gate hook's *switch* and *skip counter*, or None for any other hook.
 
-    The switch is a list, empty while the gate is closed (every firing would only be skipped);
+    The switch's ``on`` is False while the gate is closed (every firing would only be skipped);
     ``next(skips)`` counts one skipped firing. A backend may test the switch inline before it
     calls the hook and count the skip itself, which saves the call. The hook tests the switch
     too, so a backend that ignores it stays right. ``skips`` may be None: nothing is counted
@@ -110,7 +123,7 @@ def switch_of(hook: Callable[..., Any]) -> tuple[Switch, Any] | None:
 def switched(hook: Callable[..., Any], switch: Switch) -> Callable[..., Any]:
     """Mark ``hook`` as guarded by ``switch`` with no skip counter (see :func:`switch_of`).
 
-    A backend that honours the mark runs the hook only while the switch is non-empty, at the
+    A backend that honours the mark runs the hook only while the switch is on, at the
     cost of one inline test otherwise; the hook must test the switch itself too.
     """
     setattr(hook, _SWITCH_ATTR, (switch, None))
@@ -120,7 +133,7 @@ def switched(hook: Callable[..., Any], switch: Switch) -> Callable[..., Any]:
 def samples(hook: Callable[..., Any], switch: Switch) -> Callable[..., Any]:
     """Mark an entry gate's ``hook`` as the one whose sampled calls open ``switch``.
 
-    A call whose gate is closed (its switch empty: the firing is only skipped) is not sampled,
+    A call whose gate is closed (its switch off: the firing is only skipped) is not sampled,
     so a backend may run the original body right after counting the skip, without testing
     ``switch`` (see :func:`sensor.inject.bytecode_backend.instrument`).
     """
@@ -832,7 +845,7 @@ class Gate(_GuardedHook):
     one probe: ``max_hits`` then bounds their sum.
 
     After a hit whose next token is :data:`LONG_WAIT` or more away, the gate *closes*: its
-    :class:`Switch` is emptied and ``waker`` (if given) reopens it when the token is due.
+    :class:`Switch` is turned off and ``waker`` (if given) reopens it when the token is due.
     While closed, a firing only counts a skip; the hook carries ``(switch, skips)`` (see
     :func:`switch_of`) so that a backend can do that inline, without calling the hook.
     """
@@ -869,7 +882,7 @@ class Gate(_GuardedHook):
         # one compare. The bucket itself is only refilled on admission.
         next_at = -math.inf
         # Empty while closed (until the waker reopens it): a skipped firing costs one test.
-        switch = Switch((True,))
+        switch = Switch(True)
         schedule = None if waker is None or not limited else waker.schedule
 
         def hook(value: object = NOTHING) -> None:
@@ -877,7 +890,7 @@ class Gate(_GuardedHook):
             # into the new frame, and all of that is per-firing cost.
             if SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
-            if not switch:
+            if not switch.on:
                 next(closed)
                 return
             if not armed:
@@ -922,7 +935,7 @@ class Gate(_GuardedHook):
                     return
                 if schedule is not None and next_at - now >= LONG_WAIT:
                     # Closed first: the reopening may run before schedule() returns.
-                    switch.clear()
+                    switch.on = False
                     if not schedule(min(next_at, expires), reopen):
                         reopen()
             elif limited:
@@ -930,7 +943,7 @@ class Gate(_GuardedHook):
                 next_at = now
 
         def reopen() -> None:
-            switch[:] = (True,)  # one C operation: never two entries
+            switch.on = True  # one attribute store
 
         def read() -> tuple[int, int]:
             return produced_hits[0], tally_count(skips) + tally_count(closed)
@@ -1019,13 +1032,13 @@ class ExpectGate(_GuardedHook):
                     return "novel"
             return False
 
-        switch = Switch((True,))  # as in Gate: empty while closed, until the waker reopens it
+        switch = Switch(True)  # as in Gate: off while closed, until the waker reopens it
         schedule = None if waker is None else waker.schedule
 
         def hook(value: object = NOTHING) -> None:
             if SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
-            if not switch:  # the skip path, with few free variables (see Gate)
+            if not switch.on:  # the skip path, with few free variables (see Gate)
                 next(closed)
                 return
             if not armed:
@@ -1072,12 +1085,12 @@ class ExpectGate(_GuardedHook):
                 next_at = now
                 return
             if schedule is not None and next_at - now >= LONG_WAIT:
-                switch.clear()  # before schedule(): the reopening may run before it returns
+                switch.on = False  # before schedule(): the reopening may run before it returns
                 if not schedule(min(next_at, expires), reopen):
                     reopen()
 
         def reopen() -> None:
-            switch[:] = (True,)  # one C operation: never two entries
+            switch.on = True  # one attribute store
 
         def read() -> tuple[int, int]:
             return produced_hits[0], tally_count(skips) + tally_count(closed)

@@ -201,7 +201,7 @@ class FastExpectGate(guards._GuardedHook):
         # count when the current budget closing began, or -1 when the switch is not closed by
         # the budget). One tuple, replaced whole, so that a reader never sees half an update.
         shut = (0, -1)
-        switch = Switch((True,))
+        switch = Switch(True)
         schedule = None if waker is None or not limited else waker.schedule
         # Closing for the budget does not depend on the evaluation rate being limited.
         shut_schedule = None if waker is None else waker.schedule
@@ -259,7 +259,7 @@ class FastExpectGate(guards._GuardedHook):
             nonlocal carry_ns, fn, red0, version0, table, shut, quick, from_value, qk
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
-            if not switch:  # closed until the waker reopens it (see Gate)
+            if not switch.on:  # closed until the waker reopens it (see Gate)
                 next(closed)
                 return
             if not armed:
@@ -302,7 +302,7 @@ class FastExpectGate(guards._GuardedHook):
                     wait = account.refill_in()
                     if shut_schedule is not None and wait > 0.0:
                         shut = (shut[0], tally_count(closed))
-                        switch.clear()  # before schedule(): the reopening may run first
+                        switch.on = False  # before schedule(): the reopening may run first
                         if not shut_schedule(_tick(now_s + min(wait, SHUT_MAX), now_s), reopen):
                             reopen()
                     return
@@ -463,7 +463,7 @@ class FastExpectGate(guards._GuardedHook):
                 # The evaluation bucket is empty: closed until its next token, on the waker's
                 # tick (see _tick), so that the firings in between cost an inline test and a
                 # C-level count each instead of a call that would only be refused.
-                switch.clear()  # before schedule(): the reopening may run before it returns
+                switch.on = False  # before schedule(): the reopening may run before it returns
                 if not schedule(
                     _tick(min(next_at, expires) / 1e9 + wall_offset, t0 / 1e9 + wall_offset),
                     reopen,
@@ -479,7 +479,7 @@ class FastExpectGate(guards._GuardedHook):
 
         def reopen() -> None:
             nonlocal shut
-            switch[:] = (True,)  # one C operation: never two entries
+            switch.on = True  # one attribute store
             done, mark = shut
             if mark >= 0:
                 # A firing on another thread that saw the switch closed just before this may

@@ -73,9 +73,9 @@ _get_ident = _thread.get_ident
 #: Thread ident -> nesting depth of :func:`sensor_work` (only threads doing sensor work now).
 _working = SENSOR_WORK
 
-#: Non-empty while some thread does sensor work: a list, so that a truth test is C code the
-#: interpreter runs inline (the bytecode backend puts it into nested functions' rebuilt code).
-#: The same type as a gate's switch (hashed by identity, so a code object holding it hashes).
+#: On while some thread does sensor work: a gate's :class:`~sensor.guards.Switch`, which the
+#: bytecode backend tests inline in nested functions' rebuilt code (hashed by identity, so a
+#: code object holding it hashes; its ``on`` is read by a specialised ``LOAD_ATTR``).
 BUSY = Switch()
 
 # Mode changes (fast <-> checked) are serialised by this lock, and the listeners (the bytecode
@@ -106,7 +106,7 @@ def _notify(checked_mode: bool) -> None:
 
 def _set_busy(busy: bool) -> None:
     guards.SENSOR_WORKING = busy
-    BUSY[:] = (True,) if busy else ()
+    BUSY.on = busy
 
 
 def _enter(ident: int, depth: int) -> None:

@@ -52,6 +52,21 @@ def _bound_next(hook: Hook) -> object | None:
     return None
 
 
+def _test(switch: Switch, loc: Any) -> list[Any]:
+    """Push ``switch.on`` (an exact bool) for a ``POP_JUMP_IF_...`` to test.
+
+    ``LOAD_CONST switch; LOAD_ATTR on``: the read specialises to ``LOAD_ATTR_SLOT`` on every
+    Python, and the jump needs no truth test (3.13's ``TO_BOOL`` is left out: its operand is
+    always an exact bool, see :class:`~sensor.guards.Switch`).
+    """
+    from bytecode import Instr
+
+    return [
+        Instr("LOAD_CONST", switch, location=loc),
+        Instr("LOAD_ATTR", "on" if _PY311 else (False, "on"), location=loc),
+    ]
+
+
 def _call(hook: Hook, loc: Any, arg: list[Any] | None = None, *, nested: bool = False) -> list[Any]:
     """Instructions calling ``hook`` with no argument or with the instructions in ``arg``.
 
@@ -72,9 +87,7 @@ def _call(hook: Hook, loc: Any, arg: list[Any] | None = None, *, nested: bool = 
         # without calling the hook (``if switch: hook() else: next(skips)``).
         switch, skips = switched
         skip, done = Label(), Label()
-        seq: list[Any] = [Instr("LOAD_CONST", switch, location=loc)]
-        if _PY313:
-            seq.append(Instr("TO_BOOL", location=loc))
+        seq: list[Any] = _test(switch, loc)
         if skips is None:
             # No skip counter (a lines probe's per-line hooks): a closed switch costs the
             # test and the jump, no call at all.
@@ -140,9 +153,7 @@ def _next_call(iterator: object, loc: Any, nested: bool) -> list[Any]:
     if not nested:
         return _plain_call(next, loc, [Instr("LOAD_CONST", iterator, location=loc)])
     fast, done = Label(), Label()
-    seq: list[Any] = [Instr("LOAD_CONST", BUSY, location=loc)]
-    if _PY313:
-        seq.append(Instr("TO_BOOL", location=loc))
+    seq: list[Any] = _test(BUSY, loc)
     seq.append(Instr(_POP_JUMP_IF_FALSE, fast, location=loc))
     seq += _plain_call(checked_next, loc, [Instr("LOAD_CONST", iterator, location=loc)])
     seq += [Instr("JUMP_FORWARD", done, location=loc), fast]
@@ -166,9 +177,7 @@ def _count(tally: object, loc: Any, nested: bool) -> list[Any]:
 
     if nested:
         fast, done = Label(), Label()
-        seq: list[Any] = [Instr("LOAD_CONST", BUSY, location=loc)]
-        if _PY313:
-            seq.append(Instr("TO_BOOL", location=loc))
+        seq: list[Any] = _test(BUSY, loc)
         seq.append(Instr(_POP_JUMP_IF_FALSE, fast, location=loc))
         seq += _count(_checked_tally(tally), loc, False)
         seq += [Instr("JUMP_FORWARD", done, location=loc), fast]
@@ -472,9 +481,7 @@ def instrument(
             test: list[Any] = []
             if choose is None:
                 for switch in switches:
-                    test.append(Instr("LOAD_CONST", switch, location=first_loc))
-                    if _PY313:
-                        test.append(Instr("TO_BOOL", location=first_loc))
+                    test += _test(switch, first_loc)
                     test.append(Instr(_POP_JUMP_IF_TRUE, sampled, location=first_loc))
             # (the gate's open path after the original body, which ends in a terminator)
             head = plain[:plain_cut] + test + plain[plain_cut:] + gate_after
@@ -539,14 +546,10 @@ def _choosing_gate(
     assert pair[1] is not None
     gate_switch, skips = pair
     opened, plain = Label(), Label()
-    entry: list[Any] = [Instr("LOAD_CONST", gate_switch, location=loc)]
-    if _PY313:
-        entry.append(Instr("TO_BOOL", location=loc))
+    entry: list[Any] = _test(gate_switch, loc)
     entry.append(Instr(_POP_JUMP_IF_TRUE, opened, location=loc))
     after: list[Any] = [opened, *_plain_call(hook, loc, None)]
-    after.append(Instr("LOAD_CONST", switch, location=loc))
-    if _PY313:
-        after.append(Instr("TO_BOOL", location=loc))
+    after += _test(switch, loc)
     after += [
         Instr(_POP_JUMP_IF_TRUE, sampled, location=loc),
         Instr("JUMP_BACKWARD", plain, location=loc),

@@ -159,7 +159,7 @@ def test_a_tally_that_ran_out_lets_the_function_run_on(load: Loader, where: str)
                 release.wait(0.001)
         assert [fn(i) for i in range(6)] == want
         assert skips.__length_hint__() == 0, "three counted, then ran out"
-        switch.append(True)
+        switch.on = True
         assert [fn(i) for i in range(6)] == want
         assert len(calls) == 6
     finally:

@@ -459,7 +459,7 @@ def test_gates_closing_on_every_tick_ring_the_waker_once_not_every_tick(
         ring()
 
     monkeypatch.setattr(waker, "_ring", counted)
-    switches = [Switch((True,)) for _ in range(5)]
+    switches = [Switch(True) for _ in range(5)]
     # A round closes every gate again after the waker reopened them on tick ``due``. The waker
     # woke at or after ``due``, so it lingers at least until ``due + LONG_WAIT``: a round whose
     # closings all come before that is on time and must ring nothing. A round the host thread
@@ -472,11 +472,11 @@ def test_gates_closing_on_every_tick_ring_the_waker_once_not_every_tick(
         in_time = True
         next_due = due
         for switch in switches:
-            switch.clear()
+            switch.on = False
             now = time.monotonic()
             in_time = in_time and now < due + LONG_WAIT - 0.002
             next_due = math.ceil((now + 0.001) / LONG_WAIT) * LONG_WAIT + 1e-9
-            assert _schedule(waker, next_due, functools.partial(switch.append, True))
+            assert _schedule(waker, next_due, functools.partial(setattr, switch, "on", True))
         if in_time:
             on_time += 1
             rang_on_time += len(rings) - before

@@ -169,11 +169,11 @@ def test_a_closed_switch_counts_the_skip_and_never_calls_the_hook(backend: Backe
     # the monitoring backend calls the hook, which tests it itself (as a gate's hook does).
     calls: list[object] = []
     called_while_closed: list[object] = []
-    switch = Switch((True,))
+    switch = Switch(True)
     skips = itertools.repeat(None, 1_000)
 
     def hook(value: object = None) -> None:
-        if not switch:
+        if not switch.on:
             called_while_closed.append(value)
             next(skips)
             return
@@ -185,12 +185,12 @@ def test_a_closed_switch_counts_the_skip_and_never_calls_the_hook(backend: Backe
     assert plain(1) == 2
     assert calls == [None, 2]
     assert hash(plain.__code__), "rebuilt code stays hashable: tools key dicts by code"
-    switch.clear()
+    switch.on = False
     assert [plain(i) for i in range(5)] == [0, 2, 4, 6, 8]
     assert calls == [None, 2]
     assert skips.__length_hint__() == 1_000 - 10
     assert len(called_while_closed) == (10 if backend.name == "monitoring" else 0)
-    switch.append(True)
+    switch.on = True
     assert plain(3) == 6
     assert calls == [None, 2, None, 6]
 
