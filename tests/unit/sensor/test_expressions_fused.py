@@ -60,6 +60,20 @@ HostileStr = type("HostileStr", (str,), dict(_HOOKS))
 HostileList = type("HostileList", (list,), dict(_HOOKS))
 HostileTuple = type("HostileTuple", (tuple,), dict(_HOOKS))
 HostileDict = type("HostileDict", (dict,), dict(_HOOKS))
+
+
+class Colliding:
+    """A dict key whose hash is that of ``"total"``: a lookup of ``"total"`` compares with it
+    (its ``__eq__``) unless the lookup is refused first."""
+
+    def __hash__(self) -> int:
+        return hash("total")
+
+    def __eq__(self, other: object) -> bool:
+        CALLS.append("Colliding.__eq__")
+        return False
+
+
 # A card number: a secret by content (R2).
 CARD = "4111 1111 1111 1111"
 
@@ -70,6 +84,7 @@ def _hostiles() -> list[Any]:
         HostileTuple((1, 2)), HostileDict({"total": 1, "id": 2}),
         [HostileInt(1), 2], [1, Hostile()], (2, HostileFloat(1.0), 3), {"total": HostileInt(4)},
         {Hostile(): 1, "total": 2}, {HostileStr("total"): 1}, [HostileStr("a"), "b", "c"],
+        {Colliding(): 1, "id": 2}, {Colliding(): 1, "total": 2},
     ]  # fmt: skip
 
 
