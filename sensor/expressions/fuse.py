@@ -74,7 +74,7 @@ _NUM = frozenset({int, float})
 _STR = frozenset({str})
 # What a name read (the load's rule R2) returns unchanged: these exact types, and a str that is
 # short or known clean (checked where it is read).
-_LOADABLE = frozenset({int, float, bool, _NoneType, str, list, tuple, dict})
+_LOADABLE = frozenset[type]({int, float, bool, _NoneType, str, list, tuple, dict})
 _ANY = _LOADABLE
 _BOOL = frozenset({bool})
 _ORDER = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
@@ -171,10 +171,9 @@ class _Gen:
         param = self.params.get(name)
         if param is None or name.startswith("_") or self.red.is_secret_name(name):
             raise _Unfusable("name")  # not at hand, or R1 applies to it
-        var = self.tmp("x")
-        self.emit(f"{var} = {param}")
-        self.check(var, want)
-        return var, want & _LOADABLE
+        # The parameter itself: a function's own argument, never rebound.
+        self.check(param, want)
+        return param, want & _LOADABLE
 
     def _constant(self, node: ast.AST) -> object:
         if isinstance(node, ast.Constant):
@@ -186,8 +185,8 @@ class _Gen:
             and type(node.operand.value) in _NUM
         ):
             # What the closures compute for a signed number (c_UnaryOp), at build time.
-            value = node.operand.value
-            value = -value if isinstance(node.op, ast.USub) else +value
+            number: int | float = node.operand.value  # type: ignore[assignment]
+            value = -number if isinstance(node.op, ast.USub) else +number
         else:
             return _MISSING
         if type(value) not in _TYPE_REF or (type(value) is int and value.bit_length() > 1024):
@@ -239,8 +238,10 @@ class _Gen:
         operands = [node.left, *node.comparators]
         # Strings only where one side is a literal string and the test is (in)equality, as
         # the closures' cmp_str; numbers everywhere else.
-        texts = len(symbols) == 1 and symbols[0] in ("==", "!=") and any(
-            isinstance(o, ast.Constant) and type(o.value) is str for o in operands
+        texts = (
+            len(symbols) == 1
+            and symbols[0] in ("==", "!=")
+            and any(isinstance(o, ast.Constant) and type(o.value) is str for o in operands)
         )
         kind = _STR if texts else _NUM
         names = [self.ex(o, kind)[0] for o in operands]
@@ -270,7 +271,7 @@ class _Gen:
             raise _Unfusable("in") from None
         self.cost += len(items)  # the container check's steps
         box_name = self.const(frozenset(built) if isinstance(box, ast.Set) else tuple(built))
-        var, _ = self.ex(node.left, frozenset({int, float, bool, _NoneType, str}))
+        var, _ = self.ex(node.left, frozenset[type]({int, float, bool, _NoneType, str}))
         out = self.tmp("r")
         op = "in" if isinstance(node.ops[0], ast.In) else "not in"
         self.emit(f"{out} = {var} {op} {box_name}")
@@ -294,7 +295,9 @@ class _Gen:
         self.emit(f"{out} = {a} {sym} {b}")
         return out, _NUM
 
-    def x_Subscript(self, node: ast.Subscript, want: frozenset[type]) -> tuple[str, frozenset[type]]:
+    def x_Subscript(
+        self, node: ast.Subscript, want: frozenset[type]
+    ) -> tuple[str, frozenset[type]]:
         key = self._constant(node.slice)
         if type(key) is str:
             if self.red.is_secret_name(key):
@@ -313,7 +316,7 @@ class _Gen:
             self.check(out, want)
             return out, want & _LOADABLE
         if type(key) is int:
-            base, _ = self.ex(node.value, frozenset({list, tuple}))
+            base, _ = self.ex(node.value, frozenset[type]({list, tuple}))
             k = self.const(key)
             # A pair may hide its second item (R1): the closures read it.
             self.emit(f"if len({base}) == 2 or not -len({base}) <= {k} < len({base}):")
@@ -331,7 +334,7 @@ class _Gen:
         name = func.id
         args = node.args
         if name == "len" and len(args) == 1:
-            var, _ = self.ex(args[0], frozenset({list, tuple, dict, str}))
+            var, _ = self.ex(args[0], frozenset[type]({list, tuple, dict, str}))
             out = self.tmp()
             self.emit(f"{out} = len({var})")
             return out, frozenset({int})
@@ -353,7 +356,7 @@ class _Gen:
             self.emit(f"{out} = type({var}) in {self.const(true)}")
             return out, _BOOL
         if name == "sum" and len(args) == 1:
-            var, _ = self.ex(args[0], frozenset({list, tuple}))
+            var, _ = self.ex(args[0], frozenset[type]({list, tuple}))
             item = self.tmp("i")
             ti = self.tmp("y")
             self.emit(f"if len({var}) > {MAX_LOOP}:")
@@ -391,7 +394,7 @@ class _Gen:
             raise _Unfusable("comprehension")
         if target.id.startswith("_") or target.id in self.scope:
             raise _Unfusable("comprehension")
-        seq, _ = self.ex(comp.iter, frozenset({list, tuple}))
+        seq, _ = self.ex(comp.iter, frozenset[type]({list, tuple}))
         out = self.tmp("r")
         item = self.tmp("c")
         ti = self.tmp("y")
@@ -431,8 +434,8 @@ class _Gen:
 
 
 # The builtins the generated code calls, on exact builtin values only.
-_SAFE_BUILTINS = ("abs", "bool", "dict", "float", "id", "int", "len", "list", "map", "str")
-_SAFE_BUILTINS += ("sum", "tuple", "type")
+_SAFE_BUILTINS: tuple[str, ...] = ("abs", "bool", "dict", "float", "id", "int", "len", "list")
+_SAFE_BUILTINS += ("map", "str", "sum", "tuple", "type")
 
 
 def fuse(
@@ -471,7 +474,7 @@ def fuse(
         + "\n  except Exception:\n    return FALLBACK\n"
     )
     code = builtins.compile(text, "<fused expectation>", "exec")
-    exec(code, gen.ns)  # noqa: S102 - our own fixed fragments only (see the module docstring)
+    exec(code, gen.ns)  # our own fixed fragments only (see the module docstring)
     fn: Callable[[object, object, object], Any] = gen.ns["fused"]
     fn.source = text  # type: ignore[attr-defined]
     return fn
