@@ -105,6 +105,10 @@ class _Gen:
         }
         self.lines: list[str] = []
         self.level = 1
+        # var -> (the exact types a check established, the block level it holds in)
+        self.checked: dict[str, tuple[frozenset[type], int]] = {}
+        # (result, value, the exact types it answered True for) of the last isinstance()
+        self.narrow: tuple[str, str, frozenset[type]] | None = None
         self.n = 0
         self.cost = 0
         # Comprehension variables in scope: name -> (temporary, the exact types it may hold).
@@ -127,10 +131,14 @@ class _Gen:
     def check(self, var: str, types: frozenset[type], known: frozenset[type] | None = None) -> None:
         """Return FALLBACK unless ``var`` is of one of ``types`` exactly; a str must be too short
         to be a secret or known clean (R2). ``known``: the exact types ``var`` is already known
-        to have (None: anything, a value from the host)."""
+        to have (None: anything, a value from the host), or what an earlier check of it in this
+        block or an enclosing one established."""
+        seen = self.checked.get(var)
+        if seen is not None:
+            known = seen[0] if known is None else known & seen[0]
         if known is not None:
             if known <= types:
-                return  # already checked where it was read
+                return  # already checked
             types = types & known
         types = types & _LOADABLE
         if not types:
@@ -141,15 +149,28 @@ class _Gen:
         for t in _TYPE_ORDER:
             if t not in types:
                 continue
-            if t is str:
+            if t is str and (known is None or str not in known):
                 tests.append(
                     f"({tt} is str and (len({var}) < {MIN_SECRET_CHARS} or (len({var}) <= "
                     f"{CACHE_CHARS} and TABLE.get({var}, 0) is None)))"
                 )
-            else:
+            else:  # (a str known to have passed R2 already: its type alone)
                 tests.append(f"{tt} is {_TYPE_REF[t]}")
         self.emit(f"if not ({' or '.join(tests)}):")
         self.emit("    return FALLBACK")
+        self.checked[var] = (types, self.level)
+
+    def take_narrow(self) -> tuple[str, str, frozenset[type]] | None:
+        narrow, self.narrow = self.narrow, None
+        return narrow
+
+    def open_block(self) -> None:
+        self.level += 1
+
+    def close_block(self) -> None:
+        # What a check inside the block established holds only inside it.
+        self.level -= 1
+        self.checked = {v: e for v, e in self.checked.items() if e[1] <= self.level}
 
     # -- nodes: each returns (a variable or constant name, the exact types it may hold) ----
 
@@ -213,17 +234,26 @@ class _Gen:
 
     def x_BoolOp(self, node: ast.BoolOp, want: frozenset[type]) -> tuple[str, frozenset[type]]:
         out = self.tmp("r")
+        is_and = isinstance(node.op, ast.And)
+        self.narrow = None
         first, _ = self.ex(node.values[0], _BOOL)
         self.emit(f"{out} = {first}")
-        test = f"if {out}:" if isinstance(node.op, ast.And) else f"if not {out}:"
+        test = f"if {out}:" if is_and else f"if not {out}:"
         opened = 0
         for value in node.values[1:]:
+            narrow = self.take_narrow()
             self.emit(test)
-            self.level += 1
+            self.open_block()
             opened += 1
+            if is_and and narrow is not None and narrow[0] == first:
+                # ``isinstance(x, C) and ...``: x is of one of the classes it answered True for
+                # (its exact type decided that answer), in the rest of the ``and``.
+                self.checked[narrow[1]] = (narrow[2], self.level)
             var, _ = self.ex(value, _BOOL)
+            first = var
             self.emit(f"{out} = {var}")
-        self.level -= opened
+        for _ in range(opened):
+            self.close_block()
         return out, _BOOL
 
     def x_Compare(self, node: ast.Compare, want: frozenset[type]) -> tuple[str, frozenset[type]]:
@@ -304,9 +334,15 @@ class _Gen:
                 raise _Unfusable("secret key")  # R1: the closures hide its value
             base, _ = self.ex(node.value, frozenset({dict}))
             # _check_keys: every key a builtin scalar, so that the lookup compares only in C.
-            self.emit(f"if len({base}) > {MAX_KEYS}:")
+            # A few keys (the common dict) one by one, most of them str; more in C at once.
+            k = self.tmp("k")
+            self.emit(f"if len({base}) <= 8:")
+            self.emit(f"    for {k} in {base}:")
+            self.emit(f"        if type({k}) is not str and id(type({k})) not in SCALAR:")
+            self.emit("            return FALLBACK")
+            self.emit(f"elif len({base}) > {MAX_KEYS}:")
             self.emit("    return FALLBACK")
-            self.emit(f"if not {{*map(id, map(type, {base}))}} <= SCALAR:")
+            self.emit(f"elif not {{*map(id, map(type, {base}))}} <= SCALAR:")
             self.emit("    return FALLBACK")
             self.cost += 1 + (MAX_KEYS >> 2)
             out = self.tmp("x")
@@ -354,6 +390,8 @@ class _Gen:
             true = frozenset(t for t in types if any(c in t.__mro__ for c in spec))
             out = self.tmp("r")
             self.emit(f"{out} = type({var}) in {self.const(true)}")
+            if true:
+                self.narrow = (out, var, true)
             return out, _BOOL
         if name == "sum" and len(args) == 1:
             var, _ = self.ex(args[0], frozenset[type]({list, tuple}))
@@ -406,7 +444,7 @@ class _Gen:
         pair = self.tmp("p")
         self.emit(f"{pair} = len({seq}) == 2")
         self.emit(f"for {item} in {seq}:")
-        self.level += 1
+        self.open_block()
         self.emit(f"{ti} = type({item})")
         self.emit(
             f"if not ({ti} is int or {ti} is float or {ti} is NoneT or ({ti} is str and not {pair}"
@@ -414,12 +452,24 @@ class _Gen:
             f"TABLE.get({item}, 0) is None)))):"
         )
         self.emit("    return FALLBACK")
+        upfront = len(self.lines) - 3
         self.scope[target.id] = (item, frozenset({int, float, _NoneType, str}))
         before = self.cost
         try:
             var, _ = self.ex(gen.elt, _BOOL)
+            body = self.checked.get(item)
         finally:
             del self.scope[target.id]
+        if (
+            body is not None
+            and body[1] == self.level
+            and str not in body[0]
+            and self.lines[upfront + 3].endswith(f" = type({item})")
+        ):
+            # The body's first line checks every item, at its own level, as numbers or None
+            # (no string, so R2 and the pairs do not arise): the checks above are not needed.
+            del self.lines[upfront : upfront + 3]
+            del self.lines[upfront - 2]  # the pair test
         inner = self.cost - before
         self.cost = before + MAX_LOOP * (1 + inner)  # _iterate's step per item, and the body's
         if is_all:
@@ -429,7 +479,7 @@ class _Gen:
             self.emit(f"if {var}:")
             self.emit(f"    {out} = True")
         self.emit("    break")
-        self.level -= 1
+        self.close_block()
         return out, _BOOL
 
 
