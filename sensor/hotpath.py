@@ -561,7 +561,10 @@ def _fused(
     if not SPECIALISE_FUSED:
         return None
     _fn, red, _version, table = expr._compiled
-    return fuse(expr._tree, red, table, value_name, local_names, expr.max_steps)
+    try:
+        return fuse(expr._tree, red, table, value_name, local_names, expr.max_steps)
+    except Exception:  # never into the host (this may run in the hook): the closures it is
+        return None
 
 
 #: Build the fused forms (tests turn it off to compare with the closures alone).
