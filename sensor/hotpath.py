@@ -327,6 +327,9 @@ class FastExpectGate(guards._GuardedHook):
                     ok = quick(a, qk)
                 elif (
                     fused is not None
+                    # (a backend that could not pass the locals passes none: the frame is
+                    # read below, and calling the fused form would only be a FALLBACK)
+                    and (p0 is not NOTHING or not n_passed)
                     and red is red0
                     and red.version == version0
                     and (ok := fused(value, p0, p1)) is not FALLBACK
