@@ -38,6 +38,7 @@ from sensor import guards
 from sensor import redaction as _redaction
 from sensor.expressions.budget import _S_SLOTS, NO_VALUE
 from sensor.expressions.compiler import Expression
+from sensor.expressions.fuse import FALLBACK, fuse
 from sensor.expressions.values import _CMP_OPS, _Lazy, _materialize
 from sensor.guards import (
     LONG_WAIT,
@@ -238,6 +239,8 @@ class FastExpectGate(guards._GuardedHook):
         gated = limited or max_hits is not None
         # The inline form of ``<number> <op> <constant>`` (see _number_test), or None.
         quick, from_value, qk = _number_test(fn, value_name, local_names)
+        # The fused form of the other typical shapes (see sensor.expressions.fuse), or None.
+        fused = _fused(expr, value_name, local_names)
 
         def deliver(frame: Any, value: object, outcome: str, error: str | None) -> None:
             # A capture (rare by design: within violation_rate or the probe's rate).
@@ -256,7 +259,7 @@ class FastExpectGate(guards._GuardedHook):
             p1: object = NOTHING,
         ) -> None:
             nonlocal tokens, last, next_at, pending_ns, pending_n, settle_at, slow_ns
-            nonlocal carry_ns, fn, red0, version0, table, shut, quick, from_value, qk
+            nonlocal carry_ns, fn, red0, version0, table, shut, quick, from_value, qk, fused
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
             if not switch.on:  # closed until the waker reopens it (see Gate)
@@ -322,6 +325,20 @@ class FastExpectGate(guards._GuardedHook):
                     # the probe's, or the one local it reads, passed), without building the
                     # evaluation state or calling it. Anything else runs the closure.
                     ok = quick(a, qk)
+                elif (
+                    fused is not None
+                    # (a backend that could not pass the locals passes none: the frame is
+                    # read below, and calling the fused form would only be a FALLBACK)
+                    and (p0 is not NOTHING or not n_passed)
+                    and red is red0
+                    and red.version == version0
+                    and (ok := fused(value, p0, p1)) is not FALLBACK
+                ):
+                    # The whole expression as one generated function of the values at hand,
+                    # for exact builtin values (see sensor.expressions.fuse): what the closures
+                    # answer, without the locals mapping, the state or a call per node. It
+                    # answers FALLBACK for anything else, and the closures run.
+                    pass
                 else:
                     gl: Any = None
                     if not (reads_frame or value is NOTHING):
@@ -368,6 +385,7 @@ class FastExpectGate(guards._GuardedHook):
                             error = f"{type(exc).__name__}: {exc}"
                         fn, red0, version0, table = expr._compiled
                         quick, from_value, qk = _number_test(fn, value_name, local_names)
+                        fused = _fused(expr, value_name, local_names)
                 next(evaluations)
                 if ok is True:
                     violated = False
@@ -404,8 +422,9 @@ class FastExpectGate(guards._GuardedHook):
                         )
                         if key_names:  # the locals it reads (absent: the NOTHING class)
                             if fl is None:
-                                # The inline form read its one local, passed: no mapping yet.
-                                fl = {n0: p0}
+                                # The inline or fused form read the locals passed: no
+                                # mapping yet.
+                                fl = {n0: p0} if n_passed == 1 else {n0: p0, n1: p1}
                             get = fl.get
                             # Unrolled for one or two names: a Python call from map() (C) is
                             # dearer than one from here.
@@ -535,6 +554,24 @@ def _number_test(
     if name is not None and local_names == (name,):
         return native, False, k
     return None, False, None
+
+
+def _fused(
+    expr: Expression, value_name: str | None, local_names: tuple[str, ...]
+) -> Callable[[object, object, object], Any] | None:
+    """The fused form of ``expr`` at its current build (rules), or None: see
+    :mod:`sensor.expressions.fuse`. Only the values the hook has at hand are read."""
+    if not SPECIALISE_FUSED:
+        return None
+    _fn, red, _version, table = expr._compiled
+    try:
+        return fuse(expr._tree, red, table, value_name, local_names, expr.max_steps)
+    except Exception:  # never into the host (this may run in the hook): the closures it is
+        return None
+
+
+#: Build the fused forms (tests turn it off to compare with the closures alone).
+SPECIALISE_FUSED = True
 
 
 def _tick(at: float, now: float) -> float:

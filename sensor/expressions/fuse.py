@@ -1,0 +1,530 @@
+"""The fused form of a typical expectation: one generated Python function that evaluates it on
+the values the hook has at hand, for exact builtin values only, or answers :data:`FALLBACK`.
+
+:class:`sensor.hotpath.FastExpectGate` evaluates an expectation on every call its rate admits.
+The sandbox's compiled closures (:mod:`sensor.expressions.compiler`) cost a Python call per
+syntax node, a state list, and a mapping of the locals per evaluation; for the typical shapes
+(``result == sum(prices)``, ``0 <= discount <= price``, ``isinstance(name, str) and len(name) <
+64``, ``status in ('paid', 'shipped')``, ``order['total'] >= 0``, ``abs(result - expected) <=
+1``, ``all(p >= 0 for p in prices)``) that is most of an evaluation. :func:`fuse` writes the
+whole expression as one function ``fused(v, a0, a1)`` of the probe's value and the locals the
+backend passes (see :func:`sensor.guards.locals_of`), once, when the hook is built or the
+redaction rules change.
+
+What it answers is what the closures answer, because it only answers where they cannot differ:
+
+* Every value is checked for its exact type (``type(x) is int``...) before any operation on it;
+  an operation is only ever applied to exact ``int``, ``float``, ``bool``, ``None``, ``str``,
+  ``list``, ``tuple`` and ``dict`` values, whose operations are the builtins' own C code, so no
+  user code can run (no ``__eq__``, ``__hash__``, ``__len__``, ``__iter__``, property or
+  descriptor). A subclass, a user object, a missing name, anything unexpected: the function
+  returns :data:`FALLBACK` and the hook runs the closures, which answer or refuse with their own
+  message. Errors are therefore never produced here.
+* The redaction rules: a name or constant key that is a secret name (R1) is not fused at all
+  (decided against the rules in force, and built again when they change, as the closures are);
+  a string is used only if it is too short to be a secret or the redactor's table says it is
+  clean at this rule version (R2), as the closures' own inline forms do; a list or tuple of two
+  items is iterated only when no item is a string (R1's pairs); the literal constants are
+  checked as the compiler checks them.
+* The bounds: every loop is over at most a fixed number of items (:data:`MAX_LOOP`), a dict is
+  read only when it has at most :data:`MAX_KEYS` keys (each checked to be a builtin scalar, so
+  that a lookup compares only in C), and the most steps the closures could charge for the same
+  work stays within one clock period of the step budget (:data:`MAX_COST`), so that they could
+  neither run out of steps nor check their clock on the values the fused form answers for.
+
+The generated text is built from fixed fragments only: parameter and temporary names of our
+own, constants bound in the function's namespace (never written out with ``repr``), operator
+symbols from a fixed table. No name, key or string of the expression appears in it.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from collections.abc import Callable
+from typing import Any, Final
+
+from sensor import redaction as _redaction
+from sensor.errors import ExpressionError
+from sensor.expressions.budget import (
+    _CLOCK_EVERY,
+    DEFAULT_MAX_SECONDS,
+    DEFAULT_MAX_STEPS,
+    new_state,
+)
+from sensor.expressions.functions import _TYPE_NAMES
+from sensor.expressions.introspect import _MISSING, _SCALAR_IDS, _NoneType
+from sensor.expressions.redact import CACHE_CHARS, MIN_SECRET_CHARS, guard
+from sensor.expressions.values import _check_cmp
+
+__all__ = ["FALLBACK", "MAX_COST", "MAX_KEYS", "MAX_LOOP", "fuse"]
+
+#: What a fused function returns when it does not answer: the hook then runs the closures.
+FALLBACK: Final[Any] = type("Fallback", (), {"__slots__": (), "__repr__": lambda s: "FALLBACK"})()
+#: The most items a fused loop (``sum``, ``all``, ``any``) goes over.
+MAX_LOOP: Final = 32
+#: The most keys of a dict a fused subscript reads.
+MAX_KEYS: Final = 32
+#: The most steps the closures may charge for what a fused function answers: below one clock
+#: period (``_CLOCK_EVERY``), the closures' budget checks can refuse nothing the fused form
+#: answers (their first check starts the clock; the next comes after this many steps).
+MAX_COST: Final = _CLOCK_EVERY // 2
+
+_NUM = frozenset({int, float})
+_STR = frozenset({str})
+# What a name read (the load's rule R2) returns unchanged: these exact types, and a str that is
+# short or known clean (checked where it is read).
+_LOADABLE = frozenset[type]({int, float, bool, _NoneType, str, list, tuple, dict})
+_ANY = _LOADABLE
+_BOOL = frozenset({bool})
+_ORDER = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+_EQUAL = {ast.Eq: "==", ast.NotEq: "!="}
+_ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%"}
+# Names the generated code uses for types, in the order a guard tests them.
+_TYPE_ORDER = (int, float, str, bool, _NoneType, list, tuple, dict)
+_TYPE_REF = {int: "int", float: "float", str: "str", bool: "bool", _NoneType: "NoneT",
+             list: "list", tuple: "tuple", dict: "dict"}  # fmt: skip
+
+
+class _Unfusable(Exception):
+    """The expression has a part the fused form does not handle: the closures run it."""
+
+
+class _Gen:
+    def __init__(self, red: _redaction.Redactor, table: Any, params: dict[str, str]) -> None:
+        self.red = red
+        self.params = params
+        self.ns: dict[str, Any] = {
+            "FALLBACK": FALLBACK,
+            "MISSING": _MISSING,
+            "SCALAR": _SCALAR_IDS,
+            "TABLE": table,
+            "NoneT": _NoneType,
+            "__builtins__": {},
+            **{n: getattr(builtins, n) for n in _SAFE_BUILTINS},
+        }
+        self.lines: list[str] = []
+        self.level = 1
+        # var -> (the exact types a check established, the block level it holds in)
+        self.checked: dict[str, tuple[frozenset[type], int]] = {}
+        # (result, value, the exact types it answered True for) of the last isinstance()
+        self.narrow: tuple[str, str, frozenset[type]] | None = None
+        self.n = 0
+        self.cost = 0
+        # Comprehension variables in scope: name -> (temporary, the exact types it may hold).
+        self.scope: dict[str, tuple[str, frozenset[type]]] = {}
+
+    # -- emission -----------------------------------------------------------------------
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " * self.level + line)
+
+    def tmp(self, prefix: str = "t") -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    def const(self, value: object) -> str:
+        name = self.tmp("K")
+        self.ns[name] = value
+        return name
+
+    def check(self, var: str, types: frozenset[type], known: frozenset[type] | None = None) -> None:
+        """Return FALLBACK unless ``var`` is of one of ``types`` exactly; a str must be too short
+        to be a secret or known clean (R2). ``known``: the exact types ``var`` is already known
+        to have (None: anything, a value from the host), or what an earlier check of it in this
+        block or an enclosing one established."""
+        seen = self.checked.get(var)
+        if seen is not None:
+            known = seen[0] if known is None else known & seen[0]
+        if known is not None:
+            if known <= types:
+                return  # already checked
+            types = types & known
+        types = types & _LOADABLE
+        if not types:
+            raise _Unfusable("no type fits")
+        tt = self.tmp("y")
+        self.emit(f"{tt} = type({var})")
+        tests = []
+        for t in _TYPE_ORDER:
+            if t not in types:
+                continue
+            if t is str and (known is None or str not in known):
+                tests.append(
+                    f"({tt} is str and (len({var}) < {MIN_SECRET_CHARS} or (len({var}) <= "
+                    f"{CACHE_CHARS} and TABLE.get({var}, 0) is None)))"
+                )
+            else:  # (a str known to have passed R2 already: its type alone)
+                tests.append(f"{tt} is {_TYPE_REF[t]}")
+        self.emit(f"if not ({' or '.join(tests)}):")
+        self.emit("    return FALLBACK")
+        self.checked[var] = (types, self.level)
+
+    def take_narrow(self) -> tuple[str, str, frozenset[type]] | None:
+        narrow, self.narrow = self.narrow, None
+        return narrow
+
+    def open_block(self) -> None:
+        self.level += 1
+
+    def close_block(self) -> None:
+        # What a check inside the block established holds only inside it.
+        self.level -= 1
+        self.checked = {v: e for v, e in self.checked.items() if e[1] <= self.level}
+
+    # -- nodes: each returns (a variable or constant name, the exact types it may hold) ----
+
+    def ex(self, node: ast.AST, want: frozenset[type]) -> tuple[str, frozenset[type]]:
+        method = getattr(self, "x_" + type(node).__name__, None)
+        if method is None:
+            raise _Unfusable(type(node).__name__)
+        out: tuple[str, frozenset[type]] = method(node, want)
+        if not out[1] <= want:
+            raise _Unfusable("type")
+        return out
+
+    def x_Name(self, node: ast.Name, want: frozenset[type]) -> tuple[str, frozenset[type]]:
+        name = node.id
+        if name in self.scope:
+            var, types = self.scope[name]
+            self.check(var, want, types)
+            return var, types & want
+        param = self.params.get(name)
+        if param is None or name.startswith("_") or self.red.is_secret_name(name):
+            raise _Unfusable("name")  # not at hand, or R1 applies to it
+        # The parameter itself: a function's own argument, never rebound.
+        self.check(param, want)
+        return param, want & _LOADABLE
+
+    def _constant(self, node: ast.AST) -> object:
+        if isinstance(node, ast.Constant):
+            value = node.value
+        elif (
+            isinstance(node, ast.UnaryOp)
+            and isinstance(node.op, ast.USub | ast.UAdd)
+            and isinstance(node.operand, ast.Constant)
+            and type(node.operand.value) in _NUM
+        ):
+            # What the closures compute for a signed number (c_UnaryOp), at build time.
+            number: int | float = node.operand.value  # type: ignore[assignment]
+            value = -number if isinstance(node.op, ast.USub) else +number
+        else:
+            return _MISSING
+        if type(value) not in _TYPE_REF or (type(value) is int and value.bit_length() > 1024):
+            raise _Unfusable("constant")
+        # R2 as c_Constant applies it: a secret written in the expression is a marker there.
+        if guard(value, new_state(DEFAULT_MAX_STEPS, DEFAULT_MAX_SECONDS, self.red)) is not value:
+            raise _Unfusable("constant")
+        return value
+
+    def x_Constant(self, node: ast.Constant, want: frozenset[type]) -> tuple[str, frozenset[type]]:
+        value = self._constant(node)
+        return self.const(value), frozenset({type(value)})
+
+    def x_UnaryOp(self, node: ast.UnaryOp, want: frozenset[type]) -> tuple[str, frozenset[type]]:
+        value = self._constant(node)
+        if value is not _MISSING:
+            return self.const(value), frozenset({type(value)})
+        if isinstance(node.op, ast.Not):
+            var, _ = self.ex(node.operand, _BOOL)
+            out = self.tmp()
+            self.emit(f"{out} = not {var}")
+            return out, _BOOL
+        raise _Unfusable("unary")
+
+    def x_BoolOp(self, node: ast.BoolOp, want: frozenset[type]) -> tuple[str, frozenset[type]]:
+        out = self.tmp("r")
+        is_and = isinstance(node.op, ast.And)
+        self.narrow = None
+        first, _ = self.ex(node.values[0], _BOOL)
+        self.emit(f"{out} = {first}")
+        test = f"if {out}:" if is_and else f"if not {out}:"
+        opened = 0
+        for value in node.values[1:]:
+            narrow = self.take_narrow()
+            self.emit(test)
+            self.open_block()
+            opened += 1
+            if is_and and narrow is not None and narrow[0] == first:
+                # ``isinstance(x, C) and ...``: x is of one of the classes it answered True for
+                # (its exact type decided that answer), in the rest of the ``and``.
+                self.checked[narrow[1]] = (narrow[2], self.level)
+            var, _ = self.ex(value, _BOOL)
+            first = var
+            self.emit(f"{out} = {var}")
+        for _ in range(opened):
+            self.close_block()
+        return out, _BOOL
+
+    def x_Compare(self, node: ast.Compare, want: frozenset[type]) -> tuple[str, frozenset[type]]:
+        if len(node.ops) == 1 and isinstance(node.ops[0], ast.In | ast.NotIn):
+            return self._in_literal(node)
+        symbols = []
+        for op in node.ops:
+            sym = _ORDER.get(type(op)) or _EQUAL.get(type(op))
+            if sym is None:
+                raise _Unfusable("comparison")
+            symbols.append(sym)
+        operands = [node.left, *node.comparators]
+        # Strings only where one side is a literal string and the test is (in)equality, as
+        # the closures' cmp_str; numbers everywhere else.
+        texts = (
+            len(symbols) == 1
+            and symbols[0] in ("==", "!=")
+            and any(isinstance(o, ast.Constant) and type(o.value) is str for o in operands)
+        )
+        kind = _STR if texts else _NUM
+        names = [self.ex(o, kind)[0] for o in operands]
+        out = self.tmp("r")
+        text = names[0]
+        for sym, name in zip(symbols, names[1:], strict=True):
+            text += f" {sym} {name}"
+        self.emit(f"{out} = {text}")
+        return out, _BOOL
+
+    def _in_literal(self, node: ast.Compare) -> tuple[str, frozenset[type]]:
+        box = node.comparators[0]
+        if not isinstance(box, ast.Tuple | ast.List | ast.Set):
+            raise _Unfusable("in")
+        items = []
+        for e in box.elts:
+            if not isinstance(e, ast.Constant):
+                raise _Unfusable("in")
+            value = self._constant(e)
+            if type(value) in (str,) and len(value) > CACHE_CHARS:  # type: ignore[arg-type]
+                raise _Unfusable("in")
+            items.append(value)
+        built: Any = set(items) if isinstance(box, ast.Set) else items
+        try:  # the closures' container check (R3), run once here as _in_literal does
+            _check_cmp(built, new_state(DEFAULT_MAX_STEPS, DEFAULT_MAX_SECONDS, self.red))
+        except ExpressionError:
+            raise _Unfusable("in") from None
+        self.cost += len(items)  # the container check's steps
+        box_name = self.const(frozenset(built) if isinstance(box, ast.Set) else tuple(built))
+        var, _ = self.ex(node.left, frozenset[type]({int, float, bool, _NoneType, str}))
+        out = self.tmp("r")
+        op = "in" if isinstance(node.ops[0], ast.In) else "not in"
+        self.emit(f"{out} = {var} {op} {box_name}")
+        return out, _BOOL
+
+    def x_BinOp(self, node: ast.BinOp, want: frozenset[type]) -> tuple[str, frozenset[type]]:
+        sym = _ARITH.get(type(node.op))
+        if sym is None:
+            raise _Unfusable("operator")
+        a, ta = self.ex(node.left, _NUM)
+        b, tb = self.ex(node.right, _NUM)
+        # The closures compute natively only below these sizes (larger ints are checked).
+        for var, types in ((a, ta), (b, tb)):
+            if int in types:
+                self.emit(f"if type({var}) is int and {var}.bit_length() >= 1024:")
+                self.emit("    return FALLBACK")
+        if sym in ("/", "//", "%"):
+            self.emit(f"if not {b}:")  # the closures' ZeroDivisionError, with their message
+            self.emit("    return FALLBACK")
+        out = self.tmp()
+        self.emit(f"{out} = {a} {sym} {b}")
+        return out, _NUM
+
+    def x_Subscript(
+        self, node: ast.Subscript, want: frozenset[type]
+    ) -> tuple[str, frozenset[type]]:
+        key = self._constant(node.slice)
+        if type(key) is str:
+            if self.red.is_secret_name(key):
+                raise _Unfusable("secret key")  # R1: the closures hide its value
+            base, _ = self.ex(node.value, frozenset({dict}))
+            # _check_keys: every key a builtin scalar, so that the lookup compares only in C.
+            # A few keys (the common dict) one by one, most of them str; more in C at once.
+            k = self.tmp("k")
+            self.emit(f"if len({base}) <= 8:")
+            self.emit(f"    for {k} in {base}:")
+            self.emit(f"        if type({k}) is not str and id(type({k})) not in SCALAR:")
+            self.emit("            return FALLBACK")
+            self.emit(f"elif len({base}) > {MAX_KEYS}:")
+            self.emit("    return FALLBACK")
+            self.emit(f"elif not {{*map(id, map(type, {base}))}} <= SCALAR:")
+            self.emit("    return FALLBACK")
+            self.cost += 1 + (MAX_KEYS >> 2)
+            out = self.tmp("x")
+            self.emit(f"{out} = {base}.get({self.const(key)}, MISSING)")
+            self.emit(f"if {out} is MISSING:")
+            self.emit("    return FALLBACK")
+            self.check(out, want)
+            return out, want & _LOADABLE
+        if type(key) is int:
+            base, _ = self.ex(node.value, frozenset[type]({list, tuple}))
+            k = self.const(key)
+            # A pair may hide its second item (R1): the closures read it.
+            self.emit(f"if len({base}) == 2 or not -len({base}) <= {k} < len({base}):")
+            self.emit("    return FALLBACK")
+            out = self.tmp("x")
+            self.emit(f"{out} = {base}[{k}]")
+            self.check(out, want)
+            return out, want & _LOADABLE
+        raise _Unfusable("subscript")
+
+    def x_Call(self, node: ast.Call, want: frozenset[type]) -> tuple[str, frozenset[type]]:
+        func = node.func
+        if not isinstance(func, ast.Name) or node.keywords or func.id in self.scope:
+            raise _Unfusable("call")
+        name = func.id
+        args = node.args
+        if name == "len" and len(args) == 1:
+            var, _ = self.ex(args[0], frozenset[type]({list, tuple, dict, str}))
+            out = self.tmp()
+            self.emit(f"{out} = len({var})")
+            return out, frozenset({int})
+        if name == "abs" and len(args) == 1:
+            var, types = self.ex(args[0], _NUM)
+            if int in types:
+                self.emit(f"if type({var}) is int and {var}.bit_length() >= 1024:")
+                self.emit("    return FALLBACK")
+            out = self.tmp()
+            self.emit(f"{out} = abs({var})")
+            return out, _NUM
+        if name == "isinstance" and len(args) == 2:
+            spec = self._static_types(args[1])
+            var, types = self.ex(args[0], _LOADABLE)
+            # The answer for each exact type the value may have, decided here: for these
+            # builtin classes, what _isinstance's walk of the value's MRO answers.
+            true = frozenset(t for t in types if any(c in t.__mro__ for c in spec))
+            out = self.tmp("r")
+            self.emit(f"{out} = type({var}) in {self.const(true)}")
+            if true:
+                self.narrow = (out, var, true)
+            return out, _BOOL
+        if name == "sum" and len(args) == 1:
+            var, _ = self.ex(args[0], frozenset[type]({list, tuple}))
+            item = self.tmp("i")
+            ti = self.tmp("y")
+            self.emit(f"if len({var}) > {MAX_LOOP}:")
+            self.emit("    return FALLBACK")
+            self.emit(f"for {item} in {var}:")
+            self.emit(f"    {ti} = type({item})")
+            self.emit(f"    if {ti} is not int and {ti} is not float:")
+            self.emit("        return FALLBACK")
+            self.cost += MAX_LOOP
+            out = self.tmp()
+            self.emit(f"{out} = sum({var})")
+            return out, _NUM
+        if name in ("all", "any") and len(args) == 1 and isinstance(args[0], ast.GeneratorExp):
+            return self._all_any(name == "all", args[0])
+        raise _Unfusable("call")
+
+    def _static_types(self, node: ast.AST) -> tuple[type, ...]:
+        if isinstance(node, ast.Name) and node.id in _TYPE_NAMES and node.id not in self.scope:
+            cls = _TYPE_NAMES[node.id]
+            if type(cls) is not type:
+                raise _Unfusable("isinstance")  # not a plain builtin class
+            return (cls,)
+        if isinstance(node, ast.Constant) and node.value is None:
+            return (_NoneType,)
+        if isinstance(node, ast.Tuple):
+            return tuple(c for e in node.elts for c in self._static_types(e))
+        raise _Unfusable("isinstance")
+
+    def _all_any(self, is_all: bool, gen: ast.GeneratorExp) -> tuple[str, frozenset[type]]:
+        if len(gen.generators) != 1:
+            raise _Unfusable("comprehension")
+        comp = gen.generators[0]
+        target = comp.target
+        if comp.ifs or comp.is_async or not isinstance(target, ast.Name):
+            raise _Unfusable("comprehension")
+        if target.id.startswith("_") or target.id in self.scope:
+            raise _Unfusable("comprehension")
+        seq, _ = self.ex(comp.iter, frozenset[type]({list, tuple}))
+        out = self.tmp("r")
+        item = self.tmp("c")
+        ti = self.tmp("y")
+        # Items: exact numbers and None, and strings (short or known clean) unless the list is
+        # a pair, whose second item R1 may hide.
+        self.emit(f"if len({seq}) > {MAX_LOOP}:")
+        self.emit("    return FALLBACK")
+        self.emit(f"{out} = {'True' if is_all else 'False'}")
+        pair = self.tmp("p")
+        self.emit(f"{pair} = len({seq}) == 2")
+        self.emit(f"for {item} in {seq}:")
+        self.open_block()
+        self.emit(f"{ti} = type({item})")
+        self.emit(
+            f"if not ({ti} is int or {ti} is float or {ti} is NoneT or ({ti} is str and not {pair}"
+            f" and (len({item}) < {MIN_SECRET_CHARS} or (len({item}) <= {CACHE_CHARS} and "
+            f"TABLE.get({item}, 0) is None)))):"
+        )
+        self.emit("    return FALLBACK")
+        upfront = len(self.lines) - 3
+        self.scope[target.id] = (item, frozenset({int, float, _NoneType, str}))
+        before = self.cost
+        try:
+            var, _ = self.ex(gen.elt, _BOOL)
+            body = self.checked.get(item)
+        finally:
+            del self.scope[target.id]
+        if (
+            body is not None
+            and body[1] == self.level
+            and str not in body[0]
+            and self.lines[upfront + 3].endswith(f" = type({item})")
+        ):
+            # The body's first line checks every item, at its own level, as numbers or None
+            # (no string, so R2 and the pairs do not arise): the checks above are not needed.
+            del self.lines[upfront : upfront + 3]
+            del self.lines[upfront - 2]  # the pair test
+        inner = self.cost - before
+        self.cost = before + MAX_LOOP * (1 + inner)  # _iterate's step per item, and the body's
+        if is_all:
+            self.emit(f"if not {var}:")
+            self.emit(f"    {out} = False")
+        else:
+            self.emit(f"if {var}:")
+            self.emit(f"    {out} = True")
+        self.emit("    break")
+        self.close_block()
+        return out, _BOOL
+
+
+# The builtins the generated code calls, on exact builtin values only.
+_SAFE_BUILTINS: tuple[str, ...] = ("abs", "bool", "dict", "float", "id", "int", "len", "list")
+_SAFE_BUILTINS += ("map", "str", "sum", "tuple", "type")
+
+
+def fuse(
+    tree: ast.Expression,
+    red: _redaction.Redactor,
+    table: Any,
+    value_name: str | None,
+    local_names: tuple[str, ...],
+    max_steps: int,
+) -> Callable[[object, object, object], Any] | None:
+    """The fused function ``fused(value, p0, p1)`` of an expression's syntax tree, compiled
+    against the redactor ``red`` and its verdict ``table``, or None when the expression has a
+    part it does not handle (the closures then run every evaluation).
+
+    ``value`` is the probe's value (``value_name``), ``p0`` and ``p1`` the locals
+    ``local_names`` in order; a value not given (``NOTHING``) makes it return FALLBACK.
+    """
+    params: dict[str, str] = {}
+    if value_name is not None:
+        params[value_name] = "v"
+    for i, name in enumerate(local_names[:2]):
+        params[name] = f"a{i}"
+    gen = _Gen(red, table, params)
+    try:
+        var, _ = gen.ex(tree.body, _ANY)
+    except (_Unfusable, RecursionError):
+        return None
+    if gen.cost > min(MAX_COST, max_steps):
+        return None
+    gen.emit(f"return {var}")
+    # Any exception (an int division too large for a float, a MemoryError): the closures run
+    # and report it with their own message.
+    text = (
+        "def fused(v, a0, a1):\n  try:\n"
+        + "\n".join("  " + line for line in gen.lines)
+        + "\n  except Exception:\n    return FALLBACK\n"
+    )
+    code = builtins.compile(text, "<fused expectation>", "exec")
+    exec(code, gen.ns)  # our own fixed fragments only (see the module docstring)
+    fn: Callable[[object, object, object], Any] = gen.ns["fused"]
+    fn.source = text  # type: ignore[attr-defined]
+    return fn

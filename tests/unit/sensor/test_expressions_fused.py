@@ -1,0 +1,317 @@
+"""The fused form of an expectation (sensor.expressions.fuse) answers as the closures do, or not at
+all, and never runs the host's code.
+
+Two levels:
+
+- the fused function alone, against ``Expression.evaluate`` (the closures the hook runs
+  otherwise) on many values per shape, hostile ones included (subclasses of the builtins and
+  objects whose every dunder records its call): where it answers, the same value of the same
+  type; for a hostile value it must not answer, and no dunder may have run;
+- through the engine, every call evaluated, with the fused forms on and off
+  (``hotpath.SPECIALISE_FUSED``): the same counters and the same hits (verdicts, error texts,
+  captures), secrets by name, by key and by content, and a rule arriving after placement.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from sensor import hotpath, redaction
+from sensor.engine import Engine
+from sensor.errors import ExpressionError
+from sensor.expressions.compiler import Expression
+from sensor.expressions.fuse import FALLBACK, fuse
+from sensor.guards import NOTHING
+from sensor.probes import Probe, ProbeState
+
+CALLS: list[str] = []
+
+
+def _record(name: str) -> Callable[..., Any]:
+    def dunder(self: Any, *args: Any) -> Any:
+        CALLS.append(name)
+        return {"__len__": 1, "__hash__": 1, "__index__": 1, "__bool__": True}.get(name, True)
+
+    return dunder
+
+
+_DUNDERS = [
+    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__hash__", "__len__",
+    "__bool__", "__abs__", "__add__", "__radd__", "__sub__", "__rsub__", "__index__",
+    "__contains__", "__getitem__", "__getattr__",
+]  # fmt: skip
+_HOOKS = {name: _record(name) for name in _DUNDERS}
+_HOOKS["__iter__"] = lambda self: (CALLS.append("__iter__"), iter([1]))[1]
+
+
+class Hostile:
+    locals().update(_HOOKS)
+
+
+HostileInt = type("HostileInt", (int,), dict(_HOOKS))
+HostileFloat = type("HostileFloat", (float,), dict(_HOOKS))
+HostileStr = type("HostileStr", (str,), dict(_HOOKS))
+HostileList = type("HostileList", (list,), dict(_HOOKS))
+HostileTuple = type("HostileTuple", (tuple,), dict(_HOOKS))
+HostileDict = type("HostileDict", (dict,), dict(_HOOKS))
+
+
+class Colliding:
+    """A dict key whose hash is that of ``"total"``: a lookup of ``"total"`` compares with it
+    (its ``__eq__``) unless the lookup is refused first."""
+
+    def __hash__(self) -> int:
+        return hash("total")
+
+    def __eq__(self, other: object) -> bool:
+        CALLS.append("Colliding.__eq__")
+        return False
+
+
+# A card number: a secret by content (R2).
+CARD = "4111 1111 1111 1111"
+
+
+def _hostiles() -> list[Any]:
+    return [
+        Hostile(), HostileInt(3), HostileFloat(0.5), HostileStr("paid"), HostileList([1, 2]),
+        HostileTuple((1, 2)), HostileDict({"total": 1, "id": 2}),
+        [HostileInt(1), 2], [1, Hostile()], (2, HostileFloat(1.0), 3), {"total": HostileInt(4)},
+        {Hostile(): 1, "total": 2}, {HostileStr("total"): 1}, [HostileStr("a"), "b", "c"],
+        {Colliding(): 1, "id": 2}, {Colliding(): 1, "total": 2},
+    ]  # fmt: skip
+
+
+def _plain() -> list[Any]:
+    return [
+        -3, -1, 0, 1, 2, 5, 63, 64, 10**30, -(10**30), 2**1100, 0.0, -0.5, 0.5, 2.5, math.inf,
+        -math.inf, math.nan, True, False, None, "", "1", "paid", "shipped", "item-7", "a" * 63,
+        "a" * 64, "a" * 300, CARD, b"paid", [], [1], [1, 2, 3], [1, -2, 3], [0.5, 2], (1, 2),
+        ("password", 3), ["a", "b", "c"], list(range(40)), (3,), [1, "x"], {"total": 1},
+        {"total": -1.5}, {"total": "x"}, {"total": CARD}, {"id": 1}, {1: 2, "total": 3},
+        {(1, 2): 3, "total": 4}, {"password": 1, "total": 2}, dict.fromkeys(range(40), 1),
+        {"total": None}, 1 + 2j, {1, 2}, frozenset({"paid"}),
+    ]  # fmt: skip
+
+
+#: expectation -> the locals it reads (passed as p0, p1 after the probe's value ``result``)
+SHAPES: dict[str, tuple[str, ...]] = {
+    "result == sum(prices)": ("prices",),
+    "0 <= discount <= price": ("discount", "price"),
+    "isinstance(name, str) and len(name) < 64": ("name",),
+    "isinstance(items, list) and len(items) > 0": ("items",),
+    "status in ('paid', 'shipped')": ("status",),
+    "status not in {'paid', 1, None}": ("status",),
+    "order['total'] >= 0": ("order",),
+    "abs(result - expected) <= 1": ("expected",),
+    "all(p >= 0 for p in prices)": ("prices",),
+    "any(p == 'b' for p in prices) or not items": ("prices", "items"),
+    "result / x > 1 and result % x != 0": ("x",),
+    "x[0] * 2 + x[-1] < 10": ("x",),
+    "isinstance(x, (int, float, NoneType, bool))": ("x",),
+    "isinstance(x, (dict, tuple)) or isinstance(x, str)": ("x",),
+}
+# Not fused: a secret name (R1), a secret key (R1), an attribute, a long literal.
+NOT_FUSED = {
+    "password >= 0": ("password",),
+    "order['token'] >= 0": ("order",),
+    "order.total >= 0": ("order",),
+    "status == 'a'": (),  # status is not passed: the hook reads the frame
+    "result in ('" + "x" * 300 + "',)": (),
+    "sum(x) + sum(y) + sum(prices) > 0": ("x", "y"),  # more locals than are passed
+}
+
+
+def _safe(expr: Expression, result: object, names: tuple[str, ...], args: list[Any]) -> Any:
+    try:
+        return ("value", expr.evaluate(dict(zip(names, args, strict=False)), values=(result,)))
+    except ExpressionError as exc:
+        return ("error", str(exc))
+
+
+def _fused(expr: Expression, names: tuple[str, ...]) -> Callable[..., Any] | None:
+    _, red, _, table = expr._compiled
+    return fuse(expr._tree, red, table, "result", names, expr.max_steps)
+
+
+def _args(names: tuple[str, ...], values: list[Any]) -> list[list[Any]]:
+    if len(names) == 1:
+        return [[v] for v in values]
+    return [[a, b] for a in values for b in values[::7]]
+
+
+@pytest.mark.parametrize("source", sorted(SHAPES))
+def test_the_fused_form_answers_as_the_closures_or_falls_back(source: str) -> None:
+    names = SHAPES[source]
+    expr = Expression(source, slots=("result",))
+    fn = _fused(expr, names)
+    assert fn is not None, f"{source!r} is not fused"
+    answered = 0
+    plain = _plain()
+    for result in [5, 0.5, -2, "paid", None]:
+        for args in _args(names, plain):
+            got = fn(result, *args, *[NOTHING] * (2 - len(args)))
+            if got is FALLBACK:
+                continue
+            answered += 1
+            want = _safe(expr, result, names, args)
+            assert want[0] == "value", (source, result, args, want)
+            same = want[1] == got or (want[1] != want[1] and got != got)
+            assert same, (source, result, args, want, got)
+            assert type(want[1]) is type(got), (source, result, args, want, got)
+    assert answered >= 10, f"{source!r}: the fused form answered only {answered} times"
+
+
+@pytest.mark.parametrize("source", sorted(SHAPES))
+def test_the_fused_form_runs_no_dunder_of_a_hostile_value(source: str) -> None:
+    names = SHAPES[source]
+    fn = _fused(Expression(source, slots=("result",)), names)
+    assert fn is not None
+    for hostile in _hostiles():
+        for result in [5, hostile]:
+            for args in ([hostile] * len(names), [hostile, 1][: len(names)]):
+                CALLS.clear()
+                got = fn(result, *args, *[NOTHING] * (2 - len(args)))
+                assert CALLS == [], (source, type(hostile).__name__, CALLS)
+                if type(hostile).__name__.startswith("Hostile"):
+                    # A hostile value the expression reads is never answered for.
+                    reads = ("result" in source and result is hostile) or args[0] is hostile
+                    if reads and got is not FALLBACK:
+                        pytest.fail(f"{source!r} answered {got!r} for {type(hostile).__name__}")
+
+
+@pytest.mark.parametrize("source", sorted(NOT_FUSED))
+def test_secret_names_keys_and_other_shapes_are_not_fused(source: str) -> None:
+    assert _fused(Expression(source, slots=("result",)), NOT_FUSED[source]) is None
+
+
+def test_a_string_secret_by_content_is_left_to_the_closures() -> None:
+    for source, args in [
+        ("status in ('paid', 'shipped')", [CARD]),
+        ("isinstance(name, str) and len(name) < 64", [CARD]),
+        ("order['total'] >= 0", [{"total": CARD}]),
+        ("all(p != 'x' for p in prices)", [[CARD, "a", "b"]]),
+        ("any(p == 'x' for p in prices)", [["password", "hunter2hunter2"]]),
+    ]:
+        expr = Expression(source, slots=("result",))
+        fn = _fused(expr, ("status", "name", "order", "prices")[:1] if False else _names(source))
+        assert fn is not None
+        assert fn(1, *args, NOTHING) is FALLBACK, source
+
+
+def _names(source: str) -> tuple[str, ...]:
+    for name in ("status", "name", "order", "prices"):
+        if name in source:
+            return (name,)
+    raise AssertionError(source)
+
+
+# -- through the engine: fused on and off give the same counters and hits ----------------------
+
+MODULE = """
+def target(result, status, order, prices, name, password):
+    return result
+"""
+
+
+ENGINE_CASES = [
+    "status in ('paid', 'shipped')",
+    "order['total'] >= 0",
+    "result == sum(prices)",
+    "isinstance(name, str) and len(name) < 64",
+    "all(p >= 0 for p in prices)",
+    "order['password'] == 1",
+    "password == 'x' or result > 0",
+]
+
+
+def _engine_calls(m: ModuleType) -> list[Callable[[], Any]]:
+    rows = [
+        (6, "paid", {"total": 1}, [1, 2, 3], "item", "x"),
+        (-1, "shipped", {"total": -1, "password": 1}, [1, -2], "item", "pw-secret-value"),
+        (0, CARD, {"total": CARD}, [CARD, 1], CARD, CARD),
+        (2, HostileStr("paid"), HostileDict({"total": 1}), HostileList([1]), HostileStr("n"), 1),
+        (3, "lost", {"total": 2.5, "password": "hunter2hunter2"}, (0.5, 0.5), "a" * 70, "x"),
+        (1, None, {}, [], "", None),
+    ]
+    return [lambda r=r: m.target(*r) for r in rows * 2]
+
+
+def _run(
+    engine: Engine, m: ModuleType, expect: str, between: Callable[[], None] | None = None
+) -> tuple[tuple[int, int, int], list[Any]]:
+    probe = Probe(
+        kind="expect",
+        location=f"{m.__name__}:target@return",
+        expect=expect,
+        limits={"eval_rate": 1e9, "violation_rate": 1e6, "rate": 1e6},
+    )
+    status = engine.install(probe)
+    assert status.state is ProbeState.INSTALLED, status.reason
+    calls = _engine_calls(m)
+    half = len(calls) // 2
+    CALLS.clear()
+    for call in calls[:half]:
+        call()
+    if between is not None:
+        between()
+    for call in calls[half:]:
+        call()
+    assert CALLS == [], f"the host's code ran: {CALLS}"
+    got = engine.status(probe.id)
+    assert got is not None
+    engine.remove(probe.id)
+    hits = [
+        json.loads(json.dumps([h.expect, h.captures], default=repr).replace(m.__name__, "target"))
+        for h in engine.drain()
+    ]
+    assert CARD not in json.dumps(hits), hits
+    return (got.evaluations, got.violations, got.expect_errors), hits
+
+
+@pytest.mark.parametrize("expect", ENGINE_CASES)
+def test_through_the_engine_fused_and_closures_give_the_same_hits(
+    engine: Engine,
+    load: Callable[..., ModuleType],
+    expect: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counts, hits = _run(engine, load(MODULE), expect)
+    with monkeypatch.context() as patch:
+        patch.setattr(hotpath, "SPECIALISE_FUSED", False)
+        old_counts, old_hits = _run(engine, load(MODULE), expect)
+    assert counts == old_counts
+    assert hits == old_hits
+    assert counts[0] == len(_engine_calls(load(MODULE)))
+
+
+def test_a_rule_arriving_after_placement_reaches_the_fused_form(
+    engine: Engine, load: Callable[..., ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ``status`` and the key ``total`` become secret names halfway: from then on their values
+    # are redacted (R1), the comparison refused, whether fused or not.
+    def secret() -> None:
+        redaction.set_redactor(redaction.Redactor(names=["status", "total"]))
+
+    def run(expect: str) -> tuple[tuple[int, int, int], list[Any]]:
+        try:
+            return _run(engine, load(MODULE), expect, between=secret)
+        finally:
+            redaction.set_redactor(None)
+
+    for expect in ("status in ('paid', 'shipped')", "order['total'] >= 0"):
+        counts, hits = run(expect)
+        with monkeypatch.context() as patch:
+            patch.setattr(hotpath, "SPECIALISE_FUSED", False)
+            old_counts, old_hits = run(expect)
+        assert counts == old_counts
+        assert hits == old_hits
+        # Every call after the rule is a violation (redacted: refused or unequal), none shows it.
+        assert counts[1] >= 6, (expect, counts)
+        assert "paid" not in json.dumps(hits[-6:]), hits
