@@ -16,11 +16,14 @@ import heapq
 import itertools
 import logging
 import math
+import random
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from sensor import _atfork
 
 __all__ = [
     "GATE_FRAMES",
@@ -38,6 +41,7 @@ __all__ = [
     "Novelty",
     "Switch",
     "Waker",
+    "jitter_seed",
     "locals_of",
     "new_tally",
     "sampler_of",
@@ -45,6 +49,8 @@ __all__ = [
     "switch_of",
     "switched",
     "tally_count",
+    "tick_after",
+    "tick_of",
     "value_class",
 ]
 
@@ -173,6 +179,93 @@ def tally_count(tally: Any) -> int:
 #: is due. Shorter waits keep the clock test, so a gate causes at most 1 / LONG_WAIT wake-ups
 #: per second.
 LONG_WAIT = 0.02
+
+#: The sensor's own random numbers: never the host's ``random`` module (whose sequence a service
+#: or its tests may depend on). Seeded from the OS, and again in a forked child, so that the
+#: workers of one master do not sample in step. :func:`jitter_seed` seeds it for a reproduction.
+_rng = random.Random()
+#: ``_rng.random``: one C call per draw, made only when a rate-limited gate admits a firing.
+_uniform = _rng.random
+_M64 = (1 << 64) - 1
+# Mixed into a group's number so that its choice of interval is not its first interval's tick.
+_GROUP = 1 << 62
+#: Mixed into the tick of every interval (see :func:`tick_after`); renewed with the generator.
+_tick_salt = _rng.getrandbits(64)
+
+
+def jitter_seed(seed: int | None = None) -> None:
+    """Seed the sensor's private generator (``None``: from the OS, as at import and after fork).
+
+    Every rate-limited admission of the sensor (a gate's token, an expectation's evaluation,
+    violation and pass buckets, novelty admission) is *jittered*, so that traffic with a period
+    (a cron, a round-robin load balancer, a load generator's fixed cycle) is not sampled at a
+    fixed phase of its cycle. A plain token bucket admits the first call after the token
+    refills; with strictly periodic calls that is the same phase of the cycle every time, and
+    the evidence (which states are captured) and the sampled evaluations are biased.
+
+    Here a bucket that ran dry (less than one token left after an admission) admits next when
+    it holds ``need`` tokens, ``need`` drawn uniformly in (1, 2] after every admission from then
+    on, and each admission still spends one token. With calls denser than the rate, the k-th
+    admission is then the first call after a uniform random instant of the k-th interval of
+    ``1 / rate`` seconds (stratified sampling): every phase of a periodic input is sampled in
+    proportion to its share of time, and since the bucket never loses a token's fraction to a
+    late call (it holds between 0 and ``max(burst, need) + 1`` tokens), the long-run rate is
+    exactly the configured one. When the calls pause (a whole token more than the bucket
+    holds), it starts again as a plain bucket: ``burst`` tokens, one needed, so after a pause
+    ``burst`` firings are admitted at once and the next one not before ``1 / rate`` seconds.
+    The price: an admission may come up to one interval later than a plain bucket's, and two
+    may be closer than ``1 / rate`` (fewer than ``max(burst, 2) + 1 + rate * T`` admissions in
+    any ``T`` seconds, where a plain bucket allows ``burst + rate * T``). Draws happen only on
+    an admission, never on a skipped firing. The waker's ticks are jittered too (see
+    :func:`tick_after`).
+    """
+    global _tick_salt
+    _rng.seed(seed)
+    _tick_salt = _rng.getrandbits(64)
+
+
+def _after_fork_in_child() -> None:
+    jitter_seed(None)  # a child must not repeat its parent's (or its siblings') draws
+
+
+def _mix(n: int) -> int:
+    """A 64-bit hash of ``n`` (SplitMix64's finalizer, salted per process)."""
+    z = (n * 0x9E3779B97F4A7C15 + _tick_salt) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def tick_of(n: int) -> float:
+    """The tick of the ``n``-th :data:`LONG_WAIT` interval (monotonic seconds): a point of
+    ``[n * LONG_WAIT, (n + 1) * LONG_WAIT)`` that looks random, the same for every gate of the
+    process (a hash of ``n``)."""
+    return (n + (_mix(n) >> 11) * 2.0**-53) * LONG_WAIT
+
+
+def tick_after(at: float, every: float = LONG_WAIT) -> float:
+    """The tick a gate closed until ``at`` (monotonic seconds) reopens on: the tick of the next
+    interval of ``every`` after the one holding ``at``; later than ``at``, by less than
+    ``2 * every``.
+
+    ``every`` is a whole multiple of :data:`LONG_WAIT` (a smaller one counts as it). Each
+    interval ``[m * every, (m + 1) * every)`` has one tick, a :func:`tick_of` of one of its
+    LONG_WAIT intervals, chosen by a hash of ``m``: however many gates close, and whatever
+    their ``every``, the waker wakes at most once per LONG_WAIT interval for them all.
+
+    Why not the multiples of ``every``: a gate reopened on one admits the first call after a
+    fixed phase of ``every``, so traffic whose period divides it (a load generator at 50 calls
+    a second, a cron) would be sampled at one phase only, however the gate's own deadline is
+    jittered. Why the *next* interval's tick and not the first tick after ``at``: the first tick
+    after a deadline is more often one that follows a long gap (one late in its interval), a
+    bias towards late phases; the tick of a given interval is at a uniform phase of it.
+    """
+    k = max(1, round(every / LONG_WAIT))
+    m = math.floor(at / (k * LONG_WAIT)) + 1
+    if k == 1:
+        return tick_of(m)
+    return tick_of(m * k + _mix(m ^ _GROUP) % k)
+
 
 #: The waker sleeps at most this long at a time (seconds).
 _MAX_SLEEP = 60.0
@@ -346,10 +439,8 @@ class Waker:
                     due.append(heapq.heappop(heap)[2])
             if due:
                 self._call(due)
-                # The tick a gate closing now reopens on at the earliest (as _tick rounds).
-                linger = math.ceil(now / LONG_WAIT) * LONG_WAIT + 1e-9
-                if linger <= now:
-                    linger += LONG_WAIT
+                # The tick a gate closing now reopens on at the earliest (see tick_after).
+                linger = tick_after(now)
                 continue
             # Bounded: a far deadline (a rate of one per year) must not overflow the lock's
             # timeout, and the loop simply looks again.
@@ -426,9 +517,11 @@ class Account:
 
     __slots__ = (
         "avg_ns",
+        "dry",
         "fired",
         "last",
         "mark",
+        "need",
         "probe_id",
         "rate",
         "retired",
@@ -455,9 +548,20 @@ class Account:
         # the disarmed ones had counted.
         self.shut: list[Callable[[], int]] = []
         self.retired = 0
+        # Admit while the share holds more than ``need`` ns (0, or after a refusal a random
+        # part of one firing's cost below 0: see admit), and whether the last answer was no.
+        self.need = 0.0
+        self.dry = False
 
     def admit(self, now: float) -> bool:
-        """True when this probe may do the work of one firing now; else count one skip."""
+        """True when this probe may do the work of one firing now; else count one skip.
+
+        Jittered as the gates' buckets are (see :func:`jitter_seed`): once the share has
+        refused a firing, the first one admitted again draws how far below zero the next
+        admission after a refusal may find the share (a uniform part of one firing's cost,
+        ``avg_ns``), so that while load is shed the firing admitted when the share refills is
+        not always the first call after the same delay, a fixed phase of periodic traffic.
+        """
         rate = self.rate
         if rate is None:
             return True
@@ -466,8 +570,12 @@ class Account:
             tokens = rate
         self.last = now
         self.tokens = tokens
-        if tokens > 0.0:
+        if tokens > self.need:
+            if self.dry:
+                self.dry = False
+                self.need = -_uniform() * self.avg_ns
             return True
+        self.dry = True
         next(self.skipped)
         return False
 
@@ -482,7 +590,7 @@ class Account:
         if rate is None or rate <= 0.0:
             return 0.0
         tokens = self.tokens + (time.monotonic() - self.last) * rate
-        return 0.0 if tokens > 0.0 else (1.0 - tokens) / rate
+        return 0.0 if tokens > self.need else (self.need + 1.0 - tokens) / rate
 
     def attach(self, shut: Callable[[], int]) -> None:
         """Count ``shut()`` (firings a gate skipped while closed by this share) in the skips."""
@@ -850,6 +958,9 @@ class Gate(_GuardedHook):
         # The earliest time a token is available: a skipped firing costs one clock read and
         # one compare. The bucket itself is only refilled on admission.
         next_at = -math.inf
+        # The tokens the next admission needs: 1 until the bucket runs dry, then drawn in
+        # (1, 2] (see jitter_seed).
+        need = 1.0
         # Empty while closed (until the waker reopens it): a skipped firing costs one test.
         switch = Switch((True,))
         schedule = None if waker is None or not limited else waker.schedule
@@ -877,20 +988,34 @@ class Gate(_GuardedHook):
                 on_stop(why)
 
         def admit(value: object, now: float) -> None:
-            nonlocal tokens, last, next_at
+            nonlocal tokens, last, next_at, need
             if now >= expires:
                 stop("expired")
                 return
             if produced_hits[0] >= cap:
                 stop("max_hits")
                 return
+            was_need = need
             if limited:
+                held = tokens
                 tokens += (now - last) * rate_f
                 if tokens > burst_f:
-                    tokens = burst_f
+                    if need == 1.0:
+                        tokens = burst_f  # a plain bucket (since the last pause)
+                    elif tokens >= (need if need > held else held) + 1.0:
+                        # No call for a whole interval once one could be admitted: the calls
+                        # paused. A plain bucket again (see jitter_seed).
+                        tokens = burst_f
+                        need = 1.0
                 last = now
                 tokens -= 1.0
-                next_at = now if tokens >= 1.0 else now + (1.0 - tokens) / rate_f
+                if need == 1.0 and tokens >= 1.0:
+                    next_at = now  # the burst is not spent: the next firing is admitted
+                else:
+                    # The next admission at a random point of the next interval, not at its
+                    # start (see jitter_seed).
+                    need = 2.0 - _uniform()
+                    next_at = now if tokens >= need else now + (need - tokens) / rate_f
             if account is not None and account.rate is not None and not account.admit(now):
                 return  # the budget sheds this one (counted by the account); the token is spent
             try:
@@ -910,6 +1035,7 @@ class Gate(_GuardedHook):
             elif limited:
                 tokens += 1.0  # nothing produced: give the token back
                 next_at = now
+                need = was_need
 
         def reopen() -> None:
             switch[:] = (True,)  # one C operation: never two entries
@@ -973,6 +1099,7 @@ class ExpectGate(_GuardedHook):
         tokens = eval_burst
         last = monotonic()
         next_at = -math.inf
+        need = 1.0  # as in Gate (see jitter_seed)
         expires = math.inf if expires_at is None else monotonic() + (expires_at - time.time())
         cap = math.inf if max_hits is None else float(max_hits)
         violations = _Bucket(violation_rate, None, last)
@@ -1025,19 +1152,29 @@ class ExpectGate(_GuardedHook):
                 on_stop(why)
 
         def evaluate(value: object, now: float) -> None:
-            nonlocal tokens, last, next_at
+            nonlocal tokens, last, next_at, need
             if now >= expires:
                 stop("expired")
                 return
             if produced_hits[0] >= cap:
                 stop("max_hits")
                 return
+            was_need = need
+            held = tokens
             tokens += (now - last) * eval_rate_f
             if tokens > eval_burst:
-                tokens = eval_burst
+                if need == 1.0:
+                    tokens = eval_burst
+                elif tokens >= (need if need > held else held) + 1.0:
+                    tokens = eval_burst  # the calls paused: a plain bucket again
+                    need = 1.0
             last = now
             tokens -= 1.0
-            next_at = now if tokens >= 1.0 else now + (1.0 - tokens) / eval_rate_f
+            if need == 1.0 and tokens >= 1.0:
+                next_at = now
+            else:  # jittered as in Gate (see jitter_seed)
+                need = 2.0 - _uniform()
+                next_at = now if tokens >= need else now + (need - tokens) / eval_rate_f
             if account is not None and account.rate is not None and not account.admit(now):
                 return  # shed by the CPU budget before any work (counted by the account)
             try:
@@ -1052,6 +1189,7 @@ class ExpectGate(_GuardedHook):
             elif produced is None:
                 tokens += 1.0  # not evaluated (condition false): give the token back
                 next_at = now
+                need = was_need
                 return
             if schedule is not None and next_at - now >= LONG_WAIT:
                 switch.clear()  # before schedule(): the reopening may run before it returns
@@ -1074,21 +1212,38 @@ class ExpectGate(_GuardedHook):
 
 
 class _Bucket:
-    """A token bucket for the capture decisions of :class:`ExpectGate` (off the skip path)."""
+    """A token bucket for the capture decisions of :class:`ExpectGate` (off the skip path).
 
-    __slots__ = ("burst", "last", "rate", "tokens")
+    Jittered as the gates are (see :func:`jitter_seed`): once it runs dry, the next
+    :meth:`take` needs ``need`` tokens, drawn in (1, 2], and still spends one.
+    """
+
+    __slots__ = ("burst", "last", "need", "rate", "tokens")
 
     def __init__(self, rate: float, burst: int | None, now: float) -> None:
         self.rate = float(rate)
         self.burst = float(burst if burst is not None else max(1.0, self.rate))
         self.tokens = self.burst
         self.last = now
+        self.need = 1.0
 
     def take(self, now: float) -> bool:
-        tokens = self.tokens + (now - self.last) * self.rate
+        held = self.tokens
+        tokens = held + (now - self.last) * self.rate
         self.last = now
-        if tokens >= 1.0:
-            self.tokens = min(tokens, self.burst) - 1.0
+        need = self.need
+        burst = self.burst
+        if tokens > burst:
+            if need == 1.0:
+                tokens = burst
+            elif tokens >= (need if need > held else held) + 1.0:
+                tokens = burst  # the calls paused: a plain bucket again
+                need = self.need = 1.0
+        if tokens >= need:
+            tokens -= 1.0
+            if need != 1.0 or tokens < 1.0:  # jittered as the gates are (see jitter_seed)
+                self.need = 2.0 - _uniform()
+            self.tokens = tokens
             return True
         self.tokens = tokens
         return False
@@ -1221,3 +1376,7 @@ class Novelty:
     def key(self, names: tuple[str, ...], ns: Any) -> tuple[int, ...]:
         """The key of the values ``names`` name in ``ns`` (a name not there counts as absent)."""
         return tuple(map(value_class, map(ns.get, names, (NOTHING,) * len(names))))
+
+
+# The sensor's ordered fork handlers (see sensor._atfork): a child draws its own jitter.
+_atfork.register(_atfork.ENGINE, after_in_child=_after_fork_in_child)

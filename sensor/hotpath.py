@@ -161,6 +161,9 @@ class FastExpectGate(guards._GuardedHook):
         t_start = perf()
         last = t_start
         next_at = -1
+        # The tokens the next evaluation needs: jittered as guards.Gate's (see
+        # guards.jitter_seed).
+        need = 1.0
         expires = math.inf if expires_at is None else t_start + (expires_at - time.time()) * 1e9
         cap = math.inf if max_hits is None else float(max_hits)
         produced_hits = hits if hits is not None else [0]
@@ -255,7 +258,7 @@ class FastExpectGate(guards._GuardedHook):
             p0: object = NOTHING,
             p1: object = NOTHING,
         ) -> None:
-            nonlocal tokens, last, next_at, pending_ns, pending_n, settle_at, slow_ns
+            nonlocal tokens, last, next_at, need, pending_ns, pending_n, settle_at, slow_ns
             nonlocal carry_ns, fn, red0, version0, table, shut, quick, from_value, qk
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
@@ -283,12 +286,23 @@ class FastExpectGate(guards._GuardedHook):
                     stop("max_hits")
                     return
                 if limited:
+                    held = tokens
                     tokens += (t0 - last) * per_ns
                     if tokens > burst:
-                        tokens = burst
+                        if need == 1.0:
+                            tokens = burst
+                        elif tokens >= (need if need > held else held) + 1.0:
+                            tokens = burst  # the calls paused: a plain bucket again
+                            need = 1.0
                     last = t0
                     tokens -= 1.0
-                    next_at = t0 if tokens >= 1.0 else t0 + int((1.0 - tokens) / per_ns)
+                    if need == 1.0 and tokens >= 1.0:
+                        next_at = t0
+                    else:
+                        # The next evaluation at a random point of the next interval, not at
+                        # its start (see guards.jitter_seed).
+                        need = 2.0 - guards._uniform()
+                        next_at = t0 if tokens >= need else t0 + int((need - tokens) / per_ns)
             elif t0 >= expires:
                 stop("expired")
                 return
@@ -538,18 +552,19 @@ def _number_test(
 
 
 def _tick(at: float, now: float) -> float:
-    """``at`` (monotonic seconds) rounded up to a multiple of :data:`~sensor.guards.LONG_WAIT`,
-    or of :data:`CLOSE_TICK` when ``at`` is less than that from ``now``.
+    """The tick a gate closed until ``at`` (monotonic seconds) reopens on: that of the interval
+    of :data:`~sensor.guards.LONG_WAIT` after the one holding ``at``, or of :data:`CLOSE_TICK`
+    when ``at`` is less than that from ``now`` (see :func:`sensor.guards.tick_after`).
 
     Every gate of this module that closes reopens on such a tick: however many gates close,
-    however short their waits, the waker wakes at most 1 / LONG_WAIT times a second for them
-    all, one wake-up reopening every gate due, and a gate with short waits closes at most
-    1 / CLOSE_TICK times a second. A gate closes for at most one tick longer than it had to,
+    however short their waits, the waker wakes at most once per LONG_WAIT interval for them
+    all, one wake-up reopening every gate due, and a gate with short waits closes at most about
+    1 / CLOSE_TICK times a second. A gate closes for at most two ticks longer than it had to,
     and its bucket fills meanwhile: the evaluations it is allowed per second are the same, in
-    runs instead of one at a time.
+    runs instead of one at a time. The ticks are at random points of their intervals, not on
+    multiples of them: a run of evaluations starts at a random phase of any periodic traffic.
     """
-    step = CLOSE_TICK if at - now < CLOSE_TICK else LONG_WAIT
-    return math.ceil(at / step) * step + 1e-9
+    return guards.tick_after(at, CLOSE_TICK if at - now < CLOSE_TICK else LONG_WAIT)
 
 
 def _type_name(tp: type) -> str:

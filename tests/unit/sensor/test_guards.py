@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from sensor.guards import (
     Switch,
     Waker,
     switch_of,
+    tick_after,
 )
 
 
@@ -426,7 +426,8 @@ def test_gates_closing_on_every_tick_ring_the_waker_once_not_every_tick(
     for _ in range(ticks):
         for switch in switches:
             switch.clear()
-            due = math.ceil((time.monotonic() + 0.001) / LONG_WAIT) * LONG_WAIT + 1e-9
+            # The tick the gates' closings round to (a jittered tick, not a multiple).
+            due = tick_after(time.monotonic() + 0.001)
             assert _schedule(waker, due, functools.partial(switch.append, True))
         assert _wait_for(lambda: all(switches)), "reopened on the tick"
     # The first closing wakes the idle thread; a host thread descheduled for a whole tick
