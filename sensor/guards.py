@@ -50,6 +50,7 @@ __all__ = [
     "switched",
     "tally_count",
     "tick_after",
+    "tick_before",
     "tick_of",
     "value_class",
 ]
@@ -203,21 +204,41 @@ def jitter_seed(seed: int | None = None) -> None:
     refills; with strictly periodic calls that is the same phase of the cycle every time, and
     the evidence (which states are captured) and the sampled evaluations are biased.
 
-    Here a bucket that ran dry (less than one token left after an admission) admits next when
-    it holds ``need`` tokens, ``need`` drawn uniformly in (1, 2] after every admission from then
-    on, and each admission still spends one token. With calls denser than the rate, the k-th
-    admission is then the first call after a uniform random instant of the k-th interval of
-    ``1 / rate`` seconds (stratified sampling): every phase of a periodic input is sampled in
-    proportion to its share of time, and since the bucket never loses a token's fraction to a
-    late call (it holds between 0 and ``max(burst, need) + 1`` tokens), the long-run rate is
-    exactly the configured one. When the calls pause (a whole token more than the bucket
-    holds), it starts again as a plain bucket: ``burst`` tokens, one needed, so after a pause
-    ``burst`` firings are admitted at once and the next one not before ``1 / rate`` seconds.
-    The price: an admission may come up to one interval later than a plain bucket's, and two
-    may be closer than ``1 / rate`` (fewer than ``max(burst, 2) + 1 + rate * T`` admissions in
-    any ``T`` seconds, where a plain bucket allows ``burst + rate * T``). Draws happen only on
-    an admission, never on a skipped firing. The waker's ticks are jittered too (see
-    :func:`tick_after`).
+    The rule, for every token bucket of the sensor: **after an admission that leaves the bucket
+    dry (less than one token), the next call is admitted if it comes at least** ``1 / rate``
+    **later with no call refused in between; otherwise only once the bucket holds** ``need``
+    **tokens**, ``need`` drawn uniformly in (1, 2] at that admission. Every admission spends one
+    token; an admission that leaves one token or more is followed by a plain bucket's answer.
+    What it promises:
+
+    (a) Traffic slower than the rate (every gap longer than ``1 / rate``) is admitted whole,
+        exactly as by a plain token bucket: each call comes an interval or more after the
+        previous admission, with nothing refused in between.
+    (b) Traffic denser than the rate is not phase-locked: a call is refused in every interval,
+        so the k-th admission is the first call after a uniform random instant of the k-th
+        interval of ``1 / rate`` seconds (stratified sampling), and every phase of a periodic
+        input is admitted in proportion to its share of time. (Admitting the first call that
+        finds one token whenever nothing was refused since the last admission is not enough:
+        the call right after an admission that left 0.8 of a token finds a whole one, and that
+        admission is at the start of its interval, a fixed phase: the tutorial's cycle of US,
+        US, FR, FR, JP, five calls an interval, was then admitted 57% / 29% / 15% instead of
+        40% / 40% / 20%.)
+    (c) The bucket never holds less than nothing, and starts full: at most ``burst + rate * T``
+        admissions in the first ``T`` seconds, as a plain bucket. It keeps the fraction of a
+        token a late call finds above ``need`` (a plain bucket of burst 1 loses it: 0.83/s at
+        1/s on calls every 0.3 s), so for dense traffic the long-run rate is the configured
+        one; it is capped at ``burst`` as a plain bucket is only when the calls paused (a
+        whole token beyond what it needed, or an interval without a call), so in any ``T``
+        seconds fewer than ``max(burst, 2) + 1 + rate * T`` admissions (a plain bucket:
+        ``burst + rate * T``): two admissions may be closer than ``1 / rate``.
+
+    An admission may come up to one interval later than a plain bucket's, for dense traffic
+    only. Draws happen only on an admission that leaves the bucket dry, never on a skipped
+    firing; whether a call was refused is read from the gate's skip counters at that
+    admission and at the rare call that finds between one and ``need`` tokens, never on the
+    skip path. The waker's ticks are jittered too (see :func:`tick_after`), and a gate closed
+    after a dry admission is open again by the time the next call can be admitted by (a)
+    (see :func:`tick_before`).
     """
     global _tick_salt
     _rng.seed(seed)
@@ -260,8 +281,24 @@ def tick_after(at: float, every: float = LONG_WAIT) -> float:
     after a deadline is more often one that follows a long gap (one late in its interval), a
     bias towards late phases; the tick of a given interval is at a uniform phase of it.
     """
+    return _tick_in(math.floor(at / (max(1, round(every / LONG_WAIT)) * LONG_WAIT)) + 1, every)
+
+
+def tick_before(at: float, every: float = LONG_WAIT) -> float:
+    """The tick of the interval of ``every`` before the one holding ``at`` (monotonic seconds):
+    earlier than ``at``, by less than ``2 * every``; one of the same shared ticks as
+    :func:`tick_after`'s.
+
+    What a gate that must be open again by ``at`` wakes on: a call that comes at ``at`` with
+    no call refused since the gate's last admission must find it open (see
+    :func:`jitter_seed`), which a tick after ``at`` would not promise.
+    """
+    return _tick_in(math.floor(at / (max(1, round(every / LONG_WAIT)) * LONG_WAIT)) - 1, every)
+
+
+def _tick_in(m: int, every: float) -> float:
+    """The tick of the ``m``-th interval of ``every`` (see :func:`tick_after`)."""
     k = max(1, round(every / LONG_WAIT))
-    m = math.floor(at / (k * LONG_WAIT)) + 1
     if k == 1:
         return tick_of(m)
     return tick_of(m * k + _mix(m ^ _GROUP) % k)
@@ -958,9 +995,14 @@ class Gate(_GuardedHook):
         # The earliest time a token is available: a skipped firing costs one clock read and
         # one compare. The bucket itself is only refilled on admission.
         next_at = -math.inf
-        # The tokens the next admission needs: 1 until the bucket runs dry, then drawn in
-        # (1, 2] (see jitter_seed).
+        # Since the bucket ran dry (until a pause): the tokens the next admission needs unless
+        # it comes an interval after the last one with nothing refused since (drawn in (1, 2]),
+        # when the last one was, and the gate's skip count then (see jitter_seed). 1.0: a plain
+        # bucket.
         need = 1.0
+        adm_at = 0.0
+        mark = 0
+        need_at = -math.inf  # when the bucket holds the need
         # Empty while closed (until the waker reopens it): a skipped firing costs one test.
         switch = Switch((True,))
         schedule = None if waker is None or not limited else waker.schedule
@@ -987,35 +1029,77 @@ class Gate(_GuardedHook):
                 armed = False
                 on_stop(why)
 
+        def close(now: float) -> None:
+            # Closed first: the reopening may run before schedule() returns.
+            switch.clear()
+            if schedule is None or not schedule(min(next_at, expires), wake):
+                reopen()
+
+        def wake() -> None:
+            # The waker, at next_at: if a call was refused since the last admission the next
+            # one waits for the need (see jitter_seed), so the gate stays closed until then.
+            if switch:
+                return  # opened meanwhile (disarmed, or every gate reopened)
+            if (
+                need_at > next_at
+                and tally_count(skips) + tally_count(closed) != mark
+                and schedule is not None
+                and schedule(min(need_at, expires), reopen)
+            ):
+                return
+            reopen()
+
         def admit(value: object, now: float) -> None:
-            nonlocal tokens, last, next_at, need
+            nonlocal tokens, last, next_at, need, adm_at, mark, need_at
             if now >= expires:
                 stop("expired")
                 return
             if produced_hits[0] >= cap:
                 stop("max_hits")
                 return
-            was_need = need
+            was = (tokens, last, need, adm_at, mark)
             if limited:
                 held = tokens
                 tokens += (now - last) * rate_f
-                if tokens > burst_f:
-                    if need == 1.0:
-                        tokens = burst_f  # a plain bucket (since the last pause)
-                    elif tokens >= (need if need > held else held) + 1.0:
-                        # No call for a whole interval once one could be admitted: the calls
-                        # paused. A plain bucket again (see jitter_seed).
-                        tokens = burst_f
-                        need = 1.0
                 last = now
+                if need == 1.0:
+                    if tokens > burst_f:
+                        tokens = burst_f  # a plain bucket: it has not run dry since a pause
+                elif tokens < need:
+                    if (now - adm_at) * rate_f < 1.0 or tally_count(skips) + tally_count(
+                        closed
+                    ) != mark:
+                        # Denser than the rate: not before the need (see jitter_seed).
+                        next(skips)
+                        next_at = now + (need - tokens) / rate_f
+                        if schedule is not None and next_at - now >= LONG_WAIT:
+                            close(now)
+                        return
+                    # An interval since the last admission and no call: a plain bucket again.
+                    if tokens > burst_f:
+                        tokens = burst_f
+                    need = 1.0
+                elif tokens >= (need if need > held else held) + 1.0:
+                    # A whole token more than it needed (or held) without a call: the calls
+                    # paused. A plain bucket again.
+                    if tokens > burst_f:
+                        tokens = burst_f
+                    need = 1.0
+                # else: the need is met; the fraction of a token above it is kept (a plain bucket
+                # loses a late call's).
                 tokens -= 1.0
                 if need == 1.0 and tokens >= 1.0:
                     next_at = now  # the burst is not spent: the next firing is admitted
                 else:
-                    # The next admission at a random point of the next interval, not at its
-                    # start (see jitter_seed).
+                    # Dry (or jittered since it ran dry): the next admission at a random point
+                    # of the next interval, or an interval later if nothing is refused till
+                    # then (see jitter_seed).
                     need = 2.0 - _uniform()
-                    next_at = now if tokens >= need else now + (need - tokens) / rate_f
+                    adm_at = now
+                    mark = tally_count(skips) + tally_count(closed)
+                    wait = need - tokens
+                    need_at = now + wait / rate_f if wait > 0.0 else now
+                    next_at = now + (wait if wait < 1.0 else 1.0) / rate_f if wait > 0.0 else now
             if account is not None and account.rate is not None and not account.admit(now):
                 return  # the budget sheds this one (counted by the account); the token is spent
             try:
@@ -1028,14 +1112,13 @@ class Gate(_GuardedHook):
                     stop("max_hits")  # say so now, not at a next firing that may never come
                     return
                 if schedule is not None and next_at - now >= LONG_WAIT:
-                    # Closed first: the reopening may run before schedule() returns.
-                    switch.clear()
-                    if not schedule(min(next_at, expires), reopen):
-                        reopen()
+                    close(now)
             elif limited:
-                tokens += 1.0  # nothing produced: give the token back
+                # Nothing produced: as if the firing had not come (its token given back).
+                tokens, last, need, adm_at, mark = was
+                tokens += (now - last) * rate_f
+                last = now
                 next_at = now
-                need = was_need
 
         def reopen() -> None:
             switch[:] = (True,)  # one C operation: never two entries
@@ -1099,21 +1182,29 @@ class ExpectGate(_GuardedHook):
         tokens = eval_burst
         last = monotonic()
         next_at = -math.inf
-        need = 1.0  # as in Gate (see jitter_seed)
+        # As in Gate (see jitter_seed): the need since the bucket ran dry (1.0: plain), the
+        # last admission's time and the refusals counted then.
+        need = 1.0
+        adm_at = 0.0
+        mark = 0
+        need_at = -math.inf
         expires = math.inf if expires_at is None else monotonic() + (expires_at - time.time())
         cap = math.inf if max_hits is None else float(max_hits)
         violations = _Bucket(violation_rate, None, last)
         passes = None if pass_rate is None else _Bucket(pass_rate, pass_burst, last)
         armed = True
         produced_hits = hits if hits is not None else [0]
-        skips = new_tally()
+        skips = new_tally()  # firings the evaluation bucket refused
         closed = new_tally()  # firings skipped while the switch is closed (the pair's counter)
+        # Violations evaluated and not captured (the violation bucket's refusals): apart from
+        # the evaluation bucket's, whose refusals decide its jitter (see jitter_seed).
+        uncaptured = new_tally()
 
         def admit(violated: bool, ns: Any = None) -> bool | str:
             if violated:
                 if violations.take(monotonic()):
                     return True
-                next(skips)  # a violation not captured: counted, never silent
+                next(uncaptured)  # a violation not captured: counted, never silent
                 return False
             if passes is None:
                 return False
@@ -1151,30 +1242,65 @@ class ExpectGate(_GuardedHook):
                 armed = False
                 on_stop(why)
 
+        def close() -> None:
+            switch.clear()  # before schedule(): the reopening may run before it returns
+            if schedule is None or not schedule(min(next_at, expires), wake):
+                reopen()
+
+        def wake() -> None:
+            # As in Gate: closed on until the need once a call was refused since the last one.
+            if switch:
+                return
+            if (
+                need_at > next_at
+                and tally_count(skips) + tally_count(closed) != mark
+                and schedule is not None
+                and schedule(min(need_at, expires), reopen)
+            ):
+                return
+            reopen()
+
         def evaluate(value: object, now: float) -> None:
-            nonlocal tokens, last, next_at, need
+            nonlocal tokens, last, next_at, need, adm_at, mark, need_at
             if now >= expires:
                 stop("expired")
                 return
             if produced_hits[0] >= cap:
                 stop("max_hits")
                 return
-            was_need = need
+            was = (tokens, last, need, adm_at, mark)
             held = tokens
             tokens += (now - last) * eval_rate_f
-            if tokens > eval_burst:
-                if need == 1.0:
-                    tokens = eval_burst
-                elif tokens >= (need if need > held else held) + 1.0:
-                    tokens = eval_burst  # the calls paused: a plain bucket again
-                    need = 1.0
             last = now
+            if need == 1.0:
+                if tokens > eval_burst:
+                    tokens = eval_burst
+            elif tokens < need:  # jittered as in Gate (see jitter_seed)
+                if (now - adm_at) * eval_rate_f < 1.0 or tally_count(skips) + tally_count(
+                    closed
+                ) != mark:
+                    next(skips)  # denser than the rate: not before the need
+                    next_at = now + (need - tokens) / eval_rate_f
+                    if schedule is not None and next_at - now >= LONG_WAIT:
+                        close()
+                    return
+                if tokens > eval_burst:  # an interval without a call: a plain bucket again
+                    tokens = eval_burst
+                need = 1.0
+            elif tokens >= (need if need > held else held) + 1.0:
+                if tokens > eval_burst:  # the calls paused: a plain bucket again
+                    tokens = eval_burst
+                need = 1.0
             tokens -= 1.0
             if need == 1.0 and tokens >= 1.0:
                 next_at = now
             else:  # jittered as in Gate (see jitter_seed)
                 need = 2.0 - _uniform()
-                next_at = now if tokens >= need else now + (need - tokens) / eval_rate_f
+                adm_at = now
+                mark = tally_count(skips) + tally_count(closed)
+                wait = need - tokens
+                need_at = now + wait / eval_rate_f if wait > 0.0 else now
+                next_at = now + (wait if wait < 1.0 else 1.0) / eval_rate_f if wait > 0.0 else now
             if account is not None and account.rate is not None and not account.admit(now):
                 return  # shed by the CPU budget before any work (counted by the account)
             try:
@@ -1187,20 +1313,22 @@ class ExpectGate(_GuardedHook):
                     stop("max_hits")  # say so now, not at a next firing that may never come
                     return
             elif produced is None:
-                tokens += 1.0  # not evaluated (condition false): give the token back
+                # Not evaluated (condition false): as if the firing had not come.
+                tokens, last, need, adm_at, mark = was
+                tokens += (now - last) * eval_rate_f
+                last = now
                 next_at = now
-                need = was_need
                 return
             if schedule is not None and next_at - now >= LONG_WAIT:
-                switch.clear()  # before schedule(): the reopening may run before it returns
-                if not schedule(min(next_at, expires), reopen):
-                    reopen()
+                close()
 
         def reopen() -> None:
             switch[:] = (True,)  # one C operation: never two entries
 
         def read() -> tuple[int, int]:
-            return produced_hits[0], tally_count(skips) + tally_count(closed)
+            return produced_hits[0], (
+                tally_count(skips) + tally_count(closed) + tally_count(uncaptured)
+            )
 
         def disarm() -> None:
             nonlocal armed
@@ -1214,39 +1342,56 @@ class ExpectGate(_GuardedHook):
 class _Bucket:
     """A token bucket for the capture decisions of :class:`ExpectGate` (off the skip path).
 
-    Jittered as the gates are (see :func:`jitter_seed`): once it runs dry, the next
-    :meth:`take` needs ``need`` tokens, drawn in (1, 2], and still spends one.
+    Jittered as the gates are (see :func:`jitter_seed`): after a :meth:`take` that leaves it
+    dry, the next one is granted an interval later if none was refused in between, else once
+    it holds ``need`` tokens, drawn in (1, 2]; each still spends one.
     """
 
-    __slots__ = ("burst", "last", "need", "rate", "tokens")
+    __slots__ = ("adm_at", "burst", "last", "need", "rate", "refused", "tokens")
 
     def __init__(self, rate: float, burst: int | None, now: float) -> None:
         self.rate = float(rate)
         self.burst = float(burst if burst is not None else max(1.0, self.rate))
         self.tokens = self.burst
         self.last = now
-        self.need = 1.0
+        self.need = 1.0  # 1.0: a plain bucket (it has not run dry since a pause)
+        self.adm_at = now  # the last grant while jittered
+        self.refused = False  # a take refused since then
 
     def take(self, now: float) -> bool:
+        rate = self.rate
         held = self.tokens
-        tokens = held + (now - self.last) * self.rate
+        tokens = held + (now - self.last) * rate
         self.last = now
         need = self.need
-        burst = self.burst
-        if tokens > burst:
-            if need == 1.0:
-                tokens = burst
-            elif tokens >= (need if need > held else held) + 1.0:
-                tokens = burst  # the calls paused: a plain bucket again
-                need = self.need = 1.0
-        if tokens >= need:
-            tokens -= 1.0
-            if need != 1.0 or tokens < 1.0:  # jittered as the gates are (see jitter_seed)
-                self.need = 2.0 - _uniform()
-            self.tokens = tokens
-            return True
+        if need == 1.0:
+            if tokens > self.burst:
+                tokens = self.burst
+            if tokens < 1.0:
+                self.tokens = tokens
+                self.refused = True
+                return False
+        elif tokens < need:
+            if (now - self.adm_at) * rate < 1.0 or self.refused:
+                self.tokens = tokens  # denser than the rate: not before the need
+                self.refused = True
+                return False
+            if tokens > self.burst:  # an interval without a take: a plain bucket again
+                tokens = self.burst
+            need = self.need = 1.0
+        elif tokens >= (need if need > held else held) + 1.0:
+            # A whole token more than it needed without a take (every call is one): the calls
+            # paused. A plain bucket again.
+            if tokens > self.burst:
+                tokens = self.burst
+            need = self.need = 1.0
+        tokens -= 1.0
+        if need != 1.0 or tokens < 1.0:  # dry, or jittered since it ran dry
+            self.need = 2.0 - _uniform()
+            self.adm_at = now
+            self.refused = False
         self.tokens = tokens
-        return False
+        return True
 
 
 #: Value-class keys a probe remembers for novelty admission (see :class:`Novelty`).

@@ -463,3 +463,243 @@ def test_a_forked_child_does_not_repeat_its_parents_jitter() -> None:
     parent = repr([guards._uniform() for _ in range(4)])
     assert child
     assert child != parent
+
+
+# -- traffic slower than the rate: every call admitted, by every bucket -----------------------
+#
+# The first jittered buckets needed a random 1 to 2 tokens after any admission that left them
+# dry, so a call that came 1.05 intervals after the previous one (more than a token refilled,
+# no call in between) was refused about half the time: violations spaced 2.1 s apart at
+# violation_rate 0.5/s were dropped. A rate limiter must admit every call of traffic slower
+# than its rate, as a plain token bucket does. Each bucket kind is driven below with calls
+# every 1.05 intervals, and with random gaps all longer than an interval (down to 1.001 of
+# one), and must admit them all.
+
+
+def sparse_gaps(rate: float, kind: str, n: int) -> list[float]:
+    """``n`` gaps (seconds) all longer than ``1 / rate``: fixed at 1.05 intervals, or random in
+    (1.001, 1.5] intervals (seeded), most of them within a few per cent of the rate."""
+    if kind == "fixed":
+        return [1.05 / rate] * n
+    draw = random.Random(7)
+    return [(1.001 + 0.499 * draw.random() ** 3) / rate for _ in range(n)]
+
+
+def drive_gaps(
+    clock: Clock,
+    hook: Callable[..., Any],
+    gaps: list[float],
+    states: tuple[object, ...] = CYCLE,
+    before: Callable[[], None] | None = None,
+) -> None:
+    """One call now, then one after each of ``gaps`` (seconds), cycling ``states``."""
+    t = clock.ns
+    for i in range(len(gaps) + 1):
+        if i:
+            t += round(gaps[i - 1] * 1e9)
+        clock.ns = t
+        if before is not None:
+            before()
+        hook(states[i % len(states)])
+
+
+class Switched:
+    """Calls a gate's hook as the backend does: through its switch (closed: one inline count),
+    the fake waker reopening closed gates on time first."""
+
+    def __init__(self, hook: Callable[..., Any], waker: FakeWaker) -> None:
+        pair = switch_of(hook)
+        assert pair is not None
+        self.switch, self.closed = pair
+        self.hook = hook
+        self.waker = waker
+
+    def __call__(self, state: object) -> None:
+        self.waker.tick()
+        if self.switch:
+            self.hook(state)
+        else:
+            next(self.closed)
+
+
+def sparse_cases() -> list[Any]:
+    return [
+        pytest.param(rate, kind, id=f"{rate}/s-{kind}")
+        for rate in (0.5, 1.0, 8.0, 40.0)
+        for kind in ("fixed", "random")
+    ]
+
+
+@pytest.mark.parametrize("waked", [False, True], ids=["clock", "waker"])
+@pytest.mark.parametrize(("rate", "kind"), sparse_cases())
+def test_a_snapshot_probe_admits_every_call_slower_than_its_rate(
+    clock: Clock, rate: float, kind: str, waked: bool
+) -> None:
+    captured: list[object] = []
+    waker = FakeWaker(clock)
+    gate = Gate(
+        lambda value: captured.append(value) or True,
+        rate=rate,
+        on_stop=lambda why: None,
+        waker=waker if waked else None,
+    )
+    call = Switched(gate.hook, waker) if waked else gate.hook
+    gaps = sparse_gaps(rate, kind, 3000)
+    drive_gaps(clock, call, gaps)
+    assert len(captured) == len(gaps) + 1, f"{len(gaps) + 1 - len(captured)} calls refused"
+    assert gate.counts() == (len(gaps) + 1, 0)
+
+
+@pytest.mark.parametrize("limit", ["eval_rate", "violation_rate", "pass_rate"])
+@pytest.mark.parametrize(("rate", "kind"), sparse_cases())
+def test_an_expectation_admits_every_call_slower_than_its_rates(
+    clock: Clock, rate: float, kind: str, limit: str
+) -> None:
+    admitted: list[object] = []
+    outcome = {"eval_rate": "evaluated", "violation_rate": "violation", "pass_rate": "pass"}
+    waker = FakeWaker(clock)
+    gate = expect_gate(admitted, outcome=outcome[limit], **{limit: rate})
+    gaps = sparse_gaps(rate, kind, 3000)
+    drive_gaps(clock, gate.hook, gaps)
+    assert len(admitted) == len(gaps) + 1, f"{len(gaps) + 1 - len(admitted)} calls refused"
+    del waker
+
+
+@pytest.mark.parametrize("limit", ["eval_rate", "violation_rate"])
+@pytest.mark.parametrize(("rate", "kind"), sparse_cases())
+def test_an_always_on_expectation_admits_every_call_slower_than_its_rates(
+    clock: Clock, rate: float, kind: str, limit: str
+) -> None:
+    # With the waker: the hot-path gate closes after an admission that leaves its bucket dry
+    # and reopens on one of the waker's shared ticks. A tick after the bucket's deadline (up
+    # to two ticks late) refused the calls that came in between, however sparse.
+    waker = FakeWaker(clock)
+    admitted: list[object] = []
+    gate = fast_gate(admitted, waker=waker, **{limit: rate})  # type: ignore[arg-type]
+    gaps = sparse_gaps(rate, kind, 3000)
+    drive_gaps(clock, Switched(gate.hook, waker), gaps, states=(1, 2, 3))
+    assert len(admitted) == len(gaps) + 1, f"{len(gaps) + 1 - len(admitted)} calls refused"
+    assert gate.counts() == (len(gaps) + 1, 0)
+
+
+@pytest.mark.parametrize("kind", ["fixed", "random"])
+def test_a_shed_probe_admits_every_firing_its_share_pays_for(kind: str) -> None:
+    # The CPU budget's share while load is shed: 1 ms of CPU a second, each firing 1 ms.
+    # Firings slower than that are all admitted (the jittered threshold is never above 0).
+    account = Account("p")
+    account.rate = 1e6
+    account.avg_ns = 1e6
+    account.last = 0.0
+    account.tokens = 0.0
+    now = 0.0
+    admitted = 0
+    gaps = sparse_gaps(1.0, kind, 3000)
+    # First drive it dry with dense firings, so that the jitter is drawn, then sparse ones.
+    for i in range(50):
+        if account.admit(i * 0.1):
+            account.tokens -= 1e6
+    now = 5.0
+    for gap in gaps:
+        now += gap
+        if account.admit(now):
+            admitted += 1
+            account.tokens -= 1e6
+    assert admitted == len(gaps)
+
+
+# -- the bounds, for every bucket: never above rate * T + burst -------------------------------
+
+
+def mixed_gaps(rate: float, n: int) -> list[float]:
+    """Gaps around the interval: dense stretches, sparse stretches, pauses (seeded)."""
+    draw = random.Random(11)
+    gaps = []
+    for i in range(n):
+        phase = (i // 500) % 3
+        scale = (0.2, 1.3, 4.0)[phase]  # dense, a little slower than the rate, bursty
+        gaps.append(draw.expovariate(1.0) * scale / rate)
+    return gaps
+
+
+def bounded_from_the_start(times: list[float], start: float, rate: float, burst: float) -> None:
+    """Admissions by each admission's time: at most ``burst + rate * (t - start)``, the plain
+    bucket's bound (the bucket starts full and never holds less than nothing)."""
+    for k, t in enumerate(times, 1):
+        assert k <= burst + rate * (t - start) + 1e-9, (k, t - start)
+
+
+@pytest.mark.parametrize("rate", [1.0, 8.0])
+def test_every_bucket_admits_at_most_rate_times_t_plus_burst(clock: Clock, rate: float) -> None:
+    gaps = mixed_gaps(rate, 6000)
+    start = clock.monotonic()
+    kinds: dict[str, tuple[Callable[..., Any], list[float], float]] = {}
+
+    def recorder(times: list[float]) -> Callable[..., bool]:
+        def fire(value: object, admit: Callable[..., object] | None = None) -> bool:
+            if admit is not None and not admit(True):
+                return False
+            times.append(time.monotonic())
+            return True
+
+        return fire
+
+    times: dict[str, list[float]] = {k: [] for k in ("rate", "eval", "violation", "fast")}
+    gate = Gate(recorder(times["rate"]), rate=rate, on_stop=lambda why: None)
+    kinds["rate"] = (gate.hook, times["rate"], max(1.0, rate))
+    e1 = ExpectGate(
+        recorder(times["eval"]),
+        eval_rate=rate,
+        violation_rate=1e9,
+        pass_rate=None,
+        on_stop=lambda why: None,
+    )
+    kinds["eval"] = (e1.hook, times["eval"], max(1.0, rate))
+    e2 = ExpectGate(
+        recorder(times["violation"]),
+        eval_rate=1e9,
+        violation_rate=rate,
+        pass_rate=None,
+        on_stop=lambda why: None,
+    )
+    kinds["violation"] = (e2.hook, times["violation"], max(1.0, rate))
+    fast: list[object] = []
+    f = fast_gate(fast, eval_rate=rate)
+    kinds["fast"] = (f.hook, times["fast"], max(1.0, rate))
+
+    def every(state: object) -> None:
+        for name, (hook, _, _) in kinds.items():
+            before = len(fast)
+            hook(state)
+            if name == "fast" and len(fast) > before:
+                times["fast"].append(time.monotonic())
+
+    drive_gaps(clock, every, gaps, states=(1, 2, 3))
+    span = clock.monotonic() - start
+    for name, (_, got, burst) in kinds.items():
+        assert got, name
+        bounded_from_the_start(got, start, rate, burst)
+        bounded_by_the_bucket_windows(got, rate, burst)
+        # Not far below what a plain token bucket of the same rate and burst admits from the
+        # same calls (the jitter moves admissions, it must not lose them).
+        plain = plain_bucket_admits(gaps, rate, burst)
+        assert len(got) >= 0.97 * plain, (name, len(got), plain, rate * span)
+
+
+def plain_bucket_admits(gaps: list[float], rate: float, burst: float) -> int:
+    """How many of the calls (one now, one after each gap) a plain token bucket admits."""
+    tokens, admitted = burst, 0
+    for gap in [0.0, *gaps]:
+        tokens = min(burst, tokens + gap * rate)
+        if tokens >= 1.0:
+            tokens -= 1.0
+            admitted += 1
+    return admitted
+
+
+def bounded_by_the_bucket_windows(times: list[float], rate: float, burst: float) -> None:
+    """Fewer than ``max(burst, 2) + 1 + rate * T`` admissions in any ``T`` seconds."""
+    n = len(times)
+    full = max(burst, 2.0) + 1.0
+    for i in range(n):
+        for j in range(i + 1, min(n, i + 4 * int(full + 2))):
+            assert j - i + 1 < full + rate * (times[j] - times[i]), (i, j)
