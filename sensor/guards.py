@@ -217,12 +217,13 @@ def jitter_seed(seed: int | None = None) -> None:
     (b) Traffic denser than the rate is not phase-locked: a call is refused in every interval,
         so the k-th admission is the first call after a uniform random instant of the k-th
         interval of ``1 / rate`` seconds (stratified sampling), and every phase of a periodic
-        input is admitted in proportion to its share of time. (Admitting the first call that
-        finds one token whenever nothing was refused since the last admission is not enough:
-        the call right after an admission that left 0.8 of a token finds a whole one, and that
-        admission is at the start of its interval, a fixed phase: the tutorial's cycle of US,
-        US, FR, FR, JP, five calls an interval, was then admitted 57% / 29% / 15% instead of
-        40% / 40% / 20%.)
+        input is admitted in proportion to its share of time. (Admitting any call that finds one
+        token when nothing was refused since the last admission is not enough: the call right
+        after an admission that left 0.8 of a token finds a whole one. Capped at the burst as
+        by a plain bucket, it loses the fraction: 2% of the rate on the tutorial's US, US, FR,
+        FR, JP cycle, five calls an interval. Keeping the fraction, it is admitted at the start
+        of its interval, a fixed phase: that cycle was admitted 57% / 29% / 15% instead of
+        40% / 40% / 20% in a simulation.)
     (c) The bucket never holds less than nothing, and starts full: at most ``burst + rate * T``
         admissions in the first ``T`` seconds, as a plain bucket. It keeps the fraction of a
         token a late call finds above ``need`` (a plain bucket of burst 1 loses it: 0.83/s at
@@ -233,12 +234,19 @@ def jitter_seed(seed: int | None = None) -> None:
         ``burst + rate * T``): two admissions may be closer than ``1 / rate``.
 
     An admission may come up to one interval later than a plain bucket's, for dense traffic
-    only. Draws happen only on an admission that leaves the bucket dry, never on a skipped
-    firing; whether a call was refused is read from the gate's skip counters at that
-    admission and at the rare call that finds between one and ``need`` tokens, never on the
-    skip path. The waker's ticks are jittered too (see :func:`tick_after`), and a gate closed
-    after a dry admission is open again by the time the next call can be admitted by (a)
-    (see :func:`tick_before`).
+    only. Draws happen only on admissions since the bucket ran dry, never on a skipped firing;
+    whether a call was refused is read from the gate's skip counters at those admissions and
+    at the rare call that comes once it may be admitted and finds less than ``need``, never
+    on the skip path. A gate closed after a dry admission (its skipped firings cost one inline
+    test) is open again by the time a call can be admitted by (a): the waker looks on the
+    tick before that time (:func:`tick_before`) and keeps the gate closed until the need only
+    if a call was refused meanwhile. The waker's ticks are jittered (see :func:`tick_after`).
+    One exception, for the hot-path expectation gates (:mod:`sensor.hotpath`): a wait shorter
+    than two ticks closes (until the waker's tick after the need, which keeps their closings
+    few) only when the traffic is denser than the rate (a call refused since the bucket ran
+    dry, or a bucket of more than one token drained), and stays open otherwise; when such
+    traffic turns slower than the rate, its first calls may find that gate closed until that
+    tick.
     """
     global _tick_salt
     _rng.seed(seed)
