@@ -540,7 +540,8 @@ class FastExpectGate(guards._GuardedHook):
                 # before it, and waits on until the need's tick only if a call was refused
                 # meanwhile (see wake). A wait shorter than that is closed until the tick after
                 # the need (see _tick) only while the traffic is denser than the rate (a call
-                # was refused between the last two evaluations); else the gate stays open.
+                # refused since the bucket ran dry, or a bucket of more than one token
+                # drained); else the gate stays open.
                 now_s = t0 / 1e9 + wall_offset
                 at = min(next_at, expires) / 1e9 + wall_offset
                 check = guards.tick_before(at)
