@@ -16,11 +16,14 @@ import heapq
 import itertools
 import logging
 import math
+import random
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from sensor import _atfork
 
 __all__ = [
     "GATE_FRAMES",
@@ -38,6 +41,7 @@ __all__ = [
     "Novelty",
     "Switch",
     "Waker",
+    "jitter_seed",
     "locals_of",
     "new_tally",
     "sampler_of",
@@ -45,6 +49,9 @@ __all__ = [
     "switch_of",
     "switched",
     "tally_count",
+    "tick_after",
+    "tick_before",
+    "tick_of",
     "value_class",
 ]
 
@@ -186,6 +193,137 @@ def tally_count(tally: Any) -> int:
 #: is due. Shorter waits keep the clock test, so a gate causes at most 1 / LONG_WAIT wake-ups
 #: per second.
 LONG_WAIT = 0.02
+
+#: The sensor's own random numbers: never the host's ``random`` module (whose sequence a service
+#: or its tests may depend on). Seeded from the OS, and again in a forked child, so that the
+#: workers of one master do not sample in step. :func:`jitter_seed` seeds it for a reproduction.
+_rng = random.Random()
+#: ``_rng.random``: one C call per draw, made only when a rate-limited gate admits a firing.
+_uniform = _rng.random
+_M64 = (1 << 64) - 1
+# Mixed into a group's number so that its choice of interval is not its first interval's tick.
+_GROUP = 1 << 62
+#: Mixed into the tick of every interval (see :func:`tick_after`); renewed with the generator.
+_tick_salt = _rng.getrandbits(64)
+
+
+def jitter_seed(seed: int | None = None) -> None:
+    """Seed the sensor's private generator (``None``: from the OS, as at import and after fork).
+
+    Every rate-limited admission of the sensor (a gate's token, an expectation's evaluation,
+    violation and pass buckets, novelty admission) is *jittered*, so that traffic with a period
+    (a cron, a round-robin load balancer, a load generator's fixed cycle) is not sampled at a
+    fixed phase of its cycle. A plain token bucket admits the first call after the token
+    refills; with strictly periodic calls that is the same phase of the cycle every time, and
+    the evidence (which states are captured) and the sampled evaluations are biased.
+
+    The rule, for every token bucket of the sensor: **after an admission that leaves the bucket
+    dry (less than one token), the next call is admitted if it comes at least** ``1 / rate``
+    **later with no call refused in between; otherwise only once the bucket holds** ``need``
+    **tokens**, ``need`` drawn uniformly in (1, 2] at that admission. Every admission spends one
+    token; an admission that leaves one token or more is followed by a plain bucket's answer.
+    What it promises:
+
+    (a) Traffic slower than the rate (every gap longer than ``1 / rate``) is admitted whole,
+        exactly as by a plain token bucket: each call comes an interval or more after the
+        previous admission, with nothing refused in between.
+    (b) Traffic denser than the rate is not phase-locked: a call is refused in every interval,
+        so the k-th admission is the first call after a uniform random instant of the k-th
+        interval of ``1 / rate`` seconds (stratified sampling), and every phase of a periodic
+        input is admitted in proportion to its share of time. (Admitting any call that finds one
+        token when nothing was refused since the last admission is not enough: the call right
+        after an admission that left 0.8 of a token finds a whole one. Capped at the burst as
+        by a plain bucket, it loses the fraction: 2% of the rate on the tutorial's US, US, FR,
+        FR, JP cycle, five calls an interval. Keeping the fraction, it is admitted at the start
+        of its interval, a fixed phase: that cycle was admitted 57% / 29% / 15% instead of
+        40% / 40% / 20% in a simulation.)
+    (c) The bucket never holds less than nothing, and starts full: at most ``burst + rate * T``
+        admissions in the first ``T`` seconds, as a plain bucket. It keeps the fraction of a
+        token a late call finds above ``need`` (a plain bucket of burst 1 loses it: 0.83/s at
+        1/s on calls every 0.3 s), so for dense traffic the long-run rate is the configured
+        one; it is capped at ``burst`` as a plain bucket is only when the calls paused (a
+        whole token beyond what it needed, or an interval without a call), so in any ``T``
+        seconds fewer than ``max(burst, 2) + 1 + rate * T`` admissions (a plain bucket:
+        ``burst + rate * T``): two admissions may be closer than ``1 / rate``.
+
+    An admission may come up to one interval later than a plain bucket's, for dense traffic
+    only. Draws happen only on admissions since the bucket ran dry, never on a skipped firing;
+    whether a call was refused is read from the gate's skip counters at those admissions and
+    at the rare call that comes once it may be admitted and finds less than ``need``, never
+    on the skip path. A gate closed after a dry admission (its skipped firings cost one inline
+    test) is open again by the time a call can be admitted by (a): the waker looks on the
+    tick before that time (:func:`tick_before`) and keeps the gate closed until the need only
+    if a call was refused meanwhile. The waker's ticks are jittered (see :func:`tick_after`).
+    One exception, for the hot-path expectation gates (:mod:`sensor.hotpath`): a wait shorter
+    than two ticks closes (until the waker's tick after the need, which keeps their closings
+    few) only when the traffic is denser than the rate (a call refused since the bucket ran
+    dry, or a bucket of more than one token drained), and stays open otherwise; when such
+    traffic turns slower than the rate, its first calls may find that gate closed until that
+    tick.
+    """
+    global _tick_salt
+    _rng.seed(seed)
+    _tick_salt = _rng.getrandbits(64)
+
+
+def _after_fork_in_child() -> None:
+    jitter_seed(None)  # a child must not repeat its parent's (or its siblings') draws
+
+
+def _mix(n: int) -> int:
+    """A 64-bit hash of ``n`` (SplitMix64's finalizer, salted per process)."""
+    z = (n * 0x9E3779B97F4A7C15 + _tick_salt) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def tick_of(n: int) -> float:
+    """The tick of the ``n``-th :data:`LONG_WAIT` interval (monotonic seconds): a point of
+    ``[n * LONG_WAIT, (n + 1) * LONG_WAIT)`` that looks random, the same for every gate of the
+    process (a hash of ``n``)."""
+    return (n + (_mix(n) >> 11) * 2.0**-53) * LONG_WAIT
+
+
+def tick_after(at: float, every: float = LONG_WAIT) -> float:
+    """The tick a gate closed until ``at`` (monotonic seconds) reopens on: the tick of the next
+    interval of ``every`` after the one holding ``at``; later than ``at``, by less than
+    ``2 * every``.
+
+    ``every`` is a whole multiple of :data:`LONG_WAIT` (a smaller one counts as it). Each
+    interval ``[m * every, (m + 1) * every)`` has one tick, a :func:`tick_of` of one of its
+    LONG_WAIT intervals, chosen by a hash of ``m``: however many gates close, and whatever
+    their ``every``, the waker wakes at most once per LONG_WAIT interval for them all.
+
+    Why not the multiples of ``every``: a gate reopened on one admits the first call after a
+    fixed phase of ``every``, so traffic whose period divides it (a load generator at 50 calls
+    a second, a cron) would be sampled at one phase only, however the gate's own deadline is
+    jittered. Why the *next* interval's tick and not the first tick after ``at``: the first tick
+    after a deadline is more often one that follows a long gap (one late in its interval), a
+    bias towards late phases; the tick of a given interval is at a uniform phase of it.
+    """
+    return _tick_in(math.floor(at / (max(1, round(every / LONG_WAIT)) * LONG_WAIT)) + 1, every)
+
+
+def tick_before(at: float, every: float = LONG_WAIT) -> float:
+    """The tick of the interval of ``every`` before the one holding ``at`` (monotonic seconds):
+    earlier than ``at``, by less than ``2 * every``; one of the same shared ticks as
+    :func:`tick_after`'s.
+
+    What a gate that must be open again by ``at`` wakes on: a call that comes at ``at`` with
+    no call refused since the gate's last admission must find it open (see
+    :func:`jitter_seed`), which a tick after ``at`` would not promise.
+    """
+    return _tick_in(math.floor(at / (max(1, round(every / LONG_WAIT)) * LONG_WAIT)) - 1, every)
+
+
+def _tick_in(m: int, every: float) -> float:
+    """The tick of the ``m``-th interval of ``every`` (see :func:`tick_after`)."""
+    k = max(1, round(every / LONG_WAIT))
+    if k == 1:
+        return tick_of(m)
+    return tick_of(m * k + _mix(m ^ _GROUP) % k)
+
 
 #: The waker sleeps at most this long at a time (seconds).
 _MAX_SLEEP = 60.0
@@ -359,10 +497,8 @@ class Waker:
                     due.append(heapq.heappop(heap)[2])
             if due:
                 self._call(due)
-                # The tick a gate closing now reopens on at the earliest (as _tick rounds).
-                linger = math.ceil(now / LONG_WAIT) * LONG_WAIT + 1e-9
-                if linger <= now:
-                    linger += LONG_WAIT
+                # The tick a gate closing now reopens on at the earliest (see tick_after).
+                linger = tick_after(now)
                 continue
             # Bounded: a far deadline (a rate of one per year) must not overflow the lock's
             # timeout, and the loop simply looks again.
@@ -445,9 +581,11 @@ class Account:
 
     __slots__ = (
         "avg_ns",
+        "dry",
         "fired",
         "last",
         "mark",
+        "need",
         "probe_id",
         "rate",
         "retired",
@@ -477,9 +615,20 @@ class Account:
         # the disarmed ones had counted.
         self.shut: list[Callable[[], int]] = []
         self.retired = 0
+        # Admit while the share holds more than ``need`` ns (0, or after a refusal a random
+        # part of one firing's cost below 0: see admit), and whether the last answer was no.
+        self.need = 0.0
+        self.dry = False
 
     def admit(self, now: float) -> bool:
-        """True when this probe may do the work of one firing now; else count one skip."""
+        """True when this probe may do the work of one firing now; else count one skip.
+
+        Jittered as the gates' buckets are (see :func:`jitter_seed`): once the share has
+        refused a firing, the first one admitted again draws how far below zero the next
+        admission after a refusal may find the share (a uniform part of one firing's cost,
+        ``avg_ns``), so that while load is shed the firing admitted when the share refills is
+        not always the first call after the same delay, a fixed phase of periodic traffic.
+        """
         rate = self.rate
         if rate is None:
             return True
@@ -488,8 +637,12 @@ class Account:
             tokens = rate
         self.last = now
         self.tokens = tokens
-        if tokens > 0.0:
+        if tokens > self.need:
+            if self.dry:
+                self.dry = False
+                self.need = -_uniform() * self.avg_ns
             return True
+        self.dry = True
         next(self.skipped)
         return False
 
@@ -504,7 +657,7 @@ class Account:
         if rate is None or rate <= 0.0:
             return 0.0
         tokens = self.tokens + (time.monotonic() - self.last) * rate
-        return 0.0 if tokens > 0.0 else (1.0 - tokens) / rate
+        return 0.0 if tokens > self.need else (self.need + 1.0 - tokens) / rate
 
     def attach(self, shut: Callable[[], int]) -> None:
         """Count ``shut()`` (firings a gate skipped while closed by this share) in the skips."""
@@ -881,6 +1034,14 @@ class Gate(_GuardedHook):
         # The earliest time a token is available: a skipped firing costs one clock read and
         # one compare. The bucket itself is only refilled on admission.
         next_at = -math.inf
+        # Since the bucket ran dry (until a pause): the tokens the next admission needs unless
+        # it comes an interval after the last one with nothing refused since (drawn in (1, 2]),
+        # when the last one was, and the gate's skip count then (see jitter_seed). 1.0: a plain
+        # bucket.
+        need = 1.0
+        adm_at = 0.0
+        mark = 0
+        need_at = -math.inf  # when the bucket holds the need
         # Empty while closed (until the waker reopens it): a skipped firing costs one test.
         switch = Switch(True)
         schedule = None if waker is None or not limited else waker.schedule
@@ -907,21 +1068,77 @@ class Gate(_GuardedHook):
                 armed = False
                 on_stop(why)
 
+        def close(now: float) -> None:
+            # Closed first: the reopening may run before schedule() returns.
+            switch.on = False
+            if schedule is None or not schedule(min(next_at, expires), wake):
+                reopen()
+
+        def wake() -> None:
+            # The waker, at next_at: if a call was refused since the last admission the next
+            # one waits for the need (see jitter_seed), so the gate stays closed until then.
+            if switch.on:
+                return  # opened meanwhile (disarmed, or every gate reopened)
+            if (
+                need_at > next_at
+                and tally_count(skips) + tally_count(closed) != mark
+                and schedule is not None
+                and schedule(min(need_at, expires), reopen)
+            ):
+                return
+            reopen()
+
         def admit(value: object, now: float) -> None:
-            nonlocal tokens, last, next_at
+            nonlocal tokens, last, next_at, need, adm_at, mark, need_at
             if now >= expires:
                 stop("expired")
                 return
             if produced_hits[0] >= cap:
                 stop("max_hits")
                 return
+            was = (tokens, last, need, adm_at, mark)
             if limited:
+                held = tokens
                 tokens += (now - last) * rate_f
-                if tokens > burst_f:
-                    tokens = burst_f
                 last = now
+                if need == 1.0:
+                    if tokens > burst_f:
+                        tokens = burst_f  # a plain bucket: it has not run dry since a pause
+                elif tokens < need:
+                    if (now - adm_at) * rate_f < 1.0 or tally_count(skips) + tally_count(
+                        closed
+                    ) != mark:
+                        # Denser than the rate: not before the need (see jitter_seed).
+                        next(skips)
+                        next_at = now + (need - tokens) / rate_f
+                        if schedule is not None and next_at - now >= LONG_WAIT:
+                            close(now)
+                        return
+                    # An interval since the last admission and no call: a plain bucket again.
+                    if tokens > burst_f:
+                        tokens = burst_f
+                    need = 1.0
+                elif tokens >= (need if need > held else held) + 1.0:
+                    # A whole token more than it needed (or held) without a call: the calls
+                    # paused. A plain bucket again.
+                    if tokens > burst_f:
+                        tokens = burst_f
+                    need = 1.0
+                # else: the need is met; the fraction of a token above it is kept (a plain bucket
+                # loses a late call's).
                 tokens -= 1.0
-                next_at = now if tokens >= 1.0 else now + (1.0 - tokens) / rate_f
+                if need == 1.0 and tokens >= 1.0:
+                    next_at = now  # the burst is not spent: the next firing is admitted
+                else:
+                    # Dry (or jittered since it ran dry): the next admission at a random point
+                    # of the next interval, or an interval later if nothing is refused till
+                    # then (see jitter_seed).
+                    need = 2.0 - _uniform()
+                    adm_at = now
+                    mark = tally_count(skips) + tally_count(closed)
+                    wait = need - tokens
+                    need_at = now + wait / rate_f if wait > 0.0 else now
+                    next_at = now + (wait if wait < 1.0 else 1.0) / rate_f if wait > 0.0 else now
             if account is not None and account.rate is not None and not account.admit(now):
                 return  # the budget sheds this one (counted by the account); the token is spent
             try:
@@ -934,12 +1151,12 @@ class Gate(_GuardedHook):
                     stop("max_hits")  # say so now, not at a next firing that may never come
                     return
                 if schedule is not None and next_at - now >= LONG_WAIT:
-                    # Closed first: the reopening may run before schedule() returns.
-                    switch.on = False
-                    if not schedule(min(next_at, expires), reopen):
-                        reopen()
+                    close(now)
             elif limited:
-                tokens += 1.0  # nothing produced: give the token back
+                # Nothing produced: as if the firing had not come (its token given back).
+                tokens, last, need, adm_at, mark = was
+                tokens += (now - last) * rate_f
+                last = now
                 next_at = now
 
         def reopen() -> None:
@@ -1004,20 +1221,29 @@ class ExpectGate(_GuardedHook):
         tokens = eval_burst
         last = monotonic()
         next_at = -math.inf
+        # As in Gate (see jitter_seed): the need since the bucket ran dry (1.0: plain), the
+        # last admission's time and the refusals counted then.
+        need = 1.0
+        adm_at = 0.0
+        mark = 0
+        need_at = -math.inf
         expires = math.inf if expires_at is None else monotonic() + (expires_at - time.time())
         cap = math.inf if max_hits is None else float(max_hits)
         violations = _Bucket(violation_rate, None, last)
         passes = None if pass_rate is None else _Bucket(pass_rate, pass_burst, last)
         armed = True
         produced_hits = hits if hits is not None else [0]
-        skips = new_tally()
+        skips = new_tally()  # firings the evaluation bucket refused
         closed = new_tally()  # firings skipped while the switch is closed (the pair's counter)
+        # Violations evaluated and not captured (the violation bucket's refusals): apart from
+        # the evaluation bucket's, whose refusals decide its jitter (see jitter_seed).
+        uncaptured = new_tally()
 
         def admit(violated: bool, ns: Any = None) -> bool | str:
             if violated:
                 if violations.take(monotonic()):
                     return True
-                next(skips)  # a violation not captured: counted, never silent
+                next(uncaptured)  # a violation not captured: counted, never silent
                 return False
             if passes is None:
                 return False
@@ -1055,20 +1281,65 @@ class ExpectGate(_GuardedHook):
                 armed = False
                 on_stop(why)
 
+        def close() -> None:
+            switch.on = False  # before schedule(): the reopening may run before it returns
+            if schedule is None or not schedule(min(next_at, expires), wake):
+                reopen()
+
+        def wake() -> None:
+            # As in Gate: closed on until the need once a call was refused since the last one.
+            if switch.on:
+                return
+            if (
+                need_at > next_at
+                and tally_count(skips) + tally_count(closed) != mark
+                and schedule is not None
+                and schedule(min(need_at, expires), reopen)
+            ):
+                return
+            reopen()
+
         def evaluate(value: object, now: float) -> None:
-            nonlocal tokens, last, next_at
+            nonlocal tokens, last, next_at, need, adm_at, mark, need_at
             if now >= expires:
                 stop("expired")
                 return
             if produced_hits[0] >= cap:
                 stop("max_hits")
                 return
+            was = (tokens, last, need, adm_at, mark)
+            held = tokens
             tokens += (now - last) * eval_rate_f
-            if tokens > eval_burst:
-                tokens = eval_burst
             last = now
+            if need == 1.0:
+                if tokens > eval_burst:
+                    tokens = eval_burst
+            elif tokens < need:  # jittered as in Gate (see jitter_seed)
+                if (now - adm_at) * eval_rate_f < 1.0 or tally_count(skips) + tally_count(
+                    closed
+                ) != mark:
+                    next(skips)  # denser than the rate: not before the need
+                    next_at = now + (need - tokens) / eval_rate_f
+                    if schedule is not None and next_at - now >= LONG_WAIT:
+                        close()
+                    return
+                if tokens > eval_burst:  # an interval without a call: a plain bucket again
+                    tokens = eval_burst
+                need = 1.0
+            elif tokens >= (need if need > held else held) + 1.0:
+                if tokens > eval_burst:  # the calls paused: a plain bucket again
+                    tokens = eval_burst
+                need = 1.0
             tokens -= 1.0
-            next_at = now if tokens >= 1.0 else now + (1.0 - tokens) / eval_rate_f
+            if need == 1.0 and tokens >= 1.0:
+                next_at = now
+            else:  # jittered as in Gate (see jitter_seed)
+                need = 2.0 - _uniform()
+                adm_at = now
+                mark = tally_count(skips) + tally_count(closed)
+                wait = need - tokens
+                need_at = now + wait / eval_rate_f if wait > 0.0 else now
+                next_at = now + (wait if wait < 1.0 else 1.0) / eval_rate_f if wait > 0.0 else now
             if account is not None and account.rate is not None and not account.admit(now):
                 return  # shed by the CPU budget before any work (counted by the account)
             try:
@@ -1081,19 +1352,22 @@ class ExpectGate(_GuardedHook):
                     stop("max_hits")  # say so now, not at a next firing that may never come
                     return
             elif produced is None:
-                tokens += 1.0  # not evaluated (condition false): give the token back
+                # Not evaluated (condition false): as if the firing had not come.
+                tokens, last, need, adm_at, mark = was
+                tokens += (now - last) * eval_rate_f
+                last = now
                 next_at = now
                 return
             if schedule is not None and next_at - now >= LONG_WAIT:
-                switch.on = False  # before schedule(): the reopening may run before it returns
-                if not schedule(min(next_at, expires), reopen):
-                    reopen()
+                close()
 
         def reopen() -> None:
             switch.on = True  # one attribute store
 
         def read() -> tuple[int, int]:
-            return produced_hits[0], tally_count(skips) + tally_count(closed)
+            return produced_hits[0], (
+                tally_count(skips) + tally_count(closed) + tally_count(uncaptured)
+            )
 
         def disarm() -> None:
             nonlocal armed
@@ -1105,24 +1379,58 @@ class ExpectGate(_GuardedHook):
 
 
 class _Bucket:
-    """A token bucket for the capture decisions of :class:`ExpectGate` (off the skip path)."""
+    """A token bucket for the capture decisions of :class:`ExpectGate` (off the skip path).
 
-    __slots__ = ("burst", "last", "rate", "tokens")
+    Jittered as the gates are (see :func:`jitter_seed`): after a :meth:`take` that leaves it
+    dry, the next one is granted an interval later if none was refused in between, else once
+    it holds ``need`` tokens, drawn in (1, 2]; each still spends one.
+    """
+
+    __slots__ = ("adm_at", "burst", "last", "need", "rate", "refused", "tokens")
 
     def __init__(self, rate: float, burst: int | None, now: float) -> None:
         self.rate = float(rate)
         self.burst = float(burst if burst is not None else max(1.0, self.rate))
         self.tokens = self.burst
         self.last = now
+        self.need = 1.0  # 1.0: a plain bucket (it has not run dry since a pause)
+        self.adm_at = now  # the last grant while jittered
+        self.refused = False  # a take refused since then
 
     def take(self, now: float) -> bool:
-        tokens = self.tokens + (now - self.last) * self.rate
+        rate = self.rate
+        held = self.tokens
+        tokens = held + (now - self.last) * rate
         self.last = now
-        if tokens >= 1.0:
-            self.tokens = min(tokens, self.burst) - 1.0
-            return True
+        need = self.need
+        if need == 1.0:
+            if tokens > self.burst:
+                tokens = self.burst
+            if tokens < 1.0:
+                self.tokens = tokens
+                self.refused = True
+                return False
+        elif tokens < need:
+            if (now - self.adm_at) * rate < 1.0 or self.refused:
+                self.tokens = tokens  # denser than the rate: not before the need
+                self.refused = True
+                return False
+            if tokens > self.burst:  # an interval without a take: a plain bucket again
+                tokens = self.burst
+            need = self.need = 1.0
+        elif tokens >= (need if need > held else held) + 1.0:
+            # A whole token more than it needed without a take (every call is one): the calls
+            # paused. A plain bucket again.
+            if tokens > self.burst:
+                tokens = self.burst
+            need = self.need = 1.0
+        tokens -= 1.0
+        if need != 1.0 or tokens < 1.0:  # dry, or jittered since it ran dry
+            self.need = 2.0 - _uniform()
+            self.adm_at = now
+            self.refused = False
         self.tokens = tokens
-        return False
+        return True
 
 
 #: Value-class keys a probe remembers for novelty admission (see :class:`Novelty`).
@@ -1252,3 +1560,7 @@ class Novelty:
     def key(self, names: tuple[str, ...], ns: Any) -> tuple[int, ...]:
         """The key of the values ``names`` name in ``ns`` (a name not there counts as absent)."""
         return tuple(map(value_class, map(ns.get, names, (NOTHING,) * len(names))))
+
+
+# The sensor's ordered fork handlers (see sensor._atfork): a child draws its own jitter.
+_atfork.register(_atfork.ENGINE, after_in_child=_after_fork_in_child)

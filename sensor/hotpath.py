@@ -162,6 +162,21 @@ class FastExpectGate(guards._GuardedHook):
         t_start = perf()
         last = t_start
         next_at = -1
+        # Jittered as guards.Gate's (see guards.jitter_seed): the tokens the next evaluation
+        # needs since the bucket ran dry (1.0: a plain bucket), when the last one was (ns), the
+        # refusals counted then, and the earliest the next one may come at.
+        need = 1.0
+        adm_at = 0
+        skip_mark = 0
+        interval_ns = 1e9 / eval_rate if eval_rate > 0 else math.inf
+        # When the bucket holds the need (ns), and whether a call was refused between two
+        # evaluations since the bucket ran dry (the traffic is denser than the rate): see the
+        # closing below.
+        need_at = 0
+        dense = False
+        # When the last closing's reopening is due, on the waker's tick (ns): the gate may
+        # have been closed that long past its deadline.
+        opened = 0
         expires = math.inf if expires_at is None else t_start + (expires_at - time.time()) * 1e9
         cap = math.inf if max_hits is None else float(max_hits)
         produced_hits = hits if hits is not None else [0]
@@ -189,7 +204,10 @@ class FastExpectGate(guards._GuardedHook):
         # An expectation that reads only the probe's value (``result >= 0``) needs no frame:
         # it is read only for a capture (or when the hook was given no value).
         reads_frame = not has_value or not set(expr.names) <= {value_name}
-        skips = new_tally()
+        skips = new_tally()  # firings the evaluation bucket refused
+        # Violations evaluated and not captured (the violation bucket's refusals): apart from
+        # skips, whose count decides the evaluation bucket's jitter.
+        uncaptured = new_tally()
         evaluations = new_tally()
         violations = new_tally()
         # Evaluations that gave no bool (refused by the sandbox, failed, another type): a
@@ -258,8 +276,9 @@ class FastExpectGate(guards._GuardedHook):
             p0: object = NOTHING,
             p1: object = NOTHING,
         ) -> None:
-            nonlocal tokens, last, next_at, pending_ns, pending_n, settle_at, slow_ns
-            nonlocal carry_ns, fn, red0, version0, table, shut, quick, from_value, qk, fused
+            nonlocal tokens, last, next_at, need, adm_at, skip_mark, need_at, dense, pending_ns
+            nonlocal pending_n, settle_at, slow_ns, carry_ns, fn, red0, version0, table, shut
+            nonlocal quick, from_value, qk, fused
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
             if not switch.on:  # closed until the waker reopens it (see Gate)
@@ -286,12 +305,66 @@ class FastExpectGate(guards._GuardedHook):
                     stop("max_hits")
                     return
                 if limited:
+                    held = tokens
                     tokens += (t0 - last) * per_ns
-                    if tokens > burst:
-                        tokens = burst
                     last = t0
+                    if need == 1.0:
+                        if tokens > burst:
+                            tokens = burst
+                    elif tokens < need:
+                        if (
+                            t0 - adm_at < interval_ns
+                            or tally_count(skips) + tally_count(closed) != skip_mark
+                        ):
+                            # Denser than the rate: not before the need (see guards.Gate).
+                            next(skips)
+                            dense = True
+                            next_at = t0 + int((need - tokens) / per_ns) + 1
+                            if schedule is not None:
+                                # A call was refused since the last evaluation: the waker's
+                                # next tick after the need will do (see close_late).
+                                switch.on = False  # before schedule(): the reopening may run first
+                                close_late(next_at, t0 / 1e9 + wall_offset)
+                            return
+                        if tokens > burst:  # an interval without a call: a plain bucket again
+                            tokens = burst
+                        need = 1.0
+                        dense = False
+                    elif (
+                        tokens >= (need if need > held else held) + 1.0
+                        and t0 - opened >= interval_ns
+                    ):
+                        # A whole token more than it needed, and an interval since the gate
+                        # was due to reopen (calls refused while it was closed past the need
+                        # are no pause): the calls paused. A plain bucket again.
+                        if tokens > burst:
+                            tokens = burst
+                        need = 1.0
+                        dense = False
                     tokens -= 1.0
-                    next_at = t0 if tokens >= 1.0 else t0 + int((1.0 - tokens) / per_ns)
+                    if need == 1.0 and tokens >= 1.0:
+                        next_at = t0
+                    else:
+                        # The next evaluation at a random point of the next interval, or an
+                        # interval later if nothing is refused till then (see guards.Gate).
+                        refused = tally_count(skips) + tally_count(closed)
+                        if need == 1.0:
+                            # Run dry from a plain bucket: from more than one token, only by
+                            # more calls than the rate allows.
+                            dense = burst > 1.0
+                        elif refused != skip_mark:
+                            # A call refused since the last evaluation: denser than the rate,
+                            # until a plain bucket again.
+                            dense = True
+                        skip_mark = refused
+                        need = 2.0 - guards._uniform()
+                        adm_at = t0
+                        wait = need - tokens
+                        if wait > 0.0:
+                            need_at = t0 + int(wait / per_ns) + 1
+                            next_at = need_at if wait < 1.0 else t0 + int(interval_ns) + 1
+                        else:
+                            next_at = need_at = t0
             elif t0 >= expires:
                 stop("expired")
                 return
@@ -405,7 +478,7 @@ class FastExpectGate(guards._GuardedHook):
                     if violation_bucket.take(monotonic()):
                         deliver(frame, value, "violation", error)
                     else:
-                        next(skips)  # a violation not captured: counted, never silent
+                        next(uncaptured)  # a violation not captured: counted, never silent
                 elif pass_bucket is not None:
                     outcome = "pass" if pass_bucket.take(monotonic()) else None
                     if novel is not None:
@@ -479,15 +552,27 @@ class FastExpectGate(guards._GuardedHook):
                         # closing, so nothing after its measurement to meter.
                         return
             if schedule is not None and next_at > t0:
-                # The evaluation bucket is empty: closed until its next token, on the waker's
-                # tick (see _tick), so that the firings in between cost an inline test and a
-                # C-level count each instead of a call that would only be refused.
-                switch.on = False  # before schedule(): the reopening may run before it returns
-                if not schedule(
-                    _tick(min(next_at, expires) / 1e9 + wall_offset, t0 / 1e9 + wall_offset),
-                    reopen,
-                ):
-                    reopen()
+                # The evaluation bucket is empty: closed, so that the firings in between cost
+                # an inline test and a C-level count each instead of a call that would only be
+                # refused. Open again by ``next_at`` (a call then is evaluated if none was
+                # refused since this one, see guards.jitter_seed): the waker looks on the tick
+                # before it, and waits on until the need's tick only if a call was refused
+                # meanwhile (see wake). A wait shorter than that is closed until the tick after
+                # the need (see _tick) only while the traffic is denser than the rate (a call
+                # refused since the bucket ran dry, or a bucket of more than one token
+                # drained); else the gate stays open.
+                now_s = t0 / 1e9 + wall_offset
+                at = min(next_at, expires) / 1e9 + wall_offset
+                check = guards.tick_before(at)
+                if check > now_s:
+                    switch.on = False  # before schedule(): the reopening may run before it returns
+                    if not schedule(check, wake):
+                        reopen()
+                elif dense:
+                    # Calls were refused since the last evaluation: one will be since this
+                    # one, by all likelihood, and the next evaluation needs the need.
+                    switch.on = False
+                    close_late(need_at, now_s)
             # What came after the firing's own measurement (the budget's accounting, the
             # closing) is metered on the same clock: with the next precise firing, or added
             # to the batch (handed over with its next firing: a batch of no firing is not).
@@ -505,12 +590,39 @@ class FastExpectGate(guards._GuardedHook):
                 # be counted after it: it stays in the total, attributed to the rate limit.
                 shut = (done + tally_count(closed) - mark, -1)
 
+        def wake() -> None:
+            # On the waker's thread, before the evaluation bucket's next_at: a call refused since
+            # the last evaluation means traffic denser than the rate, and the next evaluation
+            # waits for the need: closed on until the tick after it (see _tick). Otherwise open
+            # now, so that a call at next_at finds the gate open (the hook tests the clock).
+            if switch.on:
+                return  # opened meanwhile (disarmed, or every gate reopened)
+            if tally_count(skips) + tally_count(closed) != skip_mark:
+                now_s = monotonic()
+                if need_at / 1e9 + wall_offset > now_s:
+                    close_late(need_at, now_s)
+                    return
+            reopen()
+
+        def close_late(at_ns: float, now_s: float) -> None:
+            # Closed (already) until the waker's tick after ``at_ns`` (see _tick): only once a
+            # call was refused since the last evaluation, which allows the next one to come
+            # later than the bucket's need (see guards.jitter_seed). Noted, so that the calls
+            # refused while closed past the need are not taken for a pause.
+            nonlocal opened
+            tick = _tick(min(at_ns, expires) / 1e9 + wall_offset, now_s)
+            opened = int((tick - wall_offset) * 1e9)
+            if schedule is None or not schedule(tick, reopen):
+                reopen()
+
         def shed() -> int:
             done, mark = shut
             return done if mark < 0 else done + tally_count(closed) - mark
 
         def read() -> tuple[int, int]:
-            return produced_hits[0], tally_count(skips) + tally_count(closed) - shed()
+            return produced_hits[0], (
+                tally_count(skips) + tally_count(closed) + tally_count(uncaptured) - shed()
+            )
 
         def disarm() -> None:
             nonlocal armed
@@ -575,18 +687,19 @@ SPECIALISE_FUSED = True
 
 
 def _tick(at: float, now: float) -> float:
-    """``at`` (monotonic seconds) rounded up to a multiple of :data:`~sensor.guards.LONG_WAIT`,
-    or of :data:`CLOSE_TICK` when ``at`` is less than that from ``now``.
+    """The tick a gate closed until ``at`` (monotonic seconds) reopens on: that of the interval
+    of :data:`~sensor.guards.LONG_WAIT` after the one holding ``at``, or of :data:`CLOSE_TICK`
+    when ``at`` is less than that from ``now`` (see :func:`sensor.guards.tick_after`).
 
     Every gate of this module that closes reopens on such a tick: however many gates close,
-    however short their waits, the waker wakes at most 1 / LONG_WAIT times a second for them
-    all, one wake-up reopening every gate due, and a gate with short waits closes at most
-    1 / CLOSE_TICK times a second. A gate closes for at most one tick longer than it had to,
+    however short their waits, the waker wakes at most once per LONG_WAIT interval for them
+    all, one wake-up reopening every gate due, and a gate with short waits closes at most about
+    1 / CLOSE_TICK times a second. A gate closes for at most two ticks longer than it had to,
     and its bucket fills meanwhile: the evaluations it is allowed per second are the same, in
-    runs instead of one at a time.
+    runs instead of one at a time. The ticks are at random points of their intervals, not on
+    multiples of them: a run of evaluations starts at a random phase of any periodic traffic.
     """
-    step = CLOSE_TICK if at - now < CLOSE_TICK else LONG_WAIT
-    return math.ceil(at / step) * step + 1e-9
+    return guards.tick_after(at, CLOSE_TICK if at - now < CLOSE_TICK else LONG_WAIT)
 
 
 def _type_name(tp: type) -> str:

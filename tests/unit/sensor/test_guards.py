@@ -22,6 +22,7 @@ from sensor.guards import (
     Switch,
     Waker,
     switch_of,
+    tick_after,
 )
 
 
@@ -461,8 +462,9 @@ def test_gates_closing_on_every_tick_ring_the_waker_once_not_every_tick(
     monkeypatch.setattr(waker, "_ring", counted)
     switches = [Switch(True) for _ in range(5)]
     # A round closes every gate again after the waker reopened them on tick ``due``. The waker
-    # woke at or after ``due``, so it lingers at least until ``due + LONG_WAIT``: a round whose
-    # closings all come before that is on time and must ring nothing. A round the host thread
+    # woke at or after ``due``, and lingers until the tick of the LONG_WAIT interval after the
+    # one it woke in: a round whose closings all come in the interval of ``due`` round to that
+    # very tick, so it is on time and must ring nothing. A round the host thread
     # was descheduled through (CI under load) may find the waker asleep again: it may ring.
     on_time = late = rang_on_time = 0
     due = -math.inf
@@ -474,8 +476,13 @@ def test_gates_closing_on_every_tick_ring_the_waker_once_not_every_tick(
         for switch in switches:
             switch.on = False
             now = time.monotonic()
-            in_time = in_time and now < due + LONG_WAIT - 0.002
-            next_due = math.ceil((now + 0.001) / LONG_WAIT) * LONG_WAIT + 1e-9
+            # The tick the gates' closings round to (a jittered tick, not a multiple).
+            next_due = tick_after(now + 0.001)
+            in_time = (
+                in_time
+                and due > 0
+                and math.floor((now + 0.001) / LONG_WAIT) == math.floor(due / LONG_WAIT)
+            )
             assert _schedule(waker, next_due, functools.partial(setattr, switch, "on", True))
         if in_time:
             on_time += 1

@@ -10,11 +10,12 @@ the reason it was skipped for (``skipped_rate`` or ``skipped_budget``) and in ``
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 from sensor.expressions import compile
-from sensor.guards import LONG_WAIT, CpuBudget, Waker, switch_of, tally_count
+from sensor.guards import LONG_WAIT, CpuBudget, Waker, switch_of, tally_count, tick_of
 from sensor.hotpath import CLOSE_TICK, FastExpectGate
 
 
@@ -193,7 +194,7 @@ class RecordingWaker(Waker):
 
 def test_the_gates_of_many_probes_reopen_on_shared_ticks() -> None:
     # Twenty probes closing at different instants cost the waker one wake-up per tick, not one
-    # per probe: each reopening is due on a multiple of LONG_WAIT.
+    # per probe: each reopening is due on a tick of the waker's shared ticks.
     budget = CpuBudget(0.5)
     waker = RecordingWaker()
     try:
@@ -208,9 +209,10 @@ def test_the_gates_of_many_probes_reopen_on_shared_ticks() -> None:
             assert not pair[0], "the gate never closed"
         assert len(waker.asked) >= 20
         for at in waker.asked:
-            ticks = at / LONG_WAIT
-            assert abs(ticks - round(ticks)) < 1e-6, at
-        assert len(set(map(round, (at / LONG_WAIT for at in waker.asked)))) < len(waker.asked)
+            # A tick of the shared sequence (one per LONG_WAIT interval, at a jittered point
+            # of it, see guards.tick_after).
+            assert at == tick_of(math.floor(at / LONG_WAIT)), at
+        assert len(set(waker.asked)) < len(waker.asked)
     finally:
         waker.stop()
 
