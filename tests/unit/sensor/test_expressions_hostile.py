@@ -54,8 +54,11 @@ def _corpus() -> list[tuple[str, bool]]:
 CORPUS = _corpus()
 REFUSED = [src for src, ok in CORPUS if not ok]
 NEUTRALIZED = [src for src, ok in CORPUS if ok]
-# Generous against a busy shared machine; a hook that ran would sleep 0.3 s (Slow) anyway,
-# and the recorder catches it first.
+# CPU seconds of the evaluating thread, not wall time: on a shared CI machine running three
+# suites at once a refusal at compile time was once measured at 1.3 s of wall time (the thread
+# waiting for a core), which says nothing about the sandbox. A denial-of-service expression
+# that the sandbox failed to stop burns CPU in this thread, and that is what the bound catches;
+# a hook that sleeps (Slow) burns none, but the recorder catches any hook that ran.
 TIME_BOUND = 1.0
 
 
@@ -85,9 +88,9 @@ def test_hostile_expression_is_refused_without_side_effect(
     source: str, namespace: tuple[dict[str, object], dict[str, object]]
 ) -> None:
     del hostile.HITS[:]
-    started = time.perf_counter()
+    started = time.thread_time()
     outcome, detail = _run(source, namespace)
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert hostile.HITS == [], f"{source!r} ran hooks: {hostile.HITS}"
     assert outcome in ("compile", "runtime"), f"{source!r} evaluated to {detail!r}"
     assert hostile.PWNED not in str(detail)
@@ -99,9 +102,9 @@ def test_hostile_value_is_neutralized_without_side_effect(
     source: str, namespace: tuple[dict[str, object], dict[str, object]]
 ) -> None:
     del hostile.HITS[:]
-    started = time.perf_counter()
+    started = time.thread_time()
     outcome, detail = _run(source, namespace)
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert hostile.HITS == [], f"{source!r} ran hooks: {hostile.HITS}"
     assert outcome == "value", f"{source!r}: {detail}"
     assert hostile.PWNED not in str(detail)
@@ -137,7 +140,8 @@ def test_slow_hooks_are_never_waited_for(
             compile(source).evaluate(*namespace)
         except ExpressionError:
             pass
-    # Six hooks that each sleep 0.3 s: all of them run would take 1.8 s; any one that ran is
-    # recorded in HITS. The bound leaves room for a loaded machine.
-    assert time.perf_counter() - started < 1.0
+    # Six hooks that each sleep 0.3 s: all of them run would take 1.8 s of wall time (sleeping
+    # burns no CPU, so this bound is wall time); any one that ran is recorded in HITS. The
+    # bound leaves room for a loaded machine.
+    assert time.perf_counter() - started < 1.5
     assert hostile.HITS == []
