@@ -264,7 +264,9 @@ def test_probe_expiry_reaches_a_waiting_sensor(hub: HubProcess) -> None:
     status, answer = call(hub.url, "GET", f"{path}?etag={held['etag']}&wait=10", SENSOR_TOKEN)
     assert status == 200
     assert answer["probes"] == []
-    assert time.monotonic() - started < 4
+    # Expired after its 1 s, well before the poll's 10 s wait would end (the bound leaves room
+    # for a loaded machine).
+    assert time.monotonic() - started < 8
     assert client.probe(record["id"])["state"] == "expired"
 
 
@@ -351,7 +353,10 @@ def test_hub_serves_tls_with_the_given_certificate(
 
 def test_small_requests_do_not_wait_for_delayed_acks(hub: HubProcess) -> None:
     # Without TCP_NODELAY on the accepted sockets each answer waits ~40 ms (Nagle against the
-    # client's delayed ACK): 20 calls would take 0.8 s. They take a few milliseconds.
+    # client's delayed ACK): every one of 20 calls would take 40 ms or more. They take well
+    # under a millisecond each; the quickest of 20 is judged, so that a loaded machine that
+    # delays some calls (CI runs three suites on two cores) cannot fail the test, while Nagle,
+    # which delays every call, still does.
     import http.client
     import urllib.parse
 
@@ -359,13 +364,14 @@ def test_small_requests_do_not_wait_for_delayed_acks(hub: HubProcess) -> None:
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
     conn.request("GET", "/v1/health")
     conn.getresponse().read()
-    started = time.perf_counter()
+    took = []
     for _ in range(20):
+        started = time.perf_counter()
         conn.request("GET", "/v1/health")
         assert conn.getresponse().read()
-    elapsed = time.perf_counter() - started
+        took.append(time.perf_counter() - started)
     conn.close()
-    assert elapsed < 0.4
+    assert min(took) < 0.02, f"every call took 20 ms or more: {sorted(took)}"
 
 
 def test_stopping_the_hub_answers_open_long_polls(tmp_path: Path) -> None:
@@ -393,7 +399,8 @@ def test_stopping_the_hub_answers_open_long_polls(tmp_path: Path) -> None:
         process.proc.terminate()
         for poll in polls:
             poll.join(10)
-        assert time.monotonic() - started < 1.5
+        # Answered at the stop, not after the polls' 50 s wait (room for a loaded machine).
+        assert time.monotonic() - started < 5
         assert [status for status, _ in answers] == [200] * 5
         assert all(body["etag"] == held["etag"] for _, body in answers)
         assert process.proc.wait(10) == 0  # a graceful stop, not death by signal

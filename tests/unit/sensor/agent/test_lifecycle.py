@@ -350,7 +350,8 @@ def test_stop_is_bounded_when_the_hub_hangs(fake_hub: FakeHub, fake_engine: Fake
     fake_engine.fire("p1", 4)
     started = time.monotonic()
     agent.stop(0.5)
-    assert time.monotonic() - started < 1.5
+    # Bounded by the stop's 0.5 s, not by the hub's 5 s delay (room for a loaded machine).
+    assert time.monotonic() - started < 3.0
     assert agent.status()["state"] == "stopped"
     # What could not leave in time is counted, not silently lost.
     assert agent.status()["dropped_by_probe"] == {"p1": 4}

@@ -145,7 +145,8 @@ def test_a_held_long_poll_answers_at_once_with_new_rules(app: Starlette) -> None
             return time.monotonic() - started, body, etag
 
     elapsed, body, old_etag = asyncio.run(scenario())
-    assert elapsed < 1.0
+    # Answered by the change, not at the end of the poll's 10 s wait (room for a loaded machine).
+    assert elapsed < 5.0
     assert body["redaction"] == RULES
     assert body["etag"] != old_etag
 
