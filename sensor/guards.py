@@ -325,6 +325,10 @@ def _tick_in(m: int, every: float) -> float:
     return tick_of(m * k + _mix(m ^ _GROUP) % k)
 
 
+#: After a wake-up that reopened gates and a LONG_WAIT tick lingered for nothing, the waker
+#: lingers until the tick of the next interval of this (seconds): the tick that the expectation
+#: gates' short closings round to (``sensor.hotpath.CLOSE_TICK``, the same value).
+LINGER_EVERY = 0.1
 #: The waker sleeps at most this long at a time (seconds).
 _MAX_SLEEP = 60.0
 
@@ -412,8 +416,13 @@ class Waker:
         return self._stopped
 
     def _ring(self) -> None:
-        with contextlib.suppress(RuntimeError):  # already rung: one ring is enough
-            self._bell.release()
+        # Gates that close together (every probe of a tick) ring one after another before the
+        # thread can run: only the first releases the bell. The others find it released and
+        # return, rather than raise and suppress a RuntimeError on the host's thread each.
+        bell = self._bell
+        if bell.locked():
+            with contextlib.suppress(RuntimeError):  # rung by another thread meanwhile
+                bell.release()
 
     def pending(self) -> int:
         """Reopenings scheduled and not yet done."""
@@ -484,6 +493,7 @@ class Waker:
         # After a wake-up that reopened gates, the next tick: gates reopened now are likely to
         # close again within it, and will find the thread due to wake then (no doorbell).
         linger = -math.inf
+        lingered = True
         while True:
             with lock:
                 if self._stopped or generation != self._generation:
@@ -499,14 +509,23 @@ class Waker:
                 self._call(due)
                 # The tick a gate closing now reopens on at the earliest (see tick_after).
                 linger = tick_after(now)
+                lingered = False
                 continue
             # Bounded: a far deadline (a rate of one per year) must not overflow the lock's
             # timeout, and the loop simply looks again.
             wake_at = heap[0][0] if heap else now + _MAX_SLEEP
+            if linger <= now and not lingered:
+                # Lingered one LONG_WAIT tick for nothing: the gates reopened then close on
+                # LINGER_EVERY ticks (a standing expectation's short closings) or not at all.
+                # Linger once more, until the tick of the next LINGER_EVERY interval: gates
+                # closing meanwhile round to that tick or a later one and ring nothing, where
+                # sleeping until needed had each of them ring the bell and wake the thread.
+                linger = tick_after(now, LINGER_EVERY)
+                lingered = True
             if linger > now:
                 wake_at = min(wake_at, linger)
             else:
-                linger = -math.inf  # lingered one tick for nothing: sleep until needed
+                linger = -math.inf  # lingered twice for nothing: sleep until needed
             self._earliest = wake_at
             if inbox:  # arrived after the drain: look again rather than sleep past it
                 continue

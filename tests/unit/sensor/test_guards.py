@@ -14,6 +14,7 @@ import pytest
 
 from sensor.guards import (
     HIT_CAP_STRIKES,
+    LINGER_EVERY,
     LONG_WAIT,
     NOTHING,
     CpuBudget,
@@ -497,6 +498,103 @@ def test_gates_closing_on_every_tick_ring_the_waker_once_not_every_tick(
         f"{rang_on_time} doorbell rings in {on_time} rounds that closed within the tick "
         f"({len(rings)} in all, {late} late rounds)"
     )
+
+
+class _CountedBell:
+    """A waker's doorbell that counts its releases (the real lock underneath)."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+        self.releases = 0
+
+    def acquire(self, *args: Any) -> bool:
+        return bool(self.lock.acquire(*args))
+
+    def release(self) -> None:
+        self.releases += 1
+        self.lock.release()
+
+    def locked(self) -> bool:
+        return bool(self.lock.locked())
+
+
+def test_gates_closing_together_release_the_waker_bell_once() -> None:
+    # Twenty gates closing in one round before the waker's thread can run (it needs the GIL
+    # the host holds) ring one after another: the first releases the bell, the others find it
+    # released and return. Each used to release it again, raising and suppressing a
+    # RuntimeError on the host's thread (19 of them a round).
+    waker = Waker()
+    bell = _CountedBell(waker._bell)
+    waker._bell = bell  # type: ignore[assignment]
+    for _ in range(20):
+        waker._ring()
+    assert bell.releases == 1
+    assert not bell.locked()  # rung: the thread's next wait returns at once
+    assert bell.acquire(False)  # the thread takes the ring: the next round rings again
+    waker._ring()
+    assert bell.releases == 2
+
+
+def test_gates_closing_on_close_ticks_after_a_reopening_ring_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A standing expectation's gates reopen on a tick, evaluate their burst, and close again
+    # tens of milliseconds later, on the tick of a later LINGER_EVERY (hotpath.CLOSE_TICK)
+    # interval. The waker, having lingered one LONG_WAIT tick for nothing, lingers on to the
+    # next LINGER_EVERY tick: those closings find it due and ring nothing. It used to sleep
+    # until needed after the first linger, so that every gate of the next round rang the bell
+    # and woke it (about three wake-ups a round instead of two).
+    from sensor import hotpath
+
+    assert hotpath.CLOSE_TICK == LINGER_EVERY
+    waker = Waker()
+    rings: list[float] = []
+    ring = waker._ring
+
+    def counted() -> None:
+        rings.append(time.monotonic())
+        ring()
+
+    monkeypatch.setattr(waker, "_ring", counted)
+    switches = [Switch(True) for _ in range(5)]
+    on_time = late = rang_on_time = 0
+    deadline = time.monotonic() + 20
+    while on_time < 5 and time.monotonic() < deadline:
+        for switch in switches:  # a round reopened on a CLOSE_TICK tick
+            switch.on = False
+            assert _schedule(
+                waker,
+                tick_after(time.monotonic(), LINGER_EVERY),
+                functools.partial(setattr, switch, "on", True),
+            )
+        assert _wait_for(lambda: all(switches)), "reopened on the tick"
+        reopened = time.monotonic()
+        # The gates close again after the waker's LONG_WAIT linger and before the tick it
+        # lingers on next (the tick of the LINGER_EVERY interval after the one it woke in).
+        time.sleep(2.5 * LONG_WAIT)
+        before = len(rings)
+        now = time.monotonic()
+        # The waker woke at or before ``reopened`` and lingered until the LONG_WAIT tick after
+        # it (passed now): it waits now for the tick after that one's LINGER_EVERY interval,
+        # which is no earlier than the one after ``reopened``'s; closings of this round round
+        # to it or to a later tick. A round the host was descheduled through may ring.
+        in_time = now - reopened > 2 * LONG_WAIT and now < tick_after(reopened, LINGER_EVERY)
+        for switch in switches:
+            switch.on = False
+            assert _schedule(
+                waker,
+                tick_after(time.monotonic(), LINGER_EVERY),
+                functools.partial(setattr, switch, "on", True),
+            )
+        if in_time:
+            on_time += 1
+            rang_on_time += len(rings) - before
+        else:
+            late += 1
+        assert _wait_for(lambda: all(switches)), "reopened on the tick"
+    waker.stop()
+    assert on_time >= 3, f"only {on_time} rounds of {on_time + late} closed in time"
+    assert rang_on_time == 0, f"{rang_on_time} rings in {on_time} rounds ({late} late rounds)"
 
 
 def test_waker_after_fork_reopens_everything_and_starts_again_on_demand() -> None:
