@@ -32,13 +32,14 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from types import CodeType, FunctionType
 from typing import Any
 
 from sensor import guards
 from sensor import redaction as _redaction
 from sensor.expressions.budget import _S_SLOTS, NO_VALUE
 from sensor.expressions.compiler import Expression
-from sensor.expressions.fuse import FALLBACK, fuse
+from sensor.expressions.fuse import FALLBACK, fuse, fuse_body
 from sensor.expressions.values import _CMP_OPS, _Lazy, _materialize
 from sensor.guards import (
     LONG_WAIT,
@@ -259,6 +260,17 @@ class FastExpectGate(guards._GuardedHook):
         quick, from_value, qk = _number_test(fn, value_name, local_names)
         # The fused form of the other typical shapes (see sensor.expressions.fuse), or None.
         fused = _fused(expr, value_name, local_names)
+        # The probe's own hook, generated with the fused form inline (see _lane): for an
+        # unlimited evaluation rate and no pass bucket. It calls ``hook`` below for anything
+        # else, one frame deeper: ``hook`` and ``deliver`` then find the target one further up.
+        lane = (
+            None
+            if limited or pass_bucket is not None
+            else _lane_code(expr, value_name, local_names, max_hits)
+        )
+        target_depth = depth
+        if lane is not None:
+            depth += 1
 
         def deliver(frame: Any, value: object, outcome: str, error: str | None) -> None:
             # A capture (rare by design: within violation_rate or the probe's rate).
@@ -633,11 +645,23 @@ class FastExpectGate(guards._GuardedHook):
         account.attach(shed)
         # The waker schedules in time.monotonic() seconds; the bucket counts perf_counter ns.
         wall_offset = monotonic() - perf() / 1e9
-        setattr(hook, _SWITCH_ATTR, (switch, closed))
+        published = hook
+        if lane is not None:
+            code, ns = lane
+            ns["_general"] = hook
+            ns["_DEPTH"] = target_depth
+            ns["_DISPATCH"] = dispatch
+            cells = dict(zip(hook.__code__.co_freevars, hook.__closure__ or (), strict=True))
+            # The lane shares the general hook's state (its closure cells): one batch, one
+            # switch, the same tallies. Made by calling a function of those cells, so that the
+            # hook itself comes from MAKE_FUNCTION (3.13 specialises calls to it only then).
+            outer = FunctionType(code, ns, "lane", None, tuple(cells[n] for n in code.co_freevars))
+            published = outer()
+        setattr(published, _SWITCH_ATTR, (switch, closed))
         # Set even with no local to pass (``result >= 0``): the backend then calls the hook with
         # its full argument count, the interpreter's fast path (see guards.locals_of).
-        setattr(hook, _LOCALS_ATTR, local_names)
-        self._publish(hook, read, disarm, lambda: tally_count(closed))
+        setattr(published, _LOCALS_ATTR, local_names)
+        self._publish(published, read, disarm, lambda: tally_count(closed))
         self.evaluations = evaluations
         self.violations = violations
         self.expect_errors = errors
@@ -684,6 +708,153 @@ def _fused(
 
 #: Build the fused forms (tests turn it off to compare with the closures alone).
 SPECIALISE_FUSED = True
+#: Generate a probe's own hook with its fused form inline where it can (tests turn it off to
+#: compare with the general hook).
+SPECIALISE_LANE = True
+
+# The general hook's state the lane reads (its closure cells): declared here so that the
+# generated text compiles with them as free variables, and bound to the general hook's cells.
+_LANE_CELLS = (
+    "switch", "closed", "armed", "evaluations", "violations", "uncaptured", "violation_bucket",
+    "deliver", "failed", "stop", "budget", "account", "spend", "settle", "pending_ns",
+    "pending_n", "settle_at", "slow_ns", "expires", "produced_hits", "cap",
+)  # fmt: skip
+
+_LANE_HEAD = """\
+def _maker():
+    {cells} = None
+    def lane():
+        def hook(v=_NOTHING, a0=_NOTHING, a1=_NOTHING):
+            nonlocal pending_ns, pending_n, settle_at, slow_ns
+            if _guards.SENSOR_WORKING and _get_ident() in _SENSOR_WORK:
+                return
+            if not switch.on:
+                _next(closed)
+                return
+            if not armed:
+                return
+            if (
+                budget.clock is not _perf
+                or account.rate is not None
+                or _redaction._default is not _RED0
+                or _RED0.version != _VERSION0{more}
+            ):
+                return _general(v, a0, a1)
+            _t0 = _perf()
+            if _t0 >= expires:
+                return _general(v, a0, a1)
+            try:
+"""
+_LANE_TAIL = """\
+                _ok = {var}
+            except Exception:
+                _ok = _FALLBACK
+            if _ok is True:
+                _next(evaluations)
+            elif _ok is False:
+                _next(evaluations)
+                _next(violations)
+                try:
+                    if violation_bucket.take(_monotonic()):
+                        _frame = _getframe(_DEPTH)
+                        if _DISPATCH and _id(_frame.f_code) in _DISPATCH:
+                            _frame = _frame.f_back
+                        deliver(_frame, v, "violation", None)
+                    else:
+                        _next(uncaptured)
+                except Exception as _exc:
+                    _frame = None
+                    try:
+                        failed(_exc)
+                    except Exception:
+                        pass
+            else:
+                pending_ns += _perf() - _t0
+                return _general(v, a0, a1)
+            _t1 = _perf()
+            _took = _t1 - _t0
+            if _took > slow_ns:
+                _over = spend(account, _took, _perf)
+                if _over is not None:
+                    stop(_over)
+            else:
+                pending_ns += _took
+                pending_n += 1
+                if pending_n >= _SETTLE_EVERY or _t1 >= settle_at:
+                    if settle(account, pending_ns, pending_n):
+                        pending_ns = pending_n = 0
+                        settle_at = _t1 + _SETTLE_NS
+                    slow_ns = _min(_SLOW_FIRING_NS, budget.limit_ns)
+                else:
+                    return
+            pending_ns += _perf() - _t1
+        return hook
+    return lane
+"""
+
+
+class _NotFused(Exception):
+    """Raised by a lane's inline fused form where it does not answer (its ``return
+    FALLBACK``): the lane then calls the general hook."""
+
+
+def _lane_code(
+    expr: Expression, value_name: str | None, local_names: tuple[str, ...], max_hits: int | None
+) -> tuple[CodeType, dict[str, Any]] | None:
+    """The code of a probe's own hook, with its fused form inline, and the namespace it runs
+    in; or None (no fused form, or lanes turned off): the general hook is the probe's.
+
+    The hook is the general hook's common firing and nothing else: the same skip tests, one
+    clock read, the fused form's lines in place of its call, the exact counts of a pass or a
+    violation (and the violation's capture within ``violation_rate``), and the same metering
+    into the same batch (it shares the general hook's closure cells). Anything else (the
+    precise clock, an account shedding load, redaction rules changed since placement, a
+    ``max_hits`` reached, expiry, a value the fused form does not answer for, locals not
+    passed) calls the general hook, which does everything as before; the time the lane took
+    before that is added to the batch. The text is built from our own fixed fragments and the
+    fused form's (see :mod:`sensor.expressions.fuse`): no name or value of the expression is in
+    it.
+    """
+    if not (SPECIALISE_FUSED and SPECIALISE_LANE):
+        return None
+    try:
+        _fn, red, version, table = expr._compiled
+        body = fuse_body(expr._tree, red, table, value_name, local_names, expr.max_steps)
+        if body is None:
+            return None
+        lines, ns, var = body
+        more = ""
+        if local_names:
+            # A backend that could not pass the locals passes none: the general hook reads
+            # the frame.
+            more += "\n                or a0 is _NOTHING"
+        if max_hits is not None:
+            more += "\n                or produced_hits[0] >= cap"
+        inline = []
+        for line in lines:
+            if line.strip() == "return FALLBACK":
+                line = line.replace("return FALLBACK", "raise _NotFused")
+            inline.append("            " + line)
+        text = (
+            _LANE_HEAD.format(cells=" = ".join(_LANE_CELLS), more=more)
+            + "\n".join(inline)
+            + "\n"
+            + _LANE_TAIL.format(var=var)
+        )
+        ns.update(
+            _NOTHING=NOTHING, _guards=guards, _get_ident=_get_ident, _SENSOR_WORK=SENSOR_WORK,
+            _next=next, _perf=_perf, _monotonic=time.monotonic, _redaction=_redaction,
+            _RED0=red, _VERSION0=version, _FALLBACK=FALLBACK, _NotFused=_NotFused,
+            _getframe=sys._getframe, _id=id, _SETTLE_EVERY=SETTLE_EVERY, _SETTLE_NS=SETTLE_NS,
+            _min=min, _SLOW_FIRING_NS=SLOW_FIRING_NS, Exception=Exception,
+        )  # fmt: skip
+        scope: dict[str, Any] = dict(ns)
+        exec(builtins.compile(text, "<expectation lane>", "exec"), scope)
+        maker = scope["_maker"]
+        code: CodeType = maker().__code__
+    except Exception:  # never into the host: the general hook serves
+        return None
+    return code, ns
 
 
 def _tick(at: float, now: float) -> float:

@@ -1,0 +1,283 @@
+"""A probe's own hook (the lane, :func:`sensor.hotpath._lane_code`) does what the general hook does.
+
+The lane is generated per probe with the fused form of its expectation inline, and calls the
+general hook for anything but a plain pass or violation. Each test holds it to the general hook
+(``hotpath.SPECIALISE_LANE`` off, the fused form still on): the same counters, the same hits
+(verdicts, error texts and the captures of the right frame), no user code run, every firing
+metered, a rule arriving after placement honoured, nothing raised into the host.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from sensor import hotpath, redaction
+from sensor.engine import Engine
+from sensor.expressions import compile
+from sensor.guards import CpuBudget, tally_count
+from sensor.hotpath import SETTLE_EVERY, FastExpectGate
+from sensor.probes import Probe, ProbeState
+
+CALLS: list[str] = []
+
+
+def _record(name: str) -> Callable[..., Any]:
+    def dunder(self: Any, *args: Any) -> Any:
+        CALLS.append(name)
+        return {"__len__": 1, "__hash__": 1, "__index__": 1, "__bool__": True}.get(name, True)
+
+    return dunder
+
+
+_HOOKS = {
+    name: _record(name)
+    for name in (
+        "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__hash__", "__len__",
+        "__bool__", "__abs__", "__add__", "__radd__", "__sub__", "__rsub__", "__index__",
+        "__contains__", "__getitem__",
+    )
+}  # fmt: skip
+_HOOKS["__iter__"] = lambda self: (CALLS.append("__iter__"), iter([1]))[1]
+
+
+class Hostile:
+    locals().update(_HOOKS)
+
+
+HostileInt = type("HostileInt", (int,), dict(_HOOKS))
+HostileFloat = type("HostileFloat", (float,), dict(_HOOKS))
+HostileStr = type("HostileStr", (str,), dict(_HOOKS))
+HostileList = type("HostileList", (list,), dict(_HOOKS))
+HostileDict = type("HostileDict", (dict,), dict(_HOOKS))
+
+CARD = "4111 1111 1111 1111"  # a secret by content (R2)
+
+MODULE = """
+def target(result, x, prices, discount, price, name, items, status, order, expected):
+    return result
+"""
+
+#: The benchmark's ten typical expectations (bench/bench_expect_eval.py) and a few more.
+CASES = [
+    "result >= 0",
+    "x >= 0",
+    "result == sum(prices)",
+    "0 <= discount <= price",
+    "isinstance(name, str) and len(name) < 64",
+    "isinstance(items, list) and len(items) > 0",
+    "status in ('paid', 'shipped')",
+    "order['total'] >= 0",
+    "abs(result - expected) <= 1",
+    "all(p >= 0 for p in prices)",
+    "result",
+    "order['password'] == 1",
+]
+
+_GOOD = (6, 1, [1, 2, 3], 1, 10, "item-7", [1], "paid", {"total": 1}, 5.5)
+
+
+def _rows() -> list[tuple[Any, ...]]:
+    plain: list[Any] = [
+        -3, 0, 2, 10**30, 2**1100, -0.5, math.nan, math.inf, True, None, "", "paid", "shipped",
+        "a" * 70, CARD, [], [1, -2], [0.5, 2], (1, 2), ["password", 3], list(range(40)),
+        {"total": -1}, {"total": CARD}, {"password": 1, "total": 2}, {}, 1 + 2j,
+    ]  # fmt: skip
+    hostile: list[Any] = [
+        Hostile(), HostileInt(3), HostileFloat(0.5), HostileStr("paid"), HostileList([1, 2]),
+        HostileDict({"total": 1}), [HostileInt(1), 2], {"total": HostileInt(4)},
+    ]  # fmt: skip
+    rows = [_GOOD]
+    for value in plain + hostile:
+        # The value in every position in turn, the others good.
+        for i in range(len(_GOOD)):
+            rows.append((*_GOOD[:i], value, *_GOOD[i + 1 :]))
+    return rows
+
+
+def _run(
+    engine: Engine, m: ModuleType, expect: str, between: Callable[[], None] | None = None
+) -> tuple[tuple[int, int, int], list[Any]]:
+    probe = Probe(
+        kind="expect",
+        location=f"{m.__name__}:target@return",
+        expect=expect,
+        limits={"eval_rate": 1e9, "violation_rate": 1e6, "rate": 1e6},
+    )
+    status = engine.install(probe)
+    assert status.state is ProbeState.INSTALLED, status.reason
+    rows = _rows()
+    CALLS.clear()
+    for row in rows:
+        m.target(*row)
+    if between is not None:
+        between()
+        for row in rows:
+            m.target(*row)
+    assert CALLS == [], f"the host's code ran: {CALLS}"
+    got = engine.status(probe.id)
+    assert got is not None
+    engine.remove(probe.id)
+    hits = [
+        json.loads(json.dumps([h.expect, h.captures], default=repr).replace(m.__name__, "target"))
+        for h in engine.drain()
+    ]
+    assert CARD not in json.dumps(hits), hits
+    return (got.evaluations, got.violations, got.expect_errors), hits
+
+
+@pytest.mark.parametrize("expect", CASES)
+def test_the_lane_gives_the_general_hooks_counters_and_hits(
+    engine: Engine,
+    load: Callable[..., ModuleType],
+    expect: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counts, hits = _run(engine, load(MODULE), expect)
+    with monkeypatch.context() as patch:
+        patch.setattr(hotpath, "SPECIALISE_LANE", False)
+        old_counts, old_hits = _run(engine, load(MODULE), expect)
+    assert counts == old_counts
+    assert hits == old_hits
+    assert counts[0] == len(_rows())
+    assert counts[1] > 0  # some rows violate: captures of the target's frame compared
+
+
+def test_a_rule_arriving_after_placement_is_honoured_by_the_lane(
+    engine: Engine, load: Callable[..., ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def secret() -> None:
+        redaction.set_redactor(redaction.Redactor(names=["status", "total"]))
+
+    def run(expect: str) -> tuple[tuple[int, int, int], list[Any]]:
+        try:
+            return _run(engine, load(MODULE), expect, between=secret)
+        finally:
+            redaction.set_redactor(None)
+
+    for expect in ("status in ('paid', 'shipped')", "order['total'] >= 0"):
+        counts, hits = run(expect)
+        with monkeypatch.context() as patch:
+            patch.setattr(hotpath, "SPECIALISE_LANE", False)
+            old_counts, old_hits = run(expect)
+        assert counts == old_counts
+        assert hits == old_hits
+        assert counts[1] > len(_rows())  # the second pass violates: status and total redacted
+
+
+def _gate(
+    budget: CpuBudget,
+    source: str = "result >= 0",
+    *,
+    slow: Callable[..., None] | None = None,
+    failed: Callable[[Exception], object] | None = None,
+    stops: list[str] | None = None,
+    eval_rate: float = 1e9,
+    pass_rate: float | None = None,
+    max_hits: int | None = None,
+) -> FastExpectGate:
+    return FastExpectGate(
+        expr=compile(source, slots=("result",)),
+        value_name="result",
+        slow=slow or (lambda *a: None),
+        failed=failed or (lambda exc: None),
+        depth=1,
+        dispatch=frozenset(),
+        eval_rate=eval_rate,
+        violation_rate=1e9,
+        pass_rate=pass_rate,
+        pass_burst=None,
+        max_hits=max_hits,
+        expires_at=None,
+        on_stop=(stops if stops is not None else []).append,
+        budget=budget,
+        account=budget.account("p"),
+    )
+
+
+def _is_lane(hook: Callable[..., Any]) -> bool:
+    return hook.__code__.co_filename == "<expectation lane>"
+
+
+def test_a_typical_unlimited_expectation_gets_its_own_hook() -> None:
+    budget = CpuBudget(0.5)
+    for source in ("result >= 0", "result == 1 or result > 2"):
+        assert _is_lane(_gate(budget, source).hook), source
+    assert _is_lane(_gate(budget, max_hits=5).hook)
+    # Limited evaluations, a pass bucket, a shape the fused form does not take: the general one.
+    assert not _is_lane(_gate(budget, eval_rate=100.0).hook)
+    assert not _is_lane(_gate(budget, pass_rate=1.0).hook)
+    assert not _is_lane(_gate(budget, "result.real >= 0").hook)
+
+
+def test_every_firing_of_the_lane_is_metered_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hotpath, "SLOW_FIRING_NS", 10**15)
+    monkeypatch.setattr(hotpath, "SETTLE_NS", 10**15)
+    budget = CpuBudget(0.5)
+    g = _gate(budget)
+    assert _is_lane(g.hook)
+    # Passes, violations and values the lane hands to the general hook, in one batch.
+    values: list[object] = [1, -1, HostileInt(2), 2.5, "x", None]
+    n = 3 * SETTLE_EVERY + 5
+    for i in range(n):
+        g.hook(values[i % len(values)])
+    account = budget.account("p")
+    assert account.fired == 3 * SETTLE_EVERY
+    assert account.spent > 0
+    assert tally_count(g.evaluations) == n
+    assert CALLS == []
+
+
+def test_max_hits_and_the_precise_clock_are_honoured_by_the_lane() -> None:
+    budget = CpuBudget(0.5)
+    stops: list[str] = []
+    hits: list[object] = []
+    g = _gate(budget, max_hits=3, stops=stops, slow=lambda *a: hits.append(a[2]))
+    assert _is_lane(g.hook)
+    for _ in range(10):
+        g.hook(-1)
+    assert len(hits) == 3
+    assert stops == ["max_hits"]
+    budget = CpuBudget(0.5)
+    g = _gate(budget)
+    budget._to_precise(time.monotonic_ns())
+    for _ in range(5):
+        g.hook(1)
+    assert budget.account("p").fired == 5  # precise: each firing handed over at once
+    assert tally_count(g.evaluations) == 5
+
+
+def test_a_failing_capture_in_the_lane_is_counted_not_raised() -> None:
+    budget = CpuBudget(0.5)
+    failures: list[Exception] = []
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("capture failed")
+
+    g = _gate(budget, slow=broken, failed=failures.append)
+    assert _is_lane(g.hook)
+    g.hook(-1)  # a violation: its capture fails inside the lane
+    assert [str(e) for e in failures] == ["capture failed"]
+    assert tally_count(g.violations) == 1
+
+
+def test_the_lane_captures_the_frame_of_the_target(
+    engine: Engine, load: Callable[..., ModuleType]
+) -> None:
+    m = load("def f(i):\n    local = i * 3\n    return i\n")
+    probe = Probe(kind="expect", location=f"{m.__name__}:f@return", expect="result >= 0",
+                  limits={"eval_rate": 1e9})  # fmt: skip
+    assert engine.install(probe).state is ProbeState.INSTALLED
+    CALLS.clear()
+    m.f(-2)  # a violation in the lane
+    m.f(HostileInt(-5))  # handed to the general hook, a violation there
+    engine.remove(probe.id)
+    hits = engine.drain()
+    assert [h.captures.get("local") for h in hits] == [-6, -15]
+    assert CALLS == []
