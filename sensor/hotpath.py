@@ -29,6 +29,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import math
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -53,6 +54,7 @@ from sensor.guards import (
     new_tally,
     tally_count,
 )
+from sensor.inject import funcversion
 
 __all__ = [
     "CLOSE_TICK",
@@ -471,6 +473,8 @@ class FastExpectGate(guards._GuardedHook):
                         fn, red0, version0, table = expr._compiled
                         quick, from_value, qk = _number_test(fn, value_name, local_names)
                         fused = _fused(expr, value_name, local_names)
+                        if lane is not None:
+                            refit()  # the lane too, for the rules in force (never raises)
                 next(evaluations)
                 if ok is True:
                     violated = False
@@ -646,6 +650,30 @@ class FastExpectGate(guards._GuardedHook):
         # The waker schedules in time.monotonic() seconds; the bucket counts perf_counter ns.
         wall_offset = monotonic() - perf() / 1e9
         published = hook
+        refits = 0
+
+        def refit() -> None:
+            # The rules changed: the lane's inline fused form is of the old ones, and it hands
+            # every firing to ``hook``. Its code is generated again for the rules in force,
+            # its new constants under new names (a thread still running the old code reads
+            # the old ones), and swapped in. At most MAX_REFITS times (the namespace grows).
+            nonlocal refits
+            if published is hook or refits >= MAX_REFITS:
+                return
+            refits += 1
+            try:
+                got = _lane_code(expr, value_name, local_names, max_hits, build=refits)
+                if got is None:
+                    return
+                code, new_ns = got
+                inner = next(c for c in code.co_consts if type(c) is CodeType)
+                if inner.co_freevars != published.__code__.co_freevars:
+                    return
+                ns.update(new_ns)
+                funcversion.set_code(published, inner, funcversion.code_version(inner))
+            except Exception:  # never into the host: the general hook serves meanwhile
+                return
+
         if lane is not None:
             code, ns = lane
             ns["_general"] = hook
@@ -793,13 +821,24 @@ _LANE_TAIL = """\
 """
 
 
+# The names of a lane's namespace whose values depend on the redaction rules.
+_BUILD_NAMES = re.compile(r"\b(K\d+|TABLE|_RED0|_VERSION0)\b")
+#: The most times a probe's lane is generated again after rule changes (then the general hook
+#: serves its firings, as fast as before the lanes).
+MAX_REFITS = 16
+
+
 class _NotFused(Exception):
     """Raised by a lane's inline fused form where it does not answer (its ``return
     FALLBACK``): the lane then calls the general hook."""
 
 
 def _lane_code(
-    expr: Expression, value_name: str | None, local_names: tuple[str, ...], max_hits: int | None
+    expr: Expression,
+    value_name: str | None,
+    local_names: tuple[str, ...],
+    max_hits: int | None,
+    build: int = 0,
 ) -> tuple[CodeType, dict[str, Any]] | None:
     """The code of a probe's own hook, with its fused form inline, and the namespace it runs
     in; or None (no fused form, or lanes turned off): the general hook is the probe's.
@@ -813,7 +852,9 @@ def _lane_code(
     passed) calls the general hook, which does everything as before; the time the lane took
     before that is added to the batch. The text is built from our own fixed fragments and the
     fused form's (see :mod:`sensor.expressions.fuse`): no name or value of the expression is in
-    it.
+    it. ``build``: the how-manieth generation for this probe (a rule change makes another, see
+    ``refit``): from the second on, the names bound to what the rules decide (the fused
+    form's constants and verdict table, the rules it was built against) get its number.
     """
     if not (SPECIALISE_FUSED and SPECIALISE_LANE):
         return None
@@ -848,6 +889,13 @@ def _lane_code(
             _getframe=sys._getframe, _id=id, _SETTLE_EVERY=SETTLE_EVERY, _SETTLE_NS=SETTLE_NS,
             _min=min, _SLOW_FIRING_NS=SLOW_FIRING_NS, Exception=Exception,
         )  # fmt: skip
+        if build:
+            # Our own names only (the generated text has no name or string of the expression).
+            text = _BUILD_NAMES.sub(lambda m: f"{m.group(1)}_b{build}", text)
+            ns = {
+                (f"{k}_b{build}" if _BUILD_NAMES.fullmatch(k) else k): value
+                for k, value in ns.items()
+            }
         scope: dict[str, Any] = dict(ns)
         exec(builtins.compile(text, "<expectation lane>", "exec"), scope)
         maker = scope["_maker"]

@@ -281,3 +281,32 @@ def test_the_lane_captures_the_frame_of_the_target(
     hits = engine.drain()
     assert [h.captures.get("local") for h in hits] == [-6, -15]
     assert CALLS == []
+
+
+def test_a_rule_change_generates_the_lane_again_for_the_new_rules() -> None:
+    budget = CpuBudget(0.5)
+    g = _gate(budget, "result in ('paid', 'shipped')")
+    first = g.hook.__code__
+    assert _is_lane(g.hook)
+    g.hook("paid")
+    try:
+        redaction.set_redactor(redaction.Redactor(names=["password"]))
+        g.hook("paid")  # handed to the general hook, which generates the lane again
+        second = g.hook.__code__
+        assert second is not first
+        assert _is_lane(g.hook)
+        assert g.hook.__globals__["_RED0_b1"] is redaction._default
+        g.hook("paid")  # the new lane
+        # A rule naming the value: no fused form (R1), the general hook answers (refused).
+        redaction.set_redactor(redaction.Redactor(names=["result"]))
+        g.hook("paid")
+        g.hook("paid")
+        assert g.hook.__code__ is second
+        redaction.set_redactor(None)
+        g.hook("paid")
+        assert g.hook.__globals__["_RED0_b3"] is redaction._default
+        g.hook("paid")
+    finally:
+        redaction.set_redactor(None)
+    assert tally_count(g.evaluations) == 7
+    assert tally_count(g.violations) == 2  # the two firings under the rule naming result
