@@ -268,7 +268,7 @@ class FastExpectGate(guards._GuardedHook):
         lane = (
             None
             if limited or pass_bucket is not None
-            else _lane_code(expr, value_name, local_names, max_hits)
+            else _lane_code(expr, value_name, local_names, max_hits, expires_at)
         )
         target_depth = depth
         if lane is not None:
@@ -662,7 +662,7 @@ class FastExpectGate(guards._GuardedHook):
                 return
             refits += 1
             try:
-                got = _lane_code(expr, value_name, local_names, max_hits, build=refits)
+                got = _lane_code(expr, value_name, local_names, max_hits, expires_at, build=refits)
                 if got is None:
                     return
                 code, new_ns = got
@@ -768,9 +768,7 @@ def _maker():
                 or _RED0.version != _VERSION0{more}
             ):
                 return _general(v, a0, a1)
-            _t0 = _perf()
-            if _t0 >= expires:
-                return _general(v, a0, a1)
+            _t0 = _perf(){expiry}
             try:
 """
 _LANE_TAIL = """\
@@ -838,6 +836,7 @@ def _lane_code(
     value_name: str | None,
     local_names: tuple[str, ...],
     max_hits: int | None,
+    expires_at: float | None,
     build: int = 0,
 ) -> tuple[CodeType, dict[str, Any]] | None:
     """The code of a probe's own hook, with its fused form inline, and the namespace it runs
@@ -871,13 +870,19 @@ def _lane_code(
             more += "\n                or a0 is _NOTHING"
         if max_hits is not None:
             more += "\n                or produced_hits[0] >= cap"
+        # (a probe that never expires: no test)
+        expiry = (
+            ""
+            if expires_at is None
+            else "\n            if _t0 >= expires:\n                return _general(v, a0, a1)"
+        )
         inline = []
         for line in lines:
             if line.strip() == "return FALLBACK":
                 line = line.replace("return FALLBACK", "raise _NotFused")
             inline.append("            " + line)
         text = (
-            _LANE_HEAD.format(cells=" = ".join(_LANE_CELLS), more=more)
+            _LANE_HEAD.format(cells=" = ".join(_LANE_CELLS), more=more, expiry=expiry)
             + "\n".join(inline)
             + "\n"
             + _LANE_TAIL.format(var=var)

@@ -310,3 +310,32 @@ def test_a_rule_change_generates_the_lane_again_for_the_new_rules() -> None:
         redaction.set_redactor(None)
     assert tally_count(g.evaluations) == 7
     assert tally_count(g.violations) == 2  # the two firings under the rule naming result
+
+
+def test_a_probe_that_expires_stops_in_the_lane() -> None:
+    budget = CpuBudget(0.5)
+    stops: list[str] = []
+    g = FastExpectGate(
+        expr=compile("result >= 0", slots=("result",)),
+        value_name="result",
+        slow=lambda *a: None,
+        failed=lambda exc: None,
+        depth=1,
+        dispatch=frozenset(),
+        eval_rate=1e9,
+        violation_rate=1e9,
+        pass_rate=None,
+        pass_burst=None,
+        max_hits=None,
+        expires_at=time.time() + 0.05,
+        on_stop=stops.append,
+        budget=budget,
+        account=budget.account("p"),
+    )
+    assert _is_lane(g.hook)
+    g.hook(1)
+    time.sleep(0.1)
+    g.hook(1)
+    g.hook(1)
+    assert stops == ["expired"]
+    assert tally_count(g.evaluations) == 1
