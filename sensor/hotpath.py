@@ -265,10 +265,17 @@ class FastExpectGate(guards._GuardedHook):
         # The probe's own hook, generated with the fused form inline (see _lane): for an
         # unlimited evaluation rate and no pass bucket. It calls ``hook`` below for anything
         # else, one frame deeper: ``hook`` and ``deliver`` then find the target one further up.
+        # A pass bucket: the novelty key's locals, as the lane's parameters (a0, a1), in the
+        # general hook's order; None without a pass bucket, or where one is not passed.
+        pass_keys: tuple[str, ...] | None = None
+        if pass_bucket is not None:
+            params = {n: f"a{i}" for i, n in enumerate(local_names)}
+            if all(k in params for k in key_names):
+                pass_keys = tuple(params[k] for k in key_names)
         lane = (
             None
-            if limited or pass_bucket is not None
-            else _lane_code(expr, value_name, local_names, max_hits, expires_at)
+            if limited or (pass_bucket is not None and pass_keys is None)
+            else _lane_code(expr, value_name, local_names, max_hits, expires_at, pass_keys)
         )
         target_depth = depth
         if lane is not None:
@@ -662,7 +669,9 @@ class FastExpectGate(guards._GuardedHook):
                 return
             refits += 1
             try:
-                got = _lane_code(expr, value_name, local_names, max_hits, expires_at, build=refits)
+                got = _lane_code(
+                    expr, value_name, local_names, max_hits, expires_at, pass_keys, build=refits
+                )
                 if got is None:
                     return
                 code, new_ns = got
@@ -745,8 +754,38 @@ SPECIALISE_LANE = True
 _LANE_CELLS = (
     "switch", "closed", "armed", "evaluations", "violations", "uncaptured", "violation_bucket",
     "deliver", "failed", "stop", "budget", "account", "spend", "settle", "pending_ns",
-    "pending_n", "settle_at", "slow_ns", "expires", "produced_hits", "cap",
+    "pending_n", "settle_at", "slow_ns", "expires", "produced_hits", "cap", "pass_bucket",
+    "novel", "seen",
 )  # fmt: skip
+
+# A passing firing of a probe with a pass bucket (and so novelty): what the general hook does,
+# the novelty key built from the values at hand ({key}: the value's class, then the classes of
+# the locals the expectation reads, in the general hook's order).
+_LANE_PASS = """
+                try:
+                    _outcome = "pass" if pass_bucket.take(_monotonic()) else None
+                    _key = (
+                        -1
+                        if v is _NOTHING
+                        else (1 if v > 0 else 2 if v < 0 else 0)
+                        if _type(v) is _int
+                        else _value_class(v)
+                    ){key}
+                    if _outcome is not None:
+                        novel.note(_key)
+                    elif _key not in seen and novel.admit(_key, _monotonic()):
+                        _outcome = "novel"
+                    if _outcome is not None:
+                        _frame = _getframe(_DEPTH)
+                        if _DISPATCH and _id(_frame.f_code) in _DISPATCH:
+                            _frame = _frame.f_back
+                        deliver(_frame, v, _outcome, None)
+                except Exception as _exc:
+                    _frame = None
+                    try:
+                        failed(_exc)
+                    except Exception:
+                        pass"""
 
 _LANE_HEAD = """\
 def _maker():
@@ -776,7 +815,7 @@ _LANE_TAIL = """\
             except Exception:
                 _ok = _FALLBACK
             if _ok is True:
-                _next(evaluations)
+                _next(evaluations){passing}
             elif _ok is False:
                 _next(evaluations)
                 _next(violations)
@@ -837,6 +876,7 @@ def _lane_code(
     local_names: tuple[str, ...],
     max_hits: int | None,
     expires_at: float | None,
+    pass_keys: tuple[str, ...] | None = None,
     build: int = 0,
 ) -> tuple[CodeType, dict[str, Any]] | None:
     """The code of a probe's own hook, with its fused form inline, and the namespace it runs
@@ -870,6 +910,16 @@ def _lane_code(
             more += "\n                or a0 is _NOTHING"
         if max_hits is not None:
             more += "\n                or produced_hits[0] >= cap"
+        passing = ""
+        if pass_keys is not None:
+            key = ""
+            if pass_keys:
+                key = (
+                    "\n                    _key = (_key, "
+                    + ", ".join(f"_value_class({p})" for p in pass_keys)
+                    + ")"
+                )
+            passing = _LANE_PASS.format(key=key)
         # (a probe that never expires: no test)
         expiry = (
             ""
@@ -885,14 +935,15 @@ def _lane_code(
             _LANE_HEAD.format(cells=" = ".join(_LANE_CELLS), more=more, expiry=expiry)
             + "\n".join(inline)
             + "\n"
-            + _LANE_TAIL.format(var=var)
+            + _LANE_TAIL.format(var=var, passing=passing)
         )
         ns.update(
             _NOTHING=NOTHING, _guards=guards, _get_ident=_get_ident, _SENSOR_WORK=SENSOR_WORK,
             _next=next, _perf=_perf, _monotonic=time.monotonic, _redaction=_redaction,
             _RED0=red, _VERSION0=version, _FALLBACK=FALLBACK, _NotFused=_NotFused,
             _getframe=sys._getframe, _id=id, _SETTLE_EVERY=SETTLE_EVERY, _SETTLE_NS=SETTLE_NS,
-            _min=min, _SLOW_FIRING_NS=SLOW_FIRING_NS, Exception=Exception,
+            _min=min, _SLOW_FIRING_NS=SLOW_FIRING_NS, Exception=Exception, _type=type, _int=int,
+            _value_class=guards.value_class,
         )  # fmt: skip
         if build:
             # Our own names only (the generated text has no name or string of the expression).

@@ -102,10 +102,14 @@ def _rows() -> list[tuple[Any, ...]]:
 
 
 def _run(
-    engine: Engine, m: ModuleType, expect: str, between: Callable[[], None] | None = None
+    engine: Engine,
+    m: ModuleType,
+    expect: str,
+    between: Callable[[], None] | None = None,
+    kind: str = "expect",
 ) -> tuple[tuple[int, int, int], list[Any]]:
     probe = Probe(
-        kind="expect",
+        kind=kind,
         location=f"{m.__name__}:target@return",
         expect=expect,
         limits={"eval_rate": 1e9, "violation_rate": 1e6, "rate": 1e6},
@@ -125,7 +129,11 @@ def _run(
     assert got is not None
     engine.remove(probe.id)
     hits = [
-        json.loads(json.dumps([h.expect, h.captures], default=repr).replace(m.__name__, "target"))
+        json.loads(
+            json.dumps([h.expect, h.captures, h.outcome], default=repr).replace(
+                m.__name__, "target"
+            )
+        )
         for h in engine.drain()
     ]
     assert CARD not in json.dumps(hits), hits
@@ -147,6 +155,36 @@ def test_the_lane_gives_the_general_hooks_counters_and_hits(
     assert hits == old_hits
     assert counts[0] == len(_rows())
     assert counts[1] > 0  # some rows violate: captures of the target's frame compared
+
+
+@pytest.mark.parametrize("expect", CASES[:10])
+def test_the_lane_of_a_snapshot_probe_gives_the_same_passes_and_novel_states(
+    engine: Engine,
+    load: Callable[..., ModuleType],
+    expect: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A snapshot probe with an expectation: its passing firings go through the pass bucket
+    # (1 a second: the first is captured, the rest refused) and the novelty check of their
+    # value classes, which captures each new one.
+    limits = {"eval_rate": 1e9, "violation_rate": 1e6, "rate": 1.0}
+    monkeypatch.setattr(Probe, "__init__", _with_limits(Probe.__init__, limits))
+    counts, hits = _run(engine, load(MODULE), expect, kind="snapshot")
+    with monkeypatch.context() as patch:
+        patch.setattr(hotpath, "SPECIALISE_LANE", False)
+        old_counts, old_hits = _run(engine, load(MODULE), expect, kind="snapshot")
+    assert counts == old_counts
+    assert hits == old_hits
+    # The first pass captured within the rate, and any new value class after it.
+    assert sum(1 for h in hits if h[0]["ok"] is True) >= 1, hits
+
+
+def _with_limits(init: Callable[..., None], limits: dict[str, float]) -> Callable[..., None]:
+    def patched(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["limits"] = limits
+        init(self, *args, **kwargs)
+
+    return patched
 
 
 def test_a_rule_arriving_after_placement_is_honoured_by_the_lane(
@@ -210,9 +248,9 @@ def test_a_typical_unlimited_expectation_gets_its_own_hook() -> None:
     for source in ("result >= 0", "result == 1 or result > 2"):
         assert _is_lane(_gate(budget, source).hook), source
     assert _is_lane(_gate(budget, max_hits=5).hook)
-    # Limited evaluations, a pass bucket, a shape the fused form does not take: the general one.
+    assert _is_lane(_gate(budget, pass_rate=1.0).hook)  # a pass bucket and novelty
+    # Limited evaluations, a shape the fused form does not take: the general one.
     assert not _is_lane(_gate(budget, eval_rate=100.0).hook)
-    assert not _is_lane(_gate(budget, pass_rate=1.0).hook)
     assert not _is_lane(_gate(budget, "result.real >= 0").hook)
 
 
