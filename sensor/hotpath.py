@@ -689,6 +689,7 @@ class FastExpectGate(guards._GuardedHook):
             ns["_DEPTH"] = target_depth
             ns["_DISPATCH"] = dispatch
             cells = dict(zip(hook.__code__.co_freevars, hook.__closure__ or (), strict=True))
+            ns.update((name, cells[name].cell_contents) for name in _LANE_FIXED)
             # The lane shares the general hook's state (its closure cells): one batch, one
             # switch, the same tallies. Made by calling a function of those cells, so that the
             # hook itself comes from MAKE_FUNCTION (3.13 specialises calls to it only then).
@@ -749,13 +750,16 @@ SPECIALISE_FUSED = True
 #: compare with the general hook).
 SPECIALISE_LANE = True
 
-# The general hook's state the lane reads (its closure cells): declared here so that the
-# generated text compiles with them as free variables, and bound to the general hook's cells.
-_LANE_CELLS = (
-    "switch", "closed", "armed", "evaluations", "violations", "uncaptured", "violation_bucket",
-    "deliver", "failed", "stop", "budget", "account", "spend", "settle", "pending_ns",
-    "pending_n", "settle_at", "slow_ns", "expires", "produced_hits", "cap", "pass_bucket",
-    "novel", "seen",
+# The general hook's state the lane changes or reads as it changes (its closure cells): declared
+# here so that the generated text compiles with them as free variables, bound to the general
+# hook's cells. What never changes after placement (the switch, the tallies, the buckets, the
+# budget and its account...) is bound in the lane's namespace instead, under the same names
+# (_LANE_FIXED): a free variable costs every call a copy into the frame and a release.
+_LANE_CELLS = ("armed", "pending_ns", "pending_n", "settle_at", "slow_ns")
+_LANE_FIXED = (
+    "switch", "closed", "evaluations", "violations", "uncaptured", "violation_bucket", "deliver",
+    "failed", "stop", "budget", "account", "spend", "settle", "expires", "produced_hits", "cap",
+    "pass_bucket", "novel", "seen",
 )  # fmt: skip
 
 # A passing firing of a probe with a pass bucket (and so novelty): what the general hook does,
