@@ -128,11 +128,19 @@ def _run(
     got = engine.status(probe.id)
     assert got is not None
     engine.remove(probe.id)
+    # The verdict and error of each hit, and its captures' names (the target's frame) and
+    # scalar values: a capture of a long list or a huge int may run out of its time budget on
+    # a loaded machine, in one run and not the other.
     hits = [
         json.loads(
-            json.dumps([h.expect, h.captures, h.outcome], default=repr).replace(
-                m.__name__, "target"
-            )
+            json.dumps(
+                [
+                    h.expect,
+                    sorted(h.captures),
+                    {k: c for k, c in h.captures.items() if type(c) in (int, float, str)},
+                ],
+                default=repr,
+            ).replace(m.__name__, "target")
         )
         for h in engine.drain()
     ]
@@ -260,13 +268,18 @@ def test_every_firing_of_the_lane_is_metered_in_batches(monkeypatch: pytest.Monk
     budget = CpuBudget(0.5)
     g = _gate(budget)
     assert _is_lane(g.hook)
-    # Passes, violations and values the lane hands to the general hook, in one batch.
+    # Passes and violations (the lane's batch) and values the lane hands to the general hook
+    # (the general hook's batch, which the lane's time before that is added to).
     values: list[object] = [1, -1, HostileInt(2), 2.5, "x", None]
-    n = 3 * SETTLE_EVERY + 5
+    n = 6 * SETTLE_EVERY + 6
     for i in range(n):
         g.hook(values[i % len(values)])
     account = budget.account("p")
-    assert account.fired == 3 * SETTLE_EVERY
+    in_lane = sum(1 for i in range(n) if i % len(values) in (0, 1, 3))
+    in_general = n - in_lane
+    assert account.fired == (
+        in_lane // SETTLE_EVERY * SETTLE_EVERY + in_general // SETTLE_EVERY * SETTLE_EVERY
+    )
     assert account.spent > 0
     assert tally_count(g.evaluations) == n
     assert CALLS == []
