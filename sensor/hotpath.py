@@ -819,7 +819,7 @@ def _maker():
                 or _RED0.version != _VERSION0{more}
             ):
                 return _general(v, a0, a1)
-            _t0 = _fperf(){expiry}
+            _t0 = _fperf(){expiry}{frame_read}
             try:
 """
 _LANE_TAIL = """\
@@ -848,7 +848,7 @@ _LANE_TAIL = """\
             else:
                 # (metered with the general hook's firing: its batch)
                 pending_ns += _int((_fperf() - _t0) * 1e9)
-                return _general(v, a0, a1)
+                return _general({fallback_args})
             _t1 = _fperf()
             _took = _t1 - _t0
             if _took > lslow:
@@ -929,10 +929,28 @@ def _lane_code(
             return None
         lines, ns, var = body
         more = ""
+        frame_read = ""
+        fallback_args = "v, a0, a1"
         if local_names:
             # A backend that could not pass the locals passes none: the general hook reads
             # the frame.
-            more += "\n                or a0 is _NOTHING"
+            # A backend that could not pass the locals passes none (3.11 at a line): they are
+            # read from the frame's own mapping (never written to: only looked up, by exact
+            # str names), inside the metered stretch; a name not there is NOTHING, which the
+            # fused form does not answer for. The general hook is then given what the lane was.
+            frame_read = (
+                "\n            _passed = True"
+                "\n            if a0 is _NOTHING:"
+                "\n                _passed = False"
+                "\n                _f = _getframe(_DEPTH)"
+                "\n                if _DISPATCH and _id(_f.f_code) in _DISPATCH:"
+                "\n                    _f = _f.f_back"
+                "\n                _fl = _f.f_locals"
+                "\n                a0 = _fl.get(_N0, _NOTHING)"
+                + ("\n                a1 = _fl.get(_N1, _NOTHING)" if len(local_names) > 1 else "")
+                + "\n                _f = _fl = None"
+            )
+            fallback_args = "v, a0, a1) if _passed else _general(v"
         if max_hits is not None:
             more += "\n                or produced_hits[0] >= cap"
         passing = ""
@@ -957,10 +975,12 @@ def _lane_code(
                 line = line.replace("return FALLBACK", "raise _NotFused")
             inline.append("            " + line)
         text = (
-            _LANE_HEAD.format(cells=" = ".join(_LANE_CELLS), more=more, expiry=expiry)
+            _LANE_HEAD.format(
+                cells=" = ".join(_LANE_CELLS), more=more, expiry=expiry, frame_read=frame_read
+            )
             + "\n".join(inline)
             + "\n"
-            + _LANE_TAIL.format(var=var, passing=passing)
+            + _LANE_TAIL.format(var=var, passing=passing, fallback_args=fallback_args)
         )
         ns.update(
             _NOTHING=NOTHING, _guards=guards, _get_ident=_get_ident, _SENSOR_WORK=SENSOR_WORK,
@@ -968,7 +988,8 @@ def _lane_code(
             _RED0=red, _VERSION0=version, _FALLBACK=FALLBACK, _NotFused=_NotFused,
             _getframe=sys._getframe, _id=id, _SETTLE_EVERY=SETTLE_EVERY, _SETTLE_NS=SETTLE_NS,
             _min=min, _SLOW_FIRING_NS=SLOW_FIRING_NS, Exception=Exception, _type=type, _int=int,
-            _SETTLE_S=SETTLE_NS / 1e9, _fperf=_float_clock(),
+            _SETTLE_S=SETTLE_NS / 1e9, _fperf=_float_clock(), _N0=(*local_names, "")[0],
+            _N1=(*local_names, "", "")[1],
             _value_class=guards.value_class,
         )  # fmt: skip
         if build:

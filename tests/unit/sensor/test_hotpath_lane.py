@@ -390,3 +390,47 @@ def test_a_probe_that_expires_stops_in_the_lane() -> None:
     g.hook(1)
     assert stops == ["expired"]
     assert tally_count(g.evaluations) == 1
+
+
+@pytest.mark.parametrize("lane", [True, False])
+def test_locals_not_passed_are_read_from_the_frame_by_the_lane(
+    lane: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A backend that cannot pass the locals (3.11 at a line) calls the hook with none.
+    monkeypatch.setattr(hotpath, "SPECIALISE_LANE", lane)
+    budget = CpuBudget(0.5)
+    captured: list[tuple[object, object]] = []
+    g = FastExpectGate(
+        expr=compile("0 <= x <= y"),
+        value_name=None,
+        slow=lambda frame, value, outcome, error: captured.append(
+            (frame.f_locals.get("x"), outcome)
+        ),
+        failed=lambda exc: None,
+        depth=1,
+        dispatch=frozenset(),
+        eval_rate=1e9,
+        violation_rate=1e9,
+        pass_rate=None,
+        pass_burst=None,
+        max_hits=None,
+        expires_at=None,
+        on_stop=[].append,
+        budget=budget,
+        account=budget.account("p"),
+        local_names=("x", "y"),
+    )
+    assert _is_lane(g.hook) is lane
+    hook = g.hook
+
+    def target(x: object, y: object) -> None:
+        hook()  # no locals passed
+
+    CALLS.clear()
+    for x, y in [(1, 2), (3, 2), (HostileInt(1), 2), (-1, 5), (1.5, 2.5), ("a", 1)]:
+        target(x, y)
+    assert CALLS == []  # (before the comparisons below, which run HostileInt.__eq__)
+    assert tally_count(g.evaluations) == 6
+    # 3 > 2, the subclass refused by the sandbox, -1 < 0, a str compared with an int.
+    assert [c[0] for c in captured] == [3, 1, -1, "a"], captured
+    assert tally_count(g.violations) == 4
