@@ -29,16 +29,18 @@ from __future__ import annotations
 import builtins
 import contextlib
 import math
+import re
 import sys
 import time
 from collections.abc import Callable
+from types import CodeType, FunctionType
 from typing import Any
 
 from sensor import guards
 from sensor import redaction as _redaction
 from sensor.expressions.budget import _S_SLOTS, NO_VALUE
 from sensor.expressions.compiler import Expression
-from sensor.expressions.fuse import FALLBACK, fuse
+from sensor.expressions.fuse import FALLBACK, fuse, fuse_body
 from sensor.expressions.values import _CMP_OPS, _Lazy, _materialize
 from sensor.guards import (
     LONG_WAIT,
@@ -52,6 +54,7 @@ from sensor.guards import (
     new_tally,
     tally_count,
 )
+from sensor.inject import funcversion
 
 __all__ = [
     "CLOSE_TICK",
@@ -259,6 +262,24 @@ class FastExpectGate(guards._GuardedHook):
         quick, from_value, qk = _number_test(fn, value_name, local_names)
         # The fused form of the other typical shapes (see sensor.expressions.fuse), or None.
         fused = _fused(expr, value_name, local_names)
+        # The probe's own hook, generated with the fused form inline (see _lane): for an
+        # unlimited evaluation rate and no pass bucket. It calls ``hook`` below for anything
+        # else, one frame deeper: ``hook`` and ``deliver`` then find the target one further up.
+        # A pass bucket: the novelty key's locals, as the lane's parameters (a0, a1), in the
+        # general hook's order; None without a pass bucket, or where one is not passed.
+        pass_keys: tuple[str, ...] | None = None
+        if pass_bucket is not None:
+            params = {n: f"a{i}" for i, n in enumerate(local_names)}
+            if all(k in params for k in key_names):
+                pass_keys = tuple(params[k] for k in key_names)
+        lane = (
+            None
+            if limited or (pass_bucket is not None and pass_keys is None)
+            else _lane_code(expr, value_name, local_names, max_hits, expires_at, pass_keys)
+        )
+        target_depth = depth
+        if lane is not None:
+            depth += 1
 
         def deliver(frame: Any, value: object, outcome: str, error: str | None) -> None:
             # A capture (rare by design: within violation_rate or the probe's rate).
@@ -459,6 +480,8 @@ class FastExpectGate(guards._GuardedHook):
                         fn, red0, version0, table = expr._compiled
                         quick, from_value, qk = _number_test(fn, value_name, local_names)
                         fused = _fused(expr, value_name, local_names)
+                        if lane is not None:
+                            refit()  # the lane too, for the rules in force (never raises)
                 next(evaluations)
                 if ok is True:
                     violated = False
@@ -633,11 +656,54 @@ class FastExpectGate(guards._GuardedHook):
         account.attach(shed)
         # The waker schedules in time.monotonic() seconds; the bucket counts perf_counter ns.
         wall_offset = monotonic() - perf() / 1e9
-        setattr(hook, _SWITCH_ATTR, (switch, closed))
+        published = hook
+        refits = 0
+
+        def refit() -> None:
+            # The rules changed: the lane's inline fused form is of the old ones, and it hands
+            # every firing to ``hook``. Its code is generated again for the rules in force,
+            # its new constants under new names (a thread still running the old code reads
+            # the old ones), and swapped in. At most MAX_REFITS times (the namespace grows).
+            nonlocal refits
+            if published is hook or refits >= MAX_REFITS:
+                return
+            refits += 1
+            try:
+                got = _lane_code(
+                    expr, value_name, local_names, max_hits, expires_at, pass_keys, build=refits
+                )
+                if got is None:
+                    return
+                code, new_ns = got
+                inner = next(c for c in code.co_consts if type(c) is CodeType)
+                if inner.co_freevars != published.__code__.co_freevars:
+                    return
+                ns.update(new_ns)
+                funcversion.set_code(published, inner, funcversion.code_version(inner))
+            except Exception:  # never into the host: the general hook serves meanwhile
+                return
+
+        if lane is not None:
+            code, ns = lane
+            ns["_general"] = hook
+            ns["_DEPTH"] = target_depth
+            ns["_DISPATCH"] = dispatch
+            cells = dict(zip(hook.__code__.co_freevars, hook.__closure__ or (), strict=True))
+            ns.update((name, cells[name].cell_contents) for name in _LANE_FIXED)
+            ns["_SLOW_S0"] = slow_ns / 1e9
+            ns["_EXPIRES_S"] = expires / 1e9
+            # The lane shares the general hook's state (its closure cells and the objects they
+            # hold): the switch, the tallies, the buckets; it keeps a metering batch of its own
+            # (float seconds, see _float_clock), handed to the same account. Made by calling a
+            # function of those cells, so that the hook itself comes from MAKE_FUNCTION (3.13
+            # specialises calls to it only then).
+            outer = FunctionType(code, ns, "lane", None, tuple(cells[n] for n in code.co_freevars))
+            published = outer()
+        setattr(published, _SWITCH_ATTR, (switch, closed))
         # Set even with no local to pass (``result >= 0``): the backend then calls the hook with
         # its full argument count, the interpreter's fast path (see guards.locals_of).
-        setattr(hook, _LOCALS_ATTR, local_names)
-        self._publish(hook, read, disarm, lambda: tally_count(closed))
+        setattr(published, _LOCALS_ATTR, local_names)
+        self._publish(published, read, disarm, lambda: tally_count(closed))
         self.evaluations = evaluations
         self.violations = violations
         self.expect_errors = errors
@@ -684,6 +750,262 @@ def _fused(
 
 #: Build the fused forms (tests turn it off to compare with the closures alone).
 SPECIALISE_FUSED = True
+#: Generate a probe's own hook with its fused form inline where it can (tests turn it off to
+#: compare with the general hook).
+SPECIALISE_LANE = True
+
+# The general hook's state the lane changes or reads as it changes (its closure cells): declared
+# here so that the generated text compiles with them as free variables, bound to the general
+# hook's cells. What never changes after placement (the switch, the tallies, the buckets, the
+# budget and its account...) is bound in the lane's namespace instead, under the same names
+# (_LANE_FIXED): a free variable costs every call a copy into the frame and a release.
+_LANE_CELLS = ("armed", "pending_ns")
+_LANE_FIXED = (
+    "switch", "closed", "evaluations", "violations", "uncaptured", "violation_bucket", "deliver",
+    "failed", "stop", "budget", "account", "spend", "settle", "expires", "produced_hits", "cap",
+    "pass_bucket", "novel", "seen",
+)  # fmt: skip
+
+# A passing firing of a probe with a pass bucket (and so novelty): what the general hook does,
+# the novelty key built from the values at hand ({key}: the value's class, then the classes of
+# the locals the expectation reads, in the general hook's order).
+_LANE_PASS = """
+                try:
+                    _outcome = "pass" if pass_bucket.take(_monotonic()) else None
+                    _key = (
+                        -1
+                        if v is _NOTHING
+                        else (1 if v > 0 else 2 if v < 0 else 0)
+                        if _type(v) is _int
+                        else _value_class(v)
+                    ){key}
+                    if _outcome is not None:
+                        novel.note(_key)
+                    elif _key not in seen and novel.admit(_key, _monotonic()):
+                        _outcome = "novel"
+                    if _outcome is not None:
+                        _frame = _getframe(_DEPTH)
+                        if _DISPATCH and _id(_frame.f_code) in _DISPATCH:
+                            _frame = _frame.f_back
+                        deliver(_frame, v, _outcome, None)
+                except Exception as _exc:
+                    _frame = None
+                    try:
+                        failed(_exc)
+                    except Exception:
+                        pass"""
+
+_LANE_HEAD = """\
+def _maker():
+    {cells} = None
+    def lane():
+        lpend = 0.0
+        lcount = 0
+        lsettle = _fperf() + _SETTLE_S
+        lslow = _SLOW_S0
+        def hook(v=_NOTHING, a0=_NOTHING, a1=_NOTHING):
+            nonlocal pending_ns, lpend, lcount, lsettle, lslow
+            if _guards.SENSOR_WORKING and _get_ident() in _SENSOR_WORK:
+                return
+            if not switch.on:
+                _next(closed)
+                return
+            if not armed:
+                return
+            if (
+                budget.clock is not _perf
+                or account.rate is not None
+                or _redaction._default is not _RED0
+                or _RED0.version != _VERSION0{more}
+            ):
+                return _general(v, a0, a1)
+            _t0 = _fperf(){expiry}{frame_read}
+            try:
+"""
+_LANE_TAIL = """\
+                _ok = {var}
+            except Exception:
+                _ok = _FALLBACK
+            if _ok is True:
+                _next(evaluations){passing}
+            elif _ok is False:
+                _next(evaluations)
+                _next(violations)
+                try:
+                    if violation_bucket.take(_monotonic()):
+                        _frame = _getframe(_DEPTH)
+                        if _DISPATCH and _id(_frame.f_code) in _DISPATCH:
+                            _frame = _frame.f_back
+                        deliver(_frame, v, "violation", None)
+                    else:
+                        _next(uncaptured)
+                except Exception as _exc:
+                    _frame = None
+                    try:
+                        failed(_exc)
+                    except Exception:
+                        pass
+            else:
+                # (metered with the general hook's firing: its batch)
+                pending_ns += _int((_fperf() - _t0) * 1e9)
+                return _general({fallback_args})
+            _t1 = _fperf()
+            _took = _t1 - _t0
+            if _took > lslow:
+                _over = spend(account, _int(_took * 1e9), _perf)
+                if _over is not None:
+                    stop(_over)
+            else:
+                lpend += _took
+                lcount += 1
+                if lcount >= _SETTLE_EVERY or _t1 >= lsettle:
+                    if settle(account, _int(lpend * 1e9 + 0.5), lcount):
+                        lpend = 0.0
+                        lcount = 0
+                        lsettle = _t1 + _SETTLE_S
+                    lslow = _min(_SLOW_FIRING_NS, budget.limit_ns) / 1e9
+                else:
+                    return
+            lpend += _fperf() - _t1
+        return hook
+    return lane
+"""
+
+
+def _float_clock() -> Callable[[], float]:
+    """The lane's clock: ``_perf`` in float seconds. ``time.perf_counter`` reads the same clock
+    as ``perf_counter_ns`` and its float costs no allocation of a two-digit int (about 500 of
+    the lane's 4,300 instructions on 3.11 went to the ints of its two readings and their
+    arithmetic); a clock put in ``_perf`` (tests) is read through it."""
+    perf = _perf
+    if perf is time.perf_counter_ns:
+        return time.perf_counter
+    return lambda: perf() / 1e9
+
+
+# The names of a lane's namespace whose values depend on the redaction rules.
+_BUILD_NAMES = re.compile(r"\b(K\d+|TABLE|_RED0|_VERSION0)\b")
+#: The most times a probe's lane is generated again after rule changes (then the general hook
+#: serves its firings, as fast as before the lanes).
+MAX_REFITS = 16
+
+
+class _NotFused(Exception):
+    """Raised by a lane's inline fused form where it does not answer (its ``return
+    FALLBACK``): the lane then calls the general hook."""
+
+
+def _lane_code(
+    expr: Expression,
+    value_name: str | None,
+    local_names: tuple[str, ...],
+    max_hits: int | None,
+    expires_at: float | None,
+    pass_keys: tuple[str, ...] | None = None,
+    build: int = 0,
+) -> tuple[CodeType, dict[str, Any]] | None:
+    """The code of a probe's own hook, with its fused form inline, and the namespace it runs
+    in; or None (no fused form, or lanes turned off): the general hook is the probe's.
+
+    The hook is the general hook's common firing and nothing else: the same skip tests, one
+    clock read, the fused form's lines in place of its call, the exact counts of a pass or a
+    violation (and the violation's capture within ``violation_rate``), and the same metering
+    into the same batch (it shares the general hook's closure cells). Anything else (the
+    precise clock, an account shedding load, redaction rules changed since placement, a
+    ``max_hits`` reached, expiry, a value the fused form does not answer for, locals not
+    passed) calls the general hook, which does everything as before; the time the lane took
+    before that is added to the batch. The text is built from our own fixed fragments and the
+    fused form's (see :mod:`sensor.expressions.fuse`): no name or value of the expression is in
+    it. ``build``: the how-manieth generation for this probe (a rule change makes another, see
+    ``refit``): from the second on, the names bound to what the rules decide (the fused
+    form's constants and verdict table, the rules it was built against) get its number.
+    """
+    if not (SPECIALISE_FUSED and SPECIALISE_LANE):
+        return None
+    try:
+        _fn, red, version, table = expr._compiled
+        body = fuse_body(expr._tree, red, table, value_name, local_names, expr.max_steps)
+        if body is None:
+            return None
+        lines, ns, var = body
+        more = ""
+        frame_read = ""
+        fallback_args = "v, a0, a1"
+        if local_names:
+            # A backend that could not pass the locals passes none: the general hook reads
+            # the frame.
+            # A backend that could not pass the locals passes none (3.11 at a line): they are
+            # read from the frame's own mapping (never written to: only looked up, by exact
+            # str names), inside the metered stretch; a name not there is NOTHING, which the
+            # fused form does not answer for. The general hook is then given what the lane was.
+            frame_read = (
+                "\n            _passed = True"
+                "\n            if a0 is _NOTHING:"
+                "\n                _passed = False"
+                "\n                _f = _getframe(_DEPTH)"
+                "\n                if _DISPATCH and _id(_f.f_code) in _DISPATCH:"
+                "\n                    _f = _f.f_back"
+                "\n                _fl = _f.f_locals"
+                "\n                a0 = _fl.get(_N0, _NOTHING)"
+                + ("\n                a1 = _fl.get(_N1, _NOTHING)" if len(local_names) > 1 else "")
+                + "\n                _f = _fl = None"
+            )
+            fallback_args = "v, a0, a1) if _passed else _general(v"
+        if max_hits is not None:
+            more += "\n                or produced_hits[0] >= cap"
+        passing = ""
+        if pass_keys is not None:
+            key = ""
+            if pass_keys:
+                key = (
+                    "\n                    _key = (_key, "
+                    + ", ".join(f"_value_class({p})" for p in pass_keys)
+                    + ")"
+                )
+            passing = _LANE_PASS.format(key=key)
+        # (a probe that never expires: no test)
+        expiry = (
+            ""
+            if expires_at is None
+            else "\n            if _t0 >= _EXPIRES_S:\n                return _general(v, a0, a1)"
+        )
+        inline = []
+        for line in lines:
+            if line.strip() == "return FALLBACK":
+                line = line.replace("return FALLBACK", "raise _NotFused")
+            inline.append("            " + line)
+        text = (
+            _LANE_HEAD.format(
+                cells=" = ".join(_LANE_CELLS), more=more, expiry=expiry, frame_read=frame_read
+            )
+            + "\n".join(inline)
+            + "\n"
+            + _LANE_TAIL.format(var=var, passing=passing, fallback_args=fallback_args)
+        )
+        ns.update(
+            _NOTHING=NOTHING, _guards=guards, _get_ident=_get_ident, _SENSOR_WORK=SENSOR_WORK,
+            _next=next, _perf=_perf, _monotonic=time.monotonic, _redaction=_redaction,
+            _RED0=red, _VERSION0=version, _FALLBACK=FALLBACK, _NotFused=_NotFused,
+            _getframe=sys._getframe, _id=id, _SETTLE_EVERY=SETTLE_EVERY, _SETTLE_NS=SETTLE_NS,
+            _min=min, _SLOW_FIRING_NS=SLOW_FIRING_NS, Exception=Exception, _type=type, _int=int,
+            _SETTLE_S=SETTLE_NS / 1e9, _fperf=_float_clock(), _N0=(*local_names, "")[0],
+            _N1=(*local_names, "", "")[1],
+            _value_class=guards.value_class,
+        )  # fmt: skip
+        if build:
+            # Our own names only (the generated text has no name or string of the expression).
+            text = _BUILD_NAMES.sub(lambda m: f"{m.group(1)}_b{build}", text)
+            ns = {
+                (f"{k}_b{build}" if _BUILD_NAMES.fullmatch(k) else k): value
+                for k, value in ns.items()
+            }
+        scope: dict[str, Any] = dict(ns)
+        exec(builtins.compile(text, "<expectation lane>", "exec"), scope)
+        maker = scope["_maker"]
+        code: CodeType = maker().__code__
+    except Exception:  # never into the host: the general hook serves
+        return None
+    return code, ns
 
 
 def _tick(at: float, now: float) -> float:

@@ -57,7 +57,7 @@ from sensor.expressions.introspect import _MISSING, _SCALAR_IDS, _NoneType
 from sensor.expressions.redact import CACHE_CHARS, MIN_SECRET_CHARS, guard
 from sensor.expressions.values import _check_cmp
 
-__all__ = ["FALLBACK", "MAX_COST", "MAX_KEYS", "MAX_LOOP", "fuse"]
+__all__ = ["FALLBACK", "MAX_COST", "MAX_KEYS", "MAX_LOOP", "fuse", "fuse_body"]
 
 #: What a fused function returns when it does not answer: the hook then runs the closures.
 FALLBACK: Final[Any] = type("Fallback", (), {"__slots__": (), "__repr__": lambda s: "FALLBACK"})()
@@ -488,6 +488,37 @@ _SAFE_BUILTINS: tuple[str, ...] = ("abs", "bool", "dict", "float", "id", "int", 
 _SAFE_BUILTINS += ("map", "str", "sum", "tuple", "type")
 
 
+def fuse_body(
+    tree: ast.Expression,
+    red: _redaction.Redactor,
+    table: Any,
+    value_name: str | None,
+    local_names: tuple[str, ...],
+    max_steps: int,
+) -> tuple[list[str], dict[str, Any], str] | None:
+    """The fused form's body, to be inlined: (its lines, at one indentation level of four
+    spaces; the namespace they read; the variable holding the answer), or None when the
+    expression has a part it does not handle. The lines read the probe's value as ``v`` and the
+    passed locals as ``a0``, ``a1``; they leave by ``return FALLBACK`` where they do not answer
+    (an inliner replaces that line), and may raise (an inliner treats that as FALLBACK). Their
+    own names are letters followed by digits, and the namespace's keys are those and the
+    uppercase names and builtins of :func:`fuse`: a name starting with ``_`` is free for the
+    inliner."""
+    params: dict[str, str] = {}
+    if value_name is not None:
+        params[value_name] = "v"
+    for i, name in enumerate(local_names[:2]):
+        params[name] = f"a{i}"
+    gen = _Gen(red, table, params)
+    try:
+        var, _ = gen.ex(tree.body, _ANY)
+    except (_Unfusable, RecursionError):
+        return None
+    if gen.cost > min(MAX_COST, max_steps):
+        return None
+    return gen.lines, gen.ns, var
+
+
 def fuse(
     tree: ast.Expression,
     red: _redaction.Redactor,
@@ -503,28 +534,20 @@ def fuse(
     ``value`` is the probe's value (``value_name``), ``p0`` and ``p1`` the locals
     ``local_names`` in order; a value not given (``NOTHING``) makes it return FALLBACK.
     """
-    params: dict[str, str] = {}
-    if value_name is not None:
-        params[value_name] = "v"
-    for i, name in enumerate(local_names[:2]):
-        params[name] = f"a{i}"
-    gen = _Gen(red, table, params)
-    try:
-        var, _ = gen.ex(tree.body, _ANY)
-    except (_Unfusable, RecursionError):
+    body = fuse_body(tree, red, table, value_name, local_names, max_steps)
+    if body is None:
         return None
-    if gen.cost > min(MAX_COST, max_steps):
-        return None
-    gen.emit(f"return {var}")
+    lines, ns, var = body
     # Any exception (an int division too large for a float, a MemoryError): the closures run
     # and report it with their own message.
     text = (
         "def fused(v, a0, a1):\n  try:\n"
-        + "\n".join("  " + line for line in gen.lines)
+        + "\n".join("  " + line for line in lines)
+        + f"\n      return {var}"
         + "\n  except Exception:\n    return FALLBACK\n"
     )
     code = builtins.compile(text, "<fused expectation>", "exec")
-    exec(code, gen.ns)  # our own fixed fragments only (see the module docstring)
-    fn: Callable[[object, object, object], Any] = gen.ns["fused"]
+    exec(code, ns)  # our own fixed fragments only (see the module docstring)
+    fn: Callable[[object, object, object], Any] = ns["fused"]
     fn.source = text  # type: ignore[attr-defined]
     return fn

@@ -1,0 +1,436 @@
+"""A probe's own hook (the lane, :func:`sensor.hotpath._lane_code`) does what the general hook does.
+
+The lane is generated per probe with the fused form of its expectation inline, and calls the
+general hook for anything but a plain pass or violation. Each test holds it to the general hook
+(``hotpath.SPECIALISE_LANE`` off, the fused form still on): the same counters, the same hits
+(verdicts, error texts and the captures of the right frame), no user code run, every firing
+metered, a rule arriving after placement honoured, nothing raised into the host.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from sensor import hotpath, redaction
+from sensor.engine import Engine
+from sensor.expressions import compile
+from sensor.guards import CpuBudget, tally_count
+from sensor.hotpath import SETTLE_EVERY, FastExpectGate
+from sensor.probes import Probe, ProbeState
+
+CALLS: list[str] = []
+
+
+def _record(name: str) -> Callable[..., Any]:
+    def dunder(self: Any, *args: Any) -> Any:
+        CALLS.append(name)
+        return {"__len__": 1, "__hash__": 1, "__index__": 1, "__bool__": True}.get(name, True)
+
+    return dunder
+
+
+_HOOKS = {
+    name: _record(name)
+    for name in (
+        "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__hash__", "__len__",
+        "__bool__", "__abs__", "__add__", "__radd__", "__sub__", "__rsub__", "__index__",
+        "__contains__", "__getitem__",
+    )
+}  # fmt: skip
+_HOOKS["__iter__"] = lambda self: (CALLS.append("__iter__"), iter([1]))[1]
+
+
+class Hostile:
+    locals().update(_HOOKS)
+
+
+HostileInt = type("HostileInt", (int,), dict(_HOOKS))
+HostileFloat = type("HostileFloat", (float,), dict(_HOOKS))
+HostileStr = type("HostileStr", (str,), dict(_HOOKS))
+HostileList = type("HostileList", (list,), dict(_HOOKS))
+HostileDict = type("HostileDict", (dict,), dict(_HOOKS))
+
+CARD = "4111 1111 1111 1111"  # a secret by content (R2)
+
+MODULE = """
+def target(result, x, prices, discount, price, name, items, status, order, expected):
+    return result
+"""
+
+#: The benchmark's ten typical expectations (bench/bench_expect_eval.py) and a few more.
+CASES = [
+    "result >= 0",
+    "x >= 0",
+    "result == sum(prices)",
+    "0 <= discount <= price",
+    "isinstance(name, str) and len(name) < 64",
+    "isinstance(items, list) and len(items) > 0",
+    "status in ('paid', 'shipped')",
+    "order['total'] >= 0",
+    "abs(result - expected) <= 1",
+    "all(p >= 0 for p in prices)",
+    "result",
+    "order['password'] == 1",
+]
+
+_GOOD = (6, 1, [1, 2, 3], 1, 10, "item-7", [1], "paid", {"total": 1}, 5.5)
+
+
+def _rows() -> list[tuple[Any, ...]]:
+    plain: list[Any] = [
+        -3, 0, 2, 10**30, 2**1100, -0.5, math.nan, math.inf, True, None, "", "paid", "shipped",
+        "a" * 70, CARD, [], [1, -2], [0.5, 2], (1, 2), ["password", 3], list(range(40)),
+        {"total": -1}, {"total": CARD}, {"password": 1, "total": 2}, {}, 1 + 2j,
+    ]  # fmt: skip
+    hostile: list[Any] = [
+        Hostile(), HostileInt(3), HostileFloat(0.5), HostileStr("paid"), HostileList([1, 2]),
+        HostileDict({"total": 1}), [HostileInt(1), 2], {"total": HostileInt(4)},
+    ]  # fmt: skip
+    rows = [_GOOD]
+    for value in plain + hostile:
+        # The value in every position in turn, the others good.
+        for i in range(len(_GOOD)):
+            rows.append((*_GOOD[:i], value, *_GOOD[i + 1 :]))
+    return rows
+
+
+def _run(
+    engine: Engine,
+    m: ModuleType,
+    expect: str,
+    between: Callable[[], None] | None = None,
+    kind: str = "expect",
+) -> tuple[tuple[int, int, int], list[Any]]:
+    probe = Probe(
+        kind=kind,
+        location=f"{m.__name__}:target@return",
+        expect=expect,
+        limits={"eval_rate": 1e9, "violation_rate": 1e6, "rate": 1e6},
+    )
+    status = engine.install(probe)
+    assert status.state is ProbeState.INSTALLED, status.reason
+    rows = _rows()
+    CALLS.clear()
+    for row in rows:
+        m.target(*row)
+    if between is not None:
+        between()
+        for row in rows:
+            m.target(*row)
+    assert CALLS == [], f"the host's code ran: {CALLS}"
+    got = engine.status(probe.id)
+    assert got is not None
+    engine.remove(probe.id)
+    # The verdict and error of each hit, and its captures' names (the target's frame) and
+    # scalar values: a capture of a long list or a huge int may run out of its time budget on
+    # a loaded machine, in one run and not the other.
+    hits = [
+        json.loads(
+            json.dumps(
+                [
+                    h.expect,
+                    sorted(h.captures),
+                    {k: c for k, c in h.captures.items() if type(c) in (int, float, str)},
+                ],
+                default=repr,
+            ).replace(m.__name__, "target")
+        )
+        for h in engine.drain()
+    ]
+    assert CARD not in json.dumps(hits), hits
+    return (got.evaluations, got.violations, got.expect_errors), hits
+
+
+@pytest.mark.parametrize("expect", CASES)
+def test_the_lane_gives_the_general_hooks_counters_and_hits(
+    engine: Engine,
+    load: Callable[..., ModuleType],
+    expect: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counts, hits = _run(engine, load(MODULE), expect)
+    with monkeypatch.context() as patch:
+        patch.setattr(hotpath, "SPECIALISE_LANE", False)
+        old_counts, old_hits = _run(engine, load(MODULE), expect)
+    assert counts == old_counts
+    assert hits == old_hits
+    assert counts[0] == len(_rows())
+    assert counts[1] > 0  # some rows violate: captures of the target's frame compared
+
+
+@pytest.mark.parametrize("expect", CASES[:10])
+def test_the_lane_of_a_snapshot_probe_gives_the_same_passes_and_novel_states(
+    engine: Engine,
+    load: Callable[..., ModuleType],
+    expect: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A snapshot probe with an expectation: its passing firings go through the pass bucket
+    # (1 a second: the first is captured, the rest refused) and the novelty check of their
+    # value classes, which captures each new one.
+    limits = {"eval_rate": 1e9, "violation_rate": 1e6, "rate": 1.0}
+    monkeypatch.setattr(Probe, "__init__", _with_limits(Probe.__init__, limits))
+    counts, hits = _run(engine, load(MODULE), expect, kind="snapshot")
+    with monkeypatch.context() as patch:
+        patch.setattr(hotpath, "SPECIALISE_LANE", False)
+        old_counts, old_hits = _run(engine, load(MODULE), expect, kind="snapshot")
+    assert counts == old_counts
+    assert hits == old_hits
+    # The first pass captured within the rate, and any new value class after it.
+    assert sum(1 for h in hits if h[0]["ok"] is True) >= 1, hits
+
+
+def _with_limits(init: Callable[..., None], limits: dict[str, float]) -> Callable[..., None]:
+    def patched(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["limits"] = limits
+        init(self, *args, **kwargs)
+
+    return patched
+
+
+def test_a_rule_arriving_after_placement_is_honoured_by_the_lane(
+    engine: Engine, load: Callable[..., ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def secret() -> None:
+        redaction.set_redactor(redaction.Redactor(names=["status", "total"]))
+
+    def run(expect: str) -> tuple[tuple[int, int, int], list[Any]]:
+        try:
+            return _run(engine, load(MODULE), expect, between=secret)
+        finally:
+            redaction.set_redactor(None)
+
+    for expect in ("status in ('paid', 'shipped')", "order['total'] >= 0"):
+        counts, hits = run(expect)
+        with monkeypatch.context() as patch:
+            patch.setattr(hotpath, "SPECIALISE_LANE", False)
+            old_counts, old_hits = run(expect)
+        assert counts == old_counts
+        assert hits == old_hits
+        assert counts[1] > len(_rows())  # the second pass violates: status and total redacted
+
+
+def _gate(
+    budget: CpuBudget,
+    source: str = "result >= 0",
+    *,
+    slow: Callable[..., None] | None = None,
+    failed: Callable[[Exception], object] | None = None,
+    stops: list[str] | None = None,
+    eval_rate: float = 1e9,
+    pass_rate: float | None = None,
+    max_hits: int | None = None,
+) -> FastExpectGate:
+    return FastExpectGate(
+        expr=compile(source, slots=("result",)),
+        value_name="result",
+        slow=slow or (lambda *a: None),
+        failed=failed or (lambda exc: None),
+        depth=1,
+        dispatch=frozenset(),
+        eval_rate=eval_rate,
+        violation_rate=1e9,
+        pass_rate=pass_rate,
+        pass_burst=None,
+        max_hits=max_hits,
+        expires_at=None,
+        on_stop=(stops if stops is not None else []).append,
+        budget=budget,
+        account=budget.account("p"),
+    )
+
+
+def _is_lane(hook: Callable[..., Any]) -> bool:
+    return hook.__code__.co_filename == "<expectation lane>"
+
+
+def test_a_typical_unlimited_expectation_gets_its_own_hook() -> None:
+    budget = CpuBudget(0.5)
+    for source in ("result >= 0", "result == 1 or result > 2"):
+        assert _is_lane(_gate(budget, source).hook), source
+    assert _is_lane(_gate(budget, max_hits=5).hook)
+    assert _is_lane(_gate(budget, pass_rate=1.0).hook)  # a pass bucket and novelty
+    # Limited evaluations, a shape the fused form does not take: the general one.
+    assert not _is_lane(_gate(budget, eval_rate=100.0).hook)
+    assert not _is_lane(_gate(budget, "result.real >= 0").hook)
+
+
+def test_every_firing_of_the_lane_is_metered_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hotpath, "SLOW_FIRING_NS", 10**15)
+    monkeypatch.setattr(hotpath, "SETTLE_NS", 10**15)
+    budget = CpuBudget(0.5)
+    g = _gate(budget)
+    assert _is_lane(g.hook)
+    # Passes and violations (the lane's batch) and values the lane hands to the general hook
+    # (the general hook's batch, which the lane's time before that is added to).
+    values: list[object] = [1, -1, HostileInt(2), 2.5, "x", None]
+    n = 6 * SETTLE_EVERY + 6
+    for i in range(n):
+        g.hook(values[i % len(values)])
+    account = budget.account("p")
+    in_lane = sum(1 for i in range(n) if i % len(values) in (0, 1, 3))
+    in_general = n - in_lane
+    assert account.fired == (
+        in_lane // SETTLE_EVERY * SETTLE_EVERY + in_general // SETTLE_EVERY * SETTLE_EVERY
+    )
+    assert account.spent > 0
+    assert tally_count(g.evaluations) == n
+    assert CALLS == []
+
+
+def test_max_hits_and_the_precise_clock_are_honoured_by_the_lane() -> None:
+    budget = CpuBudget(0.5)
+    stops: list[str] = []
+    hits: list[object] = []
+    g = _gate(budget, max_hits=3, stops=stops, slow=lambda *a: hits.append(a[2]))
+    assert _is_lane(g.hook)
+    for _ in range(10):
+        g.hook(-1)
+    assert len(hits) == 3
+    assert stops == ["max_hits"]
+    budget = CpuBudget(0.5)
+    g = _gate(budget)
+    budget._to_precise(time.monotonic_ns())
+    for _ in range(5):
+        g.hook(1)
+    assert budget.account("p").fired == 5  # precise: each firing handed over at once
+    assert tally_count(g.evaluations) == 5
+
+
+def test_a_failing_capture_in_the_lane_is_counted_not_raised() -> None:
+    budget = CpuBudget(0.5)
+    failures: list[Exception] = []
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("capture failed")
+
+    g = _gate(budget, slow=broken, failed=failures.append)
+    assert _is_lane(g.hook)
+    g.hook(-1)  # a violation: its capture fails inside the lane
+    assert [str(e) for e in failures] == ["capture failed"]
+    assert tally_count(g.violations) == 1
+
+
+def test_the_lane_captures_the_frame_of_the_target(
+    engine: Engine, load: Callable[..., ModuleType]
+) -> None:
+    m = load("def f(i):\n    local = i * 3\n    return i\n")
+    probe = Probe(kind="expect", location=f"{m.__name__}:f@return", expect="result >= 0",
+                  limits={"eval_rate": 1e9})  # fmt: skip
+    assert engine.install(probe).state is ProbeState.INSTALLED
+    CALLS.clear()
+    m.f(-2)  # a violation in the lane
+    m.f(HostileInt(-5))  # handed to the general hook, a violation there
+    engine.remove(probe.id)
+    hits = engine.drain()
+    assert [h.captures.get("local") for h in hits] == [-6, -15]
+    assert CALLS == []
+
+
+def test_a_rule_change_generates_the_lane_again_for_the_new_rules() -> None:
+    budget = CpuBudget(0.5)
+    g = _gate(budget, "result in ('paid', 'shipped')")
+    first = g.hook.__code__
+    assert _is_lane(g.hook)
+    g.hook("paid")
+    try:
+        redaction.set_redactor(redaction.Redactor(names=["password"]))
+        g.hook("paid")  # handed to the general hook, which generates the lane again
+        second = g.hook.__code__
+        assert second is not first
+        assert _is_lane(g.hook)
+        assert g.hook.__globals__["_RED0_b1"] is redaction._default
+        g.hook("paid")  # the new lane
+        # A rule naming the value: no fused form (R1), the general hook answers (refused).
+        redaction.set_redactor(redaction.Redactor(names=["result"]))
+        g.hook("paid")
+        g.hook("paid")
+        assert g.hook.__code__ is second
+        redaction.set_redactor(None)
+        g.hook("paid")
+        assert g.hook.__globals__["_RED0_b3"] is redaction._default
+        g.hook("paid")
+    finally:
+        redaction.set_redactor(None)
+    assert tally_count(g.evaluations) == 7
+    assert tally_count(g.violations) == 2  # the two firings under the rule naming result
+
+
+def test_a_probe_that_expires_stops_in_the_lane() -> None:
+    budget = CpuBudget(0.5)
+    stops: list[str] = []
+    g = FastExpectGate(
+        expr=compile("result >= 0", slots=("result",)),
+        value_name="result",
+        slow=lambda *a: None,
+        failed=lambda exc: None,
+        depth=1,
+        dispatch=frozenset(),
+        eval_rate=1e9,
+        violation_rate=1e9,
+        pass_rate=None,
+        pass_burst=None,
+        max_hits=None,
+        expires_at=time.time() + 0.05,
+        on_stop=stops.append,
+        budget=budget,
+        account=budget.account("p"),
+    )
+    assert _is_lane(g.hook)
+    g.hook(1)
+    time.sleep(0.1)
+    g.hook(1)
+    g.hook(1)
+    assert stops == ["expired"]
+    assert tally_count(g.evaluations) == 1
+
+
+@pytest.mark.parametrize("lane", [True, False])
+def test_locals_not_passed_are_read_from_the_frame_by_the_lane(
+    lane: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A backend that cannot pass the locals (3.11 at a line) calls the hook with none.
+    monkeypatch.setattr(hotpath, "SPECIALISE_LANE", lane)
+    budget = CpuBudget(0.5)
+    captured: list[tuple[object, object]] = []
+    g = FastExpectGate(
+        expr=compile("0 <= x <= y"),
+        value_name=None,
+        slow=lambda frame, value, outcome, error: captured.append(
+            (frame.f_locals.get("x"), outcome)
+        ),
+        failed=lambda exc: None,
+        depth=1,
+        dispatch=frozenset(),
+        eval_rate=1e9,
+        violation_rate=1e9,
+        pass_rate=None,
+        pass_burst=None,
+        max_hits=None,
+        expires_at=None,
+        on_stop=[].append,
+        budget=budget,
+        account=budget.account("p"),
+        local_names=("x", "y"),
+    )
+    assert _is_lane(g.hook) is lane
+    hook = g.hook
+
+    def target(x: object, y: object) -> None:
+        hook()  # no locals passed
+
+    CALLS.clear()
+    for x, y in [(1, 2), (3, 2), (HostileInt(1), 2), (-1, 5), (1.5, 2.5), ("a", 1)]:
+        target(x, y)
+    assert CALLS == []  # (before the comparisons below, which run HostileInt.__eq__)
+    assert tally_count(g.evaluations) == 6
+    # 3 > 2, the subclass refused by the sandbox, -1 < 0, a str compared with an int.
+    assert [c[0] for c in captured] == [3, 1, -1, "a"], captured
+    assert tally_count(g.violations) == 4
