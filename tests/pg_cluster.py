@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,5 +173,27 @@ def fresh_schema(base: str) -> Iterator[str]:
     try:
         yield schema_url(base, name)
     finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {name} CASCADE")
+        _drop_schema(base, name)
+
+
+def _drop_schema(base: str, name: str, *, attempts: int = 20) -> None:
+    """Drop the test's schema, again if PostgreSQL picked the drop as a deadlock's victim.
+
+    A hub replica that a test stopped (or killed) may still have a transaction of its last
+    moment open in the server: its insert and the drop's exclusive locks then wait for each
+    other, and the server aborts one of them (CI saw the drop aborted). The replica's
+    transaction ends soon after; the drop is tried again. Never another test's backends: they
+    share the server under xdist.
+    """
+    import psycopg
+    from psycopg import errors
+
+    for attempt in range(attempts):
+        try:
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {name} CASCADE")
+            return
+        except (errors.DeadlockDetected, errors.LockNotAvailable):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25 * (attempt + 1))

@@ -432,7 +432,7 @@ def test_locals_shadow_globals_and_globals_are_optional() -> None:
 
 
 def test_step_budget_stops_a_long_loop_while_it_runs() -> None:
-    expr = compile("sum(x for x in range(50000))", max_steps=1000)
+    expr = compile("sum(x for x in range(50000))", max_steps=1000, max_seconds=30)
     # The thread's CPU time: a preempted test on a loaded machine is not a slow loop.
     started = time.thread_time()
     with pytest.raises(ExpressionError, match="step budget exhausted"):
@@ -451,8 +451,10 @@ def test_time_budget_stops_work_that_stays_within_the_step_budget() -> None:
 
 
 def test_budget_is_per_evaluation() -> None:
-    # Each item costs a step in every layer it passes (range, generator, sum).
-    expr = compile("sum(x for x in range(300))", max_steps=1000)
+    # Each item costs a step in every layer it passes (range, generator, sum). The step budget
+    # is what this test is about: a time budget a loaded CI machine cannot exhaust (the default
+    # 10 ms of wall time ran out there once).
+    expr = compile("sum(x for x in range(300))", max_steps=1000, max_seconds=30)
     for _ in range(5):
         assert expr.evaluate({}) == sum(range(300))
 
