@@ -77,8 +77,6 @@ _STR = frozenset({str})
 _LOADABLE = frozenset[type]({int, float, bool, _NoneType, str, list, tuple, dict})
 _ANY = _LOADABLE
 _BOOL = frozenset({bool})
-# |v| >= 2**1023 exactly when an int's bit_length() >= 1024.
-_BIG: Final = 1 << 1023
 _ORDER = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 _EQUAL = {ast.Eq: "==", ast.NotEq: "!="}
 _ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%"}
@@ -115,7 +113,6 @@ class _Gen:
         self.narrow: tuple[str, str, frozenset[type]] | None = None
         self.n = 0
         self.cost = 0
-        self.big: tuple[str, str] | None = None  # the names of -_BIG and _BIG, once bound
         # Comprehension variables in scope: name -> (temporary, the exact types it may hold).
         self.scope: dict[str, tuple[str, frozenset[type]]] = {}
 
@@ -179,16 +176,13 @@ class _Gen:
         return seen[0] if seen is not None else f"type({var})"
 
     def big_int_guard(self, var: str, types: frozenset[type]) -> None:
-        """FALLBACK for an int of 1024 bits or more (the closures check those): its type (the
-        check's temporary where there is one), then a comparison with constant int bounds, no
-        call (``bit_length() >= 1024`` exactly when ``|v| >= 2**1023``); a float is never
-        compared (huge, inf and nan go on as before)."""
+        """FALLBACK for an int of 1024 bits or more (the closures check those). Its type is
+        the check's temporary where there is one (no second ``type()``); ``bit_length()`` is
+        kept: a comparison with constant bounds (``-2**1023 < v < 2**1023``) measured no
+        cheaper (generic big-int compares, 1.01x-1.02x of the instructions)."""
         if int not in types:
             return
-        if not self.big:  # both bounds constants: a negation would build a big int each time
-            self.big = (self.const(-_BIG), self.const(_BIG))
-        low, high = self.big
-        test = f"not {low} < {var} < {high}"
+        test = f"{var}.bit_length() >= 1024"
         if types != frozenset({int}):
             test = f"{self.type_of(var)} is int and {test}"
         self.emit(f"if {test}:")
