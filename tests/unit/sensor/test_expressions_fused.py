@@ -74,6 +74,27 @@ class Colliding:
         return False
 
 
+class HashingMeta(type):
+    """A metaclass whose ``__hash__`` is user code: a set of the types of values would run it
+    (the fused form's checks of every item compare ids of types, never types)."""
+
+    def __hash__(cls) -> int:
+        CALLS.append("HashingMeta.__hash__")
+        return 1
+
+    def __eq__(cls, other: object) -> bool:
+        CALLS.append("HashingMeta.__eq__")
+        return cls is other
+
+
+class OfHashingMeta(metaclass=HashingMeta):
+    pass
+
+
+class ListSub(list):  # type: ignore[type-arg]
+    """A plain list subclass (no hooks of its own): not exact, so never answered for."""
+
+
 # A card number: a secret by content (R2).
 CARD = "4111 1111 1111 1111"
 
@@ -85,6 +106,8 @@ def _hostiles() -> list[Any]:
         [HostileInt(1), 2], [1, Hostile()], (2, HostileFloat(1.0), 3), {"total": HostileInt(4)},
         {Hostile(): 1, "total": 2}, {HostileStr("total"): 1}, [HostileStr("a"), "b", "c"],
         {Colliding(): 1, "id": 2}, {Colliding(): 1, "total": 2},
+        OfHashingMeta(), [OfHashingMeta(), 1], [1, 2, OfHashingMeta()], {OfHashingMeta(): 1},
+        {"total": 1, "id": 2, "x": OfHashingMeta()}, {OfHashingMeta(): 1, "total": 2},
     ]  # fmt: skip
 
 
@@ -97,6 +120,12 @@ def _plain() -> list[Any]:
         {"total": -1.5}, {"total": "x"}, {"total": CARD}, {"id": 1}, {1: 2, "total": 3},
         {(1, 2): 3, "total": 4}, {"password": 1, "total": 2}, dict.fromkeys(range(40), 1),
         {"total": None}, 1 + 2j, {1, 2}, frozenset({"paid"}),
+        # The big-int bounds (bit_length 1024 exactly at +-2**1023), floats beyond them, bools
+        # and mixed items, a list subclass.
+        2**1023, 2**1023 - 1, -(2**1023), -(2**1023) + 1, 2**1024, 1.7e308, -1.7e308,
+        [True, 1], [1, 2.5, True], [2**1023 - 1, 1], [math.inf, 1], [math.nan], [None, 1],
+        ListSub([1, 2]), {"total": 2**1023}, {"total": math.nan}, {True: 1, "total": 0},
+        {"total": 1, "id": 2, "a": 3, "b": 4, "c": 5, "d": 6, "e": 7, "f": 8, "g": 9},
     ]  # fmt: skip
 
 
@@ -166,6 +195,32 @@ def test_the_fused_form_answers_as_the_closures_or_falls_back(source: str) -> No
             assert same, (source, result, args, want, got)
             assert type(want[1]) is type(got), (source, result, args, want, got)
     assert answered >= 10, f"{source!r}: the fused form answered only {answered} times"
+
+
+@pytest.mark.parametrize("source", ["abs(result - expected) <= 1", "result - x * 2 > 0"])
+def test_arithmetic_at_the_big_int_bounds_answers_as_the_closures_or_falls_back(
+    source: str,
+) -> None:
+    # The bound 2**1023 (an int of 1024 bits) on either operand and on the result, with ints
+    # and floats on both sides (inf and nan included), as the closures answer.
+    names = ("expected",) if "expected" in source else ("x",)
+    expr = Expression(source, slots=("result",))
+    fn = _fused(expr, names)
+    assert fn is not None
+    edge = [2**1023, 2**1023 - 1, -(2**1023), -(2**1023) + 1, 2**1022, -(2**1022), 2**1024,
+            0, 1, -1, 0.5, 1.7e308, -1.7e308, math.inf, -math.inf, math.nan, True]  # fmt: skip
+    answered = fallen = 0
+    for result in edge:
+        for arg in edge:
+            got = fn(result, arg, NOTHING)
+            if got is FALLBACK:
+                fallen += 1
+                continue
+            answered += 1
+            want = _safe(expr, result, names, [arg])
+            assert want == ("value", got), (source, result, arg, want, got)
+            assert type(want[1]) is type(got)
+    assert answered >= 50 and fallen >= 10, (answered, fallen)
 
 
 @pytest.mark.parametrize("source", sorted(SHAPES))
