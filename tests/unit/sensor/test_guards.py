@@ -446,12 +446,8 @@ def test_waker_schedule_runs_no_threading_code_on_the_host_thread() -> None:
     waker.stop()
 
 
-def test_gates_closing_on_every_tick_ring_the_waker_once_not_every_tick(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Gates that reopen on a tick and close again within it (an evaluation rate their calls
-    # exceed) find the waker already due to wake on the next tick: it is woken early (a
-    # doorbell ring, a GIL hand-over from the host) only when it had nothing to do.
+def _ringing_waker(monkeypatch: pytest.MonkeyPatch) -> tuple[Waker, list[float]]:
+    """A waker whose doorbell rings are timed into the returned list (and still ring)."""
     waker = Waker()
     rings: list[float] = []
     ring = waker._ring
@@ -461,6 +457,16 @@ def test_gates_closing_on_every_tick_ring_the_waker_once_not_every_tick(
         ring()
 
     monkeypatch.setattr(waker, "_ring", counted)
+    return waker, rings
+
+
+def test_gates_closing_on_every_tick_ring_the_waker_once_not_every_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Gates that reopen on a tick and close again within it (an evaluation rate their calls
+    # exceed) find the waker already due to wake on the next tick: it is woken early (a
+    # doorbell ring, a GIL hand-over from the host) only when it had nothing to do.
+    waker, rings = _ringing_waker(monkeypatch)
     switches = [Switch(True) for _ in range(5)]
     # A round closes every gate again after the waker reopened them on tick ``due``. The waker
     # woke at or after ``due``, and lingers until the tick of the LONG_WAIT interval after the
@@ -547,15 +553,7 @@ def test_gates_closing_on_close_ticks_after_a_reopening_ring_nothing(
     from sensor import hotpath
 
     assert hotpath.CLOSE_TICK == LINGER_EVERY
-    waker = Waker()
-    rings: list[float] = []
-    ring = waker._ring
-
-    def counted() -> None:
-        rings.append(time.monotonic())
-        ring()
-
-    monkeypatch.setattr(waker, "_ring", counted)
+    waker, rings = _ringing_waker(monkeypatch)
     switches = [Switch(True) for _ in range(5)]
     on_time = late = rang_on_time = 0
     deadline = time.monotonic() + 20
