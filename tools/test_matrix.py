@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SUPPORTED = ("3.11", "3.12", "3.13", "3.14")
 NO_TESTS_COLLECTED = 5
+#: How many of the slowest tests (setup, call and teardown apart) each run's log lists.
+DURATIONS = 30
 # pytest's last line: "=== 3 passed, 1 skipped in 4.2s ===" (or without the rules under -q).
 SUMMARY_LINE = re.compile(
     r"^=* ?(\d+ (passed|failed|errors?|skipped|xfailed|xpassed|deselected)\b.* in [\d.]+s.*?"
@@ -48,6 +50,9 @@ class Run:
 
 def _runs(workers: str, pytest_args: list[str], logs: Path) -> list[Run]:
     xdist = ["-n", workers] if workers != "0" else []
+    if not any(arg.startswith("--durations") for arg in pytest_args):
+        # The slowest tests, in each run's log: what to look at when the suite grows slow.
+        pytest_args = [*pytest_args, f"--durations={DURATIONS}"]
     runs = []
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     for version in SUPPORTED:
