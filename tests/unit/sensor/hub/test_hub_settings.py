@@ -86,3 +86,41 @@ def test_secrets_may_come_from_files_a_secret_store_mounted(tmp_path: Path) -> N
                 "SENSOR_HUB_ADMIN_TOKEN": "other",
             }
         )
+
+
+def test_the_hub_listens_on_a_socket_whose_accepted_connections_asyncio_sets_nodelay() -> None:
+    # uvicorn runs on uvloop here, which sets TCP_NODELAY itself, so the integration test of
+    # small requests cannot tell; on plain asyncio (no uvloop: Windows, PyPy) the accepted
+    # connections get TCP_NODELAY only when the listening socket says IPPROTO_TCP, and without
+    # it every answer waits ~40 ms (Nagle against the client's delayed ACK).
+    import asyncio
+    import socket
+
+    from sensor.hub.server import _bind
+
+    listener = _bind("127.0.0.1", 0)
+    port = listener.getsockname()[1]
+    seen: list[int] = []
+
+    async def main() -> None:
+        def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(accepted, sock=listener)
+        async with server:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(200):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+            writer.close()
+
+    loop = asyncio.SelectorEventLoop()  # the standard library's loop, not uvloop
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert seen, "the connection was not accepted"
+    assert seen[0] != 0, f"accepted connection's TCP_NODELAY: {seen[0]}"
