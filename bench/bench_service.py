@@ -20,6 +20,11 @@ Three copies of ``examples/shop`` run side by side under gunicorn (1 sync worker
   imported from ``DIR`` (a checkout of another commit: ``git archive main sensor | tar -x -C
   DIR``), side by side in the same rounds.
 
+With ``--processes N`` each configuration runs as N shops (N gunicorn masters, one service name
+for the hub), and round n is served by shop n mod N: a bias of one process then averages out
+over the rounds, as the machine's load does. Two identical processes have differed by 3% over
+21 rounds (docs/reference/benchmarks.md), the size of the standing goal's margin.
+
 Rounds interleave the three (plain, idle, armed, plain, ...); each round sends the same seeded
 request mix (``examples/shop/traffic.py``'s orders: quotes, orders, product lists) from 2 client
 threads. Per round: requests/s and the p50 and p99 latency; reported as the median over rounds of
@@ -35,6 +40,7 @@ for whatever the gates cost. The client runs on the same
 
     python bench/bench_service.py [--json] [--rounds 7] [--requests 6000]
     python bench/bench_service.py --configs plain,standing --compare-root /tmp/main-sensor
+    python bench/bench_service.py --configs plain,plain2,idle,standing --rounds 21 --processes 3
 """
 
 from __future__ import annotations
@@ -158,7 +164,11 @@ def clean_env() -> dict[str, str]:
 
 
 def start_shop(
-    workdir: Path, name: str, hub: str | None, sensor_root: Path | None = None
+    workdir: Path,
+    name: str,
+    hub: str | None,
+    sensor_root: Path | None = None,
+    service: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     gunicorn = [
@@ -173,7 +183,7 @@ def start_shop(
         env |= {
             "SENSOR_HUB_URL": hub,
             "SENSOR_TOKEN": SENSOR,
-            "SENSOR_SERVICE": f"bench-{name}",
+            "SENSOR_SERVICE": service or f"bench-{name}",
             "SENSOR_POLL_WAIT": "2",
         }
         if sensor_root is not None:  # the sensor package of another checkout, ahead of ours
@@ -187,8 +197,10 @@ def start_shop(
     return proc, url
 
 
-def arm(client: HubClient, service: str, probes: list[dict[str, Any]] = PROBES) -> list[str]:
-    """Place the probes on a shop and wait until its worker has them installed."""
+def arm(
+    client: HubClient, service: str, probes: list[dict[str, Any]] = PROBES, workers: int = 1
+) -> list[str]:
+    """Place the probes on a service and wait until its ``workers`` have them installed."""
     ids = [
         client.place_probe(probe, selector={"service": service}, ttl=3600)["id"] for probe in probes
     ]
@@ -197,7 +209,7 @@ def arm(client: HubClient, service: str, probes: list[dict[str, Any]] = PROBES) 
         installed = 0
         for probe_id in ids:
             statuses = client.probe(probe_id).get("statuses") or {}
-            if any(s.get("state") == "installed" for s in statuses.values()):
+            if sum(s.get("state") == "installed" for s in statuses.values()) >= workers:
                 installed += 1
         if installed == len(ids):
             return ids
@@ -318,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the standing probes on a shop with the sensor package of this directory",
     )
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="shops per configuration, taking the rounds in turn (a process's own bias, its "
+        "memory layout or its core, then averages out over the rounds)",
+    )
+    parser.add_argument(
         "--standing-eval-rate",
         type=float,
         default=1000.0,
@@ -325,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     configs = ["plain"] + [c for c in args.configs.split(",") if c and c != "plain"]
+    if args.processes < 1:
+        raise SystemExit("--processes: at least 1")
     for name in configs:
         if name not in ("plain", "plain2", "idle", "armed", "standing"):
             raise SystemExit(f"--configs: unknown configuration {name!r}")
@@ -335,29 +356,36 @@ def main(argv: list[str] | None = None) -> int:
     try:
         hub_proc, hub = start_hub(workdir / "hub.db")
         procs.append(hub_proc)
-        shops: dict[str, str] = {}
-        pids: dict[str, int] = {}
+        # Each configuration's shops (``--processes``): round n is served by shop n mod that.
+        shops: dict[str, list[str]] = {}
+        pids: dict[str, list[int]] = {}
         roots: dict[str, Path | None] = dict.fromkeys(configs)
         if args.compare_root is not None:
             roots[f"standing@{args.compare_root.name}"] = args.compare_root.resolve()
         for name, root in roots.items():
             plain = name in ("plain", "plain2")
-            proc, url = start_shop(workdir, name, None if plain else hub, root)
-            procs.append(proc)
-            shops[name] = url
-            pids[name] = proc.pid
+            for i in range(args.processes):
+                label = name if args.processes == 1 else f"{name}.{i}"
+                proc, url = start_shop(
+                    workdir, label, None if plain else hub, root, service=f"bench-{name}"
+                )
+                procs.append(proc)
+                shops.setdefault(name, []).append(url)
+                pids.setdefault(name, []).append(proc.pid)
         client = HubClient(hub, CLIENT)
         for name in shops:
             if name == "armed":
-                arm(client, "bench-armed")
+                arm(client, "bench-armed", workers=args.processes)
             elif name.startswith("standing"):
-                arm(client, f"bench-{name}", standing(args.standing_eval_rate))
-        for url in shops.values():  # warm-up: imports, caches, first captures
-            one_round(url, max(100, args.requests // 10), seed=1)
+                arm(client, f"bench-{name}", standing(args.standing_eval_rate), args.processes)
+        for urls in shops.values():  # warm-up: imports, caches, first captures
+            for url in urls:
+                one_round(url, max(100, args.requests // 10), seed=1)
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name in shops}
         for n in range(max(5, args.rounds)):
-            for name, url in shops.items():
-                rounds[name].append(one_round(url, args.requests, 100 + n, pids[name]))
+            for name, urls in shops.items():
+                i = n % len(urls)
+                rounds[name].append(one_round(urls[i], args.requests, 100 + n, pids[name][i]))
         report(rounds, args.json)
         for name in shops:
             if name.startswith("standing"):
