@@ -59,6 +59,7 @@ from sensor.inject import funcversion
 __all__ = [
     "CLOSE_TICK",
     "MAX_PASSED",
+    "METER_STRIDE_BITS",
     "SETTLE_EVERY",
     "SETTLE_NS",
     "SHUT_MAX",
@@ -76,6 +77,14 @@ SETTLE_NS = 50_000_000
 #: A firing that took longer than this (or than the budget's one-hit cap, if lower) is handed to
 #: the budget at once, alone, so that the one-hit cap applies to it as to any other firing.
 SLOW_FIRING_NS = 1_000_000
+#: The lane (a probe's own hook, see _lane_code) times one evaluation in a random stride of 1 to
+#: 2 ** METER_STRIDE_BITS (uniform: 8.5 on average) and charges it for the whole stride: its
+#: measured time x the evaluations since the last timed one. An unbiased estimate of their sum
+#: (the choice depends on a random draw, never on the cost) for two clock reads per stride
+#: instead of per evaluation; a random stride, so that no period of the traffic aliases with it.
+#: Untimed evaluations are bounded (the fused bodies: MAX_LOOP items, MAX_COST steps); a
+#: capture is timed and charged exactly on every firing.
+METER_STRIDE_BITS = 4
 #: A gate closed because its CPU-budget share is empty reopens after at most this many seconds,
 #: even if the share would refill later: the shares are computed again every one-second window
 #: (a probe may get more, or the shedding may stop), and the first firing after the reopening
@@ -784,10 +793,21 @@ _LANE_PASS = """
                     elif _key not in seen and novel.admit(_key, _monotonic()):
                         _outcome = "novel"
                     if _outcome is not None:
+                        _tc = _fperf()
                         _frame = _getframe(_DEPTH)
                         if _DISPATCH and _id(_frame.f_code) in _DISPATCH:
                             _frame = _frame.f_back
                         deliver(_frame, v, _outcome, None)
+                        _frame = None
+                        _tc = _fperf() - _tc
+                        if _t0:
+                            _t0 += _tc
+                        if _tc > lslow:
+                            _over = spend(account, _int(_tc * 1e9), _perf)
+                            if _over is not None:
+                                stop(_over)
+                        else:
+                            lpend += _tc
                 except Exception as _exc:
                     _frame = None
                     try:
@@ -803,8 +823,10 @@ def _maker():
         lcount = 0
         lsettle = _fperf() + _SETTLE_S
         lslow = _SLOW_S0
+        lskip = lstride = 1 + _bits(_STRIDE_BITS)
+        llast = 0.0
         def hook(v=_NOTHING, a0=_NOTHING, a1=_NOTHING):
-            nonlocal pending_ns, lpend, lcount, lsettle, lslow
+            nonlocal pending_ns, lpend, lcount, lsettle, lslow, lskip, lstride, llast
             if _guards.SENSOR_WORKING and _get_ident() in _SENSOR_WORK:
                 return
             if not switch.on:
@@ -819,7 +841,13 @@ def _maker():
                 or _RED0.version != _VERSION0{more}
             ):
                 return _general(v, a0, a1)
-            _t0 = _fperf(){expiry}{frame_read}
+            lskip -= 1
+            if lskip > 0:
+                _t0 = 0.0{expiry_untimed}
+            else:
+                _t0 = _fperf()
+                _s = lstride
+                lskip = lstride = 1 + _bits(_STRIDE_BITS){expiry}{frame_read}
             try:
 """
 _LANE_TAIL = """\
@@ -833,10 +861,21 @@ _LANE_TAIL = """\
                 _next(violations)
                 try:
                     if violation_bucket.take(_monotonic()):
+                        _tc = _fperf()
                         _frame = _getframe(_DEPTH)
                         if _DISPATCH and _id(_frame.f_code) in _DISPATCH:
                             _frame = _frame.f_back
                         deliver(_frame, v, "violation", None)
+                        _frame = None
+                        _tc = _fperf() - _tc
+                        if _t0:
+                            _t0 += _tc
+                        if _tc > lslow:
+                            _over = spend(account, _int(_tc * 1e9), _perf)
+                            if _over is not None:
+                                stop(_over)
+                        else:
+                            lpend += _tc
                     else:
                         _next(uncaptured)
                 except Exception as _exc:
@@ -846,26 +885,39 @@ _LANE_TAIL = """\
                     except Exception:
                         pass
             else:
-                # (metered with the general hook's firing: its batch)
-                pending_ns += _int((_fperf() - _t0) * 1e9)
+                # Not one of the sample's: metered with the general hook's firing (its batch),
+                # the lane's part measured if timed, else as the last timed evaluation took.
+                if _t0:
+                    pending_ns += _int((_fperf() - _t0) * 1e9)
+                    lskip = 1
+                    lstride = _s
+                else:
+                    pending_ns += _int(llast * 1e9)
+                    lskip += 1
                 return _general({fallback_args})
+            if not _t0:
+                return
             _t1 = _fperf()
-            _took = _t1 - _t0
-            if _took > lslow:
+            llast = _took = _t1 - _t0
+            if _took <= lslow:
+                lpend += _took * _s
+                lcount += _s
+                if lcount < _SETTLE_EVERY and _t1 < lsettle:
+                    return
+            else:
+                # Handed over alone and unscaled, so that the one-hit cap applies to it; the
+                # evaluations it stands for go to the batch.
                 _over = spend(account, _int(_took * 1e9), _perf)
                 if _over is not None:
                     stop(_over)
-            else:
-                lpend += _took
-                lcount += 1
-                if lcount >= _SETTLE_EVERY or _t1 >= lsettle:
-                    if settle(account, _int(lpend * 1e9 + 0.5), lcount):
-                        lpend = 0.0
-                        lcount = 0
-                        lsettle = _t1 + _SETTLE_S
-                    lslow = _min(_SLOW_FIRING_NS, budget.limit_ns) / 1e9
-                else:
-                    return
+                lpend += _took * (_s - 1)
+                lcount += _s - 1
+            if lcount >= _SETTLE_EVERY or _t1 >= lsettle:
+                if settle(account, _int(lpend * 1e9 + 0.5), lcount):
+                    lpend = 0.0
+                    lcount = 0
+                    lsettle = _t1 + _SETTLE_S
+                lslow = _min(_SLOW_FIRING_NS, budget.limit_ns) / 1e9
             lpend += _fperf() - _t1
         return hook
     return lane
@@ -964,11 +1016,20 @@ def _lane_code(
                 )
             passing = _LANE_PASS.format(key=key)
         # (a probe that never expires: no test)
-        expiry = (
-            ""
-            if expires_at is None
-            else "\n            if _t0 >= _EXPIRES_S:\n                return _general(v, a0, a1)"
-        )
+        # (a probe that never expires: no test; one that does reads the clock on every firing)
+        expiry = expiry_untimed = ""
+        if expires_at is not None:
+            expiry = (
+                "\n                if _t0 >= _EXPIRES_S:"
+                "\n                    lskip = 1"
+                "\n                    lstride = _s"
+                "\n                    return _general(v, a0, a1)"
+            )
+            expiry_untimed = (
+                "\n                if _fperf() >= _EXPIRES_S:"
+                "\n                    lskip += 1"
+                "\n                    return _general(v, a0, a1)"
+            )
         inline = []
         for line in lines:
             if line.strip() == "return FALLBACK":
@@ -976,7 +1037,11 @@ def _lane_code(
             inline.append("            " + line)
         text = (
             _LANE_HEAD.format(
-                cells=" = ".join(_LANE_CELLS), more=more, expiry=expiry, frame_read=frame_read
+                cells=" = ".join(_LANE_CELLS),
+                more=more,
+                expiry=expiry,
+                expiry_untimed=expiry_untimed,
+                frame_read=frame_read,
             )
             + "\n".join(inline)
             + "\n"
@@ -990,7 +1055,8 @@ def _lane_code(
             _min=min, _SLOW_FIRING_NS=SLOW_FIRING_NS, Exception=Exception, _type=type, _int=int,
             _SETTLE_S=SETTLE_NS / 1e9, _fperf=_float_clock(), _N0=(*local_names, "")[0],
             _N1=(*local_names, "", "")[1],
-            _value_class=guards.value_class,
+            _value_class=guards.value_class, _bits=guards._rng.getrandbits,
+            _STRIDE_BITS=METER_STRIDE_BITS,
         )  # fmt: skip
         if build:
             # Our own names only (the generated text has no name or string of the expression).
