@@ -36,7 +36,7 @@ from collections.abc import Callable
 from types import CodeType, FunctionType
 from typing import Any
 
-from sensor import guards
+from sensor import _epoch, guards
 from sensor import redaction as _redaction
 from sensor.expressions.budget import _S_SLOTS, NO_VALUE
 from sensor.expressions.compiler import Expression
@@ -689,6 +689,11 @@ class FastExpectGate(guards._GuardedHook):
                     return
                 ns.update(new_ns)
                 funcversion.set_code(published, inner, funcversion.code_version(inner))
+                # Its first firing tests the rules again, against its own constants.
+                lane_cells = zip(inner.co_freevars, published.__closure__ or (), strict=True)
+                for name, cell in lane_cells:
+                    if name == "lepoch":
+                        cell.cell_contents = None
             except Exception:  # never into the host: the general hook serves meanwhile
                 return
 
@@ -825,8 +830,9 @@ def _maker():
         lslow = _SLOW_S0
         lskip = lstride = 1 + _bits(_STRIDE_BITS)
         llast = 0.0
+        lepoch = None
         def hook(v=_NOTHING, a0=_NOTHING, a1=_NOTHING):
-            nonlocal pending_ns, lpend, lcount, lsettle, lslow, lskip, lstride, llast
+            nonlocal pending_ns, lpend, lcount, lsettle, lslow, lskip, lstride, llast, lepoch
             if _guards.SENSOR_WORKING and _get_ident() in _SENSOR_WORK:
                 return
             if not switch.on:
@@ -834,13 +840,16 @@ def _maker():
                 return
             if not armed:
                 return
-            if (
-                budget.clock is not _perf
-                or account.rate is not None
-                or _redaction._default is not _RED0
-                or _RED0.version != _VERSION0{more}
-            ):
-                return _general(v, a0, a1)
+            if _epoch.token is not lepoch:
+                _e = _epoch.token
+                if (
+                    budget.clock is not _perf
+                    or account.rate is not None
+                    or _redaction._default is not _RED0
+                    or _RED0.version != _VERSION0
+                ):
+                    return _general(v, a0, a1)
+                lepoch = _e{more}
             lskip -= 1
             if lskip > 0:
                 _t0 = 0.0{expiry_untimed}
@@ -1004,7 +1013,10 @@ def _lane_code(
             )
             fallback_args = "v, a0, a1) if _passed else _general(v"
         if max_hits is not None:
-            more += "\n                or produced_hits[0] >= cap"
+            more += (
+                "\n            if produced_hits[0] >= cap:"
+                "\n                return _general(v, a0, a1)"
+            )
         passing = ""
         if pass_keys is not None:
             key = ""
@@ -1050,7 +1062,7 @@ def _lane_code(
         ns.update(
             _NOTHING=NOTHING, _guards=guards, _get_ident=_get_ident, _SENSOR_WORK=SENSOR_WORK,
             _next=next, _perf=_perf, _monotonic=time.monotonic, _redaction=_redaction,
-            _RED0=red, _VERSION0=version, _FALLBACK=FALLBACK, _NotFused=_NotFused,
+            _epoch=_epoch, _RED0=red, _VERSION0=version, _FALLBACK=FALLBACK, _NotFused=_NotFused,
             _getframe=sys._getframe, _id=id, _SETTLE_EVERY=SETTLE_EVERY, _SETTLE_NS=SETTLE_NS,
             _min=min, _SLOW_FIRING_NS=SLOW_FIRING_NS, Exception=Exception, _type=type, _int=int,
             _SETTLE_S=SETTLE_NS / 1e9, _fperf=_float_clock(), _N0=(*local_names, "")[0],

@@ -9,9 +9,10 @@ metered, a rule arriving after placement honoured, nothing raised into the host.
 
 from __future__ import annotations
 
+import itertools
 import json
-import random
 import math
+import random
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from sensor import guards, hotpath, redaction
+from sensor import _epoch, guards, hotpath, redaction
 from sensor.engine import Engine
 from sensor.expressions import compile
 from sensor.guards import CpuBudget, tally_count
@@ -496,6 +497,7 @@ class Ledger(CpuBudget):
         self.alone.append(ns)
         if ns > self.hit_cap_ns:
             self.clock = time.thread_time_ns
+            _epoch.bump()  # as CpuBudget._to_precise
         return None
 
     def spend_many(self, account: Any, ns: int, count: int) -> bool:
@@ -536,7 +538,7 @@ def test_the_lane_reads_the_clock_on_a_random_sample_of_its_evaluations(
     # evaluation per stride of 1 to 16 (8.5 on average).
     assert 0.09 * n < len(timed) < 0.15 * n
     assert clock.reads < 0.3 * n
-    gaps = [b - a for a, b in zip(timed, timed[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(timed)]
     assert set(gaps) == set(range(1, 2**hotpath.METER_STRIDE_BITS + 1))  # random, not periodic
 
 
@@ -609,3 +611,41 @@ def test_a_dear_evaluation_reaches_the_budget_alone_within_one_stride(clock: Fak
         g.hook(1)
     assert len(budget.alone) == 1 + 5  # the general hook, precise: each firing alone
     assert tally_count(g.evaluations) == firings + 5
+
+
+def test_modes_changed_after_the_lane_fired_are_honoured_at_its_next_firing() -> None:
+    # The lane tests the budget's clock, its account's share and the rules only when the
+    # epoch token changed (sensor._epoch): each change after it fired must reach it.
+    budget = CpuBudget(0.5)
+    g = _gate(budget)
+    account = budget.account("p")
+    for _ in range(3):
+        g.hook(1)
+    budget._to_precise(time.monotonic_ns())  # the precise clock: each firing handed over
+    for _ in range(4):
+        g.hook(1)
+    assert account.fired == 4
+    # Load shed (a share with nothing left in it): refused before any work, and counted.
+    budget._share(1.0, force=True)
+    assert account.rate is not None
+    account.tokens = -1e12
+    g.hook(1)
+    g.hook(1)
+    assert account.skipped_count() == 2
+    assert tally_count(g.evaluations) == 7
+    # Shedding over, the cheap clock again: the lane evaluates, and meters in its batch.
+    budget._stop_shedding()
+    budget.clock = time.perf_counter_ns
+    _epoch.bump()
+    for _ in range(3):
+        g.hook(1)
+    assert tally_count(g.evaluations) == 10
+    assert _cells(g.hook)["lepoch"] is _epoch.token
+    # The rules of the process's redactor updated in place (its version): the value is
+    # refused from the next firing on.
+    try:
+        redaction.get_redactor().update(names=["result"])
+        g.hook(1)
+    finally:
+        redaction.set_redactor(None)
+    assert tally_count(g.violations) == 1
