@@ -22,6 +22,14 @@ Everything else, which is rare by design, goes to the engine's slow path with th
 capture of a violation (within ``violation_rate``) or of a passing firing (within the probe's
 ``rate``), and a failure of the sensor's own. Load shedding (the account) and the precise
 (CPU-clock) metering mode are checked inline, as :class:`~sensor.guards.ExpectGate` does.
+
+A probe whose expectation has a fused form gets a hook of its own, generated at placement (the
+lane, see :func:`_lane_code`): the same firing without a Python call per step. It differs in
+its metering: it times a random sample of its evaluations, one per stride of 1 to
+``2 ** METER_STRIDE_BITS``, and charges each timed one for its whole stride (an unbiased
+estimate, see :data:`METER_STRIDE_BITS`); every capture is still timed and charged exactly. And
+it tests the precise clock, the account's shedding and the redaction rules only when the epoch
+token of :mod:`sensor._epoch` changed.
 """
 
 from __future__ import annotations
@@ -968,10 +976,14 @@ def _lane_code(
     """The code of a probe's own hook, with its fused form inline, and the namespace it runs
     in; or None (no fused form, or lanes turned off): the general hook is the probe's.
 
-    The hook is the general hook's common firing and nothing else: the same skip tests, one
-    clock read, the fused form's lines in place of its call, the exact counts of a pass or a
-    violation (and the violation's capture within ``violation_rate``), and the same metering
-    into the same batch (it shares the general hook's closure cells). Anything else (the
+    The hook is the general hook's common firing and nothing else: the same skip tests, the
+    fused form's lines in place of its call, the exact counts of a pass or a violation (and the
+    violation's capture within ``violation_rate``), and the metering of a random sample of its
+    evaluations (see :data:`METER_STRIDE_BITS`: an untimed one reads no clock unless the probe
+    expires; a capture is always timed and charged exactly) in a batch of its own, handed to
+    the same account. The precise clock, shedding and the rules are tested again only when the
+    epoch token changed (:mod:`sensor._epoch`; ``lepoch`` is the token they last held under).
+    Anything else (the
     precise clock, an account shedding load, redaction rules changed since placement, a
     ``max_hits`` reached, expiry, a value the fused form does not answer for, locals not
     passed) calls the general hook, which does everything as before; the time the lane took
