@@ -101,7 +101,7 @@ CASES: dict[str, tuple[str, str]] = {
 QUIET_EMPTY_NS = 15.0
 
 CHILD = r"""
-import json, statistics, sys, time
+import json, os, statistics, sys, time
 root, expect, source = sys.argv[1:4]
 calls, pairs = int(sys.argv[4]), int(sys.argv[5])
 kind = sys.argv[6] if len(sys.argv) > 6 else "expect"
@@ -139,8 +139,10 @@ def timed(n, run=loop):
     return time.perf_counter_ns() - t
 
 engine = Engine(cpu_budget=0.99)
-probe = Probe(kind=kind, location=f"__main__:target@{at}", expect=expect,
-              limits={"eval_rate": 1e9})
+limits = {"eval_rate": 1e9}
+if os.environ.get("BENCH_EXPIRES"):  # --expires: as the hub places probes, with a TTL
+    limits["expires_at"] = time.time() + 3600
+probe = Probe(kind=kind, location=f"__main__:target@{at}", expect=expect, limits=limits)
 rounds = calls // 10
 loop(rounds)
 diffs = []
@@ -392,7 +394,15 @@ def main() -> None:
         help="where the probe is: @return, or @line on the target's last line (before its "
         "return runs; the expectations that read result are left out there)",
     )
+    parser.add_argument(
+        "--expires",
+        action="store_true",
+        help="give the probe an expires_at an hour away, as the hub does (its TTL): the lane "
+        "then reads the clock on every evaluation for the expiry (wall clock only)",
+    )
     args = parser.parse_args()
+    if args.expires:
+        os.environ["BENCH_EXPIRES"] = "1"
     roots = [Path(r).resolve() for r in args.roots]
     cases = args.only.split(",") if args.only else list(CASES)
     for case in cases:
@@ -411,7 +421,8 @@ def main() -> None:
         ratio = " | new / old" if len(roots) == 2 else ""
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(
-            f"Python {python}, probe kind {args.kind} at @{args.point}, load average {load}\n\n"
+            f"Python {python}, probe kind {args.kind} at @{args.point}"
+            f"{', with expires_at' if args.expires else ''}, load average {load}\n\n"
             f"| expectation | backend | {names}{ratio} "
             f"| goal <= {GOAL_NS:.0f} ns |"
         )

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sensor import _atfork
+from sensor import _atfork, _epoch
 
 __all__ = [
     "GATE_FRAMES",
@@ -793,6 +793,7 @@ class CpuBudget:
                 if self.shedding:
                     # A probe placed while load is shed starts with the floor share.
                     found.rate = self._floor()
+                    _epoch.bump()  # (the lanes test account.rate through it)
                 self._accounts[probe_id] = found
             return found
 
@@ -888,6 +889,7 @@ class CpuBudget:
 
     def _to_precise(self, now: int) -> None:
         self.clock = time.thread_time_ns
+        _epoch.bump()
         self.switches += 1
         self._new_window(now)
 
@@ -895,6 +897,7 @@ class CpuBudget:
         elapsed = (now - self._window_start) / 1e9
         if self.precise and not self.shedding and self._spent_ns <= self.limit_ns // 2:
             self.clock = time.perf_counter_ns
+            _epoch.bump()
         elif self.precise and (self.shedding or self._spent_ns > self.limit_ns):
             self._share(elapsed, force=self._spent_ns > self.limit_ns)
         self._new_window(now)
@@ -942,6 +945,7 @@ class CpuBudget:
             acct.tokens = min(acct.tokens, share)
             remaining -= share
             left -= 1
+        _epoch.bump()
         self.shedding = True
         self.shares += 1
 
@@ -949,6 +953,7 @@ class CpuBudget:
         self.shedding = False
         for acct in self._accounts.values():
             acct.rate = None
+        _epoch.bump()
 
     def after_fork_in_child(self) -> None:
         """Renew the lock (another thread may have held it at the fork) and the window."""

@@ -22,6 +22,14 @@ Everything else, which is rare by design, goes to the engine's slow path with th
 capture of a violation (within ``violation_rate``) or of a passing firing (within the probe's
 ``rate``), and a failure of the sensor's own. Load shedding (the account) and the precise
 (CPU-clock) metering mode are checked inline, as :class:`~sensor.guards.ExpectGate` does.
+
+A probe whose expectation has a fused form gets a hook of its own, generated at placement (the
+lane, see :func:`_lane_code`): the same firing without a Python call per step. It differs in
+its metering: it times a random sample of its evaluations, one per stride of 1 to
+``2 ** METER_STRIDE_BITS``, and charges each timed one for its whole stride (an unbiased
+estimate, see :data:`METER_STRIDE_BITS`); every capture is still timed and charged exactly. And
+it tests the precise clock, the account's shedding and the redaction rules only when the epoch
+token of :mod:`sensor._epoch` changed.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from collections.abc import Callable
 from types import CodeType, FunctionType
 from typing import Any
 
-from sensor import guards
+from sensor import _epoch, guards
 from sensor import redaction as _redaction
 from sensor.expressions.budget import _S_SLOTS, NO_VALUE
 from sensor.expressions.compiler import Expression
@@ -59,6 +67,7 @@ from sensor.inject import funcversion
 __all__ = [
     "CLOSE_TICK",
     "MAX_PASSED",
+    "METER_STRIDE_BITS",
     "SETTLE_EVERY",
     "SETTLE_NS",
     "SHUT_MAX",
@@ -76,6 +85,14 @@ SETTLE_NS = 50_000_000
 #: A firing that took longer than this (or than the budget's one-hit cap, if lower) is handed to
 #: the budget at once, alone, so that the one-hit cap applies to it as to any other firing.
 SLOW_FIRING_NS = 1_000_000
+#: The lane (a probe's own hook, see _lane_code) times one evaluation in a random stride of 1 to
+#: 2 ** METER_STRIDE_BITS (uniform: 8.5 on average) and charges it for the whole stride: its
+#: measured time x the evaluations since the last timed one. An unbiased estimate of their sum
+#: (the choice depends on a random draw, never on the cost) for two clock reads per stride
+#: instead of per evaluation; a random stride, so that no period of the traffic aliases with it.
+#: Untimed evaluations are bounded (the fused bodies: MAX_LOOP items, MAX_COST steps); a
+#: capture is timed and charged exactly on every firing.
+METER_STRIDE_BITS = 4
 #: A gate closed because its CPU-budget share is empty reopens after at most this many seconds,
 #: even if the share would refill later: the shares are computed again every one-second window
 #: (a probe may get more, or the shedding may stop), and the first firing after the reopening
@@ -680,6 +697,11 @@ class FastExpectGate(guards._GuardedHook):
                     return
                 ns.update(new_ns)
                 funcversion.set_code(published, inner, funcversion.code_version(inner))
+                # Its first firing tests the rules again, against its own constants.
+                lane_cells = zip(inner.co_freevars, published.__closure__ or (), strict=True)
+                for name, cell in lane_cells:
+                    if name == "lepoch":
+                        cell.cell_contents = None
             except Exception:  # never into the host: the general hook serves meanwhile
                 return
 
@@ -784,10 +806,21 @@ _LANE_PASS = """
                     elif _key not in seen and novel.admit(_key, _monotonic()):
                         _outcome = "novel"
                     if _outcome is not None:
+                        _tc = _fperf()
                         _frame = _getframe(_DEPTH)
                         if _DISPATCH and _id(_frame.f_code) in _DISPATCH:
                             _frame = _frame.f_back
                         deliver(_frame, v, _outcome, None)
+                        _frame = None
+                        _tc = _fperf() - _tc
+                        if _t0:
+                            _t0 += _tc
+                        if _tc > lslow:
+                            _over = spend(account, _int(_tc * 1e9), _perf)
+                            if _over is not None:
+                                stop(_over)
+                        else:
+                            lpend += _tc
                 except Exception as _exc:
                     _frame = None
                     try:
@@ -803,8 +836,11 @@ def _maker():
         lcount = 0
         lsettle = _fperf() + _SETTLE_S
         lslow = _SLOW_S0
+        lskip = lstride = 1 + _bits(_STRIDE_BITS)
+        llast = 0.0
+        lepoch = None
         def hook(v=_NOTHING, a0=_NOTHING, a1=_NOTHING):
-            nonlocal pending_ns, lpend, lcount, lsettle, lslow
+            nonlocal pending_ns, lpend, lcount, lsettle, lslow, lskip, lstride, llast, lepoch
             if _guards.SENSOR_WORKING and _get_ident() in _SENSOR_WORK:
                 return
             if not switch.on:
@@ -812,14 +848,23 @@ def _maker():
                 return
             if not armed:
                 return
-            if (
-                budget.clock is not _perf
-                or account.rate is not None
-                or _redaction._default is not _RED0
-                or _RED0.version != _VERSION0{more}
-            ):
-                return _general(v, a0, a1)
-            _t0 = _fperf(){expiry}{frame_read}
+            if _epoch.token is not lepoch:
+                _e = _epoch.token
+                if (
+                    budget.clock is not _perf
+                    or account.rate is not None
+                    or _redaction._default is not _RED0
+                    or _RED0.version != _VERSION0
+                ):
+                    return _general(v, a0, a1)
+                lepoch = _e{more}
+            lskip -= 1
+            if lskip > 0:
+                _t0 = 0.0{expiry_untimed}
+            else:
+                _t0 = _fperf()
+                _s = lstride
+                lskip = lstride = 1 + _bits(_STRIDE_BITS){expiry}{frame_read}
             try:
 """
 _LANE_TAIL = """\
@@ -833,10 +878,21 @@ _LANE_TAIL = """\
                 _next(violations)
                 try:
                     if violation_bucket.take(_monotonic()):
+                        _tc = _fperf()
                         _frame = _getframe(_DEPTH)
                         if _DISPATCH and _id(_frame.f_code) in _DISPATCH:
                             _frame = _frame.f_back
                         deliver(_frame, v, "violation", None)
+                        _frame = None
+                        _tc = _fperf() - _tc
+                        if _t0:
+                            _t0 += _tc
+                        if _tc > lslow:
+                            _over = spend(account, _int(_tc * 1e9), _perf)
+                            if _over is not None:
+                                stop(_over)
+                        else:
+                            lpend += _tc
                     else:
                         _next(uncaptured)
                 except Exception as _exc:
@@ -846,26 +902,39 @@ _LANE_TAIL = """\
                     except Exception:
                         pass
             else:
-                # (metered with the general hook's firing: its batch)
-                pending_ns += _int((_fperf() - _t0) * 1e9)
+                # Not one of the sample's: metered with the general hook's firing (its batch),
+                # the lane's part measured if timed, else as the last timed evaluation took.
+                if _t0:
+                    pending_ns += _int((_fperf() - _t0) * 1e9)
+                    lskip = 1
+                    lstride = _s
+                else:
+                    pending_ns += _int(llast * 1e9)
+                    lskip += 1
                 return _general({fallback_args})
+            if not _t0:
+                return
             _t1 = _fperf()
-            _took = _t1 - _t0
-            if _took > lslow:
+            llast = _took = _t1 - _t0
+            if _took <= lslow:
+                lpend += _took * _s
+                lcount += _s
+                if lcount < _SETTLE_EVERY and _t1 < lsettle:
+                    return
+            else:
+                # Handed over alone and unscaled, so that the one-hit cap applies to it; the
+                # evaluations it stands for go to the batch.
                 _over = spend(account, _int(_took * 1e9), _perf)
                 if _over is not None:
                     stop(_over)
-            else:
-                lpend += _took
-                lcount += 1
-                if lcount >= _SETTLE_EVERY or _t1 >= lsettle:
-                    if settle(account, _int(lpend * 1e9 + 0.5), lcount):
-                        lpend = 0.0
-                        lcount = 0
-                        lsettle = _t1 + _SETTLE_S
-                    lslow = _min(_SLOW_FIRING_NS, budget.limit_ns) / 1e9
-                else:
-                    return
+                lpend += _took * (_s - 1)
+                lcount += _s - 1
+            if lcount >= _SETTLE_EVERY or _t1 >= lsettle:
+                if settle(account, _int(lpend * 1e9 + 0.5), lcount):
+                    lpend = 0.0
+                    lcount = 0
+                    lsettle = _t1 + _SETTLE_S
+                lslow = _min(_SLOW_FIRING_NS, budget.limit_ns) / 1e9
             lpend += _fperf() - _t1
         return hook
     return lane
@@ -907,10 +976,14 @@ def _lane_code(
     """The code of a probe's own hook, with its fused form inline, and the namespace it runs
     in; or None (no fused form, or lanes turned off): the general hook is the probe's.
 
-    The hook is the general hook's common firing and nothing else: the same skip tests, one
-    clock read, the fused form's lines in place of its call, the exact counts of a pass or a
-    violation (and the violation's capture within ``violation_rate``), and the same metering
-    into the same batch (it shares the general hook's closure cells). Anything else (the
+    The hook is the general hook's common firing and nothing else: the same skip tests, the
+    fused form's lines in place of its call, the exact counts of a pass or a violation (and the
+    violation's capture within ``violation_rate``), and the metering of a random sample of its
+    evaluations (see :data:`METER_STRIDE_BITS`: an untimed one reads no clock unless the probe
+    expires; a capture is always timed and charged exactly) in a batch of its own, handed to
+    the same account. The precise clock, shedding and the rules are tested again only when the
+    epoch token changed (:mod:`sensor._epoch`; ``lepoch`` is the token they last held under).
+    Anything else (the
     precise clock, an account shedding load, redaction rules changed since placement, a
     ``max_hits`` reached, expiry, a value the fused form does not answer for, locals not
     passed) calls the general hook, which does everything as before; the time the lane took
@@ -952,7 +1025,10 @@ def _lane_code(
             )
             fallback_args = "v, a0, a1) if _passed else _general(v"
         if max_hits is not None:
-            more += "\n                or produced_hits[0] >= cap"
+            more += (
+                "\n            if produced_hits[0] >= cap:"
+                "\n                return _general(v, a0, a1)"
+            )
         passing = ""
         if pass_keys is not None:
             key = ""
@@ -964,11 +1040,20 @@ def _lane_code(
                 )
             passing = _LANE_PASS.format(key=key)
         # (a probe that never expires: no test)
-        expiry = (
-            ""
-            if expires_at is None
-            else "\n            if _t0 >= _EXPIRES_S:\n                return _general(v, a0, a1)"
-        )
+        # (a probe that never expires: no test; one that does reads the clock on every firing)
+        expiry = expiry_untimed = ""
+        if expires_at is not None:
+            expiry = (
+                "\n                if _t0 >= _EXPIRES_S:"
+                "\n                    lskip = 1"
+                "\n                    lstride = _s"
+                "\n                    return _general(v, a0, a1)"
+            )
+            expiry_untimed = (
+                "\n                if _fperf() >= _EXPIRES_S:"
+                "\n                    lskip += 1"
+                "\n                    return _general(v, a0, a1)"
+            )
         inline = []
         for line in lines:
             if line.strip() == "return FALLBACK":
@@ -976,7 +1061,11 @@ def _lane_code(
             inline.append("            " + line)
         text = (
             _LANE_HEAD.format(
-                cells=" = ".join(_LANE_CELLS), more=more, expiry=expiry, frame_read=frame_read
+                cells=" = ".join(_LANE_CELLS),
+                more=more,
+                expiry=expiry,
+                expiry_untimed=expiry_untimed,
+                frame_read=frame_read,
             )
             + "\n".join(inline)
             + "\n"
@@ -985,12 +1074,13 @@ def _lane_code(
         ns.update(
             _NOTHING=NOTHING, _guards=guards, _get_ident=_get_ident, _SENSOR_WORK=SENSOR_WORK,
             _next=next, _perf=_perf, _monotonic=time.monotonic, _redaction=_redaction,
-            _RED0=red, _VERSION0=version, _FALLBACK=FALLBACK, _NotFused=_NotFused,
+            _epoch=_epoch, _RED0=red, _VERSION0=version, _FALLBACK=FALLBACK, _NotFused=_NotFused,
             _getframe=sys._getframe, _id=id, _SETTLE_EVERY=SETTLE_EVERY, _SETTLE_NS=SETTLE_NS,
             _min=min, _SLOW_FIRING_NS=SLOW_FIRING_NS, Exception=Exception, _type=type, _int=int,
             _SETTLE_S=SETTLE_NS / 1e9, _fperf=_float_clock(), _N0=(*local_names, "")[0],
             _N1=(*local_names, "", "")[1],
-            _value_class=guards.value_class,
+            _value_class=guards.value_class, _bits=guards._rng.getrandbits,
+            _STRIDE_BITS=METER_STRIDE_BITS,
         )  # fmt: skip
         if build:
             # Our own names only (the generated text has no name or string of the expression).
