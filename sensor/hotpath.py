@@ -806,7 +806,7 @@ _LANE_PASS = """
                     elif _key not in seen and novel.admit(_key, _monotonic()):
                         _outcome = "novel"
                     if _outcome is not None:
-                        _tc = _fperf()
+                        _tc = _fperf(){expiry_capture}
                         _frame = _getframe(_DEPTH)
                         if _DISPATCH and _id(_frame.f_code) in _DISPATCH:
                             _frame = _frame.f_back
@@ -860,7 +860,7 @@ def _maker():
                 lepoch = _e{more}
             lskip -= 1
             if lskip > 0:
-                _t0 = 0.0{expiry_untimed}
+                _t0 = 0.0
             else:
                 _t0 = _fperf()
                 _s = lstride
@@ -878,7 +878,7 @@ _LANE_TAIL = """\
                 _next(violations)
                 try:
                     if violation_bucket.take(_monotonic()):
-                        _tc = _fperf()
+                        _tc = _fperf(){expiry_capture}
                         _frame = _getframe(_DEPTH)
                         if _DISPATCH and _id(_frame.f_code) in _DISPATCH:
                             _frame = _frame.f_back
@@ -1029,6 +1029,24 @@ def _lane_code(
                 "\n            if produced_hits[0] >= cap:"
                 "\n                return _general(v, a0, a1)"
             )
+        # (a probe that never expires: no test). One that does is tested on the timed
+        # evaluations and before every capture, not on the others: such a probe stops within
+        # one stride (at most 2 ** METER_STRIDE_BITS firings) of its expiry, and captures
+        # nothing after it; the evaluations between are counted (the clock read on every
+        # firing cost about a tenth of an evaluation).
+        expiry = expiry_capture = ""
+        if expires_at is not None:
+            expiry = (
+                "\n                if _t0 >= _EXPIRES_S:"
+                "\n                    lskip = 1"
+                "\n                    lstride = _s"
+                "\n                    return _general(v, a0, a1)"
+            )
+            expiry_capture = (
+                "\n                        if _tc >= _EXPIRES_S:"
+                '\n                            stop("expired")'
+                "\n                            return"
+            )
         passing = ""
         if pass_keys is not None:
             key = ""
@@ -1038,22 +1056,7 @@ def _lane_code(
                     + ", ".join(f"_value_class({p})" for p in pass_keys)
                     + ")"
                 )
-            passing = _LANE_PASS.format(key=key)
-        # (a probe that never expires: no test)
-        # (a probe that never expires: no test; one that does reads the clock on every firing)
-        expiry = expiry_untimed = ""
-        if expires_at is not None:
-            expiry = (
-                "\n                if _t0 >= _EXPIRES_S:"
-                "\n                    lskip = 1"
-                "\n                    lstride = _s"
-                "\n                    return _general(v, a0, a1)"
-            )
-            expiry_untimed = (
-                "\n                if _fperf() >= _EXPIRES_S:"
-                "\n                    lskip += 1"
-                "\n                    return _general(v, a0, a1)"
-            )
+            passing = _LANE_PASS.format(key=key, expiry_capture=expiry_capture)
         inline = []
         for line in lines:
             if line.strip() == "return FALLBACK":
@@ -1064,12 +1067,13 @@ def _lane_code(
                 cells=" = ".join(_LANE_CELLS),
                 more=more,
                 expiry=expiry,
-                expiry_untimed=expiry_untimed,
                 frame_read=frame_read,
             )
             + "\n".join(inline)
             + "\n"
-            + _LANE_TAIL.format(var=var, passing=passing, fallback_args=fallback_args)
+            + _LANE_TAIL.format(
+                var=var, passing=passing, fallback_args=fallback_args, expiry_capture=expiry_capture
+            )
         )
         ns.update(
             _NOTHING=NOTHING, _guards=guards, _get_ident=_get_ident, _SENSOR_WORK=SENSOR_WORK,

@@ -392,13 +392,13 @@ def test_a_rule_change_generates_the_lane_again_for_the_new_rules() -> None:
     assert tally_count(g.violations) == 2  # the two firings under the rule naming result
 
 
-def test_a_probe_that_expires_stops_in_the_lane() -> None:
-    budget = CpuBudget(0.5)
-    stops: list[str] = []
-    g = FastExpectGate(
+def _expiring_gate(
+    budget: CpuBudget, stops: list[str], captured: list[object], expires_at: float
+) -> FastExpectGate:
+    return FastExpectGate(
         expr=compile("result >= 0", slots=("result",)),
         value_name="result",
-        slow=lambda *a: None,
+        slow=lambda frame, value, outcome, error: captured.append((value, outcome)),
         failed=lambda exc: None,
         depth=1,
         dispatch=frozenset(),
@@ -407,18 +407,49 @@ def test_a_probe_that_expires_stops_in_the_lane() -> None:
         pass_rate=None,
         pass_burst=None,
         max_hits=None,
-        expires_at=time.time() + 0.05,
+        expires_at=expires_at,
         on_stop=stops.append,
         budget=budget,
         account=budget.account("p"),
     )
-    assert _is_lane(g.hook)
-    g.hook(1)
-    time.sleep(0.1)
-    g.hook(1)
-    g.hook(1)
-    assert stops == ["expired"]
-    assert tally_count(g.evaluations) == 1
+
+
+def test_a_probe_that_expires_stops_in_the_lane_within_a_stride() -> None:
+    # Expiry is tested on the timed evaluations (one in a stride of at most
+    # 2 ** METER_STRIDE_BITS), not on every firing: the probe stops within a stride.
+    stride = 2**hotpath.METER_STRIDE_BITS
+    for _ in range(20):  # (strides are random: several probes)
+        budget = CpuBudget(0.5)
+        stops: list[str] = []
+        captured: list[object] = []
+        g = _expiring_gate(budget, stops, captured, time.time() + 0.05)
+        assert _is_lane(g.hook)
+        g.hook(1)
+        time.sleep(0.1)
+        fired = 0
+        while not stops and fired < stride + 1:
+            g.hook(1)
+            fired += 1
+        assert stops == ["expired"]
+        assert fired <= stride
+        assert 1 <= tally_count(g.evaluations) <= fired  # (the last firing: not evaluated)
+        g.hook(-1)
+        assert captured == []
+
+
+def test_an_expired_probe_captures_nothing_in_the_lane() -> None:
+    # A violation after the expiry, however far from a timed evaluation: stopped, not captured.
+    for _ in range(20):
+        budget = CpuBudget(0.5)
+        stops: list[str] = []
+        captured: list[object] = []
+        g = _expiring_gate(budget, stops, captured, time.time() + 0.05)
+        g.hook(-1)
+        assert captured == [(-1, "violation")]
+        time.sleep(0.1)
+        g.hook(-1)
+        assert stops == ["expired"]
+        assert captured == [(-1, "violation")]
 
 
 @pytest.mark.parametrize("lane", [True, False])
