@@ -39,6 +39,7 @@ import contextlib
 import math
 import re
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from types import CodeType, FunctionType
@@ -788,6 +789,26 @@ _LANE_FIXED = (
     "pass_bucket", "novel", "seen",
 )  # fmt: skip
 
+# A capture by the lane (``{outcome}``: the firing's outcome), at one indentation level of
+# none: timed on its own, on every firing, and charged exactly (a dear one alone, at once); its
+# time is taken out of a timed evaluation's, which is charged for its whole stride.
+_LANE_CAPTURE = """\
+_tc = _fperf(){expiry_capture}
+_frame = _getframe(_DEPTH)
+if _DISPATCH and _id(_frame.f_code) in _DISPATCH:
+    _frame = _frame.f_back
+deliver(_frame, v, {outcome}, None)
+_frame = None
+_tc = _fperf() - _tc
+if _t0:
+    _t0 += _tc
+if _tc > lslow:
+    _over = spend(account, _int(_tc * 1e9), _perf)
+    if _over is not None:
+        stop(_over)
+else:
+    lpend += _tc"""
+
 # A passing firing of a probe with a pass bucket (and so novelty): what the general hook does,
 # the novelty key built from the values at hand ({key}: the value's class, then the classes of
 # the locals the expectation reads, in the general hook's order).
@@ -806,21 +827,7 @@ _LANE_PASS = """
                     elif _key not in seen and novel.admit(_key, _monotonic()):
                         _outcome = "novel"
                     if _outcome is not None:
-                        _tc = _fperf(){expiry_capture}
-                        _frame = _getframe(_DEPTH)
-                        if _DISPATCH and _id(_frame.f_code) in _DISPATCH:
-                            _frame = _frame.f_back
-                        deliver(_frame, v, _outcome, None)
-                        _frame = None
-                        _tc = _fperf() - _tc
-                        if _t0:
-                            _t0 += _tc
-                        if _tc > lslow:
-                            _over = spend(account, _int(_tc * 1e9), _perf)
-                            if _over is not None:
-                                stop(_over)
-                        else:
-                            lpend += _tc
+{capture}
                 except Exception as _exc:
                     _frame = None
                     try:
@@ -878,21 +885,7 @@ _LANE_TAIL = """\
                 _next(violations)
                 try:
                     if violation_bucket.take(_monotonic()):
-                        _tc = _fperf(){expiry_capture}
-                        _frame = _getframe(_DEPTH)
-                        if _DISPATCH and _id(_frame.f_code) in _DISPATCH:
-                            _frame = _frame.f_back
-                        deliver(_frame, v, "violation", None)
-                        _frame = None
-                        _tc = _fperf() - _tc
-                        if _t0:
-                            _t0 += _tc
-                        if _tc > lslow:
-                            _over = spend(account, _int(_tc * 1e9), _perf)
-                            if _over is not None:
-                                stop(_over)
-                        else:
-                            lpend += _tc
+{capture}
                     else:
                         _next(uncaptured)
                 except Exception as _exc:
@@ -1042,11 +1035,12 @@ def _lane_code(
                 "\n                    lstride = _s"
                 "\n                    return _general(v, a0, a1)"
             )
-            expiry_capture = (
-                "\n                        if _tc >= _EXPIRES_S:"
-                '\n                            stop("expired")'
-                "\n                            return"
-            )
+            expiry_capture = '\nif _tc >= _EXPIRES_S:\n    stop("expired")\n    return'
+
+        def capture(outcome: str) -> str:
+            text = _LANE_CAPTURE.format(outcome=outcome, expiry_capture=expiry_capture)
+            return textwrap.indent(text, " " * 24)
+
         passing = ""
         if pass_keys is not None:
             key = ""
@@ -1056,7 +1050,7 @@ def _lane_code(
                     + ", ".join(f"_value_class({p})" for p in pass_keys)
                     + ")"
                 )
-            passing = _LANE_PASS.format(key=key, expiry_capture=expiry_capture)
+            passing = _LANE_PASS.format(key=key, capture=capture("_outcome"))
         inline = []
         for line in lines:
             if line.strip() == "return FALLBACK":
@@ -1072,7 +1066,10 @@ def _lane_code(
             + "\n".join(inline)
             + "\n"
             + _LANE_TAIL.format(
-                var=var, passing=passing, fallback_args=fallback_args, expiry_capture=expiry_capture
+                var=var,
+                passing=passing,
+                fallback_args=fallback_args,
+                capture=capture('"violation"'),
             )
         )
         ns.update(
