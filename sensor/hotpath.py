@@ -972,8 +972,9 @@ def _lane_code(
     The hook is the general hook's common firing and nothing else: the same skip tests, the
     fused form's lines in place of its call, the exact counts of a pass or a violation (and the
     violation's capture within ``violation_rate``), and the metering of a random sample of its
-    evaluations (see :data:`METER_STRIDE_BITS`: an untimed one reads no clock unless the probe
-    expires; a capture is always timed and charged exactly) in a batch of its own, handed to
+    evaluations (see :data:`METER_STRIDE_BITS`: an untimed one reads no clock, and a probe's
+    expiry is tested on the timed ones and before a capture; a capture is always timed and
+    charged exactly) in a batch of its own, handed to
     the same account. The precise clock, shedding and the rules are tested again only when the
     epoch token changed (:mod:`sensor._epoch`; ``lepoch`` is the token they last held under).
     Anything else (the

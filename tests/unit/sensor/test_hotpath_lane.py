@@ -14,7 +14,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -543,12 +543,14 @@ class Ledger(CpuBudget):
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
     fake = FakeClock()
     monkeypatch.setattr(hotpath, "_perf", fake)
     monkeypatch.setattr(hotpath, "SETTLE_NS", 10**15)  # batches by count only
+    state = guards._rng.getstate()  # (the sensor's own generator: given back after the test)
     guards._rng.seed(13)  # the strides: the same in every run
-    return fake
+    yield fake
+    guards._rng.setstate(state)
 
 
 def test_the_lane_reads_the_clock_on_a_random_sample_of_its_evaluations(
