@@ -25,13 +25,11 @@ from plugin_support import (
     TEST_SOURCE,
     FlakyProxy,
     HubProcess,
-    hits_for,
+    complete_traffic,
     make_shop,
 )
 
-from pytest_runtime.compare.counters import hits_needed
 from pytest_runtime.hub import HubClient
-from pytest_runtime.options import DEFAULT_RARER_THAN
 
 
 @pytest.fixture
@@ -69,36 +67,6 @@ def probes(hub: HubProcess, state: str) -> list[dict[str, Any]]:
         return client.find_probes(REQUEST.signature, state=state)
     finally:
         client.close()
-
-
-def complete_traffic(hub: HubProcess, stop: threading.Event) -> threading.Thread:
-    """fake_traffic's sensor, with as many hits as the run's default bound wants and then the
-    heartbeat whose counters cover them: the run has everything it waits for at once. (With
-    fake_traffic's 10 hits it waited out its whole --runtime-wait, then 10 s more for a
-    heartbeat that never came: 30 of the test's 35 s, and nothing of what it checks.)"""
-    wanted = hits_needed(DEFAULT_RARER_THAN)
-
-    def run() -> None:
-        client = HubClient(hub.url, CLIENT_TOKEN)
-        source = hub.register("shop")
-        try:
-            deadline = time.monotonic() + 30
-            while not stop.is_set() and time.monotonic() < deadline:
-                placed = client.find_probes(REQUEST.signature)
-                if placed:
-                    probe_id = str(placed[0]["id"])
-                    hub.post_hits(source, hits_for(probe_id, wanted))
-                    status = {"probe_id": probe_id, "state": "installed", "reason": None}
-                    counters = {"hits": wanted, "evaluations": wanted, "violations": 0}
-                    hub.post_statuses(source, [{**status, **counters}])
-                    return
-                stop.wait(0.1)
-        finally:
-            client.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_a_hub_answering_503_a_few_times_costs_nothing(
