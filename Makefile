@@ -30,7 +30,8 @@ demo: venv
 
 # The whole suite on the venv's Python (3.11) and on every other supported interpreter that
 # exists (through tox): the sensor's injection backend differs by version. tools/test_matrix.py
-# runs TEST_JOBS interpreters at once (default 3), each with TEST_WORKERS xdist workers (default 2),
+# runs TEST_JOBS interpreters at once (default 3), each with TEST_WORKERS xdist workers (default 2,
+# scheduled with --dist worksteal: see tools/test_matrix.py),
 # so the CPU stays busy while tests wait on the hub and service processes they start.
 # pytest exits 5 when it collected no test: reported, not hidden, and not a failure.
 test: venv

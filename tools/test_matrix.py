@@ -49,7 +49,13 @@ class Run:
 
 
 def _runs(workers: str, pytest_args: list[str], logs: Path) -> list[Run]:
-    xdist = ["-n", workers] if workers != "0" else []
+    # worksteal, not xdist's default "load": "load" hands the first worker the first quarter of
+    # the collection in one chunk, and the collection starts with every accuracy, e2e,
+    # integration and plugin test, so one worker ran all the slow tests in a row (over 800 of
+    # the 1,030 test-seconds of a 3.11 run) while the other finished the unit tests and waited.
+    # worksteal gives each worker half, and a worker that runs out takes half of another's
+    # remaining tests, so the slow tests end up spread over both workers.
+    xdist = ["-n", workers, "--dist", "worksteal"] if workers != "0" else []
     if not any(arg.startswith("--durations") for arg in pytest_args):
         # The slowest tests, in each run's log: what to look at when the suite grows slow.
         pytest_args = [*pytest_args, f"--durations={DURATIONS}"]

@@ -9,7 +9,6 @@ ours is imitated.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -230,34 +229,6 @@ def read_junit(path: Path) -> list[dict[str, str]]:
             }
         )
     return cases
-
-
-def shared_once(root: Path, name: str, produce: Callable[[Path], Any]) -> Any:
-    """``produce(workdir)`` once per pytest run, also when xdist spreads the module's tests.
-
-    Without xdist it simply runs. Under xdist, the first worker that needs it produces it under
-    a lock in the run's shared temporary directory and the others read its JSON result (or its
-    error), so one run never starts two copies of the services on a 2-core machine.
-    """
-    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if not uid:
-        return produce(root / name)
-    shared = root.parent / f"{name}-{uid}"
-    shared.mkdir(exist_ok=True)
-    result, error = shared / "result.json", shared / "error.txt"
-    with open(shared / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if error.exists():
-            raise AssertionError(f"{name} failed in another worker: {error.read_text()}")
-        if result.exists():
-            return json.loads(result.read_text())
-        try:
-            value = produce(shared / "work")
-        except BaseException as exc:
-            error.write_text(f"{type(exc).__name__}: {exc}")
-            raise
-        result.write_text(json.dumps(value))
-        return value
 
 
 @contextlib.contextmanager

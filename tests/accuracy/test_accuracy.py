@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from accuracy_support import gunicorn, run_suite, shared_once, uvicorn, wait_until
+from accuracy_support import gunicorn, run_suite, uvicorn, wait_until
 from accuracy_traffic import (
     LEDGER_VIOLATIONS_PER_10,
     PROFILE_STRING_CLASSES,
@@ -29,6 +29,7 @@ from accuracy_traffic import (
     profile_payload,
 )
 from hub_process import HubProcess
+from shared_once import shared_once
 
 pytestmark = [pytest.mark.accuracy, pytest.mark.integration]
 

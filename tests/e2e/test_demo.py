@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
 
-def test_demo_finds_every_seeded_bug_and_leaves_noise_alone(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "examples.shop.demo", "--check", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
+def test_demo_finds_every_seeded_bug_and_leaves_noise_alone(demo_run: dict[str, Any]) -> None:
+    # demo_run (conftest.py): `python -m examples.shop.demo --check`, once for the e2e tests
+    output = demo_run["output"]
+    assert demo_run["returncode"] == 0, output[-6000:]
     assert "check passed" in output
+    out = Path(demo_run["out"])
     report = json.loads((out / "report.json").read_text())
     verdicts = {entry["nodeid"].split("::")[-1]: entry["verdict"] for entry in report["results"]}
     assert any(

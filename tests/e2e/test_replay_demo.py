@@ -30,20 +30,11 @@ FIX = "    return max(Decimal(0), price - amount)\n"
 ROUND_DOWN = "return (price * (1 - rate)).quantize(QUANTUM[currency], rounding=ROUND_DOWN)"
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The directory with the demo's report.json and evidence.jsonl."""
-    out = tmp_path_factory.mktemp("demo")
-    result = subprocess.run(
-        [sys.executable, "-m", "examples.shop.demo", "--check", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
-    return out
+@pytest.fixture
+def demo(demo_run: dict[str, Any]) -> Path:
+    """The directory with the demo's report.json and evidence.jsonl (conftest.py's one run)."""
+    assert demo_run["returncode"] == 0, demo_run["output"][-6000:]
+    return Path(demo_run["out"])
 
 
 def _shop(tmp_path: Path, *, old: str = "", new: str = "") -> Path:

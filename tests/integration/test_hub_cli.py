@@ -156,7 +156,9 @@ def test_probe_add_list_hits_evidence_rm(hub: HubProcess, tmp_path: Path) -> Non
 
 def test_probe_add_reads_a_json_spec_from_stdin(hub: HubProcess) -> None:
     spec = json.dumps({"kind": "log", "location": "shop:f", "template": "x={x}"})
-    added = cli("probe", "add", "--spec", "-", "--json", url=hub.url, stdin=spec)
+    # --wait 0: the module's hub has sources that earlier tests registered and that never report
+    # a status, so the default wait for them (10 s) would be all this test's time
+    added = cli("probe", "add", "--spec", "-", "--json", "--wait", "0", url=hub.url, stdin=spec)
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["probe"]["probe"]["template"] == "x={x}"
 

@@ -124,6 +124,41 @@ def fake_traffic(hub: HubProcess, stop: threading.Event, count: int = 10) -> thr
     return thread
 
 
+def complete_traffic(hub: HubProcess, stop: threading.Event) -> threading.Thread:
+    """fake_traffic's sensor with everything a run waits for: as many hits as the default bound
+    wants, then the heartbeat whose counters cover them, so the run's wait ends at once.
+
+    With fake_traffic's 10 hits a run waits out its whole ``--runtime-wait`` and then 10 s for
+    the heartbeat that never comes: for a test that checks something else, only lost time.
+    """
+    from pytest_runtime.compare.counters import hits_needed
+    from pytest_runtime.options import DEFAULT_RARER_THAN
+
+    wanted = hits_needed(DEFAULT_RARER_THAN)
+
+    def run() -> None:
+        client = HubClient(hub.url, CLIENT_TOKEN)
+        source = hub.register("shop")
+        try:
+            deadline = time.monotonic() + 30
+            while not stop.is_set() and time.monotonic() < deadline:
+                placed = client.find_probes(REQUEST.signature)
+                if placed:
+                    probe_id = str(placed[0]["id"])
+                    hub.post_hits(source, hits_for(probe_id, wanted))
+                    status = {"probe_id": probe_id, "state": "installed", "reason": None}
+                    counters = {"hits": wanted, "evaluations": wanted, "violations": 0}
+                    hub.post_statuses(source, [{**status, **counters}])
+                    return
+                stop.wait(0.1)
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 def start_hub(tmp_path: Path) -> HubProcess:
     # generous: the machine is shared and often loaded
     launcher = hub_process.HubProcess(tmp_path / "hub.db").start(timeout=60)

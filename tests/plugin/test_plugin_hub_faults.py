@@ -25,7 +25,7 @@ from plugin_support import (
     TEST_SOURCE,
     FlakyProxy,
     HubProcess,
-    fake_traffic,
+    complete_traffic,
     make_shop,
 )
 
@@ -73,7 +73,7 @@ def test_a_hub_answering_503_a_few_times_costs_nothing(
     shop: pytest.Pytester, hub: HubProcess, flaky: FlakyProxy
 ) -> None:
     stop = threading.Event()
-    thread = fake_traffic(hub, stop)  # the sensor's side talks to the hub directly
+    thread = complete_traffic(hub, stop)  # the sensor's side talks to the hub directly
     try:
         result = shop.runpytest_subprocess(
             "--runtime-probe",

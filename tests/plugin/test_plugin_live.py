@@ -17,6 +17,7 @@ from plugin_support import (
     REQUEST,
     TEST_SOURCE,
     HubProcess,
+    complete_traffic,
     fake_traffic,
     hits_for,
     make_shop,
@@ -179,7 +180,7 @@ def test_under_xdist_the_controller_places_each_probe_once(
         """
     )
     stop = threading.Event()
-    thread = fake_traffic(live, stop)
+    thread = complete_traffic(live, stop)
     try:
         result = pytester.runpytest_subprocess("-n", "2", "--runtime-probe", "--runtime-wait", "20")
     finally:
