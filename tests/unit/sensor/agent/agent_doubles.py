@@ -18,12 +18,15 @@ class FakeHub:
     """Speaks the sensor half of the hub API (docs/reference/http-api.md), with switchable faults.
 
     ``mode``: "ok", "500", "garbage" (200 with a non-JSON body), "shape" (200 with JSON of the
-    wrong shape); ``delay`` seconds are slept before every answer.
+    wrong shape); ``delay`` seconds are slept before every answer; while ``hold`` is cleared
+    no request is answered (a hub that hangs, for as long as the test says).
     """
 
     def __init__(self) -> None:
         self.mode = "ok"
         self.delay = 0.0
+        self.hold = threading.Event()
+        self.hold.set()
         # hits answers: store at most this many of a batch (None: all), and whether to say
         # which were declined (declined_by_probe) as the real hub does
         self.accept_at_most: int | None = None
@@ -95,6 +98,7 @@ class FakeHub:
                 self.wfile.write(data)
 
             def _fault(self) -> bool:
+                hub.hold.wait(60)
                 if hub.delay:
                     time.sleep(hub.delay)
                 if hub.mode == "500":
