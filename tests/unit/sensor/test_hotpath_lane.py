@@ -421,7 +421,7 @@ def test_a_probe_that_expires_stops_in_the_lane_within_a_stride(clock: FakeClock
     # making the gate and its first firing found the probe expired already.
     stride = 2**hotpath.METER_STRIDE_BITS
     for _ in range(20):  # (strides are random: several probes)
-        budget = CpuBudget(0.5)
+        budget = Ledger(clock)  # metered with the lane's clock: the lane serves
         stops: list[str] = []
         captured: list[object] = []
         g = _expiring_gate(budget, stops, captured, time.time() + 0.05)
@@ -443,7 +443,7 @@ def test_a_probe_that_expires_stops_in_the_lane_within_a_stride(clock: FakeClock
 def test_an_expired_probe_captures_nothing_in_the_lane(clock: FakeClock) -> None:
     # A violation after the expiry, however far from a timed evaluation: stopped, not captured.
     for _ in range(20):
-        budget = CpuBudget(0.5)
+        budget = Ledger(clock)  # metered with the lane's clock: the lane serves
         stops: list[str] = []
         captured: list[object] = []
         g = _expiring_gate(budget, stops, captured, time.time() + 0.05)
