@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -12,9 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from waker_doubles import StillClock
 
-from sensor import hotpath
 from sensor.engine import Engine
 from sensor.probes import Hit, Probe, ProbeState, ProbeStatus
 
@@ -341,19 +338,7 @@ def test_a_coroutine_that_raises_is_an_exception_exit(engine: Engine, exits: Mod
 # -- counting and rates ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def still(monkeypatch: pytest.MonkeyPatch) -> StillClock:
-    """The rate limits' clocks, moved by the test only (a probe's gates read them when they are
-    made: place it after this). The counts within a rate no longer depend on how fast the
-    machine runs the calls: at 5 a second a 6th exception was captured whenever the 100 calls
-    took over 200 ms."""
-    clock = StillClock()
-    monkeypatch.setattr(time, "monotonic", clock)
-    monkeypatch.setattr(hotpath, "_perf", lambda: int(clock.now * 1e9))
-    return clock
-
-
-@pytest.mark.usefixtures("still")
+@pytest.mark.usefixtures("still")  # at 5 a second, the 100 calls had to take under 200 ms
 def test_exception_exits_are_counted_exactly_and_captured_at_their_own_rate(
     engine: Engine, exits: ModuleType
 ) -> None:

@@ -136,6 +136,7 @@ def counts(engine: Engine, probes: dict[str, Probe]) -> dict[str, tuple[int, int
     return out
 
 
+@pytest.mark.usefixtures("still")  # the 1/s probe's counts: not the machine's speed
 def test_no_probe_fires_on_a_sensor_thread(engine: Engine, target: ModuleType) -> None:
     probes = every_kind(engine, target)
     run_as_sensor_thread(lambda: calls(target, 50))
@@ -155,6 +156,7 @@ def test_no_probe_fires_on_a_sensor_thread(engine: Engine, target: ModuleType) -
     assert got["closed"] == (1, 5, 0)
 
 
+@pytest.mark.usefixtures("still")  # the 1/s probe's counts: not the machine's speed
 def test_host_calls_made_while_a_sensor_thread_works_are_counted_exactly(
     engine: Engine, target: ModuleType
 ) -> None:
