@@ -577,17 +577,14 @@ def test_deadline_marks_values_after_it_passed() -> None:
 def test_slow_capture_is_stopped_by_its_deadline() -> None:
     big = [[list(range(100)) for _ in range(100)] for _ in range(100)]
     limits = CaptureLimits(deadline_ms=1.0, max_bytes=1 << 20, max_items=100)
-    # Stopped early: in the thread's CPU time (a test descheduled on a loaded machine is not a
-    # slow capture), a small part of what the capture without the deadline costs, measured
-    # side by side. (A wall-clock bound, 0.25 s, was a guess at how long a busy machine holds
-    # a thread off, and more than the whole capture costs: it could not fail.)
-    start = time.thread_time()
-    _, truncated, errors = capture_frame({"big": big}, limits, None)
-    stopped = time.thread_time() - start
-    start = time.thread_time()
-    capture_frame({"big": big}, dataclasses.replace(limits, deadline_ms=500.0), None)
-    whole = time.thread_time() - start
-    assert stopped < whole / 4, (stopped, whole)
+    # Stopped early: it encoded a small part of what the capture without the deadline encodes
+    # (measured by what each produced, not by a clock: a loaded machine only makes the 1 ms
+    # deadline stop it sooner). A wall-clock bound (0.25 s) was a guess at how long a busy
+    # machine holds a thread off, and more than the whole capture costs; a bound in CPU time
+    # failed under load too (a cold first capture on a loaded machine).
+    stopped, truncated, errors = capture_frame({"big": big}, limits, None)
+    whole, _, _ = capture_frame({"big": big}, dataclasses.replace(limits, deadline_ms=500.0), None)
+    assert len(json.dumps(stopped)) < len(json.dumps(whole)) / 4
     assert truncated
     assert any(e.startswith("deadline") for e in errors)
 
