@@ -811,9 +811,11 @@ def test_a_bad_batch_does_not_fail_the_others_in_its_group(app: Starlette, hub: 
                 )
                 for body in bodies
             ]
+            # The two good batches queue behind the held store thread (the bad one is refused
+            # before the queue: waiting for 3 waited out the whole bound every run).
             for _ in range(3000):  # up to 30 s (waited for, not timed)
                 await asyncio.sleep(0.01)
-                if len(hub._ingest_queue) == 3:
+                if len(hub._ingest_queue) >= 2:
                     break
             gate.set()
             await blocked
