@@ -5,13 +5,16 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from waker_doubles import StillClock
 
+from sensor import hotpath
 from sensor.engine import Engine
 
 BACKENDS = ["bytecode"] + (["monitoring", "hybrid"] if sys.version_info >= (3, 12) else [])
@@ -47,3 +50,14 @@ def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[.
     yield load
     for name in made:
         sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def still(monkeypatch: pytest.MonkeyPatch) -> StillClock:
+    """The rate limits' clocks, moved by the test only (a probe's gates read them when they are
+    made: place it after this). What a rate admits then no longer depends on how fast the
+    machine runs the calls; a closed gate stays closed (the waker reads the same clock)."""
+    clock = StillClock()
+    monkeypatch.setattr(time, "monotonic", clock)
+    monkeypatch.setattr(hotpath, "_perf", lambda: int(clock.now * 1e9))
+    return clock

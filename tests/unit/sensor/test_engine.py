@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from waker_doubles import HeldWaker
 
 from sensor.engine import Engine, get_engine
 from sensor.probes import Hit, Probe, ProbeState
@@ -584,13 +585,18 @@ def test_a_rate_limited_probe_skips_cheaply_then_captures_again_when_due(
     # (skips cost a flag test, inline on the bytecode backend) and the waker reopens it. (At 10
     # a second, 500 calls on a loaded machine could outlast the 100 ms and meet a new token.)
     probe = snapshot(f"{shapes.__name__}:add", limits={"rate": 2, "burst": 1})
+    # The reopening is held until the 500 calls are checked: a test thread descheduled for the
+    # 500 ms on a loaded machine would otherwise meet the next token among them.
+    waker = engine._waker = HeldWaker()
     installed(engine, probe)
     for i in range(500):
         assert shapes.add(i, 1) == i + 1
     status = engine.status(probe.id)
     assert status is not None
     assert (status.hits, status.skipped_rate) == (1, 499)
-    deadline = time.monotonic() + 5
+    assert len(waker.held) == 1, "the gate closed and asked for its reopening"
+    waker.release()
+    deadline = time.monotonic() + 30
     while status.hits < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
         shapes.add(-1, 1)

@@ -338,6 +338,7 @@ def test_a_coroutine_that_raises_is_an_exception_exit(engine: Engine, exits: Mod
 # -- counting and rates ----------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("still")  # at 5 a second, the 100 calls had to take under 200 ms
 def test_exception_exits_are_counted_exactly_and_captured_at_their_own_rate(
     engine: Engine, exits: ModuleType
 ) -> None:
@@ -372,6 +373,7 @@ def test_max_hits_bounds_returns_and_exception_exits_together(
     assert "reached max_hits (3)" in status.reason
 
 
+@pytest.mark.usefixtures("still")
 def test_an_exception_probe_counts_every_exception_exit(engine: Engine, exits: ModuleType) -> None:
     probe = installed(
         engine,

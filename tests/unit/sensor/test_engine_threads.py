@@ -136,6 +136,7 @@ def counts(engine: Engine, probes: dict[str, Probe]) -> dict[str, tuple[int, int
     return out
 
 
+@pytest.mark.usefixtures("still")  # the 1/s probe's counts: not the machine's speed
 def test_no_probe_fires_on_a_sensor_thread(engine: Engine, target: ModuleType) -> None:
     probes = every_kind(engine, target)
     run_as_sensor_thread(lambda: calls(target, 50))
@@ -155,6 +156,7 @@ def test_no_probe_fires_on_a_sensor_thread(engine: Engine, target: ModuleType) -
     assert got["closed"] == (1, 5, 0)
 
 
+@pytest.mark.usefixtures("still")  # the 1/s probe's counts: not the machine's speed
 def test_host_calls_made_while_a_sensor_thread_works_are_counted_exactly(
     engine: Engine, target: ModuleType
 ) -> None:
@@ -389,10 +391,15 @@ def test_a_gate_closing_on_a_host_thread_runs_no_python_code_of_threading(
     body = line_of(target, "work-body")
     closing = place(engine, kind="snapshot", location=f"{target.__name__}:work@{body}",
                     limits={"rate": 20, "burst": 1})  # fmt: skip
-    for _ in range(5):
+    # At least five rounds, and more until the gate has reopened twice: a waker thread late by
+    # a round (a loaded machine) costs a round, not the test.
+    rounds = 0
+    deadline = time.monotonic() + 30
+    while (rounds < 5 or status_of(engine, closing).hits < 3) and time.monotonic() < deadline:
         for i in range(20):
             target.work(i)
         time.sleep(0.06)  # the waker reopens the gate: it closes again at the next hit
+        rounds += 1
     assert status_of(engine, closing).hits >= 3, "the gate closed and reopened"
     counted = {hit.probe_id: hit.aggregate for hit in engine.flush_aggregates()}
     assert counted.get(alive.id) is None, counted.get(alive.id)

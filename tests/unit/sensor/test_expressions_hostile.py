@@ -134,14 +134,12 @@ def test_comprehension_variables_do_not_leak_into_the_host_namespace(
 def test_slow_hooks_are_never_waited_for(
     namespace: tuple[dict[str, object], dict[str, object]],
 ) -> None:
-    started = time.perf_counter()
     for source in ("slow == 1", "bool(slow)", "len(slow)", "{slow}", "f'{slow}'", "slow.slow_prop"):
         try:
             compile(source).evaluate(*namespace)
         except ExpressionError:
             pass
-    # Six hooks that each sleep 0.3 s: all of them run would take 1.8 s of wall time (sleeping
-    # burns no CPU, so this bound is wall time); any one that ran is recorded in HITS. The
-    # bound leaves room for a loaded machine.
-    assert time.perf_counter() - started < 1.5
+    # Six hooks that record themselves in HITS and then sleep 0.3 s: none of them ran, so none
+    # was waited for. (A bound on the wall time, 1.5 s, added nothing to that but a guess at
+    # how fast a loaded machine runs the rest.)
     assert hostile.HITS == []

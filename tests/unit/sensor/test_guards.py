@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from waker_doubles import HeldWaker, StillClock
 
 from sensor.guards import (
     HIT_CAP_STRIKES,
@@ -40,6 +41,24 @@ def _gate(produced: bool = True, **limits: object) -> tuple[Gate, list[object], 
     return gate, fired, stops
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> StillClock:
+    """The gates' clock, moved by the test only: a gate made after this reads it. What a
+    rate admits then no longer depends on how fast the machine runs the firings."""
+    still = StillClock()
+    monkeypatch.setattr(time, "monotonic", still)
+    return still
+
+
+@pytest.fixture
+def window_clock(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The CPU budget's window clock (``time.monotonic_ns``), moved by the test only: a slow
+    machine cannot end a one-second window between two of a test's firings."""
+    now = [10_000_000_000]
+    monkeypatch.setattr(time, "monotonic_ns", lambda: now[0])
+    return now
+
+
 def test_unlimited_gate_fires_every_time_and_passes_the_value() -> None:
     gate, fired, _ = _gate()
     gate.hook()
@@ -48,7 +67,7 @@ def test_unlimited_gate_fires_every_time_and_passes_the_value() -> None:
     assert gate.counts() == (2, 0)
 
 
-def test_rate_limit_lets_the_burst_through_then_skips_and_counts() -> None:
+def test_rate_limit_lets_the_burst_through_then_skips_and_counts(clock: StillClock) -> None:
     gate, fired, _ = _gate(rate=1.0)
     for _ in range(50):
         gate.hook()
@@ -56,12 +75,16 @@ def test_rate_limit_lets_the_burst_through_then_skips_and_counts() -> None:
     assert gate.counts() == (1, 49)
 
 
-def test_rate_limit_refills_over_time() -> None:
+def test_rate_limit_refills_over_time(clock: StillClock) -> None:
+    # (With the real clock the second firing had to come within 20 ms of the first.)
     gate, fired, _ = _gate(rate=50.0, burst=1)
     gate.hook()
     gate.hook()
     assert len(fired) == 1
-    time.sleep(0.05)
+    clock.advance(0.019)
+    gate.hook()
+    assert len(fired) == 1, "not before the next token"
+    clock.advance(0.031)
     gate.hook()
     assert len(fired) == 2
 
@@ -149,6 +172,7 @@ def test_a_shed_account_skips_before_any_work_and_counts_until_its_share_refills
     assert account.skipped_count() == 2
 
 
+@pytest.mark.usefixtures("window_clock")
 def test_three_hits_in_a_row_each_over_the_whole_budget_of_a_second_disable_their_probe() -> None:
     budget = CpuBudget(0.01)
     account = budget.account("p")
@@ -171,6 +195,7 @@ def test_three_hits_in_a_row_each_over_the_whole_budget_of_a_second_disable_thei
     assert HIT_CAP_STRIKES == 2
 
 
+@pytest.mark.usefixtures("window_clock")
 def test_a_firing_under_the_cap_ends_a_run_of_dear_ones() -> None:
     budget = CpuBudget(0.01)
     account = budget.account("p")
@@ -186,6 +211,7 @@ def test_a_firing_under_the_cap_ends_a_run_of_dear_ones() -> None:
     assert budget.spend(account, 30 * MS, budget.clock) is not None
 
 
+@pytest.mark.usefixtures("window_clock")
 def test_the_dear_firing_before_the_last_is_metered() -> None:
     budget = CpuBudget(0.01)
     account = budget.account("p")
@@ -394,16 +420,28 @@ def _schedule(waker: Waker, when: float, reopen: Callable[[], object]) -> bool:
 def test_waker_calls_each_reopen_at_or_after_its_time_in_order() -> None:
     waker = Waker()
     called: list[tuple[str, float]] = []
+    # The thread is kept busy in a first reopening until both are scheduled: on a loaded
+    # machine the test thread could be descheduled past the late one's time between the two
+    # requests, and the late one was then called before the early one was even asked for.
+    busy, scheduled = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        scheduled.wait(30)
+
+    assert _schedule(waker, time.monotonic(), hold)
+    assert busy.wait(30), "the waker never called the first reopening"
     start = time.monotonic()
     # schedule() never waits for the lock: while the waker thread holds it (starting up, say)
     # it refuses, by design, and the caller keeps its gate open. Retry as a gate would.
     assert _schedule(waker, start + 0.08, lambda: called.append(("late", time.monotonic())))
     assert _schedule(waker, start + 0.03, lambda: called.append(("early", time.monotonic())))
-    assert _wait_for(lambda: len(called) == 2)
+    scheduled.set()
+    assert _wait_for(lambda: len(called) == 2, timeout=30)
     assert [name for name, _ in called] == ["early", "late"]
     assert called[0][1] >= start + 0.03
     assert called[1][1] >= start + 0.08
-    assert waker.wakes == 2
+    assert waker.wakes == 3
     assert waker.pending() == 0
     waker.stop()
 
@@ -608,23 +646,30 @@ def test_waker_after_fork_reopens_everything_and_starts_again_on_demand() -> Non
 
 
 def test_a_gate_whose_next_token_is_far_closes_counts_skips_and_is_reopened() -> None:
-    waker = Waker()
+    # The reopening is held until the closed stretch is checked: with the real waker a test
+    # thread descheduled for 60 ms found the gate open again among its 100 firings.
+    waker = HeldWaker()
     gate, fired, _ = _gate(rate=1 / LONG_WAIT / 3, burst=1, waker=waker)  # next token in 60 ms
     switch, _skips = switch_of(gate.hook) or pytest.fail("a gate hook carries its switch")
+    asked = time.monotonic()
     gate.hook()
     assert len(fired) == 1
     assert not switch, "closed: skipped firings no longer read the clock"
+    assert len(waker.held) == 1, "the closing asked the waker for its reopening"
+    assert waker.held[0][0] >= asked + 3 * LONG_WAIT - 0.001, "not before the token is due"
     for _ in range(100):
         gate.hook(7)
     assert len(fired) == 1
     assert gate.counts() == (1, 100)
-    assert _wait_for(lambda: bool(switch)), "the waker reopens the gate when the token is due"
+    waker.release()
+    assert _wait_for(lambda: bool(switch), timeout=30), "the waker reopens the gate"
     gate.hook(8)
     assert fired == [NOTHING, 8]
     waker.stop()
 
 
-def test_a_gate_with_a_short_wait_stays_open_and_tests_the_clock() -> None:
+def test_a_gate_with_a_short_wait_stays_open_and_tests_the_clock(clock: StillClock) -> None:
+    # (With the real clock the second firing had to come within the 5 ms.)
     waker = Waker()
     gate, _fired, _ = _gate(rate=4 / LONG_WAIT, burst=1, waker=waker)  # next token in 5 ms
     switch, _ = switch_of(gate.hook) or pytest.fail("a gate hook carries its switch")
@@ -636,7 +681,7 @@ def test_a_gate_with_a_short_wait_stays_open_and_tests_the_clock() -> None:
     waker.stop()
 
 
-def test_a_gate_stays_open_when_the_waker_refuses() -> None:
+def test_a_gate_stays_open_when_the_waker_refuses(clock: StillClock) -> None:
     waker = Waker()
     waker.stop()
     gate, _fired, _ = _gate(rate=1.0, burst=1, waker=waker)
@@ -668,7 +713,7 @@ def test_disarming_a_closed_gate_opens_it_so_nothing_is_counted_as_skipped() -> 
 
 
 def test_an_expect_gate_with_a_slow_evaluation_rate_closes_too() -> None:
-    waker = Waker()
+    waker = HeldWaker()  # (the real one would reopen it if the ten firings took a second)
     gate, captured, _ = _expect_gate([False] * 10, eval_rate=1.0, waker=waker)
     switch, _ = switch_of(gate.hook) or pytest.fail("an expect gate hook carries its switch")
     for _ in range(10):
@@ -676,6 +721,7 @@ def test_an_expect_gate_with_a_slow_evaluation_rate_closes_too() -> None:
     assert captured == ["violation"]
     assert not switch
     assert gate.counts() == (1, 9)
+    assert len(waker.held) == 1
     waker.stop()
 
 

@@ -414,18 +414,21 @@ def _expiring_gate(
     )
 
 
-def test_a_probe_that_expires_stops_in_the_lane_within_a_stride() -> None:
+def test_a_probe_that_expires_stops_in_the_lane_within_a_stride(clock: FakeClock) -> None:
     # Expiry is tested on the timed evaluations (one in a stride of at most
-    # 2 ** METER_STRIDE_BITS), not on every firing: the probe stops within a stride.
+    # 2 ** METER_STRIDE_BITS), not on every firing: the probe stops within a stride. The lane's
+    # clock is the fake one: with the real one a test thread descheduled for the 50 ms between
+    # making the gate and its first firing found the probe expired already.
     stride = 2**hotpath.METER_STRIDE_BITS
     for _ in range(20):  # (strides are random: several probes)
-        budget = CpuBudget(0.5)
+        budget = Ledger(clock)  # metered with the lane's clock: the lane serves
         stops: list[str] = []
         captured: list[object] = []
         g = _expiring_gate(budget, stops, captured, time.time() + 0.05)
         assert _is_lane(g.hook)
         g.hook(1)
-        time.sleep(0.1)
+        assert stops == []
+        clock.now += 100_000_000  # 0.1 s (ns): past the expiry
         fired = 0
         while not stops and fired < stride + 1:
             g.hook(1)
@@ -437,16 +440,16 @@ def test_a_probe_that_expires_stops_in_the_lane_within_a_stride() -> None:
         assert captured == []
 
 
-def test_an_expired_probe_captures_nothing_in_the_lane() -> None:
+def test_an_expired_probe_captures_nothing_in_the_lane(clock: FakeClock) -> None:
     # A violation after the expiry, however far from a timed evaluation: stopped, not captured.
     for _ in range(20):
-        budget = CpuBudget(0.5)
+        budget = Ledger(clock)  # metered with the lane's clock: the lane serves
         stops: list[str] = []
         captured: list[object] = []
         g = _expiring_gate(budget, stops, captured, time.time() + 0.05)
         g.hook(-1)
         assert captured == [(-1, "violation")]
-        time.sleep(0.1)
+        clock.now += 100_000_000  # 0.1 s (ns): past the expiry
         g.hook(-1)
         assert stops == ["expired"]
         assert captured == [(-1, "violation")]

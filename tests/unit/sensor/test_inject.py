@@ -209,20 +209,28 @@ def test_running_frame_is_reached_only_by_monitoring(backend: Backend) -> None:
     started = threading.Event()
     stop = threading.Event()
     hits = itertools.count()
+    rounds = [0]  # the worker's loops, counted by the worker itself
 
     def worker() -> None:
         started.set()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not stop.is_set() and time.monotonic() < deadline:
             time.sleep(0.001)  # worker-line
+            rounds[0] += 1
 
     thread = threading.Thread(target=worker)
     thread.start()
-    started.wait(5)
+    assert started.wait(30)
     backend.arm(worker.__code__, Point.LINE, first_line_of(worker, "worker-line"), hits.__next__)
-    time.sleep(0.05)
+    # The running frame must pass the line a few times after the arming: counted, not slept
+    # for (the worker thread may not run at all for 50 ms on a loaded machine).
+    armed_at = rounds[0]
+    deadline = time.monotonic() + 30
+    while rounds[0] < armed_at + 20 and time.monotonic() < deadline:
+        time.sleep(0.001)
     stop.set()
-    thread.join(5)
+    thread.join(30)
+    assert rounds[0] >= armed_at + 20, "the worker never ran past the armed line"
     fired = next(hits)
     if backend.reaches_running_frames:
         assert fired > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import urllib.parse
@@ -18,12 +19,15 @@ class FakeHub:
     """Speaks the sensor half of the hub API (docs/reference/http-api.md), with switchable faults.
 
     ``mode``: "ok", "500", "garbage" (200 with a non-JSON body), "shape" (200 with JSON of the
-    wrong shape); ``delay`` seconds are slept before every answer.
+    wrong shape); ``delay`` seconds are slept before every answer; while ``hold`` is cleared
+    no request is answered (a hub that hangs, for as long as the test says).
     """
 
     def __init__(self) -> None:
         self.mode = "ok"
         self.delay = 0.0
+        self.hold = threading.Event()
+        self.hold.set()
         # hits answers: store at most this many of a batch (None: all), and whether to say
         # which were declined (declined_by_probe) as the real hub does
         self.accept_at_most: int | None = None
@@ -48,11 +52,19 @@ class FakeHub:
         self.known_sources: set[str] = set()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
+        self.server.handle_error = self._handle_error  # type: ignore[method-assign]
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self.thread.start()
+
+    def _handle_error(self, request: Any, client_address: Any) -> None:
+        # An answer held (``hold``, ``delay``) past the client's own timeout finds the
+        # connection closed: the client gave up, as the test meant it to.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        ThreadingHTTPServer.handle_error(self.server, request, client_address)
 
     def close(self) -> None:
         self.server.shutdown()
@@ -95,6 +107,7 @@ class FakeHub:
                 self.wfile.write(data)
 
             def _fault(self) -> bool:
+                hub.hold.wait(60)
                 if hub.delay:
                     time.sleep(hub.delay)
                 if hub.mode == "500":

@@ -14,6 +14,7 @@ def fake_hub() -> Iterator[FakeHub]:
     yield hub
     hub.mode = "ok"
     hub.delay = 0.0
+    hub.hold.set()
     with hub.changed:
         hub.changed.notify_all()
     hub.close()

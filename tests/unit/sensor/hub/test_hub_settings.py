@@ -111,7 +111,7 @@ def test_the_hub_listens_on_a_socket_whose_accepted_connections_asyncio_sets_nod
         server = await asyncio.start_server(accepted, sock=listener)
         async with server:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
-            for _ in range(200):
+            for _ in range(3000):  # up to 30 s (waited for, not timed)
                 if seen:
                     break
                 await asyncio.sleep(0.01)

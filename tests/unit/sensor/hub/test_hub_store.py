@@ -810,6 +810,23 @@ def test_hits_written_before_the_probe_lock_are_undone_when_the_probe_changed(
         store.close()
 
 
+def listening(url: str, *stores: Any) -> bool:
+    """True once each store's change listener has run its LISTEN."""
+    import psycopg
+
+    conns = [store._listen_conn for store in stores]
+    if any(conn is None for conn in conns):
+        return False
+    pids = [conn.info.backend_pid for conn in conns]
+    with psycopg.connect(url, autocommit=True) as watcher:
+        (ready,) = watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) AND state = 'idle' "
+            "AND query ILIKE 'LISTEN %%'",
+            (pids,),
+        ).fetchone()  # type: ignore[misc]
+    return bool(ready == len(pids))
+
+
 def test_each_replica_hears_the_others_changes_not_its_own(postgres_url: str) -> None:
     import queue
 
@@ -822,7 +839,9 @@ def test_each_replica_hears_the_others_changes_not_its_own(postgres_url: str) ->
     try:
         first.watch(lambda event: heard.put(("first", event)))
         second.watch(lambda event: heard.put(("second", event)))
-        time.sleep(0.5)  # both listeners are connected
+        # Both listeners are connected and listening: waited for, not slept for (0.5 s was not
+        # always enough for two connections on a loaded machine, and the first event was lost).
+        assert wait_for(lambda: listening(postgres_url, first, second), 30.0)
         token = token_record("ci", "client", "secret")
         first.add_token(token)
         first.add_probe(probe("p1", max_hits=1))
