@@ -116,7 +116,7 @@ def test_redaction_rules_and_removed_tokens_reach_every_replica_at_once(
     assert call(second.url, "GET", "/v1/sources", temporary)[0] == 200
     # ...and forgets it as soon as the first replica removes it (not after its cache's 5 s)
     assert call(first.url, "DELETE", f"/v1/tokens/{created['id']}", ADMIN_TOKEN)[0] == 200
-    assert wait_until(lambda: call(second.url, "GET", "/v1/sources", temporary)[0] == 401, 2.0)
+    assert wait_until(lambda: call(second.url, "GET", "/v1/sources", temporary)[0] == 401, 4.0)
 
     status, registered = call(
         second.url, "POST", "/v1/sensors/register", SENSOR_TOKEN, {"service": "shop"}
@@ -131,12 +131,13 @@ def test_redaction_rules_and_removed_tokens_reach_every_replica_at_once(
         {"names": ["pin_code"], "patterns": [], "allow": []},
     )
     assert status == 200
-    path = f"/v1/sensors/{source_id}/probes?etag={answer['etag']}&wait=20"
+    path = f"/v1/sensors/{source_id}/probes?etag={answer['etag']}&wait=60"
     started = time.monotonic()
-    status, answer = call(second.url, "GET", path, SENSOR_TOKEN, timeout=30)
+    status, answer = call(second.url, "GET", path, SENSOR_TOKEN, timeout=90)
     assert status == 200
     assert answer["redaction"]["names"] == ["pin_code"]
-    assert time.monotonic() - started < 5.0
+    # Woken by the rule change, not by the 60 s wait (half of it: room for a loaded machine).
+    assert time.monotonic() - started < 30
 
 
 def test_a_replica_killed_loses_no_acknowledged_hit_and_its_sensors_move(
