@@ -722,7 +722,9 @@ class CpuBudget:
     machine), nothing is shed and nobody is disabled: the budget switches to the *precise* mode
     (:attr:`clock` becomes ``thread_time_ns``) and starts a new window; only CPU time sheds load
     or disables a probe. A precise window that ends at most at half the limit, with no load
-    shed, goes back to the cheap mode.
+    shed, goes back to the cheap mode. In the precise mode the expectation hook times one firing
+    in a random stride and hands it over for the stride (:meth:`spend_sampled`; captures are
+    handed over exactly): see :data:`sensor.hotpath.PRECISE_STRIDE_BITS`.
     """
 
     __slots__ = (

@@ -21,7 +21,9 @@ locked budget update per firing (about 1.2 to 2.3 us); here it is one closure:
 Everything else, which is rare by design, goes to the engine's slow path with the frame: the
 capture of a violation (within ``violation_rate``) or of a passing firing (within the probe's
 ``rate``), and a failure of the sensor's own. Load shedding (the account) and the precise
-(CPU-clock) metering mode are checked inline, as :class:`~sensor.guards.ExpectGate` does.
+(CPU-clock) metering mode are checked inline, as :class:`~sensor.guards.ExpectGate` does; in
+the precise mode the CPU clock (a system call) times one firing in a random stride, charged for
+the stride (see :data:`PRECISE_STRIDE_BITS`), not every firing.
 
 A probe whose expectation has a fused form gets a hook of its own, generated at placement (the
 lane, see :func:`_lane_code`): the same firing without a Python call per step. It differs in
@@ -672,7 +674,7 @@ class FastExpectGate(guards._GuardedHook):
             check = guards.tick_before(at)
             if check > now_s:
                 switch.on = False  # before schedule(): the reopening may run before it returns
-                if not schedule(check, wake):  # type: ignore[misc]
+                if not schedule(check, wake):
                     reopen()
             elif dense:
                 # Calls were refused since the last evaluation: one will be since this
