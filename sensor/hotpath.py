@@ -674,7 +674,7 @@ class FastExpectGate(guards._GuardedHook):
             check = guards.tick_before(at)
             if check > now_s:
                 switch.on = False  # before schedule(): the reopening may run before it returns
-                if not schedule(check, wake):
+                if schedule is None or not schedule(check, wake):
                     reopen()
             elif dense:
                 # Calls were refused since the last evaluation: one will be since this
