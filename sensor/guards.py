@@ -722,7 +722,9 @@ class CpuBudget:
     machine), nothing is shed and nobody is disabled: the budget switches to the *precise* mode
     (:attr:`clock` becomes ``thread_time_ns``) and starts a new window; only CPU time sheds load
     or disables a probe. A precise window that ends at most at half the limit, with no load
-    shed, goes back to the cheap mode.
+    shed, goes back to the cheap mode. In the precise mode the expectation hook times one firing
+    in a random stride and hands it over for the stride (:meth:`spend_sampled`; captures are
+    handed over exactly): see :data:`sensor.hotpath.PRECISE_STRIDE_BITS`.
     """
 
     __slots__ = (
@@ -812,13 +814,37 @@ class CpuBudget:
         precise clock. The reason is given only when :data:`HIT_CAP_STRIKES` firings of the
         account in a row each cost more than :attr:`hit_cap_ns` of CPU time.
         """
+        return self._spend(account, ns, clock, 1, 0)
+
+    def spend_sampled(self, account: Account, ns: int, count: int, extra: int = 0) -> str | None:
+        """Account one firing timed with the CPU clock (``ns``) for ``count`` firings.
+
+        The expectation hook (:mod:`sensor.hotpath`) times, in the precise mode, one firing in
+        a random stride of them and hands it over for the whole stride: ``ns * count`` (an
+        unbiased estimate of their sum, as the choice is a random draw that never depends on
+        the cost), plus ``extra`` charged once, unscaled (what handing the last sample over
+        cost). It is :meth:`spend` of ``ns * count + extra`` CPU ns and ``count`` firings,
+        except for the one-hit cap, which is of the timed firing alone: ``ns`` over
+        :attr:`hit_cap_ns` is a strike, as in :meth:`spend`.
+        """
+        return self._spend(account, ns, time.thread_time_ns, count, extra)
+
+    def _spend(
+        self,
+        account: Account,
+        ns: int,
+        clock: Callable[[], int] | None,
+        count: int,
+        extra: int,
+    ) -> str | None:
         if self._fraction >= 1.0:
             return None
         cheap = clock is None or clock is time.perf_counter_ns
         if cheap and self.clock is not time.perf_counter_ns:
             return None  # measured with the cheap clock just before a switch: not CPU time
+        total = ns * count + extra if count != 1 or extra else ns
         if account.rate is not None:
-            account.tokens -= ns
+            account.tokens -= total
         now = time.monotonic_ns()
         # Never wait on the host thread: a contended window just skips this sample.
         if not self._lock.acquire(False):
@@ -835,9 +861,9 @@ class CpuBudget:
                     return self.describe_hits(account.strikes)
             elif account.strikes:
                 account.strikes = []  # a firing under the cap: the dear ones were outliers
-            account.spent += ns
-            account.fired += 1
-            self._spent_ns += ns
+            account.spent += total
+            account.fired += count
+            self._spent_ns += total
             if self._spent_ns <= self.limit_ns:
                 return None
             if cheap:

@@ -21,7 +21,9 @@ locked budget update per firing (about 1.2 to 2.3 us); here it is one closure:
 Everything else, which is rare by design, goes to the engine's slow path with the frame: the
 capture of a violation (within ``violation_rate``) or of a passing firing (within the probe's
 ``rate``), and a failure of the sensor's own. Load shedding (the account) and the precise
-(CPU-clock) metering mode are checked inline, as :class:`~sensor.guards.ExpectGate` does.
+(CPU-clock) metering mode are checked inline, as :class:`~sensor.guards.ExpectGate` does; in
+the precise mode the CPU clock (a system call) times one firing in a random stride, charged for
+the stride (see :data:`PRECISE_STRIDE_BITS`), not every firing.
 
 A probe whose expectation has a fused form gets a hook of its own, generated at placement (the
 lane, see :func:`_lane_code`): the same firing without a Python call per step. It differs in
@@ -69,6 +71,7 @@ __all__ = [
     "CLOSE_TICK",
     "MAX_PASSED",
     "METER_STRIDE_BITS",
+    "PRECISE_STRIDE_BITS",
     "SETTLE_EVERY",
     "SETTLE_NS",
     "SHUT_MAX",
@@ -94,6 +97,17 @@ SLOW_FIRING_NS = 1_000_000
 #: Untimed evaluations are bounded (the fused bodies: MAX_LOOP items, MAX_COST steps); a
 #: capture is timed and charged exactly on every firing.
 METER_STRIDE_BITS = 4
+#: In the budget's precise mode (the thread's CPU clock, a system call of about 0.6 us here, where
+#: the cheap clock is 0.05 us), the general hook times one firing in a random stride of 1 to
+#: 2 ** PRECISE_STRIDE_BITS (uniform: 8.5 on average) and charges it for the whole stride
+#: (:meth:`~sensor.guards.CpuBudget.spend_sampled`), as the lane does in the cheap mode (see
+#: METER_STRIDE_BITS): two clock reads and one hand-over per stride instead of three reads and
+#: a locked hand-over per firing. The firings not timed are bounded: a fused form (MAX_LOOP
+#: items, MAX_COST steps) or the sandbox's closures (its max_steps, 10,000 by default, and
+#: max_seconds, 10 ms); a capture and a rebuild of the closures after a rule change are timed
+#: on every firing and charged exactly, alone, out of the sample; the one-hit cap applies to a
+#: timed firing (and to each exact part) alone.
+PRECISE_STRIDE_BITS = 4
 #: A gate closed because its CPU-budget share is empty reopens after at most this many seconds,
 #: even if the share would refill later: the shares are computed again every one-second window
 #: (a probe may get more, or the shedding may stop), and the first firing after the reopening
@@ -109,6 +123,7 @@ CLOSE_TICK = 0.1
 
 _get_ident = guards._get_ident
 _perf = time.perf_counter_ns
+_bits = guards._rng.getrandbits
 _SWITCH_ATTR = "sensor_switch"
 _LOCALS_ATTR = "sensor_locals"
 # The locals of an evaluation that reads no local: never written to, so one is shared.
@@ -253,7 +268,11 @@ class FastExpectGate(guards._GuardedHook):
         settle_at = t_start + SETTLE_NS
         # What the last precisely metered firing cost after it was handed over (see hook).
         carry_ns = 0
+        # The precise mode's sample (see PRECISE_STRIDE_BITS): the firings to meter until the
+        # next timed one (1: the next is timed), and the firings the next timed one stands for.
+        pskip = pstride = 1 + _bits(PRECISE_STRIDE_BITS)
         spend = budget.spend
+        spend_sampled = budget.spend_sampled
         settle = budget.spend_many
         precise_clock = time.thread_time_ns
         source = expr.source
@@ -317,7 +336,7 @@ class FastExpectGate(guards._GuardedHook):
         ) -> None:
             nonlocal tokens, last, next_at, need, adm_at, skip_mark, need_at, dense, pending_ns
             nonlocal pending_n, settle_at, slow_ns, carry_ns, fn, red0, version0, table, shut
-            nonlocal quick, from_value, qk, fused
+            nonlocal quick, from_value, qk, fused, pskip, pstride
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
             if not switch.on:  # closed until the waker reopens it (see Gate)
@@ -329,9 +348,16 @@ class FastExpectGate(guards._GuardedHook):
             # is handed what the whole call costs the host, admission, the budget's own
             # accounting and the waker's schedule included (what comes after the hand-over
             # is carried into the next one), so that its 1% bounds what the host pays.
+            # In the precise mode (the CPU clock, a system call) one firing in a random stride
+            # is timed, and charged for the stride (see PRECISE_STRIDE_BITS); a capture and a
+            # rebuild of the closures are timed on every firing and charged exactly
+            # (``exact``).
             precise = budget.clock is not perf
             if precise:
-                c0 = precise_clock()
+                timed = pskip <= 1
+                if timed:
+                    c0 = precise_clock()
+                exact = 0
             t0 = perf()
             if gated:
                 if t0 < next_at:
@@ -484,6 +510,8 @@ class FastExpectGate(guards._GuardedHook):
                             failure = expr.failed(exc)
                             error = f"{type(failure).__name__}: {failure}"
                     else:  # the rules changed: evaluate() rebuilds the closures first
+                        if precise:  # (a rebuild: dear, rare, timed exactly)
+                            x0 = precise_clock()
                         try:
                             ok = expr.evaluate(
                                 fl,
@@ -500,6 +528,8 @@ class FastExpectGate(guards._GuardedHook):
                         fused = _fused(expr, value_name, local_names)
                         if lane is not None:
                             refit()  # the lane too, for the rules in force (never raises)
+                        if precise:
+                            exact += precise_clock() - x0
                 next(evaluations)
                 if ok is True:
                     violated = False
@@ -517,7 +547,12 @@ class FastExpectGate(guards._GuardedHook):
                 if violated:
                     next(violations)
                     if violation_bucket.take(monotonic()):
-                        deliver(frame, value, "violation", error)
+                        if precise:
+                            x0 = precise_clock()
+                            deliver(frame, value, "violation", error)
+                            exact += precise_clock() - x0
+                        else:
+                            deliver(frame, value, "violation", error)
                     else:
                         next(uncaptured)  # a violation not captured: counted, never silent
                 elif pass_bucket is not None:
@@ -557,7 +592,12 @@ class FastExpectGate(guards._GuardedHook):
                         elif key not in seen and novel.admit(key, monotonic()):
                             outcome = "novel"
                     if outcome is not None:
-                        deliver(frame, value, outcome, error)
+                        if precise:
+                            x0 = precise_clock()
+                            deliver(frame, value, outcome, error)
+                            exact += precise_clock() - x0
+                        else:
+                            deliver(frame, value, outcome, error)
             except Exception as exc:  # a failure of ours: counted, never raised into the host
                 # No reference to the host's frame outlives the firing (a kept traceback
                 # holds this frame, and so its variables).
@@ -566,61 +606,81 @@ class FastExpectGate(guards._GuardedHook):
                     failed(exc)
             # metering
             if precise:
-                t1 = precise_clock()
-                over = spend(account, t1 - c0 + carry_ns, precise_clock)
-                carry_ns = 0
+                if schedule is not None and next_at > t0:
+                    close_rate(t0)  # inside the timed stretch: part of the sample
+                if timed:
+                    t1 = precise_clock()
+                    n = pstride
+                    pskip = pstride = 1 + _bits(PRECISE_STRIDE_BITS)
+                    # (its exact part out of the sample, which it would inflate n times)
+                    over = spend_sampled(account, t1 - c0 - exact, n, carry_ns)
+                    if over is not None:
+                        stop(over)
+                elif exact:
+                    t1 = precise_clock()
+                    pskip -= 1
+                else:
+                    pskip -= 1
+                    return
+                if exact:
+                    # A capture, a closure evaluation: charged exactly, alone, so that the
+                    # one-hit cap applies to it.
+                    over = spend(account, exact, precise_clock)
+                    if over is not None:
+                        stop(over)
+                # What handing over cost, charged with the next timed firing, unscaled.
+                carry_ns = (carry_ns if not timed else 0) + precise_clock() - t1
+                return
+            # (the cheap mode)
+            t1 = perf()
+            took = t1 - t0
+            if took > slow_ns:
+                # Handed over alone, so that the one-hit cap applies to it.
+                over = spend(account, took, perf)
                 if over is not None:
                     stop(over)
             else:
-                t1 = perf()
-                took = t1 - t0
-                if took > slow_ns:
-                    # Handed over alone, so that the one-hit cap applies to it.
-                    over = spend(account, took, perf)
-                    if over is not None:
-                        stop(over)
-                else:
-                    pending_ns += took
-                    pending_n += 1
-                    if pending_n >= SETTLE_EVERY or t1 >= settle_at:
-                        if settle(account, pending_ns, pending_n):
-                            pending_ns = pending_n = 0
-                            # The next batch is handed over within SETTLE_NS of this one.
-                            settle_at = t1 + SETTLE_NS
-                        slow_ns = min(SLOW_FIRING_NS, budget.limit_ns)
-                    elif schedule is None or next_at <= t0:
-                        # The common firing: added to the batch, nothing handed over, no
-                        # closing, so nothing after its measurement to meter.
-                        return
+                pending_ns += took
+                pending_n += 1
+                if pending_n >= SETTLE_EVERY or t1 >= settle_at:
+                    if settle(account, pending_ns, pending_n):
+                        pending_ns = pending_n = 0
+                        # The next batch is handed over within SETTLE_NS of this one.
+                        settle_at = t1 + SETTLE_NS
+                    slow_ns = min(SLOW_FIRING_NS, budget.limit_ns)
+                elif schedule is None or next_at <= t0:
+                    # The common firing: added to the batch, nothing handed over, no
+                    # closing, so nothing after its measurement to meter.
+                    return
             if schedule is not None and next_at > t0:
-                # The evaluation bucket is empty: closed, so that the firings in between cost
-                # an inline test and a C-level count each instead of a call that would only be
-                # refused. Open again by ``next_at`` (a call then is evaluated if none was
-                # refused since this one, see guards.jitter_seed): the waker looks on the tick
-                # before it, and waits on until the need's tick only if a call was refused
-                # meanwhile (see wake). A wait shorter than that is closed until the tick after
-                # the need (see _tick) only while the traffic is denser than the rate (a call
-                # refused since the bucket ran dry, or a bucket of more than one token
-                # drained); else the gate stays open.
-                now_s = t0 / 1e9 + wall_offset
-                at = min(next_at, expires) / 1e9 + wall_offset
-                check = guards.tick_before(at)
-                if check > now_s:
-                    switch.on = False  # before schedule(): the reopening may run before it returns
-                    if not schedule(check, wake):
-                        reopen()
-                elif dense:
-                    # Calls were refused since the last evaluation: one will be since this
-                    # one, by all likelihood, and the next evaluation needs the need.
-                    switch.on = False
-                    close_late(need_at, now_s)
+                close_rate(t0)
             # What came after the firing's own measurement (the budget's accounting, the
-            # closing) is metered on the same clock: with the next precise firing, or added
-            # to the batch (handed over with its next firing: a batch of no firing is not).
-            if precise:
-                carry_ns += precise_clock() - t1
-            else:
-                pending_ns += perf() - t1
+            # closing) is added to the batch (handed over with its next firing: a batch of no
+            # firing is not).
+            pending_ns += perf() - t1
+
+        def close_rate(t0: int) -> None:
+            # The evaluation bucket is empty: closed, so that the firings in between cost
+            # an inline test and a C-level count each instead of a call that would only be
+            # refused. Open again by ``next_at`` (a call then is evaluated if none was
+            # refused since this one, see guards.jitter_seed): the waker looks on the tick
+            # before it, and waits on until the need's tick only if a call was refused
+            # meanwhile (see wake). A wait shorter than that is closed until the tick after
+            # the need (see _tick) only while the traffic is denser than the rate (a call
+            # refused since the bucket ran dry, or a bucket of more than one token
+            # drained); else the gate stays open.
+            now_s = t0 / 1e9 + wall_offset
+            at = min(next_at, expires) / 1e9 + wall_offset
+            check = guards.tick_before(at)
+            if check > now_s:
+                switch.on = False  # before schedule(): the reopening may run before it returns
+                if schedule is None or not schedule(check, wake):
+                    reopen()
+            elif dense:
+                # Calls were refused since the last evaluation: one will be since this
+                # one, by all likelihood, and the next evaluation needs the need.
+                switch.on = False
+                close_late(need_at, now_s)
 
         def reopen() -> None:
             nonlocal shut

@@ -294,6 +294,10 @@ class _Metered(CpuBudget):
         self.total_ns += ns
         return super().spend(account, ns, clock)
 
+    def spend_sampled(self, account: Any, ns: int, count: int, extra: int = 0) -> str | None:
+        self.total_ns += ns * count + extra
+        return super().spend_sampled(account, ns, count, extra)
+
 
 class _DearWaker:
     """A waker whose ``schedule`` burns ``burn_ns`` of the calling thread's CPU, then refuses
@@ -323,6 +327,7 @@ def test_the_budget_is_handed_what_a_closing_costs_the_host(
 
     ticks = iter(range(10**9, 10**13, 2 * 10**9))
     monkeypatch.setattr(hotpath, "_perf", lambda: next(ticks))
+    monkeypatch.setattr(hotpath, "PRECISE_STRIDE_BITS", 0)  # every precise firing timed
     budget = _Metered(0.9)
     budget._to_precise(time.monotonic_ns())  # metered in thread CPU time: the burn is exact
     waker = _DearWaker(burn_ns=300_000)

@@ -314,7 +314,10 @@ def test_every_firing_of_the_lane_is_metered_in_batches(monkeypatch: pytest.Monk
     assert CALLS == []
 
 
-def test_max_hits_and_the_precise_clock_are_honoured_by_the_lane() -> None:
+def test_max_hits_and_the_precise_clock_are_honoured_by_the_lane(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hotpath, "PRECISE_STRIDE_BITS", 0)  # every precise firing timed
     budget = CpuBudget(0.5)
     stops: list[str] = []
     hits: list[object] = []
@@ -538,6 +541,10 @@ class Ledger(CpuBudget):
         self.batches.append((ns, count))
         return True
 
+    def spend_sampled(self, account: Any, ns: int, count: int, extra: int = 0) -> str | None:
+        self.alone.append(ns * count + extra)
+        return None
+
     def charged(self, hook: Callable[..., Any]) -> float:
         """Every ns handed over, and what the lane holds in its batch."""
         lane = _cells(hook)
@@ -628,11 +635,14 @@ def test_the_lane_charges_every_capture_exactly(clock: FakeClock) -> None:
     assert budget.charged(g.hook) == pytest.approx(1000 * 50_000, abs=1)
 
 
-def test_a_dear_evaluation_reaches_the_budget_alone_within_one_stride(clock: FakeClock) -> None:
+def test_a_dear_evaluation_reaches_the_budget_alone_within_one_stride(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # An evaluation above the one-hit cap (the budget's 0.25 s at 0.5 of a CPU) is handed over
     # alone and unscaled, as every firing of the general hook is: the budget switches to the
     # precise clock (where CPU time disables a probe whose hits each exceed the cap) within the
     # first stride, and the general hook meters every firing after that.
+    monkeypatch.setattr(hotpath, "PRECISE_STRIDE_BITS", 0)  # every precise firing timed
     budget = Ledger(clock)
     g = _gate(budget)
     clock.cost = 2 * budget.hit_cap_ns
@@ -649,9 +659,12 @@ def test_a_dear_evaluation_reaches_the_budget_alone_within_one_stride(clock: Fak
     assert tally_count(g.evaluations) == firings + 5
 
 
-def test_modes_changed_after_the_lane_fired_are_honoured_at_its_next_firing() -> None:
+def test_modes_changed_after_the_lane_fired_are_honoured_at_its_next_firing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # The lane tests the budget's clock, its account's share and the rules only when the
     # epoch token changed (sensor._epoch): each change after it fired must reach it.
+    monkeypatch.setattr(hotpath, "PRECISE_STRIDE_BITS", 0)  # every precise firing timed
     budget = CpuBudget(0.5)
     g = _gate(budget)
     account = budget.account("p")
