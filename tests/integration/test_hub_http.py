@@ -262,7 +262,9 @@ def test_probe_expiry_reaches_a_waiting_sensor(hub: HubProcess) -> None:
     _, held = call(hub.url, "GET", path, SENSOR_TOKEN)
     assert len(held["probes"]) == 1
     started = time.monotonic()
-    status, answer = call(hub.url, "GET", f"{path}?etag={held['etag']}&wait=60", SENSOR_TOKEN, timeout=90)
+    status, answer = call(
+        hub.url, "GET", f"{path}?etag={held['etag']}&wait=60", SENSOR_TOKEN, timeout=90
+    )
     assert status == 200
     assert answer["probes"] == []
     # Expired after its 1 s, well before the poll's 60 s wait would end (the bound leaves room
