@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from waker_doubles import StillClock
+from waker_doubles import SteppingClock, StillClock
 
 from sensor import _epoch, guards, hotpath, redaction
 from sensor.engine import Engine
@@ -422,7 +422,7 @@ def _expiring_gate(
     )
 
 
-def test_a_probe_that_expires_stops_in_the_lane_within_a_stride(clock: FakeClock) -> None:
+def test_a_probe_that_expires_stops_in_the_lane_within_a_stride(clock: SteppingClock) -> None:
     # Expiry is tested on the timed evaluations (one in a stride of at most
     # 2 ** METER_STRIDE_BITS), not on every firing: the probe stops within a stride. The lane's
     # clock is the fake one: with the real one a test thread descheduled for the 50 ms between
@@ -448,7 +448,7 @@ def test_a_probe_that_expires_stops_in_the_lane_within_a_stride(clock: FakeClock
         assert captured == []
 
 
-def test_an_expired_probe_captures_nothing_in_the_lane(clock: FakeClock) -> None:
+def test_an_expired_probe_captures_nothing_in_the_lane(clock: SteppingClock) -> None:
     # A violation after the expiry, however far from a timed evaluation: stopped, not captured.
     for _ in range(20):
         budget = Ledger(clock)  # metered with the lane's clock: the lane serves
@@ -507,29 +507,12 @@ def test_locals_not_passed_are_read_from_the_frame_by_the_lane(
     assert tally_count(g.violations) == 4
 
 
-class FakeClock:
-    """``perf_counter_ns`` for a lane: each read returns the time and then moves it on by
-    ``cost`` (so a timed evaluation, read at its start and end, took ``cost``); ``reads``
-    counts the reads."""
-
-    def __init__(self) -> None:
-        self.now = 10**12
-        self.cost = 0
-        self.reads = 0
-
-    def __call__(self) -> int:
-        self.reads += 1
-        t = self.now
-        self.now += self.cost
-        return t
-
-
 class Ledger(CpuBudget):
     """A budget that records what it is handed, metered with ``clock`` (the lanes' clock):
     ``alone`` the firings handed over one by one (ns), ``batches`` the batches (ns, count).
     A firing over the one-hit cap switches it to the precise clock, as the budget does."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: SteppingClock) -> None:
         super().__init__(0.5)
         self.clock = clock
         self.alone: list[int] = []
@@ -558,8 +541,8 @@ class Ledger(CpuBudget):
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
-    fake = FakeClock()
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[SteppingClock]:
+    fake = SteppingClock()
     monkeypatch.setattr(hotpath, "_perf", fake)
     monkeypatch.setattr(hotpath, "SETTLE_NS", 10**15)  # batches by count only
     state = guards._rng.getstate()  # (the sensor's own generator: given back after the test)
@@ -569,7 +552,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
 
 
 def test_the_lane_reads_the_clock_on_a_random_sample_of_its_evaluations(
-    clock: FakeClock,
+    clock: SteppingClock,
 ) -> None:
     budget = Ledger(clock)
     g = _gate(budget)
@@ -592,7 +575,7 @@ def test_the_lane_reads_the_clock_on_a_random_sample_of_its_evaluations(
 
 @pytest.mark.parametrize("pattern", ["random", "period 8", "period 16"])
 def test_the_lanes_sampled_charge_is_the_true_cost_within_6_percent(
-    clock: FakeClock, pattern: str
+    clock: SteppingClock, pattern: str
 ) -> None:
     # Each evaluation takes a known time (the fake clock's cost while it runs); what the
     # budget is charged over many is within 6% of their sum, also for a cost that comes back
@@ -619,7 +602,7 @@ def test_the_lanes_sampled_charge_is_the_true_cost_within_6_percent(
     assert abs(charged - true) < 0.06 * true, (charged, true)
 
 
-def test_the_lane_charges_every_capture_exactly(clock: FakeClock) -> None:
+def test_the_lane_charges_every_capture_exactly(clock: SteppingClock) -> None:
     # Every evaluation violates and is captured; a capture takes 50 us, an evaluation no
     # time: the budget is charged 50 us per capture, timed or not, never scaled by a stride.
     def capture(*args: object) -> None:
@@ -641,7 +624,7 @@ def test_the_lane_charges_every_capture_exactly(clock: FakeClock) -> None:
 
 
 def test_a_dear_evaluation_reaches_the_budget_alone_within_one_stride(
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    clock: SteppingClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An evaluation above the one-hit cap (the budget's 0.25 s at 0.5 of a CPU) is handed over
     # alone and unscaled, as every firing of the general hook is: the budget switches to the

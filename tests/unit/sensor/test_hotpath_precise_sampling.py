@@ -17,27 +17,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from waker_doubles import SteppingClock
 
 from sensor import guards, hotpath
 from sensor.expressions import compile
 from sensor.guards import CpuBudget, tally_count
 from sensor.hotpath import FastExpectGate
-
-
-class FakeCpu:
-    """``thread_time_ns``: each read returns the time and then moves it on by ``cost`` (so a
-    firing timed by two reads took ``cost``); ``reads`` counts the reads."""
-
-    def __init__(self) -> None:
-        self.now = 10**12
-        self.cost = 0
-        self.reads = 0
-
-    def __call__(self) -> int:
-        self.reads += 1
-        t = self.now
-        self.now += self.cost
-        return t
 
 
 class Ledger(CpuBudget):
@@ -64,8 +49,8 @@ class Ledger(CpuBudget):
 
 
 @pytest.fixture
-def cpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCpu]:
-    fake = FakeCpu()
+def cpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[SteppingClock]:
+    fake = SteppingClock()
     monkeypatch.setattr(time, "thread_time_ns", fake)
     wall = itertools.count(10**12, 10**6)  # 1 ms a read: the evaluation bucket is always full
     monkeypatch.setattr(hotpath, "_perf", lambda: next(wall))
@@ -102,7 +87,7 @@ def _gate(
 
 
 def test_the_precise_mode_reads_the_cpu_clock_on_a_random_sample_of_firings(
-    cpu: FakeCpu,
+    cpu: SteppingClock,
 ) -> None:
     # Before: three reads of the CPU clock (a system call of 0.6 us here) per firing, and a
     # locked hand-over. Now: three per stride of 1 to 16 firings (8.5 on average).
@@ -128,7 +113,7 @@ def test_the_precise_mode_reads_the_cpu_clock_on_a_random_sample_of_firings(
 
 @pytest.mark.parametrize("pattern", ["random", "period 8", "period 16"])
 def test_the_precise_sampled_charge_is_the_true_cost_within_6_percent(
-    cpu: FakeCpu, pattern: str
+    cpu: SteppingClock, pattern: str
 ) -> None:
     # Each firing takes a known CPU time; what the budget is charged over many is within 6%
     # of their sum, also for a cost that comes back with the period of the mean stride or its
@@ -152,7 +137,7 @@ def test_the_precise_sampled_charge_is_the_true_cost_within_6_percent(
 
 
 def test_a_stride_never_makes_a_cheap_firing_count_against_the_one_hit_cap(
-    cpu: FakeCpu,
+    cpu: SteppingClock,
 ) -> None:
     # A firing at 40% of the one-hit cap, charged for a stride of up to 16, is up to 6.4 caps:
     # the cap is of the timed firing alone, so the probe is never disabled for it.
@@ -167,7 +152,7 @@ def test_a_stride_never_makes_a_cheap_firing_count_against_the_one_hit_cap(
     assert budget.account("p").strikes == []
 
 
-def test_a_dear_firing_in_the_precise_mode_still_disables_its_probe(cpu: FakeCpu) -> None:
+def test_a_dear_firing_in_the_precise_mode_still_disables_its_probe(cpu: SteppingClock) -> None:
     # Each firing costs twice the one-hit cap: HIT_CAP_STRIKES timed ones in a row disable the
     # probe, within that many strides.
     budget = CpuBudget(0.001)
@@ -184,7 +169,7 @@ def test_a_dear_firing_in_the_precise_mode_still_disables_its_probe(cpu: FakeCpu
     assert firings <= guards.HIT_CAP_STRIKES * 2**hotpath.PRECISE_STRIDE_BITS
 
 
-def test_every_capture_in_the_precise_mode_is_charged_exactly(cpu: FakeCpu) -> None:
+def test_every_capture_in_the_precise_mode_is_charged_exactly(cpu: SteppingClock) -> None:
     # Every firing violates and is captured; a capture takes 50 us of CPU, the rest of the
     # firing none: the budget is charged 50 us per capture, timed or not, never scaled.
     def capture(*args: object) -> None:
@@ -199,7 +184,7 @@ def test_every_capture_in_the_precise_mode_is_charged_exactly(cpu: FakeCpu) -> N
     assert all(ns == 0 for ns, _, _ in budget.sampled)
 
 
-def test_load_is_still_shed_by_the_sampled_precise_charges(cpu: FakeCpu) -> None:
+def test_load_is_still_shed_by_the_sampled_precise_charges(cpu: SteppingClock) -> None:
     # Firings of 1 ms of CPU under a budget of 10 ms a second: the sampled charges take the
     # window over, the budget gives the probe a share, and the firings it cannot pay for are
     # refused before any work, and counted.

@@ -1,4 +1,4 @@
-"""Test doubles of the rate-limit waker and of the clock the gates read (no real waiting)."""
+"""Test doubles of the rate-limit waker and of the clocks the gates read (no real waiting)."""
 
 from __future__ import annotations
 
@@ -46,3 +46,20 @@ class StillClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class SteppingClock:
+    """A nanosecond clock (``perf_counter_ns``, ``thread_time_ns``): each read returns the time
+    and then moves it on by ``cost``, so a stretch timed by two reads took ``cost``; ``reads``
+    counts the reads (how often the code under test looked at the clock)."""
+
+    def __init__(self) -> None:
+        self.now = 10**12
+        self.cost = 0
+        self.reads = 0
+
+    def __call__(self) -> int:
+        self.reads += 1
+        t = self.now
+        self.now += self.cost
+        return t
