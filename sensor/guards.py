@@ -816,7 +816,9 @@ class CpuBudget:
         """
         return self._spend(account, ns, clock, 1, 0)
 
-    def spend_sampled(self, account: Account, ns: int, count: int, extra: int = 0) -> str | None:
+    def spend_sampled(
+        self, account: Account, ns: int, count: int, extra: int = 0, whole: bool = True
+    ) -> str | None:
         """Account one firing timed with the CPU clock (``ns``) for ``count`` firings.
 
         The expectation hook (:mod:`sensor.hotpath`) times, in the precise mode, one firing in
@@ -827,7 +829,9 @@ class CpuBudget:
         except for the one-hit cap, which is of the timed firing alone: ``ns`` over
         :attr:`hit_cap_ns` is a strike, as in :meth:`spend`.
         """
-        return self._spend(account, ns, time.thread_time_ns, count, extra)
+        # ``whole``: ``ns`` is the whole firing. A firing whose capture was handed over apart
+        # (exactly, see spend) was not cheap: its cheap part must not end a run of dear ones.
+        return self._spend(account, ns, time.thread_time_ns, count, extra, whole)
 
     def _spend(
         self,
@@ -836,6 +840,7 @@ class CpuBudget:
         clock: Callable[[], int] | None,
         count: int,
         extra: int,
+        whole: bool = True,
     ) -> str | None:
         if self._fraction >= 1.0:
             return None
@@ -859,7 +864,7 @@ class CpuBudget:
                 account.strikes.append(ns)
                 if len(account.strikes) >= HIT_CAP_STRIKES:
                     return self.describe_hits(account.strikes)
-            elif account.strikes:
+            elif account.strikes and whole:
                 account.strikes = []  # a firing under the cap: the dear ones were outliers
             account.spent += total
             account.fired += count

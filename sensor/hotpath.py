@@ -613,7 +613,7 @@ class FastExpectGate(guards._GuardedHook):
                     n = pstride
                     pskip = pstride = 1 + _bits(PRECISE_STRIDE_BITS)
                     # (its exact part out of the sample, which it would inflate n times)
-                    over = spend_sampled(account, t1 - c0 - exact, n, carry_ns)
+                    over = spend_sampled(account, t1 - c0 - exact, n, carry_ns, not exact)
                     if over is not None:
                         stop(over)
                 elif exact:

@@ -294,7 +294,9 @@ class _Metered(CpuBudget):
         self.total_ns += ns
         return super().spend(account, ns, clock)
 
-    def spend_sampled(self, account: Any, ns: int, count: int, extra: int = 0) -> str | None:
+    def spend_sampled(
+        self, account: Any, ns: int, count: int, extra: int = 0, whole: bool = True
+    ) -> str | None:
         self.total_ns += ns * count + extra
         return super().spend_sampled(account, ns, count, extra)
 

@@ -529,7 +529,9 @@ class Ledger(CpuBudget):
         self.batches.append((ns, count))
         return True
 
-    def spend_sampled(self, account: Any, ns: int, count: int, extra: int = 0) -> str | None:
+    def spend_sampled(
+        self, account: Any, ns: int, count: int, extra: int = 0, whole: bool = True
+    ) -> str | None:
         self.alone.append(ns * count + extra)
         return None
 

@@ -39,7 +39,9 @@ class Ledger(CpuBudget):
         self.alone.append(ns)
         return None
 
-    def spend_sampled(self, account: Any, ns: int, count: int, extra: int = 0) -> str | None:
+    def spend_sampled(
+        self, account: Any, ns: int, count: int, extra: int = 0, whole: bool = True
+    ) -> str | None:
         self.sampled.append((ns, count, extra))
         return None
 
