@@ -299,9 +299,11 @@ class FastExpectGate(guards._GuardedHook):
         quick, from_value, qk = _number_test(fn, value_name, local_names)
         # The fused form of the other typical shapes (see sensor.expressions.fuse), or None.
         fused = _fused(expr, value_name, local_names)
-        # The probe's own hook, generated with the fused form inline (see _lane): for an
-        # unlimited evaluation rate and no pass bucket. It calls ``hook`` below for anything
-        # else, one frame deeper: ``hook`` and ``deliver`` then find the target one further up.
+        # The probe's own hook, generated with the fused form inline (see _lane_code), with the
+        # evaluation bucket's common admission inline for a limited rate (_LANE_BUCKET); not
+        # for a pass bucket whose key's locals are not passed. It calls ``hook`` below for
+        # anything else, one frame deeper: ``hook`` and ``deliver`` then find the target one
+        # further up.
         # A pass bucket: the novelty key's locals, as the lane's parameters (a0, a1), in the
         # general hook's order; None without a pass bucket, or where one is not passed.
         pass_keys: tuple[str, ...] | None = None
@@ -311,8 +313,10 @@ class FastExpectGate(guards._GuardedHook):
                 pass_keys = tuple(params[k] for k in key_names)
         lane = (
             None
-            if limited or (pass_bucket is not None and pass_keys is None)
-            else _lane_code(expr, value_name, local_names, max_hits, expires_at, pass_keys)
+            if pass_bucket is not None and pass_keys is None
+            else _lane_code(
+                expr, value_name, local_names, max_hits, expires_at, pass_keys, limited=limited
+            )
         )
         target_depth = depth
         if lane is not None:
@@ -748,7 +752,14 @@ class FastExpectGate(guards._GuardedHook):
             refits += 1
             try:
                 got = _lane_code(
-                    expr, value_name, local_names, max_hits, expires_at, pass_keys, build=refits
+                    expr,
+                    value_name,
+                    local_names,
+                    max_hits,
+                    expires_at,
+                    pass_keys,
+                    build=refits,
+                    limited=limited,
                 )
                 if got is None:
                     return
@@ -843,11 +854,40 @@ SPECIALISE_LANE = True
 # budget and its account...) is bound in the lane's namespace instead, under the same names
 # (_LANE_FIXED): a free variable costs every call a copy into the frame and a release.
 _LANE_CELLS = ("armed", "pending_ns")
+#: And those of a probe with a limited evaluation rate: its evaluation bucket.
+_LANE_BUCKET_CELLS = ("tokens", "last", "next_at", "need")
 _LANE_FIXED = (
     "switch", "closed", "evaluations", "violations", "uncaptured", "violation_bucket", "deliver",
     "failed", "stop", "budget", "account", "spend", "settle", "expires", "produced_hits", "cap",
-    "pass_bucket", "novel", "seen",
+    "pass_bucket", "novel", "seen", "skips", "per_ns", "burst",
 )  # fmt: skip
+
+# The evaluation bucket of a probe with a limited evaluation rate, in the lane: the general hook's
+# admission where the bucket is a plain one (``need == 1.0``) and holds a token more than this
+# firing takes (its ``next_at = t0`` case: most admissions under traffic denser than the rate,
+# which reopens the gate to a run of them), the same arithmetic on the same cells. A call before
+# ``next_at`` is refused and counted as the general hook refuses it; anything else (a bucket
+# running dry: the jittered draw and the closing; expiry) is the general hook's, with the cells
+# untouched. Inside the metered stretch, as the general hook's admission is; a firing that is
+# not evaluated leaves the metering sample as it was.
+_LANE_BUCKET = """
+            _n = _perf()
+            _tk = tokens + (_n - last) * per_ns
+            if _tk > burst:
+                _tk = burst
+            if _n < next_at or need != 1.0 or _tk < 2.0 or _n >= expires:
+                if _t0:
+                    lskip = 1
+                    lstride = _s
+                else:
+                    lskip += 1
+                if _n < next_at:
+                    _next(skips)
+                    return
+                return _general(v, a0, a1)
+            tokens = _tk - 1.0
+            last = _n
+            next_at = _n"""
 
 # A capture by the lane (``{outcome}``: the firing's outcome), at one indentation level of
 # none: timed on its own, on every firing, and charged exactly (a dear one alone, at once); its
@@ -907,7 +947,8 @@ def _maker():
         llast = 0.0
         lepoch = None
         def hook(v=_NOTHING, a0=_NOTHING, a1=_NOTHING):
-            nonlocal pending_ns, lpend, lcount, lsettle, lslow, lskip, lstride, llast, lepoch
+            nonlocal pending_ns, lpend, lcount, lsettle, lslow, lskip, lstride, llast
+            nonlocal lepoch{bucket_cells}
             if _guards.SENSOR_WORKING and _get_ident() in _SENSOR_WORK:
                 return
             if not switch.on:
@@ -931,7 +972,7 @@ def _maker():
             else:
                 _t0 = _fperf()
                 _s = lstride
-                lskip = lstride = 1 + _bits(_STRIDE_BITS){expiry}{frame_read}
+                lskip = lstride = 1 + _bits(_STRIDE_BITS){expiry}{bucket}{frame_read}
             try:
 """
 _LANE_TAIL = """\
@@ -1025,11 +1066,13 @@ def _lane_code(
     expires_at: float | None,
     pass_keys: tuple[str, ...] | None = None,
     build: int = 0,
+    limited: bool = False,
 ) -> tuple[CodeType, dict[str, Any]] | None:
     """The code of a probe's own hook, with its fused form inline, and the namespace it runs
     in; or None (no fused form, or lanes turned off): the general hook is the probe's.
 
-    The hook is the general hook's common firing and nothing else: the same skip tests, the
+    The hook is the general hook's common firing and nothing else: the same skip tests, for a
+    ``limited`` evaluation rate the bucket's common admission and refusal (see _LANE_BUCKET), the
     fused form's lines in place of its call, the exact counts of a pass or a violation (and the
     violation's capture within ``violation_rate``), and the metering of a random sample of its
     evaluations (see :data:`METER_STRIDE_BITS`: an untimed one reads no clock, and a probe's
@@ -1117,11 +1160,14 @@ def _lane_code(
             if line.strip() == "return FALLBACK":
                 line = line.replace("return FALLBACK", "raise _NotFused")
             inline.append("            " + line)
+        cells = _LANE_CELLS + (_LANE_BUCKET_CELLS if limited else ())
         text = (
             _LANE_HEAD.format(
-                cells=" = ".join(_LANE_CELLS),
+                cells=" = ".join(cells),
+                bucket_cells=", tokens, last, next_at" if limited else "",
                 more=more,
                 expiry=expiry,
+                bucket=_LANE_BUCKET if limited else "",
                 frame_read=frame_read,
             )
             + "\n".join(inline)

@@ -285,9 +285,97 @@ def test_a_typical_unlimited_expectation_gets_its_own_hook() -> None:
         assert _is_lane(_gate(budget, source).hook), source
     assert _is_lane(_gate(budget, max_hits=5).hook)
     assert _is_lane(_gate(budget, pass_rate=1.0).hook)  # a pass bucket and novelty
-    # Limited evaluations, a shape the fused form does not take: the general one.
-    assert not _is_lane(_gate(budget, eval_rate=100.0).hook)
+    # A limited evaluation rate (a standing probe's 1,000/s): the lane, with the bucket inline.
+    assert _is_lane(_gate(budget, eval_rate=100.0).hook)
+    # A shape the fused form does not take: the general one.
     assert not _is_lane(_gate(budget, "result.real >= 0").hook)
+    assert not _is_lane(_gate(budget, "result.real >= 0", eval_rate=100.0).hook)
+
+
+def _limited_run(lane: bool, steps: list[float], still: StillClock) -> tuple[tuple[Any, ...], int]:
+    """Fire a gate of 50 evaluations a second at the still clock's times ``steps`` apart (no
+    waker: a refused call is refused by the bucket's ``next_at``, on the hook's own path), the
+    jitter's draws the same in both (a generator of their own: the lane's metering sample
+    draws from the sensor's too): what it evaluated, refused and captured."""
+    captured: list[tuple[int, int]] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hotpath, "SPECIALISE_LANE", lane)
+        patch.setattr(guards, "_uniform", random.Random(7).random)
+        budget = CpuBudget(0.5)
+        # The cheap clock is the still one here: as the hooks' own (the lane tells the precise
+        # mode from the cheap one by the budget's clock; it would hand every firing over).
+        budget.clock = hotpath._perf
+        g = _gate(
+            budget,
+            eval_rate=50.0,
+            slow=lambda frame, value, outcome, error: captured.append((n, value)),
+        )
+        assert _is_lane(g.hook) == lane
+        general = 0
+        if lane:
+            # Count the firings the lane hands to the general hook: most are its own.
+            inner = g.hook.__globals__["_general"]
+
+            def counted(*args: Any) -> Any:
+                nonlocal general
+                general += 1
+                return inner(*args)
+
+            patch.setitem(g.hook.__globals__, "_general", counted)
+        evaluated: list[int] = []
+        for n, step in enumerate(steps):
+            still.advance(step)
+            before = tally_count(g.evaluations)
+            g.hook(-1 if n % 7 == 0 else n)
+            if tally_count(g.evaluations) != before:
+                evaluated.append(n)
+    return (
+        evaluated,
+        tally_count(g.violations),
+        g.counts(),
+        g.closed_count(),
+        captured,
+    ), general
+
+
+@pytest.mark.parametrize("traffic", ["dense", "sparse", "bursts"])
+def test_a_limited_lane_admits_exactly_what_the_general_hook_admits(
+    still: StillClock, traffic: str
+) -> None:
+    # The same firings at the same (still) times through the lane and through the general
+    # hook: the same firings evaluated, in the same order, the same refusals and captures.
+    # Dense traffic (1,000 calls a second against 50) runs the bucket dry again and again
+    # (the jittered draws, the general hook's); sparse traffic (20 a second) keeps a plain
+    # bucket (the lane's own admission); bursts alternate, through the pauses that turn a
+    # bucket plain again.
+    rng = random.Random(traffic)
+    if traffic == "dense":
+        steps = [0.001] * 3000
+    elif traffic == "sparse":
+        steps = [0.05] * 300
+    else:
+        steps = [
+            0.0005 if (i // 200) % 2 == 0 else rng.choice([0.01, 0.2, 1.5]) for i in range(3000)
+        ]
+    got, handed = _limited_run(True, steps, still)
+    want, _ = _limited_run(False, steps, still)
+    assert got == want
+    evaluated = got[0]
+    # The lane admitted most evaluations itself (a plain bucket's) and refused the calls
+    # before ``next_at``; the general hook had the bucket's dry runs (the jittered draws).
+    if traffic == "sparse":
+        assert handed == 0
+    elif traffic == "bursts":
+        assert handed < len(evaluated) / 10
+    else:
+        assert handed < len(steps) / 10
+    seconds = sum(steps)
+    # Within the rate: the bucket starts full (50) and refills at 50 a second.
+    assert len(evaluated) <= 50 + 50 * seconds + 2
+    assert len(evaluated) > 50  # beyond the first full bucket: the refills admitted some
+    if traffic != "sparse":
+        assert len(evaluated) < len(steps)  # and the rate refused some
+    assert got[4], "some violations captured (the target's value, compared)"
 
 
 def test_every_firing_of_the_lane_is_metered_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
