@@ -1,5 +1,6 @@
 """The fused form of a typical expectation: one generated Python function that evaluates it on
-the values the hook has at hand, for exact builtin values only, or answers :data:`FALLBACK`.
+the values the hook has at hand, for exact builtin values (and exact Decimals) only, or answers
+:data:`FALLBACK`.
 
 :class:`sensor.hotpath.FastExpectGate` evaluates an expectation on every call its rate admits.
 The sandbox's compiled closures (:mod:`sensor.expressions.compiler`) cost a Python call per
@@ -15,11 +16,20 @@ What it answers is what the closures answer, because it only answers where they 
 
 * Every value is checked for its exact type (``type(x) is int``...) before any operation on it;
   an operation is only ever applied to exact ``int``, ``float``, ``bool``, ``None``, ``str``,
-  ``list``, ``tuple`` and ``dict`` values, whose operations are the builtins' own C code, so no
-  user code can run (no ``__eq__``, ``__hash__``, ``__len__``, ``__iter__``, property or
-  descriptor). A subclass, a user object, a missing name, anything unexpected: the function
-  returns :data:`FALLBACK` and the hook runs the closures, which answer or refuse with their own
-  message. Errors are therefore never produced here.
+  ``list``, ``tuple``, ``dict`` and ``decimal.Decimal`` values, whose operations are the
+  builtins' and the ``_decimal`` module's own C code, so no user code can run (no ``__eq__``,
+  ``__hash__``, ``__len__``, ``__iter__``, property or descriptor). A subclass, a user object, a
+  missing name, anything unexpected: the function returns :data:`FALLBACK` and the hook runs the
+  closures, which answer or refuse with their own message. Errors are therefore never produced
+  here: any exception in the body is a FALLBACK too.
+* Decimals (money) as the closures take them: compared with an int, a float or a Decimal
+  (``_compare``), added, subtracted, multiplied and divided with a Decimal or an int
+  (``_arith``; with a float Python raises TypeError, so the closures refuse it with their
+  message), ``abs`` and ``sum`` of them. The operations are the closures' own, in their order
+  and under the thread's decimal context, which they read as the closures do: the same result,
+  the same flags set in that context, and where the context traps a signal (a NaN ordered, an
+  sNaN compared, an overflow, an inexact result under a strict context) the operation raises,
+  the function answers FALLBACK and the closures raise it again with their own message.
 * The redaction rules: a name or constant key that is a secret name (R1) is not fused at all
   (decided against the rules in force, and built again when they change, as the closures are);
   a string is used only if it is too short to be a secret or the redactor's table says it is

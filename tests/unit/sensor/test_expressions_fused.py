@@ -18,8 +18,8 @@ import decimal
 import json
 import math
 from collections.abc import Callable
-from types import ModuleType
 from decimal import Decimal
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -325,7 +325,7 @@ def test_decimals_in_every_context_answer_as_the_closures_with_the_same_flags(
     assert fn is not None
     operands = _decimal_operands()
     if names:
-        results = _decimals() + [3, 0.5]
+        results = [*_decimals(), 3, 0.5]
         combos = [(r, [a, b][: len(names)]) for r in results for a in operands
                   for b in operands[::5]]  # fmt: skip
     else:
@@ -391,7 +391,9 @@ def test_the_fused_form_runs_no_dunder_of_a_hostile_value(source: str) -> None:
                 assert CALLS == [], (source, type(hostile).__name__, CALLS)
                 if type(hostile).__name__.startswith("Hostile"):
                     # A hostile value the expression reads is never answered for.
-                    reads = ("result" in source and result is hostile) or (args and args[0] is hostile)
+                    reads = ("result" in source and result is hostile) or (
+                        bool(args) and args[0] is hostile
+                    )
                     if reads and got is not FALLBACK:
                         pytest.fail(f"{source!r} answered {got!r} for {type(hostile).__name__}")
 

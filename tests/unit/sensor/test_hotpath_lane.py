@@ -224,7 +224,9 @@ def test_decimals_in_the_hosts_context_give_the_same_hits_and_flags_in_every_hoo
     # form then leave it to the closures) and leave the same flags in it.
     for ctx in _contexts():
 
-        def run() -> tuple[tuple[int, int, int], list[Any], dict[str, bool]]:
+        def run(
+            ctx: decimal.Context = ctx,
+        ) -> tuple[tuple[int, int, int], list[Any], dict[str, bool]]:
             with decimal.localcontext(ctx) as local:
                 counts, hits = _run(engine, load(MODULE), expect)
             return counts, hits, {sig.__name__: on for sig, on in local.flags.items()}
