@@ -17,17 +17,18 @@ running Python's default backend, with the engine's CPU budget on (0.99 of a CPU
 metering runs as in production but never sheds the loop). Inside it, the unprobed loop and the
 probed loop alternate (best of 3 each, ``--pairs`` pairs): ``(probed - unprobed) / calls``, the
 median of the pairs. The probe is kind ``expect`` at ``@return`` with ``eval_rate`` 1e9, so that
-every call is evaluated (``--point line``: at ``@<last line>``, the target's return line,
-before the return runs, where ``result`` is not defined; ``--kind snapshot``: a snapshot probe
-with the same expectation, whose passing firings are captured at its rate of 1 a second, so
-that nearly every evaluation is one the pass bucket refuses and the novelty check of a new value
-class runs); the child checks from
-the probe's status that every call was evaluated and that none violated (a measurement of
-skipped firings would be meaningless). The checkouts alternate process by process, ``--rounds``
-times; the figure is the median over rounds, with min..max, and ``new / old`` is the median of
-the per-round ratios. Each figure is also given in empty Python calls, measured in the same
-process beside each pair (a figure of a busy machine and the empty call it is divided by move
-together).
+every call is evaluated by the probe's own hook (``--eval-rate 1e8``: by the general hook, with
+its rate bucket, as a probe with a finite rate such as the shop's standing ones; ``--point
+line``: at ``@<last line>``, the target's return line, before the return runs, where
+``result`` is not defined; ``--kind snapshot``: a snapshot probe with the same expectation,
+whose passing firings are captured at its rate of 1 a second, so that nearly every evaluation
+is one the pass bucket refuses and the novelty check of a new value class runs); the child
+checks from the probe's status that every call was evaluated and that none violated (a
+measurement of skipped firings would be meaningless). The checkouts alternate process by
+process, ``--rounds`` times; the figure is the median over rounds, with min..max, and ``new /
+old`` is the median of the per-round ratios. Each figure is also given in empty Python calls,
+measured in the same process beside each pair (a figure of a busy machine and the empty call
+it is divided by move together).
 
 ``--icount`` counts CPU instructions instead (``valgrind --tool=callgrind``), which do not move
 with the machine's load: the probed loop and the unprobed loop, each with n and 2n iterations of
@@ -95,6 +96,24 @@ CASES: dict[str, tuple[str, str]] = {
         "all(p >= 0 for p in prices)",
         "def target(i):\n    prices = [i, 2, 3]\n    return i\n",
     ),
+    # Money is Decimal (examples/shop: its prices, discounts and quotes).
+    "money_ge_0": (
+        "result >= 0",
+        "from decimal import Decimal\nP = Decimal('12.50')\n"
+        "def target(i):\n    price = P + i\n    return price\n",
+    ),
+    "money_range": (
+        "0 <= result <= price",
+        "from decimal import Decimal\nP = Decimal('52.00')\nOFF = Decimal('5.20')\n"
+        "def target(i):\n    price = P + i\n    return price - OFF\n",
+    ),
+    "quote_total": (
+        "result['total'] == result['subtotal'] - result['discount'] + result['shipping']",
+        "from decimal import Decimal as D\n"
+        "S, OFF, SHIP, T = D('52.00'), D('5.20'), D('6.44'), D('53.24')\n"
+        "def target(i):\n    quote = {'currency': 'EUR', 'subtotal': S, 'discount': OFF, "
+        "'shipping': SHIP, 'total': T}\n    return quote\n",
+    ),
 }
 #: What one empty Python call costs on a quiet machine here (13.5 to 16.3 ns on 3.11, 3.12 and
 #: 3.13: docs/reference/benchmarks.md), used to turn instructions into nanoseconds.
@@ -139,7 +158,7 @@ def timed(n, run=loop):
     return time.perf_counter_ns() - t
 
 engine = Engine(cpu_budget=0.99)
-limits = {"eval_rate": 1e9}
+limits = {"eval_rate": float(os.environ.get("BENCH_EVAL_RATE", "1e9"))}
 if os.environ.get("BENCH_EXPIRES"):  # --expires: as the hub places probes, with a TTL
     limits["expires_at"] = time.time() + 3600
 probe = Probe(kind=kind, location=f"__main__:target@{at}", expect=expect, limits=limits)
@@ -190,7 +209,7 @@ if mode == "probed":
     from sensor.probes import Probe
     engine = Engine(cpu_budget=0.99)
     probe = Probe(kind=kind, location=f"__main__:target@{at}", expect=expect,
-                  limits={"eval_rate": 1e9})
+                  limits={"eval_rate": float(os.environ.get("BENCH_EVAL_RATE", "1e9"))})
     status = engine.install(probe, on_hit=lambda hit: None)
     assert status.state.value == "installed", status.reason
     fn(0)
@@ -400,9 +419,18 @@ def main() -> None:
         help="give the probe an expires_at an hour away, as the hub does (its TTL): the lane "
         "then reads the clock on every evaluation for the expiry (wall clock only)",
     )
+    parser.add_argument(
+        "--eval-rate",
+        type=float,
+        default=1e9,
+        help="the probe's eval_rate: 1e9 (unlimited: the probe's own hook, the lane); below it "
+        "the general hook with its rate bucket (1e8 still evaluates every call; the shop's "
+        "standing probes have 1000)",
+    )
     args = parser.parse_args()
     if args.expires:
         os.environ["BENCH_EXPIRES"] = "1"
+    os.environ["BENCH_EVAL_RATE"] = repr(args.eval_rate)
     roots = [Path(r).resolve() for r in args.roots]
     cases = args.only.split(",") if args.only else list(CASES)
     for case in cases:
@@ -422,7 +450,9 @@ def main() -> None:
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(
             f"Python {python}, probe kind {args.kind} at @{args.point}"
-            f"{', with expires_at' if args.expires else ''}, load average {load}\n\n"
+            f"{', with expires_at' if args.expires else ''}"
+            f"{f', eval_rate {args.eval_rate:g}' if args.eval_rate < 1e9 else ''}"
+            f", load average {load}\n\n"
             f"| expectation | backend | {names}{ratio} "
             f"| goal <= {GOAL_NS:.0f} ns |"
         )

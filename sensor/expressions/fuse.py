@@ -1,5 +1,6 @@
 """The fused form of a typical expectation: one generated Python function that evaluates it on
-the values the hook has at hand, for exact builtin values only, or answers :data:`FALLBACK`.
+the values the hook has at hand, for exact builtin values (and exact Decimals) only, or answers
+:data:`FALLBACK`.
 
 :class:`sensor.hotpath.FastExpectGate` evaluates an expectation on every call its rate admits.
 The sandbox's compiled closures (:mod:`sensor.expressions.compiler`) cost a Python call per
@@ -15,11 +16,20 @@ What it answers is what the closures answer, because it only answers where they 
 
 * Every value is checked for its exact type (``type(x) is int``...) before any operation on it;
   an operation is only ever applied to exact ``int``, ``float``, ``bool``, ``None``, ``str``,
-  ``list``, ``tuple`` and ``dict`` values, whose operations are the builtins' own C code, so no
-  user code can run (no ``__eq__``, ``__hash__``, ``__len__``, ``__iter__``, property or
-  descriptor). A subclass, a user object, a missing name, anything unexpected: the function
-  returns :data:`FALLBACK` and the hook runs the closures, which answer or refuse with their own
-  message. Errors are therefore never produced here.
+  ``list``, ``tuple``, ``dict`` and ``decimal.Decimal`` values, whose operations are the
+  builtins' and the ``_decimal`` module's own C code, so no user code can run (no ``__eq__``,
+  ``__hash__``, ``__len__``, ``__iter__``, property or descriptor). A subclass, a user object, a
+  missing name, anything unexpected: the function returns :data:`FALLBACK` and the hook runs the
+  closures, which answer or refuse with their own message. Errors are therefore never produced
+  here: any exception in the body is a FALLBACK too.
+* Decimals (money) as the closures take them: compared with an int, a float or a Decimal
+  (``_compare``), added, subtracted, multiplied and divided with a Decimal or an int
+  (``_arith``; with a float Python raises TypeError, so the closures refuse it with their
+  message), ``abs`` and ``sum`` of them. The operations are the closures' own, in their order
+  and under the thread's decimal context, which they read as the closures do: the same result,
+  the same flags set in that context, and where the context traps a signal (a NaN ordered, an
+  sNaN compared, an overflow, an inexact result under a strict context) the operation raises,
+  the function answers FALLBACK and the closures raise it again with their own message.
 * The redaction rules: a name or constant key that is a secret name (R1) is not fused at all
   (decided against the rules in force, and built again when they change, as the closures are);
   a string is used only if it is too short to be a secret or the redactor's table says it is
@@ -41,6 +51,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import decimal
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -70,20 +81,26 @@ MAX_KEYS: Final = 32
 #: answers (their first check starts the clock; the next comes after this many steps).
 MAX_COST: Final = _CLOCK_EVERY // 2
 
+_Decimal = decimal.Decimal
 _NUM = frozenset({int, float})
+# The numbers a comparison, an arithmetic operation, ``abs`` or ``sum`` takes: the closures'
+# ``_compare`` compares exact Decimals with ints, floats and Decimals directly, and ``_arith``
+# computes with a Decimal and a Decimal or an int (a Decimal with a float is refused there, and
+# raises TypeError here: the closures then refuse it with their own message).
+_NUMD = frozenset({int, float, _Decimal})
 _STR = frozenset({str})
 # What a name read (the load's rule R2) returns unchanged: these exact types, and a str that is
 # short or known clean (checked where it is read).
-_LOADABLE = frozenset[type]({int, float, bool, _NoneType, str, list, tuple, dict})
+_LOADABLE = frozenset[type]({int, float, bool, _NoneType, str, list, tuple, dict, _Decimal})
 _ANY = _LOADABLE
 _BOOL = frozenset({bool})
 _ORDER = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 _EQUAL = {ast.Eq: "==", ast.NotEq: "!="}
 _ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%"}
 # Names the generated code uses for types, in the order a guard tests them.
-_TYPE_ORDER = (int, float, str, bool, _NoneType, list, tuple, dict)
-_TYPE_REF = {int: "int", float: "float", str: "str", bool: "bool", _NoneType: "NoneT",
-             list: "list", tuple: "tuple", dict: "dict"}  # fmt: skip
+_TYPE_ORDER = (int, float, _Decimal, str, bool, _NoneType, list, tuple, dict)
+_TYPE_REF = {int: "int", float: "float", _Decimal: "DEC", str: "str", bool: "bool",
+             _NoneType: "NoneT", list: "list", tuple: "tuple", dict: "dict"}  # fmt: skip
 
 
 class _Unfusable(Exception):
@@ -100,6 +117,7 @@ class _Gen:
             "SCALAR": _SCALAR_IDS,
             "TABLE": table,
             "NoneT": _NoneType,
+            "DEC": _Decimal,
             "__builtins__": {},
             **{n: getattr(builtins, n) for n in _SAFE_BUILTINS},
         }
@@ -302,7 +320,7 @@ class _Gen:
             and symbols[0] in ("==", "!=")
             and any(isinstance(o, ast.Constant) and type(o.value) is str for o in operands)
         )
-        kind = _STR if texts else _NUM
+        kind = _STR if texts else _NUMD
         names = [self.ex(o, kind)[0] for o in operands]
         out = self.tmp("r")
         text = names[0]
@@ -340,8 +358,8 @@ class _Gen:
         sym = _ARITH.get(type(node.op))
         if sym is None:
             raise _Unfusable("operator")
-        a, ta = self.ex(node.left, _NUM)
-        b, tb = self.ex(node.right, _NUM)
+        a, ta = self.ex(node.left, _NUMD)
+        b, tb = self.ex(node.right, _NUMD)
         # The closures compute natively only below these sizes (larger ints are checked).
         for var, types in ((a, ta), (b, tb)):
             self.big_int_guard(var, types)
@@ -349,8 +367,11 @@ class _Gen:
             self.emit(f"if not {b}:")  # the closures' ZeroDivisionError, with their message
             self.emit("    return FALLBACK")
         out = self.tmp()
+        # A Decimal with a float raises TypeError (the closures refuse it: FALLBACK); a Decimal
+        # operation that signals a trapped condition of the thread's context raises as the
+        # closures' does (FALLBACK: they raise it again, with the same context).
         self.emit(f"{out} = {a} {sym} {b}")
-        return out, _NUM
+        return out, (_NUMD if _Decimal in ta | tb else _NUM)
 
     def x_Subscript(
         self, node: ast.Subscript, want: frozenset[type]
@@ -401,11 +422,11 @@ class _Gen:
             self.emit(f"{out} = len({var})")
             return out, frozenset({int})
         if name == "abs" and len(args) == 1:
-            var, types = self.ex(args[0], _NUM)
+            var, types = self.ex(args[0], _NUMD)
             self.big_int_guard(var, types)
             out = self.tmp()
-            self.emit(f"{out} = abs({var})")
-            return out, _NUM
+            self.emit(f"{out} = abs({var})")  # a Decimal's: rounded by the thread's context
+            return out, types & _NUMD
         if name == "isinstance" and len(args) == 2:
             spec = self._static_types(args[1])
             var, types = self.ex(args[0], _LOADABLE)
@@ -425,12 +446,13 @@ class _Gen:
             self.emit("    return FALLBACK")
             self.emit(f"for {item} in {var}:")
             self.emit(f"    {ti} = type({item})")
-            self.emit(f"    if {ti} is not int and {ti} is not float:")
+            self.emit(f"    if {ti} is not int and {ti} is not float and {ti} is not DEC:")
             self.emit("        return FALLBACK")
             self.cost += MAX_LOOP
             out = self.tmp()
+            # (Decimals and floats together: TypeError, FALLBACK; the closures fail as sum does.)
             self.emit(f"{out} = sum({var})")
-            return out, _NUM
+            return out, _NUMD
         if name in ("all", "any") and len(args) == 1 and isinstance(args[0], ast.GeneratorExp):
             return self._all_any(name == "all", args[0])
         raise _Unfusable("call")
@@ -460,8 +482,8 @@ class _Gen:
         out = self.tmp("r")
         item = self.tmp("c")
         ti = self.tmp("y")
-        # Items: exact numbers and None, and strings (short or known clean) unless the list is
-        # a pair, whose second item R1 may hide.
+        # Items: exact numbers (Decimals too) and None, and strings (short or known clean) unless
+        # the list is a pair, whose second item R1 may hide.
         self.emit(f"if len({seq}) > {MAX_LOOP}:")
         self.emit("    return FALLBACK")
         self.emit(f"{out} = {'True' if is_all else 'False'}")
@@ -471,13 +493,14 @@ class _Gen:
         self.open_block()
         self.emit(f"{ti} = type({item})")
         self.emit(
-            f"if not ({ti} is int or {ti} is float or {ti} is NoneT or ({ti} is str and not {pair}"
+            f"if not ({ti} is int or {ti} is float or {ti} is DEC or {ti} is NoneT or ({ti} is str"
+            f" and not {pair}"
             f" and (len({item}) < {MIN_SECRET_CHARS} or (len({item}) <= {CACHE_CHARS} and "
             f"TABLE.get({item}, 0) is None)))):"
         )
         self.emit("    return FALLBACK")
         upfront = len(self.lines) - 3
-        self.scope[target.id] = (item, frozenset({int, float, _NoneType, str}))
+        self.scope[target.id] = (item, frozenset({int, float, _Decimal, _NoneType, str}))
         before = self.cost
         try:
             var, _ = self.ex(gen.elt, _BOOL)
@@ -571,6 +594,9 @@ def fuse(
         + "\n  except Exception:\n    return FALLBACK\n"
     )
     code = builtins.compile(text, "<fused expectation>", "exec")
+    # The handler's name (the namespace has no builtins): without it, an exception in the
+    # body (a Decimal signal the thread's context traps) would leave as a NameError.
+    ns["Exception"] = Exception
     exec(code, ns)  # our own fixed fragments only (see the module docstring)
     fn: Callable[[object, object, object], Any] = ns["fused"]
     fn.source = text  # type: ignore[attr-defined]

@@ -14,9 +14,11 @@ Two levels:
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
 from collections.abc import Callable
+from decimal import Decimal
 from types import ModuleType
 from typing import Any
 
@@ -60,6 +62,7 @@ HostileStr = type("HostileStr", (str,), dict(_HOOKS))
 HostileList = type("HostileList", (list,), dict(_HOOKS))
 HostileTuple = type("HostileTuple", (tuple,), dict(_HOOKS))
 HostileDict = type("HostileDict", (dict,), dict(_HOOKS))
+HostileDecimal = type("HostileDecimal", (Decimal,), dict(_HOOKS))
 
 
 class Colliding:
@@ -108,6 +111,8 @@ def _hostiles() -> list[Any]:
         {Colliding(): 1, "id": 2}, {Colliding(): 1, "total": 2},
         OfHashingMeta(), [OfHashingMeta(), 1], [1, 2, OfHashingMeta()], {OfHashingMeta(): 1},
         {"total": 1, "id": 2, "x": OfHashingMeta()}, {OfHashingMeta(): 1, "total": 2},
+        HostileDecimal(3), [HostileDecimal(1), Decimal(2)], {"total": HostileDecimal(4)},
+        [Decimal(1), HostileDecimal("NaN")],
     ]  # fmt: skip
 
 
@@ -126,7 +131,19 @@ def _plain() -> list[Any]:
         [True, 1], [1, 2.5, True], [2**1023 - 1, 1], [math.inf, 1], [math.nan], [None, 1],
         ListSub([1, 2]), {"total": 2**1023}, {"total": math.nan}, {True: 1, "total": 0},
         {"total": 1, "id": 2, "a": 3, "b": 4, "c": 5, "d": 6, "e": 7, "f": 8, "g": 9},
+        # Decimals (money): plain, signed zero, the specials, the exponent's bounds, a long
+        # coefficient, mixed with ints and floats in lists and dicts.
+        *_decimals(), [Decimal("1.5"), 2], [Decimal(1), 0.5], [Decimal("NaN")],
+        {"total": Decimal("12.50")}, {"total": Decimal("-0")}, {"total": Decimal("sNaN")},
     ]  # fmt: skip
+
+
+def _decimals() -> list[Decimal]:
+    return [Decimal(text) for text in (
+        "0", "-0", "0.00", "1", "-3", "2.5", "12.50", "999.99", "1000", "-1000.000", "NaN",
+        "-NaN", "sNaN", "Infinity", "-Infinity", "1e999999", "-1e999999", "1e-999999",
+        "9.999999999999999999999999999e999999", "1" * 120, "0." + "3" * 80, "1E+1023",
+    )]  # fmt: skip
 
 
 #: expectation -> the locals it reads (passed as p0, p1 after the probe's value ``result``)
@@ -145,6 +162,10 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "x[0] * 2 + x[-1] < 10": ("x",),
     "isinstance(x, (int, float, NoneType, bool))": ("x",),
     "isinstance(x, (dict, tuple)) or isinstance(x, str)": ("x",),
+    # The shop's money (bench/bench_service.py's standing expectations): Decimals.
+    "result['total'] == result['subtotal'] - result['discount'] + result['shipping']": (),
+    "result < 1000": (),
+    "abs(result) - x >= 0 or result // x == 0": ("x",),
 }
 # Not fused: a secret name (R1), a secret key (R1), an attribute, a long literal.
 NOT_FUSED = {
@@ -170,6 +191,8 @@ def _fused(expr: Expression, names: tuple[str, ...]) -> Callable[..., Any] | Non
 
 
 def _args(names: tuple[str, ...], values: list[Any]) -> list[list[Any]]:
+    if not names:
+        return [[]]
     if len(names) == 1:
         return [[v] for v in values]
     return [[a, b] for a in values for b in values[::7]]
@@ -183,7 +206,10 @@ def test_the_fused_form_answers_as_the_closures_or_falls_back(source: str) -> No
     assert fn is not None, f"{source!r} is not fused"
     answered = 0
     plain = _plain()
-    for result in [5, 0.5, -2, "paid", None]:
+    results = [5, 0.5, -2, "paid", None, Decimal("12.50"), Decimal("-0"), *_quotes()]
+    if not names:  # the probe's value alone: every value in its place
+        results += plain + [{**_quotes()[0], "total": v} for v in plain]
+    for result in results:
         for args in _args(names, plain):
             got = fn(result, *args, *[NOTHING] * (2 - len(args)))
             if got is FALLBACK:
@@ -195,6 +221,134 @@ def test_the_fused_form_answers_as_the_closures_or_falls_back(source: str) -> No
             assert same, (source, result, args, want, got)
             assert type(want[1]) is type(got), (source, result, args, want, got)
     assert answered >= 10, f"{source!r}: the fused form answered only {answered} times"
+
+
+def _quotes() -> list[dict[str, Any]]:
+    """The shop's quotes (examples/shop/shop/pricing.py: quote), right and wrong."""
+    d = Decimal
+    return [
+        {"currency": "EUR", "subtotal": d("52.00"), "discount": d("5.20"), "shipping": d("6.44"),
+         "total": d("53.24")},
+        {"currency": "JPY", "subtotal": d("3624"), "discount": d("2500"), "shipping": d("604"),
+         "total": d("1729")},
+        {"currency": "USD", "subtotal": d("14.00"), "discount": d("0"), "shipping": d("4.00"),
+         "total": d("18.01")},
+        {"currency": "USD", "subtotal": 14, "discount": 0, "shipping": d("4.00"), "total": 18},
+        {"currency": "USD", "subtotal": d(14), "discount": 0.5, "shipping": d(4), "total": 17},
+        {"currency": "USD", "subtotal": d("NaN"), "discount": d(0), "shipping": d(4), "total": 1},
+    ]  # fmt: skip
+
+
+#: The shop's standing expectations on its money (bench/bench_service.py), with the values one
+#: request gives them: (expectation, the locals it reads, the probe's value, the locals).
+SHOP: list[tuple[str, tuple[str, ...], Any, list[Any]]] = [
+    ("result >= 0", (), Decimal("12.88"), []),
+    ("0 <= result <= price", ("price",), Decimal("46.80"), [Decimal("52.00")]),
+    ("result <= price", ("price",), Decimal("46.80"), [Decimal("52.00")]),
+    ("result < 1000", (), Decimal("6.44"), []),
+    ("result['shipping'] >= 0", (), _quotes()[0], []),
+    (SOURCE_TOTAL := "result['total'] == result['subtotal'] - result['discount'] + "
+     "result['shipping']", (), _quotes()[0], []),
+    (SOURCE_TOTAL, (), _quotes()[1], []),
+    ("result == sum(prices)", ("prices",), Decimal("52.00"), [[Decimal("28.00"), Decimal(24)]]),
+    ("all(p >= 0 for p in prices)", ("prices",), 1, [[Decimal("28.00"), Decimal("3.50")]]),
+    ("abs(result - expected) <= 1", ("expected",), Decimal("53.24"), [Decimal("53")]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("source", "names", "result", "args"), SHOP)
+def test_the_shops_money_is_answered_by_the_fused_form(
+    source: str, names: tuple[str, ...], result: Any, args: list[Any]
+) -> None:
+    # Exact Decimals compare and add in C (the _decimal module) as the closures compare and add
+    # them: the fused form answers for them, the closures' answer.
+    expr = Expression(source, slots=("result",))
+    fn = _fused(expr, names)
+    assert fn is not None
+    got = fn(result, *args, *[NOTHING] * (2 - len(args)))
+    assert got is not FALLBACK, f"{source!r} fell back on the shop's values"
+    assert _safe(expr, result, names, args) == ("value", got)
+
+
+def _contexts() -> list[decimal.Context]:
+    """The thread's decimal context the host may have set: the default (InvalidOperation,
+    DivisionByZero and Overflow trapped), strict ones, a tiny precision, nothing trapped."""
+    return [
+        decimal.Context(),
+        decimal.Context(traps=[decimal.Inexact, decimal.Rounded, decimal.FloatOperation]),
+        decimal.Context(prec=2),
+        decimal.Context(prec=1, traps=[]),
+        decimal.Context(Emax=3, Emin=-3, traps=[decimal.Overflow, decimal.Subnormal]),
+    ]
+
+
+DECIMAL_SHAPES: dict[str, tuple[str, ...]] = {
+    "result >= 0": (),
+    "result < 1000": (),
+    "result == expected": ("expected",),
+    "result != expected": ("expected",),
+    "0 <= discount <= price": ("discount", "price"),
+    "abs(result - expected) <= 1": ("expected",),
+    "result / x > 1 and result % x != 0": ("x",),
+    "abs(result) - x >= 0 or result // x == 0": ("x",),
+    "result * x + x > 0": ("x",),
+    "result == sum(prices)": ("prices",),
+    "all(p >= 0 for p in prices)": ("prices",),
+    "x[0] * 2 + x[-1] < 10": ("x",),
+    SOURCE_TOTAL: (),
+}
+
+
+def _decimal_operands() -> list[Any]:
+    d = Decimal
+    return [*_decimals(), 0, 7, -2, 2**1023 - 1, 2**1024, 0.5, -0.0, math.nan, math.inf, True,
+            [d(1), d(2)], [d(1), 2], [d("0.1"), 0.5], [d("NaN"), 1], [d("sNaN")], [],
+            [d("1e999999"), d("1e999999")], [d("9" * 40), d("-0.5")], [2, d(3)]]  # fmt: skip
+
+
+def _flags(ctx: decimal.Context) -> list[str]:
+    return sorted(sig.__name__ for sig, on in ctx.flags.items() if on)
+
+
+@pytest.mark.parametrize("source", sorted(DECIMAL_SHAPES))
+def test_decimals_in_every_context_answer_as_the_closures_with_the_same_flags(
+    source: str,
+) -> None:
+    # In each context the host may have set for its thread: where the fused form answers, the
+    # closures' value; where the context traps a signal (a NaN ordered, sNaN compared, an
+    # overflow, an inexact sum), a float mixed into arithmetic: FALLBACK, and the closures'
+    # own answer or error. And the context's flags as the closures leave them: the fused
+    # form's operations are the closures' own, in their order (the flags are the host's state).
+    names = DECIMAL_SHAPES[source]
+    expr = Expression(source, slots=("result",))
+    fn = _fused(expr, names)
+    assert fn is not None
+    operands = _decimal_operands()
+    if names:
+        results = [*_decimals(), 3, 0.5]
+        combos = [(r, [a, b][: len(names)]) for r in results for a in operands
+                  for b in operands[::5]]  # fmt: skip
+    else:
+        results = _decimals() + _quotes() + [{**_quotes()[0], "total": v} for v in operands]
+        combos = [(r, []) for r in results]
+    answered = fallen = 0
+    for ctx in _contexts():
+        for result, args in combos:
+            with decimal.localcontext(ctx) as alone:
+                want = _safe(expr, result, names, args)
+            with decimal.localcontext(ctx) as local:
+                got = fn(result, *args, *[NOTHING] * (2 - len(args)))
+                if got is FALLBACK:
+                    fallen += 1
+                    again = _safe(expr, result, names, args)
+                    assert again == want, (source, result, args, want, again)
+                else:
+                    answered += 1
+                    assert want == ("value", got), (source, ctx, result, args, want, got)
+                    assert type(want[1]) is type(got)
+            assert _flags(local) == _flags(alone), (source, ctx, result, args, got)
+    assert answered >= 40, (answered, fallen)
+    assert fallen >= 10, (answered, fallen)
 
 
 @pytest.mark.parametrize("source", ["abs(result - expected) <= 1", "result - x * 2 > 0"])
@@ -237,7 +391,9 @@ def test_the_fused_form_runs_no_dunder_of_a_hostile_value(source: str) -> None:
                 assert CALLS == [], (source, type(hostile).__name__, CALLS)
                 if type(hostile).__name__.startswith("Hostile"):
                     # A hostile value the expression reads is never answered for.
-                    reads = ("result" in source and result is hostile) or args[0] is hostile
+                    reads = ("result" in source and result is hostile) or (
+                        bool(args) and args[0] is hostile
+                    )
                     if reads and got is not FALLBACK:
                         pytest.fail(f"{source!r} answered {got!r} for {type(hostile).__name__}")
 

@@ -9,12 +9,14 @@ metered, a rule arriving after placement honoured, nothing raised into the host.
 
 from __future__ import annotations
 
+import decimal
 import itertools
 import json
 import math
 import random
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from types import ModuleType
 from typing import Any
 
@@ -59,6 +61,7 @@ HostileFloat = type("HostileFloat", (float,), dict(_HOOKS))
 HostileStr = type("HostileStr", (str,), dict(_HOOKS))
 HostileList = type("HostileList", (list,), dict(_HOOKS))
 HostileDict = type("HostileDict", (dict,), dict(_HOOKS))
+HostileDecimal = type("HostileDecimal", (Decimal,), dict(_HOOKS))
 
 CARD = "4111 1111 1111 1111"  # a secret by content (R2)
 
@@ -81,6 +84,7 @@ CASES = [
     "all(p >= 0 for p in prices)",
     "result",
     "order['password'] == 1",
+    "result * x - expected < price",
 ]
 
 _GOOD = (6, 1, [1, 2, 3], 1, 10, "item-7", [1], "paid", {"total": 1}, 5.5)
@@ -91,10 +95,15 @@ def _rows() -> list[tuple[Any, ...]]:
         -3, 0, 2, 10**30, 2**1100, -0.5, math.nan, math.inf, True, None, "", "paid", "shipped",
         "a" * 70, CARD, [], [1, -2], [0.5, 2], (1, 2), ["password", 3], list(range(40)),
         {"total": -1}, {"total": CARD}, {"password": 1, "total": 2}, {}, 1 + 2j,
+        # Money: Decimals, the specials and the exponent's bound, mixed with ints and floats.
+        Decimal("12.50"), Decimal("-0"), Decimal("NaN"), Decimal("sNaN"), Decimal("-Infinity"),
+        Decimal("1e999999"), [Decimal(1), 2], [Decimal(1), 0.5], {"total": Decimal("-1.5")},
+        {"total": Decimal("sNaN")},
     ]  # fmt: skip
     hostile: list[Any] = [
         Hostile(), HostileInt(3), HostileFloat(0.5), HostileStr("paid"), HostileList([1, 2]),
         HostileDict({"total": 1}), [HostileInt(1), 2], {"total": HostileInt(4)},
+        HostileDecimal(3), [HostileDecimal(1), Decimal(2)], {"total": HostileDecimal(4)},
     ]  # fmt: skip
     rows = [_GOOD]
     for value in plain + hostile:
@@ -181,6 +190,58 @@ def test_the_lane_gives_the_general_hooks_counters_and_hits(
     _assert_same_hits(hits, old_hits)
     assert counts[0] == len(_rows())
     assert counts[1] > 0  # some rows violate: captures of the target's frame compared
+
+
+_DECIMAL_CASES = [
+    "result >= 0",
+    "0 <= discount <= price",
+    "abs(result - expected) <= 1",
+    "result == sum(prices)",
+    "all(p >= 0 for p in prices)",
+    "result * x - expected < price",
+]
+
+
+def _contexts() -> list[decimal.Context]:
+    # The default (NaN ordered, sNaN compared, overflow: trapped); strict (an inexact or
+    # rounded result, a float compared: trapped); a tiny precision; nothing trapped.
+    return [
+        decimal.Context(traps=[decimal.Inexact, decimal.Rounded, decimal.FloatOperation]),
+        decimal.Context(prec=2),
+        decimal.Context(prec=1, traps=[]),
+    ]
+
+
+@pytest.mark.parametrize("expect", _DECIMAL_CASES)
+def test_decimals_in_the_hosts_context_give_the_same_hits_and_flags_in_every_hook(
+    engine: Engine,
+    load: Callable[..., ModuleType],
+    expect: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The thread's decimal context is the host's: the lane, the general hook and the closures
+    # alone (fused forms off) evaluate under it, raise where it traps (the lane and the fused
+    # form then leave it to the closures) and leave the same flags in it.
+    for ctx in _contexts():
+
+        def run(
+            ctx: decimal.Context = ctx,
+        ) -> tuple[tuple[int, int, int], list[Any], dict[str, bool]]:
+            with decimal.localcontext(ctx) as local:
+                counts, hits = _run(engine, load(MODULE), expect)
+            return counts, hits, {sig.__name__: on for sig, on in local.flags.items()}
+
+        counts, hits, flags = run()
+        with monkeypatch.context() as patch:
+            patch.setattr(hotpath, "SPECIALISE_LANE", False)
+            general = run()
+            patch.setattr(hotpath, "SPECIALISE_FUSED", False)
+            closures = run()
+        for old_counts, old_hits, old_flags in (general, closures):
+            assert counts == old_counts, ctx
+            _assert_same_hits(hits, old_hits)
+            assert flags == old_flags, ctx
+        assert counts[0] == len(_rows())
 
 
 @pytest.mark.parametrize("expect", CASES[:10])
