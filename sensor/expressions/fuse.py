@@ -7,7 +7,8 @@ The sandbox's compiled closures (:mod:`sensor.expressions.compiler`) cost a Pyth
 syntax node, a state list, and a mapping of the locals per evaluation; for the typical shapes
 (``result == sum(prices)``, ``0 <= discount <= price``, ``isinstance(name, str) and len(name) <
 64``, ``status in ('paid', 'shipped')``, ``order['total'] >= 0``, ``abs(result - expected) <=
-1``, ``all(p >= 0 for p in prices)``) that is most of an evaluation. :func:`fuse` writes the
+1``, ``all(p >= 0 for p in prices)``, ``coupon is None or isinstance(coupon, str)``,
+``result['currency'] == currency``) that is most of an evaluation. :func:`fuse` writes the
 whole expression as one function ``fused(v, a0, a1)`` of the probe's value and the locals the
 backend passes (see :func:`sensor.guards.locals_of`), once, when the hook is built or the
 redaction rules change.
@@ -306,6 +307,8 @@ class _Gen:
     def x_Compare(self, node: ast.Compare, want: frozenset[type]) -> tuple[str, frozenset[type]]:
         if len(node.ops) == 1 and isinstance(node.ops[0], ast.In | ast.NotIn):
             return self._in_literal(node)
+        if len(node.ops) == 1 and isinstance(node.ops[0], ast.Is | ast.IsNot):
+            return self._is_none(node)
         symbols = []
         for op in node.ops:
             sym = _ORDER.get(type(op)) or _EQUAL.get(type(op))
@@ -313,20 +316,37 @@ class _Gen:
                 raise _Unfusable("comparison")
             symbols.append(sym)
         operands = [node.left, *node.comparators]
-        # Strings only where one side is a literal string and the test is (in)equality, as
-        # the closures' cmp_str; numbers everywhere else.
-        texts = (
-            len(symbols) == 1
-            and symbols[0] in ("==", "!=")
-            and any(isinstance(o, ast.Constant) and type(o.value) is str for o in operands)
+        # (In)equality: strings and numbers, compared natively as the closures' _compare
+        # compares two builtin scalars (a str, loaded under R2, with anything: its own C
+        # code); a literal string on one side takes strings only, as the closures' cmp_str.
+        # An order: numbers only.
+        equality = len(symbols) == 1 and symbols[0] in ("==", "!=")
+        texts = equality and any(
+            isinstance(o, ast.Constant) and type(o.value) is str for o in operands
         )
-        kind = _STR if texts else _NUMD
+        kind = _STR if texts else (_STR | _NUMD) if equality else _NUMD
         names = [self.ex(o, kind)[0] for o in operands]
         out = self.tmp("r")
         text = names[0]
         for sym, name in zip(symbols, names[1:], strict=True):
             text += f" {sym} {name}"
         self.emit(f"{out} = {text}")
+        return out, _BOOL
+
+    def _is_none(self, node: ast.Compare) -> tuple[str, frozenset[type]]:
+        """``x is None``, ``x is not None`` (either side): an identity test, no user code; the
+        other operand is loaded as any name is (a value of another type: FALLBACK)."""
+        left, right = node.left, node.comparators[0]
+        if isinstance(right, ast.Constant) and right.value is None:
+            other = left
+        elif isinstance(left, ast.Constant) and left.value is None:
+            other = right
+        else:
+            raise _Unfusable("is")
+        var, _ = self.ex(other, _LOADABLE)
+        out = self.tmp("r")
+        op = "is" if isinstance(node.ops[0], ast.Is) else "is not"
+        self.emit(f"{out} = {var} {op} None")
         return out, _BOOL
 
     def _in_literal(self, node: ast.Compare) -> tuple[str, frozenset[type]]:

@@ -85,6 +85,8 @@ CASES = [
     "result",
     "order['password'] == 1",
     "result * x - expected < price",
+    "status != name",
+    "name is None or isinstance(name, str)",
 ]
 
 _GOOD = (6, 1, [1, 2, 3], 1, 10, "item-7", [1], "paid", {"total": 1}, 5.5)
