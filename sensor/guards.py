@@ -361,7 +361,13 @@ class Waker:
     gates the thread sleeps until the next tick rather than indefinitely, so the gates that close
     again during that tick find it already due to wake and ring no doorbell: one wake-up per
     tick, instead of a doorbell ring and a second wake-up (each a GIL hand-over from the host's
-    thread).
+    thread). That first linger is to the next :data:`LONG_WAIT` tick; when it passed with
+    nothing due twice in a row (the gates close on :data:`LINGER_EVERY` ticks, as the
+    expectation gates' short closings do), the thread lingers after each later reopening on
+    the next LINGER_EVERY tick at once, until a doorbell ring says that a gate wanted an
+    earlier tick: a wake-up costs the host's process tens of microseconds of CPU whatever it
+    does (a timer, a GIL hand-over), and a LONG_WAIT linger for nothing after every 100 ms
+    tick doubled them.
 
     The thread is a :class:`~sensor.threads.SensorThread` that waits on bare ``_thread`` locks
     and runs nothing but the sensor's own code and C calls between its bootstrap and its end,
@@ -494,6 +500,10 @@ class Waker:
         # close again within it, and will find the thread due to wake then (no doorbell).
         linger = -math.inf
         lingered = True
+        # Whether lingering one LONG_WAIT tick after a reopening pays: not once such lingers
+        # passed with nothing due twice in a row (once may be a gate's closing that crossed
+        # into the next interval), again when a ring says a gate wanted an earlier tick.
+        wasted = 0
         while True:
             with lock:
                 if self._stopped or generation != self._generation:
@@ -506,10 +516,18 @@ class Waker:
                 while heap and heap[0][0] <= now:
                     due.append(heapq.heappop(heap)[2])
             if due:
+                if not lingered and linger <= now:
+                    wasted = 0  # woken on the LONG_WAIT linger, and gates were due on it
                 self._call(due)
-                # The tick a gate closing now reopens on at the earliest (see tick_after).
-                linger = tick_after(now)
-                lingered = False
+                if wasted < 2:
+                    # The tick a gate closing now reopens on at the earliest (see tick_after).
+                    linger = tick_after(now)
+                    lingered = False
+                else:
+                    # That linger passed for nothing: the gates reopened now close on
+                    # LINGER_EVERY ticks, so linger on the next one at once.
+                    linger = tick_after(now, LINGER_EVERY)
+                    lingered = True
                 continue
             # Bounded: a far deadline (a rate of one per year) must not overflow the lock's
             # timeout, and the loop simply looks again.
@@ -522,6 +540,7 @@ class Waker:
                 # sleeping until needed had each of them ring the bell and wake the thread.
                 linger = tick_after(now, LINGER_EVERY)
                 lingered = True
+                wasted += 1
             if linger > now:
                 wake_at = min(wake_at, linger)
             else:
@@ -529,7 +548,8 @@ class Waker:
             self._earliest = wake_at
             if inbox:  # arrived after the drain: look again rather than sleep past it
                 continue
-            bell.acquire(True, min(max(0.0, wake_at - time.monotonic()), _MAX_SLEEP))
+            if bell.acquire(True, min(max(0.0, wake_at - time.monotonic()), _MAX_SLEEP)):
+                wasted = 0  # rung: a gate closed until a tick earlier than this wait's end
 
     def _call(self, due: list[Callable[[], None]]) -> None:
         for reopen in due:
