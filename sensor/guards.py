@@ -362,12 +362,12 @@ class Waker:
     again during that tick find it already due to wake and ring no doorbell: one wake-up per
     tick, instead of a doorbell ring and a second wake-up (each a GIL hand-over from the host's
     thread). That first linger is to the next :data:`LONG_WAIT` tick; when it passed with
-    nothing due twice in a row (the gates close on :data:`LINGER_EVERY` ticks, as the
-    expectation gates' short closings do), the thread lingers after each later reopening on
-    the next LINGER_EVERY tick at once, until a doorbell ring says that a gate wanted an
-    earlier tick: a wake-up costs the host's process tens of microseconds of CPU whatever it
-    does (a timer, a GIL hand-over), and a LONG_WAIT linger for nothing after every 100 ms
-    tick doubled them.
+    nothing due three times in a row and the first gate to close again wanted a
+    :data:`LINGER_EVERY` tick each time (as the expectation gates' short closings do), the
+    thread lingers after each later reopening on the next LINGER_EVERY tick at once, until a
+    gate wants another tick or a doorbell ring says that one wanted an earlier tick: a wake-up
+    costs the host's process tens of microseconds of CPU whatever it does (a timer, a GIL
+    hand-over), and a LONG_WAIT linger for nothing after every 100 ms tick doubled them.
 
     The thread is a :class:`~sensor.threads.SensorThread` that waits on bare ``_thread`` locks
     and runs nothing but the sensor's own code and C calls between its bootstrap and its end,
@@ -500,31 +500,49 @@ class Waker:
         # close again within it, and will find the thread due to wake then (no doorbell).
         linger = -math.inf
         lingered = True
-        # Whether lingering one LONG_WAIT tick after a reopening pays: not once such lingers
-        # passed with nothing due twice in a row (once may be a gate's closing that crossed
-        # into the next interval), again when a ring says a gate wanted an earlier tick.
+        # Whether lingering one LONG_WAIT tick after a reopening pays: not once such a linger
+        # passed with nothing due, and the first gate to close after that reopening wanted a
+        # LINGER_EVERY tick, three times in a row (a closing may cross into the next interval,
+        # a host thread may be late), again when that first gate wanted another tick, or a
+        # ring woke the thread. ``unused``: the last such linger passed with nothing due.
         wasted = 0
+        unused = False
+        # The newest request moved into the heap, and the newest at the last reopening.
+        newest = mark = -1
         while True:
             with lock:
                 if self._stopped or generation != self._generation:
                     return
                 self._earliest = -math.inf
                 while inbox:
-                    heapq.heappush(heap, inbox.popleft())
+                    entry = inbox.popleft()
+                    heapq.heappush(heap, entry)
+                    newest = entry[1]
                 now = time.monotonic()
                 due = []
+                first = math.inf  # the earliest reopening asked for since the last one
                 while heap and heap[0][0] <= now:
-                    due.append(heapq.heappop(heap)[2])
+                    at, seq, reopen = heapq.heappop(heap)
+                    due.append(reopen)
+                    if seq > mark and at < first:
+                        first = at
             if due:
-                if not lingered and linger <= now:
-                    wasted = 0  # woken on the LONG_WAIT linger, and gates were due on it
+                if unused:
+                    unused = False
+                    for at, seq, _ in heap:
+                        if seq > mark and at < first:
+                            first = at
+                    if first < math.inf:
+                        on_grid = first == tick_after(first - LINGER_EVERY, LINGER_EVERY)
+                        wasted = wasted + 1 if on_grid else 0
+                mark = newest
                 self._call(due)
-                if wasted < 2:
+                if wasted < 3:
                     # The tick a gate closing now reopens on at the earliest (see tick_after).
                     linger = tick_after(now)
                     lingered = False
                 else:
-                    # That linger passed for nothing: the gates reopened now close on
+                    # Those lingers passed for nothing: the gates reopened now close on
                     # LINGER_EVERY ticks, so linger on the next one at once.
                     linger = tick_after(now, LINGER_EVERY)
                     lingered = True
@@ -538,9 +556,9 @@ class Waker:
                 # Linger once more, until the tick of the next LINGER_EVERY interval: gates
                 # closing meanwhile round to that tick or a later one and ring nothing, where
                 # sleeping until needed had each of them ring the bell and wake the thread.
+                unused = True
                 linger = tick_after(now, LINGER_EVERY)
                 lingered = True
-                wasted += 1
             if linger > now:
                 wake_at = min(wake_at, linger)
             else:
