@@ -1163,9 +1163,10 @@ def _lane_code(
 
 
 def _tick(at: float, now: float) -> float:
-    """The tick a gate closed until ``at`` (monotonic seconds) reopens on: that of the interval
-    of :data:`~sensor.guards.LONG_WAIT` after the one holding ``at``, or of :data:`CLOSE_TICK`
-    when ``at`` is less than that from ``now`` (see :func:`sensor.guards.tick_after`).
+    """The tick a gate closed until ``at`` (monotonic seconds) by its evaluation rate reopens
+    on: that of the interval of :data:`~sensor.guards.LONG_WAIT` after the one holding ``at``,
+    or of :data:`CLOSE_TICK` when ``at`` is less than that from ``now`` (see
+    :func:`sensor.guards.tick_after`; a closing for the CPU budget: :func:`_shut_tick`).
 
     Every gate of this module that closes reopens on such a tick: however many gates close,
     however short their waits, the waker wakes at most once per LONG_WAIT interval for them
