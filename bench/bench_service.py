@@ -31,12 +31,13 @@ threads. Per round: requests/s and the p50 and p99 latency; reported as the medi
 the per-round ratio to ``plain`` (min..max), as BENCHMARKS.md asks; the CPU time the shop's
 process tree spent per request (its ratio to ``plain``'s, the same way), and of it, in ``thr
 us/req``, what the threads other than each process's main one used (the sensor's agent and
-waker threads: off the request path and not metered by the CPU budget); and, for the standing
-probes, the share of that process tree's CPU time (its CPU seconds per second of a round) that
-the sensor's CPU budget, 1% of one CPU, is: the evaluations use the whole budget whenever the
-traffic exceeds what it pays for, as here, so that share is a cost the goal has to leave room
-for whatever the gates cost. The client runs on the same
-2-core machine, so the absolute requests/s are the machine's, the ratios are the sensor's.
+waker threads: off the request path and not metered by the CPU budget) and, in ``thr wk/s``,
+how often they woke a second (each wake-up, not the work after it, is most of their cost); and,
+for the standing probes, the share of that process tree's CPU time (its CPU seconds per second
+of a round) that the sensor's CPU budget, 1% of one CPU, is: the evaluations use the whole
+budget whenever the traffic exceeds what it pays for, as here, so that share is a cost the goal
+has to leave room for whatever the gates cost. The client runs on the same 2-core machine, so
+the absolute requests/s are the machine's, the ratios are the sensor's.
 
     python bench/bench_service.py [--json] [--rounds 7] [--requests 6000]
     python bench/bench_service.py --configs plain,standing --compare-root /tmp/main-sensor
@@ -249,8 +250,9 @@ def _client(url: str, requests: int, seed: int, latencies: list[float], errors: 
         conn.close()
 
 
-def _tree_cpu(pid: int) -> tuple[float, float]:
-    """CPU seconds used so far by ``pid`` and its descendants (Linux /proc): (all, other threads).
+def _tree_cpu(pid: int) -> tuple[float, float, int]:
+    """CPU seconds used so far by ``pid`` and its descendants (Linux /proc): (all, other threads,
+    the other threads' wake-ups).
 
     A shared machine's load preempts the service and moves its throughput by 10% or more from
     round to round; the CPU time it spends per request moves much less, since time spent
@@ -258,9 +260,14 @@ def _tree_cpu(pid: int) -> tuple[float, float]:
     ``stat`` ticks are 10 ms, too coarse for a round): *other threads* are every thread but
     each process's main one, that is the sensor's (agent, waker) in the gunicorn master and
     worker, whose work is not on the request path and not metered by the CPU budget. Exited
-    processes are not counted (none exit here).
+    processes are not counted (none exit here). Their wake-ups are the context switches
+    (``voluntary_ctxt_switches`` and ``nonvoluntary_ctxt_switches`` of ``status``): each costs
+    the process tens of microseconds of CPU on these machines whatever the thread then does (a
+    timer or a socket, and a GIL hand-over from the request thread), so how often the sensor's
+    threads wake is most of what they cost.
     """
     total = others = 0.0
+    wakeups = 0
     todo = [pid]
     while todo:
         p = todo.pop()
@@ -274,10 +281,20 @@ def _tree_cpu(pid: int) -> tuple[float, float]:
                 total += ns / 1e9
                 if task.name != str(p):
                     others += ns / 1e9
+                    wakeups += _switches(task)
                 todo.extend(int(c) for c in children)
         except OSError:
             continue
-    return total, others
+    return total, others, wakeups
+
+
+def _switches(task: Path) -> int:
+    try:
+        lines = (task / "status").read_text().splitlines()
+    except OSError:
+        return 0
+    names = ("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")
+    return sum(int(line.split()[1]) for line in lines if line.startswith(names))
 
 
 def one_round(url: str, requests: int, seed: int, pid: int | None = None) -> dict[str, float]:
@@ -289,14 +306,14 @@ def one_round(url: str, requests: int, seed: int, pid: int | None = None) -> dic
         )
         for i in range(2)
     ]
-    cpu0, other0 = _tree_cpu(pid) if pid is not None else (0.0, 0.0)
+    cpu0, other0, wake0 = _tree_cpu(pid) if pid is not None else (0.0, 0.0, 0)
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     took = time.perf_counter() - started
-    cpu1, other1 = _tree_cpu(pid) if pid is not None else (0.0, 0.0)
+    cpu1, other1, wake1 = _tree_cpu(pid) if pid is not None else (0.0, 0.0, 0)
     cpu, other = cpu1 - cpu0, other1 - other0
     if errors:
         raise SystemExit(f"bench_service: errors against {url}: {errors[:3]}")
@@ -305,6 +322,8 @@ def one_round(url: str, requests: int, seed: int, pid: int | None = None) -> dic
         "rps": len(lat) / took,
         "cpu_ms_per_request": cpu * 1e3 / len(lat),
         "thread_us_per_request": other * 1e6 / len(lat),
+        # How often those threads woke (context switches a second): most of what they cost.
+        "thread_wakeups_per_second": (wake1 - wake0) / took,
         # CPU seconds the process tree used per second of the round: what the sensor's CPU
         # budget (a share of one CPU) is a share of.
         "cpu_per_second": cpu / took,
@@ -432,7 +451,8 @@ def report(rounds: dict[str, list[dict[str, float]]], as_json: bool) -> None:
         print(f"Service overhead on Python {python} ({len(base)} interleaved rounds)")
         print(
             f"{'config':8} {'req/s':>8} {'ratio':>8} {'min..max':>15} {'p50 ms':>8} {'p99 ms':>8}"
-            f" {'CPU ms/req':>10} {'thr us/req':>10} {'CPU ratio':>9} {'min..max':>15}"
+            f" {'CPU ms/req':>10} {'thr us/req':>10} {'thr wk/s':>8} {'CPU ratio':>9}"
+            f" {'min..max':>15}"
         )
     for name, runs in rounds.items():
         ratios = [run["rps"] / b["rps"] for run, b in zip(runs, base, strict=True)]
@@ -459,6 +479,9 @@ def report(rounds: dict[str, list[dict[str, float]]], as_json: bool) -> None:
             # waker threads; none in plain): off the request path and off the CPU budget.
             "thread_us_per_request": round(
                 statistics.median(r["thread_us_per_request"] for r in runs), 2
+            ),
+            "thread_wakeups_per_second": round(
+                statistics.median(r["thread_wakeups_per_second"] for r in runs), 1
             ),
             "cpu_per_second": round(statistics.median(r["cpu_per_second"] for r in runs), 3),
             "cpu_ratio": round(statistics.median(cpu_ratios), 3),
@@ -488,6 +511,7 @@ def report(rounds: dict[str, list[dict[str, float]]], as_json: bool) -> None:
                 f"{record['ratio_min']:6.3f}..{record['ratio_max']:.3f}x "
                 f"{record['p50_ms']:8.2f} {record['p99_ms']:8.2f} "
                 f"{record['cpu_ms_per_request']:10.3f} {record['thread_us_per_request']:10.2f} "
+                f"{record['thread_wakeups_per_second']:8.1f} "
                 f"{record['cpu_ratio']:8.3f}x "
                 f"{record['cpu_ratio_min']:6.3f}..{record['cpu_ratio_max']:.3f}x   {record['goal']}"
             )

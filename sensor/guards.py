@@ -361,7 +361,13 @@ class Waker:
     gates the thread sleeps until the next tick rather than indefinitely, so the gates that close
     again during that tick find it already due to wake and ring no doorbell: one wake-up per
     tick, instead of a doorbell ring and a second wake-up (each a GIL hand-over from the host's
-    thread).
+    thread). That first linger is to the next :data:`LONG_WAIT` tick; when it passed with
+    nothing due three times in a row and the first gate to close again wanted a
+    :data:`LINGER_EVERY` tick each time (as the expectation gates' short closings do), the
+    thread lingers after each later reopening on the next LINGER_EVERY tick at once, until a
+    gate wants another tick or a doorbell ring says that one wanted an earlier tick: a wake-up
+    costs the host's process tens of microseconds of CPU whatever it does (a timer, a GIL
+    hand-over), and a LONG_WAIT linger for nothing after every 100 ms tick doubled them.
 
     The thread is a :class:`~sensor.threads.SensorThread` that waits on bare ``_thread`` locks
     and runs nothing but the sensor's own code and C calls between its bootstrap and its end,
@@ -494,22 +500,52 @@ class Waker:
         # close again within it, and will find the thread due to wake then (no doorbell).
         linger = -math.inf
         lingered = True
+        # Whether lingering one LONG_WAIT tick after a reopening pays: not once such a linger
+        # passed with nothing due, and the first gate to close after that reopening wanted a
+        # LINGER_EVERY tick, three times in a row (a closing may cross into the next interval,
+        # a host thread may be late), again when that first gate wanted another tick, or a
+        # ring woke the thread. ``unused``: the last such linger passed with nothing due.
+        wasted = 0
+        unused = False
+        # The newest request moved into the heap, and the newest at the last reopening.
+        newest = mark = -1
         while True:
             with lock:
                 if self._stopped or generation != self._generation:
                     return
                 self._earliest = -math.inf
                 while inbox:
-                    heapq.heappush(heap, inbox.popleft())
+                    entry = inbox.popleft()
+                    heapq.heappush(heap, entry)
+                    newest = entry[1]
                 now = time.monotonic()
                 due = []
+                first = math.inf  # the earliest reopening asked for since the last one
                 while heap and heap[0][0] <= now:
-                    due.append(heapq.heappop(heap)[2])
+                    at, seq, reopen = heapq.heappop(heap)
+                    due.append(reopen)
+                    if seq > mark and at < first:
+                        first = at
             if due:
+                if unused:
+                    unused = False
+                    for at, seq, _ in heap:
+                        if seq > mark and at < first:
+                            first = at
+                    if first < math.inf:
+                        on_grid = first == tick_after(first - LINGER_EVERY, LINGER_EVERY)
+                        wasted = wasted + 1 if on_grid else 0
+                mark = newest
                 self._call(due)
-                # The tick a gate closing now reopens on at the earliest (see tick_after).
-                linger = tick_after(now)
-                lingered = False
+                if wasted < 3:
+                    # The tick a gate closing now reopens on at the earliest (see tick_after).
+                    linger = tick_after(now)
+                    lingered = False
+                else:
+                    # Those lingers passed for nothing: the gates reopened now close on
+                    # LINGER_EVERY ticks, so linger on the next one at once.
+                    linger = tick_after(now, LINGER_EVERY)
+                    lingered = True
                 continue
             # Bounded: a far deadline (a rate of one per year) must not overflow the lock's
             # timeout, and the loop simply looks again.
@@ -520,6 +556,7 @@ class Waker:
                 # Linger once more, until the tick of the next LINGER_EVERY interval: gates
                 # closing meanwhile round to that tick or a later one and ring nothing, where
                 # sleeping until needed had each of them ring the bell and wake the thread.
+                unused = True
                 linger = tick_after(now, LINGER_EVERY)
                 lingered = True
             if linger > now:
@@ -529,7 +566,8 @@ class Waker:
             self._earliest = wake_at
             if inbox:  # arrived after the drain: look again rather than sleep past it
                 continue
-            bell.acquire(True, min(max(0.0, wake_at - time.monotonic()), _MAX_SLEEP))
+            if bell.acquire(True, min(max(0.0, wake_at - time.monotonic()), _MAX_SLEEP)):
+                wasted = 0  # rung: a gate closed until a tick earlier than this wait's end
 
     def _call(self, due: list[Callable[[], None]]) -> None:
         for reopen in due:

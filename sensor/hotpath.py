@@ -108,10 +108,12 @@ METER_STRIDE_BITS = 4
 #: on every firing and charged exactly, alone, out of the sample; the one-hit cap applies to a
 #: timed firing (and to each exact part) alone.
 PRECISE_STRIDE_BITS = 4
-#: A gate closed because its CPU-budget share is empty reopens after at most this many seconds,
-#: even if the share would refill later: the shares are computed again every one-second window
-#: (a probe may get more, or the shedding may stop), and the first firing after the reopening
-#: asks the account again (and closes again if it is still empty).
+#: A gate closed because its CPU-budget share is empty is due to reopen after at most this many
+#: seconds, even if the share would refill later: the shares are computed again every one-second
+#: window (a probe may get more, or the shedding may stop), and the first firing after the
+#: reopening asks the account again (and closes again if it is still empty). It reopens on the
+#: waker's CLOSE_TICK tick after that time (less than 2 * CLOSE_TICK later), as every closing
+#: for the budget does: see _shut_tick.
 SHUT_MAX = 0.25
 #: A gate that closes for less than this (an evaluation rate above 1 / CLOSE_TICK a second
 #: that its calls exceed, a budget share that refills within it) reopens on a multiple of it:
@@ -448,7 +450,7 @@ class FastExpectGate(guards._GuardedHook):
                     if shut_schedule is not None and wait > 0.0:
                         shut = (shut[0], tally_count(closed))
                         switch.on = False  # before schedule(): the reopening may run first
-                        if not shut_schedule(_tick(now_s + min(wait, SHUT_MAX), now_s), reopen):
+                        if not shut_schedule(_shut_tick(now_s + min(wait, SHUT_MAX)), reopen):
                             reopen()
                     return
             error: str | None = None
@@ -1207,9 +1209,10 @@ def _lane_code(
 
 
 def _tick(at: float, now: float) -> float:
-    """The tick a gate closed until ``at`` (monotonic seconds) reopens on: that of the interval
-    of :data:`~sensor.guards.LONG_WAIT` after the one holding ``at``, or of :data:`CLOSE_TICK`
-    when ``at`` is less than that from ``now`` (see :func:`sensor.guards.tick_after`).
+    """The tick a gate closed until ``at`` (monotonic seconds) by its evaluation rate reopens
+    on: that of the interval of :data:`~sensor.guards.LONG_WAIT` after the one holding ``at``,
+    or of :data:`CLOSE_TICK` when ``at`` is less than that from ``now`` (see
+    :func:`sensor.guards.tick_after`; a closing for the CPU budget: :func:`_shut_tick`).
 
     Every gate of this module that closes reopens on such a tick: however many gates close,
     however short their waits, the waker wakes at most once per LONG_WAIT interval for them
@@ -1220,6 +1223,22 @@ def _tick(at: float, now: float) -> float:
     multiples of them: a run of evaluations starts at a random phase of any periodic traffic.
     """
     return guards.tick_after(at, CLOSE_TICK if at - now < CLOSE_TICK else LONG_WAIT)
+
+
+def _shut_tick(at: float) -> float:
+    """The tick a gate closed for the CPU budget until ``at`` (monotonic seconds) reopens on:
+    that of the :data:`CLOSE_TICK` interval after the one holding ``at``, however far ``at``
+    is (:func:`_tick` rounds a wait of CLOSE_TICK or more to a LONG_WAIT tick).
+
+    A shedding budget closes every gate of the probes over their shares, for 10 to 250 ms
+    (:data:`SHUT_MAX`) each: on LONG_WAIT ticks those closings kept the waker waking on 30 to
+    40 ticks a second in the standing shop, and a wake-up costs the host's process tens of
+    microseconds of CPU (a timer, a GIL hand-over) whatever it reopens. On CLOSE_TICK ticks it
+    wakes on at most 10 a second, with the rate closings. Reopening later costs no evaluation:
+    the share keeps filling (up to a second's worth) while the gate is closed, and is spent in
+    a longer run once it reopens.
+    """
+    return guards.tick_after(at, CLOSE_TICK)
 
 
 def _type_name(tp: type) -> str:

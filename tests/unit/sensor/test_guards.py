@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from waker_doubles import HeldWaker, StillClock
+from waker_doubles import HeldWaker, SimulatedBell, StillClock, serve_simulated
 
 from sensor.guards import (
     HIT_CAP_STRIKES,
@@ -23,6 +23,7 @@ from sensor.guards import (
     Gate,
     Switch,
     Waker,
+    jitter_seed,
     switch_of,
     tick_after,
 )
@@ -631,6 +632,88 @@ def test_gates_closing_on_close_ticks_after_a_reopening_ring_nothing(
     waker.stop()
     assert on_time >= 3, f"only {on_time} rounds of {on_time + late} closed in time"
     assert rang_on_time == 0, f"{rang_on_time} rings in {on_time} rounds ({late} late rounds)"
+
+
+def _simulate_gates(
+    still: StillClock, gates: list[tuple[float, float, float]], seconds: float, seed: int
+) -> tuple[SimulatedBell, set[float], list[float]]:
+    """Gates that close again ``drain`` seconds after each reopening (a run of evaluations)
+    until the waker's tick on the grid of ``every`` after their need 1 ms on, as the
+    expectation gates do; ``gates`` is ``(first closing, drain, every)`` each. The waker's own
+    loop serves them on the simulated clock for ``seconds``, its ticks drawn from ``seed``:
+    (its bell, the ticks it reopened gates on, how late each reopening was)."""
+    jitter_seed(seed)
+    try:
+        waker = Waker()
+        bell = SimulatedBell(waker, still, until=still.now + seconds)
+        ticks: set[float] = set()
+        late: list[float] = []
+
+        def close(drain: float, every: float) -> None:
+            at = tick_after(still.now + 0.001, every)
+            assert waker.schedule(at, functools.partial(reopen, at, drain, every))
+
+        def reopen(at: float, drain: float, every: float) -> None:
+            late.append(still.now - at)
+            ticks.add(at)
+            bell.at(still.now + drain, functools.partial(close, drain, every))
+
+        for first, drain, every in gates:
+            bell.at(still.now + first, functools.partial(close, drain, every))
+        serve_simulated(waker, bell)
+    finally:
+        jitter_seed(None)
+    return bell, ticks, late
+
+
+def test_gates_closing_on_close_ticks_wake_the_waker_about_once_a_tick(still: StillClock) -> None:
+    # A standing expectation whose calls exceed its evaluation rate reopens on a tick, spends
+    # its burst in about 30 ms and closes again until a later CLOSE_TICK (LINGER_EVERY) tick.
+    # The waker used to linger one LONG_WAIT tick after every reopening, for nothing: 2.1
+    # wake-ups a tick (each tens of microseconds of the host's CPU, a timer and a GIL
+    # hand-over, whatever it does). Once such lingers passed for nothing it lingers on the next
+    # LINGER_EVERY tick at once: 1.4 (a gate that closes in the next interval still finds that
+    # tick early), no reopening late.
+    gates = [(0.005 * i, 0.03, LINGER_EVERY) for i in range(20)]
+    wakeups = reopening_ticks = 0
+    for seed in range(4):
+        bell, ticks, late = _simulate_gates(still, gates, 10.0, seed)
+        assert len(ticks) >= 70  # about one a LINGER_EVERY interval
+        assert max(late) < 1e-6, "a reopening came late"
+        assert bell.rings <= 10
+        wakeups += bell.wakeups
+        reopening_ticks += len(ticks)
+    assert wakeups <= 1.6 * reopening_ticks, (wakeups, reopening_ticks)
+
+
+def test_gates_closing_on_long_wait_ticks_keep_the_waker_lingering_one_tick(
+    still: StillClock,
+) -> None:
+    # Gates that close again at once until the next LONG_WAIT tick (an evaluation rate of
+    # about 40 a second their calls exceed): the LONG_WAIT linger after each reopening is what
+    # they close on, so it stays, and they ring (almost) nothing.
+    gates = [(0.001 * i, 0.002, LONG_WAIT) for i in range(5)]
+    for seed in range(4):
+        bell, ticks, late = _simulate_gates(still, gates, 5.0, seed)
+        assert len(ticks) >= 200
+        assert max(late) < 1e-6, "a reopening came late"
+        assert bell.rings <= 10
+        assert bell.wakeups <= 1.25 * len(ticks), (bell.wakeups, len(ticks))
+
+
+def test_a_gate_wanting_an_earlier_tick_than_the_waker_lingers_on_is_never_late(
+    still: StillClock,
+) -> None:
+    # Once the waker lingers on LINGER_EVERY ticks, a gate that closes until an earlier
+    # LONG_WAIT tick rings the bell (it is never reopened late), and the waker goes back to
+    # lingering one LONG_WAIT tick after a reopening: that gate's later closings ring little.
+    gates = [(0.005 * i, 0.03, LINGER_EVERY) for i in range(10)]
+    gates.append((2.0, 0.002, LONG_WAIT))  # it starts once the others taught the waker
+    for seed in range(4):
+        bell, ticks, late = _simulate_gates(still, gates, 6.0, seed)
+        assert len(ticks) >= 150
+        assert max(late) < 1e-6, "a reopening came late"
+        assert 1 <= bell.rings <= 12, bell.rings
 
 
 def test_waker_after_fork_reopens_everything_and_starts_again_on_demand() -> None:

@@ -17,8 +17,17 @@ from typing import Any
 from waker_doubles import HeldWaker
 
 from sensor.expressions import compile
-from sensor.guards import LONG_WAIT, CpuBudget, Waker, switch_of, tally_count, tick_of
-from sensor.hotpath import CLOSE_TICK, FastExpectGate
+from sensor.guards import (
+    LONG_WAIT,
+    CpuBudget,
+    Waker,
+    jitter_seed,
+    switch_of,
+    tally_count,
+    tick_after,
+    tick_of,
+)
+from sensor.hotpath import CLOSE_TICK, SHUT_MAX, FastExpectGate
 
 
 def make_gate(
@@ -100,6 +109,38 @@ def test_a_firing_the_budget_sheds_closes_the_gate_until_the_share_refills() -> 
         assert account.skipped_count() == 501  # the count of the closed stretch is kept
     finally:
         waker.stop()
+
+
+def test_a_budget_closing_of_any_length_reopens_on_a_close_tick() -> None:
+    # A shedding budget closes its probes' gates for up to SHUT_MAX. Those of CLOSE_TICK or
+    # more used to reopen on LONG_WAIT ticks: with the standing shop's 20 probes the waker woke
+    # on 30 to 40 ticks a second instead of at most 10, each wake-up a timer and a GIL hand-over
+    # of the host's CPU. Every budget closing now reopens on a CLOSE_TICK tick, never before
+    # the share refills (nor later than SHUT_MAX and two ticks).
+    jitter_seed(7)
+    try:
+        for debt_ms in (100, 120, 150, 180, 200, 240):
+            budget = CpuBudget(0.5)
+            waker = HeldWaker()
+            try:
+                g = make_gate(budget, waker)
+                account = budget.account("p")
+                # Shed, this probe's share in debt for ``debt_ms`` at 1 ms of CPU a second.
+                account.rate = 1e6
+                account.tokens = -debt_ms * 1000.0
+                account.last = time.monotonic()
+                closed_at = time.monotonic()
+                backend_call(g, 1)
+                assert len(waker.held) == 1, "the closing asked the waker for its reopening"
+                at = waker.held[0][0]
+                assert at - closed_at >= debt_ms / 1000 - 0.002  # not before the share refills
+                assert at - closed_at < SHUT_MAX + 2 * CLOSE_TICK + 0.01
+                # The tick of its CLOSE_TICK interval (see guards.tick_after).
+                assert at == tick_after(at - CLOSE_TICK, CLOSE_TICK), (debt_ms, at)
+            finally:
+                waker.stop()
+    finally:
+        jitter_seed(None)
 
 
 def test_a_gate_closed_by_the_budget_keeps_its_count_after_it_is_disarmed() -> None:
