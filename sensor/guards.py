@@ -543,8 +543,12 @@ class Waker:
                     lingered = False
                 else:
                     # Those lingers passed for nothing: the gates reopened now close on
-                    # LINGER_EVERY ticks, so linger on the next one at once.
-                    linger = tick_after(now, LINGER_EVERY)
+                    # LINGER_EVERY ticks, so linger at once until the tick the two lingers
+                    # would have ended on (the LINGER_EVERY tick after the LONG_WAIT one),
+                    # not the LINGER_EVERY tick after now: that one may come before the gates
+                    # close again (their run of evaluations takes tens of milliseconds), and
+                    # their closings would then find the thread asleep until needed and ring.
+                    linger = tick_after(tick_after(now), LINGER_EVERY)
                     lingered = True
                 continue
             # Bounded: a far deadline (a rate of one per year) must not overflow the lock's

@@ -686,6 +686,25 @@ def test_gates_closing_on_close_ticks_wake_the_waker_about_once_a_tick(still: St
     assert wakeups <= 1.6 * reopening_ticks, (wakeups, reopening_ticks)
 
 
+@pytest.mark.parametrize("drain", [0.05, 0.06])
+def test_gates_closing_late_in_a_close_tick_interval_find_the_waker_lingering(
+    still: StillClock, drain: float
+) -> None:
+    # Gates whose run of evaluations lasts half a LINGER_EVERY interval close again 50 to 60
+    # ms after their reopening. The waker that learnt to linger on LINGER_EVERY ticks must
+    # linger on the tick they close on: the one after the LONG_WAIT tick after the reopening.
+    # The LINGER_EVERY tick after the reopening itself may come before they close (a reopening
+    # late in its interval, the next interval's tick early in it): the waker then slept until
+    # needed, and every gate's closing rang the bell (seen as 5 rings in 5 rounds of a
+    # real-time test, 1 run in 30).
+    gates = [(0.005 * i, drain, LINGER_EVERY) for i in range(20)]
+    for seed in range(6):
+        bell, ticks, late = _simulate_gates(still, gates, 10.0, seed)
+        assert len(ticks) >= 40
+        assert max(late) < 1e-6, "a reopening came late"
+        assert bell.rings <= 10, (seed, bell.rings, len(ticks))
+
+
 def test_gates_closing_on_long_wait_ticks_keep_the_waker_lingering_one_tick(
     still: StillClock,
 ) -> None:
