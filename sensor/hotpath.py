@@ -877,7 +877,7 @@ _LANE_BUCKET = """
             _tk = tokens + (_n - last) * per_ns
             if _tk > burst:
                 _tk = burst
-            if _n < next_at or need != 1.0 or _tk < 2.0 or _n >= expires:
+            if _n < next_at or need != 1.0 or _tk < 2.0{expired}:
                 if _t0:
                     lskip = 1
                     lstride = _s
@@ -1169,7 +1169,12 @@ def _lane_code(
                 bucket_cells=", tokens, last, next_at" if limited else "",
                 more=more,
                 expiry=expiry,
-                bucket=_LANE_BUCKET if limited else "",
+                # (a probe that never expires: no test)
+                bucket=_LANE_BUCKET.format(
+                    expired="" if expires_at is None else " or _n >= expires"
+                )
+                if limited
+                else "",
                 frame_read=frame_read,
             )
             + "\n".join(inline)
