@@ -312,6 +312,7 @@ def _gate(
     eval_rate: float = 1e9,
     pass_rate: float | None = None,
     max_hits: int | None = None,
+    expires_at: float | None = None,
 ) -> FastExpectGate:
     return FastExpectGate(
         expr=compile(source, slots=("result",)),
@@ -325,7 +326,7 @@ def _gate(
         pass_rate=pass_rate,
         pass_burst=None,
         max_hits=max_hits,
-        expires_at=None,
+        expires_at=expires_at,
         on_stop=(stops if stops is not None else []).append,
         budget=budget,
         account=budget.account("p"),
@@ -399,6 +400,26 @@ def _limited_run(lane: bool, steps: list[float], still: StillClock) -> tuple[tup
         g.closed_count(),
         captured,
     ), general
+
+
+def test_a_limited_lane_stops_at_its_expiry(still: StillClock) -> None:
+    # A probe with a TTL and a limited rate (a standing probe as the hub places it): its lane
+    # tests the expiry on the admission it makes itself, every firing (the bucket reads the
+    # clock anyway), and stops the probe at it; one without a TTL has no such test.
+    budget = CpuBudget(0.5)
+    budget.clock = hotpath._perf  # the still clock is the cheap one (see _limited_run)
+    stops: list[str] = []
+    g = _gate(budget, eval_rate=50.0, stops=stops, expires_at=time.time() + 1.0)
+    assert _is_lane(g.hook)
+    for _ in range(19):  # 0.95 s at 20 calls a second: within the rate, before the expiry
+        still.advance(0.05)
+        g.hook(1)
+    assert stops == []
+    assert tally_count(g.evaluations) == 19
+    still.advance(0.1)
+    g.hook(1)
+    assert stops == ["expired"]
+    assert tally_count(g.evaluations) == 19
 
 
 @pytest.mark.parametrize("traffic", ["dense", "sparse", "bursts"])
