@@ -328,7 +328,7 @@ def _tick_in(m: int, every: float) -> float:
 #: After a wake-up that reopened gates and a LONG_WAIT tick lingered for nothing, the waker
 #: lingers until the tick of the next interval of this (seconds): the tick that the expectation
 #: gates' short closings round to (``sensor.hotpath.CLOSE_TICK``, the same value).
-LINGER_EVERY = 0.1
+LINGER_EVERY = 1.0
 #: The waker sleeps at most this long at a time (seconds).
 _MAX_SLEEP = 60.0
 
