@@ -124,9 +124,10 @@ SHUT_MAX = 0.25
 #: thread is what a standing probe costs the host most, not its evaluations: it wakes a timer,
 #: then takes the GIL from the host's thread, and costs the host's process tens to hundreds of
 #: microseconds of CPU (in a VM, the most) whatever it does, outside the CPU budget's meter.
-#: In-process (docs/reference/benchmarks.md), the 20 standing expectations of the shop cost it
-#: 8% of its CPU with 100 ms ticks and 3.5% with 1 s ones, the waker's thread switching some
-#: 3,000 times a second then and 7 to 70 now. The evaluation bucket of a rate above
+#: In one process (bench/bench_standing_inprocess.py), the shop's 20 standing expectations
+#: cost its requests 9 to 13% more CPU with 100 ms ticks, the waker's thread switching about
+#: 6,000 times a second, and 5 to 7% with 1 s ones, 400 to 700 switches (2.5% is the closed
+#: gates' inline tests). The evaluation bucket of a rate above
 #: 1 / CLOSE_TICK holds two ticks' worth (see eval_burst), what accrues while its gate is
 #: closed (less than 2 * CLOSE_TICK): the same evaluations a second, in runs of up to that
 #: many; a budget share holds a second's worth (a probe shed by the budget may lose part of
