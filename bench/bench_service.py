@@ -187,8 +187,10 @@ def start_shop(
             "SENSOR_SERVICE": service or f"bench-{name}",
             "SENSOR_POLL_WAIT": "2",
         }
-        if sensor_root is not None:  # the sensor package of another checkout, ahead of ours
-            env["PYTHONPATH"] = str(sensor_root)
+        # The sensor package of this checkout, or of another one (--compare-root), ahead of
+        # whatever sensor the interpreter has installed (an editable install of another
+        # worktree would otherwise serve every configuration but the compared one).
+        env["PYTHONPATH"] = str(sensor_root if sensor_root is not None else ROOT)
     log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -328,7 +328,7 @@ def _tick_in(m: int, every: float) -> float:
 #: After a wake-up that reopened gates and a LONG_WAIT tick lingered for nothing, the waker
 #: lingers until the tick of the next interval of this (seconds): the tick that the expectation
 #: gates' short closings round to (``sensor.hotpath.CLOSE_TICK``, the same value).
-LINGER_EVERY = 0.1
+LINGER_EVERY = 1.0
 #: The waker sleeps at most this long at a time (seconds).
 _MAX_SLEEP = 60.0
 
@@ -355,7 +355,8 @@ class Waker:
     (a few ms), which only delays the next hit; it is never early.
 
     Cheap while gates close on every tick (a standing expectation whose evaluation rate its
-    calls exceed closes after each run of evaluations, 50 times a second): :meth:`schedule` runs
+    calls exceed closes after each run of evaluations, once a :data:`LINGER_EVERY` tick, the
+    expectation gates' ``CLOSE_TICK``): :meth:`schedule` runs
     no Python code of the ``threading`` module on the host's thread (it reads its own flag of the
     generation whose thread serves, never ``Thread.is_alive``), and after a wake-up that reopened
     gates the thread sleeps until the next tick rather than indefinitely, so the gates that close
@@ -366,8 +367,12 @@ class Waker:
     :data:`LINGER_EVERY` tick each time (as the expectation gates' short closings do), the
     thread lingers after each later reopening on the next LINGER_EVERY tick at once, until a
     gate wants another tick or a doorbell ring says that one wanted an earlier tick: a wake-up
-    costs the host's process tens of microseconds of CPU whatever it does (a timer, a GIL
-    hand-over), and a LONG_WAIT linger for nothing after every 100 ms tick doubled them.
+    costs the host's process tens to hundreds of microseconds of CPU whatever it does (a
+    timer, a GIL hand-over; in a VM the most), and a LONG_WAIT linger for nothing after every
+    tick doubled them. So LINGER_EVERY is 1 s: the expectation gates' short closings, the
+    commonest, wake the thread about once a second for all of them (it was 100 ms, and the
+    standing shop's waker switched thousands of times a second, see
+    ``sensor.hotpath.CLOSE_TICK``).
 
     The thread is a :class:`~sensor.threads.SensorThread` that waits on bare ``_thread`` locks
     and runs nothing but the sensor's own code and C calls between its bootstrap and its end,

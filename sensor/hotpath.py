@@ -77,6 +77,7 @@ __all__ = [
     "SHUT_MAX",
     "SLOW_FIRING_NS",
     "FastExpectGate",
+    "eval_burst",
 ]
 
 #: The most locals an expectation's hook takes as arguments (see guards.locals_of): one that
@@ -116,12 +117,38 @@ PRECISE_STRIDE_BITS = 4
 #: for the budget does: see _shut_tick.
 SHUT_MAX = 0.25
 #: A gate that closes for less than this (an evaluation rate above 1 / CLOSE_TICK a second
-#: that its calls exceed, a budget share that refills within it) reopens on a multiple of it:
-#: at most 1 / CLOSE_TICK closings a second per probe, each a ``Waker.schedule`` on the host's
-#: thread and a reopening on the waker's, instead of one per :data:`~sensor.guards.LONG_WAIT`.
-#: The bucket and the share fill meanwhile (a rate above 1 / CLOSE_TICK has a burst of a
-#: second's worth, a share holds a second's worth): the same evaluations a second, in runs.
-CLOSE_TICK = 0.1
+#: that its calls exceed, a budget share that refills within it) reopens on a tick of it (see
+#: _tick and _shut_tick): at most about one closing a second per probe, each a
+#: ``Waker.schedule`` on the host's thread, and the gates of every probe reopen together on
+#: one shared tick, one wake-up of the waker a second for them all. A wake-up of a sensor
+#: thread is what a standing probe costs the host most, not its evaluations: it wakes a timer,
+#: then takes the GIL from the host's thread, and costs the host's process tens to hundreds of
+#: microseconds of CPU (in a VM, the most) whatever it does, outside the CPU budget's meter.
+#: In one process (bench/bench_standing_inprocess.py), the shop's 20 standing expectations
+#: cost its requests 9 to 13% more CPU with 100 ms ticks, the waker's thread switching about
+#: 6,000 times a second, and 5 to 7% with 1 s ones, 400 to 700 switches (2.5% is the closed
+#: gates' inline tests). The evaluation bucket of a rate above
+#: 1 / CLOSE_TICK holds two ticks' worth (see eval_burst), what accrues while its gate is
+#: closed (less than 2 * CLOSE_TICK): the same evaluations a second, in runs of up to that
+#: many; a budget share holds a second's worth (a probe shed by the budget may lose part of
+#: its share while closed: the budget is a ceiling).
+CLOSE_TICK = 1.0
+
+
+def eval_burst(eval_rate: float) -> float:
+    """The evaluation bucket's size of an expectation gate of ``eval_rate`` evaluations a second.
+
+    A second's worth (at least one), as every bucket of the sensor; two CLOSE_TICKs' worth for
+    a rate above ``1 / CLOSE_TICK``, whose closings are shorter than CLOSE_TICK and reopen on a
+    CLOSE_TICK tick, less than ``2 * CLOSE_TICK`` later (see _tick): the bucket keeps what
+    accrued while the gate was closed, so that the gate evaluates its rate a second on traffic
+    denser than it, in runs. Over any window of ``t`` seconds it evaluates at most
+    ``eval_burst + eval_rate * t``.
+    """
+    if eval_rate * CLOSE_TICK <= 1.0:
+        return max(1.0, eval_rate)
+    return 2.0 * CLOSE_TICK * eval_rate
+
 
 _get_ident = guards._get_ident
 _perf = time.perf_counter_ns
@@ -195,7 +222,7 @@ class FastExpectGate(guards._GuardedHook):
         # no bucket at all.
         limited = eval_rate < 1e9
         per_ns = eval_rate / 1e9
-        burst = max(1.0, eval_rate)
+        burst = eval_burst(eval_rate)
         tokens = burst
         t_start = perf()
         last = t_start
@@ -1237,11 +1264,13 @@ def _shut_tick(at: float) -> float:
 
     A shedding budget closes every gate of the probes over their shares, for 10 to 250 ms
     (:data:`SHUT_MAX`) each: on LONG_WAIT ticks those closings kept the waker waking on 30 to
-    40 ticks a second in the standing shop, and a wake-up costs the host's process tens of
-    microseconds of CPU (a timer, a GIL hand-over) whatever it reopens. On CLOSE_TICK ticks it
-    wakes on at most 10 a second, with the rate closings. Reopening later costs no evaluation:
-    the share keeps filling (up to a second's worth) while the gate is closed, and is spent in
-    a longer run once it reopens.
+    40 ticks a second in the standing shop, and a wake-up costs the host's process tens to
+    hundreds of microseconds of CPU (a timer, a GIL hand-over) whatever it reopens. On
+    CLOSE_TICK ticks it wakes about once a second for them, with the rate closings. Reopening
+    later costs no evaluation the budget would have paid for: the share keeps filling (up to a
+    second's worth) while the gate is closed, and is spent in a longer run once it reopens; a
+    probe closed longer than that loses what its share would have refilled beyond it (the
+    budget is a ceiling, not a promise).
     """
     return guards.tick_after(at, CLOSE_TICK)
 

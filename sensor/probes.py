@@ -234,7 +234,7 @@ class ProbeLimits:
     max_hits: int | None = None  #: the probe disables itself after this many hits
     expires_at: float | None = None  #: epoch seconds after which the probe stops firing
     capture: CaptureLimits = dataclasses.field(default_factory=CaptureLimits)
-    #: ``expect`` evaluations per second (token bucket); None: max(1000, the effective rate)
+    #: ``expect`` evaluations per second (token bucket); None: max(DEFAULT_EVAL_RATE, rate)
     eval_rate: float | None = None
     #: violation hits per second (token bucket); None: max(10, the effective rate)
     violation_rate: float | None = None

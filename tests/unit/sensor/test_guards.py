@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from waker_doubles import HeldWaker, SimulatedBell, StillClock, serve_simulated
 
+from sensor import guards
 from sensor.guards import (
     HIT_CAP_STRIKES,
     LINGER_EVERY,
@@ -589,9 +590,10 @@ def test_gates_closing_on_close_ticks_after_a_reopening_ring_nothing(
     # next LINGER_EVERY tick: those closings find it due and ring nothing. It used to sleep
     # until needed after the first linger, so that every gate of the next round rang the bell
     # and woke it (about three wake-ups a round instead of two).
-    from sensor import hotpath
-
-    assert hotpath.CLOSE_TICK == LINGER_EVERY
+    # In real time, on 100 ms ticks (LINGER_EVERY is 1 s: rounds of up to 2 s each); the
+    # simulated tests below run the same loop on the real LINGER_EVERY.
+    every = 0.1
+    monkeypatch.setattr(guards, "LINGER_EVERY", every)
     waker, rings = _ringing_waker(monkeypatch)
     switches = [Switch(True) for _ in range(5)]
     on_time = late = rang_on_time = 0
@@ -601,7 +603,7 @@ def test_gates_closing_on_close_ticks_after_a_reopening_ring_nothing(
             switch.on = False
             assert _schedule(
                 waker,
-                tick_after(time.monotonic(), LINGER_EVERY),
+                tick_after(time.monotonic(), every),
                 functools.partial(setattr, switch, "on", True),
             )
         assert _wait_for(lambda: all(switches)), "reopened on the tick"
@@ -615,12 +617,12 @@ def test_gates_closing_on_close_ticks_after_a_reopening_ring_nothing(
         # it (passed now): it waits now for the tick after that one's LINGER_EVERY interval,
         # which is no earlier than the one after ``reopened``'s; closings of this round round
         # to it or to a later tick. A round the host was descheduled through may ring.
-        in_time = now - reopened > 2 * LONG_WAIT and now < tick_after(reopened, LINGER_EVERY)
+        in_time = now - reopened > 2 * LONG_WAIT and now < tick_after(reopened, every)
         for switch in switches:
             switch.on = False
             assert _schedule(
                 waker,
-                tick_after(time.monotonic(), LINGER_EVERY),
+                tick_after(time.monotonic(), every),
                 functools.partial(setattr, switch, "on", True),
             )
         if in_time:
@@ -674,10 +676,13 @@ def test_gates_closing_on_close_ticks_wake_the_waker_about_once_a_tick(still: St
     # hand-over, whatever it does). Once such lingers passed for nothing it lingers on the next
     # LINGER_EVERY tick at once: 1.4 (a gate that closes in the next interval still finds that
     # tick early), no reopening late.
+    from sensor import hotpath
+
+    assert hotpath.CLOSE_TICK == LINGER_EVERY
     gates = [(0.005 * i, 0.03, LINGER_EVERY) for i in range(20)]
     wakeups = reopening_ticks = 0
     for seed in range(4):
-        bell, ticks, late = _simulate_gates(still, gates, 10.0, seed)
+        bell, ticks, late = _simulate_gates(still, gates, 100 * LINGER_EVERY, seed)
         assert len(ticks) >= 70  # about one a LINGER_EVERY interval
         assert max(late) < 1e-6, "a reopening came late"
         assert bell.rings <= 10
@@ -688,16 +693,19 @@ def test_gates_closing_on_close_ticks_wake_the_waker_about_once_a_tick(still: St
 
 @pytest.mark.parametrize("drain", [0.05, 0.06])
 def test_gates_closing_late_in_a_close_tick_interval_find_the_waker_lingering(
-    still: StillClock, drain: float
+    still: StillClock, monkeypatch: pytest.MonkeyPatch, drain: float
 ) -> None:
     # Gates whose run of evaluations lasts half a LINGER_EVERY interval close again 50 to 60
-    # ms after their reopening. The waker that learnt to linger on LINGER_EVERY ticks must
-    # linger on the tick they close on: the one after the LONG_WAIT tick after the reopening.
-    # The LINGER_EVERY tick after the reopening itself may come before they close (a reopening
-    # late in its interval, the next interval's tick early in it): the waker then slept until
-    # needed, and every gate's closing rang the bell (seen as 5 rings in 5 rounds of a
-    # real-time test, 1 run in 30).
-    gates = [(0.005 * i, drain, LINGER_EVERY) for i in range(20)]
+    # ms after their reopening, on 100 ms ticks (the waker's rule is of any LINGER_EVERY; at
+    # 1 s, the sensor's, a run that long is rarer). The waker that learnt to linger on
+    # LINGER_EVERY ticks must linger on the tick they close on: the one after the LONG_WAIT
+    # tick after the reopening. The LINGER_EVERY tick after the reopening itself may come
+    # before they close (a reopening late in its interval, the next interval's tick early in
+    # it): the waker then slept until needed, and every gate's closing rang the bell (seen as
+    # 5 rings in 5 rounds of a real-time test, 1 run in 30).
+    every = 0.1
+    monkeypatch.setattr(guards, "LINGER_EVERY", every)
+    gates = [(0.005 * i, drain, every) for i in range(20)]
     for seed in range(6):
         bell, ticks, late = _simulate_gates(still, gates, 10.0, seed)
         assert len(ticks) >= 40

@@ -42,7 +42,7 @@ from sensor.guards import (
     tick_after,
     tick_of,
 )
-from sensor.hotpath import CLOSE_TICK, FastExpectGate
+from sensor.hotpath import CLOSE_TICK, FastExpectGate, eval_burst
 
 #: The tutorial's cycle: two US, two FR, one JP.
 CYCLE = ("US", "US", "FR", "FR", "JP")
@@ -365,16 +365,17 @@ class FakeWaker:
                 reopen()
 
 
-@pytest.mark.parametrize("eval_rate", [8.0, 40.0])
+@pytest.mark.parametrize("eval_rate", [0.8, 40.0])
 def test_a_closed_gate_reopens_at_a_random_phase_of_a_periodic_input(
     clock: Clock, eval_rate: float
 ) -> None:
     # Calls every 5 ms cycling four states: one cycle per LONG_WAIT (20 ms). A gate that closes
     # reopens on the waker's tick: on a multiple of LONG_WAIT (or of CLOSE_TICK) every reopening
     # would find the cycle at the same phase and evaluate the same state first, whatever the
-    # bucket's jitter. At 8/s each reopening evaluates one call (waits above CLOSE_TICK round
+    # bucket's jitter. At 0.8/s each reopening evaluates one call (waits above CLOSE_TICK round
     # to a LONG_WAIT tick); at 40/s waits round to a CLOSE_TICK tick, and each reopening starts
-    # a run of a few evaluations, of which the first is counted here.
+    # a run of evaluations, of which the first is counted here.
+    assert eval_rate * CLOSE_TICK < 1.0 or eval_rate == 40.0
     waker = FakeWaker(clock)
     admitted: list[object] = []
     gate = fast_gate(admitted, eval_rate=eval_rate, waker=waker)
@@ -400,7 +401,8 @@ def test_a_closed_gate_reopens_at_a_random_phase_of_a_periodic_input(
             was_open[0] = False
 
     states = (1, 2, 3, 4)
-    seconds = 2000 if eval_rate < 10 else 600
+    # Over 4,000 reopenings either way (one a CLOSE_TICK tick, 1 to 2 s apart, at 40/s).
+    seconds = 7500 if eval_rate < 1 else int(6000 * CLOSE_TICK)
     drive(clock, call, period=0.005, calls=seconds * 200, states=states, before=None)
     assert waker.asked, "the gate never closed"
     assert len(firsts) >= 4000, len(firsts)
@@ -408,17 +410,20 @@ def test_a_closed_gate_reopens_at_a_random_phase_of_a_periodic_input(
     assert_shares(admitted, states)
     # The rate is kept: the burst, then eval_rate a second, less the closing pending at the end.
     assert eval_rate * seconds - 2 * eval_rate * CLOSE_TICK <= len(admitted), len(admitted)
-    assert len(admitted) <= max(1.0, eval_rate) + eval_rate * seconds + 1, len(admitted)
+    assert len(admitted) <= eval_burst(eval_rate) + eval_rate * seconds + 1, len(admitted)
 
 
 def test_ticks_are_shared_bounded_and_at_every_phase() -> None:
-    # Deadlines on a fixed period (every 7 ms, offset 1.3 ms): their ticks must be at every
-    # phase of LONG_WAIT, not on one, as a lattice of multiples would put them.
+    # Deadlines on a fixed period (every 7 ms, offset 1.3 ms; 50 ms for a CLOSE_TICK of 1 s):
+    # their ticks must be at every phase of LONG_WAIT, not on one, as a lattice of multiples
+    # would put them.
     bins = 8
     for every in (LONG_WAIT, CLOSE_TICK):
         seen: dict[int, float] = {}
+        # 20,000 deadlines over 1,000 intervals of ``every`` or more.
+        step = 0.007 * max(1.0, every / (7 * LONG_WAIT))
         for i in range(20_000):
-            at = 5000.0013 + i * 0.007
+            at = 5000.0013 + i * step
             t = tick_after(at, every)
             assert at < t < at + 2 * every, (at, t)
             # A LONG_WAIT tick (one wake-up serves both sequences).
@@ -664,7 +669,7 @@ def test_every_bucket_admits_at_most_rate_times_t_plus_burst(clock: Clock, rate:
     kinds["violation"] = (e2.hook, times["violation"], max(1.0, rate))
     fast: list[object] = []
     f = fast_gate(fast, eval_rate=rate)
-    kinds["fast"] = (f.hook, times["fast"], max(1.0, rate))
+    kinds["fast"] = (f.hook, times["fast"], eval_burst(rate))
 
     def every(state: object) -> None:
         for name, (hook, _, _) in kinds.items():
