@@ -51,7 +51,12 @@ from sensor import _epoch, guards
 from sensor import redaction as _redaction
 from sensor.expressions.budget import _S_SLOTS, NO_VALUE
 from sensor.expressions.compiler import Expression
-from sensor.expressions.fuse import FALLBACK, fuse, fuse_body
+from sensor.expressions.decimal_context import SEEN as _dec_seen
+from sensor.expressions.decimal_context import current as _dec_current
+from sensor.expressions.decimal_context import remember as _dec_remember
+from sensor.expressions.decimal_context import restore as _dec_restore
+from sensor.expressions.decimal_context import restore_new as _dec_restore_new
+from sensor.expressions.fuse import DECIMAL_HEAD, DECIMAL_TAIL, FALLBACK, fuse, fuse_body
 from sensor.expressions.values import _CMP_OPS, _Lazy, _materialize
 from sensor.guards import (
     LONG_WAIT,
@@ -507,6 +512,14 @@ class FastExpectGate(guards._GuardedHook):
                                      NO_VALUE if value is NOTHING else value]  # fmt: skip
                         else:
                             state = [steps, steps, 0.0, None, seconds, red, None, table]
+                        # The host's decimal context as found, its flags put back after (see
+                        # sensor.expressions.decimal_context), as Expression.evaluate does.
+                        dctx = _dec_current(None)
+                        if dctx is not None:
+                            dflags = dctx.flags
+                            dseen = _dec_seen[0]
+                            if dflags != dseen[0]:
+                                dseen = _dec_remember(dflags)
                         try:
                             ok = fn(fl, gl, state)
                             if ok is not True and type(ok) is _Lazy:
@@ -515,6 +528,12 @@ class FastExpectGate(guards._GuardedHook):
                             ok = None
                             failure = expr.failed(exc)
                             error = f"{type(failure).__name__}: {failure}"
+                        finally:
+                            if dctx is None:
+                                if _dec_current(None) is not None:
+                                    _dec_restore_new()
+                            elif dflags != dseen[0]:
+                                _dec_restore(dctx, dseen)
                     else:  # the rules changed: evaluate() rebuilds the closures first
                         if precise:  # (a rebuild: dear, rare, timed exactly)
                             x0 = precise_clock()
@@ -974,13 +993,13 @@ def _maker():
             else:
                 _t0 = _fperf()
                 _s = lstride
-                lskip = lstride = 1 + _bits(_STRIDE_BITS){expiry}{bucket}{frame_read}
+                lskip = lstride = 1 + _bits(_STRIDE_BITS){expiry}{bucket}{frame_read}{dec_head}
             try:
 """
 _LANE_TAIL = """\
                 _ok = {var}
             except Exception:
-                _ok = _FALLBACK
+                _ok = _FALLBACK{dec_tail}
             if _ok is True:
                 _next(evaluations){passing}
             elif _ok is False:
@@ -1099,7 +1118,15 @@ def _lane_code(
         body = fuse_body(expr._tree, red, table, value_name, local_names, expr.max_steps)
         if body is None:
             return None
-        lines, ns, var = body
+        lines, ns, var, dec = body
+        # The host's decimal flags, where the body takes them (on a Decimal value): put back
+        # on every way out of the body, before the verdict's work.
+        dec_head = dec_tail = ""
+        if dec:
+            dec_head = "\n            " + DECIMAL_HEAD
+            dec_tail = "\n            finally:" + "".join(
+                "\n                " + line for line in DECIMAL_TAIL
+            )
         more = ""
         frame_read = ""
         fallback_args = "v, a0, a1"
@@ -1176,6 +1203,7 @@ def _lane_code(
                 if limited
                 else "",
                 frame_read=frame_read,
+                dec_head=dec_head,
             )
             + "\n".join(inline)
             + "\n"
@@ -1184,6 +1212,7 @@ def _lane_code(
                 passing=passing,
                 fallback_args=fallback_args,
                 capture=capture('"violation"'),
+                dec_tail=dec_tail,
             )
         )
         ns.update(
