@@ -72,6 +72,7 @@ from sensor.expressions.values import _check_cmp
 
 __all__ = [
     "DECIMAL_HEAD",
+    "DECIMAL_LINE",
     "DECIMAL_TAIL",
     "FALLBACK",
     "MAX_COST",
@@ -120,8 +121,13 @@ class _Unfusable(Exception):
 
 
 class _Gen:
-    def __init__(self, red: _redaction.Redactor, table: Any, params: dict[str, str]) -> None:
+    def __init__(
+        self, red: _redaction.Redactor, table: Any, params: dict[str, str], form: bool = True
+    ) -> None:
         self.red = red
+        # The Decimal form (see snapshot), or the plain one, which leaves by DECIMAL_LINE on a
+        # Decimal.
+        self.decimal_form = form
         self.params = params
         self.ns: dict[str, Any] = {
             "FALLBACK": FALLBACK,
@@ -171,8 +177,13 @@ class _Gen:
     def snapshot(self, indent: str) -> None:
         """The lines that take the host's decimal flags, once per evaluation, on a value found
         to be a Decimal, before any operation on it (see sensor.expressions.decimal_context):
-        ``dz`` the flags (None: not taken), ``dc`` their context, ``dk`` the state they hold."""
+        ``dz`` the flags (None: not taken), ``dc`` their context, ``dk`` the state they hold.
+        In the plain form: :data:`DECIMAL_LINE` instead, which leaves for the Decimal form (an
+        int or a float then runs no line of the Decimal form's, not even ``dz = None``)."""
         self.decimal = True
+        if not self.decimal_form:
+            self.emit(indent + DECIMAL_LINE)
+            return
         for line in (
             "if dz is None:",
             "    dk = SEEN[0]",
@@ -628,6 +639,11 @@ _SAFE_BUILTINS: tuple[str, ...] = ("abs", "bool", "dict", "float", "id", "int", 
 _SAFE_BUILTINS += ("map", "str", "sum", "tuple", "type")
 
 
+#: The line by which the plain form of a body (``fuse_body(..., decimal=False)``) leaves on a
+#: value found to be a Decimal, before any operation on it: :func:`fuse` replaces it with a
+#: call of the Decimal form, an inliner with its own way there (the body is pure: the Decimal
+#: form evaluates it again from the start).
+DECIMAL_LINE: Final = "return DECIMAL"
 #: Where the body takes the host's decimal flags (``fuse_body``'s ``decimal``): the line to
 #: run before it, and the lines to run after it, however it ended (an answer, FALLBACK, an
 #: exception), which put the flags back if an operation of the body set one.
@@ -642,6 +658,7 @@ def fuse_body(
     value_name: str | None,
     local_names: tuple[str, ...],
     max_steps: int,
+    decimal: bool = True,
 ) -> tuple[list[str], dict[str, Any], str, bool] | None:
     """The fused form's body, to be inlined: (its lines, at one indentation level of four
     spaces; the namespace they read; the variable holding the answer; whether they take the
@@ -652,20 +669,22 @@ def fuse_body(
     ``dz``, ``dc``, ``dk``, ``df`` (the decimal flags, see :func:`_Gen.snapshot`: where they
     are taken, :data:`DECIMAL_HEAD` must run before the lines and :data:`DECIMAL_TAIL` after
     them, on every way out), and the namespace's keys are those and the uppercase names and
-    builtins of :func:`fuse`: a name starting with ``_`` is free for the inliner."""
+    builtins of :func:`fuse`: a name starting with ``_`` is free for the inliner.
+    ``decimal`` False: the plain form, where a Decimal operand leaves by :data:`DECIMAL_LINE`
+    (and the fourth item says whether there is such a line), with no line of the flags'."""
     params: dict[str, str] = {}
     if value_name is not None:
         params[value_name] = "v"
     for i, name in enumerate(local_names[:2]):
         params[name] = f"a{i}"
-    gen = _Gen(red, table, params)
+    gen = _Gen(red, table, params, decimal)
     try:
         var, _ = gen.ex(tree.body, _ANY)
     except (_Unfusable, RecursionError):
         return None
     if gen.cost > min(MAX_COST, max_steps):
         return None
-    if gen.decimal:
+    if gen.decimal and decimal:
         gen.ns["RESTORE"] = _decimal_context.restore
     return gen.lines, gen.ns, var, gen.decimal
 
@@ -685,10 +704,24 @@ def fuse(
     ``value`` is the probe's value (``value_name``), ``p0`` and ``p1`` the locals
     ``local_names`` in order; a value not given (``NOTHING``) makes it return FALLBACK.
     """
-    body = fuse_body(tree, red, table, value_name, local_names, max_steps)
+    body = fuse_body(tree, red, table, value_name, local_names, max_steps, decimal=False)
     if body is None:
         return None
     lines, ns, var, dec = body
+    if dec:
+        # A Decimal operand: the Decimal form, which puts the host's flags back (a tail call:
+        # the plain form, all an int or a float runs, has no line of its).
+        full = fuse_body(tree, red, table, value_name, local_names, max_steps)
+        if full is None:
+            return None
+        ns["DFUSED"] = _compile(*full)
+        lines = [line.replace(DECIMAL_LINE, "return DFUSED(v, a0, a1)") for line in lines]
+    return _compile(lines, ns, var, False)
+
+
+def _compile(
+    lines: list[str], ns: dict[str, Any], var: str, dec: bool
+) -> Callable[[object, object, object], Any]:
     # Any exception (an int division too large for a float, a MemoryError): the closures run
     # and report it with their own message. The host's decimal flags put back on every way out.
     text = (
