@@ -53,6 +53,7 @@ from __future__ import annotations
 import ast
 import builtins
 import decimal
+import itertools
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -157,6 +158,9 @@ class _Gen:
         # Whether the lines take the host's decimal flags before a Decimal operation (see
         # snapshot): they then start with ``dz = None`` and are followed by restore_line().
         self.decimal = False
+        # Inside the operands of an arithmetic operation or ``abs``: a Decimal there takes the
+        # snapshot at its check (it will be needed), not a NaN test first.
+        self.arith = 0
         # Variables last checked as possibly Decimal without the snapshot (see check).
         self.bare: set[str] = set()
 
@@ -195,10 +199,16 @@ class _Gen:
         ):
             self.emit(indent + line)
 
-    def or_decimal(self, tt: str, others: str, head: str = "if", snap: bool = True) -> None:
-        """``{head} not ({others}):`` FALLBACK unless type ``tt`` is DEC, tested last (an int or
-        a float is tested as before the snapshot existed), which takes the snapshot (``snap``:
-        unless the value is only tested, by ``is`` or ``isinstance``)."""
+    def or_decimal(
+        self, var: str, tt: str, others: str, head: str = "if", snap: bool = True
+    ) -> None:
+        """``{head} not ({others}):`` FALLBACK unless type ``tt`` of ``var`` is DEC, tested last
+        (an int or a float is tested as before the snapshot existed). ``snap`` (unless the
+        value is only tested, by ``is`` or ``isinstance``): the plain form leaves for the
+        Decimal form; the Decimal form takes the snapshot for a NaN, the only Decimal whose
+        comparison with an int or a Decimal signals (an exact comparison otherwise, whatever
+        the precision or exponent limits); an arithmetic operation, ``abs``, ``sum`` and a
+        comparison with a float take it where they run (see op_snapshot)."""
         indent = "    "
         if others:
             self.emit(f"{head} not ({others}):")
@@ -208,10 +218,35 @@ class _Gen:
             indent = ""
         self.emit(f"{indent}if {tt} is not DEC:")
         self.emit(f"{indent}    return FALLBACK")
-        if snap:
+        if snap and self.decimal_form and not self.arith:
+            self.emit(f"{indent}if {var}.is_nan():")
+            self.snapshot(indent + "    ")
+        elif snap:
             self.snapshot(indent)
         elif indent:
             self.emit(f"{indent}pass")
+
+    def op_snapshot(self, operands: list[tuple[str, frozenset[type]]], floats: bool) -> None:
+        """In the Decimal form, before an operation that may signal on a Decimal operand: the
+        snapshot where one operand is a Decimal (``floats``: a comparison, whose operands are
+        compared in adjacent pairs: where one of a pair is a Decimal and the other a float;
+        its only other signal, a NaN, was tested at the operand's check)."""
+        if not self.decimal_form:
+            return
+        if floats:
+            pairs = list(itertools.pairwise(operands))
+            pairs += [(b, a) for a, b in pairs]
+            tests = [
+                f"({self.type_of(a)} is DEC and {self.type_of(b)} is float)"
+                for (a, ta), (b, tb) in pairs
+                if _Decimal in ta and float in tb
+            ]
+        else:
+            tests = [f"{self.type_of(v)} is DEC" for v, t in operands if _Decimal in t]
+        if not tests:
+            return
+        self.emit(f"if {' or '.join(tests)}:")
+        self.snapshot("    ")
 
     def check(self, var: str, types: frozenset[type], known: frozenset[type] | None = None) -> None:
         """Return FALLBACK unless ``var`` is of one of ``types`` exactly; a str must be too short
@@ -248,7 +283,7 @@ class _Gen:
             )
             self.emit("        return FALLBACK")
             if dec:
-                self.or_decimal(tt, " or ".join(tests), "elif", snap)
+                self.or_decimal(var, tt, " or ".join(tests), "elif", snap)
             elif tests:
                 self.emit(f"elif not ({' or '.join(tests)}):")
                 self.emit("    return FALLBACK")
@@ -259,7 +294,7 @@ class _Gen:
             if str in types:
                 tests.insert(0, f"{tt} is str")
             if dec:
-                self.or_decimal(tt, " or ".join(tests), "if", snap)
+                self.or_decimal(var, tt, " or ".join(tests), "if", snap)
             else:
                 self.emit(f"if not ({' or '.join(tests)}):")
                 self.emit("    return FALLBACK")
@@ -406,7 +441,9 @@ class _Gen:
             isinstance(o, ast.Constant) and type(o.value) is str for o in operands
         )
         kind = _STR if texts else (_STR | _NUMD) if equality else _NUMD
-        names = [self.ex(o, kind)[0] for o in operands]
+        typed = [self.ex(o, kind) for o in operands]
+        names = [name for name, _ in typed]
+        self.op_snapshot(typed, floats=True)  # a Decimal with a float: FloatOperation
         out = self.tmp("r")
         text = names[0]
         for sym, name in zip(symbols, names[1:], strict=True):
@@ -459,14 +496,19 @@ class _Gen:
         sym = _ARITH.get(type(node.op))
         if sym is None:
             raise _Unfusable("operator")
-        a, ta = self.ex(node.left, _NUMD)
-        b, tb = self.ex(node.right, _NUMD)
+        self.arith += 1
+        try:
+            a, ta = self.ex(node.left, _NUMD)
+            b, tb = self.ex(node.right, _NUMD)
+        finally:
+            self.arith -= 1
         # The closures compute natively only below these sizes (larger ints are checked).
         for var, types in ((a, ta), (b, tb)):
             self.big_int_guard(var, types)
         if sym in ("/", "//", "%"):
             self.emit(f"if not {b}:")  # the closures' ZeroDivisionError, with their message
             self.emit("    return FALLBACK")
+        self.op_snapshot([(a, ta), (b, tb)], floats=False)
         out = self.tmp()
         # A Decimal with a float raises TypeError (the closures refuse it: FALLBACK); a Decimal
         # operation that signals a trapped condition of the thread's context raises as the
@@ -523,8 +565,13 @@ class _Gen:
             self.emit(f"{out} = len({var})")
             return out, frozenset({int})
         if name == "abs" and len(args) == 1:
-            var, types = self.ex(args[0], _NUMD)
+            self.arith += 1
+            try:
+                var, types = self.ex(args[0], _NUMD)
+            finally:
+                self.arith -= 1
             self.big_int_guard(var, types)
+            self.op_snapshot([(var, types)], floats=False)
             out = self.tmp()
             self.emit(f"{out} = abs({var})")  # a Decimal's: rounded by the thread's context
             return out, types & _NUMD
@@ -597,6 +644,7 @@ class _Gen:
         upfront = len(self.lines)
         self.emit(f"{ti} = type({item})")
         self.or_decimal(
+            item,
             ti,
             f"{ti} is int or {ti} is float or {ti} is NoneT or ({ti} is str and not {pair}"
             f" and (len({item}) < {MIN_SECRET_CHARS} or (len({item}) <= {CACHE_CHARS} and "
