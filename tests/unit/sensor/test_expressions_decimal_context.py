@@ -267,3 +267,27 @@ def test_a_condition_captures_and_a_template_leave_the_hosts_context_as_they_fou
                 want = sum(_python(condition, *row, ctx) == ("value", True) for row in rows)
                 assert want >= 1 or label.split("+")[0] in ("strict", "float-trapped"), label
             assert len(hits) == want, (label, probe.kind)
+
+
+@pytest.mark.parametrize("source", sorted(CASES))
+def test_ints_and_floats_run_no_line_of_the_decimal_flags(source: str) -> None:
+    # The plain fused form, all an int or a float runs, has none of the flags' names (nor
+    # their `dz = None`): a Decimal operand leaves for the Decimal form, which has them. So
+    # does the lane until its first Decimal.
+    expr = Expression(source, slots=("result",))
+    names = tuple(n for n in ("x", "prices") if n in expr.names)
+    _, red, _, table = expr._compiled
+    fn = fuse(expr._tree, red, table, "result", names, expr.max_steps)
+    assert fn is not None
+    flags = {"dz", "dc", "dk", "df"}
+    assert not flags & set(fn.__code__.co_varnames), fn.source
+    assert flags <= set(fn.__globals__["DFUSED"].__code__.co_varnames)
+    for decimal_form in (False, True):
+        lane = hotpath._lane_code(expr, "result", names, None, None, decimal=decimal_form)
+        assert lane is not None
+        hook = _inner(lane[0], "hook")
+        assert bool(flags & set(hook.co_varnames)) is decimal_form
+
+
+def _inner(code: Any, name: str) -> Any:
+    return next(c for c in code.co_consts if getattr(c, "co_name", None) == name)
