@@ -28,9 +28,13 @@ What it answers is what the closures answer, because it only answers where they 
   (``_arith``; with a float Python raises TypeError, so the closures refuse it with their
   message), ``abs`` and ``sum`` of them. The operations are the closures' own, in their order
   and under the thread's decimal context, which they read as the closures do: the same result,
-  the same flags set in that context, and where the context traps a signal (a NaN ordered, an
-  sNaN compared, an overflow, an inexact result under a strict context) the operation raises,
-  the function answers FALLBACK and the closures raise it again with their own message.
+  and where the context traps a signal (a NaN ordered, an sNaN compared, an overflow, an
+  inexact result under a strict context) the operation raises, the function answers FALLBACK
+  and the closures raise it again with their own message. The flags the operations set there
+  are put back, as the closures put them back (:mod:`sensor.expressions.decimal_context`): a
+  plain form, with no line of it, serves ints and floats, and leaves on a Decimal operand for
+  the Decimal form, which takes the flags before the first operation that may signal (a NaN
+  compared, a Decimal next to a float, arithmetic, ``abs``, ``sum``) and puts them back after.
 * The redaction rules: a name or constant key that is a secret name (R1) is not fused at all
   (decided against the rules in force, and built again when they change, as the closures are);
   a string is used only if it is too short to be a secret or the redactor's table says it is
@@ -155,8 +159,9 @@ class _Gen:
         self.cost = 0
         # Comprehension variables in scope: name -> (temporary, the exact types it may hold).
         self.scope: dict[str, tuple[str, frozenset[type]]] = {}
-        # Whether the lines take the host's decimal flags before a Decimal operation (see
-        # snapshot): they then start with ``dz = None`` and are followed by restore_line().
+        # Whether a Decimal operand may be met (see snapshot): the Decimal form's lines then
+        # need DECIMAL_HEAD before them and DECIMAL_TAIL after; the plain form's have
+        # DECIMAL_LINE.
         self.decimal = False
         # Inside the operands of an arithmetic operation or ``abs``: a Decimal there takes the
         # snapshot at its check (it will be needed), not a NaN test first.
