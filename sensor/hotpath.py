@@ -51,7 +51,19 @@ from sensor import _epoch, guards
 from sensor import redaction as _redaction
 from sensor.expressions.budget import _S_SLOTS, NO_VALUE
 from sensor.expressions.compiler import Expression
-from sensor.expressions.fuse import FALLBACK, fuse, fuse_body
+from sensor.expressions.decimal_context import SEEN as _dec_seen
+from sensor.expressions.decimal_context import current as _dec_current
+from sensor.expressions.decimal_context import remember as _dec_remember
+from sensor.expressions.decimal_context import restore as _dec_restore
+from sensor.expressions.decimal_context import restore_new as _dec_restore_new
+from sensor.expressions.fuse import (
+    DECIMAL_HEAD,
+    DECIMAL_LINE,
+    DECIMAL_TAIL,
+    FALLBACK,
+    fuse,
+    fuse_body,
+)
 from sensor.expressions.values import _CMP_OPS, _Lazy, _materialize
 from sensor.guards import (
     LONG_WAIT,
@@ -534,6 +546,14 @@ class FastExpectGate(guards._GuardedHook):
                                      NO_VALUE if value is NOTHING else value]  # fmt: skip
                         else:
                             state = [steps, steps, 0.0, None, seconds, red, None, table]
+                        # The host's decimal context as found, its flags put back after (see
+                        # sensor.expressions.decimal_context), as Expression.evaluate does.
+                        dctx = _dec_current(None)
+                        if dctx is not None:
+                            dflags = dctx.flags
+                            dseen = _dec_seen[0]
+                            if dflags != dseen[0]:
+                                dseen = _dec_remember(dflags)
                         try:
                             ok = fn(fl, gl, state)
                             if ok is not True and type(ok) is _Lazy:
@@ -542,6 +562,12 @@ class FastExpectGate(guards._GuardedHook):
                             ok = None
                             failure = expr.failed(exc)
                             error = f"{type(failure).__name__}: {failure}"
+                        finally:
+                            if dctx is None:
+                                if _dec_current(None) is not None:
+                                    _dec_restore_new()
+                            elif dflags != dseen[0]:
+                                _dec_restore(dctx, dseen)
                     else:  # the rules changed: evaluate() rebuilds the closures first
                         if precise:  # (a rebuild: dear, rare, timed exactly)
                             x0 = precise_clock()
@@ -769,6 +795,19 @@ class FastExpectGate(guards._GuardedHook):
         wall_offset = monotonic() - perf() / 1e9
         published = hook
         refits = 0
+        # The lane's fused form: the plain one until a Decimal operand asks for the Decimal
+        # form (to_decimal), which then stays (a rule change builds it again as it is).
+        lane_decimal = False
+
+        def to_decimal() -> None:
+            # On the lane's first Decimal operand (the firing is the general hook's): the lane
+            # built again with the Decimal form, which puts the host's decimal flags back
+            # after its operations. Once; never raises (refit does not).
+            nonlocal lane_decimal
+            if lane_decimal:
+                return
+            lane_decimal = True
+            refit()
 
         def refit() -> None:
             # The rules changed: the lane's inline fused form is of the old ones, and it hands
@@ -789,6 +828,7 @@ class FastExpectGate(guards._GuardedHook):
                     pass_keys,
                     build=refits,
                     limited=limited,
+                    decimal=lane_decimal,
                 )
                 if got is None:
                     return
@@ -809,6 +849,7 @@ class FastExpectGate(guards._GuardedHook):
         if lane is not None:
             code, ns = lane
             ns["_general"] = hook
+            ns["_TO_DECIMAL"] = to_decimal
             ns["_DEPTH"] = target_depth
             ns["_DISPATCH"] = dispatch
             cells = dict(zip(hook.__code__.co_freevars, hook.__closure__ or (), strict=True))
@@ -1001,13 +1042,13 @@ def _maker():
             else:
                 _t0 = _fperf()
                 _s = lstride
-                lskip = lstride = 1 + _bits(_STRIDE_BITS){expiry}{bucket}{frame_read}
+                lskip = lstride = 1 + _bits(_STRIDE_BITS){expiry}{bucket}{frame_read}{dec_head}
             try:
 """
 _LANE_TAIL = """\
                 _ok = {var}
             except Exception:
-                _ok = _FALLBACK
+                _ok = _FALLBACK{dec_tail}
             if _ok is True:
                 _next(evaluations){passing}
             elif _ok is False:
@@ -1096,6 +1137,7 @@ def _lane_code(
     pass_keys: tuple[str, ...] | None = None,
     build: int = 0,
     limited: bool = False,
+    decimal: bool = False,
 ) -> tuple[CodeType, dict[str, Any]] | None:
     """The code of a probe's own hook, with its fused form inline, and the namespace it runs
     in; or None (no fused form, or lanes turned off): the general hook is the probe's.
@@ -1123,10 +1165,23 @@ def _lane_code(
         return None
     try:
         _fn, red, version, table = expr._compiled
-        body = fuse_body(expr._tree, red, table, value_name, local_names, expr.max_steps)
+        body = fuse_body(
+            expr._tree, red, table, value_name, local_names, expr.max_steps, decimal=decimal
+        )
         if body is None:
             return None
-        lines, ns, var = body
+        lines, ns, var, dec = body
+        # The host's decimal flags, where the Decimal form's body takes them (on a Decimal
+        # value): put back on every way out of the body, before the verdict's work. The plain
+        # form (``decimal`` False, until the probe meets a Decimal) has none of it: on a
+        # Decimal operand it asks for the Decimal form (``_TO_DECIMAL``, see FastExpectGate)
+        # and hands the firing to the general hook (whose fused function has a Decimal form).
+        dec_head = dec_tail = ""
+        if dec and decimal:
+            dec_head = "\n            " + DECIMAL_HEAD
+            dec_tail = "\n            finally:" + "".join(
+                "\n                " + line for line in DECIMAL_TAIL
+            )
         more = ""
         frame_read = ""
         fallback_args = "v, a0, a1"
@@ -1188,6 +1243,8 @@ def _lane_code(
         for line in lines:
             if line.strip() == "return FALLBACK":
                 line = line.replace("return FALLBACK", "raise _NotFused")
+            elif line.strip() == DECIMAL_LINE:
+                line = line.replace(DECIMAL_LINE, "_TO_DECIMAL(); raise _NotFused")
             inline.append("            " + line)
         cells = _LANE_CELLS + (_LANE_BUCKET_CELLS if limited else ())
         text = (
@@ -1203,6 +1260,7 @@ def _lane_code(
                 if limited
                 else "",
                 frame_read=frame_read,
+                dec_head=dec_head,
             )
             + "\n".join(inline)
             + "\n"
@@ -1211,6 +1269,7 @@ def _lane_code(
                 passing=passing,
                 fallback_args=fallback_args,
                 capture=capture('"violation"'),
+                dec_tail=dec_tail,
             )
         )
         ns.update(

@@ -35,6 +35,11 @@ from sensor.expressions.budget import (
     _charge,
     new_state,
 )
+from sensor.expressions.decimal_context import SEEN as _DEC_SEEN
+from sensor.expressions.decimal_context import current as _dec_current
+from sensor.expressions.decimal_context import remember as _dec_remember
+from sensor.expressions.decimal_context import restore as _dec_restore
+from sensor.expressions.decimal_context import restore_new as _dec_restore_new
 from sensor.expressions.formatting import _SPEC_RE, safe_format
 from sensor.expressions.functions import (
     _FUNC_SIGNATURES,
@@ -1692,12 +1697,26 @@ class Expression:
         steps = self.max_steps
         s = [steps, steps, 0.0, None, self.max_seconds, red, None, self._table, *values]
         s += [NO_VALUE] * (len(self.slots) - len(values))
+        # The host's decimal context as found (see sensor.expressions.decimal_context): its
+        # flags put back after, whatever Decimal operation ran, raised or not.
+        ctx = _dec_current(None)
+        if ctx is not None:
+            flags = ctx.flags
+            seen = _DEC_SEEN[0]
+            if flags != seen[0]:
+                seen = _dec_remember(flags)
         try:
             result = self._fn(locals, globals, s)
             if type(result) is _Lazy:
                 result = _materialize(result, s)
         except Exception as exc:
             raise self.failed(exc) from None
+        finally:
+            if ctx is None:
+                if _dec_current(None) is not None:
+                    _dec_restore_new()
+            elif flags != seen[0]:
+                _dec_restore(ctx, seen)
         return result
 
     def failed(self, exc: BaseException) -> ExpressionError:

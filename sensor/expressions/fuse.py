@@ -28,9 +28,13 @@ What it answers is what the closures answer, because it only answers where they 
   (``_arith``; with a float Python raises TypeError, so the closures refuse it with their
   message), ``abs`` and ``sum`` of them. The operations are the closures' own, in their order
   and under the thread's decimal context, which they read as the closures do: the same result,
-  the same flags set in that context, and where the context traps a signal (a NaN ordered, an
-  sNaN compared, an overflow, an inexact result under a strict context) the operation raises,
-  the function answers FALLBACK and the closures raise it again with their own message.
+  and where the context traps a signal (a NaN ordered, an sNaN compared, an overflow, an
+  inexact result under a strict context) the operation raises, the function answers FALLBACK
+  and the closures raise it again with their own message. The flags the operations set there
+  are put back, as the closures put them back (:mod:`sensor.expressions.decimal_context`): a
+  plain form, with no line of it, serves ints and floats, and leaves on a Decimal operand for
+  the Decimal form, which takes the flags before the first operation that may signal (a NaN
+  compared, a Decimal next to a float, arithmetic, ``abs``, ``sum``) and puts them back after.
 * The redaction rules: a name or constant key that is a secret name (R1) is not fused at all
   (decided against the rules in force, and built again when they change, as the closures are);
   a string is used only if it is too short to be a secret or the redactor's table says it is
@@ -53,11 +57,13 @@ from __future__ import annotations
 import ast
 import builtins
 import decimal
+import itertools
 from collections.abc import Callable
 from typing import Any, Final
 
 from sensor import redaction as _redaction
 from sensor.errors import ExpressionError
+from sensor.expressions import decimal_context as _decimal_context
 from sensor.expressions.budget import (
     _CLOCK_EVERY,
     DEFAULT_MAX_SECONDS,
@@ -69,7 +75,17 @@ from sensor.expressions.introspect import _MISSING, _SCALAR_IDS, _NoneType
 from sensor.expressions.redact import CACHE_CHARS, MIN_SECRET_CHARS, guard
 from sensor.expressions.values import _check_cmp
 
-__all__ = ["FALLBACK", "MAX_COST", "MAX_KEYS", "MAX_LOOP", "fuse", "fuse_body"]
+__all__ = [
+    "DECIMAL_HEAD",
+    "DECIMAL_LINE",
+    "DECIMAL_TAIL",
+    "FALLBACK",
+    "MAX_COST",
+    "MAX_KEYS",
+    "MAX_LOOP",
+    "fuse",
+    "fuse_body",
+]
 
 #: What a fused function returns when it does not answer: the hook then runs the closures.
 FALLBACK: Final[Any] = type("Fallback", (), {"__slots__": (), "__repr__": lambda s: "FALLBACK"})()
@@ -90,6 +106,7 @@ _NUM = frozenset({int, float})
 # raises TypeError here: the closures then refuse it with their own message).
 _NUMD = frozenset({int, float, _Decimal})
 _STR = frozenset({str})
+_STR_DEC = frozenset({str, _Decimal})
 # What a name read (the load's rule R2) returns unchanged: these exact types, and a str that is
 # short or known clean (checked where it is read).
 _LOADABLE = frozenset[type]({int, float, bool, _NoneType, str, list, tuple, dict, _Decimal})
@@ -109,8 +126,13 @@ class _Unfusable(Exception):
 
 
 class _Gen:
-    def __init__(self, red: _redaction.Redactor, table: Any, params: dict[str, str]) -> None:
+    def __init__(
+        self, red: _redaction.Redactor, table: Any, params: dict[str, str], form: bool = True
+    ) -> None:
         self.red = red
+        # The Decimal form (see snapshot), or the plain one, which leaves by DECIMAL_LINE on a
+        # Decimal.
+        self.decimal_form = form
         self.params = params
         self.ns: dict[str, Any] = {
             "FALLBACK": FALLBACK,
@@ -119,6 +141,9 @@ class _Gen:
             "TABLE": table,
             "NoneT": _NoneType,
             "DEC": _Decimal,
+            "GETCONTEXT": decimal.getcontext,
+            "SEEN": _decimal_context.SEEN,
+            "REMEMBER": _decimal_context.remember,
             "__builtins__": {},
             **{n: getattr(builtins, n) for n in _SAFE_BUILTINS},
         }
@@ -134,6 +159,15 @@ class _Gen:
         self.cost = 0
         # Comprehension variables in scope: name -> (temporary, the exact types it may hold).
         self.scope: dict[str, tuple[str, frozenset[type]]] = {}
+        # Whether a Decimal operand may be met (see snapshot): the Decimal form's lines then
+        # need DECIMAL_HEAD before them and DECIMAL_TAIL after; the plain form's have
+        # DECIMAL_LINE.
+        self.decimal = False
+        # Inside the operands of an arithmetic operation or ``abs``: a Decimal there takes the
+        # snapshot at its check (it will be needed), not a NaN test first.
+        self.arith = 0
+        # Variables last checked as possibly Decimal without the snapshot (see check).
+        self.bare: set[str] = set()
 
     # -- emission -----------------------------------------------------------------------
 
@@ -149,6 +183,76 @@ class _Gen:
         self.ns[name] = value
         return name
 
+    def snapshot(self, indent: str) -> None:
+        """The lines that take the host's decimal flags, once per evaluation, on a value found
+        to be a Decimal, before any operation on it (see sensor.expressions.decimal_context):
+        ``dz`` the flags (None: not taken), ``dc`` their context, ``dk`` the state they hold.
+        In the plain form: :data:`DECIMAL_LINE` instead, which leaves for the Decimal form (an
+        int or a float then runs no line of the Decimal form's, not even ``dz = None``)."""
+        self.decimal = True
+        if not self.decimal_form:
+            self.emit(indent + DECIMAL_LINE)
+            return
+        for line in (
+            "if dz is None:",
+            "    dk = SEEN[0]",
+            "    dc = GETCONTEXT()",
+            "    df = dc.flags",
+            "    if df != dk[0]:",
+            "        dk = REMEMBER(df)",
+            "    dz = df",
+        ):
+            self.emit(indent + line)
+
+    def or_decimal(
+        self, var: str, tt: str, others: str, head: str = "if", snap: bool = True
+    ) -> None:
+        """``{head} not ({others}):`` FALLBACK unless type ``tt`` of ``var`` is DEC, tested last
+        (an int or a float is tested as before the snapshot existed). ``snap`` (unless the
+        value is only tested, by ``is`` or ``isinstance``): the plain form leaves for the
+        Decimal form; the Decimal form takes the snapshot for a NaN, the only Decimal whose
+        comparison with an int or a Decimal signals (an exact comparison otherwise, whatever
+        the precision or exponent limits); an arithmetic operation, ``abs``, ``sum`` and a
+        comparison with a float take it where they run (see op_snapshot)."""
+        indent = "    "
+        if others:
+            self.emit(f"{head} not ({others}):")
+        elif head == "elif":
+            self.emit("else:")
+        else:
+            indent = ""
+        self.emit(f"{indent}if {tt} is not DEC:")
+        self.emit(f"{indent}    return FALLBACK")
+        if snap and self.decimal_form and not self.arith:
+            self.emit(f"{indent}if {var}.is_nan():")
+            self.snapshot(indent + "    ")
+        elif snap:
+            self.snapshot(indent)
+        elif indent:
+            self.emit(f"{indent}pass")
+
+    def op_snapshot(self, operands: list[tuple[str, frozenset[type]]], floats: bool) -> None:
+        """In the Decimal form, before an operation that may signal on a Decimal operand: the
+        snapshot where one operand is a Decimal (``floats``: a comparison, whose operands are
+        compared in adjacent pairs: where one of a pair is a Decimal and the other a float;
+        its only other signal, a NaN, was tested at the operand's check)."""
+        if not self.decimal_form:
+            return
+        if floats:
+            pairs = list(itertools.pairwise(operands))
+            pairs += [(b, a) for a, b in pairs]
+            tests = [
+                f"({self.type_of(a)} is DEC and {self.type_of(b)} is float)"
+                for (a, ta), (b, tb) in pairs
+                if _Decimal in ta and float in tb
+            ]
+        else:
+            tests = [f"{self.type_of(v)} is DEC" for v, t in operands if _Decimal in t]
+        if not tests:
+            return
+        self.emit(f"if {' or '.join(tests)}:")
+        self.snapshot("    ")
+
     def check(self, var: str, types: frozenset[type], known: frozenset[type] | None = None) -> None:
         """Return FALLBACK unless ``var`` is of one of ``types`` exactly; a str must be too short
         to be a secret or known clean (R2). ``known``: the exact types ``var`` is already known
@@ -157,8 +261,14 @@ class _Gen:
         seen = self.checked.get(var)
         if seen is not None:
             known = seen[0] if known is None else known & seen[0]
+        # Operands of a comparison or arithmetic (numbers, and strings for ==): a Decimal
+        # takes the host's decimal flags first. A value only tested (``is None``,
+        # ``isinstance``, wanted as any loadable type) does not, and is noted as such: a later
+        # check of it for an operation is made again (narrowed by isinstance, it could be
+        # skipped), so that the snapshot precedes every Decimal operation.
+        snap = types <= _NUMD | _STR
         if known is not None:
-            if known <= types:
+            if known <= types and not (snap and _Decimal in known and var in self.bare):
                 return  # already checked
             types = types & known
         types = types & _LOADABLE
@@ -166,7 +276,9 @@ class _Gen:
             raise _Unfusable("no type fits")
         tt = self.tmp("y")
         self.emit(f"{tt} = type({var})")
-        tests = [f"{tt} is {_TYPE_REF[t]}" for t in _TYPE_ORDER if t in types and t is not str]
+        # A Decimal is tested last, and takes the host's decimal flags (see snapshot).
+        dec = _Decimal in types
+        tests = [f"{tt} is {_TYPE_REF[t]}" for t in _TYPE_ORDER if t in types and t not in _STR_DEC]
         if str in types and (known is None or str not in known):
             # A str first (R2: short or known clean), one test; the other types after it.
             self.emit(f"if {tt} is str:")
@@ -175,7 +287,9 @@ class _Gen:
                 f"{CACHE_CHARS} and TABLE.get({var}, 0) is None)):"
             )
             self.emit("        return FALLBACK")
-            if tests:
+            if dec:
+                self.or_decimal(var, tt, " or ".join(tests), "elif", snap)
+            elif tests:
                 self.emit(f"elif not ({' or '.join(tests)}):")
                 self.emit("    return FALLBACK")
             else:
@@ -184,10 +298,17 @@ class _Gen:
         else:  # (a str known to have passed R2 already: its type alone)
             if str in types:
                 tests.insert(0, f"{tt} is str")
-            self.emit(f"if not ({' or '.join(tests)}):")
-            self.emit("    return FALLBACK")
+            if dec:
+                self.or_decimal(var, tt, " or ".join(tests), "if", snap)
+            else:
+                self.emit(f"if not ({' or '.join(tests)}):")
+                self.emit("    return FALLBACK")
         self.checked[var] = (types, self.level)
         self.typed[var] = (tt, self.level)
+        if dec and not snap:
+            self.bare.add(var)
+        else:
+            self.bare.discard(var)
 
     def type_of(self, var: str) -> str:
         """An expression for ``type(var)``: the temporary its check assigned, where in scope."""
@@ -325,7 +446,9 @@ class _Gen:
             isinstance(o, ast.Constant) and type(o.value) is str for o in operands
         )
         kind = _STR if texts else (_STR | _NUMD) if equality else _NUMD
-        names = [self.ex(o, kind)[0] for o in operands]
+        typed = [self.ex(o, kind) for o in operands]
+        names = [name for name, _ in typed]
+        self.op_snapshot(typed, floats=True)  # a Decimal with a float: FloatOperation
         out = self.tmp("r")
         text = names[0]
         for sym, name in zip(symbols, names[1:], strict=True):
@@ -378,14 +501,19 @@ class _Gen:
         sym = _ARITH.get(type(node.op))
         if sym is None:
             raise _Unfusable("operator")
-        a, ta = self.ex(node.left, _NUMD)
-        b, tb = self.ex(node.right, _NUMD)
+        self.arith += 1
+        try:
+            a, ta = self.ex(node.left, _NUMD)
+            b, tb = self.ex(node.right, _NUMD)
+        finally:
+            self.arith -= 1
         # The closures compute natively only below these sizes (larger ints are checked).
         for var, types in ((a, ta), (b, tb)):
             self.big_int_guard(var, types)
         if sym in ("/", "//", "%"):
             self.emit(f"if not {b}:")  # the closures' ZeroDivisionError, with their message
             self.emit("    return FALLBACK")
+        self.op_snapshot([(a, ta), (b, tb)], floats=False)
         out = self.tmp()
         # A Decimal with a float raises TypeError (the closures refuse it: FALLBACK); a Decimal
         # operation that signals a trapped condition of the thread's context raises as the
@@ -442,8 +570,13 @@ class _Gen:
             self.emit(f"{out} = len({var})")
             return out, frozenset({int})
         if name == "abs" and len(args) == 1:
-            var, types = self.ex(args[0], _NUMD)
+            self.arith += 1
+            try:
+                var, types = self.ex(args[0], _NUMD)
+            finally:
+                self.arith -= 1
             self.big_int_guard(var, types)
+            self.op_snapshot([(var, types)], floats=False)
             out = self.tmp()
             self.emit(f"{out} = abs({var})")  # a Decimal's: rounded by the thread's context
             return out, types & _NUMD
@@ -466,8 +599,10 @@ class _Gen:
             self.emit("    return FALLBACK")
             self.emit(f"for {item} in {var}:")
             self.emit(f"    {ti} = type({item})")
-            self.emit(f"    if {ti} is not int and {ti} is not float and {ti} is not DEC:")
-            self.emit("        return FALLBACK")
+            self.emit(f"    if {ti} is not int and {ti} is not float:")
+            self.emit(f"        if {ti} is not DEC:")
+            self.emit("            return FALLBACK")
+            self.snapshot("        ")
             self.cost += MAX_LOOP
             out = self.tmp()
             # (Decimals and floats together: TypeError, FALLBACK; the closures fail as sum does.)
@@ -511,15 +646,16 @@ class _Gen:
         self.emit(f"{pair} = len({seq}) == 2")
         self.emit(f"for {item} in {seq}:")
         self.open_block()
+        upfront = len(self.lines)
         self.emit(f"{ti} = type({item})")
-        self.emit(
-            f"if not ({ti} is int or {ti} is float or {ti} is DEC or {ti} is NoneT or ({ti} is str"
-            f" and not {pair}"
+        self.or_decimal(
+            item,
+            ti,
+            f"{ti} is int or {ti} is float or {ti} is NoneT or ({ti} is str and not {pair}"
             f" and (len({item}) < {MIN_SECRET_CHARS} or (len({item}) <= {CACHE_CHARS} and "
-            f"TABLE.get({item}, 0) is None)))):"
+            f"TABLE.get({item}, 0) is None)))",
         )
-        self.emit("    return FALLBACK")
-        upfront = len(self.lines) - 3
+        body_at = len(self.lines)
         self.scope[target.id] = (item, frozenset({int, float, _Decimal, _NoneType, str}))
         before = self.cost
         try:
@@ -531,11 +667,12 @@ class _Gen:
             body is not None
             and body[1] == self.level
             and str not in body[0]
-            and self.lines[upfront + 3].endswith(f" = type({item})")
+            and self.lines[body_at].endswith(f" = type({item})")
         ):
             # The body's first line checks every item, at its own level, as numbers or None
-            # (no string, so R2 and the pairs do not arise): the checks above are not needed.
-            del self.lines[upfront : upfront + 3]
+            # (no string, so R2 and the pairs do not arise), and takes the snapshot for a
+            # Decimal as this check does: the checks above are not needed.
+            del self.lines[upfront:body_at]
             del self.lines[upfront - 2]  # the pair test
         inner = self.cost - before
         self.cost = before + MAX_LOOP * (1 + inner)  # _iterate's step per item, and the body's
@@ -555,6 +692,18 @@ _SAFE_BUILTINS: tuple[str, ...] = ("abs", "bool", "dict", "float", "id", "int", 
 _SAFE_BUILTINS += ("map", "str", "sum", "tuple", "type")
 
 
+#: The line by which the plain form of a body (``fuse_body(..., decimal=False)``) leaves on a
+#: value found to be a Decimal, before any operation on it: :func:`fuse` replaces it with a
+#: call of the Decimal form, an inliner with its own way there (the body is pure: the Decimal
+#: form evaluates it again from the start).
+DECIMAL_LINE: Final = "return DECIMAL"
+#: Where the body takes the host's decimal flags (``fuse_body``'s ``decimal``): the line to
+#: run before it, and the lines to run after it, however it ended (an answer, FALLBACK, an
+#: exception), which put the flags back if an operation of the body set one.
+DECIMAL_HEAD: Final = "dz = None"
+DECIMAL_TAIL: Final = ("if dz is not None and dz != dk[0]:", "    RESTORE(dc, dk)")
+
+
 def fuse_body(
     tree: ast.Expression,
     red: _redaction.Redactor,
@@ -562,28 +711,35 @@ def fuse_body(
     value_name: str | None,
     local_names: tuple[str, ...],
     max_steps: int,
-) -> tuple[list[str], dict[str, Any], str] | None:
+    decimal: bool = True,
+) -> tuple[list[str], dict[str, Any], str, bool] | None:
     """The fused form's body, to be inlined: (its lines, at one indentation level of four
-    spaces; the namespace they read; the variable holding the answer), or None when the
-    expression has a part it does not handle. The lines read the probe's value as ``v`` and the
-    passed locals as ``a0``, ``a1``; they leave by ``return FALLBACK`` where they do not answer
-    (an inliner replaces that line), and may raise (an inliner treats that as FALLBACK). Their
-    own names are letters followed by digits, and the namespace's keys are those and the
-    uppercase names and builtins of :func:`fuse`: a name starting with ``_`` is free for the
-    inliner."""
+    spaces; the namespace they read; the variable holding the answer; whether they take the
+    host's decimal flags), or None when the expression has a part it does not handle. The lines
+    read the probe's value as ``v`` and the passed locals as ``a0``, ``a1``; they leave by
+    ``return FALLBACK`` where they do not answer (an inliner replaces that line), and may raise
+    (an inliner treats that as FALLBACK). Their own names are letters followed by digits, and
+    ``dz``, ``dc``, ``dk``, ``df`` (the decimal flags, see :func:`_Gen.snapshot`: where they
+    are taken, :data:`DECIMAL_HEAD` must run before the lines and :data:`DECIMAL_TAIL` after
+    them, on every way out), and the namespace's keys are those and the uppercase names and
+    builtins of :func:`fuse`: a name starting with ``_`` is free for the inliner.
+    ``decimal`` False: the plain form, where a Decimal operand leaves by :data:`DECIMAL_LINE`
+    (and the fourth item says whether there is such a line), with no line of the flags'."""
     params: dict[str, str] = {}
     if value_name is not None:
         params[value_name] = "v"
     for i, name in enumerate(local_names[:2]):
         params[name] = f"a{i}"
-    gen = _Gen(red, table, params)
+    gen = _Gen(red, table, params, decimal)
     try:
         var, _ = gen.ex(tree.body, _ANY)
     except (_Unfusable, RecursionError):
         return None
     if gen.cost > min(MAX_COST, max_steps):
         return None
-    return gen.lines, gen.ns, var
+    if gen.decimal and decimal:
+        gen.ns["RESTORE"] = _decimal_context.restore
+    return gen.lines, gen.ns, var, gen.decimal
 
 
 def fuse(
@@ -601,17 +757,34 @@ def fuse(
     ``value`` is the probe's value (``value_name``), ``p0`` and ``p1`` the locals
     ``local_names`` in order; a value not given (``NOTHING``) makes it return FALLBACK.
     """
-    body = fuse_body(tree, red, table, value_name, local_names, max_steps)
+    body = fuse_body(tree, red, table, value_name, local_names, max_steps, decimal=False)
     if body is None:
         return None
-    lines, ns, var = body
+    lines, ns, var, dec = body
+    if dec:
+        # A Decimal operand: the Decimal form, which puts the host's flags back (a tail call:
+        # the plain form, all an int or a float runs, has no line of its).
+        full = fuse_body(tree, red, table, value_name, local_names, max_steps)
+        if full is None:
+            return None
+        ns["DFUSED"] = _compile(*full)
+        lines = [line.replace(DECIMAL_LINE, "return DFUSED(v, a0, a1)") for line in lines]
+    return _compile(lines, ns, var, False)
+
+
+def _compile(
+    lines: list[str], ns: dict[str, Any], var: str, dec: bool
+) -> Callable[[object, object, object], Any]:
     # Any exception (an int division too large for a float, a MemoryError): the closures run
-    # and report it with their own message.
+    # and report it with their own message. The host's decimal flags put back on every way out.
     text = (
-        "def fused(v, a0, a1):\n  try:\n"
+        "def fused(v, a0, a1):\n"
+        + (f"  {DECIMAL_HEAD}\n" if dec else "")
+        + "  try:\n"
         + "\n".join("  " + line for line in lines)
         + f"\n      return {var}"
         + "\n  except Exception:\n    return FALLBACK\n"
+        + ("  finally:\n" + "".join(f"    {line}\n" for line in DECIMAL_TAIL) if dec else "")
     )
     code = builtins.compile(text, "<fused expectation>", "exec")
     # The handler's name (the namespace has no builtins): without it, an exception in the
