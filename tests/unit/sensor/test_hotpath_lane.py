@@ -402,14 +402,19 @@ def _limited_run(lane: bool, steps: list[float], still: StillClock) -> tuple[tup
     ), general
 
 
-def test_a_limited_lane_stops_at_its_expiry(still: StillClock) -> None:
+def test_a_limited_lane_stops_at_its_expiry(
+    still: StillClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A probe with a TTL and a limited rate (a standing probe as the hub places it): its lane
     # tests the expiry on the admission it makes itself, every firing (the bucket reads the
     # clock anyway), and stops the probe at it; one without a TTL has no such test.
     budget = CpuBudget(0.5)
     budget.clock = hotpath._perf  # the still clock is the cheap one (see _limited_run)
     stops: list[str] = []
-    g = _gate(budget, eval_rate=50.0, stops=stops, expires_at=time.time() + 1.0)
+    # The gate turns the TTL into its clock's time with time.time(): a fixed one, so that a
+    # test thread descheduled between the TTL and the gate does not move the expiry.
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
+    g = _gate(budget, eval_rate=50.0, stops=stops, expires_at=1_000_000.0 + 1.0)
     assert _is_lane(g.hook)
     for _ in range(19):  # 0.95 s at 20 calls a second: within the rate, before the expiry
         still.advance(0.05)
@@ -596,17 +601,21 @@ def _expiring_gate(
     )
 
 
-def test_a_probe_that_expires_stops_in_the_lane_within_a_stride(clock: SteppingClock) -> None:
+def test_a_probe_that_expires_stops_in_the_lane_within_a_stride(
+    clock: SteppingClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Expiry is tested on the timed evaluations (one in a stride of at most
     # 2 ** METER_STRIDE_BITS), not on every firing: the probe stops within a stride. The lane's
     # clock is the fake one: with the real one a test thread descheduled for the 50 ms between
     # making the gate and its first firing found the probe expired already.
     stride = 2**hotpath.METER_STRIDE_BITS
+    # The TTL turned into the gate's clock with a fixed time.time() (see the limited lane's).
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
     for _ in range(20):  # (strides are random: several probes)
         budget = Ledger(clock)  # metered with the lane's clock: the lane serves
         stops: list[str] = []
         captured: list[object] = []
-        g = _expiring_gate(budget, stops, captured, time.time() + 0.05)
+        g = _expiring_gate(budget, stops, captured, 1_000_000.05)
         assert _is_lane(g.hook)
         g.hook(1)
         assert stops == []
@@ -622,13 +631,17 @@ def test_a_probe_that_expires_stops_in_the_lane_within_a_stride(clock: SteppingC
         assert captured == []
 
 
-def test_an_expired_probe_captures_nothing_in_the_lane(clock: SteppingClock) -> None:
+def test_an_expired_probe_captures_nothing_in_the_lane(
+    clock: SteppingClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A violation after the expiry, however far from a timed evaluation: stopped, not captured.
+    # The TTL turned into the gate's clock with a fixed time.time() (see the limited lane's).
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
     for _ in range(20):
         budget = Ledger(clock)  # metered with the lane's clock: the lane serves
         stops: list[str] = []
         captured: list[object] = []
-        g = _expiring_gate(budget, stops, captured, time.time() + 0.05)
+        g = _expiring_gate(budget, stops, captured, 1_000_000.05)
         g.hook(-1)
         assert captured == [(-1, "violation")]
         clock.now += 100_000_000  # 0.1 s (ns): past the expiry
