@@ -14,21 +14,25 @@ import functools
 import math
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "CATEGORY_ERROR",
     "CATEGORY_MAX_DISTINCT",
     "CATEGORY_MIN_REPEAT",
     "VALUE_CLASSES",
     "Finding",
     "PathValues",
     "ValueClass",
+    "category_min_hits",
     "collect",
     "datetime_classes",
     "is_categorical",
     "text_classes",
+    "unseen_values",
     "value_findings",
 ]
 
@@ -287,22 +291,86 @@ def _number_class(x: float) -> str:
 CATEGORY_MAX_DISTINCT = 6
 #: Production hits per distinct value, on average, for a field to be a category.
 CATEGORY_MIN_REPEAT = 4.0
+#: The chance, at most, that a field of one value more than production showed, all its values
+#: equally likely, is read as a category: the sample then had too few hits to miss one value
+#: as common as the others this rarely (see :func:`category_min_hits`).
+CATEGORY_ERROR = 0.001
+
+
+@functools.lru_cache(maxsize=256)
+def category_min_hits(distinct: int, error: float = CATEGORY_ERROR) -> int:
+    """The fewest hits over which ``distinct`` values can be read as all the values there are.
+
+    The smallest ``n`` with ``(d + 1) * (d / (d + 1)) ** n <= error``: were the field to have
+    one value more, as common as the others (``d + 1`` values, each a share ``1 / (d + 1)``),
+    ``n`` hits would show only ``d`` of them with a chance of at most ``error`` (the chance
+    that one given value is missing, ``(d / (d + 1)) ** n``, times the ``d + 1`` values that
+    could be the missing one). With the default 0.001: 11 hits for 1 value, 20 for 2, 29 for 3,
+    39 for 4, 48 for 5, 58 for 6.
+    """
+    if distinct <= 0:
+        return 0
+    d = distinct
+    n = max(1, math.ceil(math.log(error / (d + 1)) / math.log(d / (d + 1))))
+    # Rounding in the logarithms may put the ceiling one off: settle it on the bound itself.
+    while (d + 1) * (d / (d + 1)) ** n > error:
+        n += 1
+    while n > 1 and (d + 1) * (d / (d + 1)) ** (n - 1) <= error:
+        n -= 1
+    return n
+
+
+def unseen_values(counts: Sequence[int]) -> float:
+    """How many values production has that the sample did not show, estimated (Chao1).
+
+    ``counts``: the hits of each distinct value. Values seen once (``f1``) and twice (``f2``)
+    say how many were not seen at all (Good-Turing: the share of hits carrying a value not seen
+    yet is about ``f1 / n``); the bias-corrected Chao1 estimate of the number of those values
+    is ``(n - 1) / n * f1 * (f1 - 1) / (2 * (f2 + 1))``. It is 0 when no value was seen once
+    (a sample in which every value repeats gives no sign of another) and a lower bound, not a
+    confidence bound: it says values are still arriving, not how many.
+    """
+    n = sum(counts)
+    if n <= 1:
+        return 0.0
+    f1 = sum(1 for c in counts if c == 1)
+    f2 = sum(1 for c in counts if c == 2)
+    return (n - 1) / n * f1 * (f1 - 1) / (2 * (f2 + 1))
 
 
 def is_categorical(
-    distinct: int,
-    hits: int,
+    counts: Sequence[int],
     *,
     max_distinct: int = CATEGORY_MAX_DISTINCT,
     min_repeat: float = CATEGORY_MIN_REPEAT,
+    error: float = CATEGORY_ERROR,
 ) -> bool:
-    """True when ``distinct`` values over ``hits`` production hits look like a category.
+    """True when production values with these hit ``counts`` (one per distinct value) form a
+    category: a closed set of a few values, so that a value the tests never had is news.
 
-    Few distinct values (``<= max_distinct``), each seen ``min_repeat`` times on average: a
+    Few distinct values (``d <= max_distinct``), seen ``min_repeat`` times each on average: a
     currency, a status, a coupon code. Free text (cities, streets, postcodes, names) has many
-    distinct values, most seen once or twice, and is not one.
+    distinct values and is not one. But a small sample of free text shows only some of its
+    values: 24 hits of a field of 7 equally likely streets show only 6 of them one time in 6,
+    and 6 values seen 4 times each passed for a category. So the set must also look closed:
+
+    - the sample is large enough that one more value, as common as the others, would have
+      shown (:func:`category_min_hits`: a field of ``d + 1`` equally likely values passes for
+      a ``d``-value category in at most ``error`` of samples, whatever their size), and
+    - the values seen once and twice do not predict more values than a category may have
+      (``d`` plus :func:`unseen_values`, the Chao1 estimate, is at most ``max_distinct``):
+      a head of common values with a tail of rare ones keeps showing new ones.
+
+    A field whose extra value is much rarer than the others (a 7th street on 2% of hits) can
+    still pass over a sample that missed it: no sample size rules out every rare value.
     """
-    return 0 < distinct <= max_distinct and hits >= min_repeat * distinct
+    d = sum(1 for c in counts if c > 0)
+    if not 0 < d <= max_distinct:
+        return False
+    hits = sum(counts)
+    if hits < min_repeat * d or hits < category_min_hits(d, error):
+        return False
+    return d + unseen_values([c for c in counts if c > 0]) <= max_distinct
 
 
 def _categorical(tname: str, raw: Any) -> bool:
@@ -409,6 +477,7 @@ def value_findings(
     types: Set[str] | None = None,
     max_distinct: int = CATEGORY_MAX_DISTINCT,
     min_repeat: float = CATEGORY_MIN_REPEAT,
+    category_error: float = CATEGORY_ERROR,
     noise: str | None = None,
     strict: bool = False,
 ) -> list[Finding]:
@@ -533,7 +602,17 @@ def value_findings(
     ):
         strings = distinct if tnames == {"str"} and distinct else None
         findings.extend(
-            _one_of(path, leaves, test, reported, max_categories, max_distinct, min_repeat, strings)
+            _one_of(
+                path,
+                leaves,
+                test,
+                reported,
+                max_categories,
+                max_distinct,
+                min_repeat,
+                strings,
+                category_error,
+            )
         )
     return findings
 
@@ -643,6 +722,7 @@ def _one_of(
     max_distinct: int,
     min_repeat: float,
     strings: set[Any] | None = None,
+    error: float = CATEGORY_ERROR,
 ) -> list[Finding]:
     """New values of a category, one finding each (values a class finding covers: none).
 
@@ -651,16 +731,16 @@ def _one_of(
     if len(test.categories) > max_categories:
         return []
     cap = max_categories * 4
-    seen: set[tuple[str, Any]] = set()
+    counts: dict[Any, int] = {}
     new_values: dict[tuple[str, Any], list[int]] = {}
     if strings is not None:
         # Nearly every categorical path holds strings only: set operations, not a loop.
         if len(strings) > cap:
             return []
-        seen = {("str", v) for v in strings}
-        fresh = {v for _, v in seen - test.categories}
-        if not fresh:
+        fresh = {v for v in strings if ("str", v) not in test.categories}
+        if not fresh or len(strings) > max_distinct:
             return []
+        counts = Counter(raw for _, _, raw in leaves)
         for idx, _, raw in leaves:
             if raw in fresh:
                 new_values.setdefault(("str", raw), []).append(idx)
@@ -669,18 +749,21 @@ def _one_of(
             if not _categorical(tname, raw):
                 return []
             value = (tname, raw)
-            if value not in seen:
-                if len(seen) >= cap:
+            if value not in counts:
+                if len(counts) >= cap:
                     return []  # too many distinct values to be a one-of set
-                seen.add(value)
+                counts[value] = 0
+            counts[value] += 1
             if value not in test.categories:
                 new_values.setdefault(value, []).append(idx)
-    # A one-of set only when production's values repeat (Daikon reports an invariant only
-    # with enough confidence): few distinct values, each seen several times on average. A
-    # currency (4 values over 20 hits) is a category; a city, a street or a postcode (many
-    # values, most seen once or twice) is free text, and a new one is not a divergence.
+    # A one-of set only when production's values are a closed set (Daikon reports an
+    # invariant only with enough confidence): few distinct values, over enough hits that one
+    # more value as common as the others would have shown, and no tail of values seen once. A
+    # currency (4 values over 40 hits) is a category; a city, a street or a postcode (many
+    # values, or a sample too small to have shown them all) is free text, and a new one is not
+    # a divergence.
     if not new_values or not is_categorical(
-        len(seen), len(leaves), max_distinct=max_distinct, min_repeat=min_repeat
+        list(counts.values()), max_distinct=max_distinct, min_repeat=min_repeat, error=error
     ):
         return []
     known_values = sorted((v for _, v in test.categories), key=repr)

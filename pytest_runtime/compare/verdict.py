@@ -35,6 +35,7 @@ from pytest_runtime.compare.shapes import (
     parent_of,
 )
 from pytest_runtime.compare.values import (
+    CATEGORY_ERROR,
     CATEGORY_MAX_DISTINCT,
     CATEGORY_MIN_REPEAT,
     Finding,
@@ -73,6 +74,9 @@ class CompareSettings:
     ``raises`` names the exception types the test author expects to leave the function
     (``ValueError``, ``decimal.InvalidOperation``): production raising them is no divergence.
     ``rarer_than`` is the confidence bound the run asked for (reported as reached or not).
+    ``category_max_distinct``, ``category_min_repeat`` and ``category_error`` decide when
+    production's values at a path form a category (see
+    :func:`pytest_runtime.compare.values.is_categorical`).
     """
 
     ignore: tuple[str, ...] = ()
@@ -86,6 +90,7 @@ class CompareSettings:
     max_categories: int = 16
     category_max_distinct: int = CATEGORY_MAX_DISTINCT
     category_min_repeat: float = CATEGORY_MIN_REPEAT
+    category_error: float = CATEGORY_ERROR
     unique_share: float = 0.9
     range_factor: float = 100.0
     max_divergences: int = 20
@@ -122,6 +127,11 @@ class CompareSettings:
             raise ValueError(
                 f"CompareSettings.category_min_repeat: got {self.category_min_repeat!r}, "
                 "expected a number >= 1"
+            )
+        if not 0.0 < self.category_error < 1.0:
+            raise ValueError(
+                f"CompareSettings.category_error: got {self.category_error!r}, "
+                "expected a probability in (0, 1)"
             )
         if not 0.0 < self.unique_share <= 1.0:
             raise ValueError(
@@ -938,6 +948,7 @@ def _compare(
                     range_factor=settings.range_factor,
                     max_distinct=settings.category_max_distinct,
                     min_repeat=settings.category_min_repeat,
+                    category_error=settings.category_error,
                     noise=noise.get(path),
                     strict=settings.strict,
                 )

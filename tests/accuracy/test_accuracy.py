@@ -36,8 +36,8 @@ pytestmark = [pytest.mark.accuracy, pytest.mark.integration]
 RUNS = 3  #: the same suite, three times, against the same live services
 MIN_HITS = 40  #: production hits wanted per probe (3/40: an unseen state rarer than 7.5%)
 WAIT = 30  #: longest wait for them, in seconds (a bound, not a sleep: the run ends sooner)
-TRAFFIC_RATE = 25.0  #: requests per second to each service
-TRAFFIC_LIMIT = 12_000  #: and at most this many (8 minutes): bounded even if a run hangs
+TRAFFIC_RATE = 50.0  #: requests per second to each service
+TRAFFIC_LIMIT = 12_000  #: and at most this many (4 minutes): bounded even if a run hangs
 #: How far a printed violation rate may be from the traffic's true rate: any window of N
 #: consecutive requests is within 2/N of it (N >= MIN_HITS here), the rest is the margin for
 #: calls in flight when the counters are read.

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 from compare_hits import LOCATION, hit
 
 from pytest_runtime.compare import CompareSettings, Divergence, ProbeVerdict, compare
-from pytest_runtime.compare.values import VALUE_CLASSES, text_classes
+from pytest_runtime.compare.values import (
+    CATEGORY_ERROR,
+    VALUE_CLASSES,
+    category_min_hits,
+    is_categorical,
+    text_classes,
+    unseen_values,
+)
 from sensor.probes import Probe
 
 PLAIN = Probe.from_dict({"kind": "snapshot", "location": LOCATION})
@@ -210,6 +218,117 @@ def test_an_empty_value_of_a_category_is_one_line_not_two() -> None:
     found = keys(compare(tests, prod, probe=PLAIN), "currency")
     assert set(found) == {"class:empty"}
     assert found["class:empty"].message == "currency: empty value in production; tests never had ''"
+
+
+# A category is a closed set: a sample too small to have shown every value of a field is not
+# one. The accuracy suite's streets (7 equally likely values, two of them tested) flaked: 24
+# hits that missed one street looked like a 6-value category, and the other streets were "new".
+
+_STREETS = ["Oak St", "Pine Ave", "Maple Rd", "Cedar Ln", "Elm St", "Birch Way", "Hill Rd"]
+
+
+def _drawn(pool: list[str], n: int, seed: int, weights: list[float] | None = None) -> list[str]:
+    return random.Random(f"{seed}:{n}").choices(pool, weights, k=n)
+
+
+def test_a_field_of_seven_equally_likely_values_is_never_a_category_in_a_small_sample() -> None:
+    # Before: 6 of 7 streets over 24 to ~40 hits were a category (about 1 sample in 6 at 24
+    # hits), and the streets the tests lacked were new one-of values.
+    tests = [hit(i, {"street": s}, prefix="t") for i, s in enumerate(["Oak St", "Elm St"])]
+    flagged = []
+    for n in range(20, 61):
+        for seed in range(40):
+            drawn = _drawn(_STREETS, n, seed)
+            prod = [hit(i, {"street": s}) for i, s in enumerate(drawn)]
+            if compare(tests, prod, probe=PLAIN).divergences:
+                flagged.append((n, seed, len(set(drawn))))
+    assert flagged == []
+
+
+def test_the_hits_a_category_needs_bound_the_chance_of_missing_one_more_value() -> None:
+    # The figure the docs give: a field of d + 1 equally likely values shows only d of them
+    # (and so passes for a d-value category) in at most CATEGORY_ERROR of samples, exactly,
+    # whatever their size (occupancy probabilities, not a simulation).
+    assert [category_min_hits(d) for d in range(1, 7)] == [11, 20, 29, 39, 48, 58]
+    for d in range(1, 7):
+        m = d + 1
+        shown = [1.0] + [0.0] * m  # P(exactly j of the m values shown) after n hits
+        for n in range(1, 301):
+            shown = [
+                shown[j] * j / m + (shown[j - 1] * (m - j + 1) / m if j else 0.0)
+                for j in range(m + 1)
+            ]
+            read_as_category = sum(
+                shown[k] for k in range(1, m) if n >= category_min_hits(k) and n >= 4 * k
+            )
+            assert read_as_category <= CATEGORY_ERROR, (d, n, read_as_category)
+        n = category_min_hits(d)
+        assert m * (d / m) ** n <= CATEGORY_ERROR < m * (d / m) ** (n - 1)
+
+
+@pytest.mark.parametrize(
+    ("counts", "category"),
+    [
+        ([20, 20], True),  # a yes/no field
+        ([14, 13, 13], True),  # 3 values over 40 hits
+        ([30, 20, 9, 1], True),  # a rare value seen once is no sign of more
+        ([10, 4, 3, 3], False),  # 20 hits cannot tell 4 currencies from 5 (5.8% would look so)
+        ([20, 8, 6, 6], True),  # 40 can
+        ([10] * 6, True),  # 6 values over 60 hits
+        ([4] * 6, False),  # 24 hits of 7 equally likely values show only 6 in 1 sample in 6
+        ([30, 15, 8, 5, 1, 1], False),  # two values seen once: more are arriving (Chao1 7)
+        ([40, 10, 1, 1, 1], False),  # three of five seen once
+        ([9] * 7, False),  # more than 6 values
+        ([], False),
+    ],
+)
+def test_a_category_is_a_few_values_over_a_sample_that_shows_them_all(
+    counts: list[int], category: bool
+) -> None:
+    assert is_categorical(counts) is category
+
+
+def test_values_seen_once_estimate_the_values_not_seen() -> None:
+    assert unseen_values([10, 10, 10]) == 0.0  # every value repeats: no sign of another
+    assert unseen_values([10, 10, 1]) == 0.0  # one singleton: no estimate beyond it
+    assert unseen_values([10, 1, 1]) == pytest.approx(11 / 12)
+    assert unseen_values([10, 2, 1, 1, 1]) == pytest.approx(14 / 15 * 3 * 2 / 4)
+
+
+def test_a_small_enum_over_forty_hits_still_reports_a_value_the_tests_lacked() -> None:
+    # A status of 3 values, two tested: the third is news as soon as 29 hits show 3 values.
+    tests = [hit(i, {"status": s}, prefix="t") for i, s in enumerate(["paid", "open"])]
+    for seed in range(40):
+        drawn = _drawn(["paid", "open", "void"], 40, seed, [0.5, 0.3, 0.2])
+        prod = [hit(i, {"status": s}) for i, s in enumerate(drawn)]
+        found = keys(compare(tests, prod, probe=PLAIN), "status")
+        assert set(found) == {"one-of:'void'"}, (seed, drawn)
+        assert found["one-of:'void'"].severity == "medium"
+        assert found["one-of:'void'"].count == drawn.count("void")
+
+
+def test_a_long_tail_of_values_seen_once_is_not_a_category() -> None:
+    # A heavy head and rare values trickling in: the next sample shows others.
+    tests, _ = sides(["a", "b"], ["a"], field="kind")
+    values = ["a"] * 30 + ["b"] * 15 + ["c"] * 8 + ["d"] * 5 + ["e", "f"]
+    prod = [hit(i, {"kind": v, "qty": 2}) for i, v in enumerate(values)]
+    assert keys(compare(tests, prod, probe=PLAIN), "kind") == {}
+    values[-2:] = ["e", "e"]  # the same head with the tail gone: a category, c d e are news
+    prod = [hit(i, {"kind": v, "qty": 2}) for i, v in enumerate(values)]
+    assert set(keys(compare(tests, prod, probe=PLAIN), "kind")) == {
+        "one-of:'c'",
+        "one-of:'d'",
+        "one-of:'e'",
+    }
+
+
+def test_the_category_error_is_a_setting() -> None:
+    tests, prod = sides(["mug", "plate"], ["mug", "plate", "cup"], n=24, field="kind")
+    assert keys(compare(tests, prod, probe=PLAIN), "kind") == {}  # 24 < 29 hits
+    loose = CompareSettings(category_error=0.05)  # 3 values need 16 hits then
+    assert set(keys(compare(tests, prod, probe=PLAIN, settings=loose), "kind")) == {"one-of:'cup'"}
+    with pytest.raises(ValueError, match=r"category_error: got 0"):
+        CompareSettings(category_error=0)
 
 
 def test_the_docs_table_of_value_classes_is_the_code_table() -> None:
