@@ -87,6 +87,7 @@ __all__ = [
     "SETTLE_EVERY",
     "SETTLE_NS",
     "SHUT_MAX",
+    "SHUT_TICK",
     "SLOW_FIRING_NS",
     "FastExpectGate",
     "eval_burst",
@@ -145,6 +146,11 @@ SHUT_MAX = 0.25
 #: many; a budget share holds a second's worth (a probe shed by the budget may lose part of
 #: its share while closed: the budget is a ceiling).
 CLOSE_TICK = 1.0
+#: The tick grid a closing for the CPU budget reopens on (see _shut_tick): shorter than
+#: CLOSE_TICK, because a share holds a second's worth and a probe closed for its share past
+#: that loses evaluations its share would have paid for: on 1 s ticks a cheap probe beside an
+#: expensive one lost most of its evaluations in 2 s (test_engine_budget's starvation test).
+SHUT_TICK = 0.1
 
 
 def eval_burst(eval_rate: float) -> float:
@@ -1318,20 +1324,19 @@ def _tick(at: float, now: float) -> float:
 
 def _shut_tick(at: float) -> float:
     """The tick a gate closed for the CPU budget until ``at`` (monotonic seconds) reopens on:
-    that of the :data:`CLOSE_TICK` interval after the one holding ``at``, however far ``at``
+    that of the :data:`SHUT_TICK` interval after the one holding ``at``, however far ``at``
     is (:func:`_tick` rounds a wait of CLOSE_TICK or more to a LONG_WAIT tick).
 
     A shedding budget closes every gate of the probes over their shares, for 10 to 250 ms
     (:data:`SHUT_MAX`) each: on LONG_WAIT ticks those closings kept the waker waking on 30 to
     40 ticks a second in the standing shop, and a wake-up costs the host's process tens to
     hundreds of microseconds of CPU (a timer, a GIL hand-over) whatever it reopens. On
-    CLOSE_TICK ticks it wakes about once a second for them, with the rate closings. The share
-    keeps filling while the gate is closed, up to a second's worth, and is spent in a longer
-    run once it reopens; a closing longer than that loses what the share would have refilled
-    beyond it (the standing shop, whose budget sheds, made 17-22% fewer evaluations on 1 s
-    ticks than on 100 ms ones: the budget is a ceiling, not a promise).
+    SHUT_TICK ticks it wakes on at most 10 a second for them. The share keeps filling while
+    the gate is closed, up to a second's worth, and is spent in a longer run once it reopens.
+    (On CLOSE_TICK's 1 s ticks a closing could outlast the share's second and lose what it
+    would have refilled: a cheap probe beside an expensive one was starved of its evaluations.)
     """
-    return guards.tick_after(at, CLOSE_TICK)
+    return guards.tick_after(at, SHUT_TICK)
 
 
 def _type_name(tp: type) -> str:

@@ -27,7 +27,7 @@ from sensor.guards import (
     tick_after,
     tick_of,
 )
-from sensor.hotpath import CLOSE_TICK, SHUT_MAX, FastExpectGate, eval_burst
+from sensor.hotpath import CLOSE_TICK, SHUT_MAX, SHUT_TICK, FastExpectGate, eval_burst
 
 
 def make_gate(
@@ -134,9 +134,9 @@ def test_a_budget_closing_of_any_length_reopens_on_a_close_tick() -> None:
                 assert len(waker.held) == 1, "the closing asked the waker for its reopening"
                 at = waker.held[0][0]
                 assert at - closed_at >= debt_ms / 1000 - 0.002  # not before the share refills
-                assert at - closed_at < SHUT_MAX + 2 * CLOSE_TICK + 0.01
+                assert at - closed_at < SHUT_MAX + 2 * SHUT_TICK + 0.01
                 # The tick of its CLOSE_TICK interval (see guards.tick_after).
-                assert at == tick_after(at - CLOSE_TICK, CLOSE_TICK), (debt_ms, at)
+                assert at == tick_after(at - SHUT_TICK, SHUT_TICK), (debt_ms, at)
             finally:
                 waker.stop()
     finally:
