@@ -129,10 +129,10 @@ PRECISE_STRIDE_BITS = 4
 #: waker's CLOSE_TICK tick after that time (less than 2 * CLOSE_TICK later), as every closing
 #: for the budget does: see _shut_tick.
 SHUT_MAX = 0.25
-#: A gate that closes for less than this (an evaluation rate above 1 / CLOSE_TICK a second
-#: that its calls exceed, a budget share that refills within it) reopens on a tick of it (see
-#: _tick and _shut_tick): at most about one closing a second per probe, each a
-#: ``Waker.schedule`` on the host's thread, and the gates of every probe reopen together on
+#: A gate that closes by its evaluation rate for less than this (a rate above 1 / CLOSE_TICK a
+#: second that its calls exceed) reopens on a tick of it (see _tick; a closing for the CPU
+#: budget on a SHUT_TICK one, see _shut_tick): at most about one closing a second per probe,
+#: each a ``Waker.schedule`` on the host's thread, and the gates of every probe reopen together on
 #: one shared tick, one wake-up of the waker a second for them all. A wake-up of a sensor
 #: thread is what a standing probe costs the host most, not its evaluations: it wakes a timer,
 #: then takes the GIL from the host's thread, and costs the host's process tens to hundreds of
@@ -143,8 +143,7 @@ SHUT_MAX = 0.25
 #: gates' inline tests). The evaluation bucket of a rate above
 #: 1 / CLOSE_TICK holds two ticks' worth (see eval_burst), what accrues while its gate is
 #: closed (less than 2 * CLOSE_TICK): the same evaluations a second, in runs of up to that
-#: many; a budget share holds a second's worth (a probe shed by the budget may lose part of
-#: its share while closed: the budget is a ceiling).
+#: many.
 CLOSE_TICK = 1.0
 #: The tick grid a closing for the CPU budget reopens on (see _shut_tick): shorter than
 #: CLOSE_TICK, because a share holds a second's worth and a probe closed for its share past
