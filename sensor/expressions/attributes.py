@@ -37,7 +37,9 @@ from sensor.expressions.redact import Redacted
 # -- attributes -------------------------------------------------------------------------------
 
 _DATE_ATTRS = frozenset(("year", "month", "day"))
-_TIME_ATTRS = frozenset(("hour", "minute", "second", "microsecond", "fold"))
+# ``tzinfo`` is a C getter; the tzinfo it returns is judged like any value (``is None`` runs
+# nothing; comparing a Python tzinfo is refused), so ``due.tzinfo is not None`` can be expected.
+_TIME_ATTRS = frozenset(("hour", "minute", "second", "microsecond", "fold", "tzinfo"))
 _BUILTIN_ATTRS: dict[int, frozenset[str]] = {
     id(int): frozenset(("real", "imag", "numerator", "denominator")),
     id(bool): frozenset(("real", "imag", "numerator", "denominator")),
