@@ -785,6 +785,11 @@ class _Walker:
             b.truncated = True
             b.left -= 32
             return {"@t": name, "@depth": True}
+        if layout.bookkeeping and depth > 0:
+            # An ORM's per-instance state inside an instance: its type only (not a cut of the
+            # application's data, so the hit is not marked truncated for it).
+            b.left -= 32
+            return {"@t": name, "@depth": True}
         ident = id(v)
         active = self.active
         if ident in active:

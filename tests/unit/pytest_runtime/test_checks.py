@@ -62,7 +62,11 @@ def test_not_found_listing_puts_close_and_public_names_before_private_ones(
     module = types.ModuleType("framework_routing")
     source = "\n".join(
         [f"def _helper_{i:02d}(): pass" for i in range(40)]
-        + ["def get_request_handler(): pass", "def serialize_response(): pass", "class APIRouter: pass"]
+        + [
+            "def get_request_handler(): pass",
+            "def serialize_response(): pass",
+            "class APIRouter: pass",
+        ]
     )
     exec(compile(source, "framework_routing.py", "exec"), module.__dict__)
     sys.modules["framework_routing"] = module

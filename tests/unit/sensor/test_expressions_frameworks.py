@@ -96,10 +96,10 @@ def test_loaded_orm_column_is_read_from_the_instance_dict() -> None:
 
 def test_orm_attribute_that_is_not_loaded_is_refused_as_a_query() -> None:
     order = _loaded_order(id=7, amount=120)  # customer: a lazy relationship, never loaded
-    with pytest.raises(ExpressionError, match="not loaded .*reading it would run a query"):
+    with pytest.raises(ExpressionError, match=r"not loaded .*reading it would run a query"):
         compile("order.customer").evaluate({"order": order})
     del order.__dict__["amount"]  # an expired column: SQLAlchemy refreshes it with a SELECT
-    with pytest.raises(ExpressionError, match="'amount' .* not loaded"):
+    with pytest.raises(ExpressionError, match=r"'amount' .* not loaded"):
         compile("order.amount").evaluate({"order": order})
 
 
