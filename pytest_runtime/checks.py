@@ -18,6 +18,7 @@ the sensors' statuses: :func:`production_problem` says what they are, and the se
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import re
@@ -80,8 +81,10 @@ def _probe_errors(hits: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, str
     return failed
 
 
-def _listing(names: Iterable[str]) -> str:
-    ordered = sorted(set(names))
+def _listing(names: Iterable[str], *, first: Iterable[str] = ()) -> str:
+    """Sorted names, those in ``first`` ahead in their order, cut at ``_MAX_NAMES``."""
+    ahead = list(dict.fromkeys(first))
+    ordered = ahead + sorted(set(names) - set(ahead))
     shown = ", ".join(ordered[:_MAX_NAMES])
     more = len(ordered) - _MAX_NAMES
     return (shown + (f" and {more} more" if more > 0 else "")) or "(none)"
@@ -166,7 +169,13 @@ def defined_here(probe: Probe) -> str:
             or isinstance(value, staticmethod | classmethod | property)
         )
     ]
-    return f"functions and classes of {owner}: {_listing(names)}" if names else ""
+    # A framework module has dozens of private helpers, which sort before lower-case public
+    # names: list the names closest to the one asked, then the public ones, then the rest.
+    leaf = qualname.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, names, n=3, cutoff=0.6) if leaf else []
+    public = sorted(name for name in names if not name.startswith("_"))
+    listing = _listing(names, first=[*close, *public])
+    return f"functions and classes of {owner}: {listing}" if names else ""
 
 
 class NamesAt:

@@ -58,6 +58,7 @@ from sensor.inject.imports import ImportWatcher
 from sensor.inject.locate import (
     NotFound,
     code_lines,
+    codeless_line_reason,
     find_code_for_line,
     find_module_for_path,
     module_file,
@@ -559,6 +560,12 @@ class Engine:
         lines = code_lines(code)
         for wanted in (loc.line, probe.until_line):
             if wanted is not None and wanted not in lines:
+                why = codeless_line_reason(lines, wanted)
+                if why is not None:
+                    armed.set_state(
+                        ProbeState.ERROR, f"line {wanted} of {code.co_qualname} in {filename} {why}"
+                    )
+                    return
                 span = f"{min(lines)}-{max(lines)}" if lines else "none"
                 armed.set_state(
                     ProbeState.ERROR,

@@ -273,7 +273,7 @@ Constructor = Callable[[dict[str, Any]], Any]
 
 _MARKER_WHY = {
     "@redacted": "redacted",
-    "@depth": "not expanded (max_depth)",
+    "@depth": "not expanded (max_depth, or an ORM's bookkeeping)",
     "@cycle": "a reference cycle",
     "@budget": "not captured (max_bytes spent)",
     "@deadline": "not captured (deadline_ms passed)",

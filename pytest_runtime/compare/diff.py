@@ -138,6 +138,32 @@ def _redaction_only(t1: Any, t2: Any) -> bool:
     return type_label(t1) == type_label(t2)
 
 
+def _aware(value: datetime.datetime | datetime.time) -> bool:
+    return value.tzinfo is not None
+
+
+def _clock_operator() -> Any:
+    """A deepdiff operator that compares datetimes and times as they are.
+
+    deepdiff reads a naive datetime as UTC (its ``default_timezone``) and reports the converted
+    value: the production side of a naive-versus-aware bug showed a ``+00:00`` it never had,
+    and a naive 10:00 against an aware 10:00 UTC was no difference at all. Decoded values
+    carry only fixed-offset timezones, so the comparisons below run no user code.
+    """
+    from deepdiff.operator import BaseOperator
+
+    class _Clock(BaseOperator):
+        def give_up_diffing(self, level: Any, diff_instance: Any) -> bool:
+            a, b = level.t1, level.t2
+            if type(a) is not type(b):
+                return False  # a type change: deepdiff reports it
+            if _aware(a) != _aware(b) or (a != b or (_aware(a) and a.utcoffset() != b.utcoffset())):
+                diff_instance.custom_report_result("values_changed", level)
+            return True
+
+    return _Clock(types=[datetime.datetime, datetime.time])
+
+
 def diff_entries(test_state: Mapping[str, Any], prod_state: Mapping[str, Any]) -> list[Entry]:
     """Every deepdiff difference from a test-time state to a production state, unsorted."""
     try:
@@ -150,6 +176,7 @@ def diff_entries(test_state: Mapping[str, Any], prod_state: Mapping[str, Any]) -
             ignore_order=False,
             max_diffs=_MAX_DIFFS,
             verbose_level=2,
+            custom_operators=[_clock_operator()],
         )
         entries: list[Entry] = []
         for report_type in sorted(tree):

@@ -785,6 +785,11 @@ class _Walker:
             b.truncated = True
             b.left -= 32
             return {"@t": name, "@depth": True}
+        if layout.bookkeeping and depth > 0:
+            # An ORM's per-instance state inside an instance: its type only (not a cut of the
+            # application's data, so the hit is not marked truncated for it).
+            b.left -= 32
+            return {"@t": name, "@depth": True}
         ident = id(v)
         active = self.active
         if ident in active:
@@ -927,6 +932,15 @@ class _Walker:
     def _redact_name(self, x: Any) -> JSONValue:
         """A value whose name (key, attribute, capture name) is a secret: type and size only."""
         t = type(x)
+        expressions = sys.modules.get("sensor.expressions")
+        if expressions is not None and t is getattr(expressions, "Redacted", None):
+            # Already hidden by the sandbox (``(session)``, ``(user.password)``): keep the type
+            # and length class it recorded, not the marker class's own name.
+            self.budget.left -= 48
+            out: dict[str, Any] = {"@t": x.type_name, "@redacted": "name"}
+            if x.length is not None:
+                out["@len"] = x.length
+            return out
         try:
             name = layout_of(t).name
             n = _length(x, t)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "BOOKKEEPING_TYPES",
     "Kind",
     "Layout",
     "layout_of",
@@ -39,6 +40,20 @@ _MEMBER_OWNER: Callable[[object], Any] = vars(_MEMBER)["__objclass__"].__get__
 _GETSET_OWNER: Callable[[object], Any] = vars(_GETSET)["__objclass__"].__get__
 _FLAGS: Callable[[type], Any] = type.__dict__["__flags__"].__get__
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: the class was created at run time (class statement)
+
+#: Objects a framework attaches to each instance to track it, not the application's state:
+#: SQLAlchemy's ``InstanceState`` (``_sa_instance_state``) and Django's ``ModelState``
+#: (``_state``). Their fields say whether the instance came from a database (identity key,
+#: session, load path, ``adding``, ``db``), so an object a test builds differs there from
+#: every object production loads, and SQLAlchemy's costs about 1.5 kB per instance. As a
+#: field of another object they are encoded as their type only (``"@depth": true``); captured
+#: by themselves they are expanded as usual.
+BOOKKEEPING_TYPES = frozenset(
+    {
+        "sqlalchemy.orm.state.InstanceState",
+        "django.db.models.base.ModelState",
+    }
+)
 
 # The cache holds strong references to classes (a bounded number): dropping it when full
 # keeps memory bounded even for services that create classes per request.
@@ -74,7 +89,16 @@ class Kind:
 class Layout:
     """What capture needs to know about one type, computed once and cached."""
 
-    __slots__ = ("dict_get", "dict_hidden", "fields", "kind", "name", "slots", "type")
+    __slots__ = (
+        "bookkeeping",
+        "dict_get",
+        "dict_hidden",
+        "fields",
+        "kind",
+        "name",
+        "slots",
+        "type",
+    )
 
     def __init__(self, tp: type) -> None:
         self.type = tp
@@ -123,6 +147,9 @@ class Layout:
         self.slots = tuple(slot for slots in reversed(per_class) for slot in slots)
         if self.dict_get is None and _has_instance_dict(tp):
             self.dict_hidden = True
+        #: A framework's per-instance bookkeeping (see BOOKKEEPING_TYPES): kept as its type
+        #: when it is a field of another object.
+        self.bookkeeping = self.kind == Kind.OBJECT and self.name in BOOKKEEPING_TYPES
         self.fields: tuple[str, ...] | None = None
         if self.kind == Kind.NAMEDTUPLE:
             self.fields = _namedtuple_fields(mro)

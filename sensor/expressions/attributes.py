@@ -37,7 +37,9 @@ from sensor.expressions.redact import Redacted
 # -- attributes -------------------------------------------------------------------------------
 
 _DATE_ATTRS = frozenset(("year", "month", "day"))
-_TIME_ATTRS = frozenset(("hour", "minute", "second", "microsecond", "fold"))
+# ``tzinfo`` is a C getter; the tzinfo it returns is judged like any value (``is None`` runs
+# nothing; comparing a Python tzinfo is refused), so ``due.tzinfo is not None`` can be expected.
+_TIME_ATTRS = frozenset(("hour", "minute", "second", "microsecond", "fold", "tzinfo"))
 _BUILTIN_ATTRS: dict[int, frozenset[str]] = {
     id(int): frozenset(("real", "imag", "numerator", "denominator")),
     id(bool): frozenset(("real", "imag", "numerator", "denominator")),
@@ -135,6 +137,8 @@ def _getattr_slow(obj: Any, name: str, s: list[Any]) -> Any:
             # A genuine __slots__ slot or namedtuple field: C code reads a struct field.
             return cls_value.__get__(obj, t)  # type: ignore[attr-defined]
         if _has_in_mro(ct, _DATA_DESCRIPTOR_DUNDERS):
+            if _qualname(ct) in _DICT_BACKED_DESCRIPTORS and not info.is_class:
+                return _dict_backed(obj, t, info, name, cls_value)
             raise _refuse_value(
                 f"attribute {name!r}",
                 obj,
@@ -156,7 +160,69 @@ def _getattr_slow(obj: Any, name: str, s: list[Any]) -> Any:
                 "it is a method or descriptor; reading it would run code",
             )
         return cls_value
+    if _has_in_mro(t, _GETATTR_HOOKS):
+        # A proxy (werkzeug's LocalProxy, Django's SimpleLazyObject, LazySettings) answers
+        # attribute reads from code: say so, rather than that the attribute does not exist.
+        raise _refuse_value(
+            f"attribute {name!r}",
+            obj,
+            "the object holds no such attribute and its class answers with __getattr__ "
+            "(a proxy or lazy object); reading it would run code",
+        )
     raise ExpressionError(f"object of type {typename(obj)!r} has no attribute {name!r}")
+
+
+_GETATTR_HOOKS = frozenset(("__getattr__",))
+
+#: Data descriptors whose ``__get__`` returns the instance ``__dict__`` entry of their key when
+#: it is there, and runs code (a query) only when it is not: SQLAlchemy's mapped attributes
+#: (columns and relationships). The capture encoder shows the same entries: it reads the
+#: instance dict. Only the exact class is trusted; its ``key`` and ``impl`` are C slots.
+_DICT_BACKED_DESCRIPTORS = frozenset(("sqlalchemy.orm.attributes.InstrumentedAttribute",))
+
+
+def _slot_value(obj: object, name: str) -> Any:
+    """The value of slot ``name`` of ``obj`` (a genuine member descriptor), or _MISSING."""
+    for cd in _info(type(obj)).dicts:
+        if name in cd:
+            member = cd[name]
+            if type(member) is not _MEMBER:
+                return _MISSING
+            try:
+                return member.__get__(obj, type(obj))
+            except AttributeError:  # an unset slot (a mapper not configured yet)
+                return _MISSING
+    return _MISSING
+
+
+def _dict_backed(obj: Any, t: type, info: Any, name: str, descr: object) -> Any:
+    """A loaded SQLAlchemy attribute, read from the instance dict as its descriptor would."""
+    key = _slot_value(descr, "key")
+    impl = _slot_value(descr, "impl")
+    populated: object = _MISSING
+    if impl is not _MISSING:
+        for cd in _info(type(impl)).dicts:
+            if "supports_population" in cd:
+                populated = cd["supports_population"]
+                break
+    if type(key) is not str or populated is not True:
+        # A write-only or dynamic relationship: its descriptor always builds a query.
+        raise _refuse_value(
+            f"attribute {name!r}",
+            obj,
+            "it is a mapped attribute that is never stored on the instance; reading it would "
+            "run code",
+        )
+    d = _instance_dict(obj, t, info)
+    value = d.get(key, _MISSING) if d is not None else _MISSING
+    if value is _MISSING:
+        raise _refuse_value(
+            f"attribute {name!r}",
+            obj,
+            "it is a mapped attribute that is not loaded (a lazy relationship, a deferred or "
+            "expired column); reading it would run a query",
+        )
+    return value
 
 
 def _class_attr(cls: Any, name: str) -> Any:

@@ -19,6 +19,7 @@ from types import CodeType, FunctionType, ModuleType
 __all__ = [
     "NotFound",
     "code_lines",
+    "codeless_line_reason",
     "find_code_for_line",
     "find_module_for_path",
     "module_file",
@@ -57,6 +58,19 @@ def find_module_for_path(suffix: str) -> ModuleType | None:
 def code_lines(code: CodeType) -> set[int]:
     """The lines that the code object's own instructions belong to (nested code excluded)."""
     return {line for _, _, line in code.co_lines() if line is not None}
+
+
+def codeless_line_reason(lines: set[int], line: int) -> str | None:
+    """Why ``line``, inside the span of a function whose code lines are ``lines``, takes no
+    probe, naming the nearest lines that do; None when the line is outside that span."""
+    if not lines or not min(lines) < line < max(lines):
+        return None
+    after = min(n for n in lines if n > line)
+    before = max(n for n in lines if n < line)
+    return (
+        "has no code of its own (a comment, a blank line or a docstring); "
+        f"next line with code: {after}, previous: {before}"
+    )
 
 
 def _nested(code: CodeType) -> Iterator[CodeType]:
@@ -189,6 +203,17 @@ def find_code_for_line(module: ModuleType, filename: str, line: int) -> CodeType
                         if best is None or depth < best[0]:
                             best = (depth, code)
     if best is None:
+        # A line inside a function's span that holds no code: name the (innermost) function and
+        # the nearest lines that do, rather than call it module-level code.
+        for depth, code in _module_codes(module):
+            if code.co_filename == filename:
+                why = codeless_line_reason(code_lines(code), line)
+                if why is not None and (best is None or depth > best[0]):  # the innermost
+                    best = (depth, code)
+        if best is not None:
+            code = best[1]
+            why = codeless_line_reason(code_lines(code), line)
+            raise NotFound(f"line {line} of {filename} is inside {code.co_qualname} but {why}")
         raise NotFound(
             f"line {line} of {filename} is not inside any function of module {module.__name__!r} "
             "(module-level code ran at import; put the probe inside a function)"

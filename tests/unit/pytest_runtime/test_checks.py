@@ -45,3 +45,40 @@ def test_statuses_refusing_everywhere_or_counting_errors() -> None:
 
 def test_clean_evidence_has_no_problem() -> None:
     assert production_problem([{"captures": {"x": 1}}], [{"state": "installed"}]) is None
+
+
+def test_not_found_listing_puts_close_and_public_names_before_private_ones(
+    tmp_path: object, monkeypatch: object
+) -> None:
+    """A framework module defines dozens of private helpers that sort before its public names
+    (``_APIRouteLike`` < ``get_request_handler``): the listing, cut at a few names, showed
+    only those. The names closest to the one asked come first, then the public ones."""
+    import sys
+    import types
+
+    from pytest_runtime.checks import defined_here
+    from sensor.probes import Probe
+
+    module = types.ModuleType("framework_routing")
+    source = "\n".join(
+        [f"def _helper_{i:02d}(): pass" for i in range(40)]
+        + [
+            "def get_request_handler(): pass",
+            "def serialize_response(): pass",
+            "class APIRouter: pass",
+        ]
+    )
+    exec(compile(source, "framework_routing.py", "exec"), module.__dict__)
+    sys.modules["framework_routing"] = module
+    try:
+        probe = Probe.from_dict(
+            {"kind": "snapshot", "location": "framework_routing:serialise_response"}
+        )
+        listing = defined_here(probe)
+    finally:
+        del sys.modules["framework_routing"]
+    assert listing.startswith(
+        "functions and classes of framework_routing: serialize_response, APIRouter, "
+        "get_request_handler, _helper_00"
+    ), listing
+    assert listing.endswith("and 13 more"), listing

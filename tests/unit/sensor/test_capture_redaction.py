@@ -291,3 +291,29 @@ def test_expression_redacted_marker_encodes_as_its_redacted_form() -> None:
     assert captures["pw"] == value.to_json()
     assert captures["pw"]["@redacted"] == "name"
     assert "hunter22" not in repr(captures)
+
+
+def test_expression_marker_under_a_secret_capture_name_keeps_the_hidden_type() -> None:
+    """``capture=["(session)"]`` on a module global named like a secret (Flask's ``session``),
+    or ``(user.password)``: the sandbox hands a marker, and the secret capture name hides it
+    again; the hit must name the hidden value's type, not the sandbox's marker class."""
+    from sensor import expressions
+
+    class LocalProxy:
+        __slots__ = ("_wrapped",)
+
+    class Account:
+        def __init__(self) -> None:
+            self.password = "hunter22"
+
+    session = expressions.compile("(session)").evaluate({"session": LocalProxy()})
+    password = expressions.compile("(account.password)").evaluate({"account": Account()})
+    captures, _truncated, errors = capture_frame(
+        {"(session)": session, "(account.password)": password}
+    )
+    assert errors == []
+    assert captures["(session)"] == {"@t": session.type_name, "@redacted": "name"}
+    assert session.type_name.endswith("LocalProxy")
+    assert captures["(account.password)"] == {"@t": "str", "@redacted": "name", "@len": "1-8"}
+    assert "hunter22" not in repr(captures)
+    assert "Redacted" not in repr(captures)

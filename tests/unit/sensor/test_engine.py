@@ -265,6 +265,48 @@ def test_line_outside_the_function_is_an_error(engine: Engine, shapes: ModuleTyp
     assert "is not a line of add" in (status.reason or "")
 
 
+def test_comment_line_inside_the_function_names_the_nearest_code_lines(
+    engine: Engine, load: Loader
+) -> None:
+    module = load(
+        """
+        def days_left(due, start):
+            # production sends naive datetimes
+
+            return (due - start).days
+        """
+    )
+    first = module.days_left.__code__.co_firstlineno
+    status = engine.install(snapshot(f"{module.__name__}:days_left@{first + 1}"))
+    assert status.state is ProbeState.ERROR
+    reason = status.reason or ""
+    assert f"line {first + 1} of days_left" in reason
+    assert "has no code of its own" in reason
+    assert f"next line with code: {first + 3}" in reason
+    assert "is not a line of" not in reason  # it is inside the function's span
+
+
+def test_path_location_on_a_blank_line_inside_a_function_names_the_function(
+    engine: Engine, load: Loader
+) -> None:
+    module = load(
+        """
+        def days_left(due, start):
+            # production sends naive datetimes
+
+            return (due - start).days
+        """
+    )
+    first = module.days_left.__code__.co_firstlineno
+    status = engine.install(snapshot(f"{module.__name__}.py:{first + 2}"))
+    assert status.state is ProbeState.ERROR
+    reason = status.reason or ""
+    assert "not inside any function" not in reason
+    assert f"line {first + 2} of " in reason
+    assert "is inside days_left" in reason
+    assert f"next line with code: {first + 3}" in reason
+
+
 def test_denied_module_is_refused(engine: Engine) -> None:
     status = engine.install(snapshot("sensor.probes:Location.parse"))
     assert status.state is ProbeState.ERROR

@@ -739,3 +739,35 @@ def test_safe_format_bounds_containers_and_depth() -> None:
     text = expressions.safe_format(list(range(100)))
     assert text.endswith(", ...]")
     assert expressions.safe_format([[[[[1]]]]]) == "[[[<list>]]]"
+
+
+def test_tzinfo_of_a_datetime_is_readable_so_naive_values_can_be_expected_away() -> None:
+    """A naive datetime where the tests passed aware ones is a classic production state:
+    ``expect="due.tzinfo is not None"`` must be writable. The attribute is a C getter; what
+    it returns is judged by the sandbox like any value (identity tests never run code)."""
+    calls: list[str] = []
+
+    class Tz(datetime.tzinfo):
+        def utcoffset(self, dt: datetime.datetime | None) -> datetime.timedelta:
+            calls.append("utcoffset")
+            return datetime.timedelta(0)
+
+        def __eq__(self, other: object) -> bool:
+            calls.append("eq")
+            return True
+
+        __hash__ = None  # type: ignore[assignment]
+
+    expect = compile("due.tzinfo is not None")
+    assert expect.evaluate({"due": datetime.datetime(2026, 12, 24, tzinfo=datetime.UTC)}) is True
+    assert expect.evaluate({"due": datetime.datetime(2026, 12, 24)}) is False
+    assert expect.evaluate({"due": datetime.datetime(2026, 12, 24, tzinfo=Tz())}) is True
+    assert compile("t.tzinfo is None").evaluate({"t": datetime.time(10, 0)}) is True
+    assert compile("due.tzinfo == utc").evaluate(
+        {"due": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), "utc": datetime.UTC}
+    )
+    with pytest.raises(ExpressionError):
+        compile("due.tzinfo == due.tzinfo").evaluate(
+            {"due": datetime.datetime(2026, 1, 1, tzinfo=Tz())}
+        )
+    assert calls == []

@@ -133,6 +133,29 @@ def test_diff_lines_are_sorted_focused_and_bounded() -> None:
     assert diff_lines(test, prod, focus="b", structural_only=True)[0].startswith("root['a']")
 
 
+def test_diff_lines_keep_naive_and_aware_datetimes_apart() -> None:
+    """deepdiff reads a naive datetime as UTC: the production value of a naive-versus-aware bug
+    showed as '+00:00', and a naive 10:00 against an aware 10:00 UTC gave no line at all."""
+    utc = datetime.UTC
+    test = decode({"@t": "datetime.datetime", "v": "2026-12-20T00:00:00+00:00"})
+    prod = decode({"@t": "datetime.datetime", "v": "2026-12-24T10:00:00"})
+    assert diff_lines({"due": test}, {"due": prod}) == [
+        "root['due']: value changed datetime('2026-12-20 00:00:00+00:00') -> "
+        "datetime('2026-12-24 10:00:00')"
+    ]
+    same_wall = {"due": datetime.datetime(2026, 1, 1, 10)}
+    aware = {"due": datetime.datetime(2026, 1, 1, 10, tzinfo=utc)}
+    assert diff_lines(same_wall, aware) == [
+        "root['due']: value changed datetime('2026-01-01 10:00:00') -> "
+        "datetime('2026-01-01 10:00:00+00:00')"
+    ]
+    paris = datetime.timezone(datetime.timedelta(hours=1))
+    same_instant = {"due": datetime.datetime(2026, 1, 1, 11, tzinfo=paris)}
+    assert len(diff_lines(aware, same_instant)) == 1  # another UTC offset is a change
+    assert diff_lines(aware, dict(aware)) == []
+    assert diff_lines({"t": datetime.time(10)}, {"t": datetime.time(10, tzinfo=utc)})
+
+
 def test_diff_of_unhashable_objects_is_not_empty() -> None:
     # deepdiff may report nothing for objects it cannot hash under ignore_order; we do not use it.
     a = decode(
