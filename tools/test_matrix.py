@@ -75,11 +75,32 @@ def _runs(workers: str, pytest_args: list[str], logs: Path) -> list[Run]:
     return runs
 
 
+def _environment() -> dict[str, str]:
+    """The runs' environment: the caller's, with bytecode caches written (as in any install).
+
+    The suite starts a new Python process for every hub, service under the sensor, pytester
+    subprocess run, tutorial command and traffic script it needs. With
+    PYTHONDONTWRITEBYTECODE set (some shells and CI runners set it), nothing writes the
+    checkout's ``__pycache__``, so every one of them compiled ``sensor``, ``pytest_runtime``
+    and the test helpers from source again: about 1 CPU-second per pytest start on 3.12
+    (1.6 s against 0.6 s with the caches), half the CPU of the live plugin tests. The caches
+    are ignored by git and by the package build (``.gitignore``).
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def _start(run: Run) -> None:
     run.log.parent.mkdir(parents=True, exist_ok=True)
     with run.log.open("wb") as out:
         run.process = subprocess.Popen(
-            run.command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            run.command,
+            cwd=ROOT,
+            env=_environment(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     run.started = time.monotonic()
     print(f"{run.name}: started ({' '.join(run.command)}), output in {run.log}", flush=True)
