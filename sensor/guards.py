@@ -34,6 +34,7 @@ __all__ = [
     "PASSED_ARGS",
     "SENSOR_WORK",
     "SENSOR_WORKING",
+    "SHARE_HOLD",
     "Account",
     "CpuBudget",
     "ExpectGate",
@@ -633,13 +634,20 @@ _FLOOR_SHARE = 0.5
 #: A probe under its fair share is granted this many times its measured demand (headroom for
 #: bursts: a cheap probe is never sampled because its traffic varied).
 _HEADROOM = 2.0
+#: Seconds' worth of its share a probe's :class:`Account` holds at most: what accrues while a
+#: gate closed for an empty share waits for its reopening tick (up to ``SHUT_MAX`` plus two
+#: 1 s ticks, see ``sensor.hotpath._shut_tick``), so that a closing never loses evaluations
+#: the share paid for. Over any window of ``t`` seconds a probe spends at most
+#: ``(t + SHARE_HOLD) * rate``: on average its share, in runs after each reopening.
+SHARE_HOLD = 2.25
 
 
 class Account:
     """One probe's share of the CPU budget: what its gates ask before a firing does any work.
 
     Unlimited (``rate`` None) until the sensor sheds load; then a token bucket of CPU time,
-    ``rate`` ns per second and at most one second's worth, that each metered firing debits by
+    ``rate`` ns per second and at most :data:`SHARE_HOLD` seconds' worth (what accrues while
+    its gates wait closed for a reopening tick), that each metered firing debits by
     what it cost. A firing that finds the bucket empty is skipped before any work and counted in
     ``skipped`` (``skipped_budget`` in the status). No clock is read here: the gate passes the
     time it read for its own rate limit.
@@ -699,8 +707,8 @@ class Account:
         if rate is None:
             return True
         tokens = self.tokens + (now - self.last) * rate
-        if tokens > rate:
-            tokens = rate
+        if tokens > rate * SHARE_HOLD:
+            tokens = rate * SHARE_HOLD
         self.last = now
         self.tokens = tokens
         if tokens > self.need:
@@ -1020,7 +1028,7 @@ class CpuBudget:
                 acct.tokens = share / 10
                 acct.last = time.monotonic()
             acct.rate = share
-            acct.tokens = min(acct.tokens, share)
+            acct.tokens = min(acct.tokens, share * SHARE_HOLD)
             remaining -= share
             left -= 1
         _epoch.bump()

@@ -126,7 +126,7 @@ PRECISE_STRIDE_BITS = 4
 #: seconds, even if the share would refill later: the shares are computed again every one-second
 #: window (a probe may get more, or the shedding may stop), and the first firing after the
 #: reopening asks the account again (and closes again if it is still empty). It reopens on the
-#: waker's CLOSE_TICK tick after that time (less than 2 * CLOSE_TICK later), as every closing
+#: waker's SHUT_TICK tick after that time (less than 2 * SHUT_TICK later), as every closing
 #: for the budget does: see _shut_tick.
 SHUT_MAX = 0.25
 #: A gate that closes by its evaluation rate for less than this (a rate above 1 / CLOSE_TICK a
@@ -145,11 +145,14 @@ SHUT_MAX = 0.25
 #: closed (less than 2 * CLOSE_TICK): the same evaluations a second, in runs of up to that
 #: many.
 CLOSE_TICK = 1.0
-#: The tick grid a closing for the CPU budget reopens on (see _shut_tick): shorter than
-#: CLOSE_TICK, because a share holds a second's worth and a probe closed for its share past
-#: that loses evaluations its share would have paid for: on 1 s ticks a cheap probe beside an
-#: expensive one lost most of its evaluations in 2 s (test_engine_budget's starvation test).
-SHUT_TICK = 0.1
+#: The tick grid a closing for the CPU budget reopens on (see _shut_tick): CLOSE_TICK's, so
+#: that a shedding budget's closings and the rate's share one reopening tick a second. A share
+#: holds what accrues meanwhile (``guards.SHARE_HOLD``, more than SHUT_MAX and two ticks), so
+#: a probe closed for its share loses none of the evaluations the share pays for: on average
+#: the same evaluations a second, in runs. (On 100 ms ticks the standing shop's waker woke 40
+#: to 50 times a second, for a CPU cost outside the budget's meter; with a share of a second's
+#: worth, 1 s ticks lost 17 to 22% of its evaluations.)
+SHUT_TICK = CLOSE_TICK
 
 
 def eval_burst(eval_rate: float) -> float:
@@ -1328,12 +1331,13 @@ def _shut_tick(at: float) -> float:
 
     A shedding budget closes every gate of the probes over their shares, for 10 to 250 ms
     (:data:`SHUT_MAX`) each: on LONG_WAIT ticks those closings kept the waker waking on 30 to
-    40 ticks a second in the standing shop, and a wake-up costs the host's process tens to
-    hundreds of microseconds of CPU (a timer, a GIL hand-over) whatever it reopens. On
-    SHUT_TICK ticks it wakes on at most 10 a second for them. The share keeps filling while
-    the gate is closed, up to a second's worth, and is spent in a longer run once it reopens.
-    (On CLOSE_TICK's 1 s ticks a closing could outlast the share's second and lose what it
-    would have refilled: a cheap probe beside an expensive one was starved of its evaluations.)
+    40 ticks a second in the standing shop, on 100 ms ticks 40 to 50 (with its other
+    wake-ups), and a wake-up costs the host's process tens to hundreds of microseconds of CPU
+    (a timer, a GIL hand-over) whatever it reopens. On SHUT_TICK ticks, the rate closings'
+    ones, the budget adds no wake-up of its own. The share keeps filling while the gate is
+    closed, up to :data:`sensor.guards.SHARE_HOLD` seconds' worth (more than the longest
+    closing), and is spent in a run once it reopens: a closing loses none of what the share
+    pays for.
     """
     return guards.tick_after(at, SHUT_TICK)
 
