@@ -31,7 +31,10 @@ its metering: it times a random sample of its evaluations, one per stride of 1 t
 ``2 ** METER_STRIDE_BITS``, and charges each timed one for its whole stride (an unbiased
 estimate, see :data:`METER_STRIDE_BITS`); every capture is still timed and charged exactly. And
 it tests the precise clock, the account's shedding and the redaction rules only when the epoch
-token of :mod:`sensor._epoch` changed.
+token of :mod:`sensor._epoch` changed. It serves the precise mode (its sample timed with the
+thread's CPU clock) and a shedding account (admission through the share, the same closing as
+the general hook's) too: handing those firings to the general hook made a standing probe's
+evaluations ten times dearer exactly when the budget was short.
 """
 
 from __future__ import annotations
