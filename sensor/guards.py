@@ -34,6 +34,7 @@ __all__ = [
     "PASSED_ARGS",
     "SENSOR_WORK",
     "SENSOR_WORKING",
+    "SHARE_HOLD",
     "Account",
     "CpuBudget",
     "ExpectGate",
@@ -633,13 +634,20 @@ _FLOOR_SHARE = 0.5
 #: A probe under its fair share is granted this many times its measured demand (headroom for
 #: bursts: a cheap probe is never sampled because its traffic varied).
 _HEADROOM = 2.0
+#: Seconds' worth of its share a probe's :class:`Account` holds at most: what accrues while a
+#: gate closed for an empty share waits for its reopening tick (up to ``SHUT_MAX`` plus two
+#: 1 s ticks, see ``sensor.hotpath._shut_tick``), so that a closing never loses evaluations
+#: the share paid for. Over any window of ``t`` seconds a probe spends at most
+#: ``(t + SHARE_HOLD) * rate``: on average its share, in runs after each reopening.
+SHARE_HOLD = 2.25
 
 
 class Account:
     """One probe's share of the CPU budget: what its gates ask before a firing does any work.
 
     Unlimited (``rate`` None) until the sensor sheds load; then a token bucket of CPU time,
-    ``rate`` ns per second and at most one second's worth, that each metered firing debits by
+    ``rate`` ns per second and at most :data:`SHARE_HOLD` seconds' worth (what accrues while
+    its gates wait closed for a reopening tick), that each metered firing debits by
     what it cost. A firing that finds the bucket empty is skipped before any work and counted in
     ``skipped`` (``skipped_budget`` in the status). No clock is read here: the gate passes the
     time it read for its own rate limit.
@@ -699,8 +707,8 @@ class Account:
         if rate is None:
             return True
         tokens = self.tokens + (now - self.last) * rate
-        if tokens > rate:
-            tokens = rate
+        if tokens > rate * SHARE_HOLD:
+            tokens = rate * SHARE_HOLD
         self.last = now
         self.tokens = tokens
         if tokens > self.need:
@@ -892,8 +900,10 @@ class CpuBudget:
         if self._fraction >= 1.0:
             return None
         cheap = clock is None or clock is time.perf_counter_ns
-        if cheap and self.clock is not time.perf_counter_ns:
-            return None  # measured with the cheap clock just before a switch: not CPU time
+        # Wall time handed over in the precise mode (a lane's dear firing or capture, or a
+        # firing begun just before the switch): an upper bound of its CPU time, charged as
+        # such, but never a strike against the one-hit cap (it may be only preemption).
+        bound = cheap and self.clock is not time.perf_counter_ns
         total = ns * count + extra if count != 1 or extra else ns
         if account.rate is not None:
             account.tokens -= total
@@ -905,12 +915,15 @@ class CpuBudget:
             if now - self._window_start >= 1_000_000_000:
                 self._end_window(now)
             if ns > self.hit_cap_ns:
-                if cheap:
+                if bound:
+                    pass  # charged below, no strike
+                elif cheap:
                     self._to_precise(now)
                     return None
-                account.strikes.append(ns)
-                if len(account.strikes) >= HIT_CAP_STRIKES:
-                    return self.describe_hits(account.strikes)
+                else:
+                    account.strikes.append(ns)
+                    if len(account.strikes) >= HIT_CAP_STRIKES:
+                        return self.describe_hits(account.strikes)
             elif account.strikes and whole:
                 account.strikes = []  # a firing under the cap: the dear ones were outliers
             account.spent += total
@@ -918,7 +931,7 @@ class CpuBudget:
             self._spent_ns += total
             if self._spent_ns <= self.limit_ns:
                 return None
-            if cheap:
+            if cheap and not bound:
                 # Over in wall time: maybe only preempted. Measure CPU time from now on.
                 self._to_precise(now)
             elif not self._reshared:
@@ -930,23 +943,25 @@ class CpuBudget:
             self._lock.release()
 
     def spend_many(self, account: Account, ns: int, count: int) -> bool:
-        """Account a batch of ``count`` firings that took ``ns`` in all (cheap clock).
+        """Account a batch of ``count`` firings that took ``ns`` in all.
 
         The hot path of an expectation (:mod:`sensor.hotpath`) meters every firing and hands
         the sums over in batches: the budget sees the same totals, a few dozen firings later.
-        Each firing of the batch was under the one-hit cap (longer ones are handed over alone,
-        through :meth:`spend`), so a batch never disables a probe (it ends a run of dear
-        firings, as one firing under the cap does in :meth:`spend`): like a cheap sample of
-        :meth:`spend`, it can only switch the budget to the precise clock. False when the
-        budget's lock was busy (it never waits on a host thread): the caller keeps the batch
-        and hands it over later, so no firing goes unmetered.
+        The batch was timed with the cheap clock, or, by a lane while the budget is in its
+        precise mode, with the thread's CPU clock (a batch timed in wall time just before a
+        switch is charged as an upper bound of its CPU time). Each firing of the batch was
+        under the one-hit cap (longer ones are handed over alone, through :meth:`spend`), so a
+        batch never disables a probe; it ends a run of dear firings, as one firing under the
+        cap does in :meth:`spend`. Over the limit in the cheap mode it switches the budget to the
+        precise clock; in the precise mode it shares the limit, as :meth:`spend` does. False
+        when the budget's lock was busy (it never waits on a host thread): the caller keeps the
+        batch and hands it over later, so no firing goes unmetered.
         """
         if self._fraction >= 1.0 or count <= 0:
             return True
         if account.strikes:
             account.strikes = []  # firings under the cap: the dear ones before were outliers
-        if self.clock is not time.perf_counter_ns:
-            return True  # measured with the cheap clock before a switch: not CPU time
+        precise = self.clock is not time.perf_counter_ns
         now = time.monotonic_ns()
         if not self._lock.acquire(False):
             return False
@@ -959,8 +974,13 @@ class CpuBudget:
             account.fired += count
             self._spent_ns += ns
             if self._spent_ns > self.limit_ns:
-                # Over in wall time: maybe only preempted. Measure CPU time from now on.
-                self._to_precise(now)
+                if not precise:
+                    # Over in wall time: maybe only preempted. Measure CPU time from now on.
+                    self._to_precise(now)
+                elif not self._reshared:
+                    # Over within a precise window: share now, as _spend does.
+                    self._reshared = True
+                    self._share((now - self._window_start) / 1e9, force=True)
             return True
         finally:
             self._lock.release()
@@ -1020,7 +1040,7 @@ class CpuBudget:
                 acct.tokens = share / 10
                 acct.last = time.monotonic()
             acct.rate = share
-            acct.tokens = min(acct.tokens, share)
+            acct.tokens = min(acct.tokens, share * SHARE_HOLD)
             remaining -= share
             left -= 1
         _epoch.bump()

@@ -31,7 +31,10 @@ its metering: it times a random sample of its evaluations, one per stride of 1 t
 ``2 ** METER_STRIDE_BITS``, and charges each timed one for its whole stride (an unbiased
 estimate, see :data:`METER_STRIDE_BITS`); every capture is still timed and charged exactly. And
 it tests the precise clock, the account's shedding and the redaction rules only when the epoch
-token of :mod:`sensor._epoch` changed.
+token of :mod:`sensor._epoch` changed. It serves the precise mode (its sample timed with the
+thread's CPU clock) and a shedding account (admission through the share, the same closing as
+the general hook's) too: handing those firings to the general hook made a standing probe's
+evaluations ten times dearer exactly when the budget was short.
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ PRECISE_STRIDE_BITS = 4
 #: seconds, even if the share would refill later: the shares are computed again every one-second
 #: window (a probe may get more, or the shedding may stop), and the first firing after the
 #: reopening asks the account again (and closes again if it is still empty). It reopens on the
-#: waker's CLOSE_TICK tick after that time (less than 2 * CLOSE_TICK later), as every closing
+#: waker's SHUT_TICK tick after that time (less than 2 * SHUT_TICK later), as every closing
 #: for the budget does: see _shut_tick.
 SHUT_MAX = 0.25
 #: A gate that closes by its evaluation rate for less than this (a rate above 1 / CLOSE_TICK a
@@ -145,11 +148,14 @@ SHUT_MAX = 0.25
 #: closed (less than 2 * CLOSE_TICK): the same evaluations a second, in runs of up to that
 #: many.
 CLOSE_TICK = 1.0
-#: The tick grid a closing for the CPU budget reopens on (see _shut_tick): shorter than
-#: CLOSE_TICK, because a share holds a second's worth and a probe closed for its share past
-#: that loses evaluations its share would have paid for: on 1 s ticks a cheap probe beside an
-#: expensive one lost most of its evaluations in 2 s (test_engine_budget's starvation test).
-SHUT_TICK = 0.1
+#: The tick grid a closing for the CPU budget reopens on (see _shut_tick): CLOSE_TICK's, so
+#: that a shedding budget's closings and the rate's share one reopening tick a second. A share
+#: holds what accrues meanwhile (``guards.SHARE_HOLD``, more than SHUT_MAX and two ticks), so
+#: a probe closed for its share loses none of the evaluations the share pays for: on average
+#: the same evaluations a second, in runs. (On 100 ms ticks the standing shop's waker woke 40
+#: to 50 times a second, for a CPU cost outside the budget's meter; with a share of a second's
+#: worth, 1 s ticks lost 17 to 22% of its evaluations.)
+SHUT_TICK = CLOSE_TICK
 
 
 def eval_burst(eval_rate: float) -> float:
@@ -486,16 +492,8 @@ class FastExpectGate(guards._GuardedHook):
             if account.rate is not None:
                 now_s = monotonic()
                 if not account.admit(now_s):
-                    # Shed by the CPU budget before any work (counted by the account). Its
-                    # share stays empty until it refills: close the switch until then, so that
-                    # the firings in between cost an inline test and a C-level count instead of
-                    # a call that would only be refused (see guards.Account.refill_in).
-                    wait = account.refill_in()
-                    if shut_schedule is not None and wait > 0.0:
-                        shut = (shut[0], tally_count(closed))
-                        switch.on = False  # before schedule(): the reopening may run first
-                        if not shut_schedule(_shut_tick(now_s + min(wait, SHUT_MAX)), reopen):
-                            reopen()
+                    # Shed by the CPU budget before any work (counted by the account).
+                    shed_close(now_s)
                     return
             error: str | None = None
             frame: Any = None
@@ -746,6 +744,19 @@ class FastExpectGate(guards._GuardedHook):
                 switch.on = False
                 close_late(need_at, now_s)
 
+        def shed_close(now_s: float) -> None:
+            # A firing refused by the probe's CPU-budget share (the general hook's or the
+            # lane's). The share stays empty until it refills: close the switch until then, so
+            # that the firings in between cost an inline test and a C-level count instead of a
+            # call that would only be refused (see guards.Account.refill_in).
+            nonlocal shut
+            wait = account.refill_in()
+            if shut_schedule is not None and wait > 0.0:
+                shut = (shut[0], tally_count(closed))
+                switch.on = False  # before schedule(): the reopening may run first
+                if not shut_schedule(_shut_tick(now_s + min(wait, SHUT_MAX)), reopen):
+                    reopen()
+
         def reopen() -> None:
             nonlocal shut
             switch.on = True  # one attribute store
@@ -934,7 +945,7 @@ _LANE_BUCKET_CELLS = ("tokens", "last", "next_at", "need")
 _LANE_FIXED = (
     "switch", "closed", "evaluations", "violations", "uncaptured", "violation_bucket", "deliver",
     "failed", "stop", "budget", "account", "spend", "settle", "expires", "produced_hits", "cap",
-    "pass_bucket", "novel", "seen", "skips", "per_ns", "burst",
+    "pass_bucket", "novel", "seen", "skips", "per_ns", "burst", "shed_close", "spend_sampled",
 )  # fmt: skip
 
 # The evaluation bucket of a probe with a limited evaluation rate, in the lane: the general hook's
@@ -969,19 +980,32 @@ _LANE_BUCKET = """
 # time is taken out of a timed evaluation's, which is charged for its whole stride.
 _LANE_CAPTURE = """\
 _tc = _fperf(){expiry_capture}
+if lprec:
+    _tc = _cpu_ns()
 _frame = _getframe(_DEPTH)
 if _DISPATCH and _id(_frame.f_code) in _DISPATCH:
     _frame = _frame.f_back
 deliver(_frame, v, {outcome}, None)
 _frame = None
-_tc = _fperf() - _tc
-if _t0:
-    _t0 += _tc
+if lprec:
+    # The precise mode: timed with the CPU clock, charged exactly, alone.
+    _tc = _cpu_ns() - _tc
+    if _t0:
+        _t0 += _tc / 1e9
+    _over = spend(account, _tc, _cpu_ns)
+    if _over is not None:
+        stop(_over)
+    _tc = 0.0
+    _x = True
+else:
+    _tc = _fperf() - _tc
+    if _t0:
+        _t0 += _tc
 if _tc > lslow:
     _over = spend(account, _int(_tc * 1e9), _perf)
     if _over is not None:
         stop(_over)
-else:
+elif _tc:
     lpend += _tc"""
 
 # A passing firing of a probe with a pass bucket (and so novelty): what the general hook does,
@@ -1021,9 +1045,11 @@ def _maker():
         lskip = lstride = 1 + _bits(_STRIDE_BITS)
         llast = 0.0
         lepoch = None
+        lshed = lprec = False
+        lclock = _fperf
         def hook(v=_NOTHING, a0=_NOTHING, a1=_NOTHING):
             nonlocal pending_ns, lpend, lcount, lsettle, lslow, lskip, lstride, llast
-            nonlocal lepoch{bucket_cells}
+            nonlocal lepoch, lshed, lprec, lclock{bucket_cells}
             if _guards.SENSOR_WORKING and _get_ident() in _SENSOR_WORK:
                 return
             if not switch.on:
@@ -1033,21 +1059,38 @@ def _maker():
                 return
             if _epoch.token is not lepoch:
                 _e = _epoch.token
-                if (
-                    budget.clock is not _perf
-                    or account.rate is not None
-                    or _redaction._default is not _RED0
-                    or _RED0.version != _VERSION0
-                ):
+                if _redaction._default is not _RED0 or _RED0.version != _VERSION0:
                     return _general(v, a0, a1)
+                lshed = account.rate is not None
+                if lprec is (budget.clock is _perf):
+                    # The budget's clock changed: so does the lane's (the precise mode's is the
+                    # thread's CPU clock, on the same timed firings); the batch so far is
+                    # handed over with the next timed one.
+                    lprec = not lprec
+                    lclock = _fcpu if lprec else _fperf
+                    lsettle = 0.0
                 lepoch = _e{more}
             lskip -= 1
             if lskip > 0:
                 _t0 = 0.0
             else:
-                _t0 = _fperf()
+                _t0 = lclock()
+                _x = False
                 _s = lstride
-                lskip = lstride = 1 + _bits(_STRIDE_BITS){expiry}{bucket}{frame_read}{dec_head}
+                lskip = lstride = 1 + _bits(_STRIDE_BITS){expiry}{bucket}
+            if lshed:
+                # Load is shed: the probe's CPU-budget share admits the firing, or refuses it
+                # (counted by the account) and closes the gate until it refills, as the general
+                # hook does; a refused firing is not metered.
+                _m = _monotonic()
+                if not account.admit(_m):
+                    if _t0:
+                        lskip = 1
+                        lstride = _s
+                    else:
+                        lskip += 1
+                    shed_close(_m)
+                    return{frame_read}{dec_head}
             try:
 """
 _LANE_TAIL = """\
@@ -1074,7 +1117,7 @@ _LANE_TAIL = """\
                 # Not one of the sample's: metered with the general hook's firing (its batch),
                 # the lane's part measured if timed, else as the last timed evaluation took.
                 if _t0:
-                    pending_ns += _int((_fperf() - _t0) * 1e9)
+                    pending_ns += _int((lclock() - _t0) * 1e9)
                     lskip = 1
                     lstride = _s
                 else:
@@ -1083,7 +1126,7 @@ _LANE_TAIL = """\
                 return _general({fallback_args})
             if not _t0:
                 return
-            _t1 = _fperf()
+            _t1 = lclock()
             llast = _took = _t1 - _t0
             if _took <= lslow:
                 lpend += _took * _s
@@ -1092,19 +1135,27 @@ _LANE_TAIL = """\
                     return
             else:
                 # Handed over alone and unscaled, so that the one-hit cap applies to it; the
-                # evaluations it stands for go to the batch.
-                _over = spend(account, _int(_took * 1e9), _perf)
+                # evaluations it stands for go to the batch (in the precise mode, with it: the
+                # cap applies to the timed firing alone, as in the general hook).
+                if lprec:
+                    _over = spend_sampled(account, _int(_took * 1e9), _s)
+                    _x = True
+                else:
+                    _over = spend(account, _int(_took * 1e9), _perf)
+                    lpend += _took * (_s - 1)
+                    lcount += _s - 1
                 if _over is not None:
                     stop(_over)
-                lpend += _took * (_s - 1)
-                lcount += _s - 1
-            if lcount >= _SETTLE_EVERY or _t1 >= lsettle:
+            # (Not with a firing whose dear part was handed over alone in the precise mode, a
+            # strike if over the one-hit cap: its cheap part must neither end a run of dear
+            # ones nor, charged after a sharing that strike caused, refuse the next firing.)
+            if (lcount >= _SETTLE_EVERY or _t1 >= lsettle) and not _x:
                 if settle(account, _int(lpend * 1e9 + 0.5), lcount):
                     lpend = 0.0
                     lcount = 0
                     lsettle = _t1 + _SETTLE_S
                 lslow = _min(_SLOW_FIRING_NS, budget.limit_ns) / 1e9
-            lpend += _fperf() - _t1
+            lpend += lclock() - _t1
         return hook
     return lane
 """
@@ -1119,6 +1170,19 @@ def _float_clock() -> Callable[[], float]:
     if perf is time.perf_counter_ns:
         return time.perf_counter
     return lambda: perf() / 1e9
+
+
+_THREAD_TIME_NS = time.thread_time_ns
+
+
+def _float_cpu_clock() -> Callable[[], float]:
+    """The lane's clock in the budget's precise mode: the thread's CPU clock in float seconds
+    (``time.thread_time``, the clock of ``thread_time_ns``); a clock put in
+    ``time.thread_time_ns`` (tests) is read through it."""
+    cpu = time.thread_time_ns
+    if cpu is _THREAD_TIME_NS:
+        return time.thread_time
+    return lambda: cpu() / 1e9
 
 
 # The names of a lane's namespace whose values depend on the redaction rules.
@@ -1223,7 +1287,7 @@ def _lane_code(
         expiry = expiry_capture = ""
         if expires_at is not None:
             expiry = (
-                "\n                if _t0 >= _EXPIRES_S:"
+                "\n                if (_fperf() if lprec else _t0) >= _EXPIRES_S:"
                 "\n                    lskip = 1"
                 "\n                    lstride = _s"
                 "\n                    return _general(v, a0, a1)"
@@ -1286,7 +1350,8 @@ def _lane_code(
             _SETTLE_S=SETTLE_NS / 1e9, _fperf=_float_clock(), _N0=(*local_names, "")[0],
             _N1=(*local_names, "", "")[1],
             _value_class=guards.value_class, _bits=guards._rng.getrandbits,
-            _STRIDE_BITS=METER_STRIDE_BITS,
+            _STRIDE_BITS=METER_STRIDE_BITS, _cpu_ns=time.thread_time_ns,
+            _fcpu=_float_cpu_clock(),
         )  # fmt: skip
         if build:
             # Our own names only (the generated text has no name or string of the expression).
@@ -1328,12 +1393,13 @@ def _shut_tick(at: float) -> float:
 
     A shedding budget closes every gate of the probes over their shares, for 10 to 250 ms
     (:data:`SHUT_MAX`) each: on LONG_WAIT ticks those closings kept the waker waking on 30 to
-    40 ticks a second in the standing shop, and a wake-up costs the host's process tens to
-    hundreds of microseconds of CPU (a timer, a GIL hand-over) whatever it reopens. On
-    SHUT_TICK ticks it wakes on at most 10 a second for them. The share keeps filling while
-    the gate is closed, up to a second's worth, and is spent in a longer run once it reopens.
-    (On CLOSE_TICK's 1 s ticks a closing could outlast the share's second and lose what it
-    would have refilled: a cheap probe beside an expensive one was starved of its evaluations.)
+    40 ticks a second in the standing shop, on 100 ms ticks 40 to 50 (with its other
+    wake-ups), and a wake-up costs the host's process tens to hundreds of microseconds of CPU
+    (a timer, a GIL hand-over) whatever it reopens. On SHUT_TICK ticks, the rate closings'
+    ones, the budget adds no wake-up of its own. The share keeps filling while the gate is
+    closed, up to :data:`sensor.guards.SHARE_HOLD` seconds' worth (more than the longest
+    closing), and is spent in a run once it reopens: a closing loses none of what the share
+    pays for.
     """
     return guards.tick_after(at, SHUT_TICK)
 

@@ -19,6 +19,7 @@ from sensor.guards import (
     LINGER_EVERY,
     LONG_WAIT,
     NOTHING,
+    SHARE_HOLD,
     CpuBudget,
     ExpectGate,
     Gate,
@@ -172,6 +173,32 @@ def test_a_shed_account_skips_before_any_work_and_counts_until_its_share_refills
     assert account.skipped_count() == 2
     assert account.admit(100.6), "0.6 s later the deficit is paid back"
     assert account.skipped_count() == 2
+
+
+def test_a_share_keeps_what_accrues_while_its_gate_waits_for_a_reopening_tick() -> None:
+    # A gate closed for an empty share reopens on a 1 s tick, up to SHUT_MAX and two ticks
+    # after it closed (sensor.hotpath._shut_tick). A share that held only a second's worth lost
+    # the rest of that wait: 17 to 22% of the standing shop's evaluations. It holds SHARE_HOLD
+    # seconds' worth, and no more.
+    from sensor.hotpath import SHUT_MAX, SHUT_TICK
+
+    assert SHARE_HOLD >= SHUT_MAX + 2 * SHUT_TICK
+    budget = CpuBudget(0.01)
+    account = budget.account("p")
+    account.rate = 1 * MS
+    account.tokens = 0.0
+    account.last = 100.0
+    longest = SHUT_MAX + 2 * SHUT_TICK
+    assert account.admit(100.0 + longest)
+    assert account.tokens == pytest.approx(longest * MS)
+    # Idle for a minute: still at most SHARE_HOLD seconds' worth (a run, then the rate).
+    assert account.admit(160.0)
+    assert account.tokens == pytest.approx(SHARE_HOLD * MS)
+    runs = 0
+    while account.admit(160.0):
+        account.tokens -= 0.1 * MS  # firings of 0.1 ms each, all at once
+        runs += 1
+    assert runs == math.ceil(SHARE_HOLD * 10)
 
 
 @pytest.mark.usefixtures("window_clock")

@@ -516,7 +516,12 @@ def test_max_hits_and_the_precise_clock_are_honoured_by_the_lane(
     budget._to_precise(time.monotonic_ns())
     for _ in range(5):
         g.hook(1)
-    assert budget.account("p").fired == 5  # precise: each firing handed over at once
+    # The precise mode: the lane still serves, timing with the thread's CPU clock.
+    lane = _cells(g.hook)
+    assert lane["lprec"] is True
+    assert lane["lclock"] is time.thread_time
+    since_timed = lane["lstride"] - lane["lskip"]
+    assert budget.account("p").fired + lane["lcount"] + since_timed == 5
     assert tally_count(g.evaluations) == 5
 
 
@@ -818,7 +823,8 @@ def test_a_dear_evaluation_reaches_the_budget_alone_within_one_stride(
     # An evaluation above the one-hit cap (the budget's 0.25 s at 0.5 of a CPU) is handed over
     # alone and unscaled, as every firing of the general hook is: the budget switches to the
     # precise clock (where CPU time disables a probe whose hits each exceed the cap) within the
-    # first stride, and the general hook meters every firing after that.
+    # first stride. The lane then times its sample with the thread's CPU clock: what the wall
+    # clock (the fake) says a firing took is no longer charged.
     monkeypatch.setattr(hotpath, "PRECISE_STRIDE_BITS", 0)  # every precise firing timed
     budget = Ledger(clock)
     g = _gate(budget)
@@ -830,10 +836,41 @@ def test_a_dear_evaluation_reaches_the_budget_alone_within_one_stride(
     assert firings <= 2**hotpath.METER_STRIDE_BITS
     assert budget.alone == [pytest.approx(2 * budget.hit_cap_ns, abs=2)]  # (float seconds)
     assert budget.clock is time.thread_time_ns
-    for _ in range(5):
+    for _ in range(40):
         g.hook(1)
-    assert len(budget.alone) == 1 + 5  # the general hook, precise: each firing alone
-    assert tally_count(g.evaluations) == firings + 5
+    assert len(budget.alone) == 1  # (the thread's CPU clock: none of these is dear)
+    assert _cells(g.hook)["lprec"] is True
+    assert tally_count(g.evaluations) == firings + 40
+
+
+def test_the_lane_serves_the_precise_mode_and_a_shedding_budget() -> None:
+    # Before, the lane handed every firing to the general hook while the budget was in its
+    # precise mode or shed load: evaluations of 2 to 3 us instead of a few hundred ns, so a
+    # standing probe whose lane fitted its share stayed over it, and the budget kept shedding
+    # (and stayed precise) for as long as the traffic lasted. Now the lane admits through the
+    # share and times its sample with the CPU clock; the general hook is not called.
+    budget = CpuBudget(0.5)
+    g = _gate(budget)
+    account = budget.account("p")
+    general = g.hook.__globals__["_general"]
+    before = _cells(general)["pskip"]
+    budget._to_precise(time.monotonic_ns())
+    budget._share(1.0, force=True)
+    assert budget.precise
+    assert account.rate is not None
+    n = 200
+    for i in range(n):
+        g.hook(1 if i % 10 else -1)
+    assert tally_count(g.evaluations) == n
+    assert tally_count(g.violations) == n // 10
+    # The general hook's precise sample never moved: no firing reached it.
+    assert _cells(general)["pskip"] == before
+    lane = _cells(g.hook)
+    assert lane["lshed"] is True
+    assert lane["lprec"] is True
+    # Every evaluation was admitted by the share, and the lane's batch is CPU time.
+    assert account.skipped_count() == 0
+    assert account.tokens < account.rate * guards.SHARE_HOLD
 
 
 def test_modes_changed_after_the_lane_fired_are_honoured_at_its_next_firing(
@@ -847,10 +884,10 @@ def test_modes_changed_after_the_lane_fired_are_honoured_at_its_next_firing(
     account = budget.account("p")
     for _ in range(3):
         g.hook(1)
-    budget._to_precise(time.monotonic_ns())  # the precise clock: each firing handed over
+    budget._to_precise(time.monotonic_ns())  # the precise clock: the lane's is the CPU's
     for _ in range(4):
         g.hook(1)
-    assert account.fired == 4
+    assert _cells(g.hook)["lclock"] is time.thread_time
     # Load shed (a share with nothing left in it): refused before any work, and counted.
     budget._share(1.0, force=True)
     assert account.rate is not None
@@ -859,6 +896,7 @@ def test_modes_changed_after_the_lane_fired_are_honoured_at_its_next_firing(
     g.hook(1)
     assert account.skipped_count() == 2
     assert tally_count(g.evaluations) == 7
+    assert _cells(g.hook)["lshed"] is True
     # Shedding over, the cheap clock again: the lane evaluates, and meters in its batch.
     budget._stop_shedding()
     budget.clock = time.perf_counter_ns

@@ -2,10 +2,13 @@
 
 In the precise mode (the budget sheds load, or a window went over in wall time) firings are
 metered with the thread's CPU clock, a system call. The general hook
-(:class:`sensor.hotpath.FastExpectGate`, which also serves the lane's firings then) times one
-firing in a random stride of 1 to ``2 ** PRECISE_STRIDE_BITS`` and charges it for the stride
-(:meth:`sensor.guards.CpuBudget.spend_sampled`); captures are timed on every firing and charged
-exactly. Fake clocks throughout: nothing here depends on how fast the machine is.
+(:class:`sensor.hotpath.FastExpectGate`) times one firing in a random stride of 1 to
+``2 ** PRECISE_STRIDE_BITS`` and charges it for the stride
+(:meth:`sensor.guards.CpuBudget.spend_sampled`); a probe's lane times the same random sample of
+its firings with the CPU clock instead of the wall clock and hands it over in its batches
+(:meth:`~sensor.guards.CpuBudget.spend_many`). Captures are timed on every firing and charged
+exactly. Every test runs on both (``hook``). Fake clocks throughout: nothing here depends on
+how fast the machine is.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Ledger(CpuBudget):
         self.clock = time.thread_time_ns  # the precise mode (the fake, see the fixture)
         self.alone: list[int] = []
         self.sampled: list[tuple[int, int, int]] = []
+        self.counts: list[int] = []
 
     def spend(self, account: Any, ns: int, clock: Any = None) -> str | None:
         self.alone.append(ns)
@@ -45,13 +49,44 @@ class Ledger(CpuBudget):
         self.sampled.append((ns, count, extra))
         return None
 
-    def estimate(self) -> int:
-        """The firings' cost as charged: the samples scaled, without the hand-overs' extra."""
-        return sum(ns * count for ns, count, _ in self.sampled) + sum(self.alone)
+    def spend_many(self, account: Any, ns: int, count: int) -> bool:
+        self.sampled.append((ns, 1, 0))  # (a lane's batch: scaled by its strides already)
+        self.counts.append(count)
+        return True
+
+    def estimate(self, hook: Any = None) -> int:
+        """The firings' cost as charged: the samples scaled, without the hand-overs' extra,
+        and what a lane holds in its batch."""
+        held = 0
+        if hook is not None and _is_lane(hook):
+            held = int(_cells(hook)["lpend"] * 1e9)
+        return sum(ns * count for ns, count, _ in self.sampled) + sum(self.alone) + held
+
+    def firings(self, hook: Any) -> int:
+        """The firings the charges stand for (a lane's: its batches and what it holds)."""
+        if _is_lane(hook):
+            return sum(self.counts) + _cells(hook)["lcount"]
+        return sum(count for _, count, _ in self.sampled)
+
+
+def _is_lane(hook: Any) -> bool:
+    return bool(hook.__code__.co_filename == "<expectation lane>")
+
+
+def _cells(hook: Any) -> dict[str, Any]:
+    cells = hook.__closure__ or ()
+    return {n: c.cell_contents for n, c in zip(hook.__code__.co_freevars, cells, strict=True)}
+
+
+@pytest.fixture(params=["general", "lane"])
+def hook(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which hook serves the probe: the general one, or its lane (the fused form inline)."""
+    monkeypatch.setattr(hotpath, "SPECIALISE_LANE", request.param == "lane")
+    return str(request.param)
 
 
 @pytest.fixture
-def cpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[SteppingClock]:
+def cpu(monkeypatch: pytest.MonkeyPatch, hook: str) -> Iterator[SteppingClock]:
     fake = SteppingClock()
     monkeypatch.setattr(time, "thread_time_ns", fake)
     wall = itertools.count(10**12, 10**6)  # 1 ms a read: the evaluation bucket is always full
@@ -68,7 +103,7 @@ def _gate(
     slow: Callable[..., None] | None = None,
     stops: list[str] | None = None,
 ) -> FastExpectGate:
-    # A limited evaluation rate (as the standing probes have): the general hook, no lane.
+    # A limited evaluation rate, as the standing probes have.
     return FastExpectGate(
         expr=compile("result >= 0", slots=("result",)),
         value_name="result",
@@ -109,7 +144,7 @@ def test_the_precise_mode_reads_the_cpu_clock_on_a_random_sample_of_firings(
     assert set(gaps) == set(range(1, 2**hotpath.PRECISE_STRIDE_BITS + 1))  # random, not periodic
     # Each timed firing stands for the firings since the last one, itself included: every
     # firing is in the charge but those of the stride under way.
-    assert sum(count for _, count, _ in budget.sampled) == timed[-1] + 1
+    assert budget.firings(g.hook) == timed[-1] + 1
     assert budget.alone == []
 
 
@@ -134,7 +169,7 @@ def test_the_precise_sampled_charge_is_the_true_cost_within_6_percent(
         true += cost
         g.hook(1)
     assert tally_count(g.evaluations) == n
-    charged = budget.estimate()
+    charged = budget.estimate(g.hook)
     assert abs(charged - true) < 0.06 * true, (charged, true)
 
 
