@@ -138,18 +138,29 @@ class _Gate(NamedTuple):
 
 
 _VALUE_PATTERNS: tuple[tuple[str, str, _Gate], ...] = (
-    # The whole PEM block, up to its END line or the end of the text: the body is the secret.
+    # The whole PEM block (OpenPGP's armor says `PRIVATE KEY BLOCK`), up to its END line or
+    # the end of the text: the body is the secret.
     # Gate: the `-----` and the case-sensitive `PRIVATE KEY` of the BEGIN line.
     (
         "private-key",
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?"
-        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\Z)",
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)",
         _Gate("-", ("PRIVATE KEY",)),
     ),
+    # A PuTTY key file (.ppk), from its first line to its MAC or the end of the text.
+    # Gate: the literal first-line prefix (which holds `-`).
+    (
+        "private-key",
+        r"PuTTY-User-Key-File-[0-9]{1,2}:[\s\S]*?(?:Private-MAC:[ \t]*[0-9A-Fa-f]+|\Z)",
+        _Gate("-", ("PuTTY-User-Key-File-",)),
+    ),
+    # A signed JWT (header.payload.signature, both JSON parts `eyJ`) or an encrypted one (JWE:
+    # header.key.iv.ciphertext.tag, the key part empty for alg "dir"; only the header is JSON).
     # Gate: the dots between the parts and the literal `eyJ`.
     (
         "jwt",
-        r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
+        r"\beyJ[A-Za-z0-9_-]{5,}\.(?:eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*|"
+        r"[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,})",
         _Gate(".", ("eyJ",)),
     ),
     # Authorization schemes in any case (`BEARER`, `basic`): header values are case-blind.
@@ -184,10 +195,14 @@ _VALUE_PATTERNS: tuple[tuple[str, str, _Gate], ...] = (
         r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}",
         _Gate("_", ("_live_", "_test_")),
     ),
+    # `scheme://user:password@`: the user may be empty (`redis://:password@host`), and an
+    # unescaped `@` in the password is followed by more password, up to the last `@` before
+    # the host (a part with `/`, `?` or `#` is the host's path, not password).
     # Gate: the `@` before the host, and the `://`.
     (
         "url-credentials",
-        r"\b[a-z][a-z0-9+.-]{0,30}://[^\s:/@]{1,256}:[^\s@/]{1,256}@",
+        r"\b[a-z][a-z0-9+.-]{0,30}://[^\s:/@]{0,256}:[^\s@/]{1,256}@"
+        r"(?:[^\s@/?#]{1,256}@){0,3}",
         _Gate("@", ("://",)),
     ),
     (
