@@ -78,6 +78,11 @@ DEFAULT_NAMES: frozenset[str] = frozenset(
         "setcookie signature signaturekey signingkey sshkey ssn socialsecuritynumber symfony "
         "taxid token transactionid twiliotoken usersession voterid webhooksecret xapikey "
         "xauthtoken xcsrftoken xforwardedfor xrealip xsrf xsrftoken "
+        # Short spellings, other names for credentials, key material, one-time and recovery
+        # codes, API gateway keys: names real services use that the lists above missed.
+        "authheader backupcode backupcodes connstr creds dsn hmackey hotp mfacode mnemonic "
+        "ocpapimsubscriptionkey otpcode pass privkey pw pwds recoverycode recoverycodes "
+        "seedphrase subscriptionkey totp xfunctionskey "
     ).split()
 )
 
@@ -98,6 +103,10 @@ DEFAULT_SUBSTRINGS: tuple[str, ...] = (
     "creditcard",
     "cardnumber",
     "bearer",
+    "privkey",
+    "mnemonic",
+    "seedphrase",
+    "authheader",
     # HTTP_AUTHORIZATION, HTTP_PROXY_AUTHORIZATION, x-goog-authorization: every carrier of
     # the Authorization header, whatever prefix the server or gateway gives it.
     "authorization",
@@ -111,6 +120,11 @@ DEFAULT_SUFFIXES: tuple[str, ...] = (
     "cookie",
     "credentials",
     "signature",
+    # `db_pass`, `admin_pw`, `aws_creds`: a short spelling at the end of a longer name.
+    "pass",
+    "pw",
+    "creds",
+    "dsn",
 )
 
 # Value patterns: (reason, regex, gate). A pattern's regex runs only when its gate (below,

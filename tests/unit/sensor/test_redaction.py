@@ -512,9 +512,7 @@ def test_a_url_with_a_port_and_an_at_sign_later_is_not_called_credentials(
         ),
     ],
 )
-def test_pgp_and_putty_private_keys_are_redacted_whole(
-    red: Redactor, text: str, core: str
-) -> None:
+def test_pgp_and_putty_private_keys_are_redacted_whole(red: Redactor, text: str, core: str) -> None:
     assert red.match_secret_value(text) == "private-key"
     out = red.redact_text(f"key: {text}")
     assert core not in out, out
@@ -539,3 +537,50 @@ def test_encrypted_jwts_are_redacted_like_signed_ones(red: Redactor, token: str)
     assert red.match_secret_value(token) == "jwt"
     out = red.redact_text(f"cookie value {token} expired")
     assert out == "cookie value <redacted:jwt> expired"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        # Short spellings of a password, alone or as a suffix.
+        "pass",
+        "pw",
+        "pwds",
+        "db_pass",
+        "SMTP_PASS",
+        "adminPass",
+        "user_pw",
+        "DB-PW",
+        # Credentials by another name.
+        "creds",
+        "aws_creds",
+        "dbCreds",
+        "auth_header",
+        "authHeader",
+        "dsn",
+        "SENTRY_DSN",
+        "conn_str",
+        # Key material.
+        "privkey",
+        "priv_key",
+        "ssh_privkey_path",
+        "hmac_key",
+        "mnemonic",
+        "seed_phrase",
+        "wallet_mnemonic",
+        # One-time and recovery codes.
+        "totp",
+        "hotp",
+        "mfa_code",
+        "otp_code",
+        "recovery_codes",
+        "backup_code",
+        # API gateway keys sent as headers.
+        "Ocp-Apim-Subscription-Key",
+        "subscription_key",
+        "x-functions-key",
+    ],
+)
+def test_secret_names_in_other_spellings_are_recognized(red: Redactor, name: str) -> None:
+    assert red.is_secret_name(name)
+    assert red.redact_text(f"{name}=hunter2x&page=2") == f"{name}=<redacted:field>&page=2"
