@@ -291,3 +291,14 @@ def test_expression_redacted_marker_encodes_as_its_redacted_form() -> None:
     assert captures["pw"] == value.to_json()
     assert captures["pw"]["@redacted"] == "name"
     assert "hunter22" not in repr(captures)
+
+
+def test_redacted_marker_under_a_secret_capture_name_keeps_the_hidden_type() -> None:
+    from sensor import expressions
+    from sensor.capture.encode import capture_frame
+
+    note = expressions.compile("note").evaluate({"note": "paid with 4111 1111 1111 1111"})
+    assert isinstance(note, expressions.Redacted)
+    captures, _truncated, errors = capture_frame({"password": note})
+    assert errors == []
+    assert captures["password"] == {"@t": "str", "@redacted": "name", "@len": "9-32"}
