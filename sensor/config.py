@@ -348,7 +348,8 @@ def load_config(environ: Mapping[str, str] | None = None, **arguments: Any) -> S
             else:  # labels: an empty list parses, but a blank variable still means a slip
                 expected = "KEY=VALUE pairs such as region=eu,tier=web"
             raise ConfigError(
-                f"{name}: got {_shown(raw)}, expected {expected} (unset the variable for the default)"
+                f"{name}: got {_shown(raw)}, expected {expected} "
+                "(unset the variable for the default)"
             )
         try:
             values[field] = parser(raw)
