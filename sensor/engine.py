@@ -32,7 +32,7 @@ import time
 import weakref
 from _thread import get_ident
 from collections.abc import Callable, Mapping
-from types import CodeType, ModuleType
+from types import CodeType, FrameType, ModuleType
 from typing import TYPE_CHECKING, Any, overload
 
 from sensor import _atfork
@@ -853,7 +853,7 @@ class Engine:
             unobserved = armed.unobserved
             exception = None if exc is None else _exception_info(exc, probe.limits.capture)
             if exception is not None:
-                known = _known_secrets(dict(frame.f_locals))
+                known = _known_secrets(frame)
                 if known is not None:
                     exception = _scrub_known(exception, known)
             hit = Hit(
@@ -1652,11 +1652,14 @@ def _exception_info(exc: BaseException, limits: Any) -> dict[str, Any]:
     return dict(exception_info(exc, limits))
 
 
-def _known_secrets(ns: Mapping[str, object]) -> Any:
-    """The pattern of the values ``ns`` holds under secret names, or None (never raises)."""
+def _known_secrets(ns: Mapping[str, object] | FrameType) -> Any:
+    """The pattern of the values ``ns`` (or a frame's locals) holds under secret names, or
+    None (never raises)."""
     try:
         from sensor.capture.encode import known_secrets
 
+        if type(ns) is FrameType:
+            ns = dict(ns.f_locals)
         return known_secrets(ns)
     except Exception:
         return None

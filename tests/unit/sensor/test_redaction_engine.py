@@ -293,3 +293,14 @@ def test_an_exception_exit_at_a_return_probe_quoting_a_secret_local_leaks_nothin
     p = probe(f"{target.__name__}:{function}@return", capture=["note"])
     fn = getattr(target, function)
     check(run(engine, target, p, lambda v: fn(v[1], v[0])))
+
+
+@pytest.mark.parametrize("function", ["parse_pin", "lookup", "connect"])
+def test_a_lines_probe_on_a_function_raising_with_a_secret_local_leaks_nothing(
+    engine: Engine, target: ModuleType, function: str
+) -> None:
+    p = probe(f"{target.__name__}:{function}", kind="lines")
+    fn = getattr(target, function)
+    outputs = run(engine, target, p, lambda v: fn(v[1], v[0]))
+    check(outputs)
+    assert json.loads(outputs[0])[0][0]["exception"]["type"]
