@@ -19,6 +19,7 @@ import datetime
 import decimal
 import enum
 import json
+import keyword
 import math
 import re
 import uuid
@@ -89,6 +90,33 @@ def literal(value: Any, imports: set[str], depth: int = 0) -> str | None:
     return None
 
 
+def _comment(text: str) -> str:
+    """``text`` safe inside a ``#`` comment: every character that could end the line (``\\n``,
+    ``\\r``, form feed, ...) or hide text is written as an escape (the text comes from
+    production: an exception message holds what the service's users sent)."""
+    from sensor.render import escape_text
+
+    shown = escape_text(text)
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in shown)
+
+
+def _docstring_text(text: str) -> str:
+    """``text`` safe inside a triple-quoted docstring: a comment's escapes, then backslashes
+    and quotes escaped (a hit id may hold ``\"\"\"``)."""
+    return _comment(text).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _identifier(name: object, hit_id: str) -> str:
+    """``name`` if it can be written as a variable of the test, else RegressionError (argument
+    names come from the hit, and the hit from a sensor)."""
+    if type(name) is not str or not name.isidentifier() or keyword.iskeyword(name):
+        raise RegressionError(
+            f"hit {hit_id!r}: argument name {name!r} is not a Python identifier; the hit "
+            "cannot be written as a test"
+        )
+    return name
+
+
 def find_hit(evidence: Any, hit_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """``(hit, probe dict or None)`` of ``hit_id`` in an :class:`~pytest_runtime.evidence.
     Evidence`; RegressionError if it is not there."""
@@ -140,6 +168,7 @@ def write_test(
     for name in layout.get("names") or list(values):
         if name not in values:
             continue
+        _identifier(name, hit_id)
         node = values[name]
         try:
             value = rebuild(node, constructors=constructors, path=name)
@@ -154,10 +183,13 @@ def write_test(
             source = literal(value, imports)
         if source is None:
             needs_rebuild = True
-            source = (
-                f"rebuild({json.dumps(node, sort_keys=True)}, constructors=runtime_constructors)"
-            )
+            # A Python literal of the JSON node (JSON's true/false/null are not Python).
+            node_literal = repr(json.loads(json.dumps(node, sort_keys=True)))
+            source = f"rebuild({node_literal}, constructors=runtime_constructors)"
         lines.append(f"    {name} = {source}")
+    for field in ("varargs", "varkw"):
+        if layout.get(field):
+            _identifier(layout[field], hit_id)
     call = _call(location.qualname, layout, values)
     expect = (probe or {}).get("expect")
     outcome = hit.get("outcome") or {}
@@ -185,7 +217,7 @@ def write_test(
             )
     owner = location.qualname.split(".")[0]
     header = [
-        f'"""Regression test for production hit {hit_id} at {location}.',
+        f'"""Regression test for production hit {_docstring_text(hit_id)} at {location}.',
         "",
         "Written by python -m pytest_runtime regression-test from the evidence; it fails on the",
         'code that produced the hit and passes once the code is fixed."""',
@@ -201,9 +233,12 @@ def write_test(
     header.append(f"from {location.module} import {owner}")
     fixture = "runtime_constructors: dict[str, object]" if needs_rebuild else ""
     source = "\n".join(header).rstrip() + "\n\n\n"
-    source += f"# production hit {hit_id} (probe {hit.get('probe_id', '?')}, signature "
-    source += f"{hit.get('signature', '?')}{_source(hit)})\n"
-    source += f"# production: {said}\n"
+    origin = (
+        f"production hit {hit_id} (probe {hit.get('probe_id', '?')}, signature "
+        f"{hit.get('signature', '?')}{_source(hit)})"
+    )
+    source += f"# {_comment(origin)}\n"
+    source += f"# production: {_comment(said)}\n"
     source += marker
     source += f"def {test_name}({fixture}) -> None:\n"
     source += "\n".join(body) + "\n"

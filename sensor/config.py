@@ -117,7 +117,7 @@ def cpu_budget_from_env(environ: Mapping[str, str] | None = None) -> float:
     try:
         return _cpu_fraction(raw)
     except ValueError as exc:
-        raise ConfigError(f"SENSOR_CPU_BUDGET: got {raw!r}, expected {exc}") from None
+        raise ConfigError(f"SENSOR_CPU_BUDGET: got {_shown(raw)}, expected {exc}") from None
 
 
 def _text(text: str) -> str:
@@ -160,7 +160,22 @@ def _hub_url(text: str) -> str:
         raise ValueError("a URL with a valid port") from None
     if parts.query or parts.fragment:
         raise ValueError("a URL without query or fragment")
+    if parts.username is not None or parts.password is not None:
+        # Never sent (the sensor authenticates with its token): a password there only ever
+        # reached logs and error messages.
+        raise ValueError("a URL without a user name or password (the token authenticates)")
     return value
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` for an error message, with every secret in it redacted (a setting may be
+    wrong *and* hold a credential: a hub URL with a password, a label holding a DSN)."""
+    from sensor.redaction import redact_error
+
+    try:
+        return redact_error(repr(value))
+    except Exception:
+        return "<not shown>"
 
 
 def check_hub_url(variable: str, raw: str) -> str:
@@ -172,7 +187,7 @@ def check_hub_url(variable: str, raw: str) -> str:
     try:
         return _hub_url(raw)
     except ValueError as exc:
-        raise ConfigError(f"{variable}: got {raw!r}, expected {exc}") from None
+        raise ConfigError(f"{variable}: got {_shown(raw)}, expected {exc}") from None
 
 
 def _ca_file(text: str) -> str:
@@ -251,16 +266,18 @@ def _from_argument(field: str, value: object) -> object:
     parser = ENV_VARS[env][1]
     if field == "labels" and isinstance(value, Mapping):
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise ConfigError(f"argument labels: got {value!r}, expected a mapping of str to str")
+            raise ConfigError(
+                f"argument labels: got {_shown(value)}, expected a mapping of str to str"
+            )
         try:
             return _check_labels(dict(value))
         except ValueError as exc:
-            raise ConfigError(f"argument labels: got {value!r}, expected {exc}") from None
+            raise ConfigError(f"argument labels: got {_shown(value)}, expected {exc}") from None
     if isinstance(value, str):
         try:
             return parser(value)
         except ValueError as exc:
-            raise ConfigError(f"argument {field}: got {value!r}, expected {exc}") from None
+            raise ConfigError(f"argument {field}: got {_shown(value)}, expected {exc}") from None
     expected = {
         "enabled": bool,
         "sigterm_flush": bool,
@@ -269,11 +286,11 @@ def _from_argument(field: str, value: object) -> object:
     }.get(field)
     if expected is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"argument {field}: got {value!r}, expected True or False")
+            raise ConfigError(f"argument {field}: got {_shown(value)}, expected True or False")
         return value
     if expected is int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"argument {field}: got {value!r}, expected a positive integer")
+            raise ConfigError(f"argument {field}: got {_shown(value)}, expected a positive integer")
         return value
     if field in ("flush_interval", "timeout", "max_backoff", "exit_timeout") or field in (
         "heartbeat_interval",
@@ -285,7 +302,7 @@ def _from_argument(field: str, value: object) -> object:
             or not (value > 0 and math.isfinite(value))
         ):
             raise ConfigError(
-                f"argument {field}: got {value!r}, expected a positive number of seconds"
+                f"argument {field}: got {_shown(value)}, expected a positive number of seconds"
             )
         return float(value)
     if field == "cpu_budget":
@@ -295,10 +312,10 @@ def _from_argument(field: str, value: object) -> object:
             or not (value > 0 and math.isfinite(value))
         ):
             raise ConfigError(
-                f"argument cpu_budget: got {value!r}, expected a fraction of one CPU > 0"
+                f"argument cpu_budget: got {_shown(value)}, expected a fraction of one CPU > 0"
             )
         return float(value)
-    raise ConfigError(f"argument {field}: got {value!r}, expected a string")
+    raise ConfigError(f"argument {field}: got {_shown(value)}, expected a string")
 
 
 def _default_service() -> str:
@@ -331,12 +348,13 @@ def load_config(environ: Mapping[str, str] | None = None, **arguments: Any) -> S
             else:  # labels: an empty list parses, but a blank variable still means a slip
                 expected = "KEY=VALUE pairs such as region=eu,tier=web"
             raise ConfigError(
-                f"{name}: got {raw!r}, expected {expected} (unset the variable for the default)"
+                f"{name}: got {_shown(raw)}, expected {expected} "
+                "(unset the variable for the default)"
             )
         try:
             values[field] = parser(raw)
         except ValueError as exc:
-            raise ConfigError(f"{name}: got {raw!r}, expected {exc}") from None
+            raise ConfigError(f"{name}: got {_shown(raw)}, expected {exc}") from None
     if "hub" in arguments:
         hub = arguments.pop("hub")
         if arguments.get("hub_url") is None:
@@ -386,7 +404,7 @@ def _check_injection(env: Mapping[str, str]) -> None:
         try:
             _parse_bool(raw)
         except ValueError as exc:
-            raise ConfigError(f"SENSOR_FUNC_VERSION: got {raw!r}, expected {exc}") from None
+            raise ConfigError(f"SENSOR_FUNC_VERSION: got {_shown(raw)}, expected {exc}") from None
     raw = env.get("SENSOR_BACKEND")
     if raw is None:
         return
@@ -394,7 +412,7 @@ def _check_injection(env: Mapping[str, str]) -> None:
 
     if raw not in BACKENDS:
         raise ConfigError(
-            f"SENSOR_BACKEND: got {raw!r}, expected one of "
+            f"SENSOR_BACKEND: got {_shown(raw)}, expected one of "
             + ", ".join(repr(name) for name in BACKENDS)
             + " (unset the variable for the default)"
         )

@@ -22,7 +22,35 @@ __all__ = ["DEFAULT_DENY_MODULES", "DenyList", "get_deny_list", "set_deny_list"]
 
 #: Modules denied by default: the sensor and plugin (a probe on the probe machinery would
 #: recurse) and the standard library modules that handle keys and secrets.
-DEFAULT_DENY_MODULES: tuple[str, ...] = ("sensor", "pytest_runtime", "ssl", "hashlib", "secrets")
+# Standard library modules that handle keys, digests of secrets, random tokens and passwords.
+_STDLIB_KEY_MODULES: tuple[str, ...] = ("ssl", "hashlib", "secrets", "hmac", "getpass")
+#: The probe machinery, then code that holds key material under ordinary names (``key``,
+#: ``msg``, ``data``: ``hmac.new(key, msg)``, ``jwt.encode(payload, key)``, a request signer's
+#: ``key`` local), where the name rules cannot see it: the standard library's, then common
+#: cryptography, token, password-hashing and cloud-credential libraries.
+DEFAULT_DENY_MODULES: tuple[str, ...] = (
+    "sensor",
+    "pytest_runtime",
+    *_STDLIB_KEY_MODULES,
+    "cryptography",
+    "nacl",
+    "Crypto",
+    "Cryptodome",
+    "OpenSSL",
+    "jwt",
+    "jose",
+    "paramiko",
+    "keyring",
+    "passlib",
+    "bcrypt",
+    "argon2",
+    "hvac",
+    "botocore.auth",
+    "botocore.credentials",
+    "google.auth",
+    "google.oauth2",
+    "azure.identity",
+)
 
 
 def _norm_path(path: str) -> str:
@@ -31,15 +59,28 @@ def _norm_path(path: str) -> str:
 
 def _module_globs(module: str) -> list[str]:
     """File globs covering ``module``'s source, found without importing it."""
+    top, _, rest = module.partition(".")
     try:
-        spec = importlib.util.find_spec(module) if "." not in module else None
+        # Only a top-level name: find_spec of a dotted one imports its parent packages.
+        spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
         spec = None
     if spec is None:
-        if module in ("ssl", "hashlib", "secrets"):
+        if module in _STDLIB_KEY_MODULES:
             stdlib = sysconfig.get_paths().get("stdlib")
             return [_norm_path(os.path.join(stdlib, f"{module}.py"))] if stdlib else []
         return []
+    if rest:
+        # `botocore.auth`: `auth.py` or the `auth/` package under the top package's folders.
+        sub = rest.replace(".", "/")
+        return [
+            g
+            for loc in spec.submodule_search_locations or ()
+            for g in (
+                _norm_path(os.path.join(loc, sub)) + ".py",
+                _norm_path(os.path.join(loc, sub)) + "/*",
+            )
+        ]
     if spec.submodule_search_locations:
         return [_norm_path(loc) + "/*" for loc in spec.submodule_search_locations]
     if spec.origin and spec.origin not in ("built-in", "frozen"):

@@ -32,7 +32,7 @@ import time
 import weakref
 from _thread import get_ident
 from collections.abc import Callable, Mapping
-from types import CodeType, ModuleType
+from types import CodeType, FrameType, ModuleType
 from typing import TYPE_CHECKING, Any, overload
 
 from sensor import _atfork
@@ -858,6 +858,11 @@ class Engine:
             info = dict(described)
             info["ran"] = sorted(ran)
             unobserved = armed.unobserved
+            exception = None if exc is None else _exception_info(exc, probe.limits.capture)
+            if exception is not None:
+                known = _known_secrets(frame)
+                if known is not None:
+                    exception = _scrub_known(exception, known)
             hit = Hit(
                 probe_id=probe.id,
                 signature=armed.signature,
@@ -867,7 +872,7 @@ class Engine:
                 hit_id=self._next_hit_id(),
                 thread=_thread_name(),
                 lines=info,
-                exception=None if exc is None else _exception_info(exc, probe.limits.capture),
+                exception=exception,
                 errors=list(unobserved) if unobserved else None,
             )
             self._deliver(armed, hit)
@@ -1291,6 +1296,14 @@ class Engine:
         if values:
             captures, truncated, capture_errors = _capture(values, probe.limits.capture)
             errors.extend(capture_errors)
+        if exception is not None:
+            # The exception may quote a value the frame holds under a secret name (int() of a
+            # password): look for those values in everything this hit carries.
+            known = _known_secrets(ns)
+            if known is not None:
+                captures, message, exception, errors = _scrub_known(
+                    (captures, message, exception, errors), known
+                )
         hit = Hit(
             probe_id=probe.id,
             signature=armed.signature,
@@ -1644,6 +1657,31 @@ def _exception_info(exc: BaseException, limits: Any) -> dict[str, Any]:
     from sensor.capture.encode import exception_info
 
     return dict(exception_info(exc, limits))
+
+
+def _known_secrets(ns: Mapping[str, object] | FrameType) -> Any:
+    """The pattern of the values ``ns`` (or a frame's locals) holds under secret names, or
+    None (never raises)."""
+    try:
+        from sensor.capture.encode import known_secrets
+
+        if type(ns) is FrameType:
+            ns = dict(ns.f_locals)
+        return known_secrets(ns)
+    except Exception:
+        return None
+
+
+def _scrub_known(value: Any, known: Any) -> Any:
+    """``value`` with every value of ``known`` replaced (see ``scrub_known``); a tuple of parts
+    is scrubbed part by part."""
+    try:
+        from sensor.capture.encode import scrub_known
+    except Exception:  # the encoder is what made `known`: this cannot happen, but never raise
+        return value
+    if type(value) is tuple:
+        return tuple(scrub_known(part, known) for part in value)
+    return scrub_known(value, known)
 
 
 def _source_mismatch(probe: Probe, code: CodeType) -> str | None:

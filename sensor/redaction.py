@@ -78,6 +78,11 @@ DEFAULT_NAMES: frozenset[str] = frozenset(
         "setcookie signature signaturekey signingkey sshkey ssn socialsecuritynumber symfony "
         "taxid token transactionid twiliotoken usersession voterid webhooksecret xapikey "
         "xauthtoken xcsrftoken xforwardedfor xrealip xsrf xsrftoken "
+        # Short spellings, other names for credentials, key material, one-time and recovery
+        # codes, API gateway keys: names real services use that the lists above missed.
+        "authheader backupcode backupcodes connstr creds dsn hmackey hotp mfacode mnemonic "
+        "ocpapimsubscriptionkey otpcode pass privkey pw pwds recoverycode recoverycodes "
+        "seedphrase subscriptionkey totp xfunctionskey "
     ).split()
 )
 
@@ -98,6 +103,10 @@ DEFAULT_SUBSTRINGS: tuple[str, ...] = (
     "creditcard",
     "cardnumber",
     "bearer",
+    "privkey",
+    "mnemonic",
+    "seedphrase",
+    "authheader",
     # HTTP_AUTHORIZATION, HTTP_PROXY_AUTHORIZATION, x-goog-authorization: every carrier of
     # the Authorization header, whatever prefix the server or gateway gives it.
     "authorization",
@@ -111,6 +120,11 @@ DEFAULT_SUFFIXES: tuple[str, ...] = (
     "cookie",
     "credentials",
     "signature",
+    # `db_pass`, `admin_pw`, `aws_creds`: a short spelling at the end of a longer name.
+    "pass",
+    "pw",
+    "creds",
+    "dsn",
 )
 
 # Value patterns: (reason, regex, gate). A pattern's regex runs only when its gate (below,
@@ -138,18 +152,29 @@ class _Gate(NamedTuple):
 
 
 _VALUE_PATTERNS: tuple[tuple[str, str, _Gate], ...] = (
-    # The whole PEM block, up to its END line or the end of the text: the body is the secret.
+    # The whole PEM block (OpenPGP's armor says `PRIVATE KEY BLOCK`), up to its END line or
+    # the end of the text: the body is the secret.
     # Gate: the `-----` and the case-sensitive `PRIVATE KEY` of the BEGIN line.
     (
         "private-key",
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?"
-        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\Z)",
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)",
         _Gate("-", ("PRIVATE KEY",)),
     ),
+    # A PuTTY key file (.ppk), from its first line to its MAC or the end of the text.
+    # Gate: the literal first-line prefix (which holds `-`).
+    (
+        "private-key",
+        r"PuTTY-User-Key-File-[0-9]{1,2}:[\s\S]*?(?:Private-MAC:[ \t]*[0-9A-Fa-f]+|\Z)",
+        _Gate("-", ("PuTTY-User-Key-File-",)),
+    ),
+    # A signed JWT (header.payload.signature, both JSON parts `eyJ`) or an encrypted one (JWE:
+    # header.key.iv.ciphertext.tag, the key part empty for alg "dir"; only the header is JSON).
     # Gate: the dots between the parts and the literal `eyJ`.
     (
         "jwt",
-        r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
+        r"\beyJ[A-Za-z0-9_-]{5,}\.(?:eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*|"
+        r"[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,})",
         _Gate(".", ("eyJ",)),
     ),
     # Authorization schemes in any case (`BEARER`, `basic`): header values are case-blind.
@@ -184,10 +209,14 @@ _VALUE_PATTERNS: tuple[tuple[str, str, _Gate], ...] = (
         r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}",
         _Gate("_", ("_live_", "_test_")),
     ),
+    # `scheme://user:password@`: the user may be empty (`redis://:password@host`), and an
+    # unescaped `@` in the password is followed by more password, up to the last `@` before
+    # the host (a part with `/`, `?` or `#` is the host's path, not password).
     # Gate: the `@` before the host, and the `://`.
     (
         "url-credentials",
-        r"\b[a-z][a-z0-9+.-]{0,30}://[^\s:/@]{1,256}:[^\s@/]{1,256}@",
+        r"\b[a-z][a-z0-9+.-]{0,30}://[^\s:/@]{0,256}:[^\s@/]{1,256}@"
+        r"(?:[^\s@/?#]{1,256}@){0,3}",
         _Gate("@", ("://",)),
     ),
     (

@@ -934,12 +934,12 @@ class _Walker:
         t = type(x)
         expressions = sys.modules.get("sensor.expressions")
         if expressions is not None and t is getattr(expressions, "Redacted", None):
-            # Already hidden by the sandbox (``(session)``, ``(user.password)``): keep the type
-            # and length class it recorded, not the marker class's own name.
-            self.budget.left -= 48
-            out: dict[str, Any] = {"@t": x.type_name, "@redacted": "name"}
+            # The sandbox's marker under a secret capture name: the hidden value's type and
+            # length class, which the marker keeps (not the marker class's own name).
+            out: dict[str, JSONValue] = {"@t": str(x.type_name), "@redacted": "name"}
             if x.length is not None:
-                out["@len"] = x.length
+                out["@len"] = str(x.length)
+            self.budget.left -= 48
             return out
         try:
             name = layout_of(t).name
@@ -1239,3 +1239,88 @@ def _redact_text(red: RedactorLike, text: str) -> str | None:
         return shown
     except Exception:
         return None
+
+
+# -- values the frame hides by name, found again in the hit's other texts -----------------------
+
+#: A secret-named local shorter than this is not looked for elsewhere (too many false hits).
+_KNOWN_MIN_CHARS = 4
+#: At most this many values (the longest) are looked for, each up to this many characters.
+_KNOWN_MAX_VALUES = 16
+_KNOWN_MAX_CHARS = 4096
+_KNOWN_MARK = "<redacted:name>"
+
+
+def known_secrets(
+    names_to_values: Mapping[str, object],
+    redactor: RedactorLike | _ProcessRedactor | None = DEFAULT_REDACTOR,
+) -> re.Pattern[str] | None:
+    """A pattern of the text values that ``names_to_values`` holds under secret names, or None.
+
+    The host quotes the values it fails on, whatever their name: ``int(password)`` raises
+    ``invalid literal for int() with base 10: 'hunter2'``, ``d[token]`` a ``KeyError`` of the
+    token, and an application builds ``ConnectionError("refused", password)``. Nothing in such a
+    text looks like a secret by content; the hit knows the value only as the frame's
+    ``password``. The pattern finds those values (str, and bytes read as Latin-1, with their
+    ``repr`` escapes), in any case (``password.upper()``), directly under a secret name or under
+    a secret key of a dict held by any name. Never raises (None when there is nothing to find).
+    """
+    try:
+        red = _resolve(redactor)
+        if red is None:
+            return None
+        found: set[str] = set()
+
+        def add(value: object) -> None:
+            # Exact types only: a str or bytes subclass's methods are user code.
+            forms: tuple[str, ...]
+            if type(value) is bytes:
+                forms = (bytes.decode(value, "latin-1"), bytes.__repr__(value)[2:-1])
+            elif type(value) is str:
+                forms = (value, str.__repr__(value)[1:-1])
+            else:
+                return
+            if "'" in forms[0]:  # inside a repr that holds both quotes: `'it\'s'`
+                forms += (forms[1].replace("'", "\\'"),)
+            for form in forms:
+                if _KNOWN_MIN_CHARS <= len(form) <= _KNOWN_MAX_CHARS:
+                    found.add(form)
+
+        for name, value in islice(names_to_values.items(), _MAX_FIELDS):
+            if type(name) is not str:
+                continue
+            if red.is_secret_name(name):
+                add(value)
+            elif type(value) is dict:
+                for key, item in islice(dict.items(value), _MAX_FIELDS):
+                    if type(key) is bytes:
+                        key = bytes.decode(key, "latin-1")
+                    if type(key) is str and red.is_secret_name(key):
+                        add(item)
+        if not found:
+            return None
+        longest = sorted(found, key=len, reverse=True)[:_KNOWN_MAX_VALUES]
+        return re.compile("|".join(re.escape(v) for v in longest), re.IGNORECASE)
+    except Exception:
+        return None
+
+
+def scrub_known(value: Any, known: re.Pattern[str], depth: int = 0) -> Any:
+    """``value`` (encoded JSON, or a text) with every match of ``known`` in its strings and keys
+    replaced by ``<redacted:name>``. Never raises: a part it cannot walk is replaced whole."""
+    try:
+        t = type(value)
+        if t is str:
+            return known.sub(_KNOWN_MARK, value) if known.search(value) else value
+        if depth > 2 * MAX_DEPTH_CAP + 8:
+            return _KNOWN_MARK
+        if t is dict:
+            return {
+                scrub_known(k, known, depth + 1): scrub_known(v, known, depth + 1)
+                for k, v in value.items()
+            }
+        if t is list:
+            return [scrub_known(x, known, depth + 1) for x in value]
+        return value
+    except Exception:
+        return _KNOWN_MARK

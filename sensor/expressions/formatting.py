@@ -8,6 +8,7 @@ inside a container as the redactor's redacted text, the value of a secret key or
 
 from __future__ import annotations
 
+import decimal
 import itertools
 import re
 from typing import Any
@@ -31,6 +32,16 @@ from sensor.expressions.introspect import (
     typename,
 )
 from sensor.expressions.redact import Redacted, hidden_positions, render_str, secret_key
+
+_Decimal = decimal.Decimal
+# Format types that write every digit of a number (fixed point and percent).
+_FIXED_POINT = frozenset("fF%")
+
+
+def _huge_fixed_point(value: decimal.Decimal) -> bool:
+    """Whether fixed-point text of ``value`` (an exact Decimal) would exceed a field."""
+    return _Decimal.is_finite(value) and abs(_Decimal.adjusted(value)) > MAX_FIELD
+
 
 # -- safe formatting --------------------------------------------------------------------------
 
@@ -78,7 +89,13 @@ def safe_format(
         if conversion == ord("r") or conversion == ord("a"):
             text = repr(value) if conversion == ord("r") else ascii(value)
         elif spec:
-            text = format(value, spec)
+            if t is _Decimal and spec[-1:] in _FIXED_POINT and _huge_fixed_point(value):
+                # Fixed-point text of an exact Decimal has as many digits as its exponent
+                # (1e999999999 would build a 1 GB string before the field is cut): show it in
+                # scientific notation instead, which is what it is.
+                text = _Decimal.__str__(value)
+            else:
+                text = format(value, spec)
         else:
             text = str(value)
         return text if len(text) <= MAX_FIELD and not cut else text[:MAX_FIELD] + "..."

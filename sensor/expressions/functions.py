@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from sensor.errors import ExpressionError
-from sensor.expressions.budget import _S_RED, MAX_ITEMS, _charge
+from sensor.expressions.budget import _S_RED, MAX_INT_BITS, MAX_ITEMS, _charge
 from sensor.expressions.formatting import safe_format
 from sensor.expressions.introspect import (
     _INTLIKE_IDS,
@@ -80,6 +80,8 @@ def _b_round(args: list[Any], s: list[Any], ndigits: object = None) -> Any:
     if len(args) > 1:
         ndigits = args[1]
     if ndigits is None:
+        if type(args[0]) is decimal.Decimal:
+            _check_decimal_to_int("round", args[0])
         return round(args[0])
     if type(ndigits) is not int or abs(ndigits) > 1000:
         raise ExpressionError(
@@ -157,6 +159,8 @@ def _b_int(args: list[Any], s: list[Any]) -> Any:
         if len(v) > 4300:
             raise ExpressionError("int() of a string above 4300 characters is refused")
         return _convert(int, v, args[1])
+    if t is decimal.Decimal:
+        _check_decimal_to_int("int", v)
     if t is int or t is bool or t is float or t is decimal.Decimal:
         return _convert(int, v)
     if t is str or t is bytes:
@@ -168,6 +172,24 @@ def _b_int(args: list[Any], s: list[Any]) -> Any:
     raise ExpressionError(
         f"int() of a value of type {typename(v)!r} is refused: builtin values only"
     )
+
+
+# The most decimal digits an int within MAX_INT_BITS has (65536 * log10(2) = 19728.3).
+_MAX_INT_DIGITS: Final = MAX_INT_BITS * 30103 // 100000 + 1
+
+
+def _check_decimal_to_int(fn: str, v: decimal.Decimal) -> None:
+    """Refuse int()/round() of a Decimal whose integer part is above MAX_INT_BITS.
+
+    A Decimal is exact: its exponent is not bounded by the context (``Decimal("1e999999999")``
+    is 16 bytes), and converting it to an int costs time in that exponent (1e999999 took 29 s
+    of the host's thread, beyond any step or time check). ``adjusted()`` is the exponent of its
+    leading digit, read in C (the type is exactly Decimal here).
+    """
+    if decimal.Decimal.is_finite(v) and decimal.Decimal.adjusted(v) >= _MAX_INT_DIGITS:
+        raise ExpressionError(
+            f"{fn}() of a Decimal above {MAX_INT_BITS} bits is refused (its exponent is too large)"
+        )
 
 
 def _convert(fn: Callable[..., Any], *args: Any) -> Any:

@@ -158,10 +158,15 @@ def _redact_url(url: str) -> str:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
         return "postgresql://..."
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+        parts = parts._replace(netloc=netloc)
+    if parts.query:
+        # libpq takes `?password=...` (and `sslpassword=`) in the query string too.
+        from sensor.redaction import Redactor
+
+        parts = parts._replace(query=Redactor().redact_text(parts.query))
+    return urllib.parse.urlunsplit(parts)
 
 
 class PostgresStore(common.SharedStore):

@@ -317,3 +317,42 @@ def test_expression_marker_under_a_secret_capture_name_keeps_the_hidden_type() -
     assert captures["(account.password)"] == {"@t": "str", "@redacted": "name", "@len": "1-8"}
     assert "hunter22" not in repr(captures)
     assert "Redacted" not in repr(captures)
+
+
+def test_redacted_marker_under_a_secret_capture_name_keeps_the_hidden_type() -> None:
+    from sensor import expressions
+    from sensor.capture.encode import capture_frame
+
+    note = expressions.compile("note").evaluate({"note": "paid with 4111 1111 1111 1111"})
+    assert isinstance(note, expressions.Redacted)
+    captures, _truncated, errors = capture_frame({"password": note})
+    assert errors == []
+    assert captures["password"] == {"@t": "str", "@redacted": "name", "@len": "9-32"}
+
+
+def test_known_secrets_finds_secret_named_values_in_any_form() -> None:
+    from sensor.capture.encode import known_secrets, scrub_known
+
+    known = known_secrets(
+        {"password": "it's-Zq9", "cfg": {"api_key": b"k3y\nbytes"}, "name": "bob", "pin": "12"}
+    )
+    assert known is not None
+    texts = [
+        'invalid literal for int() with base 10: "it\'s-Zq9"',
+        "ValueError('it\\'s-Zq9')",
+        "upper IT'S-ZQ9",
+        "b'k3y\\nbytes' and k3y\nbytes",
+        "bob 12",
+    ]
+    out = scrub_known({"m": texts, "it's-Zq9": 1}, known)
+    assert out == {
+        "m": [
+            'invalid literal for int() with base 10: "<redacted:name>"',
+            "ValueError('<redacted:name>')",
+            "upper <redacted:name>",
+            "b'<redacted:name>' and <redacted:name>",
+            "bob 12",
+        ],
+        "<redacted:name>": 1,
+    }
+    assert known_secrets({"name": "bob", "password": None, "token": "abc"}) is None

@@ -8,6 +8,7 @@ value) with no hook run, nothing leaked from a hook, and within a time bound.
 
 from __future__ import annotations
 
+import decimal
 import importlib.util
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from sensor.errors import ExpressionError
-from sensor.expressions import compile
+from sensor.expressions import compile, compile_template
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
 
@@ -143,3 +144,49 @@ def test_slow_hooks_are_never_waited_for(
     # was waited for. (A bound on the wall time, 1.5 s, added nothing to that but a guess at
     # how fast a loaded machine runs the rest.)
     assert hostile.HITS == []
+
+
+# -- values whose cost is their magnitude, not their size ---------------------------------------
+# A Decimal from the program (parsed from a request: `Decimal(form["amount"])`) is exact: its
+# exponent is not bounded by the context, so `Decimal("1e999999999")` is 16 bytes. Turning it
+# into an int or into fixed-point text costs time and memory in its exponent: int() of 1e999999
+# took 29 s, and f"{x:f}" of 1e999999999 built a 1 GB string before the field was cut.
+HUGE_DECIMALS = [
+    decimal.Decimal("1e99999"),
+    decimal.Decimal("-1e99999"),
+    decimal.Decimal("1e999999999"),
+]
+TINY_DECIMALS = [decimal.Decimal("1e-999999999"), decimal.Decimal("-1.5e-99999")]
+
+
+@pytest.mark.parametrize("amount", HUGE_DECIMALS, ids=str)
+@pytest.mark.parametrize("source", ["int(amount)", "round(amount)"])
+def test_int_of_a_decimal_above_the_int_limit_is_refused(
+    source: str, amount: decimal.Decimal
+) -> None:
+    with pytest.raises(ExpressionError, match="Decimal above 65536 bits is refused"):
+        compile(source).evaluate({"amount": amount}, {})
+
+
+@pytest.mark.parametrize("amount", [decimal.Decimal("1e19000"), decimal.Decimal("-2.5e300")])
+def test_int_of_a_decimal_within_the_int_limit_still_works(amount: decimal.Decimal) -> None:
+    assert compile("int(amount)").evaluate({"amount": amount}, {}) == int(amount)
+    assert compile("round(amount)").evaluate({"amount": amount}, {}) == round(amount)
+
+
+@pytest.mark.parametrize("amount", HUGE_DECIMALS + TINY_DECIMALS, ids=str)
+@pytest.mark.parametrize("spec", ["f", ".2f", "F", "%", ">12,.3f"])
+def test_fixed_point_format_of_an_extreme_decimal_shows_its_exponent(
+    spec: str, amount: decimal.Decimal
+) -> None:
+    shown = compile(f"f'{{amount:{spec}}}'").evaluate({"amount": amount}, {})
+    assert shown == str(amount), (spec, shown[:40])
+    rendered = compile_template(f"amount={{amount:{spec}}}").render({"amount": amount}, {})
+    assert rendered == f"amount={amount}"
+
+
+def test_fixed_point_format_of_an_ordinary_decimal_is_unchanged() -> None:
+    amount = decimal.Decimal("1234.5678")
+    assert compile("f'{amount:.2f} {amount:%} {amount:,f}'").evaluate({"amount": amount}, {}) == (
+        f"{amount:.2f} {amount:%} {amount:,f}"
+    )

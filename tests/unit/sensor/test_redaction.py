@@ -456,3 +456,131 @@ def test_private_key_block_is_redacted_whole() -> None:
     pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADAN\nBgkqhkiG9w0B\n-----END PRIVATE KEY-----"
     out = Redactor().redact_text(f"key: {pem} done")
     assert out == "key: <redacted:private-key> done"
+
+
+# -- content rules: the forms of each credential class that the first patterns missed ----------
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden", "shown"),
+    [
+        # Redis and AMQP URLs carry a password with an empty user name.
+        ("redis://:s3cretpass@cache:6379/0", "s3cretpass", "cache:6379/0"),
+        ("rediss://:s3cretpass@cache.example:6380", "s3cretpass", "cache.example:6380"),
+        # An unescaped `@` in the password: the text after the first `@` is still password.
+        ("postgres://app:p@ss@w0rd@db.internal/shop", "ss@w0rd", "db.internal/shop"),
+        ("conn=mysql://root:S3cr@t!@10.0.0.5:3306/x ok", "t!@", "10.0.0.5:3306/x ok"),
+    ],
+)
+def test_url_credentials_with_an_empty_user_or_an_at_sign_in_the_password(
+    red: Redactor, text: str, hidden: str, shown: str
+) -> None:
+    assert red.match_secret_value(text) == "url-credentials"
+    out = red.redact_text(text)
+    assert hidden not in out, out
+    assert out.endswith(shown), out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://shop.example:8443/orders?contact=desk@shop.example",
+        "see https://shop.example:8443/a@b for details",
+    ],
+)
+def test_a_url_with_a_port_and_an_at_sign_later_is_not_called_credentials(
+    red: Redactor, text: str
+) -> None:
+    assert "shop.example:8443" in red.redact_text(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "core"),
+    [
+        (
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF0vQ0EBCADOn3p2\n=Xq2V\n"
+            "-----END PGP PRIVATE KEY BLOCK-----",
+            "lQOYBF0vQ0EBCADOn3p2",
+        ),
+        # Cut before its END line (a captured string kept up to max_string).
+        ("-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: 1\n\nlQOYBF0vQ0EBCADOn3p2", "lQOYBF0"),
+        (
+            "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: ops\n"
+            "Public-Lines: 2\nAAAAC3NzaC1lZDI1NTE5\nPrivate-Lines: 1\nAAAAIFq9sPwhZ2mW3kQ\n"
+            "Private-MAC: 3f2c8d1e",
+            "AAAAIFq9sPwhZ2mW3kQ",
+        ),
+    ],
+)
+def test_pgp_and_putty_private_keys_are_redacted_whole(red: Redactor, text: str, core: str) -> None:
+    assert red.match_secret_value(text) == "private-key"
+    out = red.redact_text(f"key: {text}")
+    assert core not in out, out
+    assert out.startswith("key: <redacted:private-key>")
+
+
+JWE = (
+    "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ."
+    "OKOawDo13gRp2ojaHV7LFpZcgV7T6DVZKTyKOMTYUmKoTCVJRgckCL9kiMT03JGe."
+    "48V1_ALb6US04U3b.5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6UG9oMo4vpzs9tX_EFShS8iB7j6ji."
+    "XFBoMYUZodetZdvTiFvSkQ"
+)
+# alg "dir": the encrypted key part is empty (NextAuth session cookies look like this).
+JWE_DIR = (
+    "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..48V1_ALb6US04U3b."
+    "5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6UG9oMo4vpzs9tX_EFShS8iB7j6ji.XFBoMYUZodetZdvTiFvSkQ"
+)
+
+
+@pytest.mark.parametrize("token", [JWE, JWE_DIR])
+def test_encrypted_jwts_are_redacted_like_signed_ones(red: Redactor, token: str) -> None:
+    assert red.match_secret_value(token) == "jwt"
+    out = red.redact_text(f"cookie value {token} expired")
+    assert out == "cookie value <redacted:jwt> expired"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        # Short spellings of a password, alone or as a suffix.
+        "pass",
+        "pw",
+        "pwds",
+        "db_pass",
+        "SMTP_PASS",
+        "adminPass",
+        "user_pw",
+        "DB-PW",
+        # Credentials by another name.
+        "creds",
+        "aws_creds",
+        "dbCreds",
+        "auth_header",
+        "authHeader",
+        "dsn",
+        "SENTRY_DSN",
+        "conn_str",
+        # Key material.
+        "privkey",
+        "priv_key",
+        "ssh_privkey_path",
+        "hmac_key",
+        "mnemonic",
+        "seed_phrase",
+        "wallet_mnemonic",
+        # One-time and recovery codes.
+        "totp",
+        "hotp",
+        "mfa_code",
+        "otp_code",
+        "recovery_codes",
+        "backup_code",
+        # API gateway keys sent as headers.
+        "Ocp-Apim-Subscription-Key",
+        "subscription_key",
+        "x-functions-key",
+    ],
+)
+def test_secret_names_in_other_spellings_are_recognized(red: Redactor, name: str) -> None:
+    assert red.is_secret_name(name)
+    assert red.redact_text(f"{name}=hunter2x&page=2") == f"{name}=<redacted:field>&page=2"

@@ -44,6 +44,18 @@ def handle(note, password, query, auth, body):
 
 def fail(password, note):
     raise ValueError(f"login failed for password={password}, card {note}")
+
+
+def parse_pin(password, note):
+    return int(password)  # ValueError: invalid literal for int() with base 10: '<password>'
+
+
+def lookup(password, note):
+    return {"bob": 1}[password]  # KeyError: '<password>'
+
+
+def connect(password, note):
+    raise ConnectionError("login refused", password.upper(), {"user": "bob", "pw": password})
 """
 
 # (note, password, query, auth, body) for the two runs; every secret holds "Zq9" or a card.
@@ -107,7 +119,7 @@ def _run_once(
         assert status.state is ProbeState.INSTALLED, status.reason
         try:
             call(values)
-        except ValueError:
+        except (ValueError, LookupError, ConnectionError):
             pass
         hits = [scrub(h.to_dict()) for h in engine.drain()]
         st = engine.status(probe.id)
@@ -246,3 +258,49 @@ def test_status_reasons_pass_through_the_redaction_function(engine: Engine) -> N
     assert status.state is ProbeState.ERROR
     assert status.reason, status
     assert "Zq9" not in status.reason, status.reason
+
+
+# The host's own messages quote the values they failed on, whatever the value's name: int() of a
+# secret, a dict lookup by it, an exception built with it. Nothing in these texts looks like a
+# secret by content; the hit knows the value only as the frame's `password`.
+@pytest.mark.parametrize("function", ["parse_pin", "lookup", "connect"])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"capture": ["exception"]},
+        {"capture": [{"name": "e", "expr": "exception.args"}]},
+        {"capture": [{"name": "e", "expr": "exception.args[0]"}]},
+        {},
+        {"kind": "log", "template": "failed: {exception.args}"},
+    ],
+    ids=["exception", "args", "args0", "frame", "log"],
+)
+def test_an_exception_quoting_a_secret_local_leaks_nothing(
+    engine: Engine, target: ModuleType, function: str, fields: dict[str, Any]
+) -> None:
+    p = probe(f"{target.__name__}:{function}@exception", **fields)
+    fn = getattr(target, function)
+    outputs = run(engine, target, p, lambda v: fn(v[1], v[0]))
+    check(outputs)
+    hit = json.loads(outputs[0])[0][0]
+    assert hit["exception"]["type"] in ("ValueError", "KeyError", "ConnectionError")
+
+
+@pytest.mark.parametrize("function", ["parse_pin", "lookup", "connect"])
+def test_an_exception_exit_at_a_return_probe_quoting_a_secret_local_leaks_nothing(
+    engine: Engine, target: ModuleType, function: str
+) -> None:
+    p = probe(f"{target.__name__}:{function}@return", capture=["note"])
+    fn = getattr(target, function)
+    check(run(engine, target, p, lambda v: fn(v[1], v[0])))
+
+
+@pytest.mark.parametrize("function", ["parse_pin", "lookup", "connect"])
+def test_a_lines_probe_on_a_function_raising_with_a_secret_local_leaks_nothing(
+    engine: Engine, target: ModuleType, function: str
+) -> None:
+    p = probe(f"{target.__name__}:{function}", kind="lines")
+    fn = getattr(target, function)
+    outputs = run(engine, target, p, lambda v: fn(v[1], v[0]))
+    check(outputs)
+    assert json.loads(outputs[0])[0][0]["exception"]["type"]

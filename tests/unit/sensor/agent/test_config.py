@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sensor.config import ENV_VARS, load_config, parse_labels
+from sensor.config import ENV_VARS, check_hub_url, load_config, parse_labels
 from sensor.errors import ConfigError
 
 
@@ -160,3 +160,34 @@ def test_what_the_hub_would_refuse_at_registration_is_refused_at_start(
         load_config({"SENSOR_HUB_URL": "http://127.0.0.1:1", name: value})
     with pytest.raises(ConfigError, match="argument labels"):
         load_config({"SENSOR_HUB_URL": "http://127.0.0.1:1"}, labels={"k": "\x00"})
+
+
+@pytest.mark.parametrize(
+    "url", ["https://ops:Zq9hunter2@hub.example:8700", "http://:Zq9hunter2@127.0.0.1:8700"]
+)
+def test_a_hub_url_with_credentials_is_refused_without_quoting_them(url: str) -> None:
+    # The sensor authenticates with SENSOR_TOKEN and never sent a URL's user info: a password
+    # there was only ever written to logs and error messages.
+    for call in (
+        lambda: load_config(environ={"SENSOR_HUB_URL": url}),
+        lambda: load_config(environ={}, hub=url),
+        lambda: check_hub_url("PYTEST_RUNTIME_HUB", url),
+    ):
+        with pytest.raises(ConfigError, match="user name or password") as info:
+            call()
+        assert "Zq9" not in str(info.value)
+        assert "hub.example" in str(info.value) or "127.0.0.1" in str(info.value)
+
+
+def test_a_rejected_setting_does_not_quote_a_secret_it_holds() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={"SENSOR_HUB_URL": "http://h:1", "SENSOR_LABELS": "api_key"})
+    assert "SENSOR_LABELS" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_config(
+            environ={
+                "SENSOR_HUB_URL": "http://h:1",
+                "SENSOR_LABELS": "a=1, db=postgres://u:Zq9pw@h/x, c",
+            }
+        )
+    assert "Zq9" not in str(info.value)

@@ -124,3 +124,19 @@ def test_the_hub_listens_on_a_socket_whose_accepted_connections_asyncio_sets_nod
         loop.close()
     assert seen, "the connection was not accepted"
     assert seen[0] != 0, f"accepted connection's TCP_NODELAY: {seen[0]}"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://hub:Zq9pw@db.internal:5432/hub",
+        "postgresql://hub@db.internal/hub?password=Zq9pw&sslmode=require",
+        "postgres://hub@db.internal/hub?sslmode=require&sslpassword=Zq9pw",
+    ],
+)
+def test_postgres_urls_are_shown_without_their_passwords(url: str) -> None:
+    from sensor.hub.store.postgres import _redact_url
+
+    shown = _redact_url(url)
+    assert "Zq9" not in shown
+    assert "db.internal" in shown
