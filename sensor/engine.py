@@ -1363,11 +1363,19 @@ class Engine:
 
 
 def _key_names(armed: _Armed) -> tuple[str, ...]:
-    """The names whose value classes key a passing firing for novelty (see guards.Novelty)."""
+    """The names whose value classes key a passing firing for novelty (see guards.Novelty).
+
+    Not a name that holds a secret (by the process's redaction rules at placement): a value
+    class (ASCII or not, whitespace at an end) is a bit or two of its value, and whether a
+    passing firing was captured as novel would carry them out of the process.
+    """
     compiled = armed.compiled
     if compiled is None or compiled.expect is None:
         return ()
-    return tuple(sorted(compiled.expect.names))
+    from sensor.redaction import get_redactor
+
+    secret = get_redactor().is_secret_name
+    return tuple(sorted(n for n in compiled.expect.names if not secret(n)))
 
 
 def _fast_count(armed: _Armed, name: str) -> int:

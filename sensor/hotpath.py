@@ -281,9 +281,15 @@ class FastExpectGate(guards._GuardedHook):
             novelty = Novelty()
         novel = novelty
         seen: set[object] = set() if novelty is None else novelty.seen
-        # Builtins (len, sum, isinstance) are not locals: left out of the key.
+        # Builtins (len, sum, isinstance) are not locals: left out of the key. So are names
+        # that hold a secret (see sensor.engine._key_names).
+        secret = _redaction.get_redactor().is_secret_name
         key_names = tuple(
-            sorted(n for n in expr.names if n != value_name and n not in _BUILTIN_NAMES)
+            sorted(
+                n
+                for n in expr.names
+                if n != value_name and n not in _BUILTIN_NAMES and not secret(n)
+            )
         )
         absent = (NOTHING,) * len(key_names)
         n_names = len(key_names)

@@ -287,6 +287,38 @@ def quote(i):
 """
 
 
+SECRET_CLASS = """
+def login(i):
+    token = "t\u00e9st-token" if i == 4_001 else "test-token"
+    result = i + 1
+    return result
+"""
+
+
+@pytest.mark.parametrize("condition", [None, "i >= 0"], ids=["fast-path", "with-condition"])
+def test_the_class_of_a_secret_never_makes_a_passing_state_novel(
+    engine: Engine, load: Callable[..., ModuleType], condition: str | None
+) -> None:
+    # A value class is a bit or two of the value (ASCII or not, whitespace at an end): keyed on
+    # ``token``, the one non-ASCII token would be captured as novel, and whether a hit says
+    # "novel" would carry that bit of a secret out of the process.
+    module = load(SECRET_CLASS)
+    probe = make(
+        kind="snapshot",
+        location=f"{module.__name__}:login",
+        capture=["i"],
+        expect="token is not None and result > 0",
+        condition=condition,
+        limits={"eval_rate": 1e6},
+    )
+    place(engine, probe)
+    for i in range(20_000):
+        module.login(i)
+    hits = engine.drain()
+    assert status(engine, probe).evaluations == 20_000
+    assert [h for h in hits if (h.expect or {}).get("sampled") == "novel"] == []
+
+
 @pytest.mark.parametrize("condition", [None, "i >= 0"], ids=["fast-path", "with-condition"])
 def test_a_rare_passing_state_is_captured_as_novel(
     engine: Engine, load: Callable[..., ModuleType], condition: str | None
