@@ -197,11 +197,14 @@ def test_discount_stays_in_range(state):
     assert re.search(r"AssertionError: \{.*'coupon': 'WELCOME5'", result.stdout), result.stdout[
         -4000:
     ]
-    # and without them, @given's draws (production states and their neighbours) find it too
+    # and without them, @given's draws (production states and their neighbours) find it too.
+    # Few of the demo's states fail (6 of 692 in one run), so 200 draws missed them about once
+    # in 120 runs (a CI failure); a draw stops at the first failure, so a larger cap costs
+    # nothing when the bug is found early and makes a miss (about 0.8% per 200 draws) vanish.
     test.write_text(
         test.read_text()
         .replace('@production_examples(STATES, "state", limit=None)\n', "")
-        .replace("phases=[Phase.explicit]", "max_examples=200")
+        .replace("phases=[Phase.explicit]", "max_examples=2000")
     )
     drawn = _pytest(shop, "tests/test_property.py")
     assert drawn.returncode == 1, drawn.stdout[-4000:]
