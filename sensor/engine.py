@@ -1363,19 +1363,14 @@ class Engine:
 
 
 def _key_names(armed: _Armed) -> tuple[str, ...]:
-    """The names whose value classes key a passing firing for novelty (see guards.Novelty).
-
-    Not a name that holds a secret (by the process's redaction rules at placement): a value
-    class (ASCII or not, whitespace at an end) is a bit or two of its value, and whether a
-    passing firing was captured as novel would carry them out of the process.
+    """The names whose value classes may key a passing firing for novelty (see guards.Novelty):
+    those the expectation reads. ExpectGate leaves out the ones that hold a secret under the
+    redaction rules in force (guards.KeyNames), whenever the rules change.
     """
     compiled = armed.compiled
     if compiled is None or compiled.expect is None:
         return ()
-    from sensor.redaction import get_redactor
-
-    secret = get_redactor().is_secret_name
-    return tuple(sorted(n for n in compiled.expect.names if not secret(n)))
+    return tuple(sorted(compiled.expect.names))
 
 
 def _fast_count(armed: _Armed, name: str) -> int:

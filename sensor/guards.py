@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sensor import _atfork, _epoch
+from sensor import redaction as _redaction
 
 __all__ = [
     "GATE_FRAMES",
@@ -1338,6 +1339,7 @@ class ExpectGate(_GuardedHook):
         if pass_rate is None:
             novelty = None
         self.novelty = novelty
+        keys = KeyNames(key_names)  # (not the secret ones, under the rules in force)
         eval_rate_f = float(eval_rate)
         eval_burst = max(1.0, eval_rate_f)
         tokens = eval_burst
@@ -1371,11 +1373,11 @@ class ExpectGate(_GuardedHook):
                 return False
             if passes.take(monotonic()):
                 if novelty is not None and ns is not None:
-                    novelty.note(novelty.key(key_names, ns))
+                    novelty.note(novelty.key(keys.get(), ns))
                 return True
             if novelty is not None and ns is not None:
                 # Refused by the pass bucket: captured anyway if its value class is new.
-                key = novelty.key(key_names, ns)
+                key = novelty.key(keys.get(), ns)
                 if key not in novelty.seen and novelty.admit(key, monotonic()):
                     return "novel"
             return False
@@ -1609,6 +1611,44 @@ def value_class(v: Any) -> int:
     if t is object:  # a bare object(): also what stands for a name that is absent
         return 42
     return id(t)
+
+
+class KeyNames:
+    """The names whose value classes key a passing firing for novelty (see :class:`Novelty`):
+    those of ``names`` that hold no secret under the process's redaction rules *in force*.
+
+    A value class (ASCII or not, whitespace at an end) is a bit or two of a value, and whether
+    a passing firing was captured as novel would carry them out of the process. The rules can
+    change while a probe stands (the hub sends them with every poll, and a standing probe runs
+    for weeks), so :meth:`get` tests the process redactor's identity and version, one compare
+    each, and filters again when they changed. Never raises: when the rules cannot be read,
+    no name keys (a coarser key, never a secret's class).
+    """
+
+    __slots__ = ("_kept", "_red", "_version", "names")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = tuple(names)
+        self._red: object = None
+        self._version = -1
+        self._kept: tuple[str, ...] = ()
+
+    def get(self) -> tuple[str, ...]:
+        red = _redaction._default
+        if red is None or red is not self._red or red.version != self._version:
+            self._refresh()
+        return self._kept
+
+    def _refresh(self) -> None:
+        try:
+            red = _redaction.get_redactor()
+            version = red.version  # before filtering: a change meanwhile filters again
+            secret = red.is_secret_name
+            self._kept = tuple(n for n in self.names if not secret(n))
+            self._red, self._version = red, version
+        except Exception:
+            self._kept = ()
+            self._red, self._version = None, -1
 
 
 class Novelty:

@@ -282,15 +282,12 @@ class FastExpectGate(guards._GuardedHook):
         novel = novelty
         seen: set[object] = set() if novelty is None else novelty.seen
         # Builtins (len, sum, isinstance) are not locals: left out of the key. So are names
-        # that hold a secret (see sensor.engine._key_names).
-        secret = _redaction.get_redactor().is_secret_name
-        key_names = tuple(
-            sorted(
-                n
-                for n in expr.names
-                if n != value_name and n not in _BUILTIN_NAMES and not secret(n)
-            )
+        # that hold a secret under the rules in force (guards.KeyNames: taken again when the
+        # rules change, below and in refit).
+        keys = guards.KeyNames(
+            tuple(sorted(n for n in expr.names if n != value_name and n not in _BUILTIN_NAMES))
         )
+        key_names = keys.get()
         absent = (NOTHING,) * len(key_names)
         n_names = len(key_names)
         k0, k1 = (*key_names, "", "")[:2]
@@ -364,11 +361,10 @@ class FastExpectGate(guards._GuardedHook):
         # further up.
         # A pass bucket: the novelty key's locals, as the lane's parameters (a0, a1), in the
         # general hook's order; None without a pass bucket, or where one is not passed.
+        params = {n: f"a{i}" for i, n in enumerate(local_names)}
         pass_keys: tuple[str, ...] | None = None
-        if pass_bucket is not None:
-            params = {n: f"a{i}" for i, n in enumerate(local_names)}
-            if all(k in params for k in key_names):
-                pass_keys = tuple(params[k] for k in key_names)
+        if pass_bucket is not None and all(k in params for k in key_names):
+            pass_keys = tuple(params[k] for k in key_names)
         lane = (
             None
             if pass_bucket is not None and pass_keys is None
@@ -399,6 +395,7 @@ class FastExpectGate(guards._GuardedHook):
             nonlocal tokens, last, next_at, need, adm_at, skip_mark, need_at, dense, pending_ns
             nonlocal pending_n, settle_at, slow_ns, carry_ns, fn, red0, version0, table, shut
             nonlocal quick, from_value, qk, fused, pskip, pstride
+            nonlocal key_names, absent, n_names, k0, k1
             if guards.SENSOR_WORKING and _get_ident() in SENSOR_WORK:
                 return  # the sensor's own work: invisible (see sensor.threads)
             if not switch.on:  # closed until the waker reopens it (see Gate)
@@ -594,6 +591,11 @@ class FastExpectGate(guards._GuardedHook):
                         fn, red0, version0, table = expr._compiled
                         quick, from_value, qk = _number_test(fn, value_name, local_names)
                         fused = _fused(expr, value_name, local_names)
+                        # The novelty key, without a name the new rules call secret.
+                        key_names = keys.get()
+                        absent = (NOTHING,) * len(key_names)
+                        n_names = len(key_names)
+                        k0, k1 = (*key_names, "", "")[:2]
                         if lane is not None:
                             refit()  # the lane too, for the rules in force (never raises)
                         if precise:
@@ -841,13 +843,16 @@ class FastExpectGate(guards._GuardedHook):
                 return
             refits += 1
             try:
+                # The novelty key of the rules in force: the names they call secret left out
+                # (a subset of the lane's parameters of before).
+                keyed = None if pass_keys is None else tuple(params[k] for k in keys.get())
                 got = _lane_code(
                     expr,
                     value_name,
                     local_names,
                     max_hits,
                     expires_at,
-                    pass_keys,
+                    keyed,
                     build=refits,
                     limited=limited,
                     decimal=lane_decimal,

@@ -20,6 +20,7 @@ from sensor.probes import (
     ProbeState,
     ProbeStatus,
 )
+from sensor.redaction import get_redactor
 
 CALLS = 10_000
 
@@ -317,6 +318,49 @@ def test_the_class_of_a_secret_never_makes_a_passing_state_novel(
     hits = engine.drain()
     assert status(engine, probe).evaluations == 20_000
     assert [h for h in hits if (h.expect or {}).get("sampled") == "novel"] == []
+
+
+REF_CLASS = """
+def lookup(i):
+    customer_ref = "r\u00e9f-7" if i == 4_001 else "ref-7"
+    result = i + 1
+    return result
+"""
+
+
+@pytest.mark.parametrize("condition", [None, "i >= 0"], ids=["fast-path", "with-condition"])
+def test_a_secret_name_added_after_placement_leaves_the_novelty_key_too(
+    engine: Engine, load: Callable[..., ModuleType], condition: str | None
+) -> None:
+    # The hub sends redaction rules with every poll: a name an administrator calls secret
+    # while a probe stands (for weeks) must leave that probe's novelty key at once, not only
+    # the keys of probes placed after it.
+    module = load(REF_CLASS)
+    probe = make(
+        kind="snapshot",
+        location=f"{module.__name__}:lookup",
+        capture=["i"],
+        expect="customer_ref is not None and result > 0",
+        condition=condition,
+        limits={"eval_rate": 1e6},
+    )
+    place(engine, probe)
+    for i in range(2_000):  # the lane and the general hook settle on the rules of placement
+        module.lookup(i)
+    redactor = get_redactor()
+    before = redactor.to_dict()
+    redactor.update(names=[*before["names"], "customer_ref"])
+    try:
+        for i in range(2_000, 20_000):
+            module.lookup(i)
+    finally:
+        redactor.update(names=before["names"])
+    hits = engine.drain()
+    assert status(engine, probe).evaluations == 20_000
+    # (The first firing under the new rules has a new key, of fewer names: novel, and no bit
+    # of anything; the one non-ASCII reference must not be.)
+    novel = [h.captures["i"] for h in hits if (h.expect or {}).get("sampled") == "novel"]
+    assert 4_001 not in novel, novel
 
 
 @pytest.mark.parametrize("condition", [None, "i >= 0"], ids=["fast-path", "with-condition"])
