@@ -25,28 +25,35 @@ for the hub), and round n is served by shop n mod N: a bias of one process then 
 over the rounds, as the machine's load does. Two identical processes have differed by 3% over
 21 rounds (docs/reference/benchmarks.md), the size of the standing goal's margin.
 
-Rounds interleave the three (plain, idle, armed, plain, ...); each round sends the same seeded
-request mix (``examples/shop/traffic.py``'s orders: quotes, orders, product lists) from 2 client
-threads. Per round: requests/s and the p50 and p99 latency; reported as the median over rounds of
-the per-round ratio to ``plain`` (min..max), as BENCHMARKS.md asks; the CPU time the shop's
-process tree spent per request (its ratio to ``plain``'s, the same way), and of it, in ``thr
-us/req``, what the threads other than each process's main one used (the sensor's agent and
-waker threads: off the request path and not metered by the CPU budget) and, in ``thr wk/s``,
-how often they woke a second (each wake-up, not the work after it, is most of their cost); and,
-for the standing probes, the share of that process tree's CPU time (its CPU seconds per second
-of a round) that the sensor's CPU budget, 1% of one CPU, is: the evaluations use the whole
-budget whenever the traffic exceeds what it pays for, as here, so that share is a cost the goal
-has to leave room for whatever the gates cost. The client runs on the same 2-core machine, so
-the absolute requests/s are the machine's, the ratios are the sensor's.
+Rounds interleave the configurations, in turning order (rotated by one every ``--processes`` rounds,
+so that no configuration, nor any of its shops, always holds the same place); each round sends the
+same seeded request mix (``examples/shop/traffic.py``'s orders: quotes, orders, product lists) from
+2 client threads. Per round: requests/s and the p50 and p99 latency; reported as the median over
+rounds of the per-round ratio to ``plain`` (min..max), as BENCHMARKS.md asks; the CPU time the
+shop's process tree spent per request (its ratio to ``plain``'s, the same way), and of it, in ``thr
+us/req``, what the threads other than each process's main one used (the sensor's agent and waker
+threads: off the request path and not metered by the CPU budget) and, in ``thr wk/s``, how often
+they woke a second (each wake-up, not the work after it, is most of their cost); and, for the
+standing probes, the share of that process tree's CPU time (its CPU seconds per second of a round)
+that the sensor's CPU budget, 1% of one CPU, is: the evaluations use the whole budget whenever the
+traffic exceeds what it pays for, as here, so that share is a cost the goal has to leave room for
+whatever the gates cost. The client runs on the same 2-core machine, so the absolute requests/s are
+the machine's, the ratios are the sensor's.
 
     python bench/bench_service.py [--json] [--rounds 7] [--requests 6000]
     python bench/bench_service.py --configs plain,standing --compare-root /tmp/main-sensor
     python bench/bench_service.py --configs plain,plain2,idle,standing --rounds 21 --processes 3
+    python bench/bench_service.py --configs plain,plain2,standing --rounds 21 --processes 3 --pin
+
+``--pin`` runs every shop on the last CPU and the client and the hub on the others, so that a
+shop is never moved between cores or set beside the client: with it, the CPU a shop gets is a
+core's, and its throughput and CPU per request say the same thing.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import os
@@ -170,6 +177,7 @@ def start_shop(
     hub: str | None,
     sensor_root: Path | None = None,
     service: str | None = None,
+    cpus: set[int] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     gunicorn = [
@@ -192,7 +200,10 @@ def start_shop(
         # worktree would otherwise serve every configuration but the compared one).
         env["PYTHONPATH"] = str(sensor_root if sensor_root is not None else ROOT)
     log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # --pin: the shop (its master, its worker, their threads) on its own core(s), set before
+    # exec so that every process and thread of the tree inherits it.
+    pin = None if cpus is None else functools.partial(os.sched_setaffinity, 0, cpus)
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin)
     url = f"http://127.0.0.1:{port}"
     if not wait_http(f"{url}/products", 30):
         proc.kill()
@@ -363,7 +374,21 @@ def main(argv: list[str] | None = None) -> int:
         default=1000.0,
         help="evaluations per second of each standing probe (1e9: every call)",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="run the shops on the last CPU and the client and hub on the others (Linux): the "
+        "scheduler then neither moves a shop between cores nor sets it beside the client, two "
+        "sources of the null control's drift",
+    )
     args = parser.parse_args(argv)
+    shop_cpus: set[int] | None = None
+    if args.pin:
+        allowed = sorted(os.sched_getaffinity(0))
+        if len(allowed) < 2:
+            raise SystemExit(f"--pin: needs two CPUs or more, this process may use {allowed}")
+        shop_cpus = {allowed[-1]}
+        os.sched_setaffinity(0, set(allowed[:-1]))  # the client's threads and the hub inherit it
     configs = ["plain"] + [c for c in args.configs.split(",") if c and c != "plain"]
     if args.processes < 1:
         raise SystemExit("--processes: at least 1")
@@ -388,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.processes):
                 label = name if args.processes == 1 else f"{name}.{i}"
                 proc, url = start_shop(
-                    workdir, label, None if plain else hub, root, service=f"bench-{name}"
+                    workdir, label, None if plain else hub, root, f"bench-{name}", shop_cpus
                 )
                 procs.append(proc)
                 shops.setdefault(name, []).append(url)
@@ -403,8 +428,15 @@ def main(argv: list[str] | None = None) -> int:
             for url in urls:
                 one_round(url, max(100, args.requests // 10), seed=1)
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name in shops}
+        names = list(shops)
         for n in range(max(5, args.rounds)):
-            for name, urls in shops.items():
+            # Rounds in turning order (rotated by one every --processes rounds, so that each
+            # shop of a configuration takes every place): a configuration always served first,
+            # or always right after another, would carry whatever that place costs or gains
+            # (the hub still storing the last round's hits, a core's state) into its ratio.
+            k = (n // args.processes) % len(names)
+            for name in names[k:] + names[:k]:
+                urls = shops[name]
                 i = n % len(urls)
                 rounds[name].append(one_round(urls[i], args.requests, 100 + n, pids[name][i]))
         report(rounds, args.json)
