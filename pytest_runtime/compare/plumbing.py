@@ -288,7 +288,9 @@ class Plumbing:
         for root in sorted(set(sides[0]) | set(sides[1])):
             if sides[0].get(root) != sides[1].get(root):
                 if root in self.typed:
-                    out[root] = f"{self.typed[root]}: present on one side only"
+                    both = root in sides[0] and root in sides[1]
+                    how = "compared by type" if both else "present on one side only"
+                    out[root] = f"{self.typed[root]}: {how}"
                 else:
                     out[root] = self.aside.get(root) or f"compared as {self.kinds[root]}"
         return out

@@ -149,6 +149,18 @@ def test_a_connection_address_is_compared_by_type() -> None:
         state["env"]["v"]["REMOTE_ADDR"] = None
     verdict = compare(*hits("flask", prod))
     assert "env.REMOTE_ADDR" in paths(verdict, "high")
+    assert verdict.plumbing["env.REMOTE_ADDR"] == "WSGI connection address: compared by type"
+
+
+def test_a_connection_address_only_one_side_has_is_not_a_divergence() -> None:
+    test, prod = hits("flask")
+    for h in test:
+        del h["captures"]["env"]["v"]["REMOTE_ADDR"]
+    verdict = compare(test, prod)
+    assert "env.REMOTE_ADDR" not in paths(verdict)
+    assert verdict.plumbing["env.REMOTE_ADDR"] == (
+        "WSGI connection address: present on one side only"
+    )
 
 
 def _stream_states(prod_value: Any) -> tuple[list[Any], list[Any]]:
