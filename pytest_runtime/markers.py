@@ -48,6 +48,7 @@ _KNOWN = (
     "template",
     "raises",
     "replay",
+    "plumbing",
 )
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 _RAISES_EXPECTED = (
@@ -72,6 +73,8 @@ class ProbeSettings:
     #: exception types the test author expects to leave the function (``ValueError``,
     #: ``decimal.InvalidOperation``): production raising them is no divergence
     raises: tuple[str, ...] = ()
+    #: set server plumbing aside (None: the ini option ``runtime_plumbing``)
+    plumbing: bool | None = None
 
     def selector(self, default_service: str | None = None) -> dict[str, Any]:
         """The hub selector (service and labels) of the sources to probe."""
@@ -227,6 +230,9 @@ def parse_probe_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> ProbeR
     replay = kwargs.get("replay", False)
     if not isinstance(replay, bool):
         raise MarkerError("replay", replay, "True or False")
+    plumbing = kwargs.get("plumbing")
+    if plumbing is not None and not isinstance(plumbing, bool):
+        raise MarkerError("plumbing", plumbing, "True or False")
 
     try:
         probe = Probe.from_dict(
@@ -267,6 +273,7 @@ def parse_probe_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> ProbeR
         service=kwargs.get("service"),
         labels=dict(labels),
         raises=raises,
+        plumbing=plumbing,
     )
     return ProbeRequest(probe, settings)
 

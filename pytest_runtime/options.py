@@ -208,6 +208,13 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("runtime_since", "oldest evidence to use", default="")
     parser.addini("runtime_strict", "fail on diverged probes too", type="bool", default=False)
+    parser.addini(
+        "runtime_plumbing",
+        "set server plumbing aside in comparisons (WSGI environ and ASGI scope server keys, "
+        "streams, database handles); false compares it as data",
+        type="bool",
+        default=True,
+    )
     parser.addini("runtime_baseline", "baseline file of accepted divergences", default="")
 
 
@@ -296,6 +303,8 @@ class RuntimeOptions:
     write_baseline: bool = False
     replay: int = 0  #: production states replayed per replay probe (0: no replay)
     fail_under: float | None = None  #: percent of state and line coverage required
+    #: set server plumbing aside in comparisons (ini ``runtime_plumbing``)
+    plumbing: bool = True
     #: pytest-recording's mode for the evidence file (None: no mode given)
     record_mode: str | None = None
     #: whose standing evidence to compare with: a version, "live" or "any"
@@ -418,6 +427,7 @@ class RuntimeOptions:
             fail_under=parse_percent(
                 "--runtime-fail-under", opt("runtime_fail_under") or ini("runtime_fail_under")
             ),
+            plumbing=bool(config.getini("runtime_plumbing")),
         )
         if (
             options.fail_under is not None

@@ -29,7 +29,7 @@ _MARKER = "runtime_probe"  # == markers.MARKER; repeated so that this module imp
 MARKER_HELP = (
     "runtime_probe(location, capture=[...], expect='...', ignore=[...], min_hits=, strict=, "
     "wait=, service=, labels={...}, kind='snapshot', condition=, rate=, max_hits=, "
-    "raises=(ValueError, ...), replay=False): "
+    "raises=(ValueError, ...), replay=False, plumbing=True): "
     "arm a probe at location while the test runs and compare its states with production "
     "evidence; see https://pytest-runtime.readthedocs.io/en/latest/reference/plugin/"
 )

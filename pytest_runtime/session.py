@@ -1472,6 +1472,11 @@ class RuntimeSession:
                     strict=strict,
                     noise_rules=tuple(noise),
                     raises=tuple(request.settings.raises),
+                    plumbing=(
+                        request.settings.plumbing
+                        if request.settings.plumbing is not None
+                        else self.options.plumbing
+                    ),
                     # A live run waits for the bound, so it says whether it was reached; a
                     # replay of recorded evidence says so only when asked (it cannot wait).
                     rarer_than=(

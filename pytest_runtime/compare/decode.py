@@ -180,19 +180,24 @@ def _hashable_key(key: Any) -> Any:
 def decode(
     node: Any,
     *,
-    normalize: Callable[[str], bool] | None = None,
+    normalize: Callable[[str], bool | str] | None = None,
     path: str = "",
     _depth: int = 0,
 ) -> Any:
     """Turn one typed-JSON value into a Python value deepdiff can compare.
 
     ``normalize(path)`` returns True for paths (in the comparison's path syntax, see
-    :func:`pytest_runtime.compare.shapes.key_path`) whose value is replaced by :class:`TypeOnly`.
+    :func:`pytest_runtime.compare.shapes.key_path`) whose value is replaced by :class:`TypeOnly`;
+    a string instead names the kind that stands for any non-None value there (``a stream``).
     """
     from pytest_runtime.compare.shapes import item_path, key_path, map_path
 
-    if normalize is not None and path and normalize(path):
-        return TypeOnly(type_name_of(node))
+    if normalize is not None and path:
+        label = normalize(path)
+        if isinstance(label, str) and label:
+            return TypeOnly(label) if node is not None else None
+        if label:
+            return TypeOnly(type_name_of(node))
     if _depth > 64:
         # Evidence is bounded by the sensor, but a hand-written file may not be.
         return Marked(type_name_of(node), (("@depth", True),), None)

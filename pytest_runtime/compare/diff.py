@@ -225,7 +225,7 @@ def diff_lines(
 
 
 def decode_state(
-    captures: Mapping[str, Any] | None, normalize: Callable[[str], bool] | None
+    captures: Mapping[str, Any] | None, normalize: Callable[[str], bool | str] | None
 ) -> dict[str, Any]:
     """Decode a hit's captures (name -> typed JSON) with noisy paths normalized to their type."""
     from pytest_runtime.compare.decode import decode

@@ -27,6 +27,7 @@ from pytest_runtime.compare.counters import (
     unseen_bound,
 )
 from pytest_runtime.compare.noise import NoiseRule, detect_noise, passes_threshold
+from pytest_runtime.compare.plumbing import Plumbing, find_plumbing
 from pytest_runtime.compare.shapes import (
     Feature,
     ShapeWalker,
@@ -76,7 +77,9 @@ class CompareSettings:
     ``rarer_than`` is the confidence bound the run asked for (reported as reached or not).
     ``category_max_distinct``, ``category_min_repeat`` and ``category_error`` decide when
     production's values at a path form a category (see
-    :func:`pytest_runtime.compare.values.is_categorical`).
+    :func:`pytest_runtime.compare.values.is_categorical`). ``plumbing`` sets server plumbing
+    aside (WSGI environ and ASGI scope server keys, streams, database handles: see
+    :mod:`pytest_runtime.compare.plumbing`); False compares it as data.
     """
 
     ignore: tuple[str, ...] = ()
@@ -100,6 +103,7 @@ class CompareSettings:
     max_diffed: int = 50
     max_rechecks: int = 2000
     recheck_sample: int = 50
+    plumbing: bool = True
 
     def __post_init__(self) -> None:
         for name in ("ignore", "noise_rules", "raises"):
@@ -220,6 +224,9 @@ class ProbeVerdict:
     production: Mapping[str, Any] = field(default_factory=dict)
     #: how rare anything the evidence did not show must be (the rule of three, 95%)
     confidence: Mapping[str, Any] = field(default_factory=dict)
+    #: server plumbing set aside whose content differed between tests and production:
+    #: path -> why (see :mod:`pytest_runtime.compare.plumbing`)
+    plumbing: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def fails(self) -> bool:
@@ -237,6 +244,7 @@ class ProbeVerdict:
             "noise": dict(sorted(self.noise.items())),
             "production": dict(self.production),
             "confidence": dict(self.confidence),
+            "plumbing": dict(sorted(self.plumbing.items())),
         }
 
     @classmethod
@@ -254,6 +262,7 @@ class ProbeVerdict:
             noise={str(k): str(v) for k, v in (data.get("noise") or {}).items()},
             production=dict(data.get("production") or {}),
             confidence=dict(data.get("confidence") or {}),
+            plumbing={str(k): str(v) for k, v in (data.get("plumbing") or {}).items()},
         )
 
 
@@ -840,6 +849,26 @@ def _compare(
     walker = ShapeWalker(settings.patterns)
     prod = _build(prod_hits, walker, expect, split_exits=split_exits)
     test = _build(test_hits, walker, expect, split_exits=split_exits)
+    # Server plumbing (the test client's streams and keys against the server's) is set aside
+    # before anything is compared; what differed there is listed, never dropped silently.
+    plumbing = (
+        find_plumbing([*prod.shapes, *test.shapes], walker.parents)
+        if settings.plumbing
+        else Plumbing()
+    )
+    plumbing_differed: dict[str, str] = {}
+    findings: list[Finding] = []
+    if plumbing:
+        plumbing_differed = plumbing.differed(prod.shapes, test.shapes)
+        for path, tname, idxs in plumbing.odd_types(prod.shapes, test.shapes):
+            had = _fmt_types({v for s in test.shapes for p, w, v in s if p == path and w == "t"})
+            if tname == "None":
+                key, text = "none", f"{path}: None in production; tests always had {had}"
+            else:
+                key, text = f"type:{tname}", f"{path}: type {tname} in production; tests had {had}"
+            findings.append(Finding("shape", path, key, "high", text, idxs))
+        prod.shapes = plumbing.rewrite(prod.shapes, prod.leaves)
+        test.shapes = plumbing.rewrite(test.shapes, test.leaves)
     rechecked, disagreements = (
         _recheck(prod, expect, budget=settings.max_rechecks, sample=settings.recheck_sample)
         if expect is not None and (prod.unchecked or prod.with_result)
@@ -849,7 +878,6 @@ def _compare(
     production = summarize(statuses, prod_hits, has_expect=expect is not None)
     counted: dict[tuple[str, str, str], dict[str, Any]] = {}
 
-    findings: list[Finding] = []
     # Violations: a context-deficient bug; no threshold, one violating hit is evidence.
     # The counters may see violations that no captured hit shows (all over the capture rate):
     # the verdict is still violated, with no state to show.
@@ -949,7 +977,7 @@ def _compare(
                     max_distinct=settings.category_max_distinct,
                     min_repeat=settings.category_min_repeat,
                     category_error=settings.category_error,
-                    noise=noise.get(path),
+                    noise=noise.get(path) or plumbing.typed.get(path),
                     strict=settings.strict,
                 )
             )
@@ -981,7 +1009,11 @@ def _compare(
     test_reps = {s: _pick(test.hits, test.shapes[s]) for s in test_shapes}
     noise_paths = set(noise)
 
-    def normalize(path: str) -> bool:
+    def normalize(path: str) -> bool | str:
+        if plumbing:
+            label = plumbing.normalized(path)
+            if label:
+                return label
         return path in noise_paths or walker.is_normalized(path)
 
     divergences: list[Divergence] = []
@@ -1014,6 +1046,7 @@ def _compare(
                 normalize,
                 settings,
                 diff_cache,
+                plumbing,
             )
             if found is None:
                 not_diffed += 1
@@ -1063,6 +1096,8 @@ def _compare(
         "prod_exception_exits": prod.exits,
         "test_exceptions": sum(len(v) for v in test.exceptions.values()),
         "noise_paths": len(noise),
+        "plumbing_paths": len(plumbing.aside) + len(plumbing.kinds) + len(plumbing.typed),
+        "plumbing_differed": len(plumbing_differed),
         "divergences": len(divergences),
         "divergences_cut": cut,
         "below_threshold": suppressed,
@@ -1088,6 +1123,7 @@ def _compare(
         noise=dict(sorted(noise.items())[:_MAX_NOISE_SHOWN]),
         production=production.to_dict(),
         confidence=confidence,
+        plumbing=dict(sorted(plumbing_differed.items())[:_MAX_NOISE_SHOWN]),
     )
 
 
@@ -1143,6 +1179,7 @@ def _diff_for(
     normalize: Any,
     settings: CompareSettings,
     cache: dict[tuple[int, int], Any],
+    plumbing: Plumbing,
 ) -> list[str] | None:
     """deepdiff lines for one divergence, or None when the diff budget is spent.
 
@@ -1157,10 +1194,14 @@ def _diff_for(
     if entries is None:
         if len(cache) >= settings.max_diffed:
             return None
-        entries = cache[pair] = diff_entries(
-            decode_state(test.hits[pair[1]].get("captures"), normalize),
-            decode_state(prod.hits[rep].get("captures"), normalize),
-        )
+        entries = cache[pair] = [
+            e
+            for e in diff_entries(
+                decode_state(test.hits[pair[1]].get("captures"), normalize),
+                decode_state(prod.hits[rep].get("captures"), normalize),
+            )
+            if not (plumbing and plumbing.hides(e[0]))
+        ]
     return select_lines(
         entries,
         focus=f.path if f.kind != "violation" else "",

@@ -23,6 +23,7 @@ __all__ = [
     "grouped_results",
     "nodeid_list",
     "percent",
+    "plumbing_text",
     "probe_ids",
     "reason",
     "result_line",
@@ -172,6 +173,20 @@ def divergence_line(d: Divergence, *, skewed: bool = False) -> str:
 def skewed(v: ProbeVerdict) -> bool:
     """True when the captured hits over-represent violations (an expect probe that saw some)."""
     return bool(v.production.get("captured_violations")) and bool(v.counts.get("prod_hits"))
+
+
+def plumbing_text(v: ProbeVerdict, *, limit: int = 3) -> str | None:
+    """What the comparison set aside as server plumbing, or None when nothing there differed."""
+    total = int(v.counts.get("plumbing_differed", len(v.plumbing)))
+    if not total:
+        return None
+    names = sorted(v.plumbing)[:limit]
+    more = f" and {total - len(names)} more" if total > len(names) else ""
+    return (
+        f"server plumbing set aside: {total} path{'s' if total != 1 else ''} where the test "
+        f"client and the server differ ({', '.join(names)}{more}), not compared as data; "
+        "plumbing=False on the marker or runtime_plumbing = false compares them"
+    )
 
 
 def confidence_text(v: ProbeVerdict) -> str | None:

@@ -43,6 +43,7 @@ def _entry(result: ProbeResult) -> dict[str, Any]:
         "state_coverage": v.state_coverage,
         "counts": dict(sorted(v.counts.items())),
         "noise": dict(sorted(v.noise.items())),
+        "plumbing": dict(sorted(v.plumbing.items())),
         "production": dict(sorted(v.production.items())),
         "confidence": dict(sorted(v.confidence.items())),
         "hint": v.hint,

@@ -15,6 +15,7 @@ from pytest_runtime.reporting._common import (
     escape_text,
     group_line,
     grouped_results,
+    plumbing_text,
     probe_ids,
     reason,
     result_line,
@@ -71,6 +72,9 @@ def summary_lines(
         hidden = len(v.divergences) - max_divergences + v.counts.get("divergences_cut", 0)
         if hidden > 0:
             lines.append((v.verdict, f"    ... {hidden} more divergence(s) in the JSON report"))
+        plumbing = plumbing_text(v)
+        if plumbing:
+            lines.append((v.verdict, "    " + plumbing))
         confidence = confidence_text(v)
         if confidence:
             lines.append((v.verdict, "    confidence: " + confidence))
@@ -98,6 +102,19 @@ def summary_lines(
     total = ", ".join(f"{counts[k]} {k}" for k in VERDICT_ORDER)
     # The run's coverage, then the totals: the totals stay the section's last line.
     lines.extend(("", line) for line in run_coverage_lines(run_coverage(results)))
+    # Said for the whole run too: an ok probe's block is shown only with -v, and what was set
+    # aside must never be hidden.
+    aside = [r for r in results if r.verdict.counts.get("plumbing_differed")]
+    if aside:
+        paths = sum(int(r.verdict.counts["plumbing_differed"]) for r in aside)
+        lines.append(
+            (
+                "",
+                f"server plumbing set aside in {len(aside)} probe(s): {paths} path(s) where "
+                'the test client and the server differ ("plumbing" in the JSON report); '
+                "runtime_plumbing = false compares them",
+            )
+        )
     lines.append(("", f"runtime probes: {total}"))
     return lines
 

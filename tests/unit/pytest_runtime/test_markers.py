@@ -56,6 +56,14 @@ def test_request_round_trips_through_plain_data() -> None:
     assert copy.settings == request.settings
 
 
+def test_plumbing_false_compares_server_plumbing_for_this_probe_only() -> None:
+    request = parse_probe_args(("m:f",), {"capture": ["environ"], "plumbing": False})
+    assert request.settings.plumbing is False
+    assert ProbeRequest.from_dict(request.to_dict()).settings.plumbing is False
+    # Not given: the run's ini option decides.
+    assert parse_probe_args(("m:f",), {"capture": ["x"]}).settings.plumbing is None
+
+
 @pytest.mark.parametrize(
     ("args", "kwargs", "argument", "expected"),
     [
@@ -71,6 +79,7 @@ def test_request_round_trips_through_plain_data() -> None:
         (("m:f",), {"min_hits": 1.5}, "min_hits", "whole number"),
         (("m:f",), {"wait": -1}, "wait", ">= 0"),
         (("m:f",), {"strict": "yes"}, "strict", "True or False"),
+        (("m:f",), {"plumbing": "off"}, "plumbing", "True or False"),
         (("m:f",), {"labels": {"a": 1}}, "labels", "mapping of strings"),
         (("m:f",), {"kind": "photo"}, "kind", "one of snapshot"),
         (("m:f",), {"captures": ["x"]}, "captures", "one of location"),
