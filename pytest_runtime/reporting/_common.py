@@ -23,6 +23,7 @@ __all__ = [
     "grouped_results",
     "nodeid_list",
     "percent",
+    "plumbing_run_text",
     "plumbing_text",
     "probe_ids",
     "reason",
@@ -186,6 +187,20 @@ def plumbing_text(v: ProbeVerdict, *, limit: int = 3) -> str | None:
         f"server plumbing set aside: {total} path{'s' if total != 1 else ''} where the test "
         f"client and the server differ ({', '.join(names)}{more}), not compared as data; "
         "plumbing=False on the marker or runtime_plumbing = false compares them"
+    )
+
+
+def plumbing_run_text(results: Sequence[ProbeResult]) -> str | None:
+    """What the comparison set aside as server plumbing over the whole run, or None: said once
+    for the run, since an ok probe's own lines are not always shown."""
+    aside = [r for r in results if r.verdict.counts.get("plumbing_differed")]
+    if not aside:
+        return None
+    paths = sum(int(r.verdict.counts["plumbing_differed"]) for r in aside)
+    return (
+        f"server plumbing set aside in {len(aside)} probe(s): {paths} path(s) where the test "
+        'client and the server differ ("plumbing" in the JSON report); '
+        "runtime_plumbing = false compares them"
     )
 
 

@@ -23,6 +23,8 @@ from pytest_runtime.reporting._common import (
     escape_text,
     fails_run,
     nodeid_list,
+    plumbing_run_text,
+    plumbing_text,
     probe_ids,
     reason,
     run_coverage,
@@ -66,6 +68,9 @@ def _message(result: ProbeResult) -> str:
         lines.extend("  " + x for x in d.deepdiff[:2])
     if len(v.divergences) > 3:
         lines.append(f"... {len(v.divergences) - 3} more divergence(s)")
+    plumbing = plumbing_text(v)
+    if plumbing:
+        lines.append(plumbing)
     why = reason(result)
     if why and why != v.hint:
         lines.append(why)
@@ -154,6 +159,11 @@ def job_summary(
         "",
     ]
     head += [f"{_cell(line)}" for line in run_coverage_lines(run_coverage(results))]
+    # What the comparison set aside as server plumbing, for the whole run (an ok probe has no
+    # block of its own here): never hidden.
+    plumbing = plumbing_run_text(results)
+    if plumbing:
+        head.append(_cell(plumbing))
     if head[-1]:
         head.append("")
     if replays:

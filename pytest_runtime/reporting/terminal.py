@@ -15,6 +15,7 @@ from pytest_runtime.reporting._common import (
     escape_text,
     group_line,
     grouped_results,
+    plumbing_run_text,
     plumbing_text,
     probe_ids,
     reason,
@@ -104,17 +105,9 @@ def summary_lines(
     lines.extend(("", line) for line in run_coverage_lines(run_coverage(results)))
     # Said for the whole run too: an ok probe's block is shown only with -v, and what was set
     # aside must never be hidden.
-    aside = [r for r in results if r.verdict.counts.get("plumbing_differed")]
-    if aside:
-        paths = sum(int(r.verdict.counts["plumbing_differed"]) for r in aside)
-        lines.append(
-            (
-                "",
-                f"server plumbing set aside in {len(aside)} probe(s): {paths} path(s) where "
-                'the test client and the server differ ("plumbing" in the JSON report); '
-                "runtime_plumbing = false compares them",
-            )
-        )
+    plumbing = plumbing_run_text(results)
+    if plumbing:
+        lines.append(("", plumbing))
     lines.append(("", f"runtime probes: {total}"))
     return lines
 

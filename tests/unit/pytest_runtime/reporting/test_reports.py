@@ -362,3 +362,26 @@ def test_ok_and_diverged_blocks_say_how_rare_anything_unseen_must_be() -> None:
     assert report["production"]["origin"] == "counters"
     schema = json.loads(SCHEMA.read_text())
     jsonschema.Draft202012Validator(schema).validate(jsonreport.build(_counted_results()))
+
+
+def _with_plumbing(results: list[ProbeResult], index: int) -> list[ProbeResult]:
+    """The results with server plumbing set aside in the one at ``index`` (two paths)."""
+    r = results[index]
+    verdict = dataclasses.replace(
+        r.verdict,
+        plumbing={"environ.REMOTE_PORT": "server only", 'environ["wsgi.input"]': "a stream"},
+        counts={**r.verdict.counts, "plumbing_paths": 5, "plumbing_differed": 2},
+    )
+    return [*results[:index], dataclasses.replace(r, verdict=verdict), *results[index + 1 :]]
+
+
+def test_github_reports_say_what_plumbing_was_set_aside(results: list[ProbeResult]) -> None:
+    # A PR check's reader sees the annotations and the job summary, not the terminal: what the
+    # comparison set aside must be said there too, an ok probe's included.
+    failing = next(i for i, r in enumerate(results) if r.verdict.verdict == "violated")
+    ok = next(i for i, r in enumerate(results) if r.verdict.verdict == "ok")
+    lines = github.annotations(_with_plumbing(results, failing))
+    assert "server plumbing set aside: 2 paths" in lines[0].replace("%0A", "\n")
+    md = github.job_summary(_with_plumbing(results, ok))
+    assert "server plumbing set aside in 1 probe(s): 2 path(s)" in md
+    assert "server plumbing set aside" not in github.job_summary(results)
