@@ -404,7 +404,7 @@ _CARRIED_PATTERNS: tuple[tuple[str, str, _Gate], ...] = (
         "netrc",
         r"\b(?:machine[ \t\r\n]+[^\s]{1,256}(?:[ \t\r\n]+(?:login|account|port)[ \t\r\n]+"
         r"[^\s]{1,256}){0,4}|default(?:[ \t\r\n]+(?:login|account)[ \t\r\n]+[^\s]{1,256}){1,4})"
-        r"[ \t\r\n]+password[ \t\r\n]+(?P<s>[^\s]{1,1024})",
+        r"[ \t\r\n]+password[ \t\r\n]+(?P<s>(?!<redacted)[^\s]{1,1024})",
         _Gate(lits=("password",)),
     ),
 )
@@ -456,6 +456,13 @@ _OPTION = re.compile(
     r"(?:[ \t]+|(['\"])[ \t]*,[ \t]*(?=['\"]))"
 )
 _OPTION_VALUE = re.compile(r"[^\s]{1,4096}")
+# Words after an option that make it prose about the option (help and error texts), not a value.
+_OPTION_PROSE = frozenset(
+    (  # noqa: SIM905 - a word list reads better than 26 literals
+        "or and to is in for with of the a an if as not nor must should instead flag option "
+        "argument value was were are be"
+    ).split()
+)
 
 
 def _may_hold_option(text: str) -> bool:
@@ -1100,6 +1107,8 @@ class Redactor:
             else:
                 word = _OPTION_VALUE.match(text, v)
                 start, end = v, word.end() if word is not None else v
+                if text[start:end].lower() in _OPTION_PROSE:
+                    continue  # help text: "set --token or SENSOR_CLIENT_TOKEN"
             if end > start and not text.startswith("<redacted", start):
                 spans.append((start, end))
                 if first:

@@ -166,6 +166,8 @@ def test_carried_secrets_lose_their_value_only(text: str, expected: str | None) 
         assert out == expected
     captures, _, _ = capture_frame({"text": text})
     assert "Zq9" not in json.dumps(captures)
+    assert red.redact_text(out) == out  # redacting twice changes nothing
+    assert red.match_secret_value(out) is None, out
 
 
 @pytest.mark.parametrize(
@@ -206,6 +208,8 @@ def test_other_common_carriers_are_covered(text: str) -> None:
         "'user' => 'bob'",
         "pass%20through=1",
         "run --verbose --user bob --port 80",
+        "set --token or SENSOR_CLIENT_TOKEN to a token with the admin scope",
+        "pass --password and --user to log in",
         "the machine is down; password reset at noon",
         "a - password - b",
         "price-token bundle",
