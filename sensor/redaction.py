@@ -1058,6 +1058,10 @@ class Redactor:
         spans: list[tuple[int, int]] = []
         find = text.find
         rfind = text.rfind
+        # The opening tag is looked for back to the previous secret closing tag at most, so
+        # that the searches never cover a character twice (a text of many closing tags costs
+        # one pass, not one pass per tag).
+        floor = 0
         close = find("</")
         while close >= 0:
             m = _ELEMENT_NAME.match(text, close + 2)
@@ -1066,13 +1070,15 @@ class Redactor:
                 local = tag[tag.rfind(":") + 1 :]
                 if local and self.is_secret_name(local):
                     opening = "<" + tag
-                    o = rfind(opening, max(0, close - _MAX_FIELD_VALUE - 1024), close)
+                    lo = max(floor, close - _MAX_FIELD_VALUE - 1024)
+                    floor = close
+                    o = rfind(opening, lo, close)
                     while o >= 0:
                         after = o + len(opening)
                         c = text[after] if after < close else ""
                         if c == ">" or c.isspace():
                             break
-                        o = rfind(opening, max(0, close - _MAX_FIELD_VALUE - 1024), o)
+                        o = rfind(opening, lo, o)
                     if o >= 0:
                         gt = find(">", o, close)
                         if (
