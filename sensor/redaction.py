@@ -253,8 +253,11 @@ _VENDOR_TOKENS: tuple[tuple[str, str], ...] = (
 )
 # Formats that start with a class of characters, not a literal: each its own pattern, behind
 # its own gate (see _VALUE_PATTERNS), so that the alternation keeps its literal starts.
+# (The word boundary comes after the first character, so that the regex engine scans for M, N
+# or O in C: with a leading `\b` it tried every position, 60 us on 1000 characters.)
 _DISCORD_TOKEN = (
-    r"\b[MNO][A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}(?![A-Za-z0-9_-])"
+    r"[MNO](?<=\b[MNO])[A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}"
+    r"(?![A-Za-z0-9_-])"
 )
 _TELEGRAM_TOKEN = r"\b[0-9]{8,10}:AA[A-Za-z0-9_-]{33}(?![A-Za-z0-9_-])"
 
