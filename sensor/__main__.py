@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from sensor.errors import ConfigError, HubError, HubResponseError, ProbeSpecError, SensorError
+from sensor.redaction import redact_error
 
 __all__ = ["main"]
 
@@ -79,7 +80,7 @@ def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"{what} {item!r}: expected KEY=VALUE")
+            raise ConfigError(f"{what} {redact_error(repr(item))}: expected KEY=VALUE")
         result[key] = value
     return result
 
@@ -172,7 +173,9 @@ def cmd_hub(args: argparse.Namespace) -> int:
     if port is None:
         text = os.environ.get("SENSOR_HUB_PORT", "8765")
         if not text.isdigit() or int(text) > 65535:
-            raise ConfigError(f"SENSOR_HUB_PORT: got {text!r}, expected a port number (0-65535)")
+            raise ConfigError(
+                f"SENSOR_HUB_PORT: got {redact_error(repr(text))}, expected a port number (0-65535)"
+            )
         port = int(text)
     return serve(
         settings,

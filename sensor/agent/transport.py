@@ -57,13 +57,21 @@ class Transport:
         *,
         ca_file: str | None = None,
     ) -> None:
-        parts = urllib.parse.urlsplit(base_url)
+        shown = shown_url(base_url)
+        try:
+            parts = urllib.parse.urlsplit(base_url)
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"hub URL {shown!r}: not a URL") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"hub URL {base_url!r}: expected http:// or https://")
+            raise ValueError(f"hub URL {shown!r}: expected http:// or https://")
         self.base_url = base_url.rstrip("/")
+        #: The URL as messages quote it: no user name or password, secret parameters redacted
+        #: (the configuration refuses such URLs; a Transport built directly may hold one).
+        self.shown_url = shown.rstrip("/")
         self._https = parts.scheme == "https"
         self._host = parts.hostname
-        self._port = parts.port
+        self._port = port
         self._prefix = parts.path.rstrip("/")
         self._timeout = timeout
         # Built once, here: loading a CA bundle reads files, which a request must not wait on.
@@ -152,12 +160,12 @@ class Transport:
             # The connection may be half-used (a request sent, no answer read): never reuse it.
             self.close()
             raise HubUnavailableError(
-                f"hub {self.base_url}: {method} {path} failed: {type(exc).__name__}: {exc}"
+                f"hub {self.shown_url}: {method} {path} failed: {type(exc).__name__}: {exc}"
             ) from exc
         if len(data) > MAX_RESPONSE_BYTES:
             self.close()
             raise HubResponseError(
-                f"hub {self.base_url}: {method} {path} answered more than "
+                f"hub {self.shown_url}: {method} {path} answered more than "
                 f"{MAX_RESPONSE_BYTES} bytes, expected a small JSON object",
                 status=status,
             )
@@ -169,16 +177,40 @@ class Transport:
         if not 200 <= status < 300:
             message = _error_message(decoded) or data[:200].decode("utf-8", "replace")
             raise HubResponseError(
-                f"hub {self.base_url}: {method} {path} answered {status}: {message}",
+                f"hub {self.shown_url}: {method} {path} answered {status}: {message}",
                 status=status,
             )
         if not isinstance(decoded, dict):
             raise HubResponseError(
-                f"hub {self.base_url}: {method} {path} answered {data[:80]!r}, "
+                f"hub {self.shown_url}: {method} {path} answered {data[:80]!r}, "
                 "expected a JSON object",
                 status=status,
             )
         return decoded
+
+
+def shown_url(url: str) -> str:
+    """``url`` as an error message or a log may quote it: the user name and password replaced
+    by ``***``, and every secret left in it (a ``?token=`` parameter, a key by its content)
+    redacted. Never raises."""
+    try:
+        text = url if type(url) is str else repr(url)
+        scheme, sep, rest = text.partition("://")
+        if sep:
+            end = len(rest)
+            for c in "/?#":
+                k = rest.find(c)
+                if 0 <= k < end:
+                    end = k
+            at = rest.rfind("@", 0, end)
+            if at >= 0:
+                rest = "***@" + rest[at + 1 :]
+            text = scheme + sep + rest
+        from sensor.redaction import redact_error
+
+        return redact_error(text)
+    except Exception:
+        return "<URL not shown>"
 
 
 def _error_message(decoded: object) -> str | None:

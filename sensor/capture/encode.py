@@ -83,8 +83,19 @@ _DEADLINE_EVERY = 32  # values encoded between two perf_counter() calls
 _SECRET_WINDOW = 1024
 # Reasons whose redaction keeps the text around the secret (sensor.redaction.CARRIED_REASONS;
 # repeated here so the encoder loads without the redaction module).
-_CARRIED = frozenset(("auth-scheme", "aws-secret-key", "field"))
+_CARRIED = frozenset(("auth-scheme", "aws-secret-key", "field", "netrc"))
 _NAME_LIKE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}\Z")
+
+
+# A command-line option alone in an argv item (`--password`, `-token`; `--token=x` is a field).
+_OPTION_ITEM = re.compile(r"--?([A-Za-z][A-Za-z0-9_.-]{1,63})\Z")
+
+
+def _ends_key(x: str | bytes) -> bool:
+    """Whether an item of a PEM key split across items holds the key's END line."""
+    if type(x) is bytes:
+        return b"-----END" in x and b"PRIVATE KEY" in x
+    return "-----END" in x and "PRIVATE KEY" in x
 
 
 def _looks_like_name(text: str) -> bool:
@@ -466,20 +477,43 @@ class _Walker:
                 if pair is not None:
                     b.ticks -= 2
                     return {"@t": name, "v": pair}
+            # The item after a secret command-line option (`["--password", "x"]`), and the
+            # items of a PEM private key split across items after its BEGIN line.
+            hide_next = False
+            in_key = False
             # islice even when n <= limit: another thread may append while we iterate.
             for x in islice(it, limit):
                 if b.left <= 0:
                     break
                 # The common leaves inline: a method call per item would double the cost.
                 tx = type(x)
+                if hide_next or in_key:
+                    hide_next = False
+                    if not in_key:
+                        append(self._redact_name(x))
+                        continue
+                    if tx is str or tx is bytes:
+                        in_key = not _ends_key(x)
+                        append(self._redacted(tx.__name__, "private-key", len(x)))
+                        continue
+                    in_key = False
                 if tx is int and -_MAX_SAFE_INT < x < _MAX_SAFE_INT:
                     b.left -= 8
                     append(x)
                 elif tx is str and len(x) <= max_string and (red is None or self._match(x) is None):
                     b.left -= len(x) + 3
                     append(x)
+                    if red is not None and x and x[0] == "-":
+                        hide_next = self._secret_option(x)
                 else:
-                    append(enc(x, d1))
+                    item = enc(x, d1)
+                    append(item)
+                    if (
+                        (tx is str or tx is bytes)
+                        and type(item) is dict
+                        and item.get("@redacted") == "private-key"
+                    ):
+                        in_key = not _ends_key(x)
             res: dict[str, Any] = {"@t": name, "v": out}
             kept = len(out)
             b.ticks -= kept
@@ -494,6 +528,12 @@ class _Walker:
             return self._error(name, exc)
         finally:
             active.discard(ident)
+
+    def _secret_option(self, x: str) -> bool:
+        """Whether ``x`` is a command-line option with a secret name (``--password``), whose
+        value is the next item of an argv list."""
+        m = _OPTION_ITEM.match(x)
+        return m is not None and self._secret_name(m.group(1))
 
     def _secret_pair(self, v: Any, depth: int) -> list[JSONValue] | None:
         """``(name, value)`` whose name is secret (an ASGI header ``(b"authorization", ...)``,

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sensor.errors import ConfigError
+from sensor.redaction import redact_error
 
 __all__ = ["HubSettings"]
 
@@ -108,7 +109,9 @@ class HubSettings:
                 else:
                     values[field.name] = text
             except ValueError:
-                raise ConfigError(f"{name}: got {text!r}, expected a number") from None
+                raise ConfigError(
+                    f"{name}: got {redact_error(repr(text))}, expected a number"
+                ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

@@ -293,6 +293,17 @@ def test_hostile_string_does_not_make_matching_slow(red: Redactor) -> None:
         "4" * 60_000,
         "123 " * 15_000,
         "12 " * 20_000,
+        # The carriers and vendor formats added after the red-team pass.
+        "</password>" * 5_000,
+        ("<password" + "x" * 3_000 + "</password>") * 20,
+        "--password " * 5_000,
+        "a%77=b&" * 9_000,
+        "'password' => " * 4_000,
+        "machine h login u " * 3_000,
+        ("sk-" + "a" * 40 + "- ") * 1_400,
+        "glpat-" * 10_000,
+        "4111.1111.1111." * 4_000,
+        "a" * 60_000,
     ):
         # The thread's CPU time, not the wall clock: a preempted test on a loaded machine is not
         # a slow pattern. Backtracking that is quadratic in 60,000 characters costs seconds of

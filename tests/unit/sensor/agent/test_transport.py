@@ -149,3 +149,36 @@ def test_an_unexpected_error_is_unavailable_and_the_connection_is_not_reused(
         assert transport.request("GET", "/v1/x") == {}
     finally:
         transport.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://bob:Zq9pw@hub.example",
+        "hub.example/?token=Zq9tok",
+        "https://bob:Zq9pw@:8700",
+        "http://bob:Zq9pw@hub.example:port",
+        "sk-proj-Zq9aB3dE5fG7hJ9kL1mN2pQ4rS6tU8vW0xYz",
+    ],
+)
+def test_a_refused_hub_url_is_not_quoted_with_its_secret(url: str) -> None:
+    with pytest.raises(ValueError, match="hub URL") as info:
+        Transport(url, None)
+    assert "Zq9" not in str(info.value)
+
+
+def test_errors_of_a_transport_built_with_credentials_do_not_quote_them(peer: Peer) -> None:
+    # The configuration refuses such a URL; a Transport built directly takes it, and every
+    # error it raises names the hub without the password.
+    host = peer.url.removeprefix("http://")
+    peer.answer = (500, b'{"error": {"code": "x", "message": "boom"}}')
+    with pytest.raises(HubResponseError, match="answered 500") as info:
+        ask(f"http://bob:Zq9pw@{host}/prefix")
+    assert "Zq9" not in str(info.value)
+    assert f"http://***@{host}/prefix" in str(info.value)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(HubUnavailableError, match="failed") as unavailable:
+        ask(f"http://bob:Zq9pw@127.0.0.1:{port}", timeout=1)
+    assert "Zq9" not in str(unavailable.value)
