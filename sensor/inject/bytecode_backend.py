@@ -6,7 +6,8 @@ change, see :meth:`BytecodeBackend.change`: plain functions, methods, closures, 
 *original* code with every active hook, so probes compose, and removing the last hook puts the
 original code object back (the very same object). Injected instructions carry the target
 line's number, so tracebacks keep their lines. A line hook is called on exactly the arrivals at
-its line that ``sys.settrace`` reports as line events (:mod:`sensor.inject.lines` computes them; :class:`_LinePlan` places the calls).
+its line that ``sys.settrace`` reports as line events (:mod:`sensor.inject.lines` computes
+them; :class:`_LinePlan` places the calls).
 
 What it cannot reach: a frame that is already running (a worker's main loop) or a generator
 suspended before the probe was placed keeps executing the old code; closures created later
