@@ -899,10 +899,9 @@ class _Target:
 class _Change:
     """The state of one change (see :meth:`BytecodeBackend.change`)."""
 
-    __slots__ = ("depth", "dirty", "links", "walked")
+    __slots__ = ("dirty", "links", "walked")
 
     def __init__(self) -> None:
-        self.depth = 0
         # Targets whose hooks changed, in order: rebuilt and swapped once, when the change ends.
         self.dirty: list[_Target] = []
         # filename -> (parent links, the function objects of that file), from one heap scan.
@@ -969,7 +968,8 @@ class BytecodeBackend:
         self._subst: dict[int, CodeType] = {}  # id(original nested code) -> its rebuilt code
         # True while some thread does sensor work: functions run their checked variant.
         self._checked = add_mode_listener(self)
-        self._change: _Change | None = None
+        # Thread ident -> the change that thread is making (see change()).
+        self._changes: dict[int, _Change] = {}
 
     def set_checked(self, checked: bool, *, force: bool = False) -> None:
         """Give every instrumented function the variant of its code for this mode.
@@ -1005,22 +1005,24 @@ class BytecodeBackend:
         objects once, and the heap is walked once per change to find those function objects,
         instead of once per hook and once more per parent code (``gc.get_referrers`` walks every
         object the collector tracks with the GIL held: no thread of the host runs meanwhile).
-        Changes nest; a hook armed outside one is a change of its own.
+        Changes nest; a hook armed outside one is a change of its own. Each thread makes its
+        own; the backend's lock is not held in between (the engine builds hooks meanwhile, and
+        a thread that starts sensor work takes that lock in :meth:`set_checked`).
         """
-        with self._lock:
-            if self._change is not None:
-                self._change.depth += 1
-                try:
-                    yield
-                finally:
-                    self._change.depth -= 1
-                return
-            self._change = _Change()
-            try:
-                yield
-            finally:
-                change, self._change = self._change, None
+        ident = threading.get_ident()
+        if ident in self._changes:
+            yield
+            return
+        change = self._changes[ident] = _Change()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._changes.pop(ident, None)
                 self._flush(change)
+
+    def _current(self) -> _Change:
+        return self._changes[threading.get_ident()]
 
     def _parent_links(self, child: CodeType, change: _Change) -> dict[int, list[CodeType]]:
         """id(original code) -> its parents' original codes, for every path down to ``child``.
@@ -1064,11 +1066,11 @@ class BytecodeBackend:
                     target.parents.append(parent)
                 if all(t.original is not parent for t in chain):
                     pending.append(parent)
-        assert self._change is not None
-        self._find_functions([t for t in chain if id(t.original) not in self._change.walked])
+        change = self._current()
+        self._find_functions([t for t in chain if id(t.original) not in change.walked], change)
         return chain[0]
 
-    def _find_functions(self, targets: list[_Target]) -> None:
+    def _find_functions(self, targets: list[_Target], change: _Change) -> None:
         """Add the function objects made since the last change that run these targets' code.
 
         One heap walk for all of them (and all their versions): the functions of the file from
@@ -1076,8 +1078,6 @@ class BytecodeBackend:
         """
         if not targets:
             return
-        change = self._change
-        assert change is not None
         codes = {id(c) for t in targets for c in (t.original, *t.versions)}
         scanned = change.links.get(targets[0].original.co_filename)
         if scanned is not None:
@@ -1132,11 +1132,7 @@ class BytecodeBackend:
         if nested:
             change.walked.clear()
             change.links.clear()
-            self._change = change
-            try:
-                self._find_functions(nested)
-            finally:
-                self._change = None
+            self._find_functions(nested, change)
         # A parent is rebuilt after every child of it in the change (it takes their new code
         # as constants): each round applies the targets that are no remaining target's parent.
         while todo:
@@ -1182,8 +1178,7 @@ class BytecodeBackend:
     def arm(self, code: CodeType, point: Point, line: int | None, hook: Hook) -> Handle:
         original = self.original_code(code)
         with self._lock, self.change():
-            change = self._change
-            assert change is not None
+            change = self._current()
             links = (
                 self._parent_links(original, change) if "<locals>" in original.co_qualname else {}
             )
@@ -1212,8 +1207,7 @@ class BytecodeBackend:
 
     def disarm(self, handle: Handle) -> None:
         with self._lock, self.change():
-            change = self._change
-            assert change is not None
+            change = self._current()
             target = self._targets.get(id(handle.code))
             if target is None or handle not in target.handles:
                 return
@@ -1222,16 +1216,19 @@ class BytecodeBackend:
                 change.dirty.append(target)
 
     def after_fork_in_child(self) -> None:
-        # Another thread may have held the lock at the fork; it never releases it here.
+        # Another thread may have held the lock at the fork; it never releases it here. Only
+        # the forking thread survives: the changes of the others will never end.
         self._lock = threading.RLock()
+        ident = threading.get_ident()
+        self._changes = {k: v for k, v in self._changes.items() if k == ident}
 
     def close(self) -> None:
         with self._lock:
             with self.change():
-                assert self._change is not None
+                change = self._current()
                 for target in list(self._targets.values()):
                     target.handles.clear()
-                    self._change.dirty.append(target)
+                    change.dirty.append(target)
             self._targets.clear()
             self._rebuilt.clear()
             self._subst.clear()
