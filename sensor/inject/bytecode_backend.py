@@ -28,7 +28,6 @@ import gc
 import logging
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from itertools import compress, repeat
 from operator import is_
@@ -910,17 +909,19 @@ class _Change:
         self.walked: set[int] = set()
 
 
-#: Objects looked at between two releases of the GIL in a heap scan (about 1 ms).
-_SCAN_CHUNK = 20_000
+#: Objects looked at in one C call of a heap scan (a few milliseconds): the interpreter can
+#: hand the GIL to another thread between two of them.
+_SCAN_CHUNK = 50_000
 
 
 def _functions_in(filename: str) -> list[FunctionType]:
     """Every function object whose code comes from ``filename``, in one heap scan.
 
     ``gc.get_objects()`` is one C call over the heap (as long as one ``gc.get_referrers``);
-    picking the function objects out of it is done a slice at a time at C speed, and the GIL is
-    released between slices (``time.sleep(0)``), so the host's threads run between them. The
-    references to the heap's objects are dropped a slice at a time too.
+    picking the function objects out of it is done a slice at a time at C speed, and between
+    two slices the interpreter may switch threads (every ``sys.getswitchinterval()``), so the
+    host's threads run meanwhile. The references to the heap's objects are dropped a slice at
+    a time too (dropping them all is another pass over the heap).
     """
     objects = gc.get_objects()
     found: list[FunctionType] = []
@@ -929,11 +930,9 @@ def _functions_in(filename: str) -> list[FunctionType]:
             chunk = objects[start : start + _SCAN_CHUNK]
             found += compress(chunk, map(is_, map(type, chunk), repeat(FunctionType)))
             del chunk
-            time.sleep(0)
     finally:
         while objects:
             del objects[-_SCAN_CHUNK:]
-            time.sleep(0)
     return [fn for fn in found if fn.__code__.co_filename == filename]
 
 
