@@ -588,21 +588,27 @@ class Engine:
             # Compared by id: hashing a code object hashes its constants, on every firing.
             dispatch = frozenset(map(id, backend.dispatch_codes))
             unobserved: list[str] = []
-            for point, line, hook in self._hooks_for(armed, backend.frame_depth, dispatch):
-                if probe.kind is ProbeKind.LINES and point is Point.LINE:
-                    # A line no backend can place exactly is left out and named in every
-                    # hit (the plugin never reads its absence as "did not run").
-                    try:
+            # One change for all the probe's hooks: one code swap and one heap walk, not one
+            # per hook (see Backend.change).
+            with backend.change():
+                try:
+                    for point, line, hook in self._hooks_for(armed, backend.frame_depth, dispatch):
+                        if probe.kind is ProbeKind.LINES and point is Point.LINE:
+                            # A line no backend can place exactly is left out and named in every
+                            # hit (the plugin never reads its absence as "did not run").
+                            try:
+                                placed.append(backend.arm(code, point, line, hook))
+                            except PlacementFailed as exc:
+                                unobserved.append(f"{line}: {exc}")
+                            continue
                         placed.append(backend.arm(code, point, line, hook))
-                    except PlacementFailed as exc:
-                        unobserved.append(f"{line}: {exc}")
-                    continue
-                placed.append(backend.arm(code, point, line, hook))
+                except PlacementFailed:
+                    for handle in placed:
+                        backend.disarm(handle)
+                    raise
             if unobserved:
                 _note_unobserved(armed, unobserved)
         except PlacementFailed as exc:
-            for handle in placed:
-                backend.disarm(handle)
             armed.set_state(ProbeState.ERROR, f"placement failed: {exc}")
             return
         armed.handles = placed
@@ -906,11 +912,12 @@ class Engine:
         for gate in armed.gates:
             gate.disarm()
         if self._backend is not None:
-            for handle in armed.handles:
-                try:
-                    self._backend.disarm(handle)
-                except Exception:
-                    log.exception("sensor: removing a hook of probe %s failed", armed.probe.id)
+            with self._backend.change():  # one code swap for all the probe's hooks
+                for handle in armed.handles:
+                    try:
+                        self._backend.disarm(handle)
+                    except Exception:
+                        log.exception("sensor: removing a hook of probe %s failed", armed.probe.id)
         armed.handles = []
 
     def _status(self, armed: _Armed) -> ProbeStatus:

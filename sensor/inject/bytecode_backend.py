@@ -1,12 +1,13 @@
 """The bytecode backend: rebuild the target code with hook calls and swap ``__code__``.
 
-Every function object whose ``__code__`` is the target code (found with ``gc.get_referrers``:
-plain functions, methods, closures, functions behind ``functools.wraps`` decorators) gets the
-rebuilt code. The rebuild always starts from the *original* code with every active hook, so
-probes compose, and removing the last hook puts the original code object back (the very same
-object). Injected instructions carry the target line's number, so tracebacks keep their lines.
-A line hook is called on exactly the arrivals at its line that ``sys.settrace`` reports as line
-events (:mod:`sensor.inject.lines` computes them; :class:`_LinePlan` places the calls).
+Every function object whose ``__code__`` is the target code (found by one walk of the heap per
+change, see :meth:`BytecodeBackend.change`: plain functions, methods, closures, functions behind
+``functools.wraps`` decorators) gets the rebuilt code. The rebuild always starts from the
+*original* code with every active hook, so probes compose, and removing the last hook puts the
+original code object back (the very same object). Injected instructions carry the target
+line's number, so tracebacks keep their lines. A line hook is called on exactly the arrivals at
+its line that ``sys.settrace`` reports as line events (:mod:`sensor.inject.lines` computes
+them; :class:`_LinePlan` places the calls).
 
 What it cannot reach: a frame that is already running (a worker's main loop) or a generator
 suspended before the probe was placed keeps executing the old code; closures created later
@@ -20,11 +21,16 @@ Hook call sequences per version (stack-neutral, the result is popped):
 
 from __future__ import annotations
 
+import contextlib
 import dis
 import functools
 import gc
+import logging
 import sys
 import threading
+from collections.abc import Iterator
+from itertools import compress, repeat
+from operator import is_
 from types import CodeType, FunctionType
 from typing import Any
 
@@ -37,6 +43,8 @@ from sensor.probes import Point
 from sensor.threads import BUSY, add_mode_listener, checked_next
 
 __all__ = ["BytecodeBackend", "instrument"]
+
+log = logging.getLogger("sensor.inject")
 
 _PY311 = sys.version_info < (3, 12)
 _PY313 = sys.version_info >= (3, 13)
@@ -887,6 +895,47 @@ class _Target:
         self.numbers: tuple[int, int] = (0, 0)
 
 
+class _Change:
+    """The state of one change (see :meth:`BytecodeBackend.change`)."""
+
+    __slots__ = ("dirty", "links", "walked")
+
+    def __init__(self) -> None:
+        # Targets whose hooks changed, in order: rebuilt and swapped once, when the change ends.
+        self.dirty: list[_Target] = []
+        # filename -> (parent links, the function objects of that file), from one heap scan.
+        self.links: dict[str, tuple[dict[int, list[CodeType]], list[FunctionType]]] = {}
+        # id(original code) of the targets whose function objects this change has looked up.
+        self.walked: set[int] = set()
+
+
+#: Objects looked at in one C call of a heap scan (a few milliseconds): the interpreter can
+#: hand the GIL to another thread between two of them.
+_SCAN_CHUNK = 50_000
+
+
+def _functions_in(filename: str) -> list[FunctionType]:
+    """Every function object whose code comes from ``filename``, in one heap scan.
+
+    ``gc.get_objects()`` is one C call over the heap (as long as one ``gc.get_referrers``);
+    picking the function objects out of it is done a slice at a time at C speed, and between
+    two slices the interpreter may switch threads (every ``sys.getswitchinterval()``), so the
+    host's threads run meanwhile. The references to the heap's objects are dropped a slice at
+    a time too (dropping them all is another pass over the heap).
+    """
+    objects = gc.get_objects()
+    found: list[FunctionType] = []
+    try:
+        for start in range(0, len(objects), _SCAN_CHUNK):
+            chunk = objects[start : start + _SCAN_CHUNK]
+            found += compress(chunk, map(is_, map(type, chunk), repeat(FunctionType)))
+            del chunk
+    finally:
+        while objects:
+            del objects[-_SCAN_CHUNK:]
+    return [fn for fn in found if fn.__code__.co_filename == filename]
+
+
 def _nested_paths(code: CodeType, want: CodeType, path: list[CodeType]) -> list[list[CodeType]]:
     """Every chain of constants from ``code`` down to ``want`` (excluding ``want``)."""
     found: list[list[CodeType]] = []
@@ -918,6 +967,8 @@ class BytecodeBackend:
         self._subst: dict[int, CodeType] = {}  # id(original nested code) -> its rebuilt code
         # True while some thread does sensor work: functions run their checked variant.
         self._checked = add_mode_listener(self)
+        # Thread ident -> the change that thread is making (see change()).
+        self._changes: dict[int, _Change] = {}
 
     def set_checked(self, checked: bool, *, force: bool = False) -> None:
         """Give every instrumented function the variant of its code for this mode.
@@ -944,19 +995,50 @@ class BytecodeBackend:
     def armed_count(self) -> int:
         return sum(len(t.handles) for t in self._targets.values())
 
-    def _parent_links(self, child: CodeType) -> dict[int, list[CodeType]]:
+    @contextlib.contextmanager
+    def change(self) -> Iterator[None]:
+        """One change: the hooks armed and disarmed inside it are installed together at its end.
+
+        The engine places (or removes) all the hooks of one probe inside one change: a ``lines``
+        probe is a hook per line. Each code object is then rebuilt and swapped into its function
+        objects once, and the heap is walked once per change to find those function objects,
+        instead of once per hook and once more per parent code (``gc.get_referrers`` walks every
+        object the collector tracks with the GIL held: no thread of the host runs meanwhile).
+        Changes nest; a hook armed outside one is a change of its own. Each thread makes its
+        own; the backend's lock is not held in between (the engine builds hooks meanwhile, and
+        a thread that starts sensor work takes that lock in :meth:`set_checked`).
+        """
+        ident = threading.get_ident()
+        if ident in self._changes:
+            yield
+            return
+        change = self._changes[ident] = _Change()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._changes.pop(ident, None)
+                self._flush(change)
+
+    def _current(self) -> _Change:
+        return self._changes[threading.get_ident()]
+
+    def _parent_links(self, child: CodeType, change: _Change) -> dict[int, list[CodeType]]:
         """id(original code) -> its parents' original codes, for every path down to ``child``.
 
         Code objects are not tracked by the garbage collector, so the parents are found from the
-        function objects of the same file (once per placement of a nested function).
+        function objects of the same file: one heap scan per file and change (see
+        :func:`_functions_in`), whose function objects also serve :meth:`_find_functions`.
         """
-        links: dict[int, list[CodeType]] = {}
+        cached = change.links.get(child.co_filename)
+        if cached is None:
+            cached = ({}, _functions_in(child.co_filename))
+            change.links[child.co_filename] = cached
+        links, functions = cached
         seen: set[int] = set()
-        for obj in gc.get_objects():
-            if not isinstance(obj, FunctionType):
-                continue
-            top = self.original_code(obj.__code__)
-            if top.co_filename != child.co_filename or id(top) in seen or top is child:
+        for fn in functions:
+            top = self.original_code(fn.__code__)
+            if id(top) in seen or top is child:
                 continue
             seen.add(id(top))
             for path in _nested_paths(top, child, []):
@@ -967,26 +1049,50 @@ class BytecodeBackend:
         return links
 
     def _target(self, original: CodeType, links: dict[int, list[CodeType]]) -> _Target:
-        target = self._targets.get(id(original))
-        if target is None:
-            target = _Target(original)
-            self._targets[id(original)] = target
-        self._refresh_functions(target)
-        for parent in links.get(id(original), ()):
-            if all(p is not parent for p in target.parents):
-                target.parents.append(parent)
-                self._target(parent, links)
-        return target
+        """The target of ``original`` and of its parents, their function objects looked up."""
+        chain: list[_Target] = []
+        pending = [original]
+        while pending:
+            code = pending.pop()
+            target = self._targets.get(id(code))
+            if target is None:
+                target = _Target(code)
+                self._targets[id(code)] = target
+            if all(t is not target for t in chain):
+                chain.append(target)
+            for parent in links.get(id(code), ()):
+                if all(p is not parent for p in target.parents):
+                    target.parents.append(parent)
+                if all(t.original is not parent for t in chain):
+                    pending.append(parent)
+        change = self._current()
+        self._find_functions([t for t in chain if id(t.original) not in change.walked], change)
+        return chain[0]
 
-    def _refresh_functions(self, target: _Target) -> None:
-        # Closures made since the last change run the original code or an earlier rebuild.
-        # One heap pass for all versions (get_referrers walks every tracked object).
-        codes = {id(c) for c in (target.original, *target.versions)}
-        known = {id(fn) for fn in target.functions}
-        for ref in gc.get_referrers(target.original, *target.versions):
+    def _find_functions(self, targets: list[_Target], change: _Change) -> None:
+        """Add the function objects made since the last change that run these targets' code.
+
+        One heap walk for all of them (and all their versions): the functions of the file from
+        this change's scan if there was one (nested code), else one ``gc.get_referrers``.
+        """
+        if not targets:
+            return
+        codes = {id(c) for t in targets for c in (t.original, *t.versions)}
+        scanned = change.links.get(targets[0].original.co_filename)
+        if scanned is not None:
+            candidates: list[Any] = scanned[1]
+        else:
+            candidates = gc.get_referrers(*(c for t in targets for c in (t.original, *t.versions)))
+        change.walked.update(id(t.original) for t in targets)
+        by_code: dict[int, _Target] = {}
+        for target in targets:
+            for code in (target.original, *target.versions):
+                by_code[id(code)] = target
+        known = {id(fn) for t in targets for fn in t.functions}
+        for ref in candidates:
             if isinstance(ref, FunctionType) and id(ref.__code__) in codes and id(ref) not in known:
                 known.add(id(ref))
-                target.functions.append(ref)
+                by_code[id(ref.__code__)].functions.append(ref)
 
     def _build(self, target: _Target) -> tuple[CodeType, CodeType]:
         """The fast and the checked variant of the target's rebuilt code."""
@@ -1005,18 +1111,50 @@ class BytecodeBackend:
         # Nested code chooses inline (see _call): one variant serves both modes.
         return code, code if nested else _checked_copy(code)
 
+    def _flush(self, change: _Change) -> None:
+        """Rebuild and swap every target the change touched, children before their parents."""
+        todo: list[_Target] = []
+        pending = list(change.dirty)
+        while pending:
+            target = pending.pop()
+            if (
+                any(t is target for t in todo)
+                or self._targets.get(id(target.original)) is not target
+            ):
+                continue
+            todo.append(target)
+            pending += filter(None, (self._targets.get(id(p)) for p in target.parents))
+        # Closures made since the functions were looked up (from a parent's constants): one walk
+        # for all the nested targets, right before the swap. Other code has no function objects
+        # we did not assign ourselves.
+        nested = [t for t in todo if t.parents]
+        if nested:
+            change.walked.clear()
+            change.links.clear()
+            self._find_functions(nested, change)
+        # A parent is rebuilt after every child of it in the change (it takes their new code
+        # as constants): each round applies the targets that are no remaining target's parent.
+        while todo:
+            parents = {id(p) for t in todo for p in t.parents}
+            ready = [t for t in todo if id(t.original) not in parents] or todo[:1]
+            for target in ready:
+                todo.remove(target)
+                try:
+                    self._apply(target)
+                except Exception:  # nothing may raise into the engine's caller
+                    log.exception("sensor: rebuilding %s failed", target.original.co_qualname)
+
     def _apply(self, target: _Target) -> None:
-        """Rebuild from the original with every hook, install it, and tell the parents."""
+        """Rebuild from the original with every hook, install it, and tell the parents.
+
+        The parents themselves are rebuilt by :meth:`_flush`, after all their children.
+        """
         fast, checked = self._build(target)
         new = checked if self._checked else fast
         # On 3.13 an assigned __code__ leaves the function with no version, so that no call
         # of it specialises: each gets the version a function made of its code would have.
         fast_number = code_version(fast)
         numbers = (fast_number, fast_number if checked is fast else code_version(checked))
-        if target.parents:
-            # Closures made from a patched parent since the last change: a heap walk, so only
-            # for nested code (other code has no function objects we did not assign ourselves).
-            self._refresh_functions(target)
         for fn in target.functions:
             set_code(fn, new, numbers[1] if self._checked else numbers[0])
         # Every function now runs ``new`` (the parent's constants too): older rebuilds are done.
@@ -1033,55 +1171,63 @@ class BytecodeBackend:
                 self._subst.pop(id(target.original), None)
             else:
                 self._subst[id(target.original)] = new
-            for parent in target.parents:
-                parent_target = self._targets.get(id(parent))
-                if parent_target is not None:
-                    self._apply(parent_target)
         if new is target.original and not target.handles:
             self._targets.pop(id(target.original), None)
 
     def arm(self, code: CodeType, point: Point, line: int | None, hook: Hook) -> Handle:
         original = self.original_code(code)
-        with self._lock:
-            links = self._parent_links(original) if "<locals>" in original.co_qualname else {}
+        with self._lock, self.change():
+            change = self._current()
+            links = (
+                self._parent_links(original, change) if "<locals>" in original.co_qualname else {}
+            )
             target = self._target(original, links)
             if not target.functions and not target.parents:
-                self._targets.pop(id(original), None)
+                if not target.handles:
+                    self._targets.pop(id(original), None)
                 raise PlacementFailed(
                     f"no function object runs {original.co_qualname} and no function's code "
                     "holds it as a constant"
                 )
             handle = Handle(original, point, line, hook)
             target.handles.append(handle)
+            if all(t is not target for t in change.dirty):
+                change.dirty.append(target)
             try:
-                self._apply(target)
+                # The code is rebuilt (and swapped) when the change ends; building it now says
+                # whether this hook can be placed, while the probe can still be told.
+                self._build(target)
             except Exception as exc:
                 target.handles.remove(handle)
-                self._targets[id(original)] = target
-                self._apply(target)
                 if isinstance(exc, PlacementFailed):
                     raise
                 raise PlacementFailed(f"bytecode injection failed: {exc}") from exc
             return handle
 
     def disarm(self, handle: Handle) -> None:
-        with self._lock:
+        with self._lock, self.change():
+            change = self._current()
             target = self._targets.get(id(handle.code))
             if target is None or handle not in target.handles:
                 return
             target.handles.remove(handle)
-            self._apply(target)
+            if all(t is not target for t in change.dirty):
+                change.dirty.append(target)
 
     def after_fork_in_child(self) -> None:
-        # Another thread may have held the lock at the fork; it never releases it here.
+        # Another thread may have held the lock at the fork; it never releases it here. Only
+        # the forking thread survives: the changes of the others will never end.
         self._lock = threading.RLock()
+        ident = threading.get_ident()
+        self._changes = {k: v for k, v in self._changes.items() if k == ident}
 
     def close(self) -> None:
         with self._lock:
-            for target in list(self._targets.values()):
-                target.handles.clear()
-            for target in list(self._targets.values()):
-                self._apply(target)
+            with self.change():
+                change = self._current()
+                for target in list(self._targets.values()):
+                    target.handles.clear()
+                    change.dirty.append(target)
             self._targets.clear()
             self._rebuilt.clear()
             self._subst.clear()

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from types import CodeType
 from typing import Protocol
 
@@ -59,6 +60,13 @@ class Backend(Protocol):
 
     def original_code(self, code: CodeType) -> CodeType:
         """The original code of ``code`` (``code`` itself unless the backend rewrote it)."""
+
+    def change(self) -> AbstractContextManager[None]:
+        """Group the arms and disarms of one probe: what they change is installed at its end.
+
+        The bytecode backend swaps each code object once per change and walks the heap once per
+        change (not once per hook); a hook armed outside a change is a change of its own.
+        """
 
     def arm(self, code: CodeType, point: Point, line: int | None, hook: Hook) -> Handle:
         """Place ``hook``; raise :class:`PlacementFailed` with a reason if it cannot."""

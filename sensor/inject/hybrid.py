@@ -25,6 +25,7 @@ looks for its target frame: ``Engine._make_fire`` and ``_make_timer``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from types import CodeType
 
@@ -68,6 +69,10 @@ class HybridBackend:
         self._bytecode = BytecodeBackend()
         self._monitoring = MonitoringBackend()
         self.dispatch_codes = MonitoringBackend.callback_codes()
+
+    def change(self) -> contextlib.AbstractContextManager[None]:
+        """A change of the bytecode half (see :meth:`BytecodeBackend.change`)."""
+        return self._bytecode.change()
 
     def original_code(self, code: CodeType) -> CodeType:
         return self._bytecode.original_code(code)

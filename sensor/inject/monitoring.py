@@ -24,6 +24,7 @@ calls ``restart_events()`` once.
 from __future__ import annotations
 
 import _thread
+import contextlib
 import sys
 import threading
 from types import CodeType
@@ -70,6 +71,10 @@ class MonitoringBackend:
     def callback_codes() -> frozenset[CodeType]:
         """The code of the callbacks that call the hooks (the frame between hook and target)."""
         return frozenset(cb.__code__ for cb in MonitoringBackend()._make_callbacks().values())
+
+    def change(self) -> contextlib.AbstractContextManager[None]:
+        """A change (see :meth:`Backend.change`): each hook is in place when armed here."""
+        return contextlib.nullcontext()
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
