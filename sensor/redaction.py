@@ -159,7 +159,7 @@ class _Gate(NamedTuple):
 #: The least number of consecutive token characters (ASCII letters, digits and ``_-.:/+=~``)
 #: that every vendor format holds (a Slack token, ``xoxb-`` and 10 more, is the shortest).
 _TOKEN_RUN = 15
-_TOKEN_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:/+=")
+_TOKEN_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:/+=~")
 # Token characters stay, everything else (spaces, punctuation, every byte of a non-ASCII
 # character in UTF-8) becomes a space: a run of token characters in the text is a run of the
 # same length in the translated bytes.
