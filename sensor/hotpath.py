@@ -843,8 +843,9 @@ class FastExpectGate(guards._GuardedHook):
                 return
             refits += 1
             try:
-                # The novelty key of the rules in force: the names they call secret left out
-                # (a subset of the lane's parameters of before).
+                # The novelty key of the rules in force: the names they call secret left out.
+                # (A name they no longer call secret may not be a parameter of the lane: the
+                # KeyError leaves the lane as it is, and the general hook serves its firings.)
                 keyed = None if pass_keys is None else tuple(params[k] for k in keys.get())
                 got = _lane_code(
                     expr,
