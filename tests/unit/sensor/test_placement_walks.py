@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -24,6 +24,8 @@ from sensor.probes import Probe, ProbeState
 Loader = Callable[..., ModuleType]
 
 BYTECODE_BACKENDS = ["bytecode"] + (["hybrid"] if sys.version_info >= (3, 12) else [])
+# conftest's engine, on the backends that inject bytecode only.
+pytestmark = pytest.mark.parametrize("engine", BYTECODE_BACKENDS, indirect=True)
 
 SOURCE = """
 def plain(x):
@@ -59,16 +61,6 @@ class CountingGc:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(gc, name)
-
-
-@pytest.fixture(params=BYTECODE_BACKENDS)
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    eng = Engine(backend=request.param, cpu_budget=1.0)
-    if eng.backend_name != request.param:
-        eng.close()
-        pytest.skip(f"backend {request.param} unavailable: {eng.backend_reason}")
-    yield eng
-    eng.close()
 
 
 @pytest.fixture
