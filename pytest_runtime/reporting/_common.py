@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_runtime.compare import Divergence, ProbeResult, ProbeVerdict
@@ -266,12 +266,17 @@ def same_evidence_key(result: ProbeResult) -> str:
     )
 
 
-def grouped_results(results: Iterable[ProbeResult]) -> list[list[ProbeResult]]:
-    """Results with the same evidence key, grouped; groups in :func:`sorted_results` order of
-    their first member, members in node id order (deterministic whatever the input order)."""
+def grouped_results(
+    results: Iterable[ProbeResult], *, key: Callable[[ProbeResult], str] | None = None
+) -> list[list[ProbeResult]]:
+    """Results with the same ``key`` (default: :func:`same_evidence_key`), grouped; groups in
+    :func:`sorted_results` order of their first member, members in node id order
+    (deterministic whatever the input order). A report that shows a group as one block keys
+    it by what the block shows, so that no member's own detail is shown as another's."""
+    keyed = same_evidence_key if key is None else key
     groups: dict[str, list[ProbeResult]] = {}
     for result in sorted_results(results):
-        groups.setdefault(same_evidence_key(result), []).append(result)
+        groups.setdefault(keyed(result), []).append(result)
     return list(groups.values())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,8 +47,21 @@ def summary_lines(
     ``max_nodeids`` of them and how many more. ``max_results`` bounds the blocks. Every cut
     is said with its count, so nothing disappears silently.
     """
+
+    def body(result: ProbeResult) -> list[tuple[str, str]]:
+        return _body_lines(result, max_divergences=max_divergences, max_diff_lines=max_diff_lines)
+
+    # Cases are one block only when everything the block shows reads the same for each: the
+    # key is the block itself (its heading without the node id, and its lines).
+    bodies = {id(r): body(r) for r in results}
+
+    def shown(result: ProbeResult) -> str:
+        return json.dumps([group_line(result, 0), bodies[id(result)]])
+
     lines: list[tuple[str, str]] = []
-    groups = [g for g in grouped_results(results) if verbose or g[0].verdict.verdict != "ok"]
+    groups = [
+        g for g in grouped_results(results, key=shown) if verbose or g[0].verdict.verdict != "ok"
+    ]
     for group in groups[:max_results]:
         result = group[0]
         v = result.verdict
@@ -59,43 +73,7 @@ def summary_lines(
                 lines.append((v.verdict, "    " + member.nodeid))
             if len(group) > max_nodeids:
                 lines.append((v.verdict, f"    and {len(group) - max_nodeids} more"))
-        for d in v.divergences[:max_divergences]:
-            lines.append((v.verdict, "    " + divergence_line(d, skewed=skewed(v))))
-            for diff in d.deepdiff[:max_diff_lines]:
-                lines.append((v.verdict, "        " + diff))
-            if len(d.deepdiff) > max_diff_lines:
-                lines.append((v.verdict, f"        ... {len(d.deepdiff) - max_diff_lines} more"))
-            if d.hit_ids:
-                first = d.hit_ids[:3]
-                rest = d.count - len(first)
-                ids = ", ".join(first) + (f" (+{rest} more)" if rest > 0 else "")
-                lines.append((v.verdict, f"        hits: {ids}"))
-        hidden = len(v.divergences) - max_divergences + v.counts.get("divergences_cut", 0)
-        if hidden > 0:
-            lines.append((v.verdict, f"    ... {hidden} more divergence(s) in the JSON report"))
-        plumbing = plumbing_text(v)
-        if plumbing:
-            lines.append((v.verdict, "    " + plumbing))
-        confidence = confidence_text(v)
-        if confidence:
-            lines.append((v.verdict, "    confidence: " + confidence))
-        if v.hint and v.verdict != "ok":
-            lines.append((v.verdict, "    " + v.hint))
-        why = reason(result)
-        if why and why != v.hint:
-            lines.append((v.verdict, "    " + why))
-        if accepted_by_baseline(result):
-            lines.append((v.verdict, "    accepted by the baseline: does not fail the run"))
-        hub_ids = probe_ids(result)
-        if hub_ids and v.verdict != "ok":
-            more = f" (+{len(hub_ids) - 2} more)" if len(hub_ids) > 2 else ""
-            lines.append(
-                (
-                    v.verdict,
-                    f"    hub probe(s): {', '.join(hub_ids[:2])}{more}; "
-                    f"read its hits: python -m sensor hits {hub_ids[0]}",
-                )
-            )
+        lines.extend(bodies[id(result)])
     if len(groups) > max_results:
         cut = sum(len(g) for g in groups[max_results:])
         lines.append(("", f"... {cut} more result(s) not shown"))
@@ -109,6 +87,53 @@ def summary_lines(
     if plumbing:
         lines.append(("", plumbing))
     lines.append(("", f"runtime probes: {total}"))
+    return lines
+
+
+def _body_lines(
+    result: ProbeResult, *, max_divergences: int, max_diff_lines: int
+) -> list[tuple[str, str]]:
+    """The lines of a result's block under its heading (divergences, what was set aside, the
+    confidence, why, the baseline, the hub probes)."""
+    v = result.verdict
+    lines: list[tuple[str, str]] = []
+    for d in v.divergences[:max_divergences]:
+        lines.append((v.verdict, "    " + divergence_line(d, skewed=skewed(v))))
+        for diff in d.deepdiff[:max_diff_lines]:
+            lines.append((v.verdict, "        " + diff))
+        if len(d.deepdiff) > max_diff_lines:
+            lines.append((v.verdict, f"        ... {len(d.deepdiff) - max_diff_lines} more"))
+        if d.hit_ids:
+            first = d.hit_ids[:3]
+            rest = d.count - len(first)
+            ids = ", ".join(first) + (f" (+{rest} more)" if rest > 0 else "")
+            lines.append((v.verdict, f"        hits: {ids}"))
+    hidden = len(v.divergences) - max_divergences + v.counts.get("divergences_cut", 0)
+    if hidden > 0:
+        lines.append((v.verdict, f"    ... {hidden} more divergence(s) in the JSON report"))
+    plumbing = plumbing_text(v)
+    if plumbing:
+        lines.append((v.verdict, "    " + plumbing))
+    confidence = confidence_text(v)
+    if confidence:
+        lines.append((v.verdict, "    confidence: " + confidence))
+    if v.hint and v.verdict != "ok":
+        lines.append((v.verdict, "    " + v.hint))
+    why = reason(result)
+    if why and why != v.hint:
+        lines.append((v.verdict, "    " + why))
+    if accepted_by_baseline(result):
+        lines.append((v.verdict, "    accepted by the baseline: does not fail the run"))
+    hub_ids = probe_ids(result)
+    if hub_ids and v.verdict != "ok":
+        more = f" (+{len(hub_ids) - 2} more)" if len(hub_ids) > 2 else ""
+        lines.append(
+            (
+                v.verdict,
+                f"    hub probe(s): {', '.join(hub_ids[:2])}{more}; "
+                f"read its hits: python -m sensor hits {hub_ids[0]}",
+            )
+        )
     return lines
 
 

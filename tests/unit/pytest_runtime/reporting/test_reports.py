@@ -14,6 +14,7 @@ from report_results import make_results
 
 from pytest_runtime.compare import ProbeResult
 from pytest_runtime.reporting import github, jsonreport, junit, terminal
+from pytest_runtime.reporting._common import RunResult
 
 SCHEMA = Path(__file__).parents[4] / "docs" / "reference" / "report.schema.json"
 
@@ -230,6 +231,66 @@ def test_cases_with_different_evidence_stay_separate_blocks(results: list[ProbeR
     texts = [t for _, t in terminal.summary_lines(cases)]
     assert sum(1 for t in texts if t.startswith("VIOLATED tests/test_shop.py::test_odd[")) == 2
     assert not any("same result for" in t for t in texts)
+
+
+def _differ_in_plumbing(r: ProbeResult) -> ProbeResult:
+    v = r.verdict
+    counts = {**v.counts, "plumbing_differed": 2}
+    plumbing = {"environ['wsgi.input']": "stream", "environ['SERVER_SOFTWARE']": "server"}
+    return dataclasses.replace(r, verdict=dataclasses.replace(v, counts=counts, plumbing=plumbing))
+
+
+def _differ_in_reason(r: ProbeResult) -> ProbeResult:
+    return RunResult(**_fields(r), reason="the hub was lost after 3 of 5 reads")
+
+
+def _differ_in_hub_probes(r: ProbeResult) -> ProbeResult:
+    return RunResult(**_fields(r), probe_ids=("p-other-1",))
+
+
+def _differ_in_baseline(r: ProbeResult) -> ProbeResult:
+    return RunResult(**_fields(r), accepted=True, fails=False)
+
+
+def _differ_in_counted(r: ProbeResult) -> ProbeResult:
+    v = r.verdict
+    # A shape divergence's counts from the sensors' counters, not from the captured hits.
+    shape = dataclasses.replace(
+        v.divergences[1],
+        counted={"count": 7, "of": 1000, "over": "sampled calls", "lower_bound": False},
+    )
+    divergences = (v.divergences[0], shape, *v.divergences[2:])
+    return dataclasses.replace(r, verdict=dataclasses.replace(v, divergences=divergences))
+
+
+def _fields(r: ProbeResult) -> dict[str, Any]:
+    return {f.name: getattr(r, f.name) for f in dataclasses.fields(ProbeResult)}
+
+
+@pytest.mark.parametrize(
+    "differ",
+    [
+        _differ_in_plumbing,
+        _differ_in_reason,
+        _differ_in_hub_probes,
+        _differ_in_baseline,
+        _differ_in_counted,
+    ],
+)
+def test_cases_are_one_block_only_when_everything_the_block_shows_is_the_same(
+    results: list[ProbeResult], differ: Any
+) -> None:
+    """A block shows its first case's plumbing, reasons, hub probes, baseline and counts for
+    every case listed under it: cases that differ in any of them are separate blocks, each
+    showing its own."""
+    cases = _parametrized(results, 2)
+    cases = [RunResult(**_fields(cases[0])), differ(cases[1])]
+    lone = [t for _, t in terminal.summary_lines(cases[1:])]
+    texts = [t for _, t in terminal.summary_lines(cases)]
+    assert not any("same result for" in t for t in texts)
+    # The second case's own block reads as it does alone.
+    start = texts.index(lone[0])
+    assert texts[start : start + len(lone) - 1] == lone[:-1]
 
 
 def test_grouped_cases_keep_one_json_entry_each(results: list[ProbeResult], tmp_path: Path) -> None:
