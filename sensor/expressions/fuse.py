@@ -221,10 +221,10 @@ class _Gen:
         """``{head} not ({others}):`` FALLBACK unless type ``tt`` of ``var`` is DEC, tested last
         (an int or a float is tested as before the snapshot existed). ``snap`` (unless the
         value is only tested, by ``is`` or ``isinstance``): the plain form leaves for the
-        Decimal form; the Decimal form takes the snapshot for a NaN, the only Decimal whose
-        comparison with an int or a Decimal signals (an exact comparison otherwise, whatever
-        the precision or exponent limits); an arithmetic operation, ``abs``, ``sum`` and a
-        comparison with a float take it where they run (see op_snapshot)."""
+        Decimal form; the Decimal form takes the snapshot where an operation runs (see
+        op_snapshot): a comparison for a NaN, the only Decimal whose comparison with an int or
+        a Decimal signals (an exact comparison otherwise, whatever the precision or exponent
+        limits), or a float beside it; an arithmetic operation, ``abs`` and ``sum`` always."""
         indent = "    "
         if others:
             self.emit(f"{head} not ({others}):")
@@ -234,10 +234,7 @@ class _Gen:
             indent = ""
         self.emit(f"{indent}if {tt} is not DEC:")
         self.emit(f"{indent}    return FALLBACK")
-        if snap and self.decimal_form and not self.arith:
-            self.emit(f"{indent}if {var}.is_nan():")
-            self.snapshot(indent + "    ")
-        elif snap:
+        if snap and not (self.decimal_form and not self.arith):
             self.snapshot(indent)
         elif indent:
             self.emit(f"{indent}pass")
@@ -245,8 +242,9 @@ class _Gen:
     def op_snapshot(self, operands: list[tuple[str, frozenset[type]]], floats: bool) -> None:
         """In the Decimal form, before an operation that may signal on a Decimal operand: the
         snapshot where one operand is a Decimal (``floats``: a comparison, whose operands are
-        compared in adjacent pairs: where one of a pair is a Decimal and the other a float;
-        its only other signal, a NaN, was tested at the operand's check)."""
+        compared in adjacent pairs: where one of a pair is a Decimal and the other a float, or
+        an operand is a NaN Decimal; tested only while the snapshot is not taken, so that a
+        comparison after arithmetic pays nothing for it)."""
         if not self.decimal_form:
             return
         if floats:
@@ -257,8 +255,15 @@ class _Gen:
                 for (a, ta), (b, tb) in pairs
                 if _Decimal in ta and float in tb
             ]
-        else:
-            tests = [f"{self.type_of(v)} is DEC" for v, t in operands if _Decimal in t]
+            tests += [
+                f"({self.type_of(v)} is DEC and {v}.is_nan())" for v, t in operands if _Decimal in t
+            ]
+            if not tests:
+                return
+            self.emit(f"if dz is None and ({' or '.join(tests)}):")
+            self.snapshot("    ")
+            return
+        tests = [f"{self.type_of(v)} is DEC" for v, t in operands if _Decimal in t]
         if not tests:
             return
         self.emit(f"if {' or '.join(tests)}:")
