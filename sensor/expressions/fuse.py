@@ -58,6 +58,7 @@ import ast
 import builtins
 import decimal
 import itertools
+import operator
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -144,6 +145,10 @@ class _Gen:
             "GETCONTEXT": decimal.getcontext,
             "SEEN": _decimal_context.SEEN,
             "REMEMBER": _decimal_context.remember,
+            "IS": operator.is_,
+            # (endless and stateless: shared by every evaluation and thread)
+            "STRS": itertools.repeat(str),
+            "REPEAT": itertools.repeat(_MISSING),
             "__builtins__": {},
             **{n: getattr(builtins, n) for n in _SAFE_BUILTINS},
         }
@@ -168,6 +173,12 @@ class _Gen:
         self.arith = 0
         # Variables last checked as possibly Decimal without the snapshot (see check).
         self.bare: set[str] = set()
+        # The dict reads taken together (see plan_reads): parameter -> its constant str keys,
+        # the ids of the Subscript nodes read so, and (parameter, key) -> the variable holding
+        # the value once read.
+        self.together: dict[str, tuple[str, ...]] = {}
+        self.planned: set[int] = set()
+        self.fetched: dict[tuple[str, str], str] = {}
 
     # -- emission -----------------------------------------------------------------------
 
@@ -210,10 +221,10 @@ class _Gen:
         """``{head} not ({others}):`` FALLBACK unless type ``tt`` of ``var`` is DEC, tested last
         (an int or a float is tested as before the snapshot existed). ``snap`` (unless the
         value is only tested, by ``is`` or ``isinstance``): the plain form leaves for the
-        Decimal form; the Decimal form takes the snapshot for a NaN, the only Decimal whose
-        comparison with an int or a Decimal signals (an exact comparison otherwise, whatever
-        the precision or exponent limits); an arithmetic operation, ``abs``, ``sum`` and a
-        comparison with a float take it where they run (see op_snapshot)."""
+        Decimal form; the Decimal form takes the snapshot where an operation runs (see
+        op_snapshot): a comparison for a NaN, the only Decimal whose comparison with an int or
+        a Decimal signals (an exact comparison otherwise, whatever the precision or exponent
+        limits), or a float beside it; an arithmetic operation, ``abs`` and ``sum`` always."""
         indent = "    "
         if others:
             self.emit(f"{head} not ({others}):")
@@ -223,10 +234,7 @@ class _Gen:
             indent = ""
         self.emit(f"{indent}if {tt} is not DEC:")
         self.emit(f"{indent}    return FALLBACK")
-        if snap and self.decimal_form and not self.arith:
-            self.emit(f"{indent}if {var}.is_nan():")
-            self.snapshot(indent + "    ")
-        elif snap:
+        if snap and not (self.decimal_form and not self.arith):
             self.snapshot(indent)
         elif indent:
             self.emit(f"{indent}pass")
@@ -234,8 +242,9 @@ class _Gen:
     def op_snapshot(self, operands: list[tuple[str, frozenset[type]]], floats: bool) -> None:
         """In the Decimal form, before an operation that may signal on a Decimal operand: the
         snapshot where one operand is a Decimal (``floats``: a comparison, whose operands are
-        compared in adjacent pairs: where one of a pair is a Decimal and the other a float;
-        its only other signal, a NaN, was tested at the operand's check)."""
+        compared in adjacent pairs: where one of a pair is a Decimal and the other a float, or
+        an operand is a NaN Decimal; tested only while the snapshot is not taken, so that a
+        comparison after arithmetic pays nothing for it)."""
         if not self.decimal_form:
             return
         if floats:
@@ -246,8 +255,15 @@ class _Gen:
                 for (a, ta), (b, tb) in pairs
                 if _Decimal in ta and float in tb
             ]
-        else:
-            tests = [f"{self.type_of(v)} is DEC" for v, t in operands if _Decimal in t]
+            tests += [
+                f"({self.type_of(v)} is DEC and {v}.is_nan())" for v, t in operands if _Decimal in t
+            ]
+            if not tests:
+                return
+            self.emit(f"if dz is None and ({' or '.join(tests)}):")
+            self.snapshot("    ")
+            return
+        tests = [f"{self.type_of(v)} is DEC" for v, t in operands if _Decimal in t]
         if not tests:
             return
         self.emit(f"if {' or '.join(tests)}:")
@@ -340,6 +356,82 @@ class _Gen:
         self.level -= 1
         self.checked = {v: e for v, e in self.checked.items() if e[1] <= self.level}
         self.typed = {v: e for v, e in self.typed.items() if e[1] <= self.level}
+
+    def plan_reads(self, root: ast.AST) -> None:
+        """Find the dict reads to take together: a parameter read with two or more constant
+        str keys by subscripts that run on every evaluation (not in the later operands of an
+        ``and``/``or``, the later links of a comparison chain, a generator, or anything this
+        walk does not know). Their keys are checked once and their values read in one C-level
+        step at the first of them (see x_Subscript); every other read keeps its own check."""
+        reads: dict[str, list[tuple[ast.Subscript, str]]] = {}
+
+        def walk(node: ast.AST, sure: bool) -> None:
+            if isinstance(node, ast.Subscript):
+                key = node.slice
+                if (
+                    sure
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id in self.params
+                    and isinstance(key, ast.Constant)
+                    and type(key.value) is str
+                ):
+                    reads.setdefault(self.params[node.value.id], []).append((node, key.value))
+                walk(node.value, sure)
+                return
+            if isinstance(node, ast.BoolOp):
+                for i, value in enumerate(node.values):
+                    walk(value, sure and i == 0)
+                return
+            if isinstance(node, ast.Compare):
+                for i, operand in enumerate([node.left, *node.comparators]):
+                    walk(operand, sure and i < 2)
+                return
+            sure = sure and isinstance(node, _SURE_NODES)
+            for child in ast.iter_child_nodes(node):
+                walk(child, sure)
+
+        walk(root, True)
+        for param, found in reads.items():
+            keys = tuple(dict.fromkeys(key for _, key in found))
+            if len(keys) >= 2:
+                self.together[param] = keys
+                self.planned.update(id(node) for node, _ in found)
+
+    def read_together(self, base: str, key: str) -> str:
+        """The variable holding ``base[key]`` (MISSING when not there), read with the other
+        keys of ``base`` planned together (see plan_reads), on the first of them.
+
+        The keys are checked once, every one an exact ``str`` (a dict with a key of another
+        type falls back), so that the lookups compare only in C: a host key of its own class,
+        whose ``__eq__`` a colliding hash would run, is never compared. One check is enough for
+        all the reads because nothing between its walk over the keys and the last lookup lets
+        another thread or any Python code run: the walk is ``False in map(IS, map(type, v),
+        STRS)`` (CONTAINS_OP: the dict iterated in C, ``type`` and ``operator.is_`` called
+        from C, no audit event, no allocation), a forward jump, then UNPACK_SEQUENCE of
+        ``map(v.get, KEYS, REPEAT)``, made before the walk (its items are computed only
+        there, by the bound ``dict.get`` called from C). None of these bytecodes checks the
+        eval breaker (the CALLs that make the maps do, after returning: before the walk), and
+        no collection runs (3.12+: only at the eval breaker; 3.11: on allocating a collectable
+        object, and the window allocates nothing). A Python loop over the keys would not do:
+        its JUMP_BACKWARD is a switch point, and a key deleted and another inserted there (a
+        resize compacts the entries) ends the iteration without an error."""
+        got = self.fetched.get((base, key))
+        if got is not None:
+            return got
+        keys = self.together[base]
+        outs = [self.tmp("x") for _ in keys]
+        m = self.tmp("m")
+        self.emit(f"{m} = map({base}.get, {self.const(keys)}, REPEAT)")
+        # One line: a tracer's line event (Python code, a switch point) cannot come between
+        # the check and the lookups. Refused: values of no type a check lets through.
+        refused = self.const((FALLBACK,) * len(keys))
+        self.emit(
+            f"{', '.join(outs)}, = {m} if len({base}) <= {MAX_KEYS} and False not in "
+            f"map(IS, map(type, {base}), STRS) else {refused}"
+        )
+        for k, out in zip(keys, outs, strict=True):
+            self.fetched[(base, k)] = out
+        return self.fetched[(base, key)]
 
     # -- nodes: each returns (a variable or constant name, the exact types it may hold) ----
 
@@ -529,6 +621,12 @@ class _Gen:
             if self.red.is_secret_name(key):
                 raise _Unfusable("secret key")  # R1: the closures hide its value
             base, _ = self.ex(node.value, frozenset({dict}))
+            if id(node) in self.planned and self.level == 1:
+                # Read with the parameter's other planned keys, at the first of them.
+                self.cost += 1 + (MAX_KEYS >> 2)  # the closures' steps, as below
+                out = self.read_together(base, key)
+                self.check(out, want)
+                return out, want & _LOADABLE
             # _check_keys: every key a builtin scalar, so that the lookup compares only in C.
             # A few keys (the common dict) one by one, most of them str; more in C at once.
             k = self.tmp("k")
@@ -687,6 +785,10 @@ class _Gen:
         return out, _BOOL
 
 
+# The nodes whose every operand is evaluated whenever they are (see _Gen.plan_reads): an
+# operand of any other node (a generator, a conditional expression...) may not be.
+_SURE_NODES = (ast.Expression, ast.UnaryOp, ast.BinOp, ast.Call, ast.Name, ast.Constant)
+
 # The builtins the generated code calls, on exact builtin values only.
 _SAFE_BUILTINS: tuple[str, ...] = ("abs", "bool", "dict", "float", "id", "int", "len", "list")
 _SAFE_BUILTINS += ("map", "str", "sum", "tuple", "type")
@@ -731,6 +833,7 @@ def fuse_body(
     for i, name in enumerate(local_names[:2]):
         params[name] = f"a{i}"
     gen = _Gen(red, table, params, decimal)
+    gen.plan_reads(tree.body)
     try:
         var, _ = gen.ex(tree.body, _ANY)
     except (_Unfusable, RecursionError):
