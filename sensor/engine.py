@@ -250,6 +250,7 @@ class _Armed:
         "pending",
         "probe",
         "reason",
+        "secret_locals",
         "signature",
         "skipped_condition",
         "state",
@@ -267,6 +268,9 @@ class _Armed:
         self.location = str(probe.location)
         self.kind = probe.kind.value
         self.capture_all = probe.kind in (ProbeKind.SNAPSHOT, ProbeKind.EXPECT)
+        # (code, redactor, rule version, whether the code has a local under a secret name):
+        # decided once per code object and rule version, see _has_secret_locals.
+        self.secret_locals: tuple[object, object, int, bool] | None = None
         self.state = ProbeState.PENDING
         self.reason: str | None = None
         self.compiled: _Compiled | None = None
@@ -1303,9 +1307,11 @@ class Engine:
         if values:
             captures, truncated, capture_errors = _capture(values, probe.limits.capture)
             errors.extend(capture_errors)
-        if exception is not None:
+        if exception is not None or _has_secret_locals(armed, frame):
             # The exception may quote a value the frame holds under a secret name (int() of a
-            # password): look for those values in everything this hit carries.
+            # password), and the program may have copied it under another name (`raw =
+            # password.encode()`, `{password: user}`, `MyStr(password)`): look for those
+            # values in everything this hit carries.
             known = _known_secrets(ns)
             if known is not None:
                 captures, message, exception, errors = _scrub_known(
@@ -1667,6 +1673,27 @@ def _exception_info(exc: BaseException, limits: Any) -> dict[str, Any]:
     from sensor.capture.encode import exception_info
 
     return dict(exception_info(exc, limits))
+
+
+def _has_secret_locals(armed: _Armed, frame: Any) -> bool:
+    """Whether the frame's code has a variable with a secret name (its values are then looked
+    for in the hit's other texts). Decided once per code object and rule version: a hit in
+    code without one pays a tuple comparison. Never raises."""
+    try:
+        code = frame.f_code
+        red = _redactor()
+        if red is None:
+            return False
+        version = red.version
+        cached = armed.secret_locals
+        if cached is not None and cached[0] is code and cached[1] is red and cached[2] == version:
+            return cached[3]
+        names = code.co_varnames + code.co_cellvars + code.co_freevars
+        found = any(red.is_secret_name(name) for name in names)
+        armed.secret_locals = (code, red, version, found)
+        return found
+    except Exception:
+        return False
 
 
 def _known_secrets(ns: Mapping[str, object] | FrameType) -> Any:

@@ -153,3 +153,55 @@ def test_an_argv_list_keeps_its_other_items_inside_expressions(
     )
     hit = json.loads(_outcome(engine, target, probe, ARGV_A))[0]
     assert hit["captures"]["e"]["v"] == ["prog", "--verbose", "x", 7]
+
+
+# -- a value held under a secret name, copied by the program under another ---------------------
+
+COPIES = """
+import json
+
+
+class Tagged(str):
+    pass
+
+
+def login(user, password):
+    raw = password.encode()
+    buf = bytearray(raw)
+    keyed = {password: user}
+    tagged = Tagged(password)
+    body = json.dumps(json.dumps({"pw": password}))
+    return len(raw)
+"""
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"capture": ["raw", "buf", "keyed", "tagged", "body"]},
+        {"capture": [{"name": "e", "expr": "[user, raw, buf, list(keyed), str(tagged), body]"}]},
+        {"kind": "log", "template": "user={user} raw={raw} keyed={keyed} tagged={tagged}"},
+    ],
+    ids=["frame", "names", "expression", "log"],
+)
+def test_a_copy_of_a_secret_named_value_under_another_name_is_hidden(
+    engine: Any, load: Callable[..., ModuleType], fields: dict[str, Any]
+) -> None:
+    target = load(COPIES)
+    fields.setdefault("kind", "snapshot")
+    probe = Probe(location=f"{target.__name__}:login", id="p-copy", limits={"rate": 1e6}, **fields)
+    outs = []
+    for password in ("Zq9hunterA", "Zq9letmeiB"):
+        status = engine.install(probe)
+        assert status.state is ProbeState.INSTALLED, status.reason
+        target.login("bob", password)
+        hits = engine.drain()
+        engine.remove(probe.id)
+        assert len(hits) == 1
+        hit = {k: v for k, v in hits[0].to_dict().items() if k not in VOLATILE}
+        outs.append(json.dumps(hit, sort_keys=True))
+    a, b = outs
+    assert a == b, f"the outcome depends on the secret:\n{a}\n{b}"
+    assert "Zq9" not in a, a
+    assert "bob" in a, a  # the other values stay
