@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from types import CodeType, FrameType, ModuleType
 from typing import TYPE_CHECKING, Any, overload
 
-from sensor import _atfork
+from sensor import _atfork, _epoch
 from sensor.errors import ExpressionError, ProbeSpecError
 from sensor.guards import (
     GATE_FRAMES,
@@ -268,9 +268,9 @@ class _Armed:
         self.location = str(probe.location)
         self.kind = probe.kind.value
         self.capture_all = probe.kind in (ProbeKind.SNAPSHOT, ProbeKind.EXPECT)
-        # (code, redactor, rule version, whether the code has a local under a secret name):
-        # decided once per code object and rule version, see _has_secret_locals.
-        self.secret_locals: tuple[object, object, int, bool] | None = None
+        # (code, epoch token, whether the code has a variable under a secret name): decided
+        # once per code object and rule change, see _has_secret_locals.
+        self.secret_locals: tuple[object, object, bool] | None = None
         self.state = ProbeState.PENDING
         self.reason: str | None = None
         self.compiled: _Compiled | None = None
@@ -1677,20 +1677,21 @@ def _exception_info(exc: BaseException, limits: Any) -> dict[str, Any]:
 
 def _has_secret_locals(armed: _Armed, frame: Any) -> bool:
     """Whether the frame's code has a variable with a secret name (its values are then looked
-    for in the hit's other texts). Decided once per code object and rule version: a hit in
-    code without one pays a tuple comparison. Never raises."""
+    for in the hit's other texts). Decided once per code object and rule change (the epoch
+    token, which every change of the redactor or its rules replaces): a hit in code without
+    one pays two identity tests. Never raises."""
     try:
         code = frame.f_code
+        cached = armed.secret_locals
+        token = _epoch.token
+        if cached is not None and cached[0] is code and cached[1] is token:
+            return cached[2]
         red = _redactor()
         if red is None:
             return False
-        version = red.version
-        cached = armed.secret_locals
-        if cached is not None and cached[0] is code and cached[1] is red and cached[2] == version:
-            return cached[3]
         names = code.co_varnames + code.co_cellvars + code.co_freevars
         found = any(red.is_secret_name(name) for name in names)
-        armed.secret_locals = (code, red, version, found)
+        armed.secret_locals = (code, token, found)
         return found
     except Exception:
         return False

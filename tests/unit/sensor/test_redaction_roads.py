@@ -205,3 +205,31 @@ def test_a_copy_of_a_secret_named_value_under_another_name_is_hidden(
     assert a == b, f"the outcome depends on the secret:\n{a}\n{b}"
     assert "Zq9" not in a, a
     assert "bob" in a, a  # the other values stay
+
+
+def test_a_copy_is_hidden_once_a_rule_change_makes_its_name_secret(
+    engine: Any, load: Callable[..., ModuleType]
+) -> None:
+    target = load(
+        """
+def order(user, voucher):
+    note = "used " + voucher
+    raw = voucher.encode()
+    return len(raw)
+"""
+    )
+    probe = Probe(location=f"{target.__name__}:order", id="p-rule", kind="snapshot")
+
+    def captured() -> str:
+        engine.install(probe)
+        target.order("bob", "Zq9voucherA")
+        hits = engine.drain()
+        engine.remove(probe.id)
+        return json.dumps(hits[0].to_dict()["captures"])
+
+    before = captured()
+    assert "Zq9voucherA" in before  # `voucher` is not a secret name by default
+    redaction.get_redactor().update(names=["voucher"])
+    after = captured()
+    assert "Zq9" not in after, after
+    assert "used <redacted:name>" in after, after
