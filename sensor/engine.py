@@ -1312,7 +1312,7 @@ class Engine:
             # password), and the program may have copied it under another name (`raw =
             # password.encode()`, `{password: user}`, `MyStr(password)`): look for those
             # values in everything this hit carries.
-            known = _known_secrets(ns)
+            known = _known_secrets(ns, (captures, message, exception, errors))
             if known is not None:
                 captures, message, exception, errors = _scrub_known(
                     (captures, message, exception, errors), known
@@ -1697,15 +1697,15 @@ def _has_secret_locals(armed: _Armed, frame: Any) -> bool:
         return False
 
 
-def _known_secrets(ns: Mapping[str, object] | FrameType) -> Any:
+def _known_secrets(ns: Mapping[str, object] | FrameType, within: object = None) -> Any:
     """The pattern of the values ``ns`` (or a frame's locals) holds under secret names, or
-    None (never raises)."""
+    None; None too when ``within`` (the hit's parts) holds none of them (never raises)."""
     try:
         from sensor.capture.encode import known_secrets
 
         if type(ns) is FrameType:
             ns = dict(ns.f_locals)
-        return known_secrets(ns)
+        return known_secrets(ns, within=within)
     except Exception:
         return None
 
