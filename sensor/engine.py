@@ -870,7 +870,7 @@ class Engine:
             unobserved = armed.unobserved
             exception = None if exc is None else _exception_info(exc, probe.limits.capture)
             if exception is not None:
-                known = _known_secrets(frame)
+                known = _known_secrets(frame, None, exc)
                 if known is not None:
                     exception = _scrub_known(exception, known)
             hit = Hit(
@@ -1112,7 +1112,10 @@ class Engine:
         if point is Point.EXCEPTION and isinstance(value, BaseException):
             exception = _exception_info(value, probe.limits.capture)
         line = _hit_line(frame, value) if point is Point.EXCEPTION else frame.f_lineno
-        self._emit(armed, frame, ns, [], expect=expect, exception=exception, line=line)
+        raised = value if exception is not None else None
+        self._emit(
+            armed, frame, ns, [], expect=expect, exception=exception, line=line, raised=raised
+        )
 
     # -- the slow path of one hit (admitted by the gate) -----------------------------------
 
@@ -1209,7 +1212,15 @@ class Engine:
             exception = _exception_info(value, probe.limits.capture)
         line = _hit_line(frame, value) if point is Point.EXCEPTION else frame.f_lineno
         self._emit(
-            armed, frame, ns, errors, expect=expect, exception=exception, line=line, extra=extra
+            armed,
+            frame,
+            ns,
+            errors,
+            expect=expect,
+            exception=exception,
+            line=line,
+            extra=extra,
+            raised=value if exception is not None else None,
         )
         return True
 
@@ -1254,6 +1265,7 @@ class Engine:
             line=_hit_line(frame, exc),
             exit=True,
             extra=extra,
+            raised=exc if exception is not None else None,
         )
         return True
 
@@ -1269,8 +1281,10 @@ class Engine:
         line: int | None,
         exit: bool = False,
         extra: Mapping[str, Any] | None = None,
+        raised: object = None,
     ) -> None:
-        """Render, capture, encode and deliver one hit (``exit``: at an exception exit).
+        """Render, capture, encode and deliver one hit (``exit``: at an exception exit;
+        ``raised``: the exception the hit describes, whose deeper frames' secrets are hidden too).
 
         ``extra`` (replay probes): ``arguments``, ``outcome``, ``truncated`` and ``errors`` of
         the call, read at its entry and at its end.
@@ -1312,7 +1326,7 @@ class Engine:
             # password), and the program may have copied it under another name (`raw =
             # password.encode()`, `{password: user}`, `MyStr(password)`): look for those
             # values in everything this hit carries.
-            known = _known_secrets(ns, (captures, message, exception, errors))
+            known = _known_secrets(ns, (captures, message, exception, errors), raised)
             if known is not None:
                 captures, message, exception, errors = _scrub_known(
                     (captures, message, exception, errors), known
@@ -1697,17 +1711,61 @@ def _has_secret_locals(armed: _Armed, frame: Any) -> bool:
         return False
 
 
-def _known_secrets(ns: Mapping[str, object] | FrameType, within: object = None) -> Any:
+def _known_secrets(
+    ns: Mapping[str, object] | FrameType, within: object = None, raised: object = None
+) -> Any:
     """The pattern of the values ``ns`` (or a frame's locals) holds under secret names, or
-    None; None too when ``within`` (the hit's parts) holds none of them (never raises)."""
+    None; None too when ``within`` (the hit's parts) holds none of them. With ``raised`` (the
+    hit's exception), the secret-named values of the frames it passed through below this one
+    count too: `int(password)` two calls down quotes a value this frame may hold under an
+    innocent name, or not at all. Never raises."""
     try:
         from sensor.capture.encode import known_secrets
 
         if type(ns) is FrameType:
             ns = dict(ns.f_locals)
+        if isinstance(raised, BaseException):
+            ns = _with_deeper_secrets(ns, raised)
         return known_secrets(ns, within=within)
     except Exception:
         return None
+
+
+#: Frames below the probed one (and exceptions in a chain) whose locals are read for secrets.
+_DEEPER_FRAMES = 16
+_CHAINED = 3
+
+
+def _with_deeper_secrets(ns: Mapping[str, object], raised: BaseException) -> dict[str, object]:
+    """``ns`` and the secret-named locals (and the dicts) of the frames ``raised`` and the
+    exceptions it chains passed through: each frame's secret-named values in a dict of their
+    own (``known_secrets`` reads the secret keys of the dicts it is given), so that no frame's
+    value hides another's. Reads frame locals only: no user code runs."""
+    red = _redactor()
+    out = dict(ns)
+    if red is None:
+        return out
+    seen = 0
+    exc: BaseException | None = raised
+    for _ in range(_CHAINED):
+        if exc is None:
+            break
+        tb = exc.__traceback__
+        while tb is not None and seen < _DEEPER_FRAMES:
+            seen += 1
+            secrets: dict[str, object] = {}
+            for name, value in dict(tb.tb_frame.f_locals).items():
+                if type(name) is not str:
+                    continue
+                if type(value) is dict:
+                    out[f"#{seen}.{name}"] = value
+                elif red.is_secret_name(name):
+                    secrets[name] = value
+            if secrets:
+                out[f"#{seen}"] = secrets
+            tb = tb.tb_next
+        exc = exc.__cause__ or exc.__context__
+    return out
 
 
 def _scrub_known(value: Any, known: Any) -> Any:

@@ -233,3 +233,65 @@ def order(user, voucher):
     after = captured()
     assert "Zq9" not in after, after
     assert "used <redacted:name>" in after, after
+
+
+# -- an exception quoting a secret local of a frame below the probed one -----------------------
+
+DEEPER = """
+def parse(password):
+    return int(password)
+
+
+def check(pin):
+    raise ValueError("bad value " + pin + " for bob")
+
+
+def wrap(pin):
+    try:
+        check(pin)
+    except ValueError as exc:
+        raise RuntimeError(f"check failed: {exc}") from exc
+
+
+def handler(body):
+    raw = body.split(":")[1]
+    return parse(raw)
+
+
+def handler2(user, code):
+    return check(code + user)
+
+
+def handler3(user, code):
+    wrap(code)
+"""
+
+
+@pytest.mark.parametrize("function", ["handler", "handler2", "handler3"])
+@pytest.mark.parametrize("point", ["exception", "return"])
+def test_an_exception_quoting_a_deeper_frames_secret_leaks_nothing(
+    engine: Any, load: Callable[..., ModuleType], function: str, point: str
+) -> None:
+    target = load(DEEPER)
+    probe = Probe(
+        location=f"{target.__name__}:{function}@{point}",
+        id="p-deep",
+        kind="snapshot",
+        limits={"rate": 1e6},
+        capture=["exception"] if point == "exception" else ["user"],
+    )
+    outs = []
+    for secret in ("Zq9hunterA", "Zq9letmeiB"):
+        status = engine.install(probe)
+        assert status.state is ProbeState.INSTALLED, status.reason
+        arg = f"bob:{secret}" if function == "handler" else "bob"
+        with pytest.raises((ValueError, RuntimeError)):
+            getattr(target, function)(*([arg] if function == "handler" else [arg, secret]))
+        hits = engine.drain()
+        engine.remove(probe.id)
+        assert len(hits) == 1
+        hit = {k: v for k, v in hits[0].to_dict().items() if k not in VOLATILE}
+        outs.append(json.dumps(hit, sort_keys=True))
+    a, b = outs
+    assert "Zq9" not in a, a
+    assert a == b, f"the outcome depends on the secret:\n{a}\n{b}"
