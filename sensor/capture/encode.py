@@ -87,6 +87,14 @@ _CARRIED = frozenset(("auth-scheme", "aws-secret-key", "field", "netrc"))
 _NAME_LIKE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}\Z")
 
 
+# Attributes hidden as under a secret name whatever they are called, by the qualified name of
+# the type that holds them: a cookie's value is a credential as often as not (`sid`,
+# `connect.sid`, `_gh_sess`), as every value of a `Cookie` header line is.
+_HIDDEN_ATTRS: dict[str, frozenset[str]] = {
+    "http.cookies.Morsel": frozenset(("_value", "_coded_value")),
+}
+
+
 # A command-line option alone in an argv item (`--password`, `-token`; `--token=x` is a field).
 _OPTION_ITEM = re.compile(r"--?([A-Za-z][A-Za-z0-9_.-]{1,63})\Z")
 
@@ -869,12 +877,16 @@ class _Walker:
             total = len(d)
             red = self.red
             max_string = self.max_string
+            hidden = _HIDDEN_ATTRS.get(layout.name) if red is not None else None
             for k, x in d.items() if total <= limit else islice(d.items(), limit):
                 if b.left <= 0:
                     break
                 if type(k) is not str:  # non-str keys (set through __dict__): counted, not kept
                     continue
                 b.left -= len(k) + 4
+                if hidden is not None and k in hidden:
+                    attrs[k] = self._redact_name(x)
+                    continue
                 tx = type(x)
                 if red is None or not self._secret_name(k):
                     if tx is int and -_MAX_SAFE_INT < x < _MAX_SAFE_INT:

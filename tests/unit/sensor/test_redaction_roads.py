@@ -295,3 +295,45 @@ def test_an_exception_quoting_a_deeper_frames_secret_leaks_nothing(
     a, b = outs
     assert "Zq9" not in a, a
     assert a == b, f"the outcome depends on the secret:\n{a}\n{b}"
+
+
+# -- cookie jars (expressions and templates already refuse to read a Morsel's value) -----------
+
+JAR = """
+import http.cookies
+
+
+def visit(raw_cookie):
+    jar = http.cookies.SimpleCookie()
+    jar.load(raw_cookie)
+    sid = jar["sid"]
+    return len(jar)
+"""
+
+
+@pytest.mark.parametrize("fields", [{}, {"capture": ["jar", "sid"]}], ids=["frame", "names"])
+def test_a_cookie_jar_hides_every_cookie_value(
+    engine: Any, load: Callable[..., ModuleType], fields: dict[str, Any]
+) -> None:
+    target = load(JAR)
+    probe = Probe(
+        location=f"{target.__name__}:visit",
+        id="p-jar",
+        kind="snapshot",
+        limits={"rate": 1e6},
+        **fields,
+    )
+    outs = []
+    for secret in ("Zq9sessionA", "Zq9sessionB"):
+        status = engine.install(probe)
+        assert status.state is ProbeState.INSTALLED, status.reason
+        target.visit(f"sid={secret}; lang=en")
+        hits = engine.drain()
+        engine.remove(probe.id)
+        assert len(hits) == 1
+        hit = {k: v for k, v in hits[0].to_dict().items() if k not in VOLATILE}
+        outs.append(json.dumps(hit, sort_keys=True))
+    a, b = outs
+    assert "Zq9" not in a, a
+    assert a == b, f"the outcome depends on the secret:\n{a}\n{b}"
+    assert '"_key": "lang"' in a, a  # the cookie's name stays
