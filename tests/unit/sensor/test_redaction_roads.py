@@ -1,7 +1,7 @@
 """Secrets carried by roads an outside tester tries: a query string encoded inside another, JSON
 serialized into a string, an option value that starts with a dash, argv lists read inside
-expressions. Each class is hidden by content and by the carriers' rules; ordinary values that
-look alike are kept.
+expressions, copies of a secret-named local under other names, exceptions quoting a deeper
+frame's secret, cookie jars. Each class is hidden; ordinary values that look alike are kept.
 
 Every secret below holds "Zq9", so that one search finds a leak of any of them.
 """
