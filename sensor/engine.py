@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from types import CodeType, FrameType, ModuleType
 from typing import TYPE_CHECKING, Any, overload
 
-from sensor import _atfork
+from sensor import _atfork, _epoch
 from sensor.errors import ExpressionError, ProbeSpecError
 from sensor.guards import (
     GATE_FRAMES,
@@ -250,6 +250,7 @@ class _Armed:
         "pending",
         "probe",
         "reason",
+        "secret_locals",
         "signature",
         "skipped_condition",
         "state",
@@ -267,6 +268,9 @@ class _Armed:
         self.location = str(probe.location)
         self.kind = probe.kind.value
         self.capture_all = probe.kind in (ProbeKind.SNAPSHOT, ProbeKind.EXPECT)
+        # (code, epoch token, whether the code has a variable under a secret name): decided
+        # once per code object and rule change, see _has_secret_locals.
+        self.secret_locals: tuple[object, object, bool] | None = None
         self.state = ProbeState.PENDING
         self.reason: str | None = None
         self.compiled: _Compiled | None = None
@@ -866,7 +870,7 @@ class Engine:
             unobserved = armed.unobserved
             exception = None if exc is None else _exception_info(exc, probe.limits.capture)
             if exception is not None:
-                known = _known_secrets(frame)
+                known = _known_secrets(frame, None, exc)
                 if known is not None:
                     exception = _scrub_known(exception, known)
             hit = Hit(
@@ -1108,7 +1112,10 @@ class Engine:
         if point is Point.EXCEPTION and isinstance(value, BaseException):
             exception = _exception_info(value, probe.limits.capture)
         line = _hit_line(frame, value) if point is Point.EXCEPTION else frame.f_lineno
-        self._emit(armed, frame, ns, [], expect=expect, exception=exception, line=line)
+        raised = value if exception is not None else None
+        self._emit(
+            armed, frame, ns, [], expect=expect, exception=exception, line=line, raised=raised
+        )
 
     # -- the slow path of one hit (admitted by the gate) -----------------------------------
 
@@ -1205,7 +1212,15 @@ class Engine:
             exception = _exception_info(value, probe.limits.capture)
         line = _hit_line(frame, value) if point is Point.EXCEPTION else frame.f_lineno
         self._emit(
-            armed, frame, ns, errors, expect=expect, exception=exception, line=line, extra=extra
+            armed,
+            frame,
+            ns,
+            errors,
+            expect=expect,
+            exception=exception,
+            line=line,
+            extra=extra,
+            raised=value if exception is not None else None,
         )
         return True
 
@@ -1250,6 +1265,7 @@ class Engine:
             line=_hit_line(frame, exc),
             exit=True,
             extra=extra,
+            raised=exc if exception is not None else None,
         )
         return True
 
@@ -1265,8 +1281,10 @@ class Engine:
         line: int | None,
         exit: bool = False,
         extra: Mapping[str, Any] | None = None,
+        raised: object = None,
     ) -> None:
-        """Render, capture, encode and deliver one hit (``exit``: at an exception exit).
+        """Render, capture, encode and deliver one hit (``exit``: at an exception exit;
+        ``raised``: the exception the hit describes, whose deeper frames' secrets are hidden too).
 
         ``extra`` (replay probes): ``arguments``, ``outcome``, ``truncated`` and ``errors`` of
         the call, read at its entry and at its end.
@@ -1303,10 +1321,12 @@ class Engine:
         if values:
             captures, truncated, capture_errors = _capture(values, probe.limits.capture)
             errors.extend(capture_errors)
-        if exception is not None:
+        if exception is not None or _has_secret_locals(armed, frame):
             # The exception may quote a value the frame holds under a secret name (int() of a
-            # password): look for those values in everything this hit carries.
-            known = _known_secrets(ns)
+            # password), and the program may have copied it under another name (`raw =
+            # password.encode()`, `{password: user}`, `MyStr(password)`): look for those
+            # values in everything this hit carries.
+            known = _known_secrets(ns, (captures, message, exception, errors), raised)
             if known is not None:
                 captures, message, exception, errors = _scrub_known(
                     (captures, message, exception, errors), known
@@ -1669,17 +1689,83 @@ def _exception_info(exc: BaseException, limits: Any) -> dict[str, Any]:
     return dict(exception_info(exc, limits))
 
 
-def _known_secrets(ns: Mapping[str, object] | FrameType) -> Any:
+def _has_secret_locals(armed: _Armed, frame: Any) -> bool:
+    """Whether the frame's code has a variable with a secret name (its values are then looked
+    for in the hit's other texts). Decided once per code object and rule change (the epoch
+    token, which every change of the redactor or its rules replaces): a hit in code without
+    one pays two identity tests. Never raises."""
+    try:
+        code = frame.f_code
+        cached = armed.secret_locals
+        token = _epoch.token
+        if cached is not None and cached[0] is code and cached[1] is token:
+            return cached[2]
+        red = _redactor()
+        if red is None:
+            return False
+        names = code.co_varnames + code.co_cellvars + code.co_freevars
+        found = any(red.is_secret_name(name) for name in names)
+        armed.secret_locals = (code, token, found)
+        return found
+    except Exception:
+        return False
+
+
+def _known_secrets(
+    ns: Mapping[str, object] | FrameType, within: object = None, raised: object = None
+) -> Any:
     """The pattern of the values ``ns`` (or a frame's locals) holds under secret names, or
-    None (never raises)."""
+    None; None too when ``within`` (the hit's parts) holds none of them. With ``raised`` (the
+    hit's exception), the secret-named values of the frames it passed through below this one
+    count too: `int(password)` two calls down quotes a value this frame may hold under an
+    innocent name, or not at all. Never raises."""
     try:
         from sensor.capture.encode import known_secrets
 
         if type(ns) is FrameType:
             ns = dict(ns.f_locals)
-        return known_secrets(ns)
+        if isinstance(raised, BaseException):
+            ns = _with_deeper_secrets(ns, raised)
+        return known_secrets(ns, within=within)
     except Exception:
         return None
+
+
+#: Frames below the probed one (and exceptions in a chain) whose locals are read for secrets.
+_DEEPER_FRAMES = 16
+_CHAINED = 3
+
+
+def _with_deeper_secrets(ns: Mapping[str, object], raised: BaseException) -> dict[str, object]:
+    """``ns`` and the secret-named locals (and the dicts) of the frames ``raised`` and the
+    exceptions it chains passed through: each frame's secret-named values in a dict of their
+    own (``known_secrets`` reads the secret keys of the dicts it is given), so that no frame's
+    value hides another's. Reads frame locals only: no user code runs."""
+    red = _redactor()
+    out = dict(ns)
+    if red is None:
+        return out
+    seen = 0
+    exc: BaseException | None = raised
+    for _ in range(_CHAINED):
+        if exc is None:
+            break
+        tb = exc.__traceback__
+        while tb is not None and seen < _DEEPER_FRAMES:
+            seen += 1
+            secrets: dict[str, object] = {}
+            for name, value in dict(tb.tb_frame.f_locals).items():
+                if type(name) is not str:
+                    continue
+                if type(value) is dict:
+                    out[f"#{seen}.{name}"] = value
+                elif red.is_secret_name(name):
+                    secrets[name] = value
+            if secrets:
+                out[f"#{seen}"] = secrets
+            tb = tb.tb_next
+        exc = exc.__cause__ or exc.__context__
+    return out
 
 
 def _scrub_known(value: Any, known: Any) -> Any:

@@ -445,6 +445,8 @@ _LINE_VALUE = re.compile(r"[^\r\n]{1,8192}")
 _DQ_BODY = re.compile(r'(?:[^"\\\r\n]|\\.){0,4096}')
 _SQ_BODY = re.compile(r"(?:[^'\\\r\n]|\\.){0,4096}")
 _MAX_FIELD_VALUE = 4096
+# What ends the name of a parameter inside a decoded query string or path.
+_QUERY_WORD = re.compile(r"[?&;/#=]")
 _FIELD_MARK = "<redacted:field>"
 # Names that are secret only as a query parameter (after `?`, `&` or `;`, or first):
 # the signature of an Azure shared access signature URL.
@@ -705,16 +707,43 @@ def _windows(text: str) -> Iterable[str]:
 
 def _separators(text: str) -> list[int]:
     """Positions of ``=`` and ``:`` in order, found with str.find (C; a regex scan of every
-    position cost about 150 instructions per character)."""
+    position cost about 150 instructions per character), and of ``=`` percent-encoded once or
+    twice (``%3D``, ``%253D``: the separator of a query string carried inside a parameter,
+    ``next=%2Fcb%3Ftoken%3Dabc``)."""
     out: list[int] = []
-    for sep in "=:":
-        find = text.find
+    find = text.find
+    for sep in "=:%":
         i = find(sep)
         while i >= 0:
-            out.append(i)
+            if (
+                sep != "%"
+                or text[i + 1 : i + 3] in _ENCODED_EQ
+                or text[i + 1 : i + 5] in _ENCODED_EQ
+            ):
+                out.append(i)
             i = find(sep, i + 1)
     out.sort()
     return out
+
+
+#: What follows the `%` of ``=`` percent-encoded once (``%3D``) or twice (``%253D``). (One
+#: search for `%` and a look at what follows: a search for `"%3D"` cost twenty times more.)
+_ENCODED_EQ = frozenset(("3D", "3d", "253D", "253d"))
+#: The end of a value carried under an encoded separator: ``&`` encoded the same number of times.
+_ENCODED_AMP = {3: "%26", 5: "%2526"}
+
+
+def _may_hold_field(text: str) -> bool:
+    """The gate of _field_spans: a separator, plain or percent-encoded (one-character
+    searches: memchr in C; `"%3D" in text` cost twenty times more on prose)."""
+    return "=" in text or ":" in text or "%" in text
+
+
+def _encoded_sep_len(text: str, i: int) -> int:
+    """The length of the separator at ``i``: 1, or 3 for ``%3D``, 5 for ``%253D``."""
+    if text[i] != "%":
+        return 1
+    return 3 if text[i + 1] == "3" else 5
 
 
 def _name_before(text: str, i: int) -> str | None:
@@ -732,6 +761,9 @@ def _name_before(text: str, i: int) -> str | None:
         if k < 0:
             return None
         name = text[k + 1 : j - 1]
+        if name.endswith("\\"):
+            # `\"password\": \"x\"`: JSON serialized into a string (escaped once or more).
+            name = name.rstrip("\\")
         return name if _QUOTED_NAME.match(name) is not None else None
     # The word before the separator, read backwards in C: a short reversed slice and one
     # anchored match (a Python loop per character cost five times more); a long word is read
@@ -763,6 +795,19 @@ def _value_end(text: str, i: int, line: bool) -> tuple[int, int]:
     if c == '"' or c == "'":
         m = (_DQ_BODY if c == '"' else _SQ_BODY).match(text, i + 1)
         return i + 1, m.end() if m is not None else i + 1
+    if c == "\\":
+        # An escaped quote (`\"x\"`, `\\\"x\\\"`): JSON serialized into a string. The value
+        # runs to the same run of backslashes and quote, not preceded by another backslash.
+        k = i
+        while k < n and text[k] == "\\" and k - i < 16:
+            k += 1
+        if k < n and (text[k] == '"' or text[k] == "'"):
+            close = text[i : k + 1]
+            limit = min(n, k + 1 + _MAX_FIELD_VALUE)
+            e = text.find(close, k + 1, limit)
+            while e > 0 and text[e - 1] == "\\":
+                e = text.find(close, e + 1, limit)
+            return k + 1, e if e >= 0 else limit
     if c == "{" or c == "[":
         limit = min(n, i + _MAX_FIELD_VALUE)
         depth = 0
@@ -996,7 +1041,7 @@ class Redactor:
                 found = rx.search(sample)
                 if found is not None:
                     return reason or _reason_of(found)
-        if ("=" in sample or ":" in sample) and self._field_spans(sample, first=True):
+        if _may_hold_field(sample) and self._field_spans(sample, first=True):
             return "field"
         if "</" in sample and self._element_spans(sample, first=True):
             return "field"
@@ -1013,7 +1058,10 @@ class Redactor:
             if i < skip_to:
                 continue
             sep = text[i]
-            if (i + 1 < n and text[i + 1] == sep) or (i > 0 and text[i - 1] in "=:!<>"):
+            width = _encoded_sep_len(text, i)
+            if width == 1 and (
+                (i + 1 < n and text[i + 1] == sep) or (i > 0 and text[i - 1] in "=:!<>")
+            ):
                 continue  # `==`, `::`, `!=`, `<=`: an operator, not a field
             name = _name_before(text, i)
             if name is None:
@@ -1021,12 +1069,17 @@ class Redactor:
             norm = self._field_name(name, text, i)
             if norm is None:
                 continue
-            v = i + 1
+            v = i + width
             if sep == "=" and v < n and text[v] == ">":
                 v += 1  # `'password' => 'x'`: a Perl, PHP or Ruby pair
             while v < n and (text[v] == " " or text[v] == "\t"):
                 v += 1
             start, end = _value_end(text, v, norm in _LINE_NAMES)
+            if width > 1:
+                # A nested query string's value ends at its own (encoded) `&`.
+                amp = fold_case(text[start:end]).find(_ENCODED_AMP[width].lower())
+                if amp >= 0:
+                    end = start + amp
             if end > start and not text.startswith("<redacted", start):
                 spans.append((start, end))
                 if first:
@@ -1037,12 +1090,20 @@ class Redactor:
     def _field_name(self, name: str, text: str, i: int) -> str | None:
         """The normalized secret name of a field whose name is ``name`` (its separator at
         ``i``), or None when the name is not secret."""
+        if "%" in name:
+            # A query string carried encoded inside another (`next=%2Fcb%3Fauth%3D...`) reads
+            # back to `next=` as one run of name characters: decoded (once or twice), only the
+            # word after its last `?`, `&`, `;`, `/` or `=` is the name.
+            decoded = urllib.parse.unquote(urllib.parse.unquote(name))
+            words = _QUERY_WORD.split(decoded)
+            if len(words) > 1:
+                last = words[-1]
+                return normalize_name(last) if last and self.is_secret_name(last) else None
         if self.is_secret_name(name):
             return normalize_name(name)
         if "%" in name:
             # A percent-encoded name (`pass%77ord=`, `api%5Fkey=`) is read decoded, and as
             # the word after its last `%` (what a name without `%` in it was read as).
-            decoded = urllib.parse.unquote(name)
             if decoded != name and self.is_secret_name(decoded):
                 return normalize_name(decoded)
             tail = name[name.rfind("%") + 1 :]
@@ -1105,8 +1166,10 @@ class Redactor:
             if not self.is_secret_name(m.group(1)):
                 continue
             v = m.end()
-            if v >= n or text[v] == "-":
-                continue  # a flag: the next word is another option
+            if v >= n or text.startswith("--", v):
+                continue  # a flag: the next word is another long option
+            # A word with one leading dash after a secret option is its value (`--password
+            # -x9`): short flags after a secret option are rare, and hiding one costs little.
             c = text[v]
             if c == '"' or c == "'":
                 body = (_DQ_BODY if c == '"' else _SQ_BODY).match(text, v + 1)
@@ -1159,7 +1222,7 @@ class Redactor:
                 head, count = rx.subn(_group_sub(f"<redacted:{reason}>"), head)
                 if count:
                     has_run = None
-        spans = self._field_spans(head) if ("=" in head or ":" in head) else []
+        spans = self._field_spans(head) if _may_hold_field(head) else []
         if "</" in head:
             spans += self._element_spans(head)
         if _may_hold_option(head):

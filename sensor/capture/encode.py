@@ -87,6 +87,14 @@ _CARRIED = frozenset(("auth-scheme", "aws-secret-key", "field", "netrc"))
 _NAME_LIKE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}\Z")
 
 
+# Attributes hidden as under a secret name whatever they are called, by the qualified name of
+# the type that holds them: a cookie's value is a credential as often as not (`sid`,
+# `connect.sid`, `_gh_sess`), as every value of a `Cookie` header line is.
+_HIDDEN_ATTRS: dict[str, frozenset[str]] = {
+    "http.cookies.Morsel": frozenset(("_value", "_coded_value")),
+}
+
+
 # A command-line option alone in an argv item (`--password`, `-token`; `--token=x` is a field).
 _OPTION_ITEM = re.compile(r"--?([A-Za-z][A-Za-z0-9_.-]{1,63})\Z")
 
@@ -869,12 +877,16 @@ class _Walker:
             total = len(d)
             red = self.red
             max_string = self.max_string
+            hidden = _HIDDEN_ATTRS.get(layout.name) if red is not None else None
             for k, x in d.items() if total <= limit else islice(d.items(), limit):
                 if b.left <= 0:
                     break
                 if type(k) is not str:  # non-str keys (set through __dict__): counted, not kept
                     continue
                 b.left -= len(k) + 4
+                if hidden is not None and k in hidden:
+                    attrs[k] = self._redact_name(x)
+                    continue
                 tx = type(x)
                 if red is None or not self._secret_name(k):
                     if tx is int and -_MAX_SAFE_INT < x < _MAX_SAFE_INT:
@@ -1294,6 +1306,7 @@ _KNOWN_MARK = "<redacted:name>"
 def known_secrets(
     names_to_values: Mapping[str, object],
     redactor: RedactorLike | _ProcessRedactor | None = DEFAULT_REDACTOR,
+    within: object = None,
 ) -> re.Pattern[str] | None:
     """A pattern of the text values that ``names_to_values`` holds under secret names, or None.
 
@@ -1304,6 +1317,10 @@ def known_secrets(
     ``password``. The pattern finds those values (str, and bytes read as Latin-1, with their
     ``repr`` escapes), in any case (``password.upper()``), directly under a secret name or under
     a secret key of a dict held by any name. Never raises (None when there is nothing to find).
+
+    ``within`` (encoded JSON values, the texts a hit carries): None as well when no value
+    occurs in them, found with C searches on their JSON text (:func:`_may_mention`), so a hit
+    that holds no copy pays neither the regex's compilation nor :func:`scrub_known`'s walk.
     """
     try:
         red = _resolve(redactor)
@@ -1340,9 +1357,58 @@ def known_secrets(
         if not found:
             return None
         longest = sorted(found, key=len, reverse=True)[:_KNOWN_MAX_VALUES]
+        if within is not None and not _may_mention(within, longest):
+            return None
         return re.compile("|".join(re.escape(v) for v in longest), re.IGNORECASE)
     except Exception:
         return None
+
+
+# The characters a case-insensitive regex takes for an ASCII letter besides its two cases (as
+# sensor.redaction.fold_case, repeated here so the encoder loads without that module).
+_FOLD_EXTRA = {0x130: "i", 0x131: "i", 0x17F: "s", 0x212A: "k"}
+
+
+def _may_mention(within: object, values: list[str]) -> bool:
+    """False only when no value of ``values`` occurs, in any case, in a string or key of
+    ``within`` (encoded JSON values); True when one may, or when that cannot be told cheaply
+    (a value that is not ASCII, whose case folding Python's ``lower`` may not share with the
+    regex engine). A walk with C searches that builds nothing. Never raises."""
+    try:
+        for v in values:
+            if not v.isascii():
+                return True
+        lowered = [v.lower() for v in values]
+        return _mentions(within, lowered, min(len(v) for v in values), 0)
+    except Exception:
+        return True
+
+
+def _mentions(value: Any, lowered: list[str], shortest: int, depth: int) -> bool:
+    t = type(value)
+    if t is str:
+        if len(value) < shortest:
+            return False
+        low = value.lower() if value.isascii() else value.translate(_FOLD_EXTRA).lower()
+        for v in lowered:  # noqa: SIM110 - a loop: any() of a generator costs more
+            if v in low:
+                return True
+        return False
+    if depth > 2 * MAX_DEPTH_CAP + 8:
+        return True
+    if t is dict:
+        for k, x in value.items():
+            if _mentions(k, lowered, shortest, depth + 1) or _mentions(
+                x, lowered, shortest, depth + 1
+            ):
+                return True
+        return False
+    if t is list or t is tuple:
+        for x in value:  # noqa: SIM110 - a loop: any() of a generator costs more
+            if _mentions(x, lowered, shortest, depth + 1):
+                return True
+        return False
+    return False
 
 
 def scrub_known(value: Any, known: re.Pattern[str], depth: int = 0) -> Any:

@@ -2,11 +2,12 @@
 
 The rules (docs/explanation/redaction.md, "Inside expressions", says the same for users):
 
-R1. Names. A name, an attribute, a dict key (``str`` or ``bytes``), a namedtuple field, or the
-    first item of a ``(name, value)`` pair (ASGI headers, ``dict.items()`` lists) that the
-    redactor calls secret hides the value it holds: the value reads as a :class:`Redacted`
+R1. Names. A name, an attribute, a dict key (``str`` or ``bytes``), a namedtuple field, the
+    first item of a ``(name, value)`` pair (ASGI headers, ``dict.items()`` lists), or a
+    command-line option in a list (``argv``: ``"--password"`` hides the item after it) that
+    the redactor calls secret hides the value it holds: the value reads as a :class:`Redacted`
     marker with reason ``"name"`` (:func:`redact_name`, :func:`secret_key`,
-    :func:`hidden_positions`).
+    :func:`hidden_positions`, :func:`secret_option`).
 R2. Contents. A ``str`` or ``bytes`` (or a subclass of either) that the redactor would redact by
     its content (a card, a JWT, a key id, an e-mail, a secret query parameter, ...) is a
     :class:`Redacted` marker wherever it appears in an evaluation (:func:`guard`): when it is read
@@ -40,6 +41,7 @@ id cannot be reused) and charged to the step budget; one longer than the redacto
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from sensor import redaction as _redaction
@@ -70,6 +72,7 @@ __all__ = [
     "render_str",
     "secret_fields",
     "secret_key",
+    "secret_option",
     "verdict_table",
 ]
 
@@ -318,22 +321,61 @@ def hidden_positions(seq: Any, t: type, red: Any) -> frozenset[int]:
     """R1: the positions of ``seq`` (a tuple or list) that hold values under a secret name.
 
     A namedtuple hides its secret fields; a pair whose first item is a secret name
-    (``(b"authorization", b"Token ...")``, ``("password", "x")``) hides its second item.
+    (``(b"authorization", b"Token ...")``, ``("password", "x")``) hides its second item; an
+    argv list hides the item after each secret option (``["--password", "x"]``), as captures do.
     """
     if t is tuple or t is list:
-        if len(seq) == 2:
+        n = len(seq)
+        if n == 2:
             first = seq[0]
             tf = type(first)
             if tf is bytes and len(first) <= 64:
                 first = first.decode("latin-1")
-            elif tf is not str:
-                return _NONE
-            if _redaction.looks_like_name(first) and red.is_secret_name(first):
+            if (
+                (tf is str or tf is bytes)
+                and type(first) is str
+                and _redaction.looks_like_name(first)
+                and red.is_secret_name(first)
+            ):
                 return _SECOND
+        if n >= 2:
+            return _option_positions(seq, n, red)
         return _NONE
     if _STATIC_KIND.get(id(t)) is None:  # a tuple subclass: namedtuple fields
         return secret_fields(t, red)
     return _NONE
+
+
+# A command-line option alone in an argv item (`--password`, `-token`), as the encoder reads it.
+_OPTION_ITEM = re.compile(r"--?([A-Za-z][A-Za-z0-9_.-]{1,63})\Z")
+
+
+def secret_option(x: Any, red: Any) -> bool:
+    """R1: whether ``x`` (an argv item) is a command-line option with a secret name
+    (``--password``, ``b"-token"``), whose value is the next item."""
+    tx = type(x)
+    if tx is bytes and len(x) <= 66 and x[:1] == b"-":
+        x = x.decode("latin-1")
+    elif tx is not str or x[:1] != "-":
+        return False
+    m = _OPTION_ITEM.match(x)
+    return m is not None and bool(red.is_secret_name(m.group(1)))
+
+
+def _option_positions(seq: Any, n: int, red: Any) -> frozenset[int]:
+    """The positions after the secret command-line options of an argv list (the last item
+    excluded: nothing follows it). A str item starting with `-` costs a regex match, any other
+    item a type check."""
+    hidden: list[int] | None = None
+    for i, x in enumerate(seq):
+        if i == n - 1:
+            break
+        tx = type(x)
+        if (tx is str or tx is bytes) and secret_option(x, red):
+            if hidden is None:
+                hidden = []
+            hidden.append(i + 1)
+    return _NONE if hidden is None else frozenset(hidden)
 
 
 def check_element(x: Any, s: list[Any]) -> None:

@@ -1,0 +1,339 @@
+"""Secrets carried by roads an outside tester tries: a query string encoded inside another, JSON
+serialized into a string, an option value that starts with a dash, argv lists read inside
+expressions, copies of a secret-named local under other names, exceptions quoting a deeper
+frame's secret, cookie jars. Each class is hidden; ordinary values that look alike are kept.
+
+Every secret below holds "Zq9", so that one search finds a leak of any of them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from sensor import redaction
+from sensor.capture.encode import encode
+from sensor.probes import Probe, ProbeState
+from sensor.redaction import Redactor
+
+
+@pytest.fixture(autouse=True)
+def fresh_redactor() -> Any:
+    redaction.set_redactor(redaction.Redactor())
+    yield
+    redaction.set_redactor(None)
+
+
+CARRIED = [
+    # A query string carried, percent-encoded once, as a parameter of another (a login's
+    # `next=`, an OAuth `redirect_uri=`, a `state=`).
+    ("/login?next=%2Fcb%3Ftoken%3DZq9nextAAAA", "/login?next=%2Fcb%3Ftoken%3D<redacted:field>"),
+    (
+        "/login?next=%2Fcb%3Fpage%3D2%26api_key%3dZq9keyAAAA%26lang%3Den",
+        "/login?next=%2Fcb%3Fpage%3D2%26api_key%3d<redacted:field>%26lang%3Den",
+    ),
+    ("/sso?return=%2Fx%3Fauth%3DZq9authAAAA", "/sso?return=%2Fx%3Fauth%3D<redacted:field>"),
+    # ... and twice.
+    (
+        "go?u=%252Fcb%253Fpassword%253DZq9twice%2526page%253D2",
+        "go?u=%252Fcb%253Fpassword%253D<redacted:field>%2526page%253D2",
+    ),
+    # JSON serialized into a string (a queue message, a log line holding a request body).
+    (
+        json.dumps(json.dumps({"password": "Zq9hunter2", "user": "bob"})),
+        json.dumps(json.dumps({"password": "<redacted:field>", "user": "bob"})),
+    ),
+    (
+        json.dumps(json.dumps(json.dumps({"user": "bob", "api_key": 'Zq9key"q'}))),
+        json.dumps(json.dumps(json.dumps({"user": "bob", "api_key": "<redacted:field>"}))),
+    ),
+    # A secret option's value that starts with a dash.
+    ("run --password -Zq9dash --verbose", "run --password <redacted:field> --verbose"),
+    ("deploy --api-token -Zq9-x -v", "deploy --api-token <redacted:field> -v"),
+]
+
+
+@pytest.mark.parametrize(("text", "shown"), CARRIED)
+def test_a_doubly_carried_secret_is_redacted_and_the_rest_kept(text: str, shown: str) -> None:
+    red = Redactor()
+    assert red.redact_text(text) == shown
+    assert red.match_secret_value(text) == "field"
+    captured = json.dumps(encode({"v": text}, redactor=red))
+    assert "Zq9" not in captured, captured
+
+
+ORDINARY = [
+    "/search?next=%2Fshop%3Fpage%3D2%26sort%3Dprice",
+    "/login?next=%2Fcb%3Fstate%3Dabc123",
+    json.dumps(json.dumps({"user": "bob", "page": 2})),
+    "run --password --verbose",
+    "run --verbose -x",
+    "ls -p -l",
+    "100%3D is not a field",
+]
+
+
+@pytest.mark.parametrize("text", ORDINARY)
+def test_look_alikes_of_doubly_carried_secrets_are_kept(text: str) -> None:
+    red = Redactor()
+    assert red.redact_text(text) == text
+    assert red.match_secret_value(text) is None
+
+
+# -- argv lists inside expressions, through the real engine ------------------------------------
+
+SOURCE = """
+def main(argv, note):
+    return len(argv)
+"""
+ARGV_A = ["prog", "--password", "Zq9hunterA", "--verbose", "--api-token", "-Zq9dashA", "x"]
+ARGV_B = ["prog", "--password", "Zq9letmeiB", "--verbose", "--api-token", "-Zq9dashB", "x"]
+VOLATILE = ("ts", "hit_id", "thread", "updated_at", "location", "signature")
+
+
+def _outcome(engine: Any, target: ModuleType, probe: Any, argv: list[str]) -> str:
+    status = engine.install(probe)
+    assert status.state is ProbeState.INSTALLED, status.reason
+    try:
+        target.main(list(argv), "n")
+    finally:
+        hits = [{k: v for k, v in h.to_dict().items() if k not in VOLATILE} for h in engine.drain()]
+        engine.remove(probe.id)
+    return json.dumps(hits, sort_keys=True)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"capture": [{"name": "e", "expr": "argv[2]"}]},
+        {"capture": [{"name": "e", "expr": "argv[-5]"}]},
+        {"capture": [{"name": "e", "expr": "argv[5]"}]},
+        {"capture": [{"name": "e", "expr": "argv[2:]"}]},
+        {"capture": [{"name": "e", "expr": "argv[::-1]"}]},
+        {"capture": [{"name": "e", "expr": "[a for a in argv if a[:2] != '--']"}]},
+        {"capture": [{"name": "e", "expr": "[x for i, x in enumerate(argv) if i == 2]"}]},
+        {"capture": [{"name": "e", "expr": "list(argv)[2:]"}]},
+        {"capture": [{"name": "e", "expr": "' '.join(argv)"}]},
+        {"capture": [{"name": "e", "expr": "argv[argv.index('--password') + 1]"}]},
+        {"capture": [{"name": "e", "expr": "[a + '' for a in argv][2]"}]},
+        {
+            "condition": "argv[2].startswith('Zq9h')",
+            "capture": [{"name": "n", "expr": "len(argv)"}],
+        },
+        {"kind": "log", "template": "{argv[2]} {argv[5]} {argv} {argv[2:]}"},
+    ],
+    ids=lambda f: str(f.get("condition", f.get("template", f.get("capture")))),
+)
+def test_an_expression_reading_an_argv_list_gets_no_option_value(
+    engine: Any, load: Callable[..., ModuleType], fields: dict[str, Any]
+) -> None:
+    target = load(SOURCE)
+    fields.setdefault("kind", "snapshot")
+    probe = Probe(location=f"{target.__name__}:main", id="p-argv", limits={"rate": 1e6}, **fields)
+    a = _outcome(engine, target, probe, ARGV_A)
+    b = _outcome(engine, target, probe, ARGV_B)
+    assert a == b, f"the outcome depends on the secret:\n{a}\n{b}"
+    assert "Zq9" not in a.replace(json.dumps(fields.get("condition", ""))[1:-1], ""), a
+
+
+def test_an_argv_list_keeps_its_other_items_inside_expressions(
+    engine: Any, load: Callable[..., ModuleType]
+) -> None:
+    target = load(SOURCE)
+    probe = Probe(
+        location=f"{target.__name__}:main",
+        id="p-argv",
+        kind="snapshot",
+        limits={"rate": 1e6},
+        capture=[{"name": "e", "expr": "[argv[0], argv[3], argv[6], len(argv)]"}],
+    )
+    hit = json.loads(_outcome(engine, target, probe, ARGV_A))[0]
+    assert hit["captures"]["e"]["v"] == ["prog", "--verbose", "x", 7]
+
+
+# -- a value held under a secret name, copied by the program under another ---------------------
+
+COPIES = """
+import json
+
+
+class Tagged(str):
+    pass
+
+
+def login(user, password):
+    raw = password.encode()
+    buf = bytearray(raw)
+    keyed = {password: user}
+    tagged = Tagged(password)
+    body = json.dumps(json.dumps({"pw": password}))
+    return len(raw)
+"""
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"capture": ["raw", "buf", "keyed", "tagged", "body"]},
+        {"capture": [{"name": "e", "expr": "[user, raw, buf, list(keyed), str(tagged), body]"}]},
+        {"kind": "log", "template": "user={user} raw={raw} keyed={keyed} tagged={tagged}"},
+    ],
+    ids=["frame", "names", "expression", "log"],
+)
+def test_a_copy_of_a_secret_named_value_under_another_name_is_hidden(
+    engine: Any, load: Callable[..., ModuleType], fields: dict[str, Any]
+) -> None:
+    target = load(COPIES)
+    fields.setdefault("kind", "snapshot")
+    probe = Probe(location=f"{target.__name__}:login", id="p-copy", limits={"rate": 1e6}, **fields)
+    outs = []
+    for password in ("Zq9hunterA", "Zq9letmeiB"):
+        status = engine.install(probe)
+        assert status.state is ProbeState.INSTALLED, status.reason
+        target.login("bob", password)
+        hits = engine.drain()
+        engine.remove(probe.id)
+        assert len(hits) == 1
+        hit = {k: v for k, v in hits[0].to_dict().items() if k not in VOLATILE}
+        outs.append(json.dumps(hit, sort_keys=True))
+    a, b = outs
+    assert a == b, f"the outcome depends on the secret:\n{a}\n{b}"
+    assert "Zq9" not in a, a
+    assert "bob" in a, a  # the other values stay
+
+
+def test_a_copy_is_hidden_once_a_rule_change_makes_its_name_secret(
+    engine: Any, load: Callable[..., ModuleType]
+) -> None:
+    target = load(
+        """
+def order(user, voucher):
+    note = "used " + voucher
+    raw = voucher.encode()
+    return len(raw)
+"""
+    )
+    probe = Probe(location=f"{target.__name__}:order", id="p-rule", kind="snapshot")
+
+    def captured() -> str:
+        engine.install(probe)
+        target.order("bob", "Zq9voucherA")
+        hits = engine.drain()
+        engine.remove(probe.id)
+        return json.dumps(hits[0].to_dict()["captures"])
+
+    before = captured()
+    assert "Zq9voucherA" in before  # `voucher` is not a secret name by default
+    redaction.get_redactor().update(names=["voucher"])
+    after = captured()
+    assert "Zq9" not in after, after
+    assert "used <redacted:name>" in after, after
+
+
+# -- an exception quoting a secret local of a frame below the probed one -----------------------
+
+DEEPER = """
+def parse(password):
+    return int(password)
+
+
+def check(pin):
+    raise ValueError("bad value " + pin + " for bob")
+
+
+def wrap(pin):
+    try:
+        check(pin)
+    except ValueError as exc:
+        raise RuntimeError(f"check failed: {exc}") from exc
+
+
+def handler(body):
+    raw = body.split(":")[1]
+    return parse(raw)
+
+
+def handler2(user, code):
+    return check(code + user)
+
+
+def handler3(user, code):
+    wrap(code)
+"""
+
+
+@pytest.mark.parametrize("function", ["handler", "handler2", "handler3"])
+@pytest.mark.parametrize("point", ["exception", "return"])
+def test_an_exception_quoting_a_deeper_frames_secret_leaks_nothing(
+    engine: Any, load: Callable[..., ModuleType], function: str, point: str
+) -> None:
+    target = load(DEEPER)
+    probe = Probe(
+        location=f"{target.__name__}:{function}@{point}",
+        id="p-deep",
+        kind="snapshot",
+        limits={"rate": 1e6},
+        capture=["exception"] if point == "exception" else ["user"],
+    )
+    outs = []
+    for secret in ("Zq9hunterA", "Zq9letmeiB"):
+        status = engine.install(probe)
+        assert status.state is ProbeState.INSTALLED, status.reason
+        arg = f"bob:{secret}" if function == "handler" else "bob"
+        with pytest.raises((ValueError, RuntimeError)):
+            getattr(target, function)(*([arg] if function == "handler" else [arg, secret]))
+        hits = engine.drain()
+        engine.remove(probe.id)
+        assert len(hits) == 1
+        hit = {k: v for k, v in hits[0].to_dict().items() if k not in VOLATILE}
+        outs.append(json.dumps(hit, sort_keys=True))
+    a, b = outs
+    assert "Zq9" not in a, a
+    assert a == b, f"the outcome depends on the secret:\n{a}\n{b}"
+
+
+# -- cookie jars (expressions and templates already refuse to read a Morsel's value) -----------
+
+JAR = """
+import http.cookies
+
+
+def visit(raw_cookie):
+    jar = http.cookies.SimpleCookie()
+    jar.load(raw_cookie)
+    sid = jar["sid"]
+    return len(jar)
+"""
+
+
+@pytest.mark.parametrize("fields", [{}, {"capture": ["jar", "sid"]}], ids=["frame", "names"])
+def test_a_cookie_jar_hides_every_cookie_value(
+    engine: Any, load: Callable[..., ModuleType], fields: dict[str, Any]
+) -> None:
+    target = load(JAR)
+    probe = Probe(
+        location=f"{target.__name__}:visit",
+        id="p-jar",
+        kind="snapshot",
+        limits={"rate": 1e6},
+        **fields,
+    )
+    outs = []
+    for secret in ("Zq9sessionA", "Zq9sessionB"):
+        status = engine.install(probe)
+        assert status.state is ProbeState.INSTALLED, status.reason
+        target.visit(f"sid={secret}; lang=en")
+        hits = engine.drain()
+        engine.remove(probe.id)
+        assert len(hits) == 1
+        hit = {k: v for k, v in hits[0].to_dict().items() if k not in VOLATILE}
+        outs.append(json.dumps(hit, sort_keys=True))
+    a, b = outs
+    assert "Zq9" not in a, a
+    assert a == b, f"the outcome depends on the secret:\n{a}\n{b}"
+    assert '"_key": "lang"' in a, a  # the cookie's name stays
