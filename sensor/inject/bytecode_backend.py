@@ -898,11 +898,14 @@ class _Target:
 class _Change:
     """The state of one change (see :meth:`BytecodeBackend.change`)."""
 
-    __slots__ = ("dirty", "links", "walked")
+    __slots__ = ("built", "dirty", "links", "walked")
 
     def __init__(self) -> None:
         # Targets whose hooks changed, in order: rebuilt and swapped once, when the change ends.
         self.dirty: list[_Target] = []
+        # id(original code) -> (the hooks, nested, the instrumented code): the build that arm()
+        # made to validate a hook, reused at the swap when the target's hooks are still those.
+        self.built: dict[int, tuple[tuple[Handle, ...], bool, CodeType]] = {}
         # filename -> (parent links, the function objects of that file), from one heap scan.
         self.links: dict[str, tuple[dict[int, list[CodeType]], list[FunctionType]]] = {}
         # id(original code) of the targets whose function objects this change has looked up.
@@ -1094,13 +1097,34 @@ class BytecodeBackend:
                 known.add(id(ref))
                 by_code[id(ref.__code__)].functions.append(ref)
 
-    def _build(self, target: _Target) -> tuple[CodeType, CodeType]:
-        """The fast and the checked variant of the target's rebuilt code."""
-        code = target.original
+    def _instrumented(self, target: _Target, change: _Change) -> CodeType:
+        """The target's original code with its hooks, built once per change and set of hooks.
+
+        arm() builds it to say at once whether a hook can be placed; the swap at the end of the
+        change reuses that build when the hooks are the same (rebuilding is most of the cost of
+        a placement: a change of one hook built the same code twice).
+        """
+        if not target.handles:
+            return target.original
         nested = bool(target.parents)
-        if target.handles:
-            hooks = [(h.point, h.line, h.hook) for h in target.handles]
-            code = instrument(code, hooks, nested=nested)
+        handles = tuple(target.handles)
+        cached = change.built.get(id(target.original))
+        if (
+            cached is not None
+            and cached[1] == nested
+            and len(cached[0]) == len(handles)
+            and all(map(is_, cached[0], handles))
+        ):
+            return cached[2]
+        hooks = [(h.point, h.line, h.hook) for h in handles]
+        code = instrument(target.original, hooks, nested=nested)
+        change.built[id(target.original)] = (handles, nested, code)
+        return code
+
+    def _build(self, target: _Target, change: _Change) -> tuple[CodeType, CodeType]:
+        """The fast and the checked variant of the target's rebuilt code."""
+        nested = bool(target.parents)
+        code = self._instrumented(target, change)
         if any(id(c) in self._subst for c in code.co_consts if isinstance(c, CodeType)):
             code = code.replace(
                 co_consts=tuple(
@@ -1140,16 +1164,16 @@ class BytecodeBackend:
             for target in ready:
                 todo.remove(target)
                 try:
-                    self._apply(target)
+                    self._apply(target, change)
                 except Exception:  # nothing may raise into the engine's caller
                     log.exception("sensor: rebuilding %s failed", target.original.co_qualname)
 
-    def _apply(self, target: _Target) -> None:
+    def _apply(self, target: _Target, change: _Change) -> None:
         """Rebuild from the original with every hook, install it, and tell the parents.
 
         The parents themselves are rebuilt by :meth:`_flush`, after all their children.
         """
-        fast, checked = self._build(target)
+        fast, checked = self._build(target, change)
         new = checked if self._checked else fast
         # On 3.13 an assigned __code__ leaves the function with no version, so that no call
         # of it specialises: each gets the version a function made of its code would have.
@@ -1196,7 +1220,7 @@ class BytecodeBackend:
             try:
                 # The code is rebuilt (and swapped) when the change ends; building it now says
                 # whether this hook can be placed, while the probe can still be told.
-                self._build(target)
+                self._build(target, change)
             except Exception as exc:
                 target.handles.remove(handle)
                 if isinstance(exc, PlacementFailed):

@@ -151,3 +151,39 @@ def test_two_probes_on_one_closure_each_reach_closures_made_before_them(
     assert first.__code__ is second.__code__ is module.outer(3).__code__
     engine.remove_all()
     assert first.__code__ is second.__code__ is module.outer(3).__code__ is inner_code
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The qualnames of the code objects the bytecode backend instruments, in order."""
+    built: list[str] = []
+    instrument = bytecode_backend.instrument
+
+    def counting(code: types.CodeType, *args: Any, **kwargs: Any) -> types.CodeType:
+        built.append(code.co_qualname)
+        return instrument(code, *args, **kwargs)
+
+    monkeypatch.setattr(bytecode_backend, "instrument", counting)
+    return built
+
+
+@pytest.mark.parametrize("qualname", ["plain", "outer.<locals>.inner"])
+def test_placing_a_one_hook_probe_instruments_the_code_once(
+    engine: Engine, load: Loader, builds: list[str], qualname: str
+) -> None:
+    # arm() builds the code to say at once whether the hook can be placed; the swap at the end
+    # of the change must reuse that build, not make it again (it did: twice the placement's
+    # CPU, 3.13's line placement matrix took 40% longer).
+    module = load(SOURCE)
+    made = module.outer(1)
+    line = (module.plain if qualname == "plain" else made).__code__.co_firstlineno + 2
+    probe = Probe(kind="counter", location=f"{module.__name__}:{qualname}@{line}")
+    install(engine, probe)
+    assert builds == [qualname]
+    assert (module.plain(5), made(1), module.outer(2)(1)) == (-9, 4, 6)
+    (agg,) = [hit.aggregate for hit in engine.flush_aggregates()]
+    assert agg is not None
+    assert agg["count"] == (1 if qualname == "plain" else 2)
+    builds.clear()
+    engine.remove(probe.id)
+    assert builds == []  # the original code goes back: nothing to build
