@@ -2,12 +2,11 @@
 
 The rules (docs/explanation/redaction.md, "Inside expressions", says the same for users):
 
-R1. Names. A name, an attribute, a dict key (``str`` or ``bytes``), a namedtuple field, the
-    first item of a ``(name, value)`` pair (ASGI headers, ``dict.items()`` lists), or a
-    command-line option in a list (``argv``: ``"--password"`` hides the item after it) that
-    the redactor calls secret hides the value it holds: the value reads as a :class:`Redacted`
+R1. Names. A name, an attribute, a dict key (``str`` or ``bytes``), a namedtuple field, or the
+    first item of a ``(name, value)`` pair (ASGI headers, ``dict.items()`` lists) that the
+    redactor calls secret hides the value it holds: the value reads as a :class:`Redacted`
     marker with reason ``"name"`` (:func:`redact_name`, :func:`secret_key`,
-    :func:`hidden_positions`, :func:`secret_option`).
+    :func:`hidden_positions`).
 R2. Contents. A ``str`` or ``bytes`` (or a subclass of either) that the redactor would redact by
     its content (a card, a JWT, a key id, an e-mail, a secret query parameter, ...) is a
     :class:`Redacted` marker wherever it appears in an evaluation (:func:`guard`): when it is read
