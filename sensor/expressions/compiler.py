@@ -259,13 +259,6 @@ def _index_of_name(name: str, index: int, general: Fn) -> Fn:
         if (t is not list and t is not tuple) or len(obj) == 2:
             return general(lv, gv, s)
         v = obj[index]  # IndexError: the general form's error (R5), raised by the same C code
-        p = index % len(obj)
-        if p:
-            # R1: the item after an option (`argv[2]` after `--password`) may be its value.
-            prev = obj[p - 1]
-            tp = type(prev)
-            if (tp is str and prev[:1] == "-") or (tp is bytes and prev[:1] == b"-"):
-                return general(lv, gv, s)
         tv = type(v)
         if tv is int or tv is float or v is None or tv is list or tv is dict or tv is tuple:
             return v
@@ -1326,7 +1319,7 @@ class _Compiler:
                 raise ExpressionError(f"cannot unpack {len(item)} items into {n} names")
             # R1/R2: unpacking reads the items: `for k, v in headers` hides a secret pair's
             # value, and a secret by content reads as a marker.
-            hidden = hidden_positions(item, t, s[_S_RED]) if n >= 2 else frozenset()
+            hidden = hidden_positions(item, t, s[_S_RED]) if n == 2 else frozenset()
             for i, (b, v) in enumerate(zip(subs, item, strict=True)):
                 b(vars_, redact_name(v) if i in hidden else guard(v, s), s)
 

@@ -652,16 +652,6 @@ class _Gen:
             self.emit("    return FALLBACK")
             out = self.tmp("x")
             self.emit(f"{out} = {base}[{k}]")
-            # R1: the item after an option (`argv[2]` after `--password`) may be its value.
-            if key != 0:  # the first item follows nothing
-                prev = self.tmp("o")
-                self.emit(f"{prev} = {base}[({k}) % len({base}) - 1] if ({k}) % len({base}) else 0")
-                byt = self.const(bytes)
-                self.emit(
-                    f"if (type({prev}) is str and {prev}[:1] == '-') or "
-                    f"(type({prev}) is {byt} and {prev}[:1] == b'-'):"
-                )
-                self.emit("    return FALLBACK")
             self.check(out, want)
             return out, want & _LOADABLE
         raise _Unfusable("subscript")

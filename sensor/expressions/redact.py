@@ -40,7 +40,6 @@ id cannot be reused) and charged to the step budget; one longer than the redacto
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 from sensor import redaction as _redaction
@@ -71,7 +70,6 @@ __all__ = [
     "render_str",
     "secret_fields",
     "secret_key",
-    "secret_option",
     "verdict_table",
 ]
 
@@ -320,61 +318,22 @@ def hidden_positions(seq: Any, t: type, red: Any) -> frozenset[int]:
     """R1: the positions of ``seq`` (a tuple or list) that hold values under a secret name.
 
     A namedtuple hides its secret fields; a pair whose first item is a secret name
-    (``(b"authorization", b"Token ...")``, ``("password", "x")``) hides its second item; an
-    argv list hides the item after each secret option (``["--password", "x"]``), as captures do.
+    (``(b"authorization", b"Token ...")``, ``("password", "x")``) hides its second item.
     """
     if t is tuple or t is list:
-        n = len(seq)
-        if n == 2:
+        if len(seq) == 2:
             first = seq[0]
             tf = type(first)
             if tf is bytes and len(first) <= 64:
                 first = first.decode("latin-1")
-            if (
-                (tf is str or tf is bytes)
-                and type(first) is str
-                and _redaction.looks_like_name(first)
-                and red.is_secret_name(first)
-            ):
+            elif tf is not str:
+                return _NONE
+            if _redaction.looks_like_name(first) and red.is_secret_name(first):
                 return _SECOND
-        if n >= 2:
-            return _option_positions(seq, n, red)
         return _NONE
     if _STATIC_KIND.get(id(t)) is None:  # a tuple subclass: namedtuple fields
         return secret_fields(t, red)
     return _NONE
-
-
-# A command-line option alone in an argv item (`--password`, `-token`), as the encoder reads it.
-_OPTION_ITEM = re.compile(r"--?([A-Za-z][A-Za-z0-9_.-]{1,63})\Z")
-
-
-def secret_option(x: Any, red: Any) -> bool:
-    """R1: whether ``x`` (an argv item) is a command-line option with a secret name
-    (``--password``, ``b"-token"``), whose value is the next item."""
-    tx = type(x)
-    if tx is bytes and len(x) <= 66 and x[:1] == b"-":
-        x = x.decode("latin-1")
-    elif tx is not str or x[:1] != "-":
-        return False
-    m = _OPTION_ITEM.match(x)
-    return m is not None and bool(red.is_secret_name(m.group(1)))
-
-
-def _option_positions(seq: Any, n: int, red: Any) -> frozenset[int]:
-    """The positions after the secret command-line options of an argv list (the last item
-    excluded: nothing follows it). A str item starting with `-` costs a regex match, any other
-    item a type check."""
-    hidden: list[int] | None = None
-    for i, x in enumerate(seq):
-        if i == n - 1:
-            break
-        tx = type(x)
-        if (tx is str or tx is bytes) and secret_option(x, red):
-            if hidden is None:
-                hidden = []
-            hidden.append(i + 1)
-    return _NONE if hidden is None else frozenset(hidden)
 
 
 def check_element(x: Any, s: list[Any]) -> None:

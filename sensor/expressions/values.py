@@ -64,7 +64,6 @@ from sensor.expressions.redact import (
     hidden_positions,
     redact_name,
     secret_key,
-    secret_option,
 )
 
 
@@ -193,7 +192,7 @@ def _iterate(v: Any, s: list[Any]) -> Iterator[object]:
         plain = True
     elif t is list or t is tuple:
         it = iter(v)
-        if len(v) >= 2:  # a secret pair, an argv list's value after a secret option
+        if len(v) == 2:
             hidden = hidden_positions(v, t, s[_S_RED])
     elif _is_view(t):
         it = iter(v)
@@ -262,14 +261,6 @@ def _getitem(obj: Any, key: Any, s: list[Any]) -> Any:
             return redact_name(value)
         return guard(value, s)
     if kind == K_SEQ or base is str or base is bytes or base is range:
-        if (t is list or t is tuple) and tk is int and len(obj) != 2:
-            # An exact list or tuple other than a pair: the item only hides when it follows
-            # a secret option (R1, `argv[2]` after `--password`), so no scan of the whole.
-            item = t.__getitem__(obj, key)
-            p = key % len(obj)
-            if p and secret_option(t.__getitem__(obj, p - 1), s[_S_RED]):
-                return redact_name(item)
-            return guard(item, s)
         if base is tuple or base is list:
             hidden = hidden_positions(obj, t, s[_S_RED])
             if hidden:
