@@ -14,6 +14,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sensor import redaction
 from sensor.capture.encode import encode
@@ -82,6 +84,67 @@ def test_look_alikes_of_doubly_carried_secrets_are_kept(text: str) -> None:
     red = Redactor()
     assert red.redact_text(text) == text
     assert red.match_secret_value(text) is None
+
+
+# -- what a text dense in encoded separators costs ---------------------------------------------
+
+# Texts where every few characters are a `%3D` (a separator of a query string carried encoded
+# in a parameter). Each separator's name is read backwards from it; the names read must not
+# overlap, so that a text costs one pass however its separators fall. They overlapped: every
+# `%3D` read back 128 characters and decoded them twice, and 64 KiB of `a%3D` cost 0.5 s of
+# the host's CPU where 64 KiB of `a=` costs 1 ms.
+DENSE = {
+    "once": "a%3D" * 600,
+    "twice": "a%253D" * 400,
+    "long-names": ("%2C" * 45 + "%3D") * 20,
+    "nested-urls": "next=%2Fcb%3Fpage%3D2%26lang%3Den%26x%3D" * 60,
+    "mixed": "q%3Dv%26k%253Dw=" * 150,
+}
+
+
+@pytest.mark.parametrize("text", DENSE.values(), ids=DENSE.keys())
+def test_the_names_read_in_a_separator_dense_text_do_not_overlap(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[str] = []
+    name_before = redaction._name_before
+
+    def recording(*args: Any) -> str | None:
+        name = name_before(*args)
+        read.append(name or "")
+        return name
+
+    monkeypatch.setattr(redaction, "_name_before", recording)
+    red = Redactor()
+    red.redact_text(text)
+    assert len(read) >= text.count("3D")  # every encoded separator was looked at
+    assert sum(map(len, read)) <= len(text), f"{len(read)} names, {sum(map(len, read))} chars"
+    read.clear()
+    red.match_secret_value(text)
+    assert sum(map(len, read)) <= len(text)
+
+
+_PIECES = ["a", "pass", "password", "token", "sig", "next", "api", "key", "x", "_", "-", "'",
+           '"', " ", ":", "=", "&", "?", "%", "%2", "%25", "3D", "%77", "%5F", "%3D", "%3d",
+           "%253D", "%26", "%2526", "%3F", "%253F", "%2F", "%23", "%3B"]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=60))
+@settings(max_examples=400, deadline=None)
+def test_a_name_stopped_at_the_previous_separator_reads_as_the_decoded_last_word(
+    pieces: list[str],
+) -> None:
+    # A guard: the floor changes what is read, not what is found. Read without it, each
+    # name is the whole run of name characters, decoded, split at its encoded separators.
+    text = "".join(pieces)
+    red = Redactor()
+    spans = red._field_spans(text)
+    name_before = redaction._name_before
+    try:
+        redaction._name_before = lambda text, i, floor=0: name_before(text, i)  # type: ignore[assignment]
+        assert red._field_spans(text) == spans
+    finally:
+        redaction._name_before = name_before
 
 
 VOLATILE = ("ts", "hit_id", "thread", "updated_at", "location", "signature")
