@@ -448,6 +448,8 @@ _MAX_FIELD_VALUE = 4096
 # What ends the name of a parameter inside a decoded query string or path.
 _QUERY_WORD = re.compile(r"[?&;/#=]")
 _FIELD_MARK = "<redacted:field>"
+# A name longer than this is judged by its first and last 128 characters (Redactor.is_secret_name).
+_LONG_NAME = 256
 # Names that are secret only as a query parameter (after `?`, `&` or `;`, or first):
 # the signature of an Azure shared access signature URL.
 _QUERY_NAMES = frozenset(("sig",))
@@ -952,7 +954,14 @@ class Redactor:
     # -- queries -------------------------------------------------------------------------
 
     def is_secret_name(self, name: str) -> bool:
-        """True when an identifier, dict key, attribute or header name holds a secret."""
+        """True when an identifier, dict key, attribute or header name holds a secret.
+
+        A name longer than 256 characters is judged by its first and last 128 (as a field's
+        name in a text is by its last 128) and not cached: the work stays bounded however
+        large a string the host uses as a key, and the cache holds none of it.
+        """
+        if type(name) is str and len(name) > _LONG_NAME:
+            return self.is_secret_name(name[:128]) or self.is_secret_name(name[-128:])
         cache = self._name_cache
         hit = cache.get(name)
         if hit is not None:
@@ -1208,7 +1217,8 @@ class Redactor:
         """
         if len(text) < 6:
             return text
-        head, tail = text[:MAX_MATCH_CHARS], text[MAX_MATCH_CHARS:]
+        head = text[:MAX_MATCH_CHARS]
+        rest = len(text) - len(head)  # counted, not copied
         head = _CARD_RE.sub(_card_sub, head)
         rules = self._rules
         # Each gate is checked on the text as the previous substitutions left it; the run of
@@ -1241,7 +1251,7 @@ class Redactor:
             spans += self._option_spans(head)
         if spans:
             head = _replace_spans(head, spans)
-        return head + (f"<redacted:unscanned {len(tail)} chars>" if tail else "")
+        return head + (f"<redacted:unscanned {rest} chars>" if rest else "")
 
     @staticmethod
     def length_class(n: int) -> str:

@@ -347,6 +347,10 @@ class _Walker:
         red = self.red
         assert red is not None
         ver = self.ver
+        if len(k) > self.max_string + _SECRET_WINDOW:
+            # Scanned as a value is: its head and the look-ahead window, not all of it.
+            head = k[: self.max_string + _SECRET_WINDOW]
+            return (red, ver, bool(red.is_secret_name(k)), red.match_secret_value(head))
         verdict = (red, ver, bool(red.is_secret_name(k)), red.match_secret_value(k))
         if ver is not None and len(k) <= _MATCH_CACHE_CHARS:
             if len(_KEY_CACHE) >= _MATCH_CACHE_MAX:
@@ -606,7 +610,7 @@ class _Walker:
                 if b.left <= 0:
                     break
                 kept += 1
-                if type(k) is str:
+                if type(k) is str and len(k) <= max_string:
                     b.left -= len(k) + 4
                     secret = False
                     if red is not None:
@@ -649,8 +653,10 @@ class _Walker:
                 tk = type(k)
                 if tk is bytes:  # ASGI-style headers dicts: b"authorization"
                     key_name = k.decode("latin-1") if len(k) <= 256 else None
+                elif tk is str:  # a key longer than max_string: encoded (cut) as a value
+                    key_name = k
                 else:
-                    key_name = _str_copy(k) if _is_str_subclass(tk) else None
+                    key_name = _name_of_str(k) if _is_str_subclass(tk) else None
                 out_k = enc(k, d1)
                 if key_name is not None and red is not None and red.is_secret_name(key_name):
                     out_v = self._redact_name(x)
@@ -795,8 +801,9 @@ class _Walker:
         if kind == Kind.DEQUE:
             return self._seq(v, depth, name, _deque.__iter__(v), _deque.__len__(v))
         if kind == Kind.STR:
-            s = _str_copy(v)
-            return self._long_str(s, len(s), name)
+            # The head of the storage (an exact str, no override), not a copy of all of it.
+            n = str.__len__(v)
+            return self._long_str(_str_head(v, self.max_string + _SECRET_WINDOW), n, name)
         if kind == Kind.BYTES:
             return self._bytes(
                 bytes.__getitem__(v, slice(0, self.max_string + _SECRET_WINDOW)),
@@ -881,7 +888,9 @@ class _Walker:
             for k, x in d.items() if total <= limit else islice(d.items(), limit):
                 if b.left <= 0:
                     break
-                if type(k) is not str:  # non-str keys (set through __dict__): counted, not kept
+                if type(k) is not str or len(k) > max_string:
+                    # Non-str names (set through __dict__) and names longer than a kept
+                    # string: counted in @len, not kept.
                     continue
                 b.left -= len(k) + 4
                 if hidden is not None and k in hidden:
@@ -1032,6 +1041,24 @@ def _iso(v: datetime.datetime | datetime.time) -> tuple[str, str | None]:
 def _is_zoneinfo(t: type) -> bool:
     zoneinfo = sys.modules.get("zoneinfo")
     return zoneinfo is not None and t is getattr(zoneinfo, "ZoneInfo", None)
+
+
+def _str_head(v: str, n: int) -> str:
+    """The first ``n`` characters of a str or a str subclass's storage, as an exact str (no
+    override runs, and no copy of the rest is made)."""
+    return str.__getitem__(v, slice(0, n)) if str.__len__(v) > n else _str_copy(v)
+
+
+#: A name longer than this is judged by its ends (see Redactor.is_secret_name).
+_LONG_NAME = 256
+
+
+def _name_of_str(v: str) -> str:
+    """An exact str to judge a str subclass's storage as a name by: a copy of a short one, the
+    two ends of a long one (what the redactor judges a long name by)."""
+    if str.__len__(v) <= _LONG_NAME:
+        return _str_copy(v)
+    return str.__getitem__(v, slice(0, 128)) + " " + str.__getitem__(v, slice(-128, None))
 
 
 def _is_str_subclass(t: type) -> bool:
@@ -1331,6 +1358,8 @@ def known_secrets(
         def add(value: object) -> None:
             # Exact types only: a str or bytes subclass's methods are user code.
             forms: tuple[str, ...]
+            if (type(value) is bytes or type(value) is str) and len(value) > _KNOWN_MAX_CHARS:
+                return  # neither form could be looked for: not copied to find out
             if type(value) is bytes:
                 forms = (bytes.decode(value, "latin-1"), bytes.__repr__(value)[2:-1])
             elif type(value) is str:
