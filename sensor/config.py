@@ -371,9 +371,50 @@ def load_config(environ: Mapping[str, str] | None = None, **arguments: Any) -> S
             "SENSOR_HUB_URL: got nothing, expected the hub URL (argument hub= or the variable)"
         )
     if values.get("enabled", True):
+        _check_names(env)
         _check_redaction_and_deny(env)
         _check_injection(env)
     return SensorConfig(**values)
+
+
+#: Every ``SENSOR_*`` variable the sensor, its command line and the plugin read.
+SENSOR_VARIABLES: frozenset[str] = frozenset(
+    {
+        *ENV_VARS,
+        "SENSOR_BACKEND",
+        "SENSOR_CA_FILE",
+        "SENSOR_CLIENT_TOKEN",
+        "SENSOR_CPU_BUDGET",
+        "SENSOR_DENY",
+        "SENSOR_FUNC_VERSION",
+        "SENSOR_REDACT_ALLOW",
+        "SENSOR_REDACT_NAMES",
+        "SENSOR_REDACT_PATTERNS",
+    }
+)
+
+
+def _check_names(env: Mapping[str, str]) -> None:
+    """Refuse a ``SENSOR_*`` variable that is a near miss of one the sensor reads
+    (``SENSOR_CPU_BUDGT``): it would leave its setting at the default without a word. Names far
+    from every setting are left alone, since a service may have ``SENSOR_*`` variables of its
+    own; the hub's ``SENSOR_HUB_*`` settings are the hub's to check."""
+    import difflib
+
+    from sensor.hub.settings import known_names
+
+    hub = known_names()
+    known = sorted(SENSOR_VARIABLES)
+    for name in sorted(env):
+        if not name.startswith("SENSOR_") or name in SENSOR_VARIABLES or name in hub:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.88)
+        if close:
+            raise ConfigError(
+                f"{name}: got {_shown(env[name])}, expected no such variable: no sensor setting "
+                f"has that name (did you mean {close[0]}? the settings are in "
+                "docs/reference/sensor-config.md)"
+            )
 
 
 def _check_redaction_and_deny(env: Mapping[str, str]) -> None:

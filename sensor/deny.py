@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import os
+import re
 import sysconfig
 import threading
 from collections.abc import Iterable, Mapping
@@ -121,14 +122,26 @@ class DenyList:
             self._modules, self._globs = mods, pats
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> DenyList:
-        """The defaults plus ``SENSOR_DENY`` (entries with ``/``, ``*``, ``?``, ``.py``: globs)."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, strict: bool = True) -> DenyList:
+        """The defaults plus ``SENSOR_DENY`` (entries with ``/``, ``*``, ``?``, ``.py``: globs).
+
+        An entry that can match nothing (``foo.bar:``, ``my-module``, a glob with an unclosed
+        ``[``) raises ConfigError naming it; with ``strict=False`` (inside the host, where
+        nothing may raise) it is left out and the others still apply.
+        """
         env = os.environ if environ is None else environ
         modules: list[str] = []
         globs: list[str] = []
         for entry in env.get("SENSOR_DENY", "").split(","):
             entry = entry.strip()
             if not entry:
+                continue
+            problem = _entry_problem(entry)
+            if problem is not None:
+                if strict:
+                    from sensor.errors import ConfigError
+
+                    raise ConfigError(f"SENSOR_DENY: got entry {entry!r}, expected {problem}")
                 continue
             if any(ch in entry for ch in "/\\*?[") or entry.endswith(".py"):
                 globs.append(entry)
@@ -173,6 +186,30 @@ class DenyList:
         return None
 
 
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+
+
+def _entry_problem(entry: str) -> str | None:
+    """What a ``SENSOR_DENY`` entry should have been, or None when it is a module name or a
+    file glob that can match something."""
+    if any(ch in entry for ch in "/\\*?[") or entry.endswith(".py"):
+        depth = 0
+        for ch in entry:  # fnmatch reads an unclosed `[` as a literal: it would match nothing
+            if ch == "[":
+                depth += 1
+            elif ch == "]" and depth:
+                depth -= 1
+        if depth:
+            return "a file glob with its `[` closed, such as '*/vendor/*.py' or 'app/[ab]*.py'"
+        return None
+    if _MODULE_NAME.match(entry) is None:
+        return (
+            "a dotted module name such as 'myapp.billing' or a file glob such as "
+            "'*/vendor/*.py' (entries are separated by commas)"
+        )
+    return None
+
+
 _default: DenyList | None = None
 _default_lock = threading.Lock()
 
@@ -184,7 +221,8 @@ def get_deny_list() -> DenyList:
     if d is None:
         with _default_lock:
             if _default is None:
-                _default = DenyList.from_env()
+                # Inside the host: a bad entry is left out (start() refused it already).
+                _default = DenyList.from_env(strict=False)
             d = _default
     return d
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,73 @@ def test_a_rejected_setting_does_not_quote_a_secret_it_holds() -> None:
             }
         )
     assert "Zq9" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("SENSOR_CPU_BUDGT", "SENSOR_CPU_BUDGET"),
+        ("SENSOR_TIMEOUTS", "SENSOR_TIMEOUT"),
+        ("SENSOR_REDACT_NAME", "SENSOR_REDACT_NAMES"),
+        ("SENSOR_SERVCE", "SENSOR_SERVICE"),
+        ("SENSOR_HUB_ULR", "SENSOR_HUB_URL"),
+        ("SENSOR_BAKEND", "SENSOR_BACKEND"),
+    ],
+)
+def test_a_misspelt_variable_is_refused_with_the_name_it_was_meant_to_be(
+    name: str, meant: str
+) -> None:
+    environ = {"SENSOR_HUB_URL": "http://h:1", name: "0.05"}
+    with pytest.raises(ConfigError, match=f"{name}: got '0.05'.*did you mean {meant}\\?"):
+        load_config(environ=environ)
+
+
+@pytest.mark.parametrize(
+    "name", ["SENSOR_ID", "SENSOR_THRESHOLD_C", "SENSOR_TEST_POSTGRES", "SENSOR_HUB_PORT"]
+)
+def test_a_services_own_sensor_variables_and_the_hubs_are_left_alone(name: str) -> None:
+    environ = {"SENSOR_HUB_URL": "http://h:1", name: "7"}
+    assert load_config(environ=environ).hub_url == "http://h:1"
+
+
+def test_every_sensor_variable_the_code_reads_is_known() -> None:
+    # The near-miss check is only as good as its list: every "SENSOR_..." literal in the sensor
+    # and the plugin is a variable the list holds, the hub's, or an internal constant.
+    import re
+    from pathlib import Path as P
+
+    from sensor.config import SENSOR_VARIABLES
+    from sensor.hub.settings import known_names
+
+    root = P(__file__).resolve().parents[4]
+    found: set[str] = set()
+    for package in ("sensor", "pytest_runtime"):
+        for path in (root / package).rglob("*.py"):
+            found.update(re.findall(r"[\"'](SENSOR_[A-Z0-9_]*[A-Z0-9])[\"']", path.read_text()))
+    internal = {"SENSOR_WORK", "SENSOR_WORKING"}
+    assert found - SENSOR_VARIABLES - known_names() - internal == set()
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("foo.bar:", "a dotted module name"),
+        ("my-module", "a dotted module name"),
+        ("app/[ab.py", "a file glob with its `\\[` closed"),
+        ("[", "a file glob with its `\\[` closed"),
+    ],
+)
+def test_a_deny_entry_that_can_match_nothing_is_refused_at_start(entry: str, expected: str) -> None:
+    environ = {"SENSOR_HUB_URL": "http://h:1", "SENSOR_DENY": f"shop.secrets,{entry}"}
+    with pytest.raises(
+        ConfigError, match=f"SENSOR_DENY: got entry '{re.escape(entry)}', expected {expected}"
+    ):
+        load_config(environ=environ)
+
+
+def test_inside_the_host_a_bad_deny_entry_is_left_out_and_the_others_apply() -> None:
+    from sensor.deny import DenyList
+
+    deny = DenyList.from_env({"SENSOR_DENY": "foo.bar:,shop.secrets"}, strict=False)
+    assert "shop.secrets" in deny.modules
+    assert "foo.bar:" not in deny.modules
