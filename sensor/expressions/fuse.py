@@ -171,6 +171,9 @@ class _Gen:
         # Inside the operands of an arithmetic operation or ``abs``: a Decimal there takes the
         # snapshot at its check (it will be needed), not a NaN test first.
         self.arith = 0
+        # Inside the operands of a comparison one of whose operands holds arithmetic: a compared
+        # Decimal is tested for NaN where it is compared (see op_snapshot), not at its check.
+        self.defer_nan = False
         # Variables last checked as possibly Decimal without the snapshot (see check).
         self.bare: set[str] = set()
         # The dict reads taken together (see plan_reads): parameter -> its constant str keys,
@@ -221,10 +224,13 @@ class _Gen:
         """``{head} not ({others}):`` FALLBACK unless type ``tt`` of ``var`` is DEC, tested last
         (an int or a float is tested as before the snapshot existed). ``snap`` (unless the
         value is only tested, by ``is`` or ``isinstance``): the plain form leaves for the
-        Decimal form; the Decimal form takes the snapshot where an operation runs (see
-        op_snapshot): a comparison for a NaN, the only Decimal whose comparison with an int or
-        a Decimal signals (an exact comparison otherwise, whatever the precision or exponent
-        limits), or a float beside it; an arithmetic operation, ``abs`` and ``sum`` always."""
+        Decimal form; the Decimal form takes the snapshot for a NaN, the only Decimal whose
+        comparison with an int or a Decimal signals (an exact comparison otherwise, whatever
+        the precision or exponent limits), tested here unless the comparison's operands hold
+        arithmetic (``defer_nan``: that arithmetic takes the snapshot first on a Decimal, and
+        the comparison tests for a NaN only while it is not taken); an arithmetic operation,
+        ``abs``, ``sum`` and a comparison with a float take it where they run (see
+        op_snapshot)."""
         indent = "    "
         if others:
             self.emit(f"{head} not ({others}):")
@@ -234,17 +240,23 @@ class _Gen:
             indent = ""
         self.emit(f"{indent}if {tt} is not DEC:")
         self.emit(f"{indent}    return FALLBACK")
-        if snap and not (self.decimal_form and not self.arith):
+        if snap and self.decimal_form and not self.arith and not self.defer_nan:
+            self.emit(f"{indent}if {var}.is_nan():")
+            self.snapshot(indent + "    ")
+        elif snap and not (self.decimal_form and not self.arith):
             self.snapshot(indent)
         elif indent:
             self.emit(f"{indent}pass")
 
-    def op_snapshot(self, operands: list[tuple[str, frozenset[type]]], floats: bool) -> None:
+    def op_snapshot(
+        self, operands: list[tuple[str, frozenset[type]]], floats: bool, nan: bool = False
+    ) -> None:
         """In the Decimal form, before an operation that may signal on a Decimal operand: the
         snapshot where one operand is a Decimal (``floats``: a comparison, whose operands are
-        compared in adjacent pairs: where one of a pair is a Decimal and the other a float, or
-        an operand is a NaN Decimal; tested only while the snapshot is not taken, so that a
-        comparison after arithmetic pays nothing for it)."""
+        compared in adjacent pairs: where one of a pair is a Decimal and the other a float;
+        ``nan``: or an operand is a NaN Decimal, tested here instead of at the operands' checks
+        (see or_decimal), and only while the snapshot is not taken, so that a comparison after
+        arithmetic pays nothing for it)."""
         if not self.decimal_form:
             return
         if floats:
@@ -255,12 +267,16 @@ class _Gen:
                 for (a, ta), (b, tb) in pairs
                 if _Decimal in ta and float in tb
             ]
-            tests += [
-                f"({self.type_of(v)} is DEC and {v}.is_nan())" for v, t in operands if _Decimal in t
-            ]
+            if nan:
+                tests += [
+                    f"({self.type_of(v)} is DEC and {v}.is_nan())"
+                    for v, t in operands
+                    if _Decimal in t
+                ]
             if not tests:
                 return
-            self.emit(f"if dz is None and ({' or '.join(tests)}):")
+            test = " or ".join(tests)
+            self.emit(f"if dz is None and ({test}):" if nan else f"if {test}:")
             self.snapshot("    ")
             return
         tests = [f"{self.type_of(v)} is DEC" for v, t in operands if _Decimal in t]
@@ -538,9 +554,19 @@ class _Gen:
             isinstance(o, ast.Constant) and type(o.value) is str for o in operands
         )
         kind = _STR if texts else (_STR | _NUMD) if equality else _NUMD
-        typed = [self.ex(o, kind) for o in operands]
+        # Arithmetic among the operands (the quote identity) takes the snapshot on a Decimal
+        # before the comparison: a compared Decimal's NaN test is then deferred to the
+        # comparison, which skips it once the snapshot is taken. Without arithmetic it is made
+        # at the operand's check (a plain comparison pays no second test of the types there).
+        deferred = any(map(_has_arith, operands))
+        outer, self.defer_nan = self.defer_nan, deferred
+        try:
+            typed = [self.ex(o, kind) for o in operands]
+        finally:
+            self.defer_nan = outer
         names = [name for name, _ in typed]
-        self.op_snapshot(typed, floats=True)  # a Decimal with a float: FloatOperation
+        # A Decimal with a float: FloatOperation; a NaN, where the checks did not test it.
+        self.op_snapshot(typed, floats=True, nan=deferred)
         out = self.tmp("r")
         text = names[0]
         for sym, name in zip(symbols, names[1:], strict=True):
@@ -783,6 +809,19 @@ class _Gen:
         self.emit("    break")
         self.close_block()
         return out, _BOOL
+
+
+_ARITH_CALLS = frozenset({"abs", "sum"})
+
+
+def _has_arith(node: ast.AST) -> bool:
+    """Whether ``node`` holds an operation that takes the host's decimal flags on any Decimal
+    operand (see _Gen.op_snapshot): an arithmetic operator, ``abs`` or ``sum``."""
+    return any(
+        isinstance(n, ast.BinOp)
+        or (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _ARITH_CALLS)
+        for n in ast.walk(node)
+    )
 
 
 # The nodes whose every operand is evaluated whenever they are (see _Gen.plan_reads): an
