@@ -260,6 +260,10 @@ class _Gen:
         self.defer_nan = False
         # Variables last checked as possibly Decimal without the snapshot (see check).
         self.bare: set[str] = set()
+        # var -> the block level where, from here on, ``var`` being a Decimal means that the
+        # snapshot is taken (its check took it, or it is the result of an operation that took
+        # it for its Decimal operand): an operation on it needs no test of its own.
+        self.snapped: dict[str, int] = {}
         # The dict reads taken together (see plan_reads): parameter -> its constant str keys,
         # the ids of the Subscript nodes read so, and (parameter, key) -> the variable holding
         # the value once read.
@@ -363,9 +367,13 @@ class _Gen:
             self.emit(f"if dz is None and ({test}):" if nan else f"if {test}:")
             self.snapshot("    ")
             return
-        tests = [f"{self.type_of(v)} is DEC" for v, t in operands if _Decimal in t]
+        tests = [
+            f"{self.type_of(v)} is DEC"
+            for v, t in operands
+            if _Decimal in t and v not in self.snapped
+        ]
         if not tests:
-            return
+            return  # (every Decimal operand's check or operation took it)
         self.emit(f"if {' or '.join(tests)}:")
         self.snapshot("    ")
 
@@ -425,6 +433,8 @@ class _Gen:
             self.bare.add(var)
         else:
             self.bare.discard(var)
+        if dec and snap and self.decimal_form and self.arith:
+            self.snapped[var] = self.level  # (see or_decimal: the snapshot at the check)
 
     def type_of(self, var: str) -> str:
         """An expression for ``type(var)``: the temporary its check assigned, where in scope."""
@@ -455,6 +465,7 @@ class _Gen:
         # What a check inside the block established holds only inside it.
         self.level -= 1
         self.checked = {v: e for v, e in self.checked.items() if e[1] <= self.level}
+        self.snapped = {v: e for v, e in self.snapped.items() if e <= self.level}
         self.typed = {v: e for v, e in self.typed.items() if e[1] <= self.level}
 
     def plan_reads(self, root: ast.AST) -> None:
@@ -732,6 +743,9 @@ class _Gen:
         # operation that signals a trapped condition of the thread's context raises as the
         # closures' does (FALLBACK: they raise it again, with the same context).
         self.emit(f"{out} = {a} {sym} {b}")
+        if _Decimal in ta | tb:
+            # A Decimal result has a Decimal operand, for which the snapshot was taken.
+            self.snapped[out] = self.level
         return out, (_NUMD if _Decimal in ta | tb else _NUM)
 
     def x_Subscript(
@@ -798,6 +812,8 @@ class _Gen:
             self.op_snapshot([(var, types)], floats=False)
             out = self.tmp()
             self.emit(f"{out} = abs({var})")  # a Decimal's: rounded by the thread's context
+            if _Decimal in types:
+                self.snapped[out] = self.level
             return out, types & _NUMD
         if name == "isinstance" and len(args) == 2:
             spec = self._static_types(args[1])
