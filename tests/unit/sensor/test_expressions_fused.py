@@ -408,6 +408,31 @@ def test_a_compared_decimal_is_tested_for_nan_at_its_check_unless_arithmetic_com
         assert not any(line.startswith("if dz is None and") for line in lines), lines
 
 
+#: expectation -> (its locals, how many operations test their operands' types before taking the
+#: decimal flags: those with an operand whose check did not take them).
+OPERATION_TESTS: dict[str, tuple[tuple[str, ...], int]] = {
+    SOURCE_TOTAL: ((), 0),
+    "abs(result - expected) <= 1": (("expected",), 0),
+    "result * x + x > 0": (("x",), 0),
+    "result >= 0 and result - 1 > 0": ((), 1),  # result checked for a comparison first
+}
+
+
+@pytest.mark.parametrize("source", sorted(OPERATION_TESTS))
+def test_an_operation_tests_only_operands_whose_check_did_not_take_the_flags(source: str) -> None:
+    # An operand checked inside arithmetic takes the flags at its check if it is a Decimal, and
+    # so did the operation that made a Decimal result: the operation on them takes the flags
+    # without testing their types again. An operand checked for a comparison (tested for NaN
+    # only) is tested again before the operation.
+    names, tests = OPERATION_TESTS[source]
+    expr = Expression(source, slots=("result",))
+    fn = _fused(expr, names)
+    assert fn is not None
+    lines = [line.strip() for line in fn.__globals__["DFUSED"].source.splitlines()]
+    found = [line for line in lines if re.fullmatch(r"if \S+ is DEC( or \S+ is DEC)*:", line)]
+    assert len(found) == tests, lines
+
+
 @pytest.mark.parametrize("source", ["abs(result - expected) <= 1", "result - x * 2 > 0"])
 def test_arithmetic_at_the_big_int_bounds_answers_as_the_closures_or_falls_back(
     source: str,
