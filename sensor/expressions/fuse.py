@@ -515,22 +515,16 @@ class _Gen:
         The keys are checked once, every one an exact ``str`` (a dict with a key of another
         type falls back), so that the lookups compare only in C: a host key of its own class,
         whose ``__eq__`` a colliding hash would run, is never compared. One check is enough for
-        all the reads because nothing between it and the last lookup lets another thread or
-        any Python code run. Where this interpreter's dict sizes follow CPython's rule (see
-        _str_keys_sizes), the check is inside the reads: UNPACK_SEQUENCE of ``map(v.get, KEYS,
-        CHAIN(map(STR_KEYS, map(SIZEOF, (v,))), REPEAT))``, whose first default is computed,
-        in C, before the first lookup: the size of the dict's table, which raises KeyError
-        (FALLBACK) unless only a table of exact str keys has it. Otherwise a walk: ``False
-        in map(IS, map(type, v), STRS)`` (CONTAINS_OP: the dict iterated in C, ``type`` and
-        ``operator.is_`` called from C, no audit event, no allocation), a forward jump, then
-        UNPACK_SEQUENCE of ``map(v.get, KEYS, REPEAT)``, made before the walk. The maps' items
-        are computed only in the unpacking, by functions called from C (``dict.get``,
-        ``dict.__sizeof__``: no audit event). None of these bytecodes checks the eval breaker
-        (the CALLs that make the maps do, after returning: before the check), and no
-        collection runs (3.12+: only at the eval breaker; 3.11: on allocating a collectable
-        object, and the window allocates none: a size is an int; a refusal's KeyError ends
-        the unpacking before any lookup). A Python loop over the keys would not do: its
-        JUMP_BACKWARD is a switch point, and a key deleted and another inserted there (a
+        all the reads because nothing between its walk over the keys and the last lookup lets
+        another thread or any Python code run: the walk is ``False in map(IS, map(type, v),
+        STRS)`` (CONTAINS_OP: the dict iterated in C, ``type`` and ``operator.is_`` called
+        from C, no audit event, no allocation), a forward jump, then UNPACK_SEQUENCE of
+        ``map(v.get, KEYS, REPEAT)``, made before the walk (its items are computed only
+        there, by the bound ``dict.get`` called from C). None of these bytecodes checks the
+        eval breaker (the CALLs that make the maps do, after returning: before the walk), and
+        no collection runs (3.12+: only at the eval breaker; 3.11: on allocating a collectable
+        object, and the window allocates nothing). A Python loop over the keys would not do:
+        its JUMP_BACKWARD is a switch point, and a key deleted and another inserted there (a
         resize compacts the entries) ends the iteration without an error."""
         got = self.fetched.get((base, key))
         if got is not None:
