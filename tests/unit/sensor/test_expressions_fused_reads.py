@@ -17,9 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensor.errors import ExpressionError
-from sensor.expressions import fuse as fuse_module
 from sensor.expressions.compiler import Expression
-from sensor.expressions.fuse import FALLBACK, fuse
+from sensor.expressions.fuse import _STR_KEYS_SIZES, FALLBACK, fuse
 from sensor.guards import NOTHING
 
 QUOTE = "result['total'] == result['subtotal'] - result['discount'] + result['shipping']"
@@ -85,7 +84,7 @@ def test_a_dicts_unconditional_reads_are_taken_in_one_step() -> None:
         assert "for k" not in text, text
         (line,) = [ln for ln in text.splitlines() if "map(v.get," in ln]
         assert line.strip().startswith("x"), line  # the unpacking, on the check's line
-        if fuse_module._STR_KEYS_SIZES:
+        if _STR_KEYS_SIZES:
             assert "map(STR_KEYS, map(SIZEOF, (v,)))" in line, line
         else:
             assert "False not in map(IS, map(type, v)" in line, line
@@ -225,7 +224,7 @@ def test_a_size_of_a_str_keys_table_means_every_key_is_an_exact_str(
     # inserts and deletions of keys of any kind, and on their copies: a size of the str kind
     # only where every key is an exact str, and always where no other key was ever inserted
     # (the common dict takes the check's fast road).
-    assert fuse_module._STR_KEYS_SIZES or sys.implementation.name != "cpython"
+    assert _STR_KEYS_SIZES or sys.implementation.name != "cpython"
     d: dict[Any, Any] = {}
     for insert, key in steps:
         if insert:
@@ -242,12 +241,11 @@ def test_a_size_of_a_str_keys_table_means_every_key_is_an_exact_str(
         "grow": lambda: d | dict.fromkeys(map(str, range(50))),  # a resize by a merge
     }[copy]()
     exact = all(type(k) is str for k in made)
-    if dict.__sizeof__(made) in fuse_module._STR_KEYS_SIZES:
+    if dict.__sizeof__(made) in _STR_KEYS_SIZES:
         assert exact, list(made)
     fresh = copy not in ("into",) and all(type(k) is str for _, k in steps)
-    sizes = fuse_module._STR_KEYS_SIZES
-    if made and fresh and sizes:
-        assert dict.__sizeof__(made) in sizes, (dict.__sizeof__(made), list(made))
+    if made and fresh and _STR_KEYS_SIZES:
+        assert dict.__sizeof__(made) in _STR_KEYS_SIZES, (dict.__sizeof__(made), list(made))
     CALLS.clear()
 
 
