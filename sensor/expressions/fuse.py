@@ -59,7 +59,6 @@ import builtins
 import decimal
 import itertools
 import operator
-import struct
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -123,86 +122,6 @@ _TYPE_REF = {int: "int", float: "float", _Decimal: "DEC", str: "str", bool: "boo
              _NoneType: "NoneT", list: "list", tuple: "tuple", dict: "dict"}  # fmt: skip
 
 
-def _str_keys_sizes() -> frozenset[int]:
-    """The sizes (``dict.__sizeof__``) that only an exact dict whose keys are all exact ``str``
-    has here, or an empty set where this interpreter's sizes do not follow CPython's rule.
-
-    CPython keeps a dict's keys in one of two kinds of table: one for exact ``str`` keys only
-    (``DICT_KEYS_UNICODE``, or split: a lookup there compares a str key only in C, identity
-    or ``unicode_eq``, never a key's ``__eq__``), and a general one, into which a table is
-    converted when any other key is inserted. Their entries differ in size (two pointers
-    against three), and ``dict.__sizeof__`` (``_PyDict_SizeOf``, 3.11 to 3.13) is the
-    object's size plus, for a table of its own, a header, the index and the usable entries,
-    all fixed by the table's kind and its power-of-two size. A size of the str kind that no
-    general table (nor a dict without a table of its own) has therefore says that every key
-    is an exact str, whatever the dict's history, in one C call with no user code: the fused
-    form's dict reads then need no walk over the keys (``_Gen.read_together``).
-
-    The rule is checked here, on this interpreter, against dicts of both kinds on both sides of
-    each table size up to 86 keys, built in the ways that make tables (literals, comprehensions,
-    inserts, deletions, copies, ``dict()``, ``fromkeys``, a str subclass key, an instance's
-    dict): any mismatch, or an overlap of the two kinds' sizes, and the set is empty (the
-    walk is used)."""
-    try:
-        ptr = struct.calcsize("P")
-        base = dict.__sizeof__({})
-
-        def table(log2: int, entry: int, head: int) -> int:
-            index = log2 + (0 if log2 < 8 else 1 if log2 < 16 else 2 if log2 < 32 else 3)
-            return base + head + (1 << index) + ((1 << log2) << 1) // 3 * entry
-
-        # The header, from a one-key dict of each kind (a table of 8 slots).
-        head = dict.__sizeof__({"a": 0}) - table(3, 2 * ptr, 0)
-        if head <= 0 or dict.__sizeof__({0: 0}) != table(3, 3 * ptr, head):
-            return frozenset()
-        sizes = {k: {table(n, k * ptr, head) for n in range(3, 31)} for k in (2, 3)}
-        general = sizes[3] | {base}
-        if sizes[2] & general:
-            return frozenset()
-
-        class _Str(str):
-            __slots__ = ()
-
-        class _Obj:
-            def __init__(self) -> None:
-                self.a = self.b = 0
-
-        # Both sides of each table size's limit (5, 10, 21, 42, 85 keys).
-        for n in (1, 5, 6, 10, 11, 21, 22, 42, 43, 85, 86):
-            strs = [f"k{i}" for i in range(n)]
-            made: list[tuple[dict[Any, Any], bool | None]] = [
-                ({k: i for i, k in enumerate(strs)}, True),
-                (dict.fromkeys(strs), True),
-                (dict(zip(strs, range(n), strict=True)), True),
-                (dict(enumerate(strs)), False),
-                ({**dict.fromkeys(strs[1:]), _Str("s"): 0}, False),
-                ({**dict.fromkeys(strs[1:]), 0.5: 0}, False),
-            ]
-            grown: dict[Any, Any] = dict.fromkeys(strs)
-            grown[1] = 0
-            del grown[1]
-            made.append((grown, False))  # str keys only, in a general table
-            shrunk = dict.fromkeys([*strs, *map(str, range(n, 2 * n + 8))])
-            for i in range(n, 2 * n + 8):
-                del shrunk[str(i)]
-            # (a copy's table: either kind, as the copy is made)
-            made += [(shrunk, True), (shrunk.copy(), None), (dict(grown), None)]
-            for d, exact in made:
-                got = dict.__sizeof__(d)
-                kinds = sizes[2] | sizes[3] if exact is None else sizes[2] if exact else sizes[3]
-                if got not in kinds or (got in sizes[2] and any(type(k) is not str for k in d)):
-                    return frozenset()
-        if dict.__sizeof__(_Obj().__dict__) in general:  # a split table: str keys only
-            return frozenset()
-        return frozenset(sizes[2] - general)
-    except Exception:
-        return frozenset()
-
-
-#: See _str_keys_sizes: size -> the default of a lookup (MISSING), read as ``STR_KEYS[size]``.
-_STR_KEYS_SIZES: Final[dict[int, Any]] = dict.fromkeys(_str_keys_sizes(), _MISSING)
-
-
 class _Unfusable(Exception):
     """The expression has a part the fused form does not handle: the closures run it."""
 
@@ -230,9 +149,6 @@ class _Gen:
             # (endless and stateless: shared by every evaluation and thread)
             "STRS": itertools.repeat(str),
             "REPEAT": itertools.repeat(_MISSING),
-            "CHAIN": itertools.chain,
-            "SIZEOF": dict.__sizeof__,
-            "STR_KEYS": _STR_KEYS_SIZES.__getitem__,
             "__builtins__": {},
             **{n: getattr(builtins, n) for n in _SAFE_BUILTINS},
         }
@@ -531,26 +447,15 @@ class _Gen:
             return got
         keys = self.together[base]
         outs = [self.tmp("x") for _ in keys]
-        # Refused: values of no type a check lets through.
+        m = self.tmp("m")
+        self.emit(f"{m} = map({base}.get, {self.const(keys)}, REPEAT)")
+        # One line: a tracer's line event (Python code, a switch point) cannot come between
+        # the check and the lookups. Refused: values of no type a check lets through.
         refused = self.const((FALLBACK,) * len(keys))
-        if _STR_KEYS_SIZES:
-            # The check made inside the unpacking, before the first lookup: the lookups' first
-            # default is STR_KEYS[SIZEOF(v)], which raises KeyError (FALLBACK) unless the
-            # dict's size is one only a table of exact str keys has (see _str_keys_sizes).
-            self.emit(
-                f"{', '.join(outs)}, = map({base}.get, {self.const(keys)}, CHAIN(map("
-                f"STR_KEYS, map(SIZEOF, ({base},))), REPEAT)) if len({base}) <= {MAX_KEYS} "
-                f"else {refused}"
-            )
-        else:
-            m = self.tmp("m")
-            self.emit(f"{m} = map({base}.get, {self.const(keys)}, REPEAT)")
-            # One line: a tracer's line event (Python code, a switch point) cannot come
-            # between the check and the lookups.
-            self.emit(
-                f"{', '.join(outs)}, = {m} if len({base}) <= {MAX_KEYS} and False not in "
-                f"map(IS, map(type, {base}), STRS) else {refused}"
-            )
+        self.emit(
+            f"{', '.join(outs)}, = {m} if len({base}) <= {MAX_KEYS} and False not in "
+            f"map(IS, map(type, {base}), STRS) else {refused}"
+        )
         for k, out in zip(keys, outs, strict=True):
             self.fetched[(base, k)] = out
         return self.fetched[(base, key)]

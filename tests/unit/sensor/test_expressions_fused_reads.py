@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from sensor.errors import ExpressionError
 from sensor.expressions.compiler import Expression
-from sensor.expressions.fuse import _STR_KEYS_SIZES, FALLBACK, fuse
+from sensor.expressions.fuse import FALLBACK, fuse
 from sensor.guards import NOTHING
 
 QUOTE = "result['total'] == result['subtotal'] - result['discount'] + result['shipping']"
@@ -74,20 +74,14 @@ def _safe(source: str, result: object) -> tuple[str, Any]:
 
 def test_a_dicts_unconditional_reads_are_taken_in_one_step() -> None:
     # The quote identity's four reads: one map of the dict's get over the four keys, unpacked
-    # on the line of the keys' check (inside the unpacking, by the table's size, where the
-    # interpreter's sizes follow CPython's rule; else a walk over the keys); no read of its
-    # own and no Python loop over the keys.
+    # on the line of the keys' check; no read of its own and no Python loop over the keys.
     for form in _forms(_fused(QUOTE)):
         text = form.source  # type: ignore[attr-defined]
         assert text.count("map(v.get,") == 1, text
         assert "v.get(" not in text, text
         assert "for k" not in text, text
-        (line,) = [ln for ln in text.splitlines() if "map(v.get," in ln]
+        (line,) = [ln for ln in text.splitlines() if "False not in map(IS, map(type, v)" in ln]
         assert line.strip().startswith("x"), line  # the unpacking, on the check's line
-        if _STR_KEYS_SIZES:
-            assert "map(STR_KEYS, map(SIZEOF, (v,)))" in line, line
-        else:
-            assert "False not in map(IS, map(type, v)" in line, line
     # Reads that may not run keep their own check: the later operands of ``and`` and of a
     # comparison chain.
     for source in (
@@ -120,7 +114,7 @@ def test_a_key_inserted_at_a_line_boundary_is_never_compared() -> None:
     def local(frame: FrameType, event: str, arg: object) -> Any:
         if event == "line" and not done:
             text = sources[frame.f_code][frame.f_lineno - 1]
-            if "v.get" in text or "False not in map(" in text:
+            if "v.get(" in text or "False not in map(" in text:
                 done.append(frame.f_lineno)
                 del quote["extra"]
                 quote[Colliding("total")] = 2
@@ -199,68 +193,3 @@ def test_the_quote_identity_answers_as_the_closures_on_any_dict(
             assert want == ("value", got)
             assert type(want[1]) is type(got)
     assert _flags(local) == _flags(alone)
-
-
-_ANY_KEY = st.one_of(
-    st.text(max_size=6),
-    st.sampled_from(FIELDS),
-    st.integers(-5, 5),
-    st.builds(RecordingStr, st.text(max_size=4)),
-    st.builds(Colliding, st.sampled_from(FIELDS)),
-    st.floats(allow_nan=False),
-    st.binary(max_size=2),
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    steps=st.lists(st.tuples(st.booleans(), _ANY_KEY), max_size=80),
-    copy=st.sampled_from(["none", "copy", "dict", "unpack", "fromkeys", "into", "grow"]),
-)
-def test_a_size_of_a_str_keys_table_means_every_key_is_an_exact_str(
-    steps: list[tuple[bool, Any]], copy: str
-) -> None:
-    # The fused reads' check (dict.__sizeof__ among _STR_KEYS_SIZES) on dicts made by any
-    # inserts and deletions of keys of any kind, and on their copies: a size of the str kind
-    # only where every key is an exact str, and always where no other key was ever inserted
-    # (the common dict takes the check's fast road).
-    assert _STR_KEYS_SIZES or sys.implementation.name != "cpython"
-    d: dict[Any, Any] = {}
-    for insert, key in steps:
-        if insert:
-            d[key] = 0
-        else:
-            d.pop(key, None)
-    made = {
-        "none": lambda: d,
-        "copy": d.copy,
-        "dict": lambda: dict(d),
-        "unpack": lambda: {**d},
-        "fromkeys": lambda: dict.fromkeys(d),
-        "into": lambda: {0.5: 0} | d,  # merged into a general table
-        "grow": lambda: d | dict.fromkeys(map(str, range(50))),  # a resize by a merge
-    }[copy]()
-    exact = all(type(k) is str for k in made)
-    if dict.__sizeof__(made) in _STR_KEYS_SIZES:
-        assert exact, list(made)
-    fresh = copy not in ("into",) and all(type(k) is str for _, k in steps)
-    if made and fresh and _STR_KEYS_SIZES:
-        assert dict.__sizeof__(made) in _STR_KEYS_SIZES, (dict.__sizeof__(made), list(made))
-    CALLS.clear()
-
-
-def test_a_quote_of_str_keys_in_a_general_table_is_left_to_the_closures() -> None:
-    # Keys all exact str, in the table a key of another kind made (inserted, then deleted):
-    # the size check refuses it, and the closures answer (as they answer any quote).
-    quote: dict[Any, Any] = {
-        "total": Decimal("53.24"), "subtotal": Decimal("52.00"), "discount": Decimal("5.20"),
-        "shipping": Decimal("6.44"),
-    }  # fmt: skip
-    quote[1] = 0
-    del quote[1]
-    assert all(type(k) is str for k in quote)
-    for form in _forms(_fused(QUOTE)):
-        assert form(quote, NOTHING, NOTHING) is FALLBACK
-    assert _safe(QUOTE, quote) == ("value", True)
-    fresh = dict(quote.items())  # built again key by key: the str kind
-    assert _fused(QUOTE)(fresh, NOTHING, NOTHING) is True
