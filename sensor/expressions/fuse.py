@@ -171,8 +171,15 @@ class _Gen:
         # Inside the operands of an arithmetic operation or ``abs``: a Decimal there takes the
         # snapshot at its check (it will be needed), not a NaN test first.
         self.arith = 0
+        # Inside the operands of a comparison one of whose operands holds arithmetic: a compared
+        # Decimal is tested for NaN where it is compared (see op_snapshot), not at its check.
+        self.defer_nan = False
         # Variables last checked as possibly Decimal without the snapshot (see check).
         self.bare: set[str] = set()
+        # var -> the block level where, from here on, ``var`` being a Decimal means that the
+        # snapshot is taken (its check took it, or it is the result of an operation that took
+        # it for its Decimal operand): an operation on it needs no test of its own.
+        self.snapped: dict[str, int] = {}
         # The dict reads taken together (see plan_reads): parameter -> its constant str keys,
         # the ids of the Subscript nodes read so, and (parameter, key) -> the variable holding
         # the value once read.
@@ -221,10 +228,13 @@ class _Gen:
         """``{head} not ({others}):`` FALLBACK unless type ``tt`` of ``var`` is DEC, tested last
         (an int or a float is tested as before the snapshot existed). ``snap`` (unless the
         value is only tested, by ``is`` or ``isinstance``): the plain form leaves for the
-        Decimal form; the Decimal form takes the snapshot where an operation runs (see
-        op_snapshot): a comparison for a NaN, the only Decimal whose comparison with an int or
-        a Decimal signals (an exact comparison otherwise, whatever the precision or exponent
-        limits), or a float beside it; an arithmetic operation, ``abs`` and ``sum`` always."""
+        Decimal form; the Decimal form takes the snapshot for a NaN, the only Decimal whose
+        comparison with an int or a Decimal signals (an exact comparison otherwise, whatever
+        the precision or exponent limits), tested here unless the comparison's operands hold
+        arithmetic (``defer_nan``: that arithmetic takes the snapshot first on a Decimal, and
+        the comparison tests for a NaN only while it is not taken); an arithmetic operation,
+        ``abs``, ``sum`` and a comparison with a float take it where they run (see
+        op_snapshot)."""
         indent = "    "
         if others:
             self.emit(f"{head} not ({others}):")
@@ -234,17 +244,23 @@ class _Gen:
             indent = ""
         self.emit(f"{indent}if {tt} is not DEC:")
         self.emit(f"{indent}    return FALLBACK")
-        if snap and not (self.decimal_form and not self.arith):
+        if snap and self.decimal_form and not self.arith and not self.defer_nan:
+            self.emit(f"{indent}if {var}.is_nan():")
+            self.snapshot(indent + "    ")
+        elif snap and not (self.decimal_form and not self.arith):
             self.snapshot(indent)
         elif indent:
             self.emit(f"{indent}pass")
 
-    def op_snapshot(self, operands: list[tuple[str, frozenset[type]]], floats: bool) -> None:
+    def op_snapshot(
+        self, operands: list[tuple[str, frozenset[type]]], floats: bool, nan: bool = False
+    ) -> None:
         """In the Decimal form, before an operation that may signal on a Decimal operand: the
         snapshot where one operand is a Decimal (``floats``: a comparison, whose operands are
-        compared in adjacent pairs: where one of a pair is a Decimal and the other a float, or
-        an operand is a NaN Decimal; tested only while the snapshot is not taken, so that a
-        comparison after arithmetic pays nothing for it)."""
+        compared in adjacent pairs: where one of a pair is a Decimal and the other a float;
+        ``nan``: or an operand is a NaN Decimal, tested here instead of at the operands' checks
+        (see or_decimal), and only while the snapshot is not taken, so that a comparison after
+        arithmetic pays nothing for it)."""
         if not self.decimal_form:
             return
         if floats:
@@ -255,17 +271,25 @@ class _Gen:
                 for (a, ta), (b, tb) in pairs
                 if _Decimal in ta and float in tb
             ]
-            tests += [
-                f"({self.type_of(v)} is DEC and {v}.is_nan())" for v, t in operands if _Decimal in t
-            ]
+            if nan:
+                tests += [
+                    f"({self.type_of(v)} is DEC and {v}.is_nan())"
+                    for v, t in operands
+                    if _Decimal in t
+                ]
             if not tests:
                 return
-            self.emit(f"if dz is None and ({' or '.join(tests)}):")
+            test = " or ".join(tests)
+            self.emit(f"if dz is None and ({test}):" if nan else f"if {test}:")
             self.snapshot("    ")
             return
-        tests = [f"{self.type_of(v)} is DEC" for v, t in operands if _Decimal in t]
+        tests = [
+            f"{self.type_of(v)} is DEC"
+            for v, t in operands
+            if _Decimal in t and v not in self.snapped
+        ]
         if not tests:
-            return
+            return  # (every Decimal operand's check or operation took it)
         self.emit(f"if {' or '.join(tests)}:")
         self.snapshot("    ")
 
@@ -325,6 +349,8 @@ class _Gen:
             self.bare.add(var)
         else:
             self.bare.discard(var)
+        if dec and snap and self.decimal_form and self.arith:
+            self.snapped[var] = self.level  # (see or_decimal: the snapshot at the check)
 
     def type_of(self, var: str) -> str:
         """An expression for ``type(var)``: the temporary its check assigned, where in scope."""
@@ -355,6 +381,7 @@ class _Gen:
         # What a check inside the block established holds only inside it.
         self.level -= 1
         self.checked = {v: e for v, e in self.checked.items() if e[1] <= self.level}
+        self.snapped = {v: e for v, e in self.snapped.items() if e <= self.level}
         self.typed = {v: e for v, e in self.typed.items() if e[1] <= self.level}
 
     def plan_reads(self, root: ast.AST) -> None:
@@ -538,9 +565,19 @@ class _Gen:
             isinstance(o, ast.Constant) and type(o.value) is str for o in operands
         )
         kind = _STR if texts else (_STR | _NUMD) if equality else _NUMD
-        typed = [self.ex(o, kind) for o in operands]
+        # Arithmetic among the operands (the quote identity) takes the snapshot on a Decimal
+        # before the comparison: a compared Decimal's NaN test is then deferred to the
+        # comparison, which skips it once the snapshot is taken. Without arithmetic it is made
+        # at the operand's check (a plain comparison pays no second test of the types there).
+        deferred = any(map(_has_arith, operands))
+        outer, self.defer_nan = self.defer_nan, deferred
+        try:
+            typed = [self.ex(o, kind) for o in operands]
+        finally:
+            self.defer_nan = outer
         names = [name for name, _ in typed]
-        self.op_snapshot(typed, floats=True)  # a Decimal with a float: FloatOperation
+        # A Decimal with a float: FloatOperation; a NaN, where the checks did not test it.
+        self.op_snapshot(typed, floats=True, nan=deferred)
         out = self.tmp("r")
         text = names[0]
         for sym, name in zip(symbols, names[1:], strict=True):
@@ -611,6 +648,9 @@ class _Gen:
         # operation that signals a trapped condition of the thread's context raises as the
         # closures' does (FALLBACK: they raise it again, with the same context).
         self.emit(f"{out} = {a} {sym} {b}")
+        if _Decimal in ta | tb:
+            # A Decimal result has a Decimal operand, for which the snapshot was taken.
+            self.snapped[out] = self.level
         return out, (_NUMD if _Decimal in ta | tb else _NUM)
 
     def x_Subscript(
@@ -677,6 +717,8 @@ class _Gen:
             self.op_snapshot([(var, types)], floats=False)
             out = self.tmp()
             self.emit(f"{out} = abs({var})")  # a Decimal's: rounded by the thread's context
+            if _Decimal in types:
+                self.snapped[out] = self.level
             return out, types & _NUMD
         if name == "isinstance" and len(args) == 2:
             spec = self._static_types(args[1])
@@ -783,6 +825,19 @@ class _Gen:
         self.emit("    break")
         self.close_block()
         return out, _BOOL
+
+
+_ARITH_CALLS = frozenset({"abs", "sum"})
+
+
+def _has_arith(node: ast.AST) -> bool:
+    """Whether ``node`` holds an operation that takes the host's decimal flags on any Decimal
+    operand (see _Gen.op_snapshot): an arithmetic operator, ``abs`` or ``sum``."""
+    return any(
+        isinstance(n, ast.BinOp)
+        or (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _ARITH_CALLS)
+        for n in ast.walk(node)
+    )
 
 
 # The nodes whose every operand is evaluated whenever they are (see _Gen.plan_reads): an

@@ -17,6 +17,7 @@ from __future__ import annotations
 import decimal
 import json
 import math
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from types import ModuleType
@@ -311,6 +312,7 @@ DECIMAL_SHAPES: dict[str, tuple[str, ...]] = {
     "result == sum(prices)": ("prices",),
     "all(p >= 0 for p in prices)": ("prices",),
     "x[0] * 2 + x[-1] < 10": ("x",),
+    "result == x + 1 or result <= x": ("x",),
     SOURCE_TOTAL: (),
 }
 
@@ -365,6 +367,70 @@ def test_decimals_in_every_context_answer_as_the_closures_with_the_same_flags(
             assert _flags(local) == _flags(alone), (source, ctx, result, args, got)
     assert answered >= 40, (answered, fallen)
     assert fallen >= 10, (answered, fallen)
+
+
+#: expectation -> (its locals, whether a compared Decimal's NaN test waits for the comparison).
+NAN_TESTS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "result >= 0": ((), False),
+    "0 <= discount <= price": (("discount", "price"), False),
+    "result == expected": (("expected",), False),
+    SOURCE_TOTAL: ((), True),
+    "abs(result - expected) <= 1": (("expected",), True),
+    "result == sum(prices)": (("prices",), True),
+}
+
+
+@pytest.mark.parametrize("source", sorted(NAN_TESTS))
+def test_a_compared_decimal_is_tested_for_nan_at_its_check_unless_arithmetic_comes_first(
+    source: str,
+) -> None:
+    # The Decimal form tests a compared Decimal for NaN (the one Decimal whose comparison with
+    # an int or a Decimal signals) where its type was just tested, right after the check, in
+    # a comparison of plain operands; where an operand holds arithmetic, which takes the flags
+    # on a Decimal before the comparison, it tests it at the comparison, only while the flags
+    # are not taken (the quote identity then calls no is_nan()).
+    names, deferred = NAN_TESTS[source]
+    expr = Expression(source, slots=("result",))
+    fn = _fused(expr, names)
+    assert fn is not None
+    lines = [line.strip() for line in fn.__globals__["DFUSED"].source.splitlines()]
+    tests = [i for i, line in enumerate(lines) if ".is_nan()" in line]
+    assert tests, lines
+    at_check = [i for i in tests if re.fullmatch(r"if [a-z]\w*\.is_nan\(\):", lines[i])]
+    at_comparison = [i for i in tests if lines[i].startswith("if dz is None and (")]
+    if deferred:
+        assert at_comparison == tests, lines
+    else:
+        assert at_check == tests, lines
+        for i in at_check:  # right after the check that found a Decimal
+            assert re.fullmatch(r"if y\d+ is not DEC:", lines[i - 2]), lines[i - 2 : i + 1]
+            assert lines[i - 1] == "return FALLBACK", lines[i - 2 : i + 1]
+        assert not any(line.startswith("if dz is None and") for line in lines), lines
+
+
+#: expectation -> (its locals, how many operations test their operands' types before taking the
+#: decimal flags: those with an operand whose check did not take them).
+OPERATION_TESTS: dict[str, tuple[tuple[str, ...], int]] = {
+    SOURCE_TOTAL: ((), 0),
+    "abs(result - expected) <= 1": (("expected",), 0),
+    "result * x + x > 0": (("x",), 0),
+    "result >= 0 and result - 1 > 0": ((), 1),  # result checked for a comparison first
+}
+
+
+@pytest.mark.parametrize("source", sorted(OPERATION_TESTS))
+def test_an_operation_tests_only_operands_whose_check_did_not_take_the_flags(source: str) -> None:
+    # An operand checked inside arithmetic takes the flags at its check if it is a Decimal, and
+    # so did the operation that made a Decimal result: the operation on them takes the flags
+    # without testing their types again. An operand checked for a comparison (tested for NaN
+    # only) is tested again before the operation.
+    names, tests = OPERATION_TESTS[source]
+    expr = Expression(source, slots=("result",))
+    fn = _fused(expr, names)
+    assert fn is not None
+    lines = [line.strip() for line in fn.__globals__["DFUSED"].source.splitlines()]
+    found = [line for line in lines if re.fullmatch(r"if \S+ is DEC( or \S+ is DEC)*:", line)]
+    assert len(found) == tests, lines
 
 
 @pytest.mark.parametrize("source", ["abs(result - expected) <= 1", "result - x * 2 > 0"])
