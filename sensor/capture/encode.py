@@ -610,8 +610,8 @@ class _Walker:
                 if b.left <= 0:
                     break
                 kept += 1
-                if type(k) is str and len(k) <= max_string:
-                    b.left -= len(k) + 4
+                if type(k) is str and (lk := len(k)) <= max_string:
+                    b.left -= lk + 4
                     secret = False
                     if red is not None:
                         # One cached lookup answers both questions about the key.
@@ -888,11 +888,11 @@ class _Walker:
             for k, x in d.items() if total <= limit else islice(d.items(), limit):
                 if b.left <= 0:
                     break
-                if type(k) is not str or len(k) > max_string:
+                if type(k) is not str or (lk := len(k)) > max_string:
                     # Non-str names (set through __dict__) and names longer than a kept
                     # string: counted in @len, not kept.
                     continue
-                b.left -= len(k) + 4
+                b.left -= lk + 4
                 if hidden is not None and k in hidden:
                     attrs[k] = self._redact_name(x)
                     continue
