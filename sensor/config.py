@@ -377,6 +377,18 @@ def load_config(environ: Mapping[str, str] | None = None, **arguments: Any) -> S
     return SensorConfig(**values)
 
 
+def _is_secret_setting(*names: str) -> bool:
+    """Whether one of ``names`` (variable names) says it holds a credential (``SENSOR_TOKEN``,
+    ``SENSOR_HUB_ADMIN_TOKEN_FILE``'s content...), by the redactor's name rules."""
+    from sensor.redaction import get_redactor
+
+    try:
+        red = get_redactor()
+        return any(red.is_secret_name(n) for n in names)
+    except Exception:
+        return True
+
+
 #: Every ``SENSOR_*`` variable the sensor, its command line and the plugin read.
 SENSOR_VARIABLES: frozenset[str] = frozenset(
     {
@@ -410,8 +422,10 @@ def _check_names(env: Mapping[str, str]) -> None:
             continue
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.88)
         if close:
+            # A misspelt SENSOR_TOKN holds a token: its value is not shown at all.
+            shown = "a value" if _is_secret_setting(name, close[0]) else _shown(env[name])
             raise ConfigError(
-                f"{name}: got {_shown(env[name])}, expected no such variable: no sensor setting "
+                f"{name}: got {shown}, expected no such variable: no sensor setting "
                 f"has that name (did you mean {close[0]}? the settings are in "
                 "docs/reference/sensor-config.md)"
             )

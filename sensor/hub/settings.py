@@ -136,6 +136,18 @@ def known_names() -> frozenset[str]:
     return frozenset(fields | files | _OTHER_NAMES)
 
 
+def _is_secret_setting(*names: str) -> bool:
+    """Whether one of ``names`` (variable names) says it holds a credential, by the
+    redactor's name rules (``SENSOR_HUB_ADMIN_TOKEN``)."""
+    from sensor.redaction import get_redactor
+
+    try:
+        red = get_redactor()
+        return any(red.is_secret_name(n) for n in names)
+    except Exception:
+        return True
+
+
 def _check_names(env: Mapping[str, str]) -> None:
     """Refuse a ``SENSOR_HUB_*`` variable nothing reads: a misspelt name would otherwise leave
     its setting at the default without a word (``SENSOR_HUB_RETENTON=none`` keeping 7 days)."""
@@ -146,7 +158,9 @@ def _check_names(env: Mapping[str, str]) -> None:
         if name.startswith("SENSOR_HUB_") and name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
             hint = f"did you mean {close[0]}? " if close else ""
+            # A misspelt SENSOR_HUB_ADMIN_TOKN holds a token: its value is not shown at all.
+            shown = "a value" if _is_secret_setting(name, *close) else redact_error(repr(env[name]))
             raise ConfigError(
-                f"{name}: got {env[name]!r}, expected no such variable: no hub setting has that "
+                f"{name}: got {shown}, expected no such variable: no hub setting has that "
                 f"name ({hint}the settings are in docs/how-to/run-hub.md)"
             )

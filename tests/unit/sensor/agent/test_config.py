@@ -262,3 +262,11 @@ def test_inside_the_host_a_bad_deny_entry_is_left_out_and_the_others_apply() -> 
     deny = DenyList.from_env({"SENSOR_DENY": "foo.bar:,shop.secrets"}, strict=False)
     assert "shop.secrets" in deny.modules
     assert "foo.bar:" not in deny.modules
+
+
+@pytest.mark.parametrize("name", ["SENSOR_TOKN", "SENSOR_CLIENT_TOKN"])
+def test_a_misspelt_token_variable_is_refused_without_showing_its_value(name: str) -> None:
+    environ = {"SENSOR_HUB_URL": "http://h:1", name: "Zq9-plain-token-value"}
+    with pytest.raises(ConfigError, match=f"{name}: got a value, expected no such variable") as e:
+        load_config(environ=environ)
+    assert "Zq9" not in str(e.value)

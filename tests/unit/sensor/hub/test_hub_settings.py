@@ -140,3 +140,15 @@ def test_postgres_urls_are_shown_without_their_passwords(url: str) -> None:
     shown = _redact_url(url)
     assert "Zq9" not in shown
     assert "db.internal" in shown
+
+
+@pytest.mark.parametrize("name", ["SENSOR_HUB_ADMIN_TOKN", "SENSOR_HUB_SENSOR_TOKN"])
+def test_a_misspelt_token_variable_is_refused_without_showing_its_value(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name}: got a value, expected no such variable") as e:
+        HubSettings.from_env({name: "Zq9-admin-token-value"})
+    assert "Zq9" not in str(e.value)
+
+
+def test_a_misspelt_ordinary_variable_still_shows_its_value() -> None:
+    with pytest.raises(ConfigError, match="SENSOR_HUB_RETENTON: got 'none'"):
+        HubSettings.from_env({"SENSOR_HUB_RETENTON": "none"})
