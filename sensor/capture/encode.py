@@ -603,6 +603,7 @@ class _Walker:
             out: dict[str, JSONValue] = {}
             items: list[list[JSONValue]] | None = None  # the "items" form, once needed
             max_string = self.max_string
+            tiny = max_string < _MATCH_CACHE_CHARS
             ver = self.ver
             kept = 0
             reason: str | None = None
@@ -610,17 +611,24 @@ class _Walker:
                 if b.left <= 0:
                     break
                 kept += 1
-                if type(k) is str and (lk := len(k)) <= max_string:
-                    b.left -= lk + 4
-                    secret = False
-                    if red is not None:
-                        # One cached lookup answers both questions about the key.
+                # A str key's verdict: one cached lookup answers both questions about it. A
+                # key longer than max_string has none (it takes the items form, cut as a value
+                # is). Only a miss can be one, since the cache holds keys of at most 64
+                # characters, unless max_string is shorter than that (``tiny``).
+                verdict: tuple[object, int | None, bool, str | None] | None = None
+                if type(k) is str:
+                    if red is None:
+                        verdict = _NO_REDACTOR if len(k) <= max_string else None
+                    else:
                         verdict = _KEY_CACHE.get(k)
                         if verdict is None or verdict[0] is not red or verdict[1] != ver:
-                            verdict = self._key(k)
-                        secret = verdict[2]
-                        reason = verdict[3]
-                    if secret:
+                            verdict = self._key(k) if len(k) <= max_string else None
+                        elif tiny and len(k) > max_string:
+                            verdict = None
+                if verdict is not None:
+                    b.left -= len(k) + 4
+                    reason = verdict[3]
+                    if verdict[2]:
                         out_v = self._redact_name(x)
                     else:
                         tx = type(x)
@@ -1041,6 +1049,10 @@ def _iso(v: datetime.datetime | datetime.time) -> tuple[str, str | None]:
 def _is_zoneinfo(t: type) -> bool:
     zoneinfo = sys.modules.get("zoneinfo")
     return zoneinfo is not None and t is getattr(zoneinfo, "ZoneInfo", None)
+
+
+#: The verdict on every str key when nothing is redacted: not secret, no reason.
+_NO_REDACTOR: tuple[object, int | None, bool, str | None] = (None, None, False, None)
 
 
 def _str_head(v: str, n: int) -> str:

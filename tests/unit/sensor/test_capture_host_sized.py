@@ -173,3 +173,16 @@ def test_redacting_a_huge_text_allocates_a_bounded_copy() -> None:
         tracemalloc.stop()
     assert shown.endswith(f"<redacted:unscanned {N - redaction.MAX_MATCH_CHARS} chars>")
     assert peak < ALLOC_BOUND, f"redact_text allocated {peak:,} bytes"
+
+
+@pytest.mark.parametrize("redactor", [Redactor(), None], ids=["redacted", "unredacted"])
+def test_a_key_longer_than_a_short_max_string_is_cut_even_once_its_verdict_is_cached(
+    redactor: Redactor | None,
+) -> None:
+    # The encoder caches the verdicts of keys of up to 64 characters, whatever the probe's
+    # max_string; a probe whose max_string is shorter must still cut a cached key.
+    key = "customer_reference_number"  # 25 characters
+    assert key in json.dumps(encode({"v": {key: 1}}, redactor=redactor))  # caches its verdict
+    out = json.dumps(encode({"v": {key: 1}}, CaptureLimits(max_string=10), redactor=redactor))
+    assert key not in out, out
+    assert key[:10] in out, out
