@@ -23,8 +23,9 @@ import types
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
+from sensor.capture.params import PAIRED_NAMES, PARAM_NAMES, TEMPLATE_NAMES, Hidden, hidden_params
 from sensor.capture.safety import _LAYOUTS, Kind, Layout, hidden_instance_dict, layout_of
 from sensor.probes import CAPTURE_LIMIT_MAXIMA, CaptureLimits
 
@@ -95,6 +96,10 @@ _HIDDEN_ATTRS: dict[str, frozenset[str]] = {
 }
 
 
+# The parameter sets of a list of them (``executemany``): see _Walker._hide_in.
+_PARAM_SETS: frozenset[type] = frozenset((tuple, list, dict))
+
+
 # A command-line option alone in an argv item (`--password`, `-token`; `--token=x` is a field).
 _OPTION_ITEM = re.compile(r"--?([A-Za-z][A-Za-z0-9_.-]{1,63})\Z")
 
@@ -120,7 +125,10 @@ _MATCH_CACHE: dict[str, tuple[object, int, str | None]] = {}
 # key or name -> (redactor, rule version, secret name?, secret value reason)
 _KEY_CACHE: dict[str, tuple[object, int | None, bool, str | None]] = {}
 # capture name (maybe an expression) -> (redactor, rule version, secret?)
-_NAME_CACHE: dict[str, tuple[object, int | None, bool]] = {}
+_NAME_CACHE: dict[str, tuple[object, int | None, bool | int]] = {}
+# A capture name's verdict (_secret_capture_name) when it is shown and names a template or its
+# parameters (False: shown; True: secret), one truth test for the common name.
+_PAIRED: Final = 2
 _IDENT_TOKENS = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _DEFAULT_LIMITS = CaptureLimits()
 
@@ -893,6 +901,8 @@ class _Walker:
             red = self.red
             max_string = self.max_string
             hidden = _HIDDEN_ATTRS.get(layout.name) if red is not None else None
+            # A template and its parameters (a log record's msg and args): see _hide_params.
+            paired: dict[str, Any] | None = None
             for k, x in d.items() if total <= limit else islice(d.items(), limit):
                 if b.left <= 0:
                     break
@@ -901,6 +911,10 @@ class _Walker:
                     # string: counted in @len, not kept.
                     continue
                 b.left -= lk + 4
+                if k in PAIRED_NAMES:
+                    if paired is None:
+                        paired = {}
+                    paired[k] = x
                 if hidden is not None and k in hidden:
                     attrs[k] = self._redact_name(x)
                     continue
@@ -919,6 +933,8 @@ class _Walker:
                         attrs[k] = x
                         continue
                 attrs[k] = self._field(k, x, d1)
+            if paired is not None and len(paired) > 1 and red is not None:
+                self._hide_params(paired, attrs)
         for slot_name, getter in layout.slots:
             try:
                 x = getter(v)
@@ -1016,6 +1032,71 @@ class _Walker:
         except Exception:
             name, n = _name_or_unknown(t), None
         return self._redacted(name, "name", n)
+
+    def _hide_params(self, paired: dict[str, Any], out: dict[str, JSONValue]) -> None:
+        """Parameters kept next to their template (``paired``: the raw values under
+        :data:`~sensor.capture.params.PAIRED_NAMES`; ``out``: their encodings, by the same
+        names): those the template puts after a secret name are hidden as under a secret name
+        (:mod:`sensor.capture.params`)."""
+        red = self.red
+        positions: set[int] = set()
+        names: set[str] = set()
+        every = False
+        for k, x in paired.items():
+            if k.rpartition(".")[2] in TEMPLATE_NAMES:
+                found = hidden_params(red, x)
+                positions |= found.positions
+                names |= found.names
+                every = every or found.every
+        if not (positions or names or every):
+            return
+        hidden = Hidden(frozenset(positions), frozenset(names), every)
+        for k, x in paired.items():
+            if k.rpartition(".")[2] in PARAM_NAMES and k in out:
+                out[k] = self._hide_in(x, out[k], hidden, True)
+
+    def _hide_in(self, x: Any, enc: JSONValue, hidden: Hidden, nested: bool) -> JSONValue:
+        """``enc`` (the encoding of ``x``) with the parameters ``hidden`` names hidden: items of
+        an exact tuple or list by position (and, ``nested``, those of the parameter sets it
+        holds: ``executemany``'s), values of an exact dict by key, a single parameter whole."""
+        if hidden.every:
+            return self._redact_name(x)
+        if type(enc) is not dict or "@redacted" in enc:
+            return enc
+        tx = type(x)
+        if tx is tuple or tx is list:
+            items = enc.get("v")
+            if type(items) is not list:
+                return enc
+            n = min(len(items), len(x))
+            if nested and n and all(type(y) in _PARAM_SETS for y in islice(x, n)):
+                # Parameter sets (``executemany``'s rows): each one's own parameters.
+                for i in range(n):
+                    items[i] = self._hide_in(x[i], items[i], hidden, False)
+                return enc
+            for i in hidden.positions:
+                if i < n:
+                    items[i] = self._redact_name(x[i])
+            return enc
+        if tx is dict:
+            if not hidden.names:
+                # logging's one dict argument (``log("%s", {...})``) is the record's args.
+                return self._redact_name(x) if 0 in hidden.positions else enc
+            # In the dict's own order (C iteration: no host __eq__ on a lookup), as far as the
+            # encoding went: by key (``v``) or, with keys of other types, by position (``items``).
+            by_key = enc.get("v")
+            pairs = enc.get("items")
+            if type(by_key) is dict:
+                for k, y in islice(dict.items(x), self.max_items):
+                    if type(k) is str and k in hidden.names and k in by_key:
+                        by_key[k] = self._redact_name(y)
+            elif type(pairs) is list:
+                for i, (k, y) in enumerate(islice(dict.items(x), len(pairs))):
+                    pair = pairs[i]
+                    if type(k) is str and k in hidden.names and type(pair) is list:
+                        pair[1] = self._redact_name(y)
+            return enc
+        return self._redact_name(x) if 0 in hidden.positions else enc
 
     def _error(self, name: str, exc: BaseException) -> JSONValue:
         reason = _describe(exc)
@@ -1147,17 +1228,21 @@ def _module_name(m: Any) -> str:
     return "?"
 
 
-def _secret_capture_name(walker: _Walker, name: str) -> bool:
-    """A capture name is secret if it, or any identifier in it (``user.password``), is."""
-    secret = walker._secret_name(name) or (
+def _secret_capture_name(walker: _Walker, name: str) -> bool | int:
+    """A capture name's verdict: True if it, or any identifier in it (``user.password``), is
+    secret; else :data:`_PAIRED` if it (or its last part, ``record.args``) names a template or
+    its parameters (see _Walker._hide_params); else False."""
+    verdict: bool | int = walker._secret_name(name) or (
         not name.isidentifier()
         and any(walker._secret_name(token) for token in _IDENT_TOKENS.findall(name))
     )
+    if not verdict and name.rpartition(".")[2] in PAIRED_NAMES:
+        verdict = _PAIRED
     if walker.ver is not None and len(name) <= _MATCH_CACHE_CHARS:
         if len(_NAME_CACHE) >= _MATCH_CACHE_MAX:
             _NAME_CACHE.clear()
-        _NAME_CACHE[name] = (walker.red, walker.ver, secret)
-    return secret
+        _NAME_CACHE[name] = (walker.red, walker.ver, verdict)
+    return verdict
 
 
 def _resolve(redactor: RedactorLike | _ProcessRedactor | None) -> RedactorLike | None:
@@ -1235,29 +1320,39 @@ def capture_frame(
         pairs: Iterable[tuple[object, object]] = names_to_values.items()
         ver = walker.ver
         kept = 0
+        # A template and its parameters among the names (a driver's query and params, a
+        # probe's ``record.msg`` and ``record.args``): see _Walker._hide_params.
+        paired: dict[str, object] | None = None
         for name, value in islice(pairs, limit) if n > limit else pairs:
             kept += 1
             if type(name) is not str:
                 budget.note("error: a capture name that is not a str was skipped")
                 continue
             try:
-                secret = False
+                verdict: bool | int = False
                 if red is not None:
                     # The same few names every hit: one cached lookup, then the full check.
                     cached = _NAME_CACHE.get(name)
                     if cached is not None and cached[0] is red and cached[1] == ver:
-                        secret = cached[2]
+                        verdict = cached[2]
                     else:
-                        secret = _secret_capture_name(walker, name)
-                if secret:
+                        verdict = _secret_capture_name(walker, name)
+                if not verdict:
+                    captures[name] = walker.enc(value, 0)
+                elif verdict is True:
                     captures[name] = walker._redact_name(value)
                 else:
                     captures[name] = walker.enc(value, 0)
+                    if paired is None:
+                        paired = {}
+                    paired[name] = value
             except Exception as exc:
                 try:
                     captures[name] = _failed(value, exc, budget)
                 except Exception:
                     captures[name] = {"@t": "?", "@error": "RecursionError"}
+        if paired is not None and len(paired) > 1:
+            walker._hide_params(paired, captures)
         if kept < n:
             budget.truncated = True
             budget.note(f"fields: kept {kept} of {n} names (max_fields={limit})")

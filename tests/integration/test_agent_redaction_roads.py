@@ -1,6 +1,7 @@
 """Credentials carried twice or copied, in a real service under gunicorn with a real hub: a
 query string carried percent-encoded inside `next=`, JSON serialized into a string, a cookie
-jar loaded from the request, and a copy of a secret-named local under another name.
+jar loaded from the request, a copy of a secret-named local under another name, and a
+statement's and a log record's parameter that its template names.
 
 Every credential sent carries ``Zq9``: a single search of every hit's JSON finds any leak.
 """
@@ -33,7 +34,9 @@ APP = textwrap.dedent(
     """
     import http.cookies
     import json
+    import logging
     import os
+    import sqlite3
     from urllib.parse import parse_qs
 
     if os.environ.get("AGENT_TEST_NO_CPU_BUDGET"):  # see agent_support.APP
@@ -42,11 +45,23 @@ APP = textwrap.dedent(
         get_engine()._budget.fraction = 1.0
 
 
+    DB = sqlite3.connect(":memory:", check_same_thread=False)
+    DB.execute("CREATE TABLE users (name TEXT, password TEXT)")
+
+
+    def store(query, params):
+        DB.execute(query, params)
+        record = logging.LogRecord("db", 20, __file__, 1, "reset password=%s for %s", params, None)
+        return record.levelno
+
+
     def handle(environ, body):
         jar = http.cookies.SimpleCookie()
         jar.load(environ.get("HTTP_COOKIE", ""))
         password = json.loads(json.loads(body))["password"] if body else ""
         raw = password.encode()
+        form = json.loads(json.loads(body)) if body else {}
+        store("UPDATE users SET password = ? WHERE name = ?", (form.get("new_password"), "bob"))
         return len(raw)
 
 
@@ -65,7 +80,9 @@ APP = textwrap.dedent(
     """
 )
 QUERY = "amount=3&qty=2&next=%2Fcb%3Fpage%3D2%26token%3DZq9nextAAAA%26lang%3Den&page=4"
-BODY = json.dumps(json.dumps({"user": "bob", "password": "Zq9hunter2A"})).encode()
+BODY = json.dumps(
+    json.dumps({"user": "bob", "password": "Zq9hunter2A", "new_password": "Zq9renewedB"})
+).encode()
 COOKIE = "sid=Zq9sessionA; lang=en"
 
 
@@ -98,6 +115,9 @@ def test_twice_carried_and_copied_credentials_leak_nothing_from_a_real_service(
             capture=[],
             template="q={environ['QUERY_STRING']} body={body} raw={raw}",
         ),
+        # A statement and its parameters, and a log record's msg and args: the template names
+        # the secret, the parameter holds it (a copy out of a dict: no secret-named local).
+        place_probe(client, service, location="agent_shop_app:store@return", capture=[]),
     ]
     for probe in placed:
         assert wait_until(lambda p=probe: len(installed_sources(client, p["id"])) >= 2, 30)
@@ -116,4 +136,7 @@ def test_twice_carried_and_copied_credentials_leak_nothing_from_a_real_service(
     assert "Zq9" not in text, [h for h in hits if "Zq9" in json.dumps(h)][:1]
     # The evidence around the credentials stays.
     assert "%26lang%3Den&page=4" in text
+    assert '"UPDATE users SET password = <redacted:field> WHERE name = ?"' in text
+    assert '"reset password=<redacted:field> for %s"' in text
+    assert '"bob"]' in text  # the parameter the template does not name is shown
     assert '\\"user\\": \\"bob\\"' in text or '\\\\\\"user\\\\\\": \\\\\\"bob\\\\\\"' in text
