@@ -353,6 +353,16 @@ _VALUE_PATTERNS: tuple[tuple[str, str, _Gate], ...] = (
         r"(?:[^\s@/?#]{1,256}@){0,3}",
         _Gate("@", ("://",)),
     ),
+    # A URL's authority alone (``urlsplit(url).netloc``, a driver's ``user:password@db:5432``):
+    # the whole text is ``user:password@host`` with an optional port (the host a name, an IPv4
+    # address or a bracketed IPv6 one; an unescaped `@` in the password, as above), so that
+    # prose with a colon and an `@` in it is not read as one. Gate: the `@`, and a `:`.
+    (
+        "url-credentials",
+        r"\A[^\s:/@]{0,256}:(?:[^\s@/]{0,256}@){0,3}[^\s@/]{1,256}@"
+        r"(?=(?:[A-Za-z0-9_.\-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?\Z)",
+        _Gate("@", (":",)),
+    ),
     (
         "email",
         r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b",

@@ -473,6 +473,14 @@ def test_private_key_block_is_redacted_whole() -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    ["12:30 at home@night", "see a:b@c d", "ERROR: login failed for bob@host", "x:y@a/b", "a@b:c"],
+)
+def test_text_with_a_colon_and_an_at_sign_is_not_an_authority(red: Redactor, text: str) -> None:
+    assert red.redact_text(text) == text
+
+
+@pytest.mark.parametrize(
     ("text", "hidden", "shown"),
     [
         # Redis and AMQP URLs carry a password with an empty user name.
@@ -481,6 +489,11 @@ def test_private_key_block_is_redacted_whole() -> None:
         # An unescaped `@` in the password: the text after the first `@` is still password.
         ("postgres://app:p@ss@w0rd@db.internal/shop", "ss@w0rd", "db.internal/shop"),
         ("conn=mysql://root:S3cr@t!@10.0.0.5:3306/x ok", "t!@", "10.0.0.5:3306/x ok"),
+        # An authority alone (urlsplit(url).netloc): a host without a dot, an IP, a port.
+        ("app:Zq9xW7k2@db:5432", "Zq9xW7k2", "db:5432"),
+        (":Zq9xW7k2@redis", "Zq9xW7k2", "redis"),
+        ("app:Zq9xW7k2@10.0.0.5", "Zq9xW7k2", "10.0.0.5"),
+        ("app:Zq9@xW7k2@[::1]:6379", "xW7k2", "[::1]:6379"),
     ],
 )
 def test_url_credentials_with_an_empty_user_or_an_at_sign_in_the_password(
