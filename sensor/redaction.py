@@ -494,6 +494,122 @@ def _may_hold_option(text: str) -> bool:
     )
 
 
+# A multipart/form-data part's headers, up to the blank line before its value; the name is the
+# field's (``Content-Disposition: form-data; name="password"``). The headers are bounded, and
+# the match is tried only where a part starts (the gate: ``orm-data`` in the text). A line
+# break is also read escaped, as a captured bytes value's repr holds it (``\\r\\n``); a header
+# line holds no backslash.
+_NL = r"(?:\r?\n|(?:\\r)?\\n)"
+_MULTIPART_PART = re.compile(
+    r"content-disposition:[ \t]*form-data;[^\r\n]{0,512}?\bname=\\?\"([^\"\\\r\n]{1,128})\\?\""
+    rf"[^\r\n\\]{{0,512}}{_NL}(?:[^\r\n\\]{{1,1024}}{_NL}){{0,8}}{_NL}",
+    re.IGNORECASE,
+)
+# The line break before a multipart boundary line (``--boundary``), raw or escaped.
+_MULTIPART_END = re.compile(r"\r?\n--|(?:\\r)?\\n--")
+# The column list of an INSERT and the start of its VALUES (the gate: ``alues`` or ``ALUES``).
+_INSERT_COLUMNS = re.compile(r"\(([^()]{1,4000})\)\s{0,64}VALUES\s{0,64}\(", re.IGNORECASE)
+
+
+def _may_hold_insert(text: str) -> bool:
+    """The gate of insert_value_spans: ``VALUES`` in either case, and a ``(``."""
+    return ("alues" in text or "ALUES" in text) and "(" in text
+
+
+# What close_paren and _split_items stop at (everything between is skipped in C).
+_PUNCT = re.compile(r"[(),'\"]")
+
+
+def close_paren(text: str, i: int) -> int:
+    """The index just after the ``)`` that closes the ``(`` at ``text[i]`` (quotes skipped), or
+    the text's length."""
+    depth = 0
+    quote = ""
+    for m in _PUNCT.finditer(text, i):
+        c = m.group()
+        if quote:
+            if c == quote:
+                quote = ""
+        elif c == "'" or c == '"':
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if not depth:
+                return m.end()
+    return len(text)
+
+
+def _split_items(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The spans of ``text[start:end]``'s comma-separated items (commas inside parentheses or
+    quotes not counted), blanks around each item left out."""
+    cuts = [start - 1]
+    depth = 0
+    quote = ""
+    for m in _PUNCT.finditer(text, start, end):
+        c = m.group()
+        if quote:
+            if c == quote:
+                quote = ""
+        elif c == "'" or c == '"':
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "," and depth <= 0:
+            cuts.append(m.start())
+    cuts.append(end)
+    spans = []
+    for k in range(len(cuts) - 1):
+        a, b = cuts[k] + 1, cuts[k + 1]
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        spans.append((a, b))
+    return spans
+
+
+def insert_value_spans(text: str, is_secret: Callable[[str], bool]) -> list[tuple[int, int]]:
+    """Spans of the values an ``INSERT`` puts in a column ``is_secret`` calls secret, in every
+    row of its ``VALUES``: ``INSERT INTO users (name, password) VALUES ('bob', 'x'), ('ann',
+    'y')`` gives the spans of ``'x'`` and ``'y'``. A quoted value's span is inside its quotes."""
+    spans: list[tuple[int, int]] = []
+    done = 0  # where the last statement's rows ended: no character is read twice
+    for m in _INSERT_COLUMNS.finditer(text):
+        if m.start() < done:
+            continue
+        columns = [c.strip().strip("`\"[]'").strip() for c in m.group(1).split(",")]
+        secret = [i for i, c in enumerate(columns) if c and is_secret(c)]
+        if not secret:
+            continue
+        row = m.end() - 1
+        for _ in range(1000):  # rows: (...), (...), ...
+            close = close_paren(text, row)
+            values = _split_items(text, row + 1, close - 1)
+            if len(values) == len(columns):
+                for i in secret:
+                    a, b = values[i]
+                    if b - a >= 2 and text[a] in "'\"" and text[b - 1] == text[a]:
+                        a, b = a + 1, b - 1
+                    if b > a:
+                        spans.append((a, b))
+            done = nxt = close
+            while nxt < len(text) and text[nxt].isspace():
+                nxt += 1
+            if nxt >= len(text) or text[nxt] != ",":
+                break
+            nxt += 1
+            while nxt < len(text) and text[nxt].isspace():
+                nxt += 1
+            if nxt >= len(text) or text[nxt] != "(":
+                break
+            row = nxt
+    return spans
+
+
 # A run of at least 13 digits, optionally grouped by single spaces, dashes, dots or underscores
 # (see _CARD_SEP_RE for the last two); _is_card then
 # looks for a Luhn-valid 13-19 digit card in it, so a card next to other digits is found. It
@@ -1070,6 +1186,12 @@ class Redactor:
             return "field"
         if _may_hold_option(sample) and self._option_spans(sample, first=True):
             return "field"
+        if ("orm-data" in sample or "ORM-DATA" in sample) and self._multipart_spans(
+            sample, first=True
+        ):
+            return "field"
+        if _may_hold_insert(sample) and insert_value_spans(sample, self.is_secret_name):
+            return "field"
         return None
 
     def _field_spans(self, text: str, *, first: bool = False) -> list[tuple[int, int]]:
@@ -1188,6 +1310,29 @@ class Redactor:
             close = find("</", close + 2)
         return spans
 
+    def _multipart_spans(self, text: str, *, first: bool = False) -> list[tuple[int, int]]:
+        """Spans of the values of multipart/form-data parts with secret names (a browser's
+        ``FormData`` login): from after the part's headers to the boundary line after it."""
+        spans: list[tuple[int, int]] = []
+        done = 0  # where the last value ended: no boundary search covers a character twice
+        for m in _MULTIPART_PART.finditer(text):
+            if m.start() < done or not self.is_secret_name(m.group(1)):
+                continue
+            start = m.end()
+            # The boundary line after the value, its line break raw or escaped: the nearest
+            # of either (one search, which stops there).
+            b = _MULTIPART_END.search(text, start)
+            if b is None:  # the value runs to the end: no part after it
+                if len(text) > start:
+                    spans.append((start, len(text)))
+                return spans
+            end = done = b.start()
+            if end > start:
+                spans.append((start, end))
+                if first:
+                    return spans
+        return spans
+
     def _option_spans(self, text: str, *, first: bool = False) -> list[tuple[int, int]]:
         """Spans of the values after secret command-line options: ``--password x``,
         ``-token "x"``, and in an argv list's repr ``'--password', 'x'``."""
@@ -1259,6 +1404,10 @@ class Redactor:
             spans += self._element_spans(head)
         if _may_hold_option(head):
             spans += self._option_spans(head)
+        if "orm-data" in head or "ORM-DATA" in head:
+            spans += self._multipart_spans(head)
+        if _may_hold_insert(head):
+            spans += insert_value_spans(head, self.is_secret_name)
         if spans:
             head = _replace_spans(head, spans)
         return head + (f"<redacted:unscanned {rest} chars>" if rest else "")

@@ -30,6 +30,8 @@ from __future__ import annotations
 import re
 from typing import Any, Final, NamedTuple, cast
 
+from sensor.redaction import close_paren
+
 #: Names under which a template is paired with its parameters.
 TEMPLATE_NAMES: Final = frozenset(
     ("msg", "sql", "query", "statement", "stmt", "operation", "fmt", "format", "template")
@@ -53,8 +55,6 @@ _COLON: Final = re.compile(r"(?<![:\w]):(?:(?P<name>[A-Za-z_]\w{0,63})|(?P<num>\
 _BRACE: Final = re.compile(
     r"\{\{|\}\}|\{(?:(?P<num>\d{1,4})|(?P<name>[A-Za-z_]\w{0,63}))?(?:![rsa])?(?::[^{}]{0,32})?\}"
 )
-# INSERT's column list and its VALUES list (the first row).
-_INSERT: Final = re.compile(r"\(([^()]{1,4000})\)\s*VALUES\s*\(", re.IGNORECASE)
 _SENTINEL: Final = "pH{}x"
 _CACHE_MAX: Final = 512
 #: Templates longer than this are not cached (each capture judges them again).
@@ -118,63 +118,6 @@ def _placeholders(text: str) -> list[tuple[int, int, int | None, str | None]]:
     return out
 
 
-def _call_end(text: str, i: int) -> int:
-    """The end of the parenthesised arguments that start at ``text[i]`` (``(``)."""
-    depth = 0
-    for j in range(i, len(text)):
-        c = text[j]
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if not depth:
-                return j + 1
-    return len(text)
-
-
-def _split_top(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """The spans of ``text[start:end]``'s comma-separated items, commas inside parentheses or
-    quotes not counted."""
-    spans = []
-    depth = 0
-    quote = ""
-    item = start
-    for j in range(start, end):
-        c = text[j]
-        if quote:
-            if c == quote:
-                quote = ""
-        elif c in "'\"":
-            quote = c
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        elif c == "," and not depth:
-            spans.append((item, j))
-            item = j + 1
-    spans.append((item, end))
-    return spans
-
-
-def _secret_columns(
-    red: Any, text: str, marks: list[tuple[int, int, int | None, str | None]]
-) -> set[int]:
-    """Indexes into ``marks`` of placeholders in the VALUES of a column the redactor calls
-    secret (``INSERT INTO users (name, password) VALUES (%s, %s)``)."""
-    hit: set[int] = set()
-    for m in _INSERT.finditer(text):
-        columns = [c.strip().strip("`\"[]'").strip() for c in m.group(1).split(",")]
-        close = _call_end(text, m.end() - 1)
-        values = _split_top(text, m.end(), close - 1)
-        if len(values) != len(columns):
-            continue
-        for column, (a, b) in zip(columns, values, strict=True):
-            if column and red.is_secret_name(column):
-                hit.update(k for k, mark in enumerate(marks) if a <= mark[0] < b)
-    return hit
-
-
 def _judge(red: Any, text: str) -> Hidden:
     marks = _placeholders(text)
     if not marks:
@@ -193,11 +136,9 @@ def _judge(red: Any, text: str) -> Hidden:
     at = shown.find("<redacted:field>(")
     while at >= 0:
         start = at + len("<redacted:field>")
-        inside = shown[start : _call_end(shown, start)]
+        inside = shown[start : close_paren(shown, start)]
         hidden.update(k for k in range(len(marks)) if _SENTINEL.format(k) in inside)
         at = shown.find("<redacted:field>(", start)
-    if "(" in text and "VALUES" in text.upper():
-        hidden |= _secret_columns(red, text, marks)
     if not hidden:
         return _NONE
     every = "<redacted:unscanned" in shown

@@ -608,3 +608,90 @@ def test_encrypted_jwts_are_redacted_like_signed_ones(red: Redactor, token: str)
 def test_secret_names_in_other_spellings_are_recognized(red: Redactor, name: str) -> None:
     assert red.is_secret_name(name)
     assert red.redact_text(f"{name}=hunter2x&page=2") == f"{name}=<redacted:field>&page=2"
+
+
+MULTIPART = (
+    b'--XyZ\r\nContent-Disposition: form-data; name="username"\r\n\r\nbob\r\n'
+    b'--XyZ\r\nContent-Disposition: form-data; name="password"\r\nContent-Type: text/plain\r\n'
+    b'\r\nZq9 hunter2\r\n--XyZ\r\nContent-Disposition: form-data; name="remember"\r\n\r\non\r\n'
+    b"--XyZ--\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [MULTIPART.decode(), MULTIPART.decode().replace("\r", ""), repr(MULTIPART)[2:-1]],
+    ids=["crlf", "lf", "bytes-repr"],
+)
+def test_a_multipart_form_field_with_a_secret_name_is_hidden(red: Redactor, text: str) -> None:
+    # A browser's FormData login posts multipart/form-data: the value follows the part's headers.
+    assert red.match_secret_value(text) == "field"
+    out = red.redact_text(text)
+    assert "hunter2" not in out, out
+    assert "bob" in out
+    assert "on" in out.split("remember")[1]  # the next part is kept
+    assert 'name="password"' in out
+
+
+def test_a_multipart_body_without_a_secret_field_is_left_alone(red: Redactor) -> None:
+    text = MULTIPART.decode().replace('name="password"', 'name="comment"')
+    assert red.match_secret_value(text) is None
+    assert red.redact_text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden", "shown"),
+    [
+        (
+            "INSERT INTO users (name, password) VALUES ('bob', 'Zq9a'), ('ann', 'Zq9b')",
+            ["Zq9a", "Zq9b"],
+            ["'bob'", "'ann'"],
+        ),
+        ('insert into t (id, "api_key", at) values (7, "Zq9c", now())', ["Zq9c"], ["7", "now()"]),
+        (
+            "INSERT INTO users (name, password) VALUES ('b,ob', crypt('Zq9d', gen_salt('bf')))",
+            ["Zq9d"],
+            ["'b,ob'"],
+        ),
+        ("INSERT INTO `users` (`email_x`, `secret`) VALUES ('x', 'Zq9e');", ["Zq9e"], ["'x'"]),
+    ],
+)
+def test_the_value_an_insert_puts_in_a_secret_column_is_hidden(
+    red: Redactor, text: str, hidden: list[str], shown: list[str]
+) -> None:
+    # A SQL text with literal values (a logged statement, psycopg2's cursor.query).
+    assert red.match_secret_value(text) == "field"
+    out = red.redact_text(text)
+    for secret in hidden:
+        assert secret not in out, out
+    for kept in shown:
+        assert kept in out, out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "INSERT INTO t (a, b) VALUES (1, 'Zq9')",  # no secret column
+        "INSERT INTO t (a, password) VALUES (1, 'x', 3)",  # counts differ: not read
+        "the values (a, password) are listed",
+    ],
+)
+def test_inserts_without_a_secret_column_are_left_alone(red: Redactor, text: str) -> None:
+    assert red.redact_text(text) == text
+
+
+def test_hostile_sql_texts_are_read_in_one_pass(
+    red: Redactor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each statement's rows are searched from where the last one's ended: an unclosed
+    # VALUES ( ends the search instead of making every later one scan to the end of the text.
+    calls = {"n": 0}
+    real = redaction.close_paren
+
+    def counting(text: str, i: int) -> int:
+        calls["n"] += 1
+        return real(text, i)
+
+    monkeypatch.setattr(redaction, "close_paren", counting)
+    assert red.match_secret_value("(password) VALUES (" * 3000) == "field"
+    assert calls["n"] == 1
