@@ -188,14 +188,21 @@ def test_a_copy_of_a_secret_named_value_under_another_name_is_hidden(
     probe = Probe(location=f"{target.__name__}:login", id="p-copy", limits={"rate": 1e6}, **fields)
     outs = []
     for password in ("Zq9hunterA", "Zq9letmeiB"):
-        status = engine.install(probe)
-        assert status.state is ProbeState.INSTALLED, status.reason
-        target.login("bob", password)
-        hits = engine.drain()
-        engine.remove(probe.id)
-        assert len(hits) == 1
-        hit = {k: v for k, v in hits[0].to_dict().items() if k not in VOLATILE}
-        outs.append(json.dumps(hit, sort_keys=True))
+        # A render or evaluation has a wall-time budget (20 ms a template): on a loaded machine
+        # a preempted one reads "time budget exhausted", which says nothing about the secret.
+        # Such a run is taken again (a few times at most); any other difference fails.
+        for _ in range(5):
+            status = engine.install(probe)
+            assert status.state is ProbeState.INSTALLED, status.reason
+            target.login("bob", password)
+            hits = engine.drain()
+            engine.remove(probe.id)
+            assert len(hits) == 1
+            hit = {k: v for k, v in hits[0].to_dict().items() if k not in VOLATILE}
+            out = json.dumps(hit, sort_keys=True)
+            if "time budget exhausted" not in out:
+                break
+        outs.append(out)
     a, b = outs
     assert a == b, f"the outcome depends on the secret:\n{a}\n{b}"
     assert "Zq9" not in a, a
