@@ -495,24 +495,37 @@ def _may_hold_option(text: str) -> bool:
 
 
 # A multipart/form-data part's headers, up to the blank line before its value; the name is the
-# field's (``Content-Disposition: form-data; name="password"``). The headers are bounded, and
-# the match is tried only where a part starts (the gate: ``orm-data`` in the text). A line
-# break is also read escaped, as a captured bytes value's repr holds it (``\\r\\n``); a header
-# line holds no backslash.
+# field's (``Content-Disposition: form-data; name="password"``). The header's name in any ASCII
+# case, ``form-data`` as clients write it (lower case; also ``Form-Data`` and ``FORM-DATA``), so
+# that the gate (_may_hold_multipart: three C searches) is necessary for a match. The headers
+# are bounded. A line break is also read escaped, as a captured bytes value's repr holds it
+# (``\\r\\n``); a header line holds no backslash.
 _NL = r"(?:\r?\n|(?:\\r)?\\n)"
 _MULTIPART_PART = re.compile(
-    r"content-disposition:[ \t]*form-data;[^\r\n]{0,512}?\bname=\\?\"([^\"\\\r\n]{1,128})\\?\""
+    r"(?i:content-disposition):[ \t]*(?:form-data|Form-Data|FORM-DATA);[^\r\n]{0,512}?"
+    r"\bname=\\?\"([^\"\\\r\n]{1,128})\\?\""
     rf"[^\r\n\\]{{0,512}}{_NL}(?:[^\r\n\\]{{1,1024}}{_NL}){{0,8}}{_NL}",
-    re.IGNORECASE,
+    re.ASCII,
 )
+# SQLAlchemy's error text: ``[SQL: <statement>]`` then ``[parameters: <their repr>]`` (a
+# tuple, or a list of them for executemany; mappings are dict reprs, which the field rule
+# reads). The gate: ``[parameters: `` in the text.
+_SQL_PARAMETERS = re.compile(r"\[SQL: ([^\]]{1,8000})\]\s{0,16}\[parameters: (?=[(\[])")
 # The line break before a multipart boundary line (``--boundary``), raw or escaped.
 _MULTIPART_END = re.compile(r"\r?\n--|(?:\\r)?\\n--")
-# The column list of an INSERT and the start of its VALUES (the gate: ``alues`` or ``ALUES``).
-_INSERT_COLUMNS = re.compile(r"\(([^()]{1,4000})\)\s{0,64}VALUES\s{0,64}\(", re.IGNORECASE)
+# The column list of an INSERT and the start of its VALUES: ``VALUES`` in upper, lower or
+# capitalized case (SQL as it is written), so that the gate (_may_hold_insert) is necessary.
+_INSERT_COLUMNS = re.compile(r"\(([^()]{1,4000})\)\s{0,64}(?:VALUES|values|Values)\s{0,64}\(")
+
+
+def _may_hold_multipart(text: str) -> bool:
+    """The gate of _MULTIPART_PART: its ``form-data`` in one of the three cases it reads."""
+    return "orm-data" in text or "orm-Data" in text or "ORM-DATA" in text
 
 
 def _may_hold_insert(text: str) -> bool:
-    """The gate of insert_value_spans: ``VALUES`` in either case, and a ``(``."""
+    """The gate of insert_value_spans (_INSERT_COLUMNS): ``VALUES`` in one of its three cases
+    (``Values`` and ``values`` share ``alues``), and a ``(``."""
     return ("alues" in text or "ALUES" in text) and "(" in text
 
 
@@ -539,6 +552,30 @@ def close_paren(text: str, i: int) -> int:
             if not depth:
                 return m.end()
     return len(text)
+
+
+def _close_bracket(text: str, i: int) -> int:
+    """close_paren for a ``[`` at ``text[i]``: the index just after its ``]`` (quotes and
+    parentheses skipped), or the text's length."""
+    depth = 0
+    quote = ""
+    for m in _BRACKETS.finditer(text, i):
+        c = m.group()
+        if quote:
+            if c == quote:
+                quote = ""
+        elif c == "'" or c == '"':
+            quote = c
+        elif c == "[":
+            depth += 1
+        elif c == "]":
+            depth -= 1
+            if not depth:
+                return m.end()
+    return len(text)
+
+
+_BRACKETS = re.compile(r"[\[\]'\"]")
 
 
 def _split_items(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -1186,11 +1223,11 @@ class Redactor:
             return "field"
         if _may_hold_option(sample) and self._option_spans(sample, first=True):
             return "field"
-        if ("orm-data" in sample or "ORM-DATA" in sample) and self._multipart_spans(
-            sample, first=True
-        ):
+        if _may_hold_multipart(sample) and self._multipart_spans(sample, first=True):
             return "field"
         if _may_hold_insert(sample) and insert_value_spans(sample, self.is_secret_name):
+            return "field"
+        if "[parameters: " in sample and self._sql_parameter_spans(sample):
             return "field"
         return None
 
@@ -1310,6 +1347,41 @@ class Redactor:
             close = find("</", close + 2)
         return spans
 
+    def _sql_parameter_spans(self, text: str) -> list[tuple[int, int]]:
+        """Spans of the parameters an error's ``[SQL: ...]`` statement puts after a secret name,
+        in its ``[parameters: (...)]`` (SQLAlchemy's message: ``(sqlite3.IntegrityError) ...
+        [SQL: UPDATE users SET password=? WHERE id=?] [parameters: ('...', 7)]``), by the
+        template rule of :mod:`sensor.capture.params`, each row of a list of them."""
+        from sensor.capture.params import hidden_params  # (it imports this module)
+
+        spans: list[tuple[int, int]] = []
+        done = 0
+        for m in _SQL_PARAMETERS.finditer(text):
+            if m.start() < done:
+                continue
+            hidden = hidden_params(self, m.group(1))
+            start = m.end()
+            end = close_paren(text, start) if text[start] == "(" else _close_bracket(text, start)
+            done = end
+            if not (hidden.positions or hidden.every):
+                continue
+            if hidden.every:
+                spans.append((start, end))
+                continue
+            if text[start] == "(":
+                rows = [(start, end)]
+            else:
+                rows = [
+                    (a, b)
+                    for a, b in _split_items(text, start + 1, end - 1)
+                    if text[a : a + 1] == "("
+                ]
+            for a, b in rows:
+                for i, (x, y) in enumerate(_split_items(text, a + 1, b - 1)):
+                    if i in hidden.positions and y > x:
+                        spans.append((x, y))
+        return spans
+
     def _multipart_spans(self, text: str, *, first: bool = False) -> list[tuple[int, int]]:
         """Spans of the values of multipart/form-data parts with secret names (a browser's
         ``FormData`` login): from after the part's headers to the boundary line after it."""
@@ -1404,10 +1476,12 @@ class Redactor:
             spans += self._element_spans(head)
         if _may_hold_option(head):
             spans += self._option_spans(head)
-        if "orm-data" in head or "ORM-DATA" in head:
+        if _may_hold_multipart(head):
             spans += self._multipart_spans(head)
         if _may_hold_insert(head):
             spans += insert_value_spans(head, self.is_secret_name)
+        if "[parameters: " in head:
+            spans += self._sql_parameter_spans(head)
         if spans:
             head = _replace_spans(head, spans)
         return head + (f"<redacted:unscanned {rest} chars>" if rest else "")

@@ -262,3 +262,39 @@ def test_placeholders_are_numbered_as_the_driver_numbers_them(
     assert set(found.positions) == positions
     assert set(found.names) == names
     assert not found.every
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            "(sqlite3.IntegrityError) UNIQUE constraint failed: users.name\n"
+            "[SQL: UPDATE users SET password=? WHERE name=?]\n"
+            f"[parameters: ('{SECRET}, x', '{OTHER}')]\n"
+            "(Background on this error at: https://sqlalche.me/e/20/gkpj)",
+            ["UNIQUE constraint failed", OTHER, "sqlalche.me"],
+        ),
+        (
+            "[SQL: INSERT INTO users (name, api_key) VALUES (%s, %s)]\n"
+            f"[parameters: [('{OTHER}', '{SECRET}'), ('ann', '{SECRET}2')]]",
+            [OTHER, "'ann'"],
+        ),
+    ],
+    ids=["one row", "executemany"],
+)
+def test_an_error_text_that_lists_a_statements_parameters(
+    red: Any, text: str, shown: list[str]
+) -> None:
+    # SQLAlchemy's str(error), kept by the program (error = str(exc)) or logged.
+    assert red.match_secret_value(text) == "field"
+    out = red.redact_text(text)
+    assert SECRET not in out, out
+    for kept in shown:
+        assert kept in out, out
+    captures, _, _ = capture_frame({"error": text}, redactor=red)
+    assert SECRET not in dump(captures)
+
+
+def test_an_error_text_without_a_secret_parameter_is_left_alone(red: Any) -> None:
+    text = f"[SQL: SELECT * FROM users WHERE name = ?]\n[parameters: ('{OTHER}',)]"
+    assert red.redact_text(text) == text

@@ -63,6 +63,12 @@ def _full_scan(red: Redactor, text: str) -> str | None:
         return "field"
     if red._option_spans(text, first=True):
         return "field"
+    if red._multipart_spans(text, first=True) or redaction.insert_value_spans(
+        text, red.is_secret_name
+    ):
+        return "field"
+    if red._sql_parameter_spans(text):
+        return "field"
     return None
 
 
@@ -77,6 +83,9 @@ def _full_redact(red: Redactor, text: str) -> str:
     for reason, rx, *_gate in rules.carried:
         text = rx.sub(redaction._group_sub(f"<redacted:{reason}>"), text)
     spans = [*red._field_spans(text), *red._element_spans(text), *red._option_spans(text)]
+    spans += red._multipart_spans(text)
+    spans += redaction.insert_value_spans(text, red.is_secret_name)
+    spans += red._sql_parameter_spans(text)
     return redaction._replace_spans(text, spans) if spans else text
 
 
@@ -268,3 +277,38 @@ def test_an_auth_scheme_credential_with_a_tilde_is_redacted() -> None:
     for ch in "._~+/=:-":
         text = f"sent ntlm abcdefgh12345{ch}xyz9 upstream"
         assert "12345" not in RED.redact_text(text), text
+
+
+# The span finders behind plain substring gates: a multipart part, an INSERT's values, an error
+# text's [SQL: ...] [parameters: ...]. Their words in every case a gate must let through, and
+# in cases their patterns do not read (the two must agree: no gate may say no to a match).
+_CASES = st.sampled_from
+_MULTIPART_TEXT = st.builds(
+    lambda h, fd, name, value, nl: f'--b{nl}{h}: {fd}; name="{name}"{nl}{nl}{value}{nl}--b--',
+    _CASES(
+        ["Content-Disposition", "content-disposition", "CONTENT-DISPOSITION", "Content-\u212aey"]
+    ),
+    _CASES(["form-data", "Form-Data", "FORM-DATA", "Form-data", "fOrm-data", "form-dat\u0430"]),
+    _CASES(["password", "user", "api_key", "Secret"]),
+    st.text(alphabet="abZ9 =-", min_size=1, max_size=12),
+    _CASES(["\r\n", "\n", "\\r\\n"]),
+)
+_INSERT_TEXT = st.builds(
+    lambda cols, kw, vals: f"INSERT INTO t ({cols}) {kw} ({vals})",
+    _CASES(["a, password", "password, b", "a, b", "`token`, x"]),
+    _CASES(["VALUES", "values", "Values", "VaLuEs", "vALUES", "VALUE\u017f"]),
+    _CASES(["1, 'Zq9x'", "'Zq9x', now()", "'a,b', crypt('Zq9', x)", "1"]),
+)
+_SQL_ERROR_TEXT = st.builds(
+    lambda sql, params: f"(db.Error) boom\n[SQL: {sql}]\n[parameters: {params}]",
+    _CASES(["UPDATE u SET password=? WHERE id=?", "SELECT ? , ?", "SET token = %s, a = %s"]),
+    _CASES(["('Zq9x', 7)", "[('Zq9x', 7), ('Zq9y', 8)]", "{'password': 'Zq9x'}", "('a,b', 'c')"]),
+)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_the_span_finders_gates_never_skip_what_they_find(data: st.DataObject) -> None:
+    text = data.draw(_in_text(st.one_of(_MULTIPART_TEXT, _INSERT_TEXT, _SQL_ERROR_TEXT)))
+    assert RED.match_secret_value(text) == _full_scan(RED, text), text
+    assert RED.redact_text(text) == _full_redact(RED, text), text
