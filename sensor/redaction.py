@@ -31,7 +31,7 @@ import os
 import re
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -530,73 +530,60 @@ def _may_hold_insert(text: str) -> bool:
 
 
 # What close_paren and _split_items stop at (everything between is skipped in C).
-_PUNCT = re.compile(r"[(),'\"]")
+_PUNCT = re.compile(r"[()\[\],'\"\\]")
+_CLOSING = {"(": ")", "[": "]"}
+
+
+def _unquoted(text: str, start: int, end: int) -> Iterator[tuple[int, str]]:
+    """``(index, character)`` of each ``( ) [ ] ,`` of ``text[start:end]`` outside quotes
+    (``'...'`` and ``"..."``, a backslash escaping the character after it, SQL's doubled
+    quote read as the quote closed and opened again)."""
+    quote = ""
+    skip = -1
+    for m in _PUNCT.finditer(text, start, end):
+        i = m.start()
+        if i == skip:
+            continue
+        c = m.group()
+        if c == "\\":
+            skip = i + 1
+        elif quote:
+            if c == quote:
+                quote = ""
+        elif c == "'" or c == '"':
+            quote = c
+        else:
+            yield i, c
 
 
 def close_paren(text: str, i: int) -> int:
-    """The index just after the ``)`` that closes the ``(`` at ``text[i]`` (quotes skipped), or
-    the text's length."""
+    """The index just after the ``)`` (or ``]``) that closes the ``(`` (or ``[``) at
+    ``text[i]``, quotes skipped, or the text's length."""
+    opening = text[i]
+    closing = _CLOSING[opening]
     depth = 0
-    quote = ""
-    for m in _PUNCT.finditer(text, i):
-        c = m.group()
-        if quote:
-            if c == quote:
-                quote = ""
-        elif c == "'" or c == '"':
-            quote = c
-        elif c == "(":
+    for j, c in _unquoted(text, i, len(text)):
+        if c == opening:
             depth += 1
-        elif c == ")":
+        elif c == closing:
             depth -= 1
             if not depth:
-                return m.end()
+                return j + 1
     return len(text)
-
-
-def _close_bracket(text: str, i: int) -> int:
-    """close_paren for a ``[`` at ``text[i]``: the index just after its ``]`` (quotes and
-    parentheses skipped), or the text's length."""
-    depth = 0
-    quote = ""
-    for m in _BRACKETS.finditer(text, i):
-        c = m.group()
-        if quote:
-            if c == quote:
-                quote = ""
-        elif c == "'" or c == '"':
-            quote = c
-        elif c == "[":
-            depth += 1
-        elif c == "]":
-            depth -= 1
-            if not depth:
-                return m.end()
-    return len(text)
-
-
-_BRACKETS = re.compile(r"[\[\]'\"]")
 
 
 def _split_items(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """The spans of ``text[start:end]``'s comma-separated items (commas inside parentheses or
-    quotes not counted), blanks around each item left out."""
+    """The spans of ``text[start:end]``'s comma-separated items (commas inside parentheses,
+    brackets or quotes not counted), blanks around each item left out."""
     cuts = [start - 1]
     depth = 0
-    quote = ""
-    for m in _PUNCT.finditer(text, start, end):
-        c = m.group()
-        if quote:
-            if c == quote:
-                quote = ""
-        elif c == "'" or c == '"':
-            quote = c
-        elif c == "(":
+    for j, c in _unquoted(text, start, end):
+        if c == "(" or c == "[":
             depth += 1
-        elif c == ")":
+        elif c == ")" or c == "]":
             depth -= 1
         elif c == "," and depth <= 0:
-            cuts.append(m.start())
+            cuts.append(j)
     cuts.append(end)
     spans = []
     for k in range(len(cuts) - 1):
@@ -1361,7 +1348,7 @@ class Redactor:
                 continue
             hidden = hidden_params(self, m.group(1))
             start = m.end()
-            end = close_paren(text, start) if text[start] == "(" else _close_bracket(text, start)
+            end = close_paren(text, start)
             done = end
             if not (hidden.positions or hidden.every):
                 continue

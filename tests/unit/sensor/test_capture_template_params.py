@@ -298,3 +298,22 @@ def test_an_error_text_that_lists_a_statements_parameters(
 def test_an_error_text_without_a_secret_parameter_is_left_alone(red: Any) -> None:
     text = f"[SQL: SELECT * FROM users WHERE name = ?]\n[parameters: ('{OTHER}',)]"
     assert red.redact_text(text) == text
+
+
+# A repr with both quotes: the first item's own quote is escaped (\\').
+QUOTED = ('say "hi", it' + "'s", SECRET)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[SQL: UPDATE u SET name=?, password=? WHERE id=?]\n[parameters: " + repr(QUOTED) + "]",
+        f"INSERT INTO u (name, password) VALUES ('it''s, x', '{SECRET}')",
+        f"INSERT INTO u (tags, password) VALUES (ARRAY['a', 'b,c'], '{SECRET}')",
+    ],
+    ids=["escaped quote", "doubled quote", "brackets"],
+)
+def test_quotes_and_brackets_do_not_shift_the_items(red: Any, text: str) -> None:
+    out = red.redact_text(text)
+    assert SECRET not in out, out
+    assert "<redacted:field>" in out
