@@ -345,21 +345,17 @@ _VALUE_PATTERNS: tuple[tuple[str, str, _Gate], ...] = (
     ("telegram-token", _TELEGRAM_TOKEN, _Gate(lits=(":AA",), run=True)),
     # `scheme://user:password@`: the user may be empty (`redis://:password@host`), and an
     # unescaped `@` in the password is followed by more password, up to the last `@` before
-    # the host (a part with `/`, `?` or `#` is the host's path, not password).
-    # Gate: the `@` before the host, and the `://`.
+    # the host (a part with `/`, `?` or `#` is the host's path, not password). Or a URL's
+    # authority alone (``urlsplit(url).netloc``, a driver's ``user:password@db:5432``): the
+    # whole text is ``user:password@host`` with an optional port (the host a name, an IPv4
+    # address or a bracketed IPv6 one; an unescaped `@` in the password, as above), so that
+    # prose with a colon and an `@` in it is not read as one (one entry: one gate test).
+    # Gate: the `@` before the host, and the `:` (of `://`, or before the password).
     (
         "url-credentials",
         r"\b[a-z][a-z0-9+.-]{0,30}://[^\s:/@]{0,256}:[^\s@/]{1,256}@"
-        r"(?:[^\s@/?#]{1,256}@){0,3}",
-        _Gate("@", ("://",)),
-    ),
-    # A URL's authority alone (``urlsplit(url).netloc``, a driver's ``user:password@db:5432``):
-    # the whole text is ``user:password@host`` with an optional port (the host a name, an IPv4
-    # address or a bracketed IPv6 one; an unescaped `@` in the password, as above), so that
-    # prose with a colon and an `@` in it is not read as one. Gate: the `@`, and a `:`.
-    (
-        "url-credentials",
-        r"\A[^\s:/@]{0,256}:(?:[^\s@/]{0,256}@){0,3}[^\s@/]{1,256}@"
+        r"(?:[^\s@/?#]{1,256}@){0,3}"
+        r"|\A[^\s:/@]{0,256}:(?:[^\s@/]{0,256}@){0,3}[^\s@/]{1,256}@"
         r"(?=(?:[A-Za-z0-9_.\-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?\Z)",
         _Gate("@", (":",)),
     ),
@@ -524,9 +520,9 @@ def _may_hold_multipart(text: str) -> bool:
 
 
 def _may_hold_insert(text: str) -> bool:
-    """The gate of insert_value_spans (_INSERT_COLUMNS): ``VALUES`` in one of its three cases
-    (``Values`` and ``values`` share ``alues``), and a ``(``."""
-    return ("alues" in text or "ALUES" in text) and "(" in text
+    """The gate of insert_value_spans (_INSERT_COLUMNS): a ``(`` (first: one character), and
+    ``VALUES`` in one of its three cases (``Values`` and ``values`` share ``alues``)."""
+    return "(" in text and ("alues" in text or "ALUES" in text)
 
 
 # What close_paren and _split_items stop at (everything between is skipped in C).
@@ -1204,17 +1200,19 @@ class Redactor:
                 found = rx.search(sample)
                 if found is not None:
                     return reason or _reason_of(found)
-        if _may_hold_field(sample) and self._field_spans(sample, first=True):
-            return "field"
+        if _may_hold_field(sample):
+            if self._field_spans(sample, first=True):
+                return "field"
+            # (Both need a separator: a part's `name=`, the statement's `[SQL: `.)
+            if _may_hold_multipart(sample) and self._multipart_spans(sample, first=True):
+                return "field"
+            if "[parameters: " in sample and self._sql_parameter_spans(sample):
+                return "field"
         if "</" in sample and self._element_spans(sample, first=True):
             return "field"
         if _may_hold_option(sample) and self._option_spans(sample, first=True):
             return "field"
-        if _may_hold_multipart(sample) and self._multipart_spans(sample, first=True):
-            return "field"
         if _may_hold_insert(sample) and insert_value_spans(sample, self.is_secret_name):
-            return "field"
-        if "[parameters: " in sample and self._sql_parameter_spans(sample):
             return "field"
         return None
 
@@ -1458,17 +1456,20 @@ class Redactor:
                 head, count = rx.subn(_group_sub(f"<redacted:{reason}>"), head)
                 if count:
                     has_run = None
-        spans = self._field_spans(head) if _may_hold_field(head) else []
+        spans: list[tuple[int, int]] = []
+        if _may_hold_field(head):
+            spans = self._field_spans(head)
+            # (Both need a separator: a part's `name=`, the statement's `[SQL: `.)
+            if _may_hold_multipart(head):
+                spans += self._multipart_spans(head)
+            if "[parameters: " in head:
+                spans += self._sql_parameter_spans(head)
         if "</" in head:
             spans += self._element_spans(head)
         if _may_hold_option(head):
             spans += self._option_spans(head)
-        if _may_hold_multipart(head):
-            spans += self._multipart_spans(head)
         if _may_hold_insert(head):
             spans += insert_value_spans(head, self.is_secret_name)
-        if "[parameters: " in head:
-            spans += self._sql_parameter_spans(head)
         if spans:
             head = _replace_spans(head, spans)
         return head + (f"<redacted:unscanned {rest} chars>" if rest else "")
