@@ -245,6 +245,9 @@ def switch_of(hook: Callable[..., Any]) -> tuple[Switch, Any] | None:
     calls the hook and count the skip itself, which saves the call. The hook tests the switch
     too, so a backend that ignores it stays right. ``skips`` may be None: nothing is counted
     while the switch is closed (the per-line hooks of a lines probe, see :func:`switched`).
+    Several gates' switches may be tested together, through their group's (see
+    :class:`SwitchGroup`): a gate's closed count is then :func:`closed_count_of`, not its
+    ``skips`` alone.
     """
     pair = getattr(hook, _SWITCH_ATTR, None)
     return pair if isinstance(pair, tuple) else None

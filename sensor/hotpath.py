@@ -306,7 +306,8 @@ class FastExpectGate(guards._GuardedHook):
         # subset of violations, so that false and failed are told apart exactly.
         errors = new_tally()
         # Firings skipped while the switch was closed, counted without calling the hook: by
-        # the backend inline (the pair's counter, see guards.switch_of) or by the hook.
+        # the backend inline (the pair's counter, see guards.switch_of) or by the hook; and on
+        # the tallies of the switch's groups (guards.SwitchGroup): read with closed_count_of.
         closed = new_tally()
         # The closed firings owed to the CPU budget: (those of finished closings, the closed
         # count when the current budget closing began, or -1 when the switch is not closed by
