@@ -1506,9 +1506,8 @@ class ExpectGate(_GuardedHook):
                     return "novel"
             return False
 
-        switch = Switch(
-            True, grouped=True
-        )  # as in Gate: off while closed, until the waker reopens it
+        # As in Gate: off while closed, until the waker reopens it.
+        switch = Switch(True, grouped=True)
         schedule = None if waker is None else waker.schedule
 
         def hook(value: object = NOTHING) -> None:
