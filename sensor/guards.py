@@ -29,6 +29,7 @@ from sensor import redaction as _redaction
 __all__ = [
     "GATE_FRAMES",
     "LONG_WAIT",
+    "MAX_GROUPS",
     "NOTHING",
     "NOVEL_KEYS",
     "NOVEL_RATE",
@@ -42,7 +43,10 @@ __all__ = [
     "Gate",
     "Novelty",
     "Switch",
+    "SwitchGroup",
     "Waker",
+    "closed_count_of",
+    "group_of",
     "jitter_seed",
     "locals_of",
     "new_tally",
@@ -98,22 +102,139 @@ class Switch:
     the switch before: 3.13 specialises ``TO_BOOL`` for an exact ``list`` only, so each inline
     test there paid ``PyObject_IsTrue`` and a back-off counter, about 30 instructions; an exact
     list cannot be a constant, since a code object hashes its constants.) Hashed and compared
-    by identity (``object``'s own), so that a code object holding it hashes. Opened and closed
-    by one attribute store (``switch.on = True``), a single step under the GIL for readers on
-    any thread; only exact bools are ever stored (3.13's jump reads its operand as one).
-    Hot code tests ``switch.on``; ``bool(switch)`` is the same answer, for the rest.
+    by identity (``object``'s own), so that a code object holding it hashes. Only exact bools
+    are ever stored (3.13's jump reads its operand as one). Hot code tests ``switch.on``;
+    ``bool(switch)`` is the same answer, for the rest.
+
+    A switch made with ``grouped=True`` (a gate's) may be a member of groups (see
+    :class:`SwitchGroup` and :func:`group_of`): it is then opened and closed only by
+    :meth:`open` and :meth:`close`, which keep its groups right. Any other switch is opened
+    and closed by one attribute store (``switch.on = True``), a single step under the GIL for
+    readers on any thread, and is never grouped.
     """
 
-    __slots__ = ("on",)
+    __slots__ = ("groups", "on")
 
-    def __init__(self, on: bool = False) -> None:
+    def __init__(self, on: bool = False, *, grouped: bool = False) -> None:
         self.on: bool = bool(on)
+        #: The groups this switch is a member of (only ever added to, see group_of), or None
+        #: for a switch that is never grouped.
+        self.groups: tuple[SwitchGroup, ...] | None = () if grouped else None
+
+    def open(self) -> None:
+        """Open the switch, then each of its groups (in this order: see :class:`SwitchGroup`)."""
+        self.on = True
+        groups = self.groups
+        if groups:
+            for group in groups:
+                group.on = True
+
+    def close(self) -> None:
+        """Close the switch, then each group of it whose members are all closed."""
+        self.on = False
+        groups = self.groups
+        if groups:
+            for group in groups:
+                group.settle()
 
     def __bool__(self) -> bool:
         return self.on
 
     def __repr__(self) -> str:
         return f"<Switch {'open' if self.on else 'closed'}>"
+
+
+class SwitchGroup(Switch):
+    """One switch for several gates' switches (its ``members``): open iff any member is open.
+
+    Where several gates stand on one point (the standing expectations of a return point), a
+    backend tests the group first: while it is closed (every member closed: each of their
+    firings would only count a skip) it counts one skip on the group's ``tally`` instead of
+    testing and counting each member; while it is open it runs each member's own test. A
+    member's closed count is its own tally plus its groups' (see :func:`closed_count_of`).
+
+    Kept right by the members' :meth:`Switch.open` (the member first, then the group) and
+    :meth:`Switch.close` (the member, then :meth:`settle`: the group closed if no member is
+    open, and opened again if one is by then), with no lock: whatever the interleaving, once
+    the stores are done a group is open if any of its members is. (A member opened after a
+    settle read it closed stores its group open after that; a settle that stored the group
+    closed after a member's opening reads that member open afterwards and opens it again.) A
+    firing in the instants between may find the group closed while a member opens: counted for
+    that member as closed, as a firing that tested the member's own switch just before it
+    opened is. A group left open while its members are all closed is only slower.
+    """
+
+    __slots__ = ("members", "tally")
+
+    def __init__(self, members: tuple[Switch, ...]) -> None:
+        super().__init__(True)  # open until settled: harmless
+        self.members = members
+        self.tally = new_tally()
+
+    def __repr__(self) -> str:
+        return f"<SwitchGroup of {len(self.members)} {'open' if self.on else 'closed'}>"
+
+    def settle(self) -> None:
+        """Close the group if no member is open (see the class docstring)."""
+        for member in self.members:
+            if member.on:
+                return
+        self.on = False
+        # Read again after the store: a member opened meanwhile may have stored the group
+        # open before it (its store came first and is lost): open it again.
+        for member in self.members:
+            if member.on:
+                self.on = True
+                return
+
+
+#: The most groups one switch joins (see group_of): a member's closings settle each of its
+#: groups and its closed count reads each group's tally, and groups are never left (code that
+#: tests one may still run in a frame), so a switch in this many is grouped no further.
+MAX_GROUPS = 16
+_groups_lock = threading.Lock()
+
+
+def group_of(switches: list[Switch]) -> SwitchGroup | None:
+    """The group of ``switches`` (made once per set of members), or None if they cannot form one.
+
+    Called where a backend places the hooks of several gates at one point (never on a host's hot
+    path). None for fewer than two, for a switch that is not ``grouped`` or appears twice, and
+    when a switch has joined :data:`MAX_GROUPS` groups already (its point then tests each gate,
+    as without groups). A new group starts open and is settled once its members know it.
+    """
+    if len(switches) < 2 or len({id(s) for s in switches}) != len(switches):
+        return None
+    with _groups_lock:
+        memberships = [s.groups for s in switches]
+        if any(groups is None for groups in memberships):
+            return None
+        for group in memberships[0] or ():
+            if len(group.members) == len(switches) and all(
+                any(m is s for m in group.members) for s in switches
+            ):
+                return group
+        if any(len(groups or ()) >= MAX_GROUPS for groups in memberships):
+            return None
+        group = SwitchGroup(tuple(switches))
+        for switch in switches:
+            switch.groups = (*(switch.groups or ()), group)
+    group.settle()
+    return group
+
+
+def closed_count_of(switch: Switch, closed: Any) -> int:
+    """A gate's firings skipped while closed: its own ``closed`` tally and its groups' tallies.
+
+    A firing its group skipped is one the gate would have skipped itself (the group is closed
+    only while every member is); each group counts it once for each member.
+    """
+    n = sys.maxsize - int(closed.__length_hint__())
+    groups = switch.groups
+    if groups:
+        for group in groups:
+            n += sys.maxsize - int(group.tally.__length_hint__())
+    return n
 
 
 def switch_of(hook: Callable[..., Any]) -> tuple[Switch, Any] | None:
@@ -124,6 +245,9 @@ def switch_of(hook: Callable[..., Any]) -> tuple[Switch, Any] | None:
     calls the hook and count the skip itself, which saves the call. The hook tests the switch
     too, so a backend that ignores it stays right. ``skips`` may be None: nothing is counted
     while the switch is closed (the per-line hooks of a lines probe, see :func:`switched`).
+    Several gates' switches may be tested together, through their group's (see
+    :class:`SwitchGroup`): a gate's closed count is then :func:`closed_count_of`, not its
+    ``skips`` alone.
     """
     pair = getattr(hook, _SWITCH_ATTR, None)
     return pair if isinstance(pair, tuple) else None
@@ -1166,7 +1290,7 @@ class Gate(_GuardedHook):
         mark = 0
         need_at = -math.inf  # when the bucket holds the need
         # Empty while closed (until the waker reopens it): a skipped firing costs one test.
-        switch = Switch(True)
+        switch = Switch(True, grouped=True)
         schedule = None if waker is None or not limited else waker.schedule
 
         def hook(value: object = NOTHING) -> None:
@@ -1193,7 +1317,7 @@ class Gate(_GuardedHook):
 
         def close(now: float) -> None:
             # Closed first: the reopening may run before schedule() returns.
-            switch.on = False
+            switch.close()
             if schedule is None or not schedule(min(next_at, expires), wake):
                 reopen()
 
@@ -1204,7 +1328,7 @@ class Gate(_GuardedHook):
                 return  # opened meanwhile (disarmed, or every gate reopened)
             if (
                 need_at > next_at
-                and tally_count(skips) + tally_count(closed) != mark
+                and tally_count(skips) + closed_count_of(switch, closed) != mark
                 and schedule is not None
                 and schedule(min(need_at, expires), reopen)
             ):
@@ -1228,8 +1352,8 @@ class Gate(_GuardedHook):
                     if tokens > burst_f:
                         tokens = burst_f  # a plain bucket: it has not run dry since a pause
                 elif tokens < need:
-                    if (now - adm_at) * rate_f < 1.0 or tally_count(skips) + tally_count(
-                        closed
+                    if (now - adm_at) * rate_f < 1.0 or tally_count(skips) + closed_count_of(
+                        switch, closed
                     ) != mark:
                         # Denser than the rate: not before the need (see jitter_seed).
                         next(skips)
@@ -1258,7 +1382,7 @@ class Gate(_GuardedHook):
                     # then (see jitter_seed).
                     need = 2.0 - _uniform()
                     adm_at = now
-                    mark = tally_count(skips) + tally_count(closed)
+                    mark = tally_count(skips) + closed_count_of(switch, closed)
                     wait = need - tokens
                     need_at = now + wait / rate_f if wait > 0.0 else now
                     next_at = now + (wait if wait < 1.0 else 1.0) / rate_f if wait > 0.0 else now
@@ -1283,10 +1407,10 @@ class Gate(_GuardedHook):
                 next_at = now
 
         def reopen() -> None:
-            switch.on = True  # one attribute store
+            switch.open()  # and its groups (see SwitchGroup)
 
         def read() -> tuple[int, int]:
-            return produced_hits[0], tally_count(skips) + tally_count(closed)
+            return produced_hits[0], tally_count(skips) + closed_count_of(switch, closed)
 
         def disarm() -> None:
             nonlocal armed
@@ -1294,7 +1418,7 @@ class Gate(_GuardedHook):
             reopen()
 
         setattr(hook, _SWITCH_ATTR, (switch, closed))
-        self._publish(hook, read, disarm, lambda: tally_count(closed))
+        self._publish(hook, read, disarm, lambda: closed_count_of(switch, closed))
 
 
 class ExpectGate(_GuardedHook):
@@ -1382,7 +1506,8 @@ class ExpectGate(_GuardedHook):
                     return "novel"
             return False
 
-        switch = Switch(True)  # as in Gate: off while closed, until the waker reopens it
+        # As in Gate: off while closed, until the waker reopens it.
+        switch = Switch(True, grouped=True)
         schedule = None if waker is None else waker.schedule
 
         def hook(value: object = NOTHING) -> None:
@@ -1406,7 +1531,7 @@ class ExpectGate(_GuardedHook):
                 on_stop(why)
 
         def close() -> None:
-            switch.on = False  # before schedule(): the reopening may run before it returns
+            switch.close()  # before schedule(): the reopening may run before it returns
             if schedule is None or not schedule(min(next_at, expires), wake):
                 reopen()
 
@@ -1416,7 +1541,7 @@ class ExpectGate(_GuardedHook):
                 return
             if (
                 need_at > next_at
-                and tally_count(skips) + tally_count(closed) != mark
+                and tally_count(skips) + closed_count_of(switch, closed) != mark
                 and schedule is not None
                 and schedule(min(need_at, expires), reopen)
             ):
@@ -1439,8 +1564,8 @@ class ExpectGate(_GuardedHook):
                 if tokens > eval_burst:
                     tokens = eval_burst
             elif tokens < need:  # jittered as in Gate (see jitter_seed)
-                if (now - adm_at) * eval_rate_f < 1.0 or tally_count(skips) + tally_count(
-                    closed
+                if (now - adm_at) * eval_rate_f < 1.0 or tally_count(skips) + closed_count_of(
+                    switch, closed
                 ) != mark:
                     next(skips)  # denser than the rate: not before the need
                     next_at = now + (need - tokens) / eval_rate_f
@@ -1460,7 +1585,7 @@ class ExpectGate(_GuardedHook):
             else:  # jittered as in Gate (see jitter_seed)
                 need = 2.0 - _uniform()
                 adm_at = now
-                mark = tally_count(skips) + tally_count(closed)
+                mark = tally_count(skips) + closed_count_of(switch, closed)
                 wait = need - tokens
                 need_at = now + wait / eval_rate_f if wait > 0.0 else now
                 next_at = now + (wait if wait < 1.0 else 1.0) / eval_rate_f if wait > 0.0 else now
@@ -1486,11 +1611,11 @@ class ExpectGate(_GuardedHook):
                 close()
 
         def reopen() -> None:
-            switch.on = True  # one attribute store
+            switch.open()  # and its groups (see SwitchGroup)
 
         def read() -> tuple[int, int]:
             return produced_hits[0], (
-                tally_count(skips) + tally_count(closed) + tally_count(uncaptured)
+                tally_count(skips) + closed_count_of(switch, closed) + tally_count(uncaptured)
             )
 
         def disarm() -> None:
@@ -1499,7 +1624,7 @@ class ExpectGate(_GuardedHook):
             reopen()
 
         setattr(hook, _SWITCH_ATTR, (switch, closed))
-        self._publish(hook, read, disarm, lambda: tally_count(closed))
+        self._publish(hook, read, disarm, lambda: closed_count_of(switch, closed))
 
 
 class _Bucket:

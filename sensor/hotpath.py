@@ -77,6 +77,7 @@ from sensor.guards import (
     Novelty,
     Switch,
     Waker,
+    closed_count_of,
     new_tally,
     tally_count,
 )
@@ -305,13 +306,14 @@ class FastExpectGate(guards._GuardedHook):
         # subset of violations, so that false and failed are told apart exactly.
         errors = new_tally()
         # Firings skipped while the switch was closed, counted without calling the hook: by
-        # the backend inline (the pair's counter, see guards.switch_of) or by the hook.
+        # the backend inline (the pair's counter, see guards.switch_of) or by the hook; and on
+        # the tallies of the switch's groups (guards.SwitchGroup): read with closed_count_of.
         closed = new_tally()
         # The closed firings owed to the CPU budget: (those of finished closings, the closed
         # count when the current budget closing began, or -1 when the switch is not closed by
         # the budget). One tuple, replaced whole, so that a reader never sees half an update.
         shut = (0, -1)
-        switch = Switch(True)
+        switch = Switch(True, grouped=True)
         schedule = None if waker is None or not limited else waker.schedule
         # Closing for the budget does not depend on the evaluation rate being limited.
         shut_schedule = None if waker is None else waker.schedule
@@ -438,7 +440,7 @@ class FastExpectGate(guards._GuardedHook):
                     elif tokens < need:
                         if (
                             t0 - adm_at < interval_ns
-                            or tally_count(skips) + tally_count(closed) != skip_mark
+                            or tally_count(skips) + closed_count_of(switch, closed) != skip_mark
                         ):
                             # Denser than the rate: not before the need (see guards.Gate).
                             next(skips)
@@ -447,7 +449,7 @@ class FastExpectGate(guards._GuardedHook):
                             if schedule is not None:
                                 # A call was refused since the last evaluation: the waker's
                                 # next tick after the need will do (see close_late).
-                                switch.on = False  # before schedule(): the reopening may run first
+                                switch.close()  # before schedule(): the reopening may run first
                                 close_late(next_at, t0 / 1e9 + wall_offset)
                             return
                         if tokens > burst:  # an interval without a call: a plain bucket again
@@ -471,7 +473,7 @@ class FastExpectGate(guards._GuardedHook):
                     else:
                         # The next evaluation at a random point of the next interval, or an
                         # interval later if nothing is refused till then (see guards.Gate).
-                        refused = tally_count(skips) + tally_count(closed)
+                        refused = tally_count(skips) + closed_count_of(switch, closed)
                         if need == 1.0:
                             # Run dry from a plain bucket: from more than one token, only by
                             # more calls than the rate allows.
@@ -743,13 +745,13 @@ class FastExpectGate(guards._GuardedHook):
             at = min(next_at, expires) / 1e9 + wall_offset
             check = guards.tick_before(at)
             if check > now_s:
-                switch.on = False  # before schedule(): the reopening may run before it returns
+                switch.close()  # before schedule(): the reopening may run before it returns
                 if schedule is None or not schedule(check, wake):
                     reopen()
             elif dense:
                 # Calls were refused since the last evaluation: one will be since this
                 # one, by all likelihood, and the next evaluation needs the need.
-                switch.on = False
+                switch.close()
                 close_late(need_at, now_s)
 
         def shed_close(now_s: float) -> None:
@@ -760,19 +762,19 @@ class FastExpectGate(guards._GuardedHook):
             nonlocal shut
             wait = account.refill_in()
             if shut_schedule is not None and wait > 0.0:
-                shut = (shut[0], tally_count(closed))
-                switch.on = False  # before schedule(): the reopening may run first
+                shut = (shut[0], closed_count_of(switch, closed))
+                switch.close()  # before schedule(): the reopening may run first
                 if not shut_schedule(_shut_tick(now_s + min(wait, SHUT_MAX)), reopen):
                     reopen()
 
         def reopen() -> None:
             nonlocal shut
-            switch.on = True  # one attribute store
+            switch.open()  # and its groups (see guards.SwitchGroup)
             done, mark = shut
             if mark >= 0:
                 # A firing on another thread that saw the switch closed just before this may
                 # be counted after it: it stays in the total, attributed to the rate limit.
-                shut = (done + tally_count(closed) - mark, -1)
+                shut = (done + closed_count_of(switch, closed) - mark, -1)
 
         def wake() -> None:
             # On the waker's thread, before the evaluation bucket's next_at: a call refused since
@@ -781,7 +783,7 @@ class FastExpectGate(guards._GuardedHook):
             # now, so that a call at next_at finds the gate open (the hook tests the clock).
             if switch.on:
                 return  # opened meanwhile (disarmed, or every gate reopened)
-            if tally_count(skips) + tally_count(closed) != skip_mark:
+            if tally_count(skips) + closed_count_of(switch, closed) != skip_mark:
                 now_s = monotonic()
                 if need_at / 1e9 + wall_offset > now_s:
                     close_late(need_at, now_s)
@@ -801,11 +803,14 @@ class FastExpectGate(guards._GuardedHook):
 
         def shed() -> int:
             done, mark = shut
-            return done if mark < 0 else done + tally_count(closed) - mark
+            return done if mark < 0 else done + closed_count_of(switch, closed) - mark
 
         def read() -> tuple[int, int]:
             return produced_hits[0], (
-                tally_count(skips) + tally_count(closed) + tally_count(uncaptured) - shed()
+                tally_count(skips)
+                + closed_count_of(switch, closed)
+                + tally_count(uncaptured)
+                - shed()
             )
 
         def disarm() -> None:
@@ -895,7 +900,7 @@ class FastExpectGate(guards._GuardedHook):
         # Set even with no local to pass (``result >= 0``): the backend then calls the hook with
         # its full argument count, the interpreter's fast path (see guards.locals_of).
         setattr(published, _LOCALS_ATTR, local_names)
-        self._publish(published, read, disarm, lambda: tally_count(closed))
+        self._publish(published, read, disarm, lambda: closed_count_of(switch, closed))
         self.evaluations = evaluations
         self.violations = violations
         self.expect_errors = errors

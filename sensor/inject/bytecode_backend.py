@@ -34,7 +34,16 @@ from operator import is_
 from types import CodeType, FunctionType
 from typing import Any
 
-from sensor.guards import NOTHING, PASSED_ARGS, Switch, locals_of, sampler_of, switch_of
+from sensor.guards import (
+    NOTHING,
+    PASSED_ARGS,
+    Switch,
+    SwitchGroup,
+    group_of,
+    locals_of,
+    sampler_of,
+    switch_of,
+)
 from sensor.inject.bound import bound_at
 from sensor.inject.core import Handle, Hook, PlacementFailed
 from sensor.inject.funcversion import code_version, set_code
@@ -207,6 +216,59 @@ def _count(tally: object, loc: Any, nested: bool) -> list[Any]:
             seq.append(Instr("POP_TOP", location=loc))
     seq.append(done)
     return seq
+
+
+def _gate_runs(hooks: list[Hook]) -> list[tuple[int, int, SwitchGroup]]:
+    """The runs of two or more consecutive gates in ``hooks`` whose switches form a group.
+
+    (start, end, group) for ``hooks[start:end]``: gates that count their closed skips (a
+    switch and a tally, see :func:`~sensor.guards.switch_of`) and whose switches
+    :func:`~sensor.guards.group_of` groups. Other hooks, and a run that cannot be grouped, are
+    called one by one as before, in the same order.
+    """
+    runs: list[tuple[int, int, SwitchGroup]] = []
+    switches: list[Switch] = []
+    for i, hook in enumerate([*hooks, None]):
+        pair = None if hook is None else switch_of(hook)
+        if pair is not None and pair[1] is not None:
+            switches.append(pair[0])
+            continue
+        group = group_of(switches)  # (None for fewer than two)
+        if group is not None:
+            runs.append((i - len(switches), i, group))
+        switches = []
+    return runs
+
+
+def _grouped(
+    calls: list[list[Any]], runs: list[tuple[int, int, SwitchGroup]], loc: Any, nested: bool
+) -> list[Any]:
+    """The hooks' calls at one point, each run of grouped gates behind its group's one test.
+
+    ``if group.on: <each gate's own test and call, as alone> else: <one skip on the group's
+    tally>``: while every gate of the run is closed (a standing point's usual state) a firing
+    costs one test and one count instead of one of each per gate; each gate's closed count
+    includes the group's (:func:`~sensor.guards.closed_count_of`).
+    """
+    from bytecode import Instr, Label
+
+    out: list[Any] = []
+    done_upto = 0
+    for start, end, group in runs:
+        for seq in calls[done_upto:start]:
+            out += seq
+        skip, done = Label(), Label()
+        out += _test(group, loc)
+        out.append(Instr(_POP_JUMP_IF_FALSE, skip, location=loc))
+        for seq in calls[start:end]:
+            out += seq
+        out += [Instr("JUMP_FORWARD", done, location=loc), skip]
+        out += _count(group.tally, loc, nested)
+        out.append(done)
+        done_upto = end
+    for seq in calls[done_upto:]:
+        out += seq
+    return out
 
 
 #: What a checked tally's iterator returns: never (its loop never ends).
@@ -684,6 +746,7 @@ def _body(
     returns: dict[int, list[Any]] = {}  # op index -> return hooks right before it
     line_hooks: dict[int, list[Hook]] = {}
     unwind_hooks: list[Hook] = []
+    return_hooks: list[tuple[Hook, tuple[str, ...] | None, list[bool] | None]] = []
     # 3.11: the sites inside one of the code's own exception ranges (see _passed_locals).
     in_range = [entry is not None for entry in item_layout(items)[2]] if _PY311 else None
     for point, line, hook in hooks:
@@ -704,26 +767,32 @@ def _body(
             assert line is not None
             line_hooks.setdefault(line, []).append(hook)
         elif point is Point.RETURN:
-            found = False
-            for i in range(resume + 1, len(ops_at)):
-                ins = items[ops_at[i]]
+            return_hooks.append((hook, wanted, bound))
+        else:
+            unwind_hooks.append(hook)
+    if return_hooks:
+        # Runs of gates whose switches form a group: one test while all of them are closed.
+        runs = _gate_runs([hook for hook, _, _ in return_hooks])
+        found = False
+        for i in range(resume + 1, len(ops_at)):
+            ins = items[ops_at[i]]
+            if ins.name not in ("RETURN_VALUE", "RETURN_CONST"):
+                continue
+            calls: list[list[Any]] = []
+            for hook, wanted, bound in return_hooks:
                 if ins.name == "RETURN_VALUE":
                     # [value] -> [value, (NULL, hook | hook, NULL), value] -> call -> [value]
                     arg = [Instr("COPY", 3, location=ins.location)]
-                elif ins.name == "RETURN_CONST":
-                    arg = [Instr("LOAD_CONST", ins.arg, location=ins.location)]
                 else:
-                    continue
+                    arg = [Instr("LOAD_CONST", ins.arg, location=ins.location)]
                 # (under the loads: the value, NULL, the hook, its copy: a return leaves
                 # only its value on the stack)
                 arg += _passed_locals(wanted, bound, i, ins.location, 4) or ()
-                seq = _call(hook, ins.location, arg, nested=nested)
-                returns.setdefault(i, []).extend(seq)
-                found = True
-            if not found:
-                raise PlacementFailed(f"{code.co_qualname} has no return instruction")
-        else:
-            unwind_hooks.append(hook)
+                calls.append(_call(hook, ins.location, arg, nested=nested))
+            returns[i] = _grouped(calls, runs, ins.location, nested)
+            found = True
+        if not found:
+            raise PlacementFailed(f"{code.co_qualname} has no return instruction")
     gate_after: list[Any] = []
     if choose is not None:
         gate_entry, gate_after = _choosing_gate(*choose, first_loc, nested)
