@@ -799,6 +799,35 @@ def test_the_lanes_sampled_charge_is_the_true_cost_within_6_percent(
     assert abs(charged - true) < 0.06 * true, (charged, true)
 
 
+@pytest.mark.parametrize("lane", [True, False])
+def test_what_a_firing_costs_outside_its_timed_stretch_is_charged_in_the_cheap_mode(
+    clock: SteppingClock, monkeypatch: pytest.MonkeyPatch, lane: bool
+) -> None:
+    # The evaluations take no time on the (fake) wall clock: all the budget is handed is the
+    # figure measured for what a firing costs outside its timed stretch (firing_overhead_ns),
+    # once for every evaluation the lane's samples stand for, or every one the general hook
+    # metered.
+    monkeypatch.setattr(hotpath, "_call_ns", 700, raising=False)
+    monkeypatch.setattr(hotpath, "SPECIALISE_LANE", lane)
+    budget = Ledger(clock)
+    g = _gate(budget)
+    assert _is_lane(g.hook) is lane
+    n = 2000
+    for _ in range(n):
+        g.hook(1)
+    assert tally_count(g.evaluations) == n
+    if lane:
+        cells = _cells(g.hook)
+        charged_for = n - (cells["lstride"] - cells["lskip"])  # (the stride under way: not yet)
+        held = cells["lpend"] * 1e9
+    else:
+        charged_for = n
+        held = _cells(g.hook)["pending_ns"]
+    handed = sum(budget.alone) + sum(ns for ns, _ in budget.batches)
+    assert charged_for > n - 2**hotpath.METER_STRIDE_BITS
+    assert handed + held == pytest.approx(700 * charged_for, abs=len(budget.batches) + 1)
+
+
 def test_the_lane_charges_every_capture_exactly(clock: SteppingClock) -> None:
     # Every evaluation violates and is captured; a capture takes 50 us, an evaluation no
     # time: the budget is charged 50 us per capture, timed or not, never scaled by a stride.
