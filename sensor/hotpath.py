@@ -405,6 +405,7 @@ class FastExpectGate(guards._GuardedHook):
         pskip = pstride = 1 + _bits(PRECISE_STRIDE_BITS)
         spend = budget.spend
         spend_sampled = budget.spend_sampled
+        spend_closing = budget.spend_closing
         settle = budget.spend_many
         precise_clock = time.thread_time_ns
         source = expr.source
@@ -577,14 +578,12 @@ class FastExpectGate(guards._GuardedHook):
                 if not account.admit(now_s):
                     # Shed by the CPU budget before any work (counted by the account). The
                     # closing costs the host too (a refill time, a tick, the waker's schedule):
-                    # timed with the budget's clock and charged, unscaled, with the firing's
-                    # call, with the next hand-over (a share's refusal is rare: one a closing).
-                    c1 = precise_clock() if precise else perf()
+                    # timed with the budget's clock and charged at once, unscaled, with the
+                    # firing's call (a share's refusal is rare: one a closing).
+                    clk = precise_clock if precise else perf
+                    c1 = clk()
                     shed_close(now_s)
-                    if precise:
-                        carry_ns += precise_clock() - c1 + call_ns
-                    else:
-                        pending_ns += perf() - c1 + call_ns
+                    spend_closing(account, clk() - c1 + call_ns)
                     return
             error: str | None = None
             frame: Any = None
@@ -1047,6 +1046,7 @@ _LANE_FIXED = (
     "switch", "closed", "evaluations", "violations", "uncaptured", "violation_bucket", "deliver",
     "failed", "stop", "budget", "account", "spend", "settle", "expires", "produced_hits", "cap",
     "pass_bucket", "novel", "seen", "skips", "per_ns", "burst", "shed_close", "spend_sampled",
+    "spend_closing",
 )  # fmt: skip
 
 # The evaluation bucket of a probe with a limited evaluation rate, in the lane: the general hook's
@@ -1186,8 +1186,8 @@ def _maker():
                 _m = _monotonic()
                 if not account.admit(_m):
                     # Its closing costs the host too: timed (from the sample's start on a
-                    # timed firing) and charged with the batch, exactly, unscaled, with what
-                    # the firing costs outside the stretch (see firing_overhead_ns).
+                    # timed firing) and charged at once, unscaled, with what the firing costs
+                    # outside the stretch (see firing_overhead_ns).
                     _c = _t0 if _t0 else lclock()
                     if _t0:
                         lskip = 1
@@ -1195,7 +1195,7 @@ def _maker():
                     else:
                         lskip += 1
                     shed_close(_m)
-                    lpend += lclock() - _c + _CALL_S
+                    spend_closing(account, _int((lclock() - _c + _CALL_S) * 1e9))
                     return{frame_read}{dec_head}
             try:
 """
