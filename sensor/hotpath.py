@@ -579,17 +579,22 @@ class FastExpectGate(guards._GuardedHook):
                     # Shed by the CPU budget before any work (counted by the account). The
                     # closing costs the host too (a refill time, a tick, the waker's schedule):
                     # timed with the budget's clock and charged at once, unscaled, with the
-                    # firing's call (a share's refusal is rare: one a closing); what charging
-                    # it cost, with the next hand-over.
+                    # firing's call (a share's refusal is rare: one a closing), with what is
+                    # owed from before (the last hand-overs' own cost: a probe its share keeps
+                    # refusing may not evaluate for seconds); what charging it cost, next.
                     clk = precise_clock if precise else perf
                     c1 = clk()
                     shed_close(now_s)
                     c2 = clk()
-                    spend_closing(account, c2 - c1 + call_ns)
                     if precise:
-                        carry_ns += clk() - c2
+                        owed, carry_ns = carry_ns, 0
                     else:
-                        pending_ns += clk() - c2
+                        owed, pending_ns = pending_ns, 0
+                    spend_closing(account, c2 - c1 + call_ns + owed)
+                    if precise:
+                        carry_ns = clk() - c2
+                    else:
+                        pending_ns = clk() - c2
                     return
             error: str | None = None
             frame: Any = None
@@ -1193,8 +1198,10 @@ def _maker():
                 if not account.admit(_m):
                     # Its closing costs the host too: timed (from the sample's start on a
                     # timed firing) and charged at once, unscaled, with what the firing costs
-                    # outside the stretch (see firing_overhead_ns); what charging it cost,
-                    # with the batch.
+                    # outside the stretch (see firing_overhead_ns), and the batch so far (a
+                    # probe its share keeps refusing may not evaluate, and so settle, for
+                    # seconds; its evaluations are counted at the next settlement); what
+                    # charging it cost, with the batch.
                     _c = _t0 if _t0 else lclock()
                     if _t0:
                         lskip = 1
@@ -1203,8 +1210,8 @@ def _maker():
                         lskip += 1
                     shed_close(_m)
                     _c2 = lclock()
-                    spend_closing(account, _int((_c2 - _c + _CALL_S) * 1e9))
-                    lpend += lclock() - _c2
+                    spend_closing(account, _int((_c2 - _c + _CALL_S + lpend) * 1e9))
+                    lpend = lclock() - _c2
                     return{frame_read}{dec_head}
             try:
 """
