@@ -1067,6 +1067,20 @@ class CpuBudget:
         finally:
             self._lock.release()
 
+    def spend_closing(self, account: Account, ns: int) -> None:
+        """Account ``ns`` of a firing that was refused and closed its gate (no evaluation).
+
+        An expectation gate whose share refused a firing closes until the share refills: the
+        refusal and the closing (a refill time, a tick, the waker's schedule) cost the host
+        thread several times an evaluation, and they come once per closing, whatever the
+        evaluations in between. Timed with the budget's clock in force (:attr:`clock`, read by
+        the hook) and charged at once, unscaled and for no firing: it is not a strike against
+        the one-hit cap and it does not end a run of them (it is no evaluation). Never waits
+        for the lock (the window's total then misses it; the account is debited either way).
+        """
+        if ns > 0:
+            self._spend(account, 0, self.clock, 0, ns, False)
+
     def spend_many(self, account: Account, ns: int, count: int) -> bool:
         """Account a batch of ``count`` firings that took ``ns`` in all.
 

@@ -225,6 +225,22 @@ def test_three_hits_in_a_row_each_over_the_whole_budget_of_a_second_disable_thei
 
 
 @pytest.mark.usefixtures("window_clock")
+def test_a_closings_charge_is_metered_but_neither_a_firing_nor_the_end_of_a_dear_run() -> None:
+    # What a refused firing's closing cost (CpuBudget.spend_closing) is charged to the probe
+    # and the window, for no firing: a probe whose every evaluation is dear, with closings in
+    # between (its share empty after each), is still disabled on its second dear one.
+    budget = CpuBudget(0.01)
+    account = budget.account("p")
+    budget.spend(account, 30 * MS)  # to the precise clock
+    assert budget.spend(account, 30 * MS, budget.clock) is None
+    spent, fired = account.spent, account.fired
+    budget.spend_closing(account, 40_000)
+    assert account.spent == spent + 40_000
+    assert account.fired == fired
+    assert budget.spend(account, 30 * MS, budget.clock) is not None
+
+
+@pytest.mark.usefixtures("window_clock")
 def test_a_firing_under_the_cap_ends_a_run_of_dear_ones() -> None:
     budget = CpuBudget(0.01)
     account = budget.account("p")

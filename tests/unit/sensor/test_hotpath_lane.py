@@ -739,6 +739,9 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[SteppingClock]:
     fake = SteppingClock()
     monkeypatch.setattr(hotpath, "_perf", fake)
     monkeypatch.setattr(hotpath, "SETTLE_NS", 10**15)  # batches by count only
+    # What a firing costs outside its timed stretch (measured at the first placement) is
+    # charged on top of the fake clock's figures: none here, so that these are exact.
+    monkeypatch.setattr(hotpath, "_call_ns", 0)
     state = guards._rng.getstate()  # (the sensor's own generator: given back after the test)
     guards._rng.seed(13)  # the strides: the same in every run
     yield fake
@@ -794,6 +797,35 @@ def test_the_lanes_sampled_charge_is_the_true_cost_within_6_percent(
     charged = budget.charged(g.hook)
     # (a handed-over batch also charges the hand-over: one cost more per batch)
     assert abs(charged - true) < 0.06 * true, (charged, true)
+
+
+@pytest.mark.parametrize("lane", [True, False])
+def test_what_a_firing_costs_outside_its_timed_stretch_is_charged_in_the_cheap_mode(
+    clock: SteppingClock, monkeypatch: pytest.MonkeyPatch, lane: bool
+) -> None:
+    # The evaluations take no time on the (fake) wall clock: all the budget is handed is the
+    # figure measured for what a firing costs outside its timed stretch (firing_overhead_ns),
+    # once for every evaluation the lane's samples stand for, or every one the general hook
+    # metered.
+    monkeypatch.setattr(hotpath, "_call_ns", 700, raising=False)
+    monkeypatch.setattr(hotpath, "SPECIALISE_LANE", lane)
+    budget = Ledger(clock)
+    g = _gate(budget)
+    assert _is_lane(g.hook) is lane
+    n = 2000
+    for _ in range(n):
+        g.hook(1)
+    assert tally_count(g.evaluations) == n
+    if lane:
+        cells = _cells(g.hook)
+        charged_for = n - (cells["lstride"] - cells["lskip"])  # (the stride under way: not yet)
+        held = cells["lpend"] * 1e9
+    else:
+        charged_for = n
+        held = _cells(g.hook)["pending_ns"]
+    handed = sum(budget.alone) + sum(ns for ns, _ in budget.batches)
+    assert charged_for > n - 2**hotpath.METER_STRIDE_BITS
+    assert handed + held == pytest.approx(700 * charged_for, abs=len(budget.batches) + 1)
 
 
 def test_the_lane_charges_every_capture_exactly(clock: SteppingClock) -> None:

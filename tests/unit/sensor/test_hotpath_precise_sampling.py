@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from waker_doubles import SteppingClock
 
-from sensor import guards, hotpath
+from sensor import _epoch, guards, hotpath
 from sensor.expressions import compile
 from sensor.guards import CpuBudget, tally_count
 from sensor.hotpath import FastExpectGate
@@ -38,6 +38,7 @@ class Ledger(CpuBudget):
         self.alone: list[int] = []
         self.sampled: list[tuple[int, int, int]] = []
         self.counts: list[int] = []
+        self.closings: list[int] = []
 
     def spend(self, account: Any, ns: int, clock: Any = None) -> str | None:
         self.alone.append(ns)
@@ -48,6 +49,9 @@ class Ledger(CpuBudget):
     ) -> str | None:
         self.sampled.append((ns, count, extra))
         return None
+
+    def spend_closing(self, account: Any, ns: int) -> None:
+        self.closings.append(ns)
 
     def spend_many(self, account: Any, ns: int, count: int) -> bool:
         self.sampled.append((ns, 1, 0))  # (a lane's batch: scaled by its strides already)
@@ -91,6 +95,9 @@ def cpu(monkeypatch: pytest.MonkeyPatch, hook: str) -> Iterator[SteppingClock]:
     monkeypatch.setattr(time, "thread_time_ns", fake)
     wall = itertools.count(10**12, 10**6)  # 1 ms a read: the evaluation bucket is always full
     monkeypatch.setattr(hotpath, "_perf", lambda: next(wall))
+    # What a firing costs outside its timed stretch (measured at the first placement) is
+    # charged on top of the fake clock's figures: none here, so that these are exact.
+    monkeypatch.setattr(hotpath, "_call_ns", 0)
     state = guards._rng.getstate()  # (the sensor's own generator: given back after the test)
     guards._rng.seed(13)  # the strides: the same in every run
     yield fake
@@ -102,6 +109,7 @@ def _gate(
     *,
     slow: Callable[..., None] | None = None,
     stops: list[str] | None = None,
+    waker: Any = None,
 ) -> FastExpectGate:
     # A limited evaluation rate, as the standing probes have.
     return FastExpectGate(
@@ -120,6 +128,7 @@ def _gate(
         on_stop=(stops if stops is not None else []).append,
         budget=budget,
         account=budget.account("p"),
+        waker=waker,
     )
 
 
@@ -238,3 +247,65 @@ def test_load_is_still_shed_by_the_sampled_precise_charges(cpu: SteppingClock) -
     evaluated = tally_count(g.evaluations)
     assert evaluated < n
     assert account.skipped_count() >= n - evaluated - 2**hotpath.PRECISE_STRIDE_BITS
+
+
+def test_what_a_firing_costs_outside_its_timed_stretch_is_charged_for_each_firing(
+    cpu: SteppingClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The call into the hook, its entry tests and its return are outside what its clock can
+    # time (bench_shop_icount: the budget saw 48-76% of what the evaluations cost the shop).
+    # The figure measured at the first placement (firing_overhead_ns) is added to every
+    # firing charged: here the evaluations take no time on the CPU clock, so all that is
+    # charged is that figure, once per firing the samples stand for.
+    monkeypatch.setattr(hotpath, "_call_ns", 700, raising=False)
+    budget = Ledger()
+    g = _gate(budget)
+    n = 2000
+    for _ in range(n):
+        g.hook(1)
+    assert tally_count(g.evaluations) == n
+    firings = budget.firings(g.hook)
+    assert n - 2**hotpath.PRECISE_STRIDE_BITS < firings <= n
+    assert budget.estimate(g.hook) == pytest.approx(700 * firings, abs=len(budget.sampled) + 1)
+
+
+class _DearShutWaker:
+    """A waker whose ``schedule`` takes ``burn_ns`` of the (fake) CPU clock, then refuses (the
+    gate reopens at once): what closing a gate for an empty share costs the host thread."""
+
+    def __init__(self, cpu: SteppingClock, burn_ns: int) -> None:
+        self.cpu = cpu
+        self.burn_ns = burn_ns
+        self.calls = 0
+
+    def schedule(self, at: float, reopen: Callable[[], None]) -> bool:
+        self.calls += 1
+        self.cpu.now += self.burn_ns
+        return False
+
+
+def test_a_firing_refused_by_an_empty_share_is_charged_what_its_closing_cost(
+    cpu: SteppingClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While load is shed, a firing the probe's share refuses closes the gate until the share
+    # refills (a refill time, the tick, the waker's schedule): in the standing shop under
+    # callgrind, more of the host's instructions than the evaluations the budget metered.
+    # It was not metered at all; now it is timed with the budget's clock and charged at once
+    # (unscaled, with the firing's call), for no firing.
+    monkeypatch.setattr(hotpath, "_call_ns", 0, raising=False)
+    budget = Ledger()
+    waker = _DearShutWaker(cpu, burn_ns=300_000)
+    g = _gate(budget, waker=waker)
+    account = budget.account("p")
+    account.rate = 1.0  # a share of 1 ns a second, deep in debt: every firing is refused
+    account.tokens = -1e12
+    _epoch.bump()  # (as CpuBudget does when it sets a share: the lanes test it then)
+    n = 20
+    for _ in range(n):
+        g.hook(1)
+    assert tally_count(g.evaluations) == 0
+    assert account.skipped_count() == n
+    assert waker.calls == n
+    assert budget.closings == [pytest.approx(waker.burn_ns, abs=1)] * n
+    assert budget.alone == []
+    assert budget.firings(g.hook) == 0
