@@ -28,9 +28,10 @@ redactor scans hides every parameter past what was scanned (its sentinels never 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, Final, NamedTuple, cast
 
-from sensor.redaction import close_paren
+from sensor.redaction import MAX_MATCH_CHARS, close_paren
 
 #: Names under which a template is paired with its parameters.
 TEMPLATE_NAMES: Final = frozenset(
@@ -71,6 +72,9 @@ class Hidden(NamedTuple):
 
 
 _NONE: Final = Hidden(frozenset(), frozenset(), False)
+_EVERY: Final = Hidden(frozenset(), frozenset(), True)
+#: The longest template judged (the redactor's scan window): a longer one hides every parameter.
+_MAX_TEMPLATE: Final = MAX_MATCH_CHARS
 _CACHE: dict[str, Hidden] = {}
 _CACHE_KEY: list[object] = [None, None]  # the redactor and rule version the cache is for
 
@@ -90,14 +94,23 @@ def _placeholders(text: str) -> list[tuple[int, int, int | None, str | None]]:
                 pos += 1
         if out:
             return out
+    # A driver's own placeholders are not read inside a SQL string literal ('what?', '12:30').
+    literals = _literals(text) if "'" in text else ()
     if "$" in text:
-        out = [(m.start(), m.end(), int(m.group("num")) - 1, None) for m in _DOLLAR.finditer(text)]
+        out = [
+            (m.start(), m.end(), int(m.group("num")) - 1, None)
+            for m in _DOLLAR.finditer(text)
+            if not _inside(literals, m.start())
+        ]
         if out:
             return out
     if "?" in text:
-        return [(m.start(), m.end(), i, None) for i, m in enumerate(_QMARK.finditer(text))]
+        marks = [m for m in _QMARK.finditer(text) if not _inside(literals, m.start())]
+        return [(m.start(), m.end(), i, None) for i, m in enumerate(marks)]
     if ":" in text:
         for m in _COLON.finditer(text):
+            if _inside(literals, m.start()):
+                continue
             num = m.group("num")
             out.append((m.start(), m.end(), int(num) - 1 if num else None, m.group("name")))
         if out:
@@ -116,6 +129,26 @@ def _placeholders(text: str) -> list[tuple[int, int, int | None, str | None]]:
                 out.append((m.start(), m.end(), auto, None))
                 auto += 1
     return out
+
+
+def _literals(text: str) -> list[tuple[int, int]]:
+    """The spans of ``text``'s single-quoted SQL string literals (``''`` inside one is a quote)."""
+    spans = []
+    i = text.find("'")
+    while i >= 0:
+        j = text.find("'", i + 1)
+        while j >= 0 and text.startswith("'", j + 1):  # '' : a quote inside the literal
+            j = text.find("'", j + 2)
+        if j < 0:
+            spans.append((i, len(text)))
+            break
+        spans.append((i, j + 1))
+        i = text.find("'", j + 1)
+    return spans
+
+
+def _inside(spans: Iterable[tuple[int, int]], i: int) -> bool:
+    return any(a < i < b for a, b in spans)
 
 
 def _judge(red: Any, text: str) -> Hidden:
@@ -154,12 +187,13 @@ def hidden_params(red: Any, template: object) -> Hidden:
     ``red``'s rules. Never raises: a failure hides every parameter."""
     try:
         t = type(template)
-        if t is bytes:
-            text = cast(bytes, template).decode("latin-1")
-        elif t is str:
-            text = cast(str, template)
-        else:
+        if t is not bytes and t is not str:
             return _NONE
+        if len(cast(str, template)) > _MAX_TEMPLATE:
+            # Longer than the redactor scans: not read (a host string is never read whole),
+            # every parameter hidden.
+            return _EVERY
+        text = cast(bytes, template).decode("latin-1") if t is bytes else cast(str, template)
         if len(text) > _CACHE_CHARS:
             return _judge(red, text)
         version = getattr(red, "version", None)
@@ -174,4 +208,4 @@ def hidden_params(red: Any, template: object) -> Hidden:
             _CACHE[text] = got
         return got
     except Exception:
-        return Hidden(frozenset(), frozenset(), True)
+        return _EVERY

@@ -317,3 +317,34 @@ def test_quotes_and_brackets_do_not_shift_the_items(red: Any, text: str) -> None
     out = red.redact_text(text)
     assert SECRET not in out, out
     assert "<redacted:field>" in out
+
+
+@pytest.mark.parametrize(
+    ("template", "positions", "names"),
+    [
+        ("UPDATE u SET note = 'what?', password = ? WHERE id = ?", {0}, set()),
+        ("UPDATE u SET note = 'it''s 12:30', secret = :s WHERE id = :id", set(), {"s"}),
+        ("UPDATE u SET note = '$1', token = $1 WHERE id = $2", {0}, set()),
+    ],
+)
+def test_a_drivers_placeholder_inside_a_string_literal_is_not_one(
+    red: Any, template: str, positions: set[int], names: set[str]
+) -> None:
+    found = params_mod.hidden_params(red, template)
+    assert set(found.positions) == positions
+    assert set(found.names) == names
+
+
+def test_a_template_longer_than_the_scan_is_not_read_and_hides_every_parameter(red: Any) -> None:
+    import tracemalloc
+
+    text = "x" * (8 << 20) + " password=%s"  # 8 MiB: never decoded, copied or scanned
+    for template in (text, text.encode()):
+        tracemalloc.start()
+        try:
+            found = params_mod.hidden_params(red, template)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert found.every
+        assert peak < 1 << 20
