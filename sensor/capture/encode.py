@@ -1053,7 +1053,10 @@ class _Walker:
         hidden = Hidden(frozenset(positions), frozenset(names), every)
         for k, x in paired.items():
             if k.rpartition(".")[2] in PARAM_NAMES and k in out:
-                out[k] = self._hide_in(x, out[k], hidden, True)
+                try:
+                    out[k] = self._hide_in(x, out[k], hidden, True)
+                except Exception:  # (a list another thread shrank): hidden whole, not shown
+                    out[k] = self._redacted(_name_or_unknown(type(x)), "name", None)
 
     def _hide_in(self, x: Any, enc: JSONValue, hidden: Hidden, nested: bool) -> JSONValue:
         """``enc`` (the encoding of ``x``) with the parameters ``hidden`` names hidden: items of

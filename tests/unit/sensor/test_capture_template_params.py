@@ -348,3 +348,23 @@ def test_a_template_longer_than_the_scan_is_not_read_and_hides_every_parameter(r
             tracemalloc.stop()
         assert found.every
         assert peak < 1 << 20
+
+
+def test_parameters_are_hidden_whole_when_hiding_them_fails(
+    red: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fail closed: a failure while hiding (a list another thread shrinks between its length
+    # and an index) must not leave the parameters as they were encoded.
+    import importlib
+
+    encode_mod = importlib.import_module("sensor.capture.encode")
+
+    def broken(*args: object) -> object:
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(encode_mod._Walker, "_hide_in", broken)
+    captures, _, _ = capture_frame(
+        {"query": "UPDATE u SET password = %s", "params": [SECRET]}, redactor=red
+    )
+    assert SECRET not in dump(captures)
+    assert captures["params"]["@redacted"] == "name"
