@@ -506,7 +506,7 @@ _MULTIPART_PART = re.compile(
 # SQLAlchemy's error text: ``[SQL: <statement>]`` then ``[parameters: <their repr>]`` (a
 # tuple, or a list of them for executemany; mappings are dict reprs, which the field rule
 # reads). The gate: ``[parameters: `` in the text.
-_SQL_PARAMETERS = re.compile(r"\[SQL: ([^\]]{1,8000})\]\s{0,16}\[parameters: (?=[(\[])")
+_SQL_PARAMETERS = re.compile(r"\[SQL: ([^\]]{1,65536})\]\s{0,16}\[parameters: (?=[(\[])")
 # The line break before a multipart boundary line (``--boundary``), raw or escaped.
 _MULTIPART_END = re.compile(r"\r?\n--|(?:\\r)?\\n--")
 # The column list of an INSERT and the start of its VALUES: ``VALUES`` in upper, lower or
@@ -607,7 +607,7 @@ def insert_value_spans(text: str, is_secret: Callable[[str], bool]) -> list[tupl
         if not secret:
             continue
         row = m.end() - 1
-        for _ in range(1000):  # rows: (...), (...), ...
+        while True:  # rows: (...), (...), ... (each past the last: the loop ends)
             close = close_paren(text, row)
             values = _split_items(text, row + 1, close - 1)
             if len(values) == len(columns):

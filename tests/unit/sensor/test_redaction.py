@@ -695,3 +695,17 @@ def test_hostile_sql_texts_are_read_in_one_pass(
     monkeypatch.setattr(redaction, "close_paren", counting)
     assert red.match_secret_value("(password) VALUES (" * 3000) == "field"
     assert calls["n"] == 1
+
+
+def test_every_row_of_a_long_insert_is_read(red: Redactor) -> None:
+    # A dump's extended INSERT holds thousands of rows in one statement.
+    rows = ", ".join(f"({i}, 'Zq9{i:05d}')" for i in range(3000))
+    out = red.redact_text(f"INSERT INTO t (id, password) VALUES {rows};")
+    assert "Zq9" not in out
+
+
+def test_a_long_statement_in_an_error_text_is_read(red: Redactor) -> None:
+    sql = "UPDATE users SET " + ", ".join(f"c{i} = ?" for i in range(2000)) + ", password = ?"
+    text = f"[SQL: {sql}]\n[parameters: ({'1, ' * 2000}'Zq9secret')]"
+    assert len(sql) > 8000
+    assert "Zq9" not in red.redact_text(text)
